@@ -1,0 +1,131 @@
+# dsk: build, test, demo, bench.  `make help` lists the targets.
+#
+# Outputs go to build/ (release) and build/san/ (ASan+UBSan), never beside
+# the sources.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS = -Ilib -D_GNU_SOURCE
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -MMD -MP
+LDLIBS   = -ljansson -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lm -pthread
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+TOOLS    = dsk-clean
+LIB_SRC  = $(wildcard lib/*/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+MAN_PAGES = $(wildcard man/man1/*.1 man/man5/*.5 man/man7/*.7)
+
+BINS      = $(TOOLS:%=$(BUILD)/bin/%)
+UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+SAN_LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+SAN_BINS     = $(TOOLS:%=$(BUILD)/san/bin/%)
+SAN_UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/san/tests/%)
+
+.PHONY: all check check-fast unit cli sanitize fuzz fuzz-build demo bench install uninstall clean help deps
+
+all: $(BINS)
+
+help:
+	@echo "make            build the tools into $(BUILD)/bin"
+	@echo "make check      build and run every test (unit, CLI, sanitizers, fuzz smoke)"
+	@echo "make demo       install missing Debian packages (as root), build, run pipelines/demo"
+	@echo "make bench      benchmarks against the peers (installs them in a private venv)"
+	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (default 60)"
+	@echo "make install    install tools and man pages under PREFIX (default /usr/local)"
+
+# ---- release build ----------------------------------------------------------
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libdsk.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/bin/%.o $(BUILD)/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
+
+# ---- sanitizer build (ASan + UBSan) --------------------------------------------
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(SAN_FLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/san/libdsk.a: $(SAN_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/san/bin/%: $(BUILD)/san/bin/%.o $(BUILD)/san/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -o $@ $< $(BUILD)/san/libdsk.a $(LDLIBS)
+
+$(BUILD)/san/tests/%: $(BUILD)/san/tests/unit/%.o $(BUILD)/san/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -o $@ $< $(BUILD)/san/libdsk.a $(LDLIBS)
+
+# ---- fuzz targets (clang libFuzzer + ASan/UBSan) --------------------------------
+FUZZ_CC    ?= clang
+FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BINS   = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 60
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  name=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	      $(BUILD)/fuzz/corpus-$$name tests/fuzz/seeds/$$name 2>&1 | tail -n 4 || exit 1; \
+	done
+
+# ---- tests ------------------------------------------------------------------------
+check: $(BINS) $(UNIT_BINS) $(SAN_BINS) $(SAN_UNIT_BINS)
+	@BUILD=$(BUILD) FUZZ_SECONDS=$${FUZZ_SECONDS:-10} tests/run-all
+
+check-fast: $(BINS) $(UNIT_BINS)
+	@BUILD=$(BUILD) DSK_SKIP_SAN=1 DSK_SKIP_FUZZ=1 tests/run-all
+
+# ---- demo and bench -----------------------------------------------------------------
+deps:
+	@pipelines/install-deps
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -C pipelines -f demo.mk BIN=$(abspath $(BUILD)/bin)
+
+bench: all
+	@tests/bench/run BIN=$(abspath $(BUILD)/bin)
+
+# ---- install ---------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	for p in $(MAN_PAGES); do \
+	  sec=$$(echo $$p | sed 's/.*\.//'); install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$sec/; done
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(PREFIX)/bin/%)
+	for p in $(MAN_PAGES); do \
+	  sec=$$(echo $$p | sed 's/.*\.//'); rm -f $(DESTDIR)$(PREFIX)/share/man/man$$sec/$$(basename $$p); done
+
+clean:
+	rm -rf $(BUILD)
+
+.SECONDARY:
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,319 @@
+/* Per-document work of dsk-clean, run on worker threads. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clean/clean_internal.h"
+#include "core/hash.h"
+#include "text/utf8.h"
+
+const char *const dsk_split_names[3] = {"train", "val", "test"};
+
+void clean_worker_init(clean_worker *w, const clean_ctx *ctx)
+{
+    memset(w, 0, sizeof *w);
+    dsk_rules_matcher_init(&w->matcher);
+    size_t nh = (size_t)ctx->cfg->minhash_bands * (size_t)ctx->cfg->minhash_rows;
+    w->sig = dsk_xmalloc((nh ? nh : 1) * sizeof *w->sig);
+}
+
+void clean_worker_free(clean_worker *w)
+{
+    dsk_buf *bufs[] = {&w->repaired, &w->scratch, &w->text, &w->c4_out, &w->joined, &w->field};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dsk_buf_free(bufs[i]);
+    dsk_text_view_free(&w->view);
+    dsk_filter_scratch_free(&w->fscratch);
+    dsk_rules_matcher_free(&w->matcher);
+    free(w->sig);
+    free(w->shingles);
+}
+
+static void fail(clean_batch *b, doc_slot *d, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(clean_batch *b, doc_slot *d, const char *fmt, ...)
+{
+    d->status = DOC_FAIL;
+    d->msg_off = b->msgs.len;
+    dsk_buf_printf(&b->msgs, "%s:%llu: ", d->source, (unsigned long long)d->line_no);
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    dsk_buf_adds(&b->msgs, tmp);
+    dsk_buf_addc(&b->msgs, '\0');
+}
+
+/* Normalization and replace rules on one string; result in w->text. */
+static int clean_text(clean_worker *w, const clean_ctx *ctx, doc_slot *d, const char *s, size_t n, dsk_err *err)
+{
+    dsk_normalize_counts nc = {0};
+    dsk_normalize_text(s, n, &ctx->cfg->normalize, &w->text, &w->scratch, &nc);
+    d->escapes += (uint32_t)nc.escapes_removed;
+    d->controls += (uint32_t)nc.controls_removed;
+    long reps = dsk_rules_replace(&ctx->cfg->rules, &w->matcher, &w->text, err);
+    if (reps < 0)
+        return -1;
+    d->replacements += (uint32_t)reps;
+    return 0;
+}
+
+/* Cleans a JSON string value in place and appends it to w->joined. */
+static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *str, dsk_err *err)
+{
+    if (clean_text(w, ctx, d, json_string_value(str), json_string_length(str), err))
+        return -1;
+    json_string_setn_nocheck(str, w->text.data ? w->text.data : "", w->text.len);
+    if (w->joined.len)
+        dsk_buf_addc(&w->joined, '\n');
+    dsk_buf_add(&w->joined, w->text.data ? w->text.data : "", w->text.len);
+    return 0;
+}
+
+/* A chat transcript: an array of {"role": ..., "content": "..."}. */
+static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *messages,
+                                  dsk_err *err)
+{
+    if (!json_is_array(messages) || json_array_size(messages) == 0)
+        return "\"messages\" must be a non-empty array";
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m) {
+        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
+        if (!json_is_object(m) || !json_is_string(role) || !json_is_string(content))
+            return "each message needs string \"role\" and \"content\"";
+        dsk_buf_add(&w->joined, json_string_value(role), json_string_length(role));
+        dsk_buf_addc(&w->joined, ':');
+        if (clean_json_string(w, ctx, d, content, err))
+            return err->msg;
+    }
+    return NULL;
+}
+
+static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *obj,
+                                    dsk_err *err)
+{
+    dsk_buf_clear(&w->joined);
+    json_t *messages = json_object_get(obj, "messages");
+    if (messages) {
+        d->kind = KIND_CHAT;
+        return clean_messages(w, ctx, d, messages, err);
+    }
+    d->kind = KIND_PREFERENCE;
+    static const char *const fields[] = {"prompt", "chosen", "rejected"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(obj, fields[i]);
+        if (json_is_string(v)) {
+            if (clean_json_string(w, ctx, d, v, err))
+                return err->msg;
+        } else if (json_is_array(v)) {  /* conversational form */
+            const char *why = clean_messages(w, ctx, d, v, err);
+            if (why)
+                return why;
+        } else {
+            return "preference fields must be strings or message arrays";
+        }
+    }
+    return NULL;
+}
+
+/* The prose filters, in datatrove's FineWeb order.  May replace w->text
+ * (C4 removes lines); returns the rule that drops the document or NULL. */
+static const char *filter_prose(clean_worker *w, const clean_ctx *ctx, doc_slot *d)
+{
+    const dsk_clean_config *c = ctx->cfg;
+    const dsk_filter_params *p = &c->params;
+    dsk_text_view *v = &w->view;
+    dsk_text_view_build(v, w->text.data, w->text.len);
+    w->view_current = 1;
+    const char *rule = NULL;
+    if ((c->filters & DSK_FILTER_GOPHER_REPETITION) && (rule = dsk_filter_gopher_repetition(v, p, &w->fscratch)))
+        return rule;
+    if ((c->filters & DSK_FILTER_GOPHER_QUALITY) && (rule = dsk_filter_gopher_quality(v, p)))
+        return rule;
+    if (c->filters & DSK_FILTER_C4) {
+        size_t removed;
+        rule = dsk_filter_c4(v, p, &w->fscratch, &w->c4_out, &removed);
+        d->c4_lines += (uint32_t)removed;
+        if (rule)
+            return rule;
+        if (removed) {
+            dsk_buf tmp = w->text;
+            w->text = w->c4_out;
+            w->c4_out = tmp;
+            dsk_text_view_build(v, w->text.data, w->text.len);
+        }
+    }
+    if ((c->filters & DSK_FILTER_FINEWEB) && (rule = dsk_filter_fineweb(v, p, &w->fscratch)))
+        return rule;
+    if (p->min_chars && (double)v->nchars < p->min_chars)
+        return "length.min_chars";
+    if (p->max_chars && (double)v->nchars > p->max_chars)
+        return "length.max_chars";
+    return NULL;
+}
+
+static int pick_split(const clean_ctx *ctx, const char *text, size_t len)
+{
+    const double *r = ctx->cfg->split;
+    double total = r[0] + r[1] + r[2];
+    double u = (double)(dsk_hash64_seed(text, len, ctx->cfg->seed) >> 11) * 0x1.0p-53 * total;
+    return u < r[0] ? SPLIT_TRAIN : u < r[0] + r[1] ? SPLIT_VAL : SPLIT_TEST;
+}
+
+static void dedup_keys(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *d, const char *text,
+                       size_t len)
+{
+    XXH128_hash_t h = XXH3_128bits(text, len);
+    d->hash_lo = h.low64;
+    d->hash_hi = h.high64;
+    if (!(ctx->cfg->dedup & DSK_DEDUP_MINHASH))
+        return;
+    if (!w->view_current)
+        dsk_text_view_build(&w->view, text, len);
+    if (w->view.n_words == 0)
+        return;
+    dsk_minhash_signature(&ctx->minhash, &w->view, w->sig, &w->shingles, &w->cap_shingles);
+    int nb = ctx->minhash.bands;  /* the batch has room for nb keys per document */
+    d->bands_off = (size_t)(d - b->docs) * (size_t)nb;
+    dsk_minhash_band_keys(&ctx->minhash, w->sig, b->bands + d->bands_off);
+    d->has_bands = 1;
+}
+
+static void serialize(clean_batch *b, doc_slot *d, json_t *obj)
+{
+    d->out_off = b->out.len;
+    size_t need = json_dumpb(obj, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    dsk_buf_reserve(&b->out, need + 1);
+    json_dumpb(obj, b->out.data + b->out.len, need, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    b->out.len += need;
+    dsk_buf_addc(&b->out, '\n');
+    d->out_len = b->out.len - d->out_off;
+}
+
+void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *d)
+{
+    const dsk_clean_config *c = ctx->cfg;
+    const char *raw = b->raw.data + d->raw_off;
+    size_t raw_len = d->raw_len;
+    dsk_err err = {0};
+    d->status = DOC_KEEP;
+    d->kind = KIND_PLAIN;
+    w->view_current = 0;
+
+    /* 1. UTF-8 */
+    size_t bad = dsk_utf8_find_invalid(raw, raw_len);
+    if (bad < raw_len) {
+        if (c->utf8 == DSK_UTF8_FAIL) {
+            fail(b, d, "invalid UTF-8 at byte %zu of the record", bad);
+            return;
+        }
+        d->utf8_repaired = 1;
+        if (c->utf8 == DSK_UTF8_DROP) {
+            d->status = DOC_DROP;
+            d->rule = "utf8.invalid";
+            if (!ctx->want_rejects)
+                return;
+        }
+        dsk_buf_clear(&w->repaired);
+        dsk_utf8_repair(raw, raw_len, &w->repaired);
+        raw = w->repaired.data;
+        raw_len = w->repaired.len;
+    }
+
+    /* 2. the document object */
+    json_t *obj;
+    json_t *text_json = NULL;
+    if (c->records.mode == DSK_REC_JSONL) {
+        json_error_t jerr;
+        obj = json_loadb(raw, raw_len, JSON_ALLOW_NUL, &jerr);
+        if (!obj) {
+            fail(b, d, "malformed JSON at column %d: %s", jerr.column, jerr.text);
+            return;
+        }
+        if (!json_is_object(obj)) {
+            json_decref(obj);
+            fail(b, d, "a document must be a JSON object");
+            return;
+        }
+        text_json = json_object_get(obj, c->field);
+        if (!text_json && (json_object_get(obj, "messages") || json_object_get(obj, "chosen"))) {
+            const char *why = clean_structured(w, ctx, d, obj, &err);
+            if (why) {
+                json_decref(obj);
+                fail(b, d, "%s", why);
+                return;
+            }
+        } else if (!json_is_string(text_json)) {
+            json_decref(obj);
+            fail(b, d, text_json ? "\"%s\" is not a string" : "no \"%s\" field", c->field);
+            return;
+        }
+    } else {
+        obj = json_object();
+        text_json = json_stringn_nocheck(raw, raw_len);
+        json_object_set_new_nocheck(obj, "text", text_json);
+    }
+
+    /* 3. clean, filter */
+    const char *text;
+    size_t len;
+    if (d->kind == KIND_PLAIN) {
+        if (clean_text(w, ctx, d, json_string_value(text_json), json_string_length(text_json), &err)) {
+            json_decref(obj);
+            fail(b, d, "%s", err.msg);
+            return;
+        }
+        text = w->text.data ? w->text.data : "";
+        len = w->text.len;
+    } else {
+        text = w->joined.data ? w->joined.data : "";
+        len = w->joined.len;
+    }
+    if (d->status == DOC_KEEP && len == 0) {
+        d->status = DOC_DROP;
+        d->rule = "empty";
+    }
+    if (d->status == DOC_KEEP && (d->rule = dsk_rules_verdict(&c->rules, &w->matcher, text, len)))
+        d->status = DOC_DROP;
+    if (d->status == DOC_KEEP && d->kind == KIND_PLAIN && c->filters) {
+        if ((d->rule = filter_prose(w, ctx, d)))
+            d->status = DOC_DROP;
+        text = w->text.data ? w->text.data : "";
+        len = w->text.len;
+    }
+    if (d->kind == KIND_PLAIN)
+        json_string_setn_nocheck(text_json, text, len);
+
+    /* 4. keys for the in-order stage, split, output */
+    if (d->status == DOC_KEEP) {
+        if (c->dedup)
+            dedup_keys(w, ctx, b, d, text, len);
+        json_t *given = json_object_get(obj, "split");
+        const char *gs = json_string_value(given);
+        int split = -1;
+        for (int i = 0; gs && i < 3; i++)
+            if (strcmp(gs, dsk_split_names[i]) == 0)
+                split = i;
+        d->split = split >= 0 ? split : pick_split(ctx, text, len);
+        if (split < 0)
+            json_object_set_new_nocheck(obj, "split", json_string_nocheck(dsk_split_names[d->split]));
+        if (c->records.mode != DSK_REC_JSONL) {
+            json_object_set_new_nocheck(obj, "source", json_string(d->source));
+            json_object_set_new_nocheck(obj, "line", json_integer((json_int_t)d->line_no));
+        }
+        d->text_bytes = len;
+        serialize(b, d, obj);
+    } else if (ctx->want_rejects) {
+        json_object_set_new_nocheck(obj, "rejected_by", json_string(d->rule));
+        if (c->records.mode != DSK_REC_JSONL) {
+            json_object_set_new_nocheck(obj, "source", json_string(d->source));
+            json_object_set_new_nocheck(obj, "line", json_integer((json_int_t)d->line_no));
+        }
+        serialize(b, d, obj);
+    }
+    json_decref(obj);
+}

@@ -1,0 +1,173 @@
+#include "clean/dedup.h"
+
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dsk_dedup_open_memory(dsk_dedup *d, uint64_t max_bytes)
+{
+    memset(d, 0, sizeof *d);
+    dsk_u64map_init(&d->exact, 1024);
+    dsk_u64map_init(&d->bands, 1024);
+    d->max_bytes = max_bytes;
+    return 0;
+}
+
+static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
+{
+    return dsk_fail(err, rc == MDB_MAP_FULL ? EX_CANTCREAT : EX_IOERR, "%s: %s: %s", path, what,
+                    mdb_strerror(rc));
+}
+
+int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_err *err)
+{
+    memset(d, 0, sizeof *d);
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return lmdb_fail(err, path, "cannot create environment", rc);
+    mdb_env_set_maxdbs(env, 4);
+    mdb_env_set_mapsize(env, (size_t)1 << 40);  /* address space only; the file grows as needed */
+    rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOTLS, 0666);
+    if (rc) {
+        mdb_env_close(env);
+        return lmdb_fail(err, path, "cannot open", rc);
+    }
+    MDB_txn *txn;
+    MDB_dbi meta, exact, bands;
+    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta)) ||
+        (rc = mdb_dbi_open(txn, "exact", MDB_CREATE, &exact)) ||
+        (rc = mdb_dbi_open(txn, "bands", MDB_CREATE, &bands))) {
+        mdb_env_close(env);
+        return lmdb_fail(err, path, "cannot open databases", rc);
+    }
+    MDB_val key = {6, "params"}, val;
+    rc = mdb_get(txn, meta, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        val.mv_size = strlen(params);
+        val.mv_data = (void *)params;
+        rc = mdb_put(txn, meta, &key, &val, 0);
+    } else if (rc == 0 && (val.mv_size != strlen(params) || memcmp(val.mv_data, params, val.mv_size) != 0)) {
+        int n = (int)(val.mv_size > 200 ? 200 : val.mv_size);
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        return dsk_fail(err, EX_DATAERR, "%s: made with different dedup settings (%.*s), not %s", path, n,
+                        (const char *)val.mv_data, params);
+    }
+    if (rc || (rc = mdb_txn_commit(txn))) {
+        mdb_env_close(env);
+        return lmdb_fail(err, path, "cannot write settings", rc);
+    }
+    d->env = env;
+    d->dbi_exact = exact;
+    d->dbi_bands = bands;
+    d->path = dsk_xstrdup(path);
+    return 0;
+}
+
+int dsk_dedup_close(dsk_dedup *d, dsk_err *err)
+{
+    int rc = 0;
+    if (d->env) {
+        if (d->txn)
+            rc = dsk_dedup_commit(d, err);
+        mdb_env_close(d->env);
+        free(d->path);
+    } else {
+        dsk_u64map_free(&d->exact);
+        dsk_u64map_free(&d->bands);
+    }
+    memset(d, 0, sizeof *d);
+    return rc;
+}
+
+int dsk_dedup_begin(dsk_dedup *d, dsk_err *err)
+{
+    if (!d->env || d->txn)
+        return 0;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
+    if (rc)
+        return lmdb_fail(err, d->path, "cannot begin transaction", rc);
+    d->txn = txn;
+    return 0;
+}
+
+int dsk_dedup_commit(dsk_dedup *d, dsk_err *err)
+{
+    if (!d->txn)
+        return 0;
+    int rc = mdb_txn_commit(d->txn);
+    d->txn = NULL;
+    return rc ? lmdb_fail(err, d->path, "cannot commit", rc) : 0;
+}
+
+static int over_budget(dsk_dedup *d, dsk_err *err)
+{
+    if (dsk_dedup_memory_bytes(d) <= d->max_bytes)
+        return 0;
+    dsk_fail(err, EX_SOFTWARE,
+             "the dedup index outgrew its %.0f MiB budget; raise --dedup-memory or keep it on disk "
+             "with --dedup-db PATH",
+             (double)d->max_bytes / 1048576.0);
+    return -1;
+}
+
+/* LMDB lookup-or-insert: 1 if present, 0 if inserted, -1 on error. */
+static int lmdb_seen(dsk_dedup *d, unsigned dbi, const void *k, size_t klen, int insert, dsk_err *err)
+{
+    MDB_val key = {klen, (void *)k}, val = {0, ""};
+    int rc = mdb_get(d->txn, dbi, &key, &val);
+    if (rc == 0)
+        return 1;
+    if (rc != MDB_NOTFOUND) {
+        lmdb_fail(err, d->path, "lookup", rc);
+        return -1;
+    }
+    if (insert && (rc = mdb_put(d->txn, dbi, &key, &val, 0))) {
+        lmdb_fail(err, d->path, "insert", rc);
+        return -1;
+    }
+    return 0;
+}
+
+int dsk_dedup_exact(dsk_dedup *d, uint64_t lo, uint64_t hi, dsk_err *err)
+{
+    if (d->env) {
+        uint64_t k[2] = {lo, hi};
+        return lmdb_seen(d, d->dbi_exact, k, sizeof k, 1, err);
+    }
+    int is_new;
+    uint64_t *v = dsk_u64map_upsert(&d->exact, lo, &is_new);
+    if (!is_new)
+        return *v == hi;  /* same low half, different text: treat as new but keep the first */
+    *v = hi;
+    return over_budget(d, err);
+}
+
+int dsk_dedup_near(dsk_dedup *d, const uint64_t *keys, int n, dsk_err *err)
+{
+    for (int b = 0; b < n; b++) {
+        int seen = d->env ? lmdb_seen(d, d->dbi_bands, &keys[b], sizeof keys[b], 0, err)
+                          : dsk_u64map_find(&d->bands, keys[b]) != NULL;
+        if (seen)
+            return seen;
+    }
+    for (int b = 0; b < n; b++) {
+        if (d->env) {
+            if (lmdb_seen(d, d->dbi_bands, &keys[b], sizeof keys[b], 1, err) < 0)
+                return -1;
+        } else {
+            dsk_u64map_upsert(&d->bands, keys[b], NULL);
+        }
+    }
+    return d->env ? 0 : over_budget(d, err);
+}
+
+uint64_t dsk_dedup_memory_bytes(const dsk_dedup *d)
+{
+    if (d->env)
+        return 0;
+    return dsk_u64map_bytes(&d->exact) + dsk_u64map_bytes(&d->bands);
+}

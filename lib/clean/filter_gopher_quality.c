@@ -1,0 +1,106 @@
+/* Gopher quality rules (Rae et al. 2021, table A1), as datatrove applies
+ * them.  Departures, all documented in dsk-clean(1): words are whitespace
+ * tokens (CJK characters one each) rather than NLTK tokens, so mean word
+ * length and stop words look at each word without its surrounding
+ * punctuation; stop words match case-insensitively; for CJK documents the
+ * mean-word-length and stop-word rules are skipped. */
+#include <string.h>
+
+#include "clean/filters.h"
+
+static int is_stop_word(const char *w, size_t n)
+{
+    static const char *const stop[] = {"the", "be", "to", "of", "and", "that", "have", "with"};
+    if (n < 2 || n > 4)
+        return 0;
+    char low[4];
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] + 32 : w[i]);
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
+        if (strlen(stop[i]) == n && memcmp(stop[i], low, n) == 0)
+            return 1;
+    return 0;
+}
+
+static size_t count_substr(const char *s, size_t n, const char *pat)
+{
+    size_t k = strlen(pat), count = 0;
+    const char *end = s + n;
+    while (s < end) {
+        const char *hit = memmem(s, (size_t)(end - s), pat, k);
+        if (!hit)
+            break;
+        count++;
+        s = hit + k;
+    }
+    return count;
+}
+
+static int line_starts_with_bullet(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    return (i < n && s[i] == '-') || (n - i >= 3 && memcmp(s + i, "\xE2\x80\xA2", 3) == 0); /* • */
+}
+
+static int line_ends_with_ellipsis(const char *s, size_t n)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    return (n >= 3 && memcmp(s + n - 3, "...", 3) == 0) ||
+           (n >= 3 && memcmp(s + n - 3, "\xE2\x80\xA6", 3) == 0); /* … */
+}
+
+const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_params *p)
+{
+    int cjk = dsk_doc_is_cjk(v, p);
+    size_t n_words = v->n_words, n_content = 0, content_chars = 0, alpha = 0, stop = 0;
+    for (size_t i = 0; i < n_words; i++) {
+        const dsk_word *w = &v->words[i];
+        if (!(w->flags & DSK_WORD_PUNCT_ONLY)) {
+            n_content++;
+            content_chars += w->core_nchars;
+        }
+        if (w->flags & DSK_WORD_HAS_ALPHA)
+            alpha++;
+        if (!cjk && is_stop_word(v->text + w->core_off, w->core_len))
+            stop++;
+    }
+    if (p->gq_min_words && (double)n_content < p->gq_min_words)
+        return "gopher_quality.min_words";
+    if (p->gq_max_words && (double)n_content > p->gq_max_words)
+        return "gopher_quality.max_words";
+    if (n_words == 0)
+        return NULL;
+    if (!cjk && n_content) {
+        double mean = (double)content_chars / (double)n_content;
+        if (p->gq_min_mean_word_len && mean < p->gq_min_mean_word_len)
+            return "gopher_quality.min_mean_word_length";
+        if (p->gq_max_mean_word_len && mean > p->gq_max_mean_word_len)
+            return "gopher_quality.max_mean_word_length";
+    }
+    if (p->gq_max_symbol_word_ratio) {
+        if ((double)count_substr(v->text, v->len, "#") / (double)n_words > p->gq_max_symbol_word_ratio)
+            return "gopher_quality.hash_ratio";
+        size_t ell = count_substr(v->text, v->len, "...") + count_substr(v->text, v->len, "\xE2\x80\xA6");
+        if ((double)ell / (double)n_words > p->gq_max_symbol_word_ratio)
+            return "gopher_quality.ellipsis_ratio";
+    }
+    size_t bullets = 0, ellipsis_lines = 0;
+    for (size_t i = 0; i < v->n_lines; i++) {
+        const char *s = v->text + v->lines[i].off;
+        bullets += line_starts_with_bullet(s, v->lines[i].len);
+        ellipsis_lines += line_ends_with_ellipsis(s, v->lines[i].len);
+    }
+    double n_lines = (double)v->n_lines;
+    if (p->gq_max_bullet_lines_ratio && (double)bullets / n_lines > p->gq_max_bullet_lines_ratio)
+        return "gopher_quality.bullet_lines";
+    if (p->gq_max_ellipsis_lines_ratio && (double)ellipsis_lines / n_lines > p->gq_max_ellipsis_lines_ratio)
+        return "gopher_quality.ellipsis_lines";
+    if (p->gq_min_alpha_words_ratio && (double)alpha / (double)n_words < p->gq_min_alpha_words_ratio)
+        return "gopher_quality.alpha_words";
+    if (!cjk && p->gq_min_stop_words && (double)stop < p->gq_min_stop_words)
+        return "gopher_quality.stop_words";
+    return NULL;
+}

@@ -1,0 +1,85 @@
+#include "core/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/outfile.h"
+
+void dsk_print_version(void)
+{
+    printf("%s (dsk) %s\n", dsk_progname(), DSK_VERSION);
+}
+
+void dsk_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", dsk_progname());
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", dsk_progname());
+    dsk_outfile_remove_all_temps();
+    exit(EX_USAGE);
+}
+
+long long dsk_parse_int(const char *option, const char *value, long long min, long long max)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end)
+        dsk_usage_error("%s: '%s' is not an integer", option, value);
+    if (v < min || v > max)
+        dsk_usage_error("%s: %lld is out of range [%lld, %lld]", option, v, min, max);
+    return v;
+}
+
+double dsk_parse_double(const char *option, const char *value, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || isnan(v))
+        dsk_usage_error("%s: '%s' is not a number", option, value);
+    if (v < min || v > max)
+        dsk_usage_error("%s: %g is out of range [%g, %g]", option, v, min, max);
+    return v;
+}
+
+uint64_t dsk_parse_size(const char *option, const char *value)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || v < 0 || isnan(v))
+        dsk_usage_error("%s: '%s' is not a size", option, value);
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    }
+    if (*end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v * mult >= 1.8e19)
+        dsk_usage_error("%s: '%s' is not a size (use e.g. 512M, 4G)", option, value);
+    return (uint64_t)(v * mult);
+}
+
+int dsk_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 256)
+        n = 256;
+    return (int)n;
+}

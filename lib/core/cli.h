@@ -1,0 +1,25 @@
+/* Pieces of command-line handling every tool shares: one --version format,
+ * strict number and size parsing (a bad value is a usage error naming the
+ * option), and the thread count default. */
+#ifndef DSK_CORE_CLI_H
+#define DSK_CORE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DSK_VERSION "0.1.0"
+
+void dsk_print_version(void);
+
+/* Each dies with EX_USAGE and "OPTION: ..." when the value is not valid. */
+long long dsk_parse_int(const char *option, const char *value, long long min, long long max);
+double dsk_parse_double(const char *option, const char *value, double min, double max);
+/* Sizes with an optional K, M, G or T suffix (powers of 1024). */
+uint64_t dsk_parse_size(const char *option, const char *value);
+
+/* Dies with the usual "Try 'PROG --help'" hint. */
+_Noreturn void dsk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int dsk_default_threads(void);
+
+#endif

@@ -1,0 +1,140 @@
+#include "core/outfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_TEMPS 64
+
+/* Paths are written before the slot is published, so a signal handler that
+ * sees a non-NULL pointer sees a complete string. */
+static char *_Atomic temp_paths[MAX_TEMPS];
+static unsigned temp_counter;
+
+static int register_temp(char *path)
+{
+    for (int i = 0; i < MAX_TEMPS; i++) {
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong(&temp_paths[i], &expected, path))
+            return i;
+    }
+    return -1;
+}
+
+static void unregister_temp(int slot)
+{
+    if (slot >= 0)
+        atomic_store(&temp_paths[slot], NULL);
+}
+
+void dsk_outfile_remove_all_temps(void)
+{
+    for (int i = 0; i < MAX_TEMPS; i++) {
+        char *p = atomic_exchange(&temp_paths[i], NULL);
+        if (p)
+            unlink(p);
+    }
+}
+
+static void remove_temps_at_exit(void) { dsk_outfile_remove_all_temps(); }
+
+int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->slot = -1;
+    if (!path || strcmp(path, "-") == 0) {
+        f->fp = stdout;
+        return 0;
+    }
+    static int atexit_done;
+    if (!atexit_done) {
+        atexit(remove_temps_at_exit);
+        atexit_done = 1;
+    }
+    size_t n = strlen(path) + 64;
+    f->tmp_path = dsk_xmalloc(n);
+    snprintf(f->tmp_path, n, "%s.tmp.%ld.%u", path, (long)getpid(), temp_counter++);
+    f->slot = register_temp(f->tmp_path);
+    if (f->slot < 0) {
+        free(f->tmp_path);
+        f->tmp_path = NULL;
+        return dsk_fail(err, EX_SOFTWARE, "%s: too many open output files", path);
+    }
+    int fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        dsk_outfile_abort(f);
+        return dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(e));
+    }
+    f->path = dsk_xstrdup(path);
+    return 0;
+}
+
+int dsk_outfile_commit(dsk_outfile *f, dsk_err *err)
+{
+    if (!f->tmp_path) {  /* stdout */
+        if (fflush(f->fp) != 0 || ferror(f->fp))
+            return dsk_fail(err, EX_IOERR, "standard output: write error: %s", strerror(errno));
+        return 0;
+    }
+    int failed = fflush(f->fp) != 0 || ferror(f->fp) || fsync(fileno(f->fp)) != 0;
+    int e = errno;
+    if (fclose(f->fp) != 0 && !failed) {
+        failed = 1;
+        e = errno;
+    }
+    f->fp = NULL;
+    if (!failed && rename(f->tmp_path, f->path) != 0) {
+        failed = 1;
+        e = errno;
+    }
+    int code = 0;
+    if (failed) {
+        code = dsk_fail(err, EX_IOERR, "%s: write error: %s", f->path, strerror(e));
+        unlink(f->tmp_path);
+    }
+    unregister_temp(f->slot);
+    free(f->tmp_path);
+    free(f->path);
+    f->tmp_path = f->path = NULL;
+    return code;
+}
+
+void dsk_outfile_abort(dsk_outfile *f)
+{
+    if (!f->tmp_path)
+        return;
+    if (f->fp)
+        fclose(f->fp);
+    f->fp = NULL;
+    unlink(f->tmp_path);
+    unregister_temp(f->slot);
+    free(f->tmp_path);
+    free(f->path);
+    f->tmp_path = f->path = NULL;
+}
+
+static void on_fatal_signal(int sig)
+{
+    dsk_outfile_remove_all_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void dsk_signals_init(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}

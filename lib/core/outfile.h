@@ -1,0 +1,34 @@
+/* Output files that appear whole or not at all.
+ *
+ * dsk_outfile_open() writes to "PATH.tmp.PID.N" beside the target; commit
+ * flushes, fsyncs and renames it over PATH.  Every open temporary is
+ * registered so that dsk_die(), a fatal signal (SIGINT, SIGTERM, SIGHUP,
+ * SIGPIPE) or exit without commit removes it: an interrupted tool never
+ * leaves a file that looks complete.  A NULL path or "-" means stdout. */
+#ifndef DSK_CORE_OUTFILE_H
+#define DSK_CORE_OUTFILE_H
+
+#include <stdio.h>
+
+#include "core/err.h"
+
+typedef struct dsk_outfile {
+    FILE *fp;
+    char *path;      /* target path, NULL for stdout */
+    char *tmp_path;  /* temporary being written, NULL for stdout */
+    int slot;        /* index in the temporaries registry, -1 if none */
+} dsk_outfile;
+
+int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err);
+int dsk_outfile_commit(dsk_outfile *f, dsk_err *err);
+void dsk_outfile_abort(dsk_outfile *f);
+
+/* Unlink every registered temporary; async-signal-safe. */
+void dsk_outfile_remove_all_temps(void);
+
+/* Install handlers for SIGINT, SIGTERM, SIGHUP and SIGPIPE that remove the
+ * temporaries and then die of the same signal, so a closed pipe downstream
+ * ends the tool quietly and the shell sees the usual status. */
+void dsk_signals_init(void);
+
+#endif

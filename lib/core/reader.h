@@ -1,0 +1,39 @@
+/* Buffered input split into records by a delimiter byte ('\n' or '\0').
+ *
+ * Reads a file or stdin ("-"); zstd-compressed input (by magic number) is
+ * decompressed on the fly.  A record longer than max_record bytes is a data
+ * error naming the file and line, never an unbounded allocation. */
+#ifndef DSK_CORE_READER_H
+#define DSK_CORE_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+typedef struct dsk_reader {
+    int fd;
+    char *name;          /* for messages: the path, or "(stdin)" */
+    char *buf;
+    size_t cap, start, end;
+    int eof;
+    uint64_t record_no;  /* 1-based number of the record last returned */
+    uint64_t bytes_in;   /* raw (compressed) bytes read from the file */
+    uint64_t file_size;  /* 0 when unknown */
+    size_t max_record;
+    void *zstd;          /* ZSTD_DCtx when the input is compressed */
+    char *zbuf;
+    size_t zcap, zstart, zend;
+} dsk_reader;
+
+int dsk_reader_open(dsk_reader *r, const char *path, size_t max_record, dsk_err *err);
+/* Returns 1 and the record (without its delimiter, valid until the next
+ * call), 0 at end of input, or an error code. */
+int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk_err *err);
+void dsk_reader_close(dsk_reader *r);
+
+/* Reader over a memory block (tests, fuzzers). */
+int dsk_reader_open_mem(dsk_reader *r, const char *name, const void *data, size_t n,
+                        size_t max_record, dsk_err *err);
+
+#endif

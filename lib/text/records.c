@@ -1,0 +1,127 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "text/records.h"
+
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dsk_records_spec_parse(dsk_records_spec *spec, const char *arg, dsk_err *err)
+{
+    memset(spec, 0, sizeof *spec);
+    if (strcmp(arg, "jsonl") == 0)
+        spec->mode = DSK_REC_JSONL;
+    else if (strcmp(arg, "lines") == 0)
+        spec->mode = DSK_REC_LINES;
+    else if (strcmp(arg, "paragraphs") == 0)
+        spec->mode = DSK_REC_PARAGRAPHS;
+    else if (strcmp(arg, "nul") == 0)
+        spec->mode = DSK_REC_NUL;
+    else if (strncmp(arg, "regex:", 6) == 0) {
+        int code;
+        PCRE2_SIZE off;
+        spec->mode = DSK_REC_REGEX;
+        spec->separator = pcre2_compile((PCRE2_SPTR)(arg + 6), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                                        &code, &off, NULL);
+        if (!spec->separator) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(code, msg, sizeof msg);
+            return dsk_fail(err, EX_USAGE, "--records: bad regex '%s': %s at offset %zu", arg + 6, (char *)msg,
+                            (size_t)off);
+        }
+        pcre2_jit_compile(spec->separator, PCRE2_JIT_COMPLETE);
+    } else
+        return dsk_fail(err, EX_USAGE, "--records: expected jsonl, lines, paragraphs, nul or regex:PATTERN, got '%s'",
+                        arg);
+    return 0;
+}
+
+void dsk_records_spec_free(dsk_records_spec *spec)
+{
+    if (spec->separator)
+        pcre2_code_free(spec->separator);
+    spec->separator = NULL;
+}
+
+void dsk_records_init(dsk_records *rs, const dsk_records_spec *spec, dsk_reader *reader)
+{
+    memset(rs, 0, sizeof *rs);
+    rs->spec = spec;
+    rs->reader = reader;
+    if (spec->separator)
+        rs->match_data = pcre2_match_data_create_from_pattern(spec->separator, NULL);
+}
+
+void dsk_records_free(dsk_records *rs)
+{
+    if (rs->match_data)
+        pcre2_match_data_free(rs->match_data);
+    dsk_buf_free(&rs->acc);
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v')
+            return 0;
+    return 1;
+}
+
+static int is_separator(dsk_records *rs, const char *line, size_t len)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (rs->spec->mode == DSK_REC_PARAGRAPHS)
+        return is_blank(line, len);
+    /* invalid UTF-8 makes pcre2_match fail: such a line is never a separator */
+    return pcre2_match(rs->spec->separator, (PCRE2_SPTR)line, len, 0, 0, rs->match_data, NULL) >= 0;
+}
+
+int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *line_no, dsk_err *err)
+{
+    dsk_reader *r = rs->reader;
+    int delim = rs->spec->mode == DSK_REC_NUL ? '\0' : '\n';
+    const char *line;
+    size_t n;
+    int rc;
+    if (rs->spec->mode == DSK_REC_JSONL || rs->spec->mode == DSK_REC_LINES || rs->spec->mode == DSK_REC_NUL) {
+        while ((rc = dsk_reader_next(r, delim, &line, &n, err)) == 1) {
+            if (is_blank(line, n) || (delim == '\0' && n == 1 && line[0] == '\n'))
+                continue;
+            *text = line;
+            *len = n;
+            *line_no = r->record_no;
+            return 1;
+        }
+        return rc;
+    }
+    /* paragraphs and regex separators: gather lines until a separator */
+    dsk_buf_clear(&rs->acc);
+    uint64_t first = 0;
+    int any = 0;
+    while ((rc = dsk_reader_next(r, '\n', &line, &n, err)) == 1) {
+        if (is_separator(rs, line, n)) {
+            if (any && !is_blank(rs->acc.data, rs->acc.len))
+                break;
+            dsk_buf_clear(&rs->acc);
+            any = 0;
+            continue;
+        }
+        if (!any)
+            first = r->record_no;
+        else
+            dsk_buf_addc(&rs->acc, '\n');
+        dsk_buf_add(&rs->acc, line, n);
+        any = 1;
+        if (rs->acc.len > r->max_record)
+            return dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit", r->name,
+                            (unsigned long long)first, r->max_record);
+    }
+    if (rc != 1 && rc != 0)
+        return rc;
+    if (!any || is_blank(rs->acc.data, rs->acc.len))
+        return 0;
+    *text = rs->acc.data;
+    *len = rs->acc.len;
+    *line_no = first;
+    return 1;
+}

@@ -1,0 +1,125 @@
+#include "text/utf8.h"
+
+size_t dsk_utf8_seq_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2)
+        return 0;
+    if (c < 0xE0)
+        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && s[1] < 0xA0)
+            return 0;  /* overlong */
+        if (c == 0xED && s[1] >= 0xA0)
+            return 0;  /* surrogate */
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90)
+            return 0;  /* overlong */
+        if (c == 0xF4 && s[1] >= 0x90)
+            return 0;  /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+size_t dsk_utf8_find_invalid(const char *str, size_t n)
+{
+    const uint8_t *s = (const uint8_t *)str;
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path, eight bytes at a time */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = dsk_utf8_seq_len(s + i, n - i);
+        if (!l)
+            return i;
+        i += l;
+    }
+    return n;
+}
+
+/* Length of the maximal subpart of an ill-formed sequence at s: the lead
+ * byte plus the continuation bytes that would still have been valid. */
+static size_t maximal_subpart(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    size_t need;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c < 0xE0) need = 1;
+    else if (c >= 0xE0 && c < 0xF0) {
+        need = 2;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c < 0xF5) {
+        need = 3;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 1;
+    size_t i = 1;
+    while (i <= need && i < n) {
+        uint8_t b = s[i];
+        if (b < lo || b > hi)
+            break;
+        lo = 0x80;
+        hi = 0xBF;
+        i++;
+    }
+    return i;
+}
+
+size_t dsk_utf8_repair(const char *str, size_t n, dsk_buf *out)
+{
+    const uint8_t *s = (const uint8_t *)str;
+    size_t replaced = 0, i = 0;
+    while (i < n) {
+        size_t bad = i + dsk_utf8_find_invalid(str + i, n - i);
+        dsk_buf_add(out, str + i, bad - i);
+        if (bad >= n)
+            break;
+        dsk_buf_add(out, "\xEF\xBF\xBD", 3);
+        replaced++;
+        i = bad + maximal_subpart(s + bad, n - bad);
+    }
+    return replaced;
+}
+
+size_t dsk_utf8_encode(uint32_t cp, char *o)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
