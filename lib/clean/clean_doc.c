@@ -279,7 +279,8 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
     }
     if (d->status == DOC_KEEP && (d->rule = dsk_rules_verdict(&c->rules, &w->matcher, text, len)))
         d->status = DOC_DROP;
-    if (d->status == DOC_KEEP && d->kind == KIND_PLAIN && c->filters) {
+    if (d->status == DOC_KEEP && d->kind == KIND_PLAIN &&
+        (c->filters || c->params.min_chars || c->params.max_chars)) {
         if ((d->rule = filter_prose(w, ctx, d)))
             d->status = DOC_DROP;
         text = w->text.data ? w->text.data : "";

@@ -74,8 +74,10 @@ int dsk_clean_stats_write_json(const dsk_clean_stats *s, FILE *f)
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
     json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));
     rule_count *sorted = dsk_xcalloc(s->n_dropped + 1, sizeof *sorted);
-    memcpy(sorted, s->dropped, s->n_dropped * sizeof *sorted);
-    qsort(sorted, s->n_dropped, sizeof *sorted, by_name);
+    if (s->n_dropped) {
+        memcpy(sorted, s->dropped, s->n_dropped * sizeof *sorted);
+        qsort(sorted, s->n_dropped, sizeof *sorted, by_name);
+    }
     json_t *dropped = json_object();
     for (size_t i = 0; i < s->n_dropped; i++)
         json_object_set_new(dropped, sorted[i].name, json_integer((json_int_t)sorted[i].count));

@@ -50,10 +50,12 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         rc = mdb_put(txn, meta, &key, &val, 0);
     } else if (rc == 0 && (val.mv_size != strlen(params) || memcmp(val.mv_data, params, val.mv_size) != 0)) {
         int n = (int)(val.mv_size > 200 ? 200 : val.mv_size);
+        /* format before closing: val points into the map */
+        dsk_fail(err, EX_DATAERR, "%s: made with different dedup settings (%.*s), not %s", path, n,
+                 (const char *)val.mv_data, params);
         mdb_txn_abort(txn);
         mdb_env_close(env);
-        return dsk_fail(err, EX_DATAERR, "%s: made with different dedup settings (%.*s), not %s", path, n,
-                        (const char *)val.mv_data, params);
+        return EX_DATAERR;
     }
     if (rc || (rc = mdb_txn_commit(txn))) {
         mdb_env_close(env);

@@ -66,7 +66,7 @@ static size_t top_ngram_chars(const dsk_text_view *v, const uint64_t *h, size_t 
         chars += v->words[k].nchars;
     for (size_t i = 0; i + n <= v->n_words; i++) {
         if (i > 0)
-            chars += v->words[i + n - 1].nchars - v->words[i - 1].nchars;
+            chars = chars + v->words[i + n - 1].nchars - v->words[i - 1].nchars;
         uint64_t *count = dsk_u64map_upsert(&s->map, ngram_hash(h + i, n), NULL);
         ++*count;
         size_t total = *count * (chars + n - 1);

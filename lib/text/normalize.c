@@ -149,10 +149,10 @@ static void clean_pass(const char *str, size_t n, int tidy, dsk_buf *out, dsk_no
         }
         size_t len;
         uint32_t cp = dsk_utf8_decode(s + i, &len);
-        if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) {
-            c->controls_removed++;
-        } else if (cp == 0x2028 || cp == 0x2029 || cp == 0x85) {
+        if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {  /* NEL, line and paragraph separators */
             emit_newline(&w, out);
+        } else if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) {
+            c->controls_removed++;
         } else if (tidy && is_exotic_space(cp)) {
             emit_space(&w, out, ' ');
         } else {

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# CLI tests for dsk-clean: behaviour, options and every error path.
+. "$(dirname "$0")/lib.sh"
+
+# ---- a small corpus -------------------------------------------------------------
+prose() {  # a paragraph of ordinary English that passes the default filters
+    cat <<TXT
+The committee met on Tuesday to review the budget for the coming year. Members agreed that the library should have longer opening hours, and that the proposal to repair the roof of the town hall would be discussed with the contractors next month.
+
+Several residents spoke about the state of the roads in the $1 district. One of them asked whether the council had a plan to deal with the potholes on Main Street, and the chair promised to report back with an answer. The meeting closed at nine.
+TXT
+}
+json_doc() {  # json_doc ID TEXT-GENERATOR-ARG
+    python3 -c 'import json,sys; print(json.dumps({"id": sys.argv[1], "text": sys.stdin.read(), "meta": {"n": 1}}))' "$1"
+}
+{
+    prose north | json_doc a
+    prose south | json_doc b
+    prose north | json_doc dup-of-a
+    echo '{"id":"short","text":"Too short."}'
+    prose east | sed 's/Tuesday/Wednesday/' | json_doc c
+} > "$T/docs.jsonl"
+
+# ---- basics ---------------------------------------------------------------------
+expect_exit 0 "--help exits 0" dsk-clean --help
+check "--help lists options" grep -q -- "--records MODE" "$T/out"
+expect_exit 0 "--version exits 0" dsk-clean --version
+check "--version names the tool" grep -q "^dsk-clean (dsk) " "$T/out"
+expect_exit 0 "--list-params" dsk-clean --list-params
+check "--list-params shows defaults" grep -qx "gopher_quality.min_words=50" "$T/out"
+
+expect_exit 0 "clean a JSONL file" dsk-clean -q "$T/docs.jsonl"
+check "good docs kept, duplicate and short dropped" test "$(wc -l < "$T/out")" -eq 3
+check "other fields are kept" grep -q '"id":"a".*"meta":{"n":1}' "$T/out"
+check "every doc gets a split" test "$(grep -c '"split":"\(train\|val\|test\)"' "$T/out")" -eq 3
+check "summary is quiet with -q" test ! -s "$T/err"
+
+expect_exit 0 "stdin works" sh -c "dsk-clean -q < '$T/docs.jsonl' > '$T/stdin.out'"
+check "stdin gives the same bytes" cmp -s "$T/stdin.out" <(dsk-clean -q "$T/docs.jsonl")
+expect_exit 0 "- means stdin" sh -c "dsk-clean -q - < '$T/docs.jsonl' | cmp -s - '$T/stdin.out'"
+
+expect_exit 0 "empty input is fine" sh -c "dsk-clean -q < /dev/null"
+check "empty input, empty output" test ! -s "$T/out"
+
+# ---- stats and rejects -------------------------------------------------------------
+expect_exit 0 "--stats and --rejects" dsk-clean -q --stats "$T/stats.json" --rejects "$T/rej.jsonl" "$T/docs.jsonl"
+check "stats: docs_in" test "$(json_get "$T/stats.json" "['docs_in']")" = 5
+check "stats: docs_out" test "$(json_get "$T/stats.json" "['docs_out']")" = 3
+check "stats: exact duplicate counted" test "$(json_get "$T/stats.json" "['dropped']['dedup.exact']")" = 1
+check "stats: short doc counted" test "$(json_get "$T/stats.json" "['dropped']['gopher_quality.min_words']")" = 1
+check "rejects carry the rule" grep -q '"id":"dup-of-a".*"rejected_by":"dedup.exact"' "$T/rej.jsonl"
+check "rejects: every drop is there" test "$(wc -l < "$T/rej.jsonl")" -eq 2
+expect_exit 0 "summary on stderr" dsk-clean "$T/docs.jsonl"
+expect_err_contains "5 docs in, 3 out" "summary counts"
+expect_err_contains "dedup.exact 1" "summary names the rules"
+
+# ---- determinism ------------------------------------------------------------------------
+for i in $(seq 1 300); do prose "n$i" | json_doc "d$i"; done > "$T/many.jsonl"
+dsk-clean -q -j1 --dedup exact,minhash "$T/many.jsonl" > "$T/j1.out"
+dsk-clean -q -j2 --dedup exact,minhash "$T/many.jsonl" > "$T/j2.out"
+dsk-clean -q -j7 --dedup exact,minhash "$T/many.jsonl" > "$T/j7.out"
+check "same bytes with 1, 2 and 7 threads" sh -c "cmp -s '$T/j1.out' '$T/j2.out' && cmp -s '$T/j1.out' '$T/j7.out'"
+check "minhash drops near duplicates" test "$(wc -l < "$T/j1.out")" -lt 300
+dsk-clean -q --dedup none "$T/many.jsonl" > "$T/nodedup.out"
+check "--dedup none keeps all" test "$(wc -l < "$T/nodedup.out")" -eq 300
+
+# ---- split ----------------------------------------------------------------------------
+for i in $(seq 1 2000); do echo "{\"text\":\"document number $i is here\"}"; done > "$T/split.jsonl"
+dsk-clean -q --filters none --split 80:10:10 --seed 7 "$T/split.jsonl" > "$T/split.out"
+train=$(grep -c '"split":"train"' "$T/split.out"); val=$(grep -c '"split":"val"' "$T/split.out")
+check "split ratios are close to 80:10:10 ($train train, $val val)" test "$train" -gt 1500 -a "$train" -lt 1700 -a "$val" -gt 140 -a "$val" -lt 260
+dsk-clean -q --filters none --split 80:10:10 --seed 8 "$T/split.jsonl" > "$T/split8.out"
+check "the seed changes the split" sh -c "! cmp -s '$T/split.out' '$T/split8.out'"
+echo '{"text":"kept split value","split":"test"}' | dsk-clean -q --filters none > "$T/out"
+check "an input split is respected" grep -q '"split":"test"' "$T/out"
+expect_exit 64 "bad --split" dsk-clean --split 1:2 "$T/docs.jsonl"
+expect_exit 64 "zero --split" dsk-clean --split 0:0:0 "$T/docs.jsonl"
+
+# ---- plain-text records -------------------------------------------------------------------
+printf 'First fortune\nwith two lines.\n%%\nSecond one.\n%%\n\033[32mColoured\033[m text.\n%%\n' > "$T/fortunes"
+expect_exit 0 "--records regex" dsk-clean -q --filters none --records 'regex:^%$' "$T/fortunes"
+check "three records" test "$(wc -l < "$T/out")" -eq 3
+check "record text joined by newlines" grep -q '"text":"First fortune\\nwith two lines."' "$T/out"
+check "ANSI colour codes removed" grep -q '"text":"Coloured text."' "$T/out"
+check "source and line recorded" grep -q '"source":"'"$T"'/fortunes","line":4' "$T/out"
+printf 'one\n\ntwo\nthree\n' > "$T/lines.txt"
+dsk-clean -q --filters none --records lines "$T/lines.txt" > "$T/out"
+check "--records lines" test "$(wc -l < "$T/out")" -eq 3
+dsk-clean -q --filters none --records paragraphs "$T/lines.txt" > "$T/out"
+check "--records paragraphs" test "$(wc -l < "$T/out")" -eq 2
+printf 'a\0b\0' | dsk-clean -q --filters none --records nul > "$T/out"
+check "--records nul" test "$(wc -l < "$T/out")" -eq 2
+expect_exit 64 "bad --records regex" dsk-clean --records 'regex:(' "$T/fortunes"
+expect_err_contains "at offset 1" "records regex error has the offset"
+expect_exit 64 "unknown --records" dsk-clean --records words "$T/fortunes"
+expect_exit 64 "--field with text records" dsk-clean --records lines --field body "$T/lines.txt"
+
+# ---- JSONL details --------------------------------------------------------------------------
+echo '{"body":"Hello there.","text":5}' | dsk-clean -q --filters none --field body > "$T/out"
+check "--field picks the text field" grep -q '"body":"Hello there."' "$T/out"
+printf '{"messages":[{"role":"user","content":"Hi \\u001b[1mthere\\u001b[0m"},{"role":"assistant","content":"Hello!  How   can I help?"}]}\n' |
+    dsk-clean -q > "$T/out"
+check "chat records pass through the quality filters" grep -q '"content":"Hello! How can I help?"' "$T/out"
+check "chat content is cleaned" grep -q '"content":"Hi there"' "$T/out"
+echo '{"prompt":"Say hi","chosen":"Hi!","rejected":"No."}' | dsk-clean -q --stats "$T/s.json" > "$T/out"
+check "preference records pass" test "$(json_get "$T/s.json" "['kinds']['preference']")" = 1
+printf '{"text":"ok doc here"}\n{"text": broken\n' > "$T/bad.jsonl"
+expect_exit 65 "malformed JSON fails" dsk-clean -q --filters none "$T/bad.jsonl"
+expect_err_contains "bad.jsonl:2: malformed JSON" "error names file and line"
+expect_exit 65 "-o: no output on failure" dsk-clean -q --filters none -o "$T/never.jsonl" "$T/bad.jsonl"
+check "-o left no file behind" sh -c "! ls '$T' | grep -q never"
+expect_exit 0 "--on-error skip" dsk-clean -q --filters none --on-error skip --stats "$T/s.json" --rejects "$T/r.jsonl" "$T/bad.jsonl"
+check "skipped lines are counted" test "$(json_get "$T/s.json" "['malformed_skipped']")" = 1
+check "skipped lines go to rejects" grep -q '"rejected_by":"malformed"' "$T/r.jsonl"
+echo '[1,2]' > "$T/arr.jsonl"
+expect_exit 65 "non-object line" dsk-clean -q "$T/arr.jsonl"
+echo '{"title":"x"}' > "$T/notext.jsonl"
+expect_exit 65 "missing text field" dsk-clean -q "$T/notext.jsonl"
+expect_err_contains 'no "text" field' "missing field is named"
+echo '{"messages":[]}' > "$T/badchat.jsonl"
+expect_exit 65 "empty messages" dsk-clean -q "$T/badchat.jsonl"
+head -c 2000 /dev/zero | tr '\0' 'x' | sed 's/^/{"text":"/; s/$/"}/' > "$T/long.jsonl"
+expect_exit 65 "--max-record-bytes" dsk-clean -q --max-record-bytes 1K "$T/long.jsonl"
+expect_err_contains "longer than the 1024-byte limit" "record limit message"
+
+# ---- UTF-8 ----------------------------------------------------------------------------------------
+printf '{"text":"bad \xff byte here"}\n' > "$T/utf8.jsonl"
+dsk-clean -q --filters none --stats "$T/s.json" "$T/utf8.jsonl" > "$T/out"
+check "--utf8 replace (default)" grep -q "bad $(printf '\xef\xbf\xbd') byte" "$T/out"
+check "repairs are counted" test "$(json_get "$T/s.json" "['modified']['utf8_repaired_docs']")" = 1
+dsk-clean -q --filters none --utf8 drop "$T/utf8.jsonl" > "$T/out"
+check "--utf8 drop" test ! -s "$T/out"
+expect_exit 65 "--utf8 fail" dsk-clean -q --filters none --utf8 fail "$T/utf8.jsonl"
+expect_err_contains "invalid UTF-8" "utf8 failure message"
+expect_exit 64 "bad --utf8" dsk-clean --utf8 maybe "$T/utf8.jsonl"
+
+# ---- normalization ------------------------------------------------------------------------------------
+printf '{"text":"\xef\xac\x81ne  caf\x65\xcc\x81"}\n' > "$T/norm.jsonl"
+dsk-clean -q --filters none "$T/norm.jsonl" > "$T/out"
+check "NFC by default" grep -q "\"text\":\"$(printf '\xef\xac\x81')ne café\"" "$T/out"
+dsk-clean -q --filters none --normalize nfkc "$T/norm.jsonl" > "$T/out"
+check "--normalize nfkc" grep -q '"text":"fine café"' "$T/out"
+dsk-clean -q --filters none --whitespace keep "$T/norm.jsonl" > "$T/out"
+check "--whitespace keep" grep -q 'ne  caf' "$T/out"
+
+# ---- regex rules ------------------------------------------------------------------------------------------
+printf '%s\n' '{"text":"mail me at a.b@example.com <b>now</b>"}' '{"text":"BUY CHEAP PILLS"}' '{"text":"neutral"}' > "$T/re.jsonl"
+dsk-clean -q --filters none --replace '<[^>]+>=' --replace '[\w.]+@[\w.]+=<EMAIL>' --drop '(?i)cheap pills' "$T/re.jsonl" > "$T/out"
+check "--replace and --drop" sh -c "grep -q '\"text\":\"mail me at <EMAIL> now\"' '$T/out' && ! grep -q PILLS '$T/out'"
+dsk-clean -q --filters none --keep '^mail' "$T/re.jsonl" > "$T/out"
+check "--keep" test "$(wc -l < "$T/out")" -eq 1
+printf 'drop (?i)pills\nreplace mail=post\n' > "$T/rules.txt"
+dsk-clean -q --filters none --rules "$T/rules.txt" "$T/re.jsonl" > "$T/out"
+check "--rules file" sh -c "grep -q 'post me' '$T/out' && test \$(wc -l < '$T/out') -eq 2"
+expect_exit 64 "bad --drop regex" dsk-clean --drop 'a[b' "$T/re.jsonl"
+expect_err_contains "offset 3" "regex error points at the offset"
+printf 'frobnicate x\n' > "$T/badrules.txt"
+expect_exit 64 "bad rules file" dsk-clean --rules "$T/badrules.txt" "$T/re.jsonl"
+expect_err_contains "badrules.txt:1:" "rules file error names the line"
+expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl"
+
+# ---- filters -----------------------------------------------------------------------------------------------
+expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_words=1 --set gopher_quality.min_stop_words=0 --filters gopher-quality "$T/docs.jsonl"
+check "tuned threshold keeps the short doc" grep -q '"id":"short"' "$T/out"
+expect_exit 64 "--set unknown name" dsk-clean --set nope=1 "$T/docs.jsonl"
+expect_exit 64 "--set bad value" dsk-clean --set c4.min_sentences=x "$T/docs.jsonl"
+expect_exit 64 "--filters unknown" dsk-clean --filters gopher "$T/docs.jsonl"
+expect_exit 0 "--filters=-gopher-quality" dsk-clean -q --filters=-gopher-quality "$T/docs.jsonl"
+expect_exit 0 "--min-chars" dsk-clean -q --filters none --min-chars 20 --stats "$T/s.json" "$T/docs.jsonl"
+check "--min-chars drops short docs" test "$(json_get "$T/s.json" "['dropped']['length.min_chars']")" = 1
+
+# ---- dedup database -------------------------------------------------------------------------------------------
+head -2 "$T/many.jsonl" > "$T/shard1.jsonl"; sed -n '2,3p' "$T/many.jsonl" > "$T/shard2.jsonl"
+dsk-clean -q --dedup-db "$T/dedup.lmdb" "$T/shard1.jsonl" > "$T/o1"
+dsk-clean -q --dedup-db "$T/dedup.lmdb" "$T/shard2.jsonl" > "$T/o2"
+check "--dedup-db dedups across runs" test "$(cat "$T/o1" "$T/o2" | wc -l)" -eq 3
+expect_exit 65 "--dedup-db refuses other settings" dsk-clean -q --dedup exact,minhash --minhash 3,14,8 --dedup-db "$T/dedup.lmdb" "$T/shard2.jsonl"
+expect_exit 64 "bad --minhash" dsk-clean --minhash 5,100,8 "$T/docs.jsonl"
+expect_exit 70 "--dedup-memory budget" dsk-clean -q --filters none --dedup-memory 1K "$T/split.jsonl"
+expect_err_contains "--dedup-db" "budget error suggests --dedup-db"
+
+# ---- files, pipes and signals ------------------------------------------------------------------------------------
+expect_exit 66 "missing input" dsk-clean "$T/missing.jsonl"
+expect_err_contains "missing.jsonl: cannot open" "missing input is named"
+expect_exit 64 "unknown option" dsk-clean --frobnicate
+expect_exit 0 "-o writes atomically" dsk-clean -q -o "$T/clean.jsonl" "$T/docs.jsonl"
+check "-o output complete" test "$(wc -l < "$T/clean.jsonl")" -eq 3
+check "-o leaves no temporaries" sh -c "! ls '$T' | grep -q 'clean.jsonl.tmp'"
+zstd -q -c "$T/docs.jsonl" > "$T/docs.jsonl.zst" 2>/dev/null || python3 -c 'import sys' 
+if [ -s "$T/docs.jsonl.zst" ]; then
+    dsk-clean -q "$T/docs.jsonl.zst" > "$T/out"
+    check "zstd input is read" cmp -s "$T/out" "$T/clean.jsonl"
+fi
+for i in $(seq 1 20); do cat "$T/split.jsonl"; done > "$T/big.jsonl"
+( dsk-clean -q --filters none --dedup none "$T/big.jsonl" 2>"$T/pipe.err" | head -1 > /dev/null; echo "${PIPESTATUS[0]}" > "$T/pipe.rc" )
+check "closed pipe ends quietly" test ! -s "$T/pipe.err"
+check "closed pipe: killed by SIGPIPE or exit 0 ($(cat "$T/pipe.rc"))" grep -qx '141\|0' "$T/pipe.rc"
+dsk-clean -q --filters none --dedup none -o "$T/sig.jsonl" "$T/big.jsonl" & pid=$!
+sleep 0.05; kill -TERM $pid 2>/dev/null; wait $pid
+check "SIGTERM leaves no temporaries" sh -c "! ls '$T' | grep -q 'sig.jsonl.tmp'"
+
+echo "1..$tap_n"

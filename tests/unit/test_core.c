@@ -1,0 +1,124 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cli.h"
+#include "core/ordered.h"
+#include "core/outfile.h"
+#include "core/u64map.h"
+#include "test.h"
+
+/* ---- the ordered pipeline commits in input order whatever the threads ---- */
+typedef struct seq_batch {
+    long value;
+    long result;
+} seq_batch;
+
+typedef struct seq_ctx {
+    long next, limit, committed_upto;
+    int out_of_order;
+} seq_ctx;
+
+static int seq_produce(void *ctx, void *batch)
+{
+    seq_ctx *c = ctx;
+    if (c->next == c->limit)
+        return 0;
+    ((seq_batch *)batch)->value = c->next++;
+    return 1;
+}
+
+static void seq_work(void *ctx, void *batch, int worker)
+{
+    seq_batch *b = batch;
+    /* uneven work so batches finish out of order */
+    volatile long x = 0;
+    for (long i = 0; i < (b->value % 7) * 20000; i++)
+        x += i;
+    b->result = b->value * 2;
+}
+
+static int seq_commit(void *ctx, void *batch)
+{
+    seq_ctx *c = ctx;
+    seq_batch *b = batch;
+    if (b->result != c->committed_upto * 2)
+        c->out_of_order = 1;
+    c->committed_upto++;
+    return b->value == 500 && c->limit == 1000 ? 7 : 0;  /* stop early on request */
+}
+
+TEST(ordered_pipeline_keeps_order)
+{
+    for (int threads = 1; threads <= 4; threads++) {
+        seq_ctx c = {0, 300, 0, 0};
+        seq_batch batches[10];
+        void *ptrs[10];
+        for (int i = 0; i < 10; i++)
+            ptrs[i] = &batches[i];
+        dsk_ordered_ops ops = {&c, seq_produce, seq_work, seq_commit};
+        CHECK(dsk_ordered_run(&ops, ptrs, threads > 1 ? 10 : 1, threads) == 0);
+        CHECK(c.committed_upto == 300);
+        CHECK(!c.out_of_order);
+    }
+}
+
+TEST(ordered_pipeline_stops_on_commit_error)
+{
+    seq_ctx c = {0, 1000, 0, 0};
+    seq_batch batches[6];
+    void *ptrs[6];
+    for (int i = 0; i < 6; i++)
+        ptrs[i] = &batches[i];
+    dsk_ordered_ops ops = {&c, seq_produce, seq_work, seq_commit};
+    CHECK(dsk_ordered_run(&ops, ptrs, 6, 3) == 7);
+    CHECK(c.committed_upto == 501);
+}
+
+/* ---- atomic output files ---- */
+TEST(outfile_commit_and_abort)
+{
+    char dir[] = "/tmp/dsk-out-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/result.txt", dir);
+    dsk_outfile f;
+    dsk_err err = {0};
+    CHECK(dsk_outfile_open(&f, path, &err) == 0);
+    fputs("hello\n", f.fp);
+    struct stat st;
+    CHECK(stat(path, &st) != 0);  /* not visible before commit */
+    CHECK(dsk_outfile_commit(&f, &err) == 0);
+    CHECK(stat(path, &st) == 0 && st.st_size == 6);
+
+    CHECK(dsk_outfile_open(&f, path, &err) == 0);
+    fputs("partial", f.fp);
+    dsk_outfile_abort(&f);
+    CHECK(stat(path, &st) == 0 && st.st_size == 6);  /* the old file is untouched */
+    unlink(path);
+    CHECK(rmdir(dir) == 0);                           /* and no temporary is left */
+
+    CHECK(dsk_outfile_open(&f, "/nonexistent/dir/x", &err) == EX_CANTCREAT);
+}
+
+/* ---- hash map ---- */
+TEST(u64map_upsert_find_grow)
+{
+    dsk_u64map m;
+    dsk_u64map_init(&m, 4);
+    for (uint64_t i = 0; i < 10000; i++)
+        *dsk_u64map_upsert(&m, i * 7919, NULL) = i;
+    CHECK(m.count == 10000);
+    int ok = 1;
+    for (uint64_t i = 0; i < 10000; i++) {
+        uint64_t *v = dsk_u64map_find(&m, i * 7919);
+        ok &= v && *v == i;
+    }
+    CHECK(ok);
+    CHECK(dsk_u64map_find(&m, 3) == NULL);
+    dsk_u64map_clear(&m, 10);
+    CHECK(m.count == 0 && dsk_u64map_find(&m, 7919) == NULL);
+    dsk_u64map_free(&m);
+}
+
+RUN_TESTS(T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+          T(u64map_upsert_find_grow))

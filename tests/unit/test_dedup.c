@@ -1,0 +1,67 @@
+#include <unistd.h>
+
+#include "clean/dedup.h"
+#include "test.h"
+
+TEST(memory_exact_and_near)
+{
+    dsk_dedup d;
+    dsk_err err = {0};
+    dsk_dedup_open_memory(&d, 1 << 30);
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 1);
+    CHECK(dsk_dedup_exact(&d, 1, 3, &err) == 0);  /* low half collides, text differs */
+    uint64_t a[3] = {10, 11, 12}, b[3] = {20, 11, 22}, c[3] = {30, 31, 32};
+    CHECK(dsk_dedup_near(&d, a, 3, &err) == 0);
+    CHECK(dsk_dedup_near(&d, b, 3, &err) == 1);  /* shares band 1 */
+    CHECK(dsk_dedup_near(&d, c, 3, &err) == 0);
+    uint64_t chained[3] = {20, 99, 98};          /* b was a duplicate: its bands were not added */
+    CHECK(dsk_dedup_near(&d, chained, 3, &err) == 0);
+    CHECK(dsk_dedup_memory_bytes(&d) > 0);
+    dsk_dedup_close(&d, &err);
+}
+
+TEST(memory_budget_is_enforced)
+{
+    dsk_dedup d;
+    dsk_err err = {0};
+    dsk_dedup_open_memory(&d, 64 * 1024);
+    int rc = 0;
+    for (uint64_t i = 1; i < 100000 && rc == 0; i++)
+        rc = dsk_dedup_exact(&d, i * 0x9E3779B97F4A7C15ull, i, &err);
+    CHECK(rc == -1);
+    CHECK(strstr(err.msg, "--dedup-db") != NULL);
+    dsk_dedup_close(&d, &err);
+}
+
+TEST(lmdb_index_is_shared_across_runs)
+{
+    char path[] = "/tmp/dsk-dedup-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    dsk_dedup d;
+    dsk_err err = {0};
+    uint64_t bands[2] = {5, 6}, other[2] = {7, 6};
+    CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=5 bands=2 rows=8", &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 42, 43, &err) == 0);
+    CHECK(dsk_dedup_near(&d, bands, 2, &err) == 0);
+    CHECK(dsk_dedup_commit(&d, &err) == 0);
+    CHECK(dsk_dedup_close(&d, &err) == 0);
+
+    CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=5 bands=2 rows=8", &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 42, 43, &err) == 1);
+    CHECK(dsk_dedup_near(&d, other, 2, &err) == 1);
+    CHECK(dsk_dedup_close(&d, &err) == 0);
+
+    CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=3 bands=2 rows=8", &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "different dedup settings") != NULL);
+    unlink(path);
+    char lock[64];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(lock);
+}
+
+RUN_TESTS(T(memory_exact_and_near), T(memory_budget_is_enforced), T(lmdb_index_is_shared_across_runs))

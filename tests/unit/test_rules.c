@@ -1,0 +1,80 @@
+#include "clean/rules.h"
+#include "test.h"
+#include <unistd.h>
+
+TEST(drop_keep_and_replace)
+{
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_add(&r, DSK_RULE_DROP, "(?i)viagra", "--drop", &err) == 0);
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "<[^>]+>=", "--replace", &err) == 0);
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "[\\w.+-]+@[\\w-]+\\.[\\w.]+=<EMAIL>", "--replace", &err) == 0);
+    dsk_rules_matcher m;
+    dsk_rules_matcher_init(&m);
+    dsk_buf t = {0};
+    dsk_buf_adds(&t, "<p>Write to bob.smith@example.org</p> or <b>alice@ex.co</b>");
+    CHECK(dsk_rules_replace(&r, &m, &t, &err) == 6);
+    CHECK_STR(t.data, "Write to <EMAIL> or <EMAIL>");
+    CHECK_STR(dsk_rules_verdict(&r, &m, "Buy VIAGRA now", 14), "regex.drop:(?i)viagra");
+    CHECK(dsk_rules_verdict(&r, &m, "fine text", 9) == NULL);
+    /* keep: a document must match at least one keep rule */
+    CHECK(dsk_rules_add(&r, DSK_RULE_KEEP, "^Chapter \\d+", "--keep", &err) == 0);
+    CHECK(dsk_rules_verdict(&r, &m, "Intro\nChapter 1\ntext", 20) == NULL); /* multiline ^ */
+    CHECK_STR(dsk_rules_verdict(&r, &m, "no chapters", 11), "regex.keep:^Chapter \\d+");
+    dsk_buf_free(&t);
+    dsk_rules_matcher_free(&m);
+    dsk_rules_free(&r);
+}
+
+TEST(replacement_groups_and_escaped_equals)
+{
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "(\\w+)\\=(\\w+)=$2:$1", "--replace", &err) == 0);
+    dsk_rules_matcher m;
+    dsk_rules_matcher_init(&m);
+    dsk_buf t = {0};
+    dsk_buf_adds(&t, "key=value and a=b");
+    CHECK(dsk_rules_replace(&r, &m, &t, &err) == 2);
+    CHECK_STR(t.data, "value:key and b:a");
+    /* output far longer than the input forces a second, sized pass */
+    dsk_rules_free(&r);
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "x=0123456789012345678901234567890123456789", "--replace", &err) == 0);
+    dsk_buf_clear(&t);
+    dsk_buf_adds(&t, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    CHECK(dsk_rules_replace(&r, &m, &t, &err) == 40);
+    CHECK(t.len == 1600);
+    dsk_buf_free(&t);
+    dsk_rules_matcher_free(&m);
+    dsk_rules_free(&r);
+}
+
+TEST(bad_regex_names_the_offset)
+{
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_add(&r, DSK_RULE_DROP, "ab(c", "--drop", &err) == EX_USAGE);
+    CHECK(strstr(err.msg, "--drop") && strstr(err.msg, "offset 4"));
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "no separator", "--replace", &err) == EX_USAGE);
+    CHECK(r.n == 0);
+}
+
+TEST(rules_file)
+{
+    char path[] = "/tmp/dsk-rules-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs("# comment\n\ndrop   spam\nkeep \\w\n  replace \\s+= \nbogus x\n", f);
+    fclose(f);
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_load_file(&r, path, &err) == EX_USAGE);
+    CHECK(strstr(err.msg, ":6:") != NULL);  /* names the line */
+    CHECK(r.n == 3);
+    dsk_rules_free(&r);
+    CHECK(dsk_rules_load_file(&r, "/nonexistent/rules", &err) == EX_NOINPUT);
+    unlink(path);
+}
+
+RUN_TESTS(T(drop_keep_and_replace), T(replacement_groups_and_escaped_equals), T(bad_regex_names_the_offset),
+          T(rules_file))

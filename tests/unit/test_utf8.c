@@ -1,0 +1,77 @@
+#include "test.h"
+#include "text/utf8.h"
+
+static char *repair(const char *s, size_t n, size_t *replaced)
+{
+    dsk_buf b = {0};
+    *replaced = dsk_utf8_repair(s, n, &b);
+    return b.data ? b.data : strdup("");
+}
+
+TEST(valid_text_is_valid)
+{
+    const char *s = "plain ASCII, caf\xC3\xA9, \xE4\xB8\xAD\xE6\x96\x87, \xF0\x9F\x98\x80";
+    CHECK(dsk_utf8_find_invalid(s, strlen(s)) == strlen(s));
+}
+
+TEST(invalid_forms_are_found)
+{
+    CHECK(dsk_utf8_find_invalid("ab\x80", 3) == 2);          /* lone continuation */
+    CHECK(dsk_utf8_find_invalid("\xC0\xAF", 2) == 0);        /* overlong */
+    CHECK(dsk_utf8_find_invalid("\xE0\x80\xAF", 3) == 0);    /* overlong 3-byte */
+    CHECK(dsk_utf8_find_invalid("\xED\xA0\x80", 3) == 0);    /* surrogate D800 */
+    CHECK(dsk_utf8_find_invalid("\xF4\x90\x80\x80", 4) == 0); /* above U+10FFFF */
+    CHECK(dsk_utf8_find_invalid("x\xE4\xB8", 3) == 1);       /* truncated */
+    CHECK(dsk_utf8_find_invalid("\xFF", 1) == 0);
+}
+
+TEST(repair_uses_maximal_subparts)
+{
+    size_t r;
+    char *s = repair("a\xE4\xB8z", 4, &r); /* truncated 3-byte: one replacement */
+    CHECK_STR(s, "a\xEF\xBF\xBDz");
+    CHECK(r == 1);
+    free(s);
+    s = repair("\xE0\x80", 2, &r); /* E0 80 is two maximal subparts */
+    CHECK_STR(s, "\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(r == 2);
+    free(s);
+    s = repair("\xF0\x9F\x98", 3, &r); /* truncated emoji */
+    CHECK_STR(s, "\xEF\xBF\xBD");
+    free(s);
+}
+
+TEST(repair_output_is_always_valid)
+{
+    unsigned state = 12345;
+    for (int iter = 0; iter < 2000; iter++) {
+        char in[64];
+        size_t n = (size_t)(iter % 64);
+        for (size_t i = 0; i < n; i++) {
+            state = state * 1103515245u + 12345u;
+            in[i] = (char)(state >> 16);
+        }
+        size_t r;
+        dsk_buf b = {0};
+        r = dsk_utf8_repair(in, n, &b);
+        CHECK(dsk_utf8_find_invalid(b.data ? b.data : "", b.len) == b.len);
+        if (dsk_utf8_find_invalid(in, n) == n)
+            CHECK(r == 0 && b.len == n && memcmp(b.data ? b.data : "", in, n) == 0);
+        dsk_buf_free(&b);
+    }
+}
+
+TEST(encode_decode_round_trip)
+{
+    static const uint32_t cps[] = {0, 0x41, 0x7F, 0x80, 0x7FF, 0x800, 0xFFFD, 0xFFFF, 0x10000, 0x1F600, 0x10FFFF};
+    for (size_t i = 0; i < sizeof cps / sizeof cps[0]; i++) {
+        char buf[4];
+        size_t n = dsk_utf8_encode(cps[i], buf), m;
+        CHECK(dsk_utf8_seq_len((const uint8_t *)buf, n) == n);
+        CHECK(dsk_utf8_decode((const uint8_t *)buf, &m) == cps[i]);
+        CHECK(m == n);
+    }
+}
+
+RUN_TESTS(T(valid_text_is_valid), T(invalid_forms_are_found), T(repair_uses_maximal_subparts),
+          T(repair_output_is_always_valid), T(encode_decode_round_trip))
