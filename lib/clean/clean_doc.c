@@ -1,5 +1,4 @@
 /* Per-document work of dsk-clean, run on worker threads. */
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +6,7 @@
 
 #include "clean/clean_internal.h"
 #include "core/hash.h"
+#include "core/json.h"
 #include "text/utf8.h"
 
 const char *const dsk_split_names[3] = {"train", "val", "test"};
@@ -62,11 +62,11 @@ static int clean_text(clean_worker *w, const clean_ctx *ctx, doc_slot *d, const 
 }
 
 /* Cleans a JSON string value in place and appends it to w->joined. */
-static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *str, dsk_err *err)
+static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *str, dsk_err *err)
 {
-    if (clean_text(w, ctx, d, json_string_value(str), json_string_length(str), err))
+    if (clean_text(w, ctx, d, json_object_get_string(str), (size_t)json_object_get_string_len(str), err))
         return -1;
-    json_string_setn_nocheck(str, w->text.data ? w->text.data : "", w->text.len);
+    json_object_set_string_len(str, w->text.data ? w->text.data : "", (int)w->text.len);
     if (w->joined.len)
         dsk_buf_addc(&w->joined, '\n');
     dsk_buf_add(&w->joined, w->text.data ? w->text.data : "", w->text.len);
@@ -74,18 +74,21 @@ static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d,
 }
 
 /* A chat transcript: an array of {"role": ..., "content": "..."}. */
-static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *messages,
+static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *messages,
                                   dsk_err *err)
 {
-    if (!json_is_array(messages) || json_array_size(messages) == 0)
+    if (!dsk_json_is(messages, json_type_array) || json_object_array_length(messages) == 0)
         return "\"messages\" must be a non-empty array";
-    size_t i;
-    json_t *m;
-    json_array_foreach(messages, i, m) {
-        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
-        if (!json_is_object(m) || !json_is_string(role) || !json_is_string(content))
+    for (size_t i = 0; i < json_object_array_length(messages); i++) {
+        struct json_object *m = json_object_array_get_idx(messages, i);
+        struct json_object *role = NULL, *content = NULL;
+        if (dsk_json_is(m, json_type_object)) {
+            role = dsk_json_get_string(m, "role");
+            content = dsk_json_get_string(m, "content");
+        }
+        if (!role || !content)
             return "each message needs string \"role\" and \"content\"";
-        dsk_buf_add(&w->joined, json_string_value(role), json_string_length(role));
+        dsk_buf_add(&w->joined, json_object_get_string(role), (size_t)json_object_get_string_len(role));
         dsk_buf_addc(&w->joined, ':');
         if (clean_json_string(w, ctx, d, content, err))
             return err->msg;
@@ -93,23 +96,23 @@ static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slo
     return NULL;
 }
 
-static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_slot *d, json_t *obj,
+static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *obj,
                                     dsk_err *err)
 {
     dsk_buf_clear(&w->joined);
-    json_t *messages = json_object_get(obj, "messages");
-    if (messages) {
+    struct json_object *messages;
+    if (json_object_object_get_ex(obj, "messages", &messages)) {
         d->kind = KIND_CHAT;
         return clean_messages(w, ctx, d, messages, err);
     }
     d->kind = KIND_PREFERENCE;
     static const char *const fields[] = {"prompt", "chosen", "rejected"};
     for (size_t i = 0; i < 3; i++) {
-        json_t *v = json_object_get(obj, fields[i]);
-        if (json_is_string(v)) {
+        struct json_object *v = json_object_object_get(obj, fields[i]);
+        if (dsk_json_is(v, json_type_string)) {
             if (clean_json_string(w, ctx, d, v, err))
                 return err->msg;
-        } else if (json_is_array(v)) {  /* conversational form */
+        } else if (dsk_json_is(v, json_type_array)) {  /* conversational form */
             const char *why = clean_messages(w, ctx, d, v, err);
             if (why)
                 return why;
@@ -183,13 +186,10 @@ static void dedup_keys(clean_worker *w, const clean_ctx *ctx, clean_batch *b, do
     d->has_bands = 1;
 }
 
-static void serialize(clean_batch *b, doc_slot *d, json_t *obj)
+static void serialize(clean_batch *b, doc_slot *d, struct json_object *obj)
 {
     d->out_off = b->out.len;
-    size_t need = json_dumpb(obj, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    dsk_buf_reserve(&b->out, need + 1);
-    json_dumpb(obj, b->out.data + b->out.len, need, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    b->out.len += need;
+    dsk_json_append(obj, &b->out);
     dsk_buf_addc(&b->out, '\n');
     d->out_len = b->out.len - d->out_off;
 }
@@ -225,45 +225,47 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
     }
 
     /* 2. the document object */
-    json_t *obj;
-    json_t *text_json = NULL;
+    struct json_object *obj;
+    struct json_object *text_json = NULL;
     if (c->records.mode == DSK_REC_JSONL) {
-        json_error_t jerr;
-        obj = json_loadb(raw, raw_len, JSON_ALLOW_NUL, &jerr);
+        char why[160];
+        obj = dsk_json_parse(raw, raw_len, why, sizeof why);
         if (!obj) {
-            fail(b, d, "malformed JSON at column %d: %s", jerr.column, jerr.text);
+            fail(b, d, "malformed JSON: %s", why);
             return;
         }
-        if (!json_is_object(obj)) {
-            json_decref(obj);
+        if (!dsk_json_is(obj, json_type_object)) {
+            json_object_put(obj);
             fail(b, d, "a document must be a JSON object");
             return;
         }
-        text_json = json_object_get(obj, c->field);
-        if (!text_json && (json_object_get(obj, "messages") || json_object_get(obj, "chosen"))) {
-            const char *why = clean_structured(w, ctx, d, obj, &err);
-            if (why) {
-                json_decref(obj);
-                fail(b, d, "%s", why);
+        int has_field = json_object_object_get_ex(obj, c->field, &text_json);
+        if (!has_field && (json_object_object_get_ex(obj, "messages", NULL) ||
+                           json_object_object_get_ex(obj, "chosen", NULL))) {
+            const char *why2 = clean_structured(w, ctx, d, obj, &err);
+            if (why2) {
+                json_object_put(obj);
+                fail(b, d, "%s", why2);
                 return;
             }
-        } else if (!json_is_string(text_json)) {
-            json_decref(obj);
-            fail(b, d, text_json ? "\"%s\" is not a string" : "no \"%s\" field", c->field);
+        } else if (!dsk_json_is(text_json, json_type_string)) {
+            json_object_put(obj);
+            fail(b, d, has_field ? "\"%s\" is not a string" : "no \"%s\" field", c->field);
             return;
         }
     } else {
-        obj = json_object();
-        text_json = json_stringn_nocheck(raw, raw_len);
-        json_object_set_new_nocheck(obj, "text", text_json);
+        obj = json_object_new_object();
+        text_json = json_object_new_string_len(raw, (int)raw_len);
+        json_object_object_add(obj, "text", text_json);
     }
 
     /* 3. clean, filter */
     const char *text;
     size_t len;
     if (d->kind == KIND_PLAIN) {
-        if (clean_text(w, ctx, d, json_string_value(text_json), json_string_length(text_json), &err)) {
-            json_decref(obj);
+        if (clean_text(w, ctx, d, json_object_get_string(text_json), (size_t)json_object_get_string_len(text_json),
+                       &err)) {
+            json_object_put(obj);
             fail(b, d, "%s", err.msg);
             return;
         }
@@ -287,34 +289,34 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
         len = w->text.len;
     }
     if (d->kind == KIND_PLAIN)
-        json_string_setn_nocheck(text_json, text, len);
+        json_object_set_string_len(text_json, text, (int)len);
 
     /* 4. keys for the in-order stage, split, output */
     if (d->status == DOC_KEEP) {
         if (c->dedup)
             dedup_keys(w, ctx, b, d, text, len);
-        json_t *given = json_object_get(obj, "split");
-        const char *gs = json_string_value(given);
+        struct json_object *given = dsk_json_get_string(obj, "split");
+        const char *gs = given ? json_object_get_string(given) : NULL;
         int split = -1;
         for (int i = 0; gs && i < 3; i++)
             if (strcmp(gs, dsk_split_names[i]) == 0)
                 split = i;
         d->split = split >= 0 ? split : pick_split(ctx, text, len);
         if (split < 0)
-            json_object_set_new_nocheck(obj, "split", json_string_nocheck(dsk_split_names[d->split]));
+            json_object_object_add(obj, "split", json_object_new_string(dsk_split_names[d->split]));
         if (c->records.mode != DSK_REC_JSONL) {
-            json_object_set_new_nocheck(obj, "source", json_string(d->source));
-            json_object_set_new_nocheck(obj, "line", json_integer((json_int_t)d->line_no));
+            json_object_object_add(obj, "source", json_object_new_string(d->source));
+            json_object_object_add(obj, "line", json_object_new_uint64(d->line_no));
         }
         d->text_bytes = len;
         serialize(b, d, obj);
     } else if (ctx->want_rejects) {
-        json_object_set_new_nocheck(obj, "rejected_by", json_string(d->rule));
+        json_object_object_add(obj, "rejected_by", json_object_new_string(d->rule));
         if (c->records.mode != DSK_REC_JSONL) {
-            json_object_set_new_nocheck(obj, "source", json_string(d->source));
-            json_object_set_new_nocheck(obj, "line", json_integer((json_int_t)d->line_no));
+            json_object_object_add(obj, "source", json_object_new_string(d->source));
+            json_object_object_add(obj, "line", json_object_new_uint64(d->line_no));
         }
         serialize(b, d, obj);
     }
-    json_decref(obj);
+    json_object_put(obj);
 }

@@ -1,6 +1,5 @@
 /* The dsk-clean pipeline: read records in batches, clean them on worker
  * threads, then deduplicate, count and write them in input order. */
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +7,7 @@
 #include "clean/clean_internal.h"
 #include "clean/clean_stats.h"
 #include "clean/dedup.h"
+#include "core/json.h"
 #include "core/ordered.h"
 #include "core/progress.h"
 #include "core/reader.h"
@@ -107,14 +107,17 @@ static void write_late_reject(run *r, const clean_batch *b, const doc_slot *d, c
 
 static void write_failure_reject(run *r, const doc_slot *d, const char *msg)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "rejected_by", json_string("malformed"));
-    json_object_set_new(o, "error", json_string(msg));
-    json_object_set_new(o, "source", json_string(d->source));
-    json_object_set_new(o, "line", json_integer((json_int_t)d->line_no));
-    json_dumpf(o, r->rejects, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    fputc('\n', r->rejects);
-    json_decref(o);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "rejected_by", json_object_new_string("malformed"));
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    json_object_object_add(o, "source", json_object_new_string(d->source));
+    json_object_object_add(o, "line", json_object_new_uint64(d->line_no));
+    dsk_buf line = {0};
+    dsk_json_append(o, &line);
+    dsk_buf_addc(&line, '\n');
+    fwrite(line.data, 1, line.len, r->rejects);
+    dsk_buf_free(&line);
+    json_object_put(o);
 }
 
 static int commit(void *arg, void *batch_arg)

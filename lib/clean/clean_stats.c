@@ -1,6 +1,7 @@
 #include "clean/clean_stats.h"
 
-#include <jansson.h>
+#include "core/json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,45 +66,48 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const rule_count *)a)->name, ((const rule_count *)b)->name);
 }
 
+static struct json_object *u64(uint64_t v) { return json_object_new_uint64(v); }
+
 int dsk_clean_stats_write_json(const dsk_clean_stats *s, FILE *f)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "docs_in", json_integer((json_int_t)s->docs_in));
-    json_object_set_new(o, "docs_out", json_integer((json_int_t)s->docs_out));
-    json_object_set_new(o, "docs_dropped", json_integer((json_int_t)(s->docs_in - s->docs_out)));
-    json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
-    json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "docs_in", u64(s->docs_in));
+    json_object_object_add(o, "docs_out", u64(s->docs_out));
+    json_object_object_add(o, "docs_dropped", u64(s->docs_in - s->docs_out));
+    json_object_object_add(o, "bytes_in", u64(s->bytes_in));
+    json_object_object_add(o, "bytes_out", u64(s->bytes_out));
     rule_count *sorted = dsk_xcalloc(s->n_dropped + 1, sizeof *sorted);
     if (s->n_dropped) {
         memcpy(sorted, s->dropped, s->n_dropped * sizeof *sorted);
         qsort(sorted, s->n_dropped, sizeof *sorted, by_name);
     }
-    json_t *dropped = json_object();
+    struct json_object *dropped = json_object_new_object();
     for (size_t i = 0; i < s->n_dropped; i++)
-        json_object_set_new(dropped, sorted[i].name, json_integer((json_int_t)sorted[i].count));
+        json_object_object_add(dropped, sorted[i].name, u64(sorted[i].count));
     free(sorted);
-    json_object_set_new(o, "dropped", dropped);
-    json_t *kinds = json_object();
-    json_object_set_new(kinds, "plain", json_integer((json_int_t)s->by_kind[0]));
-    json_object_set_new(kinds, "chat", json_integer((json_int_t)s->by_kind[1]));
-    json_object_set_new(kinds, "preference", json_integer((json_int_t)s->by_kind[2]));
-    json_object_set_new(o, "kinds", kinds);
-    json_t *splits = json_object();
+    json_object_object_add(o, "dropped", dropped);
+    struct json_object *kinds = json_object_new_object();
+    json_object_object_add(kinds, "plain", u64(s->by_kind[0]));
+    json_object_object_add(kinds, "chat", u64(s->by_kind[1]));
+    json_object_object_add(kinds, "preference", u64(s->by_kind[2]));
+    json_object_object_add(o, "kinds", kinds);
+    struct json_object *splits = json_object_new_object();
     for (int i = 0; i < 3; i++)
-        json_object_set_new(splits, dsk_split_names[i], json_integer((json_int_t)s->by_split[i]));
-    json_object_set_new(o, "splits", splits);
-    json_t *fixes = json_object();
-    json_object_set_new(fixes, "utf8_repaired_docs", json_integer((json_int_t)s->utf8_repaired));
-    json_object_set_new(fixes, "escape_sequences_removed", json_integer((json_int_t)s->escapes_removed));
-    json_object_set_new(fixes, "control_chars_removed", json_integer((json_int_t)s->controls_removed));
-    json_object_set_new(fixes, "c4_lines_removed", json_integer((json_int_t)s->c4_lines_removed));
-    json_object_set_new(fixes, "regex_replacements", json_integer((json_int_t)s->replacements));
-    json_object_set_new(o, "modified", fixes);
-    json_object_set_new(o, "malformed_skipped", json_integer((json_int_t)s->malformed));
-    json_object_set_new(o, "dedup_memory_bytes", json_integer((json_int_t)s->dedup_memory_bytes));
-    int rc = json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', f);
-    json_decref(o);
+        json_object_object_add(splits, dsk_split_names[i], u64(s->by_split[i]));
+    json_object_object_add(o, "splits", splits);
+    struct json_object *fixes = json_object_new_object();
+    json_object_object_add(fixes, "utf8_repaired_docs", u64(s->utf8_repaired));
+    json_object_object_add(fixes, "escape_sequences_removed", u64(s->escapes_removed));
+    json_object_object_add(fixes, "control_chars_removed", u64(s->controls_removed));
+    json_object_object_add(fixes, "c4_lines_removed", u64(s->c4_lines_removed));
+    json_object_object_add(fixes, "regex_replacements", u64(s->replacements));
+    json_object_object_add(o, "modified", fixes);
+    json_object_object_add(o, "malformed_skipped", u64(s->malformed));
+    json_object_object_add(o, "dedup_memory_bytes", u64(s->dedup_memory_bytes));
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+    int rc = fprintf(f, "%s\n", text) < 0 ? -1 : 0;
+    json_object_put(o);
     return rc;
 }
 

@@ -5,21 +5,93 @@
  * citation marks are stripped) and a document filter ("lorem ipsum", a
  * curly bracket, or fewer than min_sentences sentences drop it).  Words
  * are counted as in words.h, so CJK lines have words too. */
+#include <stdint.h>
 #include <string.h>
 
 #include "clean/filters.h"
 
-static const char *const policy_phrases[] = {"terms of use",  "privacy policy", "cookie policy",
-                                             "uses cookies",  "use of cookies", "use cookies"};
+enum { FOUND_LOREM = 1, FOUND_JAVASCRIPT = 2, FOUND_POLICY = 4 };
 
-static int contains(const char *s, size_t n, const char *pat)
+static int starts_with_ci(const char *s, size_t n, const char *lower)
 {
-    return memmem(s, n, pat, strlen(pat)) != NULL;
+    size_t i = 0;
+    for (; lower[i]; i++) {
+        if (i == n)
+            return 0;
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        if (c != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Bytes where something can start: a phrase's first letter (either case),
+ * sentence punctuation, a curly bracket, or the lead byte of a CJK stop. */
+static const uint8_t interesting[256] = {
+    ['l'] = 1, ['L'] = 1, ['j'] = 1, ['J'] = 1, ['t'] = 1, ['T'] = 1, ['p'] = 1, ['P'] = 1,
+    ['c'] = 1, ['C'] = 1, ['u'] = 1, ['U'] = 1, ['.'] = 1, ['!'] = 1, ['?'] = 1, ['{'] = 1,
+    [0xE3] = 1, [0xEF] = 1,
+};
+
+typedef struct line_scan {
+    int found;         /* FOUND_* phrases */
+    int curly;         /* the line has a '{' */
+    size_t sentences;  /* at least 1 */
+} line_scan;
+
+/* One pass over a line for C4's phrases ("lorem ipsum", "javascript", the
+ * cookie and terms-of-use phrases, case-insensitively), curly brackets, and
+ * sentences: terminal marks followed by a space or the end (not a run such
+ * as "..."), CJK full stops anywhere. */
+static line_scan scan_line(const char *s, size_t n)
+{
+    static const char *const policy[] = {"terms of use", "privacy policy", "cookie policy", "uses cookies",
+                                         "use of cookies", "use cookies"};
+    line_scan r = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        while (i < n && !interesting[(uint8_t)s[i]])
+            i++;
+        if (i == n)
+            break;
+        const char *p = s + i;
+        size_t left = n - i;
+        switch ((uint8_t)s[i]) {
+        case '.': case '!': case '?':
+            if ((i + 1 == n || s[i + 1] == ' ') && i > 0 && s[i - 1] != s[i])
+                r.sentences++;
+            break;
+        case '{': r.curly = 1; break;
+        case 0xE3: case 0xEF:
+            if (left >= 3 && (memcmp(p, "\xE3\x80\x82", 3) == 0 || memcmp(p, "\xEF\xBC\x81", 3) == 0 ||
+                              memcmp(p, "\xEF\xBC\x9F", 3) == 0))
+                r.sentences++;
+            break;
+        case 'l': case 'L': if (starts_with_ci(p, left, "lorem ipsum")) r.found |= FOUND_LOREM; break;
+        case 'j': case 'J': if (starts_with_ci(p, left, "javascript")) r.found |= FOUND_JAVASCRIPT; break;
+        case 't': case 'T': if (starts_with_ci(p, left, policy[0])) r.found |= FOUND_POLICY; break;
+        case 'p': case 'P': if (starts_with_ci(p, left, policy[1])) r.found |= FOUND_POLICY; break;
+        case 'c': case 'C': if (starts_with_ci(p, left, policy[2])) r.found |= FOUND_POLICY; break;
+        default: /* u, U */
+            if (starts_with_ci(p, left, policy[3]) || starts_with_ci(p, left, policy[4]) ||
+                starts_with_ci(p, left, policy[5]))
+                r.found |= FOUND_POLICY;
+            break;
+        }
+    }
+    if (r.sentences == 0)
+        r.sentences = 1;
+    return r;
 }
 
 /* Appends line to out without "[12]", "[]", "[edit]" and "[citation needed]". */
 static void strip_citations(const char *s, size_t n, dsk_buf *out)
 {
+    if (!memchr(s, '[', n)) {
+        dsk_buf_add(out, s, n);
+        return;
+    }
     size_t i = 0;
     while (i < n) {
         if (s[i] == '[') {
@@ -41,33 +113,6 @@ static void strip_citations(const char *s, size_t n, dsk_buf *out)
         }
         dsk_buf_addc(out, s[i++]);
     }
-}
-
-/* Sentences in a line: terminal marks followed by a space or the end,
- * CJK full stops anywhere; a line without any is one sentence. */
-static size_t count_sentences(const char *s, size_t n)
-{
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if ((c == '.' || c == '!' || c == '?') && (i + 1 == n || s[i + 1] == ' ') && i > 0 && s[i - 1] != c)
-            count++;
-        else if (n - i >= 3 && ((uint8_t)c == 0xE3 || (uint8_t)c == 0xEF) &&
-                 (memcmp(s + i, "\xE3\x80\x82", 3) == 0 || memcmp(s + i, "\xEF\xBC\x81", 3) == 0 ||
-                  memcmp(s + i, "\xEF\xBC\x9F", 3) == 0))
-            count++;
-    }
-    return count ? count : 1;
-}
-
-static void lowercase_ascii(const char *s, size_t n, dsk_buf *out)
-{
-    dsk_buf_clear(out);
-    dsk_buf_reserve(out, n);
-    for (size_t i = 0; i < n; i++)
-        out->data[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-    out->len = n;
-    out->data[n] = '\0';
 }
 
 const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, dsk_filter_scratch *s,
@@ -110,20 +155,17 @@ const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, ds
             drop_line = 1;
         else if ((double)n_words < p->c4_min_words_per_line)
             drop_line = 1;
+        line_scan scan = {0, 0, 0};
         if (!drop_line) {
-            lowercase_ascii(kept, kept_len, &s->line);
-            if (p->c4_lorem_ipsum && contains(s->line.data, kept_len, "lorem ipsum"))
+            scan = scan_line(kept, kept_len);
+            if (p->c4_lorem_ipsum && (scan.found & FOUND_LOREM))
                 return "c4.lorem_ipsum";
-            if (p->c4_javascript && contains(s->line.data, kept_len, "javascript"))
+            if (p->c4_javascript && (scan.found & FOUND_JAVASCRIPT))
                 drop_line = 1;
-            else if (p->c4_curly_bracket && memchr(kept, '{', kept_len))
+            else if (p->c4_curly_bracket && scan.curly)
                 return "c4.curly_bracket";
-            else if (p->c4_policy)
-                for (size_t k = 0; k < sizeof policy_phrases / sizeof policy_phrases[0]; k++)
-                    if (contains(s->line.data, kept_len, policy_phrases[k])) {
-                        drop_line = 1;
-                        break;
-                    }
+            else if (p->c4_policy && (scan.found & FOUND_POLICY))
+                drop_line = 1;
         }
         if (drop_line) {
             out->len = mark;
@@ -131,7 +173,7 @@ const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, ds
             ++*lines_removed;
             continue;
         }
-        sentences += count_sentences(kept, kept_len);
+        sentences += scan.sentences;
         dsk_buf_addc(out, '\n');
     }
     if ((double)sentences < p->c4_min_sentences)

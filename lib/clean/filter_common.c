@@ -18,12 +18,6 @@ int dsk_doc_is_cjk(const dsk_text_view *v, const dsk_filter_params *p)
     return v->n_letters > 0 && (double)v->n_cjk >= p->cjk_ratio * (double)v->n_letters;
 }
 
-static int ends_with(const char *s, size_t n, const char *suffix)
-{
-    size_t k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
 int dsk_ends_with_terminal_punct(const char *s, size_t n)
 {
     if (n == 0)
@@ -31,11 +25,13 @@ int dsk_ends_with_terminal_punct(const char *s, size_t n)
     char c = s[n - 1];
     if (c == '.' || c == '!' || c == '?' || c == '"' || c == '\'')
         return 1;
-    static const char *const cjk_end[] = {"\xE3\x80\x82" /* 。 */, "\xEF\xBC\x81" /* ！ */,
-                                          "\xEF\xBC\x9F" /* ？ */, "\xE3\x80\x8D" /* 」 */,
-                                          "\xE3\x80\x8F" /* 』 */, "\xE2\x80\x9D" /* ” */};
+    if (n < 3 || (uint8_t)c < 0x80)
+        return 0;
+    /* 。！？」』” */
+    static const char cjk_end[][4] = {"\xE3\x80\x82", "\xEF\xBC\x81", "\xEF\xBC\x9F",
+                                      "\xE3\x80\x8D", "\xE3\x80\x8F", "\xE2\x80\x9D"};
     for (size_t i = 0; i < sizeof cjk_end / sizeof cjk_end[0]; i++)
-        if (ends_with(s, n, cjk_end[i]))
+        if (memcmp(s + n - 3, cjk_end[i], 3) == 0)
             return 1;
     return 0;
 }

@@ -41,15 +41,6 @@ int dsk_cp_is_punct_or_symbol(uint32_t cp)
     return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_SO;
 }
 
-static dsk_word *push_word(dsk_text_view *v)
-{
-    if (v->n_words == v->cap_words) {
-        v->cap_words = v->cap_words ? v->cap_words * 2 : 256;
-        v->words = dsk_xrealloc(v->words, v->cap_words * sizeof *v->words);
-    }
-    return &v->words[v->n_words++];
-}
-
 static void push_line(dsk_text_view *v, size_t off, size_t end, size_t nchars)
 {
     if (v->n_lines == v->cap_lines) {
@@ -59,66 +50,135 @@ static void push_line(dsk_text_view *v, size_t off, size_t end, size_t nchars)
     v->lines[v->n_lines++] = (dsk_span){(uint32_t)off, (uint32_t)(end - off), (uint32_t)nchars};
 }
 
+enum { C_NEWLINE, C_SPACE, C_ALPHA, C_PUNCT, C_OTHER };
+
+/* Character classes of ASCII, so the common case needs no lookup call. */
+static const uint8_t ascii_class[128] = {
+    ['\n'] = C_NEWLINE,
+    ['\t'] = C_SPACE, ['\v'] = C_SPACE, ['\f'] = C_SPACE, ['\r'] = C_SPACE, [' '] = C_SPACE,
+    [0x1C] = C_SPACE, [0x1D] = C_SPACE, [0x1E] = C_SPACE, [0x1F] = C_SPACE,
+    ['!'] = C_PUNCT, ['"'] = C_PUNCT, ['#'] = C_PUNCT, ['$'] = C_PUNCT, ['%'] = C_PUNCT, ['&'] = C_PUNCT,
+    ['\''] = C_PUNCT, ['('] = C_PUNCT, [')'] = C_PUNCT, ['*'] = C_PUNCT, ['+'] = C_PUNCT, [','] = C_PUNCT,
+    ['-'] = C_PUNCT, ['.'] = C_PUNCT, ['/'] = C_PUNCT, [':'] = C_PUNCT, [';'] = C_PUNCT, ['<'] = C_PUNCT,
+    ['='] = C_PUNCT, ['>'] = C_PUNCT, ['?'] = C_PUNCT, ['@'] = C_PUNCT, ['['] = C_PUNCT, ['\\'] = C_PUNCT,
+    [']'] = C_PUNCT, ['^'] = C_PUNCT, ['_'] = C_PUNCT, ['`'] = C_PUNCT, ['{'] = C_PUNCT, ['|'] = C_PUNCT,
+    ['}'] = C_PUNCT, ['~'] = C_PUNCT,
+    ['A'] = C_ALPHA, ['B'] = C_ALPHA, ['C'] = C_ALPHA, ['D'] = C_ALPHA, ['E'] = C_ALPHA, ['F'] = C_ALPHA,
+    ['G'] = C_ALPHA, ['H'] = C_ALPHA, ['I'] = C_ALPHA, ['J'] = C_ALPHA, ['K'] = C_ALPHA, ['L'] = C_ALPHA,
+    ['M'] = C_ALPHA, ['N'] = C_ALPHA, ['O'] = C_ALPHA, ['P'] = C_ALPHA, ['Q'] = C_ALPHA, ['R'] = C_ALPHA,
+    ['S'] = C_ALPHA, ['T'] = C_ALPHA, ['U'] = C_ALPHA, ['V'] = C_ALPHA, ['W'] = C_ALPHA, ['X'] = C_ALPHA,
+    ['Y'] = C_ALPHA, ['Z'] = C_ALPHA,
+    ['a'] = C_ALPHA, ['b'] = C_ALPHA, ['c'] = C_ALPHA, ['d'] = C_ALPHA, ['e'] = C_ALPHA, ['f'] = C_ALPHA,
+    ['g'] = C_ALPHA, ['h'] = C_ALPHA, ['i'] = C_ALPHA, ['j'] = C_ALPHA, ['k'] = C_ALPHA, ['l'] = C_ALPHA,
+    ['m'] = C_ALPHA, ['n'] = C_ALPHA, ['o'] = C_ALPHA, ['p'] = C_ALPHA, ['q'] = C_ALPHA, ['r'] = C_ALPHA,
+    ['s'] = C_ALPHA, ['t'] = C_ALPHA, ['u'] = C_ALPHA, ['v'] = C_ALPHA, ['w'] = C_ALPHA, ['x'] = C_ALPHA,
+    ['y'] = C_ALPHA, ['z'] = C_ALPHA,
+    ['0'] = C_OTHER, ['1'] = C_OTHER, ['2'] = C_OTHER, ['3'] = C_OTHER, ['4'] = C_OTHER, ['5'] = C_OTHER,
+    ['6'] = C_OTHER, ['7'] = C_OTHER, ['8'] = C_OTHER, ['9'] = C_OTHER,
+};
+
+static int unicode_class(uint32_t cp)
+{
+    if (cp == 0x85 || cp == 0x2028 || cp == 0x2029)
+        return C_SPACE;  /* normalized text has none; count them as spaces if present */
+    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+    if (c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP)
+        return C_SPACE;
+    if (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO)
+        return C_ALPHA;
+    if (c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_SO)
+        return C_PUNCT;
+    return C_OTHER;
+}
+
 void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
 {
     const uint8_t *s = (const uint8_t *)text;
     v->text = text;
     v->len = len;
     v->nchars = v->n_lines = v->n_words = v->n_letters = v->n_cjk = 0;
+    /* a word takes at least two bytes with its separator, or is one CJK
+     * character of three: len/2 + 1 words always fit */
+    if (v->cap_words < len / 2 + 1) {
+        v->cap_words = len / 2 + 1;
+        free(v->words);
+        v->words = dsk_xmalloc(v->cap_words * sizeof *v->words);
+    }
 
     dsk_word *w = NULL;  /* word being built, NULL between words */
     uint32_t lead = 0;   /* punctuation characters before w's core */
-    size_t line_off = 0, line_chars = 0;
+    size_t line_off = 0, line_start_chars = 0, nchars = 0, letters = 0, cjk_chars = 0;
     size_t i = 0;
     while (i < len) {
-        uint32_t cp;
-        size_t l;
+        size_t l = 1;
+        int cls, cjk = 0;
         if (s[i] < 0x80) {
-            cp = s[i];
-            l = 1;
+            cls = ascii_class[s[i]];
+            if (cls >= C_ALPHA && cls != C_PUNCT && w && !(w->flags & DSK_WORD_CJK) &&
+                !(w->flags & DSK_WORD_PUNCT_ONLY)) {
+                /* fast path: a run of ASCII letters and digits inside a word
+                 * whose core has started just extends that core */
+                size_t j = i, alpha = 0;
+                while (j < len && s[j] < 0x80 && (cls = ascii_class[s[j]]) != C_PUNCT && cls >= C_ALPHA) {
+                    alpha += cls == C_ALPHA;
+                    j++;
+                }
+                size_t k = j - i;
+                nchars += k;
+                letters += alpha;
+                w->len += (uint32_t)k;
+                w->nchars += (uint32_t)k;
+                if (alpha)
+                    w->flags |= DSK_WORD_HAS_ALPHA;
+                w->core_len = (uint32_t)j - w->core_off;
+                w->core_nchars = w->nchars - lead;
+                i = j;
+                continue;
+            }
         } else {
-            cp = dsk_utf8_decode(s + i, &l);
+            uint32_t cp = dsk_utf8_decode(s + i, &l);
+            cjk = cp >= 0x1100 && dsk_is_cjk(cp);
+            cls = unicode_class(cp);
         }
-        v->nchars++;
-        if (cp == '\n') {
-            push_line(v, line_off, i, line_chars);
+        nchars++;
+        if (cls == C_NEWLINE) {
+            push_line(v, line_off, i, nchars - 1 - line_start_chars);
             line_off = i + 1;
-            line_chars = 0;
+            line_start_chars = nchars;
             w = NULL;
             i++;
             continue;
         }
-        line_chars++;
-        if (dsk_cp_is_space(cp)) {
+        if (cls == C_SPACE) {
             w = NULL;
             i += l;
             continue;
         }
-        int alpha = dsk_cp_is_alpha(cp);
-        int cjk = cp >= 0x1100 && dsk_is_cjk(cp);
-        int punct = !alpha && dsk_cp_is_punct_or_symbol(cp);
-        v->n_letters += alpha;
-        v->n_cjk += cjk;
+        letters += cls == C_ALPHA;
+        cjk_chars += cjk;
         if (cjk || !w || (w->flags & DSK_WORD_CJK)) {
-            w = push_word(v);
+            w = &v->words[v->n_words++];
             *w = (dsk_word){(uint32_t)i, 0, 0, DSK_WORD_PUNCT_ONLY | (cjk ? DSK_WORD_CJK : 0), (uint32_t)i, 0, 0};
         }
         w->len += (uint32_t)l;
         w->nchars++;
-        if (alpha)
+        if (cls == C_ALPHA)
             w->flags |= DSK_WORD_HAS_ALPHA;
-        if (!punct) {
+        if (cls != C_PUNCT) {
             if (w->flags & DSK_WORD_PUNCT_ONLY) {  /* first core character */
                 w->core_off = (uint32_t)i;
                 lead = w->nchars - 1;
+                w->flags &= ~(uint32_t)DSK_WORD_PUNCT_ONLY;
             }
-            w->flags &= ~(uint32_t)DSK_WORD_PUNCT_ONLY;
             w->core_len = (uint32_t)(i + l) - w->core_off;
             w->core_nchars = w->nchars - lead;
         }
         i += l;
     }
-    push_line(v, line_off, len, line_chars);
+    push_line(v, line_off, len, nchars - line_start_chars);
+    v->nchars = nchars;
+    v->n_letters = letters;
+    v->n_cjk = cjk_chars;
 }
 
 void dsk_text_view_free(dsk_text_view *v)

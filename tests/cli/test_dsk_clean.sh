@@ -96,6 +96,8 @@ expect_exit 64 "unknown --records" dsk-clean --records words "$T/fortunes"
 expect_exit 64 "--field with text records" dsk-clean --records lines --field body "$T/lines.txt"
 
 # ---- JSONL details --------------------------------------------------------------------------
+echo '{"id":12345678901234567890,"x":1.10000000000000001,"text":"a  b","n":null}' | dsk-clean -q --filters none > "$T/out"
+check "other fields pass through byte for byte" grep -qF '{"id":12345678901234567890,"x":1.10000000000000001,"text":"a b","n":null,"split":' "$T/out"
 echo '{"body":"Hello there.","text":5}' | dsk-clean -q --filters none --field body > "$T/out"
 check "--field picks the text field" grep -q '"body":"Hello there."' "$T/out"
 printf '{"messages":[{"role":"user","content":"Hi \\u001b[1mthere\\u001b[0m"},{"role":"assistant","content":"Hello!  How   can I help?"}]}\n' |

@@ -1,0 +1,28 @@
+/* JSON on json-c: parsing one value with a precise error, and compact
+ * output.  json-c keeps object key order and writes numbers back exactly
+ * as read (64-bit integers, the source text of doubles), so documents pass
+ * through dsk tools without their other fields changing. */
+#ifndef DSK_CORE_JSON_H
+#define DSK_CORE_JSON_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+
+/* Parses exactly one JSON value from s[0..n) (surrounding whitespace
+ * allowed).  On failure returns NULL and writes "what at column N" to msg. */
+struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len);
+
+/* Appends the compact serialization of o (no slash escaping). */
+void dsk_json_append(struct json_object *o, dsk_buf *out);
+
+/* The string value of key in obj, or NULL if absent or not a string. */
+struct json_object *dsk_json_get_string(struct json_object *obj, const char *key);
+
+static inline int dsk_json_is(struct json_object *o, enum json_type t)
+{
+    return o && json_object_is_type(o, t);
+}
+
+#endif
