@@ -106,7 +106,7 @@ deps:
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory -C pipelines -f demo.mk BIN=$(abspath $(BUILD)/bin)
+	@$(MAKE) --no-print-directory -C pipelines/demo BIN=$(abspath $(BUILD)/bin) OUT=$(abspath $(BUILD)/demo)
 
 bench: all
 	@tests/bench/run BIN=$(abspath $(BUILD)/bin)

@@ -97,8 +97,8 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
     v->text = text;
     v->len = len;
     v->nchars = v->n_lines = v->n_words = v->n_letters = v->n_cjk = 0;
-    /* a word takes at least two bytes with its separator, or is one CJK
-     * character of three: len/2 + 1 words always fit */
+    /* a word takes at least two bytes with its separator or the next CJK
+     * character, or is one CJK character of three: len/2 + 1 words fit */
     if (v->cap_words < len / 2 + 1) {
         v->cap_words = len / 2 + 1;
         free(v->words);
@@ -156,10 +156,23 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
         }
         letters += cls == C_ALPHA;
         cjk_chars += cjk;
-        if (cjk || !w || (w->flags & DSK_WORD_CJK)) {
+        /* A CJK word is one CJK character with the punctuation around it,
+         * as "(word)," is one word with its punctuation in English. */
+        int new_word;
+        if (!w)
+            new_word = 1;
+        else if (cjk)  /* starts a word unless only punctuation came before */
+            new_word = !(w->flags & DSK_WORD_PUNCT_ONLY);
+        else if (w->flags & DSK_WORD_CJK)  /* after a CJK character only punctuation attaches */
+            new_word = cls != C_PUNCT;
+        else
+            new_word = 0;
+        if (new_word) {
             w = &v->words[v->n_words++];
-            *w = (dsk_word){(uint32_t)i, 0, 0, DSK_WORD_PUNCT_ONLY | (cjk ? DSK_WORD_CJK : 0), (uint32_t)i, 0, 0};
+            *w = (dsk_word){(uint32_t)i, 0, 0, DSK_WORD_PUNCT_ONLY, (uint32_t)i, 0, 0};
         }
+        if (cjk)
+            w->flags |= DSK_WORD_CJK;
         w->len += (uint32_t)l;
         w->nchars++;
         if (cls == C_ALPHA)

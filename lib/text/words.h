@@ -1,8 +1,9 @@
 /* A document's lines and words, found once and shared by every filter.
  *
  * Words are runs of non-whitespace, except that each CJK character (Han,
- * kana, Hangul) is a word of its own: those scripts do not put spaces
- * between words, and one character per word is the usual approximation.
+ * kana, Hangul) is a word of its own, with any punctuation right before or
+ * after it: those scripts do not put spaces between words, and one
+ * character per word is the usual approximation.
  * Lengths are counted in code points, as the published rules (written in
  * Python) count them. */
 #ifndef DSK_TEXT_WORDS_H

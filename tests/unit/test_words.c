@@ -26,12 +26,18 @@ TEST(cjk_characters_are_words)
 {
     /* 你好，世界 = 4 Han characters and a full-width comma */
     dsk_text_view v = view("\xE4\xBD\xA0\xE5\xA5\xBD\xEF\xBC\x8C\xE4\xB8\x96\xE7\x95\x8C abc");
-    CHECK(v.n_words == 6);
+    CHECK(v.n_words == 5);
     CHECK(v.n_cjk == 4);
     CHECK(v.n_letters == 7);
     CHECK(v.words[0].nchars == 1 && (v.words[0].flags & DSK_WORD_CJK));
-    CHECK(v.words[2].flags & DSK_WORD_PUNCT_ONLY); /* the comma */
+    CHECK(v.words[1].nchars == 2 && v.words[1].core_nchars == 1); /* 好 with the comma */
+    CHECK(v.words[4].len == 3 && !(v.words[4].flags & DSK_WORD_CJK));
     CHECK(v.nchars == 9);
+    dsk_text_view_free(&v);
+    /* 《诗》: brackets attach to the character; a letter after CJK starts a word */
+    v = view("\xE3\x80\x8A\xE8\xAF\x97\xE3\x80\x8Bx");
+    CHECK(v.n_words == 2);
+    CHECK(v.words[0].nchars == 3 && v.words[0].core_nchars == 1 && (v.words[0].flags & DSK_WORD_CJK));
     dsk_text_view_free(&v);
 }
 

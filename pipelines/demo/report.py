@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Writes the demo's report card (Markdown) from the files each stage left
+in the output directory.  Sections appear as their stages exist."""
+import json
+import os
+import sys
+
+out = sys.argv[1]
+
+
+def load(name):
+    path = os.path.join(out, name)
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+print("# dsk demo report\n")
+stats = load("clean-stats.json")
+if stats:
+    print("## 1. Cleaning (dsk-clean)\n")
+    pct = 100.0 * stats["docs_out"] / max(stats["docs_in"], 1)
+    print(f"- documents: {stats['docs_in']} in, {stats['docs_out']} out ({pct:.1f}% kept)")
+    print(f"- bytes: {stats['bytes_in']} in, {stats['bytes_out']} of text out")
+    s = stats["splits"]
+    print(f"- splits: {s['train']} train, {s['val']} val, {s['test']} test")
+    m = stats["modified"]
+    print(f"- modified: {m['escape_sequences_removed']} terminal escape sequences and "
+          f"{m['control_chars_removed']} control characters removed, "
+          f"{m['utf8_repaired_docs']} documents with invalid UTF-8 repaired")
+    print(f"- dedup index: {stats['dedup_memory_bytes'] / 1048576:.1f} MiB in memory\n")
+    print("| rule | documents dropped |")
+    print("|---|---:|")
+    for rule, n in sorted(stats["dropped"].items(), key=lambda kv: -kv[1]):
+        print(f"| `{rule}` | {n} |")
+    print()
+    print("Every document is either kept or counted under the rule that dropped it; "
+          "the dropped ones are in `clean-rejects.jsonl` with a `rejected_by` field.\n")
