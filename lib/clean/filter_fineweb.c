@@ -20,8 +20,8 @@ const char *dsk_filter_fineweb(const dsk_text_view *v, const dsk_filter_params *
     double chars = (double)(v->nchars - (v->n_lines - 1));  /* without the '\n's */
     if (p->fw_char_dup_ratio && chars > 0 && (double)dup_chars / chars >= p->fw_char_dup_ratio)
         return "fineweb.char_dup_ratio";
-    if (p->fw_newline_ratio &&
-        (v->n_words == 0 || (double)(v->n_lines - 1) / (double)v->n_words > p->fw_newline_ratio))
+    size_t tokens = dsk_text_view_tokens(v);
+    if (p->fw_newline_ratio && (tokens == 0 || (double)(v->n_lines - 1) / (double)tokens > p->fw_newline_ratio))
         return "fineweb.newline_ratio";
     return NULL;
 }

@@ -82,6 +82,8 @@ const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_p
         return "gopher_quality.max_words";
     if (n_words == 0)
         return NULL;
+    /* ratios per token, punctuation counted apart as datatrove's tokenizer does */
+    double n_tokens = (double)dsk_text_view_tokens(v);
     if (!cjk && n_content) {
         double mean = (double)content_chars / (double)n_content;
         if (p->gq_min_mean_word_len && mean < p->gq_min_mean_word_len)
@@ -90,10 +92,10 @@ const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_p
             return "gopher_quality.max_mean_word_length";
     }
     if (p->gq_max_symbol_word_ratio) {
-        if ((double)count_substr(v->text, v->len, "#") / (double)n_words > p->gq_max_symbol_word_ratio)
+        if ((double)count_substr(v->text, v->len, "#") / n_tokens > p->gq_max_symbol_word_ratio)
             return "gopher_quality.hash_ratio";
         size_t ell = count_substr(v->text, v->len, "...") + count_substr(v->text, v->len, "\xE2\x80\xA6");
-        if ((double)ell / (double)n_words > p->gq_max_symbol_word_ratio)
+        if ((double)ell / n_tokens > p->gq_max_symbol_word_ratio)
             return "gopher_quality.ellipsis_ratio";
     }
     size_t bullets = 0, ellipsis_lines = 0;
@@ -107,7 +109,7 @@ const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_p
         return "gopher_quality.bullet_lines";
     if (p->gq_max_ellipsis_lines_ratio && (double)ellipsis_lines / n_lines > p->gq_max_ellipsis_lines_ratio)
         return "gopher_quality.ellipsis_lines";
-    if (p->gq_min_alpha_words_ratio && (double)alpha / (double)n_words < p->gq_min_alpha_words_ratio)
+    if (p->gq_min_alpha_words_ratio && (double)alpha / n_tokens < p->gq_min_alpha_words_ratio)
         return "gopher_quality.alpha_words";
     if (!cjk && p->gq_min_stop_words && (double)stop < p->gq_min_stop_words)
         return "gopher_quality.stop_words";

@@ -1,6 +1,7 @@
 #include "text/words.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <utf8proc.h>
 
 #include "core/err.h"
@@ -192,6 +193,41 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
     v->nchars = nchars;
     v->n_letters = letters;
     v->n_cjk = cjk_chars;
+}
+
+/* Tokens in a run of punctuation: one per change of character, so ")," is
+ * two while "..." and "--" are one, as word tokenizers split them. */
+static size_t punct_run_tokens(const char *s, size_t n)
+{
+    size_t tokens = 0, i = 0, prev_len = 0;
+    const char *prev = NULL;
+    while (i < n) {
+        size_t l = dsk_utf8_seq_len((const uint8_t *)s + i, n - i);
+        if (!l)
+            l = 1;
+        if (!prev || l != prev_len || memcmp(prev, s + i, l) != 0)
+            tokens++;
+        prev = s + i;
+        prev_len = l;
+        i += l;
+    }
+    return tokens;
+}
+
+size_t dsk_text_view_tokens(const dsk_text_view *v)
+{
+    size_t tokens = 0;
+    for (size_t i = 0; i < v->n_words; i++) {
+        const dsk_word *w = &v->words[i];
+        if (w->flags & DSK_WORD_PUNCT_ONLY) {
+            tokens += punct_run_tokens(v->text + w->off, w->len);
+            continue;
+        }
+        size_t core_end = w->core_off + w->core_len;
+        tokens += 1 + punct_run_tokens(v->text + w->off, w->core_off - w->off) +
+                  punct_run_tokens(v->text + core_end, w->off + w->len - core_end);
+    }
+    return tokens;
 }
 
 void dsk_text_view_free(dsk_text_view *v)

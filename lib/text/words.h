@@ -41,6 +41,11 @@ typedef struct dsk_text_view {
 } dsk_text_view;
 
 void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len);
+
+/* Tokens as a word tokenizer (NLTK, spaCy) would count them: punctuation
+ * before or after a word's core is a token of its own ("(word)," is three).
+ * The published rules divide by this count. */
+size_t dsk_text_view_tokens(const dsk_text_view *v);
 void dsk_text_view_free(dsk_text_view *v);
 
 /* Is this Unicode code point a CJK character (one character, one word)? */

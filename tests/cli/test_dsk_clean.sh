@@ -162,7 +162,7 @@ expect_err_contains "badrules.txt:1:" "rules file error names the line"
 expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl"
 
 # ---- filters -----------------------------------------------------------------------------------------------
-expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_words=1 --set gopher_quality.min_stop_words=0 --filters gopher-quality "$T/docs.jsonl"
+expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_words=1 --set gopher_quality.min_stop_words=0 --set gopher_quality.min_alpha_words_ratio=0.6 --filters gopher-quality "$T/docs.jsonl"
 check "tuned threshold keeps the short doc" grep -q '"id":"short"' "$T/out"
 expect_exit 64 "--set unknown name" dsk-clean --set nope=1 "$T/docs.jsonl"
 expect_exit 64 "--set bad value" dsk-clean --set c4.min_sentences=x "$T/docs.jsonl"

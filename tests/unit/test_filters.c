@@ -150,7 +150,7 @@ TEST(fineweb_rules)
     CHECK_STR(fw(s), "fineweb.char_dup_ratio");
     free(s);
     P.fw_short_line_ratio = 0;
-    CHECK_STR(fw("A list item that ends well.\nAnother.\nOne more.\nFour.\nFive."), "fineweb.newline_ratio");
+    CHECK_STR(fw("Item one.\nTwo.\nThree.\nFour.\nFive."), "fineweb.newline_ratio");
     dsk_filter_params_default(&P);
 }
 
