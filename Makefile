@@ -109,6 +109,7 @@ demo: deps
 	@$(MAKE) --no-print-directory -C pipelines/demo BIN=$(abspath $(BUILD)/bin) OUT=$(abspath $(BUILD)/demo)
 
 bench: all
+	@pipelines/install-deps build bench
 	@tests/bench/run BIN=$(abspath $(BUILD)/bin)
 
 # ---- install ---------------------------------------------------------------------------

@@ -1,16 +1,31 @@
 #include "core/json.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
-/* A tokener per thread, reused: creating one allocates its parse stack. */
-static _Thread_local struct json_tokener *tokener;
+/* A tokener per thread, reused (creating one allocates its parse stack),
+ * and freed when its thread exits. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+
+static void free_tokener(void *t) { json_tokener_free(t); }
+static void make_key(void) { pthread_key_create(&tokener_key, free_tokener); }
+
+static struct json_tokener *thread_tokener(void)
+{
+    pthread_once(&tokener_once, make_key);
+    struct json_tokener *t = pthread_getspecific(tokener_key);
+    if (!t) {
+        t = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+        json_tokener_set_flags(t, JSON_TOKENER_STRICT);
+        pthread_setspecific(tokener_key, t);
+    }
+    return t;
+}
 
 struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len)
 {
-    if (!tokener) {
-        tokener = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
-        json_tokener_set_flags(tokener, JSON_TOKENER_STRICT);
-    }
+    struct json_tokener *tokener = thread_tokener();
     json_tokener_reset(tokener);
     size_t start = 0;
     while (start < n && (s[start] == ' ' || s[start] == '\t' || s[start] == '\r'))

@@ -171,6 +171,21 @@ expect_exit 0 "--filters=-gopher-quality" dsk-clean -q --filters=-gopher-quality
 expect_exit 0 "--min-chars" dsk-clean -q --filters none --min-chars 20 --stats "$T/s.json" "$T/docs.jsonl"
 check "--min-chars drops short docs" test "$(json_get "$T/s.json" "['dropped']['length.min_chars']")" = 1
 
+expect_exit 0 "--max-chars" dsk-clean -q --filters none --max-chars 20 --stats "$T/s.json" "$T/docs.jsonl"
+check "--max-chars drops long docs" test "$(json_get "$T/s.json" "['dropped']['length.max_chars']")" = 4
+printf '{"text":"caf\x65\xcc\x81"}\n' | dsk-clean -q --filters none --normalize none > "$T/out"
+check "--normalize none keeps combining marks" grep -q "cafe$(printf '\xcc\x81')" "$T/out"
+dsk-clean -q --dedup exact,minhash --minhash 3,20,5 "$T/many.jsonl" > "$T/mh.out"
+check "--minhash settings are used" test "$(wc -l < "$T/mh.out")" -lt 300
+expect_exit 64 "bad --threads" dsk-clean -j 0 "$T/docs.jsonl"
+expect_exit 64 "bad --max-record-bytes" dsk-clean --max-record-bytes 12Q "$T/docs.jsonl"
+expect_exit 64 "bad --on-error" dsk-clean --on-error ignore "$T/docs.jsonl"
+expect_exit 64 "bad --normalize" dsk-clean --normalize nfd "$T/docs.jsonl"
+expect_exit 64 "bad --whitespace" dsk-clean --whitespace squash "$T/docs.jsonl"
+expect_exit 64 "bad --dedup" dsk-clean --dedup fuzzy "$T/docs.jsonl"
+expect_exit 64 "bad --seed" dsk-clean --seed -1 "$T/docs.jsonl"
+expect_exit 64 "--replace without =" dsk-clean --replace abc "$T/docs.jsonl"
+
 # ---- dedup database -------------------------------------------------------------------------------------------
 head -2 "$T/many.jsonl" > "$T/shard1.jsonl"; sed -n '2,3p' "$T/many.jsonl" > "$T/shard2.jsonl"
 dsk-clean -q --dedup-db "$T/dedup.lmdb" "$T/shard1.jsonl" > "$T/o1"
