@@ -2,13 +2,21 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "text/utf8.h"
 
 /* A tokener per thread, reused (creating one allocates its parse stack),
  * and freed when its thread exits. */
 static pthread_key_t tokener_key;
+static _Thread_local dsk_buf rewritten;  /* see decode_surrogate_pairs; freed with the tokener */
 static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
 
-static void free_tokener(void *t) { json_tokener_free(t); }
+static void free_tokener(void *t)
+{
+    json_tokener_free(t);
+    dsk_buf_free(&rewritten);
+}
 static void make_key(void) { pthread_key_create(&tokener_key, free_tokener); }
 
 static struct json_tokener *thread_tokener(void)
@@ -23,8 +31,66 @@ static struct json_tokener *thread_tokener(void)
     return t;
 }
 
+static int hex4(const char *p, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                     : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (unsigned)((c | 0x20) - 'a' + 10) : 16;
+        if (d > 15)
+            return 0;
+        *v = *v << 4 | d;
+    }
+    return 1;
+}
+
+/* json-c 0.16 turns a surrogate-pair escape into U+FFFD when the code point's
+ * low 16 bits fall in D800-DFFF (U+1D800, U+2D800 in CJK Extension C, ...).
+ * Such pairs are rewritten here as the UTF-8 they stand for, which is the
+ * same JSON text; other escapes are left to json-c.  Returns 1 if out holds
+ * a rewritten copy. */
+static int decode_surrogate_pairs(const char *s, size_t n, dsk_buf *out)
+{
+    if (!memmem(s, n, "\\u", 2))
+        return 0;
+    int changed = 0;
+    /* walk escapes from the first backslash, so "\\\\u" is not taken for "\\u" */
+    size_t i = (size_t)((const char *)memchr(s, '\\', n) - s), copied = 0;
+    dsk_buf_clear(out);
+    while (i + 1 < n) {
+        if (s[i] != '\\') {
+            i++;
+            continue;
+        }
+        unsigned hi, lo;
+        if (s[i + 1] == 'u' && i + 12 <= n && hex4(s + i + 2, &hi) && hi >= 0xD800 && hi <= 0xDBFF &&
+            s[i + 6] == '\\' && s[i + 7] == 'u' && hex4(s + i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            uint32_t cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            if ((cp & 0xF800) == 0xD800) {  /* only the pairs json-c gets wrong */
+                char utf8[4];
+                size_t l = dsk_utf8_encode(cp, utf8);
+                dsk_buf_add(out, s + copied, i - copied);
+                dsk_buf_add(out, utf8, l);
+                copied = i + 12;
+                changed = 1;
+            }
+            i += 12;
+            continue;
+        }
+        i += 2;  /* any other escape, "\\\\" included, is two characters */
+    }
+    if (changed)
+        dsk_buf_add(out, s + copied, n - copied);
+    return changed;
+}
+
 struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len)
 {
+    if (decode_surrogate_pairs(s, n, &rewritten)) {
+        s = rewritten.data;
+        n = rewritten.len;
+    }
     struct json_tokener *tokener = thread_tokener();
     json_tokener_reset(tokener);
     size_t start = 0;

@@ -49,29 +49,27 @@ TEST(good_prose_passes_every_filter)
 TEST(gopher_quality_rules)
 {
     CHECK_STR(gq("Too short to be a document."), "gopher_quality.min_words");
-    char *s = repeat("a an of to is at by it on we", 6, " ");
-    CHECK_STR(gq(s), "gopher_quality.min_mean_word_length");
-    free(s);
-    s = repeat("internationalization telecommunications the of", 15, " ");
-    CHECK_STR(gq(s), "gopher_quality.max_mean_word_length");
-    free(s);
-    s = repeat("#tag the word and more", 15, " ");
-    CHECK_STR(gq(s), "gopher_quality.hash_ratio");
-    free(s);
-    s = repeat("the story goes on and then...", 12, " ");
-    CHECK_STR(gq(s), "gopher_quality.ellipsis_ratio");
-    free(s);
-    s = repeat("- the item of the list here with words", 10, "\n");
-    CHECK_STR(gq(s), "gopher_quality.bullet_lines");
-    free(s);
-    s = repeat("1234 5678 9012 3456 7890 the and", 10, " ");
-    CHECK_STR(gq(s), "gopher_quality.alpha_words");
-    free(s);
-    s = repeat("Quick brown foxes jump over lazy dogs daily", 8, " ");
-    CHECK_STR(gq(s), "gopher_quality.stop_words");
-    free(s);
+    /* each row: a unit repeated into a document that trips exactly one rule */
+    static const struct {
+        const char *unit, *sep;
+        int times;
+        const char *rule;
+    } cases[] = {
+        {"a an of to is at by it on we", " ", 6, "gopher_quality.min_mean_word_length"},
+        {"internationalization telecommunications the of", " ", 15, "gopher_quality.max_mean_word_length"},
+        {"#tag the word and more", " ", 15, "gopher_quality.hash_ratio"},
+        {"the story goes on and then...", " ", 12, "gopher_quality.ellipsis_ratio"},
+        {"- the item of the list here with words", "\n", 10, "gopher_quality.bullet_lines"},
+        {"1234 5678 9012 3456 7890 the and", " ", 10, "gopher_quality.alpha_words"},
+        {"Quick brown foxes jump over lazy dogs daily", " ", 8, "gopher_quality.stop_words"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *s = repeat(cases[i].unit, cases[i].times, cases[i].sep);
+        CHECK_STR(gq(s), cases[i].rule);
+        free(s);
+    }
     P.gq_min_stop_words = 0; /* switched off by --set */
-    s = repeat("Quick brown foxes jump over lazy dogs daily", 8, " ");
+    char *s = repeat("Quick brown foxes jump over lazy dogs daily", 8, " ");
     CHECK(gq(s) == NULL);
     free(s);
     dsk_filter_params_default(&P);

@@ -1,0 +1,453 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "bpe/tokenizer.h"
+
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+/* The published pre-tokenizer regexes (tiktoken's), by name. */
+static const struct {
+    const char *name, *pattern;
+} named_patterns[] = {
+    {"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+    {"cl100k", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+               "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"o200k", "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+              "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+              "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
+              "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+};
+
+const char *dsk_bpe_named_pattern(const char *name)
+{
+    for (size_t i = 0; i < sizeof named_patterns / sizeof named_patterns[0]; i++)
+        if (strcmp(name, named_patterns[i].name) == 0)
+            return named_patterns[i].pattern;
+    return NULL;
+}
+
+void dsk_tokenizer_init(dsk_tokenizer *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < 256; i++)
+        t->byte_id[i] = DSK_BPE_NO_TOKEN;
+}
+
+void dsk_tokenizer_free(dsk_tokenizer *t)
+{
+    free(t->pool);
+    free(t->tok);
+    free(t->is_special);
+    free(t->index);
+    for (size_t i = 0; i < t->n_specials; i++)
+        free(t->specials[i].text);
+    free(t->specials);
+    free(t->pattern);
+    free(t->name);
+    if (t->re)
+        pcre2_code_free(t->re);
+    memset(t, 0, sizeof *t);
+}
+
+static size_t slot_of(uint64_t h, size_t cap) { return (size_t)(h ^ (h >> 31)) & (cap - 1); }
+
+static void index_insert(dsk_tokenizer *t, uint32_t id)
+{
+    size_t len;
+    const char *b = dsk_tokenizer_bytes(t, id, &len);
+    size_t j = slot_of(dsk_hash64(b, len), t->index_cap);
+    while (t->index[j])
+        j = (j + 1) & (t->index_cap - 1);
+    t->index[j] = id + 1;
+}
+
+static void index_grow(dsk_tokenizer *t, size_t want)
+{
+    size_t cap = 1024;
+    while (cap < want * 2)
+        cap *= 2;
+    if (cap <= t->index_cap)
+        return;
+    free(t->index);
+    t->index = dsk_xcalloc(cap, sizeof *t->index);
+    t->index_cap = cap;
+    for (uint32_t id = 0; id < t->n_vocab; id++)
+        if (t->tok[id] && !t->is_special[id])
+            index_insert(t, id);
+}
+
+uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len)
+{
+    if (!t->index_cap)
+        return DSK_BPE_NO_TOKEN;
+    size_t j = slot_of(dsk_hash64(bytes, len), t->index_cap);
+    for (uint32_t e; (e = t->index[j]) != 0; j = (j + 1) & (t->index_cap - 1)) {
+        size_t l;
+        const char *b = dsk_tokenizer_bytes(t, e - 1, &l);
+        if (l == len && memcmp(b, bytes, len) == 0)
+            return e - 1;
+    }
+    return DSK_BPE_NO_TOKEN;
+}
+
+static int add_entry(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t len, int special, dsk_err *err)
+{
+    if (id >= DSK_BPE_MAX_VOCAB)
+        return dsk_fail(err, EX_DATAERR, "token id %u is over the limit of %u", id, DSK_BPE_MAX_VOCAB);
+    if (len == 0 || len >= (1u << 24))
+        return dsk_fail(err, EX_DATAERR, "token %u has length %zu", id, len);
+    if (id >= t->n_vocab) {
+        uint32_t n = id + 1;
+        t->tok = dsk_xrealloc(t->tok, n * sizeof *t->tok);
+        t->is_special = dsk_xrealloc(t->is_special, n);
+        memset(t->tok + t->n_vocab, 0, (n - t->n_vocab) * sizeof *t->tok);
+        memset(t->is_special + t->n_vocab, 0, n - t->n_vocab);
+        t->n_vocab = n;
+    }
+    if (t->tok[id])
+        return dsk_fail(err, EX_DATAERR, "token id %u appears twice", id);
+    if (!special && dsk_tokenizer_lookup(t, bytes, len) != DSK_BPE_NO_TOKEN)
+        return dsk_fail(err, EX_DATAERR, "token %u repeats the bytes of token %u", id,
+                        dsk_tokenizer_lookup(t, bytes, len));
+    if (t->pool_len + len > t->pool_cap) {
+        t->pool_cap = (t->pool_len + len) * 2 + 4096;
+        t->pool = dsk_xrealloc(t->pool, t->pool_cap);
+    }
+    memcpy(t->pool + t->pool_len, bytes, len);
+    t->tok[id] = (uint64_t)t->pool_len << 24 | len;
+    t->pool_len += len;
+    t->is_special[id] = (uint8_t)special;
+    if (!special) {
+        if (len == 1)
+            t->byte_id[*(const uint8_t *)bytes] = id;
+        index_grow(t, t->n_vocab);
+        index_insert(t, id);
+    }
+    return 0;
+}
+
+int dsk_tokenizer_add(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t len, dsk_err *err)
+{
+    return add_entry(t, id, bytes, len, 0, err);
+}
+
+int dsk_tokenizer_add_special(dsk_tokenizer *t, uint32_t id, const char *text, dsk_err *err)
+{
+    int rc = add_entry(t, id, text, strlen(text), 1, err);
+    if (rc)
+        return rc;
+    t->specials = dsk_xrealloc(t->specials, (t->n_specials + 1) * sizeof *t->specials);
+    /* keep the longest first, so matching prefers "<|a|b|>" over "<|a|" */
+    size_t i = t->n_specials++;
+    while (i > 0 && strlen(t->specials[i - 1].text) < strlen(text)) {
+        t->specials[i] = t->specials[i - 1];
+        i--;
+    }
+    t->specials[i] = (dsk_bpe_special){dsk_xstrdup(text), id};
+    return 0;
+}
+
+int dsk_tokenizer_set_pattern(dsk_tokenizer *t, const char *pattern, dsk_err *err)
+{
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off,
+                                   NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return dsk_fail(err, EX_USAGE, "bad pre-tokenizer pattern: %s at offset %zu", (char *)msg, (size_t)off);
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    if (t->re)
+        pcre2_code_free(t->re);
+    free(t->pattern);
+    t->re = re;
+    t->pattern = dsk_xstrdup(pattern);
+    return 0;
+}
+
+int dsk_tokenizer_finish(dsk_tokenizer *t, dsk_err *err)
+{
+    for (int b = 0; b < 256; b++)
+        if (t->byte_id[b] == DSK_BPE_NO_TOKEN)
+            return dsk_fail(err, EX_DATAERR, "the vocabulary has no token for byte 0x%02X: not a byte-level BPE", b);
+    if (!t->re)
+        return dsk_fail(err, EX_DATAERR, "the tokenizer has no pre-tokenizer pattern");
+    return 0;
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t)
+{
+    memset(e, 0, sizeof *e);
+    e->match_data = pcre2_match_data_create(4, NULL);
+}
+
+void dsk_bpe_encoder_free(dsk_bpe_encoder *e)
+{
+    pcre2_match_data_free(e->match_data);
+    free(e->ids);
+    free(e->work);
+    memset(e, 0, sizeof *e);
+}
+
+static void push_id(dsk_bpe_encoder *e, uint32_t id)
+{
+    if (e->n_ids == e->cap_ids) {
+        e->cap_ids = e->cap_ids ? e->cap_ids * 2 : 1024;
+        e->ids = dsk_xrealloc(e->ids, e->cap_ids * sizeof *e->ids);
+    }
+    e->ids[e->n_ids++] = id;
+}
+
+static void *work_space(dsk_bpe_encoder *e, size_t bytes)
+{
+    if (e->work_cap < bytes) {
+        e->work_cap = bytes * 2;
+        free(e->work);
+        e->work = dsk_xmalloc(e->work_cap);
+    }
+    return e->work;
+}
+
+static uint32_t rank_of(const dsk_tokenizer *t, const uint8_t *p, size_t a, size_t b)
+{
+    return dsk_tokenizer_lookup(t, p + a, b - a);
+}
+
+/* tiktoken's loop for short pieces: boundaries in pos[], rank of the pair
+ * starting at part i in rank[i]; merge the lowest, leftmost on ties. */
+static void merge_linear(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
+{
+    size_t *pos = work_space(e, (n + 1) * (sizeof(size_t) + sizeof(uint32_t)));
+    uint32_t *rank = (uint32_t *)(pos + n + 1);
+    size_t parts = n;
+    for (size_t i = 0; i <= n; i++)
+        pos[i] = i;
+    for (size_t i = 0; i + 1 < parts; i++)
+        rank[i] = rank_of(t, p, pos[i], pos[i + 2]);
+    while (parts > 1) {
+        size_t best = 0;
+        uint32_t best_rank = DSK_BPE_NO_TOKEN;
+        for (size_t i = 0; i + 1 < parts; i++)
+            if (rank[i] < best_rank) {
+                best_rank = rank[i];
+                best = i;
+            }
+        if (best_rank == DSK_BPE_NO_TOKEN)
+            break;
+        /* drop boundary best+1 */
+        memmove(pos + best + 1, pos + best + 2, (parts - best - 1) * sizeof *pos);
+        memmove(rank + best + 1, rank + best + 2,
+                (parts - best > 2 ? parts - best - 2 : 0) * sizeof *rank);
+        parts--;
+        if (best + 1 < parts)
+            rank[best] = rank_of(t, p, pos[best], pos[best + 2]);
+        if (best > 0)
+            rank[best - 1] = rank_of(t, p, pos[best - 1], pos[best + 1]);
+    }
+    for (size_t i = 0; i < parts; i++)
+        push_id(e, rank_of(t, p, pos[i], pos[i + 1]));
+}
+
+/* The same merges in O(n log n) for long pieces: symbols in a linked list
+ * over byte positions, candidate pairs in a min-heap keyed by (rank,
+ * position) so ties go to the leftmost, stale entries skipped on pop. */
+typedef struct heap {
+    uint64_t *a;
+    size_t n;
+} heap;
+
+static void heap_push(heap *h, uint64_t k)
+{
+    size_t i = h->n++;
+    while (i > 0 && h->a[(i - 1) / 2] > k) {
+        h->a[i] = h->a[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->a[i] = k;
+}
+
+static uint64_t heap_pop(heap *h)
+{
+    uint64_t top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && h->a[c + 1] < h->a[c])
+            c++;
+        if (h->a[c] >= last)
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    h->a[i] = last;
+    return top;
+}
+
+static void merge_heap(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
+{
+    /* per byte position: next/prev symbol start, pair rank; then the heap */
+    size_t per = 3 * sizeof(uint32_t);
+    uint32_t *next = work_space(e, (n + 1) * per + 3 * n * sizeof(uint64_t) + 16);
+    uint32_t *prev = next + n + 1, *pair = prev + n + 1;
+    heap h = {(uint64_t *)(((uintptr_t)(pair + n + 1) + 7) & ~(uintptr_t)7), 0};
+    for (size_t i = 0; i < n; i++) {
+        next[i] = (uint32_t)(i + 1);
+        prev[i] = (uint32_t)(i - 1);  /* wraps for i = 0: never read */
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        pair[i] = rank_of(t, p, i, i + 2);
+        if (pair[i] != DSK_BPE_NO_TOKEN)
+            heap_push(&h, (uint64_t)pair[i] << 40 | i);
+    }
+    pair[n - 1] = DSK_BPE_NO_TOKEN;
+    while (h.n) {
+        uint64_t k = heap_pop(&h);
+        uint32_t r = (uint32_t)(k >> 40);
+        size_t left = (size_t)(k & ((1ull << 40) - 1));
+        if (pair[left] != r)
+            continue;  /* stale: this pair was merged or changed */
+        size_t right = next[left], after = next[right];
+        next[left] = (uint32_t)after;
+        if (after < n)
+            prev[after] = (uint32_t)left;
+        pair[right] = DSK_BPE_NO_TOKEN;
+        pair[left] = after < n ? rank_of(t, p, left, next[after]) : DSK_BPE_NO_TOKEN;
+        if (pair[left] != DSK_BPE_NO_TOKEN)
+            heap_push(&h, (uint64_t)pair[left] << 40 | left);
+        if (left > 0) {
+            size_t before = prev[left];
+            pair[before] = rank_of(t, p, before, after);
+            if (pair[before] != DSK_BPE_NO_TOKEN)
+                heap_push(&h, (uint64_t)pair[before] << 40 | before);
+        }
+    }
+    for (size_t i = 0; i < n; i = next[i])
+        push_id(e, rank_of(t, p, i, next[i]));
+}
+
+void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
+{
+    if (n == 1) {
+        push_id(e, t->byte_id[p[0]]);
+        return;
+    }
+    uint32_t whole = dsk_tokenizer_lookup(t, p, n);
+    if (whole != DSK_BPE_NO_TOKEN) {
+        push_id(e, whole);
+        return;
+    }
+    if (n <= 128)
+        merge_linear(t, e, p, n);
+    else
+        merge_heap(t, e, p, n);
+}
+
+static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, dsk_err *err)
+{
+    size_t off = 0;
+    while (off < len) {
+        int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            /* the published patterns match everything; a custom one may not */
+            for (size_t i = off; i < len; i++)
+                push_id(e, t->byte_id[(uint8_t)text[i]]);
+            break;
+        }
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return dsk_fail(err, EX_DATAERR, "pre-tokenizer: %s", (char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match_data);
+        size_t start = ov[0], end = ov[1];
+        for (size_t i = off; i < start; i++)  /* text the pattern skipped */
+            push_id(e, t->byte_id[(uint8_t)text[i]]);
+        if (end == start) {  /* an empty match: take one character as it is */
+            end = start + 1;
+            while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
+                end++;
+            for (size_t i = start; i < end; i++)
+                push_id(e, t->byte_id[(uint8_t)text[i]]);
+        } else {
+            dsk_bpe_encode_piece(t, e, (const uint8_t *)text + start, end - start);
+        }
+        off = end;
+    }
+    return 0;
+}
+
+int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
+                   dsk_err *err)
+{
+    if (!allow_special || !t->n_specials)
+        return encode_ordinary(t, e, text, len, err);
+    size_t off = 0;
+    while (off < len) {
+        /* the earliest special, the longest one at that position */
+        const char *hit = NULL;
+        const dsk_bpe_special *which = NULL;
+        for (size_t i = 0; i < t->n_specials; i++) {
+            size_t sl = strlen(t->specials[i].text);
+            const char *h = memmem(text + off, len - off, t->specials[i].text, sl);
+            if (h && (!hit || h < hit)) {
+                hit = h;
+                which = &t->specials[i];
+            }
+        }
+        size_t stop = hit ? (size_t)(hit - text) : len;
+        int rc = encode_ordinary(t, e, text + off, stop - off, err);
+        if (rc)
+            return rc;
+        if (!hit)
+            break;
+        push_id(e, which->id);
+        off = stop + strlen(which->text);
+    }
+    return 0;
+}
+
+int dsk_bpe_decode(const dsk_tokenizer *t, const uint32_t *ids, size_t n, dsk_buf *out, dsk_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *b = dsk_tokenizer_bytes(t, ids[i], &len);
+        if (!len)
+            return dsk_fail(err, EX_DATAERR, "token id %u is not in the vocabulary (%u ids)", ids[i], t->n_vocab);
+        dsk_buf_add(out, b, len);
+    }
+    return 0;
+}
+
+void dsk_tokenizer_fingerprint(const dsk_tokenizer *t, char out[33])
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_128bits_reset(st);
+    for (uint32_t id = 0; id < t->n_vocab; id++) {
+        size_t len;
+        const char *b = dsk_tokenizer_bytes(t, id, &len);
+        if (!len)
+            continue;
+        uint8_t head[9];
+        for (int k = 0; k < 4; k++) {
+            head[k] = (uint8_t)(id >> (8 * k));
+            head[4 + k] = (uint8_t)(len >> (8 * k));
+        }
+        head[8] = t->is_special[id];
+        XXH3_128bits_update(st, head, sizeof head);
+        XXH3_128bits_update(st, b, len);
+    }
+    if (t->pattern)
+        XXH3_128bits_update(st, t->pattern, strlen(t->pattern));
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
+}

@@ -1,0 +1,92 @@
+/* A byte-level BPE tokenizer: the vocabulary (id -> bytes), a hash index
+ * (bytes -> id), special tokens, and the pre-tokenizer regex.
+ *
+ * Merge priority is the id: a lower id was merged earlier.  That holds for
+ * tiktoken rank files (rank = id), GPT-2's encoder.json and the tokenizers
+ * dsk-bpe trains, and is what makes encoding identical to tiktoken's:
+ * within each pre-token, repeatedly merge the adjacent pair whose
+ * concatenation has the lowest id, leftmost first on ties. */
+#ifndef DSK_BPE_TOKENIZER_H
+#define DSK_BPE_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+#define DSK_BPE_MAX_VOCAB (1u << 24)
+#define DSK_BPE_NO_TOKEN UINT32_MAX
+
+typedef struct dsk_bpe_special {
+    char *text;
+    uint32_t id;
+} dsk_bpe_special;
+
+typedef struct dsk_tokenizer {
+    uint32_t n_vocab;     /* ids are 0 .. n_vocab-1; some may be unused */
+    char *pool;           /* token bytes, back to back */
+    size_t pool_len, pool_cap;
+    uint64_t *tok;        /* per id: offset << 24 | length; 0 = unused */
+    uint8_t *is_special;  /* per id */
+    uint32_t *index;      /* open addressing: id + 1, 0 = empty */
+    size_t index_cap;
+    uint32_t byte_id[256];
+    dsk_bpe_special *specials;  /* longest text first */
+    size_t n_specials;
+    char *pattern;        /* pre-tokenizer regex */
+    void *re;             /* pcre2_code_8 */
+    char *name;
+} dsk_tokenizer;
+
+void dsk_tokenizer_init(dsk_tokenizer *t);
+void dsk_tokenizer_free(dsk_tokenizer *t);
+
+/* Building: add tokens with their ids, then specials, then the pattern,
+ * then dsk_tokenizer_finish checks completeness (all 256 bytes present). */
+int dsk_tokenizer_add(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t len, dsk_err *err);
+int dsk_tokenizer_add_special(dsk_tokenizer *t, uint32_t id, const char *text, dsk_err *err);
+int dsk_tokenizer_set_pattern(dsk_tokenizer *t, const char *pattern, dsk_err *err);
+int dsk_tokenizer_finish(dsk_tokenizer *t, dsk_err *err);
+
+/* The named pre-tokenizer patterns: "gpt2", "cl100k", "o200k"; NULL if unknown. */
+const char *dsk_bpe_named_pattern(const char *name);
+
+/* id of the token with these bytes, or DSK_BPE_NO_TOKEN. */
+uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len);
+
+static inline const char *dsk_tokenizer_bytes(const dsk_tokenizer *t, uint32_t id, size_t *len)
+{
+    uint64_t e = id < t->n_vocab ? t->tok[id] : 0;
+    *len = (size_t)(e & 0xFFFFFF);
+    return t->pool + (e >> 24);
+}
+
+/* Per-thread encoding state. */
+typedef struct dsk_bpe_encoder {
+    void *match_data;
+    uint32_t *ids;
+    size_t n_ids, cap_ids;
+    void *work;  /* merge scratch */
+    size_t work_cap;
+} dsk_bpe_encoder;
+
+void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t);
+void dsk_bpe_encoder_free(dsk_bpe_encoder *e);
+
+/* Encodes valid UTF-8 text, appending to e->ids.  With allow_special,
+ * special-token text becomes the special id; otherwise it is plain text. */
+int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
+                   dsk_err *err);
+
+/* Encodes one pre-token with the merge rule (exposed for tests). */
+void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n);
+
+/* Appends the bytes of ids to out; an unknown id is an error. */
+int dsk_bpe_decode(const dsk_tokenizer *t, const uint32_t *ids, size_t n, dsk_buf *out, dsk_err *err);
+
+/* A hash of the canonical content (tokens with ids, specials, pattern),
+ * as 32 hex digits: the same tokenizer always has the same fingerprint. */
+void dsk_tokenizer_fingerprint(const dsk_tokenizer *t, char out[33]);
+
+#endif
