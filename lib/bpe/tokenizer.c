@@ -334,6 +334,16 @@ static void merge_heap(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t
         push_id(e, rank_of(t, p, i, next[i]));
 }
 
+void dsk_bpe_encode_piece_with(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n, int use_heap)
+{
+    if (n == 1)
+        push_id(e, t->byte_id[p[0]]);
+    else if (use_heap)
+        merge_heap(t, e, p, n);
+    else
+        merge_linear(t, e, p, n);
+}
+
 void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
 {
     if (n == 1) {

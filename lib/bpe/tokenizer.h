@@ -79,8 +79,11 @@ void dsk_bpe_encoder_free(dsk_bpe_encoder *e);
 int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                    dsk_err *err);
 
-/* Encodes one pre-token with the merge rule (exposed for tests). */
+/* Encodes one pre-token with the merge rule: a quadratic scan for short
+ * pieces, a heap for long ones (n > 128), so 1 MB without a pre-token
+ * boundary stays O(n log n).  The _with form picks the method (tests). */
 void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n);
+void dsk_bpe_encode_piece_with(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n, int use_heap);
 
 /* Appends the bytes of ids to out; an unknown id is an error. */
 int dsk_bpe_decode(const dsk_tokenizer *t, const uint32_t *ids, size_t n, dsk_buf *out, dsk_err *err);

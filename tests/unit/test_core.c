@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include "core/cli.h"
+#include "core/json.h"
 #include "core/ordered.h"
 #include "core/outfile.h"
 #include "core/u64map.h"
@@ -120,5 +121,44 @@ TEST(u64map_upsert_find_grow)
     dsk_u64map_free(&m);
 }
 
-RUN_TESTS(T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+/* ---- JSON ---- */
+static char *parse_text(const char *json)
+{
+    char msg[160];
+    struct json_object *o = dsk_json_parse(json, strlen(json), msg, sizeof msg);
+    if (!o)
+        return strdup(msg);
+    char *s = strdup(json_object_get_string(json_object_object_get(o, "t")));
+    json_object_put(o);
+    return s;
+}
+
+TEST(json_surrogate_pairs_decode)
+{
+    /* U+2D847 (CJK Extension C): json-c 0.16 alone gives U+FFFD */
+    char *s = parse_text("{\"t\":\"\\ud876\\udc47\"}");
+    CHECK_STR(s, "\xF0\xAD\xA1\x87");
+    free(s);
+    s = parse_text("{\"t\":\"\\ud83c\\udf89 \\u00e9\"}");  /* others still go to json-c */
+    CHECK_STR(s, "\xF0\x9F\x8E\x89 \xC3\xA9");
+    free(s);
+    s = parse_text("{\"t\":\"\\\\ud876\\\\udc47\"}");  /* escaped backslashes: plain text */
+    CHECK_STR(s, "\\ud876\\udc47");
+    free(s);
+}
+
+TEST(json_errors_name_the_column)
+{
+    char *s = parse_text("{\"t\": tru}");
+    CHECK(strstr(s, "column") != NULL);
+    free(s);
+    s = parse_text("{\"t\":1} x");
+    CHECK(strstr(s, "at column 9") != NULL);  /* trailing text */
+    free(s);
+    s = parse_text("{\"t\":\"abc");
+    CHECK(strstr(s, "unexpected end") != NULL);
+    free(s);
+}
+
+RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow))

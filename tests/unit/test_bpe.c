@@ -1,0 +1,169 @@
+#include "bpe/formats.h"
+#include "test.h"
+#include "text/utf8.h"
+
+/* A small byte-level BPE: the 256 bytes, then merges in id order. */
+static void tiny(dsk_tokenizer *t)
+{
+    dsk_err err = {0};
+    dsk_tokenizer_init(t);
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        dsk_tokenizer_add(t, (uint32_t)b, &c, 1, &err);
+    }
+    static const char *const merges[] = {"aa", "ab", "aaaa", "ba", "abab", "th", "the", " the", "aaa", "bb", "bbbb"};
+    for (size_t i = 0; i < sizeof merges / sizeof merges[0]; i++)
+        CHECK(dsk_tokenizer_add(t, 256 + (uint32_t)i, merges[i], strlen(merges[i]), &err) == 0);
+    CHECK(dsk_tokenizer_add_special(t, 300, "<|end|>", &err) == 0);
+    CHECK(dsk_tokenizer_set_pattern(t, dsk_bpe_named_pattern("gpt2"), &err) == 0);
+    CHECK(dsk_tokenizer_finish(t, &err) == 0);
+}
+
+static char *ids_of(const dsk_tokenizer *t, const char *text, int allow_special)
+{
+    dsk_bpe_encoder e;
+    dsk_bpe_encoder_init(&e, t);
+    dsk_err err = {0};
+    dsk_bpe_encode(t, &e, text, strlen(text), allow_special, &err);
+    dsk_buf b = {0};
+    for (size_t i = 0; i < e.n_ids; i++)
+        dsk_buf_printf(&b, i ? " %u" : "%u", e.ids[i]);
+    dsk_bpe_encoder_free(&e);
+    return b.data ? b.data : strdup("");
+}
+
+#define CHECK_IDS(t, text, special, want)          \
+    do {                                           \
+        char *got_ = ids_of(t, text, special);     \
+        CHECK_STR(got_, want);                     \
+        free(got_);                                \
+    } while (0)
+
+TEST(merges_lowest_id_first)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    CHECK_IDS(&t, "aaaa", 0, "258");           /* aa+aa, then aaaa */
+    CHECK_IDS(&t, "aaa", 0, "264");            /* "aaa" is a token of its own */
+    CHECK_IDS(&t, "aaaaa", 0, "258 97");       /* leftmost on ties */
+    CHECK_IDS(&t, "abab", 0, "260");
+    CHECK_IDS(&t, "the the", 0, "262 263");    /* " the" is one pre-token */
+    CHECK_IDS(&t, "x", 0, "120");
+    dsk_tokenizer_free(&t);
+}
+
+TEST(specials_only_when_allowed)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    CHECK_IDS(&t, "a<|end|>b", 1, "97 300 98");
+    char *plain = ids_of(&t, "a<|end|>b", 0);
+    CHECK(strstr(plain, "300") == NULL);
+    free(plain);
+    dsk_tokenizer_free(&t);
+}
+
+TEST(heap_and_scan_agree)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    dsk_bpe_encoder a, b;
+    dsk_bpe_encoder_init(&a, &t);
+    dsk_bpe_encoder_init(&b, &t);
+    unsigned state = 99;
+    int same = 1;
+    for (int iter = 0; iter < 300; iter++) {
+        uint8_t buf[400];
+        size_t n = 2 + (size_t)(iter % 398);
+        for (size_t i = 0; i < n; i++) {
+            state = state * 1103515245u + 12345u;
+            buf[i] = "abth "[(state >> 16) % 5];
+        }
+        a.n_ids = b.n_ids = 0;
+        dsk_bpe_encode_piece_with(&t, &a, buf, n, 0);
+        dsk_bpe_encode_piece_with(&t, &b, buf, n, 1);
+        same &= a.n_ids == b.n_ids && memcmp(a.ids, b.ids, a.n_ids * sizeof *a.ids) == 0;
+    }
+    CHECK(same);
+    dsk_bpe_encoder_free(&a);
+    dsk_bpe_encoder_free(&b);
+    dsk_tokenizer_free(&t);
+}
+
+TEST(decode_inverts_encode)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    dsk_bpe_encoder e;
+    dsk_bpe_encoder_init(&e, &t);
+    unsigned state = 7;
+    int ok = 1;
+    for (int iter = 0; iter < 500; iter++) {
+        char s[200];
+        size_t n = 0;
+        while (n < (size_t)(iter % 60)) {  /* random valid UTF-8 */
+            state = state * 1103515245u + 12345u;
+            uint32_t cp = (state >> 8) % 5 == 0 ? 0x80 + (state >> 12) % 0x10000 : 32 + (state >> 16) % 95;
+            if (cp >= 0xD800 && cp <= 0xDFFF)
+                cp = 'x';
+            n += dsk_utf8_encode(cp, s + n);
+        }
+        e.n_ids = 0;
+        dsk_err err = {0};
+        dsk_bpe_encode(&t, &e, s, n, 0, &err);
+        dsk_buf out = {0};
+        dsk_bpe_decode(&t, e.ids, e.n_ids, &out, &err);
+        ok &= out.len == n && (n == 0 || memcmp(out.data, s, n) == 0);
+        dsk_buf_free(&out);
+    }
+    CHECK(ok);
+    dsk_bpe_encoder_free(&e);
+    dsk_tokenizer_free(&t);
+}
+
+TEST(bad_vocabularies_are_refused)
+{
+    dsk_tokenizer t;
+    dsk_err err = {0};
+    dsk_tokenizer_init(&t);
+    CHECK(dsk_tokenizer_add(&t, 0, "a", 1, &err) == 0);
+    CHECK(dsk_tokenizer_add(&t, 1, "a", 1, &err) == EX_DATAERR);  /* same bytes twice */
+    CHECK(dsk_tokenizer_add(&t, 0, "b", 1, &err) == EX_DATAERR);  /* same id twice */
+    CHECK(dsk_tokenizer_add(&t, DSK_BPE_MAX_VOCAB, "c", 1, &err) == EX_DATAERR);
+    CHECK(dsk_tokenizer_set_pattern(&t, "gpt2", &err) == 0);
+    CHECK(dsk_tokenizer_finish(&t, &err) == EX_DATAERR);           /* bytes missing */
+    CHECK(strstr(err.msg, "byte 0x00") != NULL);
+    CHECK(dsk_tokenizer_set_pattern(&t, "(", &err) == EX_USAGE);
+    dsk_tokenizer_free(&t);
+}
+
+TEST(byte_level_unicode_round_trip)
+{
+    dsk_buf u = {0}, b = {0};
+    char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)i;
+    dsk_bpe_bytes_to_unicode(all, 256, &u);
+    CHECK(dsk_bpe_unicode_to_bytes(u.data, u.len, &b) == 0);
+    CHECK(b.len == 256 && memcmp(b.data, all, 256) == 0);
+    CHECK(dsk_bpe_byte_to_unicode(' ') == 0x120);  /* "Ġ" */
+    CHECK(dsk_bpe_byte_to_unicode('A') == 'A');
+    dsk_buf_clear(&b);
+    CHECK(dsk_bpe_unicode_to_bytes("\xE4\xB8\xAD", 3, &b) == -1);  /* not byte-level */
+    dsk_buf_free(&u);
+    dsk_buf_free(&b);
+}
+
+TEST(merge_pairs_for_tokenizer_json)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    uint32_t l, r;
+    CHECK(dsk_bpe_merge_pair(&t, 258, &l, &r) == 0 && l == 256 && r == 256);  /* aaaa = aa + aa */
+    CHECK(dsk_bpe_merge_pair(&t, 263, &l, &r) == 0 && l == ' ' && r == 262);  /* " the" */
+    CHECK(dsk_bpe_merge_pair(&t, 'a', &l, &r) == -1);
+    dsk_tokenizer_free(&t);
+}
+
+RUN_TESTS(T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree), T(decode_inverts_encode),
+          T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json))
