@@ -1,11 +1,17 @@
 /* dsk-bpe: byte-level BPE tokenizers: import, encode, decode, info.
  * See dsk-bpe(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "bpe/document.h"
+#include "bpe/dskt.h"
 #include "bpe/formats.h"
+#include "bpe/train.h"
 #include "core/cli.h"
 #include "core/json.h"
 #include "core/outfile.h"
@@ -16,17 +22,25 @@
 static const char usage[] =
     "Usage: dsk-bpe import (--tiktoken FILE --pattern NAME|REGEX [--special TOKEN=ID]... |\n"
     "                       --gpt2 ENCODER.JSON VOCAB.BPE) -o tokenizer.json\n"
-    "       dsk-bpe encode -t tokenizer.json --ids [--records MODE] [--field NAME] [--allow-special] [FILE]...\n"
-    "       dsk-bpe decode -t tokenizer.json --ids [--raw] [FILE]\n"
+    "       dsk-bpe train --vocab-size N [--pattern NAME|REGEX] [--special TOKEN]... [--min-frequency N]\n"
+    "                     [--max-words N] [--counts counts.bin]... -o tokenizer.json [FILE]...\n"
+    "       dsk-bpe count [--pattern NAME|REGEX] [--max-words N] -o counts.bin [FILE]...\n"
+    "       dsk-bpe encode -t tokenizer.json [--ids] [--records MODE] [--field NAME] [--allow-special] [FILE]...\n"
+    "       dsk-bpe decode -t tokenizer.json [--ids] [--raw] [FILE]\n"
     "       dsk-bpe info -t tokenizer.json\n"
     "Byte-level BPE tokenizers in Hugging Face tokenizer.json form.\n"
     "\n"
     "  -t, --tokenizer FILE  the tokenizer.json to use\n"
     "      --tiktoken FILE   import a tiktoken rank file (.tiktoken)\n"
     "      --gpt2            import GPT-2's encoder.json and vocab.bpe (two arguments)\n"
-    "      --pattern P       pre-tokenizer: gpt2, cl100k, o200k or a regex\n"
-    "      --special T=ID    a special token and its id (repeatable)\n"
-    "      --ids             encode: one line of space-separated ids per document;\n"
+    "      --pattern P       pre-tokenizer: gpt2, cl100k (default), o200k or a regex\n"
+    "      --special T=ID    import: a special token and its id (repeatable)\n"
+    "      --special TOKEN   train: a special token beyond the defaults (repeatable)\n"
+    "      --vocab-size N    train: the vocabulary size, specials included\n"
+    "      --min-frequency N train: stop merging below this pair count (default 2)\n"
+    "      --max-words N     count/train: distinct pre-tokens kept in memory (default 20M)\n"
+    "      --counts FILE     train: add the counts of a 'dsk-bpe count' run (repeatable)\n"
+    "      --ids             encode: one line of space-separated ids per document, not .dskt;\n"
     "                        decode: read such lines\n"
     "      --records MODE    encode input: jsonl (default), lines, paragraphs, nul, regex:RE\n"
     "      --field NAME      JSONL field holding the text (default: text)\n"
@@ -39,7 +53,7 @@ static const char usage[] =
     "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 74 I/O error.\n";
 
 enum { OPT_TIKTOKEN = 256, OPT_GPT2, OPT_PATTERN, OPT_SPECIAL, OPT_IDS, OPT_RECORDS, OPT_FIELD, OPT_ALLOW_SPECIAL,
-       OPT_RAW };
+       OPT_RAW, OPT_VOCAB_SIZE, OPT_MIN_FREQUENCY, OPT_MAX_WORDS, OPT_COUNTS };
 
 static const struct option long_options[] = {
     {"tokenizer", required_argument, NULL, 't'}, {"tiktoken", required_argument, NULL, OPT_TIKTOKEN},
@@ -47,6 +61,8 @@ static const struct option long_options[] = {
     {"special", required_argument, NULL, OPT_SPECIAL}, {"ids", no_argument, NULL, OPT_IDS},
     {"records", required_argument, NULL, OPT_RECORDS}, {"field", required_argument, NULL, OPT_FIELD},
     {"allow-special", no_argument, NULL, OPT_ALLOW_SPECIAL}, {"raw", no_argument, NULL, OPT_RAW},
+    {"vocab-size", required_argument, NULL, OPT_VOCAB_SIZE}, {"min-frequency", required_argument, NULL, OPT_MIN_FREQUENCY},
+    {"max-words", required_argument, NULL, OPT_MAX_WORDS}, {"counts", required_argument, NULL, OPT_COUNTS},
     {"output", required_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
 };
@@ -56,6 +72,10 @@ typedef struct args {
     int gpt2, ids, allow_special, raw;
     char **specials;
     size_t n_specials;
+    char **counts;
+    size_t n_counts;
+    uint32_t vocab_size;
+    uint64_t min_frequency, max_words;
     dsk_records_spec records;
 } args;
 
@@ -116,17 +136,44 @@ static int cmd_import(args *a, int argc, char **argv)
     return 0;
 }
 
+static void write_ids_line(FILE *f, const uint32_t *ids, size_t n, dsk_buf *line)
+{
+    /* decimals by hand: printf dominated the profile */
+    dsk_buf_clear(line);
+    dsk_buf_reserve(line, n * 9 + 1);
+    char *o = line->data;
+    for (size_t i = 0; i < n; i++) {
+        char digits[10];
+        int k = 0;
+        uint32_t v = ids[i];
+        do
+            digits[k++] = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        if (i)
+            *o++ = ' ';
+        while (k)
+            *o++ = digits[--k];
+    }
+    *o++ = '\n';
+    fwrite(line->data, 1, (size_t)(o - line->data), f);
+}
+
 static int cmd_encode(args *a, int argc, char **argv)
 {
-    if (!a->ids)
-        dsk_usage_error("encode: only --ids output exists so far (the .dskt stream is not written yet)");
     dsk_tokenizer t;
     load_tokenizer(&t, a->tokenizer);
+    if (!a->ids && !a->output && isatty(STDOUT_FILENO))
+        dsk_usage_error("encode: refusing to write a binary token stream to a terminal (use -o, a pipe, or --ids)");
     dsk_bpe_encoder enc;
     dsk_bpe_encoder_init(&enc, &t);
     dsk_outfile out;
     dsk_err err = {0};
     if (dsk_outfile_open(&out, a->output, &err))
+        dsk_die_err(&err);
+    dskt_writer w;
+    char fp[33];
+    dsk_tokenizer_fingerprint(&t, fp);
+    if (!a->ids && dskt_writer_open(&w, out.fp, t.n_vocab, fp, &err))
         dsk_die_err(&err);
     static char *stdin_only[] = {"-", NULL};
     if (argc == 0) {
@@ -134,6 +181,7 @@ static int cmd_encode(args *a, int argc, char **argv)
         argc = 1;
     }
     dsk_buf line = {0}, repaired = {0};
+    dskt_record rec = {0};
     int rc = 0;
     for (int f = 0; f < argc && !rc; f++) {
         dsk_reader r;
@@ -141,66 +189,51 @@ static int cmd_encode(args *a, int argc, char **argv)
             break;
         dsk_records rs;
         dsk_records_init(&rs, &a->records, &r);
-        const char *rec;
+        const char *text;
         size_t len;
         uint64_t line_no;
-        while ((rc = dsk_records_next(&rs, &rec, &len, &line_no, &err)) == 1) {
-            const char *text = rec;
-            size_t tlen = len;
-            struct json_object *obj = NULL;
-            if (dsk_utf8_find_invalid(rec, len) < len) {
+        while ((rc = dsk_records_next(&rs, &text, &len, &line_no, &err)) == 1) {
+            if (dsk_utf8_find_invalid(text, len) < len) {
                 dsk_buf_clear(&repaired);
-                dsk_utf8_repair(rec, len, &repaired);
+                dsk_utf8_repair(text, len, &repaired);
                 text = repaired.data;
-                tlen = repaired.len;
+                len = repaired.len;
             }
             if (a->records.mode == DSK_REC_JSONL) {
                 char why[160];
-                obj = dsk_json_parse(text, tlen, why, sizeof why);
-                struct json_object *field = obj ? dsk_json_get_string(obj, a->field) : NULL;
-                if (!field) {
+                struct json_object *doc = dsk_json_parse(text, len, why, sizeof why);
+                if (!doc || !dsk_json_is(doc, json_type_object))
                     rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", r.name, (unsigned long long)line_no,
-                                  obj ? "no string text field" : why);
-                    if (obj)
-                        json_object_put(obj);
-                    break;
-                }
-                text = json_object_get_string(field);
-                tlen = (size_t)json_object_get_string_len(field);
+                                  doc ? "a document must be a JSON object" : why);
+                else
+                    rc = dsk_bpe_encode_document(&t, &enc, doc, a->field, a->allow_special, &rec, &err);
+                if (doc)
+                    json_object_put(doc);
+            } else {
+                rc = dsk_bpe_encode_text(&t, &enc, text, len, a->allow_special, DSKT_TRAIN, &rec, &err);
             }
-            enc.n_ids = 0;
-            rc = dsk_bpe_encode(&t, &enc, text, tlen, a->allow_special, &err);
-            if (obj)
-                json_object_put(obj);
+            if (!rc && a->ids)
+                write_ids_line(out.fp, rec.tokens, rec.n_tokens, &line);
+            else if (!rc)
+                rc = dskt_write(&w, &rec, &err);
+            if (rc && !strstr(err.msg, r.name)) {
+                char msg[sizeof err.msg];
+                snprintf(msg, sizeof msg, "%s", err.msg);
+                dsk_fail(&err, rc, "%s:%llu: %s", r.name, (unsigned long long)line_no, msg);
+            }
             if (rc)
                 break;
-            /* ids as decimals; by hand, as printf dominated the profile */
-            dsk_buf_clear(&line);
-            dsk_buf_reserve(&line, enc.n_ids * 9 + 1);
-            char *o = line.data;
-            for (size_t i = 0; i < enc.n_ids; i++) {
-                char digits[10];
-                int k = 0;
-                uint32_t v = enc.ids[i];
-                do
-                    digits[k++] = (char)('0' + v % 10);
-                while ((v /= 10) != 0);
-                if (i)
-                    *o++ = ' ';
-                while (k)
-                    *o++ = digits[--k];
-            }
-            *o++ = '\n';
-            line.len = (size_t)(o - line.data);
-            fwrite(line.data, 1, line.len, out.fp);
         }
         if (rc == 1)
             rc = 0;
         dsk_records_free(&rs);
         dsk_reader_close(&r);
     }
+    if (!rc && !a->ids)
+        rc = dskt_writer_close(&w, &err);
     dsk_buf_free(&line);
     dsk_buf_free(&repaired);
+    dskt_record_free(&rec);
     dsk_bpe_encoder_free(&enc);
     dsk_tokenizer_free(&t);
     if (!rc)
@@ -210,10 +243,97 @@ static int cmd_encode(args *a, int argc, char **argv)
     return 0;
 }
 
+/* Adds key: the text of ids[0..n) (repaired, should ids split a character). */
+static int add_text(struct json_object *o, const char *key, const dsk_tokenizer *t, const uint32_t *ids, size_t n,
+                    dsk_err *err)
+{
+    dsk_buf raw = {0}, valid = {0};
+    int rc = dsk_bpe_decode(t, ids, n, &raw, err);
+    if (!rc) {
+        dsk_utf8_repair(raw.data ? raw.data : "", raw.len, &valid);
+        json_object_object_add(o, key, json_object_new_string_len(valid.data ? valid.data : "", (int)valid.len));
+    }
+    dsk_buf_free(&raw);
+    dsk_buf_free(&valid);
+    return rc;
+}
+
+static int decode_stream(args *a, const dsk_tokenizer *t, const char *path, FILE *out)
+{
+    static const char *const splits[] = {"train", "val", "test"};
+    dsk_err err = {0};
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!in)
+        dsk_die(EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    dskt_reader r;
+    int rc = dskt_reader_open(&r, in, strcmp(path, "-") == 0 ? "(stdin)" : path, &err);
+    char want[33], got[33];
+    dsk_tokenizer_fingerprint(t, want);
+    dskt_fingerprint_hex(r.h.fingerprint, got);
+    if (!rc && strcmp(want, got) != 0)
+        rc = dsk_fail(&err, EX_DATAERR, "%s: made with tokenizer %s, not this one (%s)", path, got, want);
+    dskt_record rec = {0};
+    dsk_buf line = {0};
+    while (!rc && (rc = dskt_read(&r, &rec, &err)) == 1) {
+        rc = 0;
+        if (a->raw) {
+            dsk_buf_clear(&line);
+            rc = dsk_bpe_decode(t, rec.tokens, rec.n_tokens, &line, &err);
+            fwrite(line.data ? line.data : "", 1, line.len, out);
+            continue;
+        }
+        struct json_object *o = json_object_new_object();
+        if (rec.kind == DSKT_PREFERENCE) {
+            rc = add_text(o, "prompt", t, rec.tokens, rec.n_prompt, &err);
+            if (!rc)
+                rc = add_text(o, "chosen", t, rec.tokens + rec.n_prompt, rec.n_chosen, &err);
+            if (!rc)
+                rc = add_text(o, "rejected", t, rec.tokens + rec.n_prompt + rec.n_chosen,
+                              rec.n_tokens - rec.n_prompt - rec.n_chosen, &err);
+        } else {
+            rc = add_text(o, "text", t, rec.tokens, rec.n_tokens, &err);
+        }
+        json_object_object_add(o, "split", json_object_new_string(splits[rec.split]));
+        if (rec.kind == DSKT_CHAT) {
+            uint32_t trained = 0;
+            for (uint32_t i = 0; i < rec.n_tokens; i++)
+                trained += rec.mask[i];
+            json_object_object_add(o, "kind", json_object_new_string("chat"));
+            json_object_object_add(o, "trained_tokens", json_object_new_int64(trained));
+        }
+        dsk_buf_clear(&line);
+        dsk_json_append(o, &line);
+        dsk_buf_addc(&line, '\n');
+        fwrite(line.data, 1, line.len, out);
+        json_object_put(o);
+    }
+    dskt_record_free(&rec);
+    dsk_buf_free(&line);
+    dskt_reader_close(&r);
+    if (in != stdin)
+        fclose(in);
+    if (rc)
+        dsk_die_err(&err);
+    return 0;
+}
+
 static int cmd_decode(args *a, int argc, char **argv)
 {
-    if (!a->ids)
-        dsk_usage_error("decode: only --ids input exists so far (the .dskt stream is not read yet)");
+    if (!a->ids) {
+        if (argc > 1)
+            dsk_usage_error("decode takes at most one FILE");
+        dsk_tokenizer t;
+        load_tokenizer(&t, a->tokenizer);
+        dsk_outfile out;
+        dsk_err err = {0};
+        if (dsk_outfile_open(&out, a->output, &err))
+            dsk_die_err(&err);
+        decode_stream(a, &t, argc ? argv[0] : "-", out.fp);
+        dsk_tokenizer_free(&t);
+        if (dsk_outfile_commit(&out, &err))
+            dsk_die_err(&err);
+        return 0;
+    }
     if (argc > 1)
         dsk_usage_error("decode takes at most one FILE");
     dsk_tokenizer t;
@@ -310,11 +430,197 @@ static int cmd_info(args *a)
     return 0;
 }
 
+/* Counts the pre-tokens of every text in the inputs: a document's text
+ * field, or each message and preference text. */
+static void count_inputs(args *a, int argc, char **argv, const dsk_tokenizer *pat, dsk_bpe_counts *c)
+{
+    static char *stdin_only[] = {"-", NULL};
+    if (argc == 0) {
+        argv = stdin_only;
+        argc = 1;
+    }
+    dsk_err err = {0};
+    dsk_bpe_encoder enc;  /* for its match data */
+    dsk_bpe_encoder_init(&enc, pat);
+    dsk_buf repaired = {0};
+    int rc = 0;
+    for (int f = 0; f < argc && !rc; f++) {
+        dsk_reader r;
+        if ((rc = dsk_reader_open(&r, argv[f], (size_t)64 << 20, &err)))
+            break;
+        dsk_records rs;
+        dsk_records_init(&rs, &a->records, &r);
+        const char *text;
+        size_t len;
+        uint64_t line_no;
+        while ((rc = dsk_records_next(&rs, &text, &len, &line_no, &err)) == 1) {
+            rc = 0;
+            if (dsk_utf8_find_invalid(text, len) < len) {
+                dsk_buf_clear(&repaired);
+                dsk_utf8_repair(text, len, &repaired);
+                text = repaired.data;
+                len = repaired.len;
+            }
+            if (a->records.mode != DSK_REC_JSONL) {
+                rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, text, len, &err);
+            } else {
+                char why[160];
+                struct json_object *doc = dsk_json_parse(text, len, why, sizeof why);
+                if (!dsk_json_is(doc, json_type_object)) {
+                    rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", r.name, (unsigned long long)line_no,
+                                  doc ? "a document must be a JSON object" : why);
+                } else {
+                    /* every string of the document that is text: the field, contents, pairs */
+                    struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
+                    if (v)
+                        rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
+                                                     (size_t)json_object_get_string_len(v), &err);
+                    static const char *const keys[] = {"prompt", "chosen", "rejected"};
+                    for (int k = 0; k < 3 && !v && !rc; k++)
+                        if ((v = dsk_json_get_string(doc, keys[k])) != NULL) {
+                            rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
+                                                         (size_t)json_object_get_string_len(v), &err);
+                            v = NULL;
+                        }
+                    if (json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array))
+                        for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
+                            struct json_object *m = json_object_array_get_idx(msgs, i);
+                            struct json_object *content = dsk_json_is(m, json_type_object)
+                                                              ? dsk_json_get_string(m, "content") : NULL;
+                            if (content)
+                                rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data,
+                                                             json_object_get_string(content),
+                                                             (size_t)json_object_get_string_len(content), &err);
+                        }
+                }
+                if (doc)
+                    json_object_put(doc);
+            }
+            if (rc)
+                break;
+        }
+        if (rc == 1)
+            rc = 0;
+        dsk_records_free(&rs);
+        dsk_reader_close(&r);
+    }
+    dsk_buf_free(&repaired);
+    dsk_bpe_encoder_free(&enc);
+    if (rc)
+        dsk_die_err(&err);
+}
+
+static const char *pattern_of(const char *name_or_regex)
+{
+    const char *p = name_or_regex ? name_or_regex : "cl100k";
+    const char *named = dsk_bpe_named_pattern(p);
+    return named ? named : p;
+}
+
+static void report_pruning(const dsk_bpe_counts *c)
+{
+    if (c->pruned_words)
+        dsk_warn("memory bound: pruned %llu rare pre-tokens (%llu occurrences); kept counts are low by at most %llu",
+                 (unsigned long long)c->pruned_words, (unsigned long long)c->pruned_occurrences,
+                 (unsigned long long)c->prune_error);
+}
+
+static int cmd_count(args *a, int argc, char **argv)
+{
+    if (!a->output)
+        dsk_usage_error("count: -o counts.bin is required");
+    dsk_tokenizer pat;  /* only its regex */
+    dsk_tokenizer_init(&pat);
+    dsk_err err = {0};
+    const char *pattern = pattern_of(a->pattern);
+    if (dsk_tokenizer_set_pattern(&pat, pattern, &err))
+        dsk_usage_error("--pattern: %s", err.msg);
+    dsk_bpe_counts c;
+    dsk_bpe_counts_init(&c, (size_t)a->max_words);
+    count_inputs(a, argc, argv, &pat, &c);
+    report_pruning(&c);
+    dsk_outfile out;
+    int rc = dsk_outfile_open(&out, a->output, &err);
+    if (!rc && !(rc = dsk_bpe_counts_write(&c, pattern, out.fp, &err)))
+        rc = dsk_outfile_commit(&out, &err);
+    dsk_bpe_counts_free(&c);
+    dsk_tokenizer_free(&pat);
+    if (rc)
+        dsk_die_err(&err);
+    return 0;
+}
+
+static int cmd_train(args *a, int argc, char **argv)
+{
+    if (!a->output)
+        dsk_usage_error("train: -o tokenizer.json is required");
+    if (!a->vocab_size)
+        dsk_usage_error("train: --vocab-size is required");
+    dsk_err err = {0};
+    dsk_bpe_counts c;
+    dsk_bpe_counts_init(&c, (size_t)a->max_words);
+    const char *pattern = a->pattern ? pattern_of(a->pattern) : NULL;
+    char *from_counts = NULL;
+    for (size_t i = 0; i < a->n_counts; i++) {
+        char *p = NULL;
+        if (dsk_bpe_counts_read(&c, a->counts[i], &p, &err)) {
+            free(p);
+            dsk_die_err(&err);
+        }
+        if (from_counts && strcmp(from_counts, p) != 0)
+            dsk_die(EX_DATAERR, "%s: counted with another pattern than %s", a->counts[i], a->counts[0]);
+        free(from_counts);
+        from_counts = p;
+    }
+    if (from_counts && pattern && strcmp(pattern, from_counts) != 0)
+        dsk_die(EX_USAGE, "--pattern differs from the pattern the counts were made with");
+    if (!pattern)
+        pattern = from_counts ? from_counts : pattern_of(NULL);
+    dsk_tokenizer pat;
+    dsk_tokenizer_init(&pat);
+    if (dsk_tokenizer_set_pattern(&pat, pattern, &err))
+        dsk_usage_error("--pattern: %s", err.msg);
+    if (argc > 0 || !a->n_counts)
+        count_inputs(a, argc, argv, &pat, &c);
+    report_pruning(&c);
+    /* the defaults first, then --special tokens not already there */
+    const char **specials = dsk_xcalloc(5 + a->n_specials, sizeof *specials);
+    size_t n = 0;
+    for (int i = 0; i < 5; i++)
+        specials[n++] = dsk_bpe_default_specials[i];
+    for (size_t i = 0; i < a->n_specials; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < n; k++)
+            dup |= strcmp(specials[k], a->specials[i]) == 0;
+        if (!dup)
+            specials[n++] = a->specials[i];
+    }
+    dsk_bpe_train_opts o = {a->vocab_size, a->min_frequency, specials, n, pattern, 1};
+    dsk_tokenizer t;
+    int rc = dsk_bpe_train(&c, &o, &t, &err);
+    dsk_outfile out;
+    if (!rc)
+        rc = dsk_outfile_open(&out, a->output, &err);
+    if (!rc && !(rc = dsk_bpe_write_json(&t, out.fp, &err)))
+        rc = dsk_outfile_commit(&out, &err);
+    if (!rc && t.n_vocab < a->vocab_size)
+        dsk_warn("stopped at %u tokens: no pair is left with a count of at least %llu", t.n_vocab,
+                 (unsigned long long)a->min_frequency);
+    free(specials);
+    free(from_counts);
+    dsk_tokenizer_free(&t);
+    dsk_tokenizer_free(&pat);
+    dsk_bpe_counts_free(&c);
+    if (rc)
+        dsk_die_err(&err);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
     dsk_signals_init();
-    args a = {.field = "text"};
+    args a = {.field = "text", .min_frequency = 2, .max_words = 20000000};
     a.records.mode = DSK_REC_JSONL;
     dsk_err err = {0};
     int opt;
@@ -337,13 +643,20 @@ int main(int argc, char **argv)
         case OPT_FIELD: a.field = optarg; break;
         case OPT_ALLOW_SPECIAL: a.allow_special = 1; break;
         case OPT_RAW: a.raw = 1; break;
+        case OPT_VOCAB_SIZE: a.vocab_size = (uint32_t)dsk_parse_int("--vocab-size", optarg, 256, DSK_BPE_MAX_VOCAB); break;
+        case OPT_MIN_FREQUENCY: a.min_frequency = (uint64_t)dsk_parse_int("--min-frequency", optarg, 1, INT64_MAX); break;
+        case OPT_MAX_WORDS: a.max_words = (uint64_t)dsk_parse_int("--max-words", optarg, 1024, 1LL << 31); break;
+        case OPT_COUNTS:
+            a.counts = dsk_xrealloc(a.counts, (a.n_counts + 1) * sizeof *a.counts);
+            a.counts[a.n_counts++] = optarg;
+            break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
         default: dsk_usage_error("unknown option");
         }
     }
     if (optind >= argc)
-        dsk_usage_error("a command is required: import, encode, decode or info");
+        dsk_usage_error("a command is required: import, train, count, encode, decode or info");
     const char *cmd = argv[optind++];
     int rest = argc - optind;
     char **files = argv + optind;
@@ -356,9 +669,14 @@ int main(int argc, char **argv)
         rc = cmd_decode(&a, rest, files);
     else if (strcmp(cmd, "info") == 0)
         rc = cmd_info(&a);
+    else if (strcmp(cmd, "train") == 0)
+        rc = cmd_train(&a, rest, files);
+    else if (strcmp(cmd, "count") == 0)
+        rc = cmd_count(&a, rest, files);
     else
-        dsk_usage_error("unknown command '%s' (import, encode, decode, info)", cmd);
+        dsk_usage_error("unknown command '%s' (import, train, count, encode, decode, info)", cmd);
     free(a.specials);
+    free(a.counts);
     dsk_records_spec_free(&a.records);
     return rc;
 }

@@ -5,6 +5,13 @@
 
 #include "core/err.h"
 
+/* Fibonacci hashing: the top bits of key * 2^64/phi, so keys that are not
+ * already hashes (pairs of small ids, say) still spread over the table. */
+static inline size_t slot_of(uint64_t key, size_t cap)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
 static size_t cap_for(size_t expected)
 {
     size_t cap = 16;
@@ -50,7 +57,7 @@ static void grow(dsk_u64map *m)
     for (size_t i = 0; i < old.cap; i++) {
         if (!old.keys[i])
             continue;
-        size_t j = old.keys[i] & mask;
+        size_t j = slot_of(old.keys[i], m->cap);
         while (m->keys[j])
             j = (j + 1) & mask;
         m->keys[j] = old.keys[i];
@@ -67,7 +74,7 @@ uint64_t *dsk_u64map_upsert(dsk_u64map *m, uint64_t key, int *is_new)
     if ((m->count + 1) * 4 > m->cap * 3)
         grow(m);
     size_t mask = m->cap - 1;
-    size_t j = (size_t)(key ^ (key >> 29)) & mask;
+    size_t j = slot_of(key, m->cap);
     while (m->keys[j]) {
         if (m->keys[j] == key) {
             if (is_new)
@@ -89,7 +96,7 @@ uint64_t *dsk_u64map_find(const dsk_u64map *m, uint64_t key)
     if (!key)
         key = 1;
     size_t mask = m->cap - 1;
-    size_t j = (size_t)(key ^ (key >> 29)) & mask;
+    size_t j = slot_of(key, m->cap);
     while (m->keys[j]) {
         if (m->keys[j] == key)
             return &m->vals[j];

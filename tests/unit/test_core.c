@@ -116,6 +116,25 @@ TEST(u64map_upsert_find_grow)
     }
     CHECK(ok);
     CHECK(dsk_u64map_find(&m, 3) == NULL);
+    /* keys with high bits set, across many growths (a grown table once
+     * placed entries where lookups did not look) */
+    dsk_u64map big;
+    dsk_u64map_init(&big, 1);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 50000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        *dsk_u64map_upsert(&big, x, NULL) = (uint64_t)i;
+    }
+    x = 88172645463325252ull;
+    int found = 1;
+    for (int i = 0; i < 50000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t *v = dsk_u64map_find(&big, x);
+        found &= v && *v == (uint64_t)i;
+    }
+    CHECK(found);
+    CHECK(big.count == 50000);
+    dsk_u64map_free(&big);
     dsk_u64map_clear(&m, 10);
     CHECK(m.count == 0 && dsk_u64map_find(&m, 7919) == NULL);
     dsk_u64map_free(&m);

@@ -1,0 +1,180 @@
+#include "bpe/document.h"
+
+#include <string.h>
+
+#include "core/json.h"
+
+const char *const dsk_bpe_default_specials[5] = {"<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>",
+                                                 "<|end|>"};
+
+static uint32_t special_id(const dsk_tokenizer *t, const char *text)
+{
+    for (size_t i = 0; i < t->n_specials; i++)
+        if (strcmp(t->specials[i].text, text) == 0)
+            return t->specials[i].id;
+    return DSK_BPE_NO_TOKEN;
+}
+
+/* Appends e->ids[from..] to rec with the given mask value. */
+static void take_ids(dsk_bpe_encoder *e, size_t from, dskt_record *rec, uint8_t mask)
+{
+    size_t n = e->n_ids - from;
+    if (rec->cap_tokens < rec->n_tokens + n) {
+        rec->cap_tokens = (rec->n_tokens + n) * 2;
+        rec->tokens = dsk_xrealloc(rec->tokens, rec->cap_tokens * sizeof *rec->tokens);
+        rec->mask = dsk_xrealloc(rec->mask, rec->cap_tokens);
+    }
+    memcpy(rec->tokens + rec->n_tokens, e->ids + from, n * sizeof *e->ids);
+    memset(rec->mask + rec->n_tokens, mask, n);
+    rec->n_tokens += (uint32_t)n;
+    e->n_ids = from;
+}
+
+static void add_id(dsk_bpe_encoder *e, dskt_record *rec, uint32_t id, uint8_t mask)
+{
+    (void)e;
+    if (rec->cap_tokens < rec->n_tokens + 1) {
+        rec->cap_tokens = (rec->n_tokens + 1) * 2;
+        rec->tokens = dsk_xrealloc(rec->tokens, rec->cap_tokens * sizeof *rec->tokens);
+        rec->mask = dsk_xrealloc(rec->mask, rec->cap_tokens);
+    }
+    rec->tokens[rec->n_tokens] = id;
+    rec->mask[rec->n_tokens++] = mask;
+}
+
+static int encode_into(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *s, size_t n, int allow_special,
+                       dskt_record *rec, uint8_t mask, dsk_err *err)
+{
+    size_t from = e->n_ids;
+    int rc = dsk_bpe_encode(t, e, s, n, allow_special, err);
+    if (!rc)
+        take_ids(e, from, rec, mask);
+    return rc;
+}
+
+static int split_of(struct json_object *doc)
+{
+    struct json_object *s = dsk_json_get_string(doc, "split");
+    const char *v = s ? json_object_get_string(s) : "train";
+    return strcmp(v, "val") == 0 ? DSKT_VAL : strcmp(v, "test") == 0 ? DSKT_TEST : DSKT_TRAIN;
+}
+
+int dsk_bpe_encode_text(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
+                        int split, dskt_record *rec, dsk_err *err)
+{
+    rec->kind = DSKT_PLAIN;
+    rec->split = split;
+    rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
+    e->n_ids = 0;
+    return encode_into(t, e, text, len, allow_special, rec, 0, err);
+}
+
+/* The chat template's special ids, or an error naming the missing one. */
+typedef struct chat_ids {
+    uint32_t eot, system, user, assistant, end;
+} chat_ids;
+
+static int get_chat_ids(const dsk_tokenizer *t, chat_ids *c, dsk_err *err)
+{
+    uint32_t *dst[5] = {&c->eot, &c->system, &c->user, &c->assistant, &c->end};
+    for (int i = 0; i < 5; i++) {
+        *dst[i] = special_id(t, dsk_bpe_default_specials[i]);
+        if (*dst[i] == DSK_BPE_NO_TOKEN)
+            return dsk_fail(err, EX_DATAERR, "the tokenizer has no %s special token, which chat records need",
+                            dsk_bpe_default_specials[i]);
+    }
+    return 0;
+}
+
+/* Messages through the template; the assistant turns masked in when train_assistant. */
+static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *msgs,
+                           int train_assistant, dskt_record *rec, dsk_err *err)
+{
+    if (!dsk_json_is(msgs, json_type_array) || json_object_array_length(msgs) == 0)
+        return dsk_fail(err, EX_DATAERR, "\"messages\" must be a non-empty array");
+    for (size_t i = 0; i < json_object_array_length(msgs); i++) {
+        struct json_object *m = json_object_array_get_idx(msgs, i);
+        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+        struct json_object *content = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
+        if (!role || !content)
+            return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
+        const char *r = json_object_get_string(role);
+        uint32_t rid = strcmp(r, "system") == 0 ? c->system : strcmp(r, "user") == 0 ? c->user
+                       : strcmp(r, "assistant") == 0 ? c->assistant : DSK_BPE_NO_TOKEN;
+        if (rid == DSK_BPE_NO_TOKEN)
+            return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user or assistant)", i, r);
+        uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
+        add_id(e, rec, rid, 0);
+        int rc = encode_into(t, e, json_object_get_string(content), (size_t)json_object_get_string_len(content), 0,
+                             rec, mask, err);
+        if (rc)
+            return rc;
+        add_id(e, rec, c->end, mask);
+    }
+    return 0;
+}
+
+/* An answer: a string, or messages whose last one is the answer. */
+static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *a,
+                         const char *name, dskt_record *rec, dsk_err *err)
+{
+    if (dsk_json_is(a, json_type_array) && json_object_array_length(a) > 0)
+        a = json_object_object_get(json_object_array_get_idx(a, json_object_array_length(a) - 1), "content");
+    if (!dsk_json_is(a, json_type_string))
+        return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or a list of messages", name);
+    int rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
+    if (!rc)
+        add_id(e, rec, c->end, 1);
+    return rc;
+}
+
+int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc, const char *field,
+                            int allow_special, dskt_record *rec, dsk_err *err)
+{
+    rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
+    rec->split = split_of(doc);
+    e->n_ids = 0;
+    struct json_object *text = dsk_json_get_string(doc, field);
+    if (text) {
+        rec->kind = DSKT_PLAIN;
+        return encode_into(t, e, json_object_get_string(text), (size_t)json_object_get_string_len(text),
+                           allow_special, rec, 0, err);
+    }
+    chat_ids c;
+    struct json_object *msgs;
+    if (json_object_object_get_ex(doc, "messages", &msgs)) {
+        rec->kind = DSKT_CHAT;
+        int rc = get_chat_ids(t, &c, err);
+        if (!rc)
+            rc = encode_messages(t, e, &c, msgs, 1, rec, err);
+        if (!rc)
+            add_id(e, rec, c.eot, 0);
+        return rc;
+    }
+    struct json_object *prompt, *chosen, *rejected;
+    if (json_object_object_get_ex(doc, "prompt", &prompt) && json_object_object_get_ex(doc, "chosen", &chosen) &&
+        json_object_object_get_ex(doc, "rejected", &rejected)) {
+        rec->kind = DSKT_PREFERENCE;
+        int rc = get_chat_ids(t, &c, err);
+        if (rc)
+            return rc;
+        if (dsk_json_is(prompt, json_type_string)) {
+            add_id(e, rec, c.user, 0);
+            rc = encode_into(t, e, json_object_get_string(prompt), (size_t)json_object_get_string_len(prompt), 0, rec,
+                             0, err);
+            if (!rc)
+                add_id(e, rec, c.end, 0);
+        } else {
+            rc = encode_messages(t, e, &c, prompt, 0, rec, err);
+        }
+        if (rc)
+            return rc;
+        add_id(e, rec, c.assistant, 0);
+        rec->n_prompt = rec->n_tokens;
+        if ((rc = encode_answer(t, e, &c, chosen, "chosen", rec, err)))
+            return rc;
+        rec->n_chosen = rec->n_tokens - rec->n_prompt;
+        return encode_answer(t, e, &c, rejected, "rejected", rec, err);
+    }
+    return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
+}
