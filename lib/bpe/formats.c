@@ -249,20 +249,8 @@ int dsk_bpe_merge_pair(const dsk_tokenizer *t, uint32_t id, uint32_t *left, uint
     if (n < 2 || t->is_special[id])
         return -1;
     /* BPE over the token's bytes with merges below id only */
-    size_t pos[64], parts = n;
-    if (n >= sizeof pos / sizeof pos[0]) {
-        /* long tokens: try every split, keep the one whose halves are lowest */
-        uint32_t best = DSK_BPE_NO_TOKEN;
-        for (size_t k = 1; k < n; k++) {
-            uint32_t a = dsk_tokenizer_lookup(t, p, k), b = dsk_tokenizer_lookup(t, p + k, n - k);
-            if (a < id && b < id && (a > b ? a : b) < best) {
-                best = a > b ? a : b;
-                *left = a;
-                *right = b;
-            }
-        }
-        return best == DSK_BPE_NO_TOKEN ? -1 : 0;
-    }
+    size_t small[64], parts = n;
+    size_t *pos = n < sizeof small / sizeof small[0] ? small : dsk_xmalloc((n + 1) * sizeof *pos);
     for (size_t i = 0; i <= n; i++)
         pos[i] = i;
     while (parts > 2) {
@@ -276,13 +264,19 @@ int dsk_bpe_merge_pair(const dsk_tokenizer *t, uint32_t id, uint32_t *left, uint
             }
         }
         if (best_rank == DSK_BPE_NO_TOKEN)
-            return -1;
+            break;
         memmove(pos + best + 1, pos + best + 2, (parts - best - 1) * sizeof *pos);
         parts--;
     }
-    *left = dsk_tokenizer_lookup(t, p, pos[1]);
-    *right = dsk_tokenizer_lookup(t, p + pos[1], n - pos[1]);
-    return *left == DSK_BPE_NO_TOKEN || *right == DSK_BPE_NO_TOKEN ? -1 : 0;
+    int rc = -1;
+    if (parts == 2) {
+        *left = dsk_tokenizer_lookup(t, p, pos[1]);
+        *right = dsk_tokenizer_lookup(t, p + pos[1], n - pos[1]);
+        rc = *left == DSK_BPE_NO_TOKEN || *right == DSK_BPE_NO_TOKEN ? -1 : 0;
+    }
+    if (pos != small)
+        free(pos);
+    return rc;
 }
 
 /* ---- tokenizer.json -------------------------------------------------------------------------------- */
@@ -353,7 +347,8 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
     json_object_object_add(model, "end_of_word_suffix", NULL);
     json_object_object_add(model, "fuse_unk", json_object_new_boolean(0));
     json_object_object_add(model, "byte_fallback", json_object_new_boolean(0));
-    json_object_object_add(model, "ignore_merges", json_object_new_boolean(0));
+    /* a pre-token that is a token is that token, as in tiktoken */
+    json_object_object_add(model, "ignore_merges", json_object_new_boolean(1));
     dsk_buf tmp = {0};
     int rc = 0;
     for (uint32_t id = 0; id < t->n_vocab && !rc; id++) {

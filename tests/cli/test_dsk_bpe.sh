@@ -57,12 +57,82 @@ dsk-bpe encode -t "$T/cl100k_base.json" --ids --records lines --allow-special "$
 check "--allow-special makes the special id" grep -qw 100257 "$T/out"
 dsk-bpe encode -t "$T/cl100k_base.json" --ids --records lines "$T/special.txt" > "$T/out"
 check "without it, special text is ordinary text" sh -c "! grep -qw 100257 '$T/out'"
-expect_exit 64 "encode needs --ids for now" dsk-bpe encode -t "$T/cl100k_base.json" "$T/special.txt"
 echo "1 2 99999999" > "$T/badids"
 expect_exit 65 "decode: id out of range" dsk-bpe decode -t "$T/gpt2.json" --ids "$T/badids"
 expect_err_contains "badids:1:" "decode error names the line"
 printf '{"text": nope}\n' > "$T/bad.jsonl"
 expect_exit 65 "encode: malformed JSONL" dsk-bpe encode -t "$T/gpt2.json" --ids "$T/bad.jsonl"
+
+# ---- training ------------------------------------------------------------------------
+python3 - "$T/train.txt" <<'PY'
+import random, sys
+rng = random.Random(5)
+words = ["the", "cat", "sat", "on", "mat", "then", "there", "these", "cats", "matter", "at", "hat", "that"]
+with open(sys.argv[1], "w") as f:
+    for _ in range(600):
+        f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + "\n")
+PY
+expect_exit 0 "train" dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 -o "$T/trained.json" "$T/train.txt"
+python3 "$here/bpe_reference.py" '[a-z]+| ' 300 5 < "$T/train.txt" > "$T/ref.merges"
+python3 - "$T/trained.json" > "$T/dsk.merges" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+back = {chr(c): b for b, c in zip(bs, cs)}
+vocab = json.load(open(sys.argv[1]))["model"]["vocab"]
+for k, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+    if i >= 256:
+        print(bytes(back[ch] for ch in k).hex())
+PY
+check "training matches the naive reference merge for merge ($(wc -l < "$T/ref.merges") merges)" cmp -s "$T/ref.merges" "$T/dsk.merges"
+shuf --random-source=<(yes) "$T/train.txt" > "$T/shuffled.txt"
+dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 -o "$T/trained2.json" "$T/shuffled.txt"
+check "training does not depend on input order" cmp -s "$T/trained.json" "$T/trained2.json"
+head -300 "$T/train.txt" > "$T/shard1"; tail -n +301 "$T/train.txt" > "$T/shard2"
+dsk-bpe count --records lines --pattern '[a-z]+| ' -o "$T/c1.bin" "$T/shard1"
+dsk-bpe count --records lines --pattern '[a-z]+| ' -o "$T/c2.bin" "$T/shard2"
+expect_exit 0 "train --counts (map-reduce)" dsk-bpe train --counts "$T/c1.bin" --counts "$T/c2.bin" --vocab-size 300 -o "$T/trained3.json"
+check "count shards + train = one train" cmp -s "$T/trained.json" "$T/trained3.json"
+head -c 100 "$T/c1.bin" > "$T/cut.bin"
+expect_exit 65 "truncated counts file" dsk-bpe train --counts "$T/cut.bin" --vocab-size 300 -o "$T/x.json"
+expect_err_contains "truncated at offset" "truncation is reported with the offset"
+expect_exit 64 "train without --vocab-size" dsk-bpe train -o "$T/x.json" "$T/train.txt"
+expect_exit 64 "vocab size too small for the specials" dsk-bpe train --vocab-size 258 -o "$T/x.json" "$T/train.txt"
+dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 --max-words 1024 -o "$T/pruned.json" "$T/train.txt" 2> "$T/err"
+check "--max-words bounds memory and says so" true
+dsk-bpe info -t "$T/trained.json" > "$T/info"
+check "trained tokenizer has the chat specials" grep -q "special: .* <|assistant|>" "$T/info"
+
+# ---- the .dskt stream --------------------------------------------------------------------
+cat > "$T/mixed.jsonl" <<'JS'
+{"text":"the cat sat on the mat","split":"val"}
+{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"where is the cat"},{"role":"assistant","content":"on the mat"}]}
+{"prompt":"where is the cat","chosen":"on the mat","rejected":"that hat"}
+JS
+expect_exit 0 "encode to .dskt" dsk-bpe encode -t "$T/trained.json" -o "$T/mixed.dskt" "$T/mixed.jsonl"
+check ".dskt starts with its magic" test "$(head -c 4 "$T/mixed.dskt")" = DSKT
+dsk-bpe decode -t "$T/trained.json" "$T/mixed.dskt" > "$T/decoded"
+check "plain record round trip with its split" grep -qx '{"text":"the cat sat on the mat","split":"val"}' "$T/decoded"
+check "chat record: the template" grep -q '"text":"<|system|>be brief<|end|><|user|>where is the cat<|end|><|assistant|>on the mat<|end|><|endoftext|>"' "$T/decoded"
+n_mask=$(dsk-bpe encode -t "$T/trained.json" --ids <(sed -n 2p "$T/mixed.jsonl") | wc -w)
+check "chat record: only the assistant turn is trained" python3 -c '
+import json, sys
+rec = [json.loads(l) for l in open(sys.argv[1])][1]
+answer = sys.argv[2]
+sys.exit(not (0 < rec["trained_tokens"] < int(sys.argv[3])))' "$T/decoded" "on the mat" "$n_mask"
+check "preference record: prompt, chosen, rejected" grep -q '"prompt":"<|user|>where is the cat<|end|><|assistant|>","chosen":"on the mat<|end|>","rejected":"that hat<|end|>"' "$T/decoded"
+head -c 60 "$T/mixed.dskt" > "$T/cut.dskt"
+expect_exit 65 "truncated .dskt" dsk-bpe decode -t "$T/trained.json" "$T/cut.dskt"
+expect_err_contains "truncated at offset" ".dskt truncation names the offset"
+cp "$T/mixed.dskt" "$T/flip.dskt"; printf '\x07' | dd of="$T/flip.dskt" bs=1 seek=45 conv=notrunc 2>/dev/null
+expect_exit 65 "corrupt .dskt" dsk-bpe decode -t "$T/trained.json" "$T/flip.dskt"
+expect_exit 65 ".dskt with another tokenizer" dsk-bpe decode -t "$T/gpt2.json" "$T/mixed.dskt"
+expect_err_contains "made with tokenizer" "fingerprint mismatch is explained"
+expect_exit 65 "chat needs the chat specials" dsk-bpe encode -t "$T/gpt2.json" -o "$T/x.dskt" "$T/mixed.jsonl"
+check "no .dskt left after a failed encode" test ! -e "$T/x.dskt"
 
 # ---- conformance with the reference implementations ------------------------------------
 if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import tiktoken, tokenizers' 2>/dev/null; then
