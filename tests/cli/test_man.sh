@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 for page in "$root"/man/man*/*.[157]; do
     name=${page#"$root"/}
     if command -v groff >/dev/null; then
-        warnings=$(groff -man -ww -z -Tutf8 "$page" 2>&1)
+        warnings=$(groff -t -man -ww -z -Tutf8 "$page" 2>&1; MANWIDTH=80 man -l "$page" 2>&1 >/dev/null)
         if [ -z "$warnings" ]; then ok "$name renders cleanly"; else not_ok "$name renders cleanly" "$warnings"; fi
     fi
 done
