@@ -3,6 +3,8 @@
 in the output directory.  Sections appear as their stages exist."""
 import json
 import os
+import struct
+import subprocess
 import sys
 
 out = sys.argv[1]
@@ -34,3 +36,19 @@ if stats:
     print()
     print("Every document is either kept or counted under the rule that dropped it; "
           "the dropped ones are in `clean-rejects.jsonl` with a `rejected_by` field.\n")
+
+dskt = os.path.join(out, "docs.dskt")
+if os.path.exists(dskt):
+    print("## 2. Tokenizer (dsk-bpe)\n")
+    info = subprocess.run([os.path.join(os.environ.get("BIN", ""), "dsk-bpe"), "info", "-t",
+                           os.path.join(out, "tokenizer.json")], capture_output=True, text=True).stdout
+    for line in info.splitlines()[:3]:
+        print(f"- {line}")
+    with open(dskt, "rb") as f:
+        f.seek(-40, 2)
+        trailer = f.read(40)
+    records, tokens = struct.unpack("<QQ", trailer[8:24])
+    text_bytes = sum(len(json.loads(l)["text"].encode()) for l in open(os.path.join(out, "docs.jsonl")))
+    print(f"- encoded: {records} documents, {tokens} tokens, "
+          f"{text_bytes / max(tokens, 1):.2f} bytes of text per token "
+          f"(`docs.dskt`, {os.path.getsize(dskt)} bytes)\n")
