@@ -10,6 +10,7 @@
 
 #include "bpe/document.h"
 #include "bpe/dskt.h"
+#include "bpe/encode_run.h"
 #include "bpe/formats.h"
 #include "bpe/train.h"
 #include "core/cli.h"
@@ -47,6 +48,7 @@ static const char usage[] =
     "      --allow-special   encode special-token text as the special token\n"
     "      --raw             decode to plain text instead of JSON Lines\n"
     "  -o, --output FILE     write to FILE (atomically) instead of stdout\n"
+    "  -j, --threads N       encode: worker threads (default: all cores); same output for any N\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
@@ -63,7 +65,8 @@ static const struct option long_options[] = {
     {"allow-special", no_argument, NULL, OPT_ALLOW_SPECIAL}, {"raw", no_argument, NULL, OPT_RAW},
     {"vocab-size", required_argument, NULL, OPT_VOCAB_SIZE}, {"min-frequency", required_argument, NULL, OPT_MIN_FREQUENCY},
     {"max-words", required_argument, NULL, OPT_MAX_WORDS}, {"counts", required_argument, NULL, OPT_COUNTS},
-    {"output", required_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},
+    {"output", required_argument, NULL, 'o'},    {"threads", required_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
 };
 
@@ -76,6 +79,7 @@ typedef struct args {
     size_t n_counts;
     uint32_t vocab_size;
     uint64_t min_frequency, max_words;
+    int threads;
     dsk_records_spec records;
 } args;
 
@@ -136,105 +140,19 @@ static int cmd_import(args *a, int argc, char **argv)
     return 0;
 }
 
-static void write_ids_line(FILE *f, const uint32_t *ids, size_t n, dsk_buf *line)
-{
-    /* decimals by hand: printf dominated the profile */
-    dsk_buf_clear(line);
-    dsk_buf_reserve(line, n * 9 + 1);
-    char *o = line->data;
-    for (size_t i = 0; i < n; i++) {
-        char digits[10];
-        int k = 0;
-        uint32_t v = ids[i];
-        do
-            digits[k++] = (char)('0' + v % 10);
-        while ((v /= 10) != 0);
-        if (i)
-            *o++ = ' ';
-        while (k)
-            *o++ = digits[--k];
-    }
-    *o++ = '\n';
-    fwrite(line->data, 1, (size_t)(o - line->data), f);
-}
-
 static int cmd_encode(args *a, int argc, char **argv)
 {
     dsk_tokenizer t;
     load_tokenizer(&t, a->tokenizer);
     if (!a->ids && !a->output && isatty(STDOUT_FILENO))
         dsk_usage_error("encode: refusing to write a binary token stream to a terminal (use -o, a pipe, or --ids)");
-    dsk_bpe_encoder enc;
-    dsk_bpe_encoder_init(&enc, &t);
     dsk_outfile out;
     dsk_err err = {0};
     if (dsk_outfile_open(&out, a->output, &err))
         dsk_die_err(&err);
-    dskt_writer w;
-    char fp[33];
-    dsk_tokenizer_fingerprint(&t, fp);
-    if (!a->ids && dskt_writer_open(&w, out.fp, t.n_vocab, fp, &err))
-        dsk_die_err(&err);
-    static char *stdin_only[] = {"-", NULL};
-    if (argc == 0) {
-        argv = stdin_only;
-        argc = 1;
-    }
-    dsk_buf line = {0}, repaired = {0};
-    dskt_record rec = {0};
-    int rc = 0;
-    for (int f = 0; f < argc && !rc; f++) {
-        dsk_reader r;
-        if ((rc = dsk_reader_open(&r, argv[f], (size_t)64 << 20, &err)))
-            break;
-        dsk_records rs;
-        dsk_records_init(&rs, &a->records, &r);
-        const char *text;
-        size_t len;
-        uint64_t line_no;
-        while ((rc = dsk_records_next(&rs, &text, &len, &line_no, &err)) == 1) {
-            if (dsk_utf8_find_invalid(text, len) < len) {
-                dsk_buf_clear(&repaired);
-                dsk_utf8_repair(text, len, &repaired);
-                text = repaired.data;
-                len = repaired.len;
-            }
-            if (a->records.mode == DSK_REC_JSONL) {
-                char why[160];
-                struct json_object *doc = dsk_json_parse(text, len, why, sizeof why);
-                if (!doc || !dsk_json_is(doc, json_type_object))
-                    rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", r.name, (unsigned long long)line_no,
-                                  doc ? "a document must be a JSON object" : why);
-                else
-                    rc = dsk_bpe_encode_document(&t, &enc, doc, a->field, a->allow_special, &rec, &err);
-                if (doc)
-                    json_object_put(doc);
-            } else {
-                rc = dsk_bpe_encode_text(&t, &enc, text, len, a->allow_special, DSKT_TRAIN, &rec, &err);
-            }
-            if (!rc && a->ids)
-                write_ids_line(out.fp, rec.tokens, rec.n_tokens, &line);
-            else if (!rc)
-                rc = dskt_write(&w, &rec, &err);
-            if (rc && !strstr(err.msg, r.name)) {
-                char msg[sizeof err.msg];
-                snprintf(msg, sizeof msg, "%s", err.msg);
-                dsk_fail(&err, rc, "%s:%llu: %s", r.name, (unsigned long long)line_no, msg);
-            }
-            if (rc)
-                break;
-        }
-        if (rc == 1)
-            rc = 0;
-        dsk_records_free(&rs);
-        dsk_reader_close(&r);
-    }
-    if (!rc && !a->ids)
-        rc = dskt_writer_close(&w, &err);
-    dsk_buf_free(&line);
-    dsk_buf_free(&repaired);
-    dskt_record_free(&rec);
-    dsk_bpe_encoder_free(&enc);
+    dsk_bpe_encode_opts o = {&t, &a->records, a->field, a->allow_special, a->ids, a->threads};
+    (void)argc;
+    int rc = dsk_bpe_encode_run(&o, (const char *const *)argv, out.fp, &err);
     dsk_tokenizer_free(&t);
     if (!rc)
         rc = dsk_outfile_commit(&out, &err);
@@ -623,14 +541,15 @@ int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
     dsk_signals_init();
-    args a = {.field = "text", .min_frequency = 2, .max_words = 20000000};
+    args a = {.field = "text", .min_frequency = 2, .max_words = 20000000, .threads = dsk_default_threads()};
     a.records.mode = DSK_REC_JSONL;
     dsk_err err = {0};
     int opt;
-    while ((opt = getopt_long(argc, argv, "t:o:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "t:o:j:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case 't': a.tokenizer = optarg; break;
         case 'o': a.output = optarg; break;
+        case 'j': a.threads = (int)dsk_parse_int("--threads", optarg, 1, 256); break;
         case OPT_TIKTOKEN: a.tiktoken = optarg; break;
         case OPT_GPT2: a.gpt2 = 1; break;
         case OPT_PATTERN: a.pattern = optarg; break;

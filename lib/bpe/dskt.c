@@ -124,6 +124,15 @@ int dskt_writer_close(dskt_writer *w, dsk_err *err)
     return rc;
 }
 
+void dskt_writer_abort(dskt_writer *w)
+{
+    if (w->hash)
+        XXH3_freeState(w->hash);
+    free(w->buf);
+    w->hash = NULL;
+    w->buf = NULL;
+}
+
 /* ---- reader --------------------------------------------------------------------- */
 
 static int take(dskt_reader *r, void *p, size_t n, const char *what, dsk_err *err)

@@ -51,6 +51,8 @@ int dskt_writer_open(dskt_writer *w, FILE *f, uint32_t vocab_size, const char fi
 int dskt_write(dskt_writer *w, const dskt_record *r, dsk_err *err);
 /* Writes the trailer; the stream is complete only after this. */
 int dskt_writer_close(dskt_writer *w, dsk_err *err);
+/* Frees the writer without a trailer: readers will see a truncated stream. */
+void dskt_writer_abort(dskt_writer *w);
 
 typedef struct dskt_reader {
     FILE *f;

@@ -52,6 +52,9 @@ a = [json.loads(l)["text"] for l in open(sys.argv[1])]
 b = [json.loads(l)["text"] for l in open(sys.argv[2])]
 sys.exit(a != b)' "$T/corpus.jsonl" "$T/$name.back"
 done
+dsk-bpe encode -j1 -t "$T/cl100k_base.json" -o "$T/j1.dskt" "$T/corpus.jsonl"
+dsk-bpe encode -j3 -t "$T/cl100k_base.json" -o "$T/j3.dskt" "$T/corpus.jsonl"
+check "same .dskt bytes with 1 and 3 threads" cmp -s "$T/j1.dskt" "$T/j3.dskt"
 printf 'Hello<|endoftext|>world\n' > "$T/special.txt"
 dsk-bpe encode -t "$T/cl100k_base.json" --ids --records lines --allow-special "$T/special.txt" > "$T/out"
 check "--allow-special makes the special id" grep -qw 100257 "$T/out"

@@ -1,0 +1,225 @@
+#include "bpe/encode_run.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe/document.h"
+#include "bpe/dskt.h"
+#include "core/json.h"
+#include "core/ordered.h"
+#include "core/reader.h"
+#include "text/utf8.h"
+
+#define BATCH_BYTES (1u << 20)
+#define BATCH_DOCS 2048
+
+typedef struct doc {
+    size_t off, len;  /* raw record in batch.raw */
+    uint64_t line_no;
+    const char *source;
+    dskt_record rec;  /* reused across batches */
+    int failed;
+    size_t msg_off;
+} doc;
+
+typedef struct batch {
+    dsk_buf raw, msgs;
+    doc *docs;
+    size_t n, cap;
+} batch;
+
+typedef struct run {
+    const dsk_bpe_encode_opts *o;
+    const char *const *inputs;
+    size_t next_input;
+    dsk_reader reader;
+    dsk_records records;
+    int open;
+    dsk_bpe_encoder *enc;  /* one per worker */
+    dsk_buf *repaired;     /* one per worker */
+    dskt_writer w;
+    dsk_buf line;
+    FILE *out;
+    dsk_err err;
+} run;
+
+static int produce(void *arg, void *batch_arg)
+{
+    run *r = arg;
+    batch *b = batch_arg;
+    b->n = 0;
+    dsk_buf_clear(&b->raw);
+    dsk_buf_clear(&b->msgs);
+    while (b->raw.len < BATCH_BYTES && b->n < BATCH_DOCS) {
+        if (!r->open) {
+            if (!r->inputs[r->next_input])
+                break;
+            if (dsk_reader_open(&r->reader, r->inputs[r->next_input], (size_t)64 << 20, &r->err))
+                return -1;
+            dsk_records_init(&r->records, r->o->records, &r->reader);
+            r->open = 1;
+            r->next_input++;
+        }
+        const char *text;
+        size_t len;
+        uint64_t line;
+        int rc = dsk_records_next(&r->records, &text, &len, &line, &r->err);
+        if (rc == 0) {
+            dsk_records_free(&r->records);
+            dsk_reader_close(&r->reader);
+            r->open = 0;
+            continue;
+        }
+        if (rc != 1)
+            return -1;
+        if (b->n == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 256;
+            b->docs = dsk_xrealloc(b->docs, cap * sizeof *b->docs);
+            memset(b->docs + b->cap, 0, (cap - b->cap) * sizeof *b->docs);
+            b->cap = cap;
+        }
+        doc *d = &b->docs[b->n++];
+        d->off = b->raw.len;
+        d->len = len;
+        d->line_no = line;
+        d->source = r->inputs[r->next_input - 1];
+        d->failed = 0;
+        dsk_buf_add(&b->raw, text, len);
+    }
+    return b->n > 0;
+}
+
+static void work(void *arg, void *batch_arg, int worker)
+{
+    run *r = arg;
+    batch *b = batch_arg;
+    const dsk_bpe_encode_opts *o = r->o;
+    dsk_bpe_encoder *enc = &r->enc[worker];
+    dsk_buf *rep = &r->repaired[worker];
+    for (size_t i = 0; i < b->n; i++) {
+        doc *d = &b->docs[i];
+        const char *text = b->raw.data + d->off;
+        size_t len = d->len;
+        dsk_err err = {0};
+        int rc;
+        if (dsk_utf8_find_invalid(text, len) < len) {
+            dsk_buf_clear(rep);
+            dsk_utf8_repair(text, len, rep);
+            text = rep->data;
+            len = rep->len;
+        }
+        if (o->records->mode == DSK_REC_JSONL) {
+            char why[160];
+            struct json_object *obj = dsk_json_parse(text, len, why, sizeof why);
+            if (!dsk_json_is(obj, json_type_object))
+                rc = dsk_fail(&err, EX_DATAERR, "%s", obj ? "a document must be a JSON object" : why);
+            else
+                rc = dsk_bpe_encode_document(o->tokenizer, enc, obj, o->field, o->allow_special, &d->rec, &err);
+            if (obj)
+                json_object_put(obj);
+        } else {
+            rc = dsk_bpe_encode_text(o->tokenizer, enc, text, len, o->allow_special, DSKT_TRAIN, &d->rec, &err);
+        }
+        if (rc) {
+            d->failed = rc;
+            d->msg_off = b->msgs.len;  /* msgs is only touched by this batch's worker */
+            dsk_buf_printf(&b->msgs, "%s:%llu: %s", strcmp(d->source, "-") ? d->source : "(stdin)",
+                           (unsigned long long)d->line_no, err.msg);
+            dsk_buf_addc(&b->msgs, '\0');
+        }
+    }
+}
+
+static void write_ids(run *r, const dskt_record *rec)
+{
+    dsk_buf *line = &r->line;
+    dsk_buf_clear(line);
+    dsk_buf_reserve(line, (size_t)rec->n_tokens * 9 + 1);
+    char *o = line->data;
+    for (uint32_t i = 0; i < rec->n_tokens; i++) {
+        char digits[10];
+        int k = 0;
+        uint32_t v = rec->tokens[i];
+        do
+            digits[k++] = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        if (i)
+            *o++ = ' ';
+        while (k)
+            *o++ = digits[--k];
+    }
+    *o++ = '\n';
+    fwrite(line->data, 1, (size_t)(o - line->data), r->out);
+}
+
+static int commit(void *arg, void *batch_arg)
+{
+    run *r = arg;
+    batch *b = batch_arg;
+    for (size_t i = 0; i < b->n; i++) {
+        doc *d = &b->docs[i];
+        if (d->failed) {
+            dsk_fail(&r->err, d->failed, "%s", b->msgs.data + d->msg_off);
+            return -1;
+        }
+        if (r->o->ids)
+            write_ids(r, &d->rec);
+        else if (dskt_write(&r->w, &d->rec, &r->err))
+            return -1;
+    }
+    return ferror(r->out) ? (dsk_fail(&r->err, EX_IOERR, "write error"), -1) : 0;
+}
+
+int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, FILE *out, dsk_err *err)
+{
+    static const char *const stdin_only[] = {"-", NULL};
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.inputs = inputs && inputs[0] ? inputs : stdin_only;
+    r.out = out;
+    int threads = o->threads < 1 ? 1 : o->threads;
+    r.enc = dsk_xcalloc((size_t)threads, sizeof *r.enc);
+    r.repaired = dsk_xcalloc((size_t)threads, sizeof *r.repaired);
+    for (int i = 0; i < threads; i++)
+        dsk_bpe_encoder_init(&r.enc[i], o->tokenizer);
+    char fp[33];
+    dsk_tokenizer_fingerprint(o->tokenizer, fp);
+    int rc = o->ids ? 0 : dskt_writer_open(&r.w, out, o->tokenizer->n_vocab, fp, &r.err);
+    int n_batches = threads > 1 ? 2 * threads + 2 : 1;
+    batch *batches = dsk_xcalloc((size_t)n_batches, sizeof *batches);
+    void **ptrs = dsk_xcalloc((size_t)n_batches, sizeof *ptrs);
+    for (int i = 0; i < n_batches; i++)
+        ptrs[i] = &batches[i];
+    if (!rc) {
+        dsk_ordered_ops ops = {&r, produce, work, commit};
+        rc = dsk_ordered_run(&ops, ptrs, n_batches, threads);
+    }
+    if (!rc && !o->ids)
+        rc = dskt_writer_close(&r.w, &r.err);
+    else if (!o->ids)
+        dskt_writer_abort(&r.w);  /* no trailer: the partial stream stays visibly incomplete */
+    if (rc)
+        *err = r.err;
+    if (r.open) {
+        dsk_records_free(&r.records);
+        dsk_reader_close(&r.reader);
+    }
+    for (int i = 0; i < n_batches; i++) {
+        for (size_t k = 0; k < batches[i].cap; k++)
+            dskt_record_free(&batches[i].docs[k].rec);
+        free(batches[i].docs);
+        dsk_buf_free(&batches[i].raw);
+        dsk_buf_free(&batches[i].msgs);
+    }
+    for (int i = 0; i < threads; i++) {
+        dsk_bpe_encoder_free(&r.enc[i]);
+        dsk_buf_free(&r.repaired[i]);
+    }
+    free(r.enc);
+    free(r.repaired);
+    free(batches);
+    free(ptrs);
+    dsk_buf_free(&r.line);
+    return rc ? (err->code ? err->code : EX_SOFTWARE) : 0;
+}
