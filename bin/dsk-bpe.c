@@ -388,18 +388,20 @@ static void count_inputs(args *a, int argc, char **argv, const dsk_tokenizer *pa
                     rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", r.name, (unsigned long long)line_no,
                                   doc ? "a document must be a JSON object" : why);
                 } else {
-                    /* every string of the document that is text: the field, contents, pairs */
-                    struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
-                    if (v)
-                        rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
-                                                     (size_t)json_object_get_string_len(v), &err);
+                    /* every string of the document that is text: the field, or the
+                     * preference texts, and the message contents */
                     static const char *const keys[] = {"prompt", "chosen", "rejected"};
-                    for (int k = 0; k < 3 && !v && !rc; k++)
-                        if ((v = dsk_json_get_string(doc, keys[k])) != NULL) {
+                    struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
+                    for (int k = 0; k < 4 && !rc; k++) {
+                        if (k > 0 && !v)
+                            v = dsk_json_get_string(doc, keys[k - 1]);
+                        if (v)
                             rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
                                                          (size_t)json_object_get_string_len(v), &err);
-                            v = NULL;
-                        }
+                        if (k == 0 && v)
+                            break;  /* a plain document */
+                        v = NULL;
+                    }
                     if (json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array))
                         for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
                             struct json_object *m = json_object_array_get_idx(msgs, i);

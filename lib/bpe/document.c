@@ -30,9 +30,8 @@ static void take_ids(dsk_bpe_encoder *e, size_t from, dskt_record *rec, uint8_t 
     e->n_ids = from;
 }
 
-static void add_id(dsk_bpe_encoder *e, dskt_record *rec, uint32_t id, uint8_t mask)
+static void add_id(dskt_record *rec, uint32_t id, uint8_t mask)
 {
-    (void)e;
     if (rec->cap_tokens < rec->n_tokens + 1) {
         rec->cap_tokens = (rec->n_tokens + 1) * 2;
         rec->tokens = dsk_xrealloc(rec->tokens, rec->cap_tokens * sizeof *rec->tokens);
@@ -104,12 +103,12 @@ static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
         if (rid == DSK_BPE_NO_TOKEN)
             return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user or assistant)", i, r);
         uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
-        add_id(e, rec, rid, 0);
+        add_id(rec, rid, 0);
         int rc = encode_into(t, e, json_object_get_string(content), (size_t)json_object_get_string_len(content), 0,
                              rec, mask, err);
         if (rc)
             return rc;
-        add_id(e, rec, c->end, mask);
+        add_id(rec, c->end, mask);
     }
     return 0;
 }
@@ -124,7 +123,7 @@ static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_
         return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or a list of messages", name);
     int rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
     if (!rc)
-        add_id(e, rec, c->end, 1);
+        add_id(rec, c->end, 1);
     return rc;
 }
 
@@ -148,7 +147,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         if (!rc)
             rc = encode_messages(t, e, &c, msgs, 1, rec, err);
         if (!rc)
-            add_id(e, rec, c.eot, 0);
+            add_id(rec, c.eot, 0);
         return rc;
     }
     struct json_object *prompt, *chosen, *rejected;
@@ -159,17 +158,17 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         if (rc)
             return rc;
         if (dsk_json_is(prompt, json_type_string)) {
-            add_id(e, rec, c.user, 0);
+            add_id(rec, c.user, 0);
             rc = encode_into(t, e, json_object_get_string(prompt), (size_t)json_object_get_string_len(prompt), 0, rec,
                              0, err);
             if (!rc)
-                add_id(e, rec, c.end, 0);
+                add_id(rec, c.end, 0);
         } else {
             rc = encode_messages(t, e, &c, prompt, 0, rec, err);
         }
         if (rc)
             return rc;
-        add_id(e, rec, c.assistant, 0);
+        add_id(rec, c.assistant, 0);
         rec->n_prompt = rec->n_tokens;
         if ((rc = encode_answer(t, e, &c, chosen, "chosen", rec, err)))
             return rc;
