@@ -101,8 +101,14 @@ static int add_entry(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t le
         return dsk_fail(err, EX_DATAERR, "token %u has length %zu", id, len);
     if (id >= t->n_vocab) {
         uint32_t n = id + 1;
-        t->tok = dsk_xrealloc(t->tok, n * sizeof *t->tok);
-        t->is_special = dsk_xrealloc(t->is_special, n);
+        if (n > t->cap_vocab) {  /* grow geometrically: ids usually arrive one by one */
+            uint32_t cap = t->cap_vocab ? t->cap_vocab : 1024;
+            while (cap < n)
+                cap *= 2;
+            t->tok = dsk_xrealloc(t->tok, cap * sizeof *t->tok);
+            t->is_special = dsk_xrealloc(t->is_special, cap);
+            t->cap_vocab = cap;
+        }
         memset(t->tok + t->n_vocab, 0, (n - t->n_vocab) * sizeof *t->tok);
         memset(t->is_special + t->n_vocab, 0, n - t->n_vocab);
         t->n_vocab = n;

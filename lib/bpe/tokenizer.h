@@ -25,6 +25,7 @@ typedef struct dsk_bpe_special {
 
 typedef struct dsk_tokenizer {
     uint32_t n_vocab;     /* ids are 0 .. n_vocab-1; some may be unused */
+    uint32_t cap_vocab;   /* allocated entries of tok and is_special */
     char *pool;           /* token bytes, back to back */
     size_t pool_len, pool_cap;
     uint64_t *tok;        /* per id: offset << 24 | length; 0 = unused */
