@@ -19,6 +19,8 @@ static uint32_t special_id(const dsk_tokenizer *t, const char *text)
 static void take_ids(dsk_bpe_encoder *e, size_t from, dskt_record *rec, uint8_t mask)
 {
     size_t n = e->n_ids - from;
+    if (n == 0)
+        return;  /* an empty text; memcpy must not see a NULL buffer */
     if (rec->cap_tokens < rec->n_tokens + n) {
         rec->cap_tokens = (rec->n_tokens + n) * 2;
         rec->tokens = dsk_xrealloc(rec->tokens, rec->cap_tokens * sizeof *rec->tokens);

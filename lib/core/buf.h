@@ -26,7 +26,8 @@ static inline void dsk_buf_add(dsk_buf *b, const void *p, size_t n)
 {
     if (b->cap - b->len <= n)
         dsk_buf_reserve(b, n);
-    memcpy(b->data + b->len, p, n);
+    if (n)  /* p may be NULL when n is 0, which memcpy does not allow */
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
