@@ -237,21 +237,6 @@ static int decode_stream(args *a, const dsk_tokenizer *t, const char *path, FILE
 
 static int cmd_decode(args *a, int argc, char **argv)
 {
-    if (!a->ids) {
-        if (argc > 1)
-            dsk_usage_error("decode takes at most one FILE");
-        dsk_tokenizer t;
-        load_tokenizer(&t, a->tokenizer);
-        dsk_outfile out;
-        dsk_err err = {0};
-        if (dsk_outfile_open(&out, a->output, &err))
-            dsk_die_err(&err);
-        decode_stream(a, &t, argc ? argv[0] : "-", out.fp);
-        dsk_tokenizer_free(&t);
-        if (dsk_outfile_commit(&out, &err))
-            dsk_die_err(&err);
-        return 0;
-    }
     if (argc > 1)
         dsk_usage_error("decode takes at most one FILE");
     dsk_tokenizer t;
@@ -260,6 +245,13 @@ static int cmd_decode(args *a, int argc, char **argv)
     dsk_err err = {0};
     if (dsk_outfile_open(&out, a->output, &err))
         dsk_die_err(&err);
+    if (!a->ids) {
+        decode_stream(a, &t, argc ? argv[0] : "-", out.fp);
+        dsk_tokenizer_free(&t);
+        if (dsk_outfile_commit(&out, &err))
+            dsk_die_err(&err);
+        return 0;
+    }
     dsk_reader r;
     int rc = dsk_reader_open(&r, argc ? argv[0] : "-", (size_t)1 << 30, &err);
     uint32_t *ids = NULL;
@@ -350,80 +342,66 @@ static int cmd_info(args *a)
 
 /* Counts the pre-tokens of every text in the inputs: a document's text
  * field, or each message and preference text. */
-static void count_inputs(args *a, int argc, char **argv, const dsk_tokenizer *pat, dsk_bpe_counts *c)
+/* Counts the pre-tokens of every text in the inputs: a document's text
+ * field, or its preference texts, and each message's content. */
+static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe_counts *c)
 {
-    static char *stdin_only[] = {"-", NULL};
-    if (argc == 0) {
-        argv = stdin_only;
-        argc = 1;
-    }
     dsk_err err = {0};
     dsk_bpe_encoder enc;  /* for its match data */
     dsk_bpe_encoder_init(&enc, pat);
     dsk_buf repaired = {0};
-    int rc = 0;
-    for (int f = 0; f < argc && !rc; f++) {
-        dsk_reader r;
-        if ((rc = dsk_reader_open(&r, argv[f], (size_t)64 << 20, &err)))
-            break;
-        dsk_records rs;
-        dsk_records_init(&rs, &a->records, &r);
-        const char *text;
-        size_t len;
-        uint64_t line_no;
-        while ((rc = dsk_records_next(&rs, &text, &len, &line_no, &err)) == 1) {
-            rc = 0;
-            if (dsk_utf8_find_invalid(text, len) < len) {
-                dsk_buf_clear(&repaired);
-                dsk_utf8_repair(text, len, &repaired);
-                text = repaired.data;
-                len = repaired.len;
-            }
-            if (a->records.mode != DSK_REC_JSONL) {
-                rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, text, len, &err);
-            } else {
-                char why[160];
-                struct json_object *doc = dsk_json_parse(text, len, why, sizeof why);
-                if (!dsk_json_is(doc, json_type_object)) {
-                    rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", r.name, (unsigned long long)line_no,
-                                  doc ? "a document must be a JSON object" : why);
-                } else {
-                    /* every string of the document that is text: the field, or the
-                     * preference texts, and the message contents */
-                    static const char *const keys[] = {"prompt", "chosen", "rejected"};
-                    struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
-                    for (int k = 0; k < 4 && !rc; k++) {
-                        if (k > 0 && !v)
-                            v = dsk_json_get_string(doc, keys[k - 1]);
-                        if (v)
-                            rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
-                                                         (size_t)json_object_get_string_len(v), &err);
-                        if (k == 0 && v)
-                            break;  /* a plain document */
-                        v = NULL;
-                    }
-                    if (json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array))
-                        for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
-                            struct json_object *m = json_object_array_get_idx(msgs, i);
-                            struct json_object *content = dsk_json_is(m, json_type_object)
-                                                              ? dsk_json_get_string(m, "content") : NULL;
-                            if (content)
-                                rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data,
-                                                             json_object_get_string(content),
-                                                             (size_t)json_object_get_string_len(content), &err);
-                        }
-                }
-                if (doc)
-                    json_object_put(doc);
-            }
-            if (rc)
-                break;
+    dsk_record_source src;
+    dsk_record_source_init(&src, (const char *const *)argv, &a->records, (size_t)64 << 20);
+    const char *text;
+    size_t len, input;
+    uint64_t line_no;
+    int rc;
+    while ((rc = dsk_record_source_next(&src, &text, &len, &line_no, &input, &err)) == 1) {
+        rc = 0;
+        if (dsk_utf8_find_invalid(text, len) < len) {
+            dsk_buf_clear(&repaired);
+            dsk_utf8_repair(text, len, &repaired);
+            text = repaired.data;
+            len = repaired.len;
         }
-        if (rc == 1)
-            rc = 0;
-        dsk_records_free(&rs);
-        dsk_reader_close(&r);
+        if (a->records.mode != DSK_REC_JSONL) {
+            rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, text, len, &err);
+        } else {
+            char why[160];
+            struct json_object *doc = dsk_json_parse(text, len, why, sizeof why);
+            if (!dsk_json_is(doc, json_type_object)) {
+                rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", src.reader.name, (unsigned long long)line_no,
+                              doc ? "a document must be a JSON object" : why);
+            } else {
+                static const char *const keys[] = {"prompt", "chosen", "rejected"};
+                struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
+                for (int k = 0; k < 4 && !rc; k++) {
+                    if (k > 0 && !v)
+                        v = dsk_json_get_string(doc, keys[k - 1]);
+                    if (v)
+                        rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
+                                                     (size_t)json_object_get_string_len(v), &err);
+                    if (k == 0 && v)
+                        break;  /* a plain document */
+                    v = NULL;
+                }
+                if (json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array))
+                    for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
+                        struct json_object *m = json_object_array_get_idx(msgs, i);
+                        struct json_object *content =
+                            dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
+                        if (content)
+                            rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(content),
+                                                         (size_t)json_object_get_string_len(content), &err);
+                    }
+            }
+            if (doc)
+                json_object_put(doc);
+        }
+        if (rc)
+            break;
     }
+    dsk_record_source_free(&src);
     dsk_buf_free(&repaired);
     dsk_bpe_encoder_free(&enc);
     if (rc)
@@ -457,7 +435,8 @@ static int cmd_count(args *a, int argc, char **argv)
         dsk_usage_error("--pattern: %s", err.msg);
     dsk_bpe_counts c;
     dsk_bpe_counts_init(&c, (size_t)a->max_words);
-    count_inputs(a, argc, argv, &pat, &c);
+    (void)argc;
+    count_inputs(a, argv, &pat, &c);
     report_pruning(&c);
     dsk_outfile out;
     int rc = dsk_outfile_open(&out, a->output, &err);
@@ -504,7 +483,7 @@ static int cmd_train(args *a, int argc, char **argv)
     if (dsk_tokenizer_set_pattern(&pat, pattern, &err))
         dsk_usage_error("--pattern: %s", err.msg);
     if (argc > 0 || !a->n_counts)
-        count_inputs(a, argc, argv, &pat, &c);
+        count_inputs(a, argv, &pat, &c);
     report_pruning(&c);
     /* the defaults first, then --special tokens not already there */
     const char **specials = dsk_xcalloc(5 + a->n_specials, sizeof *specials);

@@ -7,7 +7,6 @@
 #include "bpe/dskt.h"
 #include "core/json.h"
 #include "core/ordered.h"
-#include "core/reader.h"
 #include "text/utf8.h"
 
 #define BATCH_BYTES (1u << 20)
@@ -30,11 +29,7 @@ typedef struct batch {
 
 typedef struct run {
     const dsk_bpe_encode_opts *o;
-    const char *const *inputs;
-    size_t next_input;
-    dsk_reader reader;
-    dsk_records records;
-    int open;
+    dsk_record_source src;
     dsk_bpe_encoder *enc;  /* one per worker */
     dsk_buf *repaired;     /* one per worker */
     dskt_writer w;
@@ -51,25 +46,12 @@ static int produce(void *arg, void *batch_arg)
     dsk_buf_clear(&b->raw);
     dsk_buf_clear(&b->msgs);
     while (b->raw.len < BATCH_BYTES && b->n < BATCH_DOCS) {
-        if (!r->open) {
-            if (!r->inputs[r->next_input])
-                break;
-            if (dsk_reader_open(&r->reader, r->inputs[r->next_input], (size_t)64 << 20, &r->err))
-                return -1;
-            dsk_records_init(&r->records, r->o->records, &r->reader);
-            r->open = 1;
-            r->next_input++;
-        }
         const char *text;
-        size_t len;
+        size_t len, input;
         uint64_t line;
-        int rc = dsk_records_next(&r->records, &text, &len, &line, &r->err);
-        if (rc == 0) {
-            dsk_records_free(&r->records);
-            dsk_reader_close(&r->reader);
-            r->open = 0;
-            continue;
-        }
+        int rc = dsk_record_source_next(&r->src, &text, &len, &line, &input, &r->err);
+        if (rc == 0)
+            break;
         if (rc != 1)
             return -1;
         if (b->n == b->cap) {
@@ -82,7 +64,7 @@ static int produce(void *arg, void *batch_arg)
         d->off = b->raw.len;
         d->len = len;
         d->line_no = line;
-        d->source = r->inputs[r->next_input - 1];
+        d->source = r->src.inputs[input];
         d->failed = 0;
         dsk_buf_add(&b->raw, text, len);
     }
@@ -172,11 +154,10 @@ static int commit(void *arg, void *batch_arg)
 
 int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, FILE *out, dsk_err *err)
 {
-    static const char *const stdin_only[] = {"-", NULL};
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    r.inputs = inputs && inputs[0] ? inputs : stdin_only;
+    dsk_record_source_init(&r.src, inputs, o->records, (size_t)64 << 20);
     r.out = out;
     int threads = o->threads < 1 ? 1 : o->threads;
     r.enc = dsk_xcalloc((size_t)threads, sizeof *r.enc);
@@ -201,10 +182,7 @@ int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, 
         dskt_writer_abort(&r.w);  /* no trailer: the partial stream stays visibly incomplete */
     if (rc)
         *err = r.err;
-    if (r.open) {
-        dsk_records_free(&r.records);
-        dsk_reader_close(&r.reader);
-    }
+    dsk_record_source_free(&r.src);
     for (int i = 0; i < n_batches; i++) {
         for (size_t k = 0; k < batches[i].cap; k++)
             dskt_record_free(&batches[i].docs[k].rec);

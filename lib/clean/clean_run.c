@@ -10,7 +10,6 @@
 #include "core/json.h"
 #include "core/ordered.h"
 #include "core/progress.h"
-#include "core/reader.h"
 #include "text/utf8.h"
 
 #define BATCH_BYTES (1u << 20)
@@ -19,12 +18,9 @@
 typedef struct run {
     clean_ctx ctx;
     const char *const *inputs;
-    size_t n_inputs, next_input;
+    size_t n_inputs;
     char **sources;  /* input names made valid UTF-8, for messages and output */
-    dsk_reader reader;
-    dsk_records records;
-    int reader_open;
-    uint64_t bytes_before;  /* input bytes of the files already finished */
+    dsk_record_source src;
     clean_worker *workers;
     dsk_dedup dedup;
     FILE *out, *rejects;
@@ -42,28 +38,12 @@ static int produce(void *arg, void *batch_arg)
     dsk_buf_clear(&b->out);
     dsk_buf_clear(&b->msgs);
     while (b->raw.len < BATCH_BYTES && b->n < BATCH_DOCS) {
-        if (!r->reader_open) {
-            if (r->next_input == r->n_inputs)
-                break;
-            const char *path = r->inputs[r->next_input];
-            int rc = dsk_reader_open(&r->reader, path, r->ctx.cfg->max_record, &r->err);
-            if (rc)
-                return -1;
-            dsk_records_init(&r->records, &r->ctx.cfg->records, &r->reader);
-            r->reader_open = 1;
-            r->next_input++;
-        }
         const char *text;
-        size_t len;
+        size_t len, input;
         uint64_t line;
-        int rc = dsk_records_next(&r->records, &text, &len, &line, &r->err);
-        if (rc == 0) {
-            r->bytes_before += r->reader.bytes_in;
-            dsk_records_free(&r->records);
-            dsk_reader_close(&r->reader);
-            r->reader_open = 0;
-            continue;
-        }
+        int rc = dsk_record_source_next(&r->src, &text, &len, &line, &input, &r->err);
+        if (rc == 0)
+            break;
         if (rc != 1)
             return -1;
         if (b->n == b->cap) {
@@ -72,13 +52,13 @@ static int produce(void *arg, void *batch_arg)
         }
         doc_slot *d = &b->docs[b->n++];
         memset(d, 0, sizeof *d);
-        d->source = r->sources[r->next_input - 1];
+        d->source = r->sources[input];
         d->line_no = line;
         d->raw_off = b->raw.len;
         d->raw_len = len;
         dsk_buf_add(&b->raw, text, len);
     }
-    b->bytes_done = r->bytes_before + (r->reader_open ? r->reader.bytes_in : 0);
+    b->bytes_done = dsk_record_source_bytes(&r->src);
     return b->n > 0;
 }
 
@@ -205,6 +185,7 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
     r.rejects = rejects;
     r.stats = clean_stats_new(c);
     *stats_out = r.stats;
+    dsk_record_source_init(&r.src, inputs, &c->records, c->max_record);
 
     r.sources = dsk_xcalloc(r.n_inputs, sizeof *r.sources);
     for (size_t i = 0; i < r.n_inputs; i++) {
@@ -259,10 +240,7 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
         *err = r.err;
         rc = err->code ? err->code : EX_SOFTWARE;
     }
-    if (r.reader_open) {
-        dsk_records_free(&r.records);
-        dsk_reader_close(&r.reader);
-    }
+    dsk_record_source_free(&r.src);
     for (int i = 0; i < threads; i++)
         clean_worker_free(&r.workers[i]);
     for (int i = 0; i < n_batches; i++) {

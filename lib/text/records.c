@@ -125,3 +125,55 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
     *line_no = first;
     return 1;
 }
+
+void dsk_record_source_init(dsk_record_source *s, const char *const *inputs, const dsk_records_spec *spec,
+                            size_t max_record)
+{
+    static const char *const stdin_only[] = {"-", NULL};
+    memset(s, 0, sizeof *s);
+    s->inputs = inputs && inputs[0] ? inputs : stdin_only;
+    s->spec = spec;
+    s->max_record = max_record;
+}
+
+int dsk_record_source_next(dsk_record_source *s, const char **text, size_t *len, uint64_t *line_no,
+                           size_t *input, dsk_err *err)
+{
+    for (;;) {
+        if (!s->open) {
+            if (!s->inputs[s->next])
+                return 0;
+            int rc = dsk_reader_open(&s->reader, s->inputs[s->next], s->max_record, err);
+            if (rc)
+                return rc;
+            dsk_records_init(&s->records, s->spec, &s->reader);
+            s->open = 1;
+            s->next++;
+        }
+        int rc = dsk_records_next(&s->records, text, len, line_no, err);
+        if (rc == 1) {
+            *input = s->next - 1;
+            return 1;
+        }
+        if (rc != 0)
+            return rc;
+        s->bytes_before += s->reader.bytes_in;
+        dsk_records_free(&s->records);
+        dsk_reader_close(&s->reader);
+        s->open = 0;
+    }
+}
+
+uint64_t dsk_record_source_bytes(const dsk_record_source *s)
+{
+    return s->bytes_before + (s->open ? s->reader.bytes_in : 0);
+}
+
+void dsk_record_source_free(dsk_record_source *s)
+{
+    if (s->open) {
+        dsk_records_free(&s->records);
+        dsk_reader_close(&s->reader);
+    }
+    s->open = 0;
+}

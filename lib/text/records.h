@@ -36,4 +36,27 @@ void dsk_records_free(dsk_records *rs);
  * or an error code.  In JSONL mode a record is one non-blank line. */
 int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *line_no, dsk_err *err);
 
+/* Records from a list of inputs in turn (NULL or an empty list: stdin),
+ * for the tools that read many files. */
+typedef struct dsk_record_source {
+    const char *const *inputs;
+    size_t next;             /* index of the next input to open */
+    const dsk_records_spec *spec;
+    size_t max_record;
+    dsk_reader reader;
+    dsk_records records;
+    int open;
+    uint64_t bytes_before;   /* input bytes of the inputs already finished */
+} dsk_record_source;
+
+void dsk_record_source_init(dsk_record_source *s, const char *const *inputs, const dsk_records_spec *spec,
+                            size_t max_record);
+/* Returns 1 with the next record, the line it starts on and the index of
+ * its input; 0 after the last input; or an error code. */
+int dsk_record_source_next(dsk_record_source *s, const char **text, size_t *len, uint64_t *line_no,
+                           size_t *input, dsk_err *err);
+/* Input bytes read so far, for progress. */
+uint64_t dsk_record_source_bytes(const dsk_record_source *s);
+void dsk_record_source_free(dsk_record_source *s);
+
 #endif
