@@ -52,16 +52,20 @@ void dsk_tokenizer_free(dsk_tokenizer *t)
     memset(t, 0, sizeof *t);
 }
 
-static size_t slot_of(uint64_t h, size_t cap) { return (size_t)(h ^ (h >> 31)) & (cap - 1); }
+/* The index keeps the high half of each token's hash beside its id, so a
+ * probe that meets another token is rejected without touching its bytes. */
+static size_t slot_of(uint64_t h, size_t cap) { return (size_t)h & (cap - 1); }
+static uint64_t tag_of(uint64_t h) { return h & 0xFFFFFFFF00000000ull; }
 
 static void index_insert(dsk_tokenizer *t, uint32_t id)
 {
     size_t len;
     const char *b = dsk_tokenizer_bytes(t, id, &len);
-    size_t j = slot_of(dsk_hash64(b, len), t->index_cap);
+    uint64_t h = dsk_hash64(b, len);
+    size_t j = slot_of(h, t->index_cap);
     while (t->index[j])
         j = (j + 1) & (t->index_cap - 1);
-    t->index[j] = id + 1;
+    t->index[j] = tag_of(h) | (id + 1);
 }
 
 static void index_grow(dsk_tokenizer *t, size_t want)
@@ -83,12 +87,16 @@ uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t 
 {
     if (!t->index_cap)
         return DSK_BPE_NO_TOKEN;
-    size_t j = slot_of(dsk_hash64(bytes, len), t->index_cap);
-    for (uint32_t e; (e = t->index[j]) != 0; j = (j + 1) & (t->index_cap - 1)) {
+    uint64_t h = dsk_hash64(bytes, len), tag = tag_of(h);
+    size_t j = slot_of(h, t->index_cap);
+    for (uint64_t e; (e = t->index[j]) != 0; j = (j + 1) & (t->index_cap - 1)) {
+        if ((e & 0xFFFFFFFF00000000ull) != tag)
+            continue;
+        uint32_t id = (uint32_t)e - 1;
         size_t l;
-        const char *b = dsk_tokenizer_bytes(t, e - 1, &l);
+        const char *b = dsk_tokenizer_bytes(t, id, &l);
         if (l == len && memcmp(b, bytes, len) == 0)
-            return e - 1;
+            return id;
     }
     return DSK_BPE_NO_TOKEN;
 }
@@ -230,11 +238,14 @@ static uint32_t rank_of(const dsk_tokenizer *t, const uint8_t *p, size_t a, size
  * starting at part i in rank[i]; merge the lowest, leftmost on ties. */
 static void merge_linear(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
 {
-    size_t *pos = work_space(e, (n + 1) * (sizeof(size_t) + sizeof(uint32_t)));
-    uint32_t *rank = (uint32_t *)(pos + n + 1);
+    /* pos: part boundaries; rank[i]: id of parts i and i+1 merged; id[i]: part i's token */
+    size_t *pos = work_space(e, (n + 1) * (sizeof(size_t) + 2 * sizeof(uint32_t)));
+    uint32_t *rank = (uint32_t *)(pos + n + 1), *id = rank + n + 1;
     size_t parts = n;
     for (size_t i = 0; i <= n; i++)
         pos[i] = i;
+    for (size_t i = 0; i < n; i++)
+        id[i] = t->byte_id[p[i]];
     for (size_t i = 0; i + 1 < parts; i++)
         rank[i] = rank_of(t, p, pos[i], pos[i + 2]);
     while (parts > 1) {
@@ -247,8 +258,10 @@ static void merge_linear(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8
             }
         if (best_rank == DSK_BPE_NO_TOKEN)
             break;
-        /* drop boundary best+1 */
+        /* drop boundary best+1; part best becomes the merged token */
+        id[best] = best_rank;
         memmove(pos + best + 1, pos + best + 2, (parts - best - 1) * sizeof *pos);
+        memmove(id + best + 1, id + best + 2, (parts - best > 2 ? parts - best - 2 : 0) * sizeof *id);
         memmove(rank + best + 1, rank + best + 2,
                 (parts - best > 2 ? parts - best - 2 : 0) * sizeof *rank);
         parts--;
@@ -258,7 +271,7 @@ static void merge_linear(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8
             rank[best - 1] = rank_of(t, p, pos[best - 1], pos[best + 1]);
     }
     for (size_t i = 0; i < parts; i++)
-        push_id(e, rank_of(t, p, pos[i], pos[i + 1]));
+        push_id(e, id[i]);
 }
 
 /* The same merges in O(n log n) for long pieces: symbols in a linked list

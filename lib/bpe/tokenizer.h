@@ -30,7 +30,7 @@ typedef struct dsk_tokenizer {
     size_t pool_len, pool_cap;
     uint64_t *tok;        /* per id: offset << 24 | length; 0 = unused */
     uint8_t *is_special;  /* per id */
-    uint32_t *index;      /* open addressing: id + 1, 0 = empty */
+    uint64_t *index;      /* open addressing: hash tag << 32 | (id + 1); 0 = empty */
     size_t index_cap;
     uint32_t byte_id[256];
     dsk_bpe_special *specials;  /* longest text first */
