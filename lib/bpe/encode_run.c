@@ -13,18 +13,16 @@
 #define BATCH_DOCS 2048
 
 typedef struct doc {
-    size_t off, len;  /* raw record in batch.raw */
-    uint64_t line_no;
-    const char *source;
     dskt_record rec;  /* reused across batches */
     int failed;
     size_t msg_off;
 } doc;
 
 typedef struct batch {
-    dsk_buf raw, msgs;
-    doc *docs;
-    size_t n, cap;
+    dsk_record_batch in;  /* the raw records */
+    dsk_buf msgs;
+    doc *docs;            /* one per record */
+    size_t cap;
 } batch;
 
 typedef struct run {
@@ -42,33 +40,18 @@ static int produce(void *arg, void *batch_arg)
 {
     run *r = arg;
     batch *b = batch_arg;
-    b->n = 0;
-    dsk_buf_clear(&b->raw);
     dsk_buf_clear(&b->msgs);
-    while (b->raw.len < BATCH_BYTES && b->n < BATCH_DOCS) {
-        const char *text;
-        size_t len, input;
-        uint64_t line;
-        int rc = dsk_record_source_next(&r->src, &text, &len, &line, &input, &r->err);
-        if (rc == 0)
-            break;
-        if (rc != 1)
-            return -1;
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 256;
-            b->docs = dsk_xrealloc(b->docs, cap * sizeof *b->docs);
-            memset(b->docs + b->cap, 0, (cap - b->cap) * sizeof *b->docs);
-            b->cap = cap;
-        }
-        doc *d = &b->docs[b->n++];
-        d->off = b->raw.len;
-        d->len = len;
-        d->line_no = line;
-        d->source = r->src.inputs[input];
-        d->failed = 0;
-        dsk_buf_add(&b->raw, text, len);
+    int rc = dsk_record_batch_fill(&b->in, &r->src, BATCH_BYTES, BATCH_DOCS, &r->err);
+    if (rc != 0 && rc != 1)
+        return -1;
+    if (b->cap < b->in.n) {  /* new slots start empty: their records are reused */
+        b->docs = dsk_xrealloc(b->docs, b->in.cap * sizeof *b->docs);
+        memset(b->docs + b->cap, 0, (b->in.cap - b->cap) * sizeof *b->docs);
+        b->cap = b->in.cap;
     }
-    return b->n > 0;
+    for (size_t i = 0; i < b->in.n; i++)
+        b->docs[i].failed = 0;
+    return rc;
 }
 
 static void work(void *arg, void *batch_arg, int worker)
@@ -78,10 +61,11 @@ static void work(void *arg, void *batch_arg, int worker)
     const dsk_bpe_encode_opts *o = r->o;
     dsk_bpe_encoder *enc = &r->enc[worker];
     dsk_buf *rep = &r->repaired[worker];
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < b->in.n; i++) {
         doc *d = &b->docs[i];
-        const char *text = b->raw.data + d->off;
-        size_t len = d->len;
+        const dsk_record_ref *ref = &b->in.recs[i];
+        const char *text = b->in.raw.data + ref->off;
+        size_t len = ref->len;
         dsk_err err = {0};
         int rc;
         if (dsk_utf8_find_invalid(text, len) < len) {
@@ -105,8 +89,9 @@ static void work(void *arg, void *batch_arg, int worker)
         if (rc) {
             d->failed = rc;
             d->msg_off = b->msgs.len;  /* msgs is only touched by this batch's worker */
-            dsk_buf_printf(&b->msgs, "%s:%llu: %s", strcmp(d->source, "-") ? d->source : "(stdin)",
-                           (unsigned long long)d->line_no, err.msg);
+            const char *source = r->src.inputs[ref->input];
+            dsk_buf_printf(&b->msgs, "%s:%llu: %s", strcmp(source, "-") ? source : "(stdin)",
+                           (unsigned long long)ref->line_no, err.msg);
             dsk_buf_addc(&b->msgs, '\0');
         }
     }
@@ -138,7 +123,7 @@ static int commit(void *arg, void *batch_arg)
 {
     run *r = arg;
     batch *b = batch_arg;
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < b->in.n; i++) {
         doc *d = &b->docs[i];
         if (d->failed) {
             dsk_fail(&r->err, d->failed, "%s", b->msgs.data + d->msg_off);
@@ -187,7 +172,7 @@ int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, 
         for (size_t k = 0; k < batches[i].cap; k++)
             dskt_record_free(&batches[i].docs[k].rec);
         free(batches[i].docs);
-        dsk_buf_free(&batches[i].raw);
+        dsk_record_batch_free(&batches[i].in);
         dsk_buf_free(&batches[i].msgs);
     }
     for (int i = 0; i < threads; i++) {

@@ -197,7 +197,7 @@ static void serialize(clean_batch *b, doc_slot *d, struct json_object *obj)
 void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *d)
 {
     const dsk_clean_config *c = ctx->cfg;
-    const char *raw = b->raw.data + d->raw_off;
+    const char *raw = b->in.raw.data + d->raw_off;
     size_t raw_len = d->raw_len;
     dsk_err err = {0};
     d->status = DOC_KEEP;

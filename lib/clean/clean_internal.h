@@ -31,8 +31,8 @@ typedef struct doc_slot {
 } doc_slot;
 
 typedef struct clean_batch {
-    dsk_buf raw;
-    doc_slot *docs;
+    dsk_record_batch in;  /* the raw records */
+    doc_slot *docs;       /* one per record */
     size_t n, cap;
     dsk_buf out;
     dsk_buf msgs;  /* error messages, each NUL-terminated */

@@ -33,33 +33,27 @@ static int produce(void *arg, void *batch_arg)
 {
     run *r = arg;
     clean_batch *b = batch_arg;
-    b->n = 0;
-    dsk_buf_clear(&b->raw);
     dsk_buf_clear(&b->out);
     dsk_buf_clear(&b->msgs);
-    while (b->raw.len < BATCH_BYTES && b->n < BATCH_DOCS) {
-        const char *text;
-        size_t len, input;
-        uint64_t line;
-        int rc = dsk_record_source_next(&r->src, &text, &len, &line, &input, &r->err);
-        if (rc == 0)
-            break;
-        if (rc != 1)
-            return -1;
-        if (b->n == b->cap) {
-            b->cap = b->cap ? b->cap * 2 : 256;
-            b->docs = dsk_xrealloc(b->docs, b->cap * sizeof *b->docs);
-        }
-        doc_slot *d = &b->docs[b->n++];
+    int rc = dsk_record_batch_fill(&b->in, &r->src, BATCH_BYTES, BATCH_DOCS, &r->err);
+    if (rc != 0 && rc != 1)
+        return -1;
+    b->n = b->in.n;
+    if (b->cap < b->n) {
+        b->cap = b->in.cap;
+        b->docs = dsk_xrealloc(b->docs, b->cap * sizeof *b->docs);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const dsk_record_ref *rec = &b->in.recs[i];
+        doc_slot *d = &b->docs[i];
         memset(d, 0, sizeof *d);
-        d->source = r->sources[input];
-        d->line_no = line;
-        d->raw_off = b->raw.len;
-        d->raw_len = len;
-        dsk_buf_add(&b->raw, text, len);
+        d->source = r->sources[rec->input];
+        d->line_no = rec->line_no;
+        d->raw_off = rec->off;
+        d->raw_len = rec->len;
     }
     b->bytes_done = dsk_record_source_bytes(&r->src);
-    return b->n > 0;
+    return rc;
 }
 
 static void work(void *arg, void *batch_arg, int worker)
@@ -137,7 +131,7 @@ static int commit(void *arg, void *batch_arg)
             if (late_rule)
                 d->status = DOC_DROP;
         }
-        clean_stats_count(r->stats, d, b->raw.len ? d->raw_len : 0, late_rule);
+        clean_stats_count(r->stats, d, d->raw_len, late_rule);
         if (d->status == DOC_KEEP) {
             fwrite(b->out.data + d->out_off, 1, d->out_len, r->out);
         } else if (d->status == DOC_DROP && r->rejects) {
@@ -244,7 +238,7 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
     for (int i = 0; i < threads; i++)
         clean_worker_free(&r.workers[i]);
     for (int i = 0; i < n_batches; i++) {
-        dsk_buf_free(&batches[i].raw);
+        dsk_record_batch_free(&batches[i].in);
         dsk_buf_free(&batches[i].out);
         dsk_buf_free(&batches[i].msgs);
         free(batches[i].docs);

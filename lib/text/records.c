@@ -177,3 +177,35 @@ void dsk_record_source_free(dsk_record_source *s)
     }
     s->open = 0;
 }
+
+int dsk_record_batch_fill(dsk_record_batch *b, dsk_record_source *s, size_t max_bytes, size_t max_docs,
+                          dsk_err *err)
+{
+    b->n = 0;
+    dsk_buf_clear(&b->raw);
+    while (b->raw.len < max_bytes && b->n < max_docs) {
+        const char *text;
+        size_t len, input;
+        uint64_t line;
+        int rc = dsk_record_source_next(s, &text, &len, &line, &input, err);
+        if (rc == 0)
+            break;
+        if (rc != 1)
+            return rc;
+        if (b->n == b->cap) {
+            b->cap = b->cap ? b->cap * 2 : 256;
+            b->recs = dsk_xrealloc(b->recs, b->cap * sizeof *b->recs);
+        }
+        b->recs[b->n++] = (dsk_record_ref){b->raw.len, len, line, input};
+        dsk_buf_add(&b->raw, text, len);
+    }
+    return b->n > 0;
+}
+
+void dsk_record_batch_free(dsk_record_batch *b)
+{
+    dsk_buf_free(&b->raw);
+    free(b->recs);
+    b->recs = NULL;
+    b->n = b->cap = 0;
+}

@@ -59,4 +59,23 @@ int dsk_record_source_next(dsk_record_source *s, const char **text, size_t *len,
 uint64_t dsk_record_source_bytes(const dsk_record_source *s);
 void dsk_record_source_free(dsk_record_source *s);
 
+/* A batch of records copied out of a source, for the thread pool. */
+typedef struct dsk_record_ref {
+    size_t off, len;  /* in batch.raw */
+    uint64_t line_no;
+    size_t input;     /* index in the source's inputs */
+} dsk_record_ref;
+
+typedef struct dsk_record_batch {
+    dsk_buf raw;
+    dsk_record_ref *recs;
+    size_t n, cap;
+} dsk_record_batch;
+
+/* Refills b with records until it holds max_docs or about max_bytes;
+ * returns 1 if it holds any, 0 at the end of the input, or an error. */
+int dsk_record_batch_fill(dsk_record_batch *b, dsk_record_source *s, size_t max_bytes, size_t max_docs,
+                          dsk_err *err);
+void dsk_record_batch_free(dsk_record_batch *b);
+
 #endif
