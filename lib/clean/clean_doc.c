@@ -25,6 +25,7 @@ void clean_worker_free(clean_worker *w)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dsk_buf_free(bufs[i]);
     dsk_text_view_free(&w->view);
+    dsk_text_view_free(&w->view_c4);
     dsk_filter_scratch_free(&w->fscratch);
     dsk_rules_matcher_free(&w->matcher);
     free(w->sig);
@@ -139,15 +140,21 @@ static const char *filter_prose(clean_worker *w, const clean_ctx *ctx, doc_slot 
         return rule;
     if (c->filters & DSK_FILTER_C4) {
         size_t removed;
-        rule = dsk_filter_c4(v, p, &w->fscratch, &w->c4_out, &removed);
+        int view_ok;
+        rule = dsk_filter_c4(v, p, &w->fscratch, &w->c4_out, &removed, &w->view_c4, &view_ok);
         d->c4_lines += (uint32_t)removed;
         if (rule)
             return rule;
-        if (removed) {
+        if (removed) {  /* the text without the removed lines, and its view */
             dsk_buf tmp = w->text;
             w->text = w->c4_out;
             w->c4_out = tmp;
-            dsk_text_view_build(v, w->text.data, w->text.len);
+            dsk_text_view tv = w->view;
+            w->view = w->view_c4;
+            w->view_c4 = tv;
+            v = &w->view;
+            if (!view_ok)
+                dsk_text_view_build(v, w->text.data, w->text.len);
         }
     }
     if ((c->filters & DSK_FILTER_FINEWEB) && (rule = dsk_filter_fineweb(v, p, &w->fscratch)))

@@ -43,7 +43,7 @@ typedef struct clean_batch {
 
 typedef struct clean_worker {
     dsk_buf repaired, scratch, text, c4_out, joined, field;
-    dsk_text_view view;
+    dsk_text_view view, view_c4;  /* the second holds C4's output, then they swap */
     int view_current;  /* view describes the current document's text */
     dsk_filter_scratch fscratch;
     dsk_rules_matcher matcher;

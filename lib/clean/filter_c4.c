@@ -116,10 +116,13 @@ static void strip_citations(const char *s, size_t n, dsk_buf *out)
 }
 
 const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, dsk_filter_scratch *s,
-                          dsk_buf *out, size_t *lines_removed)
+                          dsk_buf *out, size_t *lines_removed, dsk_text_view *out_view, int *out_view_ok)
 {
     dsk_buf_clear(out);
     *lines_removed = 0;
+    int view_ok = out_view != NULL;
+    if (out_view)
+        dsk_text_view_begin(out_view, v->n_words);
     size_t sentences = 0, w = 0;
     for (size_t li = 0; li < v->n_lines; li++) {
         const dsk_span *l = &v->lines[li];
@@ -174,6 +177,10 @@ const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, ds
             continue;
         }
         sentences += scan.sentences;
+        if (view_ok && kept_len == len)
+            dsk_text_view_add_line(out_view, v, first_word, w, mark);
+        else
+            view_ok = 0;  /* a citation was cut: word offsets moved */
         dsk_buf_addc(out, '\n');
     }
     if ((double)sentences < p->c4_min_sentences)
@@ -182,5 +189,9 @@ const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, ds
         out->data[--out->len] = '\0';
     if (out->len == 0)
         return "c4.empty";
+    if (view_ok)
+        dsk_text_view_finish(out_view, out->data, out->len);
+    if (out_view_ok)
+        *out_view_ok = view_ok;
     return NULL;
 }

@@ -72,9 +72,12 @@ const char *dsk_filter_gopher_repetition(const dsk_text_view *v, const dsk_filte
 const char *dsk_filter_fineweb(const dsk_text_view *v, const dsk_filter_params *p, dsk_filter_scratch *s);
 
 /* C4 is a line filter as well as a document filter: kept lines are written
- * to out (joined by '\n'); *lines_removed counts the others. */
+ * to out (joined by '\n'); *lines_removed counts the others.  When out_view
+ * is given, it receives the view of out built from v's words, and
+ * *out_view_ok says whether that was possible (not when a citation mark was
+ * cut out of a kept line: then the caller scans out again). */
 const char *dsk_filter_c4(const dsk_text_view *v, const dsk_filter_params *p, dsk_filter_scratch *s,
-                          dsk_buf *out, size_t *lines_removed);
+                          dsk_buf *out, size_t *lines_removed, dsk_text_view *out_view, int *out_view_ok);
 
 int dsk_doc_is_cjk(const dsk_text_view *v, const dsk_filter_params *p);
 

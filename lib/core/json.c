@@ -52,7 +52,8 @@ static int hex4(const char *p, unsigned *v)
  * a rewritten copy. */
 static int decode_surrogate_pairs(const char *s, size_t n, dsk_buf *out)
 {
-    if (!memmem(s, n, "\\u", 2))
+    /* only a line with a high-surrogate escape (\\uD8.. to \\uDB..) needs the walk */
+    if (!memmem(s, n, "\\ud", 3) && !memmem(s, n, "\\uD", 3))
         return 0;
     int changed = 0;
     /* walk escapes from the first backslash, so "\\\\u" is not taken for "\\u" */

@@ -133,6 +133,7 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
                     w->flags |= DSK_WORD_HAS_ALPHA;
                 w->core_len = (uint32_t)j - w->core_off;
                 w->core_nchars = w->nchars - lead;
+                w->letters += (uint32_t)alpha;
                 i = j;
                 continue;
             }
@@ -170,14 +171,16 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len)
             new_word = 0;
         if (new_word) {
             w = &v->words[v->n_words++];
-            *w = (dsk_word){(uint32_t)i, 0, 0, DSK_WORD_PUNCT_ONLY, (uint32_t)i, 0, 0};
+            *w = (dsk_word){(uint32_t)i, 0, 0, DSK_WORD_PUNCT_ONLY, (uint32_t)i, 0, 0, 0};
         }
         if (cjk)
             w->flags |= DSK_WORD_CJK;
         w->len += (uint32_t)l;
         w->nchars++;
-        if (cls == C_ALPHA)
+        if (cls == C_ALPHA) {
             w->flags |= DSK_WORD_HAS_ALPHA;
+            w->letters++;
+        }
         if (cls != C_PUNCT) {
             if (w->flags & DSK_WORD_PUNCT_ONLY) {  /* first core character */
                 w->core_off = (uint32_t)i;
@@ -212,6 +215,55 @@ static size_t punct_run_tokens(const char *s, size_t n)
         i += l;
     }
     return tokens;
+}
+
+void dsk_text_view_begin(dsk_text_view *v, size_t max_words)
+{
+    v->nchars = v->n_lines = v->n_words = v->n_letters = v->n_cjk = 0;
+    if (v->cap_words < max_words + 1) {
+        v->cap_words = max_words + 1;
+        free(v->words);
+        v->words = dsk_xmalloc(v->cap_words * sizeof *v->words);
+    }
+}
+
+/* Characters in s[0..n): UTF-8 lead bytes. */
+static size_t count_chars(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((uint8_t)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+void dsk_text_view_add_line(dsk_text_view *v, const dsk_text_view *src, size_t first, size_t end, size_t dst_off)
+{
+    size_t base = src->words[first].off, chars = 0;
+    for (size_t k = first; k < end; k++) {
+        dsk_word w = src->words[k];
+        if (k > first)  /* the blanks between words */
+            chars += count_chars(src->text + src->words[k - 1].off + src->words[k - 1].len,
+                                 w.off - (src->words[k - 1].off + src->words[k - 1].len));
+        chars += w.nchars;
+        v->n_letters += w.letters;
+        v->n_cjk += (w.flags & DSK_WORD_CJK) != 0;
+        w.off = (uint32_t)(w.off - base + dst_off);
+        w.core_off = (uint32_t)(w.core_off - base + dst_off);
+        v->words[v->n_words++] = w;
+    }
+    const dsk_word *last = &src->words[end - 1];
+    push_line(v, dst_off, dst_off + (last->off + last->len - base), chars);
+    v->nchars += chars;
+}
+
+void dsk_text_view_finish(dsk_text_view *v, const char *text, size_t len)
+{
+    v->text = text;
+    v->len = len;
+    if (v->n_lines)
+        v->nchars += v->n_lines - 1;  /* the line breaks */
+    else
+        push_line(v, 0, 0, 0);        /* an empty text is one empty line */
 }
 
 size_t dsk_text_view_tokens(const dsk_text_view *v)

@@ -28,6 +28,7 @@ typedef struct dsk_word {
     uint32_t flags;
     /* the word without leading and trailing punctuation ("(word)," -> "word") */
     uint32_t core_off, core_len, core_nchars;
+    uint32_t letters;  /* letters among its characters */
 } dsk_word;
 
 typedef struct dsk_text_view {
@@ -47,6 +48,14 @@ void dsk_text_view_build(dsk_text_view *v, const char *text, size_t len);
  * The published rules divide by this count. */
 size_t dsk_text_view_tokens(const dsk_text_view *v);
 void dsk_text_view_free(dsk_text_view *v);
+
+/* Building a view line by line from another view's words, for text made of
+ * some of its lines (each stripped to its words), without scanning again:
+ * begin, then add each line (its words [first, end) of src, placed at byte
+ * offset dst_off of the new text), then finish with the new text. */
+void dsk_text_view_begin(dsk_text_view *v, size_t max_words);
+void dsk_text_view_add_line(dsk_text_view *v, const dsk_text_view *src, size_t first, size_t end, size_t dst_off);
+void dsk_text_view_finish(dsk_text_view *v, const char *text, size_t len);
 
 /* Is this Unicode code point a CJK character (one character, one word)? */
 int dsk_is_cjk(uint32_t cp);

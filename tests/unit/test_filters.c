@@ -41,7 +41,7 @@ TEST(good_prose_passes_every_filter)
     CHECK(fw(GOOD) == NULL);
     dsk_buf out = {0};
     size_t removed;
-    CHECK(dsk_filter_c4(view(GOOD), &P, &S, &out, &removed) == NULL);
+    CHECK(dsk_filter_c4(view(GOOD), &P, &S, &out, &removed, NULL, NULL) == NULL);
     CHECK(removed == 0);
     dsk_buf_free(&out);
 }
@@ -115,24 +115,66 @@ TEST(c4_rules)
     snprintf(s, 4096, "%s\nClick here\nThis site uses cookies to improve the experience.\n"
                       "Enable javascript to view the page properly.\nSee the notes[1] and more[edit].",
              GOOD);
-    CHECK(dsk_filter_c4(view(s), &P, &S, &out, &removed) == NULL);
+    CHECK(dsk_filter_c4(view(s), &P, &S, &out, &removed, NULL, NULL) == NULL);
     CHECK(removed == 3);
     CHECK(strstr(out.data, "Click") == NULL && strstr(out.data, "cookies") == NULL);
     CHECK(strstr(out.data, "See the notes and more.") != NULL);
     snprintf(s, 4096, "%s\nLorem ipsum dolor sit amet, consectetur.", GOOD);
-    CHECK_STR(dsk_filter_c4(view(s), &P, &S, &out, &removed), "c4.lorem_ipsum");
+    CHECK_STR(dsk_filter_c4(view(s), &P, &S, &out, &removed, NULL, NULL), "c4.lorem_ipsum");
     snprintf(s, 4096, "%s\nint main() { return 0; }", GOOD);
-    CHECK_STR(dsk_filter_c4(view(s), &P, &S, &out, &removed), "c4.curly_bracket");
-    CHECK_STR(dsk_filter_c4(view("One sentence only, with enough words."), &P, &S, &out, &removed),
+    CHECK_STR(dsk_filter_c4(view(s), &P, &S, &out, &removed, NULL, NULL), "c4.curly_bracket");
+    CHECK_STR(dsk_filter_c4(view("One sentence only, with enough words."), &P, &S, &out, &removed, NULL, NULL),
               "c4.min_sentences");
     P.c4_terminal_punct = 1;
     CHECK(dsk_filter_c4(view("Title line without punctuation\nThe first sentence is here. The second one too. "
                              "A third. A fourth. And a fifth."),
-                        &P, &S, &out, &removed) == NULL);
+                        &P, &S, &out, &removed, NULL, NULL) == NULL);
     CHECK(removed == 1);
     dsk_filter_params_default(&P);
     free(s);
     dsk_buf_free(&out);
+}
+
+/* The view C4 derives from the input's words equals a fresh scan of its output. */
+TEST(c4_view_matches_a_fresh_scan)
+{
+    static const char *const pieces[] = {"The cat sat on the mat.", "  indented line with words here.", "short",
+                                         "Enable javascript now please.", "\xE4\xBD\xA0\xE5\xA5\xBD\xE4\xB8\x96"
+                                         "\xE7\x95\x8C\xE3\x80\x82\xE5\x86\x8D\xE8\xA7\x81\xE3\x80\x82",
+                                         "Words, (punctuated) -- here!", "caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9 ok.",
+                                         "", "One more sentence. And another. Third one here."};
+    unsigned state = 5;
+    int compared = 0, same = 1;
+    dsk_text_view out_view = {0}, fresh = {0};
+    dsk_buf out = {0}, text = {0};
+    P.c4_min_sentences = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        dsk_buf_clear(&text);
+        for (int l = 0; l < 12; l++) {
+            state = state * 1103515245u + 12345u;
+            if (l)
+                dsk_buf_addc(&text, '\n');
+            dsk_buf_adds(&text, pieces[(state >> 16) % (sizeof pieces / sizeof pieces[0])]);
+        }
+        size_t removed;
+        int ok;
+        if (dsk_filter_c4(view(text.data), &P, &S, &out, &removed, &out_view, &ok) || !ok)
+            continue;
+        dsk_text_view_build(&fresh, out.data, out.len);
+        compared++;
+        same &= fresh.nchars == out_view.nchars && fresh.n_words == out_view.n_words &&
+                fresh.n_lines == out_view.n_lines && fresh.n_letters == out_view.n_letters &&
+                fresh.n_cjk == out_view.n_cjk &&
+                memcmp(fresh.words, out_view.words, fresh.n_words * sizeof *fresh.words) == 0 &&
+                memcmp(fresh.lines, out_view.lines, fresh.n_lines * sizeof *fresh.lines) == 0;
+    }
+    CHECK(compared > 100);
+    CHECK(same);
+    dsk_filter_params_default(&P);
+    dsk_text_view_free(&out_view);
+    dsk_text_view_free(&fresh);
+    dsk_buf_free(&out);
+    dsk_buf_free(&text);
 }
 
 TEST(fineweb_rules)
@@ -171,7 +213,7 @@ int main(void)
     dsk_filter_params_default(&P);
     static const test_case cases[] = {T(good_prose_passes_every_filter), T(gopher_quality_rules),
                                       T(gopher_quality_is_script_aware), T(gopher_repetition_rules),
-                                      T(c4_rules), T(fineweb_rules), T(parameters_are_named_and_checked)};
+                                      T(c4_rules), T(c4_view_matches_a_fresh_scan), T(fineweb_rules), T(parameters_are_named_and_checked)};
     int rc = run_tests(cases, sizeof cases / sizeof cases[0]);
     dsk_text_view_free(&V);
     dsk_filter_scratch_free(&S);
