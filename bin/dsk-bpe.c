@@ -282,29 +282,26 @@ static int cmd_decode(args *a, int argc, char **argv)
             }
             ids[n++] = (uint32_t)v;
         }
+        if (rc)
+            break;
         dsk_buf_clear(&text);
-        if (!rc && (rc = dsk_bpe_decode(&t, ids, n, &text, &err)) != 0) {
+        if (a->raw) {
+            rc = dsk_bpe_decode(&t, ids, n, &text, &err);
+        } else {  /* the same JSON line as a decoded .dskt record */
+            struct json_object *o = json_object_new_object();
+            if ((rc = add_text(o, "text", &t, ids, n, &err)) == 0) {
+                dsk_json_append(o, &text);
+                dsk_buf_addc(&text, '\n');
+            }
+            json_object_put(o);
+        }
+        if (rc) {
             char msg[sizeof err.msg];
             snprintf(msg, sizeof msg, "%s", err.msg);
             dsk_fail(&err, rc, "%s:%llu: %s", r.name, (unsigned long long)r.record_no, msg);
-        }
-        if (rc)
             break;
-        if (a->raw) {
-            fwrite(text.data ? text.data : "", 1, text.len, out.fp);
-        } else {
-            /* JSON needs valid UTF-8: ids that split a character are shown repaired */
-            dsk_buf valid = {0};
-            dsk_utf8_repair(text.data ? text.data : "", text.len, &valid);
-            struct json_object *o = json_object_new_object();
-            json_object_object_add(o, "text", json_object_new_string_len(valid.data ? valid.data : "", (int)valid.len));
-            dsk_buf_clear(&valid);
-            dsk_json_append(o, &valid);
-            dsk_buf_addc(&valid, '\n');
-            fwrite(valid.data, 1, valid.len, out.fp);
-            json_object_put(o);
-            dsk_buf_free(&valid);
         }
+        fwrite(text.data ? text.data : "", 1, text.len, out.fp);
     }
     if (rc == 1 || rc == 0)
         rc = dsk_outfile_commit(&out, &err);

@@ -106,6 +106,15 @@ int dskt_write(dskt_writer *w, const dskt_record *r, dsk_err *err)
     return emit(w, p, n, err);
 }
 
+void dskt_writer_abort(dskt_writer *w)
+{
+    if (w->hash)
+        XXH3_freeState(w->hash);
+    free(w->buf);
+    w->hash = NULL;
+    w->buf = NULL;
+}
+
 int dskt_writer_close(dskt_writer *w, dsk_err *err)
 {
     uint8_t t[40] = {0};
@@ -117,20 +126,8 @@ int dskt_writer_close(dskt_writer *w, dsk_err *err)
     memcpy(t + 32, "TKSD", 4);
     if (!rc && fwrite(t + 24, 1, 16, w->f) != 16)
         rc = dsk_fail(err, EX_IOERR, "write error on the token stream");
-    XXH3_freeState(w->hash);
-    free(w->buf);
-    w->hash = NULL;
-    w->buf = NULL;
+    dskt_writer_abort(w);  /* frees the writer; the trailer is out */
     return rc;
-}
-
-void dskt_writer_abort(dskt_writer *w)
-{
-    if (w->hash)
-        XXH3_freeState(w->hash);
-    free(w->buf);
-    w->hash = NULL;
-    w->buf = NULL;
 }
 
 /* ---- reader --------------------------------------------------------------------- */
