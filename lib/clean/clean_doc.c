@@ -9,7 +9,6 @@
 #include "core/json.h"
 #include "text/utf8.h"
 
-const char *const dsk_split_names[3] = {"train", "val", "test"};
 
 void clean_worker_init(clean_worker *w, const clean_ctx *ctx)
 {

@@ -3,6 +3,7 @@
 #ifndef DSK_CLEAN_INTERNAL_H
 #define DSK_CLEAN_INTERNAL_H
 
+#include "core/split.h"
 #include "clean/clean.h"
 #include "clean/minhash.h"
 #include "core/buf.h"
@@ -62,6 +63,5 @@ void clean_worker_free(clean_worker *w);
 /* Does all per-document work that does not depend on other documents. */
 void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *d);
 
-extern const char *const dsk_split_names[3];
 
 #endif

@@ -1,4 +1,5 @@
 #include "core/outfile.h"
+#include "core/tempdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@ void dsk_outfile_remove_all_temps(void)
         if (p)
             unlink(p);
     }
+    dsk_tempdir_remove_all();
 }
 
 static void remove_temps_at_exit(void) { dsk_outfile_remove_all_temps(); }

@@ -14,7 +14,15 @@ static size_t payload_bytes(unsigned flags, unsigned token_bytes, uint32_t n, ui
            ((flags & DSK_ROW_BOUNDARIES) ? (size_t)nb * 4 : 0);
 }
 
-int dsk_row_encode(const dsk_row *row, unsigned token_bytes, int zstd_level, void *cctx, dsk_buf *out, dsk_err *err)
+void dsk_row_codec_free(dsk_row_codec *c)
+{
+    ZSTD_freeCCtx(c->cctx);
+    ZSTD_freeDCtx(c->dctx);
+    dsk_buf_free(&c->raw);
+    c->cctx = c->dctx = NULL;
+}
+
+int dsk_row_payload(const dsk_row *row, unsigned token_bytes, dsk_buf *out, dsk_err *err)
 {
     if (token_bytes != 2 && token_bytes != 4)
         return dsk_fail(err, EX_SOFTWARE, "token width %u", token_bytes);
@@ -23,16 +31,19 @@ int dsk_row_encode(const dsk_row *row, unsigned token_bytes, int zstd_level, voi
                         DSK_ROW_MAX_TOKENS);
     uint32_t nb = (row->flags & DSK_ROW_BOUNDARIES) ? row->n_boundaries : 0;
     size_t raw = payload_bytes(row->flags, token_bytes, row->n_tokens, nb);
-    uint8_t *p = dsk_xmalloc(raw + 1);
-    uint8_t *q = p;
-    for (uint32_t i = 0; i < row->n_tokens; i++) {
-        uint32_t t = row->tokens[i];
-        if (token_bytes == 2 && t > 0xFFFF) {
-            free(p);
-            return dsk_fail(err, EX_DATAERR, "token %u does not fit in 2 bytes", t);
+    dsk_buf_reserve(out, raw + 1);
+    uint8_t *q = (uint8_t *)out->data + out->len;
+    if (token_bytes == 2) {
+        for (uint32_t i = 0; i < row->n_tokens; i++) {
+            uint32_t t = row->tokens[i];
+            if (t > 0xFFFF)
+                return dsk_fail(err, EX_DATAERR, "token %u does not fit in 2 bytes", t);
+            q[0] = (uint8_t)t, q[1] = (uint8_t)(t >> 8);
+            q += 2;
         }
-        for (unsigned k = 0; k < token_bytes; k++)
-            *q++ = (uint8_t)(t >> (8 * k));
+    } else {
+        for (uint32_t i = 0; i < row->n_tokens; i++, q += 4)
+            put32(q, row->tokens[i]);
     }
     if (row->flags & DSK_ROW_MASK) {
         memset(q, 0, ((size_t)row->n_tokens + 7) / 8);
@@ -43,24 +54,44 @@ int dsk_row_encode(const dsk_row *row, unsigned token_bytes, int zstd_level, voi
     }
     for (uint32_t i = 0; i < nb; i++, q += 4)
         put32(q, row->boundaries[i]);
+    out->len += raw;
+    return 0;
+}
 
-    uint8_t h[DSK_ROW_HEADER_BYTES] = {DSK_ROW_VERSION, (uint8_t)row->flags, (uint8_t)token_bytes, 0};
+int dsk_row_encode(dsk_row_codec *c, const dsk_row *row, unsigned token_bytes, dsk_buf *out, dsk_err *err)
+{
+    dsk_buf_clear(&c->raw);
+    int rc = dsk_row_payload(row, token_bytes, &c->raw, err);
+    if (rc)
+        return rc;
+    unsigned flags = (row->flags & (DSK_ROW_MASK | DSK_ROW_BOUNDARIES | DSK_ROW_PAIR)) | (c->cdict ? DSK_ROW_DICT : 0);
+    uint32_t nb = (flags & DSK_ROW_BOUNDARIES) ? row->n_boundaries : 0;
+    uint8_t h[DSK_ROW_HEADER_BYTES] = {DSK_ROW_VERSION, (uint8_t)flags, (uint8_t)token_bytes, 0};
     put32(h + 4, row->n_tokens);
     put32(h + 8, nb);
-    put32(h + 12, (row->flags & DSK_ROW_PAIR) ? row->split : 0);
+    put32(h + 12, (flags & DSK_ROW_PAIR) ? row->split : 0);
     dsk_buf_add(out, h, sizeof h);
-    size_t bound = ZSTD_compressBound(raw);
+    if (!c->cctx) {
+        /* Sticky parameters: no dictionary id in the frame (the row header
+         * says a dictionary was used), no checksum (LMDB pages and MD5SUMS
+         * already guard the bytes). */
+        c->cctx = ZSTD_createCCtx();
+        ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, c->level);
+        ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_dictIDFlag, 0);
+        ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0);
+        if (c->cdict)
+            ZSTD_CCtx_refCDict(c->cctx, c->cdict);
+    }
+    size_t bound = ZSTD_compressBound(c->raw.len);
     dsk_buf_reserve(out, bound);
-    size_t z = cctx ? ZSTD_compressCCtx(cctx, out->data + out->len, bound, p, raw, zstd_level)
-                    : ZSTD_compress(out->data + out->len, bound, p, raw, zstd_level);
-    free(p);
+    size_t z = ZSTD_compress2(c->cctx, out->data + out->len, bound, c->raw.data, c->raw.len);
     if (ZSTD_isError(z))
         return dsk_fail(err, EX_SOFTWARE, "zstd: %s", ZSTD_getErrorName(z));
     out->len += z;
     return 0;
 }
 
-static void reserve(dsk_row *row, uint32_t n, uint32_t nb)
+void dsk_row_reserve(dsk_row *row, uint32_t n, uint32_t nb)
 {
     if (row->cap_tokens < n || !row->tokens) {
         row->cap_tokens = n ? n : 1;
@@ -73,41 +104,61 @@ static void reserve(dsk_row *row, uint32_t n, uint32_t nb)
     }
 }
 
-int dsk_row_decode(const void *value, size_t len, uint32_t vocab_size, void *dctx, dsk_row *row, dsk_buf *scratch,
-                   dsk_err *err)
+int dsk_row_decode(dsk_row_codec *c, const void *value, size_t len, uint32_t vocab_size, dsk_row *row, dsk_err *err)
 {
     const uint8_t *v = value;
     if (len < DSK_ROW_HEADER_BYTES)
         return dsk_fail(err, EX_DATAERR, "row of %zu bytes is shorter than its header", len);
     unsigned flags = v[1], tb = v[2];
     uint32_t n = get32(v + 4), nb = get32(v + 8), split = get32(v + 12);
-    if (v[0] != DSK_ROW_VERSION || (flags & ~7u) || (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS ||
+    if (v[0] != DSK_ROW_VERSION || (flags & ~15u) || (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS ||
         nb > n || (!(flags & DSK_ROW_BOUNDARIES) && nb) || (!(flags & DSK_ROW_PAIR) && split) || split > n)
         return dsk_fail(err, EX_DATAERR, "bad row header");
+    if ((flags & DSK_ROW_DICT) && !c->ddict)
+        return dsk_fail(err, EX_DATAERR, "row compressed with a dictionary the dataset does not have");
     size_t raw = payload_bytes(flags, tb, n, nb);
-    dsk_buf_clear(scratch);
-    dsk_buf_reserve(scratch, raw + 1);
-    unsigned long long frame = ZSTD_getFrameContentSize(v + DSK_ROW_HEADER_BYTES, len - DSK_ROW_HEADER_BYTES);
+    dsk_buf_clear(&c->raw);
+    dsk_buf_reserve(&c->raw, raw + 1);
+    const uint8_t *src = v + DSK_ROW_HEADER_BYTES;
+    size_t src_len = len - DSK_ROW_HEADER_BYTES;
+    unsigned long long frame = ZSTD_getFrameContentSize(src, src_len);
     if (frame != raw)
         return dsk_fail(err, EX_DATAERR, "row payload is %llu bytes, the header says %zu", frame, raw);
-    size_t got = dctx ? ZSTD_decompressDCtx(dctx, scratch->data, raw + 1, v + DSK_ROW_HEADER_BYTES,
-                                             len - DSK_ROW_HEADER_BYTES)
-                      : ZSTD_decompress(scratch->data, raw + 1, v + DSK_ROW_HEADER_BYTES, len - DSK_ROW_HEADER_BYTES);
+    if (!c->dctx)
+        c->dctx = ZSTD_createDCtx();
+    size_t got = (flags & DSK_ROW_DICT)
+                     ? ZSTD_decompress_usingDDict(c->dctx, c->raw.data, raw + 1, src, src_len, c->ddict)
+                     : ZSTD_decompressDCtx(c->dctx, c->raw.data, raw + 1, src, src_len);
     if (ZSTD_isError(got) || got != raw)
         return dsk_fail(err, EX_DATAERR, "row payload: %s", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
-    reserve(row, n, nb);
-    const uint8_t *q = (const uint8_t *)scratch->data;
-    for (uint32_t i = 0; i < n; i++, q += tb) {
-        uint32_t t = tb == 2 ? (uint32_t)q[0] | (uint32_t)q[1] << 8 : get32(q);
-        if (t >= vocab_size)
-            return dsk_fail(err, EX_DATAERR, "token %u at position %u is not below the vocab size %u", t, i,
-                            vocab_size);
-        row->tokens[i] = t;
+    dsk_row_reserve(row, n, nb);
+    const uint8_t *q = (const uint8_t *)c->raw.data;
+    uint32_t bad = 0;  /* OR of every out-of-range token's position + 1: one test after the loop */
+    if (tb == 2) {
+        for (uint32_t i = 0; i < n; i++, q += 2) {
+            uint32_t t = (uint32_t)q[0] | (uint32_t)q[1] << 8;
+            row->tokens[i] = t;
+            bad |= t >= vocab_size;
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++, q += 4) {
+            uint32_t t = get32(q);
+            row->tokens[i] = t;
+            bad |= t >= vocab_size;
+        }
     }
-    for (uint32_t i = 0; i < n; i++)
-        row->mask[i] = (flags & DSK_ROW_MASK) ? (q[i / 8] >> (i % 8)) & 1 : 1;
-    if (flags & DSK_ROW_MASK)
+    if (bad)
+        for (uint32_t i = 0; i < n; i++)
+            if (row->tokens[i] >= vocab_size)
+                return dsk_fail(err, EX_DATAERR, "token %u at position %u is not below the vocab size %u",
+                                row->tokens[i], i, vocab_size);
+    if (flags & DSK_ROW_MASK) {
+        for (uint32_t i = 0; i < n; i++)
+            row->mask[i] = (q[i / 8] >> (i % 8)) & 1;
         q += ((size_t)n + 7) / 8;
+    } else {
+        memset(row->mask, 1, n);
+    }
     for (uint32_t i = 0; i < nb; i++, q += 4) {
         row->boundaries[i] = get32(q);
         if (row->boundaries[i] >= n || (i && row->boundaries[i] <= row->boundaries[i - 1]))
@@ -116,7 +167,7 @@ int dsk_row_decode(const void *value, size_t len, uint32_t vocab_size, void *dct
     row->n_tokens = n;
     row->n_boundaries = nb;
     row->split = split;
-    row->flags = flags;
+    row->flags = flags & ~(unsigned)DSK_ROW_DICT;
     return 0;
 }
 

@@ -1,0 +1,31 @@
+/* Output directories that appear whole or not at all, the directory
+ * counterpart of outfile.h.
+ *
+ * dsk_tempdir_create() makes "PATH.tmp.PID" beside the target and
+ * registers it: dsk_die(), a fatal signal or exit without commit removes
+ * it and the files in it (it must stay flat: no subdirectories).  Commit
+ * fsyncs it and renames it to PATH; with replace, an existing PATH that
+ * holds a MANIFEST is moved aside first and removed after. */
+#ifndef DSK_CORE_TEMPDIR_H
+#define DSK_CORE_TEMPDIR_H
+
+#include "core/err.h"
+
+typedef struct dsk_tempdir {
+    char *path;      /* the target */
+    char *tmp_path;  /* the directory being filled */
+    int slot;
+} dsk_tempdir;
+
+int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *err);
+/* tmp_path/name, for the caller to free. */
+char *dsk_tempdir_file(const dsk_tempdir *d, const char *name);
+int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err);
+void dsk_tempdir_abort(dsk_tempdir *d);
+/* Removes every registered temporary directory; dsk_outfile_remove_all_temps()
+ * calls it, so dsk_die(), the signal handlers and exit clean up directories too. */
+void dsk_tempdir_remove_all(void);
+/* Removes the files of a flat directory and the directory; async-signal-safe. */
+void dsk_remove_flat_dir(const char *path);
+
+#endif

@@ -1,0 +1,266 @@
+#include "pack/shard.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const db_names[1 + DSK_SPLITS] = {"meta", "train", "val", "test"};
+
+/* Rows are committed in transactions of about this many bytes, which bounds
+ * the dirty pages LMDB holds in memory. */
+#define COMMIT_BYTES (32u << 20)
+
+static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
+{
+    return dsk_fail(err, rc == MDB_MAP_FULL ? EX_SOFTWARE : rc == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s: %s", path,
+                    what, mdb_strerror(rc));
+}
+
+static void key_bytes(uint64_t index, uint8_t k[8])
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(index >> (56 - 8 * i));
+}
+
+static uint64_t key_value(const uint8_t *k)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | k[i];
+    return v;
+}
+
+int dsk_shard_create(dsk_shard *s, const char *path, uint64_t map_size, dsk_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->path = dsk_xstrdup(path);
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return lmdb_fail(err, path, "mdb_env_create", rc);
+    s->env = env;
+    mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
+    mdb_env_set_mapsize(env, (size_t)map_size);
+    rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC | MDB_NOMETASYNC, 0644);
+    if (rc) {
+        dsk_shard_abort(s);
+        return lmdb_fail(err, path, "cannot create", rc);
+    }
+    MDB_stat st;
+    mdb_env_stat(env, &st);
+    s->page_size = st.ms_psize;
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
+        return lmdb_fail(err, path, "mdb_txn_begin", rc);
+    s->txn = txn;
+    for (int d = 0; d <= DSK_SPLITS; d++) {
+        MDB_dbi dbi;
+        if ((rc = mdb_dbi_open(txn, db_names[d], MDB_CREATE, &dbi)))
+            return lmdb_fail(err, path, "mdb_dbi_open", rc);
+        s->dbi[d] = dbi;
+    }
+    return 0;
+}
+
+static int commit(dsk_shard *s, int reopen, dsk_err *err)
+{
+    int rc = mdb_txn_commit(s->txn);
+    s->txn = NULL;
+    if (rc)
+        return lmdb_fail(err, s->path, "commit", rc);
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->committed_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+    s->pending_bytes = s->pending_rows = 0;
+    if (reopen) {
+        MDB_txn *txn;
+        if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+            return lmdb_fail(err, s->path, "mdb_txn_begin", rc);
+        s->txn = txn;
+    }
+    return 0;
+}
+
+static int put(dsk_shard *s, unsigned dbi, const void *key, size_t klen, const void *value, size_t len,
+               unsigned flags, dsk_err *err)
+{
+    MDB_val k = {klen, (void *)key}, v = {len, (void *)value};
+    int rc = mdb_put(s->txn, dbi, &k, &v, flags);
+    if (rc)
+        return lmdb_fail(err, s->path, "put", rc);
+    /* A leaf node holds key, value and an 8-byte header; values too big for
+     * half a page go to whole overflow pages. */
+    size_t node = 8 + klen + len;
+    s->pending_bytes += node > s->page_size / 2 - 16 ? (len + 16 + s->page_size - 1) / s->page_size * s->page_size
+                                                      : node + 2;
+    return 0;
+}
+
+int dsk_shard_put(dsk_shard *s, int split, uint64_t index, const void *value, size_t len, dsk_err *err)
+{
+    uint8_t k[8];
+    key_bytes(index, k);
+    int rc = put(s, s->dbi[1 + split], k, 8, value, len, MDB_APPEND, err);
+    if (!rc && ++s->pending_rows && s->pending_bytes >= COMMIT_BYTES)
+        rc = commit(s, 1, err);
+    return rc;
+}
+
+int dsk_shard_put_meta(dsk_shard *s, const char *key, const void *value, size_t len, dsk_err *err)
+{
+    return put(s, s->dbi[0], key, strlen(key), value, len, 0, err);
+}
+
+uint64_t dsk_shard_size_estimate(const dsk_shard *s) { return s->committed_bytes + s->pending_bytes; }
+
+int dsk_shard_finish(dsk_shard *s, uint64_t *bytes, dsk_err *err)
+{
+    int rc = commit(s, 0, err);
+    if (!rc && (rc = mdb_env_sync(s->env, 1)) != 0)
+        rc = lmdb_fail(err, s->path, "sync", rc);
+    mdb_env_close(s->env);
+    s->env = NULL;
+    struct stat st;
+    if (!rc && stat(s->path, &st) != 0)
+        rc = dsk_fail(err, EX_IOERR, "%s: stat: %s", s->path, strerror(errno));
+    if (!rc)
+        *bytes = (uint64_t)st.st_size;
+    free(s->path);
+    s->path = NULL;
+    return rc;
+}
+
+void dsk_shard_abort(dsk_shard *s)
+{
+    if (s->txn)
+        mdb_txn_abort(s->txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->path = dsk_xstrdup(path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int rc = dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
+        dsk_shard_close(s);
+        return rc;
+    }
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return lmdb_fail(err, path, "mdb_env_create", rc);
+    s->env = env;
+    mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
+    mdb_env_set_mapsize(env, (size_t)st.st_size);
+    rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK | MDB_NORDAHEAD, 0);
+    if (rc) {
+        rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
+        dsk_shard_close(s);
+        return rc;
+    }
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) {
+        rc = lmdb_fail(err, path, "mdb_txn_begin", rc);
+        dsk_shard_close(s);
+        return rc;
+    }
+    for (int d = 0; d <= DSK_SPLITS && !rc; d++) {
+        MDB_dbi dbi;
+        if ((rc = mdb_dbi_open(txn, db_names[d], 0, &dbi)) != 0)
+            rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, db_names[d], mdb_strerror(rc));
+        else
+            s->dbi[d] = dbi;
+    }
+    /* Committing a read transaction keeps its dbi handles open for the environment. */
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        mdb_txn_commit(txn);
+    if (rc)
+        dsk_shard_close(s);
+    return rc;
+}
+
+int dsk_shard_begin(dsk_shard *s, void **txn, dsk_err *err)
+{
+    MDB_txn *t;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+    if (rc)
+        return lmdb_fail(err, s->path, "mdb_txn_begin", rc);
+    *txn = t;
+    return 0;
+}
+
+void dsk_shard_end(void *txn)
+{
+    if (txn)
+        mdb_txn_abort(txn);
+}
+
+int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char *meta_key, const void **value,
+                  size_t *len, dsk_err *err)
+{
+    uint8_t kb[8];
+    MDB_val k, v;
+    if (split >= 0) {
+        key_bytes(index, kb);
+        k.mv_size = 8, k.mv_data = kb;
+    } else {
+        k.mv_size = strlen(meta_key), k.mv_data = (void *)meta_key;
+    }
+    int rc = mdb_get(txn, s->dbi[split >= 0 ? 1 + split : 0], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        if (split >= 0)
+            return dsk_fail(err, EX_DATAERR, "%s: no %s row %llu", s->path, dsk_split_names[split],
+                            (unsigned long long)index);
+        return dsk_fail(err, EX_DATAERR, "%s: no meta key '%s'", s->path, meta_key);
+    }
+    if (rc)
+        return lmdb_fail(err, s->path, "get", rc);
+    *value = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
+int dsk_shard_range(dsk_shard *s, void *txn, int split, uint64_t *rows, uint64_t *first, uint64_t *last,
+                    dsk_err *err)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, s->dbi[1 + split], &st);
+    if (rc)
+        return lmdb_fail(err, s->path, "stat", rc);
+    *rows = st.ms_entries;
+    *first = *last = 0;
+    if (!st.ms_entries)
+        return 0;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, s->dbi[1 + split], &c)))
+        return lmdb_fail(err, s->path, "cursor", rc);
+    MDB_val k, v;
+    for (int end = 0; end < 2 && !rc; end++) {
+        rc = mdb_cursor_get(c, &k, &v, end ? MDB_LAST : MDB_FIRST);
+        if (!rc && k.mv_size != 8)
+            rc = -1;
+        if (!rc)
+            *(end ? last : first) = key_value(k.mv_data);
+    }
+    mdb_cursor_close(c);
+    if (rc)
+        return dsk_fail(err, EX_DATAERR, "%s: bad %s keys", s->path, dsk_split_names[split]);
+    return 0;
+}
+
+void dsk_shard_close(dsk_shard *s)
+{
+    if (s->env)
+        mdb_env_close(s->env);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}

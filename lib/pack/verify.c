@@ -1,0 +1,120 @@
+#include "pack/verify.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/digest.h"
+#include "core/reader.h"
+#include "pack/dataset.h"
+
+/* Checks each "HEX  NAME" line of MD5SUMS, and that it names every file. */
+static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
+{
+    size_t n = strlen(dir) + 16;
+    char *path = dsk_xmalloc(n);
+    snprintf(path, n, "%s/MD5SUMS", dir);
+    dsk_reader rd;
+    int rc = dsk_reader_open(&rd, path, 4096, err);
+    int opened = rc == 0;
+    if (rc == EX_NOINPUT)
+        rc = dsk_fail(err, EX_DATAERR, "%s: no MD5SUMS: the dataset is incomplete", dir);
+    char **listed = NULL;
+    size_t n_listed = 0;
+    const char *line;
+    size_t len;
+    while (!rc && (rc = dsk_reader_next(&rd, '\n', &line, &len, err)) == 1) {
+        rc = 0;
+        if (len < 35 || line[32] != ' ' || line[33] != ' ' || memchr(line + 34, '/', len - 34) ||
+            (len == 35 && line[34] == '.') || n_listed > 100010) {
+            rc = dsk_fail(err, EX_DATAERR, "%s:%llu: not a 'HEX  NAME' line", path,
+                          (unsigned long long)rd.record_no);
+            break;
+        }
+        char *name = dsk_xstrndup(line + 34, len - 34), want[33], got[33];
+        memcpy(want, line, 32);
+        want[32] = '\0';
+        listed = dsk_xrealloc(listed, (n_listed + 1) * sizeof *listed);
+        listed[n_listed++] = name;
+        size_t m = strlen(dir) + strlen(name) + 2;
+        char *file = dsk_xmalloc(m);
+        snprintf(file, m, "%s/%s", dir, name);
+        rc = dsk_md5_file(file, got, err);
+        if (rc == EX_NOINPUT)
+            rc = dsk_fail(err, EX_DATAERR, "%s: listed in MD5SUMS but missing", file);
+        else if (!rc && strcmp(got, want) != 0)
+            rc = dsk_fail(err, EX_DATAERR, "%s: MD5 mismatch (the file is damaged)", file);
+        free(file);
+        rep->files++;
+    }
+    if (rc == 1)
+        rc = 0;
+    if (opened)
+        dsk_reader_close(&rd);
+    DIR *d = rc ? NULL : opendir(dir);
+    struct dirent *e;
+    while (d && !rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "MD5SUMS") == 0)
+            continue;
+        int found = 0;
+        for (size_t i = 0; i < n_listed && !found; i++)
+            found = strcmp(listed[i], e->d_name) == 0;
+        if (!found)
+            rc = dsk_fail(err, EX_DATAERR, "%s/%s: not listed in MD5SUMS", dir, e->d_name);
+    }
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n_listed; i++)
+        free(listed[i]);
+    free(listed);
+    free(path);
+    return rc;
+}
+
+int dsk_dataset_verify(const char *dir, dsk_verify_report *rep, dsk_err *err)
+{
+    memset(rep, 0, sizeof *rep);
+    int rc = check_sums(dir, rep, err);
+    if (rc)
+        return rc;
+    dsk_dataset ds;
+    if ((rc = dsk_dataset_open(&ds, dir, err)))
+        return rc;
+    rep->shards = ds.m.n_shards;
+    dsk_dataset_reader r;
+    dsk_dataset_reader_init(&r, &ds);
+    dsk_row row = {0};
+    void *txn0 = NULL;
+    const void *dict0 = NULL;
+    size_t dict0_len = 0;
+    if (ds.m.dict_bytes && !(rc = dsk_shard_begin(&ds.shards[0], &txn0, err)))
+        rc = dsk_shard_get(&ds.shards[0], txn0, -1, 0, "zstd_dict", &dict0, &dict0_len, err);
+    for (size_t i = 1; i < ds.m.n_shards && !rc && ds.m.dict_bytes; i++) {  /* one dictionary in every shard */
+        const void *v;
+        size_t len;
+        void *txn;
+        if (!(rc = dsk_shard_begin(&ds.shards[i], &txn, err))) {
+            rc = dsk_shard_get(&ds.shards[i], txn, -1, 0, "zstd_dict", &v, &len, err);
+            if (!rc && (len != dict0_len || memcmp(v, dict0, len) != 0))
+                rc = dsk_fail(err, EX_DATAERR, "%s/%s: a different zstd dictionary", dir, ds.m.shards[i].file);
+            dsk_shard_end(txn);
+        }
+    }
+    dsk_shard_end(txn0);
+    for (int s = 0; s < DSK_SPLITS && !rc; s++) {
+        for (uint64_t i = 0; i < ds.m.rows[s] && !rc; i++) {
+            rc = dsk_dataset_read(&r, s, i, &row, err);
+            if (!rc && ds.m.kind == DSK_KIND_DPO && (!(row.flags & DSK_ROW_PAIR) || row.split != row.n_tokens / 2))
+                rc = dsk_fail(err, EX_DATAERR, "%s: %s row %llu is not a preference pair", dir, dsk_split_names[s],
+                              (unsigned long long)i);
+            rep->rows++;
+            rep->tokens += row.n_tokens;
+        }
+    }
+    dsk_row_free(&row);
+    dsk_dataset_reader_free(&r);
+    dsk_dataset_close(&ds);
+    return rc;
+}
