@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# CLI tests for dsk-pack: packing modes, the dataset files, verify, info,
+# cat, and every refusal (with no output left behind).
+. "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "--help" dsk-pack --help
+expect_exit 0 "--version" dsk-pack --version
+
+# A small tokenizer and corpus: plain documents over three splits, chat and preference records.
+python3 - "$T" <<'PY'
+import json, random, sys
+t = sys.argv[1]
+random.seed(7)
+words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
+with open(f"{t}/docs.jsonl", "w") as f:
+    for i in range(400):
+        text = " ".join(random.choice(words) for _ in range(random.randint(1, 120)))
+        split = "val" if i % 10 == 3 else "test" if i % 10 == 7 else "train"
+        f.write(json.dumps({"text": f"doc {i}: {text}.", "split": split}) + "\n")
+with open(f"{t}/chat.jsonl", "w") as f:
+    for i in range(40):
+        f.write(json.dumps({"messages": [{"role": "user", "content": f"question {i}?"},
+                                         {"role": "assistant", "content": "answer " + " ".join(words[: i % 15])}]}) + "\n")
+with open(f"{t}/pref.jsonl", "w") as f:
+    for i in range(30):
+        f.write(json.dumps({"prompt": f"say {i}", "chosen": f"{i} indeed", "rejected": "no " * (i % 9)}) + "\n")
+PY
+dsk-bpe train --vocab-size 400 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl"
+dsk-bpe encode -t "$T/tok.json" -o "$T/chat.dskt" "$T/chat.jsonl"
+dsk-bpe encode -t "$T/tok.json" -o "$T/pref.dskt" "$T/pref.jsonl"
+
+# ---- pack, verify, info -------------------------------------------------------------------
+expect_exit 0 "pack concat" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 --shard-size 64K "$T/docs.dskt"
+expect_err_contains "pretrain, concat packing, 65 tokens a row" "summary names kind, mode and row length"
+check "MANIFEST, MD5SUMS, tokenizer.json and shards" test -s "$T/ds/MANIFEST" -a -s "$T/ds/MD5SUMS" \
+    -a -s "$T/ds/tokenizer.json" -a -s "$T/ds/shard-00000.mdb"
+check "md5sum -c accepts MD5SUMS" bash -c "cd '$T/ds' && md5sum --quiet -c MD5SUMS"
+check "no lock files and no temporaries" test "$(ls "$T" | grep -c 'tmp\|lock')" -eq 0 -a \
+    "$(ls "$T/ds" | grep -c 'lock')" -eq 0
+dsk-pack info "$T/ds" > "$T/info.json"
+check "info prints the MANIFEST" test "$(json_get "$T/info.json" '["format"]')" = dsk-dataset
+check "info: seq_len and row_tokens" test "$(json_get "$T/info.json" '["seq_len"]') $(json_get "$T/info.json" '["row_tokens"]')" = "64 65"
+check "info: val rows from the split field" test "$(json_get "$T/info.json" '["rows"]["val"]')" -gt 0
+check "info: tokenizer fingerprint" test "$(json_get "$T/info.json" '["tokenizer_fingerprint"]')" = \
+    "$(dsk-bpe info -t "$T/tok.json" | sed -n 's/^fingerprint: //p')"
+check "info: the creation command" grep -q '"command": ".*dsk-pack -t' "$T/info.json"
+expect_exit 0 "verify" dsk-pack verify "$T/ds"
+check "verify says OK" grep -q "OK" "$T/out"
+expect_exit 0 "pack again with 2 threads" dsk-pack -q -j2 -t "$T/tok.json" -o "$T/ds2" --seq-len 64 --shard-size 64K "$T/docs.dskt"
+check "same shards for -j1 and -j2" bash -c "cmp <(cut -c1-32 '$T/ds/MD5SUMS' | head -n -1) <(cut -c1-32 '$T/ds2/MD5SUMS' | head -n -1)"
+cat "$T/docs.dskt" | dsk-pack -q -t "$T/tok.json" -o "$T/ds3" --seq-len 64 --shard-size 64K
+check "stdin gives the same dataset" bash -c "cmp <(head -n -2 '$T/ds/MD5SUMS') <(head -n -2 '$T/ds3/MD5SUMS')"
+
+# ---- cat ------------------------------------------------------------------------------------
+expect_exit 0 "cat ids" dsk-pack cat "$T/ds" --split val --count 3
+check "cat: one line of 65 ids per row" test "$(wc -l < "$T/out")" -eq 3 -a "$(head -1 "$T/out" | wc -w)" -eq 65
+dsk-pack cat "$T/ds" --decode > "$T/text.jsonl"
+check "cat --decode: every train document's text is in the rows" python3 - "$T/docs.jsonl" "$T/text.jsonl" <<'PY'
+import json, sys
+docs = [json.loads(l) for l in open(sys.argv[1])]
+text = "".join(json.loads(l)["text"] for l in open(sys.argv[2]))
+want = "".join("<|endoftext|>" + d["text"] for d in docs if d["split"] == "train")
+sys.exit(not text.startswith(want) or set(text[len(want):].split("<|endoftext|>")) != {""})
+PY
+dsk-pack cat "$T/ds" --json --count 1 > "$T/row.json"
+check "cat --json: tokens, mask, boundaries" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(not (len(r["tokens"]) == 65 and len(r["mask"]) == 65 and r["boundaries"][0] == 0))' "$T/row.json"
+expect_exit 64 "cat: bad split" dsk-pack cat "$T/ds" --split dev
+expect_exit 64 "cat: --decode with --json" dsk-pack cat "$T/ds" --decode --json
+
+# ---- bestfit, SFT, DPO -------------------------------------------------------------------------
+expect_exit 0 "pack bestfit" dsk-pack -t "$T/tok.json" -o "$T/bf" --seq-len 64 --pack bestfit "$T/docs.dskt"
+expect_err_contains "bestfit packing" "bestfit summary"
+check "bestfit: padding reported" grep -q "padding [0-9.]*%, cropped 0.00%" "$T/err"
+expect_exit 0 "verify bestfit" dsk-pack verify "$T/bf"
+expect_exit 0 "pack bestfit --crop-long" dsk-pack -q -t "$T/tok.json" -o "$T/bfc" --seq-len 16 --pack bestfit --crop-long "$T/docs.dskt"
+check "crop-long crops" test "$(json_get "$T/bfc/MANIFEST" '["stats"]["train"]["cropped"]')" -gt 0
+expect_exit 0 "pack SFT" dsk-pack -t "$T/tok.json" -o "$T/sft" --seq-len 32 "$T/chat.dskt"
+check "SFT: one row per conversation" test "$(json_get "$T/sft/MANIFEST" '["rows"]["train"]')" -eq 40 -a \
+    "$(json_get "$T/sft/MANIFEST" '["pack"]')" = conversation
+dsk-pack cat "$T/sft" --json --count 1 > "$T/sftrow.json"
+check "SFT: the mask trains the answer only" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(not (0 < sum(r["mask"]) < 20 and r["mask"][0] == 0))' "$T/sftrow.json"
+expect_exit 0 "pack DPO" dsk-pack -q -t "$T/tok.json" -o "$T/dpo" --seq-len 32 "$T/pref.dskt"
+check "DPO: rows of two halves" test "$(json_get "$T/dpo/MANIFEST" '["row_tokens"]')" -eq 66
+dsk-pack cat "$T/dpo" --decode --count 1 > "$T/pair.json"
+check "DPO: chosen and rejected text" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(not ("0 indeed" in r["chosen"] and "say 0" in r["rejected"]))' "$T/pair.json"
+expect_exit 0 "verify DPO" dsk-pack verify "$T/dpo"
+
+# ---- refusals: a clear error, the right status, nothing left behind --------------------------------
+no_output() { test ! -e "$1" && test -z "$(ls "$T" | grep "\.tmp\.")"; }
+expect_exit 64 "no -o" dsk-pack -t "$T/tok.json" --seq-len 64 "$T/docs.dskt"
+expect_exit 64 "no -t" dsk-pack -o "$T/x" --seq-len 64 "$T/docs.dskt"
+expect_exit 64 "no --seq-len" dsk-pack -t "$T/tok.json" -o "$T/x" "$T/docs.dskt"
+expect_exit 64 "bad --pack" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --pack zigzag "$T/docs.dskt"
+expect_exit 64 "bad --zstd-level" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --zstd-level 0 "$T/docs.dskt"
+expect_exit 66 "missing input" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/nope.dskt"
+check "missing input: no output" no_output "$T/x"
+expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
+expect_err_contains "already exists" "existing directory is named"
+expect_exit 0 "--force replaces a dataset" dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/docs.dskt"
+check "replaced" test "$(json_get "$T/ds/MANIFEST" '["seq_len"]')" -eq 32
+mkdir "$T/notds" && echo keep > "$T/notds/precious"
+expect_exit 73 "--force never replaces another directory" dsk-pack -q --force -t "$T/tok.json" -o "$T/notds" --seq-len 32 "$T/docs.dskt"
+check "the other directory is intact" test -s "$T/notds/precious"
+head -c 3000 "$T/docs.dskt" > "$T/cut.dskt"
+expect_exit 65 "truncated stream" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/cut.dskt"
+expect_err_contains "truncated" "truncation is named"
+check "truncated: no output" no_output "$T/x"
+python3 -c '
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 1
+open(sys.argv[2], "wb").write(b)' "$T/docs.dskt" "$T/flip.dskt"
+expect_exit 65 "corrupt stream" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/flip.dskt"
+check "corrupt: no output" no_output "$T/x"
+dsk-bpe train --vocab-size 350 -o "$T/tok2.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/tok2.json" -o "$T/other.dskt" "$T/docs.jsonl"
+expect_exit 65 "streams from another tokenizer" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt" "$T/other.dskt"
+expect_err_contains "refusing to mix" "fingerprint mismatch is explained"
+check "mixed tokenizers: no output" no_output "$T/x"
+expect_exit 65 "plain and chat records together" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt" "$T/chat.dskt"
+expect_err_contains "separate datasets" "kind mixing is explained"
+check "mixed kinds: no output" no_output "$T/x"
+python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1], "rb").read()[:32])' "$T/docs.dskt" > "$T/hdr.dskt"
+expect_exit 65 "a stream with no records and no trailer" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/hdr.dskt"
+echo '{"model":{"type":"BPE","vocab":{}}}' > "$T/bad-tok.json"
+expect_exit 65 "bad tokenizer" dsk-pack -t "$T/bad-tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt"
+
+# ---- verify refuses damaged and incomplete datasets -------------------------------------------------
+cp -r "$T/bf" "$T/bad"
+python3 -c '
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) - 5000] ^= 4
+open(p, "wb").write(b)' "$T/bad/shard-00000.mdb"
+expect_exit 65 "verify: a flipped bit" dsk-pack verify "$T/bad"
+expect_err_contains "MD5 mismatch" "verify names the damaged file"
+cp -r "$T/bf" "$T/inc" && rm "$T/inc/MD5SUMS"
+expect_exit 65 "verify: no MD5SUMS" dsk-pack verify "$T/inc"
+rm "$T/inc/MANIFEST"
+expect_exit 66 "info: no MANIFEST" dsk-pack info "$T/inc"
+expect_err_contains "incomplete" "a directory without MANIFEST is called incomplete"
+cp -r "$T/bf" "$T/extra" && echo x > "$T/extra/stray"
+expect_exit 65 "verify: a file MD5SUMS does not list" dsk-pack verify "$T/extra"
+expect_exit 64 "verify takes one directory" dsk-pack verify
+echo "1..$tap_n"
