@@ -29,7 +29,7 @@ static const char usage[] =
     "      --crop-long       bestfit: crop documents longer than a row instead of cutting them\n"
     "      --window N        bestfit: tokens buffered per placement round (default 16M)\n"
     "      --shard-size SIZE about how big a shard grows (default 1G)\n"
-    "      --zstd-level N    row compression level, 1 to 19 (default 1)\n"
+    "      --zstd-level N    row compression level, 1 to 19 (default 3)\n"
     "      --no-dict         do not train a zstd dictionary on the first rows\n"
     "      --dict-sample SIZE  row bytes the dictionary is trained on (default 1M)\n"
     "      --force           replace DIR if it is a dataset\n"
@@ -297,7 +297,7 @@ int main(int argc, char **argv)
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     char *command = command_line(argc, argv);
-    args a = {.pack_mode = DSK_PACK_CONCAT, .threads = dsk_default_threads(), .dict = 1, .zstd_level = 1,
+    args a = {.pack_mode = DSK_PACK_CONCAT, .threads = dsk_default_threads(), .dict = 1, .zstd_level = 3,
               .shard_size = 1ull << 30, .dict_sample = 1u << 20, .window = 16u << 20};
     int opt;
     while ((opt = getopt_long(argc, argv, "o:t:j:qhV", long_options, NULL)) != -1) {

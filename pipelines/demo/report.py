@@ -52,3 +52,29 @@ if os.path.exists(dskt):
     print(f"- encoded: {records} documents, {tokens} tokens, "
           f"{text_bytes / max(tokens, 1):.2f} bytes of text per token "
           f"(`docs.dskt`, {os.path.getsize(dskt)} bytes)\n")
+
+manifest = load("data/MANIFEST")
+if manifest:
+    print("## 3. Dataset (dsk-pack)\n")
+    shards = manifest["shards"]
+    disk = sum(sh["bytes"] for sh in shards)
+    rows = manifest["rows"]
+    row_tokens = sum(manifest["stats"][s]["row_tokens"] for s in ("train", "val", "test"))
+    flat = row_tokens * manifest["token_bytes"]
+    print(f"- {manifest['kind']} rows of {manifest['row_tokens']} tokens, `{manifest['pack']}` packing, "
+          f"{len(shards)} LMDB shard(s)")
+    print(f"- rows: {rows['train']} train, {rows['val']} val, {rows['test']} test")
+    print(f"- on disk: {disk} bytes, {disk / max(row_tokens, 1):.3f} bytes a token "
+          f"(a flat uint{8 * manifest['token_bytes']} file of the same rows: {flat} bytes; "
+          f"zstd level {manifest['zstd_level']}, dictionary {manifest['zstd_dict_bytes']} bytes)")
+    print("\n| split | documents | tokens | rows | padding | cropped | documents cut |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for s in ("train", "val", "test"):
+        st = manifest["stats"][s]
+        pad = 100.0 * st["padding"] / max(st["row_tokens"], 1)
+        crop = 100.0 * st["cropped"] / max(st["document_tokens"], 1)
+        print(f"| {s} | {st['documents']} | {st['document_tokens']} | {st['rows']} | {pad:.2f}% | "
+              f"{crop:.2f}% | {st['cut_documents']} |")
+    verify = os.path.join(out, "verify.txt")
+    if os.path.exists(verify):
+        print(f"\n`dsk-pack verify`: {open(verify).read().strip()}\n")
