@@ -180,9 +180,9 @@ static int cmd_verify(args *a, int n_files, char **files)
     if (dsk_dataset_verify(dir, &rep, &err))
         dsk_die_err(&err);
     if (!a->quiet)
-        printf("%s: OK: %llu files match MD5SUMS; %llu shards, %llu rows, %llu tokens checked\n", dir,
-               (unsigned long long)rep.files, (unsigned long long)rep.shards, (unsigned long long)rep.rows,
-               (unsigned long long)rep.tokens);
+        printf("%s: OK: %llu files match MD5SUMS; %llu shard%s, %llu rows, %llu tokens checked\n", dir,
+               (unsigned long long)rep.files, (unsigned long long)rep.shards, rep.shards == 1 ? "" : "s",
+               (unsigned long long)rep.rows, (unsigned long long)rep.tokens);
     return 0;
 }
 
@@ -316,7 +316,11 @@ int main(int argc, char **argv)
                 dsk_usage_error("--pack: '%s' is not concat or bestfit", optarg);
             break;
         case OPT_CROP_LONG: a.crop_long = 1; break;
-        case OPT_WINDOW: a.window = (uint64_t)dsk_parse_int("--window", optarg, 1, 1LL << 32); break;
+        case OPT_WINDOW:
+            a.window = dsk_parse_size("--window", optarg);
+            if (!a.window)
+                dsk_usage_error("--window: at least 1 token");
+            break;
         case OPT_SHARD_SIZE:
             a.shard_size = dsk_parse_size("--shard-size", optarg);
             if (a.shard_size < (64u << 10))

@@ -56,6 +56,27 @@ void dsk_remove_flat_dir(const char *path)
     rmdir(path);
 }
 
+/* A directory dsk may replace: one with a MANIFEST, or an empty one. */
+static int is_dataset_or_empty(const char *path, const struct stat *st)
+{
+    if (!S_ISDIR(st->st_mode))
+        return 0;
+    char *m = dsk_xmalloc(strlen(path) + 16);
+    sprintf(m, "%s/MANIFEST", path);
+    int ok = access(m, F_OK) == 0;
+    free(m);
+    DIR *d = ok ? NULL : opendir(path);
+    if (d) {
+        struct dirent *e;
+        ok = 1;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+                ok = 0;
+        closedir(d);
+    }
+    return ok;
+}
+
 int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *err)
 {
     memset(d, 0, sizeof *d);
@@ -63,6 +84,8 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *e
     struct stat st;
     if (stat(path, &st) == 0 && !replace)
         return dsk_fail(err, EX_CANTCREAT, "%s already exists (--force replaces a dataset)", path);
+    if (stat(path, &st) == 0 && !is_dataset_or_empty(path, &st))
+        return dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", path);
     size_t n = strlen(path) + 32;
     d->tmp_path = dsk_xmalloc(n);
     snprintf(d->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
@@ -111,14 +134,6 @@ static int fsync_path(const char *path)
     return rc;
 }
 
-static int is_dataset_or_empty(const char *path)
-{
-    char *m = dsk_xmalloc(strlen(path) + 16);
-    sprintf(m, "%s/MANIFEST", path);
-    int ok = access(m, F_OK) == 0 || rmdir(path) == 0;
-    free(m);
-    return ok;
-}
 
 int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err)
 {
@@ -128,7 +143,7 @@ int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err)
     struct stat st;
     char *old = NULL;
     if (stat(d->path, &st) == 0) {  /* replacing (--force): only a dataset, never another directory */
-        if (!S_ISDIR(st.st_mode) || !is_dataset_or_empty(d->path)) {
+        if (!is_dataset_or_empty(d->path, &st)) {
             rc = dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", d->path);
             dsk_tempdir_abort(d);
             return rc;

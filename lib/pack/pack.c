@@ -382,9 +382,8 @@ int dsk_packer_add(dsk_packer *p, const dskt_record *rec, dsk_err *err)
     if (!p->kind)
         p->kind = kind;
     if (kind != p->kind)
-        return dsk_fail(err, EX_DATAERR,
-                        "record %llu is %s data but the records before it are %s data; pack them into separate "
-                        "datasets", (unsigned long long)p->records, dsk_kind_name(kind), dsk_kind_name(p->kind));
+        return dsk_fail(err, EX_DATAERR, "%s data after %s data; pack them into separate datasets",
+                        dsk_kind_name(kind), dsk_kind_name(p->kind));
     int split = rec->split >= 0 && rec->split < DSK_SPLITS ? rec->split : 0;
     split_state *s = &p->s[split];
     s->st.documents++;

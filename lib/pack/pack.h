@@ -52,7 +52,7 @@ typedef struct dsk_pack_stats {
     uint64_t documents, document_tokens;  /* as read, separators not counted */
     uint64_t rows, row_tokens;            /* as written, padding included */
     uint64_t padding, cropped;            /* padding tokens; tokens dropped by cropping */
-    uint64_t cut_documents;               /* documents spread over more than one row */
+    uint64_t cut_documents;               /* documents not whole in one row: cut across rows, or cropped */
 } dsk_pack_stats;
 
 /* Receives each finished row in output order; non-zero stops packing. */

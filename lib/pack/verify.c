@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/digest.h"
 #include "core/reader.h"
@@ -19,7 +20,9 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
     dsk_reader rd;
     int rc = dsk_reader_open(&rd, path, 4096, err);
     int opened = rc == 0;
-    if (rc == EX_NOINPUT)
+    if (rc == EX_NOINPUT && access(dir, F_OK) != 0)
+        rc = dsk_fail(err, EX_NOINPUT, "%s: no such dataset", dir);
+    else if (rc == EX_NOINPUT)
         rc = dsk_fail(err, EX_DATAERR, "%s: no MD5SUMS: the dataset is incomplete", dir);
     char **listed = NULL;
     size_t n_listed = 0;

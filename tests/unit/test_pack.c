@@ -219,7 +219,7 @@ TEST(sft_rows_are_one_conversation)
     CHECK(dsk_packer_add(p, &long_chat, &err) == 0);
     dskt_record plain = {.kind = DSKT_PLAIN, .tokens = toks, .n_tokens = 5};
     CHECK(dsk_packer_add(p, &plain, &err) == EX_DATAERR);
-    CHECK(strstr(err.msg, "record 3 is pretrain data") != NULL);
+    CHECK(strstr(err.msg, "pretrain data after sft data") != NULL);
     CHECK(dsk_packer_finish(p, &err) == 0);
     CHECK(c.n == 2 && c.splits[1] == DSKT_TEST);
     CHECK(memcmp(c.rows[0].tokens, toks, 20 * 4) == 0 && memcmp(c.rows[0].mask, mask, 20) == 0);
