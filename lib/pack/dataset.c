@@ -136,7 +136,9 @@ int dsk_dataset_raw(dsk_dataset_reader *r, int split, uint64_t index, const void
         return dsk_fail(err, EX_USAGE, "%s: no %s row %llu (it has %llu)", r->ds->dir,
                         split >= 0 && split < DSK_SPLITS ? dsk_split_names[split] : "?", (unsigned long long)index,
                         split >= 0 && split < DSK_SPLITS ? (unsigned long long)m->rows[split] : 0ull);
-    /* The last shard whose first row is <= index (empty shards have the same first). */
+    /* The last shard whose first row is <= index.  It holds the row: a shard
+     * without rows of this split has the same first row as the next one, and
+     * the manifest check makes the counts add up to rows[split]. */
     size_t lo = 0, hi = m->n_shards;
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
@@ -145,8 +147,6 @@ int dsk_dataset_raw(dsk_dataset_reader *r, int split, uint64_t index, const void
         else
             hi = mid;
     }
-    while (index >= m->shards[lo].first[split] + m->shards[lo].rows[split])  /* skip shards without this split */
-        lo--;
     if (!r->txns[lo]) {
         int rc = dsk_shard_begin(&r->ds->shards[lo], &r->txns[lo], err);
         if (rc)

@@ -32,35 +32,56 @@ static uint64_t key_value(const uint8_t *k)
     return v;
 }
 
+/* Creates s->env over the single file path and opens it; on failure the
+ * environment is closed again and the LMDB error returned. */
+static int open_env(dsk_shard *s, const char *path, size_t map_size, unsigned flags, mdb_mode_t mode)
+{
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return rc;
+    mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
+    mdb_env_set_mapsize(env, map_size);
+    if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | flags, mode))) {
+        mdb_env_close(env);
+        return rc;
+    }
+    s->env = env;
+    return 0;
+}
+
+/* Opens meta, train, val and test in txn; *failed names the one that did not open. */
+static int open_dbs(dsk_shard *s, MDB_txn *txn, unsigned flags, const char **failed)
+{
+    for (int d = 0; d <= DSK_SPLITS; d++) {
+        MDB_dbi dbi;
+        int rc = mdb_dbi_open(txn, db_names[d], flags, &dbi);
+        if (rc) {
+            *failed = db_names[d];
+            return rc;
+        }
+        s->dbi[d] = dbi;
+    }
+    return 0;
+}
+
 int dsk_shard_create(dsk_shard *s, const char *path, uint64_t map_size, dsk_err *err)
 {
     memset(s, 0, sizeof *s);
     s->path = dsk_xstrdup(path);
-    MDB_env *env;
-    int rc = mdb_env_create(&env);
+    int rc = open_env(s, path, (size_t)map_size, MDB_NOSYNC | MDB_NOMETASYNC, 0644);
     if (rc)
-        return lmdb_fail(err, path, "mdb_env_create", rc);
-    s->env = env;
-    mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
-    mdb_env_set_mapsize(env, (size_t)map_size);
-    rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC | MDB_NOMETASYNC, 0644);
-    if (rc) {
-        dsk_shard_abort(s);
         return lmdb_fail(err, path, "cannot create", rc);
-    }
     MDB_stat st;
-    mdb_env_stat(env, &st);
+    mdb_env_stat(s->env, &st);
     s->page_size = st.ms_psize;
     MDB_txn *txn;
-    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         return lmdb_fail(err, path, "mdb_txn_begin", rc);
     s->txn = txn;
-    for (int d = 0; d <= DSK_SPLITS; d++) {
-        MDB_dbi dbi;
-        if ((rc = mdb_dbi_open(txn, db_names[d], MDB_CREATE, &dbi)))
-            return lmdb_fail(err, path, "mdb_dbi_open", rc);
-        s->dbi[d] = dbi;
-    }
+    const char *failed;
+    if ((rc = open_dbs(s, txn, MDB_CREATE, &failed)))
+        return lmdb_fail(err, path, "mdb_dbi_open", rc);
     return 0;
 }
 
@@ -73,7 +94,7 @@ static int commit(dsk_shard *s, int reopen, dsk_err *err)
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->committed_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
-    s->pending_bytes = s->pending_rows = 0;
+    s->pending_bytes = 0;
     if (reopen) {
         MDB_txn *txn;
         if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
@@ -103,7 +124,7 @@ int dsk_shard_put(dsk_shard *s, int split, uint64_t index, const void *value, si
     uint8_t k[8];
     key_bytes(index, k);
     int rc = put(s, s->dbi[1 + split], k, 8, value, len, MDB_APPEND, err);
-    if (!rc && ++s->pending_rows && s->pending_bytes >= COMMIT_BYTES)
+    if (!rc && s->pending_bytes >= COMMIT_BYTES)
         rc = commit(s, 1, err);
     return rc;
 }
@@ -147,42 +168,21 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     memset(s, 0, sizeof *s);
     s->path = dsk_xstrdup(path);
     struct stat st;
-    if (stat(path, &st) != 0) {
-        int rc = dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
-        dsk_shard_close(s);
-        return rc;
-    }
-    MDB_env *env;
-    int rc = mdb_env_create(&env);
-    if (rc)
-        return lmdb_fail(err, path, "mdb_env_create", rc);
-    s->env = env;
-    mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
-    mdb_env_set_mapsize(env, (size_t)st.st_size);
-    rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOTLS | MDB_NOLOCK | MDB_NORDAHEAD, 0);
-    if (rc) {
-        rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
-        dsk_shard_close(s);
-        return rc;
-    }
+    int rc = 0;
     MDB_txn *txn;
-    if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) {
+    const char *failed;
+    if (stat(path, &st) != 0)
+        rc = dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
+    else if ((rc = open_env(s, path, (size_t)st.st_size, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0)))
+        rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
+    else if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
         rc = lmdb_fail(err, path, "mdb_txn_begin", rc);
-        dsk_shard_close(s);
-        return rc;
-    }
-    for (int d = 0; d <= DSK_SPLITS && !rc; d++) {
-        MDB_dbi dbi;
-        if ((rc = mdb_dbi_open(txn, db_names[d], 0, &dbi)) != 0)
-            rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, db_names[d], mdb_strerror(rc));
-        else
-            s->dbi[d] = dbi;
-    }
-    /* Committing a read transaction keeps its dbi handles open for the environment. */
-    if (rc)
+    else if ((rc = open_dbs(s, txn, 0, &failed))) {
+        rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, failed, mdb_strerror(rc));
         mdb_txn_abort(txn);
-    else
-        mdb_txn_commit(txn);
+    } else {
+        mdb_txn_commit(txn);  /* committing a read transaction keeps its dbi handles for the environment */
+    }
     if (rc)
         dsk_shard_close(s);
     return rc;

@@ -24,7 +24,6 @@ typedef struct dsk_shard {
     char *path;
     uint64_t committed_bytes, pending_bytes;  /* writer: size estimate */
     unsigned page_size;
-    uint64_t pending_rows;
 } dsk_shard;
 
 int dsk_shard_create(dsk_shard *s, const char *path, uint64_t map_size, dsk_err *err);
