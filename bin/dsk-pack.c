@@ -117,10 +117,7 @@ static int cmd_pack(args *a, int n_files, char **files, char *command)
         dsk_usage_error("no FILE and stdin is a terminal: give .dskt files or pipe 'dsk-bpe encode' in");
     dsk_tokenizer t;
     load_tokenizer(&t, a->tokenizer);
-    uint32_t eot = DSK_BPE_NO_TOKEN;
-    for (size_t i = 0; i < t.n_specials; i++)
-        if (strcmp(t.specials[i].text, "<|endoftext|>") == 0)
-            eot = t.specials[i].id;
+    uint32_t eot = dsk_tokenizer_special(&t, "<|endoftext|>");
     if (eot == DSK_BPE_NO_TOKEN)
         dsk_die(EX_DATAERR, "%s: no <|endoftext|> special token, which separates and pads rows", a->tokenizer);
     dsk_pack_run_opts o = {

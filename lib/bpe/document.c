@@ -7,14 +7,6 @@
 const char *const dsk_bpe_default_specials[5] = {"<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>",
                                                  "<|end|>"};
 
-static uint32_t special_id(const dsk_tokenizer *t, const char *text)
-{
-    for (size_t i = 0; i < t->n_specials; i++)
-        if (strcmp(t->specials[i].text, text) == 0)
-            return t->specials[i].id;
-    return DSK_BPE_NO_TOKEN;
-}
-
 /* Appends e->ids[from..] to rec with the given mask value. */
 static void take_ids(dsk_bpe_encoder *e, size_t from, dskt_record *rec, uint8_t mask)
 {
@@ -79,7 +71,7 @@ static int get_chat_ids(const dsk_tokenizer *t, chat_ids *c, dsk_err *err)
 {
     uint32_t *dst[5] = {&c->eot, &c->system, &c->user, &c->assistant, &c->end};
     for (int i = 0; i < 5; i++) {
-        *dst[i] = special_id(t, dsk_bpe_default_specials[i]);
+        *dst[i] = dsk_tokenizer_special(t, dsk_bpe_default_specials[i]);
         if (*dst[i] == DSK_BPE_NO_TOKEN)
             return dsk_fail(err, EX_DATAERR, "the tokenizer has no %s special token, which chat records need",
                             dsk_bpe_default_specials[i]);

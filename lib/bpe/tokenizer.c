@@ -83,6 +83,14 @@ static void index_grow(dsk_tokenizer *t, size_t want)
             index_insert(t, id);
 }
 
+uint32_t dsk_tokenizer_special(const dsk_tokenizer *t, const char *text)
+{
+    for (size_t i = 0; i < t->n_specials; i++)
+        if (strcmp(t->specials[i].text, text) == 0)
+            return t->specials[i].id;
+    return DSK_BPE_NO_TOKEN;
+}
+
 uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len)
 {
     if (!t->index_cap)

@@ -55,6 +55,8 @@ const char *dsk_bpe_named_pattern(const char *name);
 
 /* id of the token with these bytes, or DSK_BPE_NO_TOKEN. */
 uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len);
+/* id of the special token with this text, or DSK_BPE_NO_TOKEN. */
+uint32_t dsk_tokenizer_special(const dsk_tokenizer *t, const char *text);
 
 static inline const char *dsk_tokenizer_bytes(const dsk_tokenizer *t, uint32_t id, size_t *len)
 {
