@@ -54,6 +54,8 @@ struct dsk_loader {
     unsigned ring;
     uint64_t next_seq;       /* next row a worker claims */
     int stop;
+    int consumer_waiting;    /* wake-ups only for someone asleep: a row moves */
+    unsigned workers_waiting; /* through the ring without a signal otherwise */
     pthread_t *threads;
     unsigned n_threads;
     pthread_mutex_t mu;
@@ -76,8 +78,11 @@ static void *prefetch_main(void *arg)
     dsk_dataset_reader_init(&reader, l->ds);
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!l->stop && l->next_seq >= l->consumed + l->ring)
+        while (!l->stop && l->next_seq >= l->consumed + l->ring) {
+            l->workers_waiting++;
             pthread_cond_wait(&l->space_cv, &l->mu);
+            l->workers_waiting--;
+        }
         if (l->stop)
             break;
         uint64_t seq = l->next_seq++;
@@ -93,7 +98,8 @@ static void *prefetch_main(void *arg)
         if (rc)
             s->err = err;
         s->ready = 1;
-        pthread_cond_broadcast(&l->ready_cv);
+        if (l->consumer_waiting)
+            pthread_cond_signal(&l->ready_cv);
     }
     pthread_mutex_unlock(&l->mu);
     dsk_dataset_reader_free(&reader);
@@ -160,8 +166,11 @@ int dsk_loader_next(dsk_loader *l, dsk_row *row, uint64_t *index, dsk_err *err)
     }
     pthread_mutex_lock(&l->mu);
     slot *s = &l->slots[l->consumed % l->ring];
-    while (!s->ready || s->seq != l->consumed)
+    while (!s->ready || s->seq != l->consumed) {
+        l->consumer_waiting = 1;
         pthread_cond_wait(&l->ready_cv, &l->mu);
+        l->consumer_waiting = 0;
+    }
     int rc = s->rc;
     if (rc) {
         *err = s->err;
@@ -173,7 +182,8 @@ int dsk_loader_next(dsk_loader *l, dsk_row *row, uint64_t *index, dsk_err *err)
             *index = s->index;
         s->ready = 0;
         l->consumed++;
-        pthread_cond_broadcast(&l->space_cv);
+        if (l->workers_waiting)  /* one slot freed: one worker can use it */
+            pthread_cond_signal(&l->space_cv);
     }
     pthread_mutex_unlock(&l->mu);
     return rc;
