@@ -9,8 +9,8 @@ BUILD   ?= build
 WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS = -Ilib -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -MMD -MP
-LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lm -pthread
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -fopenmp -MMD -MP
+LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lopenblas -lm -pthread -fopenmp
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 TOOLS    = dsk-clean dsk-bpe dsk-pack
@@ -59,7 +59,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdsk.a
 # ---- sanitizer build (ASan + UBSan) --------------------------------------------
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(SAN_FLAGS) -pthread -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(SAN_FLAGS) -pthread -fopenmp -MMD -MP -c $< -o $@
 
 $(BUILD)/san/libdsk.a: $(SAN_LIB_OBJ)
 	@rm -f $@
@@ -75,7 +75,7 @@ $(BUILD)/san/tests/%: $(BUILD)/san/tests/unit/%.o $(BUILD)/san/libdsk.a
 
 # ---- fuzz targets (clang libFuzzer + ASan/UBSan) --------------------------------
 FUZZ_CC    ?= clang
-FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_FLAGS  = -fopenmp -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS   = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 60
 

@@ -1,0 +1,404 @@
+/* The dense decoder's parameters, forward and backward, layer by layer,
+ * each backward beside the forward it inverts (see model.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* ---- parameter layout ---------------------------------------------------------------------- */
+
+static float *add_tensor(dsk_model *m, size_t *cap, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+    if (m->n_tensors == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        m->tensors = dsk_xrealloc(m->tensors, *cap * sizeof *m->tensors);
+    }
+    dsk_tensor_info *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
+    t->offset = m->n_params;
+    t->decay = ndim == 2;
+    m->n_params += t->numel;
+    /* The buffer does not exist yet: keep the offset, resolve later. */
+    return (float *)(uintptr_t)(t->offset + 1);
+}
+
+/* Turns the offsets add_tensor() handed out into pointers into base. */
+static void resolve(dsk_weights *w, const dsk_weights *offsets, int n_layers, float *base)
+{
+#define R(p) ((p) ? base + ((uintptr_t)(p) - 1) : NULL)
+    w->embed = R(offsets->embed);
+    w->final_norm = R(offsets->final_norm);
+    w->lm_head = R(offsets->lm_head);
+    for (int l = 0; l < n_layers; l++) {
+        const dsk_layer_w *o = &offsets->layer[l];
+        dsk_layer_w *d = &w->layer[l];
+        d->attn_norm = R(o->attn_norm);
+        d->wq = R(o->wq);
+        d->wk = R(o->wk);
+        d->wv = R(o->wv);
+        d->wo = R(o->wo);
+        d->alpha = R(o->alpha);
+        d->ffn_norm = R(o->ffn_norm);
+        d->w_gate = R(o->w_gate);
+        d->w_up = R(o->w_up);
+        d->w_down = R(o->w_down);
+    }
+#undef R
+}
+
+dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
+{
+    dsk_model *m = dsk_xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->be = be;
+    const dsk_model_config *c = &m->cfg;
+    int d = c->d_model, hd = d / c->n_heads, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    size_t cap = 0;
+    dsk_weights off = {0};
+    off.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *off.layer);
+    char name[96];
+    off.embed = add_tensor(m, &cap, "model.embed_tokens.weight", 2, c->vocab_size, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        dsk_layer_w *L = &off.layer[l];
+#define T(field, suffix, ndim, d0, d1)                                              \
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
+    L->field = add_tensor(m, &cap, name, ndim, d0, d1)
+        T(attn_norm, "input_layernorm.weight", 1, d, 0);
+        T(wq, "self_attn.q_proj.weight", 2, q_dim, d);
+        T(wk, "self_attn.k_proj.weight", 2, kv_dim, d);
+        T(wv, "self_attn.v_proj.weight", 2, kv_dim, d);
+        T(wo, "self_attn.o_proj.weight", 2, d, q_dim);
+        if (dsk_config_layer_kind(c, l) == DSK_ATTN_HYBRID) {
+            T(alpha, "self_attn.hybrid_alpha", 1, 1, 0);
+        }
+        T(ffn_norm, "post_attention_layernorm.weight", 1, d, 0);
+        T(w_gate, "mlp.gate_proj.weight", 2, c->d_ff, d);
+        T(w_up, "mlp.up_proj.weight", 2, c->d_ff, d);
+        T(w_down, "mlp.down_proj.weight", 2, d, c->d_ff);
+#undef T
+    }
+    off.final_norm = add_tensor(m, &cap, "model.norm.weight", 1, d, 0);
+    off.lm_head = c->tie_embeddings ? off.embed : add_tensor(m, &cap, "lm_head.weight", 2, c->vocab_size, d);
+
+    m->params = be->alloc(be, m->n_params * sizeof(float));
+    m->grads = be->alloc(be, m->n_params * sizeof(float));
+    m->w.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->w.layer);
+    m->gw.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->gw.layer);
+    resolve(&m->w, &off, c->n_layers, m->params);
+    resolve(&m->gw, &off, c->n_layers, m->grads);
+    free(off.layer);
+
+    size_t cs_len = (size_t)c->max_seq_len * hd;
+    float *cs = dsk_xmalloc(cs_len * sizeof *cs);
+    dsk_rope_table(cs, c->max_seq_len, hd, c->rope_theta);
+    m->rope_cs = be->alloc(be, cs_len * sizeof *cs);
+    be->upload(be, m->rope_cs, cs, cs_len * sizeof *cs);
+    free(cs);
+    return m;
+}
+
+const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    return NULL;
+}
+
+void dsk_model_init_weights(dsk_model *m, uint64_t seed)
+{
+    const dsk_model_config *c = &m->cfg;
+    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    dsk_rng rng;
+    dsk_rng_seed(&rng, seed);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        float *p = host + t->offset;
+        if (strstr(t->name, "hybrid_alpha")) {
+            p[0] = (float)c->alpha_init;
+        } else if (t->ndim == 1) {
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = 1.0f;
+        } else {
+            /* GPT-2's scaling of the projections that write the residual stream. */
+            double std = c->init_std;
+            if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj"))
+                std /= sqrt(2.0 * c->n_layers);
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = (float)(std * dsk_rng_normal(&rng));
+        }
+    }
+    m->be->upload(m->be, m->params, host, m->n_params * sizeof *host);
+    free(host);
+}
+
+/* ---- activations ------------------------------------------------------------------------------ */
+
+static void free_batch(dsk_model *m)
+{
+    dsk_backend *be = m->be;
+    if (m->acts) {
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            float **f = (float **)&m->acts[l];
+            for (size_t i = 0; i < sizeof m->acts[l] / sizeof(float *); i++)
+                if (f[i])
+                    be->free(be, f[i]);
+        }
+        free(m->acts);
+        m->acts = NULL;
+    }
+    void *bufs[] = {m->tokens, m->targets, m->pos, m->weights, m->resid_out, m->hf, m->rstdf, m->logits,
+                    m->losses, m->d_resid, m->d_h, m->d_q, m->d_k, m->d_v, m->d_att, m->d_g, m->d_u, m->d_act};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            be->free(be, bufs[i]);
+    free(m->host_losses);
+    m->host_losses = NULL;
+    m->B = m->T = 0;
+}
+
+void dsk_model_alloc_batch(dsk_model *m, int B, int T)
+{
+    free_batch(m);
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    size_t n = (size_t)B * T, d = (size_t)c->d_model, hd = d / (size_t)c->n_heads;
+    size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd, F = (size_t)c->d_ff;
+    size_t probs = (size_t)B * c->n_heads * T * T;
+#define A(count) be->alloc(be, (count) * sizeof(float))
+    m->B = B;
+    m->T = T;
+    m->acts = dsk_xcalloc((size_t)c->n_layers, sizeof *m->acts);
+    for (int l = 0; l < c->n_layers; l++) {
+        dsk_layer_acts *a = &m->acts[l];
+        int kind = dsk_config_layer_kind(c, l);
+        a->resid_in = A(n * d);
+        a->h1 = A(n * d);
+        a->rstd1 = A(n);
+        a->q = A(n * q_dim);
+        a->k = A(n * kv_dim);
+        a->v = A(n * kv_dim);
+        a->probs_g = kind != DSK_ATTN_LOCAL ? A(probs) : NULL;
+        a->probs_l = kind != DSK_ATTN_GLOBAL ? A(probs) : NULL;
+        a->att = A(n * q_dim);
+        a->resid_mid = A(n * d);
+        a->h2 = A(n * d);
+        a->rstd2 = A(n);
+        a->g = A(n * F);
+        a->u = A(n * F);
+        a->act = A(n * F);
+    }
+    m->tokens = be->alloc(be, n * sizeof(int32_t));
+    m->targets = be->alloc(be, n * sizeof(int32_t));
+    m->pos = be->alloc(be, n * sizeof(int32_t));
+    m->weights = A(n);
+    m->resid_out = A(n * d);
+    m->hf = A(n * d);
+    m->rstdf = A(n);
+    m->logits = A(n * (size_t)c->vocab_size);
+    m->losses = A(n);
+    m->d_resid = A(n * d);
+    m->d_h = A(n * d);
+    m->d_q = A(n * q_dim);
+    m->d_k = A(n * kv_dim);
+    m->d_v = A(n * kv_dim);
+    m->d_att = A(n * q_dim);
+    m->d_g = A(n * F);
+    m->d_u = A(n * F);
+    m->d_act = A(n * F);
+#undef A
+    m->host_losses = dsk_xmalloc(n * sizeof *m->host_losses);
+}
+
+int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
+{
+    if (b->B != m->B || b->T != m->T)
+        return dsk_fail(err, EX_SOFTWARE, "batch %dx%d does not match the allocated %dx%d", b->B, b->T, m->B, m->T);
+    size_t n = (size_t)b->B * b->T;
+    for (size_t i = 0; i < n; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab_size || b->targets[i] >= m->cfg.vocab_size)
+            return dsk_fail(err, EX_DATAERR, "token %d at batch position %zu is outside the vocabulary (%d)",
+                            b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab_size ? b->tokens[i] : b->targets[i],
+                            i, m->cfg.vocab_size);
+        if (b->pos[i] < 0 || b->pos[i] >= m->cfg.max_seq_len || b->pos[i] > (int32_t)(i % (size_t)b->T))
+            return dsk_fail(err, EX_DATAERR, "position %d at batch position %zu is beyond max_position_embeddings "
+                            "%d or its row", b->pos[i], i, m->cfg.max_seq_len);
+    }
+    dsk_backend *be = m->be;
+    be->upload(be, m->tokens, b->tokens, n * sizeof(int32_t));
+    be->upload(be, m->targets, b->targets, n * sizeof(int32_t));
+    be->upload(be, m->pos, b->pos, n * sizeof(int32_t));
+    if (b->weights) {
+        be->upload(be, m->weights, b->weights, n * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            m->host_losses[i] = 1.0f;
+        be->upload(be, m->weights, m->host_losses, n * sizeof(float));
+    }
+    /* Targets counted on the host, where they are. */
+    double count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += b->targets[i] >= 0 && (!b->weights || b->weights[i] != 0);
+    m->n_targets = count;
+    return 0;
+}
+
+static dsk_attn_shape attn_shape(const dsk_model *m, int l)
+{
+    const dsk_model_config *c = &m->cfg;
+    dsk_attn_shape s = {m->B, m->T, c->n_heads, c->n_kv_heads, c->d_model / c->n_heads,
+                        dsk_config_layer_kind(c, l), c->window};
+    return s;
+}
+
+/* ---- forward ------------------------------------------------------------------------------------- */
+
+static void attention_block_fwd(dsk_model *m, int l, float *resid_out)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    const dsk_layer_w *w = &m->w.layer[l];
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model, hd = d / c->n_heads;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    dsk_attn_shape s = attn_shape(m, l);
+
+    be->rmsnorm_fwd(be, a->h1, a->rstd1, a->resid_in, w->attn_norm, n, d, (float)c->norm_eps);
+    be->gemm(be, 0, 1, n, q_dim, d, 1, a->h1, w->wq, 0, a->q);
+    be->gemm(be, 0, 1, n, kv_dim, d, 1, a->h1, w->wk, 0, a->k);
+    be->gemm(be, 0, 1, n, kv_dim, d, 1, a->h1, w->wv, 0, a->v);
+    be->rope(be, a->q, m->pos, m->rope_cs, n, c->n_heads, hd, 0);
+    be->rope(be, a->k, m->pos, m->rope_cs, n, c->n_kv_heads, hd, 0);
+    be->attention_fwd(be, a->att, a->probs_g, a->probs_l, a->q, a->k, a->v, m->pos, w->alpha, &s);
+    be->copy(be, resid_out, a->resid_in, (size_t)n * d * sizeof(float));
+    be->gemm(be, 0, 1, n, d, q_dim, 1, a->att, w->wo, 1, resid_out);
+}
+
+static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    const dsk_layer_w *w = &m->w.layer[l];
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model, F = c->d_ff;
+
+    be->rmsnorm_fwd(be, a->h2, a->rstd2, a->resid_mid, w->ffn_norm, n, d, (float)c->norm_eps);
+    be->gemm(be, 0, 1, n, F, d, 1, a->h2, w->w_gate, 0, a->g);
+    be->gemm(be, 0, 1, n, F, d, 1, a->h2, w->w_up, 0, a->u);
+    be->swiglu_fwd(be, a->act, a->g, a->u, (size_t)n * F);
+    be->copy(be, resid_out, a->resid_mid, (size_t)n * d * sizeof(float));
+    be->gemm(be, 0, 1, n, d, F, 1, a->act, w->w_down, 1, resid_out);
+}
+
+void dsk_model_forward(dsk_model *m, float grad_scale)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    int n = m->B * m->T, d = c->d_model, V = c->vocab_size, L = c->n_layers;
+
+    be->embedding_fwd(be, m->acts[0].resid_in, m->w.embed, m->tokens, n, d);
+    for (int l = 0; l < L; l++) {
+        attention_block_fwd(m, l, m->acts[l].resid_mid);
+        ffn_block_fwd(m, l, l + 1 < L ? m->acts[l + 1].resid_in : m->resid_out);
+    }
+    be->rmsnorm_fwd(be, m->hf, m->rstdf, m->resid_out, m->w.final_norm, n, d, (float)c->norm_eps);
+    be->gemm(be, 0, 1, n, V, d, 1, m->hf, m->w.lm_head, 0, m->logits);
+    be->softmax_xent(be, m->losses, m->logits, m->targets, m->weights, n, V, grad_scale);
+
+    be->download(be, m->host_losses, m->losses, (size_t)n * sizeof(float));
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += m->host_losses[i];
+    m->loss_sum = sum;
+}
+
+/* ---- backward ------------------------------------------------------------------------------------ */
+
+/* In: d_resid = dL/d(block output).  Out: d_resid = dL/d(block input). */
+static void ffn_block_bwd(dsk_model *m, int l)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    const dsk_layer_w *w = &m->w.layer[l];
+    dsk_layer_w *gw = &m->gw.layer[l];
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model, F = c->d_ff;
+
+    be->gemm(be, 0, 0, n, F, d, 1, m->d_resid, w->w_down, 0, m->d_act);
+    be->gemm(be, 1, 0, d, F, n, 1, m->d_resid, a->act, 1, gw->w_down);
+    be->swiglu_bwd(be, m->d_g, m->d_u, m->d_act, a->g, a->u, (size_t)n * F);
+    be->gemm(be, 0, 0, n, d, F, 1, m->d_g, w->w_gate, 0, m->d_h);
+    be->gemm(be, 0, 0, n, d, F, 1, m->d_u, w->w_up, 1, m->d_h);
+    be->gemm(be, 1, 0, F, d, n, 1, m->d_g, a->h2, 1, gw->w_gate);
+    be->gemm(be, 1, 0, F, d, n, 1, m->d_u, a->h2, 1, gw->w_up);
+    /* The residual path carries d_resid through unchanged; the norm adds. */
+    be->rmsnorm_bwd(be, m->d_resid, gw->ffn_norm, m->d_h, a->resid_mid, w->ffn_norm, a->rstd2, n, d);
+}
+
+static void attention_block_bwd(dsk_model *m, int l)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    const dsk_layer_w *w = &m->w.layer[l];
+    dsk_layer_w *gw = &m->gw.layer[l];
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model, hd = d / c->n_heads;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    dsk_attn_shape s = attn_shape(m, l);
+
+    be->gemm(be, 0, 0, n, q_dim, d, 1, m->d_resid, w->wo, 0, m->d_att);
+    be->gemm(be, 1, 0, d, q_dim, n, 1, m->d_resid, a->att, 1, gw->wo);
+    be->attention_bwd(be, m->d_q, m->d_k, m->d_v, gw->alpha, m->d_att, a->q, a->k, a->v, a->probs_g, a->probs_l,
+                      m->pos, w->alpha, &s);
+    /* RoPE is a rotation: its backward rotates the gradient back. */
+    be->rope(be, m->d_q, m->pos, m->rope_cs, n, c->n_heads, hd, 1);
+    be->rope(be, m->d_k, m->pos, m->rope_cs, n, c->n_kv_heads, hd, 1);
+    be->gemm(be, 0, 0, n, d, q_dim, 1, m->d_q, w->wq, 0, m->d_h);
+    be->gemm(be, 0, 0, n, d, kv_dim, 1, m->d_k, w->wk, 1, m->d_h);
+    be->gemm(be, 0, 0, n, d, kv_dim, 1, m->d_v, w->wv, 1, m->d_h);
+    be->gemm(be, 1, 0, q_dim, d, n, 1, m->d_q, a->h1, 1, gw->wq);
+    be->gemm(be, 1, 0, kv_dim, d, n, 1, m->d_k, a->h1, 1, gw->wk);
+    be->gemm(be, 1, 0, kv_dim, d, n, 1, m->d_v, a->h1, 1, gw->wv);
+    be->rmsnorm_bwd(be, m->d_resid, gw->attn_norm, m->d_h, a->resid_in, w->attn_norm, a->rstd1, n, d);
+}
+
+void dsk_model_backward(dsk_model *m)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    int n = m->B * m->T, d = c->d_model, V = c->vocab_size;
+
+    /* m->logits holds dL/dlogits (dsk_model_forward with grad_scale). */
+    be->gemm(be, 0, 0, n, d, V, 1, m->logits, m->w.lm_head, 0, m->d_h);
+    be->gemm(be, 1, 0, V, d, n, 1, m->logits, m->hf, 1, m->gw.lm_head);
+    be->zero(be, m->d_resid, (size_t)n * d * sizeof(float));
+    be->rmsnorm_bwd(be, m->d_resid, m->gw.final_norm, m->d_h, m->resid_out, m->w.final_norm, m->rstdf, n, d);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        ffn_block_bwd(m, l);
+        attention_block_bwd(m, l);
+    }
+    be->embedding_bwd(be, m->gw.embed, m->d_resid, m->tokens, n, d);
+}
+
+void dsk_model_zero_grad(dsk_model *m) { m->be->zero(m->be, m->grads, m->n_params * sizeof(float)); }
+
+void dsk_model_free(dsk_model *m)
+{
+    if (!m)
+        return;
+    free_batch(m);
+    m->be->free(m->be, m->params);
+    m->be->free(m->be, m->grads);
+    m->be->free(m->be, m->rope_cs);
+    free(m->w.layer);
+    free(m->gw.layer);
+    free(m->tensors);
+    free(m);
+}

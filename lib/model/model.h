@@ -1,0 +1,93 @@
+/* The dense decoder: parameters, activations, forward and backward.
+ *
+ * One flat parameter buffer and one gradient buffer of the same layout
+ * live in device memory; dsk_weights points into either.  The tensor
+ * table names every slice with its Hugging Face Llama name, which is what
+ * model.safetensors stores.  Activations for one (B, T) batch are
+ * allocated once by dsk_model_alloc_batch(); a step allocates nothing.
+ *
+ * A training step is: dsk_model_set_batch(), dsk_model_forward() with a
+ * non-zero grad_scale (the softmax-cross-entropy writes dlogits in place),
+ * dsk_model_backward() (adds into the gradient buffer). */
+#ifndef DSK_MODEL_MODEL_H
+#define DSK_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/rng.h"
+#include "model/config.h"
+#include "ops/backend.h"
+
+typedef struct dsk_tensor_info {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    size_t offset, numel;     /* in floats, within the parameter buffer */
+    int decay;                /* weight decay applies (matrices only) */
+} dsk_tensor_info;
+
+typedef struct dsk_layer_w {
+    float *attn_norm, *wq, *wk, *wv, *wo, *alpha;   /* alpha: hybrid layers only */
+    float *ffn_norm, *w_gate, *w_up, *w_down;
+} dsk_layer_w;
+
+typedef struct dsk_weights {
+    float *embed, *final_norm, *lm_head;   /* lm_head == embed when tied */
+    dsk_layer_w *layer;
+} dsk_weights;
+
+/* What one layer's forward pass keeps for its backward pass. */
+typedef struct dsk_layer_acts {
+    float *resid_in, *h1, *rstd1, *q, *k, *v, *probs_g, *probs_l, *att;
+    float *resid_mid, *h2, *rstd2, *g, *u, *act;
+} dsk_layer_acts;
+
+/* A batch on the host: B rows of T positions. */
+typedef struct dsk_batch {
+    int B, T;
+    const int32_t *tokens;    /* [B*T] inputs */
+    const int32_t *targets;   /* [B*T] next tokens, -1 = no loss */
+    const int32_t *pos;       /* [B*T] position in its document (RoPE and the document mask) */
+    const float *weights;     /* [B*T] loss weights (0 or 1), or NULL for all 1 */
+} dsk_batch;
+
+typedef struct dsk_model {
+    dsk_model_config cfg;
+    dsk_backend *be;
+    dsk_tensor_info *tensors;
+    size_t n_tensors, n_params;
+    float *params, *grads;    /* device */
+    dsk_weights w, gw;
+    float *rope_cs;           /* device [max_seq_len, hd/2, 2] */
+
+    int B, T;                 /* batch the activations are sized for */
+    int32_t *tokens, *targets, *pos;
+    float *weights;
+    dsk_layer_acts *acts;
+    float *resid_out, *hf, *rstdf, *logits, *losses;
+    float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
+    float *host_losses;       /* host [B*T] */
+    double loss_sum, n_targets;   /* of the last forward pass */
+} dsk_model;
+
+dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be);
+void dsk_model_free(dsk_model *m);
+/* Seeded initialisation: matrices N(0, init_std) (output projections
+ * scaled by 1/sqrt(2 layers)), norms 1, hybrid alpha alpha_init. */
+void dsk_model_init_weights(dsk_model *m, uint64_t seed);
+const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *name);
+
+void dsk_model_alloc_batch(dsk_model *m, int B, int T);
+/* Copies a batch (B, T at most the allocated ones) to the device. */
+int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
+/* Forward over the current batch; sets loss_sum and n_targets.  With
+ * grad_scale != 0 the logits are replaced by grad_scale * dloss/dlogits,
+ * ready for dsk_model_backward(). */
+void dsk_model_forward(dsk_model *m, float grad_scale);
+/* Adds this batch's gradients into m->grads. */
+void dsk_model_backward(dsk_model *m);
+void dsk_model_zero_grad(dsk_model *m);
+
+#endif

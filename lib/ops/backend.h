@@ -1,0 +1,112 @@
+/* The ops interface: everything the model's forward and backward passes
+ * and the optimizer ask of a compute device.
+ *
+ * Model code never touches device memory directly: it allocates through
+ * the backend, moves bytes with upload/download, and passes device
+ * pointers to the ops.  On the CPU backend device memory happens to be
+ * host memory; on CUDA it is not, so code that dereferences a pointer it
+ * got from alloc() is a bug even when the CPU tests pass.
+ *
+ * Shapes: activations are row-major [rows, cols]; a linear layer's weight
+ * is [out, in] as in PyTorch and Hugging Face, so y = x W^T.  Token ids
+ * and positions are int32 device arrays.  All ops are synchronous from the
+ * caller's point of view (a CUDA backend may queue them on one stream, as
+ * long as download() waits). */
+#ifndef DSK_OPS_BACKEND_H
+#define DSK_OPS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Attention kinds per layer (the config's pattern letters G, L, H). */
+enum { DSK_ATTN_GLOBAL, DSK_ATTN_LOCAL, DSK_ATTN_HYBRID };
+
+/* One attention call: q [B*T, H*hd], k and v [B*T, KV*hd] (after RoPE),
+ * out [B*T, H*hd].  Query i of a row attends to keys j <= i of the same
+ * document (j >= i - pos[i]); a local window also needs i - j < window.
+ * A hybrid layer mixes the two: alpha*global + (1-alpha)*local, alpha a
+ * one-element device array (a learnable scalar).  probs_g / probs_l are
+ * [B, H, T, T] saved for the backward pass (only the kinds the layer uses
+ * are read or written). */
+typedef struct dsk_attn_shape {
+    int B, T, H, KV, hd;
+    int kind;
+    int window;
+} dsk_attn_shape;
+
+typedef struct dsk_backend dsk_backend;
+struct dsk_backend {
+    const char *name;
+    int threads;
+
+    /* ---- memory: device allocations are zeroed ---- */
+    void *(*alloc)(dsk_backend *be, size_t bytes);
+    void (*free)(dsk_backend *be, void *dev);
+    void (*upload)(dsk_backend *be, void *dev, const void *host, size_t bytes);
+    void (*download)(dsk_backend *be, void *host, const void *dev, size_t bytes);
+    void (*copy)(dsk_backend *be, void *dst_dev, const void *src_dev, size_t bytes);
+    void (*zero)(dsk_backend *be, void *dev, size_t bytes);
+
+    /* ---- dense algebra ---- */
+    /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op transposes
+     * when the flag is set.  A is [M,K] (or [K,M] transposed), B [K,N]
+     * (or [N,K] transposed). */
+    void (*gemm)(dsk_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                 const float *B, float beta, float *C);
+    void (*add)(dsk_backend *be, float *y, const float *x, size_t n);   /* y += x */
+    void (*scale)(dsk_backend *be, float *x, size_t n, float s);
+    /* Sum of squares of x in double precision (a host value). */
+    double (*sumsq)(dsk_backend *be, const float *x, size_t n);
+
+    /* ---- layers ---- */
+    void (*embedding_fwd)(dsk_backend *be, float *out, const float *table, const int32_t *tokens, int n, int C);
+    /* dtable[tokens[i]] += dout[i] */
+    void (*embedding_bwd)(dsk_backend *be, float *dtable, const float *dout, const int32_t *tokens, int n, int C);
+    /* out = x * rstd * w with rstd = 1/sqrt(mean(x^2) + eps), per row. */
+    void (*rmsnorm_fwd)(dsk_backend *be, float *out, float *rstd, const float *x, const float *w, int n, int C,
+                        float eps);
+    /* dx += d/dx, dw += d/dw. */
+    void (*rmsnorm_bwd)(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                        const float *rstd, int n, int C);
+    /* Rotate heads in place (Hugging Face rotate-half): x is [n, heads*hd],
+     * row i at position pos[i]; cos_sin is the [max_pos, hd/2, 2] table
+     * from dsk_rope_table(). inverse rotates back (the backward pass). */
+    void (*rope)(dsk_backend *be, float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
+                 int inverse);
+    void (*attention_fwd)(dsk_backend *be, float *out, float *probs_g, float *probs_l, const float *q,
+                          const float *k, const float *v, const int32_t *pos, const float *alpha,
+                          const dsk_attn_shape *s);
+    /* dq, dk, dv are overwritten; dalpha (hybrid only) accumulates. */
+    void (*attention_bwd)(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
+                          const float *q, const float *k, const float *v, const float *probs_g,
+                          const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
+    /* out = silu(g) * u */
+    void (*swiglu_fwd)(dsk_backend *be, float *out, const float *g, const float *u, size_t n);
+    void (*swiglu_bwd)(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,
+                       size_t n);
+    /* Per row: loss[i] = weight[i] * (logsumexp(logits[i]) - logits[i][target[i]]).
+     * With grad_scale != 0 the logits are overwritten by their gradient
+     * grad_scale * weight[i] * (softmax - onehot). */
+    void (*softmax_xent)(dsk_backend *be, float *loss, float *logits, const int32_t *targets, const float *weight,
+                         int n, int V, float grad_scale);
+
+    /* ---- optimizer ---- */
+    /* One AdamW step over n values: m, v moments; lr already scheduled;
+     * bias corrections c1 = 1 - beta1^t, c2 = 1 - beta2^t. */
+    void (*adamw)(dsk_backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, float c1, float c2);
+
+    void (*destroy)(dsk_backend *be);
+    void *impl;
+};
+
+/* threads <= 0: the default (OpenMP's). */
+dsk_backend *dsk_backend_cpu(int threads);
+/* "cpu" (or "cuda" once built); NULL with a message in err when unknown. */
+dsk_backend *dsk_backend_open(const char *name, int threads, char *err, size_t err_len);
+
+/* Host-side RoPE table [max_pos, hd/2, 2] of (cos, sin) for Hugging Face's
+ * rotate-half convention: frequency i is theta^(-2i/hd). */
+void dsk_rope_table(float *cos_sin, int max_pos, int hd, double theta);
+
+#endif

@@ -1,0 +1,151 @@
+/* The cpu backend: device memory is host memory, the ops are the float
+ * kernels of cpu_kernels_impl.h, threads are OpenMP's (OpenBLAS's OpenMP
+ * build shares the same pool). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "ops/backend.h"
+#include "ops/cpu_kernels.h"
+
+static void *cpu_alloc(dsk_backend *be, size_t bytes)
+{
+    (void)be;
+    void *p = NULL;
+    /* 64-byte alignment for vector loads; zeroed as the interface promises. */
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        dsk_die(EX_OSERR, "out of memory allocating %zu bytes", bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cpu_free(dsk_backend *be, void *p) { (void)be; free(p); }
+static void cpu_copy(dsk_backend *be, void *dst, const void *src, size_t n) { (void)be; if (n) memmove(dst, src, n); }
+static void cpu_zero(dsk_backend *be, void *p, size_t n) { (void)be; if (n) memset(p, 0, n); }
+
+static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                     const float *B, float beta, float *C)
+{
+    (void)be;
+    dsk_cpu_gemm_f32(ta, tb, M, N, K, alpha, A, B, beta, C);
+}
+static void cpu_add(dsk_backend *be, float *y, const float *x, size_t n) { (void)be; dsk_cpu_add_f32(y, x, n); }
+static void cpu_scale(dsk_backend *be, float *x, size_t n, float s) { (void)be; dsk_cpu_scale_f32(x, n, s); }
+static double cpu_sumsq(dsk_backend *be, const float *x, size_t n) { (void)be; return dsk_cpu_sumsq_f32(x, n); }
+
+static void cpu_embedding_fwd(dsk_backend *be, float *out, const float *table, const int32_t *tokens, int n, int C)
+{
+    (void)be;
+    dsk_cpu_embedding_fwd_f32(out, table, tokens, n, C);
+}
+static void cpu_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, const int32_t *tokens, int n,
+                              int C)
+{
+    (void)be;
+    dsk_cpu_embedding_bwd_f32(dtable, dout, tokens, n, C);
+}
+static void cpu_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float *x, const float *w, int n, int C,
+                            float eps)
+{
+    (void)be;
+    dsk_cpu_rmsnorm_fwd_f32(out, rstd, x, w, n, C, eps);
+}
+static void cpu_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x,
+                            const float *w, const float *rstd, int n, int C)
+{
+    (void)be;
+    dsk_cpu_rmsnorm_bwd_f32(dx, dw, dout, x, w, rstd, n, C);
+}
+static void cpu_rope(dsk_backend *be, float *x, const int32_t *pos, const float *cs, int n, int heads, int hd,
+                     int inverse)
+{
+    (void)be;
+    dsk_cpu_rope_f32(x, pos, cs, n, heads, hd, inverse);
+}
+static void cpu_attention_fwd(dsk_backend *be, float *out, float *pg, float *pl, const float *q, const float *k,
+                              const float *v, const int32_t *pos, const float *alpha, const dsk_attn_shape *s)
+{
+    (void)be;
+    dsk_cpu_attention_fwd_f32(out, pg, pl, q, k, v, pos, alpha, s);
+}
+static void cpu_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
+                              const float *q, const float *k, const float *v, const float *pg, const float *pl,
+                              const int32_t *pos, const float *alpha, const dsk_attn_shape *s)
+{
+    (void)be;
+    dsk_cpu_attention_bwd_f32(dq, dk, dv, dalpha, dout, q, k, v, pg, pl, pos, alpha, s);
+}
+static void cpu_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)
+{
+    (void)be;
+    dsk_cpu_swiglu_fwd_f32(out, g, u, n);
+}
+static void cpu_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,
+                           size_t n)
+{
+    (void)be;
+    dsk_cpu_swiglu_bwd_f32(dg, du, dout, g, u, n);
+}
+static void cpu_softmax_xent(dsk_backend *be, float *loss, float *logits, const int32_t *targets,
+                             const float *weight, int n, int V, float grad_scale)
+{
+    (void)be;
+    dsk_cpu_softmax_xent_f32(loss, logits, targets, weight, n, V, grad_scale);
+}
+static void cpu_adamw(dsk_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                      float b2, float eps, float wd, float c1, float c2)
+{
+    (void)be;
+    dsk_cpu_adamw_f32(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
+}
+static void cpu_destroy(dsk_backend *be) { free(be); }
+
+dsk_backend *dsk_backend_cpu(int threads)
+{
+    dsk_backend *be = dsk_xcalloc(1, sizeof *be);
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    be->name = "cpu";
+    be->threads = omp_get_max_threads();
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->upload = cpu_copy;
+    be->download = cpu_copy;
+    be->copy = cpu_copy;
+    be->zero = cpu_zero;
+    be->gemm = cpu_gemm;
+    be->add = cpu_add;
+    be->scale = cpu_scale;
+    be->sumsq = cpu_sumsq;
+    be->embedding_fwd = cpu_embedding_fwd;
+    be->embedding_bwd = cpu_embedding_bwd;
+    be->rmsnorm_fwd = cpu_rmsnorm_fwd;
+    be->rmsnorm_bwd = cpu_rmsnorm_bwd;
+    be->rope = cpu_rope;
+    be->attention_fwd = cpu_attention_fwd;
+    be->attention_bwd = cpu_attention_bwd;
+    be->swiglu_fwd = cpu_swiglu_fwd;
+    be->swiglu_bwd = cpu_swiglu_bwd;
+    be->softmax_xent = cpu_softmax_xent;
+    be->adamw = cpu_adamw;
+    be->destroy = cpu_destroy;
+    return be;
+}
+
+dsk_backend *dsk_backend_open(const char *name, int threads, char *err, size_t err_len)
+{
+    if (!strcmp(name, "cpu"))
+        return dsk_backend_cpu(threads);
+    if (!strcmp(name, "cuda"))
+        snprintf(err, err_len, "backend 'cuda': this build has no CUDA backend yet");
+    else
+        snprintf(err, err_len, "unknown backend '%s' (known: cpu)", name);
+    return NULL;
+}
+
+void dsk_rope_table(float *cos_sin, int max_pos, int hd, double theta)
+{
+    dsk_cpu_rope_table_f32(cos_sin, max_pos, hd, theta);
+}

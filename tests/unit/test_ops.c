@@ -1,0 +1,340 @@
+/* The CPU kernels: every backward against central finite differences of
+ * its forward, in double precision (the double build of the same kernel
+ * source), and the float build against the double one. */
+#include "ops/cpu_kernels.h"
+#include "core/rng.h"
+#include "test.h"
+
+static dsk_rng rng;
+
+static void fill(double *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * dsk_rng_normal(&rng);
+}
+
+typedef double (*loss_fn)(void);
+
+/* Worst disagreement between grad and d loss / d x, over every element of
+ * x (or an even sample of 400 when it is larger). */
+static double grad_error(double *x, const double *grad, size_t n, loss_fn loss)
+{
+    double worst = 0;
+    size_t step = n > 400 ? n / 400 : 1;
+    for (size_t i = 0; i < n; i += step) {
+        double keep = x[i], h = 1e-5 * fmax(1.0, fabs(keep));
+        x[i] = keep + h;
+        double lp = loss();
+        x[i] = keep - h;
+        double lm = loss();
+        x[i] = keep;
+        double num = (lp - lm) / (2 * h);
+        double e = fabs(num - grad[i]) / fmax(1e-3, fabs(num) + fabs(grad[i]));
+        if (e > worst)
+            worst = e;
+    }
+    return worst;
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+#define TOL 1e-6
+
+/* ---- rmsnorm ---------------------------------------------------------------------------------- */
+enum { RN = 3, RC = 5 };
+static double rn_x[RN * RC], rn_w[RC], rn_g[RN * RC];
+
+static double rmsnorm_loss(void)
+{
+    double out[RN * RC], rstd[RN];
+    dsk_cpu_rmsnorm_fwd_f64(out, rstd, rn_x, rn_w, RN, RC, 1e-5);
+    return dot(out, rn_g, RN * RC);
+}
+
+TEST(rmsnorm_gradients)
+{
+    fill(rn_x, RN * RC, 1);
+    fill(rn_w, RC, 1);
+    fill(rn_g, RN * RC, 1);
+    double out[RN * RC], rstd[RN], dx[RN * RC] = {0}, dw[RC] = {0};
+    dsk_cpu_rmsnorm_fwd_f64(out, rstd, rn_x, rn_w, RN, RC, 1e-5);
+    dsk_cpu_rmsnorm_bwd_f64(dx, dw, rn_g, rn_x, rn_w, rstd, RN, RC);
+    CHECK(grad_error(rn_x, dx, RN * RC, rmsnorm_loss) < TOL);
+    CHECK(grad_error(rn_w, dw, RC, rmsnorm_loss) < TOL);
+    /* The forward itself: row 0 has unit mean square after normalizing. */
+    double ms = 0;
+    for (int c = 0; c < RC; c++)
+        ms += (out[c] / rn_w[c]) * (out[c] / rn_w[c]);
+    CHECK_NEAR(ms / RC, 1.0, 1e-3);
+}
+
+/* ---- rope --------------------------------------------------------------------------------------- */
+enum { PN = 3, PH = 2, PD = 6, PMAX = 8 };
+static double rp_x[PN * PH * PD], rp_g[PN * PH * PD], rp_cs[PMAX * PD];
+static const int32_t rp_pos[PN] = {0, 5, 2};
+
+static double rope_loss(void)
+{
+    double y[PN * PH * PD];
+    memcpy(y, rp_x, sizeof y);
+    dsk_cpu_rope_f64(y, rp_pos, rp_cs, PN, PH, PD, 0);
+    return dot(y, rp_g, PN * PH * PD);
+}
+
+TEST(rope_gradients_and_convention)
+{
+    dsk_cpu_rope_table_f64(rp_cs, PMAX, PD, 10000.0);
+    fill(rp_x, PN * PH * PD, 1);
+    fill(rp_g, PN * PH * PD, 1);
+    double d[PN * PH * PD];
+    memcpy(d, rp_g, sizeof d);
+    dsk_cpu_rope_f64(d, rp_pos, rp_cs, PN, PH, PD, 1);
+    CHECK(grad_error(rp_x, d, PN * PH * PD, rope_loss) < TOL);
+    /* Rotate-half at position 5, frequency 1 of 3: the pair (x1, x4). */
+    double y[PN * PH * PD];
+    memcpy(y, rp_x, sizeof y);
+    dsk_cpu_rope_f64(y, rp_pos, rp_cs, PN, PH, PD, 0);
+    double a = 5.0 / pow(10000.0, 2.0 / PD);
+    const double *x1 = rp_x + PH * PD;
+    CHECK_NEAR(y[PH * PD + 1], x1[1] * cos(a) - x1[4] * sin(a), 1e-12);
+    CHECK_NEAR(y[PH * PD + 4], x1[4] * cos(a) + x1[1] * sin(a), 1e-12);
+    CHECK_NEAR(y[0], rp_x[0], 0);   /* position 0 is the identity */
+}
+
+/* ---- attention ------------------------------------------------------------------------------------ */
+enum { AB = 2, AT = 7, AH = 4, AKV = 2, AD = 4 };
+static double at_q[AB * AT * AH * AD], at_k[AB * AT * AKV * AD], at_v[AB * AT * AKV * AD];
+static double at_g[AB * AT * AH * AD], at_alpha[1];
+static double at_pg[AB * AH * AT * AT], at_pl[AB * AH * AT * AT];
+/* Row 0 is one document; row 1 holds two (a new one starts at t = 3). */
+static const int32_t at_pos[AB * AT] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 0, 1, 2, 3};
+static dsk_attn_shape at_shape = {AB, AT, AH, AKV, AD, DSK_ATTN_GLOBAL, 3};
+
+static double attention_loss(void)
+{
+    double out[AB * AT * AH * AD];
+    dsk_cpu_attention_fwd_f64(out, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    return dot(out, at_g, AB * AT * AH * AD);
+}
+
+static void check_attention(int kind)
+{
+    at_shape.kind = kind;
+    fill(at_q, sizeof at_q / sizeof *at_q, 1);
+    fill(at_k, sizeof at_k / sizeof *at_k, 1);
+    fill(at_v, sizeof at_v / sizeof *at_v, 1);
+    fill(at_g, sizeof at_g / sizeof *at_g, 1);
+    at_alpha[0] = 0.7;
+    double out[AB * AT * AH * AD], dq[sizeof at_q / sizeof *at_q], dk[sizeof at_k / sizeof *at_k],
+        dv[sizeof at_v / sizeof *at_v], dalpha[1] = {0};
+    dsk_cpu_attention_fwd_f64(out, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_bwd_f64(dq, dk, dv, dalpha, at_g, at_q, at_k, at_v, at_pg, at_pl, at_pos, at_alpha,
+                              &at_shape);
+    CHECK(grad_error(at_q, dq, sizeof at_q / sizeof *at_q, attention_loss) < TOL);
+    CHECK(grad_error(at_k, dk, sizeof at_k / sizeof *at_k, attention_loss) < TOL);
+    CHECK(grad_error(at_v, dv, sizeof at_v / sizeof *at_v, attention_loss) < TOL);
+    if (kind == DSK_ATTN_HYBRID)
+        CHECK(grad_error(at_alpha, dalpha, 1, attention_loss) < TOL);
+    else
+        CHECK(dalpha[0] == 0);
+
+    /* The masks: the output at (row 1, t = 3) starts a document, so it is
+     * exactly v there (one visible key, itself), whatever the kind. */
+    for (int h = 0; h < AH; h++)
+        for (int d = 0; d < AD; d++)
+            CHECK_NEAR(out[((size_t)(1 * AT + 3) * AH + h) * AD + d],
+                       at_v[((size_t)(1 * AT + 3) * AKV + h / (AH / AKV)) * AD + d], 1e-12);
+    /* A key of the previous document changes nothing after the new one starts. */
+    double keep = at_k[((size_t)(1 * AT + 2) * AKV) * AD];
+    double o1[AB * AT * AH * AD], o2[AB * AT * AH * AD];
+    dsk_cpu_attention_fwd_f64(o1, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    at_k[((size_t)(1 * AT + 2) * AKV) * AD] += 5;
+    dsk_cpu_attention_fwd_f64(o2, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    at_k[((size_t)(1 * AT + 2) * AKV) * AD] = keep;
+    for (int t = 3; t < AT; t++)
+        for (int c = 0; c < AH * AD; c++)
+            CHECK(o1[(size_t)(1 * AT + t) * AH * AD + c] == o2[(size_t)(1 * AT + t) * AH * AD + c]);
+    /* A local window of 3: row 0, t = 6 does not see t = 3. */
+    if (kind == DSK_ATTN_LOCAL) {
+        keep = at_v[(size_t)(0 * AT + 3) * AKV * AD];
+        dsk_cpu_attention_fwd_f64(o1, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+        at_v[(size_t)(0 * AT + 3) * AKV * AD] += 5;
+        dsk_cpu_attention_fwd_f64(o2, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+        at_v[(size_t)(0 * AT + 3) * AKV * AD] = keep;
+        CHECK(o1[(size_t)6 * AH * AD] == o2[(size_t)6 * AH * AD]);
+        CHECK(o1[(size_t)5 * AH * AD] != o2[(size_t)5 * AH * AD]);
+    }
+}
+
+TEST(attention_global_gradients) { check_attention(DSK_ATTN_GLOBAL); }
+TEST(attention_local_gradients) { check_attention(DSK_ATTN_LOCAL); }
+TEST(attention_hybrid_gradients) { check_attention(DSK_ATTN_HYBRID); }
+
+TEST(attention_float_matches_double)
+{
+    at_shape.kind = DSK_ATTN_HYBRID;
+    size_t nq = sizeof at_q / sizeof *at_q, nk = sizeof at_k / sizeof *at_k;
+    float q[sizeof at_q / sizeof *at_q], k[sizeof at_k / sizeof *at_k], v[sizeof at_v / sizeof *at_v];
+    float out[sizeof at_g / sizeof *at_g], alpha = 0.7f;
+    static float pg[AB * AH * AT * AT], pl[AB * AH * AT * AT];
+    for (size_t i = 0; i < nq; i++)
+        q[i] = (float)at_q[i];
+    for (size_t i = 0; i < nk; i++)
+        k[i] = (float)at_k[i], v[i] = (float)at_v[i];
+    at_alpha[0] = alpha;
+    double outd[sizeof at_g / sizeof *at_g];
+    dsk_cpu_attention_fwd_f32(out, pg, pl, q, k, v, at_pos, &alpha, &at_shape);
+    dsk_cpu_attention_fwd_f64(outd, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    double worst = 0;
+    for (size_t i = 0; i < nq; i++)
+        worst = fmax(worst, fabs(out[i] - outd[i]));
+    CHECK(worst < 1e-5);
+}
+
+/* ---- swiglu, cross-entropy, embedding ------------------------------------------------------------------- */
+enum { SN = 10 };
+static double sw_g[SN], sw_u[SN], sw_d[SN];
+
+static double swiglu_loss(void)
+{
+    double out[SN];
+    dsk_cpu_swiglu_fwd_f64(out, sw_g, sw_u, SN);
+    return dot(out, sw_d, SN);
+}
+
+TEST(swiglu_gradients)
+{
+    fill(sw_g, SN, 2);
+    fill(sw_u, SN, 1);
+    fill(sw_d, SN, 1);
+    double dg[SN], du[SN];
+    dsk_cpu_swiglu_bwd_f64(dg, du, sw_d, sw_g, sw_u, SN);
+    CHECK(grad_error(sw_g, dg, SN, swiglu_loss) < TOL);
+    CHECK(grad_error(sw_u, du, SN, swiglu_loss) < TOL);
+}
+
+enum { XN = 4, XV = 6 };
+static double xe_z[XN * XV];
+static const int32_t xe_t[XN] = {2, -1, 5, 0};
+static const double xe_w[XN] = {1, 1, 0, 0.5};
+
+static double xent_loss(void)
+{
+    double z[XN * XV], loss[XN];
+    memcpy(z, xe_z, sizeof z);
+    dsk_cpu_softmax_xent_f64(loss, z, xe_t, xe_w, XN, XV, 0);
+    return loss[0] + loss[1] + loss[2] + loss[3];
+}
+
+TEST(softmax_xent_gradients)
+{
+    fill(xe_z, XN * XV, 3);
+    double z[XN * XV], loss[XN];
+    memcpy(z, xe_z, sizeof z);
+    dsk_cpu_softmax_xent_f64(loss, z, xe_t, xe_w, XN, XV, 1);
+    CHECK(grad_error(xe_z, z, XN * XV, xent_loss) < TOL);
+    CHECK(loss[1] == 0 && loss[2] == 0);   /* ignored target, zero weight */
+    double lse = 0;
+    for (int c = 0; c < XV; c++)
+        lse += exp(xe_z[c]);
+    CHECK_NEAR(loss[0], log(lse) - xe_z[2], 1e-12);
+}
+
+enum { EV = 5, EC = 3, EN = 4 };
+static double em_table[EV * EC], em_g[EN * EC];
+static const int32_t em_tok[EN] = {1, 3, 1, 0};
+
+static double embedding_loss(void)
+{
+    double out[EN * EC];
+    dsk_cpu_embedding_fwd_f64(out, em_table, em_tok, EN, EC);
+    return dot(out, em_g, EN * EC);
+}
+
+TEST(embedding_gradients)
+{
+    fill(em_table, EV * EC, 1);
+    fill(em_g, EN * EC, 1);
+    double d[EV * EC] = {0};
+    dsk_cpu_embedding_bwd_f64(d, em_g, em_tok, EN, EC);
+    CHECK(grad_error(em_table, d, EV * EC, embedding_loss) < TOL);
+    CHECK(d[4 * EC] == 0);   /* token 4 never appears */
+}
+
+TEST(gemm_every_transpose)
+{
+    enum { M = 5, N = 4, K = 3 };
+    double a[M * K], b[K * N], at[K * M], bt[N * K];
+    fill(a, M * K, 1);
+    fill(b, K * N, 1);
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++)
+            at[k * M + i] = a[i * K + k];
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            bt[j * K + k] = b[k * N + j];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            double c[M * N];
+            for (int i = 0; i < M * N; i++)
+                c[i] = 1;
+            dsk_cpu_gemm_f64(ta, tb, M, N, K, 2, ta ? at : a, tb ? bt : b, 0.5, c);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++)
+                        s += a[i * K + k] * b[k * N + j];
+                    CHECK_NEAR(c[i * N + j], 2 * s + 0.5, 1e-12);
+                }
+        }
+}
+
+TEST(adamw_matches_the_formula)
+{
+    double p[3] = {0.5, -1, 2}, g[3] = {0.1, -0.2, 0.3}, m[3] = {0}, v[3] = {0};
+    double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
+    double rp[3], rm[3] = {0}, rv[3] = {0};
+    memcpy(rp, p, sizeof p);
+    for (int t = 1; t <= 3; t++) {
+        double c1 = 1 - pow(b1, t), c2 = 1 - pow(b2, t);
+        dsk_cpu_adamw_f64(p, g, m, v, 3, lr, b1, b2, eps, wd, c1, c2);
+        for (int i = 0; i < 3; i++) {
+            rm[i] = b1 * rm[i] + (1 - b1) * g[i];
+            rv[i] = b2 * rv[i] + (1 - b2) * g[i] * g[i];
+            rp[i] -= lr * wd * rp[i];
+            rp[i] -= lr * (rm[i] / c1) / (sqrt(rv[i] / c2) + eps);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        CHECK_NEAR(p[i], rp[i], 1e-12);
+}
+
+TEST(sumsq_is_exact_and_blocked)
+{
+    size_t n = 10000;
+    float *x = malloc(n * sizeof *x);
+    double want = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(i % 7) - 3;
+        want += (double)x[i] * x[i];
+    }
+    CHECK(dsk_cpu_sumsq_f32(x, n) == want);
+    free(x);
+}
+
+int main(void)
+{
+    dsk_rng_seed(&rng, 42);
+    static const test_case cases[] = {
+        T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
+        T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
+        T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
+        T(adamw_matches_the_formula), T(sumsq_is_exact_and_blocked)};
+    return run_tests(cases, sizeof cases / sizeof cases[0]);
+}
