@@ -80,6 +80,11 @@ struct dsk_backend {
     void (*attention_bwd)(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
                           const float *q, const float *k, const float *v, const float *probs_g,
                           const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
+    /* One new query per sequence against its cached keys and values:
+     * q [H*hd] at position n_keys-1, k_cache/v_cache [n_keys, KV*hd]
+     * (generation: one document, so only the window limits what it sees). */
+    void (*attention_decode)(dsk_backend *be, float *out, const float *q, const float *k_cache,
+                             const float *v_cache, int n_keys, const float *alpha, const dsk_attn_shape *s);
     /* out = silu(g) * u */
     void (*swiglu_fwd)(dsk_backend *be, float *out, const float *g, const float *u, size_t n);
     void (*swiglu_bwd)(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,

@@ -77,6 +77,12 @@ static void cpu_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, 
     (void)be;
     dsk_cpu_attention_bwd_f32(dq, dk, dv, dalpha, dout, q, k, v, pg, pl, pos, alpha, s);
 }
+static void cpu_attention_decode(dsk_backend *be, float *out, const float *q, const float *kc, const float *vc,
+                                 int n_keys, const float *alpha, const dsk_attn_shape *s)
+{
+    (void)be;
+    dsk_cpu_attention_decode_f32(out, q, kc, vc, n_keys, alpha, s);
+}
 static void cpu_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)
 {
     (void)be;
@@ -126,6 +132,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->rope = cpu_rope;
     be->attention_fwd = cpu_attention_fwd;
     be->attention_bwd = cpu_attention_bwd;
+    be->attention_decode = cpu_attention_decode;
     be->swiglu_fwd = cpu_swiglu_fwd;
     be->swiglu_bwd = cpu_swiglu_bwd;
     be->softmax_xent = cpu_softmax_xent;

@@ -316,6 +316,36 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
     free(dalpha_part);
 }
 
+void KS(attention_decode)(real *out, const real *q, const real *k_cache, const real *v_cache, int n_keys,
+                          const real *alpha, const dsk_attn_shape *s)
+{
+    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV, i = n_keys - 1;
+    size_t ks = (size_t)KV * hd;
+    real scale = 1 / sqrt((real)hd);
+    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
+    real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        real *p = malloc((size_t)n_keys * sizeof *p);
+        const real *qh = q + (size_t)h * hd;
+        const real *kb = k_cache + (size_t)(h / group) * hd, *vb = v_cache + (size_t)(h / group) * hd;
+        real *oh = out + (size_t)h * hd;
+        for (int d = 0; d < hd; d++)
+            oh[d] = 0;
+        for (int part = 0; part < 2; part++) {
+            if (part == 0 ? !use_g : !use_l)
+                continue;
+            int first = KS(attn_first)(i, i, part == 1, s->window);
+            real wgt = part == 0 ? a : 1 - a;
+            KS(attn_row)(p, qh, kb, ks, first, i, hd, scale);
+            for (int j = first; j <= i; j++)
+                for (int d = 0; d < hd; d++)
+                    oh[d] += wgt * p[j] * vb[(size_t)j * ks + d];
+        }
+        free(p);
+    }
+}
+
 /* ---- feed-forward, loss, optimizer ------------------------------------------------------------ */
 
 void KS(swiglu_fwd)(real *out, const real *g, const real *u, size_t n)

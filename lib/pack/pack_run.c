@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include "bpe/dskt.h"
+#include "core/fileio.h"
 #include "core/cli.h"
 #include "core/digest.h"
 #include "core/ordered.h"
@@ -342,48 +343,13 @@ static int train_dictionary(run *r)
 
 /* ---- the dataset's other files ------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to, dsk_err *err)
-{
-    FILE *in = fopen(from, "rb");
-    if (!in)
-        return dsk_fail(err, EX_NOINPUT, "%s: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
-    if (!out) {
-        fclose(in);
-        return dsk_fail(err, EX_CANTCREAT, "%s: %s", to, strerror(errno));
-    }
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n)
-            break;
-    int bad_in = ferror(in), bad_out = ferror(out) || fflush(out) != 0 || fsync(fileno(out)) != 0;
-    fclose(in);
-    bad_out |= fclose(out) != 0;
-    if (bad_in)
-        return dsk_fail(err, EX_IOERR, "%s: read error", from);
-    if (bad_out)
-        return dsk_fail(err, EX_IOERR, "%s: write error: %s", to, strerror(errno));
-    return 0;
-}
-
-static int write_file(const char *path, const dsk_buf *b, dsk_err *err)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return dsk_fail(err, EX_CANTCREAT, "%s: %s", path, strerror(errno));
-    int bad = fwrite(b->data, 1, b->len, f) != b->len || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    return bad ? dsk_fail(err, EX_IOERR, "%s: write error: %s", path, strerror(errno)) : 0;
-}
-
 /* MANIFEST, then MD5SUMS over every other file: the last two files written. */
 static int write_manifest_and_sums(run *r)
 {
     dsk_buf text = {0}, sums = {0};
     dsk_manifest_write(r->m, &text);
     char *path = dsk_tempdir_file(&r->dir, "MANIFEST");
-    int rc = write_file(path, &text, &r->err);
+    int rc = dsk_write_file(path, &text, &r->err);
     free(path);
     size_t n_files = r->m->n_shards + 2;
     for (size_t i = 0; i < n_files && !rc; i++) {
@@ -398,7 +364,7 @@ static int write_manifest_and_sums(run *r)
     }
     path = dsk_tempdir_file(&r->dir, "MD5SUMS");
     if (!rc)
-        rc = write_file(path, &sums, &r->err);
+        rc = dsk_write_file(path, &sums, &r->err);
     free(path);
     dsk_buf_free(&text);
     dsk_buf_free(&sums);
@@ -473,7 +439,7 @@ int dsk_pack_run(const dsk_pack_run_opts *o, const char *const *inputs, size_t n
         rc = finish_shard(&r);
     if (!rc) {
         char *to = dsk_tempdir_file(&r.dir, "tokenizer.json");
-        rc = copy_file(o->tokenizer_path, to, &r.err);
+        rc = dsk_copy_file(o->tokenizer_path, to, &r.err);
         free(to);
     }
     if (!rc)

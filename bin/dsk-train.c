@@ -1,0 +1,227 @@
+/* dsk-train: train a model on a dataset.  See dsk-train(1) and
+ * dsk-checkpoint(5). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cli.h"
+#include "core/outfile.h"
+#include "model/config.h"
+#include "train/checkpoint.h"
+#include "train/train_run.h"
+
+static const char usage[] =
+    "Usage: dsk-train --data DIR --out CKPT_DIR (--steps N | --tokens N) [OPTION]...\n"
+    "       dsk-train --resume --out CKPT_DIR [OPTION]...\n"
+    "       dsk-train --stage continue --init CKPT --data DIR --out CKPT_DIR --steps N [OPTION]...\n"
+    "       dsk-train --show-config PRESET|FILE [--set KEY=VALUE]...\n"
+    "Train a decoder-only transformer on a dsk-pack dataset; write checkpoints to CKPT_DIR.\n"
+    "\n"
+    "Model:\n"
+    "  -c, --config PRESET|FILE  nano, tiny (default), 125m, 1.3b, 7b, or a config.json\n"
+    "      --set KEY=VALUE       override one config key (d_model, n_layers, n_heads, n_kv_heads,\n"
+    "                            d_ff, seq_len, pattern, window, alpha, tie, theta, ...)\n"
+    "      --show-config X       print the config.json of a preset or file (with --set applied)\n"
+    "Data and run length:\n"
+    "  -d, --data DIR            the dataset (dsk-pack output)\n"
+    "  -b, --batch N             rows per micro-batch (default 8)\n"
+    "      --seq-len N           positions per row (default: the dataset's)\n"
+    "      --grad-accum N        micro-batches per optimizer step (default 1)\n"
+    "      --steps N             optimizer steps to run (in all, counting resumed ones)\n"
+    "      --tokens N            or: tokens to train on (K, M, G suffixes)\n"
+    "      --no-doc-mask         attend across document boundaries inside a row\n"
+    "Optimizer (AdamW, cosine schedule with linear warmup):\n"
+    "      --lr X                peak learning rate (default 3e-4)\n"
+    "      --min-lr X            floor of the cosine (default 3e-5)\n"
+    "      --warmup N            warmup steps (default 5000)\n"
+    "      --weight-decay X      decoupled, matrices only (default 0.1)\n"
+    "      --beta1 X, --beta2 X  moments (default 0.9, 0.95)\n"
+    "      --clip X              global gradient-norm clip, 0 for none (default 1.0)\n"
+    "      --max-bad-steps N     stop after N non-finite steps in a row (default 5)\n"
+    "Stages and checkpoints:\n"
+    "  -o, --out DIR             the checkpoint directory (step-N/ subdirectories, latest)\n"
+    "      --stage STAGE         pretrain (default) or continue (fresh optimizer from --init)\n"
+    "      --init CKPT           the checkpoint a continue stage starts from\n"
+    "      --resume              continue the run in --out exactly where it stopped\n"
+    "      --save-every N        checkpoint every N steps (default 500; also at the end and on SIGINT/SIGTERM)\n"
+    "      --keep N              step directories kept (default 3, 0 keeps all)\n"
+    "Monitoring:\n"
+    "      --eval-every N        validation loss and bits/byte every N steps (default 100)\n"
+    "      --eval-batches N      validation batches per evaluation (default 8)\n"
+    "      --log FILE            JSON Lines metrics (appended to on --resume)\n"
+    "      --log-every N         steps per metrics line (default 10)\n"
+    "      --sample-every N      print a sample every N steps\n"
+    "      --sample-tokens N     tokens per sample (default 48)\n"
+    "      --prompt TEXT         what samples start from (default: <|endoftext|>)\n"
+    "      --temperature X, --top-k N, --top-p X   sampling (default 0.8, 40, 0.95)\n"
+    "      --peak-tflops X       the device's peak, for the MFU estimate in the log\n"
+    "Machine:\n"
+    "      --backend NAME        cpu (default)\n"
+    "  -j, --threads N           threads (default: all cores)\n"
+    "      --seed N              initialisation and data order (default 1234)\n"
+    "  -q, --quiet               no progress, no summary\n"
+    "  -h, --help                show this help and exit\n"
+    "  -V, --version             show the version and exit\n"
+    "\n"
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 training diverged, 73 cannot create,\n"
+    "74 I/O error, 130/143 interrupted (a checkpoint was saved).\n";
+
+enum { OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
+       OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
+       OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP,
+       OPT_PEAK, OPT_BACKEND, OPT_SEED };
+
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},        {"set", required_argument, NULL, OPT_SET},
+    {"show-config", required_argument, NULL, OPT_SHOW}, {"data", required_argument, NULL, 'd'},
+    {"batch", required_argument, NULL, 'b'},         {"seq-len", required_argument, NULL, OPT_SEQ},
+    {"grad-accum", required_argument, NULL, OPT_ACCUM}, {"steps", required_argument, NULL, OPT_STEPS},
+    {"tokens", required_argument, NULL, OPT_TOKENS}, {"no-doc-mask", no_argument, NULL, OPT_NO_DOC},
+    {"lr", required_argument, NULL, OPT_LR},         {"min-lr", required_argument, NULL, OPT_MIN_LR},
+    {"warmup", required_argument, NULL, OPT_WARMUP}, {"weight-decay", required_argument, NULL, OPT_WD},
+    {"beta1", required_argument, NULL, OPT_B1},      {"beta2", required_argument, NULL, OPT_B2},
+    {"clip", required_argument, NULL, OPT_CLIP},     {"max-bad-steps", required_argument, NULL, OPT_BAD},
+    {"out", required_argument, NULL, 'o'},           {"stage", required_argument, NULL, OPT_STAGE},
+    {"init", required_argument, NULL, OPT_INIT},     {"resume", no_argument, NULL, OPT_RESUME},
+    {"save-every", required_argument, NULL, OPT_SAVE}, {"keep", required_argument, NULL, OPT_KEEP},
+    {"eval-every", required_argument, NULL, OPT_EVAL}, {"eval-batches", required_argument, NULL, OPT_EVAL_B},
+    {"log", required_argument, NULL, OPT_LOG},       {"log-every", required_argument, NULL, OPT_LOG_EVERY},
+    {"sample-every", required_argument, NULL, OPT_SAMPLE}, {"sample-tokens", required_argument, NULL, OPT_SAMPLE_T},
+    {"prompt", required_argument, NULL, OPT_PROMPT}, {"temperature", required_argument, NULL, OPT_TEMP},
+    {"top-k", required_argument, NULL, OPT_TOPK},    {"top-p", required_argument, NULL, OPT_TOPP},
+    {"peak-tflops", required_argument, NULL, OPT_PEAK}, {"backend", required_argument, NULL, OPT_BACKEND},
+    {"threads", required_argument, NULL, 'j'},       {"seed", required_argument, NULL, OPT_SEED},
+    {"quiet", no_argument, NULL, 'q'},               {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},             {NULL, 0, NULL, 0},
+};
+
+static const char *show_config;
+
+/* Applies the command line to o (over the defaults, or over what a
+ * checkpoint remembered when resuming). */
+static void parse(int argc, char **argv, dsk_train_opts *o)
+{
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:d:b:o:j:qhV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': o->config = optarg; break;
+        case OPT_SET:
+            o->sets = realloc(o->sets, (size_t)(o->n_sets + 1) * sizeof *o->sets);
+            o->sets[o->n_sets++] = optarg;
+            break;
+        case OPT_SHOW: show_config = optarg; break;
+        case 'd': o->data = optarg; break;
+        case 'b': o->batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case OPT_SEQ: o->seq_len = (int)dsk_parse_int("--seq-len", optarg, 1, 1 << 20); break;
+        case OPT_ACCUM: o->grad_accum = (int)dsk_parse_int("--grad-accum", optarg, 1, 1 << 20); break;
+        case OPT_STEPS: o->steps = (long)dsk_parse_int("--steps", optarg, 1, 1LL << 40); break;
+        case OPT_TOKENS: o->tokens = dsk_parse_size("--tokens", optarg); break;
+        case OPT_NO_DOC: o->doc_mask = 0; break;
+        case OPT_LR: o->adamw.lr = dsk_parse_double("--lr", optarg, 0, 10); break;
+        case OPT_MIN_LR: o->adamw.min_lr = dsk_parse_double("--min-lr", optarg, 0, 10); break;
+        case OPT_WARMUP: o->adamw.warmup = (long)dsk_parse_int("--warmup", optarg, 0, 1LL << 40); break;
+        case OPT_WD: o->adamw.weight_decay = dsk_parse_double("--weight-decay", optarg, 0, 10); break;
+        case OPT_B1: o->adamw.beta1 = dsk_parse_double("--beta1", optarg, 0, 0.999999); break;
+        case OPT_B2: o->adamw.beta2 = dsk_parse_double("--beta2", optarg, 0, 0.999999); break;
+        case OPT_CLIP: o->adamw.clip = dsk_parse_double("--clip", optarg, 0, 1e9); break;
+        case OPT_BAD: o->max_bad_steps = (int)dsk_parse_int("--max-bad-steps", optarg, 1, 1000000); break;
+        case 'o': o->out = optarg; break;
+        case OPT_STAGE:
+            if (!strcmp(optarg, "pretrain"))
+                o->stage = DSK_STAGE_PRETRAIN;
+            else if (!strcmp(optarg, "continue"))
+                o->stage = DSK_STAGE_CONTINUE;
+            else if (!strcmp(optarg, "sft") || !strcmp(optarg, "dpo"))
+                dsk_usage_error("--stage %s: not implemented yet (pretrain and continue are)", optarg);
+            else
+                dsk_usage_error("--stage '%s': expected pretrain or continue", optarg);
+            break;
+        case OPT_INIT: o->init = optarg; break;
+        case OPT_RESUME: o->resume = 1; break;
+        case OPT_SAVE: o->save_every = (long)dsk_parse_int("--save-every", optarg, 0, 1LL << 40); break;
+        case OPT_KEEP: o->keep = (int)dsk_parse_int("--keep", optarg, 0, 1000000); break;
+        case OPT_EVAL: o->eval_every = (long)dsk_parse_int("--eval-every", optarg, 0, 1LL << 40); break;
+        case OPT_EVAL_B: o->eval_batches = (int)dsk_parse_int("--eval-batches", optarg, 0, 1000000); break;
+        case OPT_LOG: o->log_path = optarg; break;
+        case OPT_LOG_EVERY: o->log_every = (long)dsk_parse_int("--log-every", optarg, 1, 1LL << 40); break;
+        case OPT_SAMPLE: o->sample_every = (long)dsk_parse_int("--sample-every", optarg, 0, 1LL << 40); break;
+        case OPT_SAMPLE_T: o->sample_tokens = (int)dsk_parse_int("--sample-tokens", optarg, 1, 1 << 20); break;
+        case OPT_PROMPT: o->prompt = optarg; break;
+        case OPT_TEMP: o->sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
+        case OPT_TOPK: o->sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
+        case OPT_TOPP: o->sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;
+        case OPT_PEAK: o->peak_tflops = dsk_parse_double("--peak-tflops", optarg, 0, 1e6); break;
+        case OPT_BACKEND: o->backend = optarg; break;
+        case 'j': o->threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
+        case OPT_SEED: o->seed = (uint64_t)dsk_parse_int("--seed", optarg, 0, 1LL << 62); break;
+        case 'q': o->quiet = 1; break;
+        case 'h': fputs(usage, stdout); exit(0);
+        case 'V': dsk_print_version(); exit(0);
+        default: dsk_usage_error("unknown option");
+        }
+    }
+    if (optind < argc)
+        dsk_usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+static int print_config(const dsk_train_opts *o)
+{
+    dsk_model_config c;
+    dsk_err err = {0};
+    if (dsk_config_resolve(&c, show_config, &err))
+        dsk_die_err(&err);
+    for (int i = 0; i < o->n_sets; i++)
+        if (dsk_config_set(&c, o->sets[i], &err))
+            dsk_die_err(&err);
+    dsk_buf b = {0};
+    dsk_config_write(&c, &b);
+    fwrite(b.data, 1, b.len, stdout);
+    dsk_buf_free(&b);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    dsk_set_progname(argv[0]);
+    dsk_signals_init();
+    dsk_train_opts o;
+    dsk_train_defaults(&o);
+    parse(argc, argv, &o);
+    if (show_config)
+        return print_config(&o);
+    if (!o.out)
+        dsk_usage_error("--out DIR is required");
+    dsk_err err = {0};
+    if (o.resume) {
+        /* What the run was started with, then this command line over it. */
+        char *dir = dsk_checkpoint_resolve(o.out, &err);
+        dsk_train_state st;
+        if (!dir || dsk_checkpoint_load_state(dir, &st, &err))
+            dsk_die_err(&err);
+        if (st.options && dsk_train_opts_from_json(&o, st.options, &err))
+            dsk_die_err(&err);
+        if (!strcmp(st.stage, "continue"))
+            o.stage = DSK_STAGE_CONTINUE;
+        dsk_train_state_free(&st);
+        free(dir);
+        free(o.sets);
+        o.sets = NULL;
+        o.n_sets = 0;
+        parse(argc, argv, &o);
+    }
+    if (!o.data)
+        dsk_usage_error("--data DIR is required");
+    if (o.stage == DSK_STAGE_CONTINUE && !o.init && !o.resume)
+        dsk_usage_error("--stage continue needs --init CKPT");
+    if (o.init && o.stage != DSK_STAGE_CONTINUE)
+        dsk_usage_error("--init is for --stage continue (use --resume to carry on a run)");
+    int rc = dsk_train_run(&o, &err);
+    free(o.sets);
+    if (rc > 128)
+        return rc;
+    if (rc)
+        dsk_die_err(&err);
+    return 0;
+}

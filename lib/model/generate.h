@@ -1,0 +1,45 @@
+/* Generation: one token at a time over a KV cache, and the sampler
+ * (temperature, top-k, top-p, seeded) that dsk-train --sample-every,
+ * dsk-eval and dsk-serve share.
+ *
+ * The generator reuses the model's weights and backend but has its own
+ * single-token buffers, so it can run between training steps without
+ * touching the training activations. */
+#ifndef DSK_MODEL_GENERATE_H
+#define DSK_MODEL_GENERATE_H
+
+#include "core/rng.h"
+#include "model/model.h"
+
+typedef struct dsk_sampler_opts {
+    double temperature;   /* 0: greedy */
+    int top_k;            /* 0: all */
+    double top_p;         /* 1: all */
+} dsk_sampler_opts;
+
+typedef struct dsk_generator {
+    dsk_model *m;
+    int max_len, len;                 /* cache capacity and tokens in it */
+    float **k_cache, **v_cache;       /* device, per layer [max_len, KV*hd] */
+    float *x, *h, *rstd, *q, *k, *v, *att, *g, *u, *act, *logits;   /* device, one token */
+    int32_t *tok, *pos;               /* device, one each */
+    float *host_logits;               /* [vocab] */
+    int *order;                       /* sampler scratch [vocab] */
+} dsk_generator;
+
+dsk_generator *dsk_generator_new(dsk_model *m, int max_len);
+void dsk_generator_free(dsk_generator *g);
+void dsk_generator_reset(dsk_generator *g);
+/* Appends one token to the sequence; g->host_logits then hold the
+ * logits for the next.  EX_DATAERR when the cache is full or the token
+ * is out of range. */
+int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err);
+/* Draws a token from logits (modified in place). */
+int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng, int *scratch);
+/* Feeds prompt, then samples up to max_new tokens into out (stopping
+ * after stop_token when >= 0).  Returns the number generated, or -1 with
+ * err set. */
+int dsk_generate(dsk_generator *g, const int32_t *prompt, int n_prompt, int max_new, const dsk_sampler_opts *o,
+                 dsk_rng *rng, int32_t stop_token, int32_t *out, dsk_err *err);
+
+#endif

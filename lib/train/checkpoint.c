@@ -1,0 +1,367 @@
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/tempdir.h"
+#include "model/safetensors.h"
+#include "train/checkpoint.h"
+
+void dsk_train_state_free(dsk_train_state *st)
+{
+    if (st->options)
+        json_object_put(st->options);
+    st->options = NULL;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = dsk_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+static float *download_all(const dsk_model *m, const float *dev)
+{
+    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    m->be->download(m->be, host, dev, m->n_params * sizeof *host);
+    return host;
+}
+
+static void add_tensors(dsk_st_writer *w, const dsk_model *m, const float *host, const char *suffix)
+{
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", t->name, suffix);
+        dsk_st_writer_add(w, name, DSK_ST_F32, t->ndim, t->shape, host + t->offset);
+    }
+}
+
+static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_buf *out)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "format", json_object_new_string("dsk-checkpoint"));
+    json_object_object_add(o, "version", json_object_new_int(1));
+    json_object_object_add(o, "stage", json_object_new_string(st->stage));
+    json_object_object_add(o, "step", json_object_new_int64(st->step));
+    json_object_object_add(o, "tokens", json_object_new_int64((int64_t)st->tokens));
+    json_object_object_add(o, "skipped_steps", json_object_new_int64(st->skipped));
+    json_object_object_add(o, "seed", json_object_new_int64((int64_t)st->seed));
+    struct json_object *cur = json_object_new_object();
+    json_object_object_add(cur, "epoch", json_object_new_int64((int64_t)st->cursor.epoch));
+    json_object_object_add(cur, "pos", json_object_new_int64((int64_t)st->cursor.pos));
+    json_object_object_add(o, "data_cursor", cur);
+    /* 64-bit state words as hex strings: JSON numbers lose them elsewhere. */
+    struct json_object *rng = json_object_new_array();
+    for (int i = 0; i < 4; i++) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016" PRIx64, st->rng.s[i]);
+        json_object_array_add(rng, json_object_new_string(hex));
+    }
+    json_object_object_add(o, "rng", rng);
+    if (opt) {
+        struct json_object *sched = json_object_new_object();
+        json_object_object_add(sched, "optimizer_step", json_object_new_int64(opt->step));
+        json_object_object_add(sched, "lr", json_object_new_double(dsk_lr_at(&opt->o, opt->step)));
+        json_object_object_add(o, "schedule", sched);
+    }
+    json_object_object_add(o, "loss_scale", json_object_new_double(1.0));
+    json_object_object_add(o, "tokenizer_fingerprint", json_object_new_string(st->fingerprint));
+    if (st->options)
+        json_object_object_add(o, "options", json_object_get(st->options));
+    dsk_buf_adds(out, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    dsk_buf_addc(out, '\n');
+    json_object_put(o);
+}
+
+/* Removes step directories beyond the newest keep. */
+static void prune(const char *out, int keep)
+{
+    if (keep <= 0)
+        return;
+    DIR *d = opendir(out);
+    if (!d)
+        return;
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "step-", 5) || strchr(e->d_name, '.'))
+            continue;
+        names = dsk_xrealloc(names, (n + 1) * sizeof *names);
+        names[n++] = dsk_xstrdup(e->d_name);
+    }
+    closedir(d);
+    /* Zero-padded step numbers: name order is step order. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (i + (size_t)keep < n) {
+            char *p = path_join(out, names[i]);
+            dsk_remove_flat_dir(p);
+            free(p);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer *opt, const dsk_train_state *st,
+                        const char *tokenizer, int keep, dsk_err *err)
+{
+    if (mkdir(out, 0777) != 0 && errno != EEXIST)
+        return dsk_fail(err, EX_CANTCREAT, "%s: %s", out, strerror(errno));
+    char name[32];
+    snprintf(name, sizeof name, "step-%08ld", st->step);
+    char *target = path_join(out, name);
+    dsk_tempdir dir;
+    int rc = dsk_tempdir_create(&dir, target, 0, err);
+    if (rc) {
+        free(target);
+        return rc;
+    }
+    dsk_buf text = {0};
+    dsk_config_write(&m->cfg, &text);
+    char *p = dsk_tempdir_file(&dir, "config.json");
+    rc = dsk_write_file(p, &text, err);
+    free(p);
+
+    float *host = NULL, *host_m = NULL, *host_v = NULL;
+    if (!rc) {
+        host = download_all(m, m->params);
+        dsk_st_writer *w = dsk_st_writer_new();
+        dsk_st_writer_meta(w, "format", "pt");
+        add_tensors(w, m, host, "");
+        p = dsk_tempdir_file(&dir, "model.safetensors");
+        rc = dsk_st_writer_write(w, p, err);
+        free(p);
+        dsk_st_writer_free(w);
+    }
+    if (!rc && opt) {
+        host_m = download_all(m, opt->m);
+        host_v = download_all(m, opt->v);
+        dsk_st_writer *w = dsk_st_writer_new();
+        char step[32];
+        snprintf(step, sizeof step, "%ld", opt->step);
+        dsk_st_writer_meta(w, "optimizer", "adamw");
+        dsk_st_writer_meta(w, "step", step);
+        add_tensors(w, m, host_m, ".exp_avg");
+        add_tensors(w, m, host_v, ".exp_avg_sq");
+        p = dsk_tempdir_file(&dir, "optimizer.safetensors");
+        rc = dsk_st_writer_write(w, p, err);
+        free(p);
+        dsk_st_writer_free(w);
+    }
+    if (!rc) {
+        dsk_buf_clear(&text);
+        state_json(st, opt, &text);
+        p = dsk_tempdir_file(&dir, "state.json");
+        rc = dsk_write_file(p, &text, err);
+        free(p);
+    }
+    if (!rc && tokenizer) {
+        p = dsk_tempdir_file(&dir, "tokenizer.json");
+        rc = dsk_copy_file(tokenizer, p, err);
+        free(p);
+    }
+    free(host);
+    free(host_m);
+    free(host_v);
+    dsk_buf_free(&text);
+    if (rc) {
+        dsk_tempdir_abort(&dir);
+        free(target);
+        return rc;
+    }
+    /* Saving the same step twice (the end of a run that just saved)
+     * replaces the earlier directory. */
+    struct stat sb;
+    if (stat(target, &sb) == 0)
+        dsk_remove_flat_dir(target);
+    rc = dsk_tempdir_commit(&dir, err);
+    if (!rc) {
+        char *link_tmp = path_join(out, "latest.tmp");
+        char *link = path_join(out, "latest");
+        unlink(link_tmp);
+        if (symlink(name, link_tmp) != 0 || rename(link_tmp, link) != 0)
+            rc = dsk_fail(err, EX_IOERR, "%s: cannot point at %s: %s", link, name, strerror(errno));
+        free(link_tmp);
+        free(link);
+        prune(out, keep);
+    }
+    free(target);
+    return rc;
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
+{
+    struct stat sb;
+    char *cfg = path_join(path, "config.json");
+    int direct = stat(cfg, &sb) == 0;
+    free(cfg);
+    if (direct)
+        return dsk_xstrdup(path);
+    char *latest = path_join(path, "latest");
+    cfg = path_join(latest, "config.json");
+    int via_latest = stat(cfg, &sb) == 0;
+    free(cfg);
+    if (via_latest)
+        return latest;
+    free(latest);
+    if (stat(path, &sb) != 0)
+        dsk_fail(err, EX_NOINPUT, "%s: no such checkpoint", path);
+    else
+        dsk_fail(err, EX_NOINPUT, "%s: not a checkpoint (no config.json, no latest/)", path);
+    return NULL;
+}
+
+/* Loads the tensors named NAME+suffix into dev; the file must hold
+ * file_tensors tensors in all (no strays from another architecture). */
+static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
+                        size_t file_tensors, dsk_err *err)
+{
+    char *path = path_join(dir, file);
+    dsk_safetensors st;
+    int rc = dsk_st_open(&st, path, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", t->name, suffix);
+        const dsk_st_tensor *s = dsk_st_find(&st, name);
+        if (!s) {
+            rc = dsk_fail(err, EX_DATAERR, "%s: no tensor %s (the checkpoint's shape does not match this model)",
+                          path, name);
+            break;
+        }
+        int same = s->dtype == DSK_ST_F32 && s->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++)
+            same = s->shape[d] == t->shape[d];
+        if (!same) {
+            rc = dsk_fail(err, EX_DATAERR, "%s: %s is %s[%" PRId64 "%s] in the file, the model needs F32[%" PRId64
+                          "%s]", path, name, dsk_st_dtype_name(s->dtype), s->ndim > 0 ? s->shape[0] : 0,
+                          s->ndim > 1 ? ",..." : "", t->shape[0], t->ndim > 1 ? ",..." : "");
+            break;
+        }
+        memcpy(host + t->offset, s->data, t->numel * sizeof(float));
+    }
+    if (!rc && st.n_tensors != file_tensors)
+        rc = dsk_fail(err, EX_DATAERR, "%s: %zu tensors, this model needs %zu (a different architecture?)", path,
+                      st.n_tensors, file_tensors);
+    if (!rc)
+        m->be->upload(m->be, dev, host, m->n_params * sizeof *host);
+    free(host);
+    dsk_st_close(&st);
+    free(path);
+    return rc;
+}
+
+int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err)
+{
+    return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, err);
+}
+
+int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err)
+{
+    size_t n = 2 * opt->model->n_tensors;
+    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, err);
+    if (!rc)
+        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
+    if (rc)
+        return rc;
+    char *path = path_join(dir, "optimizer.safetensors");
+    dsk_safetensors st;
+    rc = dsk_st_open(&st, path, err);
+    if (!rc) {
+        const char *step = dsk_st_meta(&st, "step");
+        char *end;
+        long s = step ? strtol(step, &end, 10) : -1;
+        if (!step || *end || s < 0)
+            rc = dsk_fail(err, EX_DATAERR, "%s: no optimizer step in the metadata", path);
+        else
+            opt->step = s;
+        dsk_st_close(&st);
+    }
+    free(path);
+    return rc;
+}
+
+static int get_i64(struct json_object *o, const char *key, int64_t *v)
+{
+    struct json_object *x;
+    if (!json_object_object_get_ex(o, key, &x) || !json_object_is_type(x, json_type_int))
+        return -1;
+    *v = json_object_get_int64(x);
+    return *v < 0 ? -1 : 0;
+}
+
+int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err)
+{
+    char *path = path_join(dir, "state.json");
+    dsk_buf b = {0};
+    int rc = dsk_read_file(path, 16 << 20, &b, err);
+    struct json_object *o = NULL;
+    if (!rc) {
+        char msg[256];
+        o = dsk_json_parse(b.data ? b.data : "", b.len, msg, sizeof msg);
+        if (!o || !json_object_is_type(o, json_type_object))
+            rc = dsk_fail(err, EX_DATAERR, "%s: %s", path, o ? "not a JSON object" : msg);
+    }
+    memset(st, 0, sizeof *st);
+    int64_t step, tokens, skipped, seed, epoch, pos;
+    struct json_object *cur = NULL, *rng = NULL, *x;
+    if (!rc && (get_i64(o, "step", &step) || get_i64(o, "tokens", &tokens) || get_i64(o, "skipped_steps", &skipped) ||
+                get_i64(o, "seed", &seed) || !json_object_object_get_ex(o, "data_cursor", &cur) ||
+                get_i64(cur, "epoch", &epoch) || get_i64(cur, "pos", &pos) ||
+                !json_object_object_get_ex(o, "rng", &rng) || !json_object_is_type(rng, json_type_array) ||
+                json_object_array_length(rng) != 4))
+        rc = dsk_fail(err, EX_DATAERR, "%s: missing or invalid step, tokens, skipped_steps, seed, data_cursor "
+                      "or rng", path);
+    if (!rc) {
+        st->step = step;
+        st->tokens = (uint64_t)tokens;
+        st->skipped = skipped;
+        st->seed = (uint64_t)seed;
+        st->cursor.epoch = (uint64_t)epoch;
+        st->cursor.pos = (uint64_t)pos;
+        for (int i = 0; i < 4 && !rc; i++) {
+            struct json_object *h = json_object_array_get_idx(rng, (size_t)i);
+            const char *s = json_object_is_type(h, json_type_string) ? json_object_get_string(h) : "";
+            char *end;
+            st->rng.s[i] = strtoull(s, &end, 16);
+            if (strlen(s) != 16 || *end)
+                rc = dsk_fail(err, EX_DATAERR, "%s: rng[%d] is not 16 hex digits", path, i);
+        }
+        if (json_object_object_get_ex(o, "stage", &x) && json_object_is_type(x, json_type_string))
+            snprintf(st->stage, sizeof st->stage, "%s", json_object_get_string(x));
+        if (json_object_object_get_ex(o, "tokenizer_fingerprint", &x) && json_object_is_type(x, json_type_string))
+            snprintf(st->fingerprint, sizeof st->fingerprint, "%s", json_object_get_string(x));
+        if (json_object_object_get_ex(o, "options", &x) && json_object_is_type(x, json_type_object))
+            st->options = json_object_get(x);
+    }
+    if (o)
+        json_object_put(o);
+    dsk_buf_free(&b);
+    free(path);
+    return rc;
+}

@@ -1,0 +1,72 @@
+#include <math.h>
+#include <stdlib.h>
+
+#include "train/optim.h"
+
+void dsk_adamw_defaults(dsk_adamw_opts *o)
+{
+    o->lr = 3e-4;
+    o->min_lr = 3e-5;
+    o->warmup = 5000;
+    o->total_steps = 0;
+    o->beta1 = 0.9;
+    o->beta2 = 0.95;
+    o->eps = 1e-8;
+    o->weight_decay = 0.1;
+    o->clip = 1.0;
+}
+
+dsk_optimizer *dsk_optimizer_create(dsk_model *model, const dsk_adamw_opts *o)
+{
+    dsk_optimizer *opt = dsk_xcalloc(1, sizeof *opt);
+    opt->o = *o;
+    opt->model = model;
+    opt->m = model->be->alloc(model->be, model->n_params * sizeof(float));
+    opt->v = model->be->alloc(model->be, model->n_params * sizeof(float));
+    return opt;
+}
+
+void dsk_optimizer_free(dsk_optimizer *opt)
+{
+    if (!opt)
+        return;
+    opt->model->be->free(opt->model->be, opt->m);
+    opt->model->be->free(opt->model->be, opt->v);
+    free(opt);
+}
+
+double dsk_lr_at(const dsk_adamw_opts *o, long step)
+{
+    if (o->warmup > 0 && step < o->warmup)
+        return o->lr * (double)(step + 1) / (double)o->warmup;
+    if (o->total_steps <= o->warmup)
+        return o->lr;
+    double progress = (double)(step - o->warmup) / (double)(o->total_steps - o->warmup);
+    if (progress > 1)
+        progress = 1;
+    return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1 + cos(M_PI * progress));
+}
+
+dsk_step_report dsk_optimizer_step(dsk_optimizer *opt)
+{
+    dsk_model *m = opt->model;
+    dsk_backend *be = m->be;
+    dsk_step_report r = {0};
+    r.grad_norm = sqrt(be->sumsq(be, m->grads, m->n_params));
+    r.lr = dsk_lr_at(&opt->o, opt->step);
+    if (!isfinite(r.grad_norm)) {
+        r.skipped = 1;
+        return r;
+    }
+    if (opt->o.clip > 0 && r.grad_norm > opt->o.clip)
+        be->scale(be, m->grads, m->n_params, (float)(opt->o.clip / r.grad_norm));
+    opt->step++;
+    double c1 = 1 - pow(opt->o.beta1, (double)opt->step), c2 = 1 - pow(opt->o.beta2, (double)opt->step);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        be->adamw(be, m->params + t->offset, m->grads + t->offset, opt->m + t->offset, opt->v + t->offset,
+                  t->numel, (float)r.lr, (float)opt->o.beta1, (float)opt->o.beta2, (float)opt->o.eps,
+                  t->decay ? (float)opt->o.weight_decay : 0.0f, (float)c1, (float)c2);
+    }
+    return r;
+}

@@ -1,0 +1,40 @@
+/* AdamW with decoupled weight decay (none on norms and hybrid alphas),
+ * global gradient-norm clipping, and the cosine schedule with linear
+ * warmup.  Moments live on the model's device beside the gradients. */
+#ifndef DSK_TRAIN_OPTIM_H
+#define DSK_TRAIN_OPTIM_H
+
+#include "model/model.h"
+
+typedef struct dsk_adamw_opts {
+    double lr, min_lr;           /* peak and floor of the schedule */
+    long warmup, total_steps;    /* linear warmup steps; the cosine ends at total_steps */
+    double beta1, beta2, eps, weight_decay;
+    double clip;                 /* global norm; 0: no clipping */
+} dsk_adamw_opts;
+
+typedef struct dsk_optimizer {
+    dsk_adamw_opts o;
+    dsk_model *model;
+    float *m, *v;                /* device, laid out as the parameters */
+    long step;                   /* optimizer steps taken */
+} dsk_optimizer;
+
+void dsk_adamw_defaults(dsk_adamw_opts *o);
+dsk_optimizer *dsk_optimizer_create(dsk_model *model, const dsk_adamw_opts *o);
+void dsk_optimizer_free(dsk_optimizer *opt);
+/* The learning rate of optimizer step number `step` (0-based). */
+double dsk_lr_at(const dsk_adamw_opts *o, long step);
+
+typedef struct dsk_step_report {
+    double grad_norm;            /* before clipping */
+    double lr;
+    int skipped;                 /* non-finite gradient: nothing was changed */
+} dsk_step_report;
+
+/* Clips the gradients in place and updates the parameters.  A gradient
+ * with a NaN or Inf leaves parameters, moments and the step count as
+ * they were and reports skipped. */
+dsk_step_report dsk_optimizer_step(dsk_optimizer *opt);
+
+#endif

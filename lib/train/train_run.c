@@ -1,0 +1,656 @@
+/* The training loop: data in, checkpoints, metrics and samples out. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bpe/dskt.h"
+#include "bpe/formats.h"
+#include "bpe/tokenizer.h"
+#include "core/json.h"
+#include "core/progress.h"
+#include "model/config.h"
+#include "model/generate.h"
+#include "pack/dataset.h"
+#include "pack/pack.h"
+#include "train/checkpoint.h"
+#include "train/train_run.h"
+
+void dsk_train_defaults(dsk_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->config = "tiny";
+    o->backend = "cpu";
+    o->stage = DSK_STAGE_PRETRAIN;
+    o->batch = 8;
+    o->grad_accum = 1;
+    o->doc_mask = 1;
+    dsk_adamw_defaults(&o->adamw);
+    o->seed = 1234;
+    o->eval_every = 100;
+    o->eval_batches = 8;
+    o->save_every = 500;
+    o->keep = 3;
+    o->log_every = 10;
+    o->sample_tokens = 48;
+    o->max_bad_steps = 5;
+    o->sampler.temperature = 0.8;
+    o->sampler.top_k = 40;
+    o->sampler.top_p = 0.95;
+}
+
+/* ---- options that travel in state.json ---------------------------------------------------------- */
+
+enum { O_INT, O_LONG, O_U64, O_DOUBLE, O_STR };
+typedef struct opt_key {
+    const char *name;
+    int type;
+    size_t off;
+} opt_key;
+
+#define F(field) offsetof(dsk_train_opts, field)
+static const opt_key opt_keys[] = {
+    {"data", O_STR, F(data)},
+    {"batch", O_INT, F(batch)},
+    {"seq_len", O_INT, F(seq_len)},
+    {"grad_accum", O_INT, F(grad_accum)},
+    {"doc_mask", O_INT, F(doc_mask)},
+    {"steps", O_LONG, F(steps)},
+    {"tokens", O_U64, F(tokens)},
+    {"lr", O_DOUBLE, F(adamw.lr)},
+    {"min_lr", O_DOUBLE, F(adamw.min_lr)},
+    {"warmup", O_LONG, F(adamw.warmup)},
+    {"beta1", O_DOUBLE, F(adamw.beta1)},
+    {"beta2", O_DOUBLE, F(adamw.beta2)},
+    {"adam_eps", O_DOUBLE, F(adamw.eps)},
+    {"weight_decay", O_DOUBLE, F(adamw.weight_decay)},
+    {"clip", O_DOUBLE, F(adamw.clip)},
+    {"seed", O_U64, F(seed)},
+    {"eval_every", O_LONG, F(eval_every)},
+    {"eval_batches", O_INT, F(eval_batches)},
+    {"save_every", O_LONG, F(save_every)},
+    {"keep", O_INT, F(keep)},
+    {"sample_every", O_LONG, F(sample_every)},
+    {"sample_tokens", O_INT, F(sample_tokens)},
+    {"temperature", O_DOUBLE, F(sampler.temperature)},
+    {"top_k", O_INT, F(sampler.top_k)},
+    {"top_p", O_DOUBLE, F(sampler.top_p)},
+    {"max_bad_steps", O_INT, F(max_bad_steps)},
+};
+#undef F
+
+struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o)
+{
+    struct json_object *j = json_object_new_object();
+    for (size_t i = 0; i < sizeof opt_keys / sizeof opt_keys[0]; i++) {
+        const opt_key *k = &opt_keys[i];
+        const void *f = (const char *)o + k->off;
+        struct json_object *v = NULL;
+        switch (k->type) {
+        case O_INT: v = json_object_new_int(*(const int *)f); break;
+        case O_LONG: v = json_object_new_int64(*(const long *)f); break;
+        case O_U64: v = json_object_new_int64((int64_t) * (const uint64_t *)f); break;
+        case O_DOUBLE: v = json_object_new_double(*(const double *)f); break;
+        default:
+            if (*(const char *const *)f)
+                v = json_object_new_string(*(const char *const *)f);
+        }
+        if (v)
+            json_object_object_add(j, k->name, v);
+    }
+    return j;
+}
+
+int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *err)
+{
+    for (size_t i = 0; i < sizeof opt_keys / sizeof opt_keys[0]; i++) {
+        const opt_key *k = &opt_keys[i];
+        struct json_object *v;
+        if (!json_object_object_get_ex(j, k->name, &v))
+            continue;
+        void *f = (char *)o + k->off;
+        int is_num = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
+        if (k->type == O_STR ? !json_object_is_type(v, json_type_string) : !is_num)
+            return dsk_fail(err, EX_DATAERR, "state.json: option \"%s\" has the wrong type", k->name);
+        switch (k->type) {
+        case O_INT: *(int *)f = (int)json_object_get_int64(v); break;
+        case O_LONG: *(long *)f = (long)json_object_get_int64(v); break;
+        case O_U64: *(uint64_t *)f = (uint64_t)json_object_get_int64(v); break;
+        case O_DOUBLE: *(double *)f = json_object_get_double(v); break;
+        default: *(const char **)f = dsk_xstrdup(json_object_get_string(v));   /* lives as long as the run */
+        }
+    }
+    return 0;
+}
+
+/* ---- signals: finish the step, save, stop ---------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- the run's state ----------------------------------------------------------------------------------- */
+
+typedef struct run {
+    const dsk_train_opts *o;
+    dsk_err *err;
+    dsk_dataset ds;
+    int ds_open;
+    dsk_tokenizer tok;
+    int have_tok;
+    char *tokenizer_path;
+    uint32_t *token_bytes;        /* bytes each token id stands for (bits per byte) */
+    dsk_backend *be;
+    dsk_model *model;
+    dsk_optimizer *opt;
+    dsk_loader *loader;
+    dsk_generator *gen;
+    dsk_train_state st;
+    int B, T;
+    long total_steps;
+    int32_t *tokens, *targets, *pos;
+    float *weights;
+    dsk_row row;
+    FILE *log;
+    int tty;
+    double flops_per_token;
+} run;
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = dsk_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* Row r of a batch from a dataset row: inputs, next-token targets, the
+ * position of each token in its document, and the loss weights. */
+static void fill_row(run *r, int b, const dsk_row *row)
+{
+    int T = r->T;
+    size_t base = (size_t)b * T;
+    uint32_t next_boundary = 0, doc_start = 0;
+    int use_docs = r->o->doc_mask && (row->flags & DSK_ROW_BOUNDARIES);
+    for (int t = 0; t < T; t++) {
+        if (use_docs)
+            while (next_boundary < row->n_boundaries && row->boundaries[next_boundary] <= (uint32_t)t)
+                doc_start = row->boundaries[next_boundary++];
+        r->tokens[base + t] = (int32_t)row->tokens[t];
+        r->targets[base + t] = (int32_t)row->tokens[t + 1];
+        r->pos[base + t] = (int32_t)((uint32_t)t - doc_start);
+        r->weights[base + t] = (row->flags & DSK_ROW_MASK) ? (float)row->mask[t + 1] : 1.0f;
+    }
+}
+
+static void blank_row(run *r, int b)
+{
+    for (int t = 0; t < r->T; t++) {
+        size_t i = (size_t)b * r->T + t;
+        r->tokens[i] = 0;
+        r->targets[i] = -1;
+        r->pos[i] = t;
+        r->weights[i] = 0;
+    }
+}
+
+static int set_batch(run *r)
+{
+    dsk_batch b = {r->B, r->T, r->tokens, r->targets, r->pos, r->weights};
+    return dsk_model_set_batch(r->model, &b, r->err);
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------------------ */
+
+typedef struct eval_result {
+    double loss, bpb, targets;
+    int ok;
+} eval_result;
+
+static int evaluate(run *r, eval_result *res)
+{
+    memset(res, 0, sizeof *res);
+    uint64_t rows = r->ds.m.rows[DSKT_VAL];
+    if (rows == 0 || r->o->eval_batches <= 0)
+        return 0;
+    dsk_dataset_reader rd;
+    dsk_dataset_reader_init(&rd, &r->ds);
+    uint64_t want = (uint64_t)r->o->eval_batches * r->B, next = 0;
+    if (want > rows)
+        want = rows;
+    double nats = 0, bytes = 0, count = 0;
+    int rc = 0;
+    while (next < want && !rc) {
+        for (int b = 0; b < r->B; b++) {
+            if (next < want) {
+                rc = dsk_dataset_read(&rd, DSKT_VAL, next++, &r->row, r->err);
+                if (rc)
+                    break;
+                fill_row(r, b, &r->row);
+            } else {
+                blank_row(r, b);
+            }
+        }
+        if (rc || (rc = set_batch(r)))
+            break;
+        dsk_model_forward(r->model, 0);
+        nats += r->model->loss_sum;
+        count += r->model->n_targets;
+        if (r->token_bytes)
+            for (size_t i = 0; i < (size_t)r->B * r->T; i++)
+                if (r->targets[i] >= 0 && r->weights[i] != 0)
+                    bytes += r->token_bytes[r->targets[i]];
+    }
+    dsk_dataset_reader_free(&rd);
+    if (rc)
+        return rc;
+    res->ok = count > 0;
+    res->loss = count > 0 ? nats / count : 0;
+    res->bpb = bytes > 0 ? nats / log(2.0) / bytes : 0;
+    res->targets = count;
+    return 0;
+}
+
+/* ---- samples --------------------------------------------------------------------------------------------- */
+
+static void sample(run *r)
+{
+    const dsk_model_config *c = &r->model->cfg;
+    if (!r->gen)
+        r->gen = dsk_generator_new(r->model, 0);
+    int32_t prompt[256];
+    int n_prompt = 0;
+    if (r->have_tok && r->o->prompt && *r->o->prompt) {
+        dsk_bpe_encoder enc;
+        dsk_bpe_encoder_init(&enc, &r->tok);
+        dsk_err e = {0};
+        if (dsk_bpe_encode(&r->tok, &enc, r->o->prompt, strlen(r->o->prompt), 1, &e) == 0)
+            for (size_t i = 0; i < enc.n_ids && n_prompt < 255; i++)
+                prompt[n_prompt++] = (int32_t)enc.ids[i];
+        dsk_bpe_encoder_free(&enc);
+    }
+    if (n_prompt == 0)
+        prompt[n_prompt++] = (int32_t)(r->ds.m.eot < (uint32_t)c->vocab_size ? r->ds.m.eot : 0);
+    int max_new = r->o->sample_tokens;
+    if (max_new > c->max_seq_len - n_prompt)
+        max_new = c->max_seq_len - n_prompt;
+    if (max_new <= 0)
+        return;
+    int32_t *out = dsk_xmalloc((size_t)max_new * sizeof *out);
+    dsk_err e = {0};
+    int n = dsk_generate(r->gen, prompt, n_prompt, max_new, &r->o->sampler, &r->st.rng, (int32_t)r->ds.m.eot, out,
+                         &e);
+    dsk_buf text = {0};
+    if (n > 0 && r->have_tok) {
+        uint32_t *ids = dsk_xmalloc((size_t)(n_prompt + n) * sizeof *ids);
+        for (int i = 0; i < n_prompt; i++)
+            ids[i] = (uint32_t)prompt[i];
+        for (int i = 0; i < n; i++)
+            ids[n_prompt + i] = (uint32_t)out[i];
+        dsk_bpe_decode(&r->tok, ids, (size_t)(n_prompt + n), &text, &e);
+        free(ids);
+    } else {
+        for (int i = 0; i < n; i++)
+            dsk_buf_printf(&text, "%s%d", i ? " " : "", out[i]);
+    }
+    dsk_buf_addc(&text, 0);
+    if (!r->o->quiet)
+        fprintf(stderr, "%ssample at step %ld: %s\n", r->tty ? "\r\033[K" : "", r->st.step, text.data);
+    if (r->log) {
+        struct json_object *j = json_object_new_object();
+        json_object_object_add(j, "step", json_object_new_int64(r->st.step));
+        json_object_object_add(j, "sample", json_object_new_string(text.data));
+        fprintf(r->log, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    }
+    dsk_buf_free(&text);
+    free(out);
+}
+
+/* ---- setup ----------------------------------------------------------------------------------------------- */
+
+static int load_tokenizer(run *r)
+{
+    if (!r->ds.m.tokenizer)
+        return 0;
+    r->tokenizer_path = join(r->ds.dir, r->ds.m.tokenizer);
+    dsk_tokenizer_init(&r->tok);
+    int rc = dsk_bpe_load_json(&r->tok, r->tokenizer_path, r->err);
+    if (rc)
+        return rc;
+    r->have_tok = 1;
+    r->token_bytes = dsk_xcalloc(r->ds.m.vocab_size, sizeof *r->token_bytes);
+    for (uint32_t i = 0; i < r->tok.n_vocab && i < r->ds.m.vocab_size; i++)
+        r->token_bytes[i] = r->tok.is_special[i] ? 0 : (uint32_t)(r->tok.tok[i] & 0xffffff);
+    return 0;
+}
+
+static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
+{
+    const dsk_train_opts *o = r->o;
+    dsk_err *err = r->err;
+    int rc;
+    const char *from = o->resume ? o->out : o->stage == DSK_STAGE_CONTINUE ? o->init : NULL;
+    if (from) {
+        *resume_dir = dsk_checkpoint_resolve(from, err);
+        if (!*resume_dir)
+            return err->code;
+        char *path = join(*resume_dir, "config.json");
+        rc = dsk_config_load(cfg, path, err);
+        free(path);
+        if (rc)
+            return rc;
+        if (o->n_sets)
+            return dsk_fail(err, EX_USAGE, "--set changes the architecture; it cannot apply to %s", *resume_dir);
+    } else {
+        if ((rc = dsk_config_resolve(cfg, o->config, err)))
+            return rc;
+        for (int i = 0; i < o->n_sets; i++)
+            if ((rc = dsk_config_set(cfg, o->sets[i], err)))
+                return rc;
+        if (cfg->vocab_size == 0)
+            cfg->vocab_size = (int)r->ds.m.vocab_size;
+        if (cfg->eos_token_id < 0 && r->ds.m.eot < r->ds.m.vocab_size)
+            cfg->eos_token_id = (int)r->ds.m.eot;
+        if ((rc = dsk_config_validate(cfg, err)))
+            return rc;
+    }
+    if ((uint32_t)cfg->vocab_size < r->ds.m.vocab_size)
+        return dsk_fail(err, EX_DATAERR, "%s: the dataset's vocabulary (%u) is larger than the model's (%d)", o->data,
+                        r->ds.m.vocab_size, cfg->vocab_size);
+    if (r->T > cfg->max_seq_len)
+        return dsk_fail(err, EX_USAGE, "--seq-len %d is longer than the model's max_position_embeddings %d "
+                        "(use --set seq_len=%d)", r->T, cfg->max_seq_len, r->T);
+    return 0;
+}
+
+static int open_log(run *r)
+{
+    if (!r->o->log_path)
+        return 0;
+    r->log = fopen(r->o->log_path, r->o->resume ? "a" : "w");
+    if (!r->log)
+        return dsk_fail(r->err, EX_CANTCREAT, "%s: %s", r->o->log_path, strerror(errno));
+    setvbuf(r->log, NULL, _IOLBF, 0);
+    return 0;
+}
+
+static int save(run *r)
+{
+    return dsk_checkpoint_save(r->o->out, r->model, r->opt, &r->st, r->tokenizer_path, r->o->keep, r->err);
+}
+
+static void progress_line(run *r, double loss, double tok_s, double elapsed)
+{
+    if (!r->tty || r->o->quiet)
+        return;
+    double eta = tok_s > 0 ? (double)(r->total_steps - r->st.step) * r->B * r->T * r->o->grad_accum / tok_s : 0;
+    int width = 24, done = (int)((double)width * (double)r->st.step / (double)r->total_steps);
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r\033[K[%s] step %ld/%ld  loss %.4f  %.0f tok/s  ETA %.0fs", bar, r->st.step, r->total_steps,
+            loss, tok_s, eta);
+}
+
+static void log_eval(run *r, const eval_result *e)
+{
+    if (!e->ok)
+        return;
+    if (!r->o->quiet)
+        fprintf(stderr, "%sstep %ld: val loss %.4f, %.4f bits/byte\n", r->tty ? "\r\033[K" : "", r->st.step, e->loss,
+                e->bpb);
+    if (r->log)
+        fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f,\"val_tokens\":%.0f}\n", r->st.step, e->loss,
+                e->bpb, e->targets);
+}
+
+/* ---- the loop -------------------------------------------------------------------------------------------- */
+
+static int train(run *r)
+{
+    const dsk_train_opts *o = r->o;
+    dsk_err *err = r->err;
+    int rc = 0, bad_in_row = 0;
+    double t_start = dsk_now(), t_window = t_start;
+    uint64_t tokens_window = 0, tokens_run = 0;
+    double loss_window = 0;
+    int n_window = 0;
+    catch_stop_signals();
+    while (r->st.step < r->total_steps) {
+        dsk_model_zero_grad(r->model);
+        double loss = 0;
+        uint64_t step_tokens = 0;
+        for (int a = 0; a < o->grad_accum && !rc; a++) {
+            for (int b = 0; b < r->B && !rc; b++) {
+                uint64_t index;
+                rc = dsk_loader_next(r->loader, &r->row, &index, err);
+                if (!rc)
+                    fill_row(r, b, &r->row);
+            }
+            if (rc || (rc = set_batch(r)))
+                break;
+            double n = r->model->n_targets > 0 ? r->model->n_targets : 1;
+            dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
+            dsk_model_backward(r->model);
+            loss += r->model->loss_sum / n / o->grad_accum;
+            step_tokens += (uint64_t)r->B * r->T;
+        }
+        if (rc)
+            return rc;
+        dsk_step_report rep = {0};
+        if (isfinite(loss))
+            rep = dsk_optimizer_step(r->opt);
+        else
+            rep.skipped = 1;
+        r->st.step++;
+        r->st.tokens += step_tokens;
+        r->st.cursor = dsk_loader_cursor(r->loader);
+        if (rep.skipped) {
+            r->st.skipped++;
+            bad_in_row++;
+            dsk_warn("step %ld: non-finite %s (%g); step skipped (%d in a row)", r->st.step,
+                     isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss, bad_in_row);
+            if (bad_in_row >= o->max_bad_steps)
+                return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
+                                "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
+                                o->out);
+        } else {
+            bad_in_row = 0;
+            loss_window += loss;
+            n_window++;
+        }
+        tokens_window += step_tokens;
+        double now = dsk_now();
+        if (r->log && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
+            double dt = now - t_window, tok_s = dt > 0 ? (double)tokens_window / dt : 0;
+            double gflops = 3 * r->flops_per_token * tok_s / 1e9;
+            fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens\":%llu,"
+                    "\"tokens_per_s\":%.1f,\"gflops\":%.2f", r->st.step, n_window ? loss_window / n_window : loss,
+                    rep.lr, rep.grad_norm, (unsigned long long)r->st.tokens, tok_s, gflops);
+            if (o->peak_tflops > 0)
+                fprintf(r->log, ",\"mfu\":%.4f", gflops / (o->peak_tflops * 1e3));
+            fprintf(r->log, ",\"skipped\":%ld,\"elapsed_s\":%.2f}\n", r->st.skipped, now - t_start);
+            t_window = now;
+            tokens_window = 0;
+            loss_window = 0;
+            n_window = 0;
+        }
+        tokens_run += step_tokens;
+        progress_line(r, loss, (double)tokens_run / fmax(1e-9, now - t_start), now - t_start);
+        if (o->eval_every > 0 && r->st.step % o->eval_every == 0 && r->st.step < r->total_steps) {
+            eval_result e;
+            if ((rc = evaluate(r, &e)))
+                return rc;
+            log_eval(r, &e);
+        }
+        if (o->sample_every > 0 && r->st.step % o->sample_every == 0)
+            sample(r);
+        if (o->save_every > 0 && r->st.step % o->save_every == 0 && r->st.step < r->total_steps &&
+            (rc = save(r)))
+            return rc;
+        if (stop_signal) {
+            if (r->tty && !o->quiet)
+                fputc('\n', stderr);
+            if ((rc = save(r)))
+                return rc;
+            if (!o->quiet)
+                fprintf(stderr, "%s: interrupted at step %ld; saved %s/latest (continue with --resume)\n",
+                        dsk_progname(), r->st.step, o->out);
+            return 128 + stop_signal;
+        }
+    }
+    if (r->tty && !o->quiet)
+        fputc('\n', stderr);
+    eval_result e;
+    if ((rc = evaluate(r, &e)))
+        return rc;
+    log_eval(r, &e);
+    if ((rc = save(r)))
+        return rc;
+    if (!o->quiet)
+        fprintf(stderr, "%s: %ld steps, %llu tokens in %.1fs; saved %s/latest\n", dsk_progname(), r->st.step,
+                (unsigned long long)r->st.tokens, dsk_now() - t_start, o->out);
+    return 0;
+}
+
+int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.err = err;
+    r.tty = isatty(2);
+    char *from_dir = NULL;
+    dsk_model_config cfg;
+    int rc = dsk_dataset_open(&r.ds, o->data, err);
+    if (!rc)
+        r.ds_open = 1;
+    if (!rc && r.ds.m.kind != DSK_KIND_PRETRAIN && r.ds.m.kind != DSK_KIND_SFT)
+        rc = dsk_fail(err, EX_DATAERR, "%s: a preference (DPO) dataset; stages pretrain and continue need token "
+                      "rows", o->data);
+    if (!rc && r.ds.m.rows[DSKT_TRAIN] < (uint64_t)o->batch)
+        rc = dsk_fail(err, EX_DATAERR, "%s: %llu training rows, fewer than one batch (%d)", o->data,
+                      (unsigned long long)r.ds.m.rows[DSKT_TRAIN], o->batch);
+    if (!rc) {
+        r.B = o->batch;
+        r.T = o->seq_len > 0 ? o->seq_len : (int)r.ds.m.seq_len;
+        if ((uint32_t)r.T > r.ds.m.seq_len)
+            rc = dsk_fail(err, EX_USAGE, "--seq-len %d: the dataset's rows hold %u positions", r.T, r.ds.m.seq_len);
+    }
+    if (!rc)
+        rc = load_tokenizer(&r);
+    if (!rc)
+        rc = setup_model(&r, &cfg, &from_dir);
+    char our_fp[33] = "";
+    if (!rc && r.have_tok)
+        dsk_tokenizer_fingerprint(&r.tok, our_fp);
+    if (!rc && from_dir) {
+        dsk_train_state prev;
+        rc = dsk_checkpoint_load_state(from_dir, &prev, err);
+        if (!rc && prev.fingerprint[0] && strcmp(prev.fingerprint, r.ds.m.fingerprint))
+            rc = dsk_fail(err, EX_DATAERR, "%s: trained with tokenizer %s, but %s was made with %s", from_dir,
+                          prev.fingerprint, o->data, r.ds.m.fingerprint);
+        if (!rc && o->resume)
+            r.st = prev;
+        else
+            dsk_train_state_free(&prev);
+    }
+    if (!rc) {
+        r.be = dsk_backend_open(o->backend, o->threads, err->msg, sizeof err->msg);
+        if (!r.be)
+            rc = err->code = EX_USAGE;
+    }
+    if (!rc) {
+        r.model = dsk_model_create(&cfg, r.be);
+        r.flops_per_token = dsk_config_flops_per_token(&cfg, r.T);
+        dsk_model_alloc_batch(r.model, r.B, r.T);
+        size_t n = (size_t)r.B * r.T;
+        r.tokens = dsk_xmalloc(n * sizeof *r.tokens);
+        r.targets = dsk_xmalloc(n * sizeof *r.targets);
+        r.pos = dsk_xmalloc(n * sizeof *r.pos);
+        r.weights = dsk_xmalloc(n * sizeof *r.weights);
+        if (from_dir)
+            rc = dsk_checkpoint_load_weights(from_dir, r.model, err);
+        else
+            dsk_model_init_weights(r.model, o->seed);
+    }
+    if (!rc) {
+        uint64_t per_step = (uint64_t)r.B * r.T * (uint64_t)o->grad_accum;
+        r.total_steps = o->steps > 0 ? o->steps : (long)((o->tokens + per_step - 1) / per_step);
+        if (r.total_steps <= 0)
+            rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N or --tokens N");
+    }
+    if (!rc) {
+        dsk_adamw_opts ao = o->adamw;
+        ao.total_steps = r.total_steps;
+        r.opt = dsk_optimizer_create(r.model, &ao);
+        if (o->resume)
+            rc = dsk_checkpoint_load_optimizer(from_dir, r.opt, err);
+    }
+    if (!rc && !o->resume) {
+        r.st.seed = o->seed;
+        dsk_rng_seed(&r.st.rng, o->seed ^ 0x5eed5eed5eedull);
+        snprintf(r.st.fingerprint, sizeof r.st.fingerprint, "%s", r.ds.m.fingerprint);
+    }
+    if (!rc) {
+        snprintf(r.st.stage, sizeof r.st.stage, "%s", o->stage == DSK_STAGE_CONTINUE ? "continue" : "pretrain");
+        if (r.st.options)
+            json_object_put(r.st.options);
+        r.st.options = dsk_train_opts_to_json(o);
+        dsk_loader_opts lo = {.split = DSKT_TRAIN, .shuffle = 1, .seed = r.st.seed, .rank = 0, .world = 1,
+                              .prefetch = (unsigned)(2 * r.B), .threads = 1};
+        rc = dsk_loader_open(&r.loader, &r.ds, &lo, &r.st.cursor, err);
+    }
+    if (!rc)
+        rc = open_log(&r);
+    if (!rc && !o->quiet)
+        fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens%s\n",
+                dsk_progname(), o->resume ? "resuming a" : o->stage == DSK_STAGE_CONTINUE ? "continuing a" : "a new",
+                r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * o->grad_accum, r.T,
+                o->resume ? "" : "");
+    if (!rc && o->resume && r.st.step >= r.total_steps)
+        rc = dsk_fail(err, EX_USAGE, "%s is at step %ld already; raise --steps to train further", from_dir, r.st.step);
+    if (!rc)
+        rc = train(&r);
+
+    if (r.log)
+        fclose(r.log);
+    if (r.loader)
+        dsk_loader_close(r.loader);
+    dsk_generator_free(r.gen);
+    dsk_optimizer_free(r.opt);
+    dsk_model_free(r.model);
+    if (r.be)
+        r.be->destroy(r.be);
+    dsk_row_free(&r.row);
+    free(r.tokens);
+    free(r.targets);
+    free(r.pos);
+    free(r.weights);
+    free(r.token_bytes);
+    free(r.tokenizer_path);
+    free(from_dir);
+    if (r.have_tok)
+        dsk_tokenizer_free(&r.tok);
+    dsk_train_state_free(&r.st);
+    if (r.ds_open)
+        dsk_dataset_close(&r.ds);
+    return rc;
+}

@@ -1,0 +1,41 @@
+/* dsk-train's run: the options, and the loop that turns a dataset into
+ * checkpoints (stages pretrain and continue). */
+#ifndef DSK_TRAIN_TRAIN_RUN_H
+#define DSK_TRAIN_TRAIN_RUN_H
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "model/generate.h"
+#include "train/optim.h"
+
+enum { DSK_STAGE_PRETRAIN, DSK_STAGE_CONTINUE };
+
+typedef struct dsk_train_opts {
+    const char *data, *out, *config, *init, *log_path, *backend, *prompt;
+    const char **sets;
+    int n_sets;
+    int stage, resume, quiet;
+    int batch, seq_len, grad_accum, threads, doc_mask;
+    long steps;                /* optimizer steps; 0: from tokens */
+    uint64_t tokens;           /* run length in tokens when steps is 0 */
+    dsk_adamw_opts adamw;
+    uint64_t seed;
+    long eval_every, save_every, sample_every, log_every;
+    int eval_batches, keep, sample_tokens, max_bad_steps;
+    dsk_sampler_opts sampler;
+    double peak_tflops;        /* for the MFU estimate; 0: not reported */
+} dsk_train_opts;
+
+void dsk_train_defaults(dsk_train_opts *o);
+/* The options a checkpoint remembers (so --resume needs no repeats),
+ * as JSON, and back: set_from_json only overwrites what the object has. */
+struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o);
+int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *err);
+
+/* Runs training; returns 0, or an error code with err set.  Interrupted
+ * by SIGINT/SIGTERM it saves a checkpoint and returns 128 + signal. */
+int dsk_train_run(const dsk_train_opts *o, dsk_err *err);
+
+#endif

@@ -1,0 +1,148 @@
+/* The whole model: gradients of every tensor against finite differences
+ * of the loss (directional derivatives in float, since the model runs on
+ * the float backend), for the nano preset with local, hybrid and global
+ * layers, grouped-query attention, tied and untied heads, and documents
+ * restarting inside a row. */
+#include "core/rng.h"
+#include "model/model.h"
+#include "test.h"
+
+enum { B = 2, TT = 12, V = 37 };
+
+static dsk_model *make(const char *pattern, int tie, dsk_backend *be)
+{
+    dsk_model_config c;
+    CHECK(dsk_config_preset(&c, "nano") == 0);
+    c.vocab_size = V;
+    c.n_layers = 3;
+    c.window = 4;
+    c.tie_embeddings = tie;
+    snprintf(c.attn_pattern, sizeof c.attn_pattern, "%s", pattern);
+    dsk_err err = {0};
+    CHECK(dsk_config_validate(&c, &err) == 0);
+    dsk_model *m = dsk_model_create(&c, be);
+    dsk_model_init_weights(m, 7);
+    dsk_model_alloc_batch(m, B, TT);
+    return m;
+}
+
+static int32_t tokens[B * TT], targets[B * TT], pos[B * TT];
+static float weights[B * TT];
+
+static void make_batch(dsk_model *m)
+{
+    dsk_rng r;
+    dsk_rng_seed(&r, 3);
+    for (int i = 0; i < B * TT; i++) {
+        tokens[i] = (int32_t)(dsk_rng_next(&r) % V);
+        targets[i] = i % 5 == 4 ? -1 : (int32_t)(dsk_rng_next(&r) % V);
+        int t = i % TT;
+        pos[i] = i < TT ? t : t < 5 ? t : t - 5;   /* row 1: a document starts at t = 5 */
+        weights[i] = i % 7 == 3 ? 0.0f : 1.0f;
+    }
+    dsk_batch b = {B, TT, tokens, targets, pos, weights};
+    dsk_err err = {0};
+    CHECK(dsk_model_set_batch(m, &b, &err) == 0);
+}
+
+static double loss(dsk_model *m)
+{
+    dsk_model_forward(m, 0);
+    return m->loss_sum / m->n_targets;
+}
+
+static void check_model(const char *pattern, int tie)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make(pattern, tie, be);
+    make_batch(m);
+    dsk_model_zero_grad(m);
+    dsk_model_forward(m, (float)(1.0 / m->n_targets));
+    dsk_model_backward(m);
+    double base = m->loss_sum / m->n_targets;
+    CHECK(base > 3.0 && base < 4.5);   /* about log(37) at initialisation */
+
+    dsk_rng r;
+    dsk_rng_seed(&r, 11);
+    int bad = 0;
+    for (size_t ti = 0; ti < m->n_tensors; ti++) {
+        const dsk_tensor_info *t = &m->tensors[ti];
+        float *p = m->params + t->offset, *g = m->grads + t->offset;
+        /* Direction: the gradient itself plus noise, unit length. */
+        double gn = 0;
+        for (size_t i = 0; i < t->numel; i++)
+            gn += (double)g[i] * g[i];
+        gn = sqrt(gn);
+        double *dir = malloc(t->numel * sizeof *dir), dn = 0;
+        for (size_t i = 0; i < t->numel; i++) {
+            dir[i] = (gn > 0 ? g[i] / gn : 0) + 0.3 * dsk_rng_normal(&r) / sqrt((double)t->numel);
+            dn += dir[i] * dir[i];
+        }
+        dn = sqrt(dn);
+        double analytic = 0;
+        for (size_t i = 0; i < t->numel; i++) {
+            dir[i] /= dn;
+            analytic += dir[i] * g[i];
+        }
+        float *keep = malloc(t->numel * sizeof *keep);
+        memcpy(keep, p, t->numel * sizeof *keep);
+        double eps = 1e-2;
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = (float)(keep[i] + eps * dir[i]);
+        double lp = loss(m);
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = (float)(keep[i] - eps * dir[i]);
+        double lm = loss(m);
+        memcpy(p, keep, t->numel * sizeof *keep);
+        double numeric = (lp - lm) / (2 * eps);
+        double e = fabs(numeric - analytic) / fmax(1e-4, fabs(numeric) + fabs(analytic));
+        if (e > 2e-2) {
+            printf("#   %s: analytic %.6g numeric %.6g\n", t->name, analytic, numeric);
+            bad++;
+        }
+        free(dir);
+        free(keep);
+    }
+    CHECK(bad == 0);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+TEST(gradients_hybrid_local_global_tied) { check_model("LHG", 1); }
+TEST(gradients_global_untied) { check_model("G", 0); }
+
+TEST(tensor_names_are_llama_names)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make("LHG", 0, be);
+    CHECK(dsk_model_find_tensor(m, "model.embed_tokens.weight") != NULL);
+    CHECK(dsk_model_find_tensor(m, "model.layers.2.self_attn.k_proj.weight")->shape[0] == 16);   /* 2 kv heads x 8 */
+    CHECK(dsk_model_find_tensor(m, "model.layers.1.self_attn.hybrid_alpha") != NULL);
+    CHECK(dsk_model_find_tensor(m, "model.layers.0.self_attn.hybrid_alpha") == NULL);
+    CHECK(dsk_model_find_tensor(m, "model.layers.1.mlp.down_proj.weight")->shape[1] == 96);
+    CHECK(dsk_model_find_tensor(m, "lm_head.weight") != NULL);
+    CHECK(m->n_params == dsk_config_param_count(&m->cfg));
+    CHECK(!dsk_model_find_tensor(m, "model.norm.weight")->decay);
+    CHECK(dsk_model_find_tensor(m, "model.layers.0.mlp.up_proj.weight")->decay);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+TEST(bad_batches_are_refused)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make("G", 1, be);
+    make_batch(m);
+    dsk_err err = {0};
+    tokens[3] = V;
+    dsk_batch b = {B, TT, tokens, targets, pos, NULL};
+    CHECK(dsk_model_set_batch(m, &b, &err) == EX_DATAERR);
+    tokens[3] = 0;
+    pos[2] = 5;   /* a position beyond its place in the row */
+    CHECK(dsk_model_set_batch(m, &b, &err) == EX_DATAERR);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+RUN_TESTS(T(gradients_hybrid_local_global_tied), T(gradients_global_untied), T(tensor_names_are_llama_names),
+          T(bad_batches_are_refused))
