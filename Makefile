@@ -17,11 +17,13 @@ TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train
 LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
+TOOL_SRC = $(wildcard tests/tools/*.c)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 MAN_PAGES = $(wildcard man/man1/*.1 man/man5/*.5 man/man7/*.7)
 
 BINS      = $(TOOLS:%=$(BUILD)/bin/%)
 UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BINS = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 SAN_LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 SAN_BINS     = $(TOOLS:%=$(BUILD)/san/bin/%)
@@ -53,6 +55,11 @@ $(BUILD)/bin/%: $(BUILD)/bin/%.o $(BUILD)/libdsk.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
+
+# Helpers the tests run (reference dumps), not tests themselves.
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
 
@@ -94,10 +101,10 @@ fuzz: $(FUZZ_BINS)
 	done
 
 # ---- tests ------------------------------------------------------------------------
-check: $(BINS) $(UNIT_BINS) $(SAN_BINS) $(SAN_UNIT_BINS)
+check: $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(SAN_BINS) $(SAN_UNIT_BINS)
 	@BUILD=$(BUILD) FUZZ_SECONDS=$${FUZZ_SECONDS:-10} tests/run-all
 
-check-fast: $(BINS) $(UNIT_BINS)
+check-fast: $(BINS) $(UNIT_BINS) $(TOOL_BINS)
 	@BUILD=$(BUILD) DSK_SKIP_SAN=1 DSK_SKIP_FUZZ=1 tests/run-all
 
 # ---- demo and bench -----------------------------------------------------------------

@@ -189,8 +189,11 @@ int main(int argc, char **argv)
     dsk_train_opts o;
     dsk_train_defaults(&o);
     parse(argc, argv, &o);
-    if (show_config)
-        return print_config(&o);
+    if (show_config) {
+        print_config(&o);
+        free(o.sets);
+        return 0;
+    }
     if (!o.out)
         dsk_usage_error("--out DIR is required");
     dsk_err err = {0};
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
         dsk_usage_error("--init is for --stage continue (use --resume to carry on a run)");
     int rc = dsk_train_run(&o, &err);
     free(o.sets);
+    free(o.owned);
     if (rc > 128)
         return rc;
     if (rc)

@@ -122,7 +122,10 @@ int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *
         case O_LONG: *(long *)f = (long)json_object_get_int64(v); break;
         case O_U64: *(uint64_t *)f = (uint64_t)json_object_get_int64(v); break;
         case O_DOUBLE: *(double *)f = json_object_get_double(v); break;
-        default: *(const char **)f = dsk_xstrdup(json_object_get_string(v));   /* lives as long as the run */
+        default:
+            free(o->owned);   /* one string key: data */
+            o->owned = dsk_xstrdup(json_object_get_string(v));
+            *(const char **)f = o->owned;
         }
     }
     return 0;

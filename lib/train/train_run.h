@@ -26,6 +26,7 @@ typedef struct dsk_train_opts {
     int eval_batches, keep, sample_tokens, max_bad_steps;
     dsk_sampler_opts sampler;
     double peak_tflops;        /* for the MFU estimate; 0: not reported */
+    char *owned;               /* a string dsk_train_opts_from_json set (free it) */
 } dsk_train_opts;
 
 void dsk_train_defaults(dsk_train_opts *o);

@@ -4,7 +4,9 @@
  * layers, grouped-query attention, tied and untied heads, and documents
  * restarting inside a row. */
 #include "core/rng.h"
+#include "model/generate.h"
 #include "model/model.h"
+#include "train/optim.h"
 #include "test.h"
 
 enum { B = 2, TT = 12, V = 37 };
@@ -144,5 +146,76 @@ TEST(bad_batches_are_refused)
     be->destroy(be);
 }
 
-RUN_TESTS(T(gradients_hybrid_local_global_tied), T(gradients_global_untied), T(tensor_names_are_llama_names),
+TEST(overfits_one_batch)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make("LHG", 1, be);
+    make_batch(m);
+    dsk_adamw_opts o;
+    dsk_adamw_defaults(&o);
+    o.lr = 1e-2;
+    o.warmup = 0;
+    o.weight_decay = 0;
+    dsk_optimizer *opt = dsk_optimizer_create(m, &o);
+    double first = 0, last = 0;
+    for (int s = 0; s < 300; s++) {
+        dsk_model_zero_grad(m);
+        dsk_model_forward(m, (float)(1.0 / m->n_targets));
+        dsk_model_backward(m);
+        last = m->loss_sum / m->n_targets;
+        if (s == 0)
+            first = last;
+        dsk_optimizer_step(opt);
+    }
+    printf("# loss %.4f -> %.4f\n", first, last);
+    CHECK(first > 3.0);
+    CHECK(last < 0.05);
+    dsk_optimizer_free(opt);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+/* The KV-cache generator gives the batch forward's logits, position by
+ * position, for every attention kind. */
+TEST(generator_matches_forward)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make("LHG", 0, be);
+    make_batch(m);   /* row 0 is one document: pos = t */
+    dsk_model_forward(m, 0);
+    float *want = malloc((size_t)B * TT * V * sizeof *want);
+    be->download(be, want, m->logits, (size_t)B * TT * V * sizeof *want);
+    dsk_generator *g = dsk_generator_new(m, TT);
+    dsk_err err = {0};
+    double worst = 0;
+    for (int t = 0; t < TT; t++) {
+        CHECK(dsk_generator_feed(g, tokens[t], &err) == 0);
+        for (int v = 0; v < V; v++)
+            worst = fmax(worst, fabs(g->host_logits[v] - want[(size_t)t * V + v]));
+    }
+    CHECK(worst < 1e-4);
+    CHECK(dsk_generator_feed(g, 0, &err) == EX_DATAERR);   /* the cache is full */
+    /* Greedy sampling picks the largest logit; top-k 1 does too at any temperature. */
+    float l[5] = {0.1f, 2.0f, -1.0f, 1.9f, 0.0f};
+    int scratch[5];
+    dsk_rng r;
+    dsk_rng_seed(&r, 1);
+    dsk_sampler_opts greedy = {0, 0, 1}, top1 = {5.0, 1, 1};
+    CHECK(dsk_sample(l, 5, &greedy, &r, scratch) == 1);
+    CHECK(dsk_sample(l, 5, &top1, &r, scratch) == 1);
+    /* top-p 0.5 over {0.6, 0.4, ...}: only the first survives. */
+    int counts[5] = {0};
+    dsk_sampler_opts topp = {1.0, 0, 0.5};
+    for (int i = 0; i < 200; i++) {
+        float z[5] = {logf(0.6f), logf(0.3f), logf(0.05f), logf(0.03f), logf(0.02f)};
+        counts[dsk_sample(z, 5, &topp, &r, scratch)]++;
+    }
+    CHECK(counts[0] == 200);
+    dsk_generator_free(g);
+    free(want);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+RUN_TESTS(T(gradients_hybrid_local_global_tied), T(overfits_one_batch), T(generator_matches_forward), T(gradients_global_untied), T(tensor_names_are_llama_names),
           T(bad_batches_are_refused))

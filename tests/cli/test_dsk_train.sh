@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# CLI tests for dsk-train: a nano model trains and its loss falls,
+# checkpoints are whole and resume bit for bit (also after SIGTERM), and
+# every refusal (usage, missing data, mismatched tokenizer or shapes,
+# divergence) is a clear error with the documented exit status.
+. "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "--help" dsk-train --help
+expect_exit 0 "--version" dsk-train --version
+expect_exit 64 "no --out is a usage error" dsk-train --data "$T/none" --steps 1
+expect_exit 64 "unknown preset" dsk-train --show-config huge
+expect_err_contains "no such preset" "unknown preset names the problem"
+expect_exit 64 "unknown --set key" dsk-train --show-config nano --set colour=blue
+expect_exit 64 "bad pattern letter" dsk-train --show-config nano --set pattern=GXG
+expect_exit 0 "--show-config with --set" dsk-train --show-config nano --set d_model=64 --set pattern=LLG
+check "config.json has HF keys and the overrides" bash -c \
+    "grep -q '\"hidden_size\": 64' '$T/out' && grep -q '\"dsk_attention_pattern\": \"LLG\"' '$T/out' &&
+     grep -q '\"architectures\": \[\"LlamaForCausalLM\"\]' '$T/out'"
+
+# A small corpus, tokenizer and dataset (rows of 64 tokens, documents whole).
+python3 - "$T" <<'PY'
+import json, random, sys
+t = sys.argv[1]
+random.seed(5)
+words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
+with open(f"{t}/docs.jsonl", "w") as f:
+    for i in range(600):
+        n = random.randint(3, 40)
+        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
+        split = "val" if i % 10 == 3 else "train"
+        f.write(json.dumps({"text": text + ".", "split": split}) + "\n")
+PY
+dsk-bpe train --vocab-size 300 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl"
+dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 64 --pack bestfit "$T/docs.dskt"
+
+common=(--data "$T/ds" --config nano -b 4 --lr 3e-3 --warmup 5 --eval-every 20 --eval-batches 2 -j 2)
+expect_exit 0 "train nano 40 steps" dsk-train "${common[@]}" --steps 40 --save-every 20 --keep 0 \
+    --log "$T/a.jsonl" --sample-every 40 --sample-tokens 8 --out "$T/a"
+expect_err_contains "sample at step 40" "a sample is printed"
+check "step directories, latest and every checkpoint file" bash -c \
+    "cd '$T/a' && test -d step-00000020 -a -d step-00000040 && test \"\$(readlink latest)\" = step-00000040 &&
+     for f in config.json model.safetensors optimizer.safetensors state.json tokenizer.json; do test -s latest/\$f || exit 1; done"
+check "no temporaries left" test "$(ls "$T/a" | grep -c tmp)" -eq 0
+check "train loss falls" python3 - "$T/a.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+train = [r["loss"] for r in rows if "loss" in r]
+val = [r["val_loss"] for r in rows if "val_loss" in r]
+assert len(train) >= 3 and train[-1] < train[0] - 0.5, train
+assert len(val) == 2 and val[-1] < val[0], val
+assert all(k in rows[0] for k in ("step", "lr", "grad_norm", "tokens", "tokens_per_s", "gflops", "skipped"))
+PY
+check "state.json records step, tokens and cursor" bash -c \
+    "grep -q '\"step\":40' '$T/a/latest/state.json' && grep -q '\"tokens\":10240' '$T/a/latest/state.json' &&
+     grep -q '\"data_cursor\"' '$T/a/latest/state.json'"
+
+# Resume from the step-20 checkpoint: the same weights and moments as the uninterrupted run.
+mkdir "$T/b" && cp -r "$T/a/step-00000020" "$T/b/" && ln -s step-00000020 "$T/b/latest"
+expect_exit 0 "--resume from step 20" dsk-train --resume --out "$T/b" -q
+check "resumed weights are bit-identical" cmp "$T/a/latest/model.safetensors" "$T/b/latest/model.safetensors"
+check "resumed optimizer state is bit-identical" cmp "$T/a/latest/optimizer.safetensors" \
+    "$T/b/latest/optimizer.safetensors"
+expect_exit 64 "--resume of a finished run asks for more steps" dsk-train --resume --out "$T/b" -q
+expect_err_contains "raise --steps" "the message says what to do"
+
+# SIGTERM: the step finishes, a checkpoint is written, the status is 143; resuming completes the run.
+dsk-train "${common[@]}" --steps 3000 --eval-every 0 --save-every 0 --log "$T/c.jsonl" --log-every 1 \
+    --out "$T/c" -q 2>"$T/c.err" &
+pid=$!
+for _ in $(seq 1 300); do [ -s "$T/c.jsonl" ] && break; sleep 0.1; done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "SIGTERM exits 143" test "$rc" -eq 143
+check "SIGTERM leaves a whole checkpoint" test -s "$T/c/latest/model.safetensors" -a -s "$T/c/latest/state.json"
+stopped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$T/c/latest/state.json")
+expect_exit 0 "resume after SIGTERM with a shorter run" dsk-train --resume --out "$T/c" --steps $((stopped + 5)) -q
+check "the resumed run reached its step" grep -q "\"step\":$((stopped + 5))" "$T/c/latest/state.json"
+
+# continue: weights from a checkpoint, a fresh optimizer and step count.
+expect_exit 0 "--stage continue" dsk-train "${common[@]}" --stage continue --init "$T/a" --steps 5 --out "$T/d" -q
+check "continue starts at step 0 with stage continue" bash -c \
+    "grep -q '\"stage\":\"continue\"' '$T/d/latest/state.json' && grep -q '\"step\":5' '$T/d/latest/state.json'"
+expect_exit 64 "--stage continue without --init" dsk-train "${common[@]}" --stage continue --steps 5 --out "$T/e"
+expect_exit 64 "--stage sft is not there yet" dsk-train "${common[@]}" --stage sft --steps 5 --out "$T/e"
+
+# Refusals.
+expect_exit 66 "missing dataset" dsk-train --data "$T/nope" --steps 1 --out "$T/e"
+expect_exit 64 "--seq-len beyond the dataset's rows" dsk-train "${common[@]}" --seq-len 65 --steps 1 --out "$T/e"
+expect_exit 64 "--seq-len beyond the model" dsk-train "${common[@]}" --config tiny --seq-len 64 --set seq_len=32 \
+    --steps 1 --out "$T/e"
+expect_exit 64 "no run length" dsk-train "${common[@]}" --out "$T/e"
+check "refused runs leave no checkpoint" test ! -e "$T/e"
+
+dsk-bpe train --vocab-size 280 -o "$T/tok2.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/tok2.json" -o "$T/docs2.dskt" "$T/docs.jsonl"
+dsk-pack -q -t "$T/tok2.json" -o "$T/ds2" --seq-len 64 "$T/docs2.dskt"
+expect_exit 65 "continue on data from another tokenizer" dsk-train "${common[@]}" --data "$T/ds2" --stage continue \
+    --init "$T/a" --steps 2 --out "$T/f"
+expect_err_contains "trained with tokenizer" "the tokenizer mismatch is named"
+
+# A checkpoint whose tensors do not fit the model.
+expect_exit 0 "train a model with another d_ff" dsk-train "${common[@]}" --set d_ff=64 --steps 1 --out "$T/g" -q
+mkdir "$T/h" && cp -r "$T/a/step-00000040" "$T/h/" && ln -s step-00000040 "$T/h/latest"
+cp "$T/g/latest/model.safetensors" "$T/h/step-00000040/model.safetensors"
+expect_exit 65 "a checkpoint with the wrong shapes" dsk-train --resume --out "$T/h" --steps 50 -q
+expect_err_contains "mlp.gate_proj.weight" "the mismatched tensor is named"
+printf 'not safetensors' > "$T/h/step-00000040/model.safetensors"
+expect_exit 65 "a damaged model.safetensors" dsk-train --resume --out "$T/h" --steps 50 -q
+
+# Divergence: weights of 1e20 overflow the norms, the loss is non-finite; training stops with status 70.
+expect_exit 70 "non-finite steps stop training" dsk-train "${common[@]}" --set init_std=1e20 \
+    --max-bad-steps 2 --steps 50 --save-every 0 --out "$T/i"
+expect_err_contains "in a row had a non-finite" "divergence is explained"
+
+echo "1..$tap_n"
