@@ -96,10 +96,12 @@ struct dsk_backend {
                          int n, int V, float grad_scale);
 
     /* ---- optimizer ---- */
-    /* One AdamW step over n values: m, v moments; lr already scheduled;
-     * bias corrections c1 = 1 - beta1^t, c2 = 1 - beta2^t. */
-    void (*adamw)(dsk_backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, float c1, float c2);
+    /* One AdamW step over n values with gradient grad_scale * grad (the
+     * clipping factor, folded in to save a pass over memory): m, v
+     * moments; lr already scheduled; bias corrections c1 = 1 - beta1^t,
+     * c2 = 1 - beta2^t. */
+    void (*adamw)(dsk_backend *be, float *param, const float *grad, float grad_scale, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, float c1, float c2);
 
     void (*destroy)(dsk_backend *be);
     void *impl;

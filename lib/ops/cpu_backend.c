@@ -100,11 +100,11 @@ static void cpu_softmax_xent(dsk_backend *be, float *loss, float *logits, const 
     (void)be;
     dsk_cpu_softmax_xent_f32(loss, logits, targets, weight, n, V, grad_scale);
 }
-static void cpu_adamw(dsk_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                      float b2, float eps, float wd, float c1, float c2)
+static void cpu_adamw(dsk_backend *be, float *p, const float *g, float gs, float *m, float *v, size_t n, float lr,
+                      float b1, float b2, float eps, float wd, float c1, float c2)
 {
     (void)be;
-    dsk_cpu_adamw_f32(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
+    dsk_cpu_adamw_f32(p, g, gs, m, v, n, lr, b1, b2, eps, wd, c1, c2);
 }
 static void cpu_destroy(dsk_backend *be) { free(be); }
 

@@ -34,8 +34,8 @@
     void dsk_cpu_swiglu_bwd_##S(R *dg, R *du, const R *dout, const R *g, const R *u, size_t n);                 \
     void dsk_cpu_softmax_xent_##S(R *loss, R *logits, const int32_t *targets, const R *weight, int n, int V,    \
                                   R grad_scale);                                                                \
-    void dsk_cpu_adamw_##S(R *param, const R *grad, R *m, R *v, size_t n, R lr, R beta1, R beta2, R eps,       \
-                           R weight_decay, R c1, R c2);
+    void dsk_cpu_adamw_##S(R *param, const R *grad, R grad_scale, R *m, R *v, size_t n, R lr, R beta1, R beta2, \
+                           R eps, R weight_decay, R c1, R c2);
 
 DSK_CPU_KERNELS(float, f32)
 DSK_CPU_KERNELS(double, f64)

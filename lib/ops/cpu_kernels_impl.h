@@ -18,6 +18,10 @@
 
 typedef REAL real;
 
+#ifndef KERNEL_EXP
+#define KERNEL_EXP(x) exp(x)
+#endif
+
 void KS(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const real *A, const real *B, real beta,
               real *C)
 {
@@ -44,13 +48,14 @@ void KS(scale)(real *x, size_t n, real s)
 double KS(sumsq)(const real *x, size_t n)
 {
     /* Fixed blocks summed in order: the same value at any thread count. */
-    enum { BLOCK = 4096 };
+    enum { BLOCK = 1 << 16 };
     size_t nb = (n + BLOCK - 1) / BLOCK;
     double *part = malloc((nb ? nb : 1) * sizeof *part);
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         double s = 0;
         size_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
+#pragma omp simd reduction(+ : s)
         for (size_t i = b * BLOCK; i < end; i++)
             s += (double)x[i] * (double)x[i];
         part[b] = s;
@@ -173,7 +178,7 @@ static inline int KS(attn_first)(int i, int32_t pos_i, int local, int window)
     return first;
 }
 
-/* p[first..i] = softmax(scale * q . k_j). */
+/* p[first..i] = softmax(scale * q . k_j) (the decoder's one-query path). */
 static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride, int first, int i, int hd,
                          real scale)
 {
@@ -197,40 +202,69 @@ static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride
         p[j] /= sum;
 }
 
+/* Row i of a T x T score matrix becomes its masked softmax: keys
+ * [first, i] only, zeros elsewhere (the matrix products read whole rows). */
+static void KS(masked_softmax_row)(real *row, int T, int first, int i)
+{
+    real mx = -INFINITY, sum = 0;
+    for (int j = first; j <= i; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    for (int j = 0; j < first; j++)
+        row[j] = 0;
+    for (int j = first; j <= i; j++) {
+        row[j] = KERNEL_EXP(row[j] - mx);
+        sum += row[j];
+    }
+    real inv = 1 / sum;
+    for (int j = first; j <= i; j++)
+        row[j] *= inv;
+    for (int j = i + 1; j < T; j++)
+        row[j] = 0;
+}
+
+/* C[M,N] = alpha op(A) op(B) + beta C with explicit leading dimensions:
+ * heads are column slices of the [tokens, heads*hd] activations. */
+static void KS(gemm_ld)(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
+                        int ldb, real beta, real *C, int ldc)
+{
+    CBLAS_GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+               B, ldb, beta, C, ldc);
+}
+
+/* Attention per (row, head) as dense T x T products through the BLAS
+ * (single-threaded inside the OpenMP loop), masks applied in the softmax. */
 void KS(attention_fwd)(real *out, real *probs_g, real *probs_l, const real *q, const real *k, const real *v,
                        const int32_t *pos, const real *alpha, const dsk_attn_shape *s)
 {
     int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    int qs = H * hd, ks = KV * hd;
     real scale = 1 / sqrt((real)hd);
     int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            const real *kb = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
-            const real *vb = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            const real *Q = q + (size_t)b * T * qs + (size_t)h * hd;
+            const real *K = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            const real *V = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            real *O = out + (size_t)b * T * qs + (size_t)h * hd;
+            const int32_t *pb = pos + (size_t)b * T;
+            size_t mat = ((size_t)b * H + h) * T * T;
+            real *pg = use_g ? probs_g + mat : NULL, *pl = use_l ? probs_l + mat : NULL;
+            real *S = use_g ? pg : pl;
+            KS(gemm_ld)(0, 1, T, T, hd, scale, Q, qs, K, ks, 0, S, T);
+            if (use_g && use_l)
+                memcpy(pl, pg, (size_t)T * T * sizeof *pl);
             for (int i = 0; i < T; i++) {
-                const real *qi = q + ((size_t)b * T + i) * qs + (size_t)h * hd;
-                real *oi = out + ((size_t)b * T + i) * qs + (size_t)h * hd;
-                int32_t pi = pos[(size_t)b * T + i];
-                for (int d = 0; d < hd; d++)
-                    oi[d] = 0;
-                for (int part = 0; part < 2; part++) {
-                    if (part == 0 ? !use_g : !use_l)
-                        continue;
-                    real *p = (part == 0 ? probs_g : probs_l) + (((size_t)b * H + h) * T + i) * T;
-                    real wgt = part == 0 ? a : 1 - a;
-                    int first = KS(attn_first)(i, pi, part == 1, s->window);
-                    KS(attn_row)(p, qi, kb, ks, first, i, hd, scale);
-                    for (int j = first; j <= i; j++) {
-                        const real *vj = vb + (size_t)j * ks;
-                        real pj = wgt * p[j];
-                        for (int d = 0; d < hd; d++)
-                            oi[d] += pj * vj[d];
-                    }
-                }
+                if (use_g)
+                    KS(masked_softmax_row)(pg + (size_t)i * T, T, KS(attn_first)(i, pb[i], 0, s->window), i);
+                if (use_l)
+                    KS(masked_softmax_row)(pl + (size_t)i * T, T, KS(attn_first)(i, pb[i], 1, s->window), i);
             }
+            if (use_g)
+                KS(gemm_ld)(0, 0, T, hd, T, a, pg, T, V, ks, 0, O, qs);
+            if (use_l)
+                KS(gemm_ld)(0, 0, T, hd, T, 1 - a, pl, T, V, ks, use_g ? 1 : 0, O, qs);
         }
 }
 
@@ -239,74 +273,78 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                        const real *alpha, const dsk_attn_shape *s)
 {
     int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    int qs = H * hd, ks = KV * hd;
     real scale = 1 / sqrt((real)hd);
     int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
     /* One task per (row, kv head) owns its slices of dk and dv: the query
      * heads of a group add into them in order, without races. */
     real *dalpha_part = calloc((size_t)B * KV, sizeof *dalpha_part);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < KV; kh++) {
-            real *dov = malloc((size_t)T * sizeof *dov);   /* do_i . v_j for the current query */
-            const real *kb = k + (size_t)b * T * ks + (size_t)kh * hd;
-            const real *vb = v + (size_t)b * T * ks + (size_t)kh * hd;
-            real *dkb = dk + (size_t)b * T * ks + (size_t)kh * hd;
-            real *dvb = dv + (size_t)b * T * ks + (size_t)kh * hd;
-            for (int j = 0; j < T; j++)
-                for (int d = 0; d < hd; d++)
-                    dkb[(size_t)j * ks + d] = dvb[(size_t)j * ks + d] = 0;
-            real da = 0;
-            for (int h = kh * group; h < (kh + 1) * group; h++)
-                for (int i = 0; i < T; i++) {
-                    const real *qi = q + ((size_t)b * T + i) * qs + (size_t)h * hd;
-                    const real *doi = dout + ((size_t)b * T + i) * qs + (size_t)h * hd;
-                    real *dqi = dq + ((size_t)b * T + i) * qs + (size_t)h * hd;
-                    int32_t pi = pos[(size_t)b * T + i];
+#pragma omp parallel
+    {
+        real *dP = malloc((size_t)T * T * sizeof *dP), *dS = malloc((size_t)T * T * sizeof *dS);
+        real *Pc = use_g && use_l ? malloc((size_t)T * T * sizeof *Pc) : NULL;
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kh = 0; kh < KV; kh++) {
+                const real *K = k + (size_t)b * T * ks + (size_t)kh * hd;
+                const real *V = v + (size_t)b * T * ks + (size_t)kh * hd;
+                real *dK = dk + (size_t)b * T * ks + (size_t)kh * hd;
+                real *dV = dv + (size_t)b * T * ks + (size_t)kh * hd;
+                const int32_t *pb = pos + (size_t)b * T;
+                for (int j = 0; j < T; j++)
                     for (int d = 0; d < hd; d++)
-                        dqi[d] = 0;
-                    int first_all = KS(attn_first)(i, pi, !use_g, s->window);
-                    for (int j = first_all; j <= i; j++) {
-                        const real *vj = vb + (size_t)j * ks;
-                        real t = 0;
-                        for (int d = 0; d < hd; d++)
-                            t += doi[d] * vj[d];
-                        dov[j] = t;
-                    }
-                    size_t row = (((size_t)b * H + h) * T + i) * T;
-                    const real *pg = use_g ? probs_g + row : NULL, *pl = use_l ? probs_l + row : NULL;
-                    if (use_g && use_l) {
-                        int first_l = KS(attn_first)(i, pi, 1, s->window);
-                        for (int j = first_all; j <= i; j++)
-                            da += (pg[j] - (j >= first_l ? pl[j] : 0)) * dov[j];
-                    }
-                    for (int part = 0; part < 2; part++) {
-                        if (part == 0 ? !use_g : !use_l)
-                            continue;
-                        const real *p = part == 0 ? pg : pl;
-                        real wgt = part == 0 ? a : 1 - a;
-                        int first = KS(attn_first)(i, pi, part == 1, s->window);
-                        /* dP_j = wgt dov_j; dS_j = P_j (dP_j - sum_j P_j dP_j). */
-                        real rowdot = 0;
-                        for (int j = first; j <= i; j++)
-                            rowdot += p[j] * dov[j];
-                        for (int j = first; j <= i; j++) {
-                            real ds = wgt * p[j] * (dov[j] - rowdot) * scale;
-                            const real *kj = kb + (size_t)j * ks;
-                            real *dkj = dkb + (size_t)j * ks, *dvj = dvb + (size_t)j * ks;
-                            real pw = wgt * p[j];
-                            for (int d = 0; d < hd; d++) {
-                                dqi[d] += ds * kj[d];
-                                dkj[d] += ds * qi[d];
-                                dvj[d] += pw * doi[d];
+                        dK[(size_t)j * ks + d] = dV[(size_t)j * ks + d] = 0;
+                real da = 0;
+                for (int h = kh * group; h < (kh + 1) * group; h++) {
+                    const real *Q = q + (size_t)b * T * qs + (size_t)h * hd;
+                    const real *dO = dout + (size_t)b * T * qs + (size_t)h * hd;
+                    real *dQ = dq + (size_t)b * T * qs + (size_t)h * hd;
+                    size_t mat = ((size_t)b * H + h) * T * T;
+                    const real *pg = use_g ? probs_g + mat : NULL, *pl = use_l ? probs_l + mat : NULL;
+                    /* dP = dO V^T: the gradient of the mixed probabilities. */
+                    KS(gemm_ld)(0, 1, T, T, hd, 1, dO, qs, V, ks, 0, dP, T);
+                    for (int i = 0; i < T; i++) {
+                        real *dSi = dS + (size_t)i * T;
+                        const real *dPi = dP + (size_t)i * T;
+                        for (int j = 0; j < T; j++)
+                            dSi[j] = 0;
+                        for (int part = 0; part < 2; part++) {
+                            if (part == 0 ? !use_g : !use_l)
+                                continue;
+                            const real *Pi = (part == 0 ? pg : pl) + (size_t)i * T;
+                            real wgt = part == 0 ? a : 1 - a;
+                            int first = KS(attn_first)(i, pb[i], part == 1, s->window);
+                            /* dS = wgt P (dP - sum_j P dP), the softmax's backward. */
+                            real rowdot = 0;
+                            for (int j = first; j <= i; j++)
+                                rowdot += Pi[j] * dPi[j];
+                            for (int j = first; j <= i; j++)
+                                dSi[j] += wgt * Pi[j] * (dPi[j] - rowdot);
+                        }
+                        if (use_g && use_l) {
+                            /* d out / d alpha = (P_global - P_local) V. */
+                            const real *Pg = pg + (size_t)i * T, *Pl = pl + (size_t)i * T;
+                            real *Pci = Pc + (size_t)i * T;
+                            for (int j = 0; j <= i; j++) {
+                                da += (Pg[j] - Pl[j]) * dPi[j];
+                                Pci[j] = a * Pg[j] + (1 - a) * Pl[j];
                             }
+                            for (int j = i + 1; j < T; j++)
+                                Pci[j] = 0;
                         }
                     }
+                    KS(gemm_ld)(0, 0, T, hd, T, scale, dS, T, K, ks, 0, dQ, qs);
+                    KS(gemm_ld)(1, 0, T, hd, T, scale, dS, T, Q, qs, 1, dK, ks);
+                    const real *P = use_g && use_l ? Pc : use_g ? pg : pl;
+                    KS(gemm_ld)(1, 0, T, hd, T, 1, P, T, dO, qs, 1, dV, ks);
                 }
-            dalpha_part[(size_t)b * KV + kh] = da;
-            free(dov);
-        }
+                dalpha_part[(size_t)b * KV + kh] = da;
+            }
+        free(dP);
+        free(dS);
+        free(Pc);
+    }
     if (use_g && use_l && dalpha) {
         real da = 0;
         for (size_t i = 0; i < (size_t)B * KV; i++)
@@ -352,14 +390,14 @@ void KS(swiglu_fwd)(real *out, const real *g, const real *u, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        out[i] = g[i] / (1 + exp(-g[i])) * u[i];
+        out[i] = g[i] / (1 + KERNEL_EXP(-g[i])) * u[i];
 }
 
 void KS(swiglu_bwd)(real *dg, real *du, const real *dout, const real *g, const real *u, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        real sig = 1 / (1 + exp(-g[i]));
+        real sig = 1 / (1 + KERNEL_EXP(-g[i]));
         real silu = g[i] * sig;
         du[i] = dout[i] * silu;
         dg[i] = dout[i] * u[i] * sig * (1 + g[i] * (1 - sig));
@@ -374,34 +412,41 @@ void KS(softmax_xent)(real *loss, real *logits, const int32_t *targets, const re
         real *z = logits + (size_t)i * V;
         int32_t t = targets[i];
         real w = t < 0 || t >= V ? 0 : weight ? weight[i] : 1;
+        real zt = w != 0 ? z[t] : 0;
         real mx = -INFINITY;
         for (int c = 0; c < V; c++)
-            if (z[c] > mx)
-                mx = z[c];
+            mx = z[c] > mx ? z[c] : mx;
+        /* With a gradient to write, keep exp(z - max) in place: one exp per logit. */
         real sum = 0;
-        for (int c = 0; c < V; c++)
-            sum += exp(z[c] - mx);
-        real lse = mx + log(sum);
-        loss[i] = w == 0 ? 0 : w * (lse - z[t]);
         if (grad_scale != 0) {
-            real k = grad_scale * w;
+            for (int c = 0; c < V; c++) {
+                z[c] = KERNEL_EXP(z[c] - mx);
+                sum += z[c];
+            }
+        } else {
             for (int c = 0; c < V; c++)
-                z[c] = k * exp(z[c] - lse);
+                sum += KERNEL_EXP(z[c] - mx);
+        }
+        loss[i] = w == 0 ? 0 : w * (mx + log(sum) - zt);
+        if (grad_scale != 0) {
+            real k = grad_scale * w / sum;
+            for (int c = 0; c < V; c++)
+                z[c] *= k;
             if (w != 0)
-                z[t] -= k;
+                z[t] -= grad_scale * w;
         }
     }
 }
 
-void KS(adamw)(real *param, const real *grad, real *m, real *v, size_t n, real lr, real beta1, real beta2, real eps,
-               real weight_decay, real c1, real c2)
+void KS(adamw)(real *param, const real *grad, real grad_scale, real *m, real *v, size_t n, real lr, real beta1,
+               real beta2, real eps, real weight_decay, real c1, real c2)
 {
     /* PyTorch's AdamW, operation for operation, so the reference test can
      * compare weights after several steps. */
     real step_size = lr / c1, c2_sqrt = sqrt(c2), decay = 1 - lr * weight_decay;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        real g = grad[i];
+        real g = grad[i] * grad_scale;
         param[i] *= decay;
         m[i] += (g - m[i]) * (1 - beta1);
         v[i] = v[i] * beta2 + (1 - beta2) * g * g;

@@ -58,13 +58,14 @@ dsk_step_report dsk_optimizer_step(dsk_optimizer *opt)
         r.skipped = 1;
         return r;
     }
-    if (opt->o.clip > 0 && r.grad_norm > opt->o.clip)
-        be->scale(be, m->grads, m->n_params, (float)(opt->o.clip / r.grad_norm));
+    /* As torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1. */
+    double coef = opt->o.clip > 0 ? opt->o.clip / (r.grad_norm + 1e-6) : 1.0;
+    float grad_scale = coef < 1.0 ? (float)coef : 1.0f;
     opt->step++;
     double c1 = 1 - pow(opt->o.beta1, (double)opt->step), c2 = 1 - pow(opt->o.beta2, (double)opt->step);
     for (size_t i = 0; i < m->n_tensors; i++) {
         const dsk_tensor_info *t = &m->tensors[i];
-        be->adamw(be, m->params + t->offset, m->grads + t->offset, opt->m + t->offset, opt->v + t->offset,
+        be->adamw(be, m->params + t->offset, m->grads + t->offset, grad_scale, opt->m + t->offset, opt->v + t->offset,
                   t->numel, (float)r.lr, (float)opt->o.beta1, (float)opt->o.beta2, (float)opt->o.eps,
                   t->decay ? (float)opt->o.weight_decay : 0.0f, (float)c1, (float)c2);
     }

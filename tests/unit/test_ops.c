@@ -303,7 +303,7 @@ TEST(adamw_matches_the_formula)
     memcpy(rp, p, sizeof p);
     for (int t = 1; t <= 3; t++) {
         double c1 = 1 - pow(b1, t), c2 = 1 - pow(b2, t);
-        dsk_cpu_adamw_f64(p, g, m, v, 3, lr, b1, b2, eps, wd, c1, c2);
+        dsk_cpu_adamw_f64(p, g, 1.0, m, v, 3, lr, b1, b2, eps, wd, c1, c2);
         for (int i = 0; i < 3; i++) {
             rm[i] = b1 * rm[i] + (1 - b1) * g[i];
             rv[i] = b2 * rv[i] + (1 - b2) * g[i] * g[i];
@@ -313,6 +313,26 @@ TEST(adamw_matches_the_formula)
     }
     for (int i = 0; i < 3; i++)
         CHECK_NEAR(p[i], rp[i], 1e-12);
+}
+
+/* The float kernels' vectorizable exp, through the float swiglu (silu(g) * 1). */
+TEST(float_exp_is_accurate)
+{
+    enum { N = 2001 };
+    static float g[N], u[N], out[N];
+    for (int i = 0; i < N; i++)
+        g[i] = -80.0f + 0.08f * (float)i, u[i] = 1;
+    dsk_cpu_swiglu_fwd_f32(out, g, u, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = g[i] / (1 + exp(-(double)g[i]));
+        worst = fmax(worst, fabs(out[i] - want) / fmax(fabs(want), 1e-30));
+    }
+    printf("# worst relative error %.3g\n", worst);
+    CHECK(worst < 1e-6);
+    g[0] = NAN;
+    dsk_cpu_swiglu_fwd_f32(out, g, u, 1);
+    CHECK(isnan(out[0]));
 }
 
 TEST(sumsq_is_exact_and_blocked)
@@ -335,6 +355,6 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(adamw_matches_the_formula), T(sumsq_is_exact_and_blocked)};
+        T(adamw_matches_the_formula), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
