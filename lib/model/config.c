@@ -257,8 +257,10 @@ int dsk_config_resolve(dsk_model_config *c, const char *preset_or_file, dsk_err 
 
 int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
 {
-    if (c->vocab_size < 2 || c->vocab_size > (1 << 24))
-        return dsk_fail(err, EX_DATAERR, "vocab_size %d: must be 2 to 16777216", c->vocab_size);
+    /* 0 is "the dataset's", filled in before a model is built. */
+    if (c->vocab_size == 1 || c->vocab_size < 0 || c->vocab_size > (1 << 24))
+        return dsk_fail(err, EX_DATAERR, "vocab_size %d: must be 2 to 16777216 (or 0: the dataset's)",
+                        c->vocab_size);
     if (c->d_model < 2 || c->n_layers < 1 || c->n_layers > DSK_MAX_LAYERS || c->n_heads < 1 ||
         c->n_kv_heads < 1 || c->d_ff < 1 || c->max_seq_len < 1)
         return dsk_fail(err, EX_DATAERR, "sizes must be positive (and at most %d layers)", DSK_MAX_LAYERS);
@@ -277,7 +279,7 @@ int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
         return dsk_fail(err, EX_DATAERR, "dsk_sliding_window must be at least 1");
     if (!(c->rope_theta > 0) || !(c->norm_eps > 0) || !(c->init_std > 0))
         return dsk_fail(err, EX_DATAERR, "rope_theta, rms_norm_eps and initializer_range must be positive");
-    if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
+    if (c->vocab_size && (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size))
         return dsk_fail(err, EX_DATAERR, "bos/eos token id beyond vocab_size");
     return 0;
 }

@@ -36,7 +36,8 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
 /* "key=value" (EX_USAGE when the key is unknown or the value bad). */
 int dsk_config_set(dsk_model_config *c, const char *assignment, dsk_err *err);
 /* Every size positive and consistent (heads divide d_model, kv heads
- * divide heads, even head size, pattern letters valid). */
+ * divide heads, even head size, pattern letters valid); vocab_size may be
+ * 0 (the dataset's), which dsk_model_create() does not accept. */
 int dsk_config_validate(const dsk_model_config *c, dsk_err *err);
 /* Appends config.json (pretty, trailing newline). */
 void dsk_config_write(const dsk_model_config *c, dsk_buf *out);

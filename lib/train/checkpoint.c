@@ -328,6 +328,14 @@ int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err
             rc = dsk_fail(err, EX_DATAERR, "%s: %s", path, o ? "not a JSON object" : msg);
     }
     memset(st, 0, sizeof *st);
+    struct json_object *fmt, *ver;
+    if (!rc && (!json_object_object_get_ex(o, "format", &fmt) || !json_object_is_type(fmt, json_type_string) ||
+                strcmp(json_object_get_string(fmt), "dsk-checkpoint") ||
+                !json_object_object_get_ex(o, "version", &ver) || !json_object_is_type(ver, json_type_int)))
+        rc = dsk_fail(err, EX_DATAERR, "%s: not a dsk checkpoint state (\"format\": \"dsk-checkpoint\" missing)", path);
+    if (!rc && json_object_get_int64(ver) != 1)
+        rc = dsk_fail(err, EX_DATAERR, "%s: state version %lld; this dsk reads version 1", path,
+                      (long long)json_object_get_int64(ver));
     int64_t step, tokens, skipped, seed, epoch, pos;
     struct json_object *cur = NULL, *rng = NULL, *x;
     if (!rc && (get_i64(o, "step", &step) || get_i64(o, "tokens", &tokens) || get_i64(o, "skipped_steps", &skipped) ||

@@ -172,6 +172,7 @@ typedef struct run {
     FILE *log;
     int tty;
     double flops_per_token;
+    long saved_step;          /* the step last saved, -1 before any */
 } run;
 
 static char *join(const char *a, const char *b)
@@ -366,6 +367,8 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
         for (int i = 0; i < o->n_sets; i++)
             if ((rc = dsk_config_set(cfg, o->sets[i], err)))
                 return rc;
+    }
+    if (!o->resume && o->stage != DSK_STAGE_CONTINUE) {
         if (cfg->vocab_size == 0)
             cfg->vocab_size = (int)r->ds.m.vocab_size;
         if (cfg->eos_token_id < 0 && r->ds.m.eot < r->ds.m.vocab_size)
@@ -373,6 +376,8 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
         if ((rc = dsk_config_validate(cfg, err)))
             return rc;
     }
+    if (cfg->vocab_size < 2)
+        return dsk_fail(err, EX_DATAERR, "%s: vocab_size %d", from ? from : o->config, cfg->vocab_size);
     if ((uint32_t)cfg->vocab_size < r->ds.m.vocab_size)
         return dsk_fail(err, EX_DATAERR, "%s: the dataset's vocabulary (%u) is larger than the model's (%d)", o->data,
                         r->ds.m.vocab_size, cfg->vocab_size);
@@ -393,9 +398,41 @@ static int open_log(run *r)
     return 0;
 }
 
+/* Saves the current step unless it is saved already (the end of a run or
+ * a signal right after a periodic save): a step directory is written once. */
 static int save(run *r)
 {
-    return dsk_checkpoint_save(r->o->out, r->model, r->opt, &r->st, r->tokenizer_path, r->o->keep, r->err);
+    if (r->saved_step == r->st.step)
+        return 0;
+    int rc = dsk_checkpoint_save(r->o->out, r->model, r->opt, &r->st, r->tokenizer_path, r->o->keep, r->err);
+    if (!rc)
+        r->saved_step = r->st.step;
+    return rc;
+}
+
+/* A JSON number, or null when it is not finite (JSON has no NaN). */
+static void log_num(FILE *f, const char *key, double v, const char *fmt)
+{
+    fprintf(f, ",\"%s\":", key);
+    if (isfinite(v))
+        fprintf(f, fmt, v);
+    else
+        fputs("null", f);
+}
+
+static void log_step(run *r, double loss, const dsk_step_report *rep, double tok_s, double elapsed)
+{
+    FILE *f = r->log;
+    double gflops = 3 * r->flops_per_token * tok_s / 1e9;
+    fprintf(f, "{\"step\":%ld", r->st.step);
+    log_num(f, "loss", loss, "%.6f");
+    log_num(f, "lr", rep->lr, "%.6g");
+    log_num(f, "grad_norm", rep->grad_norm, "%.6g");
+    fprintf(f, ",\"tokens\":%llu,\"tokens_per_s\":%.1f,\"gflops\":%.2f", (unsigned long long)r->st.tokens, tok_s,
+            gflops);
+    if (r->o->peak_tflops > 0)
+        fprintf(f, ",\"mfu\":%.4f", gflops / (r->o->peak_tflops * 1e3));
+    fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f}\n", r->st.skipped, elapsed);
 }
 
 static void progress_line(run *r, double loss, double tok_s, double elapsed)
@@ -458,42 +495,43 @@ static int train(run *r)
         if (rc)
             return rc;
         dsk_step_report rep = {0};
-        if (isfinite(loss))
+        if (isfinite(loss)) {
             rep = dsk_optimizer_step(r->opt);
-        else
+        } else {
             rep.skipped = 1;
+            rep.grad_norm = NAN;
+            rep.lr = dsk_lr_at(&r->opt->o, r->opt->step);
+        }
         r->st.step++;
         r->st.tokens += step_tokens;
         r->st.cursor = dsk_loader_cursor(r->loader);
+        double now = dsk_now();
+        tokens_window += step_tokens;
         if (rep.skipped) {
             r->st.skipped++;
             bad_in_row++;
+        } else {
+            bad_in_row = 0;
+            loss_window += loss;
+            n_window++;
+        }
+        if (r->log && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
+            double dt = now - t_window;
+            /* A skipped step logs its own loss; others the mean since the last line. */
+            log_step(r, rep.skipped || !n_window ? loss : loss_window / n_window, &rep,
+                     dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
+            t_window = now;
+            tokens_window = 0;
+            loss_window = 0;
+            n_window = 0;
+        }
+        if (rep.skipped) {
             dsk_warn("step %ld: non-finite %s (%g); step skipped (%d in a row)", r->st.step,
                      isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss, bad_in_row);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
                                 "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
                                 o->out);
-        } else {
-            bad_in_row = 0;
-            loss_window += loss;
-            n_window++;
-        }
-        tokens_window += step_tokens;
-        double now = dsk_now();
-        if (r->log && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
-            double dt = now - t_window, tok_s = dt > 0 ? (double)tokens_window / dt : 0;
-            double gflops = 3 * r->flops_per_token * tok_s / 1e9;
-            fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens\":%llu,"
-                    "\"tokens_per_s\":%.1f,\"gflops\":%.2f", r->st.step, n_window ? loss_window / n_window : loss,
-                    rep.lr, rep.grad_norm, (unsigned long long)r->st.tokens, tok_s, gflops);
-            if (o->peak_tflops > 0)
-                fprintf(r->log, ",\"mfu\":%.4f", gflops / (o->peak_tflops * 1e3));
-            fprintf(r->log, ",\"skipped\":%ld,\"elapsed_s\":%.2f}\n", r->st.skipped, now - t_start);
-            t_window = now;
-            tokens_window = 0;
-            loss_window = 0;
-            n_window = 0;
         }
         tokens_run += step_tokens;
         progress_line(r, loss, (double)tokens_run / fmax(1e-9, now - t_start), now - t_start);
@@ -540,8 +578,18 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     r.o = o;
     r.err = err;
     r.tty = isatty(2);
+    r.saved_step = -1;
     char *from_dir = NULL;
     dsk_model_config cfg;
+    /* A new run never writes into another run's directory: its step
+     * numbers would mix with the old ones and --keep would prune the new. */
+    struct stat sb;
+    char *latest = join(o->out, "latest");
+    int taken = !o->resume && lstat(latest, &sb) == 0;
+    free(latest);
+    if (taken)
+        return dsk_fail(err, EX_CANTCREAT, "%s holds a run already: continue it with --resume, or choose another "
+                        "--out", o->out);
     int rc = dsk_dataset_open(&r.ds, o->data, err);
     if (!rc)
         r.ds_open = 1;
@@ -617,6 +665,12 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         if (r.st.options)
             json_object_put(r.st.options);
         r.st.options = dsk_train_opts_to_json(o);
+        /* The dataset by absolute path, so --resume works from any directory. */
+        char *abs = realpath(o->data, NULL);
+        if (abs) {
+            json_object_object_add(r.st.options, "data", json_object_new_string(abs));
+            free(abs);
+        }
         dsk_loader_opts lo = {.split = DSKT_TRAIN, .shuffle = 1, .seed = r.st.seed, .rank = 0, .world = 1,
                               .prefetch = (unsigned)(2 * r.B), .threads = 1};
         rc = dsk_loader_open(&r.loader, &r.ds, &lo, &r.st.cursor, err);

@@ -86,6 +86,12 @@ expect_exit 64 "--stage continue without --init" dsk-train "${common[@]}" --stag
 expect_exit 64 "--stage sft is not there yet" dsk-train "${common[@]}" --stage sft --steps 5 --out "$T/e"
 
 # Refusals.
+expect_exit 73 "a new run into another run's directory" dsk-train "${common[@]}" --steps 2 --out "$T/a"
+expect_err_contains "holds a run already" "the message says to resume or choose another --out"
+dsk-train --show-config nano --set d_ff=64 > "$T/nano.json"
+expect_exit 0 "a config file saved by --show-config trains (vocab from the dataset)" \
+    dsk-train "${common[@]}" --config "$T/nano.json" --steps 1 --out "$T/cfgfile" -q
+check "the saved config's override is in the checkpoint" grep -q '"intermediate_size": 64' "$T/cfgfile/latest/config.json"
 expect_exit 66 "missing dataset" dsk-train --data "$T/nope" --steps 1 --out "$T/e"
 expect_exit 64 "--seq-len beyond the dataset's rows" dsk-train "${common[@]}" --seq-len 65 --steps 1 --out "$T/e"
 expect_exit 64 "--seq-len beyond the model" dsk-train "${common[@]}" --config tiny --seq-len 64 --set seq_len=32 \
@@ -111,7 +117,12 @@ expect_exit 65 "a damaged model.safetensors" dsk-train --resume --out "$T/h" --s
 
 # Divergence: weights of 1e20 overflow the norms, the loss is non-finite; training stops with status 70.
 expect_exit 70 "non-finite steps stop training" dsk-train "${common[@]}" --set init_std=1e20 \
-    --max-bad-steps 2 --steps 50 --save-every 0 --out "$T/i"
+    --max-bad-steps 2 --steps 50 --save-every 0 --log "$T/i.jsonl" --out "$T/i"
 expect_err_contains "in a row had a non-finite" "divergence is explained"
+check "skipped steps are logged as valid JSON (null, not NaN)" python3 - "$T/i.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2 and rows[-1]["skipped"] == 2 and rows[-1]["grad_norm"] is None, rows
+PY
 
 echo "1..$tap_n"
