@@ -122,7 +122,7 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -C pipelines/demo BIN=$(abspath $(BUILD)/bin) OUT=$(abspath $(BUILD)/demo)
 
-bench: all
+bench: all $(TOOL_BINS)
 	@pipelines/install-deps build bench
 	@tests/bench/run BIN=$(abspath $(BUILD)/bin)
 
