@@ -78,3 +78,37 @@ if manifest:
     verify = os.path.join(out, "verify.txt")
     if os.path.exists(verify):
         print(f"\n`dsk-pack verify`: {open(verify).read().strip()}\n")
+
+log = os.path.join(out, "train.jsonl")
+if os.path.exists(log):
+    rows = [json.loads(l) for l in open(log)]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    samples = [r for r in rows if "sample" in r]
+    print("## 4. Training (dsk-train)\n")
+    cfg = load("ckpt/latest/config.json") or {}
+    state = load("ckpt/latest/state.json") or {}
+    print(f"- model: {cfg.get('num_hidden_layers')} layers, d {cfg.get('hidden_size')}, "
+          f"{cfg.get('num_attention_heads')} heads ({cfg.get('num_key_value_heads')} kv), "
+          f"attention pattern `{cfg.get('dsk_attention_pattern')}` (window {cfg.get('dsk_sliding_window')}), "
+          f"vocab {cfg.get('vocab_size')}")
+    if train:
+        last = train[-1]
+        print(f"- {last['step']} steps, {last['tokens']} tokens in {last['elapsed_s']:.0f} s "
+              f"({last['tokens_per_s']:.0f} tokens/s, {last['gflops']:.1f} GFLOP/s at the end); "
+              f"{state.get('skipped_steps', 0)} steps skipped")
+    print(f"- checkpoint: `ckpt/latest` -> `{os.readlink(os.path.join(out, 'ckpt', 'latest'))}`\n")
+    print("| step | train loss | lr | grad norm |")
+    print("|---:|---:|---:|---:|")
+    for r in train[:: max(1, len(train) // 8)] + ([train[-1]] if len(train) % 8 else []):
+        gn = r["grad_norm"] if r["grad_norm"] is not None else float("nan")
+        print(f"| {r['step']} | {r['loss']:.3f} | {r['lr']:.2e} | {gn:.2f} |")
+    if val:
+        print("\n| step | val loss | val bits/byte |")
+        print("|---:|---:|---:|")
+        for r in val:
+            print(f"| {r['step']} | {r['val_loss']:.3f} | {r['val_bpb']:.3f} |")
+    for r in samples:
+        text = r["sample"].replace("\n", " \u23ce ")
+        print(f"\nSample at step {r['step']}: `{text}`")
+    print()
