@@ -187,8 +187,9 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
                 *(int *)field = (int)json_object_get_int64(v);
             break;
         case K_DOUBLE:
-            if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
-                rc = dsk_fail(err, EX_DATAERR, "%s: \"%s\" must be a number", name, k->json);
+            if ((!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) ||
+                !isfinite(json_object_get_double(v)))
+                rc = dsk_fail(err, EX_DATAERR, "%s: \"%s\" must be a finite number", name, k->json);
             else
                 *(double *)field = json_object_get_double(v);
             break;
@@ -277,8 +278,10 @@ int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
         return dsk_fail(err, EX_DATAERR, "head size %d must be even (RoPE rotates pairs)", c->d_model / c->n_heads);
     if (c->window < 1)
         return dsk_fail(err, EX_DATAERR, "dsk_sliding_window must be at least 1");
-    if (!(c->rope_theta > 0) || !(c->norm_eps > 0) || !(c->init_std > 0))
-        return dsk_fail(err, EX_DATAERR, "rope_theta, rms_norm_eps and initializer_range must be positive");
+    if (!(c->rope_theta > 0) || !(c->norm_eps > 0) || !(c->init_std > 0) || !isfinite(c->rope_theta) ||
+        !isfinite(c->norm_eps) || !isfinite(c->init_std) || !isfinite(c->alpha_init))
+        return dsk_fail(err, EX_DATAERR, "rope_theta, rms_norm_eps and initializer_range must be positive and "
+                        "finite, dsk_hybrid_alpha_init finite");
     if (c->vocab_size && (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size))
         return dsk_fail(err, EX_DATAERR, "bos/eos token id beyond vocab_size");
     return 0;

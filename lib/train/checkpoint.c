@@ -315,18 +315,13 @@ static int get_i64(struct json_object *o, const char *key, int64_t *v)
     return *v < 0 ? -1 : 0;
 }
 
-int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err)
+int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, const char *path, dsk_err *err)
 {
-    char *path = path_join(dir, "state.json");
-    dsk_buf b = {0};
-    int rc = dsk_read_file(path, 16 << 20, &b, err);
-    struct json_object *o = NULL;
-    if (!rc) {
-        char msg[256];
-        o = dsk_json_parse(b.data ? b.data : "", b.len, msg, sizeof msg);
-        if (!o || !json_object_is_type(o, json_type_object))
-            rc = dsk_fail(err, EX_DATAERR, "%s: %s", path, o ? "not a JSON object" : msg);
-    }
+    int rc = 0;
+    char msg[256];
+    struct json_object *o = dsk_json_parse(text, len, msg, sizeof msg);
+    if (!o || !json_object_is_type(o, json_type_object))
+        rc = dsk_fail(err, EX_DATAERR, "%s: %s", path, o ? "not a JSON object" : msg);
     memset(st, 0, sizeof *st);
     struct json_object *fmt, *ver;
     if (!rc && (!json_object_object_get_ex(o, "format", &fmt) || !json_object_is_type(fmt, json_type_string) ||
@@ -369,6 +364,19 @@ int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err
     }
     if (o)
         json_object_put(o);
+    if (rc)
+        dsk_train_state_free(st);
+    return rc;
+}
+
+int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err)
+{
+    char *path = path_join(dir, "state.json");
+    dsk_buf b = {0};
+    memset(st, 0, sizeof *st);
+    int rc = dsk_read_file(path, 16 << 20, &b, err);
+    if (!rc)
+        rc = dsk_train_state_parse(st, b.data ? b.data : "", b.len, path, err);
     dsk_buf_free(&b);
     free(path);
     return rc;

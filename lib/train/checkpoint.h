@@ -46,5 +46,7 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err);
 int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err);
 int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err);
 int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err);
+/* state.json's text; path names it in messages. */
+int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, const char *path, dsk_err *err);
 
 #endif
