@@ -7,9 +7,10 @@
  * to r in [-ln2/2, ln2/2], the Cephes degree-6 polynomial for e^r, and
  * 2^n put into the exponent bits.  Relative error about 2e-7 on the
  * clamped range; NaN stays NaN, which the training loop's guard needs. */
-static inline float kernel_expf(float x)
+static inline float kernel_expf(float in)
 {
-    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    /* NaN is computed as 0 (float-to-int of NaN is undefined) and returned as itself. */
+    float x = in < -87.3f ? -87.3f : in > 88.3f ? 88.3f : in == in ? in : 0.0f;
     float t = x * 1.44269504088896341f;
     int n = (int)(t + (t >= 0 ? 0.5f : -0.5f));
     float fn = (float)n;
@@ -21,10 +22,10 @@ static inline float kernel_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = (n + 127) << 23;
+    uint32_t bits = (uint32_t)(n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return in == in ? p * scale : in;
 }
 
 #define REAL float
