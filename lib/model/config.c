@@ -14,18 +14,23 @@ typedef struct preset {
     int d, layers, heads, kv, ff, seq;
     const char *pattern;
     int window, tie;
+    int experts, shared, top_k, ff_expert, first_dense;   /* 0 experts: dense */
 } preset;
 
-/* ff sizes are SwiGLU's ~8/3 d rounded to a multiple of 64 (Llama's rule). */
+/* ff sizes are SwiGLU's ~8/3 d rounded to a multiple of 64 (Llama's rule).
+ * The MoE presets' experts are a quarter of the dense FFN (fine-grained):
+ * two routed and one shared active per token are 3/4 of its FLOPs. */
 static const preset presets[] = {
-    {"nano", 32, 2, 4, 2, 96, 64, "HG", 8, 1},
-    {"tiny", 256, 6, 8, 4, 704, 256, "LHG", 32, 1},
-    {"125m", 768, 12, 12, 12, 2048, 2048, "G", 256, 1},
-    {"1.3b", 2048, 24, 16, 16, 5504, 2048, "G", 512, 0},
-    {"7b", 4096, 32, 32, 32, 11008, 4096, "G", 1024, 0},
+    {"nano", 32, 2, 4, 2, 96, 64, "HG", 8, 1, 0, 0, 0, 0, 0},
+    {"nano-moe", 32, 2, 4, 2, 96, 64, "HG", 8, 1, 4, 1, 2, 24, 1},
+    {"tiny", 256, 6, 8, 4, 704, 256, "LHG", 32, 1, 0, 0, 0, 0, 0},
+    {"tiny-moe", 256, 6, 8, 4, 704, 256, "LHG", 32, 1, 8, 1, 2, 176, 1},
+    {"125m", 768, 12, 12, 12, 2048, 2048, "G", 256, 1, 0, 0, 0, 0, 0},
+    {"1.3b", 2048, 24, 16, 16, 5504, 2048, "G", 512, 0, 0, 0, 0, 0, 0},
+    {"7b", 4096, 32, 32, 32, 11008, 4096, "G", 1024, 0, 0, 0, 0, 0, 0},
 };
 
-const char *const dsk_config_preset_names[] = {"nano", "tiny", "125m", "1.3b", "7b", NULL};
+const char *const dsk_config_preset_names[] = {"nano", "nano-moe", "tiny", "tiny-moe", "125m", "1.3b", "7b", NULL};
 
 static void defaults(dsk_model_config *c)
 {
@@ -38,6 +43,15 @@ static void defaults(dsk_model_config *c)
     c->bos_token_id = -1;
     c->eos_token_id = -1;
     strcpy(c->attn_pattern, "G");
+    c->top_k = 2;
+    c->router = DSK_ROUTER_SOFTMAX;
+    c->router_noise = DSK_NOISE_NONE;
+    c->noise_std = 0.1;
+    c->gumbel_temp = 1.0;
+    c->capacity_factor = 1.2;
+    c->balance = DSK_BALANCE_AUX;
+    c->aux_coef = 0.01;
+    c->bias_rate = 0.001;
 }
 
 int dsk_config_preset(dsk_model_config *c, const char *name)
@@ -56,6 +70,13 @@ int dsk_config_preset(dsk_model_config *c, const char *name)
         c->window = p->window;
         c->tie_embeddings = p->tie;
         snprintf(c->attn_pattern, sizeof c->attn_pattern, "%s", p->pattern);
+        c->n_routed_experts = p->experts;
+        c->n_shared_experts = p->shared;
+        if (p->experts) {
+            c->top_k = p->top_k;
+            c->d_ff_expert = p->ff_expert;
+            c->first_dense_layers = p->first_dense;
+        }
         return 0;
     }
     return -1;
@@ -63,32 +84,54 @@ int dsk_config_preset(dsk_model_config *c, const char *name)
 
 /* ---- one table of keys for parsing, --set and writing ---------------------------------------- */
 
-enum { K_INT, K_DOUBLE, K_BOOL, K_PATTERN };
+enum { K_INT, K_DOUBLE, K_BOOL, K_PATTERN, K_ENUM };
 
 typedef struct key {
     const char *json, *alias;
     int type;
     size_t off;
+    int moe;                    /* written only for MoE models */
+    const char *const *names;   /* K_ENUM: the values, by their index */
 } key;
+
+static const char *const router_names[] = {"softmax", "sigmoid", NULL};
+static const char *const noise_names[] = {"none", "gaussian", "gumbel", NULL};
+static const char *const balance_names[] = {"none", "aux", "bias", NULL};
 
 #define F(field) offsetof(dsk_model_config, field)
 static const key keys[] = {
-    {"vocab_size", "vocab", K_INT, F(vocab_size)},
-    {"hidden_size", "d_model", K_INT, F(d_model)},
-    {"intermediate_size", "d_ff", K_INT, F(d_ff)},
-    {"num_hidden_layers", "n_layers", K_INT, F(n_layers)},
-    {"num_attention_heads", "n_heads", K_INT, F(n_heads)},
-    {"num_key_value_heads", "n_kv_heads", K_INT, F(n_kv_heads)},
-    {"max_position_embeddings", "seq_len", K_INT, F(max_seq_len)},
-    {"rope_theta", "theta", K_DOUBLE, F(rope_theta)},
-    {"rms_norm_eps", "eps", K_DOUBLE, F(norm_eps)},
-    {"initializer_range", "init_std", K_DOUBLE, F(init_std)},
-    {"tie_word_embeddings", "tie", K_BOOL, F(tie_embeddings)},
-    {"bos_token_id", "bos", K_INT, F(bos_token_id)},
-    {"eos_token_id", "eos", K_INT, F(eos_token_id)},
-    {"dsk_attention_pattern", "pattern", K_PATTERN, F(attn_pattern)},
-    {"dsk_sliding_window", "window", K_INT, F(window)},
-    {"dsk_hybrid_alpha_init", "alpha", K_DOUBLE, F(alpha_init)},
+    {"vocab_size", "vocab", K_INT, F(vocab_size), 0, NULL},
+    {"hidden_size", "d_model", K_INT, F(d_model), 0, NULL},
+    {"intermediate_size", "d_ff", K_INT, F(d_ff), 0, NULL},
+    {"num_hidden_layers", "n_layers", K_INT, F(n_layers), 0, NULL},
+    {"num_attention_heads", "n_heads", K_INT, F(n_heads), 0, NULL},
+    {"num_key_value_heads", "n_kv_heads", K_INT, F(n_kv_heads), 0, NULL},
+    {"max_position_embeddings", "seq_len", K_INT, F(max_seq_len), 0, NULL},
+    {"rope_theta", "theta", K_DOUBLE, F(rope_theta), 0, NULL},
+    {"rms_norm_eps", "eps", K_DOUBLE, F(norm_eps), 0, NULL},
+    {"initializer_range", "init_std", K_DOUBLE, F(init_std), 0, NULL},
+    {"tie_word_embeddings", "tie", K_BOOL, F(tie_embeddings), 0, NULL},
+    {"bos_token_id", "bos", K_INT, F(bos_token_id), 0, NULL},
+    {"eos_token_id", "eos", K_INT, F(eos_token_id), 0, NULL},
+    {"dsk_attention_pattern", "pattern", K_PATTERN, F(attn_pattern), 0, NULL},
+    {"dsk_sliding_window", "window", K_INT, F(window), 0, NULL},
+    {"dsk_hybrid_alpha_init", "alpha", K_DOUBLE, F(alpha_init), 0, NULL},
+    /* DeepSeek-V3's names where it has one. */
+    {"n_routed_experts", "experts", K_INT, F(n_routed_experts), 1, NULL},
+    {"n_shared_experts", "shared_experts", K_INT, F(n_shared_experts), 1, NULL},
+    {"num_experts_per_tok", "top_k", K_INT, F(top_k), 1, NULL},
+    {"moe_intermediate_size", "d_ff_expert", K_INT, F(d_ff_expert), 1, NULL},
+    {"first_k_dense_replace", "first_dense_layers", K_INT, F(first_dense_layers), 1, NULL},
+    {"scoring_func", "router", K_ENUM, F(router), 1, router_names},
+    {"dsk_router_noise", "router_noise", K_ENUM, F(router_noise), 1, noise_names},
+    {"dsk_noise_std", "noise_std", K_DOUBLE, F(noise_std), 1, NULL},
+    {"dsk_gumbel_temperature", "gumbel_temp", K_DOUBLE, F(gumbel_temp), 1, NULL},
+    {"dsk_capacity_factor", "capacity_factor", K_DOUBLE, F(capacity_factor), 1, NULL},
+    {"dsk_balance", "balance", K_ENUM, F(balance), 1, balance_names},
+    {"aux_loss_alpha", "aux_coef", K_DOUBLE, F(aux_coef), 1, NULL},
+    {"dsk_seq_aux_alpha", "seq_aux_coef", K_DOUBLE, F(seq_aux_coef), 1, NULL},
+    {"dsk_bias_update_rate", "bias_rate", K_DOUBLE, F(bias_rate), 1, NULL},
+    {"dsk_router_z_loss", "z_loss", K_DOUBLE, F(z_loss_coef), 1, NULL},
 };
 #undef F
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -155,6 +198,13 @@ int dsk_config_set(dsk_model_config *c, const char *assignment, dsk_err *err)
         else
             return dsk_fail(err, EX_USAGE, "--set %s: '%s' is not true or false", name, v);
         return 0;
+    case K_ENUM:
+        for (int i = 0; k->names[i]; i++)
+            if (!strcmp(k->names[i], v)) {
+                *(int *)field = i;
+                return 0;
+            }
+        return dsk_fail(err, EX_USAGE, "--set %s: '%s' is not one of the values (see dsk-train(1))", name, v);
     default:
         return set_pattern(c, v, err, "--set pattern") ? (err->code = EX_USAGE) : 0;
     }
@@ -199,6 +249,17 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
             else
                 *(int *)field = json_object_get_boolean(v);
             break;
+        case K_ENUM: {
+            int found = -1;
+            for (int e = 0; json_object_is_type(v, json_type_string) && k->names[e]; e++)
+                if (!strcmp(k->names[e], json_object_get_string(v)))
+                    found = e;
+            if (found < 0)
+                rc = dsk_fail(err, EX_DATAERR, "%s: \"%s\" has an unknown value", name, k->json);
+            else
+                *(int *)field = found;
+            break;
+        }
         default:
             if (!json_object_is_type(v, json_type_string))
                 rc = dsk_fail(err, EX_DATAERR, "%s: \"%s\" must be a string", name, k->json);
@@ -282,6 +343,24 @@ int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
         !isfinite(c->norm_eps) || !isfinite(c->init_std) || !isfinite(c->alpha_init))
         return dsk_fail(err, EX_DATAERR, "rope_theta, rms_norm_eps and initializer_range must be positive and "
                         "finite, dsk_hybrid_alpha_init finite");
+    if (c->n_routed_experts < 0 || c->n_routed_experts > 4096 || c->n_shared_experts < 0 ||
+        c->n_shared_experts > 64)
+        return dsk_fail(err, EX_DATAERR, "n_routed_experts must be 0 to 4096, n_shared_experts 0 to 64");
+    if (c->n_routed_experts > 0) {
+        if (c->top_k < 1 || c->top_k > c->n_routed_experts)
+            return dsk_fail(err, EX_DATAERR, "num_experts_per_tok %d: must be 1 to n_routed_experts (%d)", c->top_k,
+                            c->n_routed_experts);
+        if (c->d_ff_expert < 1 || c->d_ff_expert > 262144)
+            return dsk_fail(err, EX_DATAERR, "moe_intermediate_size must be 1 to 262144 with experts");
+        if (c->first_dense_layers < 0 || c->first_dense_layers > c->n_layers)
+            return dsk_fail(err, EX_DATAERR, "first_k_dense_replace must be 0 to num_hidden_layers");
+        if (!(c->capacity_factor >= 0) || !isfinite(c->capacity_factor) || !(c->noise_std >= 0) ||
+            !isfinite(c->noise_std) || !(c->gumbel_temp > 0) || !isfinite(c->gumbel_temp) || !(c->aux_coef >= 0) ||
+            !isfinite(c->aux_coef) || !(c->seq_aux_coef >= 0) || !isfinite(c->seq_aux_coef) ||
+            !(c->bias_rate >= 0) || !isfinite(c->bias_rate) || !(c->z_loss_coef >= 0) || !isfinite(c->z_loss_coef))
+            return dsk_fail(err, EX_DATAERR, "MoE coefficients must be finite and not negative (gumbel temperature "
+                            "positive)");
+    }
     if (c->vocab_size && (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size))
         return dsk_fail(err, EX_DATAERR, "bos/eos token id beyond vocab_size");
     return 0;
@@ -294,8 +373,15 @@ int dsk_config_layer_kind(const dsk_model_config *c, int l)
     return k == 'L' ? DSK_ATTN_LOCAL : k == 'H' ? DSK_ATTN_HYBRID : DSK_ATTN_GLOBAL;
 }
 
+int dsk_config_layer_is_moe(const dsk_model_config *c, int l)
+{
+    return c->n_routed_experts > 0 && l >= c->first_dense_layers;
+}
+
 int dsk_config_is_plain_llama(const dsk_model_config *c)
 {
+    if (c->n_routed_experts > 0)
+        return 0;
     for (int l = 0; l < c->n_layers; l++)
         if (dsk_config_layer_kind(c, l) != DSK_ATTN_GLOBAL)
             return 0;
@@ -310,6 +396,8 @@ void dsk_config_write(const dsk_model_config *c, dsk_buf *out)
     for (size_t i = 0; i < N_KEYS; i++) {
         const key *k = &keys[i];
         const void *field = (const char *)c + k->off;
+        if (k->moe && c->n_routed_experts == 0)
+            continue;
         dsk_buf_printf(out, ",\n  \"%s\": ", k->json);
         if ((k->off == offsetof(dsk_model_config, bos_token_id) ||
              k->off == offsetof(dsk_model_config, eos_token_id)) && *(const int *)field < 0) {
@@ -320,31 +408,45 @@ void dsk_config_write(const dsk_model_config *c, dsk_buf *out)
         case K_INT: dsk_buf_printf(out, "%d", *(const int *)field); break;
         case K_DOUBLE: dsk_buf_printf(out, "%.17g", *(const double *)field); break;
         case K_BOOL: dsk_buf_adds(out, *(const int *)field ? "true" : "false"); break;
+        case K_ENUM: dsk_buf_printf(out, "\"%s\"", k->names[*(const int *)field]); break;
         default: dsk_buf_printf(out, "\"%s\"", (const char *)field);
         }
     }
     dsk_buf_adds(out, "\n}\n");
 }
 
+/* Parameters of layer l's feed-forward block, all or only those one
+ * token uses (the routed experts it is sent to). */
+static double ffn_params(const dsk_model_config *c, int l, int active)
+{
+    double d = c->d_model;
+    if (!dsk_config_layer_is_moe(c, l))
+        return 3 * d * c->d_ff;
+    double experts = active ? c->top_k : c->n_routed_experts;
+    return d * c->n_routed_experts + (c->balance == DSK_BALANCE_BIAS && !active ? c->n_routed_experts : 0) +
+           3 * d * c->d_ff_expert * (experts + c->n_shared_experts);
+}
+
 size_t dsk_config_param_count(const dsk_model_config *c)
 {
     size_t d = (size_t)c->d_model, hd = d / (size_t)c->n_heads, kv = (size_t)c->n_kv_heads * hd;
-    size_t per_layer = 2 * d + d * d * 2 + 2 * d * kv + 3 * d * (size_t)c->d_ff;
-    size_t n = (size_t)c->vocab_size * d * (c->tie_embeddings ? 1 : 2) + d + per_layer * (size_t)c->n_layers;
+    size_t n = (size_t)c->vocab_size * d * (c->tie_embeddings ? 1 : 2) + d;
     for (int l = 0; l < c->n_layers; l++)
-        n += dsk_config_layer_kind(c, l) == DSK_ATTN_HYBRID;
+        n += 2 * d + d * d * 2 + 2 * d * kv + (size_t)ffn_params(c, l, 0) +
+             (dsk_config_layer_kind(c, l) == DSK_ATTN_HYBRID);
     return n;
 }
 
 double dsk_config_flops_per_token(const dsk_model_config *c, int T)
 {
-    /* Forward: 2 flops per weight of every matrix product (the embedding
-     * lookup is free, the LM head is not), plus QK^T and PV over the keys
-     * each query sees on average. */
+    /* Forward: 2 flops per weight of every matrix product a token goes
+     * through (the embedding lookup is free, the LM head is not; MoE
+     * layers count the router and the experts the token is sent to), plus
+     * QK^T and PV over the keys each query sees on average. */
     double d = c->d_model, hd = d / c->n_heads, kv = c->n_kv_heads * hd;
-    double mat = (double)c->vocab_size * d + c->n_layers * (2 * d * d + 2 * d * kv + 3 * d * c->d_ff);
-    double attn = 0;
+    double mat = (double)c->vocab_size * d, attn = 0;
     for (int l = 0; l < c->n_layers; l++) {
+        mat += 2 * d * d + 2 * d * kv + ffn_params(c, l, 1);
         int kind = dsk_config_layer_kind(c, l);
         double seen_g = (T + 1) / 2.0, seen_l = c->window < T ? c->window : seen_g;
         double seen = kind == DSK_ATTN_GLOBAL ? seen_g : kind == DSK_ATTN_LOCAL ? seen_l : seen_g + seen_l;

@@ -11,6 +11,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "ops/backend.h"
 
 #define DSK_MAX_LAYERS 512
 
@@ -23,7 +24,21 @@ typedef struct dsk_model_config {
     int window;              /* local attention span, keys i-window+1 .. i */
     double alpha_init;       /* hybrid layers' alpha at initialisation */
     int bos_token_id, eos_token_id;   /* -1: none */
+
+    /* Mixture of experts (DeepSeekMoE): layers from first_dense_layers on
+     * replace the FFN by n_routed_experts experts of d_ff_expert (top_k
+     * chosen per token) plus n_shared_experts always on.  0 experts: dense. */
+    int n_routed_experts, n_shared_experts, top_k, d_ff_expert, first_dense_layers;
+    int router;              /* DSK_ROUTER_* */
+    int router_noise;        /* DSK_NOISE_*, training only */
+    double noise_std, gumbel_temp;
+    double capacity_factor;  /* tokens an expert takes: factor * n * top_k / experts; 0 = all */
+    int balance;             /* DSK_BALANCE_* */
+    double aux_coef, seq_aux_coef, bias_rate, z_loss_coef;
 } dsk_model_config;
+
+enum { DSK_NOISE_NONE, DSK_NOISE_GAUSSIAN, DSK_NOISE_GUMBEL };
+enum { DSK_BALANCE_NONE, DSK_BALANCE_AUX, DSK_BALANCE_BIAS };
 
 /* The preset names, NULL-terminated. */
 extern const char *const dsk_config_preset_names[];
@@ -43,7 +58,9 @@ int dsk_config_validate(const dsk_model_config *c, dsk_err *err);
 void dsk_config_write(const dsk_model_config *c, dsk_buf *out);
 /* DSK_ATTN_* of layer l. */
 int dsk_config_layer_kind(const dsk_model_config *c, int l);
-/* 1 when every layer is global: the checkpoint is a plain Llama. */
+/* 1 when layer l's FFN is a mixture of experts. */
+int dsk_config_layer_is_moe(const dsk_model_config *c, int l);
+/* 1 when every layer is global and dense: the checkpoint is a plain Llama. */
 int dsk_config_is_plain_llama(const dsk_model_config *c);
 /* Number of parameters, and of multiply-adds per token in the forward
  * pass at sequence length T (for MFU and tokens/s estimates). */

@@ -38,6 +38,8 @@ dsk_generator *dsk_generator_new(dsk_model *m, int max_len)
     g->pos = be->alloc(be, sizeof(int32_t));
     g->host_logits = dsk_xmalloc(V * sizeof *g->host_logits);
     g->order = dsk_xmalloc(V * sizeof *g->order);
+    if (c->n_routed_experts > 0)
+        dsk_moe_bufs_alloc(&g->moe, be, c, 1);
     return g;
 }
 
@@ -59,6 +61,8 @@ void dsk_generator_free(dsk_generator *g)
     free(g->v_cache);
     free(g->host_logits);
     free(g->order);
+    if (g->moe.n)
+        dsk_moe_bufs_free(&g->moe, be);
     free(g);
 }
 
@@ -91,6 +95,12 @@ int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err)
         be->attention_decode(be, g->att, g->q, g->k_cache[l], g->v_cache[l], pos + 1, w->alpha, &s);
         be->gemm(be, 0, 1, 1, d, qd, 1, g->att, w->wo, 1, g->x);
         be->rmsnorm_fwd(be, g->h, g->rstd, g->x, w->ffn_norm, 1, d, (float)c->norm_eps);
+        if (dsk_config_layer_is_moe(c, l)) {
+            dsk_moe_run run = {0};   /* inference: no noise, no capacity */
+            run.rows_per = 1;
+            dsk_moe_forward(be, c, &w->moe, &g->moe, NULL, g->h, g->x, 1, &run);
+            continue;
+        }
         be->gemm(be, 0, 1, 1, F, d, 1, g->h, w->w_gate, 0, g->g);
         be->gemm(be, 0, 1, 1, F, d, 1, g->h, w->w_up, 0, g->u);
         be->swiglu_fwd(be, g->act, g->g, g->u, (size_t)F);

@@ -25,6 +25,7 @@ typedef struct dsk_generator {
     int32_t *tok, *pos;               /* device, one each */
     float *host_logits;               /* [vocab] */
     int *order;                       /* sampler scratch [vocab] */
+    dsk_moe_bufs moe;                 /* one token's MoE buffers, shared by the layers */
 } dsk_generator;
 
 dsk_generator *dsk_generator_new(dsk_model *m, int max_len);

@@ -49,6 +49,14 @@ static void resolve(dsk_weights *w, const dsk_weights *offsets, int n_layers, fl
         d->w_gate = R(o->w_gate);
         d->w_up = R(o->w_up);
         d->w_down = R(o->w_down);
+        d->moe.router = R(o->moe.router);
+        d->moe.bias = R(o->moe.bias);
+        d->moe.e_gate = R(o->moe.e_gate);
+        d->moe.e_up = R(o->moe.e_up);
+        d->moe.e_down = R(o->moe.e_down);
+        d->moe.s_gate = R(o->moe.s_gate);
+        d->moe.s_up = R(o->moe.s_up);
+        d->moe.s_down = R(o->moe.s_down);
     }
 #undef R
 }
@@ -79,14 +87,43 @@ dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
             T(alpha, "self_attn.hybrid_alpha", 1, 1, 0);
         }
         T(ffn_norm, "post_attention_layernorm.weight", 1, d, 0);
-        T(w_gate, "mlp.gate_proj.weight", 2, c->d_ff, d);
-        T(w_up, "mlp.up_proj.weight", 2, c->d_ff, d);
-        T(w_down, "mlp.down_proj.weight", 2, d, c->d_ff);
+        if (!dsk_config_layer_is_moe(c, l)) {
+            T(w_gate, "mlp.gate_proj.weight", 2, c->d_ff, d);
+            T(w_up, "mlp.up_proj.weight", 2, c->d_ff, d);
+            T(w_down, "mlp.down_proj.weight", 2, d, c->d_ff);
+            continue;
+        }
+        /* DeepSeek-V3's names; each projection's experts back to back. */
+        int E = c->n_routed_experts, Fe = c->d_ff_expert, Fs = c->n_shared_experts * Fe;
+        T(moe.router, "mlp.gate.weight", 2, E, d);
+        if (c->balance == DSK_BALANCE_BIAS) {
+            T(moe.bias, "mlp.gate.e_score_correction_bias", 1, E, 0);
+        }
+        static const char *const proj[] = {"gate_proj", "up_proj", "down_proj"};
+        for (int p = 0; p < 3; p++)
+            for (int e = 0; e < E; e++) {
+                snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, proj[p]);
+                float *at = add_tensor(m, &cap, name, 2, p == 2 ? d : Fe, p == 2 ? Fe : d);
+                if (e == 0)
+                    *(p == 0 ? &L->moe.e_gate : p == 1 ? &L->moe.e_up : &L->moe.e_down) = at;
+            }
+        if (Fs) {
+            T(moe.s_gate, "mlp.shared_experts.gate_proj.weight", 2, Fs, d);
+            T(moe.s_up, "mlp.shared_experts.up_proj.weight", 2, Fs, d);
+            T(moe.s_down, "mlp.shared_experts.down_proj.weight", 2, d, Fs);
+        }
 #undef T
     }
     off.final_norm = add_tensor(m, &cap, "model.norm.weight", 1, d, 0);
     off.lm_head = c->tie_embeddings ? off.embed : add_tensor(m, &cap, "lm_head.weight", 2, c->vocab_size, d);
 
+    if (c->n_routed_experts > 0) {
+        m->moe_stats = dsk_xcalloc((size_t)c->n_layers, sizeof *m->moe_stats);
+        for (int l = 0; l < c->n_layers; l++)
+            if (dsk_config_layer_is_moe(c, l))
+                dsk_moe_stats_init(&m->moe_stats[l], c);
+    }
+    m->moe_run.aux_grad_scale = 1.0f;
     m->params = be->alloc(be, m->n_params * sizeof(float));
     m->grads = be->alloc(be, m->n_params * sizeof(float));
     m->w.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->w.layer);
@@ -123,13 +160,16 @@ void dsk_model_init_weights(dsk_model *m, uint64_t seed)
         float *p = host + t->offset;
         if (strstr(t->name, "hybrid_alpha")) {
             p[0] = (float)c->alpha_init;
+        } else if (strstr(t->name, "e_score_correction_bias")) {
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = 0.0f;
         } else if (t->ndim == 1) {
             for (size_t j = 0; j < t->numel; j++)
                 p[j] = 1.0f;
         } else {
             /* GPT-2's scaling of the projections that write the residual stream. */
             double std = c->init_std;
-            if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj"))
+            if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj"))   /* experts' too */
                 std /= sqrt(2.0 * c->n_layers);
             for (size_t j = 0; j < t->numel; j++)
                 p[j] = (float)(std * dsk_rng_normal(&rng));
@@ -146,14 +186,20 @@ static void free_batch(dsk_model *m)
     dsk_backend *be = m->be;
     if (m->acts) {
         for (int l = 0; l < m->cfg.n_layers; l++) {
-            float **f = (float **)&m->acts[l];
-            for (size_t i = 0; i < sizeof m->acts[l] / sizeof(float *); i++)
+            dsk_layer_acts *a = &m->acts[l];
+            float *f[] = {a->resid_in, a->h1, a->rstd1, a->q, a->k, a->v, a->probs_g, a->probs_l, a->att,
+                          a->resid_mid, a->h2, a->rstd2, a->g, a->u, a->act};
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
                 if (f[i])
                     be->free(be, f[i]);
+            if (a->moe.n)
+                dsk_moe_bufs_free(&a->moe, be);
         }
         free(m->acts);
         m->acts = NULL;
     }
+    if (m->moe_grads.dyp)
+        dsk_moe_grads_free(&m->moe_grads, be);
     void *bufs[] = {m->tokens, m->targets, m->pos, m->weights, m->resid_out, m->hf, m->rstdf, m->logits,
                     m->losses, m->d_resid, m->d_h, m->d_q, m->d_k, m->d_v, m->d_att, m->d_g, m->d_u, m->d_act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -191,10 +237,16 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
         a->resid_mid = A(n * d);
         a->h2 = A(n * d);
         a->rstd2 = A(n);
-        a->g = A(n * F);
-        a->u = A(n * F);
-        a->act = A(n * F);
+        if (dsk_config_layer_is_moe(c, l)) {
+            dsk_moe_bufs_alloc(&a->moe, be, c, (int)n);
+        } else {
+            a->g = A(n * F);
+            a->u = A(n * F);
+            a->act = A(n * F);
+        }
     }
+    if (c->n_routed_experts > 0)
+        dsk_moe_grads_alloc(&m->moe_grads, be, c, (int)n);
     m->tokens = be->alloc(be, n * sizeof(int32_t));
     m->targets = be->alloc(be, n * sizeof(int32_t));
     m->pos = be->alloc(be, n * sizeof(int32_t));
@@ -297,16 +349,34 @@ static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
     be->gemm(be, 0, 1, n, d, F, 1, a->act, w->w_down, 1, resid_out);
 }
 
+static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model;
+    dsk_moe_run run = m->moe_run;
+    run.rows_per = m->T;
+    be->rmsnorm_fwd(be, a->h2, a->rstd2, a->resid_mid, m->w.layer[l].ffn_norm, n, d, (float)c->norm_eps);
+    be->copy(be, resid_out, a->resid_mid, (size_t)n * d * sizeof(float));
+    m->aux_loss += dsk_moe_forward(be, c, &m->w.layer[l].moe, &a->moe, &m->moe_stats[l], a->h2, resid_out, n, &run);
+}
+
 void dsk_model_forward(dsk_model *m, float grad_scale)
 {
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
     int n = m->B * m->T, d = c->d_model, V = c->vocab_size, L = c->n_layers;
 
+    m->aux_loss = 0;
     be->embedding_fwd(be, m->acts[0].resid_in, m->w.embed, m->tokens, n, d);
     for (int l = 0; l < L; l++) {
+        float *next = l + 1 < L ? m->acts[l + 1].resid_in : m->resid_out;
         attention_block_fwd(m, l, m->acts[l].resid_mid);
-        ffn_block_fwd(m, l, l + 1 < L ? m->acts[l + 1].resid_in : m->resid_out);
+        if (dsk_config_layer_is_moe(c, l))
+            moe_block_fwd(m, l, next);
+        else
+            ffn_block_fwd(m, l, next);
     }
     be->rmsnorm_fwd(be, m->hf, m->rstdf, m->resid_out, m->w.final_norm, n, d, (float)c->norm_eps);
     be->gemm(be, 0, 1, n, V, d, 1, m->hf, m->w.lm_head, 0, m->logits);
@@ -340,6 +410,20 @@ static void ffn_block_bwd(dsk_model *m, int l)
     be->gemm(be, 1, 0, F, d, n, 1, m->d_u, a->h2, 1, gw->w_up);
     /* The residual path carries d_resid through unchanged; the norm adds. */
     be->rmsnorm_bwd(be, m->d_resid, gw->ffn_norm, m->d_h, a->resid_mid, w->ffn_norm, a->rstd2, n, d);
+}
+
+static void moe_block_bwd(dsk_model *m, int l)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    dsk_layer_acts *a = &m->acts[l];
+    int n = m->B * m->T, d = c->d_model;
+    dsk_moe_run run = m->moe_run;
+    run.rows_per = m->T;
+    dsk_moe_backward(be, c, &m->w.layer[l].moe, &m->gw.layer[l].moe, &a->moe, &m->moe_grads, a->h2, m->d_resid,
+                     m->d_h, n, &run);
+    be->rmsnorm_bwd(be, m->d_resid, m->gw.layer[l].ffn_norm, m->d_h, a->resid_mid, m->w.layer[l].ffn_norm,
+                    a->rstd2, n, d);
 }
 
 static void attention_block_bwd(dsk_model *m, int l)
@@ -381,7 +465,10 @@ void dsk_model_backward(dsk_model *m)
     be->zero(be, m->d_resid, (size_t)n * d * sizeof(float));
     be->rmsnorm_bwd(be, m->d_resid, m->gw.final_norm, m->d_h, m->resid_out, m->w.final_norm, m->rstdf, n, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {
-        ffn_block_bwd(m, l);
+        if (dsk_config_layer_is_moe(c, l))
+            moe_block_bwd(m, l);
+        else
+            ffn_block_bwd(m, l);
         attention_block_bwd(m, l);
     }
     be->embedding_bwd(be, m->gw.embed, m->d_resid, m->tokens, n, d);
@@ -397,6 +484,11 @@ void dsk_model_free(dsk_model *m)
     m->be->free(m->be, m->params);
     m->be->free(m->be, m->grads);
     m->be->free(m->be, m->rope_cs);
+    if (m->moe_stats) {
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            dsk_moe_stats_free(&m->moe_stats[l]);
+        free(m->moe_stats);
+    }
     free(m->w.layer);
     free(m->gw.layer);
     free(m->tensors);

@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "model/config.h"
+#include "model/moe.h"
 #include "ops/backend.h"
 
 typedef struct dsk_tensor_info {
@@ -30,7 +31,8 @@ typedef struct dsk_tensor_info {
 
 typedef struct dsk_layer_w {
     float *attn_norm, *wq, *wk, *wv, *wo, *alpha;   /* alpha: hybrid layers only */
-    float *ffn_norm, *w_gate, *w_up, *w_down;
+    float *ffn_norm, *w_gate, *w_up, *w_down;       /* dense layers */
+    dsk_moe_w moe;                                  /* MoE layers */
 } dsk_layer_w;
 
 typedef struct dsk_weights {
@@ -41,7 +43,8 @@ typedef struct dsk_weights {
 /* What one layer's forward pass keeps for its backward pass. */
 typedef struct dsk_layer_acts {
     float *resid_in, *h1, *rstd1, *q, *k, *v, *probs_g, *probs_l, *att;
-    float *resid_mid, *h2, *rstd2, *g, *u, *act;
+    float *resid_mid, *h2, *rstd2, *g, *u, *act;    /* g, u, act: dense layers */
+    dsk_moe_bufs moe;                               /* MoE layers */
 } dsk_layer_acts;
 
 /* A batch on the host: B rows of T positions. */
@@ -70,6 +73,14 @@ typedef struct dsk_model {
     float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
     float *host_losses;       /* host [B*T] */
     double loss_sum, n_targets;   /* of the last forward pass */
+
+    /* Mixture of experts: gradient scratch, per-layer statistics (NULL
+     * for dense layers), how the next forward runs, and the balancing
+     * losses of the last forward (added to the gradient, not to loss_sum). */
+    dsk_moe_grads moe_grads;
+    dsk_moe_stats *moe_stats;
+    dsk_moe_run moe_run;
+    double aux_loss;
 } dsk_model;
 
 dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be);

@@ -20,6 +20,8 @@
 
 /* Attention kinds per layer (the config's pattern letters G, L, H). */
 enum { DSK_ATTN_GLOBAL, DSK_ATTN_LOCAL, DSK_ATTN_HYBRID };
+/* How a mixture-of-experts router scores experts. */
+enum { DSK_ROUTER_SOFTMAX, DSK_ROUTER_SIGMOID };
 
 /* One attention call: q [B*T, H*hd], k and v [B*T, KV*hd] (after RoPE),
  * out [B*T, H*hd].  Query i of a row attends to keys j <= i of the same
@@ -94,6 +96,47 @@ struct dsk_backend {
      * grad_scale * weight[i] * (softmax - onehot). */
     void (*softmax_xent)(dsk_backend *be, float *loss, float *logits, const int32_t *targets, const float *weight,
                          int n, int V, float grad_scale);
+
+    /* ---- mixture of experts ----
+     * A layer routes n tokens over E experts, k each: moe_route picks them,
+     * moe_dispatch lays the kept (token, expert) pairs out expert by
+     * expert (so each expert is one matrix product over a contiguous
+     * block, the layout a grouped GEMM wants), moe_gather copies token
+     * rows into that order and moe_combine adds the experts' outputs back,
+     * weighted by the gates. */
+    /* probs [n, E] = softmax or sigmoid (DSK_ROUTER_*) of logits; sel [n, k]
+     * the experts with the largest probs + bias (bias: selection only, may
+     * be NULL), best first, ties to the lower index; gate [n, k] their
+     * weights: the probabilities (softmax) or the probabilities normalised
+     * over the k chosen (sigmoid). */
+    void (*moe_route)(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,
+                      const float *bias, int n, int E, int k, int router);
+    /* Kept pairs in token order, at most capacity per expert (the rest are
+     * dropped: slot_row -1).  slot_row [n, k]: the pair's row in the
+     * expert-major layout; row_token [n*k]: each row's token; offsets, a
+     * HOST array of E+1: expert e's rows are [offsets[e], offsets[e+1]).
+     * select_counts (host, E, may be NULL) adds each expert's selections
+     * before dropping.  Returns the rows kept. */
+    int (*moe_dispatch)(dsk_backend *be, int32_t *slot_row, int32_t *row_token, int *offsets, long *select_counts,
+                        const int32_t *sel, int n, int k, int E, int capacity);
+    void (*moe_gather)(dsk_backend *be, float *xp, const float *x, const int32_t *row_token, int rows, int d);
+    /* out[t] += sum over t's kept slots of gate * yp[row]. */
+    void (*moe_combine)(dsk_backend *be, float *out, const float *yp, const int32_t *slot_row, const float *gate,
+                        int n, int k, int d);
+    /* dyp[row] = gate * dout[t]; dgate[t, s] = dout[t] . yp[row] (0 when dropped). */
+    void (*moe_combine_bwd)(dsk_backend *be, float *dyp, float *dgate, const float *dout, const float *yp,
+                            const int32_t *slot_row, const float *gate, int n, int k, int d);
+    /* dx[t] += sum over t's kept slots of dxp[row]. */
+    void (*moe_scatter_add)(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
+                            int d);
+    /* dlogits [n, E] from dgate, plus the balancing losses' gradients:
+     * aux_w [n / rows_per, E] (NULL: none) is d loss / d p for the tokens
+     * of each sequence, where p is the router's probability (softmax) or
+     * the normalised sigmoid score; z_coef adds z_coef * lse(logits)^2 per
+     * token.  Overwrites dlogits. */
+    void (*moe_route_bwd)(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,
+                          const int32_t *sel, const float *gate, const float *logits, const float *aux_w,
+                          int rows_per, float z_coef, int n, int E, int k, int router);
 
     /* ---- optimizer ---- */
     /* One AdamW step over n values with gradient grad_scale * grad (the

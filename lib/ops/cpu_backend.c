@@ -106,6 +106,81 @@ static void cpu_adamw(dsk_backend *be, float *p, const float *g, float gs, float
     (void)be;
     dsk_cpu_adamw_f32(p, g, gs, m, v, n, lr, b1, b2, eps, wd, c1, c2);
 }
+int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, long *select_counts,
+                         const int32_t *sel, int n, int k, int E, int capacity)
+{
+    /* Two passes in token order: who is kept (first come, first served up
+     * to the capacity), then where each kept pair goes. */
+    int *count = calloc((size_t)E, sizeof *count);
+    for (int i = 0; i < n * k; i++) {
+        int e = sel[i];
+        if (select_counts)
+            select_counts[e]++;
+        if (count[e] < capacity) {
+            count[e]++;
+            slot_row[i] = 0;
+        } else {
+            slot_row[i] = -1;
+        }
+    }
+    offsets[0] = 0;
+    for (int e = 0; e < E; e++)
+        offsets[e + 1] = offsets[e] + count[e];
+    for (int e = 0; e < E; e++)
+        count[e] = offsets[e];
+    for (int i = 0; i < n * k; i++)
+        if (slot_row[i] == 0) {
+            int row = count[sel[i]]++;
+            slot_row[i] = row;
+            row_token[row] = i / k;
+        }
+    free(count);
+    return offsets[E];
+}
+
+static void cpu_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,
+                          const float *bias, int n, int E, int k, int router)
+{
+    (void)be;
+    dsk_cpu_moe_route_f32(probs, sel, gate, logits, bias, n, E, k, router);
+}
+static int cpu_moe_dispatch(dsk_backend *be, int32_t *slot_row, int32_t *row_token, int *offsets,
+                            long *select_counts, const int32_t *sel, int n, int k, int E, int capacity)
+{
+    (void)be;
+    return dsk_cpu_moe_dispatch(slot_row, row_token, offsets, select_counts, sel, n, k, E, capacity);
+}
+static void cpu_moe_gather(dsk_backend *be, float *xp, const float *x, const int32_t *row_token, int rows, int d)
+{
+    (void)be;
+    dsk_cpu_moe_gather_f32(xp, x, row_token, rows, d);
+}
+static void cpu_moe_combine(dsk_backend *be, float *out, const float *yp, const int32_t *slot_row, const float *gate,
+                            int n, int k, int d)
+{
+    (void)be;
+    dsk_cpu_moe_combine_f32(out, yp, slot_row, gate, n, k, d);
+}
+static void cpu_moe_combine_bwd(dsk_backend *be, float *dyp, float *dgate, const float *dout, const float *yp,
+                                const int32_t *slot_row, const float *gate, int n, int k, int d)
+{
+    (void)be;
+    dsk_cpu_moe_combine_bwd_f32(dyp, dgate, dout, yp, slot_row, gate, n, k, d);
+}
+static void cpu_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
+                                int d)
+{
+    (void)be;
+    dsk_cpu_moe_scatter_add_f32(dx, dxp, slot_row, n, k, d);
+}
+static void cpu_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,
+                              const int32_t *sel, const float *gate, const float *logits, const float *aux_w,
+                              int rows_per, float z_coef, int n, int E, int k, int router)
+{
+    (void)be;
+    dsk_cpu_moe_route_bwd_f32(dlogits, dgate, probs, sel, gate, logits, aux_w, rows_per, z_coef, n, E, k, router);
+}
+
 static void cpu_destroy(dsk_backend *be) { free(be); }
 
 dsk_backend *dsk_backend_cpu(int threads)
@@ -136,6 +211,13 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->swiglu_fwd = cpu_swiglu_fwd;
     be->swiglu_bwd = cpu_swiglu_bwd;
     be->softmax_xent = cpu_softmax_xent;
+    be->moe_route = cpu_moe_route;
+    be->moe_dispatch = cpu_moe_dispatch;
+    be->moe_gather = cpu_moe_gather;
+    be->moe_combine = cpu_moe_combine;
+    be->moe_combine_bwd = cpu_moe_combine_bwd;
+    be->moe_scatter_add = cpu_moe_scatter_add;
+    be->moe_route_bwd = cpu_moe_route_bwd;
     be->adamw = cpu_adamw;
     be->destroy = cpu_destroy;
     return be;

@@ -34,10 +34,25 @@
     void dsk_cpu_swiglu_bwd_##S(R *dg, R *du, const R *dout, const R *g, const R *u, size_t n);                 \
     void dsk_cpu_softmax_xent_##S(R *loss, R *logits, const int32_t *targets, const R *weight, int n, int V,    \
                                   R grad_scale);                                                                \
+    void dsk_cpu_moe_route_##S(R *probs, int32_t *sel, R *gate, const R *logits, const R *bias, int n, int E, \
+                               int k, int router);                                                              \
+    void dsk_cpu_moe_gather_##S(R *xp, const R *x, const int32_t *row_token, int rows, int d);                  \
+    void dsk_cpu_moe_combine_##S(R *out, const R *yp, const int32_t *slot_row, const R *gate, int n, int k,     \
+                                 int d);                                                                        \
+    void dsk_cpu_moe_combine_bwd_##S(R *dyp, R *dgate, const R *dout, const R *yp, const int32_t *slot_row,     \
+                                     const R *gate, int n, int k, int d);                                       \
+    void dsk_cpu_moe_scatter_add_##S(R *dx, const R *dxp, const int32_t *slot_row, int n, int k, int d);        \
+    void dsk_cpu_moe_route_bwd_##S(R *dlogits, const R *dgate, const R *probs, const int32_t *sel,              \
+                                   const R *gate, const R *logits, const R *aux_w, int rows_per, R z_coef, int n,\
+                                   int E, int k, int router);                                                   \
     void dsk_cpu_adamw_##S(R *param, const R *grad, R grad_scale, R *m, R *v, size_t n, R lr, R beta1, R beta2, \
                            R eps, R weight_decay, R c1, R c2);
 
 DSK_CPU_KERNELS(float, f32)
 DSK_CPU_KERNELS(double, f64)
+
+/* Type-independent: the expert-major layout of the kept (token, expert) pairs. */
+int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, long *select_counts,
+                         const int32_t *sel, int n, int k, int E, int capacity);
 
 #endif

@@ -438,6 +438,176 @@ void KS(softmax_xent)(real *loss, real *logits, const int32_t *targets, const re
     }
 }
 
+/* ---- mixture of experts ------------------------------------------------------------------ */
+
+void KS(moe_route)(real *probs, int32_t *sel, real *gate, const real *logits, const real *bias, int n, int E, int k,
+                   int router)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const real *z = logits + (size_t)t * E;
+        real *p = probs + (size_t)t * E;
+        if (router == DSK_ROUTER_SOFTMAX) {
+            real mx = -INFINITY, sum = 0;
+            for (int e = 0; e < E; e++)
+                mx = z[e] > mx ? z[e] : mx;
+            for (int e = 0; e < E; e++)
+                sum += p[e] = exp(z[e] - mx);
+            for (int e = 0; e < E; e++)
+                p[e] /= sum;
+        } else {
+            for (int e = 0; e < E; e++)
+                p[e] = 1 / (1 + exp(-z[e]));
+        }
+        /* Top k by selection score, a partial selection sort (k is small). */
+        int32_t *st = sel + (size_t)t * k;
+        for (int s = 0; s < k; s++) {
+            int best = -1;
+            real best_score = 0;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int r = 0; r < s; r++)
+                    taken |= st[r] == e;
+                real score = p[e] + (bias ? bias[e] : 0);
+                if (!taken && (best < 0 || score > best_score)) {
+                    best = e;
+                    best_score = score;
+                }
+            }
+            st[s] = best;
+        }
+        real *g = gate + (size_t)t * k, norm = 0;
+        for (int s = 0; s < k; s++)
+            norm += g[s] = p[st[s]];
+        if (router == DSK_ROUTER_SIGMOID)
+            for (int s = 0; s < k; s++)
+                g[s] /= norm;
+    }
+}
+
+void KS(moe_gather)(real *xp, const real *x, const int32_t *row_token, int rows, int d)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        memcpy(xp + (size_t)r * d, x + (size_t)row_token[r] * d, (size_t)d * sizeof *xp);
+}
+
+void KS(moe_combine)(real *out, const real *yp, const int32_t *slot_row, const real *gate, int n, int k, int d)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int s = 0; s < k; s++) {
+            int32_t row = slot_row[(size_t)t * k + s];
+            if (row < 0)
+                continue;
+            real g = gate[(size_t)t * k + s];
+            const real *y = yp + (size_t)row * d;
+            real *o = out + (size_t)t * d;
+            for (int c = 0; c < d; c++)
+                o[c] += g * y[c];
+        }
+}
+
+void KS(moe_combine_bwd)(real *dyp, real *dgate, const real *dout, const real *yp, const int32_t *slot_row,
+                         const real *gate, int n, int k, int d)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int s = 0; s < k; s++) {
+            int32_t row = slot_row[(size_t)t * k + s];
+            if (row < 0) {
+                dgate[(size_t)t * k + s] = 0;
+                continue;
+            }
+            real g = gate[(size_t)t * k + s], dot = 0;
+            const real *y = yp + (size_t)row * d, *dO = dout + (size_t)t * d;
+            real *dy = dyp + (size_t)row * d;
+            for (int c = 0; c < d; c++) {
+                dy[c] = g * dO[c];
+                dot += dO[c] * y[c];
+            }
+            dgate[(size_t)t * k + s] = dot;
+        }
+}
+
+void KS(moe_scatter_add)(real *dx, const real *dxp, const int32_t *slot_row, int n, int k, int d)
+{
+    /* A gather per token: each dx row has one writer, slots add in order. */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int s = 0; s < k; s++) {
+            int32_t row = slot_row[(size_t)t * k + s];
+            if (row < 0)
+                continue;
+            const real *src = dxp + (size_t)row * d;
+            real *dst = dx + (size_t)t * d;
+            for (int c = 0; c < d; c++)
+                dst[c] += src[c];
+        }
+}
+
+void KS(moe_route_bwd)(real *dlogits, const real *dgate, const real *probs, const int32_t *sel, const real *gate,
+                       const real *logits, const real *aux_w, int rows_per, real z_coef, int n, int E, int k,
+                       int router)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const real *p = probs + (size_t)t * E, *dg = dgate + (size_t)t * k, *g = gate + (size_t)t * k;
+        const int32_t *st = sel + (size_t)t * k;
+        const real *aw = aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL;
+        real *dz = dlogits + (size_t)t * E;
+        /* dp: the gradient with respect to the probabilities (softmax) or
+         * the sigmoid scores, before their own backward. */
+        for (int e = 0; e < E; e++)
+            dz[e] = 0;
+        if (router == DSK_ROUTER_SOFTMAX) {
+            for (int s = 0; s < k; s++)
+                dz[st[s]] += dg[s];
+            if (aw)
+                for (int e = 0; e < E; e++)
+                    dz[e] += aw[e];
+            /* softmax backward: dz = p (dp - sum p dp) */
+            real dot = 0;
+            for (int e = 0; e < E; e++)
+                dot += p[e] * dz[e];
+            for (int e = 0; e < E; e++)
+                dz[e] = p[e] * (dz[e] - dot);
+        } else {
+            /* gate_s = p_s / S over the chosen: dp_s = (dg_s - sum_r gate_r dg_r) / S. */
+            real S = 0, gdot = 0;
+            for (int s = 0; s < k; s++) {
+                S += p[st[s]];
+                gdot += g[s] * dg[s];
+            }
+            for (int s = 0; s < k; s++)
+                dz[st[s]] += (dg[s] - gdot) / S;
+            if (aw) {
+                /* The balance loss sees p / sum_all p. */
+                real all = 0, wdot = 0;
+                for (int e = 0; e < E; e++)
+                    all += p[e];
+                for (int e = 0; e < E; e++)
+                    wdot += aw[e] * p[e] / all;
+                for (int e = 0; e < E; e++)
+                    dz[e] += (aw[e] - wdot) / all;
+            }
+            for (int e = 0; e < E; e++)
+                dz[e] *= p[e] * (1 - p[e]);
+        }
+        if (z_coef != 0) {
+            const real *z = logits + (size_t)t * E;
+            real mx = -INFINITY, sum = 0;
+            for (int e = 0; e < E; e++)
+                mx = z[e] > mx ? z[e] : mx;
+            for (int e = 0; e < E; e++)
+                sum += exp(z[e] - mx);
+            real lse = mx + log(sum);
+            for (int e = 0; e < E; e++)
+                dz[e] += 2 * z_coef * lse * exp(z[e] - lse);
+        }
+    }
+}
+
 void KS(adamw)(real *param, const real *grad, real grad_scale, real *m, real *v, size_t n, real lr, real beta1,
                real beta2, real eps, real weight_decay, real c1, real c2)
 {

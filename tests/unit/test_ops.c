@@ -315,6 +315,110 @@ TEST(adamw_matches_the_formula)
         CHECK_NEAR(p[i], rp[i], 1e-12);
 }
 
+/* ---- mixture of experts: the router's backward with the balancing terms ---------------- */
+enum { MN = 6, ME = 5, MK = 2, MT = 3 };   /* 6 tokens in 2 sequences of 3, 5 experts, top 2 */
+static double mo_z[MN * ME], mo_dg[MN * MK], mo_aux[(MN / MT) * ME];
+static int mo_router;
+static const double mo_zc = 0.03;
+
+static double route_loss(void)
+{
+    double p[MN * ME], gate[MN * MK], L = 0;
+    int32_t sel[MN * MK];
+    dsk_cpu_moe_route_f64(p, sel, gate, mo_z, NULL, MN, ME, MK, mo_router);
+    for (int i = 0; i < MN * MK; i++)
+        L += mo_dg[i] * gate[i];
+    for (int t = 0; t < MN; t++) {
+        double all = 0, mx = -INFINITY, se = 0;
+        for (int e = 0; e < ME; e++)
+            all += p[t * ME + e], mx = fmax(mx, mo_z[t * ME + e]);
+        for (int e = 0; e < ME; e++) {
+            double q = mo_router == DSK_ROUTER_SOFTMAX ? p[t * ME + e] : p[t * ME + e] / all;
+            L += mo_aux[(t / MT) * ME + e] * q;
+            se += exp(mo_z[t * ME + e] - mx);
+        }
+        L += mo_zc * (mx + log(se)) * (mx + log(se));
+    }
+    return L;
+}
+
+static void check_route(int router)
+{
+    mo_router = router;
+    fill(mo_z, MN * ME, 1.5);
+    fill(mo_dg, MN * MK, 1);
+    fill(mo_aux, (MN / MT) * ME, 0.5);
+    double p[MN * ME], gate[MN * MK], dz[MN * ME];
+    int32_t sel[MN * MK];
+    dsk_cpu_moe_route_f64(p, sel, gate, mo_z, NULL, MN, ME, MK, router);
+    dsk_cpu_moe_route_bwd_f64(dz, mo_dg, p, sel, gate, mo_z, mo_aux, MT, mo_zc, MN, ME, MK, router);
+    CHECK(grad_error(mo_z, dz, MN * ME, route_loss) < TOL);
+    /* The choice: the two largest scores, best first. */
+    for (int t = 0; t < MN; t++) {
+        const double *pt = p + t * ME;
+        for (int e = 0; e < ME; e++)
+            CHECK(e == sel[t * MK] || pt[e] <= pt[sel[t * MK]]);
+        CHECK(pt[sel[t * MK + 1]] <= pt[sel[t * MK]] && sel[t * MK] != sel[t * MK + 1]);
+    }
+    /* A bias moves the choice but not the gate weights' source. */
+    double bias[ME] = {0, 0, 0, 0, 10};
+    dsk_cpu_moe_route_f64(p, sel, gate, mo_z, bias, MN, ME, MK, router);
+    for (int t = 0; t < MN; t++)
+        CHECK(sel[t * MK] == 4 && gate[t * MK] == (router == DSK_ROUTER_SOFTMAX ? p[t * ME + 4] : gate[t * MK]));
+}
+
+TEST(moe_route_softmax_gradients) { check_route(DSK_ROUTER_SOFTMAX); }
+TEST(moe_route_sigmoid_gradients) { check_route(DSK_ROUTER_SIGMOID); }
+
+enum { CN = 4, CK = 2, CD = 3 };
+static double cb_y[CN * CK * CD], cb_g[CN * CK], cb_up[CN * CD];
+static const int32_t cb_slot[CN * CK] = {0, 5, 1, -1, 2, 6, 3, 4};   /* token 1's second choice dropped */
+
+static double combine_loss(void)
+{
+    double out[CN * CD] = {0};
+    dsk_cpu_moe_combine_f64(out, cb_y, cb_slot, cb_g, CN, CK, CD);
+    return dot(out, cb_up, CN * CD);
+}
+
+TEST(moe_combine_and_scatter_gradients)
+{
+    fill(cb_y, CN * CK * CD, 1);
+    fill(cb_g, CN * CK, 1);
+    fill(cb_up, CN * CD, 1);
+    double dy[CN * CK * CD] = {0}, dgate[CN * CK];
+    dsk_cpu_moe_combine_bwd_f64(dy, dgate, cb_up, cb_y, cb_slot, cb_g, CN, CK, CD);
+    CHECK(grad_error(cb_y, dy, 7 * CD, combine_loss) < TOL);   /* rows 0..6 are in use */
+    CHECK(grad_error(cb_g, dgate, CN * CK, combine_loss) < TOL);
+    CHECK(dgate[3] == 0);
+    /* scatter_add is gather's transpose: <gather(x), u> == <x, scatter(u)>. */
+    int32_t row_token[7];
+    for (int i = 0; i < CN * CK; i++)
+        if (cb_slot[i] >= 0)
+            row_token[cb_slot[i]] = i / CK;
+    double x[CN * CD], xp[7 * CD], u[7 * CD], back[CN * CD] = {0};
+    fill(x, CN * CD, 1);
+    fill(u, 7 * CD, 1);
+    dsk_cpu_moe_gather_f64(xp, x, row_token, 7, CD);
+    dsk_cpu_moe_scatter_add_f64(back, u, cb_slot, CN, CK, CD);
+    CHECK_NEAR(dot(xp, u, 7 * CD), dot(x, back, CN * CD), 1e-12);
+}
+
+TEST(moe_dispatch_capacity_and_layout)
+{
+    /* 5 tokens, top 2 of 3 experts, capacity 3: expert 0 is everyone's first choice. */
+    const int32_t sel[10] = {0, 1, 0, 2, 0, 1, 0, 2, 0, 1};
+    int32_t slot[10], row_token[10];
+    int offsets[4];
+    long counts[3] = {0};
+    int kept = dsk_cpu_moe_dispatch(slot, row_token, offsets, counts, sel, 5, 2, 3, 3);
+    CHECK(kept == 8 && counts[0] == 5 && counts[1] == 3 && counts[2] == 2);
+    CHECK(offsets[0] == 0 && offsets[1] == 3 && offsets[2] == 6 && offsets[3] == 8);
+    CHECK(slot[6] == -1 && slot[8] == -1);            /* tokens 3 and 4 lose expert 0 */
+    CHECK(slot[0] == 0 && slot[2] == 1 && slot[4] == 2);
+    CHECK(row_token[3] == 0 && row_token[4] == 2 && row_token[5] == 4 && row_token[6] == 1 && row_token[7] == 3);
+}
+
 /* The float kernels' vectorizable exp, through the float swiglu (silu(g) * 1). */
 TEST(float_exp_is_accurate)
 {
@@ -355,6 +459,7 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(adamw_matches_the_formula), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
+        T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
