@@ -312,7 +312,7 @@ int dsk_config_resolve(dsk_model_config *c, const char *preset_or_file, dsk_err 
     if (dsk_config_preset(c, preset_or_file) == 0)
         return 0;
     if (!strchr(preset_or_file, '/') && !strstr(preset_or_file, ".json"))
-        return dsk_fail(err, EX_USAGE, "--config '%s': no such preset (nano, tiny, 125m, 1.3b, 7b) or file",
+        return dsk_fail(err, EX_USAGE, "--config '%s': no such preset (nano, nano-moe, tiny, tiny-moe, 125m, 1.3b, 7b) or file",
                         preset_or_file);
     return dsk_config_load(c, preset_or_file, err);
 }

@@ -173,6 +173,7 @@ typedef struct run {
     int tty;
     double flops_per_token;
     long saved_step;          /* the step last saved, -1 before any */
+    long *bias_snapshot;      /* MoE: selections per layer and expert at the last step */
 } run;
 
 static char *join(const char *a, const char *b)
@@ -252,6 +253,7 @@ static int evaluate(run *r, eval_result *res)
         }
         if (rc || (rc = set_batch(r)))
             break;
+        r->model->moe_run.train = 0;
         dsk_model_forward(r->model, 0);
         nats += r->model->loss_sum;
         count += r->model->n_targets;
@@ -410,6 +412,68 @@ static int save(run *r)
     return rc;
 }
 
+/* ---- mixture of experts ------------------------------------------------------------------------------------ */
+
+/* DeepSeek-V3's balancing: after each step, each MoE layer's selection
+ * bias moves toward the experts that were chosen less than average in
+ * this step (the selections since the previous step's snapshot). */
+static void update_router_bias(run *r)
+{
+    const dsk_model_config *c = &r->model->cfg;
+    if (c->n_routed_experts == 0 || c->balance != DSK_BALANCE_BIAS)
+        return;
+    int E = c->n_routed_experts;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!dsk_config_layer_is_moe(c, l))
+            continue;
+        dsk_moe_stats *s = &r->model->moe_stats[l];
+        long *before = r->bias_snapshot + (size_t)l * E;
+        dsk_moe_stats step = {0};
+        long *delta = dsk_xmalloc((size_t)E * sizeof *delta);
+        for (int e = 0; e < E; e++) {
+            delta[e] = s->selected[e] - before[e];
+            step.assignments += delta[e];
+            before[e] = s->selected[e];
+        }
+        step.selected = delta;
+        dsk_moe_update_bias(r->model->be, c, r->model->w.layer[l].moe.bias, &step);
+        free(delta);
+    }
+}
+
+/* ,"moe":[{per layer}] for a log line: load fractions per expert since the
+ * last line, their coefficient of variation, the dropped fraction, the
+ * balancing losses and the router's entropy (nats, mean per token). */
+static void log_moe(run *r)
+{
+    const dsk_model_config *c = &r->model->cfg;
+    if (c->n_routed_experts == 0)
+        return;
+    int E = c->n_routed_experts;
+    fputs(",\"moe\":[", r->log);
+    int first = 1;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!dsk_config_layer_is_moe(c, l))
+            continue;
+        dsk_moe_stats *s = &r->model->moe_stats[l];
+        double total = (double)s->assignments, mean = total / E, var = 0;
+        fprintf(r->log, "%s{\"layer\":%d,\"load\":[", first ? "" : ",", l);
+        for (int e = 0; e < E; e++) {
+            fprintf(r->log, "%s%.4f", e ? "," : "", total > 0 ? (double)s->selected[e] / total : 0.0);
+            var += ((double)s->selected[e] - mean) * ((double)s->selected[e] - mean) / E;
+        }
+        double f = s->forwards > 0 ? 1.0 / (double)s->forwards : 0;
+        fprintf(r->log, "],\"cv\":%.4f,\"dropped\":%.4f,\"aux_loss\":%.6g,\"z_loss\":%.6g,\"entropy\":%.4f}",
+                mean > 0 ? sqrt(var) / mean : 0.0, total > 0 ? (double)s->dropped / total : 0.0, s->aux_loss * f,
+                s->z_loss * f, s->tokens > 0 ? s->entropy / (double)s->tokens : 0.0);
+        first = 0;
+        /* The bias snapshot counts from zero again with the statistics. */
+        memset(r->bias_snapshot + (size_t)l * E, 0, (size_t)E * sizeof *r->bias_snapshot);
+        dsk_moe_stats_reset(s, c);
+    }
+    fputc(']', r->log);
+}
+
 /* A JSON number, or null when it is not finite (JSON has no NaN). */
 static void log_num(FILE *f, const char *key, double v, const char *fmt)
 {
@@ -432,7 +496,9 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
             gflops);
     if (r->o->peak_tflops > 0)
         fprintf(f, ",\"mfu\":%.4f", gflops / (r->o->peak_tflops * 1e3));
-    fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f}\n", r->st.skipped, elapsed);
+    fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f", r->st.skipped, elapsed);
+    log_moe(r);
+    fputs("}\n", f);
 }
 
 static void progress_line(run *r, double loss, double tok_s, double elapsed)
@@ -487,6 +553,9 @@ static int train(run *r)
             if (rc || (rc = set_batch(r)))
                 break;
             double n = r->model->n_targets > 0 ? r->model->n_targets : 1;
+            r->model->moe_run.train = 1;
+            r->model->moe_run.rng = &r->st.rng;
+            r->model->moe_run.aux_grad_scale = (float)(1.0 / o->grad_accum);
             dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
             dsk_model_backward(r->model);
             loss += r->model->loss_sum / n / o->grad_accum;
@@ -497,6 +566,8 @@ static int train(run *r)
         dsk_step_report rep = {0};
         if (isfinite(loss)) {
             rep = dsk_optimizer_step(r->opt);
+            if (!rep.skipped)
+                update_router_bias(r);
         } else {
             rep.skipped = 1;
             rep.grad_norm = NAN;
@@ -642,6 +713,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         else
             dsk_model_init_weights(r.model, o->seed);
     }
+    if (!rc && cfg.n_routed_experts > 0)
+        r.bias_snapshot = dsk_xcalloc((size_t)cfg.n_layers * cfg.n_routed_experts, sizeof *r.bias_snapshot);
     if (!rc) {
         uint64_t per_step = (uint64_t)r.B * r.T * (uint64_t)o->grad_accum;
         r.total_steps = o->steps > 0 ? o->steps : (long)((o->tokens + per_step - 1) / per_step);
@@ -702,6 +775,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     free(r.pos);
     free(r.weights);
     free(r.token_bytes);
+    free(r.bias_snapshot);
     free(r.tokenizer_path);
     free(from_dir);
     if (r.have_tok)
