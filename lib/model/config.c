@@ -390,9 +390,13 @@ int dsk_config_is_plain_llama(const dsk_model_config *c)
 
 void dsk_config_write(const dsk_model_config *c, dsk_buf *out)
 {
-    dsk_buf_printf(out, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+    /* A mixture of experts is not a Llama: say so, so transformers refuses
+     * it instead of loading random MLPs. */
+    int moe = c->n_routed_experts > 0;
+    dsk_buf_printf(out, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
                         "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
-                        "  \"torch_dtype\": \"float32\"");
+                        "  \"torch_dtype\": \"float32\"",
+                   moe ? "DskMoeForCausalLM" : "LlamaForCausalLM", moe ? "dsk_moe" : "llama");
     for (size_t i = 0; i < N_KEYS; i++) {
         const key *k = &keys[i];
         const void *field = (const char *)c + k->off;

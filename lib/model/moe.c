@@ -291,9 +291,11 @@ void dsk_moe_backward(dsk_backend *be, const dsk_model_config *c, const dsk_moe_
     if (gumbel)
         be->scale(be, g->dgate, (size_t)n * k, (float)(1.0 / c->gumbel_temp));
     int T = run->rows_per > 0 ? run->rows_per : n;
-    int balance = (c->balance == DSK_BALANCE_AUX && c->aux_coef > 0) || c->seq_aux_coef > 0;
+    /* The balancing losses exist only in a training forward (see dsk_moe_forward). */
+    int balance = run->train && ((c->balance == DSK_BALANCE_AUX && c->aux_coef > 0) || c->seq_aux_coef > 0);
+    double z_coef = run->train ? c->z_loss_coef : 0;
     be->moe_route_bwd(be, g->dlogits, g->dgate, b->probs, b->sel, b->gate, b->logits, balance ? b->aux_w : NULL, T,
-                      (float)(c->z_loss_coef * run->aux_grad_scale / n), n, E, k, c->router);
+                      (float)(z_coef * run->aux_grad_scale / n), n, E, k, c->router);
     be->gemm(be, 0, 0, n, d, E, 1, g->dlogits, w->router, 1, dh);
     be->gemm(be, 1, 0, E, d, n, 1, g->dlogits, h, 1, gw->router);
 

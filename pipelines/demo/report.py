@@ -112,3 +112,28 @@ if os.path.exists(log):
         text = r["sample"].replace("\n", " \u23ce ")
         print(f"\nSample at step {r['step']}: `{text}`")
     print()
+
+log = os.path.join(out, "train-moe.jsonl")
+if os.path.exists(log):
+    rows = [json.loads(l) for l in open(log)]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    cfg = load("ckpt-moe/latest/config.json") or {}
+    print("## 5. Mixture of experts (dsk-train, tiny-moe)\n")
+    print(f"- {cfg.get('n_routed_experts')} routed experts of {cfg.get('moe_intermediate_size')} "
+          f"(top {cfg.get('num_experts_per_tok')}) + {cfg.get('n_shared_experts')} shared, from layer "
+          f"{cfg.get('first_k_dense_replace')}; router `{cfg.get('scoring_func')}`, balancing "
+          f"`{cfg.get('dsk_balance')}`, capacity factor {cfg.get('dsk_capacity_factor')}")
+    if train:
+        last = train[-1]
+        print(f"- {last['step']} steps in {last['elapsed_s']:.0f} s ({last['tokens_per_s']:.0f} tokens/s); "
+              f"train loss {train[0]['loss']:.3f} -> {last['loss']:.3f}" +
+              (f"; val loss {val[0]['val_loss']:.3f} -> {val[-1]['val_loss']:.3f}" if val else ""))
+        print("\nExpert load (fraction of routed choices) over the last logged steps, per MoE layer:\n")
+        n = len(last["moe"][0]["load"])
+        print("| layer | " + " | ".join(f"e{e}" for e in range(n)) + " | cv | dropped | entropy |")
+        print("|---:|" + "---:|" * (n + 3))
+        for m in last["moe"]:
+            print(f"| {m['layer']} | " + " | ".join(f"{x:.3f}" for x in m["load"]) +
+                  f" | {m['cv']:.3f} | {m['dropped']:.3f} | {m['entropy']:.3f} |")
+    print()

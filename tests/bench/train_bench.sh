@@ -51,6 +51,20 @@ for spec in "gpt2-shape 4 64" "tiny 8 256"; do  # tiny: d 256, 6 layers, GQA 8/4
     json+="$sep{\"model\":\"$name\",\"B\":$B,\"T\":$T,\"threads\":$THREADS,\"dsk_tokens_per_s\":$d,\"torch_tokens_per_s\":$t,\"ratio\":$ratio,\"dsk_gflops\":$g,\"sgemm_peak_gflops\":$p}"
     sep=","
 done
+# Mixture of experts: tiny-moe (5 MoE layers of 8 experts of 176, top 2, one
+# shared: 528 active) against the dense tiny with d_ff 528, the same active
+# parameters; the target is MoE within 1.5x of dense per token.
+"$BIN/dsk-train" --show-config tiny-moe --set vocab=8192 > "$out/tiny-moe.json"
+"$BIN/dsk-train" --show-config tiny --set vocab=8192 --set d_ff=528 > "$out/tiny-528.json"
+dense="" moe=""
+for _ in $(seq "$RUNS"); do
+    dense+="$(field "$("$BUILD/tests/tools/train_bench" "$out/tiny-528.json" 8 256 "$STEPS" "$THREADS" 2>/dev/null)" tokens_per_s)"$'\n'
+    moe+="$(field "$("$BUILD/tests/tools/train_bench" "$out/tiny-moe.json" 8 256 "$STEPS" "$THREADS" 2>/dev/null)" tokens_per_s)"$'\n'
+done
+d=$(printf '%s' "$dense" | median) m=$(printf '%s' "$moe" | median)
+printf 'MoE: tiny-moe %.1f tok/s, dense tiny (d_ff 528, same active parameters) %.1f tok/s: MoE takes %.2fx the time per token (target <= 1.5x)\n' \
+    "$m" "$d" "$(echo "$d / $m" | bc -l)"
+json+=",{\"model\":\"tiny-moe vs dense d_ff 528\",\"moe_tokens_per_s\":$m,\"dense_tokens_per_s\":$d,\"moe_time_ratio\":$(echo "$d / $m" | bc -l)}"
 echo "$json]" > "$out/train-results.json"
 [ -n "$py" ] && echo "(PyTorch $("$py" -c 'import torch; print(torch.__version__)'), the Debian python3-torch build;" \
     "target: dsk >= 1.5x on the GPT-2 shape)" || echo "(python3-torch is not installed: no PyTorch column)"

@@ -69,6 +69,9 @@ int main(int argc, char **argv)
     dsk_adamw_defaults(&o);
     o.warmup = 0;
     dsk_optimizer *opt = dsk_optimizer_create(m, &o);
+    /* MoE layers run as in training: capacity, balancing losses, statistics. */
+    m->moe_run.train = 1;
+    m->moe_run.aux_grad_scale = 1.0f;
     double t0 = 0, t_fwd = 0, t_bwd = 0, t_opt = 0;
     for (int s = 0; s <= steps; s++) {
         if (s == 1)
