@@ -14,7 +14,7 @@
 static const char usage[] =
     "Usage: dsk-train --data DIR --out CKPT_DIR (--steps N | --tokens N) [OPTION]...\n"
     "       dsk-train --resume --out CKPT_DIR [OPTION]...\n"
-    "       dsk-train --stage continue --init CKPT --data DIR --out CKPT_DIR --steps N [OPTION]...\n"
+    "       dsk-train --stage continue|sft|dpo --init CKPT --data DIR --out CKPT_DIR --steps N [OPTION]...\n"
     "       dsk-train --show-config PRESET|FILE [--set KEY=VALUE]...\n"
     "Train a decoder-only transformer on a dsk-pack dataset; write checkpoints to CKPT_DIR.\n"
     "\n"
@@ -33,19 +33,24 @@ static const char usage[] =
     "      --grad-accum N        micro-batches per optimizer step (default 1)\n"
     "      --steps N             optimizer steps to run (in all, counting resumed ones)\n"
     "      --tokens N            or: tokens to train on (K, M, G suffixes)\n"
+    "      --epochs X            or: passes over the training rows\n"
     "      --no-doc-mask         attend across document boundaries inside a row\n"
     "Optimizer (AdamW, cosine schedule with linear warmup):\n"
-    "      --lr X                peak learning rate (default 3e-4)\n"
+    "      --lr X                peak learning rate (default 3e-4; sft 1e-4, dpo 1e-5)\n"
     "      --min-lr X            floor of the cosine (default 3e-5)\n"
-    "      --warmup N            warmup steps (default 5000)\n"
+    "      --warmup N            warmup steps (default 5000; sft and dpo 20)\n"
     "      --weight-decay X      decoupled, matrices only (default 0.1)\n"
     "      --beta1 X, --beta2 X  moments (default 0.9, 0.95)\n"
     "      --clip X              global gradient-norm clip, 0 for none (default 1.0)\n"
     "      --max-bad-steps N     stop after N non-finite steps in a row (default 5)\n"
     "Stages and checkpoints:\n"
     "  -o, --out DIR             the checkpoint directory (step-N/ subdirectories, latest)\n"
-    "      --stage STAGE         pretrain (default) or continue (fresh optimizer from --init)\n"
-    "      --init CKPT           the checkpoint a continue stage starts from\n"
+    "      --stage STAGE         pretrain (default); continue (domain adaptation), sft (loss on\n"
+    "                            assistant tokens) or dpo (preference pairs), each from --init with\n"
+    "                            a fresh optimizer\n"
+    "      --init CKPT           the checkpoint a continue, sft or dpo stage starts from\n"
+    "      --ref CKPT            dpo: the frozen reference model (default: --init)\n"
+    "      --beta X              dpo: the loss's beta (default 0.1)\n"
     "      --resume              continue the run in --out exactly where it stopped\n"
     "      --save-every N        checkpoint every N steps (default 500; also at the end and on SIGINT/SIGTERM)\n"
     "      --keep N              step directories kept (default 3, 0 keeps all)\n"
@@ -70,7 +75,7 @@ static const char usage[] =
     "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 training diverged, 73 cannot create,\n"
     "74 I/O error, 130/143 interrupted (a checkpoint was saved).\n";
 
-enum { OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
+enum { OPT_REF = 200, OPT_BETA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
        OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
        OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP,
        OPT_PEAK, OPT_BACKEND, OPT_SEED };
@@ -87,6 +92,8 @@ static const struct option long_options[] = {
     {"clip", required_argument, NULL, OPT_CLIP},     {"max-bad-steps", required_argument, NULL, OPT_BAD},
     {"out", required_argument, NULL, 'o'},           {"stage", required_argument, NULL, OPT_STAGE},
     {"init", required_argument, NULL, OPT_INIT},     {"resume", no_argument, NULL, OPT_RESUME},
+    {"ref", required_argument, NULL, OPT_REF},       {"beta", required_argument, NULL, OPT_BETA},
+    {"epochs", required_argument, NULL, OPT_EPOCHS},
     {"save-every", required_argument, NULL, OPT_SAVE}, {"keep", required_argument, NULL, OPT_KEEP},
     {"eval-every", required_argument, NULL, OPT_EVAL}, {"eval-batches", required_argument, NULL, OPT_EVAL_B},
     {"log", required_argument, NULL, OPT_LOG},       {"log-every", required_argument, NULL, OPT_LOG_EVERY},
@@ -100,6 +107,7 @@ static const struct option long_options[] = {
 };
 
 static const char *show_config;
+static int lr_given, warmup_given, min_lr_given;
 
 /* Applies the command line to o (over the defaults, or over what a
  * checkpoint remembered when resuming). */
@@ -122,9 +130,12 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case OPT_STEPS: o->steps = (long)dsk_parse_int("--steps", optarg, 1, 1LL << 40); break;
         case OPT_TOKENS: o->tokens = dsk_parse_size("--tokens", optarg); break;
         case OPT_NO_DOC: o->doc_mask = 0; break;
-        case OPT_LR: o->adamw.lr = dsk_parse_double("--lr", optarg, 0, 10); break;
-        case OPT_MIN_LR: o->adamw.min_lr = dsk_parse_double("--min-lr", optarg, 0, 10); break;
-        case OPT_WARMUP: o->adamw.warmup = (long)dsk_parse_int("--warmup", optarg, 0, 1LL << 40); break;
+        case OPT_LR: o->adamw.lr = dsk_parse_double("--lr", optarg, 0, 10), lr_given = 1; break;
+        case OPT_MIN_LR: o->adamw.min_lr = dsk_parse_double("--min-lr", optarg, 0, 10), min_lr_given = 1; break;
+        case OPT_WARMUP:
+            o->adamw.warmup = (long)dsk_parse_int("--warmup", optarg, 0, 1LL << 40);
+            warmup_given = 1;
+            break;
         case OPT_WD: o->adamw.weight_decay = dsk_parse_double("--weight-decay", optarg, 0, 10); break;
         case OPT_B1: o->adamw.beta1 = dsk_parse_double("--beta1", optarg, 0, 0.999999); break;
         case OPT_B2: o->adamw.beta2 = dsk_parse_double("--beta2", optarg, 0, 0.999999); break;
@@ -136,11 +147,16 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
                 o->stage = DSK_STAGE_PRETRAIN;
             else if (!strcmp(optarg, "continue"))
                 o->stage = DSK_STAGE_CONTINUE;
-            else if (!strcmp(optarg, "sft") || !strcmp(optarg, "dpo"))
-                dsk_usage_error("--stage %s: not implemented yet (pretrain and continue are)", optarg);
+            else if (!strcmp(optarg, "sft"))
+                o->stage = DSK_STAGE_SFT;
+            else if (!strcmp(optarg, "dpo"))
+                o->stage = DSK_STAGE_DPO;
             else
-                dsk_usage_error("--stage '%s': expected pretrain or continue", optarg);
+                dsk_usage_error("--stage '%s': expected pretrain, continue, sft or dpo", optarg);
             break;
+        case OPT_REF: o->ref = optarg; break;
+        case OPT_BETA: o->beta = dsk_parse_double("--beta", optarg, 1e-6, 1e6); break;
+        case OPT_EPOCHS: o->epochs = dsk_parse_double("--epochs", optarg, 1e-6, 1e9); break;
         case OPT_INIT: o->init = optarg; break;
         case OPT_RESUME: o->resume = 1; break;
         case OPT_SAVE: o->save_every = (long)dsk_parse_int("--save-every", optarg, 0, 1LL << 40); break;
@@ -208,8 +224,9 @@ int main(int argc, char **argv)
             dsk_die_err(&err);
         if (st.options && dsk_train_opts_from_json(&o, st.options, &err))
             dsk_die_err(&err);
-        if (!strcmp(st.stage, "continue"))
-            o.stage = DSK_STAGE_CONTINUE;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(st.stage, dsk_stage_names[i]))
+                o.stage = i;
         dsk_train_state_free(&st);
         free(dir);
         free(o.sets);
@@ -219,13 +236,26 @@ int main(int argc, char **argv)
     }
     if (!o.data)
         dsk_usage_error("--data DIR is required");
-    if (o.stage == DSK_STAGE_CONTINUE && !o.init && !o.resume)
-        dsk_usage_error("--stage continue needs --init CKPT");
-    if (o.init && o.stage != DSK_STAGE_CONTINUE)
-        dsk_usage_error("--init is for --stage continue (use --resume to carry on a run)");
+    if (o.stage != DSK_STAGE_PRETRAIN && !o.init && !o.resume)
+        dsk_usage_error("--stage %s needs --init CKPT", dsk_stage_names[o.stage]);
+    if (o.init && o.stage == DSK_STAGE_PRETRAIN && !o.resume)
+        dsk_usage_error("--init is for --stage continue, sft or dpo (use --resume to carry on a run)");
+    if (o.ref && o.stage != DSK_STAGE_DPO)
+        dsk_usage_error("--ref is for --stage dpo");
+    /* Post-training starts from a trained model: smaller steps, short warmup. */
+    if (!o.resume && (o.stage == DSK_STAGE_SFT || o.stage == DSK_STAGE_DPO)) {
+        if (!lr_given)
+            o.adamw.lr = o.stage == DSK_STAGE_SFT ? 1e-4 : 1e-5;
+        if (!min_lr_given)
+            o.adamw.min_lr = o.adamw.lr / 10;
+        if (!warmup_given)
+            o.adamw.warmup = 20;
+    }
     int rc = dsk_train_run(&o, &err);
     free(o.sets);
     free(o.owned);
+    free(o.owned_ref);
+    free(o.owned_init);
     if (rc > 128)
         return rc;
     if (rc)

@@ -200,7 +200,7 @@ static void free_batch(dsk_model *m)
     }
     if (m->moe_grads.dyp)
         dsk_moe_grads_free(&m->moe_grads, be);
-    void *bufs[] = {m->tokens, m->targets, m->pos, m->weights, m->resid_out, m->hf, m->rstdf, m->logits,
+    void *bufs[] = {m->tokens, m->targets, m->pos, m->weights, m->grad_weights, m->resid_out, m->hf, m->rstdf, m->logits,
                     m->losses, m->d_resid, m->d_h, m->d_q, m->d_k, m->d_v, m->d_att, m->d_g, m->d_u, m->d_act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
@@ -251,6 +251,7 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     m->targets = be->alloc(be, n * sizeof(int32_t));
     m->pos = be->alloc(be, n * sizeof(int32_t));
     m->weights = A(n);
+    m->grad_weights = A(n);
     m->resid_out = A(n * d);
     m->hf = A(n * d);
     m->rstdf = A(n);
@@ -472,6 +473,25 @@ void dsk_model_backward(dsk_model *m)
         attention_block_bwd(m, l);
     }
     be->embedding_bwd(be, m->gw.embed, m->d_resid, m->tokens, n, d);
+}
+
+void dsk_model_row_losses(const dsk_model *m, double *out)
+{
+    for (int b = 0; b < m->B; b++) {
+        double s = 0;
+        for (int t = 0; t < m->T; t++)
+            s += m->host_losses[(size_t)b * m->T + t];
+        out[b] = s;
+    }
+}
+
+void dsk_model_loss_grad(dsk_model *m, const float *weights)
+{
+    dsk_backend *be = m->be;
+    int n = m->B * m->T;
+    /* Its own weights buffer: the batch's (the loss mask) stay for the next forward. */
+    be->upload(be, m->grad_weights, weights, (size_t)n * sizeof(float));
+    be->softmax_xent(be, m->losses, m->logits, m->targets, m->grad_weights, n, m->cfg.vocab_size, 1.0f);
 }
 
 void dsk_model_zero_grad(dsk_model *m) { m->be->zero(m->be, m->grads, m->n_params * sizeof(float)); }

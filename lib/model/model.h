@@ -67,7 +67,7 @@ typedef struct dsk_model {
 
     int B, T;                 /* batch the activations are sized for */
     int32_t *tokens, *targets, *pos;
-    float *weights;
+    float *weights, *grad_weights;   /* the batch's loss mask; dsk_model_loss_grad's weights */
     dsk_layer_acts *acts;
     float *resid_out, *hf, *rstdf, *logits, *losses;
     float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
@@ -97,6 +97,13 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
  * grad_scale != 0 the logits are replaced by grad_scale * dloss/dlogits,
  * ready for dsk_model_backward(). */
 void dsk_model_forward(dsk_model *m, float grad_scale);
+/* Per batch row, the sum of the last forward's weighted per-token losses
+ * (minus the row's log-probability of its targets): out[B]. */
+void dsk_model_row_losses(const dsk_model *m, double *out);
+/* After dsk_model_forward(m, 0): replaces the logits by the gradient of
+ * sum_i weights[i] * loss_i (weights: host [B*T], any sign), ready for
+ * dsk_model_backward().  DPO weights each row by its own coefficient. */
+void dsk_model_loss_grad(dsk_model *m, const float *weights);
 /* Adds this batch's gradients into m->grads. */
 void dsk_model_backward(dsk_model *m);
 void dsk_model_zero_grad(dsk_model *m);

@@ -17,7 +17,9 @@ void dsk_train_state_free(dsk_train_state *st)
 {
     if (st->options)
         json_object_put(st->options);
-    st->options = NULL;
+    if (st->lineage)
+        json_object_put(st->lineage);
+    st->options = st->lineage = NULL;
 }
 
 static char *path_join(const char *a, const char *b)
@@ -79,6 +81,8 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
     json_object_object_add(o, "tokenizer_fingerprint", json_object_new_string(st->fingerprint));
     if (st->options)
         json_object_object_add(o, "options", json_object_get(st->options));
+    if (st->lineage)
+        json_object_object_add(o, "lineage", json_object_get(st->lineage));
     dsk_buf_adds(out, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     dsk_buf_addc(out, '\n');
     json_object_put(o);
@@ -361,6 +365,8 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
             snprintf(st->fingerprint, sizeof st->fingerprint, "%s", json_object_get_string(x));
         if (json_object_object_get_ex(o, "options", &x) && json_object_is_type(x, json_type_object))
             st->options = json_object_get(x);
+        if (json_object_object_get_ex(o, "lineage", &x) && json_object_is_type(x, json_type_array))
+            st->lineage = json_object_get(x);
     }
     if (o)
         json_object_put(o);

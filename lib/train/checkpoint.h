@@ -29,6 +29,7 @@ typedef struct dsk_train_state {
     char stage[16];
     char fingerprint[33];          /* tokenizer fingerprint, "" if unknown */
     struct json_object *options;   /* the training options (owned; may be NULL) */
+    struct json_object *lineage;   /* the stages that led here (owned array; may be NULL) */
 } dsk_train_state;
 
 void dsk_train_state_free(dsk_train_state *st);

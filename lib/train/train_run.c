@@ -18,8 +18,12 @@
 #include "model/generate.h"
 #include "pack/dataset.h"
 #include "pack/pack.h"
+#include "core/hash.h"
 #include "train/checkpoint.h"
+#include "train/dpo.h"
 #include "train/train_run.h"
+
+const char *const dsk_stage_names[] = {"pretrain", "continue", "sft", "dpo"};
 
 void dsk_train_defaults(dsk_train_opts *o)
 {
@@ -42,6 +46,7 @@ void dsk_train_defaults(dsk_train_opts *o)
     o->sampler.temperature = 0.8;
     o->sampler.top_k = 40;
     o->sampler.top_p = 0.95;
+    o->beta = 0.1;
 }
 
 /* ---- options that travel in state.json ---------------------------------------------------------- */
@@ -56,6 +61,10 @@ typedef struct opt_key {
 #define F(field) offsetof(dsk_train_opts, field)
 static const opt_key opt_keys[] = {
     {"data", O_STR, F(data)},
+    {"ref", O_STR, F(ref)},
+    {"init", O_STR, F(init)},
+    {"epochs", O_DOUBLE, F(epochs)},
+    {"beta", O_DOUBLE, F(beta)},
     {"batch", O_INT, F(batch)},
     {"seq_len", O_INT, F(seq_len)},
     {"grad_accum", O_INT, F(grad_accum)},
@@ -122,10 +131,14 @@ int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *
         case O_LONG: *(long *)f = (long)json_object_get_int64(v); break;
         case O_U64: *(uint64_t *)f = (uint64_t)json_object_get_int64(v); break;
         case O_DOUBLE: *(double *)f = json_object_get_double(v); break;
-        default:
-            free(o->owned);   /* one string key: data */
-            o->owned = dsk_xstrdup(json_object_get_string(v));
-            *(const char **)f = o->owned;
+        default: {
+            char **own = k->off == offsetof(dsk_train_opts, ref)    ? &o->owned_ref
+                         : k->off == offsetof(dsk_train_opts, init) ? &o->owned_init
+                                                                    : &o->owned;
+            free(*own);
+            *own = dsk_xstrdup(json_object_get_string(v));
+            *(const char **)f = *own;
+        }
         }
     }
     return 0;
@@ -174,6 +187,17 @@ typedef struct run {
     double flops_per_token;
     long saved_step;          /* the step last saved, -1 before any */
     long *bias_snapshot;      /* MoE: selections per layer and expert at the last step */
+
+    /* DPO: the frozen reference, per-row log-probabilities and gradient
+     * coefficients, the loss weights scaled by them, and the statistics
+     * since the last log line. */
+    dsk_model *ref;
+    char *ref_dir;
+    uint64_t ref_hash;        /* of the reference's weights, checked at the end */
+    double *logp, *ref_logp, *coef;
+    float *grad_weights;
+    dsk_dpo_stats dpo_window;
+    int dpo_batches;
 } run;
 
 static char *join(const char *a, const char *b)
@@ -203,6 +227,20 @@ static void fill_row(run *r, int b, const dsk_row *row)
     }
 }
 
+/* A preference row is two sequences: chosen, then rejected, split at row->split. */
+static void fill_pair(run *r, int b, const dsk_row *row)
+{
+    for (int half = 0; half < 2; half++) {
+        dsk_row view = {0};
+        uint32_t off = half ? row->split : 0;
+        view.tokens = row->tokens + off;
+        view.mask = row->mask + off;
+        view.n_tokens = half ? row->n_tokens - row->split : row->split;
+        view.flags = DSK_ROW_MASK;
+        fill_row(r, 2 * b + half, &view);
+    }
+}
+
 static void blank_row(run *r, int b)
 {
     for (int t = 0; t < r->T; t++) {
@@ -217,7 +255,40 @@ static void blank_row(run *r, int b)
 static int set_batch(run *r)
 {
     dsk_batch b = {r->B, r->T, r->tokens, r->targets, r->pos, r->weights};
-    return dsk_model_set_batch(r->model, &b, r->err);
+    int rc = dsk_model_set_batch(r->model, &b, r->err);
+    if (!rc && r->ref)
+        rc = dsk_model_set_batch(r->ref, &b, r->err);
+    return rc;
+}
+
+static int is_dpo(const run *r) { return r->o->stage == DSK_STAGE_DPO; }
+
+/* DPO on the current batch (B/2 pairs): the reference's and the policy's
+ * sequence log-probabilities, the loss, and with scale != 0 the policy's
+ * gradient (scale multiplies d loss_sum / d logits).  Returns the loss
+ * summed over the pairs. */
+static double dpo_batch(run *r, double scale, int train, dsk_dpo_stats *st)
+{
+    int pairs = r->B / 2;
+    size_t n = (size_t)r->B * r->T;
+    r->ref->moe_run.train = 0;
+    dsk_model_forward(r->ref, 0);
+    dsk_model_row_losses(r->ref, r->ref_logp);
+    r->model->moe_run.train = train;
+    dsk_model_forward(r->model, 0);
+    dsk_model_row_losses(r->model, r->logp);
+    for (int b = 0; b < r->B; b++) {   /* losses are minus log-probabilities */
+        r->logp[b] = -r->logp[b];
+        r->ref_logp[b] = -r->ref_logp[b];
+    }
+    double total = dsk_dpo_loss(r->logp, r->ref_logp, pairs, r->o->beta, scale, r->coef, st);
+    if (scale != 0) {
+        /* d loss / d token loss = -coef (a token loss is minus its log-probability). */
+        for (size_t i = 0; i < n; i++)
+            r->grad_weights[i] = r->weights[i] * (float)-r->coef[i / (size_t)r->T];
+        dsk_model_loss_grad(r->model, r->grad_weights);
+    }
+    return total;
 }
 
 /* ---- evaluation ------------------------------------------------------------------------------------------ */
@@ -225,6 +296,7 @@ static int set_batch(run *r)
 typedef struct eval_result {
     double loss, bpb, targets;
     int ok;
+    dsk_dpo_stats dpo;        /* DPO: over the evaluated pairs */
 } eval_result;
 
 static int evaluate(run *r, eval_result *res)
@@ -235,26 +307,47 @@ static int evaluate(run *r, eval_result *res)
         return 0;
     dsk_dataset_reader rd;
     dsk_dataset_reader_init(&rd, &r->ds);
-    uint64_t want = (uint64_t)r->o->eval_batches * r->B, next = 0;
+    int per_row = is_dpo(r) ? 2 : 1, rows_per_batch = r->B / per_row;
+    uint64_t want = (uint64_t)r->o->eval_batches * rows_per_batch, next = 0;
     if (want > rows)
         want = rows;
     double nats = 0, bytes = 0, count = 0;
+    dsk_dpo_stats sum = {0};
     int rc = 0;
     while (next < want && !rc) {
-        for (int b = 0; b < r->B; b++) {
+        int filled = 0;
+        for (int b = 0; b < rows_per_batch; b++) {
             if (next < want) {
                 rc = dsk_dataset_read(&rd, DSKT_VAL, next++, &r->row, r->err);
                 if (rc)
                     break;
-                fill_row(r, b, &r->row);
+                if (per_row == 2)
+                    fill_pair(r, b, &r->row);
+                else
+                    fill_row(r, b, &r->row);
+                filled++;
             } else {
-                blank_row(r, b);
+                for (int h = 0; h < per_row; h++)
+                    blank_row(r, per_row * b + h);
             }
         }
         if (rc || (rc = set_batch(r)))
             break;
-        r->model->moe_run.train = 0;
-        dsk_model_forward(r->model, 0);
+        if (per_row == 2) {
+            dsk_dpo_stats st;
+            dpo_batch(r, 0, 0, &st);
+            /* Only the filled pairs count (blank ones come last). */
+            dsk_dpo_loss(r->logp, r->ref_logp, filled, r->o->beta, 0, r->coef, &st);
+            sum.loss += st.loss * filled;
+            sum.chosen_reward += st.chosen_reward * filled;
+            sum.rejected_reward += st.rejected_reward * filled;
+            sum.margin += st.margin * filled;
+            sum.accuracy += st.accuracy * filled;
+            sum.pairs += filled;
+        } else {
+            r->model->moe_run.train = 0;
+            dsk_model_forward(r->model, 0);
+        }
         nats += r->model->loss_sum;
         count += r->model->n_targets;
         if (r->token_bytes)
@@ -267,6 +360,14 @@ static int evaluate(run *r, eval_result *res)
         return rc;
     res->ok = count > 0;
     res->loss = count > 0 ? nats / count : 0;
+    if (sum.pairs > 0) {
+        res->dpo = sum;
+        res->dpo.loss /= sum.pairs;
+        res->dpo.chosen_reward /= sum.pairs;
+        res->dpo.rejected_reward /= sum.pairs;
+        res->dpo.margin /= sum.pairs;
+        res->dpo.accuracy /= sum.pairs;
+    }
     res->bpb = bytes > 0 ? nats / log(2.0) / bytes : 0;
     res->targets = count;
     return 0;
@@ -351,7 +452,7 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
     const dsk_train_opts *o = r->o;
     dsk_err *err = r->err;
     int rc;
-    const char *from = o->resume ? o->out : o->stage == DSK_STAGE_CONTINUE ? o->init : NULL;
+    const char *from = o->resume ? o->out : o->stage != DSK_STAGE_PRETRAIN ? o->init : NULL;
     if (from) {
         *resume_dir = dsk_checkpoint_resolve(from, err);
         if (!*resume_dir)
@@ -370,7 +471,7 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
             if ((rc = dsk_config_set(cfg, o->sets[i], err)))
                 return rc;
     }
-    if (!o->resume && o->stage != DSK_STAGE_CONTINUE) {
+    if (!o->resume && o->stage == DSK_STAGE_PRETRAIN) {
         if (cfg->vocab_size == 0)
             cfg->vocab_size = (int)r->ds.m.vocab_size;
         if (cfg->eos_token_id < 0 && r->ds.m.eot < r->ds.m.vocab_size)
@@ -497,6 +598,14 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
     if (r->o->peak_tflops > 0)
         fprintf(f, ",\"mfu\":%.4f", gflops / (r->o->peak_tflops * 1e3));
     fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f", r->st.skipped, elapsed);
+    if (r->dpo_batches) {
+        double k = 1.0 / r->dpo_batches;
+        dsk_dpo_stats *d = &r->dpo_window;
+        fprintf(f, ",\"chosen_reward\":%.6f,\"rejected_reward\":%.6f,\"margin\":%.6f,\"accuracy\":%.4f",
+                d->chosen_reward * k, d->rejected_reward * k, d->margin * k, d->accuracy * k);
+        memset(d, 0, sizeof *d);
+        r->dpo_batches = 0;
+    }
     log_moe(r);
     fputs("}\n", f);
 }
@@ -522,9 +631,18 @@ static void log_eval(run *r, const eval_result *e)
     if (!r->o->quiet)
         fprintf(stderr, "%sstep %ld: val loss %.4f, %.4f bits/byte\n", r->tty ? "\r\033[K" : "", r->st.step, e->loss,
                 e->bpb);
-    if (r->log)
-        fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f,\"val_tokens\":%.0f}\n", r->st.step, e->loss,
+    if (e->dpo.pairs && !r->o->quiet)
+        fprintf(stderr, "step %ld: val DPO loss %.4f, preference accuracy %.3f, margin %.4f\n", r->st.step,
+                e->dpo.loss, e->dpo.accuracy, e->dpo.margin);
+    if (r->log) {
+        fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f,\"val_tokens\":%.0f", r->st.step, e->loss,
                 e->bpb, e->targets);
+        if (e->dpo.pairs)
+            fprintf(r->log, ",\"val_dpo_loss\":%.6f,\"val_chosen_reward\":%.6f,\"val_rejected_reward\":%.6f,"
+                    "\"val_margin\":%.6f,\"val_accuracy\":%.4f,\"val_pairs\":%ld", e->dpo.loss, e->dpo.chosen_reward,
+                    e->dpo.rejected_reward, e->dpo.margin, e->dpo.accuracy, e->dpo.pairs);
+        fputs("}\n", r->log);
+    }
 }
 
 /* ---- the loop -------------------------------------------------------------------------------------------- */
@@ -544,21 +662,36 @@ static int train(run *r)
         double loss = 0;
         uint64_t step_tokens = 0;
         for (int a = 0; a < o->grad_accum && !rc; a++) {
-            for (int b = 0; b < r->B && !rc; b++) {
+            int dpo = is_dpo(r);
+            for (int b = 0; b < r->B / (dpo ? 2 : 1) && !rc; b++) {
                 uint64_t index;
                 rc = dsk_loader_next(r->loader, &r->row, &index, err);
-                if (!rc)
+                if (!rc && dpo)
+                    fill_pair(r, b, &r->row);
+                else if (!rc)
                     fill_row(r, b, &r->row);
             }
             if (rc || (rc = set_batch(r)))
                 break;
-            double n = r->model->n_targets > 0 ? r->model->n_targets : 1;
             r->model->moe_run.train = 1;
             r->model->moe_run.rng = &r->st.rng;
             r->model->moe_run.aux_grad_scale = (float)(1.0 / o->grad_accum);
-            dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
+            if (dpo) {
+                /* The mean over the step's pairs. */
+                int pairs = r->B / 2;
+                dsk_dpo_stats st;
+                loss += dpo_batch(r, 1.0 / ((double)pairs * o->grad_accum), 1, &st) / pairs / o->grad_accum;
+                r->dpo_window.chosen_reward += st.chosen_reward;
+                r->dpo_window.rejected_reward += st.rejected_reward;
+                r->dpo_window.margin += st.margin;
+                r->dpo_window.accuracy += st.accuracy;
+                r->dpo_batches++;
+            } else {
+                double n = r->model->n_targets > 0 ? r->model->n_targets : 1;
+                dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
+                loss += r->model->loss_sum / n / o->grad_accum;
+            }
             dsk_model_backward(r->model);
-            loss += r->model->loss_sum / n / o->grad_accum;
             step_tokens += (uint64_t)r->B * r->T;
         }
         if (rc)
@@ -642,6 +775,44 @@ static int train(run *r)
     return 0;
 }
 
+static uint64_t ref_weights_hash(run *r)
+{
+    size_t bytes = r->ref->n_params * sizeof(float);
+    float *host = dsk_xmalloc(bytes);
+    r->ref->be->download(r->ref->be, host, r->ref->params, bytes);
+    uint64_t h = dsk_hash64(host, bytes);
+    free(host);
+    return h;
+}
+
+/* state.json's lineage: the stages that led here, each with its data and
+ * the checkpoints it started from, so pretrain -> continue -> SFT -> DPO
+ * can be traced from the last checkpoint alone. */
+static void add_lineage(run *r, const char *from_dir)
+{
+    const dsk_train_opts *o = r->o;
+    if (!r->st.lineage)
+        r->st.lineage = json_object_new_array();
+    struct json_object *e = json_object_new_object();
+    json_object_object_add(e, "stage", json_object_new_string(dsk_stage_names[o->stage]));
+    char *abs = realpath(o->data, NULL);
+    json_object_object_add(e, "data", json_object_new_string(abs ? abs : o->data));
+    free(abs);
+    json_object_object_add(e, "dataset_tokenizer", json_object_new_string(r->ds.m.fingerprint));
+    if (from_dir) {
+        abs = realpath(from_dir, NULL);   /* latest resolved to its step directory */
+        json_object_object_add(e, "init", json_object_new_string(abs ? abs : from_dir));
+        free(abs);
+    }
+    if (r->ref_dir) {
+        abs = realpath(r->ref_dir, NULL);
+        json_object_object_add(e, "ref", json_object_new_string(abs ? abs : r->ref_dir));
+        free(abs);
+    }
+    json_object_object_add(e, "out", json_object_new_string(o->out));
+    json_object_array_add(r->st.lineage, e);
+}
+
 int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
 {
     run r;
@@ -664,14 +835,20 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     int rc = dsk_dataset_open(&r.ds, o->data, err);
     if (!rc)
         r.ds_open = 1;
-    if (!rc && r.ds.m.kind != DSK_KIND_PRETRAIN && r.ds.m.kind != DSK_KIND_SFT)
+    static const char *const kind_names[] = {"unknown", "pretraining", "conversation (SFT)", "preference (DPO)"};
+    int want_kind = o->stage == DSK_STAGE_SFT ? DSK_KIND_SFT : o->stage == DSK_STAGE_DPO ? DSK_KIND_DPO : -1;
+    if (!rc && want_kind < 0 && r.ds.m.kind == DSK_KIND_DPO)
         rc = dsk_fail(err, EX_DATAERR, "%s: a preference (DPO) dataset; stages pretrain and continue need token "
                       "rows", o->data);
+    if (!rc && want_kind >= 0 && r.ds.m.kind != want_kind)
+        rc = dsk_fail(err, EX_DATAERR, "%s: a %s dataset; --stage %s needs %s rows (dsk-pack of %s records)", o->data,
+                      kind_names[r.ds.m.kind & 3], dsk_stage_names[o->stage], kind_names[want_kind],
+                      want_kind == DSK_KIND_SFT ? "chat" : "preference");
     if (!rc && r.ds.m.rows[DSKT_TRAIN] < (uint64_t)o->batch)
         rc = dsk_fail(err, EX_DATAERR, "%s: %llu training rows, fewer than one batch (%d)", o->data,
                       (unsigned long long)r.ds.m.rows[DSKT_TRAIN], o->batch);
     if (!rc) {
-        r.B = o->batch;
+        r.B = o->stage == DSK_STAGE_DPO ? 2 * o->batch : o->batch;   /* DPO: chosen and rejected rows */
         r.T = o->seq_len > 0 ? o->seq_len : (int)r.ds.m.seq_len;
         if ((uint32_t)r.T > r.ds.m.seq_len)
             rc = dsk_fail(err, EX_USAGE, "--seq-len %d: the dataset's rows hold %u positions", r.T, r.ds.m.seq_len);
@@ -689,10 +866,15 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         if (!rc && prev.fingerprint[0] && strcmp(prev.fingerprint, r.ds.m.fingerprint))
             rc = dsk_fail(err, EX_DATAERR, "%s: trained with tokenizer %s, but %s was made with %s", from_dir,
                           prev.fingerprint, o->data, r.ds.m.fingerprint);
-        if (!rc && o->resume)
+        if (!rc && o->resume) {
             r.st = prev;
-        else
+        } else if (!rc) {
+            /* A new stage from a checkpoint: its lineage, then this run. */
+            r.st.lineage = prev.lineage ? json_object_get(prev.lineage) : NULL;
             dsk_train_state_free(&prev);
+        } else {
+            dsk_train_state_free(&prev);
+        }
     }
     if (!rc) {
         r.be = dsk_backend_open(o->backend, o->threads, err->msg, sizeof err->msg);
@@ -713,13 +895,37 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         else
             dsk_model_init_weights(r.model, o->seed);
     }
+    if (!rc && o->stage == DSK_STAGE_DPO) {
+        /* The frozen reference: --ref, or the checkpoint the stage started from. */
+        const char *ref = o->ref ? o->ref : o->init;
+        r.ref_dir = ref ? dsk_checkpoint_resolve(ref, err) : NULL;
+        if (!ref)
+            rc = dsk_fail(err, EX_USAGE, "--stage dpo needs --init (or --ref) for the reference model");
+        else if (!r.ref_dir)
+            rc = err->code;
+        if (!rc) {
+            r.ref = dsk_model_create(&cfg, r.be);
+            dsk_model_alloc_batch(r.ref, r.B, r.T);
+            rc = dsk_checkpoint_load_weights(r.ref_dir, r.ref, err);
+        }
+        if (!rc) {
+            r.ref_hash = ref_weights_hash(&r);
+            r.logp = dsk_xcalloc((size_t)r.B, sizeof *r.logp);
+            r.ref_logp = dsk_xcalloc((size_t)r.B, sizeof *r.ref_logp);
+            r.coef = dsk_xcalloc((size_t)r.B, sizeof *r.coef);
+            r.grad_weights = dsk_xmalloc((size_t)r.B * r.T * sizeof *r.grad_weights);
+        }
+    }
     if (!rc && cfg.n_routed_experts > 0)
         r.bias_snapshot = dsk_xcalloc((size_t)cfg.n_layers * cfg.n_routed_experts, sizeof *r.bias_snapshot);
     if (!rc) {
         uint64_t per_step = (uint64_t)r.B * r.T * (uint64_t)o->grad_accum;
-        r.total_steps = o->steps > 0 ? o->steps : (long)((o->tokens + per_step - 1) / per_step);
+        double rows_per_step = (double)o->batch * o->grad_accum;
+        r.total_steps = o->steps > 0    ? o->steps
+                        : o->tokens > 0 ? (long)((o->tokens + per_step - 1) / per_step)
+                                        : (long)ceil(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step);
         if (r.total_steps <= 0)
-            rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N or --tokens N");
+            rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N, --tokens N or --epochs X");
     }
     if (!rc) {
         dsk_adamw_opts ao = o->adamw;
@@ -734,7 +940,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         snprintf(r.st.fingerprint, sizeof r.st.fingerprint, "%s", r.ds.m.fingerprint);
     }
     if (!rc) {
-        snprintf(r.st.stage, sizeof r.st.stage, "%s", o->stage == DSK_STAGE_CONTINUE ? "continue" : "pretrain");
+        snprintf(r.st.stage, sizeof r.st.stage, "%s", dsk_stage_names[o->stage]);
         if (r.st.options)
             json_object_put(r.st.options);
         r.st.options = dsk_train_opts_to_json(o);
@@ -744,6 +950,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
             json_object_object_add(r.st.options, "data", json_object_new_string(abs));
             free(abs);
         }
+        if (!o->resume)
+            add_lineage(&r, from_dir);
         dsk_loader_opts lo = {.split = DSKT_TRAIN, .shuffle = 1, .seed = r.st.seed, .rank = 0, .world = 1,
                               .prefetch = (unsigned)(2 * r.B), .threads = 1};
         rc = dsk_loader_open(&r.loader, &r.ds, &lo, &r.st.cursor, err);
@@ -752,13 +960,15 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         rc = open_log(&r);
     if (!rc && !o->quiet)
         fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens%s\n",
-                dsk_progname(), o->resume ? "resuming a" : o->stage == DSK_STAGE_CONTINUE ? "continuing a" : "a new",
+                dsk_progname(), o->resume ? "resuming a" : o->stage == DSK_STAGE_PRETRAIN ? "a new" : "continuing a",
                 r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * o->grad_accum, r.T,
                 o->resume ? "" : "");
     if (!rc && o->resume && r.st.step >= r.total_steps)
         rc = dsk_fail(err, EX_USAGE, "%s is at step %ld already; raise --steps to train further", from_dir, r.st.step);
     if (!rc)
         rc = train(&r);
+    if ((rc == 0 || rc > 128) && r.ref && ref_weights_hash(&r) != r.ref_hash)
+        rc = dsk_fail(err, EX_SOFTWARE, "the reference model's weights changed during DPO (a bug)");
 
     if (r.log)
         fclose(r.log);
@@ -767,6 +977,12 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     dsk_generator_free(r.gen);
     dsk_optimizer_free(r.opt);
     dsk_model_free(r.model);
+    dsk_model_free(r.ref);
+    free(r.ref_dir);
+    free(r.logp);
+    free(r.ref_logp);
+    free(r.coef);
+    free(r.grad_weights);
     if (r.be)
         r.be->destroy(r.be);
     dsk_row_free(&r.row);

@@ -10,23 +10,26 @@
 #include "model/generate.h"
 #include "train/optim.h"
 
-enum { DSK_STAGE_PRETRAIN, DSK_STAGE_CONTINUE };
+enum { DSK_STAGE_PRETRAIN, DSK_STAGE_CONTINUE, DSK_STAGE_SFT, DSK_STAGE_DPO };
+extern const char *const dsk_stage_names[];   /* by stage */
 
 typedef struct dsk_train_opts {
-    const char *data, *out, *config, *init, *log_path, *backend, *prompt;
+    const char *data, *out, *config, *init, *ref, *log_path, *backend, *prompt;
     const char **sets;
     int n_sets;
     int stage, resume, quiet;
     int batch, seq_len, grad_accum, threads, doc_mask;
     long steps;                /* optimizer steps; 0: from tokens */
     uint64_t tokens;           /* run length in tokens when steps is 0 */
+    double epochs;             /* or in passes over the training rows */
+    double beta;               /* DPO */
     dsk_adamw_opts adamw;
     uint64_t seed;
     long eval_every, save_every, sample_every, log_every;
     int eval_batches, keep, sample_tokens, max_bad_steps;
     dsk_sampler_opts sampler;
     double peak_tflops;        /* for the MFU estimate; 0: not reported */
-    char *owned;               /* a string dsk_train_opts_from_json set (free it) */
+    char *owned, *owned_ref, *owned_init;   /* strings dsk_train_opts_from_json set (free them) */
 } dsk_train_opts;
 
 void dsk_train_defaults(dsk_train_opts *o);

@@ -83,7 +83,7 @@ expect_exit 0 "--stage continue" dsk-train "${common[@]}" --stage continue --ini
 check "continue starts at step 0 with stage continue" bash -c \
     "grep -q '\"stage\":\"continue\"' '$T/d/latest/state.json' && grep -q '\"step\":5' '$T/d/latest/state.json'"
 expect_exit 64 "--stage continue without --init" dsk-train "${common[@]}" --stage continue --steps 5 --out "$T/e"
-expect_exit 64 "--stage sft is not there yet" dsk-train "${common[@]}" --stage sft --steps 5 --out "$T/e"
+expect_exit 64 "--stage sft without --init" dsk-train "${common[@]}" --stage sft --steps 5 --out "$T/e"
 
 # Refusals.
 expect_exit 73 "a new run into another run's directory" dsk-train "${common[@]}" --steps 2 --out "$T/a"
@@ -124,6 +124,73 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert len(rows) == 2 and rows[-1]["skipped"] == 2 and rows[-1]["grad_norm"] is None, rows
 PY
+
+# ---- post-training: SFT and DPO ------------------------------------------------------------------
+python3 - "$T" <<'PY'
+import json, random, sys
+t = sys.argv[1]
+random.seed(9)
+words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
+with open(f"{t}/chat.jsonl", "w") as f:
+    for i in range(120):
+        q = " ".join(random.choice(words) for _ in range(random.randint(2, 8)))
+        f.write(json.dumps({"messages": [{"role": "user", "content": f"repeat {q}"},
+                                         {"role": "assistant", "content": q}],
+                            "split": "val" if i % 6 == 0 else "train"}) + "\n")
+with open(f"{t}/pref.jsonl", "w") as f:
+    for i in range(120):
+        q = " ".join(random.choice(words) for _ in range(random.randint(2, 6)))
+        f.write(json.dumps({"prompt": f"repeat {q}", "chosen": q, "rejected": " ".join(reversed(q.split())) + " no",
+                            "split": "val" if i % 6 == 0 else "train"}) + "\n")
+PY
+dsk-bpe encode -t "$T/tok.json" -o "$T/chat.dskt" "$T/chat.jsonl"
+dsk-bpe encode -t "$T/tok.json" -o "$T/pref.dskt" "$T/pref.jsonl"
+dsk-pack -q -t "$T/tok.json" -o "$T/sft" --seq-len 64 "$T/chat.dskt"
+dsk-pack -q -t "$T/tok.json" -o "$T/dpo" --seq-len 64 "$T/pref.dskt"
+post=(--config nano -b 4 --eval-batches 2 -j 2 -q)
+expect_exit 65 "--stage sft on pretraining data" dsk-train "${post[@]}" --stage sft --init "$T/a" --data "$T/ds" \
+    --steps 2 --out "$T/x"
+expect_err_contains "needs conversation (SFT) rows" "the message names the dataset kind the stage needs"
+expect_exit 0 "--stage sft from the pretrained checkpoint" dsk-train "${post[@]}" --stage sft --init "$T/a" \
+    --data "$T/sft" --epochs 1 --eval-every 10 --lr 1e-3 --log "$T/sft.jsonl" --out "$T/s"
+check "sft: loss only on assistant tokens (the evaluated targets are the masked ones)" python3 - "$T" <<'PY'
+import json, subprocess, sys
+t = sys.argv[1]
+rows = [json.loads(l) for l in subprocess.run(["dsk-pack", "cat", f"{t}/sft", "--split", "val", "--count", "8",
+                                               "--json"], capture_output=True, text=True, check=True).stdout.splitlines()]
+want = sum(sum(r["mask"][1:]) for r in rows)
+prompt = sum(len(r["mask"]) - 1 - sum(r["mask"][1:]) for r in rows)
+got = [json.loads(l)["val_tokens"] for l in open(f"{t}/sft.jsonl") if "val_tokens" in l]
+assert got and all(g == want for g in got), (got, want)
+assert prompt > want, (prompt, want)   # most positions are prompt or padding, and carry no loss
+PY
+check "sft: an epoch of 100 conversations in batches of 4 is 25 steps, and stage sft is recorded" bash -c \
+    "grep -q '\"step\":25,' '$T/s/latest/state.json' && grep -q '\"stage\":\"sft\"' '$T/s/latest/state.json'"
+md5_before=$(cat "$T/s/latest/"* | md5sum)
+expect_exit 0 "--stage dpo from the SFT checkpoint" dsk-train "${post[@]}" --stage dpo --init "$T/s" \
+    --data "$T/dpo" --steps 10 --lr 1e-3 --eval-every 5 --save-every 5 --keep 0 --log "$T/dpo.jsonl" --out "$T/p"
+check "dpo: the reference checkpoint is untouched" test "$(cat "$T/s/latest/"* | md5sum)" = "$md5_before"
+check "dpo: rewards, margins and preference accuracy are logged, train and val" python3 - "$T/dpo.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+train = [r for r in rows if "margin" in r]
+val = [r for r in rows if "val_margin" in r]
+assert train and all(k in train[-1] for k in ("chosen_reward", "rejected_reward", "accuracy")), rows
+assert len(val) == 2 and all(0 <= v["val_accuracy"] <= 1 and v["val_pairs"] == 8 for v in val), val
+assert val[-1]["val_margin"] > val[0]["val_margin"], val    # preferences move the right way
+PY
+check "dpo: the lineage traces pretrain -> sft -> dpo" python3 - "$T/p/latest/state.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+stages = [e["stage"] for e in s["lineage"]]
+assert stages == ["pretrain", "sft", "dpo"], stages
+assert s["lineage"][2]["ref"].endswith("step-00000025") and s["lineage"][1]["init"].endswith("step-00000040"), s
+PY
+mkdir "$T/p2" && cp -r "$T/p/step-00000005" "$T/p2/" && ln -s step-00000005 "$T/p2/latest"
+expect_exit 0 "resume DPO mid-stage" dsk-train --resume --out "$T/p2" -q
+check "resumed DPO weights are bit-identical" cmp "$T/p/latest/model.safetensors" "$T/p2/latest/model.safetensors"
+expect_exit 65 "--stage dpo on conversation data" dsk-train "${post[@]}" --stage dpo --init "$T/s" --data "$T/sft" \
+    --steps 2 --out "$T/x"
 
 # ---- mixture of experts ----------------------------------------------------------------------
 moe=(--data "$T/ds" --config nano-moe --set experts=8 -b 8 --lr 1e-2 --warmup 10 --eval-every 0 -j 2 -q)
