@@ -13,7 +13,7 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -fopenmp -MMD -MP
 LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lopenblas -lm -pthread -fopenmp
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train
+TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train dsk-eval
 LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)

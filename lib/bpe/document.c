@@ -171,3 +171,32 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
     }
     return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
 }
+
+int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc,
+                                     dskt_record *rec, dsk_err *err)
+{
+    rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
+    rec->kind = DSKT_CHAT;
+    rec->split = split_of(doc);
+    e->n_ids = 0;
+    chat_ids c;
+    int rc = get_chat_ids(t, &c, err);
+    if (rc)
+        return rc;
+    struct json_object *msgs, *prompt = dsk_json_get_string(doc, "prompt");
+    if (prompt) {
+        add_id(rec, c.user, 0);
+        rc = encode_into(t, e, json_object_get_string(prompt), (size_t)json_object_get_string_len(prompt), 0, rec, 0,
+                         err);
+        if (!rc)
+            add_id(rec, c.end, 0);
+    } else if (json_object_object_get_ex(doc, "messages", &msgs)) {
+        rc = encode_messages(t, e, &c, msgs, 0, rec, err);
+    } else {
+        rc = dsk_fail(err, EX_DATAERR, "no string \"prompt\" and no \"messages\"");
+    }
+    if (!rc)
+        add_id(rec, c.assistant, 0);
+    rec->n_prompt = rec->n_tokens;
+    return rc;
+}

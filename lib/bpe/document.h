@@ -31,6 +31,13 @@ extern const char *const dsk_bpe_default_specials[5];
 int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc, const char *field,
                             int allow_special, dskt_record *rec, dsk_err *err);
 
+/* What a model is given to answer: "messages" (the conversation so far)
+ * or "prompt" (a string, as one user turn) through the template, then
+ * <|assistant|> (add_generation_prompt).  rec gets a chat record with no
+ * mask.  dsk-eval gen and dsk-serve build prompts this way. */
+int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc,
+                                     dskt_record *rec, dsk_err *err);
+
 /* Plain text as a plain record. */
 int dsk_bpe_encode_text(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                         int split, dskt_record *rec, dsk_err *err);

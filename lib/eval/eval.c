@@ -1,0 +1,275 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <math.h>
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe/document.h"
+#include "bpe/formats.h"
+#include "core/json.h"
+#include "core/reader.h"
+#include "eval/eval.h"
+#include "model/config.h"
+#include "pack/dataset.h"
+#include "train/checkpoint.h"
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = dsk_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err)
+{
+    memset(l, 0, sizeof *l);
+    dsk_tokenizer_init(&l->tok);
+    l->dir = dsk_checkpoint_resolve(path, err);
+    if (!l->dir)
+        return err->code;
+    dsk_model_config cfg;
+    char *p = join(l->dir, "config.json");
+    int rc = dsk_config_load(&cfg, p, err);
+    free(p);
+    if (!rc && cfg.vocab_size < 2)
+        rc = dsk_fail(err, EX_DATAERR, "%s/config.json: vocab_size %d", l->dir, cfg.vocab_size);
+    if (!rc) {
+        p = join(l->dir, "tokenizer.json");
+        rc = dsk_bpe_load_json(&l->tok, p, err);
+        free(p);
+    }
+    if (!rc) {
+        dsk_tokenizer_fingerprint(&l->tok, l->fingerprint);
+        l->be = dsk_backend_open(backend, threads, err->msg, sizeof err->msg);
+        if (!l->be)
+            rc = err->code = EX_USAGE;
+    }
+    if (!rc) {
+        l->model = dsk_model_create(&cfg, l->be);
+        rc = dsk_checkpoint_load_weights(l->dir, l->model, err);
+    }
+    return rc;
+}
+
+void dsk_loaded_free(dsk_loaded *l)
+{
+    dsk_model_free(l->model);
+    if (l->be)
+        l->be->destroy(l->be);
+    dsk_tokenizer_free(&l->tok);
+    free(l->dir);
+    memset(l, 0, sizeof *l);
+}
+
+/* ---- perplexity --------------------------------------------------------------------------- */
+
+int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long rows, dsk_ppl_result *res,
+                 dsk_err *err)
+{
+    memset(res, 0, sizeof *res);
+    dsk_dataset ds;
+    int rc = dsk_dataset_open(&ds, data, err);
+    if (rc)
+        return rc;
+    dsk_model *m = l->model;
+    if ((rc = dsk_dataset_check_tokenizer(&ds, l->fingerprint, (uint32_t)m->cfg.vocab_size, err))) {
+        dsk_dataset_close(&ds);
+        return rc;
+    }
+    if (ds.m.kind == DSK_KIND_DPO) {
+        dsk_dataset_close(&ds);
+        return dsk_fail(err, EX_DATAERR, "%s: preference rows have no perplexity; use a text or chat dataset", data);
+    }
+    int T = (int)ds.m.seq_len;
+    if (T > m->cfg.max_seq_len)
+        T = m->cfg.max_seq_len;   /* rows longer than the model: their first max_position_embeddings tokens */
+    uint64_t total = ds.m.rows[split];
+    if (rows > 0 && (uint64_t)rows < total)
+        total = (uint64_t)rows;
+    dsk_model_alloc_batch(m, batch, T);
+    size_t n = (size_t)batch * T;
+    int32_t *tok = dsk_xmalloc(n * 4), *tgt = dsk_xmalloc(n * 4), *pos = dsk_xmalloc(n * 4);
+    float *w = dsk_xmalloc(n * 4);
+    dsk_dataset_reader rd;
+    dsk_dataset_reader_init(&rd, &ds);
+    dsk_row row = {0};
+    for (uint64_t next = 0; next < total && !rc;) {
+        for (int b = 0; b < batch; b++) {
+            int have = next < total;
+            if (have && (rc = dsk_dataset_read(&rd, split, next++, &row, err)))
+                break;
+            uint32_t nb = 0, doc_start = 0;
+            for (int t = 0; t < T; t++) {
+                size_t i = (size_t)b * T + t;
+                if (!have) {
+                    tok[i] = 0, tgt[i] = -1, pos[i] = t, w[i] = 0;
+                    continue;
+                }
+                while ((row.flags & DSK_ROW_BOUNDARIES) && nb < row.n_boundaries && row.boundaries[nb] <= (uint32_t)t)
+                    doc_start = row.boundaries[nb++];
+                tok[i] = (int32_t)row.tokens[t];
+                tgt[i] = (int32_t)row.tokens[t + 1];
+                pos[i] = (int32_t)((uint32_t)t - doc_start);
+                w[i] = (row.flags & DSK_ROW_MASK) ? row.mask[t + 1] : 1.0f;
+                if (w[i] != 0)
+                    res->bytes += l->tok.is_special[tgt[i]] ? 0 : (double)(l->tok.tok[tgt[i]] & 0xffffff);
+            }
+            res->rows += have;
+        }
+        dsk_batch bt = {batch, T, tok, tgt, pos, w};
+        if (rc || (rc = dsk_model_set_batch(m, &bt, err)))
+            break;
+        dsk_model_forward(m, 0);
+        res->nats += m->loss_sum;
+        res->tokens += m->n_targets;
+    }
+    dsk_row_free(&row);
+    dsk_dataset_reader_free(&rd);
+    dsk_dataset_close(&ds);
+    free(tok), free(tgt), free(pos), free(w);
+    if (!rc && res->tokens == 0)
+        rc = dsk_fail(err, EX_DATAERR, "%s: no targets in the %s split", data, dsk_split_names[split]);
+    if (!rc) {
+        res->loss = res->nats / res->tokens;
+        res->ppl = exp(res->loss);
+        res->bpb = res->bytes > 0 ? res->nats / log(2.0) / res->bytes : 0;
+    }
+    return rc;
+}
+
+/* ---- generation tasks --------------------------------------------------------------------- */
+
+static void trim(dsk_buf *b)
+{
+    size_t start = 0, end = b->len;
+    while (start < end && b->data[start] && strchr(" \t\r\n", b->data[start]))
+        start++;
+    while (end > start && b->data[end - 1] && strchr(" \t\r\n", b->data[end - 1]))
+        end--;
+    memmove(b->data, b->data + start, end - start);
+    b->len = end - start;
+    dsk_buf_addc(b, 0);
+    b->len--;
+}
+
+int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen_result *res, dsk_err *err)
+{
+    memset(res, 0, sizeof *res);
+    FILE *f = fopen(task, "rb");
+    if (!f)
+        return dsk_fail(err, EX_NOINPUT, "%s: cannot open", task);
+    dsk_model *m = l->model;
+    uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
+    dsk_generator *g = dsk_generator_new(m, 0);
+    dsk_bpe_encoder enc;
+    dsk_bpe_encoder_init(&enc, &l->tok);
+    dskt_record rec = {0};
+    dsk_rng rng;
+    dsk_rng_seed(&rng, o->seed);
+    int32_t *out = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
+    int32_t *prompt = NULL;
+    uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
+    dsk_buf text = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int rc = 0;
+    while (!rc && (len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        if (len == 1 && line[0] == '\n')
+            continue;
+        char msg[256];
+        struct json_object *doc = dsk_json_parse(line, (size_t)len, msg, sizeof msg);
+        if (!doc || !json_object_is_type(doc, json_type_object)) {
+            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: %s", task, lineno, doc ? "not a JSON object" : msg);
+            if (doc)
+                json_object_put(doc);
+            break;
+        }
+        struct json_object *answer = dsk_json_get_string(doc, "answer"), *regex = dsk_json_get_string(doc, "regex");
+        if (!answer && !regex)
+            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: needs a string \"answer\" or \"regex\"", task, lineno);
+        if (!rc && (rc = dsk_bpe_encode_generation_prompt(&l->tok, &enc, doc, &rec, err))) {
+            char tmp[sizeof err->msg];
+            memcpy(tmp, err->msg, sizeof tmp);
+            dsk_fail(err, rc, "%s:%ld: %.900s", task, lineno, tmp);
+        }
+        if (!rc && (int)rec.n_tokens + o->max_tokens > m->cfg.max_seq_len)
+            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: prompt of %u tokens + --max-tokens %d exceeds the model's %d "
+                          "positions", task, lineno, rec.n_tokens, o->max_tokens, m->cfg.max_seq_len);
+        int n = 0;
+        if (!rc) {
+            prompt = dsk_xrealloc(prompt, rec.n_tokens * sizeof *prompt);
+            for (uint32_t i = 0; i < rec.n_tokens; i++)
+                prompt[i] = (int32_t)rec.tokens[i];
+            n = dsk_generate(g, prompt, (int)rec.n_tokens, o->max_tokens, &o->sampler, &rng, (int32_t)end, out, err);
+            if (n < 0)
+                rc = err->code;
+        }
+        if (!rc) {
+            /* The answer is what comes before <|end|> (or <|endoftext|>). */
+            int keep = 0;
+            while (keep < n && (uint32_t)out[keep] != end && (uint32_t)out[keep] != eot)
+                keep++;
+            for (int i = 0; i < keep; i++)
+                ids[i] = (uint32_t)out[i];
+            dsk_buf_clear(&text);
+            rc = dsk_bpe_decode(&l->tok, ids, (size_t)keep, &text, err);
+        }
+        if (!rc) {
+            trim(&text);
+            int ok;
+            if (answer) {
+                dsk_buf want = {0};
+                dsk_buf_adds(&want, json_object_get_string(answer));
+                trim(&want);
+                ok = want.len == text.len && !memcmp(want.data, text.data ? text.data : "", text.len);
+                dsk_buf_free(&want);
+            } else {
+                int ecode;
+                PCRE2_SIZE eoff;
+                pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_object_get_string(regex), PCRE2_ZERO_TERMINATED,
+                                               PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ecode, &eoff, NULL);
+                if (!re) {
+                    rc = dsk_fail(err, EX_DATAERR, "%s:%ld: bad \"regex\" at offset %zu", task, lineno,
+                                  (size_t)eoff);
+                    ok = 0;
+                } else {
+                    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+                    ok = pcre2_match(re, (PCRE2_SPTR)(text.data ? text.data : ""), text.len, 0, 0, md, NULL) >= 0;
+                    pcre2_match_data_free(md);
+                    pcre2_code_free(re);
+                }
+            }
+            res->items++;
+            res->correct += ok;
+            if (o->items && !rc) {
+                struct json_object *j = json_object_new_object();
+                json_object_object_add(j, "item", json_object_new_int64(res->items));
+                json_object_object_add(j, "output", json_object_new_string_len(text.data ? text.data : "",
+                                                                               (int)text.len));
+                json_object_object_add(j, "correct", json_object_new_boolean(ok));
+                fprintf(o->items, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(j);
+            }
+        }
+        json_object_put(doc);
+    }
+    if (!rc && ferror(f))
+        rc = dsk_fail(err, EX_IOERR, "%s: read error", task);
+    if (!rc && res->items == 0)
+        rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
+    res->accuracy = res->items ? (double)res->correct / (double)res->items : 0;
+    fclose(f);
+    free(line);
+    free(out);
+    free(ids);
+    free(prompt);
+    dsk_buf_free(&text);
+    dskt_record_free(&rec);
+    dsk_bpe_encoder_free(&enc);
+    dsk_generator_free(g);
+    return rc;
+}
