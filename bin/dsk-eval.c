@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/cli.h"
+#include "core/json.h"
 #include "core/outfile.h"
 #include "core/split.h"
 #include "eval/eval.h"
@@ -46,6 +47,17 @@ static const struct option long_options[] = {
     {"threads", required_argument, NULL, 'j'},       {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},             {NULL, 0, NULL, 0},
 };
+
+/* A JSON string literal of s (paths may hold quotes or backslashes). */
+static const char *jstr(const char *s, dsk_buf *b)
+{
+    struct json_object *o = json_object_new_string(s);
+    dsk_buf_clear(b);
+    dsk_json_append(o, b);
+    dsk_buf_addc(b, 0);
+    json_object_put(o);
+    return b->data;
+}
 
 int main(int argc, char **argv)
 {
@@ -96,13 +108,15 @@ int main(int argc, char **argv)
         dsk_ppl_result r;
         if (dsk_eval_ppl(&l, data, split, batch, rows, &r, &err))
             dsk_die_err(&err);
+        dsk_buf jb = {0};
         if (json)
-            printf("{\"checkpoint\":\"%s\",\"split\":\"%s\",\"rows\":%ld,\"tokens\":%.0f,\"bytes\":%.0f,\"loss\":%.6f,"
-                   "\"ppl\":%.4f,\"bpb\":%.6f}\n", l.dir, dsk_split_names[split], r.rows, r.tokens, r.bytes, r.loss,
+            printf("{\"checkpoint\":%s,\"split\":\"%s\",\"rows\":%ld,\"tokens\":%.0f,\"bytes\":%.0f,\"loss\":%.6f,"
+                   "\"ppl\":%.4f,\"bpb\":%.6f}\n", jstr(l.dir, &jb), dsk_split_names[split], r.rows, r.tokens, r.bytes, r.loss,
                    r.ppl, r.bpb);
         else
             printf("%s on %s (%s): %ld rows, %.0f tokens, %.0f bytes: loss %.4f, perplexity %.2f, %.4f bits/byte\n",
                    l.dir, data, dsk_split_names[split], r.rows, r.tokens, r.bytes, r.loss, r.ppl, r.bpb);
+        dsk_buf_free(&jb);
     } else {
         dsk_outfile f = {0};
         if (items && dsk_outfile_open(&f, items, &err))
@@ -113,10 +127,14 @@ int main(int argc, char **argv)
             dsk_die_err(&err);
         if (items && dsk_outfile_commit(&f, &err))
             dsk_die_err(&err);
-        if (json)
-            printf("{\"checkpoint\":\"%s\",\"task\":\"%s\",\"items\":%ld,\"correct\":%ld,\"exact_match\":%.4f}\n", l.dir,
-                   argv[optind + 2], r.items, r.correct, r.accuracy);
-        else
+        if (json) {
+            dsk_buf a = {0}, b = {0};
+            printf("{\"checkpoint\":%s,\"task\":%s,\"items\":%ld,\"correct\":%ld,\"exact_match\":%.4f}\n",
+                   jstr(l.dir, &a), jstr(argv[optind + 2], &b), r.items, r.correct, r.accuracy);
+            dsk_buf_free(&a);
+            dsk_buf_free(&b);
+        }
+        if (!json)
             printf("%s on %s: exact match %ld/%ld = %.3f\n", l.dir, argv[optind + 2], r.correct, r.items, r.accuracy);
     }
     dsk_loaded_free(&l);

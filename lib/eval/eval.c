@@ -204,7 +204,8 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
             prompt = dsk_xrealloc(prompt, rec.n_tokens * sizeof *prompt);
             for (uint32_t i = 0; i < rec.n_tokens; i++)
                 prompt[i] = (int32_t)rec.tokens[i];
-            n = dsk_generate(g, prompt, (int)rec.n_tokens, o->max_tokens, &o->sampler, &rng, (int32_t)end, out, err);
+            n = dsk_generate(g, prompt, (int)rec.n_tokens, o->max_tokens, &o->sampler, &rng, (int32_t)end,
+                             eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot, out, err);
             if (n < 0)
                 rc = err->code;
         }

@@ -166,7 +166,7 @@ int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng
 }
 
 int dsk_generate(dsk_generator *g, const int32_t *prompt, int n_prompt, int max_new, const dsk_sampler_opts *o,
-                 dsk_rng *rng, int32_t stop_token, int32_t *out, dsk_err *err)
+                 dsk_rng *rng, int32_t stop_token, int32_t stop2, int32_t *out, dsk_err *err)
 {
     dsk_generator_reset(g);
     if (n_prompt < 1) {
@@ -180,7 +180,7 @@ int dsk_generate(dsk_generator *g, const int32_t *prompt, int n_prompt, int max_
     while (n < max_new) {
         int32_t t = dsk_sample(g->host_logits, g->m->cfg.vocab_size, o, rng, g->order);
         out[n++] = t;
-        if (t == stop_token || g->len >= g->max_len)
+        if ((stop_token >= 0 && t == stop_token) || (stop2 >= 0 && t == stop2) || g->len >= g->max_len)
             break;
         if (dsk_generator_feed(g, t, err))
             return -1;

@@ -38,9 +38,9 @@ int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err);
 /* Draws a token from logits (modified in place). */
 int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng, int *scratch);
 /* Feeds prompt, then samples up to max_new tokens into out (stopping
- * after stop_token when >= 0).  Returns the number generated, or -1 with
+ * after stop_token or <|endoftext|>-like stop2 when >= 0).  Returns the number generated, or -1 with
  * err set. */
 int dsk_generate(dsk_generator *g, const int32_t *prompt, int n_prompt, int max_new, const dsk_sampler_opts *o,
-                 dsk_rng *rng, int32_t stop_token, int32_t *out, dsk_err *err);
+                 dsk_rng *rng, int32_t stop_token, int32_t stop2, int32_t *out, dsk_err *err);
 
 #endif

@@ -400,7 +400,7 @@ static void sample(run *r)
         return;
     int32_t *out = dsk_xmalloc((size_t)max_new * sizeof *out);
     dsk_err e = {0};
-    int n = dsk_generate(r->gen, prompt, n_prompt, max_new, &r->o->sampler, &r->st.rng, (int32_t)r->ds.m.eot, out,
+    int n = dsk_generate(r->gen, prompt, n_prompt, max_new, &r->o->sampler, &r->st.rng, (int32_t)r->ds.m.eot, -1, out,
                          &e);
     dsk_buf text = {0};
     if (n > 0 && r->have_tok) {
@@ -944,11 +944,14 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         if (r.st.options)
             json_object_put(r.st.options);
         r.st.options = dsk_train_opts_to_json(o);
-        /* The dataset by absolute path, so --resume works from any directory. */
-        char *abs = realpath(o->data, NULL);
-        if (abs) {
-            json_object_object_add(r.st.options, "data", json_object_new_string(abs));
-            free(abs);
+        /* Paths made absolute, so --resume works from any directory. */
+        const char *paths[] = {"data", o->data, "init", o->init, "ref", o->ref};
+        for (int i = 0; i < 6; i += 2) {
+            char *abs = paths[i + 1] ? realpath(paths[i + 1], NULL) : NULL;
+            if (abs) {
+                json_object_object_add(r.st.options, paths[i], json_object_new_string(abs));
+                free(abs);
+            }
         }
         if (!o->resume)
             add_lineage(&r, from_dir);

@@ -137,3 +137,14 @@ if os.path.exists(log):
             print(f"| {m['layer']} | " + " | ".join(f"{x:.3f}" for x in m["load"]) +
                   f" | {m['cv']:.3f} | {m['dropped']:.3f} | {m['entropy']:.3f} |")
     print()
+
+evals = os.path.join(out, "eval.jsonl")
+if os.path.exists(evals):
+    print("## 6. Evaluation (dsk-eval ppl, test split)\n")
+    print("| checkpoint | rows | tokens | loss | perplexity | bits/byte |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for l in open(evals):
+        e = json.loads(l)
+        name = os.path.relpath(e["checkpoint"], out)
+        print(f"| `{name}` | {e['rows']} | {e['tokens']} | {e['loss']:.3f} | {e['ppl']:.1f} | {e['bpb']:.3f} |")
+    print()
