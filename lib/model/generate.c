@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ffn.h"
 #include "model/generate.h"
 
 dsk_generator *dsk_generator_new(dsk_model *m, int max_len)
@@ -101,10 +102,8 @@ int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err)
             dsk_moe_forward(be, c, &w->moe, &g->moe, NULL, g->h, g->x, 1, &run);
             continue;
         }
-        be->gemm(be, 0, 1, 1, F, d, 1, g->h, w->w_gate, 0, g->g);
-        be->gemm(be, 0, 1, 1, F, d, 1, g->h, w->w_up, 0, g->u);
-        be->swiglu_fwd(be, g->act, g->g, g->u, (size_t)F);
-        be->gemm(be, 0, 1, 1, d, F, 1, g->act, w->w_down, 1, g->x);
+        dsk_ffn f = {w->w_gate, w->w_up, w->w_down, g->g, g->u, g->act};
+        dsk_ffn_fwd(be, &f, g->h, g->x, 1, 1, d, F);
     }
     be->rmsnorm_fwd(be, g->h, g->rstd, g->x, m->w.final_norm, 1, d, (float)c->norm_eps);
     be->gemm(be, 0, 1, 1, c->vocab_size, d, 1, g->h, m->w.lm_head, 0, g->logits);

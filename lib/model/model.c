@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ffn.h"
 #include "model/model.h"
 
 /* ---- parameter layout ---------------------------------------------------------------------- */
@@ -343,11 +344,9 @@ static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
     int n = m->B * m->T, d = c->d_model, F = c->d_ff;
 
     be->rmsnorm_fwd(be, a->h2, a->rstd2, a->resid_mid, w->ffn_norm, n, d, (float)c->norm_eps);
-    be->gemm(be, 0, 1, n, F, d, 1, a->h2, w->w_gate, 0, a->g);
-    be->gemm(be, 0, 1, n, F, d, 1, a->h2, w->w_up, 0, a->u);
-    be->swiglu_fwd(be, a->act, a->g, a->u, (size_t)n * F);
     be->copy(be, resid_out, a->resid_mid, (size_t)n * d * sizeof(float));
-    be->gemm(be, 0, 1, n, d, F, 1, a->act, w->w_down, 1, resid_out);
+    dsk_ffn f = {w->w_gate, w->w_up, w->w_down, a->g, a->u, a->act};
+    dsk_ffn_fwd(be, &f, a->h2, resid_out, 1, n, d, F);
 }
 
 static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
@@ -402,13 +401,9 @@ static void ffn_block_bwd(dsk_model *m, int l)
     dsk_layer_acts *a = &m->acts[l];
     int n = m->B * m->T, d = c->d_model, F = c->d_ff;
 
-    be->gemm(be, 0, 0, n, F, d, 1, m->d_resid, w->w_down, 0, m->d_act);
-    be->gemm(be, 1, 0, d, F, n, 1, m->d_resid, a->act, 1, gw->w_down);
-    be->swiglu_bwd(be, m->d_g, m->d_u, m->d_act, a->g, a->u, (size_t)n * F);
-    be->gemm(be, 0, 0, n, d, F, 1, m->d_g, w->w_gate, 0, m->d_h);
-    be->gemm(be, 0, 0, n, d, F, 1, m->d_u, w->w_up, 1, m->d_h);
-    be->gemm(be, 1, 0, F, d, n, 1, m->d_g, a->h2, 1, gw->w_gate);
-    be->gemm(be, 1, 0, F, d, n, 1, m->d_u, a->h2, 1, gw->w_up);
+    dsk_ffn f = {w->w_gate, w->w_up, w->w_down, a->g, a->u, a->act};
+    dsk_ffn_bwd(be, &f, gw->w_gate, gw->w_up, gw->w_down, a->h2, m->d_resid, m->d_g, m->d_u, m->d_act, m->d_h, 0, n,
+                d, F);
     /* The residual path carries d_resid through unchanged; the norm adds. */
     be->rmsnorm_bwd(be, m->d_resid, gw->ffn_norm, m->d_h, a->resid_mid, w->ffn_norm, a->rstd2, n, d);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "model/ffn.h"
 #include "model/moe.h"
 
 static int shared_ff(const dsk_model_config *c) { return c->n_shared_experts * c->d_ff_expert; }
@@ -206,10 +207,8 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
 {
     int E = c->n_routed_experts, k = c->top_k, d = c->d_model, Fe = c->d_ff_expert, Fs = shared_ff(c);
     if (Fs) {
-        be->gemm(be, 0, 1, n, Fs, d, 1, h, w->s_gate, 0, b->sg);
-        be->gemm(be, 0, 1, n, Fs, d, 1, h, w->s_up, 0, b->su);
-        be->swiglu_fwd(be, b->sa, b->sg, b->su, (size_t)n * Fs);
-        be->gemm(be, 0, 1, n, d, Fs, 1, b->sa, w->s_down, 1, out);
+        dsk_ffn shared = {w->s_gate, w->s_up, w->s_down, b->sg, b->su, b->sa};
+        dsk_ffn_fwd(be, &shared, h, out, 1, n, d, Fs);
     }
     be->gemm(be, 0, 1, n, E, d, 1, h, w->router, 0, b->logits);
     const float *scores = noisy_logits(be, c, b, n, run);
@@ -219,21 +218,14 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
     b->kept = be->moe_dispatch(be, b->slot_row, b->row_token, b->offsets, selected, b->sel, n, k, E,
                                capacity(c, n, run->train));
     be->moe_gather(be, b->xp, h, b->row_token, b->kept, d);
+    /* Each expert: one SwiGLU over its contiguous block of rows. */
     for (int e = 0; e < E; e++) {
         int off = b->offsets[e], rows = b->offsets[e + 1] - off;
         if (!rows)
             continue;
-        be->gemm(be, 0, 1, rows, Fe, d, 1, b->xp + (size_t)off * d, w->e_gate + (size_t)e * Fe * d, 0,
-                 b->gp + (size_t)off * Fe);
-        be->gemm(be, 0, 1, rows, Fe, d, 1, b->xp + (size_t)off * d, w->e_up + (size_t)e * Fe * d, 0,
-                 b->up + (size_t)off * Fe);
-    }
-    be->swiglu_fwd(be, b->ap, b->gp, b->up, (size_t)b->kept * Fe);
-    for (int e = 0; e < E; e++) {
-        int off = b->offsets[e], rows = b->offsets[e + 1] - off;
-        if (rows)
-            be->gemm(be, 0, 1, rows, d, Fe, 1, b->ap + (size_t)off * Fe, w->e_down + (size_t)e * d * Fe, 0,
-                     b->yp + (size_t)off * d);
+        dsk_ffn f = {w->e_gate + (size_t)e * Fe * d, w->e_up + (size_t)e * Fe * d, w->e_down + (size_t)e * d * Fe,
+                     b->gp + (size_t)off * Fe, b->up + (size_t)off * Fe, b->ap + (size_t)off * Fe};
+        dsk_ffn_fwd(be, &f, b->xp + (size_t)off * d, b->yp + (size_t)off * d, 0, rows, d, Fe);
     }
     be->moe_combine(be, out, b->yp, b->slot_row, b->gate, n, k, d);
     if (!run->train) {   /* evaluation and generation: no losses, no statistics */
@@ -264,24 +256,11 @@ void dsk_moe_backward(dsk_backend *be, const dsk_model_config *c, const dsk_moe_
         int off = b->offsets[e], rows = b->offsets[e + 1] - off;
         if (!rows)
             continue;
-        be->gemm(be, 0, 0, rows, Fe, d, 1, g->dyp + (size_t)off * d, w->e_down + (size_t)e * d * Fe, 0,
-                 g->dap + (size_t)off * Fe);
-        be->gemm(be, 1, 0, d, Fe, rows, 1, g->dyp + (size_t)off * d, b->ap + (size_t)off * Fe, 1,
-                 gw->e_down + (size_t)e * d * Fe);
-    }
-    be->swiglu_bwd(be, g->dgp, g->dup, g->dap, b->gp, b->up, (size_t)b->kept * Fe);
-    for (int e = 0; e < E; e++) {
-        int off = b->offsets[e], rows = b->offsets[e + 1] - off;
-        if (!rows)
-            continue;
-        be->gemm(be, 0, 0, rows, d, Fe, 1, g->dgp + (size_t)off * Fe, w->e_gate + (size_t)e * Fe * d, 0,
-                 g->dxp + (size_t)off * d);
-        be->gemm(be, 0, 0, rows, d, Fe, 1, g->dup + (size_t)off * Fe, w->e_up + (size_t)e * Fe * d, 1,
-                 g->dxp + (size_t)off * d);
-        be->gemm(be, 1, 0, Fe, d, rows, 1, g->dgp + (size_t)off * Fe, b->xp + (size_t)off * d, 1,
-                 gw->e_gate + (size_t)e * Fe * d);
-        be->gemm(be, 1, 0, Fe, d, rows, 1, g->dup + (size_t)off * Fe, b->xp + (size_t)off * d, 1,
-                 gw->e_up + (size_t)e * Fe * d);
+        size_t wo = (size_t)e * Fe * d, ro = (size_t)off * Fe;
+        dsk_ffn f = {w->e_gate + wo, w->e_up + wo, w->e_down + wo, b->gp + ro, b->up + ro, b->ap + ro};
+        dsk_ffn_bwd(be, &f, gw->e_gate + wo, gw->e_up + wo, gw->e_down + wo, b->xp + (size_t)off * d,
+                    g->dyp + (size_t)off * d, g->dgp + ro, g->dup + ro, g->dap + ro, g->dxp + (size_t)off * d, 0, rows,
+                    d, Fe);
     }
     be->zero(be, dh, (size_t)n * d * sizeof(float));
     be->moe_scatter_add(be, dh, g->dxp, b->slot_row, n, k, d);
@@ -300,13 +279,8 @@ void dsk_moe_backward(dsk_backend *be, const dsk_model_config *c, const dsk_moe_
     be->gemm(be, 1, 0, E, d, n, 1, g->dlogits, h, 1, gw->router);
 
     if (Fs) {
-        be->gemm(be, 0, 0, n, Fs, d, 1, dout, w->s_down, 0, g->dsa);
-        be->gemm(be, 1, 0, d, Fs, n, 1, dout, b->sa, 1, gw->s_down);
-        be->swiglu_bwd(be, g->dsg, g->dsu, g->dsa, b->sg, b->su, (size_t)n * Fs);
-        be->gemm(be, 0, 0, n, d, Fs, 1, g->dsg, w->s_gate, 1, dh);
-        be->gemm(be, 0, 0, n, d, Fs, 1, g->dsu, w->s_up, 1, dh);
-        be->gemm(be, 1, 0, Fs, d, n, 1, g->dsg, h, 1, gw->s_gate);
-        be->gemm(be, 1, 0, Fs, d, n, 1, g->dsu, h, 1, gw->s_up);
+        dsk_ffn shared = {w->s_gate, w->s_up, w->s_down, b->sg, b->su, b->sa};
+        dsk_ffn_bwd(be, &shared, gw->s_gate, gw->s_up, gw->s_down, h, dout, g->dsg, g->dsu, g->dsa, dh, 1, n, d, Fs);
     }
 }
 
