@@ -148,3 +148,23 @@ if os.path.exists(evals):
         name = os.path.relpath(e["checkpoint"], out)
         print(f"| `{name}` | {e['rows']} | {e['tokens']} | {e['loss']:.3f} | {e['ppl']:.1f} | {e['bpb']:.3f} |")
     print()
+
+post = os.path.join(out, "post", "results.jsonl")
+if os.path.exists(post):
+    res = [json.loads(l) for l in open(post)]
+    print("## 7. Post-training: SFT then DPO (\"Is N even or odd?\", 200 held-out numbers)\n")
+    print("| model | held-out exact match |")
+    print("|---|---:|")
+    for name, r in zip(("tiny, pretrained on fortunes", "after SFT", "after SFT + DPO"), res):
+        print(f"| {name} | {r['correct']}/{r['items']} = {r['exact_match']:.3f} |")
+    dpo = [json.loads(l) for l in open(os.path.join(out, "post", "dpo-train.jsonl"))]
+    val = [r for r in dpo if "val_accuracy" in r]
+    if val:
+        print("\n| DPO step | held-out preference accuracy | margin | chosen reward | rejected reward |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in val:
+            print(f"| {r['step']} | {r['val_accuracy']:.3f} | {r['val_margin']:.4f} | "
+                  f"{r['val_chosen_reward']:.4f} | {r['val_rejected_reward']:.4f} |")
+    state = load("post/ckpt-dpo/latest/state.json") or {}
+    stages = " -> ".join(e["stage"] for e in state.get("lineage", []))
+    print(f"\nLineage recorded in `post/ckpt-dpo/latest/state.json`: {stages}\n")
