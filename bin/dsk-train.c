@@ -33,7 +33,7 @@ static const char usage[] =
     "      --grad-accum N        micro-batches per optimizer step (default 1)\n"
     "      --steps N             optimizer steps to run (in all, counting resumed ones)\n"
     "      --tokens N            or: tokens to train on (K, M, G suffixes)\n"
-    "      --epochs X            or: passes over the training rows\n"
+    "      --epochs X            or: passes over the training rows (sft and dpo: 1 when no length)\n"
     "      --no-doc-mask         attend across document boundaries inside a row\n"
     "Optimizer (AdamW, cosine schedule with linear warmup):\n"
     "      --lr X                peak learning rate (default 3e-4; sft 1e-4, dpo 1e-5)\n"
@@ -250,6 +250,8 @@ int main(int argc, char **argv)
             o.adamw.min_lr = o.adamw.lr / 10;
         if (!warmup_given)
             o.adamw.warmup = 20;
+        if (o.steps == 0 && o.tokens == 0 && o.epochs == 0)
+            o.epochs = 1;   /* one pass over the conversations or pairs */
     }
     int rc = dsk_train_run(&o, &err);
     free(o.sets);

@@ -151,8 +151,8 @@ post=(--config nano -b 4 --eval-batches 2 -j 2 -q)
 expect_exit 65 "--stage sft on pretraining data" dsk-train "${post[@]}" --stage sft --init "$T/a" --data "$T/ds" \
     --steps 2 --out "$T/x"
 expect_err_contains "needs conversation (SFT) rows" "the message names the dataset kind the stage needs"
-expect_exit 0 "--stage sft from the pretrained checkpoint" dsk-train "${post[@]}" --stage sft --init "$T/a" \
-    --data "$T/sft" --epochs 1 --eval-every 10 --lr 1e-3 --log "$T/sft.jsonl" --out "$T/s"
+expect_exit 0 "--stage sft from the pretrained checkpoint (one epoch by default)" dsk-train "${post[@]}" --stage sft \
+    --init "$T/a" --data "$T/sft" --eval-every 10 --lr 1e-3 --log "$T/sft.jsonl" --out "$T/s"
 check "sft: loss only on assistant tokens (the evaluated targets are the masked ones)" python3 - "$T" <<'PY'
 import json, subprocess, sys
 t = sys.argv[1]
