@@ -94,5 +94,11 @@ int dsk_bpe_decode(const dsk_tokenizer *t, const uint32_t *ids, size_t n, dsk_bu
 /* A hash of the canonical content (tokens with ids, specials, pattern),
  * as 32 hex digits: the same tokenizer always has the same fingerprint. */
 void dsk_tokenizer_fingerprint(const dsk_tokenizer *t, char out[33]);
+/* The bytes of text token id stands for (0 for special tokens): bits per
+ * byte divide by these. */
+static inline uint32_t dsk_tokenizer_text_bytes(const dsk_tokenizer *t, uint32_t id)
+{
+    return id < t->n_vocab && !t->is_special[id] ? (uint32_t)(t->tok[id] & 0xffffff) : 0;
+}
 
 #endif

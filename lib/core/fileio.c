@@ -5,6 +5,14 @@
 
 #include "core/fileio.h"
 
+char *dsk_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = dsk_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 int dsk_copy_file(const char *from, const char *to, dsk_err *err)
 {
     FILE *in = fopen(from, "rb");

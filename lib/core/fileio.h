@@ -9,6 +9,8 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+/* "dir/name", for the caller to free. */
+char *dsk_path_join(const char *dir, const char *name);
 int dsk_copy_file(const char *from, const char *to, dsk_err *err);
 int dsk_write_file(const char *path, const dsk_buf *b, dsk_err *err);
 /* Appends the file to out; files over max_bytes are EX_DATAERR. */

@@ -6,20 +6,14 @@
 
 #include "bpe/document.h"
 #include "bpe/formats.h"
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/reader.h"
 #include "eval/eval.h"
 #include "model/config.h"
 #include "pack/dataset.h"
+#include "train/batch.h"
 #include "train/checkpoint.h"
-
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = dsk_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err)
 {
@@ -29,13 +23,13 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
     if (!l->dir)
         return err->code;
     dsk_model_config cfg;
-    char *p = join(l->dir, "config.json");
+    char *p = dsk_path_join(l->dir, "config.json");
     int rc = dsk_config_load(&cfg, p, err);
     free(p);
     if (!rc && cfg.vocab_size < 2)
         rc = dsk_fail(err, EX_DATAERR, "%s/config.json: vocab_size %d", l->dir, cfg.vocab_size);
     if (!rc) {
-        p = join(l->dir, "tokenizer.json");
+        p = dsk_path_join(l->dir, "tokenizer.json");
         rc = dsk_bpe_load_json(&l->tok, p, err);
         free(p);
     }
@@ -99,22 +93,15 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
             int have = next < total;
             if (have && (rc = dsk_dataset_read(&rd, split, next++, &row, err)))
                 break;
-            uint32_t nb = 0, doc_start = 0;
-            for (int t = 0; t < T; t++) {
-                size_t i = (size_t)b * T + t;
-                if (!have) {
-                    tok[i] = 0, tgt[i] = -1, pos[i] = t, w[i] = 0;
-                    continue;
-                }
-                while ((row.flags & DSK_ROW_BOUNDARIES) && nb < row.n_boundaries && row.boundaries[nb] <= (uint32_t)t)
-                    doc_start = row.boundaries[nb++];
-                tok[i] = (int32_t)row.tokens[t];
-                tgt[i] = (int32_t)row.tokens[t + 1];
-                pos[i] = (int32_t)((uint32_t)t - doc_start);
-                w[i] = (row.flags & DSK_ROW_MASK) ? row.mask[t + 1] : 1.0f;
-                if (w[i] != 0)
-                    res->bytes += l->tok.is_special[tgt[i]] ? 0 : (double)(l->tok.tok[tgt[i]] & 0xffffff);
+            size_t at = (size_t)b * T;
+            if (!have) {
+                dsk_batch_blank_row(tok + at, tgt + at, pos + at, w + at, T);
+                continue;
             }
+            dsk_batch_fill_row(tok + at, tgt + at, pos + at, w + at, T, &row, 1);
+            for (int t = 0; t < T; t++)
+                if (w[at + t] != 0)
+                    res->bytes += dsk_tokenizer_text_bytes(&l->tok, (uint32_t)tgt[at + t]);
             res->rows += have;
         }
         dsk_batch bt = {batch, T, tok, tgt, pos, w};

@@ -22,14 +22,6 @@ void dsk_train_state_free(dsk_train_state *st)
     st->options = st->lineage = NULL;
 }
 
-static char *path_join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = dsk_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 /* ---- writing ---------------------------------------------------------------------------- */
 
 static float *download_all(const dsk_model *m, const float *dev)
@@ -115,7 +107,7 @@ static void prune(const char *out, int keep)
         }
     for (size_t i = 0; i < n; i++) {
         if (i + (size_t)keep < n) {
-            char *p = path_join(out, names[i]);
+            char *p = dsk_path_join(out, names[i]);
             dsk_remove_flat_dir(p);
             free(p);
         }
@@ -131,7 +123,7 @@ int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer
         return dsk_fail(err, EX_CANTCREAT, "%s: %s", out, strerror(errno));
     char name[32];
     snprintf(name, sizeof name, "step-%08ld", st->step);
-    char *target = path_join(out, name);
+    char *target = dsk_path_join(out, name);
     dsk_tempdir dir;
     int rc = dsk_tempdir_create(&dir, target, 0, err);
     if (rc) {
@@ -198,8 +190,8 @@ int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer
         dsk_remove_flat_dir(target);
     rc = dsk_tempdir_commit(&dir, err);
     if (!rc) {
-        char *link_tmp = path_join(out, "latest.tmp");
-        char *link = path_join(out, "latest");
+        char *link_tmp = dsk_path_join(out, "latest.tmp");
+        char *link = dsk_path_join(out, "latest");
         unlink(link_tmp);
         if (symlink(name, link_tmp) != 0 || rename(link_tmp, link) != 0)
             rc = dsk_fail(err, EX_IOERR, "%s: cannot point at %s: %s", link, name, strerror(errno));
@@ -216,13 +208,13 @@ int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer
 char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
 {
     struct stat sb;
-    char *cfg = path_join(path, "config.json");
+    char *cfg = dsk_path_join(path, "config.json");
     int direct = stat(cfg, &sb) == 0;
     free(cfg);
     if (direct)
         return dsk_xstrdup(path);
-    char *latest = path_join(path, "latest");
-    cfg = path_join(latest, "config.json");
+    char *latest = dsk_path_join(path, "latest");
+    cfg = dsk_path_join(latest, "config.json");
     int via_latest = stat(cfg, &sb) == 0;
     free(cfg);
     if (via_latest)
@@ -240,7 +232,7 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
 static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
                         size_t file_tensors, dsk_err *err)
 {
-    char *path = path_join(dir, file);
+    char *path = dsk_path_join(dir, file);
     dsk_safetensors st;
     int rc = dsk_st_open(&st, path, err);
     if (rc) {
@@ -293,7 +285,7 @@ int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *
         rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
     if (rc)
         return rc;
-    char *path = path_join(dir, "optimizer.safetensors");
+    char *path = dsk_path_join(dir, "optimizer.safetensors");
     dsk_safetensors st;
     rc = dsk_st_open(&st, path, err);
     if (!rc) {
@@ -377,7 +369,7 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
 
 int dsk_checkpoint_load_state(const char *dir, dsk_train_state *st, dsk_err *err)
 {
-    char *path = path_join(dir, "state.json");
+    char *path = dsk_path_join(dir, "state.json");
     dsk_buf b = {0};
     memset(st, 0, sizeof *st);
     int rc = dsk_read_file(path, 16 << 20, &b, err);

@@ -12,6 +12,7 @@
 #include "bpe/dskt.h"
 #include "bpe/formats.h"
 #include "bpe/tokenizer.h"
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "model/config.h"
@@ -19,6 +20,7 @@
 #include "pack/dataset.h"
 #include "pack/pack.h"
 #include "core/hash.h"
+#include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/dpo.h"
 #include "train/train_run.h"
@@ -170,7 +172,6 @@ typedef struct run {
     dsk_tokenizer tok;
     int have_tok;
     char *tokenizer_path;
-    uint32_t *token_bytes;        /* bytes each token id stands for (bits per byte) */
     dsk_backend *be;
     dsk_model *model;
     dsk_optimizer *opt;
@@ -200,31 +201,11 @@ typedef struct run {
     int dpo_batches;
 } run;
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = dsk_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
-/* Row r of a batch from a dataset row: inputs, next-token targets, the
- * position of each token in its document, and the loss weights. */
+/* Row b of the batch from a dataset row. */
 static void fill_row(run *r, int b, const dsk_row *row)
 {
-    int T = r->T;
-    size_t base = (size_t)b * T;
-    uint32_t next_boundary = 0, doc_start = 0;
-    int use_docs = r->o->doc_mask && (row->flags & DSK_ROW_BOUNDARIES);
-    for (int t = 0; t < T; t++) {
-        if (use_docs)
-            while (next_boundary < row->n_boundaries && row->boundaries[next_boundary] <= (uint32_t)t)
-                doc_start = row->boundaries[next_boundary++];
-        r->tokens[base + t] = (int32_t)row->tokens[t];
-        r->targets[base + t] = (int32_t)row->tokens[t + 1];
-        r->pos[base + t] = (int32_t)((uint32_t)t - doc_start);
-        r->weights[base + t] = (row->flags & DSK_ROW_MASK) ? (float)row->mask[t + 1] : 1.0f;
-    }
+    size_t at = (size_t)b * r->T;
+    dsk_batch_fill_row(r->tokens + at, r->targets + at, r->pos + at, r->weights + at, r->T, row, r->o->doc_mask);
 }
 
 /* A preference row is two sequences: chosen, then rejected, split at row->split. */
@@ -243,13 +224,8 @@ static void fill_pair(run *r, int b, const dsk_row *row)
 
 static void blank_row(run *r, int b)
 {
-    for (int t = 0; t < r->T; t++) {
-        size_t i = (size_t)b * r->T + t;
-        r->tokens[i] = 0;
-        r->targets[i] = -1;
-        r->pos[i] = t;
-        r->weights[i] = 0;
-    }
+    size_t at = (size_t)b * r->T;
+    dsk_batch_blank_row(r->tokens + at, r->targets + at, r->pos + at, r->weights + at, r->T);
 }
 
 static int set_batch(run *r)
@@ -263,13 +239,13 @@ static int set_batch(run *r)
 
 static int is_dpo(const run *r) { return r->o->stage == DSK_STAGE_DPO; }
 
-/* DPO on the current batch (B/2 pairs): the reference's and the policy's
- * sequence log-probabilities, the loss, and with scale != 0 the policy's
- * gradient (scale multiplies d loss_sum / d logits).  Returns the loss
- * summed over the pairs. */
-static double dpo_batch(run *r, double scale, int train, dsk_dpo_stats *st)
+/* DPO on the current batch: the reference's and the policy's sequence
+ * log-probabilities, the loss over its first `pairs` pairs (the rest are
+ * padding in an evaluation's last batch), and with scale != 0 the
+ * policy's gradient (scale multiplies d loss_sum / d logits).  Returns the
+ * loss summed over the pairs. */
+static double dpo_batch(run *r, int pairs, double scale, int train, dsk_dpo_stats *st)
 {
-    int pairs = r->B / 2;
     size_t n = (size_t)r->B * r->T;
     r->ref->moe_run.train = 0;
     dsk_model_forward(r->ref, 0);
@@ -335,9 +311,7 @@ static int evaluate(run *r, eval_result *res)
             break;
         if (per_row == 2) {
             dsk_dpo_stats st;
-            dpo_batch(r, 0, 0, &st);
-            /* Only the filled pairs count (blank ones come last). */
-            dsk_dpo_loss(r->logp, r->ref_logp, filled, r->o->beta, 0, r->coef, &st);
+            dpo_batch(r, filled, 0, 0, &st);
             sum.loss += st.loss * filled;
             sum.chosen_reward += st.chosen_reward * filled;
             sum.rejected_reward += st.rejected_reward * filled;
@@ -350,10 +324,10 @@ static int evaluate(run *r, eval_result *res)
         }
         nats += r->model->loss_sum;
         count += r->model->n_targets;
-        if (r->token_bytes)
+        if (r->have_tok)
             for (size_t i = 0; i < (size_t)r->B * r->T; i++)
                 if (r->targets[i] >= 0 && r->weights[i] != 0)
-                    bytes += r->token_bytes[r->targets[i]];
+                    bytes += dsk_tokenizer_text_bytes(&r->tok, (uint32_t)r->targets[i]);
     }
     dsk_dataset_reader_free(&rd);
     if (rc)
@@ -435,15 +409,12 @@ static int load_tokenizer(run *r)
 {
     if (!r->ds.m.tokenizer)
         return 0;
-    r->tokenizer_path = join(r->ds.dir, r->ds.m.tokenizer);
+    r->tokenizer_path = dsk_path_join(r->ds.dir, r->ds.m.tokenizer);
     dsk_tokenizer_init(&r->tok);
     int rc = dsk_bpe_load_json(&r->tok, r->tokenizer_path, r->err);
     if (rc)
         return rc;
     r->have_tok = 1;
-    r->token_bytes = dsk_xcalloc(r->ds.m.vocab_size, sizeof *r->token_bytes);
-    for (uint32_t i = 0; i < r->tok.n_vocab && i < r->ds.m.vocab_size; i++)
-        r->token_bytes[i] = r->tok.is_special[i] ? 0 : (uint32_t)(r->tok.tok[i] & 0xffffff);
     return 0;
 }
 
@@ -457,7 +428,7 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
         *resume_dir = dsk_checkpoint_resolve(from, err);
         if (!*resume_dir)
             return err->code;
-        char *path = join(*resume_dir, "config.json");
+        char *path = dsk_path_join(*resume_dir, "config.json");
         rc = dsk_config_load(cfg, path, err);
         free(path);
         if (rc)
@@ -680,7 +651,7 @@ static int train(run *r)
                 /* The mean over the step's pairs. */
                 int pairs = r->B / 2;
                 dsk_dpo_stats st;
-                loss += dpo_batch(r, 1.0 / ((double)pairs * o->grad_accum), 1, &st) / pairs / o->grad_accum;
+                loss += dpo_batch(r, pairs, 1.0 / ((double)pairs * o->grad_accum), 1, &st) / pairs / o->grad_accum;
                 r->dpo_window.chosen_reward += st.chosen_reward;
                 r->dpo_window.rejected_reward += st.rejected_reward;
                 r->dpo_window.margin += st.margin;
@@ -826,7 +797,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     /* A new run never writes into another run's directory: its step
      * numbers would mix with the old ones and --keep would prune the new. */
     struct stat sb;
-    char *latest = join(o->out, "latest");
+    char *latest = dsk_path_join(o->out, "latest");
     int taken = !o->resume && lstat(latest, &sb) == 0;
     free(latest);
     if (taken)
@@ -993,7 +964,6 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     free(r.targets);
     free(r.pos);
     free(r.weights);
-    free(r.token_bytes);
     free(r.bias_snapshot);
     free(r.tokenizer_path);
     free(from_dir);
