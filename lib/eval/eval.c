@@ -12,6 +12,7 @@
 #include "eval/eval.h"
 #include "model/config.h"
 #include "pack/dataset.h"
+#include "quant/quant_io.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
 
@@ -41,7 +42,15 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
     }
     if (!rc) {
         l->model = dsk_model_create(&cfg, l->be);
-        rc = dsk_checkpoint_load_weights(l->dir, l->model, err);
+        int group;
+        int quantized = dsk_quant_is_quantized(l->dir, &group, err);
+        if (quantized < 0)
+            rc = err->code;
+        else if (quantized)
+            rc = dsk_quant_load_weights(l->dir, l->model, NULL, err);
+        else
+            rc = dsk_checkpoint_load_weights(l->dir, l->model, err);
+        l->quantized = quantized > 0;
     }
     return rc;
 }
@@ -88,7 +97,10 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     dsk_dataset_reader rd;
     dsk_dataset_reader_init(&rd, &ds);
     dsk_row row = {0};
+    res->row_loss = dsk_xcalloc(total ? total : 1, sizeof *res->row_loss);
+    double *batch_loss = dsk_xmalloc((size_t)batch * sizeof *batch_loss), *batch_targets = dsk_xcalloc((size_t)batch, sizeof *batch_targets);
     for (uint64_t next = 0; next < total && !rc;) {
+        uint64_t first = next;
         for (int b = 0; b < batch; b++) {
             int have = next < total;
             if (have && (rc = dsk_dataset_read(&rd, split, next++, &row, err)))
@@ -99,9 +111,12 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
                 continue;
             }
             dsk_batch_fill_row(tok + at, tgt + at, pos + at, w + at, T, &row, 1);
+            batch_targets[b] = 0;
             for (int t = 0; t < T; t++)
-                if (w[at + t] != 0)
+                if (w[at + t] != 0) {
                     res->bytes += dsk_tokenizer_text_bytes(&l->tok, (uint32_t)tgt[at + t]);
+                    batch_targets[b] += w[at + t];
+                }
             res->rows += have;
         }
         dsk_batch bt = {batch, T, tok, tgt, pos, w};
@@ -110,7 +125,12 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
         dsk_model_forward(m, 0);
         res->nats += m->loss_sum;
         res->tokens += m->n_targets;
+        dsk_model_row_losses(m, batch_loss);
+        for (uint64_t r = first; r < next; r++)
+            res->row_loss[r] = batch_targets[r - first] > 0 ? batch_loss[r - first] / batch_targets[r - first] : 0;
     }
+    free(batch_loss);
+    free(batch_targets);
     dsk_row_free(&row);
     dsk_dataset_reader_free(&rd);
     dsk_dataset_close(&ds);
@@ -123,6 +143,12 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
         res->bpb = res->bytes > 0 ? res->nats / log(2.0) / res->bytes : 0;
     }
     return rc;
+}
+
+void dsk_ppl_result_free(dsk_ppl_result *r)
+{
+    free(r->row_loss);
+    memset(r, 0, sizeof *r);
 }
 
 /* ---- generation tasks --------------------------------------------------------------------- */
@@ -231,6 +257,9 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
                     pcre2_code_free(re);
                 }
             }
+            if (res->items % 64 == 0)
+                res->item_correct = dsk_xrealloc(res->item_correct, (size_t)(res->items + 64) * sizeof *res->item_correct);
+            res->item_correct[res->items] = ok;
             res->items++;
             res->correct += ok;
             if (o->items && !rc) {
@@ -260,4 +289,10 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     dsk_bpe_encoder_free(&enc);
     dsk_generator_free(g);
     return rc;
+}
+
+void dsk_gen_result_free(dsk_gen_result *r)
+{
+    free(r->item_correct);
+    memset(r, 0, sizeof *r);
 }

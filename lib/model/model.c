@@ -362,22 +362,31 @@ static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
     m->aux_loss += dsk_moe_forward(be, c, &m->w.layer[l].moe, &a->moe, &m->moe_stats[l], a->h2, resid_out, n, &run);
 }
 
+void dsk_model_embed(dsk_model *m)
+{
+    m->aux_loss = 0;
+    m->be->embedding_fwd(m->be, m->acts[0].resid_in, m->w.embed, m->tokens, m->B * m->T, m->cfg.d_model);
+}
+
+void dsk_model_forward_block(dsk_model *m, int l)
+{
+    float *next = l + 1 < m->cfg.n_layers ? m->acts[l + 1].resid_in : m->resid_out;
+    attention_block_fwd(m, l, m->acts[l].resid_mid);
+    if (dsk_config_layer_is_moe(&m->cfg, l))
+        moe_block_fwd(m, l, next);
+    else
+        ffn_block_fwd(m, l, next);
+}
+
 void dsk_model_forward(dsk_model *m, float grad_scale)
 {
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
     int n = m->B * m->T, d = c->d_model, V = c->vocab_size, L = c->n_layers;
 
-    m->aux_loss = 0;
-    be->embedding_fwd(be, m->acts[0].resid_in, m->w.embed, m->tokens, n, d);
-    for (int l = 0; l < L; l++) {
-        float *next = l + 1 < L ? m->acts[l + 1].resid_in : m->resid_out;
-        attention_block_fwd(m, l, m->acts[l].resid_mid);
-        if (dsk_config_layer_is_moe(c, l))
-            moe_block_fwd(m, l, next);
-        else
-            ffn_block_fwd(m, l, next);
-    }
+    dsk_model_embed(m);
+    for (int l = 0; l < L; l++)
+        dsk_model_forward_block(m, l);
     be->rmsnorm_fwd(be, m->hf, m->rstdf, m->resid_out, m->w.final_norm, n, d, (float)c->norm_eps);
     be->gemm(be, 0, 1, n, V, d, 1, m->hf, m->w.lm_head, 0, m->logits);
     be->softmax_xent(be, m->losses, m->logits, m->targets, m->weights, n, V, grad_scale);

@@ -97,6 +97,12 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
  * grad_scale != 0 the logits are replaced by grad_scale * dloss/dlogits,
  * ready for dsk_model_backward(). */
 void dsk_model_forward(dsk_model *m, float grad_scale);
+/* The forward pass in parts (dsk-quant's calibration runs one block at
+ * a time over inputs it keeps): the embedding into acts[0].resid_in, and
+ * block l from acts[l].resid_in into the next block's input (resid_out
+ * after the last). */
+void dsk_model_embed(dsk_model *m);
+void dsk_model_forward_block(dsk_model *m, int l);
 /* Per batch row, the sum of the last forward's weighted per-token losses
  * (minus the row's log-probability of its targets): out[B]. */
 void dsk_model_row_losses(const dsk_model *m, double *out);

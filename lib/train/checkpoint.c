@@ -246,8 +246,15 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
         snprintf(name, sizeof name, "%s%s", t->name, suffix);
         const dsk_st_tensor *s = dsk_st_find(&st, name);
         if (!s) {
-            rc = dsk_fail(err, EX_DATAERR, "%s: no tensor %s (the checkpoint's shape does not match this model)",
-                          path, name);
+            size_t len = strlen(name);
+            char qname[160];
+            snprintf(qname, sizeof qname, "%.*s.qweight", (int)(len > 7 ? len - 7 : len), name);
+            if (len > 7 && !strcmp(name + len - 7, ".weight") && dsk_st_find(&st, qname))
+                rc = dsk_fail(err, EX_DATAERR, "%s: a 4-bit checkpoint made by dsk-quant; training needs the "
+                              "full-precision checkpoint it was made from", path);
+            else
+                rc = dsk_fail(err, EX_DATAERR, "%s: no tensor %s (the checkpoint's shape does not match this model)",
+                              path, name);
             break;
         }
         int same = s->dtype == DSK_ST_F32 && s->ndim == t->ndim;
