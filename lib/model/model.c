@@ -208,7 +208,7 @@ static void free_batch(dsk_model *m)
             be->free(be, bufs[i]);
     free(m->host_losses);
     m->host_losses = NULL;
-    m->B = m->T = 0;
+    m->B = m->T = m->cap_B = m->cap_T = 0;
 }
 
 void dsk_model_alloc_batch(dsk_model *m, int B, int T)
@@ -220,8 +220,8 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd, F = (size_t)c->d_ff;
     size_t probs = (size_t)B * c->n_heads * T * T;
 #define A(count) be->alloc(be, (count) * sizeof(float))
-    m->B = B;
-    m->T = T;
+    m->B = m->cap_B = B;
+    m->T = m->cap_T = T;
     m->acts = dsk_xcalloc((size_t)c->n_layers, sizeof *m->acts);
     for (int l = 0; l < c->n_layers; l++) {
         dsk_layer_acts *a = &m->acts[l];
@@ -273,8 +273,13 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
 
 int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
 {
-    if (b->B != m->B || b->T != m->T)
-        return dsk_fail(err, EX_SOFTWARE, "batch %dx%d does not match the allocated %dx%d", b->B, b->T, m->B, m->T);
+    if (b->B < 1 || b->T < 1 || b->B > m->cap_B || b->T > m->cap_T)
+        return dsk_fail(err, EX_SOFTWARE, "batch %dx%d does not fit the allocated %dx%d", b->B, b->T, m->cap_B,
+                        m->cap_T);
+    /* A smaller batch uses the front of each buffer: every pass below
+     * works on m->B * m->T tokens laid out [B][T]. */
+    m->B = b->B;
+    m->T = b->T;
     size_t n = (size_t)b->B * b->T;
     for (size_t i = 0; i < n; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab_size || b->targets[i] >= m->cfg.vocab_size)

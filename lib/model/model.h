@@ -65,7 +65,8 @@ typedef struct dsk_model {
     dsk_weights w, gw;
     float *rope_cs;           /* device [max_seq_len, hd/2, 2] */
 
-    int B, T;                 /* batch the activations are sized for */
+    int B, T;                 /* the current batch (dsk_model_set_batch) */
+    int cap_B, cap_T;         /* what the activations are sized for: B <= cap_B, T <= cap_T */
     int32_t *tokens, *targets, *pos;
     float *weights, *grad_weights;   /* the batch's loss mask; dsk_model_loss_grad's weights */
     dsk_layer_acts *acts;
