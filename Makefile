@@ -10,10 +10,10 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 CPPFLAGS = -Ilib -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -fopenmp -MMD -MP
-LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lopenblas -lm -pthread -fopenmp
+LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lopenblas -lcurl -lm -pthread -fopenmp
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train dsk-eval
+TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train dsk-eval dsk-quant
 LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -46,6 +46,10 @@ help:
 # vectorize (nothing reads errno there).
 KERNEL_CFLAGS = -O3 -fno-math-errno
 $(BUILD)/lib/ops/cpu_kernels_%.o: lib/ops/cpu_kernels_%.c lib/ops/cpu_kernels_impl.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(BUILD)/lib/quant/int4_matmul.o: lib/quant/int4_matmul.c lib/quant/int4.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
 

@@ -1,142 +1,496 @@
 /* dsk-eval: measure a checkpoint.  See dsk-eval(1). */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/cli.h"
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/outfile.h"
 #include "core/split.h"
+#include "eval/ab.h"
 #include "eval/eval.h"
+#include "eval/mlflow.h"
+#include "eval/plot.h"
 
 static const char usage[] =
-    "Usage: dsk-eval ppl CKPT --data DIR [--split val|train|test] [--batch N] [--rows N] [--json]\n"
-    "       dsk-eval gen CKPT TASK.jsonl [--max-tokens N] [--items FILE] [--json]\n"
+    "Usage: dsk-eval ppl CKPT --data DIR [--split val|train|test] [--batch N] [--rows N]\n"
+    "       dsk-eval mc CKPT TASK.jsonl [--batch N] [--items FILE]\n"
+    "       dsk-eval gen CKPT TASK.jsonl [--max-tokens N] [--items FILE]\n"
+    "       dsk-eval ab A B TASK... [--resamples N] [--confidence X] [--alpha X]\n"
+    "       dsk-eval plot LOG.jsonl... -o FILE.svg [--metric KEY]... [--label NAME]... [--log-x]\n"
+    "       dsk-eval plot --ab AB.json -o FILE.svg\n"
     "Measure a checkpoint (a step directory, or a run directory's latest).\n"
     "\n"
     "  ppl   loss, perplexity and bits per byte over a dataset split\n"
+    "  mc    multiple choice by log-likelihood ({\"context\", \"choices\", \"gold\"}): acc and acc_norm\n"
     "  gen   answer each item of TASK.jsonl ({\"prompt\" or \"messages\", \"answer\" or \"regex\"}) through\n"
     "        the chat template and score exact matches\n"
+    "  ab    the same items under checkpoints A and B: paired differences, bootstrap interval, p-value;\n"
+    "        a TASK is a mc or gen file, or a dataset directory (per-row loss on --split)\n"
+    "  plot  training and validation curves of dsk-train logs, or an A/B result, as SVG\n"
     "\n"
     "  -d, --data DIR        ppl: the dataset (made with the checkpoint's tokenizer)\n"
-    "      --split NAME      ppl: val (default), train or test\n"
-    "  -b, --batch N         ppl: rows per forward pass (default 8)\n"
+    "      --split NAME      ppl, ab: val (default), train or test\n"
+    "  -b, --batch N         rows per forward pass (default 8)\n"
     "      --rows N          ppl: the first N rows only\n"
     "      --max-tokens N    gen: the longest answer (default 32)\n"
     "      --temperature X   gen: 0 (default) is greedy; else sampled, with --top-k, --top-p, --seed\n"
     "      --top-k N, --top-p X, --seed N\n"
-    "      --items FILE      gen: each item's output and score as JSON Lines\n"
+    "      --items FILE      mc, gen: each item's output and score as JSON Lines\n"
+    "      --resamples N     ab: bootstrap resamples (default 10000)\n"
+    "      --confidence X    ab: interval level (default 0.95)\n"
+    "      --alpha X         ab: significance level of the verdict (default 0.05)\n"
+    "  -o, --output FILE     plot: the SVG to write\n"
+    "      --metric KEY      plot: a log key to draw (repeatable; default loss and val_loss)\n"
+    "      --label NAME      plot: the legend name of the next log (repeatable; default its file name)\n"
+    "      --title TEXT      plot: the title\n"
+    "      --log-x           plot: logarithmic step axis\n"
+    "      --ab FILE         plot: draw the JSON written by 'dsk-eval ab --json'\n"
     "      --json            one JSON object on stdout instead of the table\n"
+    "      --log FILE        append the JSON result as one line to FILE\n"
+    "      --mlflow URI      log parameters and metrics to an MLflow tracking server\n"
+    "      --experiment NAME MLflow experiment (default dsk-eval), --run-name NAME\n"
     "      --backend NAME    cpu (default)\n"
     "  -j, --threads N       threads (default: all cores)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 74 I/O error.\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 69 tracking server unreachable, 74 I/O error.\n";
 
-enum { OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND };
-
-static const struct option long_options[] = {
-    {"data", required_argument, NULL, 'd'},          {"split", required_argument, NULL, OPT_SPLIT},
-    {"batch", required_argument, NULL, 'b'},         {"rows", required_argument, NULL, OPT_ROWS},
-    {"max-tokens", required_argument, NULL, OPT_MAXTOK}, {"temperature", required_argument, NULL, OPT_TEMP},
-    {"top-k", required_argument, NULL, OPT_TOPK},    {"top-p", required_argument, NULL, OPT_TOPP},
-    {"seed", required_argument, NULL, OPT_SEED},     {"items", required_argument, NULL, OPT_ITEMS},
-    {"json", no_argument, NULL, OPT_JSON},           {"backend", required_argument, NULL, OPT_BACKEND},
-    {"threads", required_argument, NULL, 'j'},       {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},             {NULL, 0, NULL, 0},
+enum {
+    OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND,
+    OPT_RESAMPLES, OPT_CONF, OPT_ALPHA, OPT_METRIC, OPT_LABEL, OPT_TITLE, OPT_LOGX, OPT_AB, OPT_LOG, OPT_MLFLOW,
+    OPT_EXPERIMENT, OPT_RUN_NAME
 };
 
-/* A JSON string literal of s (paths may hold quotes or backslashes). */
-static const char *jstr(const char *s, dsk_buf *b)
+static const struct option long_options[] = {
+    {"data", required_argument, NULL, 'd'},             {"split", required_argument, NULL, OPT_SPLIT},
+    {"batch", required_argument, NULL, 'b'},            {"rows", required_argument, NULL, OPT_ROWS},
+    {"max-tokens", required_argument, NULL, OPT_MAXTOK}, {"temperature", required_argument, NULL, OPT_TEMP},
+    {"top-k", required_argument, NULL, OPT_TOPK},       {"top-p", required_argument, NULL, OPT_TOPP},
+    {"seed", required_argument, NULL, OPT_SEED},        {"items", required_argument, NULL, OPT_ITEMS},
+    {"resamples", required_argument, NULL, OPT_RESAMPLES}, {"confidence", required_argument, NULL, OPT_CONF},
+    {"alpha", required_argument, NULL, OPT_ALPHA},      {"output", required_argument, NULL, 'o'},
+    {"metric", required_argument, NULL, OPT_METRIC},    {"label", required_argument, NULL, OPT_LABEL},
+    {"title", required_argument, NULL, OPT_TITLE},      {"log-x", no_argument, NULL, OPT_LOGX},
+    {"ab", required_argument, NULL, OPT_AB},            {"json", no_argument, NULL, OPT_JSON},
+    {"log", required_argument, NULL, OPT_LOG},          {"mlflow", required_argument, NULL, OPT_MLFLOW},
+    {"experiment", required_argument, NULL, OPT_EXPERIMENT}, {"run-name", required_argument, NULL, OPT_RUN_NAME},
+    {"backend", required_argument, NULL, OPT_BACKEND},  {"threads", required_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},                   {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct eval_cli {
+    const char *data, *items, *backend, *output, *title, *ab_file, *log, *mlflow, *experiment, *run_name;
+    int split, batch, json, threads, log_x;
+    long rows;
+    dsk_gen_opts gen;
+    dsk_ab_opts ab;
+    double alpha;
+    const char *metrics[16], *labels[64];
+    int n_metrics, n_labels;
+} eval_cli;
+
+static void load(dsk_loaded *l, const char *path, const eval_cli *c)
 {
-    struct json_object *o = json_object_new_string(s);
-    dsk_buf_clear(b);
-    dsk_json_append(o, b);
-    dsk_buf_addc(b, 0);
-    json_object_put(o);
-    return b->data;
+    dsk_err err = {0};
+    if (dsk_load_checkpoint(l, path, c->backend, c->threads, &err))
+        dsk_die_err(&err);
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void add_num(struct json_object *o, const char *k, double v)
+{
+    json_object_object_add(o, k, isfinite(v) ? json_object_new_double(v) : NULL);
+}
+
+/* ---- the commands: each returns its result as a JSON object and prints its table ---- */
+
+static struct json_object *cmd_ppl(const eval_cli *c, const char *ckpt)
+{
+    dsk_loaded l;
+    dsk_err err = {0};
+    load(&l, ckpt, c);
+    dsk_ppl_result r;
+    if (dsk_eval_ppl(&l, c->data, c->split, c->batch, c->rows, &r, &err))
+        dsk_die_err(&err);
+    struct json_object *o = json_object_new_object();
+    add_str(o, "command", "ppl");
+    add_str(o, "checkpoint", l.dir);
+    add_str(o, "data", c->data);
+    add_str(o, "split", dsk_split_names[c->split]);
+    json_object_object_add(o, "rows", json_object_new_int64(r.rows));
+    add_num(o, "tokens", r.tokens);
+    add_num(o, "bytes", r.bytes);
+    add_num(o, "loss", r.loss);
+    add_num(o, "ppl", r.ppl);
+    add_num(o, "bpb", r.bpb);
+    if (!c->json)
+        printf("%s on %s (%s): %ld rows, %.0f tokens, %.0f bytes: loss %.4f, perplexity %.2f, %.4f bits/byte\n",
+               l.dir, c->data, dsk_split_names[c->split], r.rows, r.tokens, r.bytes, r.loss, r.ppl, r.bpb);
+    dsk_ppl_result_free(&r);
+    dsk_loaded_free(&l);
+    return o;
+}
+
+static FILE *open_items(const eval_cli *c, dsk_outfile *f)
+{
+    dsk_err err = {0};
+    if (!c->items)
+        return NULL;
+    if (dsk_outfile_open(f, c->items, &err))
+        dsk_die_err(&err);
+    return f->fp;
+}
+
+static void commit_items(const eval_cli *c, dsk_outfile *f)
+{
+    dsk_err err = {0};
+    if (c->items && dsk_outfile_commit(f, &err))
+        dsk_die_err(&err);
+}
+
+static struct json_object *cmd_mc(const eval_cli *c, const char *ckpt, const char *task)
+{
+    dsk_loaded l;
+    dsk_err err = {0};
+    load(&l, ckpt, c);
+    dsk_outfile f = {0};
+    dsk_mc_opts mo = {c->batch, open_items(c, &f)};
+    dsk_mc_result r;
+    if (dsk_eval_mc(&l, task, &mo, &r, &err))
+        dsk_die_err(&err);
+    commit_items(c, &f);
+    struct json_object *o = json_object_new_object();
+    add_str(o, "command", "mc");
+    add_str(o, "checkpoint", l.dir);
+    add_str(o, "task", task);
+    json_object_object_add(o, "items", json_object_new_int64(r.items));
+    add_num(o, "acc", r.acc);
+    add_num(o, "acc_norm", r.acc_norm);
+    if (!c->json)
+        printf("%s on %s: %ld items, acc %.4f, acc_norm %.4f\n", l.dir, task, r.items, r.acc, r.acc_norm);
+    dsk_mc_result_free(&r);
+    dsk_loaded_free(&l);
+    return o;
+}
+
+static struct json_object *cmd_gen(const eval_cli *c, const char *ckpt, const char *task)
+{
+    dsk_loaded l;
+    dsk_err err = {0};
+    load(&l, ckpt, c);
+    dsk_outfile f = {0};
+    dsk_gen_opts g = c->gen;
+    g.items = open_items(c, &f);
+    dsk_gen_result r;
+    if (dsk_eval_gen(&l, task, &g, &r, &err))
+        dsk_die_err(&err);
+    commit_items(c, &f);
+    struct json_object *o = json_object_new_object();
+    add_str(o, "command", "gen");
+    add_str(o, "checkpoint", l.dir);
+    add_str(o, "task", task);
+    json_object_object_add(o, "items", json_object_new_int64(r.items));
+    json_object_object_add(o, "correct", json_object_new_int64(r.correct));
+    add_num(o, "exact_match", r.accuracy);
+    if (!c->json)
+        printf("%s on %s: exact match %ld/%ld = %.3f\n", l.dir, task, r.correct, r.items, r.accuracy);
+    dsk_gen_result_free(&r);
+    dsk_loaded_free(&l);
+    return o;
+}
+
+static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, int n, dsk_task_scores *s,
+                      char **dir)
+{
+    dsk_loaded l;
+    dsk_err err = {0};
+    load(&l, ckpt, c);
+    for (int t = 0; t < n; t++)
+        if (dsk_eval_task(&l, tasks[t], c->split, c->batch, &c->gen, &s[t], &err))
+            dsk_die_err(&err);
+    *dir = dsk_xstrdup(l.dir);
+    dsk_loaded_free(&l);
+}
+
+static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *b, char *const *tasks, int n)
+{
+    /* One checkpoint at a time, so two large models need not fit together. */
+    dsk_task_scores *sa = dsk_xcalloc((size_t)n, sizeof *sa), *sb = dsk_xcalloc((size_t)n, sizeof *sb);
+    char *dir_a, *dir_b;
+    score_all(c, a, tasks, n, sa, &dir_a);
+    score_all(c, b, tasks, n, sb, &dir_b);
+    double conf = c->ab.confidence;
+    struct json_object *o = json_object_new_object(), *rows = json_object_new_array();
+    add_str(o, "command", "ab");
+    add_str(o, "a", dir_a);
+    add_str(o, "b", dir_b);
+    add_num(o, "confidence", conf);
+    add_num(o, "alpha", c->alpha);
+    json_object_object_add(o, "resamples", json_object_new_int(c->ab.resamples));
+    if (!c->json)
+        printf("A: %s\nB: %s\n%-28s %-12s %6s %9s %9s %9s  %-22s %7s\n", dir_a, dir_b, "task", "metric", "n", "A", "B",
+               "B-A", "CI", "p");
+    dsk_buf verdicts = {0};
+    for (int t = 0; t < n; t++) {
+        if (sa[t].n != sb[t].n)
+            dsk_die(EX_DATAERR, "%s: %ld items under A but %ld under B", tasks[t], sa[t].n, sb[t].n);
+        for (int k = 0; k < sa[t].n_metrics; k++) {
+            dsk_ab_summary s = {0};
+            s.higher_better = sa[t].higher_better[k];
+            dsk_ab_bootstrap(sa[t].item[k], sb[t].item[k], sa[t].n, &c->ab, &s);
+            dsk_buf v = {0};
+            dsk_ab_verdict(&s, conf, c->alpha, &v);
+            dsk_buf_addc(&v, 0);
+            struct json_object *r = json_object_new_object();
+            add_str(r, "task", tasks[t]);
+            add_str(r, "metric", sa[t].metric[k]);
+            json_object_object_add(r, "higher_is_better", json_object_new_boolean(s.higher_better));
+            json_object_object_add(r, "n", json_object_new_int64(s.n));
+            add_num(r, "a", sa[t].value[k]);
+            add_num(r, "b", sb[t].value[k]);
+            add_num(r, "mean_a", s.mean_a);
+            add_num(r, "mean_b", s.mean_b);
+            add_num(r, "diff", s.diff);
+            add_num(r, "lo", s.lo);
+            add_num(r, "hi", s.hi);
+            add_num(r, "p", s.p);
+            add_str(r, "verdict", v.data);
+            json_object_array_add(rows, r);
+            if (!c->json) {
+                char ci[64];
+                snprintf(ci, sizeof ci, "[%+.4f, %+.4f]", s.lo, s.hi);
+                printf("%-28.28s %-12s %6ld %9.4f %9.4f %+9.4f  %-22s %7.4f\n", tasks[t], sa[t].metric[k], s.n,
+                       s.mean_a, s.mean_b, s.diff, ci, s.p);
+                dsk_buf_adds(&verdicts, "  ");
+                dsk_buf_adds(&verdicts, tasks[t]);
+                dsk_buf_adds(&verdicts, " ");
+                dsk_buf_adds(&verdicts, sa[t].metric[k]);
+                dsk_buf_adds(&verdicts, ": ");
+                dsk_buf_adds(&verdicts, v.data);
+                dsk_buf_addc(&verdicts, '\n');
+            }
+            dsk_buf_free(&v);
+        }
+        dsk_task_scores_free(&sa[t]);
+        dsk_task_scores_free(&sb[t]);
+    }
+    if (!c->json && verdicts.len)
+        fwrite(verdicts.data, 1, verdicts.len, stdout);
+    json_object_object_add(o, "results", rows);
+    dsk_buf_free(&verdicts);
+    free(sa), free(sb), free(dir_a), free(dir_b);
+    return o;
+}
+
+static void write_svg(const char *path, const dsk_buf *svg)
+{
+    dsk_err err = {0};
+    dsk_outfile f = {0};
+    if (dsk_outfile_open(&f, path, &err))
+        dsk_die_err(&err);
+    if (fwrite(svg->data, 1, svg->len, f.fp) != svg->len)
+        dsk_die(EX_IOERR, "%s: write error", path);
+    if (dsk_outfile_commit(&f, &err))
+        dsk_die_err(&err);
+}
+
+static int cmd_plot(const eval_cli *c, char *const *logs, int n)
+{
+    dsk_err err = {0};
+    dsk_plot_opts po = {0};
+    po.title = c->title;
+    po.log_x = c->log_x;
+    po.metrics = c->n_metrics ? c->metrics : NULL;
+    po.n_metrics = c->n_metrics;
+    dsk_buf svg = {0};
+    int rc;
+    if (c->ab_file) {
+        rc = dsk_plot_ab_file(c->ab_file, &po, &svg, &err);
+    } else {
+        if (c->n_labels && c->n_labels != n)
+            dsk_usage_error("%d --label for %d logs", c->n_labels, n);
+        rc = dsk_plot_curves((const char *const *)logs, c->n_labels ? c->labels : NULL, n, &po, &svg, &err);
+    }
+    if (rc)
+        dsk_die_err(&err);
+    write_svg(c->output, &svg);
+    dsk_buf_free(&svg);
+    return 0;
+}
+
+/* ---- tracking: the JSON result as a line in a log and as MLflow metrics ---- */
+
+static void append_log(const char *path, struct json_object *o)
+{
+    json_object_object_add(o, "time", json_object_new_int64((int64_t)time(NULL)));
+    FILE *f = fopen(path, "ab");
+    if (!f)
+        dsk_die(EX_CANTCREAT, "%s: cannot open for appending", path);
+    dsk_buf b = {0};
+    dsk_json_append(o, &b);
+    dsk_buf_addc(&b, '\n');
+    if (fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0)
+        dsk_die(EX_IOERR, "%s: write error", path);
+    dsk_buf_free(&b);
+}
+
+/* Strings become parameters, numbers metrics; ab rows become metrics
+ * named TASK/METRIC/{a,b,diff,lo,hi,p}. */
+static int mlflow_object(dsk_mlflow *ml, const char *prefix, struct json_object *o, dsk_err *err)
+{
+    int rc = 0;
+    json_object_object_foreach(o, key, val)
+    {
+        char name[512];
+        snprintf(name, sizeof name, "%s%s", prefix, key);
+        if (dsk_json_is(val, json_type_string) && !*prefix)
+            rc = dsk_mlflow_param(ml, name, json_object_get_string(val), err);
+        else if (dsk_json_is(val, json_type_double) || dsk_json_is(val, json_type_int))
+            rc = dsk_mlflow_metric(ml, name, json_object_get_double(val), 0, err);
+        else if (dsk_json_is(val, json_type_array))
+            for (size_t i = 0; !rc && i < json_object_array_length(val); i++) {
+                struct json_object *r = json_object_array_get_idx(val, i);
+                char sub[512];
+                snprintf(sub, sizeof sub, "%s/%s/",
+                         json_object_get_string(json_object_object_get(r, "task")),
+                         json_object_get_string(json_object_object_get(r, "metric")));
+                for (char *p = sub; *p; p++)
+                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p))
+                        *p = '_';
+                rc = mlflow_object(ml, sub, r, err);
+            }
+        if (rc)
+            break;
+    }
+    return rc;
+}
+
+static void log_mlflow(const eval_cli *c, struct json_object *o)
+{
+    dsk_err err = {0};
+    dsk_mlflow *ml = dsk_mlflow_start(c->mlflow, c->experiment, c->run_name, &err);
+    if (!ml)
+        dsk_die_err(&err);
+    int rc = mlflow_object(ml, "", o, &err);
+    dsk_err fin = {0};
+    if (dsk_mlflow_finish(ml, rc == 0, &fin) && !rc)
+        err = fin, rc = fin.code;
+    if (rc)
+        dsk_die_err(&err);
 }
 
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
     dsk_signals_init();
-    const char *data = NULL, *items = NULL, *backend = "cpu";
-    int split = 1, batch = 8, json = 0, threads = 0;
-    long rows = 0;
-    dsk_gen_opts g = {32, {0, 0, 1}, 1, NULL};
+    eval_cli c = {0};
+    c.backend = "cpu";
+    c.split = 1;
+    c.batch = 8;
+    c.experiment = "dsk-eval";
+    c.gen = (dsk_gen_opts){32, {0, 0, 1}, 1, NULL};
+    c.ab = (dsk_ab_opts){10000, 0.95, 1};
+    c.alpha = 0.05;
     int opt;
-    while ((opt = getopt_long(argc, argv, "d:b:j:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:b:j:o:hV", long_options, NULL)) != -1) {
         switch (opt) {
-        case 'd': data = optarg; break;
+        case 'd': c.data = optarg; break;
         case OPT_SPLIT:
-            split = dsk_split_parse(optarg);
-            if (split < 0)
+            c.split = dsk_split_parse(optarg);
+            if (c.split < 0)
                 dsk_usage_error("--split '%s': expected train, val or test", optarg);
             break;
-        case 'b': batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 16); break;
-        case OPT_ROWS: rows = (long)dsk_parse_int("--rows", optarg, 1, 1LL << 40); break;
-        case OPT_MAXTOK: g.max_tokens = (int)dsk_parse_int("--max-tokens", optarg, 1, 1 << 20); break;
-        case OPT_TEMP: g.sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
-        case OPT_TOPK: g.sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
-        case OPT_TOPP: g.sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;
-        case OPT_SEED: g.seed = (unsigned long long)dsk_parse_int("--seed", optarg, 0, 1LL << 62); break;
-        case OPT_ITEMS: items = optarg; break;
-        case OPT_JSON: json = 1; break;
-        case OPT_BACKEND: backend = optarg; break;
-        case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
+        case 'b': c.batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 16); break;
+        case OPT_ROWS: c.rows = (long)dsk_parse_int("--rows", optarg, 1, 1LL << 40); break;
+        case OPT_MAXTOK: c.gen.max_tokens = (int)dsk_parse_int("--max-tokens", optarg, 1, 1 << 20); break;
+        case OPT_TEMP: c.gen.sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
+        case OPT_TOPK: c.gen.sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
+        case OPT_TOPP: c.gen.sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;
+        case OPT_SEED:
+            c.gen.seed = c.ab.seed = (unsigned long long)dsk_parse_int("--seed", optarg, 0, 1LL << 62);
+            break;
+        case OPT_ITEMS: c.items = optarg; break;
+        case OPT_RESAMPLES: c.ab.resamples = (int)dsk_parse_int("--resamples", optarg, 100, 10000000); break;
+        case OPT_CONF: c.ab.confidence = dsk_parse_double("--confidence", optarg, 0.5, 0.9999); break;
+        case OPT_ALPHA: c.alpha = dsk_parse_double("--alpha", optarg, 1e-6, 0.5); break;
+        case 'o': c.output = optarg; break;
+        case OPT_METRIC:
+            if (c.n_metrics == 16)
+                dsk_usage_error("at most 16 --metric");
+            c.metrics[c.n_metrics++] = optarg;
+            break;
+        case OPT_LABEL:
+            if (c.n_labels == 64)
+                dsk_usage_error("at most 64 --label");
+            c.labels[c.n_labels++] = optarg;
+            break;
+        case OPT_TITLE: c.title = optarg; break;
+        case OPT_LOGX: c.log_x = 1; break;
+        case OPT_AB: c.ab_file = optarg; break;
+        case OPT_JSON: c.json = 1; break;
+        case OPT_LOG: c.log = optarg; break;
+        case OPT_MLFLOW: c.mlflow = optarg; break;
+        case OPT_EXPERIMENT: c.experiment = optarg; break;
+        case OPT_RUN_NAME: c.run_name = optarg; break;
+        case OPT_BACKEND: c.backend = optarg; break;
+        case 'j': c.threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
         default: dsk_usage_error("unknown option");
         }
     }
     int rest = argc - optind;
-    const char *cmd = rest > 0 ? argv[optind] : NULL;
-    if (!cmd || (strcmp(cmd, "ppl") && strcmp(cmd, "gen")))
-        dsk_usage_error("expected a command: ppl or gen");
-    if (!strcmp(cmd, "ppl") && (rest != 2 || !data))
-        dsk_usage_error("usage: dsk-eval ppl CKPT --data DIR");
-    if (!strcmp(cmd, "gen") && rest != 3)
-        dsk_usage_error("usage: dsk-eval gen CKPT TASK.jsonl");
-    dsk_err err = {0};
-    dsk_loaded l;
-    if (dsk_load_checkpoint(&l, argv[optind + 1], backend, threads, &err))
-        dsk_die_err(&err);
+    char **args = argv + optind + 1;
+    const char *cmd = rest > 0 ? argv[optind] : "";
+    struct json_object *result = NULL;
     if (!strcmp(cmd, "ppl")) {
-        dsk_ppl_result r;
-        if (dsk_eval_ppl(&l, data, split, batch, rows, &r, &err))
-            dsk_die_err(&err);
-        dsk_buf jb = {0};
-        if (json)
-            printf("{\"checkpoint\":%s,\"split\":\"%s\",\"rows\":%ld,\"tokens\":%.0f,\"bytes\":%.0f,\"loss\":%.6f,"
-                   "\"ppl\":%.4f,\"bpb\":%.6f}\n", jstr(l.dir, &jb), dsk_split_names[split], r.rows, r.tokens, r.bytes, r.loss,
-                   r.ppl, r.bpb);
-        else
-            printf("%s on %s (%s): %ld rows, %.0f tokens, %.0f bytes: loss %.4f, perplexity %.2f, %.4f bits/byte\n",
-                   l.dir, data, dsk_split_names[split], r.rows, r.tokens, r.bytes, r.loss, r.ppl, r.bpb);
-        dsk_buf_free(&jb);
+        if (rest != 2 || !c.data)
+            dsk_usage_error("usage: dsk-eval ppl CKPT --data DIR");
+        result = cmd_ppl(&c, args[0]);
+    } else if (!strcmp(cmd, "mc")) {
+        if (rest != 3)
+            dsk_usage_error("usage: dsk-eval mc CKPT TASK.jsonl");
+        result = cmd_mc(&c, args[0], args[1]);
+    } else if (!strcmp(cmd, "gen")) {
+        if (rest != 3)
+            dsk_usage_error("usage: dsk-eval gen CKPT TASK.jsonl");
+        result = cmd_gen(&c, args[0], args[1]);
+    } else if (!strcmp(cmd, "ab")) {
+        if (rest < 4)
+            dsk_usage_error("usage: dsk-eval ab A B TASK...");
+        result = cmd_ab(&c, args[0], args[1], args + 2, rest - 3);
+    } else if (!strcmp(cmd, "plot")) {
+        if (!c.output)
+            dsk_usage_error("plot needs -o FILE.svg");
+        if (c.ab_file ? rest != 1 : rest < 2)
+            dsk_usage_error(c.ab_file ? "plot --ab takes no logs" : "usage: dsk-eval plot LOG.jsonl... -o FILE.svg");
+        return cmd_plot(&c, args, rest - 1);
     } else {
-        dsk_outfile f = {0};
-        if (items && dsk_outfile_open(&f, items, &err))
-            dsk_die_err(&err);
-        g.items = items ? f.fp : NULL;
-        dsk_gen_result r;
-        if (dsk_eval_gen(&l, argv[optind + 2], &g, &r, &err))
-            dsk_die_err(&err);
-        if (items && dsk_outfile_commit(&f, &err))
-            dsk_die_err(&err);
-        if (json) {
-            dsk_buf a = {0}, b = {0};
-            printf("{\"checkpoint\":%s,\"task\":%s,\"items\":%ld,\"correct\":%ld,\"exact_match\":%.4f}\n",
-                   jstr(l.dir, &a), jstr(argv[optind + 2], &b), r.items, r.correct, r.accuracy);
-            dsk_buf_free(&a);
-            dsk_buf_free(&b);
-        }
-        if (!json)
-            printf("%s on %s: exact match %ld/%ld = %.3f\n", l.dir, argv[optind + 2], r.correct, r.items, r.accuracy);
+        dsk_usage_error("expected a command: ppl, mc, gen, ab or plot");
     }
-    dsk_loaded_free(&l);
+    if (c.json) {
+        dsk_buf b = {0};
+        dsk_json_append(result, &b);
+        printf("%.*s\n", (int)b.len, b.data);
+        dsk_buf_free(&b);
+    }
+    if (c.mlflow)
+        log_mlflow(&c, result);
+    if (c.log)
+        append_log(c.log, result);
+    json_object_put(result);
+    if (fflush(stdout) != 0)
+        dsk_die(EX_IOERR, "stdout: write error");
     return 0;
 }

@@ -70,12 +70,17 @@ void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, ds
     int pct = (int)lround(confidence * 100);
     char line[512];
     int b_ahead = s->higher_better ? s->diff > 0 : s->diff < 0;
+    char p[32];
+    if (s->p < 0.001)
+        snprintf(p, sizeof p, "p < 0.001");
+    else
+        snprintf(p, sizeof p, "p = %.2g", s->p);
     if (s->p < alpha)
-        snprintf(line, sizeof line, "%s better than %s by %.4g ± %.2g (%d%% CI [%.4g, %.4g]), p = %.3g, n = %ld",
-                 b_ahead ? "B" : "A", b_ahead ? "A" : "B", fabs(s->diff), half, pct, s->lo, s->hi, s->p, s->n);
+        snprintf(line, sizeof line, "%s better than %s by %.4g ± %.2g (%d%% CI [%.4g, %.4g]), %s, n = %ld",
+                 b_ahead ? "B" : "A", b_ahead ? "A" : "B", fabs(s->diff), half, pct, s->lo, s->hi, p, s->n);
     else
         snprintf(line, sizeof line,
-                 "no significant difference at %ld items (B - A = %.4g, %d%% CI [%.4g, %.4g], p = %.3g)", s->n, s->diff,
-                 pct, s->lo, s->hi, s->p);
+                 "no significant difference at %ld items (B - A = %.4g, %d%% CI [%.4g, %.4g], %s)", s->n, s->diff,
+                 pct, s->lo, s->hi, p);
     dsk_buf_adds(out, line);
 }

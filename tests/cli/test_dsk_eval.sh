@@ -91,4 +91,92 @@ printf '{"prompt": "say cat", "answer": "cat", "extra": [}\n' > "$T/bad.jsonl"
 expect_exit 65 "a broken JSON line" dsk-eval gen "$T/s" "$T/bad.jsonl"
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
 check "no items file is left by a failed run" test ! -e "$T/items2.jsonl"
+# ---- mc: log-likelihood scoring ------------------------------------------------------------------
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+with open(f"{t}/mc.jsonl", "w") as f:
+    # In-vocabulary words against strings the model never saw.
+    for w in "red green blue one two three".split():
+        f.write(json.dumps({"context": f"{w} cat", "choices": [" qzx vvq kkj", f" dog {w} bird", " zzq"], "gold": 1}) + "\n")
+    # The trailing space of the context moves to the continuation: the same request two ways.
+    f.write(json.dumps({"context": "cat dog ", "choices": ["red", "blue bird"], "gold": 0}) + "\n")
+    f.write(json.dumps({"context": "cat dog", "choices": [" red", " blue bird"], "gold": 0}) + "\n")
+    f.write(json.dumps({"context": "", "choices": ["red", "qq"], "gold": 0}) + "\n")
+PY
+expect_exit 0 "mc" dsk-eval mc "$T/ck" "$T/mc.jsonl" --items "$T/mc-items.jsonl" --batch 3 --json
+check "mc: acc is the argmax of the summed log-likelihood, acc_norm of it per character" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+r = json.load(open(f"{t}/out"))
+task = [json.loads(l) for l in open(f"{t}/mc.jsonl")]
+items = [json.loads(l) for l in open(f"{t}/mc-items.jsonl")]
+assert r["items"] == len(task) == len(items) == 9, r
+acc = acc_norm = 0
+for want, got in zip(task, items):
+    ll = got["loglikelihoods"]
+    assert len(ll) == len(want["choices"]) and all(x < 0 for x in ll), got
+    pred = max(range(len(ll)), key=lambda i: (ll[i], -i))
+    norm = [ll[i] / len(c) for i, c in enumerate(want["choices"])]
+    pred_norm = max(range(len(ll)), key=lambda i: (norm[i], -i))
+    assert got["pred"] == pred and got["pred_norm"] == pred_norm and got["gold"] == want["gold"], (got, pred, pred_norm)
+    acc += pred == want["gold"]; acc_norm += pred_norm == want["gold"]
+assert abs(r["acc"] - acc / 9) < 1e-9 and abs(r["acc_norm"] - acc_norm / 9) < 1e-9, r
+assert all(items[i]["pred"] == 1 for i in range(6)), items[:6]          # words beat noise
+a, b = items[6]["loglikelihoods"], items[7]["loglikelihoods"]
+assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)          # the harness's whitespace rule
+PY
+cp "$T/out" "$T/mc-b3"
+expect_exit 0 "mc with another batch size" dsk-eval mc "$T/ck" "$T/mc.jsonl" --batch 8 --json
+check "mc does not depend on the batch" python3 -c "
+import json; a, b = json.load(open('$T/out')), json.load(open('$T/mc-b3'))
+assert a['acc'] == b['acc'] and a['acc_norm'] == b['acc_norm'], (a, b)"
+printf '{"context": "x", "choices": ["a", "b"], "gold": 2}\n' > "$T/bad.jsonl"
+expect_exit 65 "mc: gold out of range" dsk-eval mc "$T/ck" "$T/bad.jsonl"
+expect_err_contains "bad.jsonl:1" "the message names the file and line"
+printf '{"context": "x", "choices": "ab", "gold": 0}\n' > "$T/bad.jsonl"
+expect_exit 65 "mc: choices not an array" dsk-eval mc "$T/ck" "$T/bad.jsonl"
+expect_exit 66 "mc: a missing task file" dsk-eval mc "$T/ck" "$T/nope.jsonl"
+
+# ---- ab: paired comparison ---------------------------------------------------------------------------
+expect_exit 0 "ab of a checkpoint with itself" dsk-eval ab "$T/ck" "$T/ck" "$T/mc.jsonl" "$T/ds" --json
+check "identical checkpoints: no difference, p = 1, on every task and metric" python3 - "$T" <<'PY'
+import json, sys
+r = json.load(open(f"{sys.argv[1]}/out"))
+rows = r["results"]
+assert [(x["metric"]) for x in rows] == ["acc", "acc_norm", "loss"], rows
+for x in rows:
+    assert x["diff"] == 0 and x["lo"] == 0 and x["hi"] == 0 and x["p"] == 1, x
+    assert x["verdict"].startswith("no significant difference"), x
+assert rows[2]["higher_is_better"] is False and rows[2]["n"] > 0
+PY
+expect_exit 0 "ab: pretrained against SFT on the chat task, logged" dsk-eval ab "$T/ck" "$T/s" "$T/task.jsonl" \
+    --log "$T/eval-log.jsonl" --resamples 2000
+check "ab prints the table and a verdict" grep -q "exact_match: " "$T/out"
+expect_exit 0 "ab --json" dsk-eval ab "$T/ck" "$T/s" "$T/task.jsonl" --json --resamples 2000 --log "$T/eval-log.jsonl"
+check "ab JSON: the paired means are the two checkpoints' exact match; the interval holds the difference" \
+    python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+r = json.load(open(f"{t}/out"))["results"][0]
+assert r["metric"] == "exact_match" and r["mean_b"] > r["mean_a"] and r["lo"] <= r["diff"] <= r["hi"], r
+assert abs(r["diff"] - (r["mean_b"] - r["mean_a"])) < 1e-9 and r["a"] == r["mean_a"], r
+log = [json.loads(l) for l in open(f"{t}/eval-log.jsonl")]
+assert len(log) == 2 and all(x["command"] == "ab" and "time" in x for x in log), log
+PY
+expect_exit 66 "ab: a missing task" dsk-eval ab "$T/ck" "$T/s" "$T/nope"
+expect_exit 64 "ab needs a task" dsk-eval ab "$T/ck" "$T/s"
+
+# ---- plot ----------------------------------------------------------------------------------------------------------
+expect_exit 0 "plot training curves" dsk-eval plot "$T/train.jsonl" "$T/train.jsonl" --label "a<&>" --label b \
+    -o "$T/curves.svg" --log-x
+check "the curves are an SVG document that parses as XML" python3 -c "
+import xml.etree.ElementTree as E; r = E.parse('$T/curves.svg').getroot()
+assert r.tag.endswith('svg') and len(r.findall('.//{http://www.w3.org/2000/svg}polyline')) >= 2"
+expect_exit 0 "plot an A/B result from the log" dsk-eval plot --ab "$T/eval-log.jsonl" -o "$T/ab.svg"
+check "the A/B plot parses as XML" python3 -c "import xml.etree.ElementTree as E; E.parse('$T/ab.svg')"
+expect_exit 66 "plot a missing log" dsk-eval plot "$T/nope.jsonl" -o "$T/x.svg"
+check "no SVG is left by a failed plot" test ! -e "$T/x.svg"
+expect_exit 64 "plot without -o" dsk-eval plot "$T/train.jsonl"
+expect_exit 64 "--label count must match the logs" dsk-eval plot "$T/train.jsonl" --label a --label b -o "$T/x.svg"
 echo "1..$tap_n"

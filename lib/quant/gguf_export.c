@@ -1,0 +1,426 @@
+/* dsk checkpoint -> GGUF for llama.cpp (see dsk_gguf_export in gguf.h).
+ *
+ * A dense all-global dsk model is a Hugging Face Llama, so the export does
+ * what llama.cpp's own converter does for one: rename the tensors, permute
+ * the query and key rows for llama.cpp's RoPE, and describe the tokenizer
+ * in llama.cpp's terms. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe/formats.h"
+#include "bpe/tokenizer.h"
+#include "core/fileio.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "quant/gguf.h"
+#include "train/checkpoint.h"
+
+/* llama.cpp's token types (tokenizer.ggml.token_type). */
+enum { TOKEN_NORMAL = 1, TOKEN_CONTROL = 3, TOKEN_UNUSED = 5 };
+
+/* ---- helpers, public for tests ---------------------------------------------------------------- */
+
+const char *dsk_gguf_pre_tokenizer_name(const char *pattern)
+{
+    /* llama.cpp implements each pre-tokenizer by name, with its own copy of
+     * the regex; these are the ones whose regex is exactly one dsk knows:
+     * "gpt-2" is GPT-2's, "llama-bpe" (Llama 3) is cl100k's and "gpt-4o"
+     * is o200k's. */
+    static const struct {
+        const char *dsk, *llama;
+    } map[] = {{"gpt2", "gpt-2"}, {"cl100k", "llama-bpe"}, {"o200k", "gpt-4o"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        const char *p = dsk_bpe_named_pattern(map[i].dsk);
+        if (p && strcmp(p, pattern) == 0)
+            return map[i].llama;
+    }
+    return NULL;
+}
+
+void dsk_gguf_permute_rope(float *out, const float *in, int n_heads, int head_dim, size_t cols)
+{
+    /* Hugging Face rotates the pair (i, i + hd/2) of each head; llama.cpp's
+     * "normal" RoPE rotates the adjacent pair (2i, 2i+1), both by angle
+     * pos * theta^(-2i/hd).  Moving the rows of W_q and W_k so that pair i
+     * lands on rows 2i, 2i+1 makes q·k the same in both, since a dot
+     * product does not care how its dimensions are ordered. */
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++)
+        for (int s = 0; s < 2; s++)
+            for (int i = 0; i < half; i++) {
+                size_t from = (size_t)h * head_dim + (size_t)s * half + i, to = (size_t)h * head_dim + 2 * (size_t)i + s;
+                memcpy(out + to * cols, in + from * cols, cols * sizeof *out);
+            }
+}
+
+int dsk_gguf_weight_type(int type, uint64_t row_len)
+{
+    /* llama.cpp's quantizer, meeting rows that are not whole blocks, falls
+     * back to a format with smaller blocks (q4_K to q5_0 and so on) and
+     * then to f16; dsk has no q5_0, so q4_K falls back to q8_0, the next
+     * 32-value format it has, which is more precise rather than less. */
+    if (type == DSK_GGUF_Q4_K && row_len % DSK_QK_K == 0)
+        return type;
+    if ((type == DSK_GGUF_Q4_K || type == DSK_GGUF_Q8_0) && row_len % DSK_QK8_0 == 0)
+        return DSK_GGUF_Q8_0;
+    if (type == DSK_GGUF_Q4_0 && row_len % DSK_QK4_0 == 0)
+        return type;
+    return type == DSK_GGUF_F32 ? DSK_GGUF_F32 : DSK_GGUF_F16;
+}
+
+/* ---- the export --------------------------------------------------------------------------------- */
+
+enum { PERM_NONE, PERM_Q, PERM_K };
+
+typedef struct plan_tensor {
+    char hf[96], gguf[64];
+    int n_dims;
+    uint64_t ne[2];              /* ne[0] = columns (row length), ne[1] = rows */
+    int perm, type;
+    const dsk_st_tensor *src;
+} plan_tensor;
+
+typedef struct export_ctx {
+    const char *dir;
+    dsk_model_config cfg;
+    dsk_tokenizer tok;
+    dsk_safetensors st;
+    plan_tensor *t;
+    size_t n_t, cap_t;
+} export_ctx;
+
+static void plan(export_ctx *x, const char *hf, const char *gguf, int n_dims, uint64_t rows, uint64_t cols, int perm)
+{
+    if (x->n_t == x->cap_t) {
+        x->cap_t = x->cap_t ? 2 * x->cap_t : 64;
+        x->t = dsk_xrealloc(x->t, x->cap_t * sizeof *x->t);
+    }
+    plan_tensor *t = &x->t[x->n_t++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->hf, sizeof t->hf, "%s", hf);
+    snprintf(t->gguf, sizeof t->gguf, "%s", gguf);
+    t->n_dims = n_dims;
+    t->ne[0] = n_dims == 1 ? rows : cols;
+    t->ne[1] = n_dims == 1 ? 1 : rows;
+    t->perm = perm;
+}
+
+static void plan_model(export_ctx *x)
+{
+    const dsk_model_config *c = &x->cfg;
+    uint64_t d = (uint64_t)c->d_model, hd = d / (uint64_t)c->n_heads, V = (uint64_t)c->vocab_size,
+             qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd, ff = (uint64_t)c->d_ff;
+    plan(x, "model.embed_tokens.weight", "token_embd.weight", 2, V, d, PERM_NONE);
+    for (int l = 0; l < c->n_layers; l++) {
+        static const struct {
+            const char *hf, *gguf;
+            int kind, perm;   /* kind: 0 norm [d], 1 q, 2 k/v, 3 o, 4 gate/up, 5 down */
+        } per_layer[] = {
+            {"input_layernorm.weight", "attn_norm.weight", 0, PERM_NONE},
+            {"self_attn.q_proj.weight", "attn_q.weight", 1, PERM_Q},
+            {"self_attn.k_proj.weight", "attn_k.weight", 2, PERM_K},
+            {"self_attn.v_proj.weight", "attn_v.weight", 2, PERM_NONE},
+            {"self_attn.o_proj.weight", "attn_output.weight", 3, PERM_NONE},
+            {"post_attention_layernorm.weight", "ffn_norm.weight", 0, PERM_NONE},
+            {"mlp.gate_proj.weight", "ffn_gate.weight", 4, PERM_NONE},
+            {"mlp.up_proj.weight", "ffn_up.weight", 4, PERM_NONE},
+            {"mlp.down_proj.weight", "ffn_down.weight", 5, PERM_NONE},
+        };
+        for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) {
+            char hf[96], gg[64];
+            snprintf(hf, sizeof hf, "model.layers.%d.%s", l, per_layer[i].hf);
+            snprintf(gg, sizeof gg, "blk.%d.%s", l, per_layer[i].gguf);
+            uint64_t rows[] = {d, qd, kvd, d, ff, d}, cols[] = {0, d, d, qd, d, ff};
+            int k = per_layer[i].kind;
+            plan(x, hf, gg, k == 0 ? 1 : 2, rows[k], cols[k], per_layer[i].perm);
+        }
+    }
+    plan(x, "model.norm.weight", "output_norm.weight", 1, d, 0, PERM_NONE);
+    if (!c->tie_embeddings)   /* llama.cpp reuses token_embd when output is absent */
+        plan(x, "lm_head.weight", "output.weight", 2, V, d, PERM_NONE);
+}
+
+/* Dense, every layer global: what llama.cpp's "llama" architecture is. */
+static int check_plain(const export_ctx *x, dsk_err *err)
+{
+    const dsk_model_config *c = &x->cfg;
+    if (c->n_routed_experts > 0)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: a mixture-of-experts model (n_routed_experts %d) cannot be exported to GGUF: "
+                        "llama.cpp's llama architecture is dense; only dense all-global checkpoints export",
+                        x->dir, c->n_routed_experts);
+    for (int l = 0; l < c->n_layers; l++) {
+        int k = dsk_config_layer_kind(c, l);
+        if (k != DSK_ATTN_GLOBAL)
+            return dsk_fail(err, EX_DATAERR,
+                            "%s: dsk_attention_pattern \"%s\" gives layer %d %s attention, which llama.cpp's "
+                            "llama architecture does not have; only all-global ('G') checkpoints export",
+                            x->dir, c->attn_pattern, l, k == DSK_ATTN_LOCAL ? "local (L, sliding-window)" :
+                            "hybrid (H, global + local mix)");
+    }
+    return 0;
+}
+
+/* Every planned tensor present with its shape, and nothing else (an extra
+ * tensor would mean a model this export does not understand). */
+static int check_tensors(export_ctx *x, dsk_err *err)
+{
+    for (size_t i = 0; i < x->n_t; i++) {
+        plan_tensor *t = &x->t[i];
+        t->src = dsk_st_find(&x->st, t->hf);
+        if (!t->src) {
+            int quantized = dsk_st_find(&x->st, "model.layers.0.self_attn.q_proj.qweight") != NULL;
+            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: no tensor %s%s", x->dir, t->hf,
+                            quantized ? " (an int4 GPTQ checkpoint: export the float checkpoint it was made from)"
+                                      : "");
+        }
+        const dsk_st_tensor *s = t->src;
+        int dt = s->dtype;
+        int ok = (dt == DSK_ST_F32 || dt == DSK_ST_F16 || dt == DSK_ST_BF16) && s->ndim == t->n_dims &&
+                 (uint64_t)s->shape[0] == (t->n_dims == 1 ? t->ne[0] : t->ne[1]) &&
+                 (t->n_dims == 1 || (uint64_t)s->shape[1] == t->ne[0]);
+        if (!ok) {
+            char want[64];
+            if (t->n_dims == 1)
+                snprintf(want, sizeof want, "[%" PRIu64 "]", t->ne[0]);
+            else
+                snprintf(want, sizeof want, "[%" PRIu64 ", %" PRIu64 "]", t->ne[1], t->ne[0]);
+            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s is %s with %d dimensions, config.json needs "
+                            "a float %s", x->dir, t->hf, dsk_st_dtype_name(dt), s->ndim, want);
+        }
+    }
+    if (x->st.n_tensors != x->n_t)
+        return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %zu tensors, a dense Llama of this config.json has "
+                        "%zu", x->dir, x->st.n_tensors, x->n_t);
+    return 0;
+}
+
+/* The tensor as floats (safetensors data may be unaligned: copied), all
+ * finite. */
+static int load_floats(const export_ctx *x, const plan_tensor *t, float *out, dsk_err *err)
+{
+    const dsk_st_tensor *s = t->src;
+    const uint8_t *p = s->data;
+    if (s->dtype == DSK_ST_F32)
+        memcpy(out, p, s->n_elems * sizeof *out);
+    else
+        for (uint64_t i = 0; i < s->n_elems; i++) {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            if (s->dtype == DSK_ST_F16)
+                out[i] = dsk_ggml_fp16_to_fp32(h);
+            else {
+                uint32_t b = (uint32_t)h << 16;
+                memcpy(&out[i], &b, sizeof b);
+            }
+        }
+    for (uint64_t i = 0; i < s->n_elems; i++)
+        if (!isfinite(out[i]))
+            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s holds a non-finite value at element %" PRIu64,
+                            x->dir, t->hf, i);
+    return 0;
+}
+
+static void add_hparams(const export_ctx *x, dsk_gguf_writer *w, int type)
+{
+    const dsk_model_config *c = &x->cfg;
+    static const int ftype[] = {[DSK_GGUF_F32] = DSK_GGUF_FTYPE_ALL_F32, [DSK_GGUF_F16] = DSK_GGUF_FTYPE_MOSTLY_F16,
+                                [DSK_GGUF_Q4_0] = DSK_GGUF_FTYPE_MOSTLY_Q4_0,
+                                [DSK_GGUF_Q8_0] = DSK_GGUF_FTYPE_MOSTLY_Q8_0,
+                                [DSK_GGUF_Q4_K] = DSK_GGUF_FTYPE_MOSTLY_Q4_K_S};
+    dsk_gguf_add_str(w, "general.architecture", "llama");
+    dsk_gguf_add_str(w, "general.name", "dsk");
+    dsk_gguf_add_u32(w, "general.file_type", (uint32_t)ftype[type]);
+    if (type != DSK_GGUF_F32 && type != DSK_GGUF_F16)
+        dsk_gguf_add_u32(w, "general.quantization_version", 2);
+    dsk_gguf_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size);
+    dsk_gguf_add_u32(w, "llama.context_length", (uint32_t)c->max_seq_len);
+    dsk_gguf_add_u32(w, "llama.embedding_length", (uint32_t)c->d_model);
+    dsk_gguf_add_u32(w, "llama.block_count", (uint32_t)c->n_layers);
+    dsk_gguf_add_u32(w, "llama.feed_forward_length", (uint32_t)c->d_ff);
+    dsk_gguf_add_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads);
+    dsk_gguf_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads);
+    dsk_gguf_add_f32(w, "llama.rope.freq_base", (float)c->rope_theta);
+    dsk_gguf_add_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->norm_eps);
+    dsk_gguf_add_u32(w, "llama.rope.dimension_count", (uint32_t)(c->d_model / c->n_heads));
+}
+
+/* tokenizer.ggml.*: tokens in GPT-2's byte-level unicode form (specials as
+ * their text), one per embedding row (ids the tokenizer does not use
+ * become "[PADn]", unused); merges in id order, which is dsk's merge
+ * priority. */
+static int add_tokenizer(const export_ctx *x, dsk_gguf_writer *w, const char *pre, dsk_err *err)
+{
+    const dsk_tokenizer *t = &x->tok;
+    size_t V = (size_t)x->cfg.vocab_size;
+    dsk_buf pool = {0};
+    size_t *off = dsk_xmalloc(V * sizeof *off), *len = dsk_xmalloc(V * sizeof *len);
+    int32_t *types = dsk_xmalloc(V * sizeof *types);
+    size_t n_merges = 0, *moff = dsk_xmalloc(V * sizeof *moff), *mlen = dsk_xmalloc(V * sizeof *mlen);
+    dsk_buf mpool = {0};
+    int rc = 0;
+    for (size_t id = 0; id < V && !rc; id++) {
+        size_t n = 0;
+        const char *b = id < t->n_vocab ? dsk_tokenizer_bytes(t, (uint32_t)id, &n) : NULL;
+        off[id] = pool.len;
+        if (!n) {
+            dsk_buf_printf(&pool, "[PAD%zu]", id);
+            types[id] = TOKEN_UNUSED;
+        } else if (t->is_special[id]) {
+            dsk_buf_add(&pool, b, n);
+            types[id] = TOKEN_CONTROL;
+        } else {
+            dsk_bpe_bytes_to_unicode(b, n, &pool);
+            types[id] = TOKEN_NORMAL;
+        }
+        len[id] = pool.len - off[id];
+        if (types[id] != TOKEN_NORMAL || n < 2)
+            continue;
+        uint32_t l, r;
+        if (dsk_bpe_merge_pair(t, (uint32_t)id, &l, &r)) {
+            rc = dsk_fail(err, EX_DATAERR, "%s/tokenizer.json: token %zu cannot be made by merging lower tokens",
+                          x->dir, id);
+            break;
+        }
+        size_t ll, rl;
+        const char *lb = dsk_tokenizer_bytes(t, l, &ll), *rb = dsk_tokenizer_bytes(t, r, &rl);
+        moff[n_merges] = mpool.len;
+        dsk_bpe_bytes_to_unicode(lb, ll, &mpool);
+        dsk_buf_addc(&mpool, ' ');
+        dsk_bpe_bytes_to_unicode(rb, rl, &mpool);
+        mlen[n_merges] = mpool.len - moff[n_merges];
+        n_merges++;
+    }
+    if (!rc) {
+        const char **strs = dsk_xmalloc((V > n_merges ? V : n_merges) * sizeof *strs + sizeof *strs);
+        for (size_t i = 0; i < V; i++)
+            strs[i] = pool.data + off[i];
+        dsk_gguf_add_str(w, "tokenizer.ggml.model", "gpt2");
+        dsk_gguf_add_str(w, "tokenizer.ggml.pre", pre);
+        dsk_gguf_add_str_array(w, "tokenizer.ggml.tokens", strs, len, V);
+        dsk_gguf_add_i32_array(w, "tokenizer.ggml.token_type", types, V);
+        for (size_t i = 0; i < n_merges; i++)
+            strs[i] = mpool.data + moff[i];
+        dsk_gguf_add_str_array(w, "tokenizer.ggml.merges", strs, mlen, n_merges);
+        free(strs);
+        /* dsk never prepends a BOS; without one, <|endoftext|> serves as
+         * both, as in GPT-2.  add_bos_token must be said: llama.cpp adds a
+         * BOS by default for the llama-bpe pre-tokenizer. */
+        int bos = x->cfg.bos_token_id >= 0 ? x->cfg.bos_token_id : x->cfg.eos_token_id;
+        if (bos >= 0)
+            dsk_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+        if (x->cfg.eos_token_id >= 0)
+            dsk_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)x->cfg.eos_token_id);
+        dsk_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", 0);
+        dsk_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", 0);
+    }
+    dsk_buf_free(&pool);
+    dsk_buf_free(&mpool);
+    free(off);
+    free(len);
+    free(types);
+    free(moff);
+    free(mlen);
+    return rc;
+}
+
+static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
+{
+    size_t max = 0;
+    for (size_t i = 0; i < x->n_t; i++)
+        if (x->t[i].ne[0] * x->t[i].ne[1] > max)
+            max = (size_t)(x->t[i].ne[0] * x->t[i].ne[1]);
+    float *a = dsk_xmalloc(max * sizeof *a), *b = dsk_xmalloc(max * sizeof *b);
+    uint8_t *q = dsk_xmalloc(max * sizeof(float));   /* no encoding is larger than f32 */
+    int rc = 0;
+    int hd = x->cfg.d_model / x->cfg.n_heads;
+    for (size_t i = 0; i < x->n_t && !rc; i++) {
+        const plan_tensor *t = &x->t[i];
+        size_t n = (size_t)(t->ne[0] * t->ne[1]);
+        if ((rc = load_floats(x, t, a, err)))
+            break;
+        const float *src = a;
+        if (t->perm != PERM_NONE) {
+            dsk_gguf_permute_rope(b, a, t->perm == PERM_Q ? x->cfg.n_heads : x->cfg.n_kv_heads, hd, t->ne[0]);
+            src = b;
+        }
+        uint64_t nbytes;
+        dsk_ggml_nbytes(t->type, n, &nbytes);
+        dsk_ggml_quantize(t->type, src, q, n);
+        rc = dsk_gguf_writer_data(w, q, (size_t)nbytes, err);
+    }
+    free(a);
+    free(b);
+    free(q);
+    return rc;
+}
+
+static int export_open(export_ctx *x, dsk_err *err)
+{
+    char *p = dsk_path_join(x->dir, "config.json");
+    int rc = dsk_config_load(&x->cfg, p, err);
+    free(p);
+    if (!rc)
+        rc = check_plain(x, err);
+    if (!rc && x->cfg.vocab_size < 1)
+        rc = dsk_fail(err, EX_DATAERR, "%s/config.json: no vocab_size", x->dir);
+    if (!rc) {
+        p = dsk_path_join(x->dir, "tokenizer.json");
+        rc = dsk_bpe_load_json(&x->tok, p, err);
+        free(p);
+    }
+    if (!rc && x->tok.n_vocab > (uint32_t)x->cfg.vocab_size)
+        rc = dsk_fail(err, EX_DATAERR, "%s: tokenizer.json has %u ids, config.json's vocab_size is %d", x->dir,
+                      x->tok.n_vocab, x->cfg.vocab_size);
+    if (!rc) {
+        p = dsk_path_join(x->dir, "model.safetensors");
+        rc = dsk_st_open(&x->st, p, err);
+        free(p);
+    }
+    if (!rc) {
+        plan_model(x);
+        rc = check_tensors(x, err);
+    }
+    return rc;
+}
+
+int dsk_gguf_export(const char *ckpt_dir, const char *out_path, int type, dsk_err *err)
+{
+    if (!dsk_ggml_type_name(type))
+        return dsk_fail(err, EX_USAGE, "GGUF type %d is not one of f32, f16, q8_0, q4_0, q4_K", type);
+    export_ctx x;
+    memset(&x, 0, sizeof x);
+    dsk_tokenizer_init(&x.tok);
+    char *dir = dsk_checkpoint_resolve(ckpt_dir, err);
+    if (!dir)
+        return err->code;
+    x.dir = dir;
+    int rc = export_open(&x, err);
+    const char *pre = NULL;
+    if (!rc && !(pre = dsk_gguf_pre_tokenizer_name(x.tok.pattern)))
+        rc = dsk_fail(err, EX_DATAERR, "%s/tokenizer.json: llama.cpp has no pre-tokenizer with this regex (it has "
+                      "GPT-2's, cl100k's and o200k's): %s", dir, x.tok.pattern);
+    dsk_gguf_writer *w = dsk_gguf_writer_new();
+    if (!rc) {
+        add_hparams(&x, w, type);
+        rc = add_tokenizer(&x, w, pre, err);
+    }
+    for (size_t i = 0; i < x.n_t && !rc; i++) {
+        plan_tensor *t = &x.t[i];
+        t->type = t->n_dims == 1 ? DSK_GGUF_F32 : dsk_gguf_weight_type(type, t->ne[0]);
+        dsk_gguf_add_tensor(w, t->gguf, t->type, t->n_dims, t->ne);
+    }
+    if (!rc)
+        rc = dsk_gguf_writer_begin(w, out_path, err);
+    if (!rc)
+        rc = write_tensors(&x, w, err);
+    if (!rc)
+        rc = dsk_gguf_writer_finish(w, err);
+    dsk_gguf_writer_free(w);   /* removes the temporary when unfinished */
+    dsk_st_close(&x.st);
+    dsk_tokenizer_free(&x.tok);
+    free(x.t);
+    free(dir);
+    return rc;
+}
