@@ -46,8 +46,17 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
         int quantized = dsk_quant_is_quantized(l->dir, &group, err);
         if (quantized < 0)
             rc = err->code;
-        else if (quantized)
-            rc = dsk_quant_load_weights(l->dir, l->model, NULL, err);
+        else if (quantized) {
+            /* The dequantized weights serve batched passes; decoding
+             * reads the 4-bit layers through the backend. */
+            dsk_model *m = l->model;
+            l->int4 = dsk_xcalloc(m->n_tensors, sizeof *l->int4);
+            rc = dsk_quant_load_weights(l->dir, m, l->int4, err);
+            const char *off = getenv("DSK_NO_INT4");   /* for comparisons: the fp32 path only */
+            for (size_t i = 0; !rc && i < m->n_tensors && !(off && *off && strcmp(off, "0")); i++)
+                if (l->int4[i].qweight && l->be->register_int4 && (rc = dsk_q4_prepare(&l->int4[i], err)) == 0)
+                    l->be->register_int4(l->be, m->params + m->tensors[i].offset, &l->int4[i]);
+        }
         else
             rc = dsk_checkpoint_load_weights(l->dir, l->model, err);
         l->quantized = quantized > 0;
@@ -57,9 +66,13 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
 
 void dsk_loaded_free(dsk_loaded *l)
 {
+    size_t n = l->model ? l->model->n_tensors : 0;
     dsk_model_free(l->model);
     if (l->be)
         l->be->destroy(l->be);
+    for (size_t i = 0; l->int4 && i < n; i++)
+        dsk_q4_free(&l->int4[i]);
+    free(l->int4);
     dsk_tokenizer_free(&l->tok);
     free(l->dir);
     memset(l, 0, sizeof *l);

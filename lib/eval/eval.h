@@ -17,6 +17,7 @@ typedef struct dsk_loaded {
     dsk_tokenizer tok;
     char fingerprint[33];
     int quantized;            /* a dsk-quant checkpoint (its 4-bit layers dequantized) */
+    struct dsk_q4_linear *int4;   /* per model tensor: its 4-bit form (qweight NULL when none) */
 } dsk_loaded;
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err);

@@ -55,6 +55,11 @@ struct dsk_backend {
      * (or [N,K] transposed). */
     void (*gemm)(dsk_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  const float *B, float beta, float *C);
+    /* Optional (NULL when the backend has none): from now on, products
+     * A·Wᵀ with few rows of A (decoding) read int4 (a prepared
+     * dsk_q4_linear, lib/quant/int4.h, that W's values equal) instead of
+     * the fp32 W, which is 8x less memory traffic.  W stays valid. */
+    void (*register_int4)(dsk_backend *be, const float *W, const void *int4);
     void (*add)(dsk_backend *be, float *y, const float *x, size_t n);   /* y += x */
     void (*scale)(dsk_backend *be, float *x, size_t n, float s);
     /* Sum of squares of x in double precision (a host value). */

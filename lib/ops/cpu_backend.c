@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "ops/backend.h"
 #include "ops/cpu_kernels.h"
+#include "quant/int4.h"
 
 static void *cpu_alloc(dsk_backend *be, size_t bytes)
 {
@@ -25,10 +26,64 @@ static void cpu_free(dsk_backend *be, void *p) { (void)be; free(p); }
 static void cpu_copy(dsk_backend *be, void *dst, const void *src, size_t n) { (void)be; if (n) memmove(dst, src, n); }
 static void cpu_zero(dsk_backend *be, void *p, size_t n) { (void)be; if (n) memset(p, 0, n); }
 
+/* The CPU backend's own state: weights registered as int4. */
+typedef struct cpu_backend {
+    dsk_backend be;                 /* first: a dsk_backend * is a cpu_backend * */
+    struct int4_weight {
+        const float *W;
+        const dsk_q4_linear *q;
+    } *int4;
+    int n_int4, cap_int4;
+    float *tmp;
+    size_t tmp_len;
+} cpu_backend;
+
+/* Up to this many rows the int4 kernel beats dequantized fp32 sgemm
+ * (it decodes each block of codes once per 8 rows). */
+enum { INT4_MAX_ROWS = 8 };
+
+static int by_weight(const void *a, const void *b)
+{
+    const float *x = ((const struct int4_weight *)a)->W, *y = ((const struct int4_weight *)b)->W;
+    return x < y ? -1 : x > y;
+}
+
+static void cpu_register_int4(dsk_backend *be, const float *W, const void *int4)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    if (cb->n_int4 == cb->cap_int4) {
+        cb->cap_int4 = cb->cap_int4 ? 2 * cb->cap_int4 : 64;
+        cb->int4 = dsk_xrealloc(cb->int4, (size_t)cb->cap_int4 * sizeof *cb->int4);
+    }
+    cb->int4[cb->n_int4].W = W;
+    cb->int4[cb->n_int4++].q = int4;
+    qsort(cb->int4, (size_t)cb->n_int4, sizeof *cb->int4, by_weight);
+}
+
 static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                      const float *B, float beta, float *C)
 {
-    (void)be;
+    cpu_backend *cb = (cpu_backend *)be;
+    if (cb->n_int4 && !ta && tb && M <= INT4_MAX_ROWS && alpha == 1) {
+        struct int4_weight key = {B, NULL};
+        const struct int4_weight *w = bsearch(&key, cb->int4, (size_t)cb->n_int4, sizeof key, by_weight);
+        if (w && w->q->rows == N && w->q->cols == K) {
+            if (beta == 0) {
+                dsk_q4_matmul(w->q, A, M, C);
+                return;
+            }
+            size_t n = (size_t)M * N;
+            if (cb->tmp_len < n) {
+                free(cb->tmp);
+                cb->tmp = dsk_xmalloc(n * sizeof *cb->tmp);
+                cb->tmp_len = n;
+            }
+            dsk_q4_matmul(w->q, A, M, cb->tmp);
+            for (size_t i = 0; i < n; i++)
+                C[i] = cb->tmp[i] + beta * C[i];
+            return;
+        }
+    }
     dsk_cpu_gemm_f32(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 static void cpu_add(dsk_backend *be, float *y, const float *x, size_t n) { (void)be; dsk_cpu_add_f32(y, x, n); }
@@ -181,11 +236,18 @@ static void cpu_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgat
     dsk_cpu_moe_route_bwd_f32(dlogits, dgate, probs, sel, gate, logits, aux_w, rows_per, z_coef, n, E, k, router);
 }
 
-static void cpu_destroy(dsk_backend *be) { free(be); }
+static void cpu_destroy(dsk_backend *be)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    free(cb->int4);
+    free(cb->tmp);
+    free(cb);
+}
 
 dsk_backend *dsk_backend_cpu(int threads)
 {
-    dsk_backend *be = dsk_xcalloc(1, sizeof *be);
+    cpu_backend *cb = dsk_xcalloc(1, sizeof *cb);
+    dsk_backend *be = &cb->be;
     if (threads > 0)
         omp_set_num_threads(threads);
     be->name = "cpu";
@@ -197,6 +259,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->copy = cpu_copy;
     be->zero = cpu_zero;
     be->gemm = cpu_gemm;
+    be->register_int4 = cpu_register_int4;
     be->add = cpu_add;
     be->scale = cpu_scale;
     be->sumsq = cpu_sumsq;

@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include "core/rng.h"
+#include "ops/backend.h"
 #include "quant/int4.h"
 #include "quant/quant.h"
 
@@ -173,6 +174,58 @@ TEST(gptq_dead_columns_quantize_to_zero)
     free(W), free(H), free(D);
 }
 
+/* A weight registered as int4 with the CPU backend: small products read
+ * the 4-bit form and equal the dequantized fp32 product; others are
+ * untouched. */
+TEST(backend_reads_registered_int4_weights)
+{
+    dsk_rng r;
+    dsk_rng_seed(&r, 5);
+    int rows = 40, cols = 64, G = 32;
+    float *W = randn(&r, (size_t)rows * cols, 0.1f), *D = malloc((size_t)rows * cols * sizeof *D);
+    dsk_qmat q;
+    dsk_qmat_init(&q, rows, cols, G);
+    dsk_quant_rtn(W, 0, &q);
+    dsk_qmat_dequantize(&q, D);
+    dsk_q4_linear L = {0};
+    L.rows = rows, L.cols = cols, L.group_size = G;
+    dsk_err err = {0};
+    CHECK(dsk_q4_pack(&L, q.codes, q.zeros, q.scales, q.g_idx, &err) == 0);
+    CHECK(dsk_q4_prepare(&L, &err) == 0);
+    /* A poisoned fp32 copy: if the backend read it, the results would differ. */
+    float *poison = malloc((size_t)rows * cols * sizeof *poison);
+    for (int i = 0; i < rows * cols; i++)
+        poison[i] = 1e3f;
+    dsk_backend *be = dsk_backend_cpu(1);
+    be->register_int4(be, poison, &L);
+    float *x = randn(&r, 3 * (size_t)cols, 1.0f), y[3 * 40], want[3 * 40], c0[3 * 40];
+    for (int k = 0; k < 3 * rows; k++)
+        y[k] = c0[k] = (float)k;
+    be->gemm(be, 0, 1, 3, rows, cols, 1, x, poison, 1, y);   /* C = A Wᵀ + C */
+    int bad = 0;
+    for (int n = 0; n < 3; n++)
+        for (int j = 0; j < rows; j++) {
+            double s = c0[n * rows + j];
+            for (int i = 0; i < cols; i++)
+                s += (double)x[n * cols + i] * D[(size_t)j * cols + i];
+            want[n * rows + j] = (float)s;
+            bad += fabs(y[n * rows + j] - s) > 1e-4 * (1 + fabs(s));
+        }
+    CHECK(bad == 0);
+    /* Many rows: the fp32 weight is used (here: the poison). */
+    float big[16 * 40], *xs = randn(&r, 16 * (size_t)cols, 1.0f);
+    be->gemm(be, 0, 1, 16, rows, cols, 1, xs, poison, 0, big);
+    double sum = 0;
+    for (int i = 0; i < cols; i++)
+        sum += xs[i] * 1e3;
+    CHECK_NEAR(big[0], sum, 1e-2 * fabs(sum) + 1);
+    (void)want;
+    be->destroy(be);
+    dsk_q4_free(&L);
+    dsk_qmat_free(&q);
+    free(W), free(D), free(poison), free(x), free(xs);
+}
+
 RUN_TESTS(T(params_cover_the_range_and_codes_round_trip), T(rtn_error_is_within_half_a_step),
           T(gptq_with_identity_hessian_is_rtn), T(gptq_beats_rtn_on_correlated_inputs),
-          T(gptq_dead_columns_quantize_to_zero))
+          T(gptq_dead_columns_quantize_to_zero), T(backend_reads_registered_int4_weights))
