@@ -3,9 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/cli.h"
+#include "core/fileio.h"
 #include "core/outfile.h"
+#include "core/tempdir.h"
 #include "core/split.h"
 #include "eval/eval.h"
 #include "quant/ggml_quant.h"
@@ -75,6 +78,16 @@ static int parse_split(const char *opt, const char *v)
     if (s < 0)
         dsk_usage_error("%s '%s': expected train, val or test", opt, v);
     return s;
+}
+
+/* --force: an earlier output of dsk-quant (it has quant.json) is removed;
+ * anything else at that path is left alone and the save refuses it. */
+static void dsk_quant_remove_output(const char *out)
+{
+    char *report = dsk_path_join(out, "quant.json");
+    if (access(report, F_OK) == 0)
+        dsk_remove_flat_dir(out);
+    free(report);
 }
 
 static void ppl(dsk_loaded *l, const char *data, int split, long rows, dsk_ppl_result *r)
@@ -170,13 +183,16 @@ int main(int argc, char **argv)
         dsk_die_err(&err);
     if (l.quantized)
         dsk_die(EX_DATAERR, "%s is already quantized", l.dir);
+    o.calib_tokenizer = l.fingerprint;
+    if (force)
+        dsk_quant_remove_output(out);
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);
     dsk_quantized q;
     if (dsk_quantize_model(l.model, &o, &q, &err))
         dsk_die_err(&err);
-    if (dsk_quant_save(l.dir, out, force, l.model, &q, &o, &err))
+    if (dsk_quant_save(l.dir, out, 0, l.model, &q, &o, &err))
         dsk_die_err(&err);
     /* The model now holds the dequantized weights: what OUT computes. */
     if (eval)

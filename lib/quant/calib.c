@@ -46,13 +46,18 @@ void dsk_act_stats_add(dsk_act_stats *s, const float *X, long n)
     s->tokens = total;
 }
 
-int dsk_calib_open(dsk_calib *c, dsk_model *m, const char *data, int split, long rows, int batch, dsk_err *err)
+int dsk_calib_open(dsk_calib *c, dsk_model *m, const char *data, const char *fingerprint, int split, long rows, int batch,
+                   dsk_err *err)
 {
     memset(c, 0, sizeof *c);
     dsk_dataset ds;
     int rc = dsk_dataset_open(&ds, data, err);
     if (rc)
         return rc;
+    if (fingerprint && (rc = dsk_dataset_check_tokenizer(&ds, fingerprint, (uint32_t)m->cfg.vocab_size, err))) {
+        dsk_dataset_close(&ds);
+        return rc;
+    }
     if (ds.m.kind == DSK_KIND_DPO) {
         dsk_dataset_close(&ds);
         return dsk_fail(err, EX_DATAERR, "%s: calibration needs a text or chat dataset, not preference pairs", data);

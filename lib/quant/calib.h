@@ -32,8 +32,11 @@ typedef struct dsk_calib {
     long tokens;
 } dsk_calib;
 
-/* Reads the first `rows` rows of split (0: all) and embeds them. */
-int dsk_calib_open(dsk_calib *c, dsk_model *m, const char *data, int split, long rows, int batch, dsk_err *err);
+/* Reads the first `rows` rows of split (0: all) and embeds them; the
+ * dataset must have been made with the tokenizer whose fingerprint is
+ * given (NULL: not checked). */
+int dsk_calib_open(dsk_calib *c, dsk_model *m, const char *data, const char *fingerprint, int split, long rows,
+                   int batch, dsk_err *err);
 void dsk_calib_close(dsk_calib *c);
 
 /* Where in block l an input is taken. */

@@ -95,6 +95,7 @@ typedef struct dsk_quant_opts {
     int act_order, block;     /* GPTQ */
     int grid, clip;           /* AWQ: grid points (20), clipping search */
     const char *calib;        /* dataset for GPTQ/AWQ (and RTN's report) */
+    const char *calib_tokenizer;   /* the checkpoint's tokenizer fingerprint, checked against it */
     int calib_split;
     long calib_rows;          /* default 128 */
     int calib_batch;

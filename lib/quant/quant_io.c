@@ -86,6 +86,46 @@ static int write_report(const char *path, const dsk_model *m, const dsk_quantize
     return rc;
 }
 
+/* The source's state.json with a "quantize" stage added to its lineage,
+ * so a quantized checkpoint says where it came from. */
+static int write_state(const char *src_dir, const char *out, const char *dst, const dsk_quant_opts *o, dsk_err *err)
+{
+    char *src = dsk_path_join(src_dir, "state.json");
+    dsk_buf text = {0};
+    int rc = dsk_read_file(src, 1 << 24, &text, err);
+    struct json_object *root = NULL, *lineage;
+    if (!rc) {
+        char msg[256];
+        root = dsk_json_parse(text.data, text.len, msg, sizeof msg);
+        if (!dsk_json_is(root, json_type_object))
+            rc = dsk_fail(err, EX_DATAERR, "%s: %s", src, root ? "not a JSON object" : msg);
+    }
+    if (!rc) {
+        if (!json_object_object_get_ex(root, "lineage", &lineage) || !dsk_json_is(lineage, json_type_array)) {
+            lineage = json_object_new_array();
+            json_object_object_add(root, "lineage", lineage);
+        }
+        struct json_object *st = json_object_new_object();
+        json_object_object_add(st, "stage", json_object_new_string("quantize"));
+        json_object_object_add(st, "method", json_object_new_string(method_names[o->method]));
+        json_object_object_add(st, "group_size", json_object_new_int(o->group_size));
+        if (o->calib)
+            json_object_object_add(st, "data", json_object_new_string(o->calib));
+        json_object_object_add(st, "init", json_object_new_string(src_dir));
+        json_object_object_add(st, "out", json_object_new_string(out));
+        json_object_array_add(lineage, st);
+        dsk_buf b = {0};
+        dsk_buf_adds(&b, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        dsk_buf_addc(&b, '\n');
+        rc = dsk_write_file(dst, &b, err);
+        dsk_buf_free(&b);
+    }
+    json_object_put(root);
+    dsk_buf_free(&text);
+    free(src);
+    return rc;
+}
+
 int dsk_quant_save(const char *src_dir, const char *out, int replace, const dsk_model *m, const dsk_quantized *q,
                    const dsk_quant_opts *o, dsk_err *err)
 {
@@ -150,6 +190,11 @@ int dsk_quant_save(const char *src_dir, const char *out, int replace, const dsk_
         p = dsk_tempdir_file(&td, "tokenizer.json");
         rc = dsk_copy_file(src, p, err);
         free(src), free(p);
+    }
+    if (!rc) {
+        p = dsk_tempdir_file(&td, "state.json");
+        rc = write_state(src_dir, out, p, o, err);
+        free(p);
     }
     if (!rc) {
         p = dsk_tempdir_file(&td, "quant.json");

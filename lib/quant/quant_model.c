@@ -373,7 +373,7 @@ int dsk_quantize_model(dsk_model *m, const dsk_quant_opts *o, dsk_quantized *out
     quant_ctx c = {m, o, NULL, out, {0}, 0};
     int rc = 0;
     if (o->calib) {
-        if ((rc = dsk_calib_open(&c.calib, m, o->calib, o->calib_split, o->calib_rows > 0 ? o->calib_rows : 128,
+        if ((rc = dsk_calib_open(&c.calib, m, o->calib, o->calib_tokenizer, o->calib_split, o->calib_rows > 0 ? o->calib_rows : 128,
                                  o->calib_batch > 0 ? o->calib_batch : 8, err)))
             return rc;
         c.have_calib = 1;

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# CLI tests for dsk-quant: the GPTQ checkpoint layout read back by an
+# independent numpy decoder, RTN within half a step, GPTQ and AWQ below
+# RTN's output error, the quantized checkpoint evaluated by dsk-eval,
+# MoE experts, GGUF export, and refusals with no partial output.
+. "$(dirname "$0")/lib.sh"
+# numpy decodes the layout; Debian's python3-numpy is for /usr/bin/python3.
+NPY=python3
+python3 -c 'import numpy' 2>/dev/null || NPY=/usr/bin/python3
+
+expect_exit 0 "--help" dsk-quant --help
+expect_exit 0 "--version" dsk-quant --version
+expect_exit 64 "no checkpoint" dsk-quant -m rtn -o "$T/q"
+expect_exit 64 "no --method" dsk-quant "$T/none" -o "$T/q"
+expect_exit 64 "an unknown method" dsk-quant -m nf4 "$T/none" -o "$T/q"
+expect_exit 64 "3 bits" dsk-quant -m rtn --bits 3 "$T/none" -o "$T/q"
+expect_exit 64 "gptq without --calib" dsk-quant -m gptq "$T/none" -o "$T/q"
+expect_exit 66 "a missing checkpoint" dsk-quant -m rtn "$T/none" -o "$T/q"
+
+python3 - "$T" <<'PY'
+import json, random, sys
+t = sys.argv[1]
+random.seed(5)
+words = "red green blue one two three cat dog bird sun moon star".split()
+with open(f"{t}/docs.jsonl", "w") as f:
+    for i in range(400):
+        f.write(json.dumps({"text": " ".join(random.choice(words) for _ in range(random.randint(5, 40))),
+                            "split": "val" if i % 10 == 0 else "train"}) + "\n")
+PY
+dsk-bpe train --vocab-size 300 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl"
+dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
+dsk-train -q -j 2 --config nano --data "$T/ds" --out "$T/ck" -b 8 --steps 60 --lr 3e-3 --warmup 5 --eval-every 0
+
+expect_exit 64 "a group size that does not divide the layers" dsk-quant -m rtn -g 64 "$T/ck" -o "$T/q"
+check "the refusal left no output" test ! -e "$T/q"
+
+expect_exit 0 "rtn" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn" --eval "$T/ds" --json
+cp "$T/out" "$T/rtn.json"
+check "the GPTQ layout decodes (numpy, independently) to weights within half a step of the originals" \
+    $NPY - "$T" <<'PY'
+import json, struct, sys
+import numpy as np
+t = sys.argv[1]
+def load(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+    dt = {"F32": np.float32, "F16": np.float16, "I32": np.int32}
+    return {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], dt[v["dtype"]]).reshape(v["shape"])
+            for k, v in head.items() if k != "__metadata__"}
+orig, q = load(f"{t}/ck/latest/model.safetensors"), load(f"{t}/rtn/model.safetensors")
+cfg = json.load(open(f"{t}/rtn/config.json"))["quantization_config"]
+assert cfg["quant_method"] == "gptq" and cfg["bits"] == 4 and cfg["group_size"] == 32 and cfg["checkpoint_format"] == "gptq"
+linear = [k for k in orig if k.endswith("_proj.weight")]
+assert linear and all(k not in q for k in linear)
+for k in linear:
+    p = k[:-len(".weight")]
+    qw, qz, sc, gi = (q[p + s] for s in (".qweight", ".qzeros", ".scales", ".g_idx"))
+    W = orig[k]; rows, cols = W.shape
+    assert qw.shape == (cols // 8, rows) and qz.shape == (cols // 32, rows // 8) and sc.shape == (cols // 32, rows)
+    shifts = np.arange(8, dtype=np.uint32) * 4
+    codes = (qw.view(np.uint32)[:, None, :] >> shifts[None, :, None]) & 15          # [cols/8, 8, rows]
+    codes = codes.reshape(cols, rows).T.astype(np.float32)                           # [rows, cols]
+    zeros = ((qz.view(np.uint32)[:, :, None] >> shifts[None, None, :]) & 15) + 1     # v1: stored zero - 1
+    zeros = zeros.reshape(cols // 32, rows).astype(np.float32)
+    scale = sc.astype(np.float32)
+    deq = scale[gi].T * (codes - zeros[gi].T)
+    step = scale[gi].T
+    assert np.all(np.abs(deq - W) <= step / 2 + 1e-6), (k, float(np.max(np.abs(deq - W) / step)))
+# Everything else is kept in F32.
+for k in orig:
+    if k not in linear:
+        assert q[k].dtype == np.float32 and np.array_equal(q[k], orig[k]), k
+PY
+expect_exit 0 "dsk-eval reads the quantized checkpoint" dsk-eval ppl "$T/rtn" --data "$T/ds" --json
+check "its perplexity is what dsk-quant measured after quantizing" python3 -c "
+import json; q, e = json.load(open('$T/rtn.json')), json.load(open('$T/out'))
+assert abs(q['ppl_after'] - e['ppl']) < 1e-3 * e['ppl'], (q, e)
+assert abs(q['ppl_after'] / q['ppl_before'] - 1) < 0.05, q"
+
+for m in gptq awq; do
+    expect_exit 0 "$m with calibration" dsk-quant -m $m -g 32 -q "$T/ck" -o "$T/$m" --calib "$T/ds" --calib-rows 32 \
+        --eval "$T/ds" --json
+    cp "$T/out" "$T/$m.json"
+    check "$m: lower output error than RTN on the calibration inputs, perplexity within 5%" python3 -c "
+import json; r = json.load(open('$T/$m.json'))
+assert r['mean_error'] < 0.8 * r['mean_rtn_error'], r
+assert abs(r['ppl_after'] / r['ppl_before'] - 1) < 0.05, r"
+done
+check "the per-layer report lists every linear layer with both errors" python3 -c "
+import json; r = json.load(open('$T/gptq/quant.json'))
+assert r['method'] == 'gptq' and r['calibration_tokens'] > 0 and len(r['layers']) == 2 * 7, r
+assert all(0 <= l['error'] < l['rtn_error'] for l in r['layers']), r['layers']"
+expect_exit 0 "gptq with act-order" dsk-quant -m gptq -g 32 -q --act-order "$T/ck" -o "$T/gptq-ao" --calib "$T/ds" \
+    --calib-rows 32 --json
+check "act-order writes a column-to-group map that is not i / G" $NPY - "$T" <<'PY'
+import json, struct, sys
+import numpy as np
+t = sys.argv[1]
+raw = open(f"{t}/gptq-ao/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]; head = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+k = "model.layers.0.mlp.down_proj.g_idx"; o = head[k]["data_offsets"]
+g = np.frombuffer(data[o[0]:o[1]], np.int32)
+assert sorted(np.bincount(g)) == [32, 32, 32] and not np.array_equal(g, np.arange(96) // 32), g
+assert json.load(open(f"{t}/gptq-ao/config.json"))["quantization_config"]["desc_act"] is True
+PY
+expect_exit 0 "a chat-free generation runs on int4 kernels and on fp32 alike" bash -c "
+    printf '{\"prompt\": \"red\", \"regex\": \".*\"}\n{\"prompt\": \"blue cat\", \"regex\": \".*\"}\n' > '$T/g.jsonl' &&
+    dsk-eval gen '$T/gptq' '$T/g.jsonl' --max-tokens 8 --items '$T/i4.jsonl' >/dev/null &&
+    DSK_NO_INT4=1 dsk-eval gen '$T/gptq' '$T/g.jsonl' --max-tokens 8 --items '$T/f32.jsonl' >/dev/null &&
+    cmp '$T/i4.jsonl' '$T/f32.jsonl'"
+
+expect_exit 65 "quantizing a quantized checkpoint" dsk-quant -m rtn -g 32 "$T/rtn" -o "$T/twice"
+check "no output directory is left" test ! -e "$T/twice"
+expect_exit 65 "training from a quantized checkpoint" dsk-train -q --stage continue --init "$T/rtn" --data "$T/ds" \
+    --out "$T/tr" --steps 1
+expect_err_contains "4-bit checkpoint made by dsk-quant" "the message says why"
+expect_exit 73 "an existing output without --force" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn"
+expect_exit 0 "--force replaces it" dsk-quant -m rtn -g 32 -q --sym "$T/ck" -o "$T/rtn" --force
+check "--sym stores zero point 8 everywhere" $NPY - "$T" <<'PY'
+import json, struct, sys
+import numpy as np
+t = sys.argv[1]
+raw = open(f"{t}/rtn/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]; head = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+for k, v in head.items():
+    if k.endswith(".qzeros"):
+        z = np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], np.uint32)
+        assert np.all(z == 0x77777777), k      # 8 - 1 in every nibble
+PY
+expect_exit 65 "gptq: calibration data from another tokenizer" bash -c "
+    dsk-bpe train --vocab-size 280 -o '$T/tok2.json' '$T/docs.jsonl' 2>/dev/null &&
+    dsk-bpe encode -t '$T/tok2.json' -o '$T/d2.dskt' '$T/docs.jsonl' &&
+    dsk-pack -q -t '$T/tok2.json' -o '$T/ds2' --seq-len 64 '$T/d2.dskt' &&
+    dsk-quant -m gptq -g 32 '$T/ck' -o '$T/bad' --calib '$T/ds2'"
+check "no output directory is left" test ! -e "$T/bad"
+
+# ---- MoE: every expert is quantized ----------------------------------------------------------------
+dsk-train -q -j 2 --config nano-moe --data "$T/ds" --out "$T/moe" -b 8 --steps 30 --lr 3e-3 --warmup 5 --eval-every 0
+expect_exit 0 "gptq of a MoE model" dsk-quant -m gptq -g 8 -q "$T/moe" -o "$T/moe-q" --calib "$T/ds" --calib-rows 16 \
+    --eval "$T/ds" --json
+check "MoE: experts and shared experts quantized, the router kept in F32; perplexity within 5%" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+r = json.load(open(f"{t}/out"))
+names = [l["name"] for l in json.load(open(f"{t}/moe-q/quant.json"))["layers"]]
+assert any(".mlp.experts.3.down_proj" in n for n in names) and any("shared_experts.up_proj" in n for n in names), names
+assert not any(n.endswith("mlp.gate.weight") for n in names)
+assert abs(r["ppl_after"] / r["ppl_before"] - 1) < 0.05 and r["mean_error"] < r["mean_rtn_error"], r
+PY
+expect_exit 0 "awq of a MoE model (scales folded into the norm and undone in the router)" dsk-quant -m awq -g 8 -q \
+    "$T/moe" -o "$T/moe-awq" --calib "$T/ds" --calib-rows 16 --eval "$T/ds" --json
+check "MoE AWQ: perplexity within 5%" python3 -c "
+import json; r = json.load(open('$T/out')); assert abs(r['ppl_after'] / r['ppl_before'] - 1) < 0.05, r"
+
+# ---- GGUF --------------------------------------------------------------------------------------------
+expect_exit 65 "GGUF of a model with local attention layers is refused" dsk-quant --gguf "$T/x.gguf" "$T/ck"
+check "no GGUF file is left" test ! -e "$T/x.gguf"
+dsk-train -q -j 2 --config nano --set dsk_attention_pattern=G --data "$T/ds" --out "$T/glob" -b 8 --steps 20 \
+    --eval-every 0
+for ty in f32 f16 q8_0; do
+    expect_exit 0 "GGUF export $ty" dsk-quant --gguf "$T/m-$ty.gguf" --gguf-type $ty "$T/glob"
+done
+check "the GGUF files start with the v3 header and shrink with the type" python3 - "$T" <<'PY'
+import os, struct, sys
+t = sys.argv[1]
+sizes = {}
+for ty in ("f32", "f16", "q8_0"):
+    raw = open(f"{t}/m-{ty}.gguf", "rb").read(24)
+    magic, version, n_tensors, n_kv = struct.unpack("<4sIQQ", raw)
+    assert magic == b"GGUF" and version == 3 and n_tensors == 1 + 2 * 9 + 1 and n_kv > 10, (ty, n_tensors, n_kv)
+    sizes[ty] = os.path.getsize(f"{t}/m-{ty}.gguf")
+assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
+PY
+expect_exit 64 "an unknown GGUF type" dsk-quant --gguf "$T/y.gguf" --gguf-type q3_k "$T/glob"
+echo "1..$tap_n"
