@@ -485,10 +485,10 @@ int main(int argc, char **argv)
         printf("%.*s\n", (int)b.len, b.data);
         dsk_buf_free(&b);
     }
-    if (c.mlflow)
-        log_mlflow(&c, result);
     if (c.log)
         append_log(c.log, result);
+    if (c.mlflow)
+        log_mlflow(&c, result);
     json_object_put(result);
     if (fflush(stdout) != 0)
         dsk_die(EX_IOERR, "stdout: write error");

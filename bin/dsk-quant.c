@@ -184,14 +184,16 @@ int main(int argc, char **argv)
     if (l.quantized)
         dsk_die(EX_DATAERR, "%s is already quantized", l.dir);
     o.calib_tokenizer = l.fingerprint;
-    if (force)
-        dsk_quant_remove_output(out);
+    if (!force && access(out, F_OK) == 0)
+        dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);
     dsk_quantized q;
     if (dsk_quantize_model(l.model, &o, &q, &err))
         dsk_die_err(&err);
+    if (force)
+        dsk_quant_remove_output(out);
     if (dsk_quant_save(l.dir, out, 0, l.model, &q, &o, &err))
         dsk_die_err(&err);
     /* The model now holds the dequantized weights: what OUT computes. */

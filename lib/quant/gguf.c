@@ -291,18 +291,30 @@ int dsk_gguf_read(const void *data, size_t len, dsk_gguf_file *f, dsk_err *err)
      * info at least 33. */
     if (n_kv > left(&c) / 13 || n_tensors > left(&c) / 33)
         return bad(&c, "more keys or tensors than the file could hold");
-    f->kv = dsk_xcalloc(n_kv ? n_kv : 1, sizeof *f->kv);
-    f->tensors = dsk_xcalloc(n_tensors ? n_tensors : 1, sizeof *f->tensors);
+    /* The arrays grow as entries parse, so a count that the file's size
+     * allows but its contents do not costs no more memory than the file. */
     int rc = 0;
+    size_t cap = 0;
     for (uint64_t i = 0; i < n_kv && !rc; i++) {
-        f->n_kv++;
-        rc = get_name(&c, &f->kv[i].key, 65535, "key");
+        if (f->n_kv == cap) {
+            cap = cap ? 2 * cap : 64;
+            f->kv = dsk_xrealloc(f->kv, cap * sizeof *f->kv);
+        }
+        dsk_gguf_kv *kv = &f->kv[f->n_kv++];
+        memset(kv, 0, sizeof *kv);
+        rc = get_name(&c, &kv->key, 65535, "key");
         if (!rc)
-            rc = read_value(&c, &f->kv[i]);
+            rc = read_value(&c, kv);
     }
+    cap = 0;
     for (uint64_t i = 0; i < n_tensors && !rc; i++) {
-        f->n_tensors++;
-        rc = read_tensor_info(&c, &f->tensors[i]);
+        if (f->n_tensors == cap) {
+            cap = cap ? 2 * cap : 64;
+            f->tensors = dsk_xrealloc(f->tensors, cap * sizeof *f->tensors);
+        }
+        dsk_gguf_tensor *t = &f->tensors[f->n_tensors++];
+        memset(t, 0, sizeof *t);
+        rc = read_tensor_info(&c, t);
     }
     if (!rc)
         rc = check_file(&c, f);

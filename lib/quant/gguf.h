@@ -94,8 +94,9 @@ typedef struct dsk_gguf_file {
  * each >= 1, element count without overflow, a whole number of blocks per
  * row), tensor types (the five of ggml_quant.h), general.alignment (a u32
  * power of two), offsets (aligned, inside the data section, no overlap).
- * EX_DATAERR with a message "gguf: what at offset N" on anything else; out
- * holds nothing then (dsk_gguf_free is harmless). */
+ * Anything else is EX_DATAERR with a message starting "gguf: " that says
+ * what is wrong and, for a bad field, at which byte offset; out holds
+ * nothing then (dsk_gguf_free is harmless). */
 int dsk_gguf_read(const void *data, size_t len, dsk_gguf_file *out, dsk_err *err);
 void dsk_gguf_free(dsk_gguf_file *f);
 

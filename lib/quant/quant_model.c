@@ -80,7 +80,17 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
             return dsk_fail(err, rc, "%s: %.900s", t->name, tmp);
         }
     } else if (o->method == DSK_QUANT_AWQ && st && clip) {
-        dsk_awq_quantize_clipped(W, st->H, o->sym, o->grid, &L->q);
+        /* W holds W·diag(s), which sees the inputs x/s: their H is
+         * diag(1/s) H diag(1/s). */
+        double *Hs = NULL;
+        if (s) {
+            Hs = dsk_xmalloc((size_t)cols * cols * sizeof *Hs);
+            for (int a = 0; a < cols; a++)
+                for (int b = 0; b < cols; b++)
+                    Hs[(size_t)a * cols + b] = st->H[(size_t)a * cols + b] / ((double)s[a] * s[b]);
+        }
+        dsk_awq_quantize_clipped(W, Hs ? Hs : st->H, o->sym, o->grid, &L->q);
+        free(Hs);
     } else {
         dsk_quant_rtn(W, o->sym, &L->q);
     }

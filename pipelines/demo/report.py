@@ -168,3 +168,50 @@ if os.path.exists(post):
     state = load("post/ckpt-dpo/latest/state.json") or {}
     stages = " -> ".join(e["stage"] for e in state.get("lineage", []))
     print(f"\nLineage recorded in `post/ckpt-dpo/latest/state.json`: {stages}\n")
+
+quant = os.path.join(out, "quant", "results.jsonl")
+if os.path.exists(quant):
+    print("## 8. Quantization (dsk-quant, 4 bits, group 64)\n")
+    print("Perplexity on the first test rows before and after; the layer error is the relative output error")
+    print("on the calibration inputs (RTN's for the same weights in brackets).\n")
+    print("| method | perplexity fp32 | perplexity int4 | change | mean layer error | size |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for l in open(quant):
+        q = json.loads(l)
+        size = os.path.getsize(os.path.join(q["output"], "model.safetensors"))
+        print(f"| {q['method']} | {q['ppl_before']:.2f} | {q['ppl_after']:.2f} | "
+              f"{100 * (q['ppl_after'] / q['ppl_before'] - 1):+.2f}% | {q['mean_error']:.2e} ({q['mean_rtn_error']:.2e}) "
+              f"| {size / 1e6:.1f} MB |")
+    fp32 = os.path.getsize(os.path.join(out, "ckpt", "latest", "model.safetensors"))
+    print(f"\nThe fp32 checkpoint's model.safetensors is {fp32 / 1e6:.1f} MB (the 8192 x 256 embedding stays fp32).\n")
+
+table = os.path.join(out, "evaluation", "table.jsonl")
+if os.path.exists(table):
+    rows = [json.loads(l) for l in open(table)]
+    names = {"ckpt": "tiny, pretrained (fp32)", "quant/gptq": "tiny, GPTQ int4", "post/ckpt-sft": "after SFT",
+             "post/ckpt-dpo": "after SFT + DPO", "evaluation/dpo-int4": "after SFT + DPO, RTN int4"}
+    by = {}
+    for r in rows:
+        if r["command"] in ("ppl", "mc", "gen"):
+            key = os.path.relpath(r["checkpoint"], out)
+            key = key[:-len("/latest")] if key.endswith("/latest") else key
+            by.setdefault(key, {})[r["command"]] = r
+    print("## 9. Evaluation (dsk-eval)\n")
+    print("| model | test perplexity | bits/byte | cloze acc (4-way) | cloze acc_norm | parity exact match |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for key, name in names.items():
+        r = by.get(key)
+        if not r:
+            continue
+        p, m, g = r.get("ppl", {}), r.get("mc", {}), r.get("gen", {})
+        print(f"| {name} | {p.get('ppl', 0):.2f} | {p.get('bpb', 0):.3f} | {m.get('acc', 0):.3f} | "
+              f"{m.get('acc_norm', 0):.3f} | {g.get('exact_match', 0):.3f} |")
+    print("\nChance on the cloze task is 0.25; a 6-layer model trained for 200 steps on fortunes is near it.\n")
+    for r in rows:
+        if r["command"] == "ab":
+            for x in r["results"]:
+                print(f"A/B, `{os.path.relpath(r['a'], out)}` (A) against `{os.path.relpath(r['b'], out)}` (B) on "
+                      f"{x['metric']} over {x['n']} items: {x['verdict']}.\n")
+    print("Plots: `evaluation/loss.svg` (pretraining), `evaluation/post.svg` (SFT and DPO), "
+          "`evaluation/ab.svg` (the A/B test).\n")
+

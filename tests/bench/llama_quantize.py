@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""llama.cpp's own quantizer (through llama-cpp-python) on a GGUF file:
+    llama_quantize.py IN.gguf OUT.gguf FTYPE
+FTYPE is llama.cpp's file type number (15 = Q4_K_M, 7 = Q8_0)."""
+import ctypes
+import sys
+
+import llama_cpp
+
+src, dst, ftype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = ftype
+p.nthread = 0
+rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
+sys.exit(1 if rc else 0)

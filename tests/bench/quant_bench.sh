@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# dsk-quant against llama.cpp (llama-cpp-python from PyPI, in a private venv):
+#   - perplexity increase over fp32 on held-out fortunes: dsk's RTN, GPTQ
+#     and AWQ against llama.cpp's Q4_K_M made by llama.cpp's own quantizer
+#     from dsk's f32 GGUF export, every model scored on the same tokens in
+#     the same windows;
+#   - GGUF fidelity: llama.cpp's perplexity on dsk's f32 and q8_0 exports
+#     against dsk-eval's on the checkpoint;
+#   - batch-1 int4 matrix-vector against fp32 sgemv.
+# The model: the tiny preset with all-global attention (GGUF's llama
+# architecture has no sliding window) and d_ff 768 (q4_K and group 128
+# divide it), trained QUANT_STEPS steps on the demo's data.
+#   quant_bench.sh BIN BUILD OUT   -> OUT/quant-results.json
+set -euo pipefail
+BIN=$1 BUILD=$2 out=$3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+q=$out/quant
+mkdir -p "$q"
+STEPS=${QUANT_STEPS:-300}
+CTX=256
+venv=$out/llama-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp, numpy' 2>/dev/null; then
+    echo "bench: installing llama-cpp-python (builds llama.cpp: several minutes) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q llama-cpp-python numpy >&2
+fi
+demo=$root/build/demo
+make -s -C "$root/pipelines/demo" BIN="$BIN" OUT="$demo" "$demo/data/MANIFEST" >&2
+if [ ! -e "$q/ckpt/latest/model.safetensors" ]; then
+    echo "bench: training the bench model ($STEPS steps)" >&2
+    rm -rf "$q/ckpt"
+    "$BIN/dsk-train" -q --config tiny --set dsk_attention_pattern=G --set d_ff=768 --data "$demo/data" \
+        --out "$q/ckpt" --steps "$STEPS" --batch 8 --lr 2e-3 --min-lr 2e-4 --warmup 20 --eval-every 0 --keep 1
+fi
+# Held-out text: the test split's documents.
+python3 -c '
+import json, sys
+docs = [json.loads(l) for l in open(sys.argv[1])]
+text = "\n\n".join(d["text"] for d in docs if d.get("split") == "test")
+open(sys.argv[2], "w").write(text[:60000])' "$demo/docs.jsonl" "$q/heldout.txt"
+
+nll() { "$BUILD/tests/tools/nll_dump" "$1" "$q/heldout.txt" "$CTX" > "$2"; }
+ppl_of() { python3 -c 'import json, math, sys; r = json.load(open(sys.argv[1])); print(math.exp(sum(r["nll"]) / len(r["nll"])))' "$1"; }
+nll "$q/ckpt" "$q/fp32.json"
+for m in rtn gptq awq; do
+    calib=""
+    [ $m = rtn ] || calib="--calib $demo/data --calib-rows 128"
+    /usr/bin/time -f '%e' -o "$q/$m.time" "$BIN/dsk-quant" -q -m $m -g 128 $calib "$q/ckpt" -o "$q/$m" --force --json \
+        > "$q/$m-quant.json"
+    nll "$q/$m" "$q/$m.json"
+done
+"$BIN/dsk-quant" -q --gguf "$q/f32.gguf" --gguf-type f32 "$q/ckpt"
+"$BIN/dsk-quant" -q --gguf "$q/q8_0.gguf" --gguf-type q8_0 "$q/ckpt"
+"$venv/bin/python" "$root/tests/bench/llama_quantize.py" "$q/f32.gguf" "$q/q4_k_m.gguf" 15
+for g in f32 q8_0 q4_k_m; do
+    "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/$g.gguf" "$q/heldout.txt" --reference "$q/fp32.json" \
+        --threads "$(nproc)" > "$q/llama-$g.json"
+done
+"$BUILD/tests/tools/int4_bench" 4096 4096 > "$q/int4.txt" 2>&1 || true
+
+python3 - "$q" <<'PY'
+import json, math, os, re, sys
+q = sys.argv[1]
+def ppl(name):
+    r = json.load(open(f"{q}/{name}.json")); return math.exp(sum(r["nll"]) / len(r["nll"]))
+base = ppl("fp32")
+llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m")}
+toks = llama["f32"]["predicted"]
+print(f"dsk-quant vs llama.cpp: tiny (all-global, d_ff 768), {toks} held-out tokens in windows of 256")
+print(f"{'model':44s} {'perplexity':>11s} {'vs fp32':>9s}")
+rows = {}
+print(f"{'dsk fp32 (dsk-eval)':44s} {base:11.3f} {'':>9s}")
+for m in ("rtn", "gptq", "awq"):
+    p = ppl(m); rows[m] = p
+    secs = float(open(f"{q}/{m}.time").read())
+    print(f"{'dsk int4 ' + m.upper() + ' g128':44s} {p:11.3f} {100 * (p / base - 1):+8.2f}%   ({secs:.0f} s to quantize)")
+lf = llama["f32"]["llamacpp_ppl"]
+for g, label in (("f32", "llama.cpp on dsk's f32 GGUF"), ("q8_0", "llama.cpp on dsk's q8_0 GGUF"),
+                 ("q4_k_m", "llama.cpp Q4_K_M (its quantizer, from f32)")):
+    p = llama[g]["llamacpp_ppl"]
+    print(f"{label:44s} {p:11.3f} {100 * (p / lf - 1):+8.2f}%")
+best = min(rows, key=rows.get)
+print(f"GGUF fidelity: llama.cpp/dsk perplexity f32 {llama['f32']['ppl_rel_diff']:+.2e}, "
+      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e} (target within 1%)")
+inc = {m: rows[m] / base - 1 for m in rows}
+k = llama["q4_k_m"]["llamacpp_ppl"] / lf - 1
+print(f"perplexity increase: GPTQ {100 * inc['gptq']:+.2f}%, AWQ {100 * inc['awq']:+.2f}%, RTN {100 * inc['rtn']:+.2f}%, "
+      f"llama.cpp Q4_K_M {100 * k:+.2f}%")
+text = open(f"{q}/int4.txt").read()
+m = re.findall(r"speedup int4 vs fp32 sgemv: cold ([0-9.]+)x", text)
+print("int4 batch-1 matvec vs fp32 sgemv (4096x4096): " + (m[0] + "x" if m else "see " + q + "/int4.txt"))
+json.dump({"fp32_ppl": base, "dsk": rows, "llamacpp": {g: llama[g]["llamacpp_ppl"] for g in llama},
+           "gguf_rel_diff": {g: llama[g].get("ppl_rel_diff") for g in llama}, "increase": inc,
+           "llamacpp_q4_k_m_increase": k, "int4_bench": text}, open(f"{q}/../quant-results.json", "w"))
+PY
