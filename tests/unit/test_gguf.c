@@ -657,6 +657,8 @@ TEST(random_corruption_never_crashes)
 
 /* ---- export -------------------------------------------------------------------------------------- */
 
+static int weight_dtype = DSK_ST_F32;   /* or DSK_ST_BF16 */
+
 /* A random matrix [rows][cols], or a norm [rows] near 1 when cols is 0. */
 static void add_weight(dsk_st_writer *w, float **keep, const char *name, int rows, int cols)
 {
@@ -665,7 +667,15 @@ static void add_weight(dsk_st_writer *w, float **keep, const char *name, int row
     float *v = *keep = malloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++)
         v[i] = cols > 0 ? gauss() * 0.05f : 1 + 0.1f * gauss();
-    dsk_st_writer_add(w, name, DSK_ST_F32, cols > 0 ? 2 : 1, shape, v);
+    if (weight_dtype == DSK_ST_BF16) {   /* the top halves, in place */
+        uint16_t *h = (uint16_t *)v;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t bits;
+            memcpy(&bits, &v[i], sizeof bits);
+            h[i] = (uint16_t)(bits >> 16);
+        }
+    }
+    dsk_st_writer_add(w, name, weight_dtype, cols > 0 ? 2 : 1, shape, v);
 }
 
 /* A checkpoint directory of config c: a tokenizer with the 256 bytes, a
@@ -876,6 +886,38 @@ TEST(export_tied_and_gpt2_pattern)
     dsk_buf_free(&b);
 }
 
+TEST(export_bf16_weights)
+{
+    dsk_model_config c;
+    small_config(&c);
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-bf16"));
+    weight_dtype = DSK_ST_BF16;
+    make_checkpoint(dir, &c, "cl100k");
+    weight_dtype = DSK_ST_F32;
+    dsk_buf b = {0};
+    dsk_gguf_file f;
+    dsk_err err;
+    dsk_safetensors st;
+    char *p = dsk_path_join(dir, "model.safetensors");
+    CHECK(dsk_st_open(&st, p, &err) == 0);
+    free(p);
+    CHECK(export_and_read(dir, DSK_GGUF_F32, &b, &f, &err) == 0);
+    const dsk_gguf_tensor *t = dsk_gguf_find_tensor(&f, "blk.1.ffn_up.weight");
+    const dsk_st_tensor *s = dsk_st_find(&st, "model.layers.1.mlp.up_proj.weight");
+    CHECK(t && s && t->type == DSK_GGUF_F32 && t->n_elems == s->n_elems);
+    int bad = 0;
+    for (uint64_t i = 0; t && s && i < s->n_elems; i++) {
+        const uint8_t *h = (const uint8_t *)s->data + 2 * i;
+        uint32_t bits = (uint32_t)(h[0] | h[1] << 8) << 16;
+        bad += memcmp(t->data + 4 * i, &bits, 4) != 0;
+    }
+    CHECK(bad == 0);
+    dsk_st_close(&st);
+    dsk_gguf_free(&f);
+    dsk_buf_free(&b);
+}
+
 TEST(export_refusals)
 {
     dsk_model_config c;
@@ -953,4 +995,5 @@ RUN_TESTS(T(fp16_conversions), T(block_sizes_and_names), T(q8_0_error_within_hal
           T(f16_and_f32_round_trip), T(rope_permutation_known_matrix), T(rope_permutation_preserves_attention_scores),
           T(weight_type_fallback), T(pre_tokenizer_names), T(write_read_round_trip), T(writer_refuses_bad_declarations),
           T(corrupt_input_rejected), T(alignment_key_checked), T(random_corruption_never_crashes),
-          T(export_synthetic_checkpoint), T(export_tied_and_gpt2_pattern), T(export_refusals), T(cleanup))
+          T(export_synthetic_checkpoint), T(export_tied_and_gpt2_pattern), T(export_bf16_weights),
+          T(export_refusals), T(cleanup))
