@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/reader.h"
 #include "eval/eval.h"
+#include "eval/task_file.h"
 #include "model/config.h"
 #include "pack/dataset.h"
 #include "quant/quant_io.h"
@@ -182,9 +183,10 @@ static void trim(dsk_buf *b)
 int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen_result *res, dsk_err *err)
 {
     memset(res, 0, sizeof *res);
-    FILE *f = fopen(task, "rb");
-    if (!f)
-        return dsk_fail(err, EX_NOINPUT, "%s: cannot open", task);
+    dsk_task_file tf;
+    int rc = dsk_task_file_open(&tf, task, err);
+    if (rc)
+        return rc;
     dsk_model *m = l->model;
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
     dsk_generator *g = dsk_generator_new(m, 0);
@@ -197,23 +199,14 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     int32_t *prompt = NULL;
     uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
     dsk_buf text = {0};
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) > 0) {
-        lineno++;
-        if (len == 1 && line[0] == '\n')
-            continue;
-        char msg[256];
-        struct json_object *doc = dsk_json_parse(line, (size_t)len, msg, sizeof msg);
-        if (!doc || !json_object_is_type(doc, json_type_object)) {
-            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: %s", task, lineno, doc ? "not a JSON object" : msg);
-            if (doc)
-                json_object_put(doc);
+    struct json_object *doc;
+    int got;
+    while (!rc && (got = dsk_task_file_next(&tf, &doc, err)) != 0) {
+        if (got < 0) {
+            rc = err->code;
             break;
         }
+        long lineno = tf.lineno;
         struct json_object *answer = dsk_json_get_string(doc, "answer"), *regex = dsk_json_get_string(doc, "regex");
         if (!answer && !regex)
             rc = dsk_fail(err, EX_DATAERR, "%s:%ld: needs a string \"answer\" or \"regex\"", task, lineno);
@@ -287,13 +280,10 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
         }
         json_object_put(doc);
     }
-    if (!rc && ferror(f))
-        rc = dsk_fail(err, EX_IOERR, "%s: read error", task);
     if (!rc && res->items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
     res->accuracy = res->items ? (double)res->correct / (double)res->items : 0;
-    fclose(f);
-    free(line);
+    dsk_task_file_close(&tf);
     free(out);
     free(ids);
     free(prompt);

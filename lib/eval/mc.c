@@ -9,6 +9,7 @@
 
 #include "core/json.h"
 #include "eval/eval.h"
+#include "eval/task_file.h"
 
 /* One (item, choice) row: context tokens then continuation tokens. */
 typedef struct mc_request {
@@ -203,29 +204,18 @@ static int parse_item(dsk_loaded *l, dsk_bpe_encoder *e, struct json_object *doc
 int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_result *res, dsk_err *err)
 {
     memset(res, 0, sizeof *res);
-    FILE *f = fopen(task, "rb");
-    if (!f)
-        return dsk_fail(err, EX_NOINPUT, "%s: cannot open", task);
+    dsk_task_file tf;
+    int rc = dsk_task_file_open(&tf, task, err);
+    if (rc)
+        return rc;
     dsk_bpe_encoder enc;
     dsk_bpe_encoder_init(&enc, &l->tok);
     mc_item *items = NULL;
     mc_request *reqs = NULL;
-    long n_items = 0, cap_items = 0, n_reqs = 0, cap_reqs = 0, lineno = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) > 0) {
-        lineno++;
-        if (len == 1 && line[0] == '\n')
-            continue;
-        char msg[256];
-        struct json_object *doc = dsk_json_parse(line, (size_t)len, msg, sizeof msg);
-        if (!doc || !json_object_is_type(doc, json_type_object)) {
-            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: %s", task, lineno, doc ? "not a JSON object" : msg);
-            json_object_put(doc);
-            break;
-        }
+    long n_items = 0, cap_items = 0, n_reqs = 0, cap_reqs = 0;
+    struct json_object *doc;
+    int got;
+    while ((got = dsk_task_file_next(&tf, &doc, err)) > 0) {
         if (n_items == cap_items) {
             cap_items = cap_items ? 2 * cap_items : 64;
             items = dsk_xrealloc(items, (size_t)cap_items * sizeof *items);
@@ -233,19 +223,19 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
         memset(&items[n_items], 0, sizeof *items);
         rc = parse_item(l, &enc, doc, n_items, &items[n_items], &reqs, &n_reqs, &cap_reqs, err);
         n_items++;
+        json_object_put(doc);
         if (rc) {
             char tmp[sizeof err->msg];
             memcpy(tmp, err->msg, sizeof tmp);
-            dsk_fail(err, rc, "%s:%ld: %.900s", task, lineno, tmp);
+            dsk_fail(err, rc, "%s:%ld: %.900s", task, tf.lineno, tmp);
+            break;
         }
-        json_object_put(doc);
     }
-    if (!rc && ferror(f))
-        rc = dsk_fail(err, EX_IOERR, "%s: read error", task);
+    if (got < 0)
+        rc = err->code;
     if (!rc && n_items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
-    fclose(f);
-    free(line);
+    dsk_task_file_close(&tf);
     dsk_bpe_encoder_free(&enc);
 
     if (!rc) {

@@ -6,6 +6,7 @@
 
 #include "core/json.h"
 #include "eval/eval.h"
+#include "eval/task_file.h"
 
 int dsk_task_kind(const char *task, int *kind, dsk_err *err)
 {
@@ -16,29 +17,17 @@ int dsk_task_kind(const char *task, int *kind, dsk_err *err)
         *kind = DSK_TASK_PPL;
         return 0;
     }
-    FILE *f = fopen(task, "rb");
-    if (!f)
-        return dsk_fail(err, EX_NOINPUT, "%s: cannot open", task);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
-    while ((len = getline(&line, &cap, f)) > 0) {
-        if (len == 1 && line[0] == '\n')
-            continue;
-        char msg[256];
-        struct json_object *doc = dsk_json_parse(line, (size_t)len, msg, sizeof msg), *choices;
-        if (!doc || !json_object_is_type(doc, json_type_object))
-            rc = dsk_fail(err, EX_DATAERR, "%s:1: %s", task, doc ? "not a JSON object" : msg);
-        else {
-            *kind = json_object_object_get_ex(doc, "choices", &choices) ? DSK_TASK_MC : DSK_TASK_GEN;
-            rc = err->code = 0;
-        }
-        json_object_put(doc);
-        break;
+    dsk_task_file tf;
+    int rc = dsk_task_file_open(&tf, task, err);
+    struct json_object *doc = NULL, *choices;
+    if (!rc) {
+        int got = dsk_task_file_next(&tf, &doc, err);
+        rc = got < 0 ? err->code : got == 0 ? dsk_fail(err, EX_DATAERR, "%s: no items", task) : 0;
     }
-    free(line);
-    fclose(f);
+    if (!rc)
+        *kind = json_object_object_get_ex(doc, "choices", &choices) ? DSK_TASK_MC : DSK_TASK_GEN;
+    json_object_put(doc);
+    dsk_task_file_close(&tf);
     return rc;
 }
 
