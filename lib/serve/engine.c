@@ -1,0 +1,292 @@
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/decode_batch.h"
+#include "serve/engine.h"
+
+enum { SEQ_FREE, SEQ_PREFILL, SEQ_DECODE };
+
+typedef struct seq {
+    uint64_t id;
+    int state, cancelled;
+    dsk_engine_request r;
+    int32_t *prompt;
+    int fed, generated;
+    int32_t last;
+    dsk_rng rng;
+} seq;
+
+struct dsk_engine {
+    dsk_model *m;
+    dsk_batch_decoder *d;
+    dsk_engine_opts o;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;
+    seq *slot;                 /* [slots] */
+    seq *queue;                /* FIFO [max_queue] */
+    int q_head, q_len;
+    uint64_t next_id;
+    long steps, rows;
+    int *row_slot, *row_seq_last;
+    int32_t *row_tok;
+    int *order;
+    float *scratch;
+};
+
+static void finish(seq *s, int why)
+{
+    s->r.on_done(s->r.ctx, why, s->r.n_prompt, s->generated);
+    free(s->prompt);
+    memset(s, 0, sizeof *s);
+}
+
+/* The chosen token's log-probability and the top alternatives, from
+ * the raw logits (before temperature), as OpenAI reports them. */
+static void logprobs(const float *logits, int V, int32_t chosen, int n_top, dsk_engine_token *t)
+{
+    double mx = logits[0], sum = 0;
+    for (int i = 1; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    for (int i = 0; i < V; i++)
+        sum += exp((double)logits[i] - mx);
+    double lse = mx + log(sum);
+    t->id = chosen;
+    t->logprob = (float)(logits[chosen] - lse);
+    t->n_top = 0;
+    for (int k = 0; k < n_top && k < V; k++) {
+        int best = -1;
+        for (int i = 0; i < V; i++) {
+            int taken = 0;
+            for (int j = 0; j < k && !taken; j++)
+                taken = t->top_id[j] == i;
+            if (!taken && (best < 0 || logits[i] > logits[best]))
+                best = i;
+        }
+        t->top_id[k] = best;
+        t->top_logprob[k] = (float)(logits[best] - lse);
+        t->n_top++;
+    }
+}
+
+static void *run(void *arg)
+{
+    dsk_engine *e = arg;
+    int V = e->m->cfg.vocab_size, S = e->o.slots;
+    pthread_mutex_lock(&e->mu);
+    while (!e->quit) {
+        for (int i = 0; i < S; i++)
+            if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled) {
+                finish(&e->slot[i], DSK_FINISH_CANCELLED);
+                dsk_batch_decoder_reset(e->d, i);
+            }
+        /* Admit waiting requests into free slots, first come first served. */
+        for (int i = 0; i < S && e->q_len; i++) {
+            if (e->slot[i].state != SEQ_FREE)
+                continue;
+            seq *q = &e->queue[e->q_head];
+            e->q_head = (e->q_head + 1) % e->o.max_queue;
+            e->q_len--;
+            if (q->cancelled) {
+                finish(q, DSK_FINISH_CANCELLED);
+                i--;
+                continue;
+            }
+            e->slot[i] = *q;
+            e->slot[i].state = SEQ_PREFILL;
+            dsk_batch_decoder_reset(e->d, i);
+        }
+        /* One row per decoding sequence, then prompt chunks in the rows left. */
+        int n = 0;
+        for (int i = 0; i < S; i++) {
+            e->row_seq_last[i] = -1;
+            if (e->slot[i].state == SEQ_DECODE) {
+                e->row_slot[n] = i;
+                e->row_tok[n] = e->slot[i].last;
+                e->row_seq_last[i] = n++;
+            }
+        }
+        for (int i = 0; i < S && n < e->o.max_rows; i++) {
+            seq *s = &e->slot[i];
+            if (s->state != SEQ_PREFILL)
+                continue;
+            while (s->fed < s->r.n_prompt && n < e->o.max_rows) {
+                e->row_slot[n] = i;
+                e->row_tok[n] = s->prompt[s->fed++];
+                e->row_seq_last[i] = n++;
+            }
+            if (s->fed < s->r.n_prompt)
+                e->row_seq_last[i] = -1;   /* the prompt continues next step: nothing to sample yet */
+        }
+        if (n == 0) {
+            pthread_cond_wait(&e->cv, &e->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        dsk_err err = {0};
+        int rc = dsk_batch_decoder_step(e->d, e->row_slot, e->row_tok, n, &err);
+        pthread_mutex_lock(&e->mu);
+        e->steps++;
+        e->rows += n;
+        for (int i = 0; i < S; i++) {
+            seq *s = &e->slot[i];
+            int row = e->row_seq_last[i];
+            if (s->state == SEQ_FREE || s->cancelled)
+                continue;
+            if (rc) {
+                if (row >= 0 || s->state == SEQ_PREFILL) {
+                    finish(s, DSK_FINISH_ERROR);
+                    dsk_batch_decoder_reset(e->d, i);
+                }
+                continue;
+            }
+            if (row < 0)
+                continue;
+            float *logits = e->d->host_logits + (size_t)row * V;
+            /* The sampler rewrites what it is given: it gets a copy, and
+             * the log-probabilities come from the raw logits. */
+            memcpy(e->scratch, logits, (size_t)V * sizeof *logits);
+            int32_t tok = dsk_sample(e->scratch, V, &s->r.sampler, &s->rng, e->order);
+            if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
+                finish(s, DSK_FINISH_STOP);
+                dsk_batch_decoder_reset(e->d, i);
+                continue;
+            }
+            dsk_engine_token t;
+            logprobs(logits, V, tok, s->r.top_logprobs, &t);
+            s->r.on_token(s->r.ctx, &t);
+            s->generated++;
+            s->last = tok;
+            s->state = SEQ_DECODE;
+            if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
+                finish(s, DSK_FINISH_LENGTH);
+                dsk_batch_decoder_reset(e->d, i);
+            }
+        }
+    }
+    /* Stopping: whatever is left ends as cancelled. */
+    for (int i = 0; i < S; i++)
+        if (e->slot[i].state != SEQ_FREE)
+            finish(&e->slot[i], DSK_FINISH_CANCELLED);
+    while (e->q_len) {
+        finish(&e->queue[e->q_head], DSK_FINISH_CANCELLED);
+        e->q_head = (e->q_head + 1) % e->o.max_queue;
+        e->q_len--;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *err)
+{
+    if (o->slots < 1 || o->max_rows < o->slots || o->max_queue < 1) {
+        dsk_fail(err, EX_USAGE, "engine: %d slots, %d rows a step, a queue of %d (rows >= slots >= 1)", o->slots,
+                 o->max_rows, o->max_queue);
+        return NULL;
+    }
+    dsk_engine *e = dsk_xcalloc(1, sizeof *e);
+    e->m = m;
+    e->o = *o;
+    e->d = dsk_batch_decoder_new(m, o->slots, o->max_len, o->max_rows);
+    e->o.max_len = e->d->max_len;
+    e->slot = dsk_xcalloc((size_t)o->slots, sizeof *e->slot);
+    e->queue = dsk_xcalloc((size_t)o->max_queue, sizeof *e->queue);
+    e->row_slot = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_slot);
+    e->row_tok = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_tok);
+    e->row_seq_last = dsk_xmalloc((size_t)o->slots * sizeof *e->row_seq_last);
+    e->order = dsk_xmalloc((size_t)m->cfg.vocab_size * sizeof *e->order);
+    e->scratch = dsk_xmalloc((size_t)m->cfg.vocab_size * sizeof *e->scratch);
+    e->next_id = 1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (pthread_create(&e->thread, NULL, run, e) != 0) {
+        dsk_fail(err, EX_OSERR, "engine: cannot start its thread");
+        dsk_batch_decoder_free(e->d);
+        free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
+        free(e->scratch), free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void dsk_engine_stop(dsk_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    dsk_batch_decoder_free(e->d);
+    free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
+    free(e->scratch);
+    free(e);
+}
+
+int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err)
+{
+    if (r->n_prompt < 1)
+        return dsk_fail(err, EX_DATAERR, "an empty prompt");
+    if (r->max_tokens < 1 || r->n_prompt + r->max_tokens > e->o.max_len)
+        return dsk_fail(err, EX_DATAERR, "%d prompt tokens + %d to generate exceed the context of %d", r->n_prompt,
+                        r->max_tokens, e->o.max_len);
+    for (int i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= e->m->cfg.vocab_size)
+            return dsk_fail(err, EX_DATAERR, "prompt token %d is outside the vocabulary", r->prompt[i]);
+    pthread_mutex_lock(&e->mu);
+    if (e->q_len == e->o.max_queue || e->quit) {
+        pthread_mutex_unlock(&e->mu);
+        return dsk_fail(err, EX_TEMPFAIL, "the queue is full (%d waiting)", e->o.max_queue);
+    }
+    seq *s = &e->queue[(e->q_head + e->q_len++) % e->o.max_queue];
+    memset(s, 0, sizeof *s);
+    s->id = e->next_id++;
+    s->r = *r;
+    s->prompt = dsk_xmalloc((size_t)r->n_prompt * sizeof *s->prompt);
+    memcpy(s->prompt, r->prompt, (size_t)r->n_prompt * sizeof *s->prompt);
+    s->r.prompt = NULL;
+    if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
+        s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
+    dsk_rng_seed(&s->rng, r->seed);
+    *id = s->id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void dsk_engine_cancel(dsk_engine *e, uint64_t id)
+{
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->o.slots; i++)
+        if (e->slot[i].state != SEQ_FREE && e->slot[i].id == id)
+            e->slot[i].cancelled = 1;
+    for (int k = 0; k < e->q_len; k++) {
+        seq *q = &e->queue[(e->q_head + k) % e->o.max_queue];
+        if (q->id == id)
+            q->cancelled = 1;
+    }
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *st)
+{
+    pthread_mutex_lock(&e->mu);
+    memset(st, 0, sizeof *st);
+    long cached = 0;
+    for (int i = 0; i < e->o.slots; i++) {
+        st->running += e->slot[i].state != SEQ_FREE;
+        cached += e->d->len[i];
+    }
+    st->waiting = e->q_len;
+    st->kv_usage = (double)cached / ((double)e->o.slots * e->o.max_len);
+    st->steps = e->steps;
+    st->rows = e->rows;
+    pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,69 @@
+/* The continuous-batching engine under dsk-serve: requests wait in a
+ * bounded queue, are admitted into free sequence slots between steps, and
+ * every step runs all active sequences as one batched forward pass
+ * (lib/model/decode_batch.h): one row for each sequence that is decoding,
+ * plus prompt rows of sequences still prefilling, up to a row budget, so a
+ * long prompt is prefilled in chunks and never stalls the others.
+ *
+ * One engine thread owns the model.  Callbacks run on it and must be
+ * quick (copy the token out, signal a waiter).  Submitting and cancelling
+ * are safe from any thread. */
+#ifndef DSK_SERVE_ENGINE_H
+#define DSK_SERVE_ENGINE_H
+
+#include <stdint.h>
+
+#include "model/generate.h"
+
+enum { DSK_FINISH_STOP, DSK_FINISH_LENGTH, DSK_FINISH_CANCELLED, DSK_FINISH_ERROR };
+enum { DSK_ENGINE_MAX_TOP = 20 };
+
+typedef struct dsk_engine_token {
+    int32_t id;
+    float logprob;                      /* log-softmax of the raw logits */
+    int n_top;
+    int32_t top_id[DSK_ENGINE_MAX_TOP];
+    float top_logprob[DSK_ENGINE_MAX_TOP];
+} dsk_engine_token;
+
+typedef struct dsk_engine_request {
+    const int32_t *prompt;              /* copied at submit */
+    int n_prompt;
+    int max_tokens;
+    dsk_sampler_opts sampler;
+    uint64_t seed;
+    int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
+    int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token */
+    /* on_token for each generated token; then on_done exactly once. */
+    void (*on_token)(void *ctx, const dsk_engine_token *t);
+    void (*on_done)(void *ctx, int finish, int prompt_tokens, int completion_tokens);
+    void *ctx;
+} dsk_engine_request;
+
+typedef struct dsk_engine_opts {
+    int slots;                          /* sequences decoded together (the batch) */
+    int max_len;                        /* tokens per sequence (0: the model's context) */
+    int max_rows;                       /* rows per step: decode rows + prefill chunk */
+    int max_queue;                      /* waiting requests before submit refuses */
+} dsk_engine_opts;
+
+typedef struct dsk_engine_stats {
+    int running, waiting;
+    double kv_usage;                    /* cached tokens / capacity */
+    long steps, rows;
+} dsk_engine_stats;
+
+typedef struct dsk_engine dsk_engine;
+
+dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *err);
+/* Cancels what is left (on_done CANCELLED), stops the thread, frees. */
+void dsk_engine_stop(dsk_engine *e);
+/* 0 and *id, or EX_TEMPFAIL when the queue is full, EX_DATAERR when the
+ * prompt cannot fit (empty, or prompt + max_tokens beyond a slot). */
+int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err);
+/* The request ends with on_done CANCELLED at the next step (no more
+ * tokens after this returns), and its slot is freed. */
+void dsk_engine_cancel(dsk_engine *e, uint64_t id);
+void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *s);
+
+#endif
