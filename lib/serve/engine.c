@@ -80,7 +80,7 @@ static void *run(void *arg)
     while (!e->quit) {
         for (int i = 0; i < S; i++)
             if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled) {
-                finish(&e->slot[i], DSK_FINISH_CANCELLED);
+                finish(&e->slot[i], DSK_ENGINE_CANCELLED);
                 dsk_batch_decoder_reset(e->d, i);
             }
         /* Admit waiting requests into free slots, first come first served. */
@@ -91,7 +91,7 @@ static void *run(void *arg)
             e->q_head = (e->q_head + 1) % e->o.max_queue;
             e->q_len--;
             if (q->cancelled) {
-                finish(q, DSK_FINISH_CANCELLED);
+                finish(q, DSK_ENGINE_CANCELLED);
                 i--;
                 continue;
             }
@@ -138,7 +138,7 @@ static void *run(void *arg)
                 continue;
             if (rc) {
                 if (row >= 0 || s->state == SEQ_PREFILL) {
-                    finish(s, DSK_FINISH_ERROR);
+                    finish(s, DSK_ENGINE_ERROR);
                     dsk_batch_decoder_reset(e->d, i);
                 }
                 continue;
@@ -151,7 +151,7 @@ static void *run(void *arg)
             memcpy(e->scratch, logits, (size_t)V * sizeof *logits);
             int32_t tok = dsk_sample(e->scratch, V, &s->r.sampler, &s->rng, e->order);
             if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
-                finish(s, DSK_FINISH_STOP);
+                finish(s, DSK_ENGINE_STOP);
                 dsk_batch_decoder_reset(e->d, i);
                 continue;
             }
@@ -162,7 +162,7 @@ static void *run(void *arg)
             s->last = tok;
             s->state = SEQ_DECODE;
             if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
-                finish(s, DSK_FINISH_LENGTH);
+                finish(s, DSK_ENGINE_LENGTH);
                 dsk_batch_decoder_reset(e->d, i);
             }
         }
@@ -170,9 +170,9 @@ static void *run(void *arg)
     /* Stopping: whatever is left ends as cancelled. */
     for (int i = 0; i < S; i++)
         if (e->slot[i].state != SEQ_FREE)
-            finish(&e->slot[i], DSK_FINISH_CANCELLED);
+            finish(&e->slot[i], DSK_ENGINE_CANCELLED);
     while (e->q_len) {
-        finish(&e->queue[e->q_head], DSK_FINISH_CANCELLED);
+        finish(&e->queue[e->q_head], DSK_ENGINE_CANCELLED);
         e->q_head = (e->q_head + 1) % e->o.max_queue;
         e->q_len--;
     }

@@ -15,7 +15,7 @@
 
 #include "model/generate.h"
 
-enum { DSK_FINISH_STOP, DSK_FINISH_LENGTH, DSK_FINISH_CANCELLED, DSK_FINISH_ERROR };
+enum { DSK_ENGINE_STOP, DSK_ENGINE_LENGTH, DSK_ENGINE_CANCELLED, DSK_ENGINE_ERROR };
 enum { DSK_ENGINE_MAX_TOP = 20 };
 
 typedef struct dsk_engine_token {

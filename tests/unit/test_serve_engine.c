@@ -118,7 +118,7 @@ static void same_tokens_as_alone(const char *preset)
     int bad = 0;
     for (int i = 0; i < N; i++) {
         wait_done(&r[i]);
-        CHECK(r[i].finish == DSK_FINISH_LENGTH && r[i].n == MAXTOK && r[i].completion_tokens == MAXTOK);
+        CHECK(r[i].finish == DSK_ENGINE_LENGTH && r[i].n == MAXTOK && r[i].completion_tokens == MAXTOK);
         CHECK(r[i].prompt_tokens == lens[i]);
         for (int t = 0; t < MAXTOK; t++)
             bad += r[i].tokens[t] != want[i][t];
@@ -169,7 +169,7 @@ TEST(stop_tokens_logprobs_cancel_queue)
     if (a.tokens[0] != a.tokens[2] && a.tokens[1] != a.tokens[2]) {
         CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
         wait_done(&b);
-        CHECK(b.finish == DSK_FINISH_STOP && b.n == 2);
+        CHECK(b.finish == DSK_ENGINE_STOP && b.n == 2);
     }
     /* Too long for a slot of 40. */
     q = request(p, 4, &b);
@@ -189,7 +189,7 @@ TEST(stop_tokens_logprobs_cancel_queue)
     CHECK(refused);
     dsk_engine_cancel(e, id_c);
     wait_done(&c);
-    CHECK(c.finish == DSK_FINISH_CANCELLED || c.finish == DSK_FINISH_LENGTH);
+    CHECK(c.finish == DSK_ENGINE_CANCELLED || c.finish == DSK_ENGINE_LENGTH);
     int after = c.n;
     usleep(20000);
     CHECK(c.n == after && c.done == 1);   /* nothing after the end */
