@@ -361,12 +361,21 @@ static int mlflow_object(dsk_mlflow *ml, const char *prefix, struct json_object 
         else if (dsk_json_is(val, json_type_array))
             for (size_t i = 0; !rc && i < json_object_array_length(val); i++) {
                 struct json_object *r = json_object_array_get_idx(val, i);
+                /* MLflow keys may hold '/' but must not read as other
+                 * paths (absolute, or with ".."): the task's file name. */
+                const char *task = json_object_get_string(json_object_object_get(r, "task"));
+                size_t tl = strlen(task);
+                while (tl > 1 && task[tl - 1] == '/')
+                    tl--;
+                const char *base = task + tl;
+                while (base > task && base[-1] != '/')
+                    base--;
                 char sub[512];
-                snprintf(sub, sizeof sub, "%s/%s/",
-                         json_object_get_string(json_object_object_get(r, "task")),
+                snprintf(sub, sizeof sub, "%.*s/%s/", (int)(task + tl - base), base,
                          json_object_get_string(json_object_object_get(r, "metric")));
                 for (char *p = sub; *p; p++)
-                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p))
+                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p) ||
+                        (*p == '.' && p[1] == '.'))
                         *p = '_';
                 rc = mlflow_object(ml, sub, r, err);
             }

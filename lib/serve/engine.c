@@ -151,17 +151,21 @@ static void *run(void *arg)
             memcpy(e->scratch, logits, (size_t)V * sizeof *logits);
             int32_t tok = dsk_sample(e->scratch, V, &s->r.sampler, &s->rng, e->order);
             if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
+                s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
                 finish(s, DSK_ENGINE_STOP);
                 dsk_batch_decoder_reset(e->d, i);
                 continue;
             }
             dsk_engine_token t;
             logprobs(logits, V, tok, s->r.top_logprobs, &t);
-            s->r.on_token(s->r.ctx, &t);
+            int stop = s->r.on_token(s->r.ctx, &t);
             s->generated++;
             s->last = tok;
             s->state = SEQ_DECODE;
-            if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
+            if (stop) {
+                finish(s, DSK_ENGINE_STOP);
+                dsk_batch_decoder_reset(e->d, i);
+            } else if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
                 finish(s, DSK_ENGINE_LENGTH);
                 dsk_batch_decoder_reset(e->d, i);
             }

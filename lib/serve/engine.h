@@ -34,8 +34,12 @@ typedef struct dsk_engine_request {
     uint64_t seed;
     int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token */
-    /* on_token for each generated token; then on_done exactly once. */
-    void (*on_token)(void *ctx, const dsk_engine_token *t);
+    /* on_token for each generated token (returning nonzero ends the
+     * sequence as stopped: a stop string matched); then on_done exactly
+     * once.  Both run under the engine's lock: they must not call the
+     * engine. */
+    int (*on_token)(void *ctx, const dsk_engine_token *t);
+    /* completion_tokens counts a stop token that ended the answer. */
     void (*on_done)(void *ctx, int finish, int prompt_tokens, int completion_tokens);
     void *ctx;
 } dsk_engine_request;

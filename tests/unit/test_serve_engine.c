@@ -16,10 +16,10 @@ typedef struct result {
     int32_t tokens[64];
     float logprob[64], top_lp[64][3];
     int32_t top_id[64][3];
-    int n, done, finish, prompt_tokens, completion_tokens;
+    int n, done, finish, prompt_tokens, completion_tokens, stop_after;
 } result;
 
-static void on_token(void *ctx, const dsk_engine_token *t)
+static int on_token(void *ctx, const dsk_engine_token *t)
 {
     result *r = ctx;
     pthread_mutex_lock(&r->mu);
@@ -30,7 +30,9 @@ static void on_token(void *ctx, const dsk_engine_token *t)
             r->top_id[r->n][k] = t->top_id[k], r->top_lp[r->n][k] = t->top_logprob[k];
     }
     r->n++;
+    int stop = r->stop_after && r->n >= r->stop_after;
     pthread_mutex_unlock(&r->mu);
+    return stop;
 }
 
 static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens)
@@ -169,8 +171,16 @@ TEST(stop_tokens_logprobs_cancel_queue)
     if (a.tokens[0] != a.tokens[2] && a.tokens[1] != a.tokens[2]) {
         CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
         wait_done(&b);
-        CHECK(b.finish == DSK_ENGINE_STOP && b.n == 2);
+        CHECK(b.finish == DSK_ENGINE_STOP && b.n == 2 && b.completion_tokens == 3);
     }
+    /* The callback asks to stop after 3 tokens (a stop string). */
+    result s3;
+    init_result(&s3);
+    s3.stop_after = 3;
+    q = request(p, 4, &s3);
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&s3);
+    CHECK(s3.finish == DSK_ENGINE_STOP && s3.n == 3 && s3.completion_tokens == 3);
     /* Too long for a slot of 40. */
     q = request(p, 4, &b);
     q.max_tokens = 37;

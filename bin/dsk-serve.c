@@ -1,0 +1,107 @@
+/* dsk-serve: an OpenAI-compatible HTTP server for a checkpoint.  See dsk-serve(1). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cli.h"
+#include "eval/eval.h"
+#include "serve/server.h"
+
+static const char usage[] =
+    "Usage: dsk-serve CKPT [--host 127.0.0.1] [--port 8080] [OPTIONS]\n"
+    "Serve a checkpoint (full precision or dsk-quant's 4-bit) over an OpenAI-compatible HTTP API:\n"
+    "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /.\n"
+    "\n"
+    "      --host ADDR       IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+    "  -p, --port N          port (default 8080; 0: any free port, printed on stderr)\n"
+    "      --max-batch N     sequences decoded together (default 8)\n"
+    "      --max-queue N     requests waiting before 429 (default 64)\n"
+    "      --max-rows N      rows per batched step, decode plus prefill chunk (default 64)\n"
+    "      --ctx N           tokens per sequence (default: the model's context)\n"
+    "      --max-body N      request bytes (default 1048576)\n"
+    "      --timeout S       seconds per request (default 300)\n"
+    "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
+    "      --model-name NAME what /v1/models lists (default: the checkpoint directory's name)\n"
+    "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
+    "      --device NAME     cpu (default)\n"
+    "  -j, --threads N       threads (default: all cores)\n"
+    "  -h, --help            show this help and exit\n"
+    "  -V, --version         show the version and exit\n"
+    "\n"
+    "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
+
+enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
+       OPT_DEVICE };
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
+    {"max-batch", required_argument, NULL, OPT_BATCH}, {"max-queue", required_argument, NULL, OPT_QUEUE},
+    {"max-rows", required_argument, NULL, OPT_ROWS},   {"ctx", required_argument, NULL, OPT_CTX},
+    {"max-body", required_argument, NULL, OPT_BODY},   {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"api-key", required_argument, NULL, OPT_KEY},     {"model-name", required_argument, NULL, OPT_NAME},
+    {"grace", required_argument, NULL, OPT_GRACE},     {"device", required_argument, NULL, OPT_DEVICE},
+    {"threads", required_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv)
+{
+    dsk_set_progname(argv[0]);
+    dsk_server_opts o = {0};
+    o.port = 8080;
+    o.api_key = getenv("DSK_API_KEY");
+    const char *device = "cpu";
+    double grace = 10;
+    int threads = 0, opt;
+    while ((opt = getopt_long(argc, argv, "p:j:hV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HOST: o.host = optarg; break;
+        case 'p': o.port = (int)dsk_parse_int("--port", optarg, 0, 65535); break;
+        case OPT_BATCH: o.max_batch = (int)dsk_parse_int("--max-batch", optarg, 1, 1024); break;
+        case OPT_QUEUE: o.max_queue = (int)dsk_parse_int("--max-queue", optarg, 1, 1 << 20); break;
+        case OPT_ROWS: o.max_rows = (int)dsk_parse_int("--max-rows", optarg, 1, 1 << 16); break;
+        case OPT_CTX: o.ctx = (int)dsk_parse_int("--ctx", optarg, 2, 1 << 24); break;
+        case OPT_BODY: o.max_body = (size_t)dsk_parse_int("--max-body", optarg, 64, 1LL << 30); break;
+        case OPT_TIMEOUT: o.timeout_s = dsk_parse_double("--timeout", optarg, 0.001, 1e6); break;
+        case OPT_KEY: o.api_key = optarg; break;
+        case OPT_NAME: o.model_name = optarg; break;
+        case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
+        case OPT_DEVICE: device = optarg; break;
+        case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': dsk_print_version(); return 0;
+        default: dsk_usage_error("unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        dsk_usage_error("expected one checkpoint");
+    if (o.api_key && !*o.api_key)
+        dsk_usage_error("--api-key: empty");
+    /* SIGTERM and SIGINT are waited for below; SIGPIPE from a client
+     * that went away must not kill the server. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    dsk_err err = {0};
+    dsk_loaded l;
+    if (dsk_load_checkpoint(&l, argv[optind], device, threads, &err))
+        dsk_die_err(&err);
+    dsk_server *s = dsk_server_start(&l, &o, &err);
+    if (!s)
+        dsk_die_err(&err);
+    fprintf(stderr, "dsk-serve: %s%s on http://%s:%d/\n", l.dir, l.quantized ? " (4-bit)" : "",
+            o.host ? o.host : "127.0.0.1", dsk_server_port(s));
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+            grace);
+    dsk_server_stop(s, grace);
+    dsk_loaded_free(&l);
+    return 0;
+}

@@ -1,0 +1,872 @@
+#include "serve/openai.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "text/utf8.h"
+
+void dsk_openai_limits_default(dsk_openai_limits *lim)
+{
+    lim->max_body = 1 << 20;
+    lim->max_n = 8;
+    lim->ctx_len = 2048;
+    lim->default_max_tokens = 256;
+    lim->max_messages = 1024;
+    lim->max_stop_len = 256;
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* Error text ends up in JSON and in logs: keep it to printable ASCII so a
+ * value quoted from a hostile body can neither break a line nor leave a
+ * UTF-8 character cut in half by truncation. */
+static void clean_ascii(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+    clean_ascii(dst);
+}
+
+int dsk_openai_fail(dsk_openai_error *e, int status, const char *param, const char *code, const char *fmt, ...)
+{
+    e->status = status;
+    copy_field(e->type, sizeof e->type, "invalid_request_error");
+    copy_field(e->param, sizeof e->param, param);
+    copy_field(e->code, sizeof e->code, code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    clean_ascii(e->message);
+    return status;
+}
+
+static struct json_object *str_or_null(const char *s)
+{
+    return s && *s ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *error_object(const dsk_openai_error *e)
+{
+    struct json_object *inner = json_object_new_object();
+    json_object_object_add(inner, "message", json_object_new_string(e->message));
+    json_object_object_add(inner, "type", json_object_new_string(e->type[0] ? e->type : "invalid_request_error"));
+    json_object_object_add(inner, "param", str_or_null(e->param));
+    json_object_object_add(inner, "code", str_or_null(e->code));
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", inner);
+    return o;
+}
+
+void dsk_openai_error_json(const dsk_openai_error *e, dsk_buf *out)
+{
+    struct json_object *o = error_object(e);
+    dsk_json_append(o, out);
+    json_object_put(o);
+}
+
+/* ---- request parsing --------------------------------------------------------- */
+
+static const char *type_desc(struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null: return "null";
+    case json_type_boolean: return "a boolean";
+    case json_type_int: return "an integer";
+    case json_type_double: return "a decimal number";
+    case json_type_string: return "a string";
+    case json_type_array: return "an array";
+    case json_type_object: return "an object";
+    }
+    return "something else";
+}
+
+static int bad_type(dsk_openai_error *e, const char *param, const char *want, struct json_object *v)
+{
+    return dsk_openai_fail(e, 400, param, "invalid_type", "Invalid type for '%s': expected %s, but got %s instead.",
+                           param, want, type_desc(v));
+}
+
+static int get_bool(struct json_object *v, const char *param, int *out, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_boolean))
+        return bad_type(e, param, "a boolean", v);
+    *out = json_object_get_boolean(v);
+    return 0;
+}
+
+/* An integer in [lo, hi].  A decimal with an integral value (3.0) passes,
+ * as it does with OpenAI's validator. */
+static int get_int(struct json_object *v, const char *param, int64_t lo, int64_t hi, int64_t *out,
+                   dsk_openai_error *e)
+{
+    int64_t x;
+    if (dsk_json_is(v, json_type_int)) {
+        x = json_object_get_int64(v);  /* saturates beyond int64 */
+    } else if (dsk_json_is(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        if (!(d == floor(d) && fabs(d) < 9.2e18))
+            return bad_type(e, param, "an integer", v);
+        x = (int64_t)d;
+    } else {
+        return bad_type(e, param, "an integer", v);
+    }
+    if (x < lo)
+        return dsk_openai_fail(e, 400, param, "integer_below_min_value",
+                               "Invalid '%s': integer below minimum value. Expected a value >= %" PRId64
+                               ", but got %" PRId64 " instead.", param, lo, x);
+    if (x > hi)
+        return dsk_openai_fail(e, 400, param, "integer_above_max_value",
+                               "Invalid '%s': integer above maximum value. Expected a value <= %" PRId64
+                               ", but got %" PRId64 " instead.", param, hi, x);
+    *out = x;
+    return 0;
+}
+
+/* A number in [lo, hi]; lo_open excludes lo itself. */
+static int get_number(struct json_object *v, const char *param, double lo, int lo_open, double hi, double *out,
+                      dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_int) && !dsk_json_is(v, json_type_double))
+        return bad_type(e, param, "a number", v);
+    double x = json_object_get_double(v);
+    if (!isfinite(x))
+        return dsk_openai_fail(e, 400, param, "invalid_value", "Invalid '%s': the value must be finite.", param);
+    if (x < lo || (lo_open && x == lo))
+        return dsk_openai_fail(e, 400, param, "decimal_below_min_value",
+                               "Invalid '%s': decimal below minimum value. Expected a value %s %g, but got %g "
+                               "instead.", param, lo_open ? ">" : ">=", lo, x);
+    if (x > hi)
+        return dsk_openai_fail(e, 400, param, "decimal_above_max_value",
+                               "Invalid '%s': decimal above maximum value. Expected a value <= %g, but got %g "
+                               "instead.", param, hi, x);
+    *out = x;
+    return 0;
+}
+
+static void add_ignored(dsk_openai_request *req, const char *name)
+{
+    if (req->n_ignored < DSK_OPENAI_MAX_IGNORED)
+        req->ignored[req->n_ignored] = dsk_xstrndup(name, 64);
+    req->n_ignored++;
+}
+
+/* One chat message's content as a string object: a string as it is, text
+ * parts joined by newlines (as vLLM does), null only for an assistant turn
+ * (one that carried tool calls in OpenAI's API). */
+static int message_content(struct json_object *v, int i, int assistant, struct json_object **out,
+                           dsk_openai_error *e)
+{
+    char param[96];
+    snprintf(param, sizeof param, "messages[%d].content", i);
+    if (dsk_json_is(v, json_type_string)) {
+        *out = json_object_get(v);
+        return 0;
+    }
+    if ((!v || dsk_json_is(v, json_type_null)) && assistant) {
+        *out = json_object_new_string("");
+        return 0;
+    }
+    if (!v)
+        return dsk_openai_fail(e, 400, param, "missing_required_parameter", "Missing required parameter: '%s'.",
+                               param);
+    if (!dsk_json_is(v, json_type_array))
+        return bad_type(e, param, "a string or an array of content parts", v);
+    dsk_buf text = {0};
+    size_t n = json_object_array_length(v);
+    for (size_t j = 0; j < n; j++) {
+        struct json_object *part = json_object_array_get_idx(v, j), *type = NULL, *t = NULL;
+        char pp[128];
+        snprintf(pp, sizeof pp, "%s[%zu]", param, j);
+        if (!dsk_json_is(part, json_type_object)) {
+            dsk_buf_free(&text);
+            return bad_type(e, pp, "an object", part);
+        }
+        snprintf(pp, sizeof pp, "%s[%zu].type", param, j);
+        if (!json_object_object_get_ex(part, "type", &type) || !dsk_json_is(type, json_type_string) ||
+            strcmp(json_object_get_string(type), "text") != 0) {
+            dsk_buf_free(&text);
+            return dsk_openai_fail(e, 400, pp, "invalid_value",
+                                   "Invalid value for '%s': only content parts of type 'text' are supported.", pp);
+        }
+        snprintf(pp, sizeof pp, "%s[%zu].text", param, j);
+        if (!json_object_object_get_ex(part, "text", &t) || !dsk_json_is(t, json_type_string)) {
+            dsk_buf_free(&text);
+            return t ? bad_type(e, pp, "a string", t)
+                     : dsk_openai_fail(e, 400, pp, "missing_required_parameter",
+                                       "Missing required parameter: '%s'.", pp);
+        }
+        if (j)
+            dsk_buf_addc(&text, '\n');
+        dsk_buf_add(&text, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+    }
+    *out = json_object_new_string_len(text.data ? text.data : "", (int)text.len);
+    dsk_buf_free(&text);
+    return 0;
+}
+
+static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, dsk_openai_request *req,
+                          dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_array))
+        return bad_type(e, "messages", "an array", v);
+    int n = (int)json_object_array_length(v);
+    if (n == 0)
+        return dsk_openai_fail(e, 400, "messages", "empty_array",
+                               "Invalid 'messages': empty array. Expected an array with minimum length 1, but got "
+                               "an empty array instead.");
+    if (n > lim->max_messages)
+        return dsk_openai_fail(e, 400, "messages", "array_above_max_length",
+                               "Invalid 'messages': array too long. Expected an array with maximum length %d, but "
+                               "got an array with length %d instead.", lim->max_messages, n);
+    struct json_object *list = json_object_new_array_ext(n);
+    req->chat = json_object_new_object();
+    json_object_object_add(req->chat, "messages", list);
+    for (int i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(v, (size_t)i), *role = NULL, *content = NULL, *c = NULL;
+        char param[64];
+        snprintf(param, sizeof param, "messages[%d]", i);
+        if (!dsk_json_is(m, json_type_object))
+            return bad_type(e, param, "an object", m);
+        snprintf(param, sizeof param, "messages[%d].role", i);
+        if (!json_object_object_get_ex(m, "role", &role))
+            return dsk_openai_fail(e, 400, param, "missing_required_parameter", "Missing required parameter: '%s'.",
+                                   param);
+        if (!dsk_json_is(role, json_type_string))
+            return bad_type(e, param, "a string", role);
+        const char *r = json_object_get_string(role);
+        if (strcmp(r, "developer") == 0)
+            r = "system";  /* OpenAI's newer name for the system turn */
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+            char shown[40];
+            snprintf(shown, sizeof shown, "%s", r);
+            return dsk_openai_fail(e, 400, param, "invalid_value",
+                                   "Invalid value: '%s'. Supported values are: 'system', 'user', 'assistant' and "
+                                   "'developer'.", shown);
+        }
+        json_object_object_get_ex(m, "content", &content);
+        if (message_content(content, i, strcmp(r, "assistant") == 0, &c, e))
+            return e->status;
+        struct json_object *out = json_object_new_object();
+        json_object_object_add(out, "role", json_object_new_string(r));
+        json_object_object_add(out, "content", c);
+        json_object_array_add(list, out);
+    }
+    return 0;
+}
+
+static int parse_prompt(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (dsk_json_is(v, json_type_array)) {
+        size_t n = json_object_array_length(v);
+        struct json_object *first = n ? json_object_array_get_idx(v, 0) : NULL;
+        if (n == 1 && dsk_json_is(first, json_type_string)) {
+            v = first;
+        } else if (n > 0 && (dsk_json_is(first, json_type_int) || dsk_json_is(first, json_type_array))) {
+            return dsk_openai_fail(e, 400, "prompt", "invalid_value",
+                                   "Invalid 'prompt': prompts of token ids are not supported; send text.");
+        } else if (n != 1) {
+            return dsk_openai_fail(e, 400, "prompt", "invalid_value",
+                                   "Invalid 'prompt': exactly one prompt per request is supported, got %zu.", n);
+        }
+    }
+    if (!dsk_json_is(v, json_type_string))
+        return bad_type(e, "prompt", "a string or an array of one string", v);
+    req->prompt_len = (size_t)json_object_get_string_len(v);
+    req->prompt = dsk_xmalloc(req->prompt_len + 1);
+    memcpy(req->prompt, json_object_get_string(v), req->prompt_len + 1);
+    return 0;
+}
+
+static int parse_stop_string(struct json_object *v, const char *param, const dsk_openai_limits *lim,
+                             dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_string))
+        return bad_type(e, param, "a string", v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    const char *s = json_object_get_string(v);
+    if (n == 0 || memchr(s, '\0', n))
+        return dsk_openai_fail(e, 400, param, "invalid_value",
+                               "Invalid '%s': stop sequences must be non-empty and hold no NUL character.", param);
+    if (n > lim->max_stop_len)
+        return dsk_openai_fail(e, 400, param, "string_above_max_length",
+                               "Invalid '%s': string too long. Expected a string with maximum length %zu, but got "
+                               "a string with length %zu instead.", param, lim->max_stop_len, n);
+    req->stop[req->n_stop++] = dsk_xstrdup(s);
+    return 0;
+}
+
+static int parse_stop(struct json_object *v, const dsk_openai_limits *lim, dsk_openai_request *req,
+                      dsk_openai_error *e)
+{
+    if (dsk_json_is(v, json_type_string))
+        return parse_stop_string(v, "stop", lim, req, e);
+    if (!dsk_json_is(v, json_type_array))
+        return bad_type(e, "stop", "a string or an array of strings", v);
+    size_t n = json_object_array_length(v);
+    if (n > DSK_OPENAI_MAX_STOP)
+        return dsk_openai_fail(e, 400, "stop", "array_above_max_length",
+                               "Invalid 'stop': array too long. Expected an array with maximum length %d, but got "
+                               "an array with length %zu instead.", DSK_OPENAI_MAX_STOP, n);
+    for (size_t i = 0; i < n; i++) {
+        char param[32];
+        snprintf(param, sizeof param, "stop[%zu]", i);
+        if (parse_stop_string(json_object_array_get_idx(v, i), param, lim, req, e))
+            return e->status;
+    }
+    return 0;
+}
+
+static int parse_stream_options(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_object))
+        return bad_type(e, "stream_options", "an object", v);
+    struct json_object *u;
+    if (json_object_object_get_ex(v, "include_usage", &u) && !dsk_json_is(u, json_type_null))
+        return get_bool(u, "stream_options.include_usage", &req->include_usage, e);
+    return 0;
+}
+
+static int parse_string(struct json_object *v, const char *param, char **out, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_string))
+        return bad_type(e, param, "a string", v);
+    free(*out);
+    *out = dsk_xstrdup(json_object_get_string(v));
+    return 0;
+}
+
+/* The fields seen, for the checks that involve two of them. */
+typedef struct seen {
+    struct json_object *max_tokens, *max_completion_tokens, *stream_options, *top_logprobs, *logprobs;
+} seen;
+
+static int parse_field(const char *key, struct json_object *v, int kind, const dsk_openai_limits *lim,
+                       dsk_openai_request *req, seen *s, dsk_openai_error *e)
+{
+    int chat = kind == DSK_OPENAI_CHAT;
+    int64_t x;
+    /* OpenAI treats null as "not given" for every optional field */
+    int null = dsk_json_is(v, json_type_null) || !v;
+    if (strcmp(key, "model") == 0)
+        return null ? 0 : parse_string(v, "model", &req->model, e);
+    if (chat && strcmp(key, "messages") == 0)
+        return parse_messages(v, lim, req, e);
+    if (!chat && strcmp(key, "prompt") == 0)
+        return parse_prompt(v, req, e);
+    if (strcmp(key, "max_tokens") == 0) {
+        s->max_tokens = null ? NULL : v;
+        return 0;
+    }
+    if (strcmp(key, "max_completion_tokens") == 0) {
+        s->max_completion_tokens = null ? NULL : v;
+        return 0;
+    }
+    static const char *const optional[] = {"temperature", "top_p", "top_k", "stop", "seed", "n", "stream",
+                                           "stream_options", "logprobs", "top_logprobs", "user",
+                                           "frequency_penalty", "presence_penalty"};
+    for (size_t i = 0; null && i < sizeof optional / sizeof *optional; i++)
+        if (strcmp(key, optional[i]) == 0 && (chat || strcmp(key, "top_logprobs") != 0))
+            return 0;
+    if (strcmp(key, "temperature") == 0)
+        return get_number(v, key, 0, 0, 2, &req->temperature, e);
+    if (strcmp(key, "top_p") == 0)
+        return get_number(v, key, 0, 1, 1, &req->top_p, e);
+    if (strcmp(key, "top_k") == 0) {
+        /* -1 is vLLM's "disabled", the same as 0 here */
+        if (get_int(v, key, -1, INT_MAX, &x, e))
+            return e->status;
+        req->top_k = x < 0 ? 0 : (int)x;
+        return 0;
+    }
+    if (strcmp(key, "stop") == 0)
+        return parse_stop(v, lim, req, e);
+    if (strcmp(key, "seed") == 0) {
+        req->has_seed = 1;
+        return get_int(v, key, INT64_MIN, INT64_MAX, &req->seed, e);
+    }
+    if (strcmp(key, "n") == 0) {
+        if (get_int(v, key, 1, lim->max_n, &x, e))
+            return e->status;
+        req->n = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "stream") == 0)
+        return get_bool(v, key, &req->stream, e);
+    if (strcmp(key, "stream_options") == 0) {
+        s->stream_options = v;
+        return parse_stream_options(v, req, e);
+    }
+    if (strcmp(key, "logprobs") == 0) {
+        s->logprobs = v;
+        if (chat)
+            return get_bool(v, key, &req->want_logprobs, e);
+        if (get_int(v, key, 0, 5, &x, e))
+            return e->status;
+        req->logprobs = req->top_logprobs = (int)x;
+        req->want_logprobs = 1;
+        return 0;
+    }
+    if (chat && strcmp(key, "top_logprobs") == 0) {
+        s->top_logprobs = v;
+        if (get_int(v, key, 0, 20, &x, e))
+            return e->status;
+        req->top_logprobs = (int)x;
+        return 0;
+    }
+    if (strcmp(key, "user") == 0)
+        return parse_string(v, key, &req->user, e);
+    if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0) {
+        double *p = key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty;
+        if (get_number(v, key, -2, 0, 2, p, e))
+            return e->status;
+        if (*p != 0)
+            add_ignored(req, key);
+        return 0;
+    }
+    add_ignored(req, key);
+    return 0;
+}
+
+static int parse_object(struct json_object *root, int kind, const dsk_openai_limits *lim, dsk_openai_request *req,
+                        dsk_openai_error *e)
+{
+    seen s = {0};
+    int64_t x;
+    json_object_object_foreach(root, key, v) {
+        if (parse_field(key, v, kind, lim, req, &s, e))
+            return e->status;
+    }
+    if (kind == DSK_OPENAI_CHAT && !req->chat)
+        return dsk_openai_fail(e, 400, "messages", "missing_required_parameter",
+                               "Missing required parameter: 'messages'.");
+    if (kind == DSK_OPENAI_COMPLETION && !req->prompt)
+        return dsk_openai_fail(e, 400, "prompt", "missing_required_parameter",
+                               "Missing required parameter: 'prompt'.");
+    /* max_completion_tokens replaces the deprecated max_tokens and wins */
+    struct json_object *mt = s.max_completion_tokens ? s.max_completion_tokens : s.max_tokens;
+    if (mt) {
+        if (get_int(mt, s.max_completion_tokens ? "max_completion_tokens" : "max_tokens", 1, lim->ctx_len, &x, e))
+            return e->status;
+        req->max_tokens = (int)x;
+        req->max_tokens_given = 1;
+    }
+    if (s.stream_options && !dsk_json_is(s.stream_options, json_type_null) && !req->stream)
+        return dsk_openai_fail(e, 400, "stream_options", "invalid_value",
+                               "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+    if (kind == DSK_OPENAI_CHAT && s.top_logprobs && !req->want_logprobs)
+        return dsk_openai_fail(e, 400, "top_logprobs", "invalid_value",
+                               "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
+    if (kind == DSK_OPENAI_CHAT)
+        req->logprobs = req->want_logprobs;
+    return 0;
+}
+
+int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_limits *lim, dsk_openai_request *req,
+                     dsk_openai_error *e)
+{
+    memset(req, 0, sizeof *req);
+    memset(e, 0, sizeof *e);
+    req->kind = kind;
+    req->max_tokens = lim->default_max_tokens < 1 ? 1 : lim->default_max_tokens;
+    req->temperature = 1;
+    req->top_p = 1;
+    req->n = 1;
+    if (len > lim->max_body)
+        return dsk_openai_fail(e, 413, NULL, "request_too_large",
+                               "The request body of %zu bytes is over this server's limit of %zu bytes.", len,
+                               lim->max_body);
+    size_t bad = dsk_utf8_find_invalid(body, len);
+    if (bad < len)
+        return dsk_openai_fail(e, 400, NULL, NULL, "The request body is not valid UTF-8 (byte %zu).", bad);
+    char msg[256];
+    struct json_object *root = dsk_json_parse(body, len, msg, sizeof msg);
+    if (!root)
+        return dsk_openai_fail(e, 400, NULL, NULL,
+                               "We could not parse the JSON body of your request: %s. The body must be one JSON "
+                               "object.", msg);
+    int rc = dsk_json_is(root, json_type_object)
+                 ? parse_object(root, kind, lim, req, e)
+                 : dsk_openai_fail(e, 400, NULL, NULL, "The request body must be a JSON object, not %s.",
+                                   type_desc(root));
+    json_object_put(root);
+    if (rc) {
+        dsk_openai_request_free(req);
+        req->kind = kind;
+        return rc;
+    }
+    if (!req->model)
+        req->model = dsk_xstrdup("");
+    return 0;
+}
+
+void dsk_openai_request_free(dsk_openai_request *req)
+{
+    free(req->model);
+    if (req->chat)
+        json_object_put(req->chat);
+    free(req->prompt);
+    for (int i = 0; i < req->n_stop; i++)
+        free(req->stop[i]);
+    free(req->user);
+    for (int i = 0; i < req->n_ignored && i < DSK_OPENAI_MAX_IGNORED; i++)
+        free(req->ignored[i]);
+    memset(req, 0, sizeof *req);
+}
+
+int dsk_openai_fit_context(dsk_openai_request *req, int prompt_tokens, const dsk_openai_limits *lim,
+                           dsk_openai_error *e)
+{
+    long room = (long)lim->ctx_len - prompt_tokens;
+    if (room < 1 || (req->max_tokens_given && req->max_tokens > room))
+        return dsk_openai_fail(e, 400, req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt",
+                               "context_length_exceeded",
+                               "This model's maximum context length is %d tokens. However, you requested %ld tokens "
+                               "(%d in the %s, %d in the completion). Please reduce the length of the %s or "
+                               "completion.", lim->ctx_len, (long)prompt_tokens + req->max_tokens, prompt_tokens,
+                               req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt", req->max_tokens,
+                               req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt");
+    if (req->max_tokens > room)
+        req->max_tokens = (int)room;
+    return 0;
+}
+
+void dsk_openai_warning_header(const dsk_openai_request *req, dsk_buf *out)
+{
+    if (!req->n_ignored)
+        return;
+    /* 299: "miscellaneous persistent warning" (RFC 7234) */
+    dsk_buf_adds(out, "299 dsk \"ignored fields: ");
+    int shown = req->n_ignored < DSK_OPENAI_MAX_IGNORED ? req->n_ignored : DSK_OPENAI_MAX_IGNORED;
+    for (int i = 0; i < shown; i++) {
+        if (i)
+            dsk_buf_adds(out, ", ");
+        for (const char *p = req->ignored[i]; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            /* a quoted-string may not hold '"' or '\\' unescaped; keep it simple */
+            dsk_buf_addc(out, c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?');
+        }
+    }
+    if (req->n_ignored > shown)
+        dsk_buf_printf(out, " and %d more", req->n_ignored - shown);
+    dsk_buf_addc(out, '"');
+}
+
+/* ---- responses ---------------------------------------------------------------- */
+
+void dsk_openai_make_id(int kind, uint64_t rnd, char out[40])
+{
+    snprintf(out, 40, "%s%016" PRIx64, kind == DSK_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", rnd);
+}
+
+/* Text as a JSON string; token bytes may end mid-character, and JSON
+ * strings must be UTF-8, so invalid parts become U+FFFD. */
+static struct json_object *text_string(const char *s, size_t n)
+{
+    if (!s)
+        s = "";
+    if (dsk_utf8_find_invalid(s, n) == n)
+        return json_object_new_string_len(s, (int)n);
+    dsk_buf b = {0};
+    dsk_utf8_repair(s, n, &b);
+    struct json_object *o = json_object_new_string_len(b.data, (int)b.len);
+    dsk_buf_free(&b);
+    return o;
+}
+
+/* JSON has no -Infinity; OpenAI reports impossible tokens as -9999. */
+static struct json_object *logprob_value(double lp)
+{
+    return json_object_new_double(isfinite(lp) ? lp : -9999.0);
+}
+
+static struct json_object *byte_array(const char *s, size_t n)
+{
+    struct json_object *a = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(a, json_object_new_int((unsigned char)s[i]));
+    return a;
+}
+
+static struct json_object *chat_token(const char *tok, size_t len, double lp)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "token", text_string(tok, len));
+    json_object_object_add(o, "logprob", logprob_value(lp));
+    json_object_object_add(o, "bytes", byte_array(tok, len));
+    return o;
+}
+
+/* chat: {"content":[{"token","logprob","bytes","top_logprobs":[{"token","logprob","bytes"}]}]} */
+static struct json_object *chat_logprobs(const dsk_openai_choice *c)
+{
+    if (!c->logprobs)
+        return NULL;
+    struct json_object *content = json_object_new_array_ext(c->n_logprobs);
+    for (int i = 0; i < c->n_logprobs; i++) {
+        const dsk_openai_token_logprob *t = &c->logprobs[i];
+        struct json_object *o = chat_token(t->token, t->len, t->logprob);
+        struct json_object *top = json_object_new_array_ext(t->n_top);
+        for (int j = 0; j < t->n_top; j++)
+            json_object_array_add(top, chat_token(t->top[j].token, t->top[j].len, t->top[j].logprob));
+        json_object_object_add(o, "top_logprobs", top);
+        json_object_array_add(content, o);
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "content", content);
+    return o;
+}
+
+/* Characters (UTF-8 lead bytes) in s[0..n). */
+static size_t count_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* completions: {"tokens","token_logprobs","top_logprobs":[{token: logprob}],"text_offset"} */
+static struct json_object *completion_logprobs(const dsk_openai_choice *c)
+{
+    if (!c->logprobs)
+        return NULL;
+    struct json_object *tokens = json_object_new_array(), *lps = json_object_new_array(),
+                       *tops = json_object_new_array(), *offsets = json_object_new_array();
+    size_t offset = c->text_offset_base;
+    for (int i = 0; i < c->n_logprobs; i++) {
+        const dsk_openai_token_logprob *t = &c->logprobs[i];
+        json_object_array_add(tokens, text_string(t->token, t->len));
+        json_object_array_add(lps, logprob_value(t->logprob));
+        struct json_object *top = json_object_new_object();
+        for (int j = 0; j < t->n_top; j++) {
+            struct json_object *k = text_string(t->top[j].token, t->top[j].len);
+            /* two tokens can read the same once repaired; the first (likelier) stays */
+            if (!json_object_object_get_ex(top, json_object_get_string(k), NULL))
+                json_object_object_add(top, json_object_get_string(k), logprob_value(t->top[j].logprob));
+            json_object_put(k);
+        }
+        json_object_array_add(tops, top);
+        json_object_array_add(offsets, json_object_new_int64((int64_t)offset));
+        offset += count_chars(t->token, t->len);
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "tokens", tokens);
+    json_object_object_add(o, "token_logprobs", lps);
+    json_object_object_add(o, "top_logprobs", tops);
+    json_object_object_add(o, "text_offset", offsets);
+    return o;
+}
+
+static struct json_object *finish_value(int f)
+{
+    return f == DSK_FINISH_STOP ? json_object_new_string("stop")
+           : f == DSK_FINISH_LENGTH ? json_object_new_string("length") : NULL;
+}
+
+static struct json_object *usage_object(const dsk_openai_usage *u)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "prompt_tokens", json_object_new_int(u->prompt_tokens));
+    json_object_object_add(o, "completion_tokens", json_object_new_int(u->completion_tokens));
+    json_object_object_add(o, "total_tokens", json_object_new_int64((int64_t)u->prompt_tokens + u->completion_tokens));
+    return o;
+}
+
+static struct json_object *envelope(const dsk_openai_meta *m, const char *object)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(m->id ? m->id : ""));
+    json_object_object_add(o, "object", json_object_new_string(object));
+    json_object_object_add(o, "created", json_object_new_int64(m->created));
+    json_object_object_add(o, "model", text_string(m->model, m->model ? strlen(m->model) : 0));
+    return o;
+}
+
+void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice *choices, int n,
+                              const dsk_openai_usage *u, dsk_buf *out)
+{
+    int chat = m->kind == DSK_OPENAI_CHAT;
+    struct json_object *o = envelope(m, chat ? "chat.completion" : "text_completion");
+    struct json_object *list = json_object_new_array_ext(n);
+    for (int i = 0; i < n; i++) {
+        const dsk_openai_choice *c = &choices[i];
+        struct json_object *ch = json_object_new_object();
+        json_object_object_add(ch, "index", json_object_new_int(c->index));
+        if (chat) {
+            struct json_object *msg = json_object_new_object();
+            json_object_object_add(msg, "role", json_object_new_string("assistant"));
+            json_object_object_add(msg, "content", text_string(c->text, c->len));
+            json_object_object_add(ch, "message", msg);
+            json_object_object_add(ch, "logprobs", chat_logprobs(c));
+        } else {
+            json_object_object_add(ch, "text", text_string(c->text, c->len));
+            json_object_object_add(ch, "logprobs", completion_logprobs(c));
+        }
+        json_object_object_add(ch, "finish_reason", finish_value(c->finish_reason));
+        json_object_array_add(list, ch);
+    }
+    json_object_object_add(o, "choices", list);
+    json_object_object_add(o, "usage", usage_object(u));
+    dsk_json_append(o, out);
+    json_object_put(o);
+}
+
+static void sse_event(struct json_object *o, dsk_buf *out)
+{
+    dsk_buf_adds(out, "data: ");
+    dsk_json_append(o, out);  /* compact: strings escape newlines, so one line */
+    dsk_buf_adds(out, "\n\n");
+    json_object_put(o);
+}
+
+static struct json_object *chunk_envelope(const dsk_openai_meta *m, struct json_object *choice)
+{
+    struct json_object *o =
+        envelope(m, m->kind == DSK_OPENAI_CHAT ? "chat.completion.chunk" : "text_completion");
+    struct json_object *list = json_object_new_array();
+    if (choice)
+        json_object_array_add(list, choice);
+    json_object_object_add(o, "choices", list);
+    if (m->include_usage)  /* OpenAI: every chunk but the last carries "usage": null */
+        json_object_object_add(o, "usage", NULL);
+    return o;
+}
+
+void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
+{
+    struct json_object *delta = json_object_new_object();
+    json_object_object_add(delta, "role", json_object_new_string("assistant"));
+    json_object_object_add(delta, "content", json_object_new_string(""));
+    struct json_object *ch = json_object_new_object();
+    json_object_object_add(ch, "index", json_object_new_int(index));
+    json_object_object_add(ch, "delta", delta);
+    json_object_object_add(ch, "logprobs", NULL);
+    json_object_object_add(ch, "finish_reason", NULL);
+    sse_event(chunk_envelope(m, ch), out);
+}
+
+void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out)
+{
+    struct json_object *ch = json_object_new_object();
+    json_object_object_add(ch, "index", json_object_new_int(c->index));
+    if (m->kind == DSK_OPENAI_CHAT) {
+        struct json_object *delta = json_object_new_object();
+        /* the closing chunk has an empty delta unless text came with it */
+        if (c->len || c->finish_reason == DSK_FINISH_NONE)
+            json_object_object_add(delta, "content", text_string(c->text, c->len));
+        json_object_object_add(ch, "delta", delta);
+        json_object_object_add(ch, "logprobs", chat_logprobs(c));
+    } else {
+        json_object_object_add(ch, "text", text_string(c->text, c->len));
+        json_object_object_add(ch, "logprobs", completion_logprobs(c));
+    }
+    json_object_object_add(ch, "finish_reason", finish_value(c->finish_reason));
+    sse_event(chunk_envelope(m, ch), out);
+}
+
+void dsk_openai_sse_usage(const dsk_openai_meta *m, const dsk_openai_usage *u, dsk_buf *out)
+{
+    struct json_object *o = chunk_envelope(m, NULL);
+    json_object_object_add(o, "usage", usage_object(u));  /* replaces the null */
+    sse_event(o, out);
+}
+
+void dsk_openai_sse_done(dsk_buf *out)
+{
+    dsk_buf_adds(out, "data: [DONE]\n\n");
+}
+
+void dsk_openai_sse_error(const dsk_openai_error *e, dsk_buf *out)
+{
+    sse_event(error_object(e), out);
+}
+
+void dsk_openai_models_json(const char *const *ids, int n, long long created, const char *owned_by, dsk_buf *out)
+{
+    struct json_object *o = json_object_new_object(), *data = json_object_new_array_ext(n);
+    json_object_object_add(o, "object", json_object_new_string("list"));
+    for (int i = 0; i < n; i++) {
+        struct json_object *mdl = json_object_new_object();
+        json_object_object_add(mdl, "id", text_string(ids[i], strlen(ids[i])));
+        json_object_object_add(mdl, "object", json_object_new_string("model"));
+        json_object_object_add(mdl, "created", json_object_new_int64(created));
+        json_object_object_add(mdl, "owned_by", json_object_new_string(owned_by ? owned_by : "dsk"));
+        json_object_array_add(data, mdl);
+    }
+    json_object_object_add(o, "data", data);
+    dsk_json_append(o, out);
+    json_object_put(o);
+}
+
+/* ---- stop sequences ------------------------------------------------------------ */
+
+/* Bytes a UTF-8 sequence starting with lead byte c has; 1 for anything
+ * that cannot start one (it is then final as it is). */
+static size_t utf8_len(unsigned char c)
+{
+    return c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 ? (c < 0xF0 ? 3 : 1) : c >= 0xC0 ? 2 : 1;
+}
+
+void dsk_openai_stop_check(const char *text, size_t len, size_t from, char *const *stops, int n_stops,
+                           dsk_openai_stop_result *r)
+{
+    if (from > len)
+        from = len;
+    r->matched = 0;
+    r->which = -1;
+    size_t best = len;
+    for (int i = 0; i < n_stops; i++) {
+        size_t sl = strlen(stops[i]);
+        if (!sl)
+            continue;
+        const char *p = memmem(text + from, len - from, stops[i], sl);
+        if (p && (r->which < 0 || (size_t)(p - text) < best)) {
+            best = (size_t)(p - text);
+            r->which = i;
+        }
+    }
+    if (r->which >= 0) {
+        r->matched = 1;
+        r->safe = best;
+        return;
+    }
+    /* hold back the longest tail that a stop string begins with */
+    size_t hold = 0;
+    for (int i = 0; i < n_stops; i++) {
+        size_t sl = strlen(stops[i]);
+        size_t k = sl - (sl > 0);  /* a complete one would have matched */
+        if (k > len - from)
+            k = len - from;
+        for (; k > hold; k--)
+            if (memcmp(text + len - k, stops[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    size_t safe = len - hold;
+    /* and never end inside a UTF-8 character: find the lead byte of the
+     * last character before safe; if that character runs past safe, stop
+     * before it */
+    size_t q = safe;
+    while (q > from && safe - q < 3 && ((unsigned char)text[q - 1] & 0xC0) == 0x80)
+        q--;
+    if (q > from) {
+        unsigned char lead = (unsigned char)text[q - 1];
+        if (lead >= 0xC0 && safe - (q - 1) < utf8_len(lead))
+            safe = q - 1;
+    }
+    r->safe = safe;
+}

@@ -1,0 +1,32 @@
+/* dsk-serve's HTTP side on libmicrohttpd: routes, authentication, body
+ * limits, and the bridge from OpenAI requests to the continuous-batching
+ * engine (lib/serve/engine.h), whole or streamed as server-sent events.
+ * One thread per connection: a handler may wait for its tokens. */
+#ifndef DSK_SERVE_SERVER_H
+#define DSK_SERVE_SERVER_H
+
+#include "eval/eval.h"
+
+typedef struct dsk_server_opts {
+    const char *host;          /* default 127.0.0.1 */
+    int port;                  /* default 8080; 0: any free port (see dsk_server_port) */
+    int max_batch;             /* sequences decoded together (default 8) */
+    int max_queue;             /* waiting requests before 429 (default 64) */
+    int max_rows;              /* rows per step, decode + prefill chunk (default 64) */
+    int ctx;                   /* tokens per sequence (0: the model's) */
+    size_t max_body;           /* request bytes (default 1 MiB) */
+    int max_connections;       /* default 256 */
+    double timeout_s;          /* per request (default 300) */
+    const char *api_key;       /* Bearer key, or NULL: none */
+    const char *model_name;    /* what /v1/models lists (default: the checkpoint directory's name) */
+} dsk_server_opts;
+
+typedef struct dsk_server dsk_server;
+
+dsk_server *dsk_server_start(dsk_loaded *l, const dsk_server_opts *o, dsk_err *err);
+int dsk_server_port(const dsk_server *s);
+/* Stops accepting, lets running requests finish for up to deadline_s
+ * seconds, cancels the rest, and frees. */
+void dsk_server_stop(dsk_server *s, double deadline_s);
+
+#endif
