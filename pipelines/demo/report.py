@@ -215,3 +215,18 @@ if os.path.exists(table):
     print("Plots: `evaluation/loss.svg` (pretraining), `evaluation/post.svg` (SFT and DPO), "
           "`evaluation/ab.svg` (the A/B test).\n")
 
+served = os.path.join(out, "serve.json")
+if os.path.exists(served):
+    r = json.load(open(served))
+    print("## 10. Serving (dsk-serve)\n")
+    print("`dsk-serve post/ckpt-dpo` answered `POST /v1/chat/completions` with \"Is 7 even or odd?\":\n")
+    print(f"> {r['choices'][0]['message']['content']!r} (finish: {r['choices'][0]['finish_reason']}, "
+          f"{r['usage']['prompt_tokens']} prompt + {r['usage']['completion_tokens']} completion tokens)\n")
+    m = os.path.join(out, "serve-metrics.txt")
+    if os.path.exists(m):
+        for l in open(m):
+            if l.startswith(("dsk:time_to_first_token_seconds_sum", "dsk:e2e_request_latency_seconds_sum")):
+                name, v = l.split()
+                print(f"- `{name.replace('_sum', '')}`: {float(v) * 1000:.1f} ms")
+        print()
+
