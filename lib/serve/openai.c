@@ -159,7 +159,7 @@ static int get_number(struct json_object *v, const char *param, double lo, int l
 static void add_ignored(dsk_openai_request *req, const char *name)
 {
     if (req->n_ignored < DSK_OPENAI_MAX_IGNORED)
-        req->ignored[req->n_ignored] = dsk_xstrndup(name, 64);
+        req->ignored[req->n_ignored] = dsk_xstrndup(name, strnlen(name, 64));  /* copies exactly n bytes */
     req->n_ignored++;
 }
 
