@@ -169,4 +169,21 @@ else
 fi
 kill -TERM "$pid"; wait "$pid"
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
+root=$(cd "$(dirname "$0")/../.." && pwd)
+if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+    check "the Kubernetes manifests and the Prometheus config parse, with probes on /health" /usr/bin/python3 - "$root" <<'PY'
+import sys, yaml
+root = sys.argv[1]
+docs = list(yaml.safe_load_all(open(f"{root}/pipelines/k8s/dsk-serve.yaml")))
+kinds = [d["kind"] for d in docs]
+assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler"], kinds
+c = docs[0]["spec"]["template"]["spec"]["containers"][0]
+assert c["readinessProbe"]["httpGet"]["path"] == "/health" and c["livenessProbe"]["httpGet"]["path"] == "/health"
+assert c["args"][0] == "dsk-serve" and "limits" in c["resources"]
+p = yaml.safe_load(open(f"{root}/pipelines/k8s/prometheus.yml"))
+assert p["scrape_configs"][0]["metrics_path"] == "/metrics"
+PY
+else
+    echo "ok $((tap_n += 1)) # SKIP python3-yaml is not installed"
+fi
 echo "1..$tap_n"

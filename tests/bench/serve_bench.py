@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""dsk-serve under load, and llama.cpp's batch-1 decode on the same model.
+
+    serve_bench.py URL [--gguf MODEL.gguf --llama-python] [--json OUT]
+
+Against a running dsk-serve at URL (completions endpoint, sampled text so
+answers do not end early):
+  - batch-1 decode: one request at a time, tokens/s of generation;
+  - 32 concurrent streams: aggregate generated tokens/s, its ratio to
+    batch-1, and the time to first token (median, P99);
+  - short requests (1 token) from 32 clients: requests per second.
+With --gguf, llama.cpp (llama-cpp-python, same threads) decodes the same
+number of tokens batch-1 on that file, for the comparison.
+"""
+import argparse
+import json
+import statistics
+import threading
+import time
+import urllib.request
+
+MAX_TOKENS = 48
+
+
+def stream(url, prompt, max_tokens, seed):
+    body = json.dumps({"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 1.0,
+                       "seed": seed, "stream": True, "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    t0 = time.monotonic()
+    first, tokens = None, 0
+    with urllib.request.urlopen(req, timeout=600) as r:
+        buf = b""
+        for chunk in iter(lambda: r.read1(65536), b""):
+            buf += chunk
+            while b"\n\n" in buf:
+                ev, buf = buf.split(b"\n\n", 1)
+                if not ev.startswith(b"data: ") or ev == b"data: [DONE]":
+                    continue
+                j = json.loads(ev[6:])
+                if j.get("choices") and first is None:
+                    first = time.monotonic() - t0
+                if j.get("usage"):
+                    tokens = j["usage"]["completion_tokens"]
+    return first if first is not None else time.monotonic() - t0, tokens, time.monotonic() - t0
+
+
+def concurrent(url, n, max_tokens):
+    out, lock = [], threading.Lock()
+
+    def one(i):
+        r = stream(url, f"the {i} ", max_tokens, i)
+        with lock:
+            out.append(r)
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    return out, time.monotonic() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("--gguf")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    res = {}
+    # batch-1
+    tok = secs = 0
+    for i in range(5):
+        _, t, s = stream(a.url, f"the {i} ", MAX_TOKENS, 100 + i)
+        tok, secs = tok + t, secs + s
+    res["batch1_tokens_per_s"] = tok / secs
+    # 32 concurrent streams
+    out, wall = concurrent(a.url, 32, MAX_TOKENS)
+    ttft = sorted(r[0] for r in out)
+    res["streams32_tokens_per_s"] = sum(r[1] for r in out) / wall
+    res["streams32_ratio"] = res["streams32_tokens_per_s"] / res["batch1_tokens_per_s"]
+    res["ttft_median_ms"] = 1000 * statistics.median(ttft)
+    res["ttft_p99_ms"] = 1000 * ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))]
+    # short requests: 32 clients, 1 token each, 4 rounds
+    t0 = time.monotonic()
+    n = 0
+    for _ in range(4):
+        out, _ = concurrent(a.url, 32, 1)
+        n += len(out)
+    res["short_qps"] = n / (time.monotonic() - t0)
+    if a.gguf:
+        from llama_cpp import Llama
+        llm = Llama(model_path=a.gguf, n_ctx=256, n_threads=a.threads, verbose=False, seed=1)
+        tok = secs = 0
+        for i in range(5):
+            t0 = time.monotonic()
+            r = llm.create_completion(f"the {i} ", max_tokens=MAX_TOKENS, temperature=1.0, seed=100 + i)
+            secs += time.monotonic() - t0
+            tok += r["usage"]["completion_tokens"]
+        res["llamacpp_batch1_tokens_per_s"] = tok / secs
+    print(f"dsk-serve batch-1 decode: {res['batch1_tokens_per_s']:.1f} tokens/s"
+          + (f"   llama.cpp (same GGUF model, Q4_K_M, {a.threads} threads): "
+             f"{res['llamacpp_batch1_tokens_per_s']:.1f} tokens/s  ratio "
+             f"{res['batch1_tokens_per_s'] / res['llamacpp_batch1_tokens_per_s']:.2f}x" if a.gguf else ""))
+    print(f"32 concurrent streams: {res['streams32_tokens_per_s']:.1f} tokens/s aggregate = "
+          f"{res['streams32_ratio']:.2f}x batch-1 (target >= 3x); time to first token median "
+          f"{res['ttft_median_ms']:.0f} ms, P99 {res['ttft_p99_ms']:.0f} ms (target < 500 ms)")
+    print(f"short requests (1 token) from 32 clients: {res['short_qps']:.1f} requests/s (the seed's target: 500)")
+    if a.json:
+        json.dump(res, open(a.json, "w"))
+
+
+if __name__ == "__main__":
+    main()

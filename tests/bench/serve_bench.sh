@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# dsk-serve: batch-1 decode against llama.cpp on the same model, 32
+# concurrent streams, time to first token, short-request QPS.  Uses the
+# model quant_bench.sh trained (all-global tiny) in its GPTQ int4 form, and
+# llama.cpp's Q4_K_M of it.
+#   serve_bench.sh BIN OUT   -> OUT/serve-results.json
+set -euo pipefail
+BIN=$1 out=$2
+root=$(cd "$(dirname "$0")/../.." && pwd)
+q=$out/quant
+venv=$out/llama-venv
+port=18399
+"$BIN/dsk-serve" "$q/gptq" --port $port --max-batch 32 --max-queue 256 --max-rows 64 2> "$out/serve-bench.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/health >/dev/null && break; sleep 0.2; done
+"$venv/bin/python" "$root/tests/bench/serve_bench.py" http://127.0.0.1:$port --gguf "$q/q4_k_m.gguf" \
+    --threads "$(nproc)" --json "$out/serve-results.json"
