@@ -97,9 +97,19 @@ FUZZ_FLAGS  = -fopenmp -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-
 FUZZ_BINS   = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*/*.h)
+# The library is compiled once with coverage and sanitizers
+# (fuzzer-no-link), each target then links against it.
+FUZZ_LIB_FLAGS = -fopenmp -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 $(FUZZ_LIB_FLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/libdsk.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libdsk.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -o $@ $< $(BUILD)/fuzz/libdsk.a $(LDLIBS)
+-include $(FUZZ_LIB_OBJ:.o=.d)
 
 fuzz-build: $(FUZZ_BINS)
 
