@@ -89,18 +89,16 @@ static int finish_reason(const choice_state *c)
     return c->stopped || c->engine_finish == DSK_ENGINE_STOP ? DSK_FINISH_STOP : DSK_FINISH_LENGTH;
 }
 
-/* Stream: the text that became final since the last chunk. */
+/* Stream: the text that became final since the last chunk; the final
+ * chunk carries the finish reason even when it has no text. */
 static void emit_delta(gen_req *g, choice_state *c, int final)
 {
-    if (!g->req.stream)
+    if (!g->req.stream || (c->safe <= c->sent && !final))
         return;
-    size_t upto = final ? c->safe : c->safe;
-    if (upto > c->sent || final) {
-        dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", upto - c->sent,
-                                final ? finish_reason(c) : DSK_FINISH_NONE, NULL, 0, 0};
-        dsk_openai_sse_chunk(&g->meta, &oc, &g->out);
-        c->sent = upto;
-    }
+    dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", c->safe - c->sent,
+                            final ? finish_reason(c) : DSK_FINISH_NONE, NULL, 0, 0};
+    dsk_openai_sse_chunk(&g->meta, &oc, &g->out);
+    c->sent = c->safe;
 }
 
 static int on_token(void *ctx, const dsk_engine_token *t)
