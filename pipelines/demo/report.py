@@ -221,7 +221,8 @@ if os.path.exists(served):
     print("## 10. Serving (dsk-serve)\n")
     print("`dsk-serve post/ckpt-dpo` answered `POST /v1/chat/completions` with \"Is 7 even or odd?\":\n")
     print(f"> {r['choices'][0]['message']['content']!r} (finish: {r['choices'][0]['finish_reason']}, "
-          f"{r['usage']['prompt_tokens']} prompt + {r['usage']['completion_tokens']} completion tokens)\n")
+          f"{r['usage']['prompt_tokens']} prompt + {r['usage']['completion_tokens']} completion tokens); "
+          "the right answer is 'odd': the model gets about 94% of held-out numbers right (section 7)\n")
     m = os.path.join(out, "serve-metrics.txt")
     if os.path.exists(m):
         for l in open(m):
