@@ -1,5 +1,4 @@
 /* AWQ: activation-aware scaling of input channels, and clipping. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +21,6 @@ static void scaled_rtn(const float *W, int rows, int cols, const float *s, int g
             out[(size_t)j * cols + i] /= s[i];
     dsk_qmat_free(&q);
     free(Ws);
-}
-
-/* tr(E H Eᵀ) with E = W - Wq: the summed squared output error. */
-static double output_sq_error(const float *W, const float *Wq, int rows, int cols, const double *H)
-{
-    size_t n = (size_t)rows * cols;
-    double *E = dsk_xmalloc(n * sizeof *E), *EH = dsk_xmalloc(n * sizeof *EH), sum = 0;
-    for (size_t i = 0; i < n; i++)
-        E[i] = (double)W[i] - Wq[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0, E, cols, H, cols, 0.0, EH, cols);
-    for (size_t i = 0; i < n; i++)
-        sum += EH[i] * E[i];
-    free(E);
-    free(EH);
-    return sum;
 }
 
 double dsk_awq_search(float *const *W, const int *rows, int n, int cols, const double *H, const double *absmean,
@@ -64,7 +48,7 @@ double dsk_awq_search(float *const *W, const int *rows, int n, int cols, const d
         double e = 0;
         for (int k = 0; k < n; k++) {
             scaled_rtn(W[k], rows[k], cols, trial, group, sym, Wq);
-            e += output_sq_error(W[k], Wq, rows[k], cols, H);
+            e += dsk_quant_output_sq_error(W[k], Wq, rows[k], cols, H);
         }
         if (e < best) {
             best = e;

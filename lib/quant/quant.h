@@ -81,6 +81,10 @@ double dsk_awq_search(float *const *W, const int *rows, int n, int cols, const d
  * ratios in (0.5, 1] to minimise the group's output error eᵀ H_gg e. */
 void dsk_awq_quantize_clipped(const float *W, const double *H, int sym, int grid, dsk_qmat *q);
 
+/* tr(E H Eᵀ) with E = W - Wq (Wq NULL: zero): the summed squared error
+ * of the layer's outputs on the inputs whose 2XᵀX is H (the summed
+ * squared weight error when H is NULL). */
+double dsk_quant_output_sq_error(const float *W, const float *Wq, int rows, int cols, const double *H);
 double dsk_quant_output_error(const float *W, const float *Wq, int rows, int cols, const double *H);
 
 /* ---- a whole model ---- */

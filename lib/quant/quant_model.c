@@ -94,6 +94,8 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
     } else {
         dsk_quant_rtn(W, o->sym, &L->q);
     }
+    /* Plain RTN of the unscaled weight is its own comparison. */
+    int plain_rtn = !s && !(o->method == DSK_QUANT_GPTQ && st) && !(o->method == DSK_QUANT_AWQ && st && clip);
     c->out->n++;
     size_t n = (size_t)rows * cols;
     float *D = dsk_xmalloc(n * sizeof *D), *R = dsk_xmalloc(n * sizeof *R);
@@ -103,12 +105,16 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
         R[k] = s ? D[k] / s[k % cols] : D[k];
     const double *H = st ? st->H : NULL;
     L->err = dsk_quant_output_error(ref, R, rows, cols, H);
-    dsk_qmat rq;
-    dsk_qmat_init(&rq, rows, cols, o->group_size);
-    dsk_quant_rtn(ref, o->sym, &rq);
-    dsk_qmat_dequantize(&rq, R);
-    L->rtn_err = dsk_quant_output_error(ref, R, rows, cols, H);
-    dsk_qmat_free(&rq);
+    if (plain_rtn) {
+        L->rtn_err = L->err;
+    } else {
+        dsk_qmat rq;
+        dsk_qmat_init(&rq, rows, cols, o->group_size);
+        dsk_quant_rtn(ref, o->sym, &rq);
+        dsk_qmat_dequantize(&rq, R);
+        L->rtn_err = dsk_quant_output_error(ref, R, rows, cols, H);
+        dsk_qmat_free(&rq);
+    }
     memcpy(W, D, n * sizeof *W);
     upload(c, t);
     free(D);

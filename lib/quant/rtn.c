@@ -99,31 +99,31 @@ void dsk_quant_rtn(const float *W, int sym, dsk_qmat *q)
     }
 }
 
-double dsk_quant_output_error(const float *W, const float *Wq, int rows, int cols, const double *H)
+double dsk_quant_output_sq_error(const float *W, const float *Wq, int rows, int cols, const double *H)
 {
     size_t n = (size_t)rows * cols;
-    double *E = dsk_xmalloc(n * sizeof *E), *EH = H ? dsk_xmalloc(n * sizeof *EH) : NULL;
-    double num = 0, den = 0;
+    double sum = 0;
     if (!H) {
         for (size_t i = 0; i < n; i++) {
-            num += ((double)W[i] - Wq[i]) * ((double)W[i] - Wq[i]);
-            den += (double)W[i] * W[i];
+            double e = (double)W[i] - (Wq ? Wq[i] : 0);
+            sum += e * e;
         }
-        free(E);
-        return den > 0 ? num / den : 0;
+        return sum;
     }
-    /* trace(E H Eᵀ) / trace(W H Wᵀ), each as one product. */
+    /* One product: E H, then the trace against E. */
+    double *E = dsk_xmalloc(n * sizeof *E), *EH = dsk_xmalloc(n * sizeof *EH);
     for (size_t i = 0; i < n; i++)
-        E[i] = (double)W[i] - Wq[i];
+        E[i] = (double)W[i] - (Wq ? Wq[i] : 0);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0, E, cols, H, cols, 0.0, EH, cols);
     for (size_t i = 0; i < n; i++)
-        num += EH[i] * E[i];
-    for (size_t i = 0; i < n; i++)
-        E[i] = W[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0, E, cols, H, cols, 0.0, EH, cols);
-    for (size_t i = 0; i < n; i++)
-        den += EH[i] * E[i];
+        sum += EH[i] * E[i];
     free(E);
     free(EH);
-    return den > 0 ? num / den : 0;
+    return sum;
+}
+
+double dsk_quant_output_error(const float *W, const float *Wq, int rows, int cols, const double *H)
+{
+    double den = dsk_quant_output_sq_error(W, NULL, rows, cols, H);
+    return den > 0 ? dsk_quant_output_sq_error(W, Wq, rows, cols, H) / den : 0;
 }
