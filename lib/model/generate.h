@@ -4,7 +4,9 @@
  *
  * The generator reuses the model's weights and backend but has its own
  * single-token buffers, so it can run between training steps without
- * touching the training activations. */
+ * touching the training activations.  It is lib/model/decode_batch.h's
+ * decoder with one sequence slot, so one decode path serves dsk-train's
+ * samples, dsk-eval and dsk-serve. */
 #ifndef DSK_MODEL_GENERATE_H
 #define DSK_MODEL_GENERATE_H
 
@@ -20,12 +22,9 @@ typedef struct dsk_sampler_opts {
 typedef struct dsk_generator {
     dsk_model *m;
     int max_len, len;                 /* cache capacity and tokens in it */
-    float **k_cache, **v_cache;       /* device, per layer [max_len, KV*hd] */
-    float *x, *h, *rstd, *q, *k, *v, *att, *g, *u, *act, *logits;   /* device, one token */
-    int32_t *tok, *pos;               /* device, one each */
-    float *host_logits;               /* [vocab] */
+    struct dsk_batch_decoder *d;      /* one slot, one row a step: the batched decoder's code path */
+    float *host_logits;               /* [vocab], the decoder's: the logits after the last token fed */
     int *order;                       /* sampler scratch [vocab] */
-    dsk_moe_bufs moe;                 /* one token's MoE buffers, shared by the layers */
 } dsk_generator;
 
 dsk_generator *dsk_generator_new(dsk_model *m, int max_len);

@@ -1,4 +1,5 @@
-/* The batched decoder against the single-sequence generator: the same
+/* The batched decoder against itself fed one token at a time (the
+ * single-sequence generator is its one-slot instance): the same
  * logits for every sequence, whether its prompt is fed in one step with
  * other sequences' rows, in chunks, or a token at a time. */
 #include "test.h"
