@@ -100,5 +100,9 @@ static inline uint32_t dsk_tokenizer_text_bytes(const dsk_tokenizer *t, uint32_t
 {
     return id < t->n_vocab && !t->is_special[id] ? (uint32_t)(t->tok[id] & 0xffffff) : 0;
 }
+static inline int dsk_tokenizer_is_special(const dsk_tokenizer *t, uint32_t id)
+{
+    return id < t->n_vocab && t->is_special[id];
+}
 
 #endif

@@ -1,5 +1,6 @@
 /* GET /: a small chat page, static HTML and vanilla JavaScript, that
- * streams the reply from /v1/chat/completions as it arrives. */
+ * streams the reply from /v1/chat/completions as it arrives.  Query
+ * parameters: key (the API key), temperature. */
 const char dsk_serve_chat_page[] =
     "<!doctype html>\n"
     "<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dsk-serve</title>\n"
@@ -19,11 +20,12 @@ const char dsk_serve_chat_page[] =
     "  ev.preventDefault(); const text = q.value.trim(); if (!text) return; q.value = '';\n"
     "  line('user', text); messages.push({role: 'user', content: text});\n"
     "  const out = line('assistant', ''); out.id = 'reply-' + messages.length;\n"
-    "  const key = new URLSearchParams(location.search).get('key');\n"
+    "  const opt = new URLSearchParams(location.search), key = opt.get('key');\n"
     "  const headers = {'Content-Type': 'application/json'}; if (key) headers.Authorization = 'Bearer ' + key;\n"
-    "  const r = await fetch('/v1/chat/completions', {method: 'POST', headers,\n"
-    "    body: JSON.stringify({model: 'dsk', messages, stream: true, max_tokens: 64})});\n"
-    "  if (!r.ok) { out.textContent = 'error: ' + (await r.text()); return; }\n"
+    "  const body = {model: 'dsk', messages, stream: true};   // the server's default length, fit to the context\n"
+    "  if (opt.has('temperature')) body.temperature = Number(opt.get('temperature'));\n"
+    "  const r = await fetch('/v1/chat/completions', {method: 'POST', headers, body: JSON.stringify(body)});\n"
+    "  if (!r.ok) { out.textContent = 'error: ' + (await r.text()); out.dataset.done = '1'; return; }\n"
     "  const reader = r.body.getReader(), dec = new TextDecoder(); let buf = '', reply = '';\n"
     "  for (;;) { const {value, done} = await reader.read(); if (done) break;\n"
     "    buf += dec.decode(value, {stream: true}); let i;\n"

@@ -156,8 +156,9 @@ static void *run(void *arg)
                 dsk_batch_decoder_reset(e->d, i);
                 continue;
             }
-            dsk_engine_token t;
-            logprobs(logits, V, tok, s->r.top_logprobs, &t);
+            dsk_engine_token t = {.id = tok};
+            if (s->r.logprobs)   /* a pass over the vocabulary: only when asked */
+                logprobs(logits, V, tok, s->r.top_logprobs, &t);
             int stop = s->r.on_token(s->r.ctx, &t);
             s->generated++;
             s->last = tok;

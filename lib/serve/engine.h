@@ -33,7 +33,8 @@ typedef struct dsk_engine_request {
     dsk_sampler_opts sampler;
     uint64_t seed;
     int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
-    int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token */
+    int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
+    int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* on_token for each generated token (returning nonzero ends the
      * sequence as stopped: a stop string matched); then on_done exactly
      * once.  Both run under the engine's lock: they must not call the

@@ -376,7 +376,7 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     }
     static const char *const optional[] = {"temperature", "top_p", "top_k", "stop", "seed", "n", "stream",
                                            "stream_options", "logprobs", "top_logprobs", "user",
-                                           "frequency_penalty", "presence_penalty"};
+                                           "frequency_penalty", "presence_penalty", "ignore_eos"};
     for (size_t i = 0; null && i < sizeof optional / sizeof *optional; i++)
         if (strcmp(key, optional[i]) == 0 && (chat || strcmp(key, "top_logprobs") != 0))
             return 0;
@@ -428,6 +428,8 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     }
     if (strcmp(key, "user") == 0)
         return parse_string(v, key, &req->user, e);
+    if (strcmp(key, "ignore_eos") == 0)
+        return get_bool(v, key, &req->ignore_eos, e);
     if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0) {
         double *p = key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty;
         if (get_number(v, key, -2, 0, 2, p, e))

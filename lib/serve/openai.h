@@ -81,6 +81,7 @@ typedef struct dsk_openai_request {
     int want_logprobs;         /* chat: logprobs true; completion: logprobs present and not null */
     int top_logprobs;          /* chat: 0..20 alternatives per token; completion: copy of logprobs */
     char *user;                /* as sent, or NULL */
+    int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
     /* Accepted in [-2, 2] but not implemented by the sampler: a nonzero
      * value is listed in ignored[], so the client learns through the
      * warning header that it had no effect rather than getting an error

@@ -24,11 +24,11 @@ PY
 dsk-bpe train --vocab-size 280 -o "$T/tok.json" "$T/chat.jsonl" 2>/dev/null
 dsk-bpe encode -t "$T/tok.json" -o "$T/chat.dskt" "$T/chat.jsonl"
 dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/chat.dskt"
-dsk-train -q -j 2 --config nano --data "$T/ds" --out "$T/ck" -b 8 --steps 40 --lr 3e-3 --warmup 5 --eval-every 0
+dsk-train -q -j 2 --config nano --data "$T/ds" --out "$T/ck" -b 8 --steps 200 --lr 3e-3 --warmup 5 --eval-every 0
 
 # start_server NAME ARGS...: starts dsk-serve on a free port; sets $port and $pid
 start_server() {
-    dsk-serve "$T/ck" --port 0 -j 2 "$@" 2>"$T/serve.err" &
+    dsk-serve "${ckpt:-$T/ck}" --port 0 -j 2 "$@" 2>"$T/serve.err" &
     pid=$!
     port=""
     for _ in $(seq 100); do
@@ -76,6 +76,41 @@ assert [c for c in chunks if c["choices"]][-1]["choices"][0]["finish_reason"] in
 st, body, _ = call("/v1/completions", {"model": "m", "prompt": "red green", "max_tokens": 4, "n": 2, "seed": 1,
                                        "temperature": 1.0})
 r = json.loads(body); assert st == 200 and r["object"] == "text_completion" and len(r["choices"]) == 2, body
+# logprobs: one entry per generated token, whose texts make up the answer;
+# greedy picks the best alternative; a stream reports the same values
+lp = {**chat, "temperature": 0, "max_tokens": 6, "logprobs": True, "top_logprobs": 3}
+st, body, _ = call("/v1/chat/completions", lp); r = json.loads(body); c0 = r["choices"][0]
+content = c0["logprobs"]["content"]
+assert st == 200 and c0["message"]["content"] == "cat" and c0["finish_reason"] == "stop", body   # it learnt that
+assert "".join(t["token"] for t in content) == c0["message"]["content"], body
+assert len(content) == r["usage"]["completion_tokens"] - (c0["finish_reason"] == "stop"), body
+for t in content:
+    tops = t["top_logprobs"]
+    assert len(tops) == 3 and t["logprob"] <= 0 and bytes(t["bytes"]).decode() == t["token"], t
+    assert tops[0]["token"] == t["token"] and abs(tops[0]["logprob"] - t["logprob"]) < 1e-6, t
+    assert tops[0]["logprob"] >= tops[1]["logprob"] >= tops[2]["logprob"], t
+st, body, _ = call("/v1/chat/completions", {**chat, "temperature": 0})
+assert json.loads(body)["choices"][0]["logprobs"] is None, body
+st, sse, _ = call("/v1/chat/completions", {**lp, "stream": True})
+chunks = [json.loads(e[6:]) for e in sse.split("\n\n")[:-2]]
+streamed = [t for c in chunks for t in ((c["choices"][0].get("logprobs") or {}).get("content") or [])]
+assert streamed == content, (streamed, content)
+tpl = "<|user|>say red<|end|><|assistant|>"   # special-token text in a completion prompt is the token
+st, body, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs": 2, "temperature": 0})
+c0 = json.loads(body)["choices"][0]; l = c0["logprobs"]
+assert st == 200 and "".join(l["tokens"]) == c0["text"] and len(l["tokens"]) == len(l["token_logprobs"]), body
+assert l["text_offset"] == [sum(len(x) for x in l["tokens"][:i]) for i in range(len(l["tokens"]))], l
+assert all(len(tp) <= 2 and max(tp.values()) >= lp_ - 1e-6 for tp, lp_ in zip(l["top_logprobs"], l["token_logprobs"])), l
+assert len(l["tokens"]) >= 1, l
+st, sse, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs": 2, "temperature": 0,
+                                      "stream": True})
+chunks = [json.loads(e[6:])["choices"][0] for e in sse.split("\n\n")[:-2]]
+for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+    assert [x for c in chunks for x in (c["logprobs"] or {}).get(key, [])] == l[key], (key, chunks, l)
+# a completion ends with the turn, as a chat does, and special tokens are not text
+st, body, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 20, "temperature": 0})
+r = json.loads(body); c0 = r["choices"][0]
+assert st == 200 and c0["finish_reason"] == "stop" and "<|" not in c0["text"] and r["usage"]["prompt_tokens"] < 10, body
 # errors: OpenAI's error object with the right status
 def err(st, body, status, param=None):
     e = json.loads(body)["error"]
@@ -92,7 +127,7 @@ assert st == 200 and "frobnicate" in hdr.get("Warning", ""), hdr
 # a client that goes away mid-stream: its sequence is cancelled at once
 c = http.client.HTTPConnection(url[7:].split(":")[0], int(url.rsplit(":", 1)[1]), timeout=30)
 c.request("POST", "/v1/completions", json.dumps({"prompt": "red", "max_tokens": 25, "stream": True,
-                                                 "temperature": 1, "stop": ["zzzz"]}), {"Content-Type": "application/json"})
+                                                 "temperature": 1, "ignore_eos": True}), {"Content-Type": "application/json"})
 resp = c.getresponse(); resp.read1(10); c.close()
 for _ in range(100):
     m = call("/metrics")[1]
@@ -104,7 +139,7 @@ else:
 # the queue: 2 slots + 2 waiting; more at once get 429 with Retry-After
 codes, lock = [], threading.Lock()
 def hit():
-    st, body, hdr = call("/v1/completions", {"prompt": "red green blue", "max_tokens": 50, "stop": ["zzzz"],
+    st, body, hdr = call("/v1/completions", {"prompt": "red green blue", "max_tokens": 50, "ignore_eos": True,
                                              "temperature": 1})
     with lock: codes.append((st, hdr.get("Retry-After")))
 ts = [threading.Thread(target=hit) for _ in range(24)]
@@ -116,11 +151,131 @@ assert sum(s == 200 for s, _ in codes) >= 2, codes   # how many fit depends on t
 m = call("/metrics")[1]
 assert "# TYPE dsk:time_to_first_token_seconds histogram" in m, m[:500]
 ok200 = [l for l in m.splitlines() if l.startswith('dsk:requests_total{endpoint="/v1/chat/completions",status="200"}')]
-assert ok200 and float(ok200[0].split()[-1]) == 5, ok200   # chat, two greedy, the stream, the warning
+assert ok200 and float(ok200[0].split()[-1]) == 8, ok200   # chat, two greedy, a stream, 3 logprobs, the warning
 PY
+# The chat page in a real browser: headless Chromium types a question and
+# the streamed reply appears (Debian's chromium and chromium-driver, and
+# selenium in the test Python).
+if command -v chromedriver >/dev/null && [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import selenium' 2>/dev/null; then
+    check "the chat page streams a reply in headless Chromium" "$DSK_PY" - "$url" <<'PY'
+import sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+o = webdriver.ChromeOptions()
+for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+try:
+    d.get(sys.argv[1] + "/?temperature=0")
+    assert d.title == "dsk-serve", d.title
+    d.find_element(By.ID, "q").send_keys("say cat")
+    d.find_element(By.ID, "send").click()
+    WebDriverWait(d, 30).until(lambda d: d.find_element(By.ID, "reply-1").get_attribute("data-done") == "1")
+    assert d.find_element(By.CSS_SELECTOR, "#log .user").text == "say cat"
+    reply = d.find_element(By.ID, "reply-1").text
+    assert reply == "cat", repr(reply)   # greedy: what the API answered above
+finally:
+    d.quit()
+PY
+else
+    echo "ok $((tap_n += 1)) # SKIP chromium-driver or selenium (in DSK_PY) is not installed"
+fi
 kill -TERM "$pid"
 wait "$pid"; rc=$?
 check "SIGTERM stops the server with status 0" test "$rc" -eq 0
+
+# A client that gives up on a whole (non-streamed) answer: one slot, eight
+# long choices queued behind each other (a model with a long context);
+# closing the connection cancels them all within a fraction of a second.
+dsk-train -q -j 2 --config nano --set seq_len=1024 --data "$T/ds" --out "$T/ck-long" -b 8 --steps 2 --eval-every 0
+ckpt=$T/ck-long start_server --max-batch 1 --max-queue 16
+url=http://127.0.0.1:$port
+check "a client disconnect cancels a non-streamed request" python3 - "$url" <<'PY'
+import json, socket, sys, time, urllib.request
+url = sys.argv[1]; host, port = url[7:].split(":")
+body = json.dumps({"prompt": "red", "max_tokens": 1000, "n": 8, "temperature": 1, "ignore_eos": True}).encode()
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+          + str(len(body)).encode() + b"\r\n\r\n" + body)
+def gauge(name):
+    m = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    return sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith(name)), m
+for _ in range(50):
+    if gauge("dsk:num_requests_running")[0] > 0: break
+    time.sleep(0.02)
+s.close()
+t0 = time.time()
+while time.time() - t0 < 5:
+    run, m = gauge("dsk:num_requests_running")
+    wait, _ = gauge("dsk:num_requests_waiting")
+    if run == 0 and wait == 0: break
+    time.sleep(0.05)
+assert run == 0 and wait == 0, (run, wait)
+assert 'status="499"} 1' in m, [l for l in m.splitlines() if "requests_total" in l]
+PY
+kill -TERM "$pid"; wait "$pid"
+
+# Load: rounds of 48 concurrent streams and whole answers on loopback.
+# Nothing fails, every stream is complete, the resident memory after the
+# last round is where it was after the second (no leak per request), and
+# /metrics counts exactly what was sent and received.
+start_server --max-batch 8 --max-queue 256
+url=http://127.0.0.1:$port
+check "load: concurrent streams all succeed, memory stays flat, metrics match" python3 - "$url" "$pid" "${DSK_SAN:-}" <<'PY'
+import http.client, json, sys, threading
+url, pid, san = sys.argv[1], sys.argv[2], sys.argv[3]
+host, port = url[7:].split(":")
+rounds, clients = (3, 16) if san else (6, 48)
+totals = {"requests": 0, "prompt": 0, "completion": 0}
+lock, failures = threading.Lock(), []
+def one(i):
+    stream = i % 3 != 0
+    body = {"prompt": "red green" + " blue" * (i % 5), "max_tokens": 8 + i % 9, "temperature": 1, "seed": i,
+            "ignore_eos": i % 2 == 0}
+    if stream: body.update(stream=True, stream_options={"include_usage": True})
+    try:
+        c = http.client.HTTPConnection(host, int(port), timeout=120)
+        c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        r = c.getresponse(); data = r.read().decode(); c.close()
+        assert r.status == 200, (r.status, data)
+        if stream:
+            ev = data.split("\n\n"); assert ev[-2] == "data: [DONE]", ev[-3:]
+            usage = json.loads(ev[-3][6:])["usage"]
+        else:
+            usage = json.loads(data)["usage"]
+        assert 1 <= usage["completion_tokens"] <= body["max_tokens"], usage
+        assert usage["completion_tokens"] == body["max_tokens"] or not body["ignore_eos"], usage
+        with lock:
+            totals["requests"] += 1; totals["prompt"] += usage["prompt_tokens"]
+            totals["completion"] += usage["completion_tokens"]
+    except Exception as e:
+        with lock: failures.append(repr(e))
+def rss_kib():
+    return int([l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].split()[1])
+rss = []
+for k in range(rounds):
+    ts = [threading.Thread(target=one, args=(k * clients + i,)) for i in range(clients)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+    rss.append(rss_kib())
+assert not failures, failures[:5]
+assert totals["requests"] == rounds * clients, totals
+# the first rounds warm the allocator's arenas; from the second on, flat
+# (ASan's quarantine holds freed memory on purpose: there, leaks are its own check)
+growth = rss[-1] - rss[1]
+assert san or growth < 3072, f"resident memory grew {growth} KiB over {rounds - 2} rounds: {rss}"
+c = http.client.HTTPConnection(host, int(port), timeout=30); c.request("GET", "/metrics")
+m = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in c.getresponse().read().decode().splitlines()
+     if l and not l.startswith("#")}
+assert m['dsk:requests_total{endpoint="/v1/completions",status="200"}'] == totals["requests"], m
+assert m["dsk:prompt_tokens_total"] == totals["prompt"], (m["dsk:prompt_tokens_total"], totals)
+assert m["dsk:generation_tokens_total"] == totals["completion"], (m["dsk:generation_tokens_total"], totals)
+assert m["dsk:e2e_request_latency_seconds_count"] == totals["requests"], m
+assert m["dsk:num_requests_running"] == 0 and m["dsk:num_requests_waiting"] == 0, m
+print(f"# {totals['requests']} requests, {totals['completion']} tokens, RSS {rss[0]} -> {rss[-1]} KiB")
+PY
+kill -TERM "$pid"; wait "$pid"
 
 start_server --api-key s3cret
 url=http://127.0.0.1:$port

@@ -153,6 +153,7 @@ TEST(stop_tokens_logprobs_cancel_queue)
     result a;
     init_result(&a);
     dsk_engine_request q = request(p, 4, &a);
+    q.logprobs = 1;
     q.top_logprobs = 3;
     q.max_tokens = 6;
     CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
