@@ -42,10 +42,16 @@ help:
 	@echo "make install    install tools and man pages under PREFIX (default /usr/local)"
 
 # ---- release build ----------------------------------------------------------
-# The CPU kernels: -O3 vectorizes their loops, -fno-math-errno lets sqrt
-# vectorize (nothing reads errno there).
-KERNEL_CFLAGS = -O3 -fno-math-errno
+# The CPU kernels and the sampler: -O3 vectorizes their loops,
+# -fno-math-errno lets sqrt vectorize (nothing reads errno there), and
+# -fno-trapping-math lets the branches of the exp (clamps, NaN) become
+# selects (nothing reads the floating-point exception flags).
+KERNEL_CFLAGS = -O3 -fno-math-errno -fno-trapping-math
 $(BUILD)/lib/ops/cpu_kernels_%.o: lib/ops/cpu_kernels_%.c lib/ops/cpu_kernels_impl.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(BUILD)/lib/model/sample.o: lib/model/sample.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
 

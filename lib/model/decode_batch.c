@@ -39,6 +39,7 @@ dsk_batch_decoder *dsk_batch_decoder_new(dsk_model *m, int n_slots, int max_len,
 #undef A
     d->tok = be->alloc(be, R * sizeof(int32_t));
     d->pos = be->alloc(be, R * sizeof(int32_t));
+    d->slot = be->alloc(be, R * sizeof(int32_t));
     d->host_pos = dsk_xmalloc(R * sizeof *d->host_pos);
     d->host_logits = dsk_xmalloc(R * V * sizeof *d->host_logits);
     if (c->n_routed_experts > 0)
@@ -60,6 +61,7 @@ void dsk_batch_decoder_free(dsk_batch_decoder *d)
         be->free(be, bufs[i]);
     be->free(be, d->tok);
     be->free(be, d->pos);
+    be->free(be, d->slot);
     if (d->moe.n)
         dsk_moe_bufs_free(&d->moe, be);
     free(d->k_cache), free(d->v_cache), free(d->len), free(d->host_pos), free(d->host_logits);
@@ -92,6 +94,8 @@ int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t
     int dm = c->d_model, hd = dm / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, F = c->d_ff;
     be->upload(be, d->tok, tokens, (size_t)n * sizeof *tokens);
     be->upload(be, d->pos, d->host_pos, (size_t)n * sizeof *d->host_pos);
+    _Static_assert(sizeof(int) == sizeof(int32_t), "slots are uploaded as int32_t");
+    be->upload(be, d->slot, slots, (size_t)n * sizeof *slots);
     be->embedding_fwd(be, d->x, m->w.embed, d->tok, n, dm);
     for (int l = 0; l < c->n_layers; l++) {
         const dsk_layer_w *w = &m->w.layer[l];
@@ -109,11 +113,8 @@ int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t
             be->copy(be, d->k_cache[l] + at, d->k + (size_t)i * kvd, (size_t)kvd * sizeof(float));
             be->copy(be, d->v_cache[l] + at, d->v + (size_t)i * kvd, (size_t)kvd * sizeof(float));
         }
-        for (int i = 0; i < n; i++) {
-            size_t base = (size_t)slots[i] * d->max_len * kvd;
-            be->attention_decode(be, d->att + (size_t)i * qd, d->q + (size_t)i * qd, d->k_cache[l] + base,
-                                 d->v_cache[l] + base, d->host_pos[i] + 1, w->alpha, &s);
-        }
+        be->attention_decode(be, d->att, d->q, d->k_cache[l], d->v_cache[l], (size_t)d->max_len * kvd, d->slot,
+                             d->pos, n, w->alpha, &s);
         be->gemm(be, 0, 1, n, dm, qd, 1, d->att, w->wo, 1, d->x);
         be->rmsnorm_fwd(be, d->h, d->rstd, d->x, w->ffn_norm, n, dm, (float)c->norm_eps);
         if (dsk_config_layer_is_moe(c, l)) {

@@ -20,7 +20,7 @@ typedef struct dsk_batch_decoder {
     int *len;                          /* tokens in each slot's cache */
     float **k_cache, **v_cache;        /* device, per layer [n_slots][max_len][KV*hd] */
     float *x, *h, *rstd, *q, *k, *v, *att, *g, *u, *act, *logits;   /* device, [max_rows][...] */
-    int32_t *tok, *pos;                /* device [max_rows] */
+    int32_t *tok, *pos, *slot;         /* device [max_rows]: each row's token, position, sequence */
     int32_t *host_pos;                 /* [max_rows] */
     float *host_logits;                /* [max_rows][vocab] after a step */
     dsk_moe_bufs moe;

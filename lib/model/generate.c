@@ -42,58 +42,6 @@ int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err)
     return rc;
 }
 
-static const float *sort_keys;
-static int by_logit_desc(const void *a, const void *b)
-{
-    float x = sort_keys[*(const int *)a], y = sort_keys[*(const int *)b];
-    if (x != y)
-        return x < y ? 1 : -1;
-    return *(const int *)a - *(const int *)b;   /* ties: lower id first, for repeatability */
-}
-
-int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng, int *order)
-{
-    if (o->temperature <= 0) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        return best;
-    }
-    for (int i = 0; i < V; i++)
-        order[i] = i;
-    sort_keys = logits;
-    qsort(order, (size_t)V, sizeof *order, by_logit_desc);
-    int n = o->top_k > 0 && o->top_k < V ? o->top_k : V;
-    /* Probabilities of the n best, at the temperature, into logits[order[i]]. */
-    double mx = logits[order[0]], sum = 0;
-    for (int i = 0; i < n; i++) {
-        double p = exp((logits[order[i]] - mx) / o->temperature);
-        logits[order[i]] = (float)p;
-        sum += p;
-    }
-    if (o->top_p > 0 && o->top_p < 1) {
-        double cum = 0;
-        int keep = 0;
-        while (keep < n) {
-            cum += logits[order[keep++]] / sum;
-            if (cum >= o->top_p)
-                break;
-        }
-        sum = 0;
-        for (int i = 0; i < keep; i++)
-            sum += logits[order[i]];
-        n = keep;
-    }
-    double u = dsk_rng_uniform(rng) * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += logits[order[i]];
-        if (u < acc)
-            return order[i];
-    }
-    return order[n - 1];
-}
-
 int dsk_generate(dsk_generator *g, const int32_t *prompt, int n_prompt, int max_new, const dsk_sampler_opts *o,
                  dsk_rng *rng, int32_t stop_token, int32_t stop2, int32_t *out, dsk_err *err)
 {

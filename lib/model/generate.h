@@ -34,7 +34,10 @@ void dsk_generator_reset(dsk_generator *g);
  * logits for the next.  EX_DATAERR when the cache is full or the token
  * is out of range. */
 int dsk_generator_feed(dsk_generator *g, int32_t token, dsk_err *err);
-/* Draws a token from logits (modified in place). */
+/* Draws a token from logits (overwritten) with scratch[V] (lib/model/sample.c):
+ * greedy at temperature 0, else from softmax(logits / temperature) cut to
+ * the top_k likeliest, then to the smallest set of the likeliest whose
+ * mass reaches top_p. */
 int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng, int *scratch);
 /* Feeds prompt, then samples up to max_new tokens into out (stopping
  * after stop_token or <|endoftext|>-like stop2 when >= 0).  Returns the number generated, or -1 with

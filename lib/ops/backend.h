@@ -87,11 +87,15 @@ struct dsk_backend {
     void (*attention_bwd)(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
                           const float *q, const float *k, const float *v, const float *probs_g,
                           const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
-    /* One new query per sequence against its cached keys and values:
-     * q [H*hd] at position n_keys-1, k_cache/v_cache [n_keys, KV*hd]
-     * (generation: one document, so only the window limits what it sees). */
+    /* Decoding: n queries, each against the cached keys and values of
+     * its own sequence.  Row i: q [H*hd] at position pos[i], in sequence
+     * seq[i], whose keys are k_cache + seq[i]*seq_stride, [pos[i]+1, KV*hd]
+     * (and values alike); out [n, H*hd].  seq and pos are backend memory.
+     * (Generation: one document per sequence, so only the window limits
+     * what a query sees.) */
     void (*attention_decode)(dsk_backend *be, float *out, const float *q, const float *k_cache,
-                             const float *v_cache, int n_keys, const float *alpha, const dsk_attn_shape *s);
+                             const float *v_cache, size_t seq_stride, const int32_t *seq, const int32_t *pos, int n,
+                             const float *alpha, const dsk_attn_shape *s);
     /* out = silu(g) * u */
     void (*swiglu_fwd)(dsk_backend *be, float *out, const float *g, const float *u, size_t n);
     void (*swiglu_bwd)(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,

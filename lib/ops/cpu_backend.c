@@ -133,10 +133,11 @@ static void cpu_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, 
     dsk_cpu_attention_bwd_f32(dq, dk, dv, dalpha, dout, q, k, v, pg, pl, pos, alpha, s);
 }
 static void cpu_attention_decode(dsk_backend *be, float *out, const float *q, const float *kc, const float *vc,
-                                 int n_keys, const float *alpha, const dsk_attn_shape *s)
+                                 size_t seq_stride, const int32_t *seq, const int32_t *pos, int n, const float *alpha,
+                                 const dsk_attn_shape *s)
 {
     (void)be;
-    dsk_cpu_attention_decode_f32(out, q, kc, vc, n_keys, alpha, s);
+    dsk_cpu_attention_decode_f32(out, q, kc, vc, seq_stride, seq, pos, n, alpha, s);
 }
 static void cpu_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)
 {

@@ -28,8 +28,9 @@
     void dsk_cpu_attention_bwd_##S(R *dq, R *dk, R *dv, R *dalpha, const R *dout, const R *q, const R *k,       \
                                    const R *v, const R *probs_g, const R *probs_l, const int32_t *pos,          \
                                    const R *alpha, const dsk_attn_shape *s);                                    \
-    void dsk_cpu_attention_decode_##S(R *out, const R *q, const R *k_cache, const R *v_cache, int n_keys,         \
-                                      const R *alpha, const dsk_attn_shape *s);                                 \
+    void dsk_cpu_attention_decode_##S(R *out, const R *q, const R *k_cache, const R *v_cache, size_t seq_stride, \
+                                      const int32_t *seq, const int32_t *pos, int n, const R *alpha,           \
+                                      const dsk_attn_shape *s);                                                 \
     void dsk_cpu_swiglu_fwd_##S(R *out, const R *g, const R *u, size_t n);                                      \
     void dsk_cpu_swiglu_bwd_##S(R *dg, R *du, const R *dout, const R *g, const R *u, size_t n);                 \
     void dsk_cpu_softmax_xent_##S(R *loss, R *logits, const int32_t *targets, const R *weight, int n, int V,    \

@@ -13,7 +13,7 @@
 #include "ops/cpu_kernels.h"
 
 #ifndef REAL
-#error "define REAL, KS and CBLAS_GEMM before including cpu_kernels_impl.h"
+#error "define REAL, KS, CBLAS_GEMM and CBLAS_GEMV before including cpu_kernels_impl.h"
 #endif
 
 typedef REAL real;
@@ -27,6 +27,19 @@ void KS(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
 {
     if (M == 0 || N == 0)
         return;
+    if (M == 1) {
+        /* One row (decoding one token): a matrix-vector product.  GEMM
+         * would first copy all of B into its packed layout, which for an
+         * LM head costs more than the product.  C is cleared first: some
+         * OpenBLAS versions scale y by beta = 0 as a product (NaN stays). */
+        if (beta == 0)
+            memset(C, 0, (size_t)N * sizeof *C);
+        if (trans_b)   /* B [N,K]: C = B a */
+            CBLAS_GEMV(CblasRowMajor, CblasNoTrans, N, K, alpha, B, K, A, 1, beta, C, 1);
+        else           /* B [K,N]: C = Bᵀ a */
+            CBLAS_GEMV(CblasRowMajor, CblasTrans, K, N, alpha, B, N, A, 1, beta, C, 1);
+        return;
+    }
     CBLAS_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
@@ -354,31 +367,42 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
     free(dalpha_part);
 }
 
-void KS(attention_decode)(real *out, const real *q, const real *k_cache, const real *v_cache, int n_keys,
-                          const real *alpha, const dsk_attn_shape *s)
+/* All rows and heads of a decoding step in one parallel loop (a loop
+ * per row would pay a fork and join for each). */
+void KS(attention_decode)(real *out, const real *q, const real *k_cache, const real *v_cache, size_t seq_stride,
+                          const int32_t *seq, const int32_t *pos, int n, const real *alpha, const dsk_attn_shape *s)
 {
-    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV, i = n_keys - 1;
+    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV, max_keys = 0;
     size_t ks = (size_t)KV * hd;
     real scale = 1 / sqrt((real)hd);
     int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
-        real *p = malloc((size_t)n_keys * sizeof *p);
-        const real *qh = q + (size_t)h * hd;
-        const real *kb = k_cache + (size_t)(h / group) * hd, *vb = v_cache + (size_t)(h / group) * hd;
-        real *oh = out + (size_t)h * hd;
-        for (int d = 0; d < hd; d++)
-            oh[d] = 0;
-        for (int part = 0; part < 2; part++) {
-            if (part == 0 ? !use_g : !use_l)
-                continue;
-            int first = KS(attn_first)(i, i, part == 1, s->window);
-            real wgt = part == 0 ? a : 1 - a;
-            KS(attn_row)(p, qh, kb, ks, first, i, hd, scale);
-            for (int j = first; j <= i; j++)
+    for (int r = 0; r < n; r++)
+        max_keys = pos[r] + 1 > max_keys ? pos[r] + 1 : max_keys;
+#pragma omp parallel
+    {
+        real *p = malloc((size_t)max_keys * sizeof *p);
+#pragma omp for collapse(2) schedule(static)
+        for (int r = 0; r < n; r++) {
+            for (int h = 0; h < H; h++) {
+                int i = pos[r];
+                const real *qh = q + ((size_t)r * H + h) * hd;
+                const real *kb = k_cache + (size_t)seq[r] * seq_stride + (size_t)(h / group) * hd;
+                const real *vb = v_cache + (size_t)seq[r] * seq_stride + (size_t)(h / group) * hd;
+                real *oh = out + ((size_t)r * H + h) * hd;
                 for (int d = 0; d < hd; d++)
-                    oh[d] += wgt * p[j] * vb[(size_t)j * ks + d];
+                    oh[d] = 0;
+                for (int part = 0; part < 2; part++) {
+                    if (part == 0 ? !use_g : !use_l)
+                        continue;
+                    int first = KS(attn_first)(i, i, part == 1, s->window);
+                    real wgt = part == 0 ? a : 1 - a;
+                    KS(attn_row)(p, qh, kb, ks, first, i, hd, scale);
+                    for (int j = first; j <= i; j++)
+                        for (int d = 0; d < hd; d++)
+                            oh[d] += wgt * p[j] * vb[(size_t)j * ks + d];
+                }
+            }
         }
         free(p);
     }

@@ -33,8 +33,9 @@ struct dsk_engine {
     long steps, rows;
     int *row_slot, *row_seq_last;
     int32_t *row_tok;
-    int *order;
-    float *scratch;
+    int *order;                /* sampler scratch [slots][vocab] */
+    float *scratch;            /* [slots][vocab] */
+    dsk_engine_token *drawn;   /* [slots]: this step's token of each sequence */
 };
 
 static void finish(seq *s, int why)
@@ -128,6 +129,28 @@ static void *run(void *arg)
         pthread_mutex_unlock(&e->mu);
         dsk_err err = {0};
         int rc = dsk_batch_decoder_step(e->d, e->row_slot, e->row_tok, n, &err);
+        /* Every sequence with a row to sample draws its token, in
+         * parallel: each from its own generator, so the tokens do not
+         * depend on the thread count.  No lock: only this thread changes
+         * the slots (others only set `cancelled`, read below). */
+        if (!rc) {
+#pragma omp parallel for schedule(dynamic)
+            for (int i = 0; i < S; i++) {
+                seq *s = &e->slot[i];
+                int row = e->row_seq_last[i];
+                if (s->state == SEQ_FREE || row < 0)
+                    continue;
+                const float *logits = e->d->host_logits + (size_t)row * V;
+                /* The sampler rewrites what it is given: it gets a copy, and
+                 * the log-probabilities come from the raw logits. */
+                float *scratch = e->scratch + (size_t)i * V;
+                memcpy(scratch, logits, (size_t)V * sizeof *logits);
+                int32_t tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
+                e->drawn[i] = (dsk_engine_token){.id = tok};
+                if (s->r.logprobs && tok != s->r.stop[0] && tok != s->r.stop[1])   /* a pass over the vocabulary */
+                    logprobs(logits, V, tok, s->r.top_logprobs, &e->drawn[i]);
+            }
+        }
         pthread_mutex_lock(&e->mu);
         e->steps++;
         e->rows += n;
@@ -145,21 +168,15 @@ static void *run(void *arg)
             }
             if (row < 0)
                 continue;
-            float *logits = e->d->host_logits + (size_t)row * V;
-            /* The sampler rewrites what it is given: it gets a copy, and
-             * the log-probabilities come from the raw logits. */
-            memcpy(e->scratch, logits, (size_t)V * sizeof *logits);
-            int32_t tok = dsk_sample(e->scratch, V, &s->r.sampler, &s->rng, e->order);
+            const dsk_engine_token *t = &e->drawn[i];
+            int32_t tok = t->id;
             if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
                 s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
                 finish(s, DSK_ENGINE_STOP);
                 dsk_batch_decoder_reset(e->d, i);
                 continue;
             }
-            dsk_engine_token t = {.id = tok};
-            if (s->r.logprobs)   /* a pass over the vocabulary: only when asked */
-                logprobs(logits, V, tok, s->r.top_logprobs, &t);
-            int stop = s->r.on_token(s->r.ctx, &t);
+            int stop = s->r.on_token(s->r.ctx, t);
             s->generated++;
             s->last = tok;
             s->state = SEQ_DECODE;
@@ -202,8 +219,9 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     e->row_slot = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_slot);
     e->row_tok = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_tok);
     e->row_seq_last = dsk_xmalloc((size_t)o->slots * sizeof *e->row_seq_last);
-    e->order = dsk_xmalloc((size_t)m->cfg.vocab_size * sizeof *e->order);
-    e->scratch = dsk_xmalloc((size_t)m->cfg.vocab_size * sizeof *e->scratch);
+    e->order = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->order);
+    e->scratch = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->scratch);
+    e->drawn = dsk_xcalloc((size_t)o->slots, sizeof *e->drawn);
     e->next_id = 1;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -211,7 +229,7 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
         dsk_fail(err, EX_OSERR, "engine: cannot start its thread");
         dsk_batch_decoder_free(e->d);
         free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
-        free(e->scratch), free(e);
+        free(e->scratch), free(e->drawn), free(e);
         return NULL;
     }
     return e;
@@ -231,6 +249,7 @@ void dsk_engine_stop(dsk_engine *e)
     dsk_batch_decoder_free(e->d);
     free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
     free(e->scratch);
+    free(e->drawn);
     free(e);
 }
 

@@ -331,6 +331,75 @@ TEST(generator_matches_forward)
     be->destroy(be);
 }
 
-RUN_TESTS(T(gradients_hybrid_local_global_tied), T(overfits_one_batch), T(generator_matches_forward),
+/* The exact distribution dsk_sample should draw from, the slow way: sort
+ * the whole vocabulary, cut to top-k, then to the top-p nucleus. */
+static int ref_desc(const void *a, const void *b)
+{
+    const double *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] < y[0] ? 1 : -1) : (x[1] < y[1] ? -1 : 1);
+}
+
+static void reference_probs(const float *logits, int n_vocab, const dsk_sampler_opts *o, double *prob)
+{
+    double(*s)[2] = malloc((size_t)n_vocab * sizeof *s);
+    for (int i = 0; i < n_vocab; i++)
+        s[i][0] = logits[i], s[i][1] = i;
+    qsort(s, (size_t)n_vocab, sizeof *s, ref_desc);
+    int n = o->top_k > 0 && o->top_k < n_vocab ? o->top_k : n_vocab;
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp((s[i][0] - s[0][0]) / o->temperature);
+    int keep = n;
+    if (o->top_p < 1) {
+        double cum = 0;
+        for (keep = 0; keep < n;) {
+            cum += exp((s[keep++][0] - s[0][0]) / o->temperature) / sum;
+            if (cum >= o->top_p)
+                break;
+        }
+    }
+    double z = 0;
+    for (int i = 0; i < keep; i++)
+        z += exp((s[i][0] - s[0][0]) / o->temperature);
+    for (int i = 0; i < n_vocab; i++)
+        prob[i] = 0;
+    for (int i = 0; i < keep; i++)
+        prob[(int)s[i][1]] = exp((s[i][0] - s[0][0]) / o->temperature) / z;
+    free(s);
+}
+
+TEST(sampler_draws_the_exact_distribution)
+{
+    enum { NV = 40, N = 40000 };
+    float base[NV];
+    dsk_rng r;
+    dsk_rng_seed(&r, 7);
+    for (int i = 0; i < NV; i++)
+        base[i] = (float)(2 * dsk_rng_normal(&r));
+    base[3] = base[17];   /* a tie */
+    const dsk_sampler_opts opts[] = {{1.0, 0, 1},    {0.7, 0, 1},     {1.0, 5, 1},     {1.0, 0, 0.8},
+                                     {1.3, 12, 0.9}, {0.5, 0, 0.3},   {2.0, 39, 0.99}, {1.0, 1000, 1},
+                                     {1.0, 1, 1},    {1.0, 2, 0.999}};
+    for (size_t c = 0; c < sizeof opts / sizeof *opts; c++) {
+        double prob[NV], freq[NV] = {0};
+        reference_probs(base, NV, &opts[c], prob);
+        int scratch[NV];
+        for (int i = 0; i < N; i++) {
+            float l[NV];
+            memcpy(l, base, sizeof l);
+            freq[dsk_sample(l, NV, &opts[c], &r, scratch)] += 1.0 / N;
+        }
+        double worst = 0;
+        int outside = 0;
+        for (int i = 0; i < NV; i++) {
+            worst = fmax(worst, fabs(freq[i] - prob[i]));
+            outside += prob[i] == 0 && freq[i] > 0;
+        }
+        CHECK(outside == 0);
+        CHECK(worst < 0.012);   /* over 4.5 standard deviations at N draws */
+    }
+}
+
+RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch), T(generator_matches_forward),
           T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise), T(moe_gradients_gumbel), T(gradients_global_untied), T(tensor_names_are_llama_names),
           T(bad_batches_are_refused))
