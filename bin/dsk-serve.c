@@ -21,6 +21,8 @@ static const char usage[] =
     "      --max-queue N     requests waiting before 429 (default 64)\n"
     "      --max-rows N      rows per batched step, decode plus prefill chunk (default 64)\n"
     "      --ctx N           tokens per sequence (default: the model's context)\n"
+    "      --kv-memory SIZE  memory for the KV caches, e.g. 512M or 4G: fewer sequences if it\n"
+    "                        holds fewer than --max-batch of --ctx tokens (default: no limit)\n"
     "      --max-body N      request bytes (default 1048576)\n"
     "      --timeout S       seconds per request (default 300)\n"
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
@@ -34,7 +36,7 @@ static const char usage[] =
     "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
 
 enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
-       OPT_DEVICE };
+       OPT_DEVICE, OPT_KV };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
@@ -43,7 +45,8 @@ static const struct option long_options[] = {
     {"max-body", required_argument, NULL, OPT_BODY},   {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"api-key", required_argument, NULL, OPT_KEY},     {"model-name", required_argument, NULL, OPT_NAME},
     {"grace", required_argument, NULL, OPT_GRACE},     {"device", required_argument, NULL, OPT_DEVICE},
-    {"threads", required_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+    {"kv-memory", required_argument, NULL, OPT_KV},    {"threads", required_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
 };
 
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
         case OPT_NAME: o.model_name = optarg; break;
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
@@ -89,14 +93,22 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     dsk_err err = {0};
-    dsk_loaded l;
-    if (dsk_load_checkpoint(&l, argv[optind], device, threads, &err))
-        dsk_die_err(&err);
-    dsk_server *s = dsk_server_start(&l, &o, &err);
+    /* Listen first: /health says 503 while the checkpoint loads. */
+    dsk_server *s = dsk_server_start(&o, &err);
     if (!s)
         dsk_die_err(&err);
-    fprintf(stderr, "dsk-serve: %s%s on http://%s:%d/\n", l.dir, l.quantized ? " (4-bit)" : "",
-            o.host ? o.host : "127.0.0.1", dsk_server_port(s));
+    fprintf(stderr, "dsk-serve: loading %s on http://%s:%d/\n", argv[optind], o.host ? o.host : "127.0.0.1",
+            dsk_server_port(s));
+    dsk_loaded l;
+    if (dsk_load_checkpoint(&l, argv[optind], device, threads, &err) || dsk_server_ready(s, &l, &err)) {
+        dsk_server_stop(s, 0);
+        dsk_die_err(&err);
+    }
+    int slots, ctx;
+    size_t kv;
+    dsk_server_capacity(s, &slots, &ctx, &kv);
+    fprintf(stderr, "dsk-serve: ready: %s%s, %d sequences of up to %d tokens, KV cache %.1f MiB\n", l.dir,
+            l.quantized ? " (4-bit)" : "", slots, ctx, kv / 1048576.0);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -29,6 +29,9 @@ struct dsk_server {
     pthread_cond_t idle;
     int active;                 /* generation requests in flight */
     uint64_t rnd;
+    int ready;                  /* the model is loaded and the engine runs (atomic) */
+    int slots;                  /* sequences in the batch, after the KV budget */
+    size_t kv_bytes;            /* their caches */
 };
 
 static double now_s(void)
@@ -314,7 +317,7 @@ static enum MHD_Result send_text(struct MHD_Connection *con, dsk_server *s, cons
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", type);
-    if (status == 429)
+    if (status == 429 || status == 503)   /* a full queue, or the model still loading */
         MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result ok = MHD_queue_response(con, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -622,15 +625,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
         return MHD_YES;
     }
     int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    int ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE);
     dsk_openai_error e = {0};
     if (get && !strcmp(url, "/health"))
-        return send_text(con, s, "/health", 200, "application/json", "{\"status\":\"ok\"}", 15);
+        return ready ? send_text(con, s, "/health", 200, "application/json", "{\"status\":\"ok\"}", 15)
+                     : send_text(con, s, "/health", 503, "application/json", "{\"status\":\"loading\"}", 20);
     if (get && !strcmp(url, "/metrics")) {
-        dsk_engine_stats st;
-        dsk_engine_stats_get(s->engine, &st);
-        dsk_metrics_set(s->metrics, DSK_M_RUNNING, NULL, st.running);
-        dsk_metrics_set(s->metrics, DSK_M_WAITING, NULL, st.waiting);
-        dsk_metrics_set(s->metrics, DSK_M_KV_USAGE, NULL, st.kv_usage);
+        if (ready) {
+            dsk_engine_stats st;
+            dsk_engine_stats_get(s->engine, &st);
+            dsk_metrics_set(s->metrics, DSK_M_RUNNING, NULL, st.running);
+            dsk_metrics_set(s->metrics, DSK_M_WAITING, NULL, st.waiting);
+            dsk_metrics_set(s->metrics, DSK_M_KV_USAGE, NULL, st.kv_usage);
+        }
         dsk_buf b = {0};
         dsk_metrics_render(s->metrics, &b);
         enum MHD_Result ok = send_text(con, s, "/metrics", 200, DSK_METRICS_CONTENT_TYPE, b.data, b.len);
@@ -646,6 +653,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
                            : "other";
     if (!chat && !completion && !models) {
         dsk_openai_fail(&e, 404, NULL, "not_found", "no route %s %s", method, url);
+        return send_error(con, s, endpoint, &e);
+    }
+    if (!ready) {
+        dsk_openai_fail(&e, 503, NULL, "model_loading", "the model is still loading: retry when /health says ok");
+        snprintf(e.type, sizeof e.type, "server_error");
         return send_error(con, s, endpoint, &e);
     }
     if (!authorized(s, con)) {
@@ -688,10 +700,9 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enu
     }
 }
 
-dsk_server *dsk_server_start(dsk_loaded *l, const dsk_server_opts *o, dsk_err *err)
+dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
 {
     dsk_server *s = dsk_xcalloc(1, sizeof *s);
-    s->l = l;
     s->o = *o;
     if (!s->o.host)
         s->o.host = "127.0.0.1";
@@ -701,32 +712,19 @@ dsk_server *dsk_server_start(dsk_loaded *l, const dsk_server_opts *o, dsk_err *e
     s->o.max_body = o->max_body ? o->max_body : 1 << 20;
     s->o.max_connections = o->max_connections > 0 ? o->max_connections : 256;
     s->o.timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
-    const char *base = strrchr(l->dir, '/');
-    snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name ? o->model_name : base ? base + 1 : l->dir);
+    snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name ? o->model_name : "dsk");
     s->created = (long long)time(NULL);
     s->rnd = (uint64_t)s->created ^ 0x9E3779B97F4A7C15ULL;
-    uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
-    s->end_token = end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end;
-    s->eot_token = eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot;
     dsk_openai_limits_default(&s->lim);
     s->lim.max_body = s->o.max_body;
-    s->lim.ctx_len = o->ctx > 0 && o->ctx < l->model->cfg.max_seq_len ? o->ctx : l->model->cfg.max_seq_len;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle, NULL);
     s->metrics = dsk_metrics_new();
-    dsk_engine_opts eo = {s->o.max_batch, s->lim.ctx_len, s->o.max_rows, s->o.max_queue};
-    s->engine = dsk_engine_start(l->model, &eo, err);
-    if (!s->engine) {
-        dsk_metrics_free(s->metrics);
-        free(s);
-        return NULL;
-    }
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)o->port);
     if (inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1) {
         dsk_fail(err, EX_USAGE, "--host %s: not an IPv4 address", s->o.host);
-        dsk_engine_stop(s->engine);
         dsk_metrics_free(s->metrics);
         free(s);
         return NULL;
@@ -738,12 +736,60 @@ dsk_server *dsk_server_start(dsk_loaded *l, const dsk_server_opts *o, dsk_err *e
                                  s, MHD_OPTION_END);
     if (!s->daemon) {
         dsk_fail(err, EX_UNAVAILABLE, "cannot listen on %s:%d (in use, or not allowed)", s->o.host, o->port);
-        dsk_engine_stop(s->engine);
         dsk_metrics_free(s->metrics);
         free(s);
         return NULL;
     }
     return s;
+}
+
+/* Keys and values of every layer for one token, in bytes. */
+static size_t kv_bytes_per_token(const dsk_model_config *c)
+{
+    return 2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)(c->d_model / c->n_heads) * sizeof(float);
+}
+
+int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
+{
+    const dsk_model_config *c = &l->model->cfg;
+    int ctx = s->o.ctx > 0 && s->o.ctx < c->max_seq_len ? s->o.ctx : c->max_seq_len;
+    int slots = s->o.max_batch;
+    size_t per_seq = kv_bytes_per_token(c) * (size_t)ctx;
+    if (s->o.kv_memory) {
+        if (s->o.kv_memory < per_seq)
+            return dsk_fail(err, EX_USAGE, "--kv-memory %zu bytes hold not one sequence of %d tokens (%zu bytes)",
+                            s->o.kv_memory, ctx, per_seq);
+        if ((size_t)slots > s->o.kv_memory / per_seq)
+            slots = (int)(s->o.kv_memory / per_seq);
+    }
+    s->l = l;
+    if (!s->o.model_name) {
+        const char *base = strrchr(l->dir, '/');
+        snprintf(s->model_name, sizeof s->model_name, "%s", base ? base + 1 : l->dir);
+    }
+    uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
+    s->end_token = end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end;
+    s->eot_token = eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot;
+    s->lim.ctx_len = ctx;
+    s->slots = slots;
+    s->kv_bytes = per_seq * (size_t)slots;
+    int rows = s->o.max_rows >= slots ? s->o.max_rows : slots;
+    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue};
+    dsk_engine *e = dsk_engine_start(l->model, &eo, err);
+    if (!e)
+        return err->code;
+    pthread_mutex_lock(&s->mu);
+    s->engine = e;
+    pthread_mutex_unlock(&s->mu);
+    __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void dsk_server_capacity(const dsk_server *s, int *slots, int *ctx, size_t *kv_bytes)
+{
+    *slots = s->slots;
+    *ctx = s->lim.ctx_len;
+    *kv_bytes = s->kv_bytes;
 }
 
 int dsk_server_port(const dsk_server *s)
@@ -766,7 +812,7 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
         pthread_cond_timedwait(&s->idle, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
-    dsk_engine_stop(s->engine);      /* the rest: cancelled */
+    dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
     MHD_stop_daemon(s->daemon);
     dsk_metrics_free(s->metrics);
     pthread_mutex_destroy(&s->mu);

@@ -19,11 +19,20 @@ typedef struct dsk_server_opts {
     double timeout_s;          /* per request (default 300) */
     const char *api_key;       /* Bearer key, or NULL: none */
     const char *model_name;    /* what /v1/models lists (default: the checkpoint directory's name) */
+    size_t kv_memory;          /* bytes for the key-value caches (0: --max-batch sequences of ctx) */
 } dsk_server_opts;
 
 typedef struct dsk_server dsk_server;
 
-dsk_server *dsk_server_start(dsk_loaded *l, const dsk_server_opts *o, dsk_err *err);
+/* Listens at once: until dsk_server_ready, /health answers 503 (so a
+ * readiness probe waits for the model) and the API 503 too. */
+dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err);
+/* The model is loaded: sizes the KV caches (kv_memory caps the batch),
+ * starts the engine and turns /health to 200.  EX_USAGE when the budget
+ * holds not one sequence. */
+int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err);
+/* Sequences decoded together and tokens each (after dsk_server_ready). */
+void dsk_server_capacity(const dsk_server *s, int *slots, int *ctx, size_t *kv_bytes);
 int dsk_server_port(const dsk_server *s);
 /* Stops accepting, lets running requests finish for up to deadline_s
  * seconds, cancels the rest, and frees. */

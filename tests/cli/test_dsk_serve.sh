@@ -32,11 +32,15 @@ start_server() {
     pid=$!
     port=""
     for _ in $(seq 100); do
-        port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
-        [ -n "$port" ] && break
+        grep -q "ready:" "$T/serve.err" && break   # listening at once; ready once the model is loaded
         sleep 0.1
     done
+    port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
 }
+expect_exit 64 "a KV budget that holds no sequence" dsk-serve "$T/ck" --port 0 --kv-memory 1K
+start_server --max-batch 8 --kv-memory 50K
+check "the KV budget lowers the batch (3 sequences of 64 tokens in 50 KiB)" grep -q "ready: .*, 3 sequences of up to 64 tokens, KV cache 0.0 MiB" "$T/serve.err"
+kill -TERM "$pid"; wait "$pid"
 start_server --max-body 4096 --max-batch 2 --max-queue 2 --timeout 60
 check "the server announces its port" test -n "$port"
 url=http://127.0.0.1:$port
