@@ -149,13 +149,41 @@ if os.path.exists(evals):
         print(f"| `{name}` | {e['rows']} | {e['tokens']} | {e['loss']:.3f} | {e['ppl']:.1f} | {e['bpb']:.3f} |")
     print()
 
+adapt = os.path.join(out, "adapt", "results.jsonl")
+if os.path.exists(adapt):
+    print("## 7. Domain adaptation (dsk-train --stage continue, dict-gcide)\n")
+    st = load("adapt/clean-stats.json") or {}
+    if st:
+        print(f"- corpus: {st['docs_in']} dictionary entries sampled A to Z (`gcide.py`), {st['docs_out']} kept "
+              f"after exact deduplication and a 40-character minimum; splits "
+              + ", ".join(f"{v} {k}" for k, v in st.get("splits", {}).items()))
+    log = [json.loads(l) for l in open(os.path.join(out, "adapt", "train.jsonl"))]
+    steps = [r for r in log if "loss" in r]
+    if steps:
+        last = steps[-1]
+        print(f"- the tiny model continued on dictionary entries from `ckpt`: {last['step']} steps, "
+              f"{last['tokens']} tokens in {last['elapsed_s']:.0f} s ({last['tokens_per_s']:.0f} tokens/s); "
+              f"train loss {steps[0]['loss']:.3f} -> {last['loss']:.3f}")
+    res = [json.loads(l) for l in open(adapt)]
+    def bpb(ck, data):
+        for r in res:
+            if os.path.relpath(r["checkpoint"], out).startswith(ck) and os.path.relpath(r["data"], out) == data:
+                return r["bpb"]
+    print("\nBits per byte on the first 64 test rows of each corpus:\n")
+    print("| model | dict-gcide test | fortunes test |")
+    print("|---|---:|---:|")
+    for ck, name in (("ckpt", "pretrained on fortunes"), ("adapt/ckpt", "after domain adaptation")):
+        print(f"| {name} | {bpb(ck, 'adapt/data'):.3f} | {bpb(ck, 'data'):.3f} |")
+    print("\nThe adapted model is the one SFT starts from (section 8). Plot: `evaluation/adapt.svg`.\n")
+
 post = os.path.join(out, "post", "results.jsonl")
 if os.path.exists(post):
     res = [json.loads(l) for l in open(post)]
-    print("## 7. Post-training: SFT then DPO (\"Is N even or odd?\", 200 held-out numbers)\n")
+    print("## 8. Post-training: SFT then DPO (\"Is N even or odd?\", 200 held-out numbers)\n")
     print("| model | held-out exact match |")
     print("|---|---:|")
-    for name, r in zip(("tiny, pretrained on fortunes", "after SFT", "after SFT + DPO"), res):
+    first = "tiny, after domain adaptation" if os.path.exists(adapt) else "tiny, pretrained on fortunes"
+    for name, r in zip((first, "after SFT", "after SFT + DPO"), res):
         print(f"| {name} | {r['correct']}/{r['items']} = {r['exact_match']:.3f} |")
     dpo = [json.loads(l) for l in open(os.path.join(out, "post", "dpo-train.jsonl"))]
     val = [r for r in dpo if "val_accuracy" in r]
@@ -171,7 +199,7 @@ if os.path.exists(post):
 
 quant = os.path.join(out, "quant", "results.jsonl")
 if os.path.exists(quant):
-    print("## 8. Quantization (dsk-quant, 4 bits, group 64)\n")
+    print("## 9. Quantization (dsk-quant, 4 bits, group 64)\n")
     print("Perplexity on the first test rows before and after; the layer error is the relative output error")
     print("on the calibration inputs (RTN's for the same weights in brackets).\n")
     print("| method | perplexity fp32 | perplexity int4 | change | mean layer error | size |")
@@ -188,7 +216,8 @@ if os.path.exists(quant):
 table = os.path.join(out, "evaluation", "table.jsonl")
 if os.path.exists(table):
     rows = [json.loads(l) for l in open(table)]
-    names = {"ckpt": "tiny, pretrained (fp32)", "quant/gptq": "tiny, GPTQ int4", "post/ckpt-sft": "after SFT",
+    names = {"ckpt": "tiny, pretrained (fp32)", "quant/gptq": "tiny, GPTQ int4",
+             "adapt/ckpt": "after domain adaptation (dict-gcide)", "post/ckpt-sft": "after SFT",
              "post/ckpt-dpo": "after SFT + DPO", "evaluation/dpo-int4": "after SFT + DPO, RTN int4"}
     by = {}
     for r in rows:
@@ -196,7 +225,7 @@ if os.path.exists(table):
             key = os.path.relpath(r["checkpoint"], out)
             key = key[:-len("/latest")] if key.endswith("/latest") else key
             by.setdefault(key, {})[r["command"]] = r
-    print("## 9. Evaluation (dsk-eval)\n")
+    print("## 10. Evaluation (dsk-eval, fortunes test split)\n")
     print("| model | test perplexity | bits/byte | cloze acc (4-way) | cloze acc_norm | parity exact match |")
     print("|---|---:|---:|---:|---:|---:|")
     for key, name in names.items():
@@ -212,22 +241,36 @@ if os.path.exists(table):
             for x in r["results"]:
                 print(f"A/B, `{os.path.relpath(r['a'], out)}` (A) against `{os.path.relpath(r['b'], out)}` (B) on "
                       f"{x['metric']} over {x['n']} items: {x['verdict']}.\n")
-    print("Plots: `evaluation/loss.svg` (pretraining), `evaluation/post.svg` (SFT and DPO), "
-          "`evaluation/ab.svg` (the A/B test).\n")
+    print("Plots: `evaluation/loss.svg` (pretraining), `evaluation/adapt.svg` (domain adaptation), "
+          "`evaluation/post.svg` (SFT and DPO), `evaluation/ab.svg` (the A/B test).\n")
 
 served = os.path.join(out, "serve.json")
 if os.path.exists(served):
     r = json.load(open(served))
-    print("## 10. Serving (dsk-serve)\n")
+    print("## 11. Serving (dsk-serve)\n")
     print("`dsk-serve post/ckpt-dpo` answered `POST /v1/chat/completions` with \"Is 7 even or odd?\":\n")
     print(f"> {r['choices'][0]['message']['content']!r} (finish: {r['choices'][0]['finish_reason']}, "
           f"{r['usage']['prompt_tokens']} prompt + {r['usage']['completion_tokens']} completion tokens); "
-          "the right answer is 'odd': the model gets about 94% of held-out numbers right (section 7)\n")
+          "the right answer is 'odd'; section 8 gives the model's accuracy on held-out numbers\n")
+    burst = os.path.join(out, "serve-burst.txt")
+    if os.path.exists(burst):
+        rows = [l.split() for l in open(burst) if l.strip()]
+        ok = sorted(float(t) for code, t in rows if code == "200")
+        if ok:
+            q = lambda f: ok[min(len(ok) - 1, int(f * len(ok)))] * 1000
+            print(f"A burst of {len(rows)} completion requests at once (16 tokens each, {len(ok)} answered 200), "
+                  f"latency per request: median {q(0.5):.0f} ms, P90 {q(0.9):.0f} ms, max {ok[-1] * 1000:.0f} ms; "
+                  f"{16 * len(ok) / ok[-1]:.0f} generated tokens/s in all.\n")
     m = os.path.join(out, "serve-metrics.txt")
     if os.path.exists(m):
+        vals = {}
         for l in open(m):
-            if l.startswith(("dsk:time_to_first_token_seconds_sum", "dsk:e2e_request_latency_seconds_sum")):
-                name, v = l.split()
-                print(f"- `{name.replace('_sum', '')}`: {float(v) * 1000:.1f} ms")
+            if not l.startswith("#") and l.strip():
+                k, v = l.rsplit(" ", 1)
+                vals[k] = float(v)
+        for name in ("time_to_first_token_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds"):
+            n = vals.get(f"dsk:{name}_count", 0)
+            if n:
+                print(f"- `dsk:{name}`: mean {1000 * vals[f'dsk:{name}_sum'] / n:.1f} ms over {n:.0f}")
         print()
 

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The one table of make bench: every benchmark next to the peer a user
+would pick instead, from the JSON the sections wrote.
+
+    summary.py OUT_DIR      (reads OUT/results.json and OUT/bpe-results.json,
+                             prints the table, adds "summary" to results.json)
+
+Each row: dsk's figure, the peer's, the ratio oriented so that > 1 means
+dsk is better, the target the issues set, and whether it is met.  Sections
+that did not run print "not run"; GPU benchmarks print "skipped: no GPU"
+when there is none.  The sections already took medians of their runs.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+out = sys.argv[1]
+
+
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else {}
+
+
+res, bpe = load("results.json"), load("bpe-results.json")
+rows = []
+
+
+def row(name, dsk, peer_name, peer, ratio, target, met):
+    rows.append({"benchmark": name, "dsk": dsk, "peer": peer_name, "peer_value": peer, "ratio": ratio,
+                 "target": target, "met": met})
+
+
+def missing(name, why="not run"):
+    rows.append({"benchmark": name, "dsk": why, "peer": "", "peer_value": "", "ratio": None, "target": "",
+                 "met": None})
+
+
+# dsk-clean vs datatrove (same filters, MB/s; datatrove on a slice)
+dt = res.get("datatrove")
+if dt and res.get("dsk"):
+    dt_rate = dt["bytes"] / dt["seconds"] / 1e6
+    d = res["dsk"][0]
+    row("clean: filters + exact dedup, 1 core (MB/s)", f"{d['mb_per_s']:.2f}", "datatrove", f"{dt_rate:.3f}",
+        d["mb_per_s"] / dt_rate, "", None)
+else:
+    missing("clean: vs datatrove")
+# dsk-bpe vs tiktoken and HF tokenizers
+for enc in ("cl100k_base", "o200k_base"):
+    e = bpe.get(f"encode_{enc}")
+    if e:
+        mb = e["text_bytes"] / 1e6
+        best = min(v for k, v in e.items() if k.startswith("dsk_j") and k.endswith("_s"))
+        row(f"bpe: encode {enc}, identical ids={e.get('identical')} (MB/s)", f"{mb / best:.2f}", "tiktoken",
+            f"{mb / e['tiktoken_s']:.2f}", e["tiktoken_s"] / best, ">= 1x", e["tiktoken_s"] / best >= 1)
+    else:
+        missing(f"bpe: encode {enc}")
+t = bpe.get("train_gcide_32k")
+if t:
+    row("bpe: train 32K vocab on dict-gcide (s)", f"{t['dsk_s']:.1f}", "HF tokenizers", f"{t['hf_s']:.1f}",
+        t["hf_s"] / t["dsk_s"], "", None)
+else:
+    missing("bpe: train vs HF tokenizers")
+# dsk-pack vs numpy packing and a flat memmap loader
+p = res.get("pack", {})
+if p.get("pack"):
+    pk = p["pack"]
+    row("pack: tokens packed (Mtok/s)", f"{pk['dsk_j1_mtok_per_s']:.1f}", "numpy", f"{pk['numpy_mtok_per_s']:.1f}",
+        pk["dsk_j1_mtok_per_s"] / pk["numpy_mtok_per_s"], "", None)
+    rd = p["read"]
+    row("pack: random row read (ns/row)", f"{rd['read_ns_per_row']:.0f}", "flat memmap",
+        f"{rd['flat_ns_per_row']:.0f}", rd["flat_ns_per_row"] / rd["read_ns_per_row"], "", None)
+    row("pack: bytes per token on disk", f"{rd['dataset_bytes_per_token']:.3f}", "flat uint16",
+        f"{rd['flat_bytes_per_token']:.3f}", rd["flat_bytes_per_token"] / rd["dataset_bytes_per_token"], "", None)
+else:
+    missing("pack: vs numpy / memmap")
+# dsk-train vs PyTorch
+tr = res.get("train")
+if tr:
+    for r in tr:
+        if "torch_tokens_per_s" in r:
+            ok = r.get("ratio")
+            row(f"train: {r['model']} B{r['B']} T{r['T']} (tokens/s)", f"{r['dsk_tokens_per_s']:.0f}", "PyTorch",
+                f"{r['torch_tokens_per_s']:.0f}" if r["torch_tokens_per_s"] else "-", ok,
+                ">= 1.5x" if "gpt2" in r["model"] else "", (ok >= 1.5) if ok and "gpt2" in r["model"] else None)
+        elif "moe_time_ratio" in r:
+            row("train: MoE time per token vs dense of the same active size", f"{r['moe_time_ratio']:.2f}x",
+                "dense", "1x", 1 / r["moe_time_ratio"], "<= 1.5x", r["moe_time_ratio"] <= 1.5)
+else:
+    missing("train: vs PyTorch")
+# dsk-quant vs llama.cpp
+q = res.get("quant")
+if q:
+    inc = q["increase"]
+    ref = q["llamacpp_q4_k_m_increase"]
+    for m in ("rtn", "gptq", "awq"):
+        target = "" if m == "rtn" else "<= RTN, <= Q4_K_M"
+        met = None if m == "rtn" else inc[m] <= inc["rtn"] and inc[m] <= ref
+        row(f"quant: perplexity change, {m.upper()} int4 g128", f"{100 * inc[m]:+.3f}%", "llama.cpp Q4_K_M",
+            f"{100 * ref:+.3f}%", None, target, met)
+    for k in ("f32", "q8_0"):
+        d = q["gguf_rel_diff"][k]
+        row(f"quant: GGUF {k} export, llama.cpp perplexity vs dsk", f"{100 * d:+.4f}%", "", "", None, "within 1%",
+            abs(d) <= 0.01)
+    line = [l for l in q.get("int4_bench", "").splitlines() if l.startswith("speedup")]
+    if line:
+        cold = float(line[0].split("cold")[1].split("x")[0])
+        row("quant: int4 matvec 4096x4096 vs fp32 sgemv (cold)", f"{cold:.2f}x", "OpenBLAS sgemv", "1x", cold,
+            ">= 3x", cold >= 3)
+else:
+    missing("quant: vs llama.cpp")
+# dsk-serve vs llama.cpp
+s = res.get("serve")
+if s:
+    if s.get("llamacpp_batch1_tokens_per_s"):
+        r = s["batch1_tokens_per_s"] / s["llamacpp_batch1_tokens_per_s"]
+        row("serve: batch-1 decode, int4 (tokens/s)", f"{s['batch1_tokens_per_s']:.0f}", "llama.cpp Q4_K_M",
+            f"{s['llamacpp_batch1_tokens_per_s']:.0f}", r, ">= 1x", r >= 1)
+    row("serve: 32 streams aggregate vs batch-1", f"{s['streams32_ratio']:.2f}x", "", "", None, ">= 3x",
+        s["streams32_ratio"] >= 3)
+    row("serve: time to first token P99, 32 clients (ms)", f"{s['ttft_p99_ms']:.0f}", "", "", None, "< 500 ms",
+        s["ttft_p99_ms"] < 500)
+    row("serve: short requests (QPS)", f"{s['short_qps']:.0f}", "", "", None, "500 (the seed's)",
+        s["short_qps"] >= 500)
+else:
+    missing("serve: vs llama.cpp")
+# GPU benchmarks (issue 8): MFU of the CUDA backend
+gpu = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+for name in ("train: 1.3b dense bf16 seq 2048, MFU (GPU)", "train: MoE preset bf16, MFU (GPU)"):
+    missing(name, "skipped: no GPU" if not gpu else "not run: no CUDA backend yet")
+
+cpu = res.get("machine", "?")
+print(f"dsk bench summary: {cpu}, {res.get('cores', '?')} cores")
+w = max(len(r["benchmark"]) for r in rows)
+print(f"{'benchmark':<{w}}  {'dsk':>12}  {'peer':<18} {'peer value':>10}  {'dsk vs peer':>11}  {'target':<17} met")
+for r in rows:
+    ratio = f"{r['ratio']:.2f}x" if isinstance(r["ratio"], (int, float)) else ""
+    met = {True: "yes", False: "NO", None: ""}[r["met"]]
+    print(f"{r['benchmark']:<{w}}  {r['dsk']:>12}  {r['peer']:<18} {r['peer_value']:>10}  {ratio:>11}  "
+          f"{r['target']:<17} {met}")
+print("(dsk vs peer > 1x: dsk is better; speeds are medians of the sections' runs)")
+res["summary"] = rows
+json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1)
