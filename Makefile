@@ -13,6 +13,16 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) -pthread -fopenmp -MMD -MP
 LDLIBS   = -ljson-c -lpcre2-8 -lutf8proc -llmdb -lzstd -lxxhash -lcrypto -lopenblas -lcurl -lmicrohttpd -lm -pthread -fopenmp
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
+# MPI (Open MPI's libopenmpi-dev) for data-parallel training: only
+# lib/dist/comm_mpi.c includes <mpi.h> and only dsk-train links it.
+# Without it that file builds a stub that refuses runs of several ranks.
+MPI_CFLAGS := $(shell pkg-config --cflags mpi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs mpi-c 2>/dev/null)
+ifeq ($(strip $(MPI_LIBS)),)
+MPI_CFLAGS := -DDSK_NO_MPI
+endif
+MPI_OBJ = lib/dist/comm_mpi.o
+
 TOOLS    = dsk-clean dsk-bpe dsk-pack dsk-train dsk-eval dsk-quant dsk-serve
 LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -63,6 +73,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/$(MPI_OBJ): CPPFLAGS += $(MPI_CFLAGS)
+$(BUILD)/bin/dsk-train: LDLIBS += $(MPI_LIBS)
+
 $(BUILD)/libdsk.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -84,6 +97,9 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(SAN_FLAGS) -pthread -fopenmp -MMD -MP -c $< -o $@
+
+$(BUILD)/san/$(MPI_OBJ): CPPFLAGS += $(MPI_CFLAGS)
+$(BUILD)/san/bin/dsk-train: LDLIBS += $(MPI_LIBS)
 
 $(BUILD)/san/libdsk.a: $(SAN_LIB_OBJ)
 	@rm -f $@
@@ -110,6 +126,7 @@ FUZZ_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 $(FUZZ_LIB_FLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/obj/$(MPI_OBJ): CPPFLAGS += $(MPI_CFLAGS)
 $(BUILD)/fuzz/libdsk.a: $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libdsk.a

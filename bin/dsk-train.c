@@ -7,6 +7,8 @@
 
 #include "core/cli.h"
 #include "core/outfile.h"
+#include "dist/comm.h"
+#include "dist/memory.h"
 #include "model/config.h"
 #include "train/checkpoint.h"
 #include "train/train_run.h"
@@ -16,6 +18,8 @@ static const char usage[] =
     "       dsk-train --resume --out CKPT_DIR [OPTION]...\n"
     "       dsk-train --stage continue|sft|dpo --init CKPT --data DIR --out CKPT_DIR --steps N [OPTION]...\n"
     "       dsk-train --show-config PRESET|FILE [--set KEY=VALUE]...\n"
+    "       dsk-train --memory-table PRESET|FILE [--batch N] [--seq-len N] [--set KEY=VALUE]...\n"
+    "       mpirun -np RANKS dsk-train [--zero 0|1|2|3] ... (data parallel; see dsk-train(1))\n"
     "Train a decoder-only transformer on a dsk-pack dataset; write checkpoints to CKPT_DIR.\n"
     "\n"
     "Model:\n"
@@ -28,7 +32,7 @@ static const char usage[] =
     "      --show-config X       print the config.json of a preset or file (with --set applied)\n"
     "Data and run length:\n"
     "  -d, --data DIR            the dataset (dsk-pack output)\n"
-    "  -b, --batch N             rows per micro-batch (default 8)\n"
+    "  -b, --batch N             rows per micro-batch over all ranks (default 8; a multiple of the ranks)\n"
     "      --seq-len N           positions per row (default: the dataset's)\n"
     "      --grad-accum N        micro-batches per optimizer step (default 1)\n"
     "      --steps N             optimizer steps to run (in all, counting resumed ones)\n"
@@ -66,19 +70,27 @@ static const char usage[] =
     "      --peak-tflops X       the device's peak, for the MFU estimate in the log\n"
     "Machine:\n"
     "      --backend NAME        cpu (default)\n"
-    "  -j, --threads N           threads (default: all cores)\n"
+    "  -j, --threads N           threads per rank (default: the cores, shared by the machine's ranks)\n"
     "      --seed N              initialisation and data order (default 1234)\n"
     "  -q, --quiet               no progress, no summary\n"
     "  -h, --help                show this help and exit\n"
     "  -V, --version             show the version and exit\n"
+    "Data parallel (processes started by mpirun or srun):\n"
+    "      --zero N              ZeRO stage: 0 replicate all, 1 shard the optimizer state, 2 and the\n"
+    "                            gradients, 3 and the parameters (default 0)\n"
+    "      --dist-timeout SECS   stop when a collective waits this long for the other ranks (default 600,\n"
+    "                            0 never)\n"
+    "      --memory-table X      print the memory per rank of preset or config X at 1-64 ranks, ZeRO 0-3\n"
+    "                            (--batch: rows per rank, default 1; --seq-len: default the model's)\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 training diverged, 73 cannot create,\n"
-    "74 I/O error, 130/143 interrupted (a checkpoint was saved).\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 69 a rank stopped answering, 70 training\n"
+    "diverged, 73 cannot create, 74 I/O error, 130/143/138 interrupted by SIGINT/SIGTERM/SIGUSR1 (a checkpoint\n"
+    "was saved).\n";
 
 enum { OPT_REF = 200, OPT_BETA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
        OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
        OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP,
-       OPT_PEAK, OPT_BACKEND, OPT_SEED };
+       OPT_PEAK, OPT_BACKEND, OPT_SEED, OPT_ZERO, OPT_DIST_TIMEOUT, OPT_MEMORY_TABLE };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},        {"set", required_argument, NULL, OPT_SET},
@@ -102,12 +114,15 @@ static const struct option long_options[] = {
     {"top-k", required_argument, NULL, OPT_TOPK},    {"top-p", required_argument, NULL, OPT_TOPP},
     {"peak-tflops", required_argument, NULL, OPT_PEAK}, {"backend", required_argument, NULL, OPT_BACKEND},
     {"threads", required_argument, NULL, 'j'},       {"seed", required_argument, NULL, OPT_SEED},
+    {"zero", required_argument, NULL, OPT_ZERO},     {"dist-timeout", required_argument, NULL, OPT_DIST_TIMEOUT},
+    {"memory-table", required_argument, NULL, OPT_MEMORY_TABLE},
     {"quiet", no_argument, NULL, 'q'},               {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},             {NULL, 0, NULL, 0},
 };
 
-static const char *show_config;
-static int lr_given, warmup_given, min_lr_given;
+static const char *show_config, *memory_table;
+static int lr_given, warmup_given, min_lr_given, batch_given;
+static double dist_timeout = 600;
 
 /* Applies the command line to o (over the defaults, or over what a
  * checkpoint remembered when resuming). */
@@ -124,7 +139,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             break;
         case OPT_SHOW: show_config = optarg; break;
         case 'd': o->data = optarg; break;
-        case 'b': o->batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case 'b': o->batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 20), batch_given = 1; break;
         case OPT_SEQ: o->seq_len = (int)dsk_parse_int("--seq-len", optarg, 1, 1 << 20); break;
         case OPT_ACCUM: o->grad_accum = (int)dsk_parse_int("--grad-accum", optarg, 1, 1 << 20); break;
         case OPT_STEPS: o->steps = (long)dsk_parse_int("--steps", optarg, 1, 1LL << 40); break;
@@ -175,6 +190,9 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case OPT_BACKEND: o->backend = optarg; break;
         case 'j': o->threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case OPT_SEED: o->seed = (uint64_t)dsk_parse_int("--seed", optarg, 0, 1LL << 62); break;
+        case OPT_ZERO: o->zero = (int)dsk_parse_int("--zero", optarg, 0, 3); break;
+        case OPT_DIST_TIMEOUT: dist_timeout = dsk_parse_double("--dist-timeout", optarg, 0, 1e7); break;
+        case OPT_MEMORY_TABLE: memory_table = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V': dsk_print_version(); exit(0);
@@ -201,6 +219,31 @@ static int print_config(const dsk_train_opts *o)
     return 0;
 }
 
+/* --memory-table: the config as --show-config resolves it, per rank. */
+static int print_memory_table(const dsk_train_opts *o)
+{
+    dsk_model_config c;
+    dsk_err err = {0};
+    if (dsk_config_resolve(&c, memory_table, &err))
+        dsk_die_err(&err);
+    for (int i = 0; i < o->n_sets; i++)
+        if (dsk_config_set(&c, o->sets[i], &err))
+            dsk_die_err(&err);
+    if (c.vocab_size == 0) {
+        /* Presets take theirs from the dataset. */
+        c.vocab_size = 32000;
+        printf("(%s takes vocab_size from the dataset: 32000 assumed, as Llama's; --set vocab=N)\n",
+               memory_table);
+    }
+    if (dsk_config_validate(&c, &err))
+        dsk_die_err(&err);
+    int T = o->seq_len > 0 ? o->seq_len : c.max_seq_len;
+    if (T > c.max_seq_len)
+        dsk_usage_error("--seq-len %d is longer than the model's max_position_embeddings %d", T, c.max_seq_len);
+    dsk_mem_table(stdout, &c, memory_table, batch_given ? o->batch : 1, T);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
@@ -210,6 +253,11 @@ int main(int argc, char **argv)
     parse(argc, argv, &o);
     if (show_config) {
         print_config(&o);
+        free(o.sets);
+        return 0;
+    }
+    if (memory_table) {
+        print_memory_table(&o);
         free(o.sets);
         return 0;
     }
@@ -253,14 +301,29 @@ int main(int argc, char **argv)
         if (o.steps == 0 && o.tokens == 0 && o.epochs == 0)
             o.epochs = 1;   /* one pass over the conversations or pairs */
     }
+    /* The ranks, when a launcher started several: all get here alike. */
+    dsk_comm *comm = dsk_comm_open(dist_timeout, &err);
+    if (!comm)
+        dsk_die_err(&err);
+    static char name[48];
+    if (comm->rank > 0) {
+        snprintf(name, sizeof name, "dsk-train[rank %d]", comm->rank);
+        dsk_set_progname(name);
+    }
+    o.comm = comm;
     int rc = dsk_train_run(&o, &err);
+    /* Every rank has the same status; one holds the message.  It is out
+     * before any rank exits (a launcher ends the job at the first
+     * non-zero exit). */
+    if (rc && rc < 128 && err.msg[0])
+        dsk_warn("%s", err.msg);
+    comm->barrier(comm);
+    comm->close(comm);
     free(o.sets);
     free(o.owned);
     free(o.owned_ref);
     free(o.owned_init);
-    if (rc > 128)
-        return rc;
-    if (rc)
-        dsk_die_err(&err);
-    return 0;
+    if (rc && rc < 128)
+        dsk_outfile_remove_all_temps();
+    return rc;
 }

@@ -30,51 +30,88 @@ static float *add_tensor(dsk_model *m, size_t *cap, const char *name, int ndim, 
     return (float *)(uintptr_t)(t->offset + 1);
 }
 
-/* Turns the offsets add_tensor() handed out into pointers into base. */
-static void resolve(dsk_weights *w, const dsk_weights *offsets, int n_layers, float *base)
+/* Points unit u's weights in w at base, which holds the unit from its
+ * first value (the offsets add_tensor() handed out, less the unit's
+ * start), or at nothing when base is NULL. */
+static void resolve_unit(const dsk_model *m, dsk_weights *w, int u, float *base)
 {
-#define R(p) ((p) ? base + ((uintptr_t)(p) - 1) : NULL)
-    w->embed = R(offsets->embed);
-    w->final_norm = R(offsets->final_norm);
-    w->lm_head = R(offsets->lm_head);
-    for (int l = 0; l < n_layers; l++) {
-        const dsk_layer_w *o = &offsets->layer[l];
-        dsk_layer_w *d = &w->layer[l];
-        d->attn_norm = R(o->attn_norm);
-        d->wq = R(o->wq);
-        d->wk = R(o->wk);
-        d->wv = R(o->wv);
-        d->wo = R(o->wo);
-        d->alpha = R(o->alpha);
-        d->ffn_norm = R(o->ffn_norm);
-        d->w_gate = R(o->w_gate);
-        d->w_up = R(o->w_up);
-        d->w_down = R(o->w_down);
-        d->moe.router = R(o->moe.router);
-        d->moe.bias = R(o->moe.bias);
-        d->moe.e_gate = R(o->moe.e_gate);
-        d->moe.e_up = R(o->moe.e_up);
-        d->moe.e_down = R(o->moe.e_down);
-        d->moe.s_gate = R(o->moe.s_gate);
-        d->moe.s_up = R(o->moe.s_up);
-        d->moe.s_down = R(o->moe.s_down);
+    const dsk_weights *offsets = &m->off;
+    size_t lo = m->unit_lo[u];
+#define R(p) ((p) && base ? base + ((uintptr_t)(p) - 1 - lo) : NULL)
+    if (u == 0) {
+        w->embed = R(offsets->embed);
+        if (m->cfg.tie_embeddings)
+            w->lm_head = w->embed;
+        return;
     }
+    if (u == m->cfg.n_layers + 1) {
+        w->final_norm = R(offsets->final_norm);
+        if (!m->cfg.tie_embeddings)
+            w->lm_head = R(offsets->lm_head);
+        return;
+    }
+    const dsk_layer_w *o = &offsets->layer[u - 1];
+    dsk_layer_w *d = &w->layer[u - 1];
+    d->attn_norm = R(o->attn_norm);
+    d->wq = R(o->wq);
+    d->wk = R(o->wk);
+    d->wv = R(o->wv);
+    d->wo = R(o->wo);
+    d->alpha = R(o->alpha);
+    d->ffn_norm = R(o->ffn_norm);
+    d->w_gate = R(o->w_gate);
+    d->w_up = R(o->w_up);
+    d->w_down = R(o->w_down);
+    d->moe.router = R(o->moe.router);
+    d->moe.bias = R(o->moe.bias);
+    d->moe.e_gate = R(o->moe.e_gate);
+    d->moe.e_up = R(o->moe.e_up);
+    d->moe.e_down = R(o->moe.e_down);
+    d->moe.s_gate = R(o->moe.s_gate);
+    d->moe.s_up = R(o->moe.s_up);
+    d->moe.s_down = R(o->moe.s_down);
 #undef R
 }
 
-dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
+void dsk_model_bind_unit(dsk_model *m, int unit, int what, float *base)
+{
+    if (what & DSK_UNIT_PARAMS)
+        resolve_unit(m, &m->w, unit, base);
+    if (what & DSK_UNIT_GRADS)
+        resolve_unit(m, &m->gw, unit, base);
+}
+
+void dsk_model_acquire(dsk_model *m, int unit, int what)
+{
+    if (m->hooks.acquire)
+        m->hooks.acquire(m->hooks.ctx, m, unit, what);
+}
+
+void dsk_model_release(dsk_model *m, int unit, int what)
+{
+    if (m->hooks.release)
+        m->hooks.release(m->hooks.ctx, m, unit, what);
+}
+
+dsk_model *dsk_model_create_hooked(const dsk_model_config *cfg, dsk_backend *be, int hooked,
+                                   const dsk_unit_hooks *hooks)
 {
     dsk_model *m = dsk_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
+    if (hooks)
+        m->hooks = *hooks;
     const dsk_model_config *c = &m->cfg;
     int d = c->d_model, hd = d / c->n_heads, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     size_t cap = 0;
     dsk_weights off = {0};
     off.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *off.layer);
+    m->n_units = c->n_layers + 2;
+    m->unit_lo = dsk_xcalloc((size_t)m->n_units + 1, sizeof *m->unit_lo);
     char name[96];
     off.embed = add_tensor(m, &cap, "model.embed_tokens.weight", 2, c->vocab_size, d);
     for (int l = 0; l < c->n_layers; l++) {
+        m->unit_lo[1 + l] = m->n_params;
         dsk_layer_w *L = &off.layer[l];
 #define T(field, suffix, ndim, d0, d1)                                              \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
@@ -115,6 +152,7 @@ dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
         }
 #undef T
     }
+    m->unit_lo[c->n_layers + 1] = m->n_params;
     off.final_norm = add_tensor(m, &cap, "model.norm.weight", 1, d, 0);
     off.lm_head = c->tie_embeddings ? off.embed : add_tensor(m, &cap, "lm_head.weight", 2, c->vocab_size, d);
 
@@ -124,14 +162,20 @@ dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
             if (dsk_config_layer_is_moe(c, l))
                 dsk_moe_stats_init(&m->moe_stats[l], c);
     }
+    m->unit_lo[m->n_units] = m->n_params;
+    m->off = off;
+
     m->moe_run.aux_grad_scale = 1.0f;
-    m->params = be->alloc(be, m->n_params * sizeof(float));
-    m->grads = be->alloc(be, m->n_params * sizeof(float));
+    if (!(hooked & DSK_UNIT_PARAMS))
+        m->params = be->alloc(be, m->n_params * sizeof(float));
+    if (!(hooked & DSK_UNIT_GRADS))
+        m->grads = be->alloc(be, m->n_params * sizeof(float));
     m->w.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->w.layer);
     m->gw.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->gw.layer);
-    resolve(&m->w, &off, c->n_layers, m->params);
-    resolve(&m->gw, &off, c->n_layers, m->grads);
-    free(off.layer);
+    for (int u = 0; u < m->n_units; u++) {
+        dsk_model_bind_unit(m, u, DSK_UNIT_PARAMS, m->params ? m->params + m->unit_lo[u] : NULL);
+        dsk_model_bind_unit(m, u, DSK_UNIT_GRADS, m->grads ? m->grads + m->unit_lo[u] : NULL);
+    }
 
     size_t cs_len = (size_t)c->max_seq_len * hd;
     float *cs = dsk_xmalloc(cs_len * sizeof *cs);
@@ -142,6 +186,11 @@ dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
     return m;
 }
 
+dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be)
+{
+    return dsk_model_create_hooked(cfg, be, 0, NULL);
+}
+
 const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *name)
 {
     for (size_t i = 0; i < m->n_tensors; i++)
@@ -150,15 +199,19 @@ const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *nam
     return NULL;
 }
 
-void dsk_model_init_weights(dsk_model *m, uint64_t seed)
+void dsk_model_init_values(const dsk_model *m, uint64_t seed,
+                           void (*put)(void *ctx, size_t offset, const float *v, size_t n), void *ctx)
 {
     const dsk_model_config *c = &m->cfg;
-    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    size_t largest = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].numel > largest)
+            largest = m->tensors[i].numel;
+    float *p = dsk_xmalloc(largest * sizeof *p);
     dsk_rng rng;
     dsk_rng_seed(&rng, seed);
     for (size_t i = 0; i < m->n_tensors; i++) {
         const dsk_tensor_info *t = &m->tensors[i];
-        float *p = host + t->offset;
         if (strstr(t->name, "hybrid_alpha")) {
             p[0] = (float)c->alpha_init;
         } else if (strstr(t->name, "e_score_correction_bias")) {
@@ -175,7 +228,20 @@ void dsk_model_init_weights(dsk_model *m, uint64_t seed)
             for (size_t j = 0; j < t->numel; j++)
                 p[j] = (float)(std * dsk_rng_normal(&rng));
         }
+        put(ctx, t->offset, p, t->numel);
     }
+    free(p);
+}
+
+static void put_host(void *ctx, size_t offset, const float *v, size_t n)
+{
+    memcpy((float *)ctx + offset, v, n * sizeof *v);
+}
+
+void dsk_model_init_weights(dsk_model *m, uint64_t seed)
+{
+    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    dsk_model_init_values(m, seed, put_host, host);
     m->be->upload(m->be, m->params, host, m->n_params * sizeof *host);
     free(host);
 }
@@ -370,17 +436,36 @@ static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
 void dsk_model_embed(dsk_model *m)
 {
     m->aux_loss = 0;
+    dsk_model_acquire(m, 0, DSK_UNIT_PARAMS);
     m->be->embedding_fwd(m->be, m->acts[0].resid_in, m->w.embed, m->tokens, m->B * m->T, m->cfg.d_model);
+    dsk_model_release(m, 0, DSK_UNIT_PARAMS);
 }
 
 void dsk_model_forward_block(dsk_model *m, int l)
 {
     float *next = l + 1 < m->cfg.n_layers ? m->acts[l + 1].resid_in : m->resid_out;
+    dsk_model_acquire(m, dsk_model_layer_unit(l), DSK_UNIT_PARAMS);
     attention_block_fwd(m, l, m->acts[l].resid_mid);
     if (dsk_config_layer_is_moe(&m->cfg, l))
         moe_block_fwd(m, l, next);
     else
         ffn_block_fwd(m, l, next);
+    dsk_model_release(m, dsk_model_layer_unit(l), DSK_UNIT_PARAMS);
+}
+
+/* The head's weights: the final norm and lm_head (the embedding's unit too when tied). */
+static void acquire_head(dsk_model *m, int what)
+{
+    dsk_model_acquire(m, m->cfg.n_layers + 1, what);
+    if (m->cfg.tie_embeddings)
+        dsk_model_acquire(m, 0, what);
+}
+
+static void release_head(dsk_model *m, int what)
+{
+    if (m->cfg.tie_embeddings)
+        dsk_model_release(m, 0, what);
+    dsk_model_release(m, m->cfg.n_layers + 1, what);
 }
 
 void dsk_model_forward(dsk_model *m, float grad_scale)
@@ -392,8 +477,10 @@ void dsk_model_forward(dsk_model *m, float grad_scale)
     dsk_model_embed(m);
     for (int l = 0; l < L; l++)
         dsk_model_forward_block(m, l);
+    acquire_head(m, DSK_UNIT_PARAMS);
     be->rmsnorm_fwd(be, m->hf, m->rstdf, m->resid_out, m->w.final_norm, n, d, (float)c->norm_eps);
     be->gemm(be, 0, 1, n, V, d, 1, m->hf, m->w.lm_head, 0, m->logits);
+    release_head(m, DSK_UNIT_PARAMS);
     be->softmax_xent(be, m->losses, m->logits, m->targets, m->weights, n, V, grad_scale);
 
     be->download(be, m->host_losses, m->losses, (size_t)n * sizeof(float));
@@ -469,19 +556,27 @@ void dsk_model_backward(dsk_model *m)
     const dsk_model_config *c = &m->cfg;
     int n = m->B * m->T, d = c->d_model, V = c->vocab_size;
 
+    const int both = DSK_UNIT_PARAMS | DSK_UNIT_GRADS;
     /* m->logits holds dL/dlogits (dsk_model_forward with grad_scale). */
+    acquire_head(m, both);
     be->gemm(be, 0, 0, n, d, V, 1, m->logits, m->w.lm_head, 0, m->d_h);
     be->gemm(be, 1, 0, V, d, n, 1, m->logits, m->hf, 1, m->gw.lm_head);
     be->zero(be, m->d_resid, (size_t)n * d * sizeof(float));
     be->rmsnorm_bwd(be, m->d_resid, m->gw.final_norm, m->d_h, m->resid_out, m->w.final_norm, m->rstdf, n, d);
+    release_head(m, both);
     for (int l = c->n_layers - 1; l >= 0; l--) {
+        dsk_model_acquire(m, dsk_model_layer_unit(l), both);
         if (dsk_config_layer_is_moe(c, l))
             moe_block_bwd(m, l);
         else
             ffn_block_bwd(m, l);
         attention_block_bwd(m, l);
+        dsk_model_release(m, dsk_model_layer_unit(l), both);
     }
+    /* The embedding's backward writes its gradient and reads no weight. */
+    dsk_model_acquire(m, 0, DSK_UNIT_GRADS);
     be->embedding_bwd(be, m->gw.embed, m->d_resid, m->tokens, n, d);
+    dsk_model_release(m, 0, DSK_UNIT_GRADS);
 }
 
 void dsk_model_row_losses(const dsk_model *m, double *out)
@@ -503,15 +598,21 @@ void dsk_model_loss_grad(dsk_model *m, const float *weights)
     be->softmax_xent(be, m->losses, m->logits, m->targets, m->grad_weights, n, m->cfg.vocab_size, 1.0f);
 }
 
-void dsk_model_zero_grad(dsk_model *m) { m->be->zero(m->be, m->grads, m->n_params * sizeof(float)); }
+void dsk_model_zero_grad(dsk_model *m)
+{
+    if (m->grads)
+        m->be->zero(m->be, m->grads, m->n_params * sizeof(float));
+}
 
 void dsk_model_free(dsk_model *m)
 {
     if (!m)
         return;
     free_batch(m);
-    m->be->free(m->be, m->params);
-    m->be->free(m->be, m->grads);
+    if (m->params)
+        m->be->free(m->be, m->params);
+    if (m->grads)
+        m->be->free(m->be, m->grads);
     m->be->free(m->be, m->rope_cs);
     if (m->moe_stats) {
         for (int l = 0; l < m->cfg.n_layers; l++)
@@ -520,6 +621,8 @@ void dsk_model_free(dsk_model *m)
     }
     free(m->w.layer);
     free(m->gw.layer);
+    free(m->off.layer);
+    free(m->unit_lo);
     free(m->tensors);
     free(m);
 }

@@ -56,13 +56,37 @@ typedef struct dsk_batch {
     const float *weights;     /* [B*T] loss weights (0 or 1), or NULL for all 1 */
 } dsk_batch;
 
+/* Units: the spans of the parameter vector a sharded run (ZeRO-2 and 3,
+ * lib/dist/zero.h) brings in and out whole.  Unit 0 is the embedding,
+ * unit 1 + l layer l, unit n_layers + 1 the head (the final norm and an
+ * untied lm_head; a tied lm_head is the embedding, unit 0). */
+enum { DSK_UNIT_PARAMS = 1, DSK_UNIT_GRADS = 2, DSK_UNIT_WRITEBACK = 4 };
+
+/* Where parameters or gradients are not resident, the forward and
+ * backward passes ask for each unit before they read or write it and say
+ * when they are done: acquire(unit, DSK_UNIT_PARAMS) must make the unit's
+ * weights addressable (dsk_model_bind_unit), DSK_UNIT_GRADS its gradient
+ * (zeroed: the pass adds into it).  release() with DSK_UNIT_GRADS hands
+ * the unit's gradient over (ZeRO reduce-scatters it); with
+ * DSK_UNIT_WRITEBACK the weights were changed and must be kept. */
+struct dsk_model;
+typedef struct dsk_unit_hooks {
+    void *ctx;
+    void (*acquire)(void *ctx, struct dsk_model *m, int unit, int what);
+    void (*release)(void *ctx, struct dsk_model *m, int unit, int what);
+} dsk_unit_hooks;
+
 typedef struct dsk_model {
     dsk_model_config cfg;
     dsk_backend *be;
     dsk_tensor_info *tensors;
     size_t n_tensors, n_params;
-    float *params, *grads;    /* device */
+    float *params, *grads;    /* device; NULL when hooked (dsk_model_create_hooked) */
     dsk_weights w, gw;
+    int n_units;
+    size_t *unit_lo;          /* [n_units + 1]: unit u is [unit_lo[u], unit_lo[u+1]) */
+    dsk_weights off;          /* each weight's offset + 1 (for binding units) */
+    dsk_unit_hooks hooks;     /* all NULL: resident, nothing to bring in */
     float *rope_cs;           /* device [max_seq_len, hd/2, 2] */
 
     int B, T;                 /* the current batch (dsk_model_set_batch) */
@@ -85,10 +109,29 @@ typedef struct dsk_model {
 } dsk_model;
 
 dsk_model *dsk_model_create(const dsk_model_config *cfg, dsk_backend *be);
+/* A model whose parameters and/or gradients (hooked: DSK_UNIT_PARAMS,
+ * DSK_UNIT_GRADS) are not allocated: the hooks bring each unit in. */
+dsk_model *dsk_model_create_hooked(const dsk_model_config *cfg, dsk_backend *be, int hooked,
+                                   const dsk_unit_hooks *hooks);
 void dsk_model_free(dsk_model *m);
 /* Seeded initialisation: matrices N(0, init_std) (output projections
  * scaled by 1/sqrt(2 layers)), norms 1, hybrid alpha alpha_init. */
 void dsk_model_init_weights(dsk_model *m, uint64_t seed);
+/* The same values, tensor by tensor, to put(ctx, offset in the parameter
+ * vector, values, count) on the host: for a shard of them. */
+void dsk_model_init_values(const dsk_model *m, uint64_t seed,
+                           void (*put)(void *ctx, size_t offset, const float *v, size_t n), void *ctx);
+
+/* Points the weights (what DSK_UNIT_PARAMS) or gradients (DSK_UNIT_GRADS)
+ * of a unit at base, which holds the unit's values from its first; base
+ * NULL leaves them pointing nowhere. */
+void dsk_model_bind_unit(dsk_model *m, int unit, int what, float *base);
+/* The hooks' acquire and release (nothing for a resident model): code
+ * outside the passes that reads or changes a unit's weights brackets it
+ * with these. */
+void dsk_model_acquire(dsk_model *m, int unit, int what);
+void dsk_model_release(dsk_model *m, int unit, int what);
+static inline int dsk_model_layer_unit(int layer) { return 1 + layer; }
 const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *name);
 
 void dsk_model_alloc_batch(dsk_model *m, int B, int T);
@@ -111,8 +154,9 @@ void dsk_model_row_losses(const dsk_model *m, double *out);
  * sum_i weights[i] * loss_i (weights: host [B*T], any sign), ready for
  * dsk_model_backward().  DPO weights each row by its own coefficient. */
 void dsk_model_loss_grad(dsk_model *m, const float *weights);
-/* Adds this batch's gradients into m->grads. */
+/* Adds this batch's gradients into m->grads (hooked: into each unit's). */
 void dsk_model_backward(dsk_model *m);
+/* Zeroes m->grads (nothing when the gradients are hooked). */
 void dsk_model_zero_grad(dsk_model *m);
 
 #endif

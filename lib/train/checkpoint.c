@@ -55,6 +55,7 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
     json_object_object_add(cur, "epoch", json_object_new_int64((int64_t)st->cursor.epoch));
     json_object_object_add(cur, "pos", json_object_new_int64((int64_t)st->cursor.pos));
     json_object_object_add(o, "data_cursor", cur);
+    json_object_object_add(o, "world_size", json_object_new_int(st->world > 0 ? st->world : 1));
     /* 64-bit state words as hex strings: JSON numbers lose them elsewhere. */
     struct json_object *rng = json_object_new_array();
     for (int i = 0; i < 4; i++) {
@@ -119,6 +120,22 @@ static void prune(const char *out, int keep)
 int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer *opt, const dsk_train_state *st,
                         const char *tokenizer, int keep, dsk_err *err)
 {
+    float *host = download_all(m, m->params), *host_m = NULL, *host_v = NULL;
+    if (opt) {
+        host_m = download_all(m, opt->m);
+        host_v = download_all(m, opt->v);
+    }
+    int rc = dsk_checkpoint_save_host(out, m, host, opt, host_m, host_v, st, tokenizer, keep, err);
+    free(host);
+    free(host_m);
+    free(host_v);
+    return rc;
+}
+
+int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *params, const dsk_optimizer *opt,
+                             const float *opt_m, const float *opt_v, const dsk_train_state *st, const char *tokenizer,
+                             int keep, dsk_err *err)
+{
     if (mkdir(out, 0777) != 0 && errno != EEXIST)
         return dsk_fail(err, EX_CANTCREAT, "%s: %s", out, strerror(errno));
     char name[32];
@@ -136,27 +153,23 @@ int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer
     rc = dsk_write_file(p, &text, err);
     free(p);
 
-    float *host = NULL, *host_m = NULL, *host_v = NULL;
     if (!rc) {
-        host = download_all(m, m->params);
         dsk_st_writer *w = dsk_st_writer_new();
         dsk_st_writer_meta(w, "format", "pt");
-        add_tensors(w, m, host, "");
+        add_tensors(w, m, params, "");
         p = dsk_tempdir_file(&dir, "model.safetensors");
         rc = dsk_st_writer_write(w, p, err);
         free(p);
         dsk_st_writer_free(w);
     }
     if (!rc && opt) {
-        host_m = download_all(m, opt->m);
-        host_v = download_all(m, opt->v);
         dsk_st_writer *w = dsk_st_writer_new();
         char step[32];
         snprintf(step, sizeof step, "%ld", opt->step);
         dsk_st_writer_meta(w, "optimizer", "adamw");
         dsk_st_writer_meta(w, "step", step);
-        add_tensors(w, m, host_m, ".exp_avg");
-        add_tensors(w, m, host_v, ".exp_avg_sq");
+        add_tensors(w, m, opt_m, ".exp_avg");
+        add_tensors(w, m, opt_v, ".exp_avg_sq");
         p = dsk_tempdir_file(&dir, "optimizer.safetensors");
         rc = dsk_st_writer_write(w, p, err);
         free(p);
@@ -174,9 +187,6 @@ int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer
         rc = dsk_copy_file(tokenizer, p, err);
         free(p);
     }
-    free(host);
-    free(host_m);
-    free(host_v);
     dsk_buf_free(&text);
     if (rc) {
         dsk_tempdir_abort(&dir);
@@ -227,10 +237,8 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
     return NULL;
 }
 
-/* Loads the tensors named NAME+suffix into dev; the file must hold
- * file_tensors tensors in all (no strays from another architecture). */
-static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
-                        size_t file_tensors, dsk_err *err)
+int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_model *m, const char *suffix,
+                                size_t file_tensors, dsk_tensor_sink put, void *ctx, dsk_err *err)
 {
     char *path = dsk_path_join(dir, file);
     dsk_safetensors st;
@@ -239,7 +247,6 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
         free(path);
         return rc;
     }
-    float *host = dsk_xmalloc(m->n_params * sizeof *host);
     for (size_t i = 0; i < m->n_tensors && !rc; i++) {
         const dsk_tensor_info *t = &m->tensors[i];
         char name[128];
@@ -266,16 +273,37 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
                           s->ndim > 1 ? ",..." : "", t->shape[0], t->ndim > 1 ? ",..." : "");
             break;
         }
-        memcpy(host + t->offset, s->data, t->numel * sizeof(float));
     }
     if (!rc && st.n_tensors != file_tensors)
         rc = dsk_fail(err, EX_DATAERR, "%s: %zu tensors, this model needs %zu (a different architecture?)", path,
                       st.n_tensors, file_tensors);
+    /* Handed over only once all are checked: nothing half-loaded. */
+    for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", t->name, suffix);
+        put(ctx, t->offset, dsk_st_find(&st, name)->data, t->numel);
+    }
+    dsk_st_close(&st);
+    free(path);
+    return rc;
+}
+
+static void put_host(void *ctx, size_t offset, const void *v, size_t n)
+{
+    memcpy((float *)ctx + offset, v, n * sizeof(float));
+}
+
+/* Loads the tensors named NAME+suffix into dev; the file must hold
+ * file_tensors tensors in all (no strays from another architecture). */
+static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
+                        size_t file_tensors, dsk_err *err)
+{
+    float *host = dsk_xmalloc(m->n_params * sizeof *host);
+    int rc = dsk_checkpoint_read_tensors(dir, file, m, suffix, file_tensors, put_host, host, err);
     if (!rc)
         m->be->upload(m->be, dev, host, m->n_params * sizeof *host);
     free(host);
-    dsk_st_close(&st);
-    free(path);
     return rc;
 }
 
@@ -284,17 +312,11 @@ int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err)
     return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, err);
 }
 
-int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err)
+int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
 {
-    size_t n = 2 * opt->model->n_tensors;
-    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, err);
-    if (!rc)
-        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
-    if (rc)
-        return rc;
     char *path = dsk_path_join(dir, "optimizer.safetensors");
     dsk_safetensors st;
-    rc = dsk_st_open(&st, path, err);
+    int rc = dsk_st_open(&st, path, err);
     if (!rc) {
         const char *step = dsk_st_meta(&st, "step");
         char *end;
@@ -302,10 +324,21 @@ int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *
         if (!step || *end || s < 0)
             rc = dsk_fail(err, EX_DATAERR, "%s: no optimizer step in the metadata", path);
         else
-            opt->step = s;
+            *step_out = s;
         dsk_st_close(&st);
     }
     free(path);
+    return rc;
+}
+
+int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err)
+{
+    size_t n = 2 * opt->model->n_tensors;
+    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, err);
+    if (!rc)
+        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
+    if (!rc)
+        rc = dsk_checkpoint_optimizer_step(dir, &opt->step, err);
     return rc;
 }
 
@@ -358,6 +391,10 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
             if (strlen(s) != 16 || *end)
                 rc = dsk_fail(err, EX_DATAERR, "%s: rng[%d] is not 16 hex digits", path, i);
         }
+        st->world = 1;
+        if (json_object_object_get_ex(o, "world_size", &x) && json_object_is_type(x, json_type_int) &&
+            json_object_get_int64(x) >= 1 && json_object_get_int64(x) <= 1 << 24)
+            st->world = (int)json_object_get_int64(x);
         if (json_object_object_get_ex(o, "stage", &x) && json_object_is_type(x, json_type_string))
             snprintf(st->stage, sizeof st->stage, "%s", json_object_get_string(x));
         if (json_object_object_get_ex(o, "tokenizer_fingerprint", &x) && json_object_is_type(x, json_type_string))

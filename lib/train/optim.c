@@ -16,14 +16,20 @@ void dsk_adamw_defaults(dsk_adamw_opts *o)
     o->clip = 1.0;
 }
 
-dsk_optimizer *dsk_optimizer_create(dsk_model *model, const dsk_adamw_opts *o)
+dsk_optimizer *dsk_optimizer_create_n(dsk_model *model, const dsk_adamw_opts *o, size_t n_state)
 {
     dsk_optimizer *opt = dsk_xcalloc(1, sizeof *opt);
     opt->o = *o;
     opt->model = model;
-    opt->m = model->be->alloc(model->be, model->n_params * sizeof(float));
-    opt->v = model->be->alloc(model->be, model->n_params * sizeof(float));
+    opt->n_state = n_state;
+    opt->m = model->be->alloc(model->be, n_state * sizeof(float));
+    opt->v = model->be->alloc(model->be, n_state * sizeof(float));
     return opt;
+}
+
+dsk_optimizer *dsk_optimizer_create(dsk_model *model, const dsk_adamw_opts *o)
+{
+    return dsk_optimizer_create_n(model, o, model->n_params);
 }
 
 void dsk_optimizer_free(dsk_optimizer *opt)
@@ -47,12 +53,10 @@ double dsk_lr_at(const dsk_adamw_opts *o, long step)
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1 + cos(M_PI * progress));
 }
 
-dsk_step_report dsk_optimizer_step(dsk_optimizer *opt)
+dsk_step_report dsk_optimizer_begin(dsk_optimizer *opt, double grad_sumsq, dsk_step_plan *plan)
 {
-    dsk_model *m = opt->model;
-    dsk_backend *be = m->be;
     dsk_step_report r = {0};
-    r.grad_norm = sqrt(be->sumsq(be, m->grads, m->n_params));
+    r.grad_norm = sqrt(grad_sumsq);
     r.lr = dsk_lr_at(&opt->o, opt->step);
     if (!isfinite(r.grad_norm)) {
         r.skipped = 1;
@@ -60,14 +64,37 @@ dsk_step_report dsk_optimizer_step(dsk_optimizer *opt)
     }
     /* As torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1. */
     double coef = opt->o.clip > 0 ? opt->o.clip / (r.grad_norm + 1e-6) : 1.0;
-    float grad_scale = coef < 1.0 ? (float)coef : 1.0f;
+    plan->grad_scale = coef < 1.0 ? (float)coef : 1.0f;
     opt->step++;
-    double c1 = 1 - pow(opt->o.beta1, (double)opt->step), c2 = 1 - pow(opt->o.beta2, (double)opt->step);
+    plan->lr = (float)r.lr;
+    plan->c1 = (float)(1 - pow(opt->o.beta1, (double)opt->step));
+    plan->c2 = (float)(1 - pow(opt->o.beta2, (double)opt->step));
+    return r;
+}
+
+void dsk_optimizer_update(dsk_optimizer *opt, const dsk_step_plan *plan, size_t lo, size_t hi, float *param,
+                          const float *grad, size_t state_at)
+{
+    dsk_model *m = opt->model;
+    dsk_backend *be = m->be;
     for (size_t i = 0; i < m->n_tensors; i++) {
         const dsk_tensor_info *t = &m->tensors[i];
-        be->adamw(be, m->params + t->offset, m->grads + t->offset, grad_scale, opt->m + t->offset, opt->v + t->offset,
-                  t->numel, (float)r.lr, (float)opt->o.beta1, (float)opt->o.beta2, (float)opt->o.eps,
-                  t->decay ? (float)opt->o.weight_decay : 0.0f, (float)c1, (float)c2);
+        size_t a = t->offset > lo ? t->offset : lo, b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        if (a >= b)
+            continue;
+        size_t at = a - lo;
+        be->adamw(be, param + at, grad + at, plan->grad_scale, opt->m + state_at + at, opt->v + state_at + at, b - a,
+                  plan->lr, (float)opt->o.beta1, (float)opt->o.beta2, (float)opt->o.eps,
+                  t->decay ? (float)opt->o.weight_decay : 0.0f, plan->c1, plan->c2);
     }
+}
+
+dsk_step_report dsk_optimizer_step(dsk_optimizer *opt)
+{
+    dsk_model *m = opt->model;
+    dsk_step_plan plan;
+    dsk_step_report r = dsk_optimizer_begin(opt, m->be->sumsq(m->be, m->grads, m->n_params), &plan);
+    if (!r.skipped)
+        dsk_optimizer_update(opt, &plan, 0, m->n_params, m->params, m->grads, 0);
     return r;
 }

@@ -20,6 +20,9 @@
 #include "pack/dataset.h"
 #include "pack/pack.h"
 #include "core/hash.h"
+#include "dist/comm.h"
+#include "dist/memory.h"
+#include "dist/zero.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/dpo.h"
@@ -92,6 +95,7 @@ static const opt_key opt_keys[] = {
     {"top_k", O_INT, F(sampler.top_k)},
     {"top_p", O_DOUBLE, F(sampler.top_p)},
     {"max_bad_steps", O_INT, F(max_bad_steps)},
+    {"zero", O_INT, F(zero)},
 };
 #undef F
 
@@ -160,6 +164,7 @@ static void catch_stop_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);   /* what mpirun forwards to every rank */
 }
 
 /* ---- the run's state ----------------------------------------------------------------------------------- */
@@ -167,6 +172,12 @@ static void catch_stop_signals(void)
 typedef struct run {
     const dsk_train_opts *o;
     dsk_err *err;
+    /* Data parallelism: the ranks, this one, and its share of the state. */
+    dsk_comm *comm;
+    int own_comm, rank, world;
+    dsk_zero *zero;
+    dsk_rng noise_rng;        /* several ranks: this rank's router noise this step */
+    int quiet;                /* -q, or not rank 0 */
     dsk_dataset ds;
     int ds_open;
     dsk_tokenizer tok;
@@ -239,6 +250,31 @@ static int set_batch(run *r)
 
 static int is_dpo(const run *r) { return r->o->stage == DSK_STAGE_DPO; }
 
+/* ---- several ranks ------------------------------------------------------------------------------------- */
+
+/* Every rank's status, agreed, at a point every rank reaches: all go on or
+ * all stop.  The one rank that reports keeps its message; the others end
+ * with the status and an empty message. */
+static int agree(run *r, int rc)
+{
+    if (r->world == 1)
+        return rc;
+    int report;
+    int all = dsk_comm_agree(r->comm, rc, rc && r->err->msg[0], &report);
+    if (all && !report) {
+        r->err->code = all;
+        r->err->msg[0] = 0;
+    }
+    return all;
+}
+
+/* Sums over the ranks, in place (nothing for one). */
+static void sum_ranks(run *r, double *v, size_t n)
+{
+    if (r->world > 1)
+        r->comm->allreduce(r->comm, v, n, DSK_COMM_F64, DSK_COMM_SUM);
+}
+
 /* DPO on the current batch: the reference's and the policy's sequence
  * log-probabilities, the loss over its first `pairs` pairs (the rest are
  * padding in an evaluation's last batch), and with scale != 0 the
@@ -275,6 +311,8 @@ typedef struct eval_result {
     dsk_dpo_stats dpo;        /* DPO: over the evaluated pairs */
 } eval_result;
 
+/* The first eval_batches global batches of the val split, each rank
+ * reading its share of every batch; the sums are over all ranks. */
 static int evaluate(run *r, eval_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -284,17 +322,19 @@ static int evaluate(run *r, eval_result *res)
     dsk_dataset_reader rd;
     dsk_dataset_reader_init(&rd, &r->ds);
     int per_row = is_dpo(r) ? 2 : 1, rows_per_batch = r->B / per_row;
-    uint64_t want = (uint64_t)r->o->eval_batches * rows_per_batch, next = 0;
+    uint64_t global_batch = (uint64_t)rows_per_batch * r->world;
+    uint64_t want = (uint64_t)r->o->eval_batches * global_batch, next = 0;
     if (want > rows)
         want = rows;
-    double nats = 0, bytes = 0, count = 0;
-    dsk_dpo_stats sum = {0};
+    /* nats, bytes, targets; DPO: loss, rewards, margin, accuracy, pairs */
+    double sum[9] = {0};
     int rc = 0;
     while (next < want && !rc) {
         int filled = 0;
+        uint64_t first = next + (uint64_t)r->rank * rows_per_batch;
         for (int b = 0; b < rows_per_batch; b++) {
-            if (next < want) {
-                rc = dsk_dataset_read(&rd, DSKT_VAL, next++, &r->row, r->err);
+            if (first + b < want) {
+                rc = dsk_dataset_read(&rd, DSKT_VAL, first + b, &r->row, r->err);
                 if (rc)
                     break;
                 if (per_row == 2)
@@ -307,40 +347,45 @@ static int evaluate(run *r, eval_result *res)
                     blank_row(r, per_row * b + h);
             }
         }
-        if (rc || (rc = set_batch(r)))
+        next += global_batch;
+        if (!rc)
+            rc = set_batch(r);
+        if ((rc = agree(r, rc)))
             break;
         if (per_row == 2) {
             dsk_dpo_stats st;
             dpo_batch(r, filled, 0, 0, &st);
-            sum.loss += st.loss * filled;
-            sum.chosen_reward += st.chosen_reward * filled;
-            sum.rejected_reward += st.rejected_reward * filled;
-            sum.margin += st.margin * filled;
-            sum.accuracy += st.accuracy * filled;
-            sum.pairs += filled;
+            sum[3] += st.loss * filled;
+            sum[4] += st.chosen_reward * filled;
+            sum[5] += st.rejected_reward * filled;
+            sum[6] += st.margin * filled;
+            sum[7] += st.accuracy * filled;
+            sum[8] += filled;
         } else {
             r->model->moe_run.train = 0;
             dsk_model_forward(r->model, 0);
         }
-        nats += r->model->loss_sum;
-        count += r->model->n_targets;
+        sum[0] += r->model->loss_sum;
+        sum[2] += r->model->n_targets;
         if (r->have_tok)
             for (size_t i = 0; i < (size_t)r->B * r->T; i++)
                 if (r->targets[i] >= 0 && r->weights[i] != 0)
-                    bytes += dsk_tokenizer_text_bytes(&r->tok, (uint32_t)r->targets[i]);
+                    sum[1] += dsk_tokenizer_text_bytes(&r->tok, (uint32_t)r->targets[i]);
     }
     dsk_dataset_reader_free(&rd);
     if (rc)
         return rc;
+    sum_ranks(r, sum, 9);
+    double nats = sum[0], bytes = sum[1], count = sum[2];
     res->ok = count > 0;
     res->loss = count > 0 ? nats / count : 0;
-    if (sum.pairs > 0) {
-        res->dpo = sum;
-        res->dpo.loss /= sum.pairs;
-        res->dpo.chosen_reward /= sum.pairs;
-        res->dpo.rejected_reward /= sum.pairs;
-        res->dpo.margin /= sum.pairs;
-        res->dpo.accuracy /= sum.pairs;
+    if (sum[8] > 0) {
+        res->dpo.pairs = (long)sum[8];
+        res->dpo.loss = sum[3] / sum[8];
+        res->dpo.chosen_reward = sum[4] / sum[8];
+        res->dpo.rejected_reward = sum[5] / sum[8];
+        res->dpo.margin = sum[6] / sum[8];
+        res->dpo.accuracy = sum[7] / sum[8];
     }
     res->bpb = bytes > 0 ? nats / log(2.0) / bytes : 0;
     res->targets = count;
@@ -349,11 +394,41 @@ static int evaluate(run *r, eval_result *res)
 
 /* ---- samples --------------------------------------------------------------------------------------------- */
 
+/* Rank 0 samples; at ZeRO-3 from a whole copy of the weights gathered
+ * for the purpose, as the sharded model has none.  Every rank then goes
+ * on with rank 0's random state. */
+static void sample_from(run *r, dsk_generator *gen);
+
 static void sample(run *r)
 {
+    if (r->o->zero == 3) {
+        dsk_model *whole = NULL;
+        float *host = NULL;
+        if (r->rank == 0) {
+            whole = dsk_model_create(&r->model->cfg, r->be);
+            host = dsk_xmalloc(whole->n_params * sizeof *host);
+        }
+        dsk_zero_gather_params(r->zero, host);
+        if (r->rank == 0) {
+            r->be->upload(r->be, whole->params, host, whole->n_params * sizeof *host);
+            dsk_generator *gen = dsk_generator_new(whole, 0);
+            sample_from(r, gen);
+            dsk_generator_free(gen);
+            dsk_model_free(whole);
+            free(host);
+        }
+    } else if (r->rank == 0) {
+        if (!r->gen)
+            r->gen = dsk_generator_new(r->model, 0);
+        sample_from(r, r->gen);
+    }
+    if (r->world > 1)
+        r->comm->bcast(r->comm, &r->st.rng, sizeof r->st.rng, 0);
+}
+
+static void sample_from(run *r, dsk_generator *gen)
+{
     const dsk_model_config *c = &r->model->cfg;
-    if (!r->gen)
-        r->gen = dsk_generator_new(r->model, 0);
     int32_t prompt[256];
     int n_prompt = 0;
     if (r->have_tok && r->o->prompt && *r->o->prompt) {
@@ -374,8 +449,7 @@ static void sample(run *r)
         return;
     int32_t *out = dsk_xmalloc((size_t)max_new * sizeof *out);
     dsk_err e = {0};
-    int n = dsk_generate(r->gen, prompt, n_prompt, max_new, &r->o->sampler, &r->st.rng, (int32_t)r->ds.m.eot, -1, out,
-                         &e);
+    int n = dsk_generate(gen, prompt, n_prompt, max_new, &r->o->sampler, &r->st.rng, (int32_t)r->ds.m.eot, -1, out, &e);
     dsk_buf text = {0};
     if (n > 0 && r->have_tok) {
         uint32_t *ids = dsk_xmalloc((size_t)(n_prompt + n) * sizeof *ids);
@@ -390,7 +464,7 @@ static void sample(run *r)
             dsk_buf_printf(&text, "%s%d", i ? " " : "", out[i]);
     }
     dsk_buf_addc(&text, 0);
-    if (!r->o->quiet)
+    if (!r->quiet)
         fprintf(stderr, "%ssample at step %ld: %s\n", r->tty ? "\r\033[K" : "", r->st.step, text.data);
     if (r->log) {
         struct json_object *j = json_object_new_object();
@@ -478,7 +552,8 @@ static int save(run *r)
 {
     if (r->saved_step == r->st.step)
         return 0;
-    int rc = dsk_checkpoint_save(r->o->out, r->model, r->opt, &r->st, r->tokenizer_path, r->o->keep, r->err);
+    r->st.world = r->world;
+    int rc = dsk_zero_save(r->zero, r->o->out, &r->st, r->tokenizer_path, r->o->keep, r->err);
     if (!rc)
         r->saved_step = r->st.step;
     return rc;
@@ -495,22 +570,59 @@ static void update_router_bias(run *r)
     if (c->n_routed_experts == 0 || c->balance != DSK_BALANCE_BIAS)
         return;
     int E = c->n_routed_experts;
+    double *delta = dsk_xmalloc((size_t)E * sizeof *delta);
+    long *count = dsk_xmalloc((size_t)E * sizeof *count);
     for (int l = 0; l < c->n_layers; l++) {
         if (!dsk_config_layer_is_moe(c, l))
             continue;
         dsk_moe_stats *s = &r->model->moe_stats[l];
         long *before = r->bias_snapshot + (size_t)l * E;
-        dsk_moe_stats step = {0};
-        long *delta = dsk_xmalloc((size_t)E * sizeof *delta);
         for (int e = 0; e < E; e++) {
-            delta[e] = s->selected[e] - before[e];
-            step.assignments += delta[e];
+            delta[e] = (double)(s->selected[e] - before[e]);
             before[e] = s->selected[e];
         }
-        step.selected = delta;
+        sum_ranks(r, delta, (size_t)E);   /* the selections of the global batch */
+        dsk_moe_stats step = {0};
+        for (int e = 0; e < E; e++) {
+            count[e] = (long)delta[e];
+            step.assignments += count[e];
+        }
+        step.selected = count;
+        /* The biases are weights: a sharded model brings them in and keeps the change. */
+        int unit = dsk_model_layer_unit(l);
+        dsk_model_acquire(r->model, unit, DSK_UNIT_PARAMS);
         dsk_moe_update_bias(r->model->be, c, r->model->w.layer[l].moe.bias, &step);
-        free(delta);
+        dsk_model_release(r->model, unit, DSK_UNIT_PARAMS | DSK_UNIT_WRITEBACK);
     }
+    free(delta);
+    free(count);
+}
+
+/* Several ranks: the routing statistics since the last log line, summed
+ * over the ranks into every rank's (which are reset after the line). */
+static void reduce_moe_stats(run *r)
+{
+    const dsk_model_config *c = &r->model->cfg;
+    if (c->n_routed_experts == 0 || r->world == 1)
+        return;
+    int E = c->n_routed_experts;
+    double *v = dsk_xmalloc(((size_t)E + 7) * sizeof *v);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!dsk_config_layer_is_moe(c, l))
+            continue;
+        dsk_moe_stats *s = &r->model->moe_stats[l];
+        for (int e = 0; e < E; e++)
+            v[e] = (double)s->selected[e];
+        double *x = v + E;
+        x[0] = (double)s->assignments, x[1] = (double)s->dropped, x[2] = (double)s->tokens;
+        x[3] = (double)s->forwards, x[4] = s->aux_loss, x[5] = s->z_loss, x[6] = s->entropy;
+        sum_ranks(r, v, (size_t)E + 7);
+        for (int e = 0; e < E; e++)
+            s->selected[e] = (long)v[e];
+        s->assignments = (long)x[0], s->dropped = (long)x[1], s->tokens = (long)x[2], s->forwards = (long)x[3];
+        s->aux_loss = x[4], s->z_loss = x[5], s->entropy = x[6];
+    }
+    free(v);
 }
 
 /* ,"moe":[{per layer}] for a log line: load fractions per expert since the
@@ -539,11 +651,23 @@ static void log_moe(run *r)
                 mean > 0 ? sqrt(var) / mean : 0.0, total > 0 ? (double)s->dropped / total : 0.0, s->aux_loss * f,
                 s->z_loss * f, s->tokens > 0 ? s->entropy / (double)s->tokens : 0.0);
         first = 0;
-        /* The bias snapshot counts from zero again with the statistics. */
-        memset(r->bias_snapshot + (size_t)l * E, 0, (size_t)E * sizeof *r->bias_snapshot);
-        dsk_moe_stats_reset(s, c);
     }
     fputc(']', r->log);
+}
+
+/* After a log line: the statistics, and the bias snapshot with them, count from zero again. */
+static void reset_moe_stats(run *r)
+{
+    const dsk_model_config *c = &r->model->cfg;
+    if (c->n_routed_experts == 0)
+        return;
+    int E = c->n_routed_experts;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!dsk_config_layer_is_moe(c, l))
+            continue;
+        memset(r->bias_snapshot + (size_t)l * E, 0, (size_t)E * sizeof *r->bias_snapshot);
+        dsk_moe_stats_reset(&r->model->moe_stats[l], c);
+    }
 }
 
 /* A JSON number, or null when it is not finite (JSON has no NaN). */
@@ -574,18 +698,37 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
         dsk_dpo_stats *d = &r->dpo_window;
         fprintf(f, ",\"chosen_reward\":%.6f,\"rejected_reward\":%.6f,\"margin\":%.6f,\"accuracy\":%.4f",
                 d->chosen_reward * k, d->rejected_reward * k, d->margin * k, d->accuracy * k);
-        memset(d, 0, sizeof *d);
-        r->dpo_batches = 0;
     }
     log_moe(r);
     fputs("}\n", f);
 }
 
+/* Every rank, at a log line: the window's DPO and routing statistics
+ * over all ranks before rank 0 writes them, then counted afresh. */
+static void log_window(run *r, double loss, const dsk_step_report *rep, double tok_s, double elapsed)
+{
+    if (r->world > 1 && r->dpo_batches) {
+        /* Each rank's are means over its pairs, and all ranks have as many. */
+        double v[4] = {r->dpo_window.chosen_reward, r->dpo_window.rejected_reward, r->dpo_window.margin,
+                       r->dpo_window.accuracy};
+        sum_ranks(r, v, 4);
+        r->dpo_window.chosen_reward = v[0] / r->world, r->dpo_window.rejected_reward = v[1] / r->world;
+        r->dpo_window.margin = v[2] / r->world, r->dpo_window.accuracy = v[3] / r->world;
+    }
+    reduce_moe_stats(r);
+    if (r->log)
+        log_step(r, loss, rep, tok_s, elapsed);
+    memset(&r->dpo_window, 0, sizeof r->dpo_window);
+    r->dpo_batches = 0;
+    reset_moe_stats(r);
+}
+
 static void progress_line(run *r, double loss, double tok_s, double elapsed)
 {
-    if (!r->tty || r->o->quiet)
+    if (!r->tty || r->quiet)
         return;
-    double eta = tok_s > 0 ? (double)(r->total_steps - r->st.step) * r->B * r->T * r->o->grad_accum / tok_s : 0;
+    double eta = tok_s > 0 ? (double)(r->total_steps - r->st.step) * r->B * r->world * r->T * r->o->grad_accum / tok_s
+                           : 0;
     int width = 24, done = (int)((double)width * (double)r->st.step / (double)r->total_steps);
     char bar[32];
     for (int i = 0; i < width; i++)
@@ -599,10 +742,10 @@ static void log_eval(run *r, const eval_result *e)
 {
     if (!e->ok)
         return;
-    if (!r->o->quiet)
+    if (!r->quiet)
         fprintf(stderr, "%sstep %ld: val loss %.4f, %.4f bits/byte\n", r->tty ? "\r\033[K" : "", r->st.step, e->loss,
                 e->bpb);
-    if (e->dpo.pairs && !r->o->quiet)
+    if (e->dpo.pairs && !r->quiet)
         fprintf(stderr, "step %ld: val DPO loss %.4f, preference accuracy %.3f, margin %.4f\n", r->st.step,
                 e->dpo.loss, e->dpo.accuracy, e->dpo.margin);
     if (r->log) {
@@ -629,9 +772,13 @@ static int train(run *r)
     int n_window = 0;
     catch_stop_signals();
     while (r->st.step < r->total_steps) {
-        dsk_model_zero_grad(r->model);
-        double loss = 0;
+        dsk_zero_zero_grad(r->zero);
+        double loss = 0;   /* this rank's part of the step's loss */
         uint64_t step_tokens = 0;
+        if (r->world > 1) {
+            /* Each rank its own router noise; the shared state moves on alike. */
+            dsk_rng_seed(&r->noise_rng, dsk_rng_next(&r->st.rng) ^ (0x9e3779b97f4a7c15ull * (uint64_t)(r->rank + 1)));
+        }
         for (int a = 0; a < o->grad_accum && !rc; a++) {
             int dpo = is_dpo(r);
             for (int b = 0; b < r->B / (dpo ? 2 : 1) && !rc; b++) {
@@ -642,34 +789,43 @@ static int train(run *r)
                 else if (!rc)
                     fill_row(r, b, &r->row);
             }
-            if (rc || (rc = set_batch(r)))
+            if (!rc)
+                rc = set_batch(r);
+            if ((rc = agree(r, rc)))
                 break;
             r->model->moe_run.train = 1;
-            r->model->moe_run.rng = &r->st.rng;
-            r->model->moe_run.aux_grad_scale = (float)(1.0 / o->grad_accum);
+            r->model->moe_run.rng = r->world > 1 ? &r->noise_rng : &r->st.rng;
+            /* Each rank's balancing losses are over its own rows: their mean over the ranks. */
+            r->model->moe_run.aux_grad_scale = (float)(1.0 / (o->grad_accum * r->world));
             if (dpo) {
-                /* The mean over the step's pairs. */
-                int pairs = r->B / 2;
+                /* The mean over the step's pairs, on all ranks. */
+                int pairs = r->B / 2, global_pairs = pairs * r->world;
                 dsk_dpo_stats st;
-                loss += dpo_batch(r, pairs, 1.0 / ((double)pairs * o->grad_accum), 1, &st) / pairs / o->grad_accum;
+                loss += dpo_batch(r, pairs, 1.0 / ((double)global_pairs * o->grad_accum), 1, &st) / global_pairs /
+                        o->grad_accum;
                 r->dpo_window.chosen_reward += st.chosen_reward;
                 r->dpo_window.rejected_reward += st.rejected_reward;
                 r->dpo_window.margin += st.margin;
                 r->dpo_window.accuracy += st.accuracy;
                 r->dpo_batches++;
             } else {
-                double n = r->model->n_targets > 0 ? r->model->n_targets : 1;
+                /* The mean over the global batch's targets: every rank
+                 * divides by their count over all ranks. */
+                double n = r->model->n_targets;
+                sum_ranks(r, &n, 1);
+                n = n > 0 ? n : 1;
                 dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
                 loss += r->model->loss_sum / n / o->grad_accum;
             }
             dsk_model_backward(r->model);
-            step_tokens += (uint64_t)r->B * r->T;
+            step_tokens += (uint64_t)r->B * r->T * r->world;
         }
         if (rc)
             return rc;
+        sum_ranks(r, &loss, 1);
         dsk_step_report rep = {0};
         if (isfinite(loss)) {
-            rep = dsk_optimizer_step(r->opt);
+            rep = dsk_zero_step(r->zero);
             if (!rep.skipped)
                 update_router_bias(r);
         } else {
@@ -680,6 +836,7 @@ static int train(run *r)
         r->st.step++;
         r->st.tokens += step_tokens;
         r->st.cursor = dsk_loader_cursor(r->loader);
+        r->st.cursor.pos *= (uint64_t)r->world;   /* saved as the position over all ranks */
         double now = dsk_now();
         tokens_window += step_tokens;
         if (rep.skipped) {
@@ -690,19 +847,20 @@ static int train(run *r)
             loss_window += loss;
             n_window++;
         }
-        if (r->log && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
+        if (o->log_path && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
             double dt = now - t_window;
             /* A skipped step logs its own loss; others the mean since the last line. */
-            log_step(r, rep.skipped || !n_window ? loss : loss_window / n_window, &rep,
-                     dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
+            log_window(r, rep.skipped || !n_window ? loss : loss_window / n_window, &rep,
+                       dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
             t_window = now;
             tokens_window = 0;
             loss_window = 0;
             n_window = 0;
         }
         if (rep.skipped) {
-            dsk_warn("step %ld: non-finite %s (%g); step skipped (%d in a row)", r->st.step,
-                     isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss, bad_in_row);
+            if (r->rank == 0)
+                dsk_warn("step %ld: non-finite %s (%g); step skipped (%d in a row)", r->st.step,
+                         isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss, bad_in_row);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
                                 "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
@@ -721,18 +879,22 @@ static int train(run *r)
         if (o->save_every > 0 && r->st.step % o->save_every == 0 && r->st.step < r->total_steps &&
             (rc = save(r)))
             return rc;
-        if (stop_signal) {
-            if (r->tty && !o->quiet)
+        /* A signal to any rank stops every rank after the same step. */
+        int64_t stop = stop_signal;
+        if (r->world > 1)
+            r->comm->allreduce(r->comm, &stop, 1, DSK_COMM_I64, DSK_COMM_MAX);
+        if (stop) {
+            if (r->tty && !r->quiet)
                 fputc('\n', stderr);
             if ((rc = save(r)))
                 return rc;
-            if (!o->quiet)
+            if (!r->quiet)
                 fprintf(stderr, "%s: interrupted at step %ld; saved %s/latest (continue with --resume)\n",
                         dsk_progname(), r->st.step, o->out);
-            return 128 + stop_signal;
+            return 128 + (int)stop;
         }
     }
-    if (r->tty && !o->quiet)
+    if (r->tty && !r->quiet)
         fputc('\n', stderr);
     eval_result e;
     if ((rc = evaluate(r, &e)))
@@ -740,7 +902,7 @@ static int train(run *r)
     log_eval(r, &e);
     if ((rc = save(r)))
         return rc;
-    if (!o->quiet)
+    if (!r->quiet)
         fprintf(stderr, "%s: %ld steps, %llu tokens in %.1fs; saved %s/latest\n", dsk_progname(), r->st.step,
                 (unsigned long long)r->st.tokens, dsk_now() - t_start, o->out);
     return 0;
@@ -784,14 +946,73 @@ static void add_lineage(run *r, const char *from_dir)
     json_object_array_add(r->st.lineage, e);
 }
 
+/* Where this rank's reading starts: the saved position is over all ranks
+ * (whatever their number then), this rank's is that / ranks.  A position
+ * past the rows this world size reads in an epoch (the remainder it
+ * leaves out) starts the next epoch. */
+static int rank_cursor(run *r, dsk_data_cursor *at)
+{
+    *at = r->st.cursor;
+    if (at->pos % (uint64_t)r->world)
+        return dsk_fail(r->err, EX_USAGE, "the checkpoint is at row %llu of the data order (epoch %llu), which %d ranks "
+                        "cannot share evenly: resume on a number of ranks that divides it",
+                        (unsigned long long)at->pos, (unsigned long long)at->epoch, r->world);
+    at->pos /= (uint64_t)r->world;
+    if (at->pos >= r->ds.m.rows[DSKT_TRAIN] / (uint64_t)r->world) {
+        at->epoch++;
+        at->pos = 0;
+    }
+    return 0;
+}
+
+/* What each rank holds, as allocated (dsk_mem_plan). */
+static void print_memory(run *r)
+{
+    dsk_mem_plan p;
+    size_t peak_p, peak_g;
+    dsk_zero_memory(r->zero, &p, &peak_p, &peak_g);
+    p.acts = dsk_mem_activations(&r->model->cfg, r->B, r->T);
+    char v[7][32];
+    dsk_buf params = {0}, grads = {0};
+    dsk_buf_printf(&params, "%s", dsk_mem_human(p.params, v[0], sizeof v[0]));
+    if (p.params_held)
+        dsk_buf_printf(&params, " (shard) + %s gathered at most", dsk_mem_human(p.params_held, v[1], sizeof v[1]));
+    dsk_buf_printf(&grads, "%s", dsk_mem_human(p.grads, v[2], sizeof v[2]));
+    if (p.grads_held)
+        dsk_buf_printf(&grads, " (shard) + %s per unit at most", dsk_mem_human(p.grads_held, v[3], sizeof v[3]));
+    if (p.grads_landing)
+        dsk_buf_printf(&grads, " + %s reduce-scatter buffer", dsk_mem_human(p.grads_landing, v[4], sizeof v[4]));
+    dsk_buf_addc(&params, 0);
+    dsk_buf_addc(&grads, 0);
+    fprintf(stderr, "%s: %d rank%s (%s), ZeRO-%d; memory per rank: parameters %s, gradients %s, optimizer state "
+            "%s%s, activations %s; %s in all\n", dsk_progname(), r->world, r->world > 1 ? "s" : "", r->comm->name,
+            r->o->zero, params.data, grads.data, dsk_mem_human(p.optim, v[5], sizeof v[5]),
+            r->o->zero >= 1 ? " (shard)" : "", dsk_mem_human(p.acts, v[6], sizeof v[6]),
+            dsk_mem_human(dsk_mem_plan_total(&p), v[0], sizeof v[0]));
+    if (r->ref)
+        fprintf(stderr, "%s: and the DPO reference model, whole on every rank: %s and its activations %s\n",
+                dsk_progname(), dsk_mem_human(r->ref->n_params * sizeof(float), v[1], sizeof v[1]),
+                dsk_mem_human(dsk_mem_activations(&r->ref->cfg, r->B, r->T), v[2], sizeof v[2]));
+    dsk_buf_free(&params);
+    dsk_buf_free(&grads);
+}
+
 int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
 {
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
     r.err = err;
-    r.tty = isatty(2);
     r.saved_step = -1;
+    r.comm = o->comm;
+    if (!r.comm) {
+        r.comm = dsk_comm_single();
+        r.own_comm = 1;
+    }
+    r.rank = r.comm->rank;
+    r.world = r.comm->size;
+    r.quiet = o->quiet || r.rank != 0;   /* one rank speaks for the run */
+    r.tty = r.rank == 0 && isatty(2);
     char *from_dir = NULL;
     dsk_model_config cfg;
     /* A new run never writes into another run's directory: its step
@@ -800,10 +1021,17 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     char *latest = dsk_path_join(o->out, "latest");
     int taken = !o->resume && lstat(latest, &sb) == 0;
     free(latest);
+    int rc = 0;
     if (taken)
-        return dsk_fail(err, EX_CANTCREAT, "%s holds a run already: continue it with --resume, or choose another "
-                        "--out", o->out);
-    int rc = dsk_dataset_open(&r.ds, o->data, err);
+        rc = dsk_fail(err, EX_CANTCREAT, "%s holds a run already: continue it with --resume, or choose another --out",
+                      o->out);
+    if (!rc && (o->zero < 0 || o->zero > 3))
+        rc = dsk_fail(err, EX_USAGE, "--zero %d: the ZeRO stage is 0, 1, 2 or 3", o->zero);
+    if (!rc && o->batch % r.world)
+        rc = dsk_fail(err, EX_USAGE, "--batch %d cannot be shared evenly by %d ranks: it is the global batch, each "
+                      "rank taking batch / ranks rows (give a multiple of %d)", o->batch, r.world, r.world);
+    if (!rc)
+        rc = dsk_dataset_open(&r.ds, o->data, err);
     if (!rc)
         r.ds_open = 1;
     static const char *const kind_names[] = {"unknown", "pretraining", "conversation (SFT)", "preference (DPO)"};
@@ -819,7 +1047,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         rc = dsk_fail(err, EX_DATAERR, "%s: %llu training rows, fewer than one batch (%d)", o->data,
                       (unsigned long long)r.ds.m.rows[DSKT_TRAIN], o->batch);
     if (!rc) {
-        r.B = o->stage == DSK_STAGE_DPO ? 2 * o->batch : o->batch;   /* DPO: chosen and rejected rows */
+        /* This rank's share of the global batch; DPO: chosen and rejected rows. */
+        r.B = (o->stage == DSK_STAGE_DPO ? 2 * o->batch : o->batch) / r.world;
         r.T = o->seq_len > 0 ? o->seq_len : (int)r.ds.m.seq_len;
         if ((uint32_t)r.T > r.ds.m.seq_len)
             rc = dsk_fail(err, EX_USAGE, "--seq-len %d: the dataset's rows hold %u positions", r.T, r.ds.m.seq_len);
@@ -848,12 +1077,15 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         }
     }
     if (!rc) {
-        r.be = dsk_backend_open(o->backend, o->threads, err->msg, sizeof err->msg);
+        /* Ranks sharing a machine share its cores. */
+        int threads = o->threads > 0 ? o->threads : dsk_comm_default_threads(r.comm);
+        r.be = dsk_backend_open(o->backend, threads, err->msg, sizeof err->msg);
         if (!r.be)
             rc = err->code = EX_USAGE;
     }
     if (!rc) {
-        r.model = dsk_model_create(&cfg, r.be);
+        r.zero = dsk_zero_new(r.comm, o->zero, r.be);
+        r.model = dsk_zero_model(r.zero, &cfg);
         r.flops_per_token = dsk_config_flops_per_token(&cfg, r.T);
         dsk_model_alloc_batch(r.model, r.B, r.T);
         size_t n = (size_t)r.B * r.T;
@@ -862,9 +1094,9 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         r.pos = dsk_xmalloc(n * sizeof *r.pos);
         r.weights = dsk_xmalloc(n * sizeof *r.weights);
         if (from_dir)
-            rc = dsk_checkpoint_load_weights(from_dir, r.model, err);
+            rc = dsk_zero_load_weights(r.zero, from_dir, err);
         else
-            dsk_model_init_weights(r.model, o->seed);
+            dsk_zero_init_weights(r.zero, o->seed);
     }
     if (!rc && o->stage == DSK_STAGE_DPO) {
         /* The frozen reference: --ref, or the checkpoint the stage started from. */
@@ -890,7 +1122,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     if (!rc && cfg.n_routed_experts > 0)
         r.bias_snapshot = dsk_xcalloc((size_t)cfg.n_layers * cfg.n_routed_experts, sizeof *r.bias_snapshot);
     if (!rc) {
-        uint64_t per_step = (uint64_t)r.B * r.T * (uint64_t)o->grad_accum;
+        uint64_t per_step = (uint64_t)r.B * r.world * r.T * (uint64_t)o->grad_accum;
         double rows_per_step = (double)o->batch * o->grad_accum;
         r.total_steps = o->steps > 0    ? o->steps
                         : o->tokens > 0 ? (long)((o->tokens + per_step - 1) / per_step)
@@ -901,9 +1133,9 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     if (!rc) {
         dsk_adamw_opts ao = o->adamw;
         ao.total_steps = r.total_steps;
-        r.opt = dsk_optimizer_create(r.model, &ao);
+        r.opt = dsk_zero_optimizer(r.zero, &ao);
         if (o->resume)
-            rc = dsk_checkpoint_load_optimizer(from_dir, r.opt, err);
+            rc = dsk_zero_load_optimizer(r.zero, from_dir, err);
     }
     if (!rc && !o->resume) {
         r.st.seed = o->seed;
@@ -926,30 +1158,37 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         }
         if (!o->resume)
             add_lineage(&r, from_dir);
-        dsk_loader_opts lo = {.split = DSKT_TRAIN, .shuffle = 1, .seed = r.st.seed, .rank = 0, .world = 1,
-                              .prefetch = (unsigned)(2 * r.B), .threads = 1};
-        rc = dsk_loader_open(&r.loader, &r.ds, &lo, &r.st.cursor, err);
+        dsk_loader_opts lo = {.split = DSKT_TRAIN, .shuffle = 1, .seed = r.st.seed, .rank = (unsigned)r.rank,
+                              .world = (unsigned)r.world, .prefetch = (unsigned)(2 * r.B), .threads = 1};
+        dsk_data_cursor at;
+        rc = rank_cursor(&r, &at);
+        if (!rc)
+            rc = dsk_loader_open(&r.loader, &r.ds, &lo, &at, err);
     }
-    if (!rc)
+    if (!rc && r.rank == 0)
         rc = open_log(&r);
-    if (!rc && !o->quiet)
+    if (!rc && !r.quiet)
         fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens%s\n",
                 dsk_progname(), o->resume ? "resuming a" : o->stage == DSK_STAGE_PRETRAIN ? "a new" : "continuing a",
-                r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * o->grad_accum, r.T,
+                r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * r.world * o->grad_accum, r.T,
                 o->resume ? "" : "");
+    if (!rc && !r.quiet && (r.world > 1 || o->zero > 0))
+        print_memory(&r);
     if (!rc && o->resume && r.st.step >= r.total_steps)
         rc = dsk_fail(err, EX_USAGE, "%s is at step %ld already; raise --steps to train further", from_dir, r.st.step);
-    if (!rc)
+    /* Every rank set up, or all stop here. */
+    if (!(rc = agree(&r, rc)))
         rc = train(&r);
     if ((rc == 0 || rc > 128) && r.ref && ref_weights_hash(&r) != r.ref_hash)
         rc = dsk_fail(err, EX_SOFTWARE, "the reference model's weights changed during DPO (a bug)");
+    rc = agree(&r, rc);
 
     if (r.log)
         fclose(r.log);
     if (r.loader)
         dsk_loader_close(r.loader);
     dsk_generator_free(r.gen);
-    dsk_optimizer_free(r.opt);
+    dsk_zero_free(r.zero);
     dsk_model_free(r.model);
     dsk_model_free(r.ref);
     free(r.ref_dir);
@@ -972,5 +1211,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     dsk_train_state_free(&r.st);
     if (r.ds_open)
         dsk_dataset_close(&r.ds);
+    if (r.own_comm)
+        r.comm->close(r.comm);
     return rc;
 }

@@ -10,6 +10,8 @@
 #include "model/generate.h"
 #include "train/optim.h"
 
+struct dsk_comm;
+
 enum { DSK_STAGE_PRETRAIN, DSK_STAGE_CONTINUE, DSK_STAGE_SFT, DSK_STAGE_DPO };
 extern const char *const dsk_stage_names[];   /* by stage */
 
@@ -29,6 +31,8 @@ typedef struct dsk_train_opts {
     int eval_batches, keep, sample_tokens, max_bad_steps;
     dsk_sampler_opts sampler;
     double peak_tflops;        /* for the MFU estimate; 0: not reported */
+    int zero;                  /* ZeRO stage 0-3 (lib/dist/zero.h) */
+    struct dsk_comm *comm;     /* the data-parallel ranks (lib/dist/comm.h); NULL: this process alone */
     char *owned, *owned_ref, *owned_init;   /* strings dsk_train_opts_from_json set (free them) */
 } dsk_train_opts;
 
@@ -39,7 +43,10 @@ struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o);
 int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *err);
 
 /* Runs training; returns 0, or an error code with err set.  Interrupted
- * by SIGINT/SIGTERM it saves a checkpoint and returns 128 + signal. */
+ * by SIGINT, SIGTERM or SIGUSR1 it saves a checkpoint and returns 128 +
+ * signal.  With several ranks (o->comm) every rank calls it, each gets
+ * the same status, and only one rank's err holds the message (the
+ * others' is empty). */
 int dsk_train_run(const dsk_train_opts *o, dsk_err *err);
 
 #endif
