@@ -93,6 +93,41 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
 
+# ---- CUDA backend (cuda/) ----------------------------------------------------------
+# With nvcc (on PATH or in /usr/local/cuda; `make NVCC=` builds without),
+# cuda/*.cu join the release library, lib/ops/backend_open.c gets
+# DSK_HAVE_CUDA, and release binaries link the CUDA runtime (cuBLAS is
+# loaded when a cuda backend is opened, so CPU runs pay nothing).  The
+# sanitizer and fuzz builds stay CPU-only.  Machine code for Ampere
+# (sm_80) and Hopper (sm_90).
+NVCC := $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops
+ifneq ($(strip $(NVCC)),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -MMD -MP \
+             -DDSK_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"'
+CUDA_OBJ  = $(patsubst %.cu,$(BUILD)/%.o,$(wildcard cuda/*.cu))
+# The runtime statically; cuBLAS is dlopen()ed by the backend (cuda/cublas_load.cu).
+CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -Wl,--as-needed -ldl -lrt -lstdc++ -Wl,--no-as-needed
+$(BUILD)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVCC_FLAGS) -c $< -o $@
+$(BUILD)/libdsk.a: $(CUDA_OBJ)
+$(BUILD)/lib/ops/backend_open.o: CPPFLAGS += -DDSK_HAVE_CUDA
+$(BINS) $(UNIT_BINS) $(TOOL_BINS) $(GPU_TEST_BIN): LDLIBS += $(CUDA_LIBS)
+endif
+
+# CPU-vs-CUDA op and training comparison: built by `make` (so CI compiles
+# it), run by tests/gpu/run.sh (`make gpu-test`).
+.PHONY: gpu-test
+all: $(GPU_TEST_BIN)
+$(GPU_TEST_BIN): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/libdsk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
+gpu-test: $(GPU_TEST_BIN)
+	@BUILD=$(BUILD) tests/gpu/run.sh
+
 # ---- sanitizer build (ASan + UBSan) --------------------------------------------
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)

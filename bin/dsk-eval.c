@@ -54,7 +54,7 @@ static const char usage[] =
     "      --log FILE        append the JSON result as one line to FILE\n"
     "      --mlflow URI      log parameters and metrics to an MLflow tracking server\n"
     "      --experiment NAME MLflow experiment (default dsk-eval), --run-name NAME\n"
-    "      --backend NAME    cpu (default)\n"
+    "      --backend NAME    cpu (default) or cuda[:N]\n"
     "  -j, --threads N       threads (default: all cores)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"

@@ -28,7 +28,7 @@ static const char usage[] =
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
     "      --model-name NAME what /v1/models lists (default: the checkpoint directory's name)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
-    "      --device NAME     cpu (default)\n"
+    "      --device NAME     cpu (default) or cuda[:N]\n"
     "  -j, --threads N       threads (default: all cores)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"

@@ -69,7 +69,7 @@ static const char usage[] =
     "      --temperature X, --top-k N, --top-p X   sampling (default 0.8, 40, 0.95)\n"
     "      --peak-tflops X       the device's peak, for the MFU estimate in the log\n"
     "Machine:\n"
-    "      --backend NAME        cpu (default)\n"
+    "      --backend NAME        cpu (default) or cuda[:N]\n"
     "  -j, --threads N           threads per rank (default: the cores, shared by the machine's ranks)\n"
     "      --seed N              initialisation and data order (default 1234)\n"
     "  -q, --quiet               no progress, no summary\n"

@@ -37,9 +37,9 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
     }
     if (!rc) {
         dsk_tokenizer_fingerprint(&l->tok, l->fingerprint);
-        l->be = dsk_backend_open(backend, threads, err->msg, sizeof err->msg);
+        l->be = dsk_backend_new(backend, threads, err);   /* 64 unknown, 69 no device */
         if (!l->be)
-            rc = err->code = EX_USAGE;
+            rc = err->code;
     }
     if (!rc) {
         l->model = dsk_model_create(&cfg, l->be);

@@ -161,8 +161,18 @@ struct dsk_backend {
 
 /* threads <= 0: the default (OpenMP's). */
 dsk_backend *dsk_backend_cpu(int threads);
-/* "cpu" (or "cuda" once built); NULL with a message in err when unknown. */
+/* By name (lib/ops/backend_open.c): "cpu", or "cuda" / "cuda:N" (device
+ * N) in a build with CUDA (cuda/cuda_backend.h).  NULL with err filled
+ * when it cannot be had: EX_USAGE for an unknown name, EX_UNAVAILABLE
+ * for "cuda" in a build without CUDA or on a machine without a device
+ * ("no CUDA device: ..."). */
+struct dsk_err;
+dsk_backend *dsk_backend_new(const char *name, int threads, struct dsk_err *err);
+/* The same with the message only (err_len bytes into err). */
 dsk_backend *dsk_backend_open(const char *name, int threads, char *err, size_t err_len);
+/* "cuda" when this build has CUDA and a device is present, else "cpu":
+ * the default for the tools' --device. */
+const char *dsk_backend_default(void);
 
 /* Host-side RoPE table [max_pos, hd/2, 2] of (cos, sin) for Hugging Face's
  * rotate-half convention: frequency i is theta^(-2i/hd). */

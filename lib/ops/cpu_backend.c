@@ -287,17 +287,6 @@ dsk_backend *dsk_backend_cpu(int threads)
     return be;
 }
 
-dsk_backend *dsk_backend_open(const char *name, int threads, char *err, size_t err_len)
-{
-    if (!strcmp(name, "cpu"))
-        return dsk_backend_cpu(threads);
-    if (!strcmp(name, "cuda"))
-        snprintf(err, err_len, "backend 'cuda': this build has no CUDA backend yet");
-    else
-        snprintf(err, err_len, "unknown backend '%s' (known: cpu)", name);
-    return NULL;
-}
-
 void dsk_rope_table(float *cos_sin, int max_pos, int hd, double theta)
 {
     dsk_cpu_rope_table_f32(cos_sin, max_pos, hd, theta);

@@ -1079,9 +1079,13 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     if (!rc) {
         /* Ranks sharing a machine share its cores. */
         int threads = o->threads > 0 ? o->threads : dsk_comm_default_threads(r.comm);
-        r.be = dsk_backend_open(o->backend, threads, err->msg, sizeof err->msg);
-        if (!r.be)
-            rc = err->code = EX_USAGE;
+        /* The MPI collectives read and write backend memory in place:
+         * host memory only, until GPU ranks have NCCL. */
+        if (r.comm->size > 1 && strcmp(o->backend, "cpu") != 0)
+            rc = dsk_fail(err, EX_USAGE, "--backend %s with %d ranks: data parallel runs on the cpu backend only "
+                          "(GPU ranks need NCCL, not written yet)", o->backend, r.comm->size);
+        else if (!(r.be = dsk_backend_new(o->backend, threads, err)))   /* 64 unknown, 69 no device */
+            rc = err->code;
     }
     if (!rc) {
         r.zero = dsk_zero_new(r.comm, o->zero, r.be);

@@ -240,4 +240,16 @@ assert none > 0.5 and aux < 0.7 * none and bias < 0.7 * none, (none, aux, bias)
 PY
 fi
 
+# Backends: an unknown name is a usage error; cuda on a machine without a
+# device (or in a build without CUDA) is "unavailable" (69), said plainly.
+expect_exit 64 "an unknown backend" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --backend tpu
+expect_err_contains "unknown backend 'tpu'" "the unknown backend is named"
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    expect_exit 69 "--backend cuda without a GPU" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --backend cuda
+    check "no checkpoint is left behind" test ! -e "$T/ck-be/latest"
+else
+    echo "ok $((tap_n += 1)) # SKIP a GPU is present (tests/gpu/run.sh covers the cuda backend)"
+    echo "ok $((tap_n += 1)) # SKIP a GPU is present"
+fi
+
 echo "1..$tap_n"

@@ -137,6 +137,8 @@ fi
 expect_exit 64 "2 ranks: a batch the ranks cannot share" mpi dsk-train "${common[@]}" -b 3 --steps 2 --out "$T/e"
 expect_err_contains "--batch 3 cannot be shared evenly by 2 ranks" "the message says why"
 check "the message is printed once, not once per rank" test "$(grep -c 'cannot be shared' "$T/err")" -eq 1
+expect_exit 64 "2 ranks on the cuda backend are refused (no NCCL yet)" mpi dsk-train "${common[@]}" --backend cuda --steps 2 --out "$T/e"
+expect_err_contains "GPU ranks need NCCL" "the message says why"
 for z in 0 1 2 3; do
     extra=()
     [ $z = 3 ] && extra=(--save-every 4 --keep 0 --sample-every 8 --sample-tokens 4)

@@ -1,0 +1,273 @@
+/* The cuda backend's table, device memory, cuBLAS products and errors.
+ * The ops themselves live in kernels_*.cu, one concern per file; every
+ * op is fp32 and has the CPU op (lib/ops/cpu_kernels_impl.h) as its
+ * reference, which tests/gpu/test_cuda_ops.c checks on a GPU machine. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.cuh"
+
+void dsk_cuda_fail(int code, const char *file, int line, const char *what, const char *msg)
+{
+    dsk_die(code, "cuda: %s failed: %s (%s:%d)", what, msg, file, line);
+}
+
+void dsk_cuda_launched(dsk_cuda *cb, const char *what, const char *file, int line)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && cb->sync_each)
+        e = cudaStreamSynchronize(cb->stream);
+    if (e != cudaSuccess)
+        dsk_cuda_fail(EX_SOFTWARE, file, line, what, cudaGetErrorString(e));
+}
+
+void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes)
+{
+    if (bytes > cb->scratch_len) {
+        /* The old block may still be read by queued work. */
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+        if (cb->scratch)
+            CUDA_CHECK(cudaFree(cb->scratch));
+        cb->scratch = NULL;
+        size_t len = bytes + bytes / 2;
+        if (cudaMalloc(&cb->scratch, len) != cudaSuccess) {
+            (void)cudaGetLastError();
+            len = bytes;
+            if (cudaMalloc(&cb->scratch, len) != cudaSuccess)
+                dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes of scratch on device %d", bytes,
+                        cb->device);
+        }
+        cb->scratch_len = len;
+    }
+    return cb->scratch;
+}
+
+/* ---- memory ---- */
+
+static void *cuda_alloc(dsk_backend *be, size_t bytes)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        (void)cudaMemGetInfo(&free_b, &total_b);
+        if (e == cudaErrorMemoryAllocation)
+            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes on device %d (%zu of %zu MiB free)",
+                    bytes, cb->device, free_b >> 20, total_b >> 20);
+        dsk_cuda_fail(EX_SOFTWARE, __FILE__, __LINE__, "cudaMalloc", cudaGetErrorString(e));
+    }
+    /* Zeroed, as the interface promises. */
+    if (bytes)
+        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cb->stream));
+    return p;
+}
+
+static void cuda_free(dsk_backend *be, void *p)
+{
+    if (!p)
+        return;
+    dsk_cuda *cb = dsk_cuda_of(be);
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_upload(dsk_backend *be, void *dev, const void *host, size_t bytes)
+{
+    if (!bytes)
+        return;
+    /* From pageable memory the call returns once the bytes are staged:
+     * the caller may reuse host at once, and the copy stays in stream order. */
+    CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, dsk_cuda_of(be)->stream));
+}
+
+static void cuda_download(dsk_backend *be, void *host, const void *dev, size_t bytes)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (bytes)
+        CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, cb->stream));
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+}
+
+static void cuda_copy(dsk_backend *be, void *dst, const void *src, size_t bytes)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!bytes || dst == src)
+        return;
+    const char *d = (const char *)dst, *s = (const char *)src;
+    if (d < s + bytes && s < d + bytes) {
+        /* Overlapping (memmove on the CPU): through scratch. */
+        void *tmp = dsk_cuda_scratch(cb, bytes);
+        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, cb->stream));
+        src = tmp;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cb->stream));
+}
+
+static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
+{
+    if (bytes)
+        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, dsk_cuda_of(be)->stream));
+}
+
+/* ---- dense algebra ---- */
+
+/* Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLAS
+ * gets the operands swapped, each with its row-major leading dimension. */
+static void cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                      const float *B, float beta, float *C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (beta == 0)
+            CUDA_CHECK(cudaMemsetAsync(C, 0, (size_t)M * N * sizeof *C, cb->stream));
+        else if (beta != 1)
+            dsk_cuda_scale(be, C, (size_t)M * N, beta);
+        return;
+    }
+    CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                                  K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta, C, N));
+    if (cb->sync_each)
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+}
+
+/* ---- the table ---- */
+
+static void cuda_destroy(dsk_backend *be)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    if (cb->scratch)
+        CUDA_CHECK(cudaFree(cb->scratch));
+    if (cb->host_sum)
+        CUDA_CHECK(cudaFreeHost(cb->host_sum));
+    free(cb->host_i32);
+    CUBLAS_CHECK(dsk_cublas.Destroy(cb->blas));
+    CUDA_CHECK(cudaStreamDestroy(cb->stream));
+    free(cb);
+}
+
+static const char *no_device_reason(cudaError_t e, char *buf, size_t len)
+{
+    if (e == cudaErrorInsufficientDriver) {
+        int rt = 0;
+        (void)cudaRuntimeGetVersion(&rt);
+        snprintf(buf, len, "no usable NVIDIA driver (libcuda.so.1 missing, or older than CUDA runtime %d.%d)",
+                 rt / 1000, rt % 1000 / 10);
+    } else if (e == cudaErrorNoDevice) {
+        snprintf(buf, len, "the driver reports no CUDA-capable device (CUDA_VISIBLE_DEVICES=%s)",
+                 getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
+    } else {
+        snprintf(buf, len, "%s", cudaGetErrorString(e));
+    }
+    return buf;
+}
+
+extern "C" int dsk_cuda_available(char *why, size_t why_len)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    char buf[256];
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (why)
+            snprintf(why, why_len, "%s", no_device_reason(e, buf, sizeof buf));
+        return 0;
+    }
+    if (n < 1) {
+        if (why)
+            snprintf(why, why_len, "%s", no_device_reason(cudaErrorNoDevice, buf, sizeof buf));
+        return 0;
+    }
+    return 1;
+}
+
+extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
+{
+    char why[256];
+    int n = 0;
+    if (!dsk_cuda_available(why, sizeof why)) {
+        dsk_fail(err, EX_UNAVAILABLE, "no CUDA device: %s", why);
+        return NULL;
+    }
+    (void)cudaGetDeviceCount(&n);
+    if (device < 0 || device >= n) {
+        dsk_fail(err, EX_UNAVAILABLE, "no CUDA device: device %d asked for, %d present", device, n);
+        return NULL;
+    }
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess)
+        e = cudaFree(0);   /* creates the context now, so a broken device fails here */
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        dsk_fail(err, EX_UNAVAILABLE, "no CUDA device: device %d: %s", device, cudaGetErrorString(e));
+        return NULL;
+    }
+    if (!dsk_cublas_load(why, sizeof why)) {
+        dsk_fail(err, EX_UNAVAILABLE, "cuda: %s", why);
+        return NULL;
+    }
+    dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
+    cb->device = device;
+    CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
+    cublasStatus_t bs = dsk_cublas.Create(&cb->blas);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        dsk_fail(err, EX_UNAVAILABLE, "cuda: cublasCreate on device %d: %s", device,
+                 dsk_cublas.GetStatusString(bs));
+        CUDA_CHECK(cudaStreamDestroy(cb->stream));
+        free(cb);
+        return NULL;
+    }
+    CUBLAS_CHECK(dsk_cublas.SetStream(cb->blas, cb->stream));
+    /* fp32 products stay fp32 unless asked: TF32 tensor cores round the
+     * inputs to 10 mantissa bits, which the CPU comparison would notice. */
+    const char *tf32 = getenv("DSK_CUDA_TF32");
+    CUBLAS_CHECK(dsk_cublas.SetMathMode(cb->blas, tf32 && *tf32 == '1' ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                        : CUBLAS_DEFAULT_MATH));
+    const char *sync = getenv("DSK_CUDA_SYNC");
+    cb->sync_each = sync && *sync == '1';
+    CUDA_CHECK(cudaMallocHost((void **)&cb->host_sum, sizeof *cb->host_sum));
+
+    dsk_backend *be = &cb->be;
+    snprintf(cb->name, sizeof cb->name, "cuda");
+    be->name = cb->name;
+    be->threads = 1;
+    be->impl = cb;
+    be->alloc = cuda_alloc;
+    be->free = cuda_free;
+    be->upload = cuda_upload;
+    be->download = cuda_download;
+    be->copy = cuda_copy;
+    be->zero = cuda_zero;
+    be->gemm = cuda_gemm;
+    be->register_int4 = NULL;   /* no int4 products on CUDA yet: decoding reads the fp32 weights */
+    be->add = dsk_cuda_add;
+    be->scale = dsk_cuda_scale;
+    be->sumsq = dsk_cuda_sumsq;
+    be->embedding_fwd = dsk_cuda_embedding_fwd;
+    be->embedding_bwd = dsk_cuda_embedding_bwd;
+    be->rmsnorm_fwd = dsk_cuda_rmsnorm_fwd;
+    be->rmsnorm_bwd = dsk_cuda_rmsnorm_bwd;
+    be->rope = dsk_cuda_rope;
+    be->attention_fwd = dsk_cuda_attention_fwd;
+    be->attention_bwd = dsk_cuda_attention_bwd;
+    be->attention_decode = dsk_cuda_attention_decode;
+    be->swiglu_fwd = dsk_cuda_swiglu_fwd;
+    be->swiglu_bwd = dsk_cuda_swiglu_bwd;
+    be->softmax_xent = dsk_cuda_softmax_xent;
+    be->moe_route = dsk_cuda_moe_route;
+    be->moe_dispatch = dsk_cuda_moe_dispatch;
+    be->moe_gather = dsk_cuda_moe_gather;
+    be->moe_combine = dsk_cuda_moe_combine;
+    be->moe_combine_bwd = dsk_cuda_moe_combine_bwd;
+    be->moe_scatter_add = dsk_cuda_moe_scatter_add;
+    be->moe_route_bwd = dsk_cuda_moe_route_bwd;
+    be->adamw = dsk_cuda_adamw;
+    be->destroy = cuda_destroy;
+    return be;
+}

@@ -1,0 +1,193 @@
+/* What the .cu files of cuda/ share: the backend's state, error checks,
+ * launch helpers and block reductions.  C++ (nvcc) only. */
+#ifndef DSK_CUDA_INTERNAL_CUH
+#define DSK_CUDA_INTERNAL_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* lib/core/err.h is C11 (_Noreturn): spell it the C++ way for its declarations. */
+extern "C" {
+#define _Noreturn [[noreturn]]
+#include "cuda_backend.h"
+#undef _Noreturn
+#include "ops/cpu_kernels.h"
+}
+
+/* The cuBLAS entry points (cublas_load.cu loads the library on first use). */
+typedef struct dsk_cublas_api {
+    int loaded;
+    decltype(&cublasCreate) Create;
+    decltype(&cublasDestroy) Destroy;
+    decltype(&cublasSetStream) SetStream;
+    decltype(&cublasSetMathMode) SetMathMode;
+    decltype(&cublasSetPointerMode) SetPointerMode;
+    decltype(&cublasSgemm) Sgemm;
+    decltype(&cublasSgemmBatched) SgemmBatched;
+    decltype(&cublasGetStatusString) GetStatusString;
+} dsk_cublas_api;
+extern dsk_cublas_api dsk_cublas;
+/* 1 when loaded; else 0 and the reason in why. */
+int dsk_cublas_load(char *why, size_t why_len);
+
+typedef struct dsk_cuda {
+    dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
+    int device, sm_count;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int sync_each;           /* DSK_CUDA_SYNC=1: wait after every op */
+    void *scratch;           /* device scratch, valid until the next dsk_cuda_scratch() */
+    size_t scratch_len;
+    double *host_sum;        /* pinned: sumsq's result */
+    int32_t *host_i32;       /* moe_dispatch's host copies */
+    size_t host_i32_len;
+    char name[64];
+} dsk_cuda;
+
+/* Every op starts here.  The CUDA runtime's current device is per host
+ * thread and starts at 0: a backend on another device makes it current
+ * for whichever thread calls the op (cheap: no context switch when it
+ * already is). */
+static inline dsk_cuda *dsk_cuda_of(dsk_backend *be)
+{
+    dsk_cuda *cb = (dsk_cuda *)be;
+    if (cb->device != 0)
+        (void)cudaSetDevice(cb->device);
+    return cb;
+}
+
+/* End the process: "cuda: WHAT failed: MSG (FILE:LINE)". */
+[[noreturn]] void dsk_cuda_fail(int code, const char *file, int line, const char *what, const char *msg);
+/* After a kernel launch: the launch error, and with sync_each the kernel's. */
+void dsk_cuda_launched(dsk_cuda *cb, const char *what, const char *file, int line);
+/* Device scratch of at least `bytes`, valid until the next call (one
+ * stream: an op may reuse what the previous op used). */
+void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes);
+
+#define CUDA_CHECK(call)                                                                             \
+    do {                                                                                             \
+        cudaError_t e_ = (call);                                                                     \
+        if (e_ != cudaSuccess)                                                                       \
+            dsk_cuda_fail(EX_SOFTWARE, __FILE__, __LINE__, #call, cudaGetErrorString(e_));           \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                           \
+    do {                                                                                             \
+        cublasStatus_t s_ = (call);                                                                  \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                             \
+            dsk_cuda_fail(EX_SOFTWARE, __FILE__, __LINE__, #call, dsk_cublas.GetStatusString(s_));        \
+    } while (0)
+#define LAUNCHED(cb, what) dsk_cuda_launched((cb), (what), __FILE__, __LINE__)
+
+/* Blocks for a grid-stride loop over n items (at most a few waves). */
+static inline unsigned dsk_cuda_blocks(const dsk_cuda *cb, size_t n, int threads)
+{
+    size_t b = (n + (size_t)threads - 1) / (size_t)threads, cap = (size_t)cb->sm_count * 32;
+    if (b > cap)
+        b = cap;
+    return b ? (unsigned)b : 1u;
+}
+
+/* ---- reductions in a fixed order (the same bits on every run) ---- */
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the result.  sh: 32 elements of shared memory. */
+template <typename T> __device__ __forceinline__ T block_sum(T v, T *sh)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();             /* sh may still be read by a previous reduction */
+    if (lane == 0)
+        sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *sh)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0)
+        sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+/* The keys query i may see: [first, i] (cpu_kernels_impl.h's attn_first). */
+__device__ __forceinline__ int attn_first(int i, int pos_i, int local, int window)
+{
+    int first = i - pos_i;
+    if (first < 0)
+        first = 0;
+    if (local && i - window + 1 > first)
+        first = i - window + 1;
+    return first;
+}
+
+/* ---- the ops (signatures as in backend.h), one file per concern ---- */
+
+/* kernels_basic.cu */
+void dsk_cuda_add(dsk_backend *be, float *y, const float *x, size_t n);
+void dsk_cuda_scale(dsk_backend *be, float *x, size_t n, float s);
+double dsk_cuda_sumsq(dsk_backend *be, const float *x, size_t n);
+void dsk_cuda_embedding_fwd(dsk_backend *be, float *out, const float *table, const int32_t *tokens, int n, int C);
+void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, const int32_t *tokens, int n, int C);
+void dsk_cuda_rope(dsk_backend *be, float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
+                   int inverse);
+void dsk_cuda_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n);
+void dsk_cuda_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,
+                         size_t n);
+/* kernels_norm.cu */
+void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float *x, const float *w, int n, int C,
+                          float eps);
+void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int n, int C);
+/* kernels_attention.cu */
+void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *probs_g, float *probs_l, const float *q,
+                            const float *k, const float *v, const int32_t *pos, const float *alpha,
+                            const dsk_attn_shape *s);
+void dsk_cuda_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
+                            const float *q, const float *k, const float *v, const float *probs_g,
+                            const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
+void dsk_cuda_attention_decode(dsk_backend *be, float *out, const float *q, const float *k_cache,
+                               const float *v_cache, size_t seq_stride, const int32_t *seq, const int32_t *pos,
+                               int n, const float *alpha, const dsk_attn_shape *s);
+/* kernels_loss.cu */
+void dsk_cuda_softmax_xent(dsk_backend *be, float *loss, float *logits, const int32_t *targets, const float *weight,
+                           int n, int V, float grad_scale);
+/* kernels_moe.cu */
+void dsk_cuda_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,
+                        const float *bias, int n, int E, int k, int router);
+int dsk_cuda_moe_dispatch(dsk_backend *be, int32_t *slot_row, int32_t *row_token, int *offsets,
+                          long *select_counts, const int32_t *sel, int n, int k, int E, int capacity);
+void dsk_cuda_moe_gather(dsk_backend *be, float *xp, const float *x, const int32_t *row_token, int rows, int d);
+void dsk_cuda_moe_combine(dsk_backend *be, float *out, const float *yp, const int32_t *slot_row, const float *gate,
+                          int n, int k, int d);
+void dsk_cuda_moe_combine_bwd(dsk_backend *be, float *dyp, float *dgate, const float *dout, const float *yp,
+                              const int32_t *slot_row, const float *gate, int n, int k, int d);
+void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
+                              int d);
+void dsk_cuda_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,
+                            const int32_t *sel, const float *gate, const float *logits, const float *aux_w,
+                            int rows_per, float z_coef, int n, int E, int k, int router);
+/* kernels_optim.cu */
+void dsk_cuda_adamw(dsk_backend *be, float *param, const float *grad, float grad_scale, float *m, float *v,
+                    size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float c1, float c2);
+
+#endif

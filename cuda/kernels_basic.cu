@@ -1,0 +1,196 @@
+/* Element-wise ops, the deterministic sum of squares, the embedding and
+ * RoPE: the CPU kernels' math (lib/ops/cpu_kernels_impl.h) per element. */
+#include "cuda_internal.cuh"
+
+enum { THREADS = 256 };
+
+__global__ void add_kernel(float *y, const float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += x[i];
+}
+
+void dsk_cuda_add(dsk_backend *be, float *y, const float *x, size_t n)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!n)
+        return;
+    add_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(y, x, n);
+    LAUNCHED(cb, "add");
+}
+
+__global__ void scale_kernel(float *x, size_t n, float s)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+void dsk_cuda_scale(dsk_backend *be, float *x, size_t n, float s)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!n)
+        return;
+    scale_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(x, n, s);
+    LAUNCHED(cb, "scale");
+}
+
+/* ---- sum of squares: fixed chunks, each reduced by one block in a fixed
+ * tree, then the chunks' sums by one block: the same bits on every run
+ * (the grid depends on n only). ---- */
+
+enum { SUMSQ_CHUNK = 1 << 16, SUMSQ_FINAL = 1024 };
+
+__global__ void sumsq_chunks_kernel(double *part, const float *x, size_t n)
+{
+    __shared__ double sh[32];
+    size_t lo = (size_t)blockIdx.x * SUMSQ_CHUNK, hi = lo + SUMSQ_CHUNK < n ? lo + SUMSQ_CHUNK : n;
+    double s = 0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+        double v = x[i];
+        s += v * v;
+    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void sumsq_final_kernel(double *out, const double *part, size_t nparts)
+{
+    __shared__ double sh[32];
+    double s = 0;
+    for (size_t i = threadIdx.x; i < nparts; i += blockDim.x)
+        s += part[i];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0)
+        out[0] = s;
+}
+
+double dsk_cuda_sumsq(dsk_backend *be, const float *x, size_t n)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!n)
+        return 0;
+    size_t nparts = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double *part = (double *)dsk_cuda_scratch(cb, (nparts + 1) * sizeof(double));
+    sumsq_chunks_kernel<<<(unsigned)nparts, THREADS, 0, cb->stream>>>(part + 1, x, n);
+    LAUNCHED(cb, "sumsq");
+    sumsq_final_kernel<<<1, SUMSQ_FINAL, 0, cb->stream>>>(part, part + 1, nparts);
+    LAUNCHED(cb, "sumsq");
+    CUDA_CHECK(cudaMemcpyAsync(cb->host_sum, part, sizeof(double), cudaMemcpyDeviceToHost, cb->stream));
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    return *cb->host_sum;
+}
+
+/* ---- embedding ---- */
+
+__global__ void embedding_fwd_kernel(float *out, const float *table, const int32_t *tokens, int n, int C)
+{
+    size_t total = (size_t)n * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / C, c = i % C;
+        out[i] = table[(size_t)tokens[t] * C + c];
+    }
+}
+
+void dsk_cuda_embedding_fwd(dsk_backend *be, float *out, const float *table, const int32_t *tokens, int n, int C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0 || C <= 0)
+        return;
+    embedding_fwd_kernel<<<dsk_cuda_blocks(cb, (size_t)n * C, THREADS), THREADS, 0, cb->stream>>>(out, table, tokens,
+                                                                                                   n, C);
+    LAUNCHED(cb, "embedding_fwd");
+}
+
+/* One thread per column walks the tokens in order: each table entry has
+ * one writer and repeated tokens add up in the CPU's order, so the result
+ * is deterministic (and equal to the CPU's).  Parallel over columns only:
+ * a sorted, segmented version is the faster one for later. */
+__global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *tokens, int n, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    for (int i = 0; i < n; i++)
+        dtable[(size_t)tokens[i] * C + c] += dout[(size_t)i * C + c];
+}
+
+void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, const int32_t *tokens, int n, int C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0 || C <= 0)
+        return;
+    int threads = 64;
+    embedding_bwd_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dtable, dout, tokens, n, C);
+    LAUNCHED(cb, "embedding_bwd");
+}
+
+/* ---- RoPE (rotate-half: the pair is x[i], x[i + hd/2]) ---- */
+
+__global__ void rope_kernel(float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd, int inverse)
+{
+    int half = hd / 2;
+    size_t total = (size_t)n * heads * half;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(idx % half);
+        size_t th = idx / half;          /* t * heads + h */
+        size_t t = th / heads;
+        const float *cs = cos_sin + ((size_t)pos[t] * half + i) * 2;
+        float c = cs[0], s = inverse ? -cs[1] : cs[1];
+        float *v = x + th * hd;
+        float a = v[i], b = v[i + half];
+        /* Unfused, as the CPU rounds it. */
+        v[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+        v[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+    }
+}
+
+void dsk_cuda_rope(dsk_backend *be, float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
+                   int inverse)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    size_t total = (size_t)n * heads * (hd / 2);
+    if (!total)
+        return;
+    rope_kernel<<<dsk_cuda_blocks(cb, total, THREADS), THREADS, 0, cb->stream>>>(x, pos, cos_sin, n, heads, hd,
+                                                                                 inverse);
+    LAUNCHED(cb, "rope");
+}
+
+/* ---- SwiGLU ---- */
+
+__global__ void swiglu_fwd_kernel(float *out, const float *g, const float *u, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void swiglu_bwd_kernel(float *dg, float *du, const float *dout, const float *g, const float *u, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gi = g[i], sig = 1.0f / (1.0f + expf(-gi));
+        float silu = gi * sig, d = dout[i];
+        du[i] = d * silu;
+        dg[i] = d * u[i] * sig * (1.0f + gi * (1.0f - sig));
+    }
+}
+
+void dsk_cuda_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!n)
+        return;
+    swiglu_fwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(out, g, u, n);
+    LAUNCHED(cb, "swiglu_fwd");
+}
+
+void dsk_cuda_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,
+                         size_t n)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (!n)
+        return;
+    swiglu_bwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(dg, du, dout, g, u, n);
+    LAUNCHED(cb, "swiglu_bwd");
+}

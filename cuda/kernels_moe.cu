@@ -1,0 +1,275 @@
+/* Mixture-of-experts routing, permutation and their backward passes.
+ * moe_dispatch is the CPU's own code (dsk_cpu_moe_dispatch) on the
+ * host: it returns host offsets anyway, the selections are n*k ints, and
+ * its first-come-first-served capping is sequential by nature. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.cuh"
+
+enum { THREADS = 256 };
+
+/* One thread per token (E and k are small). */
+__global__ void moe_route_kernel(float *probs, int32_t *sel, float *gate, const float *logits, const float *bias,
+                                 int n, int E, int k, int router)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n)
+        return;
+    const float *z = logits + (size_t)t * E;
+    float *p = probs + (size_t)t * E;
+    if (router == DSK_ROUTER_SOFTMAX) {
+        float mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++)
+            mx = fmaxf(mx, z[e]);
+        for (int e = 0; e < E; e++)
+            sum += p[e] = expf(z[e] - mx);
+        for (int e = 0; e < E; e++)
+            p[e] /= sum;
+    } else {
+        for (int e = 0; e < E; e++)
+            p[e] = 1.0f / (1.0f + expf(-z[e]));
+    }
+    /* Top k by selection score, best first, ties to the lower index. */
+    int32_t *st = sel + (size_t)t * k;
+    for (int s = 0; s < k; s++) {
+        int best = -1;
+        float best_score = 0;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int r = 0; r < s; r++)
+                taken |= st[r] == e;
+            float score = p[e] + (bias ? bias[e] : 0.0f);
+            if (!taken && (best < 0 || score > best_score)) {
+                best = e;
+                best_score = score;
+            }
+        }
+        st[s] = best;
+    }
+    float *g = gate + (size_t)t * k, norm = 0;
+    for (int s = 0; s < k; s++)
+        norm += g[s] = p[st[s]];
+    if (router == DSK_ROUTER_SIGMOID)
+        for (int s = 0; s < k; s++)
+            g[s] /= norm;
+}
+
+void dsk_cuda_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,
+                        const float *bias, int n, int E, int k, int router)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0)
+        return;
+    int threads = 128;
+    moe_route_kernel<<<(n + threads - 1) / threads, threads, 0, cb->stream>>>(probs, sel, gate, logits, bias, n, E, k,
+                                                                              router);
+    LAUNCHED(cb, "moe_route");
+}
+
+int dsk_cuda_moe_dispatch(dsk_backend *be, int32_t *slot_row, int32_t *row_token, int *offsets,
+                          long *select_counts, const int32_t *sel, int n, int k, int E, int capacity)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    size_t pairs = (size_t)n * k;
+    if (cb->host_i32_len < 3 * pairs + 1) {
+        free(cb->host_i32);
+        cb->host_i32_len = 3 * pairs + 1;
+        cb->host_i32 = (int32_t *)dsk_xmalloc(cb->host_i32_len * sizeof *cb->host_i32);
+    }
+    int32_t *h_sel = cb->host_i32, *h_slot = h_sel + pairs, *h_rows = h_slot + pairs;
+    if (pairs) {
+        CUDA_CHECK(cudaMemcpyAsync(h_sel, sel, pairs * sizeof *h_sel, cudaMemcpyDeviceToHost, cb->stream));
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    }
+    int kept = dsk_cpu_moe_dispatch(h_slot, h_rows, offsets, select_counts, h_sel, n, k, E, capacity);
+    /* The host buffers are reused by the next call: copies from pageable
+     * memory return once staged, but wait anyway (dispatch is a sync point). */
+    if (pairs)
+        CUDA_CHECK(cudaMemcpyAsync(slot_row, h_slot, pairs * sizeof *h_slot, cudaMemcpyHostToDevice, cb->stream));
+    if (kept > 0)
+        CUDA_CHECK(cudaMemcpyAsync(row_token, h_rows, (size_t)kept * sizeof *h_rows, cudaMemcpyHostToDevice,
+                                   cb->stream));
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    return kept;
+}
+
+__global__ void moe_gather_kernel(float *xp, const float *x, const int32_t *row_token, int rows, int d)
+{
+    size_t total = (size_t)rows * d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / d, c = i % d;
+        xp[i] = x[(size_t)row_token[r] * d + c];
+    }
+}
+
+void dsk_cuda_moe_gather(dsk_backend *be, float *xp, const float *x, const int32_t *row_token, int rows, int d)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (rows <= 0 || d <= 0)
+        return;
+    moe_gather_kernel<<<dsk_cuda_blocks(cb, (size_t)rows * d, THREADS), THREADS, 0, cb->stream>>>(xp, x, row_token,
+                                                                                                   rows, d);
+    LAUNCHED(cb, "moe_gather");
+}
+
+/* out[t] += sum over t's kept slots of gate * yp[row], slots in order. */
+__global__ void moe_combine_kernel(float *out, const float *yp, const int32_t *slot_row, const float *gate, int n,
+                                   int k, int d)
+{
+    size_t total = (size_t)n * d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / d, c = i % d;
+        float o = out[i];
+        for (int s = 0; s < k; s++) {
+            int32_t row = slot_row[t * k + s];
+            if (row >= 0)
+                o += gate[t * k + s] * yp[(size_t)row * d + c];
+        }
+        out[i] = o;
+    }
+}
+
+void dsk_cuda_moe_combine(dsk_backend *be, float *out, const float *yp, const int32_t *slot_row, const float *gate,
+                          int n, int k, int d)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0 || d <= 0)
+        return;
+    moe_combine_kernel<<<dsk_cuda_blocks(cb, (size_t)n * d, THREADS), THREADS, 0, cb->stream>>>(out, yp, slot_row,
+                                                                                                 gate, n, k, d);
+    LAUNCHED(cb, "moe_combine");
+}
+
+/* A block per (token, slot): dyp[row] = gate * dout[t], dgate = dout[t] . yp[row]. */
+__global__ void moe_combine_bwd_kernel(float *dyp, float *dgate, const float *dout, const float *yp,
+                                       const int32_t *slot_row, const float *gate, int d)
+{
+    __shared__ float sh[32];
+    size_t tok = blockIdx.x, ts = tok * gridDim.y + blockIdx.y;   /* grid (n, k) */
+    int32_t row = slot_row[ts];
+    if (row < 0) {
+        if (threadIdx.x == 0)
+            dgate[ts] = 0;
+        return;
+    }
+    float g = gate[ts], dot = 0;
+    const float *y = yp + (size_t)row * d, *dO = dout + tok * d;
+    float *dy = dyp + (size_t)row * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        dy[c] = g * dO[c];
+        dot += dO[c] * y[c];
+    }
+    dot = block_sum(dot, sh);
+    if (threadIdx.x == 0)
+        dgate[ts] = dot;
+}
+
+void dsk_cuda_moe_combine_bwd(dsk_backend *be, float *dyp, float *dgate, const float *dout, const float *yp,
+                              const int32_t *slot_row, const float *gate, int n, int k, int d)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0 || k <= 0)
+        return;
+    int threads = d >= 256 ? 256 : d >= 64 ? 64 : 32;
+    moe_combine_bwd_kernel<<<dim3(n, k), threads, 0, cb->stream>>>(dyp, dgate, dout, yp, slot_row, gate, d);
+    LAUNCHED(cb, "moe_combine_bwd");
+}
+
+/* A gather per token: dx[t] += each kept slot's dxp row, in slot order. */
+__global__ void moe_scatter_add_kernel(float *dx, const float *dxp, const int32_t *slot_row, int n, int k, int d)
+{
+    size_t total = (size_t)n * d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / d, c = i % d;
+        float o = dx[i];
+        for (int s = 0; s < k; s++) {
+            int32_t row = slot_row[t * k + s];
+            if (row >= 0)
+                o += dxp[(size_t)row * d + c];
+        }
+        dx[i] = o;
+    }
+}
+
+void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
+                              int d)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0 || d <= 0)
+        return;
+    moe_scatter_add_kernel<<<dsk_cuda_blocks(cb, (size_t)n * d, THREADS), THREADS, 0, cb->stream>>>(dx, dxp, slot_row,
+                                                                                                     n, k, d);
+    LAUNCHED(cb, "moe_scatter_add");
+}
+
+/* One thread per token, dlogits as its working row. */
+__global__ void moe_route_bwd_kernel(float *dlogits, const float *dgate, const float *probs, const int32_t *sel,
+                                     const float *gate, const float *logits, const float *aux_w, int rows_per,
+                                     float z_coef, int n, int E, int k, int router)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n)
+        return;
+    const float *p = probs + (size_t)t * E, *dg = dgate + (size_t)t * k, *g = gate + (size_t)t * k;
+    const int32_t *st = sel + (size_t)t * k;
+    const float *aw = aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL;
+    float *dz = dlogits + (size_t)t * E;
+    for (int e = 0; e < E; e++)
+        dz[e] = 0;
+    if (router == DSK_ROUTER_SOFTMAX) {
+        for (int s = 0; s < k; s++)
+            dz[st[s]] += dg[s];
+        if (aw)
+            for (int e = 0; e < E; e++)
+                dz[e] += aw[e];
+        float dot = 0;
+        for (int e = 0; e < E; e++)
+            dot += p[e] * dz[e];
+        for (int e = 0; e < E; e++)
+            dz[e] = p[e] * (dz[e] - dot);
+    } else {
+        float S = 0, gdot = 0;
+        for (int s = 0; s < k; s++) {
+            S += p[st[s]];
+            gdot += g[s] * dg[s];
+        }
+        for (int s = 0; s < k; s++)
+            dz[st[s]] += (dg[s] - gdot) / S;
+        if (aw) {
+            float all = 0, wdot = 0;
+            for (int e = 0; e < E; e++)
+                all += p[e];
+            for (int e = 0; e < E; e++)
+                wdot += aw[e] * p[e] / all;
+            for (int e = 0; e < E; e++)
+                dz[e] += (aw[e] - wdot) / all;
+        }
+        for (int e = 0; e < E; e++)
+            dz[e] *= p[e] * (1 - p[e]);
+    }
+    if (z_coef != 0) {
+        const float *z = logits + (size_t)t * E;
+        float mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++)
+            mx = fmaxf(mx, z[e]);
+        for (int e = 0; e < E; e++)
+            sum += expf(z[e] - mx);
+        float lse = mx + logf(sum);
+        for (int e = 0; e < E; e++)
+            dz[e] += 2 * z_coef * lse * expf(z[e] - lse);
+    }
+}
+
+void dsk_cuda_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,
+                            const int32_t *sel, const float *gate, const float *logits, const float *aux_w,
+                            int rows_per, float z_coef, int n, int E, int k, int router)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (n <= 0)
+        return;
+    int threads = 128;
+    moe_route_bwd_kernel<<<(n + threads - 1) / threads, threads, 0, cb->stream>>>(
+        dlogits, dgate, probs, sel, gate, logits, aux_w, rows_per, z_coef, n, E, k, router);
+    LAUNCHED(cb, "moe_route_bwd");
+}
