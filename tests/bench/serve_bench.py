@@ -74,7 +74,7 @@ def concurrent(url, n, max_tokens):
 
 def short_qps(url, n, parallel):
     body = json.dumps({"model": "m", "prompt": "the 1 ", "max_tokens": 1, "temperature": 1.0})
-    cmd = ["curl", "-s", "-Z", "--parallel-max", str(parallel), "-H", "Content-Type: application/json",
+    cmd = ["curl", "-s", "--no-progress-meter", "-Z", "--parallel-max", str(parallel), "-H", "Content-Type: application/json",
            "--data", body, "-w", "%{http_code}\\n"] + ["-o", "/dev/null", url + "/v1/completions"] * n
     t0 = time.monotonic()
     codes = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
