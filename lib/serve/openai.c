@@ -631,8 +631,7 @@ static struct json_object *chat_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
-/* Characters (UTF-8 lead bytes) in s[0..n). */
-static size_t count_chars(const char *s, size_t n)
+size_t dsk_openai_count_chars(const char *s, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -662,7 +661,7 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
         }
         json_object_array_add(tops, top);
         json_object_array_add(offsets, json_object_new_int64((int64_t)offset));
-        offset += count_chars(t->token, t->len);
+        offset += dsk_openai_count_chars(t->token, t->len);
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "tokens", tokens);

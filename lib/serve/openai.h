@@ -158,6 +158,9 @@ typedef struct dsk_openai_meta {
     int include_usage;        /* streams: chunks carry "usage": null, then the usage chunk */
 } dsk_openai_meta;
 
+/* Characters (UTF-8 lead bytes) in s[0..n): the unit of text_offset. */
+size_t dsk_openai_count_chars(const char *s, size_t n);
+
 /* "chatcmpl-" or "cmpl-" and the 16 hex digits of rnd. */
 void dsk_openai_make_id(int kind, uint64_t rnd, char out[40]);
 

@@ -34,6 +34,18 @@ struct dsk_server {
     size_t kv_bytes;            /* their caches */
 };
 
+/* Waits on cv (mu held) for a signal or ms milliseconds, whichever comes
+ * first: the loops around it recheck their deadlines. */
+static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + ms % 1000 * 1000000L;
+    ts.tv_sec += ms / 1000 + ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -189,13 +201,12 @@ static int kept_final(const choice_state *c)
     return k;
 }
 
-/* Characters (UTF-8 lead bytes) of the kept tokens' text, for text_offset. */
+/* Characters of the kept tokens' text, for text_offset. */
 static size_t view_chars(const logprob_view *v)
 {
     size_t k = 0;
     for (int i = 0; i < v->n; i++)
-        for (size_t j = 0; j < v->tok[i].len; j++)
-            k += ((unsigned char)v->tok[i].token[j] & 0xC0) != 0x80;
+        k += dsk_openai_count_chars(v->tok[i].token, v->tok[i].len);
     return k;
 }
 
@@ -342,12 +353,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     pthread_mutex_lock(&g->mu);
     double deadline = g->t_start + g->srv->o.timeout_s;
     while (g->out.len == 0 && !(g->finished_stream && g->n_done == g->n)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        wait_ms(&g->cv, &g->mu, 200);
         if (now_s() > deadline)
             break;
     }
@@ -515,12 +521,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     pthread_mutex_lock(&g->mu);
     int timed_out = 0, gone = 0;
     while (g->n_done < g->n) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        wait_ms(&g->cv, &g->mu, 100);
         if (timed_out || gone || g->n_done == g->n)
             continue;
         timed_out = now_s() - g->t_start > s->o.timeout_s;
@@ -804,12 +805,7 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
     double end = now_s() + deadline_s;
     pthread_mutex_lock(&s->mu);
     while (s->active > 0 && now_s() < end) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        pthread_cond_timedwait(&s->idle, &s->mu, &ts);
+        wait_ms(&s->idle, &s->mu, 100);
     }
     pthread_mutex_unlock(&s->mu);
     dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
