@@ -101,7 +101,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 # sanitizer and fuzz builds stay CPU-only.  Machine code for Ampere
 # (sm_80) and Hopper (sm_90).
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
-GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops
+GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops $(BUILD)/tests/gpu/test_cuda_gemm_dtype
 ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
@@ -115,14 +115,23 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 	$(NVCC) $(CPPFLAGS) $(NVCC_FLAGS) -c $< -o $@
 $(BUILD)/libdsk.a: $(CUDA_OBJ)
 $(BUILD)/lib/ops/backend_open.o: CPPFLAGS += -DDSK_HAVE_CUDA
+# NCCL between GPU ranks (cuda/comm_nccl.cu, reached through
+# lib/dist/comm_gpu.c): its header at build time (the toolkit's or
+# libnccl-dev's), libnccl.so.2 dlopen()ed when a run of several GPU ranks
+# starts.  Without the header that file builds a stub that refuses them.
+NCCL_H := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+ifeq ($(NCCL_H),)
+$(BUILD)/cuda/comm_nccl.o: NVCC_FLAGS += -DDSK_NO_NCCL
+endif
+$(BUILD)/lib/dist/comm_gpu.o: CPPFLAGS += -DDSK_HAVE_CUDA
 $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(GPU_TEST_BIN): LDLIBS += $(CUDA_LIBS)
 endif
 
-# CPU-vs-CUDA op and training comparison: built by `make` (so CI compiles
-# it), run by tests/gpu/run.sh (`make gpu-test`).
+# CPU-vs-CUDA op and training comparison, and gemm in bf16 / fp16: built
+# by `make` (so CI compiles them), run by tests/gpu/run.sh (`make gpu-test`).
 .PHONY: gpu-test
 all: $(GPU_TEST_BIN)
-$(GPU_TEST_BIN): $(BUILD)/tests/gpu/test_cuda_ops.o $(BUILD)/libdsk.a
+$(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/libdsk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
 gpu-test: $(GPU_TEST_BIN)

@@ -10,6 +10,7 @@
 #include "dist/comm.h"
 #include "dist/memory.h"
 #include "model/config.h"
+#include "ops/half.h"
 #include "train/checkpoint.h"
 #include "train/train_run.h"
 
@@ -68,6 +69,14 @@ static const char usage[] =
     "      --prompt TEXT         what samples start from (default: <|endoftext|>)\n"
     "      --temperature X, --top-k N, --top-p X   sampling (default 0.8, 40, 0.95)\n"
     "      --peak-tflops X       the device's peak, for the MFU estimate in the log\n"
+    "Precision and memory:\n"
+    "      --dtype fp32|bf16|fp16  the matrix products' operands (default fp32); accumulation, weights\n"
+    "                            and optimizer state stay fp32\n"
+    "      --loss-scale X        multiply the loss gradient by X: fp16's first dynamic scale (default\n"
+    "                            65536), or a static one for bf16 and fp32 (default 1)\n"
+    "      --loss-scale-window N\n"
+    "                            fp16: good steps in a row before the scale doubles (default 1000)\n"
+    "      --recompute           keep each layer's input only, recompute the layer in the backward\n"
     "Machine:\n"
     "      --backend NAME        cpu (default) or cuda[:N]\n"
     "  -j, --threads N           threads per rank (default: the cores, shared by the machine's ranks)\n"
@@ -90,7 +99,8 @@ static const char usage[] =
 enum { OPT_REF = 200, OPT_BETA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
        OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
        OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP,
-       OPT_PEAK, OPT_BACKEND, OPT_SEED, OPT_ZERO, OPT_DIST_TIMEOUT, OPT_MEMORY_TABLE };
+       OPT_PEAK, OPT_BACKEND, OPT_SEED, OPT_ZERO, OPT_DIST_TIMEOUT, OPT_MEMORY_TABLE, OPT_DTYPE, OPT_LOSS_SCALE,
+       OPT_LOSS_SCALE_WINDOW, OPT_RECOMPUTE };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},        {"set", required_argument, NULL, OPT_SET},
@@ -116,6 +126,9 @@ static const struct option long_options[] = {
     {"threads", required_argument, NULL, 'j'},       {"seed", required_argument, NULL, OPT_SEED},
     {"zero", required_argument, NULL, OPT_ZERO},     {"dist-timeout", required_argument, NULL, OPT_DIST_TIMEOUT},
     {"memory-table", required_argument, NULL, OPT_MEMORY_TABLE},
+    {"dtype", required_argument, NULL, OPT_DTYPE},   {"loss-scale", required_argument, NULL, OPT_LOSS_SCALE},
+    {"loss-scale-window", required_argument, NULL, OPT_LOSS_SCALE_WINDOW},
+    {"recompute", no_argument, NULL, OPT_RECOMPUTE},
     {"quiet", no_argument, NULL, 'q'},               {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},             {NULL, 0, NULL, 0},
 };
@@ -193,6 +206,15 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case OPT_ZERO: o->zero = (int)dsk_parse_int("--zero", optarg, 0, 3); break;
         case OPT_DIST_TIMEOUT: dist_timeout = dsk_parse_double("--dist-timeout", optarg, 0, 1e7); break;
         case OPT_MEMORY_TABLE: memory_table = optarg; break;
+        case OPT_DTYPE:
+            if ((o->dtype = dsk_dtype_parse(optarg)) < 0)
+                dsk_usage_error("--dtype '%s': expected fp32, bf16 or fp16", optarg);
+            break;
+        case OPT_LOSS_SCALE: o->loss_scale = dsk_parse_double("--loss-scale", optarg, 0x1p-24, 1e38); break;
+        case OPT_LOSS_SCALE_WINDOW:
+            o->loss_scale_window = (long)dsk_parse_int("--loss-scale-window", optarg, 1, 1LL << 40);
+            break;
+        case OPT_RECOMPUTE: o->recompute = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V': dsk_print_version(); exit(0);

@@ -45,9 +45,8 @@ static void load(void)
     SYM(Destroy, cublasDestroy);
     SYM(SetStream, cublasSetStream);
     SYM(SetMathMode, cublasSetMathMode);
-    SYM(SetPointerMode, cublasSetPointerMode);
     SYM(Sgemm, cublasSgemm);
-    SYM(SgemmBatched, cublasSgemmBatched);
+    SYM(GemmEx, cublasGemmEx);
     SYM(GetStatusString, cublasGetStatusString);
 #undef SYM
     if (ok)

@@ -1,10 +1,15 @@
 /* The cuda backend's table, device memory, cuBLAS products and errors.
  * The ops themselves live in kernels_*.cu, one concern per file; every
- * op is fp32 and has the CPU op (lib/ops/cpu_kernels_impl.h) as its
- * reference, which tests/gpu/test_cuda_ops.c checks on a GPU machine. */
+ * op is fp32 (gemm also bf16 / fp16 on request, be->gemm_dtype) and has
+ * the CPU op (lib/ops/cpu_kernels_impl.h) as its reference, which
+ * tests/gpu/test_cuda_ops.c and test_cuda_gemm_dtype.c check on a GPU
+ * machine. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "cuda_internal.cuh"
 
@@ -114,8 +119,62 @@ static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
 
 /* ---- dense algebra ---- */
 
+/* out[i] = in[i] rounded to bf16 / fp16, to nearest even as half.h's
+ * dsk_f32_to_bf16 / dsk_f32_to_f16 (the CPU backend's reference). */
+template <typename H> __device__ __forceinline__ H to_half(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 to_half<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half to_half<__half>(float x) { return __float2half_rn(x); }
+
+template <typename H> __global__ void k_round_half(H *__restrict__ out, const float *__restrict__ in, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = to_half<H>(in[i]);
+}
+
+/* Both operands converted into the backend's own buffer (not
+ * dsk_cuda_scratch: a caller may hold that across a product), B's part
+ * 256-byte aligned as tensor-core kernels like it. */
+static void to_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb,
+                             const void **Ah, const void **Bh)
+{
+    size_t a_bytes = (na * 2 + 255) & ~(size_t)255, bytes = a_bytes + nb * 2;
+    if (bytes > cb->gemm_half_len) {
+        /* The old buffer may still be read by queued products. */
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+        if (cb->gemm_half)
+            CUDA_CHECK(cudaFree(cb->gemm_half));
+        cb->gemm_half = NULL;
+        if (cudaMalloc(&cb->gemm_half, bytes) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cb->gemm_half_len = 0;
+            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for %s operands on device %d", bytes,
+                    dtype == DSK_DTYPE_BF16 ? "bf16" : "fp16", cb->device);
+        }
+        cb->gemm_half_len = bytes;
+    }
+    char *base = (char *)cb->gemm_half;
+    const int threads = 256;
+    if (dtype == DSK_DTYPE_BF16) {
+        k_round_half<<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__nv_bfloat16 *)base, A, na);
+        LAUNCHED(cb, "gemm: A to bf16");
+        k_round_half<<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
+            (__nv_bfloat16 *)(base + a_bytes), B, nb);
+        LAUNCHED(cb, "gemm: B to bf16");
+    } else {
+        k_round_half<<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__half *)base, A, na);
+        LAUNCHED(cb, "gemm: A to fp16");
+        k_round_half<<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>((__half *)(base + a_bytes), B,
+                                                                                      nb);
+        LAUNCHED(cb, "gemm: B to fp16");
+    }
+    *Ah = base;
+    *Bh = base + a_bytes;
+}
+
 /* Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLAS
- * gets the operands swapped, each with its row-major leading dimension. */
+ * gets the operands swapped, each with its row-major leading dimension.
+ * gemm_dtype bf16 / fp16: the operands in that type, tensor cores
+ * accumulating and writing float32 (CUBLAS_COMPUTE_32F). */
 static void cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                       const float *B, float beta, float *C)
 {
@@ -129,8 +188,18 @@ static void cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, floa
             dsk_cuda_scale(be, C, (size_t)M * N, beta);
         return;
     }
-    CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
-                                  K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta, C, N));
+    cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int dtype = be->gemm_dtype;
+    if (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) {
+        const void *Ah, *Bh;
+        to_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &Ah, &Bh);
+        cudaDataType t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+        CUBLAS_CHECK(dsk_cublas.GemmEx(cb->blas, op_b, op_a, N, M, K, &alpha, Bh, t, tb ? K : N, Ah, t, ta ? M : K,
+                                       &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+        CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, op_b, op_a, N, M, K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta, C,
+                                      N));
+    }
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));
 }
@@ -143,6 +212,8 @@ static void cuda_destroy(dsk_backend *be)
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
     if (cb->scratch)
         CUDA_CHECK(cudaFree(cb->scratch));
+    if (cb->gemm_half)
+        CUDA_CHECK(cudaFree(cb->gemm_half));
     if (cb->host_sum)
         CUDA_CHECK(cudaFreeHost(cb->host_sum));
     free(cb->host_i32);

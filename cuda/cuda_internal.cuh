@@ -24,9 +24,12 @@ typedef struct dsk_cublas_api {
     decltype(&cublasDestroy) Destroy;
     decltype(&cublasSetStream) SetStream;
     decltype(&cublasSetMathMode) SetMathMode;
-    decltype(&cublasSetPointerMode) SetPointerMode;
     decltype(&cublasSgemm) Sgemm;
-    decltype(&cublasSgemmBatched) SgemmBatched;
+    /* The C entry point (C++ also sees an inline overload taking a
+     * cudaDataType compute type, which decltype cannot pick). */
+    cublasStatus_t (*GemmEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                             const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                             cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
     decltype(&cublasGetStatusString) GetStatusString;
 } dsk_cublas_api;
 extern dsk_cublas_api dsk_cublas;
@@ -41,6 +44,8 @@ typedef struct dsk_cuda {
     int sync_each;           /* DSK_CUDA_SYNC=1: wait after every op */
     void *scratch;           /* device scratch, valid until the next dsk_cuda_scratch() */
     size_t scratch_len;
+    void *gemm_half;         /* gemm_dtype bf16/fp16: both operands converted, kept between products */
+    size_t gemm_half_len;
     double *host_sum;        /* pinned: sumsq's result */
     int32_t *host_i32;       /* moe_dispatch's host copies */
     size_t host_i32_len;
@@ -159,12 +164,13 @@ void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float 
 void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const float *rstd, int n, int C);
 /* kernels_attention.cu */
-void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *probs_g, float *probs_l, const float *q,
-                            const float *k, const float *v, const int32_t *pos, const float *alpha,
+void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                            const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
                             const dsk_attn_shape *s);
 void dsk_cuda_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
-                            const float *q, const float *k, const float *v, const float *probs_g,
-                            const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
+                            const float *out, const float *q, const float *k, const float *v, const float *lse_g,
+                            const float *lse_l, const float *out_g, const float *out_l, const int32_t *pos,
+                            const float *alpha, const dsk_attn_shape *s);
 void dsk_cuda_attention_decode(dsk_backend *be, float *out, const float *q, const float *k_cache,
                                const float *v_cache, size_t seq_stride, const int32_t *seq, const int32_t *pos,
                                int n, const float *alpha, const dsk_attn_shape *s);

@@ -1,22 +1,42 @@
-/* Attention: training forward and backward with the probabilities
- * materialized ([B, H, T, T], as the interface's backward wants), and a
- * fused decoding kernel.
+/* Attention: flash-attention kernels for training (forward and
+ * backward, nothing T x T in memory) and a fused decoding kernel.
  *
- * Training: the T x T products of every (row, head) are one batched
- * cuBLAS call each (pointer arrays built on the device; GQA maps query
- * head h to key head h / group), the masked softmax and its backward are
- * a block per query row.  The key/value gradients of a group's query
- * heads go in group passes, one query head of each group per pass, so
- * no two products of a call write the same slice and the sum keeps a
- * fixed order.  The products weighted by the hybrid alpha (which lives
- * on the device) read their scalars from device memory.
+ * Training (FlashAttention-2, fp32 on CUDA cores).  A block of 256
+ * threads is a 16 x 16 grid (tx, ty).  Tiles: BR = 16 RM query rows and
+ * BC = 16 CN keys; a thread holds the scores of rows ty + 16 ri and keys
+ * tx + 16 ci, and accumulates rows of an output over dims tx + 16 e.
+ * Tiles sit in shared memory with rows padded to HDP + 1 floats (HDP:
+ * the head size rounded up to 16, 32, 64, 128 or 256, zeros past hd), so
+ * a column read across rows hits distinct banks.  Tile sizes per HDP
+ * (fa_cfg) keep a block's shared memory under 84 KB, so every sm_80+
+ * part runs them (99 KB per block on the smallest).
+ * Masks (attn_first): query i sees keys [first_part(i), i]; a key tile
+ * outside [min first of the query tile, last query of the tile] is
+ * skipped, so local layers cost T x window.
+ *
+ * - forward, a block per (b, h, query tile): K/V tiles in turn, online
+ *   softmax (running max m and sum l per row), the global and local
+ *   parts side by side for hybrid layers (same scores, other mask).
+ *   Saves lse = m + log l per part, and each part's output for hybrid.
+ * - backward: P_part = exp(scale q.k - lse_part) is recomputed;
+ *   D_part = dO . O_part per row (a prep kernel, with d alpha's per-row
+ *   terms dO . (O_g - O_l));
+ *   dS = a P_g (dP - D_g) + (1 - a) P_l (dP - D_l), dP = dO V^T (a = 1
+ *   global, 0 local, alpha hybrid).  dK/dV: a block per (b, kv head, key
+ *   tile) walks every query tile of every query head of its group in a
+ *   fixed order (dV += P_mix^T dO, dK += scale dS^T Q); dQ: a block per
+ *   (b, h, query tile) walks the key tiles (dQ = scale dS K).  Each
+ *   output element has one owner and fixed sums, d alpha a fixed tree:
+ *   the same bits on every run, no atomics on floats.
  *
  * Decoding: a block per (query, head), warps taking keys in turn with an
  * online softmax (global and local state side by side for hybrid
- * layers), merged across warps at the end: nothing T x T is stored. */
+ * layers), merged across warps at the end. */
+#include <limits.h>
+
 #include "cuda_internal.cuh"
 
-/* c[0] scale, c[1] 0, c[2] 1, c[3] alpha, c[4] 1 - alpha (alpha: 1 global, 0 local). */
+/* c[0] scale, c[1] 0, c[2] 1, c[3] alpha, c[4] 1 - alpha (alpha: 1 global, 0 local): decoding's constants. */
 enum { C_SCALE, C_ZERO, C_ONE, C_A, C_1MA, N_CONSTS = 8 };
 
 __global__ void attn_consts_kernel(float *c, const float *alpha, int kind, float scale)
@@ -29,204 +49,588 @@ __global__ void attn_consts_kernel(float *c, const float *alpha, int kind, float
     c[C_1MA] = 1 - a;
 }
 
-/* Entry e of a batched call is (b, x): b = b0 + e / X, x = e % X, query
- * head h = x * hmul + hadd, key head h / group.  Each array's pointer:
- * base + (b - b_base) * sb + h * sh + (h / group) * skv. */
-typedef struct ptr_spec {
-    const float *base;
-    long long sb, sh, skv;
-    int b_base;
-} ptr_spec;
-enum { MAX_ARRAYS = 8 };
-typedef struct ptr_job {
-    ptr_spec spec[MAX_ARRAYS];
-    const float **out[MAX_ARRAYS];
-    int n_arrays, entries, b0, X, hmul, hadd, group;
-} ptr_job;
+/* ---- training: flash attention ---- */
 
-__global__ void fill_ptrs_kernel(ptr_job job)
+enum { FA_THREADS = 256 };
+
+/* Tiles per head-size bound: forward, dK/dV and dQ kernels, (RM, CN)
+ * each, BR = 16 RM query rows and BC = 16 CN keys. */
+template <int HDP> struct fa_cfg;
+template <> struct fa_cfg<16> { enum { F_RM = 4, F_CN = 4, KV_RM = 4, KV_CN = 4, Q_RM = 4, Q_CN = 4 }; };
+template <> struct fa_cfg<32> { enum { F_RM = 4, F_CN = 4, KV_RM = 4, KV_CN = 4, Q_RM = 4, Q_CN = 4 }; };
+template <> struct fa_cfg<64> { enum { F_RM = 4, F_CN = 4, KV_RM = 4, KV_CN = 2, Q_RM = 4, Q_CN = 2 }; };
+template <> struct fa_cfg<128> { enum { F_RM = 4, F_CN = 2, KV_RM = 2, KV_CN = 2, Q_RM = 2, Q_CN = 2 }; };
+template <> struct fa_cfg<256> { enum { F_RM = 2, F_CN = 1, KV_RM = 1, KV_CN = 1, Q_RM = 1, Q_CN = 1 }; };
+
+/* Dynamic shared memory of each kernel (floats): [rows][HDP + 1] tiles
+ * and [BR][BC + 1] probability / gradient tiles. */
+static constexpr size_t fa_fwd_smem(int HDP, int RM, int CN)
 {
-    int e = blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= job.entries)
-        return;
-    int b = job.b0 + e / job.X, x = e % job.X, h = x * job.hmul + job.hadd, kvh = h / job.group;
-    for (int a = 0; a < job.n_arrays; a++) {
-        const ptr_spec *s = &job.spec[a];
-        job.out[a][e] = s->base + (long long)(b - s->b_base) * s->sb + (long long)h * s->sh + (long long)kvh * s->skv;
+    return ((size_t)(16 * RM + 2 * 16 * CN) * (HDP + 1) + (size_t)2 * 16 * RM * (16 * CN + 1)) * sizeof(float);
+}
+static constexpr size_t fa_dkdv_smem(int HDP, int RM, int CN)
+{
+    return ((size_t)(2 * 16 * RM + 2 * 16 * CN) * (HDP + 1) + (size_t)2 * 16 * RM * (16 * CN + 1)) * sizeof(float);
+}
+static constexpr size_t fa_dq_smem(int HDP, int RM, int CN)
+{
+    return ((size_t)(2 * 16 * RM + 2 * 16 * CN) * (HDP + 1) + (size_t)16 * RM * (16 * CN + 1)) * sizeof(float);
+}
+
+/* Rows [r0, r0 + ROWS) of a head's [T, hd] slice (row stride `stride`)
+ * into a [ROWS][HDP + 1] tile; zeros past r_end and past hd, so padded
+ * products add nothing and never read garbage. */
+template <int HDP, int ROWS>
+__device__ __forceinline__ void fa_load(float *tile, const float *g, size_t stride, int r0, int r_end, int hd)
+{
+    for (int x = threadIdx.x; x < ROWS * HDP; x += FA_THREADS) {
+        int r = x / HDP, d = x % HDP, i = r0 + r;
+        tile[r * (HDP + 1) + d] = i < r_end && d < hd ? g[(size_t)i * stride + d] : 0.0f;
     }
 }
 
-static ptr_spec spec(const float *base, long long sb, long long sh, long long skv, int b_base)
+/* s[ri][ci] = A[ty + 16 ri] . B[tx + 16 ci] over the first hd dims. */
+template <int HDP, int RM, int CN>
+__device__ __forceinline__ void fa_dots(float (&s)[RM][CN], const float *A, const float *Bt, int hd, int tx, int ty)
 {
-    ptr_spec s = {base, sb, sh, skv, b_base};
-    return s;
-}
-
-static void fill_ptrs(dsk_cuda *cb, ptr_job *job)
-{
-    int threads = 128;
-    fill_ptrs_kernel<<<(job->entries + threads - 1) / threads, threads, 0, cb->stream>>>(*job);
-    LAUNCHED(cb, "attention (pointer arrays)");
-}
-
-/* Row-major batched C = alpha op(A) op(B) + beta C.  dev_scalars: alpha
- * and beta point to device memory (the hybrid weights), else to the host. */
-static void gemm_batched(dsk_cuda *cb, int dev_scalars, int ta, int tb, int M, int N, int K, const float *alpha,
-                         const float **A, int lda, const float **B, int ldb, const float *beta, const float **C,
-                         int ldc, int count)
-{
-    CUBLAS_CHECK(dsk_cublas.SetPointerMode(cb->blas, dev_scalars ? CUBLAS_POINTER_MODE_DEVICE
-                                                                 : CUBLAS_POINTER_MODE_HOST));
-    CUBLAS_CHECK(dsk_cublas.SgemmBatched(cb->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-                                         M, K, alpha, B, ldb, A, lda, beta, (float *const *)C, ldc, count));
-    if (dev_scalars)
-        CUBLAS_CHECK(dsk_cublas.SetPointerMode(cb->blas, CUBLAS_POINTER_MODE_HOST));
-    if (cb->sync_each)
-        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
-}
-
-static int row_threads(int T)
-{
-    int t = 32;
-    while (t < T && t < 256)
-        t *= 2;
-    return t;
-}
-
-/* Row (b, h, i): the raw scores (in probs_g, or probs_l for a local
- * layer) become the masked softmaxes, zeros outside [first, i]. Each
- * thread reads and writes only its own columns, so in place is safe. */
-__global__ void attn_softmax_kernel(float *pg, float *pl, const int32_t *pos, int T, int H, int window, int use_g,
-                                    int use_l)
-{
-    __shared__ float sh[32];
-    size_t row = blockIdx.x;
-    int i = (int)(row % T), b = (int)(row / T / H);
-    int p = pos[(size_t)b * T + i];
-    int fg = attn_first(i, p, 0, window), fl = attn_first(i, p, 1, window);
-    float *S = (use_g ? pg : pl) + row * T;
-    float mg = -INFINITY, ml = -INFINITY;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float s = S[j];
-        if (j >= fg)
-            mg = fmaxf(mg, s);
-        if (j >= fl)
-            ml = fmaxf(ml, s);
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++)
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++)
+            s[ri][ci] = 0;
+#pragma unroll 4
+    for (int d = 0; d < hd; d++) {
+        float a[RM], b[CN];
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++)
+            a[ri] = A[(ty + 16 * ri) * (HDP + 1) + d];
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++)
+            b[ci] = Bt[(tx + 16 * ci) * (HDP + 1) + d];
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++)
+#pragma unroll
+            for (int ci = 0; ci < CN; ci++)
+                s[ri][ci] = fmaf(a[ri], b[ci], s[ri][ci]);
     }
-    mg = block_max(mg, sh);
-    ml = block_max(ml, sh);
-    float sg = 0, sl = 0;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float s = S[j];
-        if (j >= fg)
-            sg += expf(s - mg);
-        if (j >= fl)
-            sl += expf(s - ml);
+}
+
+/* Over the 16 lanes of a half warp (the threads that share a row); the
+ * butterfly leaves the same bits in every lane. */
+__device__ __forceinline__ float half_max(float v)
+{
+    for (int o = 8; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float half_sum(float v)
+{
+    for (int o = 8; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* One part's online-softmax step over a key tile: rows ty + 16 ri see
+ * keys [first, last]; j = jx + 16 ci.  Rescales the running sum l and
+ * output o to the new maximum, writes the tile's probabilities (relative
+ * to that maximum, 0 where masked) to P [BR][BC + 1]. */
+template <int RM, int CN, int DE>
+__device__ __forceinline__ void fa_online(const float (&s)[RM][CN], float (&m)[RM], float (&l)[RM],
+                                          float (&o)[RM][DE], const int (&first)[RM], const int (&last)[RM], int jx,
+                                          float *P, int tx, int ty)
+{
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        float mt = -INFINITY;
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++) {
+            int j = jx + 16 * ci;
+            if (j >= first[ri] && j <= last[ri])
+                mt = fmaxf(mt, s[ri][ci]);
+        }
+        mt = half_max(mt);
+        float mn = fmaxf(m[ri], mt);
+        /* Nothing seen yet: corr 0 (l and o are 0); else exp(<= 0).  No
+         * key visible so far and none here: mn is -inf, p all 0. */
+        float corr = m[ri] == -INFINITY ? 0.0f : expf(m[ri] - mn), rs = 0;
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++) {
+            int j = jx + 16 * ci;
+            float p = j >= first[ri] && j <= last[ri] ? expf(s[ri][ci] - mn) : 0.0f;
+            P[(ty + 16 * ri) * (16 * CN + 1) + tx + 16 * ci] = p;
+            rs += p;
+        }
+        rs = half_sum(rs);
+        l[ri] = l[ri] * corr + rs;
+        m[ri] = mn;
+#pragma unroll
+        for (int e = 0; e < DE; e++)
+            o[ri][e] *= corr;
     }
-    sg = block_sum(sg, sh);
-    sl = block_sum(sl, sh);
-    float ig = 1.0f / sg, il = 1.0f / sl;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        float s = j <= i ? S[j] : 0.0f;
-        if (use_l)
-            pl[row * T + j] = j >= fl && j <= i ? expf(s - ml) * il : 0.0f;
+}
+
+/* The hybrid weight of the global part: 1 global, 0 local, alpha hybrid. */
+__device__ __forceinline__ float fa_weight(int kind, const float *alpha)
+{
+    return kind == DSK_ATTN_HYBRID ? alpha[0] : kind == DSK_ATTN_GLOBAL ? 1.0f : 0.0f;
+}
+
+/* Grid: B * H * nqt blocks, the query tiles of a head last-first (the
+ * last ones see the most keys: they start first). */
+template <int HDP, int RM, int CN>
+__global__ void __launch_bounds__(FA_THREADS)
+    fa_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
+                  const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
+                  int window, float scale, int nqt)
+{
+    constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
+    extern __shared__ float fa_sm[];
+    float *Qs = fa_sm, *Ks = Qs + BR * LD, *Vs = Ks + BC * LD, *Pg = Vs + BC * LD, *Pl = Pg + BR * PLD;
+    __shared__ int first_sh[2][BR];
+    __shared__ int lo_sh;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const size_t bh = blockIdx.x / (unsigned)nqt;
+    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
+    const int h = (int)(bh % (size_t)H), b = (int)(bh / (size_t)H), kvh = h / (H / KV);
+    const int i0 = qt * BR, i_end = min(i0 + BR, T);
+    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const int32_t *pb = pos + (size_t)b * T;
+
+    if (threadIdx.x == 0)
+        lo_sh = INT_MAX;
+    fa_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    __syncthreads();
+    if (threadIdx.x < BR) {
+        int i = i0 + threadIdx.x, fg = INT_MAX, fl = INT_MAX;   /* rows past T see nothing */
+        if (i < T) {
+            int p = pb[i];
+            fg = attn_first(i, p, 0, window);
+            fl = attn_first(i, p, 1, window);
+            atomicMin(&lo_sh, use_g ? fg : fl);   /* a min: the same whatever the order */
+        }
+        first_sh[0][threadIdx.x] = fg;
+        first_sh[1][threadIdx.x] = fl;
+    }
+    __syncthreads();
+    int fg[RM], fl[RM], last[RM];
+    float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int r = ty + 16 * ri;
+        fg[ri] = first_sh[0][r];
+        fl[ri] = first_sh[1][r];
+        last[ri] = i0 + r < T ? i0 + r : -1;
+        mg[ri] = ml[ri] = -INFINITY;
+        lg[ri] = ll[ri] = 0;
+#pragma unroll
+        for (int e = 0; e < DE; e++)
+            og[ri][e] = ol[ri][e] = 0;
+    }
+    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int j0 = kt * BC;
+        __syncthreads();   /* the previous tile's K, V and P are read */
+        fa_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        fa_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        __syncthreads();
+        float s[RM][CN];
+        fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++)
+#pragma unroll
+            for (int ci = 0; ci < CN; ci++)
+                s[ri][ci] *= scale;
         if (use_g)
-            pg[row * T + j] = j >= fg && j <= i ? expf(s - mg) * ig : 0.0f;
+            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, tx, ty);
+        if (use_l)
+            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, tx, ty);
+        __syncthreads();
+        /* O += P V; keys past the tile's last query have p = 0 for every row. */
+        const int c_end = min(BC, i_end - j0);
+#pragma unroll 2
+        for (int c = 0; c < c_end; c++) {
+            float vv[DE];
+#pragma unroll
+            for (int e = 0; e < DE; e++)
+                vv[e] = Vs[c * LD + tx + 16 * e];
+            if (use_g) {
+#pragma unroll
+                for (int ri = 0; ri < RM; ri++) {
+                    float p = Pg[(ty + 16 * ri) * PLD + c];
+#pragma unroll
+                    for (int e = 0; e < DE; e++)
+                        og[ri][e] = fmaf(p, vv[e], og[ri][e]);
+                }
+            }
+            if (use_l) {
+#pragma unroll
+                for (int ri = 0; ri < RM; ri++) {
+                    float p = Pl[(ty + 16 * ri) * PLD + c];
+#pragma unroll
+                    for (int e = 0; e < DE; e++)
+                        ol[ri][e] = fmaf(p, vv[e], ol[ri][e]);
+                }
+            }
+        }
     }
-}
 
-void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *probs_g, float *probs_l, const float *q,
-                            const float *k, const float *v, const int32_t *pos, const float *alpha,
-                            const dsk_attn_shape *s)
-{
-    dsk_cuda *cb = dsk_cuda_of(be);
-    int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    long long qs = (long long)H * hd, ks = (long long)KV * hd, TT = (long long)T * T;
-    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
-    int BH = B * H;
-    if (B <= 0 || T <= 0 || H <= 0)
-        return;
-    enum { Q, K, V, S, O, PG, PL, N_ARR };
-    char *scr = (char *)dsk_cuda_scratch(cb, 256 + (size_t)N_ARR * BH * sizeof(float *));
-    float *c = (float *)scr;
-    const float **arr = (const float **)(scr + 256);
-    attn_consts_kernel<<<1, 1, 0, cb->stream>>>(c, alpha, s->kind, 1.0f / sqrtf((float)hd));
-    LAUNCHED(cb, "attention_fwd");
-
-    ptr_job job = {};
-    job.entries = BH, job.b0 = 0, job.X = H, job.hmul = 1, job.hadd = 0, job.group = group;
-    const float *P0 = use_g ? probs_g : probs_l;
-    ptr_spec specs[N_ARR] = {spec(q, T * qs, hd, 0, 0),  spec(k, T * ks, 0, hd, 0), spec(v, T * ks, 0, hd, 0),
-                             spec(P0, H * TT, TT, 0, 0), spec(out, T * qs, hd, 0, 0), spec(probs_g, H * TT, TT, 0, 0),
-                             spec(probs_l, H * TT, TT, 0, 0)};
-    for (int a = 0; a < N_ARR; a++) {
-        if ((a == PG && !use_g) || (a == PL && !use_l))
+    const float a = fa_weight(kind, alpha);
+    const int hybrid = use_g && use_l;
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int i = i0 + ty + 16 * ri;
+        if (i >= T)
             continue;
-        job.spec[job.n_arrays] = specs[a];
-        job.out[job.n_arrays++] = arr + (size_t)a * BH;
+        size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd, li = bh * T + i;
+        /* A row that saw no key (cannot happen: j = i is always seen)
+         * gets 0 and lse -inf, which the backward reads as p = 0. */
+        if (tx == 0) {
+            if (use_g)
+                lse_g[li] = lg[ri] > 0 ? mg[ri] + logf(lg[ri]) : -INFINITY;
+            if (use_l)
+                lse_l[li] = ll[ri] > 0 ? ml[ri] + logf(ll[ri]) : -INFINITY;
+        }
+#pragma unroll
+        for (int e = 0; e < DE; e++) {
+            int d = tx + 16 * e;
+            if (d >= hd)
+                continue;
+            float vg = use_g && lg[ri] > 0 ? og[ri][e] / lg[ri] : 0.0f;
+            float vl = use_l && ll[ri] > 0 ? ol[ri][e] / ll[ri] : 0.0f;
+            out[row + d] = hybrid ? a * vg + (1 - a) * vl : use_g ? vg : vl;
+            if (hybrid) {
+                out_g[row + d] = vg;
+                out_l[row + d] = vl;
+            }
+        }
     }
-    fill_ptrs(cb, &job);
-#define ARR(a) (arr + (size_t)(a) * BH)
-
-    CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)B * T * qs * sizeof(float), cb->stream));
-    const float scale = 1.0f / sqrtf((float)hd), zero = 0;
-    /* S = scale Q Kᵀ */
-    gemm_batched(cb, 0, 0, 1, T, T, hd, &scale, ARR(Q), (int)qs, ARR(K), (int)ks, &zero, ARR(S), T, BH);
-    attn_softmax_kernel<<<(unsigned)((size_t)BH * T), row_threads(T), 0, cb->stream>>>(probs_g, probs_l, pos, T, H,
-                                                                                        s->window, use_g, use_l);
-    LAUNCHED(cb, "attention_fwd (softmax)");
-    /* out = alpha Pg V + (1 - alpha) Pl V */
-    if (use_g)
-        gemm_batched(cb, 1, 0, 0, T, hd, T, c + C_A, ARR(PG), T, ARR(V), (int)ks, c + C_ONE, ARR(O), (int)qs, BH);
-    if (use_l)
-        gemm_batched(cb, 1, 0, 0, T, hd, T, c + C_1MA, ARR(PL), T, ARR(V), (int)ks, c + C_ONE, ARR(O), (int)qs, BH);
-#undef ARR
 }
 
-/* Row (b, h, i) of the chunk: dP (in place) becomes dS, the gradient of
- * the scores: alpha Pg (dP - rowdot_g) + (1 - alpha) Pl (dP - rowdot_l)
- * on each part's keys; the row's share of d out / d alpha into da_part. */
-__global__ void attn_softmax_bwd_kernel(float *dP, float *da_part, const float *pg, const float *pl,
-                                        const int32_t *pos, const float *c, int b0, int T, int H, int window,
-                                        int use_g, int use_l)
+/* Per query row of the backward: the masks, lse (-inf, a row that saw
+ * nothing, becomes +inf: p = 0) and D of each part, into shared memory.
+ * Rows past T see nothing. */
+template <int BR>
+__device__ __forceinline__ void fa_row_stats(int (*first_sh)[BR], float (*lse_sh)[BR], float (*D_sh)[BR], int i0,
+                                             int T, const int32_t *pb, const float *lse_g, const float *lse_l,
+                                             const float *Dg, const float *Dl, size_t bhT, int window, int use_g,
+                                             int use_l, int *lo_sh)
 {
-    __shared__ double shd[32];
-    __shared__ float sh[32];
-    size_t r = blockIdx.x, grow = (size_t)b0 * H * T + r;
-    int i = (int)(r % T), b = b0 + (int)(r / T / H);
-    int p = pos[(size_t)b * T + i];
-    int fg = attn_first(i, p, 0, window), fl = attn_first(i, p, 1, window);
-    float *d = dP + r * T;
-    const float *G = use_g ? pg + grow * T : NULL, *L = use_l ? pl + grow * T : NULL;
-    float dot_g = 0, dot_l = 0;
-    double da = 0;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-        float dj = d[j];
-        if (use_g && j >= fg)
-            dot_g += G[j] * dj;
-        if (use_l && j >= fl)
-            dot_l += L[j] * dj;
-        if (use_g && use_l)
-            da += (double)((G[j] - L[j]) * dj);
+    if (threadIdx.x >= BR)
+        return;
+    int r = threadIdx.x, i = i0 + r, fg = INT_MAX, fl = INT_MAX;
+    float lg = INFINITY, ll = INFINITY, dg = 0, dl = 0;
+    if (i < T) {
+        int p = pb[i];
+        fg = attn_first(i, p, 0, window);
+        fl = attn_first(i, p, 1, window);
+        if (use_g) {
+            lg = lse_g[bhT + i];
+            lg = lg == -INFINITY ? INFINITY : lg;
+            dg = Dg[bhT + i];
+        }
+        if (use_l) {
+            ll = lse_l[bhT + i];
+            ll = ll == -INFINITY ? INFINITY : ll;
+            dl = Dl[bhT + i];
+        }
+        if (lo_sh)
+            atomicMin(lo_sh, use_g ? fg : fl);
     }
-    dot_g = block_sum(dot_g, sh);
-    dot_l = block_sum(dot_l, sh);
-    if (use_g && use_l)
-        da = block_sum(da, shd);
-    float a = c[C_A], b1 = c[C_1MA];
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        float dj = d[j], val = 0;
-        if (use_g && j >= fg && j <= i)
-            val += a * G[j] * (dj - dot_g);
-        if (use_l && j >= fl && j <= i)
-            val += b1 * L[j] * (dj - dot_l);
-        d[j] = val;
-    }
-    if (use_g && use_l && threadIdx.x == 0)
-        da_part[grow] = (float)da;
+    first_sh[0][r] = fg;
+    first_sh[1][r] = fl;
+    lse_sh[0][r] = lg;
+    lse_sh[1][r] = ll;
+    D_sh[0][r] = dg;
+    D_sh[1][r] = dl;
 }
 
-__global__ void attn_dalpha_kernel(float *dalpha, const float *part, size_t n)
+/* Score x = scale q.k and dp = dO.v of query i, key j: the mixed
+ * probability (pm) and the score's gradient (ds). */
+__device__ __forceinline__ void fa_grad(float x, float dp, int j, int i, int fg, int fl, float lg, float ll, float dg,
+                                        float dl, float a, int use_g, int use_l, float *pm, float *ds)
+{
+    float m = 0, g = 0;
+    if (use_g && j >= fg && j <= i) {
+        float p = a * expf(x - lg);
+        m = p;
+        g = p * (dp - dg);
+    }
+    if (use_l && j >= fl && j <= i) {
+        float p = (1 - a) * expf(x - ll);
+        m += p;
+        g += p * (dp - dl);
+    }
+    *pm = m;
+    *ds = g;
+}
+
+/* dK, dV: a block per (b, kv head, key tile), grid B * KV * nkt.
+ * tile_lo[b * nqt + qt]: the smallest first key of query tile qt (of
+ * the part that sees most), so tiles that see none of these keys are
+ * skipped. */
+template <int HDP, int RM, int CN>
+__global__ void __launch_bounds__(FA_THREADS)
+    fa_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+                       const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
+                       const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
+                       float scale, int nqt, int nkt)
+{
+    constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
+    extern __shared__ float fa_sm[];
+    float *Ks = fa_sm, *Vs = Ks + BC * LD, *Qs = Vs + BC * LD, *dOs = Qs + BR * LD, *Pm = dOs + BR * LD,
+          *dSs = Pm + BR * PLD;
+    __shared__ int first_sh[2][BR];
+    __shared__ float lse_sh[2][BR], D_sh[2][BR];
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const int kt = (int)(blockIdx.x % (unsigned)nkt);
+    const size_t bkv = blockIdx.x / (unsigned)nkt;
+    const int kvh = (int)(bkv % (size_t)KV), b = (int)(bkv / (size_t)KV), group = H / KV;
+    const int j0 = kt * BC, j_end = min(j0 + BC, T);
+    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const int32_t *pb = pos + (size_t)b * T;
+    const float a = fa_weight(kind, alpha);
+
+    fa_load<HDP, BC>(Ks, k + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    fa_load<HDP, BC>(Vs, v + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    float dka[CN][DE], dva[CN][DE];   /* keys ty + 16 ci, dims tx + 16 e */
+#pragma unroll
+    for (int ci = 0; ci < CN; ci++)
+#pragma unroll
+        for (int e = 0; e < DE; e++)
+            dka[ci][e] = dva[ci][e] = 0;
+
+    for (int hh = 0; hh < group; hh++) {
+        const int h = kvh * group + hh;
+        const size_t bhT = ((size_t)b * H + h) * T;
+        const float *qb = q + (size_t)b * T * qs + (size_t)h * hd, *dob = dout + (size_t)b * T * qs + (size_t)h * hd;
+        for (int qt = j0 / BR; qt < nqt; qt++) {   /* tiles before j0 / BR end before j0 */
+            if (tile_lo[(size_t)b * nqt + qt] >= j_end)
+                continue;   /* the same for every thread */
+            const int i0 = qt * BR, i_end = min(i0 + BR, T);
+            __syncthreads();   /* the previous tile's Q, dO, P, dS and stats are read */
+            fa_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
+            fa_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
+            fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
+                             NULL);
+            __syncthreads();
+            float s[RM][CN], dp[RM][CN];
+            fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
+            fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
+#pragma unroll
+            for (int ri = 0; ri < RM; ri++) {
+                int r = ty + 16 * ri, i = i0 + r;
+                int fg = first_sh[0][r], fl = first_sh[1][r];
+                float lg = lse_sh[0][r], ll = lse_sh[1][r], dg = D_sh[0][r], dl = D_sh[1][r];
+#pragma unroll
+                for (int ci = 0; ci < CN; ci++) {
+                    int c = tx + 16 * ci;
+                    float pm, ds;
+                    fa_grad(s[ri][ci] * scale, dp[ri][ci], j0 + c, i, fg, fl, lg, ll, dg, dl, a, use_g, use_l, &pm,
+                            &ds);
+                    Pm[r * PLD + c] = pm;
+                    dSs[r * PLD + c] = ds;
+                }
+            }
+            __syncthreads();
+            /* dV += Pmᵀ dO, dK += dSᵀ Q (scaled at the end), rows in order. */
+            const int r_end = i_end - i0;
+#pragma unroll 2
+            for (int r = 0; r < r_end; r++) {
+                float qd[DE], od[DE];
+#pragma unroll
+                for (int e = 0; e < DE; e++) {
+                    qd[e] = Qs[r * LD + tx + 16 * e];
+                    od[e] = dOs[r * LD + tx + 16 * e];
+                }
+#pragma unroll
+                for (int ci = 0; ci < CN; ci++) {
+                    float pm = Pm[r * PLD + ty + 16 * ci], ds = dSs[r * PLD + ty + 16 * ci];
+#pragma unroll
+                    for (int e = 0; e < DE; e++) {
+                        dva[ci][e] = fmaf(pm, od[e], dva[ci][e]);
+                        dka[ci][e] = fmaf(ds, qd[e], dka[ci][e]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int ci = 0; ci < CN; ci++) {
+        int j = j0 + ty + 16 * ci;
+        if (j >= j_end)
+            continue;
+        size_t row = ((size_t)b * T + j) * ks + (size_t)kvh * hd;
+#pragma unroll
+        for (int e = 0; e < DE; e++) {
+            int d = tx + 16 * e;
+            if (d < hd) {
+                dk[row + d] = scale * dka[ci][e];
+                dv[row + d] = dva[ci][e];
+            }
+        }
+    }
+}
+
+/* dQ: a block per (b, h, query tile), grid B * H * nqt, last tiles first. */
+template <int HDP, int RM, int CN>
+__global__ void __launch_bounds__(FA_THREADS)
+    fa_bwd_dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse_g,
+                     const float *lse_l, const float *Dg, const float *Dl, const int32_t *pos, const float *alpha, int T,
+                     int H, int KV, int hd, int kind, int window, float scale, int nqt)
+{
+    constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
+    extern __shared__ float fa_sm[];
+    float *Qs = fa_sm, *dOs = Qs + BR * LD, *Ks = dOs + BR * LD, *Vs = Ks + BC * LD, *dSs = Vs + BC * LD;
+    __shared__ int first_sh[2][BR];
+    __shared__ float lse_sh[2][BR], D_sh[2][BR];
+    __shared__ int lo_sh;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const size_t bh = blockIdx.x / (unsigned)nqt;
+    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
+    const int h = (int)(bh % (size_t)H), b = (int)(bh / (size_t)H), kvh = h / (H / KV);
+    const int i0 = qt * BR, i_end = min(i0 + BR, T);
+    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const float a = fa_weight(kind, alpha);
+
+    if (threadIdx.x == 0)
+        lo_sh = INT_MAX;
+    fa_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    __syncthreads();
+    fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pos + (size_t)b * T, lse_g, lse_l, Dg, Dl, bh * T, window, use_g,
+                     use_l, &lo_sh);
+    __syncthreads();
+    int fg[RM], fl[RM];
+    float lg[RM], ll[RM], dg[RM], dl[RM], acc[RM][DE];
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int r = ty + 16 * ri;
+        fg[ri] = first_sh[0][r];
+        fl[ri] = first_sh[1][r];
+        lg[ri] = lse_sh[0][r];
+        ll[ri] = lse_sh[1][r];
+        dg[ri] = D_sh[0][r];
+        dl[ri] = D_sh[1][r];
+#pragma unroll
+        for (int e = 0; e < DE; e++)
+            acc[ri][e] = 0;
+    }
+    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int j0 = kt * BC;
+        __syncthreads();   /* the previous tile's K and dS are read */
+        fa_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        fa_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        __syncthreads();
+        float s[RM][CN], dp[RM][CN];
+        fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
+        fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++) {
+            int r = ty + 16 * ri;
+#pragma unroll
+            for (int ci = 0; ci < CN; ci++) {
+                int c = tx + 16 * ci;
+                float pm, ds;
+                fa_grad(s[ri][ci] * scale, dp[ri][ci], j0 + c, i0 + r, fg[ri], fl[ri], lg[ri], ll[ri], dg[ri], dl[ri],
+                        a, use_g, use_l, &pm, &ds);
+                dSs[r * PLD + c] = ds;
+            }
+        }
+        __syncthreads();
+        const int c_end = min(BC, i_end - j0);
+#pragma unroll 2
+        for (int c = 0; c < c_end; c++) {
+            float kd[DE];
+#pragma unroll
+            for (int e = 0; e < DE; e++)
+                kd[e] = Ks[c * LD + tx + 16 * e];
+#pragma unroll
+            for (int ri = 0; ri < RM; ri++) {
+                float ds = dSs[(ty + 16 * ri) * PLD + c];
+#pragma unroll
+                for (int e = 0; e < DE; e++)
+                    acc[ri][e] = fmaf(ds, kd[e], acc[ri][e]);
+            }
+        }
+    }
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int i = i0 + ty + 16 * ri;
+        if (i >= T)
+            continue;
+        size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
+#pragma unroll
+        for (int e = 0; e < DE; e++) {
+            int d = tx + 16 * e;
+            if (d < hd)
+                dq[row + d] = scale * acc[ri][e];
+        }
+    }
+}
+
+/* A warp per (b, h, i), w = (b*H + h)*T + i: D = dO . O of each part
+ * (O = out for one part, out_g / out_l for hybrid) and, for hybrid with
+ * da, the row's d alpha term dO . (O_g - O_l). */
+__global__ void fa_bwd_prep_kernel(float *Dg, float *Dl, float *da, const float *dout, const float *out,
+                                   const float *out_g, const float *out_l, size_t rows, int T, int H, int hd, int kind)
+{
+    size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (w >= rows)
+        return;   /* w is the same for the whole warp */
+    size_t bh = w / (size_t)T, b = bh / (size_t)H;
+    int i = (int)(w % (size_t)T), h = (int)(bh % (size_t)H);
+    size_t off = (b * T + i) * (size_t)H * hd + (size_t)h * hd;
+    if (kind == DSK_ATTN_HYBRID) {
+        float sg = 0, sl = 0, sd = 0;
+        for (int d = lane; d < hd; d += 32) {
+            float o = dout[off + d], g = out_g[off + d], l = out_l[off + d];
+            sg += o * g;
+            sl += o * l;
+            sd += o * (g - l);
+        }
+        sg = warp_sum(sg);
+        sl = warp_sum(sl);
+        sd = warp_sum(sd);
+        if (lane == 0) {
+            Dg[w] = sg;
+            Dl[w] = sl;
+            if (da)
+                da[w] = sd;
+        }
+    } else {
+        float s = 0;
+        for (int d = lane; d < hd; d += 32)
+            s += dout[off + d] * out[off + d];
+        s = warp_sum(s);
+        if (lane == 0)
+            (kind == DSK_ATTN_GLOBAL ? Dg : Dl)[w] = s;
+    }
+}
+
+/* tile_lo[b * nqt + qt]: the smallest first key over the rows of query
+ * tile qt (BR rows) of batch row b; `local`: the local part's mask. */
+__global__ void fa_tile_lo_kernel(int *tile_lo, const int32_t *pos, int B, int T, int nqt, int BR, int local,
+                                  int window)
+{
+    size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (x >= (size_t)B * nqt)
+        return;
+    size_t b = x / (size_t)nqt;
+    int qt = (int)(x % (size_t)nqt), lo = INT_MAX, end = min(qt * BR + BR, T);
+    for (int i = qt * BR; i < end; i++)
+        lo = min(lo, attn_first(i, pos[b * T + i], local, window));
+    tile_lo[x] = lo;
+}
+
+/* dalpha[0] += the sum of part[0..n), in double over a fixed tree. */
+__global__ void fa_dalpha_kernel(float *dalpha, const float *part, size_t n)
 {
     __shared__ double sh[32];
     double s = 0;
@@ -237,87 +641,130 @@ __global__ void attn_dalpha_kernel(float *dalpha, const float *part, size_t n)
         dalpha[0] += (float)s;
 }
 
-void dsk_cuda_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
-                            const float *q, const float *k, const float *v, const float *probs_g,
-                            const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s)
+/* The head size rounded up to a kernel's bound. */
+static int fa_hdp(int hd)
+{
+    return hd <= 16 ? 16 : hd <= 32 ? 32 : hd <= 64 ? 64 : hd <= 128 ? 128 : 256;
+}
+
+static void fa_check_shape(const dsk_attn_shape *s, const char *op)
+{
+    if (s->hd < 1 || s->hd > 256 || s->KV < 1 || s->H % s->KV != 0)
+        dsk_die(EX_SOFTWARE, "cuda: %s: head size %d (1 to 256) or heads %d / kv heads %d not supported", op, s->hd,
+                s->H, s->KV);
+}
+
+static unsigned fa_grid(unsigned long long blocks, const char *op)
+{
+    if (blocks > (unsigned long long)INT_MAX)
+        dsk_die(EX_SOFTWARE, "cuda: %s: %llu blocks is over the grid's limit", op, blocks);
+    return (unsigned)blocks;
+}
+
+template <int HDP>
+static void fa_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                          const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
+                          const dsk_attn_shape *s)
+{
+    enum { RM = fa_cfg<HDP>::F_RM, CN = fa_cfg<HDP>::F_CN };
+    constexpr size_t smem = fa_fwd_smem(HDP, RM, CN);
+    int nqt = (s->T + 16 * RM - 1) / (16 * RM);
+    void (*kern)(float *, float *, float *, float *, float *, const float *, const float *, const float *,
+                 const int32_t *, const float *, int, int, int, int, int, int, float, int) =
+        fa_fwd_kernel<HDP, RM, CN>;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
+    kern<<<grid, FA_THREADS, smem, cb->stream>>>(out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s->T, s->H,
+                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt);
+    LAUNCHED(cb, "attention_fwd");
+}
+
+void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                            const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
+                            const dsk_attn_shape *s)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
-    int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    long long qs = (long long)H * hd, ks = (long long)KV * hd, TT = (long long)T * T;
-    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
-    if (B <= 0 || T <= 0 || H <= 0)
+    if (s->B <= 0 || s->T <= 0 || s->H <= 0)
         return;
-    /* dP for a chunk of batch rows at a time: at most ~256 MiB of scratch. */
-    size_t per_b = (size_t)H * TT * sizeof(float);
-    int Bc = (int)((256u << 20) / (per_b ? per_b : 1));
-    Bc = Bc < 1 ? 1 : Bc > B ? B : Bc;
-    size_t da_len = use_g && use_l ? (size_t)B * H * T : 0;
-    enum { DO, V_, DP, K_, DQ, N1 };
-    enum { DS, Q_, DK, PG, PL, DO2, DV, N2 };
-    size_t n_ptrs = (size_t)(N1 + N2) * Bc * H;
-    size_t off_da = 256, off_dp = off_da + ((da_len * sizeof(float) + 255) & ~(size_t)255);
-    size_t off_ptr = off_dp + (((size_t)Bc * per_b + 255) & ~(size_t)255);
-    char *scr = (char *)dsk_cuda_scratch(cb, off_ptr + n_ptrs * sizeof(float *));
-    float *c = (float *)scr, *da_part = (float *)(scr + off_da), *dP = (float *)(scr + off_dp);
-    const float **arr1 = (const float **)(scr + off_ptr), **arr2 = arr1 + (size_t)N1 * Bc * H;
-    attn_consts_kernel<<<1, 1, 0, cb->stream>>>(c, alpha, s->kind, 1.0f / sqrtf((float)hd));
-    LAUNCHED(cb, "attention_bwd");
-    CUDA_CHECK(cudaMemsetAsync(dq, 0, (size_t)B * T * qs * sizeof(float), cb->stream));
-    CUDA_CHECK(cudaMemsetAsync(dk, 0, (size_t)B * T * ks * sizeof(float), cb->stream));
-    CUDA_CHECK(cudaMemsetAsync(dv, 0, (size_t)B * T * ks * sizeof(float), cb->stream));
-    const float scale = 1.0f / sqrtf((float)hd), zero = 0, one = 1;
-    for (int b0 = 0; b0 < B; b0 += Bc) {
-        int nb = B - b0 < Bc ? B - b0 : Bc, E1 = nb * H, E2 = nb * KV;
-        size_t stride1 = (size_t)Bc * H;
-#define A1(a) (arr1 + (size_t)(a) * stride1)
-#define A2(a) (arr2 + (size_t)(a) * stride1)
-        ptr_job job = {};
-        job.entries = E1, job.b0 = b0, job.X = H, job.hmul = 1, job.hadd = 0, job.group = group;
-        job.n_arrays = N1;
-        job.spec[DO] = spec(dout, T * qs, hd, 0, 0);
-        job.spec[V_] = spec(v, T * ks, 0, hd, 0);
-        job.spec[DP] = spec(dP, H * TT, TT, 0, b0);
-        job.spec[K_] = spec(k, T * ks, 0, hd, 0);
-        job.spec[DQ] = spec(dq, T * qs, hd, 0, 0);
-        for (int a = 0; a < N1; a++)
-            job.out[a] = A1(a);
-        fill_ptrs(cb, &job);
-        /* dP = dO Vᵀ, the gradient of the mixed probabilities */
-        gemm_batched(cb, 0, 0, 1, T, T, hd, &one, A1(DO), (int)qs, A1(V_), (int)ks, &zero, A1(DP), T, E1);
-        attn_softmax_bwd_kernel<<<(unsigned)((size_t)E1 * T), row_threads(T), 0, cb->stream>>>(
-            dP, da_part, probs_g, probs_l, pos, c, b0, T, H, s->window, use_g, use_l);
-        LAUNCHED(cb, "attention_bwd (softmax)");
-        /* dQ = scale dS K */
-        gemm_batched(cb, 0, 0, 0, T, hd, T, &scale, A1(DP), T, A1(K_), (int)ks, &one, A1(DQ), (int)qs, E1);
-        for (int g = 0; g < group; g++) {
-            ptr_job j2 = {};
-            j2.entries = E2, j2.b0 = b0, j2.X = KV, j2.hmul = group, j2.hadd = g, j2.group = group;
-            j2.n_arrays = N2;
-            j2.spec[DS] = spec(dP, H * TT, TT, 0, b0);
-            j2.spec[Q_] = spec(q, T * qs, hd, 0, 0);
-            j2.spec[DK] = spec(dk, T * ks, 0, hd, 0);
-            j2.spec[PG] = spec(use_g ? probs_g : probs_l, H * TT, TT, 0, 0);
-            j2.spec[PL] = spec(use_l ? probs_l : probs_g, H * TT, TT, 0, 0);
-            j2.spec[DO2] = spec(dout, T * qs, hd, 0, 0);
-            j2.spec[DV] = spec(dv, T * ks, 0, hd, 0);
-            for (int a = 0; a < N2; a++)
-                j2.out[a] = A2(a);
-            fill_ptrs(cb, &j2);
-            /* dK += scale dSᵀ Q;  dV += alpha Pgᵀ dO + (1 - alpha) Plᵀ dO */
-            gemm_batched(cb, 0, 1, 0, T, hd, T, &scale, A2(DS), T, A2(Q_), (int)qs, &one, A2(DK), (int)ks, E2);
-            if (use_g)
-                gemm_batched(cb, 1, 1, 0, T, hd, T, c + C_A, A2(PG), T, A2(DO2), (int)qs, c + C_ONE, A2(DV), (int)ks,
-                             E2);
-            if (use_l)
-                gemm_batched(cb, 1, 1, 0, T, hd, T, c + C_1MA, A2(PL), T, A2(DO2), (int)qs, c + C_ONE, A2(DV),
-                             (int)ks, E2);
-        }
-#undef A1
-#undef A2
+    fa_check_shape(s, "attention_fwd");
+    switch (fa_hdp(s->hd)) {
+    case 16: fa_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 32: fa_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 64: fa_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 128: fa_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    default: fa_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
     }
-    if (use_g && use_l && dalpha) {
-        attn_dalpha_kernel<<<1, 1024, 0, cb->stream>>>(dalpha, da_part, da_len);
+}
+
+static size_t fa_align(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+template <int HDP>
+static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
+                          const float *out, const float *q, const float *k, const float *v, const float *lse_g,
+                          const float *lse_l, const float *out_g, const float *out_l, const int32_t *pos,
+                          const float *alpha, const dsk_attn_shape *s)
+{
+    enum { KV_RM = fa_cfg<HDP>::KV_RM, KV_CN = fa_cfg<HDP>::KV_CN, Q_RM = fa_cfg<HDP>::Q_RM, Q_CN = fa_cfg<HDP>::Q_CN };
+    const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, kind = s->kind;
+    const int use_g = kind != DSK_ATTN_LOCAL, hybrid = kind == DSK_ATTN_HYBRID, want_da = hybrid && dalpha;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t rows = (size_t)B * H * T;
+    const int kv_br = 16 * KV_RM, kv_bc = 16 * KV_CN, q_br = 16 * Q_RM;
+    const int kv_nqt = (T + kv_br - 1) / kv_br, nkt = (T + kv_bc - 1) / kv_bc, q_nqt = (T + q_br - 1) / q_br;
+
+    /* Scratch: D_g, D_l, d alpha's row terms, the dK/dV kernel's tile table. */
+    size_t len_f = fa_align(rows * sizeof(float)), off_dl = len_f, off_da = 2 * len_f, off_lo = 3 * len_f;
+    char *scr = (char *)dsk_cuda_scratch(cb, off_lo + fa_align((size_t)B * kv_nqt * sizeof(int)));
+    float *Dg = (float *)scr, *Dl = (float *)(scr + off_dl), *da = want_da ? (float *)(scr + off_da) : NULL;
+    int *tile_lo = (int *)(scr + off_lo);
+
+    unsigned prep_blocks = fa_grid((rows + 7) / 8, "attention_bwd");
+    fa_bwd_prep_kernel<<<prep_blocks, 256, 0, cb->stream>>>(Dg, Dl, da, dout, out, out_g, out_l, rows, T, H, hd,
+                                                            kind);
+    LAUNCHED(cb, "attention_bwd (dO . O)");
+    size_t n_tiles = (size_t)B * kv_nqt;
+    fa_tile_lo_kernel<<<(unsigned)((n_tiles + 127) / 128), 128, 0, cb->stream>>>(tile_lo, pos, B, T, kv_nqt, kv_br,
+                                                                                 !use_g, s->window);
+    LAUNCHED(cb, "attention_bwd (tiles)");
+
+    constexpr size_t smem_kv = fa_dkdv_smem(HDP, KV_RM, KV_CN), smem_q = fa_dq_smem(HDP, Q_RM, Q_CN);
+    void (*kkv)(float *, float *, const float *, const float *, const float *, const float *, const float *,
+                const float *, const float *, const float *, const int *, const int32_t *, const float *, int, int,
+                int, int, int, int, float, int, int) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
+    void (*kq)(float *, const float *, const float *, const float *, const float *, const float *, const float *,
+               const float *, const float *, const int32_t *, const float *, int, int, int, int, int, int, float,
+               int) = fa_bwd_dq_kernel<HDP, Q_RM, Q_CN>;
+    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
+    kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
+                                                      alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt, nkt);
+    LAUNCHED(cb, "attention_bwd (dk, dv)");
+    unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
+    kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV, hd,
+                                                   kind, s->window, scale, q_nqt);
+    LAUNCHED(cb, "attention_bwd (dq)");
+    if (want_da) {
+        fa_dalpha_kernel<<<1, 1024, 0, cb->stream>>>(dalpha, da, rows);
         LAUNCHED(cb, "attention_bwd (dalpha)");
+    }
+}
+
+void dsk_cuda_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
+                            const float *out, const float *q, const float *k, const float *v, const float *lse_g,
+                            const float *lse_l, const float *out_g, const float *out_l, const int32_t *pos,
+                            const float *alpha, const dsk_attn_shape *s)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    if (s->B <= 0 || s->T <= 0 || s->H <= 0)
+        return;
+    fa_check_shape(s, "attention_bwd");
+    switch (fa_hdp(s->hd)) {
+    case 16: fa_bwd_launch<16>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;
+    case 32: fa_bwd_launch<32>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;
+    case 64: fa_bwd_launch<64>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;
+    case 128: fa_bwd_launch<128>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;
+    default: fa_bwd_launch<256>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;
     }
 }
 

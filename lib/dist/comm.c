@@ -32,6 +32,15 @@ void dsk_comm_part(size_t n, int size, int rank, size_t *lo, size_t *hi)
     *hi = b < n ? b : n;
 }
 
+void dsk_comm_pad_plan(size_t n, int size, int rank, dsk_comm_pad *p)
+{
+    p->chunk = dsk_comm_chunk(n, size);
+    p->padded = p->chunk * (size_t)(size > 1 ? size : 1);
+    p->at = p->chunk * (size_t)rank;
+    dsk_comm_part(n, size, rank, &p->lo, &p->hi);
+    p->exact = p->padded == n;
+}
+
 int dsk_comm_agree(dsk_comm *c, int rc, int has_message, int *report)
 {
     /* The status, and size - rank for a rank with a message: the largest

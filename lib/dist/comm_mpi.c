@@ -266,7 +266,7 @@ dsk_comm *dsk_comm_open(double timeout_s, dsk_err *err)
     c->barrier = mpi_barrier;
     c->abort = mpi_abort;
     c->close = mpi_close;
-    m->timeout_s = timeout_s;
+    m->timeout_s = c->timeout_s = timeout_s;
     if (timeout_s > 0 && pthread_create(&m->watchdog, NULL, watchdog_main, c) == 0)
         m->have_watchdog = 1;
     the_comm = c;

@@ -68,12 +68,13 @@ static void counting(dsk_backend *be, size_t *bytes)
     be->impl = bytes;
 }
 
-size_t dsk_mem_activations(const dsk_model_config *c, int B, int T)
+size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute)
 {
     size_t bytes = 0;
     dsk_backend be;
     counting(&be, &bytes);
     dsk_model *m = dsk_model_create_hooked(c, &be, DSK_UNIT_PARAMS | DSK_UNIT_GRADS, NULL);
+    m->recompute = recompute;
     size_t before = bytes;
     dsk_model_alloc_batch(m, B, T);
     size_t acts = bytes - before;
@@ -105,26 +106,29 @@ void dsk_mem_table(FILE *f, const dsk_model_config *c, const char *name, int B, 
     dsk_backend be;
     counting(&be, &none);
     dsk_model *m = dsk_model_create_hooked(c, &be, DSK_UNIT_PARAMS | DSK_UNIT_GRADS, NULL);
-    size_t acts = dsk_mem_activations(c, B, T);
-    char a[32], b[32], d[32], e[32], g[32];
+    size_t acts = dsk_mem_activations(c, B, T, 0), acts_rc = dsk_mem_activations(c, B, T, 1);
+    char a[32], b[32], d[32], e[32], g[32], h[32];
     fprintf(f, "Memory per rank to train %s: %zu parameters (vocabulary %d, %d layers),\n"
             "float32 weights, gradients and AdamW moments, as dsk-train allocates them.\n"
             "Activations: a micro-batch of %d x %d positions on each rank, %s at every\n"
-            "world size (attention keeps n_heads x T x T probabilities per layer).\n"
+            "world size, %s with --recompute (each layer keeps its input only).\n"
             "Parameters and gradients include the units gathered at once (ZeRO-3), and the\n"
             "unit gradient buffers and the reduce-scatter buffer (ZeRO-2 and 3).\n\n",
-            name, m->n_params, c->vocab_size, c->n_layers, B, T, dsk_mem_human(acts, a, sizeof a));
-    fprintf(f, "%6s %5s %12s %12s %12s %12s %12s\n", "ranks", "zero", "parameters", "gradients", "optimizer",
-            "activations", "total");
+            name, m->n_params, c->vocab_size, c->n_layers, B, T, dsk_mem_human(acts, a, sizeof a),
+            dsk_mem_human(acts_rc, b, sizeof b));
+    fprintf(f, "%6s %5s %12s %12s %12s %12s %12s %12s\n", "ranks", "zero", "parameters", "gradients", "optimizer",
+            "activations", "total", "recompute");
     for (int world = 1; world <= 64; world *= 2)
         for (int stage = 0; stage <= 3; stage++) {
             dsk_mem_plan p;
             dsk_mem_plan_model(m, world, stage, &p);
             p.acts = acts;
-            fprintf(f, "%6d %5d %12s %12s %12s %12s %12s\n", world, stage,
+            size_t total = dsk_mem_plan_total(&p);
+            fprintf(f, "%6d %5d %12s %12s %12s %12s %12s %12s\n", world, stage,
                     dsk_mem_human(p.params + p.params_held, a, sizeof a),
                     dsk_mem_human(p.grads + p.grads_held + p.grads_landing, b, sizeof b), dsk_mem_human(p.optim, d, sizeof d),
-                    dsk_mem_human(p.acts, e, sizeof e), dsk_mem_human(dsk_mem_plan_total(&p), g, sizeof g));
+                    dsk_mem_human(p.acts, e, sizeof e), dsk_mem_human(total, g, sizeof g),
+                    dsk_mem_human(total - acts + acts_rc, h, sizeof h));
         }
     dsk_model_free(m);
 }

@@ -25,12 +25,14 @@ typedef struct dsk_mem_plan {
 /* For m's units (acts left 0). */
 void dsk_mem_plan_model(const dsk_model *m, int world, int stage, dsk_mem_plan *p);
 size_t dsk_mem_plan_total(const dsk_mem_plan *p);
-/* What dsk_model_alloc_batch(B, T) allocates for config c (counted, not allocated). */
-size_t dsk_mem_activations(const dsk_model_config *c, int B, int T);
+/* What dsk_model_alloc_batch(B, T) allocates for config c (counted, not
+ * allocated), with or without activation recomputation. */
+size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute);
 /* "12.3 MiB" into buf. */
 const char *dsk_mem_human(size_t bytes, char *buf, size_t len);
 /* The table: config c at 1, 2, 4, ... 64 ranks, ZeRO 0 to 3, for a
- * micro-batch of B rows of T positions on each rank. */
+ * micro-batch of B rows of T positions on each rank; the last column is
+ * the total with --recompute. */
 void dsk_mem_table(FILE *f, const dsk_model_config *c, const char *name, int B, int T);
 
 #endif

@@ -104,6 +104,7 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     uint64_t total = ds.m.rows[split];
     if (rows > 0 && (uint64_t)rows < total)
         total = (uint64_t)rows;
+    m->recompute = 1;   /* forward passes only: one shared set of layer buffers */
     dsk_model_alloc_batch(m, batch, T);
     size_t n = (size_t)batch * T;
     int32_t *tok = dsk_xmalloc(n * 4), *tgt = dsk_xmalloc(n * 4), *pos = dsk_xmalloc(n * 4);

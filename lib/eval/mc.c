@@ -241,6 +241,7 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
     if (!rc) {
         dsk_model *m = l->model;
         int B = o->batch > 0 ? o->batch : 8, T = m->cfg.max_seq_len;
+        m->recompute = 1;   /* forward passes only: one shared set of layer buffers */
         dsk_model_alloc_batch(m, B, T);
         size_t n = (size_t)B * T;
         int32_t *tok = dsk_xmalloc(n * 4), *tgt = dsk_xmalloc(n * 4), *pos = dsk_xmalloc(n * 4);

@@ -248,23 +248,37 @@ void dsk_model_init_weights(dsk_model *m, uint64_t seed)
 
 /* ---- activations ------------------------------------------------------------------------------ */
 
+/* One layer's buffers besides its input (or, with recompute, the shared set). */
+static void free_layer_bufs(dsk_backend *be, dsk_layer_acts *a)
+{
+    float *f[] = {a->h1, a->rstd1, a->q, a->k, a->v, a->att, a->lse_g, a->lse_l, a->att_g, a->att_l,
+                  a->resid_mid, a->h2, a->rstd2, a->g, a->u, a->act};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i])
+            be->free(be, f[i]);
+    if (a->moe.n)
+        dsk_moe_bufs_free(&a->moe, be);
+}
+
 static void free_batch(dsk_model *m)
 {
     dsk_backend *be = m->be;
     if (m->acts) {
         for (int l = 0; l < m->cfg.n_layers; l++) {
             dsk_layer_acts *a = &m->acts[l];
-            float *f[] = {a->resid_in, a->h1, a->rstd1, a->q, a->k, a->v, a->probs_g, a->probs_l, a->att,
-                          a->resid_mid, a->h2, a->rstd2, a->g, a->u, a->act};
-            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-                if (f[i])
-                    be->free(be, f[i]);
-            if (a->moe.n)
-                dsk_moe_bufs_free(&a->moe, be);
+            if (a->resid_in)
+                be->free(be, a->resid_in);
+            if (!m->recompute)
+                free_layer_bufs(be, a);
         }
+        if (m->recompute)
+            free_layer_bufs(be, &m->shared);
         free(m->acts);
         m->acts = NULL;
     }
+    memset(&m->shared, 0, sizeof m->shared);
+    free(m->rng_at);
+    m->rng_at = NULL;
     if (m->moe_grads.dyp)
         dsk_moe_grads_free(&m->moe_grads, be);
     void *bufs[] = {m->tokens, m->targets, m->pos, m->weights, m->grad_weights, m->resid_out, m->hf, m->rstdf, m->logits,
@@ -277,6 +291,40 @@ static void free_batch(dsk_model *m)
     m->B = m->T = m->cap_B = m->cap_T = 0;
 }
 
+/* What a layer keeps for its backward (all but the input), sized for n
+ * tokens of B rows.  Flags: the attention parts and feed-forward kinds
+ * to make room for (the shared set of a recomputing model has room for
+ * every kind its layers use). */
+static void alloc_layer_bufs(dsk_backend *be, const dsk_model_config *c, dsk_layer_acts *a, int B, int T,
+                             int need_g, int need_l, int need_hybrid, int need_dense, int need_moe)
+{
+    size_t n = (size_t)B * T, d = (size_t)c->d_model, hd = d / (size_t)c->n_heads;
+    size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd, F = (size_t)c->d_ff;
+    size_t lse = (size_t)B * c->n_heads * T;
+#define A(count) be->alloc(be, (count) * sizeof(float))
+    a->h1 = A(n * d);
+    a->rstd1 = A(n);
+    a->q = A(n * q_dim);
+    a->k = A(n * kv_dim);
+    a->v = A(n * kv_dim);
+    a->att = A(n * q_dim);
+    a->lse_g = need_g ? A(lse) : NULL;
+    a->lse_l = need_l ? A(lse) : NULL;
+    a->att_g = need_hybrid ? A(n * q_dim) : NULL;
+    a->att_l = need_hybrid ? A(n * q_dim) : NULL;
+    a->resid_mid = A(n * d);
+    a->h2 = A(n * d);
+    a->rstd2 = A(n);
+    if (need_moe)
+        dsk_moe_bufs_alloc(&a->moe, be, c, (int)n);
+    if (need_dense) {
+        a->g = A(n * F);
+        a->u = A(n * F);
+        a->act = A(n * F);
+    }
+#undef A
+}
+
 void dsk_model_alloc_batch(dsk_model *m, int B, int T)
 {
     free_batch(m);
@@ -284,33 +332,32 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     const dsk_model_config *c = &m->cfg;
     size_t n = (size_t)B * T, d = (size_t)c->d_model, hd = d / (size_t)c->n_heads;
     size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd, F = (size_t)c->d_ff;
-    size_t probs = (size_t)B * c->n_heads * T * T;
 #define A(count) be->alloc(be, (count) * sizeof(float))
     m->B = m->cap_B = B;
     m->T = m->cap_T = T;
     m->acts = dsk_xcalloc((size_t)c->n_layers, sizeof *m->acts);
+    m->shared_holds = -1;
+    int any[5] = {0};   /* global, local, hybrid, dense, moe */
     for (int l = 0; l < c->n_layers; l++) {
         dsk_layer_acts *a = &m->acts[l];
-        int kind = dsk_config_layer_kind(c, l);
+        int kind = dsk_config_layer_kind(c, l), moe = dsk_config_layer_is_moe(c, l);
+        int part[5] = {kind != DSK_ATTN_LOCAL, kind != DSK_ATTN_GLOBAL, kind == DSK_ATTN_HYBRID, !moe, moe};
         a->resid_in = A(n * d);
-        a->h1 = A(n * d);
-        a->rstd1 = A(n);
-        a->q = A(n * q_dim);
-        a->k = A(n * kv_dim);
-        a->v = A(n * kv_dim);
-        a->probs_g = kind != DSK_ATTN_LOCAL ? A(probs) : NULL;
-        a->probs_l = kind != DSK_ATTN_GLOBAL ? A(probs) : NULL;
-        a->att = A(n * q_dim);
-        a->resid_mid = A(n * d);
-        a->h2 = A(n * d);
-        a->rstd2 = A(n);
-        if (dsk_config_layer_is_moe(c, l)) {
-            dsk_moe_bufs_alloc(&a->moe, be, c, (int)n);
-        } else {
-            a->g = A(n * F);
-            a->u = A(n * F);
-            a->act = A(n * F);
+        if (!m->recompute)
+            alloc_layer_bufs(be, c, a, B, T, part[0], part[1], part[2], part[3], part[4]);
+        for (int i = 0; i < 5; i++)
+            any[i] |= part[i];
+    }
+    if (m->recompute) {
+        /* One set for all layers; each layer's acts point into it. */
+        alloc_layer_bufs(be, c, &m->shared, B, T, any[0], any[1], any[2], any[3], any[4]);
+        for (int l = 0; l < c->n_layers; l++) {
+            float *own = m->acts[l].resid_in;
+            m->acts[l] = m->shared;
+            m->acts[l].resid_in = own;
         }
+        if (any[4])
+            m->rng_at = dsk_xcalloc((size_t)c->n_layers, sizeof *m->rng_at);
     }
     if (c->n_routed_experts > 0)
         dsk_moe_grads_alloc(&m->moe_grads, be, c, (int)n);
@@ -401,7 +448,7 @@ static void attention_block_fwd(dsk_model *m, int l, float *resid_out)
     be->gemm(be, 0, 1, n, kv_dim, d, 1, a->h1, w->wv, 0, a->v);
     be->rope(be, a->q, m->pos, m->rope_cs, n, c->n_heads, hd, 0);
     be->rope(be, a->k, m->pos, m->rope_cs, n, c->n_kv_heads, hd, 0);
-    be->attention_fwd(be, a->att, a->probs_g, a->probs_l, a->q, a->k, a->v, m->pos, w->alpha, &s);
+    be->attention_fwd(be, a->att, a->lse_g, a->lse_l, a->att_g, a->att_l, a->q, a->k, a->v, m->pos, w->alpha, &s);
     be->copy(be, resid_out, a->resid_in, (size_t)n * d * sizeof(float));
     be->gemm(be, 0, 1, n, d, q_dim, 1, a->att, w->wo, 1, resid_out);
 }
@@ -420,7 +467,10 @@ static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
     dsk_ffn_fwd(be, &f, a->h2, resid_out, 1, n, d, F);
 }
 
-static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
+/* again: the backward's recomputation, which must route exactly as the
+ * forward did (the same router noise, from the state saved then) and
+ * count nothing twice (no statistics, no loss). */
+static void moe_block_fwd(dsk_model *m, int l, float *resid_out, int again)
 {
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
@@ -428,9 +478,21 @@ static void moe_block_fwd(dsk_model *m, int l, float *resid_out)
     int n = m->B * m->T, d = c->d_model;
     dsk_moe_run run = m->moe_run;
     run.rows_per = m->T;
+    dsk_rng replay;
+    if (m->recompute && run.rng) {
+        if (again) {
+            replay = m->rng_at[l];
+            run.rng = &replay;
+        } else {
+            m->rng_at[l] = *run.rng;
+        }
+    }
     be->rmsnorm_fwd(be, a->h2, a->rstd2, a->resid_mid, m->w.layer[l].ffn_norm, n, d, (float)c->norm_eps);
     be->copy(be, resid_out, a->resid_mid, (size_t)n * d * sizeof(float));
-    m->aux_loss += dsk_moe_forward(be, c, &m->w.layer[l].moe, &a->moe, &m->moe_stats[l], a->h2, resid_out, n, &run);
+    double aux = dsk_moe_forward(be, c, &m->w.layer[l].moe, &a->moe, again ? NULL : &m->moe_stats[l], a->h2,
+                                 resid_out, n, &run);
+    if (!again)
+        m->aux_loss += aux;
 }
 
 void dsk_model_embed(dsk_model *m)
@@ -441,15 +503,22 @@ void dsk_model_embed(dsk_model *m)
     dsk_model_release(m, 0, DSK_UNIT_PARAMS);
 }
 
+/* Block l from its input into next (the weights acquired by the caller). */
+static void block_fwd(dsk_model *m, int l, float *next, int again)
+{
+    m->shared_holds = l;
+    attention_block_fwd(m, l, m->acts[l].resid_mid);
+    if (dsk_config_layer_is_moe(&m->cfg, l))
+        moe_block_fwd(m, l, next, again);
+    else
+        ffn_block_fwd(m, l, next);
+}
+
 void dsk_model_forward_block(dsk_model *m, int l)
 {
     float *next = l + 1 < m->cfg.n_layers ? m->acts[l + 1].resid_in : m->resid_out;
     dsk_model_acquire(m, dsk_model_layer_unit(l), DSK_UNIT_PARAMS);
-    attention_block_fwd(m, l, m->acts[l].resid_mid);
-    if (dsk_config_layer_is_moe(&m->cfg, l))
-        moe_block_fwd(m, l, next);
-    else
-        ffn_block_fwd(m, l, next);
+    block_fwd(m, l, next, 0);
     dsk_model_release(m, dsk_model_layer_unit(l), DSK_UNIT_PARAMS);
 }
 
@@ -536,8 +605,8 @@ static void attention_block_bwd(dsk_model *m, int l)
 
     be->gemm(be, 0, 0, n, q_dim, d, 1, m->d_resid, w->wo, 0, m->d_att);
     be->gemm(be, 1, 0, d, q_dim, n, 1, m->d_resid, a->att, 1, gw->wo);
-    be->attention_bwd(be, m->d_q, m->d_k, m->d_v, gw->alpha, m->d_att, a->q, a->k, a->v, a->probs_g, a->probs_l,
-                      m->pos, w->alpha, &s);
+    be->attention_bwd(be, m->d_q, m->d_k, m->d_v, gw->alpha, m->d_att, a->att, a->q, a->k, a->v, a->lse_g, a->lse_l,
+                      a->att_g, a->att_l, m->pos, w->alpha, &s);
     /* RoPE is a rotation: its backward rotates the gradient back. */
     be->rope(be, m->d_q, m->pos, m->rope_cs, n, c->n_heads, hd, 1);
     be->rope(be, m->d_k, m->pos, m->rope_cs, n, c->n_kv_heads, hd, 1);
@@ -566,6 +635,12 @@ void dsk_model_backward(dsk_model *m)
     release_head(m, both);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         dsk_model_acquire(m, dsk_model_layer_unit(l), both);
+        /* Recomputation refills the shared buffers with layer l's
+         * activations (the last layer's are usually still there from
+         * the forward).  The output lands in d_h, free until the block's
+         * backward writes it. */
+        if (m->recompute && m->shared_holds != l)
+            block_fwd(m, l, m->d_h, 1);
         if (dsk_config_layer_is_moe(c, l))
             moe_block_bwd(m, l);
         else

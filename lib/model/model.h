@@ -42,7 +42,8 @@ typedef struct dsk_weights {
 
 /* What one layer's forward pass keeps for its backward pass. */
 typedef struct dsk_layer_acts {
-    float *resid_in, *h1, *rstd1, *q, *k, *v, *probs_g, *probs_l, *att;
+    float *resid_in, *h1, *rstd1, *q, *k, *v, *att;
+    float *lse_g, *lse_l, *att_g, *att_l;           /* attention's saved state (backend.h) */
     float *resid_mid, *h2, *rstd2, *g, *u, *act;    /* g, u, act: dense layers */
     dsk_moe_bufs moe;                               /* MoE layers */
 } dsk_layer_acts;
@@ -94,6 +95,15 @@ typedef struct dsk_model {
     int32_t *tokens, *targets, *pos;
     float *weights, *grad_weights;   /* the batch's loss mask; dsk_model_loss_grad's weights */
     dsk_layer_acts *acts;
+    /* Activation recomputation (--recompute): set before
+     * dsk_model_alloc_batch.  Each layer keeps only its input (resid_in);
+     * the other fields of every acts[l] point into one shared set that
+     * the forward overwrites layer by layer and the backward refills by
+     * running the layer's forward again. */
+    int recompute;
+    dsk_layer_acts shared;
+    dsk_rng *rng_at;          /* recompute, MoE: the router noise's state before each layer */
+    int shared_holds;         /* recompute: the layer whose activations the shared set holds, or -1 */
     float *resid_out, *hf, *rstdf, *logits, *losses;
     float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
     float *host_losses;       /* host [B*T] */

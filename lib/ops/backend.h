@@ -20,6 +20,8 @@
 
 /* Attention kinds per layer (the config's pattern letters G, L, H). */
 enum { DSK_ATTN_GLOBAL, DSK_ATTN_LOCAL, DSK_ATTN_HYBRID };
+/* The precision of matrix products (--dtype). */
+enum { DSK_DTYPE_FP32, DSK_DTYPE_BF16, DSK_DTYPE_FP16 };
 /* How a mixture-of-experts router scores experts. */
 enum { DSK_ROUTER_SOFTMAX, DSK_ROUTER_SIGMOID };
 
@@ -27,9 +29,15 @@ enum { DSK_ROUTER_SOFTMAX, DSK_ROUTER_SIGMOID };
  * out [B*T, H*hd].  Query i of a row attends to keys j <= i of the same
  * document (j >= i - pos[i]); a local window also needs i - j < window.
  * A hybrid layer mixes the two: alpha*global + (1-alpha)*local, alpha a
- * one-element device array (a learnable scalar).  probs_g / probs_l are
- * [B, H, T, T] saved for the backward pass (only the kinds the layer uses
- * are read or written). */
+ * one-element device array (a learnable scalar).
+ *
+ * Nothing T x T is kept between the passes (flash attention): the
+ * forward saves, per part the layer uses (global, local), the
+ * log-sum-exp of each query's scaled scores, lse [B, H, T] (row b, head
+ * h, query i at (b*H + h)*T + i), and the backward recomputes the
+ * probabilities from it.  A hybrid layer also saves each part's own
+ * output, out_g and out_l [B*T, H*hd] (the backward's per-part row sums
+ * dO . O and d alpha need them); the other kinds pass NULL there. */
 typedef struct dsk_attn_shape {
     int B, T, H, KV, hd;
     int kind;
@@ -50,6 +58,12 @@ struct dsk_backend {
     void (*zero)(dsk_backend *be, void *dev, size_t bytes);
 
     /* ---- dense algebra ---- */
+    /* The precision of gemm's products, DSK_DTYPE_*: the caller sets it
+     * between ops.  bf16 and fp16 round both operands to that type and
+     * accumulate in fp32 (tensor cores on CUDA); weights, activations and
+     * results stay fp32 in memory.  fp16 overflows past 65504 to inf,
+     * which a loss scale (lib/train/loss_scale.h) must catch. */
+    int gemm_dtype;
     /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op transposes
      * when the flag is set.  A is [M,K] (or [K,M] transposed), B [K,N]
      * (or [N,K] transposed). */
@@ -80,13 +94,15 @@ struct dsk_backend {
      * from dsk_rope_table(). inverse rotates back (the backward pass). */
     void (*rope)(dsk_backend *be, float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
                  int inverse);
-    void (*attention_fwd)(dsk_backend *be, float *out, float *probs_g, float *probs_l, const float *q,
-                          const float *k, const float *v, const int32_t *pos, const float *alpha,
+    void (*attention_fwd)(dsk_backend *be, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                          const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
                           const dsk_attn_shape *s);
-    /* dq, dk, dv are overwritten; dalpha (hybrid only) accumulates. */
+    /* dq, dk, dv are overwritten; dalpha (hybrid only) accumulates.  out,
+     * lse_* and out_* are what the forward wrote. */
     void (*attention_bwd)(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
-                          const float *q, const float *k, const float *v, const float *probs_g,
-                          const float *probs_l, const int32_t *pos, const float *alpha, const dsk_attn_shape *s);
+                          const float *out, const float *q, const float *k, const float *v, const float *lse_g,
+                          const float *lse_l, const float *out_g, const float *out_l, const int32_t *pos,
+                          const float *alpha, const dsk_attn_shape *s);
     /* Decoding: n queries, each against the cached keys and values of
      * its own sequence.  Row i: q [H*hd] at position pos[i], in sequence
      * seq[i], whose keys are k_cache + seq[i]*seq_stride, [pos[i]+1, KV*hd]

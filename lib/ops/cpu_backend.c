@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "ops/backend.h"
 #include "ops/cpu_kernels.h"
+#include "ops/half.h"
 #include "quant/int4.h"
 
 static void *cpu_alloc(dsk_backend *be, size_t bytes)
@@ -26,7 +27,7 @@ static void cpu_free(dsk_backend *be, void *p) { (void)be; free(p); }
 static void cpu_copy(dsk_backend *be, void *dst, const void *src, size_t n) { (void)be; if (n) memmove(dst, src, n); }
 static void cpu_zero(dsk_backend *be, void *p, size_t n) { (void)be; if (n) memset(p, 0, n); }
 
-/* The CPU backend's own state: weights registered as int4. */
+/* The CPU backend's own state: weights registered as int4, and scratch. */
 typedef struct cpu_backend {
     dsk_backend be;                 /* first: a dsk_backend * is a cpu_backend * */
     struct int4_weight {
@@ -36,6 +37,11 @@ typedef struct cpu_backend {
     int n_int4, cap_int4;
     float *tmp;
     size_t tmp_len;
+    /* gemm_dtype bf16 / fp16: the operands rounded through the type,
+     * grown as needed and kept (a training step makes thousands of
+     * products of the same few shapes). */
+    float *round_a, *round_b;
+    size_t round_a_len, round_b_len;
 } cpu_backend;
 
 /* Up to this many rows the int4 kernel beats dequantized fp32 sgemm
@@ -60,6 +66,17 @@ static void cpu_register_int4(dsk_backend *be, const float *W, const void *int4)
     qsort(cb->int4, (size_t)cb->n_int4, sizeof *cb->int4, by_weight);
 }
 
+/* *buf with room for n floats (its old contents are not kept). */
+static float *grow(float **buf, size_t *len, size_t n)
+{
+    if (*len < n) {
+        free(*buf);
+        *buf = dsk_xmalloc(n * sizeof **buf);
+        *len = n;
+    }
+    return *buf;
+}
+
 static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                      const float *B, float beta, float *C)
 {
@@ -73,16 +90,23 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
                 return;
             }
             size_t n = (size_t)M * N;
-            if (cb->tmp_len < n) {
-                free(cb->tmp);
-                cb->tmp = dsk_xmalloc(n * sizeof *cb->tmp);
-                cb->tmp_len = n;
-            }
+            grow(&cb->tmp, &cb->tmp_len, n);
             dsk_q4_matmul(w->q, A, M, cb->tmp);
             for (size_t i = 0; i < n; i++)
                 C[i] = cb->tmp[i] + beta * C[i];
             return;
         }
+    }
+    if (be->gemm_dtype != DSK_DTYPE_FP32 && M > 0 && N > 0 && K > 0) {
+        /* The reference for tensor-core products: each operand rounded
+         * (round to nearest even), products and sums in float32, which
+         * holds a bf16 x bf16 or fp16 x fp16 product exactly. */
+        size_t na = (size_t)M * K, nb = (size_t)K * N;
+        float *ra = grow(&cb->round_a, &cb->round_a_len, na), *rb = grow(&cb->round_b, &cb->round_b_len, nb);
+        dsk_round_dtype(be->gemm_dtype, ra, A, na);
+        dsk_round_dtype(be->gemm_dtype, rb, B, nb);
+        A = ra;
+        B = rb;
     }
     dsk_cpu_gemm_f32(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
@@ -119,18 +143,20 @@ static void cpu_rope(dsk_backend *be, float *x, const int32_t *pos, const float 
     (void)be;
     dsk_cpu_rope_f32(x, pos, cs, n, heads, hd, inverse);
 }
-static void cpu_attention_fwd(dsk_backend *be, float *out, float *pg, float *pl, const float *q, const float *k,
-                              const float *v, const int32_t *pos, const float *alpha, const dsk_attn_shape *s)
+static void cpu_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                              const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
+                              const dsk_attn_shape *s)
 {
     (void)be;
-    dsk_cpu_attention_fwd_f32(out, pg, pl, q, k, v, pos, alpha, s);
+    dsk_cpu_attention_fwd_f32(out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s);
 }
 static void cpu_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, float *dalpha, const float *dout,
-                              const float *q, const float *k, const float *v, const float *pg, const float *pl,
-                              const int32_t *pos, const float *alpha, const dsk_attn_shape *s)
+                              const float *out, const float *q, const float *k, const float *v, const float *lse_g,
+                              const float *lse_l, const float *out_g, const float *out_l, const int32_t *pos,
+                              const float *alpha, const dsk_attn_shape *s)
 {
     (void)be;
-    dsk_cpu_attention_bwd_f32(dq, dk, dv, dalpha, dout, q, k, v, pg, pl, pos, alpha, s);
+    dsk_cpu_attention_bwd_f32(dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s);
 }
 static void cpu_attention_decode(dsk_backend *be, float *out, const float *q, const float *kc, const float *vc,
                                  size_t seq_stride, const int32_t *seq, const int32_t *pos, int n, const float *alpha,
@@ -242,6 +268,8 @@ static void cpu_destroy(dsk_backend *be)
     cpu_backend *cb = (cpu_backend *)be;
     free(cb->int4);
     free(cb->tmp);
+    free(cb->round_a);
+    free(cb->round_b);
     free(cb);
 }
 

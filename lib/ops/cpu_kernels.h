@@ -23,11 +23,12 @@
                                  int C);                                                                        \
     void dsk_cpu_rope_table_##S(R *cos_sin, int max_pos, int hd, double theta);                                 \
     void dsk_cpu_rope_##S(R *x, const int32_t *pos, const R *cos_sin, int n, int heads, int hd, int inverse);   \
-    void dsk_cpu_attention_fwd_##S(R *out, R *probs_g, R *probs_l, const R *q, const R *k, const R *v,          \
-                                   const int32_t *pos, const R *alpha, const dsk_attn_shape *s);                \
-    void dsk_cpu_attention_bwd_##S(R *dq, R *dk, R *dv, R *dalpha, const R *dout, const R *q, const R *k,       \
-                                   const R *v, const R *probs_g, const R *probs_l, const int32_t *pos,          \
-                                   const R *alpha, const dsk_attn_shape *s);                                    \
+    void dsk_cpu_attention_fwd_##S(R *out, R *lse_g, R *lse_l, R *out_g, R *out_l, const R *q, const R *k,     \
+                                   const R *v, const int32_t *pos, const R *alpha, const dsk_attn_shape *s);    \
+    void dsk_cpu_attention_bwd_##S(R *dq, R *dk, R *dv, R *dalpha, const R *dout, const R *out, const R *q,     \
+                                   const R *k, const R *v, const R *lse_g, const R *lse_l, const R *out_g,      \
+                                   const R *out_l, const int32_t *pos, const R *alpha,                          \
+                                   const dsk_attn_shape *s);                                                    \
     void dsk_cpu_attention_decode_##S(R *out, const R *q, const R *k_cache, const R *v_cache, size_t seq_stride, \
                                       const int32_t *seq, const int32_t *pos, int n, const R *alpha,           \
                                       const dsk_attn_shape *s);                                                 \

@@ -216,8 +216,10 @@ static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride
 }
 
 /* Row i of a T x T score matrix becomes its masked softmax: keys
- * [first, i] only, zeros elsewhere (the matrix products read whole rows). */
-static void KS(masked_softmax_row)(real *row, int T, int first, int i)
+ * [first, i] only, zeros elsewhere (the matrix products read whole rows).
+ * Returns the row's log-sum-exp over the visible keys, what the backward
+ * needs to rebuild the row. */
+static real KS(masked_softmax_row)(real *row, int T, int first, int i)
 {
     real mx = -INFINITY, sum = 0;
     for (int j = first; j <= i; j++)
@@ -233,6 +235,19 @@ static void KS(masked_softmax_row)(real *row, int T, int first, int i)
         row[j] *= inv;
     for (int j = i + 1; j < T; j++)
         row[j] = 0;
+    return mx + log(sum);
+}
+
+/* The backward's copy of that row, from the scores and the saved
+ * log-sum-exp: exp(score - lse) on [first, i], zeros elsewhere. */
+static void KS(softmax_row_from_lse)(real *p, const real *scores, int T, int first, int i, real lse)
+{
+    for (int j = 0; j < first; j++)
+        p[j] = 0;
+    for (int j = first; j <= i; j++)
+        p[j] = KERNEL_EXP(scores[j] - lse);
+    for (int j = i + 1; j < T; j++)
+        p[j] = 0;
 }
 
 /* C[M,N] = alpha op(A) op(B) + beta C with explicit leading dimensions:
@@ -245,58 +260,87 @@ static void KS(gemm_ld)(int ta, int tb, int M, int N, int K, real alpha, const r
 }
 
 /* Attention per (row, head) as dense T x T products through the BLAS
- * (single-threaded inside the OpenMP loop), masks applied in the softmax. */
-void KS(attention_fwd)(real *out, real *probs_g, real *probs_l, const real *q, const real *k, const real *v,
-                       const int32_t *pos, const real *alpha, const dsk_attn_shape *s)
+ * (single-threaded inside the OpenMP loop), masks applied in the softmax.
+ * The T x T matrices are each thread's scratch, reused from one (row,
+ * head) to the next: what outlives the call is the log-sum-exp per query
+ * (and a hybrid layer's two part outputs), as backend.h asks. */
+void KS(attention_fwd)(real *out, real *lse_g, real *lse_l, real *out_g, real *out_l, const real *q, const real *k,
+                       const real *v, const int32_t *pos, const real *alpha, const dsk_attn_shape *s)
 {
     int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
     int qs = H * hd, ks = KV * hd;
     real scale = 1 / sqrt((real)hd);
-    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
+    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const real *Q = q + (size_t)b * T * qs + (size_t)h * hd;
-            const real *K = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
-            const real *V = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
-            real *O = out + (size_t)b * T * qs + (size_t)h * hd;
-            const int32_t *pb = pos + (size_t)b * T;
-            size_t mat = ((size_t)b * H + h) * T * T;
-            real *pg = use_g ? probs_g + mat : NULL, *pl = use_l ? probs_l + mat : NULL;
-            real *S = use_g ? pg : pl;
-            KS(gemm_ld)(0, 1, T, T, hd, scale, Q, qs, K, ks, 0, S, T);
-            if (use_g && use_l)
-                memcpy(pl, pg, (size_t)T * T * sizeof *pl);
-            for (int i = 0; i < T; i++) {
-                if (use_g)
-                    KS(masked_softmax_row)(pg + (size_t)i * T, T, KS(attn_first)(i, pb[i], 0, s->window), i);
-                if (use_l)
-                    KS(masked_softmax_row)(pl + (size_t)i * T, T, KS(attn_first)(i, pb[i], 1, s->window), i);
+#pragma omp parallel
+    {
+        real *pg = malloc((size_t)T * T * sizeof *pg);
+        real *pl = hybrid ? malloc((size_t)T * T * sizeof *pl) : pg;
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                size_t head = (size_t)b * T * qs + (size_t)h * hd;
+                const real *Q = q + head;
+                const real *K = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
+                const real *V = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+                const int32_t *pb = pos + (size_t)b * T;
+                size_t rows = ((size_t)b * H + h) * T;
+                KS(gemm_ld)(0, 1, T, T, hd, scale, Q, qs, K, ks, 0, pg, T);
+                if (hybrid)
+                    memcpy(pl, pg, (size_t)T * T * sizeof *pl);
+                for (int i = 0; i < T; i++) {
+                    if (use_g)
+                        lse_g[rows + i] = KS(masked_softmax_row)(pg + (size_t)i * T, T,
+                                                                 KS(attn_first)(i, pb[i], 0, s->window), i);
+                    if (use_l)
+                        lse_l[rows + i] = KS(masked_softmax_row)(pl + (size_t)i * T, T,
+                                                                 KS(attn_first)(i, pb[i], 1, s->window), i);
+                }
+                if (!hybrid) {
+                    KS(gemm_ld)(0, 0, T, hd, T, 1, pg, T, V, ks, 0, out + head, qs);
+                    continue;
+                }
+                KS(gemm_ld)(0, 0, T, hd, T, 1, pg, T, V, ks, 0, out_g + head, qs);
+                KS(gemm_ld)(0, 0, T, hd, T, 1, pl, T, V, ks, 0, out_l + head, qs);
+                for (int i = 0; i < T; i++)
+                    for (int d = 0; d < hd; d++) {
+                        size_t at = head + (size_t)i * qs + d;
+                        out[at] = a * out_g[at] + (1 - a) * out_l[at];
+                    }
             }
-            if (use_g)
-                KS(gemm_ld)(0, 0, T, hd, T, a, pg, T, V, ks, 0, O, qs);
-            if (use_l)
-                KS(gemm_ld)(0, 0, T, hd, T, 1 - a, pl, T, V, ks, use_g ? 1 : 0, O, qs);
-        }
+        if (hybrid)
+            free(pl);
+        free(pg);
+    }
 }
 
-void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *dout, const real *q, const real *k,
-                       const real *v, const real *probs_g, const real *probs_l, const int32_t *pos,
-                       const real *alpha, const dsk_attn_shape *s)
+/* The probabilities come back from the scores and the saved log-sum-exp
+ * (one more T x T product per head than keeping them); the rest is the
+ * softmax's backward on whole rows.  out, out_g and out_l are not read
+ * here: the row sums dO . O_part they would give are taken as P . dP. */
+void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *dout, const real *out, const real *q,
+                       const real *k, const real *v, const real *lse_g, const real *lse_l, const real *out_g,
+                       const real *out_l, const int32_t *pos, const real *alpha, const dsk_attn_shape *s)
 {
+    (void)out;
+    (void)out_g;
+    (void)out_l;
     int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
     int qs = H * hd, ks = KV * hd;
     real scale = 1 / sqrt((real)hd);
-    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
+    int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
     /* One task per (row, kv head) owns its slices of dk and dv: the query
      * heads of a group add into them in order, without races. */
-    real *dalpha_part = calloc((size_t)B * KV, sizeof *dalpha_part);
+    /* d alpha sums over every (query, key) of the batch: in double, so
+     * the float build is an accurate reference for the GPU's. */
+    double *dalpha_part = calloc((size_t)B * KV, sizeof *dalpha_part);
 #pragma omp parallel
     {
-        real *dP = malloc((size_t)T * T * sizeof *dP), *dS = malloc((size_t)T * T * sizeof *dS);
-        real *Pc = use_g && use_l ? malloc((size_t)T * T * sizeof *Pc) : NULL;
+        size_t TT = (size_t)T * T;
+        real *S = malloc(TT * sizeof *S), *dP = malloc(TT * sizeof *dP), *dS = malloc(TT * sizeof *dS);
+        real *pg = use_g ? malloc(TT * sizeof *pg) : NULL, *pl = use_l ? malloc(TT * sizeof *pl) : NULL;
+        real *Pc = hybrid ? malloc(TT * sizeof *Pc) : NULL;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kh = 0; kh < KV; kh++) {
@@ -308,13 +352,21 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                 for (int j = 0; j < T; j++)
                     for (int d = 0; d < hd; d++)
                         dK[(size_t)j * ks + d] = dV[(size_t)j * ks + d] = 0;
-                real da = 0;
+                double da = 0;
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
                     const real *Q = q + (size_t)b * T * qs + (size_t)h * hd;
                     const real *dO = dout + (size_t)b * T * qs + (size_t)h * hd;
                     real *dQ = dq + (size_t)b * T * qs + (size_t)h * hd;
-                    size_t mat = ((size_t)b * H + h) * T * T;
-                    const real *pg = use_g ? probs_g + mat : NULL, *pl = use_l ? probs_l + mat : NULL;
+                    size_t rows = ((size_t)b * H + h) * T;
+                    KS(gemm_ld)(0, 1, T, T, hd, scale, Q, qs, K, ks, 0, S, T);
+                    for (int i = 0; i < T; i++) {
+                        if (use_g)
+                            KS(softmax_row_from_lse)(pg + (size_t)i * T, S + (size_t)i * T, T,
+                                                     KS(attn_first)(i, pb[i], 0, s->window), i, lse_g[rows + i]);
+                        if (use_l)
+                            KS(softmax_row_from_lse)(pl + (size_t)i * T, S + (size_t)i * T, T,
+                                                     KS(attn_first)(i, pb[i], 1, s->window), i, lse_l[rows + i]);
+                    }
                     /* dP = dO V^T: the gradient of the mixed probabilities. */
                     KS(gemm_ld)(0, 1, T, T, hd, 1, dO, qs, V, ks, 0, dP, T);
                     for (int i = 0; i < T; i++) {
@@ -335,7 +387,7 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                             for (int j = first; j <= i; j++)
                                 dSi[j] += wgt * Pi[j] * (dPi[j] - rowdot);
                         }
-                        if (use_g && use_l) {
+                        if (hybrid) {
                             /* d out / d alpha = (P_global - P_local) V. */
                             const real *Pg = pg + (size_t)i * T, *Pl = pl + (size_t)i * T;
                             real *Pci = Pc + (size_t)i * T;
@@ -349,20 +401,23 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                     }
                     KS(gemm_ld)(0, 0, T, hd, T, scale, dS, T, K, ks, 0, dQ, qs);
                     KS(gemm_ld)(1, 0, T, hd, T, scale, dS, T, Q, qs, 1, dK, ks);
-                    const real *P = use_g && use_l ? Pc : use_g ? pg : pl;
+                    const real *P = hybrid ? Pc : use_g ? pg : pl;
                     KS(gemm_ld)(1, 0, T, hd, T, 1, P, T, dO, qs, 1, dV, ks);
                 }
                 dalpha_part[(size_t)b * KV + kh] = da;
             }
+        free(S);
         free(dP);
         free(dS);
+        free(pg);
+        free(pl);
         free(Pc);
     }
-    if (use_g && use_l && dalpha) {
-        real da = 0;
+    if (hybrid && dalpha) {
+        double da = 0;
         for (size_t i = 0; i < (size_t)B * KV; i++)
             da += dalpha_part[i];
-        dalpha[0] += da;
+        dalpha[0] += (real)da;
     }
     free(dalpha_part);
 }

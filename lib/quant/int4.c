@@ -1,64 +1,10 @@
-/* int4 GPTQ layout: half-precision conversion, validation, packing,
- * unpacking and dequantization.  The runtime layout, the kernels and
- * dsk_q4_free are in int4_matmul.c. */
+/* int4 GPTQ layout: validation, packing, unpacking and dequantization
+ * (the scales' half-precision conversions are lib/ops/half.c's).  The
+ * runtime layout, the kernels and dsk_q4_free are in int4_matmul.c. */
 #include "quant/int4.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- IEEE half ---------------------------------------------------------------------------------- */
-
-float dsk_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000 | (man << 13); /* inf, or NaN with its payload */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    } else {
-        /* Zero or subnormal: man * 2^-24, exact in float. */
-        float v = (float)man * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-uint16_t dsk_f32_to_f16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t ax = x & 0x7fffffff;
-    if (ax > 0x7f800000) /* NaN: keep the top payload bits and make it quiet */
-        return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));
-    /* 65520 is halfway between 65504 (the largest half) and 65536; ties go
-     * to the even mantissa, which is 65536, so from 65520 up it is inf. */
-    if (ax >= 0x477ff000)
-        return (uint16_t)(sign | 0x7c00);
-    if (ax >= 0x38800000) {
-        /* Normal half (>= 2^-14): drop 13 mantissa bits, rounding to
-         * nearest even by adding just under half an ulp plus the kept lsb;
-         * a carry out of the mantissa bumps the exponent, as it should. */
-        uint32_t r = ax + 0xfff + ((ax >> 13) & 1);
-        return (uint16_t)(sign | ((r - ((uint32_t)(127 - 15) << 23)) >> 13));
-    }
-    /* Subnormal half: the value m * 2^(e-150) (m the 24-bit significand)
-     * in units of 2^-24 is m >> (126 - e), rounded to nearest even.  Below
-     * 2^-25 it rounds to zero; a result of 0x400 is the smallest normal,
-     * which the encoding gets right by itself. */
-    int e = (int)(ax >> 23);
-    if (e < 102)
-        return sign;
-    uint32_t m = (ax & 0x7fffff) | 0x800000;
-    int shift = 126 - e; /* 14..24 */
-    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1)))
-        r++;
-    return (uint16_t)(sign | r);
-}
 
 /* ---- validation --------------------------------------------------------------------------------- */
 

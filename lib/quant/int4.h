@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "ops/half.h"   /* dsk_f16_to_f32, dsk_f32_to_f16: the scales' format */
 
 typedef struct dsk_q4_linear {
     int rows, cols, group_size;
@@ -77,11 +78,6 @@ typedef struct dsk_q4_linear {
 
 enum { DSK_Q4_PANEL = 32 };
 
-/* IEEE binary16 <-> binary32.  f32 -> f16 rounds to nearest, ties to even,
- * makes subnormals, overflows to infinity (from 65520 up) and keeps NaNs
- * NaN (quiet, sign and top payload bits kept).  f16 -> f32 is exact. */
-float dsk_f16_to_f32(uint16_t h);
-uint16_t dsk_f32_to_f16(float f);
 
 /* Check shape, pointers, g_idx range and that every scale is finite.
  * Returns 0 or EX_DATAERR with a message naming the bad element. */

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,8 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
         json_object_object_add(sched, "lr", json_object_new_double(dsk_lr_at(&opt->o, opt->step)));
         json_object_object_add(o, "schedule", sched);
     }
-    json_object_object_add(o, "loss_scale", json_object_new_double(1.0));
+    json_object_object_add(o, "loss_scale", json_object_new_double(st->loss_scale > 0 ? st->loss_scale : 1.0));
+    json_object_object_add(o, "loss_scale_good_steps", json_object_new_int64(st->loss_scale_good));
     json_object_object_add(o, "tokenizer_fingerprint", json_object_new_string(st->fingerprint));
     if (st->options)
         json_object_object_add(o, "options", json_object_get(st->options));
@@ -395,6 +397,14 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
         if (json_object_object_get_ex(o, "world_size", &x) && json_object_is_type(x, json_type_int) &&
             json_object_get_int64(x) >= 1 && json_object_get_int64(x) <= 1 << 24)
             st->world = (int)json_object_get_int64(x);
+        /* Optional (older checkpoints have 1.0 or nothing). */
+        if (json_object_object_get_ex(o, "loss_scale", &x) &&
+            (json_object_is_type(x, json_type_double) || json_object_is_type(x, json_type_int)) &&
+            json_object_get_double(x) > 0 && isfinite(json_object_get_double(x)))
+            st->loss_scale = json_object_get_double(x);
+        if (json_object_object_get_ex(o, "loss_scale_good_steps", &x) && json_object_is_type(x, json_type_int) &&
+            json_object_get_int64(x) >= 0)
+            st->loss_scale_good = (long)json_object_get_int64(x);
         if (json_object_object_get_ex(o, "stage", &x) && json_object_is_type(x, json_type_string))
             snprintf(st->stage, sizeof st->stage, "%s", json_object_get_string(x));
         if (json_object_object_get_ex(o, "tokenizer_fingerprint", &x) && json_object_is_type(x, json_type_string))

@@ -27,6 +27,8 @@ typedef struct dsk_train_state {
     dsk_rng rng;
     uint64_t seed;
     long skipped;                  /* non-finite steps skipped so far */
+    double loss_scale;             /* the loss scale now (lib/train/loss_scale.h); 0 read as 1 */
+    long loss_scale_good;          /* fp16: good steps in a row toward the next doubling */
     char stage[16];
     char fingerprint[33];          /* tokenizer fingerprint, "" if unknown */
     struct json_object *options;   /* the training options (owned; may be NULL) */

@@ -22,6 +22,7 @@ dsk_optimizer *dsk_optimizer_create_n(dsk_model *model, const dsk_adamw_opts *o,
     opt->o = *o;
     opt->model = model;
     opt->n_state = n_state;
+    opt->loss_scale = 1.0;
     opt->m = model->be->alloc(model->be, n_state * sizeof(float));
     opt->v = model->be->alloc(model->be, n_state * sizeof(float));
     return opt;
@@ -56,7 +57,8 @@ double dsk_lr_at(const dsk_adamw_opts *o, long step)
 dsk_step_report dsk_optimizer_begin(dsk_optimizer *opt, double grad_sumsq, dsk_step_plan *plan)
 {
     dsk_step_report r = {0};
-    r.grad_norm = sqrt(grad_sumsq);
+    double unscale = opt->loss_scale > 0 ? 1.0 / opt->loss_scale : 1.0;
+    r.grad_norm = sqrt(grad_sumsq) * unscale;
     r.lr = dsk_lr_at(&opt->o, opt->step);
     if (!isfinite(r.grad_norm)) {
         r.skipped = 1;
@@ -64,7 +66,7 @@ dsk_step_report dsk_optimizer_begin(dsk_optimizer *opt, double grad_sumsq, dsk_s
     }
     /* As torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1. */
     double coef = opt->o.clip > 0 ? opt->o.clip / (r.grad_norm + 1e-6) : 1.0;
-    plan->grad_scale = coef < 1.0 ? (float)coef : 1.0f;
+    plan->grad_scale = (float)((coef < 1.0 ? coef : 1.0) * unscale);
     opt->step++;
     plan->lr = (float)r.lr;
     plan->c1 = (float)(1 - pow(opt->o.beta1, (double)opt->step));

@@ -19,6 +19,10 @@ typedef struct dsk_optimizer {
     float *m, *v;                /* device, laid out as the parameters (or a ZeRO shard of them) */
     size_t n_state;              /* floats in each of m and v */
     long step;                   /* optimizer steps taken */
+    /* The factor the gradients carry (the loss scale, lib/train/loss_scale.h;
+     * 1 when none): divided out before the norm is reported, clipping and
+     * the update, all in the one grad_scale factor AdamW already takes. */
+    double loss_scale;
 } dsk_optimizer;
 
 void dsk_adamw_defaults(dsk_adamw_opts *o);
@@ -32,7 +36,7 @@ void dsk_optimizer_free(dsk_optimizer *opt);
 double dsk_lr_at(const dsk_adamw_opts *o, long step);
 
 typedef struct dsk_step_report {
-    double grad_norm;            /* before clipping */
+    double grad_norm;            /* before clipping, without the loss scale */
     double lr;
     int skipped;                 /* non-finite gradient: nothing was changed */
 } dsk_step_report;

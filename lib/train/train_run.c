@@ -23,9 +23,11 @@
 #include "dist/comm.h"
 #include "dist/memory.h"
 #include "dist/zero.h"
+#include "ops/half.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/dpo.h"
+#include "train/loss_scale.h"
 #include "train/train_run.h"
 
 const char *const dsk_stage_names[] = {"pretrain", "continue", "sft", "dpo"};
@@ -52,11 +54,12 @@ void dsk_train_defaults(dsk_train_opts *o)
     o->sampler.top_k = 40;
     o->sampler.top_p = 0.95;
     o->beta = 0.1;
+    o->loss_scale_window = 1000;
 }
 
 /* ---- options that travel in state.json ---------------------------------------------------------- */
 
-enum { O_INT, O_LONG, O_U64, O_DOUBLE, O_STR };
+enum { O_INT, O_LONG, O_U64, O_DOUBLE, O_STR, O_DTYPE };
 typedef struct opt_key {
     const char *name;
     int type;
@@ -96,6 +99,10 @@ static const opt_key opt_keys[] = {
     {"top_p", O_DOUBLE, F(sampler.top_p)},
     {"max_bad_steps", O_INT, F(max_bad_steps)},
     {"zero", O_INT, F(zero)},
+    {"dtype", O_DTYPE, F(dtype)},
+    {"loss_scale", O_DOUBLE, F(loss_scale)},
+    {"loss_scale_window", O_LONG, F(loss_scale_window)},
+    {"recompute", O_INT, F(recompute)},
 };
 #undef F
 
@@ -111,6 +118,7 @@ struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o)
         case O_LONG: v = json_object_new_int64(*(const long *)f); break;
         case O_U64: v = json_object_new_int64((int64_t) * (const uint64_t *)f); break;
         case O_DOUBLE: v = json_object_new_double(*(const double *)f); break;
+        case O_DTYPE: v = json_object_new_string(dsk_dtype_name(*(const int *)f)); break;
         default:
             if (*(const char *const *)f)
                 v = json_object_new_string(*(const char *const *)f);
@@ -130,13 +138,19 @@ int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *
             continue;
         void *f = (char *)o + k->off;
         int is_num = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
-        if (k->type == O_STR ? !json_object_is_type(v, json_type_string) : !is_num)
+        int is_str = k->type == O_STR || k->type == O_DTYPE;
+        if (is_str ? !json_object_is_type(v, json_type_string) : !is_num)
             return dsk_fail(err, EX_DATAERR, "state.json: option \"%s\" has the wrong type", k->name);
         switch (k->type) {
         case O_INT: *(int *)f = (int)json_object_get_int64(v); break;
         case O_LONG: *(long *)f = (long)json_object_get_int64(v); break;
         case O_U64: *(uint64_t *)f = (uint64_t)json_object_get_int64(v); break;
         case O_DOUBLE: *(double *)f = json_object_get_double(v); break;
+        case O_DTYPE:
+            if ((*(int *)f = dsk_dtype_parse(json_object_get_string(v))) < 0)
+                return dsk_fail(err, EX_DATAERR, "state.json: option \"dtype\" is \"%s\"; expected fp32, bf16 or "
+                                "fp16", json_object_get_string(v));
+            break;
         default: {
             char **own = k->off == offsetof(dsk_train_opts, ref)    ? &o->owned_ref
                          : k->off == offsetof(dsk_train_opts, init) ? &o->owned_init
@@ -174,6 +188,7 @@ typedef struct run {
     dsk_err *err;
     /* Data parallelism: the ranks, this one, and its share of the state. */
     dsk_comm *comm;
+    dsk_comm *nccl;           /* GPU ranks: NCCL around o->comm, and then comm too */
     int own_comm, rank, world;
     dsk_zero *zero;
     dsk_rng noise_rng;        /* several ranks: this rank's router noise this step */
@@ -198,6 +213,8 @@ typedef struct run {
     int tty;
     double flops_per_token;
     long saved_step;          /* the step last saved, -1 before any */
+    dsk_loss_scale ls;        /* what the loss gradient is multiplied by (--dtype, --loss-scale) */
+    double step_scale;        /* the scale the last step ran with (the log reports it) */
     long *bias_snapshot;      /* MoE: selections per layer and expert at the last step */
 
     /* DPO: the frozen reference, per-row log-probabilities and gradient
@@ -553,6 +570,8 @@ static int save(run *r)
     if (r->saved_step == r->st.step)
         return 0;
     r->st.world = r->world;
+    r->st.loss_scale = r->ls.scale;
+    r->st.loss_scale_good = r->ls.good;
     int rc = dsk_zero_save(r->zero, r->o->out, &r->st, r->tokenizer_path, r->o->keep, r->err);
     if (!rc)
         r->saved_step = r->st.step;
@@ -693,6 +712,8 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
     if (r->o->peak_tflops > 0)
         fprintf(f, ",\"mfu\":%.4f", gflops / (r->o->peak_tflops * 1e3));
     fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f", r->st.skipped, elapsed);
+    if (r->ls.dynamic || r->step_scale != 1)
+        fprintf(f, ",\"loss_scale\":%.9g", r->step_scale);
     if (r->dpo_batches) {
         double k = 1.0 / r->dpo_batches;
         dsk_dpo_stats *d = &r->dpo_window;
@@ -736,6 +757,8 @@ static void progress_line(run *r, double loss, double tok_s, double elapsed)
     bar[width] = 0;
     fprintf(stderr, "\r\033[K[%s] step %ld/%ld  loss %.4f  %.0f tok/s  ETA %.0fs", bar, r->st.step, r->total_steps,
             loss, tok_s, eta);
+    if (r->ls.dynamic)
+        fprintf(stderr, "  scale %g", r->ls.scale);
 }
 
 static void log_eval(run *r, const eval_result *e)
@@ -796,13 +819,16 @@ static int train(run *r)
             r->model->moe_run.train = 1;
             r->model->moe_run.rng = r->world > 1 ? &r->noise_rng : &r->st.rng;
             /* Each rank's balancing losses are over its own rows: their mean over the ranks. */
-            r->model->moe_run.aux_grad_scale = (float)(1.0 / (o->grad_accum * r->world));
+            /* Every gradient the loss starts is multiplied by the loss
+             * scale (1 unless --dtype fp16 or --loss-scale); the
+             * optimizer divides it out (dsk_optimizer's loss_scale). */
+            r->model->moe_run.aux_grad_scale = (float)(r->ls.scale / (o->grad_accum * r->world));
             if (dpo) {
                 /* The mean over the step's pairs, on all ranks. */
                 int pairs = r->B / 2, global_pairs = pairs * r->world;
                 dsk_dpo_stats st;
-                loss += dpo_batch(r, pairs, 1.0 / ((double)global_pairs * o->grad_accum), 1, &st) / global_pairs /
-                        o->grad_accum;
+                loss += dpo_batch(r, pairs, r->ls.scale / ((double)global_pairs * o->grad_accum), 1, &st) /
+                        global_pairs / o->grad_accum;
                 r->dpo_window.chosen_reward += st.chosen_reward;
                 r->dpo_window.rejected_reward += st.rejected_reward;
                 r->dpo_window.margin += st.margin;
@@ -814,7 +840,7 @@ static int train(run *r)
                 double n = r->model->n_targets;
                 sum_ranks(r, &n, 1);
                 n = n > 0 ? n : 1;
-                dsk_model_forward(r->model, (float)(1.0 / (n * o->grad_accum)));
+                dsk_model_forward(r->model, (float)(r->ls.scale / (n * o->grad_accum)));
                 loss += r->model->loss_sum / n / o->grad_accum;
             }
             dsk_model_backward(r->model);
@@ -824,7 +850,9 @@ static int train(run *r)
             return rc;
         sum_ranks(r, &loss, 1);
         dsk_step_report rep = {0};
+        r->step_scale = r->ls.scale;
         if (isfinite(loss)) {
+            r->opt->loss_scale = r->ls.scale;
             rep = dsk_zero_step(r->zero);
             if (!rep.skipped)
                 update_router_bias(r);
@@ -833,6 +861,11 @@ static int train(run *r)
             rep.grad_norm = NAN;
             rep.lr = dsk_lr_at(&r->opt->o, r->opt->step);
         }
+        /* Every rank decides alike: the loss and the gradient norm are
+         * global (summed over the ranks before they are tested). */
+        int scaler = dsk_loss_scale_update(&r->ls, !isfinite(loss) ? DSK_STEP_LOSS_NONFINITE
+                                                   : rep.skipped    ? DSK_STEP_GRAD_NONFINITE
+                                                                    : DSK_STEP_GOOD);
         r->st.step++;
         r->st.tokens += step_tokens;
         r->st.cursor = dsk_loader_cursor(r->loader);
@@ -841,7 +874,8 @@ static int train(run *r)
         tokens_window += step_tokens;
         if (rep.skipped) {
             r->st.skipped++;
-            bad_in_row++;
+            /* An fp16 overflow that halving the scale answers is routine. */
+            bad_in_row += scaler == DSK_LS_BAD;
         } else {
             bad_in_row = 0;
             loss_window += loss;
@@ -858,9 +892,13 @@ static int train(run *r)
             n_window = 0;
         }
         if (rep.skipped) {
-            if (r->rank == 0)
-                dsk_warn("step %ld: non-finite %s (%g); step skipped (%d in a row)", r->st.step,
-                         isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss, bad_in_row);
+            if (r->rank == 0 && scaler == DSK_LS_BACKED_OFF)
+                dsk_warn("step %ld: gradient overflow at loss scale %g; step skipped, loss scale now %g", r->st.step,
+                         r->step_scale, r->ls.scale);
+            else if (r->rank == 0)
+                dsk_warn("step %ld: non-finite %s (%g%s); step skipped (%d in a row)", r->st.step,
+                         isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss,
+                         r->ls.dynamic && isfinite(loss) ? ", loss scale below 1" : "", bad_in_row);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
                                 "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
@@ -971,7 +1009,7 @@ static void print_memory(run *r)
     dsk_mem_plan p;
     size_t peak_p, peak_g;
     dsk_zero_memory(r->zero, &p, &peak_p, &peak_g);
-    p.acts = dsk_mem_activations(&r->model->cfg, r->B, r->T);
+    p.acts = dsk_mem_activations(&r->model->cfg, r->B, r->T, r->model->recompute);
     char v[7][32];
     dsk_buf params = {0}, grads = {0};
     dsk_buf_printf(&params, "%s", dsk_mem_human(p.params, v[0], sizeof v[0]));
@@ -992,7 +1030,7 @@ static void print_memory(run *r)
     if (r->ref)
         fprintf(stderr, "%s: and the DPO reference model, whole on every rank: %s and its activations %s\n",
                 dsk_progname(), dsk_mem_human(r->ref->n_params * sizeof(float), v[1], sizeof v[1]),
-                dsk_mem_human(dsk_mem_activations(&r->ref->cfg, r->B, r->T), v[2], sizeof v[2]));
+                dsk_mem_human(dsk_mem_activations(&r->ref->cfg, r->B, r->T, 1), v[2], sizeof v[2]));
     dsk_buf_free(&params);
     dsk_buf_free(&grads);
 }
@@ -1077,19 +1115,28 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         }
     }
     if (!rc) {
-        /* Ranks sharing a machine share its cores. */
+        /* Ranks sharing a machine share its cores; GPU ranks each take
+         * a device of their own (the local rank's). */
         int threads = o->threads > 0 ? o->threads : dsk_comm_default_threads(r.comm);
-        /* The MPI collectives read and write backend memory in place:
-         * host memory only, until GPU ranks have NCCL. */
-        if (r.comm->size > 1 && strcmp(o->backend, "cpu") != 0)
-            rc = dsk_fail(err, EX_USAGE, "--backend %s with %d ranks: data parallel runs on the cpu backend only "
-                          "(GPU ranks need NCCL, not written yet)", o->backend, r.comm->size);
-        else if (!(r.be = dsk_backend_new(o->backend, threads, err)))   /* 64 unknown, 69 no device */
+        if (!(r.be = dsk_comm_backend_new(r.comm, o->backend, threads, err)))   /* 64 unknown, 69 no device */
+            rc = err->code;
+        else if (o->dtype < DSK_DTYPE_FP32 || o->dtype > DSK_DTYPE_FP16)
+            rc = dsk_fail(err, EX_USAGE, "dtype %d: expected fp32, bf16 or fp16", o->dtype);
+        else   /* every product of the run: training, evaluation, samples, DPO's reference */
+            r.be->gemm_dtype = o->dtype;
+    }
+    /* GPU ranks: NCCL between their devices, around the MPI communicator,
+     * once every rank has its device (NCCL's start-up waits for all). */
+    if (r.world > 1 && strcmp(o->backend, "cpu") != 0 && !(rc = agree(&r, rc))) {
+        if ((r.nccl = dsk_comm_nccl_open(r.comm, r.be, r.comm->timeout_s, err)))
+            r.comm = r.nccl;
+        else
             rc = err->code;
     }
     if (!rc) {
         r.zero = dsk_zero_new(r.comm, o->zero, r.be);
         r.model = dsk_zero_model(r.zero, &cfg);
+        r.model->recompute = o->recompute;   /* read by dsk_model_alloc_batch */
         r.flops_per_token = dsk_config_flops_per_token(&cfg, r.T);
         dsk_model_alloc_batch(r.model, r.B, r.T);
         size_t n = (size_t)r.B * r.T;
@@ -1112,6 +1159,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
             rc = err->code;
         if (!rc) {
             r.ref = dsk_model_create(&cfg, r.be);
+            /* Forward passes only: one shared set of layer buffers is all it needs. */
+            r.ref->recompute = 1;
             dsk_model_alloc_batch(r.ref, r.B, r.T);
             rc = dsk_checkpoint_load_weights(r.ref_dir, r.ref, err);
         }
@@ -1140,6 +1189,19 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         r.opt = dsk_zero_optimizer(r.zero, &ao);
         if (o->resume)
             rc = dsk_zero_load_optimizer(r.zero, from_dir, err);
+    }
+    if (!rc) {
+        dsk_loss_scale_init(&r.ls, o->dtype, o->loss_scale, o->loss_scale_window);
+        r.step_scale = r.ls.scale;
+        /* --resume of an fp16 run: the dynamic scale goes on where it
+         * was (r.st.options are still the saved run's here). */
+        struct json_object *was;
+        if (o->resume && r.ls.dynamic && r.st.loss_scale > 0 && r.st.options &&
+            json_object_object_get_ex(r.st.options, "dtype", &was) && json_object_is_type(was, json_type_string) &&
+            dsk_dtype_parse(json_object_get_string(was)) == DSK_DTYPE_FP16) {
+            r.ls.scale = r.st.loss_scale;
+            r.ls.good = r.st.loss_scale_good;
+        }
     }
     if (!rc && !o->resume) {
         r.st.seed = o->seed;
@@ -1172,10 +1234,11 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     if (!rc && r.rank == 0)
         rc = open_log(&r);
     if (!rc && !r.quiet)
-        fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens%s\n",
-                dsk_progname(), o->resume ? "resuming a" : o->stage == DSK_STAGE_PRETRAIN ? "a new" : "continuing a",
+        fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens; "
+                "products in %s%s\n", dsk_progname(),
+                o->resume ? "resuming a" : o->stage == DSK_STAGE_PRETRAIN ? "a new" : "continuing a",
                 r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * r.world * o->grad_accum, r.T,
-                o->resume ? "" : "");
+                dsk_dtype_name(o->dtype), o->recompute ? "; recomputing activations" : "");
     if (!rc && !r.quiet && (r.world > 1 || o->zero > 0))
         print_memory(&r);
     if (!rc && o->resume && r.st.step >= r.total_steps)
@@ -1200,6 +1263,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     free(r.ref_logp);
     free(r.coef);
     free(r.grad_weights);
+    if (r.nccl)   /* before its backend; the MPI communicator it wraps stays open */
+        r.nccl->close(r.nccl);
     if (r.be)
         r.be->destroy(r.be);
     dsk_row_free(&r.row);

@@ -32,6 +32,10 @@ typedef struct dsk_train_opts {
     dsk_sampler_opts sampler;
     double peak_tflops;        /* for the MFU estimate; 0: not reported */
     int zero;                  /* ZeRO stage 0-3 (lib/dist/zero.h) */
+    int dtype;                 /* DSK_DTYPE_*: gemm's precision in training (ops/backend.h) */
+    double loss_scale;         /* the first (fp16) or static loss scale; 0: the dtype's default */
+    long loss_scale_window;    /* fp16: good steps in a row before the scale doubles */
+    int recompute;             /* keep layer inputs only, recompute the rest in the backward */
     struct dsk_comm *comm;     /* the data-parallel ranks (lib/dist/comm.h); NULL: this process alone */
     char *owned, *owned_ref, *owned_init;   /* strings dsk_train_opts_from_json set (free them) */
 } dsk_train_opts;

@@ -125,6 +125,93 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 assert len(rows) == 2 and rows[-1]["skipped"] == 2 and rows[-1]["grad_norm"] is None, rows
 PY
 
+# ---- mixed precision and recomputation --------------------------------------------------------------
+# bf16 and fp16 products (operands rounded, fp32 sums) train the same
+# 40 steps as run a, and end close to its loss.
+for d in bf16 fp16; do
+    expect_exit 0 "--dtype $d trains nano" dsk-train "${common[@]}" --dtype $d --steps 40 --save-every 20 --keep 0 \
+        --log "$T/$d.jsonl" --out "$T/$d" -q
+done
+check "bf16 and fp16: the loss falls and ends within 1% of fp32's" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+def losses(name):
+    return [r["loss"] for r in map(json.loads, open(f"{t}/{name}.jsonl")) if "loss" in r]
+fp32 = losses("a")
+for d in ("bf16", "fp16"):
+    got = losses(d)
+    assert len(got) == len(fp32) and got[-1] < got[0] - 0.5, (d, got)
+    assert abs(got[-1] - fp32[-1]) < 0.01 * fp32[-1], (d, got[-1], fp32[-1])
+    assert got != fp32, d   # the products were rounded
+PY
+check "the fp16 log carries the loss scale, 2^16 by default; bf16's does not" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+fp16 = [r for r in map(json.loads, open(f"{t}/fp16.jsonl")) if "loss" in r]
+bf16 = [r for r in map(json.loads, open(f"{t}/bf16.jsonl")) if "loss" in r]
+assert all(r["loss_scale"] == 65536 for r in fp16), fp16
+assert all("loss_scale" not in r for r in bf16), bf16
+PY
+check "state.json: dtype in the options, the loss scale at the top" python3 - "$T/fp16/latest/state.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["options"]["dtype"] == "fp16" and s["options"]["recompute"] == 0, s["options"]
+assert s["loss_scale"] == 65536 and s["loss_scale_good_steps"] == 40, s
+PY
+# --resume keeps --dtype and the dynamic scale: a short window makes the
+# scale grow (and overflow) during the run, and the resumed half must
+# match the uninterrupted run bit for bit.
+expect_exit 0 "fp16 with --loss-scale-window 6" dsk-train "${common[@]}" --dtype fp16 --loss-scale-window 6 \
+    --steps 40 --save-every 20 --keep 0 --log "$T/w.jsonl" --out "$T/w" -q
+check "the scale grew during the run" python3 - "$T/w.jsonl" <<'PY'
+import json, sys
+scales = [r["loss_scale"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+assert max(scales) > 65536, scales
+PY
+mkdir "$T/w2" && cp -r "$T/w/step-00000020" "$T/w2/" && ln -s step-00000020 "$T/w2/latest"
+expect_exit 0 "--resume an fp16 run from step 20" dsk-train --resume --out "$T/w2" -q
+check "resumed fp16 weights are bit-identical" cmp "$T/w/latest/model.safetensors" "$T/w2/latest/model.safetensors"
+check "resumed fp16 state (dtype, scale and its count) matches" python3 - "$T/w" "$T/w2" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{d}/latest/state.json")) for d in sys.argv[1:])
+assert b["options"]["dtype"] == "fp16" and b["options"]["loss_scale_window"] == 6, b["options"]
+for k in ("loss_scale", "loss_scale_good_steps", "skipped_steps", "step"):
+    assert a[k] == b[k], (k, a[k], b[k])
+PY
+# A huge first scale: every step overflows until halving brings the scale
+# into fp16's range; those steps are skipped but not bad ones (no exit 70
+# with the default --max-bad-steps 5), then the run trains.
+expect_exit 0 "fp16 from --loss-scale 1e30 halves until the gradients fit" dsk-train "${common[@]}" --dtype fp16 \
+    --loss-scale 1e30 --steps 120 --eval-every 0 --save-every 0 --log "$T/ov.jsonl" --out "$T/ov"
+expect_err_contains "step 1: gradient overflow at loss scale 1e+30; step skipped, loss scale now 5e+29" \
+    "an overflow is logged with the old and the new scale"
+check "skipped steps halve the scale, then the loss falls" python3 - "$T/ov.jsonl" <<'PY'
+import json, sys
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+skips = [r for r in rows if r["grad_norm"] is None]
+assert len(skips) >= 70 and skips[0]["loss_scale"] == 1e30, skips[:2]
+first = [r["loss_scale"] for r in skips[:70]]
+assert all(abs(b / a - 0.5) < 1e-6 for a, b in zip(first, first[1:])), first
+good = [r for r in rows if r["grad_norm"] is not None]
+assert good and good[-1]["loss_scale"] < 65504 * 64 and good[-1]["loss"] < good[0]["loss"] - 0.5, good
+PY
+expect_exit 64 "--dtype fp8 is a usage error" dsk-train "${common[@]}" --dtype fp8 --steps 1 --out "$T/fp8"
+expect_err_contains "--dtype 'fp8': expected fp32, bf16 or fp16" "the message names the choices"
+check "a refused dtype leaves no checkpoint" test ! -e "$T/fp8"
+# --recompute: the same run as a, bit for bit.
+expect_exit 0 "--recompute is accepted" dsk-train "${common[@]}" --recompute --steps 40 --save-every 20 --keep 0 \
+    --log "$T/rc.jsonl" --out "$T/rc" -q
+check "--recompute prints the same losses as without" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+def losses(name):
+    return [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(json.loads, open(f"{t}/{name}.jsonl"))
+            if "loss" in r or "val_loss" in r]
+assert losses("rc") == losses("a"), (losses("rc"), losses("a"))
+PY
+check "--recompute gives bit-identical weights" cmp "$T/a/latest/model.safetensors" "$T/rc/latest/model.safetensors"
+check "--recompute is saved in the options" grep -q '"recompute":1' "$T/rc/latest/state.json"
+
 # ---- post-training: SFT and DPO ------------------------------------------------------------------
 python3 - "$T" <<'PY'
 import json, random, sys

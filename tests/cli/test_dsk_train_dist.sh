@@ -41,9 +41,9 @@ units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 rows = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) == 12 and f[0].isdigit():
-        v = [float(f[i]) * units[f[i + 1]] for i in range(2, 12, 2)]
-        rows[int(f[0]), int(f[1])] = dict(zip(("params", "grads", "optim", "acts", "total"), v))
+    if len(f) == 14 and f[0].isdigit():
+        v = [float(f[i]) * units[f[i + 1]] for i in range(2, 14, 2)]
+        rows[int(f[0]), int(f[1])] = dict(zip(("params", "grads", "optim", "acts", "total", "recompute"), v))
 assert sorted(rows) == [(w, z) for w in (1, 2, 4, 8, 16, 32, 64) for z in range(4)], sorted(rows)
 one = rows[1, 0]
 assert abs(one["params"] / 2**30 - 25.1) < 0.1 and abs(one["optim"] - 2 * one["params"]) < 2**30 * 0.1, one
@@ -56,6 +56,9 @@ for w in (2, 8, 64):
     assert rows[w, 3]["params"] < one["params"] / w + 2 * 2**30, (w, rows[w, 3])
     assert rows[w, 0]["total"] > rows[w, 1]["total"] > rows[w, 2]["total"] > rows[w, 3]["total"]
 assert len({r["acts"] for r in rows.values()}) == 1
+# --recompute: each layer keeps its input only, far less than all its activations.
+for r in rows.values():
+    assert r["recompute"] < r["total"] - 0.5 * r["acts"], r
 PY
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -137,8 +140,23 @@ fi
 expect_exit 64 "2 ranks: a batch the ranks cannot share" mpi dsk-train "${common[@]}" -b 3 --steps 2 --out "$T/e"
 expect_err_contains "--batch 3 cannot be shared evenly by 2 ranks" "the message says why"
 check "the message is printed once, not once per rank" test "$(grep -c 'cannot be shared' "$T/err")" -eq 1
-expect_exit 64 "2 ranks on the cuda backend are refused (no NCCL yet)" mpi dsk-train "${common[@]}" --backend cuda --steps 2 --out "$T/e"
-expect_err_contains "GPU ranks need NCCL" "the message says why"
+# GPU ranks (NCCL between them; tests/gpu/test_nccl.sh trains with them on
+# a machine with GPUs): without a CUDA device every rank fails to open its
+# device, and the ranks agree to stop before NCCL starts: at once, status
+# 69, one message.  A build without CUDA (the sanitizer build) says so.
+if nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+    ok "# SKIP 2 ranks on the cuda backend without a device: this machine has one (tests/gpu/test_nccl.sh)"
+else
+    t0=$SECONDS
+    expect_exit 69 "2 ranks on the cuda backend without a CUDA device: status 69" \
+        timeout 120 "${mpirun2[@]}" dsk-train "${common[@]}" --backend cuda --steps 2 --out "$T/e"
+    check "... in bounded time ($((SECONDS - t0))s < 60s)" test $((SECONDS - t0)) -lt 60
+    check "... saying why" grep -qE "no CUDA device: |built without CUDA" "$T/err"
+    check "... once, not once per rank" test "$(grep -cE 'no CUDA device: |built without CUDA' "$T/err")" -eq 1
+fi
+expect_exit 64 "2 ranks on an unknown backend: status 64" mpi dsk-train "${common[@]}" --backend tpu --steps 2 \
+    --out "$T/e"
+expect_err_contains "unknown backend 'tpu'" "the message names it"
 for z in 0 1 2 3; do
     extra=()
     [ $z = 3 ] && extra=(--save-every 4 --keep 0 --sample-every 8 --sample-tokens 4)
@@ -147,6 +165,23 @@ for z in 0 1 2 3; do
     check "2 ranks at --zero $z train (status $rc)" test "$rc" -eq 0
     check "2 ranks at --zero $z: the same losses, weights and moments as 1 rank" \
         python3 "$T/compare.py" "$T/ref" "$T/two$z"
+done
+# fp16 from a loss scale too large: the first steps overflow, and every
+# rank must skip the same ones and halve the same scale (the decision
+# rests on the global gradient norm), as one rank does.
+fp16=(--dtype fp16 --loss-scale 68719476736 -b 4 --grad-accum 2 --steps 24 --save-every 0)
+expect_exit 0 "1 rank, fp16 from loss scale 2^36" dsk-train "${common[@]}" "${fp16[@]}" --log "$T/h1.jsonl" \
+    --out "$T/h1"
+for z in 0 2; do
+    run_cmd mpi dsk-train "${common[@]}" "${fp16[@]}" --zero $z --log "$T/h2z$z.jsonl" --out "$T/h2z$z"
+    check "2 ranks at --zero $z, fp16 with overflows, train (status $rc)" test "$rc" -eq 0
+    check "... skipping the same steps at the same scales as 1 rank" python3 - "$T/h1.jsonl" "$T/h2z$z.jsonl" <<'PY'
+import json, sys
+a, b = ([(r["step"], r["skipped"], r["loss_scale"]) for r in map(json.loads, open(p)) if "loss" in r]
+        for p in sys.argv[1:])
+assert a == b and a[-1][1] >= 5 and a[-1][1] < 24, (a, b)
+PY
+    check "... and the same losses, weights and moments" python3 "$T/compare.py" "$T/h1" "$T/h2z$z"
 done
 run_cmd mpi dsk-train --data "$T/ds" --config nano -b 4 --steps 1 --eval-every 0 -j 1 --zero 3 --out "$T/mem"
 check "per-rank memory is printed (ZeRO-3: shards, gathered units)" grep -q \

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The GPU checks of the cuda backend (cuda/): every op against the cpu
 # backend, then 20 training steps of the nano and nano-moe presets on
-# both (tests/gpu/test_cuda_ops.c says how).  Sized for one H100/H200 in
-# well under 10 minutes, the build included.
+# both (tests/gpu/test_cuda_ops.c says how); then gemm in bf16 and fp16
+# against the cpu backend's rounded products (test_cuda_gemm_dtype.c).
+# Sized for one H100/H200 in well under 10 minutes, the build included.
 #
 #   tests/gpu/run.sh            (or: make gpu-test)
 #
@@ -12,18 +13,25 @@
 # prints "GPU half skipped: no CUDA device" and exits 0.  With a device
 # it runs the op checks under compute-sanitizer's memcheck first (when
 # the toolkit has it), then the full comparison with DSK_CUDA_SYNC=1 (so
-# an asynchronous fault names its op), whose table is printed last.
+# an asynchronous fault names its op), whose table is printed; then
+# tests/gpu/train_check.sh (dsk-train on cuda: checkpoints resumed across
+# backends, --recompute, --dtype), tests/gpu/test_nccl.sh (2 GPU ranks
+# through NCCL against 1 GPU; it needs 2 devices and mpirun, and says
+# when it skips), and last tests/gpu/throughput.sh's table (tokens/s and
+# MFU of the 125m, 1.3b and MoE presets at sequence 2048).
 # Exit status: non-zero on any failure.
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 BIN=$BUILD/tests/gpu/test_cuda_ops
+BIN_DTYPE=$BUILD/tests/gpu/test_cuda_gemm_dtype
 LOG=${TMPDIR:-/tmp}/dsk-gpu-test.$$.log
-trap 'rm -f "$LOG" "$LOG.memcheck"' EXIT
+trap 'rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.train"' EXIT
 
 start=$(date +%s)
-if ! make -j"$JOBS" --no-print-directory "$BIN" >"$LOG" 2>&1; then
+if ! make -j"$JOBS" --no-print-directory "$BIN" "$BIN_DTYPE" "$BUILD/tests/tools/train_bench" \
+    "$BUILD/bin/dsk-bpe" "$BUILD/bin/dsk-pack" "$BUILD/bin/dsk-train" >"$LOG" 2>&1; then
     tail -n 40 "$LOG"
     echo "gpu test: build failed" >&2
     exit 1
@@ -80,15 +88,44 @@ if [ $rc -eq 124 ]; then
     echo "gpu test: timed out"
     tail -n 20 "$LOG"
 fi
+# gemm in bf16 / fp16: its failures and its summary after the table.
+rc_dtype=0
+DSK_CUDA_SYNC=1 timeout 120 "$BIN_DTYPE" >"$LOG.dtype" 2>&1 || rc_dtype=$?
+grep -E '^  FAIL' "$LOG.dtype" || true
+sed -n '/^dtype /,$p' "$LOG.dtype" | grep -v '^GPU half skipped' | sed 's/^/# gemm dtype: /'
+if [ $rc_dtype -ne 0 ]; then
+    tail -n 5 "$LOG.dtype"
+    echo "gpu test: gemm in bf16 / fp16 FAILED (exit $rc_dtype)"
+    status=1
+fi
 if grep -q 'GPU half skipped' "$LOG"; then
     grep '^# cuda backend' "$LOG" || true
+    # The train check's own logic, with the cpu backend on both sides.
+    if ! DEV=cpu timeout 300 sh tests/gpu/train_check.sh "$BUILD" >"$LOG.train" 2>&1; then
+        cat "$LOG.train"
+        echo "gpu test: tests/gpu/train_check.sh FAILED with DEV=cpu"
+        status=1
+    fi
     echo "# cpu half: $(( $(date +%s) - start )) s"
     if [ $rc -ne 0 ] || [ $status -ne 0 ]; then
         echo "gpu test: the CPU half FAILED"
         exit 1
     fi
     echo "GPU half skipped: no CUDA device"
+    echo "NCCL check skipped: no CUDA device"
+    echo "train check: ran with DEV=cpu only; throughput table skipped: no CUDA device"
     exit 0
 fi
 echo "# comparison: $(( $(date +%s) - start )) s"
-[ $rc -eq 0 ] && [ $status -eq 0 ]
+# Last, NCCL between 2 GPU ranks (tests/gpu/test_nccl.sh): it prints
+# "NCCL check skipped: ..." itself with fewer than 2 devices or no mpirun.
+start=$(date +%s)
+train=0
+timeout 300 sh tests/gpu/train_check.sh "$BUILD" || train=$?
+echo "# train check: $(( $(date +%s) - start )) s"
+nccl=0
+BUILD="$BUILD" JOBS="$JOBS" bash tests/gpu/test_nccl.sh || nccl=$?
+# The throughput table, last.
+tput=0
+timeout 300 sh tests/gpu/throughput.sh "$BUILD" || tput=$?
+[ $rc -eq 0 ] && [ $status -eq 0 ] && [ $train -eq 0 ] && [ $nccl -eq 0 ] && [ $tput -eq 0 ]

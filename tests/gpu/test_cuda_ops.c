@@ -345,47 +345,84 @@ static int32_t *doc_positions(int B, int T, const int *lens)
     return pos;
 }
 
+/* Flash attention: the forward's out, lse per part and (hybrid) each
+ * part's output; then the backward on both from the reference's saved
+ * state, dq, dk, dv overwritten (poisoned first) and dalpha accumulated
+ * from the same start; then the device's forward and backward again
+ * into fresh buffers: the same bits. */
 static void test_attention_case(const char *what, int B, int T, int H, int KV, int hd, int kind, int window,
-                                const int *doc_lens)
+                                float alpha, const int *doc_lens)
 {
     dsk_attn_shape s = {B, T, H, KV, hd, kind, window};
-    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, np = (size_t)B * H * T * T;
-    int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, nl = (size_t)B * H * T;
+    int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     int32_t *pos = doc_positions(B, T, doc_lens);
     float *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *dout = rnd(nq, 1);
-    float alpha = 0.7f, dalpha0 = 0.25f;
+    float dalpha0 = 0.25f;
     twin POS = tw_in(pos, (size_t)B * T * 4), Q = tw_in(q, nq * 4), K = tw_in(k, nk * 4), Vv = tw_in(v, nk * 4);
     twin AL = tw_in(&alpha, 4), DO = tw_in(dout, nq * 4), DA = tw_in(&dalpha0, 4);
-    twin OUT = tw_out(nq * 4), PG = tw_out(use_g ? np * 4 : 4), PL = tw_out(use_l ? np * 4 : 4);
+    twin OUT = tw_out(nq * 4), LG = tw_out(use_g ? nl * 4 : 4), LL = tw_out(use_l ? nl * 4 : 4);
+    twin OG = tw_out(hybrid ? nq * 4 : 4), OL = tw_out(hybrid ? nq * 4 : 4);
     twin DQ = tw_out(nq * 4), DK = tw_out(nk * 4), DV = tw_out(nk * 4);
+#define LSE_G (use_g ? P(LG) : NULL)
+#define LSE_L (use_l ? P(LL) : NULL)
+#define OUT_G (hybrid ? P(OG) : NULL)
+#define OUT_L (hybrid ? P(OL) : NULL)
     for (int side = 0; side < 2; side++)
-        BE->attention_fwd(BE, P(OUT), use_g ? P(PG) : NULL, use_l ? P(PL) : NULL, P(Q), P(K), P(Vv), P(POS), P(AL),
-                          &s);
-    char buf[96];
+        BE->attention_fwd(BE, P(OUT), LSE_G, LSE_L, OUT_G, OUT_L, P(Q), P(K), P(Vv), P(POS), P(AL), &s);
+    char buf[128];
     snprintf(buf, sizeof buf, "%s: out", what);
     check_f("attention_fwd", buf, OUT, nq, TOL_RED);
     if (use_g) {
-        snprintf(buf, sizeof buf, "%s: probs_g", what);
-        check_f("attention_fwd", buf, PG, np, TOL_RED);
+        snprintf(buf, sizeof buf, "%s: lse_g", what);
+        check_f("attention_fwd", buf, LG, nl, TOL_RED);
     }
     if (use_l) {
-        snprintf(buf, sizeof buf, "%s: probs_l", what);
-        check_f("attention_fwd", buf, PL, np, TOL_RED);
+        snprintf(buf, sizeof buf, "%s: lse_l", what);
+        check_f("attention_fwd", buf, LL, nl, TOL_RED);
     }
-    /* The backward from the reference's probabilities on both. */
-    if (use_g) {
-        float *h = get(REF, PG.r, np * 4);
-        DEV->upload(DEV, PG.d, h, np * 4);
-        free(h);
+    if (hybrid) {
+        snprintf(buf, sizeof buf, "%s: out_g", what);
+        check_f("attention_fwd", buf, OG, nq, TOL_RED);
+        snprintf(buf, sizeof buf, "%s: out_l", what);
+        check_f("attention_fwd", buf, OL, nq, TOL_RED);
     }
-    if (use_l) {
-        float *h = get(REF, PL.r, np * 4);
-        DEV->upload(DEV, PL.d, h, np * 4);
-        free(h);
+
+    /* The device's forward again, into fresh poisoned buffers. */
+    twin OUT2 = tw_out(nq * 4), LG2 = tw_out(use_g ? nl * 4 : 4), LL2 = tw_out(use_l ? nl * 4 : 4);
+    twin OG2 = tw_out(hybrid ? nq * 4 : 4), OL2 = tw_out(hybrid ? nq * 4 : 4);
+    DEV->attention_fwd(DEV, OUT2.d, use_g ? LG2.d : NULL, use_l ? LL2.d : NULL, hybrid ? OG2.d : NULL,
+                       hybrid ? OL2.d : NULL, Q.d, K.d, Vv.d, POS.d, AL.d, &s);
+    int same = 1;
+    {
+        twin pairs[][2] = {{OUT, OUT2}, {LG, LG2}, {LL, LL2}, {OG, OG2}, {OL, OL2}};
+        int used[] = {1, use_g, use_l, hybrid, hybrid};
+        for (int x = 0; x < 5; x++) {
+            if (!used[x])
+                continue;
+            size_t bytes = pairs[x][0].bytes;
+            void *ha = get(DEV, pairs[x][0].d, bytes), *hb = get(DEV, pairs[x][1].d, bytes);
+            same &= !memcmp(ha, hb, bytes);
+            free(ha);
+            free(hb);
+        }
     }
+    snprintf(buf, sizeof buf, "%s: twice, same bits", what);
+    record("attention_fwd", buf, same ? 0.0 : 1.0, TOL_EXACT);
+    tw_free(OUT2), tw_free(LG2), tw_free(LL2), tw_free(OG2), tw_free(OL2);
+
+    /* The backward from the reference's saved state on both. */
+    twin saved[] = {OUT, LG, LL, OG, OL};
+    int used[] = {1, use_g, use_l, hybrid, hybrid};
+    for (int x = 0; x < 5; x++)
+        if (used[x]) {
+            float *h = get(REF, saved[x].r, saved[x].bytes);
+            DEV->upload(DEV, saved[x].d, h, saved[x].bytes);
+            free(h);
+        }
     for (int side = 0; side < 2; side++)
-        BE->attention_bwd(BE, P(DQ), P(DK), P(DV), P(DA), P(DO), P(Q), P(K), P(Vv), use_g ? P(PG) : NULL,
-                          use_l ? P(PL) : NULL, P(POS), P(AL), &s);
+        BE->attention_bwd(BE, P(DQ), P(DK), P(DV), P(DA), P(DO), P(OUT), P(Q), P(K), P(Vv), LSE_G, LSE_L, OUT_G, OUT_L,
+                          P(POS), P(AL), &s);
     snprintf(buf, sizeof buf, "%s: dq", what);
     check_f("attention_bwd", buf, DQ, nq, TOL_ATTN);
     snprintf(buf, sizeof buf, "%s: dk", what);
@@ -393,26 +430,77 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
     snprintf(buf, sizeof buf, "%s: dv", what);
     check_f("attention_bwd", buf, DV, nk, TOL_ATTN);
     snprintf(buf, sizeof buf, "%s: dalpha (accumulate)", what);
-    check_f("attention_bwd", buf, DA, 1, TOL_ATTN);
+    if (!hybrid) {
+        check_f("attention_bwd", buf, DA, 1, TOL_EXACT);   /* untouched */
+    } else {
+        /* A sum of B*H*T terms dO . (O_g - O_l) that cancel: its error
+         * is measured against the size of what is summed (the cpu's
+         * float sum is the less exact side). */
+        float *og = get(REF, OG.r, nq * 4), *ol = get(REF, OL.r, nq * 4), da[2];
+        REF->download(REF, &da[0], DA.r, 4);
+        DEV->download(DEV, &da[1], DA.d, 4);
+        double mag = fabs(dalpha0);
+        for (size_t r = 0; r < nq / hd; r++) {
+            double t = 0;
+            for (int d = 0; d < hd; d++)
+                t += (double)dout[r * hd + d] * ((double)og[r * hd + d] - ol[r * hd + d]);
+            mag += fabs(t);
+        }
+        record("attention_bwd", buf, isfinite(da[1]) ? fabs((double)da[1] - da[0]) / mag : INFINITY, TOL_ATTN);
+        free(og), free(ol);
+    }
+
+    twin DQ2 = tw_out(nq * 4), DK2 = tw_out(nk * 4), DV2 = tw_out(nk * 4), DA2 = tw_in(&dalpha0, 4);
+    DEV->attention_bwd(DEV, DQ2.d, DK2.d, DV2.d, DA2.d, DO.d, OUT.d, Q.d, K.d, Vv.d, use_g ? LG.d : NULL,
+                       use_l ? LL.d : NULL, hybrid ? OG.d : NULL, hybrid ? OL.d : NULL, POS.d, AL.d, &s);
+    snprintf(buf, sizeof buf, "%s: twice, same bits", what);
+    {
+        void *a[] = {get(DEV, DQ.d, nq * 4), get(DEV, DK.d, nk * 4), get(DEV, DV.d, nk * 4), get(DEV, DA.d, 4)};
+        void *b[] = {get(DEV, DQ2.d, nq * 4), get(DEV, DK2.d, nk * 4), get(DEV, DV2.d, nk * 4), get(DEV, DA2.d, 4)};
+        size_t n[] = {nq * 4, nk * 4, nk * 4, 4};
+        int diff = 0;
+        for (int x = 0; x < 4; x++) {
+            diff |= memcmp(a[x], b[x], n[x]) != 0;
+            free(a[x]);
+            free(b[x]);
+        }
+        record("attention_bwd", buf, diff ? 1.0 : 0.0, TOL_EXACT);
+    }
+#undef LSE_G
+#undef LSE_L
+#undef OUT_G
+#undef OUT_L
+    tw_free(DQ2), tw_free(DK2), tw_free(DV2), tw_free(DA2);
     tw_free(POS), tw_free(Q), tw_free(K), tw_free(Vv), tw_free(AL), tw_free(DO), tw_free(DA);
-    tw_free(OUT), tw_free(PG), tw_free(PL), tw_free(DQ), tw_free(DK), tw_free(DV);
+    tw_free(OUT), tw_free(LG), tw_free(LL), tw_free(OG), tw_free(OL), tw_free(DQ), tw_free(DK), tw_free(DV);
     free(pos), free(q), free(k), free(v), free(dout);
 }
 
 static void test_attention(void)
 {
-    /* Document lengths per row, each row's list ended by 0. */
-    static const int docs_a[] = {10, 27, 0, 37, 0};
-    static const int docs_b[] = {12, 1, 20, 17, 0};
-    static const int docs_c[] = {7, 12, 0, 19, 0, 3, 3, 13, 0};
-    static const int docs_d[] = {128, 0};
-    static const int docs_e[] = {40, 60, 0, 100, 0};
-    test_attention_case("global GQA 4/2 B2 T37 hd16 docs", 2, 37, 4, 2, 16, DSK_ATTN_GLOBAL, 8, docs_a);
-    test_attention_case("local w5 GQA 3/1 B1 T50 hd8 docs", 1, 50, 3, 1, 8, DSK_ATTN_LOCAL, 5, docs_b);
-    test_attention_case("hybrid w4 GQA 6/3 B3 T19 hd12 docs", 3, 19, 6, 3, 12, DSK_ATTN_HYBRID, 4, docs_c);
-    test_attention_case("global MHA 2/2 B1 T128 hd64", 1, 128, 2, 2, 64, DSK_ATTN_GLOBAL, 8, docs_d);
-    test_attention_case("hybrid w32 GQA 8/2 B2 T100 hd32 docs", 2, 100, 8, 2, 32, DSK_ATTN_HYBRID, 32, docs_e);
-    test_attention_case("local w1 MHA 2/2 B1 T9 hd2", 1, 9, 2, 2, 2, DSK_ATTN_LOCAL, 1, docs_d);
+    /* Document lengths per row, each row's list ended by 0 (the rest of
+     * the row is one more document).  The CUDA kernels' tiles are 16 to
+     * 64 rows: T 200, 70, 37 end in partial tiles, and documents start
+     * mid-tile. */
+    static const int docs_a[] = {50, 1, 90, 0, 0};
+    static const int docs_b[] = {120, 0, 33, 77, 0};
+    static const int docs_c[] = {64, 65, 0, 7, 0};
+    static const int docs_d[] = {10, 27, 0, 37, 0};
+    static const int docs_e[] = {30, 0, 0};
+    static const int docs_f[] = {300, 500, 0, 1000, 0};
+    static const int docs_g[] = {2, 0, 1, 1, 0};
+    static const int none[] = {0, 0};
+    test_attention_case("global GQA 4/2 B2 T200 hd64 docs", 2, 200, 4, 2, 64, DSK_ATTN_GLOBAL, 8, 0.7f, docs_a);
+    test_attention_case("local w37 MHA 2/2 B2 T200 hd128 docs", 2, 200, 2, 2, 128, DSK_ATTN_LOCAL, 37, 0.7f, docs_b);
+    test_attention_case("hybrid a.3 w16 GQA 4/2 B2 T200 hd24 docs", 2, 200, 4, 2, 24, DSK_ATTN_HYBRID, 16, 0.3f,
+                        docs_c);
+    test_attention_case("hybrid a.3 w5 GQA 4/1 B2 T37 hd8 docs", 2, 37, 4, 1, 8, DSK_ATTN_HYBRID, 5, 0.3f, docs_d);
+    test_attention_case("local w300 GQA 4/2 B2 T200 hd32", 2, 200, 4, 2, 32, DSK_ATTN_LOCAL, 300, 0.7f, none);
+    test_attention_case("global MHA 2/2 B2 T70 hd160 docs", 2, 70, 2, 2, 160, DSK_ATTN_GLOBAL, 8, 0.7f, docs_e);
+    test_attention_case("hybrid a.3 w100 GQA 4/2 B2 T1024 hd64 docs", 2, 1024, 4, 2, 64, DSK_ATTN_HYBRID, 100, 0.3f,
+                        docs_f);
+    test_attention_case("local w1 MHA 2/2 B1 T9 hd2", 1, 9, 2, 2, 2, DSK_ATTN_LOCAL, 1, 0.7f, none);
+    test_attention_case("hybrid a.3 w2 MHA 1/1 B2 T5 hd1 docs", 2, 5, 1, 1, 1, DSK_ATTN_HYBRID, 2, 0.3f, docs_g);
 }
 
 static void test_decode(void)

@@ -1,17 +1,23 @@
 /* train_bench: training steps per second of a config on random tokens,
- * next to the machine's measured sgemm peak (make bench).
+ * next to the machine's measured sgemm peak (make bench), or on a GPU
+ * (tests/gpu/throughput.sh).
  *
- *   train_bench CONFIG_JSON B T STEPS THREADS
+ *   train_bench CONFIG_JSON B T STEPS THREADS [BACKEND [DTYPE [RECOMPUTE]]]
  *
- * Prints one JSON line: tokens_per_s, step_ms, gflops (model FLOPs:
- * 3 x forward), sgemm_gflops (a large square sgemm through the same BLAS). */
+ * BACKEND cpu (default) or cuda[:N]; DTYPE fp32 (default), bf16 or fp16
+ * (the matrix products' precision); RECOMPUTE 0 or 1.  Prints one JSON
+ * line: tokens_per_s, step_ms, gflops (model FLOPs: 3 x forward, not
+ * counting recomputation), activation_bytes (what the batch allocates),
+ * sgemm_gflops (cpu: a large square sgemm through the same BLAS). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/progress.h"
 #include "core/rng.h"
+#include "dist/memory.h"
 #include "model/model.h"
 #include "train/optim.h"
 
@@ -36,8 +42,15 @@ static double sgemm_peak(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: train_bench CONFIG_JSON B T STEPS THREADS\n");
+    if (argc < 6 || argc > 9) {
+        fprintf(stderr, "usage: train_bench CONFIG_JSON B T STEPS THREADS [BACKEND [DTYPE [RECOMPUTE]]]\n");
+        return 64;
+    }
+    const char *backend = argc > 6 ? argv[6] : "cpu", *dtype = argc > 7 ? argv[7] : "fp32";
+    int recompute = argc > 8 ? atoi(argv[8]) : 0;
+    int gemm_dtype = !strcmp(dtype, "bf16") ? DSK_DTYPE_BF16 : !strcmp(dtype, "fp16") ? DSK_DTYPE_FP16 : DSK_DTYPE_FP32;
+    if (strcmp(dtype, "fp32") && gemm_dtype == DSK_DTYPE_FP32) {
+        fprintf(stderr, "train_bench: dtype '%s': fp32, bf16 or fp16\n", dtype);
         return 64;
     }
     dsk_err err = {0};
@@ -47,8 +60,14 @@ int main(int argc, char **argv)
         return 1;
     }
     int B = atoi(argv[2]), T = atoi(argv[3]), steps = atoi(argv[4]), threads = atoi(argv[5]);
-    dsk_backend *be = dsk_backend_cpu(threads);
+    dsk_backend *be = dsk_backend_new(backend, threads, &err);
+    if (!be) {
+        fprintf(stderr, "train_bench: %s\n", err.msg);
+        return err.code;
+    }
+    be->gemm_dtype = gemm_dtype;
     dsk_model *m = dsk_model_create(&cfg, be);
+    m->recompute = recompute;
     dsk_model_init_weights(m, 1);
     dsk_model_alloc_batch(m, B, T);
     size_t n = (size_t)B * T;
@@ -93,9 +112,11 @@ int main(int argc, char **argv)
             t_fwd * 1e3 / steps, t_bwd * 1e3 / steps, t_opt * 1e3 / steps);
     double dt = (dsk_now() - t0) / steps;
     double tok_s = (double)n / dt, gflops = 3 * dsk_config_flops_per_token(&cfg, T) * tok_s / 1e9;
-    printf("{\"impl\":\"dsk\",\"threads\":%d,\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"gflops\":%.2f,"
-           "\"sgemm_gflops\":%.2f,\"loss\":%.4f}\n", be->threads, tok_s, dt * 1e3, gflops, sgemm_peak(),
-           m->loss_sum / m->n_targets);
+    int cpu = !strcmp(be->name, "cpu");
+    printf("{\"impl\":\"dsk\",\"backend\":\"%s\",\"dtype\":\"%s\",\"recompute\":%d,\"threads\":%d,"
+           "\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"gflops\":%.2f,\"activation_bytes\":%zu,"
+           "\"sgemm_gflops\":%.2f,\"loss\":%.4f}\n", be->name, dtype, recompute, be->threads, tok_s, dt * 1e3,
+           gflops, dsk_mem_activations(&cfg, B, T, recompute), cpu ? sgemm_peak() : 0.0, m->loss_sum / m->n_targets);
     dsk_optimizer_free(opt);
     dsk_model_free(m);
     be->destroy(be);

@@ -4,6 +4,7 @@
  * layers, grouped-query attention, tied and untied heads, and documents
  * restarting inside a row. */
 #include "core/rng.h"
+#include "dist/memory.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -227,6 +228,65 @@ TEST(moe_gradients_gumbel)
     moe_setup = NULL;
 }
 
+/* --recompute: each layer keeps its input and the backward runs the
+ * layer again, so the gradients, the loss, the balancing loss and the
+ * routing statistics are those of the plain model bit for bit (router
+ * noise replayed from the state saved in the forward), in less memory.
+ * Two steps: the second starts from a shared set the first left full. */
+static void check_recompute(const char *pattern)
+{
+    dsk_backend *be = dsk_backend_cpu(2);
+    dsk_model *m[2];
+    double losses[2][2], aux[2][2];
+    for (int rc = 0; rc < 2; rc++) {
+        dsk_model_config c;
+        CHECK(dsk_config_preset(&c, moe_setup ? "nano-moe" : "nano") == 0);
+        if (moe_setup)
+            moe_setup(&c);
+        c.vocab_size = V;
+        c.window = 4;
+        snprintf(c.attn_pattern, sizeof c.attn_pattern, "%s", pattern);
+        m[rc] = dsk_model_create(&c, be);
+        m[rc]->recompute = rc;
+        dsk_model_init_weights(m[rc], 7);
+        dsk_model_alloc_batch(m[rc], B, TT);
+        make_batch(m[rc]);
+        dsk_model_zero_grad(m[rc]);
+        dsk_rng_seed(&noise_rng, 99);
+        m[rc]->moe_run.train = 1;
+        m[rc]->moe_run.rng = &noise_rng;
+        for (int step = 0; step < 2; step++) {
+            dsk_model_forward(m[rc], (float)(1.0 / m[rc]->n_targets));
+            dsk_model_backward(m[rc]);
+            losses[rc][step] = m[rc]->loss_sum;
+            aux[rc][step] = m[rc]->aux_loss;
+        }
+    }
+    for (int step = 0; step < 2; step++)
+        CHECK(losses[0][step] == losses[1][step] && aux[0][step] == aux[1][step]);
+    CHECK(!memcmp(m[0]->grads, m[1]->grads, m[0]->n_params * sizeof(float)));
+    for (int l = 0; moe_setup && l < m[0]->cfg.n_layers; l++)
+        if (dsk_config_layer_is_moe(&m[0]->cfg, l)) {
+            const dsk_moe_stats *a = &m[0]->moe_stats[l], *b = &m[1]->moe_stats[l];
+            CHECK(a->forwards == 2 && b->forwards == 2 && a->dropped == b->dropped && a->aux_loss == b->aux_loss);
+            CHECK(!memcmp(a->selected, b->selected, (size_t)m[0]->cfg.n_routed_experts * sizeof *a->selected));
+        }
+    CHECK(dsk_mem_activations(&m[0]->cfg, B, TT, 1) < dsk_mem_activations(&m[0]->cfg, B, TT, 0));
+    dsk_model_free(m[0]);
+    dsk_model_free(m[1]);
+    be->destroy(be);
+}
+
+TEST(recompute_is_bit_exact_dense) { check_recompute("LHG"); }
+TEST(recompute_is_bit_exact_moe_with_noise)
+{
+    moe_setup = moe_sigmoid_bias_drop;
+    check_recompute("HG");
+    moe_setup = moe_gumbel;
+    check_recompute("LG");
+    moe_setup = NULL;
+}
+
 TEST(tensor_names_are_llama_names)
 {
     dsk_backend *be = dsk_backend_cpu(1);
@@ -400,6 +460,7 @@ TEST(sampler_draws_the_exact_distribution)
     }
 }
 
-RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch), T(generator_matches_forward),
-          T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise), T(moe_gradients_gumbel), T(gradients_global_untied), T(tensor_names_are_llama_names),
-          T(bad_batches_are_refused))
+RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
+          T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
+          T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
+          T(recompute_is_bit_exact_moe_with_noise), T(tensor_names_are_llama_names), T(bad_batches_are_refused))

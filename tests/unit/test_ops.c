@@ -111,7 +111,10 @@ TEST(rope_gradients_and_convention)
 enum { AB = 2, AT = 7, AH = 4, AKV = 2, AD = 4 };
 static double at_q[AB * AT * AH * AD], at_k[AB * AT * AKV * AD], at_v[AB * AT * AKV * AD];
 static double at_g[AB * AT * AH * AD], at_alpha[1];
-static double at_pg[AB * AH * AT * AT], at_pl[AB * AH * AT * AT];
+/* What the forward saves: log-sum-exps per part, a hybrid's part outputs. */
+static double at_lg[AB * AH * AT], at_ll[AB * AH * AT], at_og[AB * AT * AH * AD], at_ol[AB * AT * AH * AD];
+#define AT_SAVED at_lg, at_ll, at_shape.kind == DSK_ATTN_HYBRID ? at_og : NULL, \
+                 at_shape.kind == DSK_ATTN_HYBRID ? at_ol : NULL
 /* Row 0 is one document; row 1 holds two (a new one starts at t = 3). */
 static const int32_t at_pos[AB * AT] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 0, 1, 2, 3};
 static dsk_attn_shape at_shape = {AB, AT, AH, AKV, AD, DSK_ATTN_GLOBAL, 3};
@@ -119,7 +122,7 @@ static dsk_attn_shape at_shape = {AB, AT, AH, AKV, AD, DSK_ATTN_GLOBAL, 3};
 static double attention_loss(void)
 {
     double out[AB * AT * AH * AD];
-    dsk_cpu_attention_fwd_f64(out, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_fwd_f64(out, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
     return dot(out, at_g, AB * AT * AH * AD);
 }
 
@@ -133,8 +136,8 @@ static void check_attention(int kind)
     at_alpha[0] = 0.7;
     double out[AB * AT * AH * AD], dq[sizeof at_q / sizeof *at_q], dk[sizeof at_k / sizeof *at_k],
         dv[sizeof at_v / sizeof *at_v], dalpha[1] = {0};
-    dsk_cpu_attention_fwd_f64(out, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
-    dsk_cpu_attention_bwd_f64(dq, dk, dv, dalpha, at_g, at_q, at_k, at_v, at_pg, at_pl, at_pos, at_alpha,
+    dsk_cpu_attention_fwd_f64(out, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_bwd_f64(dq, dk, dv, dalpha, at_g, out, at_q, at_k, at_v, AT_SAVED, at_pos, at_alpha,
                               &at_shape);
     CHECK(grad_error(at_q, dq, sizeof at_q / sizeof *at_q, attention_loss) < TOL);
     CHECK(grad_error(at_k, dk, sizeof at_k / sizeof *at_k, attention_loss) < TOL);
@@ -143,6 +146,25 @@ static void check_attention(int kind)
         CHECK(grad_error(at_alpha, dalpha, 1, attention_loss) < TOL);
     else
         CHECK(dalpha[0] == 0);
+
+    /* The saved log-sum-exp is that of the scaled scores the query sees:
+     * (row 1, head 3, t = 5) sees t = 3..5 of its document (and, local,
+     * of the window of 3: the same keys). */
+    {
+        int b = 1, h = 3, t = 5, kh = h / (AH / AKV);
+        double sum = 0;
+        for (int j = 3; j <= t; j++)
+            sum += exp(dot(at_q + ((size_t)(b * AT + t) * AH + h) * AD, at_k + ((size_t)(b * AT + j) * AKV + kh) * AD,
+                           AD) / sqrt(AD));
+        const double *lse = kind == DSK_ATTN_LOCAL ? at_ll : at_lg;
+        CHECK_NEAR(lse[((size_t)b * AH + h) * AT + t], log(sum), 1e-12);
+        if (kind == DSK_ATTN_HYBRID)
+            CHECK_NEAR(at_ll[((size_t)b * AH + h) * AT + t], log(sum), 1e-12);
+    }
+    /* A hybrid's output is the mix of the part outputs it saved. */
+    if (kind == DSK_ATTN_HYBRID)
+        for (size_t i = 0; i < sizeof out / sizeof *out; i++)
+            CHECK_NEAR(out[i], 0.7 * at_og[i] + 0.3 * at_ol[i], 1e-12);
 
     /* The masks: the output at (row 1, t = 3) starts a document, so it is
      * exactly v there (one visible key, itself), whatever the kind. */
@@ -153,9 +175,9 @@ static void check_attention(int kind)
     /* A key of the previous document changes nothing after the new one starts. */
     double keep = at_k[((size_t)(1 * AT + 2) * AKV) * AD];
     double o1[AB * AT * AH * AD], o2[AB * AT * AH * AD];
-    dsk_cpu_attention_fwd_f64(o1, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_fwd_f64(o1, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
     at_k[((size_t)(1 * AT + 2) * AKV) * AD] += 5;
-    dsk_cpu_attention_fwd_f64(o2, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_fwd_f64(o2, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
     at_k[((size_t)(1 * AT + 2) * AKV) * AD] = keep;
     for (int t = 3; t < AT; t++)
         for (int c = 0; c < AH * AD; c++)
@@ -163,9 +185,9 @@ static void check_attention(int kind)
     /* A local window of 3: row 0, t = 6 does not see t = 3. */
     if (kind == DSK_ATTN_LOCAL) {
         keep = at_v[(size_t)(0 * AT + 3) * AKV * AD];
-        dsk_cpu_attention_fwd_f64(o1, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+        dsk_cpu_attention_fwd_f64(o1, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
         at_v[(size_t)(0 * AT + 3) * AKV * AD] += 5;
-        dsk_cpu_attention_fwd_f64(o2, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+        dsk_cpu_attention_fwd_f64(o2, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
         at_v[(size_t)(0 * AT + 3) * AKV * AD] = keep;
         CHECK(o1[(size_t)6 * AH * AD] == o2[(size_t)6 * AH * AD]);
         CHECK(o1[(size_t)5 * AH * AD] != o2[(size_t)5 * AH * AD]);
@@ -182,15 +204,15 @@ TEST(attention_float_matches_double)
     size_t nq = sizeof at_q / sizeof *at_q, nk = sizeof at_k / sizeof *at_k;
     float q[sizeof at_q / sizeof *at_q], k[sizeof at_k / sizeof *at_k], v[sizeof at_v / sizeof *at_v];
     float out[sizeof at_g / sizeof *at_g], alpha = 0.7f;
-    static float pg[AB * AH * AT * AT], pl[AB * AH * AT * AT];
+    static float lg[AB * AH * AT], ll[AB * AH * AT], og[AB * AT * AH * AD], ol[AB * AT * AH * AD];
     for (size_t i = 0; i < nq; i++)
         q[i] = (float)at_q[i];
     for (size_t i = 0; i < nk; i++)
         k[i] = (float)at_k[i], v[i] = (float)at_v[i];
     at_alpha[0] = alpha;
     double outd[sizeof at_g / sizeof *at_g];
-    dsk_cpu_attention_fwd_f32(out, pg, pl, q, k, v, at_pos, &alpha, &at_shape);
-    dsk_cpu_attention_fwd_f64(outd, at_pg, at_pl, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
+    dsk_cpu_attention_fwd_f32(out, lg, ll, og, ol, q, k, v, at_pos, &alpha, &at_shape);
+    dsk_cpu_attention_fwd_f64(outd, AT_SAVED, at_q, at_k, at_v, at_pos, at_alpha, &at_shape);
     double worst = 0;
     for (size_t i = 0; i < nq; i++)
         worst = fmax(worst, fabs(out[i] - outd[i]));

@@ -1,0 +1,68 @@
+#!/bin/sh
+# Training throughput on the GPU: tokens/s and MFU of the 125m and 1.3b
+# dense presets and a 1.3b-sized MoE at sequence 2048, one table.
+#
+#   tests/gpu/throughput.sh [BUILD_DIR]        (run.sh calls it last)
+#
+# MFU = model FLOPs per second over the device's dense bf16 peak; model
+# FLOPs are 3 x the forward's (dsk_config_flops_per_token: every matrix
+# product a token goes through, the LM head included, plus causal
+# attention over the keys each query sees; recomputation not counted).
+# The peak comes from the device's name (H100/H200 SXM 989 TFLOPS, A100
+# 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
+# (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  The table is a
+# measurement, not a test: the exit status is non-zero only when a run
+# fails.
+set -eu
+cd "$(dirname "$0")/../.."
+BUILD=${1:-${BUILD:-build}}
+BENCH=$BUILD/tests/tools/train_bench
+TRAIN=$BUILD/bin/dsk-train
+STEPS=${STEPS:-4}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
+peak=${DSK_PEAK_TFLOPS:-}
+if [ -z "$peak" ]; then
+    case "$name" in
+        *H100*|*H200*|*GH200*) peak=989 ;;
+        *A100*) peak=312 ;;
+        *) peak= ;;
+    esac
+fi
+
+# The presets with a GPT-2-sized vocabulary; the MoE is 1.3b's shape with
+# 16 fine-grained experts (a quarter of the dense FFN each), 2 routed and
+# 1 shared active per token, the first layer dense (DeepSeekMoE's layout).
+"$TRAIN" --show-config 125m --set vocab=50304 >"$tmp/125m.json"
+"$TRAIN" --show-config 1.3b --set vocab=50304 >"$tmp/1.3b.json"
+"$TRAIN" --show-config 1.3b --set vocab=50304 --set experts=16 --set shared_experts=1 --set top_k=2 \
+    --set d_ff_expert=1376 --set first_dense_layers=1 >"$tmp/moe-1.3b.json"
+
+printf '%-10s %-9s %-5s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype recompute "tok/s" "step ms" TFLOPS MFU \
+    "act GiB" target
+status=0
+row() {  # model B T dtype recompute target
+    out=$("$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda "$4" "$5" 2>"$tmp/err") || {
+        printf '%-10s %-9s %-5s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$5" "$(tail -n 1 "$tmp/err")"
+        status=1
+        return
+    }
+    python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+model, batch, dtype, rc, peak, target = sys.argv[2:8]
+tflops = r["gflops"] / 1e3
+mfu = f"{100 * tflops / float(peak):.1f}%" if float(peak) > 0 else "?"
+print(f"{model:<10} {batch:<9} {dtype:<5} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
+      f"{r['step_ms']:9.1f} {tflops:8.1f} {mfu:>7} {r['activation_bytes'] / 2**30:8.2f}  {target}")
+PY
+}
+row 125m 8 2048 fp32 0 ""
+row 125m 8 2048 bf16 0 ""
+row 1.3b 8 2048 bf16 0 ">=50% MFU"
+row 1.3b 8 2048 bf16 1 ""
+row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
+echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"
+exit $status

@@ -1,0 +1,100 @@
+#!/bin/sh
+# dsk-train end to end on the GPU (run.sh calls it when there is a
+# device): one checkpoint format on both backends, and the precision and
+# memory switches.
+#
+#   tests/gpu/train_check.sh [BUILD_DIR]
+#
+#  - 20 steps of nano on cuda, saved at 10; the step-10 checkpoint
+#    resumed on cpu to 20, and a cpu run's step-10 checkpoint resumed on
+#    cuda: every final loss within 2% of the others (the backends sum in
+#    different orders, so bit equality is not expected across them);
+#  - --recompute on cuda: the same losses as without (bit for bit, the
+#    backend is deterministic);
+#  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32.
+# Exit status non-zero on any failure; prints one line per check.
+# DEV=cpu runs the same script with the cpu backend on both sides (how
+# the script itself is checked on a machine without a GPU).
+set -eu
+cd "$(dirname "$0")/../.."
+BUILD=${1:-${BUILD:-build}}
+B=$BUILD/bin
+DEV=${DEV:-cuda}
+tmp=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; fail=1; }
+
+# A small corpus, tokenizer and dataset (as tests/cli/test_dsk_train.sh).
+python3 - "$tmp" <<'PY'
+import json, random, sys
+t = sys.argv[1]
+random.seed(5)
+words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
+with open(f"{t}/docs.jsonl", "w") as f:
+    for i in range(600):
+        n = random.randint(3, 40)
+        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
+        f.write(json.dumps({"text": text + ".", "split": "val" if i % 10 == 3 else "train"}) + "\n")
+PY
+"$B/dsk-bpe" train --vocab-size 300 -o "$tmp/tok.json" "$tmp/docs.jsonl" 2>/dev/null
+"$B/dsk-bpe" encode -t "$tmp/tok.json" -o "$tmp/docs.dskt" "$tmp/docs.jsonl"
+"$B/dsk-pack" -q -t "$tmp/tok.json" -o "$tmp/ds" --seq-len 64 --pack bestfit "$tmp/docs.dskt"
+
+common="--data $tmp/ds --config nano -b 8 --lr 3e-3 --warmup 3 --eval-every 0 --sample-every 0 --log-every 1 -q"
+train() {  # name backend extra...
+    name=$1 backend=$2
+    shift 2
+    # shellcheck disable=SC2086
+    "$B/dsk-train" $common --steps 20 --save-every 10 --keep 0 --backend "$backend" --log "$tmp/$name.jsonl" \
+        --out "$tmp/$name" "$@" 2>"$tmp/$name.err" || { tail -n 5 "$tmp/$name.err"; return 1; }
+}
+resume() {  # from new_name backend
+    mkdir "$tmp/$2"
+    cp -r "$tmp/$1/step-00000010" "$tmp/$2/"
+    ln -s step-00000010 "$tmp/$2/latest"
+    "$B/dsk-train" --resume --out "$tmp/$2" --backend "$3" --log "$tmp/$2.jsonl" --log-every 1 -q 2>"$tmp/$2.err" ||
+        { tail -n 5 "$tmp/$2.err"; return 1; }
+}
+last_loss() { python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if "\"loss\"" in l]
+print(rows[-1]["loss"])' "$1"; }
+close() {  # a b rel
+    python3 -c 'import sys; a, b, r = map(float, sys.argv[1:]); sys.exit(0 if abs(a - b) <= r * abs(a) else 1)' "$1" "$2" "$3"
+}
+
+train gpu "$DEV" && train cpu cpu || bad "nano 20 steps on cuda and on cpu"
+resume gpu gpu-then-cpu cpu || bad "cuda checkpoint resumed on cpu"
+resume cpu cpu-then-gpu "$DEV" || bad "cpu checkpoint resumed on cuda"
+g=$(last_loss "$tmp/gpu.jsonl") c=$(last_loss "$tmp/cpu.jsonl")
+gc=$(last_loss "$tmp/gpu-then-cpu.jsonl") cg=$(last_loss "$tmp/cpu-then-gpu.jsonl")
+echo "# final loss: cuda $g, cpu $c, cuda then cpu $gc, cpu then cuda $cg"
+if close "$g" "$c" 0.02 && close "$g" "$gc" 0.02 && close "$c" "$cg" 0.02; then
+    ok "one checkpoint format: cuda and cpu resume each other's runs"
+else
+    bad "cross-backend losses differ by more than 2%"
+fi
+
+train gpu-rc "$DEV" --recompute || bad "--recompute on cuda"
+if cmp -s "$tmp/gpu/latest/model.safetensors" "$tmp/gpu-rc/latest/model.safetensors"; then
+    ok "--recompute on cuda: the same weights bit for bit"
+else
+    bad "--recompute on cuda changed the weights"
+fi
+
+for dt in bf16 fp16; do
+    train "gpu-$dt" "$DEV" --dtype "$dt" || { bad "--dtype $dt on cuda"; continue; }
+    l=$(last_loss "$tmp/gpu-$dt.jsonl")
+    first=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["loss"])' "$tmp/gpu-$dt.jsonl")
+    echo "# --dtype $dt: loss $first -> $l (fp32: $g)"
+    if ! python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) - 0.5 else 1)' "$l" "$first"; then
+        bad "--dtype $dt: the loss did not fall"
+    elif close "$g" "$l" 0.05; then
+        ok "--dtype $dt on cuda trains within 5% of fp32"
+    else
+        bad "--dtype $dt on cuda ends more than 5% from fp32"
+    fi
+done
+exit $fail
