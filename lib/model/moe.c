@@ -8,6 +8,53 @@
 
 static int shared_ff(const dsk_model_config *c) { return c->n_shared_experts * c->d_ff_expert; }
 
+/* ---- the experts' products, grouped ---------------------------------------------------------- */
+
+/* One gemm_grouped call being put together: a product per expert with
+ * rows (the backend skips the empty ones). */
+typedef struct grouped {
+    int n;
+    int *M, *N, *K;
+    const float **A, **B;
+    float **C;
+} grouped;
+
+static void grouped_init(grouped *g, int cap)
+{
+    g->n = 0;
+    g->M = dsk_xmalloc(3 * (size_t)cap * sizeof *g->M);
+    g->N = g->M + cap;
+    g->K = g->N + cap;
+    g->A = dsk_xmalloc(2 * (size_t)cap * sizeof *g->A);
+    g->B = g->A + cap;
+    g->C = dsk_xmalloc((size_t)cap * sizeof *g->C);
+}
+
+static void grouped_free(grouped *g)
+{
+    free(g->M);
+    free(g->A);
+    free(g->C);
+}
+
+static void grouped_add(grouped *g, int M, int N, int K, const float *A, const float *B, float *C)
+{
+    g->M[g->n] = M;
+    g->N[g->n] = N;
+    g->K[g->n] = K;
+    g->A[g->n] = A;
+    g->B[g->n] = B;
+    g->C[g->n++] = C;
+}
+
+/* Runs the products put together so far and starts the next call. */
+static void grouped_run(dsk_backend *be, grouped *g, int ta, int tb, float beta)
+{
+    if (g->n)
+        be->gemm_grouped(be, ta, tb, g->n, g->M, g->N, g->K, 1, g->A, g->B, beta, g->C);
+    g->n = 0;
+}
+
 void dsk_moe_bufs_alloc(dsk_moe_bufs *b, dsk_backend *be, const dsk_model_config *c, int n)
 {
     memset(b, 0, sizeof *b);
@@ -218,15 +265,25 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
     b->kept = be->moe_dispatch(be, b->slot_row, b->row_token, b->offsets, selected, b->sel, n, k, E,
                                capacity(c, n, run->train));
     be->moe_gather(be, b->xp, h, b->row_token, b->kept, d);
-    /* Each expert: one SwiGLU over its contiguous block of rows. */
+    /* Each expert: one SwiGLU over its contiguous block of rows, its
+     * products grouped with the other experts' (gate and up in one call),
+     * the activation over all kept rows at once. */
+    grouped g;
+    grouped_init(&g, 2 * E);
     for (int e = 0; e < E; e++) {
         int off = b->offsets[e], rows = b->offsets[e + 1] - off;
-        if (!rows)
-            continue;
-        dsk_ffn f = {w->e_gate + (size_t)e * Fe * d, w->e_up + (size_t)e * Fe * d, w->e_down + (size_t)e * d * Fe,
-                     b->gp + (size_t)off * Fe, b->up + (size_t)off * Fe, b->ap + (size_t)off * Fe};
-        dsk_ffn_fwd(be, &f, b->xp + (size_t)off * d, b->yp + (size_t)off * d, 0, rows, d, Fe);
+        size_t wo = (size_t)e * Fe * d;
+        grouped_add(&g, rows, Fe, d, b->xp + (size_t)off * d, w->e_gate + wo, b->gp + (size_t)off * Fe);
+        grouped_add(&g, rows, Fe, d, b->xp + (size_t)off * d, w->e_up + wo, b->up + (size_t)off * Fe);
     }
+    grouped_run(be, &g, 0, 1, 0);
+    be->swiglu_fwd(be, b->ap, b->gp, b->up, (size_t)b->kept * Fe);
+    for (int e = 0; e < E; e++) {
+        int off = b->offsets[e], rows = b->offsets[e + 1] - off;
+        grouped_add(&g, rows, d, Fe, b->ap + (size_t)off * Fe, w->e_down + (size_t)e * d * Fe, b->yp + (size_t)off * d);
+    }
+    grouped_run(be, &g, 0, 1, 0);
+    grouped_free(&g);
     be->moe_combine(be, out, b->yp, b->slot_row, b->gate, n, k, d);
     if (!run->train) {   /* evaluation and generation: no losses, no statistics */
         free(selected);
@@ -250,18 +307,35 @@ void dsk_moe_backward(dsk_backend *be, const dsk_model_config *c, const dsk_moe_
                       const dsk_moe_run *run)
 {
     int E = c->n_routed_experts, k = c->top_k, d = c->d_model, Fe = c->d_ff_expert, Fs = shared_ff(c);
-    /* Routed experts, expert by expert, then back to token order. */
+    /* Routed experts, all at once in grouped products (the steps of
+     * dsk_ffn_bwd, each over every expert), then back to token order. */
     be->moe_combine_bwd(be, g->dyp, g->dgate, dout, b->yp, b->slot_row, b->gate, n, k, d);
-    for (int e = 0; e < E; e++) {
-        int off = b->offsets[e], rows = b->offsets[e + 1] - off;
-        if (!rows)
-            continue;
-        size_t wo = (size_t)e * Fe * d, ro = (size_t)off * Fe;
-        dsk_ffn f = {w->e_gate + wo, w->e_up + wo, w->e_down + wo, b->gp + ro, b->up + ro, b->ap + ro};
-        dsk_ffn_bwd(be, &f, gw->e_gate + wo, gw->e_up + wo, gw->e_down + wo, b->xp + (size_t)off * d,
-                    g->dyp + (size_t)off * d, g->dgp + ro, g->dup + ro, g->dap + ro, g->dxp + (size_t)off * d, 0, rows,
-                    d, Fe);
+    grouped p;
+    grouped_init(&p, 2 * E);
+#define EACH_EXPERT(...)                                                                   \
+    for (int e = 0; e < E; e++) {                                                          \
+        int off = b->offsets[e], rows = b->offsets[e + 1] - off;                           \
+        size_t wo = (size_t)e * Fe * d, ro = (size_t)off * Fe, xo = (size_t)off * d;       \
+        (void)wo, (void)ro, (void)xo;                                                      \
+        __VA_ARGS__;                                                                       \
     }
+    /* d act = dy down; d down += dy^T act. */
+    EACH_EXPERT(grouped_add(&p, rows, Fe, d, g->dyp + xo, w->e_down + wo, g->dap + ro));
+    grouped_run(be, &p, 0, 0, 0);
+    EACH_EXPERT(grouped_add(&p, d, Fe, rows, g->dyp + xo, b->ap + ro, gw->e_down + wo));
+    grouped_run(be, &p, 1, 0, 1);
+    be->swiglu_bwd(be, g->dgp, g->dup, g->dap, b->gp, b->up, (size_t)b->kept * Fe);
+    /* dx = dg gate + du up (two calls: both write dx). */
+    EACH_EXPERT(grouped_add(&p, rows, d, Fe, g->dgp + ro, w->e_gate + wo, g->dxp + xo));
+    grouped_run(be, &p, 0, 0, 0);
+    EACH_EXPERT(grouped_add(&p, rows, d, Fe, g->dup + ro, w->e_up + wo, g->dxp + xo));
+    grouped_run(be, &p, 0, 0, 1);
+    /* d gate += dg^T x, d up += du^T x. */
+    EACH_EXPERT(grouped_add(&p, Fe, d, rows, g->dgp + ro, b->xp + xo, gw->e_gate + wo);
+                grouped_add(&p, Fe, d, rows, g->dup + ro, b->xp + xo, gw->e_up + wo));
+    grouped_run(be, &p, 1, 0, 1);
+#undef EACH_EXPERT
+    grouped_free(&p);
     be->zero(be, dh, (size_t)n * d * sizeof(float));
     be->moe_scatter_add(be, dh, g->dxp, b->slot_row, n, k, d);
 

@@ -69,6 +69,16 @@ struct dsk_backend {
      * (or [N,K] transposed). */
     void (*gemm)(dsk_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  const float *B, float beta, float *C);
+    /* count independent products in one call, as a MoE layer's experts
+     * need (each expert's block of rows against its own weights; a GPU
+     * runs them as one grouped launch).  Group g: C[g] = alpha op(A[g])
+     * op(B[g]) + beta C[g], shapes M[g], N[g], K[g] as in gemm, the
+     * flags shared.  A group with M, N or K of 0 leaves its C as it is.
+     * A, B, C, M, N and K are host arrays of count; the pointers in A, B
+     * and C are device memory. */
+    void (*gemm_grouped)(dsk_backend *be, int trans_a, int trans_b, int count, const int *M, const int *N,
+                         const int *K, float alpha, const float *const *A, const float *const *B, float beta,
+                         float *const *C);
     /* Optional (NULL when the backend has none): from now on, products
      * A·Wᵀ with few rows of A (decoding) read int4 (a prepared
      * dsk_q4_linear, lib/quant/int4.h, that W's values equal) instead of

@@ -110,6 +110,39 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
     }
     dsk_cpu_gemm_f32(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
+/* Groups (a MoE layer's experts) averaging less than this many flops
+ * run side by side, one per thread; bigger ones one after the other,
+ * each with every thread. */
+#define GROUPED_SMALL_FLOPS 2e8
+
+static void cpu_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
+                             float alpha, const float *const *A, const float *const *B, float beta, float *const *C)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    double flops = 0;
+    int live = 0;
+    for (int g = 0; g < count; g++)
+        if (M[g] > 0 && N[g] > 0 && K[g] > 0) {
+            flops += 2.0 * M[g] * N[g] * K[g];
+            live++;
+        }
+    /* cpu_gemm's int4 and 16-bit paths keep per-backend scratch: they
+     * take the groups one at a time. */
+    int side_by_side = live > 1 && flops / live < GROUPED_SMALL_FLOPS && be->gemm_dtype == DSK_DTYPE_FP32 &&
+                       !cb->n_int4;
+    if (side_by_side) {
+        /* The BLAS runs single-threaded inside the parallel loop. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(be->threads)
+        for (int g = 0; g < count; g++)
+            if (M[g] > 0 && N[g] > 0 && K[g] > 0)
+                dsk_cpu_gemm_f32(ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+        return;
+    }
+    for (int g = 0; g < count; g++)
+        if (M[g] > 0 && N[g] > 0 && K[g] > 0)
+            cpu_gemm(be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+}
+
 static void cpu_add(dsk_backend *be, float *y, const float *x, size_t n) { (void)be; dsk_cpu_add_f32(y, x, n); }
 static void cpu_scale(dsk_backend *be, float *x, size_t n, float s) { (void)be; dsk_cpu_scale_f32(x, n, s); }
 static double cpu_sumsq(dsk_backend *be, const float *x, size_t n) { (void)be; return dsk_cpu_sumsq_f32(x, n); }
@@ -288,6 +321,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->copy = cpu_copy;
     be->zero = cpu_zero;
     be->gemm = cpu_gemm;
+    be->gemm_grouped = cpu_gemm_grouped;
     be->register_int4 = cpu_register_int4;
     be->add = cpu_add;
     be->scale = cpu_scale;

@@ -18,21 +18,7 @@ check "config.json has HF keys and the overrides" bash -c \
      grep -q '\"architectures\": \[\"LlamaForCausalLM\"\]' '$T/out'"
 
 # A small corpus, tokenizer and dataset (rows of 64 tokens, documents whole).
-python3 - "$T" <<'PY'
-import json, random, sys
-t = sys.argv[1]
-random.seed(5)
-words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
-with open(f"{t}/docs.jsonl", "w") as f:
-    for i in range(600):
-        n = random.randint(3, 40)
-        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
-        split = "val" if i % 10 == 3 else "train"
-        f.write(json.dumps({"text": text + ".", "split": split}) + "\n")
-PY
-dsk-bpe train --vocab-size 300 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null
-dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl"
-dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 64 --pack bestfit "$T/docs.dskt"
+sh "$(dirname "$0")/nano_dataset.sh" "$T"
 
 common=(--data "$T/ds" --config nano -b 4 --lr 3e-3 --warmup 5 --eval-every 20 --eval-batches 2 -j 2)
 expect_exit 0 "train nano 40 steps" dsk-train "${common[@]}" --steps 40 --save-every 20 --keep 0 \

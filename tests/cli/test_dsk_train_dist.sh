@@ -67,25 +67,18 @@ for f in train.sbatch mpirun.sh; do
 done
 
 # ---- data ---------------------------------------------------------------------------------------------
+sh "$(dirname "$0")/nano_dataset.sh" "$T"
 python3 - "$T" <<'PY'
 import json, random, sys
 t = sys.argv[1]
-random.seed(5)
+random.seed(6)
 words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
-with open(f"{t}/docs.jsonl", "w") as f:
-    for i in range(600):
-        n = random.randint(3, 40)
-        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
-        f.write(json.dumps({"text": text + ".", "split": "val" if i % 10 == 3 else "train"}) + "\n")
 with open(f"{t}/pref.jsonl", "w") as f:
     for i in range(60):
         q = " ".join(random.choice(words) for _ in range(random.randint(2, 6)))
         f.write(json.dumps({"prompt": f"repeat {q}", "chosen": q, "rejected": " ".join(reversed(q.split())) + " no",
                             "split": "val" if i % 6 == 0 else "train"}) + "\n")
 PY
-dsk-bpe train --vocab-size 300 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null
-dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl"
-dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 64 --pack bestfit "$T/docs.dskt"
 
 # compare.py REF RUN [FROM_STEP]: the runs' logged train and val losses agree
 # (relative 1e-4) from FROM_STEP on, and so do their final weights and

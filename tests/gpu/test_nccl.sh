@@ -42,19 +42,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun2=(mpirun -np 2 --oversubscribe --mca btl_vader_single_copy_mechanism none -x NCCL_DEBUG=${NCCL_DEBUG:-WARN})
 
 # ---- data and the reference ----------------------------------------------------------------------------
-python3 - "$T" <<'PY'
-import json, random, sys
-random.seed(5)
-words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
-with open(sys.argv[1] + "/docs.jsonl", "w") as f:
-    for i in range(600):
-        n = random.randint(3, 40)
-        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
-        f.write(json.dumps({"text": text + ".", "split": "val" if i % 10 == 3 else "train"}) + "\n")
-PY
-dsk-bpe train --vocab-size 300 -o "$T/tok.json" "$T/docs.jsonl" 2>/dev/null &&
-    dsk-bpe encode -t "$T/tok.json" -o "$T/docs.dskt" "$T/docs.jsonl" &&
-    dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 64 --pack bestfit "$T/docs.dskt" || {
+sh tests/cli/nano_dataset.sh "$T" || {
     echo "NCCL check: could not make the dataset"
     exit 1
 }

@@ -26,21 +26,8 @@ fail=0
 ok() { echo "ok - $1"; }
 bad() { echo "FAIL - $1"; fail=1; }
 
-# A small corpus, tokenizer and dataset (as tests/cli/test_dsk_train.sh).
-python3 - "$tmp" <<'PY'
-import json, random, sys
-t = sys.argv[1]
-random.seed(5)
-words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly dwarfs".split()
-with open(f"{t}/docs.jsonl", "w") as f:
-    for i in range(600):
-        n = random.randint(3, 40)
-        text = " ".join(words[(i + k) % len(words)] if k % 3 else random.choice(words) for k in range(n))
-        f.write(json.dumps({"text": text + ".", "split": "val" if i % 10 == 3 else "train"}) + "\n")
-PY
-"$B/dsk-bpe" train --vocab-size 300 -o "$tmp/tok.json" "$tmp/docs.jsonl" 2>/dev/null
-"$B/dsk-bpe" encode -t "$tmp/tok.json" -o "$tmp/docs.dskt" "$tmp/docs.jsonl"
-"$B/dsk-pack" -q -t "$tmp/tok.json" -o "$tmp/ds" --seq-len 64 --pack bestfit "$tmp/docs.dskt"
+# The dsk-train tests' small dataset.
+PATH="$B:$PATH" sh tests/cli/nano_dataset.sh "$tmp"
 
 common="--data $tmp/ds --config nano -b 8 --lr 3e-3 --warmup 3 --eval-every 0 --sample-every 0 --log-every 1 -q"
 train() {  # name backend extra...

@@ -15,7 +15,8 @@ enum { B = 2, TT = 12, V = 37 };
 static void (*moe_setup)(dsk_model_config *c);   /* set: build nano-moe and call it */
 static dsk_rng noise_rng;
 
-static dsk_model *make(const char *pattern, int tie, dsk_backend *be)
+/* recompute: dsk_model.recompute, set before the batch is allocated. */
+static dsk_model *make_recomputing(const char *pattern, int tie, dsk_backend *be, int recompute)
 {
     dsk_model_config c;
     CHECK(dsk_config_preset(&c, moe_setup ? "nano-moe" : "nano") == 0);
@@ -29,10 +30,13 @@ static dsk_model *make(const char *pattern, int tie, dsk_backend *be)
     dsk_err err = {0};
     CHECK(dsk_config_validate(&c, &err) == 0);
     dsk_model *m = dsk_model_create(&c, be);
+    m->recompute = recompute;
     dsk_model_init_weights(m, 7);
     dsk_model_alloc_batch(m, B, TT);
     return m;
 }
+
+static dsk_model *make(const char *pattern, int tie, dsk_backend *be) { return make_recomputing(pattern, tie, be, 0); }
 
 static int32_t tokens[B * TT], targets[B * TT], pos[B * TT];
 static float weights[B * TT];
@@ -239,17 +243,7 @@ static void check_recompute(const char *pattern)
     dsk_model *m[2];
     double losses[2][2], aux[2][2];
     for (int rc = 0; rc < 2; rc++) {
-        dsk_model_config c;
-        CHECK(dsk_config_preset(&c, moe_setup ? "nano-moe" : "nano") == 0);
-        if (moe_setup)
-            moe_setup(&c);
-        c.vocab_size = V;
-        c.window = 4;
-        snprintf(c.attn_pattern, sizeof c.attn_pattern, "%s", pattern);
-        m[rc] = dsk_model_create(&c, be);
-        m[rc]->recompute = rc;
-        dsk_model_init_weights(m[rc], 7);
-        dsk_model_alloc_batch(m[rc], B, TT);
+        m[rc] = make_recomputing(pattern, 0, be, rc);
         make_batch(m[rc]);
         dsk_model_zero_grad(m[rc]);
         dsk_rng_seed(&noise_rng, 99);

@@ -3,6 +3,7 @@
  * source), and the float build against the double one. */
 #include "ops/cpu_kernels.h"
 #include "core/rng.h"
+#include "ops/backend.h"
 #include "test.h"
 
 static dsk_rng rng;
@@ -317,6 +318,52 @@ TEST(gemm_every_transpose)
         }
 }
 
+/* The backend's grouped products equal one gemm per group, for small
+ * groups (side by side, one per thread) and big ones (one at a time),
+ * with empty groups left untouched and K varying (weight gradients). */
+static void check_grouped(int big)
+{
+    dsk_backend *be = dsk_backend_cpu(2);
+    enum { G = 7 };
+    int M[G], N[G], K[G];
+    float *A[G], *Bm[G], *C[G], *want[G];
+    for (int g = 0; g < G; g++) {
+        M[g] = g == 2 ? 0 : 1 + 5 * g + (big ? 400 : 0);
+        N[g] = big ? 600 : 8 + g;
+        K[g] = g == 4 ? 0 : (big ? 500 : 3 + 2 * g);
+        size_t na = (size_t)M[g] * K[g], nb = (size_t)K[g] * N[g], nc = (size_t)M[g] * N[g];
+        A[g] = malloc((na + 1) * sizeof(float));
+        Bm[g] = malloc((nb + 1) * sizeof(float));
+        C[g] = malloc((nc + 1) * sizeof(float));
+        want[g] = malloc((nc + 1) * sizeof(float));
+        for (size_t i = 0; i < na; i++)
+            A[g][i] = (float)dsk_rng_normal(&rng);
+        for (size_t i = 0; i < nb; i++)
+            Bm[g][i] = (float)dsk_rng_normal(&rng);
+        for (size_t i = 0; i < nc; i++)
+            C[g][i] = want[g][i] = (float)dsk_rng_normal(&rng);
+    }
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            for (int g = 0; g < G; g++)
+                if (M[g] && N[g] && K[g])
+                    dsk_cpu_gemm_f32(ta, tb, M[g], N[g], K[g], 0.5f, A[g], Bm[g], 1, want[g]);
+            be->gemm_grouped(be, ta, tb, G, M, N, K, 0.5f, (const float *const *)A, (const float *const *)Bm, 1, C);
+            double worst = 0;
+            for (int g = 0; g < G; g++)
+                for (size_t i = 0; i < (size_t)M[g] * N[g]; i++)
+                    worst = fmax(worst, fabs(C[g][i] - want[g][i]) / (1 + fabs(want[g][i])));
+            CHECK(worst < 1e-5);
+        }
+    for (int g = 0; g < G; g++) {
+        free(A[g]), free(Bm[g]), free(C[g]), free(want[g]);
+    }
+    be->destroy(be);
+}
+
+TEST(gemm_grouped_small_groups) { check_grouped(0); }
+TEST(gemm_grouped_big_groups) { check_grouped(1); }
+
 TEST(adamw_matches_the_formula)
 {
     double p[3] = {0.5, -1, 2}, g[3] = {0.1, -0.2, 0.3}, m[3] = {0}, v[3] = {0};
@@ -481,7 +528,7 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
