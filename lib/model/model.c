@@ -369,7 +369,8 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     m->resid_out = A(n * d);
     m->hf = A(n * d);
     m->rstdf = A(n);
-    m->logits = A(n * (size_t)c->vocab_size);
+    m->logit_rows = dsk_model_logit_rows(m->head_rows, (int)n, c->vocab_size);
+    m->logits = A((size_t)m->logit_rows * c->vocab_size);
     m->losses = A(n);
     m->d_resid = A(n * d);
     m->d_h = A(n * d);
@@ -537,20 +538,54 @@ static void release_head(dsk_model *m, int what)
     dsk_model_release(m, m->cfg.n_layers + 1, what);
 }
 
+int dsk_model_logit_rows(int head_rows, int n, int V)
+{
+    /* Automatic: the whole batch while its logits take at most 128 MiB. */
+    long rows = head_rows > 0 ? head_rows : (32L << 20) / (V > 0 ? V : 1);
+    return rows < 1 ? 1 : rows > n ? n : (int)rows;
+}
+
+/* The LM head and the loss, logit_rows rows at a time, so the logits
+ * never exist for the whole batch.  With grad_scale != 0 each chunk's
+ * logits become their gradient in place (softmax_xent) and go straight
+ * back through the head: the head's weight gradient, then d_h = dL/dhf,
+ * and, after the last chunk, the final norm's backward into d_resid,
+ * where dsk_model_backward starts.  The head's units are acquired by
+ * the caller (with their gradients when grad_scale != 0). */
+static void head_pass(dsk_model *m, const float *weights, float grad_scale)
+{
+    dsk_backend *be = m->be;
+    const dsk_model_config *c = &m->cfg;
+    int n = m->B * m->T, d = c->d_model, V = c->vocab_size;
+    for (int r0 = 0; r0 < n; r0 += m->logit_rows) {
+        int rows = n - r0 < m->logit_rows ? n - r0 : m->logit_rows;
+        const float *hf = m->hf + (size_t)r0 * d;
+        be->gemm(be, 0, 1, rows, V, d, 1, hf, m->w.lm_head, 0, m->logits);
+        be->softmax_xent(be, m->losses + r0, m->logits, m->targets + r0, weights + r0, rows, V, grad_scale);
+        if (grad_scale == 0)
+            continue;
+        be->gemm(be, 0, 0, rows, d, V, 1, m->logits, m->w.lm_head, 0, m->d_h + (size_t)r0 * d);
+        be->gemm(be, 1, 0, V, d, rows, 1, m->logits, hf, 1, m->gw.lm_head);
+    }
+    if (grad_scale == 0)
+        return;
+    be->zero(be, m->d_resid, (size_t)n * d * sizeof(float));
+    be->rmsnorm_bwd(be, m->d_resid, m->gw.final_norm, m->d_h, m->resid_out, m->w.final_norm, m->rstdf, n, d);
+}
+
 void dsk_model_forward(dsk_model *m, float grad_scale)
 {
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
-    int n = m->B * m->T, d = c->d_model, V = c->vocab_size, L = c->n_layers;
+    int n = m->B * m->T, d = c->d_model, L = c->n_layers;
 
     dsk_model_embed(m);
     for (int l = 0; l < L; l++)
         dsk_model_forward_block(m, l);
-    acquire_head(m, DSK_UNIT_PARAMS);
+    acquire_head(m, grad_scale != 0 ? DSK_UNIT_PARAMS | DSK_UNIT_GRADS : DSK_UNIT_PARAMS);
     be->rmsnorm_fwd(be, m->hf, m->rstdf, m->resid_out, m->w.final_norm, n, d, (float)c->norm_eps);
-    be->gemm(be, 0, 1, n, V, d, 1, m->hf, m->w.lm_head, 0, m->logits);
-    release_head(m, DSK_UNIT_PARAMS);
-    be->softmax_xent(be, m->losses, m->logits, m->targets, m->weights, n, V, grad_scale);
+    head_pass(m, m->weights, grad_scale);
+    release_head(m, grad_scale != 0 ? DSK_UNIT_PARAMS | DSK_UNIT_GRADS : DSK_UNIT_PARAMS);
 
     be->download(be, m->host_losses, m->losses, (size_t)n * sizeof(float));
     double sum = 0;
@@ -623,16 +658,11 @@ void dsk_model_backward(dsk_model *m)
 {
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
-    int n = m->B * m->T, d = c->d_model, V = c->vocab_size;
+    int n = m->B * m->T, d = c->d_model;
 
     const int both = DSK_UNIT_PARAMS | DSK_UNIT_GRADS;
-    /* m->logits holds dL/dlogits (dsk_model_forward with grad_scale). */
-    acquire_head(m, both);
-    be->gemm(be, 0, 0, n, d, V, 1, m->logits, m->w.lm_head, 0, m->d_h);
-    be->gemm(be, 1, 0, V, d, n, 1, m->logits, m->hf, 1, m->gw.lm_head);
-    be->zero(be, m->d_resid, (size_t)n * d * sizeof(float));
-    be->rmsnorm_bwd(be, m->d_resid, m->gw.final_norm, m->d_h, m->resid_out, m->w.final_norm, m->rstdf, n, d);
-    release_head(m, both);
+    /* The head's backward ran with the forward (or dsk_model_loss_grad):
+     * d_resid holds dL/d(last block's output). */
     for (int l = c->n_layers - 1; l >= 0; l--) {
         dsk_model_acquire(m, dsk_model_layer_unit(l), both);
         /* Recomputation refills the shared buffers with layer l's
@@ -670,7 +700,10 @@ void dsk_model_loss_grad(dsk_model *m, const float *weights)
     int n = m->B * m->T;
     /* Its own weights buffer: the batch's (the loss mask) stay for the next forward. */
     be->upload(be, m->grad_weights, weights, (size_t)n * sizeof(float));
-    be->softmax_xent(be, m->losses, m->logits, m->targets, m->grad_weights, n, m->cfg.vocab_size, 1.0f);
+    /* The logits again, chunk by chunk (only the last chunk's are kept). */
+    acquire_head(m, DSK_UNIT_PARAMS | DSK_UNIT_GRADS);
+    head_pass(m, m->grad_weights, 1.0f);
+    release_head(m, DSK_UNIT_PARAMS | DSK_UNIT_GRADS);
 }
 
 void dsk_model_zero_grad(dsk_model *m)

@@ -7,7 +7,8 @@
  * allocated once by dsk_model_alloc_batch(); a step allocates nothing.
  *
  * A training step is: dsk_model_set_batch(), dsk_model_forward() with a
- * non-zero grad_scale (the softmax-cross-entropy writes dlogits in place),
+ * non-zero grad_scale (the softmax-cross-entropy writes dlogits in place,
+ * and the head's backward runs at once, chunk by chunk), then
  * dsk_model_backward() (adds into the gradient buffer). */
 #ifndef DSK_MODEL_MODEL_H
 #define DSK_MODEL_MODEL_H
@@ -104,7 +105,14 @@ typedef struct dsk_model {
     dsk_layer_acts shared;
     dsk_rng *rng_at;          /* recompute, MoE: the router noise's state before each layer */
     int shared_holds;         /* recompute: the layer whose activations the shared set holds, or -1 */
-    float *resid_out, *hf, *rstdf, *logits, *losses;
+    float *resid_out, *hf, *rstdf, *losses;
+    /* The LM head runs logit_rows rows at a time (dsk_model_logit_rows
+     * of head_rows, which is set before dsk_model_alloc_batch: 0
+     * automatic, else rows per chunk): logits holds one chunk, after a
+     * forward the last.  Tools that read a whole batch's logits set
+     * head_rows to INT_MAX. */
+    int head_rows, logit_rows;
+    float *logits;
     float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
     float *host_losses;       /* host [B*T] */
     double loss_sum, n_targets;   /* of the last forward pass */
@@ -145,10 +153,14 @@ static inline int dsk_model_layer_unit(int layer) { return 1 + layer; }
 const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *name);
 
 void dsk_model_alloc_batch(dsk_model *m, int B, int T);
+/* Rows per LM-head chunk for head_rows (0: automatic, the whole batch
+ * while its logits take at most 128 MiB) and a batch of n positions. */
+int dsk_model_logit_rows(int head_rows, int n, int V);
 /* Copies a batch (B, T at most the allocated ones) to the device. */
 int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
 /* Forward over the current batch; sets loss_sum and n_targets.  With
- * grad_scale != 0 the logits are replaced by grad_scale * dloss/dlogits,
+ * grad_scale != 0 the gradient of grad_scale * loss goes back through
+ * the LM head and the final norm too (the head's gradients are added),
  * ready for dsk_model_backward(). */
 void dsk_model_forward(dsk_model *m, float grad_scale);
 /* The forward pass in parts (dsk-quant's calibration runs one block at
@@ -160,9 +172,10 @@ void dsk_model_forward_block(dsk_model *m, int l);
 /* Per batch row, the sum of the last forward's weighted per-token losses
  * (minus the row's log-probability of its targets): out[B]. */
 void dsk_model_row_losses(const dsk_model *m, double *out);
-/* After dsk_model_forward(m, 0): replaces the logits by the gradient of
- * sum_i weights[i] * loss_i (weights: host [B*T], any sign), ready for
- * dsk_model_backward().  DPO weights each row by its own coefficient. */
+/* After dsk_model_forward(m, 0): the gradient of sum_i weights[i] *
+ * loss_i (weights: host [B*T], any sign) back through the head (the
+ * logits computed again), ready for dsk_model_backward().  DPO weights
+ * each row by its own coefficient. */
 void dsk_model_loss_grad(dsk_model *m, const float *weights);
 /* Adds this batch's gradients into m->grads (hooked: into each unit's). */
 void dsk_model_backward(dsk_model *m);

@@ -7,6 +7,7 @@
  * The text is encoded as plain text (no special tokens) and cut into
  * independent windows of CTX tokens; in each, every token after the first
  * is predicted from those before it (positions restart at 0). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
     size_t n = e.n_ids < (size_t)max_tokens ? e.n_ids : (size_t)max_tokens;
     dsk_model *m = l.model;
     int V = m->cfg.vocab_size;
+    m->head_rows = INT_MAX;   /* the whole batch's logits are read */
     dsk_model_alloc_batch(m, 1, ctx);
     int32_t *tok = dsk_xmalloc((size_t)ctx * 4), *tgt = dsk_xmalloc((size_t)ctx * 4), *pos = dsk_xmalloc((size_t)ctx * 4);
     float *logits = dsk_xmalloc((size_t)ctx * V * sizeof *logits);

@@ -32,6 +32,7 @@
  *   DSK_REF_BIAS_STD=S   e_score_correction_bias (balance bias) starts
  *                        as S * N(0, 1) instead of 0, so that it moves
  *                        the selections. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ int main(int argc, char **argv)
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = dsk_model_create(&cfg, be);
     dsk_model_init_weights(m, seed);
+    m->head_rows = INT_MAX;   /* the whole batch's logits are read */
     dsk_model_alloc_batch(m, B, T);
     const char *env = getenv("DSK_REF_TRAIN");
     int moe_train = env && atoi(env) != 0;

@@ -281,6 +281,49 @@ TEST(recompute_is_bit_exact_moe_with_noise)
     moe_setup = NULL;
 }
 
+/* The LM head in chunks of 5 rows (the last one short) gives the loss
+ * and gradients of the head over the whole batch, through the forward
+ * with a gradient scale and through dsk_model_loss_grad. */
+TEST(head_in_chunks_matches_whole)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m[2];
+    float w[B * TT];
+    for (int i = 0; i < B * TT; i++)
+        w[i] = i % 3 ? 0.5f : -1.0f;
+    for (int via_loss_grad = 0; via_loss_grad < 2; via_loss_grad++) {
+        for (int side = 0; side < 2; side++) {
+            dsk_model_config c;
+            CHECK(dsk_config_preset(&c, "nano") == 0);
+            c.vocab_size = V;
+            m[side] = dsk_model_create(&c, be);
+            m[side]->head_rows = side ? 5 : 0;
+            dsk_model_init_weights(m[side], 7);
+            dsk_model_alloc_batch(m[side], B, TT);
+            make_batch(m[side]);
+            dsk_model_zero_grad(m[side]);
+            if (via_loss_grad) {
+                dsk_model_forward(m[side], 0);
+                dsk_model_loss_grad(m[side], w);
+            } else {
+                dsk_model_forward(m[side], 0.1f);
+            }
+            dsk_model_backward(m[side]);
+        }
+        CHECK(m[0]->logit_rows == B * TT && m[1]->logit_rows == 5);
+        CHECK_NEAR(m[1]->loss_sum, m[0]->loss_sum, 1e-5 * m[0]->loss_sum);
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < m[0]->n_params; i++) {
+            worst = fmax(worst, fabs(m[1]->grads[i] - m[0]->grads[i]));
+            scale = fmax(scale, fabs(m[0]->grads[i]));
+        }
+        CHECK(scale > 0 && worst < 1e-5 * scale);
+        dsk_model_free(m[0]);
+        dsk_model_free(m[1]);
+    }
+    be->destroy(be);
+}
+
 TEST(tensor_names_are_llama_names)
 {
     dsk_backend *be = dsk_backend_cpu(1);
@@ -457,4 +500,4 @@ TEST(sampler_draws_the_exact_distribution)
 RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
           T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
           T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
-          T(recompute_is_bit_exact_moe_with_noise), T(tensor_names_are_llama_names), T(bad_batches_are_refused))
+          T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(tensor_names_are_llama_names), T(bad_batches_are_refused))
