@@ -54,7 +54,8 @@ static const char usage[] =
     "      --log FILE        append the JSON result as one line to FILE\n"
     "      --mlflow URI      log parameters and metrics to an MLflow tracking server\n"
     "      --experiment NAME MLflow experiment (default dsk-eval), --run-name NAME\n"
-    "      --backend NAME    cpu (default) or cuda[:N]\n"
+    "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu);\n"
+    "                        --backend is the same\n"
     "  -j, --threads N       threads (default: all cores)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -80,7 +81,7 @@ static const struct option long_options[] = {
     {"ab", required_argument, NULL, OPT_AB},            {"json", no_argument, NULL, OPT_JSON},
     {"log", required_argument, NULL, OPT_LOG},          {"mlflow", required_argument, NULL, OPT_MLFLOW},
     {"experiment", required_argument, NULL, OPT_EXPERIMENT}, {"run-name", required_argument, NULL, OPT_RUN_NAME},
-    {"backend", required_argument, NULL, OPT_BACKEND},  {"threads", required_argument, NULL, 'j'},
+    {"backend", required_argument, NULL, OPT_BACKEND},  {"device", required_argument, NULL, OPT_BACKEND},  {"threads", required_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},                   {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
@@ -99,7 +100,7 @@ typedef struct eval_cli {
 static void load(dsk_loaded *l, const char *path, const eval_cli *c)
 {
     dsk_err err = {0};
-    if (dsk_load_checkpoint(l, path, c->backend, c->threads, &err))
+    if (dsk_load_checkpoint(l, path, c->backend ? c->backend : dsk_backend_default(), c->threads, &err))
         dsk_die_err(&err);
 }
 
@@ -404,7 +405,7 @@ int main(int argc, char **argv)
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     eval_cli c = {0};
-    c.backend = "cpu";
+    c.backend = NULL;   /* dsk_backend_default() */
     c.split = 1;
     c.batch = 8;
     c.experiment = "dsk-eval";

@@ -28,7 +28,7 @@ static const char usage[] =
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
     "      --model-name NAME what /v1/models lists (default: the checkpoint directory's name)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
-    "      --device NAME     cpu (default) or cuda[:N]\n"
+    "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu)\n"
     "  -j, --threads N       threads (default: all cores)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     dsk_server_opts o = {0};
     o.port = 8080;
     o.api_key = getenv("DSK_API_KEY");
-    const char *device = "cpu";
+    const char *device = NULL;   /* dsk_backend_default() */
     double grace = 10;
     int threads = 0, opt;
     while ((opt = getopt_long(argc, argv, "p:j:hV", long_options, NULL)) != -1) {
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "dsk-serve: loading %s on http://%s:%d/\n", argv[optind], o.host ? o.host : "127.0.0.1",
             dsk_server_port(s));
     dsk_loaded l;
-    if (dsk_load_checkpoint(&l, argv[optind], device, threads, &err) || dsk_server_ready(s, &l, &err)) {
+    if (dsk_load_checkpoint(&l, argv[optind], device ? device : dsk_backend_default(), threads, &err) || dsk_server_ready(s, &l, &err)) {
         dsk_server_stop(s, 0);
         dsk_die_err(&err);
     }

@@ -78,7 +78,8 @@ static const char usage[] =
     "                            fp16: good steps in a row before the scale doubles (default 1000)\n"
     "      --recompute           keep each layer's input only, recompute the layer in the backward\n"
     "Machine:\n"
-    "      --backend NAME        cpu (default) or cuda[:N]\n"
+    "      --device NAME         cuda[:N] or cpu (default: cuda when a GPU is present, else cpu);\n"
+    "                            --backend is the same\n"
     "  -j, --threads N           threads per rank (default: the cores, shared by the machine's ranks)\n"
     "      --seed N              initialisation and data order (default 1234)\n"
     "  -q, --quiet               no progress, no summary\n"
@@ -123,6 +124,7 @@ static const struct option long_options[] = {
     {"prompt", required_argument, NULL, OPT_PROMPT}, {"temperature", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOPK},    {"top-p", required_argument, NULL, OPT_TOPP},
     {"peak-tflops", required_argument, NULL, OPT_PEAK}, {"backend", required_argument, NULL, OPT_BACKEND},
+    {"device", required_argument, NULL, OPT_BACKEND},
     {"threads", required_argument, NULL, 'j'},       {"seed", required_argument, NULL, OPT_SEED},
     {"zero", required_argument, NULL, OPT_ZERO},     {"dist-timeout", required_argument, NULL, OPT_DIST_TIMEOUT},
     {"memory-table", required_argument, NULL, OPT_MEMORY_TABLE},

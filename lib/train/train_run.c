@@ -36,7 +36,7 @@ void dsk_train_defaults(dsk_train_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->config = "tiny";
-    o->backend = "cpu";
+    o->backend = NULL;   /* dsk_backend_default(): cuda when a GPU is present */
     o->stage = DSK_STAGE_PRETRAIN;
     o->batch = 8;
     o->grad_accum = 1;
@@ -1042,6 +1042,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     r.o = o;
     r.err = err;
     r.saved_step = -1;
+    const char *backend = o->backend ? o->backend : dsk_backend_default();
     r.comm = o->comm;
     if (!r.comm) {
         r.comm = dsk_comm_single();
@@ -1118,7 +1119,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         /* Ranks sharing a machine share its cores; GPU ranks each take
          * a device of their own (the local rank's). */
         int threads = o->threads > 0 ? o->threads : dsk_comm_default_threads(r.comm);
-        if (!(r.be = dsk_comm_backend_new(r.comm, o->backend, threads, err)))   /* 64 unknown, 69 no device */
+        if (!(r.be = dsk_comm_backend_new(r.comm, backend, threads, err)))   /* 64 unknown, 69 no device */
             rc = err->code;
         else if (o->dtype < DSK_DTYPE_FP32 || o->dtype > DSK_DTYPE_FP16)
             rc = dsk_fail(err, EX_USAGE, "dtype %d: expected fp32, bf16 or fp16", o->dtype);
@@ -1127,7 +1128,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     }
     /* GPU ranks: NCCL between their devices, around the MPI communicator,
      * once every rank has its device (NCCL's start-up waits for all). */
-    if (r.world > 1 && strcmp(o->backend, "cpu") != 0 && !(rc = agree(&r, rc))) {
+    if (r.world > 1 && strcmp(backend, "cpu") != 0 && !(rc = agree(&r, rc))) {
         if ((r.nccl = dsk_comm_nccl_open(r.comm, r.be, r.comm->timeout_s, err)))
             r.comm = r.nccl;
         else

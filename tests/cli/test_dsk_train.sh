@@ -317,11 +317,17 @@ fi
 # device (or in a build without CUDA) is "unavailable" (69), said plainly.
 expect_exit 64 "an unknown backend" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --backend tpu
 expect_err_contains "unknown backend 'tpu'" "the unknown backend is named"
+expect_exit 64 "--device is --backend's other name" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --device tpu
 if ! nvidia-smi -L >/dev/null 2>&1; then
-    expect_exit 69 "--backend cuda without a GPU" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --backend cuda
+    expect_exit 69 "--device cuda without a GPU" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1 --device cuda
     check "no checkpoint is left behind" test ! -e "$T/ck-be/latest"
+    # With no GPU the default device is the cpu.
+    expect_exit 0 "no --device: the cpu" dsk-train "${common[@]}" --out "$T/ck-be" --steps 1
+    expect_err_contains "cpu backend" "the run says it is on the cpu"
 else
     echo "ok $((tap_n += 1)) # SKIP a GPU is present (tests/gpu/run.sh covers the cuda backend)"
+    echo "ok $((tap_n += 1)) # SKIP a GPU is present"
+    echo "ok $((tap_n += 1)) # SKIP a GPU is present"
     echo "ok $((tap_n += 1)) # SKIP a GPU is present"
 fi
 
