@@ -101,7 +101,8 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 # sanitizer and fuzz builds stay CPU-only.  Machine code for Ampere
 # (sm_80) and Hopper (sm_90).
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
-GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops $(BUILD)/tests/gpu/test_cuda_gemm_dtype
+GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops $(BUILD)/tests/gpu/test_cuda_gemm_dtype \
+               $(BUILD)/tests/gpu/test_cuda_gemm_lt
 ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
@@ -127,13 +128,15 @@ $(BUILD)/lib/dist/comm_gpu.o: CPPFLAGS += -DDSK_HAVE_CUDA
 $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(GPU_TEST_BIN): LDLIBS += $(CUDA_LIBS)
 endif
 
-# CPU-vs-CUDA op and training comparison, and gemm in bf16 / fp16: built
+# CPU-vs-CUDA op and training comparison, gemm in bf16 / fp16, and the
+# cuBLASLt products and gemm_grouped (test_cuda_gemm_lt): built
 # by `make` (so CI compiles them), run by tests/gpu/run.sh (`make gpu-test`).
 .PHONY: gpu-test
 all: $(GPU_TEST_BIN)
-$(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/libdsk.a
+# Each links the harness they share (tests/gpu/harness.c).
+$(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/tests/gpu/harness.o $(BUILD)/libdsk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdsk.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/tests/gpu/harness.o $(BUILD)/libdsk.a $(LDLIBS)
 gpu-test: $(GPU_TEST_BIN)
 	@BUILD=$(BUILD) tests/gpu/run.sh
 

@@ -117,17 +117,9 @@ static char load_error[512];
 
 static void load(void)
 {
-    /* The binary's run path (the toolkit the build used) and the system's
-     * library path, then the toolkit's library directory. */
-    void *h = dlopen(LIBNAME, RTLD_NOW | RTLD_LOCAL);
-#ifdef DSK_CUDA_LIBDIR
+    void *h = dsk_cuda_dlopen(LIBNAME, load_error, sizeof load_error);
     if (!h)
-        h = dlopen(DSK_CUDA_LIBDIR "/" LIBNAME, RTLD_NOW | RTLD_LOCAL);
-#endif
-    if (!h) {
-        snprintf(load_error, sizeof load_error, "cannot load %s: %s", LIBNAME, dlerror());
         return;
-    }
     int ok = 1;
 #define SYM(field, fn, required)                                                                    \
     do {                                                                                            \
@@ -343,6 +335,21 @@ static ncclDataType_t nccl_type(dsk_comm_type t)
     return t == DSK_COMM_F32 ? ncclFloat32 : t == DSK_COMM_F64 ? ncclFloat64 : ncclInt64;
 }
 
+/* n floats from src to dst, both on the device, on the backend's stream
+ * (in order with the collectives). */
+static void copy_floats(nccl_comm *g, float *dst, const float *src, size_t n)
+{
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, g->cb->stream));
+}
+
+/* How n floats lie over the ranks as equal chunks (lib/dist/comm.h). */
+static dsk_comm_pad pad_plan(dsk_comm *c, size_t n)
+{
+    dsk_comm_pad p;
+    dsk_comm_pad_plan(n, c->size, c->rank, &p);
+    return p;
+}
+
 /* ---- the collectives ------------------------------------------------------------------------------ */
 
 static void g_allreduce(dsk_comm *c, void *buf, size_t n, dsk_comm_type type, dsk_comm_op op)
@@ -363,22 +370,19 @@ static void g_allgather(dsk_comm *c, float *buf, size_t n)
     nccl_comm *g = of(c);
     if (!n)
         return;
-    cudaStream_t s = g->cb->stream;
-    dsk_comm_pad p;
-    dsk_comm_pad_plan(n, c->size, c->rank, &p);
+    dsk_comm_pad p = pad_plan(c, n);
     float *work = buf;
     if (!p.exact) {
         /* This rank's part into its chunk of the padded buffer; what
          * lands beyond n is never read. */
         work = scratch(g, p.padded);
         if (p.hi > p.lo)
-            CUDA_CHECK(cudaMemcpyAsync(work + p.at, buf + p.lo, (p.hi - p.lo) * sizeof *buf, cudaMemcpyDeviceToDevice,
-                                       s));
+            copy_floats(g, work + p.at, buf + p.lo, p.hi - p.lo);
     }
     /* In place: the send buffer is this rank's chunk of the receive buffer. */
-    finish(g, nccl.AllGather(work + p.at, work, p.chunk, ncclFloat32, g->comm, s), "NCCL allgather");
+    finish(g, nccl.AllGather(work + p.at, work, p.chunk, ncclFloat32, g->comm, g->cb->stream), "NCCL allgather");
     if (!p.exact)
-        CUDA_CHECK(cudaMemcpyAsync(buf, work, n * sizeof *buf, cudaMemcpyDeviceToDevice, s));
+        copy_floats(g, buf, work, n);
 }
 
 static void g_reduce_scatter(dsk_comm *c, const float *in, float *part, size_t n)
@@ -387,8 +391,7 @@ static void g_reduce_scatter(dsk_comm *c, const float *in, float *part, size_t n
     if (!n)
         return;
     cudaStream_t s = g->cb->stream;
-    dsk_comm_pad p;
-    dsk_comm_pad_plan(n, c->size, c->rank, &p);
+    dsk_comm_pad p = pad_plan(c, n);
     if (p.exact) {   /* every part is a whole chunk */
         finish(g, nccl.ReduceScatter(in, part, p.chunk, ncclFloat32, ncclSum, g->comm, s), "NCCL reduce-scatter");
         return;
@@ -396,12 +399,12 @@ static void g_reduce_scatter(dsk_comm *c, const float *in, float *part, size_t n
     /* The values padded with zeros (they add nothing), reduced in place
      * into this rank's chunk, whose first hi - lo values are its part. */
     float *work = scratch(g, p.padded);
-    CUDA_CHECK(cudaMemcpyAsync(work, in, n * sizeof *in, cudaMemcpyDeviceToDevice, s));
+    copy_floats(g, work, in, n);
     CUDA_CHECK(cudaMemsetAsync(work + n, 0, (p.padded - n) * sizeof *work, s));
     finish(g, nccl.ReduceScatter(work, work + p.at, p.chunk, ncclFloat32, ncclSum, g->comm, s),
            "NCCL reduce-scatter");
     if (p.hi > p.lo)
-        CUDA_CHECK(cudaMemcpyAsync(part, work + p.at, (p.hi - p.lo) * sizeof *part, cudaMemcpyDeviceToDevice, s));
+        copy_floats(g, part, work + p.at, p.hi - p.lo);
 }
 
 /* NCCL has no gather with parts of different sizes: the root receives
@@ -415,7 +418,7 @@ static void g_gather(dsk_comm *c, const float *part, float *all, size_t n, int r
     size_t lo, hi;
     dsk_comm_part(n, c->size, c->rank, &lo, &hi);
     if (c->rank == root && hi > lo && part != all + lo)
-        CUDA_CHECK(cudaMemcpyAsync(all + lo, part, (hi - lo) * sizeof *part, cudaMemcpyDeviceToDevice, s));
+        copy_floats(g, all + lo, part, hi - lo);
     check(g, nccl.GroupStart(), "NCCL gather");
     if (c->rank == root) {
         for (int r = 0; r < c->size; r++) {
@@ -464,10 +467,7 @@ static void g_close(dsk_comm *c)
     nccl_comm *g = of(c);
     if (nccl.nonblocking) {
         /* Finalize flushes and waits for the peers (polled); destroy then frees at once. */
-        check(g, nccl.CommFinalize(g->comm), "NCCL finalize");
-        ncclResult_t state = settle(g, "NCCL finalize", 1);
-        if (state != ncclSuccess)
-            nccl_failed(g, state, "NCCL finalize");
+        finish(g, nccl.CommFinalize(g->comm), "NCCL finalize");
     } else {
         CUDA_CHECK(cudaStreamSynchronize(g->cb->stream));
     }

@@ -1,6 +1,7 @@
 /* The cuda backend's table, device memory, cuBLAS products and errors.
  * The ops themselves live in kernels_*.cu, one concern per file; every
- * op is fp32 (gemm also bf16 / fp16 on request, be->gemm_dtype) and has
+ * op is fp32 (gemm also bf16 / fp16 on request, be->gemm_dtype; its
+ * cuBLASLt plans in gemm_lt.cu, gemm_grouped in gemm_grouped.cu) and has
  * the CPU op (lib/ops/cpu_kernels_impl.h) as its reference, which
  * tests/gpu/test_cuda_ops.c and test_cuda_gemm_dtype.c check on a GPU
  * machine. */
@@ -174,9 +175,11 @@ static void to_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na,
 /* Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLAS
  * gets the operands swapped, each with its row-major leading dimension.
  * gemm_dtype bf16 / fp16: the operands in that type, tensor cores
- * accumulating and writing float32 (CUBLAS_COMPUTE_32F). */
-static void cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                      const float *B, float beta, float *C)
+ * accumulating and writing float32 (CUBLAS_COMPUTE_32F).  cuBLASLt
+ * (gemm_lt.cu) does the product; cuBLAS when it cannot (no cuBLASLt,
+ * DSK_CUDA_GEMM=cublas, or no algorithm for the shape). */
+void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
+                   float beta, float *C)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
     if (M <= 0 || N <= 0)
@@ -188,17 +191,22 @@ static void cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, floa
             dsk_cuda_scale(be, C, (size_t)M * N, beta);
         return;
     }
-    cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const void *a = A, *b = B;
+    cudaDataType t = CUDA_R_32F;
     int dtype = be->gemm_dtype;
     if (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) {
-        const void *Ah, *Bh;
-        to_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &Ah, &Bh);
-        cudaDataType t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-        CUBLAS_CHECK(dsk_cublas.GemmEx(cb->blas, op_b, op_a, N, M, K, &alpha, Bh, t, tb ? K : N, Ah, t, ta ? M : K,
-                                       &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    } else {
-        CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, op_b, op_a, N, M, K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta, C,
-                                      N));
+        to_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &a, &b);
+        t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    }
+    if (!cb->lt || !dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, C)) {
+        cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+        if (t != CUDA_R_32F)
+            CUBLAS_CHECK(dsk_cublas.GemmEx(cb->blas, op_b, op_a, N, M, K, &alpha, b, t, tb ? K : N, a, t,
+                                           ta ? M : K, &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                                           CUBLAS_GEMM_DEFAULT));
+        else
+            CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, op_b, op_a, N, M, K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta,
+                                          C, N));
     }
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));
@@ -214,6 +222,10 @@ static void cuda_destroy(dsk_backend *be)
         CUDA_CHECK(cudaFree(cb->scratch));
     if (cb->gemm_half)
         CUDA_CHECK(cudaFree(cb->gemm_half));
+    dsk_cuda_lt_destroy(cb->lt);
+    if (cb->grouped_ptrs)
+        CUDA_CHECK(cudaFree(cb->grouped_ptrs));
+    free(cb->grouped_host);
     if (cb->host_sum)
         CUDA_CHECK(cudaFreeHost(cb->host_sum));
     free(cb->host_i32);
@@ -282,6 +294,12 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         dsk_fail(err, EX_UNAVAILABLE, "cuda: %s", why);
         return NULL;
     }
+    const char *gemm = getenv("DSK_CUDA_GEMM");
+    int use_lt = !gemm || !*gemm || !strcmp(gemm, "cublaslt");
+    if (!use_lt && strcmp(gemm, "cublas")) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GEMM=%s: expected cublaslt (the default) or cublas", gemm);
+        return NULL;
+    }
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
@@ -298,10 +316,14 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     /* fp32 products stay fp32 unless asked: TF32 tensor cores round the
      * inputs to 10 mantissa bits, which the CPU comparison would notice. */
     const char *tf32 = getenv("DSK_CUDA_TF32");
-    CUBLAS_CHECK(dsk_cublas.SetMathMode(cb->blas, tf32 && *tf32 == '1' ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                        : CUBLAS_DEFAULT_MATH));
+    cb->tf32 = tf32 && *tf32 == '1';
+    CUBLAS_CHECK(dsk_cublas.SetMathMode(cb->blas, cb->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     const char *sync = getenv("DSK_CUDA_SYNC");
     cb->sync_each = sync && *sync == '1';
+    const char *verbose = getenv("DSK_CUDA_VERBOSE");
+    cb->verbose = verbose && *verbose == '1';
+    /* After tf32 and verbose, which the plans and messages read. */
+    cb->lt = use_lt ? dsk_cuda_lt_new(cb) : NULL;
     CUDA_CHECK(cudaMallocHost((void **)&cb->host_sum, sizeof *cb->host_sum));
 
     dsk_backend *be = &cb->be;
@@ -315,7 +337,8 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     be->download = cuda_download;
     be->copy = cuda_copy;
     be->zero = cuda_zero;
-    be->gemm = cuda_gemm;
+    be->gemm = dsk_cuda_gemm;
+    be->gemm_grouped = dsk_cuda_gemm_grouped;
     be->register_int4 = NULL;   /* no int4 products on CUDA yet: decoding reads the fp32 weights */
     be->add = dsk_cuda_add;
     be->scale = dsk_cuda_scale;

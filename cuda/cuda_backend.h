@@ -1,5 +1,5 @@
 /* The cuda backend (issue 8): every op of lib/ops/backend.h in fp32 on
- * one NVIDIA GPU, matrix products through cuBLAS.  A C header: the
+ * one NVIDIA GPU, matrix products through cuBLASLt.  A C header: the
  * implementation is C++/CUDA (the .cu files beside it) behind extern "C".
  *
  * Only built when the Makefile finds nvcc; lib/ops/backend_open.c then
@@ -10,18 +10,36 @@
  * the host) wait for the stream, so callers see the synchronous
  * behaviour backend.h promises.  A failing CUDA or cuBLAS call ends the
  * process with a message naming the call (dsk_die: EX_OSERR when device
- * memory runs out, EX_SOFTWARE otherwise).  DSK_CUDA_SYNC=1 in the
- * environment waits after every op, so an asynchronous fault is reported
- * by the op that caused it; DSK_CUDA_TF32=1 lets cuBLAS use TF32 tensor
- * cores for the fp32 products (faster, ~1e-3 relative error).
+ * memory runs out, EX_SOFTWARE otherwise).
+ *
+ * Products: gemm goes through cuBLASLt (gemm_lt.cu), with a plan (the
+ * descriptors and the heuristic's first algorithm) cached per shape and
+ * a 32 MiB workspace; the same shape always runs the same algorithm and
+ * split-K only reduces out of place, so results are deterministic.
+ * Where cuBLASLt cannot be loaded, or has no algorithm for a shape,
+ * cuBLAS does the product (cublasSgemm / cublasGemmEx, as before).
+ * gemm_grouped (a MoE layer's experts) is one cublasGemmGroupedBatchedEx
+ * in fp32 (cuBLAS 12.5+; a loop over gemm before that), a loop over gemm
+ * in bf16 / fp16 (gemm_grouped.cu).
+ *
+ * The environment:
+ *   DSK_CUDA_SYNC=1     wait after every op, so an asynchronous fault is
+ *                       reported by the op that caused it;
+ *   DSK_CUDA_TF32=1     let the fp32 products use TF32 tensor cores
+ *                       (faster, ~1e-3 relative error);
+ *   DSK_CUDA_GEMM=cublas  gemm through cuBLAS only, never cuBLASLt (the
+ *                       default, "cublaslt", is the other value; any
+ *                       other fails the backend's creation with EX_USAGE);
+ *   DSK_CUDA_VERBOSE=1  say on stderr, once, where cuBLAS stands in for
+ *                       cuBLASLt or a loop for the grouped call, and why.
  *
  * Precision: fp32 throughout (bf16/fp16 with loss scaling is a later
  * pass).  sumsq is deterministic (fixed chunks, fixed reduction trees);
  * so are the other reductions (no atomics).  register_int4 is NULL:
- * decoding reads the fp32 weights.  cuBLAS is loaded with dlopen when
- * the first backend is made (cublas_load.cu), the CUDA runtime is linked
- * statically: a binary built with CUDA runs anywhere, and only a run
- * that asks for "cuda" needs the driver and libcublas. */
+ * decoding reads the fp32 weights.  cuBLAS and cuBLASLt are loaded with
+ * dlopen when the first backend is made (cublas_load.cu), the CUDA
+ * runtime is linked statically: a binary built with CUDA runs anywhere,
+ * and only a run that asks for "cuda" needs the driver and libcublas. */
 #ifndef DSK_CUDA_BACKEND_H
 #define DSK_CUDA_BACKEND_H
 

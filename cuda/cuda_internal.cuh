@@ -3,6 +3,7 @@
 #ifndef DSK_CUDA_INTERNAL_CUH
 #define DSK_CUDA_INTERNAL_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -31,10 +32,39 @@ typedef struct dsk_cublas_api {
                              const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
     decltype(&cublasGetStatusString) GetStatusString;
+    /* NULL before cuBLAS 12.5: gemm_grouped then loops over gemm. */
+    decltype(&cublasGemmGroupedBatchedEx) GemmGroupedBatchedEx;
 } dsk_cublas_api;
 extern dsk_cublas_api dsk_cublas;
 /* 1 when loaded; else 0 and the reason in why. */
 int dsk_cublas_load(char *why, size_t why_len);
+
+/* The cuBLASLt entry points gemm_lt.cu uses (cublas_load.cu loads them). */
+typedef struct dsk_cublaslt_api {
+    int loaded;
+    decltype(&cublasLtCreate) Create;
+    decltype(&cublasLtDestroy) Destroy;
+    decltype(&cublasLtMatmulDescCreate) MatmulDescCreate;
+    decltype(&cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute;
+    decltype(&cublasLtMatmulDescDestroy) MatmulDescDestroy;
+    decltype(&cublasLtMatrixLayoutCreate) MatrixLayoutCreate;
+    decltype(&cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy;
+    decltype(&cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate;
+    decltype(&cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute;
+    decltype(&cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy;
+    decltype(&cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic;
+    decltype(&cublasLtMatmul) Matmul;
+} dsk_cublaslt_api;
+extern dsk_cublaslt_api dsk_cublaslt;
+/* 1 when loaded; else 0 and the reason in why. */
+int dsk_cublaslt_load(char *why, size_t why_len);
+
+/* dlopen(soname), then the toolkit's library directory (DSK_CUDA_LIBDIR);
+ * NULL and "cannot load SONAME: ..." in why when neither has it
+ * (dlopen_lib.cu). */
+void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
+
+typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */
 
 typedef struct dsk_cuda {
     dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
@@ -46,6 +76,14 @@ typedef struct dsk_cuda {
     size_t scratch_len;
     void *gemm_half;         /* gemm_dtype bf16/fp16: both operands converted, kept between products */
     size_t gemm_half_len;
+    dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
+    int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
+    int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
+    int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
+    void **grouped_ptrs;     /* device: gemm_grouped's A, B and C pointer arrays */
+    size_t grouped_ptrs_len; /* in pointers */
+    void *grouped_host;      /* gemm_grouped's host arrays (shapes, leading dimensions, scalars) */
+    size_t grouped_host_len;
     double *host_sum;        /* pinned: sumsq's result */
     int32_t *host_i32;       /* moe_dispatch's host copies */
     size_t host_i32_len;
@@ -146,6 +184,22 @@ __device__ __forceinline__ int attn_first(int i, int pos_i, int local, int windo
 }
 
 /* ---- the ops (signatures as in backend.h), one file per concern ---- */
+
+/* cuda_backend.cu: gemm (through cuBLASLt, or cuBLAS) */
+void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
+                   float beta, float *C);
+/* gemm_lt.cu: cuBLASLt for cb (NULL, and with cb->verbose why on
+ * stderr, when it cannot be had); its end. */
+dsk_cuda_lt *dsk_cuda_lt_new(dsk_cuda *cb);
+void dsk_cuda_lt_destroy(dsk_cuda_lt *lt);
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C through cuBLASLt, A and B
+ * of type t, C float32, queued on cb's stream.  0 (nothing queued) when
+ * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS. */
+int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
+                     cudaDataType t, float beta, float *C);
+/* gemm_grouped.cu */
+void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
+                           float alpha, const float *const *A, const float *const *B, float beta, float *const *C);
 
 /* kernels_basic.cu */
 void dsk_cuda_add(dsk_backend *be, float *y, const float *x, size_t n);

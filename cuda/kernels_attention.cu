@@ -89,15 +89,31 @@ __device__ __forceinline__ void fa_load(float *tile, const float *g, size_t stri
     }
 }
 
+/* The same rows of two slices (K and V, or Q and dO) into two tiles. */
+template <int HDP, int ROWS>
+__device__ __forceinline__ void fa_load_pair(float *tile_a, float *tile_b, const float *a, const float *b,
+                                             size_t stride, int r0, int r_end, int hd)
+{
+    fa_load<HDP, ROWS>(tile_a, a, stride, r0, r_end, hd);
+    fa_load<HDP, ROWS>(tile_b, b, stride, r0, r_end, hd);
+}
+
+/* x = 0, in registers. */
+template <int N, int M>
+__device__ __forceinline__ void fa_zero(float (&x)[N][M])
+{
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            x[n][m] = 0;
+}
+
 /* s[ri][ci] = A[ty + 16 ri] . B[tx + 16 ci] over the first hd dims. */
 template <int HDP, int RM, int CN>
 __device__ __forceinline__ void fa_dots(float (&s)[RM][CN], const float *A, const float *Bt, int hd, int tx, int ty)
 {
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++)
-#pragma unroll
-        for (int ci = 0; ci < CN; ci++)
-            s[ri][ci] = 0;
+    fa_zero(s);
 #pragma unroll 4
     for (int d = 0; d < hd; d++) {
         float a[RM], b[CN];
@@ -112,6 +128,66 @@ __device__ __forceinline__ void fa_dots(float (&s)[RM][CN], const float *A, cons
 #pragma unroll
             for (int ci = 0; ci < CN; ci++)
                 s[ri][ci] = fmaf(a[ri], b[ci], s[ri][ci]);
+    }
+}
+
+/* x[e] = row r of a [rows][HDP + 1] tile at dims tx + 16 e. */
+template <int HDP, int DE>
+__device__ __forceinline__ void fa_row_seg(float (&x)[DE], const float *tile, int r, int tx)
+{
+#pragma unroll
+    for (int e = 0; e < DE; e++)
+        x[e] = tile[r * (HDP + 1) + tx + 16 * e];
+}
+
+/* o[ri][e] += P[ty + 16 ri][c] x[e]: column c of a [BR][16 CN + 1]
+ * probability or gradient tile times a row segment (fa_row_seg). */
+template <int CN, int RM, int DE>
+__device__ __forceinline__ void fa_acc_col(float (&o)[RM][DE], const float *P, int c, const float (&x)[DE], int ty)
+{
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        float p = P[(ty + 16 * ri) * (16 * CN + 1) + c];
+#pragma unroll
+        for (int e = 0; e < DE; e++)
+            o[ri][e] = fmaf(p, x[e], o[ri][e]);
+    }
+}
+
+/* o += P X over the first c_end keys: columns of P, rows of X (a
+ * [BC][HDP + 1] tile), fa_acc_col for each. */
+template <int HDP, int CN, int RM, int DE>
+__device__ __forceinline__ void fa_acc_tile(float (&o)[RM][DE], const float *P, const float *X, int c_end, int tx,
+                                            int ty)
+{
+#pragma unroll 2
+    for (int c = 0; c < c_end; c++) {
+        float x[DE];
+        fa_row_seg<HDP>(x, X, c, tx);
+        fa_acc_col<CN>(o, P, c, x, ty);
+    }
+}
+
+/* A thread's part of an output tile, written by put(n, e, row, d): rows
+ * r0 + ty + 16 n below r_end of head `head` in a [B, T, heads * hd]
+ * tensor (row stride `stride`; `row` is the offset of the row's head),
+ * dims d = tx + 16 e below hd. */
+template <int N, int DE, class Put>
+__device__ __forceinline__ void fa_store(int b, int T, size_t stride, int head, int hd, int r0, int r_end, int tx,
+                                         int ty, Put put)
+{
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        int i = r0 + ty + 16 * n;
+        if (i >= r_end)
+            continue;
+        size_t row = ((size_t)b * T + i) * stride + (size_t)head * hd;
+#pragma unroll
+        for (int e = 0; e < DE; e++) {
+            int d = tx + 16 * e;
+            if (d < hd)
+                put(n, e, row, d);
+        }
     }
 }
 
@@ -175,8 +251,51 @@ __device__ __forceinline__ float fa_weight(int kind, const float *alpha)
     return kind == DSK_ATTN_HYBRID ? alpha[0] : kind == DSK_ATTN_GLOBAL ? 1.0f : 0.0f;
 }
 
-/* Grid: B * H * nqt blocks, the query tiles of a head last-first (the
- * last ones see the most keys: they start first). */
+/* The place of a forward or dQ block, grid B * H * nqt: (b, h) (bh =
+ * b * H + h) and the query tile qt from blockIdx.x, a head's tiles
+ * last-first (the last ones see the most keys: they start first); the
+ * tile's rows [i0, i_end). */
+struct fa_qtile {
+    size_t bh, qs, ks;   /* qs, ks: the row strides of q and of k, v */
+    int b, h, kvh, i0, i_end;
+};
+template <int BR>
+__device__ __forceinline__ fa_qtile fa_qtile_of(int T, int H, int KV, int hd, int nqt)
+{
+    fa_qtile t;
+    t.bh = blockIdx.x / (unsigned)nqt;
+    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
+    t.h = (int)(t.bh % (size_t)H);
+    t.b = (int)(t.bh / (size_t)H);
+    t.kvh = t.h / (H / KV);
+    t.i0 = qt * BR;
+    t.i_end = min(t.i0 + BR, T);
+    t.qs = (size_t)H * hd;
+    t.ks = (size_t)KV * hd;
+    return t;
+}
+
+/* The masks of the tile's query rows into shared memory: the first key
+ * each part sees (rows past T see nothing), and the smallest of those
+ * (of the part that sees most) min'ed into *lo_sh. */
+template <int BR>
+__device__ __forceinline__ void fa_row_masks(int (*first_sh)[BR], int i0, int T, const int32_t *pb, int window,
+                                             int use_g, int *lo_sh)
+{
+    if (threadIdx.x >= BR)
+        return;
+    int i = i0 + threadIdx.x, fg = INT_MAX, fl = INT_MAX;
+    if (i < T) {
+        int p = pb[i];
+        fg = attn_first(i, p, 0, window);
+        fl = attn_first(i, p, 1, window);
+        atomicMin(lo_sh, use_g ? fg : fl);   /* a min: the same whatever the order */
+    }
+    first_sh[0][threadIdx.x] = fg;
+    first_sh[1][threadIdx.x] = fl;
+}
+
+/* Grid: B * H * nqt blocks (fa_qtile_of). */
 template <int HDP, int RM, int CN>
 __global__ void __launch_bounds__(FA_THREADS)
     fa_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
@@ -190,11 +309,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     __shared__ int lo_sh;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
-    const size_t bh = blockIdx.x / (unsigned)nqt;
-    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
-    const int h = (int)(bh % (size_t)H), b = (int)(bh / (size_t)H), kvh = h / (H / KV);
-    const int i0 = qt * BR, i_end = min(i0 + BR, T);
-    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
     const int32_t *pb = pos + (size_t)b * T;
 
@@ -202,17 +317,7 @@ __global__ void __launch_bounds__(FA_THREADS)
         lo_sh = INT_MAX;
     fa_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
-    if (threadIdx.x < BR) {
-        int i = i0 + threadIdx.x, fg = INT_MAX, fl = INT_MAX;   /* rows past T see nothing */
-        if (i < T) {
-            int p = pb[i];
-            fg = attn_first(i, p, 0, window);
-            fl = attn_first(i, p, 1, window);
-            atomicMin(&lo_sh, use_g ? fg : fl);   /* a min: the same whatever the order */
-        }
-        first_sh[0][threadIdx.x] = fg;
-        first_sh[1][threadIdx.x] = fl;
-    }
+    fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, &lo_sh);
     __syncthreads();
     int fg[RM], fl[RM], last[RM];
     float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
@@ -232,8 +337,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K, V and P are read */
-        fa_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
-        fa_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        fa_load_pair<HDP, BC>(Ks, Vs, kb, vb, ks, j0, T, hd);
         __syncthreads();
         float s[RM][CN];
         fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
@@ -247,32 +351,17 @@ __global__ void __launch_bounds__(FA_THREADS)
         if (use_l)
             fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, tx, ty);
         __syncthreads();
-        /* O += P V; keys past the tile's last query have p = 0 for every row. */
+        /* O += P V (fa_acc_tile, each row of V serving both parts); keys
+         * past the tile's last query have p = 0 for every row. */
         const int c_end = min(BC, i_end - j0);
 #pragma unroll 2
         for (int c = 0; c < c_end; c++) {
             float vv[DE];
-#pragma unroll
-            for (int e = 0; e < DE; e++)
-                vv[e] = Vs[c * LD + tx + 16 * e];
-            if (use_g) {
-#pragma unroll
-                for (int ri = 0; ri < RM; ri++) {
-                    float p = Pg[(ty + 16 * ri) * PLD + c];
-#pragma unroll
-                    for (int e = 0; e < DE; e++)
-                        og[ri][e] = fmaf(p, vv[e], og[ri][e]);
-                }
-            }
-            if (use_l) {
-#pragma unroll
-                for (int ri = 0; ri < RM; ri++) {
-                    float p = Pl[(ty + 16 * ri) * PLD + c];
-#pragma unroll
-                    for (int e = 0; e < DE; e++)
-                        ol[ri][e] = fmaf(p, vv[e], ol[ri][e]);
-                }
-            }
+            fa_row_seg<HDP>(vv, Vs, c, tx);
+            if (use_g)
+                fa_acc_col<CN>(og, Pg, c, vv, ty);
+            if (use_l)
+                fa_acc_col<CN>(ol, Pl, c, vv, ty);
         }
     }
 
@@ -308,9 +397,16 @@ __global__ void __launch_bounds__(FA_THREADS)
     }
 }
 
-/* Per query row of the backward: the masks, lse (-inf, a row that saw
- * nothing, becomes +inf: p = 0) and D of each part, into shared memory.
- * Rows past T see nothing. */
+/* A query row's statistics in the backward, per part: the first key it
+ * sees, lse (+inf: p = 0) and D = dO . O. */
+struct fa_row {
+    int fg, fl;
+    float lg, ll, dg, dl;
+};
+
+/* Per query row of the backward: the masks (as fa_row_masks; lo_sh may
+ * be NULL), lse (-inf, a row that saw nothing, becomes +inf: p = 0) and
+ * D of each part, into shared memory.  Rows past T see nothing. */
 template <int BR>
 __device__ __forceinline__ void fa_row_stats(int (*first_sh)[BR], float (*lse_sh)[BR], float (*D_sh)[BR], int i0,
                                              int T, const int32_t *pb, const float *lse_g, const float *lse_l,
@@ -346,6 +442,21 @@ __device__ __forceinline__ void fa_row_stats(int (*first_sh)[BR], float (*lse_sh
     D_sh[1][r] = dl;
 }
 
+/* Row r's statistics, as fa_row_stats left them in shared memory. */
+template <int BR>
+__device__ __forceinline__ fa_row fa_row_at(const int (*first_sh)[BR], const float (*lse_sh)[BR],
+                                            const float (*D_sh)[BR], int r)
+{
+    fa_row st;
+    st.fg = first_sh[0][r];
+    st.fl = first_sh[1][r];
+    st.lg = lse_sh[0][r];
+    st.ll = lse_sh[1][r];
+    st.dg = D_sh[0][r];
+    st.dl = D_sh[1][r];
+    return st;
+}
+
 /* Score x = scale q.k and dp = dO.v of query i, key j: the mixed
  * probability (pm) and the score's gradient (ds). */
 __device__ __forceinline__ void fa_grad(float x, float dp, int j, int i, int fg, int fl, float lg, float ll, float dg,
@@ -364,6 +475,32 @@ __device__ __forceinline__ void fa_grad(float x, float dp, int j, int i, int fg,
     }
     *pm = m;
     *ds = g;
+}
+
+/* fa_grad over a thread's part of a tile, from its unscaled scores s
+ * and dp (fa_dots): rows ty + 16 ri (query i0 + row, whose statistics
+ * row(ri) gives), keys tx + 16 ci (key j0 + column); into [BR][BC + 1]
+ * tiles dS, and Pm (P_mix) when WANT_P. */
+template <bool WANT_P, int RM, int CN, class Row>
+__device__ __forceinline__ void fa_grad_tile(float *Pm, float *dS, const float (&s)[RM][CN],
+                                             const float (&dp)[RM][CN], Row row, int i0, int j0, float scale, float a,
+                                             int use_g, int use_l, int tx, int ty)
+{
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int r = ty + 16 * ri, i = i0 + r;
+        const fa_row st = row(ri);
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++) {
+            int c = tx + 16 * ci;
+            float pm, ds;
+            fa_grad(s[ri][ci] * scale, dp[ri][ci], j0 + c, i, st.fg, st.fl, st.lg, st.ll, st.dg, st.dl, a, use_g,
+                    use_l, &pm, &ds);
+            if (WANT_P)
+                Pm[r * (16 * CN + 1) + c] = pm;
+            dS[r * (16 * CN + 1) + c] = ds;
+        }
+    }
 }
 
 /* dK, dV: a block per (b, kv head, key tile), grid B * KV * nkt.
@@ -393,14 +530,11 @@ __global__ void __launch_bounds__(FA_THREADS)
     const int32_t *pb = pos + (size_t)b * T;
     const float a = fa_weight(kind, alpha);
 
-    fa_load<HDP, BC>(Ks, k + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
-    fa_load<HDP, BC>(Vs, v + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    fa_load_pair<HDP, BC>(Ks, Vs, k + (size_t)b * T * ks + (size_t)kvh * hd, v + (size_t)b * T * ks + (size_t)kvh * hd,
+                          ks, j0, T, hd);
     float dka[CN][DE], dva[CN][DE];   /* keys ty + 16 ci, dims tx + 16 e */
-#pragma unroll
-    for (int ci = 0; ci < CN; ci++)
-#pragma unroll
-        for (int e = 0; e < DE; e++)
-            dka[ci][e] = dva[ci][e] = 0;
+    fa_zero(dka);
+    fa_zero(dva);
 
     for (int hh = 0; hh < group; hh++) {
         const int h = kvh * group + hh;
@@ -411,40 +545,24 @@ __global__ void __launch_bounds__(FA_THREADS)
                 continue;   /* the same for every thread */
             const int i0 = qt * BR, i_end = min(i0 + BR, T);
             __syncthreads();   /* the previous tile's Q, dO, P, dS and stats are read */
-            fa_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
-            fa_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
+            fa_load_pair<HDP, BR>(Qs, dOs, qb, dob, qs, i0, i_end, hd);
             fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
                              NULL);
             __syncthreads();
             float s[RM][CN], dp[RM][CN];
             fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
             fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
-#pragma unroll
-            for (int ri = 0; ri < RM; ri++) {
-                int r = ty + 16 * ri, i = i0 + r;
-                int fg = first_sh[0][r], fl = first_sh[1][r];
-                float lg = lse_sh[0][r], ll = lse_sh[1][r], dg = D_sh[0][r], dl = D_sh[1][r];
-#pragma unroll
-                for (int ci = 0; ci < CN; ci++) {
-                    int c = tx + 16 * ci;
-                    float pm, ds;
-                    fa_grad(s[ri][ci] * scale, dp[ri][ci], j0 + c, i, fg, fl, lg, ll, dg, dl, a, use_g, use_l, &pm,
-                            &ds);
-                    Pm[r * PLD + c] = pm;
-                    dSs[r * PLD + c] = ds;
-                }
-            }
+            fa_grad_tile<true>(
+                Pm, dSs, s, dp, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0, scale,
+                a, use_g, use_l, tx, ty);
             __syncthreads();
             /* dV += Pmᵀ dO, dK += dSᵀ Q (scaled at the end), rows in order. */
             const int r_end = i_end - i0;
 #pragma unroll 2
             for (int r = 0; r < r_end; r++) {
                 float qd[DE], od[DE];
-#pragma unroll
-                for (int e = 0; e < DE; e++) {
-                    qd[e] = Qs[r * LD + tx + 16 * e];
-                    od[e] = dOs[r * LD + tx + 16 * e];
-                }
+                fa_row_seg<HDP>(qd, Qs, r, tx);
+                fa_row_seg<HDP>(od, dOs, r, tx);
 #pragma unroll
                 for (int ci = 0; ci < CN; ci++) {
                     float pm = Pm[r * PLD + ty + 16 * ci], ds = dSs[r * PLD + ty + 16 * ci];
@@ -457,31 +575,20 @@ __global__ void __launch_bounds__(FA_THREADS)
             }
         }
     }
-#pragma unroll
-    for (int ci = 0; ci < CN; ci++) {
-        int j = j0 + ty + 16 * ci;
-        if (j >= j_end)
-            continue;
-        size_t row = ((size_t)b * T + j) * ks + (size_t)kvh * hd;
-#pragma unroll
-        for (int e = 0; e < DE; e++) {
-            int d = tx + 16 * e;
-            if (d < hd) {
-                dk[row + d] = scale * dka[ci][e];
-                dv[row + d] = dva[ci][e];
-            }
-        }
-    }
+    fa_store<CN, DE>(b, T, ks, kvh, hd, j0, j_end, tx, ty, [&](int ci, int e, size_t row, int d) {
+        dk[row + d] = scale * dka[ci][e];
+        dv[row + d] = dva[ci][e];
+    });
 }
 
-/* dQ: a block per (b, h, query tile), grid B * H * nqt, last tiles first. */
+/* dQ: a block per (b, h, query tile), grid B * H * nqt (fa_qtile_of). */
 template <int HDP, int RM, int CN>
 __global__ void __launch_bounds__(FA_THREADS)
     fa_bwd_dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse_g,
                      const float *lse_l, const float *Dg, const float *Dl, const int32_t *pos, const float *alpha, int T,
                      int H, int KV, int hd, int kind, int window, float scale, int nqt)
 {
-    constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
+    constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1;
     extern __shared__ float fa_sm[];
     float *Qs = fa_sm, *dOs = Qs + BR * LD, *Ks = dOs + BR * LD, *Vs = Ks + BC * LD, *dSs = Vs + BC * LD;
     __shared__ int first_sh[2][BR];
@@ -489,89 +596,39 @@ __global__ void __launch_bounds__(FA_THREADS)
     __shared__ int lo_sh;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
-    const size_t bh = blockIdx.x / (unsigned)nqt;
-    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
-    const int h = (int)(bh % (size_t)H), b = (int)(bh / (size_t)H), kvh = h / (H / KV);
-    const int i0 = qt * BR, i_end = min(i0 + BR, T);
-    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
     const float a = fa_weight(kind, alpha);
 
     if (threadIdx.x == 0)
         lo_sh = INT_MAX;
-    fa_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
-    fa_load<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load_pair<HDP, BR>(Qs, dOs, q + (size_t)b * T * qs + (size_t)h * hd, dout + (size_t)b * T * qs + (size_t)h * hd,
+                          qs, i0, i_end, hd);
     __syncthreads();
     fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pos + (size_t)b * T, lse_g, lse_l, Dg, Dl, bh * T, window, use_g,
                      use_l, &lo_sh);
     __syncthreads();
-    int fg[RM], fl[RM];
-    float lg[RM], ll[RM], dg[RM], dl[RM], acc[RM][DE];
+    fa_row st[RM];
 #pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        int r = ty + 16 * ri;
-        fg[ri] = first_sh[0][r];
-        fl[ri] = first_sh[1][r];
-        lg[ri] = lse_sh[0][r];
-        ll[ri] = lse_sh[1][r];
-        dg[ri] = D_sh[0][r];
-        dl[ri] = D_sh[1][r];
-#pragma unroll
-        for (int e = 0; e < DE; e++)
-            acc[ri][e] = 0;
-    }
+    for (int ri = 0; ri < RM; ri++)
+        st[ri] = fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri);
+    float acc[RM][DE];
+    fa_zero(acc);
     const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K and dS are read */
-        fa_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
-        fa_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        fa_load_pair<HDP, BC>(Ks, Vs, kb, vb, ks, j0, T, hd);
         __syncthreads();
         float s[RM][CN], dp[RM][CN];
         fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
         fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
-#pragma unroll
-        for (int ri = 0; ri < RM; ri++) {
-            int r = ty + 16 * ri;
-#pragma unroll
-            for (int ci = 0; ci < CN; ci++) {
-                int c = tx + 16 * ci;
-                float pm, ds;
-                fa_grad(s[ri][ci] * scale, dp[ri][ci], j0 + c, i0 + r, fg[ri], fl[ri], lg[ri], ll[ri], dg[ri], dl[ri],
-                        a, use_g, use_l, &pm, &ds);
-                dSs[r * PLD + c] = ds;
-            }
-        }
+        fa_grad_tile<false>(NULL, dSs, s, dp, [&](int ri) { return st[ri]; }, i0, j0, scale, a, use_g, use_l, tx, ty);
         __syncthreads();
-        const int c_end = min(BC, i_end - j0);
-#pragma unroll 2
-        for (int c = 0; c < c_end; c++) {
-            float kd[DE];
-#pragma unroll
-            for (int e = 0; e < DE; e++)
-                kd[e] = Ks[c * LD + tx + 16 * e];
-#pragma unroll
-            for (int ri = 0; ri < RM; ri++) {
-                float ds = dSs[(ty + 16 * ri) * PLD + c];
-#pragma unroll
-                for (int e = 0; e < DE; e++)
-                    acc[ri][e] = fmaf(ds, kd[e], acc[ri][e]);
-            }
-        }
+        fa_acc_tile<HDP, CN>(acc, dSs, Ks, min(BC, i_end - j0), tx, ty);   /* dQ += dS K (scaled at the end) */
     }
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        int i = i0 + ty + 16 * ri;
-        if (i >= T)
-            continue;
-        size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
-#pragma unroll
-        for (int e = 0; e < DE; e++) {
-            int d = tx + 16 * e;
-            if (d < hd)
-                dq[row + d] = scale * acc[ri][e];
-        }
-    }
+    fa_store<RM, DE>(b, T, qs, h, hd, i0, T, tx, ty,
+                     [&](int ri, int e, size_t row, int d) { dq[row + d] = scale * acc[ri][e]; });
 }
 
 /* A warp per (b, h, i), w = (b*H + h)*T + i: D = dO . O of each part

@@ -2,7 +2,9 @@
 # The GPU checks of the cuda backend (cuda/): every op against the cpu
 # backend, then 20 training steps of the nano and nano-moe presets on
 # both (tests/gpu/test_cuda_ops.c says how); then gemm in bf16 and fp16
-# against the cpu backend's rounded products (test_cuda_gemm_dtype.c).
+# against the cpu backend's rounded products (test_cuda_gemm_dtype.c),
+# and the cuBLASLt products and gemm_grouped (test_cuda_gemm_lt.c; its
+# DSK_CUDA_VERBOSE=1 notes, where cuBLAS stands in, are printed).
 # Sized for one H100/H200 in well under 10 minutes, the build included.
 #
 #   tests/gpu/run.sh            (or: make gpu-test)
@@ -26,11 +28,12 @@ BUILD=${BUILD:-build}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 BIN=$BUILD/tests/gpu/test_cuda_ops
 BIN_DTYPE=$BUILD/tests/gpu/test_cuda_gemm_dtype
+BIN_LT=$BUILD/tests/gpu/test_cuda_gemm_lt
 LOG=${TMPDIR:-/tmp}/dsk-gpu-test.$$.log
-trap 'rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.train"' EXIT
+trap 'rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.train"' EXIT
 
 start=$(date +%s)
-if ! make -j"$JOBS" --no-print-directory "$BIN" "$BIN_DTYPE" "$BUILD/tests/tools/train_bench" \
+if ! make -j"$JOBS" --no-print-directory "$BIN" "$BIN_DTYPE" "$BIN_LT" "$BUILD/tests/tools/train_bench" \
     "$BUILD/bin/dsk-bpe" "$BUILD/bin/dsk-pack" "$BUILD/bin/dsk-train" >"$LOG" 2>&1; then
     tail -n 40 "$LOG"
     echo "gpu test: build failed" >&2
@@ -96,6 +99,16 @@ sed -n '/^dtype /,$p' "$LOG.dtype" | grep -v '^GPU half skipped' | sed 's/^/# ge
 if [ $rc_dtype -ne 0 ]; then
     tail -n 5 "$LOG.dtype"
     echo "gpu test: gemm in bf16 / fp16 FAILED (exit $rc_dtype)"
+    status=1
+fi
+# cuBLASLt and gemm_grouped: failures, fallback notes, the summary.
+rc_lt=0
+DSK_CUDA_SYNC=1 DSK_CUDA_VERBOSE=1 timeout 300 "$BIN_LT" >"$LOG.lt" 2>&1 || rc_lt=$?
+grep -E '^  FAIL' "$LOG.lt" || true
+grep -E '^cuda: |products run twice|checks, .* failed' "$LOG.lt" | sed 's/^ *//; s/^/# gemm lt: /'
+if [ $rc_lt -ne 0 ]; then
+    tail -n 5 "$LOG.lt"
+    echo "gpu test: cuBLASLt / gemm_grouped FAILED (exit $rc_lt)"
     status=1
 fi
 if grep -q 'GPU half skipped' "$LOG"; then

@@ -30,60 +30,18 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "core/rng.h"
 #include "ops/backend.h"
 #include "ops/half.h"
 
-static dsk_backend *REF, *DEV;
-static dsk_rng RNG;
-static int failures, checks;
+#include "harness.h"
+
 static double worst[3];   /* per dtype: the worst product error against the cpu */
 
 static void record(const char *what, double err, double tol, int below)
 {
     /* below: err must be at most tol; else at least tol.  NaN fails either way. */
-    int ok = below ? err <= tol : err >= tol;
-    checks++;
-    failures += !ok;
+    int ok = gh_count(below ? err <= tol : err >= tol);
     printf("  %-4s %-52s err %9.2e  %s %7.0e\n", ok ? "ok" : "FAIL", what, err, below ? "tol" : "min", tol);
-}
-
-/* Values in +-[0.1, 1] * scale: never zero. */
-static float *rnd(size_t n, float scale)
-{
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    for (size_t i = 0; i < n; i++) {
-        float v = (float)(0.1 + 0.9 * dsk_rng_uniform(&RNG));
-        h[i] = (dsk_rng_uniform(&RNG) < 0.5 ? -v : v) * scale;
-    }
-    return h;
-}
-
-static void *on(dsk_backend *be, const void *host, size_t bytes)
-{
-    void *d = be->alloc(be, bytes);
-    be->upload(be, d, host, bytes);
-    return d;
-}
-
-static float *get(dsk_backend *be, const void *dev, size_t n)
-{
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    be->download(be, h, dev, n * sizeof *h);
-    return h;
-}
-
-static double rel_err(const float *got, const float *want, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]) || !isfinite(want[i]))
-            return INFINITY;
-        double d = fabs((double)got[i] - (double)want[i]);
-        num = d > num ? d : num;
-        den = fabs((double)want[i]) > den ? fabs((double)want[i]) : den;
-    }
-    return n == 0 ? 0 : den > 0 ? num / den : num;
 }
 
 /* C = alpha op(A) op(B) + beta C on a backend in a dtype; the result on the host. */
@@ -91,18 +49,8 @@ static float *product(dsk_backend *be, int dtype, int ta, int tb, int M, int N, 
                       const float *b, float beta, const float *c, int poison)
 {
     size_t nc = (size_t)M * N;
-    float *A = on(be, a, (size_t)M * K * 4), *B = on(be, b, (size_t)K * N * 4), *C;
-    if (beta != 0) {
-        C = on(be, c, nc * 4);
-    } else {
-        C = be->alloc(be, nc * 4);
-        if (poison) {
-            void *h = malloc(nc * 4 + 1);
-            memset(h, 0xff, nc * 4);
-            be->upload(be, C, h, nc * 4);
-            free(h);
-        }
-    }
+    float *A = gh_upload(be, a, (size_t)M * K * 4), *B = gh_upload(be, b, (size_t)K * N * 4);
+    float *C = beta != 0 ? gh_upload(be, c, nc * 4) : poison ? gh_poisoned(be, nc * 4) : be->alloc(be, nc * 4);
     be->gemm_dtype = dtype;
     be->gemm(be, ta, tb, M, N, K, alpha, A, B, beta, C);
     be->gemm_dtype = DSK_DTYPE_FP32;
@@ -146,7 +94,7 @@ static void test_shapes(void)
                 for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
                     int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], bi = (ta + tb + (int)si) & 1;
                     float alpha = bi ? 1.3f : 1.0f, beta = bi ? 0.5f : 0.0f;
-                    float *a = rnd((size_t)M * K, 1), *b = rnd((size_t)K * N, 1), *c = rnd((size_t)M * N, 1);
+                    float *a = gh_rnd((size_t)M * K, 1), *b = gh_rnd((size_t)K * N, 1), *c = gh_rnd((size_t)M * N, 1);
                     float *want = product(REF, dt, ta, tb, M, N, K, alpha, a, b, beta, c, 0);
                     float *got = product(DEV, dt, ta, tb, M, N, K, alpha, a, b, beta, c, 1);
                     float *fp32 = product(REF, DSK_DTYPE_FP32, ta, tb, M, N, K, alpha, a, b, beta, c, 0);
@@ -173,7 +121,7 @@ static void test_shapes(void)
 static void test_fp16_edges(void)
 {
     int M = 33, N = 40, K = 64;
-    float *a = rnd((size_t)M * K, 1), *b = rnd((size_t)K * N, 1);
+    float *a = gh_rnd((size_t)M * K, 1), *b = gh_rnd((size_t)K * N, 1);
     /* Row 3 of A holds 70000 (inf in fp16): row 3 of C is non-finite on both, the rest finite. */
     a[3 * K + 5] = 70000.0f;
     float *want = product(REF, DSK_DTYPE_FP16, 0, 0, M, N, K, 1, a, b, 0, NULL, 0);
@@ -188,7 +136,7 @@ static void test_fp16_edges(void)
     free(a), free(want), free(got);
 
     /* Subnormal operands (|x| < 2^-14) and some that round to zero. */
-    a = rnd((size_t)M * K, 3e-5f);
+    a = gh_rnd((size_t)M * K, 3e-5f);
     for (int i = 0; i < M * K; i += 7)
         a[i] *= 1e-3f;   /* below 2^-25: zero in fp16 */
     want = product(REF, DSK_DTYPE_FP16, 0, 1, M, N / 2, K, 1, a, b, 0, NULL, 0);
@@ -202,7 +150,7 @@ static void test_fp16_edges(void)
 static void test_back_to_fp32(void)
 {
     int M = 50, N = 70, K = 90;
-    float *a = rnd((size_t)M * K, 1), *b = rnd((size_t)K * N, 1);
+    float *a = gh_rnd((size_t)M * K, 1), *b = gh_rnd((size_t)K * N, 1);
     float *h16 = product(DEV, DSK_DTYPE_FP16, 0, 0, M, N, K, 1, a, b, 0, NULL, 1);
     float *want = product(REF, DSK_DTYPE_FP32, 0, 0, M, N, K, 1, a, b, 0, NULL, 0);
     float *got = product(DEV, DSK_DTYPE_FP32, 0, 0, M, N, K, 1, a, b, 0, NULL, 1);
@@ -218,48 +166,30 @@ static void run_all(void)
     printf("\n%-8s %11s\n", "dtype", "worst err");
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
         printf("%-8s %11.2e\n", dsk_dtype_name(dt), worst[dt]);
-    printf("%d checks, %d failed\n", checks, failures);
+}
+
+static void cuda_absent(double err)
+{
+    record("\"cuda\" without a device: 69, message", err, 0, 1);
 }
 
 int main(int argc, char **argv)
 {
-    dsk_set_progname(argv[0]);
-    int cpu_only = argc > 1 && !strcmp(argv[1], "--cpu");
-    if (argc > 2 || (argc == 2 && !cpu_only)) {
-        fprintf(stderr, "usage: %s [--cpu]\n", argv[0]);
-        return 64;
-    }
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    int cpu_only = gh_start(argc, argv);
     dsk_rng_seed(&RNG, 20240612);
-    dsk_err err = {0};
-    REF = dsk_backend_new("cpu", 0, &err);
-    if (!REF)
-        dsk_die_err(&err);
+    gh_open_ref();
     if (REF->gemm_dtype != DSK_DTYPE_FP32)
         record("a new cpu backend's gemm_dtype is fp32", 1, 0, 1);
-    dsk_backend *cuda = cpu_only ? NULL : dsk_backend_new("cuda", 0, &err);
-    if (!cuda) {
-        if (!cpu_only) {
-            printf("# cuda backend: %s (exit code %d)\n", err.msg, err.code);
-            int documented = err.code == EX_UNAVAILABLE &&
-                             (!strncmp(err.msg, "no CUDA device: ", 16) || strstr(err.msg, "built without CUDA"));
-            record("\"cuda\" without a device: 69, message", documented ? 0 : 1, 0, 1);
-        }
+    if (!gh_open_dev(cpu_only, cuda_absent)) {
         /* The harness against a second cpu backend, and the cpu's rounded
          * products against double sums. */
         printf("# harness self-check: cpu against cpu (bf16, fp16)\n");
-        DEV = dsk_backend_new("cpu", 0, &err);
         run_all();
-        if (!cpu_only)
-            printf("GPU half skipped: no CUDA device\n");
     } else {
-        DEV = cuda;
         if (DEV->gemm_dtype != DSK_DTYPE_FP32)
             record("a new cuda backend's gemm_dtype is fp32", 1, 0, 1);
         printf("# cpu (%d threads) against %s: gemm in bf16 and fp16\n", REF->threads, DEV->name);
         run_all();
     }
-    REF->destroy(REF);
-    DEV->destroy(DEV);
-    return failures ? 1 : 0;
+    return gh_close();
 }

@@ -1,0 +1,176 @@
+/* gemm_grouped: a MoE layer's expert products in one call.
+ *
+ * fp32: one cublasGemmGroupedBatchedEx (cuBLAS 12.5+), every product a
+ * group of its own (its M, N, K, leading dimensions and scalars), the
+ * row-major swap of cuda_backend.cu's gemm applied per group.  TF32 as
+ * gemm: the handle's math mode (DSK_CUDA_TF32=1) decides.
+ *
+ * bf16 / fp16: a loop over gemm (the cuBLASLt plans), by choice: the
+ * grouped call takes 16-bit operands only with a 16-bit output, and
+ * ours is float32; each group's operands are converted by gemm anyway.
+ * The loop is also the way when cuBLAS has no grouped call (before 12.5)
+ * or refuses it, and for a single product.
+ *
+ * The A, B and C pointer arrays must be in device memory.  They travel
+ * as the by-value argument of a one-block kernel that stores them there:
+ * CUDA copies a launch's arguments when it is queued, so there is no
+ * host buffer to keep alive until the stream reaches the copy, no pinned
+ * staging and no wait; and the device array is only overwritten by the
+ * next call's kernel, which the stream runs after this call's product.
+ * (cudaMemcpyAsync from pageable memory may wait for the stream, and
+ * from pinned memory would need the buffer kept until the copy ran.)
+ * The shapes, leading dimensions and scalars are host arrays, which
+ * cuBLAS reads during the call. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_internal.cuh"
+
+/* Pointers per launch: 3840 bytes, with the other two arguments inside
+ * the 4 KiB of kernel arguments every device takes (a layer of 160
+ * experts in one launch). */
+#define PTRS_PER_LAUNCH 480
+
+struct ptr_chunk {
+    const void *p[PTRS_PER_LAUNCH];
+};
+static_assert(sizeof(ptr_chunk) + sizeof(void *) + sizeof(int) <= 4096, "kernel arguments past 4 KiB");
+
+__global__ void k_put_ptrs(const void **__restrict__ dst, ptr_chunk c, int n)
+{
+    int i = threadIdx.x;
+    if (i < n)
+        dst[i] = c.p[i];
+}
+
+/* From now on gemm_grouped loops over gemm; says why once (DSK_CUDA_VERBOSE=1). */
+static void to_loop(dsk_cuda *cb, const char *why)
+{
+    cb->grouped_loop = 1;
+    if (cb->verbose)
+        fprintf(stderr, "cuda: gemm_grouped: %s: a loop over gemm does fp32 products too\n", why);
+}
+
+/* The device pointer array, room for n pointers (the old one may still
+ * be read by a queued product). */
+static void **grouped_ptrs(dsk_cuda *cb, size_t n)
+{
+    if (n > cb->grouped_ptrs_len) {
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+        if (cb->grouped_ptrs)
+            CUDA_CHECK(cudaFree(cb->grouped_ptrs));
+        cb->grouped_ptrs = NULL;
+        size_t len = n < 1024 ? 1024 : n + n / 2;
+        if (cudaMalloc((void **)&cb->grouped_ptrs, len * sizeof(void *)) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cb->grouped_ptrs_len = 0;
+            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for gemm_grouped on device %d",
+                    len * sizeof(void *), cb->device);
+        }
+        cb->grouped_ptrs_len = len;
+    }
+    return cb->grouped_ptrs;
+}
+
+/* The host arrays of n groups, carved from one buffer kept between calls. */
+typedef struct host_arrays {
+    const void **ptrs;               /* A (cuBLAS's: our B), B (our A), C: n each */
+    cublasOperation_t *op_a, *op_b;
+    int *m, *n, *k, *lda, *ldb, *ldc, *size;
+    float *alpha, *beta;
+} host_arrays;
+
+static host_arrays grouped_host(dsk_cuda *cb, size_t n)
+{
+    size_t per = 3 * sizeof(void *) + 2 * sizeof(cublasOperation_t) + 7 * sizeof(int) + 2 * sizeof(float);
+    if (n * per > cb->grouped_host_len) {
+        free(cb->grouped_host);
+        cb->grouped_host_len = (n < 256 ? 256 : n + n / 2) * per;
+        cb->grouped_host = dsk_xmalloc(cb->grouped_host_len);
+    }
+    host_arrays h;
+    char *p = (char *)cb->grouped_host;   /* pointers first: every part stays aligned */
+    h.ptrs = (const void **)p, p += 3 * n * sizeof(void *);
+    h.op_a = (cublasOperation_t *)p, p += n * sizeof(cublasOperation_t);
+    h.op_b = (cublasOperation_t *)p, p += n * sizeof(cublasOperation_t);
+    int *ip = (int *)p;
+    h.m = ip, h.n = ip + n, h.k = ip + 2 * n, h.lda = ip + 3 * n, h.ldb = ip + 4 * n, h.ldc = ip + 5 * n;
+    h.size = ip + 6 * n;
+    h.alpha = (float *)(ip + 7 * n);
+    h.beta = h.alpha + n;
+    return h;
+}
+
+/* Group g has a product to do (else its C is left as it is). */
+static inline int nonempty(const int *M, const int *N, const int *K, int g) { return M[g] > 0 && N[g] > 0 && K[g] > 0; }
+
+void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
+                           float alpha, const float *const *A, const float *const *B, float beta, float *const *C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    int live = 0;
+    for (int g = 0; g < count; g++)
+        live += nonempty(M, N, K, g);
+    if (!cb->grouped_loop && !dsk_cublas.GemmGroupedBatchedEx)
+        to_loop(cb, "this cuBLAS (before 12.5) has no cublasGemmGroupedBatchedEx");
+    /* TF32 kernels of the grouped call want 16-byte aligned matrices. */
+    int aligned = 1;
+    for (int g = 0; cb->tf32 && g < count; g++)
+        if (nonempty(M, N, K, g))
+            aligned &= ((uintptr_t)A[g] | (uintptr_t)B[g] | (uintptr_t)C[g]) % 16 == 0;
+    if (live < 2 || be->gemm_dtype != DSK_DTYPE_FP32 || cb->grouped_loop || !aligned) {
+        /* Empty groups leave C as it is (gemm would scale it by beta when K is 0). */
+        for (int g = 0; g < count; g++)
+            if (nonempty(M, N, K, g))
+                dsk_cuda_gemm(be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+        return;
+    }
+
+    size_t n = (size_t)live;
+    host_arrays h = grouped_host(cb, n);
+    int i = 0;
+    for (int g = 0; g < count; g++) {
+        if (!nonempty(M, N, K, g))
+            continue;
+        /* Column-major Cᵀ (N x M) = op(B)ᵀ op(A)ᵀ, as gemm. */
+        h.ptrs[i] = B[g];
+        h.ptrs[n + i] = A[g];
+        h.ptrs[2 * n + i] = C[g];
+        h.op_a[i] = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+        h.op_b[i] = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+        h.m[i] = N[g];
+        h.n[i] = M[g];
+        h.k[i] = K[g];
+        h.lda[i] = tb ? K[g] : N[g];
+        h.ldb[i] = ta ? M[g] : K[g];
+        h.ldc[i] = N[g];
+        h.size[i] = 1;
+        h.alpha[i] = alpha;
+        h.beta[i] = beta;
+        i++;
+    }
+    void **dev = grouped_ptrs(cb, 3 * n);
+    for (size_t at = 0; at < 3 * n; at += PTRS_PER_LAUNCH) {
+        ptr_chunk c;
+        int m = (int)(3 * n - at < PTRS_PER_LAUNCH ? 3 * n - at : PTRS_PER_LAUNCH);
+        for (int j = 0; j < m; j++)
+            c.p[j] = h.ptrs[at + (size_t)j];
+        k_put_ptrs<<<1, PTRS_PER_LAUNCH, 0, cb->stream>>>((const void **)dev + at, c, m);
+        LAUNCHED(cb, "gemm_grouped: pointer arrays");
+    }
+    cublasStatus_t s = dsk_cublas.GemmGroupedBatchedEx(
+        cb->blas, h.op_a, h.op_b, h.m, h.n, h.k, h.alpha, (const void *const *)dev, CUDA_R_32F, h.lda,
+        (const void *const *)(dev + n), CUDA_R_32F, h.ldb, h.beta, (void *const *)(dev + 2 * n), CUDA_R_32F, h.ldc,
+        live, h.size, CUBLAS_COMPUTE_32F);
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE || s == CUBLAS_STATUS_ARCH_MISMATCH) {
+        /* Refused before any product was queued: the loop, now and from now on. */
+        char why[160];
+        snprintf(why, sizeof why, "cublasGemmGroupedBatchedEx refused (%s)", dsk_cublas.GetStatusString(s));
+        to_loop(cb, why);
+        dsk_cuda_gemm_grouped(be, ta, tb, count, M, N, K, alpha, A, B, beta, C);
+        return;
+    }
+    CUBLAS_CHECK(s);
+    if (cb->sync_each)
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+}
