@@ -88,6 +88,13 @@ if tr:
         elif "moe_time_ratio" in r:
             row("train: MoE time per token vs dense of the same active size", f"{r['moe_time_ratio']:.2f}x",
                 "dense", "1x", 1 / r["moe_time_ratio"], "<= 1.5x", r["moe_time_ratio"] <= 1.5)
+        elif "activation_bytes_recompute" in r:
+            less = 1 - r["activation_bytes_recompute"] / r["activation_bytes"]
+            more = r["tokens_per_s"] / r["tokens_per_s_recompute"] - 1
+            row("train: --recompute, activation memory saved (tiny)", f"{100 * less:.0f}%", "seed's claim", "60%",
+                None, "", None)
+            row("train: --recompute, extra time per token (tiny)", f"{100 * more:.0f}%", "seed's claim", "15-20%",
+                None, "", None)
 else:
     missing("train: vs PyTorch")
 # dsk-quant vs llama.cpp
