@@ -135,8 +135,16 @@ else:
     missing("serve: vs llama.cpp")
 # GPU benchmarks (issue 8): MFU of the CUDA backend
 gpu = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-for name in ("train: 1.3b dense bf16 seq 2048, MFU (GPU)", "train: MoE preset bf16, MFU (GPU)"):
-    missing(name, "skipped: no GPU" if not gpu else "not measured: the MFU table (issue 8) is not written yet")
+measured = {(r["model"], r["dtype"], r["recompute"]): r for r in res.get("gpu", {}).get("rows", [])}
+for name, key, target in (("train: 1.3b dense bf16 seq 2048, MFU (GPU)", ("1.3b", "bf16", False), 50),
+                          ("train: MoE preset bf16, MFU (GPU)", ("moe-1.3b", "bf16", False), 35)):
+    r = measured.get(key)
+    if r and r.get("mfu_percent") is not None:
+        row(name, f"{r['mfu_percent']:.1f}%", "", "", None, f">= {target}%", r["mfu_percent"] >= target)
+    elif r:
+        row(name, f"{r['tflops']:.1f} TFLOPS", "", "", None, f">= {target}% (peak unknown)", None)
+    else:
+        missing(name, "skipped: no GPU" if not gpu else "not measured (see tests/gpu/throughput.sh's output)")
 
 cpu = res.get("machine", "?")
 print(f"dsk bench summary: {cpu}, {res.get('cores', '?')} cores")

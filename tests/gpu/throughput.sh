@@ -2,7 +2,8 @@
 # Training throughput on the GPU: tokens/s and MFU of the 125m and 1.3b
 # dense presets and a 1.3b-sized MoE at sequence 2048, one table.
 #
-#   tests/gpu/throughput.sh [BUILD_DIR]        (run.sh calls it last)
+#   tests/gpu/throughput.sh [BUILD_DIR [JSON_OUT]]   (run.sh calls it last;
+#                                                    make bench with JSON_OUT)
 #
 # MFU = model FLOPs per second over the device's dense bf16 peak; model
 # FLOPs are 3 x the forward's (dsk_config_flops_per_token: every matrix
@@ -16,6 +17,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${1:-${BUILD:-build}}
+JSON_OUT=${2:-}
 BENCH=$BUILD/tests/tools/train_bench
 TRAIN=$BUILD/bin/dsk-train
 STEPS=${STEPS:-4}
@@ -49,14 +51,18 @@ row() {  # model B T dtype recompute target
         status=1
         return
     }
-    python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" <<'PY'
+    python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" "$tmp/rows.jsonl" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-model, batch, dtype, rc, peak, target = sys.argv[2:8]
+model, batch, dtype, rc, peak, target, rows = sys.argv[2:9]
 tflops = r["gflops"] / 1e3
-mfu = f"{100 * tflops / float(peak):.1f}%" if float(peak) > 0 else "?"
+mfu = 100 * tflops / float(peak) if float(peak) > 0 else None
 print(f"{model:<10} {batch:<9} {dtype:<5} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
-      f"{r['step_ms']:9.1f} {tflops:8.1f} {mfu:>7} {r['activation_bytes'] / 2**30:8.2f}  {target}")
+      f"{r['step_ms']:9.1f} {tflops:8.1f} {f'{mfu:.1f}%' if mfu is not None else '?':>7} "
+      f"{r['activation_bytes'] / 2**30:8.2f}  {target}")
+with open(rows, "a") as f:
+    f.write(json.dumps(dict(r, model=model, batch=batch, recompute=rc == "1", tflops=tflops, mfu_percent=mfu,
+                            peak_tflops=float(peak) or None)) + "\n")
 PY
 }
 row 125m 8 2048 fp32 0 ""
@@ -65,4 +71,8 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 row 1.3b 8 2048 bf16 1 ""
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"
+if [ -n "$JSON_OUT" ]; then
+    python3 -c 'import json, sys; print(json.dumps({"device": sys.argv[2], "rows": [json.loads(l) for l in open(sys.argv[1])]}))' \
+        "$tmp/rows.jsonl" "${name:-unknown}" >"$JSON_OUT" 2>/dev/null || echo '{"rows": []}' >"$JSON_OUT"
+fi
 exit $status
