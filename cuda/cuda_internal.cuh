@@ -172,16 +172,6 @@ __device__ __forceinline__ float block_max(float v, float *sh)
     return warp_max(v);
 }
 
-/* The keys query i may see: [first, i] (cpu_kernels_impl.h's attn_first). */
-__device__ __forceinline__ int attn_first(int i, int pos_i, int local, int window)
-{
-    int first = i - pos_i;
-    if (first < 0)
-        first = 0;
-    if (local && i - window + 1 > first)
-        first = i - window + 1;
-    return first;
-}
 
 /* ---- the ops (signatures as in backend.h), one file per concern ---- */
 

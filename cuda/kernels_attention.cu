@@ -10,7 +10,7 @@
  * a column read across rows hits distinct banks.  Tile sizes per HDP
  * (fa_cfg) keep a block's shared memory under 84 KB, so every sm_80+
  * part runs them (99 KB per block on the smallest).
- * Masks (attn_first): query i sees keys [first_part(i), i]; a key tile
+ * Masks (dsk_attn_first, lib/ops/attn_first.h): query i sees keys [first_part(i), i]; a key tile
  * outside [min first of the query tile, last query of the tile] is
  * skipped, so local layers cost T x window.
  *
@@ -35,6 +35,7 @@
 #include <limits.h>
 
 #include "cuda_internal.cuh"
+#include "ops/attn_first.h"
 
 /* c[0] scale, c[1] 0, c[2] 1, c[3] alpha, c[4] 1 - alpha (alpha: 1 global, 0 local): decoding's constants. */
 enum { C_SCALE, C_ZERO, C_ONE, C_A, C_1MA, N_CONSTS = 8 };
@@ -287,8 +288,8 @@ __device__ __forceinline__ void fa_row_masks(int (*first_sh)[BR], int i0, int T,
     int i = i0 + threadIdx.x, fg = INT_MAX, fl = INT_MAX;
     if (i < T) {
         int p = pb[i];
-        fg = attn_first(i, p, 0, window);
-        fl = attn_first(i, p, 1, window);
+        fg = dsk_attn_first(i, p, 0, window);
+        fl = dsk_attn_first(i, p, 1, window);
         atomicMin(lo_sh, use_g ? fg : fl);   /* a min: the same whatever the order */
     }
     first_sh[0][threadIdx.x] = fg;
@@ -419,8 +420,8 @@ __device__ __forceinline__ void fa_row_stats(int (*first_sh)[BR], float (*lse_sh
     float lg = INFINITY, ll = INFINITY, dg = 0, dl = 0;
     if (i < T) {
         int p = pb[i];
-        fg = attn_first(i, p, 0, window);
-        fl = attn_first(i, p, 1, window);
+        fg = dsk_attn_first(i, p, 0, window);
+        fl = dsk_attn_first(i, p, 1, window);
         if (use_g) {
             lg = lse_g[bhT + i];
             lg = lg == -INFINITY ? INFINITY : lg;
@@ -682,7 +683,7 @@ __global__ void fa_tile_lo_kernel(int *tile_lo, const int32_t *pos, int B, int T
     size_t b = x / (size_t)nqt;
     int qt = (int)(x % (size_t)nqt), lo = INT_MAX, end = min(qt * BR + BR, T);
     for (int i = qt * BR; i < end; i++)
-        lo = min(lo, attn_first(i, pos[b * T + i], local, window));
+        lo = min(lo, dsk_attn_first(i, pos[b * T + i], local, window));
     tile_lo[x] = lo;
 }
 
@@ -848,7 +849,7 @@ __global__ void attn_decode_kernel(float *out, const float *q, const float *k_ca
     for (int d = threadIdx.x; d < 2 * DEC_WARPS * hd; d += blockDim.x)
         acc[d] = 0;
     __syncthreads();
-    int fl = attn_first(i, i, 1, window), first = use_g ? 0 : fl;
+    int fl = dsk_attn_first(i, i, 1, window), first = use_g ? 0 : fl;
     float mg = -INFINITY, lg = 0, ml = -INFINITY, ll = 0;
     float *ag = acc + (size_t)w * hd, *al = acc + (size_t)(DEC_WARPS + w) * hd;
     for (int j = first + w; j <= i; j += DEC_WARPS) {

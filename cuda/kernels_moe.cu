@@ -203,6 +203,15 @@ void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, cons
     LAUNCHED(cb, "moe_scatter_add");
 }
 
+/* The per-token math is the CPU kernel's (lib/ops/route_bwd_row.h). */
+#define ROUTE_REAL float
+#define ROUTE_ROW route_bwd_row
+#define ROUTE_QUALIFIER __device__ __forceinline__
+#include "ops/route_bwd_row.h"
+#undef ROUTE_REAL
+#undef ROUTE_ROW
+#undef ROUTE_QUALIFIER
+
 /* One thread per token, dlogits as its working row. */
 __global__ void moe_route_bwd_kernel(float *dlogits, const float *dgate, const float *probs, const int32_t *sel,
                                      const float *gate, const float *logits, const float *aux_w, int rows_per,
@@ -211,54 +220,9 @@ __global__ void moe_route_bwd_kernel(float *dlogits, const float *dgate, const f
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= n)
         return;
-    const float *p = probs + (size_t)t * E, *dg = dgate + (size_t)t * k, *g = gate + (size_t)t * k;
-    const int32_t *st = sel + (size_t)t * k;
-    const float *aw = aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL;
-    float *dz = dlogits + (size_t)t * E;
-    for (int e = 0; e < E; e++)
-        dz[e] = 0;
-    if (router == DSK_ROUTER_SOFTMAX) {
-        for (int s = 0; s < k; s++)
-            dz[st[s]] += dg[s];
-        if (aw)
-            for (int e = 0; e < E; e++)
-                dz[e] += aw[e];
-        float dot = 0;
-        for (int e = 0; e < E; e++)
-            dot += p[e] * dz[e];
-        for (int e = 0; e < E; e++)
-            dz[e] = p[e] * (dz[e] - dot);
-    } else {
-        float S = 0, gdot = 0;
-        for (int s = 0; s < k; s++) {
-            S += p[st[s]];
-            gdot += g[s] * dg[s];
-        }
-        for (int s = 0; s < k; s++)
-            dz[st[s]] += (dg[s] - gdot) / S;
-        if (aw) {
-            float all = 0, wdot = 0;
-            for (int e = 0; e < E; e++)
-                all += p[e];
-            for (int e = 0; e < E; e++)
-                wdot += aw[e] * p[e] / all;
-            for (int e = 0; e < E; e++)
-                dz[e] += (aw[e] - wdot) / all;
-        }
-        for (int e = 0; e < E; e++)
-            dz[e] *= p[e] * (1 - p[e]);
-    }
-    if (z_coef != 0) {
-        const float *z = logits + (size_t)t * E;
-        float mx = -INFINITY, sum = 0;
-        for (int e = 0; e < E; e++)
-            mx = fmaxf(mx, z[e]);
-        for (int e = 0; e < E; e++)
-            sum += expf(z[e] - mx);
-        float lse = mx + logf(sum);
-        for (int e = 0; e < E; e++)
-            dz[e] += 2 * z_coef * lse * expf(z[e] - lse);
-    }
+    route_bwd_row(dlogits + (size_t)t * E, dgate + (size_t)t * k, probs + (size_t)t * E, sel + (size_t)t * k,
+                  gate + (size_t)t * k, aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL, logits + (size_t)t * E,
+                  z_coef, E, k, router);
 }
 
 void dsk_cuda_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,

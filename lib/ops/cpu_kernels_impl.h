@@ -10,6 +10,7 @@
 #include <string.h>
 #include <tgmath.h>
 
+#include "ops/attn_first.h"
 #include "ops/cpu_kernels.h"
 
 #ifndef REAL
@@ -180,16 +181,6 @@ void KS(rope)(real *x, const int32_t *pos, const real *cos_sin, int n, int heads
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-/* The keys query i may see: [first, i]. */
-static inline int KS(attn_first)(int i, int32_t pos_i, int local, int window)
-{
-    int first = i - pos_i;
-    if (first < 0)
-        first = 0;
-    if (local && i - window + 1 > first)
-        first = i - window + 1;
-    return first;
-}
 
 /* p[first..i] = softmax(scale * q . k_j) (the decoder's one-query path). */
 static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride, int first, int i, int hd,
@@ -291,10 +282,10 @@ void KS(attention_fwd)(real *out, real *lse_g, real *lse_l, real *out_g, real *o
                 for (int i = 0; i < T; i++) {
                     if (use_g)
                         lse_g[rows + i] = KS(masked_softmax_row)(pg + (size_t)i * T, T,
-                                                                 KS(attn_first)(i, pb[i], 0, s->window), i);
+                                                                 dsk_attn_first(i, pb[i], 0, s->window), i);
                     if (use_l)
                         lse_l[rows + i] = KS(masked_softmax_row)(pl + (size_t)i * T, T,
-                                                                 KS(attn_first)(i, pb[i], 1, s->window), i);
+                                                                 dsk_attn_first(i, pb[i], 1, s->window), i);
                 }
                 if (!hybrid) {
                     KS(gemm_ld)(0, 0, T, hd, T, 1, pg, T, V, ks, 0, out + head, qs);
@@ -362,10 +353,10 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                     for (int i = 0; i < T; i++) {
                         if (use_g)
                             KS(softmax_row_from_lse)(pg + (size_t)i * T, S + (size_t)i * T, T,
-                                                     KS(attn_first)(i, pb[i], 0, s->window), i, lse_g[rows + i]);
+                                                     dsk_attn_first(i, pb[i], 0, s->window), i, lse_g[rows + i]);
                         if (use_l)
                             KS(softmax_row_from_lse)(pl + (size_t)i * T, S + (size_t)i * T, T,
-                                                     KS(attn_first)(i, pb[i], 1, s->window), i, lse_l[rows + i]);
+                                                     dsk_attn_first(i, pb[i], 1, s->window), i, lse_l[rows + i]);
                     }
                     /* dP = dO V^T: the gradient of the mixed probabilities. */
                     KS(gemm_ld)(0, 1, T, T, hd, 1, dO, qs, V, ks, 0, dP, T);
@@ -379,7 +370,7 @@ void KS(attention_bwd)(real *dq, real *dk, real *dv, real *dalpha, const real *d
                                 continue;
                             const real *Pi = (part == 0 ? pg : pl) + (size_t)i * T;
                             real wgt = part == 0 ? a : 1 - a;
-                            int first = KS(attn_first)(i, pb[i], part == 1, s->window);
+                            int first = dsk_attn_first(i, pb[i], part == 1, s->window);
                             /* dS = wgt P (dP - sum_j P dP), the softmax's backward. */
                             real rowdot = 0;
                             for (int j = first; j <= i; j++)
@@ -450,7 +441,7 @@ void KS(attention_decode)(real *out, const real *q, const real *k_cache, const r
                 for (int part = 0; part < 2; part++) {
                     if (part == 0 ? !use_g : !use_l)
                         continue;
-                    int first = KS(attn_first)(i, i, part == 1, s->window);
+                    int first = dsk_attn_first(i, i, part == 1, s->window);
                     real wgt = part == 0 ? a : 1 - a;
                     KS(attn_row)(p, qh, kb, ks, first, i, hd, scale);
                     for (int j = first; j <= i; j++)
@@ -625,66 +616,23 @@ void KS(moe_scatter_add)(real *dx, const real *dxp, const int32_t *slot_row, int
         }
 }
 
+#define ROUTE_REAL real
+#define ROUTE_ROW KS(route_bwd_row)
+#define ROUTE_QUALIFIER static inline
+#include "ops/route_bwd_row.h"
+#undef ROUTE_REAL
+#undef ROUTE_ROW
+#undef ROUTE_QUALIFIER
+
 void KS(moe_route_bwd)(real *dlogits, const real *dgate, const real *probs, const int32_t *sel, const real *gate,
                        const real *logits, const real *aux_w, int rows_per, real z_coef, int n, int E, int k,
                        int router)
 {
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        const real *p = probs + (size_t)t * E, *dg = dgate + (size_t)t * k, *g = gate + (size_t)t * k;
-        const int32_t *st = sel + (size_t)t * k;
-        const real *aw = aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL;
-        real *dz = dlogits + (size_t)t * E;
-        /* dp: the gradient with respect to the probabilities (softmax) or
-         * the sigmoid scores, before their own backward. */
-        for (int e = 0; e < E; e++)
-            dz[e] = 0;
-        if (router == DSK_ROUTER_SOFTMAX) {
-            for (int s = 0; s < k; s++)
-                dz[st[s]] += dg[s];
-            if (aw)
-                for (int e = 0; e < E; e++)
-                    dz[e] += aw[e];
-            /* softmax backward: dz = p (dp - sum p dp) */
-            real dot = 0;
-            for (int e = 0; e < E; e++)
-                dot += p[e] * dz[e];
-            for (int e = 0; e < E; e++)
-                dz[e] = p[e] * (dz[e] - dot);
-        } else {
-            /* gate_s = p_s / S over the chosen: dp_s = (dg_s - sum_r gate_r dg_r) / S. */
-            real S = 0, gdot = 0;
-            for (int s = 0; s < k; s++) {
-                S += p[st[s]];
-                gdot += g[s] * dg[s];
-            }
-            for (int s = 0; s < k; s++)
-                dz[st[s]] += (dg[s] - gdot) / S;
-            if (aw) {
-                /* The balance loss sees p / sum_all p. */
-                real all = 0, wdot = 0;
-                for (int e = 0; e < E; e++)
-                    all += p[e];
-                for (int e = 0; e < E; e++)
-                    wdot += aw[e] * p[e] / all;
-                for (int e = 0; e < E; e++)
-                    dz[e] += (aw[e] - wdot) / all;
-            }
-            for (int e = 0; e < E; e++)
-                dz[e] *= p[e] * (1 - p[e]);
-        }
-        if (z_coef != 0) {
-            const real *z = logits + (size_t)t * E;
-            real mx = -INFINITY, sum = 0;
-            for (int e = 0; e < E; e++)
-                mx = z[e] > mx ? z[e] : mx;
-            for (int e = 0; e < E; e++)
-                sum += exp(z[e] - mx);
-            real lse = mx + log(sum);
-            for (int e = 0; e < E; e++)
-                dz[e] += 2 * z_coef * lse * exp(z[e] - lse);
-        }
-    }
+    for (int t = 0; t < n; t++)
+        KS(route_bwd_row)(dlogits + (size_t)t * E, dgate + (size_t)t * k, probs + (size_t)t * E, sel + (size_t)t * k,
+                          gate + (size_t)t * k, aux_w ? aux_w + (size_t)(t / rows_per) * E : NULL,
+                          logits + (size_t)t * E, z_coef, E, k, router);
 }
 
 void KS(adamw)(real *param, const real *grad, real grad_scale, real *m, real *v, size_t n, real lr, real beta1,
