@@ -79,9 +79,18 @@ void dsk_optimizer_update(dsk_optimizer *opt, const dsk_step_plan *plan, size_t 
 {
     dsk_model *m = opt->model;
     dsk_backend *be = m->be;
-    for (size_t i = 0; i < m->n_tensors; i++) {
+    /* One call per run of adjacent tensors that decay alike (the
+     * tensors tile the parameter vector in order): a layer's four
+     * attention matrices are one launch, not four. */
+    for (size_t i = 0; i < m->n_tensors;) {
         const dsk_tensor_info *t = &m->tensors[i];
-        size_t a = t->offset > lo ? t->offset : lo, b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        size_t j = i + 1;
+        while (j < m->n_tensors && m->tensors[j].decay == t->decay &&
+               m->tensors[j].offset == m->tensors[j - 1].offset + m->tensors[j - 1].numel)
+            j++;
+        size_t end = m->tensors[j - 1].offset + m->tensors[j - 1].numel;
+        size_t a = t->offset > lo ? t->offset : lo, b = end < hi ? end : hi;
+        i = j;
         if (a >= b)
             continue;
         size_t at = a - lo;
