@@ -1,19 +1,19 @@
 # 7b: 6.7B parameters with a 32K vocabulary, 64 GPUs (8 nodes of 8), ZeRO-3
 # (weights, gradients and AdamW state sharded: fp32 training state alone is
-# 16 bytes a parameter, 108 GB, more than one GPU holds).  Today's attention
-# keeps each layer's T x T probabilities for the backward, so rows are 2048
-# tokens, one per GPU; the fused attention and --recompute (issue 8) are
-# what let this grow.
+# 16 bytes a parameter, 108 GB, more than one GPU holds).  Rows of 4096
+# tokens, one per GPU, with --recompute: about 4 GiB of activations a GPU
+# instead of 33 (`make plan`).
 #   make -f 7b.mk plan ; sbatch --array=0-255%64 slurm/prep.sbatch 7b.mk
 #   sbatch --nodes=8 --ntasks-per-node=8 --gpus-per-node=8 slurm/stage.sbatch 7b.mk pretrain
 NAME         = 7b
 PRESET       = 7b
 VOCAB        = 32768
-SEQ          = 2048          # 4096 needs the fused attention of the CUDA backend (issue 8): `make plan`
+SEQ          = 4096
+RECOMPUTE    = --recompute
 TOKENS       = 140G          # about 20 per parameter
 GPUS         = 64
-MICRO_BATCH  = 64            # 1 row per GPU (about 36 GiB each at ZeRO-3: `make plan`)
-ACCUM        = 16            # 1024 rows x 2048 = 2M tokens a step, 66757 steps
+MICRO_BATCH  = 64            # 1 row per GPU (`make plan` for the memory)
+ACCUM        = 8             # 512 rows x 4096 = 2M tokens a step, 66757 steps
 ZERO         = 3
 LR           = 3e-4
 MIN_LR       = 3e-5

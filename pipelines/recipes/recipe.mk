@@ -31,6 +31,10 @@ WORK      ?= $(CURDIR)/work-$(NAME)
 # (slurm/stage.sbatch), `mpirun -np 8` on one machine, or nothing for one.
 LAUNCH    ?= srun --mpi=pmix --kill-on-bad-exit=1
 BACKEND   ?= cuda
+# Matrix products in bf16 (fp32 master weights and AdamW state); RECOMPUTE
+# = --recompute keeps each layer's input only (dsk-train(1)).
+DTYPE     ?= bf16
+RECOMPUTE ?=
 THREADS   ?= 8
 RECIPE_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
 
@@ -41,7 +45,8 @@ DSHARDS  := $(if $(DOMAIN),$(sort $(wildcard $(DOMAIN)/*.jsonl.zst)))
 DCLEANED := $(DSHARDS:$(DOMAIN)/%.jsonl.zst=$(WORK)/domain-clean/%.jsonl)
 DENCODED := $(DCLEANED:$(WORK)/domain-clean/%.jsonl=$(WORK)/domain-tok/%.dskt)
 
-TRAIN = $(LAUNCH) $(BIN)dsk-train --backend $(BACKEND) -j $(THREADS) --zero $(ZERO) --seq-len $(SEQ)
+TRAIN = $(LAUNCH) $(BIN)dsk-train --device $(BACKEND) -j $(THREADS) --zero $(ZERO) --seq-len $(SEQ) \
+        --dtype $(DTYPE) $(RECOMPUTE)
 
 .PHONY: plan data pretrain adapt sft dpo quant eval serve-manifest all
 all: eval serve-manifest
