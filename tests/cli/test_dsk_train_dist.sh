@@ -80,36 +80,10 @@ with open(f"{t}/pref.jsonl", "w") as f:
                             "split": "val" if i % 6 == 0 else "train"}) + "\n")
 PY
 
-# compare.py REF RUN [FROM_STEP]: the runs' logged train and val losses agree
-# (relative 1e-4) from FROM_STEP on, and so do their final weights and
-# Adam's moments (1e-4, absolute and relative to the largest value).
-cat > "$T/compare.py" <<'PY'
-import json, struct, sys
-def tensors(path):
-    f = open(path, "rb")
-    n = struct.unpack("<Q", f.read(8))[0]
-    head, data = json.loads(f.read(n)), f.read()
-    return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
-                             data[v["data_offsets"][0]:v["data_offsets"][1]])
-            for k, v in head.items() if k != "__metadata__"}
-def log(path, key):
-    return {r["step"]: r[key] for r in map(json.loads, open(path)) if key in r}
-ref, run = sys.argv[1], sys.argv[2]
-first = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-for key in ("loss", "val_loss"):
-    a, b = log(ref + ".jsonl", key), log(run + ".jsonl", key)
-    steps = [s for s in a if s >= first]
-    assert steps and all(s in b for s in steps), (key, sorted(a), sorted(b))
-    worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in steps)
-    assert worst < 1e-4, (key, worst, [(a[s], b[s]) for s in steps])
-for f in ("model", "optimizer"):
-    a, b = tensors(f"{ref}/latest/{f}.safetensors"), tensors(f"{run}/latest/{f}.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        scale = max(1.0, max(abs(x) for x in a[k]))
-        worst = max(abs(x - y) for x, y in zip(a[k], b[k]))
-        assert worst <= 1e-4 * scale, (f, k, worst)
-PY
+# compare_runs.py REF RUN [FROM_STEP]: the runs' logged train and val losses
+# agree (relative 1e-4) from FROM_STEP on, and so do their final weights
+# and Adam's moments (1e-4, absolute and relative to the largest value).
+compare=$(cd "$(dirname "$0")" && pwd)/compare_runs.py
 
 common=(--data "$T/ds" --config nano --lr 3e-3 --warmup 4 --eval-every 4 --eval-batches 2 -j 1 --log-every 1 -q)
 # The reference: one process, global batch 4 x 2 micro-batches.
@@ -120,7 +94,7 @@ expect_exit 0 "1 rank, batch 4, 2 micro-batches, 8 steps" dsk-train "${common[@]
 for z in 2 3; do
     expect_exit 0 "1 rank at --zero $z" dsk-train "${common[@]}" -b 4 --grad-accum 2 --steps 8 --zero $z \
         --log "$T/one$z.jsonl" --out "$T/one$z"
-    check "1 rank at --zero $z follows --zero 0" python3 "$T/compare.py" "$T/ref" "$T/one$z"
+    check "1 rank at --zero $z follows --zero 0" python3 "$compare" "$T/ref" "$T/one$z"
 done
 
 if [ -z "$have_mpi" ]; then
@@ -157,7 +131,7 @@ for z in 0 1 2 3; do
         --log "$T/two$z.jsonl" --out "$T/two$z"
     check "2 ranks at --zero $z train (status $rc)" test "$rc" -eq 0
     check "2 ranks at --zero $z: the same losses, weights and moments as 1 rank" \
-        python3 "$T/compare.py" "$T/ref" "$T/two$z"
+        python3 "$compare" "$T/ref" "$T/two$z"
 done
 # fp16 from a loss scale too large: the first steps overflow, and every
 # rank must skip the same ones and halve the same scale (the decision
@@ -174,7 +148,7 @@ a, b = ([(r["step"], r["skipped"], r["loss_scale"]) for r in map(json.loads, ope
         for p in sys.argv[1:])
 assert a == b and a[-1][1] >= 5 and a[-1][1] < 24, (a, b)
 PY
-    check "... and the same losses, weights and moments" python3 "$T/compare.py" "$T/h1" "$T/h2z$z"
+    check "... and the same losses, weights and moments" python3 "$compare" "$T/h1" "$T/h2z$z"
 done
 run_cmd mpi dsk-train --data "$T/ds" --config nano -b 4 --steps 1 --eval-every 0 -j 1 --zero 3 --out "$T/mem"
 check "per-rank memory is printed (ZeRO-3: shards, gathered units)" grep -q \
@@ -194,11 +168,11 @@ check "rank 0 samples at ZeRO-3" grep -q "\"sample\"" "$T/two3.jsonl"
 mkdir "$T/r21" && cp -r "$T/two3/step-00000004" "$T/r21/" && ln -s step-00000004 "$T/r21/latest"
 expect_exit 0 "a 2-rank ZeRO-3 checkpoint resumes on 1 rank at ZeRO-0" dsk-train --resume --out "$T/r21" --zero 0 \
     --log "$T/r21.jsonl" --log-every 1 -q
-check "... and finishes as the 1-rank run did" python3 "$T/compare.py" "$T/ref" "$T/r21" 5
+check "... and finishes as the 1-rank run did" python3 "$compare" "$T/ref" "$T/r21" 5
 mkdir "$T/r12" && cp -r "$T/ref/step-00000004" "$T/r12/" && ln -s step-00000004 "$T/r12/latest"
 run_cmd mpi dsk-train --resume --out "$T/r12" --zero 3 --log "$T/r12.jsonl" --log-every 1 -q
 check "a 1-rank checkpoint resumes on 2 ranks at ZeRO-3 (status $rc)" test "$rc" -eq 0
-check "... and finishes as the 1-rank run did" python3 "$T/compare.py" "$T/ref" "$T/r12" 5
+check "... and finishes as the 1-rank run did" python3 "$compare" "$T/ref" "$T/r12" 5
 expect_exit 0 "1 rank, batch 3, 1 step" dsk-train "${common[@]}" -b 3 --steps 1 --out "$T/odd"
 run_cmd mpi dsk-train --resume --out "$T/odd" -b 4 --steps 2 -q
 check "resuming a data position 2 ranks cannot share is refused (status $rc)" test "$rc" -eq 64
@@ -212,7 +186,7 @@ dpo=(--stage dpo --init "$T/ref" --data "$T/dpo" -b 2 --steps 3 --lr 1e-3 --eval
 expect_exit 0 "dpo on 1 rank, 2 pairs a step" dsk-train "${dpo[@]}" --log "$T/dpo1.jsonl" --out "$T/dpo1"
 run_cmd mpi dsk-train "${dpo[@]}" --zero 2 --log "$T/dpo2.jsonl" --out "$T/dpo2"
 check "dpo on 2 ranks at ZeRO-2 (status $rc)" test "$rc" -eq 0
-check "... the same losses, weights and moments as 1 rank" python3 "$T/compare.py" "$T/dpo1" "$T/dpo2"
+check "... the same losses, weights and moments as 1 rank" python3 "$compare" "$T/dpo1" "$T/dpo2"
 moe=(--data "$T/ds" --config nano-moe --set experts=4 --set balance=bias --set router_noise=gaussian -b 4 --lr 1e-2
      --warmup 4 --steps 4 --eval-every 2 --eval-batches 1 -j 1 --log-every 2 -q)
 for z in 0 3; do
@@ -220,7 +194,7 @@ for z in 0 3; do
     check "MoE with bias balancing and router noise on 2 ranks at --zero $z (status $rc)" test "$rc" -eq 0
 done
 check "MoE: ZeRO-3 (biases gathered, changed, written back) follows ZeRO-0" \
-    python3 "$T/compare.py" "$T/moe0" "$T/moe3"
+    python3 "$compare" "$T/moe0" "$T/moe3"
 check "MoE: the logged expert load is over both ranks' tokens" python3 - "$T/moe3.jsonl" <<'PY'
 import json, sys
 m = [json.loads(l)["moe"][0] for l in open(sys.argv[1]) if '"moe"' in l][-1]

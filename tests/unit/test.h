@@ -5,6 +5,7 @@
 #define DSK_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,21 @@ static int test_total, test_failures;
             test_case_failed = 1;                                                       \
         }                                                                               \
     } while (0)
+
+/* A float's bits and back (tests of number formats). */
+static inline uint32_t test_bits_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float test_float_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 typedef struct test_case {
     const char *name;

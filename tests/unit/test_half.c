@@ -16,19 +16,6 @@
 
 static dsk_rng rng;
 
-static float fbits(uint32_t x)
-{
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
-}
-
-static uint32_t bitsf(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    return x;
-}
 
 TEST(bf16_known_values)
 {
@@ -37,22 +24,22 @@ TEST(bf16_known_values)
     CHECK(dsk_f32_to_bf16(0.0f) == 0x0000);
     CHECK(dsk_f32_to_bf16(-0.0f) == 0x8000);
     /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: to the even (1). */
-    CHECK(dsk_f32_to_bf16(fbits(0x3f808000)) == 0x3f80);
+    CHECK(dsk_f32_to_bf16(test_float_of(0x3f808000)) == 0x3f80);
     /* 1 + 3 * 2^-8 is halfway between 0x3f81 and 0x3f82: to the even 0x3f82. */
-    CHECK(dsk_f32_to_bf16(fbits(0x3f818000)) == 0x3f82);
-    CHECK(dsk_f32_to_bf16(fbits(0x3f808001)) == 0x3f81);   /* just above the tie */
-    CHECK(dsk_f32_to_bf16(fbits(0x3f807fff)) == 0x3f80);   /* just below */
+    CHECK(dsk_f32_to_bf16(test_float_of(0x3f818000)) == 0x3f82);
+    CHECK(dsk_f32_to_bf16(test_float_of(0x3f808001)) == 0x3f81);   /* just above the tie */
+    CHECK(dsk_f32_to_bf16(test_float_of(0x3f807fff)) == 0x3f80);   /* just below */
     CHECK(dsk_f32_to_bf16(3.14159265f) == 0x4049);
     CHECK(dsk_f32_to_bf16(INFINITY) == 0x7f80);
     CHECK(dsk_f32_to_bf16(-INFINITY) == 0xff80);
     CHECK(dsk_f32_to_bf16(FLT_MAX) == 0x7f80);             /* past bf16's largest: inf */
-    CHECK(dsk_f32_to_bf16(fbits(0x7f7f7fff)) == 0x7f7f);   /* just under the midpoint: the largest */
-    CHECK(dsk_f32_to_bf16(fbits(0x00000001)) == 0x0000);   /* the smallest float subnormal */
-    CHECK(dsk_f32_to_bf16(fbits(0x00008000)) == 0x0000);   /* a tie between 0 and 0x0001: even */
-    CHECK(dsk_f32_to_bf16(fbits(0x00018000)) == 0x0002);
+    CHECK(dsk_f32_to_bf16(test_float_of(0x7f7f7fff)) == 0x7f7f);   /* just under the midpoint: the largest */
+    CHECK(dsk_f32_to_bf16(test_float_of(0x00000001)) == 0x0000);   /* the smallest float subnormal */
+    CHECK(dsk_f32_to_bf16(test_float_of(0x00008000)) == 0x0000);   /* a tie between 0 and 0x0001: even */
+    CHECK(dsk_f32_to_bf16(test_float_of(0x00018000)) == 0x0002);
     uint16_t n = dsk_f32_to_bf16(NAN);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
-    n = dsk_f32_to_bf16(fbits(0xff800001));                /* a signalling NaN with a low payload */
+    n = dsk_f32_to_bf16(test_float_of(0xff800001));                /* a signalling NaN with a low payload */
     CHECK((n & 0xff80) == 0xff80 && (n & 0x7f) != 0);     /* still NaN (not inf), sign kept */
     CHECK(dsk_bf16_to_f32(0x3f80) == 1.0f);
     CHECK(isnan(dsk_bf16_to_f32(0x7fc0)));
@@ -87,10 +74,10 @@ TEST(fp16_known_values)
     CHECK(dsk_f32_to_f16(0x1.ff8p-15f) == 0x03ff);        /* the largest subnormal, 1023 * 2^-24 */
     CHECK(dsk_f32_to_f16(0x1.ffcp-15f) == 0x0400);        /* its tie with 2^-14: even, the normal */
     CHECK(dsk_f32_to_f16(1e-10f) == 0x0000);
-    CHECK(dsk_f32_to_f16(fbits(0x00000001)) == 0x0000);
+    CHECK(dsk_f32_to_f16(test_float_of(0x00000001)) == 0x0000);
     uint16_t n = dsk_f32_to_f16(NAN);
     CHECK((n & 0x7c00) == 0x7c00 && (n & 0x3ff) != 0);
-    n = dsk_f32_to_f16(fbits(0xff800001));                /* a payload in the low bits only */
+    n = dsk_f32_to_f16(test_float_of(0xff800001));                /* a payload in the low bits only */
     CHECK((n & 0xfc00) == 0xfc00 && (n & 0x3ff) != 0);
     CHECK(dsk_f16_to_f32(0x0001) == 0x1p-24f);
     CHECK(dsk_f16_to_f32(0x8001) == -0x1p-24f);
@@ -172,7 +159,7 @@ static float random_float(int fp16, const double *val, int n_finite)
 {
     double u = dsk_rng_uniform(&rng);
     if (u < 0.4)
-        return fbits((uint32_t)dsk_rng_next(&rng));
+        return test_float_of((uint32_t)dsk_rng_next(&rng));
     if (u < 0.8) {
         double e = fp16 ? -28 + 46 * dsk_rng_uniform(&rng) : -140 + 270 * dsk_rng_uniform(&rng);
         double v = ldexp(1 + dsk_rng_uniform(&rng), (int)floor(e));
@@ -199,7 +186,7 @@ static void random_against_reference(int fp16)
         uint16_t want = reference(f, val, n_finite, past);
         uint16_t got = fp16 ? dsk_f32_to_f16(f) : dsk_f32_to_bf16(f);
         if (got != want && bad++ < 5)
-            printf("#   %s(%a = 0x%08x): got 0x%04x, want 0x%04x\n", fp16 ? "fp16" : "bf16", (double)f, bitsf(f), got,
+            printf("#   %s(%a = 0x%08x): got 0x%04x, want 0x%04x\n", fp16 ? "fp16" : "bf16", (double)f, test_bits_of(f), got,
                    want);
         ties += reference_tie;
     }
@@ -223,13 +210,13 @@ TEST(round_helpers)
     dsk_round_f16(dst, src, N);
     int bad = 0;
     for (int i = 0; i < N; i++)
-        bad += i == 7 ? !isnan(dst[i]) : bitsf(dst[i]) != bitsf(dsk_f16_to_f32(dsk_f32_to_f16(src[i])));
+        bad += i == 7 ? !isnan(dst[i]) : test_bits_of(dst[i]) != test_bits_of(dsk_f16_to_f32(dsk_f32_to_f16(src[i])));
     CHECK(bad == 0);
     CHECK(dst[8] == INFINITY);
     dsk_round_dtype(DSK_DTYPE_BF16, dst, src, N);
     bad = 0;
     for (int i = 0; i < N; i++)
-        bad += i == 7 ? !isnan(dst[i]) : bitsf(dst[i]) != bitsf(dsk_bf16_to_f32(dsk_f32_to_bf16(src[i])));
+        bad += i == 7 ? !isnan(dst[i]) : test_bits_of(dst[i]) != test_bits_of(dsk_bf16_to_f32(dsk_f32_to_bf16(src[i])));
     CHECK(bad == 0);
     memcpy(dst, src, N * sizeof *dst);
     dsk_round_dtype(DSK_DTYPE_FP16, dst, dst, N);   /* in place */

@@ -9,19 +9,6 @@
 
 static dsk_rng rng;
 
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 static int half_is_nan(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff); }
 
@@ -50,7 +37,7 @@ TEST(half_exhaustive_round_trip)
     CHECK(dsk_f16_to_f32(0x0001) == 0x1p-24f);
     CHECK(dsk_f16_to_f32(0x03ff) == 1023 * 0x1p-24f);
     CHECK(dsk_f16_to_f32(0x0400) == 0x1p-14f);
-    CHECK(f2u(dsk_f16_to_f32(0x8000)) == 0x80000000u);
+    CHECK(test_bits_of(dsk_f16_to_f32(0x8000)) == 0x80000000u);
     CHECK(dsk_f16_to_f32(0x7c00) == INFINITY);
     CHECK(dsk_f16_to_f32(0xfc00) == -INFINITY);
 }
@@ -100,9 +87,9 @@ TEST(half_rounding_cases)
         }
     }
     /* NaN stays NaN, keeps its sign. */
-    uint16_t n = dsk_f32_to_f16(u2f(0x7fc00000));
+    uint16_t n = dsk_f32_to_f16(test_float_of(0x7fc00000));
     CHECK(half_is_nan(n) && !(n & 0x8000));
-    n = dsk_f32_to_f16(u2f(0xff800001)); /* a signalling NaN with only a low payload bit */
+    n = dsk_f32_to_f16(test_float_of(0xff800001)); /* a signalling NaN with only a low payload bit */
     CHECK(half_is_nan(n) && (n & 0x8000));
 }
 
@@ -113,12 +100,12 @@ TEST(half_nearest_even_sampled)
 {
     int bad = 0;
     for (uint64_t u = 0; u < (1ull << 32); u += 4093) {
-        float f = u2f((uint32_t)u);
+        float f = test_float_of((uint32_t)u);
         if (f != f)
             continue;
         uint16_t h = dsk_f32_to_f16(f);
         double d = fabs((double)f), v = fabs((double)dsk_f16_to_f32(h));
-        int ok = (h & 0x8000) == (f2u(f) & 0x80000000u) >> 16;
+        int ok = (h & 0x8000) == (test_bits_of(f) & 0x80000000u) >> 16;
         if (d >= 65520.0) {
             ok = ok && (h & 0x7fff) == 0x7c00;
         } else {
