@@ -12,6 +12,8 @@ for p in "${DSK_TORCH_PY:-}" python3 /usr/bin/python3; do
     [ -n "$p" ] && "$p" -c 'import torch' 2>/dev/null && { py=$p; break; }
 done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# A quotient for JSON: bc prints ".76" for 0.76, which JSON refuses.
+num() { printf '%.6f' "$(echo "$1" | bc -l)"; }
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # GPT-2 124M's shape: d 768, 12 layers, 12 heads, vocab 50257, tied head;
@@ -42,7 +44,7 @@ for spec in "gpt2-shape 4 64" "tiny 8 256"; do  # tiny: d 256, 6 layers, GQA 8/4
     d=$(printf '%s' "$d_rates" | median) g=$(printf '%s' "$gf" | median) p=$(printf '%s' "$peak" | median)
     if [ -n "$py" ]; then
         t=$(printf '%s' "$t_rates" | median)
-        ratio=$(echo "$d / $t" | bc -l)
+        ratio=$(num "$d / $t")
     else
         t=null ratio=null
     fi
@@ -64,7 +66,7 @@ done
 d=$(printf '%s' "$dense" | median) m=$(printf '%s' "$moe" | median)
 printf 'MoE: tiny-moe %.1f tok/s, dense tiny (d_ff 528, same active parameters) %.1f tok/s: MoE takes %.2fx the time per token (target <= 1.5x)\n' \
     "$m" "$d" "$(echo "$d / $m" | bc -l)"
-json+=",{\"model\":\"tiny-moe vs dense d_ff 528\",\"moe_tokens_per_s\":$m,\"dense_tokens_per_s\":$d,\"moe_time_ratio\":$(echo "$d / $m" | bc -l)}"
+json+=",{\"model\":\"tiny-moe vs dense d_ff 528\",\"moe_tokens_per_s\":$m,\"dense_tokens_per_s\":$d,\"moe_time_ratio\":$(num "$d / $m")}"
 # Activation recomputation (--recompute) on the tiny preset: memory (what
 # the batch allocates) and time per token, with and without; the seed's
 # claim is about 60% less memory for 15-20% more compute.
