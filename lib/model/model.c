@@ -392,6 +392,7 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
                         m->cap_T);
     /* A smaller batch uses the front of each buffer: every pass below
      * works on m->B * m->T tokens laid out [B][T]. */
+    m->logits_whole = 0;
     m->B = b->B;
     m->T = b->T;
     size_t n = (size_t)b->B * b->T;
@@ -557,10 +558,15 @@ static void head_pass(dsk_model *m, const float *weights, float grad_scale)
     dsk_backend *be = m->be;
     const dsk_model_config *c = &m->cfg;
     int n = m->B * m->T, d = c->d_model, V = c->vocab_size;
+    /* dsk_model_loss_grad after a forward whose logits were one chunk:
+     * they are still there, not to be computed again. */
+    int have = m->logits_whole && grad_scale != 0;
+    m->logits_whole = grad_scale == 0 && m->logit_rows >= n;
     for (int r0 = 0; r0 < n; r0 += m->logit_rows) {
         int rows = n - r0 < m->logit_rows ? n - r0 : m->logit_rows;
         const float *hf = m->hf + (size_t)r0 * d;
-        be->gemm(be, 0, 1, rows, V, d, 1, hf, m->w.lm_head, 0, m->logits);
+        if (!have)
+            be->gemm(be, 0, 1, rows, V, d, 1, hf, m->w.lm_head, 0, m->logits);
         be->softmax_xent(be, m->losses + r0, m->logits, m->targets + r0, weights + r0, rows, V, grad_scale);
         if (grad_scale == 0)
             continue;
@@ -579,6 +585,7 @@ void dsk_model_forward(dsk_model *m, float grad_scale)
     const dsk_model_config *c = &m->cfg;
     int n = m->B * m->T, d = c->d_model, L = c->n_layers;
 
+    m->logits_whole = 0;
     dsk_model_embed(m);
     for (int l = 0; l < L; l++)
         dsk_model_forward_block(m, l);
