@@ -128,10 +128,59 @@ $(BUILD)/lib/dist/comm_gpu.o: CPPFLAGS += -DDSK_HAVE_CUDA
 $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(GPU_TEST_BIN): LDLIBS += $(CUDA_LIBS)
 endif
 
+# ---- the CPU emulation of cuda/ (tests/gpu/emu) ----------------------------------
+# Without a GPU the backend's kernels and glue still run, op by op against
+# the CPU backend: cuda/*.cu rewritten by tests/gpu/emu/unchevron (kernel
+# launches become calls) and compiled by g++ with tests/gpu/emu/emu.h in
+# front, under ASan and UBSan; blocks and threads run on fibers
+# (emu_runtime.cc), cuBLAS and cuBLASLt are stand-ins that check their
+# arguments as the real ones do (cublas_emu.cc).  It needs the toolkit's
+# headers (not nvcc) and Boost.Context (libboost-context-dev); `make
+# check` runs it (tests/gpu/emu/run.sh).
+CUDA_INC ?= $(firstword $(wildcard $(CUDA_HOME)/include /usr/local/cuda/include))
+ifneq ($(wildcard $(CUDA_INC)/cublasLt.h),)
+ifneq ($(wildcard /usr/include/boost/context/fiber.hpp),)
+EMU          = $(BUILD)/emu
+CUBLAS_MAJOR := $(shell sed -n 's/^\#define CUBLAS_VER_MAJOR *\([0-9]*\).*/\1/p' $(CUDA_INC)/cublas_api.h)
+EMU_CU_OBJ   = $(patsubst cuda/%.cu,$(EMU)/cuda/%.o,$(filter-out cuda/dlopen_lib.cu,$(wildcard cuda/*.cu)))
+EMU_C_OBJ    = $(EMU)/lib/ops/backend_open.o $(EMU)/lib/dist/comm_gpu.o
+EMU_LIBS     = $(EMU)/lib/libcublas.so.$(CUBLAS_MAJOR) $(EMU)/lib/libcublasLt.so.$(CUBLAS_MAJOR)
+EMU_LINK     = $(EMU_CU_OBJ) $(EMU)/emu_runtime.o $(EMU_C_OBJ) $(BUILD)/san/libdsk.a
+EMU_CXXFLAGS = -std=c++17 $(CPPFLAGS) -I$(CUDA_INC) $(SAN_FLAGS) -ffp-contract=off -Wall -Wextra -Werror \
+               -Wno-unknown-pragmas -MMD -MP -include tests/gpu/emu/emu.h
+EMU_TEST_BIN = $(GPU_TEST_BIN:$(BUILD)/tests/gpu/%=$(EMU)/tests/gpu/%)
+$(EMU)/cuda/%.cc: cuda/%.cu tests/gpu/emu/unchevron
+	@mkdir -p $(dir $@)
+	perl tests/gpu/emu/unchevron $< > $@.tmp && mv $@.tmp $@
+$(EMU)/cuda/%.o: $(EMU)/cuda/%.cc tests/gpu/emu/emu.h
+	$(CXX) $(EMU_CXXFLAGS) -Icuda -DDSK_NO_NCCL -c $< -o $@
+$(EMU)/emu_runtime.o: tests/gpu/emu/emu_runtime.cc tests/gpu/emu/emu.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -DDSK_EMU_LIBDIR='"$(abspath $(EMU)/lib)"' -c $< -o $@
+# The C side: the backend table's "cuda" entry, and the tests.
+$(EMU)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DDSK_HAVE_CUDA -std=c11 $(WARN) $(SAN_FLAGS) -pthread -fopenmp -MMD -MP -c $< -o $@
+# One stand-in, under both names (cuBLAS and cuBLASLt), under the
+# sanitizers too: its copies of the operands read what a GPU would.
+$(EMU)/lib/libcublas.so.$(CUBLAS_MAJOR): tests/gpu/emu/cublas_emu.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(SAN_FLAGS) -fPIC -shared -Wall -Wextra -Werror -I$(CUDA_INC) $< -o $@ \
+	    -Wl,-soname,$(notdir $@) -lopenblas
+$(EMU)/lib/libcublasLt.so.$(CUBLAS_MAJOR): $(EMU)/lib/libcublas.so.$(CUBLAS_MAJOR)
+	cp $< $@
+$(EMU_TEST_BIN): $(EMU)/tests/gpu/%: $(EMU)/tests/gpu/%.o $(EMU)/tests/gpu/harness.o $(EMU_LINK) | $(EMU_LIBS)
+	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU)/tests/gpu/harness.o $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
+check: $(EMU_TEST_BIN)
+emu: $(EMU_TEST_BIN)
+-include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)
+endif
+endif
+
 # CPU-vs-CUDA op and training comparison, gemm in bf16 / fp16, and the
 # cuBLASLt products and gemm_grouped (test_cuda_gemm_lt): built
 # by `make` (so CI compiles them), run by tests/gpu/run.sh (`make gpu-test`).
-.PHONY: gpu-test
+.PHONY: gpu-test emu
 all: $(GPU_TEST_BIN)
 # Each links the harness they share (tests/gpu/harness.c).
 $(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/tests/gpu/harness.o $(BUILD)/libdsk.a

@@ -155,17 +155,20 @@ static void to_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na,
     }
     char *base = (char *)cb->gemm_half;
     const int threads = 256;
+    /* The kernels named with their type (the CPU emulation in tests/gpu/emu
+     * cannot deduce a kernel's template arguments from a launch's). */
     if (dtype == DSK_DTYPE_BF16) {
-        k_round_half<<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__nv_bfloat16 *)base, A, na);
+        k_round_half<__nv_bfloat16><<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>(
+            (__nv_bfloat16 *)base, A, na);
         LAUNCHED(cb, "gemm: A to bf16");
-        k_round_half<<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
+        k_round_half<__nv_bfloat16><<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
             (__nv_bfloat16 *)(base + a_bytes), B, nb);
         LAUNCHED(cb, "gemm: B to bf16");
     } else {
-        k_round_half<<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__half *)base, A, na);
+        k_round_half<__half><<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__half *)base, A, na);
         LAUNCHED(cb, "gemm: A to fp16");
-        k_round_half<<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>((__half *)(base + a_bytes), B,
-                                                                                      nb);
+        k_round_half<__half><<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
+            (__half *)(base + a_bytes), B, nb);
         LAUNCHED(cb, "gemm: B to fp16");
     }
     *Ah = base;

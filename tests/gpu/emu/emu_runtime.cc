@@ -1,0 +1,639 @@
+/* The CPU emulation's runtime (emu.h says what the emulation is): kernel
+ * launches on fibers, and the CUDA runtime calls the backend makes, with
+ * the real headers' signatures.
+ *
+ * A launch runs its blocks one at a time in a shuffled order.  A block's
+ * threads are fibers (Boost.Context: a switch costs a few nanoseconds,
+ * where ucontext's costs a system call) on stacks from a pool; each runs until it
+ * reaches a barrier (__syncthreads, or a warp shuffle) or returns, in a
+ * shuffled order.  When every lane of a warp waits at a shuffle, the warp
+ * goes on; when every live thread waits at __syncthreads, the block does;
+ * when neither can happen the threads disagree about which barrier comes
+ * next, which the hardware leaves undefined: the emulator says so and
+ * aborts.  DSK_EMU_SEED picks the shuffles (default 1), DSK_EMU_SMS the
+ * multiprocessors reported (default 2: grid-stride loops go round more
+ * than once), DSK_EMU_MEMORY_MB the device memory (default 16384). */
+#include "emu.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <boost/context/fiber.hpp>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+__thread uint3 threadIdx, blockIdx, blockDim, gridDim;
+
+/* ---- settings ---- */
+
+static long env_long(const char *name, long def, long lo, long hi)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return def;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) {
+        fprintf(stderr, "emu: %s=%s: expected an integer from %ld to %ld\n", name, s, lo, hi);
+        exit(64);
+    }
+    return v;
+}
+
+[[noreturn]] static void emu_abort(const char *site, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emu_abort(const char *site, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "emu: %s: ", site);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+/* xorshift64*: the shuffles, the same for the same DSK_EMU_SEED. */
+static __thread uint64_t rng_state;
+static uint64_t rng_next(void)
+{
+    if (!rng_state)
+        rng_state = 0x9e3779b97f4a7c15ull * (uint64_t)env_long("DSK_EMU_SEED", 1, 0, LONG_MAX) + 1;
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+static void shuffle(std::vector<unsigned> &v)
+{
+    for (size_t i = v.size(); i > 1; i--) {
+        size_t j = (size_t)(rng_next() % i);
+        unsigned t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
+/* ---- fibers ---- */
+
+enum fiber_state { RUNNABLE, AT_SYNCTHREADS, AT_WARP, FINISHED };
+
+typedef struct fiber {
+    boost::context::fiber self;   /* where the thread goes on from */
+    boost::context::fiber sink;   /* the scheduler, while the thread runs */
+    fiber_state state;
+    uint3 tid;
+    char *stack;   /* its lowest usable byte */
+} fiber;
+
+/* A block being run: its fibers and what they share. */
+typedef struct block_run {
+    const char *site;
+    void (*body)(void *);
+    void *ctx;
+    std::vector<fiber> fibers;
+    unsigned live, current;
+    const void *scheduler_bottom;   /* the scheduler's stack, for ASan's switches */
+    size_t scheduler_size;
+    std::vector<uint64_t> warp_slots;   /* 32 a warp */
+    void *dynamic_smem;
+    size_t dynamic_smem_len;
+} block_run;
+
+static __thread block_run *running;   /* the block whose fibers run now */
+
+enum { STACK_BYTES = 64 << 10, MAX_THREADS = 1024 };
+static __thread char *stack_pool;     /* MAX_THREADS stacks, each above a guard page */
+
+static char *stack_of(unsigned i)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), each = STACK_BYTES + page;
+    if (!stack_pool) {
+        void *p = mmap(NULL, each * MAX_THREADS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (p == MAP_FAILED) {
+            perror("emu: mmap of the fiber stacks");
+            abort();
+        }
+        stack_pool = (char *)p;
+        for (unsigned t = 0; t < MAX_THREADS; t++)   /* an overflow faults instead of writing a neighbour */
+            mprotect(stack_pool + t * each, page, PROT_NONE);
+    }
+    return stack_pool + i * each + page;
+}
+
+/* Into fiber i, back when it waits or finishes. */
+static void resume(block_run *b, unsigned i)
+{
+    fiber *f = &b->fibers[i];
+    b->current = i;
+    threadIdx = f->tid;
+#if EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, f->stack, STACK_BYTES);
+#endif
+    f->self = std::move(f->self).resume();
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* From the running fiber back to the scheduler, leaving it in state s. */
+static void suspend(fiber_state s)
+{
+    block_run *b = running;
+    fiber *f = &b->fibers[b->current];
+    f->state = s;
+#if EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, b->scheduler_bottom, b->scheduler_size);
+#endif
+    f->sink = std::move(f->sink).resume();
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* A thread, from its first switch in to its return.  Its stack comes
+ * from the pool (stack_of), which keeps it: the allocator hands it out
+ * and takes it back without freeing. */
+typedef struct pool_stack {
+    char *base;
+    boost::context::stack_context allocate()
+    {
+        boost::context::stack_context sc;
+        sc.sp = base + STACK_BYTES;   /* stacks grow down */
+        sc.size = STACK_BYTES;
+        return sc;
+    }
+    void deallocate(boost::context::stack_context &) {}
+} pool_stack;
+
+static boost::context::fiber fiber_main(boost::context::fiber &&scheduler)
+{
+    block_run *b = running;
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &b->scheduler_bottom, &b->scheduler_size);
+#endif
+    fiber *f = &b->fibers[b->current];
+    f->sink = std::move(scheduler);
+    b->body(b->ctx);
+    b->live--;
+    f->state = FINISHED;
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(NULL, b->scheduler_bottom, b->scheduler_size);   /* NULL: this stack is done */
+#endif
+    return std::move(f->sink);
+}
+
+/* ---- barriers ---- */
+
+static unsigned lane_count(const block_run *b, unsigned warp)
+{
+    unsigned n = (unsigned)b->fibers.size() - warp * 32;
+    return n < 32 ? n : 32;
+}
+
+void __syncthreads(void)
+{
+    if (!running)
+        emu_abort("__syncthreads", "called outside a kernel");
+    suspend(AT_SYNCTHREADS);
+}
+
+unsigned char *dsk_emu_warp_slots(unsigned mask, const char *what)
+{
+    block_run *b = running;
+    if (!b)
+        emu_abort(what, "called outside a kernel");
+    unsigned warp = b->current / 32, lanes = lane_count(b, warp);
+    unsigned want = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+    if (mask != want)
+        emu_abort(b->site, "%s with mask %#x in a warp of %u lanes (block of %zu threads): the mask must name "
+                  "exactly the lanes that take part", what, mask, lanes, b->fibers.size());
+    return (unsigned char *)&b->warp_slots[warp * 32];
+}
+
+void dsk_emu_warp_barrier(void) { suspend(AT_WARP); }
+
+void *dsk_emu_dynamic_smem(void)
+{
+    block_run *b = running;
+    if (!b)
+        emu_abort("extern __shared__", "used outside a kernel");
+    if (!b->dynamic_smem_len)
+        emu_abort(b->site, "the kernel uses dynamic shared memory, and the launch gave it none");
+    return b->dynamic_smem;
+}
+
+/* Releases whoever can go on: 1, or 0 when nobody can (with the reason). */
+static int release(block_run *b, char *why, size_t why_len)
+{
+    int released = 0;
+    unsigned warps = (unsigned)(b->fibers.size() + 31) / 32;
+    for (unsigned w = 0; w < warps; w++) {
+        unsigned first = w * 32, lanes = lane_count(b, w), waiting = 0, finished = 0;
+        for (unsigned l = 0; l < lanes; l++) {
+            waiting += b->fibers[first + l].state == AT_WARP;
+            finished += b->fibers[first + l].state == FINISHED;
+        }
+        if (waiting && finished) {
+            snprintf(why, why_len, "warp %u: %u lanes wait at a shuffle that %u lanes, already returned, "
+                     "never reach", w, waiting, finished);
+            return 0;
+        }
+        if (waiting == lanes) {
+            for (unsigned l = 0; l < lanes; l++)
+                b->fibers[first + l].state = RUNNABLE;
+            released = 1;
+        }
+    }
+    if (released)
+        return 1;
+    unsigned at_sync = 0, at_warp = 0;
+    for (const fiber &f : b->fibers) {
+        at_sync += f.state == AT_SYNCTHREADS;
+        at_warp += f.state == AT_WARP;
+    }
+    if (at_sync == b->live) {
+        /* Threads that returned count as arrived, as on the hardware. */
+        for (fiber &f : b->fibers)
+            if (f.state == AT_SYNCTHREADS)
+                f.state = RUNNABLE;
+        return 1;
+    }
+    snprintf(why, why_len, "%u threads wait at __syncthreads while %u wait at a shuffle their warp does not "
+             "all reach (%zu threads, %u returned)", at_sync, at_warp, b->fibers.size(),
+             (unsigned)b->fibers.size() - b->live);
+    return 0;
+}
+
+/* Thread i of the block, ready to start at fiber_main. */
+static void start_fiber(fiber *f, unsigned i)
+{
+    f->state = RUNNABLE;
+    f->tid = make_uint3(i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y));
+    f->stack = stack_of(i);
+#if EMU_ASAN
+    __asan_unpoison_memory_region(f->stack, STACK_BYTES);   /* what the last thread here left poisoned */
+#endif
+    f->self = boost::context::fiber(std::allocator_arg, pool_stack{f->stack}, fiber_main);
+}
+
+static void run_block(block_run *b, uint3 block_idx)
+{
+    blockIdx = block_idx;
+    unsigned n = (unsigned)b->fibers.size();
+    for (unsigned i = 0; i < n; i++)
+        start_fiber(&b->fibers[i], i);
+    b->live = n;
+    if (b->dynamic_smem_len)
+        memset(b->dynamic_smem, 0xff, b->dynamic_smem_len);   /* NaN: a read before a write shows */
+    std::vector<unsigned> order(n);
+    for (unsigned i = 0; i < n; i++)
+        order[i] = i;
+    char why[256];
+    for (;;) {
+        shuffle(order);
+        for (unsigned i : order)
+            if (b->fibers[i].state == RUNNABLE)
+                resume(b, i);
+        if (!b->live)
+            break;
+        if (!release(b, why, sizeof why))
+            emu_abort(b->site, "block (%u,%u,%u): the threads disagree about the next barrier: %s", block_idx.x,
+                      block_idx.y, block_idx.z, why);
+    }
+}
+
+/* ---- launches ---- */
+
+static std::mutex table_lock;   /* the tables below, for host threads that launch side by side */
+static std::map<const void *, int> max_dynamic_smem;   /* cudaFuncSetAttribute's, per kernel */
+static __thread cudaError_t last_error = cudaSuccess;
+
+enum { DEFAULT_DYNAMIC_SMEM = 48 << 10, OPTIN_DYNAMIC_SMEM = 227 << 10 };   /* an H100's */
+
+static int refuse(const char *site, cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int refuse(const char *site, cudaError_t e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "emu: %s: launch refused: ", site);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    last_error = e;
+    return 0;
+}
+
+static int launch_ok(const char *site, const void *kernel, dim3 g, dim3 b, size_t smem)
+{
+    unsigned long long threads = (unsigned long long)b.x * b.y * b.z;
+    if (!b.x || !b.y || !b.z || threads > MAX_THREADS || b.z > 64)
+        return refuse(site, cudaErrorInvalidConfiguration, "block (%u,%u,%u): 1 to 1024 threads, z at most 64", b.x,
+                      b.y, b.z);
+    if (!g.x || !g.y || !g.z || g.x > 2147483647u || g.y > 65535 || g.z > 65535)
+        return refuse(site, cudaErrorInvalidConfiguration, "grid (%u,%u,%u): x 1 to 2^31-1, y and z 1 to 65535",
+                      g.x, g.y, g.z);
+    int limit = DEFAULT_DYNAMIC_SMEM;
+    {
+        std::lock_guard<std::mutex> hold(table_lock);
+        auto it = max_dynamic_smem.find(kernel);
+        if (it != max_dynamic_smem.end())
+            limit = it->second;
+    }
+    if (smem > (size_t)limit)
+        return refuse(site, cudaErrorInvalidValue, "%zu bytes of dynamic shared memory, over the kernel's %d (%s)",
+                      smem, limit, limit == DEFAULT_DYNAMIC_SMEM ? "the default: cudaFuncSetAttribute raises it"
+                                                                 : "cudaFuncSetAttribute's");
+    return 1;
+}
+
+void dsk_emu_run(const char *site, const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *),
+                 void *ctx)
+{
+    if (running)
+        emu_abort(site, "a launch from inside a kernel");
+    if (!launch_ok(site, kernel, grid, block, smem))
+        return;
+    block_run b;
+    b.site = site;
+    b.body = body;
+    b.ctx = ctx;
+    b.fibers.resize((size_t)block.x * block.y * block.z);
+    b.warp_slots.assign((b.fibers.size() + 31) / 32 * 32, 0);
+    b.dynamic_smem_len = smem;
+    b.dynamic_smem = smem ? malloc(smem) : NULL;
+    blockDim = make_uint3(block.x, block.y, block.z);
+    gridDim = make_uint3(grid.x, grid.y, grid.z);
+    running = &b;
+    size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    /* Blocks in a shuffled order, as the hardware gives no order (at most
+     * 2^32 of them here: a test's grids are far smaller). */
+    if (blocks > 0xffffffffu)
+        emu_abort(site, "%zu blocks: more than the emulator runs", blocks);
+    std::vector<unsigned> order(blocks);
+    for (size_t i = 0; i < blocks; i++)
+        order[i] = (unsigned)i;
+    shuffle(order);
+    for (unsigned i : order)
+        run_block(&b, make_uint3(i % grid.x, i / grid.x % grid.y, (unsigned)(i / ((size_t)grid.x * grid.y))));
+    running = NULL;
+    free(b.dynamic_smem);
+}
+
+/* ---- the runtime API the backend calls ---- */
+
+typedef struct allocation {
+    size_t bytes;
+    int pinned;   /* cudaMallocHost: host memory */
+} allocation;
+static std::map<uintptr_t, allocation> allocations;
+static size_t device_bytes_used;
+
+static size_t device_memory(void) { return (size_t)env_long("DSK_EMU_MEMORY_MB", 16384, 1, 1 << 30) << 20; }
+
+/* 1 when [p, p + n) lies in one allocation of that kind (pinned or device). */
+static int inside(const void *p, size_t n, int pinned)
+{
+    std::lock_guard<std::mutex> hold(table_lock);
+    uintptr_t a = (uintptr_t)p;
+    auto it = allocations.upper_bound(a);
+    if (it == allocations.begin())
+        return 0;
+    --it;
+    return it->second.pinned == pinned && a >= it->first && a - it->first + n <= it->second.bytes;
+}
+
+static cudaError_t fail(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cudaError_t fail(cudaError_t e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("emu: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    last_error = e;
+    return e;
+}
+
+static cudaError_t alloc(void **p, size_t bytes, int pinned)
+{
+    if (!p)
+        return fail(cudaErrorInvalidValue, "cudaMalloc: a NULL pointer for the result");
+    size_t len = bytes ? bytes : 1;
+    std::lock_guard<std::mutex> hold(table_lock);
+    if (!pinned && (len > device_memory() || device_bytes_used > device_memory() - len)) {
+        last_error = cudaErrorMemoryAllocation;   /* quietly: callers report it */
+        return cudaErrorMemoryAllocation;
+    }
+    void *m = aligned_alloc(256, (len + 255) & ~(size_t)255);
+    if (!m)
+        return last_error = cudaErrorMemoryAllocation;
+    memset(m, 0xff, len);   /* cudaMalloc's memory is not zeroed: NaN shows what reads it unwritten */
+    allocations[(uintptr_t)m] = allocation{len, pinned};
+    if (!pinned)
+        device_bytes_used += len;
+    *p = m;
+    return cudaSuccess;
+}
+
+static cudaError_t release_alloc(void *p, int pinned, const char *what)
+{
+    if (!p)
+        return cudaSuccess;
+    std::lock_guard<std::mutex> hold(table_lock);
+    auto it = allocations.find((uintptr_t)p);
+    if (it == allocations.end() || it->second.pinned != pinned) {
+        fprintf(stderr, "emu: %s(%p): not a pointer from %s\n", what, p, pinned ? "cudaMallocHost" : "cudaMalloc");
+        return last_error = cudaErrorInvalidValue;
+    }
+    if (!pinned)
+        device_bytes_used -= it->second.bytes;
+    allocations.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes) { return alloc(p, bytes, 0); }
+cudaError_t cudaFree(void *p) { return release_alloc(p, 0, "cudaFree"); }
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return alloc(p, bytes, 1); }
+cudaError_t cudaFreeHost(void *p) { return release_alloc(p, 1, "cudaFreeHost"); }
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t stream)
+{
+    (void)stream;
+    if (!n)
+        return cudaSuccess;
+    int dst_dev = inside(dst, n, 0), src_dev = inside(src, n, 0);
+    int ok = kind == cudaMemcpyHostToDevice   ? dst_dev && !src_dev
+             : kind == cudaMemcpyDeviceToHost ? src_dev && !dst_dev
+             : kind == cudaMemcpyDeviceToDevice ? src_dev && dst_dev
+             : kind == cudaMemcpyDefault ? 1
+                                         : 0;
+    if (!ok)
+        return fail(cudaErrorInvalidValue, "cudaMemcpyAsync kind %d of %zu bytes: destination %s, source %s", (int)kind,
+                    n, dst_dev ? "in device memory" : "not (wholly) in one device allocation",
+                    src_dev ? "in device memory" : "not (wholly) in one device allocation");
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t stream)
+{
+    (void)stream;
+    if (!n)
+        return cudaSuccess;
+    if (!inside(p, n, 0))
+        return fail(cudaErrorInvalidValue, "cudaMemsetAsync of %zu bytes at %p: not inside one device allocation", n,
+                    p);
+    memset(p, value, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
+{
+    (void)flags;
+    *s = (cudaStream_t)malloc(16);   /* something to tell streams apart; the work never waits */
+    return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+    free((void *)s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+    (void)s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t s)
+{
+    (void)s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unknown error (emulated)";
+    }
+}
+
+static int devices(void) { return (int)env_long("DSK_EMU_DEVICES", 1, 0, 64); }
+
+cudaError_t cudaGetDeviceCount(int *n)
+{
+    *n = devices();
+    return *n ? cudaSuccess : cudaErrorNoDevice;
+}
+
+cudaError_t cudaSetDevice(int d)
+{
+    return d >= 0 && d < devices() ? cudaSuccess : fail(cudaErrorInvalidDevice, "cudaSetDevice(%d)", d);
+}
+
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int d)
+{
+    if (d < 0 || d >= devices())
+        return fail(cudaErrorInvalidDevice, "cudaDeviceGetAttribute on device %d", d);
+    switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *v = (int)env_long("DSK_EMU_SMS", 2, 1, 1024); return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = OPTIN_DYNAMIC_SMEM; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
+    default: return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute %d is not emulated", (int)attr);
+    }
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value)
+{
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute %d is not emulated", (int)attr);
+    if (value < 0 || value > OPTIN_DYNAMIC_SMEM)
+        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: %d bytes of dynamic shared memory (at most %d)",
+                    value, OPTIN_DYNAMIC_SMEM);
+    std::lock_guard<std::mutex> hold(table_lock);
+    max_dynamic_smem[func] = value;
+    return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int *v)
+{
+    *v = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
+{
+    std::lock_guard<std::mutex> hold(table_lock);
+    *total = device_memory();
+    *free_bytes = *total - device_bytes_used;
+    return cudaSuccess;
+}
+
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p)
+{
+    memset(a, 0, sizeof *a);
+    if (inside(p, 1, 0)) {
+        a->type = cudaMemoryTypeDevice;
+        a->devicePointer = (void *)p;
+    } else if (inside(p, 1, 1)) {
+        a->type = cudaMemoryTypeHost;
+        a->hostPointer = (void *)p;
+    } else {
+        a->type = cudaMemoryTypeUnregistered;
+    }
+    return cudaSuccess;
+}
+
+/* ---- the libraries cuda/ opens ---- */
+
+/* In place of cuda/dlopen_lib.cu: the emulation's stand-ins
+ * (cublas_emu.cc, built as libcublas and libcublasLt in DSK_EMU_LIBDIR),
+ * by their full path, never the toolkit's libraries, which would take
+ * these host pointers for device memory. */
+void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", DSK_EMU_LIBDIR, soname);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h && why) {
+        const char *e = dlerror();
+        snprintf(why, why_len, "cannot load %s: %s", path, e ? e : "not found");
+    }
+    return h;
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# The cuda backend's GPU tests on the CPU emulation of cuda/ (emu.h says
+# what it is; `make emu` builds it): every op against the CPU backend, the
+# 20-step nano and nano-moe training runs, gemm in bf16 / fp16, and the
+# cuBLASLt products and gemm_grouped, all under ASan and UBSan.  It checks
+# the kernels' indexing, barriers, shared memory and launch limits and the
+# backend's glue (the row-major to column-major swaps, leading dimensions,
+# alignments); not the hardware's arithmetic, speed or memory model,
+# which only tests/gpu/run.sh on a GPU can.
+#
+#   tests/gpu/emu/run.sh         (BUILD=build; make check runs it)
+#
+# DSK_EMU_SEED=N runs the blocks and threads in another shuffled order.
+# Prints TAP.  Exit status: non-zero on any failure.
+set -u
+cd "$(dirname "$0")/../../.."
+E=${BUILD:-build}/emu/tests/gpu
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+n=0 status=0
+run() {   # name, command...
+    name=$1
+    shift
+    n=$((n + 1))
+    start=$(date +%s)
+    if out=$("$@" 2>&1); then
+        echo "ok $n - $name ($(( $(date +%s) - start )) s)"
+        echo "$out" | grep -E 'FAIL|^cpu against|cases|^# (ops|training|cpu)' | sed 's/^/# /'
+    else
+        rc=$?
+        echo "not ok $n - $name (exit $rc)"
+        echo "$out" | grep -vE '^  ok ' | tail -n 40 | sed 's/^/# /'
+        status=1
+    fi
+}
+run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
+run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
+run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
+run "test_cuda_gemm_lt (emulated)" "$E/test_cuda_gemm_lt"
+echo "1..$n"
+exit $status
