@@ -171,8 +171,13 @@ $(EMU)/lib/libcublasLt.so.$(CUBLAS_MAJOR): $(EMU)/lib/libcublas.so.$(CUBLAS_MAJO
 	cp $< $@
 $(EMU_TEST_BIN): $(EMU)/tests/gpu/%: $(EMU)/tests/gpu/%.o $(EMU)/tests/gpu/harness.o $(EMU_LINK) | $(EMU_LIBS)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU)/tests/gpu/harness.o $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
-check: $(EMU_TEST_BIN)
-emu: $(EMU_TEST_BIN)
+# dsk-train on the emulation, for tests/gpu/train_check.sh (checkpoints
+# across backends, --recompute, --dtype).
+$(EMU)/bin/dsk-train: $(BUILD)/san/bin/dsk-train.o $(EMU_LINK) | $(EMU_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) $(MPI_LIBS) -lboost_context -ldl
+check: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train
+emu: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train
 -include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)
 endif
 endif

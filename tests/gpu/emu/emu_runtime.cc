@@ -96,6 +96,10 @@ static void shuffle(std::vector<unsigned> &v)
 
 enum fiber_state { RUNNABLE, AT_SYNCTHREADS, AT_WARP, FINISHED };
 
+/* One thread of the running block.  Fiber i serves thread i of every
+ * block, launch after launch: made once, it returns to the scheduler
+ * after each body and waits there for the next (making a fiber for each
+ * thread of each block cost more than most kernels' work). */
 typedef struct fiber {
     boost::context::fiber self;   /* where the thread goes on from */
     boost::context::fiber sink;   /* the scheduler, while the thread runs */
@@ -104,24 +108,28 @@ typedef struct fiber {
     char *stack;   /* its lowest usable byte */
 } fiber;
 
-/* A block being run: its fibers and what they share. */
+/* A block being run: its threads and what they share. */
 typedef struct block_run {
     const char *site;
     void (*body)(void *);
     void *ctx;
-    std::vector<fiber> fibers;
-    unsigned live, current;
-    const void *scheduler_bottom;   /* the scheduler's stack, for ASan's switches */
-    size_t scheduler_size;
+    fiber *fibers;   /* the pool's first `threads` */
+    unsigned threads, live, current;
     std::vector<uint64_t> warp_slots;   /* 32 a warp */
     void *dynamic_smem;
     size_t dynamic_smem_len;
 } block_run;
 
-static __thread block_run *running;   /* the block whose fibers run now */
+static __thread block_run *running;   /* the block whose threads run now */
 
 enum { STACK_BYTES = 64 << 10, MAX_THREADS = 1024 };
+static __thread fiber *pool;          /* MAX_THREADS, made as needed; never freed */
+static __thread unsigned pool_made;
 static __thread char *stack_pool;     /* MAX_THREADS stacks, each above a guard page */
+#if EMU_ASAN
+static __thread const void *scheduler_bottom;   /* the host thread's stack, for ASan's switches */
+static __thread size_t scheduler_size;
+#endif
 
 static char *stack_of(unsigned i)
 {
@@ -164,7 +172,7 @@ static void suspend(fiber_state s)
     f->state = s;
 #if EMU_ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, b->scheduler_bottom, b->scheduler_size);
+    __sanitizer_start_switch_fiber(&fake, scheduler_bottom, scheduler_size);
 #endif
     f->sink = std::move(f->sink).resume();
 #if EMU_ASAN
@@ -172,9 +180,8 @@ static void suspend(fiber_state s)
 #endif
 }
 
-/* A thread, from its first switch in to its return.  Its stack comes
- * from the pool (stack_of), which keeps it: the allocator hands it out
- * and takes it back without freeing. */
+/* The stack allocator Boost.Context asks: fiber i's stack from the pool
+ * (stack_of), which keeps it. */
 typedef struct pool_stack {
     char *base;
     boost::context::stack_context allocate()
@@ -187,28 +194,41 @@ typedef struct pool_stack {
     void deallocate(boost::context::stack_context &) {}
 } pool_stack;
 
+/* A fiber's life: a thread of one block after another. */
 static boost::context::fiber fiber_main(boost::context::fiber &&scheduler)
 {
-    block_run *b = running;
 #if EMU_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &b->scheduler_bottom, &b->scheduler_size);
+    __sanitizer_finish_switch_fiber(NULL, &scheduler_bottom, &scheduler_size);
 #endif
-    fiber *f = &b->fibers[b->current];
-    f->sink = std::move(scheduler);
-    b->body(b->ctx);
-    b->live--;
-    f->state = FINISHED;
-#if EMU_ASAN
-    __sanitizer_start_switch_fiber(NULL, b->scheduler_bottom, b->scheduler_size);   /* NULL: this stack is done */
-#endif
-    return std::move(f->sink);
+    running->fibers[running->current].sink = std::move(scheduler);
+    for (;;) {
+        block_run *b = running;
+        b->body(b->ctx);
+        b->live--;
+        suspend(FINISHED);   /* resumed as the same thread of the next block */
+    }
+}
+
+/* The block's first n fibers, each ready to start its thread. */
+static fiber *fibers_for(unsigned n)
+{
+    if (!pool)
+        pool = new fiber[MAX_THREADS];
+    for (; pool_made < n; pool_made++) {
+        fiber *f = &pool[pool_made];
+        f->stack = stack_of(pool_made);
+        f->self = boost::context::fiber(std::allocator_arg, pool_stack{f->stack}, fiber_main);
+    }
+    for (unsigned i = 0; i < n; i++)
+        pool[i].state = RUNNABLE;
+    return pool;
 }
 
 /* ---- barriers ---- */
 
 static unsigned lane_count(const block_run *b, unsigned warp)
 {
-    unsigned n = (unsigned)b->fibers.size() - warp * 32;
+    unsigned n = b->threads - warp * 32;
     return n < 32 ? n : 32;
 }
 
@@ -227,8 +247,8 @@ unsigned char *dsk_emu_warp_slots(unsigned mask, const char *what)
     unsigned warp = b->current / 32, lanes = lane_count(b, warp);
     unsigned want = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
     if (mask != want)
-        emu_abort(b->site, "%s with mask %#x in a warp of %u lanes (block of %zu threads): the mask must name "
-                  "exactly the lanes that take part", what, mask, lanes, b->fibers.size());
+        emu_abort(b->site, "%s with mask %#x in a warp of %u lanes (block of %u threads): the mask must name "
+                  "exactly the lanes that take part", what, mask, lanes, b->threads);
     return (unsigned char *)&b->warp_slots[warp * 32];
 }
 
@@ -244,78 +264,106 @@ void *dsk_emu_dynamic_smem(void)
     return b->dynamic_smem;
 }
 
+/* Warp w goes on from its shuffle when all its lanes wait there: 1 when
+ * released, 0 when not all wait, -1 (and why) when some wait for lanes
+ * that have returned. */
+static int release_warp(block_run *b, unsigned w, char *why, size_t why_len)
+{
+    unsigned first = w * 32, lanes = lane_count(b, w), waiting = 0, finished = 0;
+    for (unsigned l = 0; l < lanes; l++) {
+        waiting += b->fibers[first + l].state == AT_WARP;
+        finished += b->fibers[first + l].state == FINISHED;
+    }
+    if (waiting && finished) {
+        snprintf(why, why_len, "warp %u: %u lanes wait at a shuffle that %u lanes, already returned, never reach", w,
+                 waiting, finished);
+        return -1;
+    }
+    if (waiting < lanes)
+        return 0;
+    for (unsigned l = 0; l < lanes; l++)
+        b->fibers[first + l].state = RUNNABLE;
+    return 1;
+}
+
 /* Releases whoever can go on: 1, or 0 when nobody can (with the reason). */
 static int release(block_run *b, char *why, size_t why_len)
 {
     int released = 0;
-    unsigned warps = (unsigned)(b->fibers.size() + 31) / 32;
-    for (unsigned w = 0; w < warps; w++) {
-        unsigned first = w * 32, lanes = lane_count(b, w), waiting = 0, finished = 0;
-        for (unsigned l = 0; l < lanes; l++) {
-            waiting += b->fibers[first + l].state == AT_WARP;
-            finished += b->fibers[first + l].state == FINISHED;
-        }
-        if (waiting && finished) {
-            snprintf(why, why_len, "warp %u: %u lanes wait at a shuffle that %u lanes, already returned, "
-                     "never reach", w, waiting, finished);
+    for (unsigned w = 0; w < (b->threads + 31) / 32; w++) {
+        int r = release_warp(b, w, why, why_len);
+        if (r < 0)
             return 0;
-        }
-        if (waiting == lanes) {
-            for (unsigned l = 0; l < lanes; l++)
-                b->fibers[first + l].state = RUNNABLE;
-            released = 1;
-        }
+        released |= r;
     }
     if (released)
         return 1;
     unsigned at_sync = 0, at_warp = 0;
-    for (const fiber &f : b->fibers) {
-        at_sync += f.state == AT_SYNCTHREADS;
-        at_warp += f.state == AT_WARP;
+    for (unsigned i = 0; i < b->threads; i++) {
+        at_sync += b->fibers[i].state == AT_SYNCTHREADS;
+        at_warp += b->fibers[i].state == AT_WARP;
     }
     if (at_sync == b->live) {
         /* Threads that returned count as arrived, as on the hardware. */
-        for (fiber &f : b->fibers)
-            if (f.state == AT_SYNCTHREADS)
-                f.state = RUNNABLE;
+        for (unsigned i = 0; i < b->threads; i++)
+            if (b->fibers[i].state == AT_SYNCTHREADS)
+                b->fibers[i].state = RUNNABLE;
         return 1;
     }
     snprintf(why, why_len, "%u threads wait at __syncthreads while %u wait at a shuffle their warp does not "
-             "all reach (%zu threads, %u returned)", at_sync, at_warp, b->fibers.size(),
-             (unsigned)b->fibers.size() - b->live);
+             "all reach (%u threads, %u returned)", at_sync, at_warp, b->threads,
+             b->threads - b->live);
     return 0;
 }
 
-/* Thread i of the block, ready to start at fiber_main. */
-static void start_fiber(fiber *f, unsigned i)
+/* Runs the runnable threads among order[0..n) once each, in a new
+ * shuffled order, each until it waits or returns. */
+static void run_each(block_run *b, unsigned *order, unsigned n)
 {
-    f->state = RUNNABLE;
-    f->tid = make_uint3(i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y));
-    f->stack = stack_of(i);
-#if EMU_ASAN
-    __asan_unpoison_memory_region(f->stack, STACK_BYTES);   /* what the last thread here left poisoned */
-#endif
-    f->self = boost::context::fiber(std::allocator_arg, pool_stack{f->stack}, fiber_main);
+    for (unsigned i = n; i > 1; i--) {
+        unsigned j = (unsigned)(rng_next() % i), t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (b->fibers[order[i]].state == RUNNABLE)
+            resume(b, order[i]);
 }
 
+/* Runs a block to its end.  Half the blocks (picked at random) run their
+ * warps in step, a shuffle at a time; the other half, between two
+ * __syncthreads, run one warp at a time, each as far as it goes before
+ * the next starts (in a shuffled order), so that shared memory one warp
+ * writes and another reads without a barrier between shows. */
 static void run_block(block_run *b, uint3 block_idx)
 {
     blockIdx = block_idx;
-    unsigned n = (unsigned)b->fibers.size();
+    unsigned n = b->threads, warps = (n + 31) / 32;
+    b->fibers = fibers_for(n);
     for (unsigned i = 0; i < n; i++)
-        start_fiber(&b->fibers[i], i);
+        b->fibers[i].tid = make_uint3(i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y));
     b->live = n;
     if (b->dynamic_smem_len)
         memset(b->dynamic_smem, 0xff, b->dynamic_smem_len);   /* NaN: a read before a write shows */
-    std::vector<unsigned> order(n);
+    std::vector<unsigned> order(n), warp_order(warps);
     for (unsigned i = 0; i < n; i++)
         order[i] = i;
+    for (unsigned w = 0; w < warps; w++)
+        warp_order[w] = w;
+    int warp_ahead = (int)(rng_next() & 1);
     char why[256];
     for (;;) {
-        shuffle(order);
-        for (unsigned i : order)
-            if (b->fibers[i].state == RUNNABLE)
-                resume(b, i);
+        if (warp_ahead) {
+            shuffle(warp_order);
+            for (unsigned w : warp_order) {
+                unsigned *lanes = &order[w * 32], count = lane_count(b, w);
+                do
+                    run_each(b, lanes, count);
+                while (release_warp(b, w, why, sizeof why) > 0);
+            }
+        } else {
+            run_each(b, order.data(), n);
+        }
         if (!b->live)
             break;
         if (!release(b, why, sizeof why))
@@ -379,8 +427,8 @@ void dsk_emu_run(const char *site, const void *kernel, dim3 grid, dim3 block, si
     b.site = site;
     b.body = body;
     b.ctx = ctx;
-    b.fibers.resize((size_t)block.x * block.y * block.z);
-    b.warp_slots.assign((b.fibers.size() + 31) / 32 * 32, 0);
+    b.threads = block.x * block.y * block.z;
+    b.warp_slots.assign((b.threads + 31) / 32 * 32, 0);
     b.dynamic_smem_len = smem;
     b.dynamic_smem = smem ? malloc(smem) : NULL;
     blockDim = make_uint3(block.x, block.y, block.z);

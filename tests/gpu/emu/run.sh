@@ -1,8 +1,11 @@
 #!/bin/sh
 # The cuda backend's GPU tests on the CPU emulation of cuda/ (emu.h says
-# what it is; `make emu` builds it): every op against the CPU backend, the
-# 20-step nano and nano-moe training runs, gemm in bf16 / fp16, and the
-# cuBLASLt products and gemm_grouped, all under ASan and UBSan.  It checks
+# what it is; `make emu` builds it): every op against the CPU backend
+# (without the T 1024 attention case), the 20-step nano and nano-moe
+# training runs, gemm in bf16 / fp16, the cuBLASLt products and
+# gemm_grouped, and train_check.sh's dsk-train runs (shrunk to 6 steps of
+# batch 2: checkpoints across backends, --recompute, --dtype), all under
+# ASan and UBSan.  It checks
 # the kernels' indexing, barriers, shared memory and launch limits and the
 # backend's glue (the row-major to column-major swaps, leading dimensions,
 # alignments); not the hardware's arithmetic, speed or memory model,
@@ -24,7 +27,7 @@ run() {   # name, command...
     start=$(date +%s)
     if out=$("$@" 2>&1); then
         echo "ok $n - $name ($(( $(date +%s) - start )) s)"
-        echo "$out" | grep -E 'FAIL|^cpu against|cases|^# (ops|training|cpu)' | sed 's/^/# /'
+        echo "$out" | grep -E 'FAIL|^ok - |^# (ops|training|cpu|final)|checks' | sed 's/^/# /'
     else
         rc=$?
         echo "not ok $n - $name (exit $rc)"
@@ -36,5 +39,7 @@ run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
 run "test_cuda_gemm_lt (emulated)" "$E/test_cuda_gemm_lt"
+run "train_check.sh (emulated dsk-train, 6 steps of batch 2)" \
+    env STEPS=6 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
 echo "1..$n"
 exit $status
