@@ -171,13 +171,19 @@ $(EMU)/lib/libcublasLt.so.$(CUBLAS_MAJOR): $(EMU)/lib/libcublas.so.$(CUBLAS_MAJO
 	cp $< $@
 $(EMU_TEST_BIN): $(EMU)/tests/gpu/%: $(EMU)/tests/gpu/%.o $(EMU)/tests/gpu/harness.o $(EMU_LINK) | $(EMU_LIBS)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU)/tests/gpu/harness.o $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
+# The emulation's own test (kernels of its own, and what it must stop).
+$(EMU)/tests/gpu/emu/test_emu.cc: tests/gpu/emu/test_emu.cu tests/gpu/emu/unchevron
+	@mkdir -p $(dir $@)
+	perl tests/gpu/emu/unchevron $< > $@.tmp && mv $@.tmp $@
+$(EMU)/tests/gpu/emu/test_emu: $(EMU)/tests/gpu/emu/test_emu.cc $(EMU)/emu_runtime.o
+	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
 # dsk-train on the emulation, for tests/gpu/train_check.sh (checkpoints
 # across backends, --recompute, --dtype).
 $(EMU)/bin/dsk-train: $(BUILD)/san/bin/dsk-train.o $(EMU_LINK) | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) $(MPI_LIBS) -lboost_context -ldl
-check: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train
-emu: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train
+check: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train $(EMU)/tests/gpu/emu/test_emu
+emu: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train $(EMU)/tests/gpu/emu/test_emu
 -include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)
 endif
 endif

@@ -495,8 +495,10 @@ static cudaError_t alloc(void **p, size_t bytes, int pinned)
         last_error = cudaErrorMemoryAllocation;   /* quietly: callers report it */
         return cudaErrorMemoryAllocation;
     }
-    void *m = aligned_alloc(256, (len + 255) & ~(size_t)255);
-    if (!m)
+    /* Exactly len bytes (cudaMalloc's alignment, not its rounding), so
+     * ASan sees a kernel's first byte past the end. */
+    void *m = NULL;
+    if (posix_memalign(&m, 256, len) != 0)
         return last_error = cudaErrorMemoryAllocation;
     memset(m, 0xff, len);   /* cudaMalloc's memory is not zeroed: NaN shows what reads it unwritten */
     allocations[(uintptr_t)m] = allocation{len, pinned};

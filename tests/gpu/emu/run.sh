@@ -1,6 +1,8 @@
 #!/bin/sh
 # The cuda backend's GPU tests on the CPU emulation of cuda/ (emu.h says
-# what it is; `make emu` builds it): every op against the CPU backend
+# what it is; `make emu` builds it), after the emulation's own test
+# (test_emu.cu: what it must give kernels and what it must stop): every
+# op against the CPU backend
 # (without the T 1024 attention case), the 20-step nano and nano-moe
 # training runs, gemm in bf16 / fp16, the cuBLASLt products and
 # gemm_grouped, and train_check.sh's dsk-train runs (shrunk to 6 steps of
@@ -27,7 +29,7 @@ run() {   # name, command...
     start=$(date +%s)
     if out=$("$@" 2>&1); then
         echo "ok $n - $name ($(( $(date +%s) - start )) s)"
-        echo "$out" | grep -E 'FAIL|^ok - |^# (ops|training|cpu|final)|checks' | sed 's/^/# /'
+        echo "$out" | grep -E 'FAIL|^ok - |^# (ops|training|cpu|final)|checks|^1\.\.' | sed 's/^/# /'
     else
         rc=$?
         echo "not ok $n - $name (exit $rc)"
@@ -35,6 +37,7 @@ run() {   # name, command...
         status=1
     fi
 }
+run "test_emu: the emulation itself" "${BUILD:-build}/emu/tests/gpu/emu/test_emu"
 run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
