@@ -3,23 +3,25 @@
  * the real headers' signatures.
  *
  * A launch runs its blocks one at a time in a shuffled order.  A block's
- * threads are fibers (Boost.Context: a switch costs a few nanoseconds,
- * where ucontext's costs a system call) on stacks from a pool; each runs until it
- * reaches a barrier (__syncthreads, or a warp shuffle) or returns, in a
- * shuffled order.  When every lane of a warp waits at a shuffle, the warp
- * goes on; when every live thread waits at __syncthreads, the block does;
- * when neither can happen the threads disagree about which barrier comes
- * next, which the hardware leaves undefined: the emulator says so and
- * aborts.  DSK_EMU_SEED picks the shuffles (default 1), DSK_EMU_SMS the
+ * threads are fibers (Boost.Context: a switch costs nanoseconds, where
+ * ucontext's costs a system call) on stacks from a pool; each runs until
+ * it reaches a barrier (__syncthreads, or a warp shuffle) or returns, in
+ * a shuffled order (run_block says how warps take turns).  When every
+ * lane of a warp waits at a shuffle, the warp goes on; when every live
+ * thread waits at __syncthreads, the block does; when neither can happen
+ * the threads disagree about which barrier comes next, which the hardware
+ * leaves undefined: the emulator says so and aborts.
+ *
+ * DSK_EMU_SEED picks the shuffles (default 1), DSK_EMU_SMS the
  * multiprocessors reported (default 2: grid-stride loops go round more
- * than once), DSK_EMU_MEMORY_MB the device memory (default 16384). */
+ * than once), DSK_EMU_DEVICES the devices (default 1), DSK_EMU_MEMORY_MB
+ * the device memory (default 16384). */
 #include "emu.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
