@@ -1,7 +1,9 @@
 #!/bin/sh
 # The cuda backend's GPU tests on the CPU emulation of cuda/ (emu.h says
-# what it is; `make emu` builds it), after the emulation's own test
-# (test_emu.cu: what it must give kernels and what it must stop): every
+# what it is; `make emu` builds it), after the emulation's own tests
+# (test_emu.cu: what it must give kernels and what it must stop;
+# test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
+# refusals): every
 # op against the CPU backend
 # (without the T 1024 attention case), the 20-step nano and nano-moe
 # training runs, gemm in bf16 / fp16, the cuBLASLt products and
@@ -38,6 +40,7 @@ run() {   # name, command...
     fi
 }
 run "test_emu: the emulation itself" "${BUILD:-build}/emu/tests/gpu/emu/test_emu"
+run "test_cublas_emu: the cuBLAS stand-in" "${BUILD:-build}/emu/tests/gpu/emu/test_cublas_emu"
 run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
