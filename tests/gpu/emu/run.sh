@@ -3,17 +3,15 @@
 # what it is; `make emu` builds it), after the emulation's own tests
 # (test_emu.cu: what it must give kernels and what it must stop;
 # test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
-# refusals): every
-# op against the CPU backend
-# (without the T 1024 attention case), the 20-step nano and nano-moe
-# training runs, gemm in bf16 / fp16, the cuBLASLt products and
-# gemm_grouped, and train_check.sh's dsk-train runs (shrunk to 6 steps of
-# batch 2: checkpoints across backends, --recompute, --dtype), all under
-# ASan and UBSan.  It checks
-# the kernels' indexing, barriers, shared memory and launch limits and the
-# backend's glue (the row-major to column-major swaps, leading dimensions,
-# alignments); not the hardware's arithmetic, speed or memory model,
-# which only tests/gpu/run.sh on a GPU can.
+# refusals): every op against the CPU backend (without the T 1024
+# attention case), the 20-step nano and nano-moe training runs, gemm in
+# bf16 / fp16, the cuBLASLt products and gemm_grouped, and
+# train_check.sh's dsk-train runs (shrunk to 6 steps of batch 2:
+# checkpoints across backends, --recompute, --dtype), all under ASan and
+# UBSan.  It checks the kernels' indexing, barriers, shared memory and
+# launch limits and the backend's glue (the row-major to column-major
+# swaps, leading dimensions, alignments); not the hardware's arithmetic,
+# speed or memory model, which only tests/gpu/run.sh on a GPU can.
 #
 #   tests/gpu/emu/run.sh         (BUILD=build; make check runs it)
 #
