@@ -182,13 +182,14 @@ $(EMU)/tests/gpu/emu/test_cublas_emu: tests/gpu/emu/test_cublas_emu.cc $(EMU)/cu
                                       | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/cuda/cublas_load.o $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
-# dsk-train on the emulation, for tests/gpu/train_check.sh (checkpoints
-# across backends, --recompute, --dtype).
-$(EMU)/bin/dsk-train: $(BUILD)/san/bin/dsk-train.o $(EMU_LINK) | $(EMU_LIBS)
+# dsk-train and dsk-eval on the emulation, for tests/gpu/train_check.sh
+# (checkpoints across backends, --recompute, --dtype, perplexity).
+EMU_TOOLS = $(EMU)/bin/dsk-train $(EMU)/bin/dsk-eval
+$(EMU_TOOLS): $(EMU)/bin/%: $(BUILD)/san/bin/%.o $(EMU_LINK) | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) $(MPI_LIBS) -lboost_context -ldl
-check: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
-emu: $(EMU_TEST_BIN) $(EMU)/bin/dsk-train $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
+check: $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
+emu: $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
 -include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)
 endif
 endif

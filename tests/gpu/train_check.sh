@@ -11,13 +11,15 @@
 #    different orders, so bit equality is not expected across them);
 #  - --recompute on cuda: the same losses as without (bit for bit, the
 #    backend is deterministic);
-#  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32.
+#  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32;
+#  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
+#    same loss within 1e-5 (forward only, the evaluation's batching).
 # Exit status non-zero on any failure; prints one line per check.
 # DEV=cpu runs the same script with the cpu backend on both sides (how
 # the script itself is checked on a machine without a GPU); DSK_BIN=DIR
-# takes dsk-train from DIR (tests/gpu/emu/run.sh: the CPU emulation's),
-# and STEPS=N (even, default 20) and BATCH=N (default 8) shrink the runs
-# (checkpoints at STEPS/2).
+# takes dsk-train and dsk-eval from DIR (tests/gpu/emu/run.sh: the CPU
+# emulation's), and STEPS=N (even, default 20) and BATCH=N (default 8)
+# shrink the runs (checkpoints at STEPS/2).
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${1:-${BUILD:-build}}
@@ -93,4 +95,22 @@ for dt in bf16 fp16; do
         bad "--dtype $dt on cuda ends more than 5% from fp32"
     fi
 done
+# dsk-eval on both backends: DSK_BIN's (the emulation's, in emu/run.sh)
+# where it has one.
+E=$B/dsk-eval
+[ -x "$E" ] || E=$BUILD/bin/dsk-eval
+ppl() {  # backend
+    "$E" ppl "$tmp/gpu" --data "$tmp/ds" --rows 8 --batch 4 --json --backend "$1" 2>"$tmp/eval-$1.err" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["loss"])' || { tail -n 5 "$tmp/eval-$1.err"; return 1; }
+}
+if pc=$(ppl "$DEV") && pp=$(ppl cpu); then
+    echo "# dsk-eval ppl loss: cuda $pc, cpu $pp"
+    if close "$pp" "$pc" 1e-5; then
+        ok "dsk-eval ppl: the same loss on cuda and cpu"
+    else
+        bad "dsk-eval ppl: cuda and cpu differ by more than 1e-5"
+    fi
+else
+    bad "dsk-eval ppl on cuda or cpu"
+fi
 exit $fail

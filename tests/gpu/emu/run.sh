@@ -6,12 +6,13 @@
 # refusals): every op against the CPU backend (without the T 1024
 # attention case), the 20-step nano and nano-moe training runs, gemm in
 # bf16 / fp16, the cuBLASLt products and gemm_grouped, and
-# train_check.sh's dsk-train runs (shrunk to 6 steps of batch 2:
-# checkpoints across backends, --recompute, --dtype), all under ASan and
-# UBSan.  It checks the kernels' indexing, barriers, shared memory and
-# launch limits and the backend's glue (the row-major to column-major
-# swaps, leading dimensions, alignments); not the hardware's arithmetic,
-# speed or memory model, which only tests/gpu/run.sh on a GPU can.
+# train_check.sh's dsk-train and dsk-eval runs (shrunk to 6 steps of
+# batch 2: checkpoints across backends, --recompute, --dtype, dsk-eval
+# ppl on both), all under ASan and UBSan.  It checks the kernels'
+# indexing, barriers, shared memory and launch limits and the backend's
+# glue (the row-major to column-major swaps, leading dimensions,
+# alignments); not the hardware's arithmetic, speed or memory model,
+# which only tests/gpu/run.sh on a GPU can.
 #
 #   tests/gpu/emu/run.sh         (BUILD=build; make check runs it)
 #
@@ -43,7 +44,7 @@ run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
 run "test_cuda_gemm_lt (emulated)" "$E/test_cuda_gemm_lt"
-run "train_check.sh (emulated dsk-train, 6 steps of batch 2)" \
+run "train_check.sh (emulated dsk-train and dsk-eval, 6 steps of batch 2)" \
     env STEPS=6 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
 echo "1..$n"
 exit $status
