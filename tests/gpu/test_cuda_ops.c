@@ -18,7 +18,8 @@
  *   --ops / --train          only the op checks / only the training runs
  *   --quick                  without the largest attention case (T 1024:
  *                            16 tiles a row where T 200 has 4, at 26 times
- *                            the work), for the CPU emulation of cuda/
+ *                            the work), and 6 training steps instead of
+ *                            20, for the CPU emulation of cuda/
  *                            (tests/gpu/emu/run.sh)
  *
  * Exit status: 0 when every check passed, 1 otherwise. */
@@ -758,8 +759,8 @@ train:
     if (!want_train)
         return;
     t0 = seconds();
-    test_training("nano", 20, 1e-3);
-    test_training("nano-moe", 20, 1e-2);
+    test_training("nano", quick ? 6 : 20, 1e-3);
+    test_training("nano-moe", quick ? 6 : 20, 1e-2);
     printf("# training: %.1f s\n", seconds() - t0);
 }
 

@@ -3,11 +3,11 @@
 # what it is; `make emu` builds it), after the emulation's own tests
 # (test_emu.cu: what it must give kernels and what it must stop;
 # test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
-# refusals): every op against the CPU backend (without the T 1024
-# attention case), the 20-step nano and nano-moe training runs, gemm in
-# bf16 / fp16, the cuBLASLt products and gemm_grouped, and
-# train_check.sh's dsk-train and dsk-eval runs (shrunk to 6 steps of
-# batch 2: checkpoints across backends, --recompute, --dtype, dsk-eval
+# refusals): every op against the CPU backend, nano and nano-moe
+# training runs, gemm in bf16 / fp16, the cuBLASLt products and
+# gemm_grouped (--quick: without their largest cases, and 6 training
+# steps), and train_check.sh's dsk-train and dsk-eval runs (shrunk to 4
+# steps of batch 2: checkpoints across backends, --recompute, --dtype, dsk-eval
 # ppl on both), all under ASan and UBSan.  It checks the kernels'
 # indexing, barriers, shared memory and launch limits and the backend's
 # glue (the row-major to column-major swaps, leading dimensions,
@@ -41,10 +41,10 @@ run() {   # name, command...
 run "test_emu: the emulation itself" "${BUILD:-build}/emu/tests/gpu/emu/test_emu"
 run "test_cublas_emu: the cuBLAS stand-in" "${BUILD:-build}/emu/tests/gpu/emu/test_cublas_emu"
 run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
-run "test_cuda_ops --train (emulated)" "$E/test_cuda_ops" --train
+run "test_cuda_ops --train --quick (emulated)" "$E/test_cuda_ops" --train --quick
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
-run "test_cuda_gemm_lt (emulated)" "$E/test_cuda_gemm_lt"
-run "train_check.sh (emulated dsk-train and dsk-eval, 6 steps of batch 2)" \
-    env STEPS=6 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
+run "test_cuda_gemm_lt --quick (emulated)" "$E/test_cuda_gemm_lt" --quick
+run "train_check.sh (emulated dsk-train and dsk-eval, 4 steps of batch 2)" \
+    env STEPS=4 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
 echo "1..$n"
 exit $status
