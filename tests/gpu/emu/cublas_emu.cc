@@ -693,14 +693,16 @@ static lt_pref *pref_of(const char *fn, cublasLtMatmulPreference_t p)
     return object<lt_pref>(fn, "the preference", p, KIND_PREF);
 }
 
-/* An attribute's value: buf non-NULL and sizeInBytes its type's size. */
-static int attr_buf_ok(const char *fn, int attr, const void *buf, size_t size, size_t want)
+/* An attribute's value into *value (want bytes): 1, or 0 when buf is
+ * NULL or sizeInBytes is not its type's size. */
+static int attr_read(const char *fn, int attr, const void *buf, size_t size, void *value, size_t want)
 {
     if (!buf || size != want) {
         say("%s: attribute %d: %s (its type has %zu bytes, %zu given)", fn, attr, buf ? "wrong size" : "buf is NULL",
             want, size);
         return 0;
     }
+    memcpy(value, buf, want);
     return 1;
 }
 
@@ -844,9 +846,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc, c
     case CUBLASLT_MATMUL_DESC_TRANSA:
     case CUBLASLT_MATMUL_DESC_TRANSB: {
         int32_t v;
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof v))
+        if (!attr_read(fn, attr, buf, sizeInBytes, &v, sizeof v))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&v, buf, sizeof v);
         if (!op_ok(v)) {
             say("%s: %s %d is not CUBLAS_OP_N, _T or _C", fn, attr == CUBLASLT_MATMUL_DESC_TRANSA ? "TRANSA" : "TRANSB",
                 (int)v);
@@ -857,9 +858,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc, c
     }
     case CUBLASLT_MATMUL_DESC_POINTER_MODE: {
         int32_t v;
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof v))
+        if (!attr_read(fn, attr, buf, sizeInBytes, &v, sizeof v))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&v, buf, sizeof v);
         if (v != CUBLASLT_POINTER_MODE_HOST) {
             say("%s: pointer mode %d: not supported (emulated: CUBLASLT_POINTER_MODE_HOST)", fn, (int)v);
             return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -868,9 +868,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc, c
     }
     case CUBLASLT_MATMUL_DESC_EPILOGUE: {
         uint32_t v;
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof v))
+        if (!attr_read(fn, attr, buf, sizeInBytes, &v, sizeof v))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&v, buf, sizeof v);
         if (v != CUBLASLT_EPILOGUE_DEFAULT) {
             say("%s: epilogue %u: not supported (emulated: CUBLASLT_EPILOGUE_DEFAULT)", fn, (unsigned)v);
             return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -960,23 +959,22 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
         return CUBLAS_STATUS_INVALID_VALUE;
     switch (attr) {
     case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof p->max_workspace))
+        /* The algorithms here need none. */
+        if (!attr_read(fn, attr, buf, sizeInBytes, &p->max_workspace, sizeof p->max_workspace))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&p->max_workspace, buf, sizeof p->max_workspace);   /* the algorithms here need none */
         return CUBLAS_STATUS_SUCCESS;
     case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK:
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof p->reduction_mask))
+        /* No split-K here: any mask does. */
+        if (!attr_read(fn, attr, buf, sizeInBytes, &p->reduction_mask, sizeof p->reduction_mask))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&p->reduction_mask, buf, sizeof p->reduction_mask);   /* no split-K here: any mask does */
         return CUBLAS_STATUS_SUCCESS;
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: {
         uint32_t v;
-        if (!attr_buf_ok(fn, attr, buf, sizeInBytes, sizeof v))
+        if (!attr_read(fn, attr, buf, sizeInBytes, &v, sizeof v))
             return CUBLAS_STATUS_INVALID_VALUE;
-        memcpy(&v, buf, sizeof v);
         int i = attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES;
         /* An alignment is a power of two: anything else is a caller's slip. */
         if (v == 0 || (v & (v - 1))) {

@@ -61,14 +61,23 @@ static long env_long(const char *name, long def, long lo, long hi)
     return v;
 }
 
+/* "emu: LEAD" and the message, a line on stderr: what every complaint
+ * below says before it aborts, refuses or fails. */
+static void say(const char *lead, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "emu: %s", lead);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 [[noreturn]] static void emu_abort(const char *site, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emu_abort(const char *site, const char *fmt, ...)
 {
+    char lead[256];
+    snprintf(lead, sizeof lead, "%s: ", site);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "emu: %s: ", site);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(lead, fmt, ap);
     va_end(ap);
     abort();
 }
@@ -84,9 +93,10 @@ static uint64_t rng_next(void)
     rng_state ^= rng_state >> 27;
     return rng_state * 0x2545f4914f6cdd1dull;
 }
-static void shuffle(std::vector<unsigned> &v)
+/* v[0..n) in a random order (Fisher-Yates). */
+static void shuffle(unsigned *v, size_t n)
 {
-    for (size_t i = v.size(); i > 1; i--) {
+    for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(rng_next() % i);
         unsigned t = v[i - 1];
         v[i - 1] = v[j];
@@ -322,11 +332,7 @@ static int release(block_run *b, char *why, size_t why_len)
  * shuffled order, each until it waits or returns. */
 static void run_each(block_run *b, unsigned *order, unsigned n)
 {
-    for (unsigned i = n; i > 1; i--) {
-        unsigned j = (unsigned)(rng_next() % i), t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
+    shuffle(order, n);
     for (unsigned i = 0; i < n; i++)
         if (b->fibers[order[i]].state == RUNNABLE)
             resume(b, order[i]);
@@ -356,7 +362,7 @@ static void run_block(block_run *b, uint3 block_idx)
     char why[256];
     for (;;) {
         if (warp_ahead) {
-            shuffle(warp_order);
+            shuffle(warp_order.data(), warps);
             for (unsigned w : warp_order) {
                 unsigned *lanes = &order[w * 32], count = lane_count(b, w);
                 do
@@ -385,11 +391,11 @@ enum { DEFAULT_DYNAMIC_SMEM = 48 << 10, OPTIN_DYNAMIC_SMEM = 227 << 10 };   /* a
 static int refuse(const char *site, cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int refuse(const char *site, cudaError_t e, const char *fmt, ...)
 {
+    char lead[256];
+    snprintf(lead, sizeof lead, "%s: launch refused: ", site);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "emu: %s: launch refused: ", site);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(lead, fmt, ap);
     va_end(ap);
     last_error = e;
     return 0;
@@ -444,7 +450,7 @@ void dsk_emu_run(const char *site, const void *kernel, dim3 grid, dim3 block, si
     std::vector<unsigned> order(blocks);
     for (size_t i = 0; i < blocks; i++)
         order[i] = (unsigned)i;
-    shuffle(order);
+    shuffle(order.data(), blocks);
     for (unsigned i : order)
         run_block(&b, make_uint3(i % grid.x, i / grid.x % grid.y, (unsigned)(i / ((size_t)grid.x * grid.y))));
     running = NULL;
@@ -479,9 +485,7 @@ static cudaError_t fail(cudaError_t e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("emu: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say("", fmt, ap);
     va_end(ap);
     last_error = e;
     return e;
