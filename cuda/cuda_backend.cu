@@ -297,6 +297,12 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         dsk_fail(err, EX_UNAVAILABLE, "cuda: %s", why);
         return NULL;
     }
+    const char *attn = getenv("DSK_CUDA_ATTN");
+    int attn_fp32 = attn && !strcmp(attn, "fp32");
+    if (attn && *attn && !attn_fp32 && strcmp(attn, "auto")) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default) or fp32", attn);
+        return NULL;
+    }
     const char *gemm = getenv("DSK_CUDA_GEMM");
     int use_lt = !gemm || !*gemm || !strcmp(gemm, "cublaslt");
     if (!use_lt && strcmp(gemm, "cublas")) {
@@ -305,6 +311,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     }
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
+    cb->attn_fp32 = attn_fp32;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
     cublasStatus_t bs = dsk_cublas.Create(&cb->blas);

@@ -31,10 +31,17 @@
  *                       default, "cublaslt", is the other value; any
  *                       other fails the backend's creation with EX_USAGE);
  *   DSK_CUDA_VERBOSE=1  say on stderr, once, where cuBLAS stands in for
- *                       cuBLASLt or a loop for the grouped call, and why.
+ *                       cuBLASLt or a loop for the grouped call, and why;
+ *   DSK_CUDA_ATTN=fp32  the fp32 flash-attention kernels even when
+ *                       gemm_dtype is bf16 / fp16 (the default, "auto",
+ *                       then takes the bf16 tensor-core ones; any other
+ *                       value fails the backend's creation with EX_USAGE).
  *
- * Precision: fp32 throughout (bf16/fp16 with loss scaling is a later
- * pass).  sumsq is deterministic (fixed chunks, fixed reduction trees);
+ * Precision: fp32 by default.  gemm_dtype bf16 / fp16 (dsk-train
+ * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash
+ * attention bf16 on tensor cores (kernels_attention_tc.cu: Q, K, V, dO,
+ * P and dS rounded to bf16, softmax and sums in fp32); weights,
+ * activations and optimizer state stay fp32 in memory.  sumsq is deterministic (fixed chunks, fixed reduction trees);
  * so are the other reductions (no atomics).  register_int4 is NULL:
  * decoding reads the fp32 weights.  cuBLAS and cuBLASLt are loaded with
  * dlopen when the first backend is made (cublas_load.cu), the CUDA

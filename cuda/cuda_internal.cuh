@@ -78,6 +78,7 @@ typedef struct dsk_cuda {
     size_t gemm_half_len;
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
+    int attn_fp32;           /* DSK_CUDA_ATTN=fp32: fp32 attention kernels whatever gemm_dtype says */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
     void **grouped_ptrs;     /* device: gemm_grouped's A, B and C pointer arrays */
@@ -207,7 +208,7 @@ void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float 
                           float eps);
 void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const float *rstd, int n, int C);
-/* kernels_attention.cu */
+/* kernels_attention.cu (and kernels_attention_tc.cu, attention_tiles.cuh) */
 void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                             const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
                             const dsk_attn_shape *s);

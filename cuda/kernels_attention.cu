@@ -1,7 +1,9 @@
 /* Attention: flash-attention kernels for training (forward and
  * backward, nothing T x T in memory) and a fused decoding kernel.
  *
- * Training (FlashAttention-2, fp32 on CUDA cores).  A block of 256
+ * Training (FlashAttention-2, fp32 on CUDA cores; kernels_attention_tc.cu
+ * has the bf16 tensor-core variant that gemm_dtype bf16 / fp16 selects,
+ * and attention_tiles.cuh what the two share).  A block of 256
  * threads is a 16 x 16 grid (tx, ty).  Tiles: BR = 16 RM query rows and
  * BC = 16 CN keys; a thread holds the scores of rows ty + 16 ri and keys
  * tx + 16 ci, and accumulates rows of an output over dims tx + 16 e.
@@ -32,10 +34,7 @@
  * Decoding: a block per (query, head), warps taking keys in turn with an
  * online softmax (global and local state side by side for hybrid
  * layers), merged across warps at the end. */
-#include <limits.h>
-
-#include "cuda_internal.cuh"
-#include "ops/attn_first.h"
+#include "attention_tiles.cuh"
 
 /* c[0] scale, c[1] 0, c[2] 1, c[3] alpha, c[4] 1 - alpha (alpha: 1 global, 0 local): decoding's constants. */
 enum { C_SCALE, C_ZERO, C_ONE, C_A, C_1MA, N_CONSTS = 8 };
@@ -52,7 +51,6 @@ __global__ void attn_consts_kernel(float *c, const float *alpha, int kind, float
 
 /* ---- training: flash attention ---- */
 
-enum { FA_THREADS = 256 };
 
 /* Tiles per head-size bound: forward, dK/dV and dQ kernels, (RM, CN)
  * each, BR = 16 RM query rows and BC = 16 CN keys. */
@@ -99,16 +97,6 @@ __device__ __forceinline__ void fa_load_pair(float *tile_a, float *tile_b, const
     fa_load<HDP, ROWS>(tile_b, b, stride, r0, r_end, hd);
 }
 
-/* x = 0, in registers. */
-template <int N, int M>
-__device__ __forceinline__ void fa_zero(float (&x)[N][M])
-{
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int m = 0; m < M; m++)
-            x[n][m] = 0;
-}
 
 /* s[ri][ci] = A[ty + 16 ri] . B[tx + 16 ci] over the first hd dims. */
 template <int HDP, int RM, int CN>
@@ -169,132 +157,6 @@ __device__ __forceinline__ void fa_acc_tile(float (&o)[RM][DE], const float *P, 
     }
 }
 
-/* A thread's part of an output tile, written by put(n, e, row, d): rows
- * r0 + ty + 16 n below r_end of head `head` in a [B, T, heads * hd]
- * tensor (row stride `stride`; `row` is the offset of the row's head),
- * dims d = tx + 16 e below hd. */
-template <int N, int DE, class Put>
-__device__ __forceinline__ void fa_store(int b, int T, size_t stride, int head, int hd, int r0, int r_end, int tx,
-                                         int ty, Put put)
-{
-#pragma unroll
-    for (int n = 0; n < N; n++) {
-        int i = r0 + ty + 16 * n;
-        if (i >= r_end)
-            continue;
-        size_t row = ((size_t)b * T + i) * stride + (size_t)head * hd;
-#pragma unroll
-        for (int e = 0; e < DE; e++) {
-            int d = tx + 16 * e;
-            if (d < hd)
-                put(n, e, row, d);
-        }
-    }
-}
-
-/* Over the 16 lanes of a half warp (the threads that share a row); the
- * butterfly leaves the same bits in every lane. */
-__device__ __forceinline__ float half_max(float v)
-{
-    for (int o = 8; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float half_sum(float v)
-{
-    for (int o = 8; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* One part's online-softmax step over a key tile: rows ty + 16 ri see
- * keys [first, last]; j = jx + 16 ci.  Rescales the running sum l and
- * output o to the new maximum, writes the tile's probabilities (relative
- * to that maximum, 0 where masked) to P [BR][BC + 1]. */
-template <int RM, int CN, int DE>
-__device__ __forceinline__ void fa_online(const float (&s)[RM][CN], float (&m)[RM], float (&l)[RM],
-                                          float (&o)[RM][DE], const int (&first)[RM], const int (&last)[RM], int jx,
-                                          float *P, int tx, int ty)
-{
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        float mt = -INFINITY;
-#pragma unroll
-        for (int ci = 0; ci < CN; ci++) {
-            int j = jx + 16 * ci;
-            if (j >= first[ri] && j <= last[ri])
-                mt = fmaxf(mt, s[ri][ci]);
-        }
-        mt = half_max(mt);
-        float mn = fmaxf(m[ri], mt);
-        /* Nothing seen yet: corr 0 (l and o are 0); else exp(<= 0).  No
-         * key visible so far and none here: mn is -inf, p all 0. */
-        float corr = m[ri] == -INFINITY ? 0.0f : expf(m[ri] - mn), rs = 0;
-#pragma unroll
-        for (int ci = 0; ci < CN; ci++) {
-            int j = jx + 16 * ci;
-            float p = j >= first[ri] && j <= last[ri] ? expf(s[ri][ci] - mn) : 0.0f;
-            P[(ty + 16 * ri) * (16 * CN + 1) + tx + 16 * ci] = p;
-            rs += p;
-        }
-        rs = half_sum(rs);
-        l[ri] = l[ri] * corr + rs;
-        m[ri] = mn;
-#pragma unroll
-        for (int e = 0; e < DE; e++)
-            o[ri][e] *= corr;
-    }
-}
-
-/* The hybrid weight of the global part: 1 global, 0 local, alpha hybrid. */
-__device__ __forceinline__ float fa_weight(int kind, const float *alpha)
-{
-    return kind == DSK_ATTN_HYBRID ? alpha[0] : kind == DSK_ATTN_GLOBAL ? 1.0f : 0.0f;
-}
-
-/* The place of a forward or dQ block, grid B * H * nqt: (b, h) (bh =
- * b * H + h) and the query tile qt from blockIdx.x, a head's tiles
- * last-first (the last ones see the most keys: they start first); the
- * tile's rows [i0, i_end). */
-struct fa_qtile {
-    size_t bh, qs, ks;   /* qs, ks: the row strides of q and of k, v */
-    int b, h, kvh, i0, i_end;
-};
-template <int BR>
-__device__ __forceinline__ fa_qtile fa_qtile_of(int T, int H, int KV, int hd, int nqt)
-{
-    fa_qtile t;
-    t.bh = blockIdx.x / (unsigned)nqt;
-    const int qt = nqt - 1 - (int)(blockIdx.x % (unsigned)nqt);
-    t.h = (int)(t.bh % (size_t)H);
-    t.b = (int)(t.bh / (size_t)H);
-    t.kvh = t.h / (H / KV);
-    t.i0 = qt * BR;
-    t.i_end = min(t.i0 + BR, T);
-    t.qs = (size_t)H * hd;
-    t.ks = (size_t)KV * hd;
-    return t;
-}
-
-/* The masks of the tile's query rows into shared memory: the first key
- * each part sees (rows past T see nothing), and the smallest of those
- * (of the part that sees most) min'ed into *lo_sh. */
-template <int BR>
-__device__ __forceinline__ void fa_row_masks(int (*first_sh)[BR], int i0, int T, const int32_t *pb, int window,
-                                             int use_g, int *lo_sh)
-{
-    if (threadIdx.x >= BR)
-        return;
-    int i = i0 + threadIdx.x, fg = INT_MAX, fl = INT_MAX;
-    if (i < T) {
-        int p = pb[i];
-        fg = dsk_attn_first(i, p, 0, window);
-        fl = dsk_attn_first(i, p, 1, window);
-        atomicMin(lo_sh, use_g ? fg : fl);   /* a min: the same whatever the order */
-    }
-    first_sh[0][threadIdx.x] = fg;
-    first_sh[1][threadIdx.x] = fl;
-}
 
 /* Grid: B * H * nqt blocks (fa_qtile_of). */
 template <int HDP, int RM, int CN>
@@ -348,9 +210,9 @@ __global__ void __launch_bounds__(FA_THREADS)
             for (int ci = 0; ci < CN; ci++)
                 s[ri][ci] *= scale;
         if (use_g)
-            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, tx, ty);
+            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, PLD, tx, ty);
         if (use_l)
-            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, tx, ty);
+            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, PLD, tx, ty);
         __syncthreads();
         /* O += P V (fa_acc_tile, each row of V serving both parts); keys
          * past the tile's last query have p = 0 for every row. */
@@ -366,116 +228,8 @@ __global__ void __launch_bounds__(FA_THREADS)
         }
     }
 
-    const float a = fa_weight(kind, alpha);
-    const int hybrid = use_g && use_l;
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        int i = i0 + ty + 16 * ri;
-        if (i >= T)
-            continue;
-        size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd, li = bh * T + i;
-        /* A row that saw no key (cannot happen: j = i is always seen)
-         * gets 0 and lse -inf, which the backward reads as p = 0. */
-        if (tx == 0) {
-            if (use_g)
-                lse_g[li] = lg[ri] > 0 ? mg[ri] + logf(lg[ri]) : -INFINITY;
-            if (use_l)
-                lse_l[li] = ll[ri] > 0 ? ml[ri] + logf(ll[ri]) : -INFINITY;
-        }
-#pragma unroll
-        for (int e = 0; e < DE; e++) {
-            int d = tx + 16 * e;
-            if (d >= hd)
-                continue;
-            float vg = use_g && lg[ri] > 0 ? og[ri][e] / lg[ri] : 0.0f;
-            float vl = use_l && ll[ri] > 0 ? ol[ri][e] / ll[ri] : 0.0f;
-            out[row + d] = hybrid ? a * vg + (1 - a) * vl : use_g ? vg : vl;
-            if (hybrid) {
-                out_g[row + d] = vg;
-                out_l[row + d] = vl;
-            }
-        }
-    }
-}
-
-/* A query row's statistics in the backward, per part: the first key it
- * sees, lse (+inf: p = 0) and D = dO . O. */
-struct fa_row {
-    int fg, fl;
-    float lg, ll, dg, dl;
-};
-
-/* Per query row of the backward: the masks (as fa_row_masks; lo_sh may
- * be NULL), lse (-inf, a row that saw nothing, becomes +inf: p = 0) and
- * D of each part, into shared memory.  Rows past T see nothing. */
-template <int BR>
-__device__ __forceinline__ void fa_row_stats(int (*first_sh)[BR], float (*lse_sh)[BR], float (*D_sh)[BR], int i0,
-                                             int T, const int32_t *pb, const float *lse_g, const float *lse_l,
-                                             const float *Dg, const float *Dl, size_t bhT, int window, int use_g,
-                                             int use_l, int *lo_sh)
-{
-    if (threadIdx.x >= BR)
-        return;
-    int r = threadIdx.x, i = i0 + r, fg = INT_MAX, fl = INT_MAX;
-    float lg = INFINITY, ll = INFINITY, dg = 0, dl = 0;
-    if (i < T) {
-        int p = pb[i];
-        fg = dsk_attn_first(i, p, 0, window);
-        fl = dsk_attn_first(i, p, 1, window);
-        if (use_g) {
-            lg = lse_g[bhT + i];
-            lg = lg == -INFINITY ? INFINITY : lg;
-            dg = Dg[bhT + i];
-        }
-        if (use_l) {
-            ll = lse_l[bhT + i];
-            ll = ll == -INFINITY ? INFINITY : ll;
-            dl = Dl[bhT + i];
-        }
-        if (lo_sh)
-            atomicMin(lo_sh, use_g ? fg : fl);
-    }
-    first_sh[0][r] = fg;
-    first_sh[1][r] = fl;
-    lse_sh[0][r] = lg;
-    lse_sh[1][r] = ll;
-    D_sh[0][r] = dg;
-    D_sh[1][r] = dl;
-}
-
-/* Row r's statistics, as fa_row_stats left them in shared memory. */
-template <int BR>
-__device__ __forceinline__ fa_row fa_row_at(const int (*first_sh)[BR], const float (*lse_sh)[BR],
-                                            const float (*D_sh)[BR], int r)
-{
-    fa_row st;
-    st.fg = first_sh[0][r];
-    st.fl = first_sh[1][r];
-    st.lg = lse_sh[0][r];
-    st.ll = lse_sh[1][r];
-    st.dg = D_sh[0][r];
-    st.dl = D_sh[1][r];
-    return st;
-}
-
-/* Score x = scale q.k and dp = dO.v of query i, key j: the mixed
- * probability (pm) and the score's gradient (ds). */
-__device__ __forceinline__ void fa_grad(float x, float dp, int j, int i, int fg, int fl, float lg, float ll, float dg,
-                                        float dl, float a, int use_g, int use_l, float *pm, float *ds)
-{
-    float m = 0, g = 0;
-    if (use_g && j >= fg && j <= i) {
-        float p = a * expf(x - lg);
-        m = p;
-        g = p * (dp - dg);
-    }
-    if (use_l && j >= fl && j <= i) {
-        float p = (1 - a) * expf(x - ll);
-        m += p;
-        g += p * (dp - dl);
-    }
-    *pm = m;
-    *ds = g;
+    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, mg, lg, og, ml, ll, ol, fa_weight(kind, alpha), use_g, use_l,
+                       b, T, qs, h, hd, bh, i0, tx, ty);
 }
 
 /* fa_grad over a thread's part of a tile, from its unscaled scores s
@@ -699,24 +453,11 @@ __global__ void fa_dalpha_kernel(float *dalpha, const float *part, size_t n)
         dalpha[0] += (float)s;
 }
 
-/* The head size rounded up to a kernel's bound. */
-static int fa_hdp(int hd)
-{
-    return hd <= 16 ? 16 : hd <= 32 ? 32 : hd <= 64 ? 64 : hd <= 128 ? 128 : 256;
-}
-
 static void fa_check_shape(const dsk_attn_shape *s, const char *op)
 {
     if (s->hd < 1 || s->hd > 256 || s->KV < 1 || s->H % s->KV != 0)
         dsk_die(EX_SOFTWARE, "cuda: %s: head size %d (1 to 256) or heads %d / kv heads %d not supported", op, s->hd,
                 s->H, s->KV);
-}
-
-static unsigned fa_grid(unsigned long long blocks, const char *op)
-{
-    if (blocks > (unsigned long long)INT_MAX)
-        dsk_die(EX_SOFTWARE, "cuda: %s: %llu blocks is over the grid's limit", op, blocks);
-    return (unsigned)blocks;
 }
 
 template <int HDP>
@@ -745,6 +486,10 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
     if (s->B <= 0 || s->T <= 0 || s->H <= 0)
         return;
     fa_check_shape(s, "attention_fwd");
+    if (fa_use_tc(cb)) {
+        dsk_cuda_attention_tc_fwd(cb, fa_hdp(s->hd), out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s);
+        return;
+    }
     switch (fa_hdp(s->hd)) {
     case 16: fa_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
     case 32: fa_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
@@ -767,7 +512,8 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     const int use_g = kind != DSK_ATTN_LOCAL, hybrid = kind == DSK_ATTN_HYBRID, want_da = hybrid && dalpha;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t rows = (size_t)B * H * T;
-    const int kv_br = 16 * KV_RM, kv_bc = 16 * KV_CN, q_br = 16 * Q_RM;
+    const int tc = fa_use_tc(cb);
+    const int kv_br = tc ? dsk_cuda_attention_tc_kv_rows(HDP) : 16 * KV_RM, kv_bc = 16 * KV_CN, q_br = 16 * Q_RM;
     const int kv_nqt = (T + kv_br - 1) / kv_br, nkt = (T + kv_bc - 1) / kv_bc, q_nqt = (T + q_br - 1) / q_br;
 
     /* Scratch: D_g, D_l, d alpha's row terms, the dK/dV kernel's tile table. */
@@ -785,23 +531,27 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
                                                                                  !use_g, s->window);
     LAUNCHED(cb, "attention_bwd (tiles)");
 
-    constexpr size_t smem_kv = fa_dkdv_smem(HDP, KV_RM, KV_CN), smem_q = fa_dq_smem(HDP, Q_RM, Q_CN);
-    void (*kkv)(float *, float *, const float *, const float *, const float *, const float *, const float *,
-                const float *, const float *, const float *, const int *, const int32_t *, const float *, int, int,
-                int, int, int, int, float, int, int) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
-    void (*kq)(float *, const float *, const float *, const float *, const float *, const float *, const float *,
-               const float *, const float *, const int32_t *, const float *, int, int, int, int, int, int, float,
-               int) = fa_bwd_dq_kernel<HDP, Q_RM, Q_CN>;
-    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-    unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
-    kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
-                                                      alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt, nkt);
-    LAUNCHED(cb, "attention_bwd (dk, dv)");
-    unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
-    kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV, hd,
-                                                   kind, s->window, scale, q_nqt);
-    LAUNCHED(cb, "attention_bwd (dq)");
+    if (tc) {
+        dsk_cuda_attention_tc_bwd(cb, HDP, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s);
+    } else {
+        constexpr size_t smem_kv = fa_dkdv_smem(HDP, KV_RM, KV_CN), smem_q = fa_dq_smem(HDP, Q_RM, Q_CN);
+        void (*kkv)(float *, float *, const float *, const float *, const float *, const float *, const float *,
+                    const float *, const float *, const float *, const int *, const int32_t *, const float *, int, int,
+                    int, int, int, int, float, int, int) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
+        void (*kq)(float *, const float *, const float *, const float *, const float *, const float *, const float *,
+                   const float *, const float *, const int32_t *, const float *, int, int, int, int, int, int, float,
+                   int) = fa_bwd_dq_kernel<HDP, Q_RM, Q_CN>;
+        CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+        CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+        unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
+        kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
+                                                          alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt, nkt);
+        LAUNCHED(cb, "attention_bwd (dk, dv)");
+        unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
+        kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV,
+                                                       hd, kind, s->window, scale, q_nqt);
+        LAUNCHED(cb, "attention_bwd (dq)");
+    }
     if (want_da) {
         fa_dalpha_kernel<<<1, 1024, 0, cb->stream>>>(dalpha, da, rows);
         LAUNCHED(cb, "attention_bwd (dalpha)");

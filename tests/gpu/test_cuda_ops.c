@@ -35,6 +35,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "ops/backend.h"
+#include "ops/half.h"
 #include "train/optim.h"
 
 #include "harness.h"
@@ -137,6 +138,9 @@ static void check_i(const char *op, const char *what, twin t, size_t n)
 #define TOL_ELEM 2e-6
 #define TOL_RED 2e-5
 #define TOL_ATTN 5e-5
+/* The tensor-core attention on bf16-exact inputs: P and dS rounded to
+ * bf16 (relative 2^-9, 2e-3) before their products; 2.6e-3 seen. */
+#define TOL_ATTN_BF16 8e-3
 
 /* ---- dense algebra ---- */
 
@@ -306,6 +310,15 @@ static int32_t *doc_positions(int B, int T, const int *lens)
     return pos;
 }
 
+/* attn_bf16: the device runs with gemm_dtype bf16, so its attention is
+ * the bf16 tensor-core kernels (kernels_attention_tc.cu), against the
+ * cpu's fp32 on the same bf16-exact inputs. */
+static int attn_bf16;
+#define OP_FWD (attn_bf16 ? "attention_fwd bf16" : "attention_fwd")
+#define OP_BWD (attn_bf16 ? "attention_bwd bf16" : "attention_bwd")
+#define TOL_FWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_RED)
+#define TOL_BWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_ATTN)
+
 /* Flash attention: the forward's out, lse per part and (hybrid) each
  * part's output; then the backward on both from the reference's saved
  * state, dq, dk, dv overwritten (poisoned first) and dalpha accumulated
@@ -319,6 +332,12 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
     int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     int32_t *pos = doc_positions(B, T, doc_lens);
     float *q = gh_rnd(nq, 1), *k = gh_rnd(nk, 1), *v = gh_rnd(nk, 1), *dout = gh_rnd(nq, 1);
+    if (attn_bf16) {   /* inputs the tensor cores see as they are: only P and dS get rounded */
+        dsk_round_dtype(DSK_DTYPE_BF16, q, q, nq);
+        dsk_round_dtype(DSK_DTYPE_BF16, k, k, nk);
+        dsk_round_dtype(DSK_DTYPE_BF16, v, v, nk);
+        dsk_round_dtype(DSK_DTYPE_BF16, dout, dout, nq);
+    }
     float dalpha0 = 0.25f;
     twin POS = tw_in(pos, (size_t)B * T * 4), Q = tw_in(q, nq * 4), K = tw_in(k, nk * 4), Vv = tw_in(v, nk * 4);
     twin AL = tw_in(&alpha, 4), DO = tw_in(dout, nq * 4), DA = tw_in(&dalpha0, 4);
@@ -333,20 +352,20 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         BE->attention_fwd(BE, P(OUT), LSE_G, LSE_L, OUT_G, OUT_L, P(Q), P(K), P(Vv), P(POS), P(AL), &s);
     char buf[128];
     snprintf(buf, sizeof buf, "%s: out", what);
-    check_f("attention_fwd", buf, OUT, nq, TOL_RED);
+    check_f(OP_FWD, buf, OUT, nq, TOL_FWD);
     if (use_g) {
         snprintf(buf, sizeof buf, "%s: lse_g", what);
-        check_f("attention_fwd", buf, LG, nl, TOL_RED);
+        check_f(OP_FWD, buf, LG, nl, TOL_RED);   /* fp32 sums of exact products */
     }
     if (use_l) {
         snprintf(buf, sizeof buf, "%s: lse_l", what);
-        check_f("attention_fwd", buf, LL, nl, TOL_RED);
+        check_f(OP_FWD, buf, LL, nl, TOL_RED);   /* fp32 sums of exact products */
     }
     if (hybrid) {
         snprintf(buf, sizeof buf, "%s: out_g", what);
-        check_f("attention_fwd", buf, OG, nq, TOL_RED);
+        check_f(OP_FWD, buf, OG, nq, TOL_FWD);
         snprintf(buf, sizeof buf, "%s: out_l", what);
-        check_f("attention_fwd", buf, OL, nq, TOL_RED);
+        check_f(OP_FWD, buf, OL, nq, TOL_FWD);
     }
 
     /* The device's forward again, into fresh poisoned buffers. */
@@ -369,7 +388,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         }
     }
     snprintf(buf, sizeof buf, "%s: twice, same bits", what);
-    record("attention_fwd", buf, same ? 0.0 : 1.0, TOL_EXACT);
+    record(OP_FWD, buf, same ? 0.0 : 1.0, TOL_EXACT);
     tw_free(OUT2), tw_free(LG2), tw_free(LL2), tw_free(OG2), tw_free(OL2);
 
     /* The backward from the reference's saved state on both. */
@@ -385,14 +404,14 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         BE->attention_bwd(BE, P(DQ), P(DK), P(DV), P(DA), P(DO), P(OUT), P(Q), P(K), P(Vv), LSE_G, LSE_L, OUT_G, OUT_L,
                           P(POS), P(AL), &s);
     snprintf(buf, sizeof buf, "%s: dq", what);
-    check_f("attention_bwd", buf, DQ, nq, TOL_ATTN);
+    check_f(OP_BWD, buf, DQ, nq, TOL_BWD);
     snprintf(buf, sizeof buf, "%s: dk", what);
-    check_f("attention_bwd", buf, DK, nk, TOL_ATTN);
+    check_f(OP_BWD, buf, DK, nk, TOL_BWD);
     snprintf(buf, sizeof buf, "%s: dv", what);
-    check_f("attention_bwd", buf, DV, nk, TOL_ATTN);
+    check_f(OP_BWD, buf, DV, nk, TOL_BWD);
     snprintf(buf, sizeof buf, "%s: dalpha (accumulate)", what);
     if (!hybrid) {
-        check_f("attention_bwd", buf, DA, 1, TOL_EXACT);   /* untouched */
+        check_f(OP_BWD, buf, DA, 1, TOL_EXACT);   /* untouched */
     } else {
         /* A sum of B*H*T terms dO . (O_g - O_l) that cancel: its error
          * is measured against the size of what is summed (the cpu's
@@ -407,7 +426,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
                 t += (double)dout[r * hd + d] * ((double)og[r * hd + d] - ol[r * hd + d]);
             mag += fabs(t);
         }
-        record("attention_bwd", buf, isfinite(da[1]) ? fabs((double)da[1] - da[0]) / mag : INFINITY, TOL_ATTN);
+        record(OP_BWD, buf, isfinite(da[1]) ? fabs((double)da[1] - da[0]) / mag : INFINITY, TOL_BWD);
         free(og), free(ol);
     }
 
@@ -427,7 +446,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
             free(a[x]);
             free(b[x]);
         }
-        record("attention_bwd", buf, diff ? 1.0 : 0.0, TOL_EXACT);
+        record(OP_BWD, buf, diff ? 1.0 : 0.0, TOL_EXACT);
     }
 #undef LSE_G
 #undef LSE_L
@@ -441,7 +460,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
 
 static int quick;   /* --quick */
 
-static void test_attention(void)
+static void attention_cases(void)
 {
     /* Document lengths per row, each row's list ended by 0 (the rest of
      * the row is one more document).  The CUDA kernels' tiles are 16 to
@@ -467,6 +486,19 @@ static void test_attention(void)
                             0.3f, docs_f);
     test_attention_case("local w1 MHA 2/2 B1 T9 hd2", 1, 9, 2, 2, 2, DSK_ATTN_LOCAL, 1, 0.7f, none);
     test_attention_case("hybrid a.3 w2 MHA 1/1 B2 T5 hd1 docs", 2, 5, 1, 1, 1, DSK_ATTN_HYBRID, 2, 0.3f, docs_g);
+}
+
+/* The fp32 kernels, then (with gemm_dtype bf16 on the device) the
+ * tensor-core ones, over the same cases: every head-size bound, mask,
+ * GQA group and partial tile. */
+static void test_attention(void)
+{
+    attention_cases();
+    attn_bf16 = 1;
+    DEV->gemm_dtype = DSK_DTYPE_BF16;
+    attention_cases();
+    DEV->gemm_dtype = DSK_DTYPE_FP32;
+    attn_bf16 = 0;
 }
 
 static void test_decode(void)

@@ -11,7 +11,9 @@
 # attention over the keys each query sees; recomputation not counted).
 # The peak comes from the device's name (H100/H200 SXM 989 TFLOPS, A100
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
-# (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  The table is a
+# (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
+# kernels, tc (bf16 tensor cores, what bf16 / fp16 run) or fp32 (CUDA
+# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16 runs with both, to show the gain.  The table is a
 # measurement, not a test: the exit status is non-zero only when a run
 # fails.
 set -eu
@@ -42,32 +44,36 @@ fi
 "$TRAIN" --show-config 1.3b --set vocab=50304 --set experts=16 --set shared_experts=1 --set top_k=2 \
     --set d_ff_expert=1376 --set first_dense_layers=1 >"$tmp/moe-1.3b.json"
 
-printf '%-10s %-9s %-5s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype recompute "tok/s" "step ms" TFLOPS MFU \
-    "act GiB" target
+printf '%-10s %-9s %-5s %-4s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype attn recompute "tok/s" "step ms" \
+    TFLOPS MFU "act GiB" target
 status=0
-row() {  # model B T dtype recompute target
-    out=$("$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda "$4" "$5" 2>"$tmp/err") || {
-        printf '%-10s %-9s %-5s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$5" "$(tail -n 1 "$tmp/err")"
+row() {  # model B T dtype recompute target [DSK_CUDA_ATTN]
+    attn=${7:-auto}
+    out=$(DSK_CUDA_ATTN=$attn "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda "$4" "$5" 2>"$tmp/err") || {
+        printf '%-10s %-9s %-5s %-4s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
         status=1
         return
     }
-    python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" "$tmp/rows.jsonl" <<'PY'
+    python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" "$tmp/rows.jsonl" "$attn" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-model, batch, dtype, rc, peak, target, rows = sys.argv[2:9]
+model, batch, dtype, rc, peak, target, rows, attn = sys.argv[2:10]
+# the attention kernels: fp32 CUDA cores, or (auto with bf16 / fp16) tensor cores
+attn = "tc" if attn == "auto" and dtype != "fp32" else "fp32"
 tflops = r["gflops"] / 1e3
 mfu = 100 * tflops / float(peak) if float(peak) > 0 else None
-print(f"{model:<10} {batch:<9} {dtype:<5} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
+print(f"{model:<10} {batch:<9} {dtype:<5} {attn:<4} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
       f"{r['step_ms']:9.1f} {tflops:8.1f} {f'{mfu:.1f}%' if mfu is not None else '?':>7} "
       f"{r['activation_bytes'] / 2**30:8.2f}  {target}")
 with open(rows, "a") as f:
-    f.write(json.dumps(dict(r, model=model, batch=batch, recompute=rc == "1", tflops=tflops, mfu_percent=mfu,
+    f.write(json.dumps(dict(r, model=model, batch=batch, attention=attn, recompute=rc == "1", tflops=tflops, mfu_percent=mfu,
                             peak_tflops=float(peak) or None)) + "\n")
 PY
 }
 row 125m 8 2048 fp32 0 ""
 row 125m 8 2048 bf16 0 ""
 row 1.3b 8 2048 bf16 0 ">=50% MFU"
+row 1.3b 8 2048 bf16 0 "" fp32
 row 1.3b 8 2048 bf16 1 ""
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"

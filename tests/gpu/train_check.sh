@@ -12,6 +12,9 @@
 #  - --recompute on cuda: the same losses as without (bit for bit, the
 #    backend is deterministic);
 #  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32;
+#  - --dtype bf16 with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
+#    within 1% of the bf16 run with the tensor-core ones; an unknown
+#    DSK_CUDA_ATTN exits 64;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
 #    same loss within 1e-5 (forward only, the evaluation's batching).
 # Exit status non-zero on any failure; prints one line per check.
@@ -95,6 +98,31 @@ for dt in bf16 fp16; do
         bad "--dtype $dt on cuda ends more than 5% from fp32"
     fi
 done
+# The bf16 run again with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
+# only the attention's rounding differs from the tensor-core run.
+if (export DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32 "$DEV" --dtype bf16); then
+    a=$(last_loss "$tmp/gpu-bf16.jsonl") f=$(last_loss "$tmp/gpu-bf16-fa32.jsonl")
+    echo "# --dtype bf16: loss $a with tensor-core attention, $f with fp32 attention"
+    if close "$f" "$a" 0.01; then
+        ok "--dtype bf16: tensor-core attention trains within 1% of the fp32 attention"
+    else
+        bad "--dtype bf16: tensor-core and fp32 attention end more than 1% apart"
+    fi
+else
+    bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 on cuda"
+fi
+if [ "$DEV" != cpu ]; then
+    rc=0
+    # shellcheck disable=SC2086
+    DSK_CUDA_ATTN=tensor "$B/dsk-train" $common --steps 1 --backend "$DEV" --out "$tmp/attn-bad" \
+        2>"$tmp/attn-bad.err" || rc=$?
+    if [ "$rc" = 64 ] && grep -q 'DSK_CUDA_ATTN=tensor' "$tmp/attn-bad.err" && [ ! -e "$tmp/attn-bad" ]; then
+        ok "DSK_CUDA_ATTN=tensor: exit 64, says why, writes nothing"
+    else
+        bad "DSK_CUDA_ATTN=tensor: exit $rc, not 64 with a message and no output"
+    fi
+fi
+
 # dsk-eval on both backends: DSK_BIN's (the emulation's, in emu/run.sh)
 # where it has one.
 E=$B/dsk-eval

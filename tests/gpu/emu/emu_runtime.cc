@@ -5,12 +5,13 @@
  * A launch runs its blocks one at a time in a shuffled order.  A block's
  * threads are fibers (Boost.Context: a switch costs nanoseconds, where
  * ucontext's costs a system call) on stacks from a pool; each runs until
- * it reaches a barrier (__syncthreads, or a warp shuffle) or returns, in
- * a shuffled order (run_block says how warps take turns).  When every
- * lane of a warp waits at a shuffle, the warp goes on; when every live
- * thread waits at __syncthreads, the block does; when neither can happen
- * the threads disagree about which barrier comes next, which the hardware
- * leaves undefined: the emulator says so and aborts.
+ * it reaches a barrier (__syncthreads, or a warp collective: a shuffle, a
+ * WMMA call) or returns, in a shuffled order (run_block says how warps
+ * take turns).  When every lane of a warp waits at the same collective,
+ * the warp goes on; when every live thread waits at __syncthreads, the
+ * block does; when neither can happen the threads disagree about which
+ * barrier comes next, which the hardware leaves undefined: the emulator
+ * says so and aborts.
  *
  * DSK_EMU_SEED picks the shuffles (default 1), DSK_EMU_SMS the
  * multiprocessors reported (default 2: grid-stride loops go round more
@@ -116,6 +117,7 @@ typedef struct fiber {
     boost::context::fiber self;   /* where the thread goes on from */
     boost::context::fiber sink;   /* the scheduler, while the thread runs */
     fiber_state state;
+    const char *collective;   /* the warp collective it is in or last was: "__shfl_xor_sync", ... */
     uint3 tid;
     char *stack;   /* its lowest usable byte */
 } fiber;
@@ -231,8 +233,10 @@ static fiber *fibers_for(unsigned n)
         f->stack = stack_of(pool_made);
         f->self = boost::context::fiber(std::allocator_arg, pool_stack{f->stack}, fiber_main);
     }
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
         pool[i].state = RUNNABLE;
+        pool[i].collective = "no warp collective";
+    }
     return pool;
 }
 
@@ -261,7 +265,34 @@ unsigned char *dsk_emu_warp_slots(unsigned mask, const char *what)
     if (mask != want)
         emu_abort(b->site, "%s with mask %#x in a warp of %u lanes (block of %u threads): the mask must name "
                   "exactly the lanes that take part", what, mask, lanes, b->threads);
+    b->fibers[b->current].collective = what;   /* release_warp checks the lanes meet at the same one */
     return (unsigned char *)&b->warp_slots[warp * 32];
+}
+
+unsigned char *dsk_emu_full_warp_slots(const char *what)
+{
+    block_run *b = running;
+    if (!b)
+        emu_abort(what, "called outside a kernel");
+    unsigned warp = b->current / 32, lanes = lane_count(b, warp);
+    if (lanes != 32)
+        emu_abort(b->site, "%s in warp %u of %u lanes (block of %u threads): it needs a full warp of 32 lanes", what,
+                  warp, lanes, b->threads);
+    return dsk_emu_warp_slots(0xffffffffu, what);
+}
+
+void dsk_emu_abort(const char *what, const char *fmt, ...)
+{
+    block_run *b = running;
+    if (!b)
+        emu_abort(what, "called outside a kernel");
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emu_abort(b->site, "block (%u,%u,%u), warp %u, lane %u: %s: %s", blockIdx.x, blockIdx.y, blockIdx.z,
+              b->current / 32, b->current % 32, what, msg);
 }
 
 void dsk_emu_warp_barrier(void) { suspend(AT_WARP); }
@@ -276,23 +307,37 @@ void *dsk_emu_dynamic_smem(void)
     return b->dynamic_smem;
 }
 
-/* Warp w goes on from its shuffle when all its lanes wait there: 1 when
+/* Warp w goes on from its collective when all its lanes wait there: 1 when
  * released, 0 when not all wait, -1 (and why) when some wait for lanes
- * that have returned. */
+ * that have returned or all wait but at different collectives (a shuffle
+ * and a WMMA call: each would read the other's slots as its own). */
 static int release_warp(block_run *b, unsigned w, char *why, size_t why_len)
 {
     unsigned first = w * 32, lanes = lane_count(b, w), waiting = 0, finished = 0;
+    const char *at = NULL;
     for (unsigned l = 0; l < lanes; l++) {
-        waiting += b->fibers[first + l].state == AT_WARP;
+        if (b->fibers[first + l].state == AT_WARP) {
+            waiting++;
+            at = b->fibers[first + l].collective;
+        }
         finished += b->fibers[first + l].state == FINISHED;
     }
     if (waiting && finished) {
-        snprintf(why, why_len, "warp %u: %u lanes wait at a shuffle that %u lanes, already returned, never reach", w,
-                 waiting, finished);
+        snprintf(why, why_len, "warp %u: %u lanes wait at %s, which %u lanes, already returned, never reach", w,
+                 waiting, at, finished);
         return -1;
     }
     if (waiting < lanes)
         return 0;
+    const char *what = b->fibers[first].collective;
+    for (unsigned l = 1; l < lanes; l++) {
+        const char *other = b->fibers[first + l].collective;
+        if (other != what && strcmp(other, what) != 0) {
+            snprintf(why, why_len, "warp %u: its lanes wait at different warp collectives: lane 0 at %s, lane %u at %s",
+                     w, what, l, other);
+            return -1;
+        }
+    }
     for (unsigned l = 0; l < lanes; l++)
         b->fibers[first + l].state = RUNNABLE;
     return 1;
@@ -322,8 +367,8 @@ static int release(block_run *b, char *why, size_t why_len)
                 b->fibers[i].state = RUNNABLE;
         return 1;
     }
-    snprintf(why, why_len, "%u threads wait at __syncthreads while %u wait at a shuffle their warp does not "
-             "all reach (%u threads, %u returned)", at_sync, at_warp, b->threads,
+    snprintf(why, why_len, "%u threads wait at __syncthreads while %u wait at a warp collective their warp does "
+             "not all reach (%u threads, %u returned)", at_sync, at_warp, b->threads,
              b->threads - b->live);
     return 0;
 }
@@ -339,7 +384,7 @@ static void run_each(block_run *b, unsigned *order, unsigned n)
 }
 
 /* Runs a block to its end.  Half the blocks (picked at random) run their
- * warps in step, a shuffle at a time; the other half, between two
+ * warps in step, a collective at a time; the other half, between two
  * __syncthreads, run one warp at a time, each as far as it goes before
  * the next starts (in a shuffled order), so that shared memory one warp
  * writes and another reads without a barrier between shows. */
@@ -438,7 +483,11 @@ void dsk_emu_run(const char *site, const void *kernel, dim3 grid, dim3 block, si
     b.threads = block.x * block.y * block.z;
     b.warp_slots.assign((b.threads + 31) / 32 * 32, 0);
     b.dynamic_smem_len = smem;
-    b.dynamic_smem = smem ? malloc(smem) : NULL;
+    /* 128-byte aligned, as kernels ask with __align__ (WMMA's pointers
+     * must be 32-byte aligned); exactly smem bytes, for ASan. */
+    b.dynamic_smem = NULL;
+    if (smem && posix_memalign(&b.dynamic_smem, 128, smem) != 0)
+        emu_abort(site, "no memory for %zu bytes of dynamic shared memory", smem);
     blockDim = make_uint3(block.x, block.y, block.z);
     gridDim = make_uint3(grid.x, grid.y, grid.z);
     running = &b;

@@ -1,7 +1,7 @@
 /* The CPU emulation of cuda/ checked on its own (tests/gpu/emu/run.sh
  * runs it first): kernels written for it here, compiled the way cuda/ is
  * (unchevron, then g++ with emu.h), must see what a GPU gives them
- * (indices, barriers, shuffles, dynamic shared memory) and be refused or
+ * (indices, barriers, shuffles, dynamic shared memory, WMMA) and be refused or
  * stopped where a GPU would refuse them or leave the result undefined.
  * Each stopping case runs in a child process, which must die saying why.
  * Prints TAP; exit status 1 on any failure. */
@@ -12,6 +12,10 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <mma.h>   /* empty under g++: emu.h has nvcuda::wmma */
+
+using namespace nvcuda;
 
 static int n_checks, n_failed;
 
@@ -90,6 +94,19 @@ __global__ void k_dynamic_last(float *out, int n)
     out[0] = dyn[n - 1];
 }
 
+/* Dynamic shared memory of a two-word type: out[0] its address mod 128,
+ * out[1] what was written there. */
+__global__ void k_dynamic_bytes(int *out)
+{
+    extern __shared__ __align__(128) unsigned char raw[];
+    raw[threadIdx.x] = (unsigned char)threadIdx.x;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        out[0] = (int)((uintptr_t)raw % 128);
+        out[1] = raw[blockDim.x - 1];
+    }
+}
+
 /* Half the warp waits at __syncthreads, the other half at a shuffle
  * that needs the whole warp. */
 __global__ void k_divergent(float *out)
@@ -110,6 +127,85 @@ __global__ void k_shuffle_after_return(float *out)
 
 /* One element past the end of out. */
 __global__ void k_past_end(float *out, int n) { out[n + threadIdx.x] = 1; }
+
+/* Element (r, c) of a matrix with leading dimension ld. */
+__host__ __device__ static size_t at(int r, int c, unsigned ld, bool row_major)
+{
+    return row_major ? (size_t)r * ld + c : (size_t)c * ld + r;
+}
+
+/* d = a * b + c by WMMA tiles: a M x K in layout LA, b K x N in LB, c
+ * and d M x N (c loaded in c_layout, d stored in d_layout; ld_c and
+ * ld_d their leading dimensions).  Block y takes a row of tiles, its
+ * warp w the w-th tile of it; the k loop accumulates into the loaded c
+ * (mma_sync's d and c the same fragment). */
+template <typename T, typename LA, typename LB>
+__global__ void k_wmma_gemm(const T *a, const T *b, const float *c, float *d, int m, int n, int k,
+                            wmma::layout_t c_layout, wmma::layout_t d_layout)
+{
+    const bool a_row = std::is_same<LA, wmma::row_major>::value, b_row = std::is_same<LB, wmma::row_major>::value;
+    int tm = blockIdx.y, tn = threadIdx.x / 32;
+    unsigned lda = a_row ? k : m, ldb = b_row ? n : k;
+    unsigned ldc = c_layout == wmma::mem_row_major ? n : m, ldd = d_layout == wmma::mem_row_major ? n : m;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::load_matrix_sync(acc, c + at(tm * 16, tn * 16, ldc, c_layout == wmma::mem_row_major),
+                           ldc, c_layout);
+    for (int kt = 0; kt < k / 16; kt++) {
+        wmma::load_matrix_sync(fa, a + at(tm * 16, kt * 16, lda, a_row), lda);
+        wmma::load_matrix_sync(fb, b + at(kt * 16, tn * 16, ldb, b_row), ldb);
+        wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(d + at(tm * 16, tn * 16, ldd, d_layout == wmma::mem_row_major), acc,
+                            ldd, d_layout);
+}
+
+/* x[] used the one way it may be: the same on every element.  out gets
+ * 3 c + 1; filled a fill_fragment's 0.25; unfilled a fragment never
+ * filled; ids each lane's x[i] = 8 lane + i, to show the mapping. */
+__global__ void k_wmma_elementwise(const float *c, float *out, float *filled, float *unfilled, float *ids)
+{
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc, fill, never, id;
+    wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+    for (int i = 0; i < acc.num_elements; i++)
+        acc.x[i] = 3 * acc.x[i] + 1;
+    wmma::store_matrix_sync(out, acc, 16, wmma::mem_row_major);
+    wmma::fill_fragment(fill, 0.25f);
+    wmma::store_matrix_sync(filled, fill, 16, wmma::mem_row_major);
+    wmma::store_matrix_sync(unfilled, never, 16, wmma::mem_row_major);
+    for (int i = 0; i < id.num_elements; i++)
+        id.x[i] = (float)(8 * (threadIdx.x % 32) + i);
+    wmma::store_matrix_sync(ids, id, 16, wmma::mem_row_major);
+}
+
+/* A bf16 matrix_a load of a 16 x 16 tile at a + shift, leading dimension
+ * ldm (every lane the same unless lanes_differ: lanes 16 and up 16
+ * elements further on). */
+__global__ void k_wmma_load(const __nv_bfloat16 *a, int shift, unsigned ldm, int lanes_differ)
+{
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    int lane = threadIdx.x % 32;
+    wmma::load_matrix_sync(fa, a + shift + (lanes_differ && lane >= 16 ? 16 : 0), ldm);
+}
+
+/* Lanes 0-15 at a WMMA load, lanes 16-31 at a shuffle. */
+__global__ void k_wmma_beside_shuffle(const __nv_bfloat16 *a, float *out)
+{
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    if (threadIdx.x < 16)
+        wmma::load_matrix_sync(fa, a, 16);
+    else
+        out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+/* An accumulator stored with ldm 6: not a multiple of 4 floats. */
+__global__ void k_wmma_store_ldm(float *d)
+{
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 1.0f);
+    wmma::store_matrix_sync(d, acc, 6, wmma::mem_col_major);
+}
 
 /* ---- the stopping cases: a child each ---- */
 
@@ -171,6 +267,77 @@ static void run_past_end(void)
 {
     float *d = device_floats(8);
     k_past_end<<<1, 1>>>(d, 8);
+}
+
+static __nv_bfloat16 *device_bf16(size_t n)
+{
+    __nv_bfloat16 *p = NULL;
+    if (cudaMalloc((void **)&p, n * sizeof *p) != cudaSuccess)
+        abort();
+    return p;
+}
+static void run_wmma_misaligned(void) { k_wmma_load<<<1, 32>>>(device_bf16(16 * 32), 8, 16, 0); }
+static void run_wmma_ldm(void) { k_wmma_load<<<1, 32>>>(device_bf16(16 * 32), 0, 12, 0); }
+static void run_wmma_lanes_differ(void) { k_wmma_load<<<1, 32>>>(device_bf16(16 * 32), 0, 32, 1); }
+static void run_wmma_partial_warp(void) { k_wmma_load<<<1, 48>>>(device_bf16(16 * 16), 0, 16, 0); }
+static void run_wmma_beside_shuffle(void) { k_wmma_beside_shuffle<<<1, 32>>>(device_bf16(16 * 16), device_floats(32)); }
+static void run_wmma_store_ldm(void) { k_wmma_store_ldm<<<1, 32>>>(device_floats(16 * 16)); }
+
+/* Small multiples of 1/4: every product and sum exact in float. */
+static float exact_value(size_t i, int salt) { return (float)((int)((i * 7 + (size_t)salt * 13) % 9) - 4) * 0.25f; }
+
+/* k_wmma_gemm on an m x n x k product, in every combination of c's and
+ * d's layouts, against the host's: 1 when all agree exactly. */
+template <typename T, typename LA, typename LB> static int wmma_gemm_ok(int m, int n, int k)
+{
+    const bool a_row = std::is_same<LA, wmma::row_major>::value, b_row = std::is_same<LB, wmma::row_major>::value;
+    size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+    T *ha = (T *)malloc(na * sizeof *ha), *hb = (T *)malloc(nb * sizeof *hb), *da, *db;
+    float *hc = (float *)malloc(nc * sizeof *hc), *hd = (float *)malloc(nc * sizeof *hd), *dc, *dd;
+    float *want = (float *)malloc(nc * sizeof *want);
+    for (size_t i = 0; i < na; i++)
+        ha[i] = T(exact_value(i, 1));
+    for (size_t i = 0; i < nb; i++)
+        hb[i] = T(exact_value(i, 2));
+    for (size_t i = 0; i < nc; i++)
+        hc[i] = exact_value(i, 3) * 8;
+    cudaMalloc((void **)&da, na * sizeof *da);
+    cudaMalloc((void **)&db, nb * sizeof *db);
+    cudaMalloc((void **)&dc, nc * sizeof *dc);
+    cudaMalloc((void **)&dd, nc * sizeof *dd);
+    cudaMemcpyAsync(da, ha, na * sizeof *ha, cudaMemcpyHostToDevice, 0);
+    cudaMemcpyAsync(db, hb, nb * sizeof *hb, cudaMemcpyHostToDevice, 0);
+    cudaMemcpyAsync(dc, hc, nc * sizeof *hc, cudaMemcpyHostToDevice, 0);
+    int ok = 1;
+    for (int layouts = 0; layouts < 4; layouts++) {
+        wmma::layout_t lc = layouts & 1 ? wmma::mem_col_major : wmma::mem_row_major;
+        wmma::layout_t ld = layouts & 2 ? wmma::mem_col_major : wmma::mem_row_major;
+        bool c_row = lc == wmma::mem_row_major, d_row = ld == wmma::mem_row_major;
+        for (int r = 0; r < m; r++)
+            for (int col = 0; col < n; col++) {
+                float sum = hc[at(r, col, c_row ? n : m, c_row)];
+                for (int kk = 0; kk < k; kk++)
+                    sum += (float)ha[at(r, kk, a_row ? k : m, a_row)] *
+                           (float)hb[at(kk, col, b_row ? n : k, b_row)];
+                want[at(r, col, d_row ? n : m, d_row)] = sum;
+            }
+        cudaMemsetAsync(dd, 0xff, nc * sizeof *dd, 0);
+        k_wmma_gemm<T, LA, LB><<<dim3(1, m / 16), 32 * (n / 16)>>>(da, db, dc, dd, m, n, k, lc, ld);
+        cudaMemcpyAsync(hd, dd, nc * sizeof *hd, cudaMemcpyDeviceToHost, 0);
+        ok &= cudaGetLastError() == cudaSuccess;
+        for (size_t i = 0; i < nc; i++)
+            ok &= hd[i] == want[i];
+    }
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    cudaFree(dd);
+    free(ha);
+    free(hb);
+    free(hc);
+    free(hd);
+    free(want);
+    return ok;
 }
 
 /* ---- the checks ---- */
@@ -257,6 +424,12 @@ int main(void)
         check(cudaFuncSetAttribute(k_dynamic_last, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 << 10) ==
                   cudaErrorInvalidValue,
               "cudaFuncSetAttribute past the opt-in limit: refused");
+        int *di = NULL, hi[2] = {-1, -1};
+        cudaMalloc((void **)&di, sizeof hi);
+        k_dynamic_bytes<<<1, 64, 64>>>(di);
+        cudaMemcpyAsync(hi, di, sizeof hi, cudaMemcpyDeviceToHost, 0);
+        check(hi[0] == 0 && hi[1] == 63, "extern __shared__ __align__(128) unsigned char[]: 128-byte aligned, usable");
+        cudaFree(di);
         cudaFree(d);
     }
     /* Launch configurations the hardware refuses. */
@@ -282,12 +455,67 @@ int main(void)
         (void)cudaGetLastError();
         cudaFree(d);
     }
+    /* WMMA: products in every layout of a, b, c and d, bf16 and half. */
+    check(wmma_gemm_ok<__nv_bfloat16, wmma::row_major, wmma::row_major>(32, 48, 64),
+          "wmma bf16 32x48x64, a row_major, b row_major, c and d in both layouts: the host's product");
+    check(wmma_gemm_ok<__nv_bfloat16, wmma::row_major, wmma::col_major>(32, 48, 64),
+          "wmma bf16 32x48x64, a row_major, b col_major: the host's product");
+    check(wmma_gemm_ok<__nv_bfloat16, wmma::col_major, wmma::row_major>(32, 48, 64),
+          "wmma bf16 32x48x64, a col_major, b row_major: the host's product");
+    check(wmma_gemm_ok<__nv_bfloat16, wmma::col_major, wmma::col_major>(32, 48, 64),
+          "wmma bf16 32x48x64, a col_major, b col_major: the host's product");
+    check(wmma_gemm_ok<__half, wmma::row_major, wmma::col_major>(16, 32, 32),
+          "wmma half 16x32x32, a row_major, b col_major: the host's product");
+    /* WMMA: x[] element by element, fill_fragment, and the mapping. */
+    {
+        float *dc = device_floats(256), *dout = device_floats(256), *dfilled = device_floats(256);
+        float *dunfilled = device_floats(256), *dids = device_floats(256);
+        float hc[256], hout[256], hfilled[256], hunfilled[256], hids[256];
+        for (int i = 0; i < 256; i++)
+            hc[i] = (float)(i - 100) * 0.5f;
+        cudaMemcpyAsync(dc, hc, sizeof hc, cudaMemcpyHostToDevice, 0);
+        k_wmma_elementwise<<<1, 32>>>(dc, dout, dfilled, dunfilled, dids);
+        cudaMemcpyAsync(hout, dout, sizeof hout, cudaMemcpyDeviceToHost, 0);
+        cudaMemcpyAsync(hfilled, dfilled, sizeof hfilled, cudaMemcpyDeviceToHost, 0);
+        cudaMemcpyAsync(hunfilled, dunfilled, sizeof hunfilled, cudaMemcpyDeviceToHost, 0);
+        cudaMemcpyAsync(hids, dids, sizeof hids, cudaMemcpyDeviceToHost, 0);
+        int scaled = cudaGetLastError() == cudaSuccess, filled = 1, unfilled = 1, each_once = 1, in_order = 1;
+        int seen[256] = {0};
+        for (int i = 0; i < 256; i++) {
+            scaled &= hout[i] == 3 * hc[i] + 1;
+            filled &= hfilled[i] == 0.25f;
+            unfilled &= isnan(hunfilled[i]);
+            int id = (int)hids[i];
+            each_once &= id >= 0 && id < 256 && (float)id == hids[i] && !seen[id]++;
+            in_order &= id == i;
+        }
+        check(scaled, "wmma accumulator x[] scaled element by element, then stored: 3 c + 1 everywhere");
+        check(filled, "wmma fill_fragment then store: the value everywhere");
+        check(unfilled, "wmma a fragment stored before it is filled: NaN");
+        check(each_once && !in_order, "wmma lanes' x[] hold the tile once each, not in row-major order");
+        cudaFree(dc);
+        cudaFree(dout);
+        cudaFree(dfilled);
+        cudaFree(dunfilled);
+        cudaFree(dids);
+    }
     /* What a GPU leaves undefined: the emulator stops there. */
     check(dies_saying(run_divergent, "disagree about the next barrier"),
           "__syncthreads in half a warp, a shuffle in the other: stopped");
     check(dies_saying(run_shuffle_after_return, "already returned"), "a shuffle with lanes that returned: stopped");
     check(dies_saying(run_partial_warp_mask, "the mask must name"), "a full mask in a 20-lane warp: stopped");
     check(dies_saying(run_past_end, "heap-buffer-overflow"), "a kernel writing past its buffer: ASan stops it");
+    check(dies_saying(run_wmma_misaligned, "wmma::load_matrix_sync: ptr 0x"),
+          "wmma::load_matrix_sync from a pointer not 32-byte aligned: stopped");
+    check(dies_saying(run_wmma_ldm, "ldm 12 is not a multiple of 8"), "wmma::load_matrix_sync of bf16 with ldm 12: stopped");
+    check(dies_saying(run_wmma_lanes_differ, "the warp's lanes disagree"),
+          "wmma::load_matrix_sync with lanes passing different pointers: stopped");
+    check(dies_saying(run_wmma_partial_warp, "it needs a full warp of 32 lanes"),
+          "wmma::load_matrix_sync in a 16-lane warp (a block of 48): stopped");
+    check(dies_saying(run_wmma_beside_shuffle, "different warp collectives"),
+          "half a warp at wmma::load_matrix_sync, the other half at a shuffle: stopped");
+    check(dies_saying(run_wmma_store_ldm, "wmma::store_matrix_sync: ldm 6 is not a multiple of 4"),
+          "wmma::store_matrix_sync of float with ldm 6: stopped");
 
     printf("1..%d\n", n_checks);
     return n_failed ? 1 : 0;

@@ -1,0 +1,488 @@
+/* Flash attention on bf16 tensor cores (WMMA), the backend's attention
+ * when gemm_dtype is bf16 or fp16 (fa_use_tc): kernels_attention.cu's
+ * fp32 kernels with their tile products on tensor cores instead of CUDA
+ * cores, 16 x 16 x 16 at a time, bf16 operands and fp32 sums:
+ *
+ *   forward   S = Q Kᵀ, O += P V
+ *   dK, dV    S = Q Kᵀ, dP = dO Vᵀ, dV += P_mixᵀ dO, dK += dSᵀ Q
+ *   dQ        S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K
+ *
+ * Q, K, V and dO are rounded to bf16 as they are loaded into shared
+ * memory, P and dS as they are written there; the online softmax, the
+ * masks, lse, D and the score gradients stay fp32 and are the fp32
+ * kernels' own code (attention_tiles.cuh).  Sums run in a fixed order:
+ * the same bits on every run, as the fp32 kernels.
+ *
+ * WMMA leaves unsaid which thread holds which element of a fragment, so
+ * the forward, whose output rows are rescaled at every key tile, puts
+ * each P V product through shared memory (fp32) and adds it into the
+ * registers where the fp32 kernel keeps O (rows ty + 16 ri, dims
+ * tx + 16 e); the backward's sums are never rescaled and stay in
+ * fragments until the end.  8 warps a block; a product's 16 x 16 output
+ * tiles go to the warps in turn.
+ *
+ * Shared memory rows are padded, bf16 tiles to HDP + 8 and fp32 tiles to
+ * BC + 4 or HDP + 4: WMMA wants ldm a multiple of 16 bytes and tile
+ * starts 32-byte aligned, and the 16-byte shift per row spreads a
+ * column's reads over the banks.  Tile sizes (tc_cfg) keep every kernel
+ * under 99 KB of shared memory, the limit of sm_86 and sm_89. */
+#include <mma.h>
+
+#include "attention_tiles.cuh"
+
+using namespace nvcuda;
+typedef __nv_bfloat16 bf16;
+
+/* Query rows (BR) and keys (BC) of a tile, per kernel: forward, dK/dV, dQ. */
+template <int HDP> struct tc_cfg {
+    enum { F_BR = 64, F_BC = 64, KV_BR = 64, KV_BC = 64, Q_BR = 64, Q_BC = 64 };
+};
+template <> struct tc_cfg<128> {
+    enum { F_BR = 64, F_BC = 32, KV_BR = 32, KV_BC = 64, Q_BR = 64, Q_BC = 32 };
+};
+template <> struct tc_cfg<256> {
+    enum { F_BR = 32, F_BC = 32, KV_BR = 32, KV_BC = 32, Q_BR = 32, Q_BC = 32 };
+};
+
+static constexpr size_t tc_round(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
+static constexpr size_t tc_max(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Row strides (elements) of the shared tiles. */
+template <int HDP, int BC> struct tc_ld {
+    enum {
+        H = HDP + 8,   /* bf16 [rows][HDP]: Q, K, V, dO */
+        S = BC + 4,    /* fp32 [BR][BC]: S, dP */
+        P = BC + 8,    /* bf16 [BR][BC]: P, P_mix, dS */
+        O = HDP + 4,   /* fp32 [rows][HDP]: a product's output */
+    };
+};
+
+/* The forward's shared memory (byte offsets, each 128-aligned): Q, K,
+ * V, S (then each part's P V), P of each part. */
+template <int HDP, int BR, int BC> struct tc_fwd_smem {
+    typedef tc_ld<HDP, BC> ld;
+    static constexpr size_t q = 0, k = q + tc_round((size_t)BR * ld::H * 2), v = k + tc_round((size_t)BC * ld::H * 2),
+                            s = v + tc_round((size_t)BC * ld::H * 2),
+                            pg = s + tc_round((size_t)BR * tc_max(ld::S, ld::O) * 4),
+                            pl = pg + tc_round((size_t)BR * ld::P * 2), bytes = pl + tc_round((size_t)BR * ld::P * 2);
+};
+
+/* The backward kernels' shared memory: the key side (K, V: BC rows),
+ * the query side (Q, dO: BR rows), S, dP, P_mix, dS; at the end, the
+ * first N_OUT [OUT_ROWS][HDP + 4] fp32 tiles hold the results on their
+ * way out. */
+template <int HDP, int BR, int BC, int OUT_ROWS, int N_OUT> struct tc_bwd_smem {
+    typedef tc_ld<HDP, BC> ld;
+    static constexpr size_t k = 0, v = k + tc_round((size_t)BC * ld::H * 2), q = v + tc_round((size_t)BC * ld::H * 2),
+                            dO = q + tc_round((size_t)BR * ld::H * 2), s = dO + tc_round((size_t)BR * ld::H * 2),
+                            dp = s + tc_round((size_t)BR * ld::S * 4), pm = dp + tc_round((size_t)BR * ld::S * 4),
+                            ds = pm + tc_round((size_t)BR * ld::P * 2),
+                            end = ds + tc_round((size_t)BR * ld::P * 2),
+                            out = 0, out_len = tc_round((size_t)OUT_ROWS * ld::O * 4),
+                            bytes = tc_max(end, N_OUT * out_len);
+};
+
+/* Rows [r0, r0 + ROWS) of a head's [T, hd] slice (row stride `stride`)
+ * into a bf16 [ROWS][HDP + 8] tile; zeros past r_end and past hd. */
+template <int HDP, int ROWS>
+__device__ __forceinline__ void tc_load(bf16 *tile, const float *g, size_t stride, int r0, int r_end, int hd)
+{
+    for (int x = threadIdx.x; x < ROWS * HDP; x += FA_THREADS) {
+        int r = x / HDP, d = x % HDP, i = r0 + r;
+        tile[r * (HDP + 8) + d] = __float2bfloat16_rn(i < r_end && d < hd ? g[(size_t)i * stride + d] : 0.0f);
+    }
+}
+
+/* Where element (r, c) of a WMMA operand is, for its layout. */
+__device__ __forceinline__ int tc_at(const wmma::row_major *, int r, int c, int ld) { return r * ld + c; }
+__device__ __forceinline__ int tc_at(const wmma::col_major *, int r, int c, int ld) { return c * ld + r; }
+
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> tc_acc;
+
+/* acc[n] += A B over output tile t = warp + 8 n of an M x N product
+ * (t < the tile count), K deep: A [M][K] and B [K][N] bf16 in shared
+ * memory, each row-major (element (r, c) at r * ld + c) or, as LA / LB
+ * say, col-major (at c * ld + r: a transposed tile). */
+template <int M, int N, int K, class LA, class LB, int NPW>
+__device__ __forceinline__ void tc_mm_acc(tc_acc (&acc)[NPW], const bf16 *A, int lda, const bf16 *B, int ldb)
+{
+    const int warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int n = 0; n < NPW; n++) {
+        const int t = warp + n * (FA_THREADS / 32);
+        if (t >= (M / 16) * (N / 16))
+            break;   /* the same for the whole warp */
+        const int mi = t / (N / 16), ni = t % (N / 16);
+#pragma unroll
+        for (int k = 0; k < K; k += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LA> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LB> b;
+            wmma::load_matrix_sync(a, A + tc_at((const LA *)0, mi * 16, k, lda), lda);
+            wmma::load_matrix_sync(b, B + tc_at((const LB *)0, k, ni * 16, ldb), ldb);
+            wmma::mma_sync(acc[n], a, b, acc[n]);
+        }
+    }
+}
+
+/* The tiles tc_mm_acc's acc holds, into C [M][N] (fp32, row stride ldc). */
+template <int M, int N, int NPW>
+__device__ __forceinline__ void tc_store(float *C, int ldc, const tc_acc (&acc)[NPW])
+{
+    const int warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int n = 0; n < NPW; n++) {
+        const int t = warp + n * (FA_THREADS / 32);
+        if (t >= (M / 16) * (N / 16))
+            break;
+        wmma::store_matrix_sync(C + (t / (N / 16)) * 16 * ldc + (t % (N / 16)) * 16, acc[n], ldc, wmma::mem_row_major);
+    }
+}
+
+/* Output tiles a warp takes in an M x N product. */
+template <int M, int N> struct tc_tiles {
+    enum { PER_WARP = ((M / 16) * (N / 16) + FA_THREADS / 32 - 1) / (FA_THREADS / 32) };
+};
+
+template <int NPW> __device__ __forceinline__ void tc_zero(tc_acc (&acc)[NPW])
+{
+#pragma unroll
+    for (int n = 0; n < NPW; n++)
+        wmma::fill_fragment(acc[n], 0.0f);
+}
+
+/* C [M][N] = A B (tc_mm_acc from zero), into fp32 shared memory. */
+template <int M, int N, int K, class LA, class LB>
+__device__ __forceinline__ void tc_mm(float *C, int ldc, const bf16 *A, int lda, const bf16 *B, int ldb)
+{
+    tc_acc acc[tc_tiles<M, N>::PER_WARP];
+    tc_zero(acc);
+    tc_mm_acc<M, N, K, LA, LB>(acc, A, lda, B, ldb);
+    tc_store<M, N>(C, ldc, acc);
+}
+
+/* Grid: B * H * nqt blocks (fa_qtile_of), as fa_fwd_kernel. */
+template <int HDP, int BR, int BC>
+__global__ void __launch_bounds__(FA_THREADS)
+    tc_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
+                  const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
+                  int window, float scale, int nqt)
+{
+    typedef tc_fwd_smem<HDP, BR, BC> L;
+    typedef tc_ld<HDP, BC> ld;
+    constexpr int RM = BR / 16, CN = BC / 16, DE = HDP / 16;
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    bf16 *Qs = (bf16 *)(tc_sm + L::q), *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v);
+    bf16 *Pg = (bf16 *)(tc_sm + L::pg), *Pl = (bf16 *)(tc_sm + L::pl);
+    float *S = (float *)(tc_sm + L::s);   /* the scores, then each part's P V */
+    __shared__ int first_sh[2][BR];
+    __shared__ int lo_sh;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
+    const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const int32_t *pb = pos + (size_t)b * T;
+
+    if (threadIdx.x == 0)
+        lo_sh = INT_MAX;
+    tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    __syncthreads();
+    fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, &lo_sh);
+    __syncthreads();
+    int fg[RM], fl[RM], last[RM];
+    float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int r = ty + 16 * ri;
+        fg[ri] = first_sh[0][r];
+        fl[ri] = first_sh[1][r];
+        last[ri] = i0 + r < T ? i0 + r : -1;
+        mg[ri] = ml[ri] = -INFINITY;
+        lg[ri] = ll[ri] = 0;
+    }
+    fa_zero(og);
+    fa_zero(ol);
+    /* o[ri][e] += (P V)[ty + 16 ri][tx + 16 e], the product through S's space. */
+    auto add_pv = [&](float (&o)[RM][DE], const bf16 *P) {
+        tc_mm<BR, HDP, BC, wmma::row_major, wmma::row_major>(S, ld::O, P, ld::P, Vs, ld::H);
+        __syncthreads();
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++)
+#pragma unroll
+            for (int e = 0; e < DE; e++)
+                o[ri][e] += S[(ty + 16 * ri) * ld::O + tx + 16 * e];
+    };
+    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int j0 = kt * BC;
+        __syncthreads();   /* the previous tile's K, V, P and products are read */
+        tc_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        tc_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        __syncthreads();
+        tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
+        __syncthreads();
+        float s[RM][CN];
+#pragma unroll
+        for (int ri = 0; ri < RM; ri++)
+#pragma unroll
+            for (int ci = 0; ci < CN; ci++)
+                s[ri][ci] = S[(ty + 16 * ri) * ld::S + tx + 16 * ci] * scale;
+        if (use_g)
+            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, ld::P, tx, ty);
+        if (use_l)
+            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, ld::P, tx, ty);
+        __syncthreads();   /* P written, S read: its space takes P V */
+        if (use_g)
+            add_pv(og, Pg);
+        if (use_l) {
+            if (use_g)
+                __syncthreads();   /* P_g V is read */
+            add_pv(ol, Pl);
+        }
+    }
+    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, mg, lg, og, ml, ll, ol, fa_weight(kind, alpha), use_g, use_l,
+                       b, T, qs, h, hd, bh, i0, tx, ty);
+}
+
+/* fa_grad over a thread's part of a tile (rows ty + 16 ri, query
+ * i0 + row, whose statistics row(ri) gives; keys tx + 16 ci, key
+ * j0 + column), from the unscaled scores S and dP in shared memory;
+ * into the bf16 tiles dS, and Pm (P_mix) when WANT_P. */
+template <bool WANT_P, int RM, int CN, int LDS, int LDP, class Row>
+__device__ __forceinline__ void tc_grad_tile(bf16 *Pm, bf16 *dS, const float *S, const float *dP, Row row, int i0,
+                                             int j0, float scale, float a, int use_g, int use_l, int tx, int ty)
+{
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        const int r = ty + 16 * ri;
+        const fa_row st = row(ri);
+#pragma unroll
+        for (int ci = 0; ci < CN; ci++) {
+            const int c = tx + 16 * ci;
+            float pm, ds;
+            fa_grad(S[r * LDS + c] * scale, dP[r * LDS + c], j0 + c, i0 + r, st.fg, st.fl, st.lg, st.ll, st.dg, st.dl,
+                    a, use_g, use_l, &pm, &ds);
+            if (WANT_P)
+                Pm[r * LDP + c] = __float2bfloat16_rn(pm);
+            dS[r * LDP + c] = __float2bfloat16_rn(ds);
+        }
+    }
+}
+
+/* Rows [0, rows) x dims [0, hd) of an fp32 [.][HDP + 4] tile to a head
+ * of a [B, T, heads * hd] tensor, times `mul`: rows r0 + r of batch row
+ * b, head `head` (row stride `stride`), coalesced. */
+template <int HDP>
+__device__ __forceinline__ void tc_put_rows(float *g, const float *tile, float mul, int b, int T, size_t stride,
+                                            int head, int hd, int r0, int rows)
+{
+    for (int x = threadIdx.x; x < rows * hd; x += FA_THREADS) {
+        int r = x / hd, d = x % hd;
+        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * (HDP + 4) + d];
+    }
+}
+
+/* dK, dV: a block per (b, kv head, key tile), grid B * KV * nkt, as
+ * fa_bwd_dkdv_kernel (tile_lo over query tiles of BR rows). */
+template <int HDP, int BR, int BC>
+__global__ void __launch_bounds__(FA_THREADS)
+    tc_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+                   const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
+                   const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
+                   float scale, int nqt, int nkt)
+{
+    typedef tc_bwd_smem<HDP, BR, BC, BC, 2> L;
+    typedef tc_ld<HDP, BC> ld;
+    constexpr int RM = BR / 16, CN = BC / 16, NPW = tc_tiles<BC, HDP>::PER_WARP;
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    bf16 *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v), *Qs = (bf16 *)(tc_sm + L::q),
+         *dOs = (bf16 *)(tc_sm + L::dO), *Pm = (bf16 *)(tc_sm + L::pm), *dSs = (bf16 *)(tc_sm + L::ds);
+    float *S = (float *)(tc_sm + L::s), *dP = (float *)(tc_sm + L::dp);
+    __shared__ int first_sh[2][BR];
+    __shared__ float lse_sh[2][BR], D_sh[2][BR];
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const int kt = (int)(blockIdx.x % (unsigned)nkt);
+    const size_t bkv = blockIdx.x / (unsigned)nkt;
+    const int kvh = (int)(bkv % (size_t)KV), b = (int)(bkv / (size_t)KV), group = H / KV;
+    const int j0 = kt * BC, j_end = min(j0 + BC, T);
+    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const int32_t *pb = pos + (size_t)b * T;
+    const float a = fa_weight(kind, alpha);
+
+    tc_load<HDP, BC>(Ks, k + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    tc_load<HDP, BC>(Vs, v + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    tc_acc dka[NPW], dva[NPW];   /* [BC][HDP], tiles warp + 8 n */
+    tc_zero(dka);
+    tc_zero(dva);
+
+    for (int hh = 0; hh < group; hh++) {
+        const int h = kvh * group + hh;
+        const size_t bhT = ((size_t)b * H + h) * T;
+        const float *qb = q + (size_t)b * T * qs + (size_t)h * hd, *dob = dout + (size_t)b * T * qs + (size_t)h * hd;
+        for (int qt = j0 / BR; qt < nqt; qt++) {   /* tiles before j0 / BR end before j0 */
+            if (tile_lo[(size_t)b * nqt + qt] >= j_end)
+                continue;   /* the same for every thread */
+            const int i0 = qt * BR, i_end = min(i0 + BR, T);
+            __syncthreads();   /* the previous tile's Q, dO, P_mix, dS and stats are read */
+            tc_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
+            tc_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
+            fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
+                             NULL);
+            __syncthreads();
+            tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
+            tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(dP, ld::S, dOs, ld::H, Vs, ld::H);
+            __syncthreads();
+            tc_grad_tile<true, RM, CN, ld::S, ld::P>(
+                Pm, dSs, S, dP, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0,
+                scale, a, use_g, use_l, tx, ty);
+            __syncthreads();
+            /* dV += P_mixᵀ dO, dK += dSᵀ Q (scaled at the end). */
+            tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dva, Pm, ld::P, dOs, ld::H);
+            tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dka, dSs, ld::P, Qs, ld::H);
+        }
+    }
+    __syncthreads();   /* the tiles are read: their space takes the results */
+    float *dv_t = (float *)(tc_sm + L::out), *dk_t = (float *)(tc_sm + L::out + L::out_len);
+    tc_store<BC, HDP>(dv_t, ld::O, dva);
+    tc_store<BC, HDP>(dk_t, ld::O, dka);
+    __syncthreads();
+    tc_put_rows<HDP>(dv, dv_t, 1.0f, b, T, ks, kvh, hd, j0, j_end - j0);
+    tc_put_rows<HDP>(dk, dk_t, scale, b, T, ks, kvh, hd, j0, j_end - j0);
+}
+
+/* dQ: a block per (b, h, query tile), grid B * H * nqt (fa_qtile_of). */
+template <int HDP, int BR, int BC>
+__global__ void __launch_bounds__(FA_THREADS)
+    tc_dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse_g,
+                 const float *lse_l, const float *Dg, const float *Dl, const int32_t *pos, const float *alpha, int T,
+                 int H, int KV, int hd, int kind, int window, float scale, int nqt)
+{
+    typedef tc_bwd_smem<HDP, BR, BC, BR, 1> L;
+    typedef tc_ld<HDP, BC> ld;
+    constexpr int RM = BR / 16, CN = BC / 16, NPW = tc_tiles<BR, HDP>::PER_WARP;
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    bf16 *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v), *Qs = (bf16 *)(tc_sm + L::q),
+         *dOs = (bf16 *)(tc_sm + L::dO), *dSs = (bf16 *)(tc_sm + L::ds);
+    float *S = (float *)(tc_sm + L::s), *dP = (float *)(tc_sm + L::dp);
+    __shared__ int first_sh[2][BR];
+    __shared__ float lse_sh[2][BR], D_sh[2][BR];
+    __shared__ int lo_sh;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
+    const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const float a = fa_weight(kind, alpha);
+
+    if (threadIdx.x == 0)
+        lo_sh = INT_MAX;
+    tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    tc_load<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    __syncthreads();
+    fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pos + (size_t)b * T, lse_g, lse_l, Dg, Dl, bh * T, window, use_g,
+                     use_l, &lo_sh);
+    __syncthreads();
+    fa_row st[RM];
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++)
+        st[ri] = fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri);
+    tc_acc dqa[NPW];   /* [BR][HDP], tiles warp + 8 n */
+    tc_zero(dqa);
+    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int j0 = kt * BC;
+        __syncthreads();   /* the previous tile's K and dS are read */
+        tc_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        tc_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        __syncthreads();
+        tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
+        tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(dP, ld::S, dOs, ld::H, Vs, ld::H);
+        __syncthreads();
+        tc_grad_tile<false, RM, CN, ld::S, ld::P>(NULL, dSs, S, dP, [&](int ri) { return st[ri]; }, i0, j0, scale, a,
+                                                  use_g, use_l, tx, ty);
+        __syncthreads();
+        tc_mm_acc<BR, HDP, BC, wmma::row_major, wmma::row_major>(dqa, dSs, ld::P, Ks, ld::H);   /* dQ += dS K */
+    }
+    __syncthreads();
+    float *dq_t = (float *)(tc_sm + L::out);
+    tc_store<BR, HDP>(dq_t, ld::O, dqa);
+    __syncthreads();
+    tc_put_rows<HDP>(dq, dq_t, scale, b, T, qs, h, hd, i0, i_end - i0);
+}
+
+/* ---- launches ---- */
+
+template <int HDP>
+static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
+                          const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
+                          const dsk_attn_shape *s)
+{
+    enum { BR = tc_cfg<HDP>::F_BR, BC = tc_cfg<HDP>::F_BC };
+    constexpr size_t smem = tc_fwd_smem<HDP, BR, BC>::bytes;
+    static_assert(smem <= 99 * 1024, "over sm_86's shared memory");
+    const int nqt = (s->T + BR - 1) / BR;
+    auto *kern = tc_fwd_kernel<HDP, BR, BC>;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
+    kern<<<grid, FA_THREADS, smem, cb->stream>>>(out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s->T, s->H,
+                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt);
+    LAUNCHED(cb, "attention_fwd (tensor cores)");
+}
+
+void dsk_cuda_attention_tc_fwd(dsk_cuda *cb, int hdp, float *out, float *lse_g, float *lse_l, float *out_g,
+                               float *out_l, const float *q, const float *k, const float *v, const int32_t *pos,
+                               const float *alpha, const dsk_attn_shape *s)
+{
+    switch (hdp) {
+    case 16: tc_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 32: tc_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 64: tc_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 128: tc_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    default: tc_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    }
+}
+
+int dsk_cuda_attention_tc_kv_rows(int hdp)
+{
+    return hdp <= 64 ? (int)tc_cfg<64>::KV_BR : hdp == 128 ? (int)tc_cfg<128>::KV_BR : (int)tc_cfg<256>::KV_BR;
+}
+
+template <int HDP>
+static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                          const float *k, const float *v, const float *lse_g, const float *lse_l, const float *Dg,
+                          const float *Dl, const int *tile_lo, const int32_t *pos, const float *alpha,
+                          const dsk_attn_shape *s)
+{
+    enum { KV_BR = tc_cfg<HDP>::KV_BR, KV_BC = tc_cfg<HDP>::KV_BC, Q_BR = tc_cfg<HDP>::Q_BR, Q_BC = tc_cfg<HDP>::Q_BC };
+    constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, KV_BC, 2>::bytes;
+    constexpr size_t smem_q = tc_bwd_smem<HDP, Q_BR, Q_BC, Q_BR, 1>::bytes;
+    static_assert(smem_kv <= 99 * 1024 && smem_q <= 99 * 1024, "over sm_86's shared memory");
+    const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int kv_nqt = (T + KV_BR - 1) / KV_BR, nkt = (T + KV_BC - 1) / KV_BC, q_nqt = (T + Q_BR - 1) / Q_BR;
+    auto *kkv = tc_dkdv_kernel<HDP, KV_BR, KV_BC>;
+    auto *kq = tc_dq_kernel<HDP, Q_BR, Q_BC>;
+    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
+    kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
+                                                      alpha, T, H, KV, hd, s->kind, s->window, scale, kv_nqt, nkt);
+    LAUNCHED(cb, "attention_bwd (dk, dv; tensor cores)");
+    unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
+    kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV, hd,
+                                                   s->kind, s->window, scale, q_nqt);
+    LAUNCHED(cb, "attention_bwd (dq; tensor cores)");
+}
+
+void dsk_cuda_attention_tc_bwd(dsk_cuda *cb, int hdp, float *dq, float *dk, float *dv, const float *dout,
+                               const float *q, const float *k, const float *v, const float *lse_g, const float *lse_l,
+                               const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
+                               const float *alpha, const dsk_attn_shape *s)
+{
+    switch (hdp) {
+    case 16: tc_bwd_launch<16>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    case 32: tc_bwd_launch<32>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    case 64: tc_bwd_launch<64>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    case 128: tc_bwd_launch<128>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    default: tc_bwd_launch<256>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    }
+}
