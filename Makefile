@@ -188,8 +188,13 @@ EMU_TOOLS = $(EMU)/bin/dsk-train $(EMU)/bin/dsk-eval
 $(EMU_TOOLS): $(EMU)/bin/%: $(BUILD)/san/bin/%.o $(EMU_LINK) | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) $(MPI_LIBS) -lboost_context -ldl
-check: $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
-emu: $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU)/tests/gpu/emu/test_emu $(EMU)/tests/gpu/emu/test_cublas_emu
+# attn_bench on the emulation: throughput.sh's attention timing, run small.
+$(EMU)/tests/tools/attn_bench: $(EMU)/tests/tools/attn_bench.o $(EMU_LINK) | $(EMU_LIBS)
+	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
+EMU_ALL = $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU)/tests/tools/attn_bench $(EMU)/tests/gpu/emu/test_emu \
+          $(EMU)/tests/gpu/emu/test_cublas_emu
+check: $(EMU_ALL)
+emu: $(EMU_ALL)
 -include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)
 endif
 endif

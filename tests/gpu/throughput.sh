@@ -77,6 +77,21 @@ row 1.3b 8 2048 bf16 0 "" fp32
 row 1.3b 8 2048 bf16 1 ""
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"
+
+# The attention alone, the 1.3b preset's shape (16 heads of 128) at
+# 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones.
+if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 16 16 128 2>"$tmp/err"); then
+    echo "$att" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    kind = "tensor cores (bf16)" if r["dtype"] == "bf16" else "CUDA cores (fp32)"
+    print("# attention B4 T2048 H16 hd128 causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
+          % (kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
+else
+    echo "# attention alone: FAILED: $(tail -n 1 "$tmp/err")"
+    status=1
+fi
 if [ -n "$JSON_OUT" ]; then
     python3 -c 'import json, sys; print(json.dumps({"device": sys.argv[2], "rows": [json.loads(l) for l in open(sys.argv[1])]}))' \
         "$tmp/rows.jsonl" "${name:-unknown}" >"$JSON_OUT" 2>/dev/null || echo '{"rows": []}' >"$JSON_OUT"

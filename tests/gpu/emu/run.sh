@@ -3,11 +3,13 @@
 # what it is; `make emu` builds it), after the emulation's own tests
 # (test_emu.cu: what it must give kernels and what it must stop;
 # test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
-# refusals): every op against the CPU backend, nano and nano-moe
-# training runs, gemm in bf16 / fp16, the cuBLASLt products and
-# gemm_grouped (--quick: without their largest cases, and 6 training
-# steps), and train_check.sh's dsk-train and dsk-eval runs (shrunk to 4
-# steps of batch 2: checkpoints across backends, --recompute, --dtype, dsk-eval
+# refusals): every op against the CPU backend (attention in fp32 and on
+# the bf16 tensor-core kernels), nano and nano-moe training runs, gemm
+# in bf16 / fp16, the cuBLASLt products and gemm_grouped (--quick:
+# without their largest cases, and 6 training steps), attn_bench on a
+# small shape, and train_check.sh's dsk-train and dsk-eval runs (shrunk
+# to 4 steps of batch 2: checkpoints across backends, --recompute,
+# --dtype and DSK_CUDA_ATTN, dsk-eval
 # ppl on both), all under ASan and UBSan.  It checks the kernels'
 # indexing, barriers, shared memory and launch limits and the backend's
 # glue (the row-major to column-major swaps, leading dimensions,
@@ -30,7 +32,7 @@ run() {   # name, command...
     start=$(date +%s)
     if out=$("$@" 2>&1); then
         echo "ok $n - $name ($(( $(date +%s) - start )) s)"
-        echo "$out" | grep -E 'FAIL|^ok - |^# (ops|training|cpu|final)|checks|^1\.\.' | sed 's/^/# /'
+        echo "$out" | grep -E 'FAIL|^ok - |^# (ops|training|cpu|final)|checks|^1\.\.|^\{"backend"' | sed 's/^/# /'
     else
         rc=$?
         echo "not ok $n - $name (exit $rc)"
@@ -44,6 +46,8 @@ run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train --quick (emulated)" "$E/test_cuda_ops" --train --quick
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
 run "test_cuda_gemm_lt --quick (emulated)" "$E/test_cuda_gemm_lt" --quick
+run "attn_bench (emulated, B1 T64: fp32 and tensor-core attention timed)" \
+    "${BUILD:-build}/emu/tests/tools/attn_bench" cuda 1 64 2 1 32 1
 run "train_check.sh (emulated dsk-train and dsk-eval, 4 steps of batch 2)" \
     env STEPS=4 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
 echo "1..$n"
