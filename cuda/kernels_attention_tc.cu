@@ -22,9 +22,10 @@
  * tiles go to the warps in turn.
  *
  * Shared memory rows are padded, bf16 tiles to HDP + 8 and fp32 tiles to
- * BC + 4 or HDP + 4: WMMA wants ldm a multiple of 16 bytes and tile
- * starts 32-byte aligned, and the 16-byte shift per row spreads a
- * column's reads over the banks.  Tile sizes (tc_cfg) keep every kernel
+ * BC + 16 or HDP + 16 (tc_ld): WMMA wants ldm a multiple of 16 bytes and
+ * tile starts 32-byte aligned, and the padding spreads the reads of a
+ * column (WMMA's) or of two rows (the element-wise code's) over the
+ * banks.  Tile sizes (tc_cfg) keep every kernel
  * under 99 KB of shared memory, the limit of sm_86 and sm_89. */
 #include <mma.h>
 
@@ -47,13 +48,15 @@ template <> struct tc_cfg<256> {
 static constexpr size_t tc_round(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
 static constexpr size_t tc_max(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Row strides (elements) of the shared tiles. */
+/* Row strides (elements) of the shared tiles.  The fp32 ones are 16
+ * banks past a multiple of 32: the two rows a warp reads at once (a
+ * half warp each, 16 consecutive floats) fall in different banks. */
 template <int HDP, int BC> struct tc_ld {
     enum {
-        H = HDP + 8,   /* bf16 [rows][HDP]: Q, K, V, dO */
-        S = BC + 4,    /* fp32 [BR][BC]: S, dP */
-        P = BC + 8,    /* bf16 [BR][BC]: P, P_mix, dS */
-        O = HDP + 4,   /* fp32 [rows][HDP]: a product's output */
+        H = HDP + 8,    /* bf16 [rows][HDP]: Q, K, V, dO */
+        S = BC + 16,    /* fp32 [BR][BC]: S, dP */
+        P = BC + 8,     /* bf16 [BR][BC]: P, P_mix, dS */
+        O = HDP + 16,   /* fp32 [rows][HDP]: a product's output */
     };
 };
 
@@ -69,7 +72,7 @@ template <int HDP, int BR, int BC> struct tc_fwd_smem {
 
 /* The backward kernels' shared memory: the key side (K, V: BC rows),
  * the query side (Q, dO: BR rows), S, dP, P_mix, dS; at the end, the
- * first N_OUT [OUT_ROWS][HDP + 4] fp32 tiles hold the results on their
+ * first N_OUT [OUT_ROWS][HDP + 16] fp32 tiles hold the results on their
  * way out. */
 template <int HDP, int BR, int BC, int OUT_ROWS, int N_OUT> struct tc_bwd_smem {
     typedef tc_ld<HDP, BC> ld;
@@ -268,7 +271,7 @@ __device__ __forceinline__ void tc_grad_tile(bf16 *Pm, bf16 *dS, const float *S,
     }
 }
 
-/* Rows [0, rows) x dims [0, hd) of an fp32 [.][HDP + 4] tile to a head
+/* Rows [0, rows) x dims [0, hd) of an fp32 [.][HDP + 16] tile to a head
  * of a [B, T, heads * hd] tensor, times `mul`: rows r0 + r of batch row
  * b, head `head` (row stride `stride`), coalesced. */
 template <int HDP>
@@ -277,7 +280,7 @@ __device__ __forceinline__ void tc_put_rows(float *g, const float *tile, float m
 {
     for (int x = threadIdx.x; x < rows * hd; x += FA_THREADS) {
         int r = x / hd, d = x % hd;
-        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * (HDP + 4) + d];
+        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * (HDP + 16) + d];
     }
 }
 
@@ -418,7 +421,7 @@ static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, 
 {
     enum { BR = tc_cfg<HDP>::F_BR, BC = tc_cfg<HDP>::F_BC };
     constexpr size_t smem = tc_fwd_smem<HDP, BR, BC>::bytes;
-    static_assert(smem <= 99 * 1024, "over sm_86's shared memory");
+    static_assert(smem <= 97 * 1024, "over sm_86's 99 KB of shared memory, less 2 KB of static arrays");
     const int nqt = (s->T + BR - 1) / BR;
     auto *kern = tc_fwd_kernel<HDP, BR, BC>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -455,7 +458,8 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
     enum { KV_BR = tc_cfg<HDP>::KV_BR, KV_BC = tc_cfg<HDP>::KV_BC, Q_BR = tc_cfg<HDP>::Q_BR, Q_BC = tc_cfg<HDP>::Q_BC };
     constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, KV_BC, 2>::bytes;
     constexpr size_t smem_q = tc_bwd_smem<HDP, Q_BR, Q_BC, Q_BR, 1>::bytes;
-    static_assert(smem_kv <= 99 * 1024 && smem_q <= 99 * 1024, "over sm_86's shared memory");
+    static_assert(smem_kv <= 97 * 1024 && smem_q <= 97 * 1024,
+                  "over sm_86's 99 KB of shared memory, less 2 KB of static arrays");
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int kv_nqt = (T + KV_BR - 1) / KV_BR, nkt = (T + KV_BC - 1) / KV_BC, q_nqt = (T + Q_BR - 1) / Q_BR;
