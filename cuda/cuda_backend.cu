@@ -1,7 +1,8 @@
 /* The cuda backend's table, device memory, cuBLAS products and errors.
  * The ops themselves live in kernels_*.cu, one concern per file; every
- * op is fp32 (gemm also bf16 / fp16 on request, be->gemm_dtype; its
- * cuBLASLt plans in gemm_lt.cu, gemm_grouped in gemm_grouped.cu) and has
+ * op is fp32 (gemm also bf16 / fp16 on request, be->gemm_dtype, or
+ * int4 codes for decoding, kernels_int4.cu; its cuBLASLt plans in
+ * gemm_lt.cu, gemm_grouped in gemm_grouped.cu) and has
  * the CPU op (lib/ops/cpu_kernels_impl.h) as its reference, which
  * tests/gpu/test_cuda_ops.c and test_cuda_gemm_dtype.c check on a GPU
  * machine. */
@@ -194,6 +195,8 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
             dsk_cuda_scale(be, C, (size_t)M * N, beta);
         return;
     }
+    if (dsk_cuda_int4_gemm(cb, ta, tb, M, N, K, alpha, A, B, beta, C))
+        return;   /* decoding with a registered int4 weight */
     const void *a = A, *b = B;
     cudaDataType t = CUDA_R_32F;
     int dtype = be->gemm_dtype;
@@ -232,6 +235,7 @@ static void cuda_destroy(dsk_backend *be)
     if (cb->host_sum)
         CUDA_CHECK(cudaFreeHost(cb->host_sum));
     free(cb->host_i32);
+    dsk_cuda_int4_destroy(cb);
     CUBLAS_CHECK(dsk_cublas.Destroy(cb->blas));
     CUDA_CHECK(cudaStreamDestroy(cb->stream));
     free(cb);
@@ -349,7 +353,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     be->zero = cuda_zero;
     be->gemm = dsk_cuda_gemm;
     be->gemm_grouped = dsk_cuda_gemm_grouped;
-    be->register_int4 = NULL;   /* no int4 products on CUDA yet: decoding reads the fp32 weights */
+    be->register_int4 = dsk_cuda_register_int4;
     be->add = dsk_cuda_add;
     be->scale = dsk_cuda_scale;
     be->sumsq = dsk_cuda_sumsq;

@@ -41,9 +41,11 @@
  * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash
  * attention bf16 on tensor cores (kernels_attention_tc.cu: Q, K, V, dO,
  * P and dS rounded to bf16, softmax and sums in fp32); weights,
- * activations and optimizer state stay fp32 in memory.  sumsq is deterministic (fixed chunks, fixed reduction trees);
- * so are the other reductions (no atomics).  register_int4 is NULL:
- * decoding reads the fp32 weights.  cuBLAS and cuBLASLt are loaded with
+ * activations and optimizer state stay fp32 in memory.  sumsq is
+ * deterministic (fixed chunks, fixed reduction trees); so are the other
+ * reductions (no atomics).  register_int4 uploads a layer's 4-bit codes,
+ * and decoding's products with it (at most 8 rows) read them instead of
+ * the fp32 weights (kernels_int4.cu).  cuBLAS and cuBLASLt are loaded with
  * dlopen when the first backend is made (cublas_load.cu), the CUDA
  * runtime is linked statically: a binary built with CUDA runs anywhere,
  * and only a run that asks for "cuda" needs the driver and libcublas. */

@@ -65,6 +65,7 @@ int dsk_cublaslt_load(char *why, size_t why_len);
 void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
 
 typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */
+typedef struct dsk_cuda_q4 dsk_cuda_q4;   /* kernels_int4.cu: a registered int4 layer */
 
 typedef struct dsk_cuda {
     dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
@@ -88,6 +89,8 @@ typedef struct dsk_cuda {
     double *host_sum;        /* pinned: sumsq's result */
     int32_t *host_i32;       /* moe_dispatch's host copies */
     size_t host_i32_len;
+    dsk_cuda_q4 *q4;         /* register_int4's layers, sorted by W */
+    int n_q4, cap_q4;
     char name[64];
 } dsk_cuda;
 
@@ -188,6 +191,13 @@ void dsk_cuda_lt_destroy(dsk_cuda_lt *lt);
  * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS. */
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
                      cudaDataType t, float beta, float *C);
+/* kernels_int4.cu: register_int4; gemm's int4 path (1 when it did the
+ * product: W registered, A·Wᵀ with at most 8 rows of A, alpha 1; else 0
+ * and nothing queued); the layers' end (cuda_destroy). */
+void dsk_cuda_register_int4(dsk_backend *be, const float *W, const void *int4);
+int dsk_cuda_int4_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                       const float *B, float beta, float *C);
+void dsk_cuda_int4_destroy(dsk_cuda *cb);
 /* gemm_grouped.cu */
 void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
                            float alpha, const float *const *A, const float *const *B, float beta, float *const *C);

@@ -22,11 +22,11 @@
  * tiles go to the warps in turn.
  *
  * Shared memory rows are padded, bf16 tiles to HDP + 8 and fp32 tiles to
- * BC + 16 or HDP + 16 (tc_ld): WMMA wants ldm a multiple of 16 bytes and
- * tile starts 32-byte aligned, and the padding spreads the reads of a
- * column (WMMA's) or of two rows (the element-wise code's) over the
- * banks.  Tile sizes (tc_cfg) keep every kernel
- * under 99 KB of shared memory, the limit of sm_86 and sm_89. */
+ * BC + 16 or HDP + 16 (+ 32 at HDP 16; tc_ld): WMMA wants ldm a multiple
+ * of 16 bytes and tile starts 32-byte aligned, and the padding spreads
+ * the reads of a column (WMMA's) or of two rows (the element-wise
+ * code's) over the banks.  Tile sizes (tc_cfg) keep every kernel under
+ * 99 KB of shared memory, the limit of sm_86 and sm_89. */
 #include <mma.h>
 
 #include "attention_tiles.cuh"
@@ -50,46 +50,70 @@ static constexpr size_t tc_max(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Row strides (elements) of the shared tiles.  The fp32 ones are 16
  * banks past a multiple of 32: the two rows a warp reads at once (a
- * half warp each, 16 consecutive floats) fall in different banks. */
+ * half warp each, 16 consecutive floats) fall in different banks.  (O
+ * does not depend on BC.) */
 template <int HDP, int BC> struct tc_ld {
     enum {
         H = HDP + 8,    /* bf16 [rows][HDP]: Q, K, V, dO */
         S = BC + 16,    /* fp32 [BR][BC]: S, dP */
         P = BC + 8,     /* bf16 [BR][BC]: P, P_mix, dS */
-        O = HDP + 16,   /* fp32 [rows][HDP]: a product's output */
+        O = HDP + (HDP % 32 ? 32 : 16),   /* fp32 [rows][HDP]: a product's output */
     };
 };
 
+/* The per-row masks and statistics live in the dynamic shared memory
+ * too (no static __shared__ arrays): the tiles' alignment then rests on
+ * the dynamic region's base alone, which __align__(128) asks for. */
+
 /* The forward's shared memory (byte offsets, each 128-aligned): Q, K,
- * V, S (then each part's P V), P of each part. */
+ * V, S (then each part's P V), P of each part, each row's first key per
+ * part (int [2][BR]) and the smallest of them (lo). */
 template <int HDP, int BR, int BC> struct tc_fwd_smem {
     typedef tc_ld<HDP, BC> ld;
     static constexpr size_t q = 0, k = q + tc_round((size_t)BR * ld::H * 2), v = k + tc_round((size_t)BC * ld::H * 2),
                             s = v + tc_round((size_t)BC * ld::H * 2),
                             pg = s + tc_round((size_t)BR * tc_max(ld::S, ld::O) * 4),
-                            pl = pg + tc_round((size_t)BR * ld::P * 2), bytes = pl + tc_round((size_t)BR * ld::P * 2);
+                            pl = pg + tc_round((size_t)BR * ld::P * 2), first = pl + tc_round((size_t)BR * ld::P * 2),
+                            lo = first + tc_round((size_t)2 * BR * 4), bytes = lo + 128;
 };
 
 /* The backward kernels' shared memory: the key side (K, V: BC rows),
- * the query side (Q, dO: BR rows), S, dP, P_mix, dS; at the end, the
- * first N_OUT [OUT_ROWS][HDP + 16] fp32 tiles hold the results on their
- * way out. */
-template <int HDP, int BR, int BC, int OUT_ROWS, int N_OUT> struct tc_bwd_smem {
+ * the query side (Q, dO: BR rows), S, dP, P_mix (WANT_P), dS, and per
+ * row (fa_row_stats) the first keys, lse and D of each part, and lo; at
+ * the end, the first N_OUT [OUT_ROWS][ld::O] fp32 tiles hold the results
+ * on their way out. */
+template <int HDP, int BR, int BC, bool WANT_P, int OUT_ROWS, int N_OUT> struct tc_bwd_smem {
     typedef tc_ld<HDP, BC> ld;
     static constexpr size_t k = 0, v = k + tc_round((size_t)BC * ld::H * 2), q = v + tc_round((size_t)BC * ld::H * 2),
                             dO = q + tc_round((size_t)BR * ld::H * 2), s = dO + tc_round((size_t)BR * ld::H * 2),
                             dp = s + tc_round((size_t)BR * ld::S * 4), pm = dp + tc_round((size_t)BR * ld::S * 4),
-                            ds = pm + tc_round((size_t)BR * ld::P * 2),
-                            end = ds + tc_round((size_t)BR * ld::P * 2),
-                            out = 0, out_len = tc_round((size_t)OUT_ROWS * ld::O * 4),
+                            ds = pm + (WANT_P ? tc_round((size_t)BR * ld::P * 2) : 0),
+                            first = ds + tc_round((size_t)BR * ld::P * 2), lse = first + tc_round((size_t)2 * BR * 4),
+                            D = lse + tc_round((size_t)2 * BR * 4), lo = D + tc_round((size_t)2 * BR * 4),
+                            end = lo + 128, out = 0, out_len = tc_round((size_t)OUT_ROWS * ld::O * 4),
                             bytes = tc_max(end, N_OUT * out_len);
 };
 
 /* Rows [r0, r0 + ROWS) of a head's [T, hd] slice (row stride `stride`)
- * into a bf16 [ROWS][HDP + 8] tile; zeros past r_end and past hd. */
+ * into a bf16 [ROWS][HDP + 8] tile; zeros past r_end and past hd.  Four
+ * floats a load when every row starts 16-byte aligned and hd is a
+ * multiple of 4 (the same for the whole block), else one. */
 template <int HDP, int ROWS>
 __device__ __forceinline__ void tc_load(bf16 *tile, const float *g, size_t stride, int r0, int r_end, int hd)
 {
+    if ((hd & 3) == 0 && (stride & 3) == 0 && ((uintptr_t)g & 15) == 0) {
+        constexpr int QUADS = HDP / 4;
+        for (int x = threadIdx.x; x < ROWS * QUADS; x += FA_THREADS) {
+            int r = x / QUADS, d = 4 * (x % QUADS), i = r0 + r;
+            float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i < r_end && d < hd)   /* then d + 3 < hd too */
+                f = *(const float4 *)(g + (size_t)i * stride + d);
+            __nv_bfloat162 *t = (__nv_bfloat162 *)(tile + r * (HDP + 8) + d);
+            t[0] = __floats2bfloat162_rn(f.x, f.y);
+            t[1] = __floats2bfloat162_rn(f.z, f.w);
+        }
+        return;
+    }
     for (int x = threadIdx.x; x < ROWS * HDP; x += FA_THREADS) {
         int r = x / HDP, d = x % HDP, i = r0 + r;
         tile[r * (HDP + 8) + d] = __float2bfloat16_rn(i < r_end && d < hd ? g[(size_t)i * stride + d] : 0.0f);
@@ -163,6 +187,32 @@ __device__ __forceinline__ void tc_mm(float *C, int ldc, const bf16 *A, int lda,
     tc_store<M, N>(C, ldc, acc);
 }
 
+/* C0 = A0 B0 and C1 = A1 B1, two products of one shape (the backward's
+ * S = Q Kᵀ and dP = dO Vᵀ) with their output tiles dealt to the warps
+ * as one list: where a product has fewer tiles than warps (4 at BR = BC
+ * = 32), no warp idles while others take two. */
+template <int M, int N, int K, class LA, class LB>
+__device__ __forceinline__ void tc_mm_pair(float *C0, const bf16 *A0, const bf16 *B0, float *C1, const bf16 *A1,
+                                           const bf16 *B1, int ldc, int lda, int ldb)
+{
+    constexpr int TILES = (M / 16) * (N / 16);
+    for (int t = threadIdx.x >> 5; t < 2 * TILES; t += FA_THREADS / 32) {   /* the same for the whole warp */
+        const int second = t >= TILES, u = t - second * TILES, mi = u / (N / 16), ni = u % (N / 16);
+        const bf16 *A = second ? A1 : A0, *B = second ? B1 : B0;
+        tc_acc c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int k = 0; k < K; k += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LA> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LB> b;
+            wmma::load_matrix_sync(a, A + tc_at((const LA *)0, mi * 16, k, lda), lda);
+            wmma::load_matrix_sync(b, B + tc_at((const LB *)0, k, ni * 16, ldb), ldb);
+            wmma::mma_sync(c, a, b, c);
+        }
+        wmma::store_matrix_sync((second ? C1 : C0) + mi * 16 * ldc + ni * 16, c, ldc, wmma::mem_row_major);
+    }
+}
+
 /* Grid: B * H * nqt blocks (fa_qtile_of), as fa_fwd_kernel. */
 template <int HDP, int BR, int BC>
 __global__ void __launch_bounds__(FA_THREADS)
@@ -177,8 +227,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     bf16 *Qs = (bf16 *)(tc_sm + L::q), *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v);
     bf16 *Pg = (bf16 *)(tc_sm + L::pg), *Pl = (bf16 *)(tc_sm + L::pl);
     float *S = (float *)(tc_sm + L::s);   /* the scores, then each part's P V */
-    __shared__ int first_sh[2][BR];
-    __shared__ int lo_sh;
+    int (*first_sh)[BR] = (int (*)[BR])(tc_sm + L::first), *lo_sh = (int *)(tc_sm + L::lo);
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
     const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
@@ -186,10 +235,10 @@ __global__ void __launch_bounds__(FA_THREADS)
     const int32_t *pb = pos + (size_t)b * T;
 
     if (threadIdx.x == 0)
-        lo_sh = INT_MAX;
+        *lo_sh = INT_MAX;
     tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
-    fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, &lo_sh);
+    fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, lo_sh);
     __syncthreads();
     int fg[RM], fl[RM], last[RM];
     float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
@@ -214,7 +263,7 @@ __global__ void __launch_bounds__(FA_THREADS)
             for (int e = 0; e < DE; e++)
                 o[ri][e] += S[(ty + 16 * ri) * ld::O + tx + 16 * e];
     };
-    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K, V, P and products are read */
@@ -271,7 +320,7 @@ __device__ __forceinline__ void tc_grad_tile(bf16 *Pm, bf16 *dS, const float *S,
     }
 }
 
-/* Rows [0, rows) x dims [0, hd) of an fp32 [.][HDP + 16] tile to a head
+/* Rows [0, rows) x dims [0, hd) of an fp32 [.][tc_ld::O] tile to a head
  * of a [B, T, heads * hd] tensor, times `mul`: rows r0 + r of batch row
  * b, head `head` (row stride `stride`), coalesced. */
 template <int HDP>
@@ -280,7 +329,7 @@ __device__ __forceinline__ void tc_put_rows(float *g, const float *tile, float m
 {
     for (int x = threadIdx.x; x < rows * hd; x += FA_THREADS) {
         int r = x / hd, d = x % hd;
-        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * (HDP + 16) + d];
+        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * tc_ld<HDP, 16>::O + d];
     }
 }
 
@@ -293,15 +342,15 @@ __global__ void __launch_bounds__(FA_THREADS)
                    const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
                    float scale, int nqt, int nkt)
 {
-    typedef tc_bwd_smem<HDP, BR, BC, BC, 2> L;
+    typedef tc_bwd_smem<HDP, BR, BC, true, BC, 2> L;
     typedef tc_ld<HDP, BC> ld;
     constexpr int RM = BR / 16, CN = BC / 16, NPW = tc_tiles<BC, HDP>::PER_WARP;
     extern __shared__ __align__(128) unsigned char tc_sm[];
     bf16 *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v), *Qs = (bf16 *)(tc_sm + L::q),
          *dOs = (bf16 *)(tc_sm + L::dO), *Pm = (bf16 *)(tc_sm + L::pm), *dSs = (bf16 *)(tc_sm + L::ds);
     float *S = (float *)(tc_sm + L::s), *dP = (float *)(tc_sm + L::dp);
-    __shared__ int first_sh[2][BR];
-    __shared__ float lse_sh[2][BR], D_sh[2][BR];
+    int (*first_sh)[BR] = (int (*)[BR])(tc_sm + L::first);
+    float (*lse_sh)[BR] = (float (*)[BR])(tc_sm + L::lse), (*D_sh)[BR] = (float (*)[BR])(tc_sm + L::D);
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
     const int kt = (int)(blockIdx.x % (unsigned)nkt);
@@ -332,8 +381,7 @@ __global__ void __launch_bounds__(FA_THREADS)
             fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
                              NULL);
             __syncthreads();
-            tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
-            tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(dP, ld::S, dOs, ld::H, Vs, ld::H);
+            tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
             __syncthreads();
             tc_grad_tile<true, RM, CN, ld::S, ld::P>(
                 Pm, dSs, S, dP, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0,
@@ -360,16 +408,15 @@ __global__ void __launch_bounds__(FA_THREADS)
                  const float *lse_l, const float *Dg, const float *Dl, const int32_t *pos, const float *alpha, int T,
                  int H, int KV, int hd, int kind, int window, float scale, int nqt)
 {
-    typedef tc_bwd_smem<HDP, BR, BC, BR, 1> L;
+    typedef tc_bwd_smem<HDP, BR, BC, false, BR, 1> L;
     typedef tc_ld<HDP, BC> ld;
     constexpr int RM = BR / 16, CN = BC / 16, NPW = tc_tiles<BR, HDP>::PER_WARP;
     extern __shared__ __align__(128) unsigned char tc_sm[];
     bf16 *Ks = (bf16 *)(tc_sm + L::k), *Vs = (bf16 *)(tc_sm + L::v), *Qs = (bf16 *)(tc_sm + L::q),
          *dOs = (bf16 *)(tc_sm + L::dO), *dSs = (bf16 *)(tc_sm + L::ds);
     float *S = (float *)(tc_sm + L::s), *dP = (float *)(tc_sm + L::dp);
-    __shared__ int first_sh[2][BR];
-    __shared__ float lse_sh[2][BR], D_sh[2][BR];
-    __shared__ int lo_sh;
+    int (*first_sh)[BR] = (int (*)[BR])(tc_sm + L::first), *lo_sh = (int *)(tc_sm + L::lo);
+    float (*lse_sh)[BR] = (float (*)[BR])(tc_sm + L::lse), (*D_sh)[BR] = (float (*)[BR])(tc_sm + L::D);
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
     const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
@@ -377,12 +424,12 @@ __global__ void __launch_bounds__(FA_THREADS)
     const float a = fa_weight(kind, alpha);
 
     if (threadIdx.x == 0)
-        lo_sh = INT_MAX;
+        *lo_sh = INT_MAX;
     tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     tc_load<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
     fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pos + (size_t)b * T, lse_g, lse_l, Dg, Dl, bh * T, window, use_g,
-                     use_l, &lo_sh);
+                     use_l, lo_sh);
     __syncthreads();
     fa_row st[RM];
 #pragma unroll
@@ -390,15 +437,14 @@ __global__ void __launch_bounds__(FA_THREADS)
         st[ri] = fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri);
     tc_acc dqa[NPW];   /* [BR][HDP], tiles warp + 8 n */
     tc_zero(dqa);
-    const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K and dS are read */
         tc_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
         tc_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
-        tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
-        tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(dP, ld::S, dOs, ld::H, Vs, ld::H);
+        tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
         __syncthreads();
         tc_grad_tile<false, RM, CN, ld::S, ld::P>(NULL, dSs, S, dP, [&](int ri) { return st[ri]; }, i0, j0, scale, a,
                                                   use_g, use_l, tx, ty);
@@ -421,7 +467,7 @@ static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, 
 {
     enum { BR = tc_cfg<HDP>::F_BR, BC = tc_cfg<HDP>::F_BC };
     constexpr size_t smem = tc_fwd_smem<HDP, BR, BC>::bytes;
-    static_assert(smem <= 97 * 1024, "over sm_86's 99 KB of shared memory, less 2 KB of static arrays");
+    static_assert(smem <= 99 * 1024, "over sm_86's 99 KB of shared memory");
     const int nqt = (s->T + BR - 1) / BR;
     auto *kern = tc_fwd_kernel<HDP, BR, BC>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -446,7 +492,13 @@ void dsk_cuda_attention_tc_fwd(dsk_cuda *cb, int hdp, float *out, float *lse_g, 
 
 int dsk_cuda_attention_tc_kv_rows(int hdp)
 {
-    return hdp <= 64 ? (int)tc_cfg<64>::KV_BR : hdp == 128 ? (int)tc_cfg<128>::KV_BR : (int)tc_cfg<256>::KV_BR;
+    switch (hdp) {   /* as tc_bwd_launch<hdp> */
+    case 16: return tc_cfg<16>::KV_BR;
+    case 32: return tc_cfg<32>::KV_BR;
+    case 64: return tc_cfg<64>::KV_BR;
+    case 128: return tc_cfg<128>::KV_BR;
+    default: return tc_cfg<256>::KV_BR;
+    }
 }
 
 template <int HDP>
@@ -456,10 +508,9 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
                           const dsk_attn_shape *s)
 {
     enum { KV_BR = tc_cfg<HDP>::KV_BR, KV_BC = tc_cfg<HDP>::KV_BC, Q_BR = tc_cfg<HDP>::Q_BR, Q_BC = tc_cfg<HDP>::Q_BC };
-    constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, KV_BC, 2>::bytes;
-    constexpr size_t smem_q = tc_bwd_smem<HDP, Q_BR, Q_BC, Q_BR, 1>::bytes;
-    static_assert(smem_kv <= 97 * 1024 && smem_q <= 97 * 1024,
-                  "over sm_86's 99 KB of shared memory, less 2 KB of static arrays");
+    constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, true, KV_BC, 2>::bytes;
+    constexpr size_t smem_q = tc_bwd_smem<HDP, Q_BR, Q_BC, false, Q_BR, 1>::bytes;
+    static_assert(smem_kv <= 99 * 1024 && smem_q <= 99 * 1024, "over sm_86's 99 KB of shared memory");
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int kv_nqt = (T + KV_BR - 1) / KV_BR, nkt = (T + KV_BC - 1) / KV_BC, q_nqt = (T + Q_BR - 1) / Q_BR;

@@ -36,6 +36,7 @@
 #include "model/model.h"
 #include "ops/backend.h"
 #include "ops/half.h"
+#include "quant/int4.h"
 #include "train/optim.h"
 
 #include "harness.h"
@@ -165,6 +166,92 @@ static void test_gemm(void)
                     tw_free(A), tw_free(B), tw_free(C);
                     free(a), free(b), free(c);
                 }
+}
+
+/* Decoding's int4 products: GPTQ-layout layers registered on a backend
+ * pair of their own (the registrations end with it, so no later buffer
+ * at a freed weight's address is taken for one), then A·Wᵀ with 1 to 8
+ * rows of A (the int4 kernels) and 9 (past them: the fp32 W), the cpu's
+ * dsk_q4_matmul against the cuda kernel.  Layouts: groups of 32, one
+ * group (G = cols), G 20 (not a multiple of 8: groups padded to 24 with
+ * zero codes) and act-order (a column permutation); 72 and 40 rows end
+ * in partial panels. */
+static void test_int4(void)
+{
+    static const struct {
+        int rows, cols, G, act_order;
+    } layers[] = {{72, 160, 32, 0}, {40, 96, 96, 0}, {64, 200, 20, 0}, {64, 128, 32, 1}};
+    enum { N_LAYERS = sizeof layers / sizeof *layers };
+    dsk_q4_linear Ls[N_LAYERS];
+    twin Ws[N_LAYERS];
+    dsk_backend *ref_all = REF, *dev_all = DEV;
+    char why[256];
+    REF = dsk_backend_open("cpu", ref_all->threads, why, sizeof why);
+    DEV = dsk_backend_open(dev_all->name, 0, why, sizeof why);
+    if (!REF || !DEV)
+        dsk_die(EX_SOFTWARE, "int4: a second backend: %s", why);
+    for (size_t li = 0; li < N_LAYERS; li++) {
+        int rows = layers[li].rows, cols = layers[li].cols, G = layers[li].G, ng = cols / G;
+        uint8_t *codes = malloc((size_t)rows * cols), *zeros = malloc((size_t)ng * rows);
+        float *scales = malloc((size_t)ng * rows * sizeof *scales);
+        int32_t *g_idx = NULL;
+        for (size_t k = 0; k < (size_t)rows * cols; k++)
+            codes[k] = (uint8_t)(dsk_rng_next(&RNG) & 15);
+        for (size_t k = 0; k < (size_t)ng * rows; k++) {
+            zeros[k] = (uint8_t)(1 + dsk_rng_next(&RNG) % 15);
+            scales[k] = (float)(0.01 + 0.09 * urand());
+        }
+        if (layers[li].act_order) {   /* column order[k] is the k-th of the permuted order */
+            int *order = malloc((size_t)cols * sizeof *order);
+            g_idx = malloc((size_t)cols * sizeof *g_idx);
+            for (int i = 0; i < cols; i++)
+                order[i] = i;
+            for (int i = cols - 1; i > 0; i--) {
+                int k = (int)(dsk_rng_next(&RNG) % (uint64_t)(i + 1)), t = order[i];
+                order[i] = order[k], order[k] = t;
+            }
+            for (int k = 0; k < cols; k++)
+                g_idx[order[k]] = k / G;
+            free(order);
+        }
+        dsk_q4_linear *L = &Ls[li];
+        *L = (dsk_q4_linear){.rows = rows, .cols = cols, .group_size = G};
+        dsk_err err = {0};
+        if (dsk_q4_pack(L, codes, zeros, scales, g_idx, &err) || dsk_q4_prepare(L, &err))
+            dsk_die(EX_SOFTWARE, "int4: %s", err.msg);
+        float *w = malloc((size_t)rows * cols * sizeof *w);
+        dsk_q4_dequantize(L, w);
+        twin W = Ws[li] = tw_in(w, (size_t)rows * cols * 4);
+        for (int side = 0; side < 2; side++)
+            BE->register_int4(BE, P(W), L);
+        static const int Ms[] = {1, 3, 8, 9};
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (int bi = 0; bi < 2; bi++) {
+                int M = Ms[mi];
+                float beta = bi ? 0.5f : 0.0f;
+                float *a = gh_rnd((size_t)M * cols, 1), *c = gh_rnd((size_t)M * rows, 1);
+                twin A = tw_in(a, (size_t)M * cols * 4);
+                twin C = beta != 0 ? tw_in(c, (size_t)M * rows * 4) : tw_out((size_t)M * rows * 4);
+                for (int side = 0; side < 2; side++)
+                    BE->gemm(BE, 0, 1, M, rows, cols, 1.0f, P(A), P(W), beta, P(C));
+                char what[80];
+                snprintf(what, sizeof what, "%dx%d G%d%s, %d rows%s, beta %g", rows, cols, G,
+                         g_idx ? " act-order" : "", M, M > 8 ? " (fp32)" : "", beta);
+                check_f("gemm int4", what, C, (size_t)M * rows, TOL_RED);
+                tw_free(A), tw_free(C);
+                free(a), free(c);
+            }
+        free(w), free(codes), free(zeros), free(scales), free(g_idx);
+    }
+    /* The weights and layers outlive the backends they are registered with. */
+    for (size_t li = 0; li < N_LAYERS; li++)
+        tw_free(Ws[li]);
+    REF->destroy(REF);
+    DEV->destroy(DEV);
+    for (size_t li = 0; li < N_LAYERS; li++)
+        dsk_q4_free(&Ls[li]);
+    REF = ref_all;
+    DEV = dev_all;
 }
 
 static void test_elementwise(void)
@@ -777,6 +864,7 @@ static void run_all(void)
     if (!want_ops)
         goto train;
     test_gemm();
+    test_int4();
     test_elementwise();
     test_embedding();
     test_rmsnorm();
