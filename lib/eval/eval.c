@@ -11,6 +11,7 @@
 #include "core/reader.h"
 #include "eval/eval.h"
 #include "eval/task_file.h"
+#include "text/utf8.h"
 #include "model/config.h"
 #include "pack/dataset.h"
 #include "quant/quant_io.h"
@@ -199,7 +200,7 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     int32_t *out = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
     int32_t *prompt = NULL;
     uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
-    dsk_buf text = {0};
+    dsk_buf text = {0}, shown = {0};   /* the answer, and as valid UTF-8 */
     struct json_object *doc;
     int got;
     while (!rc && (got = dsk_task_file_next(&tf, &doc, err)) != 0) {
@@ -241,6 +242,12 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
         }
         if (!rc) {
             trim(&text);
+            /* A model's bytes need not be UTF-8 (byte-level tokens):
+             * regexes (PCRE2 in UTF mode) and the --items JSON get the
+             * text with each invalid subpart as U+FFFD; the answer is
+             * compared byte for byte. */
+            dsk_buf_clear(&shown);
+            dsk_utf8_repair(text.data ? text.data : "", text.len, &shown);
             int ok;
             if (answer) {
                 dsk_buf want = {0};
@@ -259,7 +266,8 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
                     ok = 0;
                 } else {
                     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-                    ok = pcre2_match(re, (PCRE2_SPTR)(text.data ? text.data : ""), text.len, 0, 0, md, NULL) >= 0;
+                    ok = pcre2_match(re, (PCRE2_SPTR)(shown.data ? shown.data : ""), shown.len, 0, 0, md,
+                                     NULL) >= 0;
                     pcre2_match_data_free(md);
                     pcre2_code_free(re);
                 }
@@ -272,8 +280,8 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
             if (o->items && !rc) {
                 struct json_object *j = json_object_new_object();
                 json_object_object_add(j, "item", json_object_new_int64(res->items));
-                json_object_object_add(j, "output", json_object_new_string_len(text.data ? text.data : "",
-                                                                               (int)text.len));
+                json_object_object_add(j, "output", json_object_new_string_len(shown.data ? shown.data : "",
+                                                                               (int)shown.len));
                 json_object_object_add(j, "correct", json_object_new_boolean(ok));
                 fprintf(o->items, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(j);
@@ -289,6 +297,7 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     free(ids);
     free(prompt);
     dsk_buf_free(&text);
+    dsk_buf_free(&shown);
     dskt_record_free(&rec);
     dsk_bpe_encoder_free(&enc);
     dsk_generator_free(g);
