@@ -153,19 +153,19 @@ fi
 # so the same draws pick the same tokens.
 printf '%s\n' '{"prompt": "red green", "answer": "blue"}' '{"prompt": "one two", "answer": "three"}' \
     >"$tmp/task.jsonl"
-gen() {  # backend
+gen() {  # name backend
     "$E" gen "$tmp/q4" "$tmp/task.jsonl" --max-tokens 6 --temperature 1 --seed 7 --items "$tmp/items-$1.jsonl" \
-        --backend "$1" >/dev/null 2>"$tmp/gen-$1.err" || { tail -n 5 "$tmp/gen-$1.err"; return 1; }
+        --backend "$2" >/dev/null 2>"$tmp/gen-$1.err" || { tail -n 5 "$tmp/gen-$1.err"; return 1; }
 }
 if ! "$BUILD/bin/dsk-quant" -q -m rtn -g 32 "$tmp/gpu" -o "$tmp/q4" >/dev/null 2>"$tmp/q4.err"; then
     tail -n 5 "$tmp/q4.err"
     bad "dsk-quant rtn of the cuda run"
-elif gen "$DEV" && gen cpu; then
+elif gen dev "$DEV" && gen cpu cpu; then
     if python3 -c '
 import json, sys
 a, b = ([json.loads(l)["output"] for l in open(f)] for f in sys.argv[1:])
 print("# int4 sampled outputs:", a)
-sys.exit(0 if a == b and len(a) == 2 and any(a) else 1)' "$tmp/items-$DEV.jsonl" "$tmp/items-cpu.jsonl"; then
+sys.exit(0 if a == b and len(a) == 2 and any(a) else 1)' "$tmp/items-dev.jsonl" "$tmp/items-cpu.jsonl"; then
         ok "dsk-eval gen on a 4-bit checkpoint: the same sampled text on cuda and cpu (int4 kernels)"
     else
         bad "dsk-eval gen on a 4-bit checkpoint: cuda and cpu generate different text"
