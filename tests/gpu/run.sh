@@ -34,6 +34,7 @@ trap 'rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.train"' EXIT
 
 start=$(date +%s)
 if ! make -j"$JOBS" --no-print-directory "$BIN" "$BIN_DTYPE" "$BIN_LT" "$BUILD/tests/tools/train_bench" "$BUILD/tests/tools/attn_bench" \
+    "$BUILD/tests/tools/decode_bench" \
     "$BUILD/bin/dsk-bpe" "$BUILD/bin/dsk-pack" "$BUILD/bin/dsk-train" >"$LOG" 2>&1; then
     tail -n 40 "$LOG"
     echo "gpu test: build failed" >&2

@@ -92,6 +92,23 @@ else
     echo "# attention alone: FAILED: $(tail -n 1 "$tmp/err")"
     status=1
 fi
+
+# Decoding's products, one token: int4 codes (the 4-bit checkpoints of
+# dsk-quant) against fp32 weights through cuBLAS, at 1.3b's attention and
+# FFN shapes.
+for shape in "2048 2048" "5504 2048" "2048 5504"; do
+    # shellcheck disable=SC2086
+    if dec=$("$BUILD/tests/tools/decode_bench" cuda $shape 128 2>"$tmp/err"); then
+        echo "$dec" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+print("# decode %dx%d, 1 row: int4 %.1f us (%.0f GB/s), fp32 %.1f us (%.0f GB/s): %.2fx"
+      % (r["rows"], r["cols"], r["int4_us"], r["int4_gbps"], r["fp32_us"], r["fp32_gbps"], r["speedup"]))'
+    else
+        echo "# decode $shape: FAILED: $(tail -n 1 "$tmp/err")"
+        status=1
+    fi
+done
 if [ -n "$JSON_OUT" ]; then
     python3 -c 'import json, sys; print(json.dumps({"device": sys.argv[2], "rows": [json.loads(l) for l in open(sys.argv[1])]}))' \
         "$tmp/rows.jsonl" "${name:-unknown}" >"$JSON_OUT" 2>/dev/null || echo '{"rows": []}' >"$JSON_OUT"

@@ -6,8 +6,8 @@
 # refusals): every op against the CPU backend (attention in fp32 and on
 # the bf16 tensor-core kernels), nano and nano-moe training runs, gemm
 # in bf16 / fp16, the cuBLASLt products and gemm_grouped (--quick:
-# without their largest cases, and 6 training steps), attn_bench on a
-# small shape, and train_check.sh's dsk-train and dsk-eval runs (shrunk
+# without their largest cases, and 6 training steps), attn_bench and
+# decode_bench on small shapes, and train_check.sh's dsk-train and dsk-eval runs (shrunk
 # to 4 steps of batch 2: checkpoints across backends, --recompute,
 # --dtype and DSK_CUDA_ATTN, dsk-eval
 # ppl on both), all under ASan and UBSan.  It checks the kernels'
@@ -48,6 +48,8 @@ run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
 run "test_cuda_gemm_lt --quick (emulated)" "$E/test_cuda_gemm_lt" --quick
 run "attn_bench (emulated, B1 T64: fp32 and tensor-core attention timed)" \
     "${BUILD:-build}/emu/tests/tools/attn_bench" cuda 1 64 2 1 32 1
+run "decode_bench (emulated, 64x128: int4 and fp32 products timed)" \
+    "${BUILD:-build}/emu/tests/tools/decode_bench" cuda 64 128 32 4
 run "train_check.sh (emulated dsk-train and dsk-eval, 4 steps of batch 2)" \
     env STEPS=4 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
 echo "1..$n"
