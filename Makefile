@@ -99,13 +99,14 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 # DSK_HAVE_CUDA, and release binaries link the CUDA runtime (cuBLAS is
 # loaded when a cuda backend is opened, so CPU runs pay nothing).  The
 # sanitizer and fuzz builds stay CPU-only.  Machine code for Ampere
-# (sm_80) and Hopper (sm_90).
+# (sm_80) and Hopper (sm_90), and Hopper's PTX, which the driver compiles
+# for newer GPUs (Blackwell) on first use; CUDA_ARCH=... for others.
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops $(BUILD)/tests/gpu/test_cuda_gemm_dtype \
                $(BUILD)/tests/gpu/test_cuda_gemm_lt
 ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -MMD -MP \
              -DDSK_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"'
 CUDA_OBJ  = $(patsubst %.cu,$(BUILD)/%.o,$(wildcard cuda/*.cu))
