@@ -127,10 +127,17 @@ template <typename H> __device__ __forceinline__ H to_half(float x);
 template <> __device__ __forceinline__ __nv_bfloat16 to_half<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 template <> __device__ __forceinline__ __half to_half<__half>(float x) { return __float2half_rn(x); }
 
-template <typename H> __global__ void k_round_half(H *__restrict__ out, const float *__restrict__ in, size_t n)
+/* Both operands in one launch: a[0..na) into out_a, then b[0..nb) into out_b. */
+template <typename H>
+__global__ void k_round_half(H *__restrict__ out_a, const float *__restrict__ a, size_t na, H *__restrict__ out_b,
+                             const float *__restrict__ b, size_t nb)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = to_half<H>(in[i]);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nb; i += (size_t)gridDim.x * blockDim.x) {
+        if (i < na)
+            out_a[i] = to_half<H>(a[i]);
+        else
+            out_b[i - na] = to_half<H>(b[i - na]);
+    }
 }
 
 /* Both operands converted into the backend's own buffer (not
@@ -158,19 +165,15 @@ static void to_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na,
     const int threads = 256;
     /* The kernels named with their type (the CPU emulation in tests/gpu/emu
      * cannot deduce a kernel's template arguments from a launch's). */
+    const unsigned blocks = dsk_cuda_blocks(cb, na + nb, threads);
     if (dtype == DSK_DTYPE_BF16) {
-        k_round_half<__nv_bfloat16><<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>(
-            (__nv_bfloat16 *)base, A, na);
-        LAUNCHED(cb, "gemm: A to bf16");
-        k_round_half<__nv_bfloat16><<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
-            (__nv_bfloat16 *)(base + a_bytes), B, nb);
-        LAUNCHED(cb, "gemm: B to bf16");
+        k_round_half<__nv_bfloat16><<<blocks, threads, 0, cb->stream>>>(
+            (__nv_bfloat16 *)base, A, na, (__nv_bfloat16 *)(base + a_bytes), B, nb);
+        LAUNCHED(cb, "gemm: operands to bf16");
     } else {
-        k_round_half<__half><<<dsk_cuda_blocks(cb, na, threads), threads, 0, cb->stream>>>((__half *)base, A, na);
-        LAUNCHED(cb, "gemm: A to fp16");
-        k_round_half<__half><<<dsk_cuda_blocks(cb, nb, threads), threads, 0, cb->stream>>>(
-            (__half *)(base + a_bytes), B, nb);
-        LAUNCHED(cb, "gemm: B to fp16");
+        k_round_half<__half><<<blocks, threads, 0, cb->stream>>>((__half *)base, A, na, (__half *)(base + a_bytes), B,
+                                                                 nb);
+        LAUNCHED(cb, "gemm: operands to fp16");
     }
     *Ah = base;
     *Bh = base + a_bytes;
