@@ -141,6 +141,50 @@ __device__ __forceinline__ fa_qtile fa_qtile_of(int T, int H, int KV, int hd, in
     return t;
 }
 
+/* The place of a dK/dV block, grid B * KV * nkt: batch row b, kv head
+ * kvh (with query heads kvh * group .. kvh * group + group - 1) and the
+ * key tile's rows [j0, j_end) from blockIdx.x. */
+struct fa_kvtile {
+    size_t qs, ks;   /* the row strides of q and of k, v */
+    int b, kvh, group, j0, j_end;
+};
+template <int BC>
+__device__ __forceinline__ fa_kvtile fa_kvtile_of(int T, int H, int KV, int hd, int nkt)
+{
+    fa_kvtile t;
+    const int kt = (int)(blockIdx.x % (unsigned)nkt);
+    const size_t bkv = blockIdx.x / (unsigned)nkt;
+    t.kvh = (int)(bkv % (size_t)KV);
+    t.b = (int)(bkv / (size_t)KV);
+    t.group = H / KV;
+    t.j0 = kt * BC;
+    t.j_end = min(t.j0 + BC, T);
+    t.qs = (size_t)H * hd;
+    t.ks = (size_t)KV * hd;
+    return t;
+}
+
+/* body(bhT, qb, dob, i0, i_end) for each query tile of BR rows, [i0,
+ * i_end), that sees some of a dK/dV block's keys (tile_lo[b * nqt + qt]:
+ * its smallest first key), in each query head h of the kv head's group
+ * in turn: bhT = (b H + h) T, qb and dob the head's slices of q and dO.
+ * The same tiles in the same order for every thread. */
+template <int BR, class Body>
+__device__ __forceinline__ void fa_each_query_tile(const fa_kvtile &t, const float *q, const float *dout,
+                                                   const int *tile_lo, int T, int H, int hd, int nqt, Body body)
+{
+    for (int hh = 0; hh < t.group; hh++) {
+        const int h = t.kvh * t.group + hh;
+        const size_t bhT = ((size_t)t.b * H + h) * T, head = (size_t)t.b * T * t.qs + (size_t)h * hd;
+        for (int qt = t.j0 / BR; qt < nqt; qt++) {   /* tiles before j0 / BR end before j0 */
+            if (tile_lo[(size_t)t.b * nqt + qt] >= t.j_end)
+                continue;
+            const int i0 = qt * BR;
+            body(bhT, q + head, dout + head, i0, min(i0 + BR, T));
+        }
+    }
+}
+
 /* The masks of the tile's query rows into shared memory: the first key
  * each part sees (rows past T see nothing), and the smallest of those
  * (of the part that sees most) min'ed into *lo_sh. */
@@ -161,15 +205,40 @@ __device__ __forceinline__ void fa_row_masks(int (*first_sh)[BR], int i0, int T,
     first_sh[1][threadIdx.x] = fl;
 }
 
+/* A forward thread's rows ty + 16 ri of its query tile: the first key
+ * each part sees (fg, fl) and the last (the row itself; -1 past T), and
+ * per part the running maximum m, sum l and output o (g global, l
+ * local), for fa_online. */
+template <int RM, int DE> struct fa_fwd_rows {
+    int fg[RM], fl[RM], last[RM];
+    float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
+};
+
+/* The rows' start, from fa_row_masks's first keys: nothing seen yet. */
+template <int RM, int DE, int BR>
+__device__ __forceinline__ void fa_fwd_start(fa_fwd_rows<RM, DE> &st, const int (*first_sh)[BR], int i0, int T,
+                                             int ty)
+{
+#pragma unroll
+    for (int ri = 0; ri < RM; ri++) {
+        int r = ty + 16 * ri;
+        st.fg[ri] = first_sh[0][r];
+        st.fl[ri] = first_sh[1][r];
+        st.last[ri] = i0 + r < T ? i0 + r : -1;
+        st.mg[ri] = st.ml[ri] = -INFINITY;
+        st.lg[ri] = st.ll[ri] = 0;
+    }
+    fa_zero(st.og);
+    fa_zero(st.ol);
+}
+
 /* The forward's end, for a thread's rows ty + 16 ri of query tile i0:
  * out = O / l per part (mixed by a for hybrid, each part's also kept in
  * out_g, out_l), and lse = m + log l per part. */
 template <int RM, int DE>
 __device__ __forceinline__ void fa_fwd_out(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
-                                           const float (&mg)[RM], const float (&lg)[RM], const float (&og)[RM][DE],
-                                           const float (&ml)[RM], const float (&ll)[RM], const float (&ol)[RM][DE],
-                                           float a, int use_g, int use_l, int b, int T, size_t qs, int h, int hd,
-                                           size_t bh, int i0, int tx, int ty)
+                                           const fa_fwd_rows<RM, DE> &st, float a, int use_g, int use_l, int b, int T,
+                                           size_t qs, int h, int hd, size_t bh, int i0, int tx, int ty)
 {
     const int hybrid = use_g && use_l;
 #pragma unroll
@@ -182,17 +251,17 @@ __device__ __forceinline__ void fa_fwd_out(float *out, float *lse_g, float *lse_
          * gets 0 and lse -inf, which the backward reads as p = 0. */
         if (tx == 0) {
             if (use_g)
-                lse_g[li] = lg[ri] > 0 ? mg[ri] + logf(lg[ri]) : -INFINITY;
+                lse_g[li] = st.lg[ri] > 0 ? st.mg[ri] + logf(st.lg[ri]) : -INFINITY;
             if (use_l)
-                lse_l[li] = ll[ri] > 0 ? ml[ri] + logf(ll[ri]) : -INFINITY;
+                lse_l[li] = st.ll[ri] > 0 ? st.ml[ri] + logf(st.ll[ri]) : -INFINITY;
         }
 #pragma unroll
         for (int e = 0; e < DE; e++) {
             int d = tx + 16 * e;
             if (d >= hd)
                 continue;
-            float vg = use_g && lg[ri] > 0 ? og[ri][e] / lg[ri] : 0.0f;
-            float vl = use_l && ll[ri] > 0 ? ol[ri][e] / ll[ri] : 0.0f;
+            float vg = use_g && st.lg[ri] > 0 ? st.og[ri][e] / st.lg[ri] : 0.0f;
+            float vl = use_l && st.ll[ri] > 0 ? st.ol[ri][e] / st.ll[ri] : 0.0f;
             out[row + d] = hybrid ? a * vg + (1 - a) * vl : use_g ? vg : vl;
             if (hybrid) {
                 out_g[row + d] = vg;

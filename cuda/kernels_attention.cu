@@ -182,20 +182,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, &lo_sh);
     __syncthreads();
-    int fg[RM], fl[RM], last[RM];
-    float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        int r = ty + 16 * ri;
-        fg[ri] = first_sh[0][r];
-        fl[ri] = first_sh[1][r];
-        last[ri] = i0 + r < T ? i0 + r : -1;
-        mg[ri] = ml[ri] = -INFINITY;
-        lg[ri] = ll[ri] = 0;
-#pragma unroll
-        for (int e = 0; e < DE; e++)
-            og[ri][e] = ol[ri][e] = 0;
-    }
+    fa_fwd_rows<RM, DE> st;
+    fa_fwd_start<RM, DE, BR>(st, first_sh, i0, T, ty);
     const int kt_lo = lo_sh / BC, kt_hi = (i_end - 1) / BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
@@ -210,9 +198,9 @@ __global__ void __launch_bounds__(FA_THREADS)
             for (int ci = 0; ci < CN; ci++)
                 s[ri][ci] *= scale;
         if (use_g)
-            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, PLD, tx, ty);
+            fa_online<RM, CN, DE>(s, st.mg, st.lg, st.og, st.fg, st.last, j0 + tx, Pg, PLD, tx, ty);
         if (use_l)
-            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, PLD, tx, ty);
+            fa_online<RM, CN, DE>(s, st.ml, st.ll, st.ol, st.fl, st.last, j0 + tx, Pl, PLD, tx, ty);
         __syncthreads();
         /* O += P V (fa_acc_tile, each row of V serving both parts); keys
          * past the tile's last query have p = 0 for every row. */
@@ -222,14 +210,14 @@ __global__ void __launch_bounds__(FA_THREADS)
             float vv[DE];
             fa_row_seg<HDP>(vv, Vs, c, tx);
             if (use_g)
-                fa_acc_col<CN>(og, Pg, c, vv, ty);
+                fa_acc_col<CN>(st.og, Pg, c, vv, ty);
             if (use_l)
-                fa_acc_col<CN>(ol, Pl, c, vv, ty);
+                fa_acc_col<CN>(st.ol, Pl, c, vv, ty);
         }
     }
 
-    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, mg, lg, og, ml, ll, ol, fa_weight(kind, alpha), use_g, use_l,
-                       b, T, qs, h, hd, bh, i0, tx, ty);
+    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, st, fa_weight(kind, alpha), use_g, use_l, b, T, qs, h, hd, bh,
+                       i0, tx, ty);
 }
 
 /* fa_grad over a thread's part of a tile, from its unscaled scores s
@@ -277,11 +265,9 @@ __global__ void __launch_bounds__(FA_THREADS)
     __shared__ float lse_sh[2][BR], D_sh[2][BR];
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
-    const int kt = (int)(blockIdx.x % (unsigned)nkt);
-    const size_t bkv = blockIdx.x / (unsigned)nkt;
-    const int kvh = (int)(bkv % (size_t)KV), b = (int)(bkv / (size_t)KV), group = H / KV;
-    const int j0 = kt * BC, j_end = min(j0 + BC, T);
-    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const fa_kvtile t = fa_kvtile_of<BC>(T, H, KV, hd, nkt);
+    const int b = t.b, kvh = t.kvh, j0 = t.j0, j_end = t.j_end;
+    const size_t qs = t.qs, ks = t.ks;
     const int32_t *pb = pos + (size_t)b * T;
     const float a = fa_weight(kind, alpha);
 
@@ -291,45 +277,37 @@ __global__ void __launch_bounds__(FA_THREADS)
     fa_zero(dka);
     fa_zero(dva);
 
-    for (int hh = 0; hh < group; hh++) {
-        const int h = kvh * group + hh;
-        const size_t bhT = ((size_t)b * H + h) * T;
-        const float *qb = q + (size_t)b * T * qs + (size_t)h * hd, *dob = dout + (size_t)b * T * qs + (size_t)h * hd;
-        for (int qt = j0 / BR; qt < nqt; qt++) {   /* tiles before j0 / BR end before j0 */
-            if (tile_lo[(size_t)b * nqt + qt] >= j_end)
-                continue;   /* the same for every thread */
-            const int i0 = qt * BR, i_end = min(i0 + BR, T);
-            __syncthreads();   /* the previous tile's Q, dO, P, dS and stats are read */
-            fa_load_pair<HDP, BR>(Qs, dOs, qb, dob, qs, i0, i_end, hd);
-            fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
-                             NULL);
-            __syncthreads();
-            float s[RM][CN], dp[RM][CN];
-            fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
-            fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
-            fa_grad_tile<true>(
-                Pm, dSs, s, dp, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0, scale,
-                a, use_g, use_l, tx, ty);
-            __syncthreads();
-            /* dV += Pmᵀ dO, dK += dSᵀ Q (scaled at the end), rows in order. */
-            const int r_end = i_end - i0;
+    fa_each_query_tile<BR>(t, q, dout, tile_lo, T, H, hd, nqt,
+                           [&](size_t bhT, const float *qb, const float *dob, int i0, int i_end) {
+        __syncthreads();   /* the previous tile's Q, dO, P, dS and stats are read */
+        fa_load_pair<HDP, BR>(Qs, dOs, qb, dob, qs, i0, i_end, hd);
+        fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l, NULL);
+        __syncthreads();
+        float s[RM][CN], dp[RM][CN];
+        fa_dots<HDP, RM, CN>(s, Qs, Ks, hd, tx, ty);
+        fa_dots<HDP, RM, CN>(dp, dOs, Vs, hd, tx, ty);
+        fa_grad_tile<true>(
+            Pm, dSs, s, dp, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0, scale,
+            a, use_g, use_l, tx, ty);
+        __syncthreads();
+        /* dV += Pmᵀ dO, dK += dSᵀ Q (scaled at the end), rows in order. */
+        const int r_end = i_end - i0;
 #pragma unroll 2
-            for (int r = 0; r < r_end; r++) {
-                float qd[DE], od[DE];
-                fa_row_seg<HDP>(qd, Qs, r, tx);
-                fa_row_seg<HDP>(od, dOs, r, tx);
+        for (int r = 0; r < r_end; r++) {
+            float qd[DE], od[DE];
+            fa_row_seg<HDP>(qd, Qs, r, tx);
+            fa_row_seg<HDP>(od, dOs, r, tx);
 #pragma unroll
-                for (int ci = 0; ci < CN; ci++) {
-                    float pm = Pm[r * PLD + ty + 16 * ci], ds = dSs[r * PLD + ty + 16 * ci];
+            for (int ci = 0; ci < CN; ci++) {
+                float pm = Pm[r * PLD + ty + 16 * ci], ds = dSs[r * PLD + ty + 16 * ci];
 #pragma unroll
-                    for (int e = 0; e < DE; e++) {
-                        dva[ci][e] = fmaf(pm, od[e], dva[ci][e]);
-                        dka[ci][e] = fmaf(ds, qd[e], dka[ci][e]);
-                    }
+                for (int e = 0; e < DE; e++) {
+                    dva[ci][e] = fmaf(pm, od[e], dva[ci][e]);
+                    dka[ci][e] = fmaf(ds, qd[e], dka[ci][e]);
                 }
             }
         }
-    }
+    });
     fa_store<CN, DE>(b, T, ks, kvh, hd, j0, j_end, tx, ty, [&](int ci, int e, size_t row, int d) {
         dk[row + d] = scale * dka[ci][e];
         dv[row + d] = dva[ci][e];

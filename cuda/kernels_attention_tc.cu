@@ -240,19 +240,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, lo_sh);
     __syncthreads();
-    int fg[RM], fl[RM], last[RM];
-    float mg[RM], lg[RM], ml[RM], ll[RM], og[RM][DE], ol[RM][DE];
-#pragma unroll
-    for (int ri = 0; ri < RM; ri++) {
-        int r = ty + 16 * ri;
-        fg[ri] = first_sh[0][r];
-        fl[ri] = first_sh[1][r];
-        last[ri] = i0 + r < T ? i0 + r : -1;
-        mg[ri] = ml[ri] = -INFINITY;
-        lg[ri] = ll[ri] = 0;
-    }
-    fa_zero(og);
-    fa_zero(ol);
+    fa_fwd_rows<RM, DE> st;
+    fa_fwd_start<RM, DE, BR>(st, first_sh, i0, T, ty);
     /* o[ri][e] += (P V)[ty + 16 ri][tx + 16 e], the product through S's space. */
     auto add_pv = [&](float (&o)[RM][DE], const bf16 *P) {
         tc_mm<BR, HDP, BC, wmma::row_major, wmma::row_major>(S, ld::O, P, ld::P, Vs, ld::H);
@@ -279,20 +268,20 @@ __global__ void __launch_bounds__(FA_THREADS)
             for (int ci = 0; ci < CN; ci++)
                 s[ri][ci] = S[(ty + 16 * ri) * ld::S + tx + 16 * ci] * scale;
         if (use_g)
-            fa_online<RM, CN, DE>(s, mg, lg, og, fg, last, j0 + tx, Pg, ld::P, tx, ty);
+            fa_online<RM, CN, DE>(s, st.mg, st.lg, st.og, st.fg, st.last, j0 + tx, Pg, ld::P, tx, ty);
         if (use_l)
-            fa_online<RM, CN, DE>(s, ml, ll, ol, fl, last, j0 + tx, Pl, ld::P, tx, ty);
+            fa_online<RM, CN, DE>(s, st.ml, st.ll, st.ol, st.fl, st.last, j0 + tx, Pl, ld::P, tx, ty);
         __syncthreads();   /* P written, S read: its space takes P V */
         if (use_g)
-            add_pv(og, Pg);
+            add_pv(st.og, Pg);
         if (use_l) {
             if (use_g)
                 __syncthreads();   /* P_g V is read */
-            add_pv(ol, Pl);
+            add_pv(st.ol, Pl);
         }
     }
-    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, mg, lg, og, ml, ll, ol, fa_weight(kind, alpha), use_g, use_l,
-                       b, T, qs, h, hd, bh, i0, tx, ty);
+    fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, st, fa_weight(kind, alpha), use_g, use_l, b, T, qs, h, hd, bh,
+                       i0, tx, ty);
 }
 
 /* fa_grad over a thread's part of a tile (rows ty + 16 ri, query
@@ -353,11 +342,9 @@ __global__ void __launch_bounds__(FA_THREADS)
     float (*lse_sh)[BR] = (float (*)[BR])(tc_sm + L::lse), (*D_sh)[BR] = (float (*)[BR])(tc_sm + L::D);
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL;
-    const int kt = (int)(blockIdx.x % (unsigned)nkt);
-    const size_t bkv = blockIdx.x / (unsigned)nkt;
-    const int kvh = (int)(bkv % (size_t)KV), b = (int)(bkv / (size_t)KV), group = H / KV;
-    const int j0 = kt * BC, j_end = min(j0 + BC, T);
-    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const fa_kvtile t = fa_kvtile_of<BC>(T, H, KV, hd, nkt);
+    const int b = t.b, kvh = t.kvh, j0 = t.j0, j_end = t.j_end;
+    const size_t qs = t.qs, ks = t.ks;
     const int32_t *pb = pos + (size_t)b * T;
     const float a = fa_weight(kind, alpha);
 
@@ -367,31 +354,23 @@ __global__ void __launch_bounds__(FA_THREADS)
     tc_zero(dka);
     tc_zero(dva);
 
-    for (int hh = 0; hh < group; hh++) {
-        const int h = kvh * group + hh;
-        const size_t bhT = ((size_t)b * H + h) * T;
-        const float *qb = q + (size_t)b * T * qs + (size_t)h * hd, *dob = dout + (size_t)b * T * qs + (size_t)h * hd;
-        for (int qt = j0 / BR; qt < nqt; qt++) {   /* tiles before j0 / BR end before j0 */
-            if (tile_lo[(size_t)b * nqt + qt] >= j_end)
-                continue;   /* the same for every thread */
-            const int i0 = qt * BR, i_end = min(i0 + BR, T);
-            __syncthreads();   /* the previous tile's Q, dO, P_mix, dS and stats are read */
-            tc_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
-            tc_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
-            fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l,
-                             NULL);
-            __syncthreads();
-            tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
-            __syncthreads();
-            tc_grad_tile<true, RM, CN, ld::S, ld::P>(
-                Pm, dSs, S, dP, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0,
-                scale, a, use_g, use_l, tx, ty);
-            __syncthreads();
-            /* dV += P_mixᵀ dO, dK += dSᵀ Q (scaled at the end). */
-            tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dva, Pm, ld::P, dOs, ld::H);
-            tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dka, dSs, ld::P, Qs, ld::H);
-        }
-    }
+    fa_each_query_tile<BR>(t, q, dout, tile_lo, T, H, hd, nqt,
+                           [&](size_t bhT, const float *qb, const float *dob, int i0, int i_end) {
+        __syncthreads();   /* the previous tile's Q, dO, P_mix, dS and stats are read */
+        tc_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
+        tc_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
+        fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l, NULL);
+        __syncthreads();
+        tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
+        __syncthreads();
+        tc_grad_tile<true, RM, CN, ld::S, ld::P>(
+            Pm, dSs, S, dP, [&](int ri) { return fa_row_at(first_sh, lse_sh, D_sh, ty + 16 * ri); }, i0, j0,
+            scale, a, use_g, use_l, tx, ty);
+        __syncthreads();
+        /* dV += P_mixᵀ dO, dK += dSᵀ Q (scaled at the end). */
+        tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dva, Pm, ld::P, dOs, ld::H);
+        tc_mm_acc<BC, HDP, BR, wmma::col_major, wmma::row_major>(dka, dSs, ld::P, Qs, ld::H);
+    });
     __syncthreads();   /* the tiles are read: their space takes the results */
     float *dv_t = (float *)(tc_sm + L::out), *dk_t = (float *)(tc_sm + L::out + L::out_len);
     tc_store<BC, HDP>(dv_t, ld::O, dva);

@@ -305,6 +305,26 @@ static inline void meet(unsigned char *slots, const char *what, const call &mine
  * has read it. */
 static inline void leave(void) { dsk_emu_warp_barrier(); }
 
+/* An accumulator's load or store (fn: its __PRETTY_FUNCTION__): the
+ * checks and the warp's meeting, then move(offset in memory, x[i]) for
+ * each of the lane's elements. */
+template <typename Frag, typename Move>
+void accumulator_access(const char *what, const char *fn, const float *ptr, unsigned ldm, int layout, Frag &f,
+                        Move move)
+{
+    unsigned char *slots = dsk_emu_full_warp_slots(what);
+    check_memory<float>(what, ptr, ldm);
+    check_layout(what, layout);
+    call mine = {fn, ptr, ldm, layout, NULL, NULL, NULL};
+    meet(slots, what, mine);
+    int lane = dsk_emu_lane();
+    for (int i = 0; i < f.num_elements; i++) {
+        int p = position<accumulator>(lane, i);
+        move(offset(p >> 4, p & 15, ldm, layout == nvcuda::wmma::mem_row_major), f.x[i]);
+    }
+    leave();
+}
+
 }   // namespace dsk_emu_wmma
 
 namespace nvcuda {
@@ -356,35 +376,15 @@ void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout> &f, const typename ds
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *ptr, unsigned ldm,
                              layout_t layout)
 {
-    const char *what = "wmma::load_matrix_sync";
-    unsigned char *slots = dsk_emu_full_warp_slots(what);
-    dsk_emu_wmma::check_memory<float>(what, ptr, ldm);
-    dsk_emu_wmma::check_layout(what, layout);
-    dsk_emu_wmma::call mine = {__PRETTY_FUNCTION__, ptr, ldm, (int)layout, NULL, NULL, NULL};
-    dsk_emu_wmma::meet(slots, what, mine);
-    int lane = dsk_emu_lane();
-    for (int i = 0; i < f.num_elements; i++) {
-        int p = dsk_emu_wmma::position<accumulator>(lane, i);
-        f.x[i] = ptr[dsk_emu_wmma::offset(p >> 4, p & 15, ldm, layout == mem_row_major)];
-    }
-    dsk_emu_wmma::leave();
+    dsk_emu_wmma::accumulator_access("wmma::load_matrix_sync", __PRETTY_FUNCTION__, ptr, ldm, (int)layout, f,
+                                     [&](size_t at, float &x) { x = ptr[at]; });
 }
 
 inline void store_matrix_sync(float *ptr, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
                               layout_t layout)
 {
-    const char *what = "wmma::store_matrix_sync";
-    unsigned char *slots = dsk_emu_full_warp_slots(what);
-    dsk_emu_wmma::check_memory<float>(what, ptr, ldm);
-    dsk_emu_wmma::check_layout(what, layout);
-    dsk_emu_wmma::call mine = {__PRETTY_FUNCTION__, ptr, ldm, (int)layout, NULL, NULL, NULL};
-    dsk_emu_wmma::meet(slots, what, mine);
-    int lane = dsk_emu_lane();
-    for (int i = 0; i < f.num_elements; i++) {
-        int p = dsk_emu_wmma::position<accumulator>(lane, i);
-        ptr[dsk_emu_wmma::offset(p >> 4, p & 15, ldm, layout == mem_row_major)] = f.x[i];
-    }
-    dsk_emu_wmma::leave();
+    dsk_emu_wmma::accumulator_access("wmma::store_matrix_sync", __PRETTY_FUNCTION__, ptr, ldm, (int)layout, f,
+                                     [&](size_t at, const float &x) { ptr[at] = x; });
 }
 
 /* D = A * B + C; d may be c.  Each lane computes its own elements of D
