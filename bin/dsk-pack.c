@@ -29,7 +29,7 @@ static const char usage[] =
     "      --crop-long       bestfit: crop documents longer than a row instead of cutting them\n"
     "      --window N        bestfit: tokens buffered per placement round (default 16M)\n"
     "      --shard-size SIZE about how big a shard grows (default 1G)\n"
-    "      --zstd-level N    row compression level, 1 to 19 (default 3)\n"
+    "      --zstd-level N    row compression level, 1 to 19 (default 3); 0 stores rows uncompressed\n"
     "      --no-dict         do not train a zstd dictionary on the first rows\n"
     "      --dict-sample SIZE  row bytes the dictionary is trained on (default 1M)\n"
     "      --force           replace DIR if it is a dataset\n"
@@ -323,7 +323,7 @@ int main(int argc, char **argv)
             if (a.shard_size < (64u << 10))
                 dsk_usage_error("--shard-size: at least 64K");
             break;
-        case OPT_ZSTD_LEVEL: a.zstd_level = (int)dsk_parse_int("--zstd-level", optarg, 1, 19); break;
+        case OPT_ZSTD_LEVEL: a.zstd_level = (int)dsk_parse_int("--zstd-level", optarg, 0, 19); break;
         case OPT_NO_DICT: a.dict = 0; break;
         case OPT_DICT_SAMPLE: a.dict_sample = dsk_parse_size("--dict-sample", optarg); break;
         case OPT_FORCE: a.force = 1; break;

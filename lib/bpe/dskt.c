@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/tokens.h"
 
 static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -85,16 +86,12 @@ int dskt_write(dskt_writer *w, const dskt_record *r, dsk_err *err)
         put32(q + 4, r->n_chosen);
         q += 8;
     }
-    for (uint32_t i = 0; i < r->n_tokens; i++) {
-        uint32_t t = r->tokens[i];
-        if (t >= w->h.vocab_size)
-            return dsk_fail(err, EX_DATAERR, "token %u is not below the vocab size %u", t, w->h.vocab_size);
-        if (tb == 2)
-            put16(q, t);
-        else
-            put32(q, t);
-        q += tb;
-    }
+    if (r->n_tokens && dsk_tokens_narrow(q, r->tokens, r->n_tokens, (unsigned)tb) >= w->h.vocab_size)
+        for (uint32_t i = 0; i < r->n_tokens; i++)
+            if (r->tokens[i] >= w->h.vocab_size)
+                return dsk_fail(err, EX_DATAERR, "token %u is not below the vocab size %u", r->tokens[i],
+                                w->h.vocab_size);
+    q += (size_t)r->n_tokens * tb;
     if (r->kind == DSKT_CHAT) {  /* the mask, one bit a token, low bit first */
         memset(q, 0, extra);
         for (uint32_t i = 0; i < r->n_tokens; i++)
@@ -239,14 +236,16 @@ int dskt_read(dskt_reader *r, dskt_record *rec, dsk_err *err)
     uint8_t *p = room(&r->buf, &r->cap, n + mask_bytes + 1);
     if ((rc = take(r, p, n + mask_bytes, "a record", err)))
         return rc;
-    for (uint32_t i = 0; i < rec->n_tokens; i++) {
-        uint32_t t = tb == 2 ? get16(p + 2 * i) : get32(p + 4 * i);
-        if (t >= r->h.vocab_size)
-            return dsk_fail(err, EX_DATAERR, "%s: token %u at offset %llu is not below the vocab size %u", r->name, t,
-                            (unsigned long long)(at + 8 + i * tb), r->h.vocab_size);
-        rec->tokens[i] = t;
-        rec->mask[i] = mask_bytes ? (p[n + i / 8] >> (i % 8)) & 1 : 0;
-    }
+    if (rec->n_tokens && dsk_tokens_widen(rec->tokens, p, rec->n_tokens, (unsigned)tb) >= r->h.vocab_size)
+        for (uint32_t i = 0; i < rec->n_tokens; i++)
+            if (rec->tokens[i] >= r->h.vocab_size)
+                return dsk_fail(err, EX_DATAERR, "%s: token %u at offset %llu is not below the vocab size %u",
+                                r->name, rec->tokens[i], (unsigned long long)(at + 8 + i * tb), r->h.vocab_size);
+    if (mask_bytes)
+        for (uint32_t i = 0; i < rec->n_tokens; i++)
+            rec->mask[i] = (p[n + i / 8] >> (i % 8)) & 1;
+    else
+        memset(rec->mask, 0, rec->n_tokens);
     r->records++;
     r->tokens += rec->n_tokens;
     return 1;

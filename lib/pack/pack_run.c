@@ -407,7 +407,7 @@ int dsk_pack_run(const dsk_pack_run_opts *o, const char *const *inputs, size_t n
     r.codecs = dsk_xcalloc((size_t)threads, sizeof *r.codecs);
     r.packer = dsk_packer_new(&o->pack, emit, &r);
     dsk_progress_start(&r.progress, "pack", r.total_in, o->quiet);
-    if (!rc && o->dict)
+    if (!rc && o->dict && o->zstd_level > 0)  /* stored rows need no dictionary */
         rc = train_dictionary(&r);
     else
         r.prefix_pending = 0;

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "core/tokens.h"
+
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
@@ -33,18 +35,10 @@ int dsk_row_payload(const dsk_row *row, unsigned token_bytes, dsk_buf *out, dsk_
     size_t raw = payload_bytes(row->flags, token_bytes, row->n_tokens, nb);
     dsk_buf_reserve(out, raw + 1);
     uint8_t *q = (uint8_t *)out->data + out->len;
-    if (token_bytes == 2) {
-        for (uint32_t i = 0; i < row->n_tokens; i++) {
-            uint32_t t = row->tokens[i];
-            if (t > 0xFFFF)
-                return dsk_fail(err, EX_DATAERR, "token %u does not fit in 2 bytes", t);
-            q[0] = (uint8_t)t, q[1] = (uint8_t)(t >> 8);
-            q += 2;
-        }
-    } else {
-        for (uint32_t i = 0; i < row->n_tokens; i++, q += 4)
-            put32(q, row->tokens[i]);
-    }
+    uint32_t largest = dsk_tokens_narrow(q, row->tokens, row->n_tokens, token_bytes);
+    if (token_bytes == 2 && largest > 0xFFFF)
+        return dsk_fail(err, EX_DATAERR, "token %u does not fit in 2 bytes", largest);
+    q += (size_t)row->n_tokens * token_bytes;
     if (row->flags & DSK_ROW_MASK) {
         memset(q, 0, ((size_t)row->n_tokens + 7) / 8);
         for (uint32_t i = 0; i < row->n_tokens; i++)
@@ -60,16 +54,25 @@ int dsk_row_payload(const dsk_row *row, unsigned token_bytes, dsk_buf *out, dsk_
 
 int dsk_row_encode(dsk_row_codec *c, const dsk_row *row, unsigned token_bytes, dsk_buf *out, dsk_err *err)
 {
-    dsk_buf_clear(&c->raw);
-    int rc = dsk_row_payload(row, token_bytes, &c->raw, err);
-    if (rc)
-        return rc;
-    unsigned flags = (row->flags & (DSK_ROW_MASK | DSK_ROW_BOUNDARIES | DSK_ROW_PAIR)) | (c->cdict ? DSK_ROW_DICT : 0);
+    unsigned flags = row->flags & (DSK_ROW_MASK | DSK_ROW_BOUNDARIES | DSK_ROW_PAIR);
+    flags |= c->level == 0 ? DSK_ROW_RAW : c->cdict ? DSK_ROW_DICT : 0;
     uint32_t nb = (flags & DSK_ROW_BOUNDARIES) ? row->n_boundaries : 0;
     uint8_t h[DSK_ROW_HEADER_BYTES] = {DSK_ROW_VERSION, (uint8_t)flags, (uint8_t)token_bytes, 0};
     put32(h + 4, row->n_tokens);
     put32(h + 8, nb);
     put32(h + 12, (flags & DSK_ROW_PAIR) ? row->split : 0);
+    if (flags & DSK_ROW_RAW) {
+        size_t start = out->len;
+        dsk_buf_add(out, h, sizeof h);
+        int rc = dsk_row_payload(row, token_bytes, out, err);
+        if (rc)
+            out->len = start;
+        return rc;
+    }
+    dsk_buf_clear(&c->raw);
+    int rc = dsk_row_payload(row, token_bytes, &c->raw, err);
+    if (rc)
+        return rc;
     dsk_buf_add(out, h, sizeof h);
     if (!c->cctx) {
         /* Sticky parameters: no dictionary id in the frame (the row header
@@ -111,43 +114,38 @@ int dsk_row_decode(dsk_row_codec *c, const void *value, size_t len, uint32_t voc
         return dsk_fail(err, EX_DATAERR, "row of %zu bytes is shorter than its header", len);
     unsigned flags = v[1], tb = v[2];
     uint32_t n = get32(v + 4), nb = get32(v + 8), split = get32(v + 12);
-    if (v[0] != DSK_ROW_VERSION || (flags & ~15u) || (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS ||
+    if (v[0] != DSK_ROW_VERSION || (flags & ~31u) || ((flags & DSK_ROW_RAW) && (flags & DSK_ROW_DICT)) || (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS ||
         nb > n || (!(flags & DSK_ROW_BOUNDARIES) && nb) || (!(flags & DSK_ROW_PAIR) && split) || split > n)
         return dsk_fail(err, EX_DATAERR, "bad row header");
     if ((flags & DSK_ROW_DICT) && !c->ddict)
         return dsk_fail(err, EX_DATAERR, "row compressed with a dictionary the dataset does not have");
     size_t raw = payload_bytes(flags, tb, n, nb);
-    dsk_buf_clear(&c->raw);
-    dsk_buf_reserve(&c->raw, raw + 1);
     const uint8_t *src = v + DSK_ROW_HEADER_BYTES;
     size_t src_len = len - DSK_ROW_HEADER_BYTES;
-    unsigned long long frame = ZSTD_getFrameContentSize(src, src_len);
-    if (frame != raw)
-        return dsk_fail(err, EX_DATAERR, "row payload is %llu bytes, the header says %zu", frame, raw);
-    if (!c->dctx)
-        c->dctx = ZSTD_createDCtx();
-    size_t got = (flags & DSK_ROW_DICT)
-                     ? ZSTD_decompress_usingDDict(c->dctx, c->raw.data, raw + 1, src, src_len, c->ddict)
-                     : ZSTD_decompressDCtx(c->dctx, c->raw.data, raw + 1, src, src_len);
-    if (ZSTD_isError(got) || got != raw)
-        return dsk_fail(err, EX_DATAERR, "row payload: %s", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
-    dsk_row_reserve(row, n, nb);
-    const uint8_t *q = (const uint8_t *)c->raw.data;
-    uint32_t bad = 0;  /* OR of every out-of-range token's position + 1: one test after the loop */
-    if (tb == 2) {
-        for (uint32_t i = 0; i < n; i++, q += 2) {
-            uint32_t t = (uint32_t)q[0] | (uint32_t)q[1] << 8;
-            row->tokens[i] = t;
-            bad |= t >= vocab_size;
-        }
+    const uint8_t *q = src;  /* the payload: in place when stored raw */
+    if (flags & DSK_ROW_RAW) {
+        if (src_len != raw)
+            return dsk_fail(err, EX_DATAERR, "row payload is %zu bytes, the header says %zu", src_len, raw);
     } else {
-        for (uint32_t i = 0; i < n; i++, q += 4) {
-            uint32_t t = get32(q);
-            row->tokens[i] = t;
-            bad |= t >= vocab_size;
-        }
+        dsk_buf_clear(&c->raw);
+        dsk_buf_reserve(&c->raw, raw + 1);
+        unsigned long long frame = ZSTD_getFrameContentSize(src, src_len);
+        if (frame != raw)
+            return dsk_fail(err, EX_DATAERR, "row payload is %llu bytes, the header says %zu", frame, raw);
+        if (!c->dctx)
+            c->dctx = ZSTD_createDCtx();
+        size_t got = (flags & DSK_ROW_DICT)
+                         ? ZSTD_decompress_usingDDict(c->dctx, c->raw.data, raw + 1, src, src_len, c->ddict)
+                         : ZSTD_decompressDCtx(c->dctx, c->raw.data, raw + 1, src, src_len);
+        if (ZSTD_isError(got) || got != raw)
+            return dsk_fail(err, EX_DATAERR, "row payload: %s",
+                            ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+        q = (const uint8_t *)c->raw.data;
     }
-    if (bad)
+    dsk_row_reserve(row, n, nb);
+    uint32_t largest = dsk_tokens_widen(row->tokens, q, n, tb);
+    q += (size_t)n * tb;
+    if (n && largest >= vocab_size)
         for (uint32_t i = 0; i < n; i++)
             if (row->tokens[i] >= vocab_size)
                 return dsk_fail(err, EX_DATAERR, "token %u at position %u is not below the vocab size %u",
@@ -167,7 +165,7 @@ int dsk_row_decode(dsk_row_codec *c, const void *value, size_t len, uint32_t voc
     row->n_tokens = n;
     row->n_boundaries = nb;
     row->split = split;
-    row->flags = flags & ~(unsigned)DSK_ROW_DICT;
+    row->flags = flags & ~(unsigned)(DSK_ROW_DICT | DSK_ROW_RAW);
     return 0;
 }
 

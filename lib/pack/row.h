@@ -8,6 +8,8 @@
  * frame holding the payload: the tokens little-endian at the token width,
  * the mask bits, the boundaries.  A dataset may carry a zstd dictionary
  * trained on its first rows; rows compressed with it have DSK_ROW_DICT set.
+ * At level 0 the payload is stored as it is (DSK_ROW_RAW), for datasets
+ * read faster than they are stored small.
  * The decoder checks every size against the header and every token against
  * the vocab size, so a damaged or hostile value is an error, never a crash. */
 #ifndef DSK_PACK_ROW_H
@@ -23,7 +25,8 @@
 #define DSK_ROW_HEADER_BYTES 16
 #define DSK_ROW_MAX_TOKENS (1u << 24)
 
-enum { DSK_ROW_MASK = 1, DSK_ROW_BOUNDARIES = 2, DSK_ROW_PAIR = 4, DSK_ROW_DICT = 8 };
+/* RAW: the payload follows the header as it is, not in a zstd frame (level 0). */
+enum { DSK_ROW_MASK = 1, DSK_ROW_BOUNDARIES = 2, DSK_ROW_PAIR = 4, DSK_ROW_DICT = 8, DSK_ROW_RAW = 16 };
 
 typedef struct dsk_row {
     uint32_t *tokens;
@@ -38,7 +41,8 @@ typedef struct dsk_row {
 
 /* Compression state for one thread.  cdict/ddict are the dataset's
  * dictionary (ZSTD_CDict / ZSTD_DDict, shared, not owned) or NULL; level
- * and cdict are read when the first row is encoded. */
+ * (0: store the payload uncompressed) and cdict are read when the first
+ * row is encoded. */
 typedef struct dsk_row_codec {
     void *cctx, *dctx;
     const void *cdict, *ddict;

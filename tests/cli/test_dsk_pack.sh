@@ -51,6 +51,13 @@ expect_exit 0 "pack again with 2 threads" dsk-pack -q -j2 -t "$T/tok.json" -o "$
 check "same shards for -j1 and -j2" bash -c "cmp <(cut -c1-32 '$T/ds/MD5SUMS' | head -n -1) <(cut -c1-32 '$T/ds2/MD5SUMS' | head -n -1)"
 cat "$T/docs.dskt" | dsk-pack -q -t "$T/tok.json" -o "$T/ds3" --seq-len 64 --shard-size 64K
 check "stdin gives the same dataset" bash -c "cmp <(head -n -2 '$T/ds/MD5SUMS') <(head -n -2 '$T/ds3/MD5SUMS')"
+expect_exit 0 "--zstd-level 0 stores rows" dsk-pack -q -t "$T/tok.json" -o "$T/ds0" --seq-len 64 --zstd-level 0 "$T/docs.dskt"
+check "stored rows: level 0, no dictionary" test "$(json_get "$T/ds0/MANIFEST" '["zstd_level"]') $(json_get "$T/ds0/MANIFEST" '["zstd_dict_bytes"]')" = "0 0"
+expect_exit 0 "verify stored rows" dsk-pack verify "$T/ds0"
+for split in train val; do
+    check "stored rows: the same $split rows as compressed ones" \
+        bash -c "cmp <(dsk-pack cat '$T/ds' --split $split --json) <(dsk-pack cat '$T/ds0' --split $split --json)"
+done
 
 # ---- cat ------------------------------------------------------------------------------------
 expect_exit 0 "cat ids" dsk-pack cat "$T/ds" --split val --count 3
@@ -94,6 +101,12 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 sys.exit(not ("0 indeed" in r["chosen"] and "say 0" in r["rejected"]))' "$T/pair.json"
 expect_exit 0 "verify DPO" dsk-pack verify "$T/dpo"
+for kind in sft:chat dpo:pref; do  # mask and pair rows stored raw read back the same
+    expect_exit 0 "${kind%%:*} at --zstd-level 0" dsk-pack -q -t "$T/tok.json" -o "$T/${kind%%:*}0" --seq-len 32 \
+        --zstd-level 0 "$T/${kind#*:}.dskt"
+    check "${kind%%:*}: stored rows read back the same" \
+        bash -c "cmp <(dsk-pack cat '$T/${kind%%:*}' --json) <(dsk-pack cat '$T/${kind%%:*}0' --json)"
+done
 
 # ---- refusals: a clear error, the right status, nothing left behind --------------------------------
 no_output() { test ! -e "$1" && test -z "$(ls "$T" | grep "\.tmp\.")"; }
@@ -101,7 +114,8 @@ expect_exit 64 "no -o" dsk-pack -t "$T/tok.json" --seq-len 64 "$T/docs.dskt"
 expect_exit 64 "no -t" dsk-pack -o "$T/x" --seq-len 64 "$T/docs.dskt"
 expect_exit 64 "no --seq-len" dsk-pack -t "$T/tok.json" -o "$T/x" "$T/docs.dskt"
 expect_exit 64 "bad --pack" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --pack zigzag "$T/docs.dskt"
-expect_exit 64 "bad --zstd-level" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --zstd-level 0 "$T/docs.dskt"
+expect_exit 64 "bad --zstd-level" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --zstd-level 20 "$T/docs.dskt"
+expect_exit 64 "negative --zstd-level" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --zstd-level -1 "$T/docs.dskt"
 expect_exit 66 "missing input" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/nope.dskt"
 check "missing input: no output" no_output "$T/x"
 expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"

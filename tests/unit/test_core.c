@@ -5,6 +5,7 @@
 #include "core/json.h"
 #include "core/ordered.h"
 #include "core/outfile.h"
+#include "core/tokens.h"
 #include "core/u64map.h"
 #include "test.h"
 
@@ -179,5 +180,36 @@ TEST(json_errors_name_the_column)
     free(s);
 }
 
+/* Stored token words are little-endian at any alignment; both directions
+ * return the largest id, whatever its position and the run's length. */
+TEST(tokens_widen_and_narrow)
+{
+    uint8_t bytes[4 * 70 + 1];
+    uint32_t ids[70], back[70];
+    for (unsigned width = 2; width <= 4; width += 2) {
+        for (size_t n = 0; n <= 70; n += 7) {
+            for (size_t peak = 0; peak < (n ? n : 1); peak += 5) {
+                uint32_t want = 0;
+                for (size_t i = 0; i < n; i++) {
+                    ids[i] = (uint32_t)(i * 2654435761u) % (width == 2 ? 60000u : 3000000u);
+                    if (i == peak)
+                        ids[i] = width == 2 ? 65535u : 0x01020304u;
+                    want = ids[i] > want ? ids[i] : want;
+                }
+                uint8_t *at = bytes + 1;  /* odd address: unaligned words */
+                CHECK(dsk_tokens_narrow(at, ids, n, width) == want);
+                for (size_t i = 0; i < n; i++)  /* lowest byte first */
+                    CHECK(at[i * width] == (ids[i] & 0xff) && at[i * width + 1] == ((ids[i] >> 8) & 0xff));
+                memset(back, 0xee, sizeof back);
+                CHECK(dsk_tokens_widen(back, at, n, width) == want);
+                CHECK(n == 0 || memcmp(back, ids, n * 4) == 0);
+                CHECK(n == 70 || back[n] == 0xeeeeeeeeu);  /* nothing past n written */
+            }
+        }
+    }
+    uint32_t wide = 70000;  /* over 2 bytes: the largest says so */
+    CHECK(dsk_tokens_narrow(bytes, &wide, 1, 2) == 70000);
+}
+
 RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
-          T(u64map_upsert_find_grow))
+          T(u64map_upsert_find_grow), T(tokens_widen_and_narrow))

@@ -30,15 +30,20 @@ TEST(round_trip_every_kind)
     static const unsigned kinds[] = {0, DSK_ROW_MASK, DSK_ROW_BOUNDARIES, DSK_ROW_MASK | DSK_ROW_BOUNDARIES,
                                      DSK_ROW_PAIR | DSK_ROW_MASK};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        for (unsigned width = 2; width <= 4; width += 2) {
+        for (unsigned width = 2, level = 0; width <= 4; level = !level, width += 2 * !level) {
             dsk_row in = sample(1025, kinds[k], width == 2 ? 65536 : 200000), out = {0};
             dsk_buf v = {0};
-            dsk_row_codec codec = {.level = 3};
+            dsk_row_codec codec = {.level = (int)level * 3};  /* 0: stored raw */
             dsk_err err = {0};
             CHECK(dsk_row_encode(&codec, &in, width, &v, &err) == 0);
             CHECK(dsk_row_decode(&codec, v.data, v.len, 200000, &out, &err) == 0);
             CHECK(out.n_tokens == in.n_tokens && memcmp(out.tokens, in.tokens, in.n_tokens * 4) == 0);
             CHECK(out.flags == in.flags);
+            CHECK(((unsigned char)v.data[1] & DSK_ROW_RAW) == (level ? 0 : DSK_ROW_RAW));
+            if (!level)
+                CHECK(v.len == DSK_ROW_HEADER_BYTES + in.n_tokens * width +
+                                   ((in.flags & DSK_ROW_MASK) ? (in.n_tokens + 7) / 8 : 0) +
+                                   ((in.flags & DSK_ROW_BOUNDARIES) ? in.n_boundaries * 4 : 0));
             if (in.flags & DSK_ROW_MASK)
                 CHECK(memcmp(out.mask, in.mask, in.n_tokens) == 0);
             if (in.flags & DSK_ROW_BOUNDARIES)
@@ -77,6 +82,36 @@ TEST(damaged_rows_are_errors)
     wide.tokens[0] = 70000;
     CHECK(dsk_row_encode(&c, &wide, 2, &v, &err) == EX_DATAERR);  /* does not fit 2 bytes */
     free(wide.tokens), free(wide.mask), free(wide.boundaries);
+    free(in.tokens), free(in.mask), free(in.boundaries);
+    dsk_row_free(&out);
+    dsk_buf_free(&v);
+    dsk_row_codec_free(&c);
+}
+
+/* A stored (level 0) row is checked as strictly as a compressed one. */
+TEST(damaged_raw_rows_are_errors)
+{
+    dsk_row in = sample(300, DSK_ROW_MASK | DSK_ROW_BOUNDARIES, 1000), out = {0};
+    dsk_buf v = {0};
+    dsk_row_codec c = {.level = 0};
+    dsk_err err = {0};
+    CHECK(dsk_row_encode(&c, &in, 2, &v, &err) == 0);
+    CHECK(dsk_row_decode(&c, v.data, v.len, 1000, &out, &err) == 0);
+    CHECK(memcmp(out.mask, in.mask, 300) == 0 && out.n_boundaries == in.n_boundaries);
+    CHECK(dsk_row_decode(&c, v.data, v.len - 1, 1000, &out, &err) == EX_DATAERR);  /* cut payload */
+    CHECK(strstr(err.msg, "header says") != NULL);
+    dsk_buf_add(&v, "x", 1);  /* a byte too many */
+    CHECK(dsk_row_decode(&c, v.data, v.len, 1000, &out, &err) == EX_DATAERR);
+    v.len--;
+    v.data[1] |= DSK_ROW_DICT;  /* raw and a dictionary cannot both hold */
+    CHECK(dsk_row_decode(&c, v.data, v.len, 1000, &out, &err) == EX_DATAERR);
+    v.data[1] &= ~DSK_ROW_DICT;
+    v.data[1] |= 32;  /* an unknown flag */
+    CHECK(dsk_row_decode(&c, v.data, v.len, 1000, &out, &err) == EX_DATAERR);
+    v.data[1] &= ~32;
+    v.data[DSK_ROW_HEADER_BYTES] = 0xff, v.data[DSK_ROW_HEADER_BYTES + 1] = 0x03;  /* token 1023 */
+    CHECK(dsk_row_decode(&c, v.data, v.len, 1000, &out, &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "not below the vocab size") != NULL);
     free(in.tokens), free(in.mask), free(in.boundaries);
     dsk_row_free(&out);
     dsk_buf_free(&v);
@@ -153,4 +188,5 @@ TEST(dictionary_rows)
     dsk_buf_free(&samples);
 }
 
-RUN_TESTS(T(round_trip_every_kind), T(damaged_rows_are_errors), T(rows_compress), T(dictionary_rows))
+RUN_TESTS(T(round_trip_every_kind), T(damaged_rows_are_errors), T(damaged_raw_rows_are_errors), T(rows_compress),
+          T(dictionary_rows))
