@@ -49,6 +49,8 @@ help:
 	@echo "make demo       install missing Debian packages (as root), build, run pipelines/demo"
 	@echo "make bench      benchmarks against the peers (installs them in a private venv)"
 	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (default 60)"
+	@echo "make gpu-test   the GPU checks (tests/gpu/run.sh; its CPU half without a GPU)"
+	@echo "make gpu-kit    the GPU checks packed for a bare CUDA machine (build/gpukit.tar.xz)"
 	@echo "make install    install tools and man pages under PREFIX (default /usr/local)"
 
 # ---- release build ----------------------------------------------------------
@@ -205,7 +207,7 @@ endif
 # CPU-vs-CUDA op and training comparison, gemm in bf16 / fp16, and the
 # cuBLASLt products and gemm_grouped (test_cuda_gemm_lt): built
 # by `make` (so CI compiles them), run by tests/gpu/run.sh (`make gpu-test`).
-.PHONY: gpu-test emu
+.PHONY: gpu-test gpu-kit emu
 all: $(GPU_TEST_BIN)
 # Each links the harness they share (tests/gpu/harness.c).
 $(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/tests/gpu/harness.o $(BUILD)/libdsk.a
@@ -213,6 +215,10 @@ $(GPU_TEST_BIN): $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(BUILD)/tests/gpu
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/tests/gpu/harness.o $(BUILD)/libdsk.a $(LDLIBS)
 gpu-test: $(GPU_TEST_BIN)
 	@BUILD=$(BUILD) tests/gpu/run.sh
+# The same checks packed for a GPU machine without the -dev packages:
+# build/gpukit.tar.xz, which tests/gpu/kit_run.sh runs there.
+gpu-kit:
+	@sh tests/gpu/kit.sh
 
 # ---- sanitizer build (ASan + UBSan) --------------------------------------------
 $(BUILD)/san/%.o: %.c

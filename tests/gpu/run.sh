@@ -22,6 +22,16 @@
 # when it skips), and last tests/gpu/throughput.sh's table (tokens/s and
 # MFU of the 125m, 1.3b and MoE presets at sequence 2048).
 # Exit status: non-zero on any failure.
+#
+# For a lent machine with little time (tests/gpu/kit_run.sh sets these):
+#   DSK_GPU_PREBUILT=1    take the programs in BUILD as they are, no make
+#                         (a machine without the build's -dev packages)
+#   DSK_GPU_DEADLINE=S    finish within S seconds: each step's timeout is
+#                         cut to what is left, and a step with under 30 s
+#                         left is skipped, saying so (and counted failed)
+#   DSK_GPU_MEMCHECK=last memcheck after everything else, not first; off:
+#                         not at all
+#   DSK_GPU_LOGDIR=DIR    keep every step's full log in DIR
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -30,17 +40,60 @@ BIN=$BUILD/tests/gpu/test_cuda_ops
 BIN_DTYPE=$BUILD/tests/gpu/test_cuda_gemm_dtype
 BIN_LT=$BUILD/tests/gpu/test_cuda_gemm_lt
 LOG=${TMPDIR:-/tmp}/dsk-gpu-test.$$.log
-trap 'rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.train"' EXIT
+LOGDIR=${DSK_GPU_LOGDIR:-}
+keep_logs() {
+    if [ -n "$LOGDIR" ]; then
+        mkdir -p "$LOGDIR"
+        [ -f "$LOG" ] && cp "$LOG" "$LOGDIR/ops.log"
+        for step in memcheck dtype lt train; do
+            [ -f "$LOG.$step" ] && cp "$LOG.$step" "$LOGDIR/$step.log"
+        done
+    fi
+    rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.train"
+}
+trap keep_logs EXIT
+# The programs the checks run (train_check.sh also runs dsk-eval and dsk-quant).
+PROGRAMS="$BIN $BIN_DTYPE $BIN_LT $BUILD/tests/tools/train_bench $BUILD/tests/tools/attn_bench \
+    $BUILD/tests/tools/decode_bench $BUILD/bin/dsk-bpe $BUILD/bin/dsk-pack $BUILD/bin/dsk-train $BUILD/bin/dsk-eval \
+    $BUILD/bin/dsk-quant"
+
+# The time budget: `cap N` prints N cut to what is left of DSK_GPU_DEADLINE
+# (less 10 s to report), or 0 when under 30 s are left.
+t0=$(date +%s)
+cap() {
+    if [ -z "${DSK_GPU_DEADLINE:-}" ]; then echo "$1"; return; fi
+    left=$(( DSK_GPU_DEADLINE - ($(date +%s) - t0) - 10 ))
+    if [ "$left" -lt 30 ]; then echo 0; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+
+# within N CMD...: CMD under `timeout`, cut by cap; exit 124 (as if timed
+# out) without running it when no time is left.  (timeout 0 would mean
+# no limit at all.)
+within() {
+    t=$(cap "$1")
+    shift
+    if [ "$t" -eq 0 ]; then
+        echo "gpu test: skipped, out of time (DSK_GPU_DEADLINE): $*"
+        return 124
+    fi
+    timeout "$t" "$@"
+}
 
 start=$(date +%s)
-if ! make -j"$JOBS" --no-print-directory "$BIN" "$BIN_DTYPE" "$BIN_LT" "$BUILD/tests/tools/train_bench" "$BUILD/tests/tools/attn_bench" \
-    "$BUILD/tests/tools/decode_bench" \
-    "$BUILD/bin/dsk-bpe" "$BUILD/bin/dsk-pack" "$BUILD/bin/dsk-train" >"$LOG" 2>&1; then
-    tail -n 40 "$LOG"
-    echo "gpu test: build failed" >&2
-    exit 1
+if [ -n "${DSK_GPU_PREBUILT:-}" ]; then
+    for p in $PROGRAMS; do
+        [ -x "$p" ] || { echo "gpu test: DSK_GPU_PREBUILT is set but $p is missing" >&2; exit 1; }
+    done
+    echo "# build: prebuilt programs in $BUILD"
+else
+    # shellcheck disable=SC2086
+    if ! make -j"$JOBS" --no-print-directory $PROGRAMS >"$LOG" 2>&1; then
+        tail -n 40 "$LOG"
+        echo "gpu test: build failed" >&2
+        exit 1
+    fi
+    echo "# build: $(( $(date +%s) - start )) s"
 fi
-echo "# build: $(( $(date +%s) - start )) s"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/# gpu: /' || true
@@ -62,29 +115,39 @@ has_device() {
         return 0
     fi
 }
-if [ -n "$SANITIZER" ] && has_device; then
+memcheck() {
+    [ -n "$SANITIZER" ] && has_device || return 0
+    t=$(cap 300)
+    if [ "$t" -eq 0 ]; then
+        echo "# memcheck (ops): skipped, out of time (DSK_GPU_DEADLINE)"
+        status=1
+        return 0
+    fi
     start=$(date +%s)
-    if timeout 300 "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops >"$LOG.memcheck" 2>&1; then
+    if timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops >"$LOG.memcheck" 2>&1; then
         if grep -q 'GPU half skipped' "$LOG.memcheck"; then
             echo "# memcheck: skipped (no CUDA device)"
         else
             echo "# memcheck (ops): clean, $(( $(date +%s) - start )) s"
         fi
     else
-        rc=$?
-        if [ $rc -eq 124 ]; then
-            echo "# memcheck (ops): timed out after 300 s (not counted)"
+        rc_m=$?
+        if [ $rc_m -eq 124 ]; then
+            echo "# memcheck (ops): timed out after $t s (not counted)"
         else
             grep -E 'ERROR SUMMARY|Invalid|FAIL|at 0x|by thread' "$LOG.memcheck" | head -n 30
-            echo "# memcheck (ops): FAILED (exit $rc)"
+            echo "# memcheck (ops): FAILED (exit $rc_m)"
             status=1
         fi
     fi
-fi
+}
+MEMCHECK=${DSK_GPU_MEMCHECK:-first}
+case $MEMCHECK in first|last|off) ;; *) echo "gpu test: DSK_GPU_MEMCHECK is first, last or off" >&2; exit 64 ;; esac
+[ "$MEMCHECK" = first ] && memcheck
 
 start=$(date +%s)
 rc=0
-DSK_CUDA_SYNC=1 timeout 420 "$BIN" >"$LOG" 2>&1 || rc=$?
+within 420 env DSK_CUDA_SYNC=1 "$BIN" >"$LOG" 2>&1 || rc=$?
 # The per-check lines for failures, then the program's own table.
 grep -E '^  FAIL' "$LOG" || true
 sed -n '/^cpu against/,$p' "$LOG" | grep -v '^GPU half skipped' || true
@@ -94,7 +157,7 @@ if [ $rc -eq 124 ]; then
 fi
 # gemm in bf16 / fp16: its failures and its summary after the table.
 rc_dtype=0
-DSK_CUDA_SYNC=1 timeout 120 "$BIN_DTYPE" >"$LOG.dtype" 2>&1 || rc_dtype=$?
+within 120 env DSK_CUDA_SYNC=1 "$BIN_DTYPE" >"$LOG.dtype" 2>&1 || rc_dtype=$?
 grep -E '^  FAIL' "$LOG.dtype" || true
 sed -n '/^dtype /,$p' "$LOG.dtype" | grep -v '^GPU half skipped' | sed 's/^/# gemm dtype: /'
 if [ $rc_dtype -ne 0 ]; then
@@ -104,7 +167,7 @@ if [ $rc_dtype -ne 0 ]; then
 fi
 # cuBLASLt and gemm_grouped: failures, fallback notes, the summary.
 rc_lt=0
-DSK_CUDA_SYNC=1 DSK_CUDA_VERBOSE=1 timeout 300 "$BIN_LT" >"$LOG.lt" 2>&1 || rc_lt=$?
+within 300 env DSK_CUDA_SYNC=1 DSK_CUDA_VERBOSE=1 "$BIN_LT" >"$LOG.lt" 2>&1 || rc_lt=$?
 grep -E '^  FAIL' "$LOG.lt" || true
 grep -E '^cuda: |products run twice|checks, .* failed' "$LOG.lt" | sed 's/^ *//; s/^/# gemm lt: /'
 if [ $rc_lt -ne 0 ]; then
@@ -135,11 +198,12 @@ echo "# comparison: $(( $(date +%s) - start )) s"
 # "NCCL check skipped: ..." itself with fewer than 2 devices or no mpirun.
 start=$(date +%s)
 train=0
-timeout 300 sh tests/gpu/train_check.sh "$BUILD" || train=$?
+within 300 sh tests/gpu/train_check.sh "$BUILD" || train=$?
 echo "# train check: $(( $(date +%s) - start )) s"
 nccl=0
 BUILD="$BUILD" JOBS="$JOBS" bash tests/gpu/test_nccl.sh || nccl=$?
 # The throughput table, last.
 tput=0
-timeout 300 sh tests/gpu/throughput.sh "$BUILD" || tput=$?
+within 300 sh tests/gpu/throughput.sh "$BUILD" || tput=$?
+[ "$MEMCHECK" = last ] && memcheck
 [ $rc -eq 0 ] && [ $status -eq 0 ] && [ $train -eq 0 ] && [ $nccl -eq 0 ] && [ $tput -eq 0 ]

@@ -30,6 +30,7 @@ fail() { echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; fail
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 [ "${gpus:-0}" -ge 2 ] || skip "fewer than 2 CUDA devices (${gpus:-0})"
 command -v mpirun >/dev/null 2>&1 || skip "no mpirun (apt-get install openmpi-bin)"
+[ -z "${DSK_GPU_PREBUILT:-}" ] || skip "prebuilt programs (tests/gpu/kit.sh builds dsk-train without MPI)"
 if ! make -j"$JOBS" --no-print-directory "$BUILD/bin/dsk-train" "$BUILD/bin/dsk-bpe" "$BUILD/bin/dsk-pack" \
         >"$T/build.log" 2>&1; then
     tail -n 30 "$T/build.log"
