@@ -293,6 +293,8 @@ static nccl_comm *of(dsk_comm *c)
 {
     nccl_comm *g = (nccl_comm *)c->impl;
     dsk_cuda_of(&g->cb->be);   /* its device current for this thread */
+    /* A collective writes device memory: gemm's 16-bit copies of it would be stale. */
+    dsk_cuda_half_forget(g->cb);
     return g;
 }
 

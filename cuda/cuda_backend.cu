@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include "cuda_internal.cuh"
 
@@ -121,64 +119,6 @@ static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
 
 /* ---- dense algebra ---- */
 
-/* out[i] = in[i] rounded to bf16 / fp16, to nearest even as half.h's
- * dsk_f32_to_bf16 / dsk_f32_to_f16 (the CPU backend's reference). */
-template <typename H> __device__ __forceinline__ H to_half(float x);
-template <> __device__ __forceinline__ __nv_bfloat16 to_half<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half to_half<__half>(float x) { return __float2half_rn(x); }
-
-/* Both operands in one launch: a[0..na) into out_a, then b[0..nb) into out_b. */
-template <typename H>
-__global__ void k_round_half(H *__restrict__ out_a, const float *__restrict__ a, size_t na, H *__restrict__ out_b,
-                             const float *__restrict__ b, size_t nb)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nb; i += (size_t)gridDim.x * blockDim.x) {
-        if (i < na)
-            out_a[i] = to_half<H>(a[i]);
-        else
-            out_b[i - na] = to_half<H>(b[i - na]);
-    }
-}
-
-/* Both operands converted into the backend's own buffer (not
- * dsk_cuda_scratch: a caller may hold that across a product), B's part
- * 256-byte aligned as tensor-core kernels like it. */
-static void to_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb,
-                             const void **Ah, const void **Bh)
-{
-    size_t a_bytes = (na * 2 + 255) & ~(size_t)255, bytes = a_bytes + nb * 2;
-    if (bytes > cb->gemm_half_len) {
-        /* The old buffer may still be read by queued products. */
-        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
-        if (cb->gemm_half)
-            CUDA_CHECK(cudaFree(cb->gemm_half));
-        cb->gemm_half = NULL;
-        if (cudaMalloc(&cb->gemm_half, bytes) != cudaSuccess) {
-            (void)cudaGetLastError();
-            cb->gemm_half_len = 0;
-            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for %s operands on device %d", bytes,
-                    dtype == DSK_DTYPE_BF16 ? "bf16" : "fp16", cb->device);
-        }
-        cb->gemm_half_len = bytes;
-    }
-    char *base = (char *)cb->gemm_half;
-    const int threads = 256;
-    /* The kernels named with their type (the CPU emulation in tests/gpu/emu
-     * cannot deduce a kernel's template arguments from a launch's). */
-    const unsigned blocks = dsk_cuda_blocks(cb, na + nb, threads);
-    if (dtype == DSK_DTYPE_BF16) {
-        k_round_half<__nv_bfloat16><<<blocks, threads, 0, cb->stream>>>(
-            (__nv_bfloat16 *)base, A, na, (__nv_bfloat16 *)(base + a_bytes), B, nb);
-        LAUNCHED(cb, "gemm: operands to bf16");
-    } else {
-        k_round_half<__half><<<blocks, threads, 0, cb->stream>>>((__half *)base, A, na, (__half *)(base + a_bytes), B,
-                                                                 nb);
-        LAUNCHED(cb, "gemm: operands to fp16");
-    }
-    *Ah = base;
-    *Bh = base + a_bytes;
-}
-
 /* Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLAS
  * gets the operands swapped, each with its row-major leading dimension.
  * gemm_dtype bf16 / fp16: the operands in that type, tensor cores
@@ -191,6 +131,7 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
     dsk_cuda *cb = dsk_cuda_of(be);
     if (M <= 0 || N <= 0)
         return;
+    dsk_cuda_half_written(cb, C, (size_t)M * N * sizeof *C);
     if (K <= 0) {
         if (beta == 0)
             CUDA_CHECK(cudaMemsetAsync(C, 0, (size_t)M * N * sizeof *C, cb->stream));
@@ -204,7 +145,7 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
     cudaDataType t = CUDA_R_32F;
     int dtype = be->gemm_dtype;
     if (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) {
-        to_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &a, &b);
+        dsk_cuda_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &a, &b);
         t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     }
     if (!cb->lt || !dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, C)) {
@@ -223,14 +164,26 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
 
 /* ---- the table ---- */
 
+/* An op that may write device memory makes gemm's 16-bit operand copies
+ * stale (gemm_operands.cu): the table installs every op but gemm (which
+ * tracks its own output), sumsq and download (which write none) as
+ * forgets<op>::call, which forgets them first. */
+template <auto F> struct forgets;
+template <typename R, typename... Args, R (*F)(dsk_backend *, Args...)> struct forgets<F> {
+    static R call(dsk_backend *be, Args... args)
+    {
+        dsk_cuda_half_forget((dsk_cuda *)be);
+        return F(be, args...);
+    }
+};
+
 static void cuda_destroy(dsk_backend *be)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
     if (cb->scratch)
         CUDA_CHECK(cudaFree(cb->scratch));
-    if (cb->gemm_half)
-        CUDA_CHECK(cudaFree(cb->gemm_half));
+    dsk_cuda_half_free(cb);
     dsk_cuda_lt_destroy(cb->lt);
     if (cb->grouped_ptrs)
         CUDA_CHECK(cudaFree(cb->grouped_ptrs));
@@ -316,8 +269,21 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GEMM=%s: expected cublaslt (the default) or cublas", gemm);
         return NULL;
     }
+    const char *half_cache = getenv("DSK_CUDA_HALF_CACHE");
+    int half_slots = DSK_CUDA_HALF_SLOTS;
+    if (half_cache && *half_cache) {
+        char *end;
+        long v = strtol(half_cache, &end, 10);
+        if (*end || (v != 0 && (v < 2 || v > DSK_CUDA_HALF_SLOTS))) {
+            dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_HALF_CACHE=%s: expected 0 (off) or 2 to %d slots", half_cache,
+                     DSK_CUDA_HALF_SLOTS);
+            return NULL;
+        }
+        half_slots = (int)v;
+    }
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
+    cb->half_slots = half_slots;
     cb->attn_fp32 = attn_fp32;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
@@ -348,37 +314,37 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     be->name = cb->name;
     be->threads = 1;
     be->impl = cb;
-    be->alloc = cuda_alloc;
-    be->free = cuda_free;
-    be->upload = cuda_upload;
+    be->alloc = forgets<cuda_alloc>::call;
+    be->free = forgets<cuda_free>::call;
+    be->upload = forgets<cuda_upload>::call;
     be->download = cuda_download;
-    be->copy = cuda_copy;
-    be->zero = cuda_zero;
+    be->copy = forgets<cuda_copy>::call;
+    be->zero = forgets<cuda_zero>::call;
     be->gemm = dsk_cuda_gemm;
-    be->gemm_grouped = dsk_cuda_gemm_grouped;
-    be->register_int4 = dsk_cuda_register_int4;
-    be->add = dsk_cuda_add;
-    be->scale = dsk_cuda_scale;
+    be->gemm_grouped = forgets<dsk_cuda_gemm_grouped>::call;
+    be->register_int4 = forgets<dsk_cuda_register_int4>::call;
+    be->add = forgets<dsk_cuda_add>::call;
+    be->scale = forgets<dsk_cuda_scale>::call;
     be->sumsq = dsk_cuda_sumsq;
-    be->embedding_fwd = dsk_cuda_embedding_fwd;
-    be->embedding_bwd = dsk_cuda_embedding_bwd;
-    be->rmsnorm_fwd = dsk_cuda_rmsnorm_fwd;
-    be->rmsnorm_bwd = dsk_cuda_rmsnorm_bwd;
-    be->rope = dsk_cuda_rope;
-    be->attention_fwd = dsk_cuda_attention_fwd;
-    be->attention_bwd = dsk_cuda_attention_bwd;
-    be->attention_decode = dsk_cuda_attention_decode;
-    be->swiglu_fwd = dsk_cuda_swiglu_fwd;
-    be->swiglu_bwd = dsk_cuda_swiglu_bwd;
-    be->softmax_xent = dsk_cuda_softmax_xent;
-    be->moe_route = dsk_cuda_moe_route;
-    be->moe_dispatch = dsk_cuda_moe_dispatch;
-    be->moe_gather = dsk_cuda_moe_gather;
-    be->moe_combine = dsk_cuda_moe_combine;
-    be->moe_combine_bwd = dsk_cuda_moe_combine_bwd;
-    be->moe_scatter_add = dsk_cuda_moe_scatter_add;
-    be->moe_route_bwd = dsk_cuda_moe_route_bwd;
-    be->adamw = dsk_cuda_adamw;
+    be->embedding_fwd = forgets<dsk_cuda_embedding_fwd>::call;
+    be->embedding_bwd = forgets<dsk_cuda_embedding_bwd>::call;
+    be->rmsnorm_fwd = forgets<dsk_cuda_rmsnorm_fwd>::call;
+    be->rmsnorm_bwd = forgets<dsk_cuda_rmsnorm_bwd>::call;
+    be->rope = forgets<dsk_cuda_rope>::call;
+    be->attention_fwd = forgets<dsk_cuda_attention_fwd>::call;
+    be->attention_bwd = forgets<dsk_cuda_attention_bwd>::call;
+    be->attention_decode = forgets<dsk_cuda_attention_decode>::call;
+    be->swiglu_fwd = forgets<dsk_cuda_swiglu_fwd>::call;
+    be->swiglu_bwd = forgets<dsk_cuda_swiglu_bwd>::call;
+    be->softmax_xent = forgets<dsk_cuda_softmax_xent>::call;
+    be->moe_route = forgets<dsk_cuda_moe_route>::call;
+    be->moe_dispatch = forgets<dsk_cuda_moe_dispatch>::call;
+    be->moe_gather = forgets<dsk_cuda_moe_gather>::call;
+    be->moe_combine = forgets<dsk_cuda_moe_combine>::call;
+    be->moe_combine_bwd = forgets<dsk_cuda_moe_combine_bwd>::call;
+    be->moe_scatter_add = forgets<dsk_cuda_moe_scatter_add>::call;
+    be->moe_route_bwd = forgets<dsk_cuda_moe_route_bwd>::call;
+    be->adamw = forgets<dsk_cuda_adamw>::call;
     be->destroy = cuda_destroy;
     return be;
 }

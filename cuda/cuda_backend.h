@@ -36,6 +36,12 @@
  *                       gemm_dtype is bf16 / fp16 (the default, "auto",
  *                       then takes the bf16 tensor-core ones; any other
  *                       value fails the backend's creation with EX_USAGE).
+ *   DSK_CUDA_HALF_CACHE=N  slots for bf16 / fp16 copies of gemm's
+ *                       operands, reused by the products that follow on
+ *                       the same operand (gemm_operands.cu): 2 to 8
+ *                       (default 8), or 0 to convert every product's
+ *                       operands afresh; anything else fails the
+ *                       backend's creation with EX_USAGE.
  *
  * Precision: fp32 by default.  gemm_dtype bf16 / fp16 (dsk-train
  * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash
@@ -67,6 +73,11 @@ int dsk_cuda_available(char *why, size_t why_len);
  * CUDA_VISIBLE_DEVICES).  NULL with err filled when there is none:
  * EX_UNAVAILABLE and "no CUDA device: ..." when no device can be used. */
 dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err);
+
+/* How many of a cuda backend's bf16 / fp16 gemm operands were copies
+ * reused (hits) and how many were converted (misses), since it was made
+ * (tests/gpu/test_cuda_gemm_dtype.c checks the reuse with it). */
+void dsk_cuda_half_stats(dsk_backend *be, unsigned long long *hits, unsigned long long *misses);
 
 #ifdef __cplusplus
 }

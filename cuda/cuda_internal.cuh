@@ -67,6 +67,17 @@ void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
 typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */
 typedef struct dsk_cuda_q4 dsk_cuda_q4;   /* kernels_int4.cu: a registered int4 layer */
 
+/* One 16-bit copy of a gemm operand (gemm_operands.cu). */
+#define DSK_CUDA_HALF_SLOTS 8
+typedef struct dsk_cuda_half_slot {
+    const float *src;           /* the float32 operand it copies; NULL: none (not current) */
+    size_t n;                   /* its length in floats */
+    int dtype;                  /* DSK_DTYPE_BF16 or _FP16 */
+    void *buf;                  /* n 16-bit values; cap bytes, kept when the slot is reused */
+    size_t cap;
+    unsigned long long used;    /* half_clock when last used */
+} dsk_cuda_half_slot;
+
 typedef struct dsk_cuda {
     dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
     int device, sm_count;
@@ -75,8 +86,11 @@ typedef struct dsk_cuda {
     int sync_each;           /* DSK_CUDA_SYNC=1: wait after every op */
     void *scratch;           /* device scratch, valid until the next dsk_cuda_scratch() */
     size_t scratch_len;
-    void *gemm_half;         /* gemm_dtype bf16/fp16: both operands converted, kept between products */
+    void *gemm_half;         /* gemm_dtype bf16/fp16 without slots: both operands, converted per product */
     size_t gemm_half_len;
+    dsk_cuda_half_slot half[DSK_CUDA_HALF_SLOTS];   /* with slots: copies kept while current */
+    int half_slots;          /* slots in use, DSK_CUDA_HALF_CACHE (default all; 0: one_buffer) */
+    unsigned long long half_clock, half_hits, half_misses;
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
     int attn_fp32;           /* DSK_CUDA_ATTN=fp32: fp32 attention kernels whatever gemm_dtype says */
@@ -93,6 +107,17 @@ typedef struct dsk_cuda {
     int n_q4, cap_q4;
     char name[64];
 } dsk_cuda;
+
+/* gemm's operands in bf16 / fp16 (gemm_operands.cu): *Ah and *Bh are A
+ * and B rounded, reused from an earlier product when still current. */
+void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb,
+                            const void **Ah, const void **Bh);
+/* Every copy is stale: something may have written any device memory. */
+void dsk_cuda_half_forget(dsk_cuda *cb);
+/* The copies of anything in [p, p + bytes) are stale. */
+void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes);
+/* The buffers back (cuda_destroy); with verbose, how many were reused. */
+void dsk_cuda_half_free(dsk_cuda *cb);
 
 /* Every op starts here.  The CUDA runtime's current device is per host
  * thread and starts at 0: a backend on another device makes it current

@@ -33,6 +33,10 @@
 #include "ops/backend.h"
 #include "ops/half.h"
 
+#include "../../cuda/cuda_backend.h"
+/* Weak: a build without nvcc links this program without the cuda backend. */
+#pragma weak dsk_cuda_half_stats
+
 #include "harness.h"
 
 static double worst[3];   /* per dtype: the worst product error against the cpu */
@@ -158,11 +162,155 @@ static void test_back_to_fp32(void)
     free(a), free(b), free(h16), free(want), free(got);
 }
 
-static void run_all(void)
+/* ---- reused 16-bit operands (cuda/gemm_operands.cu) ----
+ * A layer's products in a row, with every way an operand can change
+ * between two products that share it: an op writing it (scale, add,
+ * upload, copy), a product overwriting it, more operands than slots,
+ * the same buffer as both operands, a shorter or later part of a buffer,
+ * and the other 16-bit type.  Each product's result is saved (copied aside), and
+ * all of them are compared: against the cpu (the fp32 tolerance), and on
+ * cuda against a second cuda backend with DSK_CUDA_HALF_CACHE=0, which
+ * must give the same bits.  On cuda the reuse itself is counted too. */
+enum { RM = 48, RK = 40, RN = 24, R_EXTRA = 11 };
+#define R_OUTS 14
+
+typedef struct reuse_run {
+    float *out[R_OUTS];   /* host copies of each product's result */
+    size_t len[R_OUTS];
+    unsigned long long hits[4], misses[4];   /* cuda: the counts after each stage */
+} reuse_run;
+
+static void counts(dsk_backend *be, reuse_run *r, int stage)
+{
+    if (dsk_cuda_half_stats && !strcmp(be->name, "cuda"))
+        dsk_cuda_half_stats(be, &r->hits[stage], &r->misses[stage]);
+}
+
+static void keep(dsk_backend *be, reuse_run *r, int *k, const float *dev, size_t n)
+{
+    r->out[*k] = get(be, dev, n);
+    r->len[(*k)++] = n;
+}
+
+/* y = x wᵀ (a linear layer's product) in dtype. */
+static void linear(dsk_backend *be, int dtype, int M, int N, int K, const float *x, const float *w, float *y)
+{
+    be->gemm_dtype = dtype;
+    be->gemm(be, 0, 1, M, N, K, 1, x, w, 0, y);
+    be->gemm_dtype = DSK_DTYPE_FP32;
+}
+
+static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_run *r)
+{
+    int k = 0;
+    size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
+    float *x = gh_upload(be, host[0], nx * 4), *x2 = gh_upload(be, host[1], nx * 4);
+    float *wq = gh_upload(be, host[2], nw * 4), *wk = gh_upload(be, host[3], nw * 4), *wv = gh_upload(be, host[4], nw * 4);
+    float *q = gh_poisoned(be, ny * 4), *kk = gh_poisoned(be, ny * 4), *v = gh_poisoned(be, ny * 4);
+    float *y = gh_poisoned(be, nx * 4);
+    counts(be, r, 0);
+    /* 1. q, k and v from one input: x converted once. */
+    linear(be, dt, RM, RN, RK, x, wq, q), linear(be, dt, RM, RN, RK, x, wk, kk), linear(be, dt, RM, RN, RK, x, wv, v);
+    keep(be, r, &k, q, ny), keep(be, r, &k, kk, ny), keep(be, r, &k, v, ny);
+    counts(be, r, 1);
+    /* 2. An op writes x, then the product runs again. */
+    be->scale(be, x, nx, -1.5f);
+    linear(be, dt, RM, RN, RK, x, wq, q);
+    counts(be, r, 2);
+    keep(be, r, &k, q, ny);
+    /* 3. The weights change by upload, copy and add. */
+    be->upload(be, wk, host[5], nw * 4);
+    linear(be, dt, RM, RN, RK, x, wk, kk), keep(be, r, &k, kk, ny);
+    be->copy(be, wv, wq, nw * 4);
+    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
+    be->add(be, x, x2, nx);
+    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
+    /* 4. A product overwrites an operand another product read: y = q wq
+     *    caches q; q = x wkᵀ rewrites it; y = q wq must see the new q. */
+    be->gemm_dtype = dt;
+    be->gemm(be, 0, 0, RM, RK, RN, 1, q, wq, 0, y);
+    be->gemm(be, 0, 1, RM, RN, RK, 1, x, wk, 0, q);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, q, wq, 0, y);
+    be->gemm_dtype = DSK_DTYPE_FP32;
+    keep(be, r, &k, y, nx);
+    counts(be, r, 3);
+    /* 5. More operands than slots, twice round: every one evicted and back. */
+    float *extra[R_EXTRA];
+    for (int i = 0; i < R_EXTRA; i++)
+        extra[i] = gh_upload(be, host[6 + i % 3], nw * 4);
+    be->scale(be, extra[R_EXTRA - 1], nw, 0.5f);   /* one of them differs from its host copy */
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < R_EXTRA; i++)
+            linear(be, dt, RM, RN, RK, x, extra[i], i == 0 ? q : i == R_EXTRA - 1 ? kk : v);
+    keep(be, r, &k, q, ny), keep(be, r, &k, kk, ny);
+    /* 6. x's first rows (a copy of the same address, shorter), then x as
+     *    both operands (x xᵀ: the short copy must not serve), x's last
+     *    rows, and x in the other type. */
+    float *xx = gh_poisoned(be, (size_t)RM * RM * 4);
+    be->scale(be, x, nx, 0.75f);
+    linear(be, dt, RM / 2, RN, RK, x, wq, q), keep(be, r, &k, q, ny / 2);
+    linear(be, dt, RM, RM, RK, x, x, xx), keep(be, r, &k, xx, (size_t)RM * RM);
+    linear(be, dt, RM / 2, RN, RK, x + nx / 2, wq, q), keep(be, r, &k, q, ny / 2);
+    linear(be, dt == DSK_DTYPE_BF16 ? DSK_DTYPE_FP16 : DSK_DTYPE_BF16, RM, RN, RK, x, wq, q), keep(be, r, &k, q, ny);
+    if (k != R_OUTS)
+        dsk_die(EX_SOFTWARE, "reuse_sequence kept %d results, not %d", k, R_OUTS);
+    for (int i = 0; i < R_EXTRA; i++)
+        be->free(be, extra[i]);
+    float *bufs[] = {x, x2, wq, wk, wv, q, kk, v, y, xx};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        be->free(be, bufs[i]);
+}
+
+static void test_operand_reuse(dsk_backend *plain)
+{
+    enum { N_HOST = 9 };
+    float *host[N_HOST];
+    for (int i = 0; i < N_HOST; i++)
+        host[i] = gh_rnd(i < 2 ? (size_t)RM * RK : (size_t)RN * RK, 1);
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
+        reuse_run want = {0}, got = {0}, off = {0};
+        reuse_sequence(REF, dt, host, &want);
+        reuse_sequence(DEV, dt, host, &got);
+        if (plain)
+            reuse_sequence(plain, dt, host, &off);
+        double e = 0;
+        int same = 1;
+        for (int i = 0; i < R_OUTS; i++) {
+            double ei = rel_err(got.out[i], want.out[i], got.len[i]);
+            e = isnan(ei) || ei > e ? ei : e;
+            if (plain)
+                same &= !memcmp(got.out[i], off.out[i], got.len[i] * 4);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s: %d products with operands rewritten between", dsk_dtype_name(dt), R_OUTS);
+        record(what, e, 2e-5, 1);
+        if (plain) {
+            snprintf(what, sizeof what, "%s: the same bits as DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
+            record(what, !same, 0, 1);
+            /* q, k, v from x: 4 conversions (x and three weights), x reused
+             * twice; after scale(x) nothing is current: 2 conversions. */
+            unsigned long long h1 = got.hits[1] - got.hits[0], m1 = got.misses[1] - got.misses[0];
+            unsigned long long h2 = got.hits[2] - got.hits[1], m2 = got.misses[2] - got.misses[1];
+            snprintf(what, sizeof what, "%s: q,k,v reuse x (hits %llu, misses %llu; want 2, 4)", dsk_dtype_name(dt),
+                     h1, m1);
+            record(what, h1 != 2 || m1 != 4, 0, 1);
+            snprintf(what, sizeof what, "%s: an op makes every copy stale (hits %llu, misses %llu; want 0, 2)",
+                     dsk_dtype_name(dt), h2, m2);
+            record(what, h2 != 0 || m2 != 2, 0, 1);
+        }
+        for (int i = 0; i < R_OUTS; i++)
+            free(want.out[i]), free(got.out[i]), free(off.out[i]);
+    }
+    for (int i = 0; i < N_HOST; i++)
+        free(host[i]);
+}
+
+static void run_all(dsk_backend *plain)
 {
     test_shapes();
     test_fp16_edges();
     test_back_to_fp32();
+    test_operand_reuse(plain);
     printf("\n%-8s %11s\n", "dtype", "worst err");
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
         printf("%-8s %11.2e\n", dsk_dtype_name(dt), worst[dt]);
@@ -184,12 +332,20 @@ int main(int argc, char **argv)
         /* The harness against a second cpu backend, and the cpu's rounded
          * products against double sums. */
         printf("# harness self-check: cpu against cpu (bf16, fp16)\n");
-        run_all();
+        run_all(NULL);
     } else {
         if (DEV->gemm_dtype != DSK_DTYPE_FP32)
             record("a new cuda backend's gemm_dtype is fp32", 1, 0, 1);
         printf("# cpu (%d threads) against %s: gemm in bf16 and fp16\n", REF->threads, DEV->name);
-        run_all();
+        /* A second cuda backend that converts every product's operands afresh. */
+        setenv("DSK_CUDA_HALF_CACHE", "0", 1);
+        dsk_err err = {0};
+        dsk_backend *plain = dsk_backend_new("cuda", 0, &err);
+        unsetenv("DSK_CUDA_HALF_CACHE");
+        if (!plain)
+            dsk_die(EX_SOFTWARE, "a second cuda backend: %s", err.msg);
+        run_all(plain);
+        plain->destroy(plain);
     }
     return gh_close();
 }

@@ -13,7 +13,9 @@
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
 # kernels, tc (bf16 tensor cores, what bf16 / fp16 run) or fp32 (CUDA
-# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16 runs with both, to show the gain.  The table is a
+# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16 runs with both, to show the gain,
+# and once with DSK_CUDA_HALF_CACHE=0 (every product converting its
+# operands afresh: the gain of reusing them).  The table is a
 # measurement, not a test: the exit status is non-zero only when a run
 # fails.
 set -eu
@@ -47,9 +49,10 @@ fi
 printf '%-10s %-9s %-5s %-4s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype attn recompute "tok/s" "step ms" \
     TFLOPS MFU "act GiB" target
 status=0
-row() {  # model B T dtype recompute target [DSK_CUDA_ATTN]
+row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE]]
     attn=${7:-auto}
-    out=$(DSK_CUDA_ATTN=$attn "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda "$4" "$5" 2>"$tmp/err") || {
+    out=$(env DSK_CUDA_ATTN="$attn" ${8:+DSK_CUDA_HALF_CACHE=$8} "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda \
+        "$4" "$5" 2>"$tmp/err") || {
         printf '%-10s %-9s %-5s %-4s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
         status=1
         return
@@ -74,6 +77,7 @@ row 125m 8 2048 fp32 0 ""
 row 125m 8 2048 bf16 0 ""
 row 1.3b 8 2048 bf16 0 ">=50% MFU"
 row 1.3b 8 2048 bf16 0 "" fp32
+row 1.3b 8 2048 bf16 0 "16-bit operand copies off" auto 0
 row 1.3b 8 2048 bf16 1 ""
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"

@@ -15,6 +15,8 @@
 #  - --dtype bf16 with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
 #    within 1% of the bf16 run with the tensor-core ones; an unknown
 #    DSK_CUDA_ATTN exits 64;
+#  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
+#    bit as with the 16-bit operand copies reused; =1 exits 64;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
 #    same loss within 1e-5 (forward only, the evaluation's batching);
 #  - dsk-eval gen on a 4-bit copy of it (dsk-quant rtn): the same
@@ -114,7 +116,30 @@ if (export DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32 "$DEV" --dtype bf16); then
 else
     bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 on cuda"
 fi
+# The bf16 run again converting every product's operands afresh
+# (DSK_CUDA_HALF_CACHE=0): reusing the 16-bit copies changes no bit.
 if [ "$DEV" != cpu ]; then
+    if (export DSK_CUDA_HALF_CACHE=0 && train gpu-bf16-nocache "$DEV" --dtype bf16); then
+        if cmp -s "$tmp/gpu-bf16/latest/model.safetensors" "$tmp/gpu-bf16-nocache/latest/model.safetensors"; then
+            ok "--dtype bf16: the same weights bit for bit with DSK_CUDA_HALF_CACHE=0"
+        else
+            bad "--dtype bf16: DSK_CUDA_HALF_CACHE=0 changed the weights"
+        fi
+    else
+        bad "--dtype bf16 with DSK_CUDA_HALF_CACHE=0 on cuda"
+    fi
+fi
+
+if [ "$DEV" != cpu ]; then
+    rc=0
+    # shellcheck disable=SC2086
+    DSK_CUDA_HALF_CACHE=1 "$B/dsk-train" $common --steps 1 --backend "$DEV" --out "$tmp/half-bad" \
+        2>"$tmp/half-bad.err" || rc=$?
+    if [ "$rc" = 64 ] && grep -q 'DSK_CUDA_HALF_CACHE=1' "$tmp/half-bad.err" && [ ! -e "$tmp/half-bad" ]; then
+        ok "DSK_CUDA_HALF_CACHE=1: exit 64, says why, writes nothing"
+    else
+        bad "DSK_CUDA_HALF_CACHE=1: exit $rc, not 64 with a message and no output"
+    fi
     rc=0
     # shellcheck disable=SC2086
     DSK_CUDA_ATTN=tensor "$B/dsk-train" $common --steps 1 --backend "$DEV" --out "$tmp/attn-bad" \

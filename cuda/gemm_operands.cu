@@ -1,0 +1,231 @@
+/* gemm's 16-bit operands: the float32 operands of a bf16 / fp16 product
+ * rounded into device buffers that tensor cores read, and kept while
+ * they are current.
+ *
+ * Why keep them: the model runs products on the same operand back to
+ * back (q, k and v from one normalised input; gate and up from another;
+ * in the backward, each output gradient twice, for dX and dW, and each
+ * layer input once per weight it feeds).  Rounding an operand costs a
+ * pass over it (4 bytes read, 2 written a value), which at the 1.3b
+ * preset is about as many bytes as all the other element-wise work of a
+ * step; reusing the copy saves about a third of those passes.
+ *
+ * When a copy is current: it is keyed by its source's address, length
+ * and type, and forgotten as soon as anything may have written the
+ * source: every backend op but gemm, sumsq and download forgets them all
+ * (the op table wraps each in a flush, cuda_backend.cu), so does every
+ * collective (comm_nccl.cu), and gemm forgets those its output overlaps.
+ * So only products that follow each other with nothing in between share
+ * copies, which is where the repeats are.  Eight slots: the largest
+ * group of products on common operands, a q/k/v backward, touches seven
+ * (three gradients, three weights, one input).
+ *
+ * DSK_CUDA_HALF_CACHE=0 turns it off: every product converts both of its
+ * operands afresh into one buffer (as before, and the reference the
+ * tests compare it with). */
+#include <stdio.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda_internal.cuh"
+
+/* out[i] = in[i] rounded to bf16 / fp16, to nearest even as half.h's
+ * dsk_f32_to_bf16 / dsk_f32_to_f16 (the CPU backend's reference). */
+template <typename H> __device__ __forceinline__ H to_half(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 to_half<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half to_half<__half>(float x) { return __float2half_rn(x); }
+
+/* Two arrays in one launch: a[0..na) into out_a, then b[0..nb) into out_b
+ * (either count may be 0). */
+template <typename H>
+__global__ void k_round_half(H *__restrict__ out_a, const float *__restrict__ a, size_t na, H *__restrict__ out_b,
+                             const float *__restrict__ b, size_t nb)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nb; i += (size_t)gridDim.x * blockDim.x) {
+        if (i < na)
+            out_a[i] = to_half<H>(a[i]);
+        else
+            out_b[i - na] = to_half<H>(b[i - na]);
+    }
+}
+
+static void round_half(dsk_cuda *cb, int dtype, void *out_a, const float *a, size_t na, void *out_b, const float *b,
+                       size_t nb)
+{
+    if (na + nb == 0)
+        return;
+    const int threads = 256;
+    const unsigned blocks = dsk_cuda_blocks(cb, na + nb, threads);
+    /* The kernels named with their type (the CPU emulation in tests/gpu/emu
+     * cannot deduce a kernel's template arguments from a launch's). */
+    if (dtype == DSK_DTYPE_BF16) {
+        k_round_half<__nv_bfloat16><<<blocks, threads, 0, cb->stream>>>((__nv_bfloat16 *)out_a, a, na,
+                                                                         (__nv_bfloat16 *)out_b, b, nb);
+        LAUNCHED(cb, "gemm: operands to bf16");
+    } else {
+        k_round_half<__half><<<blocks, threads, 0, cb->stream>>>((__half *)out_a, a, na, (__half *)out_b, b, nb);
+        LAUNCHED(cb, "gemm: operands to fp16");
+    }
+}
+
+static const char *type_name(int dtype) { return dtype == DSK_DTYPE_BF16 ? "bf16" : "fp16"; }
+
+/* Without slots: both operands into the one buffer, B's part 256-byte
+ * aligned as tensor-core kernels like it. */
+static void one_buffer(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb, const void **Ah,
+                       const void **Bh)
+{
+    size_t a_bytes = (na * 2 + 255) & ~(size_t)255, bytes = a_bytes + nb * 2;
+    if (bytes > cb->gemm_half_len) {
+        /* The old buffer may still be read by queued products. */
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+        if (cb->gemm_half)
+            CUDA_CHECK(cudaFree(cb->gemm_half));
+        cb->gemm_half = NULL;
+        if (cudaMalloc(&cb->gemm_half, bytes) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cb->gemm_half_len = 0;
+            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for %s operands on device %d", bytes,
+                    type_name(dtype), cb->device);
+        }
+        cb->gemm_half_len = bytes;
+    }
+    char *base = (char *)cb->gemm_half;
+    round_half(cb, dtype, base, A, na, base + a_bytes, B, nb);
+    *Ah = base;
+    *Bh = base + a_bytes;
+}
+
+static int find(const dsk_cuda *cb, const float *src, size_t n, int dtype)
+{
+    for (int i = 0; i < cb->half_slots; i++) {
+        const dsk_cuda_half_slot *s = &cb->half[i];
+        if (s->src == src && s->n == n && s->dtype == dtype)
+            return i;
+    }
+    return -1;
+}
+
+/* The slot a new copy of `bytes` goes to, never `keep`: a free one that
+ * is big enough, else any free one, else the least recently used. */
+static int victim(const dsk_cuda *cb, size_t bytes, int keep)
+{
+    int best = -1, rank = 3;
+    for (int i = 0; i < cb->half_slots; i++) {
+        if (i == keep)
+            continue;
+        const dsk_cuda_half_slot *s = &cb->half[i];
+        int r = !s->src ? (s->cap >= bytes ? 0 : 1) : 2;
+        if (r < rank || (r == rank && r == 2 && s->used < cb->half[best].used)) {
+            best = i;
+            rank = r;
+        }
+    }
+    return best;
+}
+
+/* Gives slot i room for `bytes`.  Out of memory, the other slots' buffers
+ * (but `keep`'s) go back first, then it gives up. */
+static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype)
+{
+    dsk_cuda_half_slot *s = &cb->half[i];
+    if (s->cap >= bytes)
+        return;
+    /* Queued products may still read the old buffers. */
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    if (s->buf)
+        CUDA_CHECK(cudaFree(s->buf));
+    s->buf = NULL;
+    s->cap = 0;
+    if (cudaMalloc(&s->buf, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        for (int j = 0; j < cb->half_slots; j++) {
+            dsk_cuda_half_slot *o = &cb->half[j];
+            if (j != i && j != keep && o->buf) {
+                CUDA_CHECK(cudaFree(o->buf));
+                *o = dsk_cuda_half_slot{};
+            }
+        }
+        if (cudaMalloc(&s->buf, bytes) != cudaSuccess) {
+            (void)cudaGetLastError();
+            s->buf = NULL;
+            dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for %s operands on device %d", bytes,
+                    type_name(dtype), cb->device);
+        }
+    }
+    s->cap = bytes;
+}
+
+/* Slot for (src, n), filled by the caller's conversion when *fresh. */
+static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh)
+{
+    int i = find(cb, src, n, dtype);
+    *fresh = i < 0;
+    if (i < 0) {
+        i = victim(cb, n * 2, keep);
+        cb->half[i].src = NULL;   /* not current while it is refilled */
+        reserve(cb, i, keep, n * 2, dtype);
+        cb->half[i].src = src;
+        cb->half[i].n = n;
+        cb->half[i].dtype = dtype;
+        cb->half_misses++;
+    } else {
+        cb->half_hits++;
+    }
+    cb->half[i].used = ++cb->half_clock;
+    return i;
+}
+
+void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb,
+                            const void **Ah, const void **Bh)
+{
+    if (cb->half_slots == 0) {
+        one_buffer(cb, dtype, A, na, B, nb, Ah, Bh);
+        return;
+    }
+    int new_a, new_b;
+    int ia = slot_for(cb, dtype, A, na, -1, &new_a);
+    int ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
+    new_b = new_b && ib != ia;
+    round_half(cb, dtype, new_a ? cb->half[ia].buf : NULL, A, new_a ? na : 0, new_b ? cb->half[ib].buf : NULL, B,
+               new_b ? nb : 0);
+    *Ah = cb->half[ia].buf;
+    *Bh = cb->half[ib].buf;
+}
+
+void dsk_cuda_half_forget(dsk_cuda *cb)
+{
+    for (int i = 0; i < cb->half_slots; i++)
+        cb->half[i].src = NULL;
+}
+
+void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes)
+{
+    const char *lo = (const char *)p, *hi = lo + bytes;
+    for (int i = 0; i < cb->half_slots; i++) {
+        dsk_cuda_half_slot *s = &cb->half[i];
+        const char *slo = (const char *)s->src, *shi = slo + s->n * sizeof(float);
+        if (s->src && slo < hi && lo < shi)
+            s->src = NULL;
+    }
+}
+
+void dsk_cuda_half_free(dsk_cuda *cb)
+{
+    if (cb->verbose && cb->half_hits + cb->half_misses)
+        fprintf(stderr, "cuda: 16-bit gemm operands: %llu of %llu reused\n", cb->half_hits,
+                cb->half_hits + cb->half_misses);
+    for (int i = 0; i < DSK_CUDA_HALF_SLOTS; i++)
+        if (cb->half[i].buf)
+            CUDA_CHECK(cudaFree(cb->half[i].buf));
+    if (cb->gemm_half)
+        CUDA_CHECK(cudaFree(cb->gemm_half));
+}
+
+extern "C" void dsk_cuda_half_stats(dsk_backend *be, unsigned long long *hits, unsigned long long *misses)
+{
+    const dsk_cuda *cb = (const dsk_cuda *)be;
+    *hits = cb->half_hits;
+    *misses = cb->half_misses;
+}
