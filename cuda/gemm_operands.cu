@@ -23,6 +23,7 @@
  * DSK_CUDA_HALF_CACHE=0 turns it off: every product converts both of its
  * operands afresh into one buffer (as before, and the reference the
  * tests compare it with). */
+#include <stdint.h>
 #include <stdio.h>
 
 #include <cuda_bf16.h>
@@ -202,10 +203,11 @@ void dsk_cuda_half_forget(dsk_cuda *cb)
 
 void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes)
 {
-    const char *lo = (const char *)p, *hi = lo + bytes;
+    /* As integers: the buffers are separate allocations. */
+    uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
     for (int i = 0; i < cb->half_slots; i++) {
         dsk_cuda_half_slot *s = &cb->half[i];
-        const char *slo = (const char *)s->src, *shi = slo + s->n * sizeof(float);
+        uintptr_t slo = (uintptr_t)s->src, shi = slo + s->n * sizeof(float);
         if (s->src && slo < hi && lo < shi)
             s->src = NULL;
     }
