@@ -309,7 +309,12 @@ static float *scratch(nccl_comm *g, size_t n)
             CUDA_CHECK(cudaFree(g->scratch));
         g->scratch = NULL;
         g->scratch_len = 0;
-        if (cudaMalloc((void **)&g->scratch, n * sizeof(float)) != cudaSuccess) {
+        cudaError_t e = cudaMalloc((void **)&g->scratch, n * sizeof(float));
+        if (e != cudaSuccess && dsk_cuda_half_release(g->cb)) {   /* without gemm's 16-bit copies */
+            (void)cudaGetLastError();
+            e = cudaMalloc((void **)&g->scratch, n * sizeof(float));
+        }
+        if (e != cudaSuccess) {
             (void)cudaGetLastError();
             dsk_die(EX_OSERR, "nccl: out of device memory allocating %zu bytes of padding for a collective on device "
                     "%d", n * sizeof(float), g->cb->device);

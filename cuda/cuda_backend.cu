@@ -39,7 +39,12 @@ void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes)
         if (cudaMalloc(&cb->scratch, len) != cudaSuccess) {
             (void)cudaGetLastError();
             len = bytes;
-            if (cudaMalloc(&cb->scratch, len) != cudaSuccess)
+            cudaError_t e = cudaMalloc(&cb->scratch, len);
+            if (e != cudaSuccess && dsk_cuda_half_release(cb)) {   /* without gemm's 16-bit copies */
+                (void)cudaGetLastError();
+                e = cudaMalloc(&cb->scratch, len);
+            }
+            if (e != cudaSuccess)
                 dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes of scratch on device %d", bytes,
                         cb->device);
         }
@@ -55,6 +60,10 @@ static void *cuda_alloc(dsk_backend *be, size_t bytes)
     dsk_cuda *cb = dsk_cuda_of(be);
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
+    if (e == cudaErrorMemoryAllocation && dsk_cuda_half_release(cb)) {
+        (void)cudaGetLastError();
+        e = cudaMalloc(&p, bytes ? bytes : 256);   /* without gemm's 16-bit copies */
+    }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;

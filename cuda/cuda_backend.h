@@ -40,8 +40,11 @@
  *                       operands, reused by the products that follow on
  *                       the same operand (gemm_operands.cu): 2 to 8
  *                       (default 8), or 0 to convert every product's
- *                       operands afresh; anything else fails the
- *                       backend's creation with EX_USAGE.
+ *                       operands afresh (less device memory: each slot
+ *                       keeps a buffer as large as the largest operand
+ *                       it held; an allocation that fails frees them
+ *                       first); anything else fails the backend's
+ *                       creation with EX_USAGE.
  *
  * Precision: fp32 by default.  gemm_dtype bf16 / fp16 (dsk-train
  * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash

@@ -116,6 +116,10 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */
 void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes);
+/* Out of device memory: the copies' buffers back (after waiting for the
+ * stream); 1 when there were any, so that the allocation is worth trying
+ * again. */
+int dsk_cuda_half_release(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */
 void dsk_cuda_half_free(dsk_cuda *cb);
 

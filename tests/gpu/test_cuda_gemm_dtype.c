@@ -177,7 +177,7 @@ enum { RM = 48, RK = 40, RN = 24, R_EXTRA = 11 };
 typedef struct reuse_run {
     float *out[R_OUTS];   /* host copies of each product's result */
     size_t len[R_OUTS];
-    unsigned long long hits[4], misses[4];   /* cuda: the counts after each stage */
+    unsigned long long hits[5], misses[5];   /* cuda: the counts after each stage */
 } reuse_run;
 
 static void counts(dsk_backend *be, reuse_run *r, int stage)
@@ -225,6 +225,7 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
     be->add(be, x, x2, nx);
     linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
+    counts(be, r, 3);
     /* 4. A product overwrites an operand another product read: y = q wq
      *    caches q; q = x wkᵀ rewrites it; y = q wq must see the new q. */
     be->gemm_dtype = dt;
@@ -233,12 +234,14 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     be->gemm(be, 0, 0, RM, RK, RN, 1, q, wq, 0, y);
     be->gemm_dtype = DSK_DTYPE_FP32;
     keep(be, r, &k, y, nx);
-    counts(be, r, 3);
-    /* 5. More operands than slots, twice round: every one evicted and back. */
+    counts(be, r, 4);
+    /* 5. More operands than slots, twice round: every one evicted and
+     *    back (each different, so that a mixed-up slot shows). */
     float *extra[R_EXTRA];
-    for (int i = 0; i < R_EXTRA; i++)
+    for (int i = 0; i < R_EXTRA; i++) {
         extra[i] = gh_upload(be, host[6 + i % 3], nw * 4);
-    be->scale(be, extra[R_EXTRA - 1], nw, 0.5f);   /* one of them differs from its host copy */
+        be->scale(be, extra[i], nw, 1.0f + 0.125f * (float)i);
+    }
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < R_EXTRA; i++)
             linear(be, dt, RM, RN, RK, x, extra[i], i == 0 ? q : i == R_EXTRA - 1 ? kk : v);
@@ -297,6 +300,12 @@ static void test_operand_reuse(dsk_backend *plain)
             snprintf(what, sizeof what, "%s: an op makes every copy stale (hits %llu, misses %llu; want 0, 2)",
                      dsk_dtype_name(dt), h2, m2);
             record(what, h2 != 0 || m2 != 2, 0, 1);
+            /* y = q wq, q = x wkᵀ, y = q wq: x and wq reused, q not (the
+             * second product overwrote it). */
+            unsigned long long h4 = got.hits[4] - got.hits[3], m4 = got.misses[4] - got.misses[3];
+            snprintf(what, sizeof what, "%s: a product's output is stale (hits %llu, misses %llu; want 2, 4)",
+                     dsk_dtype_name(dt), h4, m4);
+            record(what, h4 != 2 || m4 != 4, 0, 1);
         }
         for (int i = 0; i < R_OUTS; i++)
             free(want.out[i]), free(got.out[i]), free(off.out[i]);
