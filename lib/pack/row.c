@@ -114,8 +114,9 @@ int dsk_row_decode(dsk_row_codec *c, const void *value, size_t len, uint32_t voc
         return dsk_fail(err, EX_DATAERR, "row of %zu bytes is shorter than its header", len);
     unsigned flags = v[1], tb = v[2];
     uint32_t n = get32(v + 4), nb = get32(v + 8), split = get32(v + 12);
-    if (v[0] != DSK_ROW_VERSION || (flags & ~31u) || ((flags & DSK_ROW_RAW) && (flags & DSK_ROW_DICT)) || (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS ||
-        nb > n || (!(flags & DSK_ROW_BOUNDARIES) && nb) || (!(flags & DSK_ROW_PAIR) && split) || split > n)
+    if (v[0] != DSK_ROW_VERSION || (flags & ~31u) || ((flags & DSK_ROW_RAW) && (flags & DSK_ROW_DICT)) ||
+        (tb != 2 && tb != 4) || v[3] || n > DSK_ROW_MAX_TOKENS || nb > n || (!(flags & DSK_ROW_BOUNDARIES) && nb) ||
+        (!(flags & DSK_ROW_PAIR) && split) || split > n)
         return dsk_fail(err, EX_DATAERR, "bad row header");
     if ((flags & DSK_ROW_DICT) && !c->ddict)
         return dsk_fail(err, EX_DATAERR, "row compressed with a dictionary the dataset does not have");

@@ -205,7 +205,8 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     int k = 0;
     size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
     float *x = gh_upload(be, host[0], nx * 4), *x2 = gh_upload(be, host[1], nx * 4);
-    float *wq = gh_upload(be, host[2], nw * 4), *wk = gh_upload(be, host[3], nw * 4), *wv = gh_upload(be, host[4], nw * 4);
+    float *wq = gh_upload(be, host[2], nw * 4), *wk = gh_upload(be, host[3], nw * 4);
+    float *wv = gh_upload(be, host[4], nw * 4);
     float *q = gh_poisoned(be, ny * 4), *kk = gh_poisoned(be, ny * 4), *v = gh_poisoned(be, ny * 4);
     float *y = gh_poisoned(be, nx * 4);
     counts(be, r, 0);
