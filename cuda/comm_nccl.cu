@@ -309,12 +309,7 @@ static float *scratch(nccl_comm *g, size_t n)
             CUDA_CHECK(cudaFree(g->scratch));
         g->scratch = NULL;
         g->scratch_len = 0;
-        cudaError_t e = cudaMalloc((void **)&g->scratch, n * sizeof(float));
-        if (e != cudaSuccess && dsk_cuda_half_release(g->cb)) {   /* without gemm's 16-bit copies */
-            (void)cudaGetLastError();
-            e = cudaMalloc((void **)&g->scratch, n * sizeof(float));
-        }
-        if (e != cudaSuccess) {
+        if (dsk_cuda_malloc(g->cb, (void **)&g->scratch, n * sizeof(float)) != cudaSuccess) {
             (void)cudaGetLastError();
             dsk_die(EX_OSERR, "nccl: out of device memory allocating %zu bytes of padding for a collective on device "
                     "%d", n * sizeof(float), g->cb->device);

@@ -27,6 +27,16 @@ void dsk_cuda_launched(dsk_cuda *cb, const char *what, const char *file, int lin
         dsk_cuda_fail(EX_SOFTWARE, file, line, what, cudaGetErrorString(e));
 }
 
+cudaError_t dsk_cuda_malloc(dsk_cuda *cb, void **p, size_t bytes)
+{
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e == cudaErrorMemoryAllocation && dsk_cuda_half_release(cb)) {
+        (void)cudaGetLastError();
+        e = cudaMalloc(p, bytes);
+    }
+    return e;
+}
+
 void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes)
 {
     if (bytes > cb->scratch_len) {
@@ -39,12 +49,7 @@ void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes)
         if (cudaMalloc(&cb->scratch, len) != cudaSuccess) {
             (void)cudaGetLastError();
             len = bytes;
-            cudaError_t e = cudaMalloc(&cb->scratch, len);
-            if (e != cudaSuccess && dsk_cuda_half_release(cb)) {   /* without gemm's 16-bit copies */
-                (void)cudaGetLastError();
-                e = cudaMalloc(&cb->scratch, len);
-            }
-            if (e != cudaSuccess)
+            if (dsk_cuda_malloc(cb, &cb->scratch, len) != cudaSuccess)
                 dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes of scratch on device %d", bytes,
                         cb->device);
         }
@@ -59,11 +64,7 @@ static void *cuda_alloc(dsk_backend *be, size_t bytes)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
     void *p = NULL;
-    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
-    if (e == cudaErrorMemoryAllocation && dsk_cuda_half_release(cb)) {
-        (void)cudaGetLastError();
-        e = cudaMalloc(&p, bytes ? bytes : 256);   /* without gemm's 16-bit copies */
-    }
+    cudaError_t e = dsk_cuda_malloc(cb, &p, bytes ? bytes : 256);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;

@@ -139,6 +139,10 @@ static inline dsk_cuda *dsk_cuda_of(dsk_backend *be)
 [[noreturn]] void dsk_cuda_fail(int code, const char *file, int line, const char *what, const char *msg);
 /* After a kernel launch: the launch error, and with sync_each the kernel's. */
 void dsk_cuda_launched(dsk_cuda *cb, const char *what, const char *file, int line);
+/* cudaMalloc, and when the device is out of memory, once more after
+ * gemm's 16-bit operand copies have given theirs back
+ * (dsk_cuda_half_release); the error of the last try. */
+cudaError_t dsk_cuda_malloc(dsk_cuda *cb, void **p, size_t bytes);
 /* Device scratch of at least `bytes`, valid until the next call (one
  * stream: an op may reuse what the previous op used). */
 void *dsk_cuda_scratch(dsk_cuda *cb, size_t bytes);

@@ -126,6 +126,21 @@ __device__ __forceinline__ int tc_at(const wmma::col_major *, int r, int c, int 
 
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> tc_acc;
 
+/* One output tile: acc += A's row of tiles mi times B's column of tiles
+ * ni, K deep. */
+template <int K, class LA, class LB>
+__device__ __forceinline__ void tc_tile_acc(tc_acc &acc, const bf16 *A, int lda, const bf16 *B, int ldb, int mi, int ni)
+{
+#pragma unroll
+    for (int k = 0; k < K; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LA> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LB> b;
+        wmma::load_matrix_sync(a, A + tc_at((const LA *)0, mi * 16, k, lda), lda);
+        wmma::load_matrix_sync(b, B + tc_at((const LB *)0, k, ni * 16, ldb), ldb);
+        wmma::mma_sync(acc, a, b, acc);
+    }
+}
+
 /* acc[n] += A B over output tile t = warp + 8 n of an M x N product
  * (t < the tile count), K deep: A [M][K] and B [K][N] bf16 in shared
  * memory, each row-major (element (r, c) at r * ld + c) or, as LA / LB
@@ -139,15 +154,7 @@ __device__ __forceinline__ void tc_mm_acc(tc_acc (&acc)[NPW], const bf16 *A, int
         const int t = warp + n * (FA_THREADS / 32);
         if (t >= (M / 16) * (N / 16))
             break;   /* the same for the whole warp */
-        const int mi = t / (N / 16), ni = t % (N / 16);
-#pragma unroll
-        for (int k = 0; k < K; k += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LA> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LB> b;
-            wmma::load_matrix_sync(a, A + tc_at((const LA *)0, mi * 16, k, lda), lda);
-            wmma::load_matrix_sync(b, B + tc_at((const LB *)0, k, ni * 16, ldb), ldb);
-            wmma::mma_sync(acc[n], a, b, acc[n]);
-        }
+        tc_tile_acc<K, LA, LB>(acc[n], A, lda, B, ldb, t / (N / 16), t % (N / 16));
     }
 }
 
@@ -201,14 +208,7 @@ __device__ __forceinline__ void tc_mm_pair(float *C0, const bf16 *A0, const bf16
         const bf16 *A = second ? A1 : A0, *B = second ? B1 : B0;
         tc_acc c;
         wmma::fill_fragment(c, 0.0f);
-#pragma unroll
-        for (int k = 0; k < K; k += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LA> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LB> b;
-            wmma::load_matrix_sync(a, A + tc_at((const LA *)0, mi * 16, k, lda), lda);
-            wmma::load_matrix_sync(b, B + tc_at((const LB *)0, k, ni * 16, ldb), ldb);
-            wmma::mma_sync(c, a, b, c);
-        }
+        tc_tile_acc<K, LA, LB>(c, A, lda, B, ldb, mi, ni);
         wmma::store_matrix_sync((second ? C1 : C0) + mi * 16 * ldc + ni * 16, c, ldc, wmma::mem_row_major);
     }
 }
