@@ -105,7 +105,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdsk.a
 # for newer GPUs (Blackwell) on first use; CUDA_ARCH=... for others.
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 GPU_TEST_BIN = $(BUILD)/tests/gpu/test_cuda_ops $(BUILD)/tests/gpu/test_cuda_gemm_dtype \
-               $(BUILD)/tests/gpu/test_cuda_gemm_lt
+               $(BUILD)/tests/gpu/test_cuda_gemm_lt $(BUILD)/tests/gpu/test_cuda_profile
 ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]

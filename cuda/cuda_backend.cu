@@ -158,6 +158,12 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
         dsk_cuda_half_operands(cb, dtype, A, (size_t)M * K, B, (size_t)K * N, &a, &b);
         t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     }
+    /* DSK_CUDA_PROFILE: the product is a section named by its type and shape. */
+    char shape[48] = "";
+    if (cb->prof)
+        snprintf(shape, sizeof shape, "%s %dx%dx%d %c%c", t == CUDA_R_16BF ? "bf16" : t == CUDA_R_16F ? "fp16" : "fp32",
+                 M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N');
+    dsk_cuda_prof_scope timed(cb, shape, 2.0 * M * N * K);
     if (!cb->lt || !dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, C)) {
         cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
         if (t != CUDA_R_32F)
@@ -174,23 +180,37 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
 
 /* ---- the table ---- */
 
-/* An op that may write device memory makes gemm's 16-bit operand copies
- * stale (gemm_operands.cu): the table installs every op but gemm (which
- * tracks its own output), sumsq and download (which write none) as
- * forgets<op>::call, which forgets them first. */
-template <auto F> struct forgets;
-template <typename R, typename... Args, R (*F)(dsk_backend *, Args...)> struct forgets<F> {
-    static R call(dsk_backend *be, Args... args)
+/* An op of the table.  One that may write device memory makes gemm's
+ * 16-bit operand copies stale (gemm_operands.cu): every op but gemm
+ * (which tracks its own output), sumsq and download (which write none)
+ * forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
+ * its name (op_profile.cu); name NULL (alloc, free: no stream work) is
+ * not.  The names are set where the table is filled (OP below). */
+template <auto F> struct table_op;
+template <typename R, typename... Args, R (*F)(dsk_backend *, Args...)> struct table_op<F> {
+    static inline const char *name = nullptr;
+    template <bool Forget> static R call(dsk_backend *be, Args... args)
     {
-        dsk_cuda_half_forget((dsk_cuda *)be);
+        dsk_cuda *cb = (dsk_cuda *)be;
+        if (Forget)
+            dsk_cuda_half_forget(cb);
+        if (!cb->prof || !name)
+            return F(be, args...);
+        dsk_cuda_prof_scope timed(cb, name);
         return F(be, args...);
     }
 };
+/* be->FIELD = FN, forgetting the copies when FORGET, timed as "FIELD". */
+#define OP(field, fn, forget) (table_op<fn>::name = #field, be->field = table_op<fn>::call<forget>)
 
 static void cuda_destroy(dsk_backend *be)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    if (cb->prof) {
+        dsk_cuda_profile_print(be, stderr);
+        dsk_cuda_prof_free(cb->prof);
+    }
     if (cb->scratch)
         CUDA_CHECK(cudaFree(cb->scratch));
     dsk_cuda_half_free(cb);
@@ -291,6 +311,11 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         }
         half_slots = (int)v;
     }
+    const char *profile = getenv("DSK_CUDA_PROFILE");
+    if (profile && *profile && strcmp(profile, "0") && strcmp(profile, "1")) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_PROFILE=%s: expected 1 (on) or 0 (off, the default)", profile);
+        return NULL;
+    }
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
     cb->half_slots = half_slots;
@@ -317,6 +342,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     cb->verbose = verbose && *verbose == '1';
     /* After tf32 and verbose, which the plans and messages read. */
     cb->lt = use_lt ? dsk_cuda_lt_new(cb) : NULL;
+    cb->prof = profile && !strcmp(profile, "1") ? dsk_cuda_prof_new() : NULL;
     CUDA_CHECK(cudaMallocHost((void **)&cb->host_sum, sizeof *cb->host_sum));
 
     dsk_backend *be = &cb->be;
@@ -324,37 +350,37 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     be->name = cb->name;
     be->threads = 1;
     be->impl = cb;
-    be->alloc = forgets<cuda_alloc>::call;
-    be->free = forgets<cuda_free>::call;
-    be->upload = forgets<cuda_upload>::call;
-    be->download = cuda_download;
-    be->copy = forgets<cuda_copy>::call;
-    be->zero = forgets<cuda_zero>::call;
-    be->gemm = dsk_cuda_gemm;
-    be->gemm_grouped = forgets<dsk_cuda_gemm_grouped>::call;
-    be->register_int4 = forgets<dsk_cuda_register_int4>::call;
-    be->add = forgets<dsk_cuda_add>::call;
-    be->scale = forgets<dsk_cuda_scale>::call;
-    be->sumsq = dsk_cuda_sumsq;
-    be->embedding_fwd = forgets<dsk_cuda_embedding_fwd>::call;
-    be->embedding_bwd = forgets<dsk_cuda_embedding_bwd>::call;
-    be->rmsnorm_fwd = forgets<dsk_cuda_rmsnorm_fwd>::call;
-    be->rmsnorm_bwd = forgets<dsk_cuda_rmsnorm_bwd>::call;
-    be->rope = forgets<dsk_cuda_rope>::call;
-    be->attention_fwd = forgets<dsk_cuda_attention_fwd>::call;
-    be->attention_bwd = forgets<dsk_cuda_attention_bwd>::call;
-    be->attention_decode = forgets<dsk_cuda_attention_decode>::call;
-    be->swiglu_fwd = forgets<dsk_cuda_swiglu_fwd>::call;
-    be->swiglu_bwd = forgets<dsk_cuda_swiglu_bwd>::call;
-    be->softmax_xent = forgets<dsk_cuda_softmax_xent>::call;
-    be->moe_route = forgets<dsk_cuda_moe_route>::call;
-    be->moe_dispatch = forgets<dsk_cuda_moe_dispatch>::call;
-    be->moe_gather = forgets<dsk_cuda_moe_gather>::call;
-    be->moe_combine = forgets<dsk_cuda_moe_combine>::call;
-    be->moe_combine_bwd = forgets<dsk_cuda_moe_combine_bwd>::call;
-    be->moe_scatter_add = forgets<dsk_cuda_moe_scatter_add>::call;
-    be->moe_route_bwd = forgets<dsk_cuda_moe_route_bwd>::call;
-    be->adamw = forgets<dsk_cuda_adamw>::call;
+    be->alloc = table_op<cuda_alloc>::call<true>;   /* no stream work to time */
+    be->free = table_op<cuda_free>::call<true>;
+    OP(upload, cuda_upload, true);
+    OP(download, cuda_download, false);
+    OP(copy, cuda_copy, true);
+    OP(zero, cuda_zero, true);
+    OP(gemm, dsk_cuda_gemm, false);
+    OP(gemm_grouped, dsk_cuda_gemm_grouped, true);
+    OP(register_int4, dsk_cuda_register_int4, true);
+    OP(add, dsk_cuda_add, true);
+    OP(scale, dsk_cuda_scale, true);
+    OP(sumsq, dsk_cuda_sumsq, false);
+    OP(embedding_fwd, dsk_cuda_embedding_fwd, true);
+    OP(embedding_bwd, dsk_cuda_embedding_bwd, true);
+    OP(rmsnorm_fwd, dsk_cuda_rmsnorm_fwd, true);
+    OP(rmsnorm_bwd, dsk_cuda_rmsnorm_bwd, true);
+    OP(rope, dsk_cuda_rope, true);
+    OP(attention_fwd, dsk_cuda_attention_fwd, true);
+    OP(attention_bwd, dsk_cuda_attention_bwd, true);
+    OP(attention_decode, dsk_cuda_attention_decode, true);
+    OP(swiglu_fwd, dsk_cuda_swiglu_fwd, true);
+    OP(swiglu_bwd, dsk_cuda_swiglu_bwd, true);
+    OP(softmax_xent, dsk_cuda_softmax_xent, true);
+    OP(moe_route, dsk_cuda_moe_route, true);
+    OP(moe_dispatch, dsk_cuda_moe_dispatch, true);
+    OP(moe_gather, dsk_cuda_moe_gather, true);
+    OP(moe_combine, dsk_cuda_moe_combine, true);
+    OP(moe_combine_bwd, dsk_cuda_moe_combine_bwd, true);
+    OP(moe_scatter_add, dsk_cuda_moe_scatter_add, true);
+    OP(moe_route_bwd, dsk_cuda_moe_route_bwd, true);
+    OP(adamw, dsk_cuda_adamw, true);
     be->destroy = cuda_destroy;
     return be;
 }

@@ -38,13 +38,24 @@
  *                       value fails the backend's creation with EX_USAGE).
  *   DSK_CUDA_HALF_CACHE=N  slots for bf16 / fp16 copies of gemm's
  *                       operands, reused by the products that follow on
- *                       the same operand (gemm_operands.cu): 2 to 8
- *                       (default 8), or 0 to convert every product's
- *                       operands afresh (less device memory: each slot
+ *                       the same operand (gemm_operands.cu; RMSNorm
+ *                       and SwiGLU write their outputs' copies as they
+ *                       write them): 2 to 8 (default 8), or 0 to
+ *                       convert every product's operands afresh and
+ *                       write no copies (less device memory: each slot
  *                       keeps a buffer as large as the largest operand
  *                       it held; an allocation that fails frees them
  *                       first); anything else fails the backend's
  *                       creation with EX_USAGE.
+ *   DSK_CUDA_PROFILE=1  time every op on the stream with CUDA events and
+ *                       print a table on stderr when the backend ends:
+ *                       each op's stream time, share, calls, time a call
+ *                       and (for products) TFLOPS, with its parts under
+ *                       it (gemm's operand copies and its products by
+ *                       shape and type, the attention's kernels), and
+ *                       the time the stream waited for the host between
+ *                       ops (op_profile.cu); 0 or unset: off; anything
+ *                       else fails the backend's creation with EX_USAGE.
  *
  * Precision: fp32 by default.  gemm_dtype bf16 / fp16 (dsk-train
  * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash
@@ -60,6 +71,8 @@
  * and only a run that asks for "cuda" needs the driver and libcublas. */
 #ifndef DSK_CUDA_BACKEND_H
 #define DSK_CUDA_BACKEND_H
+
+#include <stdio.h>
 
 #include "core/err.h"
 #include "ops/backend.h"
@@ -81,6 +94,18 @@ dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err);
  * reused (hits) and how many were converted (misses), since it was made
  * (tests/gpu/test_cuda_gemm_dtype.c checks the reuse with it). */
 void dsk_cuda_half_stats(dsk_backend *be, unsigned long long *hits, unsigned long long *misses);
+
+/* DSK_CUDA_PROFILE=1 (op_profile.cu), for programs that time a part of a
+ * run.  Each returns at once (-1 from get) when be is not a cuda backend
+ * or profiles nothing.  get: the calls, stream milliseconds and counted
+ * flops of op `op` (a name in backend.h's table), or with `section` of
+ * that part of it (as the printed table names it); zeros for a name never
+ * timed.  reset: forget everything timed so far.  print: the table, as the
+ * backend prints it when it ends. */
+int dsk_cuda_profile_get(dsk_backend *be, const char *op, const char *section, unsigned long long *calls, double *ms,
+                         double *flops);
+void dsk_cuda_profile_reset(dsk_backend *be);
+void dsk_cuda_profile_print(dsk_backend *be, FILE *f);
 
 #ifdef __cplusplus
 }

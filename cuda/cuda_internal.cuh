@@ -5,6 +5,8 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stddef.h>
@@ -65,6 +67,7 @@ int dsk_cublaslt_load(char *why, size_t why_len);
 void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
 
 typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */
+typedef struct dsk_cuda_prof dsk_cuda_prof;   /* op_profile.cu's state */
 typedef struct dsk_cuda_q4 dsk_cuda_q4;   /* kernels_int4.cu: a registered int4 layer */
 
 /* One 16-bit copy of a gemm operand (gemm_operands.cu). */
@@ -90,7 +93,7 @@ typedef struct dsk_cuda {
     size_t gemm_half_len;
     dsk_cuda_half_slot half[DSK_CUDA_HALF_SLOTS];   /* with slots: copies kept while current */
     int half_slots;          /* slots in use, DSK_CUDA_HALF_CACHE (default all; 0: one_buffer) */
-    unsigned long long half_clock, half_hits, half_misses;
+    unsigned long long half_clock, half_hits, half_misses, half_produced;
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
     int attn_fp32;           /* DSK_CUDA_ATTN=fp32: fp32 attention kernels whatever gemm_dtype says */
@@ -103,6 +106,7 @@ typedef struct dsk_cuda {
     double *host_sum;        /* pinned: sumsq's result */
     int32_t *host_i32;       /* moe_dispatch's host copies */
     size_t host_i32_len;
+    dsk_cuda_prof *prof;     /* DSK_CUDA_PROFILE=1: the ops' times (op_profile.cu); NULL: off */
     dsk_cuda_q4 *q4;         /* register_int4's layers, sorted by W */
     int n_q4, cap_q4;
     char name[64];
@@ -112,6 +116,24 @@ typedef struct dsk_cuda {
  * and B rounded, reused from an earlier product when still current. */
 void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, const float *B, size_t nb,
                             const void **Ah, const void **Bh);
+/* x rounded to bf16 / fp16 to nearest even, as half.h's dsk_f32_to_bf16 /
+ * dsk_f32_to_f16 (the CPU backend's reference). */
+template <typename H> __device__ __forceinline__ H dsk_to_half(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 dsk_to_half<__nv_bfloat16>(float x)
+{
+    return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half dsk_to_half<__half>(float x) { return __float2half_rn(x); }
+/* Copies made by the op that writes their source, for the products that
+ * read it next: an op whose outputs only ever feed matrix products
+ * (rmsnorm_fwd, swiglu_fwd, swiglu_bwd) asks for 16-bit buffers for its
+ * outputs a and b (n floats each; b may be NULL) and has its kernel write
+ * each value rounded (dsk_to_half) there too, as it writes the float.
+ * Returns be->gemm_dtype with *ha (and *hb) set, current from then on;
+ * 0 with them NULL when the products are fp32 or no copies are kept
+ * (DSK_CUDA_HALF_CACHE=0): the kernel then writes none.  Call it after
+ * the op's forget (the table's) and before its kernel. */
+int dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, void **ha, const float *b, void **hb);
 /* Every copy is stale: something may have written any device memory. */
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */
@@ -122,6 +144,32 @@ void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes);
 int dsk_cuda_half_release(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */
 void dsk_cuda_half_free(dsk_cuda *cb);
+
+/* The profile (op_profile.cu).  begin opens a bracket named `name` (an op
+ * of the table, or inside an open one a section of it) counting `flops`
+ * (0: not counted) and returns its mark for end, which closes it; both do
+ * nothing when cb->prof is NULL.  Brackets nest (4 deep at most) and
+ * close in order. */
+dsk_cuda_prof *dsk_cuda_prof_new(void);
+void dsk_cuda_prof_free(dsk_cuda_prof *p);
+int dsk_cuda_prof_begin(dsk_cuda *cb, const char *name, double flops);
+void dsk_cuda_prof_end(dsk_cuda *cb, int mark);
+/* A bracket over a C++ scope. */
+struct dsk_cuda_prof_scope {
+    dsk_cuda *cb;
+    int mark;
+    dsk_cuda_prof_scope(dsk_cuda *c, const char *name, double flops = 0)
+        : cb(c), mark(c->prof ? dsk_cuda_prof_begin(c, name, flops) : -1)
+    {
+    }
+    ~dsk_cuda_prof_scope()
+    {
+        if (cb->prof)
+            dsk_cuda_prof_end(cb, mark);
+    }
+    dsk_cuda_prof_scope(const dsk_cuda_prof_scope &) = delete;
+    dsk_cuda_prof_scope &operator=(const dsk_cuda_prof_scope &) = delete;
+};
 
 /* Every op starts here.  The CUDA runtime's current device is per host
  * thread and starts at 0: a backend on another device makes it current

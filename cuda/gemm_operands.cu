@@ -16,7 +16,15 @@
  * (the op table wraps each in a flush, cuda_backend.cu), so does every
  * collective (comm_nccl.cu), and gemm forgets those its output overlaps.
  * So only products that follow each other with nothing in between share
- * copies, which is where the repeats are.  Eight slots: the largest
+ * copies, which is where the repeats are.
+ *
+ * Copies made by the producer: an op whose outputs only ever feed
+ * products (rmsnorm_fwd's normalised rows, swiglu_fwd's activation,
+ * swiglu_bwd's two gradients) writes each output's 16-bit copy with it
+ * (dsk_cuda_half_produce), from the value in a register: 2 bytes more
+ * written a value instead of a conversion pass (4 read, 2 written).  Its
+ * results are the same bits: the same float, rounded the same way.
+ * Eight slots: the largest
  * group of products on common operands, a q/k/v backward, touches seven
  * (three gradients, three weights, one input).
  *
@@ -24,22 +32,14 @@
  * as the largest operand it has held (at 1.3b, batch 8 x 2048, counted
  * over one step's products: about 700 MiB, against 260 MiB for the one
  * buffer of converting afresh).  An allocation that fails gives them
- * back and tries again (dsk_cuda_half_release).  DSK_CUDA_HALF_CACHE=0 turns reuse off: every
- * product converts both of its operands afresh into one buffer (as
- * before, and the reference the tests compare it with). */
+ * back and tries again (dsk_cuda_half_release).  DSK_CUDA_HALF_CACHE=0
+ * turns reuse off: every product converts both of its operands afresh
+ * into one buffer, and no op writes copies (as before, and the reference
+ * the tests compare it with). */
 #include <stdint.h>
 #include <stdio.h>
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "cuda_internal.cuh"
-
-/* out[i] = in[i] rounded to bf16 / fp16, to nearest even as half.h's
- * dsk_f32_to_bf16 / dsk_f32_to_f16 (the CPU backend's reference). */
-template <typename H> __device__ __forceinline__ H to_half(float x);
-template <> __device__ __forceinline__ __nv_bfloat16 to_half<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half to_half<__half>(float x) { return __float2half_rn(x); }
 
 /* Two arrays in one launch: a[0..na) into out_a, then b[0..nb) into out_b
  * (either count may be 0). */
@@ -49,9 +49,9 @@ __global__ void k_round_half(H *__restrict__ out_a, const float *__restrict__ a,
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nb; i += (size_t)gridDim.x * blockDim.x) {
         if (i < na)
-            out_a[i] = to_half<H>(a[i]);
+            out_a[i] = dsk_to_half<H>(a[i]);
         else
-            out_b[i - na] = to_half<H>(b[i - na]);
+            out_b[i - na] = dsk_to_half<H>(b[i - na]);
     }
 }
 
@@ -62,6 +62,7 @@ static void round_half(dsk_cuda *cb, int dtype, void *out_a, const float *a, siz
         return;
     const int threads = 256;
     const unsigned blocks = dsk_cuda_blocks(cb, na + nb, threads);
+    dsk_cuda_prof_scope timed(cb, dtype == DSK_DTYPE_BF16 ? "operands to bf16" : "operands to fp16");
     /* The kernels named with their type (the CPU emulation in tests/gpu/emu
      * cannot deduce a kernel's template arguments from a launch's). */
     if (dtype == DSK_DTYPE_BF16) {
@@ -203,6 +204,32 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
     *Bh = cb->half[ib].buf;
 }
 
+int dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, void **ha, const float *b, void **hb)
+{
+    int dtype = cb->be.gemm_dtype;
+    *ha = NULL;
+    if (hb)
+        *hb = NULL;
+    if (cb->half_slots == 0 || n == 0 || (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16))
+        return 0;
+    /* The outputs are about to change: no copy of them is current (the
+     * table's forget did it already; this holds without it too). */
+    dsk_cuda_half_written(cb, a, n * sizeof(float));
+    if (b)
+        dsk_cuda_half_written(cb, b, n * sizeof(float));
+    int fresh, ia = slot_for(cb, dtype, a, n, -1, &fresh);
+    *ha = cb->half[ia].buf;
+    cb->half_misses--;   /* not a product's operand (yet): counted apart */
+    cb->half_produced++;
+    if (b && b != a) {
+        int ib = slot_for(cb, dtype, b, n, ia, &fresh);
+        *hb = cb->half[ib].buf;
+        cb->half_misses--;
+        cb->half_produced++;
+    }
+    return dtype;
+}
+
 void dsk_cuda_half_forget(dsk_cuda *cb)
 {
     for (int i = 0; i < cb->half_slots; i++)
@@ -244,8 +271,8 @@ int dsk_cuda_half_release(dsk_cuda *cb)
 void dsk_cuda_half_free(dsk_cuda *cb)
 {
     if (cb->verbose && cb->half_hits + cb->half_misses)
-        fprintf(stderr, "cuda: 16-bit gemm operands: %llu of %llu reused\n", cb->half_hits,
-                cb->half_hits + cb->half_misses);
+        fprintf(stderr, "cuda: 16-bit gemm operands: %llu of %llu reused (%llu copies written by the ops that made "
+                "their sources)\n", cb->half_hits, cb->half_hits + cb->half_misses, cb->half_produced);
     for (int i = 0; i < DSK_CUDA_HALF_SLOTS; i++)
         if (cb->half[i].buf)
             CUDA_CHECK(cudaFree(cb->half[i].buf));

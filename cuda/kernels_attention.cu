@@ -501,13 +501,19 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     int *tile_lo = (int *)(scr + off_lo);
 
     unsigned prep_blocks = fa_grid((rows + 7) / 8, "attention_bwd");
-    fa_bwd_prep_kernel<<<prep_blocks, 256, 0, cb->stream>>>(Dg, Dl, da, dout, out, out_g, out_l, rows, T, H, hd,
-                                                            kind);
-    LAUNCHED(cb, "attention_bwd (dO . O)");
+    {
+        dsk_cuda_prof_scope timed(cb, "rowsum(dO * O)");
+        fa_bwd_prep_kernel<<<prep_blocks, 256, 0, cb->stream>>>(Dg, Dl, da, dout, out, out_g, out_l, rows, T, H, hd,
+                                                                kind);
+        LAUNCHED(cb, "attention_bwd (dO . O)");
+    }
     size_t n_tiles = (size_t)B * kv_nqt;
-    fa_tile_lo_kernel<<<(unsigned)((n_tiles + 127) / 128), 128, 0, cb->stream>>>(tile_lo, pos, B, T, kv_nqt, kv_br,
-                                                                                 !use_g, s->window);
-    LAUNCHED(cb, "attention_bwd (tiles)");
+    {
+        dsk_cuda_prof_scope timed(cb, "tile table");
+        fa_tile_lo_kernel<<<(unsigned)((n_tiles + 127) / 128), 128, 0, cb->stream>>>(tile_lo, pos, B, T, kv_nqt, kv_br,
+                                                                                     !use_g, s->window);
+        LAUNCHED(cb, "attention_bwd (tiles)");
+    }
 
     if (tc) {
         dsk_cuda_attention_tc_bwd(cb, HDP, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s);
@@ -522,17 +528,27 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
         CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
         CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
         unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
-        kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
-                                                          alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt, nkt);
-        LAUNCHED(cb, "attention_bwd (dk, dv)");
+        {
+            dsk_cuda_prof_scope timed(cb, "dk, dv (fp32)");
+            kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo,
+                                                              pos, alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt,
+                                                              nkt);
+            LAUNCHED(cb, "attention_bwd (dk, dv)");
+        }
         unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
-        kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV,
-                                                       hd, kind, s->window, scale, q_nqt);
-        LAUNCHED(cb, "attention_bwd (dq)");
+        {
+            dsk_cuda_prof_scope timed(cb, "dq (fp32)");
+            kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H,
+                                                           KV, hd, kind, s->window, scale, q_nqt);
+            LAUNCHED(cb, "attention_bwd (dq)");
+        }
     }
     if (want_da) {
-        fa_dalpha_kernel<<<1, 1024, 0, cb->stream>>>(dalpha, da, rows);
-        LAUNCHED(cb, "attention_bwd (dalpha)");
+        {
+            dsk_cuda_prof_scope timed(cb, "dalpha");
+            fa_dalpha_kernel<<<1, 1024, 0, cb->stream>>>(dalpha, da, rows);
+            LAUNCHED(cb, "attention_bwd (dalpha)");
+        }
     }
 }
 

@@ -498,13 +498,19 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
     CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
-    kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
-                                                      alpha, T, H, KV, hd, s->kind, s->window, scale, kv_nqt, nkt);
-    LAUNCHED(cb, "attention_bwd (dk, dv; tensor cores)");
+    {
+        dsk_cuda_prof_scope timed(cb, "dk, dv (tensor cores)");
+        kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
+                                                          alpha, T, H, KV, hd, s->kind, s->window, scale, kv_nqt, nkt);
+        LAUNCHED(cb, "attention_bwd (dk, dv; tensor cores)");
+    }
     unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
-    kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV, hd,
-                                                   s->kind, s->window, scale, q_nqt);
-    LAUNCHED(cb, "attention_bwd (dq; tensor cores)");
+    {
+        dsk_cuda_prof_scope timed(cb, "dq (tensor cores)");
+        kq<<<grid_q, FA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse_g, lse_l, Dg, Dl, pos, alpha, T, H, KV,
+                                                       hd, s->kind, s->window, scale, q_nqt);
+        LAUNCHED(cb, "attention_bwd (dq; tensor cores)");
+    }
 }
 
 void dsk_cuda_attention_tc_bwd(dsk_cuda *cb, int hdp, float *dq, float *dk, float *dv, const float *dout,

@@ -160,19 +160,33 @@ void dsk_cuda_rope(dsk_backend *be, float *x, const int32_t *pos, const float *c
 
 /* ---- SwiGLU ---- */
 
-__global__ void swiglu_fwd_kernel(float *out, const float *g, const float *u, size_t n)
+/* The SwiGLU kernels also write their outputs' 16-bit copies for the
+ * products that read them next, when given buffers (H: their type; see
+ * dsk_cuda_half_produce). */
+template <typename H> __global__ void swiglu_fwd_kernel(float *out, H *out_h, const float *g, const float *u, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float y = g[i] / (1.0f + expf(-g[i])) * u[i];
+        out[i] = y;
+        if (out_h)
+            out_h[i] = dsk_to_half<H>(y);
+    }
 }
 
-__global__ void swiglu_bwd_kernel(float *dg, float *du, const float *dout, const float *g, const float *u, size_t n)
+template <typename H>
+__global__ void swiglu_bwd_kernel(float *dg, float *du, H *dg_h, H *du_h, const float *dout, const float *g,
+                                  const float *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i], sig = 1.0f / (1.0f + expf(-gi));
         float silu = gi * sig, d = dout[i];
-        du[i] = d * silu;
-        dg[i] = d * u[i] * sig * (1.0f + gi * (1.0f - sig));
+        float dui = d * silu, dgi = d * u[i] * sig * (1.0f + gi * (1.0f - sig));
+        du[i] = dui;
+        dg[i] = dgi;
+        if (dg_h) {
+            du_h[i] = dsk_to_half<H>(dui);
+            dg_h[i] = dsk_to_half<H>(dgi);
+        }
     }
 }
 
@@ -181,7 +195,13 @@ void dsk_cuda_swiglu_fwd(dsk_backend *be, float *out, const float *g, const floa
     dsk_cuda *cb = dsk_cuda_of(be);
     if (!n)
         return;
-    swiglu_fwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(out, g, u, n);
+    void *h;
+    unsigned blocks = dsk_cuda_blocks(cb, n, THREADS);
+    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
+    if (dsk_cuda_half_produce(cb, n, out, &h, NULL, NULL) == DSK_DTYPE_FP16)
+        swiglu_fwd_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(out, (__half *)h, g, u, n);
+    else
+        swiglu_fwd_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(out, (__nv_bfloat16 *)h, g, u, n);
     LAUNCHED(cb, "swiglu_fwd");
 }
 
@@ -191,6 +211,14 @@ void dsk_cuda_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dou
     dsk_cuda *cb = dsk_cuda_of(be);
     if (!n)
         return;
-    swiglu_bwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(dg, du, dout, g, u, n);
+    void *hg, *hu;
+    unsigned blocks = dsk_cuda_blocks(cb, n, THREADS);
+    int dtype = dg != du ? dsk_cuda_half_produce(cb, n, dg, &hg, du, &hu) : 0;
+    if (dtype == DSK_DTYPE_FP16)
+        swiglu_bwd_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(dg, du, (__half *)hg, (__half *)hu, dout, g, u,
+                                                                        n);
+    else
+        swiglu_bwd_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(
+            dg, du, dtype ? (__nv_bfloat16 *)hg : NULL, dtype ? (__nv_bfloat16 *)hu : NULL, dout, g, u, n);
     LAUNCHED(cb, "swiglu_bwd");
 }

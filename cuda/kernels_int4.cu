@@ -167,6 +167,7 @@ int dsk_cuda_int4_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float 
     if (!q || q->rows != N || q->cols != K)
         return 0;
     unsigned panels = (unsigned)((N + DSK_Q4_PANEL - 1) / DSK_Q4_PANEL);
+    dsk_cuda_prof_scope timed(cb, "int4 products (decoding)", 2.0 * M * N * K);
     q4_gemm_kernel<<<panels, 32 * Q4_WARPS, 0, cb->stream>>>(C, A, beta, M, q->rows, q->cols, q->kcols, q->ngroups,
                                                               q->codes, q->meta, q->perm, q->octet_group);
     LAUNCHED(cb, "gemm (int4)");

@@ -1,5 +1,6 @@
-/* RMSNorm forward and backward: a block per row; the weight gradient's
- * column sums in fixed row chunks, then the chunks in order. */
+/* RMSNorm forward and backward: the forward a block per row; the backward
+ * a block per chunk of rows, the weight gradient's column sums per chunk,
+ * then the chunks in order (no atomics: the same bits every run). */
 #include "cuda_internal.cuh"
 
 static int row_threads(int C)
@@ -10,7 +11,10 @@ static int row_threads(int C)
     return t;
 }
 
-__global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *x, const float *w, int C, float eps)
+/* out_h: out's 16-bit copy for the products that read it next, or NULL
+ * (H its type; see dsk_cuda_half_produce). */
+template <typename H>
+__global__ void rmsnorm_fwd_kernel(float *out, H *out_h, float *rstd, const float *x, const float *w, int C, float eps)
 {
     __shared__ float sh[32];
     size_t row = blockIdx.x;
@@ -23,8 +27,12 @@ __global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *x, cons
     float r = 1.0f / sqrtf(ss / C + eps);
     if (threadIdx.x == 0)
         rstd[row] = r;
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        oi[c] = xi[c] * r * w[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float y = xi[c] * r * w[c];
+        oi[c] = y;
+        if (out_h)
+            out_h[row * C + c] = dsk_to_half<H>(y);
+    }
 }
 
 void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float *x, const float *w, int n, int C,
@@ -33,41 +41,48 @@ void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float 
     dsk_cuda *cb = dsk_cuda_of(be);
     if (n <= 0 || C <= 0)
         return;
-    rmsnorm_fwd_kernel<<<n, row_threads(C), 0, cb->stream>>>(out, rstd, x, w, C, eps);
+    void *h;
+    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
+    if (dsk_cuda_half_produce(cb, (size_t)n * C, out, &h, NULL, NULL) == DSK_DTYPE_FP16)
+        rmsnorm_fwd_kernel<__half><<<n, row_threads(C), 0, cb->stream>>>(out, (__half *)h, rstd, x, w, C, eps);
+    else
+        rmsnorm_fwd_kernel<__nv_bfloat16><<<n, row_threads(C), 0, cb->stream>>>(out, (__nv_bfloat16 *)h, rstd, x, w,
+                                                                                 C, eps);
     LAUNCHED(cb, "rmsnorm_fwd");
 }
 
-/* dx = r (dy w) - x r^3 mean(dy w x), added into dx. */
-__global__ void rmsnorm_bwd_dx_kernel(float *dx, const float *dout, const float *x, const float *w, const float *rstd,
-                                      int C)
+enum { DW_ROWS = 32 };
+
+/* One block per chunk of DW_ROWS rows, in one pass over dout and x: each
+ * row's dx = r (dy w) - x r^3 mean(dy w x), added into dx, and the chunk's
+ * share of dw, part[chunk][c] = the sum over its rows, in order, of
+ * dout x rstd (acc: C floats of dynamic shared memory, each thread its own
+ * columns).  (The row is read twice, for the dot product and the update;
+ * the second read finds it in cache.) */
+__global__ void rmsnorm_bwd_kernel(float *dx, float *part, const float *dout, const float *x, const float *w,
+                                   const float *rstd, int n, int C)
 {
+    extern __shared__ float acc[];
     __shared__ float sh[32];
-    size_t row = blockIdx.x;
-    const float *xi = x + row * C, *di = dout + row * C;
-    float *dxi = dx + row * C;
-    float r = rstd[row], dot = 0;
+    int lo = blockIdx.x * DW_ROWS, hi = lo + DW_ROWS < n ? lo + DW_ROWS : n;
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        dot += di[c] * w[c] * xi[c];
-    dot = block_sum(dot, sh);
-    float k = r * r * r * dot / C;
+        acc[c] = 0;
+    for (int i = lo; i < hi; i++) {
+        const float *xi = x + (size_t)i * C, *di = dout + (size_t)i * C;
+        float *dxi = dx + (size_t)i * C;
+        float r = rstd[i], dot = 0;
+        for (int c = threadIdx.x; c < C; c += blockDim.x)
+            dot += di[c] * w[c] * xi[c];
+        dot = block_sum(dot, sh);
+        float k = r * r * r * dot / C;
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float d = di[c], xv = xi[c];
+            dxi[c] += r * d * w[c] - k * xv;
+            acc[c] += d * xv * r;
+        }
+    }
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        dxi[c] += r * di[c] * w[c] - k * xi[c];
-}
-
-enum { DW_ROWS = 64 };
-
-/* part[chunk][c] = sum over the chunk's rows of dout * x * rstd. */
-__global__ void rmsnorm_bwd_dw_part_kernel(float *part, const float *dout, const float *x, const float *rstd, int n,
-                                           int C, int rows)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (c >= C)
-        return;
-    int lo = chunk * rows, hi = lo + rows < n ? lo + rows : n;
-    float s = 0;
-    for (int i = lo; i < hi; i++)
-        s += dout[(size_t)i * C + c] * x[(size_t)i * C + c] * rstd[i];
-    part[(size_t)chunk * C + c] = s;
+        part[(size_t)blockIdx.x * C + c] = acc[c];
 }
 
 __global__ void rmsnorm_bwd_dw_sum_kernel(float *dw, const float *part, int chunks, int C)
@@ -87,15 +102,18 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
     dsk_cuda *cb = dsk_cuda_of(be);
     if (n <= 0 || C <= 0)
         return;
-    rmsnorm_bwd_dx_kernel<<<n, row_threads(C), 0, cb->stream>>>(dx, dout, x, w, rstd, C);
-    LAUNCHED(cb, "rmsnorm_bwd");
-    int rows = DW_ROWS;
-    while ((n + rows - 1) / rows > 65535)   /* the grid's y limit */
-        rows *= 2;
-    int chunks = (n + rows - 1) / rows, threads = 128;
+    int chunks = (n + DW_ROWS - 1) / DW_ROWS, threads = 128;
+    size_t smem = (size_t)C * sizeof(float);
+    if (smem > 48 * 1024) {
+        int optin = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device));
+        if (smem > (size_t)optin)
+            dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
+                    optin);
+        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    }
     float *part = (float *)dsk_cuda_scratch(cb, (size_t)chunks * C * sizeof(float));
-    dim3 grid((C + threads - 1) / threads, chunks);
-    rmsnorm_bwd_dw_part_kernel<<<grid, threads, 0, cb->stream>>>(part, dout, x, rstd, n, C, rows);
+    rmsnorm_bwd_kernel<<<chunks, row_threads(C), smem, cb->stream>>>(dx, part, dout, x, w, rstd, n, C);
     LAUNCHED(cb, "rmsnorm_bwd");
     rmsnorm_bwd_dw_sum_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dw, part, chunks, C);
     LAUNCHED(cb, "rmsnorm_bwd");

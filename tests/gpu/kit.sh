@@ -31,7 +31,7 @@ if ! command -v patchelf >/dev/null 2>&1; then
     fi
 fi
 
-progs="tests/gpu/test_cuda_ops tests/gpu/test_cuda_gemm_dtype tests/gpu/test_cuda_gemm_lt tests/tools/train_bench
+progs="tests/gpu/test_cuda_ops tests/gpu/test_cuda_gemm_dtype tests/gpu/test_cuda_gemm_lt tests/gpu/test_cuda_profile tests/tools/train_bench
     tests/tools/attn_bench tests/tools/decode_bench bin/dsk-bpe bin/dsk-pack bin/dsk-train bin/dsk-eval bin/dsk-quant"
 targets=
 for p in $progs; do targets="$targets $KB/$p"; done

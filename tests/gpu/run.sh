@@ -40,21 +40,22 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 BIN=$BUILD/tests/gpu/test_cuda_ops
 BIN_DTYPE=$BUILD/tests/gpu/test_cuda_gemm_dtype
 BIN_LT=$BUILD/tests/gpu/test_cuda_gemm_lt
+BIN_PROF=$BUILD/tests/gpu/test_cuda_profile
 LOG=${TMPDIR:-/tmp}/dsk-gpu-test.$$.log
 LOGDIR=${DSK_GPU_LOGDIR:-}
 keep_logs() {
     if [ -n "$LOGDIR" ]; then
         mkdir -p "$LOGDIR"
         [ -f "$LOG" ] && cp "$LOG" "$LOGDIR/ops.log"
-        for step in memcheck dtype lt train; do
+        for step in memcheck dtype lt prof train; do
             [ -f "$LOG.$step" ] && cp "$LOG.$step" "$LOGDIR/$step.log"
         done
     fi
-    rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.train"
+    rm -f "$LOG" "$LOG.memcheck" "$LOG.dtype" "$LOG.lt" "$LOG.prof" "$LOG.train"
 }
 trap keep_logs EXIT
 # The programs the checks run (train_check.sh also runs dsk-eval and dsk-quant).
-PROGRAMS="$BIN $BIN_DTYPE $BIN_LT $BUILD/tests/tools/train_bench $BUILD/tests/tools/attn_bench \
+PROGRAMS="$BIN $BIN_DTYPE $BIN_LT $BIN_PROF $BUILD/tests/tools/train_bench $BUILD/tests/tools/attn_bench \
     $BUILD/tests/tools/decode_bench $BUILD/bin/dsk-bpe $BUILD/bin/dsk-pack $BUILD/bin/dsk-train $BUILD/bin/dsk-eval \
     $BUILD/bin/dsk-quant"
 
@@ -177,6 +178,16 @@ grep -E '^cuda: |products run twice|checks, .* failed' "$LOG.lt" | sed 's/^ *//;
 if [ $rc_lt -ne 0 ]; then
     tail -n 5 "$LOG.lt"
     echo "gpu test: cuBLASLt / gemm_grouped FAILED (exit $rc_lt)"
+    status=1
+fi
+# DSK_CUDA_PROFILE's table: failures and the count.
+rc_prof=0
+within 120 "$BIN_PROF" >"$LOG.prof" 2>&1 || rc_prof=$?
+grep -E '^  FAIL' "$LOG.prof" || true
+grep -E 'checks, .* failed' "$LOG.prof" | sed 's/^/# profile: /'
+if [ $rc_prof -ne 0 ]; then
+    tail -n 5 "$LOG.prof"
+    echo "gpu test: DSK_CUDA_PROFILE FAILED (exit $rc_prof)"
     status=1
 fi
 if grep -q 'GPU half skipped' "$LOG"; then

@@ -180,11 +180,13 @@ typedef struct reuse_run {
     unsigned long long hits[5], misses[5];   /* cuda: the counts after each stage */
 } reuse_run;
 
-static void counts(dsk_backend *be, reuse_run *r, int stage)
+static void counts_at(dsk_backend *be, unsigned long long *hits, unsigned long long *misses, int stage)
 {
     if (dsk_cuda_half_stats && !strcmp(be->name, "cuda"))
-        dsk_cuda_half_stats(be, &r->hits[stage], &r->misses[stage]);
+        dsk_cuda_half_stats(be, &hits[stage], &misses[stage]);
 }
+
+static void counts(dsk_backend *be, reuse_run *r, int stage) { counts_at(be, r->hits, r->misses, stage); }
 
 static void keep(dsk_backend *be, reuse_run *r, int *k, const float *dev, size_t n)
 {
@@ -315,12 +317,106 @@ static void test_operand_reuse(dsk_backend *plain)
         free(host[i]);
 }
 
+/* The copies an op writes with its outputs (cuda: rmsnorm_fwd, swiglu_fwd,
+ * swiglu_bwd, when gemm_dtype is 16-bit; dsk_cuda_half_produce): the
+ * products after them read those, not a conversion, and get the same bits
+ * as with DSK_CUDA_HALF_CACHE=0.  Against the cpu the tolerance is the
+ * type's: the ops' fp32 outputs differ in the last bits, which may round
+ * to a neighbouring 16-bit value. */
+enum { P_OUTS = 5 };
+typedef struct produced_run {
+    float *out[P_OUTS];
+    unsigned long long hits[4], misses[4];
+} produced_run;
+
+static void produced_sequence(dsk_backend *be, int dt, float *const host[], produced_run *r)
+{
+    size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
+    float *x = gh_upload(be, host[0], nx * 4), *nw_w = gh_upload(be, host[1], RK * 4);
+    float *wq = gh_upload(be, host[2], nw * 4), *wk = gh_upload(be, host[3], nw * 4);
+    float *g = gh_upload(be, host[4], ny * 4), *u = gh_upload(be, host[5], ny * 4);
+    float *dy = gh_upload(be, host[6], ny * 4);
+    float *h = gh_poisoned(be, nx * 4), *rstd = gh_poisoned(be, RM * 4), *act = gh_poisoned(be, ny * 4);
+    float *dg = gh_poisoned(be, ny * 4), *du = gh_poisoned(be, ny * 4);
+    float *q = gh_poisoned(be, ny * 4), *kk = gh_poisoned(be, ny * 4), *y = gh_poisoned(be, nx * 4);
+    float *y2 = gh_poisoned(be, nx * 4);
+    be->gemm_dtype = dt;   /* as in training: the ops run with it set */
+    counts_at(be, r->hits, r->misses, 0);
+    /* 1. h = rmsnorm(x); q, k from h: h's copy made by the norm. */
+    be->rmsnorm_fwd(be, h, rstd, x, nw_w, RM, RK, 1e-5f);
+    be->gemm(be, 0, 1, RM, RN, RK, 1, h, wq, 0, q);
+    be->gemm(be, 0, 1, RM, RN, RK, 1, h, wk, 0, kk);
+    counts_at(be, r->hits, r->misses, 1);
+    /* 2. act = swiglu(g, u); y = act wq. */
+    be->swiglu_fwd(be, act, g, u, ny);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, act, wq, 0, y);
+    counts_at(be, r->hits, r->misses, 2);
+    /* 3. dg, du = swiglu'(dy); y2 = dg wq + du wk. */
+    be->swiglu_bwd(be, dg, du, dy, g, u, ny);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y2);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 1, y2);
+    counts_at(be, r->hits, r->misses, 3);
+    be->gemm_dtype = DSK_DTYPE_FP32;
+    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[2] = get(be, y, nx), r->out[3] = get(be, y2, nx);
+    r->out[4] = get(be, h, nx);
+    float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        be->free(be, bufs[i]);
+}
+
+static void test_produced_copies(dsk_backend *plain)
+{
+    enum { N_HOST = 7 };
+    float *host[N_HOST];
+    for (int i = 0; i < N_HOST; i++)
+        host[i] = gh_rnd(i == 0 ? (size_t)RM * RK : i == 1 ? (size_t)RK : i < 4 ? (size_t)RN * RK : (size_t)RM * RN, 1);
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
+        produced_run want = {0}, got = {0}, off = {0};
+        produced_sequence(REF, dt, host, &want);
+        produced_sequence(DEV, dt, host, &got);
+        if (plain)
+            produced_sequence(plain, dt, host, &off);
+        double e = 0;
+        int same = 1;
+        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RK};
+        for (int i = 0; i < P_OUTS; i++) {
+            double ei = rel_err(got.out[i], want.out[i], len[i]);
+            e = isnan(ei) || ei > e ? ei : e;
+            if (plain)
+                same &= !memcmp(got.out[i], off.out[i], len[i] * 4);
+        }
+        char what[112];
+        snprintf(what, sizeof what, "%s: products after rmsnorm_fwd, swiglu_fwd, swiglu_bwd", dsk_dtype_name(dt));
+        record(what, e, dt == DSK_DTYPE_BF16 ? 2e-2 : 4e-3, 1);
+        if (plain) {
+            snprintf(what, sizeof what, "%s: their copies give the bits of DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
+            record(what, !same, 0, 1);
+            /* Each op's outputs come with their copies: every product
+             * reads them (hits) and converts only its weight (misses). */
+            static const unsigned long long want_hits[3] = {2, 1, 2}, want_misses[3] = {2, 1, 2};
+            static const char *stage[3] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
+                                           "dg, du = swiglu'(dy); dg wq + du wk"};
+            for (int s2 = 0; s2 < 3; s2++) {
+                unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
+                snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
+                         stage[s2], h, m, want_hits[s2], want_misses[s2]);
+                record(what, h != want_hits[s2] || m != want_misses[s2], 0, 1);
+            }
+        }
+        for (int i = 0; i < P_OUTS; i++)
+            free(want.out[i]), free(got.out[i]), free(off.out[i]);
+    }
+    for (int i = 0; i < N_HOST; i++)
+        free(host[i]);
+}
+
 static void run_all(dsk_backend *plain)
 {
     test_shapes();
     test_fp16_edges();
     test_back_to_fp32();
     test_operand_reuse(plain);
+    test_produced_copies(plain);
     printf("\n%-8s %11s\n", "dtype", "worst err");
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
         printf("%-8s %11.2e\n", dsk_dtype_name(dt), worst[dt]);

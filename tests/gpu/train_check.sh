@@ -17,6 +17,8 @@
 #    DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused; =1 exits 64;
+#  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
+#    and the op table on stderr;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
 #    same loss within 1e-5 (forward only, the evaluation's batching);
 #  - dsk-eval gen on a 4-bit copy of it (dsk-quant rtn): the same
@@ -127,6 +129,23 @@ if [ "$DEV" != cpu ]; then
         fi
     else
         bad "--dtype bf16 with DSK_CUDA_HALF_CACHE=0 on cuda"
+    fi
+fi
+# The bf16 run again with DSK_CUDA_PROFILE=1: timing every op changes no
+# bit, and the table printed at the end names the training's ops and parts.
+if [ "$DEV" != cpu ]; then
+    if (export DSK_CUDA_PROFILE=1 && train gpu-bf16-prof "$DEV" --dtype bf16); then
+        if ! cmp -s "$tmp/gpu-bf16/latest/model.safetensors" "$tmp/gpu-bf16-prof/latest/model.safetensors"; then
+            bad "--dtype bf16: DSK_CUDA_PROFILE=1 changed the weights"
+        elif grep -q '^cuda profile' "$tmp/gpu-bf16-prof.err" && grep -q ' attention_bwd$' "$tmp/gpu-bf16-prof.err" &&
+            grep -q ' operands to bf16$' "$tmp/gpu-bf16-prof.err" && grep -q ' adamw$' "$tmp/gpu-bf16-prof.err"; then
+            ok "--dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit, and the op table"
+        else
+            tail -n 5 "$tmp/gpu-bf16-prof.err"
+            bad "--dtype bf16 with DSK_CUDA_PROFILE=1: no op table on stderr"
+        fi
+    else
+        bad "--dtype bf16 with DSK_CUDA_PROFILE=1 on cuda"
     fi
 fi
 

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/context/fiber.hpp>
@@ -638,6 +639,53 @@ cudaError_t cudaStreamQuery(cudaStream_t s)
     return cudaSuccess;
 }
 
+/* Events: work runs when it is queued, so an event's time is the host's
+ * clock when it is recorded. */
+struct emu_event {
+    double ms;
+    int recorded;
+};
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+    emu_event *ev = (emu_event *)calloc(1, sizeof *ev);
+    *e = (cudaEvent_t)ev;
+    return ev ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaEventCreate: out of memory");
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    free((void *)e);
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream)
+{
+    (void)stream;
+    if (!e)
+        return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: no event");
+    ((emu_event *)e)->ms = now_ms();
+    ((emu_event *)e)->recorded = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+    return e ? cudaSuccess : fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: no event");
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    if (!start || !end)
+        return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: no event");
+    const emu_event *a = (const emu_event *)start, *b = (const emu_event *)end;
+    if (!a->recorded || !b->recorded)
+        return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event never recorded");
+    *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError(void)
 {
     cudaError_t e = last_error;
@@ -654,6 +702,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     default: return "unknown error (emulated)";
     }
 }

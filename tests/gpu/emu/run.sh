@@ -46,6 +46,7 @@ run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train --quick (emulated)" "$E/test_cuda_ops" --train --quick
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
 run "test_cuda_gemm_lt --quick (emulated)" "$E/test_cuda_gemm_lt" --quick
+run "test_cuda_profile (emulated)" "$E/test_cuda_profile"
 run "attn_bench (emulated, B1 T64: fp32 and tensor-core attention timed)" \
     "${BUILD:-build}/emu/tests/tools/attn_bench" cuda 1 64 2 1 32 1
 run "decode_bench (emulated, 64x128: int4 and fp32 products timed)" \
