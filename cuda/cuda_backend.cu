@@ -134,17 +134,26 @@ static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
  * gemm_dtype bf16 / fp16: the operands in that type, tensor cores
  * accumulating and writing float32 (CUBLAS_COMPUTE_32F).  cuBLASLt
  * (gemm_lt.cu) does the product; cuBLAS when it cannot (no cuBLASLt,
- * DSK_CUDA_GEMM=cublas, or no algorithm for the shape). */
-void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
-                   float beta, float *C)
+ * DSK_CUDA_GEMM=cublas, or no algorithm for the shape).
+ *
+ * C = alpha op(A) op(B) + beta Cin: Cin is C but for gemm_add, whose
+ * addend cuBLASLt reads in the product's epilogue (its C, our C its D);
+ * every other path copies it into C first. */
+static void gemm_into(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
+                      float beta, const float *Cin, float *C)
 {
-    dsk_cuda *cb = dsk_cuda_of(be);
+    dsk_backend *be = &cb->be;
     if (M <= 0 || N <= 0)
         return;
-    dsk_cuda_half_written(cb, C, (size_t)M * N * sizeof *C);
+    size_t c_bytes = (size_t)M * N * sizeof *C;
+    dsk_cuda_half_written(cb, C, c_bytes);
+    if (Cin != C && (K <= 0 || !cb->lt || cb->n_q4)) {
+        CUDA_CHECK(cudaMemcpyAsync(C, Cin, c_bytes, cudaMemcpyDeviceToDevice, cb->stream));
+        Cin = C;
+    }
     if (K <= 0) {
         if (beta == 0)
-            CUDA_CHECK(cudaMemsetAsync(C, 0, (size_t)M * N * sizeof *C, cb->stream));
+            CUDA_CHECK(cudaMemsetAsync(C, 0, c_bytes, cb->stream));
         else if (beta != 1)
             dsk_cuda_scale(be, C, (size_t)M * N, beta);
         return;
@@ -164,16 +173,37 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
         snprintf(shape, sizeof shape, "%s %dx%dx%d %c%c", t == CUDA_R_16BF ? "bf16" : t == CUDA_R_16F ? "fp16" : "fp32",
                  M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N');
     dsk_cuda_prof_scope timed(cb, shape, 2.0 * M * N * K);
-    if (!cb->lt || !dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, C)) {
-        cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-        if (t != CUDA_R_32F)
-            CUBLAS_CHECK(dsk_cublas.GemmEx(cb->blas, op_b, op_a, N, M, K, &alpha, b, t, tb ? K : N, a, t,
-                                           ta ? M : K, &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
-                                           CUBLAS_GEMM_DEFAULT));
-        else
-            CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, op_b, op_a, N, M, K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta,
-                                          C, N));
-    }
+    if (cb->lt && dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, Cin, C))
+        return;
+    if (Cin != C)
+        CUDA_CHECK(cudaMemcpyAsync(C, Cin, c_bytes, cudaMemcpyDeviceToDevice, cb->stream));
+    cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (t != CUDA_R_32F)
+        CUBLAS_CHECK(dsk_cublas.GemmEx(cb->blas, op_b, op_a, N, M, K, &alpha, b, t, tb ? K : N, a, t, ta ? M : K, &beta,
+                                       C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    else
+        CUBLAS_CHECK(dsk_cublas.Sgemm(cb->blas, op_b, op_a, N, M, K, &alpha, B, tb ? K : N, A, ta ? M : K, &beta, C,
+                                      N));
+}
+
+void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
+                   float beta, float *C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, beta, C, C);
+    if (cb->sync_each)
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+}
+
+void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                       const float *B, const float *R, float *C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    const char *r = (const char *)R, *c = (const char *)C;
+    size_t bytes = (size_t)(M > 0 ? M : 0) * (size_t)(N > 0 ? N : 0) * sizeof *C;
+    if (R != C && r < c + bytes && c < r + bytes)
+        dsk_die(EX_SOFTWARE, "cuda: gemm_add: the addend overlaps the output without being it");
+    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, 1.0f, R, C);
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));
 }
@@ -182,8 +212,8 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
 
 /* An op of the table.  One that may write device memory makes gemm's
  * 16-bit operand copies stale (gemm_operands.cu): every op but gemm
- * (which tracks its own output), sumsq and download (which write none)
- * forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
+ * and rope (which track their own outputs), sumsq and download (which
+ * write none) forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
  * its name (op_profile.cu); name NULL (alloc, free: no stream work) is
  * not.  The names are set where the table is filled (OP below). */
 template <auto F> struct table_op;
@@ -357,6 +387,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(copy, cuda_copy, true);
     OP(zero, cuda_zero, true);
     OP(gemm, dsk_cuda_gemm, false);
+    OP(gemm_add, dsk_cuda_gemm_add, false);
     OP(gemm_grouped, dsk_cuda_gemm_grouped, true);
     OP(register_int4, dsk_cuda_register_int4, true);
     OP(add, dsk_cuda_add, true);
@@ -366,7 +397,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(embedding_bwd, dsk_cuda_embedding_bwd, true);
     OP(rmsnorm_fwd, dsk_cuda_rmsnorm_fwd, true);
     OP(rmsnorm_bwd, dsk_cuda_rmsnorm_bwd, true);
-    OP(rope, dsk_cuda_rope, true);
+    OP(rope, dsk_cuda_rope, false);   /* forgets the copies of x only (kernels_basic.cu) */
     OP(attention_fwd, dsk_cuda_attention_fwd, true);
     OP(attention_bwd, dsk_cuda_attention_bwd, true);
     OP(attention_decode, dsk_cuda_attention_decode, true);

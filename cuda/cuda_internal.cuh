@@ -263,15 +263,18 @@ __device__ __forceinline__ float block_max(float v, float *sh)
 /* cuda_backend.cu: gemm (through cuBLASLt, or cuBLAS) */
 void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
                    float beta, float *C);
+void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                       const float *B, const float *R, float *C);
 /* gemm_lt.cu: cuBLASLt for cb (NULL, and with cb->verbose why on
  * stderr, when it cannot be had); its end. */
 dsk_cuda_lt *dsk_cuda_lt_new(dsk_cuda *cb);
 void dsk_cuda_lt_destroy(dsk_cuda_lt *lt);
-/* Row-major C[M,N] = alpha op(A) op(B) + beta C through cuBLASLt, A and B
- * of type t, C float32, queued on cb's stream.  0 (nothing queued) when
+/* Row-major C[M,N] = alpha op(A) op(B) + beta Cin through cuBLASLt (Cin
+ * is C, or an addend of the same shape apart from it), A and B of type t,
+ * C float32, queued on cb's stream.  0 (nothing queued) when
  * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS. */
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, float *C);
+                     cudaDataType t, float beta, const float *Cin, float *C);
 /* kernels_int4.cu: register_int4; gemm's int4 path (1 when it did the
  * product: W registered, A·Wᵀ with at most 8 rows of A, alpha 1; else 0
  * and nothing queued); the layers' end (cuda_destroy). */

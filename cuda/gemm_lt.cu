@@ -142,7 +142,7 @@ static void plan_make(dsk_cuda *cb, lt_plan *p)
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c},   /* D is C */
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c},   /* D: our C, C: its addend */
     };
     for (size_t i = 0; i < sizeof prefs / sizeof *prefs; i++)
         CUBLAS_CHECK(dsk_cublaslt.MatmulPreferenceSetAttribute(pref, prefs[i].attr, prefs[i].value, prefs[i].len));
@@ -188,14 +188,15 @@ static lt_plan *plan_for(dsk_cuda *cb, const lt_key *k)
 }
 
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, float *C)
+                     cudaDataType t, float beta, const float *Cin, float *C)
 {
     dsk_cuda_lt *lt = cb->lt;
-    lt_key k = {ta != 0, tb != 0, M, N, K, (int)t, align_of(B), align_of(A), align_of(C)};
+    int align_c = align_of(C) < align_of(Cin) ? align_of(C) : align_of(Cin);
+    lt_key k = {ta != 0, tb != 0, M, N, K, (int)t, align_of(B), align_of(A), align_c};
     lt_plan *p = plan_for(cb, &k);
     if (!p->use_lt)
         return 0;
-    cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, p->a, A, p->b, &beta, C, p->c, C, p->c,
+    cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, p->a, A, p->b, &beta, Cin, p->c, C, p->c,
                                            &p->algo, lt->work, lt->work_len, cb->stream);
     if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
         /* Refused before anything was queued: this shape goes to cuBLAS from now on. */

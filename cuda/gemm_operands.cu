@@ -12,15 +12,17 @@
  *
  * When a copy is current: it is keyed by its source's address, length
  * and type, and forgotten as soon as anything may have written the
- * source: every backend op but gemm, sumsq and download forgets them all
- * (the op table wraps each in a flush, cuda_backend.cu), so does every
- * collective (comm_nccl.cu), and gemm forgets those its output overlaps.
+ * source: every backend op but gemm, rope, sumsq and download forgets
+ * them all (the op table wraps each in a flush, cuda_backend.cu), so does
+ * every collective (comm_nccl.cu), and gemm and rope forget those their
+ * output overlaps.
  * So only products that follow each other with nothing in between share
  * copies, which is where the repeats are.
  *
  * Copies made by the producer: an op whose outputs only ever feed
  * products (rmsnorm_fwd's normalised rows, swiglu_fwd's activation,
- * swiglu_bwd's two gradients) writes each output's 16-bit copy with it
+ * swiglu_bwd's two gradients, the inverse rope's rotated gradient)
+ * writes each output's 16-bit copy with it
  * (dsk_cuda_half_produce), from the value in a register: 2 bytes more
  * written a value instead of a conversion pass (4 read, 2 written).  Its
  * results are the same bits: the same float, rounded the same way.

@@ -127,7 +127,11 @@ void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, c
 
 /* ---- RoPE (rotate-half: the pair is x[i], x[i + hd/2]) ---- */
 
-__global__ void rope_kernel(float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd, int inverse)
+/* x_h: x's 16-bit copy for the products that read it next, or NULL (H its
+ * type; see dsk_cuda_half_produce). */
+template <typename H>
+__global__ void rope_kernel(float *x, H *x_h, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
+                            int inverse)
 {
     int half = hd / 2;
     size_t total = (size_t)n * heads * half;
@@ -141,20 +145,39 @@ __global__ void rope_kernel(float *x, const int32_t *pos, const float *cos_sin, 
         float *v = x + th * hd;
         float a = v[i], b = v[i + half];
         /* Unfused, as the CPU rounds it. */
-        v[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-        v[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+        float ra = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), rb = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+        v[i] = ra;
+        v[i + half] = rb;
+        if (x_h) {
+            x_h[th * hd + i] = dsk_to_half<H>(ra);
+            x_h[th * hd + i + half] = dsk_to_half<H>(rb);
+        }
     }
 }
 
+/* RoPE writes x and nothing else, so it forgets only the 16-bit copies
+ * that x overlaps (the table installs it without its forget-all): the
+ * backward's two inverse rotations, of dq and then of dk, keep each
+ * other's copies for the products after them.  And the inverse rotation
+ * (the backward's, whose outputs feed products) writes x's copy as it
+ * writes x (dsk_cuda_half_produce; hd even, as RoPE's pairs need). */
 void dsk_cuda_rope(dsk_backend *be, float *x, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
                    int inverse)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
-    size_t total = (size_t)n * heads * (hd / 2);
+    size_t total = (size_t)n * heads * (hd / 2), len = (size_t)n * heads * hd;
+    dsk_cuda_half_written(cb, x, len * sizeof(float));
     if (!total)
         return;
-    rope_kernel<<<dsk_cuda_blocks(cb, total, THREADS), THREADS, 0, cb->stream>>>(x, pos, cos_sin, n, heads, hd,
-                                                                                 inverse);
+    void *h = NULL;
+    int dtype = inverse && hd % 2 == 0 ? dsk_cuda_half_produce(cb, len, x, &h, NULL, NULL) : 0;
+    unsigned blocks = dsk_cuda_blocks(cb, total, THREADS);
+    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
+    if (dtype == DSK_DTYPE_FP16)
+        rope_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(x, (__half *)h, pos, cos_sin, n, heads, hd, inverse);
+    else
+        rope_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(x, (__nv_bfloat16 *)h, pos, cos_sin, n, heads,
+                                                                        hd, inverse);
     LAUNCHED(cb, "rope");
 }
 

@@ -124,7 +124,7 @@ int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t
             continue;
         }
         dsk_ffn f = {w->w_gate, w->w_up, w->w_down, d->g, d->u, d->act};
-        dsk_ffn_fwd(be, &f, d->h, d->x, 1, n, dm, F);
+        dsk_ffn_fwd(be, &f, d->h, d->x, d->x, n, dm, F);
     }
     be->rmsnorm_fwd(be, d->h, d->rstd, d->x, m->w.final_norm, n, dm, (float)c->norm_eps);
     be->gemm(be, 0, 1, n, c->vocab_size, dm, 1, d->h, m->w.lm_head, 0, d->logits);

@@ -1,11 +1,15 @@
 #include "model/ffn.h"
 
-void dsk_ffn_fwd(dsk_backend *be, const dsk_ffn *f, const float *h, float *out, int add, int n, int d, int F)
+void dsk_ffn_fwd(dsk_backend *be, const dsk_ffn *f, const float *h, const float *resid, float *out, int n, int d,
+                 int F)
 {
     be->gemm(be, 0, 1, n, F, d, 1, h, f->gate, 0, f->g);
     be->gemm(be, 0, 1, n, F, d, 1, h, f->up, 0, f->u);
     be->swiglu_fwd(be, f->act, f->g, f->u, (size_t)n * F);
-    be->gemm(be, 0, 1, n, d, F, 1, f->act, f->down, add ? 1 : 0, out);
+    if (resid)
+        be->gemm_add(be, 0, 1, n, d, F, 1, f->act, f->down, resid, out);
+    else
+        be->gemm(be, 0, 1, n, d, F, 1, f->act, f->down, 0, out);
 }
 
 void dsk_ffn_bwd(dsk_backend *be, const dsk_ffn *f, float *ggate, float *gup, float *gdown, const float *h,

@@ -11,8 +11,10 @@ typedef struct dsk_ffn {
     float *g, *u, *act;                 /* activations kept for the backward: [n, F] each */
 } dsk_ffn;
 
-/* out = y (add: out += y) for the n rows of h [n, d]. */
-void dsk_ffn_fwd(dsk_backend *be, const dsk_ffn *f, const float *h, float *out, int add, int n, int d, int F);
+/* out = y for the n rows of h [n, d]; with resid, out = resid + y (resid
+ * may be out: out += y; else it must not overlap out). */
+void dsk_ffn_fwd(dsk_backend *be, const dsk_ffn *f, const float *h, const float *resid, float *out, int n, int d,
+                 int F);
 
 /* Given dout [n, d]: dh = d/dh (add: dh +=), and the weight gradients
  * added into ggate, gup, gdown; dg, du, dact are [n, F] scratch. */

@@ -451,8 +451,8 @@ static void attention_block_fwd(dsk_model *m, int l, float *resid_out)
     be->rope(be, a->q, m->pos, m->rope_cs, n, c->n_heads, hd, 0);
     be->rope(be, a->k, m->pos, m->rope_cs, n, c->n_kv_heads, hd, 0);
     be->attention_fwd(be, a->att, a->lse_g, a->lse_l, a->att_g, a->att_l, a->q, a->k, a->v, m->pos, w->alpha, &s);
-    be->copy(be, resid_out, a->resid_in, (size_t)n * d * sizeof(float));
-    be->gemm(be, 0, 1, n, d, q_dim, 1, a->att, w->wo, 1, resid_out);
+    /* The block's output: its input (kept for the backward) plus the product. */
+    be->gemm_add(be, 0, 1, n, d, q_dim, 1, a->att, w->wo, a->resid_in, resid_out);
 }
 
 static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
@@ -464,9 +464,8 @@ static void ffn_block_fwd(dsk_model *m, int l, float *resid_out)
     int n = m->B * m->T, d = c->d_model, F = c->d_ff;
 
     be->rmsnorm_fwd(be, a->h2, a->rstd2, a->resid_mid, w->ffn_norm, n, d, (float)c->norm_eps);
-    be->copy(be, resid_out, a->resid_mid, (size_t)n * d * sizeof(float));
     dsk_ffn f = {w->w_gate, w->w_up, w->w_down, a->g, a->u, a->act};
-    dsk_ffn_fwd(be, &f, a->h2, resid_out, 1, n, d, F);
+    dsk_ffn_fwd(be, &f, a->h2, a->resid_mid, resid_out, n, d, F);
 }
 
 /* again: the backward's recomputation, which must route exactly as the

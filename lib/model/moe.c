@@ -255,7 +255,7 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
     int E = c->n_routed_experts, k = c->top_k, d = c->d_model, Fe = c->d_ff_expert, Fs = shared_ff(c);
     if (Fs) {
         dsk_ffn shared = {w->s_gate, w->s_up, w->s_down, b->sg, b->su, b->sa};
-        dsk_ffn_fwd(be, &shared, h, out, 1, n, d, Fs);
+        dsk_ffn_fwd(be, &shared, h, out, out, n, d, Fs);
     }
     be->gemm(be, 0, 1, n, E, d, 1, h, w->router, 0, b->logits);
     const float *scores = noisy_logits(be, c, b, n, run);

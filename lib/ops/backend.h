@@ -69,6 +69,13 @@ struct dsk_backend {
      * (or [N,K] transposed). */
     void (*gemm)(dsk_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  const float *B, float beta, float *C);
+    /* C = alpha * op(A) op(B) + R, as gemm: a residual connection's
+     * product, whose input R the backward still needs.  R may be C (gemm
+     * with beta 1); else it must not overlap C.  The same bits as copying
+     * R to C and gemm with beta 1 (the cpu does that; a GPU reads R in the
+     * product's epilogue, sparing the copy's pass). */
+    void (*gemm_add)(dsk_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                     const float *B, const float *R, float *C);
     /* count independent products in one call, as a MoE layer's experts
      * need (each expert's block of rows against its own weights; a GPU
      * runs them as one grouped launch).  Group g: C[g] = alpha op(A[g])

@@ -110,6 +110,14 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
     }
     dsk_cpu_gemm_f32(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
+static void cpu_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                         const float *B, const float *R, float *C)
+{
+    if (M > 0 && N > 0 && R != C)
+        cpu_copy(be, C, R, (size_t)M * N * sizeof *C);
+    cpu_gemm(be, ta, tb, M, N, K, alpha, A, B, 1.0f, C);
+}
+
 /* Groups (a MoE layer's experts) averaging less than this many flops
  * run side by side, one per thread; bigger ones one after the other,
  * each with every thread. */
@@ -321,6 +329,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->copy = cpu_copy;
     be->zero = cpu_zero;
     be->gemm = cpu_gemm;
+    be->gemm_add = cpu_gemm_add;
     be->gemm_grouped = cpu_gemm_grouped;
     be->register_int4 = cpu_register_int4;
     be->add = cpu_add;

@@ -318,15 +318,16 @@ static void test_operand_reuse(dsk_backend *plain)
 }
 
 /* The copies an op writes with its outputs (cuda: rmsnorm_fwd, swiglu_fwd,
- * swiglu_bwd, when gemm_dtype is 16-bit; dsk_cuda_half_produce): the
+ * swiglu_bwd, the inverse rope, when gemm_dtype is 16-bit;
+ * dsk_cuda_half_produce; rope forgets only its own output's copies): the
  * products after them read those, not a conversion, and get the same bits
  * as with DSK_CUDA_HALF_CACHE=0.  Against the cpu the tolerance is the
  * type's: the ops' fp32 outputs differ in the last bits, which may round
  * to a neighbouring 16-bit value. */
-enum { P_OUTS = 5 };
+enum { P_OUTS = 7, P_STAGES = 4, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
 typedef struct produced_run {
     float *out[P_OUTS];
-    unsigned long long hits[4], misses[4];
+    unsigned long long hits[P_STAGES + 1], misses[P_STAGES + 1];
 } produced_run;
 
 static void produced_sequence(dsk_backend *be, int dt, float *const host[], produced_run *r)
@@ -340,6 +341,18 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     float *dg = gh_poisoned(be, ny * 4), *du = gh_poisoned(be, ny * 4);
     float *q = gh_poisoned(be, ny * 4), *kk = gh_poisoned(be, ny * 4), *y = gh_poisoned(be, nx * 4);
     float *y2 = gh_poisoned(be, nx * 4);
+    float cs_h[P_POS * P_HD];
+    int32_t pos_h[RM];
+    for (int p = 0; p < P_POS; p++)
+        for (int i = 0; i < P_HD / 2; i++) {
+            double th = p * pow(10000.0, -2.0 * i / P_HD);
+            cs_h[(p * P_HD / 2 + i) * 2] = (float)cos(th);
+            cs_h[(p * P_HD / 2 + i) * 2 + 1] = (float)sin(th);
+        }
+    for (int t = 0; t < RM; t++)
+        pos_h[t] = t % P_POS;
+    float *cs = gh_upload(be, cs_h, sizeof cs_h);
+    int32_t *pos = gh_upload(be, pos_h, sizeof pos_h);
     be->gemm_dtype = dt;   /* as in training: the ops run with it set */
     counts_at(be, r->hits, r->misses, 0);
     /* 1. h = rmsnorm(x); q, k from h: h's copy made by the norm. */
@@ -356,10 +369,19 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y2);
     be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 1, y2);
     counts_at(be, r->hits, r->misses, 3);
+    /* 4. The backward's inverse rotations of dq (here dg) and dk (du), then
+     *    their products: each rotation keeps the other's copy, and the
+     *    weights' from stage 3. */
+    be->rope(be, dg, pos, cs, RM, RN / P_HD, P_HD, 1);
+    be->rope(be, du, pos, cs, RM, RN / P_HD, P_HD, 1);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 0, h);
+    counts_at(be, r->hits, r->misses, 4);
     be->gemm_dtype = DSK_DTYPE_FP32;
-    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[2] = get(be, y, nx), r->out[3] = get(be, y2, nx);
-    r->out[4] = get(be, h, nx);
-    float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2};
+    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[3] = get(be, y2, nx);
+    r->out[4] = get(be, act, ny), r->out[5] = get(be, y, nx), r->out[6] = get(be, h, nx);
+    r->out[2] = get(be, dg, ny);
+    float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2, cs, (float *)pos};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         be->free(be, bufs[i]);
 }
@@ -368,8 +390,10 @@ static void test_produced_copies(dsk_backend *plain)
 {
     enum { N_HOST = 7 };
     float *host[N_HOST];
-    for (int i = 0; i < N_HOST; i++)
-        host[i] = gh_rnd(i == 0 ? (size_t)RM * RK : i == 1 ? (size_t)RK : i < 4 ? (size_t)RN * RK : (size_t)RM * RN, 1);
+    for (int i = 0; i < N_HOST; i++) {
+        size_t len = i == 0 ? (size_t)RM * RK : i == 1 ? (size_t)RK : i < 4 ? (size_t)RN * RK : (size_t)RM * RN;
+        host[i] = gh_rnd(len, 1);
+    }
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
         produced_run want = {0}, got = {0}, off = {0};
         produced_sequence(REF, dt, host, &want);
@@ -378,7 +402,8 @@ static void test_produced_copies(dsk_backend *plain)
             produced_sequence(plain, dt, host, &off);
         double e = 0;
         int same = 1;
-        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RK};
+        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK,
+                              (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK};
         for (int i = 0; i < P_OUTS; i++) {
             double ei = rel_err(got.out[i], want.out[i], len[i]);
             e = isnan(ei) || ei > e ? ei : e;
@@ -386,17 +411,19 @@ static void test_produced_copies(dsk_backend *plain)
                 same &= !memcmp(got.out[i], off.out[i], len[i] * 4);
         }
         char what[112];
-        snprintf(what, sizeof what, "%s: products after rmsnorm_fwd, swiglu_fwd, swiglu_bwd", dsk_dtype_name(dt));
+        snprintf(what, sizeof what, "%s: products after rmsnorm, swiglu fwd and bwd, rope", dsk_dtype_name(dt));
         record(what, e, dt == DSK_DTYPE_BF16 ? 2e-2 : 4e-3, 1);
         if (plain) {
             snprintf(what, sizeof what, "%s: their copies give the bits of DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
             record(what, !same, 0, 1);
             /* Each op's outputs come with their copies: every product
              * reads them (hits) and converts only its weight (misses). */
-            static const unsigned long long want_hits[3] = {2, 1, 2}, want_misses[3] = {2, 1, 2};
-            static const char *stage[3] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
-                                           "dg, du = swiglu'(dy); dg wq + du wk"};
-            for (int s2 = 0; s2 < 3; s2++) {
+            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4}, want_misses[P_STAGES] = {2, 1, 2, 0};
+            /* (stage 4: 4 hits, dg, du made by the rotations, wq, wk kept through them) */
+            static const char *stage[P_STAGES] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
+                                                  "dg, du = swiglu'(dy); dg wq + du wk",
+                                                  "rope^-1 dg, rope^-1 du; dg wq, du wk"};
+            for (int s2 = 0; s2 < P_STAGES; s2++) {
                 unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
                 snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
                          stage[s2], h, m, want_hits[s2], want_misses[s2]);

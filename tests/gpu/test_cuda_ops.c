@@ -168,6 +168,40 @@ static void test_gemm(void)
                 }
 }
 
+/* gemm_add: C = alpha op(A) op(B) + R with R apart from C (the addend
+ * read in the product's epilogue on cuda; R must stay as it was), R that
+ * is C, K of 0 (C = R), in fp32 and with bf16 products. */
+static void test_gemm_add(void)
+{
+    static const int shapes[][3] = {{37, 53, 29}, {129, 257, 300}, {5, 3, 0}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int variant = 0; variant < 3; variant++) {
+                int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], apart = variant != 1;
+                int dtype = variant == 2 ? DSK_DTYPE_BF16 : DSK_DTYPE_FP32;
+                size_t nc = (size_t)M * N;
+                float *a = gh_rnd((size_t)M * (K ? K : 1), 1), *b = gh_rnd((size_t)(K ? K : 1) * N, 1);
+                float *r = gh_rnd(nc, 2);
+                twin A = tw_in(a, (size_t)M * K * 4), B = tw_in(b, (size_t)K * N * 4), R = tw_in(r, nc * 4);
+                twin C = apart ? tw_out(nc * 4) : tw_in(r, nc * 4);
+                for (int side = 0; side < 2; side++) {
+                    BE->gemm_dtype = dtype;
+                    BE->gemm_add(BE, 0, tb, M, N, K, 1.3f, P(A), P(B), apart ? P(R) : P(C), P(C));
+                    BE->gemm_dtype = DSK_DTYPE_FP32;
+                }
+                char what[80];
+                snprintf(what, sizeof what, "%dx%dx%d N%c, R %s, %s", M, N, K, tb ? 'T' : 'N', apart ? "apart" : "is C",
+                         dsk_dtype_name(dtype));
+                check_f("gemm_add", what, C, nc, TOL_RED);
+                if (apart) {
+                    snprintf(what, sizeof what, "%dx%dx%d N%c: R unchanged", M, N, K, tb ? 'T' : 'N');
+                    check_f("gemm_add", what, R, nc, TOL_EXACT);
+                }
+                tw_free(A), tw_free(B), tw_free(R), tw_free(C);
+                free(a), free(b), free(r);
+            }
+}
+
 /* Decoding's int4 products: GPTQ-layout layers registered on a backend
  * pair of their own (the registrations end with it, so no later buffer
  * at a freed weight's address is taken for one), then A·Wᵀ with 1 to 8
@@ -865,6 +899,7 @@ static void run_all(void)
     if (!want_ops)
         goto train;
     test_gemm();
+    test_gemm_add();
     test_int4();
     test_elementwise();
     test_embedding();
