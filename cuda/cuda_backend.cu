@@ -212,8 +212,8 @@ void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, flo
 
 /* An op of the table.  One that may write device memory makes gemm's
  * 16-bit operand copies stale (gemm_operands.cu): every op but gemm
- * and rope (which track their own outputs), sumsq and download (which
- * write none) forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
+ * rope and softmax_xent (which track their own outputs), sumsq and
+ * download (which write none) forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
  * its name (op_profile.cu); name NULL (alloc, free: no stream work) is
  * not.  The names are set where the table is filled (OP below). */
 template <auto F> struct table_op;
@@ -403,7 +403,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(attention_decode, dsk_cuda_attention_decode, true);
     OP(swiglu_fwd, dsk_cuda_swiglu_fwd, true);
     OP(swiglu_bwd, dsk_cuda_swiglu_bwd, true);
-    OP(softmax_xent, dsk_cuda_softmax_xent, true);
+    OP(softmax_xent, dsk_cuda_softmax_xent, false);   /* forgets the copies of loss and logits only */
     OP(moe_route, dsk_cuda_moe_route, true);
     OP(moe_dispatch, dsk_cuda_moe_dispatch, true);
     OP(moe_gather, dsk_cuda_moe_gather, true);

@@ -12,16 +12,18 @@
  *
  * When a copy is current: it is keyed by its source's address, length
  * and type, and forgotten as soon as anything may have written the
- * source: every backend op but gemm, rope, sumsq and download forgets
- * them all (the op table wraps each in a flush, cuda_backend.cu), so does
- * every collective (comm_nccl.cu), and gemm and rope forget those their
- * output overlaps.
- * So only products that follow each other with nothing in between share
- * copies, which is where the repeats are.
+ * source: every backend op but gemm, rope, softmax_xent, sumsq and
+ * download forgets them all (the op table wraps each in a flush,
+ * cuda_backend.cu), so does every collective (comm_nccl.cu), and gemm,
+ * rope and softmax_xent forget those their outputs overlap.
+ * So products share copies when nothing but those ops comes between
+ * them, which is where the repeats are (and the LM head's weight, whose
+ * copy lasts through its chunks of rows: products and softmax_xent).
  *
- * Copies made by the producer: an op whose outputs only ever feed
- * products (rmsnorm_fwd's normalised rows, swiglu_fwd's activation,
- * swiglu_bwd's two gradients, the inverse rope's rotated gradient)
+ * Copies made by the producer: an op whose outputs go on to products
+ * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
+ * activation, swiglu_bwd's two gradients, the inverse rope's rotated
+ * gradient, softmax_xent's gradient of the logits)
  * writes each output's 16-bit copy with it
  * (dsk_cuda_half_produce), from the value in a register: 2 bytes more
  * written a value instead of a conversion pass (4 read, 2 written).  Its
@@ -32,8 +34,8 @@
  *
  * The cost is device memory: the slots keep their buffers, each as large
  * as the largest operand it has held (at 1.3b, batch 8 x 2048, counted
- * over one step's products: about 700 MiB, against 260 MiB for the one
- * buffer of converting afresh).  An allocation that fails gives them
+ * over one step's products and copies: about 750 MiB, against 260 MiB
+ * for the one buffer of converting afresh).  An allocation that fails gives them
  * back and tries again (dsk_cuda_half_release).  DSK_CUDA_HALF_CACHE=0
  * turns reuse off: every product converts both of its operands afresh
  * into one buffer, and no op writes copies (as before, and the reference

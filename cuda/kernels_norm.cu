@@ -58,8 +58,11 @@ enum { DW_ROWS = 32 };
  * share of dw, part[chunk][c] = the sum over its rows, in order, of
  * dout x rstd (acc: C floats of dynamic shared memory, each thread its own
  * columns).  (The row is read twice, for the dot product and the update;
- * the second read finds it in cache.) */
-__global__ void rmsnorm_bwd_kernel(float *dx, float *part, const float *dout, const float *x, const float *w,
+ * the second read finds it in cache.)  dx_h: dx's 16-bit copy, or NULL:
+ * the gradient goes on to the products of the block before (H its type;
+ * dsk_cuda_half_produce). */
+template <typename H>
+__global__ void rmsnorm_bwd_kernel(float *dx, H *dx_h, float *part, const float *dout, const float *x, const float *w,
                                    const float *rstd, int n, int C)
 {
     extern __shared__ float acc[];
@@ -76,8 +79,10 @@ __global__ void rmsnorm_bwd_kernel(float *dx, float *part, const float *dout, co
         dot = block_sum(dot, sh);
         float k = r * r * r * dot / C;
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float d = di[c], xv = xi[c];
-            dxi[c] += r * d * w[c] - k * xv;
+            float d = di[c], xv = xi[c], g = dxi[c] + (r * d * w[c] - k * xv);
+            dxi[c] = g;
+            if (dx_h)
+                dx_h[(size_t)i * C + c] = dsk_to_half<H>(g);
             acc[c] += d * xv * r;
         }
     }
@@ -110,10 +115,20 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
         if (smem > (size_t)optin)
             dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
                     optin);
-        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel<__nv_bfloat16>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }
     float *part = (float *)dsk_cuda_scratch(cb, (size_t)chunks * C * sizeof(float));
-    rmsnorm_bwd_kernel<<<chunks, row_threads(C), smem, cb->stream>>>(dx, part, dout, x, w, rstd, n, C);
+    void *h;
+    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
+    if (dsk_cuda_half_produce(cb, (size_t)n * C, dx, &h, NULL, NULL) == DSK_DTYPE_FP16)
+        rmsnorm_bwd_kernel<__half><<<chunks, row_threads(C), smem, cb->stream>>>(dx, (__half *)h, part, dout, x, w,
+                                                                                 rstd, n, C);
+    else
+        rmsnorm_bwd_kernel<__nv_bfloat16><<<chunks, row_threads(C), smem, cb->stream>>>(dx, (__nv_bfloat16 *)h, part,
+                                                                                        dout, x, w, rstd, n, C);
     LAUNCHED(cb, "rmsnorm_bwd");
     rmsnorm_bwd_dw_sum_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dw, part, chunks, C);
     LAUNCHED(cb, "rmsnorm_bwd");

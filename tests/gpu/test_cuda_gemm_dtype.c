@@ -318,13 +318,15 @@ static void test_operand_reuse(dsk_backend *plain)
 }
 
 /* The copies an op writes with its outputs (cuda: rmsnorm_fwd, swiglu_fwd,
- * swiglu_bwd, the inverse rope, when gemm_dtype is 16-bit;
- * dsk_cuda_half_produce; rope forgets only its own output's copies): the
+ * swiglu_bwd, the inverse rope, softmax_xent's gradient, rmsnorm_bwd's
+ * dx, when gemm_dtype
+ * is 16-bit; dsk_cuda_half_produce; rope and softmax_xent forget only
+ * their own outputs' copies): the
  * products after them read those, not a conversion, and get the same bits
  * as with DSK_CUDA_HALF_CACHE=0.  Against the cpu the tolerance is the
  * type's: the ops' fp32 outputs differ in the last bits, which may round
  * to a neighbouring 16-bit value. */
-enum { P_OUTS = 7, P_STAGES = 4, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
+enum { P_OUTS = 11, P_STAGES = 6, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
 typedef struct produced_run {
     float *out[P_OUTS];
     unsigned long long hits[P_STAGES + 1], misses[P_STAGES + 1];
@@ -353,6 +355,11 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
         pos_h[t] = t % P_POS;
     float *cs = gh_upload(be, cs_h, sizeof cs_h);
     int32_t *pos = gh_upload(be, pos_h, sizeof pos_h);
+    int32_t tgt_h[RM];
+    for (int t = 0; t < RM; t++)
+        tgt_h[t] = (t * 7) % RN;
+    int32_t *tgt = gh_upload(be, tgt_h, sizeof tgt_h);
+    float *loss = gh_poisoned(be, RM * 4), *gw = gh_upload(be, host[3], nw * 4), *dnw = gh_upload(be, host[1], RK * 4);
     be->gemm_dtype = dt;   /* as in training: the ops run with it set */
     counts_at(be, r->hits, r->misses, 0);
     /* 1. h = rmsnorm(x); q, k from h: h's copy made by the norm. */
@@ -377,11 +384,30 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y);
     be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 0, h);
     counts_at(be, r->hits, r->misses, 4);
+    /* (download, which forgets no copy: stage 5 writes q and y again) */
+    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[2] = get(be, dg, ny);
+    r->out[3] = get(be, y2, nx), r->out[4] = get(be, act, ny), r->out[5] = get(be, y, nx);
+    r->out[6] = get(be, h, nx);
+    /* 5. The LM head in two chunks of rows (x as the final norm's output,
+     *    wq as the head's weight [RN words, RK]): logits, their gradient
+     *    in place, then dh and the weight's gradient from it. */
+    for (int c = 0; c < 2; c++) {
+        const float *hc = x + (size_t)c * (RM / 2) * RK;
+        be->gemm(be, 0, 1, RM / 2, RN, RK, 1, hc, wq, 0, q);
+        be->softmax_xent(be, loss + c * (RM / 2), q, tgt + c * (RM / 2), NULL, RM / 2, RN, 1.0f / RM);
+        be->gemm(be, 0, 0, RM / 2, RK, RN, 1, q, wq, 0, y + (size_t)c * (RM / 2) * RK);
+        be->gemm(be, 1, 0, RN, RK, RM / 2, 1, q, hc, 1, gw);
+    }
+    counts_at(be, r->hits, r->misses, 5);
+    r->out[7] = get(be, y, nx), r->out[8] = get(be, gw, nw);
+    /* 6. dx (y2) += rmsnorm'(dy = y), then dx wqᵀ: dx's copy made by the norm. */
+    be->rmsnorm_bwd(be, y2, dnw, y, x, nw_w, rstd, RM, RK);
+    be->gemm(be, 0, 1, RM, RN, RK, 1, y2, wq, 0, q);
+    counts_at(be, r->hits, r->misses, 6);
     be->gemm_dtype = DSK_DTYPE_FP32;
-    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[3] = get(be, y2, nx);
-    r->out[4] = get(be, act, ny), r->out[5] = get(be, y, nx), r->out[6] = get(be, h, nx);
-    r->out[2] = get(be, dg, ny);
-    float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2, cs, (float *)pos};
+    r->out[9] = get(be, y2, nx), r->out[10] = get(be, q, ny);
+    float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2, cs, (float *)pos, (float *)tgt,
+                     loss, gw, dnw};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         be->free(be, bufs[i]);
 }
@@ -402,8 +428,9 @@ static void test_produced_copies(dsk_backend *plain)
             produced_sequence(plain, dt, host, &off);
         double e = 0;
         int same = 1;
-        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK,
-                              (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK};
+        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RN,
+                              (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RK, (size_t)RN * RK, (size_t)RM * RK,
+                              (size_t)RM * RN};
         for (int i = 0; i < P_OUTS; i++) {
             double ei = rel_err(got.out[i], want.out[i], len[i]);
             e = isnan(ei) || ei > e ? ei : e;
@@ -411,18 +438,23 @@ static void test_produced_copies(dsk_backend *plain)
                 same &= !memcmp(got.out[i], off.out[i], len[i] * 4);
         }
         char what[112];
-        snprintf(what, sizeof what, "%s: products after rmsnorm, swiglu fwd and bwd, rope", dsk_dtype_name(dt));
+        snprintf(what, sizeof what, "%s: products after the ops that write copies", dsk_dtype_name(dt));
         record(what, e, dt == DSK_DTYPE_BF16 ? 2e-2 : 4e-3, 1);
         if (plain) {
             snprintf(what, sizeof what, "%s: their copies give the bits of DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
             record(what, !same, 0, 1);
             /* Each op's outputs come with their copies: every product
              * reads them (hits) and converts only its weight (misses). */
-            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4}, want_misses[P_STAGES] = {2, 1, 2, 0};
-            /* (stage 4: 4 hits, dg, du made by the rotations, wq, wk kept through them) */
+            /* (stage 4: dg, du made by the rotations, wq, wk kept through
+             * them; stage 5: per chunk the rows of x converted, the head's
+             * weight kept through the loss, its gradient made by it) */
+            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4, 10, 1};
+            static const unsigned long long want_misses[P_STAGES] = {2, 1, 2, 0, 2, 1};
             static const char *stage[P_STAGES] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
                                                   "dg, du = swiglu'(dy); dg wq + du wk",
-                                                  "rope^-1 dg, rope^-1 du; dg wq, du wk"};
+                                                  "rope^-1 dg, rope^-1 du; dg wq, du wk",
+                                                  "LM head and loss, 2 chunks of rows",
+                                                  "dx += rmsnorm'(dy); dx wq"};
             for (int s2 = 0; s2 < P_STAGES; s2++) {
                 unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
                 snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
