@@ -361,6 +361,36 @@ static void check_grouped(int big)
     be->destroy(be);
 }
 
+/* gemm_add is a copy of R into C and gemm with beta 1, bit for bit, and
+ * leaves R as it was; R may be C; K 0 leaves C = R. */
+TEST(gemm_add_is_copy_and_accumulate)
+{
+    dsk_backend *be = dsk_backend_cpu(2);
+    static const int shapes[][3] = {{7, 9, 5}, {64, 33, 70}, {3, 4, 0}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int tb = 0; tb < 2; tb++) {
+            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+            float *a = malloc((na + 1) * sizeof *a), *b = malloc((nb + 1) * sizeof *b);
+            float *r = malloc(nc * sizeof *r), *r0 = malloc(nc * sizeof *r0), *c = malloc(nc * sizeof *c);
+            float *want = malloc(nc * sizeof *want);
+            for (size_t i = 0; i < na; i++)
+                a[i] = (float)dsk_rng_normal(&rng);
+            for (size_t i = 0; i < nb; i++)
+                b[i] = (float)dsk_rng_normal(&rng);
+            for (size_t i = 0; i < nc; i++)
+                r[i] = r0[i] = want[i] = (float)dsk_rng_normal(&rng), c[i] = NAN;
+            be->gemm(be, 0, tb, M, N, K, 1.5f, a, b, 1, want);
+            be->gemm_add(be, 0, tb, M, N, K, 1.5f, a, b, r, c);
+            CHECK(memcmp(c, want, nc * sizeof *c) == 0);
+            CHECK(memcmp(r, r0, nc * sizeof *r) == 0);
+            be->gemm_add(be, 0, tb, M, N, K, 1.5f, a, b, r, r);   /* R is C */
+            CHECK(memcmp(r, want, nc * sizeof *r) == 0);
+            free(a), free(b), free(r), free(r0), free(c), free(want);
+        }
+    be->destroy(be);
+}
+
 TEST(gemm_grouped_small_groups) { check_grouped(0); }
 TEST(gemm_grouped_big_groups) { check_grouped(1); }
 
@@ -528,7 +558,7 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(gemm_add_is_copy_and_accumulate), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
