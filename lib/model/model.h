@@ -155,7 +155,8 @@ const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *nam
 
 void dsk_model_alloc_batch(dsk_model *m, int B, int T);
 /* Rows per LM-head chunk for head_rows (0: automatic, the whole batch
- * while its logits take at most 128 MiB) and a batch of n positions. */
+ * while its logits take at most 128 MiB, else a multiple of 128 rows
+ * that fits) and a batch of n positions. */
 int dsk_model_logit_rows(int head_rows, int n, int V);
 /* Copies a batch (B, T at most the allocated ones) to the device. */
 int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
