@@ -221,7 +221,7 @@ template <typename R, typename... Args, R (*F)(dsk_backend *, Args...)> struct t
     static inline const char *name = nullptr;
     template <bool Forget> static R call(dsk_backend *be, Args... args)
     {
-        dsk_cuda *cb = (dsk_cuda *)be;
+        dsk_cuda *cb = dsk_cuda_of(be);   /* the device current first: the events are made on it */
         if (Forget)
             dsk_cuda_half_forget(cb);
         if (!cb->prof || !name)

@@ -108,11 +108,13 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
     if (n <= 0 || C <= 0)
         return;
     int chunks = (n + DW_ROWS - 1) / DW_ROWS, threads = 128;
-    size_t smem = (size_t)C * sizeof(float);
-    if (smem > 48 * 1024) {
+    /* The row's accumulators; with the kernel's own 32 floats (block_sum's)
+     * past 48 KB a block must opt in. */
+    size_t smem = (size_t)C * sizeof(float), fixed = 32 * sizeof(float);
+    if (smem + fixed > 48 * 1024) {
         int optin = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device));
-        if (smem > (size_t)optin)
+        if (smem + fixed > (size_t)optin)
             dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
                     optin);
         CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,

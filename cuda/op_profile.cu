@@ -5,9 +5,9 @@
  * telling apart bracket those parts too (sections, one level down): gemm
  * its 16-bit operand copies and its products, by shape; the attention
  * its kernels.  The events are read in batches: when the pending ones
- * fill the pool (the host then waits for the stream, so a profiled run
- * is a little slower than an unprofiled one) and when the table is
- * printed.  An op's time is the stream's, from reaching its first event
+ * come near filling the pool, between two ops (the host then waits for
+ * the stream, so a profiled run is a little slower than an unprofiled
+ * one), and when the table is asked for.  An op's time is the stream's, from reaching its first event
  * to passing its second: an op whose kernels wait for the host to launch
  * them (a launch-bound op) is charged the wait too.  The stream's time
  * between ops (the host busy elsewhere: the optimizer's loop, a
@@ -22,14 +22,16 @@
 
 #include "cuda_internal.cuh"
 
-enum { PROF_NAME = 48, PROF_ENTRIES = 256, PROF_PENDING = 2048, PROF_DEPTH = 4 };
+enum { PROF_NAME = 48, PROF_ENTRIES = 256, PROF_PENDING = 2048, PROF_ROOM = 512, PROF_DEPTH = 4 };
 
 typedef struct prof_entry {
     char name[PROF_NAME];
     int parent;                 /* the enclosing bracket's entry; -1 for an op of the table */
     unsigned long long calls;
-    double ms;                  /* summed over the calls that were timed */
-    double flops;               /* summed; 0 where not counted */
+    unsigned long long timed;   /* the calls that had events (all but where the pool was full inside an op) */
+    double ms;                  /* summed over the timed calls */
+    double flops;               /* summed over all calls; 0 where not counted */
+    double timed_flops;         /* over the timed calls (TFLOPS is timed_flops / ms) */
 } prof_entry;
 
 typedef struct prof_pair {
@@ -78,6 +80,7 @@ static int entry_of(dsk_cuda_prof *p, const char *name, int parent)
     if (p->n_entries == PROF_ENTRIES)
         return -1;
     prof_entry *e = &p->entry[p->n_entries];
+    memset(e, 0, sizeof *e);   /* (after a reset the slot held an old entry) */
     snprintf(e->name, sizeof e->name, "%s", name);
     e->parent = parent;
     return p->n_entries++;
@@ -88,19 +91,22 @@ static void read_pending(dsk_cuda_prof *p)
 {
     if (!p->n_pending)
         return;
-    CUDA_CHECK(cudaEventSynchronize(p->pending[p->n_pending - 1].end));
+    /* The last event recorded: the end of the last op of the table (a
+     * bracket stored after it is a section inside it, which ends first). */
     int first = -1, last = -1;   /* the first and last op of the table among them */
+    for (int i = 0; i < p->n_pending; i++)
+        if (p->pending[i].depth == 0) {
+            if (first < 0)
+                first = i;
+            last = i;
+        }
+    CUDA_CHECK(cudaEventSynchronize(p->pending[last >= 0 ? last : p->n_pending - 1].end));
     for (int i = 0; i < p->n_pending; i++) {
         prof_pair *q = &p->pending[i];
         float ms = 0;
         CUDA_CHECK(cudaEventElapsedTime(&ms, q->start, q->end));
         if (q->entry >= 0)
             p->entry[q->entry].ms += ms;
-        if (q->depth == 0) {
-            if (first < 0)
-                first = i;
-            last = i;
-        }
     }
     if (first >= 0) {
         float ms = 0;
@@ -121,8 +127,9 @@ int dsk_cuda_prof_begin(dsk_cuda *cb, const char *name, double flops)
         return -1;
     if (p->depth == PROF_DEPTH)
         dsk_die(EX_SOFTWARE, "cuda: profile: %s: brackets nested deeper than %d", name, PROF_DEPTH);
-    /* Read only between ops: inside one, an open bracket has no end yet. */
-    if (p->n_pending == PROF_PENDING && p->depth == 0)
+    /* Read only between ops (inside one, an open bracket has no end yet),
+     * with room left for an op's sections (a grouped product's loop). */
+    if (p->n_pending >= PROF_PENDING - PROF_ROOM && p->depth == 0)
         read_pending(p);
     int parent = p->depth ? p->open_entry[p->depth - 1] : -1;
     int entry = p->depth && parent < 0 ? -1 : entry_of(p, name, parent);
@@ -135,6 +142,10 @@ int dsk_cuda_prof_begin(dsk_cuda *cb, const char *name, double flops)
     int slot = -1;
     if (p->n_pending < PROF_PENDING) {
         /* (Full inside an op: its remaining sections are counted, not timed.) */
+        if (entry >= 0) {
+            p->entry[entry].timed++;
+            p->entry[entry].timed_flops += flops;
+        }
         slot = p->n_pending++;
         prof_pair *q = &p->pending[slot];
         q->entry = entry;
@@ -226,10 +237,10 @@ extern "C" void dsk_cuda_profile_reset(dsk_backend *be)
 static void print_entry(FILE *f, const prof_entry *e, double total, int indent)
 {
     char tflops[16] = "";
-    if (e->flops > 0 && e->ms > 0)
-        snprintf(tflops, sizeof tflops, "%.1f", e->flops / (e->ms * 1e-3) / 1e12);
+    if (e->timed_flops > 0 && e->ms > 0)
+        snprintf(tflops, sizeof tflops, "%.1f", e->timed_flops / (e->ms * 1e-3) / 1e12);
     fprintf(f, "  %10.2f %6.1f%% %9llu %10.1f %7s  %*s%s\n", e->ms, total > 0 ? 100 * e->ms / total : 0.0, e->calls,
-            e->calls ? 1e3 * e->ms / (double)e->calls : 0.0, tflops, indent, "", e->name);
+            e->timed ? 1e3 * e->ms / (double)e->timed : 0.0, tflops, indent, "", e->name);
 }
 
 extern "C" void dsk_cuda_profile_print(dsk_backend *be, FILE *f)
