@@ -39,13 +39,13 @@
  *   DSK_CUDA_HALF_CACHE=N  slots for bf16 / fp16 copies of gemm's
  *                       operands, reused by the products that follow on
  *                       the same operand (gemm_operands.cu; RMSNorm,
- *                       SwiGLU, the inverse RoPE and the loss write
- *                       their outputs' copies as they write them): 2 to
- *                       8 (default 8), or 0 to convert every product's
- *                       operands afresh and write no copies (less
- *                       device memory: each slot keeps a buffer as
- *                       large as the largest operand it held; an
- *                       allocation that fails frees them first);
+ *                       SwiGLU, the attention, the inverse RoPE and the
+ *                       loss write their outputs' copies as they write
+ *                       them): 2 to 8 (default 8), or 0 to convert
+ *                       every product's operands afresh and write no
+ *                       copies (less device memory: each slot keeps a
+ *                       buffer as large as the largest operand it held;
+ *                       an allocation that fails frees them first);
  *                       anything else fails the backend's creation
  *                       with EX_USAGE.
  *   DSK_CUDA_PROFILE=1  time every op on the stream with CUDA events and

@@ -22,8 +22,9 @@
  *
  * Copies made by the producer: an op whose outputs go on to products
  * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
- * activation, swiglu_bwd's two gradients, the inverse rope's rotated
- * gradient, softmax_xent's gradient of the logits)
+ * activation, swiglu_bwd's two gradients, attention_fwd's output,
+ * attention_bwd's dV, the inverse rope's rotated gradient,
+ * softmax_xent's gradient of the logits)
  * writes each output's 16-bit copy with it
  * (dsk_cuda_half_produce), from the value in a register: 2 bytes more
  * written a value instead of a conversion pass (4 read, 2 written).  Its

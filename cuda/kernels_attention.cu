@@ -163,7 +163,7 @@ template <int HDP, int RM, int CN>
 __global__ void __launch_bounds__(FA_THREADS)
     fa_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
                   const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
-                  int window, float scale, int nqt)
+                  int window, float scale, int nqt, fa_half_out out_h)
 {
     constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
     extern __shared__ float fa_sm[];
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     }
 
     fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, st, fa_weight(kind, alpha), use_g, use_l, b, T, qs, h, hd, bh,
-                       i0, tx, ty);
+                       i0, tx, ty, out_h);
 }
 
 /* fa_grad over a thread's part of a tile, from its unscaled scores s
@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     fa_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                        const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
                        const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
-                       float scale, int nqt, int nkt)
+                       float scale, int nqt, int nkt, fa_half_out dv_h)
 {
     constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
     extern __shared__ float fa_sm[];
@@ -311,6 +311,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     fa_store<CN, DE>(b, T, ks, kvh, hd, j0, j_end, tx, ty, [&](int ci, int e, size_t row, int d) {
         dk[row + d] = scale * dka[ci][e];
         dv[row + d] = dva[ci][e];
+        dv_h.put(row + d, dva[ci][e]);
     });
 }
 
@@ -441,18 +442,19 @@ static void fa_check_shape(const dsk_attn_shape *s, const char *op)
 template <int HDP>
 static void fa_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                           const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s)
+                          const dsk_attn_shape *s, fa_half_out out_h)
 {
     enum { RM = fa_cfg<HDP>::F_RM, CN = fa_cfg<HDP>::F_CN };
     constexpr size_t smem = fa_fwd_smem(HDP, RM, CN);
     int nqt = (s->T + 16 * RM - 1) / (16 * RM);
     void (*kern)(float *, float *, float *, float *, float *, const float *, const float *, const float *,
-                 const int32_t *, const float *, int, int, int, int, int, int, float, int) =
+                 const int32_t *, const float *, int, int, int, int, int, int, float, int, fa_half_out) =
         fa_fwd_kernel<HDP, RM, CN>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
     kern<<<grid, FA_THREADS, smem, cb->stream>>>(out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s->T, s->H,
-                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt);
+                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt,
+                                                 out_h);
     LAUNCHED(cb, "attention_fwd");
 }
 
@@ -464,16 +466,20 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
     if (s->B <= 0 || s->T <= 0 || s->H <= 0)
         return;
     fa_check_shape(s, "attention_fwd");
+    /* The output goes on to the output projection: its 16-bit copy with it. */
+    fa_half_out out_h = {NULL, 0};
+    out_h.bf16 = dsk_cuda_half_produce(cb, (size_t)s->B * s->T * s->H * s->hd, out, &out_h.p, NULL, NULL) ==
+                 DSK_DTYPE_BF16;
     if (fa_use_tc(cb)) {
-        dsk_cuda_attention_tc_fwd(cb, fa_hdp(s->hd), out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s);
+        dsk_cuda_attention_tc_fwd(cb, fa_hdp(s->hd), out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h);
         return;
     }
     switch (fa_hdp(s->hd)) {
-    case 16: fa_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 32: fa_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 64: fa_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 128: fa_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    default: fa_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 16: fa_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 32: fa_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 64: fa_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 128: fa_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    default: fa_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
     }
 }
 
@@ -499,6 +505,10 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     char *scr = (char *)dsk_cuda_scratch(cb, off_lo + fa_align((size_t)B * kv_nqt * sizeof(int)));
     float *Dg = (float *)scr, *Dl = (float *)(scr + off_dl), *da = want_da ? (float *)(scr + off_da) : NULL;
     int *tile_lo = (int *)(scr + off_lo);
+    /* dV goes on to its two products: its 16-bit copy with it (after the
+     * scratch, whose allocation may give the copies' buffers back). */
+    fa_half_out dv_h = {NULL, 0};
+    dv_h.bf16 = dsk_cuda_half_produce(cb, (size_t)B * T * KV * hd, dv, &dv_h.p, NULL, NULL) == DSK_DTYPE_BF16;
 
     unsigned prep_blocks = fa_grid((rows + 7) / 8, "attention_bwd");
     {
@@ -516,12 +526,13 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     }
 
     if (tc) {
-        dsk_cuda_attention_tc_bwd(cb, HDP, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s);
+        dsk_cuda_attention_tc_bwd(cb, HDP, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s,
+                                  dv_h);
     } else {
         constexpr size_t smem_kv = fa_dkdv_smem(HDP, KV_RM, KV_CN), smem_q = fa_dq_smem(HDP, Q_RM, Q_CN);
         void (*kkv)(float *, float *, const float *, const float *, const float *, const float *, const float *,
                     const float *, const float *, const float *, const int *, const int32_t *, const float *, int, int,
-                    int, int, int, int, float, int, int) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
+                    int, int, int, int, float, int, int, fa_half_out) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
         void (*kq)(float *, const float *, const float *, const float *, const float *, const float *, const float *,
                    const float *, const float *, const int32_t *, const float *, int, int, int, int, int, int, float,
                    int) = fa_bwd_dq_kernel<HDP, Q_RM, Q_CN>;
@@ -532,7 +543,7 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
             dsk_cuda_prof_scope timed(cb, "dk, dv (fp32)");
             kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo,
                                                               pos, alpha, T, H, KV, hd, kind, s->window, scale, kv_nqt,
-                                                              nkt);
+                                                              nkt, dv_h);
             LAUNCHED(cb, "attention_bwd (dk, dv)");
         }
         unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");

@@ -218,7 +218,7 @@ template <int HDP, int BR, int BC>
 __global__ void __launch_bounds__(FA_THREADS)
     tc_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
                   const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
-                  int window, float scale, int nqt)
+                  int window, float scale, int nqt, fa_half_out out_h)
 {
     typedef tc_fwd_smem<HDP, BR, BC> L;
     typedef tc_ld<HDP, BC> ld;
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(FA_THREADS)
         }
     }
     fa_fwd_out<RM, DE>(out, lse_g, lse_l, out_g, out_l, st, fa_weight(kind, alpha), use_g, use_l, b, T, qs, h, hd, bh,
-                       i0, tx, ty);
+                       i0, tx, ty, out_h);
 }
 
 /* fa_grad over a thread's part of a tile (rows ty + 16 ri, query
@@ -314,11 +314,14 @@ __device__ __forceinline__ void tc_grad_tile(bf16 *Pm, bf16 *dS, const float *S,
  * b, head `head` (row stride `stride`), coalesced. */
 template <int HDP>
 __device__ __forceinline__ void tc_put_rows(float *g, const float *tile, float mul, int b, int T, size_t stride,
-                                            int head, int hd, int r0, int rows)
+                                            int head, int hd, int r0, int rows, fa_half_out g_h = fa_half_out{NULL, 0})
 {
     for (int x = threadIdx.x; x < rows * hd; x += FA_THREADS) {
         int r = x / hd, d = x % hd;
-        g[((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d] = mul * tile[r * tc_ld<HDP, 16>::O + d];
+        size_t i = ((size_t)b * T + r0 + r) * stride + (size_t)head * hd + d;
+        float y = mul * tile[r * tc_ld<HDP, 16>::O + d];
+        g[i] = y;
+        g_h.put(i, y);
     }
 }
 
@@ -329,7 +332,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     tc_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                    const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
                    const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
-                   float scale, int nqt, int nkt)
+                   float scale, int nqt, int nkt, fa_half_out dv_h)
 {
     typedef tc_bwd_smem<HDP, BR, BC, true, BC, 2> L;
     typedef tc_ld<HDP, BC> ld;
@@ -376,7 +379,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     tc_store<BC, HDP>(dv_t, ld::O, dva);
     tc_store<BC, HDP>(dk_t, ld::O, dka);
     __syncthreads();
-    tc_put_rows<HDP>(dv, dv_t, 1.0f, b, T, ks, kvh, hd, j0, j_end - j0);
+    tc_put_rows<HDP>(dv, dv_t, 1.0f, b, T, ks, kvh, hd, j0, j_end - j0, dv_h);
     tc_put_rows<HDP>(dk, dk_t, scale, b, T, ks, kvh, hd, j0, j_end - j0);
 }
 
@@ -442,7 +445,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 template <int HDP>
 static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                           const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s)
+                          const dsk_attn_shape *s, fa_half_out out_h)
 {
     enum { BR = tc_cfg<HDP>::F_BR, BC = tc_cfg<HDP>::F_BC };
     constexpr size_t smem = tc_fwd_smem<HDP, BR, BC>::bytes;
@@ -452,20 +455,21 @@ static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, 
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
     kern<<<grid, FA_THREADS, smem, cb->stream>>>(out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s->T, s->H,
-                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt);
+                                                 s->KV, s->hd, s->kind, s->window, 1.0f / sqrtf((float)s->hd), nqt,
+                                                 out_h);
     LAUNCHED(cb, "attention_fwd (tensor cores)");
 }
 
 void dsk_cuda_attention_tc_fwd(dsk_cuda *cb, int hdp, float *out, float *lse_g, float *lse_l, float *out_g,
                                float *out_l, const float *q, const float *k, const float *v, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s)
+                               const float *alpha, const dsk_attn_shape *s, fa_half_out out_h)
 {
     switch (hdp) {
-    case 16: tc_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 32: tc_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 64: tc_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    case 128: tc_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
-    default: tc_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s); break;
+    case 16: tc_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 32: tc_fwd_launch<32>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 64: tc_fwd_launch<64>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    case 128: tc_fwd_launch<128>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
+    default: tc_fwd_launch<256>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
     }
 }
 
@@ -484,7 +488,7 @@ template <int HDP>
 static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
                           const float *k, const float *v, const float *lse_g, const float *lse_l, const float *Dg,
                           const float *Dl, const int *tile_lo, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s)
+                          const dsk_attn_shape *s, fa_half_out dv_h)
 {
     enum { KV_BR = tc_cfg<HDP>::KV_BR, KV_BC = tc_cfg<HDP>::KV_BC, Q_BR = tc_cfg<HDP>::Q_BR, Q_BC = tc_cfg<HDP>::Q_BC };
     constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, true, KV_BC, 2>::bytes;
@@ -501,7 +505,8 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
     {
         dsk_cuda_prof_scope timed(cb, "dk, dv (tensor cores)");
         kkv<<<grid_kv, FA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos,
-                                                          alpha, T, H, KV, hd, s->kind, s->window, scale, kv_nqt, nkt);
+                                                          alpha, T, H, KV, hd, s->kind, s->window, scale, kv_nqt, nkt,
+                                                          dv_h);
         LAUNCHED(cb, "attention_bwd (dk, dv; tensor cores)");
     }
     unsigned grid_q = fa_grid((unsigned long long)B * H * q_nqt, "attention_bwd");
@@ -516,13 +521,15 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
 void dsk_cuda_attention_tc_bwd(dsk_cuda *cb, int hdp, float *dq, float *dk, float *dv, const float *dout,
                                const float *q, const float *k, const float *v, const float *lse_g, const float *lse_l,
                                const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s)
+                               const float *alpha, const dsk_attn_shape *s, fa_half_out dv_h)
 {
+#define TC_BWD(H) tc_bwd_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s, dv_h)
     switch (hdp) {
-    case 16: tc_bwd_launch<16>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
-    case 32: tc_bwd_launch<32>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
-    case 64: tc_bwd_launch<64>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
-    case 128: tc_bwd_launch<128>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
-    default: tc_bwd_launch<256>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s); break;
+    case 16: TC_BWD(16); break;
+    case 32: TC_BWD(32); break;
+    case 64: TC_BWD(64); break;
+    case 128: TC_BWD(128); break;
+    default: TC_BWD(256); break;
     }
+#undef TC_BWD
 }

@@ -319,14 +319,14 @@ static void test_operand_reuse(dsk_backend *plain)
 
 /* The copies an op writes with its outputs (cuda: rmsnorm_fwd, swiglu_fwd,
  * swiglu_bwd, the inverse rope, softmax_xent's gradient, rmsnorm_bwd's
- * dx, when gemm_dtype
+ * dx, the attention's output and its dV, when gemm_dtype
  * is 16-bit; dsk_cuda_half_produce; rope and softmax_xent forget only
  * their own outputs' copies): the
  * products after them read those, not a conversion, and get the same bits
  * as with DSK_CUDA_HALF_CACHE=0.  Against the cpu the tolerance is the
  * type's: the ops' fp32 outputs differ in the last bits, which may round
  * to a neighbouring 16-bit value. */
-enum { P_OUTS = 11, P_STAGES = 6, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
+enum { P_OUTS = 14, P_STAGES = 7, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
 typedef struct produced_run {
     float *out[P_OUTS];
     unsigned long long hits[P_STAGES + 1], misses[P_STAGES + 1];
@@ -404,8 +404,19 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     be->rmsnorm_bwd(be, y2, dnw, y, x, nw_w, rstd, RM, RK);
     be->gemm(be, 0, 1, RM, RN, RK, 1, y2, wq, 0, q);
     counts_at(be, r->hits, r->misses, 6);
-    be->gemm_dtype = DSK_DTYPE_FP32;
     r->out[9] = get(be, y2, nx), r->out[10] = get(be, q, ny);
+    /* 7. Causal attention over documents of P_POS tokens (3 heads of P_HD),
+     *    its output through wq; its backward, then dV through wq. */
+    dsk_attn_shape as = {1, RM, RN / P_HD, RN / P_HD, P_HD, DSK_ATTN_GLOBAL, 0};
+    float *lse = gh_poisoned(be, (size_t)RM * (RN / P_HD) * 4);
+    be->attention_fwd(be, act, lse, NULL, NULL, NULL, g, u, dy, pos, NULL, &as);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, act, wq, 0, y);
+    be->attention_bwd(be, dg, du, kk, NULL, q, act, g, u, dy, lse, NULL, NULL, NULL, pos, NULL, &as);
+    be->gemm(be, 0, 0, RM, RK, RN, 1, kk, wq, 0, y2);
+    counts_at(be, r->hits, r->misses, 7);
+    be->gemm_dtype = DSK_DTYPE_FP32;
+    r->out[11] = get(be, y, nx), r->out[12] = get(be, y2, nx), r->out[13] = get(be, kk, ny);
+    be->free(be, lse);
     float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2, cs, (float *)pos, (float *)tgt,
                      loss, gw, dnw};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -430,7 +441,7 @@ static void test_produced_copies(dsk_backend *plain)
         int same = 1;
         size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RN,
                               (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RK, (size_t)RN * RK, (size_t)RM * RK,
-                              (size_t)RM * RN};
+                              (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RN};
         for (int i = 0; i < P_OUTS; i++) {
             double ei = rel_err(got.out[i], want.out[i], len[i]);
             e = isnan(ei) || ei > e ? ei : e;
@@ -448,13 +459,14 @@ static void test_produced_copies(dsk_backend *plain)
             /* (stage 4: dg, du made by the rotations, wq, wk kept through
              * them; stage 5: per chunk the rows of x converted, the head's
              * weight kept through the loss, its gradient made by it) */
-            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4, 10, 1};
-            static const unsigned long long want_misses[P_STAGES] = {2, 1, 2, 0, 2, 1};
+            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4, 10, 1, 2};
+            static const unsigned long long want_misses[P_STAGES] = {2, 1, 2, 0, 2, 1, 2};
             static const char *stage[P_STAGES] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
                                                   "dg, du = swiglu'(dy); dg wq + du wk",
                                                   "rope^-1 dg, rope^-1 du; dg wq, du wk",
                                                   "LM head and loss, 2 chunks of rows",
-                                                  "dx += rmsnorm'(dy); dx wq"};
+                                                  "dx += rmsnorm'(dy); dx wq",
+                                                  "attention: out wq; its backward: dv wq"};
             for (int s2 = 0; s2 < P_STAGES; s2++) {
                 unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
                 snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),

@@ -16,7 +16,8 @@
 #    within 1% of the bf16 run with the tensor-core ones; an unknown
 #    DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
-#    bit as with the 16-bit operand copies reused; =1 exits 64;
+#    bit as with the 16-bit operand copies reused (with either attention
+#    kernels); =1 exits 64;
 #  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
 #    and the op table on stderr;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
@@ -129,6 +130,17 @@ if [ "$DEV" != cpu ]; then
         fi
     else
         bad "--dtype bf16 with DSK_CUDA_HALF_CACHE=0 on cuda"
+    fi
+    # And with the fp32 attention kernels, which write their own copies.
+    if (export DSK_CUDA_HALF_CACHE=0 DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32-nocache "$DEV" --dtype bf16); then
+        if cmp -s "$tmp/gpu-bf16-fa32/latest/model.safetensors" \
+            "$tmp/gpu-bf16-fa32-nocache/latest/model.safetensors"; then
+            ok "--dtype bf16, DSK_CUDA_ATTN=fp32: the same weights bit for bit with DSK_CUDA_HALF_CACHE=0"
+        else
+            bad "--dtype bf16, DSK_CUDA_ATTN=fp32: DSK_CUDA_HALF_CACHE=0 changed the weights"
+        fi
+    else
+        bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 and DSK_CUDA_HALF_CACHE=0 on cuda"
     fi
 fi
 # The bf16 run again with DSK_CUDA_PROFILE=1: timing every op changes no
