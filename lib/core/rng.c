@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdlib.h>
 
 #include "core/rng.h"
 
@@ -33,10 +34,34 @@ uint64_t dsk_rng_next(dsk_rng *r)
 
 double dsk_rng_uniform(dsk_rng *r) { return (double)(dsk_rng_next(r) >> 11) * 0x1.0p-53; }
 
-double dsk_rng_normal(dsk_rng *r)
+/* Box-Muller's cosine half, from two uniforms. */
+static double box_muller(double u1, double u2)
 {
-    double u1 = dsk_rng_uniform(r), u2 = dsk_rng_uniform(r);
     if (u1 < 1e-300)
         u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+double dsk_rng_normal(dsk_rng *r)
+{
+    double u1 = dsk_rng_uniform(r), u2 = dsk_rng_uniform(r);
+    return box_muller(u1, u2);
+}
+
+void dsk_rng_normal_fill(dsk_rng *r, float *out, size_t n, double scale)
+{
+    enum { CHUNK = 1 << 18 };
+    double *u = malloc(2 * (size_t)CHUNK * sizeof *u);
+    if (!u)   /* (small memory: one at a time) */
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)(scale * dsk_rng_normal(r));
+    for (size_t at = 0; u && at < n; at += CHUNK) {
+        size_t len = n - at < CHUNK ? n - at : CHUNK;
+        for (size_t i = 0; i < 2 * len; i++)
+            u[i] = dsk_rng_uniform(r);
+#pragma omp parallel for schedule(static) if (len >= 4096)
+        for (size_t i = 0; i < len; i++)
+            out[at + i] = (float)(scale * box_muller(u[2 * i], u[2 * i + 1]));
+    }
+    free(u);
 }

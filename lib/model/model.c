@@ -225,8 +225,7 @@ void dsk_model_init_values(const dsk_model *m, uint64_t seed,
             double std = c->init_std;
             if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj"))   /* experts' too */
                 std /= sqrt(2.0 * c->n_layers);
-            for (size_t j = 0; j < t->numel; j++)
-                p[j] = (float)(std * dsk_rng_normal(&rng));
+            dsk_rng_normal_fill(&rng, p, t->numel, std);
         }
         put(ctx, t->offset, p, t->numel);
     }

@@ -15,8 +15,8 @@
 # kernels, tc (bf16 tensor cores, what bf16 / fp16 run) or fp32 (CUDA
 # cores; DSK_CUDA_ATTN=fp32): 1.3b bf16 runs with both, to show the gain,
 # and once with DSK_CUDA_HALF_CACHE=0 (every product converting its
-# operands afresh: the gain of reusing them).  After the table: where
-# the 1.3b and MoE bf16 steps' time goes, op by op and part by part
+# operands afresh: the gain of reusing them).  After the 1.3b and MoE
+# rows: where their bf16 steps' time goes, op by op and part by part
 # (DSK_CUDA_PROFILE=1, cuda/op_profile.cu), from runs of their own.  The
 # table is a measurement, not a test: the exit status is non-zero only
 # when a run fails.
@@ -76,11 +76,13 @@ with open(rows, "a") as f:
 PY
 }
 # profile MODEL: its bf16 steps again with DSK_CUDA_PROFILE=1 (events around
-# every op: a little slower, so not a row of the table); the backend's
-# table is kept for after the table.
+# every op: a little slower, so not a row of the table), the backend's table
+# printed at once ("# " lines), so that a run cut short by its time limit
+# keeps it.
 profile() {
     if DSK_CUDA_PROFILE=1 "$BENCH" "$tmp/$1.json" 8 2048 "$STEPS" 0 cuda bf16 0 >/dev/null 2>"$tmp/err"; then
-        sed -n '/^cuda profile/,$p' "$tmp/err" >"$tmp/profile.$1"
+        echo "# $1, batch 8x2048, bf16: $STEPS steps, DSK_CUDA_PROFILE=1 (the stream's time per op; share of the steps)"
+        sed -n '/^cuda profile/,$p' "$tmp/err" | sed 's/^/# /'
     else
         echo "# profile of $1: FAILED: $(tail -n 1 "$tmp/err")"
         status=1
@@ -88,22 +90,17 @@ profile() {
 }
 row 125m 8 2048 fp32 0 ""
 row 125m 8 2048 bf16 0 ""
+# The targets and their profiles first: a run cut short by its time limit
+# loses only the comparisons after them.
 row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
+row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
+profile moe-1.3b
 row 1.3b 8 2048 bf16 0 "" fp32
 row 1.3b 8 2048 bf16 0 "16-bit operand copies off" auto 0
 row 1.3b 8 2048 bf16 1 ""
-row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
-profile moe-1.3b
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"
 
-# Where the time of those steps goes (saved by `profile` above).
-for m in 1.3b moe-1.3b; do
-    if [ -s "$tmp/profile.$m" ]; then
-        echo "# $m, batch 8x2048, bf16: $STEPS steps, DSK_CUDA_PROFILE=1 (the stream's time per op; share of the steps)"
-        sed 's/^/# /' "$tmp/profile.$m"
-    fi
-done
 
 # The attention alone, the 1.3b preset's shape (16 heads of 128) at
 # 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones.

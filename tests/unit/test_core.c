@@ -4,6 +4,7 @@
 #include "core/cli.h"
 #include "core/json.h"
 #include "core/ordered.h"
+#include "core/rng.h"
 #include "core/outfile.h"
 #include "core/tokens.h"
 #include "core/u64map.h"
@@ -211,5 +212,27 @@ TEST(tokens_widen_and_narrow)
     CHECK(dsk_tokens_narrow(bytes, &wide, 1, 2) == 70000);
 }
 
+/* dsk_rng_normal_fill gives the bits of n calls of dsk_rng_normal, scaled
+ * and rounded to float, and leaves the generator where they would: over
+ * several chunks (with OpenMP's threads), and for 0 and 1 values. */
+TEST(rng_normal_fill_is_the_sequential_stream)
+{
+    static const size_t lens[] = {0, 1, 4095, 300001};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t n = lens[li];
+        dsk_rng a, b;
+        dsk_rng_seed(&a, 7 + li);
+        b = a;
+        float *want = malloc((n + 1) * sizeof *want), *got = malloc((n + 1) * sizeof *got);
+        for (size_t i = 0; i < n; i++)
+            want[i] = (float)(0.02 * dsk_rng_normal(&a));
+        got[n] = want[n] = 1.5f;
+        dsk_rng_normal_fill(&b, got, n, 0.02);
+        CHECK(memcmp(got, want, (n + 1) * sizeof *got) == 0);   /* and nothing past n */
+        CHECK(memcmp(&a, &b, sizeof a) == 0);
+        free(want), free(got);
+    }
+}
+
 RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
-          T(u64map_upsert_find_grow), T(tokens_widen_and_narrow))
+          T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))
