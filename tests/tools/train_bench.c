@@ -66,6 +66,15 @@ int main(int argc, char **argv)
         return 1;
     }
     int B = atoi(argv[2]), T = atoi(argv[3]), steps = atoi(argv[4]), threads = atoi(argv[5]);
+    if (cfg.vocab_size <= 0) {   /* a preset as --show-config prints it without a tokenizer */
+        fprintf(stderr, "train_bench: %s: vocab_size is %d: give it one (dsk-train --show-config ... --set vocab=N)\n",
+                argv[1], cfg.vocab_size);
+        return 64;
+    }
+    if (B < 1 || T < 1 || steps < 1 || threads < 0) {
+        fprintf(stderr, "train_bench: B, T and STEPS must be at least 1, THREADS at least 0\n");
+        return 64;
+    }
     dsk_backend *be = dsk_backend_new(backend, threads, &err);
     if (!be) {
         fprintf(stderr, "train_bench: %s\n", err.msg);
