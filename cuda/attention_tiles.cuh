@@ -12,7 +12,6 @@
 #include <limits.h>
 
 #include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include "cuda_internal.cuh"
 #include "ops/attn_first.h"
@@ -233,23 +232,6 @@ __device__ __forceinline__ void fa_fwd_start(fa_fwd_rows<RM, DE> &st, const int 
     fa_zero(st.ol);
 }
 
-/* Where an attention kernel also writes an output's 16-bit copy, for the
- * products that read it next (dsk_cuda_half_produce): p NULL for none,
- * bf16 or else fp16. */
-struct fa_half_out {
-    void *p;
-    int bf16;
-    __device__ __forceinline__ void put(size_t i, float x) const
-    {
-        if (!p)
-            return;
-        if (bf16)
-            ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(x);
-        else
-            ((__half *)p)[i] = __float2half_rn(x);
-    }
-};
-
 /* The forward's end, for a thread's rows ty + 16 ri of query tile i0:
  * out = O / l per part (mixed by a for hybrid, each part's also kept in
  * out_g, out_l), and lse = m + log l per part. */
@@ -257,7 +239,7 @@ template <int RM, int DE>
 __device__ __forceinline__ void fa_fwd_out(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                                            const fa_fwd_rows<RM, DE> &st, float a, int use_g, int use_l, int b, int T,
                                            size_t qs, int h, int hd, size_t bh, int i0, int tx, int ty,
-                                           fa_half_out out_h)
+                                           dsk_half_out out_h)
 {
     const int hybrid = use_g && use_l;
 #pragma unroll
@@ -399,7 +381,7 @@ static inline int fa_use_tc(const dsk_cuda *cb)
  * (and out's 16-bit copy in out_h). */
 void dsk_cuda_attention_tc_fwd(dsk_cuda *cb, int hdp, float *out, float *lse_g, float *lse_l, float *out_g,
                                float *out_l, const float *q, const float *k, const float *v, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s, fa_half_out out_h);
+                               const float *alpha, const dsk_attn_shape *s, dsk_half_out out_h);
 /* The query rows of a tile of the dK/dV kernel, which tile_lo counts in. */
 int dsk_cuda_attention_tc_kv_rows(int hdp);
 /* dK, dV (and dV's 16-bit copy in dv_h) and dQ, given D_g, D_l
@@ -408,6 +390,6 @@ int dsk_cuda_attention_tc_kv_rows(int hdp);
 void dsk_cuda_attention_tc_bwd(dsk_cuda *cb, int hdp, float *dq, float *dk, float *dv, const float *dout,
                                const float *q, const float *k, const float *v, const float *lse_g, const float *lse_l,
                                const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s, fa_half_out dv_h);
+                               const float *alpha, const dsk_attn_shape *s, dsk_half_out dv_h);
 
 #endif

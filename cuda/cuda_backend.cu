@@ -211,11 +211,12 @@ void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, flo
 /* ---- the table ---- */
 
 /* An op of the table.  One that may write device memory makes gemm's
- * 16-bit operand copies stale (gemm_operands.cu): every op but gemm
- * rope and softmax_xent (which track their own outputs), sumsq and
- * download (which write none) forgets them first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under
- * its name (op_profile.cu); name NULL (alloc, free: no stream work) is
- * not.  The names are set where the table is filled (OP below). */
+ * 16-bit operand copies stale (gemm_operands.cu): every op but gemm,
+ * gemm_add, rope and softmax_xent (which forget the copies of their own
+ * outputs), sumsq and download (which write none) forgets them all first
+ * (Forget).  With DSK_CUDA_PROFILE=1 it is timed under its name
+ * (op_profile.cu); name NULL (alloc, free: no stream work) is not.  The
+ * names are set where the table is filled (OP below). */
 template <auto F> struct table_op;
 template <typename R, typename... Args, R (*F)(dsk_backend *, Args...)> struct table_op<F> {
     static inline const char *name = nullptr;

@@ -124,16 +124,31 @@ template <> __device__ __forceinline__ __nv_bfloat16 dsk_to_half<__nv_bfloat16>(
     return __float2bfloat16_rn(x);
 }
 template <> __device__ __forceinline__ __half dsk_to_half<__half>(float x) { return __float2half_rn(x); }
+/* Where a kernel also writes an output's 16-bit copy as it writes the
+ * float (dsk_cuda_half_produce): p NULL for none, else bf16 or fp16
+ * values; put(i, x) stores x rounded at i. */
+struct dsk_half_out {
+    void *p;
+    int bf16;
+    __device__ __forceinline__ void put(size_t i, float x) const
+    {
+        if (!p)
+            return;
+        if (bf16)
+            ((__nv_bfloat16 *)p)[i] = dsk_to_half<__nv_bfloat16>(x);
+        else
+            ((__half *)p)[i] = dsk_to_half<__half>(x);
+    }
+};
 /* Copies made by the op that writes their source, for the products that
- * read it next: an op whose outputs only ever feed matrix products
- * (rmsnorm_fwd, swiglu_fwd, swiglu_bwd) asks for 16-bit buffers for its
- * outputs a and b (n floats each; b may be NULL) and has its kernel write
- * each value rounded (dsk_to_half) there too, as it writes the float.
- * Returns be->gemm_dtype with *ha (and *hb) set, current from then on;
- * 0 with them NULL when the products are fp32 or no copies are kept
- * (DSK_CUDA_HALF_CACHE=0): the kernel then writes none.  Call it after
- * the op's forget (the table's) and before its kernel. */
-int dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, void **ha, const float *b, void **hb);
+ * read it next (gemm_operands.cu lists the ops): *ha (and *hb, when b is
+ * not NULL) say where its kernel writes outputs a (and b), n floats each,
+ * rounded to be->gemm_dtype, current from then on; p NULL when the
+ * products are fp32 or no copies are kept (DSK_CUDA_HALF_CACHE=0).  Call
+ * it after any allocation of the op's (which may give the copies'
+ * buffers back) and before its kernel. */
+void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,
+                           dsk_half_out *hb);
 /* Every copy is stale: something may have written any device memory. */
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */

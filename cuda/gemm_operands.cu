@@ -12,32 +12,33 @@
  *
  * When a copy is current: it is keyed by its source's address, length
  * and type, and forgotten as soon as anything may have written the
- * source: every backend op but gemm, rope, softmax_xent, sumsq and
- * download forgets them all (the op table wraps each in a flush,
- * cuda_backend.cu), so does every collective (comm_nccl.cu), and gemm,
- * rope and softmax_xent forget those their outputs overlap.
- * So products share copies when nothing but those ops comes between
- * them, which is where the repeats are (and the LM head's weight, whose
- * copy lasts through its chunks of rows: products and softmax_xent).
+ * source: every backend op but gemm, gemm_add, rope, softmax_xent,
+ * sumsq and download forgets them all (the op table wraps each in a
+ * flush, cuda_backend.cu), so does every collective (comm_nccl.cu), and
+ * gemm, gemm_add, rope and softmax_xent forget those their outputs
+ * overlap.  So products share copies when nothing but those ops comes
+ * between them, which is where the repeats are (and the LM head's
+ * weight, whose copy lasts through its chunks of rows: products and
+ * softmax_xent).
  *
  * Copies made by the producer: an op whose outputs go on to products
  * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
  * activation, swiglu_bwd's two gradients, attention_fwd's output,
  * attention_bwd's dV, the inverse rope's rotated gradient,
- * softmax_xent's gradient of the logits)
- * writes each output's 16-bit copy with it
- * (dsk_cuda_half_produce), from the value in a register: 2 bytes more
- * written a value instead of a conversion pass (4 read, 2 written).  Its
- * results are the same bits: the same float, rounded the same way.
- * Eight slots: the largest
- * group of products on common operands, a q/k/v backward, touches seven
- * (three gradients, three weights, one input).
+ * softmax_xent's gradient of the logits) writes each output's 16-bit
+ * copy with it (dsk_cuda_half_produce, dsk_half_out), from the value in
+ * a register: 2 bytes more written a value instead of a conversion pass
+ * (4 read, 2 written).  Its results are the same bits: the same float,
+ * rounded the same way.  Eight slots: the largest group of products on
+ * common operands, a q/k/v backward, touches seven (three gradients,
+ * three weights, one input).
  *
  * The cost is device memory: the slots keep their buffers, each as large
  * as the largest operand it has held (at 1.3b, batch 8 x 2048, counted
  * over one step's products and copies: about 750 MiB, against 260 MiB
- * for the one buffer of converting afresh).  An allocation that fails gives them
- * back and tries again (dsk_cuda_half_release).  DSK_CUDA_HALF_CACHE=0
+ * for the one buffer of converting afresh).  An allocation that fails
+ * gives them back and tries again (dsk_cuda_half_release).
+ * DSK_CUDA_HALF_CACHE=0
  * turns reuse off: every product converts both of its operands afresh
  * into one buffer, and no op writes copies (as before, and the reference
  * the tests compare it with). */
@@ -172,7 +173,8 @@ static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype)
     s->cap = bytes;
 }
 
-/* Slot for (src, n), filled by the caller's conversion when *fresh. */
+/* Slot for (src, n), filled by the caller (a conversion, or the kernel
+ * that writes src) when *fresh. */
 static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh)
 {
     int i = find(cb, src, n, dtype);
@@ -184,9 +186,6 @@ static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int kee
         cb->half[i].src = src;
         cb->half[i].n = n;
         cb->half[i].dtype = dtype;
-        cb->half_misses++;
-    } else {
-        cb->half_hits++;
     }
     cb->half[i].used = ++cb->half_clock;
     return i;
@@ -202,6 +201,8 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
     int new_a, new_b;
     int ia = slot_for(cb, dtype, A, na, -1, &new_a);
     int ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
+    cb->half_misses += new_a + new_b;
+    cb->half_hits += !new_a + !new_b;
     new_b = new_b && ib != ia;
     round_half(cb, dtype, new_a ? cb->half[ia].buf : NULL, A, new_a ? na : 0, new_b ? cb->half[ib].buf : NULL, B,
                new_b ? nb : 0);
@@ -209,30 +210,27 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
     *Bh = cb->half[ib].buf;
 }
 
-int dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, void **ha, const float *b, void **hb)
+void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,
+                           dsk_half_out *hb)
 {
     int dtype = cb->be.gemm_dtype;
-    *ha = NULL;
+    *ha = dsk_half_out{NULL, dtype == DSK_DTYPE_BF16};
     if (hb)
-        *hb = NULL;
+        *hb = *ha;
     if (cb->half_slots == 0 || n == 0 || (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16))
-        return 0;
+        return;
     /* The outputs are about to change: no copy of them is current (the
      * table's forget did it already; this holds without it too). */
     dsk_cuda_half_written(cb, a, n * sizeof(float));
     if (b)
         dsk_cuda_half_written(cb, b, n * sizeof(float));
     int fresh, ia = slot_for(cb, dtype, a, n, -1, &fresh);
-    *ha = cb->half[ia].buf;
-    cb->half_misses--;   /* not a product's operand (yet): counted apart */
+    ha->p = cb->half[ia].buf;
     cb->half_produced++;
     if (b && b != a) {
-        int ib = slot_for(cb, dtype, b, n, ia, &fresh);
-        *hb = cb->half[ib].buf;
-        cb->half_misses--;
+        hb->p = cb->half[slot_for(cb, dtype, b, n, ia, &fresh)].buf;
         cb->half_produced++;
     }
-    return dtype;
 }
 
 void dsk_cuda_half_forget(dsk_cuda *cb)

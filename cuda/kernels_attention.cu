@@ -163,7 +163,7 @@ template <int HDP, int RM, int CN>
 __global__ void __launch_bounds__(FA_THREADS)
     fa_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
                   const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
-                  int window, float scale, int nqt, fa_half_out out_h)
+                  int window, float scale, int nqt, dsk_half_out out_h)
 {
     constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
     extern __shared__ float fa_sm[];
@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     fa_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                        const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
                        const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
-                       float scale, int nqt, int nkt, fa_half_out dv_h)
+                       float scale, int nqt, int nkt, dsk_half_out dv_h)
 {
     constexpr int BR = 16 * RM, BC = 16 * CN, DE = HDP / 16, LD = HDP + 1, PLD = BC + 1;
     extern __shared__ float fa_sm[];
@@ -442,13 +442,13 @@ static void fa_check_shape(const dsk_attn_shape *s, const char *op)
 template <int HDP>
 static void fa_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                           const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s, fa_half_out out_h)
+                          const dsk_attn_shape *s, dsk_half_out out_h)
 {
     enum { RM = fa_cfg<HDP>::F_RM, CN = fa_cfg<HDP>::F_CN };
     constexpr size_t smem = fa_fwd_smem(HDP, RM, CN);
     int nqt = (s->T + 16 * RM - 1) / (16 * RM);
     void (*kern)(float *, float *, float *, float *, float *, const float *, const float *, const float *,
-                 const int32_t *, const float *, int, int, int, int, int, int, float, int, fa_half_out) =
+                 const int32_t *, const float *, int, int, int, int, int, int, float, int, dsk_half_out) =
         fa_fwd_kernel<HDP, RM, CN>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
@@ -467,9 +467,8 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
         return;
     fa_check_shape(s, "attention_fwd");
     /* The output goes on to the output projection: its 16-bit copy with it. */
-    fa_half_out out_h = {NULL, 0};
-    out_h.bf16 = dsk_cuda_half_produce(cb, (size_t)s->B * s->T * s->H * s->hd, out, &out_h.p, NULL, NULL) ==
-                 DSK_DTYPE_BF16;
+    dsk_half_out out_h;
+    dsk_cuda_half_produce(cb, (size_t)s->B * s->T * s->H * s->hd, out, &out_h, NULL, NULL);
     if (fa_use_tc(cb)) {
         dsk_cuda_attention_tc_fwd(cb, fa_hdp(s->hd), out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h);
         return;
@@ -507,8 +506,8 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     int *tile_lo = (int *)(scr + off_lo);
     /* dV goes on to its two products: its 16-bit copy with it (after the
      * scratch, whose allocation may give the copies' buffers back). */
-    fa_half_out dv_h = {NULL, 0};
-    dv_h.bf16 = dsk_cuda_half_produce(cb, (size_t)B * T * KV * hd, dv, &dv_h.p, NULL, NULL) == DSK_DTYPE_BF16;
+    dsk_half_out dv_h;
+    dsk_cuda_half_produce(cb, (size_t)B * T * KV * hd, dv, &dv_h, NULL, NULL);
 
     unsigned prep_blocks = fa_grid((rows + 7) / 8, "attention_bwd");
     {
@@ -532,7 +531,7 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
         constexpr size_t smem_kv = fa_dkdv_smem(HDP, KV_RM, KV_CN), smem_q = fa_dq_smem(HDP, Q_RM, Q_CN);
         void (*kkv)(float *, float *, const float *, const float *, const float *, const float *, const float *,
                     const float *, const float *, const float *, const int *, const int32_t *, const float *, int, int,
-                    int, int, int, int, float, int, int, fa_half_out) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
+                    int, int, int, int, float, int, int, dsk_half_out) = fa_bwd_dkdv_kernel<HDP, KV_RM, KV_CN>;
         void (*kq)(float *, const float *, const float *, const float *, const float *, const float *, const float *,
                    const float *, const float *, const int32_t *, const float *, int, int, int, int, int, int, float,
                    int) = fa_bwd_dq_kernel<HDP, Q_RM, Q_CN>;

@@ -218,7 +218,7 @@ template <int HDP, int BR, int BC>
 __global__ void __launch_bounds__(FA_THREADS)
     tc_fwd_kernel(float *out, float *lse_g, float *lse_l, float *out_g, float *out_l, const float *q, const float *k,
                   const float *v, const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind,
-                  int window, float scale, int nqt, fa_half_out out_h)
+                  int window, float scale, int nqt, dsk_half_out out_h)
 {
     typedef tc_fwd_smem<HDP, BR, BC> L;
     typedef tc_ld<HDP, BC> ld;
@@ -314,7 +314,7 @@ __device__ __forceinline__ void tc_grad_tile(bf16 *Pm, bf16 *dS, const float *S,
  * b, head `head` (row stride `stride`), coalesced. */
 template <int HDP>
 __device__ __forceinline__ void tc_put_rows(float *g, const float *tile, float mul, int b, int T, size_t stride,
-                                            int head, int hd, int r0, int rows, fa_half_out g_h = fa_half_out{NULL, 0})
+                                            int head, int hd, int r0, int rows, dsk_half_out g_h = {NULL, 0})
 {
     for (int x = threadIdx.x; x < rows * hd; x += FA_THREADS) {
         int r = x / hd, d = x % hd;
@@ -332,7 +332,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     tc_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                    const float *lse_g, const float *lse_l, const float *Dg, const float *Dl, const int *tile_lo,
                    const int32_t *pos, const float *alpha, int T, int H, int KV, int hd, int kind, int window,
-                   float scale, int nqt, int nkt, fa_half_out dv_h)
+                   float scale, int nqt, int nkt, dsk_half_out dv_h)
 {
     typedef tc_bwd_smem<HDP, BR, BC, true, BC, 2> L;
     typedef tc_ld<HDP, BC> ld;
@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 template <int HDP>
 static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, float *out_g, float *out_l,
                           const float *q, const float *k, const float *v, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s, fa_half_out out_h)
+                          const dsk_attn_shape *s, dsk_half_out out_h)
 {
     enum { BR = tc_cfg<HDP>::F_BR, BC = tc_cfg<HDP>::F_BC };
     constexpr size_t smem = tc_fwd_smem<HDP, BR, BC>::bytes;
@@ -462,7 +462,7 @@ static void tc_fwd_launch(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, 
 
 void dsk_cuda_attention_tc_fwd(dsk_cuda *cb, int hdp, float *out, float *lse_g, float *lse_l, float *out_g,
                                float *out_l, const float *q, const float *k, const float *v, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s, fa_half_out out_h)
+                               const float *alpha, const dsk_attn_shape *s, dsk_half_out out_h)
 {
     switch (hdp) {
     case 16: tc_fwd_launch<16>(cb, out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h); break;
@@ -488,7 +488,7 @@ template <int HDP>
 static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
                           const float *k, const float *v, const float *lse_g, const float *lse_l, const float *Dg,
                           const float *Dl, const int *tile_lo, const int32_t *pos, const float *alpha,
-                          const dsk_attn_shape *s, fa_half_out dv_h)
+                          const dsk_attn_shape *s, dsk_half_out dv_h)
 {
     enum { KV_BR = tc_cfg<HDP>::KV_BR, KV_BC = tc_cfg<HDP>::KV_BC, Q_BR = tc_cfg<HDP>::Q_BR, Q_BC = tc_cfg<HDP>::Q_BC };
     constexpr size_t smem_kv = tc_bwd_smem<HDP, KV_BR, KV_BC, true, KV_BC, 2>::bytes;
@@ -521,7 +521,7 @@ static void tc_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const f
 void dsk_cuda_attention_tc_bwd(dsk_cuda *cb, int hdp, float *dq, float *dk, float *dv, const float *dout,
                                const float *q, const float *k, const float *v, const float *lse_g, const float *lse_l,
                                const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
-                               const float *alpha, const dsk_attn_shape *s, fa_half_out dv_h)
+                               const float *alpha, const dsk_attn_shape *s, dsk_half_out dv_h)
 {
 #define TC_BWD(H) tc_bwd_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s, dv_h)
     switch (hdp) {

@@ -127,11 +127,10 @@ void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, c
 
 /* ---- RoPE (rotate-half: the pair is x[i], x[i + hd/2]) ---- */
 
-/* x_h: x's 16-bit copy for the products that read it next, or NULL (H its
- * type; see dsk_cuda_half_produce). */
-template <typename H>
-__global__ void rope_kernel(float *x, H *x_h, const int32_t *pos, const float *cos_sin, int n, int heads, int hd,
-                            int inverse)
+/* x_h: x's 16-bit copy for the products that read it next (see
+ * dsk_cuda_half_produce). */
+__global__ void rope_kernel(float *x, dsk_half_out x_h, const int32_t *pos, const float *cos_sin, int n, int heads,
+                            int hd, int inverse)
 {
     int half = hd / 2;
     size_t total = (size_t)n * heads * half;
@@ -148,10 +147,8 @@ __global__ void rope_kernel(float *x, H *x_h, const int32_t *pos, const float *c
         float ra = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), rb = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
         v[i] = ra;
         v[i + half] = rb;
-        if (x_h) {
-            x_h[th * hd + i] = dsk_to_half<H>(ra);
-            x_h[th * hd + i + half] = dsk_to_half<H>(rb);
-        }
+        x_h.put(th * hd + i, ra);
+        x_h.put(th * hd + i + half, rb);
     }
 }
 
@@ -169,36 +166,29 @@ void dsk_cuda_rope(dsk_backend *be, float *x, const int32_t *pos, const float *c
     dsk_cuda_half_written(cb, x, len * sizeof(float));
     if (!total)
         return;
-    void *h = NULL;
-    int dtype = inverse && hd % 2 == 0 ? dsk_cuda_half_produce(cb, len, x, &h, NULL, NULL) : 0;
-    unsigned blocks = dsk_cuda_blocks(cb, total, THREADS);
-    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
-    if (dtype == DSK_DTYPE_FP16)
-        rope_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(x, (__half *)h, pos, cos_sin, n, heads, hd, inverse);
-    else
-        rope_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(x, (__nv_bfloat16 *)h, pos, cos_sin, n, heads,
-                                                                        hd, inverse);
+    dsk_half_out h = {NULL, 0};
+    if (inverse && hd % 2 == 0)
+        dsk_cuda_half_produce(cb, len, x, &h, NULL, NULL);
+    rope_kernel<<<dsk_cuda_blocks(cb, total, THREADS), THREADS, 0, cb->stream>>>(x, h, pos, cos_sin, n, heads, hd,
+                                                                                 inverse);
     LAUNCHED(cb, "rope");
 }
 
 /* ---- SwiGLU ---- */
 
 /* The SwiGLU kernels also write their outputs' 16-bit copies for the
- * products that read them next, when given buffers (H: their type; see
- * dsk_cuda_half_produce). */
-template <typename H> __global__ void swiglu_fwd_kernel(float *out, H *out_h, const float *g, const float *u, size_t n)
+ * products that read them next (see dsk_cuda_half_produce). */
+__global__ void swiglu_fwd_kernel(float *out, dsk_half_out out_h, const float *g, const float *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float y = g[i] / (1.0f + expf(-g[i])) * u[i];
         out[i] = y;
-        if (out_h)
-            out_h[i] = dsk_to_half<H>(y);
+        out_h.put(i, y);
     }
 }
 
-template <typename H>
-__global__ void swiglu_bwd_kernel(float *dg, float *du, H *dg_h, H *du_h, const float *dout, const float *g,
-                                  const float *u, size_t n)
+__global__ void swiglu_bwd_kernel(float *dg, float *du, dsk_half_out dg_h, dsk_half_out du_h, const float *dout,
+                                  const float *g, const float *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i], sig = 1.0f / (1.0f + expf(-gi));
@@ -206,10 +196,8 @@ __global__ void swiglu_bwd_kernel(float *dg, float *du, H *dg_h, H *du_h, const 
         float dui = d * silu, dgi = d * u[i] * sig * (1.0f + gi * (1.0f - sig));
         du[i] = dui;
         dg[i] = dgi;
-        if (dg_h) {
-            du_h[i] = dsk_to_half<H>(dui);
-            dg_h[i] = dsk_to_half<H>(dgi);
-        }
+        du_h.put(i, dui);
+        dg_h.put(i, dgi);
     }
 }
 
@@ -218,13 +206,9 @@ void dsk_cuda_swiglu_fwd(dsk_backend *be, float *out, const float *g, const floa
     dsk_cuda *cb = dsk_cuda_of(be);
     if (!n)
         return;
-    void *h;
-    unsigned blocks = dsk_cuda_blocks(cb, n, THREADS);
-    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
-    if (dsk_cuda_half_produce(cb, n, out, &h, NULL, NULL) == DSK_DTYPE_FP16)
-        swiglu_fwd_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(out, (__half *)h, g, u, n);
-    else
-        swiglu_fwd_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(out, (__nv_bfloat16 *)h, g, u, n);
+    dsk_half_out h;
+    dsk_cuda_half_produce(cb, n, out, &h, NULL, NULL);
+    swiglu_fwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(out, h, g, u, n);
     LAUNCHED(cb, "swiglu_fwd");
 }
 
@@ -234,14 +218,9 @@ void dsk_cuda_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dou
     dsk_cuda *cb = dsk_cuda_of(be);
     if (!n)
         return;
-    void *hg, *hu;
-    unsigned blocks = dsk_cuda_blocks(cb, n, THREADS);
-    int dtype = dg != du ? dsk_cuda_half_produce(cb, n, dg, &hg, du, &hu) : 0;
-    if (dtype == DSK_DTYPE_FP16)
-        swiglu_bwd_kernel<__half><<<blocks, THREADS, 0, cb->stream>>>(dg, du, (__half *)hg, (__half *)hu, dout, g, u,
-                                                                        n);
-    else
-        swiglu_bwd_kernel<__nv_bfloat16><<<blocks, THREADS, 0, cb->stream>>>(
-            dg, du, dtype ? (__nv_bfloat16 *)hg : NULL, dtype ? (__nv_bfloat16 *)hu : NULL, dout, g, u, n);
+    dsk_half_out hg = {NULL, 0}, hu = {NULL, 0};
+    if (dg != du)
+        dsk_cuda_half_produce(cb, n, dg, &hg, du, &hu);
+    swiglu_bwd_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(dg, du, hg, hu, dout, g, u, n);
     LAUNCHED(cb, "swiglu_bwd");
 }

@@ -1,13 +1,12 @@
 /* Softmax cross-entropy, a block per row: loss[i] = weight[i] *
  * (logsumexp(z) - z[target]), and with grad_scale != 0 the logits
- * replaced by grad_scale * weight[i] * (softmax - onehot), and (g_h not
- * NULL) that gradient's 16-bit copy written beside it, for the LM head's
- * two products after it (H its type; dsk_cuda_half_produce). */
+ * replaced by grad_scale * weight[i] * (softmax - onehot), and that
+ * gradient's 16-bit copy written beside it (g_h), for the LM head's two
+ * products after it (dsk_cuda_half_produce). */
 #include "cuda_internal.cuh"
 
-template <typename H>
-__global__ void softmax_xent_kernel(float *loss, float *logits, H *g_h, const int32_t *targets, const float *weight,
-                                    int V, float grad_scale)
+__global__ void softmax_xent_kernel(float *loss, float *logits, dsk_half_out g_h, const int32_t *targets,
+                                    const float *weight, int V, float grad_scale)
 {
     __shared__ float sh[32];
     __shared__ float zt_sh;
@@ -37,18 +36,15 @@ __global__ void softmax_xent_kernel(float *loss, float *logits, H *g_h, const in
         loss[row] = w == 0 ? 0.0f : w * (mx + logf(sum) - zt_sh);
     if (grad_scale != 0) {
         float k = grad_scale * w / sum;
-        H *zh = g_h ? g_h + row * V : NULL;
         for (int c = threadIdx.x; c < V; c += blockDim.x) {
             float g = z[c] * k;
             z[c] = g;
-            if (zh)
-                zh[c] = dsk_to_half<H>(g);
+            g_h.put(row * V + c, g);
         }
         __syncthreads();
         if (threadIdx.x == 0 && w != 0) {
             z[t] -= grad_scale * w;
-            if (zh)
-                zh[t] = dsk_to_half<H>(z[t]);
+            g_h.put(row * V + t, z[t]);
         }
     }
 }
@@ -65,15 +61,10 @@ void dsk_cuda_softmax_xent(dsk_backend *be, float *loss, float *logits, const in
      * copy lasts from one chunk of rows to the next. */
     dsk_cuda_half_written(cb, loss, (size_t)n * sizeof *loss);
     size_t len = (size_t)n * V;
-    void *h = NULL;
-    int dtype = grad_scale != 0 ? dsk_cuda_half_produce(cb, len, logits, &h, NULL, NULL)
-                                : (dsk_cuda_half_written(cb, logits, len * sizeof *logits), 0);
-    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
-    if (dtype == DSK_DTYPE_FP16)
-        softmax_xent_kernel<__half><<<n, threads, 0, cb->stream>>>(loss, logits, (__half *)h, targets, weight, V,
-                                                                    grad_scale);
-    else
-        softmax_xent_kernel<__nv_bfloat16><<<n, threads, 0, cb->stream>>>(loss, logits, (__nv_bfloat16 *)h, targets,
-                                                                           weight, V, grad_scale);
+    dsk_cuda_half_written(cb, logits, len * sizeof *logits);
+    dsk_half_out h = {NULL, 0};
+    if (grad_scale != 0)
+        dsk_cuda_half_produce(cb, len, logits, &h, NULL, NULL);
+    softmax_xent_kernel<<<n, threads, 0, cb->stream>>>(loss, logits, h, targets, weight, V, grad_scale);
     LAUNCHED(cb, "softmax_xent");
 }

@@ -11,10 +11,10 @@ static int row_threads(int C)
     return t;
 }
 
-/* out_h: out's 16-bit copy for the products that read it next, or NULL
- * (H its type; see dsk_cuda_half_produce). */
-template <typename H>
-__global__ void rmsnorm_fwd_kernel(float *out, H *out_h, float *rstd, const float *x, const float *w, int C, float eps)
+/* out_h: out's 16-bit copy for the products that read it next (see
+ * dsk_cuda_half_produce). */
+__global__ void rmsnorm_fwd_kernel(float *out, dsk_half_out out_h, float *rstd, const float *x, const float *w, int C,
+                                   float eps)
 {
     __shared__ float sh[32];
     size_t row = blockIdx.x;
@@ -30,8 +30,7 @@ __global__ void rmsnorm_fwd_kernel(float *out, H *out_h, float *rstd, const floa
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float y = xi[c] * r * w[c];
         oi[c] = y;
-        if (out_h)
-            out_h[row * C + c] = dsk_to_half<H>(y);
+        out_h.put(row * C + c, y);
     }
 }
 
@@ -41,13 +40,9 @@ void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float 
     dsk_cuda *cb = dsk_cuda_of(be);
     if (n <= 0 || C <= 0)
         return;
-    void *h;
-    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
-    if (dsk_cuda_half_produce(cb, (size_t)n * C, out, &h, NULL, NULL) == DSK_DTYPE_FP16)
-        rmsnorm_fwd_kernel<__half><<<n, row_threads(C), 0, cb->stream>>>(out, (__half *)h, rstd, x, w, C, eps);
-    else
-        rmsnorm_fwd_kernel<__nv_bfloat16><<<n, row_threads(C), 0, cb->stream>>>(out, (__nv_bfloat16 *)h, rstd, x, w,
-                                                                                 C, eps);
+    dsk_half_out h;
+    dsk_cuda_half_produce(cb, (size_t)n * C, out, &h, NULL, NULL);
+    rmsnorm_fwd_kernel<<<n, row_threads(C), 0, cb->stream>>>(out, h, rstd, x, w, C, eps);
     LAUNCHED(cb, "rmsnorm_fwd");
 }
 
@@ -58,12 +53,10 @@ enum { DW_ROWS = 32 };
  * share of dw, part[chunk][c] = the sum over its rows, in order, of
  * dout x rstd (acc: C floats of dynamic shared memory, each thread its own
  * columns).  (The row is read twice, for the dot product and the update;
- * the second read finds it in cache.)  dx_h: dx's 16-bit copy, or NULL:
- * the gradient goes on to the products of the block before (H its type;
- * dsk_cuda_half_produce). */
-template <typename H>
-__global__ void rmsnorm_bwd_kernel(float *dx, H *dx_h, float *part, const float *dout, const float *x, const float *w,
-                                   const float *rstd, int n, int C)
+ * the second read finds it in cache.)  dx_h: dx's 16-bit copy, for the
+ * products of the block before (see dsk_cuda_half_produce). */
+__global__ void rmsnorm_bwd_kernel(float *dx, dsk_half_out dx_h, float *part, const float *dout, const float *x,
+                                   const float *w, const float *rstd, int n, int C)
 {
     extern __shared__ float acc[];
     __shared__ float sh[32];
@@ -81,8 +74,7 @@ __global__ void rmsnorm_bwd_kernel(float *dx, H *dx_h, float *part, const float 
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
             float d = di[c], xv = xi[c], g = dxi[c] + (r * d * w[c] - k * xv);
             dxi[c] = g;
-            if (dx_h)
-                dx_h[(size_t)i * C + c] = dsk_to_half<H>(g);
+            dx_h.put((size_t)i * C + c, g);
             acc[c] += d * xv * r;
         }
     }
@@ -117,20 +109,12 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
         if (smem + fixed > (size_t)optin)
             dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
                     optin);
-        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)smem));
-        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel<__nv_bfloat16>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }
     float *part = (float *)dsk_cuda_scratch(cb, (size_t)chunks * C * sizeof(float));
-    void *h;
-    /* The kernels named with their type (the emulation cannot deduce it from a launch). */
-    if (dsk_cuda_half_produce(cb, (size_t)n * C, dx, &h, NULL, NULL) == DSK_DTYPE_FP16)
-        rmsnorm_bwd_kernel<__half><<<chunks, row_threads(C), smem, cb->stream>>>(dx, (__half *)h, part, dout, x, w,
-                                                                                 rstd, n, C);
-    else
-        rmsnorm_bwd_kernel<__nv_bfloat16><<<chunks, row_threads(C), smem, cb->stream>>>(dx, (__nv_bfloat16 *)h, part,
-                                                                                        dout, x, w, rstd, n, C);
+    dsk_half_out h;
+    dsk_cuda_half_produce(cb, (size_t)n * C, dx, &h, NULL, NULL);
+    rmsnorm_bwd_kernel<<<chunks, row_threads(C), smem, cb->stream>>>(dx, h, part, dout, x, w, rstd, n, C);
     LAUNCHED(cb, "rmsnorm_bwd");
     rmsnorm_bwd_dw_sum_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dw, part, chunks, C);
     LAUNCHED(cb, "rmsnorm_bwd");
