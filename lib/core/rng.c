@@ -1,6 +1,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/err.h"
 #include "core/rng.h"
 
 static uint64_t splitmix64(uint64_t *x)
@@ -51,11 +52,8 @@ double dsk_rng_normal(dsk_rng *r)
 void dsk_rng_normal_fill(dsk_rng *r, float *out, size_t n, double scale)
 {
     enum { CHUNK = 1 << 18 };
-    double *u = malloc(2 * (size_t)CHUNK * sizeof *u);
-    if (!u)   /* (small memory: one at a time) */
-        for (size_t i = 0; i < n; i++)
-            out[i] = (float)(scale * dsk_rng_normal(r));
-    for (size_t at = 0; u && at < n; at += CHUNK) {
+    double *u = dsk_xmalloc(2 * (size_t)CHUNK * sizeof *u);
+    for (size_t at = 0; at < n; at += CHUNK) {
         size_t len = n - at < CHUNK ? n - at : CHUNK;
         for (size_t i = 0; i < 2 * len; i++)
             u[i] = dsk_rng_uniform(r);
