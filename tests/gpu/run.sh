@@ -160,36 +160,30 @@ if [ $rc -eq 124 ]; then
     echo "gpu test: timed out"
     tail -n 20 "$LOG"
 fi
+# run_prog NAME WHAT SECONDS SUMMARY CMD...: a test program under
+# `within`, its log in $LOG.NAME; prints its FAIL lines, then the lines
+# the sed -E script SUMMARY picks as "# WHAT: ..."; a failure says so and
+# sets status.
+run_prog() {
+    prog_log=$LOG.$1 prog_what=$2 prog_secs=$3 prog_summary=$4
+    shift 4
+    prog_rc=0
+    within "$prog_secs" "$@" >"$prog_log" 2>&1 || prog_rc=$?
+    grep -E '^  FAIL' "$prog_log" || true
+    sed -nE "$prog_summary" "$prog_log" | grep -v '^GPU half skipped' | sed "s/^ *//; s|^|# $prog_what: |"
+    if [ $prog_rc -ne 0 ]; then
+        tail -n 5 "$prog_log"
+        echo "gpu test: $prog_what FAILED (exit $prog_rc)"
+        status=1
+    fi
+}
 # gemm in bf16 / fp16: its failures and its summary after the table.
-rc_dtype=0
-within 120 env DSK_CUDA_SYNC=1 "$BIN_DTYPE" >"$LOG.dtype" 2>&1 || rc_dtype=$?
-grep -E '^  FAIL' "$LOG.dtype" || true
-sed -n '/^dtype /,$p' "$LOG.dtype" | grep -v '^GPU half skipped' | sed 's/^/# gemm dtype: /'
-if [ $rc_dtype -ne 0 ]; then
-    tail -n 5 "$LOG.dtype"
-    echo "gpu test: gemm in bf16 / fp16 FAILED (exit $rc_dtype)"
-    status=1
-fi
+run_prog dtype "gemm dtype" 120 '/^dtype /,$p' env DSK_CUDA_SYNC=1 "$BIN_DTYPE"
 # cuBLASLt and gemm_grouped: failures, fallback notes, the summary.
-rc_lt=0
-within 300 env DSK_CUDA_SYNC=1 DSK_CUDA_VERBOSE=1 "$BIN_LT" >"$LOG.lt" 2>&1 || rc_lt=$?
-grep -E '^  FAIL' "$LOG.lt" || true
-grep -E '^cuda: |products run twice|checks, .* failed' "$LOG.lt" | sed 's/^ *//; s/^/# gemm lt: /'
-if [ $rc_lt -ne 0 ]; then
-    tail -n 5 "$LOG.lt"
-    echo "gpu test: cuBLASLt / gemm_grouped FAILED (exit $rc_lt)"
-    status=1
-fi
+run_prog lt "gemm lt" 300 '/^cuda: |products run twice|checks, .* failed/p' \
+    env DSK_CUDA_SYNC=1 DSK_CUDA_VERBOSE=1 "$BIN_LT"
 # DSK_CUDA_PROFILE's table: failures and the count.
-rc_prof=0
-within 120 "$BIN_PROF" >"$LOG.prof" 2>&1 || rc_prof=$?
-grep -E '^  FAIL' "$LOG.prof" || true
-grep -E 'checks, .* failed' "$LOG.prof" | sed 's/^/# profile: /'
-if [ $rc_prof -ne 0 ]; then
-    tail -n 5 "$LOG.prof"
-    echo "gpu test: DSK_CUDA_PROFILE FAILED (exit $rc_prof)"
-    status=1
-fi
+run_prog prof profile 120 '/checks, .* failed/p' "$BIN_PROF"
 if grep -q 'GPU half skipped' "$LOG"; then
     grep '^# cuda backend' "$LOG" || true
     # The train check's own logic, with the cpu backend on both sides.

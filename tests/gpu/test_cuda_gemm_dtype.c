@@ -174,24 +174,49 @@ static void test_back_to_fp32(void)
 enum { RM = 48, RK = 40, RN = 24, R_EXTRA = 11 };
 #define R_OUTS 14
 
-typedef struct reuse_run {
-    float *out[R_OUTS];   /* host copies of each product's result */
-    size_t len[R_OUTS];
-    unsigned long long hits[5], misses[5];   /* cuda: the counts after each stage */
-} reuse_run;
+/* One run of a sequence on one backend: host copies of the results it
+ * kept, in order, and (cuda) the reuse counts after each stage. */
+enum { SEQ_OUTS = 16, SEQ_STAGES = 8 };
+typedef struct seq_run {
+    float *out[SEQ_OUTS];
+    size_t len[SEQ_OUTS];
+    int n_out;
+    unsigned long long hits[SEQ_STAGES], misses[SEQ_STAGES];
+} seq_run;
 
-static void counts_at(dsk_backend *be, unsigned long long *hits, unsigned long long *misses, int stage)
+static void counts(dsk_backend *be, seq_run *r, int stage)
 {
     if (dsk_cuda_half_stats && !strcmp(be->name, "cuda"))
-        dsk_cuda_half_stats(be, &hits[stage], &misses[stage]);
+        dsk_cuda_half_stats(be, &r->hits[stage], &r->misses[stage]);
 }
 
-static void counts(dsk_backend *be, reuse_run *r, int stage) { counts_at(be, r->hits, r->misses, stage); }
-
-static void keep(dsk_backend *be, reuse_run *r, int *k, const float *dev, size_t n)
+static void keep(dsk_backend *be, seq_run *r, const float *dev, size_t n)
 {
-    r->out[*k] = get(be, dev, n);
-    r->len[(*k)++] = n;
+    if (r->n_out == SEQ_OUTS)
+        dsk_die(EX_SOFTWARE, "a sequence kept more than %d results", SEQ_OUTS);
+    r->out[r->n_out] = get(be, dev, n);
+    r->len[r->n_out++] = n;
+}
+
+/* got against want (the cpu): the worst relative error; *same: whether
+ * got has the bits of off (a second cuda backend; NULL: none). */
+static double compare_runs(const seq_run *got, const seq_run *want, const seq_run *off, int *same)
+{
+    double e = 0;
+    *same = 1;
+    for (int i = 0; i < got->n_out; i++) {
+        double ei = rel_err(got->out[i], want->out[i], got->len[i]);
+        e = isnan(ei) || ei > e ? ei : e;
+        if (off)
+            *same &= !memcmp(got->out[i], off->out[i], got->len[i] * 4);
+    }
+    return e;
+}
+
+static void free_run(seq_run *r)
+{
+    for (int i = 0; i < r->n_out; i++)
+        free(r->out[i]);
 }
 
 /* y = x wᵀ (a linear layer's product) in dtype. */
@@ -202,9 +227,8 @@ static void linear(dsk_backend *be, int dtype, int M, int N, int K, const float 
     be->gemm_dtype = DSK_DTYPE_FP32;
 }
 
-static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_run *r)
+static void reuse_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
 {
-    int k = 0;
     size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
     float *x = gh_upload(be, host[0], nx * 4), *x2 = gh_upload(be, host[1], nx * 4);
     float *wq = gh_upload(be, host[2], nw * 4), *wk = gh_upload(be, host[3], nw * 4);
@@ -214,20 +238,20 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     counts(be, r, 0);
     /* 1. q, k and v from one input: x converted once. */
     linear(be, dt, RM, RN, RK, x, wq, q), linear(be, dt, RM, RN, RK, x, wk, kk), linear(be, dt, RM, RN, RK, x, wv, v);
-    keep(be, r, &k, q, ny), keep(be, r, &k, kk, ny), keep(be, r, &k, v, ny);
+    keep(be, r, q, ny), keep(be, r, kk, ny), keep(be, r, v, ny);
     counts(be, r, 1);
     /* 2. An op writes x, then the product runs again. */
     be->scale(be, x, nx, -1.5f);
     linear(be, dt, RM, RN, RK, x, wq, q);
     counts(be, r, 2);
-    keep(be, r, &k, q, ny);
+    keep(be, r, q, ny);
     /* 3. The weights change by upload, copy and add. */
     be->upload(be, wk, host[5], nw * 4);
-    linear(be, dt, RM, RN, RK, x, wk, kk), keep(be, r, &k, kk, ny);
+    linear(be, dt, RM, RN, RK, x, wk, kk), keep(be, r, kk, ny);
     be->copy(be, wv, wq, nw * 4);
-    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
+    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, v, ny);
     be->add(be, x, x2, nx);
-    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, &k, v, ny);
+    linear(be, dt, RM, RN, RK, x, wv, v), keep(be, r, v, ny);
     counts(be, r, 3);
     /* 4. A product overwrites an operand another product read: y = q wq
      *    caches q; q = x wkᵀ rewrites it; y = q wq must see the new q. */
@@ -236,7 +260,7 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     be->gemm(be, 0, 1, RM, RN, RK, 1, x, wk, 0, q);
     be->gemm(be, 0, 0, RM, RK, RN, 1, q, wq, 0, y);
     be->gemm_dtype = DSK_DTYPE_FP32;
-    keep(be, r, &k, y, nx);
+    keep(be, r, y, nx);
     counts(be, r, 4);
     /* 5. More operands than slots, twice round: every one evicted and
      *    back (each different, so that a mixed-up slot shows). */
@@ -248,18 +272,18 @@ static void reuse_sequence(dsk_backend *be, int dt, float *const host[], reuse_r
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < R_EXTRA; i++)
             linear(be, dt, RM, RN, RK, x, extra[i], i == 0 ? q : i == R_EXTRA - 1 ? kk : v);
-    keep(be, r, &k, q, ny), keep(be, r, &k, kk, ny);
+    keep(be, r, q, ny), keep(be, r, kk, ny);
     /* 6. x's first rows (a copy of the same address, shorter), then x as
      *    both operands (x xᵀ: the short copy must not serve), x's last
      *    rows, and x in the other type. */
     float *xx = gh_poisoned(be, (size_t)RM * RM * 4);
     be->scale(be, x, nx, 0.75f);
-    linear(be, dt, RM / 2, RN, RK, x, wq, q), keep(be, r, &k, q, ny / 2);
-    linear(be, dt, RM, RM, RK, x, x, xx), keep(be, r, &k, xx, (size_t)RM * RM);
-    linear(be, dt, RM / 2, RN, RK, x + nx / 2, wq, q), keep(be, r, &k, q, ny / 2);
-    linear(be, dt == DSK_DTYPE_BF16 ? DSK_DTYPE_FP16 : DSK_DTYPE_BF16, RM, RN, RK, x, wq, q), keep(be, r, &k, q, ny);
-    if (k != R_OUTS)
-        dsk_die(EX_SOFTWARE, "reuse_sequence kept %d results, not %d", k, R_OUTS);
+    linear(be, dt, RM / 2, RN, RK, x, wq, q), keep(be, r, q, ny / 2);
+    linear(be, dt, RM, RM, RK, x, x, xx), keep(be, r, xx, (size_t)RM * RM);
+    linear(be, dt, RM / 2, RN, RK, x + nx / 2, wq, q), keep(be, r, q, ny / 2);
+    linear(be, dt == DSK_DTYPE_BF16 ? DSK_DTYPE_FP16 : DSK_DTYPE_BF16, RM, RN, RK, x, wq, q), keep(be, r, q, ny);
+    if (r->n_out != R_OUTS)
+        dsk_die(EX_SOFTWARE, "reuse_sequence kept %d results, not %d", r->n_out, R_OUTS);
     for (int i = 0; i < R_EXTRA; i++)
         be->free(be, extra[i]);
     float *bufs[] = {x, x2, wq, wk, wv, q, kk, v, y, xx};
@@ -274,19 +298,13 @@ static void test_operand_reuse(dsk_backend *plain)
     for (int i = 0; i < N_HOST; i++)
         host[i] = gh_rnd(i < 2 ? (size_t)RM * RK : (size_t)RN * RK, 1);
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
-        reuse_run want = {0}, got = {0}, off = {0};
+        seq_run want = {0}, got = {0}, off = {0};
         reuse_sequence(REF, dt, host, &want);
         reuse_sequence(DEV, dt, host, &got);
         if (plain)
             reuse_sequence(plain, dt, host, &off);
-        double e = 0;
-        int same = 1;
-        for (int i = 0; i < R_OUTS; i++) {
-            double ei = rel_err(got.out[i], want.out[i], got.len[i]);
-            e = isnan(ei) || ei > e ? ei : e;
-            if (plain)
-                same &= !memcmp(got.out[i], off.out[i], got.len[i] * 4);
-        }
+        int same;
+        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
         char what[96];
         snprintf(what, sizeof what, "%s: %d products with operands rewritten between", dsk_dtype_name(dt), R_OUTS);
         record(what, e, 2e-5, 1);
@@ -310,29 +328,24 @@ static void test_operand_reuse(dsk_backend *plain)
                      dsk_dtype_name(dt), h4, m4);
             record(what, h4 != 2 || m4 != 4, 0, 1);
         }
-        for (int i = 0; i < R_OUTS; i++)
-            free(want.out[i]), free(got.out[i]), free(off.out[i]);
+        free_run(&want), free_run(&got), free_run(&off);
     }
     for (int i = 0; i < N_HOST; i++)
         free(host[i]);
 }
 
-/* The copies an op writes with its outputs (cuda: rmsnorm_fwd, swiglu_fwd,
- * swiglu_bwd, the inverse rope, softmax_xent's gradient, rmsnorm_bwd's
- * dx, the attention's output and its dV, when gemm_dtype
- * is 16-bit; dsk_cuda_half_produce; rope and softmax_xent forget only
- * their own outputs' copies): the
- * products after them read those, not a conversion, and get the same bits
- * as with DSK_CUDA_HALF_CACHE=0.  Against the cpu the tolerance is the
- * type's: the ops' fp32 outputs differ in the last bits, which may round
- * to a neighbouring 16-bit value. */
-enum { P_OUTS = 14, P_STAGES = 7, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
-typedef struct produced_run {
-    float *out[P_OUTS];
-    unsigned long long hits[P_STAGES + 1], misses[P_STAGES + 1];
-} produced_run;
+/* The copies an op writes with its outputs (cuda, when gemm_dtype is
+ * 16-bit: rmsnorm_fwd, swiglu_fwd, swiglu_bwd, the inverse rope,
+ * softmax_xent's gradient, rmsnorm_bwd's dx, the attention's output and
+ * its dV; dsk_cuda_half_produce; rope and softmax_xent forget only their
+ * own outputs' copies): the products after them read those, not a
+ * conversion, and get the same bits as with DSK_CUDA_HALF_CACHE=0.
+ * Against the cpu the tolerance is the type's: the ops' fp32 outputs
+ * differ in the last bits, which may round to a neighbouring 16-bit
+ * value. */
+enum { P_STAGES = 7, P_HD = 8, P_POS = 16 };   /* rope: RN = 3 heads of P_HD */
 
-static void produced_sequence(dsk_backend *be, int dt, float *const host[], produced_run *r)
+static void produced_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
 {
     size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
     float *x = gh_upload(be, host[0], nx * 4), *nw_w = gh_upload(be, host[1], RK * 4);
@@ -361,21 +374,21 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     int32_t *tgt = gh_upload(be, tgt_h, sizeof tgt_h);
     float *loss = gh_poisoned(be, RM * 4), *gw = gh_upload(be, host[3], nw * 4), *dnw = gh_upload(be, host[1], RK * 4);
     be->gemm_dtype = dt;   /* as in training: the ops run with it set */
-    counts_at(be, r->hits, r->misses, 0);
+    counts(be, r, 0);
     /* 1. h = rmsnorm(x); q, k from h: h's copy made by the norm. */
     be->rmsnorm_fwd(be, h, rstd, x, nw_w, RM, RK, 1e-5f);
     be->gemm(be, 0, 1, RM, RN, RK, 1, h, wq, 0, q);
     be->gemm(be, 0, 1, RM, RN, RK, 1, h, wk, 0, kk);
-    counts_at(be, r->hits, r->misses, 1);
+    counts(be, r, 1);
     /* 2. act = swiglu(g, u); y = act wq. */
     be->swiglu_fwd(be, act, g, u, ny);
     be->gemm(be, 0, 0, RM, RK, RN, 1, act, wq, 0, y);
-    counts_at(be, r->hits, r->misses, 2);
+    counts(be, r, 2);
     /* 3. dg, du = swiglu'(dy); y2 = dg wq + du wk. */
     be->swiglu_bwd(be, dg, du, dy, g, u, ny);
     be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y2);
     be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 1, y2);
-    counts_at(be, r->hits, r->misses, 3);
+    counts(be, r, 3);
     /* 4. The backward's inverse rotations of dq (here dg) and dk (du), then
      *    their products: each rotation keeps the other's copy, and the
      *    weights' from stage 3. */
@@ -383,11 +396,10 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     be->rope(be, du, pos, cs, RM, RN / P_HD, P_HD, 1);
     be->gemm(be, 0, 0, RM, RK, RN, 1, dg, wq, 0, y);
     be->gemm(be, 0, 0, RM, RK, RN, 1, du, wk, 0, h);
-    counts_at(be, r->hits, r->misses, 4);
+    counts(be, r, 4);
     /* (download, which forgets no copy: stage 5 writes q and y again) */
-    r->out[0] = get(be, q, ny), r->out[1] = get(be, kk, ny), r->out[2] = get(be, dg, ny);
-    r->out[3] = get(be, y2, nx), r->out[4] = get(be, act, ny), r->out[5] = get(be, y, nx);
-    r->out[6] = get(be, h, nx);
+    keep(be, r, q, ny), keep(be, r, kk, ny), keep(be, r, dg, ny), keep(be, r, y2, nx);
+    keep(be, r, act, ny), keep(be, r, y, nx), keep(be, r, h, nx);
     /* 5. The LM head in two chunks of rows (x as the final norm's output,
      *    wq as the head's weight [RN words, RK]): logits, their gradient
      *    in place, then dh and the weight's gradient from it. */
@@ -398,13 +410,13 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
         be->gemm(be, 0, 0, RM / 2, RK, RN, 1, q, wq, 0, y + (size_t)c * (RM / 2) * RK);
         be->gemm(be, 1, 0, RN, RK, RM / 2, 1, q, hc, 1, gw);
     }
-    counts_at(be, r->hits, r->misses, 5);
-    r->out[7] = get(be, y, nx), r->out[8] = get(be, gw, nw);
+    counts(be, r, 5);
+    keep(be, r, y, nx), keep(be, r, gw, nw);
     /* 6. dx (y2) += rmsnorm'(dy = y), then dx wqᵀ: dx's copy made by the norm. */
     be->rmsnorm_bwd(be, y2, dnw, y, x, nw_w, rstd, RM, RK);
     be->gemm(be, 0, 1, RM, RN, RK, 1, y2, wq, 0, q);
-    counts_at(be, r->hits, r->misses, 6);
-    r->out[9] = get(be, y2, nx), r->out[10] = get(be, q, ny);
+    counts(be, r, 6);
+    keep(be, r, y2, nx), keep(be, r, q, ny);
     /* 7. Causal attention over documents of P_POS tokens (3 heads of P_HD),
      *    its output through wq; its backward, then dV through wq. */
     dsk_attn_shape as = {1, RM, RN / P_HD, RN / P_HD, P_HD, DSK_ATTN_GLOBAL, 0};
@@ -413,9 +425,9 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], prod
     be->gemm(be, 0, 0, RM, RK, RN, 1, act, wq, 0, y);
     be->attention_bwd(be, dg, du, kk, NULL, q, act, g, u, dy, lse, NULL, NULL, NULL, pos, NULL, &as);
     be->gemm(be, 0, 0, RM, RK, RN, 1, kk, wq, 0, y2);
-    counts_at(be, r->hits, r->misses, 7);
+    counts(be, r, 7);
     be->gemm_dtype = DSK_DTYPE_FP32;
-    r->out[11] = get(be, y, nx), r->out[12] = get(be, y2, nx), r->out[13] = get(be, kk, ny);
+    keep(be, r, y, nx), keep(be, r, y2, nx), keep(be, r, kk, ny);
     be->free(be, lse);
     float *bufs[] = {x, nw_w, wq, wk, g, u, dy, h, rstd, act, dg, du, q, kk, y, y2, cs, (float *)pos, (float *)tgt,
                      loss, gw, dnw};
@@ -432,22 +444,13 @@ static void test_produced_copies(dsk_backend *plain)
         host[i] = gh_rnd(len, 1);
     }
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
-        produced_run want = {0}, got = {0}, off = {0};
+        seq_run want = {0}, got = {0}, off = {0};
         produced_sequence(REF, dt, host, &want);
         produced_sequence(DEV, dt, host, &got);
         if (plain)
             produced_sequence(plain, dt, host, &off);
-        double e = 0;
-        int same = 1;
-        size_t len[P_OUTS] = {(size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RN,
-                              (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RK, (size_t)RN * RK, (size_t)RM * RK,
-                              (size_t)RM * RN, (size_t)RM * RK, (size_t)RM * RK, (size_t)RM * RN};
-        for (int i = 0; i < P_OUTS; i++) {
-            double ei = rel_err(got.out[i], want.out[i], len[i]);
-            e = isnan(ei) || ei > e ? ei : e;
-            if (plain)
-                same &= !memcmp(got.out[i], off.out[i], len[i] * 4);
-        }
+        int same;
+        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
         char what[112];
         snprintf(what, sizeof what, "%s: products after the ops that write copies", dsk_dtype_name(dt));
         record(what, e, dt == DSK_DTYPE_BF16 ? 2e-2 : 4e-3, 1);
@@ -474,8 +477,7 @@ static void test_produced_copies(dsk_backend *plain)
                 record(what, h != want_hits[s2] || m != want_misses[s2], 0, 1);
             }
         }
-        for (int i = 0; i < P_OUTS; i++)
-            free(want.out[i]), free(got.out[i]), free(off.out[i]);
+        free_run(&want), free_run(&got), free_run(&off);
     }
     for (int i = 0; i < N_HOST; i++)
         free(host[i]);

@@ -119,45 +119,40 @@ if (export DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32 "$DEV" --dtype bf16); then
 else
     bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 on cuda"
 fi
-# The bf16 run again converting every product's operands afresh
-# (DSK_CUDA_HALF_CACHE=0): reusing the 16-bit copies changes no bit.
-if [ "$DEV" != cpu ]; then
-    if (export DSK_CUDA_HALF_CACHE=0 && train gpu-bf16-nocache "$DEV" --dtype bf16); then
-        if cmp -s "$tmp/gpu-bf16/latest/model.safetensors" "$tmp/gpu-bf16-nocache/latest/model.safetensors"; then
-            ok "--dtype bf16: the same weights bit for bit with DSK_CUDA_HALF_CACHE=0"
-        else
-            bad "--dtype bf16: DSK_CUDA_HALF_CACHE=0 changed the weights"
-        fi
-    else
-        bad "--dtype bf16 with DSK_CUDA_HALF_CACHE=0 on cuda"
+# same_weights REF NEW WHAT VAR=VALUE...: the bf16 run again as NEW with
+# the variables set; its weights must be REF's bit for bit.
+same_weights() {
+    ref=$1 new=$2 what=$3
+    shift 3
+    if ! (export "$@" && train "$new" "$DEV" --dtype bf16); then
+        bad "--dtype bf16 with $what on cuda"
+        return 1
     fi
-    # And with the fp32 attention kernels, which write their own copies.
-    if (export DSK_CUDA_HALF_CACHE=0 DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32-nocache "$DEV" --dtype bf16); then
-        if cmp -s "$tmp/gpu-bf16-fa32/latest/model.safetensors" \
-            "$tmp/gpu-bf16-fa32-nocache/latest/model.safetensors"; then
-            ok "--dtype bf16, DSK_CUDA_ATTN=fp32: the same weights bit for bit with DSK_CUDA_HALF_CACHE=0"
-        else
-            bad "--dtype bf16, DSK_CUDA_ATTN=fp32: DSK_CUDA_HALF_CACHE=0 changed the weights"
-        fi
+    if cmp -s "$tmp/$ref/latest/model.safetensors" "$tmp/$new/latest/model.safetensors"; then
+        ok "--dtype bf16 with $what: the same weights bit for bit"
     else
-        bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 and DSK_CUDA_HALF_CACHE=0 on cuda"
+        bad "--dtype bf16: $what changed the weights"
+        return 1
     fi
-fi
-# The bf16 run again with DSK_CUDA_PROFILE=1: timing every op changes no
-# bit, and the table printed at the end names the training's ops and parts.
+}
 if [ "$DEV" != cpu ]; then
-    if (export DSK_CUDA_PROFILE=1 && train gpu-bf16-prof "$DEV" --dtype bf16); then
-        if ! cmp -s "$tmp/gpu-bf16/latest/model.safetensors" "$tmp/gpu-bf16-prof/latest/model.safetensors"; then
-            bad "--dtype bf16: DSK_CUDA_PROFILE=1 changed the weights"
-        elif grep -q '^cuda profile' "$tmp/gpu-bf16-prof.err" && grep -q ' attention_bwd$' "$tmp/gpu-bf16-prof.err" &&
-            grep -q ' operands to bf16$' "$tmp/gpu-bf16-prof.err" && grep -q ' adamw$' "$tmp/gpu-bf16-prof.err"; then
-            ok "--dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit, and the op table"
+    # Converting every product's operands afresh, and writing no copies
+    # (DSK_CUDA_HALF_CACHE=0): the 16-bit copies change no bit, with
+    # either attention kernels (the fp32 ones write their own copies).
+    same_weights gpu-bf16 gpu-bf16-nocache "DSK_CUDA_HALF_CACHE=0" DSK_CUDA_HALF_CACHE=0 || true
+    same_weights gpu-bf16-fa32 gpu-bf16-fa32-nocache "DSK_CUDA_ATTN=fp32, DSK_CUDA_HALF_CACHE=0" \
+        DSK_CUDA_HALF_CACHE=0 DSK_CUDA_ATTN=fp32 || true
+    # Timing every op (DSK_CUDA_PROFILE=1) changes no bit, and the table
+    # printed at the end names the training's ops and parts.
+    if same_weights gpu-bf16 gpu-bf16-prof "DSK_CUDA_PROFILE=1" DSK_CUDA_PROFILE=1; then
+        err=$tmp/gpu-bf16-prof.err
+        if grep -q '^cuda profile' "$err" && grep -q ' attention_bwd$' "$err" && grep -q ' operands to bf16$' "$err" &&
+            grep -q ' adamw$' "$err"; then
+            ok "--dtype bf16 with DSK_CUDA_PROFILE=1: the op table on stderr"
         else
-            tail -n 5 "$tmp/gpu-bf16-prof.err"
+            tail -n 5 "$err"
             bad "--dtype bf16 with DSK_CUDA_PROFILE=1: no op table on stderr"
         fi
-    else
-        bad "--dtype bf16 with DSK_CUDA_PROFILE=1 on cuda"
     fi
 fi
 
