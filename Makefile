@@ -179,7 +179,7 @@ $(EMU)/tests/gpu/emu/test_emu.cc: tests/gpu/emu/test_emu.cu tests/gpu/emu/unchev
 	@mkdir -p $(dir $@)
 	perl tests/gpu/emu/unchevron $< > $@.tmp && mv $@.tmp $@
 $(EMU)/tests/gpu/emu/test_emu: $(EMU)/tests/gpu/emu/test_emu.cc $(EMU)/emu_runtime.o
-	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
+	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
 # The cuBLAS stand-in's own test, through cuda/cublas_load.cu's tables.
 $(EMU)/tests/gpu/emu/test_cublas_emu: tests/gpu/emu/test_cublas_emu.cc $(EMU)/cuda/cublas_load.o $(EMU)/emu_runtime.o \
                                       | $(EMU_LIBS)

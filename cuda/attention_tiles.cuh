@@ -353,6 +353,35 @@ __device__ __forceinline__ void fa_grad(float x, float dp, int j, int i, int fg,
     *pm = m;
     *ds = g;
 }
+
+/* Rows [r0, r0 + ROWS) of a head's [T, hd] slice (row stride `stride`)
+ * into a bf16 [ROWS][HDP + 8] tile, by a block of THREADS threads (the
+ * tensor-core kernels); zeros past r_end and past hd.  Four floats a
+ * load when every row starts 16-byte aligned and hd is a multiple of 4
+ * (the same for the whole block), else one. */
+template <int HDP, int ROWS, int THREADS = FA_THREADS>
+__device__ __forceinline__ void fa_load_bf16(__nv_bfloat16 *tile, const float *g, size_t stride, int r0, int r_end,
+                                             int hd)
+{
+    if ((hd & 3) == 0 && (stride & 3) == 0 && ((uintptr_t)g & 15) == 0) {
+        constexpr int QUADS = HDP / 4;
+        for (int x = threadIdx.x; x < ROWS * QUADS; x += THREADS) {
+            int r = x / QUADS, d = 4 * (x % QUADS), i = r0 + r;
+            float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i < r_end && d < hd)   /* then d + 3 < hd too */
+                f = *(const float4 *)(g + (size_t)i * stride + d);
+            __nv_bfloat162 *t = (__nv_bfloat162 *)(tile + r * (HDP + 8) + d);
+            t[0] = __floats2bfloat162_rn(f.x, f.y);
+            t[1] = __floats2bfloat162_rn(f.z, f.w);
+        }
+        return;
+    }
+    for (int x = threadIdx.x; x < ROWS * HDP; x += THREADS) {
+        int r = x / HDP, d = x % HDP, i = r0 + r;
+        tile[r * (HDP + 8) + d] = __float2bfloat16_rn(i < r_end && d < hd ? g[(size_t)i * stride + d] : 0.0f);
+    }
+}
+
 /* ---- host side ---- */
 
 /* The head size rounded up to a kernel's bound. */
@@ -374,8 +403,21 @@ static inline unsigned fa_grid(unsigned long long blocks, const char *op)
  * unless DSK_CUDA_ATTN=fp32 asked for the fp32 ones. */
 static inline int fa_use_tc(const dsk_cuda *cb)
 {
-    return cb->be.gemm_dtype != DSK_DTYPE_FP32 && !cb->attn_fp32;
+    return cb->be.gemm_dtype != DSK_DTYPE_FP32 && cb->attn_kernels != DSK_CUDA_ATTN_FP32;
 }
+
+/* Of those, the forward through mma.sync (kernels_attention_mma.cu) for a
+ * layer that is not hybrid with heads of at most 128, unless
+ * DSK_CUDA_ATTN=wmma asked for WMMA's everywhere. */
+static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
+{
+    return fa_use_tc(cb) && cb->attn_kernels == DSK_CUDA_ATTN_AUTO && s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
+}
+
+/* The forward through mma.sync, as dsk_cuda_attention_fwd for a layer
+ * fa_use_mma takes (lse into lse_g, or lse_l for a local one). */
+void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, const float *q, const float *k,
+                                const float *v, const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h);
 
 /* The forward for head-size bound hdp (fa_hdp), as dsk_cuda_attention_fwd
  * (and out's 16-bit copy in out_h). */

@@ -293,6 +293,25 @@ extern "C" int dsk_cuda_available(char *why, size_t why_len)
     return 1;
 }
 
+extern "C" int dsk_cuda_attn_parse(const char *name)
+{
+    if (!name || !*name || !strcmp(name, "auto"))
+        return DSK_CUDA_ATTN_AUTO;
+    if (!strcmp(name, "wmma"))
+        return DSK_CUDA_ATTN_WMMA;
+    if (!strcmp(name, "fp32"))
+        return DSK_CUDA_ATTN_FP32;
+    return -1;
+}
+
+extern "C" int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels)
+{
+    if (!be || strcmp(be->name, "cuda"))
+        return -1;
+    ((dsk_cuda *)be)->attn_kernels = kernels;
+    return 0;
+}
+
 extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
 {
     char why[256];
@@ -319,9 +338,9 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         return NULL;
     }
     const char *attn = getenv("DSK_CUDA_ATTN");
-    int attn_fp32 = attn && !strcmp(attn, "fp32");
-    if (attn && *attn && !attn_fp32 && strcmp(attn, "auto")) {
-        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default) or fp32", attn);
+    int attn_kernels = dsk_cuda_attn_parse(attn);
+    if (attn_kernels < 0) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), wmma or fp32", attn);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");
@@ -350,7 +369,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
     cb->half_slots = half_slots;
-    cb->attn_fp32 = attn_fp32;
+    cb->attn_kernels = attn_kernels;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
     cublasStatus_t bs = dsk_cublas.Create(&cb->blas);

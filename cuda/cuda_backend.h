@@ -32,10 +32,15 @@
  *                       other fails the backend's creation with EX_USAGE);
  *   DSK_CUDA_VERBOSE=1  say on stderr, once, where cuBLAS stands in for
  *                       cuBLASLt or a loop for the grouped call, and why;
- *   DSK_CUDA_ATTN=fp32  the fp32 flash-attention kernels even when
- *                       gemm_dtype is bf16 / fp16 (the default, "auto",
- *                       then takes the bf16 tensor-core ones; any other
- *                       value fails the backend's creation with EX_USAGE).
+ *   DSK_CUDA_ATTN=K     the flash attention's kernels when gemm_dtype
+ *                       is bf16 / fp16: "auto" (the default) the forward
+ *                       through mma.sync (kernels_attention_mma.cu) for a
+ *                       layer that is not hybrid, with heads of at most
+ *                       128, and WMMA's (kernels_attention_tc.cu) for the
+ *                       rest and the backward; "wmma" WMMA's everywhere;
+ *                       "fp32" the fp32 kernels; any other value fails
+ *                       the backend's creation with EX_USAGE.  With fp32
+ *                       products the attention is fp32 whatever it says.
  *   DSK_CUDA_HALF_CACHE=N  slots for bf16 / fp16 copies of gemm's
  *                       operands, reused by the products that follow on
  *                       the same operand (gemm_operands.cu; RMSNorm,
@@ -107,6 +112,16 @@ int dsk_cuda_profile_get(dsk_backend *be, const char *op, const char *section, u
                          double *flops);
 void dsk_cuda_profile_reset(dsk_backend *be);
 void dsk_cuda_profile_print(dsk_backend *be, FILE *f);
+
+/* The attention's kernels (DSK_CUDA_ATTN), for programs that compare
+ * them (tests/gpu/test_cuda_ops.c, attn_bench). */
+typedef enum { DSK_CUDA_ATTN_AUTO, DSK_CUDA_ATTN_WMMA, DSK_CUDA_ATTN_FP32 } dsk_cuda_attn;
+/* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "wmma",
+ * "fp32"; NULL or "" is auto), or -1. */
+int dsk_cuda_attn_parse(const char *name);
+/* Makes be's later attention ops use `kernels`; -1 (nothing done) when
+ * be is not a cuda backend, else 0. */
+int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels);
 
 #ifdef __cplusplus
 }

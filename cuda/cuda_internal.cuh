@@ -96,7 +96,7 @@ typedef struct dsk_cuda {
     unsigned long long half_clock, half_hits, half_misses, half_produced;
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
-    int attn_fp32;           /* DSK_CUDA_ATTN=fp32: fp32 attention kernels whatever gemm_dtype says */
+    int attn_kernels;        /* DSK_CUDA_ATTN: a dsk_cuda_attn (the attention's kernels) */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
     void **grouped_ptrs;     /* device: gemm_grouped's A, B and C pointer arrays */

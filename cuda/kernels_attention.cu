@@ -469,6 +469,10 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
     /* The output goes on to the output projection: its 16-bit copy with it. */
     dsk_half_out out_h;
     dsk_cuda_half_produce(cb, (size_t)s->B * s->T * s->H * s->hd, out, &out_h, NULL, NULL);
+    if (fa_use_mma(cb, s)) {
+        dsk_cuda_attention_mma_fwd(cb, out, lse_g, lse_l, q, k, v, pos, s, out_h);
+        return;
+    }
     if (fa_use_tc(cb)) {
         dsk_cuda_attention_tc_fwd(cb, fa_hdp(s->hd), out, lse_g, lse_l, out_g, out_l, q, k, v, pos, alpha, s, out_h);
         return;

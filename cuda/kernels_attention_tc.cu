@@ -94,32 +94,6 @@ template <int HDP, int BR, int BC, bool WANT_P, int OUT_ROWS, int N_OUT> struct 
                             bytes = tc_max(end, N_OUT * out_len);
 };
 
-/* Rows [r0, r0 + ROWS) of a head's [T, hd] slice (row stride `stride`)
- * into a bf16 [ROWS][HDP + 8] tile; zeros past r_end and past hd.  Four
- * floats a load when every row starts 16-byte aligned and hd is a
- * multiple of 4 (the same for the whole block), else one. */
-template <int HDP, int ROWS>
-__device__ __forceinline__ void tc_load(bf16 *tile, const float *g, size_t stride, int r0, int r_end, int hd)
-{
-    if ((hd & 3) == 0 && (stride & 3) == 0 && ((uintptr_t)g & 15) == 0) {
-        constexpr int QUADS = HDP / 4;
-        for (int x = threadIdx.x; x < ROWS * QUADS; x += FA_THREADS) {
-            int r = x / QUADS, d = 4 * (x % QUADS), i = r0 + r;
-            float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (i < r_end && d < hd)   /* then d + 3 < hd too */
-                f = *(const float4 *)(g + (size_t)i * stride + d);
-            __nv_bfloat162 *t = (__nv_bfloat162 *)(tile + r * (HDP + 8) + d);
-            t[0] = __floats2bfloat162_rn(f.x, f.y);
-            t[1] = __floats2bfloat162_rn(f.z, f.w);
-        }
-        return;
-    }
-    for (int x = threadIdx.x; x < ROWS * HDP; x += FA_THREADS) {
-        int r = x / HDP, d = x % HDP, i = r0 + r;
-        tile[r * (HDP + 8) + d] = __float2bfloat16_rn(i < r_end && d < hd ? g[(size_t)i * stride + d] : 0.0f);
-    }
-}
-
 /* Where element (r, c) of a WMMA operand is, for its layout. */
 __device__ __forceinline__ int tc_at(const wmma::row_major *, int r, int c, int ld) { return r * ld + c; }
 __device__ __forceinline__ int tc_at(const wmma::col_major *, int r, int c, int ld) { return c * ld + r; }
@@ -236,7 +210,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 
     if (threadIdx.x == 0)
         *lo_sh = INT_MAX;
-    tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pb, window, use_g, lo_sh);
     __syncthreads();
@@ -256,8 +230,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K, V, P and products are read */
-        tc_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
-        tc_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
         tc_mm<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, ld::S, Qs, ld::H, Ks, ld::H);
         __syncthreads();
@@ -351,8 +325,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     const int32_t *pb = pos + (size_t)b * T;
     const float a = fa_weight(kind, alpha);
 
-    tc_load<HDP, BC>(Ks, k + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
-    tc_load<HDP, BC>(Vs, v + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    fa_load_bf16<HDP, BC>(Ks, k + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
+    fa_load_bf16<HDP, BC>(Vs, v + (size_t)b * T * ks + (size_t)kvh * hd, ks, j0, T, hd);
     tc_acc dka[NPW], dva[NPW];   /* [BC][HDP], tiles warp + 8 n */
     tc_zero(dka);
     tc_zero(dva);
@@ -360,8 +334,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     fa_each_query_tile<BR>(t, q, dout, tile_lo, T, H, hd, nqt,
                            [&](size_t bhT, const float *qb, const float *dob, int i0, int i_end) {
         __syncthreads();   /* the previous tile's Q, dO, P_mix, dS and stats are read */
-        tc_load<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
-        tc_load<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
+        fa_load_bf16<HDP, BR>(Qs, qb, qs, i0, i_end, hd);
+        fa_load_bf16<HDP, BR>(dOs, dob, qs, i0, i_end, hd);
         fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pb, lse_g, lse_l, Dg, Dl, bhT, window, use_g, use_l, NULL);
         __syncthreads();
         tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
@@ -407,8 +381,8 @@ __global__ void __launch_bounds__(FA_THREADS)
 
     if (threadIdx.x == 0)
         *lo_sh = INT_MAX;
-    tc_load<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
-    tc_load<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR>(dOs, dout + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
     fa_row_stats<BR>(first_sh, lse_sh, D_sh, i0, T, pos + (size_t)b * T, lse_g, lse_l, Dg, Dl, bh * T, window, use_g,
                      use_l, lo_sh);
@@ -423,8 +397,8 @@ __global__ void __launch_bounds__(FA_THREADS)
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * BC;
         __syncthreads();   /* the previous tile's K and dS are read */
-        tc_load<HDP, BC>(Ks, kb, ks, j0, T, hd);
-        tc_load<HDP, BC>(Vs, vb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC>(Ks, kb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
         tc_mm_pair<BR, BC, HDP, wmma::row_major, wmma::col_major>(S, Qs, Ks, dP, dOs, Vs, ld::S, ld::H, ld::H);
         __syncthreads();

@@ -41,6 +41,10 @@
 
 #include "harness.h"
 
+#include "../../cuda/cuda_backend.h"
+
+#pragma weak dsk_cuda_set_attn
+
 /* ---- the results table: one line per op, its worst case ---- */
 
 typedef struct result {
@@ -55,7 +59,7 @@ static int n_results;
 static void record(const char *op, const char *what, double err, double tol)
 {
     int ok = gh_count(err <= tol);   /* NaN compares false: a failure */
-    printf("  %-4s %-16s %-44s err %9.2e  tol %7.0e\n", ok ? "ok" : "FAIL", op, what, err, tol);
+    printf("  %-4s %-18s %-44s err %9.2e  tol %7.0e\n", ok ? "ok" : "FAIL", op, what, err, tol);
     result *r = NULL;
     for (int i = 0; i < n_results; i++)
         if (!strcmp(results[i].op, op))
@@ -435,10 +439,13 @@ static int32_t *doc_positions(int B, int T, const int *lens)
 }
 
 /* attn_bf16: the device runs with gemm_dtype bf16, so its attention is
- * the bf16 tensor-core kernels (kernels_attention_tc.cu), against the
- * cpu's fp32 on the same bf16-exact inputs. */
-static int attn_bf16;
-#define OP_FWD (attn_bf16 ? "attention_fwd bf16" : "attention_fwd")
+ * the bf16 tensor-core kernels, against the cpu's fp32 on the same
+ * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2 the
+ * default, whose forward is mma.sync's (kernels_attention_mma.cu) where
+ * a layer is not hybrid and heads are at most 128 (on cuda, only those
+ * cases: WMMA's forward ran the others). */
+static int attn_bf16, attn_mma_only;
+#define OP_FWD (attn_bf16 == 2 ? "attention_fwd mma" : attn_bf16 ? "attention_fwd wmma" : "attention_fwd")
 #define OP_BWD (attn_bf16 ? "attention_bwd bf16" : "attention_bwd")
 #define TOL_FWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_RED)
 #define TOL_BWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_ATTN)
@@ -452,6 +459,8 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
                                 float alpha, const int *doc_lens)
 {
     dsk_attn_shape s = {B, T, H, KV, hd, kind, window};
+    if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128))
+        return;
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, nl = (size_t)B * H * T;
     int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     int32_t *pos = doc_positions(B, T, doc_lens);
@@ -605,24 +614,37 @@ static void attention_cases(void)
     test_attention_case("hybrid a.3 w5 GQA 4/1 B2 T37 hd8 docs", 2, 37, 4, 1, 8, DSK_ATTN_HYBRID, 5, 0.3f, docs_d);
     test_attention_case("local w300 GQA 4/2 B2 T200 hd32", 2, 200, 4, 2, 32, DSK_ATTN_LOCAL, 300, 0.7f, none);
     test_attention_case("global MHA 2/2 B2 T70 hd160 docs", 2, 70, 2, 2, 160, DSK_ATTN_GLOBAL, 8, 0.7f, docs_e);
-    if (!quick)
+    if (!quick) {
         test_attention_case("hybrid a.3 w100 GQA 4/2 B2 T1024 hd64 docs", 2, 1024, 4, 2, 64, DSK_ATTN_HYBRID, 100,
                             0.3f, docs_f);
+        /* 1.3b's kind of layer: all global, heads of 128 (mma.sync's forward) */
+        test_attention_case("global GQA 4/2 B2 T1024 hd128 docs", 2, 1024, 4, 2, 128, DSK_ATTN_GLOBAL, 8, 0.7f,
+                            docs_f);
+    }
     test_attention_case("local w1 MHA 2/2 B1 T9 hd2", 1, 9, 2, 2, 2, DSK_ATTN_LOCAL, 1, 0.7f, none);
     test_attention_case("hybrid a.3 w2 MHA 1/1 B2 T5 hd1 docs", 2, 5, 1, 1, 1, DSK_ATTN_HYBRID, 2, 0.3f, docs_g);
 }
 
 /* The fp32 kernels, then (with gemm_dtype bf16 on the device) the
- * tensor-core ones, over the same cases: every head-size bound, mask,
- * GQA group and partial tile. */
+ * tensor-core ones, WMMA's and then the default's, over the same cases:
+ * every head-size bound, mask, GQA group and partial tile.  (The cpu
+ * has one attention: "cpu against cpu" runs its cases once.) */
 static void test_attention(void)
 {
     attention_cases();
-    attn_bf16 = 1;
+    int cuda = dsk_cuda_set_attn && !strcmp(DEV->name, "cuda");
     DEV->gemm_dtype = DSK_DTYPE_BF16;
+    if (cuda) {
+        attn_bf16 = 1;
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_WMMA);
+        attention_cases();
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
+    }
+    attn_bf16 = 2;
+    attn_mma_only = cuda;
     attention_cases();
     DEV->gemm_dtype = DSK_DTYPE_FP32;
-    attn_bf16 = 0;
+    attn_bf16 = attn_mma_only = 0;
 }
 
 static void test_decode(void)

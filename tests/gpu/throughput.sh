@@ -12,9 +12,11 @@
 # The peak comes from the device's name (H100/H200 SXM 989 TFLOPS, A100
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
-# kernels, tc (bf16 tensor cores, what bf16 / fp16 run) or fp32 (CUDA
-# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16 runs with both, to show the gain,
-# and once with DSK_CUDA_HALF_CACHE=0 (every product converting its
+# kernels, mma (bf16 tensor cores: the forward through mma.sync, what
+# bf16 / fp16 run by default), wmma (WMMA's forward too;
+# DSK_CUDA_ATTN=wmma) or fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
+# runs with each, to show the gains, and once with
+# DSK_CUDA_HALF_CACHE=0 (every product converting its
 # operands afresh: the gain of reusing them).  After the 1.3b and MoE
 # rows: where their bf16 steps' time goes, op by op and part by part
 # (DSK_CUDA_PROFILE=1, cuda/op_profile.cu), from runs of their own.  The
@@ -63,8 +65,8 @@ row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE]
 import json, sys
 r = json.loads(sys.argv[1])
 model, batch, dtype, rc, peak, target, rows, attn = sys.argv[2:10]
-# the attention kernels: fp32 CUDA cores, or (auto with bf16 / fp16) tensor cores
-attn = "tc" if attn == "auto" and dtype != "fp32" else "fp32"
+# the attention kernels: fp32 CUDA cores, or (with bf16 / fp16) tensor cores
+attn = "fp32" if dtype == "fp32" or attn == "fp32" else "mma" if attn == "auto" else attn
 tflops = r["gflops"] / 1e3
 mfu = 100 * tflops / float(peak) if float(peak) > 0 else None
 print(f"{model:<10} {batch:<9} {dtype:<5} {attn:<4} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
@@ -96,6 +98,7 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
+row 1.3b 8 2048 bf16 0 "" wmma
 row 1.3b 8 2048 bf16 0 "" fp32
 row 1.3b 8 2048 bf16 0 "16-bit operand copies off" auto 0
 row 1.3b 8 2048 bf16 1 ""
@@ -103,13 +106,15 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 
 
 # The attention alone, the 1.3b preset's shape (16 heads of 128) at
-# 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones.
+# 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones
+# (WMMA's, then the default's forward through mma.sync).
 if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 16 16 128 2>"$tmp/err"); then
     echo "$att" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    kind = "tensor cores (bf16)" if r["dtype"] == "bf16" else "CUDA cores (fp32)"
+    kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)",
+            "auto": "tensor cores, mma.sync forward (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B4 T2048 H16 hd128 causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
 else

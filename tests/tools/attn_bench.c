@@ -6,9 +6,10 @@
  *
  * Causal attention (one document a row) on random inputs, REPS timed
  * calls (default 5) after one that warms up, with gemm_dtype fp32 and
- * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones;
- * on cpu the attention is fp32 either way).  Prints one JSON line per
- * dtype: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
+ * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones,
+ * WMMA's ("kernels":"wmma") and the default's, whose forward is
+ * mma.sync's ("auto"); on cpu the attention is fp32 either way).  Prints
+ * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
  * each a head; backward 5), not the skipped tiles' work. */
 #include <stdio.h>
@@ -19,6 +20,10 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "ops/backend.h"
+
+#include "../../cuda/cuda_backend.h"
+
+#pragma weak dsk_cuda_set_attn
 
 static float *random_floats(dsk_rng *rng, size_t n)
 {
@@ -78,9 +83,16 @@ int main(int argc, char **argv)
     static const struct {
         int dtype;
         const char *name;
-    } dtypes[] = {{DSK_DTYPE_FP32, "fp32"}, {DSK_DTYPE_BF16, "bf16"}};
-    for (int x = 0; x < 2; x++) {
-        be->gemm_dtype = dtypes[x].dtype;
+        int kernels;   /* a dsk_cuda_attn; -1: the backend has one kind */
+    } runs[] = {{DSK_DTYPE_FP32, "fp32", -1}, {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WMMA},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO}};
+    int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
+    for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
+        if (runs[x].kernels == DSK_CUDA_ATTN_WMMA && !cuda)
+            continue;   /* the cpu's bf16: once */
+        if (cuda && runs[x].kernels >= 0)
+            dsk_cuda_set_attn(be, (dsk_cuda_attn)runs[x].kernels);
+        be->gemm_dtype = runs[x].dtype;
         double t_fwd = 0, t_bwd = 0;
         for (int r = 0; r <= reps; r++) {   /* r 0 warms up */
             double t0 = dsk_now();
@@ -97,9 +109,10 @@ int main(int argc, char **argv)
         }
         t_fwd /= reps;
         t_bwd /= reps;
-        printf("{\"backend\":\"%s\",\"dtype\":\"%s\",\"B\":%d,\"T\":%d,\"H\":%d,\"KV\":%d,\"hd\":%d,"
-               "\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.4g,\"bwd_tflops\":%.4g}\n",
-               be->name, dtypes[x].name, B, T, H, KV, hd, 1e3 * t_fwd, 1e3 * t_bwd, 2 * 2 * macs / t_fwd / 1e12,
+        const char *kernels = !cuda ? "cpu" : runs[x].kernels < 0 ? "fp32" : runs[x].kernels ? "wmma" : "auto";
+        printf("{\"backend\":\"%s\",\"dtype\":\"%s\",\"kernels\":\"%s\",\"B\":%d,\"T\":%d,\"H\":%d,\"KV\":%d,"
+               "\"hd\":%d,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.4g,\"bwd_tflops\":%.4g}\n",
+               be->name, runs[x].name, kernels, B, T, H, KV, hd, 1e3 * t_fwd, 1e3 * t_bwd, 2 * 2 * macs / t_fwd / 1e12,
                5 * 2 * macs / t_bwd / 1e12);
     }
 

@@ -425,6 +425,99 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix
 }   // namespace wmma
 }   // namespace nvcuda
 
+/* ---- ldmatrix and mma.sync (cuda/mma_sync.cuh's inline PTX) ----
+ *
+ * The layouts the PTX ISA fixes (mma_sync.cuh says them), exactly: a
+ * kernel that gets a lane's elements wrong gets a wrong answer here as
+ * on the hardware.  Both are warp collectives: the emulator stops a call
+ * from fewer than 32 lanes, lanes that disagree on .trans, and a row
+ * address not 16-byte aligned.  mma adds in float, from C and k = 0..15
+ * in order, as the WMMA emulation does. */
+
+/* A bf16's bits as the float it is. */
+static inline float dsk_emu_bf16_bits(uint32_t bits16)
+{
+    uint32_t u = bits16 << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: r[i] from the 8 x 8
+ * tile whose rows lanes 8i .. 8i + 7 name. */
+inline void dsk_emu_ldmatrix_x4(uint32_t (&r)[4], const void *row, int trans)
+{
+    const char *what = "ldmatrix.x4";   /* one name with or without .trans: the check below says which differs */
+    unsigned char *slots = dsk_emu_full_warp_slots(what);
+    int lane = dsk_emu_lane();
+    if ((uintptr_t)row % 16)
+        dsk_emu_abort(what, "lane %d's row address %p is not 16-byte aligned", lane, row);
+    uintptr_t mine = (uintptr_t)row | (trans ? 1 : 0);   /* aligned: bit 0 is free for .trans */
+    memcpy(slots + 8 * lane, &mine, sizeof mine);
+    dsk_emu_warp_barrier();
+    const uint16_t *rows[32];
+    for (int l = 0; l < 32; l++) {
+        uintptr_t p;
+        memcpy(&p, slots + 8 * l, sizeof p);
+        if ((int)(p & 1) != (trans ? 1 : 0))
+            dsk_emu_abort(what, "lane %d calls it with%s .trans, lane %d with%s", lane, trans ? "" : "out", l,
+                          trans ? "out" : "");
+        rows[l] = (const uint16_t *)(p & ~(uintptr_t)1);
+    }
+    int g = lane >> 2, t = lane & 3;
+    uint32_t out[4];
+    for (int m = 0; m < 4; m++) {
+        uint16_t lo, hi;
+        if (trans) {
+            lo = rows[8 * m + 2 * t][g];
+            hi = rows[8 * m + 2 * t + 1][g];
+        } else {
+            lo = rows[8 * m + g][2 * t];
+            hi = rows[8 * m + g][2 * t + 1];
+        }
+        out[m] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+    dsk_emu_warp_barrier();   /* every lane has read the addresses */
+    memcpy(r, out, sizeof out);
+}
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, d = A B + d. */
+inline void dsk_emu_mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    struct operands {
+        uint32_t a[4], b[2];
+    } mine = {{a[0], a[1], a[2], a[3]}, {b0, b1}};
+    unsigned char *slots = dsk_emu_full_warp_slots("mma.sync.m16n8k16");
+    int lane = dsk_emu_lane();
+    const operands *p = &mine;
+    memcpy(slots + 8 * lane, &p, sizeof p);
+    dsk_emu_warp_barrier();
+    const operands *all[32];
+    for (int l = 0; l < 32; l++)
+        memcpy(&all[l], slots + 8 * l, sizeof all[l]);
+    /* A[r][k]: lane 4 (r % 8) + (k % 8) / 2, register (r >= 8) + 2 (k >= 8),
+     * half k % 2; B[k][n]: lane 4 n + (k % 8) / 2, register k >= 8. */
+    auto A = [&](int r, int k) {
+        uint32_t w = all[4 * (r & 7) + ((k & 7) >> 1)]->a[(r >> 3) + 2 * (k >> 3)];
+        return dsk_emu_bf16_bits((w >> (16 * (k & 1))) & 0xffff);
+    };
+    auto B = [&](int k, int n) {
+        uint32_t w = all[4 * n + ((k & 7) >> 1)]->b[k >> 3];
+        return dsk_emu_bf16_bits((w >> (16 * (k & 1))) & 0xffff);
+    };
+    int g = lane >> 2, t = lane & 3;
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        int r = g + 8 * (i >> 1), n = 2 * t + (i & 1);
+        float sum = d[i];
+        for (int k = 0; k < 16; k++)
+            sum += A(r, k) * B(k, n);
+        out[i] = sum;
+    }
+    dsk_emu_warp_barrier();   /* every lane has read the operands */
+    memcpy(d, out, sizeof out);
+}
+
 /* ---- kernel launches ---- */
 
 /* nvcc's overload that takes the kernel itself. */

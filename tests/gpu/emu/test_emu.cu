@@ -15,6 +15,8 @@
 
 #include <mma.h>   /* empty under g++: emu.h has nvcuda::wmma */
 
+#include "mma_sync.cuh"   /* cuda/: ldmatrix and mma.sync, emu.h's under g++ */
+
 using namespace nvcuda;
 
 static int n_checks, n_failed;
@@ -211,6 +213,83 @@ __global__ void k_wmma_store_ldm(float *d)
 
 /* Runs fn in a child with stderr to a pipe: 1 when the child died and its
  * stderr says `expect`. */
+/* D [16][16] = A [16][32] B [32][16] + C, bf16 A and B, one warp,
+ * through mma.sync's fragments as the PTX ISA lays them out
+ * (mma_sync.cuh).  A is [16][32] row-major, B is given twice: bt as
+ * [16 n][32 k] (Bᵀ row-major) and b as [32 k][16 n].  how 0 fills the
+ * fragments by hand from global memory, register by register as the
+ * layout says; 1 through ldmatrix from shared memory, B from bt; 2 the
+ * same with B from b through ldmatrix.trans.  C and D row-major, by the
+ * output layout. */
+__global__ void k_mma_gemm(const __nv_bfloat16 *a, const __nv_bfloat16 *bt, const __nv_bfloat16 *b, const float *c,
+                           float *d, int how)
+{
+    __shared__ __align__(16) __nv_bfloat16 as[16][40], bts[16][40], bs[32][24];
+    const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+    for (int i = lane; i < 16 * 32; i += 32) {
+        as[i / 32][i % 32] = a[i];
+        bts[i / 32][i % 32] = bt[i];
+        bs[i / 16][i % 16] = b[i];
+    }
+    __syncthreads();
+    auto pair = [](const __nv_bfloat16 *p) {
+        return mma_pack_bf16(__bfloat162float(p[0]), __bfloat162float(p[1]));
+    };
+    float acc[2][4];
+    for (int n = 0; n < 2; n++)
+        for (int i = 0; i < 4; i++)
+            acc[n][i] = c[(g + 8 * (i >> 1)) * 16 + 8 * n + 2 * t + (i & 1)];
+    for (int k0 = 0; k0 < 32; k0 += 16) {
+        uint32_t fa[4], fb[4];   /* fb: b0, b1 of columns 0-7, then of 8-15 */
+        if (how == 0) {
+            fa[0] = pair(a + g * 32 + k0 + 2 * t);
+            fa[1] = pair(a + (g + 8) * 32 + k0 + 2 * t);
+            fa[2] = pair(a + g * 32 + k0 + 2 * t + 8);
+            fa[3] = pair(a + (g + 8) * 32 + k0 + 2 * t + 8);
+            for (int n = 0; n < 2; n++) {   /* b0 = B[2t, 2t+1][g]: Bᵀ's row g */
+                fb[2 * n] = pair(bt + (8 * n + g) * 32 + k0 + 2 * t);
+                fb[2 * n + 1] = pair(bt + (8 * n + g) * 32 + k0 + 2 * t + 8);
+            }
+        } else {
+            mma_ldmatrix_x4(fa, &as[lane & 15][k0 + 8 * (lane >> 4)]);
+            if (how == 1)
+                mma_ldmatrix_x4(fb, &bts[(lane & 7) + 8 * (lane >> 4)][k0 + 8 * ((lane >> 3) & 1)]);
+            else
+                mma_ldmatrix_x4_trans(fb, &bs[k0 + (lane & 7) + 8 * ((lane >> 3) & 1)][8 * (lane >> 4)]);
+        }
+        mma_bf16_16816(acc[0], fa, fb[0], fb[1]);
+        mma_bf16_16816(acc[1], fa, fb[2], fb[3]);
+    }
+    for (int n = 0; n < 2; n++)
+        for (int i = 0; i < 4; i++)
+            d[(g + 8 * (i >> 1)) * 16 + 8 * n + 2 * t + (i & 1)] = acc[n][i];
+}
+
+/* ldmatrix with a lane's row not 16-byte aligned, or lanes that
+ * disagree on .trans; mma.sync in a 16-lane warp. */
+__global__ void k_ldmatrix_bad(int misaligned)
+{
+    __shared__ __align__(16) __nv_bfloat16 tile[32][24];
+    const int lane = threadIdx.x & 31;
+    for (int i = threadIdx.x; i < 32 * 24; i += blockDim.x)
+        tile[i / 24][i % 24] = __float2bfloat16_rn(1.0f);
+    __syncthreads();
+    uint32_t r[4];
+    if (misaligned)
+        mma_ldmatrix_x4(r, &tile[lane][lane == 5 ? 1 : 0]);
+    else if (lane < 16)
+        mma_ldmatrix_x4(r, &tile[lane][0]);
+    else
+        mma_ldmatrix_x4_trans(r, &tile[lane][0]);
+}
+__global__ void k_mma_partial_warp(float *out)
+{
+    const uint32_t a[4] = {0, 0, 0, 0};
+    float d[4] = {0, 0, 0, 0};
+    mma_bf16_16816(d, a, 0, 0);
+    out[threadIdx.x] = d[0];
+}
+
 static int dies_saying(void (*fn)(void), const char *expect)
 {
     int fds[2];
@@ -282,6 +361,9 @@ static void run_wmma_lanes_differ(void) { k_wmma_load<<<1, 32>>>(device_bf16(16 
 static void run_wmma_partial_warp(void) { k_wmma_load<<<1, 48>>>(device_bf16(16 * 16), 0, 16, 0); }
 static void run_wmma_beside_shuffle(void) { k_wmma_beside_shuffle<<<1, 32>>>(device_bf16(16 * 16), device_floats(32)); }
 static void run_wmma_store_ldm(void) { k_wmma_store_ldm<<<1, 32>>>(device_floats(16 * 16)); }
+static void run_ldmatrix_misaligned(void) { k_ldmatrix_bad<<<1, 32>>>(1); }
+static void run_ldmatrix_trans_differs(void) { k_ldmatrix_bad<<<1, 32>>>(0); }
+static void run_mma_partial_warp(void) { k_mma_partial_warp<<<1, 48>>>(device_floats(48)); }
 
 /* Small multiples of 1/4: every product and sum exact in float. */
 static float exact_value(size_t i, int salt) { return (float)((int)((i * 7 + (size_t)salt * 13) % 9) - 4) * 0.25f; }
@@ -337,6 +419,54 @@ template <typename T, typename LA, typename LB> static int wmma_gemm_ok(int m, i
     free(hc);
     free(hd);
     free(want);
+    return ok;
+}
+
+/* k_mma_gemm, each way of filling the fragments, against the host's
+ * product: 1 when all three agree exactly. */
+static int mma_gemm_ok(void)
+{
+    __nv_bfloat16 ha[16 * 32], hbt[16 * 32], hb[32 * 16], *da, *dbt, *db;
+    float hc[256], hd[256], want[256], *dc, *dd;
+    for (int i = 0; i < 16 * 32; i++) {
+        ha[i] = __float2bfloat16_rn(exact_value((size_t)i, 1));
+        hb[i] = __float2bfloat16_rn(exact_value((size_t)i * 5, 2));   /* b[k][n] at k * 16 + n */
+    }
+    for (int n = 0; n < 16; n++)
+        for (int k = 0; k < 32; k++)
+            hbt[n * 32 + k] = hb[k * 16 + n];
+    for (int i = 0; i < 256; i++)
+        hc[i] = exact_value((size_t)i, 3) * 8;
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 16; n++) {
+            float sum = hc[r * 16 + n];
+            for (int k = 0; k < 32; k++)
+                sum += __bfloat162float(ha[r * 32 + k]) * __bfloat162float(hb[k * 16 + n]);
+            want[r * 16 + n] = sum;
+        }
+    cudaMalloc((void **)&da, sizeof ha);
+    cudaMalloc((void **)&dbt, sizeof hbt);
+    cudaMalloc((void **)&db, sizeof hb);
+    cudaMalloc((void **)&dc, sizeof hc);
+    cudaMalloc((void **)&dd, sizeof hd);
+    cudaMemcpyAsync(da, ha, sizeof ha, cudaMemcpyHostToDevice, 0);
+    cudaMemcpyAsync(dbt, hbt, sizeof hbt, cudaMemcpyHostToDevice, 0);
+    cudaMemcpyAsync(db, hb, sizeof hb, cudaMemcpyHostToDevice, 0);
+    cudaMemcpyAsync(dc, hc, sizeof hc, cudaMemcpyHostToDevice, 0);
+    int ok = 1;
+    for (int how = 0; how < 3; how++) {
+        cudaMemsetAsync(dd, 0xff, sizeof hd, 0);
+        k_mma_gemm<<<1, 32>>>(da, dbt, db, dc, dd, how);
+        cudaMemcpyAsync(hd, dd, sizeof hd, cudaMemcpyDeviceToHost, 0);
+        ok &= cudaGetLastError() == cudaSuccess;
+        for (int i = 0; i < 256; i++)
+            ok &= hd[i] == want[i];
+    }
+    cudaFree(da);
+    cudaFree(dbt);
+    cudaFree(db);
+    cudaFree(dc);
+    cudaFree(dd);
     return ok;
 }
 
@@ -466,6 +596,9 @@ int main(void)
           "wmma bf16 32x48x64, a col_major, b col_major: the host's product");
     check(wmma_gemm_ok<__half, wmma::row_major, wmma::col_major>(16, 32, 32),
           "wmma half 16x32x32, a row_major, b col_major: the host's product");
+    /* mma.sync and ldmatrix: the PTX ISA's layouts. */
+    check(mma_gemm_ok(), "mma.sync m16n8k16 bf16 16x16x32, fragments by hand, by ldmatrix and by ldmatrix.trans: "
+                         "the host's product");
     /* WMMA: x[] element by element, fill_fragment, and the mapping. */
     {
         float *dc = device_floats(256), *dout = device_floats(256), *dfilled = device_floats(256);
@@ -516,6 +649,11 @@ int main(void)
           "half a warp at wmma::load_matrix_sync, the other half at a shuffle: stopped");
     check(dies_saying(run_wmma_store_ldm, "wmma::store_matrix_sync: ldm 6 is not a multiple of 4"),
           "wmma::store_matrix_sync of float with ldm 6: stopped");
+    check(dies_saying(run_ldmatrix_misaligned, "lane 5's row address"),
+          "ldmatrix with a row address not 16-byte aligned: stopped");
+    check(dies_saying(run_ldmatrix_trans_differs, "with .trans"), "ldmatrix with lanes that disagree on .trans: stopped");
+    check(dies_saying(run_mma_partial_warp, "it needs a full warp of 32 lanes"),
+          "mma.sync in a 16-lane warp (a block of 48): stopped");
 
     printf("1..%d\n", n_checks);
     return n_failed ? 1 : 0;
