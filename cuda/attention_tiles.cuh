@@ -406,9 +406,9 @@ static inline int fa_use_tc(const dsk_cuda *cb)
     return cb->be.gemm_dtype != DSK_DTYPE_FP32 && cb->attn_kernels != DSK_CUDA_ATTN_FP32;
 }
 
-/* Of those, the forward through mma.sync (kernels_attention_mma.cu) for a
- * layer that is not hybrid with heads of at most 128, unless
- * DSK_CUDA_ATTN=wmma asked for WMMA's everywhere. */
+/* Of those, the mma.sync kernels (kernels_attention_mma.cu) for a layer
+ * that is not hybrid with heads of at most 128, unless DSK_CUDA_ATTN=wmma
+ * asked for WMMA's everywhere. */
 static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
 {
     return fa_use_tc(cb) && cb->attn_kernels == DSK_CUDA_ATTN_AUTO && s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
@@ -418,6 +418,15 @@ static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
  * fa_use_mma takes (lse into lse_g, or lse_l for a local one). */
 void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, const float *q, const float *k,
                                 const float *v, const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h);
+/* The query rows of a tile of the mma.sync dK/dV kernel for head-size
+ * bound hdp (16 to 128), which tile_lo counts in. */
+int dsk_cuda_attention_mma_kv_rows(int hdp);
+/* dK, dV (and dV's 16-bit copy in dv_h) and dQ through mma.sync, as
+ * dsk_cuda_attention_tc_bwd for a layer fa_use_mma takes. */
+void dsk_cuda_attention_mma_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *lse_g, const float *lse_l,
+                                const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
+                                const dsk_attn_shape *s, dsk_half_out dv_h);
 
 /* The forward for head-size bound hdp (fa_hdp), as dsk_cuda_attention_fwd
  * (and out's 16-bit copy in out_h). */

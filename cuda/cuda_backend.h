@@ -33,11 +33,11 @@
  *   DSK_CUDA_VERBOSE=1  say on stderr, once, where cuBLAS stands in for
  *                       cuBLASLt or a loop for the grouped call, and why;
  *   DSK_CUDA_ATTN=K     the flash attention's kernels when gemm_dtype
- *                       is bf16 / fp16: "auto" (the default) the forward
- *                       through mma.sync (kernels_attention_mma.cu) for a
- *                       layer that is not hybrid, with heads of at most
- *                       128, and WMMA's (kernels_attention_tc.cu) for the
- *                       rest and the backward; "wmma" WMMA's everywhere;
+ *                       is bf16 / fp16: "auto" (the default) mma.sync's
+ *                       (kernels_attention_mma.cu), forward and backward,
+ *                       for a layer that is not hybrid, with heads of at
+ *                       most 128, and WMMA's (kernels_attention_tc.cu)
+ *                       for the rest; "wmma" WMMA's everywhere;
  *                       "fp32" the fp32 kernels; any other value fails
  *                       the backend's creation with EX_USAGE.  With fp32
  *                       products the attention is fp32 whatever it says.

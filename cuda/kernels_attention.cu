@@ -499,8 +499,11 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     const int use_g = kind != DSK_ATTN_LOCAL, hybrid = kind == DSK_ATTN_HYBRID, want_da = hybrid && dalpha;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t rows = (size_t)B * H * T;
-    const int tc = fa_use_tc(cb);
-    const int kv_br = tc ? dsk_cuda_attention_tc_kv_rows(HDP) : 16 * KV_RM, kv_bc = 16 * KV_CN, q_br = 16 * Q_RM;
+    const int tc = fa_use_tc(cb), mma = fa_use_mma(cb, s);
+    const int kv_br = mma  ? dsk_cuda_attention_mma_kv_rows(HDP)
+                      : tc ? dsk_cuda_attention_tc_kv_rows(HDP)
+                           : 16 * KV_RM,
+              kv_bc = 16 * KV_CN, q_br = 16 * Q_RM;
     const int kv_nqt = (T + kv_br - 1) / kv_br, nkt = (T + kv_bc - 1) / kv_bc, q_nqt = (T + q_br - 1) / q_br;
 
     /* Scratch: D_g, D_l, d alpha's row terms, the dK/dV kernel's tile table. */
@@ -528,7 +531,9 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
         LAUNCHED(cb, "attention_bwd (tiles)");
     }
 
-    if (tc) {
+    if (mma) {
+        dsk_cuda_attention_mma_bwd(cb, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, s, dv_h);
+    } else if (tc) {
         dsk_cuda_attention_tc_bwd(cb, HDP, dq, dk, dv, dout, q, k, v, lse_g, lse_l, Dg, Dl, tile_lo, pos, alpha, s,
                                   dv_h);
     } else {

@@ -1,8 +1,9 @@
-/* The attention forward on tensor cores through mma.sync (mma_sync.cuh),
- * FlashAttention-2's way: the backend's forward when products are bf16
- * or fp16, a layer is all global or all local (not hybrid) and the head
- * size is at most 128 (fa_use_mma); kernels_attention_tc.cu (WMMA) does
- * the rest, and the whole backward.
+/* The flash attention on tensor cores through mma.sync (mma_sync.cuh),
+ * FlashAttention-2's way: the backend's attention, forward and backward,
+ * when products are bf16 or fp16, a layer is all global or all local (not
+ * hybrid) and the head size is at most 128 (fa_use_mma);
+ * kernels_attention_tc.cu (WMMA) does the rest.  The forward first; the
+ * backward below says what it does differently.
  *
  * What it saves over the WMMA forward: there, a key tile's scores go
  * through shared memory (fp32) to be masked and exponentiated, P goes
@@ -33,6 +34,85 @@
 typedef __nv_bfloat16 bf16;
 
 enum { MMA_WARPS = 4, MMA_THREADS = 32 * MMA_WARPS, MMA_BR = 16 * MMA_WARPS, MMA_BC = 64 };
+
+/* Lane l's row address for an ldmatrix.x4 (mma_sync.cuh) in a bf16 tile
+ * of row stride ld, at the 16 x 16 block whose top left is `at`:
+ *   mma_rows_a   the block as an A fragment (rows l % 16, columns
+ *                8 (l / 16): registers a0 .. a3);
+ *   mma_rows_bt  the block's rows as the columns of B (B[k][n] =
+ *                tile[n][k], as K is for Q Kᵀ): registers b0, b1 of
+ *                columns 0-7 of B, then b0, b1 of columns 8-15;
+ *   mma_rows_b   the block as B itself (B[k][n] = tile[k][n], as V is
+ *                for P V), through ldmatrix.trans: the same registers. */
+__device__ __forceinline__ const bf16 *mma_rows_a(const bf16 *at, int ld, int lane)
+{
+    return at + (lane & 15) * ld + 8 * (lane >> 4);
+}
+__device__ __forceinline__ const bf16 *mma_rows_bt(const bf16 *at, int ld, int lane)
+{
+    return at + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1);
+}
+__device__ __forceinline__ const bf16 *mma_rows_b(const bf16 *at, int ld, int lane)
+{
+    return at + ((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4);
+}
+
+/* The A fragment of a 16 x 16 block from the output fragments of its
+ * two 16 x 8 halves (columns 0-7 in c0, 8-15 in c1), rounded to bf16. */
+__device__ __forceinline__ void mma_c_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4])
+{
+    a[0] = mma_pack_bf16(c0[0], c0[1]);
+    a[1] = mma_pack_bf16(c0[2], c0[3]);
+    a[2] = mma_pack_bf16(c1[0], c1[1]);
+    a[3] = mma_pack_bf16(c1[2], c1[3]);
+}
+
+template <int N> __device__ __forceinline__ void mma_zero(float (&c)[N][4])
+{
+#pragma unroll
+    for (int n = 0; n < N; n++)
+        c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0;
+}
+
+/* acc[n] += A Bᵀ over K (a multiple of 16): A's 16 rows from `a` (row
+ * stride lda), Bᵀ's 8 N rows from `bt` (row stride ldb); acc[n] is
+ * columns 8n .. 8n + 7 (S = Q Kᵀ: a the warp's rows of Q, bt K). */
+template <int N, int K>
+__device__ __forceinline__ void mma_abt(float (&acc)[N][4], const bf16 *a, int lda, const bf16 *bt, int ldb, int lane)
+{
+#pragma unroll
+    for (int k = 0; k < K; k += 16) {
+        uint32_t fa[4];
+        mma_ldmatrix_x4(fa, mma_rows_a(a + k, lda, lane));
+#pragma unroll
+        for (int np = 0; np < N / 2; np++) {
+            uint32_t fb[4];
+            mma_ldmatrix_x4(fb, mma_rows_bt(bt + 16 * np * ldb + k, ldb, lane));
+            mma_bf16_16816(acc[2 * np], fa, fb[0], fb[1]);
+            mma_bf16_16816(acc[2 * np + 1], fa, fb[2], fb[3]);
+        }
+    }
+}
+
+/* acc[n] += P B: P the 16 x K output fragments p[K / 8] of an earlier
+ * product (rounded to bf16 as they become A), B [K][8 N] row-major from
+ * `b` (row stride ldb; O += P V: b is V). */
+template <int N, int K>
+__device__ __forceinline__ void mma_cb(float (&acc)[N][4], const float (&p)[K / 8][4], const bf16 *b, int ldb, int lane)
+{
+#pragma unroll
+    for (int k = 0; k < K / 16; k++) {
+        uint32_t fa[4];
+        mma_c_to_a(fa, p[2 * k], p[2 * k + 1]);
+#pragma unroll
+        for (int np = 0; np < N / 2; np++) {
+            uint32_t fb[4];
+            mma_ldmatrix_x4_trans(fb, mma_rows_b(b + 16 * k * ldb + 16 * np, ldb, lane));
+            mma_bf16_16816(acc[2 * np], fa, fb[0], fb[1]);
+            mma_bf16_16816(acc[2 * np + 1], fa, fb[2], fb[3]);
+        }
+    }
+}
 
 /* The shared memory: Q [BR][HDP + 8], K and V [BC][HDP + 8] (bf16), then
  * the rows' first keys (int [2][BR], fa_row_masks) and their least. */
@@ -79,13 +159,8 @@ __global__ void __launch_bounds__(MMA_THREADS)
         m[r] = -INFINITY;
         l[r] = 0;
     }
-#pragma unroll
-    for (int n = 0; n < DIM_TILES; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
-    /* Lane l names row l % 16, columns 8 (l / 16) + 16 ks of the warp's
-     * rows of Q: tiles (rows 0-7, 8-15) x (columns 0-7, 8-15), the A
-     * fragment's order. */
-    const bf16 *q_row = Qs + (16 * warp + (lane & 15)) * LD + 8 * (lane >> 4);
+    mma_zero(o);
+    const bf16 *q_warp = Qs + 16 * warp * LD;
 
     const int kt_lo = *lo_sh / MMA_BC, kt_hi = (i_end - 1) / MMA_BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
@@ -95,27 +170,10 @@ __global__ void __launch_bounds__(MMA_THREADS)
         fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
 
-        /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile.  B[k][n] = K[n][k]
-         * is K's rows as they are: lane l names key 16 np + l % 8 + 8 (l / 16),
-         * dims 16 ks + 8 ((l / 8) % 2), so registers 0, 1 are b0, b1 of key
-         * tile 2 np and 2, 3 of key tile 2 np + 1. */
+        /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile. */
         float s[KEY_TILES][4];
-#pragma unroll
-        for (int n = 0; n < KEY_TILES; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
-        const bf16 *k_row = Ks + ((lane & 7) + 8 * (lane >> 4)) * LD + 8 * ((lane >> 3) & 1);
-#pragma unroll
-        for (int ks16 = 0; ks16 < HDP / 16; ks16++) {
-            uint32_t qa[4];
-            mma_ldmatrix_x4(qa, q_row + 16 * ks16);
-#pragma unroll
-            for (int np = 0; np < KEY_TILES / 2; np++) {
-                uint32_t kf[4];
-                mma_ldmatrix_x4(kf, k_row + 16 * np * LD + 16 * ks16);
-                mma_bf16_16816(s[2 * np], qa, kf[0], kf[1]);
-                mma_bf16_16816(s[2 * np + 1], qa, kf[2], kf[3]);
-            }
-        }
+        mma_zero(s);
+        mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
 
         /* The online softmax, per row: mask, the tile's maximum over the
          * quad, rescale what came before, P = 2^(x - max) in place of S. */
@@ -159,26 +217,8 @@ __global__ void __launch_bounds__(MMA_THREADS)
             }
         }
 
-        /* O += P V over the tile's keys, 16 at a time: P's A fragment from
-         * key tiles 2 kk and 2 kk + 1 of s; B[k][n] = V[k][n] is V's rows
-         * transposed: lane l names key 16 kk + l % 8 + 8 ((l / 8) % 2), dims
-         * 16 dp + 8 (l / 16), so registers 0, 1 are b0, b1 of dim tile
-         * 2 dp and 2, 3 of dim tile 2 dp + 1. */
-        const bf16 *v_row = Vs + ((lane & 7) + 8 * ((lane >> 3) & 1)) * LD + 8 * (lane >> 4);
-#pragma unroll
-        for (int kk = 0; kk < MMA_BC / 16; kk++) {
-            const uint32_t pa[4] = {mma_pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                                    mma_pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    mma_pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    mma_pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int dp = 0; dp < DIM_TILES / 2; dp++) {
-                uint32_t vf[4];
-                mma_ldmatrix_x4_trans(vf, v_row + 16 * kk * LD + 16 * dp);
-                mma_bf16_16816(o[2 * dp], pa, vf[0], vf[1]);
-                mma_bf16_16816(o[2 * dp + 1], pa, vf[2], vf[3]);
-            }
-        }
+        /* O += P V. */
+        mma_cb<DIM_TILES, MMA_BC>(o, s, Vs, LD, lane);
     }
 
     /* out = O / l; lse = m ln 2 + ln l (a row that saw nothing, which
@@ -204,6 +244,249 @@ __global__ void __launch_bounds__(MMA_THREADS)
                 }
             }
     }
+}
+
+/* ---- the backward: dK, dV, then dQ, each recomputing P ----
+ *
+ * As the WMMA kernels: a dK/dV block per key tile, over the query tiles
+ * that see it, and a dQ block per query tile, over the key tiles it
+ * sees; no atomics, so the same bits on every run.  In the dK/dV kernel
+ * a warp owns 16 keys and computes Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, so that Pᵀ
+ * and dSᵀ come out of the products as the A fragments of dV += Pᵀ dO and
+ * dK += dSᵀ Q, whose sums stay in registers; the dQ kernel is the
+ * forward's shape (S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K).  For a query row i
+ * and key j it sees, p = 2^(x - lse log2 e) with x the score in log2
+ * units, and ds = p (dp - D), D = dO . O (fa_bwd_prep_kernel). */
+
+/* The query rows of the dK/dV kernel's tiles: 32 at heads of 128, where
+ * 64 would take more than 255 registers (sums of dK and dV, 64 each, and
+ * Sᵀ and dPᵀ, 32 each). */
+template <int HDP> struct mma_kv_rows {
+    enum { BR = HDP >= 128 ? 32 : 64 };
+};
+
+/* The rows [i0, i0 + BR) of a query tile, for the backward: the first key
+ * each sees (INT_MAX past T), lse in log2 units (+inf for a row that saw
+ * nothing, or past T: p = 0) and D. */
+template <int BR> struct mma_bwd_rows {
+    int first[BR];
+    float lse2[BR], D[BR];
+};
+template <int BR>
+__device__ __forceinline__ void mma_bwd_rows_load(mma_bwd_rows<BR> *st, int i0, int T, const int32_t *pb,
+                                                  const float *lse, const float *D, size_t bhT, int local, int window)
+{
+    for (int r = threadIdx.x; r < BR; r += MMA_THREADS) {
+        const int i = i0 + r;
+        int first = INT_MAX;
+        float l2 = INFINITY, d = 0;
+        if (i < T) {
+            first = dsk_attn_first(i, pb[i], local, window);
+            const float lv = lse[bhT + i];
+            l2 = lv == -INFINITY ? INFINITY : lv * 1.4426950408889634f;
+            d = D[bhT + i];
+        }
+        st->first[r] = first;
+        st->lse2[r] = l2;
+        st->D[r] = d;
+    }
+}
+
+/* p and ds of query i (first key `first`, lse2, D) and key j from the
+ * unscaled score x and dp; 0 where j is not seen. */
+__device__ __forceinline__ void mma_grad(float x, float dp, int i, int j, int first, float lse2, float D,
+                                         float scale_log2, float *p, float *ds)
+{
+    const float pv = j >= first && j <= i ? exp2f(x * scale_log2 - lse2) : 0.0f;
+    *p = pv;
+    *ds = pv * (dp - D);
+}
+
+/* Rows [j0, j_end) of a warp's 16 x HDP sums (acc[n]: dims 8n ..; rows g
+ * and g + 8 of the 16 starting at row r0), times mul, into a head of a
+ * [B, T, heads * hd] tensor. */
+template <int DIM_TILES>
+__device__ __forceinline__ void mma_put_rows(float *g_out, const float (&acc)[DIM_TILES][4], float mul, int b, int T,
+                                             size_t stride, int head, int hd, int r0, int r_end, int lane,
+                                             dsk_half_out g_h = {NULL, 0})
+{
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = r0 + g + 8 * r;
+        if (i >= r_end)
+            continue;
+        const size_t row = ((size_t)b * T + i) * stride + (size_t)head * hd;
+#pragma unroll
+        for (int n = 0; n < DIM_TILES; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int d = 8 * n + 2 * t + e;
+                if (d < hd) {
+                    const float y = acc[n][2 * r + e] * mul;
+                    g_out[row + d] = y;
+                    g_h.put(row + d, y);
+                }
+            }
+    }
+}
+
+/* The dK/dV kernel's shared memory: K, V [BC][HDP + 8], Q, dO [BR][HDP +
+ * 8] (bf16), the query rows' statistics. */
+template <int HDP> struct mma_dkdv_smem {
+    enum { LD = HDP + 8, BR = mma_kv_rows<HDP>::BR };
+    static constexpr size_t k = 0, v = k + (size_t)MMA_BC * LD * 2, q = v + (size_t)MMA_BC * LD * 2,
+                            dO = q + (size_t)BR * LD * 2, rows = dO + (size_t)BR * LD * 2,
+                            bytes = rows + sizeof(mma_bwd_rows<BR>);
+};
+
+/* Grid: B * KV * nkt blocks of MMA_THREADS (fa_kvtile_of<MMA_BC>), over
+ * query tiles of mma_kv_rows<HDP>::BR rows (tile_lo, fa_tile_lo_kernel's,
+ * counts in those). */
+template <int HDP>
+__global__ void __launch_bounds__(MMA_THREADS)
+    mma_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+                    const float *lse, const float *D, const int *tile_lo, const int32_t *pos, int T, int H, int KV,
+                    int hd, int local, int window, float scale, float scale_log2, int nqt, int nkt, dsk_half_out dv_h)
+{
+    typedef mma_dkdv_smem<HDP> L;
+    constexpr int LD = L::LD, BR = L::BR, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v), *Qs = (bf16 *)(mma_sm + L::q),
+         *dOs = (bf16 *)(mma_sm + L::dO);
+    mma_bwd_rows<BR> *rows = (mma_bwd_rows<BR> *)(mma_sm + L::rows);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const fa_kvtile tile = fa_kvtile_of<MMA_BC>(T, H, KV, hd, nkt);
+    const int32_t *pb = pos + (size_t)tile.b * T;
+
+    fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Ks, k + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks,
+                                           tile.j0, T, hd);
+    fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, v + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks,
+                                           tile.j0, T, hd);
+    /* The warp's keys: rows 16 warp .. of the tile; the lane's are g and g + 8. */
+    const bf16 *k_warp = Ks + 16 * warp * LD, *v_warp = Vs + 16 * warp * LD;
+    const int j_lane = tile.j0 + 16 * warp + g;
+    float dka[DIM_TILES][4], dva[DIM_TILES][4];
+    mma_zero(dka);
+    mma_zero(dva);
+
+    fa_each_query_tile<BR>(tile, q, dout, tile_lo, T, H, hd, nqt,
+                           [&](size_t bhT, const float *qb, const float *dob, int i0, int i_end) {
+        __syncthreads();   /* every warp is done with the previous tile's Q, dO and rows */
+        fa_load_bf16<HDP, BR, MMA_THREADS>(Qs, qb, tile.qs, i0, i_end, hd);
+        fa_load_bf16<HDP, BR, MMA_THREADS>(dOs, dob, tile.qs, i0, i_end, hd);
+        mma_bwd_rows_load(rows, i0, T, pb, lse, D, bhT, local, window);
+        __syncthreads();
+        /* Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: st[n], dpt[n] are queries 8n .. of the tile. */
+        float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
+        mma_zero(st);
+        mma_zero(dpt);
+        mma_abt<QUERY_TILES, HDP>(st, k_warp, LD, Qs, LD, lane);
+        mma_abt<QUERY_TILES, HDP>(dpt, v_warp, LD, dOs, LD, lane);
+        /* Pᵀ into st, dSᵀ into dpt: element (key g + 8r, query 8n + 2t + e). */
+#pragma unroll
+        for (int n = 0; n < QUERY_TILES; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int c = 8 * n + 2 * t + e;
+                const int first = rows->first[c];
+                const float lse2 = rows->lse2[c], Dc = rows->D[c];
+#pragma unroll
+                for (int r = 0; r < 2; r++)
+                    mma_grad(st[n][2 * r + e], dpt[n][2 * r + e], i0 + c, j_lane + 8 * r, first, lse2, Dc,
+                             scale_log2, &st[n][2 * r + e], &dpt[n][2 * r + e]);
+            }
+        /* dV += Pᵀ dO, dK += dSᵀ Q (scaled at the end). */
+        mma_cb<DIM_TILES, BR>(dva, st, dOs, LD, lane);
+        mma_cb<DIM_TILES, BR>(dka, dpt, Qs, LD, lane);
+    });
+    const int j_end = tile.j_end;
+    mma_put_rows<DIM_TILES>(dv, dva, 1.0f, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane, dv_h);
+    mma_put_rows<DIM_TILES>(dk, dka, scale, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane);
+}
+
+/* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K, V [BC][HDP + 8],
+ * the rows' first keys and their least. */
+template <int HDP> struct mma_dq_smem {
+    enum { LD = HDP + 8 };
+    static constexpr size_t q = 0, dO = q + (size_t)MMA_BR * LD * 2, k = dO + (size_t)MMA_BR * LD * 2,
+                            v = k + (size_t)MMA_BC * LD * 2, first = v + (size_t)MMA_BC * LD * 2,
+                            lo = first + (size_t)2 * MMA_BR * 4, bytes = lo + 16;
+};
+
+/* Grid: B * H * nqt blocks of MMA_THREADS (fa_qtile_of<MMA_BR>). */
+template <int HDP>
+__global__ void __launch_bounds__(MMA_THREADS)
+    mma_dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
+                  const float *D, const int32_t *pos, int T, int H, int KV, int hd, int local, int window, float scale,
+                  float scale_log2, int nqt)
+{
+    typedef mma_dq_smem<HDP> L;
+    constexpr int LD = L::LD, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Qs = (bf16 *)(mma_sm + L::q), *dOs = (bf16 *)(mma_sm + L::dO), *Ks = (bf16 *)(mma_sm + L::k),
+         *Vs = (bf16 *)(mma_sm + L::v);
+    int (*first_sh)[MMA_BR] = (int (*)[MMA_BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<MMA_BR>(T, H, KV, hd, nqt);
+    const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const size_t head = (size_t)b * T * qs + (size_t)h * hd;
+
+    if (threadIdx.x == 0)
+        *lo_sh = INT_MAX;
+    fa_load_bf16<HDP, MMA_BR, MMA_THREADS>(Qs, q + head, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, MMA_BR, MMA_THREADS>(dOs, dout + head, qs, i0, i_end, hd);
+    __syncthreads();
+    fa_row_masks<MMA_BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    __syncthreads();
+    /* The lane's rows g and g + 8 of the warp's 16: query i, first key,
+     * lse (log2 units; +inf: p = 0) and D. */
+    int i_row[2], first[2];
+    float lse2[2], Dr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = 16 * warp + g + 8 * r, i = i0 + row;
+        i_row[r] = i;
+        first[r] = first_sh[local][row];
+        lse2[r] = INFINITY;
+        Dr[r] = 0;
+        if (i < T) {
+            const float lv = lse[bh * T + i];
+            lse2[r] = lv == -INFINITY ? INFINITY : lv * 1.4426950408889634f;
+            Dr[r] = D[bh * T + i];
+        }
+    }
+    const bf16 *q_warp = Qs + 16 * warp * LD, *do_warp = dOs + 16 * warp * LD;
+    float dqa[DIM_TILES][4];
+    mma_zero(dqa);
+
+    const int kt_lo = *lo_sh / MMA_BC, kt_hi = (i_end - 1) / MMA_BC;
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int j0 = kt * MMA_BC;
+        __syncthreads();   /* every warp is done with the previous tile's K and V */
+        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Ks, kb, ks, j0, T, hd);
+        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, vb, ks, j0, T, hd);
+        __syncthreads();
+        /* S = Q Kᵀ, dP = dO Vᵀ; then dS into dp. */
+        float s[KEY_TILES][4], dp[KEY_TILES][4];
+        mma_zero(s);
+        mma_zero(dp);
+        mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
+        mma_abt<KEY_TILES, HDP>(dp, do_warp, LD, Vs, LD, lane);
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+            for (int r = 0; r < 2; r++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float p;
+                    mma_grad(s[n][2 * r + e], dp[n][2 * r + e], i_row[r] < T ? i_row[r] : -1,
+                             j0 + 8 * n + 2 * t + e, first[r], lse2[r], Dr[r], scale_log2, &p, &dp[n][2 * r + e]);
+                }
+        /* dQ += dS K (scaled at the end). */
+        mma_cb<DIM_TILES, MMA_BC>(dqa, dp, Ks, LD, lane);
+    }
+    mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
 }
 
 template <int HDP>
@@ -233,4 +516,58 @@ void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *l
     case 128: mma_fwd_launch<128>(cb, out, lse, q, k, v, pos, s, out_h); break;
     default: dsk_die(EX_SOFTWARE, "cuda: attention_fwd (mma.sync): head size %d over 128", s->hd);
     }
+}
+
+template <int HDP>
+static void mma_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *lse, const float *D, const int *tile_lo,
+                           const int32_t *pos, const dsk_attn_shape *s, dsk_half_out dv_h)
+{
+    constexpr size_t smem_kv = mma_dkdv_smem<HDP>::bytes, smem_q = mma_dq_smem<HDP>::bytes;
+    static_assert(smem_kv <= 99 * 1024 && smem_q <= 99 * 1024, "over sm_86's 99 KB of shared memory");
+    const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
+    const float scale = 1.0f / sqrtf((float)hd), scale_log2 = 1.4426950408889634f * scale;
+    const int kv_nqt = (T + mma_kv_rows<HDP>::BR - 1) / mma_kv_rows<HDP>::BR, nkt = (T + MMA_BC - 1) / MMA_BC;
+    const int nqt = (T + MMA_BR - 1) / MMA_BR;
+    auto *kkv = mma_dkdv_kernel<HDP>;
+    auto *kq = mma_dq_kernel<HDP>;
+    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
+    {
+        dsk_cuda_prof_scope timed(cb, "dk, dv (mma.sync)");
+        kkv<<<grid_kv, MMA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse, D, tile_lo, pos, T, H, KV, hd,
+                                                            local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
+        LAUNCHED(cb, "attention_bwd (dk, dv; mma.sync)");
+    }
+    unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
+    {
+        dsk_cuda_prof_scope timed(cb, "dq (mma.sync)");
+        kq<<<grid_q, MMA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse, D, pos, T, H, KV, hd, local,
+                                                        s->window, scale, scale_log2, nqt);
+        LAUNCHED(cb, "attention_bwd (dq; mma.sync)");
+    }
+}
+
+int dsk_cuda_attention_mma_kv_rows(int hdp)
+{
+    return hdp >= 128 ? (int)mma_kv_rows<128>::BR : (int)mma_kv_rows<64>::BR;   /* as mma_bwd_launch<hdp> */
+}
+
+void dsk_cuda_attention_mma_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *lse_g, const float *lse_l,
+                                const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
+                                const dsk_attn_shape *s, dsk_half_out dv_h)
+{
+    const int local = s->kind == DSK_ATTN_LOCAL;
+    const float *lse = local ? lse_l : lse_g, *D = local ? Dl : Dg;
+#define MMA_BWD(H) mma_bwd_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)
+    switch (fa_hdp(s->hd)) {
+    case 16: MMA_BWD(16); break;
+    case 32: MMA_BWD(32); break;
+    case 64: MMA_BWD(64); break;
+    case 128: MMA_BWD(128); break;
+    default: dsk_die(EX_SOFTWARE, "cuda: attention_bwd (mma.sync): head size %d over 128", s->hd);
+    }
+#undef MMA_BWD
 }

@@ -1,5 +1,7 @@
 /* Flash attention on bf16 tensor cores (WMMA), the backend's attention
- * when gemm_dtype is bf16 or fp16 (fa_use_tc): kernels_attention.cu's
+ * when gemm_dtype is bf16 or fp16 (fa_use_tc) for the layers the
+ * mma.sync kernels leave (hybrid ones, heads over 128: fa_use_mma), or
+ * all of them with DSK_CUDA_ATTN=wmma: kernels_attention.cu's
  * fp32 kernels with their tile products on tensor cores instead of CUDA
  * cores, 16 x 16 x 16 at a time, bf16 operands and fp32 sums:
  *

@@ -441,12 +441,12 @@ static int32_t *doc_positions(int B, int T, const int *lens)
 /* attn_bf16: the device runs with gemm_dtype bf16, so its attention is
  * the bf16 tensor-core kernels, against the cpu's fp32 on the same
  * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2 the
- * default, whose forward is mma.sync's (kernels_attention_mma.cu) where
- * a layer is not hybrid and heads are at most 128 (on cuda, only those
- * cases: WMMA's forward ran the others). */
+ * default, mma.sync's (kernels_attention_mma.cu) where a layer is not
+ * hybrid and heads are at most 128 (on cuda, only those cases: WMMA's
+ * ran the others). */
 static int attn_bf16, attn_mma_only;
 #define OP_FWD (attn_bf16 == 2 ? "attention_fwd mma" : attn_bf16 ? "attention_fwd wmma" : "attention_fwd")
-#define OP_BWD (attn_bf16 ? "attention_bwd bf16" : "attention_bwd")
+#define OP_BWD (attn_bf16 == 2 ? "attention_bwd mma" : attn_bf16 ? "attention_bwd wmma" : "attention_bwd")
 #define TOL_FWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_RED)
 #define TOL_BWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_ATTN)
 

@@ -12,9 +12,9 @@
 # The peak comes from the device's name (H100/H200 SXM 989 TFLOPS, A100
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
-# kernels, mma (bf16 tensor cores: the forward through mma.sync, what
-# bf16 / fp16 run by default), wmma (WMMA's forward too;
-# DSK_CUDA_ATTN=wmma) or fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
+# kernels, mma (bf16 tensor cores through mma.sync, what bf16 / fp16 run
+# by default), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or fp32 (CUDA
+# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
 # DSK_CUDA_HALF_CACHE=0 (every product converting its
 # operands afresh: the gain of reusing them).  After the 1.3b and MoE
@@ -107,14 +107,14 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 
 # The attention alone, the 1.3b preset's shape (16 heads of 128) at
 # 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones
-# (WMMA's, then the default's forward through mma.sync).
+# (WMMA's, then the default's through mma.sync).
 if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 16 16 128 2>"$tmp/err"); then
     echo "$att" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)",
-            "auto": "tensor cores, mma.sync forward (bf16)"}.get(r["kernels"], r["kernels"])
+            "auto": "tensor cores, mma.sync (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B4 T2048 H16 hd128 causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
 else

@@ -14,7 +14,7 @@
 #  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32;
 #  - --dtype bf16 with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
 #    within 1% of the bf16 run with the tensor-core ones; with WMMA's
-#    forward instead of mma.sync's (DSK_CUDA_ATTN=wmma): within 1% too;
+#    kernels instead of mma.sync's (DSK_CUDA_ATTN=wmma): within 1% too;
 #    an unknown DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
@@ -120,15 +120,15 @@ if (export DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32 "$DEV" --dtype bf16); then
 else
     bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 on cuda"
 fi
-# And with WMMA's forward in the global layer (DSK_CUDA_ATTN=wmma), where
-# the default's is mma.sync's (nano's layers: one hybrid, one global).
+# And with WMMA's kernels in the global layer (DSK_CUDA_ATTN=wmma), where
+# the default's are mma.sync's (nano's layers: one hybrid, one global).
 if (export DSK_CUDA_ATTN=wmma && train gpu-bf16-wmma "$DEV" --dtype bf16); then
     a=$(last_loss "$tmp/gpu-bf16.jsonl") w=$(last_loss "$tmp/gpu-bf16-wmma.jsonl")
-    echo "# --dtype bf16: loss $a with the default attention (mma.sync forward), $w with WMMA's"
+    echo "# --dtype bf16: loss $a with the default attention (mma.sync), $w with WMMA's"
     if close "$w" "$a" 0.01; then
-        ok "--dtype bf16: the mma.sync forward trains within 1% of WMMA's"
+        ok "--dtype bf16: the mma.sync attention trains within 1% of WMMA's"
     else
-        bad "--dtype bf16: the mma.sync and WMMA forwards end more than 1% apart"
+        bad "--dtype bf16: the mma.sync and WMMA attention end more than 1% apart"
     fi
 else
     bad "--dtype bf16 with DSK_CUDA_ATTN=wmma on cuda"

@@ -7,8 +7,8 @@
  * Causal attention (one document a row) on random inputs, REPS timed
  * calls (default 5) after one that warms up, with gemm_dtype fp32 and
  * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones,
- * WMMA's ("kernels":"wmma") and the default's, whose forward is
- * mma.sync's ("auto"); on cpu the attention is fp32 either way).  Prints
+ * WMMA's ("kernels":"wmma") and the default's, mma.sync's ("auto"); on
+ * cpu the attention is fp32 either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
  * each a head; backward 5), not the skipped tiles' work. */
