@@ -411,7 +411,8 @@ static inline int fa_use_tc(const dsk_cuda *cb)
  * asked for WMMA's everywhere. */
 static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
 {
-    return fa_use_tc(cb) && cb->attn_kernels == DSK_CUDA_ATTN_AUTO && s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
+    return fa_use_tc(cb) && (cb->attn_kernels == DSK_CUDA_ATTN_AUTO || cb->attn_kernels == DSK_CUDA_ATTN_MMA8) &&
+           s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
 }
 
 /* The forward through mma.sync, as dsk_cuda_attention_fwd for a layer

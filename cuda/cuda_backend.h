@@ -37,7 +37,11 @@
  *                       (kernels_attention_mma.cu), forward and backward,
  *                       for a layer that is not hybrid, with heads of at
  *                       most 128, and WMMA's (kernels_attention_tc.cu)
- *                       for the rest; "wmma" WMMA's everywhere;
+ *                       for the rest (blocks of 4 warps); "mma8" the
+ *                       same with blocks of 8 warps (twice the rows or
+ *                       keys a block: half the reads of the other side,
+ *                       a third of the blocks an SM); "wmma" WMMA's
+ *                       everywhere;
  *                       "fp32" the fp32 kernels; any other value fails
  *                       the backend's creation with EX_USAGE.  With fp32
  *                       products the attention is fp32 whatever it says.
@@ -115,9 +119,9 @@ void dsk_cuda_profile_print(dsk_backend *be, FILE *f);
 
 /* The attention's kernels (DSK_CUDA_ATTN), for programs that compare
  * them (tests/gpu/test_cuda_ops.c, attn_bench). */
-typedef enum { DSK_CUDA_ATTN_AUTO, DSK_CUDA_ATTN_WMMA, DSK_CUDA_ATTN_FP32 } dsk_cuda_attn;
+typedef enum { DSK_CUDA_ATTN_AUTO, DSK_CUDA_ATTN_WMMA, DSK_CUDA_ATTN_FP32, DSK_CUDA_ATTN_MMA8 } dsk_cuda_attn;
 /* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "wmma",
- * "fp32"; NULL or "" is auto), or -1. */
+ * "fp32", "mma8"; NULL or "" is auto), or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */

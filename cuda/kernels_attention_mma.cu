@@ -19,8 +19,11 @@
  * read with ldmatrix (V transposed by ldmatrix.trans).  Two barriers a
  * key tile, around the tile's load.
  *
- * A block is MMA_WARPS warps and 16 * MMA_WARPS query rows of one head
- * (fa_qtile_of: the last tiles first); a key tile is MMA_BC keys.  Rows
+ * A block is W warps (4, or 8 with DSK_CUDA_ATTN=mma8) and 16 W query
+ * rows of one head (fa_qtile_of: the last tiles first); a key tile is
+ * MMA_BC keys.  8 warps read each key tile once for twice the rows (half
+ * the traffic from L2) but fit one block an SM where 4 fit three: which
+ * is faster is the GPU's to say (attn_bench prints both).  Rows
  * of shared memory are padded to HDP + 8 (272 bytes at HDP 128): the 8
  * rows an ldmatrix tile names then start in 8 different 16-byte bank
  * groups.  Scores are scaled by log2(e) / sqrt(hd) so that exp2f is the
@@ -33,7 +36,9 @@
 
 typedef __nv_bfloat16 bf16;
 
-enum { MMA_WARPS = 4, MMA_THREADS = 32 * MMA_WARPS, MMA_BR = 16 * MMA_WARPS, MMA_BC = 64 };
+/* Keys a tile of the forward and of dQ (their loops' step; dQ's own at
+ * 8 warps and heads of 128, mma_dq_smem). */
+enum { MMA_BC = 64 };
 
 /* Lane l's row address for an ldmatrix.x4 (mma_sync.cuh) in a bf16 tile
  * of row stride ld, at the 16 x 16 block whose top left is `at`:
@@ -116,34 +121,34 @@ __device__ __forceinline__ void mma_cb(float (&acc)[N][4], const float (&p)[K / 
 
 /* The shared memory: Q [BR][HDP + 8], K and V [BC][HDP + 8] (bf16), then
  * the rows' first keys (int [2][BR], fa_row_masks) and their least. */
-template <int HDP> struct mma_fwd_smem {
-    enum { LD = HDP + 8 };
-    static constexpr size_t q = 0, k = q + (size_t)MMA_BR * LD * 2, v = k + (size_t)MMA_BC * LD * 2,
-                            first = v + (size_t)MMA_BC * LD * 2, lo = first + (size_t)2 * MMA_BR * 4, bytes = lo + 16;
+template <int HDP, int W> struct mma_fwd_smem {
+    enum { LD = HDP + 8, BR = 16 * W };
+    static constexpr size_t q = 0, k = q + (size_t)BR * LD * 2, v = k + (size_t)MMA_BC * LD * 2,
+                            first = v + (size_t)MMA_BC * LD * 2, lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
 };
 
-/* Grid: B * H * nqt blocks of MMA_THREADS (fa_qtile_of<MMA_BR>).  `local`
+/* Grid: B * H * nqt blocks of 32 W threads (fa_qtile_of<16 W>).  `local`
  * 0: every row sees its document up to itself (lse into lse); 1: also
  * only the last `window` keys. */
-template <int HDP>
-__global__ void __launch_bounds__(MMA_THREADS)
+template <int HDP, int W>
+__global__ void __launch_bounds__(32 * W)
     mma_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *pos, int T,
                    int H, int KV, int hd, int local, int window, float scale_log2, int nqt, dsk_half_out out_h)
 {
-    typedef mma_fwd_smem<HDP> L;
-    constexpr int LD = L::LD, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
+    typedef mma_fwd_smem<HDP, W> L;
+    constexpr int LD = L::LD, BR = L::BR, THREADS = 32 * W, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q), *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v);
-    int (*first_sh)[MMA_BR] = (int (*)[MMA_BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<MMA_BR>(T, H, KV, hd, nqt);
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
 
     if (threadIdx.x == 0)
         *lo_sh = INT_MAX;
-    fa_load_bf16<HDP, MMA_BR, MMA_THREADS>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR, THREADS>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
     __syncthreads();
-    fa_row_masks<MMA_BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
 
     /* The lane's two rows, r = 0 (row g of the warp's 16) and 1 (g + 8):
@@ -166,8 +171,8 @@ __global__ void __launch_bounds__(MMA_THREADS)
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
         const int j0 = kt * MMA_BC;
         __syncthreads();   /* every warp is done with the previous tile's K and V */
-        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Ks, kb, ks, j0, T, hd);
-        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, vb, ks, j0, T, hd);
+        fa_load_bf16<HDP, MMA_BC, THREADS>(Ks, kb, ks, j0, T, hd);
+        fa_load_bf16<HDP, MMA_BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
 
         /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile. */
@@ -272,11 +277,11 @@ template <int BR> struct mma_bwd_rows {
     int first[BR];
     float lse2[BR], D[BR];
 };
-template <int BR>
+template <int BR, int THREADS>
 __device__ __forceinline__ void mma_bwd_rows_load(mma_bwd_rows<BR> *st, int i0, int T, const int32_t *pb,
                                                   const float *lse, const float *D, size_t bhT, int local, int window)
 {
-    for (int r = threadIdx.x; r < BR; r += MMA_THREADS) {
+    for (int r = threadIdx.x; r < BR; r += THREADS) {
         const int i = i0 + r;
         int first = INT_MAX;
         float l2 = INFINITY, d = 0;
@@ -331,38 +336,38 @@ __device__ __forceinline__ void mma_put_rows(float *g_out, const float (&acc)[DI
     }
 }
 
-/* The dK/dV kernel's shared memory: K, V [BC][HDP + 8], Q, dO [BR][HDP +
- * 8] (bf16), the query rows' statistics. */
-template <int HDP> struct mma_dkdv_smem {
-    enum { LD = HDP + 8, BR = mma_kv_rows<HDP>::BR };
-    static constexpr size_t k = 0, v = k + (size_t)MMA_BC * LD * 2, q = v + (size_t)MMA_BC * LD * 2,
+/* The dK/dV kernel's shared memory: K, V [BC][HDP + 8] (BC = 16 W keys,
+ * 16 a warp), Q, dO [BR][HDP + 8] (bf16), the query rows' statistics. */
+template <int HDP, int W> struct mma_dkdv_smem {
+    enum { LD = HDP + 8, BR = mma_kv_rows<HDP>::BR, BC = 16 * W };
+    static constexpr size_t k = 0, v = k + (size_t)BC * LD * 2, q = v + (size_t)BC * LD * 2,
                             dO = q + (size_t)BR * LD * 2, rows = dO + (size_t)BR * LD * 2,
                             bytes = rows + sizeof(mma_bwd_rows<BR>);
 };
 
-/* Grid: B * KV * nkt blocks of MMA_THREADS (fa_kvtile_of<MMA_BC>), over
+/* Grid: B * KV * nkt blocks of 32 W threads (fa_kvtile_of<16 W>), over
  * query tiles of mma_kv_rows<HDP>::BR rows (tile_lo, fa_tile_lo_kernel's,
  * counts in those). */
-template <int HDP>
-__global__ void __launch_bounds__(MMA_THREADS)
+template <int HDP, int W>
+__global__ void __launch_bounds__(32 * W)
     mma_dkdv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
                     const float *lse, const float *D, const int *tile_lo, const int32_t *pos, int T, int H, int KV,
                     int hd, int local, int window, float scale, float scale_log2, int nqt, int nkt, dsk_half_out dv_h)
 {
-    typedef mma_dkdv_smem<HDP> L;
-    constexpr int LD = L::LD, BR = L::BR, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
+    typedef mma_dkdv_smem<HDP, W> L;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v), *Qs = (bf16 *)(mma_sm + L::q),
          *dOs = (bf16 *)(mma_sm + L::dO);
     mma_bwd_rows<BR> *rows = (mma_bwd_rows<BR> *)(mma_sm + L::rows);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const fa_kvtile tile = fa_kvtile_of<MMA_BC>(T, H, KV, hd, nkt);
+    const fa_kvtile tile = fa_kvtile_of<BC>(T, H, KV, hd, nkt);
     const int32_t *pb = pos + (size_t)tile.b * T;
 
-    fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Ks, k + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks,
-                                           tile.j0, T, hd);
-    fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, v + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks,
-                                           tile.j0, T, hd);
+    fa_load_bf16<HDP, BC, THREADS>(Ks, k + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks, tile.j0, T,
+                                   hd);
+    fa_load_bf16<HDP, BC, THREADS>(Vs, v + (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd, tile.ks, tile.j0, T,
+                                   hd);
     /* The warp's keys: rows 16 warp .. of the tile; the lane's are g and g + 8. */
     const bf16 *k_warp = Ks + 16 * warp * LD, *v_warp = Vs + 16 * warp * LD;
     const int j_lane = tile.j0 + 16 * warp + g;
@@ -373,9 +378,9 @@ __global__ void __launch_bounds__(MMA_THREADS)
     fa_each_query_tile<BR>(tile, q, dout, tile_lo, T, H, hd, nqt,
                            [&](size_t bhT, const float *qb, const float *dob, int i0, int i_end) {
         __syncthreads();   /* every warp is done with the previous tile's Q, dO and rows */
-        fa_load_bf16<HDP, BR, MMA_THREADS>(Qs, qb, tile.qs, i0, i_end, hd);
-        fa_load_bf16<HDP, BR, MMA_THREADS>(dOs, dob, tile.qs, i0, i_end, hd);
-        mma_bwd_rows_load(rows, i0, T, pb, lse, D, bhT, local, window);
+        fa_load_bf16<HDP, BR, THREADS>(Qs, qb, tile.qs, i0, i_end, hd);
+        fa_load_bf16<HDP, BR, THREADS>(dOs, dob, tile.qs, i0, i_end, hd);
+        mma_bwd_rows_load<BR, THREADS>(rows, i0, T, pb, lse, D, bhT, local, window);
         __syncthreads();
         /* Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: st[n], dpt[n] are queries 8n .. of the tile. */
         float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
@@ -407,37 +412,38 @@ __global__ void __launch_bounds__(MMA_THREADS)
 
 /* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K, V [BC][HDP + 8],
  * the rows' first keys and their least. */
-template <int HDP> struct mma_dq_smem {
-    enum { LD = HDP + 8 };
-    static constexpr size_t q = 0, dO = q + (size_t)MMA_BR * LD * 2, k = dO + (size_t)MMA_BR * LD * 2,
-                            v = k + (size_t)MMA_BC * LD * 2, first = v + (size_t)MMA_BC * LD * 2,
-                            lo = first + (size_t)2 * MMA_BR * 4, bytes = lo + 16;
+template <int HDP, int W> struct mma_dq_smem {
+    /* 8 warps at heads of 128 take key tiles of 32: 64 would be 104 KB */
+    enum { LD = HDP + 8, BR = 16 * W, BC = W == 8 && HDP >= 128 ? 32 : MMA_BC };
+    static constexpr size_t q = 0, dO = q + (size_t)BR * LD * 2, k = dO + (size_t)BR * LD * 2,
+                            v = k + (size_t)BC * LD * 2, first = v + (size_t)BC * LD * 2,
+                            lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
 };
 
-/* Grid: B * H * nqt blocks of MMA_THREADS (fa_qtile_of<MMA_BR>). */
-template <int HDP>
-__global__ void __launch_bounds__(MMA_THREADS)
+/* Grid: B * H * nqt blocks of 32 W threads (fa_qtile_of<16 W>). */
+template <int HDP, int W>
+__global__ void __launch_bounds__(32 * W)
     mma_dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse,
                   const float *D, const int32_t *pos, int T, int H, int KV, int hd, int local, int window, float scale,
                   float scale_log2, int nqt)
 {
-    typedef mma_dq_smem<HDP> L;
-    constexpr int LD = L::LD, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
+    typedef mma_dq_smem<HDP, W> L;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, KEY_TILES = BC / 8, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q), *dOs = (bf16 *)(mma_sm + L::dO), *Ks = (bf16 *)(mma_sm + L::k),
          *Vs = (bf16 *)(mma_sm + L::v);
-    int (*first_sh)[MMA_BR] = (int (*)[MMA_BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<MMA_BR>(T, H, KV, hd, nqt);
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
     const size_t head = (size_t)b * T * qs + (size_t)h * hd;
 
     if (threadIdx.x == 0)
         *lo_sh = INT_MAX;
-    fa_load_bf16<HDP, MMA_BR, MMA_THREADS>(Qs, q + head, qs, i0, i_end, hd);
-    fa_load_bf16<HDP, MMA_BR, MMA_THREADS>(dOs, dout + head, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR, THREADS>(Qs, q + head, qs, i0, i_end, hd);
+    fa_load_bf16<HDP, BR, THREADS>(dOs, dout + head, qs, i0, i_end, hd);
     __syncthreads();
-    fa_row_masks<MMA_BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
     /* The lane's rows g and g + 8 of the warp's 16: query i, first key,
      * lse (log2 units; +inf: p = 0) and D. */
@@ -460,12 +466,12 @@ __global__ void __launch_bounds__(MMA_THREADS)
     float dqa[DIM_TILES][4];
     mma_zero(dqa);
 
-    const int kt_lo = *lo_sh / MMA_BC, kt_hi = (i_end - 1) / MMA_BC;
+    const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
     for (int kt = kt_lo; kt <= kt_hi; kt++) {
-        const int j0 = kt * MMA_BC;
+        const int j0 = kt * BC;
         __syncthreads();   /* every warp is done with the previous tile's K and V */
-        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Ks, kb, ks, j0, T, hd);
-        fa_load_bf16<HDP, MMA_BC, MMA_THREADS>(Vs, vb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC, THREADS>(Ks, kb, ks, j0, T, hd);
+        fa_load_bf16<HDP, BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
         /* S = Q Kᵀ, dP = dO Vᵀ; then dS into dp. */
         float s[KEY_TILES][4], dp[KEY_TILES][4];
@@ -484,24 +490,29 @@ __global__ void __launch_bounds__(MMA_THREADS)
                              j0 + 8 * n + 2 * t + e, first[r], lse2[r], Dr[r], scale_log2, &p, &dp[n][2 * r + e]);
                 }
         /* dQ += dS K (scaled at the end). */
-        mma_cb<DIM_TILES, MMA_BC>(dqa, dp, Ks, LD, lane);
+        mma_cb<DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
     }
     mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
 }
 
-template <int HDP>
+/* ---- launches ---- */
+
+/* The warps a block: 8 with DSK_CUDA_ATTN=mma8, else 4. */
+static int mma_warps(const dsk_cuda *cb) { return cb->attn_kernels == DSK_CUDA_ATTN_MMA8 ? 8 : 4; }
+
+template <int HDP, int W>
 static void mma_fwd_launch(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
 {
-    constexpr size_t smem = mma_fwd_smem<HDP>::bytes;
-    static_assert(smem <= 99 * 1024, "over sm_86's 99 KB of shared memory");
-    const int nqt = (s->T + MMA_BR - 1) / MMA_BR;
-    auto *kern = mma_fwd_kernel<HDP>;
-    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    typedef mma_fwd_smem<HDP, W> L;
+    static_assert(L::bytes <= 99 * 1024, "over sm_86's 99 KB of shared memory");
+    const int nqt = (s->T + L::BR - 1) / L::BR;
+    auto *kern = mma_fwd_kernel<HDP, W>;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)s->hd);
-    kern<<<grid, MMA_THREADS, smem, cb->stream>>>(out, lse, q, k, v, pos, s->T, s->H, s->KV, s->hd,
-                                                  s->kind == DSK_ATTN_LOCAL, s->window, scale_log2, nqt, out_h);
+    kern<<<grid, 32 * W, L::bytes, cb->stream>>>(out, lse, q, k, v, pos, s->T, s->H, s->KV, s->hd,
+                                                 s->kind == DSK_ATTN_LOCAL, s->window, scale_log2, nqt, out_h);
     LAUNCHED(cb, "attention_fwd (mma.sync)");
 }
 
@@ -509,42 +520,47 @@ void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *l
                                 const float *v, const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
 {
     float *lse = s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g;
+    const int w8 = mma_warps(cb) == 8;
+#define MMA_FWD(H)                                                     \
+    (w8 ? mma_fwd_launch<H, 8>(cb, out, lse, q, k, v, pos, s, out_h) \
+        : mma_fwd_launch<H, 4>(cb, out, lse, q, k, v, pos, s, out_h))
     switch (fa_hdp(s->hd)) {
-    case 16: mma_fwd_launch<16>(cb, out, lse, q, k, v, pos, s, out_h); break;
-    case 32: mma_fwd_launch<32>(cb, out, lse, q, k, v, pos, s, out_h); break;
-    case 64: mma_fwd_launch<64>(cb, out, lse, q, k, v, pos, s, out_h); break;
-    case 128: mma_fwd_launch<128>(cb, out, lse, q, k, v, pos, s, out_h); break;
+    case 16: MMA_FWD(16); break;
+    case 32: MMA_FWD(32); break;
+    case 64: MMA_FWD(64); break;
+    case 128: MMA_FWD(128); break;
     default: dsk_die(EX_SOFTWARE, "cuda: attention_fwd (mma.sync): head size %d over 128", s->hd);
     }
+#undef MMA_FWD
 }
 
-template <int HDP>
+template <int HDP, int W>
 static void mma_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *lse, const float *D, const int *tile_lo,
                            const int32_t *pos, const dsk_attn_shape *s, dsk_half_out dv_h)
 {
-    constexpr size_t smem_kv = mma_dkdv_smem<HDP>::bytes, smem_q = mma_dq_smem<HDP>::bytes;
-    static_assert(smem_kv <= 99 * 1024 && smem_q <= 99 * 1024, "over sm_86's 99 KB of shared memory");
+    typedef mma_dkdv_smem<HDP, W> LKV;
+    typedef mma_dq_smem<HDP, W> LQ;
+    static_assert(LKV::bytes <= 99 * 1024 && LQ::bytes <= 99 * 1024, "over sm_86's 99 KB of shared memory");
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
     const float scale = 1.0f / sqrtf((float)hd), scale_log2 = 1.4426950408889634f * scale;
-    const int kv_nqt = (T + mma_kv_rows<HDP>::BR - 1) / mma_kv_rows<HDP>::BR, nkt = (T + MMA_BC - 1) / MMA_BC;
-    const int nqt = (T + MMA_BR - 1) / MMA_BR;
-    auto *kkv = mma_dkdv_kernel<HDP>;
-    auto *kq = mma_dq_kernel<HDP>;
-    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    const int kv_nqt = (T + LKV::BR - 1) / LKV::BR, nkt = (T + LKV::BC - 1) / LKV::BC, nqt = (T + LQ::BR - 1) / LQ::BR;
+    auto *kkv = mma_dkdv_kernel<HDP, W>;
+    auto *kq = mma_dq_kernel<HDP, W>;
+    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LKV::bytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
     unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
     {
         dsk_cuda_prof_scope timed(cb, "dk, dv (mma.sync)");
-        kkv<<<grid_kv, MMA_THREADS, smem_kv, cb->stream>>>(dk, dv, dout, q, k, v, lse, D, tile_lo, pos, T, H, KV, hd,
-                                                            local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
+        kkv<<<grid_kv, 32 * W, LKV::bytes, cb->stream>>>(dk, dv, dout, q, k, v, lse, D, tile_lo, pos, T, H, KV, hd,
+                                                          local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
         LAUNCHED(cb, "attention_bwd (dk, dv; mma.sync)");
     }
     unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
     {
         dsk_cuda_prof_scope timed(cb, "dq (mma.sync)");
-        kq<<<grid_q, MMA_THREADS, smem_q, cb->stream>>>(dq, dout, q, k, v, lse, D, pos, T, H, KV, hd, local,
-                                                        s->window, scale, scale_log2, nqt);
+        kq<<<grid_q, 32 * W, LQ::bytes, cb->stream>>>(dq, dout, q, k, v, lse, D, pos, T, H, KV, hd, local, s->window,
+                                                      scale, scale_log2, nqt);
         LAUNCHED(cb, "attention_bwd (dq; mma.sync)");
     }
 }
@@ -559,9 +575,11 @@ void dsk_cuda_attention_mma_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, c
                                 const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
                                 const dsk_attn_shape *s, dsk_half_out dv_h)
 {
-    const int local = s->kind == DSK_ATTN_LOCAL;
+    const int local = s->kind == DSK_ATTN_LOCAL, w8 = mma_warps(cb) == 8;
     const float *lse = local ? lse_l : lse_g, *D = local ? Dl : Dg;
-#define MMA_BWD(H) mma_bwd_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)
+#define MMA_BWD(H)                                                                              \
+    (w8 ? mma_bwd_launch<H, 8>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h) \
+        : mma_bwd_launch<H, 4>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h))
     switch (fa_hdp(s->hd)) {
     case 16: MMA_BWD(16); break;
     case 32: MMA_BWD(32); break;

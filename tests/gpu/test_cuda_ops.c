@@ -443,10 +443,14 @@ static int32_t *doc_positions(int B, int T, const int *lens)
  * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2 the
  * default, mma.sync's (kernels_attention_mma.cu) where a layer is not
  * hybrid and heads are at most 128 (on cuda, only those cases: WMMA's
- * ran the others). */
+ * ran the others), 3 the same in blocks of 8 warps (DSK_CUDA_ATTN=mma8). */
 static int attn_bf16, attn_mma_only;
-#define OP_FWD (attn_bf16 == 2 ? "attention_fwd mma" : attn_bf16 ? "attention_fwd wmma" : "attention_fwd")
-#define OP_BWD (attn_bf16 == 2 ? "attention_bwd mma" : attn_bf16 ? "attention_bwd wmma" : "attention_bwd")
+static const char *const attn_fwd_op[] = {"attention_fwd", "attention_fwd wmma", "attention_fwd mma",
+                                          "attention_fwd mma8"};
+static const char *const attn_bwd_op[] = {"attention_bwd", "attention_bwd wmma", "attention_bwd mma",
+                                          "attention_bwd mma8"};
+#define OP_FWD attn_fwd_op[attn_bf16]
+#define OP_BWD attn_bwd_op[attn_bf16]
 #define TOL_FWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_RED)
 #define TOL_BWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_ATTN)
 
@@ -626,7 +630,7 @@ static void attention_cases(void)
 }
 
 /* The fp32 kernels, then (with gemm_dtype bf16 on the device) the
- * tensor-core ones, WMMA's and then the default's, over the same cases:
+ * tensor-core ones, WMMA's, the default's and mma8's, over the same cases:
  * every head-size bound, mask, GQA group and partial tile.  (The cpu
  * has one attention: "cpu against cpu" runs its cases once.) */
 static void test_attention(void)
@@ -643,6 +647,12 @@ static void test_attention(void)
     attn_bf16 = 2;
     attn_mma_only = cuda;
     attention_cases();
+    if (cuda) {
+        attn_bf16 = 3;
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_MMA8);
+        attention_cases();
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
+    }
     DEV->gemm_dtype = DSK_DTYPE_FP32;
     attn_bf16 = attn_mma_only = 0;
 }

@@ -98,6 +98,7 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
+row 1.3b 8 2048 bf16 0 "" mma8
 row 1.3b 8 2048 bf16 0 "" wmma
 row 1.3b 8 2048 bf16 0 "" fp32
 row 1.3b 8 2048 bf16 0 "16-bit operand copies off" auto 0
@@ -107,14 +108,15 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 
 # The attention alone, the 1.3b preset's shape (16 heads of 128) at
 # 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones
-# (WMMA's, then the default's through mma.sync).
+# (WMMA's, then the default's through mma.sync, and those in blocks of 8
+# warps, DSK_CUDA_ATTN=mma8).
 if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 16 16 128 2>"$tmp/err"); then
     echo "$att" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)",
-            "auto": "tensor cores, mma.sync (bf16)"}.get(r["kernels"], r["kernels"])
+            "auto": "tensor cores, mma.sync (bf16)", "mma8": "tensor cores, mma.sync, 8 warps (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B4 T2048 H16 hd128 causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
 else

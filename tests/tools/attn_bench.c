@@ -7,8 +7,9 @@
  * Causal attention (one document a row) on random inputs, REPS timed
  * calls (default 5) after one that warms up, with gemm_dtype fp32 and
  * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones,
- * WMMA's ("kernels":"wmma") and the default's, mma.sync's ("auto"); on
- * cpu the attention is fp32 either way).  Prints
+ * WMMA's ("kernels":"wmma"), the default's, mma.sync's ("auto"), and
+ * those in blocks of 8 warps ("mma8"); on cpu the attention is fp32
+ * either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
  * each a head; backward 5), not the skipped tiles' work. */
@@ -84,11 +85,14 @@ int main(int argc, char **argv)
         int dtype;
         const char *name;
         int kernels;   /* a dsk_cuda_attn; -1: the backend has one kind */
-    } runs[] = {{DSK_DTYPE_FP32, "fp32", -1}, {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WMMA},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO}};
+        const char *label;   /* "kernels" in the output, on cuda */
+    } runs[] = {{DSK_DTYPE_FP32, "fp32", -1, "fp32"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WMMA, "wmma"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA8, "mma8"}};
     int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
     for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
-        if (runs[x].kernels == DSK_CUDA_ATTN_WMMA && !cuda)
+        if (!cuda && runs[x].kernels != -1 && runs[x].kernels != DSK_CUDA_ATTN_AUTO)
             continue;   /* the cpu's bf16: once */
         if (cuda && runs[x].kernels >= 0)
             dsk_cuda_set_attn(be, (dsk_cuda_attn)runs[x].kernels);
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
         }
         t_fwd /= reps;
         t_bwd /= reps;
-        const char *kernels = !cuda ? "cpu" : runs[x].kernels < 0 ? "fp32" : runs[x].kernels ? "wmma" : "auto";
+        const char *kernels = cuda ? runs[x].label : "cpu";
         printf("{\"backend\":\"%s\",\"dtype\":\"%s\",\"kernels\":\"%s\",\"B\":%d,\"T\":%d,\"H\":%d,\"KV\":%d,"
                "\"hd\":%d,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.4g,\"bwd_tflops\":%.4g}\n",
                be->name, runs[x].name, kernels, B, T, H, KV, hd, 1e3 * t_fwd, 1e3 * t_bwd, 2 * 2 * macs / t_fwd / 1e12,
