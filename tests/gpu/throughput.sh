@@ -106,23 +106,26 @@ row 1.3b 8 2048 bf16 1 ""
 echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps after one warm-up, AdamW included"
 
 
-# The attention alone, the 1.3b preset's shape (16 heads of 128) at
-# 4 x 2048, causal: the fp32 kernels against the bf16 tensor-core ones
-# (WMMA's, then the default's through mma.sync, and those in blocks of 8
-# warps, DSK_CUDA_ATTN=mma8).
-if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 16 16 128 2>"$tmp/err"); then
-    echo "$att" | python3 -c '
+# The attention alone, causal, at the 1.3b preset's shape (16 heads of
+# 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
+# the bf16 tensor-core ones (WMMA's, then the default's through mma.sync,
+# and those in blocks of 8 warps, DSK_CUDA_ATTN=mma8).
+for shape in "16 16 128" "12 12 64"; do
+    # shellcheck disable=SC2086
+    if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
+        echo "$att" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)",
-            "auto": "tensor cores, mma.sync (bf16)", "mma8": "tensor cores, mma.sync, 8 warps (bf16)"}.get(r["kernels"], r["kernels"])
-    print("# attention B4 T2048 H16 hd128 causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
-          % (kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
-else
-    echo "# attention alone: FAILED: $(tail -n 1 "$tmp/err")"
-    status=1
-fi
+    kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "auto": "tensor cores, mma.sync (bf16)",
+            "mma8": "tensor cores, mma.sync, 8 warps (bf16)"}.get(r["kernels"], r["kernels"])
+    print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
+          % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
+    else
+        echo "# attention alone, heads $shape: FAILED: $(tail -n 1 "$tmp/err")"
+        status=1
+    fi
+done
 
 # Decoding's products, one token: int4 codes (the 4-bit checkpoints of
 # dsk-quant) against fp32 weights through cuBLAS, at 1.3b's attention and
