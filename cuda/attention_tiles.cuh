@@ -370,9 +370,12 @@ __device__ __forceinline__ void fa_load_bf16(__nv_bfloat16 *tile, const float *g
             float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (i < r_end && d < hd)   /* then d + 3 < hd too */
                 f = *(const float4 *)(g + (size_t)i * stride + d);
-            __nv_bfloat162 *t = (__nv_bfloat162 *)(tile + r * (HDP + 8) + d);
-            t[0] = __floats2bfloat162_rn(f.x, f.y);
-            t[1] = __floats2bfloat162_rn(f.z, f.w);
+            /* one 8-byte store (two 4-byte ones would conflict in pairs) */
+            __nv_bfloat162 lo = __floats2bfloat162_rn(f.x, f.y), hi = __floats2bfloat162_rn(f.z, f.w);
+            uint2 both;
+            memcpy(&both.x, &lo, 4);
+            memcpy(&both.y, &hi, 4);
+            *(uint2 *)(tile + r * (HDP + 8) + d) = both;
         }
         return;
     }

@@ -22,8 +22,9 @@
  * A block is W warps (4, or 8 with DSK_CUDA_ATTN=mma8) and 16 W query
  * rows of one head (fa_qtile_of: the last tiles first); a key tile is
  * MMA_BC keys.  8 warps read each key tile once for twice the rows (half
- * the traffic from L2) but fit one block an SM where 4 fit three: which
- * is faster is the GPU's to say (attn_bench prints both).  Rows
+ * the traffic from L2) but fit fewer blocks an SM (at heads of 128 on an
+ * H100, by registers: one of 8 warps, three of 4): which is faster is the
+ * GPU's to say (attn_bench prints both).  Rows
  * of shared memory are padded to HDP + 8 (272 bytes at HDP 128): the 8
  * rows an ldmatrix tile names then start in 8 different 16-byte bank
  * groups.  Scores are scaled by log2(e) / sqrt(hd) so that exp2f is the
@@ -77,6 +78,27 @@ template <int N> __device__ __forceinline__ void mma_zero(float (&c)[N][4])
 #pragma unroll
     for (int n = 0; n < N; n++)
         c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0;
+}
+
+/* Elements d and d + 1 (d even) of a row at g_out + row, those below hd:
+ * one 8-byte store when both are and the address allows. */
+__device__ __forceinline__ void mma_put_pair(float *g_out, size_t row, int d, int hd, float y0, float y1,
+                                             dsk_half_out g_h)
+{
+    if (d + 1 < hd && ((row + d) & 1) == 0) {
+        *(float2 *)(g_out + row + d) = make_float2(y0, y1);
+        g_h.put(row + d, y0);
+        g_h.put(row + d + 1, y1);
+        return;
+    }
+    if (d < hd) {
+        g_out[row + d] = y0;
+        g_h.put(row + d, y0);
+    }
+    if (d + 1 < hd) {
+        g_out[row + d + 1] = y1;
+        g_h.put(row + d + 1, y1);
+    }
 }
 
 /* acc[n] += A Bᵀ over K (a multiple of 16): A's 16 rows from `a` (row
@@ -239,15 +261,7 @@ __global__ void __launch_bounds__(32 * W)
         const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
 #pragma unroll
         for (int n = 0; n < DIM_TILES; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = 8 * n + 2 * t + e;
-                if (d < hd) {
-                    const float y = o[n][2 * r + e] * inv;
-                    out[row + d] = y;
-                    out_h.put(row + d, y);
-                }
-            }
+            mma_put_pair(out, row, 8 * n + 2 * t, hd, o[n][2 * r] * inv, o[n][2 * r + 1] * inv, out_h);
     }
 }
 
@@ -324,15 +338,7 @@ __device__ __forceinline__ void mma_put_rows(float *g_out, const float (&acc)[DI
         const size_t row = ((size_t)b * T + i) * stride + (size_t)head * hd;
 #pragma unroll
         for (int n = 0; n < DIM_TILES; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = 8 * n + 2 * t + e;
-                if (d < hd) {
-                    const float y = acc[n][2 * r + e] * mul;
-                    g_out[row + d] = y;
-                    g_h.put(row + d, y);
-                }
-            }
+            mma_put_pair(g_out, row, 8 * n + 2 * t, hd, acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul, g_h);
     }
 }
 

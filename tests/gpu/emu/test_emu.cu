@@ -651,7 +651,8 @@ int main(void)
           "wmma::store_matrix_sync of float with ldm 6: stopped");
     check(dies_saying(run_ldmatrix_misaligned, "lane 5's row address"),
           "ldmatrix with a row address not 16-byte aligned: stopped");
-    check(dies_saying(run_ldmatrix_trans_differs, "with .trans"), "ldmatrix with lanes that disagree on .trans: stopped");
+    check(dies_saying(run_ldmatrix_trans_differs, "with .trans"),
+          "ldmatrix with lanes that disagree on .trans: stopped");
     check(dies_saying(run_mma_partial_warp, "it needs a full warp of 32 lanes"),
           "mma.sync in a 16-lane warp (a block of 48): stopped");
 
