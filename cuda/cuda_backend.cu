@@ -86,6 +86,7 @@ static void cuda_free(dsk_backend *be, void *p)
         return;
     dsk_cuda *cb = dsk_cuda_of(be);
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    dsk_cuda_weights_freed(cb, p);
     CUDA_CHECK(cudaFree(p));
 }
 
@@ -95,7 +96,9 @@ static void cuda_upload(dsk_backend *be, void *dev, const void *host, size_t byt
         return;
     /* From pageable memory the call returns once the bytes are staged:
      * the caller may reuse host at once, and the copy stays in stream order. */
-    CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, dsk_cuda_of(be)->stream));
+    dsk_cuda *cb = dsk_cuda_of(be);
+    CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, cb->stream));
+    dsk_cuda_weights_refresh(cb, dev, bytes);
 }
 
 static void cuda_download(dsk_backend *be, void *host, const void *dev, size_t bytes)
@@ -119,12 +122,15 @@ static void cuda_copy(dsk_backend *be, void *dst, const void *src, size_t bytes)
         src = tmp;
     }
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cb->stream));
+    dsk_cuda_weights_stale(cb, dst, bytes);
 }
 
 static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
 {
+    dsk_cuda *cb = dsk_cuda_of(be);
     if (bytes)
-        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, dsk_cuda_of(be)->stream));
+        CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cb->stream));
+    dsk_cuda_weights_stale(cb, p, bytes);
 }
 
 /* ---- dense algebra ---- */
@@ -245,6 +251,7 @@ static void cuda_destroy(dsk_backend *be)
     if (cb->scratch)
         CUDA_CHECK(cudaFree(cb->scratch));
     dsk_cuda_half_free(cb);
+    dsk_cuda_weights_free(cb);
     dsk_cuda_lt_destroy(cb->lt);
     if (cb->grouped_ptrs)
         CUDA_CHECK(cudaFree(cb->grouped_ptrs));
@@ -434,6 +441,8 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(moe_scatter_add, dsk_cuda_moe_scatter_add, true);
     OP(moe_route_bwd, dsk_cuda_moe_route_bwd, true);
     OP(adamw, dsk_cuda_adamw, true);
+    OP(register_weights, dsk_cuda_register_weights, false);
+    OP(weights_written, dsk_cuda_weights_written, false);   /* its floats' slots: the writer's collective forgot them */
     be->destroy = cuda_destroy;
     return be;
 }

@@ -50,7 +50,9 @@
  *                       the same operand (gemm_operands.cu; RMSNorm,
  *                       SwiGLU, the attention, the inverse RoPE and the
  *                       loss write their outputs' copies as they write
- *                       them): 2 to 8 (default 8), or 0 to convert
+ *                       them; the model's registered weights have a
+ *                       copy of their own that adamw keeps current,
+ *                       weights_copy.cu): 2 to 8 (default 8), or 0 to convert
  *                       every product's operands afresh and write no
  *                       copies (less device memory: each slot keeps a
  *                       buffer as large as the largest operand it held;

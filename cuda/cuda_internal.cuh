@@ -81,6 +81,15 @@ typedef struct dsk_cuda_half_slot {
     unsigned long long used;    /* half_clock when last used */
 } dsk_cuda_half_slot;
 
+/* A registered weights buffer and its 16-bit copy (weights_copy.cu). */
+#define DSK_CUDA_WEIGHT_COPIES 4
+typedef struct dsk_cuda_wcopy {
+    const float *w;   /* the floats (register_weights); NULL: an unused entry */
+    size_t n;
+    void *half;       /* n 16-bit values once first needed, else NULL */
+    int dtype;        /* DSK_DTYPE_BF16 / _FP16: half is current in that type; -1: not current */
+} dsk_cuda_wcopy;
+
 typedef struct dsk_cuda {
     dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
     int device, sm_count;
@@ -107,6 +116,7 @@ typedef struct dsk_cuda {
     int32_t *host_i32;       /* moe_dispatch's host copies */
     size_t host_i32_len;
     dsk_cuda_prof *prof;     /* DSK_CUDA_PROFILE=1: the ops' times (op_profile.cu); NULL: off */
+    dsk_cuda_wcopy wcopy[DSK_CUDA_WEIGHT_COPIES];   /* registered weights (weights_copy.cu) */
     dsk_cuda_q4 *q4;         /* register_int4's layers, sorted by W */
     int n_q4, cap_q4;
     char name[64];
@@ -157,6 +167,26 @@ void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes);
  * stream); 1 when there were any, so that the allocation is worth trying
  * again. */
 int dsk_cuda_half_release(dsk_cuda *cb);
+
+/* ---- registered weights' 16-bit copies (weights_copy.cu) ---- */
+void dsk_cuda_register_weights(dsk_backend *be, const float *w, size_t n);
+void dsk_cuda_weights_written(dsk_backend *be, const float *w, size_t n);
+/* The copy of p[0..n) in dtype when p lies in registered weights (made
+ * current first if it is not: *fresh 1), else NULL. */
+const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh);
+/* Where a kernel that writes p[0..n) writes its copy too: a current copy
+ * of registered weights in the products' type, else none. */
+dsk_half_out dsk_cuda_weights_out(dsk_cuda *cb, const float *p, size_t n);
+/* bytes at p were written (an upload): the current copies of registered
+ * weights there are converted again. */
+void dsk_cuda_weights_refresh(dsk_cuda *cb, const void *p, size_t bytes);
+/* bytes at p were written by an op that keeps no copy: copies of
+ * registered weights there are no longer current. */
+void dsk_cuda_weights_stale(dsk_cuda *cb, const void *p, size_t bytes);
+/* p was freed: a registered buffer at p is forgotten with its copy. */
+void dsk_cuda_weights_freed(dsk_cuda *cb, const void *p);
+/* At the backend's end. */
+void dsk_cuda_weights_free(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */
 void dsk_cuda_half_free(dsk_cuda *cb);
 

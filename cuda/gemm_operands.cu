@@ -198,16 +198,23 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
         one_buffer(cb, dtype, A, na, B, nb, Ah, Bh);
         return;
     }
-    int new_a, new_b;
-    int ia = slot_for(cb, dtype, A, na, -1, &new_a);
-    int ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
+    /* Weights have copies of their own (weights_copy.cu), counted with the
+     * slots': reused, or converted (the whole buffer) when not current. */
+    int new_a = 0, new_b = 0, ia = -1, ib = -1;
+    const void *wa = dsk_cuda_weights_half(cb, dtype, A, na, &new_a);
+    const void *wb = dsk_cuda_weights_half(cb, dtype, B, nb, &new_b);
+    if (!wa)
+        ia = slot_for(cb, dtype, A, na, -1, &new_a);
+    if (!wb)
+        ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
     cb->half_misses += new_a + new_b;
     cb->half_hits += !new_a + !new_b;
-    new_b = new_b && ib != ia;
+    new_b = new_b && !wb && ib != ia;
+    new_a = new_a && !wa;
     round_half(cb, dtype, new_a ? cb->half[ia].buf : NULL, A, new_a ? na : 0, new_b ? cb->half[ib].buf : NULL, B,
                new_b ? nb : 0);
-    *Ah = cb->half[ia].buf;
-    *Bh = cb->half[ib].buf;
+    *Ah = wa ? wa : cb->half[ia].buf;
+    *Bh = wb ? wb : cb->half[ib].buf;
 }
 
 void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,

@@ -17,6 +17,7 @@ void dsk_cuda_add(dsk_backend *be, float *y, const float *x, size_t n)
         return;
     add_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(y, x, n);
     LAUNCHED(cb, "add");
+    dsk_cuda_weights_stale(cb, y, n * sizeof(float));
 }
 
 __global__ void scale_kernel(float *x, size_t n, float s)
@@ -32,6 +33,7 @@ void dsk_cuda_scale(dsk_backend *be, float *x, size_t n, float s)
         return;
     scale_kernel<<<dsk_cuda_blocks(cb, n, THREADS), THREADS, 0, cb->stream>>>(x, n, s);
     LAUNCHED(cb, "scale");
+    dsk_cuda_weights_stale(cb, x, n * sizeof(float));
 }
 
 /* ---- sum of squares: fixed chunks, each reduced by one block in a fixed

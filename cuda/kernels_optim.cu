@@ -1,10 +1,11 @@
 /* AdamW, PyTorch's operation order as in the CPU kernel, each operation
- * rounded on its own (no fused multiply-add): the same bits as the CPU. */
+ * rounded on its own (no fused multiply-add): the same bits as the CPU.
+ * With registered weights, also each new value's 16-bit copy. */
 #include "cuda_internal.cuh"
 
 __global__ void adamw_kernel(float *param, const float *grad, float grad_scale, float *m, float *v, size_t n,
                              float one_m_b1, float beta2, float one_m_b2, float eps, float step_size, float c2_sqrt,
-                             float decay)
+                             float decay, dsk_half_out param_h)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float g = __fmul_rn(grad[i], grad_scale);
@@ -17,6 +18,7 @@ __global__ void adamw_kernel(float *param, const float *grad, float grad_scale, 
         m[i] = mi;
         v[i] = vi;
         param[i] = p;
+        param_h.put(i, p);
     }
 }
 
@@ -30,7 +32,9 @@ void dsk_cuda_adamw(dsk_backend *be, float *param, const float *grad, float grad
     volatile float step_size = lr / c1, c2_sqrt = sqrtf(c2), decay = 1 - lr * weight_decay;
     volatile float one_m_b1 = 1 - beta1, one_m_b2 = 1 - beta2;
     int threads = 256;
+    /* Registered weights keep their 16-bit copy current (weights_copy.cu). */
+    dsk_half_out param_h = dsk_cuda_weights_out(cb, param, n);
     adamw_kernel<<<dsk_cuda_blocks(cb, n, threads), threads, 0, cb->stream>>>(
-        param, grad, grad_scale, m, v, n, one_m_b1, beta2, one_m_b2, eps, step_size, c2_sqrt, decay);
+        param, grad, grad_scale, m, v, n, one_m_b1, beta2, one_m_b2, eps, step_size, c2_sqrt, decay, param_h);
     LAUNCHED(cb, "adamw");
 }

@@ -243,8 +243,11 @@ dsk_step_report dsk_zero_step(dsk_zero *z)
     }
     /* Stages 1 and 2 keep every parameter: gather the updated parts. */
     if (z->stage < 3 && z->world > 1)
-        for (int u = 0; u < m->n_units; u++)
+        for (int u = 0; u < m->n_units; u++) {
             c->allgather(c, m->params + m->unit_lo[u], dsk_zero_unit_len(z, u));
+            if (m->be->weights_written)   /* other ranks' updates: the backend's copy of them (cuda) */
+                m->be->weights_written(m->be, m->params + m->unit_lo[u], dsk_zero_unit_len(z, u));
+        }
     return rep;
 }
 

@@ -166,8 +166,11 @@ dsk_model *dsk_model_create_hooked(const dsk_model_config *cfg, dsk_backend *be,
     m->off = off;
 
     m->moe_run.aux_grad_scale = 1.0f;
-    if (!(hooked & DSK_UNIT_PARAMS))
+    if (!(hooked & DSK_UNIT_PARAMS)) {
         m->params = be->alloc(be, m->n_params * sizeof(float));
+        if (be->register_weights)   /* a 16-bit copy for the products, kept by adamw (cuda) */
+            be->register_weights(be, m->params, m->n_params);
+    }
     if (!(hooked & DSK_UNIT_GRADS))
         m->grads = be->alloc(be, m->n_params * sizeof(float));
     m->w.layer = dsk_xcalloc((size_t)c->n_layers, sizeof *m->w.layer);

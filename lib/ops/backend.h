@@ -187,6 +187,15 @@ struct dsk_backend {
      * c2 = 1 - beta2^t. */
     void (*adamw)(dsk_backend *be, float *param, const float *grad, float grad_scale, float *m, float *v, size_t n,
                   float lr, float beta1, float beta2, float eps, float weight_decay, float c1, float c2);
+    /* Optional (NULL when the backend has nothing to keep): w [n] holds a
+     * model's weights, which from now until w is freed change only
+     * through adamw and upload, or by writes announced with
+     * weights_written (a ZeRO all-gather).  The backend may then keep
+     * them in the form its products read (cuda: a bf16 / fp16 copy,
+     * updated by adamw as it writes the floats, instead of a conversion
+     * for every product that reads a weight). */
+    void (*register_weights)(dsk_backend *be, const float *w, size_t n);
+    void (*weights_written)(dsk_backend *be, const float *w, size_t n);
 
     void (*destroy)(dsk_backend *be);
     void *impl;

@@ -483,6 +483,105 @@ static void test_produced_copies(dsk_backend *plain)
         free(host[i]);
 }
 
+/* ---- registered weights' copies (cuda/weights_copy.cu) ----
+ * Three weights in one registered buffer (register_weights, as the model
+ * registers its parameters), products on them, and every way they
+ * change: adamw over all of them and over a part (a ZeRO shard), an
+ * upload into one, weights_written, an add (an op that keeps no copy),
+ * the other 16-bit type, and a freed buffer whose address comes back
+ * unregistered.  The same bits as DSK_CUDA_HALF_CACHE=0 (no copies at
+ * all), and on cuda the counts: a product reads a weight's copy (a hit)
+ * unless the buffer had to be converted again (a miss). */
+enum { W_STAGES = 7 };
+
+static void weights_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
+{
+    size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
+    float *W = gh_upload(be, host[1], 3 * nw * 4), *x = gh_upload(be, host[0], nx * 4);
+    float *g = gh_upload(be, host[2], 3 * nw * 4), *m = be->alloc(be, 3 * nw * 4), *v = be->alloc(be, 3 * nw * 4);
+    float *y = gh_poisoned(be, ny * 4);
+    if (be->register_weights)
+        be->register_weights(be, W, 3 * nw);
+    counts(be, r, 0);
+    /* 1. q, k, v: the buffer converted once (at its first product), x once. */
+    for (int i = 0; i < 3; i++)
+        linear(be, dt, RM, RN, RK, x, W + i * nw, y), keep(be, r, y, ny);
+    counts(be, r, 1);
+    /* 2. adamw over the buffer: its copy kept current. */
+    be->adamw(be, W, g, 0.5f, m, v, 3 * nw, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.001f);
+    linear(be, dt, RM, RN, RK, x, W + nw, y), keep(be, r, y, ny);
+    counts(be, r, 2);
+    /* 3. adamw over the middle weight only, then an upload into the last
+     *    and weights_written over it: both read from the copy. */
+    be->adamw(be, W + nw, g, 1.0f, m, v, nw, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.19f, 0.002f);
+    be->upload(be, W + 2 * nw, host[3], nw * 4);
+    if (be->weights_written)
+        be->weights_written(be, W + 2 * nw, nw);
+    linear(be, dt, RM, RN, RK, x, W + nw, y), keep(be, r, y, ny);
+    linear(be, dt, RM, RN, RK, x, W + 2 * nw, y), keep(be, r, y, ny);
+    counts(be, r, 3);
+    /* 4. An add into the first weight: the buffer is converted again. */
+    be->add(be, W, g + nw, nw);
+    linear(be, dt, RM, RN, RK, x, W, y), keep(be, r, y, ny);
+    linear(be, dt, RM, RN, RK, x, W + 2 * nw, y), keep(be, r, y, ny);
+    counts(be, r, 4);
+    /* 5. The other type: converted to it. */
+    linear(be, dt == DSK_DTYPE_BF16 ? DSK_DTYPE_FP16 : DSK_DTYPE_BF16, RM, RN, RK, x, W + nw, y), keep(be, r, y, ny);
+    counts(be, r, 5);
+    /* 6. The buffer freed; a new one, likely at its address, is not
+     *    registered: its values are converted, not an old copy read. */
+    be->free(be, W);
+    W = gh_upload(be, host[4], 3 * nw * 4);
+    linear(be, dt, RM, RN, RK, x, W, y), keep(be, r, y, ny);
+    counts(be, r, 6);
+    float *bufs[] = {W, x, g, m, v, y};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        be->free(be, bufs[i]);
+}
+
+static void test_weight_copies(dsk_backend *plain)
+{
+    enum { N_HOST = 5 };
+    size_t nw = (size_t)RN * RK;
+    float *host[N_HOST];
+    for (int i = 0; i < N_HOST; i++)
+        host[i] = gh_rnd(i == 0 ? (size_t)RM * RK : i == 3 ? nw : 3 * nw, 1);
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
+        seq_run want = {0}, got = {0}, off = {0};
+        weights_sequence(REF, dt, host, &want);
+        weights_sequence(DEV, dt, host, &got);
+        if (plain)
+            weights_sequence(plain, dt, host, &off);
+        int same;
+        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
+        char what[112];
+        snprintf(what, sizeof what, "%s: products on registered weights", dsk_dtype_name(dt));
+        record(what, e, 2e-5, 1);
+        if (plain) {
+            snprintf(what, sizeof what, "%s: weights' copies give the bits of DSK_CUDA_HALF_CACHE=0",
+                     dsk_dtype_name(dt));
+            record(what, !same, 0, 1);
+            /* (every op but gemm forgets the slots: x is converted again
+             * after adamw, upload, add and free) */
+            static const unsigned long long want_hits[W_STAGES - 1] = {4, 1, 3, 2, 0, 0};
+            static const unsigned long long want_misses[W_STAGES - 1] = {2, 1, 1, 2, 2, 2};
+            static const char *stage[W_STAGES - 1] = {"q, k, v on the buffer", "after adamw over it",
+                                                      "after adamw over a part, an upload, weights_written",
+                                                      "after an add into it", "in the other type",
+                                                      "a new buffer at a freed one's place"};
+            for (int s2 = 0; s2 < W_STAGES - 1; s2++) {
+                unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
+                snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
+                         stage[s2], h, m, want_hits[s2], want_misses[s2]);
+                record(what, h != want_hits[s2] || m != want_misses[s2], 0, 1);
+            }
+        }
+        free_run(&want), free_run(&got), free_run(&off);
+    }
+    for (int i = 0; i < N_HOST; i++)
+        free(host[i]);
+}
+
 static void run_all(dsk_backend *plain)
 {
     test_shapes();
@@ -490,6 +589,7 @@ static void run_all(dsk_backend *plain)
     test_back_to_fp32();
     test_operand_reuse(plain);
     test_produced_copies(plain);
+    test_weight_copies(plain);
     printf("\n%-8s %11s\n", "dtype", "worst err");
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
         printf("%-8s %11.2e\n", dsk_dtype_name(dt), worst[dt]);
