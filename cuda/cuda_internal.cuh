@@ -185,6 +185,9 @@ void dsk_cuda_weights_refresh(dsk_cuda *cb, const void *p, size_t bytes);
 void dsk_cuda_weights_stale(dsk_cuda *cb, const void *p, size_t bytes);
 /* p was freed: a registered buffer at p is forgotten with its copy. */
 void dsk_cuda_weights_freed(dsk_cuda *cb, const void *p);
+/* Gives the copies' memory back (they are made again when next needed);
+ * 1 when there was any. */
+int dsk_cuda_weights_release(dsk_cuda *cb);
 /* At the backend's end. */
 void dsk_cuda_weights_free(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */

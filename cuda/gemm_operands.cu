@@ -260,7 +260,7 @@ void dsk_cuda_half_written(dsk_cuda *cb, const void *p, size_t bytes)
 
 int dsk_cuda_half_release(dsk_cuda *cb)
 {
-    int any = cb->gemm_half != NULL;
+    int any = dsk_cuda_weights_release(cb) | (cb->gemm_half != NULL);
     for (int i = 0; i < DSK_CUDA_HALF_SLOTS; i++)
         any |= cb->half[i].buf != NULL;
     if (!any)

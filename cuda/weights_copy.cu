@@ -21,6 +21,10 @@
  *   - any other op that writes into the buffer (copy, zero, add, scale;
  *     the model never does) makes the copy not current, and the next
  *     product converts the whole buffer again.
+ * An allocation that fails gives the copies' memory back with the slots'
+ * (dsk_cuda_half_release): the buffers stay registered, and the next
+ * product makes the copy again, or, when that fails too, forgets the
+ * buffer and converts per product as before.
  * The values are the same bits a conversion gives (the same rounding of
  * the same float), so results do not change; tests/gpu/train_check.sh
  * checks a run against DSK_CUDA_HALF_CACHE=0, which turns these copies
@@ -164,6 +168,23 @@ void dsk_cuda_weights_freed(dsk_cuda *cb, const void *p)
     for (int i = 0; i < DSK_CUDA_WEIGHT_COPIES; i++)
         if (cb->wcopy[i].w && cb->wcopy[i].w == p)
             forget(&cb->wcopy[i]);   /* the caller waited for the stream */
+}
+
+int dsk_cuda_weights_release(dsk_cuda *cb)
+{
+    int any = 0;
+    for (int i = 0; i < DSK_CUDA_WEIGHT_COPIES; i++) {
+        dsk_cuda_wcopy *e = &cb->wcopy[i];
+        if (e->half) {
+            if (!any)
+                CUDA_CHECK(cudaStreamSynchronize(cb->stream));   /* queued products may read them */
+            CUDA_CHECK(cudaFree(e->half));
+            e->half = NULL;
+            e->dtype = -1;
+            any = 1;
+        }
+    }
+    return any;
 }
 
 void dsk_cuda_weights_free(dsk_cuda *cb)
