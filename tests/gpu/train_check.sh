@@ -18,7 +18,7 @@
 #    an unknown DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
-#    kernels); =1 exits 64;
+#    kernels, and for nano-moe); =1 exits 64;
 #  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
 #    and the op table on stderr;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
@@ -156,6 +156,19 @@ if [ "$DEV" != cpu ]; then
     same_weights gpu-bf16 gpu-bf16-nocache "DSK_CUDA_HALF_CACHE=0" DSK_CUDA_HALF_CACHE=0 || true
     same_weights gpu-bf16-fa32 gpu-bf16-fa32-nocache "DSK_CUDA_ATTN=fp32, DSK_CUDA_HALF_CACHE=0" \
         DSK_CUDA_HALF_CACHE=0 DSK_CUDA_ATTN=fp32 || true
+    # The MoE layer's experts (gemm_grouped's loop over products, each on
+    # a part of the weights' registered buffer and its 16-bit copy): the
+    # copies change no bit there either.
+    if train gpu-moe-bf16 "$DEV" --dtype bf16 --config nano-moe &&
+        (export DSK_CUDA_HALF_CACHE=0 && train gpu-moe-bf16-nocache "$DEV" --dtype bf16 --config nano-moe); then
+        if cmp -s "$tmp/gpu-moe-bf16/latest/model.safetensors" "$tmp/gpu-moe-bf16-nocache/latest/model.safetensors"; then
+            ok "nano-moe --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for bit"
+        else
+            bad "nano-moe --dtype bf16: DSK_CUDA_HALF_CACHE=0 changed the weights"
+        fi
+    else
+        bad "nano-moe --dtype bf16 on cuda"
+    fi
     # Timing every op (DSK_CUDA_PROFILE=1) changes no bit, and the table
     # printed at the end names the training's ops and parts.
     if same_weights gpu-bf16 gpu-bf16-prof "DSK_CUDA_PROFILE=1" DSK_CUDA_PROFILE=1; then
