@@ -33,6 +33,9 @@ cudaError_t dsk_cuda_malloc(dsk_cuda *cb, void **p, size_t bytes)
     if (e == cudaErrorMemoryAllocation && dsk_cuda_half_release(cb)) {
         (void)cudaGetLastError();
         e = cudaMalloc(p, bytes);
+        if (cb->verbose)
+            fprintf(stderr, "cuda: %zu bytes did not fit: the 16-bit copies gave their memory back (%s)\n", bytes,
+                    e == cudaSuccess ? "then they did" : "they still did not");
     }
     return e;
 }

@@ -171,8 +171,12 @@ int dsk_cuda_half_release(dsk_cuda *cb);
 /* ---- registered weights' 16-bit copies (weights_copy.cu) ---- */
 void dsk_cuda_register_weights(dsk_backend *be, const float *w, size_t n);
 void dsk_cuda_weights_written(dsk_backend *be, const float *w, size_t n);
+/* 1 when p[0..n) lies in registered weights and dtype is 16-bit: a
+ * product's operand that dsk_cuda_weights_half serves. */
+int dsk_cuda_weights_hold(dsk_cuda *cb, int dtype, const float *p, size_t n);
 /* The copy of p[0..n) in dtype when p lies in registered weights (made
- * current first if it is not: *fresh 1), else NULL. */
+ * current first if it is not: *fresh 1), else NULL (also when the copy
+ * did not fit in device memory: the buffer is then forgotten). */
 const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh);
 /* Where a kernel that writes p[0..n) writes its copy too: a current copy
  * of registered weights in the products' type, else none. */

@@ -142,8 +142,10 @@ static int victim(const dsk_cuda *cb, size_t bytes, int keep)
 }
 
 /* Gives slot i room for `bytes`.  Out of memory, the other slots' buffers
- * (but `keep`'s) go back first, then it gives up. */
-static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype)
+ * (but `keep`'s) go back first, and the weights' copy (weights_copy.cu)
+ * unless the caller holds a pointer into it (hold_weights), then it gives
+ * up. */
+static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype, int hold_weights)
 {
     dsk_cuda_half_slot *s = &cb->half[i];
     if (s->cap >= bytes)
@@ -163,26 +165,31 @@ static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype)
                 *o = dsk_cuda_half_slot{};
             }
         }
+        if (!hold_weights)
+            dsk_cuda_weights_release(cb);
         if (cudaMalloc(&s->buf, bytes) != cudaSuccess) {
             (void)cudaGetLastError();
             s->buf = NULL;
             dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for %s operands on device %d", bytes,
                     type_name(dtype), cb->device);
         }
+        if (cb->verbose)
+            fprintf(stderr, "cuda: %zu bytes for %s operands did not fit: the other 16-bit copies gave their memory "
+                    "back (then they did)\n", bytes, type_name(dtype));
     }
     s->cap = bytes;
 }
 
 /* Slot for (src, n), filled by the caller (a conversion, or the kernel
  * that writes src) when *fresh. */
-static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh)
+static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh, int hold_weights = 0)
 {
     int i = find(cb, src, n, dtype);
     *fresh = i < 0;
     if (i < 0) {
         i = victim(cb, n * 2, keep);
         cb->half[i].src = NULL;   /* not current while it is refilled */
-        reserve(cb, i, keep, n * 2, dtype);
+        reserve(cb, i, keep, n * 2, dtype, hold_weights);
         cb->half[i].src = src;
         cb->half[i].n = n;
         cb->half[i].dtype = dtype;
@@ -199,14 +206,23 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
         return;
     }
     /* Weights have copies of their own (weights_copy.cu), counted with the
-     * slots': reused, or converted (the whole buffer) when not current. */
+     * slots': reused, or converted (the whole buffer) when not current.
+     * The other operands' slots first: out of memory, they may take the
+     * weights' copy's memory, which they must not once a pointer into it
+     * is held.  An operand whose weights' copy did not fit takes a slot
+     * after all. */
     int new_a = 0, new_b = 0, ia = -1, ib = -1;
-    const void *wa = dsk_cuda_weights_half(cb, dtype, A, na, &new_a);
-    const void *wb = dsk_cuda_weights_half(cb, dtype, B, nb, &new_b);
-    if (!wa)
+    const int a_w = dsk_cuda_weights_hold(cb, dtype, A, na), b_w = dsk_cuda_weights_hold(cb, dtype, B, nb);
+    if (!a_w)
         ia = slot_for(cb, dtype, A, na, -1, &new_a);
-    if (!wb)
+    if (!b_w)
         ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
+    const void *wa = a_w ? dsk_cuda_weights_half(cb, dtype, A, na, &new_a) : NULL;
+    const void *wb = b_w ? dsk_cuda_weights_half(cb, dtype, B, nb, &new_b) : NULL;
+    if (a_w && !wa)
+        ia = slot_for(cb, dtype, A, na, ib, &new_a, wb != NULL);
+    if (b_w && !wb)
+        ib = slot_for(cb, dtype, B, nb, ia, &new_b, wa != NULL);
     cb->half_misses += new_a + new_b;
     cb->half_hits += !new_a + !new_b;
     new_b = new_b && !wb && ib != ia;

@@ -98,6 +98,11 @@ void dsk_cuda_register_weights(dsk_backend *be, const float *w, size_t n)
         *free_e = dsk_cuda_wcopy{w, n, NULL, -1};
 }
 
+int dsk_cuda_weights_hold(dsk_cuda *cb, int dtype, const float *p, size_t n)
+{
+    return (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) && holder(cb, p, n) != NULL;
+}
+
 const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh)
 {
     dsk_cuda_wcopy *e = holder(cb, p, n);
@@ -109,7 +114,7 @@ const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_
             /* Not worth failing a run for: the products convert as before. */
             (void)cudaGetLastError();
             if (cb->verbose)
-                fprintf(stderr, "cuda: no device memory for a copy of %zu weights: converting them per product\n",
+                fprintf(stderr, "cuda: a 16-bit copy of %zu weights did not fit: converting them per product\n",
                         e->n);
             e->half = NULL;
             forget(e);

@@ -16,7 +16,10 @@
  * DSK_EMU_SEED picks the shuffles (default 1), DSK_EMU_SMS the
  * multiprocessors reported (default 2: grid-stride loops go round more
  * than once), DSK_EMU_DEVICES the devices (default 1), DSK_EMU_MEMORY_MB
- * the device memory (default 16384). */
+ * the device memory (default 16384), or DSK_EMU_MEMORY_KB to the KiB;
+ * DSK_EMU_PEAK_FILE a file the most device memory ever allocated at once
+ * is written to (in bytes) when the program ends (tests/gpu/emu/oom_check.sh
+ * sizes its device with it). */
 #include "emu.h"
 
 #include <dlfcn.h>
@@ -516,7 +519,24 @@ typedef struct allocation {
 static std::map<uintptr_t, allocation> allocations;
 static size_t device_bytes_used;
 
-static size_t device_memory(void) { return (size_t)env_long("DSK_EMU_MEMORY_MB", 16384, 1, 1 << 30) << 20; }
+static size_t device_bytes_peak;
+static size_t device_memory(void)
+{
+    if (getenv("DSK_EMU_MEMORY_KB"))
+        return (size_t)env_long("DSK_EMU_MEMORY_KB", 16 << 20, 1, 1L << 40) << 10;
+    return (size_t)env_long("DSK_EMU_MEMORY_MB", 16384, 1, 1 << 30) << 20;
+}
+
+static void write_peak(void)
+{
+    const char *path = getenv("DSK_EMU_PEAK_FILE");
+    FILE *f = path && *path ? fopen(path, "w") : NULL;
+    if (f) {
+        fprintf(f, "%zu\n", device_bytes_peak);
+        fclose(f);
+    }
+}
+__attribute__((constructor)) static void at_start(void) { atexit(write_peak); }
 
 /* 1 when [p, p + n) lies in one allocation of that kind (pinned or device). */
 static int inside(const void *p, size_t n, int pinned)
@@ -558,8 +578,11 @@ static cudaError_t alloc(void **p, size_t bytes, int pinned)
         return last_error = cudaErrorMemoryAllocation;
     memset(m, 0xff, len);   /* cudaMalloc's memory is not zeroed: NaN shows what reads it unwritten */
     allocations[(uintptr_t)m] = allocation{len, pinned};
-    if (!pinned)
+    if (!pinned) {
         device_bytes_used += len;
+        if (device_bytes_used > device_bytes_peak)
+            device_bytes_peak = device_bytes_used;
+    }
     *p = m;
     return cudaSuccess;
 }

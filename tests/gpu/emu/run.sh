@@ -4,13 +4,15 @@
 # (test_emu.cu: what it must give kernels and what it must stop;
 # test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
 # refusals): every op against the CPU backend (attention in fp32 and on
-# the bf16 tensor-core kernels), nano and nano-moe training runs, gemm
+# the bf16 tensor-core kernels: WMMA's, mma.sync's in blocks of 4 and 8
+# warps), nano and nano-moe training runs, gemm
 # in bf16 / fp16, the cuBLASLt products and gemm_grouped (--quick:
 # without their largest cases, and 6 training steps), attn_bench and
 # decode_bench on small shapes, and train_check.sh's dsk-train and dsk-eval runs (shrunk
 # to 4 steps of batch 2: checkpoints across backends, --recompute,
 # --dtype and DSK_CUDA_ATTN, dsk-eval
-# ppl on both), all under ASan and UBSan.  It checks the kernels'
+# ppl on both), and oom_check.sh (a device too small for the 16-bit
+# copies), all under ASan and UBSan.  It checks the kernels'
 # indexing, barriers, shared memory and launch limits and the backend's
 # glue (the row-major to column-major swaps, leading dimensions,
 # alignments); not the hardware's arithmetic, speed or memory model,
@@ -53,5 +55,7 @@ run "decode_bench (emulated, 64x128: int4 and fp32 products timed)" \
     "${BUILD:-build}/emu/tests/tools/decode_bench" cuda 64 128 32 4
 run "train_check.sh (emulated dsk-train and dsk-eval, 4 steps of batch 2)" \
     env STEPS=4 BATCH=2 DSK_BIN="${BUILD:-build}/emu/bin" sh tests/gpu/train_check.sh
+run "oom_check.sh (a device too small for the 16-bit copies: they give their memory back)" \
+    sh tests/gpu/emu/oom_check.sh
 echo "1..$n"
 exit $status
