@@ -121,6 +121,18 @@ __device__ __forceinline__ void mma_abt(float (&acc)[N][4], const bf16 *a, int l
     }
 }
 
+/* c0 = A0 B0ᵀ and c1 = A1 B1ᵀ from zero, all of row stride ld: the
+ * backward's two score products (S and dP, or Sᵀ and dPᵀ). */
+template <int N, int K>
+__device__ __forceinline__ void mma_abt_pair(float (&c0)[N][4], const bf16 *a0, const bf16 *bt0, float (&c1)[N][4],
+                                             const bf16 *a1, const bf16 *bt1, int ld, int lane)
+{
+    mma_zero(c0);
+    mma_zero(c1);
+    mma_abt<N, K>(c0, a0, ld, bt0, ld, lane);
+    mma_abt<N, K>(c1, a1, ld, bt1, ld, lane);
+}
+
 /* acc[n] += P B: P the 16 x K output fragments p[K / 8] of an earlier
  * product (rounded to bf16 as they become A), B [K][8 N] row-major from
  * `b` (row stride ldb; O += P V: b is V). */
@@ -390,10 +402,7 @@ __global__ void __launch_bounds__(32 * W)
         __syncthreads();
         /* Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: st[n], dpt[n] are queries 8n .. of the tile. */
         float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
-        mma_zero(st);
-        mma_zero(dpt);
-        mma_abt<QUERY_TILES, HDP>(st, k_warp, LD, Qs, LD, lane);
-        mma_abt<QUERY_TILES, HDP>(dpt, v_warp, LD, dOs, LD, lane);
+        mma_abt_pair<QUERY_TILES, HDP>(st, k_warp, Qs, dpt, v_warp, dOs, LD, lane);
         /* Pᵀ into st, dSᵀ into dpt: element (key g + 8r, query 8n + 2t + e). */
 #pragma unroll
         for (int n = 0; n < QUERY_TILES; n++)
@@ -481,10 +490,7 @@ __global__ void __launch_bounds__(32 * W)
         __syncthreads();
         /* S = Q Kᵀ, dP = dO Vᵀ; then dS into dp. */
         float s[KEY_TILES][4], dp[KEY_TILES][4];
-        mma_zero(s);
-        mma_zero(dp);
-        mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
-        mma_abt<KEY_TILES, HDP>(dp, do_warp, LD, Vs, LD, lane);
+        mma_abt_pair<KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
 #pragma unroll
         for (int n = 0; n < KEY_TILES; n++)
 #pragma unroll

@@ -227,6 +227,47 @@ static void linear(dsk_backend *be, int dtype, int M, int N, int K, const float 
     be->gemm_dtype = DSK_DTYPE_FP32;
 }
 
+/* A sequence's stages and the reuse each must show: the products'
+ * operand copies reused (hits) and converted (misses) per stage. */
+typedef struct seq_counts {
+    int stages;
+    const unsigned long long *hits, *misses;
+    const char *const *name;
+} seq_counts;
+
+/* seq on the cpu, on the device and (plain) on a second cuda backend
+ * with DSK_CUDA_HALF_CACHE=0, in each 16-bit type: its products against
+ * the cpu's (tolerance tol[dtype]), the same bits as plain's, and the
+ * counts of each stage. */
+static void check_sequence(void (*seq)(dsk_backend *, int, float *const[], seq_run *), float *const host[],
+                           dsk_backend *plain, const char *products, const double tol[3], const char *bits,
+                           const seq_counts *want)
+{
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
+        seq_run ref = {0}, got = {0}, off = {0};
+        seq(REF, dt, host, &ref);
+        seq(DEV, dt, host, &got);
+        if (plain)
+            seq(plain, dt, host, &off);
+        int same;
+        double e = compare_runs(&got, &ref, plain ? &off : NULL, &same);
+        char what[112];
+        snprintf(what, sizeof what, "%s: %s", dsk_dtype_name(dt), products);
+        record(what, e, tol[dt], 1);
+        if (plain) {
+            snprintf(what, sizeof what, "%s: %s", dsk_dtype_name(dt), bits);
+            record(what, !same, 0, 1);
+            for (int s2 = 0; s2 < want->stages; s2++) {
+                unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
+                snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
+                         want->name[s2], h, m, want->hits[s2], want->misses[s2]);
+                record(what, h != want->hits[s2] || m != want->misses[s2], 0, 1);
+            }
+        }
+        free_run(&ref), free_run(&got), free_run(&off);
+    }
+}
+
 static void reuse_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
 {
     size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, ny = (size_t)RM * RN;
@@ -297,39 +338,19 @@ static void test_operand_reuse(dsk_backend *plain)
     float *host[N_HOST];
     for (int i = 0; i < N_HOST; i++)
         host[i] = gh_rnd(i < 2 ? (size_t)RM * RK : (size_t)RN * RK, 1);
-    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
-        seq_run want = {0}, got = {0}, off = {0};
-        reuse_sequence(REF, dt, host, &want);
-        reuse_sequence(DEV, dt, host, &got);
-        if (plain)
-            reuse_sequence(plain, dt, host, &off);
-        int same;
-        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
-        char what[96];
-        snprintf(what, sizeof what, "%s: %d products with operands rewritten between", dsk_dtype_name(dt), R_OUTS);
-        record(what, e, 2e-5, 1);
-        if (plain) {
-            snprintf(what, sizeof what, "%s: the same bits as DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
-            record(what, !same, 0, 1);
-            /* q, k, v from x: 4 conversions (x and three weights), x reused
-             * twice; after scale(x) nothing is current: 2 conversions. */
-            unsigned long long h1 = got.hits[1] - got.hits[0], m1 = got.misses[1] - got.misses[0];
-            unsigned long long h2 = got.hits[2] - got.hits[1], m2 = got.misses[2] - got.misses[1];
-            snprintf(what, sizeof what, "%s: q,k,v reuse x (hits %llu, misses %llu; want 2, 4)", dsk_dtype_name(dt),
-                     h1, m1);
-            record(what, h1 != 2 || m1 != 4, 0, 1);
-            snprintf(what, sizeof what, "%s: an op makes every copy stale (hits %llu, misses %llu; want 0, 2)",
-                     dsk_dtype_name(dt), h2, m2);
-            record(what, h2 != 0 || m2 != 2, 0, 1);
-            /* y = q wq, q = x wkᵀ, y = q wq: x and wq reused, q not (the
-             * second product overwrote it). */
-            unsigned long long h4 = got.hits[4] - got.hits[3], m4 = got.misses[4] - got.misses[3];
-            snprintf(what, sizeof what, "%s: a product's output is stale (hits %llu, misses %llu; want 2, 4)",
-                     dsk_dtype_name(dt), h4, m4);
-            record(what, h4 != 2 || m4 != 4, 0, 1);
-        }
-        free_run(&want), free_run(&got), free_run(&off);
-    }
+    /* 1: q, k, v from x: 4 conversions (x and three weights), x reused
+     * twice; 2: after scale(x) nothing is current: 2 conversions; 3: each
+     * of the three changes makes both operands stale; 4: y = q wq,
+     * q = x wkᵀ, y = q wq: x and wq reused, q not (the second product
+     * overwrote it). */
+    static const unsigned long long hits[4] = {2, 0, 0, 2}, misses[4] = {4, 2, 6, 4};
+    static const char *const stage[4] = {"q,k,v reuse x", "an op makes every copy stale",
+                                         "weights changed by upload, copy and add", "a product's output is stale"};
+    static const seq_counts want = {4, hits, misses, stage};
+    static const double tol[3] = {0, 2e-5, 2e-5};
+    char products[64];
+    snprintf(products, sizeof products, "%d products with operands rewritten between", R_OUTS);
+    check_sequence(reuse_sequence, host, plain, products, tol, "the same bits as DSK_CUDA_HALF_CACHE=0", &want);
     for (int i = 0; i < N_HOST; i++)
         free(host[i]);
 }
@@ -443,42 +464,22 @@ static void test_produced_copies(dsk_backend *plain)
         size_t len = i == 0 ? (size_t)RM * RK : i == 1 ? (size_t)RK : i < 4 ? (size_t)RN * RK : (size_t)RM * RN;
         host[i] = gh_rnd(len, 1);
     }
-    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
-        seq_run want = {0}, got = {0}, off = {0};
-        produced_sequence(REF, dt, host, &want);
-        produced_sequence(DEV, dt, host, &got);
-        if (plain)
-            produced_sequence(plain, dt, host, &off);
-        int same;
-        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
-        char what[112];
-        snprintf(what, sizeof what, "%s: products after the ops that write copies", dsk_dtype_name(dt));
-        record(what, e, dt == DSK_DTYPE_BF16 ? 2e-2 : 4e-3, 1);
-        if (plain) {
-            snprintf(what, sizeof what, "%s: their copies give the bits of DSK_CUDA_HALF_CACHE=0", dsk_dtype_name(dt));
-            record(what, !same, 0, 1);
-            /* Each op's outputs come with their copies: every product
-             * reads them (hits) and converts only its weight (misses). */
-            /* (stage 4: dg, du made by the rotations, wq, wk kept through
-             * them; stage 5: per chunk the rows of x converted, the head's
-             * weight kept through the loss, its gradient made by it) */
-            static const unsigned long long want_hits[P_STAGES] = {2, 1, 2, 4, 10, 1, 2};
-            static const unsigned long long want_misses[P_STAGES] = {2, 1, 2, 0, 2, 1, 2};
-            static const char *stage[P_STAGES] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
-                                                  "dg, du = swiglu'(dy); dg wq + du wk",
-                                                  "rope^-1 dg, rope^-1 du; dg wq, du wk",
-                                                  "LM head and loss, 2 chunks of rows",
-                                                  "dx += rmsnorm'(dy); dx wq",
-                                                  "attention: out wq; its backward: dv wq"};
-            for (int s2 = 0; s2 < P_STAGES; s2++) {
-                unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
-                snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
-                         stage[s2], h, m, want_hits[s2], want_misses[s2]);
-                record(what, h != want_hits[s2] || m != want_misses[s2], 0, 1);
-            }
-        }
-        free_run(&want), free_run(&got), free_run(&off);
-    }
+    /* Each op's outputs come with their copies: every product reads them
+     * (hits) and converts only its weight (misses).  (Stage 4: dg, du made
+     * by the rotations, wq, wk kept through them; stage 5: per chunk the
+     * rows of x converted, the head's weight kept through the loss, its
+     * gradient made by it.) */
+    static const unsigned long long hits[P_STAGES] = {2, 1, 2, 4, 10, 1, 2};
+    static const unsigned long long misses[P_STAGES] = {2, 1, 2, 0, 2, 1, 2};
+    static const char *const stage[P_STAGES] = {"h = rmsnorm(x); h wq, h wk", "act = swiglu(g, u); act wq",
+                                                "dg, du = swiglu'(dy); dg wq + du wk",
+                                                "rope^-1 dg, rope^-1 du; dg wq, du wk",
+                                                "LM head and loss, 2 chunks of rows", "dx += rmsnorm'(dy); dx wq",
+                                                "attention: out wq; its backward: dv wq"};
+    static const seq_counts want = {P_STAGES, hits, misses, stage};
+    static const double tol[3] = {0, 2e-2, 4e-3};
+    check_sequence(produced_sequence, host, plain, "products after the ops that write copies", tol,
+                   "their copies give the bits of DSK_CUDA_HALF_CACHE=0", &want);
     for (int i = 0; i < N_HOST; i++)
         free(host[i]);
 }
@@ -546,38 +547,18 @@ static void test_weight_copies(dsk_backend *plain)
     float *host[N_HOST];
     for (int i = 0; i < N_HOST; i++)
         host[i] = gh_rnd(i == 0 ? (size_t)RM * RK : i == 3 ? nw : 3 * nw, 1);
-    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++) {
-        seq_run want = {0}, got = {0}, off = {0};
-        weights_sequence(REF, dt, host, &want);
-        weights_sequence(DEV, dt, host, &got);
-        if (plain)
-            weights_sequence(plain, dt, host, &off);
-        int same;
-        double e = compare_runs(&got, &want, plain ? &off : NULL, &same);
-        char what[112];
-        snprintf(what, sizeof what, "%s: products on registered weights", dsk_dtype_name(dt));
-        record(what, e, 2e-5, 1);
-        if (plain) {
-            snprintf(what, sizeof what, "%s: weights' copies give the bits of DSK_CUDA_HALF_CACHE=0",
-                     dsk_dtype_name(dt));
-            record(what, !same, 0, 1);
-            /* (every op but gemm forgets the slots: x is converted again
-             * after adamw, upload, add and free) */
-            static const unsigned long long want_hits[W_STAGES - 1] = {4, 1, 3, 2, 0, 0};
-            static const unsigned long long want_misses[W_STAGES - 1] = {2, 1, 1, 2, 2, 2};
-            static const char *stage[W_STAGES - 1] = {"q, k, v on the buffer", "after adamw over it",
-                                                      "after adamw over a part, an upload, weights_written",
-                                                      "after an add into it", "in the other type",
-                                                      "a new buffer at a freed one's place"};
-            for (int s2 = 0; s2 < W_STAGES - 1; s2++) {
-                unsigned long long h = got.hits[s2 + 1] - got.hits[s2], m = got.misses[s2 + 1] - got.misses[s2];
-                snprintf(what, sizeof what, "%s: %s (hits %llu, misses %llu; want %llu, %llu)", dsk_dtype_name(dt),
-                         stage[s2], h, m, want_hits[s2], want_misses[s2]);
-                record(what, h != want_hits[s2] || m != want_misses[s2], 0, 1);
-            }
-        }
-        free_run(&want), free_run(&got), free_run(&off);
-    }
+    /* (every op but gemm forgets the slots: x is converted again after
+     * adamw, upload, add and free) */
+    static const unsigned long long hits[W_STAGES - 1] = {4, 1, 3, 2, 0, 0};
+    static const unsigned long long misses[W_STAGES - 1] = {2, 1, 1, 2, 2, 2};
+    static const char *const stage[W_STAGES - 1] = {"q, k, v on the buffer", "after adamw over it",
+                                                    "after adamw over a part, an upload, weights_written",
+                                                    "after an add into it", "in the other type",
+                                                    "a new buffer at a freed one's place"};
+    static const seq_counts want = {W_STAGES - 1, hits, misses, stage};
+    static const double tol[3] = {0, 2e-5, 2e-5};
+    check_sequence(weights_sequence, host, plain, "products on registered weights", tol,
+                   "weights' copies give the bits of DSK_CUDA_HALF_CACHE=0", &want);
     for (int i = 0; i < N_HOST; i++)
         free(host[i]);
 }
