@@ -107,32 +107,25 @@ for dt in bf16 fp16; do
         bad "--dtype $dt on cuda ends more than 5% from fp32"
     fi
 done
-# The bf16 run again with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
-# only the attention's rounding differs from the tensor-core run.
-if (export DSK_CUDA_ATTN=fp32 && train gpu-bf16-fa32 "$DEV" --dtype bf16); then
-    a=$(last_loss "$tmp/gpu-bf16.jsonl") f=$(last_loss "$tmp/gpu-bf16-fa32.jsonl")
-    echo "# --dtype bf16: loss $a with tensor-core attention, $f with fp32 attention"
-    if close "$f" "$a" 0.01; then
-        ok "--dtype bf16: tensor-core attention trains within 1% of the fp32 attention"
+# The bf16 run again with other attention kernels, within 1% of the
+# default's (the tensor cores, mma.sync's in nano's global layer, WMMA's
+# in its hybrid one): the fp32 kernels (DSK_CUDA_ATTN=fp32; only the
+# attention's rounding differs), and WMMA's in both layers
+# (DSK_CUDA_ATTN=wmma).
+for attn in fp32 wmma; do
+    name=$([ "$attn" = fp32 ] && echo gpu-bf16-fa32 || echo gpu-bf16-wmma)
+    if (export DSK_CUDA_ATTN=$attn && train "$name" "$DEV" --dtype bf16); then
+        a=$(last_loss "$tmp/gpu-bf16.jsonl") o=$(last_loss "$tmp/$name.jsonl")
+        echo "# --dtype bf16: loss $a with the default attention, $o with DSK_CUDA_ATTN=$attn"
+        if close "$o" "$a" 0.01; then
+            ok "--dtype bf16: DSK_CUDA_ATTN=$attn trains within 1% of the default attention"
+        else
+            bad "--dtype bf16: DSK_CUDA_ATTN=$attn and the default attention end more than 1% apart"
+        fi
     else
-        bad "--dtype bf16: tensor-core and fp32 attention end more than 1% apart"
+        bad "--dtype bf16 with DSK_CUDA_ATTN=$attn on cuda"
     fi
-else
-    bad "--dtype bf16 with DSK_CUDA_ATTN=fp32 on cuda"
-fi
-# And with WMMA's kernels in the global layer (DSK_CUDA_ATTN=wmma), where
-# the default's are mma.sync's (nano's layers: one hybrid, one global).
-if (export DSK_CUDA_ATTN=wmma && train gpu-bf16-wmma "$DEV" --dtype bf16); then
-    a=$(last_loss "$tmp/gpu-bf16.jsonl") w=$(last_loss "$tmp/gpu-bf16-wmma.jsonl")
-    echo "# --dtype bf16: loss $a with the default attention (mma.sync), $w with WMMA's"
-    if close "$w" "$a" 0.01; then
-        ok "--dtype bf16: the mma.sync attention trains within 1% of WMMA's"
-    else
-        bad "--dtype bf16: the mma.sync and WMMA attention end more than 1% apart"
-    fi
-else
-    bad "--dtype bf16 with DSK_CUDA_ATTN=wmma on cuda"
-fi
+done
 # same_weights REF NEW WHAT VAR=VALUE...: the bf16 run again as NEW with
 # the variables set; its weights must be REF's bit for bit.
 same_weights() {
