@@ -14,7 +14,8 @@
 #  - --dtype bf16 and fp16 on cuda: train, and end within 5% of fp32;
 #  - --dtype bf16 with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
 #    within 1% of the bf16 run with the tensor-core ones; with WMMA's
-#    kernels instead of mma.sync's (DSK_CUDA_ATTN=wmma): within 1% too;
+#    kernels instead of mma.sync's (DSK_CUDA_ATTN=wmma), and mma.sync's
+#    in blocks of 8 warps (DSK_CUDA_ATTN=mma8): within 1% too;
 #    an unknown DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
@@ -110,10 +111,11 @@ done
 # The bf16 run again with other attention kernels, within 1% of the
 # default's (the tensor cores, mma.sync's in nano's global layer, WMMA's
 # in its hybrid one): the fp32 kernels (DSK_CUDA_ATTN=fp32; only the
-# attention's rounding differs), and WMMA's in both layers
-# (DSK_CUDA_ATTN=wmma).
-for attn in fp32 wmma; do
-    name=$([ "$attn" = fp32 ] && echo gpu-bf16-fa32 || echo gpu-bf16-wmma)
+# attention's rounding differs), WMMA's in both layers
+# (DSK_CUDA_ATTN=wmma), and mma.sync's in blocks of 8 warps
+# (DSK_CUDA_ATTN=mma8).
+for attn in fp32 wmma mma8; do
+    name=$([ "$attn" = fp32 ] && echo gpu-bf16-fa32 || echo "gpu-bf16-$attn")
     if (export DSK_CUDA_ATTN=$attn && train "$name" "$DEV" --dtype bf16); then
         a=$(last_loss "$tmp/gpu-bf16.jsonl") o=$(last_loss "$tmp/$name.jsonl")
         echo "# --dtype bf16: loss $a with the default attention, $o with DSK_CUDA_ATTN=$attn"
