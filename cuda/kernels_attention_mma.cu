@@ -37,6 +37,9 @@
 
 typedef __nv_bfloat16 bf16;
 
+/* log2(e) and ln(2): scores and lse go between natural and log2 units. */
+static constexpr float MMA_LOG2E = 1.4426950408889634f, MMA_LN2 = 0.69314718056f;
+
 /* Keys a tile of the forward and of dQ (their loops' step; dQ's own at
  * 8 warps and heads of 128, mma_dq_smem). */
 enum { MMA_BC = 64 };
@@ -269,7 +272,7 @@ __global__ void __launch_bounds__(32 * W)
             continue;
         const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
         if (t == 0)
-            lse[bh * T + i] = l[r] > 0 ? m[r] * 0.69314718056f + logf(l[r]) : -INFINITY;
+            lse[bh * T + i] = l[r] > 0 ? m[r] * MMA_LN2 + logf(l[r]) : -INFINITY;
         const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
 #pragma unroll
         for (int n = 0; n < DIM_TILES; n++)
@@ -296,6 +299,10 @@ template <int HDP> struct mma_kv_rows {
     enum { BR = HDP >= 128 ? 32 : 64 };
 };
 
+/* A row's lse in log2 units for the backward: a row that saw nothing
+ * (lse -inf) becomes +inf, so that every p of it is 0. */
+__device__ __forceinline__ float mma_lse2(float lse) { return lse == -INFINITY ? INFINITY : lse * MMA_LOG2E; }
+
 /* The rows [i0, i0 + BR) of a query tile, for the backward: the first key
  * each sees (INT_MAX past T), lse in log2 units (+inf for a row that saw
  * nothing, or past T: p = 0) and D. */
@@ -313,8 +320,7 @@ __device__ __forceinline__ void mma_bwd_rows_load(mma_bwd_rows<BR> *st, int i0, 
         float l2 = INFINITY, d = 0;
         if (i < T) {
             first = dsk_attn_first(i, pb[i], local, window);
-            const float lv = lse[bhT + i];
-            l2 = lv == -INFINITY ? INFINITY : lv * 1.4426950408889634f;
+            l2 = mma_lse2(lse[bhT + i]);
             d = D[bhT + i];
         }
         st->first[r] = first;
@@ -460,8 +466,8 @@ __global__ void __launch_bounds__(32 * W)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
-    /* The lane's rows g and g + 8 of the warp's 16: query i, first key,
-     * lse (log2 units; +inf: p = 0) and D. */
+    /* The lane's rows g and g + 8 of the warp's 16: query i, first key
+     * (INT_MAX past T: nothing seen), lse (log2 units; +inf: p = 0) and D. */
     int i_row[2], first[2];
     float lse2[2], Dr[2];
 #pragma unroll
@@ -472,8 +478,7 @@ __global__ void __launch_bounds__(32 * W)
         lse2[r] = INFINITY;
         Dr[r] = 0;
         if (i < T) {
-            const float lv = lse[bh * T + i];
-            lse2[r] = lv == -INFINITY ? INFINITY : lv * 1.4426950408889634f;
+            lse2[r] = mma_lse2(lse[bh * T + i]);
             Dr[r] = D[bh * T + i];
         }
     }
@@ -498,8 +503,8 @@ __global__ void __launch_bounds__(32 * W)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     float p;
-                    mma_grad(s[n][2 * r + e], dp[n][2 * r + e], i_row[r] < T ? i_row[r] : -1,
-                             j0 + 8 * n + 2 * t + e, first[r], lse2[r], Dr[r], scale_log2, &p, &dp[n][2 * r + e]);
+                    mma_grad(s[n][2 * r + e], dp[n][2 * r + e], i_row[r], j0 + 8 * n + 2 * t + e, first[r],
+                             lse2[r], Dr[r], scale_log2, &p, &dp[n][2 * r + e]);
                 }
         /* dQ += dS K (scaled at the end). */
         mma_cb<DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
@@ -522,7 +527,7 @@ static void mma_fwd_launch(dsk_cuda *cb, float *out, float *lse, const float *q,
     auto *kern = mma_fwd_kernel<HDP, W>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
-    const float scale_log2 = 1.4426950408889634f / sqrtf((float)s->hd);
+    const float scale_log2 = MMA_LOG2E / sqrtf((float)s->hd);
     kern<<<grid, 32 * W, L::bytes, cb->stream>>>(out, lse, q, k, v, pos, s->T, s->H, s->KV, s->hd,
                                                  s->kind == DSK_ATTN_LOCAL, s->window, scale_log2, nqt, out_h);
     LAUNCHED(cb, "attention_fwd (mma.sync)");
@@ -555,7 +560,7 @@ static void mma_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const 
     typedef mma_dq_smem<HDP, W> LQ;
     static_assert(LKV::bytes <= 99 * 1024 && LQ::bytes <= 99 * 1024, "over sm_86's 99 KB of shared memory");
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
-    const float scale = 1.0f / sqrtf((float)hd), scale_log2 = 1.4426950408889634f * scale;
+    const float scale = 1.0f / sqrtf((float)hd), scale_log2 = MMA_LOG2E * scale;
     const int kv_nqt = (T + LKV::BR - 1) / LKV::BR, nkt = (T + LKV::BC - 1) / LKV::BC, nqt = (T + LQ::BR - 1) / LQ::BR;
     auto *kkv = mma_dkdv_kernel<HDP, W>;
     auto *kq = mma_dq_kernel<HDP, W>;
