@@ -97,23 +97,39 @@ static void work(void *arg, void *batch_arg, int worker)
     }
 }
 
+/* The decimal digits of v, written back from end; returns the first. */
+static char *put_decimal(char *end, uint32_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    while (v >= 100) {
+        end -= 2;
+        memcpy(end, pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, pairs + 2 * v, 2);
+    } else {
+        *--end = (char)('0' + v);
+    }
+    return end;
+}
+
 static void write_ids(run *r, const dskt_record *rec)
 {
     dsk_buf *line = &r->line;
     dsk_buf_clear(line);
-    dsk_buf_reserve(line, (size_t)rec->n_tokens * 9 + 1);
+    dsk_buf_reserve(line, (size_t)rec->n_tokens * 11 + 1);
     char *o = line->data;
     for (uint32_t i = 0; i < rec->n_tokens; i++) {
-        char digits[10];
-        int k = 0;
-        uint32_t v = rec->tokens[i];
-        do
-            digits[k++] = (char)('0' + v % 10);
-        while ((v /= 10) != 0);
+        char digits[10], *first = put_decimal(digits + sizeof digits, rec->tokens[i]);
+        size_t k = (size_t)(digits + sizeof digits - first);
         if (i)
             *o++ = ' ';
-        while (k)
-            *o++ = digits[--k];
+        memcpy(o, first, k);
+        o += k;
     }
     *o++ = '\n';
     fwrite(line->data, 1, (size_t)(o - line->data), r->out);

@@ -42,6 +42,7 @@ void dsk_tokenizer_free(dsk_tokenizer *t)
     free(t->tok);
     free(t->is_special);
     free(t->index);
+    free(t->pair_id);
     for (size_t i = 0; i < t->n_specials; i++)
         free(t->specials[i].text);
     free(t->specials);
@@ -52,20 +53,71 @@ void dsk_tokenizer_free(dsk_tokenizer *t)
     memset(t, 0, sizeof *t);
 }
 
-/* The index keeps the high half of each token's hash beside its id, so a
- * probe that meets another token is rejected without touching its bytes. */
-static size_t slot_of(uint64_t h, size_t cap) { return (size_t)h & (cap - 1); }
-static uint64_t tag_of(uint64_t h) { return h & 0xFFFFFFFF00000000ull; }
+/* The index, bytes -> id.  Encoding spends most of its time here (a
+ * lookup for every pair a merge considers), so:
+ *   - 1-byte tokens are byte_id[] and 2-byte ones pair_id[] (256 KB,
+ *     mostly in L2: a word's merges start with all its byte pairs);
+ *   - longer ones are in a hash table, open addressing over 16-byte
+ *     slots, at most half full.  A token of at most 8 bytes, most of
+ *     them, is its own key: its bytes, zero-padded, beside its length,
+ *     and its lookup reads one slot and nothing else.  A longer token's
+ *     key is its 64-bit hash, confirmed against its bytes in the pool. */
+typedef struct dsk_bpe_slot {
+    uint64_t key;
+    uint32_t len;
+    uint32_t id_plus1;  /* 0: empty */
+} dsk_bpe_slot;
+
+enum { INLINE_KEY_BYTES = 8 };
+
+/* The first n <= 8 bytes at p as a little-endian word, zero above them,
+ * without reading past p + n: two overlapping loads (the bytes they share
+ * land in the same place in both). */
+static inline uint64_t short_key(const uint8_t *p, size_t n)
+{
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + n - 4, 4);
+        return lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    if (n == 0)
+        return 0;
+    return p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
+static inline uint64_t key_of(const void *bytes, size_t len)
+{
+    return len <= INLINE_KEY_BYTES ? short_key(bytes, len) : dsk_hash64(bytes, len);
+}
+
+/* A short key is not yet mixed: multiply and fold (the high bits of the
+ * product depend on every bit of the key). */
+static inline size_t slot_of(uint64_t key, size_t len, size_t cap)
+{
+    uint64_t h = (key ^ len) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h ^ h >> 29) & (cap - 1);
+}
 
 static void index_insert(dsk_tokenizer *t, uint32_t id)
 {
     size_t len;
     const char *b = dsk_tokenizer_bytes(t, id, &len);
-    uint64_t h = dsk_hash64(b, len);
-    size_t j = slot_of(h, t->index_cap);
-    while (t->index[j])
+    if (len == 1)
+        return;  /* byte_id */
+    if (len == 2) {
+        if (!t->pair_id) {
+            t->pair_id = dsk_xmalloc(65536 * sizeof *t->pair_id);
+            memset(t->pair_id, 0xFF, 65536 * sizeof *t->pair_id);
+        }
+        t->pair_id[short_key((const uint8_t *)b, 2)] = id;
+        return;
+    }
+    uint64_t key = key_of(b, len);
+    size_t j = slot_of(key, len, t->index_cap);
+    while (t->index[j].id_plus1)
         j = (j + 1) & (t->index_cap - 1);
-    t->index[j] = tag_of(h) | (id + 1);
+    t->index[j] = (dsk_bpe_slot){key, (uint32_t)len, id + 1};
 }
 
 static void index_grow(dsk_tokenizer *t, size_t want)
@@ -91,22 +143,34 @@ uint32_t dsk_tokenizer_special(const dsk_tokenizer *t, const char *text)
     return DSK_BPE_NO_TOKEN;
 }
 
-uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len)
+/* The id of the token of len >= 3 bytes whose key (key_of) is key. */
+static uint32_t index_find(const dsk_tokenizer *t, const void *bytes, size_t len, uint64_t key)
 {
     if (!t->index_cap)
         return DSK_BPE_NO_TOKEN;
-    uint64_t h = dsk_hash64(bytes, len), tag = tag_of(h);
-    size_t j = slot_of(h, t->index_cap);
-    for (uint64_t e; (e = t->index[j]) != 0; j = (j + 1) & (t->index_cap - 1)) {
-        if ((e & 0xFFFFFFFF00000000ull) != tag)
+    for (size_t j = slot_of(key, len, t->index_cap);; j = (j + 1) & (t->index_cap - 1)) {
+        const dsk_bpe_slot *e = &t->index[j];
+        if (!e->id_plus1)
+            return DSK_BPE_NO_TOKEN;
+        if (e->key != key || e->len != len)
             continue;
-        uint32_t id = (uint32_t)e - 1;
+        if (len <= INLINE_KEY_BYTES)
+            return e->id_plus1 - 1;
         size_t l;
-        const char *b = dsk_tokenizer_bytes(t, id, &l);
-        if (l == len && memcmp(b, bytes, len) == 0)
-            return id;
+        const char *b = dsk_tokenizer_bytes(t, e->id_plus1 - 1, &l);
+        if (memcmp(b, bytes, len) == 0)
+            return e->id_plus1 - 1;
     }
-    return DSK_BPE_NO_TOKEN;
+}
+
+uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t len)
+{
+    const uint8_t *b = bytes;
+    if (len == 1)
+        return t->byte_id[b[0]];
+    if (len == 2)
+        return t->pair_id ? t->pair_id[b[0] | b[1] << 8] : DSK_BPE_NO_TOKEN;
+    return len ? index_find(t, bytes, len, key_of(bytes, len)) : DSK_BPE_NO_TOKEN;
 }
 
 static int add_entry(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t len, int special, dsk_err *err)
@@ -183,7 +247,7 @@ int dsk_tokenizer_set_pattern(dsk_tokenizer *t, const char *pattern, dsk_err *er
         pcre2_get_error_message(code, msg, sizeof msg);
         return dsk_fail(err, EX_USAGE, "bad pre-tokenizer pattern: %s at offset %zu", (char *)msg, (size_t)off);
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    t->re_jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     if (t->re)
         pcre2_code_free(t->re);
     free(t->pattern);
@@ -215,6 +279,7 @@ void dsk_bpe_encoder_free(dsk_bpe_encoder *e)
     pcre2_match_data_free(e->match_data);
     free(e->ids);
     free(e->work);
+    free(e->piece_cache);
     memset(e, 0, sizeof *e);
 }
 
@@ -371,32 +436,75 @@ void dsk_bpe_encode_piece_with(const dsk_tokenizer *t, dsk_bpe_encoder *e, const
         merge_linear(t, e, p, n);
 }
 
+/* The encoder's cache of pieces that are not one token.  Merging a word
+ * costs about three index lookups a byte, each likely a cache miss (the
+ * index of cl100k is 4 MB), and the same words come back: a hit costs one
+ * line.  Direct-mapped by the piece's hash; a piece of at most
+ * PIECE_CACHE_BYTES that merges into at most PIECE_CACHE_IDS tokens is
+ * kept with its bytes, so a hit is exact.  One 64-byte line an entry. */
+enum { PIECE_CACHE_SLOTS = 16384, PIECE_CACHE_BYTES = 30, PIECE_CACHE_IDS = 8 };
+
+typedef struct dsk_bpe_cached_piece {
+    uint32_t ids[PIECE_CACHE_IDS];
+    uint8_t bytes[PIECE_CACHE_BYTES];
+    uint8_t len;  /* 0: empty */
+    uint8_t n_ids;
+} dsk_bpe_cached_piece;
+
+/* Merges a piece of 2 .. PIECE_CACHE_BYTES bytes, through the cache. */
+static void merge_cached(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
+{
+    if (!e->piece_cache)
+        e->piece_cache = dsk_xcalloc(PIECE_CACHE_SLOTS, sizeof *e->piece_cache);
+    dsk_bpe_cached_piece *c = &e->piece_cache[dsk_hash64(p, n) & (PIECE_CACHE_SLOTS - 1)];
+    if (c->len == n && memcmp(c->bytes, p, n) == 0) {
+        for (unsigned i = 0; i < c->n_ids; i++)
+            push_id(e, c->ids[i]);
+        return;
+    }
+    size_t first = e->n_ids;
+    merge_linear(t, e, p, n);
+    size_t got = e->n_ids - first;
+    if (got <= PIECE_CACHE_IDS) {
+        memcpy(c->ids, e->ids + first, got * sizeof *c->ids);
+        memcpy(c->bytes, p, n);
+        c->len = (uint8_t)n;
+        c->n_ids = (uint8_t)got;
+    }
+}
+
 void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint8_t *p, size_t n)
 {
-    if (n == 1) {
-        push_id(e, t->byte_id[p[0]]);
+    if (n == 0)
         return;
-    }
     uint32_t whole = dsk_tokenizer_lookup(t, p, n);
-    if (whole != DSK_BPE_NO_TOKEN) {
+    if (whole != DSK_BPE_NO_TOKEN)
         push_id(e, whole);
-        return;
-    }
-    if (n <= 128)
+    else if (n <= PIECE_CACHE_BYTES)
+        merge_cached(t, e, p, n);
+    else if (n <= 128)
         merge_linear(t, e, p, n);
     else
         merge_heap(t, e, p, n);
+}
+
+static void push_bytes(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        push_id(e, t->byte_id[(uint8_t)text[i]]);
 }
 
 static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, dsk_err *err)
 {
     size_t off = 0;
     while (off < len) {
-        int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
+        /* pcre2_jit_match: the same match without pcre2_match's checks, a
+         * few percent of encoding when pieces are a word each */
+        int rc = t->re_jit ? pcre2_jit_match(t->re, (PCRE2_SPTR)text, len, off, 0, e->match_data, NULL)
+                           : pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) {
             /* the published patterns match everything; a custom one may not */
-            for (size_t i = off; i < len; i++)
-                push_id(e, t->byte_id[(uint8_t)text[i]]);
+            push_bytes(t, e, text, off, len);
             break;
         }
         if (rc < 0) {
@@ -406,14 +514,12 @@ static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match_data);
         size_t start = ov[0], end = ov[1];
-        for (size_t i = off; i < start; i++)  /* text the pattern skipped */
-            push_id(e, t->byte_id[(uint8_t)text[i]]);
+        push_bytes(t, e, text, off, start);  /* text the pattern skipped */
         if (end == start) {  /* an empty match: take one character as it is */
             end = start + 1;
             while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
                 end++;
-            for (size_t i = start; i < end; i++)
-                push_id(e, t->byte_id[(uint8_t)text[i]]);
+            push_bytes(t, e, text, start, end);
         } else {
             dsk_bpe_encode_piece(t, e, (const uint8_t *)text + start, end - start);
         }

@@ -30,13 +30,15 @@ typedef struct dsk_tokenizer {
     size_t pool_len, pool_cap;
     uint64_t *tok;        /* per id: offset << 24 | length; 0 = unused */
     uint8_t *is_special;  /* per id */
-    uint64_t *index;      /* open addressing: hash tag << 32 | (id + 1); 0 = empty */
+    struct dsk_bpe_slot *index;  /* bytes -> id for tokens of 3 bytes or more (tokenizer.c) */
     size_t index_cap;
     uint32_t byte_id[256];
+    uint32_t *pair_id;    /* 65536: the id of the 2-byte token b0 | b1 << 8, or DSK_BPE_NO_TOKEN */
     dsk_bpe_special *specials;  /* longest text first */
     size_t n_specials;
     char *pattern;        /* pre-tokenizer regex */
     void *re;             /* pcre2_code_8 */
+    int re_jit;           /* re is JIT-compiled: matched through pcre2_jit_match */
     char *name;
 } dsk_tokenizer;
 
@@ -72,6 +74,7 @@ typedef struct dsk_bpe_encoder {
     size_t n_ids, cap_ids;
     void *work;  /* merge scratch */
     size_t work_cap;
+    struct dsk_bpe_cached_piece *piece_cache;  /* pieces that merge into several tokens (tokenizer.c) */
 } dsk_bpe_encoder;
 
 void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t);

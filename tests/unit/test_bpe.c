@@ -90,6 +90,75 @@ TEST(heap_and_scan_agree)
     dsk_tokenizer_free(&t);
 }
 
+/* The index keeps tokens of up to 8 bytes as their own zero-padded key:
+ * a token and the same bytes with zeros after them, or a prefix, must
+ * not be confused; nor tokens on either side of 8 bytes. */
+TEST(lookup_finds_every_token_and_nothing_else)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    dsk_err err = {0};
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } extra[] = {{"a\0", 2},      {"a\0\0", 3},        {"\0\0\0", 3},         {"abcdefg", 7},
+                 {"abcdefgh", 8}, {"abcdefghi", 9},    {"abcdefgh\0", 9},     {"\0abcdefg", 8},
+                 {"q\0q\0", 4},   {"longer than sixteen bytes", 25}, {"zz", 2}, {"zzz", 3}};
+    uint32_t first = 400;
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+        CHECK(dsk_tokenizer_add(&t, first + (uint32_t)i, extra[i].bytes, extra[i].len, &err) == 0);
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+        CHECK(dsk_tokenizer_lookup(&t, extra[i].bytes, extra[i].len) == first + i);
+    for (uint32_t id = 0; id < t.n_vocab; id++) {
+        size_t len;
+        const char *b = dsk_tokenizer_bytes(&t, id, &len);
+        if (len && !dsk_tokenizer_is_special(&t, id))
+            CHECK(dsk_tokenizer_lookup(&t, b, len) == id);
+    }
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } absent[] = {{"\0\0", 2},  {"a\0\0\0", 4}, {"abcdef", 6},       {"abcdefghij", 10}, {"abcdefgh\0\0", 10},
+                  {"q\0q", 3}, {"zzzz", 4},      {"longer than sixteen byte", 24}, {"", 0},
+                  {"abcdefXY", 8}, {"abcdeXgh", 8},   {"Xbcdefgh", 8},     {"abcXefg", 7}};
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
+        CHECK(dsk_tokenizer_lookup(&t, absent[i].bytes, absent[i].len) == DSK_BPE_NO_TOKEN);
+    dsk_tokenizer_free(&t);
+}
+
+/* Pieces that merge into several tokens go through the encoder's cache:
+ * more distinct pieces than it has slots, each encoded twice in a
+ * scrambled order, must give what merging them afresh gives. */
+TEST(piece_cache_agrees_with_merging)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    enum { PIECES = 40000 };
+    dsk_bpe_encoder cached, fresh;
+    dsk_bpe_encoder_init(&cached, &t);
+    dsk_bpe_encoder_init(&fresh, &t);
+    int same = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned k = 0; k < PIECES; k++) {
+            unsigned piece = pass ? (k * 7919u) % PIECES : k, state = piece * 2654435761u + 1;
+            uint8_t buf[32];
+            size_t n = 2 + piece % 29;
+            for (size_t i = 0; i < n; i++) {
+                state = state * 1103515245u + 12345u;
+                buf[i] = "abth "[(state >> 16) % 5];
+            }
+            cached.n_ids = fresh.n_ids = 0;
+            dsk_bpe_encode_piece(&t, &cached, buf, n);
+            dsk_bpe_encode_piece_with(&t, &fresh, buf, n, 0);
+            same &= cached.n_ids == fresh.n_ids && memcmp(cached.ids, fresh.ids, fresh.n_ids * sizeof *fresh.ids) == 0;
+        }
+    }
+    CHECK(same);
+    dsk_bpe_encoder_free(&cached);
+    dsk_bpe_encoder_free(&fresh);
+    dsk_tokenizer_free(&t);
+}
+
 TEST(decode_inverts_encode)
 {
     dsk_tokenizer t;
@@ -165,5 +234,6 @@ TEST(merge_pairs_for_tokenizer_json)
     dsk_tokenizer_free(&t);
 }
 
-RUN_TESTS(T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree), T(decode_inverts_encode),
+RUN_TESTS(T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
+          T(lookup_finds_every_token_and_nothing_else), T(piece_cache_agrees_with_merging), T(decode_inverts_encode),
           T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json))
