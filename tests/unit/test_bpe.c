@@ -63,6 +63,22 @@ TEST(specials_only_when_allowed)
     dsk_tokenizer_free(&t);
 }
 
+/* n pseudo-random bytes over "abth " (the tiny vocabulary's letters) into
+ * buf, from *state. */
+static void random_piece(uint8_t *buf, size_t n, unsigned *state)
+{
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 1103515245u + 12345u;
+        buf[i] = "abth "[(*state >> 16) % 5];
+    }
+}
+
+/* The same ids from two encoders' last pieces. */
+static int same_ids(const dsk_bpe_encoder *a, const dsk_bpe_encoder *b)
+{
+    return a->n_ids == b->n_ids && memcmp(a->ids, b->ids, a->n_ids * sizeof *a->ids) == 0;
+}
+
 TEST(heap_and_scan_agree)
 {
     dsk_tokenizer t;
@@ -75,14 +91,11 @@ TEST(heap_and_scan_agree)
     for (int iter = 0; iter < 300; iter++) {
         uint8_t buf[400];
         size_t n = 2 + (size_t)(iter % 398);
-        for (size_t i = 0; i < n; i++) {
-            state = state * 1103515245u + 12345u;
-            buf[i] = "abth "[(state >> 16) % 5];
-        }
+        random_piece(buf, n, &state);
         a.n_ids = b.n_ids = 0;
         dsk_bpe_encode_piece_with(&t, &a, buf, n, 0);
         dsk_bpe_encode_piece_with(&t, &b, buf, n, 1);
-        same &= a.n_ids == b.n_ids && memcmp(a.ids, b.ids, a.n_ids * sizeof *a.ids) == 0;
+        same &= same_ids(&a, &b);
     }
     CHECK(same);
     dsk_bpe_encoder_free(&a);
@@ -143,14 +156,11 @@ TEST(piece_cache_agrees_with_merging)
             unsigned piece = pass ? (k * 7919u) % PIECES : k, state = piece * 2654435761u + 1;
             uint8_t buf[32];
             size_t n = 2 + piece % 29;
-            for (size_t i = 0; i < n; i++) {
-                state = state * 1103515245u + 12345u;
-                buf[i] = "abth "[(state >> 16) % 5];
-            }
+            random_piece(buf, n, &state);
             cached.n_ids = fresh.n_ids = 0;
             dsk_bpe_encode_piece(&t, &cached, buf, n);
             dsk_bpe_encode_piece_with(&t, &fresh, buf, n, 0);
-            same &= cached.n_ids == fresh.n_ids && memcmp(cached.ids, fresh.ids, fresh.n_ids * sizeof *fresh.ids) == 0;
+            same &= same_ids(&cached, &fresh);
         }
     }
     CHECK(same);
