@@ -441,8 +441,10 @@ void dsk_bpe_encode_piece_with(const dsk_tokenizer *t, dsk_bpe_encoder *e, const
  * index of cl100k is 4 MB), and the same words come back: a hit costs one
  * line.  Direct-mapped by the piece's hash; a piece of at most
  * PIECE_CACHE_BYTES that merges into at most PIECE_CACHE_IDS tokens is
- * kept with its bytes, so a hit is exact.  One 64-byte line an entry. */
-enum { PIECE_CACHE_SLOTS = 16384, PIECE_CACHE_BYTES = 30, PIECE_CACHE_IDS = 8 };
+ * kept with its bytes, so a hit is exact.  One 64-byte line an entry.
+ * The cache (1 MiB) is made once an encoder has merged PIECE_CACHE_AFTER
+ * pieces: one that encodes a short prompt and is freed never needs it. */
+enum { PIECE_CACHE_SLOTS = 16384, PIECE_CACHE_BYTES = 30, PIECE_CACHE_IDS = 8, PIECE_CACHE_AFTER = 256 };
 
 typedef struct dsk_bpe_cached_piece {
     uint32_t ids[PIECE_CACHE_IDS];
@@ -480,7 +482,7 @@ void dsk_bpe_encode_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const uint
     uint32_t whole = dsk_tokenizer_lookup(t, p, n);
     if (whole != DSK_BPE_NO_TOKEN)
         push_id(e, whole);
-    else if (n <= PIECE_CACHE_BYTES)
+    else if (n <= PIECE_CACHE_BYTES && (e->piece_cache || ++e->n_merged > PIECE_CACHE_AFTER))
         merge_cached(t, e, p, n);
     else if (n <= 128)
         merge_linear(t, e, p, n);

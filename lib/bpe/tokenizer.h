@@ -75,6 +75,7 @@ typedef struct dsk_bpe_encoder {
     void *work;  /* merge scratch */
     size_t work_cap;
     struct dsk_bpe_cached_piece *piece_cache;  /* pieces that merge into several tokens (tokenizer.c) */
+    size_t n_merged;                           /* pieces merged before the cache was made */
 } dsk_bpe_encoder;
 
 void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t);
