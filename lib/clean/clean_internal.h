@@ -48,7 +48,8 @@ typedef struct clean_worker {
     int view_current;  /* view describes the current document's text */
     dsk_filter_scratch fscratch;
     dsk_rules_matcher matcher;
-    uint64_t *sig, *shingles;
+    uint32_t *sig;       /* MinHash signature */
+    uint64_t *shingles;
     size_t cap_shingles;
 } clean_worker;
 

@@ -197,8 +197,8 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
     if (!rc) {
         if (c->dedup_db) {
             char params[128];
-            snprintf(params, sizeof params, "minhash ngram=%d bands=%d rows=%d", c->minhash_ngram,
-                     c->minhash_bands, c->minhash_rows);
+            snprintf(params, sizeof params, "minhash ngram=%d bands=%d rows=%d " DSK_MINHASH_PARAMS,
+                     c->minhash_ngram, c->minhash_bands, c->minhash_rows);
             rc = dsk_dedup_open_lmdb(&r.dedup, c->dedup_db, params, err);
         } else {
             rc = dsk_dedup_open_memory(&r.dedup, c->dedup_memory);
