@@ -37,7 +37,7 @@
 typedef struct lt_key {
     int ta, tb, M, N, K;
     int type;                        /* cudaDataType of A and B */
-    int align_a, align_b, align_c;   /* bytes (up to 256) of cuBLASLt's A (our B), B (our A), C */
+    int align_a, align_b, align_c;   /* bytes (up to 16) of cuBLASLt's A (our B), B (our A), C */
 } lt_key;                            /* ints only: no padding, memcmp compares it */
 
 typedef struct lt_plan {
@@ -58,14 +58,21 @@ struct dsk_cuda_lt {
     lt_plan plans[LT_SETS][LT_WAYS];
 };
 
-/* The largest power of two (up to 256) the address is a multiple of:
- * the heuristic assumes 256 unless told, and an algorithm picked for
- * aligned operands may not run on an expert's block inside a buffer. */
+/* The largest power of two (up to 16) the address is a multiple of: the
+ * heuristic assumes 256 unless told, and an algorithm picked for aligned
+ * operands may not run on an expert's block inside a buffer.  Capped at
+ * 16 bytes (what the tensor-core kernels' vector loads need), so that
+ * an operand 256-aligned and one 16-aligned run the same algorithm, the
+ * same bits: a weight's 16-bit copy sits at its offset in the weights'
+ * copy (16-byte aligned or not used, weights_copy.cu), a fresh
+ * conversion at the start of a cudaMalloc'ed buffer.  On an H200 the two
+ * together made training with the copies and without
+ * (DSK_CUDA_HALF_CACHE=0) give the same weights bit for bit. */
 static int align_of(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     a &= ~a + 1;
-    return a == 0 || a > 256 ? 256 : (int)a;
+    return a == 0 || a > 16 ? 16 : (int)a;
 }
 
 static uint32_t key_hash(const lt_key *k)

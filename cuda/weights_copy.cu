@@ -98,14 +98,26 @@ void dsk_cuda_register_weights(dsk_backend *be, const float *w, size_t n)
         *free_e = dsk_cuda_wcopy{w, n, NULL, -1};
 }
 
+/* A weight whose 16-bit copy starts 16-byte aligned (its offset in the
+ * buffer a multiple of 8): the others convert through the slots.  On an
+ * H200, cuBLAS ran other kernels on a copy only 2-byte aligned (every
+ * weight after a hybrid layer's one-float alpha) than on the slots'
+ * buffers, so the same product gave other bits with the copies than
+ * without, and ran slower. */
+static dsk_cuda_wcopy *aligned_holder(dsk_cuda *cb, const float *p, size_t n)
+{
+    dsk_cuda_wcopy *e = holder(cb, p, n);
+    return e && (size_t)(p - e->w) % 8 == 0 ? e : NULL;
+}
+
 int dsk_cuda_weights_hold(dsk_cuda *cb, int dtype, const float *p, size_t n)
 {
-    return (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) && holder(cb, p, n) != NULL;
+    return (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) && aligned_holder(cb, p, n) != NULL;
 }
 
 const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh)
 {
-    dsk_cuda_wcopy *e = holder(cb, p, n);
+    dsk_cuda_wcopy *e = aligned_holder(cb, p, n);
     *fresh = 0;
     if (!e || (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16))
         return NULL;
