@@ -143,11 +143,12 @@ uint32_t dsk_tokenizer_special(const dsk_tokenizer *t, const char *text)
     return DSK_BPE_NO_TOKEN;
 }
 
-/* The id of the token of len >= 3 bytes whose key (key_of) is key. */
-static uint32_t index_find(const dsk_tokenizer *t, const void *bytes, size_t len, uint64_t key)
+/* The id of the token of len >= 3 bytes. */
+static uint32_t index_find(const dsk_tokenizer *t, const void *bytes, size_t len)
 {
     if (!t->index_cap)
         return DSK_BPE_NO_TOKEN;
+    uint64_t key = key_of(bytes, len);
     for (size_t j = slot_of(key, len, t->index_cap);; j = (j + 1) & (t->index_cap - 1)) {
         const dsk_bpe_slot *e = &t->index[j];
         if (!e->id_plus1)
@@ -169,8 +170,8 @@ uint32_t dsk_tokenizer_lookup(const dsk_tokenizer *t, const void *bytes, size_t 
     if (len == 1)
         return t->byte_id[b[0]];
     if (len == 2)
-        return t->pair_id ? t->pair_id[b[0] | b[1] << 8] : DSK_BPE_NO_TOKEN;
-    return len ? index_find(t, bytes, len, key_of(bytes, len)) : DSK_BPE_NO_TOKEN;
+        return t->pair_id ? t->pair_id[short_key(b, 2)] : DSK_BPE_NO_TOKEN;
+    return len ? index_find(t, bytes, len) : DSK_BPE_NO_TOKEN;
 }
 
 static int add_entry(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t len, int special, dsk_err *err)

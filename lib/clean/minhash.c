@@ -98,8 +98,6 @@ void dsk_minhash_signature(const dsk_minhash *mh, const dsk_text_view *v, uint32
                            size_t *scratch_cap)
 {
     size_t nh = (size_t)mh->bands * (size_t)mh->rows;
-    for (size_t i = 0; i < nh; i++)
-        sig[i] = UINT32_MAX;
     if (*scratch_cap < v->n_words + 1) {
         *scratch_cap = v->n_words * 2 + 16;
         free(*scratch);
@@ -111,8 +109,11 @@ void dsk_minhash_signature(const dsk_minhash *mh, const dsk_text_view *v, uint32
         if (!(v->words[i].flags & DSK_WORD_PUNCT_ONLY))
             wh[nw++] = word_hash(v, &v->words[i]);
     size_t n = (size_t)mh->ngram;
-    if (nw == 0)
-        return;  /* no words: the all-max signature; callers skip such documents */
+    if (nw == 0) {  /* no words: the all-max signature; callers skip such documents */
+        for (size_t i = 0; i < nh; i++)
+            sig[i] = UINT32_MAX;
+        return;
+    }
     size_t n_shingles = nw >= n ? nw - n + 1 : 1;
     size_t span = nw >= n ? n : nw;
     /* each shingle's hash in place of its first word's: later shingles
