@@ -149,7 +149,7 @@ static void cuda_zero(dsk_backend *be, void *p, size_t bytes)
  * addend cuBLASLt reads in the product's epilogue (its C, our C its D);
  * every other path copies it into C first. */
 static void gemm_into(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B,
-                      float beta, const float *Cin, float *C)
+                      float beta, const float *Cin, float *C, int ragged)
 {
     dsk_backend *be = &cb->be;
     if (M <= 0 || N <= 0)
@@ -182,7 +182,7 @@ static void gemm_into(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float a
         snprintf(shape, sizeof shape, "%s %dx%dx%d %c%c", t == CUDA_R_16BF ? "bf16" : t == CUDA_R_16F ? "fp16" : "fp32",
                  M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N');
     dsk_cuda_prof_scope timed(cb, shape, 2.0 * M * N * K);
-    if (cb->lt && dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, Cin, C))
+    if (cb->lt && dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, Cin, C, ragged))
         return;
     if (Cin != C)
         CUDA_CHECK(cudaMemcpyAsync(C, Cin, c_bytes, cudaMemcpyDeviceToDevice, cb->stream));
@@ -199,7 +199,16 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
                    float beta, float *C)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
-    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, beta, C, C);
+    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, beta, C, C, 0);
+    if (cb->sync_each)
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+}
+
+void dsk_cuda_gemm_ragged(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                          const float *B, float beta, float *C)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, beta, C, C, 1);
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));
 }
@@ -212,7 +221,7 @@ void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, flo
     size_t bytes = (size_t)(M > 0 ? M : 0) * (size_t)(N > 0 ? N : 0) * sizeof *C;
     if (R != C && r < c + bytes && c < r + bytes)
         dsk_die(EX_SOFTWARE, "cuda: gemm_add: the addend overlaps the output without being it");
-    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, 1.0f, R, C);
+    gemm_into(cb, ta, tb, M, N, K, alpha, A, B, 1.0f, R, C, 0);
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));
 }
@@ -442,6 +451,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(moe_combine, dsk_cuda_moe_combine, true);
     OP(moe_combine_bwd, dsk_cuda_moe_combine_bwd, true);
     OP(moe_scatter_add, dsk_cuda_moe_scatter_add, true);
+    OP(moe_balance_stats, dsk_cuda_moe_balance_stats, false);   /* writes host arrays only */
     OP(moe_route_bwd, dsk_cuda_moe_route_bwd, true);
     OP(adamw, dsk_cuda_adamw, true);
     OP(register_weights, dsk_cuda_register_weights, false);

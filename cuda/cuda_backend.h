@@ -6,8 +6,8 @@
  * defines DSK_HAVE_CUDA and dsk_backend_new("cuda") lands here.
  *
  * Execution: every op is queued on one CUDA stream and returns at once;
- * download(), sumsq() and moe_dispatch() (the ops that hand values to
- * the host) wait for the stream, so callers see the synchronous
+ * download(), sumsq(), moe_dispatch() and moe_balance_stats() (the ops
+ * that hand values to the host) wait for the stream, so callers see the synchronous
  * behaviour backend.h promises.  A failing CUDA or cuBLAS call ends the
  * process with a message naming the call (dsk_die: EX_OSERR when device
  * memory runs out, EX_SOFTWARE otherwise).
@@ -128,6 +128,11 @@ int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */
 int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels);
+
+/* How many cuBLASLt plans (heuristic queries) be has made so far, for
+ * tests/gpu/test_cuda_gemm_lt.c; -1 when be is not a cuda backend or
+ * has no cuBLASLt. */
+long dsk_cuda_lt_plans_made(dsk_backend *be);
 
 #ifdef __cplusplus
 }

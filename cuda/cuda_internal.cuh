@@ -317,6 +317,9 @@ void dsk_cuda_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float a
                    float beta, float *C);
 void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                        const float *B, const float *R, float *C);
+/* gemm for one of gemm_grouped's products (gemm_lt.cu's ragged plans). */
+void dsk_cuda_gemm_ragged(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                          const float *B, float beta, float *C);
 /* gemm_lt.cu: cuBLASLt for cb (NULL, and with cb->verbose why on
  * stderr, when it cannot be had); its end. */
 dsk_cuda_lt *dsk_cuda_lt_new(dsk_cuda *cb);
@@ -324,9 +327,11 @@ void dsk_cuda_lt_destroy(dsk_cuda_lt *lt);
 /* Row-major C[M,N] = alpha op(A) op(B) + beta Cin through cuBLASLt (Cin
  * is C, or an addend of the same shape apart from it), A and B of type t,
  * C float32, queued on cb's stream.  0 (nothing queued) when
- * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS. */
+ * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS.
+ * ragged: one of many products whose shapes change from call to call
+ * (gemm_grouped's experts), planned by its shape rounded up. */
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, const float *Cin, float *C);
+                     cudaDataType t, float beta, const float *Cin, float *C, int ragged);
 /* kernels_int4.cu: register_int4; gemm's int4 path (1 when it did the
  * product: W registered, A·Wᵀ with at most 8 rows of A, alpha 1; else 0
  * and nothing queued); the layers' end (cuda_destroy). */
@@ -380,6 +385,8 @@ void dsk_cuda_moe_combine_bwd(dsk_backend *be, float *dyp, float *dgate, const f
                               const int32_t *slot_row, const float *gate, int n, int k, int d);
 void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
                               int d);
+void dsk_cuda_moe_balance_stats(dsk_backend *be, double *q_sum, long *sel_count, double *sums, const float *probs,
+                                const int32_t *sel, const float *logits, int rows_per, int n, int E, int k);
 void dsk_cuda_moe_route_bwd(dsk_backend *be, float *dlogits, const float *dgate, const float *probs,
                             const int32_t *sel, const float *gate, const float *logits, const float *aux_w,
                             int rows_per, float z_coef, int n, int E, int k, int router);

@@ -5,7 +5,8 @@
  * row-major swap of cuda_backend.cu's gemm applied per group.  TF32 as
  * gemm: the handle's math mode (DSK_CUDA_TF32=1) decides.
  *
- * bf16 / fp16: a loop over gemm (the cuBLASLt plans), by choice: the
+ * bf16 / fp16: a loop over gemm (the cuBLASLt plans, ragged: planned
+ * by their shapes rounded up, gemm_lt.cu), by choice: the
  * grouped call takes 16-bit operands only with a 16-bit output, and
  * ours is float32; each group's operands are converted by gemm anyway.
  * The loop is also the way when cuBLAS has no grouped call (before 12.5)
@@ -122,7 +123,7 @@ void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int
         /* Empty groups leave C as it is (gemm would scale it by beta when K is 0). */
         for (int g = 0; g < count; g++)
             if (nonempty(M, N, K, g))
-                dsk_cuda_gemm(be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+                dsk_cuda_gemm_ragged(be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
         return;
     }
 

@@ -6,8 +6,17 @@
  * the plans are kept per shape (the transposes, M, N, K, the operands'
  * type and the pointers' alignment) in a small cache, 4-way set
  * associative with the least recently used plan out: a training step
- * meets a few dozen dense shapes again and again, plus the MoE experts'
- * rows, which change every step.
+ * meets a few dozen dense shapes again and again.
+ *
+ * The MoE experts' products are ragged: their rows change every step.
+ * Planned per exact shape, nearly every one of them would query the
+ * heuristic (16 experts x 8 products a layer at moe-1.3b, each tens of
+ * microseconds of host time while the GPU waits), and they would push
+ * the dense shapes' plans out of the cache.  gemm_grouped asks for
+ * ragged products: the plan is the one of the shape rounded up to a
+ * quarter octave in each dimension (ragged_dim), run on layouts of the
+ * product's own shape, so that a few dozen plans serve every step.  A
+ * shape whose rounded plan refuses it gets a plan of its own.
  *
  * Determinism: a shape always runs the heuristic's first algorithm
  * (the heuristic is a model, not a timing, so a plan made again after
@@ -55,6 +64,7 @@ struct dsk_cuda_lt {
     size_t work_len;
     unsigned long long tick;
     int said;                        /* verbose: a shape's fallback was told */
+    long plans_made;                 /* heuristic queries, for the tests */
     lt_plan plans[LT_SETS][LT_WAYS];
 };
 
@@ -190,19 +200,69 @@ static lt_plan *plan_for(dsk_cuda *cb, const lt_key *k)
     plan_free(victim);
     victim->key = *k;
     plan_make(cb, victim);
+    lt->plans_made++;
     victim->last_use = ++lt->tick;
     return victim;
 }
 
+/* A ragged product's dimension, rounded up to a quarter octave: 1900
+ * and 2000 rows both plan as 2048, 1700 as 1792 (at most 25% more than
+ * the product has, so the algorithm picked suits it).  Up to 64: as it is. */
+static int ragged_dim(int x)
+{
+    if (x <= 64)
+        return x;
+    int grain = 1 << (31 - __builtin_clz((unsigned)x) - 2);
+    return (int)(((long long)x + grain - 1) / grain * grain);
+}
+
+/* Layouts of the product's own shape for a ragged plan made for a larger
+ * one (destroyed after the call: cublasLtMatmul reads them when it
+ * queues the product). */
+typedef struct own_layouts {
+    cublasLtMatrixLayout_t a, b, c;
+} own_layouts;
+
+static own_layouts own_layouts_make(int ta, int tb, int M, int N, int K, cudaDataType t)
+{
+    own_layouts l;
+    uint64_t m = (uint64_t)M, n = (uint64_t)N, k = (uint64_t)K;
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.a, t, tb ? k : n, tb ? n : k, (int64_t)(tb ? k : n)));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.b, t, ta ? m : k, ta ? k : m, (int64_t)(ta ? m : k)));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.c, CUDA_R_32F, n, m, (int64_t)n));
+    return l;
+}
+
+static void own_layouts_free(own_layouts *l)
+{
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->a));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->b));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->c));
+}
+
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, const float *Cin, float *C)
+                     cudaDataType t, float beta, const float *Cin, float *C, int ragged)
 {
     dsk_cuda_lt *lt = cb->lt;
     int align_c = align_of(C) < align_of(Cin) ? align_of(C) : align_of(Cin);
     lt_key k = {ta != 0, tb != 0, M, N, K, (int)t, align_of(B), align_of(A), align_c};
+    if (ragged) {
+        k.M = ragged_dim(M), k.N = ragged_dim(N), k.K = ragged_dim(K);
+        ragged = k.M != M || k.N != N || k.K != K;
+    }
     lt_plan *p = plan_for(cb, &k);
     if (!p->use_lt)
-        return 0;
+        return ragged ? dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0) : 0;
+    if (ragged) {
+        own_layouts l = own_layouts_make(ta, tb, M, N, K, t);
+        cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, l.a, A, l.b, &beta, Cin, l.c, C, l.c,
+                                               &p->algo, lt->work, lt->work_len, cb->stream);
+        own_layouts_free(&l);
+        if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)
+            return dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0);   /* a plan of its own */
+        CUBLAS_CHECK(s);
+        return 1;
+    }
     cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, p->a, A, p->b, &beta, Cin, p->c, C, p->c,
                                            &p->algo, lt->work, lt->work_len, cb->stream);
     if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
@@ -215,6 +275,13 @@ int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float al
     }
     CUBLAS_CHECK(s);
     return 1;
+}
+
+extern "C" long dsk_cuda_lt_plans_made(dsk_backend *be)
+{
+    if (!be || strcmp(be->name, "cuda") || !dsk_cuda_of(be)->lt)
+        return -1;
+    return dsk_cuda_of(be)->lt->plans_made;
 }
 
 dsk_cuda_lt *dsk_cuda_lt_new(dsk_cuda *cb)

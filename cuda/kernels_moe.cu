@@ -203,6 +203,146 @@ void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, cons
     LAUNCHED(cb, "moe_scatter_add");
 }
 
+/* ---- the balancing losses' statistics ----
+ * A block per 256 tokens of one group (blocks never straddle groups, so
+ * each block's sums belong to one group).  Its threads first take a token
+ * each: the row's sum of probs and logsumexp(logits)^2.  Then they take
+ * (expert, token subset) pairs: with E <= 128, BAL_TOKENS / E threads
+ * share an expert, each over every G-th token (neighbouring threads read
+ * neighbouring probs), and the first E threads add the parts in a fixed
+ * order.  The blocks' parts go back to the host, which adds them block
+ * by block: the same sums on every run, in double as the CPU's. */
+enum { BAL_TOKENS = 256 };
+
+/* Block sum of x in double, in a fixed order (red: BAL_TOKENS doubles). */
+__device__ double balance_block_sum(double x, double *red)
+{
+    int i = threadIdx.x;
+    red[i] = x;
+    __syncthreads();
+    for (int half = BAL_TOKENS / 2; half > 0; half /= 2) {
+        if (i < half)
+            red[i] += red[i + half];
+        __syncthreads();
+    }
+    double s = red[0];
+    __syncthreads();
+    return s;
+}
+
+__global__ void __launch_bounds__(BAL_TOKENS)
+    moe_balance_kernel(double *q_part, int *cnt_part, double *sum_part, const float *probs, const int32_t *sel,
+                       const float *logits, long T, long chunks, int n, int E, int k)
+{
+    __shared__ double row_sum[BAL_TOKENS], part_q[BAL_TOKENS], red[BAL_TOKENS];
+    __shared__ int part_c[BAL_TOKENS];
+    int i = threadIdx.x;
+    long r = blockIdx.x / chunks, c = blockIdx.x % chunks;
+    long t0 = r * T + c * BAL_TOKENS, t1 = t0 + BAL_TOKENS;
+    t1 = t1 < (r + 1) * T ? t1 : (r + 1) * T;
+    t1 = t1 < n ? t1 : n;
+    int cnt = t1 > t0 ? (int)(t1 - t0) : 0;
+
+    double lse2 = 0;
+    if (i < cnt) {
+        const float *pt = probs + (size_t)(t0 + i) * E, *zt = logits + (size_t)(t0 + i) * E;
+        double all = 0, mx = -INFINITY, se = 0;
+        for (int e = 0; e < E; e++) {
+            all += pt[e];
+            mx = zt[e] > mx ? zt[e] : mx;
+        }
+        for (int e = 0; e < E; e++)
+            se += exp(zt[e] - mx);
+        double lse = mx + log(se);
+        lse2 = lse * lse;
+        row_sum[i] = all;
+    }
+    __syncthreads();
+
+    double ent = 0;
+    size_t out = (size_t)blockIdx.x * E;
+    if (E <= BAL_TOKENS / 2) {
+        int G = BAL_TOKENS / E, e = i % E, g = i / E;
+        double qs = 0;
+        int sc = 0;
+        for (int j = g < G ? g : cnt; j < cnt; j += G) {
+            double q = probs[(size_t)(t0 + j) * E + e] / row_sum[j];
+            qs += q;
+            if (q > 0)
+                ent -= q * log(q);
+            for (int s = 0; s < k; s++)
+                sc += sel[(size_t)(t0 + j) * k + s] == e;
+        }
+        part_q[i] = qs;
+        part_c[i] = sc;
+        __syncthreads();
+        if (i < E) {
+            qs = 0, sc = 0;
+            for (int h = 0; h < G; h++)
+                qs += part_q[h * E + i], sc += part_c[h * E + i];
+            q_part[out + i] = qs;
+            cnt_part[out + i] = sc;
+        }
+    } else {
+        for (int e = i; e < E; e += BAL_TOKENS) {
+            double qs = 0;
+            int sc = 0;
+            for (int j = 0; j < cnt; j++) {
+                double q = probs[(size_t)(t0 + j) * E + e] / row_sum[j];
+                qs += q;
+                if (q > 0)
+                    ent -= q * log(q);
+                for (int s = 0; s < k; s++)
+                    sc += sel[(size_t)(t0 + j) * k + s] == e;
+            }
+            q_part[out + e] = qs;
+            cnt_part[out + e] = sc;
+        }
+    }
+    ent = balance_block_sum(ent, red);
+    lse2 = balance_block_sum(lse2, red);
+    if (i == 0) {
+        sum_part[2 * (size_t)blockIdx.x] = ent;
+        sum_part[2 * (size_t)blockIdx.x + 1] = lse2;
+    }
+}
+
+void dsk_cuda_moe_balance_stats(dsk_backend *be, double *q_sum, long *sel_count, double *sums, const float *probs,
+                                const int32_t *sel, const float *logits, int rows_per, int n, int E, int k)
+{
+    dsk_cuda *cb = dsk_cuda_of(be);
+    long T = rows_per > 0 ? rows_per : n, R = n > 0 ? (n + T - 1) / T : 0;
+    memset(q_sum, 0, (size_t)R * E * sizeof *q_sum);
+    memset(sel_count, 0, (size_t)R * E * sizeof *sel_count);
+    sums[0] = sums[1] = 0;
+    if (n <= 0 || E <= 0)
+        return;
+    long chunks = (T + BAL_TOKENS - 1) / BAL_TOKENS, blocks = R * chunks;
+    size_t nq = (size_t)blocks * E, bytes = (nq + 2 * (size_t)blocks) * sizeof(double) + nq * sizeof(int);
+    /* Doubles first: every part stays aligned. */
+    char *dev = (char *)dsk_cuda_scratch(cb, bytes);
+    double *q_part = (double *)dev, *sum_part = q_part + nq;
+    int *cnt_part = (int *)(sum_part + 2 * blocks);
+    moe_balance_kernel<<<(unsigned)blocks, BAL_TOKENS, 0, cb->stream>>>(q_part, cnt_part, sum_part, probs, sel,
+                                                                         logits, T, chunks, n, E, k);
+    LAUNCHED(cb, "moe_balance_stats");
+    char *host = (char *)dsk_xmalloc(bytes);
+    CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, cb->stream));
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    const double *hq = (const double *)host, *hs = hq + nq;
+    const int *hc = (const int *)(hs + 2 * blocks);
+    for (long b = 0; b < blocks; b++) {
+        size_t to = (size_t)(b / chunks) * E, from = (size_t)b * E;
+        for (int e = 0; e < E; e++) {
+            q_sum[to + e] += hq[from + e];
+            sel_count[to + e] += hc[from + e];
+        }
+        sums[0] += hs[2 * b];
+        sums[1] += hs[2 * b + 1];
+    }
+    free(host);
+}
+
 /* The per-token math is the CPU kernel's (lib/ops/route_bwd_row.h). */
 #define ROUTE_REAL float
 #define ROUTE_ROW route_bwd_row

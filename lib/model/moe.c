@@ -174,54 +174,37 @@ static const float *noisy_logits(dsk_backend *be, const dsk_model_config *c, dsk
 
 /* The balancing losses' value, their gradient with respect to the
  * probabilities (uploaded to aux_w), and the layer's statistics.  The
- * selection fractions f are constants to the gradient, as in Switch. */
+ * selection fractions f are constants to the gradient, as in Switch.
+ * The per-token work (normalising, entropy, logsumexp) is the backend's
+ * moe_balance_stats, so that only R*E sums come back to the host. */
 static double balance_losses(dsk_backend *be, const dsk_model_config *c, dsk_moe_bufs *b, dsk_moe_stats *stats,
                              const long *selected, int n, const dsk_moe_run *run)
 {
     int E = c->n_routed_experts, k = c->top_k, T = run->rows_per > 0 ? run->rows_per : n, R = (n + T - 1) / T;
-    size_t count = (size_t)n * E;
-    float *p = dsk_xmalloc(count * sizeof *p), *z = dsk_xmalloc(count * sizeof *z);
-    int32_t *sel = dsk_xmalloc((size_t)n * k * sizeof *sel);
-    be->download(be, p, b->probs, count * sizeof *p);
-    be->download(be, z, b->logits, count * sizeof *z);
-    be->download(be, sel, b->sel, (size_t)n * k * sizeof *sel);
     /* q: what the losses see, the probabilities (softmax) or the scores
-     * normalised over all experts (sigmoid). */
-    double entropy = 0, zsum = 0;
-    double *P = dsk_xcalloc((size_t)E, sizeof *P), *Pr = dsk_xcalloc((size_t)R * E, sizeof *Pr);
-    double *fr = dsk_xcalloc((size_t)R * E, sizeof *fr);
-    for (int t = 0; t < n; t++) {
-        const float *pt = p + (size_t)t * E, *zt = z + (size_t)t * E;
-        double all = 0, mx = -INFINITY, se = 0;
-        for (int e = 0; e < E; e++) {
-            all += pt[e];
-            mx = zt[e] > mx ? zt[e] : mx;
-        }
-        for (int e = 0; e < E; e++) {
-            double q = pt[e] / all;
-            P[e] += q / n;
-            Pr[(size_t)(t / T) * E + e] += q / T;
-            if (q > 0)
-                entropy -= q * log(q);
-            se += exp(zt[e] - mx);
-        }
-        double lse = mx + log(se);
-        zsum += lse * lse;
-        for (int s = 0; s < k; s++)
-            fr[(size_t)(t / T) * E + sel[(size_t)t * k + s]] += 1.0 / ((double)T * k);
-    }
+     * normalised over all experts (sigmoid); P its mean per expert over
+     * all tokens, Pr over each sequence's; fr the sequence's selection
+     * fractions. */
+    double *qs = dsk_xmalloc((size_t)R * E * sizeof *qs), sums[2];
+    long *cnt = dsk_xmalloc((size_t)R * E * sizeof *cnt);
+    be->moe_balance_stats(be, qs, cnt, sums, b->probs, b->sel, b->logits, T, n, E, k);
+    double entropy = sums[0], zsum = sums[1];
     double aux = 0, seq = 0;
     float *w = dsk_xcalloc((size_t)R * E, sizeof *w);
     int use_aux = c->balance == DSK_BALANCE_AUX && c->aux_coef > 0;
     for (int e = 0; e < E; e++) {
-        double f = (double)selected[e] / ((double)n * k);
+        double f = (double)selected[e] / ((double)n * k), P = 0;
+        for (int r = 0; r < R; r++)
+            P += qs[(size_t)r * E + e];
+        P /= n;
         if (use_aux)
-            aux += c->aux_coef * E * f * P[e];
+            aux += c->aux_coef * E * f * P;
         for (int r = 0; r < R; r++) {
+            double Pr = qs[(size_t)r * E + e] / T, fr = (double)cnt[(size_t)r * E + e] / ((double)T * k);
             if (c->seq_aux_coef > 0)
-                seq += c->seq_aux_coef * E * fr[(size_t)r * E + e] * Pr[(size_t)r * E + e] / R;
+                seq += c->seq_aux_coef * E * fr * Pr / R;
             double g = (use_aux ? c->aux_coef * E * f / n : 0) +
-                       (c->seq_aux_coef > 0 ? c->seq_aux_coef * E * fr[(size_t)r * E + e] / ((double)T * R) : 0);
+                       (c->seq_aux_coef > 0 ? c->seq_aux_coef * E * fr / ((double)T * R) : 0);
             w[(size_t)r * E + e] = (float)(g * run->aux_grad_scale);
         }
     }
@@ -237,7 +220,7 @@ static double balance_losses(dsk_backend *be, const dsk_model_config *c, dsk_moe
         stats->tokens += n;
         stats->forwards++;
     }
-    free(p), free(z), free(sel), free(P), free(Pr), free(fr), free(w);
+    free(qs), free(cnt), free(w);
     return aux + seq + zl;
 }
 

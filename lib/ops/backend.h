@@ -171,6 +171,18 @@ struct dsk_backend {
     /* dx[t] += sum over t's kept slots of dxp[row]. */
     void (*moe_scatter_add)(dsk_backend *be, float *dx, const float *dxp, const int32_t *slot_row, int n, int k,
                             int d);
+    /* What a training forward's balancing losses need of its routing,
+     * reduced where the routing is (so that a GPU hands back R*E sums,
+     * not n*E probabilities).  The tokens go in groups of rows_per (a
+     * sequence each; the last may be shorter), R = ceil(n / rows_per)
+     * groups.  For group r and expert e: q_sum[r*E + e] = the sum over
+     * r's tokens of q = probs[t, e] / (the sum of probs' row t), and
+     * sel_count[r*E + e] = how many of r's tokens selected e (sel [n, k]).
+     * sums[0] = the entropy, -sum of q log q over all tokens and experts;
+     * sums[1] = the sum over tokens of logsumexp(logits' row)^2.  q_sum,
+     * sel_count and sums are HOST arrays, overwritten. */
+    void (*moe_balance_stats)(dsk_backend *be, double *q_sum, long *sel_count, double *sums, const float *probs,
+                              const int32_t *sel, const float *logits, int rows_per, int n, int E, int k);
     /* dlogits [n, E] from dgate, plus the balancing losses' gradients:
      * aux_w [n / rows_per, E] (NULL: none) is d loss / d p for the tokens
      * of each sequence, where p is the router's probability (softmax) or

@@ -1,6 +1,7 @@
 /* The cpu backend: device memory is host memory, the ops are the float
  * kernels of cpu_kernels_impl.h, threads are OpenMP's (OpenBLAS's OpenMP
  * build shares the same pool). */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,43 @@ int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, lo
     return offsets[E];
 }
 
+void dsk_cpu_moe_balance_part(double *q_sum, long *sel_count, double *sums, const float *probs, const int32_t *sel,
+                              const float *logits, long t0, long t1, int E, int k)
+{
+    for (long t = t0; t < t1; t++) {
+        const float *pt = probs + (size_t)t * E, *zt = logits + (size_t)t * E;
+        double all = 0, mx = -INFINITY, se = 0;
+        for (int e = 0; e < E; e++) {
+            all += pt[e];
+            mx = zt[e] > mx ? zt[e] : mx;
+        }
+        for (int e = 0; e < E; e++) {
+            double q = pt[e] / all;
+            q_sum[e] += q;
+            if (q > 0)
+                sums[0] -= q * log(q);
+            se += exp(zt[e] - mx);
+        }
+        double lse = mx + log(se);
+        sums[1] += lse * lse;
+        for (int s = 0; s < k; s++)
+            sel_count[sel[(size_t)t * k + s]]++;
+    }
+}
+
+static void cpu_moe_balance_stats(dsk_backend *be, double *q_sum, long *sel_count, double *sums, const float *probs,
+                                  const int32_t *sel, const float *logits, int rows_per, int n, int E, int k)
+{
+    (void)be;
+    long T = rows_per > 0 ? rows_per : n, R = n > 0 ? (n + T - 1) / T : 0;
+    memset(q_sum, 0, (size_t)R * E * sizeof *q_sum);
+    memset(sel_count, 0, (size_t)R * E * sizeof *sel_count);
+    sums[0] = sums[1] = 0;
+    for (long r = 0; r < R; r++)
+        dsk_cpu_moe_balance_part(q_sum + r * E, sel_count + r * E, sums, probs, sel, logits, r * T,
+                                 (r + 1) * T < n ? (r + 1) * T : n, E, k);
+}
+
 static void cpu_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,
                           const float *bias, int n, int E, int k, int router)
 {
@@ -352,6 +390,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->moe_combine = cpu_moe_combine;
     be->moe_combine_bwd = cpu_moe_combine_bwd;
     be->moe_scatter_add = cpu_moe_scatter_add;
+    be->moe_balance_stats = cpu_moe_balance_stats;
     be->moe_route_bwd = cpu_moe_route_bwd;
     be->adamw = cpu_adamw;
     be->destroy = cpu_destroy;

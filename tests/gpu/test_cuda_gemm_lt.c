@@ -22,6 +22,9 @@
  *     group's rows, accumulating with alpha = beta = 1), groups of any
  *     shape with K = 0 among them; an empty group's C must be left as it
  *     was, bit for bit; twice, the same bits;
+ *   - ragged products (the experts' rows, new each step) share the
+ *     plans of their shapes rounded up: 16 groups of random rows over
+ *     four steps, and no more than four new plans in the last two;
  *   - on a device only: the same products with DSK_CUDA_GEMM=cublas (the
  *     old path) against cuBLASLt's, and DSK_CUDA_GEMM=bogus refused.
  * DSK_CUDA_TF32=1 in the environment loosens the fp32 tolerance to 5e-3.
@@ -49,6 +52,10 @@
 #include "ops/half.h"
 
 #include "compare.h"
+
+#include "../../cuda/cuda_backend.h"
+/* Weak: a build without nvcc links this program without the cuda backend. */
+#pragma weak dsk_cuda_lt_plans_made
 
 static dsk_backend *REF, *DEV;
 static dsk_rng RNG;
@@ -348,6 +355,30 @@ static void test_grouped(void)
     compare_grouped("all empty", DSK_DTYPE_FP32, 0, 1, &g, 1, 0.5f);
 }
 
+/* A MoE layer's experts over steps: 16 groups of 1500 to 2500 rows, new
+ * counts each time, in bf16 (the loop over cuBLASLt's products).  Their
+ * rows round up to four quarter-octave sizes (1536, 1792, 2048, 2560), so
+ * after the first steps no product needs a plan of its own. */
+static void test_ragged_plans(void)
+{
+    if (!dsk_cuda_lt_plans_made || dsk_cuda_lt_plans_made(DEV) < 0)
+        return;
+    long before = 0;
+    for (int step = 0; step < 4; step++) {
+        if (step == 2)
+            before = dsk_cuda_lt_plans_made(DEV);
+        groups g = {.count = 16};
+        for (int i = 0; i < 16; i++)
+            g.M[i] = irand(1500, 2500), g.N[i] = 24, g.K[i] = 16;
+        pack(&g);
+        compare_grouped("ragged rows", DSK_DTYPE_BF16, 0, 1, &g, 1, 0);
+    }
+    long made = dsk_cuda_lt_plans_made(DEV) - before;
+    char what[96];
+    snprintf(what, sizeof what, "ragged products: plans made in steps 3 and 4 (%ld, at most 4)", made);
+    record(what, made <= 4 ? 0 : (double)made, 0);
+}
+
 /* ---- on a device: the old path and the environment ---- */
 
 static void test_env(void)
@@ -396,6 +427,7 @@ static void run_all(int gpu)
     test_shapes();
     test_cache();
     test_grouped();
+    test_ragged_plans();
     if (gpu)
         test_env();
     for (int dt = DSK_DTYPE_FP32; dt <= DSK_DTYPE_FP16; dt++) {

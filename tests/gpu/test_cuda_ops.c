@@ -802,8 +802,62 @@ static void test_moe_case(int router, int use_bias, int n, int E, int k, int d, 
     free(x), free(yp), free(out0), free(dout), free(dxp), free(dx0), free(dgate), free(aux);
 }
 
+/* moe_balance_stats on the reference's routing of random logits: n
+ * tokens in groups of rows_per (0: one group), the host arrays poisoned
+ * with NaN before each side's call. */
+static void test_moe_balance_case(int router, int n, int E, int k, int rows_per)
+{
+    size_t ne = (size_t)n * E, nk = (size_t)n * k;
+    int R = rows_per > 0 ? (n + rows_per - 1) / rows_per : 1;
+    size_t re = (size_t)R * E;
+    float *logits = gh_rnd(ne, 2);
+    twin LG = tw_in(logits, ne * 4), PR = tw_out(ne * 4), SEL = tw_out(nk * 4), GATE = tw_out(nk * 4);
+    REF->moe_route(REF, PR.r, SEL.r, GATE.r, LG.r, NULL, n, E, k, router);
+    int32_t *sel = gh_download(REF, SEL.r, nk * 4);
+    float *probs = gh_download(REF, PR.r, ne * 4);
+    DEV->upload(DEV, SEL.d, sel, nk * 4);
+    DEV->upload(DEV, PR.d, probs, ne * 4);
+    double *q[2], sums[2][2];
+    long *cnt[2];
+    for (int side = 0; side < 2; side++) {
+        q[side] = malloc(re * sizeof *q[side]);
+        cnt[side] = malloc(re * sizeof *cnt[side]);
+        for (size_t i = 0; i < re; i++)
+            q[side][i] = NAN, cnt[side][i] = -1;
+        sums[side][0] = sums[side][1] = NAN;
+        BE->moe_balance_stats(BE, q[side], cnt[side], sums[side], P(PR), P(SEL), P(LG), rows_per, n, E, k);
+    }
+    double qerr = 0, serr = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < re; i++) {
+        double e = fabs(q[1][i] - q[0][i]) / (fabs(q[0][i]) + 1e-30);
+        qerr = e > qerr || isnan(e) ? e : qerr;
+        bad += cnt[1][i] != cnt[0][i];
+    }
+    for (int j = 0; j < 2; j++) {
+        double e = fabs(sums[1][j] - sums[0][j]) / (fabs(sums[0][j]) + 1e-30);
+        serr = e > serr || isnan(e) ? e : serr;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s n%d E%d k%d rows_per %d: q_sum", router == DSK_ROUTER_SOFTMAX ? "softmax" : "sigmoid",
+             n, E, k, rows_per);
+    record("moe_balance_stats", what, qerr, 1e-12);
+    snprintf(what, sizeof what, "n%d E%d k%d rows_per %d: sel_count", n, E, k, rows_per);
+    record("moe_balance_stats", what, (double)bad, TOL_EXACT);
+    snprintf(what, sizeof what, "n%d E%d k%d rows_per %d: entropy, lse^2", n, E, k, rows_per);
+    record("moe_balance_stats", what, serr, 1e-12);
+    for (int side = 0; side < 2; side++)
+        free(q[side]), free(cnt[side]);
+    tw_free(LG), tw_free(PR), tw_free(SEL), tw_free(GATE);
+    free(logits), free(sel), free(probs);
+}
+
 static void test_moe(void)
 {
+    test_moe_balance_case(DSK_ROUTER_SOFTMAX, 1000, 8, 2, 300);   /* 2 blocks a group, the last group short */
+    test_moe_balance_case(DSK_ROUTER_SIGMOID, 777, 6, 3, 0);     /* E not dividing the block */
+    test_moe_balance_case(DSK_ROUTER_SOFTMAX, 300, 160, 4, 128); /* more experts than half a block */
+    test_moe_balance_case(DSK_ROUTER_SIGMOID, 5, 1, 1, 2);
     test_moe_case(DSK_ROUTER_SOFTMAX, 0, 41, 8, 2, 37, 7);      /* drops: ~10 per expert, 7 kept */
     test_moe_case(DSK_ROUTER_SOFTMAX, 1, 64, 16, 4, 64, 1000);  /* no drops */
     test_moe_case(DSK_ROUTER_SIGMOID, 1, 42, 8, 2, 33, 5);
