@@ -11,7 +11,8 @@
  * step; reusing the copy saves about a third of those passes.
  *
  * When a copy is current: it is keyed by its source's address, length
- * and type, and forgotten as soon as anything may have written the
+ * and type (an operand inside a larger current copy, 16-byte aligned in
+ * it, is served from it: the MoE experts' blocks of rows), and forgotten as soon as anything may have written the
  * source: every backend op but gemm, gemm_add, rope, softmax_xent,
  * sumsq and download forgets them all (the op table wraps each in a
  * flush, cuda_backend.cu), so does every collective (comm_nccl.cu), and
@@ -25,7 +26,8 @@
  * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
  * activation, swiglu_bwd's two gradients, attention_fwd's output,
  * attention_bwd's dV, the inverse rope's rotated gradient,
- * softmax_xent's gradient of the logits) writes each output's 16-bit
+ * softmax_xent's gradient of the logits, moe_gather's rows in expert
+ * order and moe_combine_bwd's gradient of the experts' outputs) writes each output's 16-bit
  * copy with it (dsk_cuda_half_produce, dsk_half_out), from the value in
  * a register: 2 bytes more written a value instead of a conversion pass
  * (4 read, 2 written).  Its results are the same bits: the same float,
@@ -109,12 +111,30 @@ static void one_buffer(dsk_cuda *cb, int dtype, const float *A, size_t na, const
     *Bh = base + a_bytes;
 }
 
-static int find(const dsk_cuda *cb, const float *src, size_t n, int dtype)
+/* The slot whose copy holds src[0..n): its own, or a larger one that
+ * contains it (a MoE expert's block of rows inside the whole layer's
+ * copy), at *at values from its start.  Inside a larger copy only at a
+ * multiple of 8 values: the 16-bit operand then stays 16-byte aligned,
+ * as a fresh conversion's is, so that the product runs the same
+ * algorithm and gives the same bits as with DSK_CUDA_HALF_CACHE=0. */
+static int find(const dsk_cuda *cb, const float *src, size_t n, int dtype, size_t *at)
 {
     for (int i = 0; i < cb->half_slots; i++) {
         const dsk_cuda_half_slot *s = &cb->half[i];
-        if (s->src == src && s->n == n && s->dtype == dtype)
+        if (s->src == src && s->n == n && s->dtype == dtype) {
+            *at = 0;
             return i;
+        }
+    }
+    /* As integers: src may lie in another allocation. */
+    uintptr_t lo = (uintptr_t)src, hi = lo + n * sizeof(float);
+    for (int i = 0; i < cb->half_slots; i++) {
+        const dsk_cuda_half_slot *s = &cb->half[i];
+        uintptr_t slo = (uintptr_t)s->src, shi = slo + s->n * sizeof(float);
+        if (s->src && s->dtype == dtype && slo <= lo && hi <= shi && (lo - slo) % (8 * sizeof(float)) == 0) {
+            *at = (lo - slo) / sizeof(float);
+            return i;
+        }
     }
     return -1;
 }
@@ -181,12 +201,15 @@ static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype, int 
 }
 
 /* Slot for (src, n), filled by the caller (a conversion, or the kernel
- * that writes src) when *fresh. */
-static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh, int hold_weights = 0)
+ * that writes src) when *fresh; src's copy starts *at values into it
+ * (0 when fresh). */
+static int slot_for(dsk_cuda *cb, int dtype, const float *src, size_t n, int keep, int *fresh, size_t *at,
+                    int hold_weights = 0)
 {
-    int i = find(cb, src, n, dtype);
+    int i = find(cb, src, n, dtype, at);
     *fresh = i < 0;
     if (i < 0) {
+        *at = 0;
         i = victim(cb, n * 2, keep);
         cb->half[i].src = NULL;   /* not current while it is refilled */
         reserve(cb, i, keep, n * 2, dtype, hold_weights);
@@ -212,25 +235,26 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
      * is held.  An operand whose weights' copy did not fit takes a slot
      * after all. */
     int new_a = 0, new_b = 0, ia = -1, ib = -1;
+    size_t at_a = 0, at_b = 0;
     const int a_w = dsk_cuda_weights_hold(cb, dtype, A, na), b_w = dsk_cuda_weights_hold(cb, dtype, B, nb);
     if (!a_w)
-        ia = slot_for(cb, dtype, A, na, -1, &new_a);
+        ia = slot_for(cb, dtype, A, na, -1, &new_a, &at_a);
     if (!b_w)
-        ib = slot_for(cb, dtype, B, nb, ia, &new_b);   /* the same slot when B is A */
+        ib = slot_for(cb, dtype, B, nb, ia, &new_b, &at_b);   /* the same slot when B is A */
     const void *wa = a_w ? dsk_cuda_weights_half(cb, dtype, A, na, &new_a) : NULL;
     const void *wb = b_w ? dsk_cuda_weights_half(cb, dtype, B, nb, &new_b) : NULL;
     if (a_w && !wa)
-        ia = slot_for(cb, dtype, A, na, ib, &new_a, wb != NULL);
+        ia = slot_for(cb, dtype, A, na, ib, &new_a, &at_a, wb != NULL);
     if (b_w && !wb)
-        ib = slot_for(cb, dtype, B, nb, ia, &new_b, wa != NULL);
+        ib = slot_for(cb, dtype, B, nb, ia, &new_b, &at_b, wa != NULL);
     cb->half_misses += new_a + new_b;
     cb->half_hits += !new_a + !new_b;
     new_b = new_b && !wb && ib != ia;
     new_a = new_a && !wa;
     round_half(cb, dtype, new_a ? cb->half[ia].buf : NULL, A, new_a ? na : 0, new_b ? cb->half[ib].buf : NULL, B,
                new_b ? nb : 0);
-    *Ah = wa ? wa : cb->half[ia].buf;
-    *Bh = wb ? wb : cb->half[ib].buf;
+    *Ah = wa ? wa : (const char *)cb->half[ia].buf + at_a * 2;
+    *Bh = wb ? wb : (const char *)cb->half[ib].buf + at_b * 2;
 }
 
 void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,
@@ -247,11 +271,13 @@ void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out 
     dsk_cuda_half_written(cb, a, n * sizeof(float));
     if (b)
         dsk_cuda_half_written(cb, b, n * sizeof(float));
-    int fresh, ia = slot_for(cb, dtype, a, n, -1, &fresh);
+    int fresh;
+    size_t at;   /* 0: no copy overlapping a or b is current any more */
+    int ia = slot_for(cb, dtype, a, n, -1, &fresh, &at);
     ha->p = cb->half[ia].buf;
     cb->half_produced++;
     if (b && b != a) {
-        hb->p = cb->half[slot_for(cb, dtype, b, n, ia, &fresh)].buf;
+        hb->p = cb->half[slot_for(cb, dtype, b, n, ia, &fresh, &at)].buf;
         cb->half_produced++;
     }
 }

@@ -94,12 +94,18 @@ int dsk_cuda_moe_dispatch(dsk_backend *be, int32_t *slot_row, int32_t *row_token
     return kept;
 }
 
-__global__ void moe_gather_kernel(float *xp, const float *x, const int32_t *row_token, int rows, int d)
+/* moe_gather and moe_combine_bwd also write their outputs' 16-bit copies
+ * for the experts' products (dsk_cuda_half_produce): each expert's block
+ * of rows is then served from the one copy (gemm_operands.cu). */
+__global__ void moe_gather_kernel(float *xp, dsk_half_out xp_h, const float *x, const int32_t *row_token, int rows,
+                                  int d)
 {
     size_t total = (size_t)rows * d;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / d, c = i % d;
-        xp[i] = x[(size_t)row_token[r] * d + c];
+        float v = x[(size_t)row_token[r] * d + c];
+        xp[i] = v;
+        xp_h.put(i, v);
     }
 }
 
@@ -108,7 +114,9 @@ void dsk_cuda_moe_gather(dsk_backend *be, float *xp, const float *x, const int32
     dsk_cuda *cb = dsk_cuda_of(be);
     if (rows <= 0 || d <= 0)
         return;
-    moe_gather_kernel<<<dsk_cuda_blocks(cb, (size_t)rows * d, THREADS), THREADS, 0, cb->stream>>>(xp, x, row_token,
+    dsk_half_out h;
+    dsk_cuda_half_produce(cb, (size_t)rows * d, xp, &h, NULL, NULL);
+    moe_gather_kernel<<<dsk_cuda_blocks(cb, (size_t)rows * d, THREADS), THREADS, 0, cb->stream>>>(xp, h, x, row_token,
                                                                                                    rows, d);
     LAUNCHED(cb, "moe_gather");
 }
@@ -142,8 +150,8 @@ void dsk_cuda_moe_combine(dsk_backend *be, float *out, const float *yp, const in
 }
 
 /* A block per (token, slot): dyp[row] = gate * dout[t], dgate = dout[t] . yp[row]. */
-__global__ void moe_combine_bwd_kernel(float *dyp, float *dgate, const float *dout, const float *yp,
-                                       const int32_t *slot_row, const float *gate, int d)
+__global__ void moe_combine_bwd_kernel(float *dyp, dsk_half_out dyp_h, float *dgate, const float *dout,
+                                       const float *yp, const int32_t *slot_row, const float *gate, int d)
 {
     __shared__ float sh[32];
     size_t tok = blockIdx.x, ts = tok * gridDim.y + blockIdx.y;   /* grid (n, k) */
@@ -157,7 +165,9 @@ __global__ void moe_combine_bwd_kernel(float *dyp, float *dgate, const float *do
     const float *y = yp + (size_t)row * d, *dO = dout + tok * d;
     float *dy = dyp + (size_t)row * d;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        dy[c] = g * dO[c];
+        float v = g * dO[c];
+        dy[c] = v;
+        dyp_h.put((size_t)row * d + c, v);
         dot += dO[c] * y[c];
     }
     dot = block_sum(dot, sh);
@@ -172,7 +182,11 @@ void dsk_cuda_moe_combine_bwd(dsk_backend *be, float *dyp, float *dgate, const f
     if (n <= 0 || k <= 0)
         return;
     int threads = d >= 256 ? 256 : d >= 64 ? 64 : 32;
-    moe_combine_bwd_kernel<<<dim3(n, k), threads, 0, cb->stream>>>(dyp, dgate, dout, yp, slot_row, gate, d);
+    /* The copy spans n*k rows, as dyp may; the kept rows (the first ones)
+     * are written, and the products read only those. */
+    dsk_half_out h;
+    dsk_cuda_half_produce(cb, (size_t)n * k * d, dyp, &h, NULL, NULL);
+    moe_combine_bwd_kernel<<<dim3(n, k), threads, 0, cb->stream>>>(dyp, h, dgate, dout, yp, slot_row, gate, d);
     LAUNCHED(cb, "moe_combine_bwd");
 }
 

@@ -563,6 +563,75 @@ static void test_weight_copies(dsk_backend *plain)
         free(host[i]);
 }
 
+/* ---- a MoE layer's experts on copies of the whole layer's rows ----
+ * moe_gather and moe_combine_bwd write the copies of their outputs (the
+ * rows of every expert, one after another); each expert's product reads
+ * its block of rows from them, when the block starts at a multiple of 8
+ * values (16-byte aligned, as a conversion of its own would be).  The
+ * same bits as DSK_CUDA_HALF_CACHE=0. */
+enum { M_ROWS = 2 * RM, M_STAGES = 3 };
+static const int m_block[4] = {0, 32, 72, M_ROWS};   /* three experts' rows */
+
+static void moe_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
+{
+    size_t nx = (size_t)RM * RK, nw = (size_t)RN * RK, np = (size_t)M_ROWS * RK, ny = (size_t)M_ROWS * RN;
+    int32_t row_token_h[M_ROWS], slot_row_h[M_ROWS];
+    for (int i = 0; i < M_ROWS; i++) {
+        row_token_h[i] = (i * 7) % RM;
+        slot_row_h[i] = (i * 37) % M_ROWS;   /* (token, slot) pairs to rows: a permutation */
+    }
+    float *x = gh_upload(be, host[0], nx * 4), *w = gh_upload(be, host[1], nw * 4);
+    float *yp = gh_upload(be, host[2], np * 4), *dout = gh_upload(be, host[0], nx * 4);
+    float *gate = gh_upload(be, host[3], M_ROWS * 4);
+    int32_t *row_token = gh_upload(be, row_token_h, sizeof row_token_h);
+    int32_t *slot_row = gh_upload(be, slot_row_h, sizeof slot_row_h);
+    float *xp = gh_poisoned(be, np * 4), *dyp = gh_poisoned(be, np * 4), *dgate = gh_poisoned(be, M_ROWS * 4);
+    float *y = gh_poisoned(be, ny * 4);
+    be->gemm_dtype = dt;
+    counts(be, r, 0);
+    /* 1. xp = the rows in expert order; each expert's block times wᵀ. */
+    be->moe_gather(be, xp, x, row_token, M_ROWS, RK);
+    for (int e = 0; e < 3; e++)
+        be->gemm(be, 0, 1, m_block[e + 1] - m_block[e], RN, RK, 1, xp + (size_t)m_block[e] * RK, w, 0,
+                 y + (size_t)m_block[e] * RN);
+    counts(be, r, 1);
+    keep(be, r, y, ny);
+    /* 2. A block 4 values in: not 16-byte aligned in the copy, converted. */
+    be->gemm(be, 0, 1, 10, RN, RK, 1, xp + 4, w, 0, y);
+    counts(be, r, 2);
+    keep(be, r, y, (size_t)10 * RN);
+    /* 3. dyp = the gates times the output's gradient, in expert order;
+     *    each expert's block times wᵀ again. */
+    be->moe_combine_bwd(be, dyp, dgate, dout, yp, slot_row, gate, RM, 2, RK);
+    for (int e = 0; e < 3; e++)
+        be->gemm(be, 0, 1, m_block[e + 1] - m_block[e], RN, RK, 1, dyp + (size_t)m_block[e] * RK, w, 0,
+                 y + (size_t)m_block[e] * RN);
+    counts(be, r, 3);
+    be->gemm_dtype = DSK_DTYPE_FP32;
+    keep(be, r, y, ny), keep(be, r, xp, np), keep(be, r, dyp, np);
+    float *bufs[] = {x, w, yp, dout, gate, (float *)row_token, (float *)slot_row, xp, dyp, dgate, y};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        be->free(be, bufs[i]);
+}
+
+static void test_moe_copies(dsk_backend *plain)
+{
+    float *host[4] = {gh_rnd((size_t)RM * RK, 1), gh_rnd((size_t)RN * RK, 1), gh_rnd((size_t)M_ROWS * RK, 1),
+                      gh_rnd(M_ROWS, 1)};
+    /* Each stage converts w once (the op before it forgot every copy but
+     * its own; stage 2 reuses stage 1's); the experts' blocks are hits. */
+    static const unsigned long long hits[M_STAGES] = {5, 1, 5}, misses[M_STAGES] = {1, 1, 1};
+    static const char *const stage[M_STAGES] = {"moe_gather; 3 experts' blocks times w",
+                                                "a block 4 values in (unaligned)",
+                                                "moe_combine_bwd; 3 experts' blocks times w"};
+    static const seq_counts want = {M_STAGES, hits, misses, stage};
+    static const double tol[3] = {0, 2e-5, 2e-5};
+    check_sequence(moe_sequence, host, plain, "experts' products on the layer's copies", tol,
+                   "blocks of copies give the bits of DSK_CUDA_HALF_CACHE=0", &want);
+    for (int i = 0; i < 4; i++)
+        free(host[i]);
+}
+
 static void run_all(dsk_backend *plain)
 {
     test_shapes();
@@ -571,6 +640,7 @@ static void run_all(dsk_backend *plain)
     test_operand_reuse(plain);
     test_produced_copies(plain);
     test_weight_copies(plain);
+    test_moe_copies(plain);
     printf("\n%-8s %11s\n", "dtype", "worst err");
     for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
         printf("%-8s %11.2e\n", dsk_dtype_name(dt), worst[dt]);
