@@ -267,6 +267,8 @@ static void cuda_destroy(dsk_backend *be)
     dsk_cuda_lt_destroy(cb->lt);
     if (cb->grouped_ptrs)
         CUDA_CHECK(cudaFree(cb->grouped_ptrs));
+    if (cb->attn_bf16)
+        CUDA_CHECK(cudaFree(cb->attn_bf16));
     free(cb->grouped_host);
     if (cb->host_sum)
         CUDA_CHECK(cudaFreeHost(cb->host_sum));
@@ -322,6 +324,8 @@ extern "C" int dsk_cuda_attn_parse(const char *name)
         return DSK_CUDA_ATTN_FP32;
     if (!strcmp(name, "mma8"))
         return DSK_CUDA_ATTN_MMA8;
+    if (!strcmp(name, "async"))
+        return DSK_CUDA_ATTN_ASYNC;
     return -1;
 }
 
@@ -361,7 +365,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     const char *attn = getenv("DSK_CUDA_ATTN");
     int attn_kernels = dsk_cuda_attn_parse(attn);
     if (attn_kernels < 0) {
-        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), mma8, wmma or fp32", attn);
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), mma8, async, wmma or fp32", attn);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");

@@ -121,9 +121,15 @@ void dsk_cuda_profile_print(dsk_backend *be, FILE *f);
 
 /* The attention's kernels (DSK_CUDA_ATTN), for programs that compare
  * them (tests/gpu/test_cuda_ops.c, attn_bench). */
-typedef enum { DSK_CUDA_ATTN_AUTO, DSK_CUDA_ATTN_WMMA, DSK_CUDA_ATTN_FP32, DSK_CUDA_ATTN_MMA8 } dsk_cuda_attn;
+typedef enum {
+    DSK_CUDA_ATTN_AUTO,
+    DSK_CUDA_ATTN_WMMA,
+    DSK_CUDA_ATTN_FP32,
+    DSK_CUDA_ATTN_MMA8,
+    DSK_CUDA_ATTN_ASYNC   /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
+} dsk_cuda_attn;
 /* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "wmma",
- * "fp32", "mma8"; NULL or "" is auto), or -1. */
+ * "fp32", "mma8", "async"; NULL or "" is auto), or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */

@@ -106,6 +106,8 @@ typedef struct dsk_cuda {
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
     int attn_kernels;        /* DSK_CUDA_ATTN: a dsk_cuda_attn (the attention's kernels) */
+    void *attn_bf16;         /* DSK_CUDA_ATTN=async: bf16 copies of q, k, v (and dO) for a call */
+    size_t attn_bf16_len;    /* in bytes */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
     void **grouped_ptrs;     /* device: gemm_grouped's A, B and C pointer arrays */
@@ -159,6 +161,10 @@ struct dsk_half_out {
  * buffers back) and before its kernel. */
 void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,
                            dsk_half_out *hb);
+/* a[0..na) and b[0..nb) rounded to bf16 (nearest even) into out_a and
+ * out_b, in one launch (gemm_operands.cu). */
+void dsk_cuda_round_bf16(dsk_cuda *cb, void *out_a, const float *a, size_t na, void *out_b, const float *b,
+                         size_t nb);
 /* Every copy is stale: something may have written any device memory. */
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */

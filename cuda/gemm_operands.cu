@@ -83,6 +83,12 @@ static void round_half(dsk_cuda *cb, int dtype, void *out_a, const float *a, siz
     }
 }
 
+void dsk_cuda_round_bf16(dsk_cuda *cb, void *out_a, const float *a, size_t na, void *out_b, const float *b,
+                         size_t nb)
+{
+    round_half(cb, DSK_DTYPE_BF16, out_a, a, na, out_b, b, nb);
+}
+
 static const char *type_name(int dtype) { return dtype == DSK_DTYPE_BF16 ? "bf16" : "fp16"; }
 
 /* Without slots: both operands into the one buffer, B's part 256-byte

@@ -466,6 +466,7 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
     if (s->B <= 0 || s->T <= 0 || s->H <= 0)
         return;
     fa_check_shape(s, "attention_fwd");
+    dsk_cuda_attention_async_reserve(cb, s, 0);
     /* The output goes on to the output projection: its 16-bit copy with it. */
     dsk_half_out out_h;
     dsk_cuda_half_produce(cb, (size_t)s->B * s->T * s->H * s->hd, out, &out_h, NULL, NULL);
@@ -511,8 +512,11 @@ static void fa_bwd_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, float *
     char *scr = (char *)dsk_cuda_scratch(cb, off_lo + fa_align((size_t)B * kv_nqt * sizeof(int)));
     float *Dg = (float *)scr, *Dl = (float *)(scr + off_dl), *da = want_da ? (float *)(scr + off_da) : NULL;
     int *tile_lo = (int *)(scr + off_lo);
+    if (mma)
+        dsk_cuda_attention_async_reserve(cb, s, 1);
     /* dV goes on to its two products: its 16-bit copy with it (after the
-     * scratch, whose allocation may give the copies' buffers back). */
+     * scratch and the pipelined kernels' room, whose allocations may give
+     * the copies' buffers back). */
     dsk_half_out dv_h;
     dsk_cuda_half_produce(cb, (size_t)B * T * KV * hd, dv, &dv_h, NULL, NULL);
 

@@ -156,6 +156,110 @@ __device__ __forceinline__ void mma_cb(float (&acc)[N][4], const float (&p)[K / 
     }
 }
 
+/* One key tile (keys j0 ..) of the forward for a warp's 16 query rows:
+ * S = Q Kᵀ, the online softmax on it, O += P V.  first, last: the keys
+ * the lane's two rows see; m, l: their running maximum (log2 units) and
+ * sum; o: their output sums (o[n][2r + e]: dim 8n + 2t + e). */
+template <int HDP>
+__device__ __forceinline__ void mma_fwd_tile(const bf16 *q_warp, const bf16 *Ks, const bf16 *Vs, int j0,
+                                             const int (&first)[2], const int (&last)[2], float (&m)[2], float (&l)[2],
+                                             float (&o)[HDP / 8][4], float scale_log2, int lane)
+{
+    constexpr int LD = HDP + 8, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
+    const int t = lane & 3;
+    /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile. */
+    float s[KEY_TILES][4];
+    mma_zero(s);
+    mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
+
+    /* The online softmax, per row: mask, the tile's maximum over the
+     * quad, rescale what came before, P = 2^(x - max) in place of S. */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mt = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int j = j0 + 8 * n + 2 * t + e;
+                float x = s[n][2 * r + e] * scale_log2;
+                x = j >= first[r] && j <= last[r] ? x : -INFINITY;
+                s[n][2 * r + e] = x;
+                mt = fmaxf(mt, x);
+            }
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+        const float mn = fmaxf(m[r], mt);
+        /* Nothing seen yet: corr 0 (l and o are 0).  Nothing seen so
+         * far nor here: mn -inf, and every p below 0. */
+        const float corr = m[r] == -INFINITY ? 0.0f : exp2f(m[r] - mn);
+        float rs = 0;
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float x = s[n][2 * r + e];
+                const float p = x == -INFINITY ? 0.0f : exp2f(x - mn);
+                s[n][2 * r + e] = p;
+                rs += p;
+            }
+        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+        l[r] = l[r] * corr + rs;
+        m[r] = mn;
+#pragma unroll
+        for (int n = 0; n < DIM_TILES; n++) {
+            o[n][2 * r] *= corr;
+            o[n][2 * r + 1] *= corr;
+        }
+    }
+
+    /* O += P V. */
+    mma_cb<DIM_TILES, MMA_BC>(o, s, Vs, LD, lane);
+}
+
+/* The forward's end for a warp's 16 rows from row0: out = O / l, lse =
+ * m ln 2 + ln l (a row that saw nothing, which cannot happen as j = i
+ * is always seen: 0 and -inf). */
+template <int HDP>
+__device__ __forceinline__ void mma_fwd_out(float *out, float *lse, const float (&o)[HDP / 8][4], const float (&m)[2],
+                                            const float (&l)[2], size_t bh, int b, int T, size_t qs, int h, int hd,
+                                            int row0, int lane, dsk_half_out out_h)
+{
+    constexpr int DIM_TILES = HDP / 8;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = row0 + g + 8 * r;
+        if (i >= T)
+            continue;
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        if (t == 0)
+            lse[bh * T + i] = l[r] > 0 ? m[r] * MMA_LN2 + logf(l[r]) : -INFINITY;
+        const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
+#pragma unroll
+        for (int n = 0; n < DIM_TILES; n++)
+            mma_put_pair(out, row, 8 * n + 2 * t, hd, o[n][2 * r] * inv, o[n][2 * r + 1] * inv, out_h);
+    }
+}
+
+/* The lane's two rows, r = 0 (row g of the warp's 16) and 1 (g + 8):
+ * the keys they see, [first, last], and their running maximum (in log2
+ * units) and sum, from nothing. */
+template <int BR>
+__device__ __forceinline__ void mma_fwd_rows(const int (*first_sh)[BR], int local, int i0, int T, int warp, int lane,
+                                             int (&first)[2], int (&last)[2], float (&m)[2], float (&l)[2])
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = 16 * warp + (lane >> 2) + 8 * r;
+        first[r] = first_sh[local][row];
+        last[r] = i0 + row < T ? i0 + row : -1;
+        m[r] = -INFINITY;
+        l[r] = 0;
+    }
+}
+
 /* The shared memory: Q [BR][HDP + 8], K and V [BC][HDP + 8] (bf16), then
  * the rows' first keys (int [2][BR], fa_row_masks) and their least. */
 template <int HDP, int W> struct mma_fwd_smem {
@@ -173,11 +277,11 @@ __global__ void __launch_bounds__(32 * W)
                    int H, int KV, int hd, int local, int window, float scale_log2, int nqt, dsk_half_out out_h)
 {
     typedef mma_fwd_smem<HDP, W> L;
-    constexpr int LD = L::LD, BR = L::BR, THREADS = 32 * W, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
+    constexpr int LD = L::LD, BR = L::BR, THREADS = 32 * W, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q), *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v);
     int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
 
@@ -188,19 +292,9 @@ __global__ void __launch_bounds__(32 * W)
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
 
-    /* The lane's two rows, r = 0 (row g of the warp's 16) and 1 (g + 8):
-     * the keys they see, [first, last], and their running maximum (in
-     * log2 units), sum and output (o[n][2r + e]: dim 8n + 2t + e). */
     int first[2], last[2];
     float m[2], l[2], o[DIM_TILES][4];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = 16 * warp + g + 8 * r;
-        first[r] = first_sh[local][row];
-        last[r] = i0 + row < T ? i0 + row : -1;
-        m[r] = -INFINITY;
-        l[r] = 0;
-    }
+    mma_fwd_rows<BR>(first_sh, local, i0, T, warp, lane, first, last, m, l);
     mma_zero(o);
     const bf16 *q_warp = Qs + 16 * warp * LD;
 
@@ -212,72 +306,100 @@ __global__ void __launch_bounds__(32 * W)
         fa_load_bf16<HDP, MMA_BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
 
-        /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile. */
-        float s[KEY_TILES][4];
-        mma_zero(s);
-        mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
+        mma_fwd_tile<HDP>(q_warp, Ks, Vs, j0, first, last, m, l, o, scale_log2, lane);
+    }
 
-        /* The online softmax, per row: mask, the tile's maximum over the
-         * quad, rescale what came before, P = 2^(x - max) in place of S. */
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mt = -INFINITY;
-#pragma unroll
-            for (int n = 0; n < KEY_TILES; n++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int j = j0 + 8 * n + 2 * t + e;
-                    float x = s[n][2 * r + e] * scale_log2;
-                    x = j >= first[r] && j <= last[r] ? x : -INFINITY;
-                    s[n][2 * r + e] = x;
-                    mt = fmaxf(mt, x);
-                }
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-            const float mn = fmaxf(m[r], mt);
-            /* Nothing seen yet: corr 0 (l and o are 0).  Nothing seen so
-             * far nor here: mn -inf, and every p below 0. */
-            const float corr = m[r] == -INFINITY ? 0.0f : exp2f(m[r] - mn);
-            float rs = 0;
-#pragma unroll
-            for (int n = 0; n < KEY_TILES; n++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const float x = s[n][2 * r + e];
-                    const float p = x == -INFINITY ? 0.0f : exp2f(x - mn);
-                    s[n][2 * r + e] = p;
-                    rs += p;
-                }
-            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-            l[r] = l[r] * corr + rs;
-            m[r] = mn;
-#pragma unroll
-            for (int n = 0; n < DIM_TILES; n++) {
-                o[n][2 * r] *= corr;
-                o[n][2 * r + 1] *= corr;
-            }
+    mma_fwd_out<HDP>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * warp, lane, out_h);
+}
+
+/* ---- the pipelined kernels (DSK_CUDA_ATTN=async) ----
+ *
+ * The same products in the same order as the kernels above (the same
+ * bits), from bf16 copies of q, k, v and dO made once per call
+ * (mma_to_bf16), where the kernels above read float32 and round each
+ * tile as they load it, with every thread waiting for its loads.  Here
+ * tiles go from global to shared memory by cp.async (mma_sync.cuh), and
+ * the tiles a block walks through (the forward's and dQ's key tiles, the
+ * dK/dV kernel's query tiles) are double-buffered: the next tile's copies
+ * are in flight while the warps compute on this one.  Blocks of 4 warps;
+ * heads whose size is a multiple of 8 (16-byte rows of 8 bf16).  More
+ * shared memory a block (87 KB for the forward at heads of 128, 104 KB
+ * for dQ): the launch checks what the device allows and else runs the
+ * kernels above. */
+
+/* Rows [r0, r_end) of a head (columns [0, hd), hd a multiple of 8) of a
+ * bf16 [B, T, heads * hd] tensor (g: the head's first row, row stride
+ * `stride`), as rows of HDP + 8 bf16 into `tile`, by cp.async: rows past
+ * r_end and columns past hd zero.  The caller commits and waits. */
+template <int HDP, int ROWS, int THREADS>
+__device__ __forceinline__ void mma_tile_async(bf16 *tile, const bf16 *g, size_t stride, int r0, int r_end, int hd)
+{
+    constexpr int CHUNKS = HDP / 8;
+    for (int x = threadIdx.x; x < ROWS * CHUNKS; x += THREADS) {
+        const int r = x / CHUNKS, d = 8 * (x % CHUNKS), i = r0 + r;
+        const bool in = i < r_end && d < hd;
+        cp_async_16(tile + r * (HDP + 8) + d, in ? g + (size_t)i * stride + d : g, in ? 16 : 0);
+    }
+}
+
+/* The forward's shared memory: Q [BR][HDP + 8], K and V twice
+ * [MMA_BC][HDP + 8], the rows' first keys and their least. */
+template <int HDP> struct mma_fwd_async_smem {
+    enum { LD = HDP + 8, BR = 64, TILE = MMA_BC * LD * 2 };
+    static constexpr size_t q = 0, k = q + (size_t)BR * LD * 2, v = k + 2 * (size_t)TILE, first = v + 2 * (size_t)TILE,
+                            lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
+};
+
+/* Grid and arguments as mma_fwd_kernel<HDP, 4>'s, q, k, v in bf16. */
+template <int HDP>
+__global__ void __launch_bounds__(128)
+    mma_fwd_async_kernel(float *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *pos,
+                         int T, int H, int KV, int hd, int local, int window, float scale_log2, int nqt,
+                         dsk_half_out out_h)
+{
+    typedef mma_fwd_async_smem<HDP> L;
+    constexpr int LD = L::LD, BR = L::BR, THREADS = 128, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Qs = (bf16 *)(mma_sm + L::q);
+    bf16 *Ks[2] = {(bf16 *)(mma_sm + L::k), (bf16 *)(mma_sm + L::k + L::TILE)};
+    bf16 *Vs[2] = {(bf16 *)(mma_sm + L::v), (bf16 *)(mma_sm + L::v + L::TILE)};
+    int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
+    const bf16 *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+
+    if (threadIdx.x == 0)
+        *lo_sh = INT_MAX;
+    mma_tile_async<HDP, BR, THREADS>(Qs, q + (size_t)b * T * qs + (size_t)h * hd, qs, i0, i_end, hd);
+    cp_async_commit();
+    __syncthreads();
+    fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    __syncthreads();
+
+    int first[2], last[2];
+    float m[2], l[2], o[DIM_TILES][4];
+    mma_fwd_rows<BR>(first_sh, local, i0, T, warp, lane, first, last, m, l);
+    mma_zero(o);
+    const bf16 *q_warp = Qs + 16 * warp * LD;
+
+    const int kt_lo = *lo_sh / MMA_BC, kt_hi = (i_end - 1) / MMA_BC;
+    mma_tile_async<HDP, MMA_BC, THREADS>(Ks[0], kb, ks, kt_lo * MMA_BC, T, hd);
+    mma_tile_async<HDP, MMA_BC, THREADS>(Vs[0], vb, ks, kt_lo * MMA_BC, T, hd);
+    cp_async_commit();
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int cur = (kt - kt_lo) & 1;
+        if (kt < kt_hi) {   /* the next tile, into the buffer every warp finished with last time */
+            mma_tile_async<HDP, MMA_BC, THREADS>(Ks[cur ^ 1], kb, ks, (kt + 1) * MMA_BC, T, hd);
+            mma_tile_async<HDP, MMA_BC, THREADS>(Vs[cur ^ 1], vb, ks, (kt + 1) * MMA_BC, T, hd);
         }
-
-        /* O += P V. */
-        mma_cb<DIM_TILES, MMA_BC>(o, s, Vs, LD, lane);
+        cp_async_commit();
+        cp_async_wait<1>();   /* this tile's copies (and Q's) are in */
+        __syncthreads();      /* ... everyone's */
+        mma_fwd_tile<HDP>(q_warp, Ks[cur], Vs[cur], kt * MMA_BC, first, last, m, l, o, scale_log2, lane);
+        __syncthreads();      /* every warp is done with this tile's buffer */
     }
-
-    /* out = O / l; lse = m ln 2 + ln l (a row that saw nothing, which
-     * cannot happen as j = i is always seen: 0 and -inf). */
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = i0 + 16 * warp + g + 8 * r;
-        if (i >= T)
-            continue;
-        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-        if (t == 0)
-            lse[bh * T + i] = l[r] > 0 ? m[r] * MMA_LN2 + logf(l[r]) : -INFINITY;
-        const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
-#pragma unroll
-        for (int n = 0; n < DIM_TILES; n++)
-            mma_put_pair(out, row, 8 * n + 2 * t, hd, o[n][2 * r] * inv, o[n][2 * r + 1] * inv, out_h);
-    }
+    cp_async_wait<0>();
+    mma_fwd_out<HDP>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * warp, lane, out_h);
 }
 
 /* ---- the backward: dK, dV, then dQ, each recomputing P ----
@@ -360,6 +482,38 @@ __device__ __forceinline__ void mma_put_rows(float *g_out, const float (&acc)[DI
     }
 }
 
+/* One query tile (rows i0 .., BR of them; their statistics in rows) of
+ * the dK/dV kernel for a warp's 16 keys (the lane's: j_lane and j_lane +
+ * 8): Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, Pᵀ and dSᵀ from them, dV += Pᵀ dO and
+ * dK += dSᵀ Q (scaled at the end). */
+template <int HDP, int BR>
+__device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_warp, const bf16 *Qs, const bf16 *dOs,
+                                              const mma_bwd_rows<BR> *rows, int i0, int j_lane,
+                                              float (&dka)[HDP / 8][4], float (&dva)[HDP / 8][4], float scale_log2,
+                                              int lane)
+{
+    constexpr int LD = HDP + 8, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
+    const int t = lane & 3;
+    /* st[n], dpt[n] are queries 8n .. of the tile. */
+    float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
+    mma_abt_pair<QUERY_TILES, HDP>(st, k_warp, Qs, dpt, v_warp, dOs, LD, lane);
+    /* Pᵀ into st, dSᵀ into dpt: element (key g + 8r, query 8n + 2t + e). */
+#pragma unroll
+    for (int n = 0; n < QUERY_TILES; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int c = 8 * n + 2 * t + e;
+            const int first = rows->first[c];
+            const float lse2 = rows->lse2[c], Dc = rows->D[c];
+#pragma unroll
+            for (int r = 0; r < 2; r++)
+                mma_grad(st[n][2 * r + e], dpt[n][2 * r + e], i0 + c, j_lane + 8 * r, first, lse2, Dc, scale_log2,
+                         &st[n][2 * r + e], &dpt[n][2 * r + e]);
+        }
+    mma_cb<DIM_TILES, BR>(dva, st, dOs, LD, lane);
+    mma_cb<DIM_TILES, BR>(dka, dpt, Qs, LD, lane);
+}
+
 /* The dK/dV kernel's shared memory: K, V [BC][HDP + 8] (BC = 16 W keys,
  * 16 a warp), Q, dO [BR][HDP + 8] (bf16), the query rows' statistics. */
 template <int HDP, int W> struct mma_dkdv_smem {
@@ -379,12 +533,12 @@ __global__ void __launch_bounds__(32 * W)
                     int hd, int local, int window, float scale, float scale_log2, int nqt, int nkt, dsk_half_out dv_h)
 {
     typedef mma_dkdv_smem<HDP, W> L;
-    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v), *Qs = (bf16 *)(mma_sm + L::q),
          *dOs = (bf16 *)(mma_sm + L::dO);
     mma_bwd_rows<BR> *rows = (mma_bwd_rows<BR> *)(mma_sm + L::rows);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const fa_kvtile tile = fa_kvtile_of<BC>(T, H, KV, hd, nkt);
     const int32_t *pb = pos + (size_t)tile.b * T;
 
@@ -406,29 +560,61 @@ __global__ void __launch_bounds__(32 * W)
         fa_load_bf16<HDP, BR, THREADS>(dOs, dob, tile.qs, i0, i_end, hd);
         mma_bwd_rows_load<BR, THREADS>(rows, i0, T, pb, lse, D, bhT, local, window);
         __syncthreads();
-        /* Sᵀ = K Qᵀ and dPᵀ = V dOᵀ: st[n], dpt[n] are queries 8n .. of the tile. */
-        float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
-        mma_abt_pair<QUERY_TILES, HDP>(st, k_warp, Qs, dpt, v_warp, dOs, LD, lane);
-        /* Pᵀ into st, dSᵀ into dpt: element (key g + 8r, query 8n + 2t + e). */
-#pragma unroll
-        for (int n = 0; n < QUERY_TILES; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int c = 8 * n + 2 * t + e;
-                const int first = rows->first[c];
-                const float lse2 = rows->lse2[c], Dc = rows->D[c];
-#pragma unroll
-                for (int r = 0; r < 2; r++)
-                    mma_grad(st[n][2 * r + e], dpt[n][2 * r + e], i0 + c, j_lane + 8 * r, first, lse2, Dc,
-                             scale_log2, &st[n][2 * r + e], &dpt[n][2 * r + e]);
-            }
-        /* dV += Pᵀ dO, dK += dSᵀ Q (scaled at the end). */
-        mma_cb<DIM_TILES, BR>(dva, st, dOs, LD, lane);
-        mma_cb<DIM_TILES, BR>(dka, dpt, Qs, LD, lane);
+        mma_dkdv_tile<HDP, BR>(k_warp, v_warp, Qs, dOs, rows, i0, j_lane, dka, dva, scale_log2, lane);
     });
     const int j_end = tile.j_end;
     mma_put_rows<DIM_TILES>(dv, dva, 1.0f, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane, dv_h);
     mma_put_rows<DIM_TILES>(dk, dka, scale, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane);
+}
+
+/* The dQ kernels' two rows of a lane (g and g + 8 of its warp's 16):
+ * query i, first key (INT_MAX past T: nothing seen), lse (log2 units;
+ * +inf: p = 0) and D. */
+struct mma_dq_rows {
+    int i[2], first[2];
+    float lse2[2], D[2];
+};
+template <int BR>
+__device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows *r, const int (*first_sh)[BR], int local,
+                                                 const float *lse, const float *D, size_t bh, int i0, int T, int warp,
+                                                 int lane)
+{
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        const int row = 16 * warp + (lane >> 2) + 8 * x, i = i0 + row;
+        r->i[x] = i;
+        r->first[x] = first_sh[local][row];
+        r->lse2[x] = INFINITY;
+        r->D[x] = 0;
+        if (i < T) {
+            r->lse2[x] = mma_lse2(lse[bh * T + i]);
+            r->D[x] = D[bh * T + i];
+        }
+    }
+}
+
+/* One key tile (keys j0 .., BC of them) of dQ for a warp's 16 rows:
+ * S = Q Kᵀ, dP = dO Vᵀ, dS, dQ += dS K (scaled at the end). */
+template <int HDP, int BC>
+__device__ __forceinline__ void mma_dq_tile(const bf16 *q_warp, const bf16 *do_warp, const bf16 *Ks, const bf16 *Vs,
+                                            int j0, const mma_dq_rows *r, float (&dqa)[HDP / 8][4], float scale_log2,
+                                            int lane)
+{
+    constexpr int LD = HDP + 8, KEY_TILES = BC / 8, DIM_TILES = HDP / 8;
+    const int t = lane & 3;
+    float s[KEY_TILES][4], dp[KEY_TILES][4];
+    mma_abt_pair<KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
+#pragma unroll
+    for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+        for (int x = 0; x < 2; x++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float p;
+                mma_grad(s[n][2 * x + e], dp[n][2 * x + e], r->i[x], j0 + 8 * n + 2 * t + e, r->first[x], r->lse2[x],
+                         r->D[x], scale_log2, &p, &dp[n][2 * x + e]);
+            }
+    mma_cb<DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
 }
 
 /* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K, V [BC][HDP + 8],
@@ -449,12 +635,12 @@ __global__ void __launch_bounds__(32 * W)
                   float scale_log2, int nqt)
 {
     typedef mma_dq_smem<HDP, W> L;
-    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, KEY_TILES = BC / 8, DIM_TILES = HDP / 8;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 32 * W, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q), *dOs = (bf16 *)(mma_sm + L::dO), *Ks = (bf16 *)(mma_sm + L::k),
          *Vs = (bf16 *)(mma_sm + L::v);
     int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
     const float *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
     const size_t head = (size_t)b * T * qs + (size_t)h * hd;
@@ -466,22 +652,8 @@ __global__ void __launch_bounds__(32 * W)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
-    /* The lane's rows g and g + 8 of the warp's 16: query i, first key
-     * (INT_MAX past T: nothing seen), lse (log2 units; +inf: p = 0) and D. */
-    int i_row[2], first[2];
-    float lse2[2], Dr[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = 16 * warp + g + 8 * r, i = i0 + row;
-        i_row[r] = i;
-        first[r] = first_sh[local][row];
-        lse2[r] = INFINITY;
-        Dr[r] = 0;
-        if (i < T) {
-            lse2[r] = mma_lse2(lse[bh * T + i]);
-            Dr[r] = D[bh * T + i];
-        }
-    }
+    mma_dq_rows r;
+    mma_dq_rows_load<BR>(&r, first_sh, local, lse, D, bh, i0, T, warp, lane);
     const bf16 *q_warp = Qs + 16 * warp * LD, *do_warp = dOs + 16 * warp * LD;
     float dqa[DIM_TILES][4];
     mma_zero(dqa);
@@ -493,22 +665,157 @@ __global__ void __launch_bounds__(32 * W)
         fa_load_bf16<HDP, BC, THREADS>(Ks, kb, ks, j0, T, hd);
         fa_load_bf16<HDP, BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
-        /* S = Q Kᵀ, dP = dO Vᵀ; then dS into dp. */
-        float s[KEY_TILES][4], dp[KEY_TILES][4];
-        mma_abt_pair<KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
-#pragma unroll
-        for (int n = 0; n < KEY_TILES; n++)
-#pragma unroll
-            for (int r = 0; r < 2; r++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float p;
-                    mma_grad(s[n][2 * r + e], dp[n][2 * r + e], i_row[r], j0 + 8 * n + 2 * t + e, first[r],
-                             lse2[r], Dr[r], scale_log2, &p, &dp[n][2 * r + e]);
-                }
-        /* dQ += dS K (scaled at the end). */
-        mma_cb<DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
+        mma_dq_tile<HDP, BC>(q_warp, do_warp, Ks, Vs, j0, &r, dqa, scale_log2, lane);
     }
+    mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
+}
+
+/* ---- the pipelined backward (DSK_CUDA_ATTN=async; see the forward's) ---- */
+
+/* The query tiles fa_each_query_tile visits, one after another: (hh, qt)
+ * from the one before (hh 0, qt j0 / BR - 1 before the first) to the
+ * next; 0 when there is none. */
+template <int BR>
+__device__ __forceinline__ int mma_next_query_tile(const fa_kvtile &t, const int *tile_lo, int nqt, int &hh, int &qt)
+{
+    for (;;) {
+        if (++qt >= nqt) {
+            if (++hh >= t.group)
+                return 0;
+            qt = t.j0 / BR;
+        }
+        if (tile_lo[(size_t)t.b * nqt + qt] < t.j_end)
+            return 1;
+    }
+}
+
+/* The dK/dV kernel's shared memory: K, V [BC][HDP + 8], Q and dO twice
+ * [BR][HDP + 8], the query rows' statistics. */
+template <int HDP> struct mma_dkdv_async_smem {
+    enum { LD = HDP + 8, BR = mma_kv_rows<HDP>::BR, BC = 64, QTILE = BR * LD * 2 };
+    static constexpr size_t k = 0, v = k + (size_t)BC * LD * 2, q = v + (size_t)BC * LD * 2, dO = q + 2 * (size_t)QTILE,
+                            rows = dO + 2 * (size_t)QTILE, bytes = rows + sizeof(mma_bwd_rows<BR>);
+};
+
+/* Grid and arguments as mma_dkdv_kernel<HDP, 4>'s, q, k, v, dout in bf16. */
+template <int HDP>
+__global__ void __launch_bounds__(128)
+    mma_dkdv_async_kernel(float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                          const float *lse, const float *D, const int *tile_lo, const int32_t *pos, int T, int H,
+                          int KV, int hd, int local, int window, float scale, float scale_log2, int nqt, int nkt,
+                          dsk_half_out dv_h)
+{
+    typedef mma_dkdv_async_smem<HDP> L;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 128, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Ks = (bf16 *)(mma_sm + L::k), *Vs = (bf16 *)(mma_sm + L::v);
+    bf16 *Qs[2] = {(bf16 *)(mma_sm + L::q), (bf16 *)(mma_sm + L::q + L::QTILE)};
+    bf16 *dOs[2] = {(bf16 *)(mma_sm + L::dO), (bf16 *)(mma_sm + L::dO + L::QTILE)};
+    mma_bwd_rows<BR> *rows = (mma_bwd_rows<BR> *)(mma_sm + L::rows);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const fa_kvtile tile = fa_kvtile_of<BC>(T, H, KV, hd, nkt);
+    const int32_t *pb = pos + (size_t)tile.b * T;
+    const size_t kv_head = (size_t)tile.b * T * tile.ks + (size_t)tile.kvh * hd;
+    /* Query tile (hh, qt)'s rows of q and dO, by cp.async into buffer `to`. */
+    auto load_q = [&](int hh, int qt, int to) {
+        const int h = tile.kvh * tile.group + hh, i0 = qt * BR;
+        const size_t head = (size_t)tile.b * T * tile.qs + (size_t)h * hd;
+        mma_tile_async<HDP, BR, THREADS>(Qs[to], q + head, tile.qs, i0, min(i0 + BR, T), hd);
+        mma_tile_async<HDP, BR, THREADS>(dOs[to], dout + head, tile.qs, i0, min(i0 + BR, T), hd);
+    };
+
+    mma_tile_async<HDP, BC, THREADS>(Ks, k + kv_head, tile.ks, tile.j0, T, hd);
+    mma_tile_async<HDP, BC, THREADS>(Vs, v + kv_head, tile.ks, tile.j0, T, hd);
+    cp_async_commit();
+    const bf16 *k_warp = Ks + 16 * warp * LD, *v_warp = Vs + 16 * warp * LD;
+    const int j_lane = tile.j0 + 16 * warp + (lane >> 2);
+    float dka[DIM_TILES][4], dva[DIM_TILES][4];
+    mma_zero(dka);
+    mma_zero(dva);
+
+    int hh = 0, qt = tile.j0 / BR - 1, cur = 0;
+    int have = mma_next_query_tile<BR>(tile, tile_lo, nqt, hh, qt);
+    if (have)
+        load_q(hh, qt, 0);
+    cp_async_commit();
+    while (have) {
+        int next_hh = hh, next_qt = qt;
+        const int more = mma_next_query_tile<BR>(tile, tile_lo, nqt, next_hh, next_qt);
+        if (more)   /* into the buffer every warp finished with last time */
+            load_q(next_hh, next_qt, cur ^ 1);
+        cp_async_commit();
+        const int h = tile.kvh * tile.group + hh, i0 = qt * BR;
+        mma_bwd_rows_load<BR, THREADS>(rows, i0, T, pb, lse, D, ((size_t)tile.b * H + h) * T, local, window);
+        cp_async_wait<1>();   /* this tile's copies (and K's, V's) are in */
+        __syncthreads();      /* ... everyone's, and the rows' statistics */
+        mma_dkdv_tile<HDP, BR>(k_warp, v_warp, Qs[cur], dOs[cur], rows, i0, j_lane, dka, dva, scale_log2, lane);
+        __syncthreads();      /* every warp is done with this tile's buffers and rows */
+        hh = next_hh, qt = next_qt, have = more, cur ^= 1;
+    }
+    cp_async_wait<0>();
+    const int j_end = tile.j_end;
+    mma_put_rows<DIM_TILES>(dv, dva, 1.0f, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane, dv_h);
+    mma_put_rows<DIM_TILES>(dk, dka, scale, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane);
+}
+
+/* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K and V twice
+ * [MMA_BC][HDP + 8], the rows' first keys and their least. */
+template <int HDP> struct mma_dq_async_smem {
+    enum { LD = HDP + 8, BR = 64, BC = MMA_BC, TILE = BC * LD * 2 };
+    static constexpr size_t q = 0, dO = q + (size_t)BR * LD * 2, k = dO + (size_t)BR * LD * 2, v = k + 2 * (size_t)TILE,
+                            first = v + 2 * (size_t)TILE, lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
+};
+
+/* Grid and arguments as mma_dq_kernel<HDP, 4>'s, q, k, v, dout in bf16. */
+template <int HDP>
+__global__ void __launch_bounds__(128)
+    mma_dq_async_kernel(float *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
+                        const float *D, const int32_t *pos, int T, int H, int KV, int hd, int local, int window,
+                        float scale, float scale_log2, int nqt)
+{
+    typedef mma_dq_async_smem<HDP> L;
+    constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 128, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Qs = (bf16 *)(mma_sm + L::q), *dOs = (bf16 *)(mma_sm + L::dO);
+    bf16 *Ks[2] = {(bf16 *)(mma_sm + L::k), (bf16 *)(mma_sm + L::k + L::TILE)};
+    bf16 *Vs[2] = {(bf16 *)(mma_sm + L::v), (bf16 *)(mma_sm + L::v + L::TILE)};
+    int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
+    const bf16 *kb = k + (size_t)b * T * ks + (size_t)kvh * hd, *vb = v + (size_t)b * T * ks + (size_t)kvh * hd;
+    const size_t head = (size_t)b * T * qs + (size_t)h * hd;
+
+    if (threadIdx.x == 0)
+        *lo_sh = INT_MAX;
+    mma_tile_async<HDP, BR, THREADS>(Qs, q + head, qs, i0, i_end, hd);
+    mma_tile_async<HDP, BR, THREADS>(dOs, dout + head, qs, i0, i_end, hd);
+    cp_async_commit();
+    __syncthreads();
+    fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    __syncthreads();
+    mma_dq_rows r;
+    mma_dq_rows_load<BR>(&r, first_sh, local, lse, D, bh, i0, T, warp, lane);
+    const bf16 *q_warp = Qs + 16 * warp * LD, *do_warp = dOs + 16 * warp * LD;
+    float dqa[DIM_TILES][4];
+    mma_zero(dqa);
+
+    const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    mma_tile_async<HDP, BC, THREADS>(Ks[0], kb, ks, kt_lo * BC, T, hd);
+    mma_tile_async<HDP, BC, THREADS>(Vs[0], vb, ks, kt_lo * BC, T, hd);
+    cp_async_commit();
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int cur = (kt - kt_lo) & 1;
+        if (kt < kt_hi) {
+            mma_tile_async<HDP, BC, THREADS>(Ks[cur ^ 1], kb, ks, (kt + 1) * BC, T, hd);
+            mma_tile_async<HDP, BC, THREADS>(Vs[cur ^ 1], vb, ks, (kt + 1) * BC, T, hd);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        mma_dq_tile<HDP, BC>(q_warp, do_warp, Ks[cur], Vs[cur], kt * BC, &r, dqa, scale_log2, lane);
+        __syncthreads();
+    }
+    cp_async_wait<0>();
     mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
 }
 
@@ -516,6 +823,128 @@ __global__ void __launch_bounds__(32 * W)
 
 /* The warps a block: 8 with DSK_CUDA_ATTN=mma8, else 4. */
 static int mma_warps(const dsk_cuda *cb) { return cb->attn_kernels == DSK_CUDA_ATTN_MMA8 ? 8 : 4; }
+
+/* The pipelined kernels' shared memory, the most of their forward's or
+ * backward's kernels. */
+static size_t mma_async_smem(int hdp, int backward)
+{
+#define MMA_ASYNC_SMEM(H)                                                                                   \
+    (backward ? (mma_dkdv_async_smem<H>::bytes > mma_dq_async_smem<H>::bytes ? mma_dkdv_async_smem<H>::bytes \
+                                                                               : mma_dq_async_smem<H>::bytes) \
+              : mma_fwd_async_smem<H>::bytes)
+    switch (hdp) {
+    case 16: return MMA_ASYNC_SMEM(16);
+    case 32: return MMA_ASYNC_SMEM(32);
+    case 64: return MMA_ASYNC_SMEM(64);
+    default: return MMA_ASYNC_SMEM(128);
+    }
+#undef MMA_ASYNC_SMEM
+}
+
+/* Whether the pipelined kernels run a layer of shape s (fa_use_mma takes
+ * it): DSK_CUDA_ATTN=async, heads a multiple of 8, and the device gives
+ * a block their shared memory. */
+static int mma_async(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
+{
+    if (cb->attn_kernels != DSK_CUDA_ATTN_ASYNC || s->hd % 8 != 0 || !fa_use_mma(cb, s))
+        return 0;
+    int optin = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device));
+    return mma_async_smem(fa_hdp(s->hd), backward) <= (size_t)optin;
+}
+
+/* The bf16 copies' room: q, k, v (and dO for the backward). */
+static size_t mma_async_values(const dsk_attn_shape *s, int backward)
+{
+    size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
+    return (backward ? 2 : 1) * nq + 2 * nk;
+}
+
+void dsk_cuda_attention_async_reserve(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
+{
+    if (!mma_async(cb, s, backward))
+        return;
+    size_t bytes = mma_async_values(s, backward) * sizeof(bf16);
+    if (bytes <= cb->attn_bf16_len)
+        return;
+    CUDA_CHECK(cudaStreamSynchronize(cb->stream));   /* queued kernels may read the old copies */
+    if (cb->attn_bf16)
+        CUDA_CHECK(cudaFree(cb->attn_bf16));
+    cb->attn_bf16 = NULL;
+    cb->attn_bf16_len = 0;
+    if (dsk_cuda_malloc(cb, &cb->attn_bf16, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        dsk_die(EX_OSERR, "cuda: out of device memory allocating %zu bytes for the attention's bf16 copies on device %d",
+                bytes, cb->device);
+    }
+    cb->attn_bf16_len = bytes;
+}
+
+/* q, k, v and (dout not NULL) dout rounded to bf16 into the room reserved
+ * for them: *qh, *kh, *vh, *doh. */
+static void mma_async_copies(dsk_cuda *cb, const dsk_attn_shape *s, const float *q, const float *k, const float *v,
+                             const float *dout, const bf16 **qh, const bf16 **kh, const bf16 **vh, const bf16 **doh)
+{
+    size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
+    if (mma_async_values(s, dout != NULL) * sizeof(bf16) > cb->attn_bf16_len)
+        dsk_die(EX_SOFTWARE, "cuda: attention (async): the bf16 copies' room was not reserved");
+    bf16 *at = (bf16 *)cb->attn_bf16;
+    bf16 *cq = at, *ck = cq + nq, *cv = ck + nk, *cdo = cv + nk;
+    dsk_cuda_round_bf16(cb, cq, q, nq, ck, k, nk);
+    dsk_cuda_round_bf16(cb, cv, v, nk, dout ? cdo : NULL, dout, dout ? nq : 0);
+    *qh = cq, *kh = ck, *vh = cv;
+    if (doh)
+        *doh = cdo;
+}
+
+template <int HDP>
+static void mma_fwd_async_launch(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
+{
+    typedef mma_fwd_async_smem<HDP> L;
+    const bf16 *qh, *kh, *vh;
+    mma_async_copies(cb, s, q, k, v, NULL, &qh, &kh, &vh, NULL);
+    const int nqt = (s->T + L::BR - 1) / L::BR;
+    auto *kern = mma_fwd_async_kernel<HDP>;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes));
+    unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
+    const float scale_log2 = MMA_LOG2E / sqrtf((float)s->hd);
+    kern<<<grid, 128, L::bytes, cb->stream>>>(out, lse, qh, kh, vh, pos, s->T, s->H, s->KV, s->hd,
+                                               s->kind == DSK_ATTN_LOCAL, s->window, scale_log2, nqt, out_h);
+    LAUNCHED(cb, "attention_fwd (mma.sync, async)");
+}
+
+template <int HDP>
+static void mma_bwd_async_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *lse, const float *D, const int *tile_lo,
+                                 const int32_t *pos, const dsk_attn_shape *s, dsk_half_out dv_h)
+{
+    typedef mma_dkdv_async_smem<HDP> LKV;
+    typedef mma_dq_async_smem<HDP> LQ;
+    const bf16 *qh, *kh, *vh, *doh;
+    mma_async_copies(cb, s, q, k, v, dout, &qh, &kh, &vh, &doh);
+    const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
+    const float scale = 1.0f / sqrtf((float)hd), scale_log2 = MMA_LOG2E * scale;
+    const int kv_nqt = (T + LKV::BR - 1) / LKV::BR, nkt = (T + LKV::BC - 1) / LKV::BC, nqt = (T + LQ::BR - 1) / LQ::BR;
+    auto *kkv = mma_dkdv_async_kernel<HDP>;
+    auto *kq = mma_dq_async_kernel<HDP>;
+    CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LKV::bytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
+    unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
+    {
+        dsk_cuda_prof_scope timed(cb, "dk, dv (mma.sync, async)");
+        kkv<<<grid_kv, 128, LKV::bytes, cb->stream>>>(dk, dv, doh, qh, kh, vh, lse, D, tile_lo, pos, T, H, KV, hd,
+                                                       local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
+        LAUNCHED(cb, "attention_bwd (dk, dv; mma.sync, async)");
+    }
+    unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
+    {
+        dsk_cuda_prof_scope timed(cb, "dq (mma.sync, async)");
+        kq<<<grid_q, 128, LQ::bytes, cb->stream>>>(dq, doh, qh, kh, vh, lse, D, pos, T, H, KV, hd, local, s->window,
+                                                   scale, scale_log2, nqt);
+        LAUNCHED(cb, "attention_bwd (dq; mma.sync, async)");
+    }
+}
 
 template <int HDP, int W>
 static void mma_fwd_launch(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k, const float *v,
@@ -537,10 +966,11 @@ void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *l
                                 const float *v, const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
 {
     float *lse = s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g;
-    const int w8 = mma_warps(cb) == 8;
-#define MMA_FWD(H)                                                     \
-    (w8 ? mma_fwd_launch<H, 8>(cb, out, lse, q, k, v, pos, s, out_h) \
-        : mma_fwd_launch<H, 4>(cb, out, lse, q, k, v, pos, s, out_h))
+    const int w8 = mma_warps(cb) == 8, async = mma_async(cb, s, 0);
+#define MMA_FWD(H)                                                                             \
+    (async ? mma_fwd_async_launch<H>(cb, out, lse, q, k, v, pos, s, out_h)                   \
+     : w8  ? mma_fwd_launch<H, 8>(cb, out, lse, q, k, v, pos, s, out_h)                      \
+           : mma_fwd_launch<H, 4>(cb, out, lse, q, k, v, pos, s, out_h))
     switch (fa_hdp(s->hd)) {
     case 16: MMA_FWD(16); break;
     case 32: MMA_FWD(32); break;
@@ -592,11 +1022,12 @@ void dsk_cuda_attention_mma_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, c
                                 const float *Dg, const float *Dl, const int *tile_lo, const int32_t *pos,
                                 const dsk_attn_shape *s, dsk_half_out dv_h)
 {
-    const int local = s->kind == DSK_ATTN_LOCAL, w8 = mma_warps(cb) == 8;
+    const int local = s->kind == DSK_ATTN_LOCAL, w8 = mma_warps(cb) == 8, async = mma_async(cb, s, 1);
     const float *lse = local ? lse_l : lse_g, *D = local ? Dl : Dg;
-#define MMA_BWD(H)                                                                              \
-    (w8 ? mma_bwd_launch<H, 8>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h) \
-        : mma_bwd_launch<H, 4>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h))
+#define MMA_BWD(H)                                                                                     \
+    (async ? mma_bwd_async_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)   \
+     : w8  ? mma_bwd_launch<H, 8>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)      \
+           : mma_bwd_launch<H, 4>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h))
     switch (fa_hdp(s->hd)) {
     case 16: MMA_BWD(16); break;
     case 32: MMA_BWD(32); break;

@@ -24,8 +24,13 @@
  * lane l gets register i = tile i's [g][2t, 2t+1], or with .trans its
  * [2t, 2t+1][g] (the tile transposed).
  *
+ * cp.async (cp_async_16, _commit, _wait) copies tiles from global to
+ * shared memory while the warps compute on the previous tile.
+ *
  * Under the CPU emulation (tests/gpu/emu/emu.h) the same calls run the
- * emulator's versions of the instructions, which follow these layouts. */
+ * emulator's versions of the instructions, which follow these layouts
+ * (and perform a cp.async only at the wait that covers it, so that a
+ * read before the wait sees the old bytes, as it may on the hardware). */
 #ifndef DSK_MMA_SYNC_CUH
 #define DSK_MMA_SYNC_CUH
 
@@ -60,7 +65,32 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
     dsk_emu_mma_m16n8k16_bf16(d, a, b0, b1);
 }
 
+/* cp.async: the emulator defers each copy to the wait that covers it. */
+__device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes)
+{
+    dsk_emu_cp_async_16(smem, gmem, src_bytes);
+}
+__device__ __forceinline__ void cp_async_commit(void) { dsk_emu_cp_async_commit(); }
+template <int N> __device__ __forceinline__ void cp_async_wait(void) { dsk_emu_cp_async_wait(N); }
+
 #else
+
+/* cp.async.cg (sm_80 on): 16 bytes from global to shared memory without
+ * passing through registers, of which the first src_bytes are read and
+ * the rest zeroed (0: all zeros, gmem not read).  Both addresses 16-byte
+ * aligned.  Copies are grouped by cp_async_commit; cp_async_wait<N>
+ * returns when all but the newest N groups of this thread have landed
+ * (other threads' copies: a barrier after the wait). */
+__device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes)
+{
+    unsigned at = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait(void)
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 __device__ __forceinline__ void mma_ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16 *row)
 {

@@ -443,12 +443,50 @@ static int32_t *doc_positions(int B, int T, const int *lens)
  * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2 the
  * default, mma.sync's (kernels_attention_mma.cu) where a layer is not
  * hybrid and heads are at most 128 (on cuda, only those cases: WMMA's
- * ran the others), 3 the same in blocks of 8 warps (DSK_CUDA_ATTN=mma8). */
+ * ran the others), 3 the same in blocks of 8 warps (DSK_CUDA_ATTN=mma8),
+ * 4 the pipelined ones (DSK_CUDA_ATTN=async: only heads a multiple of 8,
+ * and besides the cpu, against the default's bits). */
 static int attn_bf16, attn_mma_only;
 static const char *const attn_fwd_op[] = {"attention_fwd", "attention_fwd wmma", "attention_fwd mma",
-                                          "attention_fwd mma8"};
+                                          "attention_fwd mma8", "attention_fwd async"};
 static const char *const attn_bwd_op[] = {"attention_bwd", "attention_bwd wmma", "attention_bwd mma",
-                                          "attention_bwd mma8"};
+                                          "attention_bwd mma8", "attention_bwd async"};
+
+/* DSK_CUDA_ATTN=async against the default (mma.sync, 4 warps) on the
+ * device, the same inputs: the same bits, forward and backward (the same
+ * products in the same order, from the same bf16 values). */
+static void attention_async_bits(const char *what, const dsk_attn_shape *s, const void *q, const void *k,
+                                 const void *v, const void *dout, const void *out, const void *lse, const void *pos,
+                                 const void *alpha)
+{
+    size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
+    size_t nl = (size_t)s->B * s->H * s->T, len[4] = {nq * 4, nl * 4, nq * 4, nk * 4};
+    int global = s->kind == DSK_ATTN_GLOBAL;
+    void *got[2][6];
+    for (int fam = 0; fam < 2; fam++) {
+        dsk_cuda_set_attn(DEV, fam ? DSK_CUDA_ATTN_AUTO : DSK_CUDA_ATTN_ASYNC);
+        float *o = gh_poisoned(DEV, nq * 4), *l = gh_poisoned(DEV, nl * 4), *dq = gh_poisoned(DEV, nq * 4);
+        float *dk = gh_poisoned(DEV, nk * 4), *dv = gh_poisoned(DEV, nk * 4);
+        DEV->attention_fwd(DEV, o, global ? l : NULL, global ? NULL : l, NULL, NULL, q, k, v, pos, alpha, s);
+        DEV->attention_bwd(DEV, dq, dk, dv, NULL, dout, out, q, k, v, global ? lse : NULL, global ? NULL : lse, NULL,
+                           NULL, pos, alpha, s);
+        float *bufs[5] = {o, l, dq, dk, dv};
+        for (int x = 0; x < 5; x++) {
+            got[fam][x] = gh_download(DEV, bufs[x], x < 3 ? len[x] : len[3]);
+            DEV->free(DEV, bufs[x]);
+        }
+    }
+    dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_ASYNC);
+    static const char *const names[5] = {"out", "lse", "dq", "dk", "dv"};
+    for (int x = 0; x < 5; x++) {
+        char buf[160];
+        snprintf(buf, sizeof buf, "%s: %s, the bits of DSK_CUDA_ATTN=auto", what, names[x]);
+        record(x < 2 ? "attention_fwd async" : "attention_bwd async", buf,
+               memcmp(got[0][x], got[1][x], x < 3 ? len[x] : len[3]) ? 1.0 : 0.0, TOL_EXACT);
+        free(got[0][x]);
+        free(got[1][x]);
+    }
+}
 #define OP_FWD attn_fwd_op[attn_bf16]
 #define OP_BWD attn_bwd_op[attn_bf16]
 #define TOL_FWD (attn_bf16 ? TOL_ATTN_BF16 : TOL_RED)
@@ -463,7 +501,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
                                 float alpha, const int *doc_lens)
 {
     dsk_attn_shape s = {B, T, H, KV, hd, kind, window};
-    if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128))
+    if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128 || (attn_bf16 == 4 && hd % 8)))
         return;
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, nl = (size_t)B * H * T;
     int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
@@ -566,6 +604,8 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         record(OP_BWD, buf, isfinite(da[1]) ? fabs((double)da[1] - da[0]) / mag : INFINITY, TOL_BWD);
         free(og), free(ol);
     }
+    if (attn_bf16 == 4)
+        attention_async_bits(what, &s, Q.d, K.d, Vv.d, DO.d, OUT.d, use_g ? LG.d : LL.d, POS.d, AL.d);
 
     twin DQ2 = tw_out(nq * 4), DK2 = tw_out(nk * 4), DV2 = tw_out(nk * 4), DA2 = tw_in(&dalpha0, 4);
     DEV->attention_bwd(DEV, DQ2.d, DK2.d, DV2.d, DA2.d, DO.d, OUT.d, Q.d, K.d, Vv.d, use_g ? LG.d : NULL,
@@ -630,7 +670,7 @@ static void attention_cases(void)
 }
 
 /* The fp32 kernels, then (with gemm_dtype bf16 on the device) the
- * tensor-core ones, WMMA's, the default's and mma8's, over the same cases:
+ * tensor-core ones, WMMA's, the default's, mma8's and async's, over the same cases:
  * every head-size bound, mask, GQA group and partial tile.  (The cpu
  * has one attention: "cpu against cpu" runs its cases once.) */
 static void test_attention(void)
@@ -650,6 +690,9 @@ static void test_attention(void)
     if (cuda) {
         attn_bf16 = 3;
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_MMA8);
+        attention_cases();
+        attn_bf16 = 4;
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_ASYNC);
         attention_cases();
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     }

@@ -13,8 +13,9 @@
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
 # kernels, mma (bf16 tensor cores through mma.sync, what bf16 / fp16 run
-# by default), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or fp32 (CUDA
-# cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
+# by default), async (the same, tiles double-buffered by cp.async;
+# DSK_CUDA_ATTN=async), mma8, wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
+# fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
 # DSK_CUDA_HALF_CACHE=0 (every product converting its
 # operands afresh: the gain of reusing them).  After the 1.3b and MoE
@@ -98,6 +99,7 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
+row 1.3b 8 2048 bf16 0 "" async
 row 1.3b 8 2048 bf16 0 "" mma8
 row 1.3b 8 2048 bf16 0 "" wmma
 row 1.3b 8 2048 bf16 0 "" fp32
@@ -109,7 +111,8 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 # The attention alone, causal, at the 1.3b preset's shape (16 heads of
 # 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
 # the bf16 tensor-core ones (WMMA's, then the default's through mma.sync,
-# and those in blocks of 8 warps, DSK_CUDA_ATTN=mma8).
+# those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the pipelined ones,
+# DSK_CUDA_ATTN=async).
 for shape in "16 16 128" "12 12 64"; do
     # shellcheck disable=SC2086
     if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
@@ -118,7 +121,8 @@ import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "auto": "tensor cores, mma.sync (bf16)",
-            "mma8": "tensor cores, mma.sync, 8 warps (bf16)"}.get(r["kernels"], r["kernels"])
+            "mma8": "tensor cores, mma.sync, 8 warps (bf16)",
+            "async": "tensor cores, mma.sync, cp.async double-buffered (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
     else

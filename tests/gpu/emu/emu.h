@@ -481,6 +481,19 @@ inline void dsk_emu_ldmatrix_x4(uint32_t (&r)[4], const void *row, int trans)
     memcpy(r, out, sizeof out);
 }
 
+/* ---- cp.async (cuda/mma_sync.cuh's) ----
+ * Each thread's copies wait in its open group until cp.async.commit_group
+ * closes it; cp.async.wait_group N performs (in order) every group but
+ * the newest N.  Until then the destination keeps its old bytes, so a
+ * kernel that reads a tile before waiting for it, or before the barrier
+ * after every thread's wait, reads stale bytes (0xff at first: NaN) and
+ * gets a wrong answer here.  The emulator stops a copy whose addresses
+ * are not 16-byte aligned or whose source size is not 0 to 16, and a
+ * thread that ends with copies never waited for. */
+void dsk_emu_cp_async_16(void *smem, const void *gmem, int src_bytes);
+void dsk_emu_cp_async_commit(void);
+void dsk_emu_cp_async_wait(int newest_pending);
+
 /* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, d = A B + d. */
 inline void dsk_emu_mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 {

@@ -34,6 +34,8 @@
 #include <unistd.h>
 
 #include <boost/context/fiber.hpp>
+#include <deque>
+#include <vector>
 
 #include <map>
 #include <mutex>
@@ -117,6 +119,13 @@ enum fiber_state { RUNNABLE, AT_SYNCTHREADS, AT_WARP, FINISHED };
  * block, launch after launch: made once, it returns to the scheduler
  * after each body and waits there for the next (making a fiber for each
  * thread of each block cost more than most kernels' work). */
+/* A cp.async not yet performed (emu.h). */
+typedef struct cp_copy {
+    void *dst;
+    const void *src;
+    int src_bytes;
+} cp_copy;
+
 typedef struct fiber {
     boost::context::fiber self;   /* where the thread goes on from */
     boost::context::fiber sink;   /* the scheduler, while the thread runs */
@@ -124,6 +133,8 @@ typedef struct fiber {
     const char *collective;   /* the warp collective it is in or last was: "__shfl_xor_sync", ... */
     uint3 tid;
     char *stack;   /* its lowest usable byte */
+    std::vector<cp_copy> cp_open;                 /* cp.async copies since the last commit */
+    std::deque<std::vector<cp_copy>> cp_groups;   /* committed groups, oldest first */
 } fiber;
 
 /* A block being run: its threads and what they share. */
@@ -222,6 +233,10 @@ static boost::context::fiber fiber_main(boost::context::fiber &&scheduler)
     for (;;) {
         block_run *b = running;
         b->body(b->ctx);
+        fiber *f = &b->fibers[b->current];
+        if (!f->cp_open.empty() || !f->cp_groups.empty())
+            emu_abort(b->site, "thread (%u,%u,%u) of block (%u,%u,%u) ends with cp.async copies never waited for",
+                      f->tid.x, f->tid.y, f->tid.z, blockIdx.x, blockIdx.y, blockIdx.z);
         b->live--;
         suspend(FINISHED);   /* resumed as the same thread of the next block */
     }
@@ -300,6 +315,44 @@ void dsk_emu_abort(const char *what, const char *fmt, ...)
 }
 
 void dsk_emu_warp_barrier(void) { suspend(AT_WARP); }
+
+/* ---- cp.async ---- */
+
+static fiber *cp_thread(const char *what)
+{
+    if (!running)
+        emu_abort(what, "called outside a kernel");
+    return &running->fibers[running->current];
+}
+
+void dsk_emu_cp_async_16(void *smem, const void *gmem, int src_bytes)
+{
+    const char *what = "cp.async.cg.shared.global 16";
+    fiber *f = cp_thread(what);
+    if ((uintptr_t)smem % 16 || (src_bytes > 0 && (uintptr_t)gmem % 16) || src_bytes < 0 || src_bytes > 16)
+        emu_abort(running->site, "%s: shared %p, global %p (both must be 16-byte aligned), source size %d (0 to 16)",
+                  what, smem, gmem, src_bytes);
+    f->cp_open.push_back(cp_copy{smem, gmem, src_bytes});
+}
+
+void dsk_emu_cp_async_commit(void)
+{
+    fiber *f = cp_thread("cp.async.commit_group");
+    f->cp_groups.push_back(std::move(f->cp_open));
+    f->cp_open.clear();
+}
+
+void dsk_emu_cp_async_wait(int newest_pending)
+{
+    fiber *f = cp_thread("cp.async.wait_group");
+    while (f->cp_groups.size() > (size_t)(newest_pending > 0 ? newest_pending : 0)) {
+        for (const cp_copy &c : f->cp_groups.front()) {
+            memcpy(c.dst, c.src, (size_t)c.src_bytes);
+            memset((char *)c.dst + c.src_bytes, 0, (size_t)(16 - c.src_bytes));
+        }
+        f->cp_groups.pop_front();
+    }
+}
 
 void *dsk_emu_dynamic_smem(void)
 {

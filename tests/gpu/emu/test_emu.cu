@@ -290,6 +290,53 @@ __global__ void k_mma_partial_warp(float *out)
     out[threadIdx.x] = d[0];
 }
 
+/* cp.async: thread t copies 16 bytes (4 ints) of `in` to shared memory
+ * (the second half of the threads: only src_bytes of them, the rest
+ * zeroed), reads its word before waiting (into early), waits, meets the
+ * block at a barrier, and reads its neighbour's chunk (into late). */
+__global__ void k_cp_async(const int *in, int *early, int *late, int src_bytes)
+{
+    __shared__ __align__(16) int sh[64 * 4];
+    const int t = threadIdx.x;
+    sh[4 * t] = -1;
+    __syncthreads();
+    cp_async_16(&sh[4 * t], &in[4 * t], t < 32 ? 16 : src_bytes);
+    cp_async_commit();
+    early[t] = sh[4 * t];
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int i = 0; i < 4; i++)
+        late[4 * t + i] = sh[4 * ((t + 1) % 64) + i];
+}
+/* Two groups: after wait<1> only the first has landed. */
+__global__ void k_cp_async_groups(const int *in, int *out)
+{
+    __shared__ __align__(16) int sh[8];
+    sh[0] = sh[4] = -1;
+    cp_async_16(&sh[0], &in[0], 16);
+    cp_async_commit();
+    cp_async_16(&sh[4], &in[4], 16);
+    cp_async_commit();
+    cp_async_wait<1>();
+    out[0] = sh[0];
+    out[1] = sh[4];
+    cp_async_wait<0>();
+    out[2] = sh[4];
+}
+__global__ void k_cp_async_unwaited(const int *in)
+{
+    __shared__ __align__(16) int sh[4];
+    cp_async_16(sh, in, 16);
+    cp_async_commit();
+}
+__global__ void k_cp_async_misaligned(const int *in)
+{
+    __shared__ __align__(16) int sh[8];
+    cp_async_16(&sh[1], in, 16);
+    cp_async_commit();
+    cp_async_wait<0>();
+}
+
 static int dies_saying(void (*fn)(void), const char *expect)
 {
     int fds[2];
@@ -325,6 +372,20 @@ static float *device_floats(size_t n)
     if (cudaMalloc((void **)&p, n * sizeof *p) != cudaSuccess)
         abort();
     return p;
+}
+
+static void run_cp_async_unwaited(void)
+{
+    int *d = NULL;
+    cudaMalloc((void **)&d, 16);
+    k_cp_async_unwaited<<<1, 32>>>(d);
+}
+
+static void run_cp_async_misaligned(void)
+{
+    int *d = NULL;
+    cudaMalloc((void **)&d, 16);
+    k_cp_async_misaligned<<<1, 1>>>(d);
 }
 
 static void run_divergent(void)
@@ -632,6 +693,37 @@ int main(void)
         cudaFree(dunfilled);
         cudaFree(dids);
     }
+    /* cp.async: copies land at the wait that covers them; the rest of a
+     * short copy is zeroed. */
+    {
+        int h_in[256], h_early[64], h_late[256], *din = NULL, *dearly = NULL, *dlate = NULL;
+        for (int i = 0; i < 256; i++)
+            h_in[i] = 1000 + i;
+        cudaMalloc((void **)&din, sizeof h_in);
+        cudaMalloc((void **)&dearly, sizeof h_early);
+        cudaMalloc((void **)&dlate, sizeof h_late);
+        cudaMemcpyAsync(din, h_in, sizeof h_in, cudaMemcpyHostToDevice, 0);
+        k_cp_async<<<1, 64>>>(din, dearly, dlate, 8);
+        cudaMemcpyAsync(h_early, dearly, sizeof h_early, cudaMemcpyDeviceToHost, 0);
+        cudaMemcpyAsync(h_late, dlate, sizeof h_late, cudaMemcpyDeviceToHost, 0);
+        int early_old = cudaGetLastError() == cudaSuccess, late_ok = 1;
+        for (int t = 0; t < 64; t++) {
+            early_old &= h_early[t] == -1;
+            int from = (t + 1) % 64;
+            for (int i = 0; i < 4; i++)
+                late_ok &= h_late[4 * t + i] == (from < 32 || i < 2 ? 1000 + 4 * from + i : 0);
+        }
+        check(early_old, "cp.async: shared memory read before the wait: the old value");
+        check(late_ok, "cp.async: after the wait and a barrier, every thread's copy (a short one zero-filled)");
+        int h_g[3] = {0, 0, 0};
+        k_cp_async_groups<<<1, 1>>>(din, dearly);
+        cudaMemcpyAsync(h_g, dearly, sizeof h_g, cudaMemcpyDeviceToHost, 0);
+        check(h_g[0] == 1000 && h_g[1] == -1 && h_g[2] == 1004,
+              "cp.async.wait_group 1 of two groups: the first landed, the newest not until wait_group 0");
+        cudaFree(din);
+        cudaFree(dearly);
+        cudaFree(dlate);
+    }
     /* What a GPU leaves undefined: the emulator stops there. */
     check(dies_saying(run_divergent, "disagree about the next barrier"),
           "__syncthreads in half a warp, a shuffle in the other: stopped");
@@ -655,6 +747,10 @@ int main(void)
           "ldmatrix with lanes that disagree on .trans: stopped");
     check(dies_saying(run_mma_partial_warp, "it needs a full warp of 32 lanes"),
           "mma.sync in a 16-lane warp (a block of 48): stopped");
+    check(dies_saying(run_cp_async_unwaited, "cp.async copies never waited for"),
+          "a thread that ends with cp.async copies not waited for: stopped");
+    check(dies_saying(run_cp_async_misaligned, "must be 16-byte aligned"),
+          "cp.async to a shared address not 16-byte aligned: stopped");
 
     printf("1..%d\n", n_checks);
     return n_failed ? 1 : 0;
