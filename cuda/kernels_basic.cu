@@ -104,17 +104,54 @@ void dsk_cuda_embedding_fwd(dsk_backend *be, float *out, const float *table, con
     LAUNCHED(cb, "embedding_fwd");
 }
 
-/* One thread per column walks the tokens in order: each table entry has
- * one writer and repeated tokens add up in the CPU's order, so the result
- * is deterministic (and equal to the CPU's).  Parallel over columns only:
- * a sorted, segmented version is the faster one for later. */
-__global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *tokens, int n, int C)
+/* The tokens' gradients added onto their rows, deterministically: each
+ * table row has one writer, which adds its tokens' rows in token order
+ * (the CPU's order, so the same bits as the cpu backend).  Block (x, p)
+ * takes columns [256 x, 256 x + 256) of the rows of tokens t with
+ * t % parts == p (parts a power of two), so that the work spreads over
+ * parts x column blocks rather than one walk over all n tokens per
+ * column (which took 1.8% of a 1.3b step on an H200).  The tokens go by
+ * in chunks of EMB_CHUNK: the block picks out its partition's, in order
+ * (a block-wide prefix sum of the matches), then every thread adds
+ * those rows for its column. */
+enum { EMB_THREADS = 256, EMB_PER_THREAD = 4, EMB_CHUNK = EMB_THREADS * EMB_PER_THREAD };
+
+__global__ void __launch_bounds__(EMB_THREADS)
+    embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *tokens, int n, int C, int parts)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C)
-        return;
-    for (int i = 0; i < n; i++)
-        dtable[(size_t)tokens[i] * C + c] += dout[(size_t)i * C + c];
+    __shared__ int32_t at_sh[EMB_CHUNK], tok_sh[EMB_CHUNK];   /* the partition's tokens of the chunk, in order */
+    __shared__ int scan[EMB_THREADS];
+    const int tid = threadIdx.x, c = blockIdx.x * EMB_THREADS + tid, p = (int)blockIdx.y;
+    for (int i0 = 0; i0 < n; i0 += EMB_CHUNK) {
+        /* Thread tid looks at positions i0 + 4 tid .. + 3 (in order across threads). */
+        int32_t mine[EMB_PER_THREAD];
+        int count = 0;
+        for (int e = 0; e < EMB_PER_THREAD; e++) {
+            const int i = i0 + EMB_PER_THREAD * tid + e;
+            mine[e] = i < n && (tokens[i] & (parts - 1)) == p ? tokens[i] : -1;
+            count += mine[e] >= 0;
+        }
+        scan[tid] = count;
+        __syncthreads();
+        for (int off = 1; off < EMB_THREADS; off <<= 1) {   /* inclusive prefix sum */
+            const int v = tid >= off ? scan[tid - off] : 0;
+            __syncthreads();
+            scan[tid] += v;
+            __syncthreads();
+        }
+        int at = scan[tid] - count;
+        const int total = scan[EMB_THREADS - 1];
+        for (int e = 0; e < EMB_PER_THREAD; e++)
+            if (mine[e] >= 0) {
+                at_sh[at] = i0 + EMB_PER_THREAD * tid + e;
+                tok_sh[at++] = mine[e];
+            }
+        __syncthreads();
+        if (c < C)
+            for (int x = 0; x < total; x++)
+                dtable[(size_t)tok_sh[x] * C + c] += dout[(size_t)at_sh[x] * C + c];
+        __syncthreads();   /* the lists and the sums are the next chunk's */
+    }
 }
 
 void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, const int32_t *tokens, int n, int C)
@@ -122,8 +159,12 @@ void dsk_cuda_embedding_bwd(dsk_backend *be, float *dtable, const float *dout, c
     dsk_cuda *cb = dsk_cuda_of(be);
     if (n <= 0 || C <= 0)
         return;
-    int threads = 64;
-    embedding_bwd_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dtable, dout, tokens, n, C);
+    /* About two blocks an SM (any count gives the same bits). */
+    const int col_blocks = (C + EMB_THREADS - 1) / EMB_THREADS;
+    int parts = 1;
+    while (parts < 256 && parts * col_blocks < 2 * cb->sm_count)
+        parts *= 2;
+    embedding_bwd_kernel<<<dim3(col_blocks, parts), EMB_THREADS, 0, cb->stream>>>(dtable, dout, tokens, n, C, parts);
     LAUNCHED(cb, "embedding_bwd");
 }
 

@@ -364,6 +364,22 @@ static void test_embedding(void)
     check_f("embedding_bwd", "repeated tokens, accumulate", DT, (size_t)V * C, TOL_ELEM);
     tw_free(TOK), tw_free(TAB), tw_free(DO), tw_free(OUT), tw_free(DT);
     free(tok), free(table), free(dout), free(dtab);
+
+    /* The backward over several chunks of tokens (1024 a chunk) and
+     * column blocks (256 a block), a vocabulary of 1000 with one token
+     * most of the time: every row's sum in the cpu's order, so the same
+     * bits. */
+    V = 1000, C = 600, n = 2500;
+    tok = malloc(n * sizeof *tok);
+    for (int i = 0; i < n; i++)
+        tok[i] = i % 3 == 0 ? 517 : (int32_t)(urand() * V);
+    dout = gh_rnd((size_t)n * C, 1), dtab = gh_rnd((size_t)V * C, 1);
+    TOK = tw_in(tok, n * 4), DO = tw_in(dout, (size_t)n * C * 4), DT = tw_in(dtab, (size_t)V * C * 4);
+    for (int side = 0; side < 2; side++)
+        BE->embedding_bwd(BE, P(DT), P(DO), P(TOK), n, C);
+    check_f("embedding_bwd", "V 1000, C 600, n 2500: the cpu's bits", DT, (size_t)V * C, TOL_EXACT);
+    tw_free(TOK), tw_free(DO), tw_free(DT);
+    free(tok), free(dout), free(dtab);
 }
 
 static void test_rmsnorm(void)
