@@ -230,9 +230,9 @@ void dsk_cuda_gemm_add(dsk_backend *be, int ta, int tb, int M, int N, int K, flo
 
 /* An op of the table.  One that may write device memory makes gemm's
  * 16-bit operand copies stale (gemm_operands.cu): every op but gemm,
- * gemm_add, rope and softmax_xent (which forget the copies of their own
- * outputs), sumsq and download (which write none) forgets them all first
- * (Forget).  With DSK_CUDA_PROFILE=1 it is timed under its name
+ * gemm_add, gemm_grouped, rope and softmax_xent (which forget the copies
+ * of their own outputs), sumsq and download (which write none) forgets
+ * them all first (Forget).  With DSK_CUDA_PROFILE=1 it is timed under its name
  * (op_profile.cu); name NULL (alloc, free: no stream work) is not.  The
  * names are set where the table is filled (OP below). */
 template <auto F> struct table_op;
@@ -433,7 +433,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     OP(zero, cuda_zero, true);
     OP(gemm, dsk_cuda_gemm, false);
     OP(gemm_add, dsk_cuda_gemm_add, false);
-    OP(gemm_grouped, dsk_cuda_gemm_grouped, true);
+    OP(gemm_grouped, dsk_cuda_gemm_grouped, false);   /* forgets the copies of its outputs only */
     OP(register_int4, dsk_cuda_register_int4, true);
     OP(add, dsk_cuda_add, true);
     OP(scale, dsk_cuda_scale, true);

@@ -165,6 +165,12 @@ void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out 
  * out_b, in one launch (gemm_operands.cu). */
 void dsk_cuda_round_bf16(dsk_cuda *cb, void *out_a, const float *a, size_t na, void *out_b, const float *b,
                          size_t nb);
+/* Products about to read parts of src[0..n) (gemm_grouped's experts'
+ * blocks of rows, one after another): its copy in be->gemm_dtype made now
+ * in one conversion, unless a current one holds it or it lies in
+ * registered weights; nothing when products are fp32 or no copies are
+ * kept. */
+void dsk_cuda_half_prepare(dsk_cuda *cb, const float *src, size_t n);
 /* Every copy is stale: something may have written any device memory. */
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */

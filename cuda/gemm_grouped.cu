@@ -6,7 +6,9 @@
  * gemm: the handle's math mode (DSK_CUDA_TF32=1) decides.
  *
  * bf16 / fp16: a loop over gemm (the cuBLASLt plans, ragged: planned
- * by their shapes rounded up, gemm_lt.cu), by choice: the
+ * by their shapes rounded up, gemm_lt.cu; an operand whose groups follow
+ * one another in memory rounded to 16 bits once, not per group), by
+ * choice: the
  * grouped call takes 16-bit operands only with a 16-bit output, and
  * ours is float32; each group's operands are converted by gemm anyway.
  * The loop is also the way when cuBLAS has no grouped call (before 12.5)
@@ -105,6 +107,26 @@ static host_arrays grouped_host(dsk_cuda *cb, size_t n)
 /* Group g has a product to do (else its C is left as it is). */
 static inline int nonempty(const int *M, const int *N, const int *K, int g) { return M[g] > 0 && N[g] > 0 && K[g] > 0; }
 
+/* When the nonempty groups' A (is_b 0: M x K each) or B (K x N) follow
+ * one another in memory, their whole span's 16-bit copy, made at once
+ * (dsk_cuda_half_prepare). */
+static void prepare_contiguous(dsk_cuda *cb, int count, const int *M, const int *N, const int *K,
+                               const float *const *X, int is_b)
+{
+    const float *start = NULL, *next = NULL;
+    for (int g = 0; g < count; g++) {
+        if (!nonempty(M, N, K, g))
+            continue;
+        if (next && X[g] != next)
+            return;
+        if (!start)
+            start = X[g];
+        next = X[g] + (size_t)K[g] * (is_b ? N[g] : M[g]);
+    }
+    if (start)
+        dsk_cuda_half_prepare(cb, start, (size_t)(next - start));
+}
+
 void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
                            float alpha, const float *const *A, const float *const *B, float beta, float *const *C)
 {
@@ -120,6 +142,13 @@ void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int
         if (nonempty(M, N, K, g))
             aligned &= ((uintptr_t)A[g] | (uintptr_t)B[g] | (uintptr_t)C[g]) % 16 == 0;
     if (live < 2 || be->gemm_dtype != DSK_DTYPE_FP32 || cb->grouped_loop || !aligned) {
+        /* An operand whose groups lie one after another in one buffer (the
+         * experts' blocks of rows) is rounded to 16 bits in one pass: each
+         * product then reads its block of that copy. */
+        if (live >= 2) {
+            prepare_contiguous(cb, count, M, N, K, A, 0);
+            prepare_contiguous(cb, count, M, N, K, B, 1);
+        }
         /* Empty groups leave C as it is (gemm would scale it by beta when K is 0). */
         for (int g = 0; g < count; g++)
             if (nonempty(M, N, K, g))
@@ -128,6 +157,9 @@ void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int
     }
 
     size_t n = (size_t)live;
+    for (int g = 0; g < count; g++)   /* the outputs' 16-bit copies are stale (gemm's loop does it itself) */
+        if (nonempty(M, N, K, g))
+            dsk_cuda_half_written(cb, C[g], (size_t)M[g] * N[g] * sizeof(float));
     host_arrays h = grouped_host(cb, n);
     int i = 0;
     for (int g = 0; g < count; g++) {

@@ -12,15 +12,18 @@
  *
  * When a copy is current: it is keyed by its source's address, length
  * and type (an operand inside a larger current copy, 16-byte aligned in
- * it, is served from it: the MoE experts' blocks of rows), and forgotten as soon as anything may have written the
- * source: every backend op but gemm, gemm_add, rope, softmax_xent,
- * sumsq and download forgets them all (the op table wraps each in a
- * flush, cuda_backend.cu), so does every collective (comm_nccl.cu), and
- * gemm, gemm_add, rope and softmax_xent forget those their outputs
- * overlap.  So products share copies when nothing but those ops comes
- * between them, which is where the repeats are (and the LM head's
+ * it, is served from it: the MoE experts' blocks of rows), and forgotten
+ * as soon as anything may have written the source: every backend op but
+ * gemm, gemm_add, gemm_grouped, rope, softmax_xent, sumsq and download
+ * forgets them all (the op table wraps each in a flush,
+ * cuda_backend.cu), so does every collective (comm_nccl.cu), and gemm,
+ * gemm_add, gemm_grouped, rope and softmax_xent forget those their
+ * outputs overlap.  So products share copies when nothing but those ops
+ * comes between them, which is where the repeats are (and the LM head's
  * weight, whose copy lasts through its chunks of rows: products and
- * softmax_xent).
+ * softmax_xent).  gemm_grouped rounds an operand whose groups follow one
+ * another in memory in one pass before its products
+ * (dsk_cuda_half_prepare).
  *
  * Copies made by the producer: an op whose outputs go on to products
  * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
@@ -261,6 +264,21 @@ void dsk_cuda_half_operands(dsk_cuda *cb, int dtype, const float *A, size_t na, 
                new_b ? nb : 0);
     *Ah = wa ? wa : (const char *)cb->half[ia].buf + at_a * 2;
     *Bh = wb ? wb : (const char *)cb->half[ib].buf + at_b * 2;
+}
+
+void dsk_cuda_half_prepare(dsk_cuda *cb, const float *src, size_t n)
+{
+    int dtype = cb->be.gemm_dtype;
+    if (cb->half_slots == 0 || n == 0 || (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16) ||
+        dsk_cuda_weights_hold(cb, dtype, src, n))
+        return;
+    int fresh;
+    size_t at;
+    int i = slot_for(cb, dtype, src, n, -1, &fresh, &at);
+    if (fresh) {
+        round_half(cb, dtype, cb->half[i].buf, src, n, NULL, NULL, 0);
+        cb->half_misses++;
+    }
 }
 
 void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,

@@ -236,10 +236,6 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
                        dsk_moe_stats *stats, const float *h, float *out, int n, const dsk_moe_run *run)
 {
     int E = c->n_routed_experts, k = c->top_k, d = c->d_model, Fe = c->d_ff_expert, Fs = shared_ff(c);
-    if (Fs) {
-        dsk_ffn shared = {w->s_gate, w->s_up, w->s_down, b->sg, b->su, b->sa};
-        dsk_ffn_fwd(be, &shared, h, out, out, n, d, Fs);
-    }
     be->gemm(be, 0, 1, n, E, d, 1, h, w->router, 0, b->logits);
     const float *scores = noisy_logits(be, c, b, n, run);
     be->moe_route(be, b->probs, b->sel, b->gate, scores, c->balance == DSK_BALANCE_BIAS ? w->bias : NULL, n, E, k,
@@ -247,6 +243,15 @@ double dsk_moe_forward(dsk_backend *be, const dsk_model_config *c, const dsk_moe
     long *selected = dsk_xcalloc((size_t)E, sizeof *selected);
     b->kept = be->moe_dispatch(be, b->slot_row, b->row_token, b->offsets, selected, b->sel, n, k, E,
                                capacity(c, n, run->train));
+    /* The shared experts after the dispatch (a GPU backend waits for the
+     * routing there: their large products then keep the GPU busy while
+     * the host queues the routed experts' many small ones), and before
+     * the gather (whose copy of the rows in expert order the routed
+     * products read). */
+    if (Fs) {
+        dsk_ffn shared = {w->s_gate, w->s_up, w->s_down, b->sg, b->su, b->sa};
+        dsk_ffn_fwd(be, &shared, h, out, out, n, d, Fs);
+    }
     be->moe_gather(be, b->xp, h, b->row_token, b->kept, d);
     /* Each expert: one SwiGLU over its contiguous block of rows, its
      * products grouped with the other experts' (gate and up in one call),

@@ -567,9 +567,10 @@ static void test_weight_copies(dsk_backend *plain)
  * moe_gather and moe_combine_bwd write the copies of their outputs (the
  * rows of every expert, one after another); each expert's product reads
  * its block of rows from them, when the block starts at a multiple of 8
- * values (16-byte aligned, as a conversion of its own would be).  The
- * same bits as DSK_CUDA_HALF_CACHE=0. */
-enum { M_ROWS = 2 * RM, M_STAGES = 3 };
+ * values (16-byte aligned, as a conversion of its own would be); and
+ * gemm_grouped over blocks that follow one another converts them all at
+ * once.  The same bits as DSK_CUDA_HALF_CACHE=0. */
+enum { M_ROWS = 2 * RM, M_STAGES = 4 };
 static const int m_block[4] = {0, 32, 72, M_ROWS};   /* three experts' rows */
 
 static void moe_sequence(dsk_backend *be, int dt, float *const host[], seq_run *r)
@@ -607,6 +608,18 @@ static void moe_sequence(dsk_backend *be, int dt, float *const host[], seq_run *
         be->gemm(be, 0, 1, m_block[e + 1] - m_block[e], RN, RK, 1, dyp + (size_t)m_block[e] * RK, w, 0,
                  y + (size_t)m_block[e] * RN);
     counts(be, r, 3);
+    keep(be, r, y, ny);
+    /* 4. gemm_grouped over the three blocks of yp, which has no copy:
+     *    one conversion of all of it, each block read from that. */
+    int Ms[3], Ns[3], Ks[3];
+    const float *As[3], *Bs[3];
+    float *Cs[3];
+    for (int e = 0; e < 3; e++) {
+        Ms[e] = m_block[e + 1] - m_block[e], Ns[e] = RN, Ks[e] = RK;
+        As[e] = yp + (size_t)m_block[e] * RK, Bs[e] = w, Cs[e] = y + (size_t)m_block[e] * RN;
+    }
+    be->gemm_grouped(be, 0, 1, 3, Ms, Ns, Ks, 1, As, Bs, 0, Cs);
+    counts(be, r, 4);
     be->gemm_dtype = DSK_DTYPE_FP32;
     keep(be, r, y, ny), keep(be, r, xp, np), keep(be, r, dyp, np);
     float *bufs[] = {x, w, yp, dout, gate, (float *)row_token, (float *)slot_row, xp, dyp, dgate, y};
@@ -619,11 +632,13 @@ static void test_moe_copies(dsk_backend *plain)
     float *host[4] = {gh_rnd((size_t)RM * RK, 1), gh_rnd((size_t)RN * RK, 1), gh_rnd((size_t)M_ROWS * RK, 1),
                       gh_rnd(M_ROWS, 1)};
     /* Each stage converts w once (the op before it forgot every copy but
-     * its own; stage 2 reuses stage 1's); the experts' blocks are hits. */
-    static const unsigned long long hits[M_STAGES] = {5, 1, 5}, misses[M_STAGES] = {1, 1, 1};
+     * its own; stages 2 and 4 reuse the one before's); the experts'
+     * blocks are hits, in stage 4 after one conversion of all of yp. */
+    static const unsigned long long hits[M_STAGES] = {5, 1, 5, 6}, misses[M_STAGES] = {1, 1, 1, 1};
     static const char *const stage[M_STAGES] = {"moe_gather; 3 experts' blocks times w",
                                                 "a block 4 values in (unaligned)",
-                                                "moe_combine_bwd; 3 experts' blocks times w"};
+                                                "moe_combine_bwd; 3 experts' blocks times w",
+                                                "gemm_grouped over 3 blocks of a buffer without a copy"};
     static const seq_counts want = {M_STAGES, hits, misses, stage};
     static const double tol[3] = {0, 2e-5, 2e-5};
     check_sequence(moe_sequence, host, plain, "experts' products on the layer's copies", tol,
