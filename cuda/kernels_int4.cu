@@ -9,11 +9,16 @@
  * 8 columns, which never straddle two groups).  The arithmetic is the
  * CPU's, s * (sum q x - z sum x) per group, taken an octet at a time.
  *
- * A block per panel of DSK_Q4_PANEL (32) rows: lane r of each warp is
- * row r0 + r, so a warp's load of an octet's code words is one 128-byte
- * line; warp w takes octets w, w + 8, ...  The warps' partial sums meet
- * in shared memory and are added in warp order: the same bits on every
- * run. */
+ * A block per panel of DSK_Q4_PANEL (32) rows and split of the octets:
+ * lane r of each warp is row r0 + r, so a warp's load of an octet's code
+ * words is one 128-byte line; warp w takes octets w, w + 8, ... of its
+ * split, four at a time in flight.  The warps' partial sums meet in
+ * shared memory and are added in warp order, the splits' (when there is
+ * more than one) by q4_sum_kernel in split order: the same bits on every
+ * run of a device.  The splits are what fill the GPU: a panel a block
+ * alone gave a layer of 2048 rows 64 blocks, each warp waiting on one
+ * load at a time, and ran at 120-320 GB/s on an H200 (slower than the
+ * fp32 product it replaces). */
 #include <stdlib.h>
 
 #include "cuda_internal.cuh"
@@ -35,14 +40,18 @@ struct dsk_cuda_q4 {
     int32_t *octet_group;   /* [kcols / 8] */
 };
 
-/* C [M][rows] = A [M][cols] Wᵀ (+ beta C), M <= Q4_MAX_ROWS; a block per panel. */
+/* C [M][rows] = A [M][cols] Wᵀ (+ beta C), M <= Q4_MAX_ROWS; block (x, y)
+ * is panel x, octets [y per_split, (y + 1) per_split).  One split: the
+ * sums into C; several: split y's into split_sums [y][M][rows]. */
 __global__ void __launch_bounds__(32 * Q4_WARPS)
-    q4_gemm_kernel(float *C, const float *A, float beta, int M, int rows, int cols, int kcols, int ngroups,
-                   const uint32_t *codes, const float *meta, const int32_t *perm, const int32_t *octet_group)
+    q4_gemm_kernel(float *C, float *split_sums, const float *A, float beta, int M, int rows, int cols, int kcols,
+                   int ngroups, const uint32_t *codes, const float *meta, const int32_t *perm,
+                   const int32_t *octet_group, int per_split)
 {
     __shared__ float part[Q4_WARPS][Q4_MAX_ROWS][32];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int r0 = blockIdx.x * DSK_Q4_PANEL, h = min(DSK_Q4_PANEL, rows - r0), octets = kcols / 8;
+    const int o_lo = (int)blockIdx.y * per_split, o_hi = min(octets, o_lo + per_split);
     const uint32_t *pc = codes + (size_t)r0 * octets;       /* [octets][h] */
     const float *pm = meta + (size_t)r0 * ngroups * 2;      /* [ngroups][2][h] */
     float y[Q4_MAX_ROWS];
@@ -50,7 +59,8 @@ __global__ void __launch_bounds__(32 * Q4_WARPS)
     for (int m = 0; m < Q4_MAX_ROWS; m++)
         y[m] = 0;
     if (lane < h) {
-        for (int o = w; o < octets; o += Q4_WARPS) {
+#pragma unroll 4
+        for (int o = o_lo + w; o < o_hi; o += Q4_WARPS) {
             const uint32_t word = pc[(size_t)o * h + lane];
             const int g = octet_group[o];
             const float s = pm[(size_t)g * 2 * h + lane], z = pm[(size_t)g * 2 * h + h + lane];
@@ -83,9 +93,25 @@ __global__ void __launch_bounds__(32 * Q4_WARPS)
         float acc = 0;
         for (int x = 0; x < Q4_WARPS; x++)
             acc += part[x][m][r];
-        float *c = C + (size_t)m * rows + r0 + r;
-        *c = beta == 0 ? acc : acc + beta * *c;
+        if (gridDim.y > 1) {
+            split_sums[((size_t)blockIdx.y * M + m) * rows + r0 + r] = acc;
+        } else {
+            float *c = C + (size_t)m * rows + r0 + r;
+            *c = beta == 0 ? acc : acc + beta * *c;
+        }
     }
+}
+
+/* C [M][rows] = the splits' sums added in order (+ beta C). */
+__global__ void q4_sum_kernel(float *C, const float *split_sums, float beta, int M, int rows, int splits)
+{
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x, n = (size_t)M * rows;
+    if (i >= n)
+        return;
+    float acc = 0;
+    for (int y = 0; y < splits; y++)
+        acc += split_sums[(size_t)y * n + i];
+    C[i] = beta == 0 ? acc : acc + beta * C[i];
 }
 
 /* n elements of host memory in a new device buffer, the copy queued on
@@ -166,11 +192,27 @@ int dsk_cuda_int4_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float 
         (const dsk_cuda_q4 *)bsearch(&key, cb->q4, (size_t)cb->n_q4, sizeof key, q4_by_weight);
     if (!q || q->rows != N || q->cols != K)
         return 0;
-    unsigned panels = (unsigned)((N + DSK_Q4_PANEL - 1) / DSK_Q4_PANEL);
+    const int panels = (N + DSK_Q4_PANEL - 1) / DSK_Q4_PANEL, octets = q->kcols / 8;
+    /* Splits of at least 4 octets a warp, until there are about four
+     * blocks an SM. */
+    int splits = (4 * cb->sm_count + panels - 1) / panels, most = octets / (4 * Q4_WARPS);
+    splits = splits < most ? splits : most;
+    splits = splits > 1 ? splits : 1;
+    int per_split = (octets + splits - 1) / splits;
+    per_split = (per_split + Q4_WARPS - 1) / Q4_WARPS * Q4_WARPS;
+    splits = per_split > 0 ? (octets + per_split - 1) / per_split : 1;
+    splits = splits > 1 ? splits : 1;
+    float *split_sums = splits > 1 ? (float *)dsk_cuda_scratch(cb, (size_t)splits * M * N * sizeof(float)) : NULL;
     dsk_cuda_prof_scope timed(cb, "int4 products (decoding)", 2.0 * M * N * K);
-    q4_gemm_kernel<<<panels, 32 * Q4_WARPS, 0, cb->stream>>>(C, A, beta, M, q->rows, q->cols, q->kcols, q->ngroups,
-                                                              q->codes, q->meta, q->perm, q->octet_group);
+    q4_gemm_kernel<<<dim3((unsigned)panels, (unsigned)splits), 32 * Q4_WARPS, 0, cb->stream>>>(
+        C, split_sums, A, beta, M, q->rows, q->cols, q->kcols, q->ngroups, q->codes, q->meta, q->perm, q->octet_group,
+        per_split > 0 ? per_split : 1);
     LAUNCHED(cb, "gemm (int4)");
+    if (splits > 1) {
+        const size_t n = (size_t)M * N;
+        q4_sum_kernel<<<(unsigned)((n + 255) / 256), 256, 0, cb->stream>>>(C, split_sums, beta, M, N, splits);
+        LAUNCHED(cb, "gemm (int4): the splits' sums");
+    }
     return 1;
 }
 

@@ -213,12 +213,14 @@ static void test_gemm_add(void)
  * dsk_q4_matmul against the cuda kernel.  Layouts: groups of 32, one
  * group (G = cols), G 20 (not a multiple of 8: groups padded to 24 with
  * zero codes) and act-order (a column permutation); 72 and 40 rows end
- * in partial panels. */
+ * in partial panels; 2048 and 1024 columns are split between blocks
+ * (their sums added by a second kernel). */
 static void test_int4(void)
 {
     static const struct {
         int rows, cols, G, act_order;
-    } layers[] = {{72, 160, 32, 0}, {40, 96, 96, 0}, {64, 200, 20, 0}, {64, 128, 32, 1}};
+    } layers[] = {{72, 160, 32, 0}, {40, 96, 96, 0}, {64, 200, 20, 0}, {64, 128, 32, 1}, {40, 2048, 128, 0},
+                  {72, 1024, 64, 1}};
     enum { N_LAYERS = sizeof layers / sizeof *layers };
     dsk_q4_linear Ls[N_LAYERS];
     twin Ws[N_LAYERS];
