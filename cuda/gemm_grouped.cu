@@ -145,7 +145,7 @@ void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int
         /* An operand whose groups lie one after another in one buffer (the
          * experts' blocks of rows) is rounded to 16 bits in one pass: each
          * product then reads its block of that copy. */
-        if (live >= 2) {
+        if (live >= 2 && !cb->n_q4) {   /* (int4 layers: decoding, whose products read no copies) */
             prepare_contiguous(cb, count, M, N, K, A, 0);
             prepare_contiguous(cb, count, M, N, K, B, 1);
         }

@@ -1,7 +1,6 @@
 /* Mixture-of-experts routing, permutation and their backward passes.
- * moe_dispatch is the CPU's own code (dsk_cpu_moe_dispatch) on the
- * host: it returns host offsets anyway, the selections are n*k ints, and
- * its first-come-first-served capping is sequential by nature. */
+ * moe_dispatch ranks each expert's pairs on the device (see below) and
+ * hands only the offsets and counts to the host. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,31 +66,111 @@ void dsk_cuda_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate
     LAUNCHED(cb, "moe_route");
 }
 
+/* ---- dispatch ----
+ * The CPU's rule (dsk_cpu_moe_dispatch): pairs (token, slot) in order,
+ * each expert keeping its first `capacity`, rows laid out expert by
+ * expert in pair order.  So a pair's row is its expert's offset plus its
+ * rank among the expert's pairs (kept when the rank is below capacity):
+ * a block per expert ranks its pairs with block-wide prefix sums over
+ * the pairs in order, one small kernel turns the counts into offsets,
+ * and a last one writes the rows.  Only the offsets and counts (2E + 1
+ * ints) go to the host, which needs them for the experts' products. */
+enum { RANK_PER_THREAD = 4, RANK_CHUNK = THREADS * RANK_PER_THREAD };
+
+__global__ void __launch_bounds__(THREADS)
+    moe_rank_kernel(int32_t *rank, int32_t *count, const int32_t *sel, int pairs)
+{
+    __shared__ int scan[THREADS];
+    const int e = (int)blockIdx.x, tid = threadIdx.x;
+    int before = 0;   /* the expert's pairs in earlier chunks */
+    for (int i0 = 0; i0 < pairs; i0 += RANK_CHUNK) {
+        int mine = 0;
+        for (int x = 0; x < RANK_PER_THREAD; x++) {
+            const int i = i0 + RANK_PER_THREAD * tid + x;
+            mine += i < pairs && sel[i] == e;
+        }
+        scan[tid] = mine;
+        __syncthreads();
+        for (int off = 1; off < THREADS; off <<= 1) {   /* inclusive prefix sum */
+            const int v = tid >= off ? scan[tid - off] : 0;
+            __syncthreads();
+            scan[tid] += v;
+            __syncthreads();
+        }
+        int r = before + scan[tid] - mine;
+        for (int x = 0; x < RANK_PER_THREAD; x++) {
+            const int i = i0 + RANK_PER_THREAD * tid + x;
+            if (i < pairs && sel[i] == e)
+                rank[i] = r++;
+        }
+        before += scan[THREADS - 1];
+        __syncthreads();   /* scan is the next chunk's */
+    }
+    if (tid == 0)
+        count[e] = before;
+}
+
+/* offsets [E + 1] of the kept rows from the counts (one thread: E is small). */
+__global__ void moe_offsets_kernel(int32_t *offsets, const int32_t *count, int E, int capacity)
+{
+    int at = 0;
+    for (int e = 0; e < E; e++) {
+        offsets[e] = at;
+        at += count[e] < capacity ? count[e] : capacity;
+    }
+    offsets[E] = at;
+}
+
+__global__ void moe_place_kernel(int32_t *slot_row, int32_t *row_token, const int32_t *rank, const int32_t *offsets,
+                                 const int32_t *sel, int pairs, int k, int capacity)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= pairs)
+        return;
+    const int r = rank[i];
+    if (r < capacity) {
+        const int row = offsets[sel[i]] + r;
+        slot_row[i] = row;
+        row_token[row] = i / k;
+    } else {
+        slot_row[i] = -1;
+    }
+}
+
 int dsk_cuda_moe_dispatch(dsk_backend *be, int32_t *slot_row, int32_t *row_token, int *offsets,
                           long *select_counts, const int32_t *sel, int n, int k, int E, int capacity)
 {
     dsk_cuda *cb = dsk_cuda_of(be);
-    size_t pairs = (size_t)n * k;
-    if (cb->host_i32_len < 3 * pairs + 1) {
+    const int pairs = n * k;
+    for (int e = 0; e <= E; e++)
+        offsets[e] = 0;
+    if (pairs <= 0 || E <= 0)
+        return 0;
+    /* Scratch: ranks [pairs], counts [E], offsets [E + 1]. */
+    int32_t *rank = (int32_t *)dsk_cuda_scratch(cb, ((size_t)pairs + 2 * (size_t)E + 1) * sizeof(int32_t));
+    int32_t *count = rank + pairs, *dev_offsets = count + E;
+    moe_rank_kernel<<<(unsigned)E, THREADS, 0, cb->stream>>>(rank, count, sel, pairs);
+    LAUNCHED(cb, "moe_dispatch: ranks");
+    moe_offsets_kernel<<<1, 1, 0, cb->stream>>>(dev_offsets, count, E, capacity);
+    LAUNCHED(cb, "moe_dispatch: offsets");
+    moe_place_kernel<<<(unsigned)((pairs + THREADS - 1) / THREADS), THREADS, 0, cb->stream>>>(
+        slot_row, row_token, rank, dev_offsets, sel, pairs, k, capacity);
+    LAUNCHED(cb, "moe_dispatch: rows");
+    size_t want = 2 * (size_t)E + 1;
+    if (cb->host_i32_len < want) {
         free(cb->host_i32);
-        cb->host_i32_len = 3 * pairs + 1;
-        cb->host_i32 = (int32_t *)dsk_xmalloc(cb->host_i32_len * sizeof *cb->host_i32);
+        cb->host_i32_len = want;
+        cb->host_i32 = (int32_t *)dsk_xmalloc(want * sizeof *cb->host_i32);
     }
-    int32_t *h_sel = cb->host_i32, *h_slot = h_sel + pairs, *h_rows = h_slot + pairs;
-    if (pairs) {
-        CUDA_CHECK(cudaMemcpyAsync(h_sel, sel, pairs * sizeof *h_sel, cudaMemcpyDeviceToHost, cb->stream));
-        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
-    }
-    int kept = dsk_cpu_moe_dispatch(h_slot, h_rows, offsets, select_counts, h_sel, n, k, E, capacity);
-    /* The host buffers are reused by the next call: copies from pageable
-     * memory return once staged, but wait anyway (dispatch is a sync point). */
-    if (pairs)
-        CUDA_CHECK(cudaMemcpyAsync(slot_row, h_slot, pairs * sizeof *h_slot, cudaMemcpyHostToDevice, cb->stream));
-    if (kept > 0)
-        CUDA_CHECK(cudaMemcpyAsync(row_token, h_rows, (size_t)kept * sizeof *h_rows, cudaMemcpyHostToDevice,
-                                   cb->stream));
+    CUDA_CHECK(cudaMemcpyAsync(cb->host_i32, count, want * sizeof *cb->host_i32, cudaMemcpyDeviceToHost, cb->stream));
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
-    return kept;
+    const int32_t *h_count = cb->host_i32, *h_offsets = h_count + E;
+    for (int e = 0; e <= E; e++)
+        offsets[e] = h_offsets[e];
+    if (select_counts)
+        for (int e = 0; e < E; e++)
+            select_counts[e] += h_count[e];
+    return offsets[E];
 }
 
 /* moe_gather and moe_combine_bwd also write their outputs' 16-bit copies

@@ -29,8 +29,10 @@
  *
  * Under the CPU emulation (tests/gpu/emu/emu.h) the same calls run the
  * emulator's versions of the instructions, which follow these layouts
- * (and perform a cp.async only at the wait that covers it, so that a
- * read before the wait sees the old bytes, as it may on the hardware). */
+ * (and perform a cp.async either at once or only at the wait that
+ * covers it, block by block, so that a read before the wait sees the old
+ * bytes and a copy into a tile other warps still read overwrites it, as
+ * either may on the hardware). */
 #ifndef DSK_MMA_SYNC_CUH
 #define DSK_MMA_SYNC_CUH
 
@@ -84,7 +86,8 @@ template <int N> __device__ __forceinline__ void cp_async_wait(void) { dsk_emu_c
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes)
 {
     unsigned at = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(src_bytes) : "memory");
+    size_t from = __cvta_generic_to_global(gmem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(from), "r"(src_bytes) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait(void)

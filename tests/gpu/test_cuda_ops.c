@@ -923,6 +923,7 @@ static void test_moe(void)
     test_moe_case(DSK_ROUTER_SOFTMAX, 1, 64, 16, 4, 64, 1000);  /* no drops */
     test_moe_case(DSK_ROUTER_SIGMOID, 1, 42, 8, 2, 33, 5);
     test_moe_case(DSK_ROUTER_SIGMOID, 0, 13, 4, 1, 16, 2);
+    test_moe_case(DSK_ROUTER_SOFTMAX, 0, 700, 8, 2, 24, 150);   /* 1400 pairs: the dispatch's ranks over 2 chunks */
 }
 
 static void test_adamw(void)

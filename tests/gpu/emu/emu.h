@@ -482,12 +482,15 @@ inline void dsk_emu_ldmatrix_x4(uint32_t (&r)[4], const void *row, int trans)
 }
 
 /* ---- cp.async (cuda/mma_sync.cuh's) ----
- * Each thread's copies wait in its open group until cp.async.commit_group
- * closes it; cp.async.wait_group N performs (in order) every group but
- * the newest N.  Until then the destination keeps its old bytes, so a
- * kernel that reads a tile before waiting for it, or before the barrier
- * after every thread's wait, reads stale bytes (0xff at first: NaN) and
- * gets a wrong answer here.  The emulator stops a copy whose addresses
+ * Half the blocks, drawn at random (DSK_EMU_CP_ASYNC=eager or deferred
+ * for all), perform each copy as it is issued: a prefetch into a tile
+ * that other warps still read (a missing barrier) overwrites it under
+ * them.  In the others each thread's copies wait in its open group until
+ * cp.async.commit_group closes it, and cp.async.wait_group N performs (in
+ * order) every group but the newest N.  Until then the destination keeps
+ * its old bytes, so a kernel that reads a tile before waiting for it, or
+ * before the barrier after every thread's wait, reads stale bytes (0xff
+ * at first: NaN) and gets a wrong answer here.  The emulator stops a copy whose addresses
  * are not 16-byte aligned or whose source size is not 0 to 16, and a
  * thread that ends with copies never waited for. */
 void dsk_emu_cp_async_16(void *smem, const void *gmem, int src_bytes);

@@ -147,6 +147,7 @@ typedef struct block_run {
     std::vector<uint64_t> warp_slots;   /* 32 a warp */
     void *dynamic_smem;
     size_t dynamic_smem_len;
+    int cp_eager;   /* this block performs cp.async copies when issued (else at their wait) */
 } block_run;
 
 static __thread block_run *running;   /* the block whose threads run now */
@@ -325,14 +326,31 @@ static fiber *cp_thread(const char *what)
     return &running->fibers[running->current];
 }
 
+static void cp_perform(const cp_copy &c)
+{
+    if (!c.dst)
+        return;   /* an eager block's record of a copy already done */
+    memcpy(c.dst, c.src, (size_t)c.src_bytes);
+    memset((char *)c.dst + c.src_bytes, 0, (size_t)(16 - c.src_bytes));
+}
+
+/* Half the blocks (chosen at random as the block starts) perform each
+ * copy when it is issued: a copy into a tile that other warps still read
+ * (a missing barrier) then overwrites it under them.  The other half
+ * perform it at the wait: a read before the wait sees the old bytes. */
 void dsk_emu_cp_async_16(void *smem, const void *gmem, int src_bytes)
 {
     const char *what = "cp.async.cg.shared.global 16";
     fiber *f = cp_thread(what);
-    if ((uintptr_t)smem % 16 || (src_bytes > 0 && (uintptr_t)gmem % 16) || src_bytes < 0 || src_bytes > 16)
+    if ((uintptr_t)smem % 16 || (uintptr_t)gmem % 16 || src_bytes < 0 || src_bytes > 16)
         emu_abort(running->site, "%s: shared %p, global %p (both must be 16-byte aligned), source size %d (0 to 16)",
                   what, smem, gmem, src_bytes);
-    f->cp_open.push_back(cp_copy{smem, gmem, src_bytes});
+    if (running->cp_eager) {
+        cp_perform(cp_copy{smem, gmem, src_bytes});
+        f->cp_open.push_back(cp_copy{NULL, NULL, 0});   /* still to be waited for */
+    } else {
+        f->cp_open.push_back(cp_copy{smem, gmem, src_bytes});
+    }
 }
 
 void dsk_emu_cp_async_commit(void)
@@ -346,10 +364,8 @@ void dsk_emu_cp_async_wait(int newest_pending)
 {
     fiber *f = cp_thread("cp.async.wait_group");
     while (f->cp_groups.size() > (size_t)(newest_pending > 0 ? newest_pending : 0)) {
-        for (const cp_copy &c : f->cp_groups.front()) {
-            memcpy(c.dst, c.src, (size_t)c.src_bytes);
-            memset((char *)c.dst + c.src_bytes, 0, (size_t)(16 - c.src_bytes));
-        }
+        for (const cp_copy &c : f->cp_groups.front())
+            cp_perform(c);
         f->cp_groups.pop_front();
     }
 }
@@ -453,6 +469,10 @@ static void run_block(block_run *b, uint3 block_idx)
     for (unsigned i = 0; i < n; i++)
         b->fibers[i].tid = make_uint3(i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y));
     b->live = n;
+    /* DSK_EMU_CP_ASYNC=eager or deferred for every block (test_emu.cu);
+     * otherwise each block's own draw. */
+    const char *cp = getenv("DSK_EMU_CP_ASYNC");
+    b->cp_eager = cp && !strcmp(cp, "eager") ? 1 : cp && !strcmp(cp, "deferred") ? 0 : (int)(rng_next() & 1);
     if (b->dynamic_smem_len)
         memset(b->dynamic_smem, 0xff, b->dynamic_smem_len);   /* NaN: a read before a write shows */
     std::vector<unsigned> order(n), warp_order(warps);

@@ -703,6 +703,7 @@ int main(void)
         cudaMalloc((void **)&dearly, sizeof h_early);
         cudaMalloc((void **)&dlate, sizeof h_late);
         cudaMemcpyAsync(din, h_in, sizeof h_in, cudaMemcpyHostToDevice, 0);
+        setenv("DSK_EMU_CP_ASYNC", "deferred", 1);
         k_cp_async<<<1, 64>>>(din, dearly, dlate, 8);
         cudaMemcpyAsync(h_early, dearly, sizeof h_early, cudaMemcpyDeviceToHost, 0);
         cudaMemcpyAsync(h_late, dlate, sizeof h_late, cudaMemcpyDeviceToHost, 0);
@@ -720,6 +721,20 @@ int main(void)
         cudaMemcpyAsync(h_g, dearly, sizeof h_g, cudaMemcpyDeviceToHost, 0);
         check(h_g[0] == 1000 && h_g[1] == -1 && h_g[2] == 1004,
               "cp.async.wait_group 1 of two groups: the first landed, the newest not until wait_group 0");
+        setenv("DSK_EMU_CP_ASYNC", "eager", 1);
+        k_cp_async<<<1, 64>>>(din, dearly, dlate, 8);
+        cudaMemcpyAsync(h_early, dearly, sizeof h_early, cudaMemcpyDeviceToHost, 0);
+        cudaMemcpyAsync(h_late, dlate, sizeof h_late, cudaMemcpyDeviceToHost, 0);
+        int early_new = cudaGetLastError() == cudaSuccess;
+        late_ok = 1;
+        for (int t = 0; t < 64; t++) {
+            early_new &= h_early[t] == 1000 + 4 * t;
+            int from = (t + 1) % 64;
+            for (int i = 0; i < 4; i++)
+                late_ok &= h_late[4 * t + i] == (from < 32 || i < 2 ? 1000 + 4 * from + i : 0);
+        }
+        check(early_new && late_ok, "cp.async in an eager block: the copy lands as it is issued");
+        unsetenv("DSK_EMU_CP_ASYNC");
         cudaFree(din);
         cudaFree(dearly);
         cudaFree(dlate);
@@ -743,7 +758,7 @@ int main(void)
           "wmma::store_matrix_sync of float with ldm 6: stopped");
     check(dies_saying(run_ldmatrix_misaligned, "lane 5's row address"),
           "ldmatrix with a row address not 16-byte aligned: stopped");
-    check(dies_saying(run_ldmatrix_trans_differs, "with .trans"),
+    check(dies_saying(run_ldmatrix_trans_differs, " .trans, lane "),
           "ldmatrix with lanes that disagree on .trans: stopped");
     check(dies_saying(run_mma_partial_warp, "it needs a full warp of 32 lanes"),
           "mma.sync in a 16-lane warp (a block of 48): stopped");
