@@ -323,6 +323,22 @@ __device__ double balance_block_sum(double x, double *red)
     return s;
 }
 
+/* Expert e over the block's tokens j = from, from + step, ... < cnt
+ * (probs and sel from the block's first token): q = probs / the row's
+ * sum added to *qs, -q log q to *ent, the selections of e to *sc. */
+__device__ void balance_expert(const float *probs, const int32_t *sel, const double *row_sum, int from, int step,
+                               int cnt, int e, int E, int k, double *qs, int *sc, double *ent)
+{
+    for (int j = from; j < cnt; j += step) {
+        double q = probs[(size_t)j * E + e] / row_sum[j];
+        *qs += q;
+        if (q > 0)
+            *ent -= q * log(q);
+        for (int s = 0; s < k; s++)
+            *sc += sel[(size_t)j * k + s] == e;
+    }
+}
+
 __global__ void __launch_bounds__(BAL_TOKENS)
     moe_balance_kernel(double *q_part, int *cnt_part, double *sum_part, const float *probs, const int32_t *sel,
                        const float *logits, long T, long chunks, int n, int E, int k)
@@ -358,14 +374,8 @@ __global__ void __launch_bounds__(BAL_TOKENS)
         int G = BAL_TOKENS / E, e = i % E, g = i / E;
         double qs = 0;
         int sc = 0;
-        for (int j = g < G ? g : cnt; j < cnt; j += G) {
-            double q = probs[(size_t)(t0 + j) * E + e] / row_sum[j];
-            qs += q;
-            if (q > 0)
-                ent -= q * log(q);
-            for (int s = 0; s < k; s++)
-                sc += sel[(size_t)(t0 + j) * k + s] == e;
-        }
+        if (g < G)
+            balance_expert(probs + (size_t)t0 * E, sel + (size_t)t0 * k, row_sum, g, G, cnt, e, E, k, &qs, &sc, &ent);
         part_q[i] = qs;
         part_c[i] = sc;
         __syncthreads();
@@ -380,14 +390,7 @@ __global__ void __launch_bounds__(BAL_TOKENS)
         for (int e = i; e < E; e += BAL_TOKENS) {
             double qs = 0;
             int sc = 0;
-            for (int j = 0; j < cnt; j++) {
-                double q = probs[(size_t)(t0 + j) * E + e] / row_sum[j];
-                qs += q;
-                if (q > 0)
-                    ent -= q * log(q);
-                for (int s = 0; s < k; s++)
-                    sc += sel[(size_t)(t0 + j) * k + s] == e;
-            }
+            balance_expert(probs + (size_t)t0 * E, sel + (size_t)t0 * k, row_sum, 0, 1, cnt, e, E, k, &qs, &sc, &ent);
             q_part[out + e] = qs;
             cnt_part[out + e] = sc;
         }
