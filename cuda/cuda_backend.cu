@@ -396,6 +396,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     cb->half_slots = half_slots;
     cb->attn_kernels = attn_kernels;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&cb->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking));
     cublasStatus_t bs = dsk_cublas.Create(&cb->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {

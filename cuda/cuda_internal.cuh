@@ -93,6 +93,7 @@ typedef struct dsk_cuda_wcopy {
 typedef struct dsk_cuda {
     dsk_backend be;          /* first: a dsk_backend * is a dsk_cuda * */
     int device, sm_count;
+    int smem_optin;          /* the most dynamic shared memory a block may opt in to, in bytes */
     cudaStream_t stream;
     cublasHandle_t blas;
     int sync_each;           /* DSK_CUDA_SYNC=1: wait after every op */
@@ -308,6 +309,25 @@ template <typename T> __device__ __forceinline__ T block_sum(T v, T *sh)
     __syncthreads();
     v = lane < nw ? sh[lane] : (T)0;
     return warp_sum(v);
+}
+/* The inclusive prefix sum of v over the block's threads in thread order
+ * (the same on every run), and the block's sum in *total.  sh: blockDim.x
+ * ints of shared memory, free again when it returns; every thread calls it. */
+__device__ __forceinline__ int block_prefix_sum(int v, int *sh, int *total)
+{
+    const int tid = threadIdx.x;
+    sh[tid] = v;
+    __syncthreads();
+    for (int off = 1; off < (int)blockDim.x; off <<= 1) {
+        const int u = tid >= off ? sh[tid - off] : 0;
+        __syncthreads();
+        sh[tid] += u;
+        __syncthreads();
+    }
+    const int sum = sh[tid];
+    *total = sh[blockDim.x - 1];
+    __syncthreads();
+    return sum;
 }
 __device__ __forceinline__ float block_max(float v, float *sh)
 {

@@ -124,6 +124,18 @@ static void say_fallback(dsk_cuda *cb, const lt_key *k, const char *why)
             k->K, k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', type_name(k->type));
 }
 
+/* The layouts of row-major C[M,N] = op(A) op(B) as cuBLASLt sees it.
+ * Our B: [K,N] row-major is column-major N x K (leading dimension N),
+ * transposed [N,K] is K x N (K).  Our A likewise with M.  C: N x M. */
+static void layouts_make(int ta, int tb, int M, int N, int K, cudaDataType t, cublasLtMatrixLayout_t *a,
+                         cublasLtMatrixLayout_t *b, cublasLtMatrixLayout_t *c)
+{
+    uint64_t m = (uint64_t)M, n = (uint64_t)N, k = (uint64_t)K;
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(a, t, tb ? k : n, tb ? n : k, (int64_t)(tb ? k : n)));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(b, t, ta ? m : k, ta ? k : m, (int64_t)(ta ? m : k)));
+    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(c, CUDA_R_32F, n, m, (int64_t)n));
+}
+
 static void plan_make(dsk_cuda *cb, lt_plan *p)
 {
     dsk_cuda_lt *lt = cb->lt;
@@ -137,12 +149,7 @@ static void plan_make(dsk_cuda *cb, lt_plan *p)
     int32_t op_a = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     CUBLAS_CHECK(dsk_cublaslt.MatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
     CUBLAS_CHECK(dsk_cublaslt.MatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-    /* Our B: [K,N] row-major is column-major N x K (leading dimension N),
-     * transposed [N,K] is K x N (K).  Our A likewise with M.  C: N x M. */
-    uint64_t M = (uint64_t)k->M, N = (uint64_t)k->N, K = (uint64_t)k->K;
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&p->a, t, k->tb ? K : N, k->tb ? N : K, (int64_t)(k->tb ? K : N)));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&p->b, t, k->ta ? M : K, k->ta ? K : M, (int64_t)(k->ta ? M : K)));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, (int64_t)N));
+    layouts_make(k->ta, k->tb, k->M, k->N, k->K, t, &p->a, &p->b, &p->c);
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(dsk_cublaslt.MatmulPreferenceCreate(&pref));
@@ -216,30 +223,6 @@ static int ragged_dim(int x)
     return (int)(((long long)x + grain - 1) / grain * grain);
 }
 
-/* Layouts of the product's own shape for a ragged plan made for a larger
- * one (destroyed after the call: cublasLtMatmul reads them when it
- * queues the product). */
-typedef struct own_layouts {
-    cublasLtMatrixLayout_t a, b, c;
-} own_layouts;
-
-static own_layouts own_layouts_make(int ta, int tb, int M, int N, int K, cudaDataType t)
-{
-    own_layouts l;
-    uint64_t m = (uint64_t)M, n = (uint64_t)N, k = (uint64_t)K;
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.a, t, tb ? k : n, tb ? n : k, (int64_t)(tb ? k : n)));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.b, t, ta ? m : k, ta ? k : m, (int64_t)(ta ? m : k)));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutCreate(&l.c, CUDA_R_32F, n, m, (int64_t)n));
-    return l;
-}
-
-static void own_layouts_free(own_layouts *l)
-{
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->a));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->b));
-    CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(l->c));
-}
-
 int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
                      cudaDataType t, float beta, const float *Cin, float *C, int ragged)
 {
@@ -254,10 +237,16 @@ int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float al
     if (!p->use_lt)
         return ragged ? dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0) : 0;
     if (ragged) {
-        own_layouts l = own_layouts_make(ta, tb, M, N, K, t);
-        cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, l.a, A, l.b, &beta, Cin, l.c, C, l.c,
+        /* The plan's algorithm on layouts of the product's own shape
+         * (destroyed at once: cublasLtMatmul reads them when it queues
+         * the product). */
+        cublasLtMatrixLayout_t la, lb, lc;
+        layouts_make(ta, tb, M, N, K, t, &la, &lb, &lc);
+        cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, la, A, lb, &beta, Cin, lc, C, lc,
                                                &p->algo, lt->work, lt->work_len, cb->stream);
-        own_layouts_free(&l);
+        CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(la));
+        CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(lb));
+        CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(lc));
         if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)
             return dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0);   /* a plan of its own */
         CUBLAS_CHECK(s);

@@ -30,8 +30,9 @@
  * activation, swiglu_bwd's two gradients, attention_fwd's output,
  * attention_bwd's dV, the inverse rope's rotated gradient,
  * softmax_xent's gradient of the logits, moe_gather's rows in expert
- * order and moe_combine_bwd's gradient of the experts' outputs) writes each output's 16-bit
- * copy with it (dsk_cuda_half_produce, dsk_half_out), from the value in
+ * order and moe_combine_bwd's gradient of the experts' outputs) writes
+ * each output's 16-bit copy with it (dsk_cuda_half_produce,
+ * dsk_half_out), from the value in
  * a register: 2 bytes more written a value instead of a conversion pass
  * (4 read, 2 written).  Its results are the same bits: the same float,
  * rounded the same way.  Eight slots: the largest group of products on
@@ -120,21 +121,14 @@ static void one_buffer(dsk_cuda *cb, int dtype, const float *A, size_t na, const
     *Bh = base + a_bytes;
 }
 
-/* The slot whose copy holds src[0..n): its own, or a larger one that
- * contains it (a MoE expert's block of rows inside the whole layer's
+/* The slot whose copy holds src[0..n): its own, or (the same test) a
+ * larger one that contains it (a MoE expert's block of rows inside the whole layer's
  * copy), at *at values from its start.  Inside a larger copy only at a
  * multiple of 8 values: the 16-bit operand then stays 16-byte aligned,
  * as a fresh conversion's is, so that the product runs the same
  * algorithm and gives the same bits as with DSK_CUDA_HALF_CACHE=0. */
 static int find(const dsk_cuda *cb, const float *src, size_t n, int dtype, size_t *at)
 {
-    for (int i = 0; i < cb->half_slots; i++) {
-        const dsk_cuda_half_slot *s = &cb->half[i];
-        if (s->src == src && s->n == n && s->dtype == dtype) {
-            *at = 0;
-            return i;
-        }
-    }
     /* As integers: src may lie in another allocation. */
     uintptr_t lo = (uintptr_t)src, hi = lo + n * sizeof(float);
     for (int i = 0; i < cb->half_slots; i++) {

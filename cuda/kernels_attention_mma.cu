@@ -848,9 +848,7 @@ static int mma_async(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
 {
     if (cb->attn_kernels != DSK_CUDA_ATTN_ASYNC || s->hd % 8 != 0 || !fa_use_mma(cb, s))
         return 0;
-    int optin = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device));
-    return mma_async_smem(fa_hdp(s->hd), backward) <= (size_t)optin;
+    return mma_async_smem(fa_hdp(s->hd), backward) <= (size_t)cb->smem_optin;
 }
 
 /* The bf16 copies' room: q, k, v (and dO for the backward). */

@@ -131,16 +131,8 @@ __global__ void __launch_bounds__(EMB_THREADS)
             mine[e] = i < n && (tokens[i] & (parts - 1)) == p ? tokens[i] : -1;
             count += mine[e] >= 0;
         }
-        scan[tid] = count;
-        __syncthreads();
-        for (int off = 1; off < EMB_THREADS; off <<= 1) {   /* inclusive prefix sum */
-            const int v = tid >= off ? scan[tid - off] : 0;
-            __syncthreads();
-            scan[tid] += v;
-            __syncthreads();
-        }
-        int at = scan[tid] - count;
-        const int total = scan[EMB_THREADS - 1];
+        int total;
+        int at = block_prefix_sum(count, scan, &total) - count;
         for (int e = 0; e < EMB_PER_THREAD; e++)
             if (mine[e] >= 0) {
                 at_sh[at] = i0 + EMB_PER_THREAD * tid + e;
@@ -150,7 +142,7 @@ __global__ void __launch_bounds__(EMB_THREADS)
         if (c < C)
             for (int x = 0; x < total; x++)
                 dtable[(size_t)tok_sh[x] * C + c] += dout[(size_t)at_sh[x] * C + c];
-        __syncthreads();   /* the lists and the sums are the next chunk's */
+        __syncthreads();   /* the lists are the next chunk's */
     }
 }
 

@@ -194,19 +194,18 @@ int dsk_cuda_int4_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float 
         return 0;
     const int panels = (N + DSK_Q4_PANEL - 1) / DSK_Q4_PANEL, octets = q->kcols / 8;
     /* Splits of at least 4 octets a warp, until there are about four
-     * blocks an SM. */
-    int splits = (4 * cb->sm_count + panels - 1) / panels, most = octets / (4 * Q4_WARPS);
-    splits = splits < most ? splits : most;
+     * blocks an SM; each a whole number of the warps' turns (octets >= 1:
+     * gemm does no product with K 0). */
+    const int most = octets / (4 * Q4_WARPS), want = (4 * cb->sm_count + panels - 1) / panels;
+    int splits = want < most ? want : most;
     splits = splits > 1 ? splits : 1;
-    int per_split = (octets + splits - 1) / splits;
-    per_split = (per_split + Q4_WARPS - 1) / Q4_WARPS * Q4_WARPS;
-    splits = per_split > 0 ? (octets + per_split - 1) / per_split : 1;
-    splits = splits > 1 ? splits : 1;
+    const int per_split = ((octets + splits - 1) / splits + Q4_WARPS - 1) / Q4_WARPS * Q4_WARPS;
+    splits = (octets + per_split - 1) / per_split;
     float *split_sums = splits > 1 ? (float *)dsk_cuda_scratch(cb, (size_t)splits * M * N * sizeof(float)) : NULL;
     dsk_cuda_prof_scope timed(cb, "int4 products (decoding)", 2.0 * M * N * K);
     q4_gemm_kernel<<<dim3((unsigned)panels, (unsigned)splits), 32 * Q4_WARPS, 0, cb->stream>>>(
         C, split_sums, A, beta, M, q->rows, q->cols, q->kcols, q->ngroups, q->codes, q->meta, q->perm, q->octet_group,
-        per_split > 0 ? per_split : 1);
+        per_split);
     LAUNCHED(cb, "gemm (int4)");
     if (splits > 1) {
         const size_t n = (size_t)M * N;

@@ -89,22 +89,14 @@ __global__ void __launch_bounds__(THREADS)
             const int i = i0 + RANK_PER_THREAD * tid + x;
             mine += i < pairs && sel[i] == e;
         }
-        scan[tid] = mine;
-        __syncthreads();
-        for (int off = 1; off < THREADS; off <<= 1) {   /* inclusive prefix sum */
-            const int v = tid >= off ? scan[tid - off] : 0;
-            __syncthreads();
-            scan[tid] += v;
-            __syncthreads();
-        }
-        int r = before + scan[tid] - mine;
+        int chunk;
+        int r = before + block_prefix_sum(mine, scan, &chunk) - mine;
         for (int x = 0; x < RANK_PER_THREAD; x++) {
             const int i = i0 + RANK_PER_THREAD * tid + x;
             if (i < pairs && sel[i] == e)
                 rank[i] = r++;
         }
-        before += scan[THREADS - 1];
-        __syncthreads();   /* scan is the next chunk's */
+        before += chunk;
     }
     if (tid == 0)
         count[e] = before;
@@ -307,22 +299,6 @@ void dsk_cuda_moe_scatter_add(dsk_backend *be, float *dx, const float *dxp, cons
  * by block: the same sums on every run, in double as the CPU's. */
 enum { BAL_TOKENS = 256 };
 
-/* Block sum of x in double, in a fixed order (red: BAL_TOKENS doubles). */
-__device__ double balance_block_sum(double x, double *red)
-{
-    int i = threadIdx.x;
-    red[i] = x;
-    __syncthreads();
-    for (int half = BAL_TOKENS / 2; half > 0; half /= 2) {
-        if (i < half)
-            red[i] += red[i + half];
-        __syncthreads();
-    }
-    double s = red[0];
-    __syncthreads();
-    return s;
-}
-
 /* Expert e over the block's tokens j = from, from + step, ... < cnt
  * (probs and sel from the block's first token): q = probs / the row's
  * sum added to *qs, -q log q to *ent, the selections of e to *sc. */
@@ -343,7 +319,7 @@ __global__ void __launch_bounds__(BAL_TOKENS)
     moe_balance_kernel(double *q_part, int *cnt_part, double *sum_part, const float *probs, const int32_t *sel,
                        const float *logits, long T, long chunks, int n, int E, int k)
 {
-    __shared__ double row_sum[BAL_TOKENS], part_q[BAL_TOKENS], red[BAL_TOKENS];
+    __shared__ double row_sum[BAL_TOKENS], part_q[BAL_TOKENS], red[32];
     __shared__ int part_c[BAL_TOKENS];
     int i = threadIdx.x;
     long r = blockIdx.x / chunks, c = blockIdx.x % chunks;
@@ -395,8 +371,8 @@ __global__ void __launch_bounds__(BAL_TOKENS)
             cnt_part[out + e] = sc;
         }
     }
-    ent = balance_block_sum(ent, red);
-    lse2 = balance_block_sum(lse2, red);
+    ent = block_sum(ent, red);
+    lse2 = block_sum(lse2, red);
     if (i == 0) {
         sum_part[2 * (size_t)blockIdx.x] = ent;
         sum_part[2 * (size_t)blockIdx.x + 1] = lse2;

@@ -104,11 +104,9 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
      * past 48 KB a block must opt in. */
     size_t smem = (size_t)C * sizeof(float), fixed = 32 * sizeof(float);
     if (smem + fixed > 48 * 1024) {
-        int optin = 0;
-        CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cb->device));
-        if (smem + fixed > (size_t)optin)
+        if (smem + fixed > (size_t)cb->smem_optin)
             dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
-                    optin);
+                    cb->smem_optin);
         CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }
     float *part = (float *)dsk_cuda_scratch(cb, (size_t)chunks * C * sizeof(float));

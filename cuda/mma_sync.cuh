@@ -67,7 +67,8 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
     dsk_emu_mma_m16n8k16_bf16(d, a, b0, b1);
 }
 
-/* cp.async: the emulator defers each copy to the wait that covers it. */
+/* cp.async: the emulator performs each copy as it is issued or at the
+ * wait that covers it (emu.h says which blocks do which). */
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes)
 {
     dsk_emu_cp_async_16(smem, gmem, src_bytes);

@@ -262,8 +262,10 @@ int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, lo
     return offsets[E];
 }
 
-void dsk_cpu_moe_balance_part(double *q_sum, long *sel_count, double *sums, const float *probs, const int32_t *sel,
-                              const float *logits, long t0, long t1, int E, int k)
+/* The balancing losses' statistics (backend.h's moe_balance_stats) of
+ * tokens [t0, t1), added to q_sum [E], sel_count [E] and sums [2]. */
+static void moe_balance_part(double *q_sum, long *sel_count, double *sums, const float *probs, const int32_t *sel,
+                             const float *logits, long t0, long t1, int E, int k)
 {
     for (long t = t0; t < t1; t++) {
         const float *pt = probs + (size_t)t * E, *zt = logits + (size_t)t * E;
@@ -295,8 +297,8 @@ static void cpu_moe_balance_stats(dsk_backend *be, double *q_sum, long *sel_coun
     memset(sel_count, 0, (size_t)R * E * sizeof *sel_count);
     sums[0] = sums[1] = 0;
     for (long r = 0; r < R; r++)
-        dsk_cpu_moe_balance_part(q_sum + r * E, sel_count + r * E, sums, probs, sel, logits, r * T,
-                                 (r + 1) * T < n ? (r + 1) * T : n, E, k);
+        moe_balance_part(q_sum + r * E, sel_count + r * E, sums, probs, sel, logits, r * T,
+                         (r + 1) * T < n ? (r + 1) * T : n, E, k);
 }
 
 static void cpu_moe_route(dsk_backend *be, float *probs, int32_t *sel, float *gate, const float *logits,

@@ -56,9 +56,5 @@ DSK_CPU_KERNELS(double, f64)
 /* Type-independent: the expert-major layout of the kept (token, expert) pairs. */
 int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, long *select_counts,
                          const int32_t *sel, int n, int k, int E, int capacity);
-/* The balancing losses' statistics (backend.h's moe_balance_stats) of
- * tokens [t0, t1), added to q_sum [E], sel_count [E] and sums [2]. */
-void dsk_cpu_moe_balance_part(double *q_sum, long *sel_count, double *sums, const float *probs, const int32_t *sel,
-                              const float *logits, long t0, long t1, int E, int k);
 
 #endif

@@ -34,9 +34,8 @@
 #include <unistd.h>
 
 #include <boost/context/fiber.hpp>
-#include <deque>
-#include <vector>
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -115,10 +114,6 @@ static void shuffle(unsigned *v, size_t n)
 
 enum fiber_state { RUNNABLE, AT_SYNCTHREADS, AT_WARP, FINISHED };
 
-/* One thread of the running block.  Fiber i serves thread i of every
- * block, launch after launch: made once, it returns to the scheduler
- * after each body and waits there for the next (making a fiber for each
- * thread of each block cost more than most kernels' work). */
 /* A cp.async not yet performed (emu.h). */
 typedef struct cp_copy {
     void *dst;
@@ -126,6 +121,10 @@ typedef struct cp_copy {
     int src_bytes;
 } cp_copy;
 
+/* One thread of the running block.  Fiber i serves thread i of every
+ * block, launch after launch: made once, it returns to the scheduler
+ * after each body and waits there for the next (making a fiber for each
+ * thread of each block cost more than most kernels' work). */
 typedef struct fiber {
     boost::context::fiber self;   /* where the thread goes on from */
     boost::context::fiber sink;   /* the scheduler, while the thread runs */
