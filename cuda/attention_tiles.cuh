@@ -415,12 +415,12 @@ static inline int fa_use_tc(const dsk_cuda *cb)
 static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
 {
     return fa_use_tc(cb) &&
-           (cb->attn_kernels == DSK_CUDA_ATTN_AUTO || cb->attn_kernels == DSK_CUDA_ATTN_MMA8 ||
-            cb->attn_kernels == DSK_CUDA_ATTN_ASYNC) &&
+           (cb->attn_kernels == DSK_CUDA_ATTN_AUTO || cb->attn_kernels == DSK_CUDA_ATTN_MMA ||
+            cb->attn_kernels == DSK_CUDA_ATTN_MMA8 || cb->attn_kernels == DSK_CUDA_ATTN_ASYNC) &&
            s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
 }
 
-/* DSK_CUDA_ATTN=async: makes room for the bf16 copies the pipelined
+/* Makes room for the bf16 copies the pipelined
  * kernels of a forward (backward: 1) of shape s read, when they will run
  * (see kernels_attention_mma.cu); call it before anything that holds
  * pointers into the 16-bit copies' buffers (dsk_cuda_half_produce), as

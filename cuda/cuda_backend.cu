@@ -326,6 +326,8 @@ extern "C" int dsk_cuda_attn_parse(const char *name)
         return DSK_CUDA_ATTN_MMA8;
     if (!strcmp(name, "async"))
         return DSK_CUDA_ATTN_ASYNC;
+    if (!strcmp(name, "mma"))
+        return DSK_CUDA_ATTN_MMA;
     return -1;
 }
 
@@ -365,7 +367,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     const char *attn = getenv("DSK_CUDA_ATTN");
     int attn_kernels = dsk_cuda_attn_parse(attn);
     if (attn_kernels < 0) {
-        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), mma8, async, wmma or fp32", attn);
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, mma, mma8, wmma or fp32", attn);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");

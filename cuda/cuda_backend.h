@@ -36,12 +36,14 @@
  *                       is bf16 / fp16: "auto" (the default) mma.sync's
  *                       (kernels_attention_mma.cu), forward and backward,
  *                       for a layer that is not hybrid, with heads of at
- *                       most 128, and WMMA's (kernels_attention_tc.cu)
- *                       for the rest (blocks of 4 warps); "mma8" the
- *                       same with blocks of 8 warps (twice the rows or
- *                       keys a block: half the reads of the other side,
- *                       a third of the blocks an SM); "wmma" WMMA's
- *                       everywhere;
+ *                       most 128, their tiles double-buffered by cp.async
+ *                       from bf16 copies where heads are a multiple of 8,
+ *                       and WMMA's (kernels_attention_tc.cu) for the rest;
+ *                       "async" the same; "mma" mma.sync's without the
+ *                       pipelining (blocks of 4 warps); "mma8" those in
+ *                       blocks of 8 warps (twice the rows or keys a block:
+ *                       half the reads of the other side, a third of the
+ *                       blocks an SM); "wmma" WMMA's everywhere;
  *                       "fp32" the fp32 kernels; any other value fails
  *                       the backend's creation with EX_USAGE.  With fp32
  *                       products the attention is fp32 whatever it says.
@@ -126,10 +128,11 @@ typedef enum {
     DSK_CUDA_ATTN_WMMA,
     DSK_CUDA_ATTN_FP32,
     DSK_CUDA_ATTN_MMA8,
-    DSK_CUDA_ATTN_ASYNC   /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
+    DSK_CUDA_ATTN_ASYNC,  /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
+    DSK_CUDA_ATTN_MMA     /* mma.sync, 4 warps, tiles loaded by the warps themselves */
 } dsk_cuda_attn;
-/* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "wmma",
- * "fp32", "mma8", "async"; NULL or "" is auto), or -1. */
+/* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "async",
+ * "mma", "mma8", "wmma", "fp32"; NULL or "" is auto), or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */

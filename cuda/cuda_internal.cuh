@@ -107,7 +107,7 @@ typedef struct dsk_cuda {
     dsk_cuda_lt *lt;         /* NULL: every product through cuBLAS (DSK_CUDA_GEMM=cublas, or no cuBLASLt) */
     int tf32;                /* DSK_CUDA_TF32=1: fp32 products may use TF32 tensor cores */
     int attn_kernels;        /* DSK_CUDA_ATTN: a dsk_cuda_attn (the attention's kernels) */
-    void *attn_bf16;         /* DSK_CUDA_ATTN=async: bf16 copies of q, k, v (and dO) for a call */
+    void *attn_bf16;         /* the pipelined attention's bf16 copies of q, k, v (and dO) */
     size_t attn_bf16_len;    /* in bytes */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
@@ -152,7 +152,39 @@ struct dsk_half_out {
         else
             ((__half *)p)[i] = dsk_to_half<__half>(x);
     }
+    /* put for i .. i + 3 in one 8-byte store (i a multiple of 4, p 8-byte
+     * aligned: dsk_vec4_ok): the same values. */
+    __device__ __forceinline__ void put4(size_t i, float4 x) const
+    {
+        if (!p)
+            return;
+        if (bf16)
+            put4_as<__nv_bfloat16>(i, x);
+        else
+            put4_as<__half>(i, x);
+    }
+    template <typename H> __device__ __forceinline__ void put4_as(size_t i, float4 x) const
+    {
+        struct alignas(8) four {
+            H v[4];
+        } h;
+        h.v[0] = dsk_to_half<H>(x.x), h.v[1] = dsk_to_half<H>(x.y);
+        h.v[2] = dsk_to_half<H>(x.z), h.v[3] = dsk_to_half<H>(x.w);
+        *(four *)((H *)p + i) = h;
+    }
 };
+/* Whether an element-wise kernel may go four floats at a time: n a
+ * multiple of 4, the float arrays 16-byte aligned and the 16-bit copy (if
+ * any) 8-byte aligned.  Its results are the same bits either way. */
+static inline int dsk_vec4_ok(size_t n, const void *const *f, int nf, dsk_half_out h0, dsk_half_out h1)
+{
+    if (n % 4)
+        return 0;
+    for (int i = 0; i < nf; i++)
+        if ((uintptr_t)f[i] % 16)
+            return 0;
+    return (uintptr_t)h0.p % 8 == 0 && (uintptr_t)h1.p % 8 == 0;
+}
 /* Copies made by the op that writes their source, for the products that
  * read it next (gemm_operands.cu lists the ops): *ha (and *hb, when b is
  * not NULL) say where its kernel writes outputs a (and b), n floats each,

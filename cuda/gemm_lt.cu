@@ -204,6 +204,7 @@ static lt_plan *plan_for(dsk_cuda *cb, const lt_key *k)
         if (p->last_use < victim->last_use)
             victim = p;
     }
+    dsk_cuda_prof_scope timed(cb, "cuBLASLt plan made");
     plan_free(victim);
     victim->key = *k;
     plan_make(cb, victim);

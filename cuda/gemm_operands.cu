@@ -173,6 +173,7 @@ static void reserve(dsk_cuda *cb, int i, int keep, size_t bytes, int dtype, int 
     dsk_cuda_half_slot *s = &cb->half[i];
     if (s->cap >= bytes)
         return;
+    dsk_cuda_prof_scope timed(cb, "16-bit copy's room grows (wait, free, allocate)");
     /* Queued products may still read the old buffers. */
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));
     if (s->buf)

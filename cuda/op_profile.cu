@@ -13,23 +13,40 @@
  * between ops (the host busy elsewhere: the optimizer's loop, a
  * download, an allocation) is a line of its own.
  *
+ * Beside the stream's time, each bracket's host time: from the call's
+ * start to its return on the host's clock.  An op whose host time comes
+ * near its stream time may be bound by its launches, and one whose host
+ * time is far above it waited for the stream (a download, an
+ * allocation's cudaFree, a full launch queue).  And each op's idle time:
+ * the stream's gap between the op before it ending and it starting, the
+ * time the GPU waited for the host to queue it (a read of the events,
+ * which waits for the stream, charges its own gap to the op after it).
+ *
  * Off (the default), a bracket is one branch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <algorithm>
 
 #include "cuda_internal.cuh"
 
-enum { PROF_NAME = 48, PROF_ENTRIES = 256, PROF_PENDING = 2048, PROF_ROOM = 512, PROF_DEPTH = 4 };
+/* PROF_PARTS: the names one bracket's parts may have; the rest of its
+ * parts are summed as "(other parts)" (a MoE layer's ragged products
+ * name a new shape nearly every call, and had filled the table before
+ * the backward's ops came, whose time then went unlisted). */
+enum { PROF_NAME = 48, PROF_ENTRIES = 512, PROF_PARTS = 40, PROF_PENDING = 2048, PROF_ROOM = 512, PROF_DEPTH = 4 };
 
 typedef struct prof_entry {
     char name[PROF_NAME];
     int parent;                 /* the enclosing bracket's entry; -1 for an op of the table */
+    int parts;                  /* the entries whose parent it is */
     unsigned long long calls;
     unsigned long long timed;   /* the calls that had events (all but where the pool was full inside an op) */
     double ms;                  /* summed over the timed calls */
+    double host_ms;             /* the host's time in the bracket, summed over all calls */
+    double idle_ms;             /* an op's: the stream idle just before it (since the op before it ended) */
     double flops;               /* summed over all calls; 0 where not counted */
     double timed_flops;         /* over the timed calls (TFLOPS is timed_flops / ms) */
 } prof_entry;
@@ -50,9 +67,18 @@ struct dsk_cuda_prof {
     int n_spare;
     int open_entry[PROF_DEPTH];            /* the open brackets, outermost first */
     int open_slot[PROF_DEPTH];             /* their pending slots (-1: not timed) */
+    double open_host[PROF_DEPTH];          /* their starts on the host's clock, ms */
     int depth;
     double span_ms;                        /* stream time from the first op to the last, summed over reads */
+    cudaEvent_t last_end;                  /* the end of the last op read (NULL before any): the next's idle */
 };
+
+static double host_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
 
 static cudaEvent_t take_event(dsk_cuda_prof *p)
 {
@@ -71,14 +97,21 @@ static void give_event(dsk_cuda_prof *p, cudaEvent_t e)
         CUDA_CHECK(cudaEventDestroy(e));
 }
 
-/* The entry named `name` under `parent`, made when new; -1 when the table is full. */
+/* The entry named `name` under `parent`, made when new (a part past
+ * the parent's PROF_PARTS names: its "(other parts)"); -1 when the
+ * table is full. */
 static int entry_of(dsk_cuda_prof *p, const char *name, int parent)
 {
     for (int i = 0; i < p->n_entries; i++)
         if (p->entry[i].parent == parent && !strcmp(p->entry[i].name, name))
             return i;
+    static const char other[] = "(other parts)";
+    if (parent >= 0 && p->entry[parent].parts >= PROF_PARTS - 1 && strcmp(name, other))
+        return entry_of(p, other, parent);
     if (p->n_entries == PROF_ENTRIES)
         return -1;
+    if (parent >= 0)
+        p->entry[parent].parts++;
     prof_entry *e = &p->entry[p->n_entries];
     memset(e, 0, sizeof *e);   /* (after a reset the slot held an old entry) */
     snprintf(e->name, sizeof e->name, "%s", name);
@@ -101,22 +134,37 @@ static void read_pending(dsk_cuda_prof *p)
             last = i;
         }
     CUDA_CHECK(cudaEventSynchronize(p->pending[last >= 0 ? last : p->n_pending - 1].end));
+    cudaEvent_t prev_end = p->last_end;
     for (int i = 0; i < p->n_pending; i++) {
         prof_pair *q = &p->pending[i];
         float ms = 0;
         CUDA_CHECK(cudaEventElapsedTime(&ms, q->start, q->end));
         if (q->entry >= 0)
             p->entry[q->entry].ms += ms;
+        if (q->depth == 0) {
+            /* The stream's gap before this op: charged to it, the op the
+             * GPU waited for (the host was late to queue it). */
+            float idle = 0;
+            if (p->last_end)
+                CUDA_CHECK(cudaEventElapsedTime(&idle, p->last_end, q->start));
+            if (q->entry >= 0 && idle > 0)
+                p->entry[q->entry].idle_ms += idle;
+            p->last_end = q->end;
+        }
     }
     if (first >= 0) {
         float ms = 0;
         CUDA_CHECK(cudaEventElapsedTime(&ms, p->pending[first].start, p->pending[last].end));
         p->span_ms += ms;
     }
+    /* The last op's end stays for the next read's first gap. */
     for (int i = 0; i < p->n_pending; i++) {
         give_event(p, p->pending[i].start);
-        give_event(p, p->pending[i].end);
+        if (p->pending[i].end != p->last_end)
+            give_event(p, p->pending[i].end);
     }
+    if (prev_end && prev_end != p->last_end)
+        give_event(p, prev_end);
     p->n_pending = 0;
 }
 
@@ -156,6 +204,7 @@ int dsk_cuda_prof_begin(dsk_cuda *cb, const char *name, double flops)
     }
     p->open_entry[p->depth] = entry;
     p->open_slot[p->depth] = slot;
+    p->open_host[p->depth] = host_now_ms();   /* (after the read: an op's host time is its own) */
     return p->depth++;
 }
 
@@ -166,7 +215,9 @@ void dsk_cuda_prof_end(dsk_cuda *cb, int mark)
         return;
     if (mark != p->depth - 1)
         dsk_die(EX_SOFTWARE, "cuda: profile: a bracket ends out of order (depth %d, closing %d)", p->depth, mark);
-    int slot = p->open_slot[--p->depth];
+    int slot = p->open_slot[--p->depth], entry = p->open_entry[p->depth];
+    if (entry >= 0)
+        p->entry[entry].host_ms += host_now_ms() - p->open_host[p->depth];
     if (slot >= 0) {
         p->pending[slot].end = take_event(p);
         CUDA_CHECK(cudaEventRecord(p->pending[slot].end, cb->stream));
@@ -186,6 +237,8 @@ void dsk_cuda_prof_free(dsk_cuda_prof *p)
     }
     for (int i = 0; i < p->n_spare; i++)
         CUDA_CHECK(cudaEventDestroy(p->spare[i]));
+    if (p->last_end)
+        CUDA_CHECK(cudaEventDestroy(p->last_end));
     free(p);
 }
 
@@ -239,8 +292,21 @@ static void print_entry(FILE *f, const prof_entry *e, double total, int indent)
     char tflops[16] = "";
     if (e->timed_flops > 0 && e->ms > 0)
         snprintf(tflops, sizeof tflops, "%.1f", e->timed_flops / (e->ms * 1e-3) / 1e12);
-    fprintf(f, "  %10.2f %6.1f%% %9llu %10.1f %7s  %*s%s\n", e->ms, total > 0 ? 100 * e->ms / total : 0.0, e->calls,
-            e->timed ? 1e3 * e->ms / (double)e->timed : 0.0, tflops, indent, "", e->name);
+    char idle[16] = "";
+    if (e->parent < 0)
+        snprintf(idle, sizeof idle, "%.2f", e->idle_ms);
+    fprintf(f, "  %10.2f %6.1f%% %9llu %10.1f %7s %10.2f %10s  %*s%s\n", e->ms, total > 0 ? 100 * e->ms / total : 0.0,
+            e->calls, e->timed ? 1e3 * e->ms / (double)e->timed : 0.0, tflops, e->host_ms, idle, indent, "", e->name);
+}
+
+/* The entries under `parent` (-1: the ops), each followed by its own, in `order`. */
+static void print_children(FILE *f, const dsk_cuda_prof *p, const int *order, int parent, int indent)
+{
+    for (int i = 0; i < p->n_entries; i++)
+        if (p->entry[order[i]].parent == parent) {
+            print_entry(f, &p->entry[order[i]], p->span_ms, indent);
+            print_children(f, p, order, order[i], indent + 2);
+        }
 }
 
 extern "C" void dsk_cuda_profile_print(dsk_backend *be, FILE *f)
@@ -253,26 +319,21 @@ extern "C" void dsk_cuda_profile_print(dsk_backend *be, FILE *f)
         order[i] = i;
     /* The longest first; a tie in the order the names came. */
     std::stable_sort(order, order + n, [p](int a, int b) { return p->entry[a].ms > p->entry[b].ms; });
-    double ops_ms = 0;
+    double ops_ms = 0, host_ms = 0;
     unsigned long long ops = 0;
     for (int i = 0; i < n; i++)
         if (p->entry[i].parent < 0)
-            ops_ms += p->entry[i].ms, ops += p->entry[i].calls;
+            ops_ms += p->entry[i].ms, host_ms += p->entry[i].host_ms, ops += p->entry[i].calls;
     fprintf(f, "cuda profile (DSK_CUDA_PROFILE=1): %llu ops, %.2f ms of stream time in ops, %.2f ms from the first "
-               "to the last\n", ops, ops_ms, p->span_ms);
-    fprintf(f, "  %10s %7s %9s %10s %7s  %s\n", "ms", "share", "calls", "us/call", "TFLOPS", "op (and its parts)");
-    for (int i = 0; i < n; i++) {
-        const prof_entry *e = &p->entry[order[i]];
-        if (e->parent >= 0)
-            continue;
-        print_entry(f, e, p->span_ms, 0);
-        for (int j = 0; j < n; j++)
-            if (p->entry[order[j]].parent == order[i])
-                print_entry(f, &p->entry[order[j]], p->span_ms, 2);
-    }
+               "to the last; the host %.2f ms in ops\n", ops, ops_ms, p->span_ms, host_ms);
+    fprintf(f, "  %10s %7s %9s %10s %7s %10s %10s  %s\n", "ms", "share", "calls", "us/call", "TFLOPS", "host ms",
+            "idle ms", "op (and its parts)");
+    print_children(f, p, order, -1, 0);
     if (p->span_ms > ops_ms)
-        fprintf(f, "  %10.2f %6.1f%% %9s %10s %7s  (the stream between ops: waiting for the host)\n",
-                p->span_ms - ops_ms, 100 * (p->span_ms - ops_ms) / p->span_ms, "", "", "");
+        fprintf(f, "  %10.2f %6.1f%% %9s %10s %7s %10s %10s  %s\n", p->span_ms - ops_ms,
+                100 * (p->span_ms - ops_ms) / p->span_ms, "", "", "", "", "",
+                p->dropped ? "(the stream between the listed ops: the unlisted ones, and waiting for the host)"
+                           : "(the stream between ops: waiting for the host; idle ms says before which)");
     if (p->dropped)
         fprintf(f, "  (%llu brackets not listed: more than %d names)\n", p->dropped, PROF_ENTRIES);
 }

@@ -332,19 +332,25 @@ static void test_elementwise(void)
         free(h);
     }
 
-    n = 100003;
-    float *g = gh_rnd(n, 4), *u = gh_rnd(n, 2), *dout = gh_rnd(n, 1);
-    twin G = tw_in(g, n * 4), U = tw_in(u, n * 4), D = tw_in(dout, n * 4);
-    twin O = tw_out(n * 4), DG = tw_out(n * 4), DU = tw_out(n * 4);
-    for (int side = 0; side < 2; side++) {
-        BE->swiglu_fwd(BE, P(O), P(G), P(U), n);
-        BE->swiglu_bwd(BE, P(DG), P(DU), P(D), P(G), P(U), n);
+    /* One float a thread, then (a multiple of 4, cuda) four. */
+    for (n = 100003; n >= 100000; n -= 3) {
+        float *g = gh_rnd(n, 4), *u = gh_rnd(n, 2), *dout = gh_rnd(n, 1);
+        twin G = tw_in(g, n * 4), U = tw_in(u, n * 4), D = tw_in(dout, n * 4);
+        twin O = tw_out(n * 4), DG = tw_out(n * 4), DU = tw_out(n * 4);
+        for (int side = 0; side < 2; side++) {
+            BE->swiglu_fwd(BE, P(O), P(G), P(U), n);
+            BE->swiglu_bwd(BE, P(DG), P(DU), P(D), P(G), P(U), n);
+        }
+        char what[32];
+        snprintf(what, sizeof what, "n %zu", n);
+        check_f("swiglu_fwd", what, O, n, TOL_ELEM);
+        snprintf(what, sizeof what, "n %zu: dg", n);
+        check_f("swiglu_bwd", what, DG, n, TOL_ELEM);
+        snprintf(what, sizeof what, "n %zu: du", n);
+        check_f("swiglu_bwd", what, DU, n, TOL_ELEM);
+        tw_free(G), tw_free(U), tw_free(D), tw_free(O), tw_free(DG), tw_free(DU);
+        free(g), free(u), free(dout);
     }
-    check_f("swiglu_fwd", "n 100003", O, n, TOL_ELEM);
-    check_f("swiglu_bwd", "dg", DG, n, TOL_ELEM);
-    check_f("swiglu_bwd", "du", DU, n, TOL_ELEM);
-    tw_free(G), tw_free(U), tw_free(D), tw_free(O), tw_free(DG), tw_free(DU);
-    free(g), free(u), free(dout);
 }
 
 /* ---- layers ---- */
@@ -388,8 +394,9 @@ static void test_rmsnorm(void)
 {
     /* 200 rows: several chunks of the backward's; 12288 columns: 48 KB of
      * shared memory for the backward's sums, over the limit with its own
-     * 128 bytes (which only a GPU checks); 13000: over 48 KB alone. */
-    static const int shapes[][2] = {{37, 131}, {200, 1030}, {3, 7}, {3, 12288}, {5, 13000}};
+     * 128 bytes (which only a GPU checks); 13000: over 48 KB alone;
+     * columns a multiple of 4: cuda's four-float kernels. */
+    static const int shapes[][2] = {{37, 131}, {200, 1030}, {3, 7}, {3, 12288}, {5, 13000}, {70, 2048}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int n = shapes[si][0], C = shapes[si][1];
         size_t nc = (size_t)n * C;
@@ -419,23 +426,28 @@ static void test_rmsnorm(void)
 
 static void test_rope(void)
 {
-    int n = 29, heads = 3, hd = 18, max_pos = 64;
-    float *cs = malloc((size_t)max_pos * hd * sizeof *cs);
-    dsk_rope_table(cs, max_pos, hd, 10000.0);
-    int32_t *pos = malloc(n * sizeof *pos);
-    for (int i = 0; i < n; i++)
-        pos[i] = (int32_t)(urand() * max_pos);
-    pos[0] = max_pos - 1;
-    size_t len = (size_t)n * heads * hd;
-    float *x = gh_rnd(len, 1);
-    twin CS = tw_in(cs, (size_t)max_pos * hd * 4), POS = tw_in(pos, n * 4), X = tw_in(x, len * 4);
-    for (int inv = 0; inv < 2; inv++) {
-        for (int side = 0; side < 2; side++)
-            BE->rope(BE, P(X), P(POS), P(CS), n, heads, hd, inv);
-        check_f("rope", inv ? "inverse" : "forward", X, len, TOL_ELEM);
+    /* Heads of 18 (one pair a thread), then of 32 (cuda: four). */
+    for (int hd = 18; hd <= 32; hd += 14) {
+        int n = 29, heads = 3, max_pos = 64;
+        float *cs = malloc((size_t)max_pos * hd * sizeof *cs);
+        dsk_rope_table(cs, max_pos, hd, 10000.0);
+        int32_t *pos = malloc(n * sizeof *pos);
+        for (int i = 0; i < n; i++)
+            pos[i] = (int32_t)(urand() * max_pos);
+        pos[0] = max_pos - 1;
+        size_t len = (size_t)n * heads * hd;
+        float *x = gh_rnd(len, 1);
+        twin CS = tw_in(cs, (size_t)max_pos * hd * 4), POS = tw_in(pos, n * 4), X = tw_in(x, len * 4);
+        for (int inv = 0; inv < 2; inv++) {
+            for (int side = 0; side < 2; side++)
+                BE->rope(BE, P(X), P(POS), P(CS), n, heads, hd, inv);
+            char what[32];
+            snprintf(what, sizeof what, "hd %d: %s", hd, inv ? "inverse" : "forward");
+            check_f("rope", what, X, len, TOL_ELEM);
+        }
+        tw_free(CS), tw_free(POS), tw_free(X);
+        free(cs), free(pos), free(x);
     }
-    tw_free(CS), tw_free(POS), tw_free(X);
-    free(cs), free(pos), free(x);
 }
 
 /* Positions of B rows of T with documents of the given lengths (0-ended per row). */
@@ -458,20 +470,21 @@ static int32_t *doc_positions(int B, int T, const int *lens)
 
 /* attn_bf16: the device runs with gemm_dtype bf16, so its attention is
  * the bf16 tensor-core kernels, against the cpu's fp32 on the same
- * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2 the
- * default, mma.sync's (kernels_attention_mma.cu) where a layer is not
- * hybrid and heads are at most 128 (on cuda, only those cases: WMMA's
- * ran the others), 3 the same in blocks of 8 warps (DSK_CUDA_ATTN=mma8),
- * 4 the pipelined ones (DSK_CUDA_ATTN=async: only heads a multiple of 8,
- * and besides the cpu, against the default's bits). */
+ * bf16-exact inputs: 1 WMMA's everywhere (kernels_attention_tc.cu), 2
+ * mma.sync's (kernels_attention_mma.cu, DSK_CUDA_ATTN=mma) where a layer
+ * is not hybrid and heads are at most 128 (on cuda, only those cases:
+ * WMMA's ran the others), 3 the same in blocks of 8 warps
+ * (DSK_CUDA_ATTN=mma8), 4 the pipelined ones (the default,
+ * DSK_CUDA_ATTN=auto: only heads a multiple of 8, and besides the cpu,
+ * against mma's bits). */
 static int attn_bf16, attn_mma_only;
 static const char *const attn_fwd_op[] = {"attention_fwd", "attention_fwd wmma", "attention_fwd mma",
                                           "attention_fwd mma8", "attention_fwd async"};
 static const char *const attn_bwd_op[] = {"attention_bwd", "attention_bwd wmma", "attention_bwd mma",
                                           "attention_bwd mma8", "attention_bwd async"};
 
-/* DSK_CUDA_ATTN=async against the default (mma.sync, 4 warps) on the
- * device, the same inputs: the same bits, forward and backward (the same
+/* The pipelined kernels (the default) against DSK_CUDA_ATTN=mma (4 warps,
+ * no pipelining) on the device, the same inputs: the same bits, forward and backward (the same
  * products in the same order, from the same bf16 values). */
 static void attention_async_bits(const char *what, const dsk_attn_shape *s, const void *q, const void *k,
                                  const void *v, const void *dout, const void *out, const void *lse, const void *pos,
@@ -482,7 +495,7 @@ static void attention_async_bits(const char *what, const dsk_attn_shape *s, cons
     int global = s->kind == DSK_ATTN_GLOBAL;
     void *got[2][6];
     for (int fam = 0; fam < 2; fam++) {
-        dsk_cuda_set_attn(DEV, fam ? DSK_CUDA_ATTN_AUTO : DSK_CUDA_ATTN_ASYNC);
+        dsk_cuda_set_attn(DEV, fam ? DSK_CUDA_ATTN_MMA : DSK_CUDA_ATTN_AUTO);
         float *o = gh_poisoned(DEV, nq * 4), *l = gh_poisoned(DEV, nl * 4), *dq = gh_poisoned(DEV, nq * 4);
         float *dk = gh_poisoned(DEV, nk * 4), *dv = gh_poisoned(DEV, nk * 4);
         DEV->attention_fwd(DEV, o, global ? l : NULL, global ? NULL : l, NULL, NULL, q, k, v, pos, alpha, s);
@@ -494,11 +507,11 @@ static void attention_async_bits(const char *what, const dsk_attn_shape *s, cons
             DEV->free(DEV, bufs[x]);
         }
     }
-    dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_ASYNC);
+    dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     static const char *const names[5] = {"out", "lse", "dq", "dk", "dv"};
     for (int x = 0; x < 5; x++) {
         char buf[160];
-        snprintf(buf, sizeof buf, "%s: %s, the bits of DSK_CUDA_ATTN=auto", what, names[x]);
+        snprintf(buf, sizeof buf, "%s: %s, the bits of DSK_CUDA_ATTN=mma", what, names[x]);
         record(x < 2 ? "attention_fwd async" : "attention_bwd async", buf,
                memcmp(got[0][x], got[1][x], x < 3 ? len[x] : len[3]) ? 1.0 : 0.0, TOL_EXACT);
         free(got[0][x]);
@@ -700,7 +713,7 @@ static void test_attention(void)
         attn_bf16 = 1;
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_WMMA);
         attention_cases();
-        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_MMA);
     }
     attn_bf16 = 2;
     attn_mma_only = cuda;
@@ -710,7 +723,7 @@ static void test_attention(void)
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_MMA8);
         attention_cases();
         attn_bf16 = 4;
-        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_ASYNC);
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
         attention_cases();
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     }
@@ -928,20 +941,26 @@ static void test_moe(void)
 
 static void test_adamw(void)
 {
-    size_t n = 100003;
-    float *p = gh_rnd(n, 1), *g = gh_rnd(n, 0.1f), *m = gh_rnd(n, 0.01f), *v = rnd_pos(n, 1e-6f, 1e-3f);
-    twin Pp = tw_in(p, n * 4), G = tw_in(g, n * 4), M = tw_in(m, n * 4), Vv = tw_in(v, n * 4);
-    for (int step = 1; step <= 3; step++) {
-        float c1 = 1 - powf(0.9f, (float)step), c2 = 1 - powf(0.95f, (float)step);
-        for (int side = 0; side < 2; side++)
-            BE->adamw(BE, P(Pp), P(G), 0.7f, P(M), P(Vv), n, 1e-3f, 0.9f, 0.95f, 1e-8f, step == 2 ? 0.0f : 0.1f, c1,
-                      c2);
+    /* One float a thread, then (a multiple of 4, cuda) four. */
+    for (size_t n = 100003; n >= 100000; n -= 3) {
+        float *p = gh_rnd(n, 1), *g = gh_rnd(n, 0.1f), *m = gh_rnd(n, 0.01f), *v = rnd_pos(n, 1e-6f, 1e-3f);
+        twin Pp = tw_in(p, n * 4), G = tw_in(g, n * 4), M = tw_in(m, n * 4), Vv = tw_in(v, n * 4);
+        for (int step = 1; step <= 3; step++) {
+            float c1 = 1 - powf(0.9f, (float)step), c2 = 1 - powf(0.95f, (float)step);
+            for (int side = 0; side < 2; side++)
+                BE->adamw(BE, P(Pp), P(G), 0.7f, P(M), P(Vv), n, 1e-3f, 0.9f, 0.95f, 1e-8f, step == 2 ? 0.0f : 0.1f,
+                          c1, c2);
+        }
+        char what[48];
+        snprintf(what, sizeof what, "n %zu, 3 steps: param", n);
+        check_f("adamw", what, Pp, n, TOL_ELEM);
+        snprintf(what, sizeof what, "n %zu, 3 steps: m", n);
+        check_f("adamw", what, M, n, TOL_ELEM);
+        snprintf(what, sizeof what, "n %zu, 3 steps: v", n);
+        check_f("adamw", what, Vv, n, TOL_ELEM);
+        tw_free(Pp), tw_free(G), tw_free(M), tw_free(Vv);
+        free(p), free(g), free(m), free(v);
     }
-    check_f("adamw", "3 steps: param", Pp, n, TOL_ELEM);
-    check_f("adamw", "3 steps: m", M, n, TOL_ELEM);
-    check_f("adamw", "3 steps: v", Vv, n, TOL_ELEM);
-    tw_free(Pp), tw_free(G), tw_free(M), tw_free(Vv);
-    free(p), free(g), free(m), free(v);
 }
 
 /* ---- a short training run through the model and optimizer ---- */

@@ -12,9 +12,10 @@
 # The peak comes from the device's name (H100/H200 SXM 989 TFLOPS, A100
 # 312) or DSK_PEAK_TFLOPS; with neither, MFU prints as "?".  Targets
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
-# kernels, mma (bf16 tensor cores through mma.sync, what bf16 / fp16 run
-# by default), async (the same, tiles double-buffered by cp.async;
-# DSK_CUDA_ATTN=async), mma8, wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
+# kernels, async (bf16 tensor cores through mma.sync, tiles
+# double-buffered by cp.async: what bf16 / fp16 run by default), mma (the
+# same without the pipelining; DSK_CUDA_ATTN=mma), mma8 (those in blocks
+# of 8 warps), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
 # fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
 # DSK_CUDA_HALF_CACHE=0 (every product converting its
@@ -51,14 +52,14 @@ fi
 "$TRAIN" --show-config 1.3b --set vocab=50304 --set experts=16 --set shared_experts=1 --set top_k=2 \
     --set d_ff_expert=1376 --set first_dense_layers=1 >"$tmp/moe-1.3b.json"
 
-printf '%-10s %-9s %-5s %-4s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype attn recompute "tok/s" "step ms" \
+printf '%-10s %-9s %-5s %-5s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype attn recompute "tok/s" "step ms" \
     TFLOPS MFU "act GiB" target
 status=0
 row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE]]
     attn=${7:-auto}
     out=$(env DSK_CUDA_ATTN="$attn" ${8:+DSK_CUDA_HALF_CACHE=$8} "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda \
         "$4" "$5" 2>"$tmp/err") || {
-        printf '%-10s %-9s %-5s %-4s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
+        printf '%-10s %-9s %-5s %-5s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
         status=1
         return
     }
@@ -67,10 +68,10 @@ import json, sys
 r = json.loads(sys.argv[1])
 model, batch, dtype, rc, peak, target, rows, attn = sys.argv[2:10]
 # the attention kernels: fp32 CUDA cores, or (with bf16 / fp16) tensor cores
-attn = "fp32" if dtype == "fp32" or attn == "fp32" else "mma" if attn == "auto" else attn
+attn = "fp32" if dtype == "fp32" or attn == "fp32" else "async" if attn == "auto" else attn
 tflops = r["gflops"] / 1e3
 mfu = 100 * tflops / float(peak) if float(peak) > 0 else None
-print(f"{model:<10} {batch:<9} {dtype:<5} {attn:<4} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
+print(f"{model:<10} {batch:<9} {dtype:<5} {attn:<5} {'yes' if rc == '1' else 'no':<9} {r['tokens_per_s']:10.0f} "
       f"{r['step_ms']:9.1f} {tflops:8.1f} {f'{mfu:.1f}%' if mfu is not None else '?':>7} "
       f"{r['activation_bytes'] / 2**30:8.2f}  {target}")
 with open(rows, "a") as f:
@@ -99,7 +100,7 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
-row 1.3b 8 2048 bf16 0 "" async
+row 1.3b 8 2048 bf16 0 "" mma
 row 1.3b 8 2048 bf16 0 "" mma8
 row 1.3b 8 2048 bf16 0 "" wmma
 row 1.3b 8 2048 bf16 0 "" fp32
@@ -110,9 +111,9 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 
 # The attention alone, causal, at the 1.3b preset's shape (16 heads of
 # 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
-# the bf16 tensor-core ones (WMMA's, then the default's through mma.sync,
-# those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the pipelined ones,
-# DSK_CUDA_ATTN=async).
+# the bf16 tensor-core ones (WMMA's, then mma.sync's, DSK_CUDA_ATTN=mma,
+# those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the default's, the
+# same pipelined by cp.async).
 for shape in "16 16 128" "12 12 64"; do
     # shellcheck disable=SC2086
     if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
@@ -120,9 +121,9 @@ for shape in "16 16 128" "12 12 64"; do
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "auto": "tensor cores, mma.sync (bf16)",
+    kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "mma": "tensor cores, mma.sync (bf16)",
             "mma8": "tensor cores, mma.sync, 8 warps (bf16)",
-            "async": "tensor cores, mma.sync, cp.async double-buffered (bf16)"}.get(r["kernels"], r["kernels"])
+            "auto": "tensor cores, mma.sync, cp.async double-buffered (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
     else

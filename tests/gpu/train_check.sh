@@ -20,8 +20,8 @@
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
 #    kernels, and for nano-moe); =1 exits 64;
-#  - --dtype bf16 with DSK_CUDA_ATTN=async (the pipelined attention): the
-#    same weights bit for bit as the default's;
+#  - --dtype bf16 with DSK_CUDA_ATTN=mma (mma.sync without the default's
+#    cp.async pipelining): the same weights bit for bit as the default's;
 #  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
 #    and the op table on stderr;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
@@ -153,9 +153,10 @@ if [ "$DEV" != cpu ]; then
     same_weights gpu-bf16 gpu-bf16-nocache "DSK_CUDA_HALF_CACHE=0" DSK_CUDA_HALF_CACHE=0 || true
     same_weights gpu-bf16-fa32 gpu-bf16-fa32-nocache "DSK_CUDA_ATTN=fp32, DSK_CUDA_HALF_CACHE=0" \
         DSK_CUDA_HALF_CACHE=0 DSK_CUDA_ATTN=fp32 || true
-    # The pipelined attention (DSK_CUDA_ATTN=async: nano's global layer,
-    # heads of 8) runs the default's products in its order: the same bits.
-    same_weights gpu-bf16 gpu-bf16-async "DSK_CUDA_ATTN=async" DSK_CUDA_ATTN=async || true
+    # The default's pipelined attention (nano's global layer, heads of 8)
+    # runs the products of mma.sync's kernels without it in their order:
+    # the same bits.
+    same_weights gpu-bf16 gpu-bf16-mma "DSK_CUDA_ATTN=mma" DSK_CUDA_ATTN=mma || true
     # The MoE layer's experts (gemm_grouped's loop over products, each on
     # a part of the weights' registered buffer and its 16-bit copy): the
     # copies change no bit there either.

@@ -7,9 +7,9 @@
  * Causal attention (one document a row) on random inputs, REPS timed
  * calls (default 5) after one that warms up, with gemm_dtype fp32 and
  * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones,
- * WMMA's ("kernels":"wmma"), the default's, mma.sync's ("auto"),
- * those in blocks of 8 warps ("mma8") and the pipelined ones ("async",
- * tiles double-buffered by cp.async); on cpu the attention is fp32
+ * WMMA's ("kernels":"wmma"), mma.sync's ("mma"), those in blocks of 8
+ * warps ("mma8") and the default's ("auto": mma.sync's with tiles
+ * double-buffered by cp.async); on cpu the attention is fp32
  * either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
@@ -89,9 +89,9 @@ int main(int argc, char **argv)
         const char *label;   /* "kernels" in the output, on cuda */
     } runs[] = {{DSK_DTYPE_FP32, "fp32", -1, "fp32"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WMMA, "wmma"},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA, "mma"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA8, "mma8"},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_ASYNC, "async"}};
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"}};
     int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
     for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
         if (!cuda && runs[x].kernels != -1 && runs[x].kernels != DSK_CUDA_ATTN_AUTO)
