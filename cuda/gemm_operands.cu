@@ -67,6 +67,20 @@ __global__ void k_round_half(H *__restrict__ out_a, const float *__restrict__ a,
     }
 }
 
+/* The same four values a thread (16-byte loads, 8-byte stores), where
+ * both counts are multiples of 4 and the arrays aligned (dsk_vec4_ok):
+ * on an H200 the kernel above moved about 40% of the memory's peak. */
+__global__ void k_round_half4(dsk_half_out out_a, const float4 *__restrict__ a, size_t na4, dsk_half_out out_b,
+                              const float4 *__restrict__ b, size_t nb4)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na4 + nb4; i += (size_t)gridDim.x * blockDim.x) {
+        if (i < na4)
+            out_a.put4(4 * i, a[i]);
+        else
+            out_b.put4(4 * (i - na4), b[i - na4]);
+    }
+}
+
 static void round_half(dsk_cuda *cb, int dtype, void *out_a, const float *a, size_t na, void *out_b, const float *b,
                        size_t nb)
 {
@@ -75,6 +89,14 @@ static void round_half(dsk_cuda *cb, int dtype, void *out_a, const float *a, siz
     const int threads = 256;
     const unsigned blocks = dsk_cuda_blocks(cb, na + nb, threads);
     dsk_cuda_prof_scope timed(cb, dtype == DSK_DTYPE_BF16 ? "operands to bf16" : "operands to fp16");
+    const void *arrays[] = {a, b};
+    const dsk_half_out ha = {out_a, dtype == DSK_DTYPE_BF16}, hb = {out_b, dtype == DSK_DTYPE_BF16};
+    if (na % 4 == 0 && dsk_vec4_ok(nb, arrays, 2, ha, hb)) {
+        k_round_half4<<<dsk_cuda_blocks(cb, (na + nb) / 4, threads), threads, 0, cb->stream>>>(
+            ha, (const float4 *)a, na / 4, hb, (const float4 *)b, nb / 4);
+        LAUNCHED(cb, "gemm: operands to 16 bits");
+        return;
+    }
     /* The kernels named with their type (the CPU emulation in tests/gpu/emu
      * cannot deduce a kernel's template arguments from a launch's). */
     if (dtype == DSK_DTYPE_BF16) {
