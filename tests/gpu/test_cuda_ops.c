@@ -127,6 +127,14 @@ static void check_f(const char *op, const char *what, twin t, size_t n, double t
     free(b);
 }
 
+/* check_f of an element-wise op's output over n floats, named "n N" and `what`. */
+static void check_fn(const char *op, const char *what, twin t, size_t n, double tol)
+{
+    char name[96];
+    snprintf(name, sizeof name, "n %zu%s%s", n, *what ? ": " : "", what);
+    check_f(op, name, t, n, tol);
+}
+
 static void check_i(const char *op, const char *what, twin t, size_t n)
 {
     int32_t *a = gh_download(REF, t.r, n * sizeof(int32_t)), *b = gh_download(DEV, t.d, n * sizeof(int32_t));
@@ -341,13 +349,9 @@ static void test_elementwise(void)
             BE->swiglu_fwd(BE, P(O), P(G), P(U), n);
             BE->swiglu_bwd(BE, P(DG), P(DU), P(D), P(G), P(U), n);
         }
-        char what[32];
-        snprintf(what, sizeof what, "n %zu", n);
-        check_f("swiglu_fwd", what, O, n, TOL_ELEM);
-        snprintf(what, sizeof what, "n %zu: dg", n);
-        check_f("swiglu_bwd", what, DG, n, TOL_ELEM);
-        snprintf(what, sizeof what, "n %zu: du", n);
-        check_f("swiglu_bwd", what, DU, n, TOL_ELEM);
+        check_fn("swiglu_fwd", "", O, n, TOL_ELEM);
+        check_fn("swiglu_bwd", "dg", DG, n, TOL_ELEM);
+        check_fn("swiglu_bwd", "du", DU, n, TOL_ELEM);
         tw_free(G), tw_free(U), tw_free(D), tw_free(O), tw_free(DG), tw_free(DU);
         free(g), free(u), free(dout);
     }
@@ -951,13 +955,9 @@ static void test_adamw(void)
                 BE->adamw(BE, P(Pp), P(G), 0.7f, P(M), P(Vv), n, 1e-3f, 0.9f, 0.95f, 1e-8f, step == 2 ? 0.0f : 0.1f,
                           c1, c2);
         }
-        char what[48];
-        snprintf(what, sizeof what, "n %zu, 3 steps: param", n);
-        check_f("adamw", what, Pp, n, TOL_ELEM);
-        snprintf(what, sizeof what, "n %zu, 3 steps: m", n);
-        check_f("adamw", what, M, n, TOL_ELEM);
-        snprintf(what, sizeof what, "n %zu, 3 steps: v", n);
-        check_f("adamw", what, Vv, n, TOL_ELEM);
+        check_fn("adamw", "3 steps: param", Pp, n, TOL_ELEM);
+        check_fn("adamw", "3 steps: m", M, n, TOL_ELEM);
+        check_fn("adamw", "3 steps: v", Vv, n, TOL_ELEM);
         tw_free(Pp), tw_free(G), tw_free(M), tw_free(Vv);
         free(p), free(g), free(m), free(v);
     }
