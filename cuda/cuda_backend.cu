@@ -182,7 +182,7 @@ static void gemm_into(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float a
         snprintf(shape, sizeof shape, "%s %dx%dx%d %c%c", t == CUDA_R_16BF ? "bf16" : t == CUDA_R_16F ? "fp16" : "fp32",
                  M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N');
     dsk_cuda_prof_scope timed(cb, shape, 2.0 * M * N * K);
-    if (cb->lt && dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, a, b, t, beta, Cin, C, ragged))
+    if (cb->lt && dsk_cuda_lt_gemm(cb, -1, ta, tb, M, N, K, alpha, a, b, t, beta, Cin, C, ragged))
         return;
     if (Cin != C)
         CUDA_CHECK(cudaMemcpyAsync(C, Cin, c_bytes, cudaMemcpyDeviceToDevice, cb->stream));
@@ -275,6 +275,13 @@ static void cuda_destroy(dsk_backend *be)
     free(cb->host_i32);
     dsk_cuda_int4_destroy(cb);
     CUBLAS_CHECK(dsk_cublas.Destroy(cb->blas));
+    if (cb->side[0]) {
+        for (int i = 0; i < DSK_CUDA_SIDE_STREAMS; i++) {
+            CUDA_CHECK(cudaStreamDestroy(cb->side[i]));
+            CUDA_CHECK(cudaEventDestroy(cb->side_done[i]));
+        }
+        CUDA_CHECK(cudaEventDestroy(cb->side_fork));
+    }
     CUDA_CHECK(cudaStreamDestroy(cb->stream));
     free(cb);
 }
@@ -388,6 +395,18 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         }
         half_slots = (int)v;
     }
+    const char *streams = getenv("DSK_CUDA_GROUPED_STREAMS");
+    int grouped_streams = 1;
+    if (streams && *streams) {
+        char *end;
+        long v = strtol(streams, &end, 10);
+        if (*end || v < 1 || v > DSK_CUDA_SIDE_STREAMS) {
+            dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GROUPED_STREAMS=%s: expected 1 (the default) to %d streams",
+                     streams, DSK_CUDA_SIDE_STREAMS);
+            return NULL;
+        }
+        grouped_streams = (int)v;
+    }
     const char *profile = getenv("DSK_CUDA_PROFILE");
     if (profile && *profile && strcmp(profile, "0") && strcmp(profile, "1")) {
         dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_PROFILE=%s: expected 1 (on) or 0 (off, the default)", profile);
@@ -396,6 +415,7 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
     cb->half_slots = half_slots;
+    cb->grouped_streams = grouped_streams;
     cb->attn_kernels = attn_kernels;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

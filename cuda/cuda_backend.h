@@ -70,6 +70,15 @@
  *                       the time the stream waited for the host between
  *                       ops (op_profile.cu); 0 or unset: off; anything
  *                       else fails the backend's creation with EX_USAGE.
+ *   DSK_CUDA_GROUPED_STREAMS=S  gemm_grouped's bf16 / fp16 products (a
+ *                       MoE layer's experts) spread over S side streams
+ *                       (1 to 8; default 1, the op's own stream), each
+ *                       product the same as on one stream, the same
+ *                       bits; not with DSK_CUDA_PROFILE=1, and only
+ *                       where every operand's 16-bit copy is current
+ *                       (gemm_grouped.cu); anything else fails the
+ *                       backend's creation with EX_USAGE.  Not yet
+ *                       measured on a GPU.
  *
  * Precision: fp32 by default.  gemm_dtype bf16 / fp16 (dsk-train
  * --dtype) makes the products bf16 / fp16 with fp32 sums, and the flash
@@ -142,6 +151,9 @@ int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels);
  * tests/gpu/test_cuda_gemm_lt.c; -1 when be is not a cuda backend or
  * has no cuBLASLt. */
 long dsk_cuda_lt_plans_made(dsk_backend *be);
+/* How many gemm_grouped calls be has run on its side streams
+ * (DSK_CUDA_GROUPED_STREAMS), for the tests; -1 when be is not cuda. */
+long dsk_cuda_grouped_side_calls(dsk_backend *be);
 
 #ifdef __cplusplus
 }

@@ -83,6 +83,7 @@ typedef struct dsk_cuda_half_slot {
 
 /* A registered weights buffer and its 16-bit copy (weights_copy.cu). */
 #define DSK_CUDA_WEIGHT_COPIES 4
+#define DSK_CUDA_SIDE_STREAMS 8
 typedef struct dsk_cuda_wcopy {
     const float *w;   /* the floats (register_weights); NULL: an unused entry */
     size_t n;
@@ -111,6 +112,11 @@ typedef struct dsk_cuda {
     size_t attn_bf16_len;    /* in bytes */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
+    int grouped_streams;     /* DSK_CUDA_GROUPED_STREAMS: streams gemm_grouped's 16-bit products spread over */
+    cudaStream_t side[DSK_CUDA_SIDE_STREAMS];        /* those streams, made at first use (gemm_grouped.cu) */
+    cudaEvent_t side_done[DSK_CUDA_SIDE_STREAMS];    /* each side stream's end of a call */
+    cudaEvent_t side_fork;                           /* the call's start on the op's stream */
+    long side_calls;                                 /* gemm_grouped calls run on them */
     void **grouped_ptrs;     /* device: gemm_grouped's A, B and C pointer arrays */
     size_t grouped_ptrs_len; /* in pointers */
     void *grouped_host;      /* gemm_grouped's host arrays (shapes, leading dimensions, scalars) */
@@ -204,6 +210,10 @@ void dsk_cuda_round_bf16(dsk_cuda *cb, void *out_a, const float *a, size_t na, v
  * registered weights; nothing when products are fp32 or no copies are
  * kept. */
 void dsk_cuda_half_prepare(dsk_cuda *cb, const float *src, size_t n);
+/* A current copy of src[0..n) in dtype, as gemm would read it (a slot's,
+ * or registered weights'), into *h: 1; 0, with nothing converted, when
+ * there is none. */
+int dsk_cuda_half_current(dsk_cuda *cb, int dtype, const float *src, size_t n, const void **h);
 /* Every copy is stale: something may have written any device memory. */
 void dsk_cuda_half_forget(dsk_cuda *cb);
 /* The copies of anything in [p, p + bytes) are stale. */
@@ -223,6 +233,8 @@ int dsk_cuda_weights_hold(dsk_cuda *cb, int dtype, const float *p, size_t n);
  * current first if it is not: *fresh 1), else NULL (also when the copy
  * did not fit in device memory: the buffer is then forgotten). */
 const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh);
+/* The same when the copy is current in dtype, else NULL (nothing made). */
+const void *dsk_cuda_weights_current(dsk_cuda *cb, int dtype, const float *p, size_t n);
 /* Where a kernel that writes p[0..n) writes its copy too: a current copy
  * of registered weights in the products' type, else none. */
 dsk_half_out dsk_cuda_weights_out(dsk_cuda *cb, const float *p, size_t n);
@@ -390,12 +402,18 @@ dsk_cuda_lt *dsk_cuda_lt_new(dsk_cuda *cb);
 void dsk_cuda_lt_destroy(dsk_cuda_lt *lt);
 /* Row-major C[M,N] = alpha op(A) op(B) + beta Cin through cuBLASLt (Cin
  * is C, or an addend of the same shape apart from it), A and B of type t,
- * C float32, queued on cb's stream.  0 (nothing queued) when
- * cuBLASLt has no algorithm for the shape: the caller uses cuBLAS.
- * ragged: one of many products whose shapes change from call to call
- * (gemm_grouped's experts), planned by its shape rounded up. */
-int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, const float *Cin, float *C, int ragged);
+ * C float32, queued on cb's stream (side -1) or on side stream `side`
+ * with that stream's workspace (dsk_cuda_lt_side_work first).  0
+ * (nothing queued) when cuBLASLt has no algorithm for the shape: the
+ * caller uses cuBLAS.  ragged: one of many products whose shapes change
+ * from call to call (gemm_grouped's experts), planned by its shape
+ * rounded up. */
+int dsk_cuda_lt_gemm(dsk_cuda *cb, int side, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                     const void *B, cudaDataType t, float beta, const float *Cin, float *C, int ragged);
+/* Workspaces for side streams 0 .. n - 1 (a product's split-K partial
+ * sums must not share one with a product running beside it): 1 when they
+ * are there, 0 when the memory is not (then nothing runs on side streams). */
+int dsk_cuda_lt_side_work(dsk_cuda *cb, int n);
 /* kernels_int4.cu: register_int4; gemm's int4 path (1 when it did the
  * product: W registered, A·Wᵀ with at most 8 rows of A, alpha 1; else 0
  * and nothing queued); the layers' end (cuda_destroy). */

@@ -6,13 +6,15 @@
  * gemm: the handle's math mode (DSK_CUDA_TF32=1) decides.
  *
  * bf16 / fp16: a loop over gemm (the cuBLASLt plans, ragged: planned
- * by their shapes rounded up, gemm_lt.cu; an operand whose groups follow
- * one another in memory rounded to 16 bits once, not per group), by
+ * by their shapes rounded up, gemm_lt.cu; an operand whose groups cover
+ * one span of memory rounded to 16 bits once, not per group), by
  * choice: the
  * grouped call takes 16-bit operands only with a 16-bit output, and
  * ours is float32; each group's operands are converted by gemm anyway.
  * The loop is also the way when cuBLAS has no grouped call (before 12.5)
- * or refuses it, and for a single product.
+ * or refuses it, and for a single product.  With
+ * DSK_CUDA_GROUPED_STREAMS > 1 the loop's products go to side streams
+ * (grouped_on_side_streams).
  *
  * The A, B and C pointer arrays must be in device memory.  They travel
  * as the by-value argument of a one-block kernel that stores them there:
@@ -26,6 +28,7 @@
  * cuBLAS reads during the call. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_internal.cuh"
 
@@ -107,24 +110,110 @@ static host_arrays grouped_host(dsk_cuda *cb, size_t n)
 /* Group g has a product to do (else its C is left as it is). */
 static inline int nonempty(const int *M, const int *N, const int *K, int g) { return M[g] > 0 && N[g] > 0 && K[g] > 0; }
 
-/* When the nonempty groups' A (is_b 0: M x K each) or B (K x N) follow
- * one another in memory, their whole span's 16-bit copy, made at once
- * (dsk_cuda_half_prepare). */
-static void prepare_contiguous(dsk_cuda *cb, int count, const int *M, const int *N, const int *K,
-                               const float *const *X, int is_b)
+/* When the nonempty groups' A (is_b 0: M x K each) or B (K x N) cover
+ * one span of memory without gaps (the experts' blocks of rows one after
+ * another, or each twice: gate's and up's products on the same rows),
+ * that span's 16-bit copy, made at once (dsk_cuda_half_prepare); each
+ * product then reads its block of it.  Blocks that leave a gap, or lie
+ * in different buffers, are left to their products. */
+static void prepare_span(dsk_cuda *cb, int count, const int *M, const int *N, const int *K, const float *const *X,
+                         int is_b)
 {
-    const float *start = NULL, *next = NULL;
+    typedef struct {
+        const float *lo, *hi;
+    } block;
+    block *b = (block *)dsk_xmalloc((size_t)count * sizeof *b);
+    int n = 0;
+    for (int g = 0; g < count; g++)
+        if (nonempty(M, N, K, g)) {
+            /* In start order (insertion: a few dozen groups). */
+            block x = {X[g], X[g] + (size_t)K[g] * (is_b ? N[g] : M[g])};
+            int i = n++;
+            for (; i > 0 && b[i - 1].lo > x.lo; i--)
+                b[i] = b[i - 1];
+            b[i] = x;
+        }
+    const float *end = n ? b[0].hi : NULL;
+    int covered = n > 0;
+    for (int i = 1; i < n && covered; i++) {
+        covered = b[i].lo <= end;
+        end = b[i].hi > end ? b[i].hi : end;
+    }
+    if (covered)
+        dsk_cuda_half_prepare(cb, b[0].lo, (size_t)(end - b[0].lo));
+    free(b);
+}
+
+/* DSK_CUDA_GROUPED_STREAMS=S > 1: the 16-bit products spread over S side
+ * streams, forked from the op's stream and joined back to it, so that
+ * the experts' products (each a wave or two of tiles at moe-1.3b's
+ * shapes) run side by side instead of one after another.  Only when every
+ * operand's copy is already current (after prepare_span): a
+ * conversion on a side stream could overwrite a slot another stream's
+ * product still reads.  Each product is the one the loop would run (the
+ * same plan and algorithm, its own workspace), so the same bits; off with
+ * the profile (its events time one stream).  0: nothing queued, the loop
+ * does the call. */
+static int grouped_on_side_streams(dsk_cuda *cb, int ta, int tb, int count, const int *M, const int *N, const int *K,
+                                   float alpha, const float *const *A, const float *const *B, float beta,
+                                   float *const *C)
+{
+    const int streams = cb->grouped_streams, dtype = cb->be.gemm_dtype;
+    if (streams < 2 || cb->prof || !cb->lt || cb->half_slots == 0 ||
+        (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16) || !dsk_cuda_lt_side_work(cb, streams))
+        return 0;
+    /* The outputs' copies go stale first (as gemm does per product), then
+     * every operand must have a current copy. */
+    for (int g = 0; g < count; g++)
+        if (nonempty(M, N, K, g))
+            dsk_cuda_half_written(cb, C[g], (size_t)M[g] * N[g] * sizeof(float));
+    const void **h = (const void **)dsk_xmalloc(2 * (size_t)count * sizeof *h);
+    for (int g = 0; g < count; g++)
+        if (nonempty(M, N, K, g) &&
+            (!dsk_cuda_half_current(cb, dtype, A[g], (size_t)M[g] * K[g], &h[2 * g]) ||
+             !dsk_cuda_half_current(cb, dtype, B[g], (size_t)K[g] * N[g], &h[2 * g + 1]))) {
+            free(h);
+            return 0;
+        }
+    if (!cb->side[0]) {
+        CUDA_CHECK(cudaEventCreateWithFlags(&cb->side_fork, cudaEventDisableTiming));
+        for (int i = 0; i < DSK_CUDA_SIDE_STREAMS; i++) {
+            CUDA_CHECK(cudaStreamCreateWithFlags(&cb->side[i], cudaStreamNonBlocking));
+            CUDA_CHECK(cudaEventCreateWithFlags(&cb->side_done[i], cudaEventDisableTiming));
+        }
+    }
+    CUDA_CHECK(cudaEventRecord(cb->side_fork, cb->stream));
+    for (int i = 0; i < streams; i++)
+        CUDA_CHECK(cudaStreamWaitEvent(cb->side[i], cb->side_fork, 0));
+    const cudaDataType t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    int next = 0, *refused = (int *)dsk_xcalloc((size_t)count, sizeof *refused);
     for (int g = 0; g < count; g++) {
         if (!nonempty(M, N, K, g))
             continue;
-        if (next && X[g] != next)
-            return;
-        if (!start)
-            start = X[g];
-        next = X[g] + (size_t)K[g] * (is_b ? N[g] : M[g]);
+        refused[g] = !dsk_cuda_lt_gemm(cb, next, ta, tb, M[g], N[g], K[g], alpha, h[2 * g], h[2 * g + 1], t, beta,
+                                       C[g], C[g], 1);
+        next = (next + 1) % streams;
+        cb->half_hits += 2;
     }
-    if (start)
-        dsk_cuda_half_prepare(cb, start, (size_t)(next - start));
+    for (int i = 0; i < streams; i++) {
+        CUDA_CHECK(cudaEventRecord(cb->side_done[i], cb->side[i]));
+        CUDA_CHECK(cudaStreamWaitEvent(cb->stream, cb->side_done[i], 0));
+    }
+    /* A shape cuBLASLt has no algorithm for: gemm on the op's stream (cuBLAS). */
+    for (int g = 0; g < count; g++)
+        if (refused[g])
+            dsk_cuda_gemm_ragged(&cb->be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+    free(refused);
+    free(h);
+    cb->side_calls++;
+    if (cb->sync_each)
+        CUDA_CHECK(cudaStreamSynchronize(cb->stream));
+    return 1;
+}
+
+extern "C" long dsk_cuda_grouped_side_calls(dsk_backend *be)
+{
+    return be && !strcmp(be->name, "cuda") ? ((dsk_cuda *)be)->side_calls : -1;
 }
 
 void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int *M, const int *N, const int *K,
@@ -146,8 +235,10 @@ void dsk_cuda_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const int
          * experts' blocks of rows) is rounded to 16 bits in one pass: each
          * product then reads its block of that copy. */
         if (live >= 2 && !cb->n_q4) {   /* (int4 layers: decoding, whose products read no copies) */
-            prepare_contiguous(cb, count, M, N, K, A, 0);
-            prepare_contiguous(cb, count, M, N, K, B, 1);
+            prepare_span(cb, count, M, N, K, A, 0);
+            prepare_span(cb, count, M, N, K, B, 1);
+            if (grouped_on_side_streams(cb, ta, tb, count, M, N, K, alpha, A, B, beta, C))
+                return;
         }
         /* Empty groups leave C as it is (gemm would scale it by beta when K is 0). */
         for (int g = 0; g < count; g++)

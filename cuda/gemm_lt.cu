@@ -62,6 +62,7 @@ struct dsk_cuda_lt {
     cublasLtHandle_t handle;
     void *work;                      /* device, 256-byte aligned as cudaMalloc's are */
     size_t work_len;
+    void *side_work[DSK_CUDA_SIDE_STREAMS];   /* the side streams' own, work_len each (made on demand) */
     unsigned long long tick;
     int said;                        /* verbose: a shape's fallback was told */
     long plans_made;                 /* heuristic queries, for the tests */
@@ -224,10 +225,26 @@ static int ragged_dim(int x)
     return (int)(((long long)x + grain - 1) / grain * grain);
 }
 
-int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float alpha, const void *A, const void *B,
-                     cudaDataType t, float beta, const float *Cin, float *C, int ragged)
+int dsk_cuda_lt_side_work(dsk_cuda *cb, int n)
 {
     dsk_cuda_lt *lt = cb->lt;
+    if (!lt || n > DSK_CUDA_SIDE_STREAMS)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!lt->side_work[i] && lt->work_len && cudaMalloc(&lt->side_work[i], lt->work_len) != cudaSuccess) {
+            (void)cudaGetLastError();
+            lt->side_work[i] = NULL;
+            return 0;
+        }
+    return 1;
+}
+
+int dsk_cuda_lt_gemm(dsk_cuda *cb, int side, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                     const void *B, cudaDataType t, float beta, const float *Cin, float *C, int ragged)
+{
+    dsk_cuda_lt *lt = cb->lt;
+    cudaStream_t stream = side < 0 ? cb->stream : cb->side[side];
+    void *work = side < 0 ? lt->work : lt->side_work[side];
     int align_c = align_of(C) < align_of(Cin) ? align_of(C) : align_of(Cin);
     lt_key k = {ta != 0, tb != 0, M, N, K, (int)t, align_of(B), align_of(A), align_c};
     if (ragged) {
@@ -236,7 +253,7 @@ int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float al
     }
     lt_plan *p = plan_for(cb, &k);
     if (!p->use_lt)
-        return ragged ? dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0) : 0;
+        return ragged ? dsk_cuda_lt_gemm(cb, side, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0) : 0;
     if (ragged) {
         /* The plan's algorithm on layouts of the product's own shape
          * (destroyed at once: cublasLtMatmul reads them when it queues
@@ -244,17 +261,17 @@ int dsk_cuda_lt_gemm(dsk_cuda *cb, int ta, int tb, int M, int N, int K, float al
         cublasLtMatrixLayout_t la, lb, lc;
         layouts_make(ta, tb, M, N, K, t, &la, &lb, &lc);
         cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, la, A, lb, &beta, Cin, lc, C, lc,
-                                               &p->algo, lt->work, lt->work_len, cb->stream);
+                                               &p->algo, work, lt->work_len, stream);
         CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(la));
         CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(lb));
         CUBLAS_CHECK(dsk_cublaslt.MatrixLayoutDestroy(lc));
         if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE)
-            return dsk_cuda_lt_gemm(cb, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0);   /* a plan of its own */
+            return dsk_cuda_lt_gemm(cb, side, ta, tb, M, N, K, alpha, A, B, t, beta, Cin, C, 0);   /* a plan of its own */
         CUBLAS_CHECK(s);
         return 1;
     }
     cublasStatus_t s = dsk_cublaslt.Matmul(lt->handle, p->op, &alpha, B, p->a, A, p->b, &beta, Cin, p->c, C, p->c,
-                                           &p->algo, lt->work, lt->work_len, cb->stream);
+                                           &p->algo, work, lt->work_len, stream);
     if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
         /* Refused before anything was queued: this shape goes to cuBLAS from now on. */
         plan_free(p);
@@ -311,6 +328,9 @@ void dsk_cuda_lt_destroy(dsk_cuda_lt *lt)
             plan_free(&lt->plans[s][w]);
     if (lt->work)
         CUDA_CHECK(cudaFree(lt->work));
+    for (int i = 0; i < DSK_CUDA_SIDE_STREAMS; i++)
+        if (lt->side_work[i])
+            CUDA_CHECK(cudaFree(lt->side_work[i]));
     CUBLAS_CHECK(dsk_cublaslt.Destroy(lt->handle));
     free(lt);
 }

@@ -21,9 +21,9 @@
  * outputs overlap.  So products share copies when nothing but those ops
  * comes between them, which is where the repeats are (and the LM head's
  * weight, whose copy lasts through its chunks of rows: products and
- * softmax_xent).  gemm_grouped rounds an operand whose groups follow one
- * another in memory in one pass before its products
- * (dsk_cuda_half_prepare).
+ * softmax_xent).  gemm_grouped rounds an operand whose groups cover one
+ * span of memory (one after another, or each block twice) in one pass
+ * before its products (dsk_cuda_half_prepare).
  *
  * Copies made by the producer: an op whose outputs go on to products
  * (rmsnorm_fwd's normalised rows, rmsnorm_bwd's dx, swiglu_fwd's
@@ -296,6 +296,23 @@ void dsk_cuda_half_prepare(dsk_cuda *cb, const float *src, size_t n)
         round_half(cb, dtype, cb->half[i].buf, src, n, NULL, NULL, 0);
         cb->half_misses++;
     }
+}
+
+int dsk_cuda_half_current(dsk_cuda *cb, int dtype, const float *src, size_t n, const void **h)
+{
+    if (cb->half_slots == 0 || (dtype != DSK_DTYPE_BF16 && dtype != DSK_DTYPE_FP16))
+        return 0;
+    if (dsk_cuda_weights_hold(cb, dtype, src, n)) {   /* where gemm would look, and only there */
+        *h = dsk_cuda_weights_current(cb, dtype, src, n);
+        return *h != NULL;
+    }
+    size_t at;
+    int i = find(cb, src, n, dtype, &at);
+    if (i < 0)
+        return 0;
+    cb->half[i].used = ++cb->half_clock;
+    *h = (const char *)cb->half[i].buf + at * 2;
+    return 1;
 }
 
 void dsk_cuda_half_produce(dsk_cuda *cb, size_t n, const float *a, dsk_half_out *ha, const float *b,

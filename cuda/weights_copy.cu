@@ -139,6 +139,14 @@ const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_
     return (const char *)e->half + (size_t)(p - e->w) * 2;
 }
 
+const void *dsk_cuda_weights_current(dsk_cuda *cb, int dtype, const float *p, size_t n)
+{
+    dsk_cuda_wcopy *e = aligned_holder(cb, p, n);
+    if (!e || !e->half || e->dtype != dtype)
+        return NULL;
+    return (const char *)e->half + (size_t)(p - e->w) * 2;
+}
+
 dsk_half_out dsk_cuda_weights_out(dsk_cuda *cb, const float *p, size_t n)
 {
     dsk_cuda_wcopy *e = holder(cb, p, n);

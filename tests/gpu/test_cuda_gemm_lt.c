@@ -26,7 +26,9 @@
  *     plans of their shapes rounded up: 16 groups of random rows over
  *     four steps, and no more than four new plans in the last two;
  *   - on a device only: the same products with DSK_CUDA_GEMM=cublas (the
- *     old path) against cuBLASLt's, and DSK_CUDA_GEMM=bogus refused.
+ *     old path) against cuBLASLt's, and DSK_CUDA_GEMM=bogus refused;
+ *     gemm_grouped on 4 side streams (DSK_CUDA_GROUPED_STREAMS=4) with
+ *     one stream's bits, and bad values of it refused.
  * DSK_CUDA_TF32=1 in the environment loosens the fp32 tolerance to 5e-3.
  *
  *   test_cuda_gemm_lt         cpu against cuda; without a CUDA device:
@@ -52,10 +54,12 @@
 #include "ops/half.h"
 
 #include "compare.h"
+#include "cuda_with.h"
 
 #include "../../cuda/cuda_backend.h"
 /* Weak: a build without nvcc links this program without the cuda backend. */
 #pragma weak dsk_cuda_lt_plans_made
+#pragma weak dsk_cuda_grouped_side_calls
 
 static dsk_backend *REF, *DEV;
 static dsk_rng RNG;
@@ -384,16 +388,13 @@ static void test_ragged_plans(void)
 static void test_env(void)
 {
     dsk_err err = {0};
-    setenv("DSK_CUDA_GEMM", "bogus", 1);
-    dsk_backend *be = dsk_backend_new("cuda", 0, &err);
+    dsk_backend *be = cuda_with("DSK_CUDA_GEMM", "bogus", &err);
     record("DSK_CUDA_GEMM=bogus refused with 64 (exit code if not)", be ? 1 : err.code == EX_USAGE ? 0 : err.code,
            0);
     if (be)
         be->destroy(be);
-    setenv("DSK_CUDA_GEMM", "cublas", 1);
     memset(&err, 0, sizeof err);
-    be = dsk_backend_new("cuda", 0, &err);
-    unsetenv("DSK_CUDA_GEMM");
+    be = cuda_with("DSK_CUDA_GEMM", "cublas", &err);
     if (!be) {
         record("DSK_CUDA_GEMM=cublas: a backend", 1, 0);
         return;
@@ -422,14 +423,70 @@ static void test_env(void)
     be->destroy(be);
 }
 
+/* DSK_CUDA_GROUPED_STREAMS: 0, 9 and "two" refused; with 4 side streams a
+ * MoE layer's 16 expert products (forward, and weight gradient
+ * accumulating) in bf16 and fp16 give the one stream's bits, and did run
+ * on the side streams (d 48, 40 hidden: every block's 16-bit copy inside
+ * the layer's at a multiple of 8 values, as at a real model's widths,
+ * where gemm serves it from that copy). */
+static void test_side_streams(void)
+{
+    static const char *const bad[] = {"0", "9", "two"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        dsk_err err = {0};
+        dsk_backend *be = cuda_with("DSK_CUDA_GROUPED_STREAMS", bad[i], &err);
+        char what[96];
+        snprintf(what, sizeof what, "DSK_CUDA_GROUPED_STREAMS=%s refused with 64 (exit code if not)", bad[i]);
+        record(what, be ? 1 : err.code == EX_USAGE ? 0 : err.code, 0);
+        if (be)
+            be->destroy(be);
+    }
+    dsk_err err = {0};
+    dsk_backend *side = cuda_with("DSK_CUDA_GROUPED_STREAMS", "4", &err);
+    if (!side) {
+        record("DSK_CUDA_GROUPED_STREAMS=4: a backend", 1, 0);
+        return;
+    }
+    int calls = 0;
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_FP16; dt++)
+        for (int kind = 0; kind < 2; kind++) {
+            groups g = {.count = 16};
+            for (int i = 0; i < 16; i++) {
+                /* (an expert without rows only in the weight gradient: in the
+                 * forward its weight would break the run of B's blocks, which
+                 * a model's registered weights' copy serves instead) */
+                int rows = kind && i % 5 == 3 ? 0 : irand(1, 100);
+                g.M[i] = kind ? 40 : rows, g.N[i] = kind ? 48 : 40, g.K[i] = kind ? rows : 48;
+            }
+            pack(&g);
+            float *a = rnd(g.ao[16]), *b = rnd(g.bo[16]), *c = rnd(g.co[16]);
+            float beta = kind ? 1 : 0;
+            float *one = grouped(DEV, dt, kind, !kind, &g, 1, a, b, beta, c);
+            float *four = grouped(side, dt, kind, !kind, &g, 1, a, b, beta, c);
+            calls++;
+            char what[96];
+            snprintf(what, sizeof what, "grouped %s %s on 4 side streams: elements differing from one stream",
+                     dsk_dtype_name(dt), kind ? "weight gradient" : "forward");
+            record(what, (double)differing(four, one, g.co[16]), 0);
+            free(a), free(b), free(c), free(one), free(four);
+        }
+    long ran = dsk_cuda_grouped_side_calls(side);
+    char what[96];
+    snprintf(what, sizeof what, "grouped products on side streams: %ld calls (want %d)", ran, calls);
+    record(what, ran == calls ? 0 : 1, 0);
+    side->destroy(side);
+}
+
 static void run_all(int gpu)
 {
     test_shapes();
     test_cache();
     test_grouped();
     test_ragged_plans();
-    if (gpu)
+    if (gpu) {
         test_env();
+        test_side_streams();
+    }
     for (int dt = DSK_DTYPE_FP32; dt <= DSK_DTYPE_FP16; dt++) {
         char what[96];
         snprintf(what, sizeof what, "%s: %ld products run twice, elements differing", dsk_dtype_name(dt),

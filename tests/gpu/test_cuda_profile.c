@@ -35,6 +35,7 @@
 #pragma weak dsk_cuda_profile_reset
 #pragma weak dsk_cuda_profile_print
 
+#include "cuda_with.h"
 #include "harness.h"
 
 static void check(const char *what, int ok)
@@ -116,9 +117,7 @@ static double entry(dsk_backend *be, const char *op, const char *section, unsign
 static void test_profiled(const float *x_h, const float *w_h, const float *a, float *const *b)
 {
     dsk_err err = {0};
-    setenv("DSK_CUDA_PROFILE", "1", 1);
-    dsk_backend *prof = dsk_backend_new("cuda", 0, &err);
-    unsetenv("DSK_CUDA_PROFILE");
+    dsk_backend *prof = cuda_with("DSK_CUDA_PROFILE", "1", &err);
     if (!prof)
         dsk_die(EX_SOFTWARE, "a profiled cuda backend: %s", err.msg);
     outputs plain = {0}, timed = {0};
@@ -206,9 +205,7 @@ static void test_refused(void)
     const char *bad[] = {"2", "yes", "-1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         dsk_err err = {0};
-        setenv("DSK_CUDA_PROFILE", bad[i], 1);
-        dsk_backend *be = dsk_backend_new("cuda", 0, &err);
-        unsetenv("DSK_CUDA_PROFILE");
+        dsk_backend *be = cuda_with("DSK_CUDA_PROFILE", bad[i], &err);
         char what[1200];
         snprintf(what, sizeof what, "DSK_CUDA_PROFILE=%s: exit code %d (want 64), \"%s\"", bad[i], err.code, err.msg);
         check(what, !be && err.code == 64 && strstr(err.msg, "DSK_CUDA_PROFILE"));
@@ -216,9 +213,7 @@ static void test_refused(void)
             be->destroy(be);
     }
     dsk_err err = {0};
-    setenv("DSK_CUDA_PROFILE", "0", 1);
-    dsk_backend *be = dsk_backend_new("cuda", 0, &err);
-    unsetenv("DSK_CUDA_PROFILE");
+    dsk_backend *be = cuda_with("DSK_CUDA_PROFILE", "0", &err);
     unsigned long long calls;
     double ms, flops;
     check("DSK_CUDA_PROFILE=0: a backend without a table",

@@ -19,7 +19,9 @@
 # fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
 # DSK_CUDA_HALF_CACHE=0 (every product converting its
-# operands afresh: the gain of reusing them).  After the 1.3b and MoE
+# operands afresh: the gain of reusing them); the MoE once more with its
+# experts' products spread over 4 side streams (DSK_CUDA_GROUPED_STREAMS=4,
+# not yet the default: a GPU has to say it is faster).  After the 1.3b and MoE
 # rows: where their bf16 steps' time goes, op by op and part by part
 # (DSK_CUDA_PROFILE=1, cuda/op_profile.cu), from runs of their own.  The
 # table is a measurement, not a test: the exit status is non-zero only
@@ -55,9 +57,10 @@ fi
 printf '%-10s %-9s %-5s %-5s %-9s %10s %9s %8s %7s %8s  %s\n' model batch dtype attn recompute "tok/s" "step ms" \
     TFLOPS MFU "act GiB" target
 status=0
-row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE]]
+row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE [DSK_CUDA_GROUPED_STREAMS]]]
     attn=${7:-auto}
-    out=$(env DSK_CUDA_ATTN="$attn" ${8:+DSK_CUDA_HALF_CACHE=$8} "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda \
+    out=$(env DSK_CUDA_ATTN="$attn" ${8:+DSK_CUDA_HALF_CACHE=$8} ${9:+DSK_CUDA_GROUPED_STREAMS=$9} \
+        "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda \
         "$4" "$5" 2>"$tmp/err") || {
         printf '%-10s %-9s %-5s %-5s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
         status=1
@@ -100,6 +103,7 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
+row moe-1.3b 8 2048 bf16 0 "experts' products on 4 side streams" auto "" 4
 row 1.3b 8 2048 bf16 0 "" mma
 row 1.3b 8 2048 bf16 0 "" mma8
 row 1.3b 8 2048 bf16 0 "" wmma

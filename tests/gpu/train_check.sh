@@ -22,6 +22,8 @@
 #    kernels, and for nano-moe); =1 exits 64;
 #  - --dtype bf16 with DSK_CUDA_ATTN=mma (mma.sync without the default's
 #    cp.async pipelining): the same weights bit for bit as the default's;
+#  - nano-moe --dtype bf16 with DSK_CUDA_GROUPED_STREAMS=4 (the experts'
+#    products on side streams): the same weights bit for bit;
 #  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
 #    and the op table on stderr;
 #  - dsk-eval ppl of the cuda run's checkpoint on cuda and on cpu: the
@@ -169,6 +171,17 @@ if [ "$DEV" != cpu ]; then
         fi
     else
         bad "nano-moe --dtype bf16 on cuda"
+    fi
+    # The experts' products spread over 4 side streams
+    # (DSK_CUDA_GROUPED_STREAMS=4): each the same product, the same bits.
+    if (export DSK_CUDA_GROUPED_STREAMS=4 && train gpu-moe-bf16-streams "$DEV" --dtype bf16 --config nano-moe); then
+        if cmp -s "$tmp/gpu-moe-bf16/latest/model.safetensors" "$tmp/gpu-moe-bf16-streams/latest/model.safetensors"; then
+            ok "nano-moe --dtype bf16 with DSK_CUDA_GROUPED_STREAMS=4: the same weights bit for bit"
+        else
+            bad "nano-moe --dtype bf16: DSK_CUDA_GROUPED_STREAMS=4 changed the weights"
+        fi
+    else
+        bad "nano-moe --dtype bf16 with DSK_CUDA_GROUPED_STREAMS=4 on cuda"
     fi
     # Timing every op (DSK_CUDA_PROFILE=1) changes no bit, and the table
     # printed at the end names the training's ops and parts.

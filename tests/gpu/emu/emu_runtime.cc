@@ -752,6 +752,11 @@ cudaError_t cudaEventCreate(cudaEvent_t *e)
     *e = (cudaEvent_t)ev;
     return ev ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaEventCreate: out of memory");
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
+{
+    (void)flags;
+    return cudaEventCreate(e);
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e)
 {
     free((void *)e);
@@ -764,6 +769,17 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream)
         return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: no event");
     ((emu_event *)e)->ms = now_ms();
     ((emu_event *)e)->recorded = 1;
+    return cudaSuccess;
+}
+/* Work already ran when it was queued: a stream waiting for an event
+ * needs no waiting, but the event must have been recorded. */
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t e, unsigned flags)
+{
+    (void)stream, (void)flags;
+    if (!e)
+        return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: no event");
+    if (!((emu_event *)e)->recorded)
+        return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: an event never recorded");
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
