@@ -6,6 +6,7 @@
  * the CPU op (lib/ops/cpu_kernels_impl.h) as its reference, which
  * tests/gpu/test_cuda_ops.c and test_cuda_gemm_dtype.c check on a GPU
  * machine. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +322,21 @@ extern "C" int dsk_cuda_available(char *why, size_t why_len)
     return 1;
 }
 
+/* Environment variable `name` as a whole decimal number into *v (unset
+ * or empty: dflt); 0 when it is anything else.  The caller checks the
+ * range and says what it expected. */
+static int env_long(const char *name, long dflt, long *v)
+{
+    const char *s = getenv(name);
+    *v = dflt;
+    if (!s || !*s)
+        return 1;
+    char *end;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return !*end && errno == 0;
+}
+
 extern "C" int dsk_cuda_attn_parse(const char *name)
 {
     if (!name || !*name || !strcmp(name, "auto"))
@@ -335,6 +351,8 @@ extern "C" int dsk_cuda_attn_parse(const char *name)
         return DSK_CUDA_ATTN_ASYNC;
     if (!strcmp(name, "mma"))
         return DSK_CUDA_ATTN_MMA;
+    if (!strcmp(name, "wide"))
+        return DSK_CUDA_ATTN_WIDE;
     return -1;
 }
 
@@ -374,7 +392,8 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     const char *attn = getenv("DSK_CUDA_ATTN");
     int attn_kernels = dsk_cuda_attn_parse(attn);
     if (attn_kernels < 0) {
-        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, mma, mma8, wmma or fp32", attn);
+        dsk_fail(err, EX_USAGE,
+                 "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, wide, mma, mma8, wmma or fp32", attn);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");
@@ -383,29 +402,18 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
         dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GEMM=%s: expected cublaslt (the default) or cublas", gemm);
         return NULL;
     }
-    const char *half_cache = getenv("DSK_CUDA_HALF_CACHE");
-    int half_slots = DSK_CUDA_HALF_SLOTS;
-    if (half_cache && *half_cache) {
-        char *end;
-        long v = strtol(half_cache, &end, 10);
-        if (*end || (v != 0 && (v < 2 || v > DSK_CUDA_HALF_SLOTS))) {
-            dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_HALF_CACHE=%s: expected 0 (off) or 2 to %d slots", half_cache,
-                     DSK_CUDA_HALF_SLOTS);
-            return NULL;
-        }
-        half_slots = (int)v;
+    long half_slots, grouped_streams;
+    if (!env_long("DSK_CUDA_HALF_CACHE", DSK_CUDA_HALF_SLOTS, &half_slots) ||
+        (half_slots != 0 && (half_slots < 2 || half_slots > DSK_CUDA_HALF_SLOTS))) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_HALF_CACHE=%s: expected 0 (off) or 2 to %d slots",
+                 getenv("DSK_CUDA_HALF_CACHE"), DSK_CUDA_HALF_SLOTS);
+        return NULL;
     }
-    const char *streams = getenv("DSK_CUDA_GROUPED_STREAMS");
-    int grouped_streams = 1;
-    if (streams && *streams) {
-        char *end;
-        long v = strtol(streams, &end, 10);
-        if (*end || v < 1 || v > DSK_CUDA_SIDE_STREAMS) {
-            dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GROUPED_STREAMS=%s: expected 1 (the default) to %d streams",
-                     streams, DSK_CUDA_SIDE_STREAMS);
-            return NULL;
-        }
-        grouped_streams = (int)v;
+    if (!env_long("DSK_CUDA_GROUPED_STREAMS", 1, &grouped_streams) || grouped_streams < 1 ||
+        grouped_streams > DSK_CUDA_SIDE_STREAMS) {
+        dsk_fail(err, EX_USAGE, "cuda: DSK_CUDA_GROUPED_STREAMS=%s: expected 1 (the default) to %d streams",
+                 getenv("DSK_CUDA_GROUPED_STREAMS"), DSK_CUDA_SIDE_STREAMS);
+        return NULL;
     }
     const char *profile = getenv("DSK_CUDA_PROFILE");
     if (profile && *profile && strcmp(profile, "0") && strcmp(profile, "1")) {
@@ -414,8 +422,8 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     }
     dsk_cuda *cb = (dsk_cuda *)dsk_xcalloc(1, sizeof *cb);
     cb->device = device;
-    cb->half_slots = half_slots;
-    cb->grouped_streams = grouped_streams;
+    cb->half_slots = (int)half_slots;
+    cb->grouped_streams = (int)grouped_streams;
     cb->attn_kernels = attn_kernels;
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->sm_count, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&cb->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

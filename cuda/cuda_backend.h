@@ -39,7 +39,12 @@
  *                       most 128, their tiles double-buffered by cp.async
  *                       from bf16 copies where heads are a multiple of 8,
  *                       and WMMA's (kernels_attention_tc.cu) for the rest;
- *                       "async" the same; "mma" mma.sync's without the
+ *                       "async" the same; "wide" those with two blocks
+ *                       of 16 query rows a warp in the forward and dQ
+ *                       (each K and V fragment read once for both) and
+ *                       no mask arithmetic on tiles a warp sees whole:
+ *                       the same bits, not yet measured on a GPU;
+ *                       "mma" mma.sync's without the
  *                       pipelining (blocks of 4 warps); "mma8" those in
  *                       blocks of 8 warps (twice the rows or keys a block:
  *                       half the reads of the other side, a third of the
@@ -138,10 +143,11 @@ typedef enum {
     DSK_CUDA_ATTN_FP32,
     DSK_CUDA_ATTN_MMA8,
     DSK_CUDA_ATTN_ASYNC,  /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
-    DSK_CUDA_ATTN_MMA     /* mma.sync, 4 warps, tiles loaded by the warps themselves */
+    DSK_CUDA_ATTN_MMA,    /* mma.sync, 4 warps, tiles loaded by the warps themselves */
+    DSK_CUDA_ATTN_WIDE    /* ASYNC's with 32 query rows a warp and unmasked full tiles: the same bits */
 } dsk_cuda_attn;
 /* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "async",
- * "mma", "mma8", "wmma", "fp32"; NULL or "" is auto), or -1. */
+ * "wide", "mma", "mma8", "wmma", "fp32"; NULL or "" is auto), or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */

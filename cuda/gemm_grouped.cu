@@ -167,14 +167,16 @@ static int grouped_on_side_streams(dsk_cuda *cb, int ta, int tb, int count, cons
     for (int g = 0; g < count; g++)
         if (nonempty(M, N, K, g))
             dsk_cuda_half_written(cb, C[g], (size_t)M[g] * N[g] * sizeof(float));
-    const void **h = (const void **)dsk_xmalloc(2 * (size_t)count * sizeof *h);
+    /* The host arrays kept between calls: their pointers for the copies,
+     * their sizes for the refusals. */
+    const host_arrays room = grouped_host(cb, (size_t)count);
+    const void **h = room.ptrs;
+    int *refused = room.size;
     for (int g = 0; g < count; g++)
         if (nonempty(M, N, K, g) &&
             (!dsk_cuda_half_current(cb, dtype, A[g], (size_t)M[g] * K[g], &h[2 * g]) ||
-             !dsk_cuda_half_current(cb, dtype, B[g], (size_t)K[g] * N[g], &h[2 * g + 1]))) {
-            free(h);
+             !dsk_cuda_half_current(cb, dtype, B[g], (size_t)K[g] * N[g], &h[2 * g + 1])))
             return 0;
-        }
     if (!cb->side[0]) {
         CUDA_CHECK(cudaEventCreateWithFlags(&cb->side_fork, cudaEventDisableTiming));
         for (int i = 0; i < DSK_CUDA_SIDE_STREAMS; i++) {
@@ -186,8 +188,9 @@ static int grouped_on_side_streams(dsk_cuda *cb, int ta, int tb, int count, cons
     for (int i = 0; i < streams; i++)
         CUDA_CHECK(cudaStreamWaitEvent(cb->side[i], cb->side_fork, 0));
     const cudaDataType t = dtype == DSK_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    int next = 0, *refused = (int *)dsk_xcalloc((size_t)count, sizeof *refused);
+    int next = 0;
     for (int g = 0; g < count; g++) {
+        refused[g] = 0;
         if (!nonempty(M, N, K, g))
             continue;
         refused[g] = !dsk_cuda_lt_gemm(cb, next, ta, tb, M[g], N[g], K[g], alpha, h[2 * g], h[2 * g + 1], t, beta,
@@ -203,8 +206,6 @@ static int grouped_on_side_streams(dsk_cuda *cb, int ta, int tb, int count, cons
     for (int g = 0; g < count; g++)
         if (refused[g])
             dsk_cuda_gemm_ragged(&cb->be, ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
-    free(refused);
-    free(h);
     cb->side_calls++;
     if (cb->sync_each)
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));

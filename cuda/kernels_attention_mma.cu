@@ -34,6 +34,9 @@
  * each row and the last (the row itself) are the other kernels'
  * (attention_tiles.cuh); sums run in a fixed order, the same bits on
  * every run. */
+#include <algorithm>
+#include <type_traits>
+
 #include "attention_tiles.cuh"
 #include "mma_sync.cuh"
 
@@ -84,6 +87,19 @@ template <int N> __device__ __forceinline__ void mma_zero(float (&c)[N][4])
     for (int n = 0; n < N; n++)
         c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0;
 }
+template <int M, int N> __device__ __forceinline__ void mma_zero(float (&c)[M][N][4])
+{
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+        mma_zero(c[mi]);
+}
+
+/* A warp's M blocks of 16 rows as one (M = 1) of the wider kernels'
+ * arrays. */
+template <int N> __device__ __forceinline__ float (&mma_one(float (&c)[N][4]))[1][N][4]
+{
+    return reinterpret_cast<float (&)[1][N][4]>(c);
+}
 
 /* Elements d and d + 1 (d even) of a row at g_out + row, those below hd:
  * one 8-byte store when both are and the address allows. */
@@ -106,160 +122,238 @@ __device__ __forceinline__ void mma_put_pair(float *g_out, size_t row, int d, in
     }
 }
 
-/* acc[n] += A Bᵀ over K (a multiple of 16): A's 16 rows from `a` (row
- * stride lda), Bᵀ's 8 N rows from `bt` (row stride ldb); acc[n] is
- * columns 8n .. 8n + 7 (S = Q Kᵀ: a the warp's rows of Q, bt K). */
-template <int N, int K>
-__device__ __forceinline__ void mma_abt(float (&acc)[N][4], const bf16 *a, int lda, const bf16 *bt, int ldb, int lane)
+/* acc[m][n] += A_m Bᵀ over K (a multiple of 16): A_m the 16 rows of `a`
+ * from row 16 m (row stride lda), Bᵀ's 8 N rows from `bt` (row stride
+ * ldb); acc[m][n] is columns 8n .. 8n + 7 of A_m's rows (S = Q Kᵀ: a the
+ * warp's rows of Q, bt K).  Each fragment of B is read once for all M
+ * blocks of A: at M = 2 half the shared-memory reads a product. */
+template <int M, int N, int K>
+__device__ __forceinline__ void mma_abt(float (&acc)[M][N][4], const bf16 *a, int lda, const bf16 *bt, int ldb,
+                                        int lane)
 {
 #pragma unroll
     for (int k = 0; k < K; k += 16) {
-        uint32_t fa[4];
-        mma_ldmatrix_x4(fa, mma_rows_a(a + k, lda, lane));
+        uint32_t fa[M][4];
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+            mma_ldmatrix_x4(fa[mi], mma_rows_a(a + 16 * mi * lda + k, lda, lane));
 #pragma unroll
         for (int np = 0; np < N / 2; np++) {
             uint32_t fb[4];
             mma_ldmatrix_x4(fb, mma_rows_bt(bt + 16 * np * ldb + k, ldb, lane));
-            mma_bf16_16816(acc[2 * np], fa, fb[0], fb[1]);
-            mma_bf16_16816(acc[2 * np + 1], fa, fb[2], fb[3]);
+#pragma unroll
+            for (int mi = 0; mi < M; mi++) {
+                mma_bf16_16816(acc[mi][2 * np], fa[mi], fb[0], fb[1]);
+                mma_bf16_16816(acc[mi][2 * np + 1], fa[mi], fb[2], fb[3]);
+            }
         }
     }
 }
 
 /* c0 = A0 B0ᵀ and c1 = A1 B1ᵀ from zero, all of row stride ld: the
  * backward's two score products (S and dP, or Sᵀ and dPᵀ). */
-template <int N, int K>
-__device__ __forceinline__ void mma_abt_pair(float (&c0)[N][4], const bf16 *a0, const bf16 *bt0, float (&c1)[N][4],
-                                             const bf16 *a1, const bf16 *bt1, int ld, int lane)
+template <int M, int N, int K>
+__device__ __forceinline__ void mma_abt_pair(float (&c0)[M][N][4], const bf16 *a0, const bf16 *bt0,
+                                             float (&c1)[M][N][4], const bf16 *a1, const bf16 *bt1, int ld, int lane)
 {
     mma_zero(c0);
     mma_zero(c1);
-    mma_abt<N, K>(c0, a0, ld, bt0, ld, lane);
-    mma_abt<N, K>(c1, a1, ld, bt1, ld, lane);
+    mma_abt<M, N, K>(c0, a0, ld, bt0, ld, lane);
+    mma_abt<M, N, K>(c1, a1, ld, bt1, ld, lane);
 }
 
-/* acc[n] += P B: P the 16 x K output fragments p[K / 8] of an earlier
- * product (rounded to bf16 as they become A), B [K][8 N] row-major from
- * `b` (row stride ldb; O += P V: b is V). */
-template <int N, int K>
-__device__ __forceinline__ void mma_cb(float (&acc)[N][4], const float (&p)[K / 8][4], const bf16 *b, int ldb, int lane)
+/* acc[m][n] += P_m B: P_m the 16 x K output fragments p[m][K / 8] of an
+ * earlier product (rounded to bf16 as they become A), B [K][8 N]
+ * row-major from `b` (row stride ldb; O += P V: b is V); B's fragments
+ * read once for all M. */
+template <int M, int N, int K>
+__device__ __forceinline__ void mma_cb(float (&acc)[M][N][4], const float (&p)[M][K / 8][4], const bf16 *b, int ldb,
+                                       int lane)
 {
 #pragma unroll
     for (int k = 0; k < K / 16; k++) {
-        uint32_t fa[4];
-        mma_c_to_a(fa, p[2 * k], p[2 * k + 1]);
+        uint32_t fa[M][4];
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+            mma_c_to_a(fa[mi], p[mi][2 * k], p[mi][2 * k + 1]);
 #pragma unroll
         for (int np = 0; np < N / 2; np++) {
             uint32_t fb[4];
             mma_ldmatrix_x4_trans(fb, mma_rows_b(b + 16 * k * ldb + 16 * np, ldb, lane));
-            mma_bf16_16816(acc[2 * np], fa, fb[0], fb[1]);
-            mma_bf16_16816(acc[2 * np + 1], fa, fb[2], fb[3]);
+#pragma unroll
+            for (int mi = 0; mi < M; mi++) {
+                mma_bf16_16816(acc[mi][2 * np], fa[mi], fb[0], fb[1]);
+                mma_bf16_16816(acc[mi][2 * np + 1], fa[mi], fb[2], fb[3]);
+            }
         }
     }
 }
 
-/* One key tile (keys j0 ..) of the forward for a warp's 16 query rows:
- * S = Q Kᵀ, the online softmax on it, O += P V.  first, last: the keys
- * the lane's two rows see; m, l: their running maximum (log2 units) and
- * sum; o: their output sums (o[n][2r + e]: dim 8n + 2t + e). */
-template <int HDP>
+/* The online softmax of one row's part of a key tile (keys j0 ..): s[n]
+ * the row's scores (elements 2r, 2r + 1; keys 8n + 2t + e), first and
+ * last the keys it sees (MASK: else all of them), m and l its running
+ * maximum (log2 units) and sum, o its output sums.  Masks, takes the
+ * tile's maximum over the quad, rescales what came before and puts
+ * P = 2^(x - max) in place of S. */
+template <int KEY_TILES, int DIM_TILES, bool MASK>
+__device__ __forceinline__ void mma_softmax_row(float (&s)[KEY_TILES][4], int r, int j0, int first, int last,
+                                                float &m, float &l, float (&o)[DIM_TILES][4], float scale_log2,
+                                                int t)
+{
+    float mt = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int j = j0 + 8 * n + 2 * t + e;
+            float x = s[n][2 * r + e] * scale_log2;
+            if (MASK)
+                x = j >= first && j <= last ? x : -INFINITY;
+            s[n][2 * r + e] = x;
+            mt = fmaxf(mt, x);
+        }
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+    const float mn = fmaxf(m, mt);
+    /* Nothing seen yet: corr 0 (l and o are 0).  Nothing seen so far
+     * nor here: mn -inf, and every p below 0. */
+    const float corr = m == -INFINITY ? 0.0f : exp2f(m - mn);
+    float rs = 0;
+#pragma unroll
+    for (int n = 0; n < KEY_TILES; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const float x = s[n][2 * r + e];
+            const float p = x == -INFINITY ? 0.0f : exp2f(x - mn);
+            s[n][2 * r + e] = p;
+            rs += p;
+        }
+    rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+    rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+    l = l * corr + rs;
+    m = mn;
+#pragma unroll
+    for (int n = 0; n < DIM_TILES; n++) {
+        o[n][2 * r] *= corr;
+        o[n][2 * r + 1] *= corr;
+    }
+}
+
+/* One key tile (keys j0 ..) of the forward for a warp's M blocks of 16
+ * query rows: S = Q Kᵀ, the online softmax on it, O += P V.  keys(mi, r):
+ * the keys [x, y] row r of the lane's two in block mi sees
+ * (mma_keys_in_*); m, l: their running maximum (log2 units) and sum; o:
+ * their output sums (o[mi][n][2r + e]: dim 8n + 2t + e).  SKIP_FULL: a
+ * tile every row of the warp sees whole (below the diagonal, past the
+ * documents' and windows' starts: most tiles of a long sequence) skips
+ * the mask; its arithmetic is the same, so are the bits. */
+template <int HDP, int M, bool SKIP_FULL, typename Keys>
 __device__ __forceinline__ void mma_fwd_tile(const bf16 *q_warp, const bf16 *Ks, const bf16 *Vs, int j0,
-                                             const int (&first)[2], const int (&last)[2], float (&m)[2], float (&l)[2],
-                                             float (&o)[HDP / 8][4], float scale_log2, int lane)
+                                             const Keys &keys, float (&m)[M][2], float (&l)[M][2],
+                                             float (&o)[M][HDP / 8][4], float scale_log2, int lane)
 {
     constexpr int LD = HDP + 8, KEY_TILES = MMA_BC / 8, DIM_TILES = HDP / 8;
     const int t = lane & 3;
-    /* S = Q Kᵀ: s[n] is keys 8n .. 8n + 7 of the tile. */
-    float s[KEY_TILES][4];
+    /* S = Q Kᵀ: s[mi][n] is keys 8n .. 8n + 7 of the tile. */
+    float s[M][KEY_TILES][4];
     mma_zero(s);
-    mma_abt<KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
+    mma_abt<M, KEY_TILES, HDP>(s, q_warp, LD, Ks, LD, lane);
 
-    /* The online softmax, per row: mask, the tile's maximum over the
-     * quad, rescale what came before, P = 2^(x - max) in place of S. */
+    int full = SKIP_FULL;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float mt = -INFINITY;
+    for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int n = 0; n < KEY_TILES; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int j = j0 + 8 * n + 2 * t + e;
-                float x = s[n][2 * r + e] * scale_log2;
-                x = j >= first[r] && j <= last[r] ? x : -INFINITY;
-                s[n][2 * r + e] = x;
-                mt = fmaxf(mt, x);
-            }
-        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-        const float mn = fmaxf(m[r], mt);
-        /* Nothing seen yet: corr 0 (l and o are 0).  Nothing seen so
-         * far nor here: mn -inf, and every p below 0. */
-        const float corr = m[r] == -INFINITY ? 0.0f : exp2f(m[r] - mn);
-        float rs = 0;
-#pragma unroll
-        for (int n = 0; n < KEY_TILES; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const float x = s[n][2 * r + e];
-                const float p = x == -INFINITY ? 0.0f : exp2f(x - mn);
-                s[n][2 * r + e] = p;
-                rs += p;
-            }
-        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-        l[r] = l[r] * corr + rs;
-        m[r] = mn;
-#pragma unroll
-        for (int n = 0; n < DIM_TILES; n++) {
-            o[n][2 * r] *= corr;
-            o[n][2 * r + 1] *= corr;
+        for (int r = 0; r < 2; r++)
+        {
+            const int2 seen = keys(mi, r);
+            full &= j0 >= seen.x && j0 + MMA_BC - 1 <= seen.y;
         }
+    if (SKIP_FULL && __all_sync(0xffffffffu, full)) {
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+#pragma unroll
+            for (int r = 0; r < 2; r++)
+                mma_softmax_row<KEY_TILES, DIM_TILES, false>(s[mi], r, j0, 0, 0, m[mi][r], l[mi][r], o[mi],
+                                                             scale_log2, t);
+    } else {
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int2 seen = keys(mi, r);
+                mma_softmax_row<KEY_TILES, DIM_TILES, true>(s[mi], r, j0, seen.x, seen.y, m[mi][r], l[mi][r], o[mi],
+                                                            scale_log2, t);
+            }
     }
 
     /* O += P V. */
-    mma_cb<DIM_TILES, MMA_BC>(o, s, Vs, LD, lane);
+    mma_cb<M, DIM_TILES, MMA_BC>(o, s, Vs, LD, lane);
 }
 
-/* The forward's end for a warp's 16 rows from row0: out = O / l, lse =
- * m ln 2 + ln l (a row that saw nothing, which cannot happen as j = i
- * is always seen: 0 and -inf). */
-template <int HDP>
-__device__ __forceinline__ void mma_fwd_out(float *out, float *lse, const float (&o)[HDP / 8][4], const float (&m)[2],
-                                            const float (&l)[2], size_t bh, int b, int T, size_t qs, int h, int hd,
-                                            int row0, int lane, dsk_half_out out_h)
+/* The forward's end for a warp's M blocks of 16 rows from row0: out =
+ * O / l, lse = m ln 2 + ln l (a row that saw nothing, which cannot
+ * happen as j = i is always seen: 0 and -inf). */
+template <int HDP, int M>
+__device__ __forceinline__ void mma_fwd_out(float *out, float *lse, const float (&o)[M][HDP / 8][4],
+                                            const float (&m)[M][2], const float (&l)[M][2], size_t bh, int b, int T,
+                                            size_t qs, int h, int hd, int row0, int lane, dsk_half_out out_h)
 {
     constexpr int DIM_TILES = HDP / 8;
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = row0 + g + 8 * r;
-        if (i >= T)
-            continue;
-        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-        if (t == 0)
-            lse[bh * T + i] = l[r] > 0 ? m[r] * MMA_LN2 + logf(l[r]) : -INFINITY;
-        const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
+    for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int n = 0; n < DIM_TILES; n++)
-            mma_put_pair(out, row, 8 * n + 2 * t, hd, o[n][2 * r] * inv, o[n][2 * r + 1] * inv, out_h);
-    }
+        for (int r = 0; r < 2; r++) {
+            const int i = row0 + 16 * mi + g + 8 * r;
+            if (i >= T)
+                continue;
+            const float inv = l[mi][r] > 0 ? 1.0f / l[mi][r] : 0.0f;
+            if (t == 0)
+                lse[bh * T + i] = l[mi][r] > 0 ? m[mi][r] * MMA_LN2 + logf(l[mi][r]) : -INFINITY;
+            const size_t row = ((size_t)b * T + i) * qs + (size_t)h * hd;
+#pragma unroll
+            for (int n = 0; n < DIM_TILES; n++)
+                mma_put_pair(out, row, 8 * n + 2 * t, hd, o[mi][n][2 * r] * inv, o[mi][n][2 * r + 1] * inv, out_h);
+        }
 }
 
-/* The lane's two rows, r = 0 (row g of the warp's 16) and 1 (g + 8):
- * the keys they see, [first, last], and their running maximum (in log2
- * units) and sum, from nothing. */
-template <int BR>
-__device__ __forceinline__ void mma_fwd_rows(const int (*first_sh)[BR], int local, int i0, int T, int warp, int lane,
-                                             int (&first)[2], int (&last)[2], float (&m)[2], float (&l)[2])
+/* keys(mi, r): the keys [x, y] that row r of the lane's two in block mi
+ * of its warp's M sees (r = 0: row g of the block's 16, 1: g + 8), of a
+ * block of BR rows from i0 (nothing: y = -1): from the rows' first keys
+ * in shared memory each time, where registers are short (M = 2). */
+template <int BR, int M> struct mma_keys_in_smem {
+    const int *first;
+    int i0, T, row0;
+    __device__ __forceinline__ mma_keys_in_smem(const int (*first_sh)[BR], int local, int i0_, int T_, int warp,
+                                                int lane)
+        : first(first_sh[local]), i0(i0_), T(T_), row0(16 * M * warp + (lane >> 2))
+    {
+    }
+    __device__ __forceinline__ int2 operator()(int mi, int r) const
+    {
+        const int row = row0 + 16 * mi + 8 * r;
+        return make_int2(first[row], i0 + row < T ? i0 + row : -1);
+    }
+};
+/* The same for a warp of one block (M = 1), read once into registers. */
+template <int BR> struct mma_keys_in_regs {
+    int2 seen[2];
+    __device__ __forceinline__ mma_keys_in_regs(const int (*first_sh)[BR], int local, int i0, int T, int warp,
+                                                int lane)
+    {
+        const mma_keys_in_smem<BR, 1> at(first_sh, local, i0, T, warp, lane);
+        seen[0] = at(0, 0);
+        seen[1] = at(0, 1);
+    }
+    __device__ __forceinline__ int2 operator()(int, int r) const { return seen[r]; }
+};
+
+/* The lane's rows' running maxima (log2 units) and sums, from nothing. */
+template <int M> __device__ __forceinline__ void mma_fwd_start(float (&m)[M][2], float (&l)[M][2])
 {
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = 16 * warp + (lane >> 2) + 8 * r;
-        first[r] = first_sh[local][row];
-        last[r] = i0 + row < T ? i0 + row : -1;
-        m[r] = -INFINITY;
-        l[r] = 0;
-    }
+    for (int mi = 0; mi < M; mi++)
+        m[mi][0] = m[mi][1] = -INFINITY, l[mi][0] = l[mi][1] = 0;
 }
 
 /* The shared memory: Q [BR][HDP + 8], K and V [BC][HDP + 8] (bf16), then
@@ -294,9 +388,9 @@ __global__ void __launch_bounds__(32 * W)
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
 
-    int first[2], last[2];
-    float m[2], l[2], o[DIM_TILES][4];
-    mma_fwd_rows<BR>(first_sh, local, i0, T, warp, lane, first, last, m, l);
+    const mma_keys_in_regs<BR> keys(first_sh, local, i0, T, warp, lane);
+    float m[1][2], l[1][2], o[1][DIM_TILES][4];
+    mma_fwd_start(m, l);
     mma_zero(o);
     const bf16 *q_warp = Qs + 16 * warp * LD;
 
@@ -308,10 +402,10 @@ __global__ void __launch_bounds__(32 * W)
         fa_load_bf16<HDP, MMA_BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
 
-        mma_fwd_tile<HDP>(q_warp, Ks, Vs, j0, first, last, m, l, o, scale_log2, lane);
+        mma_fwd_tile<HDP, 1, false>(q_warp, Ks, Vs, j0, keys, m, l, o, scale_log2, lane);
     }
 
-    mma_fwd_out<HDP>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * warp, lane, out_h);
+    mma_fwd_out<HDP, 1>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * warp, lane, out_h);
 }
 
 /* ---- the pipelined kernels (the default; DSK_CUDA_ATTN=mma runs the ones above) ----
@@ -327,7 +421,16 @@ __global__ void __launch_bounds__(32 * W)
  * heads whose size is a multiple of 8 (16-byte rows of 8 bf16).  More
  * shared memory a block (87 KB for the forward at heads of 128, 104 KB
  * for dQ): the launch checks what the device allows and else runs the
- * kernels above. */
+ * kernels above.
+ *
+ * DSK_CUDA_ATTN=wide runs them with M = 2: a warp owns two blocks of 16
+ * query rows in the forward and dQ (blocks of 128 rows), so that each
+ * fragment of K and V that ldmatrix reads from shared memory feeds two
+ * products instead of one (FlashAttention-2's 128-row tiles; the
+ * register budget is what limits it: 255 at heads of 128, dQ's key tiles
+ * shrink to 32 to fit), and with SKIP_FULL: a tile every row of a warp
+ * sees whole skips the mask's compares and selects.  Each row's sums run
+ * in the same order, so the bits are the default's. */
 
 /* Rows [r0, r_end) of a head (columns [0, hd), hd a multiple of 8) of a
  * bf16 [B, T, heads * hd] tensor (g: the head's first row, row stride
@@ -344,22 +447,25 @@ __device__ __forceinline__ void mma_tile_async(bf16 *tile, const bf16 *g, size_t
     }
 }
 
-/* The forward's shared memory: Q [BR][HDP + 8], K and V twice
- * [MMA_BC][HDP + 8], the rows' first keys and their least. */
-template <int HDP> struct mma_fwd_async_smem {
-    enum { LD = HDP + 8, BR = 64, TILE = MMA_BC * LD * 2 };
+/* The forward's shared memory: Q [BR][HDP + 8] (BR = 64 M: 4 warps of M
+ * blocks of 16 rows), K and V twice [MMA_BC][HDP + 8], the rows' first
+ * keys and their least. */
+template <int HDP, int M> struct mma_fwd_async_smem {
+    enum { LD = HDP + 8, BR = 64 * M, TILE = MMA_BC * LD * 2 };
     static constexpr size_t q = 0, k = q + (size_t)BR * LD * 2, v = k + 2 * (size_t)TILE, first = v + 2 * (size_t)TILE,
                             lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
 };
 
-/* Grid and arguments as mma_fwd_kernel<HDP, 4>'s, q, k, v in bf16. */
-template <int HDP>
+/* Grid and arguments as mma_fwd_kernel<HDP, 4>'s, q, k, v in bf16; a
+ * warp owns M blocks of 16 query rows, and SKIP_FULL as mma_fwd_tile's
+ * (DSK_CUDA_ATTN=wide: 2 and true; else 1 and false). */
+template <int HDP, int M, bool SKIP_FULL>
 __global__ void __launch_bounds__(128)
     mma_fwd_async_kernel(float *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *pos,
                          int T, int H, int KV, int hd, int local, int window, float scale_log2, int nqt,
                          dsk_half_out out_h)
 {
-    typedef mma_fwd_async_smem<HDP> L;
+    typedef mma_fwd_async_smem<HDP, M> L;
     constexpr int LD = L::LD, BR = L::BR, THREADS = 128, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q);
@@ -378,11 +484,12 @@ __global__ void __launch_bounds__(128)
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
 
-    int first[2], last[2];
-    float m[2], l[2], o[DIM_TILES][4];
-    mma_fwd_rows<BR>(first_sh, local, i0, T, warp, lane, first, last, m, l);
+    typedef typename std::conditional<M == 1, mma_keys_in_regs<BR>, mma_keys_in_smem<BR, M>>::type Keys;
+    const Keys keys(first_sh, local, i0, T, warp, lane);
+    float m[M][2], l[M][2], o[M][DIM_TILES][4];
+    mma_fwd_start(m, l);
     mma_zero(o);
-    const bf16 *q_warp = Qs + 16 * warp * LD;
+    const bf16 *q_warp = Qs + 16 * M * warp * LD;
 
     const int kt_lo = *lo_sh / MMA_BC, kt_hi = (i_end - 1) / MMA_BC;
     mma_tile_async<HDP, MMA_BC, THREADS>(Ks[0], kb, ks, kt_lo * MMA_BC, T, hd);
@@ -397,11 +504,11 @@ __global__ void __launch_bounds__(128)
         cp_async_commit();
         cp_async_wait<1>();   /* this tile's copies (and Q's) are in */
         __syncthreads();      /* ... everyone's */
-        mma_fwd_tile<HDP>(q_warp, Ks[cur], Vs[cur], kt * MMA_BC, first, last, m, l, o, scale_log2, lane);
+        mma_fwd_tile<HDP, M, SKIP_FULL>(q_warp, Ks[cur], Vs[cur], kt * MMA_BC, keys, m, l, o, scale_log2, lane);
         __syncthreads();      /* every warp is done with this tile's buffer */
     }
     cp_async_wait<0>();
-    mma_fwd_out<HDP>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * warp, lane, out_h);
+    mma_fwd_out<HDP, M>(out, lse, o, m, l, bh, b, T, qs, h, hd, i0 + 16 * M * warp, lane, out_h);
 }
 
 /* ---- the backward: dK, dV, then dQ, each recomputing P ----
@@ -454,11 +561,13 @@ __device__ __forceinline__ void mma_bwd_rows_load(mma_bwd_rows<BR> *st, int i0, 
 }
 
 /* p and ds of query i (first key `first`, lse2, D) and key j from the
- * unscaled score x and dp; 0 where j is not seen. */
+ * unscaled score x and dp; 0 where j is not seen (MASK: else every key
+ * is). */
+template <bool MASK = true>
 __device__ __forceinline__ void mma_grad(float x, float dp, int i, int j, int first, float lse2, float D,
                                          float scale_log2, float *p, float *ds)
 {
-    const float pv = j >= first && j <= i ? exp2f(x * scale_log2 - lse2) : 0.0f;
+    const float pv = !MASK || (j >= first && j <= i) ? exp2f(x * scale_log2 - lse2) : 0.0f;
     *p = pv;
     *ds = pv * (dp - D);
 }
@@ -484,22 +593,13 @@ __device__ __forceinline__ void mma_put_rows(float *g_out, const float (&acc)[DI
     }
 }
 
-/* One query tile (rows i0 .., BR of them; their statistics in rows) of
- * the dK/dV kernel for a warp's 16 keys (the lane's: j_lane and j_lane +
- * 8): Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, Pᵀ and dSᵀ from them, dV += Pᵀ dO and
- * dK += dSᵀ Q (scaled at the end). */
-template <int HDP, int BR>
-__device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_warp, const bf16 *Qs, const bf16 *dOs,
-                                              const mma_bwd_rows<BR> *rows, int i0, int j_lane,
-                                              float (&dka)[HDP / 8][4], float (&dva)[HDP / 8][4], float scale_log2,
-                                              int lane)
+/* Pᵀ into st and dSᵀ into dpt (element (key g + 8r, query 8n + 2t + e)
+ * of a dK/dV kernel's warp, as mma_dkdv_tile says). */
+template <int QUERY_TILES, int BR, bool MASK>
+__device__ __forceinline__ void mma_dkdv_grads(float (&st)[QUERY_TILES][4], float (&dpt)[QUERY_TILES][4],
+                                               const mma_bwd_rows<BR> *rows, int i0, int j_lane, float scale_log2,
+                                               int t)
 {
-    constexpr int LD = HDP + 8, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
-    const int t = lane & 3;
-    /* st[n], dpt[n] are queries 8n .. of the tile. */
-    float st[QUERY_TILES][4], dpt[QUERY_TILES][4];
-    mma_abt_pair<QUERY_TILES, HDP>(st, k_warp, Qs, dpt, v_warp, dOs, LD, lane);
-    /* Pᵀ into st, dSᵀ into dpt: element (key g + 8r, query 8n + 2t + e). */
 #pragma unroll
     for (int n = 0; n < QUERY_TILES; n++)
 #pragma unroll
@@ -509,11 +609,44 @@ __device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_
             const float lse2 = rows->lse2[c], Dc = rows->D[c];
 #pragma unroll
             for (int r = 0; r < 2; r++)
-                mma_grad(st[n][2 * r + e], dpt[n][2 * r + e], i0 + c, j_lane + 8 * r, first, lse2, Dc, scale_log2,
-                         &st[n][2 * r + e], &dpt[n][2 * r + e]);
+                mma_grad<MASK>(st[n][2 * r + e], dpt[n][2 * r + e], i0 + c, j_lane + 8 * r, first, lse2, Dc,
+                               scale_log2, &st[n][2 * r + e], &dpt[n][2 * r + e]);
         }
-    mma_cb<DIM_TILES, BR>(dva, st, dOs, LD, lane);
-    mma_cb<DIM_TILES, BR>(dka, dpt, Qs, LD, lane);
+}
+
+/* One query tile (rows i0 .., BR of them; their statistics in rows) of
+ * the dK/dV kernel for a warp's 16 keys (the lane's: j_lane and j_lane +
+ * 8): Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, Pᵀ and dSᵀ from them, dV += Pᵀ dO and
+ * dK += dSᵀ Q (scaled at the end).  SKIP_FULL: as mma_fwd_tile's (every
+ * query of the tile sees all 16 keys of the warp). */
+template <int HDP, int BR, bool SKIP_FULL = false>
+__device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_warp, const bf16 *Qs, const bf16 *dOs,
+                                              const mma_bwd_rows<BR> *rows, int i0, int j_lane,
+                                              float (&dka)[HDP / 8][4], float (&dva)[HDP / 8][4], float scale_log2,
+                                              int lane)
+{
+    constexpr int LD = HDP + 8, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
+    const int t = lane & 3;
+    /* st[0][n], dpt[0][n] are queries 8n .. of the tile. */
+    float st[1][QUERY_TILES][4], dpt[1][QUERY_TILES][4];
+    mma_abt_pair<1, QUERY_TILES, HDP>(st, k_warp, Qs, dpt, v_warp, dOs, LD, lane);
+    int full = SKIP_FULL;
+    if (SKIP_FULL) {
+        const int j_first = j_lane - (lane >> 2);   /* the warp's first key */
+#pragma unroll
+        for (int n = 0; n < QUERY_TILES; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int c = 8 * n + 2 * t + e;
+                full &= rows->first[c] <= j_first && i0 + c >= j_first + 15;
+            }
+    }
+    if (SKIP_FULL && __all_sync(0xffffffffu, full))
+        mma_dkdv_grads<QUERY_TILES, BR, false>(st[0], dpt[0], rows, i0, j_lane, scale_log2, t);
+    else
+        mma_dkdv_grads<QUERY_TILES, BR, true>(st[0], dpt[0], rows, i0, j_lane, scale_log2, t);
+    mma_cb<1, DIM_TILES, BR>(mma_one(dva), st, dOs, LD, lane);
+    mma_cb<1, DIM_TILES, BR>(mma_one(dka), dpt, Qs, LD, lane);
 }
 
 /* The dK/dV kernel's shared memory: K, V [BC][HDP + 8] (BC = 16 W keys,
@@ -569,43 +702,41 @@ __global__ void __launch_bounds__(32 * W)
     mma_put_rows<DIM_TILES>(dk, dka, scale, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane);
 }
 
-/* The dQ kernels' two rows of a lane (g and g + 8 of its warp's 16):
+/* The dQ kernels' two rows of a lane in a block of 16 (g and g + 8):
  * query i, first key (INT_MAX past T: nothing seen), lse (log2 units;
- * +inf: p = 0) and D. */
+ * +inf: p = 0) and D.  A warp owns M blocks from its 16 M-th row. */
 struct mma_dq_rows {
     int i[2], first[2];
     float lse2[2], D[2];
 };
-template <int BR>
-__device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows *r, const int (*first_sh)[BR], int local,
+template <int BR, int M>
+__device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows (&rs)[M], const int (*first_sh)[BR], int local,
                                                  const float *lse, const float *D, size_t bh, int i0, int T, int warp,
                                                  int lane)
 {
 #pragma unroll
-    for (int x = 0; x < 2; x++) {
-        const int row = 16 * warp + (lane >> 2) + 8 * x, i = i0 + row;
-        r->i[x] = i;
-        r->first[x] = first_sh[local][row];
-        r->lse2[x] = INFINITY;
-        r->D[x] = 0;
-        if (i < T) {
-            r->lse2[x] = mma_lse2(lse[bh * T + i]);
-            r->D[x] = D[bh * T + i];
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            mma_dq_rows *r = &rs[mi];
+            const int row = 16 * (M * warp + mi) + (lane >> 2) + 8 * x, i = i0 + row;
+            r->i[x] = i;
+            r->first[x] = first_sh[local][row];
+            r->lse2[x] = INFINITY;
+            r->D[x] = 0;
+            if (i < T) {
+                r->lse2[x] = mma_lse2(lse[bh * T + i]);
+                r->D[x] = D[bh * T + i];
+            }
         }
-    }
 }
 
-/* One key tile (keys j0 .., BC of them) of dQ for a warp's 16 rows:
- * S = Q Kᵀ, dP = dO Vᵀ, dS, dQ += dS K (scaled at the end). */
-template <int HDP, int BC>
-__device__ __forceinline__ void mma_dq_tile(const bf16 *q_warp, const bf16 *do_warp, const bf16 *Ks, const bf16 *Vs,
-                                            int j0, const mma_dq_rows *r, float (&dqa)[HDP / 8][4], float scale_log2,
-                                            int lane)
+/* dS into dp (from S in s) for a lane's two rows r of a block of 16 and
+ * the keys j0 + 8n + 2t + e of a dQ tile. */
+template <int KEY_TILES, bool MASK>
+__device__ __forceinline__ void mma_dq_grads(const float (&s)[KEY_TILES][4], float (&dp)[KEY_TILES][4],
+                                             const mma_dq_rows &r, int j0, float scale_log2, int t)
 {
-    constexpr int LD = HDP + 8, KEY_TILES = BC / 8, DIM_TILES = HDP / 8;
-    const int t = lane & 3;
-    float s[KEY_TILES][4], dp[KEY_TILES][4];
-    mma_abt_pair<KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
 #pragma unroll
     for (int n = 0; n < KEY_TILES; n++)
 #pragma unroll
@@ -613,10 +744,39 @@ __device__ __forceinline__ void mma_dq_tile(const bf16 *q_warp, const bf16 *do_w
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 float p;
-                mma_grad(s[n][2 * x + e], dp[n][2 * x + e], r->i[x], j0 + 8 * n + 2 * t + e, r->first[x], r->lse2[x],
-                         r->D[x], scale_log2, &p, &dp[n][2 * x + e]);
+                mma_grad<MASK>(s[n][2 * x + e], dp[n][2 * x + e], r.i[x], j0 + 8 * n + 2 * t + e, r.first[x],
+                               r.lse2[x], r.D[x], scale_log2, &p, &dp[n][2 * x + e]);
             }
-    mma_cb<DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
+}
+
+/* One key tile (keys j0 .., BC of them) of dQ for a warp's M blocks of
+ * 16 rows: S = Q Kᵀ, dP = dO Vᵀ, dS, dQ += dS K (scaled at the end).
+ * SKIP_FULL: as mma_fwd_tile's. */
+template <int HDP, int BC, int M, bool SKIP_FULL>
+__device__ __forceinline__ void mma_dq_tile(const bf16 *q_warp, const bf16 *do_warp, const bf16 *Ks, const bf16 *Vs,
+                                            int j0, const mma_dq_rows (&r)[M], float (&dqa)[M][HDP / 8][4],
+                                            float scale_log2, int lane)
+{
+    constexpr int LD = HDP + 8, KEY_TILES = BC / 8, DIM_TILES = HDP / 8;
+    const int t = lane & 3;
+    float s[M][KEY_TILES][4], dp[M][KEY_TILES][4];
+    mma_abt_pair<M, KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
+    int full = SKIP_FULL;
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int x = 0; x < 2; x++)
+            full &= j0 >= r[mi].first[x] && j0 + BC - 1 <= r[mi].i[x];
+    if (SKIP_FULL && __all_sync(0xffffffffu, full)) {
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+            mma_dq_grads<KEY_TILES, false>(s[mi], dp[mi], r[mi], j0, scale_log2, t);
+    } else {
+#pragma unroll
+        for (int mi = 0; mi < M; mi++)
+            mma_dq_grads<KEY_TILES, true>(s[mi], dp[mi], r[mi], j0, scale_log2, t);
+    }
+    mma_cb<M, DIM_TILES, BC>(dqa, dp, Ks, LD, lane);
 }
 
 /* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K, V [BC][HDP + 8],
@@ -654,10 +814,10 @@ __global__ void __launch_bounds__(32 * W)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
-    mma_dq_rows r;
-    mma_dq_rows_load<BR>(&r, first_sh, local, lse, D, bh, i0, T, warp, lane);
+    mma_dq_rows r[1];
+    mma_dq_rows_load<BR, 1>(r, first_sh, local, lse, D, bh, i0, T, warp, lane);
     const bf16 *q_warp = Qs + 16 * warp * LD, *do_warp = dOs + 16 * warp * LD;
-    float dqa[DIM_TILES][4];
+    float dqa[1][DIM_TILES][4];
     mma_zero(dqa);
 
     const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
@@ -667,9 +827,9 @@ __global__ void __launch_bounds__(32 * W)
         fa_load_bf16<HDP, BC, THREADS>(Ks, kb, ks, j0, T, hd);
         fa_load_bf16<HDP, BC, THREADS>(Vs, vb, ks, j0, T, hd);
         __syncthreads();
-        mma_dq_tile<HDP, BC>(q_warp, do_warp, Ks, Vs, j0, &r, dqa, scale_log2, lane);
+        mma_dq_tile<HDP, BC, 1, false>(q_warp, do_warp, Ks, Vs, j0, r, dqa, scale_log2, lane);
     }
-    mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
+    mma_put_rows<DIM_TILES>(dq, dqa[0], scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
 }
 
 /* ---- the pipelined backward (see the forward's) ---- */
@@ -699,8 +859,9 @@ template <int HDP> struct mma_dkdv_async_smem {
                             rows = dO + 2 * (size_t)QTILE, bytes = rows + sizeof(mma_bwd_rows<BR>);
 };
 
-/* Grid and arguments as mma_dkdv_kernel<HDP, 4>'s, q, k, v, dout in bf16. */
-template <int HDP>
+/* Grid and arguments as mma_dkdv_kernel<HDP, 4>'s, q, k, v, dout in bf16;
+ * SKIP_FULL as mma_dkdv_tile's (DSK_CUDA_ATTN=wide). */
+template <int HDP, bool SKIP_FULL>
 __global__ void __launch_bounds__(128)
     mma_dkdv_async_kernel(float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                           const float *lse, const float *D, const int *tile_lo, const int32_t *pos, int T, int H,
@@ -750,7 +911,8 @@ __global__ void __launch_bounds__(128)
         mma_bwd_rows_load<BR, THREADS>(rows, i0, T, pb, lse, D, ((size_t)tile.b * H + h) * T, local, window);
         cp_async_wait<1>();   /* this tile's copies (and K's, V's) are in */
         __syncthreads();      /* ... everyone's, and the rows' statistics */
-        mma_dkdv_tile<HDP, BR>(k_warp, v_warp, Qs[cur], dOs[cur], rows, i0, j_lane, dka, dva, scale_log2, lane);
+        mma_dkdv_tile<HDP, BR, SKIP_FULL>(k_warp, v_warp, Qs[cur], dOs[cur], rows, i0, j_lane, dka, dva, scale_log2,
+                                          lane);
         __syncthreads();      /* every warp is done with this tile's buffers and rows */
         hh = next_hh, qt = next_qt, have = more, cur ^= 1;
     }
@@ -760,22 +922,25 @@ __global__ void __launch_bounds__(128)
     mma_put_rows<DIM_TILES>(dk, dka, scale, tile.b, T, tile.ks, tile.kvh, hd, tile.j0 + 16 * warp, j_end, lane);
 }
 
-/* The dQ kernel's shared memory: Q, dO [BR][HDP + 8], K and V twice
- * [MMA_BC][HDP + 8], the rows' first keys and their least. */
-template <int HDP> struct mma_dq_async_smem {
-    enum { LD = HDP + 8, BR = 64, BC = MMA_BC, TILE = BC * LD * 2 };
+/* The dQ kernel's shared memory: Q, dO [BR][HDP + 8] (BR = 64 M), K and
+ * V twice [BC][HDP + 8], the rows' first keys and their least.  At M = 2
+ * key tiles of 32: the registers of S and dP for two blocks of rows
+ * would be 128 at 64 keys (ptxas spills at heads of 64 and 128). */
+template <int HDP, int M> struct mma_dq_async_smem {
+    enum { LD = HDP + 8, BR = 64 * M, BC = M == 2 ? 32 : MMA_BC, TILE = BC * LD * 2 };
     static constexpr size_t q = 0, dO = q + (size_t)BR * LD * 2, k = dO + (size_t)BR * LD * 2, v = k + 2 * (size_t)TILE,
                             first = v + 2 * (size_t)TILE, lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
 };
 
-/* Grid and arguments as mma_dq_kernel<HDP, 4>'s, q, k, v, dout in bf16. */
-template <int HDP>
+/* Grid and arguments as mma_dq_kernel<HDP, 4>'s, q, k, v, dout in bf16;
+ * M and SKIP_FULL as mma_fwd_async_kernel's. */
+template <int HDP, int M, bool SKIP_FULL>
 __global__ void __launch_bounds__(128)
     mma_dq_async_kernel(float *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
                         const float *D, const int32_t *pos, int T, int H, int KV, int hd, int local, int window,
                         float scale, float scale_log2, int nqt)
 {
-    typedef mma_dq_async_smem<HDP> L;
+    typedef mma_dq_async_smem<HDP, M> L;
     constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 128, DIM_TILES = HDP / 8;
     extern __shared__ __align__(128) unsigned char mma_sm[];
     bf16 *Qs = (bf16 *)(mma_sm + L::q), *dOs = (bf16 *)(mma_sm + L::dO);
@@ -795,10 +960,10 @@ __global__ void __launch_bounds__(128)
     __syncthreads();
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
-    mma_dq_rows r;
-    mma_dq_rows_load<BR>(&r, first_sh, local, lse, D, bh, i0, T, warp, lane);
-    const bf16 *q_warp = Qs + 16 * warp * LD, *do_warp = dOs + 16 * warp * LD;
-    float dqa[DIM_TILES][4];
+    mma_dq_rows r[M];
+    mma_dq_rows_load<BR, M>(r, first_sh, local, lse, D, bh, i0, T, warp, lane);
+    const bf16 *q_warp = Qs + 16 * M * warp * LD, *do_warp = dOs + 16 * M * warp * LD;
+    float dqa[M][DIM_TILES][4];
     mma_zero(dqa);
 
     const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
@@ -814,11 +979,13 @@ __global__ void __launch_bounds__(128)
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
-        mma_dq_tile<HDP, BC>(q_warp, do_warp, Ks[cur], Vs[cur], kt * BC, &r, dqa, scale_log2, lane);
+        mma_dq_tile<HDP, BC, M, SKIP_FULL>(q_warp, do_warp, Ks[cur], Vs[cur], kt * BC, r, dqa, scale_log2, lane);
         __syncthreads();
     }
     cp_async_wait<0>();
-    mma_put_rows<DIM_TILES>(dq, dqa, scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+        mma_put_rows<DIM_TILES>(dq, dqa[mi], scale, b, T, qs, h, hd, i0 + 16 * (M * warp + mi), i_end, lane);
 }
 
 /* ---- launches ---- */
@@ -827,13 +994,16 @@ __global__ void __launch_bounds__(128)
 static int mma_warps(const dsk_cuda *cb) { return cb->attn_kernels == DSK_CUDA_ATTN_MMA8 ? 8 : 4; }
 
 /* The pipelined kernels' shared memory, the most of their forward's or
- * backward's kernels. */
-static size_t mma_async_smem(int hdp, int backward)
+ * backward's kernels, with M blocks of 16 rows a warp. */
+template <int H, int M> static size_t mma_async_smem_of(int backward)
 {
-#define MMA_ASYNC_SMEM(H)                                                                                   \
-    (backward ? (mma_dkdv_async_smem<H>::bytes > mma_dq_async_smem<H>::bytes ? mma_dkdv_async_smem<H>::bytes \
-                                                                               : mma_dq_async_smem<H>::bytes) \
-              : mma_fwd_async_smem<H>::bytes)
+    if (!backward)
+        return mma_fwd_async_smem<H, M>::bytes;
+    return std::max(mma_dkdv_async_smem<H>::bytes, mma_dq_async_smem<H, M>::bytes);
+}
+static size_t mma_async_smem(int hdp, int backward, int m)
+{
+#define MMA_ASYNC_SMEM(H) (m == 2 ? mma_async_smem_of<H, 2>(backward) : mma_async_smem_of<H, 1>(backward))
     switch (hdp) {
     case 16: return MMA_ASYNC_SMEM(16);
     case 32: return MMA_ASYNC_SMEM(32);
@@ -843,17 +1013,24 @@ static size_t mma_async_smem(int hdp, int backward)
 #undef MMA_ASYNC_SMEM
 }
 
+/* DSK_CUDA_ATTN=wide: the pipelined kernels with 2 blocks of 16 query
+ * rows a warp in the forward and dQ (each K and V fragment read from
+ * shared memory once for both), and the mask's arithmetic skipped on
+ * tiles every row of a warp sees whole; the same bits as the default's. */
+static int mma_wide(const dsk_cuda *cb) { return cb->attn_kernels == DSK_CUDA_ATTN_WIDE; }
+
 /* Whether the pipelined kernels run a layer of shape s (fa_use_mma takes
- * it): DSK_CUDA_ATTN=auto (the default) or async, heads a multiple of 8,
- * and the device gives a block their shared memory.  The default since
- * an H200 measured them (1.3b, 8 x 2048: forward 108 TFLOPS against 89,
- * backward 103 against 80, the step 5% faster); the others run the rest. */
+ * it): DSK_CUDA_ATTN=auto (the default), async or wide, heads a multiple
+ * of 8, and the device gives a block their shared memory.  The default
+ * since an H200 measured them (1.3b, 8 x 2048: forward 108 TFLOPS
+ * against 89, backward 103 against 80, the step 5% faster); the others
+ * run the rest. */
 static int mma_async(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
 {
-    if ((cb->attn_kernels != DSK_CUDA_ATTN_ASYNC && cb->attn_kernels != DSK_CUDA_ATTN_AUTO) || s->hd % 8 != 0 ||
-        !fa_use_mma(cb, s))
+    if ((cb->attn_kernels != DSK_CUDA_ATTN_ASYNC && cb->attn_kernels != DSK_CUDA_ATTN_AUTO && !mma_wide(cb)) ||
+        s->hd % 8 != 0 || !fa_use_mma(cb, s))
         return 0;
-    return mma_async_smem(fa_hdp(s->hd), backward) <= (size_t)cb->smem_optin;
+    return mma_async_smem(fa_hdp(s->hd), backward, mma_wide(cb) ? 2 : 1) <= (size_t)cb->smem_optin;
 }
 
 /* The bf16 copies' room: q, k, v (and dO for the backward). */
@@ -900,49 +1077,49 @@ static void mma_async_copies(dsk_cuda *cb, const dsk_attn_shape *s, const float 
         *doh = cdo;
 }
 
-template <int HDP>
+template <int HDP, int M>
 static void mma_fwd_async_launch(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k, const float *v,
                                  const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
 {
-    typedef mma_fwd_async_smem<HDP> L;
+    typedef mma_fwd_async_smem<HDP, M> L;
     const bf16 *qh, *kh, *vh;
     mma_async_copies(cb, s, q, k, v, NULL, &qh, &kh, &vh, NULL);
     const int nqt = (s->T + L::BR - 1) / L::BR;
-    auto *kern = mma_fwd_async_kernel<HDP>;
+    auto *kern = mma_fwd_async_kernel<HDP, M, M == 2>;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes));
     unsigned grid = fa_grid((unsigned long long)s->B * s->H * nqt, "attention_fwd");
     const float scale_log2 = MMA_LOG2E / sqrtf((float)s->hd);
     kern<<<grid, 128, L::bytes, cb->stream>>>(out, lse, qh, kh, vh, pos, s->T, s->H, s->KV, s->hd,
                                                s->kind == DSK_ATTN_LOCAL, s->window, scale_log2, nqt, out_h);
-    LAUNCHED(cb, "attention_fwd (mma.sync, async)");
+    LAUNCHED(cb, M == 2 ? "attention_fwd (mma.sync, wide)" : "attention_fwd (mma.sync, async)");
 }
 
-template <int HDP>
+template <int HDP, int M>
 static void mma_bwd_async_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *q,
                                  const float *k, const float *v, const float *lse, const float *D, const int *tile_lo,
                                  const int32_t *pos, const dsk_attn_shape *s, dsk_half_out dv_h)
 {
     typedef mma_dkdv_async_smem<HDP> LKV;
-    typedef mma_dq_async_smem<HDP> LQ;
+    typedef mma_dq_async_smem<HDP, M> LQ;
     const bf16 *qh, *kh, *vh, *doh;
     mma_async_copies(cb, s, q, k, v, dout, &qh, &kh, &vh, &doh);
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
     const float scale = 1.0f / sqrtf((float)hd), scale_log2 = MMA_LOG2E * scale;
     const int kv_nqt = (T + LKV::BR - 1) / LKV::BR, nkt = (T + LKV::BC - 1) / LKV::BC, nqt = (T + LQ::BR - 1) / LQ::BR;
-    auto *kkv = mma_dkdv_async_kernel<HDP>;
-    auto *kq = mma_dq_async_kernel<HDP>;
+    auto *kkv = mma_dkdv_async_kernel<HDP, M == 2>;
+    auto *kq = mma_dq_async_kernel<HDP, M, M == 2>;
     CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LKV::bytes));
     CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
     unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
     {
-        dsk_cuda_prof_scope timed(cb, "dk, dv (mma.sync, async)");
+        dsk_cuda_prof_scope timed(cb, M == 2 ? "dk, dv (mma.sync, wide)" : "dk, dv (mma.sync, async)");
         kkv<<<grid_kv, 128, LKV::bytes, cb->stream>>>(dk, dv, doh, qh, kh, vh, lse, D, tile_lo, pos, T, H, KV, hd,
                                                        local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
         LAUNCHED(cb, "attention_bwd (dk, dv; mma.sync, async)");
     }
     unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
     {
-        dsk_cuda_prof_scope timed(cb, "dq (mma.sync, async)");
+        dsk_cuda_prof_scope timed(cb, M == 2 ? "dq (mma.sync, wide)" : "dq (mma.sync, async)");
         kq<<<grid_q, 128, LQ::bytes, cb->stream>>>(dq, doh, qh, kh, vh, lse, D, pos, T, H, KV, hd, local, s->window,
                                                    scale, scale_log2, nqt);
         LAUNCHED(cb, "attention_bwd (dq; mma.sync, async)");
@@ -969,11 +1146,12 @@ void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *l
                                 const float *v, const int32_t *pos, const dsk_attn_shape *s, dsk_half_out out_h)
 {
     float *lse = s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g;
-    const int w8 = mma_warps(cb) == 8, async = mma_async(cb, s, 0);
+    const int w8 = mma_warps(cb) == 8, async = mma_async(cb, s, 0), wide = mma_wide(cb);
 #define MMA_FWD(H)                                                                             \
-    (async ? mma_fwd_async_launch<H>(cb, out, lse, q, k, v, pos, s, out_h)                   \
-     : w8  ? mma_fwd_launch<H, 8>(cb, out, lse, q, k, v, pos, s, out_h)                      \
-           : mma_fwd_launch<H, 4>(cb, out, lse, q, k, v, pos, s, out_h))
+    (async && wide ? mma_fwd_async_launch<H, 2>(cb, out, lse, q, k, v, pos, s, out_h)        \
+     : async       ? mma_fwd_async_launch<H, 1>(cb, out, lse, q, k, v, pos, s, out_h)        \
+     : w8          ? mma_fwd_launch<H, 8>(cb, out, lse, q, k, v, pos, s, out_h)              \
+                   : mma_fwd_launch<H, 4>(cb, out, lse, q, k, v, pos, s, out_h))
     switch (fa_hdp(s->hd)) {
     case 16: MMA_FWD(16); break;
     case 32: MMA_FWD(32); break;
@@ -1026,11 +1204,13 @@ void dsk_cuda_attention_mma_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, c
                                 const dsk_attn_shape *s, dsk_half_out dv_h)
 {
     const int local = s->kind == DSK_ATTN_LOCAL, w8 = mma_warps(cb) == 8, async = mma_async(cb, s, 1);
+    const int wide = mma_wide(cb);
     const float *lse = local ? lse_l : lse_g, *D = local ? Dl : Dg;
-#define MMA_BWD(H)                                                                                     \
-    (async ? mma_bwd_async_launch<H>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)   \
-     : w8  ? mma_bwd_launch<H, 8>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)      \
-           : mma_bwd_launch<H, 4>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h))
+#define MMA_BWD(H)                                                                                         \
+    (async && wide ? mma_bwd_async_launch<H, 2>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h) \
+     : async       ? mma_bwd_async_launch<H, 1>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h) \
+     : w8          ? mma_bwd_launch<H, 8>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h)       \
+                   : mma_bwd_launch<H, 4>(cb, dq, dk, dv, dout, q, k, v, lse, D, tile_lo, pos, s, dv_h))
     switch (fa_hdp(s->hd)) {
     case 16: MMA_BWD(16); break;
     case 32: MMA_BWD(32); break;

@@ -81,73 +81,72 @@ void dsk_cuda_rmsnorm_fwd(dsk_backend *be, float *out, float *rstd, const float 
 
 enum { DW_ROWS = 32 };
 
+/* The backward's arithmetic on one column (float) or four (float4, lane
+ * by lane in the same expressions), so that one kernel serves both. */
+__device__ __forceinline__ float vec_dot3(float d, float w, float x) { return d * w * x; }
+__device__ __forceinline__ float vec_dot3(float4 d, float4 w, float4 x)
+{
+    return d.x * w.x * x.x + d.y * w.y * x.y + d.z * w.z * x.z + d.w * w.w * x.w;
+}
+/* dx's gradient g0 plus r d w - k x. */
+__device__ __forceinline__ float vec_grad(float g0, float r, float d, float w, float k, float x)
+{
+    return g0 + (r * d * w - k * x);
+}
+__device__ __forceinline__ float4 vec_grad(float4 g0, float r, float4 d, float4 w, float k, float4 x)
+{
+    return make_float4(vec_grad(g0.x, r, d.x, w.x, k, x.x), vec_grad(g0.y, r, d.y, w.y, k, x.y),
+                       vec_grad(g0.z, r, d.z, w.z, k, x.z), vec_grad(g0.w, r, d.w, w.w, k, x.w));
+}
+/* dw's sum a plus d x r. */
+__device__ __forceinline__ float vec_acc(float a, float d, float x, float r) { return a + d * x * r; }
+__device__ __forceinline__ float4 vec_acc(float4 a, float4 d, float4 x, float r)
+{
+    return make_float4(vec_acc(a.x, d.x, x.x, r), vec_acc(a.y, d.y, x.y, r), vec_acc(a.z, d.z, x.z, r),
+                       vec_acc(a.w, d.w, x.w, r));
+}
+/* Element (or group of four) i of dx into its 16-bit copy. */
+__device__ __forceinline__ void vec_put(dsk_half_out h, size_t i, float v) { h.put(i, v); }
+__device__ __forceinline__ void vec_put(dsk_half_out h, size_t i, float4 v) { h.put4(4 * i, v); }
+template <typename V> __device__ __forceinline__ V vec_zero() { return V{}; }
+
 /* One block per chunk of DW_ROWS rows, in one pass over dout and x: each
  * row's dx = r (dy w) - x r^3 mean(dy w x), added into dx, and the chunk's
  * share of dw, part[chunk][c] = the sum over its rows, in order, of
  * dout x rstd (acc: C floats of dynamic shared memory, each thread its own
  * columns).  (The row is read twice, for the dot product and the update;
  * the second read finds it in cache.)  dx_h: dx's 16-bit copy, for the
- * products of the block before (see dsk_cuda_half_produce). */
-__global__ void rmsnorm_bwd_kernel(float *dx, dsk_half_out dx_h, float *part, const float *dout, const float *x,
-                                   const float *w, const float *rstd, int n, int C)
+ * products of the block before (see dsk_cuda_half_produce).  V float: a
+ * column a thread (Cv = C); float4: four (Cv = C / 4, dsk_vec4_ok), dw's
+ * sums in the same order, the dot products in another. */
+template <typename V>
+__global__ void rmsnorm_bwd_kernel(V *dx, dsk_half_out dx_h, V *part, const V *dout, const V *x, const V *w,
+                                   const float *rstd, int n, int Cv)
 {
-    extern __shared__ float acc[];
+    extern __shared__ float4 acc_room[];   /* float4: aligned for either width */
+    V *acc = (V *)acc_room;
     __shared__ float sh[32];
+    const int C = Cv * (int)(sizeof(V) / sizeof(float));
     int lo = blockIdx.x * DW_ROWS, hi = lo + DW_ROWS < n ? lo + DW_ROWS : n;
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        acc[c] = 0;
+    for (int c = threadIdx.x; c < Cv; c += blockDim.x)
+        acc[c] = vec_zero<V>();
     for (int i = lo; i < hi; i++) {
-        const float *xi = x + (size_t)i * C, *di = dout + (size_t)i * C;
-        float *dxi = dx + (size_t)i * C;
+        const V *xi = x + (size_t)i * Cv, *di = dout + (size_t)i * Cv;
+        V *dxi = dx + (size_t)i * Cv;
         float r = rstd[i], dot = 0;
-        for (int c = threadIdx.x; c < C; c += blockDim.x)
-            dot += di[c] * w[c] * xi[c];
+        for (int c = threadIdx.x; c < Cv; c += blockDim.x)
+            dot += vec_dot3(di[c], w[c], xi[c]);
         dot = block_sum(dot, sh);
         float k = r * r * r * dot / C;
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float d = di[c], xv = xi[c], g = dxi[c] + (r * d * w[c] - k * xv);
+        for (int c = threadIdx.x; c < Cv; c += blockDim.x) {
+            const V d = di[c], xv = xi[c], g = vec_grad(dxi[c], r, d, w[c], k, xv);
             dxi[c] = g;
-            dx_h.put((size_t)i * C + c, g);
-            acc[c] += d * xv * r;
+            vec_put(dx_h, (size_t)i * Cv + c, g);
+            acc[c] = vec_acc(acc[c], d, xv, r);
         }
     }
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        part[(size_t)blockIdx.x * C + c] = acc[c];
-}
-
-/* The same four columns a thread (dsk_vec4_ok): dw's sums in the same
- * order as above (a column's rows in order), dx's dot products in another. */
-__global__ void rmsnorm_bwd_kernel4(float4 *dx, dsk_half_out dx_h, float4 *part, const float4 *dout, const float4 *x,
-                                    const float4 *w, const float *rstd, int n, int C4)
-{
-    extern __shared__ float4 acc4[];
-    __shared__ float sh[32];
-    int lo = blockIdx.x * DW_ROWS, hi = lo + DW_ROWS < n ? lo + DW_ROWS : n;
-    for (int c = threadIdx.x; c < C4; c += blockDim.x)
-        acc4[c] = make_float4(0, 0, 0, 0);
-    for (int i = lo; i < hi; i++) {
-        const float4 *xi = x + (size_t)i * C4, *di = dout + (size_t)i * C4;
-        float4 *dxi = dx + (size_t)i * C4;
-        float r = rstd[i], dot = 0;
-        for (int c = threadIdx.x; c < C4; c += blockDim.x) {
-            const float4 d = di[c], wv = w[c], xv = xi[c];
-            dot += d.x * wv.x * xv.x + d.y * wv.y * xv.y + d.z * wv.z * xv.z + d.w * wv.w * xv.w;
-        }
-        dot = block_sum(dot, sh);
-        float k = r * r * r * dot / (4 * C4);
-        for (int c = threadIdx.x; c < C4; c += blockDim.x) {
-            const float4 d = di[c], xv = xi[c], wv = w[c], g0 = dxi[c];
-            const float4 g = make_float4(g0.x + (r * d.x * wv.x - k * xv.x), g0.y + (r * d.y * wv.y - k * xv.y),
-                                         g0.z + (r * d.z * wv.z - k * xv.z), g0.w + (r * d.w * wv.w - k * xv.w));
-            dxi[c] = g;
-            dx_h.put4(4 * ((size_t)i * C4 + c), g);
-            float4 a = acc4[c];
-            a.x += d.x * xv.x * r, a.y += d.y * xv.y * r, a.z += d.z * xv.z * r, a.w += d.w * xv.w * r;
-            acc4[c] = a;
-        }
-    }
-    for (int c = threadIdx.x; c < C4; c += blockDim.x)
-        part[(size_t)blockIdx.x * C4 + c] = acc4[c];
+    for (int c = threadIdx.x; c < Cv; c += blockDim.x)
+        part[(size_t)blockIdx.x * Cv + c] = acc[c];
 }
 
 __global__ void rmsnorm_bwd_dw_sum_kernel(float *dw, const float *part, int chunks, int C)
@@ -159,6 +158,17 @@ __global__ void rmsnorm_bwd_dw_sum_kernel(float *dw, const float *part, int chun
     for (int k = 0; k < chunks; k++)
         s += part[(size_t)k * C + c];
     dw[c] += s;
+}
+
+/* rmsnorm_bwd_kernel<V>, its shared memory opted into past 48 KB. */
+template <typename V>
+static void rmsnorm_bwd_launch(dsk_cuda *cb, int chunks, int threads, size_t smem, V *dx, dsk_half_out h, V *part,
+                               const V *dout, const V *x, const V *w, const float *rstd, int n, int Cv)
+{
+    if (smem + 32 * sizeof(float) > 48 * 1024)
+        CUDA_CHECK(
+            cudaFuncSetAttribute(rmsnorm_bwd_kernel<V>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    rmsnorm_bwd_kernel<V><<<chunks, threads, smem, cb->stream>>>(dx, h, part, dout, x, w, rstd, n, Cv);
 }
 
 void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
@@ -176,23 +186,14 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
     dsk_cuda_half_produce(cb, (size_t)n * C, dx, &h, NULL, NULL);
     const void *arrays[] = {dx, part, dout, x, w};
     const int vec = dsk_vec4_ok((size_t)C, arrays, 5, h, h);
-    if (smem + fixed > 48 * 1024) {
-        if (smem + fixed > (size_t)cb->smem_optin)
-            dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
-                    cb->smem_optin);
-        if (vec)
-            CUDA_CHECK(
-                cudaFuncSetAttribute(rmsnorm_bwd_kernel4, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        else
-            CUDA_CHECK(
-                cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    }
+    if (smem + fixed > 48 * 1024 && smem + fixed > (size_t)cb->smem_optin)
+        dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
+                cb->smem_optin);
     if (vec)
-        rmsnorm_bwd_kernel4<<<chunks, row_threads(C / 4), smem, cb->stream>>>(
-            (float4 *)dx, h, (float4 *)part, (const float4 *)dout, (const float4 *)x, (const float4 *)w, rstd, n,
-            C / 4);
+        rmsnorm_bwd_launch(cb, chunks, row_threads(C / 4), smem, (float4 *)dx, h, (float4 *)part,
+                           (const float4 *)dout, (const float4 *)x, (const float4 *)w, rstd, n, C / 4);
     else
-        rmsnorm_bwd_kernel<<<chunks, row_threads(C), smem, cb->stream>>>(dx, h, part, dout, x, w, rstd, n, C);
+        rmsnorm_bwd_launch(cb, chunks, row_threads(C), smem, dx, h, part, dout, x, w, rstd, n, C);
     LAUNCHED(cb, "rmsnorm_bwd");
     rmsnorm_bwd_dw_sum_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dw, part, chunks, C);
     LAUNCHED(cb, "rmsnorm_bwd");

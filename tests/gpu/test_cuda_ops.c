@@ -487,9 +487,11 @@ static const char *const attn_fwd_op[] = {"attention_fwd", "attention_fwd wmma",
 static const char *const attn_bwd_op[] = {"attention_bwd", "attention_bwd wmma", "attention_bwd mma",
                                           "attention_bwd mma8", "attention_bwd async"};
 
-/* The pipelined kernels (the default) against DSK_CUDA_ATTN=mma (4 warps,
- * no pipelining) on the device, the same inputs: the same bits, forward and backward (the same
- * products in the same order, from the same bf16 values). */
+/* The pipelined kernels (the default, and DSK_CUDA_ATTN=wide's: two
+ * blocks of 16 rows a warp, unmasked full tiles) against
+ * DSK_CUDA_ATTN=mma (4 warps, no pipelining) on the device, the same
+ * inputs: the same bits, forward and backward (the same products in the
+ * same order, from the same bf16 values). */
 static void attention_async_bits(const char *what, const dsk_attn_shape *s, const void *q, const void *k,
                                  const void *v, const void *dout, const void *out, const void *lse, const void *pos,
                                  const void *alpha)
@@ -497,9 +499,12 @@ static void attention_async_bits(const char *what, const dsk_attn_shape *s, cons
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
     size_t nl = (size_t)s->B * s->H * s->T, len[4] = {nq * 4, nl * 4, nq * 4, nk * 4};
     int global = s->kind == DSK_ATTN_GLOBAL;
-    void *got[2][6];
-    for (int fam = 0; fam < 2; fam++) {
-        dsk_cuda_set_attn(DEV, fam ? DSK_CUDA_ATTN_MMA : DSK_CUDA_ATTN_AUTO);
+    static const dsk_cuda_attn fams[3] = {DSK_CUDA_ATTN_AUTO, DSK_CUDA_ATTN_WIDE, DSK_CUDA_ATTN_MMA};
+    static const char *const fam_op[2][2] = {{"attention_fwd async", "attention_bwd async"},
+                                             {"attention_fwd wide", "attention_bwd wide"}};
+    void *got[3][5];
+    for (int fam = 0; fam < 3; fam++) {
+        dsk_cuda_set_attn(DEV, fams[fam]);
         float *o = gh_poisoned(DEV, nq * 4), *l = gh_poisoned(DEV, nl * 4), *dq = gh_poisoned(DEV, nq * 4);
         float *dk = gh_poisoned(DEV, nk * 4), *dv = gh_poisoned(DEV, nk * 4);
         DEV->attention_fwd(DEV, o, global ? l : NULL, global ? NULL : l, NULL, NULL, q, k, v, pos, alpha, s);
@@ -514,12 +519,14 @@ static void attention_async_bits(const char *what, const dsk_attn_shape *s, cons
     dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     static const char *const names[5] = {"out", "lse", "dq", "dk", "dv"};
     for (int x = 0; x < 5; x++) {
-        char buf[160];
-        snprintf(buf, sizeof buf, "%s: %s, the bits of DSK_CUDA_ATTN=mma", what, names[x]);
-        record(x < 2 ? "attention_fwd async" : "attention_bwd async", buf,
-               memcmp(got[0][x], got[1][x], x < 3 ? len[x] : len[3]) ? 1.0 : 0.0, TOL_EXACT);
-        free(got[0][x]);
-        free(got[1][x]);
+        for (int fam = 0; fam < 2; fam++) {
+            char buf[160];
+            snprintf(buf, sizeof buf, "%s: %s, the bits of DSK_CUDA_ATTN=mma", what, names[x]);
+            record(fam_op[fam][x >= 2], buf, memcmp(got[fam][x], got[2][x], x < 3 ? len[x] : len[3]) ? 1.0 : 0.0,
+                   TOL_EXACT);
+        }
+        for (int fam = 0; fam < 3; fam++)
+            free(got[fam][x]);
     }
 }
 #define OP_FWD attn_fwd_op[attn_bf16]

@@ -14,7 +14,9 @@
 # (issue 8): 1.3b dense bf16 >= 50%, MoE >= 35%.  attn: the attention
 # kernels, async (bf16 tensor cores through mma.sync, tiles
 # double-buffered by cp.async: what bf16 / fp16 run by default), mma (the
-# same without the pipelining; DSK_CUDA_ATTN=mma), mma8 (those in blocks
+# same without the pipelining; DSK_CUDA_ATTN=mma), wide (the pipelined ones
+# with 32 query rows a warp and no mask arithmetic on full tiles, the same
+# bits; not yet the default: a GPU has to say it is faster), mma8 (those in blocks
 # of 8 warps), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
 # fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
@@ -104,6 +106,8 @@ profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
 row moe-1.3b 8 2048 bf16 0 "experts' products on 4 side streams" auto "" 4
+row 1.3b 8 2048 bf16 0 "attention: 32 rows a warp, unmasked full tiles" wide
+row moe-1.3b 8 2048 bf16 0 "wide attention, 4 side streams" wide "" 4
 row 1.3b 8 2048 bf16 0 "" mma
 row 1.3b 8 2048 bf16 0 "" mma8
 row 1.3b 8 2048 bf16 0 "" wmma
@@ -117,7 +121,7 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 # 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
 # the bf16 tensor-core ones (WMMA's, then mma.sync's, DSK_CUDA_ATTN=mma,
 # those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the default's, the
-# same pipelined by cp.async).
+# same pipelined by cp.async, and DSK_CUDA_ATTN=wide's).
 for shape in "16 16 128" "12 12 64"; do
     # shellcheck disable=SC2086
     if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
@@ -127,7 +131,8 @@ for line in sys.stdin:
     r = json.loads(line)
     kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "mma": "tensor cores, mma.sync (bf16)",
             "mma8": "tensor cores, mma.sync, 8 warps (bf16)",
-            "auto": "tensor cores, mma.sync, cp.async double-buffered (bf16)"}.get(r["kernels"], r["kernels"])
+            "auto": "tensor cores, mma.sync, cp.async double-buffered (bf16)",
+            "wide": "tensor cores, mma.sync, cp.async, 32 rows a warp (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
     else

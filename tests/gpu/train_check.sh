@@ -21,7 +21,8 @@
 #    bit as with the 16-bit operand copies reused (with either attention
 #    kernels, and for nano-moe); =1 exits 64;
 #  - --dtype bf16 with DSK_CUDA_ATTN=mma (mma.sync without the default's
-#    cp.async pipelining): the same weights bit for bit as the default's;
+#    cp.async pipelining) and with DSK_CUDA_ATTN=wide (32 query rows a
+#    warp): the same weights bit for bit as the default's;
 #  - nano-moe --dtype bf16 with DSK_CUDA_GROUPED_STREAMS=4 (the experts'
 #    products on side streams): the same weights bit for bit;
 #  - --dtype bf16 with DSK_CUDA_PROFILE=1: the same weights bit for bit,
@@ -159,6 +160,9 @@ if [ "$DEV" != cpu ]; then
     # runs the products of mma.sync's kernels without it in their order:
     # the same bits.
     same_weights gpu-bf16 gpu-bf16-mma "DSK_CUDA_ATTN=mma" DSK_CUDA_ATTN=mma || true
+    # ... and so do DSK_CUDA_ATTN=wide's (32 rows a warp, full tiles
+    # unmasked).
+    same_weights gpu-bf16 gpu-bf16-wide "DSK_CUDA_ATTN=wide" DSK_CUDA_ATTN=wide || true
     # The MoE layer's experts (gemm_grouped's loop over products, each on
     # a part of the weights' registered buffer and its 16-bit copy): the
     # copies change no bit there either.

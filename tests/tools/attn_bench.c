@@ -8,8 +8,9 @@
  * calls (default 5) after one that warms up, with gemm_dtype fp32 and
  * then bf16 (on cuda: the fp32 kernels, then the bf16 tensor-core ones,
  * WMMA's ("kernels":"wmma"), mma.sync's ("mma"), those in blocks of 8
- * warps ("mma8") and the default's ("auto": mma.sync's with tiles
- * double-buffered by cp.async); on cpu the attention is fp32
+ * warps ("mma8"), the default's ("auto": mma.sync's with tiles
+ * double-buffered by cp.async) and DSK_CUDA_ATTN=wide's ("wide": those
+ * with 32 query rows a warp); on cpu the attention is fp32
  * either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
@@ -91,7 +92,8 @@ int main(int argc, char **argv)
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WMMA, "wmma"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA, "mma"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA8, "mma8"},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"}};
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WIDE, "wide"}};
     int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
     for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
         if (!cuda && runs[x].kernels != -1 && runs[x].kernels != DSK_CUDA_ATTN_AUTO)

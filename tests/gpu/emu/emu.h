@@ -93,6 +93,20 @@ template <typename T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int w
     return r;
 }
 
+/* Whether pred is non-zero on every lane of the warp (mask: all of them). */
+static inline int __all_sync(unsigned mask, int pred)
+{
+    unsigned char *slots = dsk_emu_warp_slots(mask, "__all_sync");
+    int lane = dsk_emu_lane(), all = 1;
+    slots[8 * lane] = pred != 0;
+    dsk_emu_warp_barrier();
+    for (int l = 0; l < 32; l++)
+        if (mask >> l & 1)
+            all &= slots[8 * l];
+    dsk_emu_warp_barrier();   /* nobody overwrites a slot before every lane has read */
+    return all;
+}
+
 /* Fibers switch only at barriers, so a read-modify-write is atomic. */
 static inline int atomicMin(int *p, int v)
 {

@@ -57,6 +57,14 @@ __global__ void k_warp_sum(float *out)
     out[threadIdx.x] = v;
 }
 
+/* Lane l of warp w: whether every lane of its warp has l >= w (warp 0
+ * all, warp 1 none: lane 0 is below 1). */
+__global__ void k_warp_all(float *out)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    out[threadIdx.x] = (float)__all_sync(0xffffffffu, lane >= warp);
+}
+
 /* Two block sums in a row through one shared array, the barrier between
  * them left out: warp 0 may read the second sum's partial where the
  * first's should be. */
@@ -575,6 +583,15 @@ int main(void)
         for (int i = 0; i < 32; i++)
             ok &= h[i] == 496.0f;
         check(ok, "__shfl_xor_sync: the butterfly sum reaches every lane");
+        float a[64];
+        float *d2 = device_floats(64);
+        k_warp_all<<<1, 64>>>(d2);
+        cudaMemcpyAsync(a, d2, sizeof a, cudaMemcpyDeviceToHost, 0);
+        ok = 1;
+        for (int i = 0; i < 64; i++)
+            ok &= a[i] == (i < 32 ? 1.0f : 0.0f);
+        check(ok, "__all_sync: one lane's 0 makes every lane's answer 0");
+        cudaFree(d2);
         cudaFree(d);
     }
     /* A missing barrier shows in some block (half the blocks run one warp
