@@ -417,7 +417,7 @@ static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
     return fa_use_tc(cb) &&
            (cb->attn_kernels == DSK_CUDA_ATTN_AUTO || cb->attn_kernels == DSK_CUDA_ATTN_MMA ||
             cb->attn_kernels == DSK_CUDA_ATTN_MMA8 || cb->attn_kernels == DSK_CUDA_ATTN_ASYNC ||
-            cb->attn_kernels == DSK_CUDA_ATTN_WIDE) &&
+            cb->attn_kernels == DSK_CUDA_ATTN_WIDE || cb->attn_kernels == DSK_CUDA_ATTN_STORED) &&
            s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
 }
 

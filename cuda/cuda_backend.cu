@@ -353,6 +353,8 @@ extern "C" int dsk_cuda_attn_parse(const char *name)
         return DSK_CUDA_ATTN_MMA;
     if (!strcmp(name, "wide"))
         return DSK_CUDA_ATTN_WIDE;
+    if (!strcmp(name, "stored"))
+        return DSK_CUDA_ATTN_STORED;
     return -1;
 }
 
@@ -393,7 +395,8 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     int attn_kernels = dsk_cuda_attn_parse(attn);
     if (attn_kernels < 0) {
         dsk_fail(err, EX_USAGE,
-                 "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, wide, mma, mma8, wmma or fp32", attn);
+                 "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, wide, stored, mma, mma8, wmma or fp32",
+                 attn);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");

@@ -44,6 +44,10 @@
  *                       (each K and V fragment read once for both) and
  *                       no mask arithmetic on tiles a warp sees whole:
  *                       the same bits, not yet measured on a GPU;
+ *                       "stored" wide's, with the backward's dS kept
+ *                       (bf16, up to 2 GiB) by the dK/dV kernel and dQ
+ *                       = dS K read from it instead of computing S and
+ *                       dP again (other bits: within bf16's error);
  *                       "mma" mma.sync's without the
  *                       pipelining (blocks of 4 warps); "mma8" those in
  *                       blocks of 8 warps (twice the rows or keys a block:
@@ -144,10 +148,12 @@ typedef enum {
     DSK_CUDA_ATTN_MMA8,
     DSK_CUDA_ATTN_ASYNC,  /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
     DSK_CUDA_ATTN_MMA,    /* mma.sync, 4 warps, tiles loaded by the warps themselves */
-    DSK_CUDA_ATTN_WIDE    /* ASYNC's with 32 query rows a warp and unmasked full tiles: the same bits */
+    DSK_CUDA_ATTN_WIDE,   /* ASYNC's with 32 query rows a warp and unmasked full tiles: the same bits */
+    DSK_CUDA_ATTN_STORED  /* WIDE's, dS kept by the dK/dV kernel and dQ = dS K from it */
 } dsk_cuda_attn;
 /* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "async",
- * "wide", "mma", "mma8", "wmma", "fp32"; NULL or "" is auto), or -1. */
+ * "wide", "stored", "mma", "mma8", "wmma", "fp32"; NULL or "" is auto),
+ * or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */

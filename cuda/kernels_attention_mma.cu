@@ -614,16 +614,48 @@ __device__ __forceinline__ void mma_dkdv_grads(float (&st)[QUERY_TILES][4], floa
         }
 }
 
+/* DSK_CUDA_ATTN=stored: dS of a layer's backward, rounded to bf16 as dK's
+ * product rounds it, kept for dQ = dS K (mma_dq_ds_kernel) so that dQ
+ * does not compute S and dP again.  A head's dS is its blocks of 64
+ * queries by 64 keys on and below the diagonal (qb >= kb), block (qb, kb)
+ * the qb (qb + 1) / 2 + kb-th, each transposed (dSᵀ: 64 rows of keys, 64
+ * queries a row), as the dK/dV kernel holds it; blocks or parts of them
+ * that no dK/dV tile visits (queries that see none of their keys) are
+ * never written, and dQ masks them. */
+enum { MMA_DS_BLOCK = 64 };
+__device__ __forceinline__ size_t mma_ds_block(size_t bh, int nb, int qb, int kb)
+{
+    return (bh * ((size_t)nb * (nb + 1) / 2) + (size_t)qb * (qb + 1) / 2 + kb) * (MMA_DS_BLOCK * MMA_DS_BLOCK);
+}
+
+/* A dK/dV warp's dSᵀ (dpt[n]: queries 8n .., as mma_dkdv_tile's, rows g
+ * and g + 8 of its 16 keys) into its block at `blk`: keys from row key0,
+ * queries from column q0; pairs of queries as one 4-byte store. */
+template <int QUERY_TILES>
+__device__ __forceinline__ void mma_store_dst(bf16 *blk, const float (&dpt)[QUERY_TILES][4], int key0, int q0,
+                                              int lane)
+{
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int n = 0; n < QUERY_TILES; n++)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            *(uint32_t *)(blk + (size_t)(key0 + g + 8 * r) * MMA_DS_BLOCK + q0 + 8 * n + 2 * t) =
+                mma_pack_bf16(dpt[n][2 * r], dpt[n][2 * r + 1]);
+}
+
 /* One query tile (rows i0 .., BR of them; their statistics in rows) of
  * the dK/dV kernel for a warp's 16 keys (the lane's: j_lane and j_lane +
  * 8): Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, Pᵀ and dSᵀ from them, dV += Pᵀ dO and
  * dK += dSᵀ Q (scaled at the end).  SKIP_FULL: as mma_fwd_tile's (every
- * query of the tile sees all 16 keys of the warp). */
+ * query of the tile sees all 16 keys of the warp).  ds_blk: not NULL,
+ * the block of dS (mma_ds_block) the tile's queries and the warp's keys
+ * lie in, where dSᵀ goes too. */
 template <int HDP, int BR, bool SKIP_FULL = false>
 __device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_warp, const bf16 *Qs, const bf16 *dOs,
                                               const mma_bwd_rows<BR> *rows, int i0, int j_lane,
                                               float (&dka)[HDP / 8][4], float (&dva)[HDP / 8][4], float scale_log2,
-                                              int lane)
+                                              int lane, bf16 *ds_blk = NULL)
 {
     constexpr int LD = HDP + 8, QUERY_TILES = BR / 8, DIM_TILES = HDP / 8;
     const int t = lane & 3;
@@ -645,6 +677,8 @@ __device__ __forceinline__ void mma_dkdv_tile(const bf16 *k_warp, const bf16 *v_
         mma_dkdv_grads<QUERY_TILES, BR, false>(st[0], dpt[0], rows, i0, j_lane, scale_log2, t);
     else
         mma_dkdv_grads<QUERY_TILES, BR, true>(st[0], dpt[0], rows, i0, j_lane, scale_log2, t);
+    if (ds_blk)
+        mma_store_dst<QUERY_TILES>(ds_blk, dpt[0], (j_lane - (lane >> 2)) % MMA_DS_BLOCK, i0 % MMA_DS_BLOCK, lane);
     mma_cb<1, DIM_TILES, BR>(mma_one(dva), st, dOs, LD, lane);
     mma_cb<1, DIM_TILES, BR>(mma_one(dka), dpt, Qs, LD, lane);
 }
@@ -855,18 +889,21 @@ __device__ __forceinline__ int mma_next_query_tile(const fa_kvtile &t, const int
  * [BR][HDP + 8], the query rows' statistics. */
 template <int HDP> struct mma_dkdv_async_smem {
     enum { LD = HDP + 8, BR = mma_kv_rows<HDP>::BR, BC = 64, QTILE = BR * LD * 2 };
+    static_assert((int)BC == (int)MMA_DS_BLOCK && (int)MMA_DS_BLOCK % (int)BR == 0,
+                  "a key tile is a block of dS, a query tile in one");
     static constexpr size_t k = 0, v = k + (size_t)BC * LD * 2, q = v + (size_t)BC * LD * 2, dO = q + 2 * (size_t)QTILE,
                             rows = dO + 2 * (size_t)QTILE, bytes = rows + sizeof(mma_bwd_rows<BR>);
 };
 
 /* Grid and arguments as mma_dkdv_kernel<HDP, 4>'s, q, k, v, dout in bf16;
- * SKIP_FULL as mma_dkdv_tile's (DSK_CUDA_ATTN=wide). */
-template <int HDP, bool SKIP_FULL>
+ * SKIP_FULL as mma_dkdv_tile's (DSK_CUDA_ATTN=wide); STORE_DS: dS into
+ * ds too (DSK_CUDA_ATTN=stored; nb blocks of 64 a side, mma_ds_block). */
+template <int HDP, bool SKIP_FULL, bool STORE_DS>
 __global__ void __launch_bounds__(128)
     mma_dkdv_async_kernel(float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                           const float *lse, const float *D, const int *tile_lo, const int32_t *pos, int T, int H,
                           int KV, int hd, int local, int window, float scale, float scale_log2, int nqt, int nkt,
-                          dsk_half_out dv_h)
+                          dsk_half_out dv_h, bf16 *ds, int nb)
 {
     typedef mma_dkdv_async_smem<HDP> L;
     constexpr int LD = L::LD, BR = L::BR, BC = L::BC, THREADS = 128, DIM_TILES = HDP / 8;
@@ -911,8 +948,11 @@ __global__ void __launch_bounds__(128)
         mma_bwd_rows_load<BR, THREADS>(rows, i0, T, pb, lse, D, ((size_t)tile.b * H + h) * T, local, window);
         cp_async_wait<1>();   /* this tile's copies (and K's, V's) are in */
         __syncthreads();      /* ... everyone's, and the rows' statistics */
+        bf16 *ds_blk = STORE_DS ? ds + mma_ds_block((size_t)tile.b * H + h, nb, i0 / MMA_DS_BLOCK,
+                                                    tile.j0 / MMA_DS_BLOCK)
+                                : NULL;
         mma_dkdv_tile<HDP, BR, SKIP_FULL>(k_warp, v_warp, Qs[cur], dOs[cur], rows, i0, j_lane, dka, dva, scale_log2,
-                                          lane);
+                                          lane, ds_blk);
         __syncthreads();      /* every warp is done with this tile's buffers and rows */
         hh = next_hh, qt = next_qt, have = more, cur ^= 1;
     }
@@ -988,6 +1028,118 @@ __global__ void __launch_bounds__(128)
         mma_put_rows<DIM_TILES>(dq, dqa[mi], scale, b, T, qs, h, hd, i0 + 16 * (M * warp + mi), i_end, lane);
 }
 
+/* ---- dQ from the stored dS (DSK_CUDA_ATTN=stored) ----
+ *
+ * dQ = dS K over the blocks of dS the dK/dV kernel wrote (mma_ds_block),
+ * one product a key tile where mma_dq_async_kernel computes three (S, dP
+ * and dS K): a block of 4 warps a 64-row query tile, each key tile's K
+ * and its block of dSᵀ double-buffered by cp.async.  dS is A: its block
+ * is stored transposed, and ldmatrix.trans at mma_rows_bt's addresses
+ * gives A's fragments from it.  On a tile some row of a warp does not
+ * see whole, the keys a row does not see are zeroed in the fragments
+ * (those parts of a block may never have been written). */
+
+/* The A fragments of a warp's 16 rows for keys kbase .. kbase + 15
+ * (mma_c_to_a's layout: a[x] rows g + 8 (x & 1), keys 2t + 8 (x >> 1) and
+ * the next), the keys row i does not see ([first, i]) zeroed. */
+__device__ __forceinline__ void mma_mask_a(uint32_t (&a)[4], const mma_dq_rows &r, int kbase, int t)
+{
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        const int row = x & 1, j = kbase + 2 * t + 8 * (x >> 1);
+        const uint32_t lo = j >= r.first[row] && j <= r.i[row] ? 0x0000ffffu : 0;
+        const uint32_t hi = j + 1 >= r.first[row] && j + 1 <= r.i[row] ? 0xffff0000u : 0;
+        a[x] &= lo | hi;
+    }
+}
+
+/* The dQ-from-dS kernel's shared memory: K twice [64][HDP + 8], dSᵀ's
+ * block twice [64][64 + 8], the rows' first keys and their least. */
+template <int HDP> struct mma_dq_ds_smem {
+    enum { LD = HDP + 8, LDS = MMA_DS_BLOCK + 8, BR = MMA_DS_BLOCK, BC = MMA_DS_BLOCK, TILE = BC * LD * 2,
+           DTILE = BC * LDS * 2 };
+    static constexpr size_t k = 0, ds = k + 2 * (size_t)TILE, first = ds + 2 * (size_t)DTILE,
+                            lo = first + (size_t)2 * BR * 4, bytes = lo + 16;
+};
+
+/* Grid: B * H * nqt blocks of 128 threads (fa_qtile_of<64>); k in bf16,
+ * ds as the dK/dV kernel wrote it (nb blocks a side). */
+template <int HDP>
+__global__ void __launch_bounds__(128)
+    mma_dq_ds_kernel(float *dq, const bf16 *ds, const bf16 *k, const int32_t *pos, int T, int H, int KV, int hd,
+                     int local, int window, float scale, int nqt, int nb)
+{
+    typedef mma_dq_ds_smem<HDP> L;
+    constexpr int LD = L::LD, LDS = L::LDS, BR = L::BR, BC = L::BC, THREADS = 128, DIM_TILES = HDP / 8;
+    extern __shared__ __align__(128) unsigned char mma_sm[];
+    bf16 *Ks[2] = {(bf16 *)(mma_sm + L::k), (bf16 *)(mma_sm + L::k + L::TILE)};
+    bf16 *Ds[2] = {(bf16 *)(mma_sm + L::ds), (bf16 *)(mma_sm + L::ds + L::DTILE)};
+    int (*first_sh)[BR] = (int (*)[BR])(mma_sm + L::first), *lo_sh = (int *)(mma_sm + L::lo);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+    const auto [bh, qs, ks, b, h, kvh, i0, i_end] = fa_qtile_of<BR>(T, H, KV, hd, nqt);
+    const bf16 *kb = k + (size_t)b * T * ks + (size_t)kvh * hd;
+    const bf16 *ds_row = ds + mma_ds_block(bh, nb, i0 / BR, 0);   /* the query tile's blocks, kt 0 .. */
+    const size_t k_stride = ks;
+    /* Key tile kt's K and block of dSᵀ, by cp.async into buffer `to`. */
+    auto load = [&](int kt, int to) {
+        mma_tile_async<HDP, BC, THREADS>(Ks[to], kb, k_stride, kt * BC, T, hd);
+        const bf16 *blk = ds_row + (size_t)kt * MMA_DS_BLOCK * MMA_DS_BLOCK;
+        for (int x = threadIdx.x; x < BC * (MMA_DS_BLOCK / 8); x += THREADS) {
+            const int row = x / (MMA_DS_BLOCK / 8), c = 8 * (x % (MMA_DS_BLOCK / 8));
+            cp_async_16(Ds[to] + row * LDS + c, blk + row * MMA_DS_BLOCK + c, 16);
+        }
+    };
+
+    if (threadIdx.x == 0)
+        *lo_sh = INT_MAX;
+    __syncthreads();
+    fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
+    __syncthreads();
+    mma_dq_rows r[1];   /* of which only i and first (INT_MAX past T: nothing seen) */
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        const int row = 16 * warp + (lane >> 2) + 8 * x;
+        r[0].i[x] = i0 + row;
+        r[0].first[x] = first_sh[local][row];
+    }
+    float dqa[1][DIM_TILES][4];
+    mma_zero(dqa);
+
+    const int kt_lo = *lo_sh / BC, kt_hi = (i_end - 1) / BC;
+    load(kt_lo, 0);
+    cp_async_commit();
+    for (int kt = kt_lo; kt <= kt_hi; kt++) {
+        const int cur = (kt - kt_lo) & 1, j0 = kt * BC;
+        if (kt < kt_hi)
+            load(kt + 1, cur ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        int full = 1;
+#pragma unroll
+        for (int x = 0; x < 2; x++)
+            full &= j0 >= r[0].first[x] && j0 + BC - 1 <= r[0].i[x];
+        full = __all_sync(0xffffffffu, full);
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++) {
+            uint32_t fa[1][4];
+            mma_ldmatrix_x4_trans(fa[0], mma_rows_bt(Ds[cur] + 16 * kk * LDS + 16 * warp, LDS, lane));
+            if (!full)
+                mma_mask_a(fa[0], r[0], j0 + 16 * kk, t);
+#pragma unroll
+            for (int np = 0; np < DIM_TILES / 2; np++) {
+                uint32_t fb[4];
+                mma_ldmatrix_x4_trans(fb, mma_rows_b(Ks[cur] + 16 * kk * LD + 16 * np, LD, lane));
+                mma_bf16_16816(dqa[0][2 * np], fa[0], fb[0], fb[1]);
+                mma_bf16_16816(dqa[0][2 * np + 1], fa[0], fb[2], fb[3]);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+    mma_put_rows<DIM_TILES>(dq, dqa[0], scale, b, T, qs, h, hd, i0 + 16 * warp, i_end, lane);
+}
+
 /* ---- launches ---- */
 
 /* The warps a block: 8 with DSK_CUDA_ATTN=mma8, else 4. */
@@ -1017,7 +1169,10 @@ static size_t mma_async_smem(int hdp, int backward, int m)
  * rows a warp in the forward and dQ (each K and V fragment read from
  * shared memory once for both), and the mask's arithmetic skipped on
  * tiles every row of a warp sees whole; the same bits as the default's. */
-static int mma_wide(const dsk_cuda *cb) { return cb->attn_kernels == DSK_CUDA_ATTN_WIDE; }
+static int mma_wide(const dsk_cuda *cb)
+{
+    return cb->attn_kernels == DSK_CUDA_ATTN_WIDE || cb->attn_kernels == DSK_CUDA_ATTN_STORED;
+}
 
 /* Whether the pipelined kernels run a layer of shape s (fa_use_mma takes
  * it): DSK_CUDA_ATTN=auto (the default), async or wide, heads a multiple
@@ -1040,11 +1195,35 @@ static size_t mma_async_values(const dsk_attn_shape *s, int backward)
     return (backward ? 2 : 1) * nq + 2 * nk;
 }
 
+/* DSK_CUDA_ATTN=stored keeps a backward's dS only up to this many bytes
+ * (1.3b at 8 x 2048: 554 MB); past it dQ computes S and dP again, as
+ * wide's does. */
+static const size_t MMA_DS_MAX = (size_t)2 << 30;
+
+/* The bytes of a backward's stored dS (mma_ds_block) for shape s, or 0
+ * where it is not stored. */
+static size_t mma_ds_bytes(const dsk_cuda *cb, const dsk_attn_shape *s)
+{
+    if (cb->attn_kernels != DSK_CUDA_ATTN_STORED)
+        return 0;
+    const size_t nb = ((size_t)s->T + MMA_DS_BLOCK - 1) / MMA_DS_BLOCK;
+    const size_t bytes = (size_t)s->B * s->H * (nb * (nb + 1) / 2) * MMA_DS_BLOCK * MMA_DS_BLOCK * sizeof(bf16);
+    return bytes <= MMA_DS_MAX ? bytes : 0;
+}
+
+/* Where the stored dS starts in the room, after the backward's copies. */
+static size_t mma_ds_offset(const dsk_attn_shape *s)
+{
+    return (mma_async_values(s, 1) * sizeof(bf16) + 255) & ~(size_t)255;
+}
+
 void dsk_cuda_attention_async_reserve(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
 {
     if (!mma_async(cb, s, backward))
         return;
     size_t bytes = mma_async_values(s, backward) * sizeof(bf16);
+    if (backward && mma_ds_bytes(cb, s))
+        bytes = mma_ds_offset(s) + mma_ds_bytes(cb, s);
     if (bytes <= cb->attn_bf16_len)
         return;
     CUDA_CHECK(cudaStreamSynchronize(cb->stream));   /* queued kernels may read the old copies */
@@ -1106,16 +1285,33 @@ static void mma_bwd_async_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     const int B = s->B, T = s->T, H = s->H, KV = s->KV, hd = s->hd, local = s->kind == DSK_ATTN_LOCAL;
     const float scale = 1.0f / sqrtf((float)hd), scale_log2 = MMA_LOG2E * scale;
     const int kv_nqt = (T + LKV::BR - 1) / LKV::BR, nkt = (T + LKV::BC - 1) / LKV::BC, nqt = (T + LQ::BR - 1) / LQ::BR;
-    auto *kkv = mma_dkdv_async_kernel<HDP, M == 2>;
+    /* DSK_CUDA_ATTN=stored: dS from the dK/dV kernel, dQ from it. */
+    bf16 *ds = M == 2 && mma_ds_bytes(cb, s) ? (bf16 *)((char *)cb->attn_bf16 + mma_ds_offset(s)) : NULL;
+    auto *kkv = ds ? mma_dkdv_async_kernel<HDP, M == 2, M == 2> : mma_dkdv_async_kernel<HDP, M == 2, false>;
     auto *kq = mma_dq_async_kernel<HDP, M, M == 2>;
     CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LKV::bytes));
     CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
+    const int nb = (T + MMA_DS_BLOCK - 1) / MMA_DS_BLOCK;
     unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
     {
-        dsk_cuda_prof_scope timed(cb, M == 2 ? "dk, dv (mma.sync, wide)" : "dk, dv (mma.sync, async)");
+        dsk_cuda_prof_scope timed(cb, ds ? "dk, dv, dS (mma.sync, stored)"
+                                      : M == 2 ? "dk, dv (mma.sync, wide)" : "dk, dv (mma.sync, async)");
         kkv<<<grid_kv, 128, LKV::bytes, cb->stream>>>(dk, dv, doh, qh, kh, vh, lse, D, tile_lo, pos, T, H, KV, hd,
-                                                       local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h);
+                                                       local, s->window, scale, scale_log2, kv_nqt, nkt, dv_h, ds,
+                                                       nb);
         LAUNCHED(cb, "attention_bwd (dk, dv; mma.sync, async)");
+    }
+    if (ds) {
+        typedef mma_dq_ds_smem<HDP> LDQ;
+        auto *kds = mma_dq_ds_kernel<HDP>;
+        CUDA_CHECK(cudaFuncSetAttribute(kds, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LDQ::bytes));
+        const int nqt_ds = (T + LDQ::BR - 1) / LDQ::BR;
+        unsigned grid_ds = fa_grid((unsigned long long)B * H * nqt_ds, "attention_bwd");
+        dsk_cuda_prof_scope timed(cb, "dq = dS K (mma.sync, stored)");
+        kds<<<grid_ds, 128, LDQ::bytes, cb->stream>>>(dq, ds, kh, pos, T, H, KV, hd, local, s->window, scale, nqt_ds,
+                                                     nb);
+        LAUNCHED(cb, "attention_bwd (dq from dS; mma.sync)");
+        return;
     }
     unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
     {

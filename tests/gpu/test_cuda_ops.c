@@ -480,12 +480,14 @@ static int32_t *doc_positions(int B, int T, const int *lens)
  * WMMA's ran the others), 3 the same in blocks of 8 warps
  * (DSK_CUDA_ATTN=mma8), 4 the pipelined ones (the default,
  * DSK_CUDA_ATTN=auto: only heads a multiple of 8, and besides the cpu,
- * against mma's bits). */
+ * against mma's bits, as DSK_CUDA_ATTN=wide's), 5 DSK_CUDA_ATTN=stored's
+ * (wide's, with dQ from the dS the dK/dV kernel kept: the same cases as
+ * 4, against the cpu). */
 static int attn_bf16, attn_mma_only;
-static const char *const attn_fwd_op[] = {"attention_fwd", "attention_fwd wmma", "attention_fwd mma",
-                                          "attention_fwd mma8", "attention_fwd async"};
-static const char *const attn_bwd_op[] = {"attention_bwd", "attention_bwd wmma", "attention_bwd mma",
-                                          "attention_bwd mma8", "attention_bwd async"};
+static const char *const attn_fwd_op[] = {"attention_fwd",       "attention_fwd wmma",  "attention_fwd mma",
+                                          "attention_fwd mma8",  "attention_fwd async", "attention_fwd stored"};
+static const char *const attn_bwd_op[] = {"attention_bwd",       "attention_bwd wmma",  "attention_bwd mma",
+                                          "attention_bwd mma8",  "attention_bwd async", "attention_bwd stored"};
 
 /* The pipelined kernels (the default, and DSK_CUDA_ATTN=wide's: two
  * blocks of 16 rows a warp, unmasked full tiles) against
@@ -543,7 +545,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
                                 float alpha, const int *doc_lens)
 {
     dsk_attn_shape s = {B, T, H, KV, hd, kind, window};
-    if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128 || (attn_bf16 == 4 && hd % 8)))
+    if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128 || (attn_bf16 >= 4 && hd % 8)))
         return;
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, nl = (size_t)B * H * T;
     int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
@@ -692,6 +694,7 @@ static void attention_cases(void)
     static const int docs_e[] = {30, 0, 0};
     static const int docs_f[] = {300, 500, 0, 1000, 0};
     static const int docs_g[] = {2, 0, 1, 1, 0};
+    static const int docs_h[] = {96, 0};
     static const int none[] = {0, 0};
     test_attention_case("global GQA 4/2 B2 T200 hd64 docs", 2, 200, 4, 2, 64, DSK_ATTN_GLOBAL, 8, 0.7f, docs_a);
     test_attention_case("local w37 MHA 2/2 B2 T200 hd128 docs", 2, 200, 2, 2, 128, DSK_ATTN_LOCAL, 37, 0.7f, docs_b);
@@ -700,6 +703,10 @@ static void attention_cases(void)
     test_attention_case("hybrid a.3 w5 GQA 4/1 B2 T37 hd8 docs", 2, 37, 4, 1, 8, DSK_ATTN_HYBRID, 5, 0.3f, docs_d);
     test_attention_case("local w300 GQA 4/2 B2 T200 hd32", 2, 200, 4, 2, 32, DSK_ATTN_LOCAL, 300, 0.7f, none);
     test_attention_case("global MHA 2/2 B2 T70 hd160 docs", 2, 70, 2, 2, 160, DSK_ATTN_GLOBAL, 8, 0.7f, docs_e);
+    /* A document from row 96: rows 96-127 see none of keys 0-63, rows
+     * 64-95 all (the dK/dV kernel's 32-row tiles at heads of 128 skip the
+     * one, dQ's 64-row tiles read the block: stored's masks) */
+    test_attention_case("global MHA 1/1 B1 T160 hd128 docs", 1, 160, 1, 1, 128, DSK_ATTN_GLOBAL, 8, 0.7f, docs_h);
     if (!quick) {
         test_attention_case("hybrid a.3 w100 GQA 4/2 B2 T1024 hd64 docs", 2, 1024, 4, 2, 64, DSK_ATTN_HYBRID, 100,
                             0.3f, docs_f);
@@ -712,7 +719,7 @@ static void attention_cases(void)
 }
 
 /* The fp32 kernels, then (with gemm_dtype bf16 on the device) the
- * tensor-core ones, WMMA's, the default's, mma8's and async's, over the same cases:
+ * tensor-core ones, WMMA's, the default's, mma8's, async's and stored's, over the same cases:
  * every head-size bound, mask, GQA group and partial tile.  (The cpu
  * has one attention: "cpu against cpu" runs its cases once.) */
 static void test_attention(void)
@@ -735,6 +742,9 @@ static void test_attention(void)
         attention_cases();
         attn_bf16 = 4;
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
+        attention_cases();
+        attn_bf16 = 5;
+        dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_STORED);
         attention_cases();
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     }

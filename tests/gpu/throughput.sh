@@ -16,7 +16,9 @@
 # double-buffered by cp.async: what bf16 / fp16 run by default), mma (the
 # same without the pipelining; DSK_CUDA_ATTN=mma), wide (the pipelined ones
 # with 32 query rows a warp and no mask arithmetic on full tiles, the same
-# bits; not yet the default: a GPU has to say it is faster), mma8 (those in blocks
+# bits; not yet the default: a GPU has to say it is faster), stored (wide's
+# with dQ = dS K from the dS the dK/dV kernel kept, instead of computing S
+# and dP again), mma8 (those in blocks
 # of 8 warps), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
 # fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
 # runs with each, to show the gains, and once with
@@ -107,6 +109,7 @@ row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
 row moe-1.3b 8 2048 bf16 0 "experts' products on 4 side streams" auto "" 4
 row 1.3b 8 2048 bf16 0 "attention: 32 rows a warp, unmasked full tiles" wide
+row 1.3b 8 2048 bf16 0 "attention: wide, dQ from a kept dS" stored
 row moe-1.3b 8 2048 bf16 0 "wide attention, 4 side streams" wide "" 4
 row 1.3b 8 2048 bf16 0 "" mma
 row 1.3b 8 2048 bf16 0 "" mma8
@@ -121,7 +124,7 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 # 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
 # the bf16 tensor-core ones (WMMA's, then mma.sync's, DSK_CUDA_ATTN=mma,
 # those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the default's, the
-# same pipelined by cp.async, and DSK_CUDA_ATTN=wide's).
+# same pipelined by cp.async, and DSK_CUDA_ATTN=wide's and stored's).
 for shape in "16 16 128" "12 12 64"; do
     # shellcheck disable=SC2086
     if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
@@ -132,7 +135,8 @@ for line in sys.stdin:
     kind = {"fp32": "CUDA cores (fp32)", "wmma": "tensor cores, WMMA (bf16)", "mma": "tensor cores, mma.sync (bf16)",
             "mma8": "tensor cores, mma.sync, 8 warps (bf16)",
             "auto": "tensor cores, mma.sync, cp.async double-buffered (bf16)",
-            "wide": "tensor cores, mma.sync, cp.async, 32 rows a warp (bf16)"}.get(r["kernels"], r["kernels"])
+            "wide": "tensor cores, mma.sync, cp.async, 32 rows a warp (bf16)",
+            "stored": "tensor cores, mma.sync, wide, dQ from a kept dS (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
     else

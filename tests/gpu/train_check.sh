@@ -15,7 +15,8 @@
 #  - --dtype bf16 with the fp32 attention kernels (DSK_CUDA_ATTN=fp32):
 #    within 1% of the bf16 run with the tensor-core ones; with WMMA's
 #    kernels instead of mma.sync's (DSK_CUDA_ATTN=wmma), and mma.sync's
-#    in blocks of 8 warps (DSK_CUDA_ATTN=mma8): within 1% too;
+#    in blocks of 8 warps (DSK_CUDA_ATTN=mma8) and dQ from a kept dS
+#    (DSK_CUDA_ATTN=stored): within 1% too;
 #    an unknown DSK_CUDA_ATTN exits 64;
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
@@ -117,9 +118,10 @@ done
 # default's (the tensor cores, mma.sync's in nano's global layer, WMMA's
 # in its hybrid one): the fp32 kernels (DSK_CUDA_ATTN=fp32; only the
 # attention's rounding differs), WMMA's in both layers
-# (DSK_CUDA_ATTN=wmma), and mma.sync's in blocks of 8 warps
-# (DSK_CUDA_ATTN=mma8).
-for attn in fp32 wmma mma8; do
+# (DSK_CUDA_ATTN=wmma), mma.sync's in blocks of 8 warps
+# (DSK_CUDA_ATTN=mma8), and dQ from the dS the dK/dV kernel kept
+# (DSK_CUDA_ATTN=stored).
+for attn in fp32 wmma mma8 stored; do
     name=$([ "$attn" = fp32 ] && echo gpu-bf16-fa32 || echo "gpu-bf16-$attn")
     if (export DSK_CUDA_ATTN=$attn && train "$name" "$DEV" --dtype bf16); then
         a=$(last_loss "$tmp/gpu-bf16.jsonl") o=$(last_loss "$tmp/$name.jsonl")

@@ -10,7 +10,8 @@
  * WMMA's ("kernels":"wmma"), mma.sync's ("mma"), those in blocks of 8
  * warps ("mma8"), the default's ("auto": mma.sync's with tiles
  * double-buffered by cp.async) and DSK_CUDA_ATTN=wide's ("wide": those
- * with 32 query rows a warp); on cpu the attention is fp32
+ * with 32 query rows a warp) and DSK_CUDA_ATTN=stored's ("stored": dQ
+ * from the dS the dK/dV kernel kept); on cpu the attention is fp32
  * either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
@@ -93,7 +94,8 @@ int main(int argc, char **argv)
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA, "mma"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA8, "mma8"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WIDE, "wide"}};
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WIDE, "wide"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_STORED, "stored"}};
     int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
     for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
         if (!cuda && runs[x].kernels != -1 && runs[x].kernels != DSK_CUDA_ATTN_AUTO)
