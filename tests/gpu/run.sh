@@ -31,7 +31,9 @@
 #                         left is skipped, saying so (and counted failed,
 #                         but memcheck, which like its timeout is not)
 #   DSK_GPU_MEMCHECK=last memcheck after everything else, not first; off:
-#                         not at all
+#                         not at all.  Under a deadline memcheck runs the
+#                         op checks' --quick cases (every kernel, on the
+#                         smaller shapes: the tool slows them many times)
 #   DSK_GPU_LOGDIR=DIR    keep every step's full log in DIR
 set -eu
 cd "$(dirname "$0")/../.."
@@ -125,7 +127,9 @@ memcheck() {
         return 0
     fi
     start=$(date +%s)
-    if timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops >"$LOG.memcheck" 2>&1; then
+    # shellcheck disable=SC2086
+    if timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops ${DSK_GPU_DEADLINE:+--quick} \
+        >"$LOG.memcheck" 2>&1; then
         if grep -q 'GPU half skipped' "$LOG.memcheck"; then
             echo "# memcheck: skipped (no CUDA device)"
         else
