@@ -743,19 +743,32 @@ struct mma_dq_rows {
     int i[2], first[2];
     float lse2[2], D[2];
 };
+/* Their i and first key only (what dQ from a stored dS needs). */
 template <int BR, int M>
-__device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows (&rs)[M], const int (*first_sh)[BR], int local,
-                                                 const float *lse, const float *D, size_t bh, int i0, int T, int warp,
-                                                 int lane)
+__device__ __forceinline__ void mma_dq_rows_keys(mma_dq_rows (&rs)[M], const int (*first_sh)[BR], int local, int i0,
+                                                 int warp, int lane)
 {
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
         for (int x = 0; x < 2; x++) {
+            const int row = 16 * (M * warp + mi) + (lane >> 2) + 8 * x;
+            rs[mi].i[x] = i0 + row;
+            rs[mi].first[x] = first_sh[local][row];
+        }
+}
+template <int BR, int M>
+__device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows (&rs)[M], const int (*first_sh)[BR], int local,
+                                                 const float *lse, const float *D, size_t bh, int i0, int T, int warp,
+                                                 int lane)
+{
+    mma_dq_rows_keys<BR, M>(rs, first_sh, local, i0, warp, lane);
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
             mma_dq_rows *r = &rs[mi];
-            const int row = 16 * (M * warp + mi) + (lane >> 2) + 8 * x, i = i0 + row;
-            r->i[x] = i;
-            r->first[x] = first_sh[local][row];
+            const int i = r->i[x];
             r->lse2[x] = INFINITY;
             r->D[x] = 0;
             if (i < T) {
@@ -763,6 +776,20 @@ __device__ __forceinline__ void mma_dq_rows_load(mma_dq_rows (&rs)[M], const int
                 r->D[x] = D[bh * T + i];
             }
         }
+}
+
+/* Whether every row of the warp (its M blocks' rows r) sees all the keys
+ * j0 .. j0 + BC - 1 (mma_fwd_tile's SKIP_FULL); warp-uniform. */
+template <int M>
+__device__ __forceinline__ int mma_warp_sees_all(const mma_dq_rows (&r)[M], int j0, int BC)
+{
+    int full = 1;
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int x = 0; x < 2; x++)
+            full &= j0 >= r[mi].first[x] && j0 + BC - 1 <= r[mi].i[x];
+    return __all_sync(0xffffffffu, full);
 }
 
 /* dS into dp (from S in s) for a lane's two rows r of a block of 16 and
@@ -795,13 +822,7 @@ __device__ __forceinline__ void mma_dq_tile(const bf16 *q_warp, const bf16 *do_w
     const int t = lane & 3;
     float s[M][KEY_TILES][4], dp[M][KEY_TILES][4];
     mma_abt_pair<M, KEY_TILES, HDP>(s, q_warp, Ks, dp, do_warp, Vs, LD, lane);
-    int full = SKIP_FULL;
-#pragma unroll
-    for (int mi = 0; mi < M; mi++)
-#pragma unroll
-        for (int x = 0; x < 2; x++)
-            full &= j0 >= r[mi].first[x] && j0 + BC - 1 <= r[mi].i[x];
-    if (SKIP_FULL && __all_sync(0xffffffffu, full)) {
+    if (SKIP_FULL && mma_warp_sees_all<M>(r, j0, BC)) {
 #pragma unroll
         for (int mi = 0; mi < M; mi++)
             mma_dq_grads<KEY_TILES, false>(s[mi], dp[mi], r[mi], j0, scale_log2, t);
@@ -1096,12 +1117,7 @@ __global__ void __launch_bounds__(128)
     fa_row_masks<BR>(first_sh, i0, T, pos + (size_t)b * T, window, !local, lo_sh);
     __syncthreads();
     mma_dq_rows r[1];   /* of which only i and first (INT_MAX past T: nothing seen) */
-#pragma unroll
-    for (int x = 0; x < 2; x++) {
-        const int row = 16 * warp + (lane >> 2) + 8 * x;
-        r[0].i[x] = i0 + row;
-        r[0].first[x] = first_sh[local][row];
-    }
+    mma_dq_rows_keys<BR, 1>(r, first_sh, local, i0, warp, lane);
     float dqa[1][DIM_TILES][4];
     mma_zero(dqa);
 
@@ -1115,11 +1131,7 @@ __global__ void __launch_bounds__(128)
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
-        int full = 1;
-#pragma unroll
-        for (int x = 0; x < 2; x++)
-            full &= j0 >= r[0].first[x] && j0 + BC - 1 <= r[0].i[x];
-        full = __all_sync(0xffffffffu, full);
+        const int full = mma_warp_sees_all<1>(r, j0, BC);
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++) {
             uint32_t fa[1][4];
@@ -1151,7 +1163,10 @@ template <int H, int M> static size_t mma_async_smem_of(int backward)
 {
     if (!backward)
         return mma_fwd_async_smem<H, M>::bytes;
-    return std::max(mma_dkdv_async_smem<H>::bytes, mma_dq_async_smem<H, M>::bytes);
+    size_t bytes = std::max(mma_dkdv_async_smem<H>::bytes, mma_dq_async_smem<H, M>::bytes);
+    /* M = 2 is wide's and stored's: stored's dQ kernel too (more than
+     * wide's at heads of 16) */
+    return M == 2 ? std::max(bytes, mma_dq_ds_smem<H>::bytes) : bytes;
 }
 static size_t mma_async_smem(int hdp, int backward, int m)
 {
@@ -1288,9 +1303,7 @@ static void mma_bwd_async_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     /* DSK_CUDA_ATTN=stored: dS from the dK/dV kernel, dQ from it. */
     bf16 *ds = M == 2 && mma_ds_bytes(cb, s) ? (bf16 *)((char *)cb->attn_bf16 + mma_ds_offset(s)) : NULL;
     auto *kkv = ds ? mma_dkdv_async_kernel<HDP, M == 2, M == 2> : mma_dkdv_async_kernel<HDP, M == 2, false>;
-    auto *kq = mma_dq_async_kernel<HDP, M, M == 2>;
     CUDA_CHECK(cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LKV::bytes));
-    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
     const int nb = (T + MMA_DS_BLOCK - 1) / MMA_DS_BLOCK;
     unsigned grid_kv = fa_grid((unsigned long long)B * KV * nkt, "attention_bwd");
     {
@@ -1313,6 +1326,8 @@ static void mma_bwd_async_launch(dsk_cuda *cb, float *dq, float *dk, float *dv, 
         LAUNCHED(cb, "attention_bwd (dq from dS; mma.sync)");
         return;
     }
+    auto *kq = mma_dq_async_kernel<HDP, M, M == 2>;
+    CUDA_CHECK(cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)LQ::bytes));
     unsigned grid_q = fa_grid((unsigned long long)B * H * nqt, "attention_bwd");
     {
         dsk_cuda_prof_scope timed(cb, M == 2 ? "dq (mma.sync, wide)" : "dq (mma.sync, async)");

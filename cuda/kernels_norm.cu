@@ -160,14 +160,22 @@ __global__ void rmsnorm_bwd_dw_sum_kernel(float *dw, const float *part, int chun
     dw[c] += s;
 }
 
-/* rmsnorm_bwd_kernel<V>, its shared memory opted into past 48 KB. */
+/* rmsnorm_bwd_kernel<V>: the row's accumulators, C floats of dynamic
+ * shared memory; with the kernel's own 32 floats (block_sum's) past 48
+ * KB a block must opt in. */
 template <typename V>
-static void rmsnorm_bwd_launch(dsk_cuda *cb, int chunks, int threads, size_t smem, V *dx, dsk_half_out h, V *part,
-                               const V *dout, const V *x, const V *w, const float *rstd, int n, int Cv)
+static void rmsnorm_bwd_launch(dsk_cuda *cb, int chunks, int threads, V *dx, dsk_half_out h, V *part, const V *dout,
+                               const V *x, const V *w, const float *rstd, int n, int Cv)
 {
-    if (smem + 32 * sizeof(float) > 48 * 1024)
+    const int C = Cv * (int)(sizeof(V) / sizeof(float));
+    const size_t smem = (size_t)C * sizeof(float), fixed = 32 * sizeof(float);
+    if (smem + fixed > 48 * 1024) {
+        if (smem + fixed > (size_t)cb->smem_optin)
+            dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
+                    cb->smem_optin);
         CUDA_CHECK(
             cudaFuncSetAttribute(rmsnorm_bwd_kernel<V>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    }
     rmsnorm_bwd_kernel<V><<<chunks, threads, smem, cb->stream>>>(dx, h, part, dout, x, w, rstd, n, Cv);
 }
 
@@ -178,22 +186,16 @@ void dsk_cuda_rmsnorm_bwd(dsk_backend *be, float *dx, float *dw, const float *do
     if (n <= 0 || C <= 0)
         return;
     int chunks = (n + DW_ROWS - 1) / DW_ROWS, threads = 128;
-    /* The row's accumulators; with the kernel's own 32 floats (block_sum's)
-     * past 48 KB a block must opt in. */
-    size_t smem = (size_t)C * sizeof(float), fixed = 32 * sizeof(float);
     float *part = (float *)dsk_cuda_scratch(cb, (size_t)chunks * C * sizeof(float));
     dsk_half_out h;
     dsk_cuda_half_produce(cb, (size_t)n * C, dx, &h, NULL, NULL);
     const void *arrays[] = {dx, part, dout, x, w};
     const int vec = dsk_vec4_ok((size_t)C, arrays, 5, h, h);
-    if (smem + fixed > 48 * 1024 && smem + fixed > (size_t)cb->smem_optin)
-        dsk_die(EX_SOFTWARE, "cuda: rmsnorm_bwd: a row of %d floats is more than %d bytes of shared memory", C,
-                cb->smem_optin);
     if (vec)
-        rmsnorm_bwd_launch(cb, chunks, row_threads(C / 4), smem, (float4 *)dx, h, (float4 *)part,
-                           (const float4 *)dout, (const float4 *)x, (const float4 *)w, rstd, n, C / 4);
+        rmsnorm_bwd_launch(cb, chunks, row_threads(C / 4), (float4 *)dx, h, (float4 *)part, (const float4 *)dout,
+                           (const float4 *)x, (const float4 *)w, rstd, n, C / 4);
     else
-        rmsnorm_bwd_launch(cb, chunks, row_threads(C), smem, dx, h, part, dout, x, w, rstd, n, C);
+        rmsnorm_bwd_launch(cb, chunks, row_threads(C), dx, h, part, dout, x, w, rstd, n, C);
     LAUNCHED(cb, "rmsnorm_bwd");
     rmsnorm_bwd_dw_sum_kernel<<<(C + threads - 1) / threads, threads, 0, cb->stream>>>(dw, part, chunks, C);
     LAUNCHED(cb, "rmsnorm_bwd");

@@ -115,6 +115,12 @@ int dsk_cuda_weights_hold(dsk_cuda *cb, int dtype, const float *p, size_t n)
     return (dtype == DSK_DTYPE_BF16 || dtype == DSK_DTYPE_FP16) && aligned_holder(cb, p, n) != NULL;
 }
 
+/* p's place in e's 16-bit copy. */
+static const void *copy_at(const dsk_cuda_wcopy *e, const float *p)
+{
+    return (const char *)e->half + (size_t)(p - e->w) * 2;
+}
+
 const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_t n, int *fresh)
 {
     dsk_cuda_wcopy *e = aligned_holder(cb, p, n);
@@ -136,7 +142,7 @@ const void *dsk_cuda_weights_half(dsk_cuda *cb, int dtype, const float *p, size_
         convert(cb, e, 0, e->n);
         *fresh = 1;
     }
-    return (const char *)e->half + (size_t)(p - e->w) * 2;
+    return copy_at(e, p);
 }
 
 const void *dsk_cuda_weights_current(dsk_cuda *cb, int dtype, const float *p, size_t n)
@@ -144,7 +150,7 @@ const void *dsk_cuda_weights_current(dsk_cuda *cb, int dtype, const float *p, si
     dsk_cuda_wcopy *e = aligned_holder(cb, p, n);
     if (!e || !e->half || e->dtype != dtype)
         return NULL;
-    return (const char *)e->half + (size_t)(p - e->w) * 2;
+    return copy_at(e, p);
 }
 
 dsk_half_out dsk_cuda_weights_out(dsk_cuda *cb, const float *p, size_t n)
