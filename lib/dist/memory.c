@@ -68,11 +68,12 @@ static void counting(dsk_backend *be, size_t *bytes)
     be->impl = bytes;
 }
 
-size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute)
+size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute, size_t logits_budget)
 {
     size_t bytes = 0;
     dsk_backend be;
     counting(&be, &bytes);
+    be.logits_budget = logits_budget;
     dsk_model *m = dsk_model_create_hooked(c, &be, DSK_UNIT_PARAMS | DSK_UNIT_GRADS, NULL);
     m->recompute = recompute;
     size_t before = bytes;
@@ -106,7 +107,7 @@ void dsk_mem_table(FILE *f, const dsk_model_config *c, const char *name, int B, 
     dsk_backend be;
     counting(&be, &none);
     dsk_model *m = dsk_model_create_hooked(c, &be, DSK_UNIT_PARAMS | DSK_UNIT_GRADS, NULL);
-    size_t acts = dsk_mem_activations(c, B, T, 0), acts_rc = dsk_mem_activations(c, B, T, 1);
+    size_t acts = dsk_mem_activations(c, B, T, 0, 0), acts_rc = dsk_mem_activations(c, B, T, 1, 0);
     char a[32], b[32], d[32], e[32], g[32], h[32];
     fprintf(f, "Memory per rank to train %s: %zu parameters (vocabulary %d, %d layers),\n"
             "float32 weights, gradients and AdamW moments, as dsk-train allocates them.\n"

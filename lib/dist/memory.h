@@ -26,8 +26,9 @@ typedef struct dsk_mem_plan {
 void dsk_mem_plan_model(const dsk_model *m, int world, int stage, dsk_mem_plan *p);
 size_t dsk_mem_plan_total(const dsk_mem_plan *p);
 /* What dsk_model_alloc_batch(B, T) allocates for config c (counted, not
- * allocated), with or without activation recomputation. */
-size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute);
+ * allocated), with or without activation recomputation, on a backend
+ * whose logits_budget is logits_budget (0: the cpu's). */
+size_t dsk_mem_activations(const dsk_model_config *c, int B, int T, int recompute, size_t logits_budget);
 /* "12.3 MiB" into buf. */
 const char *dsk_mem_human(size_t bytes, char *buf, size_t len);
 /* The table: config c at 1, 2, 4, ... 64 ranks, ZeRO 0 to 3, for a

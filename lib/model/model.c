@@ -371,7 +371,7 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     m->resid_out = A(n * d);
     m->hf = A(n * d);
     m->rstdf = A(n);
-    m->logit_rows = dsk_model_logit_rows(m->head_rows, (int)n, c->vocab_size);
+    m->logit_rows = dsk_model_logit_rows(m->head_rows, (int)n, c->vocab_size, be->logits_budget);
     m->logits = A((size_t)m->logit_rows * c->vocab_size);
     m->losses = A(n);
     m->d_resid = A(n * d);
@@ -540,15 +540,26 @@ static void release_head(dsk_model *m, int what)
     dsk_model_release(m, m->cfg.n_layers + 1, what);
 }
 
-int dsk_model_logit_rows(int head_rows, int n, int V)
+int dsk_model_logit_rows(int head_rows, int n, int V, size_t budget)
 {
-    /* Automatic: the whole batch while its logits take at most 128 MiB,
-     * in chunks of a multiple of 128 rows (a tensor-core product's tile:
-     * 640 rows at a vocabulary of 50K, not 667 and a tile 5% full). */
-    long rows = head_rows > 0 ? head_rows : (32L << 20) / (V > 0 ? V : 1);
-    if (head_rows <= 0 && rows > 128 && rows < n)
-        rows -= rows % 128;
-    return rows < 1 ? 1 : rows > n ? n : (int)rows;
+    if (head_rows > 0)
+        return head_rows > n ? n : head_rows;
+    /* Automatic: the whole batch while its logits fit the budget, else
+     * chunks of as near one size as a multiple of 128 rows (a
+     * tensor-core product's tile) allows: 4 of 4096 rows at a 1 GiB
+     * budget, vocabulary 50K and 16384 rows, not 3 of 5248 and one of
+     * 640.  A smaller multiple of 128 than that where rounding up would
+     * pass the budget (640 rows at 128 MiB and 50K, not 667 and a tile
+     * 5% full). */
+    size_t row_bytes = (size_t)(V > 0 ? V : 1) * sizeof(float);
+    size_t most = (budget ? budget : DSK_LOGITS_BUDGET) / row_bytes;
+    if (most >= (size_t)n)
+        return n;
+    if (most <= 128)
+        return most < 1 ? 1 : (int)most;
+    size_t chunks = ((size_t)n + most - 1) / most, rows = ((size_t)n + chunks - 1) / chunks;
+    rows = (rows + 127) / 128 * 128;
+    return (int)(rows <= most ? rows : most - most % 128);
 }
 
 /* The LM head and the loss, logit_rows rows at a time, so the logits

@@ -155,9 +155,10 @@ const dsk_tensor_info *dsk_model_find_tensor(const dsk_model *m, const char *nam
 
 void dsk_model_alloc_batch(dsk_model *m, int B, int T);
 /* Rows per LM-head chunk for head_rows (0: automatic, the whole batch
- * while its logits take at most 128 MiB, else a multiple of 128 rows
- * that fits) and a batch of n positions. */
-int dsk_model_logit_rows(int head_rows, int n, int V);
+ * while its logits take at most budget bytes (0: DSK_LOGITS_BUDGET),
+ * else chunks of about one size, a multiple of 128 rows, that fit) and a
+ * batch of n positions. */
+int dsk_model_logit_rows(int head_rows, int n, int V, size_t budget);
 /* Copies a batch (B, T at most the allocated ones) to the device. */
 int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err);
 /* Forward over the current batch; sets loss_sum and n_targets.  With

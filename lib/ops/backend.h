@@ -45,9 +45,20 @@ typedef struct dsk_attn_shape {
 } dsk_attn_shape;
 
 typedef struct dsk_backend dsk_backend;
+/* The LM head's logits a chunk of rows may take, by default (the cpu's:
+ * fewer, larger products gain it little, and a chunk's logits then stay
+ * near the caches). */
+#define DSK_LOGITS_BUDGET ((size_t)128 << 20)
+
 struct dsk_backend {
     const char *name;
     int threads;
+    /* Bytes of logits the LM head's automatic chunk of rows may take
+     * (dsk_model_logit_rows; 0: DSK_LOGITS_BUDGET).  A GPU asks for
+     * more: each chunk adds the head's weight gradient in place (read
+     * and written whole, 412 MB at 1.3b's vocabulary of 50K), and its
+     * dX product has too few tiles of output to fill the device. */
+    size_t logits_budget;
 
     /* ---- memory: device allocations are zeroed ---- */
     void *(*alloc)(dsk_backend *be, size_t bytes);

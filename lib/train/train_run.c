@@ -1009,7 +1009,7 @@ static void print_memory(run *r)
     dsk_mem_plan p;
     size_t peak_p, peak_g;
     dsk_zero_memory(r->zero, &p, &peak_p, &peak_g);
-    p.acts = dsk_mem_activations(&r->model->cfg, r->B, r->T, r->model->recompute);
+    p.acts = dsk_mem_activations(&r->model->cfg, r->B, r->T, r->model->recompute, r->model->be->logits_budget);
     char v[7][32];
     dsk_buf params = {0}, grads = {0};
     dsk_buf_printf(&params, "%s", dsk_mem_human(p.params, v[0], sizeof v[0]));
@@ -1030,7 +1030,8 @@ static void print_memory(run *r)
     if (r->ref)
         fprintf(stderr, "%s: and the DPO reference model, whole on every rank: %s and its activations %s\n",
                 dsk_progname(), dsk_mem_human(r->ref->n_params * sizeof(float), v[1], sizeof v[1]),
-                dsk_mem_human(dsk_mem_activations(&r->ref->cfg, r->B, r->T, 1), v[2], sizeof v[2]));
+                dsk_mem_human(dsk_mem_activations(&r->ref->cfg, r->B, r->T, 1, r->ref->be->logits_budget), v[2],
+                              sizeof v[2]));
     dsk_buf_free(&params);
     dsk_buf_free(&grads);
 }

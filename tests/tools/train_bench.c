@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     printf("{\"impl\":\"dsk\",\"backend\":\"%s\",\"dtype\":\"%s\",\"recompute\":%d,\"threads\":%d,"
            "\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"gflops\":%.2f,\"activation_bytes\":%zu,"
            "\"sgemm_gflops\":%.2f,\"loss\":%.4f}\n", be->name, dtype, recompute, be->threads, tok_s, dt * 1e3,
-           gflops, dsk_mem_activations(&cfg, B, T, recompute), cpu ? sgemm_peak() : 0.0, m->loss_sum / m->n_targets);
+           gflops, dsk_mem_activations(&cfg, B, T, recompute, be->logits_budget), cpu ? sgemm_peak() : 0.0, m->loss_sum / m->n_targets);
     dsk_optimizer_free(opt);
     dsk_model_free(m);
     be->destroy(be);

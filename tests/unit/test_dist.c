@@ -216,10 +216,10 @@ TEST(memory_plan)
     size_t head = (m->unit_lo[m->n_units] - m->unit_lo[m->n_units - 1] + m->unit_lo[1]) * sizeof(float);
     CHECK(p.params_held >= head && p.grads_held == p.params_held);
     /* Activations: linear in the rows. */
-    size_t one = dsk_mem_activations(&c, 1, TT, 0), two = dsk_mem_activations(&c, 2, TT, 0);
+    size_t one = dsk_mem_activations(&c, 1, TT, 0, 0), two = dsk_mem_activations(&c, 2, TT, 0, 0);
     CHECK(one > 0 && two == 2 * one);
     /* Recomputation keeps one layer's set, not n_layers of them. */
-    size_t rc = dsk_mem_activations(&c, 1, TT, 1);
+    size_t rc = dsk_mem_activations(&c, 1, TT, 1, 0);
     CHECK(rc > 0 && rc < one);
     char buf[32];
     CHECK_STR(dsk_mem_human(3 << 20, buf, sizeof buf), "3.0 MiB");

@@ -265,7 +265,7 @@ static void check_recompute(const char *pattern)
             CHECK(a->forwards == 2 && b->forwards == 2 && a->dropped == b->dropped && a->aux_loss == b->aux_loss);
             CHECK(!memcmp(a->selected, b->selected, (size_t)m[0]->cfg.n_routed_experts * sizeof *a->selected));
         }
-    CHECK(dsk_mem_activations(&m[0]->cfg, B, TT, 1) < dsk_mem_activations(&m[0]->cfg, B, TT, 0));
+    CHECK(dsk_mem_activations(&m[0]->cfg, B, TT, 1, 0) < dsk_mem_activations(&m[0]->cfg, B, TT, 0, 0));
     dsk_model_free(m[0]);
     dsk_model_free(m[1]);
     be->destroy(be);
@@ -322,6 +322,28 @@ TEST(head_in_chunks_matches_whole)
         dsk_model_free(m[1]);
     }
     be->destroy(be);
+}
+
+/* The automatic chunk: the whole batch when it fits, else chunks of about
+ * one size in multiples of 128 rows within the budget. */
+TEST(head_chunk_rows)
+{
+    const size_t MiB = (size_t)1 << 20;
+    CHECK(dsk_model_logit_rows(0, 16384, 50304, 0) == 640);             /* 128 MiB: 667 rows fit */
+    CHECK(dsk_model_logit_rows(0, 16384, 50304, 128 * MiB) == 640);
+    CHECK(dsk_model_logit_rows(0, 16384, 50304, 1024 * MiB) == 4096);   /* 4 x 4096, not 3 x 5248 + 640 */
+    CHECK(dsk_model_logit_rows(0, 12000, 50304, 1024 * MiB) == 4096);   /* 3 chunks: 4000 rounded up */
+    CHECK(dsk_model_logit_rows(0, 2048, 32000, 0) == 1024);
+    CHECK(dsk_model_logit_rows(0, 1000, 32000, 0) == 1000);             /* the whole batch */
+    CHECK(dsk_model_logit_rows(0, 1000, 32000, 64 * 32000 * 4) == 64);   /* few rows fit: as many */
+    CHECK(dsk_model_logit_rows(0, 1000, 32000, 100) == 1);               /* not one row: one */
+    CHECK(dsk_model_logit_rows(5, 1000, 32000, 0) == 5);
+    CHECK(dsk_model_logit_rows(5000, 1000, 32000, 0) == 1000);
+    for (int n = 1; n <= 40000; n += 997) {
+        int rows = dsk_model_logit_rows(0, n, 50304, 1024 * MiB);
+        CHECK(rows >= 1 && rows <= n && (size_t)rows * 50304 * 4 <= 1024 * MiB);
+        CHECK(rows == n || rows % 128 == 0);
+    }
 }
 
 TEST(tensor_names_are_llama_names)
@@ -500,4 +522,5 @@ TEST(sampler_draws_the_exact_distribution)
 RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
           T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
           T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
-          T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(tensor_names_are_llama_names), T(bad_batches_are_refused))
+          T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(head_chunk_rows),
+          T(tensor_names_are_llama_names), T(bad_batches_are_refused))
