@@ -136,7 +136,7 @@ static const struct option long_options[] = {
 };
 
 static const char *show_config, *memory_table;
-static int lr_given, warmup_given, min_lr_given, batch_given;
+static int lr_given, warmup_given, min_lr_given, batch_given, length_given;
 static double dist_timeout = 600;
 
 /* Applies the command line to o (over the defaults, or over what a
@@ -157,8 +157,8 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case 'b': o->batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 20), batch_given = 1; break;
         case OPT_SEQ: o->seq_len = (int)dsk_parse_int("--seq-len", optarg, 1, 1 << 20); break;
         case OPT_ACCUM: o->grad_accum = (int)dsk_parse_int("--grad-accum", optarg, 1, 1 << 20); break;
-        case OPT_STEPS: o->steps = (long)dsk_parse_int("--steps", optarg, 1, 1LL << 40); break;
-        case OPT_TOKENS: o->tokens = dsk_parse_size("--tokens", optarg); break;
+        case OPT_STEPS: o->steps = (long)dsk_parse_int("--steps", optarg, 1, 1LL << 40), length_given = 1; break;
+        case OPT_TOKENS: o->tokens = dsk_parse_size("--tokens", optarg), length_given = 1; break;
         case OPT_NO_DOC: o->doc_mask = 0; break;
         case OPT_LR: o->adamw.lr = dsk_parse_double("--lr", optarg, 0, 10), lr_given = 1; break;
         case OPT_MIN_LR: o->adamw.min_lr = dsk_parse_double("--min-lr", optarg, 0, 10), min_lr_given = 1; break;
@@ -186,7 +186,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             break;
         case OPT_REF: o->ref = optarg; break;
         case OPT_BETA: o->beta = dsk_parse_double("--beta", optarg, 1e-6, 1e6); break;
-        case OPT_EPOCHS: o->epochs = dsk_parse_double("--epochs", optarg, 1e-6, 1e9); break;
+        case OPT_EPOCHS: o->epochs = dsk_parse_double("--epochs", optarg, 1e-6, 1e9), length_given = 1; break;
         case OPT_INIT: o->init = optarg; break;
         case OPT_RESUME: o->resume = 1; break;
         case OPT_SAVE: o->save_every = (long)dsk_parse_int("--save-every", optarg, 0, 1LL << 40); break;
@@ -296,9 +296,18 @@ int main(int argc, char **argv)
             dsk_die_err(&err);
         if (st.options && dsk_train_opts_from_json(&o, st.options, &err))
             dsk_die_err(&err);
+        int stage = -1;
         for (int i = 0; i < 4; i++)
             if (!strcmp(st.stage, dsk_stage_names[i]))
-                o.stage = i;
+                stage = i;
+        if (stage < 0)
+            dsk_die(EX_DATAERR, "%s: a damaged state.json: stage '%s' (expected pretrain, continue, sft or dpo)", dir,
+                    st.stage);
+        o.stage = stage;
+        /* A length given now, in whichever unit, replaces the saved one
+         * (saved steps would otherwise win over new tokens or epochs). */
+        if (length_given)
+            o.steps = 0, o.tokens = 0, o.epochs = 0;
         dsk_train_state_free(&st);
         free(dir);
         free(o.sets);

@@ -100,6 +100,7 @@ static ssize_t fill(dsk_reader *r, dsk_err *err)
         memcpy(r->zbuf, r->buf + r->end, (size_t)got);
         r->zstart = 0;
         r->zend = (size_t)got;
+        r->zframe_open = 1;
     }
     if (!r->zstd)
         return read_raw(r, r->buf + r->end, room, err);
@@ -108,6 +109,21 @@ static ssize_t fill(dsk_reader *r, dsk_err *err)
             ssize_t got = read_raw(r, r->zbuf, r->zcap, err);
             if (got < 0)
                 return -1;
+            if (got == 0 && r->zframe_open) {
+                /* The input's end inside a frame: what the frame still
+                 * holds for the output, else a cut (what came out so far
+                 * may end on a whole record, which must not pass for the
+                 * whole input). */
+                ZSTD_inBuffer none = {r->zbuf, 0, 0};
+                ZSTD_outBuffer out = {r->buf + r->end, room, 0};
+                size_t rc = ZSTD_decompressStream(r->zstd, &out, &none);
+                if (!ZSTD_isError(rc) && out.pos > 0) {
+                    r->zframe_open = rc != 0;
+                    return (ssize_t)out.pos;
+                }
+                dsk_fail(err, EX_DATAERR, "%s: zstd: truncated (the input ends inside a frame)", r->name);
+                return -1;
+            }
             if (got == 0)
                 return 0;
             r->zstart = 0;
@@ -117,6 +133,7 @@ static ssize_t fill(dsk_reader *r, dsk_err *err)
         ZSTD_outBuffer out = {r->buf + r->end, room, 0};
         size_t rc = ZSTD_decompressStream(r->zstd, &out, &in);
         r->zstart = in.pos;
+        r->zframe_open = rc != 0;   /* 0: a frame ended and was flushed whole */
         if (ZSTD_isError(rc)) {
             dsk_fail(err, EX_DATAERR, "%s: zstd: %s", r->name, ZSTD_getErrorName(rc));
             return -1;

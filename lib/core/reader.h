@@ -24,6 +24,7 @@ typedef struct dsk_reader {
     void *zstd;          /* ZSTD_DCtx when the input is compressed */
     char *zbuf;
     size_t zcap, zstart, zend;
+    int zframe_open;          /* a zstd frame has begun and not ended: its end is due before the input's */
 } dsk_reader;
 
 int dsk_reader_open(dsk_reader *r, const char *path, size_t max_record, dsk_err *err);

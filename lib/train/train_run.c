@@ -64,46 +64,49 @@ typedef struct opt_key {
     const char *name;
     int type;
     size_t off;
+    double lo, hi;   /* numbers: the range a saved value must be in (the command line's, and 0 where it means unset) */
 } opt_key;
 
 #define F(field) offsetof(dsk_train_opts, field)
+#define BIG 1099511627776.0   /* 2^40: the command line's bound on step counts */
 static const opt_key opt_keys[] = {
-    {"data", O_STR, F(data)},
-    {"ref", O_STR, F(ref)},
-    {"init", O_STR, F(init)},
-    {"epochs", O_DOUBLE, F(epochs)},
-    {"beta", O_DOUBLE, F(beta)},
-    {"batch", O_INT, F(batch)},
-    {"seq_len", O_INT, F(seq_len)},
-    {"grad_accum", O_INT, F(grad_accum)},
-    {"doc_mask", O_INT, F(doc_mask)},
-    {"steps", O_LONG, F(steps)},
-    {"tokens", O_U64, F(tokens)},
-    {"lr", O_DOUBLE, F(adamw.lr)},
-    {"min_lr", O_DOUBLE, F(adamw.min_lr)},
-    {"warmup", O_LONG, F(adamw.warmup)},
-    {"beta1", O_DOUBLE, F(adamw.beta1)},
-    {"beta2", O_DOUBLE, F(adamw.beta2)},
-    {"adam_eps", O_DOUBLE, F(adamw.eps)},
-    {"weight_decay", O_DOUBLE, F(adamw.weight_decay)},
-    {"clip", O_DOUBLE, F(adamw.clip)},
-    {"seed", O_U64, F(seed)},
-    {"eval_every", O_LONG, F(eval_every)},
-    {"eval_batches", O_INT, F(eval_batches)},
-    {"save_every", O_LONG, F(save_every)},
-    {"keep", O_INT, F(keep)},
-    {"sample_every", O_LONG, F(sample_every)},
-    {"sample_tokens", O_INT, F(sample_tokens)},
-    {"temperature", O_DOUBLE, F(sampler.temperature)},
-    {"top_k", O_INT, F(sampler.top_k)},
-    {"top_p", O_DOUBLE, F(sampler.top_p)},
-    {"max_bad_steps", O_INT, F(max_bad_steps)},
-    {"zero", O_INT, F(zero)},
-    {"dtype", O_DTYPE, F(dtype)},
-    {"loss_scale", O_DOUBLE, F(loss_scale)},
-    {"loss_scale_window", O_LONG, F(loss_scale_window)},
-    {"recompute", O_INT, F(recompute)},
+    {"data", O_STR, F(data), 0, 0},
+    {"ref", O_STR, F(ref), 0, 0},
+    {"init", O_STR, F(init), 0, 0},
+    {"epochs", O_DOUBLE, F(epochs), 0, 1e9},
+    {"beta", O_DOUBLE, F(beta), 1e-6, 1e6},
+    {"batch", O_INT, F(batch), 1, 1 << 20},
+    {"seq_len", O_INT, F(seq_len), 0, 1 << 20},
+    {"grad_accum", O_INT, F(grad_accum), 1, 1 << 20},
+    {"doc_mask", O_INT, F(doc_mask), 0, 1},
+    {"steps", O_LONG, F(steps), 0, BIG},
+    {"tokens", O_U64, F(tokens), 0, 9.2e18},
+    {"lr", O_DOUBLE, F(adamw.lr), 0, 10},
+    {"min_lr", O_DOUBLE, F(adamw.min_lr), 0, 10},
+    {"warmup", O_LONG, F(adamw.warmup), 0, BIG},
+    {"beta1", O_DOUBLE, F(adamw.beta1), 0, 0.999999},
+    {"beta2", O_DOUBLE, F(adamw.beta2), 0, 0.999999},
+    {"adam_eps", O_DOUBLE, F(adamw.eps), 1e-30, 1},
+    {"weight_decay", O_DOUBLE, F(adamw.weight_decay), 0, 10},
+    {"clip", O_DOUBLE, F(adamw.clip), 0, 1e9},
+    {"seed", O_U64, F(seed), 0, 4611686018427387904.0},
+    {"eval_every", O_LONG, F(eval_every), 0, BIG},
+    {"eval_batches", O_INT, F(eval_batches), 0, 1000000},
+    {"save_every", O_LONG, F(save_every), 0, BIG},
+    {"keep", O_INT, F(keep), 0, 1000000},
+    {"sample_every", O_LONG, F(sample_every), 0, BIG},
+    {"sample_tokens", O_INT, F(sample_tokens), 1, 1 << 20},
+    {"temperature", O_DOUBLE, F(sampler.temperature), 0, 100},
+    {"top_k", O_INT, F(sampler.top_k), 0, 1 << 24},
+    {"top_p", O_DOUBLE, F(sampler.top_p), 0, 1},
+    {"max_bad_steps", O_INT, F(max_bad_steps), 1, 1000000},
+    {"zero", O_INT, F(zero), 0, 3},
+    {"dtype", O_DTYPE, F(dtype), 0, 0},
+    {"loss_scale", O_DOUBLE, F(loss_scale), 0, 1e38},
+    {"loss_scale_window", O_LONG, F(loss_scale_window), 1, BIG},
+    {"recompute", O_INT, F(recompute), 0, 1},
 };
+#undef BIG
 #undef F
 
 struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o)
@@ -141,6 +144,12 @@ int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *
         int is_str = k->type == O_STR || k->type == O_DTYPE;
         if (is_str ? !json_object_is_type(v, json_type_string) : !is_num)
             return dsk_fail(err, EX_DATAERR, "state.json: option \"%s\" has the wrong type", k->name);
+        /* Edited by hand, perhaps (adam_eps is documented as editable):
+         * what the command line would refuse is refused here too. */
+        double num = is_num ? json_object_get_double(v) : 0;
+        if (is_num && !(num >= k->lo && num <= k->hi))
+            return dsk_fail(err, EX_DATAERR, "state.json: option \"%s\" is %s, outside %g to %g (a damaged checkpoint)",
+                            k->name, json_object_to_json_string(v), k->lo, k->hi);
         switch (k->type) {
         case O_INT: *(int *)f = (int)json_object_get_int64(v); break;
         case O_LONG: *(long *)f = (long)json_object_get_int64(v); break;
@@ -216,6 +225,7 @@ typedef struct run {
     dsk_loss_scale ls;        /* what the loss gradient is multiplied by (--dtype, --loss-scale) */
     double step_scale;        /* the scale the last step ran with (the log reports it) */
     long *bias_snapshot;      /* MoE: selections per layer and expert at the last step */
+    int prompt_cut;           /* the samples' prompt was cut to fit (said once) */
 
     /* DPO: the frozen reference, per-row log-probabilities and gradient
      * coefficients, the loss weights scaled by them, and the statistics
@@ -452,9 +462,23 @@ static void sample_from(run *r, dsk_generator *gen)
         dsk_bpe_encoder enc;
         dsk_bpe_encoder_init(&enc, &r->tok);
         dsk_err e = {0};
-        if (dsk_bpe_encode(&r->tok, &enc, r->o->prompt, strlen(r->o->prompt), 1, &e) == 0)
-            for (size_t i = 0; i < enc.n_ids && n_prompt < 255; i++)
+        if (dsk_bpe_encode(&r->tok, &enc, r->o->prompt, strlen(r->o->prompt), 1, &e) == 0) {
+            /* A long prompt keeps its end, with room for the sample (at
+             * least half the model's positions). */
+            size_t want = (size_t)r->o->sample_tokens < (size_t)c->max_seq_len / 2 ? (size_t)r->o->sample_tokens
+                                                                                    : (size_t)c->max_seq_len / 2;
+            size_t keep = (size_t)c->max_seq_len - want;
+            if (keep > 255)
+                keep = 255;
+            size_t from = enc.n_ids > keep ? enc.n_ids - keep : 0;
+            if (from && !r->prompt_cut) {
+                dsk_warn("--prompt is %zu tokens: the samples continue its last %zu (the model has %d positions)",
+                         enc.n_ids, enc.n_ids - from, c->max_seq_len);
+                r->prompt_cut = 1;
+            }
+            for (size_t i = from; i < enc.n_ids; i++)
                 prompt[n_prompt++] = (int32_t)enc.ids[i];
+        }
         dsk_bpe_encoder_free(&enc);
     }
     if (n_prompt == 0)
@@ -901,8 +925,10 @@ static int train(run *r)
                          r->ls.dynamic && isfinite(loss) ? ", loss scale below 1" : "", bad_in_row);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
-                                "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
-                                o->out);
+                                "(%s%s%s; lower --lr or check the data)", bad_in_row,
+                                o->resume || r->saved_step >= 0 ? "the last checkpoint in " : "no checkpoint saved",
+                                o->resume || r->saved_step >= 0 ? o->out : "",
+                                o->resume || r->saved_step >= 0 ? " is intact" : "");
         }
         tokens_run += step_tokens;
         progress_line(r, loss, (double)tokens_run / fmax(1e-9, now - t_start), now - t_start);
@@ -1215,8 +1241,13 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         if (r.st.options)
             json_object_put(r.st.options);
         r.st.options = dsk_train_opts_to_json(o);
-        /* Paths made absolute, so --resume works from any directory. */
-        const char *paths[] = {"data", o->data, "init", o->init, "ref", o->ref};
+        /* Paths made absolute, so --resume works from any directory,
+         * and checkpoints as the step directories they resolved to: a
+         * run directory's latest moves on, and a resumed stage must
+         * start from, and compare with, what it did at first. */
+        const char *init_at = o->init && !o->resume ? from_dir : o->init;
+        const char *ref_at = o->ref && r.ref_dir ? r.ref_dir : o->ref;
+        const char *paths[] = {"data", o->data, "init", init_at, "ref", ref_at};
         for (int i = 0; i < 6; i += 2) {
             char *abs = paths[i + 1] ? realpath(paths[i + 1], NULL) : NULL;
             if (abs) {

@@ -207,6 +207,14 @@ zstd -q -c "$T/docs.jsonl" > "$T/docs.jsonl.zst" 2>/dev/null || python3 -c 'impo
 if [ -s "$T/docs.jsonl.zst" ]; then
     dsk-clean -q "$T/docs.jsonl.zst" > "$T/out"
     check "zstd input is read" cmp -s "$T/out" "$T/clean.jsonl"
+    # Cut short by a byte (the frame's end, after the last whole record)
+    # and the magic number alone: bad data, not an input that ended.
+    head -c $(( $(stat -c %s "$T/docs.jsonl.zst") - 1 )) "$T/docs.jsonl.zst" > "$T/cut.jsonl.zst"
+    expect_exit 65 "truncated zstd input" dsk-clean -q -o "$T/cut.jsonl" "$T/cut.jsonl.zst"
+    expect_err_contains "truncated" "truncated zstd input is named as such"
+    check "truncated zstd input: no -o file" test ! -e "$T/cut.jsonl"
+    printf '\050\265\057\375' > "$T/magic.zst"
+    expect_exit 65 "zstd magic number alone" dsk-clean -q "$T/magic.zst"
 fi
 for i in $(seq 1 20); do cat "$T/split.jsonl"; done > "$T/big.jsonl"
 ( dsk-clean -q --filters none --dedup none "$T/big.jsonl" 2>"$T/pipe.err" | head -1 > /dev/null; echo "${PIPESTATUS[0]}" > "$T/pipe.rc" )
