@@ -523,7 +523,7 @@ int main(int argc, char **argv)
     a.records.mode = DSK_REC_JSONL;
     dsk_err err = {0};
     int opt;
-    while ((opt = getopt_long(argc, argv, "t:o:j:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":t:o:j:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case 't': a.tokenizer = optarg; break;
         case 'o': a.output = optarg; break;
@@ -552,7 +552,7 @@ int main(int argc, char **argv)
             break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (optind >= argc)

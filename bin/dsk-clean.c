@@ -138,7 +138,7 @@ int main(int argc, char **argv)
     dsk_err err = {0};
     char msg[512];
     int opt;
-    while ((opt = getopt_long(argc, argv, "o:j:qhV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":o:j:qhV", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_RECORDS:
             dsk_records_spec_free(&c.records);
@@ -207,7 +207,7 @@ int main(int argc, char **argv)
         case 'q': c.quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (list_params) {
@@ -217,10 +217,14 @@ int main(int argc, char **argv)
     if (c.records.mode != DSK_REC_JSONL && strcmp(c.field, "text") != 0)
         dsk_usage_error("--field applies to JSONL input only");
 
+    /* All three opened before any work: a path that cannot be written
+     * fails the run before the others are made. */
     dsk_outfile out, rejects, stats;
     int rc = dsk_outfile_open(&out, output, &err);
     if (!rc && rejects_path)
         rc = dsk_outfile_open(&rejects, rejects_path, &err);
+    if (!rc && stats_path)
+        rc = dsk_outfile_open(&stats, stats_path, &err);
     if (rc)
         dsk_die_err(&err);
 
@@ -230,7 +234,7 @@ int main(int argc, char **argv)
         rc = dsk_outfile_commit(&out, &err);
     if (!rc && rejects_path)
         rc = dsk_outfile_commit(&rejects, &err);
-    if (!rc && stats_path && !(rc = dsk_outfile_open(&stats, stats_path, &err))) {
+    if (!rc && stats_path) {
         dsk_clean_stats_write_json(st, stats.fp);
         rc = dsk_outfile_commit(&stats, &err);
     }

@@ -413,7 +413,7 @@ int main(int argc, char **argv)
     c.ab = (dsk_ab_opts){10000, 0.95, 1};
     c.alpha = 0.05;
     int opt;
-    while ((opt = getopt_long(argc, argv, "d:b:j:o:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":d:b:j:o:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case 'd': c.data = optarg; break;
         case OPT_SPLIT:
@@ -457,7 +457,7 @@ int main(int argc, char **argv)
         case 'j': c.threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     int rest = argc - optind;

@@ -297,7 +297,7 @@ int main(int argc, char **argv)
     args a = {.pack_mode = DSK_PACK_CONCAT, .threads = dsk_default_threads(), .dict = 1, .zstd_level = 3,
               .shard_size = 1ull << 30, .dict_sample = 1u << 20, .window = 16u << 20};
     int opt;
-    while ((opt = getopt_long(argc, argv, "o:t:j:qhV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":o:t:j:qhV", long_options, NULL)) != -1) {
         switch (opt) {
         case 'o': a.output = optarg; break;
         case 't': a.tokenizer = optarg; break;
@@ -337,7 +337,7 @@ int main(int argc, char **argv)
         case OPT_JSON: a.json = 1; break;
         case 'h': fputs(usage, stdout); free(command); return 0;
         case 'V': dsk_print_version(); free(command); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (a.decode && a.json)

@@ -114,7 +114,7 @@ int main(int argc, char **argv)
     int force = 0, quiet = 0, json = 0, threads = 0, eval_split = 1;
     long eval_rows = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, "m:o:g:qj:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:o:g:qj:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case 'm':
             o.method = !strcmp(optarg, "rtn") ? DSK_QUANT_RTN : !strcmp(optarg, "gptq") ? DSK_QUANT_GPTQ
@@ -149,7 +149,7 @@ int main(int argc, char **argv)
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (argc - optind != 1)
@@ -186,6 +186,14 @@ int main(int argc, char **argv)
     o.calib_tokenizer = l.fingerprint;
     if (!force && access(out, F_OK) == 0)
         dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
+    if (force && access(out, F_OK) == 0) {
+        /* Said now, not after the quantization's minutes. */
+        char *report = dsk_path_join(out, "quant.json");
+        int ours = access(report, F_OK) == 0;
+        free(report);
+        if (!ours)
+            dsk_die(EX_CANTCREAT, "%s exists and is not a dsk-quant output (no quant.json); not replacing it", out);
+    }
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     const char *device = NULL;   /* dsk_backend_default() */
     double grace = 10;
     int threads = 0, opt;
-    while ((opt = getopt_long(argc, argv, "p:j:hV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:j:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_HOST: o.host = optarg; break;
         case 'p': o.port = (int)dsk_parse_int("--port", optarg, 0, 65535); break;
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (argc - optind != 1)

@@ -145,7 +145,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
 {
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:d:b:o:j:qhV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:d:b:o:j:qhV", long_options, NULL)) != -1) {
         switch (opt) {
         case 'c': o->config = optarg; break;
         case OPT_SET:
@@ -220,7 +220,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case 'q': o->quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V': dsk_print_version(); exit(0);
-        default: dsk_usage_error("unknown option");
+        default: dsk_usage_bad_option(opt, argv);
         }
     }
     if (optind < argc)

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/hash.h"
 #include "core/tokens.h"
@@ -146,6 +147,9 @@ int dskt_reader_open(dskt_reader *r, FILE *f, const char *name, dsk_err *err)
     memset(r, 0, sizeof *r);
     r->f = f;
     r->name = name;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode))   /* read() would say EISDIR: not a cut stream */
+        return dsk_fail(err, EX_NOINPUT, "%s: is a directory", name);
     r->hash = XXH3_createState();
     XXH3_64bits_reset(r->hash);
     uint8_t h[DSKT_HEADER_BYTES];

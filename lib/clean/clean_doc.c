@@ -88,6 +88,9 @@ static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slo
         }
         if (!role || !content)
             return "each message needs string \"role\" and \"content\"";
+        const char *r = json_object_get_string(role);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+            return "a message's \"role\" must be system, user or assistant (dsk-docs(5))";
         dsk_buf_add(&w->joined, json_object_get_string(role), (size_t)json_object_get_string_len(role));
         dsk_buf_addc(&w->joined, ':');
         if (clean_json_string(w, ctx, d, content, err))

@@ -1,6 +1,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "clean/rules.h"
 
+#include <ctype.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,52 @@ static const char *find_separator(const char *spec)
     return NULL;
 }
 
+/* The first group reference ($N, ${N}, $name, ${name}) in a replacement
+ * that the pattern has no group for, or NULL (its length in *len).
+ * pcre2_substitute finds those only at a match, hours into a run
+ * perhaps, and then as bad data. */
+static const char *unknown_group(const pcre2_code *code, const char *rep, size_t *len)
+{
+    uint32_t groups = 0;
+    pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &groups);
+    for (const char *p = rep; *p; p++) {
+        if (*p == '\\' && p[1]) {   /* an escape (PCRE2_SUBSTITUTE_EXTENDED) */
+            p++;
+            continue;
+        }
+        if (*p != '$')
+            continue;
+        if (p[1] == '$') {
+            p++;
+            continue;
+        }
+        const char *name = p + 1 + (p[1] == '{');
+        size_t n = 0;
+        while (isalnum((unsigned char)name[n]) || name[n] == '_')
+            n++;
+        if (n == 0)
+            continue;
+        int found;
+        if (isdigit((unsigned char)name[0])) {
+            found = strtoul(name, NULL, 10) <= groups;
+        } else {
+            char buf[128];
+            found = n < sizeof buf;
+            if (found) {
+                memcpy(buf, name, n);
+                buf[n] = 0;
+                found = pcre2_substring_number_from_name(code, (PCRE2_SPTR)buf) >= 0;
+            }
+        }
+        if (!found) {
+            *len = n;
+            return name;
+        }
+        p = name + n - 1;
+    }
+    return NULL;
+}
+
 int dsk_rules_add(dsk_rules *r, dsk_rule_kind kind, const char *spec, const char *origin, dsk_err *err)
 {
     char *pattern, *replacement = NULL;
@@ -48,6 +95,16 @@ int dsk_rules_add(dsk_rules *r, dsk_rule_kind kind, const char *spec, const char
         pcre2_get_error_message(errcode, msg, sizeof msg);
         dsk_fail(err, EX_USAGE, "%s: bad regex '%s': %s at offset %zu", origin, pattern, (char *)msg,
                  (size_t)erroff);
+        free(pattern);
+        free(replacement);
+        return EX_USAGE;
+    }
+    size_t bad_len = 0;
+    const char *bad = replacement ? unknown_group(code, replacement, &bad_len) : NULL;
+    if (bad) {
+        dsk_fail(err, EX_USAGE, "%s: replace '%s': the pattern has no group '%.*s'", origin, pattern, (int)bad_len,
+                 bad);
+        pcre2_code_free(code);
         free(pattern);
         free(replacement);
         return EX_USAGE;
@@ -98,10 +155,11 @@ int dsk_rules_load_file(dsk_rules *r, const char *path, dsk_err *err)
             else if (klen == 7 && memcmp(s, "replace", 7) == 0)
                 kind = DSK_RULE_REPLACE;
             else {
+                /* The message first: s points into copy. */
+                dsk_fail(err, EX_USAGE, "%s: expected 'drop', 'keep' or 'replace', got '%.*s'", origin, (int)klen, s);
                 free(copy);
                 dsk_reader_close(&rd);
-                return dsk_fail(err, EX_USAGE, "%s: expected 'drop', 'keep' or 'replace', got '%.*s'", origin,
-                                (int)klen, s);
+                return EX_USAGE;
             }
             while (*sp == ' ' || *sp == '\t')
                 sp++;

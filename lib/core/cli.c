@@ -1,10 +1,12 @@
 #include "core/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -25,6 +27,17 @@ void dsk_usage_error(const char *fmt, ...)
     fprintf(stderr, "\nTry '%s --help' for more information.\n", dsk_progname());
     dsk_outfile_remove_all_temps();
     exit(EX_USAGE);
+}
+
+void dsk_usage_bad_option(int opt, char *const *argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (opt == ':')
+        dsk_usage_error("option '%s' needs an argument", arg);
+    if (optopt > 0 && optopt < 128 && strncmp(arg, "--", 2) != 0)
+        dsk_usage_error("unknown option '-%c'", optopt);
+    size_t len = strcspn(arg, "=");   /* --name=value: the name */
+    dsk_usage_error("unknown option '%.*s'", (int)len, arg);
 }
 
 long long dsk_parse_int(const char *option, const char *value, long long min, long long max)

@@ -19,6 +19,10 @@ uint64_t dsk_parse_size(const char *option, const char *value);
 
 /* Dies with the usual "Try 'PROG --help'" hint. */
 _Noreturn void dsk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* What getopt_long returned for a bad option (its optstring starting with
+ * ':', so that getopt says nothing itself): ':' for a missing argument,
+ * else an unknown option.  Names the option and dies as above. */
+_Noreturn void dsk_usage_bad_option(int opt, char *const *argv);
 
 int dsk_default_threads(void);
 

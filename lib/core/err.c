@@ -1,19 +1,39 @@
 #include "core/err.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/outfile.h"
 
 static const char *progname = "dsk";
 
+/* At exit, standard output flushed and checked, as coreutils' close_stdout
+ * does: a report that could not be written (a full disk, /dev/full) is an
+ * I/O error, not a silent success.  A closed pipe is left to SIGPIPE's
+ * quiet end (dsk_signals_init), or to the tool that ignores it. */
+static void check_stdout_at_exit(void)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return;
+    if (errno == EPIPE)
+        return;
+    fprintf(stderr, "%s: standard output: write error: %s\n", progname, strerror(errno));
+    dsk_outfile_remove_all_temps();
+    _exit(EX_IOERR);
+}
+
 void dsk_set_progname(const char *argv0)
 {
+    static int checking;
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     if (argv0)
         progname = slash ? slash + 1 : argv0;
+    if (!checking && atexit(check_stdout_at_exit) == 0)
+        checking = 1;
 }
 
 const char *dsk_progname(void) { return progname; }

@@ -77,16 +77,27 @@ static int is_dataset_or_empty(const char *path, const struct stat *st)
     return ok;
 }
 
-int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *err)
+int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, int replace, dsk_err *err)
 {
     memset(d, 0, sizeof *d);
     d->slot = -1;
+    /* "out/" (as a shell's completion writes it) is out: the temporary
+     * goes beside it, not inside a directory that may not exist. */
+    size_t len = strlen(path_given);
+    while (len > 1 && path_given[len - 1] == '/')
+        len--;
+    char *path = dsk_xstrndup(path_given, len);
     struct stat st;
+    int rc = 0;
     if (stat(path, &st) == 0 && !replace)
-        return dsk_fail(err, EX_CANTCREAT, "%s already exists (--force replaces a dataset)", path);
-    if (stat(path, &st) == 0 && !is_dataset_or_empty(path, &st))
-        return dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", path);
-    size_t n = strlen(path) + 32;
+        rc = dsk_fail(err, EX_CANTCREAT, "%s already exists (--force replaces it)", path);
+    else if (stat(path, &st) == 0 && !is_dataset_or_empty(path, &st))
+        rc = dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", path);
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    size_t n = len + 32;
     d->tmp_path = dsk_xmalloc(n);
     snprintf(d->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     for (int i = 0; i < MAX_TEMP_DIRS && d->slot < 0; i++) {
@@ -97,14 +108,17 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *e
     if (d->slot < 0) {
         free(d->tmp_path);
         d->tmp_path = NULL;
-        return dsk_fail(err, EX_SOFTWARE, "%s: too many temporary directories", path);
+        rc = dsk_fail(err, EX_SOFTWARE, "%s: too many temporary directories", path);
+        free(path);
+        return rc;
     }
     if (mkdir(d->tmp_path, 0777) != 0) {
         int e = errno;
         atomic_store(&temp_dirs[d->slot], NULL);
-        int rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", d->tmp_path, strerror(e));
+        rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", d->tmp_path, strerror(e));
         free(d->tmp_path);
         d->tmp_path = NULL;
+        free(path);
         return rc;
     }
     static int atexit_done;
@@ -112,7 +126,7 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *e
         atexit(dsk_outfile_remove_all_temps);
         atexit_done = 1;
     }
-    d->path = dsk_xstrdup(path);
+    d->path = path;
     return 0;
 }
 

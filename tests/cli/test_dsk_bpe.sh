@@ -37,6 +37,10 @@ expect_exit 64 "import without --pattern" dsk-bpe import --tiktoken "$S/gpt2.tik
 expect_exit 64 "bad --pattern regex" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern '(' -o "$T/x.json"
 expect_exit 64 "bad --special" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 --special '<x>' -o "$T/x.json"
 expect_exit 66 "missing tokenizer.json" dsk-bpe info -t "$T/missing.json"
+if [ -w /dev/full ]; then
+    dsk-bpe info -t "$T/gpt2.json" > /dev/full 2>"$T/err"; rc=$?
+    check "info to a full disk: exit 74 ($rc)" test "$rc" -eq 74
+fi
 echo '{"model":{"type":"WordPiece","vocab":{}}}' > "$T/wp.json"
 expect_exit 65 "not a BPE tokenizer.json" dsk-bpe info -t "$T/wp.json"
 

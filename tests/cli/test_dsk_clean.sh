@@ -104,6 +104,9 @@ printf '{"messages":[{"role":"user","content":"Hi \\u001b[1mthere\\u001b[0m"},{"
     dsk-clean -q > "$T/out"
 check "chat records pass through the quality filters" grep -q '"content":"Hello! How can I help?"' "$T/out"
 check "chat content is cleaned" grep -q '"content":"Hi there"' "$T/out"
+echo '{"messages":[{"role":"bot","content":"Hello there."}]}' > "$T/bot.jsonl"
+expect_exit 65 "a chat role dsk-bpe would refuse" dsk-clean -q --filters none "$T/bot.jsonl"
+expect_err_contains "system, user or assistant" "the roles are named"
 echo '{"prompt":"Say hi","chosen":"Hi!","rejected":"No."}' | dsk-clean -q --stats "$T/s.json" > "$T/out"
 check "preference records pass" test "$(json_get "$T/s.json" "['kinds']['preference']")" = 1
 printf '{"text":"ok doc here"}\n{"text": broken\n' > "$T/bad.jsonl"
@@ -158,8 +161,11 @@ expect_exit 64 "bad --drop regex" dsk-clean --drop 'a[b' "$T/re.jsonl"
 expect_err_contains "offset 3" "regex error points at the offset"
 printf 'frobnicate x\n' > "$T/badrules.txt"
 expect_exit 64 "bad rules file" dsk-clean --rules "$T/badrules.txt" "$T/re.jsonl"
-expect_err_contains "badrules.txt:1:" "rules file error names the line"
+expect_err_contains "badrules.txt:1: expected 'drop', 'keep' or 'replace', got 'frobnicate'" "rules file error names the line and the word"
 expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl"
+expect_exit 64 "--replace naming a group the pattern lacks" dsk-clean --replace 'o=$9' "$T/re.jsonl"
+expect_err_contains "has no group '9'" "the missing group is named"
+expect_exit 64 "--replace naming a group by a name the pattern lacks" dsk-clean --replace '(?<x>o)=${y}' "$T/re.jsonl"
 
 # ---- filters -----------------------------------------------------------------------------------------------
 expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_words=1 --set gopher_quality.min_stop_words=0 --set gopher_quality.min_alpha_words_ratio=0.6 --filters gopher-quality "$T/docs.jsonl"
@@ -200,9 +206,16 @@ expect_err_contains "--dedup-db" "budget error suggests --dedup-db"
 expect_exit 66 "missing input" dsk-clean "$T/missing.jsonl"
 expect_err_contains "missing.jsonl: cannot open" "missing input is named"
 expect_exit 64 "unknown option" dsk-clean --frobnicate
+expect_err_contains "unknown option '--frobnicate'" "the unknown option is named"
+check "one message for an unknown option" test "$(grep -c . "$T/err")" -eq 2
+expect_exit 64 "a missing argument" dsk-clean --stats
+expect_err_contains "option '--stats' needs an argument" "the option missing its argument is named"
 expect_exit 0 "-o writes atomically" dsk-clean -q -o "$T/clean.jsonl" "$T/docs.jsonl"
 check "-o output complete" test "$(wc -l < "$T/clean.jsonl")" -eq 3
 check "-o leaves no temporaries" sh -c "! ls '$T' | grep -q 'clean.jsonl.tmp'"
+expect_exit 73 "--stats in a missing directory" dsk-clean -q -o "$T/st-out.jsonl" --rejects "$T/st-rej.jsonl" \
+    --stats "$T/nodir/stats.json" "$T/docs.jsonl"
+check "--stats unwritable: no -o or --rejects file" sh -c "! ls '$T' | grep -q '^st-'"
 zstd -q -c "$T/docs.jsonl" > "$T/docs.jsonl.zst" 2>/dev/null || python3 -c 'import sys' 
 if [ -s "$T/docs.jsonl.zst" ]; then
     dsk-clean -q "$T/docs.jsonl.zst" > "$T/out"

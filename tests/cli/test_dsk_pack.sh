@@ -121,6 +121,10 @@ check "missing input: no output" no_output "$T/x"
 expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
 expect_err_contains "already exists" "existing directory is named"
 expect_exit 0 "--force replaces a dataset" dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/docs.dskt"
+expect_exit 0 "-o with a trailing slash" dsk-pack -q -t "$T/tok.json" -o "$T/slash/" --seq-len 32 "$T/docs.dskt"
+expect_exit 0 "--force and -o with a trailing slash" dsk-pack -q --force -t "$T/tok.json" -o "$T/slash/" --seq-len 32 \
+    "$T/docs.dskt"
+check "-o with a trailing slash: the dataset, no temporaries" sh -c "test -f '$T/slash/MANIFEST' && ! ls '$T' | grep -q 'slash.*tmp'"
 check "replaced" test "$(json_get "$T/ds/MANIFEST" '["seq_len"]')" -eq 32
 mkdir "$T/notds" && echo keep > "$T/notds/precious"
 expect_exit 73 "--force never replaces another directory" dsk-pack -q --force -t "$T/tok.json" -o "$T/notds" --seq-len 32 "$T/docs.dskt"
@@ -161,6 +165,11 @@ expect_exit 65 "verify: no MD5SUMS" dsk-pack verify "$T/inc"
 rm "$T/inc/MANIFEST"
 expect_exit 66 "info: no MANIFEST" dsk-pack info "$T/inc"
 expect_err_contains "incomplete" "a directory without MANIFEST is called incomplete"
+if [ -w /dev/full ]; then
+    dsk-pack info "$T/bf" > /dev/full 2>"$T/err"; rc=$?
+    check "info to a full disk: exit 74 ($rc)" test "$rc" -eq 74
+    expect_err_contains "standard output: write error" "the write error is said"
+fi
 cp -r "$T/bf" "$T/extra" && echo x > "$T/extra/stray"
 expect_exit 65 "verify: a file MD5SUMS does not list" dsk-pack verify "$T/extra"
 expect_exit 64 "verify takes one directory" dsk-pack verify
