@@ -253,7 +253,7 @@ void dsk_engine_stop(dsk_engine *e)
     free(e);
 }
 
-int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err)
+static int request_fits(const dsk_engine *e, const dsk_engine_request *r, dsk_err *err)
 {
     if (r->n_prompt < 1)
         return dsk_fail(err, EX_DATAERR, "an empty prompt");
@@ -263,25 +263,44 @@ int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, 
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= e->m->cfg.vocab_size)
             return dsk_fail(err, EX_DATAERR, "prompt token %d is outside the vocabulary", r->prompt[i]);
-    pthread_mutex_lock(&e->mu);
-    if (e->q_len == e->o.max_queue || e->quit) {
-        pthread_mutex_unlock(&e->mu);
-        return dsk_fail(err, EX_TEMPFAIL, "the queue is full (%d waiting)", e->o.max_queue);
+    return 0;
+}
+
+int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uint64_t *ids, dsk_err *err)
+{
+    if (n > e->o.max_queue)
+        return dsk_fail(err, EX_DATAERR, "%d choices are more than the server queues (%d)", n, e->o.max_queue);
+    for (int k = 0; k < n; k++) {
+        int rc = request_fits(e, &r[k], err);
+        if (rc)
+            return rc;
     }
-    seq *s = &e->queue[(e->q_head + e->q_len++) % e->o.max_queue];
-    memset(s, 0, sizeof *s);
-    s->id = e->next_id++;
-    s->r = *r;
-    s->prompt = dsk_xmalloc((size_t)r->n_prompt * sizeof *s->prompt);
-    memcpy(s->prompt, r->prompt, (size_t)r->n_prompt * sizeof *s->prompt);
-    s->r.prompt = NULL;
-    if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
-        s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
-    dsk_rng_seed(&s->rng, r->seed);
-    *id = s->id;
+    pthread_mutex_lock(&e->mu);
+    if (e->q_len + n > e->o.max_queue || e->quit) {
+        pthread_mutex_unlock(&e->mu);
+        return dsk_fail(err, EX_TEMPFAIL, "the queue is full (%d waiting)", e->q_len);
+    }
+    for (int k = 0; k < n; k++) {
+        seq *s = &e->queue[(e->q_head + e->q_len++) % e->o.max_queue];
+        memset(s, 0, sizeof *s);
+        s->id = e->next_id++;
+        s->r = r[k];
+        s->prompt = dsk_xmalloc((size_t)r[k].n_prompt * sizeof *s->prompt);
+        memcpy(s->prompt, r[k].prompt, (size_t)r[k].n_prompt * sizeof *s->prompt);
+        s->r.prompt = NULL;
+        if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
+            s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
+        dsk_rng_seed(&s->rng, r[k].seed);
+        ids[k] = s->id;
+    }
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return 0;
+}
+
+int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err)
+{
+    return dsk_engine_submit_all(e, r, 1, id, err);
 }
 
 void dsk_engine_cancel(dsk_engine *e, uint64_t id)

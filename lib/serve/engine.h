@@ -66,6 +66,10 @@ void dsk_engine_stop(dsk_engine *e);
 /* 0 and *id, or EX_TEMPFAIL when the queue is full, EX_DATAERR when the
  * prompt cannot fit (empty, or prompt + max_tokens beyond a slot). */
 int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err);
+/* n requests queued together or none (a request's n choices): EX_TEMPFAIL
+ * when the queue has no room for all n now, EX_DATAERR when it never
+ * will (n above max_queue) or a request cannot fit. */
+int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uint64_t *ids, dsk_err *err);
 /* The request ends with on_done CANCELLED at the next step (no more
  * tokens after this returns), and its slot is freed. */
 void dsk_engine_cancel(dsk_engine *e, uint64_t id);

@@ -451,54 +451,53 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     for (uint32_t i = 0; i < rec.n_tokens; i++)
         prompt[i] = (int32_t)rec.tokens[i];
     g->prompt_tokens = (int)rec.n_tokens;
-    dsk_metrics_inc(s->metrics, DSK_M_PROMPT_TOKENS, NULL, rec.n_tokens);
-    if (g->req.stream)
-        for (int i = 0; i < g->n && kind == DSK_OPENAI_CHAT; i++)
-            dsk_openai_sse_role(&g->meta, i, &g->out);
-    int submitted = 0, refused = 0;
-    dsk_err err = {0};
+    uint32_t prompt_n = rec.n_tokens;
+    /* The n choices go into the queue together or not at all: a part
+     * queued and cancelled would count as aborted requests. */
+    dsk_engine_request reqs[MAX_N];
+    uint64_t ids[MAX_N];
     for (int i = 0; i < g->n; i++) {
         choice_state *c = &g->ch[i];
         c->g = g;
         c->index = i;
-        dsk_engine_request r = {0};
-        r.prompt = prompt;
-        r.n_prompt = (int)rec.n_tokens;
-        r.max_tokens = g->req.max_tokens;
-        r.sampler = (dsk_sampler_opts){g->req.temperature, g->req.top_k, g->req.top_p};
-        r.seed = (g->req.has_seed ? (uint64_t)g->req.seed : rnd) + (uint64_t)i;
+        reqs[i] = (dsk_engine_request){0};
+        reqs[i].prompt = prompt;
+        reqs[i].n_prompt = (int)rec.n_tokens;
+        reqs[i].max_tokens = g->req.max_tokens;
+        reqs[i].sampler = (dsk_sampler_opts){g->req.temperature, g->req.top_k, g->req.top_p};
+        reqs[i].seed = (g->req.has_seed ? (uint64_t)g->req.seed : rnd) + (uint64_t)i;
         /* Both endpoints end at the end of a turn or of the text, as
          * models' generation configs list several end-of-sequence ids. */
-        r.stop[0] = g->req.ignore_eos ? -1 : s->end_token;
-        r.stop[1] = g->req.ignore_eos ? -1 : s->eot_token;
-        r.logprobs = g->req.want_logprobs;
-        r.top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
-        r.on_token = on_token;
-        r.on_done = on_done;
-        r.ctx = c;
-        if (dsk_engine_submit(s->engine, &r, &c->engine_id, &err)) {
-            refused = 1;
-            break;
-        }
-        submitted++;
+        reqs[i].stop[0] = g->req.ignore_eos ? -1 : s->end_token;
+        reqs[i].stop[1] = g->req.ignore_eos ? -1 : s->eot_token;
+        reqs[i].logprobs = g->req.want_logprobs;
+        reqs[i].top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
+        reqs[i].on_token = on_token;
+        reqs[i].on_done = on_done;
+        reqs[i].ctx = c;
     }
+    if (g->req.stream)   /* before the engine's first token can reach g->out */
+        for (int i = 0; i < g->n && kind == DSK_OPENAI_CHAT; i++)
+            dsk_openai_sse_role(&g->meta, i, &g->out);
+    dsk_err err = {0};
+    int refused = dsk_engine_submit_all(s->engine, reqs, g->n, ids, &err);
     free(prompt);
     dskt_record_free(&rec);
     if (refused) {
-        /* Cancel what was queued; its on_done still drops the references. */
         pthread_mutex_lock(&g->mu);
-        g->refs -= g->n - submitted;
+        g->refs -= g->n;   /* no sequence will call on_done */
         pthread_mutex_unlock(&g->mu);
-        for (int i = 0; i < submitted; i++)
-            dsk_engine_cancel(s->engine, g->ch[i].engine_id);
-        dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, NULL, err.code == EX_TEMPFAIL ? "rate_limit_exceeded"
-                        : "invalid_value", "%s", err.msg);
+        dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, g->n > s->o.max_queue ? "n" : NULL,
+                        err.code == EX_TEMPFAIL ? "rate_limit_exceeded" : "invalid_value", "%s", err.msg);
         if (err.code == EX_TEMPFAIL)
             snprintf(e.type, sizeof e.type, "rate_limit_error");
         enum MHD_Result ok = send_error(con, s, endpoint, &e);
         gen_unref(g);
         return ok;
     }
+    for (int i = 0; i < g->n; i++)
+        g->ch[i].engine_id = ids[i];
+    dsk_metrics_inc(s->metrics, DSK_M_PROMPT_TOKENS, NULL, prompt_n);
     dsk_buf warning = {0};
     dsk_openai_warning_header(&g->req, &warning);
     if (g->req.stream) {

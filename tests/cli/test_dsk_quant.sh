@@ -135,6 +135,16 @@ expect_exit 65 "gptq: calibration data from another tokenizer" bash -c "
     dsk-pack -q -t '$T/tok2.json' -o '$T/ds2' --seq-len 64 '$T/d2.dskt' &&
     dsk-quant -m gptq -g 32 '$T/ck' -o '$T/bad' --calib '$T/ds2'"
 check "no output directory is left" test ! -e "$T/bad"
+mkdir -p "$T/nan" && cp "$T/ck/latest/"* "$T/nan/"
+python3 - "$T/nan/model.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
+a, b = head["model.layers.1.mlp.down_proj.weight"]["data_offsets"]
+f.seek(8 + n + b - 4); f.write(struct.pack("<f", float("nan")))
+PY
+expect_exit 65 "a NaN weight is refused" dsk-quant -m rtn -g 32 -q "$T/nan" -o "$T/nan-q"
+expect_err_contains "non-finite" "the NaN is named as such"
+check "no output directory after a NaN" test ! -e "$T/nan-q"
 
 # ---- MoE: every expert is quantized ----------------------------------------------------------------
 dsk-train -q -j 2 --config nano-moe --data "$T/ds" --out "$T/moe" -b 8 --steps 30 --lr 3e-3 --warmup 5 --eval-every 0

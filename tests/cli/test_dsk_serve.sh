@@ -151,6 +151,15 @@ ts = [threading.Thread(target=hit) for _ in range(24)]
 assert all(s in (200, 429) for s, _ in codes) and any(s == 429 for s, _ in codes), codes
 assert all(ra == "1" for s, ra in codes if s == 429), codes
 assert sum(s == 200 for s, _ in codes) >= 2, codes   # how many fit depends on timing: at least the first
+# more choices than the queue ever holds: 400 naming n (a 429 would be retried for ever), and not counted
+before = call("/metrics")[1]
+st, body, _ = call("/v1/completions", {"prompt": "a", "max_tokens": 2, "n": 3})
+err = json.loads(body)["error"]
+assert st == 400 and err["param"] == "n" and err["type"] == "invalid_request_error", (st, body)
+after = call("/metrics")[1]
+count = lambda m, name: sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith(name))
+assert count(after, "dsk:prompt_tokens_total") == count(before, "dsk:prompt_tokens_total"), after
+assert count(after, "dsk:request_success_total") == count(before, "dsk:request_success_total"), after
 # metrics count what was answered
 m = call("/metrics")[1]
 assert "# TYPE dsk:time_to_first_token_seconds histogram" in m, m[:500]
