@@ -532,6 +532,14 @@ int dsk_openai_fit_context(dsk_openai_request *req, int prompt_tokens, const dsk
                            dsk_openai_error *e)
 {
     long room = (long)lim->ctx_len - prompt_tokens;
+    const char *what = req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt";
+    if (prompt_tokens < 1)
+        return dsk_openai_fail(e, 400, what, "invalid_value", "an empty prompt");
+    if (room < 1 && !req->max_tokens_given)
+        return dsk_openai_fail(e, 400, what, "context_length_exceeded",
+                               "This model's maximum context length is %d tokens, and the %s takes %d: no room for "
+                               "a completion. Please reduce the length of the %s.", lim->ctx_len, what, prompt_tokens,
+                               what);
     if (room < 1 || (req->max_tokens_given && req->max_tokens > room))
         return dsk_openai_fail(e, 400, req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt",
                                "context_length_exceeded",
@@ -631,14 +639,6 @@ static struct json_object *chat_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
-size_t dsk_openai_count_chars(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return k;
-}
-
 /* completions: {"tokens","token_logprobs","top_logprobs":[{token: logprob}],"text_offset"} */
 static struct json_object *completion_logprobs(const dsk_openai_choice *c)
 {
@@ -646,7 +646,6 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
         return NULL;
     struct json_object *tokens = json_object_new_array(), *lps = json_object_new_array(),
                        *tops = json_object_new_array(), *offsets = json_object_new_array();
-    size_t offset = c->text_offset_base;
     for (int i = 0; i < c->n_logprobs; i++) {
         const dsk_openai_token_logprob *t = &c->logprobs[i];
         json_object_array_add(tokens, text_string(t->token, t->len));
@@ -660,8 +659,7 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
             json_object_put(k);
         }
         json_object_array_add(tops, top);
-        json_object_array_add(offsets, json_object_new_int64((int64_t)offset));
-        offset += dsk_openai_count_chars(t->token, t->len);
+        json_object_array_add(offsets, json_object_new_int64((int64_t)t->text_offset));
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "tokens", tokens);

@@ -130,6 +130,7 @@ typedef struct dsk_openai_token_logprob {
     double logprob;
     const dsk_openai_top_logprob *top;   /* the most likely alternatives, best first */
     int n_top;
+    size_t text_offset;   /* completions: where the token begins in the choice's text, in characters as written */
 } dsk_openai_token_logprob;
 
 typedef struct dsk_openai_choice {
@@ -137,12 +138,9 @@ typedef struct dsk_openai_choice {
     const char *text;    /* the generated text (invalid UTF-8 is written as U+FFFD) */
     size_t len;
     int finish_reason;   /* DSK_FINISH_*; NONE is written as null */
-    /* NULL: "logprobs": null.  Completions: text_offset counts characters
-     * of the generated text from text_offset_base (a stream passes the
-     * characters sent before this chunk). */
+    /* NULL: "logprobs": null. */
     const dsk_openai_token_logprob *logprobs;
     int n_logprobs;
-    size_t text_offset_base;
 } dsk_openai_choice;
 
 typedef struct dsk_openai_usage {
@@ -157,9 +155,6 @@ typedef struct dsk_openai_meta {
     long long created;        /* Unix seconds, the same in every chunk */
     int include_usage;        /* streams: chunks carry "usage": null, then the usage chunk */
 } dsk_openai_meta;
-
-/* Characters (UTF-8 lead bytes) in s[0..n): the unit of text_offset. */
-size_t dsk_openai_count_chars(const char *s, size_t n);
 
 /* "chatcmpl-" or "cmpl-" and the 16 hex digits of rnd. */
 void dsk_openai_make_id(int kind, uint64_t rnd, char out[40]);

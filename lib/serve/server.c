@@ -3,6 +3,8 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,11 @@
 #include "serve/metrics.h"
 #include "serve/openai.h"
 #include "serve/server.h"
+#include "text/utf8.h"
 
 struct dsk_server {
+    char listen_error[160];   /* libmicrohttpd's reason, while starting, for the message of our own */
+    int listening;            /* libmicrohttpd started: its messages go to stderr */
     dsk_loaded *l;
     dsk_server_opts o;
     dsk_engine *engine;
@@ -74,7 +79,6 @@ typedef struct choice_state {
     kept_token *kept;            /* with logprobs: every token so far */
     int n_kept, cap_kept;
     int lp_sent;                 /* kept tokens whose logprobs were streamed */
-    size_t lp_chars;             /* characters of those tokens (completions' text_offset) */
 } choice_state;
 
 typedef struct gen_req {
@@ -170,6 +174,17 @@ static void logprob_view_build(const dsk_tokenizer *tk, const choice_state *c, i
         end = a[0];
     }
     free(at);
+    /* text_offset: where each token begins in the text as written (invalid
+     * UTF-8 repaired), from the bytes where the one before it ended. */
+    size_t *starts = dsk_xmalloc((size_t)v->n * 2 * sizeof *starts), *chars = starts + v->n;
+    for (int i = 0; i < v->n; i++) {
+        size_t b = from + i > 0 ? c->kept[from + i - 1].end : 0;
+        starts[i] = b < c->text.len ? b : c->text.len;
+    }
+    dsk_utf8_char_offsets(c->text.data ? c->text.data : "", c->text.len, starts, (size_t)v->n, chars);
+    for (int i = 0; i < v->n; i++)
+        v->tok[i].text_offset = chars[i];
+    free(starts);
 }
 
 static void logprob_view_free(logprob_view *v)
@@ -201,15 +216,6 @@ static int kept_final(const choice_state *c)
     return k;
 }
 
-/* Characters of the kept tokens' text, for text_offset. */
-static size_t view_chars(const logprob_view *v)
-{
-    size_t k = 0;
-    for (int i = 0; i < v->n; i++)
-        k += dsk_openai_count_chars(v->tok[i].token, v->tok[i].len);
-    return k;
-}
-
 /* Stream: the text that became final since the last chunk (with its
  * tokens' logprobs when asked); the final chunk carries the finish reason
  * even when it has no text. */
@@ -225,12 +231,10 @@ static void emit_delta(gen_req *g, choice_state *c, int final)
     if (g->req.want_logprobs)
         logprob_view_build(&g->srv->l->tok, c, c->lp_sent, lp_to, &v);
     dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", c->safe - c->sent,
-                            final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n,
-                            c->lp_chars};
+                            final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n};
     dsk_openai_sse_chunk(&g->meta, &oc, &g->out);
     c->sent = c->safe;
     if (g->req.want_logprobs) {
-        c->lp_chars += view_chars(&v);
         c->lp_sent = lp_to;
         logprob_view_free(&v);
     }
@@ -254,10 +258,11 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     dsk_err err = {0};
     /* Special tokens are not text (vLLM's skip_special_tokens): a chat
      * marker the model emits mid-answer does not show in the reply. */
-    if (!dsk_tokenizer_is_special(&s->l->tok, id))
+    int special = dsk_tokenizer_is_special(&s->l->tok, id);
+    if (!special)
         dsk_bpe_decode(&s->l->tok, &id, 1, &c->text, &err);
     c->tokens++;
-    if (g->req.want_logprobs) {
+    if (g->req.want_logprobs && !special) {   /* logprobs list the tokens of the text */
         if (c->n_kept == c->cap_kept) {
             c->cap_kept = c->cap_kept ? 2 * c->cap_kept : 64;
             c->kept = dsk_xrealloc(c->kept, (size_t)c->cap_kept * sizeof *c->kept);
@@ -330,6 +335,8 @@ static enum MHD_Result send_text(struct MHD_Connection *con, dsk_server *s, cons
     MHD_add_response_header(r, "Content-Type", type);
     if (status == 429 || status == 503)   /* a full queue, or the model still loading */
         MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 405)   /* RFC 9110: what the resource takes */
+        MHD_add_response_header(r, "Allow", !strcmp(endpoint, "/v1/models") ? "GET" : "POST");
     enum MHD_Result ok = MHD_queue_response(con, (unsigned)status, r);
     MHD_destroy_response(r);
     count_request(s, endpoint, status);
@@ -540,7 +547,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         if (g->req.want_logprobs)
             logprob_view_build(&s->l->tok, c, 0, kept_final(c), &lv[i]);
         oc[i] = (dsk_openai_choice){i, c->text.data ? c->text.data : "", c->text.len, finish_reason(c),
-                                    g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n, 0};
+                                    g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n};
         total += c->tokens;
     }
     dsk_openai_usage u = {g->prompt_tokens, total};
@@ -700,6 +707,23 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enu
     }
 }
 
+/* libmicrohttpd's messages: while it starts, kept for dsk_server_start's
+ * own (its bind message names port 0, the port of the address we pass
+ * it separately); then on stderr under our name. */
+static void http_log(void *cls, const char *fmt, va_list ap)
+{
+    dsk_server *s = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    if (!s->listening) {
+        const char *why = strrchr(msg, ':');
+        snprintf(s->listen_error, sizeof s->listen_error, "%.150s", why && why[1] == ' ' ? why + 2 : msg);
+        return;
+    }
+    fprintf(stderr, "%s: libmicrohttpd: %s\n", dsk_progname(), msg);
+}
+
 dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
 {
     dsk_server *s = dsk_xcalloc(1, sizeof *s);
@@ -730,16 +754,19 @@ dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
         return NULL;
     }
     s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, http_log, s,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                  s, MHD_OPTION_END);
     if (!s->daemon) {
-        dsk_fail(err, EX_UNAVAILABLE, "cannot listen on %s:%d (in use, or not allowed)", s->o.host, o->port);
+        dsk_fail(err, EX_UNAVAILABLE, "cannot listen on %s:%d (%s)", s->o.host, o->port,
+                 s->listen_error[0] ? s->listen_error : "in use, or not allowed");
         dsk_metrics_free(s->metrics);
         free(s);
         return NULL;
     }
+    s->listening = 1;
     return s;
 }
 
@@ -752,7 +779,10 @@ static size_t kv_bytes_per_token(const dsk_model_config *c)
 int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
 {
     const dsk_model_config *c = &l->model->cfg;
-    int ctx = s->o.ctx > 0 && s->o.ctx < c->max_seq_len ? s->o.ctx : c->max_seq_len;
+    if (s->o.ctx > c->max_seq_len)
+        return dsk_fail(err, EX_USAGE, "--ctx %d is more than the model's %d positions (max_position_embeddings)",
+                        s->o.ctx, c->max_seq_len);
+    int ctx = s->o.ctx > 0 ? s->o.ctx : c->max_seq_len;
     int slots = s->o.max_batch;
     size_t per_seq = kv_bytes_per_token(c) * (size_t)ctx;
     if (s->o.kv_memory) {

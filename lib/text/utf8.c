@@ -103,6 +103,26 @@ size_t dsk_utf8_repair(const char *str, size_t n, dsk_buf *out)
     return replaced;
 }
 
+void dsk_utf8_char_offsets(const char *str, size_t n, const size_t *at, size_t m, size_t *out)
+{
+    const uint8_t *s = (const uint8_t *)str;
+    size_t chars = 0, i = 0;
+    for (size_t j = 0; j < m; j++) {
+        for (;;) {
+            if (i >= n)
+                break;
+            size_t len = dsk_utf8_seq_len(s + i, n - i);
+            if (!len)
+                len = maximal_subpart(s + i, n - i);
+            if (i + len > at[j])
+                break;
+            chars++;
+            i += len;
+        }
+        out[j] = chars;
+    }
+}
+
 size_t dsk_utf8_encode(uint32_t cp, char *o)
 {
     if (cp < 0x80) { o[0] = (char)cp; return 1; }

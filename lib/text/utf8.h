@@ -19,6 +19,12 @@ size_t dsk_utf8_find_invalid(const char *s, size_t n);
  * Returns the number of replacements. */
 size_t dsk_utf8_repair(const char *s, size_t n, dsk_buf *out);
 
+/* For each of the m byte offsets at[] (ascending), the characters of s as
+ * dsk_utf8_repair writes it (a valid sequence or a maximal invalid
+ * subpart each) that end at or before it, into out[]: where a token that
+ * begins at that byte begins in the repaired text. */
+void dsk_utf8_char_offsets(const char *s, size_t n, const size_t *at, size_t m, size_t *out);
+
 /* Decodes the code point at s (which must be valid UTF-8) and its length. */
 static inline uint32_t dsk_utf8_decode(const uint8_t *s, size_t *len)
 {

@@ -38,6 +38,8 @@ start_server() {
     port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
 }
 expect_exit 64 "a KV budget that holds no sequence" dsk-serve "$T/ck" --port 0 --kv-memory 1K
+expect_exit 64 "--ctx past the model's positions" dsk-serve "$T/ck" --port 0 --ctx 100000
+expect_err_contains "max_position_embeddings" "--ctx: the model's limit is named"
 start_server --max-batch 8 --kv-memory 50K
 check "the KV budget lowers the batch (3 sequences of 64 tokens in 50 KiB)" grep -q "ready: .*, 3 sequences of up to 64 tokens, KV cache 0.0 MiB" "$T/serve.err"
 kill -TERM "$pid"; wait "$pid"
@@ -59,6 +61,11 @@ def call(path, body=None, raw=None, headers=None):
 st, body, _ = call("/health"); assert st == 200, (st, body)
 st, body, _ = call("/v1/models"); m = json.loads(body)
 assert st == 200 and m["object"] == "list" and m["data"][0]["object"] == "model", body
+for path, method, allow in (("/v1/models", "DELETE", "GET"), ("/v1/completions", "GET", "POST")):
+    try:
+        urllib.request.urlopen(urllib.request.Request(url + path, method=method), timeout=60); raise AssertionError(path)
+    except urllib.error.HTTPError as e:
+        assert e.code == 405 and e.headers.get("Allow") == allow, (path, e.code, dict(e.headers))
 chat = {"model": "m", "messages": [{"role": "user", "content": "say cat"}], "max_tokens": 5}
 st, body, _ = call("/v1/chat/completions", chat); r = json.loads(body)
 assert st == 200 and r["object"] == "chat.completion" and r["choices"][0]["message"]["role"] == "assistant", body
@@ -111,6 +118,15 @@ st, sse, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs"
 chunks = [json.loads(e[6:])["choices"][0] for e in sse.split("\n\n")[:-2]]
 for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
     assert [x for c in chunks for x in (c["logprobs"] or {}).get(key, [])] == l[key], (key, chunks, l)
+# sampled text, perhaps cut mid-character, past the end of the turn: every listed token is text, and
+# text_offset is where it begins in the text as written (invalid UTF-8 repaired)
+for seed in range(12):
+    c0 = json.loads(call("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 1.3,
+                                             "seed": seed, "ignore_eos": True, "logprobs": 0})[1])["choices"][0]
+    l, t = c0["logprobs"], c0["text"]
+    assert all(tok == t[o:o + len(tok)] for tok, o in zip(l["tokens"], l["text_offset"]) if "\ufffd" not in tok), c0
+    assert l["text_offset"] == sorted(l["text_offset"]) and all(o <= len(t) for o in l["text_offset"]), c0
+    assert "\ufffd" in t or "".join(l["tokens"]) == t, c0
 # a completion ends with the turn, as a chat does, and special tokens are not text
 st, body, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 20, "temperature": 0})
 r = json.loads(body); c0 = r["choices"][0]

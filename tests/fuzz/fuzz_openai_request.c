@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         /* the model name goes back out in JSON that must parse */
         dsk_buf_clear(&b);
         dsk_openai_meta m = {kind, "id", req.model, 0, req.include_usage};
-        dsk_openai_choice c = {0, req.prompt, req.prompt_len, DSK_FINISH_STOP, NULL, 0, 0};
+        dsk_openai_choice c = {0, req.prompt, req.prompt_len, DSK_FINISH_STOP, NULL, 0};
         dsk_openai_usage u = {1, 1};
         dsk_openai_response_json(&m, &c, 1, &u, &b);
         char msg[128];

@@ -299,6 +299,10 @@ TEST(fit_context)
     CHECK(dsk_openai_fit_context(&req, 80, &lim, &e) == 0 && req.max_tokens == 20);  /* default lowered */
     CHECK(dsk_openai_fit_context(&req, 100, &lim, &e) == 400);
     CHECK_STR(e.code, "context_length_exceeded");
+    CHECK(strstr(e.message, "no room for a completion") != NULL);   /* no length was asked for */
+    CHECK(dsk_openai_fit_context(&req, 0, &lim, &e) == 400);
+    CHECK_STR(e.param, "prompt");
+    CHECK(strstr(e.message, "empty prompt") != NULL);
     dsk_openai_request_free(&req);
     body = "{\"prompt\":\"p\",\"max_tokens\":40}";
     CHECK(dsk_openai_parse(body, strlen(body), DSK_OPENAI_COMPLETION, &lim, &req, &e) == 0);
@@ -401,8 +405,8 @@ static int has_null(struct json_object *o, const char *keys)
 TEST(chat_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{"Hel", 3, -0.1}, {"He", 2, -2.5}};
-    static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0}};
-    dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2, 0}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0, 0}};
+    static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3}};
+    dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0}};
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0};
     dsk_openai_usage u = {12, 7};
     dsk_buf b = {0};
@@ -442,8 +446,8 @@ TEST(chat_completion_object)
 TEST(text_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{" b", 2, -0.2}, {" c", 2, -1.7}};
-    static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2}, {" b", 2, -0.2, top, 2}};
-    dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2, 10};
+    static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10}, {" b", 2, -0.2, top, 2, 12}};
+    dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2};
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0};
     dsk_openai_usage u = {1, 2};
     dsk_buf b = {0};
@@ -457,7 +461,7 @@ TEST(text_completion_object)
     CHECK_NEAR(json_object_get_double(path(o, "choices.0.logprobs.token_logprobs.1")), -0.2, 1e-12);
     CHECK_NEAR(json_object_get_double(path(o, "choices.0.logprobs.top_logprobs.0. c")), -1.7, 1e-12);
     CHECK(json_object_object_length(path(o, "choices.0.logprobs.top_logprobs.1")) == 2);
-    /* offsets count characters: "ét" is 2 */
+    /* the offsets as given (the server counts characters of the text) */
     CHECK(json_object_get_int(path(o, "choices.0.logprobs.text_offset.0")) == 10);
     CHECK(json_object_get_int(path(o, "choices.0.logprobs.text_offset.1")) == 12);
     CHECK(json_object_get_int(path(o, "usage.total_tokens")) == 3);
@@ -490,7 +494,7 @@ TEST(chat_stream)
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1};
     dsk_buf b = {0};
     dsk_openai_sse_role(&m, 0, &b);
-    dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0, 0};
+    dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0};
     dsk_openai_sse_chunk(&m, &c, &b);
     c.text = "lo";
     c.len = 2;
@@ -554,8 +558,8 @@ TEST(chat_stream)
 TEST(completion_stream_and_error_event)
 {
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0};
-    static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0}};
-    dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1, 7};
+    static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7}};
+    dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1};
     dsk_buf b = {0};
     dsk_openai_sse_chunk(&m, &c, &b);
     dsk_openai_error e;

@@ -73,5 +73,26 @@ TEST(encode_decode_round_trip)
     }
 }
 
+/* Characters of the repaired text before each byte: a valid sequence and
+ * a maximal invalid subpart count one each, and a character an offset
+ * falls inside is not counted yet. */
+TEST(char_offsets_count_the_repaired_text)
+{
+    /* "a", U+00E9 (2 bytes), a lone continuation byte, "x", a cut 3-byte form, "z" */
+    const char s[] = "a\xC3\xA9\x80x\xE4\xB8z";
+    size_t n = sizeof s - 1, at[] = {0, 1, 2, 3, 4, 5, 6, 7, 8}, out[9];
+    dsk_utf8_char_offsets(s, n, at, 9, out);
+    static const size_t want[] = {0, 1, 1, 2, 3, 4, 4, 5, 6};
+    for (int i = 0; i < 9; i++)
+        CHECK(out[i] == want[i]);
+    dsk_buf b = {0};
+    dsk_utf8_repair(s, n, &b);   /* the same count of characters as the repaired text has */
+    size_t chars = 0;
+    for (size_t i = 0; i < b.len; i++)
+        chars += ((unsigned char)b.data[i] & 0xC0) != 0x80;
+    CHECK(chars == out[8]);
+    dsk_buf_free(&b);
+}
+
 RUN_TESTS(T(valid_text_is_valid), T(invalid_forms_are_found), T(repair_uses_maximal_subparts),
-          T(repair_output_is_always_valid), T(encode_decode_round_trip))
+          T(repair_output_is_always_valid), T(encode_decode_round_trip), T(char_offsets_count_the_repaired_text))
