@@ -1,5 +1,7 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "eval/task_file.h"
 
@@ -9,7 +11,14 @@ int dsk_task_file_open(dsk_task_file *t, const char *path, dsk_err *err)
     t->path = path;
     t->f = fopen(path, "rb");
     if (!t->f)
-        return dsk_fail(err, EX_NOINPUT, "%s: cannot open", path);
+        return dsk_fail(err, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(t->f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(t->f);
+        t->f = NULL;
+        return dsk_fail(err, EX_NOINPUT, "%s: is a directory (a task file is JSON Lines; a dataset is a task for ab "
+                        "only)", path);
+    }
     return 0;
 }
 

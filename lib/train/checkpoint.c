@@ -270,9 +270,13 @@ int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_mod
         for (int d = 0; same && d < t->ndim; d++)
             same = s->shape[d] == t->shape[d];
         if (!same) {
-            rc = dsk_fail(err, EX_DATAERR, "%s: %s is %s[%" PRId64 "%s] in the file, the model needs F32[%" PRId64
-                          "%s]", path, name, dsk_st_dtype_name(s->dtype), s->ndim > 0 ? s->shape[0] : 0,
-                          s->ndim > 1 ? ",..." : "", t->shape[0], t->ndim > 1 ? ",..." : "");
+            char have[64] = "", need[64] = "";
+            for (int d = 0; d < s->ndim && d < 4; d++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%" PRId64, d ? "," : "", s->shape[d]);
+            for (int d = 0; d < t->ndim; d++)
+                snprintf(need + strlen(need), sizeof need - strlen(need), "%s%" PRId64, d ? "," : "", t->shape[d]);
+            rc = dsk_fail(err, EX_DATAERR, "%s: %s is %s[%s] in the file, the model needs F32[%s] (config.json and "
+                          "the weights disagree?)", path, name, dsk_st_dtype_name(s->dtype), have, need);
             break;
         }
     }

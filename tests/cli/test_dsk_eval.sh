@@ -137,6 +137,8 @@ expect_err_contains "bad.jsonl:1" "the message names the file and line"
 printf '{"context": "x", "choices": "ab", "gold": 0}\n' > "$T/bad.jsonl"
 expect_exit 65 "mc: choices not an array" dsk-eval mc "$T/ck" "$T/bad.jsonl"
 expect_exit 66 "mc: a missing task file" dsk-eval mc "$T/ck" "$T/nope.jsonl"
+expect_exit 66 "mc: a directory as the task file" dsk-eval mc "$T/ck" "$T"
+expect_err_contains "is a directory" "a directory task is named as such"
 
 # ---- ab: paired comparison ---------------------------------------------------------------------------
 expect_exit 0 "ab of a checkpoint with itself" dsk-eval ab "$T/ck" "$T/ck" "$T/mc.jsonl" "$T/ds" --json
