@@ -49,6 +49,17 @@ check "resumed optimizer state is bit-identical" cmp "$T/a/latest/optimizer.safe
     "$T/b/latest/optimizer.safetensors"
 expect_exit 64 "--resume of a finished run asks for more steps" dsk-train --resume --out "$T/b" -q
 expect_err_contains "raise --steps" "the message says what to do"
+# A length given now in another unit replaces the saved --steps (256 tokens a step: 45 steps).
+expect_exit 0 "--resume with a new length in tokens" dsk-train --resume --out "$T/b" --tokens $((256 * 45)) -q
+check "--tokens on --resume: the run went on to its step" grep -q '"step":45' "$T/b/latest/state.json"
+# state.json's options are checked as the command line's.
+mkdir "$T/bad-state" && cp -r "$T/a/step-00000020" "$T/bad-state/" && ln -s step-00000020 "$T/bad-state/latest"
+python3 - "$T/bad-state/step-00000020/state.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); s["options"]["grad_accum"] = 0; json.dump(s, open(sys.argv[1], "w"))
+PY
+expect_exit 65 "--resume: an option out of range in state.json" dsk-train --resume --out "$T/bad-state" -q
+expect_err_contains '"grad_accum" is 0' "the option is named"
 
 # SIGTERM: the step finishes, a checkpoint is written, the status is 143; resuming completes the run.
 dsk-train "${common[@]}" --steps 3000 --eval-every 0 --save-every 0 --log "$T/c.jsonl" --log-every 1 \
@@ -262,6 +273,12 @@ PY
 mkdir "$T/p2" && cp -r "$T/p/step-00000005" "$T/p2/" && ln -s step-00000005 "$T/p2/latest"
 expect_exit 0 "resume DPO mid-stage" dsk-train --resume --out "$T/p2" -q
 check "resumed DPO weights are bit-identical" cmp "$T/p/latest/model.safetensors" "$T/p2/latest/model.safetensors"
+check "dpo: the saved init and ref are step directories (a run directory's latest moves on)" python3 - \
+    "$T/p/latest/state.json" <<'PY'
+import json, re, sys
+o = json.load(open(sys.argv[1]))["options"]
+assert re.search(r"/step-\d{8}$", o["init"]), o
+PY
 expect_exit 65 "--stage dpo on conversation data" dsk-train "${post[@]}" --stage dpo --init "$T/s" --data "$T/sft" \
     --steps 2 --out "$T/x"
 
