@@ -453,8 +453,8 @@ static int cmd_train(args *a, int argc, char **argv)
     if (!a->vocab_size)
         dsk_usage_error("train: --vocab-size is required");
     if (a->vocab_size < 256 + 5 + a->n_specials)
-        dsk_usage_error("--vocab-size %u leaves no room: 256 bytes and %zu special tokens come first", a->vocab_size,
-                        5 + a->n_specials);
+        dsk_usage_error("--vocab-size %u leaves no room: 256 bytes and %zu special tokens come first (at least %zu)",
+                        a->vocab_size, 5 + a->n_specials, 256 + 5 + a->n_specials);
     dsk_err err = {0};
     dsk_bpe_counts c;
     dsk_bpe_counts_init(&c, (size_t)a->max_words);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/hash.h"
 
@@ -24,7 +25,7 @@ static const struct {
 const char *dsk_bpe_named_pattern(const char *name)
 {
     for (size_t i = 0; i < sizeof named_patterns / sizeof named_patterns[0]; i++)
-        if (strcmp(name, named_patterns[i].name) == 0)
+        if (strcasecmp(name, named_patterns[i].name) == 0)   /* CL100K is the name, not a regex of its letters */
             return named_patterns[i].pattern;
     return NULL;
 }

@@ -149,6 +149,9 @@ expect_err_contains "separate datasets" "kind mixing is explained"
 check "mixed kinds: no output" no_output "$T/x"
 python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1], "rb").read()[:32])' "$T/docs.dskt" > "$T/hdr.dskt"
 expect_exit 65 "a stream with no records and no trailer" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/hdr.dskt"
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-2] ^= 1; sys.stdout.buffer.write(b)' \
+    "$T/docs.dskt" > "$T/tail.dskt"
+expect_exit 65 "a trailer whose last (zero) bytes are not" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/tail.dskt"
 echo '{"model":{"type":"BPE","vocab":{}}}' > "$T/bad-tok.json"
 expect_exit 65 "bad tokenizer" dsk-pack -t "$T/bad-tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt"
 
