@@ -289,6 +289,19 @@ static int cmd_cat(args *a, int n_files, char **files)
     return 0;
 }
 
+/* "--name" of a long option's value (for messages). */
+static const char *option_name(int val)
+{
+    static char name[48];
+    for (const struct option *o = long_options; o->name; o++)
+        if (o->val == val) {
+            snprintf(name, sizeof name, "--%s", o->name);
+            return name;
+        }
+    snprintf(name, sizeof name, "-%c", val);
+    return name;
+}
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
@@ -296,8 +309,21 @@ int main(int argc, char **argv)
     char *command = command_line(argc, argv);
     args a = {.pack_mode = DSK_PACK_CONCAT, .threads = dsk_default_threads(), .dict = 1, .zstd_level = 3,
               .shard_size = 1ull << 30, .dict_sample = 1u << 20, .window = 16u << 20};
+    /* The first option of each kind given: one of cat's, or of packing's,
+     * or of bestfit's alone, where it would do nothing, is a usage error. */
+    int cat_only = 0, pack_only = 0, bestfit_only = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":o:t:j:qhV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_SPLIT: case OPT_START: case OPT_COUNT: case OPT_DECODE: case OPT_JSON:
+            cat_only = cat_only ? cat_only : opt;
+            break;
+        case 'o': case OPT_SEQ_LEN: case OPT_PACK: case OPT_SHARD_SIZE: case OPT_ZSTD_LEVEL: case OPT_NO_DICT:
+        case OPT_DICT_SAMPLE: case OPT_FORCE: case OPT_CROP_LONG: case OPT_WINDOW:
+            pack_only = pack_only ? pack_only : opt;
+            bestfit_only = bestfit_only || (opt != OPT_CROP_LONG && opt != OPT_WINDOW) ? bestfit_only : opt;
+            break;
+        }
         switch (opt) {
         case 'o': a.output = optarg; break;
         case 't': a.tokenizer = optarg; break;
@@ -346,6 +372,13 @@ int main(int argc, char **argv)
     char **files = argv + optind;
     const char *cmd = rest ? files[0] : "";
     int rc;
+    int packing = strcmp(cmd, "verify") && strcmp(cmd, "info") && strcmp(cmd, "cat");
+    if (packing && cat_only)
+        dsk_usage_error("%s is for dsk-pack cat", option_name(cat_only));
+    if (!packing && pack_only)
+        dsk_usage_error("%s is for packing, not dsk-pack %s", option_name(pack_only), cmd);
+    if (packing && bestfit_only && a.pack_mode != DSK_PACK_BESTFIT)
+        dsk_usage_error("%s is for --pack bestfit", option_name(bestfit_only));
     if (strcmp(cmd, "verify") == 0)
         rc = cmd_verify(&a, rest - 1, files + 1);
     else if (strcmp(cmd, "info") == 0)

@@ -77,6 +77,11 @@ r = json.load(open(sys.argv[1]))
 sys.exit(not (len(r["tokens"]) == 65 and len(r["mask"]) == 65 and r["boundaries"][0] == 0))' "$T/row.json"
 expect_exit 64 "cat: bad split" dsk-pack cat "$T/ds" --split dev
 expect_exit 64 "cat: --decode with --json" dsk-pack cat "$T/ds" --decode --json
+expect_exit 64 "an option of cat's when packing" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --decode "$T/docs.dskt"
+expect_err_contains "--decode is for dsk-pack cat" "the misplaced option is named"
+expect_exit 64 "an option of packing's with cat" dsk-pack cat "$T/ds" --seq-len 64
+expect_exit 64 "--crop-long without --pack bestfit" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --crop-long \
+    "$T/docs.dskt"
 
 # ---- bestfit, SFT, DPO -------------------------------------------------------------------------
 expect_exit 0 "pack bestfit" dsk-pack -t "$T/tok.json" -o "$T/bf" --seq-len 64 --pack bestfit "$T/docs.dskt"
