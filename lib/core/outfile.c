@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_TEMPS 64
@@ -53,6 +54,9 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
         f->fp = stdout;
         return 0;
     }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))   /* said now: the rename at the end would fail */
+        return dsk_fail(err, EX_CANTCREAT, "%s: is a directory", path);
     static int atexit_done;
     if (!atexit_done) {
         atexit(remove_temps_at_exit);
