@@ -1,8 +1,10 @@
 #include "clean/dedup.h"
 
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int dsk_dedup_open_memory(dsk_dedup *d, uint64_t max_bytes)
 {
@@ -28,11 +30,22 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         return lmdb_fail(err, path, "cannot create environment", rc);
     mdb_env_set_maxdbs(env, 4);
     mdb_env_set_mapsize(env, (size_t)1 << 40);  /* address space only; the file grows as needed */
+    /* LMDB makes PATH-lock beside the file even when it then refuses it:
+     * one made here for a refused file goes again. */
+    char *lock = dsk_xmalloc(strlen(path) + 8);
+    sprintf(lock, "%s-lock", path);
+    int had_lock = access(lock, F_OK) == 0;
     rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOTLS, 0666);
     if (rc) {
         mdb_env_close(env);
+        if (!had_lock)
+            unlink(lock);
+        free(lock);
+        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+            return dsk_fail(err, EX_DATAERR, "%s: not a dedup database: %s", path, mdb_strerror(rc));
         return lmdb_fail(err, path, "cannot open", rc);
     }
+    free(lock);
     MDB_txn *txn;
     MDB_dbi meta, exact, bands;
     if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) ||

@@ -203,6 +203,9 @@ expect_exit 70 "--dedup-memory budget" dsk-clean -q --filters none --dedup-memor
 expect_err_contains "--dedup-db" "budget error suggests --dedup-db"
 
 # ---- files, pipes and signals ------------------------------------------------------------------------------------
+echo "not a database" > "$T/notdb"
+expect_exit 65 "--dedup-db on a file that is not one" dsk-clean -q --dedup-db "$T/notdb" "$T/docs.jsonl"
+check "--dedup-db refused: no lock file left" test ! -e "$T/notdb-lock"
 expect_exit 66 "missing input" dsk-clean "$T/missing.jsonl"
 expect_err_contains "missing.jsonl: cannot open" "missing input is named"
 expect_exit 64 "unknown option" dsk-clean --frobnicate
