@@ -552,7 +552,7 @@ int main(int argc, char **argv)
             break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_bad_option(opt, argv);
+        default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
     if (optind >= argc)
@@ -578,5 +578,7 @@ int main(int argc, char **argv)
     free(a.specials);
     free(a.counts);
     dsk_records_spec_free(&a.records);
+    if (rc)
+        dsk_failing();   /* reported: the status stands */
     return rc;
 }

@@ -207,7 +207,7 @@ int main(int argc, char **argv)
         case 'q': c.quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_bad_option(opt, argv);
+        default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
     if (list_params) {

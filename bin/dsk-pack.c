@@ -363,7 +363,7 @@ int main(int argc, char **argv)
         case OPT_JSON: a.json = 1; break;
         case 'h': fputs(usage, stdout); free(command); return 0;
         case 'V': dsk_print_version(); free(command); return 0;
-        default: dsk_usage_bad_option(opt, argv);
+        default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
     if (a.decode && a.json)
@@ -388,5 +388,7 @@ int main(int argc, char **argv)
     else
         rc = cmd_pack(&a, rest, files, command);
     free(command);
+    if (rc)
+        dsk_failing();   /* reported: the status stands */
     return rc;
 }

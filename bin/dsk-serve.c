@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': dsk_print_version(); return 0;
-        default: dsk_usage_bad_option(opt, argv);
+        default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
     if (argc - optind != 1)

@@ -220,7 +220,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case 'q': o->quiet = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
         case 'V': dsk_print_version(); exit(0);
-        default: dsk_usage_bad_option(opt, argv);
+        default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
     if (optind < argc)
@@ -358,5 +358,7 @@ int main(int argc, char **argv)
     free(o.owned_init);
     if (rc && rc < 128)
         dsk_outfile_remove_all_temps();
+    if (rc)
+        dsk_failing();   /* reported: the status stands */
     return rc;
 }

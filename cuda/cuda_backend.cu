@@ -458,16 +458,9 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     snprintf(cb->name, sizeof cb->name, "cuda");
     be->name = cb->name;
     be->threads = 1;
-    /* A 64th of the device's memory, from 128 MiB to 1 GiB: at 1.3b's
-     * 16384 rows of a 50K vocabulary, 4 chunks of 4096 rows where 128
-     * MiB made 26 of 640 (dsk_model_logit_rows). */
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    be->logits_budget = total_b / 64;
-    if (be->logits_budget < DSK_LOGITS_BUDGET)
-        be->logits_budget = DSK_LOGITS_BUDGET;
-    if (be->logits_budget > ((size_t)1 << 30))
-        be->logits_budget = (size_t)1 << 30;
+    /* At 1.3b's 16384 rows of a 50K vocabulary, 4 chunks of 4096 rows
+     * where the cpu's 128 MiB makes 26 of 640 (dsk_model_logit_rows). */
+    be->logits_budget = DSK_LOGITS_BUDGET_GPU;
     be->impl = cb;
     be->alloc = table_op<cuda_alloc>::call<true>;   /* no stream work to time */
     be->free = table_op<cuda_free>::call<true>;

@@ -38,10 +38,11 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
     rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOTLS, 0666);
     if (rc) {
         mdb_env_close(env);
-        if (!had_lock)
+        int not_lmdb = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH;
+        if (not_lmdb && !had_lock)   /* only then: another process may be using a lock it made meanwhile */
             unlink(lock);
         free(lock);
-        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+        if (not_lmdb)
             return dsk_fail(err, EX_DATAERR, "%s: not a dedup database: %s", path, mdb_strerror(rc));
         return lmdb_fail(err, path, "cannot open", rc);
     }

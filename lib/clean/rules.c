@@ -37,6 +37,13 @@ static const char *unknown_group(const pcre2_code *code, const char *rep, size_t
     uint32_t groups = 0;
     pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &groups);
     for (const char *p = rep; *p; p++) {
+        if (*p == '\\' && p[1] == 'Q') {   /* \Q...\E: literal text, $ included */
+            const char *e = strstr(p + 2, "\\E");
+            if (!e)
+                break;
+            p = e + 1;
+            continue;
+        }
         if (*p == '\\' && p[1]) {   /* an escape (PCRE2_SUBSTITUTE_EXTENDED) */
             p++;
             continue;
@@ -62,7 +69,8 @@ static const char *unknown_group(const pcre2_code *code, const char *rep, size_t
             if (found) {
                 memcpy(buf, name, n);
                 buf[n] = 0;
-                found = pcre2_substring_number_from_name(code, (PCRE2_SPTR)buf) >= 0;
+                int rc = pcre2_substring_number_from_name(code, (PCRE2_SPTR)buf);
+                found = rc >= 0 || rc == PCRE2_ERROR_NOUNIQUESUBSTRING;   /* (?J): a name several groups share */
             }
         }
         if (!found) {

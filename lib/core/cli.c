@@ -19,6 +19,7 @@ void dsk_print_version(void)
 
 void dsk_usage_error(const char *fmt, ...)
 {
+    dsk_failing();
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", dsk_progname());
@@ -29,15 +30,33 @@ void dsk_usage_error(const char *fmt, ...)
     exit(EX_USAGE);
 }
 
-void dsk_usage_bad_option(int opt, char *const *argv)
+void dsk_usage_bad_option(int opt, char *const *argv, const struct option *longopts)
 {
+    /* getopt_long leaves optopt the option's character or value (0 for a
+     * long name it does not know) and optind past the argument it took,
+     * except inside a cluster of short options ("-xq"), where argv[optind
+     * - 1] is still the argument before. */
     const char *arg = optind > 0 ? argv[optind - 1] : "";
+    int is_long = strncmp(arg, "--", 2) == 0;
+    int name_len = (int)strcspn(arg, "=");
+    if (opt == ':' && is_long)
+        dsk_usage_error("option '%.*s' needs an argument", name_len, arg);
     if (opt == ':')
-        dsk_usage_error("option '%s' needs an argument", arg);
-    if (optopt > 0 && optopt < 128 && strncmp(arg, "--", 2) != 0)
+        dsk_usage_error("option '-%c' needs an argument", optopt);
+    if (optopt && is_long && arg[name_len] == '=')
+        dsk_usage_error("option '%.*s' takes no argument", name_len, arg);
+    if (optopt > 0 && optopt < 128)
         dsk_usage_error("unknown option '-%c'", optopt);
-    size_t len = strcspn(arg, "=");   /* --name=value: the name */
-    dsk_usage_error("unknown option '%.*s'", (int)len, arg);
+    /* An abbreviation of several long names reads as unknown to getopt_long. */
+    char matches[256] = "";
+    int n_match = 0;
+    for (const struct option *o = longopts; is_long && o && o->name; o++)
+        if (name_len > 2 && !strncmp(o->name, arg + 2, (size_t)name_len - 2) && ++n_match <= 4)
+            snprintf(matches + strlen(matches), sizeof matches - strlen(matches), "%s--%s", n_match > 1 ? ", " : "",
+                     o->name);
+    if (n_match > 1)
+        dsk_usage_error("option '%.*s' is ambiguous: %s%s", name_len, arg, matches, n_match > 4 ? ", ..." : "");
+    dsk_usage_error("unknown option '%.*s'", name_len, arg);
 }
 
 long long dsk_parse_int(const char *option, const char *value, long long min, long long max)

@@ -21,8 +21,10 @@ uint64_t dsk_parse_size(const char *option, const char *value);
 _Noreturn void dsk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* What getopt_long returned for a bad option (its optstring starting with
  * ':', so that getopt says nothing itself): ':' for a missing argument,
- * else an unknown option.  Names the option and dies as above. */
-_Noreturn void dsk_usage_bad_option(int opt, char *const *argv);
+ * else an unknown, ambiguous or misused option.  Names the option (and,
+ * for an ambiguous abbreviation, what it could be) and dies as above. */
+struct option;
+_Noreturn void dsk_usage_bad_option(int opt, char *const *argv, const struct option *longopts);
 
 int dsk_default_threads(void);
 

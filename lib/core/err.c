@@ -13,15 +13,29 @@ static const char *progname = "dsk";
 
 /* At exit, standard output flushed and checked, as coreutils' close_stdout
  * does: a report that could not be written (a full disk, /dev/full) is an
- * I/O error, not a silent success.  A closed pipe is left to SIGPIPE's
- * quiet end (dsk_signals_init), or to the tool that ignores it. */
+ * I/O error, not a silent success.  Not when the tool is already failing
+ * (dsk_die and usage errors: their status and message stand), and not for
+ * a closed pipe, left to SIGPIPE's quiet end (dsk_signals_init) or to
+ * the tool that ignores it. */
+static int failing;
+
+void dsk_failing(void) { failing = 1; }
+
 static void check_stdout_at_exit(void)
 {
-    if (fflush(stdout) == 0 && !ferror(stdout))
+    if (failing)
         return;
-    if (errno == EPIPE)
+    errno = 0;
+    int flushed = fflush(stdout) == 0;
+    int e = errno;
+    if (flushed && !ferror(stdout))
         return;
-    fprintf(stderr, "%s: standard output: write error: %s\n", progname, strerror(errno));
+    if (e == EPIPE)
+        return;
+    if (e)   /* an earlier failure (ferror) has no errno left to tell */
+        fprintf(stderr, "%s: standard output: write error: %s\n", progname, strerror(e));
+    else
+        fprintf(stderr, "%s: standard output: write error\n", progname);
     dsk_outfile_remove_all_temps();
     _exit(EX_IOERR);
 }
@@ -60,6 +74,7 @@ static void vreport(const char *fmt, va_list ap)
 
 void dsk_die(int code, const char *fmt, ...)
 {
+    failing = 1;
     va_list ap;
     va_start(ap, fmt);
     vreport(fmt, ap);

@@ -22,6 +22,9 @@ int dsk_fail(dsk_err *err, int code, const char *fmt, ...)
 void dsk_set_progname(const char *argv0);
 const char *dsk_progname(void);
 
+/* The process is ending on an error it has reported: the exit-time check
+ * of standard output (a write error is 74) leaves the status alone. */
+void dsk_failing(void);
 /* Print "prog: message" on stderr, remove temporary files, exit(code). */
 _Noreturn void dsk_die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -55,8 +55,18 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
         return 0;
     }
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))   /* said now: the rename at the end would fail */
+    int exists = stat(path, &sb) == 0;
+    if (exists && S_ISDIR(sb.st_mode))   /* said now: the rename at the end would fail */
         return dsk_fail(err, EX_CANTCREAT, "%s: is a directory", path);
+    if (exists && !S_ISREG(sb.st_mode)) {
+        /* A device or a pipe (/dev/null, /dev/stdout, a FIFO): written in
+         * place, as a stream; a temporary renamed over it would replace
+         * the node itself. */
+        if (!(f->fp = fopen(path, "wb")))
+            return dsk_fail(err, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(errno));
+        f->path = dsk_xstrdup(path);
+        return 0;
+    }
     static int atexit_done;
     if (!atexit_done) {
         atexit(remove_temps_at_exit);
@@ -85,10 +95,21 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
 
 int dsk_outfile_commit(dsk_outfile *f, dsk_err *err)
 {
-    if (!f->tmp_path) {  /* stdout */
+    if (!f->tmp_path && !f->path) {  /* stdout */
         if (fflush(f->fp) != 0 || ferror(f->fp))
             return dsk_fail(err, EX_IOERR, "standard output: write error: %s", strerror(errno));
         return 0;
+    }
+    if (!f->tmp_path) {  /* a device or a pipe, written in place */
+        int failed = fflush(f->fp) != 0 || ferror(f->fp);
+        int e = errno;
+        if (fclose(f->fp) != 0 && !failed)
+            failed = 1, e = errno;
+        f->fp = NULL;
+        int code = failed ? dsk_fail(err, EX_IOERR, "%s: write error: %s", f->path, strerror(e)) : 0;
+        free(f->path);
+        f->path = NULL;
+        return code;
     }
     int failed = fflush(f->fp) != 0 || ferror(f->fp) || fsync(fileno(f->fp)) != 0;
     int e = errno;
@@ -115,6 +136,14 @@ int dsk_outfile_commit(dsk_outfile *f, dsk_err *err)
 
 void dsk_outfile_abort(dsk_outfile *f)
 {
+    if (!f->tmp_path && f->path) {   /* a device or a pipe: closed, nothing to remove */
+        if (f->fp)
+            fclose(f->fp);
+        f->fp = NULL;
+        free(f->path);
+        f->path = NULL;
+        return;
+    }
     if (!f->tmp_path)
         return;
     if (f->fp)

@@ -4,7 +4,8 @@
  * flushes, fsyncs and renames it over PATH.  Every open temporary is
  * registered so that dsk_die(), a fatal signal (SIGINT, SIGTERM, SIGHUP,
  * SIGPIPE) or exit without commit removes it: an interrupted tool never
- * leaves a file that looks complete.  A NULL path or "-" means stdout. */
+ * leaves a file that looks complete.  A NULL path or "-" means stdout;
+ * an existing device or pipe (/dev/null, a FIFO) is written in place. */
 #ifndef DSK_CORE_OUTFILE_H
 #define DSK_CORE_OUTFILE_H
 
@@ -15,7 +16,7 @@
 typedef struct dsk_outfile {
     FILE *fp;
     char *path;      /* target path, NULL for stdout */
-    char *tmp_path;  /* temporary being written, NULL for stdout */
+    char *tmp_path;  /* temporary being written, NULL for stdout and a device or pipe */
     int slot;        /* index in the temporaries registry, -1 if none */
 } dsk_outfile;
 

@@ -114,9 +114,15 @@ void dsk_mem_table(FILE *f, const dsk_model_config *c, const char *name, int B, 
             "Activations: a micro-batch of %d x %d positions on each rank, %s at every\n"
             "world size, %s with --recompute (each layer keeps its input only).\n"
             "Parameters and gradients include the units gathered at once (ZeRO-3), and the\n"
-            "unit gradient buffers and the reduce-scatter buffer (ZeRO-2 and 3).\n\n",
+            "unit gradient buffers and the reduce-scatter buffer (ZeRO-2 and 3).\n",
             name, m->n_params, c->vocab_size, c->n_layers, B, T, dsk_mem_human(acts, a, sizeof a),
             dsk_mem_human(acts_rc, b, sizeof b));
+    /* The LM head's logits: the cpu's chunks here; a GPU's are larger. */
+    size_t gpu = dsk_mem_activations(c, B, T, 0, DSK_LOGITS_BUDGET_GPU);
+    if (gpu > acts)
+        fprintf(f, "The activations hold the cpu backend's chunks of logits; a GPU rank's hold %s more.\n",
+                dsk_mem_human(gpu - acts, a, sizeof a));
+    fputc('\n', f);
     fprintf(f, "%6s %5s %12s %12s %12s %12s %12s %12s\n", "ranks", "zero", "parameters", "gradients", "optimizer",
             "activations", "total", "recompute");
     for (int world = 1; world <= 64; world *= 2)

@@ -49,13 +49,17 @@ typedef struct dsk_backend dsk_backend;
  * fewer, larger products gain it little, and a chunk's logits then stay
  * near the caches). */
 #define DSK_LOGITS_BUDGET ((size_t)128 << 20)
+/* The cuda backend's: one size on every device, so that the chunks, and
+ * so the bits of the head's gradient, do not depend on the card (a run
+ * resumed on another GPU goes on bit for bit). */
+#define DSK_LOGITS_BUDGET_GPU ((size_t)1 << 30)
 
 struct dsk_backend {
     const char *name;
     int threads;
     /* Bytes of logits the LM head's automatic chunk of rows may take
      * (dsk_model_logit_rows; 0: DSK_LOGITS_BUDGET).  A GPU asks for
-     * more: each chunk adds the head's weight gradient in place (read
+     * more (DSK_LOGITS_BUDGET_GPU): each chunk adds the head's weight gradient in place (read
      * and written whole, 412 MB at 1.3b's vocabulary of 50K), and its
      * dX product has too few tiles of output to fill the device. */
     size_t logits_budget;

@@ -79,6 +79,7 @@ typedef struct choice_state {
     kept_token *kept;            /* with logprobs: every token so far */
     int n_kept, cap_kept;
     int lp_sent;                 /* kept tokens whose logprobs were streamed */
+    size_t lp_pos, lp_count;     /* text_offset counted so far: a byte of the text and the characters before it */
 } choice_state;
 
 typedef struct gen_req {
@@ -133,7 +134,8 @@ typedef struct logprob_view {
     int n;
 } logprob_view;
 
-static void logprob_view_build(const dsk_tokenizer *tk, const choice_state *c, int from, int to, logprob_view *v)
+static void logprob_view_build(const dsk_tokenizer *tk, const choice_state *c, int from, int to, logprob_view *v,
+                               size_t *pos, size_t *count)
 {
     memset(v, 0, sizeof *v);
     v->n = to > from ? to - from : 0;
@@ -181,7 +183,7 @@ static void logprob_view_build(const dsk_tokenizer *tk, const choice_state *c, i
         size_t b = from + i > 0 ? c->kept[from + i - 1].end : 0;
         starts[i] = b < c->text.len ? b : c->text.len;
     }
-    dsk_utf8_char_offsets(c->text.data ? c->text.data : "", c->text.len, starts, (size_t)v->n, chars);
+    dsk_utf8_char_offsets(c->text.data ? c->text.data : "", c->text.len, starts, (size_t)v->n, chars, pos, count);
     for (int i = 0; i < v->n; i++)
         v->tok[i].text_offset = chars[i];
     free(starts);
@@ -229,7 +231,7 @@ static void emit_delta(gen_req *g, choice_state *c, int final)
         return;
     logprob_view v = {0};
     if (g->req.want_logprobs)
-        logprob_view_build(&g->srv->l->tok, c, c->lp_sent, lp_to, &v);
+        logprob_view_build(&g->srv->l->tok, c, c->lp_sent, lp_to, &v, &c->lp_pos, &c->lp_count);
     dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", c->safe - c->sent,
                             final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n};
     dsk_openai_sse_chunk(&g->meta, &oc, &g->out);
@@ -544,8 +546,9 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     int total = 0;
     for (int i = 0; i < g->n; i++) {
         choice_state *c = &g->ch[i];
+        size_t pos = 0, count = 0;
         if (g->req.want_logprobs)
-            logprob_view_build(&s->l->tok, c, 0, kept_final(c), &lv[i]);
+            logprob_view_build(&s->l->tok, c, 0, kept_final(c), &lv[i], &pos, &count);
         oc[i] = (dsk_openai_choice){i, c->text.data ? c->text.data : "", c->text.len, finish_reason(c),
                                     g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n};
         total += c->tokens;

@@ -103,21 +103,25 @@ size_t dsk_utf8_repair(const char *str, size_t n, dsk_buf *out)
     return replaced;
 }
 
-void dsk_utf8_char_offsets(const char *str, size_t n, const size_t *at, size_t m, size_t *out)
+void dsk_utf8_char_offsets(const char *str, size_t n, const size_t *at, size_t m, size_t *out, size_t *pos,
+                           size_t *count)
 {
     const uint8_t *s = (const uint8_t *)str;
-    size_t chars = 0, i = 0;
+    size_t i = *pos, chars = *count;
     for (size_t j = 0; j < m; j++) {
-        for (;;) {
-            if (i >= n)
-                break;
+        while (i < n) {
             size_t len = dsk_utf8_seq_len(s + i, n - i);
-            if (!len)
+            int settled = len != 0;
+            if (!len) {
                 len = maximal_subpart(s + i, n - i);
+                settled = i + len < n;   /* a cut sequence at the end may be whole once more bytes come */
+            }
             if (i + len > at[j])
                 break;
             chars++;
             i += len;
+            if (settled)
+                *pos = i, *count = chars;
         }
         out[j] = chars;
     }

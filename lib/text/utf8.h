@@ -22,8 +22,13 @@ size_t dsk_utf8_repair(const char *s, size_t n, dsk_buf *out);
 /* For each of the m byte offsets at[] (ascending), the characters of s as
  * dsk_utf8_repair writes it (a valid sequence or a maximal invalid
  * subpart each) that end at or before it, into out[]: where a token that
- * begins at that byte begins in the repaired text. */
-void dsk_utf8_char_offsets(const char *s, size_t n, const size_t *at, size_t m, size_t *out);
+ * begins at that byte begins in the repaired text.  The count starts at
+ * byte *pos with *count characters before it (0 and 0 for all of s) and
+ * both are left where a later call, with offsets from the last one on and
+ * s perhaps grown, may go on: text that grows a token at a time is
+ * counted once. */
+void dsk_utf8_char_offsets(const char *s, size_t n, const size_t *at, size_t m, size_t *out, size_t *pos,
+                           size_t *count);
 
 /* Decodes the code point at s (which must be valid UTF-8) and its length. */
 static inline uint32_t dsk_utf8_decode(const uint8_t *s, size_t *len)

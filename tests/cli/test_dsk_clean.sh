@@ -166,6 +166,9 @@ expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl
 expect_exit 64 "--replace naming a group the pattern lacks" dsk-clean --replace 'o=$9' "$T/re.jsonl"
 expect_err_contains "has no group '9'" "the missing group is named"
 expect_exit 64 "--replace naming a group by a name the pattern lacks" dsk-clean --replace '(?<x>o)=${y}' "$T/re.jsonl"
+expect_exit 0 "--replace: \\Q...\\E quotes a \$" dsk-clean -q --filters none --replace 'o=[\Q$1\E]' "$T/re.jsonl"
+expect_exit 0 "--replace: a name (?J) gives several groups" dsk-clean -q --filters none \
+    --replace '(?J)(?<y>o)|(?<y>e)=${y}' "$T/re.jsonl"
 
 # ---- filters -----------------------------------------------------------------------------------------------
 expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_words=1 --set gopher_quality.min_stop_words=0 --set gopher_quality.min_alpha_words_ratio=0.6 --filters gopher-quality "$T/docs.jsonl"

@@ -81,10 +81,19 @@ TEST(char_offsets_count_the_repaired_text)
     /* "a", U+00E9 (2 bytes), a lone continuation byte, "x", a cut 3-byte form, "z" */
     const char s[] = "a\xC3\xA9\x80x\xE4\xB8z";
     size_t n = sizeof s - 1, at[] = {0, 1, 2, 3, 4, 5, 6, 7, 8}, out[9];
-    dsk_utf8_char_offsets(s, n, at, 9, out);
+    size_t pos = 0, count = 0;
+    dsk_utf8_char_offsets(s, n, at, 9, out, &pos, &count);
     static const size_t want[] = {0, 1, 1, 2, 3, 4, 4, 5, 6};
     for (int i = 0; i < 9; i++)
         CHECK(out[i] == want[i]);
+    /* The same counted a byte at a time, as a stream grows its text: a cut
+     * sequence at the end is not taken for a whole character. */
+    pos = 0, count = 0;
+    for (size_t len = 1; len <= n; len++) {
+        size_t one;
+        dsk_utf8_char_offsets(s, len, &at[len - 1], 1, &one, &pos, &count);
+        CHECK(one == want[len - 1]);
+    }
     dsk_buf b = {0};
     dsk_utf8_repair(s, n, &b);   /* the same count of characters as the repaired text has */
     size_t chars = 0;
