@@ -52,7 +52,7 @@ static const char usage[] =
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 74 I/O error.\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 73 cannot create, 74 I/O error.\n";
 
 enum { OPT_TIKTOKEN = 256, OPT_GPT2, OPT_PATTERN, OPT_SPECIAL, OPT_IDS, OPT_RECORDS, OPT_FIELD, OPT_ALLOW_SPECIAL,
        OPT_RAW, OPT_VOCAB_SIZE, OPT_MIN_FREQUENCY, OPT_MAX_WORDS, OPT_COUNTS };

@@ -49,7 +49,8 @@ static const char usage[] =
     "  -h, --help              show this help and exit\n"
     "  -V, --version           show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 74 I/O error.\n"
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 over --dedup-memory, 73 cannot create,\n"
+    "74 I/O error.\n"
     "See dsk-clean(1) for the rules and their defaults.\n";
 
 enum {

@@ -60,7 +60,8 @@ static const char usage[] =
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 69 tracking server unreachable, 74 I/O error.\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 69 tracking server unreachable, 73 cannot\n"
+    "create, 74 I/O error, 76-78 the tracking server's reply, credentials or experiment.\n";
 
 enum {
     OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND,

@@ -48,7 +48,8 @@ static const char usage[] =
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 73 cannot create, 74 I/O error.\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 GPTQ's Hessian, 73 cannot create, 74 I/O\n"
+    "error.\n";
 
 enum {
     OPT_FORCE = 256, OPT_BITS, OPT_SYM, OPT_CALIB, OPT_CALIB_SPLIT, OPT_CALIB_ROWS, OPT_CALIB_BATCH, OPT_DAMP,

@@ -26,7 +26,7 @@ static const char usage[] =
     "      --max-body N      request bytes (default 1048576)\n"
     "      --timeout S       seconds per request (default 300)\n"
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
-    "      --model-name NAME what /v1/models lists (default: the checkpoint directory's name)\n"
+    "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
     "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu)\n"
     "  -j, --threads N       threads (default: all cores)\n"

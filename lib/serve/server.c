@@ -797,8 +797,12 @@ int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
     }
     s->l = l;
     if (!s->o.model_name) {
-        const char *base = strrchr(l->dir, '/');
-        snprintf(s->model_name, sizeof s->model_name, "%s", base ? base + 1 : l->dir);
+        /* The step directory's name: a run directory's latest resolved
+         * (its link's name would call every run "latest"). */
+        char *real = realpath(l->dir, NULL);
+        const char *dir = real ? real : l->dir, *base = strrchr(dir, '/');
+        snprintf(s->model_name, sizeof s->model_name, "%s", base && base[1] ? base + 1 : dir);
+        free(real);
     }
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
     s->end_token = end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end;

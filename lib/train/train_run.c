@@ -570,6 +570,9 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
     if ((uint32_t)cfg->vocab_size < r->ds.m.vocab_size)
         return dsk_fail(err, EX_DATAERR, "%s: the dataset's vocabulary (%u) is larger than the model's (%d)", o->data,
                         r->ds.m.vocab_size, cfg->vocab_size);
+    if (r->T > cfg->max_seq_len && from)   /* a checkpoint's architecture is fixed */
+        return dsk_fail(err, EX_USAGE, "--seq-len %d is longer than %s's max_position_embeddings %d (give --seq-len "
+                        "%d or less)", r->T, from, cfg->max_seq_len, cfg->max_seq_len);
     if (r->T > cfg->max_seq_len)
         return dsk_fail(err, EX_USAGE, "--seq-len %d is longer than the model's max_position_embeddings %d "
                         "(use --set seq_len=%d)", r->T, cfg->max_seq_len, r->T);
