@@ -318,10 +318,12 @@ int main(int argc, char **argv)
         case OPT_SPLIT: case OPT_START: case OPT_COUNT: case OPT_DECODE: case OPT_JSON:
             cat_only = cat_only ? cat_only : opt;
             break;
+        case OPT_CROP_LONG: case OPT_WINDOW:
+            bestfit_only = bestfit_only ? bestfit_only : opt;
+            /* fall through - packing's too */
         case 'o': case OPT_SEQ_LEN: case OPT_PACK: case OPT_SHARD_SIZE: case OPT_ZSTD_LEVEL: case OPT_NO_DICT:
-        case OPT_DICT_SAMPLE: case OPT_FORCE: case OPT_CROP_LONG: case OPT_WINDOW:
+        case OPT_DICT_SAMPLE: case OPT_FORCE:
             pack_only = pack_only ? pack_only : opt;
-            bestfit_only = bestfit_only || (opt != OPT_CROP_LONG && opt != OPT_WINDOW) ? bestfit_only : opt;
             break;
         }
         switch (opt) {

@@ -81,14 +81,13 @@ static int parse_split(const char *opt, const char *v)
     return s;
 }
 
-/* --force: an earlier output of dsk-quant (it has quant.json) is removed;
- * anything else at that path is left alone and the save refuses it. */
-static void dsk_quant_remove_output(const char *out)
+/* An earlier output of dsk-quant: a directory with its quant.json. */
+static int is_quant_output(const char *out)
 {
     char *report = dsk_path_join(out, "quant.json");
-    if (access(report, F_OK) == 0)
-        dsk_remove_flat_dir(out);
+    int ours = access(report, F_OK) == 0;
     free(report);
+    return ours;
 }
 
 static void ppl(dsk_loaded *l, const char *data, int split, long rows, dsk_ppl_result *r)
@@ -187,22 +186,18 @@ int main(int argc, char **argv)
     o.calib_tokenizer = l.fingerprint;
     if (!force && access(out, F_OK) == 0)
         dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
-    if (force && access(out, F_OK) == 0) {
-        /* Said now, not after the quantization's minutes. */
-        char *report = dsk_path_join(out, "quant.json");
-        int ours = access(report, F_OK) == 0;
-        free(report);
-        if (!ours)
-            dsk_die(EX_CANTCREAT, "%s exists and is not a dsk-quant output (no quant.json); not replacing it", out);
-    }
+    /* --force replaces an earlier output of dsk-quant only; anything else
+     * is refused now, not after the quantization's minutes. */
+    if (force && access(out, F_OK) == 0 && !is_quant_output(out))
+        dsk_die(EX_CANTCREAT, "%s exists and is not a dsk-quant output (no quant.json); not replacing it", out);
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);
     dsk_quantized q;
     if (dsk_quantize_model(l.model, &o, &q, &err))
         dsk_die_err(&err);
-    if (force)
-        dsk_quant_remove_output(out);
+    if (force && is_quant_output(out))
+        dsk_remove_flat_dir(out);
     if (dsk_quant_save(l.dir, out, 0, l.model, &q, &o, &err))
         dsk_die_err(&err);
     /* The model now holds the dequantized weights: what OUT computes. */

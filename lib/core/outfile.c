@@ -100,34 +100,27 @@ int dsk_outfile_commit(dsk_outfile *f, dsk_err *err)
             return dsk_fail(err, EX_IOERR, "standard output: write error: %s", strerror(errno));
         return 0;
     }
-    if (!f->tmp_path) {  /* a device or a pipe, written in place */
-        int failed = fflush(f->fp) != 0 || ferror(f->fp);
-        int e = errno;
-        if (fclose(f->fp) != 0 && !failed)
-            failed = 1, e = errno;
-        f->fp = NULL;
-        int code = failed ? dsk_fail(err, EX_IOERR, "%s: write error: %s", f->path, strerror(e)) : 0;
-        free(f->path);
-        f->path = NULL;
-        return code;
-    }
-    int failed = fflush(f->fp) != 0 || ferror(f->fp) || fsync(fileno(f->fp)) != 0;
+    /* A temporary is synced and renamed into place; a device or a pipe,
+     * written in place, only closed. */
+    int failed = fflush(f->fp) != 0 || ferror(f->fp) || (f->tmp_path && fsync(fileno(f->fp)) != 0);
     int e = errno;
     if (fclose(f->fp) != 0 && !failed) {
         failed = 1;
         e = errno;
     }
     f->fp = NULL;
-    if (!failed && rename(f->tmp_path, f->path) != 0) {
+    if (!failed && f->tmp_path && rename(f->tmp_path, f->path) != 0) {
         failed = 1;
         e = errno;
     }
     int code = 0;
-    if (failed) {
+    if (failed)
         code = dsk_fail(err, EX_IOERR, "%s: write error: %s", f->path, strerror(e));
-        unlink(f->tmp_path);
+    if (f->tmp_path) {
+        if (failed)
+            unlink(f->tmp_path);
+        unregister_temp(f->slot);
     }
-    unregister_temp(f->slot);
     free(f->tmp_path);
     free(f->path);
     f->tmp_path = f->path = NULL;
@@ -136,21 +129,15 @@ int dsk_outfile_commit(dsk_outfile *f, dsk_err *err)
 
 void dsk_outfile_abort(dsk_outfile *f)
 {
-    if (!f->tmp_path && f->path) {   /* a device or a pipe: closed, nothing to remove */
-        if (f->fp)
-            fclose(f->fp);
-        f->fp = NULL;
-        free(f->path);
-        f->path = NULL;
-        return;
-    }
-    if (!f->tmp_path)
+    if (!f->tmp_path && !f->path)   /* stdout */
         return;
     if (f->fp)
         fclose(f->fp);
     f->fp = NULL;
-    unlink(f->tmp_path);
-    unregister_temp(f->slot);
+    if (f->tmp_path) {   /* a device or a pipe has nothing to remove */
+        unlink(f->tmp_path);
+        unregister_temp(f->slot);
+    }
     free(f->tmp_path);
     free(f->path);
     f->tmp_path = f->path = NULL;

@@ -541,13 +541,11 @@ int dsk_openai_fit_context(dsk_openai_request *req, int prompt_tokens, const dsk
                                "a completion. Please reduce the length of the %s.", lim->ctx_len, what, prompt_tokens,
                                what);
     if (room < 1 || (req->max_tokens_given && req->max_tokens > room))
-        return dsk_openai_fail(e, 400, req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt",
-                               "context_length_exceeded",
+        return dsk_openai_fail(e, 400, what, "context_length_exceeded",
                                "This model's maximum context length is %d tokens. However, you requested %ld tokens "
                                "(%d in the %s, %d in the completion). Please reduce the length of the %s or "
                                "completion.", lim->ctx_len, (long)prompt_tokens + req->max_tokens, prompt_tokens,
-                               req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt", req->max_tokens,
-                               req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt");
+                               what, req->max_tokens, what);
     if (req->max_tokens > room)
         req->max_tokens = (int)room;
     return 0;

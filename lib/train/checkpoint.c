@@ -239,6 +239,14 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
     return NULL;
 }
 
+/* "2048,512": a shape for messages (cut short past len). */
+static void shape_text(const int64_t *shape, int ndim, char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (int d = 0; d < ndim; d++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%" PRId64, d ? "," : "", shape[d]);
+}
+
 int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_model *m, const char *suffix,
                                 size_t file_tensors, dsk_tensor_sink put, void *ctx, dsk_err *err)
 {
@@ -270,11 +278,9 @@ int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_mod
         for (int d = 0; same && d < t->ndim; d++)
             same = s->shape[d] == t->shape[d];
         if (!same) {
-            char have[64] = "", need[64] = "";
-            for (int d = 0; d < s->ndim && d < 4; d++)
-                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%" PRId64, d ? "," : "", s->shape[d]);
-            for (int d = 0; d < t->ndim; d++)
-                snprintf(need + strlen(need), sizeof need - strlen(need), "%s%" PRId64, d ? "," : "", t->shape[d]);
+            char have[64], need[64];
+            shape_text(s->shape, s->ndim, have, sizeof have);
+            shape_text(t->shape, t->ndim, need, sizeof need);
             rc = dsk_fail(err, EX_DATAERR, "%s: %s is %s[%s] in the file, the model needs F32[%s] (config.json and "
                           "the weights disagree?)", path, name, dsk_st_dtype_name(s->dtype), have, need);
             break;

@@ -926,12 +926,13 @@ static int train(run *r)
                 dsk_warn("step %ld: non-finite %s (%g%s); step skipped (%d in a row)", r->st.step,
                          isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss,
                          r->ls.dynamic && isfinite(loss) ? ", loss scale below 1" : "", bad_in_row);
+            if (bad_in_row >= o->max_bad_steps && (o->resume || r->saved_step >= 0))
+                return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
+                                "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
+                                o->out);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
-                                "(%s%s%s; lower --lr or check the data)", bad_in_row,
-                                o->resume || r->saved_step >= 0 ? "the last checkpoint in " : "no checkpoint saved",
-                                o->resume || r->saved_step >= 0 ? o->out : "",
-                                o->resume || r->saved_step >= 0 ? " is intact" : "");
+                                "(no checkpoint saved; lower --lr or check the data)", bad_in_row);
         }
         tokens_run += step_tokens;
         progress_line(r, loss, (double)tokens_run / fmax(1e-9, now - t_start), now - t_start);
