@@ -143,6 +143,16 @@ static ssize_t fill(dsk_reader *r, dsk_err *err)
     }
 }
 
+/* "FILE:LINE:" for lines; a NUL-terminated record is named by its number. */
+static int too_long(const dsk_reader *r, int delim, uint64_t record_no, dsk_err *err)
+{
+    if (delim == '\n')
+        return dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit", r->name,
+                        (unsigned long long)record_no, r->max_record);
+    return dsk_fail(err, EX_DATAERR, "%s: record %llu is longer than the %zu-byte limit", r->name,
+                    (unsigned long long)record_no, r->max_record);
+}
+
 int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk_err *err)
 {
     size_t scanned = r->start;
@@ -154,14 +164,12 @@ int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk
             r->start = (size_t)(hit - r->buf) + 1;
             r->record_no++;
             if (*len > r->max_record)
-                return dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit",
-                                r->name, (unsigned long long)r->record_no, r->max_record);
+                return too_long(r, delim, r->record_no, err);
             return 1;
         }
         scanned = r->end;
         if (r->end - r->start > r->max_record)
-            return dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit",
-                            r->name, (unsigned long long)r->record_no + 1, r->max_record);
+            return too_long(r, delim, r->record_no + 1, err);
         if (r->eof) {
             if (r->start == r->end)
                 return 0;

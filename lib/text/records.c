@@ -66,6 +66,23 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* A NUL-terminated record holds lines of its own: blank when they all are. */
+static int is_blank_lines(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\n' && !is_blank(s + i, 1))
+            return 0;
+    return 1;
+}
+
+static uint64_t count_newlines(const char *s, size_t n)
+{
+    uint64_t count = 0;
+    for (const char *p = s, *end = s + n; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        count++;
+    return count;
+}
+
 static int is_separator(dsk_records *rs, const char *line, size_t len)
 {
     if (len && line[len - 1] == '\r')
@@ -85,11 +102,18 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
     int rc;
     if (rs->spec->mode == DSK_REC_JSONL || rs->spec->mode == DSK_REC_LINES || rs->spec->mode == DSK_REC_NUL) {
         while ((rc = dsk_reader_next(r, delim, &line, &n, err)) == 1) {
-            if (is_blank(line, n) || (delim == '\0' && n == 1 && line[0] == '\n'))
+            /* A NUL-terminated record's number is not a line's: its line is
+             * the one it starts on, counted through the records before. */
+            uint64_t first_line = r->record_no;
+            if (delim == '\0') {
+                first_line = 1 + rs->nul_newlines;
+                rs->nul_newlines += count_newlines(line, n);
+            }
+            if (delim == '\0' ? is_blank_lines(line, n) : is_blank(line, n))
                 continue;
             *text = line;
             *len = n;
-            *line_no = r->record_no;
+            *line_no = first_line;
             return 1;
         }
         return rc;

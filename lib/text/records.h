@@ -28,6 +28,7 @@ typedef struct dsk_records {
     dsk_reader *reader;
     void *match_data;
     dsk_buf acc;
+    uint64_t nul_newlines;  /* NUL mode: the newlines of the records before, for line numbers */
 } dsk_records;
 
 void dsk_records_init(dsk_records *rs, const dsk_records_spec *spec, dsk_reader *reader);

@@ -90,6 +90,12 @@ dsk-clean -q --filters none --records paragraphs "$T/lines.txt" > "$T/out"
 check "--records paragraphs" test "$(wc -l < "$T/out")" -eq 2
 printf 'a\0b\0' | dsk-clean -q --filters none --records nul > "$T/out"
 check "--records nul" test "$(wc -l < "$T/out")" -eq 2
+# A NUL-terminated record's "line" is the line it starts on, and a record of
+# blank lines is a separator.
+printf 'first doc\nline two\n\0  \n \n\0second\0\n\0third\nx\0' | dsk-clean -q --filters none --records nul > "$T/out"
+check "--records nul: records of blank lines skipped" test "$(wc -l < "$T/out")" -eq 3
+check "--records nul: each record's line is the line it starts on" \
+    test "$(grep -o '"line":[0-9]*' "$T/out" | tr '\n' ' ')" = '"line":1 "line":5 "line":6 '
 expect_exit 64 "bad --records regex" dsk-clean --records 'regex:(' "$T/fortunes"
 expect_err_contains "at offset 1" "records regex error has the offset"
 expect_exit 64 "unknown --records" dsk-clean --records words "$T/fortunes"

@@ -44,7 +44,10 @@ static char *split(const char *spec_arg, const char *data, size_t n)
 TEST(lines_and_nul)
 {
     CHECK_SPLIT("lines", "one\ntwo\n\n  \nthree", "1:one|2:two|5:three|");
-    CHECK_SPLIT("nul", "a b\0c\0\0d", "1:a b|2:c|4:d|");
+    /* A NUL-terminated record is numbered by the line it starts on; one of
+     * blank lines is a separator. */
+    CHECK_SPLIT("nul", "a b\0c\0\0d", "1:a b|1:c|1:d|");
+    CHECK_SPLIT("nul", "a\nb\n\0 \n\t\n\0c\0\nd\0", "1:a\nb\n|5:c|5:\nd|");
     CHECK_SPLIT("jsonl", "{}\n\n{\"a\":1}\n", "1:{}|3:{\"a\":1}|");
 }
 
@@ -85,6 +88,25 @@ TEST(record_limit)
     uint64_t line;
     CHECK(dsk_records_next(&rs, &t, &len, &line, &err) == EX_DATAERR);
     CHECK(strstr(err.msg, "mem:1: record longer than the 8-byte limit") != NULL);
+    dsk_records_free(&rs);
+    dsk_reader_close(&r);
+}
+
+TEST(nul_record_too_long_is_named_by_number)
+{
+    dsk_records_spec spec;
+    dsk_err err = {0};
+    dsk_records_spec_parse(&spec, "nul", &err);
+    dsk_reader r;
+    dsk_reader_open_mem(&r, "mem", "ok\0aaaaaaaaaaaa\0", 16, 8, &err);
+    dsk_records rs;
+    dsk_records_init(&rs, &spec, &r);
+    const char *t;
+    size_t len;
+    uint64_t line;
+    CHECK(dsk_records_next(&rs, &t, &len, &line, &err) == 1);
+    CHECK(dsk_records_next(&rs, &t, &len, &line, &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "mem: record 2 is longer than the 8-byte limit") != NULL);
     dsk_records_free(&rs);
     dsk_reader_close(&r);
 }
@@ -136,5 +158,5 @@ TEST(missing_and_directory_inputs)
     CHECK(dsk_reader_open(&r, "/tmp", 100, &err) == EX_NOINPUT);
 }
 
-RUN_TESTS(T(lines_and_nul), T(paragraphs), T(regex_separators), T(bad_specs), T(record_limit),
+RUN_TESTS(T(lines_and_nul), T(paragraphs), T(regex_separators), T(bad_specs), T(record_limit), T(nul_record_too_long_is_named_by_number),
           T(reader_handles_long_lines_and_zstd), T(missing_and_directory_inputs))
