@@ -131,14 +131,19 @@ static struct json_object *cmd_ppl(const eval_cli *c, const char *ckpt)
     add_str(o, "data", c->data);
     add_str(o, "split", dsk_split_names[c->split]);
     json_object_object_add(o, "rows", json_object_new_int64(r.rows));
+    json_object_object_add(o, "windows", json_object_new_int(r.windows));
     add_num(o, "tokens", r.tokens);
     add_num(o, "bytes", r.bytes);
     add_num(o, "loss", r.loss);
     add_num(o, "ppl", r.ppl);
     add_num(o, "bpb", r.bpb);
+    char windows[96] = "";
+    if (r.windows > 1)
+        snprintf(windows, sizeof windows, " (each in %d windows of the model's %d positions)", r.windows,
+                 l.model->cfg.max_seq_len);
     if (!c->json)
-        printf("%s on %s (%s): %ld rows, %.0f tokens, %.0f bytes: loss %.4f, perplexity %.2f, %.4f bits/byte\n",
-               l.dir, c->data, dsk_split_names[c->split], r.rows, r.tokens, r.bytes, r.loss, r.ppl, r.bpb);
+        printf("%s on %s (%s): %ld rows%s, %.0f tokens, %.0f bytes: loss %.4f, perplexity %.2f, %.4f bits/byte\n",
+               l.dir, c->data, dsk_split_names[c->split], r.rows, windows, r.tokens, r.bytes, r.loss, r.ppl, r.bpb);
     dsk_ppl_result_free(&r);
     dsk_loaded_free(&l);
     return o;

@@ -99,9 +99,14 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
         dsk_dataset_close(&ds);
         return dsk_fail(err, EX_DATAERR, "%s: preference rows have no perplexity; use a text or chat dataset", data);
     }
-    int T = (int)ds.m.seq_len;
-    if (T > m->cfg.max_seq_len)
-        T = m->cfg.max_seq_len;   /* rows longer than the model: their first max_position_embeddings tokens */
+    /* Rows longer than the model are scored in windows of its length, each
+     * from its own start, so that every target counts. */
+    int T = (int)ds.m.seq_len, windows = 1;
+    if (T > m->cfg.max_seq_len) {
+        T = m->cfg.max_seq_len;
+        windows = (int)((ds.m.seq_len + (uint32_t)T - 1) / (uint32_t)T);
+    }
+    res->windows = windows;
     uint64_t total = ds.m.rows[split];
     if (rows > 0 && (uint64_t)rows < total)
         total = (uint64_t)rows;
@@ -114,26 +119,34 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     dsk_dataset_reader_init(&rd, &ds);
     dsk_row row = {0};
     res->row_loss = dsk_xcalloc(total ? total : 1, sizeof *res->row_loss);
+    double *row_targets = dsk_xcalloc(total ? total : 1, sizeof *row_targets);
     double *batch_loss = dsk_xmalloc((size_t)batch * sizeof *batch_loss), *batch_targets = dsk_xcalloc((size_t)batch, sizeof *batch_targets);
-    for (uint64_t next = 0; next < total && !rc;) {
-        uint64_t first = next;
-        for (int b = 0; b < batch; b++) {
-            int have = next < total;
-            if (have && (rc = dsk_dataset_read(&rd, split, next++, &row, err)))
-                break;
+    uint64_t *batch_row = dsk_xmalloc((size_t)batch * sizeof *batch_row);
+    /* Units: (row, window) in order; a batch holds `batch` of them. */
+    uint64_t units = total * (uint64_t)windows;
+    for (uint64_t next = 0; next < units && !rc;) {
+        int used = 0;
+        for (int b = 0; b < batch && !rc; b++) {
             size_t at = (size_t)b * T;
-            if (!have) {
+            if (next >= units) {
                 dsk_batch_blank_row(tok + at, tgt + at, pos + at, w + at, T);
                 continue;
             }
-            dsk_batch_fill_row(tok + at, tgt + at, pos + at, w + at, T, &row, 1);
+            uint64_t r = next / (uint64_t)windows;
+            uint32_t window = (uint32_t)(next % (uint64_t)windows);
+            next++;
+            if (window == 0 && (rc = dsk_dataset_read(&rd, split, r, &row, err)))
+                break;
+            dsk_batch_fill_window(tok + at, tgt + at, pos + at, w + at, T, &row, window * (uint32_t)T, 1);
+            batch_row[b] = r;
             batch_targets[b] = 0;
             for (int t = 0; t < T; t++)
                 if (w[at + t] != 0) {
                     res->bytes += dsk_tokenizer_text_bytes(&l->tok, (uint32_t)tgt[at + t]);
                     batch_targets[b] += w[at + t];
                 }
-            res->rows += have;
+            res->rows += window == 0;
+            used++;
         }
         dsk_batch bt = {batch, T, tok, tgt, pos, w};
         if (rc || (rc = dsk_model_set_batch(m, &bt, err)))
@@ -142,9 +155,15 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
         res->nats += m->loss_sum;
         res->tokens += m->n_targets;
         dsk_model_row_losses(m, batch_loss);
-        for (uint64_t r = first; r < next; r++)
-            res->row_loss[r] = batch_targets[r - first] > 0 ? batch_loss[r - first] / batch_targets[r - first] : 0;
+        for (int b = 0; b < used; b++) {
+            res->row_loss[batch_row[b]] += batch_loss[b];
+            row_targets[batch_row[b]] += batch_targets[b];
+        }
     }
+    for (uint64_t r = 0; r < total; r++)   /* summed nats to the mean per target */
+        res->row_loss[r] = row_targets[r] > 0 ? res->row_loss[r] / row_targets[r] : 0;
+    free(row_targets);
+    free(batch_row);
     free(batch_loss);
     free(batch_targets);
     dsk_row_free(&row);

@@ -27,6 +27,7 @@ typedef struct dsk_ppl_result {
     double nats, tokens, bytes;   /* summed over the evaluated targets */
     double loss, ppl, bpb;
     long rows;
+    int windows;                  /* model-length windows a row is scored in (1: whole rows) */
     double *row_loss;             /* per row: mean nats per target (0 when it has none) */
 } dsk_ppl_result;
 

@@ -14,6 +14,11 @@
  * row's place in the batch arrays. */
 void dsk_batch_fill_row(int32_t *tokens, int32_t *targets, int32_t *pos, float *weights, int T, const dsk_row *row,
                         int doc_mask);
+/* The same from token `start` of a row of any length: positions restart
+ * at the window's start too (a document begun before it is seen from
+ * there), and those past the row's last target are padding. */
+void dsk_batch_fill_window(int32_t *tokens, int32_t *targets, int32_t *pos, float *weights, int T,
+                           const dsk_row *row, uint32_t start, int doc_mask);
 /* A padding row: no targets, no weight. */
 void dsk_batch_blank_row(int32_t *tokens, int32_t *targets, int32_t *pos, float *weights, int T);
 

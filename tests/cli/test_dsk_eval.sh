@@ -52,6 +52,19 @@ expect_exit 0 "ppl with another batch size (a partial last batch)" dsk-eval ppl 
 check "batching does not change the result" python3 -c "
 import json; a, b = json.load(open('$T/out')), json.load(open('$T/ppl-b4'))
 assert a['rows'] == b['rows'] == 8 and a['tokens'] == b['tokens'] and abs(a['loss'] - b['loss']) < 1e-5, (a, b)"
+# Rows longer than the model (nano: 64 positions): scored in windows, every
+# target counted, whatever the batch size (windows of one row in two batches).
+dsk-pack -q -t "$T/tok.json" -o "$T/dsw" --pack concat --seq-len 150 "$T/docs.dskt"
+expect_exit 0 "ppl on rows of 150 tokens with a model of 64 positions" dsk-eval ppl "$T/ck" --data "$T/dsw" \
+    --rows 3 --batch 4 --json
+cp "$T/out" "$T/ppl-w4"
+check "each row in 3 windows (the last partial), every target scored" python3 -c "
+import json; e = json.load(open('$T/out'))
+assert e['rows'] == 3 and e['windows'] == 3 and e['tokens'] == 3 * 150, e"
+expect_exit 0 "ppl in windows with another batch size" dsk-eval ppl "$T/ck" --data "$T/dsw" --rows 3 --batch 7 --json
+check "windows across batches do not change the result" python3 -c "
+import json; a, b = json.load(open('$T/out')), json.load(open('$T/ppl-w4'))
+assert a['tokens'] == b['tokens'] and abs(a['loss'] - b['loss']) < 1e-5, (a, b)"
 expect_exit 65 "ppl on data from another tokenizer" bash -c "
     dsk-bpe train --vocab-size 280 -o '$T/tok2.json' '$T/docs.jsonl' 2>/dev/null &&
     dsk-bpe encode -t '$T/tok2.json' -o '$T/d2.dskt' '$T/docs.jsonl' &&
