@@ -11,6 +11,7 @@
 #include "dist/memory.h"
 #include "model/config.h"
 #include "ops/half.h"
+#include "text/utf8.h"
 #include "train/checkpoint.h"
 #include "train/train_run.h"
 
@@ -197,7 +198,11 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case OPT_LOG_EVERY: o->log_every = (long)dsk_parse_int("--log-every", optarg, 1, 1LL << 40); break;
         case OPT_SAMPLE: o->sample_every = (long)dsk_parse_int("--sample-every", optarg, 0, 1LL << 40); break;
         case OPT_SAMPLE_T: o->sample_tokens = (int)dsk_parse_int("--sample-tokens", optarg, 1, 1 << 20); break;
-        case OPT_PROMPT: o->prompt = optarg; break;
+        case OPT_PROMPT:
+            if (dsk_utf8_find_invalid(optarg, strlen(optarg)) < strlen(optarg))
+                dsk_usage_error("--prompt: invalid UTF-8 at byte %zu", dsk_utf8_find_invalid(optarg, strlen(optarg)));
+            o->prompt = optarg;
+            break;
         case OPT_TEMP: o->sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
         case OPT_TOPK: o->sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
         case OPT_TOPP: o->sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;

@@ -1,5 +1,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "bpe/tokenizer.h"
+#include "text/utf8.h"
 
 #include <pcre2.h>
 #include <stdio.h>
@@ -535,6 +536,12 @@ static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
 int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                    dsk_err *err)
 {
+    /* The pattern is matched without UTF-8 checks (pcre2_jit_match, or
+     * PCRE2_NO_UTF_CHECK), which on invalid UTF-8 may read out of bounds:
+     * the one check is here, for every caller. */
+    size_t bad = dsk_utf8_find_invalid(text, len);
+    if (bad < len)
+        return dsk_fail(err, EX_DATAERR, "invalid UTF-8 at byte %zu of the text", bad);
     if (!allow_special || !t->n_specials)
         return encode_ordinary(t, e, text, len, err);
     size_t off = 0;

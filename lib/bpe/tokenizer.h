@@ -81,8 +81,9 @@ typedef struct dsk_bpe_encoder {
 void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t);
 void dsk_bpe_encoder_free(dsk_bpe_encoder *e);
 
-/* Encodes valid UTF-8 text, appending to e->ids.  With allow_special,
- * special-token text becomes the special id; otherwise it is plain text. */
+/* Encodes UTF-8 text, appending to e->ids (invalid UTF-8 is an error,
+ * EX_DATAERR).  With allow_special, special-token text becomes the
+ * special id; otherwise it is plain text. */
 int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                    dsk_err *err);
 

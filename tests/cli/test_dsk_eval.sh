@@ -102,6 +102,13 @@ expect_exit 65 "an item without answer or regex" dsk-eval gen "$T/s" "$T/bad.jso
 expect_err_contains "bad.jsonl:1" "the message names the file and line"
 printf '{"prompt": "say cat", "answer": "cat", "extra": [}\n' > "$T/bad.jsonl"
 expect_exit 65 "a broken JSON line" dsk-eval gen "$T/s" "$T/bad.jsonl"
+# Bytes that are not UTF-8 in a task file: an error naming the line (the
+# tokenizer's pattern is matched without UTF-8 checks; this was a crash).
+printf '{"prompt": "say \373 cat", "answer": "cat"}\n' > "$T/bad.jsonl"
+expect_exit 65 "gen: a prompt that is not UTF-8" dsk-eval gen "$T/s" "$T/bad.jsonl"
+expect_err_contains "bad.jsonl:1: invalid UTF-8" "the message names the line and the bad UTF-8"
+printf '{"context": "jjjjjjjjjjjjjjjjjjzjjjjjjjjjjjjjjjjjjjjjjq\373", "choices": [" a", " b"], "gold": 0}\n' > "$T/bad.jsonl"
+expect_exit 65 "mc: a context that is not UTF-8" dsk-eval mc "$T/s" "$T/bad.jsonl"
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
 check "no items file is left by a failed run" test ! -e "$T/items2.jsonl"
 # ---- mc: log-likelihood scoring ------------------------------------------------------------------

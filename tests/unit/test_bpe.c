@@ -79,6 +79,23 @@ static int same_ids(const dsk_bpe_encoder *a, const dsk_bpe_encoder *b)
     return a->n_ids == b->n_ids && memcmp(a->ids, b->ids, a->n_ids * sizeof *a->ids) == 0;
 }
 
+/* The pattern runs without UTF-8 checks: invalid UTF-8 is refused first. */
+TEST(invalid_utf8_is_refused)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    dsk_bpe_encoder e;
+    dsk_bpe_encoder_init(&e, &t);
+    dsk_err err = {0};
+    static const char bad[] = "jjjjjjjjjjjjjjjjjjzjjjjjjjjjjjjjjjjjjjjjjq\xfb the";
+    CHECK(dsk_bpe_encode(&t, &e, bad, sizeof bad - 1, 0, &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "invalid UTF-8 at byte 42") != NULL);
+    CHECK(dsk_bpe_encode(&t, &e, bad, sizeof bad - 1, 1, &err) == EX_DATAERR);
+    CHECK(dsk_bpe_encode(&t, &e, "\xed\xa0\x80", 3, 0, &err) == EX_DATAERR);   /* a surrogate */
+    dsk_bpe_encoder_free(&e);
+    dsk_tokenizer_free(&t);
+}
+
 TEST(heap_and_scan_agree)
 {
     dsk_tokenizer t;
@@ -244,6 +261,6 @@ TEST(merge_pairs_for_tokenizer_json)
     dsk_tokenizer_free(&t);
 }
 
-RUN_TESTS(T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
+RUN_TESTS(T(invalid_utf8_is_refused), T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
           T(lookup_finds_every_token_and_nothing_else), T(piece_cache_agrees_with_merging), T(decode_inverts_encode),
           T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json))
