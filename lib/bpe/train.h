@@ -37,7 +37,8 @@ typedef struct dsk_bpe_counts {
 void dsk_bpe_counts_init(dsk_bpe_counts *c, size_t max_words);
 void dsk_bpe_counts_free(dsk_bpe_counts *c);
 void dsk_bpe_counts_add(dsk_bpe_counts *c, const char *word, size_t len, uint64_t count);
-/* Splits text with the tokenizer's pattern (t->re) and counts the pieces. */
+/* Splits valid UTF-8 text with the tokenizer's pattern (t->re) and counts the
+ * pieces; an empty match counts the character at it. */
 int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data, const char *text, size_t len,
                             dsk_err *err);
 

@@ -130,7 +130,12 @@ int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data,
             return dsk_fail(err, EX_DATAERR, "pre-tokenizer: %s", (char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(match_data);
-        size_t end = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+        size_t end = ov[1];
+        if (end == ov[0]) {   /* an empty match: one whole character, as encoding takes it */
+            end = ov[0] + 1;
+            while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
+                end++;
+        }
         dsk_bpe_counts_add(c, text + ov[0], end - ov[0], 1);
         off = end;
     }

@@ -1,4 +1,8 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "bpe/formats.h"
+#include "bpe/train.h"
 #include "test.h"
 #include "text/utf8.h"
 
@@ -93,6 +97,28 @@ TEST(invalid_utf8_is_refused)
     CHECK(dsk_bpe_encode(&t, &e, bad, sizeof bad - 1, 1, &err) == EX_DATAERR);
     CHECK(dsk_bpe_encode(&t, &e, "\xed\xa0\x80", 3, 0, &err) == EX_DATAERR);   /* a surrogate */
     dsk_bpe_encoder_free(&e);
+    dsk_tokenizer_free(&t);
+}
+
+/* A pattern that matches nothing at a character: counting takes the
+ * whole character, as encoding does, never a byte of it. */
+TEST(counting_an_empty_match_takes_a_character)
+{
+    dsk_tokenizer t;
+    dsk_err err = {0};
+    dsk_tokenizer_init(&t);
+    CHECK(dsk_tokenizer_set_pattern(&t, "x*", &err) == 0);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t.re, NULL);
+    dsk_bpe_counts c;
+    dsk_bpe_counts_init(&c, 1024);
+    CHECK(dsk_bpe_counts_add_text(&c, t.re, md, "\xc3\xa9\xc3\xa9\xe4\xb8\xad", 7, &err) == 0);
+    CHECK(c.n == 2);   /* "\xc3\xa9" twice, "\xe4\xb8\xad" once */
+    for (size_t i = 0; i < c.n; i++) {
+        size_t len = (size_t)(c.off[i] & 0xFFFFFF);
+        CHECK((len == 2 && c.count[i] == 2) || (len == 3 && c.count[i] == 1));
+    }
+    dsk_bpe_counts_free(&c);
+    pcre2_match_data_free(md);
     dsk_tokenizer_free(&t);
 }
 
@@ -261,6 +287,6 @@ TEST(merge_pairs_for_tokenizer_json)
     dsk_tokenizer_free(&t);
 }
 
-RUN_TESTS(T(invalid_utf8_is_refused), T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
+RUN_TESTS(T(counting_an_empty_match_takes_a_character), T(invalid_utf8_is_refused), T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
           T(lookup_finds_every_token_and_nothing_else), T(piece_cache_agrees_with_merging), T(decode_inverts_encode),
           T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json))
