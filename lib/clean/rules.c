@@ -1,5 +1,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "clean/rules.h"
+#include "text/utf8.h"
 
 #include <ctype.h>
 #include <pcre2.h>
@@ -89,6 +90,11 @@ int dsk_rules_add(dsk_rules *r, dsk_rule_kind kind, const char *spec, const char
         const char *eq = find_separator(spec);
         if (!eq)
             return dsk_fail(err, EX_USAGE, "%s: '%s' is not REGEX=REPLACEMENT", origin, spec);
+        /* The substitution runs without UTF-8 checks, the replacement's
+         * included: bytes that are not UTF-8 would be read past its end. */
+        size_t bad = dsk_utf8_find_invalid(eq + 1, strlen(eq + 1));
+        if (bad < strlen(eq + 1))
+            return dsk_fail(err, EX_USAGE, "%s: the replacement is not UTF-8 (at its byte %zu)", origin, bad);
         pattern = dsk_xstrndup(spec, (size_t)(eq - spec));
         replacement = dsk_xstrdup(eq + 1);
     } else {

@@ -110,6 +110,9 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     uint64_t total = ds.m.rows[split];
     if (rows > 0 && (uint64_t)rows < total)
         total = (uint64_t)rows;
+    uint64_t units = total * (uint64_t)windows;   /* (row, window) in order; a batch holds `batch` of them */
+    if (units > 0 && (uint64_t)batch > units)
+        batch = (int)units;   /* memory for the rows there are, not for --batch's */
     m->recompute = 1;   /* forward passes only: one shared set of layer buffers */
     dsk_model_alloc_batch(m, batch, T);
     size_t n = (size_t)batch * T;
@@ -122,8 +125,6 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     double *row_targets = dsk_xcalloc(total ? total : 1, sizeof *row_targets);
     double *batch_loss = dsk_xmalloc((size_t)batch * sizeof *batch_loss), *batch_targets = dsk_xcalloc((size_t)batch, sizeof *batch_targets);
     uint64_t *batch_row = dsk_xmalloc((size_t)batch * sizeof *batch_row);
-    /* Units: (row, window) in order; a batch holds `batch` of them. */
-    uint64_t units = total * (uint64_t)windows;
     for (uint64_t next = 0; next < units && !rc;) {
         int used = 0;
         for (int b = 0; b < batch && !rc; b++) {
@@ -190,6 +191,8 @@ void dsk_ppl_result_free(dsk_ppl_result *r)
 
 static void trim(dsk_buf *b)
 {
+    if (!b->data)   /* nothing was ever added */
+        return;
     size_t start = 0, end = b->len;
     while (start < end && b->data[start] && strchr(" \t\r\n", b->data[start]))
         start++;
@@ -270,14 +273,16 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
             int ok;
             if (answer) {
                 dsk_buf want = {0};
-                dsk_buf_adds(&want, json_object_get_string(answer));
+                dsk_buf_add(&want, json_object_get_string(answer), (size_t)json_object_get_string_len(answer));
                 trim(&want);
-                ok = want.len == text.len && !memcmp(want.data, text.data ? text.data : "", text.len);
+                ok = want.len == text.len &&
+                     !memcmp(want.data ? want.data : "", text.data ? text.data : "", text.len);
                 dsk_buf_free(&want);
             } else {
                 int ecode;
                 PCRE2_SIZE eoff;
-                pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_object_get_string(regex), PCRE2_ZERO_TERMINATED,
+                pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_object_get_string(regex),
+                                               (PCRE2_SIZE)json_object_get_string_len(regex),
                                                PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ecode, &eoff, NULL);
                 if (!re) {
                     rc = dsk_fail(err, EX_DATAERR, "%s:%ld: bad \"regex\" at offset %zu", task, lineno,

@@ -241,6 +241,8 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
     if (!rc) {
         dsk_model *m = l->model;
         int B = o->batch > 0 ? o->batch : 8, T = m->cfg.max_seq_len;
+        if (B > n_reqs)
+            B = (int)n_reqs;   /* memory for the rows there are, not for --batch's */
         m->recompute = 1;   /* forward passes only: one shared set of layer buffers */
         dsk_model_alloc_batch(m, B, T);
         size_t n = (size_t)B * T;
@@ -268,7 +270,7 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
                 struct json_object *j = json_object_new_object(), *ll = json_object_new_array();
                 json_object_object_add(j, "item", json_object_new_int64(i + 1));
                 for (int c = 0; c < it->n_choices; c++)
-                    json_object_array_add(ll, json_object_new_double(it->ll[c]));
+                    json_object_array_add(ll, isfinite(it->ll[c]) ? json_object_new_double(it->ll[c]) : NULL);
                 json_object_object_add(j, "loglikelihoods", ll);
                 json_object_object_add(j, "gold", json_object_new_int(it->gold));
                 json_object_object_add(j, "pred", json_object_new_int(pred));

@@ -7,6 +7,7 @@
  * that short list.  At 32 sequences a step and a vocabulary of 8k this is
  * the difference between sampling costing more than the model and costing
  * next to nothing. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -76,7 +77,10 @@ int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng
     if (o->temperature <= 0)
         return best;
     /* Unnormalised probabilities at the temperature, in place. */
-    float *p = logits, mx = logits[best], inv_t = (float)(1.0 / o->temperature);
+    /* A temperature so small that 1/T is past float's range (then 0 x inf
+     * is NaN at the best token): the largest float, which is as greedy. */
+    double inv = 1.0 / o->temperature;
+    float *p = logits, mx = logits[best], inv_t = inv < FLT_MAX ? (float)inv : FLT_MAX;
     for (int i = 0; i < V; i++)   /* vectorized (see KERNEL_CFLAGS) */
         p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
     double sum = 0;

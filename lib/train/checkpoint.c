@@ -313,6 +313,15 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
 {
     float *host = dsk_xmalloc(m->n_params * sizeof *host);
     int rc = dsk_checkpoint_read_tensors(dir, file, m, suffix, file_tensors, put_host, host, err);
+    /* A run never saves a NaN or inf (its guard skips such steps): one is
+     * damage, which would otherwise come out as NaN losses or scores. */
+    for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        for (size_t e = 0; e < t->numel && !rc; e++)
+            if (!isfinite(host[t->offset + e]))
+                rc = dsk_fail(err, EX_DATAERR, "%s/%s: %s%s holds a non-finite value at element %zu (a damaged "
+                              "checkpoint)", dir, file, t->name, suffix, e);
+    }
     if (!rc)
         m->be->upload(m->be, dev, host, m->n_params * sizeof *host);
     free(host);

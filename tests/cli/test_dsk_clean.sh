@@ -171,6 +171,12 @@ expect_err_contains "badrules.txt:1: expected 'drop', 'keep' or 'replace', got '
 expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl"
 expect_exit 64 "--replace naming a group the pattern lacks" dsk-clean --replace 'o=$9' "$T/re.jsonl"
 expect_err_contains "has no group '9'" "the missing group is named"
+# The substitution runs without UTF-8 checks: a replacement that is not
+# UTF-8 was read past its end (and wrote bytes that are not UTF-8).
+expect_exit 64 "--replace with a replacement that is not UTF-8" dsk-clean --replace $'o=\xff' "$T/re.jsonl"
+printf 'replace o=\xff\xfe\n' > "$T/bad.rules"
+expect_exit 64 "a rules file's replacement that is not UTF-8" dsk-clean --rules "$T/bad.rules" "$T/re.jsonl"
+expect_err_contains "bad.rules:1: the replacement is not UTF-8" "the message names the rules file's line"
 expect_exit 64 "--replace naming a group by a name the pattern lacks" dsk-clean --replace '(?<x>o)=${y}' "$T/re.jsonl"
 expect_exit 0 "--replace: \\Q...\\E quotes a \$" dsk-clean -q --filters none --replace 'o=[\Q$1\E]' "$T/re.jsonl"
 expect_exit 0 "--replace: a name (?J) gives several groups" dsk-clean -q --filters none \

@@ -124,6 +124,10 @@ with open(f"{t}/mc.jsonl", "w") as f:
     f.write(json.dumps({"context": "cat dog", "choices": [" red", " blue bird"], "gold": 0}) + "\n")
     f.write(json.dumps({"context": "", "choices": ["red", "qq"], "gold": 0}) + "\n")
 PY
+# Memory for the requests there are, not for --batch's (65536 x 64 positions
+# was tens of GB for a few requests).
+expect_exit 0 "mc with a --batch far above its requests" dsk-eval mc "$T/ck" "$T/mc.jsonl" --batch 65536
+expect_exit 0 "ppl with a --batch far above its rows" dsk-eval ppl "$T/ck" --data "$T/ds" --rows 2 --batch 65536
 expect_exit 0 "mc" dsk-eval mc "$T/ck" "$T/mc.jsonl" --items "$T/mc-items.jsonl" --batch 3 --json
 check "mc: acc is the argmax of the summed log-likelihood, acc_norm of it per character" python3 - "$T" <<'PY'
 import json, sys
