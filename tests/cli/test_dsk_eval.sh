@@ -102,6 +102,13 @@ expect_exit 65 "an item without answer or regex" dsk-eval gen "$T/s" "$T/bad.jso
 expect_err_contains "bad.jsonl:1" "the message names the file and line"
 printf '{"prompt": "say cat", "answer": "cat", "extra": [}\n' > "$T/bad.jsonl"
 expect_exit 65 "a broken JSON line" dsk-eval gen "$T/s" "$T/bad.jsonl"
+# A \u0000 in an answer or regex is part of it (it cut them short: ".*"
+# then matched any output).
+printf '%s\n' '{"prompt": "say cat", "regex": ".*\u0000never"}' '{"prompt": "say cat", "answer": "\u0000never"}' \
+    > "$T/nul.jsonl"
+expect_exit 0 "gen: answers and regexes holding \\u0000" dsk-eval gen "$T/s" "$T/nul.jsonl" --json
+check "gen: neither matches" python3 -c "
+import json; r = json.load(open('$T/out')); assert r['items'] == 2 and r['correct'] == 0, r"
 # Bytes that are not UTF-8 in a task file: an error naming the line (the
 # tokenizer's pattern is matched without UTF-8 checks; this was a crash).
 printf '{"prompt": "say \373 cat", "answer": "cat"}\n' > "$T/bad.jsonl"

@@ -144,6 +144,8 @@ f.seek(8 + n + b - 4); f.write(struct.pack("<f", float("nan")))
 PY
 expect_exit 65 "a NaN weight is refused" dsk-quant -m rtn -g 32 -q "$T/nan" -o "$T/nan-q"
 expect_err_contains "non-finite" "the NaN is named as such"
+expect_exit 65 "dsk-eval refuses the NaN checkpoint too" dsk-eval ppl "$T/nan" --data "$T/ds" --rows 2
+expect_err_contains "model.layers.1.mlp.down_proj.weight holds a non-finite value" "the tensor is named"
 check "no output directory after a NaN" test ! -e "$T/nan-q"
 
 # ---- MoE: every expert is quantized ----------------------------------------------------------------

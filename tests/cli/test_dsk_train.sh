@@ -62,6 +62,18 @@ s = json.load(open(sys.argv[1])); s["options"]["grad_accum"] = 0; json.dump(s, o
 PY
 expect_exit 65 "--resume: an option out of range in state.json" dsk-train --resume --out "$T/bad-state" -q
 expect_err_contains '"grad_accum" is 0' "the option is named"
+# Optimizer state that is not finite: a damaged checkpoint (its resume saved
+# an all-NaN model, exit 0).
+mkdir "$T/nan-opt" && cp -r "$T/a/step-00000020" "$T/nan-opt/" && ln -s step-00000020 "$T/nan-opt/latest"
+python3 - "$T/nan-opt/step-00000020/optimizer.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
+name = next(k for k in head if k.endswith(".exp_avg_sq"))
+a, b = head[name]["data_offsets"]
+f.seek(8 + n + a); f.write(struct.pack("<f", float("inf")))
+PY
+expect_exit 65 "--resume: optimizer state that is not finite" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
+expect_err_contains "holds a non-finite value" "the damage is named"
 
 # SIGTERM: the step finishes, a checkpoint is written, the status is 143; resuming completes the run.
 dsk-train "${common[@]}" --steps 3000 --eval-every 0 --save-every 0 --log "$T/c.jsonl" --log-every 1 \

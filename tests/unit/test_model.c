@@ -519,7 +519,28 @@ TEST(sampler_draws_the_exact_distribution)
     }
 }
 
-RUN_TESTS(T(sampler_draws_the_exact_distribution), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
+/* A temperature whose inverse is past float's range picks the best token
+ * (its probability was 0 x inf = NaN: any token came out). */
+TEST(sampler_tiny_temperature_is_greedy)
+{
+    enum { NV = 300 };
+    dsk_rng r;
+    dsk_rng_seed(&r, 3);
+    int scratch[NV];
+    const double temps[] = {1e-300, 1e-40, 1e-39};
+    for (size_t t = 0; t < sizeof temps / sizeof *temps; t++)
+        for (int k = 0; k < 2; k++)
+            for (int draw = 0; draw < 50; draw++) {
+                float l[NV];
+                for (int i = 0; i < NV; i++)
+                    l[i] = (float)dsk_rng_normal(&r);
+                l[123] = 10;
+                dsk_sampler_opts o = {temps[t], k ? 1 : 0, k ? 1 : 0.5};
+                CHECK(dsk_sample(l, NV, &o, &r, scratch) == 123);
+            }
+}
+
+RUN_TESTS(T(sampler_draws_the_exact_distribution), T(sampler_tiny_temperature_is_greedy), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
           T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
           T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
           T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(head_chunk_rows),
