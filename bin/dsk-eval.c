@@ -432,7 +432,11 @@ int main(int argc, char **argv)
         case OPT_MAXTOK: c.gen.max_tokens = (int)dsk_parse_int("--max-tokens", optarg, 1, 1 << 20); break;
         case OPT_TEMP: c.gen.sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
         case OPT_TOPK: c.gen.sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
-        case OPT_TOPP: c.gen.sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;
+        case OPT_TOPP:   /* 0 would keep nothing: refused, as Hugging Face's generate does */
+            c.gen.sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1);
+            if (c.gen.sampler.top_p <= 0)
+                dsk_usage_error("--top-p: 0 keeps no token; give a share above 0, up to 1");
+            break;
         case OPT_SEED:
             c.gen.seed = c.ab.seed = (unsigned long long)dsk_parse_int("--seed", optarg, 0, 1LL << 62);
             break;

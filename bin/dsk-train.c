@@ -205,7 +205,11 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             break;
         case OPT_TEMP: o->sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
         case OPT_TOPK: o->sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
-        case OPT_TOPP: o->sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1); break;
+        case OPT_TOPP:   /* 0 would keep nothing: refused, as Hugging Face's generate does */
+            o->sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1);
+            if (o->sampler.top_p <= 0)
+                dsk_usage_error("--top-p: 0 keeps no token; give a share above 0, up to 1");
+            break;
         case OPT_PEAK: o->peak_tflops = dsk_parse_double("--peak-tflops", optarg, 0, 1e6); break;
         case OPT_BACKEND: o->backend = optarg; break;
         case 'j': o->threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;

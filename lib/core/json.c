@@ -100,10 +100,22 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
     struct json_object *o = json_tokener_parse_ex(tokener, s + start, (int)(n - start));
     enum json_tokener_error e = json_tokener_get_error(tokener);
     size_t end = start + json_tokener_get_parse_end(tokener);
+    int cut = !o && e == json_tokener_continue;
+    if (cut) {
+        /* A number (or literal) that ends the text waits for a delimiter:
+         * the end of the text is one. */
+        o = json_tokener_parse_ex(tokener, "", 1);
+        e = json_tokener_get_error(tokener);
+        end = n;
+    }
+    if (!o && e == json_tokener_success) {   /* the text is null */
+        snprintf(msg, msg_len, "null, not a JSON object");
+        return NULL;
+    }
     if (!o || e != json_tokener_success) {
         if (o)
             json_object_put(o);
-        if (e == json_tokener_continue)
+        if (cut)
             snprintf(msg, msg_len, "unexpected end of line at column %zu", n + 1);
         else
             snprintf(msg, msg_len, "%s at column %zu", json_tokener_error_desc(e), end + 1);

@@ -28,7 +28,7 @@ int dsk_task_file_next(dsk_task_file *t, struct json_object **doc, dsk_err *err)
     *doc = NULL;
     while ((len = getline(&t->line, &t->cap, t->f)) > 0) {
         t->lineno++;
-        if (len == 1 && t->line[0] == '\n')
+        if (strspn(t->line, " \t\r\n") == (size_t)len)   /* a blank line, CRLF or not */
             continue;
         char msg[256];
         struct json_object *o = dsk_json_parse(t->line, (size_t)len, msg, sizeof msg);

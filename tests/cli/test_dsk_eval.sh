@@ -116,6 +116,13 @@ expect_exit 65 "gen: a prompt that is not UTF-8" dsk-eval gen "$T/s" "$T/bad.jso
 expect_err_contains "bad.jsonl:1: invalid UTF-8" "the message names the line and the bad UTF-8"
 printf '{"context": "jjjjjjjjjjjjjjjjjjzjjjjjjjjjjjjjjjjjjjjjjq\373", "choices": [" a", " b"], "gold": 0}\n' > "$T/bad.jsonl"
 expect_exit 65 "mc: a context that is not UTF-8" dsk-eval mc "$T/s" "$T/bad.jsonl"
+printf '{"prompt": "say cat", "answer": "cat"}\r\n\r\n \t\n{"prompt": "say cat", "answer": "cat"}\r\n' > "$T/crlf.jsonl"
+expect_exit 0 "gen: blank lines (CRLF, spaces) are skipped" dsk-eval gen "$T/s" "$T/crlf.jsonl" --json
+check "gen: the two items of the CRLF file" python3 -c "import json; assert json.load(open('$T/out'))['items'] == 2"
+printf 'null\n' > "$T/bad.jsonl"
+expect_exit 65 "mc: a null line" dsk-eval mc "$T/s" "$T/bad.jsonl"
+expect_err_contains "bad.jsonl:1: null, not a JSON object" "the message says what the line is"
+expect_exit 64 "--top-p 0 keeps no token: refused" dsk-eval gen "$T/s" "$T/crlf.jsonl" --temperature 1 --top-p 0
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
 check "no items file is left by a failed run" test ! -e "$T/items2.jsonl"
 # ---- mc: log-likelihood scoring ------------------------------------------------------------------
@@ -208,6 +215,8 @@ import xml.etree.ElementTree as E; r = E.parse('$T/curves.svg').getroot()
 assert r.tag.endswith('svg') and len(r.findall('.//{http://www.w3.org/2000/svg}polyline')) >= 2"
 expect_exit 0 "plot an A/B result from the log" dsk-eval plot --ab "$T/eval-log.jsonl" -o "$T/ab.svg"
 check "the A/B plot parses as XML" python3 -c "import xml.etree.ElementTree as E; E.parse('$T/ab.svg')"
+printf '{"step":1,"loss":2}\n5\ntrue\nnull\n{"step":2,"loss":1.5}\n' > "$T/scalars.jsonl"
+expect_exit 0 "plot skips lines that are bare JSON values" dsk-eval plot "$T/scalars.jsonl" -o "$T/sc.svg"
 expect_exit 66 "plot a missing log" dsk-eval plot "$T/nope.jsonl" -o "$T/x.svg"
 check "no SVG is left by a failed plot" test ! -e "$T/x.svg"
 expect_exit 64 "plot without -o" dsk-eval plot "$T/train.jsonl"

@@ -12,6 +12,7 @@ expect_exit 64 "unknown preset" dsk-train --show-config huge
 expect_err_contains "no such preset" "unknown preset names the problem"
 expect_exit 64 "unknown --set key" dsk-train --show-config nano --set colour=blue
 expect_exit 64 "bad pattern letter" dsk-train --show-config nano --set pattern=GXG
+expect_exit 64 "--top-p 0 keeps no token: refused" dsk-train --data "$T/none" --out "$T/none" --top-p 0
 expect_exit 64 "a --prompt that is not UTF-8" dsk-train --data "$T/none" --out "$T/none" --prompt $'ab\xfbc'
 expect_err_contains "--prompt: invalid UTF-8 at byte 2" "the message says where"
 expect_exit 0 "--show-config with --set" dsk-train --show-config nano --set d_model=64 --set pattern=LLG

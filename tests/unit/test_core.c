@@ -179,6 +179,26 @@ TEST(json_errors_name_the_column)
     s = parse_text("{\"t\":\"abc");
     CHECK(strstr(s, "unexpected end") != NULL);
     free(s);
+    s = parse_text("null");   /* was "success at column 5" */
+    CHECK_STR(s, "null, not a JSON object");
+    free(s);
+}
+
+/* A value that ends the text needs no delimiter after it. */
+TEST(json_scalars_at_the_end)
+{
+    const char *texts[] = {"5", "-1.5e3", "true", " 7 ", "\"s\""};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char msg[160] = "";
+        struct json_object *o = dsk_json_parse(texts[i], strlen(texts[i]), msg, sizeof msg);
+        CHECK(o != NULL);
+        json_object_put(o);
+    }
+    char msg[160];
+    struct json_object *five = dsk_json_parse("5", 1, msg, sizeof msg);
+    CHECK(five && json_object_get_int(five) == 5);
+    json_object_put(five);
+    CHECK(dsk_json_parse("12x", 3, msg, sizeof msg) == NULL);
 }
 
 /* Stored token words are little-endian at any alignment; both directions
@@ -234,5 +254,5 @@ TEST(rng_normal_fill_is_the_sequential_stream)
     }
 }
 
-RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))
