@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/lmdb_file.h"
+
 int dsk_dedup_open_memory(dsk_dedup *d, uint64_t max_bytes)
 {
     memset(d, 0, sizeof *d);
@@ -24,8 +26,15 @@ static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
 int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_err *err)
 {
     memset(d, 0, sizeof *d);
+    if (!*path)
+        return dsk_fail(err, EX_USAGE, "--dedup-db: an empty path");
+    /* An existing file is checked before LMDB maps it (it trusts its
+     * file: one cut short crashed it); a missing one is made. */
+    int rc = access(path, F_OK) == 0 ? dsk_lmdb_file_check(path, err) : 0;
+    if (rc)
+        return rc;
     MDB_env *env;
-    int rc = mdb_env_create(&env);
+    rc = mdb_env_create(&env);
     if (rc)
         return lmdb_fail(err, path, "cannot create environment", rc);
     mdb_env_set_maxdbs(env, 4);
@@ -46,17 +55,30 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
             return dsk_fail(err, EX_DATAERR, "%s: not a dedup database: %s", path, mdb_strerror(rc));
         return lmdb_fail(err, path, "cannot open", rc);
     }
-    free(lock);
     MDB_txn *txn;
-    MDB_dbi meta, exact, bands;
-    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta)) ||
+    MDB_dbi meta, exact, bands, main_db;
+    MDB_stat main_stat;
+    MDB_val key = {6, "params"}, val;
+    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
+        mdb_stat(txn, main_db, &main_stat) == 0 && main_stat.ms_entries > 0 &&
+        (mdb_dbi_open(txn, "meta", 0, &meta) != 0 || mdb_get(txn, meta, &key, &val) != 0)) {
+        /* Not empty, and no settings of ours: some other LMDB file (a
+         * dataset's shard).  Nothing is written to it. */
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        if (!had_lock)
+            unlink(lock);
+        free(lock);
+        return dsk_fail(err, EX_DATAERR, "%s: an LMDB file that is not a dedup database (it holds other data)",
+                        path);
+    }
+    free(lock);
+    if (rc || (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta)) ||
         (rc = mdb_dbi_open(txn, "exact", MDB_CREATE, &exact)) ||
         (rc = mdb_dbi_open(txn, "bands", MDB_CREATE, &bands))) {
         mdb_env_close(env);
         return lmdb_fail(err, path, "cannot open databases", rc);
     }
-    MDB_val key = {6, "params"}, val;
     rc = mdb_get(txn, meta, &key, &val);
     if (rc == MDB_NOTFOUND) {
         val.mv_size = strlen(params);

@@ -1,4 +1,5 @@
 #include "core/digest.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +12,9 @@
 
 int dsk_md5_file(const char *path, char hex[33], dsk_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = dsk_open_read(path, 1, err);   /* a dataset's files: a FIFO would block */
     if (fd < 0)
-        return dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
+        return err->code;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) {
         close(fd);

@@ -1,6 +1,8 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -48,11 +50,45 @@ int dsk_write_file(const char *path, const dsk_buf *b, dsk_err *err)
     return bad ? dsk_fail(err, EX_IOERR, "%s: write error: %s", path, strerror(errno)) : 0;
 }
 
+int dsk_open_read(const char *path, int regular_only, dsk_err *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsk_fail(err, errno == ENOENT || errno == EACCES ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        dsk_fail(err, EX_IOERR, "%s: cannot stat: %s", path, strerror(e));
+        return -1;
+    }
+    if (regular_only && !S_ISREG(sb.st_mode)) {
+        close(fd);
+        dsk_fail(err, EX_DATAERR, "%s: %s, not a regular file", path,
+                 S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
+        return -1;
+    }
+    /* Reads block again as usual: O_NONBLOCK was for the open only. */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        dsk_fail(err, EX_IOERR, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsk_fail(err, EX_NOINPUT, "%s: %s", path, strerror(errno));
+    int fd = dsk_open_read(path, 0, err);
+    if (fd < 0)
+        return err->code;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return dsk_fail(err, EX_OSERR, "%s: %s", path, strerror(errno));
+    }
     char chunk[65536];
     size_t n, total = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {

@@ -13,7 +13,14 @@
 char *dsk_path_join(const char *dir, const char *name);
 int dsk_copy_file(const char *from, const char *to, dsk_err *err);
 int dsk_write_file(const char *path, const dsk_buf *b, dsk_err *err);
-/* Appends the file to out; files over max_bytes are EX_DATAERR. */
+/* Appends the file to out; files over max_bytes are EX_DATAERR.  A FIFO
+ * nobody writes to reads as empty rather than blocking the open. */
 int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err);
+/* A descriptor to read path from, or -1 with err set (EX_NOINPUT when it
+ * is missing or unreadable).  The open never blocks: a FIFO without a
+ * writer then reads as empty.  With regular_only, anything but a regular
+ * file (a directory, a FIFO, a device) is EX_DATAERR: the files of a
+ * dataset or checkpoint. */
+int dsk_open_read(const char *path, int regular_only, dsk_err *err);
 
 #endif

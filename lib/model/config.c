@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "model/config.h"
 #include "ops/backend.h"
@@ -285,24 +286,10 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
 
 int dsk_config_load(dsk_model_config *c, const char *path, dsk_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dsk_fail(err, EX_NOINPUT, "%s: cannot open: %m", path);
     dsk_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        dsk_buf_add(&b, chunk, n);
-        if (b.len > (1 << 20)) {
-            fclose(f);
-            dsk_buf_free(&b);
-            return dsk_fail(err, EX_DATAERR, "%s: larger than 1 MiB; not a config.json", path);
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    int rc = bad ? dsk_fail(err, EX_IOERR, "%s: read error", path)
-                 : dsk_config_parse(c, b.data ? b.data : "", b.len, path, err);
+    int rc = dsk_read_file(path, 1 << 20, &b, err);   /* never blocks on a FIFO */
+    if (!rc)
+        rc = dsk_config_parse(c, b.data ? b.data : "", b.len, path, err);
     dsk_buf_free(&b);
     return rc;
 }

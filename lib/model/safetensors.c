@@ -427,7 +427,7 @@ int dsk_st_parse(dsk_safetensors *st, const void *buf, size_t len, const char *n
 int dsk_st_open(dsk_safetensors *st, const char *path, dsk_err *err)
 {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO must not block the open */
     if (fd < 0)
         return dsk_fail(err, errno == ENOENT || errno == EACCES ? EX_NOINPUT : EX_IOERR, "%s: cannot open: %s", path,
                         strerror(errno));

@@ -5,7 +5,9 @@
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/reader.h"
 
@@ -238,13 +240,19 @@ int dsk_manifest_load(dsk_manifest *m, const char *dir, dsk_err *err)
     size_t n = strlen(dir) + 16;
     char *path = dsk_xmalloc(n);
     snprintf(path, n, "%s/MANIFEST", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        int rc = e == ENOENT ? dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir)
-                             : dsk_fail(err, EX_NOINPUT, "%s: %s", path, strerror(e));
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
         free(path);
-        return rc;
+        return dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
+    }
+    int fd = dsk_open_read(path, 1, err);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (fd >= 0) {
+            close(fd);
+            dsk_fail(err, EX_OSERR, "%s: %s", path, strerror(errno));
+        }
+        free(path);
+        return err->code;
     }
     dsk_buf b = {0};
     char chunk[65536];

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/lmdb_file.h"
+
 static const char *const db_names[1 + DSK_SPLITS] = {"meta", "train", "val", "test"};
 
 /* Rows are committed in transactions of about this many bytes, which bounds
@@ -171,7 +173,9 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     int rc = 0;
     MDB_txn *txn;
     const char *failed;
-    if (stat(path, &st) != 0)
+    if ((rc = dsk_lmdb_file_check(path, err)) != 0)
+        ;   /* missing, not a regular file, or cut short: LMDB would trust it */
+    else if (stat(path, &st) != 0)
         rc = dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));
     else if ((rc = open_env(s, path, (size_t)st.st_size, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0)))
         rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));

@@ -221,6 +221,22 @@ expect_err_contains "--dedup-db" "budget error suggests --dedup-db"
 echo "not a database" > "$T/notdb"
 expect_exit 65 "--dedup-db on a file that is not one" dsk-clean -q --dedup-db "$T/notdb" "$T/docs.jsonl"
 check "--dedup-db refused: no lock file left" test ! -e "$T/notdb-lock"
+cp "$T/dedup.lmdb" "$T/cut.lmdb" && truncate -s 8192 "$T/cut.lmdb"
+expect_exit 65 "--dedup-db cut short (LMDB died of SIGBUS)" dsk-clean -q --dedup-db "$T/cut.lmdb" -o "$T/cut.out" \
+    "$T/docs.jsonl"
+check "--dedup-db cut short: no output or temporary left" sh -c "! ls '$T' | grep -q '^cut.out'"
+# Another tool's LMDB file is not written to.
+printf '{"text":"Hello world, a test."}\n' > "$T/one.jsonl"
+dsk-bpe train --vocab-size 300 -o "$T/t.json" "$T/docs.jsonl" 2>/dev/null
+dsk-bpe encode -t "$T/t.json" -o "$T/one.dskt" "$T/docs.jsonl"
+dsk-pack -q -t "$T/t.json" -o "$T/ds" --seq-len 16 "$T/one.dskt"
+expect_exit 65 "--dedup-db on a dataset's shard" dsk-clean -q --dedup-db "$T/ds/shard-00000.mdb" "$T/one.jsonl"
+expect_exit 0 "the shard is unchanged" dsk-pack verify "$T/ds"
+check "no lock file beside the shard" test ! -e "$T/ds/shard-00000.mdb-lock"
+mkdir "$T/adir"
+expect_exit 65 "--dedup-db on a directory" dsk-clean -q --dedup-db "$T/adir" "$T/docs.jsonl"
+check "--dedup-db on a directory: no lock file" test ! -e "$T/adir-lock"
+expect_exit 64 "--dedup-db ''" dsk-clean -q --dedup-db '' "$T/docs.jsonl"
 expect_exit 66 "missing input" dsk-clean "$T/missing.jsonl"
 expect_err_contains "missing.jsonl: cannot open" "missing input is named"
 expect_exit 64 "unknown option" dsk-clean --frobnicate

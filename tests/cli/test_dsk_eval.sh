@@ -52,6 +52,12 @@ expect_exit 0 "ppl with another batch size (a partial last batch)" dsk-eval ppl 
 check "batching does not change the result" python3 -c "
 import json; a, b = json.load(open('$T/out')), json.load(open('$T/ppl-b4'))
 assert a['rows'] == b['rows'] == 8 and a['tokens'] == b['tokens'] and abs(a['loss'] - b['loss']) < 1e-5, (a, b)"
+# A checkpoint's files as FIFOs: an error, not a wait for a writer.
+mkdir "$T/fifo-ck" && cp "$T/ck/latest/"* "$T/fifo-ck/"
+rm "$T/fifo-ck/model.safetensors" && mkfifo "$T/fifo-ck/model.safetensors"
+expect_exit 66 "a FIFO for model.safetensors (no hang)" timeout 20 dsk-eval ppl "$T/fifo-ck" --data "$T/ds" --rows 1
+rm "$T/fifo-ck/config.json" && mkfifo "$T/fifo-ck/config.json"
+expect_exit 65 "a FIFO for config.json (no hang)" timeout 20 dsk-eval ppl "$T/fifo-ck" --data "$T/ds" --rows 1
 # Rows longer than the model (nano: 64 positions): scored in windows, every
 # target counted, whatever the batch size (windows of one row in two batches).
 dsk-pack -q -t "$T/tok.json" -o "$T/dsw" --pack concat --seq-len 150 "$T/docs.dskt"

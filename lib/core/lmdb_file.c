@@ -1,0 +1,68 @@
+#include "core/lmdb_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A meta page of LMDB 0.9's data format on a 64-bit build: the page
+ * header (page number, pad, flags, lower/upper), then MDB_meta: magic,
+ * version, address, map size, two MDB_db (the free list's, whose pad
+ * holds the page size, and the main one's), the last page, the txn id. */
+enum {
+    META_FLAGS = 10, META_MAGIC = 16, META_VERSION = 20, FREE_PAD = 40, FREE_ROOT = 80, MAIN_ROOT = 128,
+    LAST_PAGE = 136, META_BYTES = 152,
+    P_META = 0x08,
+};
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define NO_PAGE UINT64_MAX   /* P_INVALID: an empty tree's root */
+
+static uint64_t le(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int meta_ok(const uint8_t *m, uint64_t pgno, uint64_t psize, uint64_t pages)
+{
+    uint64_t last = le(m + LAST_PAGE, 8), free_root = le(m + FREE_ROOT, 8), main_root = le(m + MAIN_ROOT, 8);
+    return le(m, 8) == pgno && (le(m + META_FLAGS, 2) & P_META) && le(m + META_MAGIC, 4) == LMDB_MAGIC &&
+           le(m + META_VERSION, 4) == 1 && le(m + FREE_PAD, 4) == psize && last < pages &&
+           (free_root == NO_PAGE || (free_root > 1 && free_root <= last)) &&
+           (main_root == NO_PAGE || (main_root > 1 && main_root <= last));
+}
+
+int dsk_lmdb_file_check(const char *path, dsk_err *err)
+{
+    /* O_NONBLOCK: a FIFO in the file's place must not block the open. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return dsk_fail(err, errno == ENOENT || errno == EACCES ? EX_NOINPUT : EX_IOERR, "%s: cannot open: %s", path,
+                        strerror(errno));
+    struct stat sb;
+    int rc = 0;
+    uint8_t m0[META_BYTES], m1[META_BYTES];
+    if (fstat(fd, &sb) != 0) {
+        rc = dsk_fail(err, EX_IOERR, "%s: cannot stat: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = dsk_fail(err, EX_DATAERR, "%s: %s, not an LMDB file", path,
+                      S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+    } else if (sb.st_size > 0) {
+        uint64_t psize = 0;
+        if (pread(fd, m0, sizeof m0, 0) == (ssize_t)sizeof m0)
+            psize = le(m0 + FREE_PAD, 4);
+        int ok = psize >= 512 && psize <= 65536 && (psize & (psize - 1)) == 0 &&
+                 (uint64_t)sb.st_size >= 2 * psize &&
+                 pread(fd, m1, sizeof m1, (off_t)psize) == (ssize_t)sizeof m1;
+        uint64_t pages = ok ? (uint64_t)sb.st_size / psize : 0;
+        if (!ok || !meta_ok(m0, 0, psize, pages) || !meta_ok(m1, 1, psize, pages))
+            rc = dsk_fail(err, EX_DATAERR, "%s: damaged or cut short (%lld bytes): its LMDB meta pages do not fit "
+                          "the file", path, (long long)sb.st_size);
+    }
+    close(fd);
+    return rc;
+}
