@@ -309,7 +309,7 @@ static void put_host(void *ctx, size_t offset, const void *v, size_t n)
 /* Loads the tensors named NAME+suffix into dev; the file must hold
  * file_tensors tensors in all (no strays from another architecture). */
 static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
-                        size_t file_tensors, dsk_err *err)
+                        size_t file_tensors, int nonnegative, dsk_err *err)
 {
     float *host = dsk_xmalloc(m->n_params * sizeof *host);
     int rc = dsk_checkpoint_read_tensors(dir, file, m, suffix, file_tensors, put_host, host, err);
@@ -318,9 +318,10 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
     for (size_t i = 0; i < m->n_tensors && !rc; i++) {
         const dsk_tensor_info *t = &m->tensors[i];
         for (size_t e = 0; e < t->numel && !rc; e++)
-            if (!isfinite(host[t->offset + e]))
-                rc = dsk_fail(err, EX_DATAERR, "%s/%s: %s%s holds a non-finite value at element %zu (a damaged "
-                              "checkpoint)", dir, file, t->name, suffix, e);
+            if (!isfinite(host[t->offset + e]) || (nonnegative && host[t->offset + e] < 0))
+                rc = dsk_fail(err, EX_DATAERR, "%s/%s: %s%s holds a %s value at element %zu (a damaged checkpoint)",
+                              dir, file, t->name, suffix, isfinite(host[t->offset + e]) ? "negative" : "non-finite",
+                              e);
     }
     if (!rc)
         m->be->upload(m->be, dev, host, m->n_params * sizeof *host);
@@ -330,7 +331,7 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
 
 int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err)
 {
-    return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, err);
+    return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, 0, err);
 }
 
 int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
@@ -355,9 +356,9 @@ int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
 int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err)
 {
     size_t n = 2 * opt->model->n_tensors;
-    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, err);
+    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, 0, err);
     if (!rc)
-        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
+        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, 1, err);   /* squares */
     if (!rc)
         rc = dsk_checkpoint_optimizer_step(dir, &opt->step, err);
     return rc;
@@ -416,11 +417,17 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
         if (json_object_object_get_ex(o, "world_size", &x) && json_object_is_type(x, json_type_int) &&
             json_object_get_int64(x) >= 1 && json_object_get_int64(x) <= 1 << 24)
             st->world = (int)json_object_get_int64(x);
-        /* Optional (older checkpoints have 1.0 or nothing). */
-        if (json_object_object_get_ex(o, "loss_scale", &x) &&
-            (json_object_is_type(x, json_type_double) || json_object_is_type(x, json_type_int)) &&
-            json_object_get_double(x) > 0 && isfinite(json_object_get_double(x)))
-            st->loss_scale = json_object_get_double(x);
+        /* Optional (older checkpoints have 1.0 or nothing); else in
+         * --loss-scale's range (1e-45 trained an all-NaN model). */
+        if (json_object_object_get_ex(o, "loss_scale", &x)) {
+            double v = json_object_is_type(x, json_type_double) || json_object_is_type(x, json_type_int)
+                           ? json_object_get_double(x) : NAN;
+            if (!(v >= 0x1p-24 && v <= 1e38))
+                rc = dsk_fail(err, EX_DATAERR, "%s: \"loss_scale\" %g is not in [2^-24, 1e38] (a damaged checkpoint)",
+                              path, v);
+            else
+                st->loss_scale = v;
+        }
         if (json_object_object_get_ex(o, "loss_scale_good_steps", &x) && json_object_is_type(x, json_type_int) &&
             json_object_get_int64(x) >= 0)
             st->loss_scale_good = (long)json_object_get_int64(x);

@@ -75,6 +75,22 @@ f.seek(8 + n + a); f.write(struct.pack("<f", float("inf")))
 PY
 expect_exit 65 "--resume: optimizer state that is not finite" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
 expect_err_contains "holds a non-finite value" "the damage is named"
+python3 - "$T/nan-opt/step-00000020/optimizer.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
+name = next(k for k in head if k.endswith(".exp_avg_sq"))
+a, b = head[name]["data_offsets"]
+f.seek(8 + n + a); f.write(struct.pack("<f", -1.0))
+PY
+expect_exit 65 "--resume: a negative second moment" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
+expect_err_contains "holds a negative value" "the damage is named"
+rm -rf "$T/nan-opt" && mkdir "$T/nan-opt" && cp -r "$T/a/step-00000020" "$T/nan-opt/" && ln -s step-00000020 "$T/nan-opt/latest"
+python3 - "$T/nan-opt/step-00000020/state.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); s["loss_scale"] = 1e-45; json.dump(s, open(sys.argv[1], "w"))
+PY
+expect_exit 65 "--resume: a loss scale out of range in state.json" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
+expect_err_contains '"loss_scale"' "the field is named"
 
 # SIGTERM: the step finishes, a checkpoint is written, the status is 143; resuming completes the run.
 dsk-train "${common[@]}" --steps 3000 --eval-every 0 --save-every 0 --log "$T/c.jsonl" --log-every 1 \
