@@ -532,6 +532,8 @@ int main(int argc, char **argv)
         case OPT_GPT2: a.gpt2 = 1; break;
         case OPT_PATTERN: a.pattern = optarg; break;
         case OPT_SPECIAL:
+            if (dsk_utf8_find_invalid(optarg, strlen(optarg)) < strlen(optarg))
+                dsk_usage_error("--special: not UTF-8 text");
             a.specials = dsk_xrealloc(a.specials, (a.n_specials + 1) * sizeof *a.specials);
             a.specials[a.n_specials++] = optarg;
             break;

@@ -128,6 +128,11 @@ int dsk_bpe_load_tiktoken(dsk_tokenizer *t, const char *path, dsk_err *err)
             rc = dsk_fail(err, EX_DATAERR, "%s:%llu: expected 'BASE64 RANK'", path, (unsigned long long)r.record_no);
             break;
         }
+        if (rank >= DSK_BPE_MAX_VOCAB) {   /* before the cast to 32 bits */
+            rc = dsk_fail(err, EX_DATAERR, "%s:%llu: rank %lu is over the limit of %u", path,
+                          (unsigned long long)r.record_no, rank, DSK_BPE_MAX_VOCAB);
+            break;
+        }
         if ((rc = dsk_tokenizer_add(t, (uint32_t)rank, bytes.data, bytes.len, err))) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -441,8 +446,10 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     for (size_t i = 0; !rc && dsk_json_is(added, json_type_array) && i < json_object_array_length(added); i++) {
         struct json_object *a = json_object_array_get_idx(added, i);
         struct json_object *content = dsk_json_get_string(a, "content"), *id = json_object_object_get(a, "id");
-        if (!content || !dsk_json_is(id, json_type_int) || json_object_get_int64(id) < 0)
-            rc = dsk_fail(err, EX_DATAERR, "%s: added_tokens[%zu] needs id and content", path, i);
+        if (!content || !dsk_json_is(id, json_type_int) || json_object_get_int64(id) < 0 ||
+            json_object_get_int64(id) >= DSK_BPE_MAX_VOCAB)
+            rc = dsk_fail(err, EX_DATAERR, "%s: added_tokens[%zu] needs content and an id below %u", path, i,
+                          DSK_BPE_MAX_VOCAB);
         else
             rc = dsk_tokenizer_add_special(t, (uint32_t)json_object_get_int64(id), json_object_get_string(content), err);
     }

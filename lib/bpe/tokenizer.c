@@ -225,6 +225,9 @@ int dsk_tokenizer_add(dsk_tokenizer *t, uint32_t id, const void *bytes, size_t l
 
 int dsk_tokenizer_add_special(dsk_tokenizer *t, uint32_t id, const char *text, dsk_err *err)
 {
+    /* Its text is matched in UTF-8 text and written into tokenizer.json. */
+    if (dsk_utf8_find_invalid(text, strlen(text)) < strlen(text))
+        return dsk_fail(err, EX_DATAERR, "special token %u is not UTF-8 text", id);
     int rc = add_entry(t, id, text, strlen(text), 1, err);
     if (rc)
         return rc;
@@ -250,7 +253,11 @@ int dsk_tokenizer_set_pattern(dsk_tokenizer *t, const char *pattern, dsk_err *er
         pcre2_get_error_message(code, msg, sizeof msg);
         return dsk_fail(err, EX_USAGE, "bad pre-tokenizer pattern: %s at offset %zu", (char *)msg, (size_t)off);
     }
-    t->re_jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+    /* JIT-compiled unless the pattern says (*NO_JIT): then compiling
+     * "succeeds" with no code, and only pcre2_match can run it. */
+    size_t jit_size = 0;
+    t->re_jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0 &&
+                pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &jit_size) == 0 && jit_size > 0;
     if (t->re)
         pcre2_code_free(t->re);
     free(t->pattern);

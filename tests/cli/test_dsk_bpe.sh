@@ -36,6 +36,36 @@ expect_exit 65 "incomplete byte vocabulary" dsk-bpe import --tiktoken "$T/small.
 expect_exit 64 "import without --pattern" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" -o "$T/x.json"
 expect_exit 64 "bad --pattern regex" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern '(' -o "$T/x.json"
 expect_exit 64 "bad --special" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 --special '<x>' -o "$T/x.json"
+expect_exit 64 "--special that is not UTF-8" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 \
+    --special $'\xff\xfe=50257' -o "$T/x.json"
+# Ids past 32 bits were cut to 32 (rank 2^32 + 256 became id 256).
+{ cat "$S/gpt2.tiktoken"; echo "YWI= 4294967552"; } > "$T/wide.tiktoken"
+expect_exit 65 "a tiktoken rank past the id limit" dsk-bpe import --tiktoken "$T/wide.tiktoken" --pattern gpt2 -o "$T/x.json"
+expect_err_contains "rank 4294967552 is over the limit" "the rank is named as written"
+python3 - "$T/gpt2.json" "$T/wide.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1])); t["added_tokens"][0]["id"] = 4295067296; json.dump(t, open(sys.argv[2], "w"))
+PY
+expect_exit 65 "an added token's id past the limit" dsk-bpe info -t "$T/wide.json"
+# (*NO_JIT) leaves the pattern for pcre2_match: it encodes (was 65 on every record).
+python3 - "$T/gpt2.json" "$T/nojit.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+def walk(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == "Regex":
+                o[k] = "(*NO_JIT)" + v
+            else:
+                walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v)
+walk(t["pre_tokenizer"]); json.dump(t, open(sys.argv[2], "w"))
+PY
+echo '{"text":"hello world, again"}' > "$T/one.jsonl"
+check "a (*NO_JIT) pattern encodes as the JIT one does" \
+    test "$(dsk-bpe encode -t "$T/nojit.json" --ids "$T/one.jsonl")" = "$(dsk-bpe encode -t "$T/gpt2.json" --ids "$T/one.jsonl")"
 expect_exit 66 "missing tokenizer.json" dsk-bpe info -t "$T/missing.json"
 if [ -w /dev/full ]; then
     dsk-bpe info -t "$T/gpt2.json" > /dev/full 2>"$T/err"; rc=$?
