@@ -25,6 +25,8 @@ static const char usage[] =
     "                        holds fewer than --max-batch of --ctx tokens (default: no limit)\n"
     "      --max-body N      request bytes (default 1048576)\n"
     "      --timeout S       seconds per request (default 300)\n"
+    "      --max-connections N  connections at once (default 256)\n"
+    "      --idle-timeout S  close a connection silent this long (default 60)\n"
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
     "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
@@ -36,7 +38,7 @@ static const char usage[] =
     "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
 
 enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
-       OPT_DEVICE, OPT_KV };
+       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
@@ -46,6 +48,7 @@ static const struct option long_options[] = {
     {"api-key", required_argument, NULL, OPT_KEY},     {"model-name", required_argument, NULL, OPT_NAME},
     {"grace", required_argument, NULL, OPT_GRACE},     {"device", required_argument, NULL, OPT_DEVICE},
     {"kv-memory", required_argument, NULL, OPT_KV},    {"threads", required_argument, NULL, 'j'},
+    {"max-connections", required_argument, NULL, OPT_CONNS}, {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
 };
@@ -69,6 +72,8 @@ int main(int argc, char **argv)
         case OPT_CTX: o.ctx = (int)dsk_parse_int("--ctx", optarg, 2, 1 << 24); break;
         case OPT_BODY: o.max_body = (size_t)dsk_parse_int("--max-body", optarg, 64, 1LL << 30); break;
         case OPT_TIMEOUT: o.timeout_s = dsk_parse_double("--timeout", optarg, 0.001, 1e6); break;
+        case OPT_CONNS: o.max_connections = (int)dsk_parse_int("--max-connections", optarg, 1, 16384); break;
+        case OPT_IDLE: o.idle_timeout_s = (int)dsk_parse_int("--idle-timeout", optarg, 1, 86400); break;
         case OPT_KEY: o.api_key = optarg; break;
         case OPT_NAME: o.model_name = optarg; break;
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;

@@ -616,6 +616,16 @@ static int authorized(dsk_server *s, struct MHD_Connection *con)
 
 extern const char dsk_serve_chat_page[];
 
+/* The endpoint a request is counted under in the metrics. */
+static const char *endpoint_of(const char *url)
+{
+    static const char *const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (!strcmp(url, known[i]))
+            return known[i];
+    return "other";
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
@@ -624,6 +634,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
     conn_state *cs = *con_cls;
     if (!cs) {
         *con_cls = dsk_xcalloc(1, sizeof *cs);
+        /* A body announced over --max-body is refused before it is sent
+         * (not read to the end first). */
+        const char *length = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        char *end;
+        unsigned long long announced = length ? strtoull(length, &end, 10) : 0;
+        if (length && *end == '\0' && announced > s->o.max_body) {
+            dsk_openai_error e = {0};
+            dsk_openai_fail(&e, 413, NULL, "request_too_large", "the request body is over %zu bytes", s->o.max_body);
+            ((conn_state *)*con_cls)->too_big = 1;
+            return send_error(con, s, endpoint_of(url), &e);
+        }
         return MHD_YES;
     }
     if (*upload_size) {
@@ -634,7 +655,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
         *upload_size = 0;
         return MHD_YES;
     }
-    int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    /* HEAD is GET without the body (libmicrohttpd leaves it out). */
+    int post = !strcmp(method, "POST"), get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE);
     dsk_openai_error e = {0};
     if (get && !strcmp(url, "/health"))
@@ -659,8 +681,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
                          strlen(dsk_serve_chat_page));
     int chat = !strcmp(url, "/v1/chat/completions"), completion = !strcmp(url, "/v1/completions");
     int models = !strcmp(url, "/v1/models");
-    const char *endpoint = chat ? "/v1/chat/completions" : completion ? "/v1/completions" : models ? "/v1/models"
-                           : "other";
+    const char *endpoint = endpoint_of(url);
     if (!chat && !completion && !models) {
         dsk_openai_fail(&e, 404, NULL, "not_found", "no route %s %s", method, url);
         return send_error(con, s, endpoint, &e);
@@ -738,6 +759,7 @@ dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
     s->o.max_rows = o->max_rows >= s->o.max_batch ? o->max_rows : (s->o.max_batch > 64 ? s->o.max_batch : 64);
     s->o.max_body = o->max_body ? o->max_body : 1 << 20;
     s->o.max_connections = o->max_connections > 0 ? o->max_connections : 256;
+    s->o.idle_timeout_s = o->idle_timeout_s > 0 ? o->idle_timeout_s : 60;
     s->o.timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
     snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name ? o->model_name : "dsk");
     s->created = (long long)time(NULL);
@@ -760,7 +782,7 @@ dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
                                  0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, http_log, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                  s, MHD_OPTION_END);
     if (!s->daemon) {
         dsk_fail(err, EX_UNAVAILABLE, "cannot listen on %s:%d (%s)", s->o.host, o->port,

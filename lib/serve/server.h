@@ -16,6 +16,7 @@ typedef struct dsk_server_opts {
     int ctx;                   /* tokens per sequence (0: the model's) */
     size_t max_body;           /* request bytes (default 1 MiB) */
     int max_connections;       /* default 256 */
+    int idle_timeout_s;        /* a connection silent this long is closed (default 60) */
     double timeout_s;          /* per request (default 300) */
     const char *api_key;       /* Bearer key, or NULL: none */
     const char *model_name;    /* what /v1/models lists (default: the checkpoint directory's name) */

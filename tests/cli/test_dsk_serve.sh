@@ -40,6 +40,8 @@ start_server() {
 expect_exit 64 "a KV budget that holds no sequence" dsk-serve "$T/ck" --port 0 --kv-memory 1K
 expect_exit 64 "--ctx past the model's positions" dsk-serve "$T/ck" --port 0 --ctx 100000
 expect_err_contains "max_position_embeddings" "--ctx: the model's limit is named"
+expect_exit 64 "--max-connections 0" dsk-serve "$T/ck" --port 0 --max-connections 0
+expect_exit 64 "--idle-timeout 0" dsk-serve "$T/ck" --port 0 --idle-timeout 0
 start_server --max-batch 8 --kv-memory 50K
 check "the KV budget lowers the batch (3 sequences of 64 tokens in 50 KiB)" grep -q "ready: .*, 3 sequences of up to 64 tokens, KV cache 0.0 MiB" "$T/serve.err"
 kill -TERM "$pid"; wait "$pid"
@@ -141,6 +143,16 @@ st, body, _ = call("/v1/chat/completions", {"messages": "hi"}); err(st, body, 40
 st, body, _ = call("/v1/chat/completions", {**chat, "temperature": "hot"}); err(st, body, 400, "temperature")
 st, body, _ = call("/v1/chat/completions", {**chat, "max_tokens": 100000}); err(st, body, 400)
 st, body, _ = call("/v1/chat/completions", raw=b"x" * 5000); err(st, body, 413)
+# A body announced over --max-body is answered at once, before it is sent.
+import socket
+sk = socket.create_connection((url[7:].split(":")[0], int(url.rsplit(":", 1)[1])), timeout=10)
+sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+reply = sk.recv(4096); sk.close()
+assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+# HEAD: the GET endpoints without their bodies.
+for path in ("/health", "/metrics", "/v1/models"):
+    with urllib.request.urlopen(urllib.request.Request(url + path, method="HEAD"), timeout=60) as r:
+        assert r.status == 200 and r.read() == b"", (path, r.status)
 st, body, _ = call("/v1/nothing", chat); err(st, body, 404)
 st, body, hdr = call("/v1/chat/completions", {**chat, "frobnicate": 1})
 assert st == 200 and "frobnicate" in hdr.get("Warning", ""), hdr
@@ -340,6 +352,19 @@ print(f"# {totals['requests']} requests, {totals['completion']} tokens, RSS {rss
 PY
 kill -TERM "$pid"; wait "$pid"
 
+# Connections that send nothing hold their slots only --idle-timeout long:
+# with every slot taken, /health answers again once they are closed.
+start_server --max-connections 2 --idle-timeout 1
+check "idle connections are closed after --idle-timeout" python3 - "$port" <<'PY'
+import socket, sys, time, urllib.request
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+for sk in idle:
+    sk.send(b"GET /health HTTP/1.1\r\nX: ")   # headers that never end
+time.sleep(3)
+assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status == 200
+PY
+kill -TERM "$pid"; wait "$pid"
 start_server --api-key s3cret
 url=http://127.0.0.1:$port
 check "the API key is required and checked" python3 - "$url" <<'PY'
