@@ -184,6 +184,10 @@ static void catch_stop_signals(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
+    /* The first signal asks for the step to finish and a checkpoint; the
+     * handler then goes, so a second one stops the run at once (a long
+     * step of a large --grad-accum need not be waited for). */
+    sa.sa_flags = SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

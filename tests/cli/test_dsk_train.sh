@@ -105,6 +105,15 @@ check "SIGTERM leaves a whole checkpoint" test -s "$T/c/latest/model.safetensors
 stopped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$T/c/latest/state.json")
 expect_exit 0 "resume after SIGTERM with a shorter run" dsk-train --resume --out "$T/c" --steps $((stopped + 5)) -q
 check "the resumed run reached its step" grep -q "\"step\":$((stopped + 5))" "$T/c/latest/state.json"
+# A second signal does not wait for a step: one of --grad-accum 100000 would
+# take hours (a second SIGTERM was ignored as the first).
+dsk-train "${common[@]}" --grad-accum 100000 --steps 2 --eval-every 0 --out "$T/long" -q 2>"$T/long.err" &
+pid=$!
+sleep 2
+kill -TERM "$pid"; sleep 0.5; kill -TERM "$pid"
+timeout 20 tail --pid="$pid" -f /dev/null; rc=$?
+check "a second SIGTERM stops a long step at once" test "$rc" -eq 0
+wait "$pid"
 
 # continue: weights from a checkpoint, a fresh optimizer and step count.
 expect_exit 0 "--stage continue" dsk-train "${common[@]}" --stage continue --init "$T/a" --steps 5 --out "$T/d" -q
