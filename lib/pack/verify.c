@@ -39,6 +39,14 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
         char *name = dsk_xstrndup(line + 34, len - 34), want[33], got[33];
         memcpy(want, line, 32);
         want[32] = '\0';
+        for (size_t i = 0; i < n_listed && !rc; i++)
+            if (strcmp(listed[i], name) == 0)
+                rc = dsk_fail(err, EX_DATAERR, "%s:%llu: %s is listed twice", path, (unsigned long long)rd.record_no,
+                              name);
+        if (rc) {
+            free(name);
+            break;
+        }
         listed = dsk_xrealloc(listed, (n_listed + 1) * sizeof *listed);
         listed[n_listed++] = name;
         size_t m = strlen(dir) + strlen(name) + 2;
