@@ -10,6 +10,7 @@
 #include "pack/dataset.h"
 #include "pack/pack_run.h"
 #include "pack/verify.h"
+#include "train/batch.h"
 #include "test.h"
 
 #define N_DOCS 3000
@@ -306,11 +307,38 @@ static void teardown(void)
     dsk_tokenizer_free(&tok);
 }
 
+/* A row as batch rows: whole, and in windows (dsk-eval's rows longer than
+ * the model): positions restart at documents and at the window's start,
+ * and the window past the row's end is padding. */
+TEST(batch_rows_and_windows)
+{
+    uint32_t tokens[10] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, boundaries[2] = {0, 3};
+    uint8_t mask[10] = {1, 1, 1, 1, 0, 1, 1, 1, 1, 1};
+    dsk_row row = {.tokens = tokens, .mask = mask, .boundaries = boundaries, .n_tokens = 10, .n_boundaries = 2,
+                   .flags = DSK_ROW_MASK | DSK_ROW_BOUNDARIES};
+    int32_t ids[4], tgt[4], pos[4];
+    float w[4];
+    dsk_batch_fill_row(ids, tgt, pos, w, 4, &row, 1);
+    CHECK(ids[0] == 10 && ids[3] == 13 && tgt[0] == 11 && tgt[3] == 14);
+    CHECK(pos[0] == 0 && pos[2] == 2 && pos[3] == 0);   /* the second document from token 3 */
+    CHECK(w[0] == 1 && w[3] == 0);                      /* the mask of the target */
+    dsk_batch_fill_row(ids, tgt, pos, w, 4, &row, 0);
+    CHECK(pos[3] == 3);                                 /* no document masks: the row's positions */
+    dsk_batch_fill_window(ids, tgt, pos, w, 4, &row, 4, 1);
+    /* Document 2 began at token 3, before the window: seen from the window's start. */
+    CHECK(ids[0] == 14 && tgt[3] == 18 && pos[0] == 0 && pos[3] == 3);
+    CHECK(w[0] == 1 && w[3] == 1);
+    dsk_batch_fill_window(ids, tgt, pos, w, 4, &row, 8, 1);   /* one target left (19), then padding */
+    CHECK(ids[0] == 18 && tgt[0] == 19 && pos[0] == 0 && w[0] == 1);
+    CHECK(tgt[1] == -1 && w[1] == 0 && tgt[3] == -1 && w[3] == 0);
+}
+
 int main(void)
 {
     static const test_case cases[] = {T(pack_is_the_same_for_any_thread_count), T(every_row_reads_back),
                                       T(permutation_is_a_bijection), T(loader_partitions_and_resumes),
-                                      T(verify_catches_damage), T(manifest_rejects_lies)};
+                                      T(verify_catches_damage), T(manifest_rejects_lies),
+                                      T(batch_rows_and_windows)};
     setup();
     int rc = run_tests(cases, sizeof cases / sizeof cases[0]);
     teardown();
