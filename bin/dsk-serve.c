@@ -72,7 +72,9 @@ int main(int argc, char **argv)
         case OPT_CTX: o.ctx = (int)dsk_parse_int("--ctx", optarg, 2, 1 << 24); break;
         case OPT_BODY: o.max_body = (size_t)dsk_parse_int("--max-body", optarg, 64, 1LL << 30); break;
         case OPT_TIMEOUT: o.timeout_s = dsk_parse_double("--timeout", optarg, 0.001, 1e6); break;
-        case OPT_CONNS: o.max_connections = (int)dsk_parse_int("--max-connections", optarg, 1, 16384); break;
+        case OPT_CONNS:   /* libmicrohttpd's select() takes descriptors below 1024 */
+            o.max_connections = (int)dsk_parse_int("--max-connections", optarg, 1, 1000);
+            break;
         case OPT_IDLE: o.idle_timeout_s = (int)dsk_parse_int("--idle-timeout", optarg, 1, 86400); break;
         case OPT_KEY: o.api_key = optarg; break;
         case OPT_NAME: o.model_name = optarg; break;

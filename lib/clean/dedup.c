@@ -30,7 +30,7 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         return dsk_fail(err, EX_USAGE, "--dedup-db: an empty path");
     /* An existing file is checked before LMDB maps it (it trusts its
      * file: one cut short crashed it); a missing one is made. */
-    int rc = access(path, F_OK) == 0 ? dsk_lmdb_file_check(path, err) : 0;
+    int rc = access(path, F_OK) == 0 ? dsk_lmdb_file_check(path, 1, err) : 0;
     if (rc)
         return rc;
     MDB_env *env;

@@ -19,24 +19,24 @@ enum {
 #define LMDB_MAGIC 0xBEEFC0DEu
 #define NO_PAGE UINT64_MAX   /* P_INVALID: an empty tree's root */
 
-static uint64_t le(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
+/* LMDB writes its meta pages in the machine's byte order. */
+static uint64_t u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, sizeof v); return v; }
+static uint32_t u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, sizeof v); return v; }
+static uint16_t u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, sizeof v); return v; }
 
+/* The roots must lie in the file; the last page need not (a page freed in
+ * the transaction that made it is never written, and LMDB maps past the
+ * end of a file that is shorter). */
 static int meta_ok(const uint8_t *m, uint64_t pgno, uint64_t psize, uint64_t pages)
 {
-    uint64_t last = le(m + LAST_PAGE, 8), free_root = le(m + FREE_ROOT, 8), main_root = le(m + MAIN_ROOT, 8);
-    return le(m, 8) == pgno && (le(m + META_FLAGS, 2) & P_META) && le(m + META_MAGIC, 4) == LMDB_MAGIC &&
-           le(m + META_VERSION, 4) == 1 && le(m + FREE_PAD, 4) == psize && last < pages &&
-           (free_root == NO_PAGE || (free_root > 1 && free_root <= last)) &&
-           (main_root == NO_PAGE || (main_root > 1 && main_root <= last));
+    uint64_t last = u64(m + LAST_PAGE), free_root = u64(m + FREE_ROOT), main_root = u64(m + MAIN_ROOT);
+    return u64(m) == pgno && (u16(m + META_FLAGS) & P_META) && u32(m + META_MAGIC) == LMDB_MAGIC &&
+           u32(m + META_VERSION) == 1 && u32(m + FREE_PAD) == psize && last >= 1 &&
+           (free_root == NO_PAGE || (free_root > 1 && free_root <= last && free_root < pages)) &&
+           (main_root == NO_PAGE || (main_root > 1 && main_root <= last && main_root < pages));
 }
 
-int dsk_lmdb_file_check(const char *path, dsk_err *err)
+int dsk_lmdb_file_check(const char *path, int allow_empty, dsk_err *err)
 {
     /* O_NONBLOCK: a FIFO in the file's place must not block the open. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -51,10 +51,12 @@ int dsk_lmdb_file_check(const char *path, dsk_err *err)
     } else if (!S_ISREG(sb.st_mode)) {
         rc = dsk_fail(err, EX_DATAERR, "%s: %s, not an LMDB file", path,
                       S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+    } else if (sb.st_size == 0 && !allow_empty) {
+        rc = dsk_fail(err, EX_DATAERR, "%s: empty, not an LMDB file", path);
     } else if (sb.st_size > 0) {
         uint64_t psize = 0;
         if (pread(fd, m0, sizeof m0, 0) == (ssize_t)sizeof m0)
-            psize = le(m0 + FREE_PAD, 4);
+            psize = u32(m0 + FREE_PAD);
         int ok = psize >= 512 && psize <= 65536 && (psize & (psize - 1)) == 0 &&
                  (uint64_t)sb.st_size >= 2 * psize &&
                  pread(fd, m1, sizeof m1, (off_t)psize) == (ssize_t)sizeof m1;

@@ -12,9 +12,10 @@
 #include "core/err.h"
 
 /* 0 when path is a regular file whose meta pages hold together (magic,
- * version, page size, pages and roots within the file), or is empty
- * (LMDB starts it afresh); else EX_DATAERR (EX_NOINPUT when it cannot be
- * opened) with a message that names the file. */
-int dsk_lmdb_file_check(const char *path, dsk_err *err);
+ * version, page size, the trees' roots within the file), or is empty and
+ * allow_empty (a database LMDB may start afresh); else EX_DATAERR
+ * (EX_NOINPUT when it cannot be opened) with a message that names the
+ * file. */
+int dsk_lmdb_file_check(const char *path, int allow_empty, dsk_err *err);
 
 #endif

@@ -3,6 +3,7 @@
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zstd.h>
 
 #include "core/json.h"
@@ -73,7 +74,14 @@ int dsk_dataset_open(dsk_dataset *ds, const char *dir, dsk_err *err)
         size_t n = strlen(dir) + strlen(ds->m.shards[i].file) + 2;
         char *path = dsk_xmalloc(n);
         snprintf(path, n, "%s/%s", dir, ds->m.shards[i].file);
-        rc = dsk_shard_open(&ds->shards[i], path, err);
+        /* The size the MANIFEST records: a shard cut short (an interrupted
+         * copy) is found before LMDB maps it, which would die of SIGBUS. */
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size != ds->m.shards[i].bytes)
+            rc = dsk_fail(err, EX_DATAERR, "%s: %lld bytes, the MANIFEST says %llu (cut short, or changed)", path,
+                          (long long)sb.st_size, (unsigned long long)ds->m.shards[i].bytes);
+        if (!rc)
+            rc = dsk_shard_open(&ds->shards[i], path, err);
         free(path);
         void *txn = NULL;
         if (!rc)

@@ -173,7 +173,7 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     int rc = 0;
     MDB_txn *txn;
     const char *failed;
-    if ((rc = dsk_lmdb_file_check(path, err)) != 0)
+    if ((rc = dsk_lmdb_file_check(path, 0, err)) != 0)
         ;   /* missing, not a regular file, or cut short: LMDB would trust it */
     else if (stat(path, &st) != 0)
         rc = dsk_fail(err, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s", path, strerror(errno));

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -634,12 +635,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
     conn_state *cs = *con_cls;
     if (!cs) {
         *con_cls = dsk_xcalloc(1, sizeof *cs);
-        /* A body announced over --max-body is refused before it is sent
-         * (not read to the end first). */
+        /* A body announced over --max-body, by a client that waits for
+         * "100 Continue" before it sends it, is refused at once.  One that
+         * sends it anyway has it read (and dropped) first: closing with
+         * unread data would reset the connection before the reply. */
         const char *length = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *expect = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
         char *end;
         unsigned long long announced = length ? strtoull(length, &end, 10) : 0;
-        if (length && *end == '\0' && announced > s->o.max_body) {
+        if (length && *end == '\0' && announced > s->o.max_body && expect && !strcasecmp(expect, "100-continue")) {
             dsk_openai_error e = {0};
             dsk_openai_fail(&e, 413, NULL, "request_too_large", "the request body is over %zu bytes", s->o.max_body);
             ((conn_state *)*con_cls)->too_big = 1;

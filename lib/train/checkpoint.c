@@ -285,6 +285,17 @@ int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_mod
                           "the weights disagree?)", path, name, dsk_st_dtype_name(s->dtype), have, need);
             break;
         }
+        /* A run never saves a NaN or inf (its guard skips such steps), nor
+         * a negative second moment: one is damage, which would otherwise
+         * come out as NaN losses, scores or weights. */
+        int squares = strcmp(suffix, ".exp_avg_sq") == 0;
+        for (size_t e = 0; e < t->numel && !rc; e++) {
+            float v;
+            memcpy(&v, (const char *)s->data + e * sizeof v, sizeof v);   /* the data need not be aligned */
+            if (!isfinite(v) || (squares && v < 0))
+                rc = dsk_fail(err, EX_DATAERR, "%s: %s holds a %s value at element %zu (a damaged checkpoint)", path,
+                              name, isfinite(v) ? "negative" : "non-finite", e);
+        }
     }
     if (!rc && st.n_tensors != file_tensors)
         rc = dsk_fail(err, EX_DATAERR, "%s: %zu tensors, this model needs %zu (a different architecture?)", path,
@@ -309,20 +320,10 @@ static void put_host(void *ctx, size_t offset, const void *v, size_t n)
 /* Loads the tensors named NAME+suffix into dev; the file must hold
  * file_tensors tensors in all (no strays from another architecture). */
 static int load_tensors(const char *dir, const char *file, const dsk_model *m, float *dev, const char *suffix,
-                        size_t file_tensors, int nonnegative, dsk_err *err)
+                        size_t file_tensors, dsk_err *err)
 {
     float *host = dsk_xmalloc(m->n_params * sizeof *host);
     int rc = dsk_checkpoint_read_tensors(dir, file, m, suffix, file_tensors, put_host, host, err);
-    /* A run never saves a NaN or inf (its guard skips such steps): one is
-     * damage, which would otherwise come out as NaN losses or scores. */
-    for (size_t i = 0; i < m->n_tensors && !rc; i++) {
-        const dsk_tensor_info *t = &m->tensors[i];
-        for (size_t e = 0; e < t->numel && !rc; e++)
-            if (!isfinite(host[t->offset + e]) || (nonnegative && host[t->offset + e] < 0))
-                rc = dsk_fail(err, EX_DATAERR, "%s/%s: %s%s holds a %s value at element %zu (a damaged checkpoint)",
-                              dir, file, t->name, suffix, isfinite(host[t->offset + e]) ? "negative" : "non-finite",
-                              e);
-    }
     if (!rc)
         m->be->upload(m->be, dev, host, m->n_params * sizeof *host);
     free(host);
@@ -331,7 +332,7 @@ static int load_tensors(const char *dir, const char *file, const dsk_model *m, f
 
 int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err)
 {
-    return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, 0, err);
+    return load_tensors(dir, "model.safetensors", m, m->params, "", m->n_tensors, err);
 }
 
 int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
@@ -356,9 +357,9 @@ int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
 int dsk_checkpoint_load_optimizer(const char *dir, dsk_optimizer *opt, dsk_err *err)
 {
     size_t n = 2 * opt->model->n_tensors;
-    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, 0, err);
+    int rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->m, ".exp_avg", n, err);
     if (!rc)
-        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, 1, err);   /* squares */
+        rc = load_tensors(dir, "optimizer.safetensors", opt->model, opt->v, ".exp_avg_sq", n, err);
     if (!rc)
         rc = dsk_checkpoint_optimizer_step(dir, &opt->step, err);
     return rc;

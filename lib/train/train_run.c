@@ -14,6 +14,7 @@
 #include "bpe/tokenizer.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/outfile.h"
 #include "core/progress.h"
 #include "model/config.h"
 #include "model/generate.h"
@@ -177,17 +178,26 @@ int dsk_train_opts_from_json(dsk_train_opts *o, struct json_object *j, dsk_err *
 
 static volatile sig_atomic_t stop_signal;
 
-static void on_stop(int sig) { stop_signal = sig; }
+/* The first signal asks for the step to finish and a checkpoint; a
+ * second (any of the three) stops the run at once, as a fatal signal
+ * does: temporaries removed (a checkpoint being written among them; the
+ * last one saved stays whole), then the default action. */
+static void on_stop(int sig)
+{
+    if (stop_signal) {
+        dsk_outfile_remove_all_temps();
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
 
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
-    /* The first signal asks for the step to finish and a checkpoint; the
-     * handler then goes, so a second one stops the run at once (a long
-     * step of a large --grad-accum need not be waited for). */
-    sa.sa_flags = SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

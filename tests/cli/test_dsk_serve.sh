@@ -143,10 +143,11 @@ st, body, _ = call("/v1/chat/completions", {"messages": "hi"}); err(st, body, 40
 st, body, _ = call("/v1/chat/completions", {**chat, "temperature": "hot"}); err(st, body, 400, "temperature")
 st, body, _ = call("/v1/chat/completions", {**chat, "max_tokens": 100000}); err(st, body, 400)
 st, body, _ = call("/v1/chat/completions", raw=b"x" * 5000); err(st, body, 413)
-# A body announced over --max-body is answered at once, before it is sent.
+# A body announced over --max-body, by a client that waits for 100 Continue, is answered at once.
 import socket
 sk = socket.create_connection((url[7:].split(":")[0], int(url.rsplit(":", 1)[1])), timeout=10)
-sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
 reply = sk.recv(4096); sk.close()
 assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
 # HEAD: the GET endpoints without their bodies.

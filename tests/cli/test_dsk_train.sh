@@ -107,13 +107,16 @@ expect_exit 0 "resume after SIGTERM with a shorter run" dsk-train --resume --out
 check "the resumed run reached its step" grep -q "\"step\":$((stopped + 5))" "$T/c/latest/state.json"
 # A second signal does not wait for a step: one of --grad-accum 100000 would
 # take hours (a second SIGTERM was ignored as the first).
-dsk-train "${common[@]}" --grad-accum 100000 --steps 2 --eval-every 0 --out "$T/long" -q 2>"$T/long.err" &
+dsk-train "${common[@]}" --grad-accum 100000 --steps 2 --eval-every 0 --out "$T/long" 2>"$T/long.err" &
 pid=$!
-sleep 2
+for _ in $(seq 1 100); do grep -q "a new model" "$T/long.err" && break; sleep 0.1; done
+sleep 1   # into the step, past the handlers' setup
 kill -TERM "$pid"; sleep 0.5; kill -TERM "$pid"
 timeout 20 tail --pid="$pid" -f /dev/null; rc=$?
 check "a second SIGTERM stops a long step at once" test "$rc" -eq 0
-wait "$pid"
+wait "$pid"; rc=$?
+check "by the signal: status 143 ($rc)" test "$rc" -eq 143
+check "no temporary checkpoint is left" sh -c "! ls -a '$T/long' 2>/dev/null | grep -q tmp"
 
 # continue: weights from a checkpoint, a fresh optimizer and step count.
 expect_exit 0 "--stage continue" dsk-train "${common[@]}" --stage continue --init "$T/a" --steps 5 --out "$T/d" -q
