@@ -1,7 +1,7 @@
 #include "core/lmdb_file.h"
+#include "core/fileio.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,19 +38,14 @@ static int meta_ok(const uint8_t *m, uint64_t pgno, uint64_t psize, uint64_t pag
 
 int dsk_lmdb_file_check(const char *path, int allow_empty, dsk_err *err)
 {
-    /* O_NONBLOCK: a FIFO in the file's place must not block the open. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int fd = dsk_open_read(path, 1, err);   /* a regular file; a FIFO does not block the open */
     if (fd < 0)
-        return dsk_fail(err, errno == ENOENT || errno == EACCES ? EX_NOINPUT : EX_IOERR, "%s: cannot open: %s", path,
-                        strerror(errno));
+        return err->code;
     struct stat sb;
     int rc = 0;
     uint8_t m0[META_BYTES], m1[META_BYTES];
     if (fstat(fd, &sb) != 0) {
         rc = dsk_fail(err, EX_IOERR, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(sb.st_mode)) {
-        rc = dsk_fail(err, EX_DATAERR, "%s: %s, not an LMDB file", path,
-                      S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
     } else if (sb.st_size == 0 && !allow_empty) {
         rc = dsk_fail(err, EX_DATAERR, "%s: empty, not an LMDB file", path);
     } else if (sb.st_size > 0) {
