@@ -10,10 +10,12 @@
 #include <zstd.h>
 
 #include "bpe/dskt.h"
+#include "bpe/formats.h"
 #include "core/fileio.h"
 #include "core/cli.h"
 #include "core/digest.h"
 #include "core/ordered.h"
+#include "core/outfile.h"
 #include "core/progress.h"
 #include "core/tempdir.h"
 #include "pack/shard.h"
@@ -373,6 +375,26 @@ static int write_manifest_and_sums(run *r)
 
 /* ---- the run ------------------------------------------------------------------------------ */
 
+/* The dataset's own tokenizer.json: the file given, byte for byte, when it
+ * is a regular file.  A pipe (bash's <(...)) was drained by the load, so a
+ * copy would be empty: the tokenizer loaded is written out instead, which
+ * has the same fingerprint. */
+static int keep_tokenizer(const dsk_pack_run_opts *o, const char *to, dsk_err *err)
+{
+    struct stat sb;
+    if (stat(o->tokenizer_path, &sb) == 0 && S_ISREG(sb.st_mode))
+        return dsk_copy_file(o->tokenizer_path, to, err);
+    dsk_outfile f;
+    int rc = dsk_outfile_open(&f, to, err);
+    if (rc)
+        return rc;
+    if ((rc = dsk_bpe_write_json(o->tokenizer, f.fp, err)) != 0) {
+        dsk_outfile_abort(&f);
+        return rc;
+    }
+    return dsk_outfile_commit(&f, err);
+}
+
 int dsk_pack_run(const dsk_pack_run_opts *o, const char *const *inputs, size_t n_inputs, dsk_manifest *m,
                  dsk_err *err)
 {
@@ -439,7 +461,7 @@ int dsk_pack_run(const dsk_pack_run_opts *o, const char *const *inputs, size_t n
         rc = finish_shard(&r);
     if (!rc) {
         char *to = dsk_tempdir_file(&r.dir, "tokenizer.json");
-        rc = dsk_copy_file(o->tokenizer_path, to, &r.err);
+        rc = keep_tokenizer(o, to, &r.err);
         free(to);
     }
     if (!rc)

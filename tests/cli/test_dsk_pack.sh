@@ -51,6 +51,11 @@ expect_exit 0 "pack again with 2 threads" dsk-pack -q -j2 -t "$T/tok.json" -o "$
 check "same shards for -j1 and -j2" bash -c "cmp <(cut -c1-32 '$T/ds/MD5SUMS' | head -n -1) <(cut -c1-32 '$T/ds2/MD5SUMS' | head -n -1)"
 cat "$T/docs.dskt" | dsk-pack -q -t "$T/tok.json" -o "$T/ds3" --seq-len 64 --shard-size 64K
 check "stdin gives the same dataset" bash -c "cmp <(head -n -2 '$T/ds/MD5SUMS') <(head -n -2 '$T/ds3/MD5SUMS')"
+dsk-pack -q -t <(cat "$T/tok.json") -o "$T/ds4" --seq-len 64 --shard-size 64K "$T/docs.dskt"
+check "a tokenizer from a pipe: the dataset keeps the tokenizer loaded (a copy would be empty)" test \
+    "$(dsk-bpe info -t "$T/ds4/tokenizer.json" | sed -n 's/^fingerprint: //p')" = \
+    "$(dsk-bpe info -t "$T/tok.json" | sed -n 's/^fingerprint: //p')"
+check "a tokenizer from a pipe: the same shards" bash -c "cmp <(head -n -2 '$T/ds/MD5SUMS') <(head -n -2 '$T/ds4/MD5SUMS')"
 expect_exit 0 "--zstd-level 0 stores rows" dsk-pack -q -t "$T/tok.json" -o "$T/ds0" --seq-len 64 --zstd-level 0 "$T/docs.dskt"
 check "stored rows: level 0, no dictionary" test "$(json_get "$T/ds0/MANIFEST" '["zstd_level"]') $(json_get "$T/ds0/MANIFEST" '["zstd_dict_bytes"]')" = "0 0"
 expect_exit 0 "verify stored rows" dsk-pack verify "$T/ds0"
