@@ -615,6 +615,26 @@ static int authorized(dsk_server *s, struct MHD_Connection *con)
     return diff == 0;
 }
 
+/* Counts a request's Content-Length headers whose value differs from the
+ * first one's (libmicrohttpd reads the body by the first). */
+typedef struct {
+    const char *first;
+    int differing;
+} length_headers;
+
+static enum MHD_Result count_lengths(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    length_headers *l = cls;
+    if (key && value && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (!l->first)
+            l->first = value;
+        else if (strcmp(l->first, value) != 0)
+            l->differing = 1;
+    }
+    return MHD_YES;
+}
+
 extern const char dsk_serve_chat_page[];
 
 /* The endpoint a request is counted under in the metrics. */
@@ -641,6 +661,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
          * unread data would reset the connection before the reply. */
         const char *length = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         const char *expect = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        /* Two lengths that differ leave the body's end in doubt, a way to
+         * smuggle a request past a proxy that reads the other one: 400 and
+         * the connection closed (RFC 9112, 6.3). */
+        length_headers lengths = {0};
+        MHD_get_connection_values(con, MHD_HEADER_KIND, count_lengths, &lengths);
+        if (lengths.differing) {
+            dsk_openai_error e = {0};
+            dsk_openai_fail(&e, 400, NULL, "invalid_request", "the request has Content-Length headers that differ");
+            return send_error(con, s, endpoint_of(url), &e);
+        }
         char *end;
         unsigned long long announced = length ? strtoull(length, &end, 10) : 0;
         if (length && *end == '\0' && announced > s->o.max_body && expect && !strcasecmp(expect, "100-continue")) {

@@ -150,6 +150,14 @@ sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: applicati
            b"Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
 reply = sk.recv(4096); sk.close()
 assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+# Two Content-Length headers that differ: 400 (the body's end is in doubt); the same twice is one.
+body1 = b'{"prompt": "red", "max_tokens": 1}'
+for lengths, status in (((40, len(body1)), b"400"), ((len(body1), 40), b"400"), ((len(body1), len(body1)), b"200")):
+    sk = socket.create_connection((url[7:].split(":")[0], int(url.rsplit(":", 1)[1])), timeout=10)
+    sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+               b"".join(b"Content-Length: %d\r\n" % n for n in lengths) + b"\r\n" + body1)
+    reply = sk.recv(4096); sk.close()
+    assert reply.startswith(b"HTTP/1.1 " + status), (lengths, reply[:300])
 # HEAD: the GET endpoints without their bodies.
 for path in ("/health", "/metrics", "/v1/models"):
     with urllib.request.urlopen(urllib.request.Request(url + path, method="HEAD"), timeout=60) as r:
