@@ -79,9 +79,9 @@ int dsk_open_read(const char *path, int regular_only, dsk_err *err)
     return fd;
 }
 
-int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err)
+static int read_whole(const char *path, int regular_only, size_t max_bytes, dsk_buf *out, dsk_err *err)
 {
-    int fd = dsk_open_read(path, 0, err);
+    int fd = dsk_open_read(path, regular_only, err);
     if (fd < 0)
         return err->code;
     FILE *f = fdopen(fd, "rb");
@@ -102,4 +102,14 @@ int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err
     int bad = ferror(f);
     fclose(f);
     return bad ? dsk_fail(err, EX_IOERR, "%s: read error", path) : 0;
+}
+
+int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err)
+{
+    return read_whole(path, 0, max_bytes, out, err);
+}
+
+int dsk_read_regular_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err)
+{
+    return read_whole(path, 1, max_bytes, out, err);
 }

@@ -16,6 +16,9 @@ int dsk_write_file(const char *path, const dsk_buf *b, dsk_err *err);
 /* Appends the file to out; files over max_bytes are EX_DATAERR.  A FIFO
  * nobody writes to reads as empty rather than blocking the open. */
 int dsk_read_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err);
+/* The same for a file that must be a regular one (a dataset's or a
+ * checkpoint's): anything else is EX_DATAERR, as in dsk_open_read. */
+int dsk_read_regular_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_err *err);
 /* A descriptor to read path from, or -1 with err set (EX_NOINPUT when it
  * is missing or unreadable).  The open never blocks: a FIFO without a
  * writer then reads as empty.  With regular_only, anything but a regular

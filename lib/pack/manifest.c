@@ -244,29 +244,9 @@ int dsk_manifest_load(dsk_manifest *m, const char *dir, dsk_err *err)
         free(path);
         return dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
     }
-    int fd = dsk_open_read(path, 1, err);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        if (fd >= 0) {
-            close(fd);
-            dsk_fail(err, EX_OSERR, "%s: %s", path, strerror(errno));
-        }
-        free(path);
-        return err->code;
-    }
     dsk_buf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= MAX_MANIFEST_BYTES)
-        dsk_buf_add(&b, chunk, got);
-    int bad = ferror(f);
-    fclose(f);
-    int rc;
-    if (bad)
-        rc = dsk_fail(err, EX_IOERR, "%s: read error", path);
-    else if (b.len > MAX_MANIFEST_BYTES)
-        rc = dsk_fail(err, EX_DATAERR, "%s: over %u bytes", path, MAX_MANIFEST_BYTES);
-    else
+    int rc = dsk_read_regular_file(path, MAX_MANIFEST_BYTES, &b, err);
+    if (!rc)
         rc = dsk_manifest_parse(m, b.data ? b.data : "", b.len, path, err);
     dsk_buf_free(&b);
     free(path);
