@@ -137,7 +137,7 @@ static const struct option long_options[] = {
 };
 
 static const char *show_config, *memory_table;
-static int lr_given, warmup_given, min_lr_given, batch_given, length_given;
+static int lr_given, warmup_given, min_lr_given, batch_given, length_given, stage_given, init_given, ref_given;
 static double dist_timeout = 600;
 
 /* Applies the command line to o (over the defaults, or over what a
@@ -174,6 +174,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
         case OPT_BAD: o->max_bad_steps = (int)dsk_parse_int("--max-bad-steps", optarg, 1, 1000000); break;
         case 'o': o->out = optarg; break;
         case OPT_STAGE:
+            stage_given = 1;
             if (!strcmp(optarg, "pretrain"))
                 o->stage = DSK_STAGE_PRETRAIN;
             else if (!strcmp(optarg, "continue"))
@@ -185,10 +186,10 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             else
                 dsk_usage_error("--stage '%s': expected pretrain, continue, sft or dpo", optarg);
             break;
-        case OPT_REF: o->ref = optarg; break;
+        case OPT_REF: o->ref = optarg, ref_given = 1; break;
         case OPT_BETA: o->beta = dsk_parse_double("--beta", optarg, 1e-6, 1e6); break;
         case OPT_EPOCHS: o->epochs = dsk_parse_double("--epochs", optarg, 1e-6, 1e9), length_given = 1; break;
-        case OPT_INIT: o->init = optarg; break;
+        case OPT_INIT: o->init = optarg, init_given = 1; break;
         case OPT_RESUME: o->resume = 1; break;
         case OPT_SAVE: o->save_every = (long)dsk_parse_int("--save-every", optarg, 0, 1LL << 40); break;
         case OPT_KEEP: o->keep = (int)dsk_parse_int("--keep", optarg, 0, 1000000); break;
@@ -313,6 +314,11 @@ int main(int argc, char **argv)
             dsk_die(EX_DATAERR, "%s: a damaged state.json: stage '%s' (expected pretrain, continue, sft or dpo)", dir,
                     st.stage);
         o.stage = stage;
+        /* A resumed run is the run it was: a new stage or model is a new run. */
+        if (init_given || ref_given)
+            dsk_usage_error("--resume carries on the run in %s as it was started: its %s is in the checkpoint "
+                            "(a new stage is a new run: --stage S --init %s --out NEW)", o.out,
+                            init_given ? "--init" : "--ref", o.out);
         /* A length given now, in whichever unit, replaces the saved one
          * (saved steps would otherwise win over new tokens or epochs). */
         if (length_given)
@@ -323,6 +329,10 @@ int main(int argc, char **argv)
         o.sets = NULL;
         o.n_sets = 0;
         parse(argc, argv, &o);
+        if (stage_given && o.stage != stage)
+            dsk_usage_error("--resume carries on the run in %s as it was started, a %s stage: a new stage is a new "
+                            "run (--stage %s --init %s --out NEW)", o.out, dsk_stage_names[stage],
+                            dsk_stage_names[o.stage], o.out);
     }
     if (!o.data)
         dsk_usage_error("--data DIR is required");
@@ -342,6 +352,14 @@ int main(int argc, char **argv)
             o.adamw.warmup = 20;
         if (o.steps == 0 && o.tokens == 0 && o.epochs == 0)
             o.epochs = 1;   /* one pass over the conversations or pairs */
+    }
+    /* The cosine's floor is at most its peak: a default floor over a low
+     * --lr is a tenth of it, as in post-training; a given one is refused. */
+    if (o.adamw.min_lr > o.adamw.lr) {
+        if (min_lr_given)
+            dsk_usage_error("--min-lr %g is above --lr %g: the learning rate would rise after the warmup",
+                            o.adamw.min_lr, o.adamw.lr);
+        o.adamw.min_lr = o.adamw.lr / 10;
     }
     /* The ranks, when a launcher started several: all get here alike. */
     dsk_comm *comm = dsk_comm_open(dist_timeout, &err);

@@ -13,6 +13,7 @@
 #include "core/tempdir.h"
 #include "model/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 
 void dsk_train_state_free(dsk_train_state *st)
 {
@@ -83,40 +84,24 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
     json_object_put(o);
 }
 
-/* Removes step directories beyond the newest keep. */
-static void prune(const char *out, int keep)
+/* Removes step directories beyond the newest keep, by step number; never
+ * the one just saved, which latest points at. */
+static void prune(const char *out, int keep, long saved)
 {
     if (keep <= 0)
         return;
-    DIR *d = opendir(out);
-    if (!d)
-        return;
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "step-", 5) || strchr(e->d_name, '.'))
+    size_t n;
+    long *steps = dsk_run_dir_steps(out, &n);
+    for (size_t i = 0; i + (size_t)keep < n; i++) {
+        if (steps[i] == saved)
             continue;
-        names = dsk_xrealloc(names, (n + 1) * sizeof *names);
-        names[n++] = dsk_xstrdup(e->d_name);
+        char name[32];
+        snprintf(name, sizeof name, "step-%08ld", steps[i]);
+        char *p = dsk_path_join(out, name);
+        dsk_remove_flat_dir(p);
+        free(p);
     }
-    closedir(d);
-    /* Zero-padded step numbers: name order is step order. */
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-            char *t = names[j];
-            names[j] = names[j - 1];
-            names[j - 1] = t;
-        }
-    for (size_t i = 0; i < n; i++) {
-        if (i + (size_t)keep < n) {
-            char *p = dsk_path_join(out, names[i]);
-            dsk_remove_flat_dir(p);
-            free(p);
-        }
-        free(names[i]);
-    }
-    free(names);
+    free(steps);
 }
 
 int dsk_checkpoint_save(const char *out, const dsk_model *m, const dsk_optimizer *opt, const dsk_train_state *st,
@@ -144,7 +129,9 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
     snprintf(name, sizeof name, "step-%08ld", st->step);
     char *target = dsk_path_join(out, name);
     dsk_tempdir dir;
-    int rc = dsk_tempdir_create(&dir, target, 0, err);
+    struct stat sb;
+    int rc = stat(target, &sb) == 0 ? dsk_fail(err, EX_CANTCREAT, "%s already exists: move it away", target)
+                                    : dsk_tempdir_create(&dir, target, 0, err);
     if (rc) {
         free(target);
         return rc;
@@ -195,11 +182,6 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
         free(target);
         return rc;
     }
-    /* Saving the same step twice (the end of a run that just saved)
-     * replaces the earlier directory. */
-    struct stat sb;
-    if (stat(target, &sb) == 0)
-        dsk_remove_flat_dir(target);
     rc = dsk_tempdir_commit(&dir, err);
     if (!rc) {
         char *link_tmp = dsk_path_join(out, "latest.tmp");
@@ -209,7 +191,7 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
             rc = dsk_fail(err, EX_IOERR, "%s: cannot point at %s: %s", link, name, strerror(errno));
         free(link_tmp);
         free(link);
-        prune(out, keep);
+        prune(out, keep, st->step);
     }
     free(target);
     return rc;

@@ -25,8 +25,10 @@
 #include "dist/memory.h"
 #include "dist/zero.h"
 #include "ops/half.h"
+#include "text/utf8.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 #include "train/dpo.h"
 #include "train/loss_scale.h"
 #include "train/train_run.h"
@@ -236,6 +238,8 @@ typedef struct run {
     int tty;
     double flops_per_token;
     long saved_step;          /* the step last saved, -1 before any */
+    long empty_steps;         /* steps of this process whose batch had no target token */
+    int warned_empty_eval;    /* said once that validation had no target token */
     dsk_loss_scale ls;        /* what the loss gradient is multiplied by (--dtype, --loss-scale) */
     double step_scale;        /* the scale the last step ran with (the log reports it) */
     long *bias_snapshot;      /* MoE: selections per layer and expert at the last step */
@@ -518,16 +522,21 @@ static void sample_from(run *r, dsk_generator *gen)
         for (int i = 0; i < n; i++)
             dsk_buf_printf(&text, "%s%d", i ? " " : "", out[i]);
     }
-    dsk_buf_addc(&text, 0);
+    /* Byte-level tokens can end mid-character: the log is JSON text, so
+     * broken sequences become U+FFFD, as dsk-serve sends them. */
+    dsk_buf shown = {0};
+    dsk_utf8_repair(text.data ? text.data : "", text.len, &shown);
+    dsk_buf_addc(&shown, 0);
     if (!r->quiet)
-        fprintf(stderr, "%ssample at step %ld: %s\n", r->tty ? "\r\033[K" : "", r->st.step, text.data);
+        fprintf(stderr, "%ssample at step %ld: %s\n", r->tty ? "\r\033[K" : "", r->st.step, shown.data);
     if (r->log) {
         struct json_object *j = json_object_new_object();
         json_object_object_add(j, "step", json_object_new_int64(r->st.step));
-        json_object_object_add(j, "sample", json_object_new_string(text.data));
+        json_object_object_add(j, "sample", json_object_new_string_len(shown.data, (int)shown.len - 1));
         fprintf(r->log, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
     }
+    dsk_buf_free(&shown);
     dsk_buf_free(&text);
     free(out);
 }
@@ -576,14 +585,16 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
             cfg->vocab_size = (int)r->ds.m.vocab_size;
         if (cfg->eos_token_id < 0 && r->ds.m.eot < r->ds.m.vocab_size)
             cfg->eos_token_id = (int)r->ds.m.eot;
-        if ((rc = dsk_config_validate(cfg, err)))
-            return rc;
     }
     if (cfg->vocab_size < 2)
         return dsk_fail(err, EX_DATAERR, "%s: vocab_size %d", from ? from : o->config, cfg->vocab_size);
+    /* Before the config's own checks: a vocabulary too small for the
+     * dataset is the first thing to say, not the token ids it leaves out. */
     if ((uint32_t)cfg->vocab_size < r->ds.m.vocab_size)
         return dsk_fail(err, EX_DATAERR, "%s: the dataset's vocabulary (%u) is larger than the model's (%d)", o->data,
                         r->ds.m.vocab_size, cfg->vocab_size);
+    if (!o->resume && o->stage == DSK_STAGE_PRETRAIN && (rc = dsk_config_validate(cfg, err)))
+        return rc;
     if (r->T > cfg->max_seq_len && from)   /* a checkpoint's architecture is fixed */
         return dsk_fail(err, EX_USAGE, "--seq-len %d is longer than %s's max_position_embeddings %d (give --seq-len "
                         "%d or less)", r->T, from, cfg->max_seq_len, cfg->max_seq_len);
@@ -804,8 +815,11 @@ static void progress_line(run *r, double loss, double tok_s, double elapsed)
 
 static void log_eval(run *r, const eval_result *e)
 {
-    if (!e->ok)
+    if (!e->ok) {
+        if (r->rank == 0 && r->o->eval_batches > 0 && !r->warned_empty_eval++)
+            dsk_warn("step %ld: the validation rows have no target tokens: no validation loss", r->st.step);
         return;
+    }
     if (!r->quiet)
         fprintf(stderr, "%sstep %ld: val loss %.4f, %.4f bits/byte\n", r->tty ? "\r\033[K" : "", r->st.step, e->loss,
                 e->bpb);
@@ -838,6 +852,7 @@ static int train(run *r)
     while (r->st.step < r->total_steps) {
         dsk_zero_zero_grad(r->zero);
         double loss = 0;   /* this rank's part of the step's loss */
+        double step_targets = 0;   /* over all ranks; DPO: -1 (pairs always count) */
         uint64_t step_tokens = 0;
         if (r->world > 1) {
             /* Each rank its own router noise; the shared state moves on alike. */
@@ -875,11 +890,13 @@ static int train(run *r)
                 r->dpo_window.margin += st.margin;
                 r->dpo_window.accuracy += st.accuracy;
                 r->dpo_batches++;
+                step_targets = -1;
             } else {
                 /* The mean over the global batch's targets: every rank
                  * divides by their count over all ranks. */
                 double n = r->model->n_targets;
                 sum_ranks(r, &n, 1);
+                step_targets += n;
                 n = n > 0 ? n : 1;
                 dsk_model_forward(r->model, (float)(r->ls.scale / (n * o->grad_accum)));
                 loss += r->model->loss_sum / n / o->grad_accum;
@@ -892,7 +909,17 @@ static int train(run *r)
         sum_ranks(r, &loss, 1);
         dsk_step_report rep = {0};
         r->step_scale = r->ls.scale;
-        if (isfinite(loss)) {
+        /* A batch without a target token (SFT rows whose answers --seq-len
+         * cut off, all masked) has no loss to learn from: no update, not
+         * even weight decay, and its loss is logged as null, not 0. */
+        int empty = step_targets == 0;
+        if (empty) {
+            rep.lr = dsk_lr_at(&r->opt->o, r->opt->step);
+            loss = NAN;
+            if (r->rank == 0 && r->empty_steps++ == 0)
+                dsk_warn("step %ld: the batch has no target tokens (are the answers cut off by --seq-len, or all "
+                         "masked?); the step changes nothing", r->st.step + 1);
+        } else if (isfinite(loss)) {
             r->opt->loss_scale = r->ls.scale;
             rep = dsk_zero_step(r->zero);
             if (!rep.skipped)
@@ -904,9 +931,10 @@ static int train(run *r)
         }
         /* Every rank decides alike: the loss and the gradient norm are
          * global (summed over the ranks before they are tested). */
-        int scaler = dsk_loss_scale_update(&r->ls, !isfinite(loss) ? DSK_STEP_LOSS_NONFINITE
-                                                   : rep.skipped    ? DSK_STEP_GRAD_NONFINITE
-                                                                    : DSK_STEP_GOOD);
+        int scaler = empty ? DSK_LS_KEPT
+                           : dsk_loss_scale_update(&r->ls, !isfinite(loss) ? DSK_STEP_LOSS_NONFINITE
+                                                           : rep.skipped    ? DSK_STEP_GRAD_NONFINITE
+                                                                            : DSK_STEP_GOOD);
         r->st.step++;
         r->st.tokens += step_tokens;
         r->st.cursor = dsk_loader_cursor(r->loader);
@@ -917,15 +945,16 @@ static int train(run *r)
             r->st.skipped++;
             /* An fp16 overflow that halving the scale answers is routine. */
             bad_in_row += scaler == DSK_LS_BAD;
-        } else {
+        } else if (!empty) {
             bad_in_row = 0;
             loss_window += loss;
             n_window++;
         }
-        if (o->log_path && (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped)) {
+        if (o->log_path &&
+            (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped || empty)) {
             double dt = now - t_window;
-            /* A skipped step logs its own loss; others the mean since the last line. */
-            log_window(r, rep.skipped || !n_window ? loss : loss_window / n_window, &rep,
+            /* A skipped or empty step logs its own loss; others the mean since the last line. */
+            log_window(r, rep.skipped || empty || !n_window ? loss : loss_window / n_window, &rep,
                        dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
             t_window = now;
             tokens_window = 0;
@@ -984,6 +1013,8 @@ static int train(run *r)
     log_eval(r, &e);
     if ((rc = save(r)))
         return rc;
+    if (r->empty_steps && r->rank == 0)
+        dsk_warn("%ld of this run's steps had no target tokens and changed nothing", r->empty_steps);
     if (!r->quiet)
         fprintf(stderr, "%s: %ld steps, %llu tokens in %.1fs; saved %s/latest\n", dsk_progname(), r->st.step,
                 (unsigned long long)r->st.tokens, dsk_now() - t_start, o->out);
@@ -1100,15 +1131,12 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     char *from_dir = NULL;
     dsk_model_config cfg;
     /* A new run never writes into another run's directory: its step
-     * numbers would mix with the old ones and --keep would prune the new. */
-    struct stat sb;
-    char *latest = dsk_path_join(o->out, "latest");
-    int taken = !o->resume && lstat(latest, &sb) == 0;
-    free(latest);
-    int rc = 0;
-    if (taken)
-        rc = dsk_fail(err, EX_CANTCREAT, "%s holds a run already: continue it with --resume, or choose another --out",
-                      o->out);
+     * numbers would mix with the old ones and --keep would prune the new.
+     * Checked now, and OUT locked, rather than at the first save. */
+    int rc = o->resume ? 0 : dsk_run_dir_check(o->out, -1, err);
+    dsk_run_lock lock = {.fd = -1};
+    if (!rc && r.rank == 0)
+        rc = dsk_run_lock_take(&lock, o->out, err);
     if (!rc && (o->zero < 0 || o->zero > 3))
         rc = dsk_fail(err, EX_USAGE, "--zero %d: the ZeRO stage is 0, 1, 2 or 3", o->zero);
     if (!rc && o->batch % r.world)
@@ -1152,6 +1180,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
                           prev.fingerprint, o->data, r.ds.m.fingerprint);
         if (!rc && o->resume) {
             r.st = prev;
+            rc = dsk_run_dir_check(o->out, r.st.step, err);
         } else if (!rc) {
             /* A new stage from a checkpoint: its lineage, then this run. */
             r.st.lineage = prev.lineage ? json_object_get(prev.lineage) : NULL;
@@ -1225,9 +1254,13 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         double rows_per_step = (double)o->batch * o->grad_accum;
         r.total_steps = o->steps > 0    ? o->steps
                         : o->tokens > 0 ? (long)((o->tokens + per_step - 1) / per_step)
-                                        : (long)ceil(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step);
+                                        : (long)fmin(ceil(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step),
+                                                         (double)(1L << 41));   /* over the limit, not past a long */
         if (r.total_steps <= 0)
             rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N, --tokens N or --epochs X");
+        else if (r.total_steps > 1L << 40)
+            rc = dsk_fail(err, EX_USAGE, "%s make %ld steps of %llu tokens, over the limit of 2^40 steps",
+                          o->tokens > 0 ? "--tokens" : "--epochs", r.total_steps, (unsigned long long)per_step);
     }
     if (!rc) {
         dsk_adamw_opts ao = o->adamw;
@@ -1326,6 +1359,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     free(r.bias_snapshot);
     free(r.tokenizer_path);
     free(from_dir);
+    dsk_run_lock_release(&lock);
     if (r.have_tok)
         dsk_tokenizer_free(&r.tok);
     dsk_train_state_free(&r.st);

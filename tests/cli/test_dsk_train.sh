@@ -128,6 +128,51 @@ expect_exit 64 "--stage sft without --init" dsk-train "${common[@]}" --stage sft
 # Refusals.
 expect_exit 73 "a new run into another run's directory" dsk-train "${common[@]}" --steps 2 --out "$T/a"
 expect_err_contains "holds a run already" "the message says to resume or choose another --out"
+expect_exit 64 "--min-lr above --lr" dsk-train "${common[@]}" --steps 2 --lr 1e-4 --min-lr 1e-3 --out "$T/e"
+expect_err_contains "above --lr" "the message says the floor is above the peak"
+expect_exit 0 "a low --lr with the default floor" dsk-train "${common[@]}" --steps 6 --warmup 2 --lr 1e-5 \
+    --log-every 1 --log "$T/lowlr.jsonl" --eval-every 0 --out "$T/lowlr" -q
+check "the rate never rises above --lr after the warmup (the default floor 3e-5 was above it)" python3 -c "
+import json; lr = [json.loads(l)['lr'] for l in open('$T/lowlr.jsonl') if '\"lr\"' in l]
+assert max(lr) <= 1e-5 and lr[-1] < lr[2], lr"
+expect_exit 64 "--tokens that make more steps than the limit" dsk-train "${common[@]}" --tokens 9999T -b 1 --seq-len 1 \
+    --out "$T/e"
+expect_exit 64 "--resume with another --stage" dsk-train --resume --out "$T/a" --steps 50 --stage sft -q
+expect_err_contains "a new stage is a new run" "the message says how to start a new stage"
+expect_exit 64 "--resume with --init" dsk-train --resume --out "$T/a" --steps 50 --init "$T/a" -q
+check "no --out directory left by the refusals" test ! -e "$T/e"
+mkdir -p "$T/stray" && cp -r "$T/a/step-00000020" "$T/stray/"
+expect_exit 73 "a new run into a directory of step directories without latest" \
+    dsk-train "${common[@]}" --steps 2 --keep 1 --out "$T/stray"
+check "the step directory there is left alone" test -s "$T/stray/step-00000020/model.safetensors"
+echo x > "$T/afile"
+expect_exit 73 "--out a file: refused before training" dsk-train "${common[@]}" --steps 100000 --out "$T/afile"
+expect_err_contains "not a directory" "the message says --out is not a directory"
+expect_exit 66 "a run that fails at the start" dsk-train "${common[@]}" --data "$T/nope" --steps 2 --out "$T/never"
+check "leaves no --out directory behind" test ! -e "$T/never"
+# --resume from an earlier step (latest moved back): the later steps would mix with the new ones
+# (--keep 1 used to delete the checkpoint just saved, and the one resumed from).
+cp -r "$T/a" "$T/back" && ln -sfn step-00000020 "$T/back/latest"
+expect_exit 0 "samples at a high temperature" dsk-train "${common[@]}" --steps 6 --sample-every 1 --sample-tokens 40 \
+    --temperature 1.5 --top-k 0 --eval-every 0 --log "$T/samples.jsonl" --out "$T/samples" -q
+check "the log is JSON text (UTF-8) even where a sample ends mid-character" python3 -c "
+import json; n = [json.loads(l.decode('utf-8')) for l in open('$T/samples.jsonl', 'rb')]
+assert sum('sample' in x for x in n) == 6, n"
+expect_exit 73 "--resume with later step directories there" dsk-train --resume --out "$T/back" --steps 30 --keep 1 -q
+expect_err_contains "step-00000040 is past the step resumed from (20)" "the message names the later step"
+check "nothing was removed" test -d "$T/back/step-00000020" -a -d "$T/back/step-00000040"
+rm -rf "$T/back/step-00000040" && ln -sfn step-00000020 "$T/back/latest"
+expect_exit 0 "--resume from there once they are moved away" \
+    dsk-train --resume --out "$T/back" --steps 22 --save-every 1 --keep 1 -q
+check "--keep 1 keeps the last step, which latest points at" \
+    test "$(ls "$T/back" | grep -c '^step-')" -eq 1 -a -s "$T/back/latest/model.safetensors"
+# Two runs never write into one directory at once.
+dsk-train "${common[@]}" --steps 100000 --save-every 1 --eval-every 0 --out "$T/busy" -q 2>/dev/null &
+busy=$!
+for _ in $(seq 200); do [ -e "$T/busy/latest" ] && break; sleep 0.1; done
+expect_exit 73 "--resume of a run that is still running" dsk-train --resume --out "$T/busy" --steps 200000 -q
+expect_err_contains "another dsk-train is writing to it" "the message says why"
+kill -KILL $busy; wait $busy 2>/dev/null
 dsk-train --show-config nano --set d_ff=64 > "$T/nano.json"
 expect_exit 0 "a config file saved by --show-config trains (vocab from the dataset)" \
     dsk-train "${common[@]}" --config "$T/nano.json" --steps 1 --out "$T/cfgfile" -q
@@ -293,6 +338,18 @@ assert prompt > want, (prompt, want)   # most positions are prompt or padding, a
 PY
 check "sft: an epoch of 100 conversations in batches of 4 is 25 steps, and stage sft is recorded" bash -c \
     "grep -q '\"step\":25,' '$T/s/latest/state.json' && grep -q '\"stage\":\"sft\"' '$T/s/latest/state.json'"
+expect_exit 0 "sft with a --seq-len that cuts off every answer" dsk-train "${post[@]}" --stage sft --init "$T/a" \
+    --data "$T/sft" --seq-len 4 --steps 3 --log-every 1 --log "$T/empty.jsonl" --out "$T/empty"
+expect_err_contains "no target tokens" "a warning says the batches have no target tokens"
+check "steps without targets log loss null (not 0) and change no weight, not even by decay" python3 - "$T" <<'PY'
+import json, struct, sys
+t = sys.argv[1]
+steps = [json.loads(l) for l in open(f"{t}/empty.jsonl") if '"loss"' in l]
+assert len(steps) == 3 and all(s["loss"] is None for s in steps), steps
+def data(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; return b[8 + n:]
+assert data(f"{t}/a/latest/model.safetensors") == data(f"{t}/empty/latest/model.safetensors")
+PY
 md5_before=$(cat "$T/s/latest/"* | md5sum)
 expect_exit 0 "--stage dpo from the SFT checkpoint" dsk-train "${post[@]}" --stage dpo --init "$T/s" \
     --data "$T/dpo" --steps 10 --lr 1e-3 --eval-every 5 --save-every 5 --keep 0 --log "$T/dpo.jsonl" --out "$T/p"
