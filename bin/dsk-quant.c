@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cli.h"
@@ -82,14 +83,6 @@ static int parse_split(const char *opt, const char *v)
 }
 
 /* An earlier output of dsk-quant: a directory with its quant.json. */
-static int is_quant_output(const char *out)
-{
-    char *report = dsk_path_join(out, "quant.json");
-    int ours = access(report, F_OK) == 0;
-    free(report);
-    return ours;
-}
-
 static void ppl(dsk_loaded *l, const char *data, int split, long rows, dsk_ppl_result *r)
 {
     dsk_err err = {0};
@@ -184,21 +177,21 @@ int main(int argc, char **argv)
     if (l.quantized)
         dsk_die(EX_DATAERR, "%s is already quantized", l.dir);
     o.calib_tokenizer = l.fingerprint;
-    if (!force && access(out, F_OK) == 0)
+    struct stat sb;
+    if (!force && lstat(out, &sb) == 0)
         dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
-    /* --force replaces an earlier output of dsk-quant only; anything else
-     * is refused now, not after the quantization's minutes. */
-    if (force && access(out, F_OK) == 0 && !is_quant_output(out))
-        dsk_die(EX_CANTCREAT, "%s exists and is not a dsk-quant output (no quant.json); not replacing it", out);
+    /* --force replaces an earlier output of dsk-quant only (its quant.json,
+     * files and no directory); anything else is refused now, not after
+     * the quantization's minutes. */
+    if (dsk_tempdir_check(out, force ? "quant.json" : NULL, &err))
+        dsk_die_err(&err);
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);
     dsk_quantized q;
     if (dsk_quantize_model(l.model, &o, &q, &err))
         dsk_die_err(&err);
-    if (force && is_quant_output(out))
-        dsk_remove_flat_dir(out);
-    if (dsk_quant_save(l.dir, out, 0, l.model, &q, &o, &err))
+    if (dsk_quant_save(l.dir, out, force, l.model, &q, &o, &err))
         dsk_die_err(&err);
     /* The model now holds the dequantized weights: what OUT computes. */
     if (eval)

@@ -56,28 +56,62 @@ void dsk_remove_flat_dir(const char *path)
     rmdir(path);
 }
 
-/* A directory dsk may replace: one with a MANIFEST, or an empty one. */
-static int is_dataset_or_empty(const char *path, const struct stat *st)
+/* A directory dsk may replace: the marker and files only, or nothing.
+ * lstat: a symbolic link is not followed into what it points at. */
+static int replaceable(const char *path, const char *marker)
 {
-    if (!S_ISDIR(st->st_mode))
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return 0;
-    char *m = dsk_xmalloc(strlen(path) + 16);
-    sprintf(m, "%s/MANIFEST", path);
-    int ok = access(m, F_OK) == 0;
-    free(m);
-    DIR *d = ok ? NULL : opendir(path);
-    if (d) {
-        struct dirent *e;
-        ok = 1;
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
-                ok = 0;
-        closedir(d);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int n = 0, marked = 0, nested = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        n++;
+        marked |= !strcmp(e->d_name, marker);
+        struct stat es;
+        if (fstatat(dirfd(d), e->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(es.st_mode))
+            nested = 1;
     }
-    return ok;
+    closedir(d);
+    return !nested && (marked || n == 0);
 }
 
-int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, int replace, dsk_err *err)
+int dsk_tempdir_check(const char *path, const char *replace_marker, dsk_err *err)
+{
+    if (!*path)
+        return dsk_fail(err, EX_USAGE, "the output directory is an empty path");
+    /* The parent must exist: the temporary goes beside PATH. */
+    char *parent = dsk_xstrdup(path);
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/')
+        parent[--len] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        *(slash == parent ? slash + 1 : slash) = '\0';
+    struct stat st;
+    int rc = 0;
+    if (stat(slash ? parent : ".", &st) != 0 || !S_ISDIR(st.st_mode))
+        rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s is not a directory", path, slash ? parent : ".");
+    free(parent);
+    if (rc || lstat(path, &st) != 0)
+        return rc;
+    if (!replace_marker)
+        return dsk_fail(err, EX_CANTCREAT, "%s already exists", path);
+    if (S_ISLNK(st.st_mode))
+        return dsk_fail(err, EX_CANTCREAT, "%s is a symbolic link; not replacing it (or what it points at)", path);
+    if (!replaceable(path, replace_marker))
+        return dsk_fail(err, EX_CANTCREAT, "%s exists and is not %s written by dsk (no %s, or it holds a directory); "
+                        "not replacing it", path, !strcmp(replace_marker, "MANIFEST") ? "a dataset" : "an output",
+                        replace_marker);
+    return 0;
+}
+
+int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *replace_marker, dsk_err *err)
 {
     memset(d, 0, sizeof *d);
     d->slot = -1;
@@ -87,16 +121,12 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, int replace, dsk_
     while (len > 1 && path_given[len - 1] == '/')
         len--;
     char *path = dsk_xstrndup(path_given, len);
-    struct stat st;
-    int rc = 0;
-    if (stat(path, &st) == 0 && !replace)
-        rc = dsk_fail(err, EX_CANTCREAT, "%s already exists (--force replaces it)", path);
-    else if (stat(path, &st) == 0 && !is_dataset_or_empty(path, &st))
-        rc = dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", path);
+    int rc = dsk_tempdir_check(path, replace_marker, err);
     if (rc) {
         free(path);
         return rc;
     }
+    d->marker = replace_marker;
     size_t n = len + 32;
     d->tmp_path = dsk_xmalloc(n);
     snprintf(d->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
@@ -156,21 +186,19 @@ int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err)
         return dsk_fail(err, EX_IOERR, "%s: fsync: %s", d->tmp_path, strerror(errno));
     struct stat st;
     char *old = NULL;
-    if (stat(d->path, &st) == 0) {  /* replacing (--force): only a dataset, never another directory */
-        if (!is_dataset_or_empty(d->path, &st)) {
-            rc = dsk_fail(err, EX_CANTCREAT, "%s exists and is not a dataset; not replacing it", d->path);
+    if (lstat(d->path, &st) == 0) {
+        /* Checked again: something may have appeared there during the work. */
+        if ((rc = dsk_tempdir_check(d->path, d->marker, err)) != 0) {
             dsk_tempdir_abort(d);
             return rc;
         }
-        if (access(d->path, F_OK) == 0) {
-            old = dsk_xmalloc(strlen(d->path) + 32);
-            sprintf(old, "%s.old.%ld", d->path, (long)getpid());
-            if (rename(d->path, old) != 0) {
-                rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot move aside: %s", d->path, strerror(errno));
-                free(old);
-                dsk_tempdir_abort(d);
-                return rc;
-            }
+        old = dsk_xmalloc(strlen(d->path) + 32);
+        sprintf(old, "%s.old.%ld", d->path, (long)getpid());
+        if (rename(d->path, old) != 0) {
+            rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot move aside: %s", d->path, strerror(errno));
+            free(old);
+            dsk_tempdir_abort(d);
+            return rc;
         }
     }
     if (rename(d->tmp_path, d->path) != 0) {

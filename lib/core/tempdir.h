@@ -4,8 +4,11 @@
  * dsk_tempdir_create() makes "PATH.tmp.PID" beside the target and
  * registers it: dsk_die(), a fatal signal or exit without commit removes
  * it and the files in it (it must stay flat: no subdirectories).  Commit
- * fsyncs it and renames it to PATH; with replace, an existing PATH that
- * holds a MANIFEST is moved aside first and removed after. */
+ * fsyncs it and renames it to PATH.  With a replace marker (the file that
+ * marks a directory dsk wrote: "MANIFEST" for a dataset, "quant.json" for
+ * a dsk-quant output), an existing PATH that is such a directory (or an
+ * empty one) is moved aside first and removed after; anything else there
+ * is refused, before the work and again at commit. */
 #ifndef DSK_CORE_TEMPDIR_H
 #define DSK_CORE_TEMPDIR_H
 
@@ -15,9 +18,16 @@ typedef struct dsk_tempdir {
     char *path;      /* the target */
     char *tmp_path;  /* the directory being filled */
     int slot;
+    const char *marker;  /* what marks a directory it may replace; NULL: none */
 } dsk_tempdir;
 
-int dsk_tempdir_create(dsk_tempdir *d, const char *path, int replace, dsk_err *err);
+/* Whether PATH can be written now: not empty, its parent a directory,
+ * and PATH absent or (with replace_marker) a directory dsk may replace:
+ * not a symbolic link, holding the marker (or nothing), and no
+ * subdirectory.  EX_USAGE for an empty path, else EX_CANTCREAT; a tool
+ * calls it before its work, so that a refusal does not waste it. */
+int dsk_tempdir_check(const char *path, const char *replace_marker, dsk_err *err);
+int dsk_tempdir_create(dsk_tempdir *d, const char *path, const char *replace_marker, dsk_err *err);
 /* tmp_path/name, for the caller to free. */
 char *dsk_tempdir_file(const dsk_tempdir *d, const char *name);
 int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err);

@@ -131,7 +131,7 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
     dsk_tempdir dir;
     struct stat sb;
     int rc = stat(target, &sb) == 0 ? dsk_fail(err, EX_CANTCREAT, "%s already exists: move it away", target)
-                                    : dsk_tempdir_create(&dir, target, 0, err);
+                                    : dsk_tempdir_create(&dir, target, NULL, err);
     if (rc) {
         free(target);
         return rc;

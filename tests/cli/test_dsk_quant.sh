@@ -117,7 +117,18 @@ expect_exit 65 "training from a quantized checkpoint" dsk-train -q --stage conti
     --out "$T/tr" --steps 1
 expect_err_contains "4-bit checkpoint made by dsk-quant" "the message says why"
 expect_exit 73 "an existing output without --force" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn"
+cp -r "$T/rtn" "$T/kept" && mkdir "$T/kept/notes" && echo x > "$T/kept/notes/a" && echo x > "$T/kept/README"
+expect_exit 73 "--force: an output holding a directory is refused" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/kept" --force
+check "... and left whole (it used to lose its files, then fail)" test -s "$T/kept/model.safetensors" -a -s "$T/kept/README"
+ln -s "$T/kept" "$T/link"
+expect_exit 73 "--force: a symbolic link is refused" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/link" --force
+check "... and what it points at is left whole" test -s "$T/kept/quant.json"
+ln -s "$T/nowhere" "$T/dangling"
+expect_exit 73 "a dangling symbolic link as OUT" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/dangling"
+expect_exit 73 "OUT in a missing directory" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/none/out"
+expect_exit 64 "OUT an empty path" dsk-quant -m rtn -g 32 -q "$T/ck" -o ""
 expect_exit 0 "--force replaces it" dsk-quant -m rtn -g 32 -q --sym "$T/ck" -o "$T/rtn" --force
+check "no old or temporary directory left" test -z "$(ls "$T" | grep -e '\.old\.' -e '\.tmp\.')"
 check "--sym stores zero point 8 everywhere" $NPY - "$T" <<'PY'
 import json, struct, sys
 import numpy as np
