@@ -1,5 +1,6 @@
 /* dsk-quant: 4-bit weight quantization of a checkpoint.  See dsk-quant(1). */
 #include <getopt.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,43 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
 };
 
+/* Where each option applies: a given option that the mode or method does
+ * not use is a usage error, not silently ignored.  (RTN reads --calib
+ * only to report its error in the measure GPTQ and AWQ use.) */
+enum { FOR_RTN = 1, FOR_GPTQ = 2, FOR_AWQ = 4, FOR_GGUF = 8, FOR_QUANT = FOR_RTN | FOR_GPTQ | FOR_AWQ };
+
+static const struct {
+    int opt;
+    const char *name;
+    unsigned where;
+} option_scope[] = {
+    {'o', "-o", FOR_QUANT},
+    {OPT_FORCE, "--force", FOR_QUANT},
+    {'g', "--group-size", FOR_QUANT},
+    {OPT_SYM, "--sym", FOR_QUANT},
+    {OPT_CALIB, "--calib", FOR_QUANT},
+    {OPT_CALIB_SPLIT, "--calib-split", FOR_QUANT},
+    {OPT_CALIB_ROWS, "--calib-rows", FOR_QUANT},
+    {OPT_CALIB_BATCH, "--calib-batch", FOR_QUANT},
+    {OPT_DAMP, "--damp", FOR_GPTQ},
+    {OPT_ACT_ORDER, "--act-order", FOR_GPTQ},
+    {OPT_BLOCK, "--block", FOR_GPTQ},
+    {OPT_GRID, "--grid", FOR_AWQ},
+    {OPT_NO_CLIP, "--no-clip", FOR_AWQ},
+    {OPT_EVAL, "--eval", FOR_QUANT},
+    {OPT_EVAL_SPLIT, "--eval-split", FOR_QUANT},
+    {OPT_EVAL_ROWS, "--eval-rows", FOR_QUANT},
+    {OPT_JSON, "--json", FOR_QUANT},
+    {OPT_GGUF_TYPE, "--gguf-type", FOR_GGUF},
+};
+
+static void check_scope(const unsigned char *given, unsigned mode, const char *mode_name)
+{
+    for (size_t i = 0; i < sizeof option_scope / sizeof *option_scope; i++)
+        if (given[option_scope[i].opt] && !(option_scope[i].where & mode))
+            dsk_usage_error("%s does not apply to %s", option_scope[i].name, mode_name);
+}
+
 static int parse_split(const char *opt, const char *v)
 {
     int s = dsk_split_parse(v);
@@ -107,7 +145,10 @@ int main(int argc, char **argv)
     int force = 0, quiet = 0, json = 0, threads = 0, eval_split = 1;
     long eval_rows = 0;
     int opt;
+    unsigned char given[OPT_JSON + 1] = {0};
     while ((opt = getopt_long(argc, argv, ":m:o:g:qj:hV", long_options, NULL)) != -1) {
+        if (opt > 0 && opt <= OPT_JSON)
+            given[opt] = 1;
         switch (opt) {
         case 'm':
             o.method = !strcmp(optarg, "rtn") ? DSK_QUANT_RTN : !strcmp(optarg, "gptq") ? DSK_QUANT_GPTQ
@@ -150,8 +191,9 @@ int main(int argc, char **argv)
     const char *ckpt = argv[optind];
     dsk_err err = {0};
     if (gguf) {
-        if (o.method >= 0 || out)
-            dsk_usage_error("--gguf exports the checkpoint as it is; it takes no --method or -o");
+        if (o.method >= 0)
+            dsk_usage_error("--gguf exports the checkpoint as it is; it takes no --method");
+        check_scope(given, FOR_GGUF, "--gguf (it exports the checkpoint as it is)");
         int type = dsk_ggml_type_from_name(gguf_type);
         if (type < 0)
             dsk_usage_error("--gguf-type '%s': expected f32, f16, q8_0, q4_0 or q4_k", gguf_type);
@@ -165,6 +207,8 @@ int main(int argc, char **argv)
     }
     if (o.method < 0)
         dsk_usage_error("--method rtn|gptq|awq is required");
+    static const char *const method_names[] = {"--method rtn", "--method gptq", "--method awq"};
+    check_scope(given, 1u << o.method, method_names[o.method]);
     if (!out)
         dsk_usage_error("-o OUT is required");
     if (o.method != DSK_QUANT_RTN && !o.calib)
@@ -201,13 +245,23 @@ int main(int argc, char **argv)
         err_sum += q.layer[i].err, rtn_sum += q.layer[i].rtn_err;
     static const char *const names[] = {"rtn", "gptq", "awq"};
     if (json) {
-        printf("{\"checkpoint\":\"%s\",\"output\":\"%s\",\"method\":\"%s\",\"group_size\":%d,\"layers\":%d,"
-               "\"mean_error\":%.6g,\"mean_rtn_error\":%.6g", l.dir, out, names[o.method], o.group_size, q.n,
-               err_sum / q.n, rtn_sum / q.n);
-        if (eval)
-            printf(",\"ppl_before\":%.6f,\"ppl_after\":%.6f,\"loss_before\":%.6f,\"loss_after\":%.6f", before.ppl,
-                   after.ppl, before.loss, after.loss);
-        printf("}\n");
+        /* Through json-c: paths may hold quotes and control characters. */
+        struct json_object *j = json_object_new_object();
+        json_object_object_add(j, "checkpoint", json_object_new_string(l.dir));
+        json_object_object_add(j, "output", json_object_new_string(out));
+        json_object_object_add(j, "method", json_object_new_string(names[o.method]));
+        json_object_object_add(j, "group_size", json_object_new_int(o.group_size));
+        json_object_object_add(j, "layers", json_object_new_int(q.n));
+        json_object_object_add(j, "mean_error", json_object_new_double(err_sum / q.n));
+        json_object_object_add(j, "mean_rtn_error", json_object_new_double(rtn_sum / q.n));
+        if (eval) {
+            json_object_object_add(j, "ppl_before", json_object_new_double(before.ppl));
+            json_object_object_add(j, "ppl_after", json_object_new_double(after.ppl));
+            json_object_object_add(j, "loss_before", json_object_new_double(before.loss));
+            json_object_object_add(j, "loss_after", json_object_new_double(after.loss));
+        }
+        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
     } else {
         printf("%s: %d layers quantized by %s (4 bits, group %d): mean error %.3e (rtn %.3e)\n", out, q.n,
                names[o.method], o.group_size, err_sum / q.n, rtn_sum / q.n);

@@ -196,5 +196,14 @@ for ty in ("f32", "f16", "q8_0"):
     sizes[ty] = os.path.getsize(f"{t}/m-{ty}.gguf")
 assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
 PY
+expect_exit 64 "an option the method does not use: --act-order with rtn" dsk-quant -m rtn --act-order "$T/ck" -o "$T/q"
+expect_err_contains "--act-order does not apply to --method rtn" "the message names the option and the method"
+expect_exit 64 "--grid with gptq" dsk-quant -m gptq --grid 3 --calib "$T/ds" "$T/ck" -o "$T/q"
+expect_exit 64 "--json with --gguf" dsk-quant --gguf "$T/y.gguf" --json "$T/glob"
+expect_exit 64 "--gguf-type without --gguf" dsk-quant -m rtn --gguf-type q4_0 "$T/ck" -o "$T/q"
+check "no output from the refusals" test ! -e "$T/q" -a ! -e "$T/y.gguf"
+expect_exit 0 "--json: paths with quotes and tabs" dsk-quant -m rtn -g 32 -q --json "$T/ck" -o "$T/q\"	x"
+check "--json is JSON whatever the path" python3 -c "
+import json, sys; j = json.loads(open('$T/out').read()); assert j['output'].endswith('q\"\tx'), j"
 expect_exit 64 "an unknown GGUF type" dsk-quant --gguf "$T/y.gguf" --gguf-type q3_k "$T/glob"
 echo "1..$tap_n"
