@@ -240,9 +240,11 @@ int dsk_manifest_load(dsk_manifest *m, const char *dir, dsk_err *err)
     size_t n = strlen(dir) + 16;
     char *path = dsk_xmalloc(n);
     snprintf(path, n, "%s/MANIFEST", dir);
-    if (access(path, F_OK) != 0 && errno == ENOENT) {
+    if (access(path, F_OK) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        int not_dir = errno == ENOTDIR;
         free(path);
-        return dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
+        return not_dir ? dsk_fail(err, EX_NOINPUT, "%s: not a directory: a dataset is the directory dsk-pack wrote", dir)
+                       : dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
     }
     dsk_buf b = {0};
     int rc = dsk_read_regular_file(path, MAX_MANIFEST_BYTES, &b, err);

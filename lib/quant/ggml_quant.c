@@ -391,6 +391,17 @@ void dsk_ggml_quantize(int type, const float *x, void *out, size_t n)
     }
 }
 
+double dsk_ggml_max_abs(int type)
+{
+    switch (type) {
+    case DSK_GGUF_F16: return 65504.0;
+    case DSK_GGUF_Q8_0: return 127 * 65504.0;
+    case DSK_GGUF_Q4_0: return 8 * 65504.0;
+    case DSK_GGUF_Q4_K: return 63 * 65504.0;
+    default: return HUGE_VAL;
+    }
+}
+
 void dsk_ggml_dequantize(int type, const void *in, float *y, size_t n)
 {
     const uint8_t *p = in;

@@ -64,6 +64,10 @@ float dsk_ggml_fp16_to_fp32(uint16_t h);
 /* Encode n values (a whole number of blocks of the type, finite) into out,
  * which holds n / block_len * block_bytes bytes. */
 void dsk_ggml_quantize(int type, const float *x, void *out, size_t n);
+/* The largest |x| the type holds without saturating: f16's 65504, and for
+ * the block types the values whose half-precision scale stays finite
+ * (q8_0 127 x 65504, q4_0 8 x, q4_K 63 x, through its minimums). */
+double dsk_ggml_max_abs(int type);
 /* Decode n values (a whole number of blocks). */
 void dsk_ggml_dequantize(int type, const void *in, float *y, size_t n);
 

@@ -2,6 +2,7 @@
  * gguf.h for the layout). */
 #include "quant/gguf.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -582,7 +583,7 @@ void dsk_gguf_add_tensor(dsk_gguf_writer *w, const char *name, int type, int n_d
 static int write_bytes(dsk_gguf_writer *w, const void *p, size_t n, dsk_err *err)
 {
     if (n && fwrite(p, 1, n, w->out.fp) != n)
-        return dsk_fail(err, EX_IOERR, "%s: write failed", w->out.path ? w->out.path : "stdout");
+        return dsk_fail(err, EX_IOERR, "%s: write failed: %s", w->out.path ? w->out.path : "stdout", strerror(errno));
     return 0;
 }
 

@@ -345,6 +345,17 @@ static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
             dsk_gguf_permute_rope(b, a, t->perm == PERM_Q ? x->cfg.n_heads : x->cfg.n_kv_heads, hd, t->ne[0]);
             src = b;
         }
+        /* A weight the type cannot hold would become inf (f16) or be
+         * clipped by a saturated scale: refused, not written wrong. */
+        float amax = 0;
+        for (size_t k = 0; k < n; k++)
+            amax = fmaxf(amax, fabsf(src[k]));
+        if (amax > dsk_ggml_max_abs(t->type)) {
+            rc = dsk_fail(err, EX_DATAERR, "%s: a weight of magnitude %g is beyond what %s holds (%g at most); "
+                          "export it as f32", t->hf, (double)amax, dsk_ggml_type_name(t->type),
+                          dsk_ggml_max_abs(t->type));
+            break;
+        }
         uint64_t nbytes;
         dsk_ggml_nbytes(t->type, n, &nbytes);
         dsk_ggml_quantize(t->type, src, q, n);

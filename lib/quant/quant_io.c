@@ -155,8 +155,12 @@ int dsk_quant_save(const char *src_dir, const char *out, int replace, const dsk_
         L->rows = Q->rows;
         L->cols = Q->cols;
         L->group_size = Q->group_size;
-        if ((rc = dsk_q4_pack(L, Q->codes, Q->zeros, Q->scales, Q->g_idx, err)))
+        if ((rc = dsk_q4_pack(L, Q->codes, Q->zeros, Q->scales, Q->g_idx, err))) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            dsk_fail(err, rc, "%s: %s", t->name, why);
             break;
+        }
         sibling(names[0], sizeof names[0], t->name, "qweight");
         sibling(names[1], sizeof names[1], t->name, "qzeros");
         sibling(names[2], sizeof names[2], t->name, "scales");

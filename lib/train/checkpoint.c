@@ -249,8 +249,9 @@ int dsk_checkpoint_read_tensors(const char *dir, const char *file, const dsk_mod
             char qname[160];
             snprintf(qname, sizeof qname, "%.*s.qweight", (int)(len > 7 ? len - 7 : len), name);
             if (len > 7 && !strcmp(name + len - 7, ".weight") && dsk_st_find(&st, qname))
-                rc = dsk_fail(err, EX_DATAERR, "%s: a 4-bit checkpoint made by dsk-quant; training needs the "
-                              "full-precision checkpoint it was made from", path);
+                rc = dsk_fail(err, EX_DATAERR, "%s: 4-bit weights made by dsk-quant, where full-precision "
+                              "ones are needed (to train, or with a config.json that has no quantization_config); "
+                              "use the full-precision checkpoint it was made from", path);
             else
                 rc = dsk_fail(err, EX_DATAERR, "%s: no tensor %s (the checkpoint's shape does not match this model)",
                               path, name);

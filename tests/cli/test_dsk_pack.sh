@@ -197,6 +197,8 @@ cp -r "$T/bf" "$T/inc" && rm "$T/inc/MD5SUMS"
 expect_exit 65 "verify: no MD5SUMS" dsk-pack verify "$T/inc"
 rm "$T/inc/MANIFEST"
 expect_exit 66 "info: no MANIFEST" dsk-pack info "$T/inc"
+expect_exit 66 "info: a file, not a dataset directory (was 74)" dsk-pack info "$T/tok.json"
+expect_err_contains "not a directory" "the message says so"
 expect_err_contains "incomplete" "a directory without MANIFEST is called incomplete"
 if [ -w /dev/full ]; then
     dsk-pack info "$T/bf" > /dev/full 2>"$T/err"; rc=$?

@@ -115,7 +115,7 @@ expect_exit 65 "quantizing a quantized checkpoint" dsk-quant -m rtn -g 32 "$T/rt
 check "no output directory is left" test ! -e "$T/twice"
 expect_exit 65 "training from a quantized checkpoint" dsk-train -q --stage continue --init "$T/rtn" --data "$T/ds" \
     --out "$T/tr" --steps 1
-expect_err_contains "4-bit checkpoint made by dsk-quant" "the message says why"
+expect_err_contains "4-bit weights made by dsk-quant" "the message says why"
 expect_exit 73 "an existing output without --force" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn"
 cp -r "$T/rtn" "$T/kept" && mkdir "$T/kept/notes" && echo x > "$T/kept/notes/a" && echo x > "$T/kept/README"
 expect_exit 73 "--force: an output holding a directory is refused" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/kept" --force
@@ -196,6 +196,29 @@ for ty in ("f32", "f16", "q8_0"):
     sizes[ty] = os.path.getsize(f"{t}/m-{ty}.gguf")
 assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
 PY
+cp -rL "$T/glob/latest" "$T/big"
+python3 - "$T/big/model.safetensors" 1e5 <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
+a, b = head["model.layers.1.mlp.up_proj.weight"]["data_offsets"]
+f.seek(8 + n + a); f.write(struct.pack("<f", float(sys.argv[2])))
+PY
+expect_exit 65 "GGUF f16 of a weight past 65504 is refused (it became inf)" \
+    dsk-quant --gguf "$T/big.gguf" --gguf-type f16 "$T/big"
+expect_err_contains "model.layers.1.mlp.up_proj.weight: a weight of magnitude 100000 is beyond what f16 holds" \
+    "the message names the tensor and the type"
+check "no GGUF file is left" test ! -e "$T/big.gguf"
+expect_exit 0 "... and exports as f32" dsk-quant --gguf "$T/big.gguf" --gguf-type f32 "$T/big"
+python3 - "$T/big/model.safetensors" 1e6 <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
+a, b = head["model.layers.1.mlp.up_proj.weight"]["data_offsets"]
+f.seek(8 + n + a); f.write(struct.pack("<f", float(sys.argv[2])))
+PY
+expect_exit 65 "GGUF q4_0 of a weight its scale cannot reach is refused (it was clipped)" \
+    dsk-quant --gguf "$T/big4.gguf" --gguf-type q4_0 "$T/big"
+expect_exit 65 "int4 of a weight whose scale does not fit fp16" dsk-quant -m rtn -g 32 -q "$T/big" -o "$T/big-q"
+expect_err_contains "model.layers.1.mlp.up_proj.weight: int4 pack: scale" "the message names the tensor"
 expect_exit 64 "an option the method does not use: --act-order with rtn" dsk-quant -m rtn --act-order "$T/ck" -o "$T/q"
 expect_err_contains "--act-order does not apply to --method rtn" "the message names the option and the method"
 expect_exit 64 "--grid with gptq" dsk-quant -m gptq --grid 3 --calib "$T/ds" "$T/ck" -o "$T/q"
