@@ -197,9 +197,9 @@ cp -r "$T/bf" "$T/inc" && rm "$T/inc/MD5SUMS"
 expect_exit 65 "verify: no MD5SUMS" dsk-pack verify "$T/inc"
 rm "$T/inc/MANIFEST"
 expect_exit 66 "info: no MANIFEST" dsk-pack info "$T/inc"
+expect_err_contains "incomplete" "a directory without MANIFEST is called incomplete"
 expect_exit 66 "info: a file, not a dataset directory (was 74)" dsk-pack info "$T/tok.json"
 expect_err_contains "not a directory" "the message says so"
-expect_err_contains "incomplete" "a directory without MANIFEST is called incomplete"
 if [ -w /dev/full ]; then
     dsk-pack info "$T/bf" > /dev/full 2>"$T/err"; rc=$?
     check "info to a full disk: exit 74 ($rc)" test "$rc" -eq 74
