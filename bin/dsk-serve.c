@@ -77,7 +77,11 @@ int main(int argc, char **argv)
             break;
         case OPT_IDLE: o.idle_timeout_s = (int)dsk_parse_int("--idle-timeout", optarg, 1, 86400); break;
         case OPT_KEY: o.api_key = optarg; break;
-        case OPT_NAME: o.model_name = optarg; break;
+        case OPT_NAME:
+            if (!*optarg)
+                dsk_usage_error("--model-name: an empty name lists no model a client can ask for");
+            o.model_name = optarg;
+            break;
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;

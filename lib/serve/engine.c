@@ -73,6 +73,21 @@ static void logprobs(const float *logits, int V, int32_t chosen, int n_top, dsk_
     }
 }
 
+/* Requests cancelled while they wait (their client left) leave the queue
+ * now, not when a slot frees: they must not fill it against new ones. */
+static void drop_cancelled_waiting(dsk_engine *e)
+{
+    int kept = 0;
+    for (int k = 0; k < e->q_len; k++) {
+        seq *q = &e->queue[(e->q_head + k) % e->o.max_queue];
+        if (q->cancelled)
+            finish(q, DSK_ENGINE_CANCELLED);
+        else
+            e->queue[(e->q_head + kept++) % e->o.max_queue] = *q;
+    }
+    e->q_len = kept;
+}
+
 static void *run(void *arg)
 {
     dsk_engine *e = arg;
@@ -84,6 +99,7 @@ static void *run(void *arg)
                 finish(&e->slot[i], DSK_ENGINE_CANCELLED);
                 dsk_batch_decoder_reset(e->d, i);
             }
+        drop_cancelled_waiting(e);
         /* Admit waiting requests into free slots, first come first served. */
         for (int i = 0; i < S && e->q_len; i++) {
             if (e->slot[i].state != SEQ_FREE)

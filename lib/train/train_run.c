@@ -816,7 +816,7 @@ static void progress_line(run *r, double loss, double tok_s, double elapsed)
 static void log_eval(run *r, const eval_result *e)
 {
     if (!e->ok) {
-        if (r->rank == 0 && r->o->eval_batches > 0 && !r->warned_empty_eval++)
+        if (r->rank == 0 && r->o->eval_batches > 0 && r->ds.m.rows[DSKT_VAL] > 0 && !r->warned_empty_eval++)
             dsk_warn("step %ld: the validation rows have no target tokens: no validation loss", r->st.step);
         return;
     }

@@ -9,6 +9,7 @@ expect_exit 0 "--help" dsk-serve --help
 expect_exit 0 "--version" dsk-serve --version
 expect_exit 64 "no checkpoint" dsk-serve
 expect_exit 66 "a missing checkpoint" dsk-serve "$T/none" --port 0
+expect_exit 64 "an empty --model-name" dsk-serve "$T/none" --port 0 --model-name ""
 
 python3 - "$T" <<'PY'
 import json, random, sys
@@ -31,8 +32,10 @@ start_server() {
     dsk-serve "${ckpt:-$T/ck}" --port 0 -j 2 "$@" 2>"$T/serve.err" &
     pid=$!
     port=""
-    for _ in $(seq 100); do
-        grep -q "ready:" "$T/serve.err" && break   # listening at once; ready once the model is loaded
+    # Listening at once; ready once the model is loaded (up to a minute:
+    # an ASan build on a loaded 2-core machine is slow to start).
+    for _ in $(seq 600); do
+        grep -q "ready:" "$T/serve.err" && break
         sleep 0.1
     done
     port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
@@ -63,7 +66,8 @@ def call(path, body=None, raw=None, headers=None):
 st, body, _ = call("/health"); assert st == 200, (st, body)
 st, body, _ = call("/v1/models"); m = json.loads(body)
 assert st == 200 and m["object"] == "list" and m["data"][0]["object"] == "model", body
-for path, method, allow in (("/v1/models", "DELETE", "GET"), ("/v1/completions", "GET", "POST")):
+for path, method, allow in (("/v1/models", "DELETE", "GET, HEAD"), ("/v1/completions", "GET", "POST"),
+                            ("/health", "POST", "GET, HEAD"), ("/metrics", "PUT", "GET, HEAD"), ("/", "POST", "GET, HEAD")):
     try:
         urllib.request.urlopen(urllib.request.Request(url + path, method=method), timeout=60); raise AssertionError(path)
     except urllib.error.HTTPError as e:
@@ -89,6 +93,15 @@ assert [c for c in chunks if c["choices"]][-1]["choices"][0]["finish_reason"] in
 st, body, _ = call("/v1/completions", {"model": "m", "prompt": "red green", "max_tokens": 4, "n": 2, "seed": 1,
                                        "temperature": 1.0})
 r = json.loads(body); assert st == 200 and r["object"] == "text_completion" and len(r["choices"]) == 2, body
+# the time per output token: the gaps between each choice's own tokens (n x (tokens - 1)), not between
+# choices decoded in one step
+def tpot_count():
+    return [float(l.split()[-1]) for l in call("/metrics")[1].splitlines()
+            if l.startswith("dsk:time_per_output_token_seconds_count")][0]
+before = tpot_count()
+st, body, _ = call("/v1/completions", {"prompt": "red", "max_tokens": 5, "n": 2, "ignore_eos": True, "temperature": 1})
+assert st == 200 and all(c["finish_reason"] == "length" for c in json.loads(body)["choices"]), body
+assert tpot_count() - before == 2 * 4, (before, tpot_count())
 # logprobs: one entry per generated token, whose texts make up the answer;
 # greedy picks the best alternative; a stream reports the same values
 lp = {**chat, "temperature": 0, "max_tokens": 6, "logprobs": True, "top_logprobs": 3}
@@ -370,6 +383,15 @@ port = int(sys.argv[1])
 idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
 for sk in idle:
     sk.send(b"GET /health HTTP/1.1\r\nX: ")   # headers that never end
+time.sleep(0.3)
+# one more is closed as it opens (it used to wait in the backlog until a slot freed)
+t0 = time.time()
+extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+try:
+    extra.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"); got = extra.recv(100)
+except ConnectionError:
+    got = b""
+assert got == b"" and time.time() - t0 < 0.9, (got, time.time() - t0)
 time.sleep(3)
 assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status == 200
 PY

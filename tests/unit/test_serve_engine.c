@@ -16,7 +16,7 @@ typedef struct result {
     int32_t tokens[64];
     float logprob[64], top_lp[64][3];
     int32_t top_id[64][3];
-    int n, done, finish, prompt_tokens, completion_tokens, stop_after;
+    int n, done, finish, prompt_tokens, completion_tokens, stop_after, token_us;
 } result;
 
 static int on_token(void *ctx, const dsk_engine_token *t)
@@ -32,6 +32,8 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     r->n++;
     int stop = r->stop_after && r->n >= r->stop_after;
     pthread_mutex_unlock(&r->mu);
+    if (r->token_us)   /* a slow consumer keeps its slot busy */
+        usleep((useconds_t)r->token_us);
     return stop;
 }
 
@@ -206,6 +208,46 @@ TEST(stop_tokens_logprobs_cancel_queue)
     CHECK(c.n == after && c.done == 1);   /* nothing after the end */
     if (d_queued)
         wait_done(&d);
+    /* A request cancelled while it waits leaves the queue at once, not
+     * when a slot frees: a new one is taken meanwhile (it used to get
+     * EX_TEMPFAIL until the slot's sequence ended). */
+    result busy, left, next;
+    init_result(&busy);
+    init_result(&left);
+    init_result(&next);
+    busy.token_us = 5000;   /* 36 tokens: about 180 ms in the slot */
+    q = request(p, 4, &busy);
+    q.max_tokens = 36;
+    CHECK(dsk_engine_submit(e, &q, &id_c, &err) == 0);
+    dsk_engine_stats st;
+    for (int i = 0; i < 2000; i++) {   /* until it holds the slot and the queue is free */
+        dsk_engine_stats_get(e, &st);
+        if (st.running == 1 && st.waiting == 0)
+            break;
+        usleep(1000);
+    }
+    q = request(p, 4, &left);
+    int left_queued = dsk_engine_submit(e, &q, &id_d, &err) == 0;
+    CHECK(left_queued);
+    if (!left_queued) {
+        dsk_engine_stop(e);
+        dsk_model_free(m);
+        be->destroy(be);
+        return;
+    }
+    dsk_engine_cancel(e, id_d);
+    wait_done(&left);
+    pthread_mutex_lock(&busy.mu);
+    int still_running = !busy.done;
+    pthread_mutex_unlock(&busy.mu);
+    CHECK(left.finish == DSK_ENGINE_CANCELLED && still_running);
+    dsk_engine_stats_get(e, &st);
+    CHECK(st.waiting == 0 && st.running == 1);
+    q = request(p, 4, &next);
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&busy);
+    wait_done(&next);
+    CHECK(busy.finish == DSK_ENGINE_LENGTH && next.n > 0);
     dsk_engine_stop(e);
     dsk_model_free(m);
     be->destroy(be);
