@@ -36,6 +36,11 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
         rc = dsk_bpe_load_json(&l->tok, p, err);
         free(p);
     }
+    /* Every id the tokenizer can give must have a row: a larger tokenizer
+     * (a tokenizer.json swapped in) fails later, mid-generation. */
+    if (!rc && l->tok.n_vocab > (uint32_t)cfg.vocab_size)
+        rc = dsk_fail(err, EX_DATAERR, "%s/tokenizer.json: %u tokens, more than the model's vocab_size %d", l->dir,
+                      l->tok.n_vocab, cfg.vocab_size);
     if (!rc) {
         dsk_tokenizer_fingerprint(&l->tok, l->fingerprint);
         l->be = dsk_backend_new(backend, threads, err);   /* 64 unknown, 69 no device */

@@ -158,6 +158,11 @@ expect_err_contains "non-finite" "the NaN is named as such"
 expect_exit 65 "dsk-eval refuses the NaN checkpoint too" dsk-eval ppl "$T/nan" --data "$T/ds" --rows 2
 expect_err_contains "model.layers.1.mlp.down_proj.weight holds a non-finite value" "the tensor is named"
 check "no output directory after a NaN" test ! -e "$T/nan-q"
+cp -rL "$T/ck/latest" "$T/bigtok" && dsk-bpe train --vocab-size 400 -o "$T/bigtok/tokenizer.json" "$T/docs.jsonl" 2>/dev/null
+expect_exit 65 "a tokenizer with more ids than the model's vocabulary is refused" \
+    dsk-quant -m rtn -g 32 -q "$T/bigtok" -o "$T/bigtok-q"
+expect_err_contains "tokens, more than the model's vocab_size 300" "the message gives both sizes"
+expect_exit 65 "... by dsk-eval too (it failed mid-generation)" dsk-eval ppl "$T/bigtok" --data "$T/ds" --rows 2
 
 # ---- MoE: every expert is quantized ----------------------------------------------------------------
 dsk-train -q -j 2 --config nano-moe --data "$T/ds" --out "$T/moe" -b 8 --steps 30 --lr 3e-3 --warmup 5 --eval-every 0
