@@ -358,6 +358,10 @@ dsk_backend *dsk_backend_cpu(int threads)
 {
     cpu_backend *cb = dsk_xcalloc(1, sizeof *cb);
     dsk_backend *be = &cb->be;
+    /* -j is capped at 4096 by the tools; OMP_NUM_THREADS is capped the
+     * same (libgomp crashes creating 100000 threads). */
+    if (threads <= 0 && omp_get_max_threads() > 4096)
+        threads = 4096;
     if (threads > 0)
         omp_set_num_threads(threads);
     be->name = "cpu";
