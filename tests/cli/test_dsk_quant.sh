@@ -202,24 +202,23 @@ for ty in ("f32", "f16", "q8_0"):
 assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
 PY
 cp -rL "$T/glob/latest" "$T/big"
-python3 - "$T/big/model.safetensors" 1e5 <<'PY'
+# set_first_weight FILE VALUE: the first weight of layer 1's up_proj
+set_first_weight() {
+    python3 - "$1" "$2" <<'PY'
 import json, struct, sys
 f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
 a, b = head["model.layers.1.mlp.up_proj.weight"]["data_offsets"]
 f.seek(8 + n + a); f.write(struct.pack("<f", float(sys.argv[2])))
 PY
+}
+set_first_weight "$T/big/model.safetensors" 1e5
 expect_exit 65 "GGUF f16 of a weight past 65504 is refused (it became inf)" \
     dsk-quant --gguf "$T/big.gguf" --gguf-type f16 "$T/big"
 expect_err_contains "model.layers.1.mlp.up_proj.weight: a weight of magnitude 100000 is beyond what f16 holds" \
     "the message names the tensor and the type"
 check "no GGUF file is left" test ! -e "$T/big.gguf"
 expect_exit 0 "... and exports as f32" dsk-quant --gguf "$T/big.gguf" --gguf-type f32 "$T/big"
-python3 - "$T/big/model.safetensors" 1e6 <<'PY'
-import json, struct, sys
-f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
-a, b = head["model.layers.1.mlp.up_proj.weight"]["data_offsets"]
-f.seek(8 + n + a); f.write(struct.pack("<f", float(sys.argv[2])))
-PY
+set_first_weight "$T/big/model.safetensors" 1e6
 expect_exit 65 "GGUF q4_0 of a weight its scale cannot reach is refused (it was clipped)" \
     dsk-quant --gguf "$T/big4.gguf" --gguf-type q4_0 "$T/big"
 expect_exit 65 "int4 of a weight whose scale does not fit fp16" dsk-quant -m rtn -g 32 -q "$T/big" -o "$T/big-q"

@@ -15,6 +15,14 @@ static char *make_root(void)
     return d ? dsk_xstrdup(d) : NULL;
 }
 
+static void remove_root(char *root)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+    free(root);
+}
+
 static void make_dir(const char *root, const char *name)
 {
     char *p = dsk_path_join(root, name);
@@ -41,10 +49,7 @@ TEST(steps_in_number_order)
     char *none = dsk_path_join(root, "absent");
     CHECK(dsk_run_dir_steps(none, &n) == NULL && n == 0);
     free(none);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-    free(root);
+    remove_root(root);
 }
 
 TEST(checks_before_a_run)
@@ -70,10 +75,7 @@ TEST(checks_before_a_run)
     CHECK(strstr(err.msg, "not a directory") != NULL);
     free(file);
     free(out);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-    free(root);
+    remove_root(root);
 }
 
 TEST(lock)
@@ -100,10 +102,7 @@ TEST(lock)
     CHECK(dsk_run_lock_take(&a, out, &err) == 0);   /* free again */
     dsk_run_lock_release(&a);
     free(out);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-    free(root);
+    remove_root(root);
 }
 
 RUN_TESTS(T(steps_in_number_order), T(checks_before_a_run), T(lock))
