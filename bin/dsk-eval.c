@@ -1,4 +1,5 @@
 /* dsk-eval: measure a checkpoint.  See dsk-eval(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -343,7 +344,7 @@ static void append_log(const char *path, struct json_object *o)
     json_object_object_add(o, "time", json_object_new_int64((int64_t)time(NULL)));
     FILE *f = fopen(path, "ab");
     if (!f)
-        dsk_die(EX_CANTCREAT, "%s: cannot open for appending", path);
+        dsk_die(EX_CANTCREAT, "%s: cannot open for appending: %s", path, strerror(errno));
     dsk_buf b = {0};
     dsk_json_append(o, &b);
     dsk_buf_addc(&b, '\n');
@@ -470,6 +471,9 @@ int main(int argc, char **argv)
         default: dsk_usage_bad_option(opt, argv, long_options);
         }
     }
+    dsk_err uri_err = {0};
+    if (c.mlflow && dsk_mlflow_check_uri(c.mlflow, &uri_err))   /* before the evaluation's minutes */
+        dsk_usage_error("--mlflow: %s", uri_err.msg);
     int rest = argc - optind;
     char **args = argv + optind + 1;
     const char *cmd = rest > 0 ? argv[optind] : "";
@@ -505,6 +509,8 @@ int main(int argc, char **argv)
         printf("%.*s\n", (int)b.len, b.data);
         dsk_buf_free(&b);
     }
+    /* The log first: a result is kept even when the MLflow server is
+     * down (69); a bad URI was refused before the evaluation. */
     if (c.log)
         append_log(c.log, result);
     if (c.mlflow)

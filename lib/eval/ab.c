@@ -55,6 +55,7 @@ void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opt
             extreme++;
     }
     qsort(means, (size_t)R, sizeof *means, cmp_double);
+    s->confidence = conf;
     s->lo = quantile(means, R, (1 - conf) / 2);
     s->hi = quantile(means, R, 1 - (1 - conf) / 2);
     s->p = (extreme + 1.0) / (R + 1.0);
@@ -67,20 +68,21 @@ void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opt
 void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, dsk_buf *out)
 {
     double half = (s->hi - s->lo) / 2;
-    int pct = (int)lround(confidence * 100);
+    char pct[32];   /* 97.5, not 98: the level as given */
+    snprintf(pct, sizeof pct, "%.6g", confidence * 100);
     char line[512];
     int b_ahead = s->higher_better ? s->diff > 0 : s->diff < 0;
     char p[32];
     if (s->p < 0.001)
         snprintf(p, sizeof p, "p < 0.001");
     else
-        snprintf(p, sizeof p, "p = %.2g", s->p);
+        snprintf(p, sizeof p, "p = %.3g", s->p);   /* 3 digits: 0.0499 is not read as alpha's 0.05 */
     if (s->p < alpha)
-        snprintf(line, sizeof line, "%s better than %s by %.4g ± %.2g (%d%% CI [%.4g, %.4g]), %s, n = %ld",
+        snprintf(line, sizeof line, "%s better than %s by %.4g ± %.2g (%s%% CI [%.4g, %.4g]), %s, n = %ld",
                  b_ahead ? "B" : "A", b_ahead ? "A" : "B", fabs(s->diff), half, pct, s->lo, s->hi, p, s->n);
     else
         snprintf(line, sizeof line,
-                 "no significant difference at %ld items (B - A = %.4g, %d%% CI [%.4g, %.4g], %s)", s->n, s->diff,
+                 "no significant difference at %ld items (B - A = %.4g, %s%% CI [%.4g, %.4g], %s)", s->n, s->diff,
                  pct, s->lo, s->hi, p);
     dsk_buf_adds(out, line);
 }

@@ -14,6 +14,7 @@ typedef struct dsk_ab_summary {
     double mean_a, mean_b;
     double diff;        /* mean of b[i] - a[i] */
     double lo, hi;      /* confidence interval of diff (percentile bootstrap) */
+    double confidence;  /* its level (0.95 ...); 0: not known (a plot then names none) */
     double p;           /* two-sided p-value of "no difference" */
     long n;             /* paired items */
     int higher_better;  /* 1: accuracy-like; 0: loss-like (lower is better) */

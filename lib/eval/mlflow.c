@@ -350,7 +350,7 @@ void dsk_mlflow_close(dsk_mlflow *m)
     free(m);
 }
 
-static int check_uri(const char *uri, dsk_err *err)
+int dsk_mlflow_check_uri(const char *uri, dsk_err *err)
 {
     size_t scheme = strncasecmp(uri, "http://", 7) == 0 ? 7 : strncasecmp(uri, "https://", 8) == 0 ? 8 : 0;
     if (!scheme)
@@ -367,7 +367,7 @@ static int check_uri(const char *uri, dsk_err *err)
 /* Sets up the handle; no network yet. */
 dsk_mlflow *dsk_mlflow_connect(const char *uri, dsk_err *err)
 {
-    if (check_uri(uri, err))
+    if (dsk_mlflow_check_uri(uri, err))
         return NULL;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK)

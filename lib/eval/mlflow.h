@@ -63,6 +63,9 @@ const char *dsk_mlflow_experiment_id(const dsk_mlflow *m);
 /* A client without a run, for reading the server with dsk_mlflow_get();
  * no network until then.  Free it with dsk_mlflow_close(). */
 dsk_mlflow *dsk_mlflow_connect(const char *uri, dsk_err *err);
+/* EX_USAGE unless uri is an http:// or https:// URI with a host and no
+ * query, fragment or space: checked before any work, no network. */
+int dsk_mlflow_check_uri(const char *uri, dsk_err *err);
 
 /* Frees m without flushing or ending its run (the server shows it RUNNING:
  * for a client from dsk_mlflow_connect, or after fork).  m may be NULL. */

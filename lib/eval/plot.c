@@ -739,11 +739,21 @@ int dsk_plot_ab(const dsk_ab_summary *rows, int n, const dsk_plot_opts *o, dsk_b
     if (linear_axis(lo, hi, 0, &f.x))
         return dsk_fail(err, EX_DATAERR, "differences too far apart to plot");
     f.left = w * 0.26;
-    f.right = w * 0.64;
+    f.right = w * 0.60;   /* room for "B−A = -0.0167 [-0.0833, +0.0333], p = 0.760" at 800 wide */
     f.top = top;
     f.bottom = top + n * row_h;
 
-    svg_begin(svg, w, h, o->title ? o->title : "B \xE2\x88\x92 A with 95% confidence intervals");
+    /* The title names the intervals' level when every row has the same one. */
+    char title[96];
+    double level = rows[0].confidence;
+    for (int i = 1; i < n; i++)
+        if (rows[i].confidence != level)
+            level = 0;
+    if (level > 0 && level < 1)
+        snprintf(title, sizeof title, "B \xE2\x88\x92 A with %.6g%% confidence intervals", level * 100);
+    else
+        snprintf(title, sizeof title, "B \xE2\x88\x92 A with confidence intervals");
+    svg_begin(svg, w, h, o->title ? o->title : title);
     for (int i = 1; i < n; i += 2)  /* banded rows guide the eye across */
         dsk_buf_printf(svg, "<rect x=\"0\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#f4f4f4\"/>\n",
                        top + i * row_h, w, row_h);
@@ -834,8 +844,14 @@ void dsk_plot_ab_rows_free(dsk_ab_summary *rows, int n)
     free(rows);
 }
 
-static int ab_rows(struct json_object *results, const char *name, dsk_ab_summary **rows, int *n, dsk_err *err)
+/* The rows of an ab result object (its "results"), each with the object's
+ * "confidence" (0 when missing or not in (0, 1)). */
+static int ab_rows(struct json_object *doc, const char *name, dsk_ab_summary **rows, int *n, dsk_err *err)
 {
+    struct json_object *results = ab_results(doc);
+    double confidence = json_number(doc, "confidence");
+    if (!(confidence > 0 && confidence < 1))
+        confidence = 0;
     size_t count = json_object_array_length(results);
     if (count == 0)
         return dsk_fail(err, EX_DATAERR, "%s: no A/B results", name);
@@ -862,6 +878,7 @@ static int ab_rows(struct json_object *results, const char *name, dsk_ab_summary
         s->lo = json_number(r, "lo");
         s->hi = json_number(r, "hi");
         s->p = json_number(r, "p");
+        s->confidence = confidence;
         double items = json_number(r, "n");
         s->n = items >= 0 && items < 1e15 ? (long)items : 0;
         s->higher_better = !(json_object_object_get_ex(r, "higher_is_better", &hb) &&
@@ -888,7 +905,7 @@ int dsk_plot_ab_parse(const char *text, size_t len, const char *name, dsk_ab_sum
     if (doc || !memchr(text + b, '\n', e - b)) {
         struct json_object *results = ab_results(doc);
         int rc = !doc      ? dsk_fail(err, EX_DATAERR, "%s: invalid JSON: %s", name, msg)
-                 : results ? ab_rows(results, name, rows, n, err)
+                 : results ? ab_rows(doc, name, rows, n, err)
                            : dsk_fail(err, EX_DATAERR, "%s: not the JSON of 'dsk-eval ab --json'", name);
         json_object_put(doc);
         return rc;
@@ -917,7 +934,7 @@ int dsk_plot_ab_parse(const char *text, size_t len, const char *name, dsk_ab_sum
         }
         pos = end + 1;
     }
-    int rc = last ? ab_rows(ab_results(last), name, rows, n, err)
+    int rc = last ? ab_rows(last, name, rows, n, err)
                   : dsk_fail(err, EX_DATAERR, "%s: no {\"command\":\"ab\"} line", name);
     json_object_put(last);
     return rc;

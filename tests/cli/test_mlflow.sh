@@ -64,5 +64,6 @@ expect_exit 69 "an unreachable server" dsk-eval ppl "$T/ck" --data "$T/ds" --mlf
     --log "$T/log.jsonl"
 expect_err_contains "http://127.0.0.1:9" "the message names the server"
 check "the --log line is written before the server is tried" grep -q '"command":"ppl"' "$T/log.jsonl"
-expect_exit 64 "a URI that is not http(s)" dsk-eval ppl "$T/ck" --data "$T/ds" --mlflow ftp://x
+expect_exit 64 "a URI that is not http(s)" dsk-eval ppl "$T/ck" --data "$T/ds" --mlflow ftp://x --log "$T/bad.jsonl"
+check "... is refused before the evaluation: no result, no log line" test ! -s "$T/out" -a ! -e "$T/bad.jsonl"
 echo "1..$tap_n"

@@ -50,6 +50,17 @@ TEST(known_effect_is_found_and_covered)
     dsk_buf_addc(&w, 0);
     CHECK(strncmp(w.data, "A better than B by", 18) == 0);
     dsk_buf_free(&w);
+    /* The level as given (97.5 and 99.9 were printed as 98% and 100%), and
+     * a p-value in 3 digits (0.0499 was printed as 0.05, alpha's value). */
+    s.p = 0.04989;
+    for (int i = 0; i < 2; i++) {
+        dsk_buf t = {0};
+        dsk_ab_verdict(&s, i ? 0.999 : 0.975, 0.05, &t);
+        dsk_buf_addc(&t, 0);
+        CHECK(strstr(t.data, i ? "(99.9% CI [" : "(97.5% CI [") != NULL);
+        CHECK(strstr(t.data, "p = 0.0499") != NULL);
+        dsk_buf_free(&t);
+    }
 }
 
 /* Over many datasets drawn with effect 0.2, the 95% interval covers 0.2

@@ -435,9 +435,9 @@ TEST(curves_from_files)
 TEST(ab_forest_plot)
 {
     dsk_ab_summary rows[3] = {
-        {"hellaswag <acc>", 0.41, 0.43, 0.02, 0.004, 0.036, 0.0004, 500, 1},
-        {"arc & co", 0.55, 0.54, -0.01, -0.03, 0.01, 0.33, 800, 1},
-        {"val loss", 3.2, 3.0, -0.2, NAN, NAN, NAN, 0, 0},
+        {"hellaswag <acc>", 0.41, 0.43, 0.02, 0.004, 0.036, 0.975, 0.0004, 500, 1},
+        {"arc & co", 0.55, 0.54, -0.01, -0.03, 0.01, 0.975, 0.33, 800, 1},
+        {"val loss", 3.2, 3.0, -0.2, NAN, NAN, 0.975, NAN, 0, 0},
     };
     dsk_buf b = {0};
     dsk_err err = {0};
@@ -448,6 +448,8 @@ TEST(ab_forest_plot)
     CHECK(strstr(b.data, "B\xE2\x88\x92" "A = -0.01 [-0.03, +0.01], p = 0.330") != NULL);
     CHECK(strstr(b.data, "B\xE2\x88\x92" "A = -0.2 [n/a], p = n/a") != NULL);
     CHECK(count(b.data, "<circle") == 3 + 3);  /* the rows and the colour key */
+    /* the intervals' level in the title (it said 95% whatever they were) */
+    CHECK(strstr(b.data, "A with 97.5% confidence intervals</") != NULL);
     CHECK(strstr(b.data, "fill=\"#2a8a3e\"") != NULL);  /* row 1: B clearly better */
     CHECK(!strstr(b.data, "nan") && !strstr(b.data, "inf"));
 
@@ -470,6 +472,8 @@ TEST(ab_results_are_read)
     dsk_err err = {0};
     CHECK(dsk_plot_ab_parse(json, strlen(json), "ab.json", &rows, &n, &err) == 0);
     CHECK(n == 2);
+    if (n == 2)
+        CHECK(rows[0].confidence == 0);   /* none in the object: the title names no level */
     if (n == 2) {
         CHECK_STR(rows[0].name, "t1 acc");
         CHECK(rows[0].diff == 0.1 && rows[0].lo == 0.02 && rows[0].n == 10 && rows[0].higher_better == 1);
