@@ -37,7 +37,7 @@ static const char usage[] =
     "  -d, --data DIR        ppl: the dataset (made with the checkpoint's tokenizer)\n"
     "      --split NAME      ppl, ab: val (default), train or test\n"
     "  -b, --batch N         rows per forward pass (default 8)\n"
-    "      --rows N          ppl: the first N rows only\n"
+    "      --rows N          ppl, and ab's dataset tasks: the first N rows only\n"
     "      --max-tokens N    gen: the longest answer (default 32)\n"
     "      --temperature X   gen: 0 (default) is greedy; else sampled, with --top-k, --top-p, --seed\n"
     "      --top-k N, --top-p X, --seed N\n"
@@ -225,7 +225,7 @@ static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, i
     dsk_err err = {0};
     load(&l, ckpt, c);
     for (int t = 0; t < n; t++)
-        if (dsk_eval_task(&l, tasks[t], c->split, c->batch, &c->gen, &s[t], &err))
+        if (dsk_eval_task(&l, tasks[t], c->split, c->batch, c->rows, &c->gen, &s[t], &err))
             dsk_die_err(&err);
     *dir = dsk_xstrdup(l.dir);
     dsk_loaded_free(&l);

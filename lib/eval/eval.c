@@ -209,12 +209,82 @@ static void trim(dsk_buf *b)
     b->len--;
 }
 
+/* One item's checks, before anything is generated for it: an "answer"
+ * or a "regex" that compiles (*re, when re is given), the prompt encoded
+ * into rec, and room for --max-tokens after it. */
+static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc, const char *task, long lineno,
+                    int max_tokens, dskt_record *rec, pcre2_code **re, dsk_err *err)
+{
+    struct json_object *answer = dsk_json_get_string(doc, "answer"), *regex = dsk_json_get_string(doc, "regex");
+    if (!answer && !regex)
+        return dsk_fail(err, EX_DATAERR, "%s:%ld: needs a string \"answer\" or \"regex\"", task, lineno);
+    if (!answer) {
+        int ecode;
+        PCRE2_SIZE eoff;
+        pcre2_code *c = pcre2_compile((PCRE2_SPTR)json_object_get_string(regex),
+                                      (PCRE2_SIZE)json_object_get_string_len(regex),
+                                      PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ecode, &eoff, NULL);
+        if (!c) {
+            PCRE2_UCHAR why[160];
+            pcre2_get_error_message(ecode, why, sizeof why);
+            return dsk_fail(err, EX_DATAERR, "%s:%ld: bad \"regex\" at offset %zu: %s", task, lineno, (size_t)eoff,
+                            (const char *)why);
+        }
+        if (re)
+            *re = c;
+        else
+            pcre2_code_free(c);
+    }
+    int rc = dsk_bpe_encode_generation_prompt(&l->tok, enc, doc, rec, err);
+    if (rc) {
+        char tmp[sizeof err->msg];
+        memcpy(tmp, err->msg, sizeof tmp);
+        dsk_fail(err, rc, "%s:%ld: %.900s", task, lineno, tmp);
+    } else if ((int)rec->n_tokens + max_tokens > l->model->cfg.max_seq_len) {
+        rc = dsk_fail(err, EX_DATAERR, "%s:%ld: prompt of %u tokens + --max-tokens %d exceeds the model's %d positions",
+                      task, lineno, rec->n_tokens, max_tokens, l->model->cfg.max_seq_len);
+    }
+    if (rc && re && *re) {
+        pcre2_code_free(*re);
+        *re = NULL;
+    }
+    return rc;
+}
+
+/* Every item checked before the first is generated: a bad item on line N
+ * is reported before N - 1 answers' worth of generation (as mc does). */
+static int gen_check_all(dsk_loaded *l, const char *task, int max_tokens, dsk_err *err)
+{
+    dsk_task_file tf;
+    int rc = dsk_task_file_open(&tf, task, err), got;
+    if (rc)
+        return rc;
+    dsk_bpe_encoder enc;
+    dsk_bpe_encoder_init(&enc, &l->tok);
+    dskt_record rec = {0};
+    struct json_object *doc;
+    while (!rc && (got = dsk_task_file_next(&tf, &doc, err)) != 0) {
+        if (got < 0) {
+            rc = err->code;
+            break;
+        }
+        rc = gen_item(l, &enc, doc, task, tf.lineno, max_tokens, &rec, NULL, err);
+        json_object_put(doc);
+    }
+    dskt_record_free(&rec);
+    dsk_bpe_encoder_free(&enc);
+    dsk_task_file_close(&tf);
+    return rc;
+}
+
 int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen_result *res, dsk_err *err)
 {
     memset(res, 0, sizeof *res);
-    dsk_task_file tf;
-    int rc = dsk_task_file_open(&tf, task, err);
+    int rc = gen_check_all(l, task, o->max_tokens, err);
     if (rc)
+        return rc;
+    dsk_task_file tf;
+    if ((rc = dsk_task_file_open(&tf, task, err)))
         return rc;
     dsk_model *m = l->model;
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
@@ -235,18 +305,9 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
             rc = err->code;
             break;
         }
-        long lineno = tf.lineno;
-        struct json_object *answer = dsk_json_get_string(doc, "answer"), *regex = dsk_json_get_string(doc, "regex");
-        if (!answer && !regex)
-            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: needs a string \"answer\" or \"regex\"", task, lineno);
-        if (!rc && (rc = dsk_bpe_encode_generation_prompt(&l->tok, &enc, doc, &rec, err))) {
-            char tmp[sizeof err->msg];
-            memcpy(tmp, err->msg, sizeof tmp);
-            dsk_fail(err, rc, "%s:%ld: %.900s", task, lineno, tmp);
-        }
-        if (!rc && (int)rec.n_tokens + o->max_tokens > m->cfg.max_seq_len)
-            rc = dsk_fail(err, EX_DATAERR, "%s:%ld: prompt of %u tokens + --max-tokens %d exceeds the model's %d "
-                          "positions", task, lineno, rec.n_tokens, o->max_tokens, m->cfg.max_seq_len);
+        struct json_object *answer = dsk_json_get_string(doc, "answer");
+        pcre2_code *re = NULL;
+        rc = gen_item(l, &enc, doc, task, tf.lineno, o->max_tokens, &rec, &re, err);
         int n = 0;
         if (!rc) {
             prompt = dsk_xrealloc(prompt, rec.n_tokens * sizeof *prompt);
@@ -284,22 +345,9 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
                      !memcmp(want.data ? want.data : "", text.data ? text.data : "", text.len);
                 dsk_buf_free(&want);
             } else {
-                int ecode;
-                PCRE2_SIZE eoff;
-                pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_object_get_string(regex),
-                                               (PCRE2_SIZE)json_object_get_string_len(regex),
-                                               PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ecode, &eoff, NULL);
-                if (!re) {
-                    rc = dsk_fail(err, EX_DATAERR, "%s:%ld: bad \"regex\" at offset %zu", task, lineno,
-                                  (size_t)eoff);
-                    ok = 0;
-                } else {
-                    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-                    ok = pcre2_match(re, (PCRE2_SPTR)(shown.data ? shown.data : ""), shown.len, 0, 0, md,
-                                     NULL) >= 0;
-                    pcre2_match_data_free(md);
-                    pcre2_code_free(re);
-                }
+                pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+                ok = pcre2_match(re, (PCRE2_SPTR)(shown.data ? shown.data : ""), shown.len, 0, 0, md, NULL) >= 0;
+                pcre2_match_data_free(md);
             }
             if (res->items % 64 == 0)
                 res->item_correct = dsk_xrealloc(res->item_correct, (size_t)(res->items + 64) * sizeof *res->item_correct);
@@ -316,6 +364,7 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
                 json_object_put(j);
             }
         }
+        pcre2_code_free(re);
         json_object_put(doc);
     }
     if (!rc && res->items == 0)

@@ -89,11 +89,12 @@ typedef struct dsk_task_scores {
     long n;
 } dsk_task_scores;
 
-/* The kind of TASK: a directory is a dataset (perplexity over split);
- * a JSON Lines file is mc when its first item has "choices", else gen. */
+/* The kind of TASK: a directory is a dataset (perplexity over split, its
+ * first `rows` rows when rows > 0); a JSON Lines file is mc when its first
+ * item has "choices", else gen. */
 int dsk_task_kind(const char *task, int *kind, dsk_err *err);
-int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, const dsk_gen_opts *g, dsk_task_scores *s,
-                  dsk_err *err);
+int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, long rows, const dsk_gen_opts *g,
+                  dsk_task_scores *s, dsk_err *err);
 void dsk_task_scores_free(dsk_task_scores *s);
 
 #endif

@@ -31,8 +31,8 @@ int dsk_task_kind(const char *task, int *kind, dsk_err *err)
     return rc;
 }
 
-int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, const dsk_gen_opts *g, dsk_task_scores *s,
-                  dsk_err *err)
+int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, long rows, const dsk_gen_opts *g,
+                  dsk_task_scores *s, dsk_err *err)
 {
     memset(s, 0, sizeof *s);
     int rc = dsk_task_kind(task, &s->kind, err);
@@ -40,7 +40,7 @@ int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, const d
         return rc;
     if (s->kind == DSK_TASK_PPL) {
         dsk_ppl_result r;
-        if ((rc = dsk_eval_ppl(l, task, split, batch, 0, &r, err)) == 0) {
+        if ((rc = dsk_eval_ppl(l, task, split, batch, rows, &r, err)) == 0) {
             s->n_metrics = 1;
             s->metric[0] = "loss";
             s->value[0] = r.loss;

@@ -108,6 +108,12 @@ expect_exit 65 "an item without answer or regex" dsk-eval gen "$T/s" "$T/bad.jso
 expect_err_contains "bad.jsonl:1" "the message names the file and line"
 printf '{"prompt": "say cat", "answer": "cat", "extra": [}\n' > "$T/bad.jsonl"
 expect_exit 65 "a broken JSON line" dsk-eval gen "$T/s" "$T/bad.jsonl"
+printf '%s\n' '{"prompt": "say cat", "answer": "cat"}' '{"prompt": "say dog", "answer": "dog"}' \
+    '{"prompt": "say sun", "regex": "(("}' > "$T/late.jsonl"
+expect_exit 65 "a bad regex on the last line" dsk-eval gen "$T/s" "$T/late.jsonl" --items -
+expect_err_contains 'late.jsonl:3: bad "regex" at offset 2: missing closing parenthesis' \
+    "the message gives the line and PCRE2's reason"
+check "... found before any answer was generated (the first two were, to stdout)" test ! -s "$T/out"
 # A \u0000 in an answer or regex is part of it (it cut them short: ".*"
 # then matched any output).
 printf '%s\n' '{"prompt": "say cat", "regex": ".*\u0000never"}' '{"prompt": "say cat", "answer": "\u0000never"}' \
@@ -196,6 +202,9 @@ for x in rows:
     assert x["verdict"].startswith("no significant difference"), x
 assert rows[2]["higher_is_better"] is False and rows[2]["n"] > 0
 PY
+expect_exit 0 "ab --rows: the dataset task reads the first N rows" dsk-eval ab "$T/ck" "$T/ck" "$T/ds" --rows 3 --json
+check "... n is 3 (--rows was ignored)" python3 -c "
+import json; r = json.load(open('$T/out')); assert r['results'][0]['n'] == 3, r"
 expect_exit 0 "ab: pretrained against SFT on the chat task, logged" dsk-eval ab "$T/ck" "$T/s" "$T/task.jsonl" \
     --log "$T/eval-log.jsonl" --resamples 2000
 check "ab prints the table and a verdict" grep -q "exact_match: " "$T/out"
