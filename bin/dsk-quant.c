@@ -86,6 +86,7 @@ static const struct {
     unsigned where;
 } option_scope[] = {
     {'o', "-o", FOR_QUANT},
+    {OPT_BITS, "--bits", FOR_QUANT},
     {OPT_FORCE, "--force", FOR_QUANT},
     {'g', "--group-size", FOR_QUANT},
     {OPT_SYM, "--sym", FOR_QUANT},
@@ -221,14 +222,14 @@ int main(int argc, char **argv)
     if (l.quantized)
         dsk_die(EX_DATAERR, "%s is already quantized", l.dir);
     o.calib_tokenizer = l.fingerprint;
-    struct stat sb;
-    if (!force && lstat(out, &sb) == 0)
-        dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
     /* --force replaces an earlier output of dsk-quant only (its quant.json,
      * files and no directory); anything else is refused now, not after
      * the quantization's minutes. */
-    if (dsk_tempdir_check(out, force ? "quant.json" : NULL, &err))
+    if (dsk_tempdir_check(out, force ? "quant.json" : NULL, &err)) {
+        if (!force && strstr(err.msg, "already exists"))
+            dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
         dsk_die_err(&err);
+    }
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);

@@ -81,15 +81,10 @@ static int replaceable(const char *path, const char *marker)
     return !nested && (marked || n == 0);
 }
 
-int dsk_tempdir_check(const char *path, const char *replace_marker, dsk_err *err)
+static int check_stripped(const char *path, const char *replace_marker, dsk_err *err)
 {
-    if (!*path)
-        return dsk_fail(err, EX_USAGE, "the output directory is an empty path");
     /* The parent must exist: the temporary goes beside PATH. */
     char *parent = dsk_xstrdup(path);
-    size_t len = strlen(parent);
-    while (len > 1 && parent[len - 1] == '/')
-        parent[--len] = '\0';
     char *slash = strrchr(parent, '/');
     if (slash)
         *(slash == parent ? slash + 1 : slash) = '\0';
@@ -109,6 +104,21 @@ int dsk_tempdir_check(const char *path, const char *replace_marker, dsk_err *err
                         "not replacing it", path, !strcmp(replace_marker, "MANIFEST") ? "a dataset" : "an output",
                         replace_marker);
     return 0;
+}
+
+int dsk_tempdir_check(const char *path_given, const char *replace_marker, dsk_err *err)
+{
+    if (!*path_given)
+        return dsk_fail(err, EX_USAGE, "the output directory is an empty path");
+    /* "out/" is out: lstat("link/") would follow the link, and a file
+     * with a slash would read as absent. */
+    char *path = dsk_xstrdup(path_given);
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        path[--len] = '\0';
+    int rc = check_stripped(path, replace_marker, err);
+    free(path);
+    return rc;
 }
 
 int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *replace_marker, dsk_err *err)

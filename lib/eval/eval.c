@@ -251,10 +251,27 @@ static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc
     return rc;
 }
 
-/* Every item checked before the first is generated: a bad item on line N
- * is reported before N - 1 answers' worth of generation (as mc does). */
-static int gen_check_all(dsk_loaded *l, const char *task, int max_tokens, dsk_err *err)
+/* The task's items, read once (a pipe can be read only once) and every one
+ * checked before the first is generated: a bad item on line N is reported
+ * before N - 1 answers' worth of generation (as mc does). */
+typedef struct gen_items {
+    struct json_object **doc;
+    long *lineno;
+    size_t n;
+} gen_items;
+
+static void gen_items_free(gen_items *it)
 {
+    for (size_t i = 0; i < it->n; i++)
+        json_object_put(it->doc[i]);
+    free(it->doc);
+    free(it->lineno);
+    memset(it, 0, sizeof *it);
+}
+
+static int gen_read_all(dsk_loaded *l, const char *task, int max_tokens, gen_items *it, dsk_err *err)
+{
+    memset(it, 0, sizeof *it);
     dsk_task_file tf;
     int rc = dsk_task_file_open(&tf, task, err), got;
     if (rc)
@@ -268,23 +285,31 @@ static int gen_check_all(dsk_loaded *l, const char *task, int max_tokens, dsk_er
             rc = err->code;
             break;
         }
-        rc = gen_item(l, &enc, doc, task, tf.lineno, max_tokens, &rec, NULL, err);
-        json_object_put(doc);
+        if ((rc = gen_item(l, &enc, doc, task, tf.lineno, max_tokens, &rec, NULL, err)) != 0) {
+            json_object_put(doc);
+            break;
+        }
+        if (it->n % 256 == 0) {
+            it->doc = dsk_xrealloc(it->doc, (it->n + 256) * sizeof *it->doc);
+            it->lineno = dsk_xrealloc(it->lineno, (it->n + 256) * sizeof *it->lineno);
+        }
+        it->doc[it->n] = doc;
+        it->lineno[it->n++] = tf.lineno;
     }
     dskt_record_free(&rec);
     dsk_bpe_encoder_free(&enc);
     dsk_task_file_close(&tf);
+    if (rc)
+        gen_items_free(it);
     return rc;
 }
 
 int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen_result *res, dsk_err *err)
 {
     memset(res, 0, sizeof *res);
-    int rc = gen_check_all(l, task, o->max_tokens, err);
+    gen_items items;
+    int rc = gen_read_all(l, task, o->max_tokens, &items, err);
     if (rc)
-        return rc;
-    dsk_task_file tf;
-    if ((rc = dsk_task_file_open(&tf, task, err)))
         return rc;
     dsk_model *m = l->model;
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
@@ -298,16 +323,11 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     int32_t *prompt = NULL;
     uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
     dsk_buf text = {0}, shown = {0};   /* the answer, and as valid UTF-8 */
-    struct json_object *doc;
-    int got;
-    while (!rc && (got = dsk_task_file_next(&tf, &doc, err)) != 0) {
-        if (got < 0) {
-            rc = err->code;
-            break;
-        }
+    for (size_t k = 0; k < items.n && !rc; k++) {
+        struct json_object *doc = items.doc[k];
         struct json_object *answer = dsk_json_get_string(doc, "answer");
         pcre2_code *re = NULL;
-        rc = gen_item(l, &enc, doc, task, tf.lineno, o->max_tokens, &rec, &re, err);
+        rc = gen_item(l, &enc, doc, task, items.lineno[k], o->max_tokens, &rec, &re, err);
         int n = 0;
         if (!rc) {
             prompt = dsk_xrealloc(prompt, rec.n_tokens * sizeof *prompt);
@@ -365,12 +385,11 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
             }
         }
         pcre2_code_free(re);
-        json_object_put(doc);
     }
     if (!rc && res->items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
     res->accuracy = res->items ? (double)res->correct / (double)res->items : 0;
-    dsk_task_file_close(&tf);
+    gen_items_free(&items);
     free(out);
     free(ids);
     free(prompt);

@@ -950,16 +950,21 @@ static int train(run *r)
             loss_window += loss;
             n_window++;
         }
-        if (o->log_path &&
-            (r->st.step % o->log_every == 0 || r->st.step == r->total_steps || rep.skipped || empty)) {
+        int regular = r->st.step % o->log_every == 0 || r->st.step == r->total_steps;
+        if (o->log_path && (regular || rep.skipped || empty)) {
             double dt = now - t_window;
-            /* A skipped or empty step logs its own loss; others the mean since the last line. */
-            log_window(r, rep.skipped || empty || !n_window ? loss : loss_window / n_window, &rep,
+            /* A regular line has the mean loss of the good steps since the
+             * last regular line (the step's own when there were none); a
+             * skipped or empty step between them gets a line of its own,
+             * and the window goes on past it. */
+            log_window(r, regular && n_window ? loss_window / n_window : loss, &rep,
                        dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
-            t_window = now;
-            tokens_window = 0;
-            loss_window = 0;
-            n_window = 0;
+            if (regular) {
+                t_window = now;
+                tokens_window = 0;
+                loss_window = 0;
+                n_window = 0;
+            }
         }
         if (rep.skipped) {
             if (r->rank == 0 && scaler == DSK_LS_BACKED_OFF)
@@ -1133,10 +1138,15 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     /* A new run never writes into another run's directory: its step
      * numbers would mix with the old ones and --keep would prune the new.
      * Checked now, and OUT locked, rather than at the first save. */
-    int rc = o->resume ? 0 : dsk_run_dir_check(o->out, -1, err);
     dsk_run_lock lock = {.fd = -1};
+    struct stat out_sb;
+    int rc = 0;
+    if (stat(o->out, &out_sb) == 0 && !S_ISDIR(out_sb.st_mode))   /* before the lock's mkdir/open */
+        rc = dsk_run_dir_check(o->out, -1, err);
     if (!rc && r.rank == 0)
         rc = dsk_run_lock_take(&lock, o->out, err);
+    if (!rc && !o->resume)   /* under the lock: no run can finish into it between the check and the lock */
+        rc = dsk_run_dir_check(o->out, -1, err);
     if (!rc && (o->zero < 0 || o->zero > 3))
         rc = dsk_fail(err, EX_USAGE, "--zero %d: the ZeRO stage is 0, 1, 2 or 3", o->zero);
     if (!rc && o->batch % r.world)
@@ -1252,10 +1262,12 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     if (!rc) {
         uint64_t per_step = (uint64_t)r.B * r.world * r.T * (uint64_t)o->grad_accum;
         double rows_per_step = (double)o->batch * o->grad_accum;
+        /* Past the limit, not past a long: a count over 2^41 is reported as 2^41. */
+        uint64_t token_steps = o->tokens / per_step + (o->tokens % per_step != 0);
         r.total_steps = o->steps > 0    ? o->steps
-                        : o->tokens > 0 ? (long)((o->tokens + per_step - 1) / per_step)
+                        : o->tokens > 0 ? (long)(token_steps < (1ull << 41) ? token_steps : 1ull << 41)
                                         : (long)fmin(ceil(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step),
-                                                         (double)(1L << 41));   /* over the limit, not past a long */
+                                                         (double)(1L << 41));
         if (r.total_steps <= 0)
             rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N, --tokens N or --epochs X");
         else if (r.total_steps > 1L << 40)

@@ -114,6 +114,7 @@ expect_exit 65 "a bad regex on the last line" dsk-eval gen "$T/s" "$T/late.jsonl
 expect_err_contains 'late.jsonl:3: bad "regex" at offset 2: missing closing parenthesis' \
     "the message gives the line and PCRE2's reason"
 check "... found before any answer was generated (the first two were, to stdout)" test ! -s "$T/out"
+expect_exit 0 "gen: a task file from a pipe (the items are read once)" bash -c "dsk-eval gen '$T/s' <(head -2 '$T/late.jsonl')"
 # A \u0000 in an answer or regex is part of it (it cut them short: ".*"
 # then matched any output).
 printf '%s\n' '{"prompt": "say cat", "regex": ".*\u0000never"}' '{"prompt": "say cat", "answer": "\u0000never"}' \

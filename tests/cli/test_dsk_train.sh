@@ -167,7 +167,7 @@ expect_exit 0 "--resume from there once they are moved away" \
 check "--keep 1 keeps the last step, which latest points at" \
     test "$(ls "$T/back" | grep -c '^step-')" -eq 1 -a -s "$T/back/latest/model.safetensors"
 # Two runs never write into one directory at once.
-dsk-train "${common[@]}" --steps 100000 --save-every 1 --eval-every 0 --out "$T/busy" -q 2>/dev/null &
+dsk-train "${common[@]}" --steps 100000 --save-every 1 --keep 0 --eval-every 0 --out "$T/busy" -q 2>/dev/null &
 busy=$!
 for _ in $(seq 200); do [ -e "$T/busy/latest" ] && break; sleep 0.1; done
 expect_exit 73 "--resume of a run that is still running" dsk-train --resume --out "$T/busy" --steps 200000 -q
