@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -129,9 +128,7 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
     snprintf(name, sizeof name, "step-%08ld", st->step);
     char *target = dsk_path_join(out, name);
     dsk_tempdir dir;
-    struct stat sb;
-    int rc = stat(target, &sb) == 0 ? dsk_fail(err, EX_CANTCREAT, "%s already exists: move it away", target)
-                                    : dsk_tempdir_create(&dir, target, NULL, err);
+    int rc = dsk_tempdir_create(&dir, target, NULL, err);   /* an existing step directory: "already exists" */
     if (rc) {
         free(target);
         return rc;
