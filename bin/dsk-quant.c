@@ -225,11 +225,8 @@ int main(int argc, char **argv)
     /* --force replaces an earlier output of dsk-quant only (its quant.json,
      * files and no directory); anything else is refused now, not after
      * the quantization's minutes. */
-    if (dsk_tempdir_check(out, force ? "quant.json" : NULL, &err)) {
-        if (!force && strstr(err.msg, "already exists"))
-            dsk_die(EX_CANTCREAT, "%s exists; --force replaces an earlier dsk-quant output", out);
+    if (dsk_tempdir_check(out, force ? "quant.json" : NULL, DSK_QUANT_EXISTS_HINT, &err))
         dsk_die_err(&err);
-    }
     dsk_ppl_result before = {0}, after = {0};
     if (eval)
         ppl(&l, eval, eval_split, eval_rows, &before);

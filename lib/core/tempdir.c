@@ -81,7 +81,7 @@ static int replaceable(const char *path, const char *marker)
     return !nested && (marked || n == 0);
 }
 
-static int check_stripped(const char *path, const char *replace_marker, dsk_err *err)
+static int check_stripped(const char *path, const char *replace_marker, const char *exists_hint, dsk_err *err)
 {
     /* The parent must exist: the temporary goes beside PATH. */
     char *parent = dsk_xstrdup(path);
@@ -96,7 +96,8 @@ static int check_stripped(const char *path, const char *replace_marker, dsk_err 
     if (rc || lstat(path, &st) != 0)
         return rc;
     if (!replace_marker)
-        return dsk_fail(err, EX_CANTCREAT, "%s already exists", path);
+        return dsk_fail(err, EX_CANTCREAT, "%s already exists%s%s%s", path, exists_hint ? " (" : "",
+                        exists_hint ? exists_hint : "", exists_hint ? ")" : "");
     if (S_ISLNK(st.st_mode))
         return dsk_fail(err, EX_CANTCREAT, "%s is a symbolic link; not replacing it (or what it points at)", path);
     if (!replaceable(path, replace_marker))
@@ -106,7 +107,7 @@ static int check_stripped(const char *path, const char *replace_marker, dsk_err 
     return 0;
 }
 
-int dsk_tempdir_check(const char *path_given, const char *replace_marker, dsk_err *err)
+int dsk_tempdir_check(const char *path_given, const char *replace_marker, const char *exists_hint, dsk_err *err)
 {
     if (!*path_given)
         return dsk_fail(err, EX_USAGE, "the output directory is an empty path");
@@ -116,12 +117,13 @@ int dsk_tempdir_check(const char *path_given, const char *replace_marker, dsk_er
     size_t len = strlen(path);
     while (len > 1 && path[len - 1] == '/')
         path[--len] = '\0';
-    int rc = check_stripped(path, replace_marker, err);
+    int rc = check_stripped(path, replace_marker, exists_hint, err);
     free(path);
     return rc;
 }
 
-int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *replace_marker, dsk_err *err)
+int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *replace_marker, const char *exists_hint,
+                       dsk_err *err)
 {
     memset(d, 0, sizeof *d);
     d->slot = -1;
@@ -131,12 +133,13 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *repla
     while (len > 1 && path_given[len - 1] == '/')
         len--;
     char *path = dsk_xstrndup(path_given, len);
-    int rc = dsk_tempdir_check(path, replace_marker, err);
+    int rc = dsk_tempdir_check(path, replace_marker, exists_hint, err);
     if (rc) {
         free(path);
         return rc;
     }
     d->marker = replace_marker;
+    d->hint = exists_hint;
     size_t n = len + 32;
     d->tmp_path = dsk_xmalloc(n);
     snprintf(d->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
@@ -198,7 +201,7 @@ int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err)
     char *old = NULL;
     if (lstat(d->path, &st) == 0) {
         /* Checked again: something may have appeared there during the work. */
-        if ((rc = dsk_tempdir_check(d->path, d->marker, err)) != 0) {
+        if ((rc = dsk_tempdir_check(d->path, d->marker, d->hint, err)) != 0) {
             dsk_tempdir_abort(d);
             return rc;
         }

@@ -19,15 +19,19 @@ typedef struct dsk_tempdir {
     char *tmp_path;  /* the directory being filled */
     int slot;
     const char *marker;  /* what marks a directory it may replace; NULL: none */
+    const char *hint;    /* the exists_hint, for the check at commit */
 } dsk_tempdir;
 
 /* Whether PATH can be written now: not empty, its parent a directory,
  * and PATH absent or (with replace_marker) a directory dsk may replace:
  * not a symbolic link, holding the marker (or nothing), and no
  * subdirectory.  EX_USAGE for an empty path, else EX_CANTCREAT; a tool
- * calls it before its work, so that a refusal does not waste it. */
-int dsk_tempdir_check(const char *path, const char *replace_marker, dsk_err *err);
-int dsk_tempdir_create(dsk_tempdir *d, const char *path, const char *replace_marker, dsk_err *err);
+ * calls it before its work, so that a refusal does not waste it.
+ * exists_hint, when not NULL, follows the "already exists" refusal in
+ * parentheses: how the user replaces it ("--force replaces a dataset"). */
+int dsk_tempdir_check(const char *path, const char *replace_marker, const char *exists_hint, dsk_err *err);
+int dsk_tempdir_create(dsk_tempdir *d, const char *path, const char *replace_marker, const char *exists_hint,
+                       dsk_err *err);
 /* tmp_path/name, for the caller to free. */
 char *dsk_tempdir_file(const dsk_tempdir *d, const char *name);
 int dsk_tempdir_commit(dsk_tempdir *d, dsk_err *err);

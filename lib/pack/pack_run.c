@@ -424,10 +424,7 @@ int dsk_pack_run(const dsk_pack_run_opts *o, const char *const *inputs, size_t n
             r.total_in += (uint64_t)st.st_size;
     }
 
-    struct stat sb;
-    int rc = !o->force && lstat(o->dir, &sb) == 0
-                 ? dsk_fail(&r.err, EX_CANTCREAT, "%s already exists (--force replaces a dataset)", o->dir)
-                 : dsk_tempdir_create(&r.dir, o->dir, o->force ? "MANIFEST" : NULL, &r.err);
+    int rc = dsk_tempdir_create(&r.dir, o->dir, o->force ? "MANIFEST" : NULL, "--force replaces a dataset", &r.err);
     int threads = o->threads < 1 ? 1 : o->threads;
     r.codecs = dsk_xcalloc((size_t)threads, sizeof *r.codecs);
     r.packer = dsk_packer_new(&o->pack, emit, &r);

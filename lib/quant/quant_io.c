@@ -130,7 +130,7 @@ int dsk_quant_save(const char *src_dir, const char *out, int replace, const dsk_
                    const dsk_quant_opts *o, dsk_err *err)
 {
     dsk_tempdir td;
-    int rc = dsk_tempdir_create(&td, out, replace ? "quant.json" : NULL, err);
+    int rc = dsk_tempdir_create(&td, out, replace ? "quant.json" : NULL, DSK_QUANT_EXISTS_HINT, err);
     if (rc)
         return rc;
     float *host = dsk_xmalloc(m->n_params * sizeof *host);

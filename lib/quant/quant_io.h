@@ -14,6 +14,9 @@
 #include "quant/quant.h"
 
 /* Writes OUT whole or not at all (replace: an existing OUT is replaced). */
+/* How a refusal of an existing -o directory says to replace it. */
+#define DSK_QUANT_EXISTS_HINT "--force replaces an earlier dsk-quant output"
+
 int dsk_quant_save(const char *src_dir, const char *out, int replace, const dsk_model *m, const dsk_quantized *q,
                    const dsk_quant_opts *o, dsk_err *err);
 

@@ -128,7 +128,7 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
     snprintf(name, sizeof name, "step-%08ld", st->step);
     char *target = dsk_path_join(out, name);
     dsk_tempdir dir;
-    int rc = dsk_tempdir_create(&dir, target, NULL, err);   /* an existing step directory: "already exists" */
+    int rc = dsk_tempdir_create(&dir, target, NULL, NULL, err);   /* an existing step directory: "already exists" */
     if (rc) {
         free(target);
         return rc;

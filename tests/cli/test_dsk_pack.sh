@@ -149,7 +149,7 @@ expect_exit 64 "negative --zstd-level" dsk-pack -t "$T/tok.json" -o "$T/x" --seq
 expect_exit 66 "missing input" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/nope.dskt"
 check "missing input: no output" no_output "$T/x"
 expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
-expect_err_contains "already exists" "existing directory is named"
+expect_err_contains "ds already exists (--force replaces a dataset)" "existing directory is named, with the way to replace it"
 expect_exit 0 "--force replaces a dataset" dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/docs.dskt"
 expect_exit 0 "-o with a trailing slash" dsk-pack -q -t "$T/tok.json" -o "$T/slash/" --seq-len 32 "$T/docs.dskt"
 expect_exit 0 "--force and -o with a trailing slash" dsk-pack -q --force -t "$T/tok.json" -o "$T/slash/" --seq-len 32 \

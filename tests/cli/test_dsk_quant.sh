@@ -117,6 +117,7 @@ expect_exit 65 "training from a quantized checkpoint" dsk-train -q --stage conti
     --out "$T/tr" --steps 1
 expect_err_contains "4-bit weights made by dsk-quant" "the message says why"
 expect_exit 73 "an existing output without --force" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn"
+expect_err_contains "already exists (--force replaces an earlier dsk-quant output)" "... and says how to replace it"
 cp -r "$T/rtn" "$T/kept" && mkdir "$T/kept/notes" && echo x > "$T/kept/notes/a" && echo x > "$T/kept/README"
 expect_exit 73 "--force: an output holding a directory is refused" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/kept" --force
 check "... and left whole (it used to lose its files, then fail)" test -s "$T/kept/model.safetensors" -a -s "$T/kept/README"
