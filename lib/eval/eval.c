@@ -210,7 +210,7 @@ static void trim(dsk_buf *b)
 }
 
 /* One item's checks, before anything is generated for it: an "answer"
- * or a "regex" that compiles (*re, when re is given), the prompt encoded
+ * or a "regex" that compiles (into *re, NULL for an answer), the prompt encoded
  * into rec, and room for --max-tokens after it. */
 static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc, const char *task, long lineno,
                     int max_tokens, dskt_record *rec, pcre2_code **re, dsk_err *err)
@@ -230,10 +230,7 @@ static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc
             return dsk_fail(err, EX_DATAERR, "%s:%ld: bad \"regex\" at offset %zu: %s", task, lineno, (size_t)eoff,
                             (const char *)why);
         }
-        if (re)
-            *re = c;
-        else
-            pcre2_code_free(c);
+        *re = c;
     }
     int rc = dsk_bpe_encode_generation_prompt(&l->tok, enc, doc, rec, err);
     if (rc) {
@@ -244,7 +241,7 @@ static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc
         rc = dsk_fail(err, EX_DATAERR, "%s:%ld: prompt of %u tokens + --max-tokens %d exceeds the model's %d positions",
                       task, lineno, rec->n_tokens, max_tokens, l->model->cfg.max_seq_len);
     }
-    if (rc && re && *re) {
+    if (rc && *re) {
         pcre2_code_free(*re);
         *re = NULL;
     }
@@ -253,19 +250,28 @@ static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc
 
 /* The task's items, read once (a pipe can be read only once) and every one
  * checked before the first is generated: a bad item on line N is reported
- * before N - 1 answers' worth of generation (as mc does). */
+ * before N - 1 answers' worth of generation (as mc does).  Each keeps what
+ * the checks made: the encoded prompt and the compiled regex. */
+typedef struct gen_entry {
+    struct json_object *doc;
+    pcre2_code *re;         /* NULL when the item has an "answer" */
+    int32_t *prompt;
+    uint32_t n_prompt;
+} gen_entry;
+
 typedef struct gen_items {
-    struct json_object **doc;
-    long *lineno;
+    gen_entry *e;
     size_t n;
 } gen_items;
 
 static void gen_items_free(gen_items *it)
 {
-    for (size_t i = 0; i < it->n; i++)
-        json_object_put(it->doc[i]);
-    free(it->doc);
-    free(it->lineno);
+    for (size_t i = 0; i < it->n; i++) {
+        json_object_put(it->e[i].doc);
+        pcre2_code_free(it->e[i].re);
+        free(it->e[i].prompt);
+    }
+    free(it->e);
     memset(it, 0, sizeof *it);
 }
 
@@ -285,16 +291,18 @@ static int gen_read_all(dsk_loaded *l, const char *task, int max_tokens, gen_ite
             rc = err->code;
             break;
         }
-        if ((rc = gen_item(l, &enc, doc, task, tf.lineno, max_tokens, &rec, NULL, err)) != 0) {
+        pcre2_code *re = NULL;
+        if ((rc = gen_item(l, &enc, doc, task, tf.lineno, max_tokens, &rec, &re, err)) != 0) {
             json_object_put(doc);
             break;
         }
-        if (it->n % 256 == 0) {
-            it->doc = dsk_xrealloc(it->doc, (it->n + 256) * sizeof *it->doc);
-            it->lineno = dsk_xrealloc(it->lineno, (it->n + 256) * sizeof *it->lineno);
-        }
-        it->doc[it->n] = doc;
-        it->lineno[it->n++] = tf.lineno;
+        if (it->n % 256 == 0)
+            it->e = dsk_xrealloc(it->e, (it->n + 256) * sizeof *it->e);
+        gen_entry *e = &it->e[it->n++];
+        *e = (gen_entry){.doc = doc, .re = re, .n_prompt = rec.n_tokens};
+        e->prompt = dsk_xmalloc((rec.n_tokens ? rec.n_tokens : 1) * sizeof *e->prompt);
+        for (uint32_t i = 0; i < rec.n_tokens; i++)
+            e->prompt[i] = (int32_t)rec.tokens[i];
     }
     dskt_record_free(&rec);
     dsk_bpe_encoder_free(&enc);
@@ -314,30 +322,19 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     dsk_model *m = l->model;
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
     dsk_generator *g = dsk_generator_new(m, 0);
-    dsk_bpe_encoder enc;
-    dsk_bpe_encoder_init(&enc, &l->tok);
-    dskt_record rec = {0};
     dsk_rng rng;
     dsk_rng_seed(&rng, o->seed);
     int32_t *out = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
-    int32_t *prompt = NULL;
     uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
     dsk_buf text = {0}, shown = {0};   /* the answer, and as valid UTF-8 */
     for (size_t k = 0; k < items.n && !rc; k++) {
-        struct json_object *doc = items.doc[k];
-        struct json_object *answer = dsk_json_get_string(doc, "answer");
-        pcre2_code *re = NULL;
-        rc = gen_item(l, &enc, doc, task, items.lineno[k], o->max_tokens, &rec, &re, err);
-        int n = 0;
-        if (!rc) {
-            prompt = dsk_xrealloc(prompt, rec.n_tokens * sizeof *prompt);
-            for (uint32_t i = 0; i < rec.n_tokens; i++)
-                prompt[i] = (int32_t)rec.tokens[i];
-            n = dsk_generate(g, prompt, (int)rec.n_tokens, o->max_tokens, &o->sampler, &rng, (int32_t)end,
+        const gen_entry *e = &items.e[k];
+        struct json_object *answer = dsk_json_get_string(e->doc, "answer");
+        pcre2_code *re = e->re;
+        int n = dsk_generate(g, e->prompt, (int)e->n_prompt, o->max_tokens, &o->sampler, &rng, (int32_t)end,
                              eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot, out, err);
-            if (n < 0)
-                rc = err->code;
-        }
+        if (n < 0)
+            rc = err->code;
         if (!rc) {
             /* The answer is what comes before <|end|> (or <|endoftext|>). */
             int keep = 0;
@@ -384,7 +381,6 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
                 json_object_put(j);
             }
         }
-        pcre2_code_free(re);
     }
     if (!rc && res->items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
@@ -392,11 +388,8 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     gen_items_free(&items);
     free(out);
     free(ids);
-    free(prompt);
     dsk_buf_free(&text);
     dsk_buf_free(&shown);
-    dskt_record_free(&rec);
-    dsk_bpe_encoder_free(&enc);
     dsk_generator_free(g);
     return rc;
 }
