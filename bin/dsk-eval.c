@@ -99,6 +99,53 @@ typedef struct eval_cli {
     int n_metrics, n_labels;
 } eval_cli;
 
+/* Where each option applies: one that the command does not use is a
+ * usage error, not silently ignored (--items on ppl wrote nothing). */
+enum {
+    FOR_PPL = 1, FOR_MC = 2, FOR_GEN = 4, FOR_AB = 8, FOR_PLOT = 16, FOR_PLOT_AB = 32,
+    FOR_SCORING = FOR_PPL | FOR_MC | FOR_GEN | FOR_AB, FOR_PLOTS = FOR_PLOT | FOR_PLOT_AB
+};
+
+static const struct {
+    int opt;
+    const char *name;
+    unsigned where;
+} option_scope[] = {
+    {'d', "--data", FOR_PPL},
+    {OPT_SPLIT, "--split", FOR_PPL | FOR_AB},
+    {'b', "--batch", FOR_PPL | FOR_MC | FOR_AB},
+    {OPT_ROWS, "--rows", FOR_PPL | FOR_AB},
+    {OPT_MAXTOK, "--max-tokens", FOR_GEN | FOR_AB},
+    {OPT_TEMP, "--temperature", FOR_GEN | FOR_AB},
+    {OPT_TOPK, "--top-k", FOR_GEN | FOR_AB},
+    {OPT_TOPP, "--top-p", FOR_GEN | FOR_AB},
+    {OPT_SEED, "--seed", FOR_GEN | FOR_AB},
+    {OPT_ITEMS, "--items", FOR_MC | FOR_GEN},
+    {OPT_RESAMPLES, "--resamples", FOR_AB},
+    {OPT_CONF, "--confidence", FOR_AB},
+    {OPT_ALPHA, "--alpha", FOR_AB},
+    {'o', "--output", FOR_PLOTS},
+    {OPT_METRIC, "--metric", FOR_PLOT},
+    {OPT_LABEL, "--label", FOR_PLOT},
+    {OPT_TITLE, "--title", FOR_PLOTS},
+    {OPT_LOGX, "--log-x", FOR_PLOT},
+    {OPT_AB, "--ab", FOR_PLOTS},
+    {OPT_JSON, "--json", FOR_SCORING},
+    {OPT_LOG, "--log", FOR_SCORING},
+    {OPT_MLFLOW, "--mlflow", FOR_SCORING},
+    {OPT_EXPERIMENT, "--experiment", FOR_SCORING},
+    {OPT_RUN_NAME, "--run-name", FOR_SCORING},
+    {OPT_BACKEND, "--device", FOR_SCORING},
+    {'j', "--threads", FOR_SCORING},
+};
+
+static void check_scope(const unsigned char *given, unsigned cmd, const char *cmd_name)
+{
+    for (size_t i = 0; i < sizeof option_scope / sizeof *option_scope; i++)
+        if (given[option_scope[i].opt] && !(option_scope[i].where & cmd))
+            dsk_usage_error("%s does not apply to %s", option_scope[i].name, cmd_name);
+}
+
 static void load(dsk_loaded *l, const char *path, const eval_cli *c)
 {
     dsk_err err = {0};
@@ -420,7 +467,10 @@ int main(int argc, char **argv)
     c.ab = (dsk_ab_opts){10000, 0.95, 1};
     c.alpha = 0.05;
     int opt;
+    unsigned char given[OPT_RUN_NAME + 1] = {0};
     while ((opt = getopt_long(argc, argv, ":d:b:j:o:hV", long_options, NULL)) != -1) {
+        if (opt > 0 && opt <= OPT_RUN_NAME)
+            given[opt] = 1;
         switch (opt) {
         case 'd': c.data = optarg; break;
         case OPT_SPLIT:
@@ -478,6 +528,13 @@ int main(int argc, char **argv)
     char **args = argv + optind + 1;
     const char *cmd = rest > 0 ? argv[optind] : "";
     struct json_object *result = NULL;
+    static const char *const cmd_names[] = {"ppl", "mc", "gen", "ab", "plot"};
+    for (int k = 0; k < 5; k++)
+        if (!strcmp(cmd, cmd_names[k]))
+            check_scope(given, k == 4 && c.ab_file ? FOR_PLOT_AB : 1u << k,
+                        k == 4 && c.ab_file ? "plot --ab" : cmd_names[k]);
+    if ((given[OPT_EXPERIMENT] || given[OPT_RUN_NAME]) && !c.mlflow)
+        dsk_usage_error("%s names an MLflow run: it needs --mlflow", given[OPT_EXPERIMENT] ? "--experiment" : "--run-name");
     if (!strcmp(cmd, "ppl")) {
         if (rest != 2 || !c.data)
             dsk_usage_error("usage: dsk-eval ppl CKPT --data DIR");

@@ -237,4 +237,17 @@ expect_exit 66 "plot a missing log" dsk-eval plot "$T/nope.jsonl" -o "$T/x.svg"
 check "no SVG is left by a failed plot" test ! -e "$T/x.svg"
 expect_exit 64 "plot without -o" dsk-eval plot "$T/train.jsonl"
 expect_exit 64 "--label count must match the logs" dsk-eval plot "$T/train.jsonl" --label a --label b -o "$T/x.svg"
+
+# ---- options a command does not use: refused, not ignored --------------------------------------------------------
+expect_exit 64 "ppl --items (ppl writes no items)" dsk-eval ppl "$T/ck" --data "$T/ds" --items "$T/x.jsonl"
+expect_err_contains "--items does not apply to ppl" "... and the message names the option and the command"
+check "... and no items file is left" test ! -e "$T/x.jsonl"
+expect_exit 64 "mc --max-tokens (mc generates nothing)" dsk-eval mc "$T/ck" "$T/mc.jsonl" --max-tokens 8
+expect_exit 64 "gen --batch" dsk-eval gen "$T/s" "$T/task.jsonl" --batch 4
+expect_exit 64 "plot --json" dsk-eval plot "$T/train.jsonl" -o "$T/x.svg" --json
+check "... and no SVG is written" test ! -e "$T/x.svg"
+expect_exit 64 "plot --ab with --metric" dsk-eval plot --ab "$T/eval-log.jsonl" -o "$T/x.svg" --metric loss
+expect_exit 64 "ppl --ab" dsk-eval ppl "$T/ck" --data "$T/ds" --ab "$T/eval-log.jsonl"
+expect_exit 64 "ab --items" dsk-eval ab "$T/ck" "$T/s" "$T/mc.jsonl" --items "$T/x.jsonl"
+expect_exit 64 "--run-name without --mlflow" dsk-eval mc "$T/ck" "$T/mc.jsonl" --run-name x
 echo "1..$tap_n"
