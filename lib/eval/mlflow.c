@@ -589,6 +589,7 @@ int dsk_mlflow_finish(dsk_mlflow *m, int ok, dsk_err *err)
         return 0;
     }
     int rc = dsk_mlflow_flush(m, err);
+    ok = ok && !rc;   /* values the server refused: the run is not complete */
     dsk_err update_err;
     struct json_object *req = json_object_new_object();
     json_object_object_add(req, "run_id", json_object_new_string(m->run_id));

@@ -52,7 +52,8 @@ int dsk_mlflow_metric(dsk_mlflow *m, const char *key, double value, long step, d
 /* Send everything queued now. */
 int dsk_mlflow_flush(dsk_mlflow *m, dsk_err *err);
 
-/* Flush, set the run's end time and status (FINISHED if ok, else FAILED),
+/* Flush, set the run's end time and status (FINISHED if ok and every
+ * queued value was logged, else FAILED),
  * and free m, whatever fails.  Returns the first error.  m may be NULL;
  * a client from dsk_mlflow_connect() is just freed. */
 int dsk_mlflow_finish(dsk_mlflow *m, int ok, dsk_err *err);

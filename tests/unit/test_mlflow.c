@@ -445,6 +445,22 @@ TEST(live_server_run_round_trip)
     CHECK(list && json_object_array_length(list) == 1200);
     json_object_put(h);
 
+    /* values refused at finish: the run is FAILED, not FINISHED with
+     * values missing, and the refusal is the result */
+    dsk_mlflow *m3 = dsk_mlflow_start(uri, experiment, NULL, &err);
+    CHECK(m3 != NULL);
+    if (m3) {
+        char id3[256];
+        snprintf(id3, sizeof id3, "runs/get?run_id=%s", dsk_mlflow_run_id(m3));
+        CHECK(dsk_mlflow_param(m3, "lr", "0.1", &err) == 0);
+        CHECK(dsk_mlflow_flush(m3, &err) == 0);
+        CHECK(dsk_mlflow_param(m3, "lr", "0.2", &err) == 0);
+        CHECK(dsk_mlflow_finish(m3, 1, &err) == EX_DATAERR);
+        CHECK(dsk_mlflow_get(c, id3, &got, &err) == 0);
+        CHECK_STR(json_object_get_string(at(at(at(got, "run", NULL), "info", NULL), "status", NULL)), "FAILED");
+        json_object_put(got);
+    }
+
     /* MLflow's error for a run that does not exist reaches the message */
     CHECK(dsk_mlflow_get(c, "runs/get?run_id=0000000000000000000000000000dead", &got, &err) != 0);
     CHECK(strstr(err.msg, "RESOURCE_DOES_NOT_EXIST") != NULL);
