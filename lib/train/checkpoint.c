@@ -208,8 +208,20 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
     cfg = dsk_path_join(latest, "config.json");
     int via_latest = stat(cfg, &sb) == 0;
     free(cfg);
-    if (via_latest)
-        return latest;
+    if (via_latest) {
+        /* The step directory latest names now, not latest itself: every
+         * file is then read from the one step, even if a running
+         * dsk-train moves latest on meanwhile, and what is reported (the
+         * "checkpoint" of dsk-eval's results, dsk-serve's ready line)
+         * says which step it was. */
+        char target[4096];
+        ssize_t n = readlink(latest, target, sizeof target - 1);
+        if (n <= 0 || (size_t)n >= sizeof target - 1)
+            return latest;   /* a directory, not a link (a copied run) */
+        target[n] = '\0';
+        free(latest);
+        return target[0] == '/' ? dsk_xstrdup(target) : dsk_path_join(path, target);
+    }
     free(latest);
     if (stat(path, &sb) != 0)
         dsk_fail(err, EX_NOINPUT, "%s: no such checkpoint", path);

@@ -50,7 +50,9 @@ int dsk_checkpoint_save_host(const char *out, const dsk_model *m, const float *p
                              const float *opt_m, const float *opt_v, const dsk_train_state *st, const char *tokenizer,
                              int keep, dsk_err *err);
 /* The checkpoint directory a path names: itself when it holds a
- * config.json, else its `latest`.  Returns a string to free, or NULL. */
+ * config.json, else the step directory its `latest` link points at
+ * (PATH/step-N; PATH/latest when latest is a directory).  Returns a
+ * string to free, or NULL. */
 char *dsk_checkpoint_resolve(const char *path, dsk_err *err);
 /* Loads the weights; every tensor's name and shape must match m's. */
 int dsk_checkpoint_load_weights(const char *dir, dsk_model *m, dsk_err *err);

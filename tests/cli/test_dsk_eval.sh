@@ -46,6 +46,8 @@ val = [json.loads(l) for l in open(f"{t}/train.jsonl") if "val_loss" in l][-1]
 assert abs(e["loss"] - val["val_loss"]) < 1e-4 and abs(e["bpb"] - val["val_bpb"]) < 1e-4, (e, val)
 assert abs(e["ppl"] - math.exp(e["loss"])) < 1e-3 * e["ppl"] and e["rows"] == 8 and e["tokens"] == val["val_tokens"]
 PY
+check "the result names the step directory read, not the run's latest link" \
+    python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["checkpoint"].endswith("/ck/step-00000030")' "$T/out"
 cp "$T/out" "$T/ppl-b4"
 expect_exit 0 "ppl with another batch size (a partial last batch)" dsk-eval ppl "$T/ck/latest" --data "$T/ds" \
     --rows 8 --batch 3 --json

@@ -47,6 +47,7 @@ expect_exit 64 "--max-connections 0" dsk-serve "$T/ck" --port 0 --max-connection
 expect_exit 64 "--idle-timeout 0" dsk-serve "$T/ck" --port 0 --idle-timeout 0
 start_server --max-batch 8 --kv-memory 50K
 check "the KV budget lowers the batch (3 sequences of 64 tokens in 50 KiB)" grep -q "ready: .*, 3 sequences of up to 64 tokens, KV cache 0.0 MiB" "$T/serve.err"
+check "the ready line names the step directory served, not the run's latest link" grep -q "ready: $T/ck/step-00000200, " "$T/serve.err"
 kill -TERM "$pid"; wait "$pid"
 start_server --max-body 4096 --max-batch 2 --max-queue 2 --timeout 60
 check "the server announces its port" test -n "$port"
