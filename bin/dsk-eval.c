@@ -428,10 +428,18 @@ static int mlflow_object(dsk_mlflow *ml, const char *prefix, struct json_object 
                 char sub[512];
                 snprintf(sub, sizeof sub, "%.*s/%s/", (int)(task + tl - base), base,
                          json_object_get_string(json_object_object_get(r, "metric")));
-                for (char *p = sub; *p; p++)
-                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p) ||
-                        (*p == '.' && p[1] == '.'))
-                        *p = '_';
+                /* One '_' for each character MLflow refuses (a UTF-8
+                 * character's continuation bytes are dropped, not each
+                 * made a '_' of its own). */
+                char *q = sub;
+                for (const char *p = sub; *p; p++) {
+                    if (((unsigned char)*p & 0xC0) == 0x80)
+                        continue;
+                    int keep = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p) &&
+                               !(*p == '.' && p[1] == '.');
+                    *q++ = keep ? *p : '_';
+                }
+                *q = '\0';
                 rc = mlflow_object(ml, sub, r, err);
             }
         if (rc)
