@@ -127,6 +127,20 @@ static int run_batch(dsk_loaded *l, mc_request *reqs, int n, mc_item *items, int
         int drop = q->n_tokens - 1 > T ? q->n_tokens - 1 - T : 0;
         const uint32_t *s = q->tokens + drop;
         int len = q->n_tokens - 1 - drop, ctx = q->n_context - drop;
+        if (ctx < 1) {
+            /* The choice itself was cut: acc_norm divides by the
+             * characters of the tokens scored, not of the whole choice
+             * (which would flatter a choice longer than the model). */
+            dsk_buf text = {0};
+            int rc = dsk_bpe_decode(&l->tok, s + 1, (size_t)len, &text, err);
+            if (rc) {
+                dsk_buf_free(&text);
+                return rc;
+            }
+            double c = utf8_chars(text.data ? text.data : "", text.len);
+            items[q->item].chars[q->choice] = c > 0 ? c : 1;
+            dsk_buf_free(&text);
+        }
         size_t at = (size_t)r * T;
         for (int t = 0; t < T; t++) {
             int live = t < len;
@@ -267,11 +281,15 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
             acc += res->item_acc[i];
             acc_norm += res->item_acc_norm[i];
             if (o->items) {
-                struct json_object *j = json_object_new_object(), *ll = json_object_new_array();
+                struct json_object *j = json_object_new_object(), *ll = json_object_new_array(),
+                                   *chars = json_object_new_array();
                 json_object_object_add(j, "item", json_object_new_int64(i + 1));
-                for (int c = 0; c < it->n_choices; c++)
+                for (int c = 0; c < it->n_choices; c++) {
                     json_object_array_add(ll, isfinite(it->ll[c]) ? json_object_new_double(it->ll[c]) : NULL);
+                    json_object_array_add(chars, json_object_new_int64((int64_t)it->chars[c]));
+                }
                 json_object_object_add(j, "loglikelihoods", ll);
+                json_object_object_add(j, "chars", chars);
                 json_object_object_add(j, "gold", json_object_new_int(it->gold));
                 json_object_object_add(j, "pred", json_object_new_int(pred));
                 json_object_object_add(j, "pred_norm", json_object_new_int(pred_norm));

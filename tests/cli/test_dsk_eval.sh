@@ -152,6 +152,8 @@ with open(f"{t}/mc.jsonl", "w") as f:
     f.write(json.dumps({"context": "cat dog ", "choices": ["red", "blue bird"], "gold": 0}) + "\n")
     f.write(json.dumps({"context": "cat dog", "choices": [" red", " blue bird"], "gold": 0}) + "\n")
     f.write(json.dumps({"context": "", "choices": ["red", "qq"], "gold": 0}) + "\n")
+    # A choice longer than the model's positions: scored on its last ones.
+    f.write(json.dumps({"context": "cat", "choices": [" dog", " red" * 100], "gold": 0}) + "\n")
 PY
 # Memory for the requests there are, not for --batch's (65536 x 64 positions
 # was tens of GB for a few requests).
@@ -164,17 +166,25 @@ t = sys.argv[1]
 r = json.load(open(f"{t}/out"))
 task = [json.loads(l) for l in open(f"{t}/mc.jsonl")]
 items = [json.loads(l) for l in open(f"{t}/mc-items.jsonl")]
-assert r["items"] == len(task) == len(items) == 9, r
+assert r["items"] == len(task) == len(items) == 10, r
 acc = acc_norm = 0
 for want, got in zip(task, items):
     ll = got["loglikelihoods"]
     assert len(ll) == len(want["choices"]) and all(x < 0 for x in ll), got
     pred = max(range(len(ll)), key=lambda i: (ll[i], -i))
-    norm = [ll[i] / len(c) for i, c in enumerate(want["choices"])]
+    # acc_norm divides by the characters scored: the whole choice, but
+    # for one cut to the model's positions, only what was scored of it.
+    chars = [len(c) for c in want["choices"]]
+    if len(want["choices"][1]) == 400:   # its last T tokens, each " red"
+        T = json.load(open(f"{t}/ck/latest/config.json"))["max_position_embeddings"]
+        assert T < 100 and got["chars"] == [4, 4 * T], (got, T)
+        chars[1] = 4 * T
+    assert got["chars"] == chars, (got, chars)
+    norm = [ll[i] / chars[i] for i in range(len(ll))]
     pred_norm = max(range(len(ll)), key=lambda i: (norm[i], -i))
     assert got["pred"] == pred and got["pred_norm"] == pred_norm and got["gold"] == want["gold"], (got, pred, pred_norm)
     acc += pred == want["gold"]; acc_norm += pred_norm == want["gold"]
-assert abs(r["acc"] - acc / 9) < 1e-9 and abs(r["acc_norm"] - acc_norm / 9) < 1e-9, r
+assert abs(r["acc"] - acc / 10) < 1e-9 and abs(r["acc_norm"] - acc_norm / 10) < 1e-9, r
 assert all(items[i]["pred"] == 1 for i in range(6)), items[:6]          # words beat noise
 a, b = items[6]["loglikelihoods"], items[7]["loglikelihoods"]
 assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)          # the harness's whitespace rule
