@@ -106,11 +106,7 @@ enum {
     FOR_SCORING = FOR_PPL | FOR_MC | FOR_GEN | FOR_AB, FOR_PLOTS = FOR_PLOT | FOR_PLOT_AB
 };
 
-static const struct {
-    int opt;
-    const char *name;
-    unsigned where;
-} option_scope[] = {
+static const dsk_option_scope option_scope[] = {
     {'d', "--data", FOR_PPL},
     {OPT_SPLIT, "--split", FOR_PPL | FOR_AB},
     {'b', "--batch", FOR_PPL | FOR_MC | FOR_AB},
@@ -141,9 +137,7 @@ static const struct {
 
 static void check_scope(const unsigned char *given, unsigned cmd, const char *cmd_name)
 {
-    for (size_t i = 0; i < sizeof option_scope / sizeof *option_scope; i++)
-        if (given[option_scope[i].opt] && !(option_scope[i].where & cmd))
-            dsk_usage_error("%s does not apply to %s", option_scope[i].name, cmd_name);
+    dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, cmd, cmd_name);
 }
 
 static void load(dsk_loaded *l, const char *path, const eval_cli *c)

@@ -80,11 +80,7 @@ static const struct option long_options[] = {
  * only to report its error in the measure GPTQ and AWQ use.) */
 enum { FOR_RTN = 1, FOR_GPTQ = 2, FOR_AWQ = 4, FOR_GGUF = 8, FOR_QUANT = FOR_RTN | FOR_GPTQ | FOR_AWQ };
 
-static const struct {
-    int opt;
-    const char *name;
-    unsigned where;
-} option_scope[] = {
+static const dsk_option_scope option_scope[] = {
     {'o', "-o", FOR_QUANT},
     {OPT_BITS, "--bits", FOR_QUANT},
     {OPT_FORCE, "--force", FOR_QUANT},
@@ -108,9 +104,7 @@ static const struct {
 
 static void check_scope(const unsigned char *given, unsigned mode, const char *mode_name)
 {
-    for (size_t i = 0; i < sizeof option_scope / sizeof *option_scope; i++)
-        if (given[option_scope[i].opt] && !(option_scope[i].where & mode))
-            dsk_usage_error("%s does not apply to %s", option_scope[i].name, mode_name);
+    dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, mode, mode_name);
 }
 
 static int parse_split(const char *opt, const char *v)

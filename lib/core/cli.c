@@ -115,3 +115,11 @@ int dsk_default_threads(void)
         n = 256;
     return (int)n;
 }
+
+void dsk_check_option_scope(const dsk_option_scope *table, size_t n, const unsigned char *given, unsigned where,
+                            const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (given[table[i].opt] && !(table[i].where & where))
+            dsk_usage_error("%s does not apply to %s", table[i].name, what);
+}

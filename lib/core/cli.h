@@ -26,6 +26,18 @@ _Noreturn void dsk_usage_error(const char *fmt, ...) __attribute__((format(print
 struct option;
 _Noreturn void dsk_usage_bad_option(int opt, char *const *argv, const struct option *longopts);
 
+/* Where each option of a tool applies (a bit per command, mode or
+ * method): given[opt] set for each option seen, an option given where it
+ * does not apply is a usage error ("NAME does not apply to WHAT"), not
+ * silently ignored. */
+typedef struct dsk_option_scope {
+    int opt;
+    const char *name;
+    unsigned where;
+} dsk_option_scope;
+void dsk_check_option_scope(const dsk_option_scope *table, size_t n, const unsigned char *given, unsigned where,
+                            const char *what);
+
 int dsk_default_threads(void);
 
 #endif
