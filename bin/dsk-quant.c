@@ -26,7 +26,7 @@ static const char usage[] =
     "\n"
     "  -m, --method NAME     rtn (round to nearest), gptq or awq (both need --calib)\n"
     "  -o, --output DIR      the quantized checkpoint directory\n"
-    "      --force           replace OUT if it exists\n"
+    "      --force           replace OUT if it is an earlier dsk-quant output\n"
     "      --bits N          4 (the only width supported)\n"
     "  -g, --group-size N    input columns per scale and zero point (default 128; must divide each layer's)\n"
     "      --sym             symmetric (zero point 8) instead of asymmetric\n"

@@ -18,7 +18,7 @@ static const char usage[] =
     "      --host ADDR       IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
     "  -p, --port N          port (default 8080; 0: any free port, printed on stderr)\n"
     "      --max-batch N     sequences decoded together (default 8)\n"
-    "      --max-queue N     requests waiting before 429 (default 64)\n"
+    "      --max-queue N     sequences (a request's n choices) waiting before 429 (default 64)\n"
     "      --max-rows N      rows per batched step, decode plus prefill chunk (default 64)\n"
     "      --ctx N           tokens per sequence (default: the model's context)\n"
     "      --kv-memory SIZE  memory for the KV caches, e.g. 512M or 4G: fewer sequences if it\n"

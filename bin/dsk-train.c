@@ -16,9 +16,9 @@
 #include "train/train_run.h"
 
 static const char usage[] =
-    "Usage: dsk-train --data DIR --out CKPT_DIR (--steps N | --tokens N) [OPTION]...\n"
+    "Usage: dsk-train --data DIR --out CKPT_DIR (--steps N | --tokens N | --epochs X) [OPTION]...\n"
     "       dsk-train --resume --out CKPT_DIR [OPTION]...\n"
-    "       dsk-train --stage continue|sft|dpo --init CKPT --data DIR --out CKPT_DIR --steps N [OPTION]...\n"
+    "       dsk-train --stage continue|sft|dpo --init CKPT --data DIR --out CKPT_DIR [--steps N | ...] [OPTION]...\n"
     "       dsk-train --show-config PRESET|FILE [--set KEY=VALUE]...\n"
     "       dsk-train --memory-table PRESET|FILE [--batch N] [--seq-len N] [--set KEY=VALUE]...\n"
     "       mpirun -np RANKS dsk-train [--zero 0|1|2|3] ... (data parallel; see dsk-train(1))\n"
@@ -43,7 +43,8 @@ static const char usage[] =
     "      --no-doc-mask         attend across document boundaries inside a row\n"
     "Optimizer (AdamW, cosine schedule with linear warmup):\n"
     "      --lr X                peak learning rate (default 3e-4; sft 1e-4, dpo 1e-5)\n"
-    "      --min-lr X            floor of the cosine (default 3e-5)\n"
+    "      --min-lr X            floor of the cosine (default 3e-5; sft, dpo and an --lr below\n"
+    "                            3e-5: a tenth of --lr)\n"
     "      --warmup N            warmup steps (default 5000; sft and dpo 20)\n"
     "      --weight-decay X      decoupled, matrices only (default 0.1)\n"
     "      --beta1 X, --beta2 X  moments (default 0.9, 0.95)\n"

@@ -296,6 +296,17 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     gen_req *g = c->g;
     dsk_server *s = g->srv;
     pthread_mutex_lock(&g->mu);
+    if (finish == DSK_ENGINE_STOP && completion_tokens > c->tokens) {
+        /* The end token: counted in completion_tokens, never given to
+         * on_token (it is not text); its time is timed like the others'. */
+        double now = now_s();
+        if (!g->t_first) {
+            g->t_first = now;
+            dsk_metrics_observe(s->metrics, DSK_M_TTFT, NULL, now - g->t_start);
+        } else if (c->t_last) {
+            dsk_metrics_observe(s->metrics, DSK_M_TPOT, NULL, now - c->t_last);
+        }
+    }
     c->done = 1;
     c->engine_finish = finish;
     c->tokens = completion_tokens;

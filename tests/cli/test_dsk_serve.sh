@@ -103,6 +103,17 @@ before = tpot_count()
 st, body, _ = call("/v1/completions", {"prompt": "red", "max_tokens": 5, "n": 2, "ignore_eos": True, "temperature": 1})
 assert st == 200 and all(c["finish_reason"] == "length" for c in json.loads(body)["choices"]), body
 assert tpot_count() - before == 2 * 4, (before, tpot_count())
+# ... and the gap to the end token that stops an answer, which completion_tokens counts
+ends = 0
+for x in "red green blue cat dog sun".split():
+    before = tpot_count()
+    st, body, _ = call("/v1/chat/completions", {"messages": [{"role": "user", "content": f"say {x}"}],
+                                                "max_tokens": 16, "temperature": 0})
+    r = json.loads(body)
+    if r["choices"][0]["finish_reason"] == "stop":
+        ends += 1
+        assert tpot_count() - before == r["usage"]["completion_tokens"] - 1, (before, tpot_count(), r)
+assert ends >= 3, ends   # the model learnt to end its answers
 # logprobs: one entry per generated token, whose texts make up the answer;
 # greedy picks the best alternative; a stream reports the same values
 lp = {**chat, "temperature": 0, "max_tokens": 6, "logprobs": True, "top_logprobs": 3}
@@ -215,7 +226,8 @@ assert count(after, "dsk:request_success_total") == count(before, "dsk:request_s
 m = call("/metrics")[1]
 assert "# TYPE dsk:time_to_first_token_seconds histogram" in m, m[:500]
 ok200 = [l for l in m.splitlines() if l.startswith('dsk:requests_total{endpoint="/v1/chat/completions",status="200"}')]
-assert ok200 and float(ok200[0].split()[-1]) == 8, ok200   # chat, two greedy, a stream, 3 logprobs, the warning
+# chat, two greedy, a stream, the six "say X", 3 logprobs, the warning
+assert ok200 and float(ok200[0].split()[-1]) == 14, ok200
 PY
 # Slow clients: a body that trickles in is read whole; a stream nobody
 # reads for a while neither blocks the other requests nor loses tokens.
