@@ -46,12 +46,69 @@ void dsk_outfile_remove_all_temps(void)
 
 static void remove_temps_at_exit(void) { dsk_outfile_remove_all_temps(); }
 
+/* The descriptor a path names when it is one of this process's open
+ * files by number (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N),
+ * directly or through symbolic links; -1 when it is not. */
+static int named_fd(const char *path)
+{
+    static const char *const std_names[] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
+    static const char *const fd_dirs[] = {"/dev/fd/", "/proc/self/fd/"};
+    char cur[4096], next[4096];
+    snprintf(cur, sizeof cur, "%s", path);
+    for (int hops = 0; hops < 16; hops++) {
+        for (int i = 0; i < 3; i++)
+            if (strcmp(cur, std_names[i]) == 0)
+                return i;
+        for (int i = 0; i < 2; i++) {
+            size_t n = strlen(fd_dirs[i]);
+            if (strncmp(cur, fd_dirs[i], n) == 0 && cur[n]) {
+                char *end;
+                long fd = strtol(cur + n, &end, 10);
+                if (!*end && cur[n] >= '0' && cur[n] <= '9' && fd <= 1 << 20)
+                    return (int)fd;
+            }
+        }
+        struct stat lsb;
+        ssize_t len;
+        if (lstat(cur, &lsb) != 0 || !S_ISLNK(lsb.st_mode) || (len = readlink(cur, next, sizeof next - 1)) <= 0 ||
+            (size_t)len >= sizeof next - 1)
+            return -1;
+        next[len] = '\0';
+        if (next[0] == '/') {
+            memcpy(cur, next, (size_t)len + 1);
+        } else {   /* relative to the link's directory */
+            char *slash = strrchr(cur, '/');
+            size_t dir = slash ? (size_t)(slash - cur) + 1 : 0;
+            if (dir + (size_t)len + 1 > sizeof cur)
+                return -1;
+            memcpy(cur + dir, next, (size_t)len + 1);
+        }
+    }
+    return -1;
+}
+
 int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
 {
     memset(f, 0, sizeof *f);
     f->slot = -1;
     if (!path || strcmp(path, "-") == 0) {
         f->fp = stdout;
+        return 0;
+    }
+    /* One of this process's descriptors by name (-o /dev/stdout,
+     * --stats /dev/stderr): written to it, as to stdout, whatever it is;
+     * a temporary renamed there would replace the link, or a file the
+     * shell opened (for appending, perhaps) with a new one. */
+    int fd_no = named_fd(path);
+    if (fd_no >= 0) {
+        int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return dsk_fail(err, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(e));
+        }
+        f->path = dsk_xstrdup(path);
         return 0;
     }
     struct stat sb;
@@ -72,6 +129,11 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
         atexit(remove_temps_at_exit);
         atexit_done = 1;
     }
+    /* A symbolic link to a file: the file is replaced and the link kept. */
+    struct stat lsb;
+    char *real = exists && lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode) ? realpath(path, NULL) : NULL;
+    if (real)
+        path = real;
     size_t n = strlen(path) + 64;
     f->tmp_path = dsk_xmalloc(n);
     snprintf(f->tmp_path, n, "%s.tmp.%ld.%u", path, (long)getpid(), temp_counter++);
@@ -79,7 +141,9 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
     if (f->slot < 0) {
         free(f->tmp_path);
         f->tmp_path = NULL;
-        return dsk_fail(err, EX_SOFTWARE, "%s: too many open output files", path);
+        int rc = dsk_fail(err, EX_SOFTWARE, "%s: too many open output files", path);
+        free(real);
+        return rc;
     }
     int fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {
@@ -87,9 +151,12 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
         if (fd >= 0)
             close(fd);
         dsk_outfile_abort(f);
-        return dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(e));
+        int rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(e));
+        free(real);
+        return rc;
     }
     f->path = dsk_xstrdup(path);
+    free(real);
     return 0;
 }
 

@@ -5,7 +5,11 @@
  * registered so that dsk_die(), a fatal signal (SIGINT, SIGTERM, SIGHUP,
  * SIGPIPE) or exit without commit removes it: an interrupted tool never
  * leaves a file that looks complete.  A NULL path or "-" means stdout;
- * an existing device or pipe (/dev/null, a FIFO) is written in place. */
+ * an existing device or pipe (/dev/null, a FIFO) is written in place, and
+ * so is one of the process's descriptors named as a file (/dev/stdout,
+ * /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a link to one), through
+ * that descriptor.  A symbolic link to a file: the file is replaced, the
+ * link kept. */
 #ifndef DSK_CORE_OUTFILE_H
 #define DSK_CORE_OUTFILE_H
 

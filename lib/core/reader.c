@@ -84,14 +84,17 @@ static ssize_t read_raw(dsk_reader *r, char *dst, size_t n, dsk_err *err)
 
 /* Appends decompressed bytes to buf[end..cap).  Returns bytes added, 0 at
  * end of input, -1 on error.  The first read decides whether the input is
- * zstd: compressed input is recognised by its magic number. */
+ * zstd: compressed input is recognised by its magic number, or by a
+ * skippable frame's (pzstd and zstd --patch-from write one first). */
 static ssize_t fill(dsk_reader *r, dsk_err *err)
 {
     size_t room = r->cap - r->end;
     if (r->bytes_in == 0 && !r->zstd) {
         ssize_t got = read_raw(r, r->buf + r->end, room, err);
-        if (got < 4 || (uint8_t)r->buf[r->end] != 0x28 || (uint8_t)r->buf[r->end + 1] != 0xB5 ||
-            (uint8_t)r->buf[r->end + 2] != 0x2F || (uint8_t)r->buf[r->end + 3] != 0xFD)
+        const uint8_t *m = (const uint8_t *)r->buf + r->end;
+        int frame = got >= 4 && m[0] == 0x28 && m[1] == 0xB5 && m[2] == 0x2F && m[3] == 0xFD;
+        int skippable = got >= 4 && (m[0] & 0xF0) == 0x50 && m[1] == 0x2A && m[2] == 0x4D && m[3] == 0x18;
+        if (!frame && !skippable)
             return got;
         /* compressed: move what was read into the compressed-side buffer */
         r->zstd = ZSTD_createDCtx();

@@ -262,7 +262,27 @@ if [ -s "$T/docs.jsonl.zst" ]; then
     check "truncated zstd input: no -o file" test ! -e "$T/cut.jsonl"
     printf '\050\265\057\375' > "$T/magic.zst"
     expect_exit 65 "zstd magic number alone" dsk-clean -q "$T/magic.zst"
+    # pzstd starts its output with a skippable frame (it read as text)
+    { printf '\120\052\115\030\004\000\000\000abcd'; cat "$T/docs.jsonl.zst"; } > "$T/skip.jsonl.zst"
+    dsk-clean -q "$T/skip.jsonl.zst" > "$T/out"
+    check "zstd input that starts with a skippable frame is read" cmp -s "$T/out" "$T/clean.jsonl"
 fi
+# Outputs named by descriptor, or through a symbolic link
+( dsk-clean -q -o /dev/fd/1 "$T/docs.jsonl" > "$T/viafd.jsonl" )
+check "-o /dev/fd/1 writes to standard output (it could not create /dev/fd/1.tmp)" cmp -s "$T/viafd.jsonl" "$T/clean.jsonl"
+echo keep > "$T/appended"
+( dsk-clean -q -o /dev/stdout "$T/docs.jsonl" >> "$T/appended" )
+check "-o /dev/stdout appends where the shell opened stdout for appending" \
+    sh -c "head -1 '$T/appended' | grep -qx keep && tail -n +2 '$T/appended' | cmp -s - '$T/clean.jsonl'"
+ln -s /proc/self/fd/2 "$T/errlink"
+dsk-clean -q --stats "$T/errlink" -o /dev/null "$T/docs.jsonl" 2> "$T/stats-err"
+check "--stats through a link to /proc/self/fd/2 goes to stderr; the link stays" \
+    sh -c "test -L '$T/errlink' && grep -q '\"docs_in\"' '$T/stats-err'"
+echo old > "$T/real.jsonl" && ln -s real.jsonl "$T/link.jsonl"
+dsk-clean -q -o "$T/link.jsonl" "$T/docs.jsonl"
+check "-o through a link replaces the file it names and keeps the link" \
+    sh -c "test -L '$T/link.jsonl' && cmp -s '$T/real.jsonl' '$T/clean.jsonl'"
+expect_exit 73 "-o a descriptor that is not open" dsk-clean -q -o /dev/fd/9 "$T/docs.jsonl"
 for i in $(seq 1 20); do cat "$T/split.jsonl"; done > "$T/big.jsonl"
 ( dsk-clean -q --filters none --dedup none "$T/big.jsonl" 2>"$T/pipe.err" | head -1 > /dev/null; echo "${PIPESTATUS[0]}" > "$T/pipe.rc" )
 check "closed pipe ends quietly" test ! -s "$T/pipe.err"
