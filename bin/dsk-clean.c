@@ -127,6 +127,24 @@ static void parse_minhash(const char *arg, dsk_clean_config *c)
     c->minhash_rows = r;
 }
 
+/* The outputs made final, before the dedup database keeps the run. */
+typedef struct outputs {
+    dsk_outfile *out, *rejects, *stats;
+} outputs;
+
+static int commit_outputs(void *arg, const dsk_clean_stats *st, dsk_err *err)
+{
+    outputs *o = arg;
+    int rc = dsk_outfile_commit(o->out, err);
+    if (!rc && o->rejects)
+        rc = dsk_outfile_commit(o->rejects, err);
+    if (!rc && o->stats) {
+        dsk_clean_stats_write_json(st, o->stats->fp);
+        rc = dsk_outfile_commit(o->stats, err);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
@@ -230,15 +248,9 @@ int main(int argc, char **argv)
         dsk_die_err(&err);
 
     dsk_clean_stats *st = NULL;
-    rc = dsk_clean_run(&c, (const char *const *)argv + optind, out.fp, rejects_path ? rejects.fp : NULL, &st, &err);
-    if (!rc)
-        rc = dsk_outfile_commit(&out, &err);
-    if (!rc && rejects_path)
-        rc = dsk_outfile_commit(&rejects, &err);
-    if (!rc && stats_path) {
-        dsk_clean_stats_write_json(st, stats.fp);
-        rc = dsk_outfile_commit(&stats, &err);
-    }
+    outputs o = {&out, rejects_path ? &rejects : NULL, stats_path ? &stats : NULL};
+    rc = dsk_clean_run(&c, (const char *const *)argv + optind, out.fp, rejects_path ? rejects.fp : NULL, &st,
+                       commit_outputs, &o, &err);
     if (rc) {
         dsk_clean_stats_free(st);
         dsk_clean_config_free(&c);

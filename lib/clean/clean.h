@@ -67,9 +67,13 @@ typedef struct dsk_clean_stats dsk_clean_stats;
 /* Cleans every input (NULL-terminated list; empty means stdin) to out and,
  * when rejects is not NULL, writes each dropped document there with the
  * rule that dropped it.  Returns 0 or an error code with err set.  *stats
- * is allocated and must be freed with dsk_clean_stats_free. */
+ * is allocated and must be freed with dsk_clean_stats_free.
+ * commit_outputs (may be NULL), called once the documents are all
+ * written, makes the outputs final; the dedup database (--dedup-db) keeps
+ * this run's documents as seen only when it succeeds too. */
+typedef int (*dsk_clean_commit_fn)(void *arg, const dsk_clean_stats *stats, dsk_err *err);
 int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *out, FILE *rejects,
-                  dsk_clean_stats **stats, dsk_err *err);
+                  dsk_clean_stats **stats, dsk_clean_commit_fn commit_outputs, void *commit_arg, dsk_err *err);
 
 /* Writes the stats as one JSON object (with a trailing newline). */
 int dsk_clean_stats_write_json(const dsk_clean_stats *s, FILE *f);

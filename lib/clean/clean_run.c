@@ -163,7 +163,7 @@ static uint64_t total_input_size(const char *const *inputs, size_t n)
 }
 
 int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *out, FILE *rejects,
-                  dsk_clean_stats **stats_out, dsk_err *err)
+                  dsk_clean_stats **stats_out, dsk_clean_commit_fn commit_outputs, void *commit_arg, dsk_err *err)
 {
     static const char *const stdin_only[] = {"-", NULL};
     if (!inputs || !inputs[0])
@@ -229,7 +229,12 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
     dsk_progress_finish(&r.progress);
     r.stats->seconds = dsk_now() - t0;
 
-    int close_rc = dsk_dedup_close(&r.dedup, rc ? NULL : &r.err);
+    if (!rc && commit_outputs && commit_outputs(commit_arg, r.stats, &r.err))
+        rc = -1;
+    dsk_err close_err = {0};
+    int close_rc = dsk_dedup_close(&r.dedup, rc == 0, &close_err);
+    if (!rc && close_rc)
+        r.err = close_err;
     if (rc || close_rc) {
         *err = r.err;
         rc = err->code ? err->code : EX_SOFTWARE;

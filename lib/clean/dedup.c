@@ -1,9 +1,11 @@
 #include "clean/dedup.h"
 
+#include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "core/lmdb_file.h"
@@ -56,7 +58,7 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         return lmdb_fail(err, path, "cannot open", rc);
     }
     MDB_txn *txn;
-    MDB_dbi meta, exact, bands, main_db;
+    MDB_dbi meta, exact, bands, runs, main_db;
     MDB_stat main_stat;
     MDB_val key = {6, "params"}, val;
     if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
@@ -75,7 +77,8 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
     free(lock);
     if (rc || (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta)) ||
         (rc = mdb_dbi_open(txn, "exact", MDB_CREATE, &exact)) ||
-        (rc = mdb_dbi_open(txn, "bands", MDB_CREATE, &bands))) {
+        (rc = mdb_dbi_open(txn, "bands", MDB_CREATE, &bands)) ||
+        (rc = mdb_dbi_open(txn, "runs", MDB_CREATE, &runs))) {
         mdb_env_close(env);
         return lmdb_fail(err, path, "cannot open databases", rc);
     }
@@ -93,24 +96,56 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         mdb_env_close(env);
         return EX_DATAERR;
     }
-    if (rc || (rc = mdb_txn_commit(txn))) {
+    /* This run, as running, until it ends. */
+    uint64_t id = 0;
+    while (id == 0 && getrandom(&id, sizeof id, 0) == (ssize_t)sizeof id)
+        ;
+    MDB_val run_key = {sizeof id, &id}, running = {1, "R"};
+    if (!rc && id == 0)
+        rc = EIO;
+    if (rc || (rc = mdb_put(txn, runs, &run_key, &running, 0)) || (rc = mdb_txn_commit(txn))) {
         mdb_env_close(env);
         return lmdb_fail(err, path, "cannot write settings", rc);
     }
     d->env = env;
     d->dbi_exact = exact;
     d->dbi_bands = bands;
+    d->dbi_runs = runs;
+    d->run_id = id;
+    dsk_u64map_init(&d->run_state, 16);
     d->path = dsk_xstrdup(path);
     return 0;
 }
 
-int dsk_dedup_close(dsk_dedup *d, dsk_err *err)
+/* The run's end: its keys stay in effect (its entry goes) or stop
+ * counting (it is marked failed). */
+static int finish_run(dsk_dedup *d, int ok, dsk_err *err)
+{
+    MDB_txn *txn;
+    MDB_val key = {sizeof d->run_id, &d->run_id}, failed = {1, "F"};
+    int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
+    if (!rc) {
+        rc = ok ? mdb_del(txn, d->dbi_runs, &key, NULL) : mdb_put(txn, d->dbi_runs, &key, &failed, 0);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    }
+    return rc ? lmdb_fail(err, d->path, "cannot record the run's end", rc) : 0;
+}
+
+int dsk_dedup_close(dsk_dedup *d, int ok, dsk_err *err)
 {
     int rc = 0;
     if (d->env) {
-        if (d->txn)
+        if (d->txn && ok) {
             rc = dsk_dedup_commit(d, err);
+        } else if (d->txn) {
+            mdb_txn_abort(d->txn);
+            d->txn = NULL;
+        }
+        int end_rc = finish_run(d, ok && !rc, err);
+        rc = rc ? rc : end_rc;
         mdb_env_close(d->env);
+        dsk_u64map_free(&d->run_state);
         free(d->path);
     } else {
         dsk_u64map_free(&d->exact);
@@ -152,17 +187,49 @@ static int over_budget(dsk_dedup *d, dsk_err *err)
     return -1;
 }
 
-/* LMDB lookup-or-insert: 1 if present, 0 if inserted, -1 on error. */
+/* Whether a key whose value is val counts: added by a run that did not
+ * fail (or by an older dsk-clean, with no run id).  -1 on error. */
+static int key_counts(dsk_dedup *d, const MDB_val *val, dsk_err *err)
+{
+    uint64_t id;
+    if (val->mv_size != sizeof id)
+        return 1;
+    memcpy(&id, val->mv_data, sizeof id);
+    if (id == d->run_id)
+        return 1;
+    uint64_t *known = dsk_u64map_find(&d->run_state, id);
+    if (known)
+        return (int)*known;
+    MDB_val key = {sizeof id, &id}, state;
+    int rc = mdb_get(d->txn, d->dbi_runs, &key, &state);
+    if (rc && rc != MDB_NOTFOUND) {
+        lmdb_fail(err, d->path, "lookup", rc);
+        return -1;
+    }
+    /* Gone: it succeeded.  'R': running now, or killed (a signal ends a
+     * run without marking it): its keys count, as they always did. */
+    int counts = rc == MDB_NOTFOUND || state.mv_size != 1 || *(const char *)state.mv_data != 'F';
+    *dsk_u64map_upsert(&d->run_state, id, NULL) = (uint64_t)counts;
+    return counts;
+}
+
+/* LMDB lookup-or-insert: 1 if present, 0 if inserted (or absent, without
+ * insert), -1 on error.  A key of a failed run is absent, and taken over. */
 static int lmdb_seen(dsk_dedup *d, unsigned dbi, const void *k, size_t klen, int insert, dsk_err *err)
 {
     MDB_val key = {klen, (void *)k}, val = {0, ""};
     int rc = mdb_get(d->txn, dbi, &key, &val);
-    if (rc == 0)
-        return 1;
+    if (rc == 0) {
+        int counts = key_counts(d, &val, err);
+        if (counts != 0)
+            return counts;
+        rc = MDB_NOTFOUND;
+    }
     if (rc != MDB_NOTFOUND) {
         lmdb_fail(err, d->path, "lookup", rc);
         return -1;
     }
+    val = (MDB_val){sizeof d->run_id, &d->run_id};
     if (insert && (rc = mdb_put(d->txn, dbi, &key, &val, 0))) {
         lmdb_fail(err, d->path, "insert", rc);
         return -1;

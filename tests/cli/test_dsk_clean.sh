@@ -212,6 +212,18 @@ head -2 "$T/many.jsonl" > "$T/shard1.jsonl"; sed -n '2,3p' "$T/many.jsonl" > "$T
 dsk-clean -q --dedup-db "$T/dedup.lmdb" "$T/shard1.jsonl" > "$T/o1"
 dsk-clean -q --dedup-db "$T/dedup.lmdb" "$T/shard2.jsonl" > "$T/o2"
 check "--dedup-db dedups across runs" test "$(cat "$T/o1" "$T/o2" | wc -l)" -eq 3
+# A run that fails marks nothing as seen: retried, its documents come out
+printf '{"text":"alpha doc one"}\n{"text":"beta doc two"}\n{"text":bad}\n' > "$T/part.jsonl"
+expect_exit 65 "--dedup-db: a run that fails on bad input" dsk-clean -q --filters none --dedup-db "$T/retry.lmdb" \
+    -o "$T/retry.jsonl" "$T/part.jsonl"
+head -2 "$T/part.jsonl" > "$T/fixed.jsonl"
+expect_exit 0 "... retried on the mended input" dsk-clean -q --filters none --dedup-db "$T/retry.lmdb" \
+    -o "$T/retry.jsonl" "$T/fixed.jsonl"
+check "... keeps the documents the failed run had seen (it dropped them as duplicates)" \
+    test "$(wc -l < "$T/retry.jsonl")" -eq 2
+expect_exit 0 "... and a third run over them" dsk-clean -q --filters none --dedup-db "$T/retry.lmdb" -o "$T/again.jsonl" \
+    "$T/fixed.jsonl"
+check "... finds them seen, kept by the run that succeeded" test ! -s "$T/again.jsonl"
 expect_exit 65 "--dedup-db refuses other settings" dsk-clean -q --dedup exact,minhash --minhash 3,14,8 --dedup-db "$T/dedup.lmdb" "$T/shard2.jsonl"
 expect_exit 64 "bad --minhash" dsk-clean --minhash 5,100,8 "$T/docs.jsonl"
 expect_exit 70 "--dedup-memory budget" dsk-clean -q --filters none --dedup-memory 1K "$T/split.jsonl"

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     dsk_clean_stats *stats = NULL;
     dsk_err err = {0};
     c.threads = size % 2 ? 2 : 1;
-    dsk_clean_run(&c, inputs, devnull, devnull, &stats, &err);
+    dsk_clean_run(&c, inputs, devnull, devnull, &stats, NULL, NULL, &err);
     dsk_clean_stats_free(stats);
     close(fd);
     return 0;

@@ -18,7 +18,7 @@ TEST(memory_exact_and_near)
     uint64_t chained[3] = {20, 99, 98};          /* b was a duplicate: its bands were not added */
     CHECK(dsk_dedup_near(&d, chained, 3, &err) == 0);
     CHECK(dsk_dedup_memory_bytes(&d) > 0);
-    dsk_dedup_close(&d, &err);
+    dsk_dedup_close(&d, 1, &err);
 }
 
 TEST(memory_budget_is_enforced)
@@ -31,7 +31,7 @@ TEST(memory_budget_is_enforced)
         rc = dsk_dedup_exact(&d, i * 0x9E3779B97F4A7C15ull, i, &err);
     CHECK(rc == -1);
     CHECK(strstr(err.msg, "--dedup-db") != NULL);
-    dsk_dedup_close(&d, &err);
+    dsk_dedup_close(&d, 1, &err);
 }
 
 TEST(lmdb_index_is_shared_across_runs)
@@ -48,13 +48,13 @@ TEST(lmdb_index_is_shared_across_runs)
     CHECK(dsk_dedup_exact(&d, 42, 43, &err) == 0);
     CHECK(dsk_dedup_near(&d, bands, 2, &err) == 0);
     CHECK(dsk_dedup_commit(&d, &err) == 0);
-    CHECK(dsk_dedup_close(&d, &err) == 0);
+    CHECK(dsk_dedup_close(&d, 1, &err) == 0);
 
     CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=5 bands=2 rows=8", &err) == 0);
     CHECK(dsk_dedup_begin(&d, &err) == 0);
     CHECK(dsk_dedup_exact(&d, 42, 43, &err) == 1);
     CHECK(dsk_dedup_near(&d, other, 2, &err) == 1);
-    CHECK(dsk_dedup_close(&d, &err) == 0);
+    CHECK(dsk_dedup_close(&d, 1, &err) == 0);
 
     CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=3 bands=2 rows=8", &err) == EX_DATAERR);
     CHECK(strstr(err.msg, "different dedup settings") != NULL);
@@ -64,4 +64,48 @@ TEST(lmdb_index_is_shared_across_runs)
     unlink(lock);
 }
 
-RUN_TESTS(T(memory_exact_and_near), T(memory_budget_is_enforced), T(lmdb_index_is_shared_across_runs))
+/* A run that fails leaves nothing marked as seen: its committed batches'
+ * keys stop counting, and the next run takes them over. */
+TEST(lmdb_failed_run_leaves_no_keys)
+{
+    char path[] = "/tmp/dsk-dedup-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    dsk_dedup d, other;
+    dsk_err err = {0};
+    uint64_t bands[2] = {5, 6};
+    const char *params = "minhash ngram=5 bands=2 rows=8";
+    CHECK(dsk_dedup_open_lmdb(&d, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 0);
+    CHECK(dsk_dedup_commit(&d, &err) == 0);
+    /* while it runs, another run sees its keys */
+    CHECK(dsk_dedup_open_lmdb(&other, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&other, &err) == 0);
+    CHECK(dsk_dedup_exact(&other, 1, 2, &err) == 1);
+    CHECK(dsk_dedup_commit(&other, &err) == 0);
+    CHECK(dsk_dedup_close(&other, 1, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_near(&d, bands, 2, &err) == 0);   /* in the batch open when it fails */
+    CHECK(dsk_dedup_close(&d, 0, &err) == 0);
+
+    CHECK(dsk_dedup_open_lmdb(&d, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 0);      /* the failed run's key: absent, taken over */
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 1);      /* now this run's */
+    CHECK(dsk_dedup_near(&d, bands, 2, &err) == 0);
+    CHECK(dsk_dedup_close(&d, 1, &err) == 0);
+    CHECK(dsk_dedup_open_lmdb(&d, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 1);      /* kept by the run that succeeded */
+    CHECK(dsk_dedup_near(&d, bands, 2, &err) == 1);
+    CHECK(dsk_dedup_close(&d, 1, &err) == 0);
+    unlink(path);
+    char lock[64];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(lock);
+}
+
+RUN_TESTS(T(memory_exact_and_near), T(memory_budget_is_enforced), T(lmdb_index_is_shared_across_runs),
+          T(lmdb_failed_run_leaves_no_keys))
