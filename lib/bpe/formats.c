@@ -359,7 +359,17 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
     for (uint32_t id = 0; id < t->n_vocab && !rc; id++) {
         size_t len;
         const char *b = dsk_tokenizer_bytes(t, id, &len);
-        if (!len || t->is_special[id])
+        if (len && t->is_special[id]) {
+            /* In the vocab too, as its text, like Hugging Face's GPT-2:
+             * the tokenizers library numbers an added token by the vocab's
+             * id for its text, else after the vocab's size, which is not
+             * its id when ids have a gap (cl100k's 100256). */
+            char *text = dsk_xstrndup(b, len);
+            json_object_object_add(vocab, text, json_object_new_int64(id));
+            free(text);
+            continue;
+        }
+        if (!len)
             continue;
         struct json_object *k = unicode_string(b, len, &tmp);
         json_object_object_add(vocab, json_object_get_string(k), json_object_new_int64(id));
@@ -393,23 +403,65 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
     return rc;
 }
 
-static const char *find_pattern(struct json_object *pre)
+/* The pre-tokenizer as dsk-bpe runs it: one regex, then the byte-level
+ * mapping.  Hugging Face writes it as a Split (its regex, "Isolated") and
+ * a ByteLevel without a regex of its own, or a ByteLevel whose use_regex
+ * is GPT-2's pattern.  Anything that would change the ids (another
+ * pre-tokenizer, a Split that removes or merges, add_prefix_space) is
+ * refused, not ignored.  Sets *pattern (owned by the JSON); 0 or -1 with
+ * why. */
+static int read_pre_tokenizer(struct json_object *pre, const char **pattern, char *why, size_t n)
 {
-    if (!pre)
-        return NULL;
-    struct json_object *type = dsk_json_get_string(pre, "type");
-    if (type && strcmp(json_object_get_string(type), "Split") == 0) {
+    struct json_object *type = pre ? dsk_json_get_string(pre, "type") : NULL;
+    const char *t = type ? json_object_get_string(type) : "";
+    if (!strcmp(t, "Sequence")) {
+        struct json_object *list = json_object_object_get(pre, "pretokenizers");
+        for (size_t i = 0; dsk_json_is(list, json_type_array) && i < json_object_array_length(list); i++)
+            if (read_pre_tokenizer(json_object_array_get_idx(list, i), pattern, why, n))
+                return -1;
+        return 0;
+    }
+    const char *regex = NULL;
+    if (!strcmp(t, "Split")) {
         struct json_object *pat = json_object_object_get(pre, "pattern");
         struct json_object *re = pat ? dsk_json_get_string(pat, "Regex") : NULL;
-        return re ? json_object_get_string(re) : NULL;
+        struct json_object *behavior = dsk_json_get_string(pre, "behavior"), *invert = json_object_object_get(pre, "invert");
+        if (!re)
+            return snprintf(why, n, "a Split pre-tokenizer without a Regex pattern"), -1;
+        if ((behavior && strcmp(json_object_get_string(behavior), "Isolated") != 0) ||
+            (invert && json_object_get_boolean(invert)))
+            return snprintf(why, n, "a Split pre-tokenizer with behavior %s%s (dsk-bpe keeps each match: Isolated)",
+                            behavior ? json_object_get_string(behavior) : "Isolated",
+                            invert && json_object_get_boolean(invert) ? ", inverted" : ""), -1;
+        regex = json_object_get_string(re);
+    } else if (!strcmp(t, "ByteLevel")) {
+        struct json_object *prefix = json_object_object_get(pre, "add_prefix_space");
+        struct json_object *use_regex = json_object_object_get(pre, "use_regex");
+        if (prefix && json_object_get_boolean(prefix))
+            return snprintf(why, n, "a ByteLevel pre-tokenizer with add_prefix_space"), -1;
+        if (!use_regex || json_object_get_boolean(use_regex))   /* the library's default: GPT-2's pattern */
+            regex = dsk_bpe_named_pattern("gpt2");
+    } else {
+        return snprintf(why, n, "a %s pre-tokenizer", *t ? t : "typeless"), -1;
     }
-    struct json_object *list = json_object_object_get(pre, "pretokenizers");
-    for (size_t i = 0; dsk_json_is(list, json_type_array) && i < json_object_array_length(list); i++) {
-        const char *p = find_pattern(json_object_array_get_idx(list, i));
-        if (p)
-            return p;
+    if (regex && *pattern)
+        return snprintf(why, n, "two regex pre-tokenizers, one after the other"), -1;
+    if (regex)
+        *pattern = regex;
+    return 0;
+}
+
+/* Whether added_tokens lists this text with this id. */
+static int listed_as_added(struct json_object *added, const char *text, int64_t id)
+{
+    for (size_t i = 0; dsk_json_is(added, json_type_array) && i < json_object_array_length(added); i++) {
+        struct json_object *a = json_object_array_get_idx(added, i);
+        struct json_object *content = dsk_json_get_string(a, "content"), *aid = json_object_object_get(a, "id");
+        if (content && dsk_json_is(aid, json_type_int) && json_object_get_int64(aid) == id &&
+            strcmp(json_object_get_string(content), text) == 0)
+            return 1;
     }
-    return NULL;
+    return 0;
 }
 
 int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
@@ -426,9 +478,12 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
         return dsk_fail(err, EX_DATAERR, "%s: not a byte-level BPE tokenizer.json (model.type BPE with a vocab)", path);
     }
     dsk_buf bytes = {0};
+    struct json_object *added = json_object_object_get(root, "added_tokens");
     json_object_object_foreach(vocab, key, val) {
         int64_t id = json_object_get_int64(val);
         dsk_buf_clear(&bytes);
+        if (listed_as_added(added, key, id))
+            continue;   /* a special token in both lists (GPT-2's <|endoftext|>): defined below */
         if (!dsk_json_is(val, json_type_int) || id < 0 || id >= DSK_BPE_MAX_VOCAB)
             rc = dsk_fail(err, EX_DATAERR, "%s: vocab entry '%s' has no valid id", path, key);
         else if (dsk_bpe_unicode_to_bytes(key, strlen(key), &bytes))
@@ -442,7 +497,6 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
             break;
     }
     dsk_buf_free(&bytes);
-    struct json_object *added = json_object_object_get(root, "added_tokens");
     for (size_t i = 0; !rc && dsk_json_is(added, json_type_array) && i < json_object_array_length(added); i++) {
         struct json_object *a = json_object_array_get_idx(added, i);
         struct json_object *content = dsk_json_get_string(a, "content"), *id = json_object_object_get(a, "id");
@@ -487,9 +541,18 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     }
     dsk_buf_free(&a);
     dsk_buf_free(&b);
-    const char *pattern = find_pattern(json_object_object_get(root, "pre_tokenizer"));
+    const char *pattern = NULL;
+    char why[200];
+    struct json_object *normalizer = json_object_object_get(root, "normalizer");
+    struct json_object *norm_type = normalizer ? dsk_json_get_string(normalizer, "type") : NULL;
+    if (!rc && normalizer)
+        rc = dsk_fail(err, EX_DATAERR, "%s: a %s normalizer, which dsk-bpe does not apply (its ids would differ)", path,
+                      norm_type ? json_object_get_string(norm_type) : "typeless");
+    if (!rc && read_pre_tokenizer(json_object_object_get(root, "pre_tokenizer"), &pattern, why, sizeof why))
+        rc = dsk_fail(err, EX_DATAERR, "%s: %s, which dsk-bpe does not apply (its ids would differ)", path, why);
     if (!rc && !pattern)
-        rc = dsk_fail(err, EX_DATAERR, "%s: no Split pre-tokenizer with a Regex pattern", path);
+        rc = dsk_fail(err, EX_DATAERR, "%s: no pre-tokenizer regex (a Split with a Regex, or a ByteLevel with use_regex)",
+                      path);
     if (!rc)
         rc = dsk_tokenizer_set_pattern(t, pattern, err);
     json_object_put(root);

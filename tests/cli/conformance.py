@@ -2,7 +2,8 @@
 """Reference ids for the conformance tests.
   conformance.py corpus OUT.jsonl            write the test corpus
   conformance.py tiktoken NAME DIR IN OUT    ids from tiktoken for each document
-  conformance.py hf TOKENIZER.JSON IN OUT    ids from Hugging Face tokenizers"""
+  conformance.py hf TOKENIZER.JSON IN OUT    ids from Hugging Face tokenizers
+  conformance.py hf-specials TOKENIZER.JSON  the special tokens' ids in Hugging Face tokenizers"""
 import json
 import random
 import sys
@@ -58,6 +59,12 @@ elif cmd == "hf":
     tok = Tokenizer.from_file(sys.argv[2])
     tok.encode_special_tokens = True  # special-token text is ordinary text, as in encode_ordinary
     write_ids(sys.argv[4], [tok.encode(t, add_special_tokens=False).ids for t in texts(sys.argv[3])])
+elif cmd == "hf-specials":  # each special token's id in HF tokenizers is the one the file gives it
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(sys.argv[2])
+    want = {a["content"]: a["id"] for a in json.load(open(sys.argv[2]))["added_tokens"]}
+    got = {k: tok.token_to_id(k) for k in want}
+    sys.exit(0 if want and got == want else f"special token ids: want {want}, HF says {got}")
 elif cmd == "specials":  # --special arguments from a shared NAME.json
     meta = json.load(open(sys.argv[2]))
     print(" ".join(f"--special={k}={v}" for k, v in meta["special_tokens"].items()))

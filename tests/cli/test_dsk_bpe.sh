@@ -119,9 +119,10 @@ for b in range(256):
     if b not in bs:
         bs.append(b); cs.append(256 + n); n += 1
 back = {chr(c): b for b, c in zip(bs, cs)}
-vocab = json.load(open(sys.argv[1]))["model"]["vocab"]
-for k, i in sorted(vocab.items(), key=lambda kv: kv[1]):
-    if i >= 256:
+d = json.load(open(sys.argv[1]))
+special = {a["id"] for a in d["added_tokens"]}   # in the vocab too, for Hugging Face
+for k, i in sorted(d["model"]["vocab"].items(), key=lambda kv: kv[1]):
+    if i >= 256 and i not in special:
         print(bytes(back[ch] for ch in k).hex())
 PY
 check "training matches the naive reference merge for merge ($(wc -l < "$T/ref.merges") merges)" cmp -s "$T/ref.merges" "$T/dsk.merges"
@@ -171,6 +172,33 @@ expect_err_contains "made with tokenizer" "fingerprint mismatch is explained"
 expect_exit 65 "chat needs the chat specials" dsk-bpe encode -t "$T/gpt2.json" -o "$T/x.dskt" "$T/mixed.jsonl"
 check "no .dskt left after a failed encode" test ! -e "$T/x.dskt"
 
+# ---- tokenizer.json as Hugging Face writes it -------------------------------------------
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+d = json.load(open(f"{t}/gpt2.json"))
+def save(name, **changes):
+    e = json.loads(json.dumps(d)); e.update(changes); json.dump(e, open(f"{t}/{name}.json", "w"))
+# the Hub's gpt2: a ByteLevel pre-tokenizer with its own regex
+save("hf-bytelevel", pre_tokenizer={"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                    "use_regex": True})
+save("hf-lowercase", normalizer={"type": "Lowercase"})
+save("hf-prefix", pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True, "use_regex": True})
+split = json.loads(json.dumps(d["pre_tokenizer"])); split["pretokenizers"][0]["behavior"] = "Removed"
+save("hf-removed", pre_tokenizer=split)
+save("hf-whitespace", pre_tokenizer={"type": "Whitespace"})
+PY
+expect_exit 0 "a ByteLevel pre-tokenizer with use_regex (Hugging Face's gpt2) loads" dsk-bpe info -t "$T/hf-bytelevel.json"
+check "... as the same tokenizer" test "$(grep fingerprint "$T/out")" = "$(dsk-bpe info -t "$T/gpt2.json" | grep fingerprint)"
+check "our tokenizer.json lists each special token in the vocab too, with its id" python3 -c '
+import json, sys; d = json.load(open(sys.argv[1]))
+assert d["added_tokens"] and all(d["model"]["vocab"][a["content"]] == a["id"] for a in d["added_tokens"])' "$T/gpt2.json"
+for bad in lowercase:"Lowercase normalizer" prefix:"add_prefix_space" removed:"behavior Removed" \
+           whitespace:"Whitespace pre-tokenizer"; do
+    expect_exit 65 "tokenizer.json with a ${bad#*:} is refused (its ids would differ)" dsk-bpe info -t "$T/hf-${bad%%:*}.json"
+    expect_err_contains "${bad#*:}" "... and the message names it"
+done
+
 # ---- conformance with the reference implementations ------------------------------------
 if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import tiktoken, tokenizers' 2>/dev/null; then
     for name in gpt2 cl100k_base o200k_base; do
@@ -178,6 +206,8 @@ if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import tiktoken, tokenizers' 2>/dev/nul
         check "$name: ids identical to tiktoken on $(wc -l < "$T/corpus.jsonl") documents" cmp -s "$T/$name.ids" "$T/$name.tiktoken.ids"
         "$DSK_PY" "$here/conformance.py" hf "$T/$name.json" "$T/corpus.jsonl" "$T/$name.hf.ids"
         check "$name: our tokenizer.json loads in HF tokenizers, same ids" cmp -s "$T/$name.ids" "$T/$name.hf.ids"
+        check "$name: HF tokenizers gives each special token the id dsk-bpe does (cl100k's ids have gaps)" \
+            "$DSK_PY" "$here/conformance.py" hf-specials "$T/$name.json"
     done
 elif [ -n "${DSK_OFFLINE:-}" ]; then
     tap_n=$((tap_n + 1)); echo "ok $tap_n - conformance with tiktoken # SKIP DSK_OFFLINE is set"
