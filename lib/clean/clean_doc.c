@@ -147,7 +147,9 @@ static const char *filter_prose(clean_worker *w, const clean_ctx *ctx, doc_slot 
         d->c4_lines += (uint32_t)removed;
         if (rule)
             return rule;
-        if (removed) {  /* the text without the removed lines, and its view */
+        /* The text without the removed lines or the citation marks (a
+         * mark cut is what leaves the view not ok), and its view. */
+        if (removed || !view_ok) {
             dsk_buf tmp = w->text;
             w->text = w->c4_out;
             w->c4_out = tmp;
