@@ -107,14 +107,25 @@ static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
     return 0;
 }
 
-/* An answer: a string, or messages whose last one is the answer. */
+/* An answer: a string, or one assistant message (TRL's conversational
+ * form with the prompt apart).  More messages are refused: taking one of
+ * them would drop the others, or train a user turn as the answer. */
 static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *a,
                          const char *name, dskt_record *rec, dsk_err *err)
 {
-    if (dsk_json_is(a, json_type_array) && json_object_array_length(a) > 0)
-        a = json_object_object_get(json_object_array_get_idx(a, json_object_array_length(a) - 1), "content");
+    if (dsk_json_is(a, json_type_array)) {
+        struct json_object *m = json_object_array_length(a) == 1 ? json_object_array_get_idx(a, 0) : NULL;
+        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+        size_t n = json_object_array_length(a);
+        if (!m || (role && strcmp(json_object_get_string(role), "assistant") != 0))
+            return dsk_fail(err, EX_DATAERR,
+                            "\"%s\" must be a string or one assistant message, not %s (the turns before the answer "
+                            "go in \"prompt\")", name, n != 1 ? "several messages" : n ? "a message of another role"
+                                                                                 : "an empty list");
+        a = dsk_json_is(m, json_type_object) ? json_object_object_get(m, "content") : NULL;
+    }
     if (!dsk_json_is(a, json_type_string))
-        return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or a list of messages", name);
+        return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message with string content", name);
     int rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
     if (!rc)
         add_id(rec, c->end, 1);

@@ -67,6 +67,7 @@ static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d,
     if (clean_text(w, ctx, d, json_object_get_string(str), (size_t)json_object_get_string_len(str), err))
         return -1;
     json_object_set_string_len(str, w->text.data ? w->text.data : "", (int)w->text.len);
+    w->content_bytes += w->text.len;
     if (w->joined.len)
         dsk_buf_addc(&w->joined, '\n');
     dsk_buf_add(&w->joined, w->text.data ? w->text.data : "", w->text.len);
@@ -75,10 +76,12 @@ static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d,
 
 /* A chat transcript: an array of {"role": ..., "content": "..."}. */
 static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *messages,
-                                  dsk_err *err)
+                                  const char *field, dsk_err *err)
 {
-    if (!dsk_json_is(messages, json_type_array) || json_object_array_length(messages) == 0)
-        return "\"messages\" must be a non-empty array";
+    if (!dsk_json_is(messages, json_type_array) || json_object_array_length(messages) == 0) {
+        dsk_fail(err, EX_DATAERR, "\"%s\" must be a non-empty array of messages", field);
+        return err->msg;
+    }
     for (size_t i = 0; i < json_object_array_length(messages); i++) {
         struct json_object *m = json_object_array_get_idx(messages, i);
         struct json_object *role = NULL, *content = NULL;
@@ -103,10 +106,11 @@ static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_s
                                     dsk_err *err)
 {
     dsk_buf_clear(&w->joined);
+    w->content_bytes = 0;
     struct json_object *messages;
     if (json_object_object_get_ex(obj, "messages", &messages)) {
         d->kind = KIND_CHAT;
-        return clean_messages(w, ctx, d, messages, err);
+        return clean_messages(w, ctx, d, messages, "messages", err);
     }
     d->kind = KIND_PREFERENCE;
     static const char *const fields[] = {"prompt", "chosen", "rejected"};
@@ -116,11 +120,20 @@ static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_s
             if (clean_json_string(w, ctx, d, v, err))
                 return err->msg;
         } else if (dsk_json_is(v, json_type_array)) {  /* conversational form */
-            const char *why = clean_messages(w, ctx, d, v, err);
+            /* an answer is one assistant message, as dsk-bpe encodes it */
+            struct json_object *m = json_object_array_get_idx(v, 0);
+            struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+            if (i > 0 && (json_object_array_length(v) != 1 || (role && strcmp(json_object_get_string(role), "assistant")))) {
+                dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message (the turns before the "
+                         "answer go in \"prompt\")", fields[i]);
+                return err->msg;
+            }
+            const char *why = clean_messages(w, ctx, d, v, fields[i], err);
             if (why)
                 return why;
         } else {
-            return "preference fields must be strings or message arrays";
+            dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or an array of messages", fields[i]);
+            return err->msg;
         }
     }
     return NULL;
@@ -286,7 +299,9 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
         text = w->joined.data ? w->joined.data : "";
         len = w->joined.len;
     }
-    if (d->status == DOC_KEEP && len == 0) {
+    /* A chat or preference record counts as empty when every string in it
+     * is (its joined text still holds the role names). */
+    if (d->status == DOC_KEEP && (len == 0 || (d->kind != KIND_PLAIN && w->content_bytes == 0))) {
         d->status = DOC_DROP;
         d->rule = "empty";
     }

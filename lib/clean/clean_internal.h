@@ -44,6 +44,7 @@ typedef struct clean_batch {
 
 typedef struct clean_worker {
     dsk_buf repaired, scratch, text, c4_out, joined, field;
+    size_t content_bytes;   /* of a chat or preference record's strings, after cleaning */
     dsk_text_view view, view_c4;  /* the second holds C4's output, then they swap */
     int view_current;  /* view describes the current document's text */
     dsk_filter_scratch fscratch;

@@ -162,6 +162,10 @@ rec = [json.loads(l) for l in open(sys.argv[1])][1]
 answer = sys.argv[2]
 sys.exit(not (0 < rec["trained_tokens"] < int(sys.argv[3])))' "$T/decoded" "on the mat" "$n_mask"
 check "preference record: prompt, chosen, rejected" grep -q '"prompt":"<|user|>where is the cat<|end|><|assistant|>","chosen":"on the mat<|end|>","rejected":"that hat<|end|>"' "$T/decoded"
+echo '{"prompt":"Q","chosen":[{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"rejected":"B"}' > "$T/multi.jsonl"
+expect_exit 65 "a preference answer of several messages is refused (the last one was taken: here a user's)" \
+    dsk-bpe encode -t "$T/trained.json" -o "$T/multi.dskt" "$T/multi.jsonl"
+check "... and no .dskt is left" test ! -e "$T/multi.dskt"
 head -c 60 "$T/mixed.dskt" > "$T/cut.dskt"
 expect_exit 65 "truncated .dskt" dsk-bpe decode -t "$T/trained.json" "$T/cut.dskt"
 expect_err_contains "truncated at offset" ".dskt truncation names the offset"
