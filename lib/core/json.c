@@ -86,6 +86,54 @@ static int decode_surrogate_pairs(const char *s, size_t n, dsk_buf *out)
     return changed;
 }
 
+/* Numbers json-c would pass on changed, or as text that is not JSON: an
+ * integer beyond 64 bits (json-c clamps it to the nearest limit: a limit's
+ * value is refused unless the text has that literal) and a number written
+ * "1." or "1.e5" (json-c keeps and writes back its text).  NaN and
+ * Infinity, which Python writes, pass.  0, or -1 with msg set. */
+static int check_numbers(struct json_object *o, const char *s, size_t n, int depth, char *msg, size_t msg_len)
+{
+    if (depth > JSON_TOKENER_DEFAULT_DEPTH)
+        return 0;
+    switch (json_object_get_type(o)) {
+    case json_type_object: {
+        json_object_object_foreach(o, k, v) {
+            (void)k;
+            if (check_numbers(v, s, n, depth + 1, msg, msg_len))
+                return -1;
+        }
+        return 0;
+    }
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (check_numbers(json_object_array_get_idx(o, i), s, n, depth + 1, msg, msg_len))
+                return -1;
+        return 0;
+    case json_type_int: {
+        int64_t v = json_object_get_int64(o);
+        int at_limit = v == INT64_MIN || (v == INT64_MAX && json_object_get_uint64(o) == (uint64_t)INT64_MAX) ||
+                       json_object_get_uint64(o) == UINT64_MAX;
+        const char *lit = at_limit ? json_object_to_json_string(o) : NULL;
+        if (lit && !memmem(s, n, lit, strlen(lit))) {
+            snprintf(msg, msg_len, "an integer beyond 64 bits (it would come out as %s)", lit);
+            return -1;
+        }
+        return 0;
+    }
+    case json_type_double: {
+        const char *lit = json_object_to_json_string(o);
+        const char *dot = strchr(lit, '.');
+        if (dot && (dot[1] < '0' || dot[1] > '9')) {
+            snprintf(msg, msg_len, "the number %.40s is not JSON (a digit must follow the point)", lit);
+            return -1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
 struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len)
 {
     if (decode_surrogate_pairs(s, n, &rewritten)) {
@@ -126,6 +174,10 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
     if (end < n) {
         json_object_put(o);
         snprintf(msg, msg_len, "unexpected text after the value at column %zu", end + 1);
+        return NULL;
+    }
+    if (check_numbers(o, s, n, 0, msg, msg_len)) {
+        json_object_put(o);
         return NULL;
     }
     return o;

@@ -201,6 +201,33 @@ TEST(json_scalars_at_the_end)
     CHECK(dsk_json_parse("12x", 3, msg, sizeof msg) == NULL);
 }
 
+/* Numbers json-c would change or write back as non-JSON are refused; the
+ * 64-bit limits themselves, NaN and Infinity pass. */
+TEST(json_numbers_pass_unchanged_or_are_refused)
+{
+    const char *bad[] = {"{\"n\":12345678901234567890123}", "{\"n\":-9223372036854775809}",
+                         "{\"n\":18446744073709551616}", "{\"n\":[1, {\"m\":1.}]}", "{\"n\":1.e5}"};
+    const char *good[] = {"{\"n\":18446744073709551615}", "{\"n\":9223372036854775807}",
+                          "{\"n\":-9223372036854775808}", "{\"n\":NaN}", "{\"n\":-1.25e-3}", "{\"n\":1e400}"};
+    char msg[160];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct json_object *o = dsk_json_parse(bad[i], strlen(bad[i]), msg, sizeof msg);
+        CHECK(o == NULL);
+        json_object_put(o);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        struct json_object *o = dsk_json_parse(good[i], strlen(good[i]), msg, sizeof msg);
+        CHECK(o != NULL);
+        if (o) {   /* written back as given */
+            char want[64];
+            snprintf(want, sizeof want, "{\"n\":%s}", strchr(good[i], ':') + 1);
+            want[strlen(want) - 1] = '\0';
+            CHECK_STR(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), want);
+        }
+        json_object_put(o);
+    }
+}
+
 /* Stored token words are little-endian at any alignment; both directions
  * return the largest id, whatever its position and the run's length. */
 TEST(tokens_widen_and_narrow)
@@ -254,5 +281,5 @@ TEST(rng_normal_fill_is_the_sequential_stream)
     }
 }
 
-RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))
