@@ -263,8 +263,9 @@ static int cmd_decode(args *a, int argc, char **argv)
     while (!rc && (rc = dsk_reader_next(&r, '\n', &line, &len, &err)) == 1) {
         size_t n = 0;
         rc = 0;
+        /* ids separated by spaces or tabs; a CRLF line's CR is white space too */
         for (size_t i = 0; i < len;) {
-            while (i < len && line[i] == ' ')
+            while (i < len && (line[i] == ' ' || line[i] == '\t' || (line[i] == '\r' && i + 1 == len)))
                 i++;
             if (i == len)
                 break;
@@ -272,9 +273,26 @@ static int cmd_decode(args *a, int argc, char **argv)
             size_t start = i;
             while (i < len && line[i] >= '0' && line[i] <= '9' && v < DSK_BPE_MAX_VOCAB)
                 v = v * 10 + (uint64_t)(line[i++] - '0');
-            if (i == start || (i < len && line[i] != ' ') || v >= t.n_vocab) {
-                rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: expected token ids below %u", r.name,
-                              (unsigned long long)r.record_no, t.n_vocab);
+            int ends = i == len || line[i] == ' ' || line[i] == '\t' || (line[i] == '\r' && i + 1 == len);
+            if (i == start || !ends) {
+                size_t bad = i == start ? i : start, w = 0;
+                while (bad + w < len && w < 20 && line[bad + w] != ' ' && line[bad + w] != '\t')
+                    w++;
+                if (r.record_no == 1 && len >= 4 && !memcmp(line, "DSKT", 4)) {
+                    rc = dsk_fail(&err, EX_DATAERR, "%s: a .dskt stream, not text ids: decode it without --ids", r.name);
+                    break;
+                }
+                dsk_buf shown = {0};
+                dsk_utf8_repair(line + bad, w, &shown);
+                rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: column %zu: '%.*s' is not a token id", r.name,
+                              (unsigned long long)r.record_no, bad + 1, (int)shown.len, shown.data ? shown.data : "");
+                dsk_buf_free(&shown);
+                break;
+            }
+            if (v >= t.n_vocab) {
+                rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: column %zu: token id %.*s is not below the vocab size %u",
+                              r.name, (unsigned long long)r.record_no, start + 1, (int)(i - start), line + start,
+                              t.n_vocab);
                 break;
             }
             if (n == cap) {

@@ -86,6 +86,15 @@ a = [json.loads(l)["text"] for l in open(sys.argv[1])]
 b = [json.loads(l)["text"] for l in open(sys.argv[2])]
 sys.exit(a != b)' "$T/corpus.jsonl" "$T/$name.back"
 done
+printf '15339\t1917\r\n' > "$T/tabs.ids"
+expect_exit 0 "decode --ids takes tabs and a CRLF line end" dsk-bpe decode -t "$T/cl100k_base.json" --ids "$T/tabs.ids"
+check "... as spaces" grep -qx '{"text":"hello world"}' "$T/out"
+echo '12 abc' > "$T/bad.ids"
+expect_exit 65 "decode --ids: a word that is not an id" dsk-bpe decode -t "$T/cl100k_base.json" --ids "$T/bad.ids"
+expect_err_contains "column 4: 'abc' is not a token id" "... is named, with its column (it said: expected ids below N)"
+echo '12 999999' > "$T/big.ids"
+expect_exit 65 "decode --ids: an id past the vocab" dsk-bpe decode -t "$T/cl100k_base.json" --ids "$T/big.ids"
+expect_err_contains "token id 999999 is not below the vocab size" "... is named as such"
 dsk-bpe encode -j1 -t "$T/cl100k_base.json" -o "$T/j1.dskt" "$T/corpus.jsonl"
 dsk-bpe encode -j3 -t "$T/cl100k_base.json" -o "$T/j3.dskt" "$T/corpus.jsonl"
 check "same .dskt bytes with 1 and 3 threads" cmp -s "$T/j1.dskt" "$T/j3.dskt"
