@@ -44,10 +44,16 @@ static int parse_bits(const char *option, const char *arg, const named_bit *name
     int editing = arg[0] == '+' || arg[0] == '-';
     unsigned result = editing ? *bits : 0;
     int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    /* Every name given, empty ones included: an empty list (an unset
+     * Makefile variable) must not read as "none". */
+    for (char *rest = copy, *tok; (tok = strsep(&rest, ",")) != NULL;) {
         int sign = 0;
         if (*tok == '+' || *tok == '-')
             sign = *tok++ == '-' ? -1 : 1;
+        if (!*tok) {
+            rc = dsk_fail(err, EX_USAGE, "%s: an empty name in '%s' (none turns them all off)", option, arg);
+            break;
+        }
         if (sign == 0 && editing) {
             rc = dsk_fail(err, EX_USAGE, "%s: mix of edits (+x/-x) and plain names in '%s'", option, arg);
             break;

@@ -196,6 +196,8 @@ expect_exit 0 "--set tunes a threshold" dsk-clean -q --set gopher_quality.min_wo
 check "tuned threshold keeps the short doc" grep -q '"id":"short"' "$T/out"
 expect_exit 64 "--set unknown name" dsk-clean --set nope=1 "$T/docs.jsonl"
 expect_exit 64 "--set bad value" dsk-clean --set c4.min_sentences=x "$T/docs.jsonl"
+expect_exit 64 "an empty --dedup (an unset Makefile variable) is not read as none" dsk-clean --dedup "" "$T/docs.jsonl"
+expect_exit 64 "an empty name in --filters" dsk-clean --filters "c4,," "$T/docs.jsonl"
 printf '%s\n' '{"text":"Paris is the capital of France.[1] It is large.[23] See also[edit] here ok.\nLine two has words in it.\nLine three has words in it."}' > "$T/cite.jsonl"
 dsk-clean -q --filters c4 --dedup none --set c4.min_sentences=0 "$T/cite.jsonl" > "$T/out"
 check "c4 strips citation marks when it removes no line (it kept them then)" \
