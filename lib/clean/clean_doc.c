@@ -20,7 +20,7 @@ void clean_worker_init(clean_worker *w, const clean_ctx *ctx)
 
 void clean_worker_free(clean_worker *w)
 {
-    dsk_buf *bufs[] = {&w->repaired, &w->scratch, &w->text, &w->c4_out, &w->joined, &w->field};
+    dsk_buf *bufs[] = {&w->repaired, &w->scratch, &w->text, &w->c4_out, &w->joined, &w->field, &w->repl};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dsk_buf_free(bufs[i]);
     dsk_text_view_free(&w->view);
@@ -58,6 +58,16 @@ static int clean_text(clean_worker *w, const clean_ctx *ctx, doc_slot *d, const 
     if (reps < 0)
         return -1;
     d->replacements += (uint32_t)reps;
+    if (reps > 0) {
+        /* Normalized again: a replacement must not put back what step 2
+         * removes (a control character, an escape, a decomposed accent,
+         * the double space where a tag was taken out). */
+        dsk_normalize_counts again = {0};
+        dsk_buf_clear(&w->repl);
+        dsk_buf_add(&w->repl, w->text.data ? w->text.data : "", w->text.len);
+        dsk_normalize_text(w->repl.data ? w->repl.data : "", w->repl.len, &ctx->cfg->normalize, &w->text, &w->scratch,
+                           &again);
+    }
     return 0;
 }
 

@@ -43,7 +43,7 @@ typedef struct clean_batch {
 } clean_batch;
 
 typedef struct clean_worker {
-    dsk_buf repaired, scratch, text, c4_out, joined, field;
+    dsk_buf repaired, scratch, text, c4_out, joined, field, repl;
     size_t content_bytes;   /* of a chat or preference record's strings, after cleaning */
     dsk_text_view view, view_c4;  /* the second holds C4's output, then they swap */
     int view_current;  /* view describes the current document's text */
