@@ -228,6 +228,9 @@ int dsk_tokenizer_add_special(dsk_tokenizer *t, uint32_t id, const char *text, d
     /* Its text is matched in UTF-8 text and written into tokenizer.json. */
     if (dsk_utf8_find_invalid(text, strlen(text)) < strlen(text))
         return dsk_fail(err, EX_DATAERR, "special token %u is not UTF-8 text", id);
+    for (size_t i = 0; i < t->n_specials; i++)   /* one text, one id: else encoding would pick one */
+        if (strcmp(t->specials[i].text, text) == 0)
+            return dsk_fail(err, EX_DATAERR, "special token '%s' has two ids, %u and %u", text, t->specials[i].id, id);
     int rc = add_entry(t, id, text, strlen(text), 1, err);
     if (rc)
         return rc;

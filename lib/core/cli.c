@@ -64,6 +64,8 @@ long long dsk_parse_int(const char *option, const char *value, long long min, lo
     char *end;
     errno = 0;
     long long v = strtoll(value, &end, 10);
+    if (errno == ERANGE && end != value && !*end)   /* digits, past a long long */
+        dsk_usage_error("%s: %s is out of range [%lld, %lld]", option, value, min, max);
     if (errno || end == value || *end)
         dsk_usage_error("%s: '%s' is not an integer", option, value);
     if (v < min || v > max)

@@ -38,6 +38,9 @@ expect_exit 64 "bad --pattern regex" dsk-bpe import --tiktoken "$S/gpt2.tiktoken
 expect_exit 64 "bad --special" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 --special '<x>' -o "$T/x.json"
 expect_exit 64 "--special that is not UTF-8" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 \
     --special $'\xff\xfe=50257' -o "$T/x.json"
+expect_exit 65 "one special token text with two ids" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 \
+    --special 'X=50257' --special 'X=50258' -o "$T/x.json"
+expect_err_contains "special token 'X' has two ids, 50257 and 50258" "... is named"
 # Ids past 32 bits were cut to 32 (rank 2^32 + 256 became id 256).
 { cat "$S/gpt2.tiktoken"; echo "YWI= 4294967552"; } > "$T/wide.tiktoken"
 expect_exit 65 "a tiktoken rank past the id limit" dsk-bpe import --tiktoken "$T/wide.tiktoken" --pattern gpt2 -o "$T/x.json"
