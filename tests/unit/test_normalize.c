@@ -31,6 +31,9 @@ TEST(ansi_escapes_are_removed)
     CHECK_NORM("a\x1b(Bz", DSK_NORM_NFC, 1, "az");               /* charset designation */
     CHECK_NORM("a\x1b[1;31;40mb\x1b[0m", DSK_NORM_NONE, 1, "ab");
     CHECK_NORM("end\x1b", DSK_NORM_NONE, 1, "end");
+    /* the 8-bit CSI (U+009B) takes its parameters with it, as ESC [ does */
+    CHECK_NORM("a\xc2\x9b" "31md", DSK_NORM_NFC, 1, "ad");
+    CHECK_NORM("a\xc2\x9b" "1;2Hb", DSK_NORM_NONE, 1, "ab");
 }
 
 TEST(controls_are_removed_and_line_ends_unified)
