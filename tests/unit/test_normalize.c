@@ -43,7 +43,8 @@ TEST(controls_are_removed_and_line_ends_unified)
     CHECK_STR(s, "abc\nd\ne\nfg");
     CHECK(c.controls_removed == 3);
     free(s);
-    CHECK_NORM("x\xC2\x9By", DSK_NORM_NONE, 0, "xy"); /* C1 control */
+    CHECK_NORM("x\xC2\x80y", DSK_NORM_NONE, 0, "xy"); /* C1 control */
+    CHECK_NORM("x\xC2\x9B", DSK_NORM_NONE, 0, "x");   /* the 8-bit CSI, cut short */
 }
 
 TEST(unicode_normal_forms)
