@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/reader.h"
 #include "text/utf8.h"
@@ -449,6 +451,15 @@ static int read_pre_tokenizer(struct json_object *pre, const char **pattern, cha
     if (regex)
         *pattern = regex;
     return 0;
+}
+
+int dsk_bpe_load_json_regular(dsk_tokenizer *t, const char *path, dsk_err *err)
+{
+    int fd = dsk_open_read(path, 1, err);
+    if (fd < 0)
+        return err->code;
+    close(fd);
+    return dsk_bpe_load_json(t, path, err);
 }
 
 /* Whether added_tokens lists this text with this id. */

@@ -15,6 +15,10 @@ int dsk_bpe_load_tiktoken(dsk_tokenizer *t, const char *path, dsk_err *err);
 int dsk_bpe_load_gpt2(dsk_tokenizer *t, const char *encoder_json, const char *vocab_bpe, dsk_err *err);
 
 int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err);
+/* The same for the tokenizer.json a dataset or checkpoint holds, which
+ * must be a regular file (a FIFO there would block the open): EX_DATAERR
+ * otherwise. */
+int dsk_bpe_load_json_regular(dsk_tokenizer *t, const char *path, dsk_err *err);
 int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err);
 
 /* GPT-2's byte-to-unicode map, used by the byte-level formats. */

@@ -17,9 +17,16 @@ char *dsk_path_join(const char *dir, const char *name)
 
 int dsk_copy_file(const char *from, const char *to, dsk_err *err)
 {
-    FILE *in = fopen(from, "rb");
-    if (!in)
-        return dsk_fail(err, EX_NOINPUT, "%s: %s", from, strerror(errno));
+    /* A regular file (a checkpoint's or dataset's tokenizer.json): a FIFO
+     * there would block the open, or copy whatever a writer sent. */
+    int fd = dsk_open_read(from, 1, err);
+    if (fd < 0)
+        return err->code;
+    FILE *in = fdopen(fd, "rb");
+    if (!in) {
+        close(fd);
+        return dsk_fail(err, EX_IOERR, "%s: %s", from, strerror(errno));
+    }
     FILE *out = fopen(to, "wb");
     if (!out) {
         fclose(in);

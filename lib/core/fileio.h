@@ -11,6 +11,7 @@
 
 /* "dir/name", for the caller to free. */
 char *dsk_path_join(const char *dir, const char *name);
+/* from must be a regular file (EX_DATAERR otherwise, as dsk_open_read). */
 int dsk_copy_file(const char *from, const char *to, dsk_err *err);
 int dsk_write_file(const char *path, const dsk_buf *b, dsk_err *err);
 /* Appends the file to out; files over max_bytes are EX_DATAERR.  A FIFO

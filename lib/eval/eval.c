@@ -33,7 +33,7 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
         rc = dsk_fail(err, EX_DATAERR, "%s/config.json: vocab_size %d", l->dir, cfg.vocab_size);
     if (!rc) {
         p = dsk_path_join(l->dir, "tokenizer.json");
-        rc = dsk_bpe_load_json(&l->tok, p, err);
+        rc = dsk_bpe_load_json_regular(&l->tok, p, err);
         free(p);
     }
     /* Every id the tokenizer can give must have a row: a larger tokenizer

@@ -378,7 +378,7 @@ static int export_open(export_ctx *x, dsk_err *err)
         rc = dsk_fail(err, EX_DATAERR, "%s/config.json: no vocab_size", x->dir);
     if (!rc) {
         p = dsk_path_join(x->dir, "tokenizer.json");
-        rc = dsk_bpe_load_json(&x->tok, p, err);
+        rc = dsk_bpe_load_json_regular(&x->tok, p, err);
         free(p);
     }
     if (!rc && x->tok.n_vocab > (uint32_t)x->cfg.vocab_size)

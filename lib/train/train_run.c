@@ -549,7 +549,7 @@ static int load_tokenizer(run *r)
         return 0;
     r->tokenizer_path = dsk_path_join(r->ds.dir, r->ds.m.tokenizer);
     dsk_tokenizer_init(&r->tok);
-    int rc = dsk_bpe_load_json(&r->tok, r->tokenizer_path, r->err);
+    int rc = dsk_bpe_load_json_regular(&r->tok, r->tokenizer_path, r->err);
     if (rc)
         return rc;
     r->have_tok = 1;

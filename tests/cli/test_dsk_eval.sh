@@ -60,6 +60,13 @@ rm "$T/fifo-ck/model.safetensors" && mkfifo "$T/fifo-ck/model.safetensors"
 expect_exit 66 "a FIFO for model.safetensors (no hang)" timeout 20 dsk-eval ppl "$T/fifo-ck" --data "$T/ds" --rows 1
 rm "$T/fifo-ck/config.json" && mkfifo "$T/fifo-ck/config.json"
 expect_exit 65 "a FIFO for config.json (no hang)" timeout 20 dsk-eval ppl "$T/fifo-ck" --data "$T/ds" --rows 1
+rm -rf "$T/fifo-ck" && mkdir "$T/fifo-ck" && cp "$T/ck/latest/"* "$T/fifo-ck/"
+rm "$T/fifo-ck/tokenizer.json" && mkfifo "$T/fifo-ck/tokenizer.json"
+expect_exit 65 "a FIFO for tokenizer.json (no hang)" timeout 20 dsk-eval ppl "$T/fifo-ck" --data "$T/ds" --rows 1
+expect_err_contains "a FIFO, not a regular file" "... named as such"
+rm -rf "$T/fifo-ds" && cp -r "$T/ds" "$T/fifo-ds" && rm "$T/fifo-ds/tokenizer.json" && mkfifo "$T/fifo-ds/tokenizer.json"
+expect_exit 65 "dsk-train on a dataset whose tokenizer.json is a FIFO (it waited for a writer)" \
+    timeout 60 dsk-train -q -j 2 -c nano -d "$T/fifo-ds" -o "$T/fifo-run" --steps 1
 # Rows longer than the model (nano: 64 positions): scored in windows, every
 # target counted, whatever the batch size (windows of one row in two batches).
 dsk-pack -q -t "$T/tok.json" -o "$T/dsw" --pack concat --seq-len 150 "$T/docs.dskt"
