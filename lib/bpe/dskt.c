@@ -132,7 +132,7 @@ int dskt_writer_close(dskt_writer *w, dsk_err *err)
 
 static int take(dskt_reader *r, void *p, size_t n, const char *what, dsk_err *err)
 {
-    size_t got = fread(p, 1, n, r->f);
+    size_t got = fread_unlocked(p, 1, n, r->f);   /* one reader per stream: no lock per call */
     if (got != n)
         return dsk_fail(err, ferror(r->f) ? EX_IOERR : EX_DATAERR,
                         "%s: truncated at offset %llu (in %s)", r->name,
