@@ -86,52 +86,94 @@ static int decode_surrogate_pairs(const char *s, size_t n, dsk_buf *out)
     return changed;
 }
 
-/* Numbers json-c would pass on changed, or as text that is not JSON: an
- * integer beyond 64 bits (json-c clamps it to the nearest limit: a limit's
- * value is refused unless the text has that literal) and a number written
- * "1." or "1.e5" (json-c keeps and writes back its text).  NaN and
- * Infinity, which Python writes, pass.  0, or -1 with msg set. */
-static int check_numbers(struct json_object *o, const char *s, size_t n, int depth, char *msg, size_t msg_len)
+/* Whether t[0..n) is a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ * *integer: no fraction or exponent. */
+static int json_number(const char *t, size_t n, int *integer)
 {
-    if (depth > JSON_TOKENER_DEFAULT_DEPTH)
+    size_t i = t[0] == '-';
+    if (i == n || t[i] < '0' || t[i] > '9' || (t[i] == '0' && i + 1 < n && t[i + 1] >= '0' && t[i + 1] <= '9'))
         return 0;
-    switch (json_object_get_type(o)) {
-    case json_type_object: {
-        json_object_object_foreach(o, k, v) {
-            (void)k;
-            if (check_numbers(v, s, n, depth + 1, msg, msg_len))
-                return -1;
-        }
-        return 0;
+    while (i < n && t[i] >= '0' && t[i] <= '9')
+        i++;
+    *integer = i == n;
+    if (i < n && t[i] == '.') {
+        size_t d = ++i;
+        while (i < n && t[i] >= '0' && t[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
     }
-    case json_type_array:
-        for (size_t i = 0; i < json_object_array_length(o); i++)
-            if (check_numbers(json_object_array_get_idx(o, i), s, n, depth + 1, msg, msg_len))
-                return -1;
-        return 0;
-    case json_type_int: {
-        int64_t v = json_object_get_int64(o);
-        int at_limit = v == INT64_MIN || (v == INT64_MAX && json_object_get_uint64(o) == (uint64_t)INT64_MAX) ||
-                       json_object_get_uint64(o) == UINT64_MAX;
-        const char *lit = at_limit ? json_object_to_json_string(o) : NULL;
-        if (lit && !memmem(s, n, lit, strlen(lit))) {
-            snprintf(msg, msg_len, "an integer beyond 64 bits (it would come out as %s)", lit);
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < n && t[i] >= '0' && t[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i == n;
+}
+
+/* Numbers json-c would pass on changed, or as text that is not JSON
+ * (strict mode still takes "1.", "-.5" and "-01", writes the first two
+ * back as they came and clamps integers beyond 64 bits to the limit):
+ * every number outside the strings of a text json-c has parsed is checked
+ * as written.  NaN and Infinity, which Python writes, pass.  0, or -1 with
+ * msg set. */
+static int check_numbers(const char *s, size_t n, char *msg, size_t msg_len)
+{
+    for (size_t i = 0; i < n;) {
+        char c = s[i];
+        if (c == '"') {   /* a string: to its closing quote, past escaped ones */
+            const char *q = s + i + 1;
+            for (;;) {
+                q = memchr(q, '"', (size_t)(s + n - q));
+                if (!q)
+                    return 0;   /* json-c has checked the strings */
+                size_t bs = 0;
+                while (q - bs > s && q[-1 - (ptrdiff_t)bs] == '\\')
+                    bs++;
+                q++;
+                if (bs % 2 == 0)
+                    break;
+            }
+            i = (size_t)(q - s);
+            continue;
+        }
+        if (c == '-' && i + 1 < n && (s[i + 1] == 'I' || s[i + 1] == 'N')) {   /* -Infinity */
+            i++;
+            continue;
+        }
+        if (c != '-' && (c < '0' || c > '9')) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' || s[j] == '-' || s[j] == '+' || s[j] == 'e' ||
+                         s[j] == 'E'))
+            j++;
+        int integer;
+        if (!json_number(s + i, j - i, &integer)) {
+            snprintf(msg, msg_len, "the number %.*s at column %zu is not JSON", (int)(j - i > 40 ? 40 : j - i), s + i,
+                     i + 1);
             return -1;
         }
-        return 0;
-    }
-    case json_type_double: {
-        const char *lit = json_object_to_json_string(o);
-        const char *dot = strchr(lit, '.');
-        if (dot && (dot[1] < '0' || dot[1] > '9')) {
-            snprintf(msg, msg_len, "the number %.40s is not JSON (a digit must follow the point)", lit);
-            return -1;
+        if (integer) {   /* within int64 when negative, uint64 otherwise */
+            const char *digits = s + i + (c == '-');
+            size_t nd = j - i - (c == '-');
+            const char *limit = c == '-' ? "9223372036854775808" : "18446744073709551615";
+            size_t nl = strlen(limit);
+            if (nd > nl || (nd == nl && memcmp(digits, limit, nl) > 0)) {
+                snprintf(msg, msg_len, "the integer at column %zu is beyond 64 bits (the JSON library would change it)",
+                         i + 1);
+                return -1;
+            }
         }
-        return 0;
+        i = j;
     }
-    default:
-        return 0;
-    }
+    return 0;
 }
 
 struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len)
@@ -176,7 +218,7 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
         snprintf(msg, msg_len, "unexpected text after the value at column %zu", end + 1);
         return NULL;
     }
-    if (check_numbers(o, s, n, 0, msg, msg_len)) {
+    if (check_numbers(s, n, msg, msg_len)) {
         json_object_put(o);
         return NULL;
     }
