@@ -25,6 +25,60 @@ static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
                     mdb_strerror(rc));
 }
 
+/* This boot's id (a process id and start time name a process only within
+ * one boot); "" without /proc. */
+static const char *boot_id(void)
+{
+    static char id[64];
+    if (!id[0]) {
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+        if (f) {
+            if (!fgets(id, sizeof id, f))
+                id[0] = '\0';
+            fclose(f);
+        }
+        id[strcspn(id, "\n")] = '\0';
+        if (!id[0])
+            strcpy(id, "-");
+    }
+    return id;
+}
+
+/* A process's start time (clock ticks after boot, /proc/PID/stat's 22nd
+ * field), or 0 when it is not running (or there is no /proc). */
+static unsigned long long process_start(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* after the command name, which may hold spaces */
+    unsigned long long start = 0;
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p)
+        start = strtoull(p + 1, NULL, 10);
+    return start;
+}
+
+/* Whether the run an "R BOOT PID START" entry names is still running.  An
+ * entry this cannot read (no /proc when it was written) counts as running:
+ * its keys count, as they did before runs were marked. */
+static int run_alive(const char *v, size_t len)
+{
+    char entry[160], boot[64];
+    long pid;
+    unsigned long long start;
+    snprintf(entry, sizeof entry, "%.*s", (int)(len < sizeof entry ? len : sizeof entry - 1), v);
+    if (sscanf(entry, "R %63s %ld %llu", boot, &pid, &start) != 3 || !strcmp(boot, "-") || start == 0)
+        return 1;
+    return !strcmp(boot, boot_id()) && process_start(pid) == start;
+}
+
 int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_err *err)
 {
     memset(d, 0, sizeof *d);
@@ -96,14 +150,23 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         mdb_env_close(env);
         return EX_DATAERR;
     }
-    /* This run, as running, until it ends. */
+    /* This run, as running, until it ends: "R" and who runs it, so that
+     * a run killed before it could mark itself is known to be over. */
     uint64_t id = 0;
     while (id == 0 && getrandom(&id, sizeof id, 0) == (ssize_t)sizeof id)
         ;
-    MDB_val run_key = {sizeof id, &id}, running = {1, "R"};
+    char me[128];
+    unsigned long long started = process_start(getpid());
+    snprintf(me, sizeof me, "R %s %ld %llu", boot_id(), (long)getpid(), started);
+    MDB_val run_key = {sizeof id, &id}, running = {strlen(me), me};
     if (!rc && id == 0)
         rc = EIO;
-    if (rc || (rc = mdb_put(txn, runs, &run_key, &running, 0)) || (rc = mdb_txn_commit(txn))) {
+    if (rc || (rc = mdb_put(txn, runs, &run_key, &running, 0))) {
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        return lmdb_fail(err, path, "cannot write settings", rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) {   /* the transaction is freed, committed or not */
         mdb_env_close(env);
         return lmdb_fail(err, path, "cannot write settings", rc);
     }
@@ -206,10 +269,21 @@ static int key_counts(dsk_dedup *d, const MDB_val *val, dsk_err *err)
         lmdb_fail(err, d->path, "lookup", rc);
         return -1;
     }
-    /* Gone: it succeeded.  'R': running now, or killed (a signal ends a
-     * run without marking it): its keys count, as they always did. */
-    int counts = rc == MDB_NOTFOUND || state.mv_size != 1 || *(const char *)state.mv_data != 'F';
-    *dsk_u64map_upsert(&d->run_state, id, NULL) = (uint64_t)counts;
+    /* Gone: it succeeded.  'F': it failed.  'R': running now (its keys
+     * count), or killed before it could say (they do not).  Only the
+     * final answers are kept: a running run may yet fail. */
+    const char *v = rc ? NULL : state.mv_data;
+    int counts, final = 1;
+    if (!v || state.mv_size == 0)
+        counts = 1;
+    else if (v[0] == 'F')
+        counts = 0;
+    else {
+        counts = run_alive(v, state.mv_size);
+        final = !counts;
+    }
+    if (final)
+        *dsk_u64map_upsert(&d->run_state, id, NULL) = (uint64_t)counts;
     return counts;
 }
 

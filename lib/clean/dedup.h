@@ -6,10 +6,11 @@
  *
  * In LMDB each key's value is the id of the run that added it, and the
  * "runs" table holds the runs not known to have succeeded ('R' running,
- * 'F' failed): a key of a failed run counts as absent (and is taken over),
- * so a run that fails leaves no documents marked as seen that reached no
- * output.  A run that succeeds deletes its entry; keys of older files
- * (no run id) count as present. */
+ * with its boot id, pid and process start time; 'F' failed): a key of a
+ * failed run, or of one whose process is gone, counts as absent (and is
+ * taken over), so a run that fails or is killed leaves no documents marked
+ * as seen that reached no output.  A run that succeeds deletes its entry;
+ * keys of older files (no run id) count as present. */
 #ifndef DSK_CLEAN_DEDUP_H
 #define DSK_CLEAN_DEDUP_H
 

@@ -1,6 +1,8 @@
 #include <unistd.h>
 
 #include "clean/dedup.h"
+#include <sys/wait.h>
+
 #include "test.h"
 
 TEST(memory_exact_and_near)
@@ -107,5 +109,53 @@ TEST(lmdb_failed_run_leaves_no_keys)
     unlink(lock);
 }
 
+/* A run killed before it could mark itself (a signal, the OOM killer): its
+ * keys count while its process lives, and not once it is gone. */
+TEST(lmdb_killed_run_leaves_no_keys)
+{
+    char path[] = "/tmp/dsk-dedup-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    const char *params = "minhash ngram=5 bands=2 rows=8";
+    int ready[2], go[2];   /* child to parent, parent to child */
+    CHECK(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t child = fork();
+    if (child == 0) {   /* commits a batch, then dies when told, without closing */
+        dsk_dedup c;
+        dsk_err e = {0};
+        if (dsk_dedup_open_lmdb(&c, path, params, &e) || dsk_dedup_begin(&c, &e) || dsk_dedup_exact(&c, 7, 8, &e) ||
+            dsk_dedup_commit(&c, &e))
+            _exit(1);
+        char byte;
+        if (write(ready[1], "k", 1) != 1 || read(go[0], &byte, 1) != 1)
+            _exit(2);
+        _exit(0);
+    }
+    char byte;
+    CHECK(read(ready[0], &byte, 1) == 1);   /* the child's batch is in */
+    dsk_dedup d;
+    dsk_err err = {0};
+    CHECK(dsk_dedup_open_lmdb(&d, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 7, 8, &err) == 1);   /* alive: its key counts */
+    CHECK(dsk_dedup_close(&d, 0, &err) == 0);      /* (this run fails: it adds nothing) */
+    CHECK(write(go[1], "x", 1) == 1);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(dsk_dedup_open_lmdb(&d, path, params, &err) == 0);
+    CHECK(dsk_dedup_begin(&d, &err) == 0);
+    CHECK(dsk_dedup_exact(&d, 7, 8, &err) == 0);   /* gone without succeeding: absent */
+    CHECK(dsk_dedup_close(&d, 1, &err) == 0);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+    char lock[64];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(lock);
+}
+
 RUN_TESTS(T(memory_exact_and_near), T(memory_budget_is_enforced), T(lmdb_index_is_shared_across_runs),
-          T(lmdb_failed_run_leaves_no_keys))
+          T(lmdb_failed_run_leaves_no_keys), T(lmdb_killed_run_leaves_no_keys))
