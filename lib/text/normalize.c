@@ -158,6 +158,21 @@ static void clean_pass(const char *str, size_t n, int tidy, dsk_buf *out, dsk_no
             i = j;
             continue;
         }
+        if (cp == 0x90 || cp == 0x98 || cp == 0x9D || cp == 0x9E || cp == 0x9F) {
+            /* 8-bit DCS, SOS, OSC, PM, APC: their strings go with them, to
+             * BEL, ST (ESC \ or U+009C) or, as for ESC ], a line break */
+            size_t j = i + len;
+            while (j < n && s[j] != 0x07 && s[j] != '\n' && !(s[j] == 0x1B && j + 1 < n && s[j + 1] == '\\') &&
+                   !(s[j] == 0xC2 && j + 1 < n && s[j + 1] == 0x9C))
+                j++;
+            if (j < n && s[j] == 0x07)
+                j++;
+            else if (j < n && s[j] != '\n')
+                j += 2;
+            c->escapes_removed++;
+            i = j;
+            continue;
+        }
         if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {  /* NEL, line and paragraph separators */
             emit_newline(&w, out);
         } else if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) {

@@ -34,6 +34,11 @@ TEST(ansi_escapes_are_removed)
     /* the 8-bit CSI (U+009B) takes its parameters with it, as ESC [ does */
     CHECK_NORM("a\xc2\x9b" "31md", DSK_NORM_NFC, 1, "ad");
     CHECK_NORM("a\xc2\x9b" "1;2Hb", DSK_NORM_NONE, 1, "ab");
+    /* and the 8-bit string introducers take their strings, as ESC ] does */
+    CHECK_NORM("a\xc2\x9d" "0;window title\x07" "b", DSK_NORM_NFC, 1, "ab");   /* OSC to BEL */
+    CHECK_NORM("a\xc2\x90" "qdata\xc2\x9c" "b", DSK_NORM_NFC, 1, "ab");       /* DCS to the 8-bit ST */
+    CHECK_NORM("a\xc2\x9f" "x\x1b\\b", DSK_NORM_NONE, 1, "ab");               /* APC to ESC \ */
+    CHECK_NORM("a\xc2\x9e" "cut\nb", DSK_NORM_NONE, 1, "a\nb");                /* a line break ends it */
 }
 
 TEST(controls_are_removed_and_line_ends_unified)
