@@ -383,7 +383,7 @@ static int cmd_plot(const eval_cli *c, char *const *logs, int n)
 static void append_log(const char *path, struct json_object *o)
 {
     json_object_object_add(o, "time", json_object_new_int64((int64_t)time(NULL)));
-    FILE *f = fopen(path, "ab");
+    FILE *f = dsk_fopen_log(path, "ab");
     if (!f)
         dsk_die(EX_CANTCREAT, "%s: cannot open for appending: %s", path, strerror(errno));
     dsk_buf b = {0};

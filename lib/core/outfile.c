@@ -49,7 +49,7 @@ static void remove_temps_at_exit(void) { dsk_outfile_remove_all_temps(); }
 /* The descriptor a path names when it is one of this process's open
  * files by number (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N),
  * directly or through symbolic links; -1 when it is not. */
-static int named_fd(const char *path)
+int dsk_named_fd(const char *path)
 {
     static const char *const std_names[] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
     static const char *const fd_dirs[] = {"/dev/fd/", "/proc/self/fd/"};
@@ -87,6 +87,18 @@ static int named_fd(const char *path)
     return -1;
 }
 
+FILE *dsk_fopen_log(const char *path, const char *mode)
+{
+    int fd_no = dsk_named_fd(path);
+    if (fd_no < 0)
+        return fopen(path, mode);
+    int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, mode[0] == 'r' ? "r" : "w");
+    if (!f && fd >= 0)
+        close(fd);
+    return f;
+}
+
 int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
 {
     memset(f, 0, sizeof *f);
@@ -99,7 +111,7 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
      * --stats /dev/stderr): written to it, as to stdout, whatever it is;
      * a temporary renamed there would replace the link, or a file the
      * shell opened (for appending, perhaps) with a new one. */
-    int fd_no = named_fd(path);
+    int fd_no = dsk_named_fd(path);
     if (fd_no >= 0) {
         int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {

@@ -25,6 +25,16 @@ typedef struct dsk_outfile {
 } dsk_outfile;
 
 int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err);
+
+/* The descriptor a path names when it is one of this process's open files
+ * by number (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a
+ * link to one); -1 when it is not. */
+int dsk_named_fd(const char *path);
+/* fopen for a log written as it goes (not atomically): a descriptor named
+ * as a file is written through that descriptor, as stdout is (reopening
+ * /dev/stdout with "w" would empty a file the shell opened for
+ * appending); anything else is fopen(path, mode).  NULL with errno set. */
+FILE *dsk_fopen_log(const char *path, const char *mode);
 int dsk_outfile_commit(dsk_outfile *f, dsk_err *err);
 void dsk_outfile_abort(dsk_outfile *f);
 

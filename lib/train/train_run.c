@@ -608,7 +608,7 @@ static int open_log(run *r)
 {
     if (!r->o->log_path)
         return 0;
-    r->log = fopen(r->o->log_path, r->o->resume ? "a" : "w");
+    r->log = dsk_fopen_log(r->o->log_path, r->o->resume ? "a" : "w");
     if (!r->log)
         return dsk_fail(r->err, EX_CANTCREAT, "%s: %s", r->o->log_path, strerror(errno));
     setvbuf(r->log, NULL, _IOLBF, 0);

@@ -135,6 +135,10 @@ expect_exit 0 "a low --lr with the default floor" dsk-train "${common[@]}" --ste
 check "the rate never rises above --lr after the warmup (the default floor 3e-5 was above it)" python3 -c "
 import json; lr = [json.loads(l)['lr'] for l in open('$T/lowlr.jsonl') if '\"lr\"' in l]
 assert max(lr) <= 1e-5 and lr[-1] < lr[2], lr"
+echo "earlier line" > "$T/stdout-log"
+( dsk-train "${common[@]}" --steps 2 --log-every 1 --log /dev/stdout --eval-every 0 --out "$T/stdlog" -q >> "$T/stdout-log" )
+check "--log /dev/stdout appends where the shell opened stdout for appending (it emptied the file)" \
+    sh -c "head -1 '$T/stdout-log' | grep -qx 'earlier line' && grep -q '\"step\":2' '$T/stdout-log'"
 expect_exit 64 "--tokens that make more steps than the limit" dsk-train "${common[@]}" --tokens 9999T -b 1 --seq-len 1 \
     --out "$T/e"
 expect_exit 64 "--resume with another --stage" dsk-train --resume --out "$T/a" --steps 50 --stage sft -q
