@@ -271,8 +271,10 @@ static int cmd_decode(args *a, int argc, char **argv)
                 break;
             uint64_t v = 0;
             size_t start = i;
-            while (i < len && line[i] >= '0' && line[i] <= '9' && v < DSK_BPE_MAX_VOCAB)
-                v = v * 10 + (uint64_t)(line[i++] - '0');
+            while (i < len && line[i] >= '0' && line[i] <= '9') {   /* every digit; the value saturates */
+                v = v < DSK_BPE_MAX_VOCAB ? v * 10 + (uint64_t)(line[i] - '0') : v;
+                i++;
+            }
             int ends = i == len || line[i] == ' ' || line[i] == '\t' || (line[i] == '\r' && i + 1 == len);
             if (i == start || !ends) {
                 size_t bad = i == start ? i : start, w = 0;

@@ -114,14 +114,14 @@ static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_
                          const char *name, dskt_record *rec, dsk_err *err)
 {
     if (dsk_json_is(a, json_type_array)) {
-        struct json_object *m = json_object_array_length(a) == 1 ? json_object_array_get_idx(a, 0) : NULL;
-        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
         size_t n = json_object_array_length(a);
-        if (!m || (role && strcmp(json_object_get_string(role), "assistant") != 0))
+        struct json_object *m = n == 1 ? json_object_array_get_idx(a, 0) : NULL;
+        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+        if (!role || strcmp(json_object_get_string(role), "assistant") != 0)
             return dsk_fail(err, EX_DATAERR,
                             "\"%s\" must be a string or one assistant message, not %s (the turns before the answer "
-                            "go in \"prompt\")", name, n != 1 ? "several messages" : n ? "a message of another role"
-                                                                                 : "an empty list");
+                            "go in \"prompt\")", name, n == 0 ? "an empty list" : n > 1 ? "several messages"
+                                                                                   : "a message without the assistant role");
         a = dsk_json_is(m, json_type_object) ? json_object_object_get(m, "content") : NULL;
     }
     if (!dsk_json_is(a, json_type_string))

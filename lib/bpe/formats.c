@@ -412,18 +412,20 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
  * pre-tokenizer, a Split that removes or merges, add_prefix_space) is
  * refused, not ignored.  Sets *pattern (owned by the JSON); 0 or -1 with
  * why. */
-static int read_pre_tokenizer(struct json_object *pre, const char **pattern, char *why, size_t n)
+static int read_pre_tokenizer(struct json_object *pre, const char **pattern, int *mapped, char *why, size_t n)
 {
     struct json_object *type = pre ? dsk_json_get_string(pre, "type") : NULL;
     const char *t = type ? json_object_get_string(type) : "";
     if (!strcmp(t, "Sequence")) {
         struct json_object *list = json_object_object_get(pre, "pretokenizers");
         for (size_t i = 0; dsk_json_is(list, json_type_array) && i < json_object_array_length(list); i++)
-            if (read_pre_tokenizer(json_object_array_get_idx(list, i), pattern, why, n))
+            if (read_pre_tokenizer(json_object_array_get_idx(list, i), pattern, mapped, why, n))
                 return -1;
         return 0;
     }
     const char *regex = NULL;
+    if (*mapped)   /* after the byte-level mapping, a regex sees other text than dsk-bpe's */
+        return snprintf(why, n, "a %s pre-tokenizer after the ByteLevel one", *t ? t : "typeless"), -1;
     if (!strcmp(t, "Split")) {
         struct json_object *pat = json_object_object_get(pre, "pattern");
         struct json_object *re = pat ? dsk_json_get_string(pat, "Regex") : NULL;
@@ -443,6 +445,7 @@ static int read_pre_tokenizer(struct json_object *pre, const char **pattern, cha
             return snprintf(why, n, "a ByteLevel pre-tokenizer with add_prefix_space"), -1;
         if (!use_regex || json_object_get_boolean(use_regex))   /* the library's default: GPT-2's pattern */
             regex = dsk_bpe_named_pattern("gpt2");
+        *mapped = 1;
     } else {
         return snprintf(why, n, "a %s pre-tokenizer", *t ? t : "typeless"), -1;
     }
@@ -559,7 +562,8 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     if (!rc && normalizer)
         rc = dsk_fail(err, EX_DATAERR, "%s: a %s normalizer, which dsk-bpe does not apply (its ids would differ)", path,
                       norm_type ? json_object_get_string(norm_type) : "typeless");
-    if (!rc && read_pre_tokenizer(json_object_object_get(root, "pre_tokenizer"), &pattern, why, sizeof why))
+    int mapped = 0;
+    if (!rc && read_pre_tokenizer(json_object_object_get(root, "pre_tokenizer"), &pattern, &mapped, why, sizeof why))
         rc = dsk_fail(err, EX_DATAERR, "%s: %s, which dsk-bpe does not apply (its ids would differ)", path, why);
     if (!rc && !pattern)
         rc = dsk_fail(err, EX_DATAERR, "%s: no pre-tokenizer regex (a Split with a Regex, or a ByteLevel with use_regex)",

@@ -133,7 +133,7 @@ static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_s
             /* an answer is one assistant message, as dsk-bpe encodes it */
             struct json_object *m = json_object_array_get_idx(v, 0);
             struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
-            if (i > 0 && (json_object_array_length(v) != 1 || (role && strcmp(json_object_get_string(role), "assistant")))) {
+            if (i > 0 && (json_object_array_length(v) != 1 || !role || strcmp(json_object_get_string(role), "assistant"))) {
                 dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message (the turns before the "
                          "answer go in \"prompt\")", fields[i]);
                 return err->msg;

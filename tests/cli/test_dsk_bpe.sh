@@ -95,9 +95,9 @@ check "... as spaces" grep -qx '{"text":"hello world"}' "$T/out"
 echo '12 abc' > "$T/bad.ids"
 expect_exit 65 "decode --ids: a word that is not an id" dsk-bpe decode -t "$T/cl100k_base.json" --ids "$T/bad.ids"
 expect_err_contains "column 4: 'abc' is not a token id" "... is named, with its column (it said: expected ids below N)"
-echo '12 999999' > "$T/big.ids"
+echo '12 99999999999' > "$T/big.ids"
 expect_exit 65 "decode --ids: an id past the vocab" dsk-bpe decode -t "$T/cl100k_base.json" --ids "$T/big.ids"
-expect_err_contains "token id 999999 is not below the vocab size" "... is named as such"
+expect_err_contains "token id 99999999999 is not below the vocab size" "... is named as such, however long"
 dsk-bpe encode -j1 -t "$T/cl100k_base.json" -o "$T/j1.dskt" "$T/corpus.jsonl"
 dsk-bpe encode -j3 -t "$T/cl100k_base.json" -o "$T/j3.dskt" "$T/corpus.jsonl"
 check "same .dskt bytes with 1 and 3 threads" cmp -s "$T/j1.dskt" "$T/j3.dskt"
@@ -175,6 +175,9 @@ answer = sys.argv[2]
 sys.exit(not (0 < rec["trained_tokens"] < int(sys.argv[3])))' "$T/decoded" "on the mat" "$n_mask"
 check "preference record: prompt, chosen, rejected" grep -q '"prompt":"<|user|>where is the cat<|end|><|assistant|>","chosen":"on the mat<|end|>","rejected":"that hat<|end|>"' "$T/decoded"
 echo '{"prompt":"Q","chosen":[{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"rejected":"B"}' > "$T/multi.jsonl"
+echo '{"prompt":"Q","chosen":"A","rejected":[{"content":"B"}]}' > "$T/norole.jsonl"
+expect_exit 65 "a preference answer without the assistant role is refused" \
+    dsk-bpe encode -t "$T/trained.json" -o "$T/norole.dskt" "$T/norole.jsonl"
 expect_exit 65 "a preference answer of several messages is refused (the last one was taken: here a user's)" \
     dsk-bpe encode -t "$T/trained.json" -o "$T/multi.dskt" "$T/multi.jsonl"
 check "... and no .dskt is left" test ! -e "$T/multi.dskt"
@@ -203,6 +206,8 @@ save("hf-prefix", pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True, 
 split = json.loads(json.dumps(d["pre_tokenizer"])); split["pretokenizers"][0]["behavior"] = "Removed"
 save("hf-removed", pre_tokenizer=split)
 save("hf-whitespace", pre_tokenizer={"type": "Whitespace"})
+seq = json.loads(json.dumps(d["pre_tokenizer"])); seq["pretokenizers"].reverse()
+save("hf-after", pre_tokenizer=seq)   # the regex on the byte-mapped text
 PY
 expect_exit 0 "a ByteLevel pre-tokenizer with use_regex (Hugging Face's gpt2) loads" dsk-bpe info -t "$T/hf-bytelevel.json"
 check "... as the same tokenizer" test "$(grep fingerprint "$T/out")" = "$(dsk-bpe info -t "$T/gpt2.json" | grep fingerprint)"
@@ -210,7 +215,7 @@ check "our tokenizer.json lists each special token in the vocab too, with its id
 import json, sys; d = json.load(open(sys.argv[1]))
 assert d["added_tokens"] and all(d["model"]["vocab"][a["content"]] == a["id"] for a in d["added_tokens"])' "$T/gpt2.json"
 for bad in lowercase:"Lowercase normalizer" prefix:"add_prefix_space" removed:"behavior Removed" \
-           whitespace:"Whitespace pre-tokenizer"; do
+           whitespace:"Whitespace pre-tokenizer" after:"Split pre-tokenizer after the ByteLevel"; do
     expect_exit 65 "tokenizer.json with a ${bad#*:} is refused (its ids would differ)" dsk-bpe info -t "$T/hf-${bad%%:*}.json"
     expect_err_contains "${bad#*:}" "... and the message names it"
 done

@@ -167,7 +167,7 @@ check "--whitespace keep" grep -q 'ne  caf' "$T/out"
 printf '%s\n' '{"text":"mail me at a.b@example.com <b>now</b>"}' '{"text":"BUY CHEAP PILLS"}' '{"text":"neutral"}' > "$T/re.jsonl"
 dsk-clean -q --filters none --replace '<[^>]+>=' --replace '[\w.]+@[\w.]+=<EMAIL>' --drop '(?i)cheap pills' "$T/re.jsonl" > "$T/out"
 check "--replace and --drop" sh -c "grep -q '\"text\":\"mail me at <EMAIL> now\"' '$T/out' && ! grep -q PILLS '$T/out'"
-printf '{"text":"a <b>x</b>  y"}\n' | dsk-clean -q --filters none --replace '<[^>]+>=' --replace 'x=\x01x\x1b[31m' > "$T/out"
+printf '{"text":"a <b> x</b> y"}\n' | dsk-clean -q --filters none --replace '<[^>]+>=' --replace 'x=\x01x\x1b[31m' > "$T/out"
 check "--replace output is normalized again: no control character or escape put back, no double space left" \
     grep -q '"text":"a x y"' "$T/out"
 dsk-clean -q --filters none --keep '^mail' "$T/re.jsonl" > "$T/out"
