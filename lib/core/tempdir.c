@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
+#include "core/json.h"
 #include "core/outfile.h"
 
 #define MAX_TEMP_DIRS 8
@@ -56,6 +58,31 @@ void dsk_remove_flat_dir(const char *path)
     rmdir(path);
 }
 
+/* Whether dir/marker is the file dsk writes there, not one of the same
+ * name (a Python sdist's MANIFEST): a dataset's MANIFEST says
+ * "format": "dsk-dataset", a dsk-quant report has "method" and "layers". */
+static int marker_is_ours(const char *dir, const char *marker)
+{
+    char *p = dsk_path_join(dir, marker);
+    dsk_buf b = {0};
+    dsk_err err = {0};
+    int ours = 0;
+    if (dsk_read_regular_file(p, (size_t)1 << 28, &b, &err) == 0) {
+        char msg[160];
+        struct json_object *o = dsk_json_parse(b.data ? b.data : "", b.len, msg, sizeof msg), *v;
+        if (o && !strcmp(marker, "MANIFEST"))
+            ours = json_object_object_get_ex(o, "format", &v) && json_object_is_type(v, json_type_string) &&
+                   !strcmp(json_object_get_string(v), "dsk-dataset");
+        else if (o && !strcmp(marker, "quant.json"))
+            ours = json_object_object_get_ex(o, "method", NULL) && json_object_object_get_ex(o, "layers", &v) &&
+                   json_object_is_type(v, json_type_array);
+        json_object_put(o);
+    }
+    dsk_buf_free(&b);
+    free(p);
+    return ours;
+}
+
 /* A directory dsk may replace: the marker and files only, or nothing.
  * lstat: a symbolic link is not followed into what it points at. */
 static int replaceable(const char *path, const char *marker)
@@ -78,7 +105,7 @@ static int replaceable(const char *path, const char *marker)
             nested = 1;
     }
     closedir(d);
-    return !nested && (marked || n == 0);
+    return !nested && (n == 0 || (marked && marker_is_ours(path, marker)));
 }
 
 static int check_stripped(const char *path, const char *replace_marker, const char *exists_hint, dsk_err *err)
@@ -101,7 +128,7 @@ static int check_stripped(const char *path, const char *replace_marker, const ch
     if (S_ISLNK(st.st_mode))
         return dsk_fail(err, EX_CANTCREAT, "%s is a symbolic link; not replacing it (or what it points at)", path);
     if (!replaceable(path, replace_marker))
-        return dsk_fail(err, EX_CANTCREAT, "%s exists and is not %s written by dsk (no %s, or it holds a directory); "
+        return dsk_fail(err, EX_CANTCREAT, "%s exists and is not %s written by dsk (no %s of dsk's, or it holds a directory); "
                         "not replacing it", path, !strcmp(replace_marker, "MANIFEST") ? "a dataset" : "an output",
                         replace_marker);
     return 0;

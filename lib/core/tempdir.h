@@ -25,7 +25,9 @@ typedef struct dsk_tempdir {
 /* Whether PATH can be written now: not empty, its parent a directory,
  * and PATH absent or (with replace_marker) a directory dsk may replace:
  * not a symbolic link, holding the marker (or nothing), and no
- * subdirectory.  EX_USAGE for an empty path, else EX_CANTCREAT; a tool
+ * subdirectory.  The marker must be dsk's own ("MANIFEST" a dataset's,
+ * "format": "dsk-dataset"; "quant.json" a dsk-quant report), not a file of
+ * the same name.  EX_USAGE for an empty path, else EX_CANTCREAT; a tool
  * calls it before its work, so that a refusal does not waste it.
  * exists_hint, when not NULL, follows the "already exists" refusal in
  * parentheses: how the user replaces it ("--force replaces a dataset"). */

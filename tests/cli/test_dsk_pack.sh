@@ -159,6 +159,10 @@ check "replaced" test "$(json_get "$T/ds/MANIFEST" '["seq_len"]')" -eq 32
 mkdir "$T/notds" && echo keep > "$T/notds/precious"
 expect_exit 73 "--force never replaces another directory" dsk-pack -q --force -t "$T/tok.json" -o "$T/notds" --seq-len 32 "$T/docs.dskt"
 check "the other directory is intact" test -s "$T/notds/precious"
+mkdir "$T/sdist" && printf 'include README\n' > "$T/sdist/MANIFEST" && echo keep > "$T/sdist/setup.py"
+expect_exit 73 "--force never replaces a directory whose MANIFEST is not a dataset's (a Python sdist's)" \
+    dsk-pack -q --force -t "$T/tok.json" -o "$T/sdist" --seq-len 32 "$T/docs.dskt"
+check "... and leaves it whole (it deleted setup.py)" test -s "$T/sdist/setup.py"
 head -c 3000 "$T/docs.dskt" > "$T/cut.dskt"
 expect_exit 65 "truncated stream" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/cut.dskt"
 expect_err_contains "truncated" "truncation is named"

@@ -119,6 +119,10 @@ expect_err_contains "4-bit weights made by dsk-quant" "the message says why"
 expect_exit 73 "an existing output without --force" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn"
 expect_err_contains "already exists (--force replaces an earlier dsk-quant output)" "... and says how to replace it"
 cp -r "$T/rtn" "$T/kept" && mkdir "$T/kept/notes" && echo x > "$T/kept/notes/a" && echo x > "$T/kept/README"
+mkdir "$T/notq" && echo '{"some":"report"}' > "$T/notq/quant.json" && echo keep > "$T/notq/data.csv"
+expect_exit 73 "--force: a directory whose quant.json is not dsk-quant's is refused" \
+    dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/notq" --force
+check "... and left whole" test -s "$T/notq/data.csv"
 expect_exit 73 "--force: an output holding a directory is refused" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/kept" --force
 check "... and left whole (it used to lose its files, then fail)" test -s "$T/kept/model.safetensors" -a -s "$T/kept/README"
 ln -s "$T/kept" "$T/link"
