@@ -316,6 +316,8 @@ static int sft_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err *er
     split_state *s = &p->s[split];
     uint32_t L = p->o.row_len, n = rec->n_tokens < L ? rec->n_tokens : L;
     dsk_row *r = &s->row;
+    if (rec->n_tokens == 0)   /* dsk-bpe writes none: a conversation has its template's tokens at least */
+        return dsk_fail(err, EX_DATAERR, "a chat record with no tokens");
     if (rec->n_tokens > L) {
         s->st.cropped += rec->n_tokens - L;
         s->st.cut_documents++;

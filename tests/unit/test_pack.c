@@ -220,6 +220,10 @@ TEST(sft_rows_are_one_conversation)
     dskt_record plain = {.kind = DSKT_PLAIN, .tokens = toks, .n_tokens = 5};
     CHECK(dsk_packer_add(p, &plain, &err) == EX_DATAERR);
     CHECK(strstr(err.msg, "pretrain data after sft data") != NULL);
+    /* an empty conversation made a row that failed its own checks */
+    dskt_record empty_chat = {.kind = DSKT_CHAT, .tokens = toks, .n_tokens = 0, .mask = mask};
+    CHECK(dsk_packer_add(p, &empty_chat, &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "no tokens") != NULL);
     CHECK(dsk_packer_finish(p, &err) == 0);
     CHECK(c.n == 2 && c.splits[1] == DSKT_TEST);
     CHECK(memcmp(c.rows[0].tokens, toks, 20 * 4) == 0 && memcmp(c.rows[0].mask, mask, 20) == 0);
