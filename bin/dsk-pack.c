@@ -14,6 +14,7 @@
 #include "pack/dataset.h"
 #include "pack/pack_run.h"
 #include "pack/verify.h"
+#include "text/utf8.h"
 
 static const char usage[] =
     "Usage: dsk-pack -o DIR -t tokenizer.json --seq-len N [OPTION]... [FILE.dskt]...\n"
@@ -200,15 +201,19 @@ static int cmd_info(int n_files, char **files)
 
 static void print_text(const dsk_tokenizer *t, const char *key, const uint32_t *ids, size_t n, dsk_buf *line)
 {
-    dsk_buf raw = {0};
+    dsk_buf raw = {0}, text = {0};
     dsk_err err = {0};
     if (dsk_bpe_decode(t, ids, n, &raw, &err))
         dsk_die_err(&err);
-    struct json_object *s = json_object_new_string_len(raw.data ? raw.data : "", (int)raw.len);
+    /* A row edge can cut a character: JSON gets U+FFFD for each invalid
+     * part, as dsk-bpe decode writes it. */
+    dsk_utf8_repair(raw.data ? raw.data : "", raw.len, &text);
+    struct json_object *s = json_object_new_string_len(text.data ? text.data : "", (int)text.len);
     dsk_buf_printf(line, ", \"%s\": ", key);
     dsk_json_append(s, line);
     json_object_put(s);
     dsk_buf_free(&raw);
+    dsk_buf_free(&text);
 }
 
 static void print_u32_list(dsk_buf *line, const char *key, const uint32_t *v, const uint8_t *m, size_t n)

@@ -102,6 +102,13 @@ rm "$T/cut/MANIFEST" && mkfifo "$T/cut/MANIFEST"
 expect_exit 65 "info: a FIFO for MANIFEST (no hang)" timeout 20 dsk-pack info "$T/cut"
 expect_exit 64 "cat: bad split" dsk-pack cat "$T/ds" --split dev
 expect_exit 64 "cat: --decode with --json" dsk-pack cat "$T/ds" --decode --json
+printf '{"text":"\xe8\xa6\x81 \xe8\xa6\x81"}\n' > "$T/cjk.jsonl" && dsk-bpe encode -t "$T/tok.json" -o "$T/cjk.dskt" "$T/cjk.jsonl"
+dsk-pack -q -t "$T/tok.json" -o "$T/cjk" --seq-len 2 "$T/cjk.dskt"
+dsk-pack cat "$T/cjk" --decode > "$T/cjk.txt"
+check "cat --decode of rows that cut a character is valid UTF-8 JSON (U+FFFD for the cut parts)" python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1], "rb")]
+assert rows and any("\ufffd" in r["text"] for r in rows), rows' "$T/cjk.txt"
 expect_exit 64 "an option of cat's when packing" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --decode "$T/docs.dskt"
 expect_err_contains "--decode is for dsk-pack cat" "the misplaced option is named"
 expect_exit 64 "an option of packing's with cat" dsk-pack cat "$T/ds" --seq-len 64
