@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bpe/formats.h"
+#include "bpe/tokenizer.h"
 #include "core/digest.h"
+#include "core/fileio.h"
 #include "core/reader.h"
 #include "pack/dataset.h"
 
@@ -84,6 +87,49 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
     return rc;
 }
 
+/* tokenizer.json is the one the MANIFEST names by fingerprint (the other
+ * tools refuse it otherwise, or train a model its tokenizer does not fit). */
+static int check_tokenizer(const dsk_dataset *ds, dsk_err *err)
+{
+    char *path = dsk_path_join(ds->dir, "tokenizer.json");
+    dsk_tokenizer t;
+    dsk_tokenizer_init(&t);
+    int rc = dsk_bpe_load_json_regular(&t, path, err);
+    char got[33];
+    if (!rc) {
+        dsk_tokenizer_fingerprint(&t, got);
+        if (strcmp(got, ds->m.fingerprint) != 0)
+            rc = dsk_fail(err, EX_DATAERR, "%s: tokenizer %s, the MANIFEST says %s", path, got, ds->m.fingerprint);
+        else if (t.n_vocab != ds->m.vocab_size)
+            rc = dsk_fail(err, EX_DATAERR, "%s: %u tokens, the MANIFEST's vocab_size is %u", path, t.n_vocab,
+                          ds->m.vocab_size);
+    }
+    dsk_tokenizer_free(&t);
+    free(path);
+    return rc;
+}
+
+/* A row's header agrees with the MANIFEST: its token width, and stored
+ * (RAW) exactly when zstd_level is 0. */
+static int check_row_header(dsk_dataset_reader *r, const dsk_dataset *ds, int split, uint64_t i, dsk_err *err)
+{
+    const void *v;
+    size_t len;
+    int rc = dsk_dataset_raw(r, split, i, &v, &len, err);
+    if (rc || len < DSK_ROW_HEADER_BYTES)
+        return rc;   /* (a short row is the decoder's to report) */
+    const uint8_t *h = v;
+    int raw = (h[1] & DSK_ROW_RAW) != 0;
+    if (h[2] != ds->m.token_bytes)
+        return dsk_fail(err, EX_DATAERR, "%s: %s row %llu has %u-byte tokens, the MANIFEST says %u", ds->dir,
+                        dsk_split_names[split], (unsigned long long)i, h[2], ds->m.token_bytes);
+    if (raw != (ds->m.zstd_level == 0))
+        return dsk_fail(err, EX_DATAERR, "%s: %s row %llu is %s, but the MANIFEST's zstd_level is %d", ds->dir,
+                        dsk_split_names[split], (unsigned long long)i, raw ? "stored raw" : "compressed",
+                        ds->m.zstd_level);
+    return 0;
+}
+
 int dsk_dataset_verify(const char *dir, dsk_verify_report *rep, dsk_err *err)
 {
     memset(rep, 0, sizeof *rep);
@@ -114,9 +160,13 @@ int dsk_dataset_verify(const char *dir, dsk_verify_report *rep, dsk_err *err)
         }
     }
     dsk_shard_end(txn0);
+    if (!rc)
+        rc = check_tokenizer(&ds, err);
     for (int s = 0; s < DSK_SPLITS && !rc; s++) {
         for (uint64_t i = 0; i < ds.m.rows[s] && !rc; i++) {
-            rc = dsk_dataset_read(&r, s, i, &row, err);
+            rc = check_row_header(&r, &ds, s, i, err);
+            if (!rc)
+                rc = dsk_dataset_read(&r, s, i, &row, err);
             if (!rc && ds.m.kind == DSK_KIND_DPO && (!(row.flags & DSK_ROW_PAIR) || row.split != row.n_tokens / 2))
                 rc = dsk_fail(err, EX_DATAERR, "%s: %s row %llu is not a preference pair", dir, dsk_split_names[s],
                               (unsigned long long)i);

@@ -553,6 +553,12 @@ static int load_tokenizer(run *r)
     if (rc)
         return rc;
     r->have_tok = 1;
+    /* the dataset's own: another one here would go into every checkpoint */
+    char fp[33];
+    dsk_tokenizer_fingerprint(&r->tok, fp);
+    if (strcmp(fp, r->ds.m.fingerprint) != 0 || r->tok.n_vocab != r->ds.m.vocab_size)
+        return dsk_fail(r->err, EX_DATAERR, "%s: tokenizer %s of %u tokens, but the dataset was made with %s of %u",
+                        r->tokenizer_path, fp, r->tok.n_vocab, r->ds.m.fingerprint, r->ds.m.vocab_size);
     return 0;
 }
 

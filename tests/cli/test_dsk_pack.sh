@@ -218,5 +218,17 @@ if [ -w /dev/full ]; then
 fi
 cp -r "$T/bf" "$T/extra" && echo x > "$T/extra/stray"
 expect_exit 65 "verify: a file MD5SUMS does not list" dsk-pack verify "$T/extra"
+# MD5SUMS made anew after an edit: verify still checks what the files say
+resum() { (cd "$1" && md5sum shard-*.mdb tokenizer.json MANIFEST > MD5SUMS); }
+cp -r "$T/bf" "$T/swap" && dsk-bpe train --vocab-size 300 -o "$T/swap/tokenizer.json" "$T/docs.jsonl" 2>/dev/null
+resum "$T/swap"
+expect_exit 65 "verify: a tokenizer.json that is not the one the MANIFEST names (it said OK)" dsk-pack verify "$T/swap"
+expect_err_contains "the MANIFEST says" "... names both fingerprints"
+expect_exit 65 "dsk-train refuses that dataset (it trained a checkpoint with the wrong tokenizer)" \
+    dsk-train -q -j 2 -c nano -d "$T/swap" -o "$T/swap-ck" --steps 1
+cp -r "$T/bf" "$T/level0" && python3 -c '
+import json, sys; p = sys.argv[1]; m = json.load(open(p)); m["zstd_level"] = 0
+open(p, "w").write(json.dumps(m, indent=2) + "\n")' "$T/level0/MANIFEST" && resum "$T/level0"
+expect_exit 65 "verify: compressed rows under a MANIFEST that says zstd_level 0 (it said OK)" dsk-pack verify "$T/level0"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
