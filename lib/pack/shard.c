@@ -20,6 +20,20 @@ static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
                     what, mdb_strerror(rc));
 }
 
+/* A read of a shard that LMDB refuses: what its errors mean there is a
+ * damaged file (a pointer to a page past the end reads as
+ * MDB_MAP_RESIZED, a bad page as MDB_PAGE_NOTFOUND or MDB_CORRUPTED),
+ * bad data, 65; other errors are the system's. */
+static int read_fail(dsk_err *err, const char *path, const char *what, int rc)
+{
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_MAP_RESIZED || rc == MDB_BAD_TXN ||
+        rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE || rc == MDB_BAD_VALSIZE ||
+        rc == MDB_BAD_DBI || rc == MDB_PANIC)
+        return dsk_fail(err, EX_DATAERR, "%s: the shard is damaged (LMDB %s: %s; dsk-pack verify checks a dataset)",
+                        path, what, mdb_strerror(rc));
+    return lmdb_fail(err, path, what, rc);
+}
+
 static void key_bytes(uint64_t index, uint8_t k[8])
 {
     for (int i = 0; i < 8; i++)
@@ -180,7 +194,7 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     else if ((rc = open_env(s, path, (size_t)st.st_size, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0)))
         rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
     else if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
-        rc = lmdb_fail(err, path, "mdb_txn_begin", rc);
+        rc = read_fail(err, path, "mdb_txn_begin", rc);
     else if ((rc = open_dbs(s, txn, 0, &failed))) {
         rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, failed, mdb_strerror(rc));
         mdb_txn_abort(txn);
@@ -197,7 +211,7 @@ int dsk_shard_begin(dsk_shard *s, void **txn, dsk_err *err)
     MDB_txn *t;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
     if (rc)
-        return lmdb_fail(err, s->path, "mdb_txn_begin", rc);
+        return read_fail(err, s->path, "mdb_txn_begin", rc);
     *txn = t;
     return 0;
 }
@@ -227,7 +241,7 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
         return dsk_fail(err, EX_DATAERR, "%s: no meta key '%s'", s->path, meta_key);
     }
     if (rc)
-        return lmdb_fail(err, s->path, "get", rc);
+        return read_fail(err, s->path, "get", rc);
     *value = v.mv_data;
     *len = v.mv_size;
     return 0;
@@ -239,14 +253,14 @@ int dsk_shard_range(dsk_shard *s, void *txn, int split, uint64_t *rows, uint64_t
     MDB_stat st;
     int rc = mdb_stat(txn, s->dbi[1 + split], &st);
     if (rc)
-        return lmdb_fail(err, s->path, "stat", rc);
+        return read_fail(err, s->path, "stat", rc);
     *rows = st.ms_entries;
     *first = *last = 0;
     if (!st.ms_entries)
         return 0;
     MDB_cursor *c;
     if ((rc = mdb_cursor_open(txn, s->dbi[1 + split], &c)))
-        return lmdb_fail(err, s->path, "cursor", rc);
+        return read_fail(err, s->path, "cursor", rc);
     MDB_val k, v;
     for (int end = 0; end < 2 && !rc; end++) {
         rc = mdb_cursor_get(c, &k, &v, end ? MDB_LAST : MDB_FIRST);

@@ -230,5 +230,12 @@ cp -r "$T/bf" "$T/level0" && python3 -c '
 import json, sys; p = sys.argv[1]; m = json.load(open(p)); m["zstd_level"] = 0
 open(p, "w").write(json.dumps(m, indent=2) + "\n")' "$T/level0/MANIFEST" && resum "$T/level0"
 expect_exit 65 "verify: compressed rows under a MANIFEST that says zstd_level 0 (it said OK)" dsk-pack verify "$T/level0"
+cp -r "$T/bf" "$T/meta" && python3 -c '
+import sys
+f = open(sys.argv[1], "r+b")
+for off in (143, 4096 + 143):   # the last page number in both LMDB meta pages
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))' "$T/meta/shard-00000.mdb"
+expect_exit 65 "cat: a shard whose LMDB meta pages are damaged is bad data (it was 74, an I/O error)" dsk-pack cat "$T/meta"
+expect_err_contains "the shard is damaged" "... and says so"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
