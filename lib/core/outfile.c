@@ -231,7 +231,10 @@ static void on_fatal_signal(int sig)
 
 void dsk_signals_init(void)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    /* Every signal whose default is to end the process: Slurm's --signal
+     * sends SIGUSR1, a CPU limit SIGXCPU (dsk-train handles SIGUSR1 itself). */
+    static const int sigs[] = {SIGINT,    SIGTERM, SIGHUP,  SIGPIPE,   SIGUSR1, SIGUSR2,
+                               SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fatal_signal;

@@ -41,9 +41,11 @@ void dsk_outfile_abort(dsk_outfile *f);
 /* Unlink every registered temporary; async-signal-safe. */
 void dsk_outfile_remove_all_temps(void);
 
-/* Install handlers for SIGINT, SIGTERM, SIGHUP and SIGPIPE that remove the
- * temporaries and then die of the same signal, so a closed pipe downstream
- * ends the tool quietly and the shell sees the usual status. */
+/* Install handlers for SIGINT, SIGTERM, SIGHUP, SIGPIPE and the other
+ * signals that end a process by default (SIGUSR1, SIGUSR2, SIGALRM,
+ * SIGXCPU, ...) that remove the temporaries and then die of the same
+ * signal, so a closed pipe downstream ends the tool quietly and the shell
+ * sees the usual status. */
 void dsk_signals_init(void);
 
 #endif

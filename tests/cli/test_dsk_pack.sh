@@ -237,5 +237,13 @@ for off in (143, 4096 + 143):   # the last page number in both LMDB meta pages
     f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))' "$T/meta/shard-00000.mdb"
 expect_exit 65 "cat: a shard whose LMDB meta pages are damaged is bad data (it was 74, an I/O error)" dsk-pack cat "$T/meta"
 expect_err_contains "the shard is damaged" "... and says so"
+# A signal mid-run (here SIGUSR1, which Slurm's --signal sends) leaves no DIR.tmp.PID
+mkfifo "$T/slow.dskt"
+dsk-pack -q -t "$T/tok.json" -o "$T/usr1" --seq-len 8 "$T/slow.dskt" & pid=$!
+exec 3>"$T/slow.dskt"; head -c 1000 "$T/docs.dskt" >&3
+for _ in $(seq 50); do ls "$T" | grep -q '^usr1\.tmp\.' && break; sleep 0.1; done
+kill -USR1 "$pid"; wait "$pid"; rc=$?; exec 3>&-
+check "SIGUSR1 ends dsk-pack with 138 ($rc) and removes its temporary directory" \
+    sh -c "test $rc -eq 138 && ! ls '$T' | grep -q '^usr1'"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
