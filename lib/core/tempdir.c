@@ -117,8 +117,10 @@ static int check_stripped(const char *path, const char *replace_marker, const ch
         *(slash == parent ? slash + 1 : slash) = '\0';
     struct stat st;
     int rc = 0;
-    if (stat(slash ? parent : ".", &st) != 0 || !S_ISDIR(st.st_mode))
-        rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s is not a directory", path, slash ? parent : ".");
+    int found = stat(slash ? parent : ".", &st) == 0, missing = !found && errno == ENOENT;
+    if (!found || !S_ISDIR(st.st_mode))
+        rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s %s", path, slash ? parent : ".",
+                      missing ? "does not exist" : "is not a directory");
     free(parent);
     if (rc || lstat(path, &st) != 0)
         return rc;

@@ -234,20 +234,31 @@ int dsk_manifest_parse(dsk_manifest *m, const char *text, size_t len, const char
     return rc;
 }
 
+int dsk_manifest_present(const char *dir, dsk_err *err)
+{
+    char *path = dsk_path_join(dir, "MANIFEST");
+    int rc = 0;
+    if (access(path, F_OK) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        int not_dir = errno == ENOTDIR;
+        rc = not_dir ? dsk_fail(err, EX_NOINPUT, "%s: not a directory: a dataset is the directory dsk-pack wrote", dir)
+             : access(dir, F_OK) != 0 ? dsk_fail(err, EX_NOINPUT, "%s: no such dataset", dir)
+                                      : dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
+    }
+    free(path);
+    return rc;
+}
+
 int dsk_manifest_load(dsk_manifest *m, const char *dir, dsk_err *err)
 {
     memset(m, 0, sizeof *m);
+    int rc = dsk_manifest_present(dir, err);
+    if (rc)
+        return rc;
     size_t n = strlen(dir) + 16;
     char *path = dsk_xmalloc(n);
     snprintf(path, n, "%s/MANIFEST", dir);
-    if (access(path, F_OK) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
-        int not_dir = errno == ENOTDIR;
-        free(path);
-        return not_dir ? dsk_fail(err, EX_NOINPUT, "%s: not a directory: a dataset is the directory dsk-pack wrote", dir)
-                       : dsk_fail(err, EX_NOINPUT, "%s: no MANIFEST: not a dataset, or an incomplete one", dir);
-    }
     dsk_buf b = {0};
-    int rc = dsk_read_regular_file(path, MAX_MANIFEST_BYTES, &b, err);
+    rc = dsk_read_regular_file(path, MAX_MANIFEST_BYTES, &b, err);
     if (!rc)
         rc = dsk_manifest_parse(m, b.data ? b.data : "", b.len, path, err);
     dsk_buf_free(&b);

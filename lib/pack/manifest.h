@@ -41,6 +41,9 @@ typedef struct dsk_manifest {
 /* Appends the MANIFEST text (pretty JSON, one trailing newline). */
 void dsk_manifest_write(const dsk_manifest *m, dsk_buf *out);
 int dsk_manifest_parse(dsk_manifest *m, const char *text, size_t len, const char *name, dsk_err *err);
+/* 0 when DIR holds a MANIFEST; else EX_NOINPUT naming what DIR is (missing,
+ * not a directory, or without one). */
+int dsk_manifest_present(const char *dir, dsk_err *err);
 int dsk_manifest_load(dsk_manifest *m, const char *dir, dsk_err *err);
 void dsk_manifest_free(dsk_manifest *m);
 

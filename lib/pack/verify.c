@@ -133,7 +133,10 @@ static int check_row_header(dsk_dataset_reader *r, const dsk_dataset *ds, int sp
 int dsk_dataset_verify(const char *dir, dsk_verify_report *rep, dsk_err *err)
 {
     memset(rep, 0, sizeof *rep);
-    int rc = check_sums(dir, rep, err);
+    int rc = dsk_manifest_present(dir, err);   /* not a dataset at all: 66, as info says */
+    if (rc)
+        return rc;
+    rc = check_sums(dir, rep, err);
     if (rc)
         return rc;
     dsk_dataset ds;

@@ -245,5 +245,11 @@ for _ in $(seq 50); do ls "$T" | grep -q '^usr1\.tmp\.' && break; sleep 0.1; don
 kill -USR1 "$pid"; wait "$pid"; rc=$?; exec 3>&-
 check "SIGUSR1 ends dsk-pack with 138 ($rc) and removes its temporary directory" \
     sh -c "test $rc -eq 138 && ! ls '$T' | grep -q '^usr1'"
+expect_exit 66 "verify: a file, not a dataset directory (was 74)" dsk-pack verify "$T/tok.json"
+mkdir "$T/nomanifest"
+expect_exit 66 "verify: a directory without a MANIFEST, as the man page says (was 65)" dsk-pack verify "$T/nomanifest"
+expect_exit 73 "-o in a directory that does not exist" dsk-pack -q -t "$T/tok.json" -o "$T/nosuch/sub/ds" --seq-len 8 \
+    "$T/docs.dskt"
+expect_err_contains "nosuch/sub does not exist" "... is said to be missing (it said: not a directory)"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
