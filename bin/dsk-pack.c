@@ -100,8 +100,12 @@ static char *command_line(int argc, char **argv)
                 dsk_buf_addc(&b, *p);
         dsk_buf_addc(&b, '\'');
     }
-    dsk_buf_addc(&b, '\0');
-    return b.data;
+    /* JSON is UTF-8: a file name that is not (Latin-1 on disk) gets U+FFFD */
+    dsk_buf text = {0};
+    dsk_utf8_repair(b.data ? b.data : "", b.len, &text);
+    dsk_buf_free(&b);
+    dsk_buf_addc(&text, '\0');
+    return text.data;
 }
 
 static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0.0; }

@@ -251,5 +251,9 @@ expect_exit 66 "verify: a directory without a MANIFEST, as the man page says (wa
 expect_exit 73 "-o in a directory that does not exist" dsk-pack -q -t "$T/tok.json" -o "$T/nosuch/sub/ds" --seq-len 8 \
     "$T/docs.dskt"
 expect_err_contains "nosuch/sub does not exist" "... is said to be missing (it said: not a directory)"
+cp "$T/docs.dskt" "$T/$(printf 'caf\xe9').dskt"
+dsk-pack -q -t "$T/tok.json" -o "$T/latin1" --seq-len 8 "$T/$(printf 'caf\xe9').dskt"
+check "an input name that is not UTF-8: the MANIFEST is still JSON (U+FFFD in its command)" \
+    python3 -c 'import json, sys; assert "\ufffd" in json.load(open(sys.argv[1], "rb"))["command"]' "$T/latin1/MANIFEST"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
