@@ -49,7 +49,10 @@ void dsk_manifest_write(const dsk_manifest *m, dsk_buf *out)
         json_object_object_add(stats, dsk_split_names[s], st);
     }
     json_object_object_add(o, "rows", rows);
-    json_object_object_add(o, "stats", stats);
+    if (m->no_stats)   /* not made up as zeros that contradict the rows */
+        json_object_put(stats);
+    else
+        json_object_object_add(o, "stats", stats);
     struct json_object *shards = json_object_new_array();
     for (size_t i = 0; i < m->n_shards; i++) {
         const dsk_shard_info *sh = &m->shards[i];
@@ -176,6 +179,7 @@ static int parse_fields(dsk_manifest *m, struct json_object *o, const char *name
     if (!json_object_object_get_ex(o, "rows", &rows) || !dsk_json_is(rows, json_type_object))
         return dsk_fail(err, EX_DATAERR, "%s: \"rows\" must be an object", name);
     int have_stats = json_object_object_get_ex(o, "stats", &stats) && dsk_json_is(stats, json_type_object);
+    m->no_stats = !have_stats;
     for (int s = 0; s < DSK_SPLITS; s++) {
         if ((rc = get_u64(rows, dsk_split_names[s], UINT64_MAX >> 1, &m->rows[s], name, err)))
             return rc;

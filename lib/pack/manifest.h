@@ -32,6 +32,7 @@ typedef struct dsk_manifest {
     uint32_t dict_bytes;            /* 0: no dictionary */
     uint64_t rows[DSK_SPLITS];
     dsk_pack_stats stats[DSK_SPLITS];
+    int no_stats;                   /* read from a MANIFEST without "stats" (they are optional) */
     dsk_shard_info *shards;
     size_t n_shards;
     char *tokenizer;                /* file name in the directory, or NULL */

@@ -255,5 +255,10 @@ cp "$T/docs.dskt" "$T/$(printf 'caf\xe9').dskt"
 dsk-pack -q -t "$T/tok.json" -o "$T/latin1" --seq-len 8 "$T/$(printf 'caf\xe9').dskt"
 check "an input name that is not UTF-8: the MANIFEST is still JSON (U+FFFD in its command)" \
     python3 -c 'import json, sys; assert "\ufffd" in json.load(open(sys.argv[1], "rb"))["command"]' "$T/latin1/MANIFEST"
+cp -r "$T/bf" "$T/nostats" && python3 -c '
+import json, sys; p = sys.argv[1]; m = json.load(open(p)); del m["stats"]
+open(p, "w").write(json.dumps(m, indent=2) + "\n")' "$T/nostats/MANIFEST" && resum "$T/nostats"
+expect_exit 0 "info: a MANIFEST without its optional stats" dsk-pack info "$T/nostats"
+check "... prints none (it made up zero counts that contradict the rows)" sh -c "! grep -q '\"stats\"' '$T/out'"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
