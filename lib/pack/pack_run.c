@@ -66,6 +66,7 @@ typedef struct run {
     dsk_manifest *m;
     uint64_t next_index[DSK_SPLITS];
     uint64_t bytes_in, total_in;
+    uint64_t docs_in;            /* records of the inputs already closed */
     dsk_progress progress;
     dsk_err err;
 } run;
@@ -171,6 +172,7 @@ static int pack_until(run *r, size_t rows, size_t token_bytes)
             return got;
         if (got == 0) {
             r->bytes_in += r->reader.offset;
+            r->docs_in += r->reader.records;
             close_input(r);
             continue;
         }
@@ -301,7 +303,8 @@ static int commit(void *ctx, void *bp)
         r->m->shards[r->m->n_shards - 1].rows[split]++;
         r->m->rows[split]++;
     }
-    dsk_progress_update(&r->progress, r->bytes_in + (r->reader_open ? r->reader.offset : 0), 0);
+    dsk_progress_update(&r->progress, r->bytes_in + (r->reader_open ? r->reader.offset : 0),
+                        r->docs_in + (r->reader_open ? r->reader.records : 0));
     return 0;
 }
 
