@@ -33,6 +33,8 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
     size_t len;
     while (!rc && (rc = dsk_reader_next(&rd, '\n', &line, &len, err)) == 1) {
         rc = 0;
+        if (len && line[len - 1] == '\r')   /* CRLF lines and upper-case digits, as md5sum -c takes them */
+            len--;
         if (len < 35 || line[32] != ' ' || line[33] != ' ' || memchr(line + 34, '/', len - 34) ||
             (len == 35 && line[34] == '.') || n_listed > 100010) {
             rc = dsk_fail(err, EX_DATAERR, "%s:%llu: not a 'HEX  NAME' line", path,
@@ -40,7 +42,8 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
             break;
         }
         char *name = dsk_xstrndup(line + 34, len - 34), want[33], got[33];
-        memcpy(want, line, 32);
+        for (int i = 0; i < 32; i++)
+            want[i] = (char)(line[i] >= 'A' && line[i] <= 'F' ? line[i] + 32 : line[i]);
         want[32] = '\0';
         for (size_t i = 0; i < n_listed && !rc; i++)
             if (strcmp(listed[i], name) == 0)

@@ -260,5 +260,8 @@ import json, sys; p = sys.argv[1]; m = json.load(open(p)); del m["stats"]
 open(p, "w").write(json.dumps(m, indent=2) + "\n")' "$T/nostats/MANIFEST" && resum "$T/nostats"
 expect_exit 0 "info: a MANIFEST without its optional stats" dsk-pack info "$T/nostats"
 check "... prints none (it made up zero counts that contradict the rows)" sh -c "! grep -q '\"stats\"' '$T/out'"
+cp -r "$T/bf" "$T/upper" && sed -i 's/^\([0-9a-f]*\)/\U\1/; s/$/\r/' "$T/upper/MD5SUMS"
+check "md5sum -c takes MD5SUMS with upper-case digits and CRLF lines" sh -c "cd '$T/upper' && md5sum --quiet -c MD5SUMS"
+expect_exit 0 "... and so does verify (it called the files damaged)" dsk-pack verify "$T/upper"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
