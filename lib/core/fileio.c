@@ -15,18 +15,27 @@ char *dsk_path_join(const char *dir, const char *name)
     return p;
 }
 
+/* dsk_open_read as a stdio stream; NULL with err set. */
+static FILE *open_stream(const char *path, int regular_only, dsk_err *err)
+{
+    int fd = dsk_open_read(path, regular_only, err);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        dsk_fail(err, EX_OSERR, "%s: %s", path, strerror(errno));
+    }
+    return f;
+}
+
 int dsk_copy_file(const char *from, const char *to, dsk_err *err)
 {
     /* A regular file (a checkpoint's or dataset's tokenizer.json): a FIFO
      * there would block the open, or copy whatever a writer sent. */
-    int fd = dsk_open_read(from, 1, err);
-    if (fd < 0)
+    FILE *in = open_stream(from, 1, err);
+    if (!in)
         return err->code;
-    FILE *in = fdopen(fd, "rb");
-    if (!in) {
-        close(fd);
-        return dsk_fail(err, EX_IOERR, "%s: %s", from, strerror(errno));
-    }
     FILE *out = fopen(to, "wb");
     if (!out) {
         fclose(in);
@@ -88,14 +97,9 @@ int dsk_open_read(const char *path, int regular_only, dsk_err *err)
 
 static int read_whole(const char *path, int regular_only, size_t max_bytes, dsk_buf *out, dsk_err *err)
 {
-    int fd = dsk_open_read(path, regular_only, err);
-    if (fd < 0)
+    FILE *f = open_stream(path, regular_only, err);
+    if (!f)
         return err->code;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return dsk_fail(err, EX_OSERR, "%s: %s", path, strerror(errno));
-    }
     char chunk[65536];
     size_t n, total = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {

@@ -36,12 +36,26 @@ TEST(memory_budget_is_enforced)
     dsk_dedup_close(&d, 1, &err);
 }
 
-TEST(lmdb_index_is_shared_across_runs)
+/* A fresh name for a database (mkstemp's, the file itself removed: LMDB makes it). */
+static void new_db_path(char *path)
 {
-    char path[] = "/tmp/dsk-dedup-XXXXXX";
     int fd = mkstemp(path);
     close(fd);
     unlink(path);
+}
+
+static void remove_db(const char *path)
+{
+    char lock[64];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(path);
+    unlink(lock);
+}
+
+TEST(lmdb_index_is_shared_across_runs)
+{
+    char path[] = "/tmp/dsk-dedup-XXXXXX";
+    new_db_path(path);
     dsk_dedup d;
     dsk_err err = {0};
     uint64_t bands[2] = {5, 6}, other[2] = {7, 6};
@@ -60,10 +74,7 @@ TEST(lmdb_index_is_shared_across_runs)
 
     CHECK(dsk_dedup_open_lmdb(&d, path, "minhash ngram=3 bands=2 rows=8", &err) == EX_DATAERR);
     CHECK(strstr(err.msg, "different dedup settings") != NULL);
-    unlink(path);
-    char lock[64];
-    snprintf(lock, sizeof lock, "%s-lock", path);
-    unlink(lock);
+    remove_db(path);
 }
 
 /* A run that fails leaves nothing marked as seen: its committed batches'
@@ -71,9 +82,7 @@ TEST(lmdb_index_is_shared_across_runs)
 TEST(lmdb_failed_run_leaves_no_keys)
 {
     char path[] = "/tmp/dsk-dedup-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    unlink(path);
+    new_db_path(path);
     dsk_dedup d, other;
     dsk_err err = {0};
     uint64_t bands[2] = {5, 6};
@@ -103,10 +112,7 @@ TEST(lmdb_failed_run_leaves_no_keys)
     CHECK(dsk_dedup_exact(&d, 1, 2, &err) == 1);      /* kept by the run that succeeded */
     CHECK(dsk_dedup_near(&d, bands, 2, &err) == 1);
     CHECK(dsk_dedup_close(&d, 1, &err) == 0);
-    unlink(path);
-    char lock[64];
-    snprintf(lock, sizeof lock, "%s-lock", path);
-    unlink(lock);
+    remove_db(path);
 }
 
 /* A run killed before it could mark itself (a signal, the OOM killer): its
@@ -114,9 +120,7 @@ TEST(lmdb_failed_run_leaves_no_keys)
 TEST(lmdb_killed_run_leaves_no_keys)
 {
     char path[] = "/tmp/dsk-dedup-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    unlink(path);
+    new_db_path(path);
     const char *params = "minhash ngram=5 bands=2 rows=8";
     int ready[2], go[2];   /* child to parent, parent to child */
     CHECK(pipe(ready) == 0 && pipe(go) == 0);
@@ -151,10 +155,7 @@ TEST(lmdb_killed_run_leaves_no_keys)
     close(go[1]);
     close(ready[0]);
     close(ready[1]);
-    unlink(path);
-    char lock[64];
-    snprintf(lock, sizeof lock, "%s-lock", path);
-    unlink(lock);
+    remove_db(path);
 }
 
 RUN_TESTS(T(memory_exact_and_near), T(memory_budget_is_enforced), T(lmdb_index_is_shared_across_runs),
