@@ -166,7 +166,7 @@ static int check_numbers(const char *s, size_t n, char *msg, size_t msg_len)
             const char *limit = c == '-' ? "9223372036854775808" : "18446744073709551615";
             size_t nl = strlen(limit);
             if (nd > nl || (nd == nl && memcmp(digits, limit, nl) > 0)) {
-                snprintf(msg, msg_len, "the integer at column %zu is beyond 64 bits (the JSON library would change it)",
+                snprintf(msg, msg_len, "the integer at column %zu is out of range (beyond 64 bits: the JSON library would change it)",
                          i + 1);
                 return -1;
             }
