@@ -57,6 +57,8 @@ static unsigned long long process_start(long pid)
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');   /* after the command name, which may hold spaces */
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')   /* field 3, the state: a zombie has ended */
+        return 0;
     unsigned long long start = 0;
     for (int field = 2; p && field < 22; field++)
         p = strchr(p + 1, ' ');
@@ -65,18 +67,40 @@ static unsigned long long process_start(long pid)
     return start;
 }
 
-/* Whether the run an "R BOOT PID START" entry names is still running.  An
- * entry this cannot read (no /proc when it was written) counts as running:
- * its keys count, as they did before runs were marked. */
+/* This process's PID namespace ("pid:[4026531836]"): a pid names a process
+ * only within one; "-" without /proc. */
+static const char *pid_namespace(void)
+{
+    static char ns[64];
+    if (!ns[0]) {
+        ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+        if (n <= 0 || strchr(ns, ' '))
+            n = 0;
+        ns[n] = '\0';
+        if (!ns[0])
+            strcpy(ns, "-");
+    }
+    return ns;
+}
+
+/* Whether the run an "R BOOT PIDNS PID START" entry names is still
+ * running.  One this process cannot judge counts as running, so its keys
+ * count, as they did before runs were marked: an entry without these
+ * fields, written without /proc, or from another PID namespace (another
+ * container on this machine: its pids are not ours to look up). */
 static int run_alive(const char *v, size_t len)
 {
-    char entry[160], boot[64];
+    char entry[200], boot[64], ns[64];
     long pid;
     unsigned long long start;
     snprintf(entry, sizeof entry, "%.*s", (int)(len < sizeof entry ? len : sizeof entry - 1), v);
-    if (sscanf(entry, "R %63s %ld %llu", boot, &pid, &start) != 3 || !strcmp(boot, "-") || start == 0)
+    if (sscanf(entry, "R %63s %63s %ld %llu", boot, ns, &pid, &start) != 4 || !strcmp(boot, "-") || start == 0)
         return 1;
-    return !strcmp(boot, boot_id()) && process_start(pid) == start;
+    if (strcmp(boot, boot_id()) != 0)   /* the machine has restarted since */
+        return 0;
+    if (!strcmp(ns, "-") || strcmp(ns, pid_namespace()) != 0)
+        return 1;
+    return process_start(pid) == start;
 }
 
 int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_err *err)
@@ -111,11 +135,13 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
             return dsk_fail(err, EX_DATAERR, "%s: not a dedup database: %s", path, mdb_strerror(rc));
         return lmdb_fail(err, path, "cannot open", rc);
     }
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     MDB_dbi meta, exact, bands, runs, main_db;
     MDB_stat main_stat;
     MDB_val key = {6, "params"}, val;
-    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
+    if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0)
+        txn = NULL;
+    if (txn && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
         mdb_stat(txn, main_db, &main_stat) == 0 && main_stat.ms_entries > 0 &&
         (mdb_dbi_open(txn, "meta", 0, &meta) != 0 || mdb_get(txn, meta, &key, &val) != 0)) {
         /* Not empty, and no settings of ours: some other LMDB file (a
@@ -133,6 +159,8 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         (rc = mdb_dbi_open(txn, "exact", MDB_CREATE, &exact)) ||
         (rc = mdb_dbi_open(txn, "bands", MDB_CREATE, &bands)) ||
         (rc = mdb_dbi_open(txn, "runs", MDB_CREATE, &runs))) {
+        if (txn)
+            mdb_txn_abort(txn);
         mdb_env_close(env);
         return lmdb_fail(err, path, "cannot open databases", rc);
     }
@@ -155,9 +183,9 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
     uint64_t id = 0;
     while (id == 0 && getrandom(&id, sizeof id, 0) == (ssize_t)sizeof id)
         ;
-    char me[128];
+    char me[192];
     unsigned long long started = process_start(getpid());
-    snprintf(me, sizeof me, "R %s %ld %llu", boot_id(), (long)getpid(), started);
+    snprintf(me, sizeof me, "R %s %s %ld %llu", boot_id(), pid_namespace(), (long)getpid(), started);
     MDB_val run_key = {sizeof id, &id}, running = {strlen(me), me};
     if (!rc && id == 0)
         rc = EIO;

@@ -233,12 +233,25 @@ void dsk_signals_init(void)
 {
     /* Every signal whose default is to end the process: Slurm's --signal
      * sends SIGUSR1, a CPU limit SIGXCPU (dsk-train handles SIGUSR1 itself). */
-    static const int sigs[] = {SIGINT,    SIGTERM, SIGHUP,  SIGPIPE,   SIGUSR1, SIGUSR2,
-                               SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF};
-    struct sigaction sa;
+    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,    SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM,
+                               SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO,
+#ifdef SIGPWR
+                               SIGPWR,
+#endif
+#ifdef SIGSTKFLT
+                               SIGSTKFLT,
+#endif
+    };
+    struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fatal_signal;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaction(sigs[i], &sa, NULL);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        int sig = sigs[i];
+        /* One the caller set to be ignored stays so: nohup's SIGHUP, the
+         * SIGINT of a script's background job, a trap '' USR1. */
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            continue;
+        sigaction(sig, &sa, NULL);
+    }
 }

@@ -42,10 +42,12 @@ void dsk_outfile_abort(dsk_outfile *f);
 void dsk_outfile_remove_all_temps(void);
 
 /* Install handlers for SIGINT, SIGTERM, SIGHUP, SIGPIPE and the other
- * signals that end a process by default (SIGUSR1, SIGUSR2, SIGALRM,
- * SIGXCPU, ...) that remove the temporaries and then die of the same
- * signal, so a closed pipe downstream ends the tool quietly and the shell
- * sees the usual status. */
+ * signals that end a process by default (SIGQUIT, SIGUSR1, SIGUSR2,
+ * SIGALRM, SIGXCPU, SIGIO, ...; not the real-time ones, which libraries
+ * may use) that remove the temporaries
+ * and then die of the same signal, so a closed pipe downstream ends the
+ * tool quietly and the shell sees the usual status.  A signal the process
+ * was started with ignored (nohup) stays ignored. */
 void dsk_signals_init(void);
 
 #endif

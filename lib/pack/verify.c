@@ -35,7 +35,8 @@ static int check_sums(const char *dir, dsk_verify_report *rep, dsk_err *err)
         rc = 0;
         if (len && line[len - 1] == '\r')   /* CRLF lines and upper-case digits, as md5sum -c takes them */
             len--;
-        if (len < 35 || line[32] != ' ' || line[33] != ' ' || memchr(line + 34, '/', len - 34) ||
+        /* "HEX  NAME", or "HEX *NAME" as md5sum -b writes it */
+        if (len < 35 || line[32] != ' ' || (line[33] != ' ' && line[33] != '*') || memchr(line + 34, '/', len - 34) ||
             (len == 35 && line[34] == '.') || n_listed > 100010) {
             rc = dsk_fail(err, EX_DATAERR, "%s:%llu: not a 'HEX  NAME' line", path,
                           (unsigned long long)rd.record_no);

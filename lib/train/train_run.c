@@ -197,13 +197,14 @@ static void on_stop(int sig)
 
 static void catch_stop_signals(void)
 {
-    struct sigaction sa;
+    struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);   /* what mpirun forwards to every rank */
+    static const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};   /* SIGUSR1: what mpirun forwards to every rank */
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler != SIG_IGN)   /* an ignored one stays so */
+            sigaction(sigs[i], &sa, NULL);
 }
 
 /* ---- the run's state ----------------------------------------------------------------------------------- */

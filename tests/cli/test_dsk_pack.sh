@@ -245,6 +245,13 @@ for _ in $(seq 50); do ls "$T" | grep -q '^usr1\.tmp\.' && break; sleep 0.1; don
 kill -USR1 "$pid"; wait "$pid"; rc=$?; exec 3>&-
 check "SIGUSR1 ends dsk-pack with 138 ($rc) and removes its temporary directory" \
     sh -c "test $rc -eq 138 && ! ls '$T' | grep -q '^usr1'"
+# nohup: a SIGHUP the tool was started with ignored stays ignored
+nohup dsk-pack -q -t "$T/tok.json" -o "$T/hup" --seq-len 8 "$T/slow.dskt" > /dev/null 2>&1 & pid=$!
+for _ in $(seq 50); do ls "$T" | grep -q '^hup\.tmp\.' && break; sleep 0.1; done
+kill -HUP "$pid"; sleep 0.5
+check "under nohup, SIGHUP does not end dsk-pack" kill -0 "$pid"
+kill -TERM "$pid"; wait "$pid"
+check "... SIGTERM does, and removes its temporary directory" sh -c "! ls '$T' | grep -q '^hup'"
 expect_exit 66 "verify: a file, not a dataset directory (was 74)" dsk-pack verify "$T/tok.json"
 mkdir "$T/nomanifest"
 expect_exit 66 "verify: a directory without a MANIFEST, as the man page says (was 65)" dsk-pack verify "$T/nomanifest"
@@ -263,5 +270,7 @@ check "... prints none (it made up zero counts that contradict the rows)" sh -c 
 cp -r "$T/bf" "$T/upper" && sed -i 's/^\([0-9a-f]*\)/\U\1/; s/$/\r/' "$T/upper/MD5SUMS"
 check "md5sum -c takes MD5SUMS with upper-case digits and CRLF lines" sh -c "cd '$T/upper' && md5sum --quiet -c MD5SUMS"
 expect_exit 0 "... and so does verify (it called the files damaged)" dsk-pack verify "$T/upper"
+(cd "$T/upper" && md5sum -b shard-*.mdb tokenizer.json MANIFEST > MD5SUMS)
+expect_exit 0 "verify takes md5sum -b's 'HEX *NAME' lines" dsk-pack verify "$T/upper"
 expect_exit 64 "verify takes one directory" dsk-pack verify
 echo "1..$tap_n"
