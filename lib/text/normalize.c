@@ -149,30 +149,6 @@ static void clean_pass(const char *str, size_t n, int tidy, dsk_buf *out, dsk_no
         }
         size_t len;
         uint32_t cp = dsk_utf8_decode(s + i, &len);
-        if (cp == 0x9B) {  /* the 8-bit CSI: its parameters and final byte go with it, as after ESC [ */
-            size_t j = i + len;
-            while (j < n && s[j] >= 0x30 && s[j] <= 0x3F) j++;
-            while (j < n && s[j] >= 0x20 && s[j] <= 0x2F) j++;
-            if (j < n && s[j] >= 0x40 && s[j] <= 0x7E) j++;
-            c->escapes_removed++;
-            i = j;
-            continue;
-        }
-        if (cp == 0x90 || cp == 0x98 || cp == 0x9D || cp == 0x9E || cp == 0x9F) {
-            /* 8-bit DCS, SOS, OSC, PM, APC: their strings go with them, to
-             * BEL, ST (ESC \ or U+009C) or, as for ESC ], a line break */
-            size_t j = i + len;
-            while (j < n && s[j] != 0x07 && s[j] != '\n' && !(s[j] == 0x1B && j + 1 < n && s[j + 1] == '\\') &&
-                   !(s[j] == 0xC2 && j + 1 < n && s[j + 1] == 0x9C))
-                j++;
-            if (j < n && s[j] == 0x07)
-                j++;
-            else if (j < n && s[j] != '\n')
-                j += 2;
-            c->escapes_removed++;
-            i = j;
-            continue;
-        }
         if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) {  /* NEL, line and paragraph separators */
             emit_newline(&w, out);
         } else if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) {
