@@ -87,16 +87,23 @@ int dsk_named_fd(const char *path)
     return -1;
 }
 
+/* A stream on a copy of descriptor fd_no; NULL with errno set. */
+static FILE *dup_stream(int fd_no, const char *mode)
+{
+    int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, mode);
+    if (!f && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 FILE *dsk_fopen_log(const char *path, const char *mode)
 {
     int fd_no = dsk_named_fd(path);
-    if (fd_no < 0)
-        return fopen(path, mode);
-    int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, mode[0] == 'r' ? "r" : "w");
-    if (!f && fd >= 0)
-        close(fd);
-    return f;
+    return fd_no < 0 ? fopen(path, mode) : dup_stream(fd_no, mode[0] == 'r' ? "r" : "w");
 }
 
 int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
@@ -113,13 +120,8 @@ int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)
      * shell opened (for appending, perhaps) with a new one. */
     int fd_no = dsk_named_fd(path);
     if (fd_no >= 0) {
-        int fd = fcntl(fd_no, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            return dsk_fail(err, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(e));
-        }
+        if (!(f->fp = dup_stream(fd_no, "wb")))
+            return dsk_fail(err, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(errno));
         f->path = dsk_xstrdup(path);
         return 0;
     }
