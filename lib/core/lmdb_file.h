@@ -4,8 +4,9 @@
  * interrupted copy, a full disk) or with a damaged meta page makes it
  * read past the end of its map (SIGBUS) or fail an assertion.  The
  * check costs two small reads and catches those; damage inside the
- * B-tree's pages is not caught here (dsk-pack verify's MD5 sums are the
- * check for that). */
+ * B-tree's pages is not caught here: dataset readers run LMDB's reads in
+ * a fault region (core/fault_guard.h), and dsk-pack verify's MD5 sums
+ * find the rest. */
 #ifndef DSK_CORE_LMDB_FILE_H
 #define DSK_CORE_LMDB_FILE_H
 

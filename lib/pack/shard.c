@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fault_guard.h"
 #include "core/lmdb_file.h"
 
 static const char *const db_names[1 + DSK_SPLITS] = {"meta", "train", "val", "test"};
@@ -34,6 +37,29 @@ static int read_fail(dsk_err *err, const char *path, const char *what, int rc)
     return lmdb_fail(err, path, what, rc);
 }
 
+/* LMDB's assertion text, kept for the message of the region it ends. */
+static _Thread_local char lmdb_assertion[200];
+
+/* LMDB calls this before abort() when a check of its pages fails: a
+ * reader in a fault region leaves the region instead. */
+static void on_lmdb_assert(MDB_env *env, const char *msg)
+{
+    snprintf(lmdb_assertion, sizeof lmdb_assertion, "%s", msg);
+    dsk_fault_escape(SIGABRT);
+}
+
+/* A memory fault or a failed LMDB assertion while LMDB walked the shard's
+ * pages: a damaged page. */
+static int fault_fail(dsk_err *err, const char *path, const char *what, int sig)
+{
+    return dsk_fail(err, EX_DATAERR,
+                    "%s: the shard is damaged (LMDB %s: %s reading its pages; dsk-pack verify checks a dataset)", path,
+                    what,
+                    sig == SIGBUS    ? "bus error"
+                    : sig == SIGABRT ? lmdb_assertion
+                                     : "segmentation fault");
+}
+
 static void key_bytes(uint64_t index, uint8_t k[8])
 {
     for (int i = 0; i < 8; i++)
@@ -58,6 +84,7 @@ static int open_env(dsk_shard *s, const char *path, size_t map_size, unsigned fl
         return rc;
     mdb_env_set_maxdbs(env, 1 + DSK_SPLITS);
     mdb_env_set_mapsize(env, map_size);
+    mdb_env_set_assert(env, on_lmdb_assert);
     if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | flags, mode))) {
         mdb_env_close(env);
         return rc;
@@ -179,6 +206,57 @@ void dsk_shard_abort(dsk_shard *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Where LMDB mapped the file, which its API does not say (mdb_env_info's
+ * address is the one asked for with MDB_FIXEDMAP): the mapping that holds
+ * the first meta key, which lies in a leaf page of the map.  Every shard
+ * has meta keys: none readable is damage. */
+static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    const void *start;
+    size_t len;
+    int rc = mdb_cursor_open(txn, s->dbi[0], &c);
+    if (rc)
+        return read_fail(err, s->path, "cursor", rc);
+    dsk_fault_region fr;
+    dsk_fault_enter(&fr);
+    if (sigsetjmp(fr.jmp, 0)) {
+        dsk_fault_leave(&fr);
+        mdb_cursor_close(c);
+        return fault_fail(err, s->path, "cursor", fr.sig);
+    }
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    dsk_fault_leave(&fr);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND)
+        return dsk_fail(err, EX_DATAERR, "%s: the shard is damaged (no meta keys; dsk-pack verify checks a dataset)",
+                        s->path);
+    if (rc)
+        return read_fail(err, s->path, "cursor", rc);
+    if (dsk_mapping_of(k.mv_data, &start, &len) != 0)
+        return dsk_fail(err, EX_SOFTWARE, "%s: cannot find LMDB's map in /proc/self/maps", s->path);
+    s->map = start;
+    s->map_bytes = file_bytes < len ? file_bytes : len;
+    return 0;
+}
+
+/* open_dbs for reading, in a fault region: -1 and *fault the signal when
+ * a page was damaged. */
+static int open_dbs_guarded(dsk_shard *s, MDB_txn *txn, const char **failed, int *fault)
+{
+    dsk_fault_region fr;
+    dsk_fault_enter(&fr);
+    if (sigsetjmp(fr.jmp, 0)) {
+        dsk_fault_leave(&fr);
+        *fault = fr.sig;
+        return -1;
+    }
+    int rc = open_dbs(s, txn, 0, failed);
+    dsk_fault_leave(&fr);
+    return rc;
+}
+
 int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -187,6 +265,7 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     int rc = 0;
     MDB_txn *txn;
     const char *failed;
+    int fault;
     if ((rc = dsk_lmdb_file_check(path, 0, err)) != 0)
         ;   /* missing, not a regular file, or cut short: LMDB would trust it */
     else if (stat(path, &st) != 0)
@@ -195,10 +274,14 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
         rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
     else if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
         rc = read_fail(err, path, "mdb_txn_begin", rc);
-    else if ((rc = open_dbs(s, txn, 0, &failed))) {
+    else if ((rc = open_dbs_guarded(s, txn, &failed, &fault)) == -1) {
+        rc = fault_fail(err, path, "mdb_dbi_open", fault);
+        mdb_txn_abort(txn);
+    } else if (rc) {
         rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, failed, mdb_strerror(rc));
         mdb_txn_abort(txn);
     } else {
+        rc = find_map(s, txn, (size_t)st.st_size, err);
         mdb_txn_commit(txn);  /* committing a read transaction keeps its dbi handles for the environment */
     }
     if (rc)
@@ -233,7 +316,14 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
     } else {
         k.mv_size = strlen(meta_key), k.mv_data = (void *)meta_key;
     }
+    dsk_fault_region fr;
+    dsk_fault_enter(&fr);
+    if (sigsetjmp(fr.jmp, 0)) {
+        dsk_fault_leave(&fr);
+        return fault_fail(err, s->path, "get", fr.sig);
+    }
     int rc = mdb_get(txn, s->dbi[split >= 0 ? 1 + split : 0], &k, &v);
+    dsk_fault_leave(&fr);
     if (rc == MDB_NOTFOUND) {
         if (split >= 0)
             return dsk_fail(err, EX_DATAERR, "%s: no %s row %llu", s->path, dsk_split_names[split],
@@ -242,6 +332,14 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
     }
     if (rc)
         return read_fail(err, s->path, "get", rc);
+    /* A damaged leaf can give a value that runs past the file's end, which
+     * the caller's read of it would fault on. */
+    const char *map = s->map;
+    if ((const char *)v.mv_data < map || v.mv_size > s->map_bytes ||
+        (size_t)((const char *)v.mv_data - map) > s->map_bytes - v.mv_size)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: the shard is damaged (a value of %zu bytes out of the file; dsk-pack verify checks a "
+                        "dataset)", s->path, v.mv_size);
     *value = v.mv_data;
     *len = v.mv_size;
     return 0;
@@ -250,28 +348,41 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
 int dsk_shard_range(dsk_shard *s, void *txn, int split, uint64_t *rows, uint64_t *first, uint64_t *last,
                     dsk_err *err)
 {
+    MDB_cursor *volatile cursor = NULL;  /* closed on the fault's path too */
+    dsk_fault_region fr;
+    dsk_fault_enter(&fr);
+    if (sigsetjmp(fr.jmp, 0)) {
+        dsk_fault_leave(&fr);
+        if (cursor)
+            mdb_cursor_close(cursor);
+        return fault_fail(err, s->path, "read", fr.sig);
+    }
+    /* mdb_stat may search the main tree (a database's record is read
+     * again there), so it is in the region too. */
     MDB_stat st;
     int rc = mdb_stat(txn, s->dbi[1 + split], &st);
-    if (rc)
-        return read_fail(err, s->path, "stat", rc);
-    *rows = st.ms_entries;
+    *rows = rc ? 0 : st.ms_entries;
     *first = *last = 0;
-    if (!st.ms_entries)
-        return 0;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, s->dbi[1 + split], &c)))
-        return read_fail(err, s->path, "cursor", rc);
-    MDB_val k, v;
-    for (int end = 0; end < 2 && !rc; end++) {
-        rc = mdb_cursor_get(c, &k, &v, end ? MDB_LAST : MDB_FIRST);
-        if (!rc && k.mv_size != 8)
-            rc = -1;
-        if (!rc)
-            *(end ? last : first) = key_value(k.mv_data);
+    if (!rc && st.ms_entries) {
+        MDB_cursor *c;
+        if ((rc = mdb_cursor_open(txn, s->dbi[1 + split], &c)) == 0)
+            cursor = c;
+        MDB_val k, v;
+        for (int end = 0; end < 2 && !rc; end++) {
+            rc = mdb_cursor_get(c, &k, &v, end ? MDB_LAST : MDB_FIRST);
+            if (!rc && k.mv_size != 8)
+                rc = -1;
+            if (!rc)
+                *(end ? last : first) = key_value(k.mv_data);
+        }
     }
-    mdb_cursor_close(c);
-    if (rc)
+    dsk_fault_leave(&fr);
+    if (cursor)
+        mdb_cursor_close(cursor);
+    if (rc == -1 || rc == MDB_NOTFOUND)
         return dsk_fail(err, EX_DATAERR, "%s: bad %s keys", s->path, dsk_split_names[split]);
+    if (rc)
+        return read_fail(err, s->path, "read", rc);
     return 0;
 }
 

@@ -24,6 +24,8 @@ typedef struct dsk_shard {
     char *path;
     uint64_t committed_bytes, pending_bytes;  /* writer: size estimate */
     unsigned page_size;
+    const void *map;        /* reader: the file's map, which every value must lie in */
+    size_t map_bytes;
 } dsk_shard;
 
 int dsk_shard_create(dsk_shard *s, const char *path, uint64_t map_size, dsk_err *err);

@@ -237,6 +237,39 @@ for off in (143, 4096 + 143):   # the last page number in both LMDB meta pages
     f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))' "$T/meta/shard-00000.mdb"
 expect_exit 65 "cat: a shard whose LMDB meta pages are damaged is bad data (it was 74, an I/O error)" dsk-pack cat "$T/meta"
 expect_err_contains "the shard is damaged" "... and says so"
+# Damage inside the B-tree: LMDB trusts its pages, and a bad one sent reads
+# out of the map (SIGSEGV, no word of which file).
+cp -r "$T/bf" "$T/leaf" && python3 - "$T/leaf/shard-00000.mdb" <<'PY'
+import struct, sys
+p = sys.argv[1]; d = bytearray(open(p, "rb").read())
+leaves = [pg for pg in range(2, len(d) // 4096) if struct.unpack_from("<H", d, pg * 4096 + 10)[0] == 2]
+pg = leaves[-1] * 4096                                    # the meta database's leaf, written last
+node = pg + struct.unpack_from("<H", d, pg + 16)[0]       # its first node
+struct.pack_into("<H", d, node + 2, 0xFFFF)               # the value's size: past the end of the file
+open(p, "wb").write(d)
+PY
+expect_exit 65 "cat: a leaf whose value runs past the file (it died of SIGSEGV)" dsk-pack cat "$T/leaf"
+expect_err_contains "the shard is damaged (a value of" "... and says so"
+check "bytes flipped in the B-tree's pages: 0 or 65 from every read, never a signal" python3 - "$T/bf" "$T/flip" <<'PY'
+import os, random, shutil, subprocess, sys
+src, dst = sys.argv[1:]
+random.seed(11)
+# ASan's memcmp interceptor would report LMDB's compare that leaves the map
+# before it runs; the read itself faults into the region that catches it.
+env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":intercept_memcmp=0")
+for trial in range(40):
+    shutil.rmtree(dst, ignore_errors=True); shutil.copytree(src, dst)
+    p = f"{dst}/shard-00000.mdb"; d = bytearray(open(p, "rb").read())
+    for _ in range(random.choice([1, 4, 16])):
+        pg = random.randrange(2, len(d) // 4096)
+        d[pg * 4096 + random.choice([random.randrange(64), random.randrange(4096)])] = random.randrange(256)
+    open(p, "wb").write(d)
+    for split in ("train", "val"):
+        r = subprocess.run(["dsk-pack", "cat", dst, "--split", split], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           env=env)
+        if r.returncode not in (0, 65):
+            sys.exit(f"trial {trial} {split}: exit {r.returncode}: {r.stderr.decode()[-200:]}")
+PY
 # A signal mid-run (here SIGUSR1, which Slurm's --signal sends) leaves no DIR.tmp.PID
 mkfifo "$T/slow.dskt"
 dsk-pack -q -t "$T/tok.json" -o "$T/usr1" --seq-len 8 "$T/slow.dskt" & pid=$!
