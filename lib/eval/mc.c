@@ -184,7 +184,8 @@ static int parse_item(dsk_loaded *l, dsk_bpe_encoder *e, struct json_object *doc
     int nch = (int)json_object_array_length(choices);
     int64_t g = json_object_get_int64(gold);
     if (g < 0 || g >= nch)
-        return dsk_fail(err, EX_DATAERR, "\"gold\" %lld is not a choice index (0..%d)", (long long)g, nch - 1);
+        return dsk_fail(err, EX_DATAERR, "\"gold\" %s is not a choice index (0..%d)",   /* as written: g saturates */
+                        json_object_to_json_string_ext(gold, JSON_C_TO_STRING_PLAIN), nch - 1);
     it->n_choices = nch;
     it->gold = (int)g;
     it->ll = dsk_xcalloc((size_t)nch, sizeof *it->ll);

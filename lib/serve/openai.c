@@ -123,14 +123,16 @@ static int get_int(struct json_object *v, const char *param, int64_t lo, int64_t
     } else {
         return bad_type(e, param, "an integer", v);
     }
+    /* The value as the client wrote it: x saturates past int64. */
+    const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
     if (x < lo)
         return dsk_openai_fail(e, 400, param, "integer_below_min_value",
                                "Invalid '%s': integer below minimum value. Expected a value >= %" PRId64
-                               ", but got %" PRId64 " instead.", param, lo, x);
+                               ", but got %s instead.", param, lo, text);
     if (x > hi)
         return dsk_openai_fail(e, 400, param, "integer_above_max_value",
                                "Invalid '%s': integer above maximum value. Expected a value <= %" PRId64
-                               ", but got %" PRId64 " instead.", param, hi, x);
+                               ", but got %s instead.", param, hi, text);
     *out = x;
     return 0;
 }

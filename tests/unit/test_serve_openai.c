@@ -270,6 +270,10 @@ TEST(limits)
     body = "{\"prompt\":\"p\",\"n\":3}";
     CHECK(dsk_openai_parse(body, strlen(body), DSK_OPENAI_COMPLETION, &lim, &req, &e) == 0);
     dsk_openai_request_free(&req);
+    /* The value as sent, not as it saturated in an int64 */
+    body = "{\"prompt\":\"p\",\"max_tokens\":9223372036854775808}";
+    CHECK(dsk_openai_parse(body, strlen(body), DSK_OPENAI_COMPLETION, &lim, &req, &e) == 400);
+    CHECK(strstr(e.message, "but got 9223372036854775808 instead") != NULL);
 
     init_limits();
     lim.max_messages = 2;
