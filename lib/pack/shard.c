@@ -206,16 +206,51 @@ void dsk_shard_abort(dsk_shard *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The start of the map from a pointer p into one of its pages: a page
+ * begins with its own number (LMDB's page header, whose meta pages
+ * lmdb_file.c reads), so the map starts that many pages before.  Taken
+ * only when pages 0 and 1 there are meta pages (number, flag P_META 0x08,
+ * magic 0xBEEFC0DE); NULL when not, or when a read faults (a damaged
+ * number can point anywhere). */
+static const char *map_from_page(const void *p, size_t psize, size_t file_bytes)
+{
+    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(psize - 1), map;
+    uint64_t pgno;
+    memcpy(&pgno, (const void *)page, 8);
+    if (pgno >= file_bytes / psize || pgno * psize > page)
+        return NULL;
+    map = page - (uintptr_t)(pgno * psize);
+    dsk_fault_region fr;
+    dsk_fault_enter(&fr);
+    if (sigsetjmp(fr.jmp, 0)) {
+        dsk_fault_leave(&fr);
+        return NULL;
+    }
+    int meta = 1;
+    for (unsigned i = 0; i < 2; i++) {
+        const char *m = (const char *)(map + i * psize);
+        uint64_t n;
+        uint16_t flags;
+        uint32_t magic;
+        memcpy(&n, m, 8);
+        memcpy(&flags, m + 10, 2);
+        memcpy(&magic, m + 16, 4);
+        meta &= n == i && (flags & 0x08) && magic == 0xBEEFC0DEu;
+    }
+    dsk_fault_leave(&fr);
+    return meta ? (const char *)map : NULL;
+}
+
 /* Where LMDB mapped the file, which its API does not say (mdb_env_info's
- * address is the one asked for with MDB_FIXEDMAP): the mapping that holds
- * the first meta key, which lies in a leaf page of the map.  Every shard
- * has meta keys: none readable is damage. */
-static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
+ * address is the one asked for with MDB_FIXEDMAP), from the first meta
+ * key, which lies in a leaf page of the map: by its page's number, or
+ * else the mapping that holds it in /proc/self/maps (which a dataset of
+ * thousands of shards would read thousands of times).  Every shard has
+ * meta keys: none readable is damage. */
+static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
 {
     MDB_cursor *c;
-    MDB_val k, v;
-    const void *start;
-    size_t len;
+    MDB_val v;
     int rc = mdb_cursor_open(txn, s->dbi[0], &c);
     if (rc)
         return read_fail(err, s->path, "cursor", rc);
@@ -226,16 +261,31 @@ static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
         mdb_cursor_close(c);
         return fault_fail(err, s->path, "cursor", fr.sig);
     }
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    rc = mdb_cursor_get(c, k, &v, MDB_FIRST);
     dsk_fault_leave(&fr);
     mdb_cursor_close(c);
     if (rc == MDB_NOTFOUND)
         return dsk_fail(err, EX_DATAERR, "%s: the shard is damaged (no meta keys; dsk-pack verify checks a dataset)",
                         s->path);
+    return rc ? read_fail(err, s->path, "cursor", rc) : 0;
+}
+
+static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
+{
+    MDB_val k;
+    int rc = first_meta_key(s, txn, &k, err);
     if (rc)
-        return read_fail(err, s->path, "cursor", rc);
-    if (dsk_mapping_of(k.mv_data, &start, &len) != 0)
+        return rc;
+    MDB_stat st;
+    mdb_env_stat(s->env, &st);
+    s->page_size = st.ms_psize;
+    const void *start;
+    size_t len;
+    if ((start = map_from_page(k.mv_data, st.ms_psize, file_bytes)) != NULL) {
+        len = file_bytes;
+    } else if (dsk_mapping_of(k.mv_data, &start, &len) != 0) {
         return dsk_fail(err, EX_SOFTWARE, "%s: cannot find LMDB's map in /proc/self/maps", s->path);
+    }
     s->map = start;
     s->map_bytes = file_bytes < len ? file_bytes : len;
     return 0;
