@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 static _Thread_local dsk_fault_region *innermost;
 static struct sigaction previous_segv, previous_bus;
@@ -18,21 +19,15 @@ static void on_fault(int sig, siginfo_t *si, void *ctx)
      * sent with kill() is not a fault of the region. */
     if (r && si && si->si_code > 0) {
         r->sig = sig;
+        r->addr = si->si_addr;
         innermost = r->outer;
         siglongjmp(r->jmp, 1);
     }
-    struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
-    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
-        prev->sa_sigaction(sig, si, ctx);
-        return;
-    }
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
-        return;
-    }
-    /* The default action: returning re-runs the faulting access, which now
-     * ends the process as it would have; a sent signal is raised again. */
-    signal(sig, SIG_DFL);
+    /* Not ours: the action that was there before takes over, with its own
+     * flags and mask (SA_RESETHAND, SA_ONSTACK, SIG_IGN).  Returning re-runs
+     * the faulting access, which now goes to it; a sent signal is raised
+     * again. */
+    sigaction(sig, sig == SIGBUS ? &previous_bus : &previous_segv, NULL);
     if (!si || si->si_code <= 0)
         raise(sig);
 }
@@ -45,7 +40,7 @@ static void install(void)
     /* SA_NODEFER: the handler leaves by siglongjmp without restoring the
      * signal mask (sigsetjmp(.., 0) is cheap), so the signal must not be
      * blocked while it runs. */
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;   /* ONSTACK: a sanitizer's stack-overflow report */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous_segv);
     sigaction(SIGBUS, &sa, &previous_bus);
@@ -57,6 +52,7 @@ void dsk_fault_escape(int sig)
     if (!r)
         return;
     r->sig = sig;
+    r->addr = NULL;
     innermost = r->outer;
     siglongjmp(r->jmp, 1);
 }
@@ -65,6 +61,7 @@ void dsk_fault_enter(dsk_fault_region *r)
 {
     pthread_once(&installed, install);
     r->sig = 0;
+    r->addr = NULL;
     r->outer = innermost;
     innermost = r;
 }
@@ -75,20 +72,24 @@ void dsk_fault_leave(dsk_fault_region *r)
         innermost = r->outer;
 }
 
-int dsk_mapping_of(const void *p, const void **start, size_t *len)
+int dsk_mapping_of(const void *p, unsigned long long dev, unsigned long long ino, const void **start)
 {
     FILE *f = fopen("/proc/self/maps", "re");
     if (!f)
-        return -1;
+        return -2;
     char *line = NULL;
     size_t cap = 0;
     int rc = -1;
     uintptr_t at = (uintptr_t)p;
+    /* "lo-hi perms offset major:minor inode path"; a mapping split in
+     * parts (madvise, mlock) is found by any part: start = lo - offset. */
     while (rc && getline(&line, &cap, f) > 0) {
         unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= at && at < hi) {
-            *start = (const void *)lo;
-            *len = hi - lo;
+        unsigned long long off, inode;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*s %llx %x:%x %llu", &lo, &hi, &off, &maj, &mnr, &inode) == 6 && lo <= at &&
+            at < hi && inode == ino && makedev(maj, mnr) == dev && off <= lo) {
+            *start = (const void *)(lo - (uintptr_t)off);
             rc = 0;
         }
     }

@@ -30,6 +30,7 @@ typedef struct dsk_fault_region {
     sigjmp_buf jmp;
     struct dsk_fault_region *outer;
     volatile int sig;   /* SIGSEGV or SIGBUS once a fault came back (or dsk_fault_escape's) */
+    void *volatile addr;   /* the address that faulted (NULL from dsk_fault_escape) */
 } dsk_fault_region;
 
 /* Marks the region's start (installs the handlers on first use). */
@@ -43,8 +44,10 @@ void dsk_fault_leave(dsk_fault_region *r);
  * is in no region. */
 void dsk_fault_escape(int sig);
 
-/* The mapping of this process that holds p, from /proc/self/maps: its
- * start and its length; 0, or -1 when p is in none. */
-int dsk_mapping_of(const void *p, const void **start, size_t *len);
+/* Where this process maps the file (dev, ino) at offset 0, as found by a
+ * pointer p into that mapping, from /proc/self/maps: 0 with *start, -1
+ * when p is in no mapping of that file, -2 when /proc/self/maps cannot be
+ * read (a sandbox without /proc, no descriptor left). */
+int dsk_mapping_of(const void *p, unsigned long long dev, unsigned long long ino, const void **start);
 
 #endif

@@ -100,6 +100,10 @@ static void *prefetch_main(void *arg)
         s->ready = 1;
         if (l->consumer_waiting)
             pthread_cond_signal(&l->ready_cv);
+        /* A row that failed ends the run where the consumer meets it;
+         * reading on (a damaged shard, a fault) serves nothing. */
+        if (rc)
+            break;
     }
     pthread_mutex_unlock(&l->mu);
     dsk_dataset_reader_free(&reader);

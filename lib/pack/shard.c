@@ -49,15 +49,22 @@ static void on_lmdb_assert(MDB_env *env, const char *msg)
 }
 
 /* A memory fault or a failed LMDB assertion while LMDB walked the shard's
- * pages: a damaged page. */
-static int fault_fail(dsk_err *err, const char *path, const char *what, int sig)
+ * pages: a damaged page (a read sent outside the file), 65.  A bus error
+ * inside the file is the storage's: the file shrank while open, or a
+ * network filesystem failed the read (74). */
+static int fault_fail(dsk_err *err, const dsk_shard *s, const char *path, const char *what,
+                      const dsk_fault_region *fr)
 {
+    const char *map = s ? s->map : NULL, *at = fr->addr;
+    if (fr->sig == SIGBUS && map && at >= map && (size_t)(at - map) < s->map_bytes)
+        return dsk_fail(err, EX_IOERR, "%s: I/O error (LMDB %s: a bus error inside the file: it shrank while open, "
+                        "or the storage failed the read)", path, what);
     return dsk_fail(err, EX_DATAERR,
                     "%s: the shard is damaged (LMDB %s: %s reading its pages; dsk-pack verify checks a dataset)", path,
                     what,
-                    sig == SIGBUS    ? "bus error"
-                    : sig == SIGABRT ? lmdb_assertion
-                                     : "segmentation fault");
+                    fr->sig == SIGBUS    ? "bus error"
+                    : fr->sig == SIGABRT ? lmdb_assertion
+                                         : "segmentation fault");
 }
 
 static void key_bytes(uint64_t index, uint8_t k[8])
@@ -259,7 +266,7 @@ static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
         mdb_cursor_close(c);
-        return fault_fail(err, s->path, "cursor", fr.sig);
+        return fault_fail(err, s, s->path, "cursor", &fr);
     }
     rc = mdb_cursor_get(c, k, &v, MDB_FIRST);
     dsk_fault_leave(&fr);
@@ -270,7 +277,7 @@ static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
     return rc ? read_fail(err, s->path, "cursor", rc) : 0;
 }
 
-static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
+static int find_map(dsk_shard *s, MDB_txn *txn, const struct stat *file, dsk_err *err)
 {
     MDB_val k;
     int rc = first_meta_key(s, txn, &k, err);
@@ -279,27 +286,31 @@ static int find_map(dsk_shard *s, MDB_txn *txn, size_t file_bytes, dsk_err *err)
     MDB_stat st;
     mdb_env_stat(s->env, &st);
     s->page_size = st.ms_psize;
-    const void *start;
-    size_t len;
-    if ((start = map_from_page(k.mv_data, st.ms_psize, file_bytes)) != NULL) {
-        len = file_bytes;
-    } else if (dsk_mapping_of(k.mv_data, &start, &len) != 0) {
-        return dsk_fail(err, EX_SOFTWARE, "%s: cannot find LMDB's map in /proc/self/maps", s->path);
+    size_t file_bytes = (size_t)file->st_size;
+    const void *start = map_from_page(k.mv_data, st.ms_psize, file_bytes);
+    /* The page's number can fail an intact file only when its pages are
+     * larger than this system's (a 16 KiB-page file on 4 KiB pages);
+     * /proc then says where the map is, or that the key lies outside it. */
+    rc = start ? 0 : dsk_mapping_of(k.mv_data, file->st_dev, file->st_ino, &start);
+    if (rc == -1)
+        return dsk_fail(err, EX_DATAERR, "%s: the shard is damaged (its first meta key lies outside the file; "
+                        "dsk-pack verify checks a dataset)", s->path);
+    if (rc == 0) {   /* -2, no /proc (a sandbox): values go unchecked, as LMDB gives them */
+        s->map = start;
+        s->map_bytes = file_bytes;
     }
-    s->map = start;
-    s->map_bytes = file_bytes < len ? file_bytes : len;
     return 0;
 }
 
 /* open_dbs for reading, in a fault region: -1 and *fault the signal when
  * a page was damaged. */
-static int open_dbs_guarded(dsk_shard *s, MDB_txn *txn, const char **failed, int *fault)
+static int open_dbs_guarded(dsk_shard *s, MDB_txn *txn, const char **failed, dsk_err *err)
 {
     dsk_fault_region fr;
     dsk_fault_enter(&fr);
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
-        *fault = fr.sig;
+        fault_fail(err, NULL, s->path, "mdb_dbi_open", &fr);
         return -1;
     }
     int rc = open_dbs(s, txn, 0, failed);
@@ -315,7 +326,6 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
     int rc = 0;
     MDB_txn *txn;
     const char *failed;
-    int fault;
     if ((rc = dsk_lmdb_file_check(path, 0, err)) != 0)
         ;   /* missing, not a regular file, or cut short: LMDB would trust it */
     else if (stat(path, &st) != 0)
@@ -324,14 +334,14 @@ int dsk_shard_open(dsk_shard *s, const char *path, dsk_err *err)
         rc = dsk_fail(err, EX_DATAERR, "%s: not an LMDB shard: %s", path, mdb_strerror(rc));
     else if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
         rc = read_fail(err, path, "mdb_txn_begin", rc);
-    else if ((rc = open_dbs_guarded(s, txn, &failed, &fault)) == -1) {
-        rc = fault_fail(err, path, "mdb_dbi_open", fault);
+    else if ((rc = open_dbs_guarded(s, txn, &failed, err)) == -1) {
+        rc = err->code;
         mdb_txn_abort(txn);
     } else if (rc) {
         rc = dsk_fail(err, EX_DATAERR, "%s: no '%s' database: %s", path, failed, mdb_strerror(rc));
         mdb_txn_abort(txn);
     } else {
-        rc = find_map(s, txn, (size_t)st.st_size, err);
+        rc = find_map(s, txn, &st, err);
         mdb_txn_commit(txn);  /* committing a read transaction keeps its dbi handles for the environment */
     }
     if (rc)
@@ -370,7 +380,7 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
     dsk_fault_enter(&fr);
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
-        return fault_fail(err, s->path, "get", fr.sig);
+        return fault_fail(err, s, s->path, "get", &fr);
     }
     int rc = mdb_get(txn, s->dbi[split >= 0 ? 1 + split : 0], &k, &v);
     dsk_fault_leave(&fr);
@@ -385,8 +395,8 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
     /* A damaged leaf can give a value that runs past the file's end, which
      * the caller's read of it would fault on. */
     const char *map = s->map;
-    if ((const char *)v.mv_data < map || v.mv_size > s->map_bytes ||
-        (size_t)((const char *)v.mv_data - map) > s->map_bytes - v.mv_size)
+    if (map && ((const char *)v.mv_data < map || v.mv_size > s->map_bytes ||
+        (size_t)((const char *)v.mv_data - map) > s->map_bytes - v.mv_size))
         return dsk_fail(err, EX_DATAERR,
                         "%s: the shard is damaged (a value of %zu bytes out of the file; dsk-pack verify checks a "
                         "dataset)", s->path, v.mv_size);
@@ -405,7 +415,7 @@ int dsk_shard_range(dsk_shard *s, void *txn, int split, uint64_t *rows, uint64_t
         dsk_fault_leave(&fr);
         if (cursor)
             mdb_cursor_close(cursor);
-        return fault_fail(err, s->path, "read", fr.sig);
+        return fault_fail(err, s, s->path, "read", &fr);
     }
     /* mdb_stat may search the main tree (a database's record is read
      * again there), so it is in the region too. */

@@ -24,7 +24,7 @@ typedef struct dsk_shard {
     char *path;
     uint64_t committed_bytes, pending_bytes;  /* writer: size estimate */
     unsigned page_size;
-    const void *map;        /* reader: the file's map, which every value must lie in */
+    const void *map;        /* reader: the file's map, which every value must lie in (NULL: not found, unchecked) */
     size_t map_bytes;
 } dsk_shard;
 

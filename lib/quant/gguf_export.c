@@ -1,9 +1,12 @@
 /* dsk checkpoint -> GGUF for llama.cpp (see dsk_gguf_export in gguf.h).
  *
- * A dense all-global dsk model is a Hugging Face Llama, so the export does
- * what llama.cpp's own converter does for one: rename the tensors, permute
- * the query and key rows for llama.cpp's RoPE, and describe the tokenizer
- * in llama.cpp's terms. */
+ * A dense all-global dsk model is a Hugging Face Llama, and a mixture of
+ * experts one (softmax router, shared experts) is a DeepSeek-MoE (V1,
+ * llama.cpp's "deepseek" architecture), so the export does what
+ * llama.cpp's own converter does for them: rename the tensors, stack each
+ * layer's experts into one 3-D tensor per projection, permute the query
+ * and key rows for llama.cpp's RoPE, and describe the tokenizer in
+ * llama.cpp's terms. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -75,15 +78,18 @@ int dsk_gguf_weight_type(int type, uint64_t row_len)
 enum { PERM_NONE, PERM_Q, PERM_K };
 
 typedef struct plan_tensor {
-    char hf[96], gguf[64];
+    char hf[96], gguf[64];       /* hf: with n_src > 1, a pattern with %d for the expert */
     int n_dims;
-    uint64_t ne[2];              /* ne[0] = columns (row length), ne[1] = rows */
+    uint64_t ne[3];              /* ne[0] = columns (row length), ne[1] = rows, ne[2] = experts */
     int perm, type;
-    const dsk_st_tensor *src;
+    int n_src;                   /* the safetensors tensors stacked in it: 1, or the experts */
+    int tied;                    /* a second copy of a tensor planned before (output = embedding) */
+    const dsk_st_tensor **src;
 } plan_tensor;
 
 typedef struct export_ctx {
     const char *dir;
+    const char *arch;            /* "llama" or "deepseek" */
     dsk_model_config cfg;
     dsk_tokenizer tok;
     dsk_safetensors st;
@@ -104,7 +110,49 @@ static void plan(export_ctx *x, const char *hf, const char *gguf, int n_dims, ui
     t->n_dims = n_dims;
     t->ne[0] = n_dims == 1 ? rows : cols;
     t->ne[1] = n_dims == 1 ? 1 : rows;
+    t->ne[2] = 1;
     t->perm = perm;
+    t->n_src = 1;
+}
+
+/* One 3-D tensor of the experts' [rows, cols] matrices, expert e's from
+ * the tensor named by hf_pattern with e (llama.cpp's ffn_*_exps). */
+static void plan_experts(export_ctx *x, const char *hf_pattern, const char *gguf, int experts, uint64_t rows,
+                         uint64_t cols)
+{
+    plan(x, hf_pattern, gguf, 2, rows, cols, PERM_NONE);
+    plan_tensor *t = &x->t[x->n_t - 1];
+    t->n_dims = 3;
+    t->ne[2] = (uint64_t)experts;
+    t->n_src = experts;
+}
+
+static uint64_t plan_elems(const plan_tensor *t) { return t->ne[0] * t->ne[1] * t->ne[2]; }
+
+/* A layer's mixture of experts under llama.cpp's deepseek names: the
+ * router (ffn_gate_inp), the routed experts stacked, the shared experts
+ * as one FFN of n_shared x d_ff_expert (as dsk keeps them). */
+static void plan_moe(export_ctx *x, int l)
+{
+    const dsk_model_config *c = &x->cfg;
+    uint64_t d = (uint64_t)c->d_model, Fe = (uint64_t)c->d_ff_expert, Fs = (uint64_t)c->n_shared_experts * Fe;
+    int E = c->n_routed_experts;
+    char hf[96], gg[64];
+    snprintf(hf, sizeof hf, "model.layers.%d.mlp.gate.weight", l);
+    snprintf(gg, sizeof gg, "blk.%d.ffn_gate_inp.weight", l);
+    plan(x, hf, gg, 2, (uint64_t)E, d, PERM_NONE);
+    static const char *const proj[] = {"gate", "up", "down"};
+    for (int p = 0; p < 3; p++) {
+        char pat[96];
+        snprintf(pat, sizeof pat, "model.layers.%d.mlp.experts.%%d.%s_proj.weight", l, proj[p]);
+        snprintf(gg, sizeof gg, "blk.%d.ffn_%s_exps.weight", l, proj[p]);
+        plan_experts(x, pat, gg, E, p == 2 ? d : Fe, p == 2 ? Fe : d);
+    }
+    for (int p = 0; p < 3; p++) {
+        snprintf(hf, sizeof hf, "model.layers.%d.mlp.shared_experts.%s_proj.weight", l, proj[p]);
+        snprintf(gg, sizeof gg, "blk.%d.ffn_%s_shexp.weight", l, proj[p]);
+        plan(x, hf, gg, 2, p == 2 ? d : Fs, p == 2 ? Fs : d, PERM_NONE);
+    }
 }
 
 static void plan_model(export_ctx *x)
@@ -128,7 +176,8 @@ static void plan_model(export_ctx *x)
             {"mlp.up_proj.weight", "ffn_up.weight", 4, PERM_NONE},
             {"mlp.down_proj.weight", "ffn_down.weight", 5, PERM_NONE},
         };
-        for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) {
+        int moe = dsk_config_layer_is_moe(c, l);
+        for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0] - (moe ? 3 : 0); i++) {
             char hf[96], gg[64];
             snprintf(hf, sizeof hf, "model.layers.%d.%s", l, per_layer[i].hf);
             snprintf(gg, sizeof gg, "blk.%d.%s", l, per_layer[i].gguf);
@@ -136,89 +185,131 @@ static void plan_model(export_ctx *x)
             int k = per_layer[i].kind;
             plan(x, hf, gg, k == 0 ? 1 : 2, rows[k], cols[k], per_layer[i].perm);
         }
+        if (moe)
+            plan_moe(x, l);
     }
     plan(x, "model.norm.weight", "output_norm.weight", 1, d, 0, PERM_NONE);
-    if (!c->tie_embeddings)   /* llama.cpp reuses token_embd when output is absent */
+    /* llama's loader reuses token_embd when output is absent; deepseek's
+     * requires output, so a tied embedding is written twice there. */
+    if (!c->tie_embeddings)
         plan(x, "lm_head.weight", "output.weight", 2, V, d, PERM_NONE);
+    else if (c->n_routed_experts > 0) {
+        plan(x, "model.embed_tokens.weight", "output.weight", 2, V, d, PERM_NONE);
+        x->t[x->n_t - 1].tied = 1;
+    }
 }
 
-/* Dense, every layer global: what llama.cpp's "llama" architecture is. */
-static int check_plain(const export_ctx *x, dsk_err *err)
+/* Every layer global, and dense (llama.cpp's "llama" architecture) or a
+ * mixture of experts that llama.cpp's "deepseek" one (DeepSeek-MoE V1)
+ * computes the same: a softmax router whose top-k probabilities weigh
+ * the experts as they are (no renormalising, no selection bias), and
+ * shared experts, which that architecture always adds. */
+static int check_exportable(export_ctx *x, dsk_err *err)
 {
     const dsk_model_config *c = &x->cfg;
-    if (c->n_routed_experts > 0)
-        return dsk_fail(err, EX_DATAERR,
-                        "%s: a mixture-of-experts model (n_routed_experts %d) cannot be exported to GGUF: "
-                        "llama.cpp's llama architecture is dense; only dense all-global checkpoints export",
-                        x->dir, c->n_routed_experts);
+    x->arch = c->n_routed_experts > 0 ? "deepseek" : "llama";
     for (int l = 0; l < c->n_layers; l++) {
         int k = dsk_config_layer_kind(c, l);
         if (k != DSK_ATTN_GLOBAL)
             return dsk_fail(err, EX_DATAERR,
                             "%s: dsk_attention_pattern \"%s\" gives layer %d %s attention, which llama.cpp's "
-                            "llama architecture does not have; only all-global ('G') checkpoints export",
+                            "%s architecture does not have; only all-global ('G') checkpoints export",
                             x->dir, c->attn_pattern, l, k == DSK_ATTN_LOCAL ? "local (L, sliding-window)" :
-                            "hybrid (H, global + local mix)");
+                            "hybrid (H, global + local mix)", x->arch);
     }
+    if (c->n_routed_experts == 0)
+        return 0;
+    if (c->router != DSK_ROUTER_SOFTMAX)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: a sigmoid router (scoring_func) renormalises its top-k weights, which llama.cpp's "
+                        "deepseek architecture does not do (its deepseek2 needs multi-head latent attention); "
+                        "only softmax-routed mixtures of experts export", x->dir);
+    if (c->balance == DSK_BALANCE_BIAS)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: experts chosen by score plus a balancing bias (dsk_balance bias) are not what llama.cpp's "
+                        "deepseek architecture chooses; only aux-loss or unbalanced mixtures of experts export",
+                        x->dir);
+    if (c->n_shared_experts < 1)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: llama.cpp's deepseek architecture always adds shared experts, and this model has none "
+                        "(n_shared_experts 0)", x->dir);
     return 0;
+}
+
+/* Expert e's tensor name from a plan's pattern ("...experts.%d.up_proj.weight"). */
+static void expert_name(char *out, size_t n, const char *pattern, int e)
+{
+    const char *at = strstr(pattern, "%d");
+    snprintf(out, n, "%.*s%d%s", (int)(at - pattern), pattern, e, at + 2);
 }
 
 /* Every planned tensor present with its shape, and nothing else (an extra
  * tensor would mean a model this export does not understand). */
 static int check_tensors(export_ctx *x, dsk_err *err)
 {
+    size_t wanted = 0;
     for (size_t i = 0; i < x->n_t; i++) {
         plan_tensor *t = &x->t[i];
-        t->src = dsk_st_find(&x->st, t->hf);
-        if (!t->src) {
-            int quantized = dsk_st_find(&x->st, "model.layers.0.self_attn.q_proj.qweight") != NULL;
-            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: no tensor %s%s", x->dir, t->hf,
-                            quantized ? " (an int4 GPTQ checkpoint: export the float checkpoint it was made from)"
-                                      : "");
-        }
-        const dsk_st_tensor *s = t->src;
-        int dt = s->dtype;
-        int ok = (dt == DSK_ST_F32 || dt == DSK_ST_F16 || dt == DSK_ST_BF16) && s->ndim == t->n_dims &&
-                 (uint64_t)s->shape[0] == (t->n_dims == 1 ? t->ne[0] : t->ne[1]) &&
-                 (t->n_dims == 1 || (uint64_t)s->shape[1] == t->ne[0]);
-        if (!ok) {
-            char want[64];
-            if (t->n_dims == 1)
-                snprintf(want, sizeof want, "[%" PRIu64 "]", t->ne[0]);
+        t->src = dsk_xcalloc((size_t)t->n_src, sizeof *t->src);
+        for (int e = 0; e < t->n_src; e++, wanted += !t->tied) {
+            char name[128];
+            if (t->n_src > 1)
+                expert_name(name, sizeof name, t->hf, e);
             else
-                snprintf(want, sizeof want, "[%" PRIu64 ", %" PRIu64 "]", t->ne[1], t->ne[0]);
-            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s is %s with %d dimensions, config.json needs "
-                            "a float %s", x->dir, t->hf, dsk_st_dtype_name(dt), s->ndim, want);
+                snprintf(name, sizeof name, "%s", t->hf);
+            const dsk_st_tensor *s = t->src[e] = dsk_st_find(&x->st, name);
+            if (!s) {
+                int quantized = dsk_st_find(&x->st, "model.layers.0.self_attn.q_proj.qweight") != NULL;
+                return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: no tensor %s%s", x->dir, name,
+                                quantized ? " (an int4 GPTQ checkpoint: export the float checkpoint it was made from)"
+                                          : "");
+            }
+            int dt = s->dtype, nd = t->n_dims == 1 ? 1 : 2;
+            int ok = (dt == DSK_ST_F32 || dt == DSK_ST_F16 || dt == DSK_ST_BF16) && s->ndim == nd &&
+                     (uint64_t)s->shape[0] == (nd == 1 ? t->ne[0] : t->ne[1]) &&
+                     (nd == 1 || (uint64_t)s->shape[1] == t->ne[0]);
+            if (!ok) {
+                char want[64];
+                if (nd == 1)
+                    snprintf(want, sizeof want, "[%" PRIu64 "]", t->ne[0]);
+                else
+                    snprintf(want, sizeof want, "[%" PRIu64 ", %" PRIu64 "]", t->ne[1], t->ne[0]);
+                return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s is %s with %d dimensions, config.json "
+                                "needs a float %s", x->dir, name, dsk_st_dtype_name(dt), s->ndim, want);
+            }
         }
     }
-    if (x->st.n_tensors != x->n_t)
-        return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %zu tensors, a dense Llama of this config.json has "
-                        "%zu", x->dir, x->st.n_tensors, x->n_t);
+    if (x->st.n_tensors != wanted)
+        return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %zu tensors, a %s of this config.json has %zu", x->dir,
+                        x->st.n_tensors, x->cfg.n_routed_experts > 0 ? "DeepSeek-MoE" : "dense Llama", wanted);
     return 0;
 }
 
-/* The tensor as floats (safetensors data may be unaligned: copied), all
- * finite. */
+/* The tensor as floats, its sources one after another (safetensors data
+ * may be unaligned: copied), all finite. */
 static int load_floats(const export_ctx *x, const plan_tensor *t, float *out, dsk_err *err)
 {
-    const dsk_st_tensor *s = t->src;
-    const uint8_t *p = s->data;
-    if (s->dtype == DSK_ST_F32)
-        memcpy(out, p, s->n_elems * sizeof *out);
-    else
-        for (uint64_t i = 0; i < s->n_elems; i++) {
-            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            if (s->dtype == DSK_ST_F16)
-                out[i] = dsk_ggml_fp16_to_fp32(h);
-            else {
-                uint32_t b = (uint32_t)h << 16;
-                memcpy(&out[i], &b, sizeof b);
+    for (int e = 0; e < t->n_src; e++) {
+        const dsk_st_tensor *s = t->src[e];
+        const uint8_t *p = s->data;
+        if (s->dtype == DSK_ST_F32)
+            memcpy(out, p, s->n_elems * sizeof *out);
+        else
+            for (uint64_t i = 0; i < s->n_elems; i++) {
+                uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+                if (s->dtype == DSK_ST_F16)
+                    out[i] = dsk_ggml_fp16_to_fp32(h);
+                else {
+                    uint32_t b = (uint32_t)h << 16;
+                    memcpy(&out[i], &b, sizeof b);
+                }
             }
-        }
-    for (uint64_t i = 0; i < s->n_elems; i++)
-        if (!isfinite(out[i]))
-            return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s holds a non-finite value at element %" PRIu64,
-                            x->dir, t->hf, i);
+        for (uint64_t i = 0; i < s->n_elems; i++)
+            if (!isfinite(out[i]))
+                return dsk_fail(err, EX_DATAERR, "%s/model.safetensors: %s holds a non-finite value at element %" PRIu64,
+                                x->dir, s->name, i);
+        out += s->n_elems;
+    }
     return 0;
 }
 
@@ -229,21 +320,33 @@ static void add_hparams(const export_ctx *x, dsk_gguf_writer *w, int type)
                                 [DSK_GGUF_Q4_0] = DSK_GGUF_FTYPE_MOSTLY_Q4_0,
                                 [DSK_GGUF_Q8_0] = DSK_GGUF_FTYPE_MOSTLY_Q8_0,
                                 [DSK_GGUF_Q4_K] = DSK_GGUF_FTYPE_MOSTLY_Q4_K_S};
-    dsk_gguf_add_str(w, "general.architecture", "llama");
+    dsk_gguf_add_str(w, "general.architecture", x->arch);
     dsk_gguf_add_str(w, "general.name", "dsk");
     dsk_gguf_add_u32(w, "general.file_type", (uint32_t)ftype[type]);
     if (type != DSK_GGUF_F32 && type != DSK_GGUF_F16)
         dsk_gguf_add_u32(w, "general.quantization_version", 2);
-    dsk_gguf_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size);
-    dsk_gguf_add_u32(w, "llama.context_length", (uint32_t)c->max_seq_len);
-    dsk_gguf_add_u32(w, "llama.embedding_length", (uint32_t)c->d_model);
-    dsk_gguf_add_u32(w, "llama.block_count", (uint32_t)c->n_layers);
-    dsk_gguf_add_u32(w, "llama.feed_forward_length", (uint32_t)c->d_ff);
-    dsk_gguf_add_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads);
-    dsk_gguf_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads);
-    dsk_gguf_add_f32(w, "llama.rope.freq_base", (float)c->rope_theta);
-    dsk_gguf_add_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->norm_eps);
-    dsk_gguf_add_u32(w, "llama.rope.dimension_count", (uint32_t)(c->d_model / c->n_heads));
+    /* The architecture's keys: "llama.vocab_size", "deepseek.vocab_size", ... */
+    char key[96];
+#define KEY(k) (snprintf(key, sizeof key, "%s.%s", x->arch, k), key)
+    dsk_gguf_add_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size);
+    dsk_gguf_add_u32(w, KEY("context_length"), (uint32_t)c->max_seq_len);
+    dsk_gguf_add_u32(w, KEY("embedding_length"), (uint32_t)c->d_model);
+    dsk_gguf_add_u32(w, KEY("block_count"), (uint32_t)c->n_layers);
+    dsk_gguf_add_u32(w, KEY("feed_forward_length"), (uint32_t)c->d_ff);
+    dsk_gguf_add_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads);
+    dsk_gguf_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_heads);
+    dsk_gguf_add_f32(w, KEY("rope.freq_base"), (float)c->rope_theta);
+    dsk_gguf_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)c->norm_eps);
+    dsk_gguf_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(c->d_model / c->n_heads));
+    if (c->n_routed_experts > 0) {
+        dsk_gguf_add_u32(w, KEY("leading_dense_block_count"), (uint32_t)c->first_dense_layers);
+        dsk_gguf_add_u32(w, KEY("expert_feed_forward_length"), (uint32_t)c->d_ff_expert);
+        dsk_gguf_add_u32(w, KEY("expert_count"), (uint32_t)c->n_routed_experts);
+        dsk_gguf_add_u32(w, KEY("expert_used_count"), (uint32_t)c->top_k);
+        dsk_gguf_add_u32(w, KEY("expert_shared_count"), (uint32_t)c->n_shared_experts);
+        dsk_gguf_add_f32(w, KEY("expert_weights_scale"), 1.0f);   /* dsk weighs experts by the probabilities */
+    }
+#undef KEY
 }
 
 /* tokenizer.ggml.*: tokens in GPT-2's byte-level unicode form (specials as
@@ -329,15 +432,15 @@ static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
 {
     size_t max = 0;
     for (size_t i = 0; i < x->n_t; i++)
-        if (x->t[i].ne[0] * x->t[i].ne[1] > max)
-            max = (size_t)(x->t[i].ne[0] * x->t[i].ne[1]);
+        if (plan_elems(&x->t[i]) > max)
+            max = (size_t)plan_elems(&x->t[i]);
     float *a = dsk_xmalloc(max * sizeof *a), *b = dsk_xmalloc(max * sizeof *b);
     uint8_t *q = dsk_xmalloc(max * sizeof(float));   /* no encoding is larger than f32 */
     int rc = 0;
     int hd = x->cfg.d_model / x->cfg.n_heads;
     for (size_t i = 0; i < x->n_t && !rc; i++) {
         const plan_tensor *t = &x->t[i];
-        size_t n = (size_t)(t->ne[0] * t->ne[1]);
+        size_t n = (size_t)plan_elems(t);
         if ((rc = load_floats(x, t, a, err)))
             break;
         const float *src = a;
@@ -352,7 +455,7 @@ static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
             amax = fmaxf(amax, fabsf(src[k]));
         if (amax > dsk_ggml_max_abs(t->type)) {
             rc = dsk_fail(err, EX_DATAERR, "%s: a weight of magnitude %g is beyond what %s holds (%g at most); "
-                          "export it as f32", t->hf, (double)amax, dsk_ggml_type_name(t->type),
+                          "export it as f32", t->src[0]->name, (double)amax, dsk_ggml_type_name(t->type),
                           dsk_ggml_max_abs(t->type));
             break;
         }
@@ -373,7 +476,7 @@ static int export_open(export_ctx *x, dsk_err *err)
     int rc = dsk_config_load(&x->cfg, p, err);
     free(p);
     if (!rc)
-        rc = check_plain(x, err);
+        rc = check_exportable(x, err);
     if (!rc && x->cfg.vocab_size < 1)
         rc = dsk_fail(err, EX_DATAERR, "%s/config.json: no vocab_size", x->dir);
     if (!rc) {
@@ -419,7 +522,10 @@ int dsk_gguf_export(const char *ckpt_dir, const char *out_path, int type, dsk_er
     }
     for (size_t i = 0; i < x.n_t && !rc; i++) {
         plan_tensor *t = &x.t[i];
-        t->type = t->n_dims == 1 ? DSK_GGUF_F32 : dsk_gguf_weight_type(type, t->ne[0]);
+        /* Norms stay f32, and the router too, as llama.cpp's converter and
+         * quantizer keep it: the experts a token goes to turn on it. */
+        int keep_f32 = t->n_dims == 1 || strstr(t->gguf, "ffn_gate_inp") != NULL;
+        t->type = keep_f32 ? DSK_GGUF_F32 : dsk_gguf_weight_type(type, t->ne[0]);
         dsk_gguf_add_tensor(w, t->gguf, t->type, t->n_dims, t->ne);
     }
     if (!rc)
@@ -431,6 +537,8 @@ int dsk_gguf_export(const char *ckpt_dir, const char *out_path, int type, dsk_er
     dsk_gguf_writer_free(w);   /* removes the temporary when unfinished */
     dsk_st_close(&x.st);
     dsk_tokenizer_free(&x.tok);
+    for (size_t i = 0; i < x.n_t; i++)
+        free(x.t[i].src);
     free(x.t);
     free(dir);
     return rc;

@@ -314,6 +314,41 @@ static int agree(run *r, int rc)
     return all;
 }
 
+/* Every rank of a run must be the same run: the same options and model
+ * (and step, resuming), and the same dataset by its MANIFEST.  A rank
+ * started otherwise (an extra --seed, a stale copy of the data on one
+ * node) trained apart silently, or crashed in a collective whose sizes
+ * differed.  Ranks compare hashes with rank 0's; 64 for the options and
+ * model, 65 for the dataset. */
+static int check_same_setup(run *r, const dsk_model_config *cfg, int rc)
+{
+    if (r->world == 1 || (rc = agree(r, rc)) != 0)
+        return rc;
+    struct json_object *opts = dsk_train_opts_to_json(r->o);
+    const char *text = json_object_to_json_string_ext(opts, JSON_C_TO_STRING_PLAIN);
+    dsk_buf b = {0};
+    dsk_config_write(cfg, &b);
+    uint64_t mine[2] = {dsk_hash_combine(dsk_hash64(text, strlen(text)), dsk_hash64(b.data, b.len)), 0};
+    mine[0] = dsk_hash_combine(mine[0], (uint64_t)r->st.step);
+    json_object_put(opts);
+    dsk_buf_clear(&b);
+    char *manifest = dsk_path_join(r->o->data, "MANIFEST");
+    dsk_err ignored;
+    if (dsk_read_file(manifest, (size_t)1 << 30, &b, &ignored) == 0)
+        mine[1] = dsk_hash64(b.data, b.len);
+    free(manifest);
+    dsk_buf_free(&b);
+    uint64_t root[2] = {mine[0], mine[1]};
+    r->comm->bcast(r->comm, root, sizeof root, 0);
+    if (mine[0] != root[0])
+        rc = dsk_fail(r->err, EX_USAGE, "its options, model or checkpoint step differ from rank 0's: every "
+                      "rank of a run takes the same command line and checkpoint");
+    else if (mine[1] != root[1])
+        rc = dsk_fail(r->err, EX_DATAERR, "%s is not rank 0's dataset (its MANIFEST differs): every rank "
+                      "needs the same dataset", r->o->data);
+    return agree(r, rc);
+}
+
 /* Sums over the ranks, in place (nothing for one). */
 static void sum_ranks(run *r, double *v, size_t n)
 {
@@ -1206,6 +1241,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
             dsk_train_state_free(&prev);
         }
     }
+    rc = check_same_setup(&r, &cfg, rc);
     if (!rc) {
         /* Ranks sharing a machine share its cores; GPU ranks each take
          * a device of their own (the local rank's). */

@@ -124,6 +124,27 @@ fi
 expect_exit 64 "2 ranks on an unknown backend: status 64" mpi dsk-train "${common[@]}" --backend tpu --steps 2 \
     --out "$T/e"
 expect_err_contains "unknown backend 'tpu'" "the message names it"
+# Ranks started apart (mpirun's app contexts A : B): they trained apart
+# silently, or crashed in a collective whose sizes differed.
+mpmd=(env "${san_env[@]}" mpirun --oversubscribe --mca btl_vader_single_copy_mechanism none)
+expect_exit 64 "2 ranks, one with another --seed (it trained apart, exit 0)" timeout 120 "${mpmd[@]}" \
+    -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" : -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" --seed 7
+expect_err_contains "differ from rank 0's" "... the message says so"
+expect_exit 64 "2 ranks, one with another model (it crashed: double free)" timeout 120 "${mpmd[@]}" \
+    -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" : -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" \
+    --set d_model=64
+# The same path on two nodes, another copy of the data on one (here: the
+# working directories of the two ranks)
+mkdir -p "$T/nodeA" "$T/nodeB" && cp -r "$T/ds" "$T/nodeA/data" && cp -r "$T/ds" "$T/nodeB/data"
+python3 -c '
+import json, sys; p = sys.argv[1]; m = json.load(open(p)); m["command"] += " (an older copy)"
+open(p, "w").write(json.dumps(m, indent=2) + "\n")' "$T/nodeB/data/MANIFEST"
+rel=("${common[@]}"); rel[1]=data
+expect_exit 65 "2 ranks, each its own copy of the dataset, the copies differ (it trained, exit 0)" timeout 120 \
+    "${mpmd[@]}" -np 1 -wdir "$T/nodeA" dsk-train "${rel[@]}" --steps 2 --out "$T/e" : \
+    -np 1 -wdir "$T/nodeB" dsk-train "${rel[@]}" --steps 2 --out "$T/e"
+expect_err_contains "is not rank 0's dataset" "... the message says so"
+check "no out directory is left by a refused start" test ! -e "$T/e"
 for z in 0 1 2 3; do
     extra=()
     [ $z = 3 ] && extra=(--save-every 4 --keep 0 --sample-every 8 --sample-tokens 4)

@@ -305,11 +305,51 @@ static int read_in_region(const volatile char *p, dsk_fault_region *fr)
 
 static void exit_42(int sig) { _exit(42); }
 
+/* In a child, before any region of this process: the action set here is
+ * the one a fault outside a region must reach, with its own flags. */
+static int child_status(struct sigaction *before, int send)
+{
+    char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigaction(SIGSEGV, before, NULL);
+        dsk_fault_region fr;
+        dsk_fault_enter(&fr);   /* installs the handler over `before` */
+        dsk_fault_leave(&fr);
+        if (send)
+            raise(SIGSEGV);     /* sent, not a fault */
+        else
+            *(volatile char *)none = 1;
+        _exit(7);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    munmap(none, 4096);
+    return status;
+}
+
+TEST(fault_outside_a_region_reaches_the_earlier_action)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = exit_42;
+    sa.sa_flags = SA_RESETHAND;
+    int st = child_status(&sa, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = 0;
+    st = child_status(&sa, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    /* an ignored SIGSEGV sent with raise() stays ignored */
+    sa.sa_handler = SIG_IGN;
+    st = child_status(&sa, 1);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+}
+
 TEST(fault_region_catches_segv_and_bus)
 {
-    /* The action before the first region, which a fault outside any
-     * region must reach (set before the handlers are installed). */
-    signal(SIGSEGV, exit_42);
     long page = sysconf(_SC_PAGESIZE);
     char *none = mmap(NULL, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(none != MAP_FAILED);
@@ -334,24 +374,21 @@ TEST(fault_region_catches_segv_and_bus)
     } else {
         CHECK(!"the outer region got the inner fault");
     }
-    /* Outside any region a fault goes to the action that was there before. */
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(*(volatile char *)none);
-    int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
-    /* The mapping that holds a pointer. */
-    const void *start;
-    size_t len;
-    CHECK(dsk_mapping_of(file + 10, &start, &len) == 0 && start == file && len == 2 * (size_t)page);
-    CHECK(dsk_mapping_of(NULL, &start, &len) == -1);
+    /* The start of a file's mapping, from a pointer into any part of it */
+    struct stat sb;
+    CHECK(fstat(fd, &sb) == 0);
+    const void *start = NULL;
+    CHECK(dsk_mapping_of(file + page + 10, sb.st_dev, sb.st_ino, &start) == 0 && start == file);
+    CHECK(mprotect(file + page, (size_t)page, PROT_NONE) == 0);   /* two lines in /proc/self/maps now */
+    start = NULL;
+    CHECK(dsk_mapping_of(file + page + 10, sb.st_dev, sb.st_ino, &start) == 0 && start == file);
+    CHECK(dsk_mapping_of(file + 10, sb.st_dev, sb.st_ino + 1, &start) == -1);   /* another file's */
+    CHECK(dsk_mapping_of(NULL, sb.st_dev, sb.st_ino, &start) == -1);
     munmap(file, 2 * (size_t)page);
     munmap(none, (size_t)page);
     close(fd);
     unlink(path);
 }
 
-RUN_TESTS(T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))

@@ -712,7 +712,7 @@ static void make_checkpoint(const char *dir, const dsk_model_config *c, const ch
 
     int d = c->d_model, hd = d / c->n_heads, V = c->vocab_size;
     dsk_st_writer *w = dsk_st_writer_new();
-    float *bufs[64];
+    float *bufs[256];
     int nb = 0;
     char name[96];
     add_weight(w, &bufs[nb++], "model.embed_tokens.weight", V, d);
@@ -723,9 +723,30 @@ static void make_checkpoint(const char *dir, const dsk_model_config *c, const ch
                                              "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
         int rows[] = {d, c->n_heads * hd, c->n_kv_heads * hd, c->n_kv_heads * hd, d, d, c->d_ff, c->d_ff, d};
         int cols[] = {0, d, d, d, c->n_heads * hd, 0, d, d, c->d_ff};
-        for (int i = 0; i < 9; i++) {
+        int moe = dsk_config_layer_is_moe(c, l);
+        for (int i = 0; i < (moe ? 6 : 9); i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix[i]);
             add_weight(w, &bufs[nb++], name, rows[i], cols[i]);
+        }
+        if (!moe)
+            continue;
+        /* dsk's (DeepSeek's) names for a mixture of experts */
+        int E = c->n_routed_experts, Fe = c->d_ff_expert, Fs = c->n_shared_experts * Fe;
+        snprintf(name, sizeof name, "model.layers.%d.mlp.gate.weight", l);
+        add_weight(w, &bufs[nb++], name, E, d);
+        if (c->balance == DSK_BALANCE_BIAS) {
+            snprintf(name, sizeof name, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+            add_weight(w, &bufs[nb++], name, E, 0);
+        }
+        static const char *const proj[] = {"gate_proj", "up_proj", "down_proj"};
+        for (int j = 0; j < 3; j++)
+            for (int e = 0; e < E; e++) {
+                snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, proj[j]);
+                add_weight(w, &bufs[nb++], name, j == 2 ? d : Fe, j == 2 ? Fe : d);
+            }
+        for (int j = 0; j < 3 && Fs; j++) {
+            snprintf(name, sizeof name, "model.layers.%d.mlp.shared_experts.%s.weight", l, proj[j]);
+            add_weight(w, &bufs[nb++], name, j == 2 ? d : Fs, j == 2 ? Fs : d);
         }
     }
     add_weight(w, &bufs[nb++], "model.norm.weight", d, 0);
@@ -745,6 +766,18 @@ static void small_config(dsk_model_config *c)
     CHECK(dsk_config_preset(c, "nano") == 0);
     const char *sets[] = {"vocab_size=300", "d_model=256", "n_heads=4", "n_kv_heads=2", "d_ff=288",
                           "n_layers=2", "pattern=G", "tie=0", "eos=262"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        CHECK(dsk_config_set(c, sets[i], &err) == 0);
+    CHECK(dsk_config_validate(c, &err) == 0);
+}
+
+/* small_config as a DeepSeek-MoE: layer 0 dense, layer 1 four experts
+ * of 64 (top 2) and one shared. */
+static void moe_config(dsk_model_config *c)
+{
+    dsk_err err;
+    small_config(c);
+    const char *sets[] = {"experts=4", "d_ff_expert=64", "shared_experts=1", "top_k=2", "first_dense_layers=1"};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
         CHECK(dsk_config_set(c, sets[i], &err) == 0);
     CHECK(dsk_config_validate(c, &err) == 0);
@@ -865,6 +898,91 @@ TEST(export_synthetic_checkpoint)
     dsk_st_close(&st);
 }
 
+TEST(export_mixture_of_experts)
+{
+    dsk_model_config c;
+    moe_config(&c);
+    c.tie_embeddings = 1;
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-moe"));
+    make_checkpoint(dir, &c, "cl100k");
+    dsk_safetensors st;
+    dsk_err err;
+    char *stp = dsk_path_join(dir, "model.safetensors");
+    CHECK(dsk_st_open(&st, stp, &err) == 0);
+    free(stp);
+    static const int types[] = {DSK_GGUF_F32, DSK_GGUF_Q4_K};
+    for (size_t ti = 0; ti < 2; ti++) {
+        dsk_buf b = {0};
+        dsk_gguf_file f;
+        int rc = export_and_read(dir, types[ti], &b, &f, &err);
+        CHECK(rc == 0);
+        if (rc) {
+            printf("# %s\n", err.msg);
+            dsk_buf_free(&b);
+            continue;
+        }
+        dsk_gguf_str s;
+        uint64_t u;
+        double v;
+        CHECK(dsk_gguf_get_str(&f, "general.architecture", &s) == 0 && dsk_gguf_str_is(s, "deepseek"));
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.embedding_length", &u) == 0 && u == 256);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.feed_forward_length", &u) == 0 && u == 288);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.leading_dense_block_count", &u) == 0 && u == 1);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.expert_feed_forward_length", &u) == 0 && u == 64);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.expert_count", &u) == 0 && u == 4);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.expert_used_count", &u) == 0 && u == 2);
+        CHECK(dsk_gguf_get_u64(&f, "deepseek.expert_shared_count", &u) == 0 && u == 1);
+        CHECK(dsk_gguf_get_f64(&f, "deepseek.expert_weights_scale", &v) == 0 && v == 1);
+        CHECK(dsk_gguf_find_kv(&f, "llama.embedding_length") == NULL);
+        /* embeddings, final norm, output (the tied embedding again); layer 0: 9; layer 1: 6 of attention
+         * and norms, the router, 3 stacked experts, 3 shared */
+        CHECK(f.n_tensors == 3 + 9 + 6 + 1 + 3 + 3);
+        const dsk_gguf_tensor *inp = dsk_gguf_find_tensor(&f, "blk.1.ffn_gate_inp.weight"),
+                              *ge = dsk_gguf_find_tensor(&f, "blk.1.ffn_gate_exps.weight"),
+                              *de = dsk_gguf_find_tensor(&f, "blk.1.ffn_down_exps.weight"),
+                              *ue = dsk_gguf_find_tensor(&f, "blk.1.ffn_up_exps.weight"),
+                              *ds = dsk_gguf_find_tensor(&f, "blk.1.ffn_down_shexp.weight"),
+                              *gs = dsk_gguf_find_tensor(&f, "blk.1.ffn_gate_shexp.weight"),
+                              *out = dsk_gguf_find_tensor(&f, "output.weight"),
+                              *emb = dsk_gguf_find_tensor(&f, "token_embd.weight");
+        CHECK(inp && ge && de && ue && ds && gs && out && emb && dsk_gguf_find_tensor(&f, "blk.0.ffn_gate.weight") &&
+              !dsk_gguf_find_tensor(&f, "blk.1.ffn_gate.weight") && !dsk_gguf_find_tensor(&f, "blk.0.ffn_gate_inp.weight"));
+        if (!(inp && ge && de && ue && ds && gs && out && emb)) {
+            dsk_gguf_free(&f);
+            dsk_buf_free(&b);
+            continue;
+        }
+        CHECK(inp->n_dims == 2 && inp->ne[0] == 256 && inp->ne[1] == 4 && inp->type == DSK_GGUF_F32);
+        CHECK(ge->n_dims == 3 && ge->ne[0] == 256 && ge->ne[1] == 64 && ge->ne[2] == 4);
+        CHECK(de->n_dims == 3 && de->ne[0] == 64 && de->ne[1] == 256 && de->ne[2] == 4);
+        CHECK(gs->ne[0] == 256 && gs->ne[1] == 64 && ds->ne[0] == 64 && ds->ne[1] == 256);
+        /* rows of 256 take q4_K; the experts' down rows of 64 fall back to q8_0 */
+        CHECK(ge->type == types[ti] && ue->type == types[ti]);
+        CHECK(de->type == (types[ti] == DSK_GGUF_Q4_K ? DSK_GGUF_Q8_0 : types[ti]));
+        CHECK(out->type == emb->type && out->nbytes == emb->nbytes && memcmp(out->data, emb->data, out->nbytes) == 0);
+        if (types[ti] == DSK_GGUF_F32) {
+            /* the experts stacked in order, each as the checkpoint has it */
+            size_t per = 64 * 256 * sizeof(float);
+            int same = 1;
+            for (int e = 0; e < 4; e++) {
+                char name[96];
+                snprintf(name, sizeof name, "model.layers.1.mlp.experts.%d.gate_proj.weight", e);
+                same &= memcmp(ge->data + e * per, dsk_st_find(&st, name)->data, per) == 0;
+                snprintf(name, sizeof name, "model.layers.1.mlp.experts.%d.down_proj.weight", e);
+                same &= memcmp(de->data + e * per, dsk_st_find(&st, name)->data, per) == 0;
+            }
+            CHECK(same);
+            CHECK(memcmp(inp->data, dsk_st_find(&st, "model.layers.1.mlp.gate.weight")->data, inp->nbytes) == 0);
+            CHECK(memcmp(ds->data, dsk_st_find(&st, "model.layers.1.mlp.shared_experts.down_proj.weight")->data,
+                         ds->nbytes) == 0);
+        }
+        dsk_gguf_free(&f);
+        dsk_buf_free(&b);
+    }
+    dsk_st_close(&st);
+}
+
 TEST(export_tied_and_gpt2_pattern)
 {
     dsk_model_config c;
@@ -935,12 +1053,22 @@ TEST(export_refusals)
     CHECK(strstr(err.msg, "dsk_attention_pattern \"LHG\"") && strstr(err.msg, "local"));
     CHECK(stat(out, &sb) != 0);
 
-    small_config(&c);
-    CHECK(dsk_config_set(&c, "experts=4", &err) == 0 && dsk_config_set(&c, "d_ff_expert=64", &err) == 0);
-    snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-moe"));
-    make_checkpoint(dir, &c, "cl100k");
-    CHECK(dsk_gguf_export(dir, out, DSK_GGUF_F16, &err) == EX_DATAERR);
-    CHECK(strstr(err.msg, "mixture-of-experts") != NULL);
+    /* mixtures of experts llama.cpp's deepseek architecture computes otherwise */
+    static const struct {
+        const char *set, *why;
+    } moe_refused[] = {{"shared_experts=0", "shared experts"},
+                       {"router=sigmoid", "sigmoid router"},
+                       {"balance=bias", "balancing bias"}};
+    for (size_t i = 0; i < sizeof moe_refused / sizeof moe_refused[0]; i++) {
+        moe_config(&c);
+        CHECK(dsk_config_set(&c, moe_refused[i].set, &err) == 0);
+        snprintf(dir, sizeof dir, "%s-%zu", tmp_path("ckpt-moe-refused"), i);
+        make_checkpoint(dir, &c, "cl100k");
+        CHECK(dsk_gguf_export(dir, out, DSK_GGUF_F16, &err) == EX_DATAERR);
+        CHECK(strstr(err.msg, moe_refused[i].why) != NULL);
+        if (!strstr(err.msg, moe_refused[i].why))
+            printf("# %s: %s\n", moe_refused[i].set, err.msg);
+    }
 
     /* a tokenizer regex llama.cpp does not have */
     small_config(&c);
@@ -995,5 +1123,5 @@ RUN_TESTS(T(fp16_conversions), T(block_sizes_and_names), T(q8_0_error_within_hal
           T(f16_and_f32_round_trip), T(rope_permutation_known_matrix), T(rope_permutation_preserves_attention_scores),
           T(weight_type_fallback), T(pre_tokenizer_names), T(write_read_round_trip), T(writer_refuses_bad_declarations),
           T(corrupt_input_rejected), T(alignment_key_checked), T(random_corruption_never_crashes),
-          T(export_synthetic_checkpoint), T(export_tied_and_gpt2_pattern), T(export_bf16_weights),
+          T(export_synthetic_checkpoint), T(export_mixture_of_experts), T(export_tied_and_gpt2_pattern), T(export_bf16_weights),
           T(export_refusals), T(cleanup))
