@@ -158,22 +158,26 @@ int dsk_gguf_writer_finish(dsk_gguf_writer *w, dsk_err *err);
 
 /* ---- export --------------------------------------------------------------------------------- */
 
-/* Writes a dense all-global dsk checkpoint (a directory with config.json,
+/* Writes an all-global dsk checkpoint (a directory with config.json,
  * model.safetensors and tokenizer.json, or one whose `latest` is such) as
- * a GGUF file that llama.cpp runs as general.architecture "llama":
+ * a GGUF file that llama.cpp runs as general.architecture "llama" (dense)
+ * or "deepseek" (a softmax-routed mixture of experts with shared ones,
+ * its experts stacked into 3-D ffn_*_exps tensors):
  * hyperparameters, the byte-level BPE tokenizer ("gpt2" model, with the
  * llama.cpp pre-tokenizer whose regex is the checkpoint's), and the
  * weights with q_proj and k_proj rows permuted from Hugging Face's
  * rotate-half RoPE order to llama.cpp's interleaved one.
  *
- * type (enum dsk_gguf_type) applies to the 2-D weights; norms stay f32.
+ * type (enum dsk_gguf_type) applies to the weight matrices; norms and the
+ * MoE router stay f32.
  * A weight whose rows are not a whole number of the type's blocks falls
  * back as llama.cpp's quantizer does, to the nearest format dsk has:
  * q4_K -> q8_0 -> f16 (q4_0 and q8_0 -> f16).
  *
- * Refused: mixture-of-experts checkpoints, and any layer whose attention
- * is not global (dsk_attention_pattern with L or H) — EX_DATAERR naming
- * the reason, as llama.cpp has no such layers; a tokenizer whose regex
+ * Refused: any layer whose attention is not global (dsk_attention_pattern
+ * with L or H), and mixtures of experts llama.cpp's deepseek computes
+ * otherwise (a sigmoid router, a balancing bias, no shared experts) —
+ * EX_DATAERR naming the reason; a tokenizer whose regex
  * llama.cpp does not have (EX_DATAERR); a type outside the five
  * (EX_USAGE).  The output appears whole or not at all. */
 int dsk_gguf_export(const char *ckpt_dir, const char *out_path, int type, dsk_err *err);

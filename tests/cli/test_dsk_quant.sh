@@ -192,6 +192,24 @@ expect_exit 65 "GGUF of a model with local attention layers is refused" dsk-quan
 check "no GGUF file is left" test ! -e "$T/x.gguf"
 dsk-train -q -j 2 --config nano --set dsk_attention_pattern=G --data "$T/ds" --out "$T/glob" -b 8 --steps 20 \
     --eval-every 0
+# A mixture of experts: llama.cpp's deepseek architecture (it was refused);
+# the LHG-pattern MoE above is refused for its local layers.
+expect_exit 65 "GGUF of the MoE model with local attention layers is refused" dsk-quant --gguf "$T/x.gguf" "$T/moe"
+dsk-train -q -j 2 --config nano-moe --set dsk_attention_pattern=G --data "$T/ds" --out "$T/moeg" -b 8 --steps 10 \
+    --eval-every 0
+expect_exit 0 "GGUF export of a mixture of experts (deepseek)" dsk-quant --gguf "$T/moe.gguf" --gguf-type q8_0 "$T/moeg"
+check "... as llama.cpp's deepseek: experts stacked, router f32, output written" python3 - "$T/moe.gguf" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:4] == b"GGUF" and b"deepseek.expert_count" in d and b"deepseek.leading_dense_block_count" in d
+assert b"blk.1.ffn_gate_exps.weight" in d and b"blk.1.ffn_down_shexp.weight" in d and b"output.weight" in d
+assert b"blk.0.ffn_gate_exps.weight" not in d and b"blk.0.ffn_gate.weight" in d   # the first layer is dense
+PY
+dsk-train -q -j 2 --config nano-moe --set dsk_attention_pattern=G --set dsk_balance=bias --data "$T/ds" \
+    --out "$T/moeb" -b 8 --steps 2 --eval-every 0
+expect_exit 65 "GGUF of a MoE balanced by a selection bias is refused" dsk-quant --gguf "$T/x.gguf" "$T/moeb"
+expect_err_contains "balancing bias" "... saying why"
+check "no GGUF file is left" test ! -e "$T/x.gguf"
 for ty in f32 f16 q8_0; do
     expect_exit 0 "GGUF export $ty" dsk-quant --gguf "$T/m-$ty.gguf" --gguf-type $ty "$T/glob"
 done
