@@ -881,6 +881,25 @@ static void log_eval(run *r, const eval_result *e)
 
 /* ---- the loop -------------------------------------------------------------------------------------------- */
 
+/* A --log write that failed (a full disk, a quota): EX_IOERR naming the
+ * file, else 0.  Rank 0 alone writes the log. */
+static int log_failed(run *r)
+{
+    if (!r->log)
+        return 0;
+    errno = 0;
+    if (fflush(r->log) == 0 && !ferror(r->log))
+        return 0;
+    /* The write that failed was some fprintf's; trying what it left again
+     * gives its reason. */
+    if (!errno) {
+        clearerr(r->log);
+        fflush(r->log);
+    }
+    return dsk_fail(r->err, EX_IOERR, "%s: cannot write the log: %s", r->o->log_path,
+                    errno ? strerror(errno) : "a write failed");
+}
+
 static int train(run *r)
 {
     const dsk_train_opts *o = r->o;
@@ -1037,19 +1056,34 @@ static int train(run *r)
         if (o->save_every > 0 && r->st.step % o->save_every == 0 && r->st.step < r->total_steps &&
             (rc = save(r)))
             return rc;
-        /* A signal to any rank stops every rank after the same step. */
-        int64_t stop = stop_signal;
+        /* A signal to any rank, or a log rank 0 could not write, stops
+         * every rank after the same step, with a checkpoint. */
+        int64_t stop[2] = {stop_signal, log_failed(r) != 0};
         if (r->world > 1)
-            r->comm->allreduce(r->comm, &stop, 1, DSK_COMM_I64, DSK_COMM_MAX);
-        if (stop) {
+            r->comm->allreduce(r->comm, stop, 2, DSK_COMM_I64, DSK_COMM_MAX);
+        if (stop[0] || stop[1]) {
+            /* The steps since the last line, which a later line would have
+             * averaged: their own line, so that no step's loss is lost. */
+            if (!stop[1] && o->log_path && !regular && n_window > 0) {
+                double dt = now - t_window;
+                log_window(r, loss_window / n_window, &rep, dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
+            }
             if (r->tty && !r->quiet)
                 fputc('\n', stderr);
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
             if ((rc = save(r)))
                 return rc;
+            if (stop[1]) {   /* rank 0 has the message; the others stop with its status */
+                if (r->rank == 0)
+                    dsk_fail(err, EX_IOERR, "%s; saved %s/latest at step %ld (continue with --resume)", why, o->out,
+                             r->st.step);
+                return EX_IOERR;
+            }
             if (!r->quiet)
                 fprintf(stderr, "%s: interrupted at step %ld; saved %s/latest (continue with --resume)\n",
                         dsk_progname(), r->st.step, o->out);
-            return 128 + (int)stop;
+            return 128 + (int)stop[0];
         }
     }
     if (r->tty && !r->quiet)
@@ -1060,6 +1094,8 @@ static int train(run *r)
     log_eval(r, &e);
     if ((rc = save(r)))
         return rc;
+    if (log_failed(r))   /* (rank 0; the final agreement stops the others with it) */
+        return EX_IOERR;
     if (r->empty_steps && r->rank == 0)
         dsk_warn("%ld of this run's steps had no target tokens and changed nothing", r->empty_steps);
     if (!r->quiet)

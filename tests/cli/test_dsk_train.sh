@@ -105,6 +105,27 @@ check "SIGTERM leaves a whole checkpoint" test -s "$T/c/latest/model.safetensors
 stopped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$T/c/latest/state.json")
 expect_exit 0 "resume after SIGTERM with a shorter run" dsk-train --resume --out "$T/c" --steps $((stopped + 5)) -q
 check "the resumed run reached its step" grep -q "\"step\":$((stopped + 5))" "$T/c/latest/state.json"
+# The steps since the last log line get a line of their own when a signal
+# stops the run (their losses were lost: --log-every 10, stopped at 257, the
+# log ended at 250 and the resumed run's line averaged 258-260 only).
+dsk-train "${common[@]}" --steps 3000 --eval-every 0 --save-every 0 --log "$T/win.jsonl" --log-every 100000 \
+    --out "$T/win" -q 2>"$T/win.err" &
+pid=$!
+sleep 2
+kill -TERM "$pid"
+wait "$pid"
+check "SIGTERM between log lines: the log has a line for the step it stopped at" python3 - "$T/win.jsonl" \
+    "$T/win/latest/state.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+step = json.load(open(sys.argv[2]))["step"]
+train = [l for l in lines if "loss" in l]
+assert step > 0 and train and train[-1]["step"] == step, (step, train[-1:])
+PY
+expect_exit 74 "--log on a full disk: status 74 (it trained on, exit 0, the log cut short)" dsk-train "${common[@]}" \
+    --steps 30 --eval-every 0 --log /dev/full --out "$T/full" -q
+expect_err_contains "/dev/full: cannot write the log" "... naming the file"
+check "... and the checkpoint of the step it stopped at is saved" test -s "$T/full/latest/state.json"
 # A second signal does not wait for a step: one of --grad-accum 100000 would
 # take hours (a second SIGTERM was ignored as the first).
 dsk-train "${common[@]}" --grad-accum 100000 --steps 2 --eval-every 0 --out "$T/long" 2>"$T/long.err" &
