@@ -915,8 +915,11 @@ static int train(run *r)
         double loss = 0;   /* this rank's part of the step's loss */
         double step_targets = 0;   /* over all ranks; DPO: -1 (pairs always count) */
         uint64_t step_tokens = 0;
-        if (r->world > 1) {
-            /* Each rank its own router noise; the shared state moves on alike. */
+        const dsk_model_config *mc = &r->model->cfg;
+        if (r->world > 1 && mc->n_routed_experts > 0 && mc->router_noise != DSK_NOISE_NONE) {
+            /* Each rank its own router noise; the shared state moves on
+             * alike.  (Only for noise: a model without any keeps the state
+             * of one process, whose samples then are the same.) */
             dsk_rng_seed(&r->noise_rng, dsk_rng_next(&r->st.rng) ^ (0x9e3779b97f4a7c15ull * (uint64_t)(r->rank + 1)));
         }
         for (int a = 0; a < o->grad_accum && !rc; a++) {

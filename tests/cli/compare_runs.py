@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Two dsk-train runs agree: their logged train and val losses (relative
-TOL) from FROM_STEP on, and their final weights and Adam's moments (TOL,
-absolute and relative to each tensor's largest value, at least 1).
+TOL) from FROM_STEP on, their final weights and Adam's moments (TOL,
+absolute and relative to each tensor's largest value, at least 1), and
+their random state (without router noise).
 
     compare_runs.py REF RUN [FROM_STEP] [--tol TOL]     (TOL default 1e-4)
 
@@ -48,4 +49,11 @@ for f in ("model", "optimizer"):
         scale = max(1.0, max(abs(x) for x in a[k]))
         worst = max(abs(x - y) for x, y in zip(a[k], b[k]))
         assert worst <= tol * scale, (f, k, worst)
-print(f"losses, weights and moments agree within {tol:g}")
+# The run's random state is one process's too, when both drew the same
+# samples from it, and no router noise gave each rank its own draws.
+cfg = json.load(open(f"{ref}/latest/config.json"))
+sa, sb = (json.load(open(f"{d}/latest/state.json")) for d in (ref, run))
+if ((not cfg.get("n_routed_experts") or cfg.get("dsk_router_noise", "none") == "none") and
+        sa["options"].get("sample_every") == sb["options"].get("sample_every")):
+    assert sa["rng"] == sb["rng"], ("rng", sa["rng"], sb["rng"])
+print(f"losses, weights, moments and random state agree within {tol:g}")
