@@ -283,6 +283,15 @@ int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
     dsk_signals_init();
+    /* Launched ranks say which they are from the start; a usage error,
+     * the same on every rank, is rank 0's to print. */
+    static char name[48];
+    int launched_rank = dsk_comm_launcher_rank();
+    if (launched_rank > 0) {
+        snprintf(name, sizeof name, "dsk-train[rank %d]", launched_rank);
+        dsk_set_progname(name);
+        dsk_usage_quiet(1);
+    }
     dsk_train_opts o;
     dsk_train_defaults(&o);
     parse(argc, argv, &o);
@@ -366,7 +375,6 @@ int main(int argc, char **argv)
     dsk_comm *comm = dsk_comm_open(dist_timeout, &err);
     if (!comm)
         dsk_die_err(&err);
-    static char name[48];
     if (comm->rank > 0) {
         snprintf(name, sizeof name, "dsk-train[rank %d]", comm->rank);
         dsk_set_progname(name);

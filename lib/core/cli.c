@@ -17,15 +17,21 @@ void dsk_print_version(void)
     printf("%s (dsk) %s\n", dsk_progname(), DSK_VERSION);
 }
 
+static int usage_quiet;
+
+void dsk_usage_quiet(int quiet) { usage_quiet = quiet; }
+
 void dsk_usage_error(const char *fmt, ...)
 {
     dsk_failing();
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", dsk_progname());
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '%s --help' for more information.\n", dsk_progname());
+    if (!usage_quiet) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "%s: ", dsk_progname());
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry '%s --help' for more information.\n", dsk_progname());
+    }
     dsk_outfile_remove_all_temps();
     exit(EX_USAGE);
 }

@@ -19,6 +19,9 @@ uint64_t dsk_parse_size(const char *option, const char *value);
 
 /* Dies with the usual "Try 'PROG --help'" hint. */
 _Noreturn void dsk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage errors exit with 64 without a word: the ranks of a launched run
+ * other than rank 0 (they have the same command line, rank 0 says it). */
+void dsk_usage_quiet(int quiet);
 /* What getopt_long returned for a bad option (its optstring starting with
  * ':', so that getopt says nothing itself): ':' for a missing argument,
  * else an unknown, ambiguous or misused option.  Names the option (and,

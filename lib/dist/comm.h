@@ -68,6 +68,10 @@ struct dsk_comm {
     void *impl;
 };
 
+/* This process's rank as its launcher (mpirun, srun with PMIx or PMI)
+ * set it in the environment, before MPI starts; -1 when none did. */
+int dsk_comm_launcher_rank(void);
+
 /* The one-process communicator (never fails; close frees it). */
 dsk_comm *dsk_comm_single(void);
 

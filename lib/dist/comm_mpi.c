@@ -29,6 +29,17 @@ static const char *launcher_size(void)
     return getenv("PMIX_RANK") ? "?" : NULL;
 }
 
+int dsk_comm_launcher_rank(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v >= '0' && *v <= '9')
+            return atoi(v);
+    }
+    return -1;
+}
+
 /* srun without an MPI plugin starts its tasks with no process manager to
  * join: each would train alone, into the same directory. */
 static int unmanaged_srun(dsk_err *err)

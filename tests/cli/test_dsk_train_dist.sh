@@ -107,6 +107,8 @@ fi
 expect_exit 64 "2 ranks: a batch the ranks cannot share" mpi dsk-train "${common[@]}" -b 3 --steps 2 --out "$T/e"
 expect_err_contains "--batch 3 cannot be shared evenly by 2 ranks" "the message says why"
 check "the message is printed once, not once per rank" test "$(grep -c 'cannot be shared' "$T/err")" -eq 1
+expect_exit 64 "2 ranks: an unknown option" mpi dsk-train "${common[@]}" --bogus --steps 2 --out "$T/e"
+check "... said once, by rank 0 (each rank said it)" test "$(grep -c "unknown option '--bogus'" "$T/err")" -eq 1
 # GPU ranks (NCCL between them; tests/gpu/test_nccl.sh trains with them on
 # a machine with GPUs): without a CUDA device every rank fails to open its
 # device, and the ranks agree to stop before NCCL starts: at once, status
