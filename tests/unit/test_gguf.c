@@ -794,6 +794,28 @@ static int export_and_read(const char *dir, int type, dsk_buf *b, dsk_gguf_file 
     return rc ? rc : dsk_gguf_read(b->data, b->len, f, err);
 }
 
+/* The checkpoint's own tensors, to compare the export's with. */
+static void open_tensors(const char *dir, dsk_safetensors *st)
+{
+    dsk_err err;
+    char *p = dsk_path_join(dir, "model.safetensors");
+    CHECK(dsk_st_open(st, p, &err) == 0);
+    free(p);
+}
+
+/* Exports dir as type and reads the file back; on failure says why, frees b and returns 0. */
+static int exported(const char *dir, int type, dsk_buf *b, dsk_gguf_file *f)
+{
+    dsk_err err;
+    int rc = export_and_read(dir, type, b, f, &err);
+    CHECK(rc == 0);
+    if (rc) {
+        printf("# %s\n", err.msg);
+        dsk_buf_free(b);
+    }
+    return rc == 0;
+}
+
 TEST(export_synthetic_checkpoint)
 {
     dsk_model_config c;
@@ -803,22 +825,13 @@ TEST(export_synthetic_checkpoint)
     snprintf(dirbuf, sizeof dirbuf, "%s", dir);
     make_checkpoint(dirbuf, &c, "cl100k");
     dsk_safetensors st;
-    dsk_err err;
-    char *stp = dsk_path_join(dirbuf, "model.safetensors");
-    CHECK(dsk_st_open(&st, stp, &err) == 0);
-    free(stp);
-
+    open_tensors(dirbuf, &st);
     static const int types[] = {DSK_GGUF_F32, DSK_GGUF_F16, DSK_GGUF_Q8_0, DSK_GGUF_Q4_0, DSK_GGUF_Q4_K};
     for (size_t ti = 0; ti < 5; ti++) {
         dsk_buf b = {0};
         dsk_gguf_file f;
-        int rc = export_and_read(dirbuf, types[ti], &b, &f, &err);
-        CHECK(rc == 0);
-        if (rc) {
-            printf("# %s\n", err.msg);
-            dsk_buf_free(&b);
+        if (!exported(dirbuf, types[ti], &b, &f))
             continue;
-        }
         dsk_gguf_str s;
         uint64_t u;
         double v;
@@ -907,21 +920,13 @@ TEST(export_mixture_of_experts)
     snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-moe"));
     make_checkpoint(dir, &c, "cl100k");
     dsk_safetensors st;
-    dsk_err err;
-    char *stp = dsk_path_join(dir, "model.safetensors");
-    CHECK(dsk_st_open(&st, stp, &err) == 0);
-    free(stp);
+    open_tensors(dir, &st);
     static const int types[] = {DSK_GGUF_F32, DSK_GGUF_Q4_K};
     for (size_t ti = 0; ti < 2; ti++) {
         dsk_buf b = {0};
         dsk_gguf_file f;
-        int rc = export_and_read(dir, types[ti], &b, &f, &err);
-        CHECK(rc == 0);
-        if (rc) {
-            printf("# %s\n", err.msg);
-            dsk_buf_free(&b);
+        if (!exported(dir, types[ti], &b, &f))
             continue;
-        }
         dsk_gguf_str s;
         uint64_t u;
         double v;
