@@ -5,7 +5,8 @@
 #     from dsk's f32 GGUF export, every model scored on the same tokens in
 #     the same windows;
 #   - GGUF fidelity: llama.cpp's perplexity on dsk's f32 and q8_0 exports
-#     against dsk-eval's on the checkpoint;
+#     against dsk-eval's on the checkpoint, and on the f32 export of a
+#     mixture of experts (tiny-moe, all-global: llama.cpp's deepseek);
 #   - batch-1 int4 matrix-vector against fp32 sgemv.
 # The model: the tiny preset with all-global attention (GGUF's llama
 # architecture has no sliding window) and d_ff 768 (q4_K and group 128
@@ -56,6 +57,17 @@ for g in f32 q8_0 q4_k_m; do
     "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/$g.gguf" "$q/heldout.txt" --reference "$q/fp32.json" \
         --threads "$(nproc)" > "$q/llama-$g.json"
 done
+# The mixture of experts: tiny-moe all-global (8 experts of 176, top 2, one shared, the first layer dense).
+if [ ! -e "$q/ckpt-moe/latest/model.safetensors" ]; then
+    echo "bench: training the MoE bench model ($((STEPS / 3)) steps)" >&2
+    rm -rf "$q/ckpt-moe"
+    "$BIN/dsk-train" -q --config tiny-moe --set dsk_attention_pattern=G --data "$demo/data" --out "$q/ckpt-moe" \
+        --steps $((STEPS / 3)) --batch 8 --lr 2e-3 --min-lr 2e-4 --warmup 20 --eval-every 0 --keep 1
+fi
+nll "$q/ckpt-moe" "$q/moe-fp32.json"
+"$BIN/dsk-quant" -q --gguf "$q/moe-f32.gguf" --gguf-type f32 "$q/ckpt-moe"
+"$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/moe-f32.gguf" "$q/heldout.txt" \
+    --reference "$q/moe-fp32.json" --threads "$(nproc)" > "$q/llama-moe_f32.json"
 "$BUILD/tests/tools/int4_bench" 4096 4096 > "$q/int4.txt" 2>&1 || true
 
 python3 - "$q" <<'PY'
@@ -64,7 +76,7 @@ q = sys.argv[1]
 def ppl(name):
     r = json.load(open(f"{q}/{name}.json")); return math.exp(sum(r["nll"]) / len(r["nll"]))
 base = ppl("fp32")
-llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m")}
+llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m", "moe_f32")}
 toks = llama["f32"]["predicted"]
 print(f"dsk-quant vs llama.cpp: tiny (all-global, d_ff 768), {toks} held-out tokens in windows of 256")
 print(f"{'model':44s} {'perplexity':>11s} {'vs fp32':>9s}")
@@ -81,7 +93,8 @@ for g, label in (("f32", "llama.cpp on dsk's f32 GGUF"), ("q8_0", "llama.cpp on 
     print(f"{label:44s} {p:11.3f} {100 * (p / lf - 1):+8.2f}%")
 best = min(rows, key=rows.get)
 print(f"GGUF fidelity: llama.cpp/dsk perplexity f32 {llama['f32']['ppl_rel_diff']:+.2e}, "
-      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e} (target within 1%)")
+      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e}, MoE (deepseek) f32 {llama['moe_f32']['ppl_rel_diff']:+.2e}, "
+      f"top-1 agreement {100 * llama['moe_f32']['top1_agreement']:.2f}% (target within 1%)")
 inc = {m: rows[m] / base - 1 for m in rows}
 k = llama["q4_k_m"]["llamacpp_ppl"] / lf - 1
 print(f"perplexity increase: GPTQ {100 * inc['gptq']:+.2f}%, AWQ {100 * inc['awq']:+.2f}%, RTN {100 * inc['rtn']:+.2f}%, "
