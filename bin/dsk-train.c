@@ -284,13 +284,14 @@ int main(int argc, char **argv)
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     /* Launched ranks say which they are from the start; a usage error,
-     * the same on every rank, is rank 0's to print. */
+     * the same on every rank of one program, is rank 0's to print (with
+     * several programs, mpirun A : B, each says its own). */
     static char name[48];
     int launched_rank = dsk_comm_launcher_rank();
     if (launched_rank > 0) {
         snprintf(name, sizeof name, "dsk-train[rank %d]", launched_rank);
         dsk_set_progname(name);
-        dsk_usage_quiet(1);
+        dsk_usage_quiet(dsk_comm_launcher_apps() == 1);
     }
     dsk_train_opts o;
     dsk_train_defaults(&o);

@@ -71,6 +71,10 @@ struct dsk_comm {
 /* This process's rank as its launcher (mpirun, srun with PMIx or PMI)
  * set it in the environment, before MPI starts; -1 when none did. */
 int dsk_comm_launcher_rank(void);
+/* How many programs (app contexts: mpirun A : B) the launcher started, as
+ * far as its environment says (1 when it does not): with one, every rank
+ * has the same command line. */
+int dsk_comm_launcher_apps(void);
 
 /* The one-process communicator (never fails; close frees it). */
 dsk_comm *dsk_comm_single(void);

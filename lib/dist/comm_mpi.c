@@ -40,6 +40,19 @@ int dsk_comm_launcher_rank(void)
     return -1;
 }
 
+int dsk_comm_launcher_apps(void)
+{
+    /* Open MPI: one count per app context ("mpirun A : B" gives "1 1"). */
+    const char *v = getenv("OMPI_APP_CTX_NUM_PROCS");
+    int apps = 1;
+    for (; v && *v; v++)
+        apps += *v == ' ' && v[1] && v[1] != ' ';
+    const char *appnum = getenv("PMIX_APPNUM");
+    if (appnum && atoi(appnum) > 0 && apps < 2)
+        apps = 2;
+    return apps;
+}
+
 /* srun without an MPI plugin starts its tasks with no process manager to
  * join: each would train alone, into the same directory. */
 static int unmanaged_srun(dsk_err *err)

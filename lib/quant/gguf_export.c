@@ -229,6 +229,9 @@ static int check_exportable(export_ctx *x, dsk_err *err)
                         "%s: experts chosen by score plus a balancing bias (dsk_balance bias) are not what llama.cpp's "
                         "deepseek architecture chooses; only aux-loss or unbalanced mixtures of experts export",
                         x->dir);
+    if (c->n_routed_experts > 512)   /* LLAMA_MAX_EXPERTS: its loader refuses more */
+        return dsk_fail(err, EX_DATAERR, "%s: %d routed experts; llama.cpp loads at most 512", x->dir,
+                        c->n_routed_experts);
     if (c->n_shared_experts < 1)
         return dsk_fail(err, EX_DATAERR,
                         "%s: llama.cpp's deepseek architecture always adds shared experts, and this model has none "
@@ -430,11 +433,14 @@ static int add_tokenizer(const export_ctx *x, dsk_gguf_writer *w, const char *pr
 
 static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
 {
-    size_t max = 0;
-    for (size_t i = 0; i < x->n_t; i++)
-        if (plan_elems(&x->t[i]) > max)
-            max = (size_t)plan_elems(&x->t[i]);
-    float *a = dsk_xmalloc(max * sizeof *a), *b = dsk_xmalloc(max * sizeof *b);
+    size_t max = 0, max_perm = 0;   /* (the permuted ones are q and k, not the stacked experts) */
+    for (size_t i = 0; i < x->n_t; i++) {
+        size_t n = (size_t)plan_elems(&x->t[i]);
+        max = n > max ? n : max;
+        if (x->t[i].perm != PERM_NONE && n > max_perm)
+            max_perm = n;
+    }
+    float *a = dsk_xmalloc(max * sizeof *a), *b = dsk_xmalloc((max_perm ? max_perm : 1) * sizeof *b);
     uint8_t *q = dsk_xmalloc(max * sizeof(float));   /* no encoding is larger than f32 */
     int rc = 0;
     int hd = x->cfg.d_model / x->cfg.n_heads;
@@ -451,11 +457,15 @@ static int write_tensors(export_ctx *x, dsk_gguf_writer *w, dsk_err *err)
         /* A weight the type cannot hold would become inf (f16) or be
          * clipped by a saturated scale: refused, not written wrong. */
         float amax = 0;
+        size_t at = 0;
         for (size_t k = 0; k < n; k++)
-            amax = fmaxf(amax, fabsf(src[k]));
+            if (fabsf(src[k]) > amax)
+                amax = fabsf(src[k]), at = k;
         if (amax > dsk_ggml_max_abs(t->type)) {
+            /* the source tensor that holds it (an expert of a stack) */
+            const dsk_st_tensor *from = t->src[(size_t)t->n_src > 1 ? at / t->src[0]->n_elems : 0];
             rc = dsk_fail(err, EX_DATAERR, "%s: a weight of magnitude %g is beyond what %s holds (%g at most); "
-                          "export it as f32", t->src[0]->name, (double)amax, dsk_ggml_type_name(t->type),
+                          "export it as f32", from->name, (double)amax, dsk_ggml_type_name(t->type),
                           dsk_ggml_max_abs(t->type));
             break;
         }

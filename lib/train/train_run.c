@@ -236,6 +236,7 @@ typedef struct run {
     float *weights;
     dsk_row row;
     FILE *log;
+    int log_errno;            /* the first failed --log write's errno (glibc then drops the buffer) */
     int tty;
     double flops_per_token;
     long saved_step;          /* the step last saved, -1 before any */
@@ -320,11 +321,21 @@ static int agree(run *r, int rc)
  * node) trained apart silently, or crashed in a collective whose sizes
  * differed.  Ranks compare hashes with rank 0's; 64 for the options and
  * model, 65 for the dataset. */
-static int check_same_setup(run *r, const dsk_model_config *cfg, int rc)
+static int check_same_setup(run *r, const dsk_model_config *cfg, const char *backend, int rc)
 {
     if (r->world == 1 || (rc = agree(r, rc)) != 0)
         return rc;
+    /* The options but the paths (the same data may lie elsewhere on
+     * another node: the MANIFEST decides), and what else decides which
+     * collectives a rank reaches: the backend it chose (a GPU's ranks
+     * start NCCL), whether and how often it logs (the log's sums). */
     struct json_object *opts = dsk_train_opts_to_json(r->o);
+    json_object_object_del(opts, "data");
+    json_object_object_del(opts, "init");
+    json_object_object_del(opts, "ref");
+    json_object_object_add(opts, "backend", json_object_new_string(backend));
+    json_object_object_add(opts, "log", json_object_new_boolean(r->o->log_path != NULL));
+    json_object_object_add(opts, "log_every", json_object_new_int64(r->o->log_every));
     const char *text = json_object_to_json_string_ext(opts, JSON_C_TO_STRING_PLAIN);
     dsk_buf b = {0};
     dsk_config_write(cfg, &b);
@@ -793,6 +804,14 @@ static void log_num(FILE *f, const char *key, double v, const char *fmt)
         fputs("null", f);
 }
 
+/* After a --log line: the reason of its write's failure, kept (the line
+ * buffer writes at its newline; a later call would change errno). */
+static void log_written(run *r)
+{
+    if (r->log && ferror(r->log) && !r->log_errno)
+        r->log_errno = errno ? errno : EIO;
+}
+
 static void log_step(run *r, double loss, const dsk_step_report *rep, double tok_s, double elapsed)
 {
     FILE *f = r->log;
@@ -816,6 +835,7 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
     }
     log_moe(r);
     fputs("}\n", f);
+    log_written(r);
 }
 
 /* Every rank, at a log line: the window's DPO and routing statistics
@@ -876,6 +896,7 @@ static void log_eval(run *r, const eval_result *e)
                     "\"val_margin\":%.6f,\"val_accuracy\":%.4f,\"val_pairs\":%ld", e->dpo.loss, e->dpo.chosen_reward,
                     e->dpo.rejected_reward, e->dpo.margin, e->dpo.accuracy, e->dpo.pairs);
         fputs("}\n", r->log);
+        log_written(r);
     }
 }
 
@@ -890,14 +911,8 @@ static int log_failed(run *r)
     errno = 0;
     if (fflush(r->log) == 0 && !ferror(r->log))
         return 0;
-    /* The write that failed was some fprintf's; trying what it left again
-     * gives its reason. */
-    if (!errno) {
-        clearerr(r->log);
-        fflush(r->log);
-    }
-    return dsk_fail(r->err, EX_IOERR, "%s: cannot write the log: %s", r->o->log_path,
-                    errno ? strerror(errno) : "a write failed");
+    int e = r->log_errno ? r->log_errno : errno;
+    return dsk_fail(r->err, EX_IOERR, "%s: cannot write the log: %s", r->o->log_path, e ? strerror(e) : "a write failed");
 }
 
 static int train(run *r)
@@ -1067,7 +1082,7 @@ static int train(run *r)
         if (stop[0] || stop[1]) {
             /* The steps since the last line, which a later line would have
              * averaged: their own line, so that no step's loss is lost. */
-            if (!stop[1] && o->log_path && !regular && n_window > 0) {
+            if (!stop[1] && o->log_path && !regular && !rep.skipped && !empty && n_window > 0) {   /* (a line of its own yet) */
                 double dt = now - t_window;
                 log_window(r, loss_window / n_window, &rep, dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
             }
@@ -1280,7 +1295,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
             dsk_train_state_free(&prev);
         }
     }
-    rc = check_same_setup(&r, &cfg, rc);
+    rc = check_same_setup(&r, &cfg, backend, rc);
     if (!rc) {
         /* Ranks sharing a machine share its cores; GPU ranks each take
          * a device of their own (the local rank's). */

@@ -59,10 +59,11 @@ for g in f32 q8_0 q4_k_m; do
 done
 # The mixture of experts: tiny-moe all-global (8 experts of 176, top 2, one shared, the first layer dense).
 if [ ! -e "$q/ckpt-moe/latest/model.safetensors" ]; then
-    echo "bench: training the MoE bench model ($((STEPS / 3)) steps)" >&2
+    moe_steps=$((STEPS > 2 ? STEPS / 3 : 1))
+    echo "bench: training the MoE bench model ($moe_steps steps)" >&2
     rm -rf "$q/ckpt-moe"
     "$BIN/dsk-train" -q --config tiny-moe --set dsk_attention_pattern=G --data "$demo/data" --out "$q/ckpt-moe" \
-        --steps $((STEPS / 3)) --batch 8 --lr 2e-3 --min-lr 2e-4 --warmup 20 --eval-every 0 --keep 1
+        --steps "$moe_steps" --batch 8 --lr 2e-3 --min-lr 2e-4 --warmup 20 --eval-every 0 --keep 1
 fi
 nll "$q/ckpt-moe" "$q/moe-fp32.json"
 "$BIN/dsk-quant" -q --gguf "$q/moe-f32.gguf" --gguf-type f32 "$q/ckpt-moe"
@@ -93,8 +94,8 @@ for g, label in (("f32", "llama.cpp on dsk's f32 GGUF"), ("q8_0", "llama.cpp on 
     print(f"{label:44s} {p:11.3f} {100 * (p / lf - 1):+8.2f}%")
 best = min(rows, key=rows.get)
 print(f"GGUF fidelity: llama.cpp/dsk perplexity f32 {llama['f32']['ppl_rel_diff']:+.2e}, "
-      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e}, MoE (deepseek) f32 {llama['moe_f32']['ppl_rel_diff']:+.2e}, "
-      f"top-1 agreement {100 * llama['moe_f32']['top1_agreement']:.2f}% (target within 1%)")
+      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e}, MoE (deepseek) f32 {llama['moe_f32']['ppl_rel_diff']:+.2e} "
+      f"(target within 1%); MoE top-1 agreement {100 * llama['moe_f32']['top1_agreement']:.2f}%")
 inc = {m: rows[m] / base - 1 for m in rows}
 k = llama["q4_k_m"]["llamacpp_ppl"] / lf - 1
 print(f"perplexity increase: GPTQ {100 * inc['gptq']:+.2f}%, AWQ {100 * inc['awq']:+.2f}%, RTN {100 * inc['rtn']:+.2f}%, "

@@ -118,10 +118,9 @@ if q:
         row(f"quant: perplexity change, {m.upper()} int4 g128", f"{100 * inc[m]:+.3f}%", "llama.cpp Q4_K_M",
             f"{100 * ref:+.3f}%", None, target, met)
     for k, label in (("f32", "f32"), ("q8_0", "q8_0"), ("moe_f32", "MoE f32")):
-        d = q["gguf_rel_diff"].get(k)
-        if d is not None:
-            row(f"quant: GGUF {label} export, llama.cpp perplexity vs dsk", f"{100 * d:+.4f}%", "", "", None,
-                "within 1%", abs(d) <= 0.01)
+        d = q["gguf_rel_diff"][k]
+        row(f"quant: GGUF {label} export, llama.cpp perplexity vs dsk", f"{100 * d:+.4f}%", "", "", None,
+            "within 1%", abs(d) <= 0.01)
     line = [l for l in q.get("int4_bench", "").splitlines() if l.startswith("speedup")]
     if line:
         cold = float(line[0].split("cold")[1].split("x")[0])

@@ -132,6 +132,9 @@ mpmd=(env "${san_env[@]}" mpirun --oversubscribe --mca btl_vader_single_copy_mec
 expect_exit 64 "2 ranks, one with another --seed (it trained apart, exit 0)" timeout 120 "${mpmd[@]}" \
     -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" : -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" --seed 7
 expect_err_contains "differ from rank 0's" "... the message says so"
+expect_exit 64 "2 programs (A : B), the second with an unknown option" timeout 120 "${mpmd[@]}" \
+    -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" : -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" --bogus
+expect_err_contains "dsk-train[rank 1]: unknown option '--bogus'" "... the rank that has it says it (rank 0 cannot)"
 expect_exit 64 "2 ranks, one with another model (it crashed: double free)" timeout 120 "${mpmd[@]}" \
     -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" : -np 1 dsk-train "${common[@]}" --steps 2 --out "$T/e" \
     --set d_model=64

@@ -1075,6 +1075,20 @@ TEST(export_refusals)
             printf("# %s: %s\n", moe_refused[i].set, err.msg);
     }
 
+    /* more experts than llama.cpp loads (the check comes before the weights: config.json alone) */
+    moe_config(&c);
+    c.n_routed_experts = 513;
+    snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-513"));
+    mkdir(dir, 0755);
+    dsk_buf cfg513 = {0};
+    dsk_config_write(&c, &cfg513);
+    char *cp = dsk_path_join(dir, "config.json");
+    CHECK(dsk_write_file(cp, &cfg513, &err) == 0);
+    free(cp);
+    dsk_buf_free(&cfg513);
+    CHECK(dsk_gguf_export(dir, out, DSK_GGUF_F16, &err) == EX_DATAERR);
+    CHECK(strstr(err.msg, "at most 512") != NULL);
+
     /* a tokenizer regex llama.cpp does not have */
     small_config(&c);
     snprintf(dir, sizeof dir, "%s", tmp_path("ckpt-regex"));
