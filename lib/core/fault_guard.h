@@ -26,6 +26,11 @@
 #include <setjmp.h>
 #include <stddef.h>
 
+/* For a function that reads memory a region guards on purpose (an
+ * address that may be wild): AddressSanitizer would report the read
+ * before it happens, where the region would catch its fault. */
+#define DSK_NO_ASAN __attribute__((no_sanitize_address))
+
 typedef struct dsk_fault_region {
     sigjmp_buf jmp;
     struct dsk_fault_region *outer;

@@ -213,36 +213,38 @@ void dsk_shard_abort(dsk_shard *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Little-endian bytes at p, read one by one: p may be anywhere. */
+DSK_NO_ASAN static uint64_t wild_le(uintptr_t p, int bytes)
+{
+    const volatile unsigned char *b = (const volatile unsigned char *)p;
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
 /* The start of the map from a pointer p into one of its pages: a page
  * begins with its own number (LMDB's page header, whose meta pages
  * lmdb_file.c reads), so the map starts that many pages before.  Taken
  * only when pages 0 and 1 there are meta pages (number, flag P_META 0x08,
  * magic 0xBEEFC0DE); NULL when not, or when a read faults (a damaged
  * number can point anywhere). */
-static const char *map_from_page(const void *p, size_t psize, size_t file_bytes)
+DSK_NO_ASAN static const char *map_from_page(const void *p, size_t psize, size_t file_bytes)
 {
-    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(psize - 1), map;
-    uint64_t pgno;
-    memcpy(&pgno, (const void *)page, 8);
-    if (pgno >= file_bytes / psize || pgno * psize > page)
-        return NULL;
-    map = page - (uintptr_t)(pgno * psize);
     dsk_fault_region fr;
     dsk_fault_enter(&fr);
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
         return NULL;
     }
-    int meta = 1;
-    for (unsigned i = 0; i < 2; i++) {
-        const char *m = (const char *)(map + i * psize);
-        uint64_t n;
-        uint16_t flags;
-        uint32_t magic;
-        memcpy(&n, m, 8);
-        memcpy(&flags, m + 10, 2);
-        memcpy(&magic, m + 16, 4);
-        meta &= n == i && (flags & 0x08) && magic == 0xBEEFC0DEu;
+    uintptr_t page = (uintptr_t)p & ~(uintptr_t)(psize - 1), map = 0;
+    uint64_t pgno = wild_le(page, 8);
+    int meta = pgno < file_bytes / psize && pgno * psize <= page;
+    if (meta)
+        map = page - (uintptr_t)(pgno * psize);
+    for (unsigned i = 0; i < 2 && meta; i++) {
+        uintptr_t m = map + i * psize;
+        meta = wild_le(m, 8) == i && (wild_le(m + 10, 2) & 0x08) && wild_le(m + 16, 4) == 0xBEEFC0DEu;
     }
     dsk_fault_leave(&fr);
     return meta ? (const char *)map : NULL;
