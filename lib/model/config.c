@@ -188,7 +188,7 @@ int dsk_config_set(dsk_model_config *c, const char *assignment, dsk_err *err)
         double x = strtod(v, &end);
         if (!*v || *end || !isfinite(x))
             return dsk_fail(err, EX_USAGE, "--set %s: '%s' is not a number", name, v);
-        *(double *)field = x;
+        *(double *)field = x + 0.0;   /* -0 is 0 (see the JSON reader) */
         return 0;
     }
     case K_BOOL:
@@ -241,8 +241,8 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
             if ((!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) ||
                 !isfinite(json_object_get_double(v)))
                 rc = dsk_fail(err, EX_DATAERR, "%s: \"%s\" must be a finite number", name, k->json);
-            else
-                *(double *)field = json_object_get_double(v);
+            else   /* + 0.0: -0 would be written "-0" and read back as +0 (an integer) */
+                *(double *)field = json_object_get_double(v) + 0.0;
             break;
         case K_BOOL:
             if (!json_object_is_type(v, json_type_boolean))
