@@ -279,6 +279,14 @@ static int print_memory_table(const dsk_train_opts *o)
     return 0;
 }
 
+/* Messages of rank r > 0 say which rank speaks: "dsk-train[rank r]". */
+static void name_rank(int rank)
+{
+    static char name[48];
+    snprintf(name, sizeof name, "dsk-train[rank %d]", rank);
+    dsk_set_progname(name);
+}
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
@@ -286,11 +294,9 @@ int main(int argc, char **argv)
     /* Launched ranks say which they are from the start; a usage error,
      * the same on every rank of one program, is rank 0's to print (with
      * several programs, mpirun A : B, each says its own). */
-    static char name[48];
     int launched_rank = dsk_comm_launcher_rank();
     if (launched_rank > 0) {
-        snprintf(name, sizeof name, "dsk-train[rank %d]", launched_rank);
-        dsk_set_progname(name);
+        name_rank(launched_rank);
         dsk_usage_quiet(dsk_comm_launcher_apps() == 1);
     }
     dsk_train_opts o;
@@ -376,10 +382,8 @@ int main(int argc, char **argv)
     dsk_comm *comm = dsk_comm_open(dist_timeout, &err);
     if (!comm)
         dsk_die_err(&err);
-    if (comm->rank > 0) {
-        snprintf(name, sizeof name, "dsk-train[rank %d]", comm->rank);
-        dsk_set_progname(name);
-    }
+    if (comm->rank > 0)
+        name_rank(comm->rank);
     o.comm = comm;
     int rc = dsk_train_run(&o, &err);
     /* Every rank has the same status; one holds the message.  It is out

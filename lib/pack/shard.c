@@ -52,10 +52,9 @@ static void on_lmdb_assert(MDB_env *env, const char *msg)
  * pages: a damaged page (a read sent outside the file), 65.  A bus error
  * inside the file is the storage's: the file shrank while open, or a
  * network filesystem failed the read (74). */
-static int fault_fail(dsk_err *err, const dsk_shard *s, const char *path, const char *what,
-                      const dsk_fault_region *fr)
+static int fault_fail(dsk_err *err, const dsk_shard *s, const char *what, const dsk_fault_region *fr)
 {
-    const char *map = s ? s->map : NULL, *at = fr->addr;
+    const char *map = s->map, *at = fr->addr, *path = s->path;
     if (fr->sig == SIGBUS && map && at >= map && (size_t)(at - map) < s->map_bytes)
         return dsk_fail(err, EX_IOERR, "%s: I/O error (LMDB %s: a bus error inside the file: it shrank while open, "
                         "or the storage failed the read)", path, what);
@@ -250,12 +249,8 @@ DSK_NO_ASAN static const char *map_from_page(const void *p, size_t psize, size_t
     return meta ? (const char *)map : NULL;
 }
 
-/* Where LMDB mapped the file, which its API does not say (mdb_env_info's
- * address is the one asked for with MDB_FIXEDMAP), from the first meta
- * key, which lies in a leaf page of the map: by its page's number, or
- * else the mapping that holds it in /proc/self/maps (which a dataset of
- * thousands of shards would read thousands of times).  Every shard has
- * meta keys: none readable is damage. */
+/* The first meta key, read in a fault region.  Every shard has meta
+ * keys: none readable is damage. */
 static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
 {
     MDB_cursor *c;
@@ -268,7 +263,7 @@ static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
         mdb_cursor_close(c);
-        return fault_fail(err, s, s->path, "cursor", &fr);
+        return fault_fail(err, s, "cursor", &fr);
     }
     rc = mdb_cursor_get(c, k, &v, MDB_FIRST);
     dsk_fault_leave(&fr);
@@ -279,6 +274,11 @@ static int first_meta_key(dsk_shard *s, MDB_txn *txn, MDB_val *k, dsk_err *err)
     return rc ? read_fail(err, s->path, "cursor", rc) : 0;
 }
 
+/* Where LMDB mapped the file, which its API does not say (mdb_env_info's
+ * address is the one asked for with MDB_FIXEDMAP), from the first meta
+ * key, which lies in a leaf page of the map: by its page's number, or
+ * else the mapping that holds it in /proc/self/maps (which a dataset of
+ * thousands of shards would read thousands of times). */
 static int find_map(dsk_shard *s, MDB_txn *txn, const struct stat *file, dsk_err *err)
 {
     MDB_val k;
@@ -304,15 +304,15 @@ static int find_map(dsk_shard *s, MDB_txn *txn, const struct stat *file, dsk_err
     return 0;
 }
 
-/* open_dbs for reading, in a fault region: -1 and *fault the signal when
- * a page was damaged. */
+/* open_dbs for reading, in a fault region: -1 with err set when a page
+ * was damaged. */
 static int open_dbs_guarded(dsk_shard *s, MDB_txn *txn, const char **failed, dsk_err *err)
 {
     dsk_fault_region fr;
     dsk_fault_enter(&fr);
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
-        fault_fail(err, NULL, s->path, "mdb_dbi_open", &fr);
+        fault_fail(err, s, "mdb_dbi_open", &fr);   /* (no map yet) */
         return -1;
     }
     int rc = open_dbs(s, txn, 0, failed);
@@ -382,7 +382,7 @@ int dsk_shard_get(dsk_shard *s, void *txn, int split, uint64_t index, const char
     dsk_fault_enter(&fr);
     if (sigsetjmp(fr.jmp, 0)) {
         dsk_fault_leave(&fr);
-        return fault_fail(err, s, s->path, "get", &fr);
+        return fault_fail(err, s, "get", &fr);
     }
     int rc = mdb_get(txn, s->dbi[split >= 0 ? 1 + split : 0], &k, &v);
     dsk_fault_leave(&fr);
@@ -417,7 +417,7 @@ int dsk_shard_range(dsk_shard *s, void *txn, int split, uint64_t *rows, uint64_t
         dsk_fault_leave(&fr);
         if (cursor)
             mdb_cursor_close(cursor);
-        return fault_fail(err, s, s->path, "read", &fr);
+        return fault_fail(err, s, "read", &fr);
     }
     /* mdb_stat may search the main tree (a database's record is read
      * again there), so it is in the region too. */
