@@ -465,7 +465,7 @@ int main(int argc, char **argv)
     c.split = 1;
     c.batch = 8;
     c.experiment = "dsk-eval";
-    c.gen = (dsk_gen_opts){32, {0, 0, 1}, 1, NULL};
+    c.gen = (dsk_gen_opts){32, {0, 0, 1, 0}, 1, NULL};
     c.ab = (dsk_ab_opts){10000, 0.95, 1};
     c.alpha = 0.05;
     int opt;

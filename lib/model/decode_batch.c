@@ -42,6 +42,7 @@ dsk_batch_decoder *dsk_batch_decoder_new(dsk_model *m, int n_slots, int max_len,
     d->slot = be->alloc(be, R * sizeof(int32_t));
     d->host_pos = dsk_xmalloc(R * sizeof *d->host_pos);
     d->host_logits = dsk_xmalloc(R * V * sizeof *d->host_logits);
+    d->logit_row = dsk_xmalloc(R * sizeof *d->logit_row);
     if (c->n_routed_experts > 0)
         dsk_moe_bufs_alloc(&d->moe, be, c, max_rows);
     return d;
@@ -65,12 +66,14 @@ void dsk_batch_decoder_free(dsk_batch_decoder *d)
     if (d->moe.n)
         dsk_moe_bufs_free(&d->moe, be);
     free(d->k_cache), free(d->v_cache), free(d->len), free(d->host_pos), free(d->host_logits);
+    free(d->logit_row);
     free(d);
 }
 
 void dsk_batch_decoder_reset(dsk_batch_decoder *d, int slot) { d->len[slot] = 0; }
 
-int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t *tokens, int n, dsk_err *err)
+int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t *tokens, int n,
+                           const unsigned char *want, dsk_err *err)
 {
     dsk_model *m = d->m;
     dsk_backend *be = m->be;
@@ -127,8 +130,21 @@ int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t
         dsk_ffn_fwd(be, &f, d->h, d->x, d->x, n, dm, F);
     }
     be->rmsnorm_fwd(be, d->h, d->rstd, d->x, m->w.final_norm, n, dm, (float)c->norm_eps);
-    be->gemm(be, 0, 1, n, c->vocab_size, dm, 1, d->h, m->w.lm_head, 0, d->logits);
-    be->download(be, d->host_logits, d->logits, (size_t)n * c->vocab_size * sizeof(float));
+    /* The wanted rows moved to the front of h, in order (row k's place is
+     * free or is row k itself), then the head over those alone. */
+    int wanted = 0;
+    for (int i = 0; i < n; i++) {
+        d->logit_row[i] = -1;
+        if (want && !want[i])
+            continue;
+        if (wanted != i)
+            be->copy(be, d->h + (size_t)wanted * dm, d->h + (size_t)i * dm, (size_t)dm * sizeof(float));
+        d->logit_row[i] = wanted++;
+    }
+    if (wanted) {
+        be->gemm(be, 0, 1, wanted, c->vocab_size, dm, 1, d->h, m->w.lm_head, 0, d->logits);
+        be->download(be, d->host_logits, d->logits, (size_t)wanted * c->vocab_size * sizeof(float));
+    }
     for (int i = 0; i < n; i++)
         if (d->host_pos[i] + 1 > d->len[slots[i]])
             d->len[slots[i]] = d->host_pos[i] + 1;

@@ -22,7 +22,8 @@ typedef struct dsk_batch_decoder {
     float *x, *h, *rstd, *q, *k, *v, *att, *g, *u, *act, *logits;   /* device, [max_rows][...] */
     int32_t *tok, *pos, *slot;         /* device [max_rows]: each row's token, position, sequence */
     int32_t *host_pos;                 /* [max_rows] */
-    float *host_logits;                /* [max_rows][vocab] after a step */
+    float *host_logits;                /* [max_rows][vocab]: the wanted rows' logits after a step, in row order */
+    int *logit_row;                    /* [max_rows]: row i's logits are host_logits + logit_row[i] * vocab, -1: none */
     dsk_moe_bufs moe;
 } dsk_batch_decoder;
 
@@ -31,10 +32,15 @@ dsk_batch_decoder *dsk_batch_decoder_new(dsk_model *m, int n_slots, int max_len,
 void dsk_batch_decoder_free(dsk_batch_decoder *d);
 /* Empties a slot (a finished or cancelled sequence). */
 void dsk_batch_decoder_reset(dsk_batch_decoder *d, int slot);
-/* Feeds tokens[i] to slots[i] for i < n (n <= max_rows); host_logits +
- * i * vocab then holds the next-token logits after row i.  EX_DATAERR
+/* Feeds tokens[i] to slots[i] for i < n (n <= max_rows).  The LM head
+ * runs only on the rows with want[i] nonzero (all rows when want is
+ * NULL): a prompt row whose next token is already known needs no logits,
+ * and at a large vocabulary the head is most of a small model's work.
+ * host_logits + logit_row[i] * vocab then holds the next-token logits
+ * after row i (logit_row[i] is -1 for a row not wanted).  EX_DATAERR
  * (nothing changed) when a slot would overflow or a token is out of
  * range; EX_SOFTWARE for a bad slot or n. */
-int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t *tokens, int n, dsk_err *err);
+int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t *tokens, int n,
+                           const unsigned char *want, dsk_err *err);
 
 #endif

@@ -1,4 +1,4 @@
-/* Drawing the next token from logits: temperature, top-k, top-p.
+/* Drawing the next token from logits: temperature, min-p, top-k, top-p.
  *
  * Nothing here sorts the vocabulary.  Plain temperature sampling is one
  * pass; top-k selects its k tokens in linear time; top-p first keeps only
@@ -83,6 +83,11 @@ int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng
     float *p = logits, mx = logits[best], inv_t = inv < FLT_MAX ? (float)inv : FLT_MAX;
     for (int i = 0; i < V; i++)   /* vectorized (see KERNEL_CFLAGS) */
         p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+    if (o->min_p > 0) {   /* no mass below min_p of the likeliest's: those tokens cannot be drawn */
+        float floor_p = (float)(o->min_p * p[best]);
+        for (int i = 0; i < V; i++)
+            p[i] = p[i] >= floor_p ? p[i] : 0;
+    }
     double sum = 0;
     for (int i = 0; i < V; i++)
         sum += p[i];

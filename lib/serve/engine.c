@@ -13,6 +13,7 @@ typedef struct seq {
     int state, cancelled;
     dsk_engine_request r;
     int32_t *prompt;
+    dsk_logit_bias *bias;      /* the request's, owned */
     int fed, generated;
     int32_t last;
     dsk_rng rng;
@@ -33,6 +34,10 @@ struct dsk_engine {
     long steps, rows;
     int *row_slot, *row_seq_last;
     int32_t *row_tok;
+    unsigned char *row_want;   /* [max_rows]: the rows whose logits are read */
+    int *chunk_row, *chunk_n, *chunk_pos;   /* [slots]: this step's prompt rows of each sequence */
+    dsk_engine_token *row_token;            /* [max_rows]: a prompt row's next prompt token, scored */
+    dsk_token_counts *counts;  /* [slots]: the tokens each sequence has seen, for its penalties */
     int *order;                /* sampler scratch [slots][vocab] */
     float *scratch;            /* [slots][vocab] */
     dsk_engine_token *drawn;   /* [slots]: this step's token of each sequence */
@@ -42,11 +47,15 @@ static void finish(seq *s, int why)
 {
     s->r.on_done(s->r.ctx, why, s->r.n_prompt, s->generated);
     free(s->prompt);
+    free(s->bias);
     memset(s, 0, sizeof *s);
 }
 
-/* The chosen token's log-probability and the top alternatives, from
- * the raw logits (before temperature), as OpenAI reports them. */
+/* The chosen token's log-probability and the top alternatives (the
+ * likeliest first, a lower id first among equals), from the raw logits
+ * (before bias, penalties and temperature), as OpenAI reports them.
+ * Two passes over the vocabulary; the alternatives are kept sorted as
+ * they come, so asking for 20 costs about what asking for 1 does. */
 static void logprobs(const float *logits, int V, int32_t chosen, int n_top, dsk_engine_token *t)
 {
     double mx = logits[0], sum = 0;
@@ -57,20 +66,22 @@ static void logprobs(const float *logits, int V, int32_t chosen, int n_top, dsk_
     double lse = mx + log(sum);
     t->id = chosen;
     t->logprob = (float)(logits[chosen] - lse);
-    t->n_top = 0;
-    for (int k = 0; k < n_top && k < V; k++) {
-        int best = -1;
-        for (int i = 0; i < V; i++) {
-            int taken = 0;
-            for (int j = 0; j < k && !taken; j++)
-                taken = t->top_id[j] == i;
-            if (!taken && (best < 0 || logits[i] > logits[best]))
-                best = i;
+    int n = 0;
+    if (n_top > V)
+        n_top = V;
+    for (int i = 0; i < V && n_top > 0; i++) {
+        if (n == n_top && !(logits[i] > logits[t->top_id[n - 1]]))
+            continue;
+        int at = n < n_top ? n++ : n - 1;   /* full: the last one leaves */
+        while (at > 0 && logits[i] > logits[t->top_id[at - 1]]) {
+            t->top_id[at] = t->top_id[at - 1];
+            at--;
         }
-        t->top_id[k] = best;
-        t->top_logprob[k] = (float)(logits[best] - lse);
-        t->n_top++;
+        t->top_id[at] = i;
     }
+    t->n_top = n;
+    for (int k = 0; k < n; k++)
+        t->top_logprob[k] = (float)(logits[t->top_id[k]] - lse);
 }
 
 /* Requests cancelled while they wait (their client left) leave the queue
@@ -115,14 +126,21 @@ static void *run(void *arg)
             e->slot[i] = *q;
             e->slot[i].state = SEQ_PREFILL;
             dsk_batch_decoder_reset(e->d, i);
+            dsk_token_counts_clear(&e->counts[i]);
+            const dsk_penalties *pen = &e->slot[i].r.penalties;
+            if (pen->repetition > 0 && pen->repetition != 1)   /* the prompt counts for repetition alone */
+                for (int j = 0; j < e->slot[i].r.n_prompt; j++)
+                    dsk_token_counts_add(&e->counts[i], e->slot[i].prompt[j], 1);
         }
         /* One row per decoding sequence, then prompt chunks in the rows left. */
         int n = 0;
         for (int i = 0; i < S; i++) {
             e->row_seq_last[i] = -1;
+            e->chunk_n[i] = 0;
             if (e->slot[i].state == SEQ_DECODE) {
                 e->row_slot[n] = i;
                 e->row_tok[n] = e->slot[i].last;
+                e->row_want[n] = 1;
                 e->row_seq_last[i] = n++;
             }
         }
@@ -130,13 +148,18 @@ static void *run(void *arg)
             seq *s = &e->slot[i];
             if (s->state != SEQ_PREFILL)
                 continue;
+            e->chunk_row[i] = n;
+            e->chunk_pos[i] = s->fed;
             while (s->fed < s->r.n_prompt && n < e->o.max_rows) {
                 e->row_slot[n] = i;
                 e->row_tok[n] = s->prompt[s->fed++];
+                /* logits for scoring the next prompt token, or to draw the first answer token */
+                e->row_want[n] = s->r.prompt_logprobs ? 1 : s->fed == s->r.n_prompt && s->r.max_tokens > 0;
                 e->row_seq_last[i] = n++;
             }
-            if (s->fed < s->r.n_prompt)
-                e->row_seq_last[i] = -1;   /* the prompt continues next step: nothing to sample yet */
+            e->chunk_n[i] = n - e->chunk_row[i];
+            if (s->fed < s->r.n_prompt || s->r.max_tokens == 0)
+                e->row_seq_last[i] = -1;   /* the prompt continues next step, or is all there is: nothing to draw */
         }
         if (n == 0) {
             pthread_cond_wait(&e->cv, &e->mu);
@@ -144,7 +167,7 @@ static void *run(void *arg)
         }
         pthread_mutex_unlock(&e->mu);
         dsk_err err = {0};
-        int rc = dsk_batch_decoder_step(e->d, e->row_slot, e->row_tok, n, &err);
+        int rc = dsk_batch_decoder_step(e->d, e->row_slot, e->row_tok, n, e->row_want, &err);
         /* Every sequence with a row to sample draws its token, in
          * parallel: each from its own generator, so the tokens do not
          * depend on the thread count.  No lock: only this thread changes
@@ -153,14 +176,24 @@ static void *run(void *arg)
 #pragma omp parallel for schedule(dynamic)
             for (int i = 0; i < S; i++) {
                 seq *s = &e->slot[i];
-                int row = e->row_seq_last[i];
-                if (s->state == SEQ_FREE || row < 0)
+                if (s->state == SEQ_FREE)
                     continue;
-                const float *logits = e->d->host_logits + (size_t)row * V;
+                if (s->r.prompt_logprobs)   /* each prompt row scores the prompt token after it */
+                    for (int k = 0; k < e->chunk_n[i]; k++) {
+                        int row = e->chunk_row[i] + k, next = e->chunk_pos[i] + k + 1;
+                        if (next < s->r.n_prompt)
+                            logprobs(e->d->host_logits + (size_t)e->d->logit_row[row] * V, V, s->prompt[next],
+                                     s->r.top_logprobs, &e->row_token[row]);
+                    }
+                int row = e->row_seq_last[i];
+                if (row < 0)
+                    continue;
+                const float *logits = e->d->host_logits + (size_t)e->d->logit_row[row] * V;
                 /* The sampler rewrites what it is given: it gets a copy, and
                  * the log-probabilities come from the raw logits. */
                 float *scratch = e->scratch + (size_t)i * V;
                 memcpy(scratch, logits, (size_t)V * sizeof *logits);
+                dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
                 int32_t tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
                 e->drawn[i] = (dsk_engine_token){.id = tok};
                 if (s->r.logprobs && tok != s->r.stop[0] && tok != s->r.stop[1])   /* a pass over the vocabulary */
@@ -182,6 +215,17 @@ static void *run(void *arg)
                 }
                 continue;
             }
+            if (s->r.prompt_logprobs && !s->cancelled)
+                for (int k = 0; k < e->chunk_n[i]; k++) {
+                    int next = e->chunk_pos[i] + k + 1;
+                    if (next < s->r.n_prompt)
+                        s->r.on_prompt_token(s->r.ctx, next, &e->row_token[e->chunk_row[i] + k]);
+                }
+            if (s->state == SEQ_PREFILL && s->fed == s->r.n_prompt && s->r.max_tokens == 0) {
+                finish(s, DSK_ENGINE_LENGTH);   /* scored, nothing to generate */
+                dsk_batch_decoder_reset(e->d, i);
+                continue;
+            }
             if (row < 0)
                 continue;
             const dsk_engine_token *t = &e->drawn[i];
@@ -194,6 +238,8 @@ static void *run(void *arg)
             }
             int stop = s->r.on_token(s->r.ctx, t);
             s->generated++;
+            if (dsk_penalties_active(&s->r.penalties))
+                dsk_token_counts_add(&e->counts[i], tok, 0);
             s->last = tok;
             s->state = SEQ_DECODE;
             if (stop) {
@@ -218,6 +264,18 @@ static void *run(void *arg)
     return NULL;
 }
 
+static void engine_free(dsk_engine *e)
+{
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    dsk_batch_decoder_free(e->d);
+    for (int i = 0; i < e->o.slots; i++)
+        dsk_token_counts_free(&e->counts[i]);
+    free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
+    free(e->row_want), free(e->row_token), free(e->chunk_row), free(e->counts);
+    free(e->scratch), free(e->drawn), free(e);
+}
+
 dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *err)
 {
     if (o->slots < 1 || o->max_rows < o->slots || o->max_queue < 1) {
@@ -235,6 +293,14 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     e->row_slot = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_slot);
     e->row_tok = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_tok);
     e->row_seq_last = dsk_xmalloc((size_t)o->slots * sizeof *e->row_seq_last);
+    e->row_want = dsk_xmalloc((size_t)o->max_rows);
+    e->row_token = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_token);
+    e->chunk_row = dsk_xcalloc((size_t)o->slots * 3, sizeof *e->chunk_row);
+    e->chunk_n = e->chunk_row + o->slots;
+    e->chunk_pos = e->chunk_n + o->slots;
+    e->counts = dsk_xmalloc((size_t)o->slots * sizeof *e->counts);
+    for (int i = 0; i < o->slots; i++)
+        dsk_token_counts_init(&e->counts[i], m->cfg.vocab_size);
     e->order = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->order);
     e->scratch = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->scratch);
     e->drawn = dsk_xcalloc((size_t)o->slots, sizeof *e->drawn);
@@ -243,9 +309,7 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, run, e) != 0) {
         dsk_fail(err, EX_OSERR, "engine: cannot start its thread");
-        dsk_batch_decoder_free(e->d);
-        free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
-        free(e->scratch), free(e->drawn), free(e);
+        engine_free(e);
         return NULL;
     }
     return e;
@@ -260,22 +324,24 @@ void dsk_engine_stop(dsk_engine *e)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    dsk_batch_decoder_free(e->d);
-    free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
-    free(e->scratch);
-    free(e->drawn);
-    free(e);
+    engine_free(e);
 }
 
 static int request_fits(const dsk_engine *e, const dsk_engine_request *r, dsk_err *err)
 {
     if (r->n_prompt < 1)
         return dsk_fail(err, EX_DATAERR, "an empty prompt");
-    if (r->max_tokens < 1 || r->n_prompt + r->max_tokens > e->o.max_len)
+    if (r->max_tokens < 0 || (r->max_tokens == 0 && !r->prompt_logprobs))
+        return dsk_fail(err, EX_DATAERR, "%d tokens to generate", r->max_tokens);
+    if (r->n_prompt + r->max_tokens > e->o.max_len)
         return dsk_fail(err, EX_DATAERR, "%d prompt tokens + %d to generate exceed the context of %d", r->n_prompt,
                         r->max_tokens, e->o.max_len);
+    if (r->n_logit_bias < 0 || (r->n_logit_bias && !r->logit_bias))
+        return dsk_fail(err, EX_SOFTWARE, "a logit bias of %d tokens", r->n_logit_bias);
+    for (int i = 0; i < r->n_logit_bias; i++)
+        if (r->logit_bias[i].token < 0 || r->logit_bias[i].token >= e->m->cfg.vocab_size)
+            return dsk_fail(err, EX_DATAERR, "logit_bias token %d is outside the vocabulary (0..%d)",
+                            r->logit_bias[i].token, e->m->cfg.vocab_size - 1);
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= e->m->cfg.vocab_size)
             return dsk_fail(err, EX_DATAERR, "prompt token %d is outside the vocabulary", r->prompt[i]);
@@ -304,6 +370,11 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
         s->prompt = dsk_xmalloc((size_t)r[k].n_prompt * sizeof *s->prompt);
         memcpy(s->prompt, r[k].prompt, (size_t)r[k].n_prompt * sizeof *s->prompt);
         s->r.prompt = NULL;
+        if (r[k].n_logit_bias) {
+            s->bias = dsk_xmalloc((size_t)r[k].n_logit_bias * sizeof *s->bias);
+            memcpy(s->bias, r[k].logit_bias, (size_t)r[k].n_logit_bias * sizeof *s->bias);
+        }
+        s->r.logit_bias = NULL;
         if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
             s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
         dsk_rng_seed(&s->rng, r[k].seed);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "model/generate.h"
+#include "model/logit_process.h"
 
 enum { DSK_ENGINE_STOP, DSK_ENGINE_LENGTH, DSK_ENGINE_CANCELLED, DSK_ENGINE_ERROR };
 enum { DSK_ENGINE_MAX_TOP = 20 };
@@ -29,12 +30,20 @@ typedef struct dsk_engine_token {
 typedef struct dsk_engine_request {
     const int32_t *prompt;              /* copied at submit */
     int n_prompt;
-    int max_tokens;
+    int max_tokens;                     /* 0: score the prompt only (with prompt_logprobs) */
     dsk_sampler_opts sampler;
+    const dsk_logit_bias *logit_bias;   /* copied at submit; applied before the penalties */
+    int n_logit_bias;
+    dsk_penalties penalties;
     uint64_t seed;
     int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
+    /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt
+     * is read, each with its log-probability after the tokens before it
+     * (and top_logprobs alternatives): what scoring a text needs. */
+    int prompt_logprobs;
+    void (*on_prompt_token)(void *ctx, int pos, const dsk_engine_token *t);
     /* on_token for each generated token (returning nonzero ends the
      * sequence as stopped: a stop string matched); then on_done exactly
      * once.  Both run under the engine's lock: they must not call the
@@ -64,7 +73,8 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
 /* Cancels what is left (on_done CANCELLED), stops the thread, frees. */
 void dsk_engine_stop(dsk_engine *e);
 /* 0 and *id, or EX_TEMPFAIL when the queue is full, EX_DATAERR when the
- * prompt cannot fit (empty, or prompt + max_tokens beyond a slot). */
+ * prompt cannot fit (empty, or prompt + max_tokens beyond a slot), or
+ * max_tokens is 0 without prompt_logprobs. */
 int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err);
 /* n requests queued together or none (a request's n choices): EX_TEMPFAIL
  * when the queue has no room for all n now, EX_DATAERR when it never

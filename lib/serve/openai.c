@@ -1,5 +1,6 @@
 #include "serve/openai.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -15,6 +16,7 @@ void dsk_openai_limits_default(dsk_openai_limits *lim)
 {
     lim->max_body = 1 << 20;
     lim->max_n = 8;
+    lim->max_prompts = 64;
     lim->ctx_len = 2048;
     lim->default_max_tokens = 256;
     lim->max_messages = 1024;
@@ -269,26 +271,89 @@ static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, d
     return 0;
 }
 
-static int parse_prompt(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
+/* One prompt: a string, or an array of token ids (each in [0, 2^31)). */
+static int parse_one_prompt(struct json_object *v, const char *param, dsk_openai_prompt *p, dsk_openai_error *e)
 {
-    if (dsk_json_is(v, json_type_array)) {
-        size_t n = json_object_array_length(v);
-        struct json_object *first = n ? json_object_array_get_idx(v, 0) : NULL;
-        if (n == 1 && dsk_json_is(first, json_type_string)) {
-            v = first;
-        } else if (n > 0 && (dsk_json_is(first, json_type_int) || dsk_json_is(first, json_type_array))) {
-            return dsk_openai_fail(e, 400, "prompt", "invalid_value",
-                                   "Invalid 'prompt': prompts of token ids are not supported; send text.");
-        } else if (n != 1) {
-            return dsk_openai_fail(e, 400, "prompt", "invalid_value",
-                                   "Invalid 'prompt': exactly one prompt per request is supported, got %zu.", n);
-        }
+    if (dsk_json_is(v, json_type_string)) {
+        p->len = (size_t)json_object_get_string_len(v);
+        p->text = dsk_xmalloc(p->len + 1);
+        memcpy(p->text, json_object_get_string(v), p->len + 1);
+        return 0;
     }
-    if (!dsk_json_is(v, json_type_string))
-        return bad_type(e, "prompt", "a string or an array of one string", v);
-    req->prompt_len = (size_t)json_object_get_string_len(v);
-    req->prompt = dsk_xmalloc(req->prompt_len + 1);
-    memcpy(req->prompt, json_object_get_string(v), req->prompt_len + 1);
+    if (!dsk_json_is(v, json_type_array))
+        return bad_type(e, param, "a string or an array of token ids", v);
+    size_t n = json_object_array_length(v);
+    if (n == 0)
+        return dsk_openai_fail(e, 400, param, "invalid_value", "Invalid '%s': an empty array of token ids.", param);
+    p->ids = dsk_xmalloc(n * sizeof *p->ids);
+    for (size_t i = 0; i < n; i++) {
+        char where[64];
+        snprintf(where, sizeof where, "%s[%zu]", param, i);
+        int64_t x;
+        if (get_int(json_object_array_get_idx(v, i), where, 0, INT32_MAX, &x, e))
+            return e->status;
+        p->ids[p->n_ids++] = (int32_t)x;
+    }
+    return 0;
+}
+
+/* "prompt": a string, an array of token ids, or an array of strings or of
+ * arrays of token ids (several prompts, as OpenAI's legacy API takes). */
+static int parse_prompt(struct json_object *v, const dsk_openai_limits *lim, dsk_openai_request *req,
+                        dsk_openai_error *e)
+{
+    struct json_object *first = dsk_json_is(v, json_type_array) && json_object_array_length(v)
+                                    ? json_object_array_get_idx(v, 0) : NULL;
+    int many = first && (dsk_json_is(first, json_type_string) || dsk_json_is(first, json_type_array));
+    size_t n = many ? json_object_array_length(v) : 1;
+    if (dsk_json_is(v, json_type_array) && json_object_array_length(v) == 0)
+        return dsk_openai_fail(e, 400, "prompt", "invalid_value", "Invalid 'prompt': an empty array.");
+    if (n > (size_t)lim->max_prompts)
+        return dsk_openai_fail(e, 400, "prompt", "array_above_max_length",
+                               "Invalid 'prompt': array too long. Expected an array with maximum length %d, but got "
+                               "an array with length %zu instead.", lim->max_prompts, n);
+    req->prompts = dsk_xcalloc(n, sizeof *req->prompts);
+    req->n_prompts = (int)n;
+    if (!many)
+        return parse_one_prompt(v, "prompt", &req->prompts[0], e);
+    for (size_t i = 0; i < n; i++) {
+        char where[32];
+        snprintf(where, sizeof where, "prompt[%zu]", i);
+        struct json_object *p = json_object_array_get_idx(v, i);
+        /* all strings, or all arrays of ids: one kind per request */
+        if (json_object_get_type(p) != json_object_get_type(first))
+            return bad_type(e, where, dsk_json_is(first, json_type_string) ? "a string" : "an array of token ids", p);
+        if (parse_one_prompt(p, where, &req->prompts[i], e))
+            return e->status;
+    }
+    return 0;
+}
+
+/* "logit_bias": {"token id": bias in [-100, 100], ...} */
+static int parse_logit_bias(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_object))
+        return bad_type(e, "logit_bias", "an object", v);
+    int n = json_object_object_length(v);
+    if (n > DSK_OPENAI_MAX_LOGIT_BIAS)
+        return dsk_openai_fail(e, 400, "logit_bias", "invalid_value",
+                               "Invalid 'logit_bias': %d tokens, over this server's limit of %d.", n,
+                               DSK_OPENAI_MAX_LOGIT_BIAS);
+    req->logit_bias = dsk_xcalloc(n ? (size_t)n : 1, sizeof *req->logit_bias);
+    json_object_object_foreach(v, key, val) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(key, &end, 10);
+        if (!key[0] || *end || key[0] == '+' || key[0] == '-' || key[0] == ' ' || errno || id > INT32_MAX)
+            return dsk_openai_fail(e, 400, "logit_bias", "invalid_value",
+                                   "Invalid 'logit_bias': the key '%.40s' is not a token id.", key);
+        char where[64];
+        snprintf(where, sizeof where, "logit_bias.%s", key);
+        double bias;
+        if (get_number(val, where, -100, 0, 100, &bias, e))
+            return e->status;
+        req->logit_bias[req->n_logit_bias++] = (dsk_logit_bias){(int32_t)id, (float)bias};
+    }
     return 0;
 }
 
@@ -367,7 +432,7 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     if (chat && strcmp(key, "messages") == 0)
         return parse_messages(v, lim, req, e);
     if (!chat && strcmp(key, "prompt") == 0)
-        return parse_prompt(v, req, e);
+        return parse_prompt(v, lim, req, e);
     if (strcmp(key, "max_tokens") == 0) {
         s->max_tokens = null ? NULL : v;
         return 0;
@@ -378,9 +443,11 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     }
     static const char *const optional[] = {"temperature", "top_p", "top_k", "stop", "seed", "n", "stream",
                                            "stream_options", "logprobs", "top_logprobs", "user",
-                                           "frequency_penalty", "presence_penalty", "ignore_eos"};
+                                           "frequency_penalty", "presence_penalty", "ignore_eos", "min_p",
+                                           "repetition_penalty", "logit_bias", "echo"};
     for (size_t i = 0; null && i < sizeof optional / sizeof *optional; i++)
-        if (strcmp(key, optional[i]) == 0 && (chat || strcmp(key, "top_logprobs") != 0))
+        if (strcmp(key, optional[i]) == 0 && (chat || strcmp(key, "top_logprobs") != 0) &&
+            (!chat || strcmp(key, "echo") != 0))
             return 0;
     if (strcmp(key, "temperature") == 0)
         return get_number(v, key, 0, 0, 2, &req->temperature, e);
@@ -393,6 +460,14 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
         req->top_k = x < 0 ? 0 : (int)x;
         return 0;
     }
+    if (strcmp(key, "min_p") == 0)
+        return get_number(v, key, 0, 0, 1, &req->min_p, e);
+    if (strcmp(key, "repetition_penalty") == 0)
+        return get_number(v, key, 0, 1, 100, &req->repetition_penalty, e);
+    if (strcmp(key, "logit_bias") == 0)
+        return parse_logit_bias(v, req, e);
+    if (!chat && strcmp(key, "echo") == 0)
+        return get_bool(v, key, &req->echo, e);
     if (strcmp(key, "stop") == 0)
         return parse_stop(v, lim, req, e);
     if (strcmp(key, "seed") == 0) {
@@ -432,14 +507,8 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
         return parse_string(v, key, &req->user, e);
     if (strcmp(key, "ignore_eos") == 0)
         return get_bool(v, key, &req->ignore_eos, e);
-    if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0) {
-        double *p = key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty;
-        if (get_number(v, key, -2, 0, 2, p, e))
-            return e->status;
-        if (*p != 0)
-            add_ignored(req, key);
-        return 0;
-    }
+    if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0)
+        return get_number(v, key, -2, 0, 2, key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty, e);
     add_ignored(req, key);
     return 0;
 }
@@ -456,13 +525,15 @@ static int parse_object(struct json_object *root, int kind, const dsk_openai_lim
     if (kind == DSK_OPENAI_CHAT && !req->chat)
         return dsk_openai_fail(e, 400, "messages", "missing_required_parameter",
                                "Missing required parameter: 'messages'.");
-    if (kind == DSK_OPENAI_COMPLETION && !req->prompt)
+    if (kind == DSK_OPENAI_COMPLETION && !req->prompts)
         return dsk_openai_fail(e, 400, "prompt", "missing_required_parameter",
                                "Missing required parameter: 'prompt'.");
     /* max_completion_tokens replaces the deprecated max_tokens and wins */
     struct json_object *mt = s.max_completion_tokens ? s.max_completion_tokens : s.max_tokens;
     if (mt) {
-        if (get_int(mt, s.max_completion_tokens ? "max_completion_tokens" : "max_tokens", 1, lim->ctx_len, &x, e))
+        /* 0 with echo: the prompt scored, nothing generated (OpenAI's legacy API) */
+        if (get_int(mt, s.max_completion_tokens ? "max_completion_tokens" : "max_tokens", req->echo ? 0 : 1,
+                    lim->ctx_len, &x, e))
             return e->status;
         req->max_tokens = (int)x;
         req->max_tokens_given = 1;
@@ -487,6 +558,7 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
     req->max_tokens = lim->default_max_tokens < 1 ? 1 : lim->default_max_tokens;
     req->temperature = 1;
     req->top_p = 1;
+    req->repetition_penalty = 1;
     req->n = 1;
     if (len > lim->max_body)
         return dsk_openai_fail(e, 413, NULL, "request_too_large",
@@ -521,7 +593,12 @@ void dsk_openai_request_free(dsk_openai_request *req)
     free(req->model);
     if (req->chat)
         json_object_put(req->chat);
-    free(req->prompt);
+    for (int i = 0; i < req->n_prompts; i++) {
+        free(req->prompts[i].text);
+        free(req->prompts[i].ids);
+    }
+    free(req->prompts);
+    free(req->logit_bias);
     for (int i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);
@@ -537,6 +614,8 @@ int dsk_openai_fit_context(dsk_openai_request *req, int prompt_tokens, const dsk
     const char *what = req->kind == DSK_OPENAI_CHAT ? "messages" : "prompt";
     if (prompt_tokens < 1)
         return dsk_openai_fail(e, 400, what, "invalid_value", "an empty prompt");
+    if (req->max_tokens_given && req->max_tokens == 0 && room >= 0)
+        return 0;   /* echo alone: the prompt is scored, nothing added */
     if (room < 1 && !req->max_tokens_given)
         return dsk_openai_fail(e, 400, what, "context_length_exceeded",
                                "This model's maximum context length is %d tokens, and the %s takes %d: no room for "
@@ -649,6 +728,12 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
     for (int i = 0; i < c->n_logprobs; i++) {
         const dsk_openai_token_logprob *t = &c->logprobs[i];
         json_object_array_add(tokens, text_string(t->token, t->len));
+        json_object_array_add(offsets, json_object_new_int64((int64_t)t->text_offset));
+        if (t->null_logprob) {   /* an echoed prompt's first token: nothing came before it */
+            json_object_array_add(lps, NULL);
+            json_object_array_add(tops, NULL);
+            continue;
+        }
         json_object_array_add(lps, logprob_value(t->logprob));
         struct json_object *top = json_object_new_object();
         for (int j = 0; j < t->n_top; j++) {
@@ -659,7 +744,6 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
             json_object_put(k);
         }
         json_object_array_add(tops, top);
-        json_object_array_add(offsets, json_object_new_int64((int64_t)t->text_offset));
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "tokens", tokens);

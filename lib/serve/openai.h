@@ -16,23 +16,26 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "model/logit_process.h"
 
 enum { DSK_OPENAI_CHAT = 1, DSK_OPENAI_COMPLETION = 2 };
 
 #define DSK_OPENAI_MAX_STOP 4       /* OpenAI's limit on stop sequences */
 #define DSK_OPENAI_MAX_IGNORED 16   /* ignored field names kept for the warning header */
+#define DSK_OPENAI_MAX_LOGIT_BIAS 1024   /* tokens in one logit_bias */
 
 typedef struct dsk_openai_limits {
     size_t max_body;          /* request bytes; larger bodies get 413 */
-    int max_n;                /* most choices per request (n) */
+    int max_n;                /* most choices per prompt (n) */
+    int max_prompts;          /* most prompts in one completion request */
     int ctx_len;              /* model context in tokens; max_tokens above it is refused */
     int default_max_tokens;   /* when the request names none (clamped to the context later) */
     int max_messages;         /* most chat messages */
     size_t max_stop_len;      /* bytes per stop string */
 } dsk_openai_limits;
 
-/* 1 MiB bodies, n <= 8, ctx 2048, 256 tokens by default, 1024 messages,
- * 256-byte stop strings. */
+/* 1 MiB bodies, n <= 8, 64 prompts, ctx 2048, 256 tokens by default,
+ * 1024 messages, 256-byte stop strings. */
 void dsk_openai_limits_default(dsk_openai_limits *lim);
 
 /* OpenAI's error object, {"error":{"message","type","param","code"}};
@@ -53,6 +56,14 @@ void dsk_openai_error_json(const dsk_openai_error *e, dsk_buf *out);
 int dsk_openai_fail(dsk_openai_error *e, int status, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* One prompt of a completion request: text, or token ids (text NULL). */
+typedef struct dsk_openai_prompt {
+    char *text;                /* as sent (may hold NUL bytes), not templated */
+    size_t len;
+    int32_t *ids;              /* each >= 0; the vocabulary is checked by the server */
+    int n_ids;
+} dsk_openai_prompt;
+
 typedef struct dsk_openai_request {
     int kind;                  /* DSK_OPENAI_CHAT or DSK_OPENAI_COMPLETION */
     char *model;               /* as sent ("" when absent); any value is accepted */
@@ -61,15 +72,21 @@ typedef struct dsk_openai_request {
      * string (text parts joined) and "developer" read as "system": the
      * document dsk_bpe_encode_generation_prompt takes.  NULL for completions. */
     struct json_object *chat;
-    /* completion: the raw prompt (may hold NUL bytes), not templated */
-    char *prompt;
-    size_t prompt_len;
+    /* completion: "prompt" as a string, an array of token ids, or an
+     * array of either (1..lim->max_prompts); n choices for each.  NULL for chat. */
+    dsk_openai_prompt *prompts;
+    int n_prompts;
+    int echo;                  /* completion: the answer begins with the prompt (and its logprobs) */
 
-    int max_tokens;            /* >= 1 */
+    int max_tokens;            /* >= 1; 0 only with echo (score the prompt, generate nothing) */
     int max_tokens_given;      /* 1 when the request set max_tokens or max_completion_tokens */
     double temperature;        /* [0, 2], default 1; 0 is greedy */
     double top_p;              /* (0, 1], default 1 */
     int top_k;                 /* >= 0, default 0 (all): an extension vLLM and llama.cpp accept */
+    double min_p;              /* [0, 1], default 0: vLLM's and llama.cpp's extension */
+    double repetition_penalty; /* (0, 100], default 1 (none): vLLM's extension */
+    dsk_logit_bias *logit_bias;   /* token ids as sent (>= 0; the server checks the vocabulary), bias in [-100, 100] */
+    int n_logit_bias;
     char *stop[DSK_OPENAI_MAX_STOP];  /* non-empty, no NUL bytes */
     int n_stop;
     int has_seed;
@@ -82,15 +99,11 @@ typedef struct dsk_openai_request {
     int top_logprobs;          /* chat: 0..20 alternatives per token; completion: copy of logprobs */
     char *user;                /* as sent, or NULL */
     int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
-    /* Accepted in [-2, 2] but not implemented by the sampler: a nonzero
-     * value is listed in ignored[], so the client learns through the
-     * warning header that it had no effect rather than getting an error
-     * from tools that always send them. */
-    double frequency_penalty, presence_penalty;
+    double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
     /* Fields accepted without effect: unknown fields (OpenAI ignores them
-     * too) and nonzero penalties; the first DSK_OPENAI_MAX_IGNORED names,
-     * each cut to 64 bytes.  n_ignored counts all of them. */
+     * too); the first DSK_OPENAI_MAX_IGNORED names, each cut to 64 bytes.
+     * n_ignored counts all of them. */
     char *ignored[DSK_OPENAI_MAX_IGNORED];
     int n_ignored;
 } dsk_openai_request;
@@ -102,10 +115,11 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
                      dsk_openai_error *e);
 void dsk_openai_request_free(dsk_openai_request *req);
 
-/* Once the prompt is tokenized: refuses (400, code
+/* Once a prompt is tokenized (each, for several): refuses (400, code
  * "context_length_exceeded") a prompt that leaves no room in the context,
  * or an explicit max_tokens that does not fit after it; a default
- * max_tokens is lowered to fit instead.  Returns 0 or e->status. */
+ * max_tokens is lowered to fit instead.  With max_tokens 0 (echo) the
+ * prompt may fill the context.  Returns 0 or e->status. */
 int dsk_openai_fit_context(dsk_openai_request *req, int prompt_tokens, const dsk_openai_limits *lim,
                            dsk_openai_error *e);
 
@@ -131,11 +145,12 @@ typedef struct dsk_openai_token_logprob {
     const dsk_openai_top_logprob *top;   /* the most likely alternatives, best first */
     int n_top;
     size_t text_offset;   /* completions: where the token begins in the choice's text, in characters as written */
+    int null_logprob;     /* an echoed prompt's first token: logprob and alternatives are null */
 } dsk_openai_token_logprob;
 
 typedef struct dsk_openai_choice {
     int index;
-    const char *text;    /* the generated text (invalid UTF-8 is written as U+FFFD) */
+    const char *text;    /* the generated text, after the prompt with echo (invalid UTF-8 is written as U+FFFD) */
     size_t len;
     int finish_reason;   /* DSK_FINISH_*; NONE is written as null */
     /* NULL: "logprobs": null. */

@@ -15,6 +15,7 @@ static dsk_model *make_model(dsk_backend *be, const char *preset, const char *pa
     if (pattern)
         snprintf(c.attn_pattern, sizeof c.attn_pattern, "%s", pattern);
     c.window = 4;   /* shorter than the sequences: the sliding window matters */
+    c.max_seq_len = 160;   /* room for a prompt of several prefill chunks */
     dsk_model *m = dsk_model_create(&c, be);
     dsk_model_init_weights(m, 11);
     return m;
@@ -61,7 +62,7 @@ static void run_case(const char *preset, const char *pattern)
     /* Step 1: a's first 5 tokens (a prefill chunk) and b's first 3, mixed. */
     int slots1[8] = {0, 1, 0, 0, 1, 0, 1, 0};
     int32_t toks1[8] = {a[0], b[0], a[1], a[2], b[1], a[3], b[2], a[4]};
-    CHECK(dsk_batch_decoder_step(d, slots1, toks1, 8, &err) == 0);
+    CHECK(dsk_batch_decoder_step(d, slots1, toks1, 8, NULL, &err) == 0);
     double worst = 0;
     int ai = 0, bi = 0;
     for (int i = 0; i < 8; i++) {
@@ -79,7 +80,7 @@ static void run_case(const char *preset, const char *pattern)
             slots[n] = 1, toks[n++] = b[lb];
         if (step >= 2 && lc < 7)
             slots[n] = 2, toks[n++] = c3[lc];
-        CHECK(dsk_batch_decoder_step(d, slots, toks, n, &err) == 0);
+        CHECK(dsk_batch_decoder_step(d, slots, toks, n, NULL, &err) == 0);
         for (int i = 0; i < n; i++) {
             const float *want = slots[i] == 0 ? ra + (size_t)(la++) * V : slots[i] == 1 ? rb + (size_t)(lb++) * V
                                 : rc + (size_t)(lc++) * V;
@@ -92,13 +93,13 @@ static void run_case(const char *preset, const char *pattern)
     /* A reset slot starts over: c's sequence again from its first token. */
     dsk_batch_decoder_reset(d, 2);
     int s2 = 2;
-    CHECK(dsk_batch_decoder_step(d, &s2, c3, 1, &err) == 0);
+    CHECK(dsk_batch_decoder_step(d, &s2, c3, 1, NULL, &err) == 0);
     CHECK(max_diff(d->host_logits, rc, V) < 2e-4);
     /* Refusals change nothing. */
     int32_t bad = V;
-    CHECK(dsk_batch_decoder_step(d, &s2, &bad, 1, &err) == EX_DATAERR);
+    CHECK(dsk_batch_decoder_step(d, &s2, &bad, 1, NULL, &err) == EX_DATAERR);
     int s9 = 9;
-    CHECK(dsk_batch_decoder_step(d, &s9, c3, 1, &err) == EX_SOFTWARE);
+    CHECK(dsk_batch_decoder_step(d, &s9, c3, 1, NULL, &err) == EX_SOFTWARE);
     CHECK(d->len[2] == 1);
     dsk_batch_decoder_free(d);
     free(ra), free(rb), free(rc);
@@ -109,6 +110,65 @@ static void run_case(const char *preset, const char *pattern)
 TEST(batched_decode_matches_single_dense) { run_case("nano", "LHG"); }
 TEST(batched_decode_matches_single_moe) { run_case("nano-moe", NULL); }
 
+/* The LM head on some rows only: those rows' logits as with all rows,
+ * packed in row order; the others marked -1. */
+TEST(only_the_wanted_rows_get_logits)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano", "LHG");
+    int V = m->cfg.vocab_size;
+    int32_t a[10], b[6];
+    for (int i = 0; i < 10; i++)
+        a[i] = (i * 7 + 3) % V;
+    for (int i = 0; i < 6; i++)
+        b[i] = (i * 13 + 5) % V;
+    float *ra = reference(m, a, 10), *rb = reference(m, b, 6);
+    dsk_batch_decoder *d = dsk_batch_decoder_new(m, 2, 0, 16);
+    dsk_err err = {0};
+    int slots[16];
+    int32_t toks[16];
+    unsigned char want[16];
+    for (int i = 0; i < 10; i++)
+        slots[i] = 0, toks[i] = a[i], want[i] = i % 3 == 1 || i == 9;
+    for (int i = 0; i < 6; i++)
+        slots[10 + i] = 1, toks[10 + i] = b[i], want[10 + i] = i == 5;
+    CHECK(dsk_batch_decoder_step(d, slots, toks, 16, want, &err) == 0);
+    double worst = 0;
+    int next = 0, order = 1;
+    for (int i = 0; i < 16; i++) {
+        if (!want[i]) {
+            CHECK(d->logit_row[i] == -1);
+            continue;
+        }
+        order &= d->logit_row[i] == next++;
+        const float *ref = i < 10 ? ra + (size_t)i * V : rb + (size_t)(i - 10) * V;
+        worst = fmax(worst, max_diff(d->host_logits + (size_t)d->logit_row[i] * V, ref, V));
+    }
+    CHECK(order && next == 5);
+    CHECK(worst < 2e-4);
+    /* no row wanted: the cache still grows */
+    memset(want, 0, sizeof want);
+    int s0 = 0;
+    CHECK(dsk_batch_decoder_step(d, &s0, a, 1, want, &err) == 0);
+    CHECK(d->len[0] == 11 && d->logit_row[0] == -1);
+    dsk_batch_decoder_free(d);
+    /* The generator's chunked prefill ends where feeding one by one does. */
+    int32_t long_seq[150];
+    for (int i = 0; i < 150; i++)
+        long_seq[i] = (i * 11 + 2) % V;
+    float *rl = reference(m, long_seq, 150);
+    dsk_generator *g = dsk_generator_new(m, 0);
+    CHECK(dsk_generator_prefill(g, long_seq, 150, &err) == 0);
+    CHECK(g->len == 150);
+    CHECK(max_diff(g->host_logits, rl + (size_t)149 * V, V) < 2e-4);
+    CHECK(dsk_generator_prefill(g, long_seq, g->max_len - 149, &err) == EX_DATAERR);   /* one too many */
+    CHECK(g->len == 150);
+    dsk_generator_free(g);
+    free(ra), free(rb), free(rl);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
 TEST(a_full_slot_is_refused)
 {
     dsk_backend *be = dsk_backend_cpu(1);
@@ -117,14 +177,15 @@ TEST(a_full_slot_is_refused)
     int slots[5] = {0, 0, 0, 0, 0};
     int32_t toks[5] = {1, 2, 3, 4, 5};
     dsk_err err = {0};
-    CHECK(dsk_batch_decoder_step(d, slots, toks, 5, &err) == EX_DATAERR);
+    CHECK(dsk_batch_decoder_step(d, slots, toks, 5, NULL, &err) == EX_DATAERR);
     CHECK(d->len[0] == 0);
-    CHECK(dsk_batch_decoder_step(d, slots, toks, 4, &err) == 0);
+    CHECK(dsk_batch_decoder_step(d, slots, toks, 4, NULL, &err) == 0);
     CHECK(d->len[0] == 4);
-    CHECK(dsk_batch_decoder_step(d, slots, toks, 1, &err) == EX_DATAERR);
+    CHECK(dsk_batch_decoder_step(d, slots, toks, 1, NULL, &err) == EX_DATAERR);
     dsk_batch_decoder_free(d);
     dsk_model_free(m);
     be->destroy(be);
 }
 
-RUN_TESTS(T(batched_decode_matches_single_dense), T(batched_decode_matches_single_moe), T(a_full_slot_is_refused))
+RUN_TESTS(T(batched_decode_matches_single_dense), T(batched_decode_matches_single_moe),
+          T(only_the_wanted_rows_get_logits), T(a_full_slot_is_refused))

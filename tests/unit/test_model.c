@@ -433,12 +433,12 @@ TEST(generator_matches_forward)
     int scratch[5];
     dsk_rng r;
     dsk_rng_seed(&r, 1);
-    dsk_sampler_opts greedy = {0, 0, 1}, top1 = {5.0, 1, 1};
+    dsk_sampler_opts greedy = {0, 0, 1, 0}, top1 = {5.0, 1, 1, 0};
     CHECK(dsk_sample(l, 5, &greedy, &r, scratch) == 1);
     CHECK(dsk_sample(l, 5, &top1, &r, scratch) == 1);
     /* top-p 0.5 over {0.6, 0.4, ...}: only the first survives. */
     int counts[5] = {0};
-    dsk_sampler_opts topp = {1.0, 0, 0.5};
+    dsk_sampler_opts topp = {1.0, 0, 0.5, 0};
     for (int i = 0; i < 200; i++) {
         float z[5] = {logf(0.6f), logf(0.3f), logf(0.05f), logf(0.03f), logf(0.02f)};
         counts[dsk_sample(z, 5, &topp, &r, scratch)]++;
@@ -464,7 +464,10 @@ static void reference_probs(const float *logits, int n_vocab, const dsk_sampler_
     for (int i = 0; i < n_vocab; i++)
         s[i][0] = logits[i], s[i][1] = i;
     qsort(s, (size_t)n_vocab, sizeof *s, ref_desc);
-    int n = o->top_k > 0 && o->top_k < n_vocab ? o->top_k : n_vocab;
+    int n = n_vocab;
+    while (o->min_p > 0 && exp((s[n - 1][0] - s[0][0]) / o->temperature) < o->min_p)
+        n--;   /* sorted: the tokens under min_p of the likeliest are a suffix */
+    n = o->top_k > 0 && o->top_k < n ? o->top_k : n;
     double sum = 0;
     for (int i = 0; i < n; i++)
         sum += exp((s[i][0] - s[0][0]) / o->temperature);
@@ -496,9 +499,11 @@ TEST(sampler_draws_the_exact_distribution)
     for (int i = 0; i < NV; i++)
         base[i] = (float)(2 * dsk_rng_normal(&r));
     base[3] = base[17];   /* a tie */
-    const dsk_sampler_opts opts[] = {{1.0, 0, 1},    {0.7, 0, 1},     {1.0, 5, 1},     {1.0, 0, 0.8},
-                                     {1.3, 12, 0.9}, {0.5, 0, 0.3},   {2.0, 39, 0.99}, {1.0, 1000, 1},
-                                     {1.0, 1, 1},    {1.0, 2, 0.999}};
+    const dsk_sampler_opts opts[] = {{1.0, 0, 1, 0},     {0.7, 0, 1, 0},      {1.0, 5, 1, 0},
+                                     {1.0, 0, 0.8, 0},   {1.3, 12, 0.9, 0},   {0.5, 0, 0.3, 0},
+                                     {2.0, 39, 0.99, 0}, {1.0, 1000, 1, 0},   {1.0, 1, 1, 0},
+                                     {1.0, 2, 0.999, 0}, {1.0, 0, 1, 0.05},   {0.7, 0, 1, 0.2},
+                                     {1.5, 8, 1, 0.1},   {1.0, 0, 0.9, 0.02}, {1.0, 0, 1, 1}};
     for (size_t c = 0; c < sizeof opts / sizeof *opts; c++) {
         double prob[NV], freq[NV] = {0};
         reference_probs(base, NV, &opts[c], prob);
@@ -535,7 +540,7 @@ TEST(sampler_tiny_temperature_is_greedy)
                 for (int i = 0; i < NV; i++)
                     l[i] = (float)dsk_rng_normal(&r);
                 l[123] = 10;
-                dsk_sampler_opts o = {temps[t], k ? 1 : 0, k ? 1 : 0.5};
+                dsk_sampler_opts o = {temps[t], k ? 1 : 0, k ? 1 : 0.5, k ? 0.5 : 0};
                 CHECK(dsk_sample(l, NV, &o, &r, scratch) == 123);
             }
 }

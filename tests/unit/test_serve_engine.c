@@ -17,7 +17,23 @@ typedef struct result {
     float logprob[64], top_lp[64][3];
     int32_t top_id[64][3];
     int n, done, finish, prompt_tokens, completion_tokens, stop_after, token_us;
+    float prompt_lp[64];             /* on_prompt_token: each prompt position's score */
+    int32_t prompt_id[64], prompt_top[64];
+    int prompt_n;
 } result;
+
+static void on_prompt_token(void *ctx, int pos, const dsk_engine_token *t)
+{
+    result *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    if (pos >= 0 && pos < 64) {
+        r->prompt_lp[pos] = t->logprob;
+        r->prompt_id[pos] = t->id;
+        r->prompt_top[pos] = t->n_top ? t->top_id[0] : -1;
+    }
+    r->prompt_n++;
+    pthread_mutex_unlock(&r->mu);
+}
 
 static int on_token(void *ctx, const dsk_engine_token *t)
 {
@@ -105,7 +121,7 @@ static void same_tokens_as_alone(const char *preset)
     dsk_rng rng;
     dsk_rng_seed(&rng, 1);
     dsk_err err = {0};
-    dsk_sampler_opts greedy = {0, 0, 1};
+    dsk_sampler_opts greedy = {0, 0, 1, 0};
     for (int i = 0; i < N; i++)
         CHECK(dsk_generate(g, prompts[i], lens[i], MAXTOK, &greedy, &rng, -1, -1, want[i], &err) == MAXTOK);
     dsk_generator_free(g);
@@ -253,5 +269,190 @@ TEST(stop_tokens_logprobs_cancel_queue)
     be->destroy(be);
 }
 
+/* The logit processors' arithmetic on hand-made counts. */
+TEST(bias_and_penalties_arithmetic)
+{
+    dsk_token_counts c;
+    dsk_token_counts_init(&c, 6);
+    dsk_token_counts_add(&c, 1, 1);   /* in the prompt */
+    dsk_token_counts_add(&c, 2, 0);   /* generated twice */
+    dsk_token_counts_add(&c, 2, 0);
+    dsk_token_counts_add(&c, 3, 1);   /* in the prompt and generated once */
+    dsk_token_counts_add(&c, 3, 0);
+    dsk_token_counts_add(&c, 9, 0);   /* out of range: ignored */
+    dsk_logit_bias bias[] = {{0, 5}, {4, -100}, {7, 1}};
+    dsk_penalties pen = {2.0, 0.5, 0.25};
+    float l[6] = {1, 2, -1, 4, 3, -2};
+    dsk_logits_process(l, 6, bias, 3, &pen, &c);
+    CHECK_NEAR(l[0], 6, 0);                      /* bias alone */
+    CHECK_NEAR(l[1], 1, 0);                      /* prompt only: repetition (2 / 2), no frequency/presence */
+    CHECK_NEAR(l[2], -2 - 2 * 0.5 - 0.25, 1e-6); /* negative: times 2, then 2 x frequency + presence */
+    CHECK_NEAR(l[3], 2 - 0.5 - 0.25, 1e-6);
+    CHECK_NEAR(l[4], -97, 0);
+    CHECK_NEAR(l[5], -2, 0);                     /* never seen */
+    /* cleared: nothing applies; inactive penalties skip the counts */
+    dsk_token_counts_clear(&c);
+    CHECK(c.n_seen == 0 && c.count[2] == 0 && c.count[3] == 0);
+    float m[6] = {1, 2, -1, 4, 3, -2};
+    dsk_logits_process(m, 6, NULL, 0, &pen, &c);
+    CHECK(m[1] == 2 && m[2] == -1 && m[3] == 4);
+    dsk_penalties none = {1, 0, 0}, zero = {0, 0, 0};
+    CHECK(!dsk_penalties_active(&none) && !dsk_penalties_active(&zero) && dsk_penalties_active(&pen));
+    dsk_token_counts_free(&c);
+}
+
+/* What the engine must do with bias and penalties, computed by hand with
+ * the single-sequence generator: greedy over the processed logits. */
+static void processed_greedy(dsk_model *m, const int32_t *prompt, int n, const dsk_logit_bias *bias, int n_bias,
+                             const dsk_penalties *pen, int32_t *out, int max)
+{
+    dsk_generator *g = dsk_generator_new(m, 0);
+    dsk_token_counts c;
+    dsk_token_counts_init(&c, m->cfg.vocab_size);
+    if (pen->repetition > 0 && pen->repetition != 1)
+        for (int i = 0; i < n; i++)
+            dsk_token_counts_add(&c, prompt[i], 1);
+    dsk_err err = {0};
+    CHECK(dsk_generator_prefill(g, prompt, n, &err) == 0);
+    float *l = malloc((size_t)V * sizeof *l);
+    for (int t = 0; t < max; t++) {
+        memcpy(l, g->host_logits, (size_t)V * sizeof *l);
+        dsk_logits_process(l, V, bias, n_bias, pen, &c);
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            best = l[i] > l[best] ? i : best;
+        out[t] = best;
+        dsk_token_counts_add(&c, best, 0);
+        CHECK(dsk_generator_feed(g, best, &err) == 0);
+    }
+    free(l);
+    dsk_token_counts_free(&c);
+    dsk_generator_free(g);
+}
+
+TEST(prompt_logprobs_bias_and_penalties)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    dsk_err err = {0};
+    dsk_engine_opts o = {2, 0, 8, 8};   /* 8 rows a step: a prompt of 20 is read in 3 steps */
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    int32_t p[20];
+    for (int i = 0; i < 20; i++)
+        p[i] = (int32_t)((i * 17 + 4) % V);
+    /* The reference: each prefix's logits, one token at a time. */
+    float want_lp[20];
+    int32_t want_top[20];
+    dsk_generator *g = dsk_generator_new(m, 0);
+    for (int j = 0; j + 1 < 20; j++) {
+        CHECK(dsk_generator_feed(g, p[j], &err) == 0);
+        double mx = -1e30, sum = 0;
+        int best = 0;
+        for (int i = 0; i < V; i++) {
+            mx = g->host_logits[i] > mx ? g->host_logits[i] : mx;
+            best = g->host_logits[i] > g->host_logits[best] ? i : best;
+        }
+        for (int i = 0; i < V; i++)
+            sum += exp(g->host_logits[i] - mx);
+        want_lp[j + 1] = (float)(g->host_logits[p[j + 1]] - mx - log(sum));
+        want_top[j + 1] = best;
+    }
+    dsk_generator_free(g);
+    /* max_tokens 0: the prompt scored, nothing generated */
+    result a;
+    init_result(&a);
+    dsk_engine_request q = request(p, 20, &a);
+    q.max_tokens = 0;
+    q.prompt_logprobs = 1;
+    q.top_logprobs = 2;
+    q.on_prompt_token = on_prompt_token;
+    uint64_t id;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&a);
+    CHECK(a.finish == DSK_ENGINE_LENGTH && a.n == 0 && a.completion_tokens == 0 && a.prompt_tokens == 20);
+    CHECK(a.prompt_n == 19);
+    double worst = 0;
+    int tops = 0, ids = 0;
+    for (int j = 1; j < 20; j++) {
+        worst = fmax(worst, fabs(a.prompt_lp[j] - want_lp[j]));
+        tops += a.prompt_top[j] == want_top[j];
+        ids += a.prompt_id[j] == p[j];
+    }
+    CHECK(worst < 1e-4 && tops == 19 && ids == 19);
+    /* scored and generated: the same tokens as without scoring */
+    result b, b2;
+    init_result(&b);
+    init_result(&b2);
+    q = request(p, 20, &b);
+    q.max_tokens = 5;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    q = request(p, 20, &b2);
+    q.max_tokens = 5;
+    q.prompt_logprobs = 1;
+    q.on_prompt_token = on_prompt_token;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&b);
+    wait_done(&b2);
+    CHECK(b.n == 5 && b2.n == 5 && b2.prompt_n == 19 && memcmp(b.tokens, b2.tokens, 5 * sizeof *b.tokens) == 0);
+    /* refused: nothing to do, or a bias outside the vocabulary */
+    q = request(p, 20, &b);
+    q.max_tokens = 0;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == EX_DATAERR);
+    dsk_logit_bias out_of_range = {V, 1};
+    q = request(p, 20, &b);
+    q.logit_bias = &out_of_range;
+    q.n_logit_bias = 1;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == EX_DATAERR);
+    /* +100 on a token the model does not pick: greedy picks it every time */
+    int32_t forced = (b.tokens[0] + 1) % V;
+    dsk_logit_bias force = {forced, 100};
+    result c;
+    init_result(&c);
+    q = request(p, 20, &c);
+    q.max_tokens = 6;
+    q.logit_bias = &force;
+    q.n_logit_bias = 1;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&c);
+    int all_forced = c.n == 6;
+    for (int t = 0; t < c.n; t++)
+        all_forced &= c.tokens[t] == forced;
+    CHECK(all_forced);
+    /* penalties (and a bias with them): the engine's tokens are the hand-made ones */
+    const dsk_penalties pens[] = {{1, 2.0, 0}, {1, 0, 1.5}, {1.8, 0, 0}, {0.5, 0.3, -0.5}};
+    dsk_logit_bias ban = {b.tokens[0], -100};
+    for (size_t k = 0; k < sizeof pens / sizeof *pens; k++) {
+        int32_t want[MAXTOK];
+        processed_greedy(m, p, 20, &ban, k == 3, &pens[k], want, MAXTOK);
+        result r;
+        init_result(&r);
+        q = request(p, 20, &r);
+        q.penalties = pens[k];
+        q.logit_bias = &ban;
+        q.n_logit_bias = k == 3;
+        CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+        wait_done(&r);
+        CHECK(r.n == MAXTOK && memcmp(r.tokens, want, sizeof want) == 0);
+    }
+    /* a strong frequency penalty: the greedy answer stops repeating itself */
+    int32_t plain[MAXTOK], penalized[MAXTOK];
+    const dsk_penalties off = {1, 0, 0}, strong = {1, 2, 2};
+    processed_greedy(m, p, 20, NULL, 0, &off, plain, MAXTOK);
+    processed_greedy(m, p, 20, NULL, 0, &strong, penalized, MAXTOK);
+    int distinct_plain = 0, distinct_pen = 0;
+    for (int t = 0; t < MAXTOK; t++) {
+        int seen_p = 0, seen_q = 0;
+        for (int u = 0; u < t; u++)
+            seen_p |= plain[u] == plain[t], seen_q |= penalized[u] == penalized[t];
+        distinct_plain += !seen_p, distinct_pen += !seen_q;
+    }
+    printf("# distinct tokens in %d greedy: %d plain, %d with frequency and presence 2\n", MAXTOK, distinct_plain,
+           distinct_pen);
+    CHECK(distinct_pen > distinct_plain);
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
-          T(stop_tokens_logprobs_cancel_queue))
+          T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))

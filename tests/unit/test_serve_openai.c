@@ -52,7 +52,7 @@ static void expect_fail(const char *body, int kind, int status, const char *para
     CHECK(e.status == status);
     CHECK_STR(e.param, param ? param : "");
     check_error_json(&e, param);
-    CHECK(req.chat == NULL && req.prompt == NULL && req.n_stop == 0);
+    CHECK(req.chat == NULL && req.prompts == NULL && req.n_stop == 0 && req.logit_bias == NULL);
     dsk_openai_request_free(&req);
 }
 
@@ -84,7 +84,7 @@ TEST(chat_every_field)
     CHECK_STR(req.user, "u1");
     CHECK(req.ignore_eos == 1);
     CHECK(req.n_ignored == 0);
-    CHECK(req.prompt == NULL);
+    CHECK(req.prompts == NULL);
     /* the normalized document for dsk_bpe_encode_generation_prompt */
     dsk_buf b = {0};
     dsk_json_append(req.chat, &b);
@@ -123,23 +123,84 @@ TEST(completion_every_field)
     CHECK(parse("{\"model\":\"m\",\"prompt\":\"Once upon\",\"max_tokens\":16,\"temperature\":0,\"logprobs\":2,"
                 "\"stop\":\"\\n\",\"echo\":false,\"n\":1,\"seed\":7,\"stream\":false}",
                 DSK_OPENAI_COMPLETION, &req, &e) == 0);
-    CHECK(req.prompt && req.prompt_len == 9);
-    CHECK_STR(req.prompt, "Once upon");
+    CHECK(req.n_prompts == 1 && req.prompts[0].len == 9 && req.prompts[0].ids == NULL);
+    CHECK_STR(req.prompts[0].text, "Once upon");
     CHECK(req.chat == NULL);
     CHECK(req.max_tokens == 16 && req.temperature == 0);
     CHECK(req.want_logprobs && req.logprobs == 2 && req.top_logprobs == 2);
     CHECK(req.seed == 7);
-    CHECK(req.n_ignored == 1);
-    CHECK_STR(req.ignored[0], "echo");
+    CHECK(req.n_ignored == 0 && !req.echo);
     dsk_openai_request_free(&req);
     /* an array of one string; logprobs 0 still asks for logprobs */
     CHECK(parse("{\"prompt\":[\"a\\u0000b\"],\"logprobs\":0}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
-    CHECK(req.prompt_len == 3 && memcmp(req.prompt, "a\0b", 3) == 0);
+    CHECK(req.n_prompts == 1 && req.prompts[0].len == 3 && memcmp(req.prompts[0].text, "a\0b", 3) == 0);
     CHECK(req.want_logprobs && req.logprobs == 0);
     dsk_openai_request_free(&req);
     CHECK(parse("{\"prompt\":\"\"}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
-    CHECK(req.prompt_len == 0 && !req.want_logprobs);
+    CHECK(req.n_prompts == 1 && req.prompts[0].len == 0 && !req.want_logprobs);
     dsk_openai_request_free(&req);
+}
+
+/* Token ids, several prompts, echo, and the sampling fields beyond OpenAI's chat set. */
+TEST(completion_prompts_echo_and_sampling)
+{
+    dsk_openai_request req;
+    dsk_openai_error e;
+    CHECK(parse("{\"prompt\":[5,0,2147483647]}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_prompts == 1 && req.prompts[0].text == NULL && req.prompts[0].n_ids == 3);
+    CHECK(req.prompts[0].ids[0] == 5 && req.prompts[0].ids[1] == 0 && req.prompts[0].ids[2] == 2147483647);
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"prompt\":[[1,2],[3],[4.0,5]],\"n\":2}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_prompts == 3 && req.n == 2);
+    CHECK(req.prompts[0].n_ids == 2 && req.prompts[1].n_ids == 1 && req.prompts[2].n_ids == 2);
+    CHECK(req.prompts[1].ids[0] == 3 && req.prompts[2].ids[0] == 4);
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"prompt\":[\"a\",\"\",\"ccc\"]}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_prompts == 3 && req.prompts[1].len == 0 && req.prompts[2].len == 3);
+    CHECK_STR(req.prompts[2].text, "ccc");
+    dsk_openai_request_free(&req);
+    /* echo alone: max_tokens 0 scores the prompt */
+    CHECK(parse("{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":0,\"logprobs\":1}", DSK_OPENAI_COMPLETION, &req,
+                &e) == 0);
+    CHECK(req.echo && req.max_tokens == 0 && req.max_tokens_given && req.want_logprobs);
+    dsk_openai_request_free(&req);
+    /* the sampling fields */
+    CHECK(parse("{\"prompt\":\"x\",\"logit_bias\":{\"50256\":-100,\"7\":2.5,\"0\":100},\"min_p\":0.05,"
+                "\"repetition_penalty\":1.3,\"frequency_penalty\":0.5,\"presence_penalty\":-1}",
+                DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_logit_bias == 3 && req.n_ignored == 0);
+    CHECK(req.logit_bias[0].token == 50256 && req.logit_bias[0].bias == -100);
+    CHECK(req.logit_bias[1].token == 7 && req.logit_bias[1].bias == 2.5f);
+    CHECK(req.logit_bias[2].token == 0 && req.logit_bias[2].bias == 100);
+    CHECK_NEAR(req.min_p, 0.05, 0);
+    CHECK_NEAR(req.repetition_penalty, 1.3, 0);
+    CHECK_NEAR(req.frequency_penalty, 0.5, 0);
+    CHECK_NEAR(req.presence_penalty, -1, 0);
+    dsk_openai_request_free(&req);
+    /* defaults, and null as not given */
+    CHECK(parse("{\"prompt\":\"x\",\"logit_bias\":null,\"min_p\":null,\"repetition_penalty\":null,\"echo\":null}",
+                DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_logit_bias == 0 && req.min_p == 0 && req.repetition_penalty == 1 && !req.echo);
+    dsk_openai_request_free(&req);
+    /* chat takes the sampling fields too; echo is a completion field */
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":{\"3\":1},\"min_p\":0.1,"
+                "\"echo\":true}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.n_logit_bias == 1 && req.min_p == 0.1 && !req.echo);
+    CHECK(req.n_ignored == 1);
+    CHECK_STR(req.ignored[0], "echo");
+    dsk_openai_request_free(&req);
+    /* the prompt limit */
+    dsk_buf body = {0};
+    dsk_buf_adds(&body, "{\"prompt\":[");
+    for (int i = 0; i < lim.max_prompts; i++)
+        dsk_buf_printf(&body, "%s[%d]", i ? "," : "", i);
+    dsk_buf_adds(&body, "]}");
+    CHECK(parse(body.data, DSK_OPENAI_COMPLETION, &req, &e) == 0 && req.n_prompts == lim.max_prompts);
+    dsk_openai_request_free(&req);
+    body.len -= 2;
+    dsk_buf_adds(&body, ",[1]]}");
+    expect_fail(body.data, DSK_OPENAI_COMPLETION, 400, "prompt");
+    dsk_buf_free(&body);
 }
 
 TEST(wrong_types_name_the_param)
@@ -186,6 +247,22 @@ TEST(wrong_types_name_the_param)
         {1, "\"user\":{}", "user"},
         {1, "\"frequency_penalty\":\"0\"", "frequency_penalty"},
         {1, "\"presence_penalty\":3", "presence_penalty"},
+        {1, "\"min_p\":1.5", "min_p"},
+        {1, "\"min_p\":\"0.1\"", "min_p"},
+        {1, "\"repetition_penalty\":0", "repetition_penalty"},
+        {1, "\"repetition_penalty\":101", "repetition_penalty"},
+        {1, "\"logit_bias\":[]", "logit_bias"},
+        {1, "\"logit_bias\":{\"x\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"-1\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"+1\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"1x\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"2147483648\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"1\":101}", "logit_bias.1"},
+        {1, "\"logit_bias\":{\"1\":\"2\"}", "logit_bias.1"},
+        {2, "\"echo\":\"yes\"", "echo"},
+        {2, "\"max_tokens\":0", "max_tokens"},
+        {2, "\"echo\":true,\"max_tokens\":-1", "max_tokens"},
         {2, "\"logprobs\":6", "logprobs"},
         {2, "\"logprobs\":true", "logprobs"},
         {2, "\"max_tokens\":[]", "max_tokens"},
@@ -218,9 +295,17 @@ TEST(wrong_types_name_the_param)
     /* the prompt */
     expect_fail("{\"model\":\"m\"}", P, 400, "prompt");
     expect_fail("{\"prompt\":3}", P, 400, "prompt");
-    expect_fail("{\"prompt\":[1,2,3]}", P, 400, "prompt");
-    expect_fail("{\"prompt\":[\"a\",\"b\"]}", P, 400, "prompt");
     expect_fail("{\"prompt\":[]}", P, 400, "prompt");
+    expect_fail("{\"prompt\":[1,-2]}", P, 400, "prompt[1]");
+    expect_fail("{\"prompt\":[1,2147483648]}", P, 400, "prompt[1]");
+    expect_fail("{\"prompt\":[1.5]}", P, 400, "prompt[0]");
+    expect_fail("{\"prompt\":[1,\"a\"]}", P, 400, "prompt[1]");
+    expect_fail("{\"prompt\":[[1],\"a\"]}", P, 400, "prompt[1]");
+    expect_fail("{\"prompt\":[\"a\",[1]]}", P, 400, "prompt[1]");
+    expect_fail("{\"prompt\":[[]]}", P, 400, "prompt[0]");
+    expect_fail("{\"prompt\":[[1,null]]}", P, 400, "prompt[0][1]");
+    expect_fail("{\"prompt\":[null]}", P, 400, "prompt[0]");
+    expect_fail("{\"prompt\":[{}]}", P, 400, "prompt[0]");
     /* messages is not a completion field, prompt not a chat one */
     expect_fail("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", P, 400, "prompt");
     expect_fail("{\"prompt\":\"x\"}", C, 400, "messages");
@@ -315,6 +400,13 @@ TEST(fit_context)
     CHECK_STR(e.param, "prompt");
     CHECK(strstr(e.message, "maximum context length is 100") != NULL);
     dsk_openai_request_free(&req);
+    /* echo, max_tokens 0: the prompt may fill the context, not pass it */
+    body = "{\"prompt\":\"p\",\"echo\":true,\"max_tokens\":0}";
+    CHECK(dsk_openai_parse(body, strlen(body), DSK_OPENAI_COMPLETION, &lim, &req, &e) == 0);
+    CHECK(dsk_openai_fit_context(&req, 100, &lim, &e) == 0 && req.max_tokens == 0);
+    CHECK(dsk_openai_fit_context(&req, 101, &lim, &e) == 400);
+    CHECK_STR(e.code, "context_length_exceeded");
+    dsk_openai_request_free(&req);
 }
 
 TEST(unknown_fields_ignored_and_reported)
@@ -324,16 +416,15 @@ TEST(unknown_fields_ignored_and_reported)
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[],\"logit_bias\":{\"1\":2},"
                 "\"frequency_penalty\":0.5,\"presence_penalty\":0,\"weird\\\"name\\n\":null,\"prompt\":\"x\"}",
                 DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK(req.n_ignored == 5);
+    CHECK(req.n_ignored == 3);   /* logit_bias and the penalties are applied */
     CHECK_STR(req.ignored[0], "tools");
-    CHECK_STR(req.ignored[1], "logit_bias");
-    CHECK_STR(req.ignored[2], "frequency_penalty");  /* nonzero: accepted without effect */
-    CHECK_STR(req.ignored[3], "weird\"name\n");
-    CHECK_STR(req.ignored[4], "prompt");
+    CHECK_STR(req.ignored[1], "weird\"name\n");
+    CHECK_STR(req.ignored[2], "prompt");
     CHECK_NEAR(req.frequency_penalty, 0.5, 0);
+    CHECK(req.n_logit_bias == 1);
     dsk_buf h = {0};
     dsk_openai_warning_header(&req, &h);
-    CHECK_STR(h.data, "299 dsk \"ignored fields: tools, logit_bias, frequency_penalty, weird?name?, prompt\"");
+    CHECK_STR(h.data, "299 dsk \"ignored fields: tools, weird?name?, prompt\"");
     dsk_buf_free(&h);
     dsk_openai_request_free(&req);
 
@@ -409,7 +500,7 @@ static int has_null(struct json_object *o, const char *keys)
 TEST(chat_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{"Hel", 3, -0.1}, {"He", 2, -2.5}};
-    static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3}};
+    static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3, 0}};
     dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0}};
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0};
     dsk_openai_usage u = {12, 7};
@@ -450,7 +541,7 @@ TEST(chat_completion_object)
 TEST(text_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{" b", 2, -0.2}, {" c", 2, -1.7}};
-    static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10}, {" b", 2, -0.2, top, 2, 12}};
+    static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10, 0}, {" b", 2, -0.2, top, 2, 12, 0}};
     dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2};
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0};
     dsk_openai_usage u = {1, 2};
@@ -469,6 +560,21 @@ TEST(text_completion_object)
     CHECK(json_object_get_int(path(o, "choices.0.logprobs.text_offset.0")) == 10);
     CHECK(json_object_get_int(path(o, "choices.0.logprobs.text_offset.1")) == 12);
     CHECK(json_object_get_int(path(o, "usage.total_tokens")) == 3);
+    json_object_put(o);
+    dsk_buf_free(&b);
+    /* an echoed prompt's first token: null logprob and alternatives, its offset kept */
+    static const dsk_openai_token_logprob echoed[] = {{"A", 1, 0, NULL, 0, 0, 1}, {" b", 2, -0.2, top, 2, 1, 0}};
+    dsk_openai_choice ech = {0, "A b", 3, DSK_FINISH_LENGTH, echoed, 2};
+    dsk_openai_response_json(&m, &ech, 1, &u, &b);
+    o = parse_back(b.data, b.len);
+    CHECK(o != NULL);
+    CHECK(json_object_array_length(path(o, "choices.0.logprobs.tokens")) == 2);
+    CHECK(json_object_array_length(path(o, "choices.0.logprobs.token_logprobs")) == 2);
+    CHECK(path(o, "choices.0.logprobs.token_logprobs.0") == NULL);
+    CHECK(path(o, "choices.0.logprobs.top_logprobs.0") == NULL);
+    CHECK_NEAR(json_object_get_double(path(o, "choices.0.logprobs.token_logprobs.1")), -0.2, 1e-12);
+    CHECK(json_object_get_int(path(o, "choices.0.logprobs.text_offset.1")) == 1);
+    CHECK(strstr(b.data, "\"token_logprobs\":[null,") != NULL && strstr(b.data, "\"top_logprobs\":[null,{") != NULL);
     json_object_put(o);
     dsk_buf_free(&b);
 }
@@ -562,7 +668,7 @@ TEST(chat_stream)
 TEST(completion_stream_and_error_event)
 {
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0};
-    static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7}};
+    static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7, 0}};
     dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1};
     dsk_buf b = {0};
     dsk_openai_sse_chunk(&m, &c, &b);
@@ -739,6 +845,6 @@ TEST(stop_never_splits_utf8)
 }
 
 RUN_TESTS(T(chat_every_field), T(chat_defaults), T(completion_every_field), T(wrong_types_name_the_param),
-          T(bad_bodies), T(limits), T(fit_context), T(unknown_fields_ignored_and_reported), T(chat_completion_object),
+          T(bad_bodies), T(limits), T(fit_context), T(completion_prompts_echo_and_sampling), T(unknown_fields_ignored_and_reported), T(chat_completion_object),
           T(text_completion_object), T(chat_stream), T(completion_stream_and_error_event), T(models_and_ids),
           T(stop_split_across_tokens), T(stop_multiple_and_overlapping), T(stop_never_splits_utf8))
