@@ -331,7 +331,7 @@ static int request_fits(const dsk_engine *e, const dsk_engine_request *r, dsk_er
 {
     if (r->n_prompt < 1)
         return dsk_fail(err, EX_DATAERR, "an empty prompt");
-    if (r->max_tokens < 0 || (r->max_tokens == 0 && !r->prompt_logprobs))
+    if (r->max_tokens < 0)
         return dsk_fail(err, EX_DATAERR, "%d tokens to generate", r->max_tokens);
     if (r->n_prompt + r->max_tokens > e->o.max_len)
         return dsk_fail(err, EX_DATAERR, "%d prompt tokens + %d to generate exceed the context of %d", r->n_prompt,

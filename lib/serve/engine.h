@@ -30,7 +30,7 @@ typedef struct dsk_engine_token {
 typedef struct dsk_engine_request {
     const int32_t *prompt;              /* copied at submit */
     int n_prompt;
-    int max_tokens;                     /* 0: score the prompt only (with prompt_logprobs) */
+    int max_tokens;                     /* 0: read (and score) the prompt only */
     dsk_sampler_opts sampler;
     const dsk_logit_bias *logit_bias;   /* copied at submit; applied before the penalties */
     int n_logit_bias;
@@ -73,8 +73,7 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
 /* Cancels what is left (on_done CANCELLED), stops the thread, frees. */
 void dsk_engine_stop(dsk_engine *e);
 /* 0 and *id, or EX_TEMPFAIL when the queue is full, EX_DATAERR when the
- * prompt cannot fit (empty, or prompt + max_tokens beyond a slot), or
- * max_tokens is 0 without prompt_logprobs. */
+ * prompt cannot fit (empty, or prompt + max_tokens beyond a slot). */
 int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err);
 /* n requests queued together or none (a request's n choices): EX_TEMPFAIL
  * when the queue has no room for all n now, EX_DATAERR when it never

@@ -581,6 +581,11 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         g->n_prompts = kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts;
         g->prompts = dsk_xcalloc((size_t)g->n_prompts, sizeof *g->prompts);
     }
+    for (int i = 0; !bad && i < g->req.n_logit_bias; i++)
+        if (g->req.logit_bias[i].token >= s->l->model->cfg.vocab_size)
+            bad = dsk_openai_fail(&e, 400, "logit_bias", "invalid_value",
+                                  "Invalid 'logit_bias': token %d is outside the vocabulary (0..%d).",
+                                  g->req.logit_bias[i].token, s->l->model->cfg.vocab_size - 1);
     for (int k = 0; !bad && k < g->n_prompts; k++)
         bad = encode_prompt(s, &g->req, k, &g->prompts[k], &e) ||
               dsk_openai_fit_context(&g->req, g->prompts[k].n_ids, &s->lim, &e);

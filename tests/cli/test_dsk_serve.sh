@@ -409,6 +409,125 @@ time.sleep(5)
 assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status == 200
 PY
 kill -TERM "$pid"; wait "$pid"
+# Scoring and sampling controls: echo with the prompt's logprobs (what
+# lm-evaluation-harness sends) against dsk-eval mc, token-id and several
+# prompts, logit_bias, the penalties, min_p.
+start_server --max-batch 4
+url=http://127.0.0.1:$port
+printf '%s\n' '{"context": "say", "choices": [" cat", " dog blue"], "gold": 0}' \
+    '{"context": "say red", "choices": [" green sun", " red"], "gold": 1}' > "$T/mc.jsonl"
+dsk-eval mc "$T/ck" "$T/mc.jsonl" --items "$T/mc_items.jsonl" >/dev/null 2>&1
+check "scoring and sampling controls" python3 - "$url" "$T/mc.jsonl" "$T/mc_items.jsonl" <<'PY'
+import json, math, sys, urllib.error, urllib.request
+url, mc, items = sys.argv[1], sys.argv[2], sys.argv[3]
+def call(body, path="/v1/completions", stream=False):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            text = r.read().decode()
+            hdr = dict(r.headers)
+            if stream:
+                ev = [l[6:] for l in text.split("\n") if l.startswith("data: ")]
+                assert ev[-1] == "[DONE]", ev[-1]
+                return r.status, [json.loads(e) for e in ev[:-1]], hdr
+            return r.status, json.loads(text), hdr
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+def score(prompt):   # echo, nothing generated: the prompt's tokens and their logprobs
+    st, r, _ = call({"prompt": prompt, "echo": True, "max_tokens": 0, "logprobs": 0, "temperature": 0})
+    assert st == 200, r
+    return r
+# 1. echo + max_tokens 0 is dsk-eval mc's log-likelihood, continuation by continuation
+for item, got in zip(map(json.loads, open(mc)), map(json.loads, open(items))):
+    ctx = score(item["context"])["choices"][0]["logprobs"]
+    assert ctx["token_logprobs"][0] is None and ctx["top_logprobs"][0] is None, ctx
+    for choice, want in zip(item["choices"], got["loglikelihoods"]):
+        r = score(item["context"] + choice)
+        c = r["choices"][0]
+        assert c["text"] == item["context"] + choice and c["finish_reason"] == "length", c
+        lp = c["logprobs"]
+        assert "".join(lp["tokens"]) == c["text"] and len(lp["tokens"]) == r["usage"]["prompt_tokens"], lp
+        assert r["usage"]["completion_tokens"] == 0, r["usage"]
+        ll = sum(lp["token_logprobs"][len(ctx["tokens"]):])
+        assert abs(ll - want) < 2e-3 * max(1, abs(want)), (item, choice, ll, want)
+        offs = lp["text_offset"]
+        assert offs[0] == 0 and all(offs[i] == offs[i - 1] + len(lp["tokens"][i - 1]) for i in range(1, len(offs))), offs
+# 2. echo with an answer: prompt tokens, then the answer's; the answer's logprobs are the decode's own
+st, plain, _ = call({"prompt": "say red", "max_tokens": 6, "temperature": 0, "logprobs": 2, "ignore_eos": True})
+st, ech, _ = call({"prompt": "say red", "max_tokens": 6, "temperature": 0, "logprobs": 2, "echo": True, "ignore_eos": True})
+p, e = plain["choices"][0], ech["choices"][0]
+n_prompt = ech["usage"]["prompt_tokens"]
+assert e["text"] == "say red" + p["text"], (e["text"], p["text"])
+assert e["logprobs"]["tokens"][n_prompt:] == p["logprobs"]["tokens"], (e["logprobs"], p["logprobs"])
+assert all(abs(a - b) < 1e-4 for a, b in zip(e["logprobs"]["token_logprobs"][n_prompt:], p["logprobs"]["token_logprobs"]))
+assert e["logprobs"]["text_offset"][n_prompt] == len("say red"), e["logprobs"]["text_offset"]
+# ... and the prompt's scores are those of scoring the prompt alone
+alone = score("say red")["choices"][0]["logprobs"]["token_logprobs"]
+got = e["logprobs"]["token_logprobs"]
+assert got[0] is None and all(abs(a - b) < 1e-4 for a, b in zip(alone[1:], got[1:n_prompt])), (alone, got)
+# 3. the same, streamed: the prompt first, then the answer
+st, ev, _ = call({"prompt": "say red", "max_tokens": 6, "temperature": 0, "logprobs": 2, "echo": True,
+                  "ignore_eos": True, "stream": True}, stream=True)
+texts = [c["text"] for x in ev for c in x["choices"]]
+assert texts[0] == "say red" and "".join(texts) == e["text"], texts
+lps = [v for x in ev for c in x["choices"] if c["logprobs"] for v in c["logprobs"]["token_logprobs"]]
+assert lps[0] is None and len(lps) == len(got) and all(abs(a - b) < 1e-4 for a, b in zip(lps[1:], got[1:])), lps
+offs = [v for x in ev for c in x["choices"] if c["logprobs"] for v in c["logprobs"]["text_offset"]]
+assert offs == e["logprobs"]["text_offset"], (offs, e["logprobs"]["text_offset"])
+# 4. token ids: the text's own ids give the text's answer; several prompts, n each, numbered prompt * n + i
+text_of = {}
+for lo in range(0, 280, 64):   # every token's text, 64 prompts a request (the vocabulary is 280)
+    ids = list(range(lo, min(lo + 64, 280)))
+    st, r, _ = call({"prompt": [[i] for i in ids], "echo": True, "max_tokens": 0})
+    assert st == 200 and [c["index"] for c in r["choices"]] == list(range(len(ids))), r
+    assert r["usage"]["prompt_tokens"] == len(ids) and r["usage"]["completion_tokens"] == 0, r["usage"]
+    text_of.update({i: c["text"] for i, c in zip(ids, r["choices"])})
+ids = list(range(100, 164))
+st, a, _ = call({"prompt": "say red", "max_tokens": 4, "temperature": 0, "ignore_eos": True, "echo": True,
+                 "logprobs": 0})
+st, b, _ = call({"prompt": [["say red"], ["say cat"]][0], "max_tokens": 4, "temperature": 0, "ignore_eos": True})
+assert b["choices"][0]["text"] == a["choices"][0]["text"][len("say red"):], (a, b)
+st, r, _ = call({"prompt": ["say red", "say cat"], "n": 2, "max_tokens": 4, "temperature": 0, "ignore_eos": True})
+assert st == 200 and [c["index"] for c in r["choices"]] == [0, 1, 2, 3], r
+assert r["choices"][0]["text"] == r["choices"][1]["text"] == b["choices"][0]["text"], r
+one = call({"prompt": "say cat", "max_tokens": 4, "temperature": 0, "ignore_eos": True})[1]
+assert r["choices"][2]["text"] == one["choices"][0]["text"] and r["usage"]["completion_tokens"] == 16, (r, one)
+assert r["usage"]["prompt_tokens"] == a["usage"]["prompt_tokens"] + one["usage"]["prompt_tokens"], r["usage"]
+# 5. logit_bias: +100 makes greedy pick a token every time; -100 bans the greedy choice
+tok = next(i for i in ids if text_of[i].strip().isalpha())
+st, r, h = call({"prompt": "say red", "max_tokens": 3, "temperature": 0, "logit_bias": {str(tok): 100}})
+assert st == 200 and r["choices"][0]["text"] == text_of[tok] * 3 and "Warning" not in h, (r, text_of[tok], h)
+st, r, _ = call({"prompt": "say red", "max_tokens": 3, "temperature": 0.8, "seed": 5, "logit_bias": {str(tok): 100}})
+assert r["choices"][0]["text"] == text_of[tok] * 3, r
+st, r, _ = call({"prompt": "say red", "max_tokens": 1, "temperature": 0, "logprobs": 1, "ignore_eos": True})
+top = r["choices"][0]["logprobs"]["tokens"][0]
+ban = {str(i): -100 for i, t in text_of.items() if t == top}   # every token that reads so
+st, r, _ = call({"prompt": "say red", "max_tokens": 1, "temperature": 0, "logprobs": 1, "ignore_eos": True,
+                 "logit_bias": ban})
+assert ban and r["choices"][0]["logprobs"]["tokens"][0] != top, (r, ban)
+# 6. penalties: a strong frequency penalty breaks the greedy loop; values are checked
+st, r0, _ = call({"prompt": "say red", "max_tokens": 24, "temperature": 0, "ignore_eos": True, "logprobs": 0})
+st, r1, h = call({"prompt": "say red", "max_tokens": 24, "temperature": 0, "ignore_eos": True, "logprobs": 0,
+                  "frequency_penalty": 2, "presence_penalty": 2})
+d0, d1 = (len(set(r["choices"][0]["logprobs"]["tokens"])) for r in (r0, r1))
+assert st == 200 and d1 > d0 and "Warning" not in h, (d0, d1, h)
+st, r2, _ = call({"prompt": "say red", "max_tokens": 24, "temperature": 0, "ignore_eos": True, "repetition_penalty": 3})
+assert st == 200 and r2["choices"][0]["text"] != r0["choices"][0]["text"], r2
+st, r3, _ = call({"prompt": "say red", "max_tokens": 8, "temperature": 1.5, "seed": 1, "min_p": 1, "ignore_eos": True})
+st, g8, _ = call({"prompt": "say red", "max_tokens": 8, "temperature": 0, "ignore_eos": True})
+assert r3["choices"][0]["text"] == g8["choices"][0]["text"], (r3, g8)   # min_p 1: only the likeliest survives
+# 7. errors name their field
+for body, param in (({"prompt": [[1, 100000]]}, "prompt"), ({"prompt": [1, 2], "max_tokens": 0}, "max_tokens"),
+                    ({"prompt": "x", "logit_bias": {"100000": 1}}, "logit_bias"),
+                    ({"prompt": [[1], [100000]]}, "prompt[1]"), ({"prompt": "x", "min_p": 2}, "min_p")):
+    st, r, _ = call(body)
+    assert st == 400 and r["error"]["param"] == param, (body, st, r)
+# chat takes the sampling controls too
+st, r, h = call({"messages": [{"role": "user", "content": "say cat"}], "max_tokens": 3, "temperature": 0,
+                 "logit_bias": {str(tok): 100}}, path="/v1/chat/completions")
+assert st == 200 and r["choices"][0]["message"]["content"] == text_of[tok] * 3, r
+PY
+kill -TERM "$pid"; wait "$pid"
 start_server --api-key s3cret
 url=http://127.0.0.1:$port
 check "the API key is required and checked" python3 - "$url" <<'PY'

@@ -394,10 +394,14 @@ TEST(prompt_logprobs_bias_and_penalties)
     wait_done(&b);
     wait_done(&b2);
     CHECK(b.n == 5 && b2.n == 5 && b2.prompt_n == 19 && memcmp(b.tokens, b2.tokens, 5 * sizeof *b.tokens) == 0);
-    /* refused: nothing to do, or a bias outside the vocabulary */
-    q = request(p, 20, &b);
+    /* max_tokens 0 unscored: read, and done; refused: a bias outside the vocabulary */
+    result z;
+    init_result(&z);
+    q = request(p, 20, &z);
     q.max_tokens = 0;
-    CHECK(dsk_engine_submit(e, &q, &id, &err) == EX_DATAERR);
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&z);
+    CHECK(z.finish == DSK_ENGINE_LENGTH && z.n == 0 && z.prompt_n == 0);
     dsk_logit_bias out_of_range = {V, 1};
     q = request(p, 20, &b);
     q.logit_bias = &out_of_range;
