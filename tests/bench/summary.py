@@ -143,6 +143,14 @@ if s:
         s["short_qps"] >= 500)
 else:
     missing("serve: vs llama.cpp")
+# lm-evaluation-harness through dsk-serve: the same log-likelihoods as dsk-eval
+le = res.get("lm_eval")
+if le and "max_abs_loglik_diff" in le:
+    same = le["lm_eval_acc"] == le["dsk_eval_acc"] and le["lm_eval_acc_norm"] == le["dsk_eval_acc_norm"]
+    row(f"serve: lm-eval {le['lm_eval_version']} loglik vs dsk-eval mc (max |diff|)", f"{le['max_abs_loglik_diff']:.1e}",
+        "dsk-eval mc", "0", None, "< 1e-3, same acc", le["max_abs_loglik_diff"] < 1e-3 and same and le["same"])
+else:
+    missing("serve: lm-eval vs dsk-eval mc", le.get("skipped", "not run") if le else "not run")
 # GPU benchmarks (issue 8): MFU of the CUDA backend
 gpu = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
 # The first row of each: throughput.sh runs the defaults first, then the
