@@ -40,7 +40,7 @@ static const char usage[] =
     "      --rows N          ppl, and ab's dataset tasks: the first N rows only\n"
     "      --max-tokens N    gen: the longest answer (default 32)\n"
     "      --temperature X   gen: 0 (default) is greedy; else sampled, with --top-k, --top-p, --seed\n"
-    "      --top-k N, --top-p X, --seed N\n"
+    "      --top-k N, --top-p X, --min-p X, --seed N\n"
     "      --items FILE      mc, gen: each item's output and score as JSON Lines\n"
     "      --resamples N     ab: bootstrap resamples (default 10000)\n"
     "      --confidence X    ab: interval level (default 0.95)\n"
@@ -65,7 +65,7 @@ static const char usage[] =
     "create, 74 I/O error, 76-78 the tracking server's reply, credentials or experiment.\n";
 
 enum {
-    OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND,
+    OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND,
     OPT_RESAMPLES, OPT_CONF, OPT_ALPHA, OPT_METRIC, OPT_LABEL, OPT_TITLE, OPT_LOGX, OPT_AB, OPT_LOG, OPT_MLFLOW,
     OPT_EXPERIMENT, OPT_RUN_NAME
 };
@@ -75,6 +75,7 @@ static const struct option long_options[] = {
     {"batch", required_argument, NULL, 'b'},            {"rows", required_argument, NULL, OPT_ROWS},
     {"max-tokens", required_argument, NULL, OPT_MAXTOK}, {"temperature", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOPK},       {"top-p", required_argument, NULL, OPT_TOPP},
+    {"min-p", required_argument, NULL, OPT_MINP},
     {"seed", required_argument, NULL, OPT_SEED},        {"items", required_argument, NULL, OPT_ITEMS},
     {"resamples", required_argument, NULL, OPT_RESAMPLES}, {"confidence", required_argument, NULL, OPT_CONF},
     {"alpha", required_argument, NULL, OPT_ALPHA},      {"output", required_argument, NULL, 'o'},
@@ -115,6 +116,7 @@ static const dsk_option_scope option_scope[] = {
     {OPT_TEMP, "--temperature", FOR_GEN | FOR_AB},
     {OPT_TOPK, "--top-k", FOR_GEN | FOR_AB},
     {OPT_TOPP, "--top-p", FOR_GEN | FOR_AB},
+    {OPT_MINP, "--min-p", FOR_GEN | FOR_AB},
     {OPT_SEED, "--seed", FOR_GEN | FOR_AB},
     {OPT_ITEMS, "--items", FOR_MC | FOR_GEN},
     {OPT_RESAMPLES, "--resamples", FOR_AB},
@@ -490,6 +492,7 @@ int main(int argc, char **argv)
             if (c.gen.sampler.top_p <= 0)
                 dsk_usage_error("--top-p: 0 keeps no token; give a share above 0, up to 1");
             break;
+        case OPT_MINP: c.gen.sampler.min_p = dsk_parse_double("--min-p", optarg, 0, 1); break;
         case OPT_SEED:
             c.gen.seed = c.ab.seed = (unsigned long long)dsk_parse_int("--seed", optarg, 0, 1LL << 62);
             break;

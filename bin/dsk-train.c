@@ -70,6 +70,7 @@ static const char usage[] =
     "      --sample-tokens N     tokens per sample (default 48)\n"
     "      --prompt TEXT         what samples start from (default: <|endoftext|>)\n"
     "      --temperature X, --top-k N, --top-p X   sampling (default 0.8, 40, 0.95)\n"
+    "      --min-p X             sampling: tokens under X times the likeliest's probability are cut (default 0)\n"
     "      --peak-tflops X       the device's peak, for the MFU estimate in the log\n"
     "Precision and memory:\n"
     "      --dtype fp32|bf16|fp16  the matrix products' operands (default fp32); accumulation, weights\n"
@@ -101,7 +102,7 @@ static const char usage[] =
 
 enum { OPT_REF = 200, OPT_BETA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
        OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
-       OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP,
+       OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP,
        OPT_PEAK, OPT_BACKEND, OPT_SEED, OPT_ZERO, OPT_DIST_TIMEOUT, OPT_MEMORY_TABLE, OPT_DTYPE, OPT_LOSS_SCALE,
        OPT_LOSS_SCALE_WINDOW, OPT_RECOMPUTE };
 
@@ -125,6 +126,7 @@ static const struct option long_options[] = {
     {"sample-every", required_argument, NULL, OPT_SAMPLE}, {"sample-tokens", required_argument, NULL, OPT_SAMPLE_T},
     {"prompt", required_argument, NULL, OPT_PROMPT}, {"temperature", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOPK},    {"top-p", required_argument, NULL, OPT_TOPP},
+    {"min-p", required_argument, NULL, OPT_MINP},
     {"peak-tflops", required_argument, NULL, OPT_PEAK}, {"backend", required_argument, NULL, OPT_BACKEND},
     {"device", required_argument, NULL, OPT_BACKEND},
     {"threads", required_argument, NULL, 'j'},       {"seed", required_argument, NULL, OPT_SEED},
@@ -207,6 +209,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             break;
         case OPT_TEMP: o->sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;
         case OPT_TOPK: o->sampler.top_k = (int)dsk_parse_int("--top-k", optarg, 0, 1 << 24); break;
+        case OPT_MINP: o->sampler.min_p = dsk_parse_double("--min-p", optarg, 0, 1); break;
         case OPT_TOPP:   /* 0 would keep nothing: refused, as Hugging Face's generate does */
             o->sampler.top_p = dsk_parse_double("--top-p", optarg, 0, 1);
             if (o->sampler.top_p <= 0)

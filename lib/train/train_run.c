@@ -102,6 +102,7 @@ static const opt_key opt_keys[] = {
     {"temperature", O_DOUBLE, F(sampler.temperature), 0, 100},
     {"top_k", O_INT, F(sampler.top_k), 0, 1 << 24},
     {"top_p", O_DOUBLE, F(sampler.top_p), 0, 1},
+    {"min_p", O_DOUBLE, F(sampler.min_p), 0, 1},
     {"max_bad_steps", O_INT, F(max_bad_steps), 1, 1000000},
     {"zero", O_INT, F(zero), 0, 3},
     {"dtype", O_DTYPE, F(dtype), 0, 0},

@@ -145,6 +145,12 @@ printf 'null\n' > "$T/bad.jsonl"
 expect_exit 65 "mc: a null line" dsk-eval mc "$T/s" "$T/bad.jsonl"
 expect_err_contains "bad.jsonl:1: null, not a JSON object" "the message says what the line is"
 expect_exit 64 "--top-p 0 keeps no token: refused" dsk-eval gen "$T/s" "$T/crlf.jsonl" --temperature 1 --top-p 0
+expect_exit 64 "--min-p above 1: refused" dsk-eval gen "$T/s" "$T/crlf.jsonl" --temperature 1 --min-p 1.5
+expect_exit 64 "--min-p does not apply to mc" dsk-eval mc "$T/s" "$T/crlf.jsonl" --min-p 0.1
+dsk-eval gen "$T/s" <(head -2 "$T/late.jsonl") --items "$T/greedy.jsonl" >/dev/null
+dsk-eval gen "$T/s" <(head -2 "$T/late.jsonl") --items "$T/minp.jsonl" --temperature 2 --seed 9 --min-p 1 >/dev/null
+check "gen --min-p 1: only the likeliest token is left, the greedy answers at any temperature" \
+    cmp -s "$T/greedy.jsonl" "$T/minp.jsonl"
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
 check "no items file is left by a failed run" test ! -e "$T/items2.jsonl"
 # ---- mc: log-likelihood scoring ------------------------------------------------------------------
