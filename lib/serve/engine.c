@@ -196,7 +196,7 @@ static void *run(void *arg)
                 dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
                 int32_t tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
                 e->drawn[i] = (dsk_engine_token){.id = tok};
-                if (s->r.logprobs && tok != s->r.stop[0] && tok != s->r.stop[1])   /* a pass over the vocabulary */
+                if (s->r.logprobs)   /* two passes over the vocabulary */
                     logprobs(logits, V, tok, s->r.top_logprobs, &e->drawn[i]);
             }
         }
@@ -228,9 +228,11 @@ static void *run(void *arg)
             }
             if (row < 0)
                 continue;
-            const dsk_engine_token *t = &e->drawn[i];
+            dsk_engine_token *t = &e->drawn[i];
             int32_t tok = t->id;
             if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
+                t->end = 1;
+                s->r.on_token(s->r.ctx, t);
                 s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
                 finish(s, DSK_ENGINE_STOP);
                 dsk_batch_decoder_reset(e->d, i);

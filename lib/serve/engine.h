@@ -21,6 +21,7 @@ enum { DSK_ENGINE_MAX_TOP = 20 };
 
 typedef struct dsk_engine_token {
     int32_t id;
+    int end;                            /* 1: a stop token, which ended the answer (no text, the last) */
     float logprob;                      /* log-softmax of the raw logits */
     int n_top;
     int32_t top_id[DSK_ENGINE_MAX_TOP];
@@ -44,10 +45,11 @@ typedef struct dsk_engine_request {
      * (and top_logprobs alternatives): what scoring a text needs. */
     int prompt_logprobs;
     void (*on_prompt_token)(void *ctx, int pos, const dsk_engine_token *t);
-    /* on_token for each generated token (returning nonzero ends the
-     * sequence as stopped: a stop string matched); then on_done exactly
-     * once.  Both run under the engine's lock: they must not call the
-     * engine. */
+    /* on_token for each generated token, a stop token that ended the
+     * answer too (with end set; its return is ignored); returning nonzero
+     * ends the sequence as stopped (a stop string matched); then on_done
+     * exactly once.  Both run under the engine's lock: they must not call
+     * the engine. */
     int (*on_token)(void *ctx, const dsk_engine_token *t);
     /* completion_tokens counts a stop token that ended the answer. */
     void (*on_done)(void *ctx, int finish, int prompt_tokens, int completion_tokens);

@@ -136,8 +136,11 @@ assert streamed == content, (streamed, content)
 tpl = "<|user|>say red<|end|><|assistant|>"   # special-token text in a completion prompt is the token
 st, body, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs": 2, "temperature": 0})
 c0 = json.loads(body)["choices"][0]; l = c0["logprobs"]
-assert st == 200 and "".join(l["tokens"]) == c0["text"] and len(l["tokens"]) == len(l["token_logprobs"]), body
-assert l["text_offset"] == [sum(len(x) for x in l["tokens"][:i]) for i in range(len(l["tokens"]))], l
+special = lambda t: t.startswith("<|") and t.endswith("|>")   # listed by name, adding no text (the end token too)
+text_of_tokens = [x for x in l["tokens"] if not special(x)]
+assert st == 200 and "".join(text_of_tokens) == c0["text"] and len(l["tokens"]) == len(l["token_logprobs"]), body
+assert len(l["tokens"]) == json.loads(body)["usage"]["completion_tokens"], body   # one entry a generated token
+assert l["text_offset"] == [sum(len(x) for x in l["tokens"][:i] if not special(x)) for i in range(len(l["tokens"]))], l
 assert all(len(tp) <= 2 and max(tp.values()) >= lp_ - 1e-6 for tp, lp_ in zip(l["top_logprobs"], l["token_logprobs"])), l
 assert len(l["tokens"]) >= 1, l
 st, sse, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs": 2, "temperature": 0,
@@ -151,7 +154,8 @@ for seed in range(12):
     c0 = json.loads(call("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 1.3,
                                              "seed": seed, "ignore_eos": True, "logprobs": 0})[1])["choices"][0]
     l, t = c0["logprobs"], c0["text"]
-    assert all(tok == t[o:o + len(tok)] for tok, o in zip(l["tokens"], l["text_offset"]) if "\ufffd" not in tok), c0
+    assert all(tok == t[o:o + len(tok)] for tok, o in zip(l["tokens"], l["text_offset"])
+               if "\ufffd" not in tok and not special(tok)), c0
     assert l["text_offset"] == sorted(l["text_offset"]) and all(o <= len(t) for o in l["text_offset"]), c0
     assert "\ufffd" in t or "".join(l["tokens"]) == t, c0
 # a completion ends with the turn, as a chat does, and special tokens are not text
@@ -412,7 +416,7 @@ kill -TERM "$pid"; wait "$pid"
 # Scoring and sampling controls: echo with the prompt's logprobs (what
 # lm-evaluation-harness sends) against dsk-eval mc, token-id and several
 # prompts, logit_bias, the penalties, min_p.
-start_server --max-batch 4
+start_server --max-batch 4 --max-queue 32
 url=http://127.0.0.1:$port
 printf '%s\n' '{"context": "say", "choices": [" cat", " dog blue"], "gold": 0}' \
     '{"context": "say red", "choices": [" green sun", " red"], "gold": 1}' > "$T/mc.jsonl"
@@ -469,15 +473,15 @@ assert got[0] is None and all(abs(a - b) < 1e-4 for a, b in zip(alone[1:], got[1
 st, ev, _ = call({"prompt": "say red", "max_tokens": 6, "temperature": 0, "logprobs": 2, "echo": True,
                   "ignore_eos": True, "stream": True}, stream=True)
 texts = [c["text"] for x in ev for c in x["choices"]]
-assert texts[0] == "say red" and "".join(texts) == e["text"], texts
+assert texts[0].startswith("say red") and "".join(texts) == e["text"], texts
 lps = [v for x in ev for c in x["choices"] if c["logprobs"] for v in c["logprobs"]["token_logprobs"]]
 assert lps[0] is None and len(lps) == len(got) and all(abs(a - b) < 1e-4 for a, b in zip(lps[1:], got[1:])), lps
 offs = [v for x in ev for c in x["choices"] if c["logprobs"] for v in c["logprobs"]["text_offset"]]
 assert offs == e["logprobs"]["text_offset"], (offs, e["logprobs"]["text_offset"])
 # 4. token ids: the text's own ids give the text's answer; several prompts, n each, numbered prompt * n + i
 text_of = {}
-for lo in range(0, 280, 64):   # every token's text, 64 prompts a request (the vocabulary is 280)
-    ids = list(range(lo, min(lo + 64, 280)))
+for lo in range(0, 280, 32):   # every token's text, 32 prompts a request (the vocabulary is 280)
+    ids = list(range(lo, min(lo + 32, 280)))
     st, r, _ = call({"prompt": [[i] for i in ids], "echo": True, "max_tokens": 0})
     assert st == 200 and [c["index"] for c in r["choices"]] == list(range(len(ids))), r
     assert r["usage"]["prompt_tokens"] == len(ids) and r["usage"]["completion_tokens"] == 0, r["usage"]
@@ -517,11 +521,38 @@ st, r3, _ = call({"prompt": "say red", "max_tokens": 8, "temperature": 1.5, "see
 st, g8, _ = call({"prompt": "say red", "max_tokens": 8, "temperature": 0, "ignore_eos": True})
 assert r3["choices"][0]["text"] == g8["choices"][0]["text"], (r3, g8)   # min_p 1: only the likeliest survives
 # 7. errors name their field
-for body, param in (({"prompt": [[1, 100000]]}, "prompt"), ({"prompt": [1, 2], "max_tokens": 0}, "max_tokens"),
+for body, param in (({"prompt": [[1]] * 33}, "prompt"), ({"prompt": "x", "logit_bias": {"07": 1}}, "logit_bias"),({"prompt": [[1, 100000]]}, "prompt"), ({"prompt": [1, 2], "max_tokens": 0}, "max_tokens"),
                     ({"prompt": "x", "logit_bias": {"100000": 1}}, "logit_bias"),
                     ({"prompt": [[1], [100000]]}, "prompt[1]"), ({"prompt": "x", "min_p": 2}, "min_p")):
     st, r, _ = call(body)
     assert st == 400 and r["error"]["param"] == param, (body, st, r)
+# 8. one logprobs entry a generated token, the end token too (lm-eval drops the last entry of
+#    "prompt + 1 token"); chat lists the text's tokens only
+end = next(i for i, t in text_of.items() if t == "<|endoftext|>")
+st, r, _ = call({"prompt": "say red", "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0,
+                 "logit_bias": {str(end): 100}})
+c = r["choices"][0]
+assert st == 200 and c["finish_reason"] == "stop" and c["text"] == "say red", r
+assert len(c["logprobs"]["tokens"]) == r["usage"]["prompt_tokens"] + 1 and c["logprobs"]["tokens"][-1] == "<|endoftext|>", c
+assert c["logprobs"]["text_offset"][-1] == len("say red") and r["usage"]["completion_tokens"] == 1, c
+st, r, _ = call({"messages": [{"role": "user", "content": "say cat"}], "max_tokens": 2, "logprobs": True,
+                 "temperature": 0, "logit_bias": {str(end): 100}}, path="/v1/chat/completions")
+assert r["choices"][0]["logprobs"]["content"] == [] and r["usage"]["completion_tokens"] == 1, r
+# 9. a character cut between the prompt and the answer: one character, offsets over the whole text, and
+#    a stream that holds the cut bytes back (ids 0..255 are the bytes)
+if text_of[ord("A")] == "A":
+    body = {"prompt": [[0xE6, 0x97]], "max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0,
+            "logit_bias": {str(0xA5): 100}}
+    st, r, _ = call(body)
+    c = r["choices"][0]
+    assert c["text"] == "\u65e5" and c["logprobs"]["text_offset"] == [0, 0, 0], c
+    st, ev, _ = call({**body, "stream": True}, stream=True)
+    assert "".join(ch["text"] for x in ev for ch in x["choices"]) == "\u65e5", ev
+# 10. each prompt's default max_tokens is what its own context leaves (ctx 64)
+st, r, _ = call({"prompt": [[5], [5] * 40], "logprobs": 0, "ignore_eos": True, "temperature": 0})
+assert [len(c["logprobs"]["tokens"]) for c in r["choices"]] == [63, 24], r
+st, r, _ = call({"prompt": [[5], [5] * 70], "max_tokens": 1})
+assert st == 400 and r["error"]["param"] == "prompt[1]", r
 # chat takes the sampling controls too
 st, r, h = call({"messages": [{"role": "user", "content": "say cat"}], "max_tokens": 3, "temperature": 0,
                  "logit_bias": {str(tok): 100}}, path="/v1/chat/completions")

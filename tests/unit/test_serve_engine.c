@@ -16,6 +16,7 @@ typedef struct result {
     int32_t tokens[64];
     float logprob[64], top_lp[64][3];
     int32_t top_id[64][3];
+    int end_at;                      /* 1 + the index of the token reported as the end, 0: none */
     int n, done, finish, prompt_tokens, completion_tokens, stop_after, token_us;
     float prompt_lp[64];             /* on_prompt_token: each prompt position's score */
     int32_t prompt_id[64], prompt_top[64];
@@ -45,6 +46,8 @@ static int on_token(void *ctx, const dsk_engine_token *t)
         for (int k = 0; k < t->n_top && k < 3; k++)
             r->top_id[r->n][k] = t->top_id[k], r->top_lp[r->n][k] = t->top_logprob[k];
     }
+    if (t->end)
+        r->end_at = r->n + 1;
     r->n++;
     int stop = r->stop_after && r->n >= r->stop_after;
     pthread_mutex_unlock(&r->mu);
@@ -182,16 +185,18 @@ TEST(stop_tokens_logprobs_cancel_queue)
         CHECK(a.logprob[t] <= 0 && a.top_lp[t][1] <= a.top_lp[t][0] && a.top_lp[t][2] <= a.top_lp[t][1]);
         CHECK(exp(a.top_lp[t][0]) + exp(a.top_lp[t][1]) + exp(a.top_lp[t][2]) <= 1 + 1e-5);
     }
-    /* The third token as a stop token: two tokens, finish "stop". */
+    /* The first token as a stop token: finish "stop" at once, the token
+     * reported as the end (with its log-probability), counted in usage. */
     result b;
     init_result(&b);
     q = request(p, 4, &b);
-    q.stop[1] = a.tokens[2];
-    if (a.tokens[0] != a.tokens[2] && a.tokens[1] != a.tokens[2]) {
-        CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
-        wait_done(&b);
-        CHECK(b.finish == DSK_ENGINE_STOP && b.n == 2 && b.completion_tokens == 3);
-    }
+    q.stop[1] = a.tokens[0];
+    q.logprobs = 1;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&b);
+    CHECK(b.finish == DSK_ENGINE_STOP && b.n == 1 && b.completion_tokens == 1 && b.end_at == 1);
+    CHECK(b.tokens[0] == a.tokens[0] && b.logprob[0] == a.logprob[0]);
+    CHECK(a.end_at == 0);   /* ended by length: no end token */
     /* The callback asks to stop after 3 tokens (a stop string). */
     result s3;
     init_result(&s3);

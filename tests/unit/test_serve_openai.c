@@ -258,6 +258,8 @@ TEST(wrong_types_name_the_param)
         {1, "\"logit_bias\":{\"1x\":1}", "logit_bias"},
         {1, "\"logit_bias\":{\"\":1}", "logit_bias"},
         {1, "\"logit_bias\":{\"2147483648\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"07\":1}", "logit_bias"},
+        {1, "\"logit_bias\":{\"00\":1}", "logit_bias"},
         {1, "\"logit_bias\":{\"1\":101}", "logit_bias.1"},
         {1, "\"logit_bias\":{\"1\":\"2\"}", "logit_bias.1"},
         {2, "\"echo\":\"yes\"", "echo"},
