@@ -37,6 +37,7 @@ struct dsk_engine {
     unsigned char *row_want;   /* [max_rows]: the rows whose logits are read */
     int *chunk_row, *chunk_n, *chunk_pos;   /* [slots]: this step's prompt rows of each sequence */
     dsk_engine_token *row_token;            /* [max_rows]: a prompt row's next prompt token, scored */
+    int *score_row;                         /* [max_rows]: this step's rows to score */
     dsk_token_counts *counts;  /* [slots]: the tokens each sequence has seen, for its penalties */
     int *order;                /* sampler scratch [slots][vocab] */
     float *scratch;            /* [slots][vocab] */
@@ -65,6 +66,7 @@ static void logprobs(const float *logits, int V, int32_t chosen, int n_top, dsk_
         sum += exp((double)logits[i] - mx);
     double lse = mx + log(sum);
     t->id = chosen;
+    t->end = 0;
     t->logprob = (float)(logits[chosen] - lse);
     int n = 0;
     if (n_top > V)
@@ -173,18 +175,27 @@ static void *run(void *arg)
          * depend on the thread count.  No lock: only this thread changes
          * the slots (others only set `cancelled`, read below). */
         if (!rc) {
+            /* Each scored prompt row rates the prompt token after it: row by
+             * row in parallel, so one long prompt does not hold a step on
+             * one thread. */
+            int scored = 0;
+            for (int i = 0; i < S; i++)
+                for (int k = 0; e->slot[i].state != SEQ_FREE && e->slot[i].r.prompt_logprobs && k < e->chunk_n[i]; k++)
+                    if (e->chunk_pos[i] + k + 1 < e->slot[i].r.n_prompt)
+                        e->score_row[scored++] = e->chunk_row[i] + k;
+#pragma omp parallel for schedule(dynamic)
+            for (int j = 0; j < scored; j++) {
+                int row = e->score_row[j], i = e->row_slot[row];
+                const seq *s = &e->slot[i];
+                int next = e->chunk_pos[i] + (row - e->chunk_row[i]) + 1;
+                logprobs(e->d->host_logits + (size_t)e->d->logit_row[row] * V, V, s->prompt[next], s->r.top_logprobs,
+                         &e->row_token[row]);
+            }
 #pragma omp parallel for schedule(dynamic)
             for (int i = 0; i < S; i++) {
                 seq *s = &e->slot[i];
                 if (s->state == SEQ_FREE)
                     continue;
-                if (s->r.prompt_logprobs)   /* each prompt row scores the prompt token after it */
-                    for (int k = 0; k < e->chunk_n[i]; k++) {
-                        int row = e->chunk_row[i] + k, next = e->chunk_pos[i] + k + 1;
-                        if (next < s->r.n_prompt)
-                            logprobs(e->d->host_logits + (size_t)e->d->logit_row[row] * V, V, s->prompt[next],
-                                     s->r.top_logprobs, &e->row_token[row]);
-                    }
                 int row = e->row_seq_last[i];
                 if (row < 0)
                     continue;
@@ -274,7 +285,7 @@ static void engine_free(dsk_engine *e)
     for (int i = 0; i < e->o.slots; i++)
         dsk_token_counts_free(&e->counts[i]);
     free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
-    free(e->row_want), free(e->row_token), free(e->chunk_row), free(e->counts);
+    free(e->row_want), free(e->row_token), free(e->score_row), free(e->chunk_row), free(e->counts);
     free(e->scratch), free(e->drawn), free(e);
 }
 
@@ -296,7 +307,8 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     e->row_tok = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_tok);
     e->row_seq_last = dsk_xmalloc((size_t)o->slots * sizeof *e->row_seq_last);
     e->row_want = dsk_xmalloc((size_t)o->max_rows);
-    e->row_token = dsk_xmalloc((size_t)o->max_rows * sizeof *e->row_token);
+    e->row_token = dsk_xcalloc((size_t)o->max_rows, sizeof *e->row_token);
+    e->score_row = dsk_xmalloc((size_t)o->max_rows * sizeof *e->score_row);
     e->chunk_row = dsk_xcalloc((size_t)o->slots * 3, sizeof *e->chunk_row);
     e->chunk_n = e->chunk_row + o->slots;
     e->chunk_pos = e->chunk_n + o->slots;
@@ -335,6 +347,8 @@ static int request_fits(const dsk_engine *e, const dsk_engine_request *r, dsk_er
         return dsk_fail(err, EX_DATAERR, "an empty prompt");
     if (r->max_tokens < 0)
         return dsk_fail(err, EX_DATAERR, "%d tokens to generate", r->max_tokens);
+    if (r->prompt_logprobs && !r->on_prompt_token)
+        return dsk_fail(err, EX_SOFTWARE, "prompt log-probabilities without on_prompt_token");
     if (r->n_prompt + r->max_tokens > e->o.max_len)
         return dsk_fail(err, EX_DATAERR, "%d prompt tokens + %d to generate exceed the context of %d", r->n_prompt,
                         r->max_tokens, e->o.max_len);

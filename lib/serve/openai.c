@@ -125,16 +125,19 @@ static int get_int(struct json_object *v, const char *param, int64_t lo, int64_t
     } else {
         return bad_type(e, param, "an integer", v);
     }
-    /* The value as the client wrote it: x saturates past int64. */
-    const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+    /* The value as the client wrote it: x saturates past int64.  (Printed
+     * on errors only: json-c keeps the text in the value until the tree is
+     * freed, and a prompt of token ids has many.) */
     if (x < lo)
         return dsk_openai_fail(e, 400, param, "integer_below_min_value",
                                "Invalid '%s': integer below minimum value. Expected a value >= %" PRId64
-                               ", but got %s instead.", param, lo, text);
+                               ", but got %s instead.", param, lo,
+                               json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     if (x > hi)
         return dsk_openai_fail(e, 400, param, "integer_above_max_value",
                                "Invalid '%s': integer above maximum value. Expected a value <= %" PRId64
-                               ", but got %s instead.", param, hi, text);
+                               ", but got %s instead.", param, hi,
+                               json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     *out = x;
     return 0;
 }

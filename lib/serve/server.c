@@ -512,15 +512,18 @@ static int encode_prompt(dsk_server *s, const dsk_openai_request *req, int k, pr
     return rc ? dsk_openai_fail(e, 400, param, "invalid_value", "%s", err.msg) : 0;
 }
 
-/* Echo: the prompt's text, token by token, as the answer's beginning. */
-static void prompt_echo(const dsk_tokenizer *tk, prompt_state *p)
+/* Echo: the prompt's text, token by token, as the answer's beginning
+ * (and with logprobs, its tokens, to be scored). */
+static void prompt_echo(const dsk_tokenizer *tk, prompt_state *p, int tokens)
 {
-    p->tokens = dsk_xcalloc((size_t)p->n_ids, sizeof *p->tokens);
+    if (tokens)
+        p->tokens = dsk_xcalloc((size_t)p->n_ids, sizeof *p->tokens);
     dsk_err err = {0};
     for (int i = 0; i < p->n_ids; i++) {
         uint32_t id = (uint32_t)p->ids[i];
         dsk_bpe_decode(tk, &id, 1, &p->echo, &err);
-        p->tokens[i] = (kept_token){{.id = p->ids[i], .n_top = -1}, p->echo.len};
+        if (tokens)
+            p->tokens[i] = (kept_token){{.id = p->ids[i], .n_top = -1}, p->echo.len};
     }
 }
 
@@ -547,6 +550,12 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     pthread_cond_init(&g->cv, NULL);
     g->t_start = now_s();
     int bad = dsk_openai_parse(body, len, kind, &s->lim, &g->req, &e);
+    /* More choices than the queue holds can never be taken: refused before
+     * any prompt is read (a body of token ids is cheap to send, dear to hold). */
+    if (!bad && (kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts) * g->req.n > s->o.max_queue)
+        bad = dsk_openai_fail(&e, 400, kind == DSK_OPENAI_COMPLETION && g->req.n_prompts > 1 ? "prompt" : "n",
+                              "invalid_value", "%d choices are more than the server queues (%d)",
+                              (kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts) * g->req.n, s->o.max_queue);
     if (!bad) {
         g->n_prompts = kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts;
         g->prompts = dsk_xcalloc((size_t)g->n_prompts, sizeof *g->prompts);
@@ -582,7 +591,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     for (int k = 0; k < g->n_prompts; k++) {
         g->prompt_tokens += g->prompts[k].n_ids;   /* once a prompt, whatever n is (OpenAI, vLLM) */
         if (echo)
-            prompt_echo(&s->l->tok, &g->prompts[k]);
+            prompt_echo(&s->l->tok, &g->prompts[k], g->req.want_logprobs);
     }
     dsk_penalties pen = {g->req.repetition_penalty, g->req.frequency_penalty, g->req.presence_penalty};
     /* The choices go into the queue together or not at all: a part

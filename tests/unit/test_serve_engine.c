@@ -407,6 +407,9 @@ TEST(prompt_logprobs_bias_and_penalties)
     CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
     wait_done(&z);
     CHECK(z.finish == DSK_ENGINE_LENGTH && z.n == 0 && z.prompt_n == 0);
+    q = request(p, 20, &b);
+    q.prompt_logprobs = 1;   /* no callback to give them to */
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == EX_SOFTWARE);
     dsk_logit_bias out_of_range = {V, 1};
     q = request(p, 20, &b);
     q.logit_bias = &out_of_range;
