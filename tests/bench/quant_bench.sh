@@ -20,10 +20,17 @@ mkdir -p "$q"
 STEPS=${QUANT_STEPS:-300}
 CTX=256
 venv=$out/llama-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp, numpy' 2>/dev/null; then
-    echo "bench: installing llama-cpp-python (builds llama.cpp: several minutes) into $venv" >&2
+# llama.cpp built for AVX2 (GGML_NATIVE=OFF), as dsk's int4 kernels are, not
+# for this CPU: a native build also takes AVX-512 and AMX where the CPU
+# lists them, and its q8_0 kernels died of SIGILL on a VM whose CPU lists
+# AMX (the hypervisor did not grant it).  A native build left by an older
+# bench is replaced.
+if [ ! -x "$venv/bin/python" ] || [ ! -e "$venv/.avx2-build" ] || ! "$venv/bin/python" -c 'import llama_cpp, numpy' 2>/dev/null; then
+    echo "bench: installing llama-cpp-python (builds llama.cpp for AVX2: several minutes) into $venv" >&2
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q llama-cpp-python numpy >&2
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/pip" install -q --no-cache-dir llama-cpp-python numpy >&2
+    touch "$venv/.avx2-build"
 fi
 demo=$root/build/demo
 make -s -C "$root/pipelines/demo" BIN="$BIN" OUT="$demo" "$demo/data/MANIFEST" >&2
@@ -54,8 +61,13 @@ done
 "$BIN/dsk-quant" -q --gguf "$q/q8_0.gguf" --gguf-type q8_0 "$q/ckpt"
 "$venv/bin/python" "$root/tests/bench/llama_quantize.py" "$q/f32.gguf" "$q/q4_k_m.gguf" 15
 for g in f32 q8_0 q4_k_m; do
+    # A peer that crashes is a row that says so, not the end of make bench.
     "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/$g.gguf" "$q/heldout.txt" --reference "$q/fp32.json" \
-        --threads "$(nproc)" > "$q/llama-$g.json"
+        --threads "$(nproc)" > "$q/llama-$g.json" || {
+        rc=$?
+        echo "bench: llama.cpp failed on $g.gguf (exit $rc)" >&2
+        echo "{\"error\": \"llama.cpp exited with status $rc\"}" > "$q/llama-$g.json"
+    }
 done
 # The mixture of experts: tiny-moe all-global (8 experts of 176, top 2, one shared, the first layer dense).
 if [ ! -e "$q/ckpt-moe/latest/model.safetensors" ]; then
@@ -68,7 +80,8 @@ fi
 nll "$q/ckpt-moe" "$q/moe-fp32.json"
 "$BIN/dsk-quant" -q --gguf "$q/moe-f32.gguf" --gguf-type f32 "$q/ckpt-moe"
 "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/moe-f32.gguf" "$q/heldout.txt" \
-    --reference "$q/moe-fp32.json" --threads "$(nproc)" > "$q/llama-moe_f32.json"
+    --reference "$q/moe-fp32.json" --threads "$(nproc)" > "$q/llama-moe_f32.json" ||
+    echo "{\"error\": \"llama.cpp exited with status $?\"}" > "$q/llama-moe_f32.json"
 "$BUILD/tests/tools/int4_bench" 4096 4096 > "$q/int4.txt" 2>&1 || true
 
 python3 - "$q" <<'PY'
@@ -78,7 +91,10 @@ def ppl(name):
     r = json.load(open(f"{q}/{name}.json")); return math.exp(sum(r["nll"]) / len(r["nll"]))
 base = ppl("fp32")
 llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m", "moe_f32")}
-toks = llama["f32"]["predicted"]
+failed = {g: r["error"] for g, r in llama.items() if "error" in r}   # a peer that crashed: said, not fatal
+get = lambda g, k: llama[g].get(k) if g not in failed else None
+fmt = lambda v, f: format(v, f) if v is not None else "failed"
+toks = get("f32", "predicted")
 print(f"dsk-quant vs llama.cpp: tiny (all-global, d_ff 768), {toks} held-out tokens in windows of 256")
 print(f"{'model':44s} {'perplexity':>11s} {'vs fp32':>9s}")
 rows = {}
@@ -87,23 +103,23 @@ for m in ("rtn", "gptq", "awq"):
     p = ppl(m); rows[m] = p
     secs = float(open(f"{q}/{m}.time").read())
     print(f"{'dsk int4 ' + m.upper() + ' g128':44s} {p:11.3f} {100 * (p / base - 1):+8.2f}%   ({secs:.0f} s to quantize)")
-lf = llama["f32"]["llamacpp_ppl"]
+lf = get("f32", "llamacpp_ppl")
 for g, label in (("f32", "llama.cpp on dsk's f32 GGUF"), ("q8_0", "llama.cpp on dsk's q8_0 GGUF"),
                  ("q4_k_m", "llama.cpp Q4_K_M (its quantizer, from f32)")):
-    p = llama[g]["llamacpp_ppl"]
-    print(f"{label:44s} {p:11.3f} {100 * (p / lf - 1):+8.2f}%")
-best = min(rows, key=rows.get)
-print(f"GGUF fidelity: llama.cpp/dsk perplexity f32 {llama['f32']['ppl_rel_diff']:+.2e}, "
-      f"q8_0 {llama['q8_0']['ppl_rel_diff']:+.2e}, MoE (deepseek) f32 {llama['moe_f32']['ppl_rel_diff']:+.2e} "
-      f"(target within 1%); MoE top-1 agreement {100 * llama['moe_f32']['top1_agreement']:.2f}%")
+    p = get(g, "llamacpp_ppl")
+    print(f"{label:44s} {fmt(p, '11.3f')} {fmt(100 * (p / lf - 1) if p and lf else None, '+8.2f')}%"
+          + (f"   ({failed[g]})" if g in failed else ""))
+print(f"GGUF fidelity: llama.cpp/dsk perplexity f32 {fmt(get('f32', 'ppl_rel_diff'), '+.2e')}, "
+      f"q8_0 {fmt(get('q8_0', 'ppl_rel_diff'), '+.2e')}, MoE (deepseek) f32 {fmt(get('moe_f32', 'ppl_rel_diff'), '+.2e')} "
+      f"(target within 1%); MoE top-1 agreement {fmt(100 * get('moe_f32', 'top1_agreement') if get('moe_f32', 'top1_agreement') is not None else None, '.2f')}%")
 inc = {m: rows[m] / base - 1 for m in rows}
-k = llama["q4_k_m"]["llamacpp_ppl"] / lf - 1
+k = get("q4_k_m", "llamacpp_ppl") / lf - 1 if get("q4_k_m", "llamacpp_ppl") and lf else None
 print(f"perplexity increase: GPTQ {100 * inc['gptq']:+.2f}%, AWQ {100 * inc['awq']:+.2f}%, RTN {100 * inc['rtn']:+.2f}%, "
-      f"llama.cpp Q4_K_M {100 * k:+.2f}%")
+      f"llama.cpp Q4_K_M {fmt(100 * k if k is not None else None, '+.2f')}%")
 text = open(f"{q}/int4.txt").read()
 m = re.findall(r"speedup int4 vs fp32 sgemv: cold ([0-9.]+)x", text)
 print("int4 batch-1 matvec vs fp32 sgemv (4096x4096): " + (m[0] + "x" if m else "see " + q + "/int4.txt"))
-json.dump({"fp32_ppl": base, "dsk": rows, "llamacpp": {g: llama[g]["llamacpp_ppl"] for g in llama},
-           "gguf_rel_diff": {g: llama[g].get("ppl_rel_diff") for g in llama}, "increase": inc,
+json.dump({"fp32_ppl": base, "dsk": rows, "llamacpp": {g: get(g, "llamacpp_ppl") for g in llama},
+           "llamacpp_failed": failed, "gguf_rel_diff": {g: get(g, "ppl_rel_diff") for g in llama}, "increase": inc,
            "llamacpp_q4_k_m_increase": k, "int4_bench": text}, open(f"{q}/../quant-results.json", "w"))
 PY

@@ -114,11 +114,14 @@ if q:
     ref = q["llamacpp_q4_k_m_increase"]
     for m in ("rtn", "gptq", "awq"):
         target = "" if m == "rtn" else "<= RTN, <= Q4_K_M"
-        met = None if m == "rtn" else inc[m] <= inc["rtn"] and inc[m] <= ref
+        met = None if m == "rtn" or ref is None else inc[m] <= inc["rtn"] and inc[m] <= ref
         row(f"quant: perplexity change, {m.upper()} int4 g128", f"{100 * inc[m]:+.3f}%", "llama.cpp Q4_K_M",
-            f"{100 * ref:+.3f}%", None, target, met)
+            f"{100 * ref:+.3f}%" if ref is not None else "failed", None, target, met)
     for k, label in (("f32", "f32"), ("q8_0", "q8_0"), ("moe_f32", "MoE f32")):
         d = q["gguf_rel_diff"][k]
+        if d is None:   # llama.cpp crashed on it (quant-results.json says how)
+            missing(f"quant: GGUF {label} export, llama.cpp perplexity vs dsk", "llama.cpp failed")
+            continue
         row(f"quant: GGUF {label} export, llama.cpp perplexity vs dsk", f"{100 * d:+.4f}%", "", "", None,
             "within 1%", abs(d) <= 0.01)
     line = [l for l in q.get("int4_bench", "").splitlines() if l.startswith("speedup")]
