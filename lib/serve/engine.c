@@ -179,10 +179,14 @@ static void *run(void *arg)
              * row in parallel, so one long prompt does not hold a step on
              * one thread. */
             int scored = 0;
-            for (int i = 0; i < S; i++)
-                for (int k = 0; e->slot[i].state != SEQ_FREE && e->slot[i].r.prompt_logprobs && k < e->chunk_n[i]; k++)
-                    if (e->chunk_pos[i] + k + 1 < e->slot[i].r.n_prompt)
+            for (int i = 0; i < S; i++) {
+                const seq *s = &e->slot[i];
+                if (s->state == SEQ_FREE || !s->r.prompt_logprobs)
+                    continue;
+                for (int k = 0; k < e->chunk_n[i]; k++)
+                    if (e->chunk_pos[i] + k + 1 < s->r.n_prompt)
                         e->score_row[scored++] = e->chunk_row[i] + k;
+            }
 #pragma omp parallel for schedule(dynamic)
             for (int j = 0; j < scored; j++) {
                 int row = e->score_row[j], i = e->row_slot[row];

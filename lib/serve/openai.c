@@ -348,7 +348,8 @@ static int parse_logit_bias(struct json_object *v, dsk_openai_request *req, dsk_
         errno = 0;
         long long id = strtoll(key, &end, 10);
         /* decimal as a number prints: "07" would be a second key for token 7 */
-        if (!key[0] || *end || !(key[0] >= '1' && key[0] <= '9') != !strcmp(key, "0") || errno || id > INT32_MAX)
+        int canonical = strcmp(key, "0") == 0 || (key[0] >= '1' && key[0] <= '9');
+        if (!canonical || *end || errno || id > INT32_MAX)
             return dsk_openai_fail(e, 400, "logit_bias", "invalid_value",
                                    "Invalid 'logit_bias': the key '%.40s' is not a token id.", key);
         char where[64];

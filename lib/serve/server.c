@@ -160,7 +160,7 @@ typedef struct logprob_view {
 } logprob_view;
 
 static void logprob_view_build(const dsk_tokenizer *tk, const kept_token *kept, const char *text, size_t text_len,
-                               int from, int to, size_t base, logprob_view *v, size_t *pos, size_t *count)
+                               int from, int to, logprob_view *v, size_t *pos, size_t *count)
 {
     memset(v, 0, sizeof *v);
     v->n = to > from ? to - from : 0;
@@ -211,7 +211,7 @@ static void logprob_view_build(const dsk_tokenizer *tk, const kept_token *kept, 
     }
     dsk_utf8_char_offsets(text ? text : "", text_len, starts, (size_t)v->n, chars, pos, count);
     for (int i = 0; i < v->n; i++)
-        v->tok[i].text_offset = base + chars[i];
+        v->tok[i].text_offset = chars[i];
     free(starts);
 }
 
@@ -257,7 +257,7 @@ static void emit_delta(gen_req *g, choice_state *c, int final)
         return;
     logprob_view v = {0};
     if (g->req.want_logprobs)
-        logprob_view_build(&g->srv->l->tok, c->kept, c->text.data, c->text.len, c->lp_sent, lp_to, 0, &v, &c->lp_pos,
+        logprob_view_build(&g->srv->l->tok, c->kept, c->text.data, c->text.len, c->lp_sent, lp_to, &v, &c->lp_pos,
                            &c->lp_count);
     dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", c->safe - c->sent,
                             final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n};
@@ -550,14 +550,15 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     pthread_cond_init(&g->cv, NULL);
     g->t_start = now_s();
     int bad = dsk_openai_parse(body, len, kind, &s->lim, &g->req, &e);
+    int n_prompts = bad ? 0 : kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts;
     /* More choices than the queue holds can never be taken: refused before
      * any prompt is read (a body of token ids is cheap to send, dear to hold). */
-    if (!bad && (kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts) * g->req.n > s->o.max_queue)
-        bad = dsk_openai_fail(&e, 400, kind == DSK_OPENAI_COMPLETION && g->req.n_prompts > 1 ? "prompt" : "n",
-                              "invalid_value", "%d choices are more than the server queues (%d)",
-                              (kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts) * g->req.n, s->o.max_queue);
+    if (!bad && n_prompts * g->req.n > s->o.max_queue)
+        bad = dsk_openai_fail(&e, 400, n_prompts > 1 ? "prompt" : "n", "invalid_value",
+                              "%d choices are more than the server queues (%d)", n_prompts * g->req.n,
+                              s->o.max_queue);
     if (!bad) {
-        g->n_prompts = kind == DSK_OPENAI_CHAT ? 1 : g->req.n_prompts;
+        g->n_prompts = n_prompts;
         g->prompts = dsk_xcalloc((size_t)g->n_prompts, sizeof *g->prompts);
     }
     for (int i = 0; !bad && i < g->req.n_logit_bias; i++)
@@ -647,8 +648,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         pthread_mutex_lock(&g->mu);
         g->refs -= g->n;   /* no sequence will call on_done */
         pthread_mutex_unlock(&g->mu);
-        dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400,
-                        g->n > s->o.max_queue ? (g->n_prompts > 1 ? "prompt" : "n") : NULL,
+        dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, NULL,   /* over the queue's size: refused above */
                         err.code == EX_TEMPFAIL ? "rate_limit_exceeded" : "invalid_value", "%s", err.msg);
         if (err.code == EX_TEMPFAIL)
             snprintf(e.type, sizeof e.type, "rate_limit_error");
@@ -702,7 +702,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         choice_state *c = &g->ch[i];
         size_t pos = 0, count = 0;
         if (g->req.want_logprobs)
-            logprob_view_build(&s->l->tok, c->kept, c->text.data, c->text.len, 0, kept_final(c), 0, &lv[i], &pos,
+            logprob_view_build(&s->l->tok, c->kept, c->text.data, c->text.len, 0, kept_final(c), &lv[i], &pos,
                                &count);
         oc[i] = (dsk_openai_choice){c->index, c->text.data ? c->text.data : "", c->text.len, finish_reason(c),
                                     g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n};
