@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/cli.h"
+#include "ops/blas_kernels.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/outfile.h"
@@ -460,6 +461,7 @@ static void log_mlflow(const eval_cli *c, struct json_object *o)
 
 int main(int argc, char **argv)
 {
+    dsk_blas_choose_kernels(argv);   /* may start this program again, before anything else */
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     eval_cli c = {0};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/cli.h"
+#include "ops/blas_kernels.h"
 #include "core/fileio.h"
 #include "core/outfile.h"
 #include "core/tempdir.h"
@@ -125,6 +126,7 @@ static void ppl(dsk_loaded *l, const char *data, int split, long rows, dsk_ppl_r
 
 int main(int argc, char **argv)
 {
+    dsk_blas_choose_kernels(argv);   /* may start this program again, before anything else */
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     dsk_quant_opts o = {0};

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/cli.h"
+#include "ops/blas_kernels.h"
 #include "eval/eval.h"
 #include "serve/server.h"
 
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
 
 int main(int argc, char **argv)
 {
+    dsk_blas_choose_kernels(argv);   /* may start this program again, before anything else */
     dsk_set_progname(argv[0]);
     dsk_server_opts o = {0};
     o.port = 8080;

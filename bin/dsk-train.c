@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/cli.h"
+#include "ops/blas_kernels.h"
 #include "core/outfile.h"
 #include "dist/comm.h"
 #include "dist/memory.h"
@@ -292,6 +293,7 @@ static void name_rank(int rank)
 
 int main(int argc, char **argv)
 {
+    dsk_blas_choose_kernels(argv);   /* may start this program again, before anything else */
     dsk_set_progname(argv[0]);
     dsk_signals_init();
     /* Launched ranks say which they are from the start; a usage error,

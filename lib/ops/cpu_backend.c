@@ -11,6 +11,7 @@
 #include "ops/backend.h"
 #include "ops/cpu_kernels.h"
 #include "ops/half.h"
+#include "ops/gemv_rows.h"
 #include "quant/int4.h"
 
 static void *cpu_alloc(dsk_backend *be, size_t bytes)
@@ -97,6 +98,11 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
                 C[i] = cb->tmp[i] + beta * C[i];
             return;
         }
+    }
+    if (!ta && tb && M >= 1 && M <= DSK_GEMV_MAX_ROWS && K > 0 && alpha == 1 && (beta == 0 || beta == 1) &&
+        be->gemm_dtype == DSK_DTYPE_FP32 && dsk_gemv_rows_available()) {
+        dsk_gemv_rows_f32(A, M, B, N, K, C, beta == 1);   /* a decoding step's rows */
+        return;
     }
     if (be->gemm_dtype != DSK_DTYPE_FP32 && M > 0 && N > 0 && K > 0) {
         /* The reference for tensor-core products: each operand rounded

@@ -19,6 +19,14 @@
 
 typedef REAL real;
 
+/* A parallel region costs a fork and a join (waking threads that sleep
+ * between regions): several microseconds, more than a loop over a few
+ * thousand elements.  Loops over less work than this many element
+ * operations run on the calling thread.  The split never changes a
+ * result: every loop below gives each element one owner. */
+#define PAR_MIN_WORK 32768.0
+#define PAR_IF(work) if ((double)(work) >= PAR_MIN_WORK)
+
 #ifndef KERNEL_EXP
 #define KERNEL_EXP(x) exp(x)
 #endif
@@ -47,14 +55,14 @@ void KS(gemm)(int trans_a, int trans_b, int M, int N, int K, real alpha, const r
 
 void KS(add)(real *y, const real *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF(n)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
 
 void KS(scale)(real *x, size_t n, real s)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF(n)
     for (size_t i = 0; i < n; i++)
         x[i] *= s;
 }
@@ -83,7 +91,7 @@ double KS(sumsq)(const real *x, size_t n)
 
 void KS(embedding_fwd)(real *out, const real *table, const int32_t *tokens, int n, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * C)
     for (int i = 0; i < n; i++)
         memcpy(out + (size_t)i * C, table + (size_t)tokens[i] * C, (size_t)C * sizeof(real));
 }
@@ -94,7 +102,7 @@ void KS(embedding_bwd)(real *dtable, const real *dout, const int32_t *tokens, in
      * that repeat add up in order. */
     enum { COLS = 32 };
     int nblocks = (C + COLS - 1) / COLS;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * C)
     for (int b = 0; b < nblocks; b++) {
         int c0 = b * COLS, c1 = c0 + COLS < C ? c0 + COLS : C;
         for (int i = 0; i < n; i++) {
@@ -108,7 +116,7 @@ void KS(embedding_bwd)(real *dtable, const real *dout, const int32_t *tokens, in
 
 void KS(rmsnorm_fwd)(real *out, real *rstd, const real *x, const real *w, int n, int C, real eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * C * 3)
     for (int i = 0; i < n; i++) {
         const real *xi = x + (size_t)i * C;
         real *oi = out + (size_t)i * C;
@@ -127,7 +135,7 @@ void KS(rmsnorm_bwd)(real *dx, real *dw, const real *dout, const real *x, const 
 {
     /* y = x r w, r = (mean(x^2) + eps)^-1/2:
      * dx = r (dy w) - x r^3 mean(dy w x). */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * C * 3)
     for (int i = 0; i < n; i++) {
         const real *xi = x + (size_t)i * C, *di = dout + (size_t)i * C;
         real *dxi = dx + (size_t)i * C;
@@ -138,7 +146,7 @@ void KS(rmsnorm_bwd)(real *dx, real *dw, const real *dout, const real *x, const 
         for (int c = 0; c < C; c++)
             dxi[c] += r * di[c] * w[c] - k * xi[c];
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * C * 3)
     for (int c = 0; c < C; c++) {
         real s = 0;
         for (int i = 0; i < n; i++)
@@ -164,7 +172,7 @@ void KS(rope)(real *x, const int32_t *pos, const real *cos_sin, int n, int heads
 {
     /* rotate-half: the pair is (x[i], x[i + hd/2]), not adjacent elements. */
     int half = hd / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * heads * hd * 2)
     for (int t = 0; t < n; t++) {
         const real *cs = cos_sin + (size_t)pos[t] * half * 2;
         for (int h = 0; h < heads; h++) {
@@ -423,9 +431,12 @@ void KS(attention_decode)(real *out, const real *q, const real *k_cache, const r
     real scale = 1 / sqrt((real)hd);
     int use_g = s->kind != DSK_ATTN_LOCAL, use_l = s->kind != DSK_ATTN_GLOBAL;
     real a = s->kind == DSK_ATTN_GLOBAL ? 1 : s->kind == DSK_ATTN_LOCAL ? 0 : alpha[0];
-    for (int r = 0; r < n; r++)
+    double work = 0;   /* multiply-adds: a dot product and a weighted sum per key and head */
+    for (int r = 0; r < n; r++) {
         max_keys = pos[r] + 1 > max_keys ? pos[r] + 1 : max_keys;
-#pragma omp parallel
+        work += 2.0 * (pos[r] + 1) * H * hd * (use_g + use_l);
+    }
+#pragma omp parallel PAR_IF(work)
     {
         real *p = malloc((size_t)max_keys * sizeof *p);
 #pragma omp for collapse(2) schedule(static)
@@ -458,14 +469,14 @@ void KS(attention_decode)(real *out, const real *q, const real *k_cache, const r
 
 void KS(swiglu_fwd)(real *out, const real *g, const real *u, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF(n * 8)
     for (size_t i = 0; i < n; i++)
         out[i] = g[i] / (1 + KERNEL_EXP(-g[i])) * u[i];
 }
 
 void KS(swiglu_bwd)(real *dg, real *du, const real *dout, const real *g, const real *u, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF(n * 8)
     for (size_t i = 0; i < n; i++) {
         real sig = 1 / (1 + KERNEL_EXP(-g[i]));
         real silu = g[i] * sig;
@@ -513,7 +524,7 @@ void KS(softmax_xent)(real *loss, real *logits, const int32_t *targets, const re
 void KS(moe_route)(real *probs, int32_t *sel, real *gate, const real *logits, const real *bias, int n, int E, int k,
                    int router)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * E * 8)
     for (int t = 0; t < n; t++) {
         const real *z = logits + (size_t)t * E;
         real *p = probs + (size_t)t * E;
@@ -557,14 +568,14 @@ void KS(moe_route)(real *probs, int32_t *sel, real *gate, const real *logits, co
 
 void KS(moe_gather)(real *xp, const real *x, const int32_t *row_token, int rows, int d)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)rows * d)
     for (int r = 0; r < rows; r++)
         memcpy(xp + (size_t)r * d, x + (size_t)row_token[r] * d, (size_t)d * sizeof *xp);
 }
 
 void KS(moe_combine)(real *out, const real *yp, const int32_t *slot_row, const real *gate, int n, int k, int d)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * k * d)
     for (int t = 0; t < n; t++)
         for (int s = 0; s < k; s++) {
             int32_t row = slot_row[(size_t)t * k + s];
@@ -603,7 +614,7 @@ void KS(moe_combine_bwd)(real *dyp, real *dgate, const real *dout, const real *y
 void KS(moe_scatter_add)(real *dx, const real *dxp, const int32_t *slot_row, int n, int k, int d)
 {
     /* A gather per token: each dx row has one writer, slots add in order. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) PAR_IF((size_t)n * k * d)
     for (int t = 0; t < n; t++)
         for (int s = 0; s < k; s++) {
             int32_t row = slot_row[(size_t)t * k + s];

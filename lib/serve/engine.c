@@ -187,7 +187,7 @@ static void *run(void *arg)
                     if (e->chunk_pos[i] + k + 1 < s->r.n_prompt)
                         e->score_row[scored++] = e->chunk_row[i] + k;
             }
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (scored > 1)
             for (int j = 0; j < scored; j++) {
                 int row = e->score_row[j], i = e->row_slot[row];
                 const seq *s = &e->slot[i];
@@ -195,7 +195,12 @@ static void *run(void *arg)
                 logprobs(e->d->host_logits + (size_t)e->d->logit_row[row] * V, V, s->prompt[next], s->r.top_logprobs,
                          &e->row_token[row]);
             }
-#pragma omp parallel for schedule(dynamic)
+            /* One draw (a lone stream) stays on this thread: waking the
+             * others would cost more than it saves. */
+            int draws = 0;
+            for (int i = 0; i < S; i++)
+                draws += e->slot[i].state != SEQ_FREE && e->row_seq_last[i] >= 0;
+#pragma omp parallel for schedule(dynamic) if (draws > 1)
             for (int i = 0; i < S; i++) {
                 seq *s = &e->slot[i];
                 if (s->state == SEQ_FREE)

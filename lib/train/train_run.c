@@ -24,6 +24,7 @@
 #include "dist/comm.h"
 #include "dist/memory.h"
 #include "dist/zero.h"
+#include "ops/blas_kernels.h"
 #include "ops/half.h"
 #include "text/utf8.h"
 #include "train/batch.h"
@@ -1427,11 +1428,13 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     }
     if (!rc && r.rank == 0)
         rc = open_log(&r);
+    int cpu = r.be && !strcmp(r.be->name, "cpu");
     if (!rc && !r.quiet)
-        fprintf(stderr, "%s: %s model, %zu parameters, %s backend with %d threads; %ld steps of %d x %d tokens; "
+        fprintf(stderr, "%s: %s model, %zu parameters, %s backend%s%s%s with %d threads; %ld steps of %d x %d tokens; "
                 "products in %s%s\n", dsk_progname(),
                 o->resume ? "resuming a" : o->stage == DSK_STAGE_PRETRAIN ? "a new" : "continuing a",
-                r.model->n_params, r.be->name, r.be->threads, r.total_steps, r.B * r.world * o->grad_accum, r.T,
+                r.model->n_params, r.be->name, cpu ? " (OpenBLAS " : "", cpu ? dsk_blas_kernels() : "",
+                cpu ? " kernels)" : "", r.be->threads, r.total_steps, r.B * r.world * o->grad_accum, r.T,
                 dsk_dtype_name(o->dtype), o->recompute ? "; recomputing activations" : "");
     if (!rc && !r.quiet && (r.world > 1 || o->zero > 0))
         print_memory(&r);

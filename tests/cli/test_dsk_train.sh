@@ -27,6 +27,16 @@ common=(--data "$T/ds" --config nano -b 4 --lr 3e-3 --warmup 5 --eval-every 20 -
 expect_exit 0 "train nano 40 steps" dsk-train "${common[@]}" --steps 40 --save-every 20 --keep 0 \
     --log "$T/a.jsonl" --sample-every 40 --sample-tokens 8 --out "$T/a"
 expect_err_contains "sample at step 40" "a sample is printed"
+# OpenBLAS falls back to its SSE3 "Prescott" kernels on a CPU it does not
+# know (Debian 12's on Emerald Rapids): dsk-train starts itself again with
+# OPENBLAS_CORETYPE set, and says which kernels run.
+expect_err_contains "cpu backend (OpenBLAS " "the start line names OpenBLAS's kernels"
+if grep -qw avx2 /proc/cpuinfo; then
+    check "a CPU with AVX2 never runs the Prescott kernels" bash -c "! grep -q 'OpenBLAS Prescott kernels' '$T/err'"
+fi
+expect_exit 0 "OPENBLAS_CORETYPE set: the user's choice stands" env OPENBLAS_CORETYPE=Haswell \
+    dsk-train "${common[@]}" --steps 1 --out "$T/coretype"
+expect_err_contains "(OpenBLAS Haswell kernels)" "the kernels the user chose run"
 check "step directories, latest and every checkpoint file" bash -c \
     "cd '$T/a' && test -d step-00000020 -a -d step-00000040 && test \"\$(readlink latest)\" = step-00000040 &&
      for f in config.json model.safetensors optimizer.safetensors state.json tokenizer.json; do test -s latest/\$f || exit 1; done"

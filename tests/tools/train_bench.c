@@ -21,6 +21,7 @@
 #include "core/rng.h"
 #include "dist/memory.h"
 #include "model/model.h"
+#include "ops/blas_kernels.h"
 #include "train/optim.h"
 
 #include "../../cuda/cuda_backend.h"
@@ -48,6 +49,7 @@ static double sgemm_peak(void)
 
 int main(int argc, char **argv)
 {
+    dsk_blas_choose_kernels(argv);   /* the kernels the tools run */
     if (argc < 6 || argc > 9) {
         fprintf(stderr, "usage: train_bench CONFIG_JSON B T STEPS THREADS [BACKEND [DTYPE [RECOMPUTE]]]\n");
         return 64;
@@ -133,8 +135,8 @@ int main(int argc, char **argv)
     int cpu = !strcmp(be->name, "cpu");
     printf("{\"impl\":\"dsk\",\"backend\":\"%s\",\"dtype\":\"%s\",\"recompute\":%d,\"threads\":%d,"
            "\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"gflops\":%.2f,\"activation_bytes\":%zu,"
-           "\"sgemm_gflops\":%.2f,\"loss\":%.4f}\n", be->name, dtype, recompute, be->threads, tok_s, dt * 1e3,
-           gflops, dsk_mem_activations(&cfg, B, T, recompute, be->logits_budget), cpu ? sgemm_peak() : 0.0, m->loss_sum / m->n_targets);
+           "\"sgemm_gflops\":%.2f,\"blas_kernels\":\"%s\",\"loss\":%.4f}\n", be->name, dtype, recompute, be->threads, tok_s, dt * 1e3,
+           gflops, dsk_mem_activations(&cfg, B, T, recompute, be->logits_budget), cpu ? sgemm_peak() : 0.0, dsk_blas_kernels(), m->loss_sum / m->n_targets);
     dsk_optimizer_free(opt);
     dsk_model_free(m);
     be->destroy(be);

@@ -1,7 +1,10 @@
 /* The CPU kernels: every backward against central finite differences of
  * its forward, in double precision (the double build of the same kernel
  * source), and the float build against the double one. */
+#include <omp.h>
+
 #include "ops/cpu_kernels.h"
+#include "ops/gemv_rows.h"
 #include "core/rng.h"
 #include "ops/backend.h"
 #include "test.h"
@@ -391,6 +394,80 @@ TEST(gemm_add_is_copy_and_accumulate)
     be->destroy(be);
 }
 
+/* The decoding kernel (a few rows times a weight stored [N,K]), vector
+ * and plain, against double sums: every row count it takes, shapes with
+ * tails past its blocks of 4 rows and 8 columns, writing and adding, and
+ * one big enough for threads, whose split must not change a bit. */
+TEST(gemv_rows_matches_double)
+{
+    static const int shapes[][2] = {{1, 1}, {3, 7}, {4, 8}, {13, 33}, {64, 256}, {1027, 300}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int M = 1; M <= DSK_GEMV_MAX_ROWS; M++)
+            for (int acc = 0; acc < 2; acc++) {
+                int N = shapes[si][0], K = shapes[si][1];
+                size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+                float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *y0 = malloc(ny * sizeof *y0);
+                float *y = malloc(ny * sizeof *y), *yp = malloc(ny * sizeof *yp), *y1 = malloc(ny * sizeof *y1);
+                for (size_t i = 0; i < nx; i++)
+                    x[i] = (float)dsk_rng_normal(&rng);
+                for (size_t i = 0; i < nw; i++)
+                    w[i] = (float)dsk_rng_normal(&rng);
+                for (size_t i = 0; i < ny; i++)
+                    y0[i] = (float)dsk_rng_normal(&rng);
+                memcpy(y, y0, ny * sizeof *y), memcpy(yp, y0, ny * sizeof *y), memcpy(y1, y0, ny * sizeof *y);
+                dsk_gemv_rows_f32(x, M, w, N, K, y, acc);
+                dsk_gemv_rows_f32_portable(x, M, w, N, K, yp, acc);
+                omp_set_num_threads(1);
+                dsk_gemv_rows_f32(x, M, w, N, K, y1, acc);
+                omp_set_num_threads(2);
+                double worst = 0;
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        double s = acc ? y0[(size_t)m * N + n] : 0, mag = fabs(s);
+                        for (int k = 0; k < K; k++) {
+                            double t = (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+                            s += t, mag += fabs(t);
+                        }
+                        size_t i = (size_t)m * N + n;
+                        worst = fmax(worst, fmax(fabs(y[i] - s), fabs(yp[i] - s)) / (mag + 1e-30));
+                    }
+                CHECK(worst < 1e-6);
+                CHECK(memcmp(y, y1, ny * sizeof *y) == 0);   /* 1 thread or 2: the same bits */
+                free(x), free(w), free(y0), free(y), free(yp), free(y1);
+            }
+}
+
+/* The backend sends one to DSK_GEMV_MAX_ROWS rows against a [N,K]
+ * weight to that kernel, and everything else (alpha, beta not 0 or 1,
+ * a transposed A or an untransposed B) to BLAS: all equal gemm. */
+TEST(backend_small_products_equal_gemm)
+{
+    dsk_backend *be = dsk_backend_cpu(2);
+    enum { N = 37, K = 45 };
+    static const struct { int M, ta, tb; float alpha, beta; } cases[] = {
+        {1, 0, 1, 1, 0}, {5, 0, 1, 1, 1}, {8, 0, 1, 1, 0}, {9, 0, 1, 1, 1},
+        {3, 0, 1, 2, 0}, {3, 0, 1, 1, 0.5f}, {3, 1, 1, 1, 0}, {3, 0, 0, 1, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int M = cases[ci].M, ta = cases[ci].ta, tb = cases[ci].tb;
+        float *a = malloc((size_t)M * K * sizeof *a), *b = malloc((size_t)N * K * sizeof *b);
+        float *c = malloc((size_t)M * N * sizeof *c), *want = malloc((size_t)M * N * sizeof *want);
+        for (int i = 0; i < M * K; i++)
+            a[i] = (float)dsk_rng_normal(&rng);
+        for (int i = 0; i < N * K; i++)
+            b[i] = (float)dsk_rng_normal(&rng);
+        for (int i = 0; i < M * N; i++)
+            c[i] = want[i] = (float)dsk_rng_normal(&rng);
+        be->gemm(be, ta, tb, M, N, K, cases[ci].alpha, a, b, cases[ci].beta, c);
+        dsk_cpu_gemm_f32(ta, tb, M, N, K, cases[ci].alpha, a, b, cases[ci].beta, want);
+        double worst = 0;
+        for (int i = 0; i < M * N; i++)
+            worst = fmax(worst, fabs(c[i] - want[i]) / (1 + fabs(want[i])));
+        CHECK(worst < 1e-5);
+        free(a), free(b), free(c), free(want);
+    }
+    be->destroy(be);
+}
+
 TEST(gemm_grouped_small_groups) { check_grouped(0); }
 TEST(gemm_grouped_big_groups) { check_grouped(1); }
 
@@ -558,7 +635,7 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(gemm_add_is_copy_and_accumulate), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }

@@ -1,0 +1,108 @@
+#include <stddef.h>
+
+#include "ops/gemv_rows.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+int dsk_gemv_rows_available(void)
+{
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* Threads pay for their wake-up past this many multiply-adds. */
+#define PAR_MIN_WORK 262144.0
+
+void dsk_gemv_rows_f32_portable(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+{
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+    for (int n = 0; n < N; n++) {
+        const float *w = W + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const float *x = X + (size_t)m * K;
+            float s = 0;
+            for (int k = 0; k < K; k++)
+                s += x[k] * w[k];
+            float *y = Y + (size_t)m * N + n;
+            *y = accumulate ? *y + s : s;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* The four lanes of a horizontal sum of a, b, c, d. */
+AVX2 static __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Rows n..n+3 of W against rows m and m+1 of X (m+1 only when two):
+ * each weight vector loaded once for both.  K's tail past a multiple of
+ * 8 is summed in scalars. */
+AVX2 static void block4(const float *X, int m, int two, const float *W, int n, int N, int K, float *Y, int accumulate)
+{
+    const float *w0 = W + (size_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+    const float *x0 = X + (size_t)m * K, *x1 = two ? x0 + K : x0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 u = _mm256_loadu_ps(x0 + k), v = _mm256_loadu_ps(x1 + k);
+        __m256 c0 = _mm256_loadu_ps(w0 + k), c1 = _mm256_loadu_ps(w1 + k);
+        __m256 c2 = _mm256_loadu_ps(w2 + k), c3 = _mm256_loadu_ps(w3 + k);
+        a0 = _mm256_fmadd_ps(c0, u, a0), a1 = _mm256_fmadd_ps(c1, u, a1);
+        a2 = _mm256_fmadd_ps(c2, u, a2), a3 = _mm256_fmadd_ps(c3, u, a3);
+        b0 = _mm256_fmadd_ps(c0, v, b0), b1 = _mm256_fmadd_ps(c1, v, b1);
+        b2 = _mm256_fmadd_ps(c2, v, b2), b3 = _mm256_fmadd_ps(c3, v, b3);
+    }
+    float ra[4], rb[4];
+    _mm_storeu_ps(ra, hsum4(a0, a1, a2, a3));
+    _mm_storeu_ps(rb, hsum4(b0, b1, b2, b3));
+    for (; k < K; k++)
+        for (int j = 0; j < 4; j++) {
+            ra[j] += x0[k] * w0[(size_t)j * K + k];
+            rb[j] += x1[k] * w0[(size_t)j * K + k];
+        }
+    for (int r = 0; r < 1 + two; r++) {
+        const float *res = r ? rb : ra;
+        float *y = Y + (size_t)(m + r) * N + n;
+        for (int j = 0; j < 4; j++)
+            y[j] = accumulate ? y[j] + res[j] : res[j];
+    }
+}
+
+AVX2 static void gemv_rows_avx2(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+{
+    int blocks = N / 4;
+    /* Blocks of four weight rows split among threads; every output has
+     * one owner and one order of summation at any thread count. */
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+    for (int b = 0; b < blocks; b++)
+        for (int m = 0; m < M; m += 2)
+            block4(X, m, m + 1 < M, W, 4 * b, N, K, Y, accumulate);
+    if (N % 4) {
+        int n0 = blocks * 4;
+        for (int m = 0; m < M; m++)
+            dsk_gemv_rows_f32_portable(X + (size_t)m * K, 1, W + (size_t)n0 * K, N - n0, K, Y + (size_t)m * N + n0,
+                                       accumulate);
+    }
+}
+#endif
+
+void dsk_gemv_rows_f32(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+{
+#if defined(__x86_64__)
+    if (dsk_gemv_rows_available()) {
+        gemv_rows_avx2(X, M, W, N, K, Y, accumulate);
+        return;
+    }
+#endif
+    dsk_gemv_rows_f32_portable(X, M, W, N, K, Y, accumulate);
+}
