@@ -1,6 +1,9 @@
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ops/blas_kernels.h"
@@ -28,10 +31,31 @@ const char *dsk_blas_better_kernels(void)
     return NULL;
 }
 
+static int set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v;
+}
+
+/* Whether the OpenMP runtime has already bound this thread to one place
+ * (it does so at load time when asked to bind): the binding outlives
+ * exec, and the new image would see one CPU. */
+static int omp_binds(void)
+{
+    const char *bind = getenv("OMP_PROC_BIND");
+    if (bind && *bind && strcasecmp(bind, "false") != 0)
+        return 1;
+    return set("OMP_PLACES") || set("GOMP_CPU_AFFINITY") || set("KMP_AFFINITY");
+}
+
 void dsk_blas_choose_kernels(char **argv)
 {
     const char *keep = getenv("DSK_BLAS_KEEP");
-    if (getenv("OPENBLAS_CORETYPE") || (keep && *keep && *keep != '0'))
+    if (getenv("OPENBLAS_CORETYPE") || (keep && *keep && *keep != '0') || omp_binds())
+        return;
+    /* Started as "ld.so PROGRAM ARGS": /proc/self/exe is the loader,
+     * which would read our arguments as its own. */
+    if (getauxval(AT_BASE) == 0)
         return;
     const char *better = dsk_blas_better_kernels();
     if (!better)
@@ -41,8 +65,15 @@ void dsk_blas_choose_kernels(char **argv)
     if (n <= 0 || (size_t)n >= sizeof self - 1)
         return;
     self[n] = 0;
+    /* argv[0] itself when it names this file (through a link, say), so
+     * the process keeps the name it was started by. */
+    const char *path = self;
+    struct stat a, b;
+    if (argv[0] && strchr(argv[0], '/') && stat(argv[0], &a) == 0 && stat(self, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        path = argv[0];
     if (setenv("OPENBLAS_CORETYPE", better, 1) != 0)
         return;
-    execv(self, argv);
+    execv(path, argv);
     unsetenv("OPENBLAS_CORETYPE");   /* no new start: carry on as we are */
 }

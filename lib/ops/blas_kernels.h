@@ -20,8 +20,12 @@ const char *dsk_blas_better_kernels(void);
  * dsk_blas_better_kernels() names a set, set the variable to it and
  * execute this program again with the same arguments (same process, so
  * a launcher such as mpirun sees nothing).  It returns when there is
- * nothing to do, or the new start failed (the tool then runs on the
- * slower kernels; DSK_BLAS_KEEP=1 in the environment asks for that). */
+ * nothing to do, or the new start failed or would go wrong, and the tool
+ * runs on the slower kernels: with DSK_BLAS_KEEP=1 (the user asks for
+ * that), with OpenMP thread binding asked for (OMP_PROC_BIND, OMP_PLACES,
+ * GOMP_CPU_AFFINITY, KMP_AFFINITY: the runtime has bound this thread to
+ * one CPU already, and exec keeps that), when started through the
+ * dynamic loader, or without /proc. */
 void dsk_blas_choose_kernels(char **argv);
 
 #endif

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,10 @@ static void *run(void *arg)
 {
     dsk_engine *e = arg;
     int V = e->m->cfg.vocab_size, S = e->o.slots;
+    /* OpenMP's thread count set in main (-j) is main's own: a thread made
+     * with pthread_create starts from OMP_NUM_THREADS or all cores. */
+    if (e->m->be->threads > 0)
+        omp_set_num_threads(e->m->be->threads);
     pthread_mutex_lock(&e->mu);
     while (!e->quit) {
         for (int i = 0; i < S; i++)

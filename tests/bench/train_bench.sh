@@ -90,6 +90,6 @@ printf -- '--recompute, tiny B=8 T=256: activations %.0f -> %.0f MB (%.0f%% less
     "$p" "$r" "$(echo "100 * ($p / $r - 1)" | bc -l)"
 json+=",{\"model\":\"tiny recompute\",\"activation_bytes\":$mem,\"activation_bytes_recompute\":$mem_rc,\"tokens_per_s\":$p,\"tokens_per_s_recompute\":$r}"
 echo "$json]" > "$out/train-results.json"
-echo "(OpenBLAS kernels: $kernels, for both)"
+echo "(OpenBLAS kernels: $kernels$([ -n "$py" ] && echo ', for both'))"
 [ -n "$py" ] && echo "(PyTorch $("$py" -c 'import torch; print(torch.__version__)'), the Debian python3-torch build;" \
     "target: dsk >= 1.5x on the GPT-2 shape)" || echo "(python3-torch is not installed: no PyTorch column)"

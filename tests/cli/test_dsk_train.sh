@@ -31,12 +31,26 @@ expect_err_contains "sample at step 40" "a sample is printed"
 # know (Debian 12's on Emerald Rapids): dsk-train starts itself again with
 # OPENBLAS_CORETYPE set, and says which kernels run.
 expect_err_contains "cpu backend (OpenBLAS " "the start line names OpenBLAS's kernels"
-if grep -qw avx2 /proc/cpuinfo; then
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
     check "a CPU with AVX2 never runs the Prescott kernels" bash -c "! grep -q 'OpenBLAS Prescott kernels' '$T/err'"
+    expect_exit 0 "OPENBLAS_CORETYPE set: the user's choice stands" env OPENBLAS_CORETYPE=Haswell \
+        dsk-train "${common[@]}" --steps 1 --out "$T/coretype"
+    expect_err_contains "(OpenBLAS Haswell kernels)" "the kernels the user chose run"
+    # Thread binding survives exec: no new start, the kernels OpenBLAS
+    # chose (those DSK_BLAS_KEEP=1 keeps).
+    expect_exit 0 "DSK_BLAS_KEEP=1: OpenBLAS's own choice" env DSK_BLAS_KEEP=1 \
+        dsk-train "${common[@]}" --steps 1 --out "$T/keep"
+    own=$(grep -o '(OpenBLAS [A-Za-z0-9]* kernels)' "$T/err")
+    expect_exit 0 "OMP_PROC_BIND set: the run goes on" env OMP_PROC_BIND=close \
+        dsk-train "${common[@]}" --steps 1 --out "$T/bind"
+    expect_err_contains "${own:-no kernels line}" "OMP_PROC_BIND set: no new start, OpenBLAS's own kernels"
+    # Started through the dynamic loader: its arguments are dsk-train's.
+    ldso=$(ldd "$DSK_BIN/dsk-train" | awk '/ld-linux/ {print $1}')
+    if [ -x "$ldso" ]; then
+        expect_exit 0 "started through the dynamic loader: --version is dsk-train's" "$ldso" "$DSK_BIN/dsk-train" --version
+        check "the version line is dsk-train's" grep -q "dsk-train (dsk)" "$T/out"
+    fi
 fi
-expect_exit 0 "OPENBLAS_CORETYPE set: the user's choice stands" env OPENBLAS_CORETYPE=Haswell \
-    dsk-train "${common[@]}" --steps 1 --out "$T/coretype"
-expect_err_contains "(OpenBLAS Haswell kernels)" "the kernels the user chose run"
 check "step directories, latest and every checkpoint file" bash -c \
     "cd '$T/a' && test -d step-00000020 -a -d step-00000040 && test \"\$(readlink latest)\" = step-00000040 &&
      for f in config.json model.safetensors optimizer.safetensors state.json tokenizer.json; do test -s latest/\$f || exit 1; done"

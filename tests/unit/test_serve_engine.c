@@ -1,6 +1,7 @@
 /* The continuous-batching engine: concurrent requests through shared
  * batched steps give exactly the tokens each would get alone; stop
  * tokens, lengths, cancellation, the bounded queue and log-probabilities. */
+#include <omp.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ typedef struct result {
     float prompt_lp[64];             /* on_prompt_token: each prompt position's score */
     int32_t prompt_id[64], prompt_top[64];
     int prompt_n;
+    int omp_threads;                 /* omp_get_max_threads() where on_token runs: the engine's thread */
 } result;
 
 static void on_prompt_token(void *ctx, int pos, const dsk_engine_token *t)
@@ -49,6 +51,7 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     if (t->end)
         r->end_at = r->n + 1;
     r->n++;
+    r->omp_threads = omp_get_max_threads();
     int stop = r->stop_after && r->n >= r->stop_after;
     pthread_mutex_unlock(&r->mu);
     if (r->token_us)   /* a slow consumer keeps its slot busy */
@@ -160,6 +163,31 @@ static void same_tokens_as_alone(const char *preset)
 
 TEST(concurrent_requests_get_the_tokens_they_get_alone) { same_tokens_as_alone("nano"); }
 TEST(concurrent_requests_moe) { same_tokens_as_alone("nano-moe"); }
+
+/* The engine's thread runs as many OpenMP threads as the backend was
+ * made with (dsk-serve -j), not the process's default. */
+TEST(engine_thread_runs_the_backends_threads)
+{
+    int want = omp_get_max_threads() + 2;
+    dsk_backend *be = dsk_backend_cpu(want);
+    dsk_model *m = make_model(be, "nano");
+    dsk_err err = {0};
+    dsk_engine_opts o = {1, 40, 4, 1};
+    omp_set_num_threads(1);   /* main's own setting must not be what the engine runs */
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    int32_t p[4] = {5, 9, 2, 7};
+    uint64_t id;
+    result a;
+    init_result(&a);
+    dsk_engine_request q = request(p, 4, &a);
+    q.max_tokens = 2;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    wait_done(&a);
+    CHECK(a.n == 2 && a.omp_threads == want);
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+}
 
 TEST(stop_tokens_logprobs_cancel_queue)
 {
@@ -467,4 +495,4 @@ TEST(prompt_logprobs_bias_and_penalties)
 }
 
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
-          T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))
+          T(engine_thread_runs_the_backends_threads), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))
