@@ -72,6 +72,22 @@ void dsk_batch_decoder_free(dsk_batch_decoder *d)
 
 void dsk_batch_decoder_reset(dsk_batch_decoder *d, int slot) { d->len[slot] = 0; }
 
+void dsk_batch_decoder_share(dsk_batch_decoder *d, int from, int to, int n)
+{
+    const dsk_model_config *c = &d->m->cfg;
+    dsk_backend *be = d->m->be;
+    if (from == to || n < 0 || n > d->len[from])
+        dsk_die(EX_SOFTWARE, "dsk_batch_decoder_share: %d tokens of slot %d (%d) into slot %d", n, from,
+                d->len[from], to);
+    size_t kvd = (size_t)c->n_kv_heads * (size_t)(c->d_model / c->n_heads), bytes = (size_t)n * kvd * sizeof(float);
+    size_t src = (size_t)from * d->max_len * kvd, dst = (size_t)to * d->max_len * kvd;
+    for (int l = 0; l < c->n_layers && n > 0; l++) {
+        be->copy(be, d->k_cache[l] + dst, d->k_cache[l] + src, bytes);
+        be->copy(be, d->v_cache[l] + dst, d->v_cache[l] + src, bytes);
+    }
+    d->len[to] = n;
+}
+
 int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t *tokens, int n,
                            const unsigned char *want, dsk_err *err)
 {

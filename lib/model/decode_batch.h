@@ -32,6 +32,10 @@ dsk_batch_decoder *dsk_batch_decoder_new(dsk_model *m, int n_slots, int max_len,
 void dsk_batch_decoder_free(dsk_batch_decoder *d);
 /* Empties a slot (a finished or cancelled sequence). */
 void dsk_batch_decoder_reset(dsk_batch_decoder *d, int slot);
+/* Slot `to` starts as the first n tokens of slot `from` (n <= its
+ * length): their keys and values copied, for a prompt that begins the
+ * same way (a key or value depends only on the tokens up to it). */
+void dsk_batch_decoder_share(dsk_batch_decoder *d, int from, int to, int n);
 /* Feeds tokens[i] to slots[i] for i < n (n <= max_rows).  The LM head
  * runs only on the rows with want[i] nonzero (all rows when want is
  * NULL): a prompt row whose next token is already known needs no logits,

@@ -32,7 +32,7 @@ struct dsk_engine {
     seq *queue;                /* FIFO [max_queue] */
     int q_head, q_len;
     uint64_t next_id;
-    long steps, rows;
+    long steps, rows, prefix_queries, prefix_hits;
     int *row_slot, *row_seq_last;
     int32_t *row_tok;
     unsigned char *row_want;   /* [max_rows]: the rows whose logits are read */
@@ -102,6 +102,43 @@ static void drop_cancelled_waiting(dsk_engine *e)
     e->q_len = kept;
 }
 
+/* Prefix sharing.  A sequence about to read its prompt (none read yet)
+ * takes the longest beginning of it that another live sequence's cache
+ * holds (a system prompt, a request's n choices): those keys and values
+ * are copied and reading starts after them.  When an earlier sequence is
+ * still reading more of the same beginning, this one waits a step instead
+ * of computing it beside it (earlier ones only: no cycle), if that is
+ * worth a step: SHARE_WAIT_MIN tokens or more.  The last prompt token is
+ * always read: its logits draw the first answer token.  Returns 1 to wait
+ * this step. */
+enum { SHARE_WAIT_MIN = 16 };
+static int share_prefix(dsk_engine *e, int i)
+{
+    seq *s = &e->slot[i];
+    int want = s->r.n_prompt - 1, take = 0, from = -1, coming = 0;
+    for (int j = 0; j < e->o.slots && want > 0; j++) {
+        const seq *o = &e->slot[j];
+        if (j == i || o->state == SEQ_FREE || o->cancelled)
+            continue;
+        int n = o->r.n_prompt < want ? o->r.n_prompt : want, k = 0;
+        while (k < n && o->prompt[k] == s->prompt[k])
+            k++;
+        int have = k < e->d->len[j] ? k : e->d->len[j];
+        if (have > take)
+            take = have, from = j;
+        if (o->state == SEQ_PREFILL && o->id < s->id && k > coming)
+            coming = k;
+    }
+    if (coming >= SHARE_WAIT_MIN && coming > take)
+        return 1;
+    if (take > 0) {
+        dsk_batch_decoder_share(e->d, from, i, take);
+        s->fed = take;
+        e->prefix_hits += take;
+    }
+    return 0;
+}
+
 static void *run(void *arg)
 {
     dsk_engine *e = arg;
@@ -132,6 +169,8 @@ static void *run(void *arg)
             }
             e->slot[i] = *q;
             e->slot[i].state = SEQ_PREFILL;
+            if (!q->r.prompt_logprobs)
+                e->prefix_queries += q->r.n_prompt;
             dsk_batch_decoder_reset(e->d, i);
             dsk_token_counts_clear(&e->counts[i]);
             const dsk_penalties *pen = &e->slot[i].r.penalties;
@@ -154,6 +193,10 @@ static void *run(void *arg)
         for (int i = 0; i < S && n < e->o.max_rows; i++) {
             seq *s = &e->slot[i];
             if (s->state != SEQ_PREFILL)
+                continue;
+            /* Prompt scores need every position's logits: such a prompt is
+             * read whole, never taken from another. */
+            if (s->fed == 0 && !s->r.prompt_logprobs && share_prefix(e, i))
                 continue;
             e->chunk_row[i] = n;
             e->chunk_pos[i] = s->fed;
@@ -448,5 +491,7 @@ void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *st)
     st->kv_usage = (double)cached / ((double)e->o.slots * e->o.max_len);
     st->steps = e->steps;
     st->rows = e->rows;
+    st->prefix_queries = e->prefix_queries;
+    st->prefix_hits = e->prefix_hits;
     pthread_mutex_unlock(&e->mu);
 }

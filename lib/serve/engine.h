@@ -67,6 +67,10 @@ typedef struct dsk_engine_stats {
     int running, waiting;
     double kv_usage;                    /* cached tokens / capacity */
     long steps, rows;
+    /* Prefix sharing, in prompt tokens: those of requests that may take a
+     * prefix from another sequence (all but prompt_logprobs ones), and
+     * those taken (their keys and values copied, not computed). */
+    long prefix_queries, prefix_hits;
 } dsk_engine_stats;
 
 typedef struct dsk_engine dsk_engine;

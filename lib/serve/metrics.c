@@ -59,6 +59,10 @@ dsk_metrics *dsk_metrics_new(void)
     add_std(m, DSK_M_RUNNING, DSK_METRIC_GAUGE, "Requests in the running batch.", NULL, NULL, 0);
     add_std(m, DSK_M_WAITING, DSK_METRIC_GAUGE, "Requests waiting for a batch slot.", NULL, NULL, 0);
     add_std(m, DSK_M_KV_USAGE, DSK_METRIC_GAUGE, "KV-cache usage, 1 means full.", NULL, NULL, 0);
+    add_std(m, DSK_M_PREFIX_QUERIES, DSK_METRIC_COUNTER,
+            "Prompt tokens of requests that may take a prefix from a running sequence.", NULL, NULL, 0);
+    add_std(m, DSK_M_PREFIX_HITS, DSK_METRIC_COUNTER,
+            "Prompt tokens taken from a running sequence's KV cache, not computed.", NULL, NULL, 0);
     add_std(m, DSK_M_TTFT, DSK_METRIC_HISTOGRAM, "Time to first token in seconds.", NULL, ttft, N(ttft));
     add_std(m, DSK_M_TPOT, DSK_METRIC_HISTOGRAM, "Time per output token in seconds.", NULL, tpot, N(tpot));
     add_std(m, DSK_M_E2E, DSK_METRIC_HISTOGRAM, "End-to-end request latency in seconds.", NULL, e2e, N(e2e));
@@ -226,7 +230,7 @@ static int update(dsk_metrics *m, const char *name, const char *const *labels, d
         goto out;
     if (op == OP_INC && (f->type == DSK_METRIC_HISTOGRAM || (f->type == DSK_METRIC_COUNTER && v < 0)))
         goto out;
-    if (op == OP_SET && f->type != DSK_METRIC_GAUGE)
+    if (op == OP_SET && f->type == DSK_METRIC_HISTOGRAM)
         goto out;
     if (op == OP_OBSERVE && f->type != DSK_METRIC_HISTOGRAM)
         goto out;
@@ -235,6 +239,8 @@ static int update(dsk_metrics *m, const char *name, const char *const *labels, d
     if (op == OP_INC) {
         s->value += v;
     } else if (op == OP_SET) {
+        if (f->type == DSK_METRIC_COUNTER && v < s->value)
+            goto out;   /* a counter never goes down */
         s->value = v;
     } else {
         int b = 0;

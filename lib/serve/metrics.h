@@ -20,6 +20,8 @@
 #define DSK_M_RUNNING           "dsk:num_requests_running"
 #define DSK_M_WAITING           "dsk:num_requests_waiting"
 #define DSK_M_KV_USAGE          "dsk:kv_cache_usage_perc"            /* 0..1, as vLLM */
+#define DSK_M_PREFIX_QUERIES    "dsk:prefix_cache_queries_total"     /* tokens, as vLLM v1 */
+#define DSK_M_PREFIX_HITS       "dsk:prefix_cache_hits_total"
 #define DSK_M_TTFT              "dsk:time_to_first_token_seconds"
 #define DSK_M_TPOT              "dsk:time_per_output_token_seconds"
 #define DSK_M_E2E               "dsk:e2e_request_latency_seconds"
@@ -44,7 +46,9 @@ int dsk_metrics_define(dsk_metrics *m, const char *name, dsk_metric_type type, c
 /* labels: the values, in the order of the family's label names (NULL when
  * it has none).  Values may be any bytes; they are escaped on output. */
 int dsk_metrics_inc(dsk_metrics *m, const char *name, const char *const *labels, double v);  /* counter, gauge */
-int dsk_metrics_set(dsk_metrics *m, const char *name, const char *const *labels, double v);  /* gauge */
+/* gauge; or counter, to a value not below its own (one mirrored from a
+ * total kept elsewhere) */
+int dsk_metrics_set(dsk_metrics *m, const char *name, const char *const *labels, double v);
 int dsk_metrics_observe(dsk_metrics *m, const char *name, const char *const *labels, double v);  /* histogram */
 
 /* Appends every family, in definition order, with # HELP and # TYPE

@@ -858,6 +858,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
             dsk_metrics_set(s->metrics, DSK_M_RUNNING, NULL, st.running);
             dsk_metrics_set(s->metrics, DSK_M_WAITING, NULL, st.waiting);
             dsk_metrics_set(s->metrics, DSK_M_KV_USAGE, NULL, st.kv_usage);
+            dsk_metrics_set(s->metrics, DSK_M_PREFIX_QUERIES, NULL, (double)st.prefix_queries);
+            dsk_metrics_set(s->metrics, DSK_M_PREFIX_HITS, NULL, (double)st.prefix_hits);
         }
         dsk_buf b = {0};
         dsk_metrics_render(s->metrics, &b);

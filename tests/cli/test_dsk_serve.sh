@@ -389,6 +389,28 @@ assert m["dsk:e2e_request_latency_seconds_count"] == totals["requests"], m
 assert m["dsk:num_requests_running"] == 0 and m["dsk:num_requests_waiting"] == 0, m
 print(f"# {totals['requests']} requests, {totals['completion']} tokens, RSS {rss[0]} -> {rss[-1]} KiB")
 PY
+# A request's n choices read their prompt once: the others take its keys
+# and values (dsk:prefix_cache_hits_total counts them), and answer as if
+# each had read it (greedy: the same text).
+check "n choices of one prompt read it once (prefix cache hits)" python3 - "$url" <<'PY'
+import json, sys, urllib.request
+url = sys.argv[1]
+def metric(name):
+    m = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    return sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith(name + " "))
+h0, q0 = metric("dsk:prefix_cache_hits_total"), metric("dsk:prefix_cache_queries_total")
+body = {"prompt": " ".join(["say red green blue cat dog sun"] * 4), "max_tokens": 4, "n": 3, "temperature": 0,
+        "ignore_eos": True}
+req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"})
+r = json.loads(urllib.request.urlopen(req, timeout=60).read())
+n = r["usage"]["prompt_tokens"]
+assert n > 17, n
+texts = {c["text"] for c in r["choices"]}
+assert len(r["choices"]) == 3 and len(texts) == 1, r
+h1, q1 = metric("dsk:prefix_cache_hits_total"), metric("dsk:prefix_cache_queries_total")
+assert q1 - q0 == 3 * n and h1 - h0 == 2 * (n - 1), (n, h1 - h0, q1 - q0)
+PY
 kill -TERM "$pid"; wait "$pid"
 
 # Connections that send nothing hold their slots only --idle-timeout long:

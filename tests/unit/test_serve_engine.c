@@ -164,6 +164,91 @@ static void same_tokens_as_alone(const char *preset)
 TEST(concurrent_requests_get_the_tokens_they_get_alone) { same_tokens_as_alone("nano"); }
 TEST(concurrent_requests_moe) { same_tokens_as_alone("nano-moe"); }
 
+/* Prefix sharing: a request's n choices read their prompt once (the
+ * others wait, then take its keys and values), a later request that
+ * begins the same way takes that part from a running sequence, a
+ * prompt-scoring request reads its prompt whole, and every answer is the
+ * one it gets alone. */
+TEST(prefix_shared_between_sequences)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    enum { P = 20, COMMON = 12 };
+    int32_t p[P], p2[P];
+    for (int t = 0; t < P; t++) {
+        p[t] = (int32_t)((t * 7 + 3) % V);
+        p2[t] = t < COMMON ? p[t] : (int32_t)((t * 5 + 1) % V);
+    }
+    int32_t want[MAXTOK], want2[MAXTOK];
+    dsk_generator *g = dsk_generator_new(m, 0);
+    dsk_rng rng;
+    dsk_rng_seed(&rng, 1);
+    dsk_err err = {0};
+    dsk_sampler_opts greedy = {0, 0, 1, 0};
+    CHECK(dsk_generate(g, p, P, MAXTOK, &greedy, &rng, -1, -1, want, &err) == MAXTOK);
+    CHECK(dsk_generate(g, p2, P, MAXTOK, &greedy, &rng, -1, -1, want2, &err) == MAXTOK);
+    dsk_generator_free(g);
+
+    dsk_engine_opts o = {4, 0, 8, 8};
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    /* Three choices of one prompt: one reads it (20 rows), two take 19
+     * tokens each and read the last (1 row each). */
+    result r[3];
+    dsk_engine_request q[3];
+    for (int i = 0; i < 3; i++) {
+        init_result(&r[i]);
+        q[i] = request(p, P, &r[i]);
+    }
+    uint64_t ids[3];
+    CHECK(dsk_engine_submit_all(e, q, 3, ids, &err) == 0);
+    int bad = 0;
+    for (int i = 0; i < 3; i++) {
+        wait_done(&r[i]);
+        CHECK(r[i].n == MAXTOK && r[i].prompt_tokens == P);
+        for (int t = 0; t < MAXTOK; t++)
+            bad += r[i].tokens[t] != want[t];
+    }
+    CHECK(bad == 0);
+    dsk_engine_stats st;
+    dsk_engine_stats_get(e, &st);
+    printf("# n=3: %ld rows, %ld of %ld prompt tokens shared\n", st.rows, st.prefix_hits, st.prefix_queries);
+    CHECK(st.prefix_queries == 3 * P && st.prefix_hits == 2 * (P - 1));
+    CHECK(st.rows == P + 2 + 3 * (MAXTOK - 1));
+
+    /* A running sequence (a slow reader keeps it alive) lends its first
+     * 12 tokens to a prompt that begins like it; one that asks for prompt
+     * scores reads all of its own. */
+    result a, b, c;
+    init_result(&a), init_result(&b), init_result(&c);
+    dsk_engine_request qa = request(p, P, &a);
+    a.token_us = 5000;
+    uint64_t id;
+    CHECK(dsk_engine_submit(e, &qa, &id, &err) == 0);
+    for (int seen = 0; !seen; usleep(1000)) {
+        pthread_mutex_lock(&a.mu);
+        seen = a.n > 0;
+        pthread_mutex_unlock(&a.mu);
+    }
+    dsk_engine_request qb = request(p2, P, &b), qc = request(p, P, &c);
+    qc.prompt_logprobs = 1;
+    qc.on_prompt_token = on_prompt_token;
+    CHECK(dsk_engine_submit(e, &qb, &id, &err) == 0);
+    CHECK(dsk_engine_submit(e, &qc, &id, &err) == 0);
+    wait_done(&b), wait_done(&c), wait_done(&a);
+    bad = 0;
+    for (int t = 0; t < MAXTOK; t++)
+        bad += a.tokens[t] != want[t] || b.tokens[t] != want2[t] || c.tokens[t] != want[t];
+    CHECK(bad == 0 && a.n == MAXTOK && b.n == MAXTOK && c.n == MAXTOK);
+    CHECK(c.prompt_n == P - 1);   /* every prompt position after the first scored */
+    long hits = st.prefix_hits, queries = st.prefix_queries;
+    dsk_engine_stats_get(e, &st);
+    CHECK(st.prefix_queries - queries == 2 * P);   /* a and b; c may not share */
+    CHECK(st.prefix_hits - hits == COMMON);
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
 /* The engine's thread runs as many OpenMP threads as the backend was
  * made with (dsk-serve -j), not the process's default. */
 TEST(engine_thread_runs_the_backends_threads)
@@ -495,4 +580,4 @@ TEST(prompt_logprobs_bias_and_penalties)
 }
 
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
-          T(engine_thread_runs_the_backends_threads), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))
+          T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))

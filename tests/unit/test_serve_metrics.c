@@ -225,11 +225,12 @@ TEST(standard_families_exported_from_the_start)
     dsk_metrics *m = dsk_metrics_new();
     render_and_parse(m);
     static const char *names[] = {DSK_M_REQUESTS, DSK_M_REQUEST_SUCCESS, DSK_M_PROMPT_TOKENS, DSK_M_GENERATION_TOKENS,
-                                  DSK_M_RUNNING, DSK_M_WAITING, DSK_M_KV_USAGE, DSK_M_TTFT, DSK_M_TPOT, DSK_M_E2E};
+                                  DSK_M_RUNNING, DSK_M_WAITING, DSK_M_KV_USAGE, DSK_M_PREFIX_QUERIES,
+                                  DSK_M_PREFIX_HITS, DSK_M_TTFT, DSK_M_TPOT, DSK_M_E2E};
     static const char *types[] = {"counter", "counter", "counter", "counter", "gauge", "gauge", "gauge",
-                                  "histogram", "histogram", "histogram"};
-    CHECK(ex.n_families == 10);
-    for (int i = 0; i < 10 && i < ex.n_families; i++) {
+                                  "counter", "counter", "histogram", "histogram", "histogram"};
+    CHECK(ex.n_families == 12);
+    for (int i = 0; i < 12 && i < ex.n_families; i++) {
         CHECK_STR(ex.family[i], names[i]);
         CHECK_STR(ex.type[i], types[i]);
         CHECK(ex.help[i][0] != '\0');
@@ -261,7 +262,10 @@ TEST(counters_gauges_and_misuse)
     /* misuse is refused and changes nothing */
     CHECK(dsk_metrics_inc(m, DSK_M_PROMPT_TOKENS, NULL, -1) == -1);
     CHECK(dsk_metrics_inc(m, DSK_M_PROMPT_TOKENS, NULL, NAN) == -1);
-    CHECK(dsk_metrics_set(m, DSK_M_PROMPT_TOKENS, NULL, 5) == -1);
+    CHECK(dsk_metrics_set(m, DSK_M_PROMPT_TOKENS, NULL, 5) == -1);   /* a counter never goes down */
+    CHECK(dsk_metrics_set(m, DSK_M_PREFIX_HITS, NULL, 7) == 0);        /* but follows a total kept elsewhere */
+    CHECK(dsk_metrics_set(m, DSK_M_PREFIX_HITS, NULL, 3) == -1);
+    CHECK(dsk_metrics_set(m, DSK_M_TTFT, NULL, 3) == -1);
     CHECK(dsk_metrics_observe(m, DSK_M_RUNNING, NULL, 1) == -1);
     CHECK(dsk_metrics_inc(m, DSK_M_TTFT, NULL, 1) == -1);
     CHECK(dsk_metrics_inc(m, "dsk:nope", NULL, 1) == -1);
@@ -286,7 +290,8 @@ TEST(counters_gauges_and_misuse)
     CHECK(value_of(&ex, DSK_M_RUNNING, NULL, NULL) == 3);
     CHECK(value_of(&ex, DSK_M_WAITING, NULL, NULL) == 1);
     CHECK(value_of(&ex, DSK_M_KV_USAGE, NULL, NULL) == 0.125);
-    CHECK(ex.n_families == 10);  /* the refused definitions left nothing */
+    CHECK(value_of(&ex, DSK_M_PREFIX_HITS, NULL, NULL) == 7);
+    CHECK(ex.n_families == 12);  /* the refused definitions left nothing */
     dsk_metrics_free(m);
 }
 
