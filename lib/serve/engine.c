@@ -43,6 +43,10 @@ struct dsk_engine {
     int *order;                /* sampler scratch [slots][vocab] */
     float *scratch;            /* [slots][vocab] */
     dsk_engine_token *drawn;   /* [slots]: this step's token of each sequence */
+    /* [slots]: a free slot's last prompt, whose keys and values stay in
+     * its cache (lend_n tokens of it) until the slot is taken again. */
+    int32_t **lend_prompt;
+    int *lend_n;
 };
 
 static void finish(seq *s, int why)
@@ -51,6 +55,57 @@ static void finish(seq *s, int why)
     free(s->prompt);
     free(s->bias);
     memset(s, 0, sizeof *s);
+}
+
+/* Ends the sequence in slot i.  Its prompt's keys and values stay in the
+ * cache for later prompts that begin the same way (share_prefix), but
+ * after a failed step, whose cache is not to be trusted. */
+static void retire(dsk_engine *e, int i, int why)
+{
+    seq *s = &e->slot[i];
+    free(e->lend_prompt[i]);
+    e->lend_prompt[i] = NULL;
+    e->lend_n[i] = 0;
+    int n = s->r.n_prompt < e->d->len[i] ? s->r.n_prompt : e->d->len[i];
+    if (why != DSK_ENGINE_ERROR && n > 0) {
+        e->lend_prompt[i] = s->prompt;   /* finish() frees what is left in s */
+        e->lend_n[i] = n;
+        s->prompt = NULL;
+    }
+    finish(s, why);
+    e->d->len[i] = e->lend_n[i];
+}
+
+/* How many of the first tokens of b (at most n) a has. */
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int n)
+{
+    n = na < n ? na : n;
+    int k = 0;
+    while (k < n && a[k] == b[k])
+        k++;
+    return k;
+}
+
+/* The free slot for q: the one whose kept prompt begins the longest way
+ * like q's (*own of it usable), else one keeping nothing, else the first
+ * free one (its kept prompt is lost).  -1: none free. */
+static int free_slot_for(const dsk_engine *e, const seq *q, int *own)
+{
+    int best = -1, empty = -1, any = -1;
+    *own = 0;
+    for (int i = 0; i < e->o.slots; i++) {
+        if (e->slot[i].state != SEQ_FREE)
+            continue;
+        any = any < 0 ? i : any;
+        if (!e->lend_n[i]) {
+            empty = empty < 0 ? i : empty;
+            continue;
+        }
+        int k = q->r.prompt_logprobs ? 0 : common_prefix(e->lend_prompt[i], e->lend_n[i], q->prompt, q->r.n_prompt - 1);
+        if (k > *own)
+            *own = k, best = i;
+    }
+    return best >= 0 ? best : empty >= 0 ? empty : any;
 }
 
 /* The chosen token's log-probability and the top alternatives (the
@@ -103,14 +158,14 @@ static void drop_cancelled_waiting(dsk_engine *e)
 }
 
 /* Prefix sharing.  A sequence about to read its prompt (none read yet)
- * takes the longest beginning of it that another live sequence's cache
- * holds (a system prompt, a request's n choices): those keys and values
- * are copied and reading starts after them.  When an earlier sequence is
+ * takes the longest beginning of it that another slot's cache holds (a
+ * system prompt, a request's n choices), from a live sequence or from a
+ * free slot that kept its last prompt (retire): those keys and values are
+ * copied and reading starts after them.  When an earlier sequence is
  * still reading more of the same beginning, this one waits a step instead
- * of computing it beside it (earlier ones only: no cycle), if that is
- * worth a step: SHARE_WAIT_MIN tokens or more.  The last prompt token is
- * always read: its logits draw the first answer token.  Returns 1 to wait
- * this step. */
+ * of computing it beside it (earlier ones only: no cycle), if that saves
+ * SHARE_WAIT_MIN tokens or more.  The last prompt token is always read:
+ * its logits draw the first answer token.  Returns 1 to wait this step. */
 enum { SHARE_WAIT_MIN = 16 };
 static int share_prefix(dsk_engine *e, int i)
 {
@@ -118,18 +173,20 @@ static int share_prefix(dsk_engine *e, int i)
     int want = s->r.n_prompt - 1, take = 0, from = -1, coming = 0;
     for (int j = 0; j < e->o.slots && want > 0; j++) {
         const seq *o = &e->slot[j];
-        if (j == i || o->state == SEQ_FREE || o->cancelled)
+        if (j == i || o->cancelled)
             continue;
-        int n = o->r.n_prompt < want ? o->r.n_prompt : want, k = 0;
-        while (k < n && o->prompt[k] == s->prompt[k])
-            k++;
+        int k;
+        if (o->state == SEQ_FREE)   /* a finished sequence's kept prompt */
+            k = e->lend_n[j] ? common_prefix(e->lend_prompt[j], e->lend_n[j], s->prompt, want) : 0;
+        else
+            k = common_prefix(o->prompt, o->r.n_prompt, s->prompt, want);
         int have = k < e->d->len[j] ? k : e->d->len[j];
         if (have > take)
             take = have, from = j;
         if (o->state == SEQ_PREFILL && o->id < s->id && k > coming)
             coming = k;
     }
-    if (coming >= SHARE_WAIT_MIN && coming > take)
+    if (coming - take >= SHARE_WAIT_MIN)
         return 1;
     if (take > 0) {
         dsk_batch_decoder_share(e->d, from, i, take);
@@ -151,27 +208,31 @@ static void *run(void *arg)
     while (!e->quit) {
         for (int i = 0; i < S; i++)
             if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled) {
-                finish(&e->slot[i], DSK_ENGINE_CANCELLED);
-                dsk_batch_decoder_reset(e->d, i);
+                retire(e, i, DSK_ENGINE_CANCELLED);
             }
         drop_cancelled_waiting(e);
-        /* Admit waiting requests into free slots, first come first served. */
-        for (int i = 0; i < S && e->q_len; i++) {
-            if (e->slot[i].state != SEQ_FREE)
-                continue;
+        /* Admit waiting requests into free slots, first come first served;
+         * a slot that kept the beginning of the prompt keeps it. */
+        while (e->q_len) {
             seq *q = &e->queue[e->q_head];
+            int own, i = free_slot_for(e, q, &own);
+            if (i < 0)
+                break;
             e->q_head = (e->q_head + 1) % e->o.max_queue;
             e->q_len--;
             if (q->cancelled) {
                 finish(q, DSK_ENGINE_CANCELLED);
-                i--;
                 continue;
             }
             e->slot[i] = *q;
             e->slot[i].state = SEQ_PREFILL;
+            free(e->lend_prompt[i]);
+            e->lend_prompt[i] = NULL;
+            e->lend_n[i] = 0;
+            e->d->len[i] = e->slot[i].fed = own;
             if (!q->r.prompt_logprobs)
                 e->prefix_queries += q->r.n_prompt;
-            dsk_batch_decoder_reset(e->d, i);
+            e->prefix_hits += own;
             dsk_token_counts_clear(&e->counts[i]);
             const dsk_penalties *pen = &e->slot[i].r.penalties;
             if (pen->repetition > 0 && pen->repetition != 1)   /* the prompt counts for repetition alone */
@@ -278,8 +339,7 @@ static void *run(void *arg)
                 continue;
             if (rc) {
                 if (row >= 0 || s->state == SEQ_PREFILL) {
-                    finish(s, DSK_ENGINE_ERROR);
-                    dsk_batch_decoder_reset(e->d, i);
+                    retire(e, i, DSK_ENGINE_ERROR);
                 }
                 continue;
             }
@@ -290,8 +350,7 @@ static void *run(void *arg)
                         s->r.on_prompt_token(s->r.ctx, next, &e->row_token[e->chunk_row[i] + k]);
                 }
             if (s->state == SEQ_PREFILL && s->fed == s->r.n_prompt && s->r.max_tokens == 0) {
-                finish(s, DSK_ENGINE_LENGTH);   /* scored, nothing to generate */
-                dsk_batch_decoder_reset(e->d, i);
+                retire(e, i, DSK_ENGINE_LENGTH);   /* scored, nothing to generate */
                 continue;
             }
             if (row < 0)
@@ -302,8 +361,7 @@ static void *run(void *arg)
                 t->end = 1;
                 s->r.on_token(s->r.ctx, t);
                 s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
-                finish(s, DSK_ENGINE_STOP);
-                dsk_batch_decoder_reset(e->d, i);
+                retire(e, i, DSK_ENGINE_STOP);
                 continue;
             }
             int stop = s->r.on_token(s->r.ctx, t);
@@ -313,11 +371,9 @@ static void *run(void *arg)
             s->last = tok;
             s->state = SEQ_DECODE;
             if (stop) {
-                finish(s, DSK_ENGINE_STOP);
-                dsk_batch_decoder_reset(e->d, i);
+                retire(e, i, DSK_ENGINE_STOP);
             } else if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
-                finish(s, DSK_ENGINE_LENGTH);
-                dsk_batch_decoder_reset(e->d, i);
+                retire(e, i, DSK_ENGINE_LENGTH);
             }
         }
     }
@@ -343,6 +399,9 @@ static void engine_free(dsk_engine *e)
         dsk_token_counts_free(&e->counts[i]);
     free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
     free(e->row_want), free(e->row_token), free(e->score_row), free(e->chunk_row), free(e->counts);
+    for (int i = 0; i < e->o.slots; i++)
+        free(e->lend_prompt[i]);
+    free(e->lend_prompt), free(e->lend_n);
     free(e->scratch), free(e->drawn), free(e);
 }
 
@@ -370,6 +429,8 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     e->chunk_n = e->chunk_row + o->slots;
     e->chunk_pos = e->chunk_n + o->slots;
     e->counts = dsk_xmalloc((size_t)o->slots * sizeof *e->counts);
+    e->lend_prompt = dsk_xcalloc((size_t)o->slots, sizeof *e->lend_prompt);
+    e->lend_n = dsk_xcalloc((size_t)o->slots, sizeof *e->lend_n);
     for (int i = 0; i < o->slots; i++)
         dsk_token_counts_init(&e->counts[i], m->cfg.vocab_size);
     e->order = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->order);
@@ -485,7 +546,7 @@ void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *st)
     long cached = 0;
     for (int i = 0; i < e->o.slots; i++) {
         st->running += e->slot[i].state != SEQ_FREE;
-        cached += e->d->len[i];
+        cached += e->slot[i].state != SEQ_FREE ? e->d->len[i] : 0;   /* a free slot's kept prompt is spare */
     }
     st->waiting = e->q_len;
     st->kv_usage = (double)cached / ((double)e->o.slots * e->o.max_len);

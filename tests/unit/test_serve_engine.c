@@ -165,10 +165,20 @@ TEST(concurrent_requests_get_the_tokens_they_get_alone) { same_tokens_as_alone("
 TEST(concurrent_requests_moe) { same_tokens_as_alone("nano-moe"); }
 
 /* Prefix sharing: a request's n choices read their prompt once (the
- * others wait, then take its keys and values), a later request that
- * begins the same way takes that part from a running sequence, a
- * prompt-scoring request reads its prompt whole, and every answer is the
- * one it gets alone. */
+ * others wait a step, then take its keys and values), also when the one
+ * that read it ends at once (max_tokens 1: its slot keeps the prompt); a
+ * later request with the same prompt takes it from a free slot that kept
+ * it; one that begins the same way takes that part from a running
+ * sequence; a prompt-scoring request reads its prompt whole; and every
+ * answer is the one it gets alone. */
+static long rows_and_hits(dsk_engine *e, long *hits)
+{
+    dsk_engine_stats st;
+    dsk_engine_stats_get(e, &st);
+    *hits = st.prefix_hits;
+    return st.rows;
+}
+
 TEST(prefix_shared_between_sequences)
 {
     dsk_backend *be = dsk_backend_cpu(1);
@@ -189,39 +199,49 @@ TEST(prefix_shared_between_sequences)
     CHECK(dsk_generate(g, p2, P, MAXTOK, &greedy, &rng, -1, -1, want2, &err) == MAXTOK);
     dsk_generator_free(g);
 
-    dsk_engine_opts o = {4, 0, 8, 8};
-    dsk_engine *e = dsk_engine_start(m, &o, &err);
-    /* Three choices of one prompt: one reads it (20 rows), two take 19
-     * tokens each and read the last (1 row each). */
-    result r[3];
-    dsk_engine_request q[3];
-    for (int i = 0; i < 3; i++) {
-        init_result(&r[i]);
-        q[i] = request(p, P, &r[i]);
+    /* 4 slots, 64 rows a step: a whole prompt in one step. */
+    dsk_engine_opts o = {4, 0, 64, 8};
+    dsk_engine *e = NULL;
+    long hits0, hits, rows0, rows;
+    for (int max_tokens = MAXTOK; max_tokens >= 1; max_tokens -= MAXTOK - 1) {
+        if (e)
+            dsk_engine_stop(e);
+        e = dsk_engine_start(m, &o, &err);   /* no slot keeps anything */
+        rows0 = rows_and_hits(e, &hits0);
+        /* Three choices: one reads 20 rows, two wait, take 19 tokens each
+         * and read the last. */
+        result r[3];
+        dsk_engine_request q[3];
+        for (int i = 0; i < 3; i++) {
+            init_result(&r[i]);
+            q[i] = request(p, P, &r[i]);
+            q[i].max_tokens = max_tokens;
+        }
+        uint64_t ids[3];
+        CHECK(dsk_engine_submit_all(e, q, 3, ids, &err) == 0);
+        int bad = 0;
+        for (int i = 0; i < 3; i++) {
+            wait_done(&r[i]);
+            CHECK(r[i].n == max_tokens && r[i].prompt_tokens == P);
+            for (int t = 0; t < r[i].n; t++)
+                bad += r[i].tokens[t] != want[t];
+        }
+        CHECK(bad == 0);
+        rows = rows_and_hits(e, &hits);
+        printf("# n=3, max_tokens %d: %ld rows, %ld prompt tokens shared\n", max_tokens, rows - rows0, hits - hits0);
+        CHECK(hits - hits0 == 2 * (P - 1));
+        CHECK(rows - rows0 == P + 2 + 3 * (max_tokens - 1));
+        rows0 = rows, hits0 = hits;
     }
-    uint64_t ids[3];
-    CHECK(dsk_engine_submit_all(e, q, 3, ids, &err) == 0);
-    int bad = 0;
-    for (int i = 0; i < 3; i++) {
-        wait_done(&r[i]);
-        CHECK(r[i].n == MAXTOK && r[i].prompt_tokens == P);
-        for (int t = 0; t < MAXTOK; t++)
-            bad += r[i].tokens[t] != want[t];
-    }
-    CHECK(bad == 0);
     dsk_engine_stats st;
     dsk_engine_stats_get(e, &st);
-    printf("# n=3: %ld rows, %ld of %ld prompt tokens shared\n", st.rows, st.prefix_hits, st.prefix_queries);
-    CHECK(st.prefix_queries == 3 * P && st.prefix_hits == 2 * (P - 1));
-    CHECK(st.rows == P + 2 + 3 * (MAXTOK - 1));
+    CHECK(st.running == 0 && st.kv_usage == 0);   /* kept prompts are not usage */
 
-    /* A running sequence (a slow reader keeps it alive) lends its first
-     * 12 tokens to a prompt that begins like it; one that asks for prompt
-     * scores reads all of its own. */
-    result a, b, c;
-    init_result(&a), init_result(&b), init_result(&c);
+    /* The same prompt again, alone: a free slot kept it. */
+    result a;
+    init_result(&a);
     dsk_engine_request qa = request(p, P, &a);
-    a.token_us = 5000;
+    a.token_us = 20000;   /* a slow reader: it stays running below */
     uint64_t id;
     CHECK(dsk_engine_submit(e, &qa, &id, &err) == 0);
     for (int seen = 0; !seen; usleep(1000)) {
@@ -229,21 +249,27 @@ TEST(prefix_shared_between_sequences)
         seen = a.n > 0;
         pthread_mutex_unlock(&a.mu);
     }
+    rows_and_hits(e, &hits);
+    CHECK(hits - hits0 == P - 1);
+    hits0 = hits;
+
+    /* While it runs: a prompt that begins like it takes 12 tokens; one
+     * that asks for prompt scores reads all of its own. */
+    result b, c;
+    init_result(&b), init_result(&c);
     dsk_engine_request qb = request(p2, P, &b), qc = request(p, P, &c);
     qc.prompt_logprobs = 1;
     qc.on_prompt_token = on_prompt_token;
     CHECK(dsk_engine_submit(e, &qb, &id, &err) == 0);
     CHECK(dsk_engine_submit(e, &qc, &id, &err) == 0);
     wait_done(&b), wait_done(&c), wait_done(&a);
-    bad = 0;
+    int bad = 0;
     for (int t = 0; t < MAXTOK; t++)
         bad += a.tokens[t] != want[t] || b.tokens[t] != want2[t] || c.tokens[t] != want[t];
     CHECK(bad == 0 && a.n == MAXTOK && b.n == MAXTOK && c.n == MAXTOK);
     CHECK(c.prompt_n == P - 1);   /* every prompt position after the first scored */
-    long hits = st.prefix_hits, queries = st.prefix_queries;
-    dsk_engine_stats_get(e, &st);
-    CHECK(st.prefix_queries - queries == 2 * P);   /* a and b; c may not share */
-    CHECK(st.prefix_hits - hits == COMMON);
+    rows_and_hits(e, &hits);
+    CHECK(hits - hits0 == COMMON);
     dsk_engine_stop(e);
     dsk_model_free(m);
     be->destroy(be);
