@@ -99,8 +99,8 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
             return;
         }
     }
-    if (!ta && tb && M >= 1 && M <= DSK_GEMV_MAX_ROWS && K > 0 && alpha == 1 && (beta == 0 || beta == 1) &&
-        be->gemm_dtype == DSK_DTYPE_FP32 && dsk_gemv_rows_available()) {
+    if (!ta && tb && M >= 1 && M <= dsk_gemv_rows_max() && K > 0 && alpha == 1 && (beta == 0 || beta == 1) &&
+        be->gemm_dtype == DSK_DTYPE_FP32) {
         dsk_gemv_rows_f32(A, M, B, N, K, C, beta == 1);   /* a decoding step's rows */
         return;
     }

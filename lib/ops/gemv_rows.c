@@ -94,15 +94,117 @@ AVX2 static void gemv_rows_avx2(const float *X, int M, const float *W, int N, in
                                        accumulate);
     }
 }
+
+/* AVX-512: four weight rows against R input rows at a time, 4R
+ * accumulators of 16 lanes (R <= 6: 24 of the 32 registers), so each
+ * weight vector loaded serves R products and each input vector four: the
+ * loop is bound by the FMA units, not by loads.  K's tail is a masked
+ * load, zeros past the end. */
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+AVX512 static inline __attribute__((always_inline)) void
+block4xr_512(const float *X, int m, const float *W, int n, int N, int K, float *Y, int accumulate, const int R)
+{
+    __m512 acc[4][6];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+            acc[j][r] = _mm512_setzero_ps();
+    const float *w = W + (size_t)n * K, *x = X + (size_t)m * K;
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 live = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512 wv[4], xv[6];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            wv[j] = _mm512_maskz_loadu_ps(live, w + (size_t)j * K + k);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+            xv[r] = _mm512_maskz_loadu_ps(live, x + (size_t)r * K + k);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+#pragma GCC unroll 6
+            for (int r = 0; r < R; r++)
+                acc[j][r] = _mm512_fmadd_ps(wv[j], xv[r], acc[j][r]);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        float *y = Y + (size_t)(m + r) * N + n;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            float v = _mm512_reduce_add_ps(acc[j][r]);
+            y[j] = accumulate ? y[j] + v : v;
+        }
+    }
+}
+
+AVX512 static void gemv_rows_avx512(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+{
+    int blocks = N / 4;
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+    for (int b = 0; b < blocks; b++)
+        for (int m = 0; m < M; m += 6) {
+            switch (M - m < 6 ? M - m : 6) {
+            case 1: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 1); break;
+            case 2: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 2); break;
+            case 3: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 3); break;
+            case 4: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 4); break;
+            case 5: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 5); break;
+            default: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 6); break;
+            }
+        }
+    if (N % 4) {
+        int n0 = blocks * 4;
+        for (int m = 0; m < M; m++)
+            dsk_gemv_rows_f32_portable(X + (size_t)m * K, 1, W + (size_t)n0 * K, N - n0, K, Y + (size_t)m * N + n0,
+                                       accumulate);
+    }
+}
+
+static int has_avx512(void) { return __builtin_cpu_supports("avx512f") && dsk_gemv_rows_available(); }
 #endif
+
+static int forced = -1;   /* dsk_gemv_rows_force: -1 the CPU's best */
+
+int dsk_gemv_rows_force(int kernel)
+{
+    if (kernel < -1 || kernel > DSK_GEMV_AVX512)
+        return -1;
+#if defined(__x86_64__)
+    if ((kernel == DSK_GEMV_AVX2 && !dsk_gemv_rows_available()) || (kernel == DSK_GEMV_AVX512 && !has_avx512()))
+        return -1;
+#else
+    if (kernel == DSK_GEMV_AVX2 || kernel == DSK_GEMV_AVX512)
+        return -1;
+#endif
+    forced = kernel;
+    return 0;
+}
+
+static int kernel_now(void)
+{
+    if (forced >= 0)
+        return forced;
+#if defined(__x86_64__)
+    return has_avx512() ? DSK_GEMV_AVX512 : dsk_gemv_rows_available() ? DSK_GEMV_AVX2 : DSK_GEMV_PORTABLE;
+#else
+    return DSK_GEMV_PORTABLE;
+#endif
+}
+
+int dsk_gemv_rows_max(void)
+{
+    int k = kernel_now();
+    return k == DSK_GEMV_AVX512 ? DSK_GEMV_MAX_ROWS_512 : k == DSK_GEMV_AVX2 ? DSK_GEMV_MAX_ROWS : 0;
+}
 
 void dsk_gemv_rows_f32(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
 {
+    switch (kernel_now()) {
 #if defined(__x86_64__)
-    if (dsk_gemv_rows_available()) {
-        gemv_rows_avx2(X, M, W, N, K, Y, accumulate);
-        return;
-    }
+    case DSK_GEMV_AVX512: gemv_rows_avx512(X, M, W, N, K, Y, accumulate); return;
+    case DSK_GEMV_AVX2: gemv_rows_avx2(X, M, W, N, K, Y, accumulate); return;
 #endif
-    dsk_gemv_rows_f32_portable(X, M, W, N, K, Y, accumulate);
+    default: dsk_gemv_rows_f32_portable(X, M, W, N, K, Y, accumulate);
+    }
 }

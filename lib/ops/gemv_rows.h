@@ -9,15 +9,25 @@
 #ifndef DSK_OPS_GEMV_ROWS_H
 #define DSK_OPS_GEMV_ROWS_H
 
-/* The most rows the kernel takes; past this gemm's packing pays off. */
-enum { DSK_GEMV_MAX_ROWS = 8 };
+/* The most rows each vector kernel takes; past them gemm's packing of
+ * the weight pays off (measured on the shapes of a decoding step). */
+enum { DSK_GEMV_MAX_ROWS = 8, DSK_GEMV_MAX_ROWS_512 = 8 };
+enum { DSK_GEMV_PORTABLE, DSK_GEMV_AVX2, DSK_GEMV_AVX512 };
 
-/* Whether this CPU runs the vector kernel (AVX2 and FMA); without it the
- * caller keeps to BLAS. */
+/* Whether this CPU runs a vector kernel (AVX2 and FMA at least); without
+ * one the caller keeps to BLAS. */
 int dsk_gemv_rows_available(void);
 
-/* X [M,K], W [N,K], Y [M,N], 1 <= M <= DSK_GEMV_MAX_ROWS.  The vector
- * kernel when available, else a plain loop (the reference in tests). */
+/* The most rows to give dsk_gemv_rows_f32 with the kernel in use (0: no
+ * vector kernel). */
+int dsk_gemv_rows_max(void);
+
+/* Tests: run this kernel (DSK_GEMV_*), or -1 for the CPU's best; -1
+ * returned when the CPU lacks it. */
+int dsk_gemv_rows_force(int kernel);
+
+/* X [M,K], W [N,K], Y [M,N], M >= 1: the best vector kernel the CPU has
+ * (AVX-512, else AVX2), else a plain loop. */
 void dsk_gemv_rows_f32(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate);
 
 /* The plain loop, always: what tests compare the vector kernel with. */
