@@ -354,6 +354,7 @@ TEST(stop_tokens_logprobs_cancel_queue)
     init_result(&d);
     q = request(p, 4, &c);
     q.max_tokens = 36;
+    c.token_us = 20000;   /* about 0.7 s in the slot unless cancelled: the queue stays full on a loaded machine */
     uint64_t id_c, id_d;
     CHECK(dsk_engine_submit(e, &q, &id_c, &err) == 0);
     q = request(p, 4, &d);
