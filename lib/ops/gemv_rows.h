@@ -11,7 +11,7 @@
 
 /* The most rows each vector kernel takes; past them gemm's packing of
  * the weight pays off (measured on the shapes of a decoding step). */
-enum { DSK_GEMV_MAX_ROWS = 8, DSK_GEMV_MAX_ROWS_512 = 8 };
+enum { DSK_GEMV_MAX_ROWS = 8, DSK_GEMV_MAX_ROWS_512 = 32 };
 enum { DSK_GEMV_PORTABLE, DSK_GEMV_AVX2, DSK_GEMV_AVX512 };
 
 /* Whether this CPU runs a vector kernel (AVX2 and FMA at least); without
