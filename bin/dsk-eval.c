@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include "core/cli.h"
-#include "ops/blas_kernels.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/outfile.h"
@@ -17,6 +16,7 @@
 #include "eval/eval.h"
 #include "eval/mlflow.h"
 #include "eval/plot.h"
+#include "ops/blas_kernels.h"
 
 static const char usage[] =
     "Usage: dsk-eval ppl CKPT --data DIR [--split val|train|test] [--batch N] [--rows N]\n"

@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include "core/cli.h"
-#include "ops/blas_kernels.h"
 #include "core/fileio.h"
 #include "core/outfile.h"
 #include "core/tempdir.h"
 #include "core/split.h"
 #include "eval/eval.h"
+#include "ops/blas_kernels.h"
 #include "quant/ggml_quant.h"
 #include "quant/gguf.h"
 #include "quant/quant.h"

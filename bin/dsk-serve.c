@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "core/cli.h"
-#include "ops/blas_kernels.h"
 #include "eval/eval.h"
+#include "ops/blas_kernels.h"
 #include "serve/server.h"
 
 static const char usage[] =

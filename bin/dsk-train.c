@@ -6,11 +6,11 @@
 #include <string.h>
 
 #include "core/cli.h"
-#include "ops/blas_kernels.h"
 #include "core/outfile.h"
 #include "dist/comm.h"
 #include "dist/memory.h"
 #include "model/config.h"
+#include "ops/blas_kernels.h"
 #include "ops/half.h"
 #include "text/utf8.h"
 #include "train/checkpoint.h"

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cpu.h"
 #include "ops/blas_kernels.h"
 
 /* OpenBLAS's own, not in its cblas.h everywhere. */
@@ -25,7 +26,7 @@ const char *dsk_blas_better_kernels(void)
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (dsk_cpu_avx2_fma())
         return "Haswell";
 #endif
     return NULL;

@@ -1,26 +1,18 @@
 #include <stddef.h>
 
+#include "core/cpu.h"
 #include "ops/gemv_rows.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
-int dsk_gemv_rows_available(void)
-{
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 /* Threads pay for their wake-up past this many multiply-adds. */
-#define PAR_MIN_WORK 262144.0
+#define PAR_MIN_MADDS 262144.0
 
 void dsk_gemv_rows_f32_portable(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
 {
-#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
     for (int n = 0; n < N; n++) {
         const float *w = W + (size_t)n * K;
         for (int m = 0; m < M; m++) {
@@ -35,6 +27,15 @@ void dsk_gemv_rows_f32_portable(const float *X, int M, const float *W, int N, in
 }
 
 #if defined(__x86_64__)
+/* The weight rows past the last whole block of four, in the plain loop. */
+static void last_rows(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+{
+    int n0 = N / 4 * 4;
+    for (int m = 0; m < M && n0 < N; m++)
+        dsk_gemv_rows_f32_portable(X + (size_t)m * K, 1, W + (size_t)n0 * K, N - n0, K, Y + (size_t)m * N + n0,
+                                   accumulate);
+}
+
 #define AVX2 __attribute__((target("avx2,fma")))
 
 /* The four lanes of a horizontal sum of a, b, c, d. */
@@ -83,16 +84,11 @@ AVX2 static void gemv_rows_avx2(const float *X, int M, const float *W, int N, in
     int blocks = N / 4;
     /* Blocks of four weight rows split among threads; every output has
      * one owner and one order of summation at any thread count. */
-#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
     for (int b = 0; b < blocks; b++)
         for (int m = 0; m < M; m += 2)
             block4(X, m, m + 1 < M, W, 4 * b, N, K, Y, accumulate);
-    if (N % 4) {
-        int n0 = blocks * 4;
-        for (int m = 0; m < M; m++)
-            dsk_gemv_rows_f32_portable(X + (size_t)m * K, 1, W + (size_t)n0 * K, N - n0, K, Y + (size_t)m * N + n0,
-                                       accumulate);
-    }
+    last_rows(X, M, W, N, K, Y, accumulate);
 }
 
 /* AVX-512: four weight rows against R input rows at a time, 4R
@@ -141,7 +137,7 @@ block4xr_512(const float *X, int m, const float *W, int n, int N, int K, float *
 AVX512 static void gemv_rows_avx512(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
 {
     int blocks = N / 4;
-#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
     for (int b = 0; b < blocks; b++)
         for (int m = 0; m < M; m += 6) {
             switch (M - m < 6 ? M - m : 6) {
@@ -153,15 +149,9 @@ AVX512 static void gemv_rows_avx512(const float *X, int M, const float *W, int N
             default: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 6); break;
             }
         }
-    if (N % 4) {
-        int n0 = blocks * 4;
-        for (int m = 0; m < M; m++)
-            dsk_gemv_rows_f32_portable(X + (size_t)m * K, 1, W + (size_t)n0 * K, N - n0, K, Y + (size_t)m * N + n0,
-                                       accumulate);
-    }
+    last_rows(X, M, W, N, K, Y, accumulate);
 }
 
-static int has_avx512(void) { return __builtin_cpu_supports("avx512f") && dsk_gemv_rows_available(); }
 #endif
 
 static int forced = -1;   /* dsk_gemv_rows_force: -1 the CPU's best */
@@ -171,7 +161,7 @@ int dsk_gemv_rows_force(int kernel)
     if (kernel < -1 || kernel > DSK_GEMV_AVX512)
         return -1;
 #if defined(__x86_64__)
-    if ((kernel == DSK_GEMV_AVX2 && !dsk_gemv_rows_available()) || (kernel == DSK_GEMV_AVX512 && !has_avx512()))
+    if ((kernel == DSK_GEMV_AVX2 && !dsk_cpu_avx2_fma()) || (kernel == DSK_GEMV_AVX512 && !dsk_cpu_avx512f()))
         return -1;
 #else
     if (kernel == DSK_GEMV_AVX2 || kernel == DSK_GEMV_AVX512)
@@ -186,7 +176,7 @@ static int kernel_now(void)
     if (forced >= 0)
         return forced;
 #if defined(__x86_64__)
-    return has_avx512() ? DSK_GEMV_AVX512 : dsk_gemv_rows_available() ? DSK_GEMV_AVX2 : DSK_GEMV_PORTABLE;
+    return dsk_cpu_avx512f() ? DSK_GEMV_AVX512 : dsk_cpu_avx2_fma() ? DSK_GEMV_AVX2 : DSK_GEMV_PORTABLE;
 #else
     return DSK_GEMV_PORTABLE;
 #endif

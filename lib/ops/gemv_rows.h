@@ -14,12 +14,8 @@
 enum { DSK_GEMV_MAX_ROWS = 8, DSK_GEMV_MAX_ROWS_512 = 32 };
 enum { DSK_GEMV_PORTABLE, DSK_GEMV_AVX2, DSK_GEMV_AVX512 };
 
-/* Whether this CPU runs a vector kernel (AVX2 and FMA at least); without
- * one the caller keeps to BLAS. */
-int dsk_gemv_rows_available(void);
-
 /* The most rows to give dsk_gemv_rows_f32 with the kernel in use (0: no
- * vector kernel). */
+ * vector kernel, AVX2 and FMA at least: the caller keeps to BLAS). */
 int dsk_gemv_rows_max(void);
 
 /* Tests: run this kernel (DSK_GEMV_*), or -1 for the CPU's best; -1

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -30,18 +32,9 @@
 
 static int q4_forced = DSK_Q4_KERNEL_AUTO;
 
-static int cpu_has_avx2(void)
-{
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 int dsk_q4_set_kernel(int kind)
 {
-    if (kind == DSK_Q4_KERNEL_AVX2 && !cpu_has_avx2())
+    if (kind == DSK_Q4_KERNEL_AVX2 && !dsk_cpu_avx2_fma())
         return -1;
     if (kind != DSK_Q4_KERNEL_AUTO && kind != DSK_Q4_KERNEL_PORTABLE && kind != DSK_Q4_KERNEL_AVX2)
         return -1;
@@ -52,7 +45,7 @@ int dsk_q4_set_kernel(int kind)
 static int use_avx2(void)
 {
     if (q4_forced == DSK_Q4_KERNEL_AUTO)
-        return cpu_has_avx2();
+        return dsk_cpu_avx2_fma();
     return q4_forced == DSK_Q4_KERNEL_AVX2;
 }
 

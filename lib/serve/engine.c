@@ -57,15 +57,21 @@ static void finish(seq *s, int why)
     memset(s, 0, sizeof *s);
 }
 
+/* Slot i keeps no prompt any more (taken again, or ended). */
+static void forget_kept(dsk_engine *e, int i)
+{
+    free(e->lend_prompt[i]);
+    e->lend_prompt[i] = NULL;
+    e->lend_n[i] = 0;
+}
+
 /* Ends the sequence in slot i.  Its prompt's keys and values stay in the
  * cache for later prompts that begin the same way (share_prefix), but
  * after a failed step, whose cache is not to be trusted. */
 static void retire(dsk_engine *e, int i, int why)
 {
     seq *s = &e->slot[i];
-    free(e->lend_prompt[i]);
-    e->lend_prompt[i] = NULL;
-    e->lend_n[i] = 0;
+    forget_kept(e, i);
     int n = s->r.n_prompt < e->d->len[i] ? s->r.n_prompt : e->d->len[i];
     if (why != DSK_ENGINE_ERROR && n > 0) {
         e->lend_prompt[i] = s->prompt;   /* finish() frees what is left in s */
@@ -207,9 +213,8 @@ static void *run(void *arg)
     pthread_mutex_lock(&e->mu);
     while (!e->quit) {
         for (int i = 0; i < S; i++)
-            if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled) {
+            if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled)
                 retire(e, i, DSK_ENGINE_CANCELLED);
-            }
         drop_cancelled_waiting(e);
         /* Admit waiting requests into free slots, first come first served;
          * a slot that kept the beginning of the prompt keeps it. */
@@ -226,9 +231,7 @@ static void *run(void *arg)
             }
             e->slot[i] = *q;
             e->slot[i].state = SEQ_PREFILL;
-            free(e->lend_prompt[i]);
-            e->lend_prompt[i] = NULL;
-            e->lend_n[i] = 0;
+            forget_kept(e, i);
             e->d->len[i] = e->slot[i].fed = own;
             if (!q->r.prompt_logprobs)
                 e->prefix_queries += q->r.n_prompt;
@@ -338,9 +341,8 @@ static void *run(void *arg)
             if (s->state == SEQ_FREE || s->cancelled)
                 continue;
             if (rc) {
-                if (row >= 0 || s->state == SEQ_PREFILL) {
+                if (row >= 0 || s->state == SEQ_PREFILL)
                     retire(e, i, DSK_ENGINE_ERROR);
-                }
                 continue;
             }
             if (s->r.prompt_logprobs && !s->cancelled)
@@ -400,7 +402,7 @@ static void engine_free(dsk_engine *e)
     free(e->slot), free(e->queue), free(e->row_slot), free(e->row_tok), free(e->row_seq_last), free(e->order);
     free(e->row_want), free(e->row_token), free(e->score_row), free(e->chunk_row), free(e->counts);
     for (int i = 0; i < e->o.slots; i++)
-        free(e->lend_prompt[i]);
+        forget_kept(e, i);
     free(e->lend_prompt), free(e->lend_n);
     free(e->scratch), free(e->drawn), free(e);
 }

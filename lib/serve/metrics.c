@@ -60,9 +60,9 @@ dsk_metrics *dsk_metrics_new(void)
     add_std(m, DSK_M_WAITING, DSK_METRIC_GAUGE, "Requests waiting for a batch slot.", NULL, NULL, 0);
     add_std(m, DSK_M_KV_USAGE, DSK_METRIC_GAUGE, "KV-cache usage, 1 means full.", NULL, NULL, 0);
     add_std(m, DSK_M_PREFIX_QUERIES, DSK_METRIC_COUNTER,
-            "Prompt tokens of requests that may take a prefix from a running sequence.", NULL, NULL, 0);
+            "Prompt tokens of requests that may take a beginning from another slot's KV cache.", NULL, NULL, 0);
     add_std(m, DSK_M_PREFIX_HITS, DSK_METRIC_COUNTER,
-            "Prompt tokens taken from a running sequence's KV cache, not computed.", NULL, NULL, 0);
+            "Prompt tokens copied from another slot's KV cache (running or kept), not computed.", NULL, NULL, 0);
     add_std(m, DSK_M_TTFT, DSK_METRIC_HISTOGRAM, "Time to first token in seconds.", NULL, ttft, N(ttft));
     add_std(m, DSK_M_TPOT, DSK_METRIC_HISTOGRAM, "Time per output token in seconds.", NULL, tpot, N(tpot));
     add_std(m, DSK_M_E2E, DSK_METRIC_HISTOGRAM, "End-to-end request latency in seconds.", NULL, e2e, N(e2e));
