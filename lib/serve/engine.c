@@ -18,6 +18,7 @@ typedef struct seq {
     int fed, generated;
     int32_t last;
     dsk_rng rng;
+    dsk_json_prefix json;      /* JSON mode: the answer so far, as JSON */
 } seq;
 
 struct dsk_engine {
@@ -326,6 +327,10 @@ static void *run(void *arg)
                 float *scratch = e->scratch + (size_t)i * V;
                 memcpy(scratch, logits, (size_t)V * sizeof *logits);
                 dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
+                if (s->r.json && dsk_json_vocab_mask(s->r.json, &s->json, scratch) == 0) {
+                    e->drawn[i] = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
+                    continue;
+                }
                 int32_t tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
                 e->drawn[i] = (dsk_engine_token){.id = tok};
                 if (s->r.logprobs)   /* two passes over the vocabulary */
@@ -359,6 +364,10 @@ static void *run(void *arg)
                 continue;
             dsk_engine_token *t = &e->drawn[i];
             int32_t tok = t->id;
+            if (tok < 0 || (s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok))) {
+                retire(e, i, DSK_ENGINE_ERROR);
+                continue;
+            }
             if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
                 t->end = 1;
                 s->r.on_token(s->r.ctx, t);
@@ -372,7 +381,7 @@ static void *run(void *arg)
                 dsk_token_counts_add(&e->counts[i], tok, 0);
             s->last = tok;
             s->state = SEQ_DECODE;
-            if (stop) {
+            if (stop || (s->r.json && dsk_json_prefix_complete(&s->json))) {
                 retire(e, i, DSK_ENGINE_STOP);
             } else if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
                 retire(e, i, DSK_ENGINE_LENGTH);
@@ -514,6 +523,8 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
         if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
             s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
         dsk_rng_seed(&s->rng, r[k].seed);
+        if (r[k].json)
+            dsk_json_prefix_init(&s->json, 1);
         ids[k] = s->id;
     }
     pthread_cond_signal(&e->cv);

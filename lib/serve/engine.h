@@ -15,6 +15,7 @@
 
 #include "model/generate.h"
 #include "model/logit_process.h"
+#include "serve/json_mode.h"
 
 enum { DSK_ENGINE_STOP, DSK_ENGINE_LENGTH, DSK_ENGINE_CANCELLED, DSK_ENGINE_ERROR };
 enum { DSK_ENGINE_MAX_TOP = 20 };
@@ -38,6 +39,10 @@ typedef struct dsk_engine_request {
     dsk_penalties penalties;
     uint64_t seed;
     int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
+    /* JSON mode: non-NULL, each token is drawn among those that keep the
+     * answer the beginning of a JSON object, and the answer ends (STOP)
+     * with the token that closes it.  Stop tokens cannot end it before. */
+    const dsk_json_vocab *json;
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt

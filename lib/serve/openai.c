@@ -425,6 +425,32 @@ typedef struct seen {
     struct json_object *max_tokens, *max_completion_tokens, *stream_options, *top_logprobs, *logprobs;
 } seen;
 
+/* "response_format": {"type": "text"} (the default) or {"type":
+ * "json_object"} (JSON mode).  "json_schema" is refused, not ignored: the
+ * answer would be JSON but would not follow the schema. */
+static int parse_response_format(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (!dsk_json_is(v, json_type_object))
+        return bad_type(e, "response_format", "an object", v);
+    struct json_object *type = NULL;
+    if (!json_object_object_get_ex(v, "type", &type) || dsk_json_is(type, json_type_null))
+        return dsk_openai_fail(e, 400, "response_format.type", "missing_required_parameter",
+                               "response_format needs a type");
+    if (!dsk_json_is(type, json_type_string))
+        return bad_type(e, "response_format.type", "a string", type);
+    const char *t = json_object_get_string(type);
+    if (strcmp(t, "text") == 0 || strcmp(t, "json_object") == 0) {
+        req->json_mode = t[0] == 'j';
+        return 0;
+    }
+    if (strcmp(t, "json_schema") == 0)
+        return dsk_openai_fail(e, 400, "response_format.type", "unsupported_value",
+                               "response_format json_schema is not supported: dsk-serve keeps answers to JSON "
+                               "(json_object), not to a schema");
+    return dsk_openai_fail(e, 400, "response_format.type", "invalid_value",
+                           "response_format type must be 'text', 'json_object' or 'json_schema'");
+}
+
 static int parse_field(const char *key, struct json_object *v, int kind, const dsk_openai_limits *lim,
                        dsk_openai_request *req, seen *s, dsk_openai_error *e)
 {
@@ -449,7 +475,7 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     static const char *const optional[] = {"temperature", "top_p", "top_k", "stop", "seed", "n", "stream",
                                            "stream_options", "logprobs", "top_logprobs", "user",
                                            "frequency_penalty", "presence_penalty", "ignore_eos", "min_p",
-                                           "repetition_penalty", "logit_bias", "echo"};
+                                           "repetition_penalty", "logit_bias", "echo", "response_format"};
     for (size_t i = 0; null && i < sizeof optional / sizeof *optional; i++)
         if (strcmp(key, optional[i]) == 0 && (chat || strcmp(key, "top_logprobs") != 0) &&
             (!chat || strcmp(key, "echo") != 0))
@@ -512,6 +538,8 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
         return parse_string(v, key, &req->user, e);
     if (strcmp(key, "ignore_eos") == 0)
         return get_bool(v, key, &req->ignore_eos, e);
+    if (strcmp(key, "response_format") == 0)
+        return parse_response_format(v, req, e);
     if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0)
         return get_number(v, key, -2, 0, 2, key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty, e);
     add_ignored(req, key);

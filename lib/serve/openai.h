@@ -99,6 +99,7 @@ typedef struct dsk_openai_request {
     int top_logprobs;          /* chat: 0..20 alternatives per token; completion: copy of logprobs */
     char *user;                /* as sent, or NULL */
     int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
+    int json_mode;             /* response_format {"type": "json_object"}: the answer is one JSON object */
     double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
     /* Fields accepted without effect: unknown fields (OpenAI ignores them

@@ -31,6 +31,7 @@ struct dsk_server {
     char model_name[256];
     long long created;
     int32_t end_token, eot_token;
+    dsk_json_vocab *json_vocab;   /* JSON mode's view of the vocabulary */
     pthread_mutex_t mu;
     pthread_cond_t idle;
     int active;                 /* generation requests in flight */
@@ -617,6 +618,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
          * models' generation configs list several end-of-sequence ids. */
         reqs[i].stop[0] = g->req.ignore_eos ? -1 : s->end_token;
         reqs[i].stop[1] = g->req.ignore_eos ? -1 : s->eot_token;
+        reqs[i].json = g->req.json_mode ? s->json_vocab : NULL;
         reqs[i].logprobs = g->req.want_logprobs;
         reqs[i].top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
         if (echo) {   /* the answer begins with the prompt: its text, and its tokens to score */
@@ -1047,6 +1049,7 @@ int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
     s->end_token = end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end;
     s->eot_token = eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot;
+    s->json_vocab = dsk_json_vocab_new(&l->tok, l->model->cfg.vocab_size);
     s->lim.ctx_len = ctx;
     s->slots = slots;
     s->kv_bytes = per_seq * (size_t)slots;
@@ -1087,6 +1090,7 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
     dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
     MHD_stop_daemon(s->daemon);
     dsk_metrics_free(s->metrics);
+    dsk_json_vocab_free(s->json_vocab);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
     free(s);

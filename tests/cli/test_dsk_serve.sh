@@ -411,6 +411,56 @@ assert len(r["choices"]) == 3 and len(texts) == 1, r
 h1, q1 = metric("dsk:prefix_cache_hits_total"), metric("dsk:prefix_cache_queries_total")
 assert q1 - q0 == 3 * n and h1 - h0 == 2 * (n - 1), (n, h1 - h0, q1 - q0)
 PY
+# JSON mode: the answer is one JSON object (whole when it ends "stop", the
+# beginning of one when it ends "length"), also streamed and sampled; a
+# schema is refused, not ignored.
+check "response_format json_object: the answers are JSON" python3 - "$url" <<'PY'
+import json, sys, urllib.error, urllib.request
+url = sys.argv[1]
+def post(path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        r = urllib.request.urlopen(req, timeout=60)
+        return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+stopped = 0
+for seed in range(6):
+    st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say red"}],
+                 "response_format": {"type": "json_object"}, "max_tokens": 48, "seed": seed,
+                 "temperature": 0 if seed == 0 else 1.0})
+    assert st == 200, (st, b)
+    c = json.loads(b)["choices"][0]
+    text = c["message"]["content"]
+    if c["finish_reason"] == "stop":
+        assert isinstance(json.loads(text), dict), text
+        stopped += 1
+    else:
+        # cut short: the unit tests check it is a beginning of JSON byte by byte
+        assert c["finish_reason"] == "length" and text.lstrip().startswith("{"), c
+# the same streamed: the chunks join to the same text as the whole answer
+body = {"messages": [{"role": "user", "content": "say dog"}], "response_format": {"type": "json_object"},
+        "max_tokens": 48, "seed": 3, "temperature": 1.0}
+st, whole = post("/v1/chat/completions", body)
+st2, streamed = post("/v1/chat/completions", dict(body, stream=True))
+assert st == 200 and st2 == 200
+joined = "".join(json.loads(l[6:])["choices"][0]["delta"].get("content", "") for l in streamed.splitlines()
+                 if l.startswith("data: {") and json.loads(l[6:])["choices"])
+assert joined == json.loads(whole)["choices"][0]["message"]["content"], (joined, whole)
+# completions take it too; "text" is the default
+st, b = post("/v1/completions", {"prompt": "say", "response_format": {"type": "json_object"}, "max_tokens": 32,
+                                 "temperature": 0})
+assert st == 200 and json.loads(b)["choices"][0]["text"].lstrip().startswith("{"), b
+st, b = post("/v1/completions", {"prompt": "say", "response_format": {"type": "text"}, "max_tokens": 2})
+assert st == 200 and "response_format" not in b, b
+for bad, code in [({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}, "unsupported_value"),
+                  ({"type": "xml"}, "invalid_value"), ({}, "missing_required_parameter"), ("json", "invalid_type")]:
+    st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format": bad})
+    err = json.loads(b)["error"]
+    assert st == 400 and err["code"] == code and err["param"].startswith("response_format"), (bad, st, b)
+print(f"# {stopped} of 6 chat answers closed their object in 48 tokens")
+PY
 kill -TERM "$pid"; wait "$pid"
 
 # Connections that send nothing hold their slots only --idle-timeout long:

@@ -7,6 +7,7 @@
 
 #include "test.h"
 
+#include "core/json.h"
 #include "serve/engine.h"
 
 enum { V = 53, MAXTOK = 24 };
@@ -606,5 +607,78 @@ TEST(prompt_logprobs_bias_and_penalties)
     be->destroy(be);
 }
 
+/* JSON mode: with random weights, greedy and sampled, every answer is the
+ * beginning of a JSON object; one that ends "stop" is a whole object, ended
+ * by the token that closes it; the model's stop token never ends one early. */
+TEST(json_mode_answers_are_json)
+{
+    static const char *const pieces[] = {
+        "{", "}", "[", "]", "\"", ":", ",", " ", "\n", "0", "1", "-", ".", "e", "a", "b", "true", "false", "null",
+        "{\"", "\":", "\": ", "\"a\"", "},", "],", "x", "\\", "n", "u", "12", "\"}", "\"]", "{}", "[]", ", \"",
+        "ab", "\xC3\xA9", "\t", "  ", "tr", "ue", "fa", "lse", "nu", "ll", "\"b", "1.5", "e3", "}\n", "}}", "]]"};
+    enum { PIECES = sizeof pieces / sizeof *pieces, END = PIECES };
+    CHECK(PIECES + 2 == V);   /* the last id has no bytes */
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    for (int i = 0; i < PIECES; i++)
+        CHECK(dsk_tokenizer_add(&tk, (uint32_t)i, pieces[i], strlen(pieces[i]), &err) == 0);
+    CHECK(dsk_tokenizer_add_special(&tk, END, "<|end|>", &err) == 0);
+    dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
+
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    dsk_engine_opts o = {4, 0, 16, 32};
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    enum { N = 24, MAX = 40 };
+    result r[N];
+    int32_t prompt[3] = {7, 3, 19};
+    uint64_t id;
+    for (int i = 0; i < N; i++) {
+        init_result(&r[i]);
+        dsk_engine_request q = request(prompt, 3, &r[i]);
+        q.max_tokens = MAX;
+        q.json = jv;
+        q.stop[0] = END;
+        q.sampler = (dsk_sampler_opts){i ? 1.0 : 0, 0, 1, 0};   /* the first greedy */
+        q.seed = (uint64_t)i;
+        CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    }
+    int stopped = 0;
+    for (int i = 0; i < N; i++) {
+        wait_done(&r[i]);
+        dsk_buf text = {0};
+        for (int t = 0; t < r[i].n && t < 64; t++)
+            dsk_buf_adds(&text, pieces[r[i].tokens[t]]);   /* END would be out of range */
+        dsk_json_prefix s;
+        dsk_json_prefix_init(&s, 1);
+        CHECK(r[i].end_at == 0);
+        CHECK(dsk_json_prefix_feed_all(&s, text.data, text.len));
+        if (r[i].finish == DSK_ENGINE_STOP) {
+            stopped++;
+            CHECK(dsk_json_prefix_complete(&s));
+            char msg[128] = "";
+            struct json_object *obj = dsk_json_parse(text.data, text.len, msg, sizeof msg);
+            CHECK(dsk_json_is(obj, json_type_object));
+            json_object_put(obj);
+            /* the last token closed it: without it the text was not whole */
+            dsk_json_prefix_init(&s, 1);
+            size_t last = strlen(pieces[r[i].tokens[r[i].n - 1]]);
+            CHECK(dsk_json_prefix_feed_all(&s, text.data, text.len - last) && !dsk_json_prefix_complete(&s));
+        } else {
+            CHECK(r[i].finish == DSK_ENGINE_LENGTH && r[i].n == MAX && !dsk_json_prefix_complete(&s));
+        }
+        dsk_buf_free(&text);
+    }
+    printf("# JSON mode: %d of %d answers closed their object within %d tokens\n", stopped, N, MAX);
+    CHECK(stopped > 0);
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+    dsk_json_vocab_free(jv);
+    dsk_tokenizer_free(&tk);
+}
+
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
-          T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties))
+          T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
+          T(json_mode_answers_are_json))

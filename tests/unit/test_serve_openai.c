@@ -65,7 +65,8 @@ TEST(chat_every_field)
         "\"max_tokens\":7,\"max_completion_tokens\":9,\"temperature\":0.5,\"top_p\":0.9,\"top_k\":40,"
         "\"stop\":[\"\\n\\n\",\"END\"],\"seed\":-12345678901,\"n\":2,\"stream\":true,"
         "\"stream_options\":{\"include_usage\":true},\"logprobs\":true,\"top_logprobs\":3,\"user\":\"u1\","
-        "\"frequency_penalty\":0,\"presence_penalty\":0,\"ignore_eos\":true}";
+        "\"frequency_penalty\":0,\"presence_penalty\":0,\"ignore_eos\":true,"
+        "\"response_format\":{\"type\":\"json_object\"}}";
     dsk_openai_request req;
     dsk_openai_error e;
     CHECK(parse(body, DSK_OPENAI_CHAT, &req, &e) == 0);
@@ -83,6 +84,7 @@ TEST(chat_every_field)
     CHECK(req.want_logprobs == 1 && req.logprobs == 1 && req.top_logprobs == 3);
     CHECK_STR(req.user, "u1");
     CHECK(req.ignore_eos == 1);
+    CHECK(req.json_mode == 1);
     CHECK(req.n_ignored == 0);
     CHECK(req.prompts == NULL);
     /* the normalized document for dsk_bpe_encode_generation_prompt */
@@ -226,6 +228,11 @@ TEST(wrong_types_name_the_param)
         {1, "\"top_p\":true", "top_p"},
         {1, "\"top_k\":-2", "top_k"},
         {2, "\"ignore_eos\":1", "ignore_eos"},
+        {1, "\"response_format\":\"json\"", "response_format"},
+        {1, "\"response_format\":{\"type\":\"yaml\"}", "response_format.type"},
+        {1, "\"response_format\":{\"type\":1}", "response_format.type"},
+        {1, "\"response_format\":{}", "response_format.type"},
+        {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}", "response_format.type"},
         {1, "\"top_k\":0.5", "top_k"},
         {1, "\"stop\":5", "stop"},
         {1, "\"stop\":[\"a\",1]", "stop[1]"},

@@ -1,0 +1,35 @@
+/* JSON mode (OpenAI's response_format {"type": "json_object"}): at each
+ * step the model draws only among the tokens whose bytes keep its answer
+ * the beginning of a JSON object (text/json_prefix.h), and the answer
+ * ends when the object closes.
+ *
+ * Masking tries every token, but walks the vocabulary in byte order and
+ * keeps the automaton's state for each byte of the current token: a token
+ * starts from the state its shared beginning with the one before left,
+ * and once a beginning fails, every token that shares it is refused
+ * unread.  A step costs about one automaton step per node of the
+ * vocabulary's byte trie that is still reachable. */
+#ifndef DSK_SERVE_JSON_MODE_H
+#define DSK_SERVE_JSON_MODE_H
+
+#include <stdint.h>
+
+#include "bpe/tokenizer.h"
+#include "text/json_prefix.h"
+
+typedef struct dsk_json_vocab dsk_json_vocab;
+
+/* The tokens 0..n_vocab-1 of the model: those the tokenizer gives bytes
+ * (not special tokens, not ids it lacks) are candidates. */
+dsk_json_vocab *dsk_json_vocab_new(const dsk_tokenizer *tk, int n_vocab);
+void dsk_json_vocab_free(dsk_json_vocab *v);
+
+/* Sets the logit of every token that would break the JSON beginning s to
+ * -INFINITY.  Returns how many tokens remain (0: none can follow). */
+int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float *logits);
+
+/* Feeds token tok's bytes to s: 1 if it keeps the text JSON, else 0 (a
+ * special or unknown token never does). */
+int dsk_json_vocab_feed(const dsk_json_vocab *v, dsk_json_prefix *s, int32_t tok);
+
+#endif

@@ -1,0 +1,117 @@
+/* dsk-serve's JSON mode: the vocabulary mask equals trying every token's
+ * bytes on its own, in every state a JSON text passes through. */
+#include <math.h>
+
+#include "core/rng.h"
+#include "serve/json_mode.h"
+#include "test.h"
+
+/* 256 byte tokens, then multi-byte tokens made of JSON's own characters
+ * (so many share beginnings, and many are valid only in some states),
+ * then a special token, and two ids the tokenizer lacks. */
+static int make_tokenizer(dsk_tokenizer *tk, dsk_rng *r)
+{
+    dsk_tokenizer_init(tk);
+    dsk_err err = {0};
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        if (dsk_tokenizer_add(tk, id, &c, 1, &err))
+            return -1;
+    }
+    static const char alphabet[] = "{}[]\":, \n0123456789-.eE+truefalsn\\uxé";
+    for (int k = 0; k < 1500; k++) {
+        char t[12];
+        int n = 2 + (int)(dsk_rng_next(r) % 9);
+        for (int i = 0; i < n; i++)
+            t[i] = alphabet[dsk_rng_next(r) % (sizeof alphabet - 1)];
+        if (dsk_tokenizer_lookup(tk, t, (size_t)n) != DSK_BPE_NO_TOKEN)
+            continue;
+        if (dsk_tokenizer_add(tk, id++, t, (size_t)n, &err))
+            return -1;
+    }
+    if (dsk_tokenizer_add_special(tk, id++, "<|end|>", &err))
+        return -1;
+    return (int)id + 2;
+}
+
+static void random_json(dsk_rng *r, dsk_buf *b, int depth)
+{
+    static const char *const scalars[] = {"0", "-12", "3.5e-2", "true", "false", "null", "\"a\\u00e9b\"", "\"\xC3\xA9\""};
+    int kind = (int)(dsk_rng_next(r) % (depth >= 4 ? 1 : 3));
+    if (kind == 0) {
+        dsk_buf_adds(b, scalars[dsk_rng_next(r) % 8]);
+        return;
+    }
+    int object = kind == 1, n = (int)(dsk_rng_next(r) % 3);
+    dsk_buf_adds(b, object ? "{" : "[ ");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            dsk_buf_adds(b, ", ");
+        if (object)
+            dsk_buf_adds(b, "\"k\":\n ");
+        random_json(r, b, depth + 1);
+    }
+    dsk_buf_adds(b, object ? "}" : "]");
+}
+
+TEST(mask_equals_trying_every_token)
+{
+    dsk_rng r;
+    dsk_rng_seed(&r, 11);
+    dsk_tokenizer tk;
+    int n_vocab = make_tokenizer(&tk, &r);
+    CHECK(n_vocab > 1500);
+    dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
+    float *logits = dsk_xmalloc((size_t)n_vocab * sizeof *logits);
+    int states = 0, wrong = 0, allowed_sum = 0;
+    for (int iter = 0; iter < 150; iter++) {
+        dsk_buf text = {0};
+        dsk_buf_adds(&text, "{\"x\": ");
+        random_json(&r, &text, 0);
+        dsk_buf_adds(&text, "}");
+        /* every beginning of the text is a state to mask from */
+        dsk_json_prefix s;
+        dsk_json_prefix_init(&s, 1);
+        for (size_t cut = 0; cut <= text.len; cut++) {
+            if (cut)
+                CHECK(dsk_json_prefix_feed(&s, (unsigned char)text.data[cut - 1]));
+            if (cut % 3 && cut != text.len)   /* a third of them keeps the test quick */
+                continue;
+            for (int id = 0; id < n_vocab; id++)
+                logits[id] = (float)id;
+            int n = dsk_json_vocab_mask(v, &s, logits), count = 0;
+            for (int id = 0; id < n_vocab; id++) {
+                dsk_json_prefix t = s;
+                int ok = dsk_json_vocab_feed(v, &t, id);
+                count += ok;
+                wrong += ok != (logits[id] == (float)id) || (!ok && !(isinf(logits[id]) && logits[id] < 0));
+            }
+            wrong += n != count;
+            allowed_sum += n;
+            states++;
+        }
+        dsk_buf_free(&text);
+    }
+    printf("# %d states, %.1f tokens allowed on average of %d\n", states, (double)allowed_sum / states, n_vocab);
+    CHECK(wrong == 0);
+    CHECK(states > 1000 && allowed_sum > states);
+    /* a closed object takes only whitespace; special and unknown ids never */
+    dsk_json_prefix s;
+    dsk_json_prefix_init(&s, 1);
+    CHECK(dsk_json_prefix_feed_all(&s, "{}", 2));
+    for (int id = 0; id < n_vocab; id++)
+        logits[id] = 0;
+    CHECK(dsk_json_vocab_mask(v, &s, logits) >= 4);   /* ' ', '\t', '\n', '\r' and tokens of them */
+    CHECK(logits[' '] == 0 && isinf(logits['}']));
+    dsk_json_prefix_init(&s, 1);
+    CHECK(!dsk_json_vocab_feed(v, &s, n_vocab - 3));   /* <|end|> */
+    dsk_json_prefix_init(&s, 1);
+    CHECK(!dsk_json_vocab_feed(v, &s, n_vocab - 1));   /* no such token */
+    CHECK(!dsk_json_vocab_feed(v, &s, '{'));           /* s failed: refuses all */
+    free(logits);
+    dsk_json_vocab_free(v);
+    dsk_tokenizer_free(&tk);
+}
+
+RUN_TESTS(T(mask_equals_trying_every_token))
