@@ -58,6 +58,25 @@ static void finish(seq *s, int why)
     memset(s, 0, sizeof *s);
 }
 
+/* JSON mode: masks the tokens that would break the answer's JSON.  The
+ * stop tokens stay only where the text is whole but could go on (a
+ * number at the top): they end it.  Returns the tokens left. */
+static int json_mask(const seq *s, float *logits, int V)
+{
+    float stop_logit[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        if (s->r.stop[k] >= 0 && s->r.stop[k] < V)
+            stop_logit[k] = logits[s->r.stop[k]];
+    int n = dsk_json_vocab_mask(s->r.json, &s->json, logits);
+    if (dsk_json_prefix_complete(&s->json))
+        for (int k = 0; k < 2; k++)
+            if (s->r.stop[k] >= 0 && s->r.stop[k] < V && isinf(logits[s->r.stop[k]])) {
+                logits[s->r.stop[k]] = stop_logit[k];
+                n++;
+            }
+    return n;
+}
+
 /* Slot i keeps no prompt any more (taken again, or ended). */
 static void forget_kept(dsk_engine *e, int i)
 {
@@ -327,7 +346,7 @@ static void *run(void *arg)
                 float *scratch = e->scratch + (size_t)i * V;
                 memcpy(scratch, logits, (size_t)V * sizeof *logits);
                 dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
-                if (s->r.json && dsk_json_vocab_mask(s->r.json, &s->json, scratch) == 0) {
+                if (s->r.json && json_mask(s, scratch, V) == 0) {
                     e->drawn[i] = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
                     continue;
                 }
@@ -364,11 +383,12 @@ static void *run(void *arg)
                 continue;
             dsk_engine_token *t = &e->drawn[i];
             int32_t tok = t->id;
-            if (tok < 0 || (s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok))) {
+            int stop_token = tok >= 0 && (tok == s->r.stop[0] || tok == s->r.stop[1]);
+            if (tok < 0 || (s->r.json && !stop_token && !dsk_json_vocab_feed(s->r.json, &s->json, tok))) {
                 retire(e, i, DSK_ENGINE_ERROR);
                 continue;
             }
-            if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
+            if (stop_token) {
                 t->end = 1;
                 s->r.on_token(s->r.ctx, t);
                 s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
@@ -381,7 +401,7 @@ static void *run(void *arg)
                 dsk_token_counts_add(&e->counts[i], tok, 0);
             s->last = tok;
             s->state = SEQ_DECODE;
-            if (stop || (s->r.json && dsk_json_prefix_complete(&s->json))) {
+            if (stop || (s->r.json && dsk_json_prefix_closed(&s->json))) {
                 retire(e, i, DSK_ENGINE_STOP);
             } else if (s->generated >= s->r.max_tokens || e->d->len[i] >= e->d->max_len) {
                 retire(e, i, DSK_ENGINE_LENGTH);
@@ -523,7 +543,9 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
         if (s->r.top_logprobs > DSK_ENGINE_MAX_TOP)
             s->r.top_logprobs = DSK_ENGINE_MAX_TOP;
         dsk_rng_seed(&s->rng, r[k].seed);
-        if (r[k].json)
+        if (r[k].json && r[k].json_schema)
+            dsk_json_prefix_init_schema(&s->json, r[k].json_schema);
+        else if (r[k].json)
             dsk_json_prefix_init(&s->json, 1);
         ids[k] = s->id;
     }

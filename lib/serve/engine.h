@@ -40,9 +40,12 @@ typedef struct dsk_engine_request {
     uint64_t seed;
     int32_t stop[2];                    /* tokens that end the answer (not reported), -1: none */
     /* JSON mode: non-NULL, each token is drawn among those that keep the
-     * answer the beginning of a JSON object, and the answer ends (STOP)
-     * with the token that closes it.  Stop tokens cannot end it before. */
+     * answer the beginning of a JSON object (or of a value valid against
+     * json_schema, which must outlive the request), and the answer ends
+     * (STOP) with the token that closes it.  Stop tokens cannot end it
+     * before; they end a whole text that could go on (a number). */
     const dsk_json_vocab *json;
+    const struct dsk_json_schema *json_schema;
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt

@@ -73,7 +73,7 @@ int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float
      * failed_at - 1, so any token sharing failed_at bytes with it fails. */
     dsk_json_prefix *state = dsk_xmalloc(((size_t)v->max_len + 1) * sizeof *state);
     unsigned char *allowed = dsk_xcalloc((size_t)v->n_vocab, 1);
-    state[0] = *s;
+    dsk_json_prefix_copy(&state[0], s);
     uint32_t failed_at = UINT32_MAX;
     int n_allowed = 0;
     for (int k = 0; k < v->n_sorted; k++) {
@@ -85,7 +85,7 @@ int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float
         const unsigned char *p = (const unsigned char *)dsk_tokenizer_bytes(v->tk, (uint32_t)v->sorted[k], &len);
         uint32_t i = shared;
         for (; i < len; i++) {
-            state[i + 1] = state[i];
+            dsk_json_prefix_copy(&state[i + 1], &state[i]);
             if (!dsk_json_prefix_feed(&state[i + 1], p[i]))
                 break;
         }

@@ -425,9 +425,11 @@ typedef struct seen {
     struct json_object *max_tokens, *max_completion_tokens, *stream_options, *top_logprobs, *logprobs;
 } seen;
 
-/* "response_format": {"type": "text"} (the default) or {"type":
- * "json_object"} (JSON mode).  "json_schema" is refused, not ignored: the
- * answer would be JSON but would not follow the schema. */
+/* "response_format": {"type": "text"} (the default), {"type":
+ * "json_object"} (JSON mode) or {"type": "json_schema", "json_schema":
+ * {"name", "schema", "strict", "description"}}: the schema is compiled
+ * here, and one outside the subset the automaton holds text to
+ * (text/json_schema.h) is refused by name, not ignored. */
 static int parse_response_format(struct json_object *v, dsk_openai_request *req, dsk_openai_error *e)
 {
     if (!dsk_json_is(v, json_type_object))
@@ -440,15 +442,33 @@ static int parse_response_format(struct json_object *v, dsk_openai_request *req,
         return bad_type(e, "response_format.type", "a string", type);
     const char *t = json_object_get_string(type);
     if (strcmp(t, "text") == 0 || strcmp(t, "json_object") == 0) {
-        req->json_mode = t[0] == 'j';
+        req->json_mode = t[0] == 'j' ? DSK_OPENAI_JSON_OBJECT : DSK_OPENAI_TEXT;
         return 0;
     }
-    if (strcmp(t, "json_schema") == 0)
-        return dsk_openai_fail(e, 400, "response_format.type", "unsupported_value",
-                               "response_format json_schema is not supported: dsk-serve keeps answers to JSON "
-                               "(json_object), not to a schema");
-    return dsk_openai_fail(e, 400, "response_format.type", "invalid_value",
-                           "response_format type must be 'text', 'json_object' or 'json_schema'");
+    if (strcmp(t, "json_schema") != 0)
+        return dsk_openai_fail(e, 400, "response_format.type", "invalid_value",
+                               "response_format type must be 'text', 'json_object' or 'json_schema'");
+    struct json_object *js = NULL, *schema = NULL, *name = NULL;
+    if (!json_object_object_get_ex(v, "json_schema", &js) || dsk_json_is(js, json_type_null))
+        return dsk_openai_fail(e, 400, "response_format.json_schema", "missing_required_parameter",
+                               "response_format json_schema needs its json_schema object");
+    if (!dsk_json_is(js, json_type_object))
+        return bad_type(e, "response_format.json_schema", "an object", js);
+    if (json_object_object_get_ex(js, "name", &name) && !dsk_json_is(name, json_type_string))
+        return bad_type(e, "response_format.json_schema.name", "a string", name);
+    /* no schema: any JSON value */
+    struct json_object *any = NULL;
+    if (!json_object_object_get_ex(js, "schema", &schema) || dsk_json_is(schema, json_type_null))
+        schema = any = json_object_new_boolean(1);
+    char msg[400];
+    dsk_json_schema_free(req->json_schema);
+    req->json_schema = dsk_json_schema_compile(schema, msg, sizeof msg);
+    json_object_put(any);
+    if (!req->json_schema)
+        return dsk_openai_fail(e, 400, "response_format.json_schema.schema", "invalid_value",
+                               "response_format json_schema: %s", msg);
+    req->json_mode = DSK_OPENAI_JSON_SCHEMA;
+    return 0;
 }
 
 static int parse_field(const char *key, struct json_object *v, int kind, const dsk_openai_limits *lim,
@@ -632,6 +652,7 @@ void dsk_openai_request_free(dsk_openai_request *req)
     }
     free(req->prompts);
     free(req->logit_bias);
+    dsk_json_schema_free(req->json_schema);
     for (int i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);

@@ -17,8 +17,10 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "model/logit_process.h"
+#include "text/json_schema.h"
 
 enum { DSK_OPENAI_CHAT = 1, DSK_OPENAI_COMPLETION = 2 };
+enum { DSK_OPENAI_TEXT, DSK_OPENAI_JSON_OBJECT, DSK_OPENAI_JSON_SCHEMA };
 
 #define DSK_OPENAI_MAX_STOP 4       /* OpenAI's limit on stop sequences */
 #define DSK_OPENAI_MAX_IGNORED 16   /* ignored field names kept for the warning header */
@@ -99,7 +101,8 @@ typedef struct dsk_openai_request {
     int top_logprobs;          /* chat: 0..20 alternatives per token; completion: copy of logprobs */
     char *user;                /* as sent, or NULL */
     int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
-    int json_mode;             /* response_format {"type": "json_object"}: the answer is one JSON object */
+    int json_mode;             /* response_format: DSK_OPENAI_TEXT, _JSON_OBJECT (one object) or _JSON_SCHEMA */
+    struct dsk_json_schema *json_schema;   /* _JSON_SCHEMA: compiled (owned; any value when none was sent) */
     double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
     /* Fields accepted without effect: unknown fields (OpenAI ignores them

@@ -1,6 +1,9 @@
 #include "text/json_prefix.h"
 
+#include <stddef.h>
 #include <string.h>
+
+#include "text/json_schema_nodes.h"
 
 /* Where the text is.  Numbers take a state per part, so whether one may
  * end here is the state alone. */
@@ -27,6 +30,8 @@ enum {
     AT_EXP_MARK,     /* 'e': a sign or a digit is due */
     AT_EXP_SIGN,     /* the exponent's sign: a digit is due */
     AT_EXPONENT,     /* the exponent's digits */
+    AT_SCHEMA_KEY,   /* schema: in a key, matching the properties in cand (pos bytes after the quote) */
+    AT_ENUM,         /* schema: in a value matching the enum texts in cand (pos bytes) */
 };
 
 /* The ranges a UTF-8 sequence's next byte may take (RFC 3629's table). */
@@ -36,9 +41,21 @@ static const char *const literals[3] = {"true", "false", "null"};
 
 void dsk_json_prefix_init(dsk_json_prefix *s, int top_object)
 {
-    memset(s, 0, sizeof *s);
+    memset(s, 0, offsetof(dsk_json_prefix, frame));
     s->at = AT_START;
     s->top_object = (uint8_t)(top_object != 0);
+}
+
+void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schema *schema)
+{
+    dsk_json_prefix_init(s, 0);
+    s->schema = schema;
+    s->value = schema->root;
+}
+
+void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src)
+{
+    memcpy(dst, src, offsetof(dsk_json_prefix, frame) + (src->schema ? src->depth * sizeof src->frame[0] : 0));
 }
 
 static int fail(dsk_json_prefix *s)
@@ -50,6 +67,124 @@ static int fail(dsk_json_prefix *s)
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static int is_hex(unsigned char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* ---- the schema's side ------------------------------------------------------------------ */
+
+static const dsk_schema_node *node_of(const dsk_json_prefix *s, int i) { return &s->schema->nodes[i]; }
+static const dsk_schema_text *text_of(const dsk_json_prefix *s, const dsk_schema_node *n, int k)
+{
+    return &s->schema->texts[n->at + (uint32_t)k];
+}
+static const dsk_json_frame *top(const dsk_json_prefix *s) { return &s->frame[s->depth - 1]; }
+static uint64_t all_of(int n) { return n == 64 ? ~0ull : (1ull << n) - 1; }
+
+/* Whether the open object may take another key, or close. */
+static int object_may_add(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    return n->kind == NODE_ANY || n->free_keys || (all_of(n->n) & ~top(s)->seen);
+}
+static int object_may_close(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    return n->kind == NODE_ANY || !(n->required & ~top(s)->seen);
+}
+
+/* Array bounds: whether the open array may take another item, or close. */
+static int array_may_add(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    return n->kind == NODE_ANY || top(s)->count < n->max;
+}
+static int array_may_close(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    return n->kind == NODE_ANY || top(s)->count >= n->min;
+}
+
+/* The node of an open container's items (array) or free keys' values. */
+static uint16_t child_of(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    return n->kind == NODE_ANY ? 0 : n->child;
+}
+
+/* A string value under a STRING node counts its characters. */
+static int counted(const dsk_json_prefix *s)
+{
+    return s->schema && !s->in_key && node_of(s, s->value)->kind == NODE_STRING;
+}
+
+/* One more byte of an enum value: cand keeps the texts that go on with c. */
+static int structural(dsk_json_prefix *s, unsigned char c);
+static int value_ended(dsk_json_prefix *s);
+
+static int enum_byte(dsk_json_prefix *s, unsigned char c)
+{
+    const dsk_schema_node *n = node_of(s, s->value);
+    uint64_t next = 0;
+    int complete = 0;
+    for (int k = 0; k < n->n; k++) {
+        if (!(s->cand >> k & 1))
+            continue;
+        const dsk_schema_text *t = text_of(s, n, k);
+        if (t->len == s->pos)
+            complete = 1;
+        else if ((unsigned char)s->schema->pool[t->off + s->pos] == c)
+            next |= 1ull << k;
+    }
+    if (!next) {
+        if (!complete)
+            return fail(s);
+        value_ended(s);   /* a number ended before c */
+        return structural(s, c);
+    }
+    s->cand = next;
+    s->pos++;
+    /* a text matched whole that none goes on from is over: a string, a
+     * literal, a container (its last byte closes it) or a number */
+    int longer = 0;
+    complete = 0;
+    for (int k = 0; k < n->n; k++)
+        if (next >> k & 1) {
+            uint32_t len = text_of(s, n, k)->len;
+            complete |= len == s->pos;
+            longer |= len > s->pos;
+        }
+    if (complete && !longer)
+        value_ended(s);
+    return 1;
+}
+
+/* One more byte of a key under a schema: after the opening quote, the
+ * bytes of one of the properties in cand. */
+static int key_byte(dsk_json_prefix *s, unsigned char c)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    uint64_t next = 0;
+    int done = -1;
+    for (int k = 0; k < n->n; k++) {
+        const dsk_schema_text *t = text_of(s, n, k);
+        if (s->cand >> k & 1 && t->len > s->pos && (unsigned char)s->schema->pool[t->off + s->pos] == c) {
+            next |= 1ull << k;
+            if (t->len == s->pos + 1u)
+                done = k;   /* the closing quote: no other key goes on from here */
+        }
+    }
+    if (!next)
+        return fail(s);
+    s->cand = next;
+    s->pos++;
+    if (done >= 0) {
+        dsk_json_frame *f = &s->frame[s->depth - 1];
+        f->prop = (uint16_t)done;
+        f->seen |= 1ull << done;
+        s->at = AT_COLON;
+    }
+    return 1;
+}
+
+/* ---- structure ---------------------------------------------------------------------------- */
 
 /* A value has ended: back in the container around it, or done. */
 static int value_ended(dsk_json_prefix *s)
@@ -63,14 +198,20 @@ static int open_container(dsk_json_prefix *s, int object)
     if (s->depth == DSK_JSON_MAX_DEPTH)
         return fail(s);
     s->objects = object ? s->objects | 1u << s->depth : s->objects & ~(1u << s->depth);
+    if (s->schema)
+        s->frame[s->depth] = (dsk_json_frame){.node = s->value};
     s->depth++;
     s->at = object ? AT_OBJECT_FIRST : AT_ARRAY_FIRST;
+    if (s->schema && !object)
+        s->value = child_of(s);
     return 1;
 }
 
 static int close_container(dsk_json_prefix *s, int object)
 {
     if (!s->depth || (int)(s->objects >> (s->depth - 1) & 1) != object)
+        return fail(s);
+    if (s->schema && !(object ? object_may_close(s) : array_may_close(s)))
         return fail(s);
     s->depth--;
     return value_ended(s);
@@ -82,6 +223,33 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
     if (s->at == AT_START && s->top_object && c != '{')
         return fail(s);
     s->space = 0;
+    s->detail = 0;
+    if (s->schema) {
+        /* an array item is counted as it begins */
+        if (s->depth && !(s->objects >> (s->depth - 1) & 1)) {
+            if (!array_may_add(s))
+                return fail(s);
+            s->frame[s->depth - 1].count++;
+        }
+        const dsk_schema_node *n = node_of(s, s->value);
+        if (!(n->first[c >> 3] >> (c & 7) & 1))
+            return fail(s);
+        while (n->kind == NODE_UNION) {   /* the one branch that begins with c */
+            int k = 0;
+            while (!(node_of(s, s->schema->alts[n->at + (uint32_t)k])->first[c >> 3] >> (c & 7) & 1))
+                k++;
+            s->value = s->schema->alts[n->at + (uint32_t)k];
+            n = node_of(s, s->value);
+        }
+        if (n->kind == NODE_ENUM) {
+            s->cand = all_of(n->n);
+            s->pos = 0;
+            s->at = AT_ENUM;
+            return enum_byte(s, c);
+        }
+        s->detail = n->kind == NODE_INTEGER;   /* numbers: no fraction, no exponent */
+        s->pos = 0;                            /* strings: characters so far */
+    }
     switch (c) {
     case '{': return open_container(s, 1);
     case '[': return open_container(s, 0);
@@ -100,6 +268,24 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
         }
         return fail(s);
     }
+}
+
+/* The opening quote of a key. */
+static int begin_key(dsk_json_prefix *s)
+{
+    s->space = 0;
+    if (s->schema && !object_may_add(s))
+        return fail(s);
+    const dsk_schema_node *n = s->schema ? node_of(s, top(s)->node) : NULL;
+    if (n && n->kind == NODE_OBJECT && !n->free_keys) {
+        s->cand = all_of(n->n) & ~top(s)->seen;
+        s->pos = 0;
+        s->at = AT_SCHEMA_KEY;
+        return 1;
+    }
+    s->at = AT_STRING;
+    s->in_key = 1;
+    return 1;
 }
 
 /* A byte where structure is read (not inside a string, literal or number). */
@@ -123,23 +309,29 @@ static int structural(dsk_json_prefix *s, unsigned char c)
         return begin_value(s, c);
     case AT_OBJECT_FIRST:
     case AT_KEY:
+        if (c == '"')
+            return begin_key(s);
         s->space = 0;
-        if (c == '"') {
-            s->at = AT_STRING;
-            s->in_key = 1;
-            return 1;
-        }
         return s->at == AT_OBJECT_FIRST && c == '}' ? close_container(s, 1) : fail(s);
     case AT_COLON:
         s->space = 0;
         if (c != ':')
             return fail(s);
         s->at = AT_VALUE;
+        if (s->schema) {
+            const dsk_schema_node *n = node_of(s, top(s)->node);
+            s->value = n->kind == NODE_OBJECT && !n->free_keys ? text_of(s, n, top(s)->prop)->node : child_of(s);
+        }
         return 1;
     case AT_AFTER:
         s->space = 0;
         if (c == ',') {
-            s->at = s->objects >> (s->depth - 1) & 1 ? AT_KEY : AT_VALUE;
+            int object = s->objects >> (s->depth - 1) & 1;
+            if (s->schema && !(object ? object_may_add(s) : array_may_add(s)))
+                return fail(s);
+            s->at = object ? AT_KEY : AT_VALUE;
+            if (s->schema && !object)
+                s->value = child_of(s);
             return 1;
         }
         if (c == '}' || c == ']')
@@ -185,14 +377,22 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
                 s->at = AT_COLON;
                 return 1;
             }
+            if (counted(s) && s->pos < node_of(s, s->value)->min)
+                return fail(s);
             return value_ended(s);
+        }
+        if (c < 0x20)
+            return fail(s);
+        /* a character begins: an ASCII byte, an escape or a lead byte */
+        if (counted(s)) {
+            if (s->pos >= node_of(s, s->value)->max)
+                return fail(s);
+            s->pos++;
         }
         if (c == '\\') {
             s->at = AT_ESCAPE;
             return 1;
         }
-        if (c < 0x20)
-            return fail(s);
         if (c < 0x80)
             return 1;
         /* the lead byte of a sequence: C2-DF, E0-EF, F0-F4 (RFC 3629) */
@@ -211,7 +411,8 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
 }
 
 /* A byte after a number's part in s->at.  A byte that cannot continue the
- * number ends it, if it may end here, and is then read as structure. */
+ * number ends it, if it may end here, and is then read as structure.
+ * detail: 1 for an integer (no fraction, no exponent). */
 static int in_number(dsk_json_prefix *s, unsigned char c)
 {
     switch (s->at) {
@@ -224,11 +425,11 @@ static int in_number(dsk_json_prefix *s, unsigned char c)
     case AT_INT:
         if (s->at == AT_INT && is_digit(c))
             return 1;
-        if (c == '.') {
+        if (c == '.' && !s->detail) {
             s->at = AT_POINT;
             return 1;
         }
-        if (c == 'e' || c == 'E') {
+        if ((c == 'e' || c == 'E') && !s->detail) {
             s->at = AT_EXP_MARK;
             return 1;
         }
@@ -290,6 +491,10 @@ int dsk_json_prefix_feed(dsk_json_prefix *s, unsigned char c)
     case AT_EXP_SIGN:
     case AT_EXPONENT:
         return in_number(s, c);
+    case AT_SCHEMA_KEY:
+        return key_byte(s, c);
+    case AT_ENUM:
+        return enum_byte(s, c);
     default:
         return structural(s, c);
     }
@@ -308,6 +513,17 @@ int dsk_json_prefix_complete(const dsk_json_prefix *s)
 {
     if (s->at == AT_DONE)
         return 1;
+    if (s->depth)
+        return 0;
     /* a number at the top ends with the text */
-    return s->depth == 0 && (s->at == AT_ZERO || s->at == AT_INT || s->at == AT_FRACTION || s->at == AT_EXPONENT);
+    if (s->at == AT_ENUM) {
+        const dsk_schema_node *n = node_of(s, s->value);
+        for (int k = 0; k < n->n; k++)
+            if (s->cand >> k & 1 && text_of(s, n, k)->len == s->pos)
+                return 1;
+        return 0;
+    }
+    return s->at == AT_ZERO || s->at == AT_INT || s->at == AT_FRACTION || s->at == AT_EXPONENT;
 }
+
+int dsk_json_prefix_closed(const dsk_json_prefix *s) { return s->at == AT_DONE; }

@@ -13,7 +13,13 @@
  *     (room for a newline and indentation, not for a model that would
  *     emit blank lines until max_tokens);
  *   - strings hold valid UTF-8 (no overlongs, surrogates or code points
- *     past U+10FFFF) and no raw control characters. */
+ *     past U+10FFFF) and no raw control characters.
+ *
+ * Under a schema (text/json_schema.h) each byte must also keep the value
+ * valid against it: a key must begin one of the properties not yet
+ * written, '}' waits for the required ones, ']' for minItems, and so on.
+ * Every state the automaton accepts can still be completed (short of the
+ * depth limit, which a schema that demands endless nesting reaches). */
 #ifndef DSK_TEXT_JSON_PREFIX_H
 #define DSK_TEXT_JSON_PREFIX_H
 
@@ -23,21 +29,43 @@
 #define DSK_JSON_MAX_DEPTH 32
 #define DSK_JSON_MAX_SPACE 24
 
+struct dsk_json_schema;
+
+/* An open object or array, under a schema. */
+typedef struct dsk_json_frame {
+    uint16_t node;       /* its schema node */
+    uint16_t prop;       /* object: the property whose value is read */
+    uint32_t count;      /* array: items begun */
+    uint64_t seen;       /* object: bit k, property k was written */
+} dsk_json_frame;
+
 typedef struct dsk_json_prefix {
+    const struct dsk_json_schema *schema;   /* NULL: any JSON */
+    uint64_t cand;       /* schema: the keys or enum values the bytes so far still match */
+    uint32_t objects;    /* bit d: the container at depth d+1 is an object (else an array) */
+    uint16_t value;      /* schema: the node of the value being read, or due next */
+    uint16_t pos;        /* schema: bytes of a key or enum value matched; characters of a string */
     uint8_t at;          /* where in the grammar (json_prefix.c's enum) */
     uint8_t depth;       /* open objects and arrays */
     uint8_t left;        /* bytes left: of a literal, a \u escape or a UTF-8 sequence */
-    uint8_t detail;      /* which literal; the range of a UTF-8 sequence's next byte */
+    uint8_t detail;      /* which literal; the range of a UTF-8 sequence's next byte; an integer */
     uint8_t space;       /* whitespace bytes in a row */
     uint8_t top_object;  /* 1: the text must be one object */
     uint8_t in_key;      /* the string being read is an object's key */
     uint8_t pad;
-    uint32_t objects;    /* bit d: the container at depth d+1 is an object (else an array) */
+    dsk_json_frame frame[DSK_JSON_MAX_DEPTH];   /* schema: [0, depth) */
 } dsk_json_prefix;
 
 /* A state before any byte: for one JSON value of any kind, or (top_object)
  * for one object, as OpenAI's response_format json_object asks. */
 void dsk_json_prefix_init(dsk_json_prefix *s, int top_object);
+
+/* A state before any byte, for one value valid against schema
+ * (text/json_schema.h), which must outlive the state. */
+void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schema *schema);
+
+/* *dst = *src, copying only the frames in use (a state is mostly frames). */
+void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src);
 
 /* Feeds one byte: 1 if the text is still the beginning of a JSON text,
  * 0 if not (s is then left in a failed state that refuses everything). */
@@ -46,8 +74,11 @@ int dsk_json_prefix_feed(dsk_json_prefix *s, unsigned char c);
 /* Feeds n bytes; 1 if all were taken. */
 int dsk_json_prefix_feed_all(dsk_json_prefix *s, const void *bytes, size_t n);
 
-/* 1 when the text so far is a whole JSON text: the value is closed (a
- * number at the top counts as closed), only whitespace may follow. */
+/* 1 when the text so far is a whole JSON text: the value is closed, or
+ * is a number at the top (which more digits could still continue). */
 int dsk_json_prefix_complete(const dsk_json_prefix *s);
+
+/* 1 when the value is closed: only whitespace may follow. */
+int dsk_json_prefix_closed(const dsk_json_prefix *s);
 
 #endif

@@ -412,8 +412,10 @@ h1, q1 = metric("dsk:prefix_cache_hits_total"), metric("dsk:prefix_cache_queries
 assert q1 - q0 == 3 * n and h1 - h0 == 2 * (n - 1), (n, h1 - h0, q1 - q0)
 PY
 # JSON mode: the answer is one JSON object (whole when it ends "stop", the
-# beginning of one when it ends "length"), also streamed and sampled; a
-# schema is refused, not ignored.
+# beginning of one when it ends "length"), also streamed and sampled; with
+# a schema, each whole answer validates against it (Python's jsonschema,
+# where DSK_PY or python3 has it); a schema outside the subset is refused
+# by name, not ignored.
 check "response_format json_object: the answers are JSON" python3 - "$url" <<'PY'
 import json, sys, urllib.error, urllib.request
 url = sys.argv[1]
@@ -454,12 +456,55 @@ st, b = post("/v1/completions", {"prompt": "say", "response_format": {"type": "j
 assert st == 200 and json.loads(b)["choices"][0]["text"].lstrip().startswith("{"), b
 st, b = post("/v1/completions", {"prompt": "say", "response_format": {"type": "text"}, "max_tokens": 2})
 assert st == 200 and "response_format" not in b, b
-for bad, code in [({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}, "unsupported_value"),
+schema = {"type": "object", "additionalProperties": False, "required": ["color", "n"],
+          "properties": {"color": {"enum": ["red", "green", "blue"]}, "n": {"type": "integer"},
+                         "words": {"type": "array", "items": {"type": "string", "maxLength": 5}, "maxItems": 2},
+                         "note": {"type": ["string", "null"], "maxLength": 8}}}
+try:
+    from jsonschema import Draft202012Validator
+    validate = lambda doc: not list(Draft202012Validator(schema).iter_errors(doc))
+except ImportError:   # without the package: the required keys and the enum at least
+    validate = lambda doc: set(doc) >= {"color", "n"} and doc["color"] in ("red", "green", "blue")
+stopped_schema = 0
+for seed in range(8):
+    st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say blue"}], "seed": seed,
+                 "response_format": {"type": "json_schema", "json_schema": {"name": "c", "strict": True,
+                                                                              "schema": schema}},
+                 "max_tokens": 56, "temperature": 0 if seed == 0 else 1.0})
+    assert st == 200, (st, b)
+    c = json.loads(b)["choices"][0]
+    text = c["message"]["content"]
+    if c["finish_reason"] == "stop":
+        doc = json.loads(text)
+        assert validate(doc), text
+        stopped_schema += 1
+    else:
+        assert c["finish_reason"] == "length" and text.lstrip().startswith("{"), c
+# a schema that leaves only whitespace to choose closes every time
+forced = {"type": "object", "properties": {"c": {"enum": ["red", "blue"]}}, "required": ["c"],
+          "additionalProperties": False}
+for seed in range(4):
+    st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say red"}], "seed": seed,
+                 "response_format": {"type": "json_schema", "json_schema": {"name": "f", "schema": forced}},
+                 "max_tokens": 56, "temperature": 1.0})
+    c = json.loads(b)["choices"][0]
+    assert st == 200 and c["finish_reason"] == "stop", b
+    assert json.loads(c["message"]["content"])["c"] in ("red", "blue"), c
+# a number at the top: the model's end token ends it (more digits could follow)
+st, b = post("/v1/completions", {"prompt": "say", "max_tokens": 16, "temperature": 0,
+             "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer"}}}})
+t = json.loads(b)["choices"][0]
+assert st == 200 and (t["finish_reason"] == "length" or isinstance(json.loads(t["text"]), int)), b
+for bad, code in [({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a"}}},
+                   "invalid_value"),
                   ({"type": "xml"}, "invalid_value"), ({}, "missing_required_parameter"), ("json", "invalid_type")]:
     st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format": bad})
     err = json.loads(b)["error"]
     assert st == 400 and err["code"] == code and err["param"].startswith("response_format"), (bad, st, b)
-print(f"# {stopped} of 6 chat answers closed their object in 48 tokens")
+st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format":
+             {"type": "json_schema", "json_schema": {"schema": {"minimum": 1}}}})
+assert st == 400 and "'minimum' is not supported" in json.loads(b)["error"]["message"], b
+print(f"# {stopped} of 6 chat answers closed their object in 48 tokens; {stopped_schema} of 8 under a schema in 56")
 PY
 kill -TERM "$pid"; wait "$pid"
 

@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include "core/json.h"
+#include "text/json_schema.h"
 #include "serve/engine.h"
 
 enum { V = 53, MAXTOK = 24 };
@@ -610,7 +611,7 @@ TEST(prompt_logprobs_bias_and_penalties)
 /* JSON mode: with random weights, greedy and sampled, every answer is the
  * beginning of a JSON object; one that ends "stop" is a whole object, ended
  * by the token that closes it; the model's stop token never ends one early. */
-TEST(json_mode_answers_are_json)
+static void json_answers(const char *schema_text)
 {
     static const char *const pieces[] = {
         "{", "}", "[", "]", "\"", ":", ",", " ", "\n", "0", "1", "-", ".", "e", "a", "b", "true", "false", "null",
@@ -625,6 +626,14 @@ TEST(json_mode_answers_are_json)
         CHECK(dsk_tokenizer_add(&tk, (uint32_t)i, pieces[i], strlen(pieces[i]), &err) == 0);
     CHECK(dsk_tokenizer_add_special(&tk, END, "<|end|>", &err) == 0);
     dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
+    dsk_json_schema *schema = NULL;
+    if (schema_text) {
+        char msg[256];
+        struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
+        schema = dsk_json_schema_compile(doc, msg, sizeof msg);
+        json_object_put(doc);
+        CHECK(schema != NULL);
+    }
 
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
@@ -639,6 +648,7 @@ TEST(json_mode_answers_are_json)
         dsk_engine_request q = request(prompt, 3, &r[i]);
         q.max_tokens = MAX;
         q.json = jv;
+        q.json_schema = schema;
         q.stop[0] = END;
         q.sampler = (dsk_sampler_opts){i ? 1.0 : 0, 0, 1, 0};   /* the first greedy */
         q.seed = (uint64_t)i;
@@ -649,36 +659,58 @@ TEST(json_mode_answers_are_json)
         wait_done(&r[i]);
         dsk_buf text = {0};
         for (int t = 0; t < r[i].n && t < 64; t++)
-            dsk_buf_adds(&text, pieces[r[i].tokens[t]]);   /* END would be out of range */
+            if (t + 1 != r[i].end_at)   /* the stop token has no text */
+                dsk_buf_adds(&text, pieces[r[i].tokens[t]]);
         dsk_json_prefix s;
-        dsk_json_prefix_init(&s, 1);
-        CHECK(r[i].end_at == 0);
+        if (schema)
+            dsk_json_prefix_init_schema(&s, schema);
+        else
+            dsk_json_prefix_init(&s, 1);
+        /* the stop token ends only a whole text that could go on (a number) */
+        CHECK(r[i].end_at == 0 || (schema && r[i].end_at == r[i].n));
         CHECK(dsk_json_prefix_feed_all(&s, text.data, text.len));
         if (r[i].finish == DSK_ENGINE_STOP) {
             stopped++;
             CHECK(dsk_json_prefix_complete(&s));
+            CHECK(r[i].end_at || dsk_json_prefix_closed(&s));
             char msg[128] = "";
             struct json_object *obj = dsk_json_parse(text.data, text.len, msg, sizeof msg);
-            CHECK(dsk_json_is(obj, json_type_object));
+            CHECK(!msg[0] || strncmp(msg, "null,", 5) == 0);
+            CHECK(schema || dsk_json_is(obj, json_type_object));
             json_object_put(obj);
-            /* the last token closed it: without it the text was not whole */
-            dsk_json_prefix_init(&s, 1);
-            size_t last = strlen(pieces[r[i].tokens[r[i].n - 1]]);
-            CHECK(dsk_json_prefix_feed_all(&s, text.data, text.len - last) && !dsk_json_prefix_complete(&s));
+            /* the last token closed it: without it the text was not closed */
+            if (!r[i].end_at) {
+                if (schema)
+                    dsk_json_prefix_init_schema(&s, schema);
+                else
+                    dsk_json_prefix_init(&s, 1);
+                size_t last = strlen(pieces[r[i].tokens[r[i].n - 1]]);
+                CHECK(dsk_json_prefix_feed_all(&s, text.data, text.len - last) && !dsk_json_prefix_closed(&s));
+            }
         } else {
-            CHECK(r[i].finish == DSK_ENGINE_LENGTH && r[i].n == MAX && !dsk_json_prefix_complete(&s));
+            CHECK(r[i].finish == DSK_ENGINE_LENGTH && r[i].n == MAX && !dsk_json_prefix_closed(&s));
         }
         dsk_buf_free(&text);
     }
-    printf("# JSON mode: %d of %d answers closed their object within %d tokens\n", stopped, N, MAX);
+    printf("# JSON mode%s%s: %d of %d answers whole within %d tokens\n", schema ? ", schema " : "",
+           schema ? schema_text : "", stopped, N, MAX);
     CHECK(stopped > 0);
     dsk_engine_stop(e);
     dsk_model_free(m);
     be->destroy(be);
     dsk_json_vocab_free(jv);
+    dsk_json_schema_free(schema);
     dsk_tokenizer_free(&tk);
+}
+
+TEST(json_mode_answers_are_json) { json_answers(NULL); }
+TEST(json_schema_answers_follow_it)
+{
+    json_answers("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},"
+                 "\"maxItems\":2},\"b\":{\"enum\":[true,null]}},\"required\":[\"b\"],\"additionalProperties\":false}");
+    json_answers("{\"type\":\"integer\"}");   /* ended by the stop token or whitespace */
 }
 
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
           T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
-          T(json_mode_answers_are_json))
+          T(json_mode_answers_are_json), T(json_schema_answers_follow_it))

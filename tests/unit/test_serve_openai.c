@@ -108,6 +108,18 @@ TEST(chat_defaults)
     CHECK(req.temperature == 1 && req.top_p == 1 && req.top_k == 0 && req.n == 1);
     CHECK(!req.stream && !req.include_usage && !req.want_logprobs && !req.has_seed && req.n_stop == 0);
     CHECK(req.user == NULL);
+    CHECK(req.json_mode == DSK_OPENAI_TEXT && req.json_schema == NULL);
+    dsk_openai_request_free(&req);
+    /* a JSON schema is compiled with the request; without one, any JSON value */
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":"
+                "\"json_schema\",\"json_schema\":{\"name\":\"p\",\"strict\":true,\"schema\":{\"type\":\"object\","
+                "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"],\"additionalProperties\":false}}}}",
+                DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":"
+                "\"json_schema\",\"json_schema\":{\"name\":\"any\"}}}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
     dsk_openai_request_free(&req);
     /* max_tokens alone, integral decimal, top_k -1 */
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5.0,\"top_k\":-1,"
@@ -232,7 +244,11 @@ TEST(wrong_types_name_the_param)
         {1, "\"response_format\":{\"type\":\"yaml\"}", "response_format.type"},
         {1, "\"response_format\":{\"type\":1}", "response_format.type"},
         {1, "\"response_format\":{}", "response_format.type"},
-        {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}", "response_format.type"},
+        {1, "\"response_format\":{\"type\":\"json_schema\"}", "response_format.json_schema"},
+        {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"pattern\":\"a\"}}}",
+         "response_format.json_schema.schema"},
+        {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":1,\"schema\":{}}}",
+         "response_format.json_schema.name"},
         {1, "\"top_k\":0.5", "top_k"},
         {1, "\"stop\":5", "stop"},
         {1, "\"stop\":[\"a\",1]", "stop[1]"},

@@ -1,0 +1,544 @@
+#include "text/json_schema.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "text/json_prefix.h"
+#include "text/json_schema_nodes.h"
+
+typedef struct compiler {
+    dsk_json_schema *s;
+    struct json_object *root;
+    struct json_object **memo_obj;   /* schema objects compiled so far ... */
+    uint16_t *memo_node;             /* ... and their nodes */
+    int n_memo, cap_memo;
+    int ref_depth;                   /* $ref chains followed at once (a $ref to itself loops) */
+    char *msg;
+    size_t msg_len;
+} compiler;
+
+static int failf(compiler *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int failf(compiler *c, const char *path, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(c->msg, c->msg_len, "at %s: %s", *path ? path : "the top", what);
+    return -1;
+}
+
+static void set_first(dsk_schema_node *n, unsigned char b) { n->first[b >> 3] |= (uint8_t)(1u << (b & 7)); }
+static int has_first(const dsk_schema_node *n, unsigned char b) { return n->first[b >> 3] >> (b & 7) & 1; }
+
+static int new_node(compiler *c, int kind)
+{
+    dsk_json_schema *s = c->s;
+    if (s->n_nodes == DSK_SCHEMA_MAX_NODES)
+        return -1;
+    if (s->n_nodes == s->cap_nodes) {
+        s->cap_nodes = s->cap_nodes ? 2 * s->cap_nodes : 16;
+        s->nodes = dsk_xrealloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+    }
+    dsk_schema_node *n = &s->nodes[s->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->kind = (uint8_t)kind;
+    n->max = UINT32_MAX;
+    return s->n_nodes++;
+}
+
+static int add_text(compiler *c, const char *p, size_t len, int node)
+{
+    dsk_json_schema *s = c->s;
+    if (s->n_texts == s->cap_texts) {
+        s->cap_texts = s->cap_texts ? 2 * s->cap_texts : 16;
+        s->texts = dsk_xrealloc(s->texts, (size_t)s->cap_texts * sizeof *s->texts);
+    }
+    while (s->pool_len + len > s->pool_cap) {
+        s->pool_cap = s->pool_cap ? 2 * s->pool_cap : 256;
+        s->pool = dsk_xrealloc(s->pool, s->pool_cap);
+    }
+    memcpy(s->pool + s->pool_len, p, len);
+    s->texts[s->n_texts] = (dsk_schema_text){s->pool_len, (uint32_t)len, (uint16_t)node};
+    s->pool_len += (uint32_t)len;
+    return s->n_texts++;
+}
+
+static void add_alt(compiler *c, int node)
+{
+    dsk_json_schema *s = c->s;
+    if (s->n_alts == s->cap_alts) {
+        s->cap_alts = s->cap_alts ? 2 * s->cap_alts : 16;
+        s->alts = dsk_xrealloc(s->alts, (size_t)s->cap_alts * sizeof *s->alts);
+    }
+    s->alts[s->n_alts++] = (uint16_t)node;
+}
+
+static void remember(compiler *c, struct json_object *v, int node)
+{
+    if (c->n_memo == c->cap_memo) {
+        c->cap_memo = c->cap_memo ? 2 * c->cap_memo : 16;
+        c->memo_obj = dsk_xrealloc(c->memo_obj, (size_t)c->cap_memo * sizeof *c->memo_obj);
+        c->memo_node = dsk_xrealloc(c->memo_node, (size_t)c->cap_memo * sizeof *c->memo_node);
+    }
+    c->memo_obj[c->n_memo] = v;
+    c->memo_node[c->n_memo++] = (uint16_t)node;
+}
+
+static int get_count(compiler *c, struct json_object *v, const char *path, const char *key, uint32_t *out)
+{
+    struct json_object *x;
+    if (!json_object_object_get_ex(v, key, &x))
+        return 0;
+    if (!dsk_json_is(x, json_type_int) || json_object_get_int64(x) < 0 || json_object_get_int64(x) > UINT32_MAX - 1)
+        return failf(c, path, "'%s' must be a non-negative integer", key);
+    *out = (uint32_t)json_object_get_int64(x);
+    return 0;
+}
+
+static int compile(compiler *c, struct json_object *v, const char *path);
+
+/* The schema a "$ref" names: "#", "#/$defs/NAME" or "#/definitions/NAME". */
+static struct json_object *resolve(compiler *c, const char *ref)
+{
+    if (strcmp(ref, "#") == 0)
+        return c->root;
+    static const char *const homes[] = {"$defs", "definitions"};
+    for (int i = 0; i < 2; i++) {
+        size_t n = strlen(homes[i]);
+        const char *name = ref + 3 + n;   /* past "#/", the home and '/' */
+        struct json_object *defs, *target;
+        if (strncmp(ref, "#/", 2) == 0 && strncmp(ref + 2, homes[i], n) == 0 && ref[2 + n] == '/' && *name &&
+            !strchr(name, '/') && !strchr(name, '~') && json_object_object_get_ex(c->root, homes[i], &defs) &&
+            dsk_json_is(defs, json_type_object) && json_object_object_get_ex(defs, name, &target))
+            return target;
+    }
+    return NULL;
+}
+
+/* Keywords that say nothing about the text, and those only read elsewhere. */
+static int is_annotation(const char *k)
+{
+    static const char *const names[] = {"title", "description", "default", "examples", "format", "$schema", "$id",
+                                        "$comment", "deprecated", "readOnly", "writeOnly", "strict", "$defs",
+                                        "definitions", "name"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(k, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *const type_names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
+static const int type_kinds[] = {NODE_OBJECT, NODE_ARRAY, NODE_STRING, NODE_NUMBER, NODE_INTEGER, NODE_BOOLEAN,
+                                 NODE_NULL};
+
+static int kind_of_type(struct json_object *t)
+{
+    if (!dsk_json_is(t, json_type_string))
+        return -1;
+    for (int i = 0; i < 7; i++)
+        if (strcmp(json_object_get_string(t), type_names[i]) == 0)
+            return type_kinds[i];
+    return -1;
+}
+
+/* Whether the JSON value x is of kind k (for enum values under a type). */
+static int value_is(struct json_object *x, int k)
+{
+    switch (k) {
+    case NODE_OBJECT: return dsk_json_is(x, json_type_object);
+    case NODE_ARRAY: return dsk_json_is(x, json_type_array);
+    case NODE_STRING: return dsk_json_is(x, json_type_string);
+    case NODE_NUMBER: return dsk_json_is(x, json_type_int) || dsk_json_is(x, json_type_double);
+    case NODE_INTEGER: return dsk_json_is(x, json_type_int);
+    case NODE_BOOLEAN: return dsk_json_is(x, json_type_boolean);
+    case NODE_NULL: return x == NULL;
+    }
+    return 1;
+}
+
+/* An object's properties, required list and extra keys. */
+static int compile_object(compiler *c, int node, struct json_object *v, const char *path)
+{
+    struct json_object *props = NULL, *req = NULL, *extra = NULL;
+    json_object_object_get_ex(v, "properties", &props);
+    json_object_object_get_ex(v, "required", &req);
+    json_object_object_get_ex(v, "additionalProperties", &extra);
+    char sub[512];
+    if (props && !dsk_json_is(props, json_type_object))
+        return failf(c, path, "'properties' must be an object");
+    if (!props) {   /* no properties listed: any keys, each value as additionalProperties says */
+        int value = 0, none = extra && dsk_json_is(extra, json_type_boolean) && !json_object_get_boolean(extra);
+        if (extra && !none) {
+            snprintf(sub, sizeof sub, "%s/additionalProperties", path);
+            if ((value = compile(c, extra, sub)) < 0)
+                return -1;
+        }
+        c->s->nodes[node].free_keys = (uint8_t)!none;
+        c->s->nodes[node].child = (uint16_t)value;
+    } else {
+        if (json_object_object_length(props) > DSK_SCHEMA_MAX_ALTS)
+            return failf(c, path, "more than %d properties", DSK_SCHEMA_MAX_ALTS);
+        /* the keys first, back to back (a property's schema adds texts of its own) */
+        uint32_t first = (uint32_t)c->s->n_texts;
+        int k = 0;
+        json_object_object_foreach(props, key, pv) {
+            (void)pv;
+            /* the key as written: its JSON string without the opening quote */
+            struct json_object *ks = json_object_new_string(key);
+            dsk_buf b = {0};
+            dsk_json_append(ks, &b);
+            json_object_put(ks);
+            add_text(c, b.data + 1, b.len - 1, 0);
+            dsk_buf_free(&b);
+            k++;
+        }
+        c->s->nodes[node].at = first;
+        c->s->nodes[node].n = (uint16_t)k;
+        k = 0;
+        json_object_object_foreach(props, key2, pv2) {
+            snprintf(sub, sizeof sub, "%s/properties/%s", path, key2);
+            int value = compile(c, pv2, sub);
+            if (value < 0)
+                return -1;
+            c->s->texts[first + (uint32_t)k++].node = (uint16_t)value;
+        }
+    }
+    if (req) {
+        if (!dsk_json_is(req, json_type_array))
+            return failf(c, path, "'required' must be an array of property names");
+        for (size_t i = 0; i < json_object_array_length(req); i++) {
+            struct json_object *r = json_object_array_get_idx(req, i);
+            if (!dsk_json_is(r, json_type_string))
+                return failf(c, path, "'required' must be an array of property names");
+            const char *name = json_object_get_string(r);
+            int found = -1;
+            dsk_schema_node *n = &c->s->nodes[node];
+            for (int k = 0; props && k < n->n; k++) {
+                const dsk_schema_text *t = &c->s->texts[n->at + k];
+                struct json_object *ks = json_object_new_string(name);
+                dsk_buf b = {0};
+                dsk_json_append(ks, &b);
+                json_object_put(ks);
+                if (b.len - 1 == t->len && memcmp(b.data + 1, c->s->pool + t->off, t->len) == 0)
+                    found = k;
+                dsk_buf_free(&b);
+            }
+            /* without properties, required keys would not be written: refused */
+            if (found < 0)
+                return failf(c, path, "required property '%s' is not in 'properties'", name);
+            n->required |= 1ull << found;
+        }
+    }
+    return 0;
+}
+
+/* A node of one kind from v's keywords for it. */
+static int compile_kind(compiler *c, int kind, struct json_object *v, const char *path, int node)
+{
+    if (node < 0 && (node = new_node(c, kind)) < 0)
+        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
+    c->s->nodes[node].kind = (uint8_t)kind;
+    char sub[512];
+    uint32_t min = 0, max = UINT32_MAX;
+    switch (kind) {
+    case NODE_OBJECT:
+        if (compile_object(c, node, v, path))
+            return -1;
+        break;
+    case NODE_ARRAY: {
+        struct json_object *items = NULL;
+        int item = 0, none = 0;
+        if (json_object_object_get_ex(v, "items", &items)) {
+            none = dsk_json_is(items, json_type_boolean) && !json_object_get_boolean(items);
+            snprintf(sub, sizeof sub, "%s/items", path);
+            if (!none && (item = compile(c, items, sub)) < 0)
+                return -1;
+        }
+        if (get_count(c, v, path, "minItems", &min) || get_count(c, v, path, "maxItems", &max))
+            return -1;
+        if (none)   /* items: false: only [] */
+            max = 0;
+        c->s->nodes[node].child = (uint16_t)item;
+        break;
+    }
+    case NODE_STRING:
+        if (get_count(c, v, path, "minLength", &min) || get_count(c, v, path, "maxLength", &max))
+            return -1;
+        break;
+    }
+    if (min > max)
+        return failf(c, path, "a minimum above the maximum (%u > %u)", min, max);
+    c->s->nodes[node].min = min;
+    c->s->nodes[node].max = max;
+    return node;
+}
+
+static int compile_enum(compiler *c, struct json_object *v, const char *path, struct json_object *types)
+{
+    struct json_object *vals = NULL, *one;
+    int is_const = json_object_object_get_ex(v, "const", &one);
+    if (!is_const) {
+        json_object_object_get_ex(v, "enum", &vals);
+        if (!dsk_json_is(vals, json_type_array) || json_object_array_length(vals) == 0)
+            return failf(c, path, "'enum' must be a non-empty array");
+    }
+    int node = new_node(c, NODE_ENUM);
+    if (node < 0)
+        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
+    remember(c, v, node);
+    uint32_t first = (uint32_t)c->s->n_texts;
+    int n = 0;
+    size_t count = is_const ? 1 : json_object_array_length(vals);
+    for (size_t i = 0; i < count; i++) {
+        struct json_object *x = is_const ? one : json_object_array_get_idx(vals, i);
+        int keep = !types;   /* under "type", only the values of those types */
+        for (size_t t = 0; types && t < (dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1); t++) {
+            struct json_object *tn = dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, t) : types;
+            int k = kind_of_type(tn);
+            if (k < 0)
+                return failf(c, path, "'type' must name JSON types");
+            keep |= value_is(x, k);
+        }
+        if (!keep)
+            continue;
+        dsk_buf b = {0};
+        if (x)
+            dsk_json_append(x, &b);
+        else
+            dsk_buf_adds(&b, "null");
+        /* the same text twice would make two candidates that never part */
+        int dup = 0;
+        for (int k = 0; k < n; k++) {
+            const dsk_schema_text *t = &c->s->texts[first + k];
+            dup |= t->len == b.len && memcmp(c->s->pool + t->off, b.data, b.len) == 0;
+        }
+        if (!dup) {
+            if (n == DSK_SCHEMA_MAX_ALTS) {
+                dsk_buf_free(&b);
+                return failf(c, path, "more than %d enum values", DSK_SCHEMA_MAX_ALTS);
+            }
+            add_text(c, b.data, b.len, 0);
+            n++;
+        }
+        dsk_buf_free(&b);
+    }
+    if (!n)
+        return failf(c, path, "no enum value is of the schema's type");
+    c->s->nodes[node].at = first;
+    c->s->nodes[node].n = (uint16_t)n;
+    return node;
+}
+
+static int compile(compiler *c, struct json_object *v, const char *path)
+{
+    if (dsk_json_is(v, json_type_boolean)) {
+        if (!json_object_get_boolean(v))
+            return failf(c, path, "the schema false admits no value");
+        return 0;   /* true: anything */
+    }
+    if (!dsk_json_is(v, json_type_object))
+        return failf(c, path, "a schema must be an object or a boolean");
+    for (int i = 0; i < c->n_memo; i++)
+        if (c->memo_obj[i] == v)
+            return c->memo_node[i];
+    struct json_object *x;
+    json_object_object_foreach(v, key, val) {
+        (void)val;
+        static const char *const known[] = {"type", "properties", "required", "additionalProperties", "items",
+                                            "minItems", "maxItems", "minLength", "maxLength", "enum", "const",
+                                            "anyOf", "oneOf", "$ref"};
+        int ok = is_annotation(key);
+        for (size_t i = 0; !ok && i < sizeof known / sizeof *known; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok)
+            return failf(c, path, "'%s' is not supported", key);
+    }
+    if (json_object_object_get_ex(v, "$ref", &x)) {
+        json_object_object_foreach(v, k2, v2) {
+            (void)v2;
+            if (strcmp(k2, "$ref") != 0 && !is_annotation(k2))
+                return failf(c, path, "'%s' beside '$ref' is not supported", k2);
+        }
+        struct json_object *target = dsk_json_is(x, json_type_string) ? resolve(c, json_object_get_string(x)) : NULL;
+        if (!target)
+            return failf(c, path, "'$ref' must be \"#\", \"#/$defs/NAME\" or \"#/definitions/NAME\" of this schema");
+        if (++c->ref_depth > 64)
+            return failf(c, path, "'$ref' loops without a schema");
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s", json_object_get_string(x) + 1);
+        int node = compile(c, target, sub);
+        c->ref_depth--;
+        return node;
+    }
+    struct json_object *types = NULL;
+    json_object_object_get_ex(v, "type", &types);
+    if (json_object_object_get_ex(v, "enum", &x) || json_object_object_get_ex(v, "const", &x))
+        return compile_enum(c, v, path, types);
+    struct json_object *branches = NULL;
+    const char *branch_key = json_object_object_get_ex(v, "anyOf", &branches) ? "anyOf"
+                             : json_object_object_get_ex(v, "oneOf", &branches) ? "oneOf" : NULL;
+    if (branch_key) {
+        json_object_object_foreach(v, k2, v2) {
+            (void)v2;
+            if (strcmp(k2, branch_key) != 0 && !is_annotation(k2))
+                return failf(c, path, "'%s' beside '%s' is not supported", k2, branch_key);
+        }
+        if (!dsk_json_is(branches, json_type_array) || json_object_array_length(branches) == 0)
+            return failf(c, path, "'%s' must be a non-empty array", branch_key);
+    }
+    int n_types = !types ? 0 : dsk_json_is(types, json_type_array) ? (int)json_object_array_length(types) : 1;
+    if (!branch_key && n_types <= 1) {
+        int kind = NODE_ANY;
+        if (n_types == 1 && (kind = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, 0)
+                                                                                       : types)) < 0)
+            return failf(c, path, "'type' must name JSON types");
+        if (!types && (json_object_object_get_ex(v, "properties", &x) || json_object_object_get_ex(v, "required", &x)))
+            kind = NODE_OBJECT;
+        else if (!types && json_object_object_get_ex(v, "items", &x))
+            kind = NODE_ARRAY;
+        if (kind == NODE_ANY) {
+            remember(c, v, 0);
+            return 0;
+        }
+        int node = new_node(c, kind);
+        if (node < 0)
+            return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
+        remember(c, v, node);   /* before the children: they may refer back */
+        return compile_kind(c, kind, v, path, node);
+    }
+    /* A union: of the branches, or of one node per listed type. */
+    int node = new_node(c, NODE_UNION);
+    if (node < 0)
+        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
+    remember(c, v, node);
+    int branch[DSK_SCHEMA_MAX_ALTS], n = 0;
+    int count = branch_key ? (int)json_object_array_length(branches) : n_types;
+    if (count > DSK_SCHEMA_MAX_ALTS)
+        return failf(c, path, "more than %d branches", DSK_SCHEMA_MAX_ALTS);
+    int has_number = 0;
+    for (int i = 0; i < count && branch_key == NULL; i++)
+        has_number |= kind_of_type(json_object_array_get_idx(types, (size_t)i)) == NODE_NUMBER;
+    for (int i = 0; i < count; i++) {
+        char sub[512];
+        int b;
+        if (branch_key) {
+            snprintf(sub, sizeof sub, "%s/%s/%d", path, branch_key, i);
+            b = compile(c, json_object_array_get_idx(branches, (size_t)i), sub);
+        } else {
+            int kind = kind_of_type(json_object_array_get_idx(types, (size_t)i));
+            if (kind < 0)
+                return failf(c, path, "'type' must name JSON types");
+            if (kind == NODE_INTEGER && has_number)
+                continue;   /* number takes integers too */
+            b = compile_kind(c, kind, v, path, -1);
+        }
+        if (b < 0)
+            return -1;
+        branch[n++] = b;
+    }
+    c->s->nodes[node].at = (uint32_t)c->s->n_alts;
+    c->s->nodes[node].n = (uint16_t)n;
+    for (int i = 0; i < n; i++)
+        add_alt(c, branch[i]);
+    return node;
+}
+
+/* The bytes each node's value may begin with: unions are closed over
+ * their branches (a fixed point, for branches that are unions). */
+static int first_bytes(compiler *c)
+{
+    dsk_json_schema *s = c->s;
+    for (int i = 0; i < s->n_nodes; i++) {
+        dsk_schema_node *n = &s->nodes[i];
+        switch (n->kind) {
+        case NODE_ANY: {
+            static const char all[] = "{[\"-0123456789tfn";
+            for (const char *p = all; *p; p++)
+                set_first(n, (unsigned char)*p);
+            break;
+        }
+        case NODE_OBJECT: set_first(n, '{'); break;
+        case NODE_ARRAY: set_first(n, '['); break;
+        case NODE_STRING: set_first(n, '"'); break;
+        case NODE_NUMBER:
+        case NODE_INTEGER:
+            set_first(n, '-');
+            for (unsigned char d = '0'; d <= '9'; d++)
+                set_first(n, d);
+            break;
+        case NODE_BOOLEAN: set_first(n, 't'); set_first(n, 'f'); break;
+        case NODE_NULL: set_first(n, 'n'); break;
+        case NODE_ENUM:
+            for (int k = 0; k < n->n; k++)
+                set_first(n, (unsigned char)s->pool[s->texts[n->at + k].off]);
+            break;
+        }
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < s->n_nodes; i++) {
+            dsk_schema_node *n = &s->nodes[i];
+            if (n->kind != NODE_UNION)
+                continue;
+            for (int k = 0; k < n->n; k++)
+                for (int b = 0; b < 32; b++) {
+                    uint8_t add = s->nodes[s->alts[n->at + k]].first[b] & (uint8_t)~n->first[b];
+                    n->first[b] |= add;
+                    changed |= add != 0;
+                }
+        }
+    }
+    /* branches must part at their first byte: the automaton never goes back */
+    for (int i = 0; i < s->n_nodes; i++) {
+        const dsk_schema_node *n = &s->nodes[i];
+        if (n->kind != NODE_UNION)
+            continue;
+        for (int a = 0; a < n->n; a++)
+            for (int b = a + 1; b < n->n; b++)
+                for (int byte = 0; byte < 256; byte++)
+                    if (has_first(&s->nodes[s->alts[n->at + a]], (unsigned char)byte) &&
+                        has_first(&s->nodes[s->alts[n->at + b]], (unsigned char)byte)) {
+                        char where[32];
+                        snprintf(where, sizeof where, "schema node %d", i);
+                        return failf(c, where, "two branches may both begin with '%c': anyOf, oneOf and type lists "
+                                     "need branches that begin differently (an object and a string, not two "
+                                     "objects)", byte);
+                    }
+    }
+    return 0;
+}
+
+dsk_json_schema *dsk_json_schema_compile(struct json_object *schema, char *msg, size_t msg_len)
+{
+    compiler c = {.s = dsk_xcalloc(1, sizeof(dsk_json_schema)), .root = schema, .msg = msg, .msg_len = msg_len};
+    new_node(&c, NODE_ANY);   /* node 0: any value, the children of free containers */
+    int rc = compile(&c, schema, "");
+    if (rc >= 0)
+        rc = first_bytes(&c) ? -1 : rc;
+    free(c.memo_obj);
+    free(c.memo_node);
+    if (rc < 0) {
+        dsk_json_schema_free(c.s);
+        return NULL;
+    }
+    c.s->root = (uint16_t)rc;
+    return c.s;
+}
+
+void dsk_json_schema_free(dsk_json_schema *s)
+{
+    if (!s)
+        return;
+    free(s->nodes);
+    free(s->texts);
+    free(s->alts);
+    free(s->pool);
+    free(s);
+}

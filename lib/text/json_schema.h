@@ -1,0 +1,39 @@
+/* JSON Schema, compiled for text/json_prefix.h: the subset an automaton
+ * that reads one byte at a time can hold a generated text to, with no
+ * going back.  What it supports (anything else is refused by name, not
+ * ignored, so a text that passes is valid against the schema):
+ *
+ *   type           object, array, string, number, integer, boolean,
+ *                  null, or a list of them
+ *   properties, required, additionalProperties
+ *                  only the listed properties are written, each at most
+ *                  once, in any order; every required one before '}'
+ *                  (additionalProperties may say anything: no extra
+ *                  property is ever written)
+ *   items, minItems, maxItems
+ *   minLength, maxLength   in characters (an escape is one)
+ *   enum, const    written exactly as compact JSON (up to 64 values)
+ *   anyOf, oneOf   branches that begin with different bytes (a string
+ *                  and a number: yes; two objects: no)
+ *   $ref           "#", "#/$defs/NAME", "#/definitions/NAME"; recursion
+ *                  is fine (nesting stops at DSK_JSON_MAX_DEPTH)
+ *   annotations    title, description, default, examples, format,
+ *                  $schema, $id, $comment, deprecated, readOnly,
+ *                  writeOnly, strict: no effect on the text
+ *
+ * Keys are written as their plain JSON strings (no escapes where none are
+ * needed); integers without a fraction or exponent. */
+#ifndef DSK_TEXT_JSON_SCHEMA_H
+#define DSK_TEXT_JSON_SCHEMA_H
+
+#include <stddef.h>
+
+struct json_object;
+typedef struct dsk_json_schema dsk_json_schema;
+
+/* NULL on a schema outside the subset, with the reason in msg ("at
+ * /properties/age: 'minimum' is not supported"). */
+dsk_json_schema *dsk_json_schema_compile(struct json_object *schema, char *msg, size_t msg_len);
+void dsk_json_schema_free(dsk_json_schema *s);
+
+#endif

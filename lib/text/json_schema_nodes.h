@@ -1,0 +1,54 @@
+/* A compiled JSON schema (text/json_schema.h), as json_prefix.c reads it:
+ * a graph of nodes, one per schema object ($ref makes it cyclic). */
+#ifndef DSK_TEXT_JSON_SCHEMA_NODES_H
+#define DSK_TEXT_JSON_SCHEMA_NODES_H
+
+#include <stdint.h>
+
+enum {
+    NODE_ANY,       /* any JSON value (children are NODE_ANY too) */
+    NODE_OBJECT,
+    NODE_ARRAY,
+    NODE_STRING,
+    NODE_NUMBER,
+    NODE_INTEGER,
+    NODE_BOOLEAN,
+    NODE_NULL,
+    NODE_ENUM,      /* one of some JSON texts, byte for byte */
+    NODE_UNION,     /* one of some nodes, told apart by the first byte */
+};
+
+#define DSK_SCHEMA_MAX_ALTS 64     /* enum values, properties of an object, union branches */
+#define DSK_SCHEMA_MAX_NODES 4096
+
+typedef struct dsk_schema_node {
+    uint8_t kind;
+    uint8_t free_keys;       /* object: any keys (no properties listed), each value a child */
+    uint16_t n;              /* object: properties; enum: values; union: branches */
+    uint16_t child;          /* array: its items; object with free keys: their values */
+    uint32_t at;             /* object: first property in texts; enum: first value in texts;
+                              * union: first branch in alts */
+    uint32_t min, max;       /* array: items; string: characters */
+    uint64_t required;       /* object: bit k for property k */
+    uint8_t first[32];       /* bit c: the value may begin with byte c */
+} dsk_schema_node;
+
+typedef struct dsk_schema_text {
+    uint32_t off, len;       /* in pool */
+    uint16_t node;           /* a property's value (unused for enum values) */
+} dsk_schema_text;
+
+struct dsk_json_schema {
+    dsk_schema_node *nodes;
+    int n_nodes, cap_nodes;
+    dsk_schema_text *texts;  /* property keys (the bytes after the opening quote, closing quote
+                              * included) and enum values (whole compact JSON texts) */
+    int n_texts, cap_texts;
+    uint16_t *alts;          /* union branches */
+    int n_alts, cap_alts;
+    char *pool;
+    uint32_t pool_len, pool_cap;
+    uint16_t root;           /* the node of the whole text */
+};
+
+#endif

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# JSON schemas (lib/text/json_schema.h): every text the automaton accepts
+# whole under a schema is valid against it, by the Python jsonschema
+# package's Draft 2020-12 validator (an implementation that shares nothing
+# with ours).  tests/tools/json_walk writes random texts the automaton
+# accepts; each must parse and validate.  The unit tests check the other
+# direction (valid texts are taken) on chosen cases.
+. "$(dirname "$0")/lib.sh"
+
+# the release build's tool (sanitizer builds have no test tools)
+walk=$(dirname "$DSK_BIN" | sed 's|/san$||')/tests/tools/json_walk
+py=""
+for p in "${DSK_PY:-}" python3 /usr/bin/python3; do
+    if [ -n "$p" ] && "$p" -c 'import jsonschema' 2>/dev/null; then py=$p; break; fi
+done
+if [ ! -x "$walk" ] || [ -z "$py" ]; then
+    echo "ok 1 # SKIP json_walk (make check builds it) or Python's jsonschema is missing"
+    exit 0
+fi
+
+cat > "$T/person.json" <<'J'
+{"type": "object", "additionalProperties": false, "required": ["name", "age"],
+ "properties": {
+   "name": {"type": "string", "minLength": 1, "maxLength": 8},
+   "age": {"type": "integer"},
+   "tags": {"type": "array", "items": {"enum": ["a", "b", 3, null, {"k": [1, 2]}]}, "minItems": 1, "maxItems": 3},
+   "kind": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "number"}, {"type": "null"}]},
+   "pet": {"type": ["object", "null"], "properties": {"n": {"const": "x\"y"}}, "required": ["n"]},
+   "ok": {"type": "boolean"},
+   "caf\u00e9": {"type": "number"}}}
+J
+cat > "$T/tree.json" <<'J'
+{"$defs": {"node": {"type": "object", "required": ["v"], "additionalProperties": false,
+                    "properties": {"v": {"type": "integer"},
+                                   "kids": {"type": "array", "maxItems": 2, "items": {"$ref": "#/$defs/node"}}}}},
+ "$ref": "#/$defs/node"}
+J
+cat > "$T/free.json" <<'J'
+{"type": "object", "additionalProperties": {"type": ["string", "array"], "items": {"type": "number"}}}
+J
+cat > "$T/scalars.json" <<'J'
+{"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 2}, {"enum": [true]}]}}
+J
+cat > "$T/empty.json" <<'J'
+{"type": "object", "properties": {}, "additionalProperties": false}
+J
+for s in person tree free scalars empty; do
+    if "$walk" "$T/$s.json" 7 300 > "$T/$s.out" 2> "$T/$s.err"; then ok "json_walk: 300 texts under $s.json"
+    else not_ok "json_walk: 300 texts under $s.json" "$(cat "$T/$s.err")"; fi
+done
+"$walk" - 7 300 > "$T/any.out" 2> "$T/any.err"
+check "json_walk: 300 texts without a schema" test -s "$T/any.out"
+
+check "every text is valid JSON and valid against its schema (jsonschema, Draft 2020-12)" "$py" - "$T" <<'PY'
+import json, sys
+from jsonschema import Draft202012Validator
+t = sys.argv[1]
+bad = 0
+for name in ["person", "tree", "free", "scalars", "empty", "any"]:
+    schema = {} if name == "any" else json.load(open(f"{t}/{name}.json"))
+    v = Draft202012Validator(schema)
+    texts = [json.loads(line) for line in open(f"{t}/{name}.out")]
+    assert len(texts) == 300, (name, len(texts))
+    seen_keys = set()
+    for text in texts:
+        doc = json.loads(text)        # whole JSON
+        errs = list(v.iter_errors(doc))
+        if errs:
+            bad += 1
+            print(f"# {name}: {text!r}: {errs[0].message}")
+        if isinstance(doc, dict):
+            seen_keys |= set(doc)
+    if name == "person":             # the walk reaches every property
+        assert seen_keys == set(schema["properties"]), seen_keys
+sys.exit(1 if bad else 0)
+PY

@@ -1,0 +1,65 @@
+/* libFuzzer target: JSON schemas and the automaton under them.  The input
+ * is a schema, a NUL byte, then a text: the schema is compiled (a refusal
+ * is fine), the text fed byte by byte, with and without the schema.
+ * Traps: a copied state that goes on differently from its original, a
+ * byte taken after a refusal, or a text taken whole that json-c will not
+ * parse (past dsk_json_parse's own limits). */
+#include <string.h>
+
+#include "core/json.h"
+#include "text/json_prefix.h"
+#include "text/json_schema.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+static void walk(const dsk_json_schema *schema, const unsigned char *text, size_t n)
+{
+    dsk_json_prefix s, half;
+    if (schema)
+        dsk_json_prefix_init_schema(&s, schema);
+    else
+        dsk_json_prefix_init(&s, text[0] & 1);
+    size_t i = 0, mid = n / 2;
+    int ok = 1;
+    for (; i < n && ok; i++) {
+        if (i == mid)
+            dsk_json_prefix_copy(&half, &s);
+        ok = dsk_json_prefix_feed(&s, text[i]);
+    }
+    if (!ok && i < n && dsk_json_prefix_feed(&s, text[i]))
+        __builtin_trap();   /* a failed state takes nothing */
+    if (i > mid) {
+        /* the copy (made before byte mid), fed the same rest, ends the same way */
+        int ok2 = 1;
+        for (size_t j = mid; j < i && ok2; j++)
+            ok2 = dsk_json_prefix_feed(&half, text[j]);
+        if (ok2 != ok || (ok && dsk_json_prefix_complete(&half) != dsk_json_prefix_complete(&s)))
+            __builtin_trap();
+    }
+    if (ok && i == n && dsk_json_prefix_complete(&s)) {
+        char msg[128] = "";
+        json_object_put(dsk_json_parse((const char *)text, n, msg, sizeof msg));
+        /* dsk_json_parse also refuses a top-level null and integers past
+         * 64 bits (json-c would change them): both are JSON */
+        if (msg[0] && strncmp(msg, "null,", 5) != 0 && !strstr(msg, "out of range"))
+            __builtin_trap();   /* the automaton took what JSON does not */
+    }
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    const unsigned char *nul = memchr(data, 0, size);
+    if (!nul || nul + 1 == data + size)
+        return 0;
+    size_t schema_len = (size_t)(nul - data), text_len = size - schema_len - 1;
+    const unsigned char *text = nul + 1;
+    char msg[256];
+    struct json_object *doc = dsk_json_parse((const char *)data, schema_len, msg, sizeof msg);
+    dsk_json_schema *schema = doc ? dsk_json_schema_compile(doc, msg, sizeof msg) : NULL;
+    json_object_put(doc);
+    walk(NULL, text, text_len);
+    if (schema)
+        walk(schema, text, text_len);
+    dsk_json_schema_free(schema);
+    return 0;
+}
