@@ -527,3 +527,11 @@ int dsk_json_prefix_complete(const dsk_json_prefix *s)
 }
 
 int dsk_json_prefix_closed(const dsk_json_prefix *s) { return s->at == AT_DONE; }
+
+int dsk_json_prefix_in_text(const dsk_json_prefix *s, uint32_t *room)
+{
+    if (s->at != AT_STRING)
+        return 0;
+    *room = counted(s) ? node_of(s, s->value)->max - s->pos : UINT32_MAX;
+    return 1;
+}

@@ -81,4 +81,11 @@ int dsk_json_prefix_complete(const dsk_json_prefix *s);
 /* 1 when the value is closed: only whitespace may follow. */
 int dsk_json_prefix_closed(const dsk_json_prefix *s);
 
+/* 1 when s is inside a string between characters (not in an escape or a
+ * UTF-8 sequence), where any run of whole characters with no '"', '\\'
+ * or control character leaves s as it is, but for counting them: *room
+ * is how many more characters the string may take (UINT32_MAX: no
+ * limit).  Masks take such runs without feeding them. */
+int dsk_json_prefix_in_text(const dsk_json_prefix *s, uint32_t *room);
+
 #endif

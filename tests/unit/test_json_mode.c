@@ -2,8 +2,10 @@
  * bytes on its own, in every state a JSON text passes through. */
 #include <math.h>
 
+#include "core/json.h"
 #include "core/rng.h"
 #include "serve/json_mode.h"
+#include "text/json_schema.h"
 #include "test.h"
 
 /* 256 byte tokens, then multi-byte tokens made of JSON's own characters
@@ -55,6 +57,39 @@ static void random_json(dsk_rng *r, dsk_buf *b, int depth)
     dsk_buf_adds(b, object ? "}" : "]");
 }
 
+/* At every third cut of text (fed under schema, or as one object), the
+ * mask equals feeding each token alone.  Adds to *states and *allowed. */
+static int check_states(dsk_json_vocab *v, int n_vocab, const dsk_json_schema *schema, const char *text, size_t n,
+                        float *logits, int *states, long *allowed)
+{
+    int wrong = 0;
+    dsk_json_prefix s;
+    if (schema)
+        dsk_json_prefix_init_schema(&s, schema);
+    else
+        dsk_json_prefix_init(&s, 1);
+    for (size_t cut = 0; cut <= n; cut++) {
+        if (cut)
+            CHECK(dsk_json_prefix_feed(&s, (unsigned char)text[cut - 1]));
+        if (cut % 3 && cut != n)   /* a third of them keeps the test quick */
+            continue;
+        for (int id = 0; id < n_vocab; id++)
+            logits[id] = (float)id;
+        int got = dsk_json_vocab_mask(v, &s, logits), count = 0;
+        for (int id = 0; id < n_vocab; id++) {
+            dsk_json_prefix t;
+            dsk_json_prefix_copy(&t, &s);
+            int ok = dsk_json_vocab_feed(v, &t, id);
+            count += ok;
+            wrong += ok != (logits[id] == (float)id) || (!ok && !(isinf(logits[id]) && logits[id] < 0));
+        }
+        wrong += got != count;
+        *allowed += got;
+        (*states)++;
+    }
+    return wrong;
+}
+
 TEST(mask_equals_trying_every_token)
 {
     dsk_rng r;
@@ -64,35 +99,30 @@ TEST(mask_equals_trying_every_token)
     CHECK(n_vocab > 1500);
     dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
     float *logits = dsk_xmalloc((size_t)n_vocab * sizeof *logits);
-    int states = 0, wrong = 0, allowed_sum = 0;
+    int states = 0, wrong = 0;
+    long allowed_sum = 0;
     for (int iter = 0; iter < 150; iter++) {
         dsk_buf text = {0};
         dsk_buf_adds(&text, "{\"x\": ");
         random_json(&r, &text, 0);
         dsk_buf_adds(&text, "}");
-        /* every beginning of the text is a state to mask from */
-        dsk_json_prefix s;
-        dsk_json_prefix_init(&s, 1);
-        for (size_t cut = 0; cut <= text.len; cut++) {
-            if (cut)
-                CHECK(dsk_json_prefix_feed(&s, (unsigned char)text.data[cut - 1]));
-            if (cut % 3 && cut != text.len)   /* a third of them keeps the test quick */
-                continue;
-            for (int id = 0; id < n_vocab; id++)
-                logits[id] = (float)id;
-            int n = dsk_json_vocab_mask(v, &s, logits), count = 0;
-            for (int id = 0; id < n_vocab; id++) {
-                dsk_json_prefix t = s;
-                int ok = dsk_json_vocab_feed(v, &t, id);
-                count += ok;
-                wrong += ok != (logits[id] == (float)id) || (!ok && !(isinf(logits[id]) && logits[id] < 0));
-            }
-            wrong += n != count;
-            allowed_sum += n;
-            states++;
-        }
+        wrong += check_states(v, n_vocab, NULL, text.data, text.len, logits, &states, &allowed_sum);
         dsk_buf_free(&text);
     }
+    /* strings with a length limit: plain tokens pass only while they fit */
+    char msg[256];
+    const char *schema_text = "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":5}}";
+    struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
+    dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
+    json_object_put(doc);
+    CHECK(schema != NULL);
+    static const char *const limited[] = {"[\"abcde\", \"\", \"a\\u00e9\\n\xC3\xA9x\"]", "[\"x\",\"yz\"]"};
+    for (int i = 0; i < 2; i++) {
+        /* every cut: the third-cut rule would skip the interesting ones */
+        for (size_t n = 0; n <= strlen(limited[i]); n++)
+            wrong += check_states(v, n_vocab, schema, limited[i], n, logits, &states, &allowed_sum);
+    }
+    dsk_json_schema_free(schema);
     printf("# %d states, %.1f tokens allowed on average of %d\n", states, (double)allowed_sum / states, n_vocab);
     CHECK(wrong == 0);
     CHECK(states > 1000 && allowed_sum > states);
