@@ -230,6 +230,9 @@ static int update(dsk_metrics *m, const char *name, const char *const *labels, d
         goto out;
     if (op == OP_INC && (f->type == DSK_METRIC_HISTOGRAM || (f->type == DSK_METRIC_COUNTER && v < 0)))
         goto out;
+    /* a counter or a histogram's sum at infinity would stay there: only gauges take one */
+    if (isinf(v) && f->type != DSK_METRIC_GAUGE)
+        goto out;
     if (op == OP_SET && f->type == DSK_METRIC_HISTOGRAM)
         goto out;
     if (op == OP_OBSERVE && f->type != DSK_METRIC_HISTOGRAM)

@@ -265,6 +265,9 @@ TEST(counters_gauges_and_misuse)
     CHECK(dsk_metrics_set(m, DSK_M_PROMPT_TOKENS, NULL, 5) == -1);   /* a counter never goes down */
     CHECK(dsk_metrics_set(m, DSK_M_PREFIX_HITS, NULL, 7) == 0);        /* but follows a total kept elsewhere */
     CHECK(dsk_metrics_set(m, DSK_M_PREFIX_HITS, NULL, 3) == -1);
+    CHECK(dsk_metrics_set(m, DSK_M_PREFIX_HITS, NULL, INFINITY) == -1);   /* counters stay finite */
+    CHECK(dsk_metrics_inc(m, DSK_M_PROMPT_TOKENS, NULL, INFINITY) == -1);
+    CHECK(dsk_metrics_observe(m, DSK_M_TTFT, NULL, INFINITY) == -1);
     CHECK(dsk_metrics_set(m, DSK_M_TTFT, NULL, 3) == -1);
     CHECK(dsk_metrics_observe(m, DSK_M_RUNNING, NULL, 1) == -1);
     CHECK(dsk_metrics_inc(m, DSK_M_TTFT, NULL, 1) == -1);
