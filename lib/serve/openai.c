@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/printbuf.h>
+
 #include "core/err.h"
 #include "text/utf8.h"
 
@@ -772,6 +774,68 @@ static struct json_object *chat_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
+/* A completion token's alternatives, {token: logprob, ...}.  json-c keeps
+ * keys as C strings, which would cut a token holding a NUL byte ("\u0000"
+ * is a token of every byte-level vocabulary): the object is written by a
+ * serializer of its own, from key strings that keep their length. */
+typedef struct top_pairs {
+    int n;
+    struct json_object *key[DSK_OPENAI_MAX_TOP];
+    struct json_object *value[DSK_OPENAI_MAX_TOP];
+} top_pairs;
+
+static int write_top_pairs(struct json_object *o, struct printbuf *pb, int level, int flags)
+{
+    (void)level;
+    const top_pairs *tp = json_object_get_userdata(o);
+    printbuf_strappend(pb, "{");
+    for (int i = 0; i < tp->n; i++) {
+        const char *k = json_object_to_json_string_ext(tp->key[i], flags);
+        const char *v = json_object_to_json_string_ext(tp->value[i], flags);
+        if (i)
+            printbuf_strappend(pb, ",");
+        printbuf_memappend(pb, k, (int)strlen(k));
+        printbuf_strappend(pb, ":");
+        printbuf_memappend(pb, v, (int)strlen(v));
+    }
+    printbuf_strappend(pb, "}");
+    return 0;
+}
+
+static void free_top_pairs(struct json_object *o, void *userdata)
+{
+    (void)o;
+    top_pairs *tp = userdata;
+    for (int i = 0; i < tp->n; i++) {
+        json_object_put(tp->key[i]);
+        json_object_put(tp->value[i]);
+    }
+    free(tp);
+}
+
+static struct json_object *top_logprobs_object(const dsk_openai_token_logprob *t)
+{
+    top_pairs *tp = dsk_xcalloc(1, sizeof *tp);
+    for (int j = 0; j < t->n_top && tp->n < DSK_OPENAI_MAX_TOP; j++) {
+        struct json_object *k = text_string(t->top[j].token, t->top[j].len);
+        /* two tokens can read the same once repaired; the first (likelier) stays */
+        int dup = 0;
+        for (int i = 0; i < tp->n && !dup; i++)
+            dup = json_object_get_string_len(tp->key[i]) == json_object_get_string_len(k) &&
+                  memcmp(json_object_get_string(tp->key[i]), json_object_get_string(k),
+                         (size_t)json_object_get_string_len(k)) == 0;
+        if (dup) {
+            json_object_put(k);
+            continue;
+        }
+        tp->key[tp->n] = k;
+        tp->value[tp->n++] = logprob_value(t->top[j].logprob);
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_set_serializer(o, write_top_pairs, tp, free_top_pairs);
+    return o;
+}
+
 /* completions: {"tokens","token_logprobs","top_logprobs":[{token: logprob}],"text_offset"} */
 static struct json_object *completion_logprobs(const dsk_openai_choice *c)
 {
@@ -789,15 +853,7 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
             continue;
         }
         json_object_array_add(lps, logprob_value(t->logprob));
-        struct json_object *top = json_object_new_object();
-        for (int j = 0; j < t->n_top; j++) {
-            struct json_object *k = text_string(t->top[j].token, t->top[j].len);
-            /* two tokens can read the same once repaired; the first (likelier) stays */
-            if (!json_object_object_get_ex(top, json_object_get_string(k), NULL))
-                json_object_object_add(top, json_object_get_string(k), logprob_value(t->top[j].logprob));
-            json_object_put(k);
-        }
-        json_object_array_add(tops, top);
+        json_object_array_add(tops, top_logprobs_object(t));
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "tokens", tokens);

@@ -25,6 +25,7 @@ enum { DSK_OPENAI_TEXT, DSK_OPENAI_JSON_OBJECT, DSK_OPENAI_JSON_SCHEMA };
 #define DSK_OPENAI_MAX_STOP 4       /* OpenAI's limit on stop sequences */
 #define DSK_OPENAI_MAX_IGNORED 16   /* ignored field names kept for the warning header */
 #define DSK_OPENAI_MAX_LOGIT_BIAS 1024   /* tokens in one logit_bias */
+#define DSK_OPENAI_MAX_TOP 20       /* alternatives per token (chat's top_logprobs limit) */
 
 typedef struct dsk_openai_limits {
     size_t max_body;          /* request bytes; larger bodies get 413 */

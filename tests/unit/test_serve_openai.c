@@ -602,6 +602,16 @@ TEST(text_completion_object)
     CHECK(strstr(b.data, "\"token_logprobs\":[null,") != NULL && strstr(b.data, "\"top_logprobs\":[null,{") != NULL);
     json_object_put(o);
     dsk_buf_free(&b);
+    /* alternatives holding a NUL byte keep it ("\u0000"), and stay apart from "" and "a" */
+    static const dsk_openai_top_logprob nul_top[] = {{"\0", 1, -0.5}, {"a\0b", 3, -1.0}, {"a", 1, -2.0}, {"", 0, -3.0},
+                                                     {"\0", 1, -4.0}};
+    static const dsk_openai_token_logprob nul_lps[] = {{"\0", 1, -0.5, nul_top, 5, 0, 0}};
+    dsk_openai_choice nch = {0, "\0", 1, DSK_FINISH_LENGTH, nul_lps, 1};
+    dsk_openai_response_json(&m, &nch, 1, &u, &b);
+    CHECK(strstr(b.data, "\"top_logprobs\":[{\"\\u0000\":-0.5,\"a\\u0000b\":-1.0,\"a\":-2.0,\"\":-3.0}]") != NULL);
+    if (!strstr(b.data, "\"top_logprobs\":[{\"\\u0000\":-0.5"))
+        printf("# %s\n", b.data);
+    dsk_buf_free(&b);
 }
 
 /* Splits an SSE stream into its events, checking the framing: every event
