@@ -599,6 +599,10 @@ static int parse_object(struct json_object *root, int kind, const dsk_openai_lim
     if (kind == DSK_OPENAI_CHAT && s.top_logprobs && !req->want_logprobs)
         return dsk_openai_fail(e, 400, "top_logprobs", "invalid_value",
                                "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
+    if (req->echo && req->json_mode)
+        return dsk_openai_fail(e, 400, "echo", "invalid_value",
+                               "'echo' cannot be used with a JSON response_format: the prompt before the answer "
+                               "would make it something other than JSON.");
     if (kind == DSK_OPENAI_CHAT)
         req->logprobs = req->want_logprobs;
     return 0;

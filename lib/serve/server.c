@@ -345,7 +345,19 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     c->tokens = completion_tokens;
     if (!c->stopped)
         c->safe = c->text.len;   /* the end: everything is final */
-    emit_delta(g, c, 1);
+    if (finish == DSK_ENGINE_ERROR && g->req.stream) {
+        /* A stream already said 200: the text so far goes out, then an
+         * error event in place of a finish reason (as vLLM sends one). */
+        emit_delta(g, c, 0);
+        dsk_openai_error e;
+        dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed");
+        snprintf(e.type, sizeof e.type, "server_error");
+        dsk_buf_adds(&g->out, "data: ");
+        dsk_openai_error_json(&e, &g->out);
+        dsk_buf_adds(&g->out, "\n\n");
+    } else {
+        emit_delta(g, c, 1);
+    }
     g->n_done++;
     dsk_metrics_inc(s->metrics, DSK_M_GENERATION_TOKENS, NULL, completion_tokens);
     const char *why[1] = {finish == DSK_ENGINE_CANCELLED || finish == DSK_ENGINE_ERROR ? "abort"

@@ -76,13 +76,33 @@ static const dsk_schema_text *text_of(const dsk_json_prefix *s, const dsk_schema
     return &s->schema->texts[n->at + (uint32_t)k];
 }
 static const dsk_json_frame *top(const dsk_json_prefix *s) { return &s->frame[s->depth - 1]; }
-static uint64_t all_of(int n) { return n == 64 ? ~0ull : (1ull << n) - 1; }
+
+/* Whether a value of node i, begun at the present depth, fits under the
+ * depth limit (a node with no value never does). */
+static int fits(const dsk_json_prefix *s, int i)
+{
+    return s->depth + node_of(s, i)->need <= DSK_JSON_MAX_DEPTH;
+}
+
+/* The properties the open object may still take: not written yet, and
+ * with a value that fits. */
+static uint64_t keys_open(const dsk_json_prefix *s)
+{
+    const dsk_schema_node *n = node_of(s, top(s)->node);
+    uint64_t open = 0;
+    for (int k = 0; k < n->n; k++)
+        if (!(top(s)->seen >> k & 1) && fits(s, text_of(s, n, k)->node))
+            open |= 1ull << k;
+    return open;
+}
 
 /* Whether the open object may take another key, or close. */
 static int object_may_add(const dsk_json_prefix *s)
 {
     const dsk_schema_node *n = node_of(s, top(s)->node);
-    return n->kind == NODE_ANY || n->free_keys || (all_of(n->n) & ~top(s)->seen);
+    if (n->kind == NODE_ANY)
+        return 1;
+    return n->free_keys ? fits(s, n->child) : keys_open(s) != 0;
 }
 static int object_may_close(const dsk_json_prefix *s)
 {
@@ -94,7 +114,7 @@ static int object_may_close(const dsk_json_prefix *s)
 static int array_may_add(const dsk_json_prefix *s)
 {
     const dsk_schema_node *n = node_of(s, top(s)->node);
-    return n->kind == NODE_ANY || top(s)->count < n->max;
+    return n->kind == NODE_ANY || (top(s)->count < n->max && fits(s, n->child));
 }
 static int array_may_close(const dsk_json_prefix *s)
 {
@@ -241,8 +261,13 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
             s->value = s->schema->alts[n->at + (uint32_t)k];
             n = node_of(s, s->value);
         }
+        if (!fits(s, s->value))   /* another branch may still fit */
+            return fail(s);
         if (n->kind == NODE_ENUM) {
-            s->cand = all_of(n->n);
+            s->cand = 0;
+            for (int k = 0; k < n->n; k++)
+                if (s->depth + text_of(s, n, k)->nest <= DSK_JSON_MAX_DEPTH)
+                    s->cand |= 1ull << k;
             s->pos = 0;
             s->at = AT_ENUM;
             return enum_byte(s, c);
@@ -278,7 +303,7 @@ static int begin_key(dsk_json_prefix *s)
         return fail(s);
     const dsk_schema_node *n = s->schema ? node_of(s, top(s)->node) : NULL;
     if (n && n->kind == NODE_OBJECT && !n->free_keys) {
-        s->cand = all_of(n->n) & ~top(s)->seen;
+        s->cand = keys_open(s);
         s->pos = 0;
         s->at = AT_SCHEMA_KEY;
         return 1;
@@ -342,7 +367,20 @@ static int structural(dsk_json_prefix *s, unsigned char c)
     }
 }
 
-/* A byte inside a string (after the opening quote). */
+/* One more character of a string: under a length limit, if there is room. */
+static int count_char(dsk_json_prefix *s)
+{
+    if (counted(s)) {
+        if (s->pos >= node_of(s, s->value)->max)
+            return fail(s);
+        s->pos++;
+    }
+    return 1;
+}
+
+/* A byte inside a string (after the opening quote).  Characters are
+ * counted as code points: an escape is one, a surrogate pair of escapes
+ * too (counted when its last digit shows what it is). */
 static int in_string(dsk_json_prefix *s, unsigned char c)
 {
     switch (s->at) {
@@ -350,18 +388,32 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
         if (c == 'u') {
             s->at = AT_HEX;
             s->left = 4;
+            s->hex = 0;
             return 1;
         }
         if (!strchr("\"\\/bfnrt", c) || !c)
             return fail(s);
         s->at = AT_STRING;
-        return 1;
-    case AT_HEX:
+        s->high = 0;
+        return count_char(s);
+    case AT_HEX: {
         if (!is_hex(c))
             return fail(s);
-        if (--s->left == 0)
-            s->at = AT_STRING;
-        return 1;
+        /* a string with no room left takes only the second half of a pair: \uDC00-\uDFFF */
+        if (counted(s) && s->pos >= node_of(s, s->value)->max &&
+            ((s->left == 4 && (c | 0x20) != 'd') || (s->left == 3 && (c | 0x20) < 'c')))
+            return fail(s);
+        s->hex = (uint16_t)(s->hex << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10));
+        if (--s->left)
+            return 1;
+        s->at = AT_STRING;
+        if (s->high && s->hex >= 0xDC00 && s->hex <= 0xDFFF) {   /* the pair's second half */
+            s->high = 0;
+            return 1;
+        }
+        s->high = s->hex >= 0xD800 && s->hex <= 0xDBFF;
+        return count_char(s);
+    }
     case AT_UTF8: {
         static const uint8_t lo[] = {0x80, 0xA0, 0x80, 0x90, 0x80}, hi[] = {0xBF, 0xBF, 0x9F, 0xBF, 0x8F};
         if (c < lo[s->detail] || c > hi[s->detail])
@@ -383,16 +435,16 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
         }
         if (c < 0x20)
             return fail(s);
-        /* a character begins: an ASCII byte, an escape or a lead byte */
-        if (counted(s)) {
-            if (s->pos >= node_of(s, s->value)->max)
-                return fail(s);
-            s->pos++;
-        }
-        if (c == '\\') {
+        if (c == '\\') {   /* counted once the escape is read */
+            if (counted(s) && s->pos >= node_of(s, s->value)->max && !s->high)
+                return fail(s);   /* no room, and no pair to finish */
             s->at = AT_ESCAPE;
             return 1;
         }
+        /* a character begins: an ASCII byte or a lead byte */
+        s->high = 0;
+        if (!count_char(s))
+            return 0;
         if (c < 0x80)
             return 1;
         /* the lead byte of a sequence: C2-DF, E0-EF, F0-F4 (RFC 3629) */

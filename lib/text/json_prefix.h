@@ -43,8 +43,9 @@ typedef struct dsk_json_prefix {
     const struct dsk_json_schema *schema;   /* NULL: any JSON */
     uint64_t cand;       /* schema: the keys or enum values the bytes so far still match */
     uint32_t objects;    /* bit d: the container at depth d+1 is an object (else an array) */
+    uint32_t pos;        /* schema: bytes of a key or enum value matched; characters of a string */
     uint16_t value;      /* schema: the node of the value being read, or due next */
-    uint16_t pos;        /* schema: bytes of a key or enum value matched; characters of a string */
+    uint16_t hex;        /* the digits of a \u escape so far */
     uint8_t at;          /* where in the grammar (json_prefix.c's enum) */
     uint8_t depth;       /* open objects and arrays */
     uint8_t left;        /* bytes left: of a literal, a \u escape or a UTF-8 sequence */
@@ -52,7 +53,7 @@ typedef struct dsk_json_prefix {
     uint8_t space;       /* whitespace bytes in a row */
     uint8_t top_object;  /* 1: the text must be one object */
     uint8_t in_key;      /* the string being read is an object's key */
-    uint8_t pad;
+    uint8_t high;        /* the last character was a \u escape of a high surrogate */
     dsk_json_frame frame[DSK_JSON_MAX_DEPTH];   /* schema: [0, depth) */
 } dsk_json_prefix;
 

@@ -18,6 +18,8 @@ typedef struct compiler {
     uint16_t *memo_node;             /* ... and their nodes */
     int n_memo, cap_memo;
     int ref_depth;                   /* $ref chains followed at once (a $ref to itself loops) */
+    char **path_of;                  /* [node]: where in the schema, for messages */
+    int never;                       /* the node of the schema false, once made (0: not yet) */
     char *msg;
     size_t msg_len;
 } compiler;
@@ -37,23 +39,26 @@ static int failf(compiler *c, const char *path, const char *fmt, ...)
 static void set_first(dsk_schema_node *n, unsigned char b) { n->first[b >> 3] |= (uint8_t)(1u << (b & 7)); }
 static int has_first(const dsk_schema_node *n, unsigned char b) { return n->first[b >> 3] >> (b & 7) & 1; }
 
-static int new_node(compiler *c, int kind)
+/* A new node for the schema at path, or -1 (with the message) past the limit. */
+static int new_node(compiler *c, int kind, const char *path)
 {
     dsk_json_schema *s = c->s;
     if (s->n_nodes == DSK_SCHEMA_MAX_NODES)
-        return -1;
+        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
     if (s->n_nodes == s->cap_nodes) {
         s->cap_nodes = s->cap_nodes ? 2 * s->cap_nodes : 16;
         s->nodes = dsk_xrealloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        c->path_of = dsk_xrealloc(c->path_of, (size_t)s->cap_nodes * sizeof *c->path_of);
     }
     dsk_schema_node *n = &s->nodes[s->n_nodes];
     memset(n, 0, sizeof *n);
     n->kind = (uint8_t)kind;
     n->max = UINT32_MAX;
+    c->path_of[s->n_nodes] = dsk_xstrdup(*path ? path : "the top");
     return s->n_nodes++;
 }
 
-static int add_text(compiler *c, const char *p, size_t len, int node)
+static int add_text(compiler *c, const char *p, size_t len, int node, int nest)
 {
     dsk_json_schema *s = c->s;
     if (s->n_texts == s->cap_texts) {
@@ -65,7 +70,7 @@ static int add_text(compiler *c, const char *p, size_t len, int node)
         s->pool = dsk_xrealloc(s->pool, s->pool_cap);
     }
     memcpy(s->pool + s->pool_len, p, len);
-    s->texts[s->n_texts] = (dsk_schema_text){s->pool_len, (uint32_t)len, (uint16_t)node};
+    s->texts[s->n_texts] = (dsk_schema_text){s->pool_len, (uint32_t)len, (uint16_t)node, (uint8_t)nest};
     s->pool_len += (uint32_t)len;
     return s->n_texts++;
 }
@@ -156,7 +161,9 @@ static int value_is(struct json_object *x, int k)
     case NODE_ARRAY: return dsk_json_is(x, json_type_array);
     case NODE_STRING: return dsk_json_is(x, json_type_string);
     case NODE_NUMBER: return dsk_json_is(x, json_type_int) || dsk_json_is(x, json_type_double);
-    case NODE_INTEGER: return dsk_json_is(x, json_type_int);
+    case NODE_INTEGER:   /* 1.0 is an integer too (JSON Schema 2020-12) */
+        return dsk_json_is(x, json_type_int) ||
+               (dsk_json_is(x, json_type_double) && json_object_get_double(x) == (double)(int64_t)json_object_get_double(x));
     case NODE_BOOLEAN: return dsk_json_is(x, json_type_boolean);
     case NODE_NULL: return x == NULL;
     }
@@ -195,7 +202,7 @@ static int compile_object(compiler *c, int node, struct json_object *v, const ch
             dsk_buf b = {0};
             dsk_json_append(ks, &b);
             json_object_put(ks);
-            add_text(c, b.data + 1, b.len - 1, 0);
+            add_text(c, b.data + 1, b.len - 1, 0, 0);
             dsk_buf_free(&b);
             k++;
         }
@@ -239,12 +246,12 @@ static int compile_object(compiler *c, int node, struct json_object *v, const ch
     return 0;
 }
 
-/* A node of one kind from v's keywords for it. */
+/* A node of one kind from v's keywords for it (those of other kinds do
+ * not apply to it): node, or a new one when node is -1. */
 static int compile_kind(compiler *c, int kind, struct json_object *v, const char *path, int node)
 {
-    if (node < 0 && (node = new_node(c, kind)) < 0)
-        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
-    c->s->nodes[node].kind = (uint8_t)kind;
+    if (node < 0 && (node = new_node(c, kind, path)) < 0)
+        return -1;
     char sub[512];
     uint32_t min = 0, max = UINT32_MAX;
     switch (kind) {
@@ -280,28 +287,57 @@ static int compile_kind(compiler *c, int kind, struct json_object *v, const char
     return node;
 }
 
+/* How deep the objects and arrays of a compact JSON text go. */
+static int nesting(const char *p, size_t n)
+{
+    int depth = 0, deepest = 0, in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in_string) {
+            if (p[i] == '\\')
+                i++;
+            else if (p[i] == '"')
+                in_string = 0;
+        } else if (p[i] == '"') {
+            in_string = 1;
+        } else if (p[i] == '{' || p[i] == '[') {
+            deepest = ++depth > deepest ? depth : deepest;
+        } else if (p[i] == '}' || p[i] == ']') {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
+/* enum or const, under "type" if given: only the values of those types. */
 static int compile_enum(compiler *c, struct json_object *v, const char *path, struct json_object *types)
 {
-    struct json_object *vals = NULL, *one;
+    struct json_object *vals = NULL, *one, *x;
     int is_const = json_object_object_get_ex(v, "const", &one);
+    if (is_const && json_object_object_get_ex(v, "enum", &x))
+        return failf(c, path, "'enum' beside 'const' is not supported");
+    json_object_object_foreach(v, key, val) {
+        (void)val;
+        if (strcmp(key, is_const ? "const" : "enum") != 0 && strcmp(key, "type") != 0 && !is_annotation(key))
+            return failf(c, path, "'%s' beside '%s' is not supported", key, is_const ? "const" : "enum");
+    }
     if (!is_const) {
         json_object_object_get_ex(v, "enum", &vals);
         if (!dsk_json_is(vals, json_type_array) || json_object_array_length(vals) == 0)
             return failf(c, path, "'enum' must be a non-empty array");
     }
-    int node = new_node(c, NODE_ENUM);
+    int node = new_node(c, NODE_ENUM, path);
     if (node < 0)
-        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
+        return -1;
     remember(c, v, node);
     uint32_t first = (uint32_t)c->s->n_texts;
     int n = 0;
     size_t count = is_const ? 1 : json_object_array_length(vals);
     for (size_t i = 0; i < count; i++) {
-        struct json_object *x = is_const ? one : json_object_array_get_idx(vals, i);
-        int keep = !types;   /* under "type", only the values of those types */
-        for (size_t t = 0; types && t < (dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1); t++) {
-            struct json_object *tn = dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, t) : types;
-            int k = kind_of_type(tn);
+        x = is_const ? one : json_object_array_get_idx(vals, i);
+        int keep = !types;
+        size_t n_types = dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
+        for (size_t t = 0; types && t < n_types; t++) {
+            int k = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, t) : types);
             if (k < 0)
                 return failf(c, path, "'type' must name JSON types");
             keep |= value_is(x, k);
@@ -313,18 +349,26 @@ static int compile_enum(compiler *c, struct json_object *v, const char *path, st
             dsk_json_append(x, &b);
         else
             dsk_buf_adds(&b, "null");
+        /* NaN and Infinity pass the parser (Python writes them) but are not JSON */
+        dsk_json_prefix check;
+        dsk_json_prefix_init(&check, 0);
+        if (!dsk_json_prefix_feed_all(&check, b.data, b.len) || !dsk_json_prefix_complete(&check)) {
+            failf(c, path, "the value %.*s is not JSON", (int)(b.len > 40 ? 40 : b.len), b.data);
+            dsk_buf_free(&b);
+            return -1;
+        }
         /* the same text twice would make two candidates that never part */
         int dup = 0;
         for (int k = 0; k < n; k++) {
-            const dsk_schema_text *t = &c->s->texts[first + k];
+            const dsk_schema_text *t = &c->s->texts[first + (uint32_t)k];
             dup |= t->len == b.len && memcmp(c->s->pool + t->off, b.data, b.len) == 0;
         }
+        if (!dup && n == DSK_SCHEMA_MAX_ALTS) {
+            dsk_buf_free(&b);
+            return failf(c, path, "more than %d enum values", DSK_SCHEMA_MAX_ALTS);
+        }
         if (!dup) {
-            if (n == DSK_SCHEMA_MAX_ALTS) {
-                dsk_buf_free(&b);
-                return failf(c, path, "more than %d enum values", DSK_SCHEMA_MAX_ALTS);
-            }
-            add_text(c, b.data, b.len, 0);
+            add_text(c, b.data, b.len, 0, nesting(b.data, b.len));
             n++;
         }
         dsk_buf_free(&b);
@@ -336,12 +380,71 @@ static int compile_enum(compiler *c, struct json_object *v, const char *path, st
     return node;
 }
 
+/* A union node of branches already compiled. */
+static int make_union(compiler *c, const int *branch, int n, const char *path, int node)
+{
+    if (node < 0 && (node = new_node(c, NODE_UNION, path)) < 0)
+        return -1;
+    c->s->nodes[node].at = (uint32_t)c->s->n_alts;
+    c->s->nodes[node].n = (uint16_t)n;
+    for (int i = 0; i < n; i++)
+        add_alt(c, branch[i]);
+    return node;
+}
+
+/* One node per kind in kinds[0..n) (integer left out beside number: number
+ * takes integers), each from v's keywords; their union if more than one. */
+static int compile_kinds(compiler *c, struct json_object *v, const int *kinds, int n, const char *path)
+{
+    int has_number = 0;
+    for (int i = 0; i < n; i++)
+        has_number |= kinds[i] == NODE_NUMBER;
+    int node = -1, branch[8], n_branch = 0;
+    if (n > 1) {   /* the union first, remembered before the branches: they may refer back */
+        if ((node = new_node(c, NODE_UNION, path)) < 0)
+            return -1;
+        remember(c, v, node);
+    }
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < i; j++)
+            dup |= kinds[j] == kinds[i];
+        if (dup || (kinds[i] == NODE_INTEGER && has_number))
+            continue;
+        int lone = -1;
+        if (n == 1) {   /* a lone kind is remembered before its children compile */
+            if ((lone = new_node(c, kinds[i], path)) < 0)
+                return -1;
+            remember(c, v, lone);
+        }
+        int b = compile_kind(c, kinds[i], v, path, lone);
+        if (b < 0)
+            return -1;
+        branch[n_branch++] = b;
+    }
+    return n == 1 ? branch[0] : make_union(c, branch, n_branch, path, node);
+}
+
+/* Keywords that say something only of some kinds of value. */
+static int has_kind_keywords(struct json_object *v)
+{
+    static const char *const names[] = {"properties", "required", "additionalProperties", "items",
+                                        "minItems",   "maxItems", "minLength",            "maxLength"};
+    struct json_object *x;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (json_object_object_get_ex(v, names[i], &x))
+            return 1;
+    return 0;
+}
+
 static int compile(compiler *c, struct json_object *v, const char *path)
 {
     if (dsk_json_is(v, json_type_boolean)) {
-        if (!json_object_get_boolean(v))
-            return failf(c, path, "the schema false admits no value");
-        return 0;   /* true: anything */
+        if (json_object_get_boolean(v))
+            return 0;   /* true: anything */
+        if (!c->never && (c->never = new_node(c, NODE_NEVER, path)) < 0)
+            return -1;
+        return c->never;
     }
     if (!dsk_json_is(v, json_type_object))
         return failf(c, path, "a schema must be an object or a boolean");
@@ -360,6 +463,9 @@ static int compile(compiler *c, struct json_object *v, const char *path)
         if (!ok)
             return failf(c, path, "'%s' is not supported", key);
     }
+    /* an $id below the top would change what "#" and "#/$defs/..." mean there */
+    if (v != c->root && json_object_object_get_ex(v, "$id", &x))
+        return failf(c, path, "'$id' is supported only at the top");
     if (json_object_object_get_ex(v, "$ref", &x)) {
         json_object_object_foreach(v, k2, v2) {
             (void)v2;
@@ -379,6 +485,8 @@ static int compile(compiler *c, struct json_object *v, const char *path)
     }
     struct json_object *types = NULL;
     json_object_object_get_ex(v, "type", &types);
+    if (dsk_json_is(types, json_type_array) && json_object_array_length(types) == 0)
+        return failf(c, path, "'type' is an empty list: no value has it");
     if (json_object_object_get_ex(v, "enum", &x) || json_object_object_get_ex(v, "const", &x))
         return compile_enum(c, v, path, types);
     struct json_object *branches = NULL;
@@ -392,66 +500,92 @@ static int compile(compiler *c, struct json_object *v, const char *path)
         }
         if (!dsk_json_is(branches, json_type_array) || json_object_array_length(branches) == 0)
             return failf(c, path, "'%s' must be a non-empty array", branch_key);
-    }
-    int n_types = !types ? 0 : dsk_json_is(types, json_type_array) ? (int)json_object_array_length(types) : 1;
-    if (!branch_key && n_types <= 1) {
-        int kind = NODE_ANY;
-        if (n_types == 1 && (kind = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, 0)
-                                                                                       : types)) < 0)
-            return failf(c, path, "'type' must name JSON types");
-        if (!types && (json_object_object_get_ex(v, "properties", &x) || json_object_object_get_ex(v, "required", &x)))
-            kind = NODE_OBJECT;
-        else if (!types && json_object_object_get_ex(v, "items", &x))
-            kind = NODE_ARRAY;
-        if (kind == NODE_ANY) {
-            remember(c, v, 0);
-            return 0;
-        }
-        int node = new_node(c, kind);
+        int count = (int)json_object_array_length(branches);
+        if (count > DSK_SCHEMA_MAX_ALTS)
+            return failf(c, path, "more than %d branches", DSK_SCHEMA_MAX_ALTS);
+        int node = new_node(c, NODE_UNION, path);
         if (node < 0)
-            return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
-        remember(c, v, node);   /* before the children: they may refer back */
-        return compile_kind(c, kind, v, path, node);
-    }
-    /* A union: of the branches, or of one node per listed type. */
-    int node = new_node(c, NODE_UNION);
-    if (node < 0)
-        return failf(c, path, "more than %d schema nodes", DSK_SCHEMA_MAX_NODES);
-    remember(c, v, node);
-    int branch[DSK_SCHEMA_MAX_ALTS], n = 0;
-    int count = branch_key ? (int)json_object_array_length(branches) : n_types;
-    if (count > DSK_SCHEMA_MAX_ALTS)
-        return failf(c, path, "more than %d branches", DSK_SCHEMA_MAX_ALTS);
-    int has_number = 0;
-    for (int i = 0; i < count && branch_key == NULL; i++)
-        has_number |= kind_of_type(json_object_array_get_idx(types, (size_t)i)) == NODE_NUMBER;
-    for (int i = 0; i < count; i++) {
-        char sub[512];
-        int b;
-        if (branch_key) {
-            snprintf(sub, sizeof sub, "%s/%s/%d", path, branch_key, i);
-            b = compile(c, json_object_array_get_idx(branches, (size_t)i), sub);
-        } else {
-            int kind = kind_of_type(json_object_array_get_idx(types, (size_t)i));
-            if (kind < 0)
-                return failf(c, path, "'type' must name JSON types");
-            if (kind == NODE_INTEGER && has_number)
-                continue;   /* number takes integers too */
-            b = compile_kind(c, kind, v, path, -1);
-        }
-        if (b < 0)
             return -1;
-        branch[n++] = b;
+        remember(c, v, node);
+        int branch[DSK_SCHEMA_MAX_ALTS];
+        for (int i = 0; i < count; i++) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s/%s/%d", path, branch_key, i);
+            if ((branch[i] = compile(c, json_object_array_get_idx(branches, (size_t)i), sub)) < 0)
+                return -1;
+        }
+        return make_union(c, branch, count, path, node);
     }
-    c->s->nodes[node].at = (uint32_t)c->s->n_alts;
-    c->s->nodes[node].n = (uint16_t)n;
-    for (int i = 0; i < n; i++)
-        add_alt(c, branch[i]);
-    return node;
+    int kinds[8], n = 0;
+    if (types) {
+        size_t count = dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
+        for (size_t i = 0; i < count && n < 8; i++)
+            if ((kinds[n++] = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, i)
+                                                                                : types)) < 0)
+                return failf(c, path, "'type' must name JSON types");
+    } else if (has_kind_keywords(v)) {
+        /* no type: any kind of value, each held to the keywords for its kind */
+        static const int all[] = {NODE_OBJECT, NODE_ARRAY, NODE_STRING, NODE_NUMBER, NODE_BOOLEAN, NODE_NULL};
+        memcpy(kinds, all, sizeof all);
+        n = 6;
+    } else {
+        remember(c, v, 0);
+        return 0;
+    }
+    return compile_kinds(c, v, kinds, n, path);
 }
 
-/* The bytes each node's value may begin with: unions are closed over
- * their branches (a fixed point, for branches that are unions). */
+/* Each node's need (see json_schema_nodes.h): a fixed point from "no
+ * value", as needs only fall and recursion makes cycles. */
+static void compute_needs(dsk_json_schema *s)
+{
+    for (int i = 0; i < s->n_nodes; i++)
+        s->nodes[i].need = DSK_SCHEMA_NO_VALUE;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < s->n_nodes; i++) {
+            dsk_schema_node *n = &s->nodes[i];
+            int need = DSK_SCHEMA_NO_VALUE;
+            switch (n->kind) {
+            case NODE_NEVER:
+                break;
+            case NODE_ENUM:
+                for (int k = 0; k < n->n; k++)
+                    need = s->texts[n->at + (uint32_t)k].nest < need ? s->texts[n->at + (uint32_t)k].nest : need;
+                break;
+            case NODE_ARRAY:
+                need = n->min == 0 ? 1 : 1 + s->nodes[n->child].need;
+                break;
+            case NODE_OBJECT:
+                need = 1;
+                for (int k = 0; k < n->n; k++)
+                    if (n->required >> k & 1) {
+                        int v = 1 + s->nodes[s->texts[n->at + (uint32_t)k].node].need;
+                        need = v > need ? v : need;
+                    }
+                break;
+            case NODE_UNION:
+                for (int k = 0; k < n->n; k++)
+                    need = s->nodes[s->alts[n->at + (uint32_t)k]].need < need ? s->nodes[s->alts[n->at + (uint32_t)k]].need
+                                                                                 : need;
+                break;
+            default:   /* any value, strings, numbers, booleans, null */
+                need = 0;
+            }
+            if (need > DSK_JSON_MAX_DEPTH)
+                need = DSK_SCHEMA_NO_VALUE;   /* deeper than the automaton goes: as good as none */
+            if (need < n->need) {
+                n->need = (uint8_t)need;
+                changed = 1;
+            }
+        }
+    }
+}
+
+/* The bytes each node's value may begin with.  A union takes its
+ * branches' (a fixed point: branches may be unions), but only of those
+ * that have a value, and they must part at the first byte: the automaton
+ * never goes back. */
 static int first_bytes(compiler *c)
 {
     dsk_json_schema *s = c->s;
@@ -477,40 +611,40 @@ static int first_bytes(compiler *c)
         case NODE_NULL: set_first(n, 'n'); break;
         case NODE_ENUM:
             for (int k = 0; k < n->n; k++)
-                set_first(n, (unsigned char)s->pool[s->texts[n->at + k].off]);
+                set_first(n, (unsigned char)s->pool[s->texts[n->at + (uint32_t)k].off]);
             break;
         }
+        if (n->need == DSK_SCHEMA_NO_VALUE)
+            memset(n->first, 0, sizeof n->first);
     }
     for (int changed = 1; changed;) {
         changed = 0;
         for (int i = 0; i < s->n_nodes; i++) {
             dsk_schema_node *n = &s->nodes[i];
-            if (n->kind != NODE_UNION)
+            if (n->kind != NODE_UNION || n->need == DSK_SCHEMA_NO_VALUE)
                 continue;
             for (int k = 0; k < n->n; k++)
                 for (int b = 0; b < 32; b++) {
-                    uint8_t add = s->nodes[s->alts[n->at + k]].first[b] & (uint8_t)~n->first[b];
+                    uint8_t add = s->nodes[s->alts[n->at + (uint32_t)k]].first[b] & (uint8_t)~n->first[b];
                     n->first[b] |= add;
                     changed |= add != 0;
                 }
         }
     }
-    /* branches must part at their first byte: the automaton never goes back */
     for (int i = 0; i < s->n_nodes; i++) {
         const dsk_schema_node *n = &s->nodes[i];
         if (n->kind != NODE_UNION)
             continue;
         for (int a = 0; a < n->n; a++)
             for (int b = a + 1; b < n->n; b++)
-                for (int byte = 0; byte < 256; byte++)
-                    if (has_first(&s->nodes[s->alts[n->at + a]], (unsigned char)byte) &&
-                        has_first(&s->nodes[s->alts[n->at + b]], (unsigned char)byte)) {
-                        char where[32];
-                        snprintf(where, sizeof where, "schema node %d", i);
-                        return failf(c, where, "two branches may both begin with '%c': anyOf, oneOf and type lists "
-                                     "need branches that begin differently (an object and a string, not two "
-                                     "objects)", byte);
-                    }
+                for (int byte = 0; byte < 256; byte++) {
+                    int na = s->alts[n->at + (uint32_t)a], nb = s->alts[n->at + (uint32_t)b];
+                    if (has_first(&s->nodes[na], (unsigned char)byte) && has_first(&s->nodes[nb], (unsigned char)byte))
+                        return failf(c, c->path_of[i],
+                                     "%s and %s may both begin with '%c': anyOf, oneOf, type lists and schemas "
+                                     "without a type need branches that begin differently (an object and a string, "
+                                     "not two objects)", c->path_of[na], c->path_of[nb], byte);
+                }
     }
     return 0;
 }
@@ -518,10 +652,19 @@ static int first_bytes(compiler *c)
 dsk_json_schema *dsk_json_schema_compile(struct json_object *schema, char *msg, size_t msg_len)
 {
     compiler c = {.s = dsk_xcalloc(1, sizeof(dsk_json_schema)), .root = schema, .msg = msg, .msg_len = msg_len};
-    new_node(&c, NODE_ANY);   /* node 0: any value, the children of free containers */
+    new_node(&c, NODE_ANY, "");   /* node 0: any value, the children of free containers */
     int rc = compile(&c, schema, "");
-    if (rc >= 0)
-        rc = first_bytes(&c) ? -1 : rc;
+    if (rc >= 0) {
+        compute_needs(c.s);
+        if (c.s->nodes[rc].need == DSK_SCHEMA_NO_VALUE)
+            rc = failf(&c, "", "no value is valid against the schema (or none nests fewer than %d levels)",
+                       DSK_JSON_MAX_DEPTH);
+    }
+    if (rc >= 0 && first_bytes(&c))
+        rc = -1;
+    for (int i = 0; i < c.s->n_nodes; i++)
+        free(c.path_of[i]);
+    free(c.path_of);
     free(c.memo_obj);
     free(c.memo_node);
     if (rc < 0) {

@@ -4,22 +4,30 @@
  * ignored, so a text that passes is valid against the schema):
  *
  *   type           object, array, string, number, integer, boolean,
- *                  null, or a list of them
+ *                  null, or a list of them; without it, a schema with
+ *                  keywords of some kinds takes any kind of value, each
+ *                  held to its own kind's keywords
  *   properties, required, additionalProperties
  *                  only the listed properties are written, each at most
- *                  once, in any order; every required one before '}'
- *                  (additionalProperties may say anything: no extra
- *                  property is ever written)
+ *                  once, in any order; every required one before '}'; a
+ *                  property whose schema is false, never
  *   items, minItems, maxItems
- *   minLength, maxLength   in characters (an escape is one)
- *   enum, const    written exactly as compact JSON (up to 64 values)
+ *   minLength, maxLength   in code points (an escape is one, a surrogate
+ *                  pair of escapes too)
+ *   enum, const    written exactly as compact JSON (up to 64 values);
+ *                  beside them only type and annotations
  *   anyOf, oneOf   branches that begin with different bytes (a string
  *                  and a number: yes; two objects: no)
  *   $ref           "#", "#/$defs/NAME", "#/definitions/NAME"; recursion
- *                  is fine (nesting stops at DSK_JSON_MAX_DEPTH)
+ *                  is fine; $id only at the top
  *   annotations    title, description, default, examples, format,
  *                  $schema, $id, $comment, deprecated, readOnly,
  *                  writeOnly, strict: no effect on the text
+ *
+ * A schema no value satisfies, or none that nests fewer than
+ * DSK_JSON_MAX_DEPTH levels, is refused.  Each node knows the nesting its
+ * smallest value needs, and the automaton enters a value only where that
+ * fits, so every text it accepts can be finished.
  *
  * Keys are written as their plain JSON strings (no escapes where none are
  * needed); integers without a fraction or exponent. */

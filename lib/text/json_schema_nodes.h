@@ -16,26 +16,34 @@ enum {
     NODE_NULL,
     NODE_ENUM,      /* one of some JSON texts, byte for byte */
     NODE_UNION,     /* one of some nodes, told apart by the first byte */
+    NODE_NEVER,     /* no value (the schema false) */
 };
 
 #define DSK_SCHEMA_MAX_ALTS 64     /* enum values, properties of an object, union branches */
 #define DSK_SCHEMA_MAX_NODES 4096
+#define DSK_SCHEMA_NO_VALUE 255    /* need of a node no finite value satisfies */
 
 typedef struct dsk_schema_node {
     uint8_t kind;
     uint8_t free_keys;       /* object: any keys (no properties listed), each value a child */
+    /* Objects and arrays its smallest value opens, one inside another
+     * (0 for a string), or DSK_SCHEMA_NO_VALUE: the automaton enters a
+     * value only where it fits under the depth limit, so it never walks
+     * into a value it cannot finish. */
+    uint8_t need;
     uint16_t n;              /* object: properties; enum: values; union: branches */
     uint16_t child;          /* array: its items; object with free keys: their values */
     uint32_t at;             /* object: first property in texts; enum: first value in texts;
                               * union: first branch in alts */
     uint32_t min, max;       /* array: items; string: characters */
     uint64_t required;       /* object: bit k for property k */
-    uint8_t first[32];       /* bit c: the value may begin with byte c */
+    uint8_t first[32];       /* bit c: a value may begin with byte c */
 } dsk_schema_node;
 
 typedef struct dsk_schema_text {
     uint32_t off, len;       /* in pool */
     uint16_t node;           /* a property's value (unused for enum values) */
+    uint8_t nest;            /* an enum value: how deep its objects and arrays go */
 } dsk_schema_text;
 
 struct dsk_json_schema {

@@ -7,8 +7,9 @@
  * Each text is a random walk: at every byte, one of the bytes the
  * automaton takes, drawn uniformly; past 64 bytes the walk prefers bytes
  * that close something (quotes, brackets, and digits' ends), so texts
- * finish.  A walk that reaches 20000 bytes, or a state that takes no byte
- * (the depth limit), is counted and retried; the count goes to stderr. */
+ * finish.  A walk that reaches 20000 bytes is counted and retried (the
+ * count goes to stderr); a state that takes no byte is an error: the
+ * automaton must never walk into a value it cannot finish. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,15 @@ int main(int argc, char **argv)
                         close[n_close++] = (unsigned char)c;
                 }
             }
-            if (!n)
-                break;   /* a dead end: only the depth limit makes one */
+            if (!n && dsk_json_prefix_complete(&s)) {   /* whole, and only the end may follow */
+                ok = 1;
+                break;
+            }
+            if (!n) {
+                fprintf(stderr, "json_walk: a dead end: no byte can follow %.*s%s\n",
+                        (int)(out.len > 400 ? 400 : out.len), out.data, out.len > 400 ? "..." : "");
+                return EX_SOFTWARE;
+            }
             unsigned char c = out.len > 64 && n_close && dsk_rng_uniform(&rng) < 0.9
                                   ? close[dsk_rng_next(&rng) % (uint64_t)n_close]
                                   : take[dsk_rng_next(&rng) % (uint64_t)n];

@@ -2,6 +2,7 @@
  * why), and texts taken or refused under a schema.  That every accepted
  * text validates is tests/cli/test_json_schema.sh's work (against the
  * Python jsonschema package). */
+#include "core/buf.h"
 #include "core/json.h"
 #include "test.h"
 #include "text/json_prefix.h"
@@ -48,7 +49,7 @@ TEST(refused_schemas_say_why)
         {"{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "begin with '-'"},
         {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "minimum above the maximum"},
         {"{\"type\":\"string\",\"maxLength\":-1}", "'maxLength' must be a non-negative integer"},
-        {"false", "admits no value"},
+        {"false", "no value is valid"},
         {"3", "must be an object or a boolean"},
         {"{\"$ref\":\"http://x/y\"}", "'$ref' must be"},
         {"{\"$ref\":\"#/$defs/none\",\"$defs\":{}}", "'$ref' must be"},
@@ -59,6 +60,18 @@ TEST(refused_schemas_say_why)
         {"{\"type\":\"strin\"}", "'type' must name JSON types"},
         {"{\"allOf\":[{}]}", "'allOf' is not supported"},
         {"{\"anyOf\":[{}],\"type\":\"object\"}", "'type' beside 'anyOf'"},
+        /* found in review: keywords an enum or an untyped schema would have ignored */
+        {"{\"enum\":[\"abc\"],\"maxLength\":2}", "'maxLength' beside 'enum'"},
+        {"{\"const\":1,\"enum\":[2]}", "'enum' beside 'const'"},
+        {"{\"oneOf\":[{\"type\":\"number\"},{\"properties\":{\"a\":{}}}]}", "may both begin with '-'"},
+        {"{\"enum\":[NaN]}", "is not JSON"},
+        {"{\"const\":-Infinity}", "is not JSON"},
+        {"{\"anyOf\":[{\"$ref\":\"#\"}]}", "no value is valid"},
+        {"{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}", "no value is valid"},
+        {"{\"properties\":{\"p\":{\"$id\":\"http://e.x/s\",\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}}}",
+         "'$id' is supported only at the top"},
+        {"{\"type\":[]}", "empty list"},
+        {"{\"minItems\":-1}", "'minItems' must be a non-negative integer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char msg[256];
@@ -165,5 +178,62 @@ TEST(copies_go_on_alike)
     dsk_json_schema_free(s);
 }
 
-RUN_TESTS(T(refused_schemas_say_why), T(objects_keys_required_and_order), T(arrays_strings_and_enums),
+/* Found in review: keywords without a type, surrogate pairs, long
+ * strings, properties that can never be written, and the depth limit. */
+TEST(untyped_keywords_pairs_and_depth)
+{
+    CHECK(takes("{\"minLength\":5}", "\"ab\"") == 0);
+    CHECK(takes("{\"minLength\":5}", "\"abcde\"") == 1);
+    CHECK(takes("{\"minLength\":5}", "5") == 1);   /* minLength says nothing of numbers */
+    CHECK(takes("{\"type\":\"array\",\"items\":{\"minLength\":3}}", "[\"a\"]") == 0);
+    CHECK(takes("{\"additionalProperties\":false}", "{\"a\":1}") == 0);
+    CHECK(takes("{\"additionalProperties\":false}", "{}") == 1);
+    CHECK(takes("{\"additionalProperties\":{\"type\":\"integer\"}}", "{\"a\":\"x\"}") == 0);
+    CHECK(takes("{\"maxItems\":0}", "[1]") == 0);
+    CHECK(takes("{\"maxItems\":0}", "[]") == 1);
+    CHECK(takes("{\"type\":\"string\",\"minLength\":2}", "\"\\ud83d\\ude00\"") == 0);   /* one code point */
+    CHECK(takes("{\"type\":\"string\",\"maxLength\":1}", "\"\\ud83d\\ude00\"") == 1);
+    CHECK(takes("{\"type\":\"string\",\"maxLength\":1}", "\"\\ud83dx\"") == 0);       /* a lone half and x: two */
+    CHECK(takes("{\"type\":\"string\",\"maxLength\":2}", "\"\\ude00\\ude00\"") == 1);
+    CHECK(takes("{\"type\":\"integer\",\"enum\":[1.0]}", "1.0") == 1);
+    CHECK(takes("{\"type\":\"object\",\"properties\":{\"a\":false,\"b\":{}}}", "{\"b\":1}") == 1);
+    CHECK(takes("{\"type\":\"object\",\"properties\":{\"a\":false,\"b\":{}}}", "{\"a\":1}") == 0);
+    /* 70,000 characters: past 16 bits */
+    dsk_buf b = {0};
+    dsk_buf_addc(&b, '"');
+    for (int i = 0; i < 70001; i++)
+        dsk_buf_addc(&b, 'a');
+    dsk_buf_adds(&b, "\"");
+    dsk_buf_addc(&b, 0);
+    CHECK(takes("{\"type\":\"string\",\"maxLength\":70000}", b.data) == 0);
+    CHECK(takes("{\"type\":\"string\",\"maxLength\":70001}", b.data) == 1);
+    dsk_buf_free(&b);
+
+    /* an optional property that nests: at the limit, its key is refused, '}' is not */
+    char msg[256];
+    dsk_json_schema *s = compile("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},"
+                                 "\"b\":{\"const\":[[[1]]]}}}", msg, sizeof msg);
+    CHECK(s != NULL);
+    dsk_json_prefix p;
+    dsk_json_prefix_init_schema(&p, s);
+    for (int d = 1; d < DSK_JSON_MAX_DEPTH; d++)
+        CHECK(dsk_json_prefix_feed_all(&p, "{\"a\":", 5));
+    dsk_json_prefix q;
+    dsk_json_prefix_copy(&q, &p);
+    CHECK(dsk_json_prefix_feed_all(&q, "{\"b\":", 5) == 0);   /* [[[1]]] would nest past the limit */
+    dsk_json_prefix_copy(&q, &p);
+    CHECK(dsk_json_prefix_feed_all(&q, "{\"a", 3) == 0);       /* so would another object */
+    CHECK(dsk_json_prefix_feed_all(&p, "{}", 2));
+    for (int d = 1; d < DSK_JSON_MAX_DEPTH; d++)
+        CHECK(dsk_json_prefix_feed(&p, '}'));
+    CHECK(dsk_json_prefix_closed(&p));
+    /* where its three levels fit, b is taken: inside 29 objects */
+    dsk_json_prefix_init_schema(&p, s);
+    for (int d = 1; d < DSK_JSON_MAX_DEPTH - 3; d++)
+        CHECK(dsk_json_prefix_feed_all(&p, "{\"a\":", 5));
+    CHECK(dsk_json_prefix_feed_all(&p, "{\"b\":[[[1]]]}", 13));
+    dsk_json_schema_free(s);
+}
+
+RUN_TESTS(T(untyped_keywords_pairs_and_depth), T(refused_schemas_say_why), T(objects_keys_required_and_order), T(arrays_strings_and_enums),
           T(recursion_and_unions), T(copies_go_on_alike))

@@ -703,7 +703,43 @@ static void json_answers(const char *schema_text)
     dsk_tokenizer_free(&tk);
 }
 
-TEST(json_mode_answers_are_json) { json_answers(NULL); }
+TEST(json_mode_answers_are_json)
+{
+    json_answers(NULL);
+    /* a vocabulary with no token that can begin an object: the request ends
+     * in an error at its first step, having said nothing */
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    for (int i = 0; i < V; i++) {
+        char piece[16];
+        snprintf(piece, sizeof piece, "x%d", i % 100);
+        CHECK(dsk_tokenizer_add(&tk, (uint32_t)i, piece, strlen(piece), &err) == 0);
+    }
+    dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    dsk_engine_opts o = {2, 0, 8, 4};
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    int32_t prompt[2] = {1, 2};
+    result r, plain;
+    init_result(&r);
+    init_result(&plain);
+    dsk_engine_request q = request(prompt, 2, &r), q2 = request(prompt, 2, &plain);
+    q.json = jv;
+    uint64_t id;
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    CHECK(dsk_engine_submit(e, &q2, &id, &err) == 0);
+    wait_done(&r);
+    wait_done(&plain);
+    CHECK(r.finish == DSK_ENGINE_ERROR && r.n == 0 && r.completion_tokens == 0);
+    CHECK(plain.finish == DSK_ENGINE_LENGTH && plain.n == MAXTOK);   /* its neighbour is not disturbed */
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+    dsk_json_vocab_free(jv);
+    dsk_tokenizer_free(&tk);
+}
 TEST(json_schema_answers_follow_it)
 {
     json_answers("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},"

@@ -241,6 +241,7 @@ TEST(wrong_types_name_the_param)
         {1, "\"top_k\":-2", "top_k"},
         {2, "\"ignore_eos\":1", "ignore_eos"},
         {1, "\"response_format\":\"json\"", "response_format"},
+        {2, "\"echo\":true,\"response_format\":{\"type\":\"json_object\"}", "echo"},
         {1, "\"response_format\":{\"type\":\"yaml\"}", "response_format.type"},
         {1, "\"response_format\":{\"type\":1}", "response_format.type"},
         {1, "\"response_format\":{}", "response_format.type"},
