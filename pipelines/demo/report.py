@@ -252,6 +252,18 @@ if os.path.exists(served):
     print(f"> {r['choices'][0]['message']['content']!r} (finish: {r['choices'][0]['finish_reason']}, "
           f"{r['usage']['prompt_tokens']} prompt + {r['usage']['completion_tokens']} completion tokens); "
           "the right answer is 'odd'; section 8 gives the model's accuracy on held-out numbers\n")
+    sj = os.path.join(out, "serve-json.json")
+    if os.path.exists(sj):
+        c = json.load(open(sj))["choices"][0]
+        text = c["message"]["content"]
+        try:
+            valid = json.loads(text).get("answer") in ("even", "odd")
+        except (ValueError, AttributeError):
+            valid = False
+        print("The same question with `response_format` `json_schema` "
+              "(`{\"answer\": {\"enum\": [\"even\", \"odd\"]}}`, required, nothing else):\n")
+        print(f"> {text!r} (finish: {c['finish_reason']}; "
+              f"{'a JSON object valid against the schema' if valid else 'NOT valid against the schema'})\n")
     burst = os.path.join(out, "serve-burst.txt")
     if os.path.exists(burst):
         rows = [l.split() for l in open(burst) if l.strip()]
