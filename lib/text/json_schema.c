@@ -514,7 +514,17 @@ static int compile(compiler *c, struct json_object *v, const char *path)
             if ((branch[i] = compile(c, json_object_array_get_idx(branches, (size_t)i), sub)) < 0)
                 return -1;
         }
-        return make_union(c, branch, count, path, node);
+        /* anyOf's integer beside a number: the number takes integers too (not
+         * for oneOf, where an integer would match both and so neither) */
+        int kept = 0;
+        for (int i = 0; i < count; i++) {
+            int dropped = 0;
+            for (int j = 0; j < count && branch_key[0] == 'a'; j++)
+                dropped |= c->s->nodes[branch[i]].kind == NODE_INTEGER && c->s->nodes[branch[j]].kind == NODE_NUMBER;
+            if (!dropped)
+                branch[kept++] = branch[i];
+        }
+        return make_union(c, branch, kept, path, node);
     }
     int kinds[8], n = 0;
     if (types) {

@@ -46,7 +46,8 @@ TEST(refused_schemas_say_why)
         {"{\"type\":\"object\",\"required\":[\"b\"]}", "required property 'b'"},
         {"{\"anyOf\":[{\"type\":\"object\"},{\"properties\":{\"x\":{}}}]}", "begin with '{'"},
         {"{\"type\":[\"integer\",\"string\",\"number\"],\"maxLength\":3}", NULL},   /* number takes integer */
-        {"{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "begin with '-'"},
+        {"{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", NULL},   /* pydantic's int | float */
+        {"{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "may both begin with '-'"},
         {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "minimum above the maximum"},
         {"{\"type\":\"string\",\"maxLength\":-1}", "'maxLength' must be a non-negative integer"},
         {"false", "no value is valid"},
@@ -144,6 +145,7 @@ TEST(arrays_strings_and_enums)
     CHECK(takes("{\"type\":\"boolean\"}", "true") == 1);
     CHECK(takes("{\"type\":\"boolean\"}", "null") == 0);
     CHECK(takes("{\"type\":\"number\"}", "-1.5E+3") == 1);
+    CHECK(takes("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"},{\"type\":\"null\"}]}", "2.5") == 1);
 }
 
 TEST(recursion_and_unions)
