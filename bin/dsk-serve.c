@@ -30,6 +30,8 @@ static const char usage[] =
     "      --idle-timeout S  close a connection silent this long (default 60)\n"
     "      --api-key KEY     require Authorization: Bearer KEY (or set DSK_API_KEY)\n"
     "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
+    "      --json-compact    answers in JSON mode (response_format) carry no whitespace outside\n"
+    "                        strings (default: up to 24 bytes in a row)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
     "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu)\n"
     "  -j, --threads N       threads (default: all cores)\n"
@@ -39,7 +41,7 @@ static const char usage[] =
     "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
 
 enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
-       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE };
+       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE, OPT_JSON_COMPACT };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
@@ -50,6 +52,7 @@ static const struct option long_options[] = {
     {"grace", required_argument, NULL, OPT_GRACE},     {"device", required_argument, NULL, OPT_DEVICE},
     {"kv-memory", required_argument, NULL, OPT_KV},    {"threads", required_argument, NULL, 'j'},
     {"max-connections", required_argument, NULL, OPT_CONNS}, {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"json-compact", no_argument, NULL, OPT_JSON_COMPACT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
 };
@@ -86,6 +89,7 @@ int main(int argc, char **argv)
             break;
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
+        case OPT_JSON_COMPACT: o.json_compact = 1; break;
         case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;

@@ -46,6 +46,7 @@ typedef struct dsk_engine_request {
      * before; they end a whole text that could go on (a number). */
     const dsk_json_vocab *json;
     const struct dsk_json_schema *json_schema;
+    int json_compact;                   /* JSON mode: no whitespace outside strings */
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt

@@ -632,6 +632,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         reqs[i].stop[1] = g->req.ignore_eos ? -1 : s->eot_token;
         reqs[i].json = g->req.json_mode ? s->json_vocab : NULL;
         reqs[i].json_schema = g->req.json_schema;
+        reqs[i].json_compact = s->o.json_compact;
         reqs[i].logprobs = g->req.want_logprobs;
         reqs[i].top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
         if (echo) {   /* the answer begins with the prompt: its text, and its tokens to score */

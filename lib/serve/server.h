@@ -21,6 +21,7 @@ typedef struct dsk_server_opts {
     const char *api_key;       /* Bearer key, or NULL: none */
     const char *model_name;    /* what /v1/models lists (default: the checkpoint directory's name) */
     size_t kv_memory;          /* bytes for the key-value caches (0: --max-batch sequences of ctx) */
+    int json_compact;          /* JSON answers (response_format) carry no whitespace outside strings */
 } dsk_server_opts;
 
 typedef struct dsk_server dsk_server;

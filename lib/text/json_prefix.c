@@ -43,6 +43,7 @@ void dsk_json_prefix_init(dsk_json_prefix *s, int top_object)
 {
     memset(s, 0, offsetof(dsk_json_prefix, frame));
     s->at = AT_START;
+    s->space_max = DSK_JSON_MAX_SPACE;
     s->top_object = (uint8_t)(top_object != 0);
 }
 
@@ -52,6 +53,8 @@ void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schem
     s->schema = schema;
     s->value = schema->root;
 }
+
+void dsk_json_prefix_compact(dsk_json_prefix *s) { s->space_max = 0; }
 
 void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src)
 {
@@ -317,7 +320,7 @@ static int begin_key(dsk_json_prefix *s)
 static int structural(dsk_json_prefix *s, unsigned char c)
 {
     if (is_space(c)) {
-        if (s->space == DSK_JSON_MAX_SPACE)
+        if (s->space >= s->space_max)
             return fail(s);
         s->space++;
         return 1;

@@ -54,6 +54,7 @@ typedef struct dsk_json_prefix {
     uint8_t top_object;  /* 1: the text must be one object */
     uint8_t in_key;      /* the string being read is an object's key */
     uint8_t high;        /* the last character was a \u escape of a high surrogate */
+    uint8_t space_max;   /* whitespace bytes in a row allowed (DSK_JSON_MAX_SPACE; 0: compact JSON) */
     dsk_json_frame frame[DSK_JSON_MAX_DEPTH];   /* schema: [0, depth) */
 } dsk_json_prefix;
 
@@ -64,6 +65,9 @@ void dsk_json_prefix_init(dsk_json_prefix *s, int top_object);
 /* A state before any byte, for one value valid against schema
  * (text/json_schema.h), which must outlive the state. */
 void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schema *schema);
+
+/* No whitespace outside strings from here on: compact JSON. */
+void dsk_json_prefix_compact(dsk_json_prefix *s);
 
 /* *dst = *src, copying only the frames in use (a state is mostly frames). */
 void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src);

@@ -335,7 +335,7 @@ kill -TERM "$pid"; wait "$pid"
 # Nothing fails, every stream is complete, the resident memory after the
 # last round is where it was after the second (no leak per request), and
 # /metrics counts exactly what was sent and received.
-start_server --max-batch 8 --max-queue 256
+start_server --max-batch 8 --max-queue 256 --json-compact
 url=http://127.0.0.1:$port
 check "load: concurrent streams all succeed, memory stays flat, metrics match" python3 - "$url" "$pid" "${DSK_SAN:-}" <<'PY'
 import http.client, json, sys, threading
@@ -415,10 +415,13 @@ PY
 # beginning of one when it ends "length"), also streamed and sampled; with
 # a schema, each whole answer validates against it (Python's jsonschema,
 # where DSK_PY or python3 has it); a schema outside the subset is refused
-# by name, not ignored.
+# by name, not ignored.  This server has --json-compact: no whitespace
+# outside strings.
 check "response_format json_object: the answers are JSON" python3 - "$url" <<'PY'
-import json, sys, urllib.error, urllib.request
+import json, re, sys, urllib.error, urllib.request
 url = sys.argv[1]
+def compact(text):   # no whitespace once the strings are taken out
+    return not re.search(r"\s", re.sub(r'"(?:[^"\\]|\\.)*"', "", text))
 def post(path, body):
     req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -435,6 +438,7 @@ for seed in range(6):
     assert st == 200, (st, b)
     c = json.loads(b)["choices"][0]
     text = c["message"]["content"]
+    assert compact(text), text
     if c["finish_reason"] == "stop":
         assert isinstance(json.loads(text), dict), text
         stopped += 1
@@ -474,6 +478,7 @@ for seed in range(8):
     assert st == 200, (st, b)
     c = json.loads(b)["choices"][0]
     text = c["message"]["content"]
+    assert compact(text), text
     if c["finish_reason"] == "stop":
         doc = json.loads(text)
         assert validate(doc), text

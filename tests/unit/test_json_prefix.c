@@ -103,6 +103,21 @@ TEST(nesting_and_whitespace_are_bounded)
     CHECK(whole(str, 0));
 }
 
+TEST(compact_takes_no_whitespace_outside_strings)
+{
+    dsk_json_prefix p;
+    dsk_json_prefix_init(&p, 1);
+    dsk_json_prefix_compact(&p);
+    const char *text = "{\"a b\":[1,\" \\n \"]}";
+    CHECK(dsk_json_prefix_feed_all(&p, text, strlen(text)) && dsk_json_prefix_complete(&p));
+    static const char *const spaced[] = {" {}", "{ }", "{\"a\" :1}", "{\"a\":1 }", "[1, 2]", "{}\n"};
+    for (int i = 0; i < 6; i++) {
+        dsk_json_prefix_init(&p, 0);
+        dsk_json_prefix_compact(&p);
+        CHECK(!dsk_json_prefix_feed_all(&p, spaced[i], strlen(spaced[i])));
+    }
+}
+
 TEST(a_failed_state_refuses_everything)
 {
     dsk_json_prefix p;
@@ -236,5 +251,5 @@ TEST(prefixes_of_valid_texts_are_taken)
 
 RUN_TESTS(T(valid_texts_are_taken_whole), T(invalid_texts_fail_at_the_first_wrong_byte),
           T(top_object_takes_only_an_object), T(nesting_and_whitespace_are_bounded),
-          T(a_failed_state_refuses_everything), T(agrees_with_json_c_on_random_and_mutated_texts),
+          T(compact_takes_no_whitespace_outside_strings), T(a_failed_state_refuses_everything), T(agrees_with_json_c_on_random_and_mutated_texts),
           T(prefixes_of_valid_texts_are_taken))
