@@ -86,6 +86,41 @@ static int decode_surrogate_pairs(const char *s, size_t n, dsk_buf *out)
     return changed;
 }
 
+int dsk_json_has_lossy_escape(const char *s, size_t n)
+{
+    int in_string = 0, after_high = 0;   /* after_high: the last escape was a high surrogate */
+    for (size_t i = 0; i < n; i++) {
+        if (!in_string) {
+            in_string = s[i] == '"';
+            continue;
+        }
+        if (s[i] == '"') {
+            if (after_high)
+                return 1;
+            in_string = 0;
+            continue;
+        }
+        unsigned v;
+        if (s[i] != '\\') {
+            if (after_high)
+                return 1;   /* a high surrogate, then no low one */
+            continue;
+        }
+        if (i + 1 < n && s[i + 1] == 'u' && i + 6 <= n && hex4(s + i + 2, &v)) {
+            int low = v >= 0xDC00 && v <= 0xDFFF;
+            if (v == 0 || (low && !after_high) || (after_high && !low))
+                return 1;
+            after_high = v >= 0xD800 && v <= 0xDBFF;
+            i += 5;
+            continue;
+        }
+        if (after_high)
+            return 1;
+        i++;   /* any other escape is two characters */
+    }
+    return after_high;
+}
+
 /* Whether t[0..n) is a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
  * *integer: no fraction or exponent. */
 static int json_number(const char *t, size_t n, int *integer)

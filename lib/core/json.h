@@ -14,6 +14,12 @@
  * allowed).  On failure returns NULL and writes "what at column N" to msg. */
 struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t msg_len);
 
+/* Whether the JSON text s[0..n) holds a string escape json-c does not
+ * keep: \u0000 (json-c cuts an object key there) or a lone surrogate
+ * (read as U+FFFD).  Values are unchanged for most uses; a schema's
+ * names and constants must not be. */
+int dsk_json_has_lossy_escape(const char *s, size_t n);
+
 /* Appends the compact serialization of o (no slash escaping). */
 void dsk_json_append(struct json_object *o, dsk_buf *out);
 

@@ -637,6 +637,11 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
                  : dsk_openai_fail(e, 400, NULL, NULL, "The request body must be a JSON object, not %s.",
                                    type_desc(root));
     json_object_put(root);
+    if (!rc && req->json_mode == DSK_OPENAI_JSON_SCHEMA && dsk_json_has_lossy_escape(body, len))
+        rc = dsk_openai_fail(e, 400, "response_format.json_schema.schema", "invalid_value",
+                             "A request with a JSON schema may not hold \\u0000 or a lone surrogate escape "
+                             "(\\ud800 alone) in any string: the JSON library would change them, and with them "
+                             "the schema's names and values.");
     if (rc) {
         dsk_openai_request_free(req);
         req->kind = kind;

@@ -281,7 +281,7 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
     switch (c) {
     case '{': return open_container(s, 1);
     case '[': return open_container(s, 0);
-    case '"': s->at = AT_STRING; s->in_key = 0; return 1;
+    case '"': s->at = AT_STRING; s->in_key = 0; s->high = 0; return 1;
     case '-': s->at = AT_MINUS; return 1;
     case '0': s->at = AT_ZERO; return 1;
     case 't': case 'f': case 'n':
@@ -305,6 +305,7 @@ static int begin_key(dsk_json_prefix *s)
     if (s->schema && !object_may_add(s))
         return fail(s);
     const dsk_schema_node *n = s->schema ? node_of(s, top(s)->node) : NULL;
+    s->high = 0;   /* a pair does not reach across strings */
     if (n && n->kind == NODE_OBJECT && !n->free_keys) {
         s->cand = keys_open(s);
         s->pos = 0;
@@ -313,6 +314,7 @@ static int begin_key(dsk_json_prefix *s)
     }
     s->at = AT_STRING;
     s->in_key = 1;
+    s->high = 0;
     return 1;
 }
 

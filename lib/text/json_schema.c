@@ -1,5 +1,6 @@
 #include "text/json_schema.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,6 @@ static int failf(compiler *c, const char *path, const char *fmt, ...)
 }
 
 static void set_first(dsk_schema_node *n, unsigned char b) { n->first[b >> 3] |= (uint8_t)(1u << (b & 7)); }
-static int has_first(const dsk_schema_node *n, unsigned char b) { return n->first[b >> 3] >> (b & 7) & 1; }
 
 /* A new node for the schema at path, or -1 (with the message) past the limit. */
 static int new_node(compiler *c, int kind, const char *path)
@@ -120,7 +120,7 @@ static struct json_object *resolve(compiler *c, const char *ref)
         const char *name = ref + 3 + n;   /* past "#/", the home and '/' */
         struct json_object *defs, *target;
         if (strncmp(ref, "#/", 2) == 0 && strncmp(ref + 2, homes[i], n) == 0 && ref[2 + n] == '/' && *name &&
-            !strchr(name, '/') && !strchr(name, '~') && json_object_object_get_ex(c->root, homes[i], &defs) &&
+            !strpbrk(name, "/~%") && json_object_object_get_ex(c->root, homes[i], &defs) &&
             dsk_json_is(defs, json_type_object) && json_object_object_get_ex(defs, name, &target))
             return target;
     }
@@ -161,9 +161,10 @@ static int value_is(struct json_object *x, int k)
     case NODE_ARRAY: return dsk_json_is(x, json_type_array);
     case NODE_STRING: return dsk_json_is(x, json_type_string);
     case NODE_NUMBER: return dsk_json_is(x, json_type_int) || dsk_json_is(x, json_type_double);
-    case NODE_INTEGER:   /* 1.0 is an integer too (JSON Schema 2020-12) */
+    case NODE_INTEGER:   /* 1.0 and 1e300 are integers too (JSON Schema 2020-12) */
         return dsk_json_is(x, json_type_int) ||
-               (dsk_json_is(x, json_type_double) && json_object_get_double(x) == (double)(int64_t)json_object_get_double(x));
+               (dsk_json_is(x, json_type_double) && isfinite(json_object_get_double(x)) &&
+                floor(json_object_get_double(x)) == json_object_get_double(x));
     case NODE_BOOLEAN: return dsk_json_is(x, json_type_boolean);
     case NODE_NULL: return x == NULL;
     }
@@ -437,7 +438,7 @@ static int has_kind_keywords(struct json_object *v)
     return 0;
 }
 
-static int compile(compiler *c, struct json_object *v, const char *path)
+static int compile_inner(compiler *c, struct json_object *v, const char *path)
 {
     if (dsk_json_is(v, json_type_boolean)) {
         if (json_object_get_boolean(v))
@@ -524,15 +525,21 @@ static int compile(compiler *c, struct json_object *v, const char *path)
             if (!dropped)
                 branch[kept++] = branch[i];
         }
+        c->s->nodes[node].one_of = branch_key[0] == 'o';
         return make_union(c, branch, kept, path, node);
     }
     int kinds[8], n = 0;
     if (types) {
         size_t count = dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
-        for (size_t i = 0; i < count && n < 8; i++)
-            if ((kinds[n++] = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, i)
-                                                                                : types)) < 0)
+        for (size_t i = 0; i < count; i++) {
+            int k = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, i) : types), dup = 0;
+            if (k < 0)
                 return failf(c, path, "'type' must name JSON types");
+            for (int j = 0; j < n; j++)
+                dup |= kinds[j] == k;
+            if (!dup)
+                kinds[n++] = k;   /* seven kinds at most */
+        }
     } else if (has_kind_keywords(v)) {
         /* no type: any kind of value, each held to the keywords for its kind */
         static const int all[] = {NODE_OBJECT, NODE_ARRAY, NODE_STRING, NODE_NUMBER, NODE_BOOLEAN, NODE_NULL};
@@ -543,6 +550,20 @@ static int compile(compiler *c, struct json_object *v, const char *path)
         return 0;
     }
     return compile_kinds(c, v, kinds, n, path);
+}
+
+/* Only a $ref to a $ref, with no schema between, can loop: a schema
+ * with keywords of its own is remembered before its children compile.
+ * So the hops are counted from the last such schema. */
+static int compile(compiler *c, struct json_object *v, const char *path)
+{
+    struct json_object *ref;
+    int saved = c->ref_depth;
+    if (!(dsk_json_is(v, json_type_object) && json_object_object_get_ex(v, "$ref", &ref)))
+        c->ref_depth = 0;
+    int node = compile_inner(c, v, path);
+    c->ref_depth = saved;
+    return node;
 }
 
 /* Each node's need (see json_schema_nodes.h): a fixed point from "no
@@ -641,20 +662,36 @@ static int first_bytes(compiler *c)
                 }
         }
     }
+    /* In oneOf, numbers that begin differently can still be equal (0 and
+     * -0.0, 1 and 1e0): any two branches that take numbers conflict. */
+    uint8_t numeric[32] = {0};
+    for (const char *p = "-0123456789"; *p; p++)
+        numeric[(unsigned char)*p >> 3] |= (uint8_t)(1u << (*p & 7));
     for (int i = 0; i < s->n_nodes; i++) {
         const dsk_schema_node *n = &s->nodes[i];
         if (n->kind != NODE_UNION)
             continue;
         for (int a = 0; a < n->n; a++)
-            for (int b = a + 1; b < n->n; b++)
-                for (int byte = 0; byte < 256; byte++) {
-                    int na = s->alts[n->at + (uint32_t)a], nb = s->alts[n->at + (uint32_t)b];
-                    if (has_first(&s->nodes[na], (unsigned char)byte) && has_first(&s->nodes[nb], (unsigned char)byte))
-                        return failf(c, c->path_of[i],
-                                     "%s and %s may both begin with '%c': anyOf, oneOf, type lists and schemas "
-                                     "without a type need branches that begin differently (an object and a string, "
-                                     "not two objects)", c->path_of[na], c->path_of[nb], byte);
+            for (int b = a + 1; b < n->n; b++) {
+                int na = s->alts[n->at + (uint32_t)a], nb = s->alts[n->at + (uint32_t)b];
+                const uint8_t *fa = s->nodes[na].first, *fb = s->nodes[nb].first;
+                int both = -1, nums_a = 0, nums_b = 0;
+                for (int k = 0; k < 32; k++) {
+                    nums_a |= (fa[k] & numeric[k]) != 0;
+                    nums_b |= (fb[k] & numeric[k]) != 0;
+                    for (int bit = 0; bit < 8 && both < 0; bit++)
+                        if ((fa[k] & fb[k]) >> bit & 1)
+                            both = k * 8 + bit;
                 }
+                if (both < 0 && n->one_of && nums_a && nums_b)
+                    both = '0';
+                if (both >= 0)
+                    return failf(c, c->path_of[i],
+                                 "%s and %s may both begin with '%c'%s: anyOf, oneOf, type lists and schemas "
+                                 "without a type need branches that begin differently (an object and a string, "
+                                 "not two objects)", c->path_of[na], c->path_of[nb], both,
+                                 n->one_of && nums_a && nums_b ? " (oneOf: both take numbers)" : "");
+            }
     }
     return 0;
 }

@@ -26,6 +26,7 @@ enum {
 typedef struct dsk_schema_node {
     uint8_t kind;
     uint8_t free_keys;       /* object: any keys (no properties listed), each value a child */
+    uint8_t one_of;          /* union: from oneOf (a value must match exactly one branch) */
     /* Objects and arrays its smallest value opens, one inside another
      * (0 for a string), or DSK_SCHEMA_NO_VALUE: the automaton enters a
      * value only where it fits under the depth limit, so it never walks

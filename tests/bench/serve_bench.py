@@ -13,6 +13,9 @@ ignore_eos so every answer has its full length):
 With --gguf, llama.cpp (llama-cpp-python in this process, same threads,
 no HTTP) decodes the same number of tokens batch-1 on that file, for the
 comparison; its end-of-text token is biased away, as ignore_eos does.
+Structured output: batch-1 decode under a JSON schema (response_format
+json_schema; llama.cpp: the grammar llama-cpp-python makes of the same
+schema), tokens/s, and each one's cost against its own free text.
 """
 import argparse
 import json
@@ -23,6 +26,10 @@ import time
 import urllib.request
 
 MAX_TOKENS = 48
+# A record with a free string, so answers run to max_tokens on both sides.
+SCHEMA = {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {"type": "array",
+          "items": {"enum": ["a", "b", "c"]}, "maxItems": 3}, "text": {"type": "string"}},
+          "required": ["id", "text"], "additionalProperties": False}
 
 
 def stream(url, prompt, max_tokens, seed):
@@ -48,9 +55,13 @@ def stream(url, prompt, max_tokens, seed):
     return first if first is not None else time.monotonic() - t0, tokens, time.monotonic() - t0
 
 
-def whole(url, prompt, max_tokens, seed):
-    body = json.dumps({"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 1.0,
-                       "seed": seed, "ignore_eos": True}).encode()
+def whole(url, prompt, max_tokens, seed, schema=None):
+    b = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 1.0, "seed": seed}
+    if schema:
+        b["response_format"] = {"type": "json_schema", "json_schema": {"name": "record", "schema": schema}}
+    else:
+        b["ignore_eos"] = True
+    body = json.dumps(b).encode()
     req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
     t0 = time.monotonic()
     with urllib.request.urlopen(req, timeout=600) as r:
@@ -102,6 +113,14 @@ def main():
             tok, secs = tok + t, secs + s
         runs.append(tok / secs)
     res["batch1_tokens_per_s"] = statistics.median(runs)
+    runs = []
+    for rep in range(3):
+        tok = secs = 0
+        for i in range(5):
+            t, s = whole(a.url, f"the {i} ", MAX_TOKENS, 100 + i, SCHEMA)
+            tok, secs = tok + t, secs + s
+        runs.append(tok / secs)
+    res["json_batch1_tokens_per_s"] = statistics.median(runs)
     # 32 concurrent streams
     out, wall = concurrent(a.url, 32, MAX_TOKENS)
     ttft = sorted(r[0] for r in out)
@@ -128,10 +147,29 @@ def main():
                 tok += r["usage"]["completion_tokens"]
             runs.append(tok / secs)
         res["llamacpp_batch1_tokens_per_s"] = statistics.median(runs)
+        from llama_cpp import LlamaGrammar
+        grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
+        runs = []
+        for rep in range(3):
+            tok = secs = 0
+            for i in range(5):
+                t0 = time.monotonic()
+                r = llm.create_completion(f"the {i} ", max_tokens=MAX_TOKENS, temperature=1.0, seed=100 + i,
+                                          grammar=grammar)
+                secs += time.monotonic() - t0
+                tok += r["usage"]["completion_tokens"]
+            runs.append(tok / secs)
+        res["llamacpp_json_batch1_tokens_per_s"] = statistics.median(runs)
     print(f"dsk-serve batch-1 decode: {res['batch1_tokens_per_s']:.1f} tokens/s"
           + (f"   llama.cpp (same GGUF model, Q4_K_M, {a.threads} threads): "
              f"{res['llamacpp_batch1_tokens_per_s']:.1f} tokens/s  ratio "
              f"{res['batch1_tokens_per_s'] / res['llamacpp_batch1_tokens_per_s']:.2f}x" if a.gguf else ""))
+    print(f"batch-1 decode under a JSON schema: {res['json_batch1_tokens_per_s']:.1f} tokens/s "
+          f"({res['json_batch1_tokens_per_s'] / res['batch1_tokens_per_s']:.2f}x its free text)"
+          + (f"   llama.cpp with the schema's grammar: {res['llamacpp_json_batch1_tokens_per_s']:.1f} tokens/s "
+             f"({res['llamacpp_json_batch1_tokens_per_s'] / res['llamacpp_batch1_tokens_per_s']:.2f}x its free text)"
+             f"  ratio {res['json_batch1_tokens_per_s'] / res['llamacpp_json_batch1_tokens_per_s']:.2f}x"
+             if a.gguf else ""))
     print(f"32 concurrent streams: {res['streams32_tokens_per_s']:.1f} tokens/s aggregate = "
           f"{res['streams32_ratio']:.2f}x batch-1 (target >= 3x); time to first token median "
           f"{res['ttft_median_ms']:.0f} ms, P99 {res['ttft_p99_ms']:.0f} ms (target < 500 ms)")

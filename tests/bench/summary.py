@@ -138,6 +138,10 @@ if s:
         r = s["batch1_tokens_per_s"] / s["llamacpp_batch1_tokens_per_s"]
         row("serve: batch-1 decode, int4 (tokens/s)", f"{s['batch1_tokens_per_s']:.0f}", "llama.cpp Q4_K_M",
             f"{s['llamacpp_batch1_tokens_per_s']:.0f}", r, ">= 1x", r >= 1)
+    if s.get("llamacpp_json_batch1_tokens_per_s") and s.get("json_batch1_tokens_per_s"):
+        r = s["json_batch1_tokens_per_s"] / s["llamacpp_json_batch1_tokens_per_s"]
+        row("serve: batch-1 decode under a JSON schema (tokens/s)", f"{s['json_batch1_tokens_per_s']:.0f}",
+            "llama.cpp grammar", f"{s['llamacpp_json_batch1_tokens_per_s']:.0f}", r, "", None)
     row("serve: 32 streams aggregate vs batch-1", f"{s['streams32_ratio']:.2f}x", "", "", None, ">= 3x",
         s["streams32_ratio"] >= 3)
     row("serve: time to first token P99, 32 clients (ms)", f"{s['ttft_p99_ms']:.0f}", "", "", None, "< 500 ms",

@@ -172,6 +172,24 @@ TEST(json_surrogate_pairs_decode)
     free(s);
 }
 
+TEST(json_lossy_escapes_are_found)
+{
+    static const char *const lossy[] = {"{\"a\\u0000b\":1}", "[\"\\ud800\"]", "[\"\\ud800x\"]", "[\"\\udc00\"]",
+                                        "[\"\\ud800\\n\"]", "[\"\\ud800\\u0041\"]", "[\"a\\uD83D\"]"};
+    static const char *const fine[] = {"{\"a\":\"\\ud83d\\ude00\"}", "[\"\\\\u0000\"]", "[\"\\u0001\", \"\\\"\\\\\"]",
+                                       "[1, \"u0000\"]", "{\"k\":\"\\uD83D\\uDE00x\"}"};
+    for (size_t i = 0; i < sizeof lossy / sizeof *lossy; i++) {
+        if (!dsk_json_has_lossy_escape(lossy[i], strlen(lossy[i])))
+            printf("#   not found in %s\n", lossy[i]);
+        CHECK(dsk_json_has_lossy_escape(lossy[i], strlen(lossy[i])));
+    }
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        if (dsk_json_has_lossy_escape(fine[i], strlen(fine[i])))
+            printf("#   found in %s\n", fine[i]);
+        CHECK(!dsk_json_has_lossy_escape(fine[i], strlen(fine[i])));
+    }
+}
+
 TEST(json_errors_name_the_column)
 {
     char *s = parse_text("{\"t\": tru}");
@@ -390,5 +408,5 @@ TEST(fault_region_catches_segv_and_bus)
     unlink(path);
 }
 
-RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_lossy_escapes_are_found), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))

@@ -73,6 +73,12 @@ TEST(refused_schemas_say_why)
          "'$id' is supported only at the top"},
         {"{\"type\":[]}", "empty list"},
         {"{\"minItems\":-1}", "'minItems' must be a non-negative integer"},
+        /* found in the second review */
+        {"{\"oneOf\":[{\"const\":0},{\"const\":-0.0}]}", "oneOf: both take numbers"},
+        {"{\"$defs\":{\"a%20b\":{}},\"$ref\":\"#/$defs/a%20b\"}", "'$ref' must be"},
+        {"{\"type\":[\"null\",\"null\",\"null\",\"null\",\"null\",\"null\",\"null\",\"null\",\"bogus\"]}",
+         "'type' must name JSON types"},
+        {"{\"type\":\"integer\",\"enum\":[1e300]}", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char msg[256];
@@ -85,6 +91,21 @@ TEST(refused_schemas_say_why)
         }
         dsk_json_schema_free(s);
     }
+    /* a chain of 70 $defs, each an object whose property refers to the next, is no loop */
+    dsk_buf chain = {0};
+    dsk_buf_adds(&chain, "{\"$defs\":{");
+    for (int i = 0; i < 70; i++)
+        dsk_buf_printf(&chain, "%s\"d%d\":{\"type\":\"object\",\"properties\":{\"x\":{\"$ref\":\"#/$defs/d%d\"}}}",
+                       i ? "," : "", i, (i + 1) % 70);
+    dsk_buf_adds(&chain, "},\"$ref\":\"#/$defs/d0\"}");
+    dsk_buf_addc(&chain, 0);
+    char cmsg[256];
+    dsk_json_schema *cs = compile(chain.data, cmsg, sizeof cmsg);
+    if (!cs)
+        printf("#   %s\n", cmsg);
+    CHECK(cs != NULL);
+    dsk_json_schema_free(cs);
+    dsk_buf_free(&chain);
     /* a recursive schema through $ref compiles */
     char msg[256];
     dsk_json_schema *s = compile("{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}", msg, sizeof msg);
@@ -200,6 +221,12 @@ TEST(untyped_keywords_pairs_and_depth)
     CHECK(takes("{\"type\":\"integer\",\"enum\":[1.0]}", "1.0") == 1);
     CHECK(takes("{\"type\":\"object\",\"properties\":{\"a\":false,\"b\":{}}}", "{\"b\":1}") == 1);
     CHECK(takes("{\"type\":\"object\",\"properties\":{\"a\":false,\"b\":{}}}", "{\"a\":1}") == 0);
+    /* a pair does not reach across strings: a high half ending one string
+     * leaves the next to count its low half as a character */
+    CHECK(takes("{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":1}}",
+                "[\"\\ud800\",\"\\udc00a\"]") == 0);
+    CHECK(takes("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"maxLength\":0}}",
+                "{\"\\ud800\":\"\\udc00\"}") == 0);
     /* 70,000 characters: past 16 bits */
     dsk_buf b = {0};
     dsk_buf_addc(&b, '"');

@@ -250,6 +250,8 @@ TEST(wrong_types_name_the_param)
          "response_format.json_schema.schema"},
         {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":1,\"schema\":{}}}",
          "response_format.json_schema.name"},
+        {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"enum\":[\"a\\u0000\"]}}}",
+         "response_format.json_schema.schema"},
         {1, "\"top_k\":0.5", "top_k"},
         {1, "\"stop\":5", "stop"},
         {1, "\"stop\":[\"a\",1]", "stop[1]"},
