@@ -47,6 +47,8 @@ typedef struct dsk_engine_request {
     const dsk_json_vocab *json;
     const struct dsk_json_schema *json_schema;
     int json_compact;                   /* JSON mode: no whitespace outside strings */
+    int json_object_only;               /* JSON mode with a schema: the value is an object (which the
+                                         * schema must admit: dsk_json_schema_admits) */
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt

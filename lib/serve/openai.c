@@ -425,6 +425,7 @@ static int parse_string(struct json_object *v, const char *param, char **out, ds
 /* The fields seen, for the checks that involve two of them. */
 typedef struct seen {
     struct json_object *max_tokens, *max_completion_tokens, *stream_options, *top_logprobs, *logprobs;
+    struct json_object *tools, *tool_choice;
 } seen;
 
 /* "response_format": {"type": "text"} (the default), {"type":
@@ -562,9 +563,130 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
         return get_bool(v, key, &req->ignore_eos, e);
     if (strcmp(key, "response_format") == 0)
         return parse_response_format(v, req, e);
+    if (chat && strcmp(key, "tools") == 0) {
+        s->tools = null ? NULL : v;
+        return 0;
+    }
+    if (chat && strcmp(key, "tool_choice") == 0) {
+        s->tool_choice = null ? NULL : v;
+        return 0;
+    }
     if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0)
         return get_number(v, key, -2, 0, 2, key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty, e);
     add_ignored(req, key);
+    return 0;
+}
+
+/* The name of tool i of a checked "tools" array. */
+static const char *tool_name(struct json_object *tools, size_t i)
+{
+    struct json_object *fn, *name;
+    json_object_object_get_ex(json_object_array_get_idx(tools, i), "function", &fn);
+    json_object_object_get_ex(fn, "name", &name);
+    return json_object_get_string(name);
+}
+
+/* "tools": [{"type": "function", "function": {"name", "description",
+ * "parameters", "strict"}}, ...] and "tool_choice": "none", "auto",
+ * "required" or {"type": "function", "function": {"name"}}.  A call is
+ * forced when tool_choice names a function, or is "required" with one
+ * tool: the answer is then its arguments, held to its parameters schema.
+ * "auto" (the default) has no tool-call format to recognise in a text
+ * answer: the tools are named in the Warning header as ignored. */
+static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error *e)
+{
+    if (s->tool_choice && !s->tools)
+        return dsk_openai_fail(e, 400, "tool_choice", "invalid_value",
+                               "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
+                               "specified.");
+    if (!s->tools)
+        return 0;
+    if (!dsk_json_is(s->tools, json_type_array) || json_object_array_length(s->tools) == 0 ||
+        json_object_array_length(s->tools) > 128)
+        return dsk_openai_fail(e, 400, "tools", "invalid_value", "'tools' must be an array of 1 to 128 tools.");
+    size_t n = json_object_array_length(s->tools);
+    for (size_t i = 0; i < n; i++) {
+        char param[64];
+        snprintf(param, sizeof param, "tools[%zu]", i);
+        struct json_object *t = json_object_array_get_idx(s->tools, i), *type, *fn, *name, *params;
+        if (!dsk_json_is(t, json_type_object) || !json_object_object_get_ex(t, "type", &type) ||
+            !dsk_json_is(type, json_type_string) || strcmp(json_object_get_string(type), "function") != 0 ||
+            !json_object_object_get_ex(t, "function", &fn) || !dsk_json_is(fn, json_type_object))
+            return dsk_openai_fail(e, 400, param, "invalid_value",
+                                   "Each tool must be {\"type\": \"function\", \"function\": {...}}.");
+        snprintf(param, sizeof param, "tools[%zu].function.name", i);
+        if (!json_object_object_get_ex(fn, "name", &name) || !dsk_json_is(name, json_type_string))
+            return dsk_openai_fail(e, 400, param, "missing_required_parameter", "A function needs a name.");
+        const char *nm = json_object_get_string(name);
+        size_t len = strlen(nm);
+        int ok = len >= 1 && len <= 64 && (size_t)json_object_get_string_len(name) == len;
+        for (size_t k = 0; ok && k < len; k++)
+            ok = (nm[k] >= 'a' && nm[k] <= 'z') || (nm[k] >= 'A' && nm[k] <= 'Z') || (nm[k] >= '0' && nm[k] <= '9') ||
+                 nm[k] == '_' || nm[k] == '-';
+        if (!ok)
+            return dsk_openai_fail(e, 400, param, "invalid_value",
+                                   "A function name must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-'.");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tool_name(s->tools, j), nm) == 0)
+                return dsk_openai_fail(e, 400, param, "invalid_value", "Two tools are named '%s'.", nm);
+        snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+        if (json_object_object_get_ex(fn, "parameters", &params) && params && !dsk_json_is(params, json_type_object))
+            return bad_type(e, param, "an object", params);
+    }
+    /* which tool, if any, is called */
+    const char *call = NULL;
+    struct json_object *tc = s->tool_choice;
+    if (dsk_json_is(tc, json_type_string)) {
+        const char *c = json_object_get_string(tc);
+        if (strcmp(c, "required") == 0) {
+            if (n != 1)
+                return dsk_openai_fail(e, 400, "tool_choice", "unsupported_value",
+                                       "tool_choice 'required' with %zu tools is not supported: name the one to "
+                                       "call ({\"type\": \"function\", \"function\": {\"name\": ...}}).", n);
+            call = tool_name(s->tools, 0);
+        } else if (strcmp(c, "none") != 0 && strcmp(c, "auto") != 0) {
+            return dsk_openai_fail(e, 400, "tool_choice", "invalid_value",
+                                   "tool_choice must be 'none', 'auto', 'required' or a function to call.");
+        }
+    } else if (tc) {
+        struct json_object *type, *f, *nm;
+        if (!dsk_json_is(tc, json_type_object) || !json_object_object_get_ex(tc, "type", &type) ||
+            !dsk_json_is(type, json_type_string) || strcmp(json_object_get_string(type), "function") != 0 ||
+            !json_object_object_get_ex(tc, "function", &f) || !json_object_object_get_ex(f, "name", &nm) ||
+            !dsk_json_is(nm, json_type_string))
+            return dsk_openai_fail(e, 400, "tool_choice", "invalid_value",
+                                   "tool_choice must be 'none', 'auto', 'required' or "
+                                   "{\"type\": \"function\", \"function\": {\"name\": ...}}.");
+        call = json_object_get_string(nm);
+    }
+    if (!call) {
+        if (!tc || strcmp(json_object_get_string(tc), "auto") == 0)
+            add_ignored(req, "tools");   /* auto: nothing to recognise a call by */
+        return 0;
+    }
+    struct json_object *fn = NULL, *params = NULL;
+    for (size_t i = 0; i < n && !fn; i++)
+        if (strcmp(tool_name(s->tools, i), call) == 0)
+            json_object_object_get_ex(json_object_array_get_idx(s->tools, i), "function", &fn);
+    if (!fn)
+        return dsk_openai_fail(e, 400, "tool_choice", "invalid_value", "No tool is named '%s'.", call);
+    json_object_object_get_ex(fn, "parameters", &params);
+    if (req->json_mode)
+        return dsk_openai_fail(e, 400, "response_format", "invalid_value",
+                               "A forced tool call and a JSON response_format cannot be asked for together: the "
+                               "call's arguments follow its parameters.");
+    char msg[400];
+    struct json_object *none = NULL;   /* no parameters: an empty list, {} */
+    if (!params)
+        none = json_tokener_parse("{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}");
+    req->json_schema = dsk_json_schema_compile(params ? params : none, msg, sizeof msg);
+    json_object_put(none);
+    if (!req->json_schema)
+        return dsk_openai_fail(e, 400, "tools", "invalid_value", "The parameters of '%s': %s", call, msg);
+    if (!dsk_json_schema_admits(req->json_schema, '{'))   /* arguments are an object */
+        return dsk_openai_fail(e, 400, "tools", "invalid_value", "The parameters of '%s' admit no object.", call);
+    req->json_mode = DSK_OPENAI_JSON_SCHEMA;
+    req->tool_name = dsk_xstrdup(call);
     return 0;
 }
 
@@ -599,6 +721,8 @@ static int parse_object(struct json_object *root, int kind, const dsk_openai_lim
     if (kind == DSK_OPENAI_CHAT && s.top_logprobs && !req->want_logprobs)
         return dsk_openai_fail(e, 400, "top_logprobs", "invalid_value",
                                "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
+    if (parse_tools(&s, req, e))
+        return e->status;
     if (req->echo && req->json_mode)
         return dsk_openai_fail(e, 400, "echo", "invalid_value",
                                "'echo' cannot be used with a JSON response_format: the prompt before the answer "
@@ -664,6 +788,7 @@ void dsk_openai_request_free(dsk_openai_request *req)
     free(req->prompts);
     free(req->logit_bias);
     dsk_json_schema_free(req->json_schema);
+    free(req->tool_name);
     for (int i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);
@@ -872,10 +997,37 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
-static struct json_object *finish_value(int f)
+static struct json_object *finish_value(const dsk_openai_meta *m, int f)
 {
-    return f == DSK_FINISH_STOP ? json_object_new_string("stop")
+    /* a call whose arguments closed ended as OpenAI's do: "tool_calls" */
+    return f == DSK_FINISH_STOP ? json_object_new_string(m->tool_name ? "tool_calls" : "stop")
            : f == DSK_FINISH_LENGTH ? json_object_new_string("length") : NULL;
+}
+
+/* The "tool_calls" list of choice index, with the arguments given.  part:
+ * CALL_WHOLE in a whole answer; in a stream, CALL_FIRST (its place in the
+ * list, id, type and name) and then CALL_MORE (its place and more arguments). */
+enum { CALL_MORE, CALL_WHOLE, CALL_FIRST };
+static struct json_object *tool_calls(const dsk_openai_meta *m, int index, struct json_object *arguments, int part)
+{
+    struct json_object *call = json_object_new_object(), *fn = json_object_new_object();
+    if (part != CALL_MORE) {
+        char id[64];
+        const char *dash = strchr(m->id, '-');
+        snprintf(id, sizeof id, "call_%s%02x", dash ? dash + 1 : m->id, index & 0xFF);
+        if (part == CALL_FIRST)
+            json_object_object_add(call, "index", json_object_new_int(0));
+        json_object_object_add(call, "id", json_object_new_string(id));
+        json_object_object_add(call, "type", json_object_new_string("function"));
+        json_object_object_add(fn, "name", json_object_new_string(m->tool_name));
+    } else {
+        json_object_object_add(call, "index", json_object_new_int(0));
+    }
+    json_object_object_add(fn, "arguments", arguments);
+    json_object_object_add(call, "function", fn);
+    struct json_object *list = json_object_new_array();
+    json_object_array_add(list, call);
+    return list;
 }
 
 static struct json_object *usage_object(const dsk_openai_usage *u)
@@ -910,14 +1062,20 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
         if (chat) {
             struct json_object *msg = json_object_new_object();
             json_object_object_add(msg, "role", json_object_new_string("assistant"));
-            json_object_object_add(msg, "content", text_string(c->text, c->len));
+            if (m->tool_name) {
+                json_object_object_add(msg, "content", NULL);
+                json_object_object_add(msg, "tool_calls",
+                                       tool_calls(m, c->index, text_string(c->text, c->len), CALL_WHOLE));
+            } else {
+                json_object_object_add(msg, "content", text_string(c->text, c->len));
+            }
             json_object_object_add(ch, "message", msg);
             json_object_object_add(ch, "logprobs", chat_logprobs(c));
         } else {
             json_object_object_add(ch, "text", text_string(c->text, c->len));
             json_object_object_add(ch, "logprobs", completion_logprobs(c));
         }
-        json_object_object_add(ch, "finish_reason", finish_value(c->finish_reason));
+        json_object_object_add(ch, "finish_reason", finish_value(m, c->finish_reason));
         json_object_array_add(list, ch);
     }
     json_object_object_add(o, "choices", list);
@@ -951,7 +1109,13 @@ void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
 {
     struct json_object *delta = json_object_new_object();
     json_object_object_add(delta, "role", json_object_new_string("assistant"));
-    json_object_object_add(delta, "content", json_object_new_string(""));
+    if (m->tool_name) {   /* the call's id and name first, its arguments in the chunks after */
+        json_object_object_add(delta, "content", NULL);
+        json_object_object_add(delta, "tool_calls",
+                               tool_calls(m, index, json_object_new_string(""), CALL_FIRST));
+    } else {
+        json_object_object_add(delta, "content", json_object_new_string(""));
+    }
     struct json_object *ch = json_object_new_object();
     json_object_object_add(ch, "index", json_object_new_int(index));
     json_object_object_add(ch, "delta", delta);
@@ -967,7 +1131,10 @@ void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, 
     if (m->kind == DSK_OPENAI_CHAT) {
         struct json_object *delta = json_object_new_object();
         /* the closing chunk has an empty delta unless text came with it */
-        if (c->len || c->finish_reason == DSK_FINISH_NONE)
+        if ((c->len || c->finish_reason == DSK_FINISH_NONE) && m->tool_name)
+            json_object_object_add(delta, "tool_calls",
+                                   tool_calls(m, c->index, text_string(c->text, c->len), CALL_MORE));
+        else if (c->len || c->finish_reason == DSK_FINISH_NONE)
             json_object_object_add(delta, "content", text_string(c->text, c->len));
         json_object_object_add(ch, "delta", delta);
         json_object_object_add(ch, "logprobs", chat_logprobs(c));
@@ -975,7 +1142,7 @@ void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, 
         json_object_object_add(ch, "text", text_string(c->text, c->len));
         json_object_object_add(ch, "logprobs", completion_logprobs(c));
     }
-    json_object_object_add(ch, "finish_reason", finish_value(c->finish_reason));
+    json_object_object_add(ch, "finish_reason", finish_value(m, c->finish_reason));
     sse_event(chunk_envelope(m, ch), out);
 }
 

@@ -103,6 +103,11 @@ typedef struct dsk_openai_request {
     char *user;                /* as sent, or NULL */
     int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
     int json_mode;             /* response_format: DSK_OPENAI_TEXT, _JSON_OBJECT (one object) or _JSON_SCHEMA */
+    /* chat: a forced tool call (tool_choice names a function, or is
+     * "required" with one): its name, and json_mode _JSON_SCHEMA with
+     * json_schema its parameters; the answer is the call's arguments.
+     * NULL: tools, if any, are described to nobody and the answer is text. */
+    char *tool_name;
     struct dsk_json_schema *json_schema;   /* _JSON_SCHEMA: compiled (owned; any value when none was sent) */
     double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
@@ -174,6 +179,10 @@ typedef struct dsk_openai_meta {
     const char *model;
     long long created;        /* Unix seconds, the same in every chunk */
     int include_usage;        /* streams: chunks carry "usage": null, then the usage chunk */
+    /* chat: each choice is a call of this function, its text the call's
+     * arguments: "content": null, "tool_calls": [...], finish_reason
+     * "tool_calls" where it would be "stop".  NULL: text answers. */
+    const char *tool_name;
 } dsk_openai_meta;
 
 /* "chatcmpl-" or "cmpl-" and the 16 hex digits of rnd. */

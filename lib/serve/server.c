@@ -597,7 +597,8 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     uint64_t rnd = s->rnd = s->rnd * 6364136223846793005ULL + 1442695040888963407ULL;
     pthread_mutex_unlock(&s->mu);
     dsk_openai_make_id(kind, rnd, g->id);
-    g->meta = (dsk_openai_meta){kind, g->id, s->model_name, (long long)time(NULL), g->req.include_usage};
+    g->meta = (dsk_openai_meta){kind, g->id, s->model_name, (long long)time(NULL), g->req.include_usage,
+                                g->req.tool_name};
     int echo = kind == DSK_OPENAI_COMPLETION && g->req.echo;
     g->n = g->n_prompts * g->req.n;
     g->ch = dsk_xcalloc((size_t)g->n, sizeof *g->ch);
@@ -633,6 +634,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         reqs[i].json = g->req.json_mode ? s->json_vocab : NULL;
         reqs[i].json_schema = g->req.json_schema;
         reqs[i].json_compact = s->o.json_compact;
+        reqs[i].json_object_only = g->req.tool_name != NULL;   /* a call's arguments */
         reqs[i].logprobs = g->req.want_logprobs;
         reqs[i].top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
         if (echo) {   /* the answer begins with the prompt: its text, and its tokens to score */

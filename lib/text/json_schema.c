@@ -732,3 +732,8 @@ void dsk_json_schema_free(dsk_json_schema *s)
     free(s->pool);
     free(s);
 }
+
+int dsk_json_schema_admits(const dsk_json_schema *s, unsigned char c)
+{
+    return s->nodes[s->root].first[c >> 3] >> (c & 7) & 1;
+}

@@ -44,4 +44,7 @@ typedef struct dsk_json_schema dsk_json_schema;
 dsk_json_schema *dsk_json_schema_compile(struct json_object *schema, char *msg, size_t msg_len);
 void dsk_json_schema_free(dsk_json_schema *s);
 
+/* Whether a value valid against s may begin with byte c ('{': an object). */
+int dsk_json_schema_admits(const dsk_json_schema *s, unsigned char c);
+
 #endif

@@ -95,6 +95,18 @@ def short_qps(url, n, parallel):
     return n / secs
 
 
+def batch1_rate(one):
+    """Tokens/s of one(i) -> (tokens, seconds) for i in 0..4, median of 3 runs."""
+    runs = []
+    for rep in range(3):
+        tok = secs = 0
+        for i in range(5):
+            t, s = one(i)
+            tok, secs = tok + t, secs + s
+        runs.append(tok / secs)
+    return statistics.median(runs)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
@@ -104,23 +116,9 @@ def main():
     a = ap.parse_args()
     res = {}
     # batch-1: whole answers one at a time (the client parses no per-token
-    # events), median of 3 runs of 5; the wall time includes the prompt and HTTP
-    runs = []
-    for rep in range(3):
-        tok = secs = 0
-        for i in range(5):
-            t, s = whole(a.url, f"the {i} ", MAX_TOKENS, 100 + i)
-            tok, secs = tok + t, secs + s
-        runs.append(tok / secs)
-    res["batch1_tokens_per_s"] = statistics.median(runs)
-    runs = []
-    for rep in range(3):
-        tok = secs = 0
-        for i in range(5):
-            t, s = whole(a.url, f"the {i} ", MAX_TOKENS, 100 + i, SCHEMA)
-            tok, secs = tok + t, secs + s
-        runs.append(tok / secs)
-    res["json_batch1_tokens_per_s"] = statistics.median(runs)
+    # events); the wall time includes the prompt and HTTP
+    res["batch1_tokens_per_s"] = batch1_rate(lambda i: whole(a.url, f"the {i} ", MAX_TOKENS, 100 + i))
+    res["json_batch1_tokens_per_s"] = batch1_rate(lambda i: whole(a.url, f"the {i} ", MAX_TOKENS, 100 + i, SCHEMA))
     # 32 concurrent streams
     out, wall = concurrent(a.url, 32, MAX_TOKENS)
     ttft = sorted(r[0] for r in out)
@@ -136,30 +134,15 @@ def main():
         llm = Llama(model_path=a.gguf, n_ctx=256, n_threads=a.threads, verbose=False, seed=1)
         no_eos = {llm.token_eos(): -1e9}   # the same fixed length as ignore_eos
         llm.create_completion("warm up", max_tokens=8)
-        runs = []
-        for rep in range(3):
-            tok = secs = 0
-            for i in range(5):
-                t0 = time.monotonic()
-                r = llm.create_completion(f"the {i} ", max_tokens=MAX_TOKENS, temperature=1.0, seed=100 + i,
-                                          logit_bias=no_eos)
-                secs += time.monotonic() - t0
-                tok += r["usage"]["completion_tokens"]
-            runs.append(tok / secs)
-        res["llamacpp_batch1_tokens_per_s"] = statistics.median(runs)
+
+        def llama(i, **kw):
+            t0 = time.monotonic()
+            r = llm.create_completion(f"the {i} ", max_tokens=MAX_TOKENS, temperature=1.0, seed=100 + i, **kw)
+            return r["usage"]["completion_tokens"], time.monotonic() - t0
+        res["llamacpp_batch1_tokens_per_s"] = batch1_rate(lambda i: llama(i, logit_bias=no_eos))
         from llama_cpp import LlamaGrammar
         grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
-        runs = []
-        for rep in range(3):
-            tok = secs = 0
-            for i in range(5):
-                t0 = time.monotonic()
-                r = llm.create_completion(f"the {i} ", max_tokens=MAX_TOKENS, temperature=1.0, seed=100 + i,
-                                          grammar=grammar)
-                secs += time.monotonic() - t0
-                tok += r["usage"]["completion_tokens"]
-            runs.append(tok / secs)
-        res["llamacpp_json_batch1_tokens_per_s"] = statistics.median(runs)
+        res["llamacpp_json_batch1_tokens_per_s"] = batch1_rate(lambda i: llama(i, grammar=grammar))
     print(f"dsk-serve batch-1 decode: {res['batch1_tokens_per_s']:.1f} tokens/s"
           + (f"   llama.cpp (same GGUF model, Q4_K_M, {a.threads} threads): "
              f"{res['llamacpp_batch1_tokens_per_s']:.1f} tokens/s  ratio "

@@ -469,6 +469,11 @@ try:
     validate = lambda doc: not list(Draft202012Validator(schema).iter_errors(doc))
 except ImportError:   # without the package: the required keys and the enum at least
     validate = lambda doc: set(doc) >= {"color", "n"} and doc["color"] in ("red", "green", "blue")
+try:
+    from jsonschema import Draft202012Validator
+    validate_params = lambda doc: not list(Draft202012Validator(params).iter_errors(doc))
+except ImportError:
+    validate_params = lambda doc: doc.get("color") in ("red", "blue")
 stopped_schema = 0
 for seed in range(8):
     st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say blue"}], "seed": seed,
@@ -509,7 +514,50 @@ for bad, code in [({"type": "json_schema", "json_schema": {"name": "x", "schema"
 st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format":
              {"type": "json_schema", "json_schema": {"schema": {"minimum": 1}}}})
 assert st == 400 and "'minimum' is not supported" in json.loads(b)["error"]["message"], b
-print(f"# {stopped} of 6 chat answers closed their object in 48 tokens; {stopped_schema} of 8 under a schema in 56")
+# a forced tool call: the arguments, under the function's parameters, as OpenAI's tool_calls
+params = {"type": "object", "properties": {"color": {"enum": ["red", "blue"]}, "n": {"type": "integer", "enum": [1, 2, 3]}},
+          "required": ["color"], "additionalProperties": False}
+tools = [{"type": "function", "function": {"name": "paint", "description": "paint it", "parameters": params}},
+         {"type": "function", "function": {"name": "noop"}}]
+calls = 0
+for seed in range(3):
+    body = {"messages": [{"role": "user", "content": "say red"}], "tools": tools, "seed": seed, "max_tokens": 56,
+            "tool_choice": {"type": "function", "function": {"name": "paint"}}, "temperature": 1.0}
+    st, b = post("/v1/chat/completions", body)
+    assert st == 200, b
+    c = json.loads(b)["choices"][0]
+    call = c["message"]["tool_calls"][0]
+    assert c["message"]["content"] is None and call["type"] == "function" and call["id"].startswith("call_"), c
+    assert call["function"]["name"] == "paint", c
+    if c["finish_reason"] == "tool_calls":
+        assert validate_params(json.loads(call["function"]["arguments"])), c
+        calls += 1
+    else:
+        assert c["finish_reason"] == "length", c
+    # streamed: the first event names the call, the rest add arguments that join to the same text
+    st, sb = post("/v1/chat/completions", dict(body, stream=True))
+    events = [json.loads(l[6:]) for l in sb.splitlines() if l.startswith("data: {")]
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    assert deltas[0]["tool_calls"][0]["function"]["name"] == "paint" and deltas[0]["content"] is None, deltas[0]
+    joined = "".join(d["tool_calls"][0]["function"]["arguments"] for d in deltas if d.get("tool_calls"))
+    assert joined == call["function"]["arguments"], (joined, call)
+    assert events[-1]["choices"][0]["finish_reason"] == c["finish_reason"], events[-1]
+assert calls == 3, "a call's bounded arguments did not close in 56 tokens"
+# no parameters: {}; tool_choice auto is named as ignored; required with two tools is refused
+st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools[1:],
+             "tool_choice": "required", "max_tokens": 56})
+c = json.loads(b)["choices"][0]
+assert st == 200 and c["finish_reason"] == "tool_calls" and c["message"]["tool_calls"][0]["function"]["arguments"] == "{}", b
+req = urllib.request.Request(url + "/v1/chat/completions", headers={"Content-Type": "application/json"},
+                             data=json.dumps({"messages": [{"role": "user", "content": "hi"}], "tools": tools,
+                                              "max_tokens": 2}).encode())
+r = urllib.request.urlopen(req, timeout=60)
+assert "tools" in (r.headers.get("Warning") or ""), r.headers
+st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools,
+             "tool_choice": "required"})
+assert st == 400 and json.loads(b)["error"]["param"] == "tool_choice", b
+print(f"# {stopped} of 6 chat answers closed their object in 48 tokens; {stopped_schema} of 8 under a schema "
+      f"in 56; {calls} of 3 tool calls")
 PY
 kill -TERM "$pid"; wait "$pid"
 
@@ -681,7 +729,7 @@ st, r, h = call({"messages": [{"role": "user", "content": "say cat"}], "max_toke
 assert st == 200 and r["choices"][0]["message"]["content"] == text_of[tok] * 3, r
 PY
 kill -TERM "$pid"; wait "$pid"
-start_server --api-key s3cret
+start_server --api-key s3cret --json-compact   # compact: structured answers close within max_tokens
 url=http://127.0.0.1:$port
 check "the API key is required and checked" python3 - "$url" <<'PY'
 import json, sys, urllib.error, urllib.request
@@ -722,6 +770,21 @@ try:
     raise SystemExit("no error")
 except openai.AuthenticationError:
     pass
+# structured output as its users write it: a pydantic model to .parse(), and a forced tool call
+from typing import Literal
+import pydantic
+class Pick(pydantic.BaseModel):
+    color: Literal["red", "blue"]
+    sure: bool
+r = c.beta.chat.completions.parse(model="m", messages=[{"role": "user", "content": "say red"}],
+                                  response_format=Pick, max_tokens=56)
+assert isinstance(r.choices[0].message.parsed, Pick), r
+tool = {"type": "function", "function": {"name": "pick", "parameters": Pick.model_json_schema()}}
+r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "say red"}], tools=[tool],
+                              tool_choice={"type": "function", "function": {"name": "pick"}}, max_tokens=56)
+call = r.choices[0].message.tool_calls[0]
+assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "pick", r
+Pick.model_validate_json(call.function.arguments)
 PY
 else
     echo "ok $((tap_n += 1)) # SKIP the openai Python client is not installed (DSK_PY)"

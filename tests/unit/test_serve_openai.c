@@ -121,6 +121,30 @@ TEST(chat_defaults)
                 "\"json_schema\",\"json_schema\":{\"name\":\"any\"}}}", DSK_OPENAI_CHAT, &req, &e) == 0);
     CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
     dsk_openai_request_free(&req);
+    /* tools: a named function is called, its parameters compiled; auto
+     * and none call nothing (auto names the tools as ignored) */
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+                "{\"name\":\"get_weather\",\"description\":\"d\",\"parameters\":{\"type\":\"object\",\"properties\":"
+                "{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":"
+                "{\"name\":\"noop\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
+                DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK_STR(req.tool_name, "get_weather");
+    CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL && req.n_ignored == 0);
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+                "{\"name\":\"noop\"}}],\"tool_choice\":\"required\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK_STR(req.tool_name, "noop");
+    CHECK(req.json_schema != NULL);
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+                "{\"name\":\"noop\"}}]}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.tool_name == NULL && req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 1);
+    CHECK_STR(req.ignored[0], "tools");
+    dsk_openai_request_free(&req);
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+                "{\"name\":\"noop\"}}],\"tool_choice\":\"none\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.tool_name == NULL && req.n_ignored == 0);
+    dsk_openai_request_free(&req);
     /* max_tokens alone, integral decimal, top_k -1 */
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5.0,\"top_k\":-1,"
                 "\"stop\":\"x\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
@@ -252,6 +276,28 @@ TEST(wrong_types_name_the_param)
          "response_format.json_schema.name"},
         {1, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"enum\":[\"a\\u0000\"]}}}",
          "response_format.json_schema.schema"},
+        /* tools and tool_choice */
+        {1, "\"tool_choice\":\"auto\"", "tool_choice"},
+        {1, "\"tools\":[]", "tools"},
+        {1, "\"tools\":{}", "tools"},
+        {1, "\"tools\":[{\"type\":\"code\"}]", "tools[0]"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{}}]", "tools[0].function.name"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]", "tools[0].function.name"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":"
+            "{\"name\":\"f\"}}]", "tools[1].function.name"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":[]}}]",
+         "tools[0].function.parameters"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":"
+            "{\"name\":\"g\"}}],\"tool_choice\":\"required\"", "tool_choice"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"always\"", "tool_choice"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\","
+            "\"function\":{\"name\":\"g\"}}", "tool_choice"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"pattern\":\"x\"}}}],"
+            "\"tool_choice\":\"required\"", "tools"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"string\"}}}],"
+            "\"tool_choice\":\"required\"", "tools"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\","
+            "\"response_format\":{\"type\":\"json_object\"}", "response_format"},
         {1, "\"top_k\":0.5", "top_k"},
         {1, "\"stop\":5", "stop"},
         {1, "\"stop\":[\"a\",1]", "stop[1]"},
@@ -441,18 +487,18 @@ TEST(unknown_fields_ignored_and_reported)
 {
     dsk_openai_request req;
     dsk_openai_error e;
-    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[],\"logit_bias\":{\"1\":2},"
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"metadata\":{},\"logit_bias\":{\"1\":2},"
                 "\"frequency_penalty\":0.5,\"presence_penalty\":0,\"weird\\\"name\\n\":null,\"prompt\":\"x\"}",
                 DSK_OPENAI_CHAT, &req, &e) == 0);
     CHECK(req.n_ignored == 3);   /* logit_bias and the penalties are applied */
-    CHECK_STR(req.ignored[0], "tools");
+    CHECK_STR(req.ignored[0], "metadata");
     CHECK_STR(req.ignored[1], "weird\"name\n");
     CHECK_STR(req.ignored[2], "prompt");
     CHECK_NEAR(req.frequency_penalty, 0.5, 0);
     CHECK(req.n_logit_bias == 1);
     dsk_buf h = {0};
     dsk_openai_warning_header(&req, &h);
-    CHECK_STR(h.data, "299 dsk \"ignored fields: tools, weird?name?, prompt\"");
+    CHECK_STR(h.data, "299 dsk \"ignored fields: metadata, weird?name?, prompt\"");
     dsk_buf_free(&h);
     dsk_openai_request_free(&req);
 
@@ -530,7 +576,7 @@ TEST(chat_completion_object)
     static const dsk_openai_top_logprob top[] = {{"Hel", 3, -0.1}, {"He", 2, -2.5}};
     static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3, 0}};
     dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0}};
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0, NULL};
     dsk_openai_usage u = {12, 7};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, ch, 2, &u, &b);
@@ -571,7 +617,7 @@ TEST(text_completion_object)
     static const dsk_openai_top_logprob top[] = {{" b", 2, -0.2}, {" c", 2, -1.7}};
     static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10, 0}, {" b", 2, -0.2, top, 2, 12, 0}};
     dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2};
-    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0};
+    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0, NULL};
     dsk_openai_usage u = {1, 2};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, &ch, 1, &u, &b);
@@ -639,7 +685,7 @@ static int split_events(const char *s, size_t n, char **ev, int max)
 
 TEST(chat_stream)
 {
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1, NULL};
     dsk_buf b = {0};
     dsk_openai_sse_role(&m, 0, &b);
     dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0};
@@ -703,9 +749,63 @@ TEST(chat_stream)
     dsk_buf_free(&b);
 }
 
+/* A forced tool call: whole, the message has no content and one call
+ * whose arguments are the text; streamed, the first event names the call
+ * and the later ones add arguments; "tool_calls" where "stop" would be. */
+TEST(tool_call_objects)
+{
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0, "get_weather"};
+    dsk_openai_choice ch[2] = {{0, "{\"city\":\"Oslo\"}", 15, DSK_FINISH_STOP, NULL, 0},
+                               {1, "{\"ci", 4, DSK_FINISH_LENGTH, NULL, 0}};
+    dsk_openai_usage u = {3, 9};
+    dsk_buf b = {0};
+    dsk_openai_response_json(&m, ch, 2, &u, &b);
+    struct json_object *o = parse_back(b.data, b.len);
+    CHECK(o != NULL);
+    CHECK(has_null(o, "choices.0.message.content"));
+    CHECK_STR(pstr(o, "choices.0.message.role"), "assistant");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.type"), "function");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab1200");
+    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.id"), "call_ab1201");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
+    CHECK_STR(pstr(o, "choices.0.finish_reason"), "tool_calls");
+    CHECK_STR(pstr(o, "choices.1.finish_reason"), "length");
+    json_object_put(o);
+    dsk_buf_clear(&b);
+    dsk_openai_sse_role(&m, 0, &b);
+    dsk_openai_choice c = {0, "{\"city\":", 8, DSK_FINISH_NONE, NULL, 0};
+    dsk_openai_sse_chunk(&m, &c, &b);
+    c = (dsk_openai_choice){0, "\"Oslo\"}", 7, DSK_FINISH_STOP, NULL, 0};
+    dsk_openai_sse_chunk(&m, &c, &b);
+    char *ev[8];
+    int n = split_events(b.data, b.len, ev, 8);
+    CHECK(n == 3);
+    if (n == 3) {
+        struct json_object *e0 = parse_back(ev[0], strlen(ev[0])), *e1 = parse_back(ev[1], strlen(ev[1])),
+                           *e2 = parse_back(ev[2], strlen(ev[2]));
+        CHECK(has_null(e0, "choices.0.delta.content"));
+        CHECK(json_object_get_int(path(e0, "choices.0.delta.tool_calls.0.index")) == 0);
+        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.id"), "call_ab1200");
+        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.function.name"), "get_weather");
+        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.function.arguments"), "");
+        CHECK(path(e1, "choices.0.delta.content") == NULL);
+        CHECK(path(e1, "choices.0.delta.tool_calls.0.id") == NULL);
+        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.0.function.arguments"), "{\"city\":");
+        CHECK_STR(pstr(e2, "choices.0.delta.tool_calls.0.function.arguments"), "\"Oslo\"}");
+        CHECK_STR(pstr(e2, "choices.0.finish_reason"), "tool_calls");
+        json_object_put(e0);
+        json_object_put(e1);
+        json_object_put(e2);
+    }
+    for (int i = 0; i < n; i++)
+        free(ev[i]);
+    dsk_buf_free(&b);
+}
+
 TEST(completion_stream_and_error_event)
 {
-    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0};
+    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0, NULL};
     static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7, 0}};
     dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1};
     dsk_buf b = {0};
@@ -884,5 +984,5 @@ TEST(stop_never_splits_utf8)
 
 RUN_TESTS(T(chat_every_field), T(chat_defaults), T(completion_every_field), T(wrong_types_name_the_param),
           T(bad_bodies), T(limits), T(fit_context), T(completion_prompts_echo_and_sampling), T(unknown_fields_ignored_and_reported), T(chat_completion_object),
-          T(text_completion_object), T(chat_stream), T(completion_stream_and_error_event), T(models_and_ids),
+          T(text_completion_object), T(chat_stream), T(tool_call_objects), T(completion_stream_and_error_event), T(models_and_ids),
           T(stop_split_across_tokens), T(stop_multiple_and_overlapping), T(stop_never_splits_utf8))
