@@ -629,6 +629,13 @@ static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error 
         for (size_t j = 0; j < i; j++)
             if (strcmp(tool_name(s->tools, j), nm) == 0)
                 return dsk_openai_fail(e, 400, param, "invalid_value", "Two tools are named '%s'.", nm);
+        struct json_object *x;
+        snprintf(param, sizeof param, "tools[%zu].function.description", i);
+        if (json_object_object_get_ex(fn, "description", &x) && x && !dsk_json_is(x, json_type_string))
+            return bad_type(e, param, "a string", x);
+        snprintf(param, sizeof param, "tools[%zu].function.strict", i);
+        if (json_object_object_get_ex(fn, "strict", &x) && x && !dsk_json_is(x, json_type_boolean))
+            return bad_type(e, param, "a boolean", x);
         snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
         if (json_object_object_get_ex(fn, "parameters", &params) && params && !dsk_json_is(params, json_type_object))
             return bad_type(e, param, "an object", params);
@@ -675,6 +682,9 @@ static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error 
         return dsk_openai_fail(e, 400, "response_format", "invalid_value",
                                "A forced tool call and a JSON response_format cannot be asked for together: the "
                                "call's arguments follow its parameters.");
+    if (req->n_stop)   /* a stop string would cut the arguments short of JSON */
+        return dsk_openai_fail(e, 400, "stop", "invalid_value",
+                               "Stop strings cannot be used with a forced tool call: they would cut its arguments.");
     char msg[400];
     struct json_object *none = NULL;   /* no parameters: an empty list, {} */
     if (!params)
@@ -762,10 +772,10 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
                                    type_desc(root));
     json_object_put(root);
     if (!rc && req->json_mode == DSK_OPENAI_JSON_SCHEMA && dsk_json_has_lossy_escape(body, len))
-        rc = dsk_openai_fail(e, 400, "response_format.json_schema.schema", "invalid_value",
-                             "A request with a JSON schema may not hold \\u0000 or a lone surrogate escape "
-                             "(\\ud800 alone) in any string: the JSON library would change them, and with them "
-                             "the schema's names and values.");
+        rc = dsk_openai_fail(e, 400, req->tool_name ? "tools" : "response_format.json_schema.schema", "invalid_value",
+                             "A request with a JSON schema (a response_format or a forced tool call) may not hold "
+                             "\\u0000 or a lone surrogate escape (\\ud800 alone) in any string: the JSON library "
+                             "would change them, and with them the schema's names and values.");
     if (rc) {
         dsk_openai_request_free(req);
         req->kind = kind;

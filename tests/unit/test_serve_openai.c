@@ -298,6 +298,14 @@ TEST(wrong_types_name_the_param)
             "\"tool_choice\":\"required\"", "tools"},
         {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\","
             "\"response_format\":{\"type\":\"json_object\"}", "response_format"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\","
+            "\"stop\":\"}\"", "stop"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":5}}]",
+         "tools[0].function.description"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"strict\":\"yes\"}}]",
+         "tools[0].function.strict"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"description\":\"\\u0000\"}}],"
+            "\"tool_choice\":\"required\"", "tools"},
         {1, "\"top_k\":0.5", "top_k"},
         {1, "\"stop\":5", "stop"},
         {1, "\"stop\":[\"a\",1]", "stop[1]"},
