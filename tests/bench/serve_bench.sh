@@ -16,3 +16,10 @@ trap 'kill $pid 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/health >/dev/null && break; sleep 0.2; done
 "$venv/bin/python" "$root/tests/bench/serve_bench.py" http://127.0.0.1:$port --gguf "$q/q4_k_m.gguf" \
     --threads "$(nproc)" --json "$out/serve-results.json"
+# JSON mode's mask on a real vocabulary (GPT-2's, made by pack_bench.sh),
+# against feeding every token to the automaton alone.
+mask_bench=$(dirname "$BIN")/tests/tools/json_mask_bench
+if [ -x "$mask_bench" ] && [ -s "$out/gpt2.json" ]; then
+    echo "JSON-mode mask, GPT-2 vocabulary (tests/tools/json_mask_bench):"
+    "$mask_bench" "$out/gpt2.json" | sed 's/^/  /'
+fi

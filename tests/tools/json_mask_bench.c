@@ -1,0 +1,79 @@
+/* json_mask_bench TOKENIZER.json: the cost of dsk-serve's JSON-mode mask
+ * (lib/serve/json_mode.h) on a real vocabulary, in states a JSON answer
+ * passes through, with and without a schema, against feeding every token's
+ * bytes to the automaton alone (what a plain loop over the vocabulary
+ * costs).  Prints one line per state: tokens allowed, microseconds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe/formats.h"
+#include "core/json.h"
+#include "core/progress.h"
+#include "serve/json_mode.h"
+#include "text/json_schema.h"
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: json_mask_bench TOKENIZER.json\n");
+        return EX_USAGE;
+    }
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    if (dsk_bpe_load_json(&tk, argv[1], &err))
+        dsk_die_err(&err);
+    int V = (int)tk.n_vocab;
+    double t0 = dsk_now();
+    dsk_json_vocab *v = dsk_json_vocab_new(&tk, V);
+    printf("vocabulary %d tokens, prepared in %.1f ms\n", V, (dsk_now() - t0) * 1e3);
+    const char *schema_text = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":"
+                              "\"integer\"},\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\"]}}},"
+                              "\"required\":[\"name\"]}";
+    char msg[256];
+    struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
+    dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
+    json_object_put(doc);
+    if (!schema) {
+        fprintf(stderr, "json_mask_bench: %s\n", msg);
+        return EX_SOFTWARE;
+    }
+    static const char *const before[] = {"", "{", "{\"name\": \"Jo", "{\"age\": 12", "{\"tags\": [\"x\", "};
+    float *logits = dsk_xmalloc((size_t)V * sizeof *logits);
+    for (int with_schema = 0; with_schema < 2; with_schema++)
+        for (int k = 0; k < 5; k++) {
+            dsk_json_prefix s;
+            if (with_schema)
+                dsk_json_prefix_init_schema(&s, schema);
+            else
+                dsk_json_prefix_init(&s, 1);
+            if (!dsk_json_prefix_feed_all(&s, before[k], strlen(before[k])))
+                return EX_SOFTWARE;
+            int allowed = 0, reps = 50;
+            t0 = dsk_now();
+            for (int r = 0; r < reps; r++)
+                allowed = dsk_json_vocab_mask(v, &s, logits);
+            double mask_us = (dsk_now() - t0) / reps * 1e6;
+            int alone = 0;
+            t0 = dsk_now();
+            for (int r = 0; r < 5; r++) {
+                alone = 0;
+                for (int id = 0; id < V; id++) {
+                    dsk_json_prefix c;
+                    dsk_json_prefix_copy(&c, &s);
+                    alone += dsk_json_vocab_feed(v, &c, id);
+                }
+            }
+            double alone_us = (dsk_now() - t0) / 5 * 1e6;
+            if (alone != allowed)
+                return EX_SOFTWARE;   /* the mask and the plain loop must agree */
+            printf("%-7s after %-22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n",
+                   with_schema ? "schema" : "object", before[k][0] ? before[k] : "(nothing)", allowed, mask_us, alone_us);
+        }
+    free(logits);
+    dsk_json_schema_free(schema);
+    dsk_json_vocab_free(v);
+    dsk_tokenizer_free(&tk);
+    return 0;
+}
