@@ -352,9 +352,7 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
         dsk_openai_error e;
         dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed");
         snprintf(e.type, sizeof e.type, "server_error");
-        dsk_buf_adds(&g->out, "data: ");
-        dsk_openai_error_json(&e, &g->out);
-        dsk_buf_adds(&g->out, "\n\n");
+        dsk_openai_sse_error(&e, &g->out);
     } else {
         emit_delta(g, c, 1);
     }

@@ -372,14 +372,19 @@ static int structural(dsk_json_prefix *s, unsigned char c)
     }
 }
 
+/* Characters the string being read may still take (UINT32_MAX: no limit). */
+static uint32_t room_left(const dsk_json_prefix *s)
+{
+    return counted(s) ? node_of(s, s->value)->max - s->pos : UINT32_MAX;
+}
+
 /* One more character of a string: under a length limit, if there is room. */
 static int count_char(dsk_json_prefix *s)
 {
-    if (counted(s)) {
-        if (s->pos >= node_of(s, s->value)->max)
-            return fail(s);
+    if (!room_left(s))
+        return fail(s);
+    if (counted(s))
         s->pos++;
-    }
     return 1;
 }
 
@@ -405,7 +410,7 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
         if (!is_hex(c))
             return fail(s);
         /* a string with no room left takes only the second half of a pair: \uDC00-\uDFFF */
-        if (counted(s) && s->pos >= node_of(s, s->value)->max &&
+        if (!room_left(s) &&
             ((s->left == 4 && (c | 0x20) != 'd') || (s->left == 3 && (c | 0x20) < 'c')))
             return fail(s);
         s->hex = (uint16_t)(s->hex << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10));
@@ -441,7 +446,7 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
         if (c < 0x20)
             return fail(s);
         if (c == '\\') {   /* counted once the escape is read */
-            if (counted(s) && s->pos >= node_of(s, s->value)->max && !s->high)
+            if (!room_left(s) && !s->high)
                 return fail(s);   /* no room, and no pair to finish */
             s->at = AT_ESCAPE;
             return 1;
@@ -589,6 +594,6 @@ int dsk_json_prefix_in_text(const dsk_json_prefix *s, uint32_t *room)
 {
     if (s->at != AT_STRING)
         return 0;
-    *room = counted(s) ? node_of(s, s->value)->max - s->pos : UINT32_MAX;
+    *room = room_left(s);
     return 1;
 }

@@ -171,6 +171,16 @@ static int value_is(struct json_object *x, int k)
     return 1;
 }
 
+/* A property name as the automaton matches it: its JSON string without
+ * the opening quote (the closing one included). */
+static void key_text(const char *name, dsk_buf *out)
+{
+    struct json_object *ks = json_object_new_string(name);
+    dsk_buf_clear(out);
+    dsk_json_append(ks, out);
+    json_object_put(ks);
+}
+
 /* An object's properties, required list and extra keys. */
 static int compile_object(compiler *c, int node, struct json_object *v, const char *path)
 {
@@ -196,17 +206,14 @@ static int compile_object(compiler *c, int node, struct json_object *v, const ch
         /* the keys first, back to back (a property's schema adds texts of its own) */
         uint32_t first = (uint32_t)c->s->n_texts;
         int k = 0;
+        dsk_buf b = {0};
         json_object_object_foreach(props, key, pv) {
             (void)pv;
-            /* the key as written: its JSON string without the opening quote */
-            struct json_object *ks = json_object_new_string(key);
-            dsk_buf b = {0};
-            dsk_json_append(ks, &b);
-            json_object_put(ks);
+            key_text(key, &b);
             add_text(c, b.data + 1, b.len - 1, 0, 0);
-            dsk_buf_free(&b);
             k++;
         }
+        dsk_buf_free(&b);
         c->s->nodes[node].at = first;
         c->s->nodes[node].n = (uint16_t)k;
         k = 0;
@@ -228,16 +235,14 @@ static int compile_object(compiler *c, int node, struct json_object *v, const ch
             const char *name = json_object_get_string(r);
             int found = -1;
             dsk_schema_node *n = &c->s->nodes[node];
+            dsk_buf b = {0};
+            key_text(name, &b);
             for (int k = 0; props && k < n->n; k++) {
-                const dsk_schema_text *t = &c->s->texts[n->at + k];
-                struct json_object *ks = json_object_new_string(name);
-                dsk_buf b = {0};
-                dsk_json_append(ks, &b);
-                json_object_put(ks);
+                const dsk_schema_text *t = &c->s->texts[n->at + (uint32_t)k];
                 if (b.len - 1 == t->len && memcmp(b.data + 1, c->s->pool + t->off, t->len) == 0)
                     found = k;
-                dsk_buf_free(&b);
             }
+            dsk_buf_free(&b);
             /* without properties, required keys would not be written: refused */
             if (found < 0)
                 return failf(c, path, "required property '%s' is not in 'properties'", name);
@@ -309,8 +314,9 @@ static int nesting(const char *p, size_t n)
     return deepest;
 }
 
-/* enum or const, under "type" if given: only the values of those types. */
-static int compile_enum(compiler *c, struct json_object *v, const char *path, struct json_object *types)
+/* enum or const, under "type" if given (kinds[0..n_kinds)): only the
+ * values of those kinds. */
+static int compile_enum(compiler *c, struct json_object *v, const char *path, const int *kinds, int n_kinds)
 {
     struct json_object *vals = NULL, *one, *x;
     int is_const = json_object_object_get_ex(v, "const", &one);
@@ -335,14 +341,9 @@ static int compile_enum(compiler *c, struct json_object *v, const char *path, st
     size_t count = is_const ? 1 : json_object_array_length(vals);
     for (size_t i = 0; i < count; i++) {
         x = is_const ? one : json_object_array_get_idx(vals, i);
-        int keep = !types;
-        size_t n_types = dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
-        for (size_t t = 0; types && t < n_types; t++) {
-            int k = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, t) : types);
-            if (k < 0)
-                return failf(c, path, "'type' must name JSON types");
-            keep |= value_is(x, k);
-        }
+        int keep = !n_kinds;
+        for (int t = 0; t < n_kinds; t++)
+            keep |= value_is(x, kinds[t]);
         if (!keep)
             continue;
         dsk_buf b = {0};
@@ -393,8 +394,9 @@ static int make_union(compiler *c, const int *branch, int n, const char *path, i
     return node;
 }
 
-/* One node per kind in kinds[0..n) (integer left out beside number: number
- * takes integers), each from v's keywords; their union if more than one. */
+/* One node per kind in kinds[0..n) (distinct; integer left out beside
+ * number: number takes integers), each from v's keywords; their union if
+ * more than one. */
 static int compile_kinds(compiler *c, struct json_object *v, const int *kinds, int n, const char *path)
 {
     int has_number = 0;
@@ -407,10 +409,7 @@ static int compile_kinds(compiler *c, struct json_object *v, const int *kinds, i
         remember(c, v, node);
     }
     for (int i = 0; i < n; i++) {
-        int dup = 0;
-        for (int j = 0; j < i; j++)
-            dup |= kinds[j] == kinds[i];
-        if (dup || (kinds[i] == NODE_INTEGER && has_number))
+        if (kinds[i] == NODE_INTEGER && has_number)
             continue;
         int lone = -1;
         if (n == 1) {   /* a lone kind is remembered before its children compile */
@@ -480,16 +479,26 @@ static int compile_inner(compiler *c, struct json_object *v, const char *path)
             return failf(c, path, "'$ref' loops without a schema");
         char sub[512];
         snprintf(sub, sizeof sub, "%s", json_object_get_string(x) + 1);
-        int node = compile(c, target, sub);
-        c->ref_depth--;
-        return node;
+        return compile(c, target, sub);   /* compile() puts ref_depth back */
     }
+    /* "type": its kinds, each once (none: no "type") */
     struct json_object *types = NULL;
+    int kinds[8], n_kinds = 0;
     json_object_object_get_ex(v, "type", &types);
     if (dsk_json_is(types, json_type_array) && json_object_array_length(types) == 0)
         return failf(c, path, "'type' is an empty list: no value has it");
+    size_t n_types = !types ? 0 : dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
+    for (size_t i = 0; i < n_types; i++) {
+        int k = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, i) : types), dup = 0;
+        if (k < 0)
+            return failf(c, path, "'type' must name JSON types");
+        for (int j = 0; j < n_kinds; j++)
+            dup |= kinds[j] == k;
+        if (!dup)
+            kinds[n_kinds++] = k;   /* seven kinds at most */
+    }
     if (json_object_object_get_ex(v, "enum", &x) || json_object_object_get_ex(v, "const", &x))
-        return compile_enum(c, v, path, types);
+        return compile_enum(c, v, path, kinds, n_kinds);
     struct json_object *branches = NULL;
     const char *branch_key = json_object_object_get_ex(v, "anyOf", &branches) ? "anyOf"
                              : json_object_object_get_ex(v, "oneOf", &branches) ? "oneOf" : NULL;
@@ -528,28 +537,16 @@ static int compile_inner(compiler *c, struct json_object *v, const char *path)
         c->s->nodes[node].one_of = branch_key[0] == 'o';
         return make_union(c, branch, kept, path, node);
     }
-    int kinds[8], n = 0;
-    if (types) {
-        size_t count = dsk_json_is(types, json_type_array) ? json_object_array_length(types) : 1;
-        for (size_t i = 0; i < count; i++) {
-            int k = kind_of_type(dsk_json_is(types, json_type_array) ? json_object_array_get_idx(types, i) : types), dup = 0;
-            if (k < 0)
-                return failf(c, path, "'type' must name JSON types");
-            for (int j = 0; j < n; j++)
-                dup |= kinds[j] == k;
-            if (!dup)
-                kinds[n++] = k;   /* seven kinds at most */
-        }
-    } else if (has_kind_keywords(v)) {
+    if (!n_kinds && has_kind_keywords(v)) {
         /* no type: any kind of value, each held to the keywords for its kind */
         static const int all[] = {NODE_OBJECT, NODE_ARRAY, NODE_STRING, NODE_NUMBER, NODE_BOOLEAN, NODE_NULL};
         memcpy(kinds, all, sizeof all);
-        n = 6;
-    } else {
+        n_kinds = 6;
+    } else if (!n_kinds) {
         remember(c, v, 0);
         return 0;
     }
-    return compile_kinds(c, v, kinds, n, path);
+    return compile_kinds(c, v, kinds, n_kinds, path);
 }
 
 /* Only a $ref to a $ref, with no schema between, can loop: a schema
