@@ -9,6 +9,7 @@
 #include "core/cli.h"
 #include "eval/eval.h"
 #include "ops/blas_kernels.h"
+#include "serve/engine.h"
 #include "serve/server.h"
 
 static const char usage[] =
@@ -32,6 +33,10 @@ static const char usage[] =
     "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
     "      --json-compact    answers in JSON mode (response_format) carry no whitespace outside\n"
     "                        strings (default: up to 24 bytes in a row)\n"
+    "      --speculate K     speculative decoding: draft up to K tokens a step by looking the\n"
+    "                        answer's last tokens up in its prompt and answer, checked by the\n"
+    "                        model in one batched step (the same answers; default 0: off)\n"
+    "      --speculate-ngram N  the longest run of last tokens looked up (default 3)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
     "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu)\n"
     "  -j, --threads N       threads (default: all cores)\n"
@@ -41,7 +46,7 @@ static const char usage[] =
     "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
 
 enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
-       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE, OPT_JSON_COMPACT };
+       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE, OPT_JSON_COMPACT, OPT_SPECULATE, OPT_SPEC_NGRAM };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
@@ -53,6 +58,7 @@ static const struct option long_options[] = {
     {"kv-memory", required_argument, NULL, OPT_KV},    {"threads", required_argument, NULL, 'j'},
     {"max-connections", required_argument, NULL, OPT_CONNS}, {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"json-compact", no_argument, NULL, OPT_JSON_COMPACT},
+    {"speculate", required_argument, NULL, OPT_SPECULATE}, {"speculate-ngram", required_argument, NULL, OPT_SPEC_NGRAM},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
 };
@@ -90,6 +96,8 @@ int main(int argc, char **argv)
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON_COMPACT: o.json_compact = 1; break;
+        case OPT_SPECULATE: o.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_ENGINE_MAX_DRAFT); break;
+        case OPT_SPEC_NGRAM: o.speculate_ngram = (int)dsk_parse_int("--speculate-ngram", optarg, 1, 64); break;
         case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;
         case 'h': fputs(usage, stdout); return 0;

@@ -18,7 +18,7 @@
 #include "serve/json_mode.h"
 
 enum { DSK_ENGINE_STOP, DSK_ENGINE_LENGTH, DSK_ENGINE_CANCELLED, DSK_ENGINE_ERROR };
-enum { DSK_ENGINE_MAX_TOP = 20 };
+enum { DSK_ENGINE_MAX_TOP = 20, DSK_ENGINE_MAX_DRAFT = 64 };
 
 typedef struct dsk_engine_token {
     int32_t id;
@@ -72,6 +72,17 @@ typedef struct dsk_engine_opts {
     int max_len;                        /* tokens per sequence (0: the model's context) */
     int max_rows;                       /* rows per step: decode rows + prefill chunk */
     int max_queue;                      /* waiting requests before submit refuses */
+    /* Speculative decoding by prompt lookup (serve/lookup_draft.h): a
+     * decoding sequence whose last spec_ngram..1 tokens occurred before
+     * in its prompt or answer is given up to spec_tokens draft tokens,
+     * fed after its own as rows of the same step; its tokens are drawn
+     * row by row, as they would be one a step, while each matches the
+     * draft, and the keys and values of the rows after the first
+     * mismatch are dropped.  The answer is the one decoding without
+     * drafts gives, token for token (the same draws from the same
+     * generator).  Drafts are given only while the step's rows stay
+     * within spec_rows.  spec_tokens 0: off. */
+    int spec_tokens, spec_ngram, spec_rows;
 } dsk_engine_opts;
 
 typedef struct dsk_engine_stats {
@@ -82,6 +93,8 @@ typedef struct dsk_engine_stats {
      * prefix from another sequence (all but prompt_logprobs ones), and
      * those taken (their keys and values copied, not computed). */
     long prefix_queries, prefix_hits;
+    /* Speculative decoding: draft tokens fed, and those the model drew too. */
+    long spec_drafted, spec_accepted;
 } dsk_engine_stats;
 
 typedef struct dsk_engine dsk_engine;

@@ -63,6 +63,10 @@ dsk_metrics *dsk_metrics_new(void)
             "Prompt tokens of requests that may take a beginning from another slot's KV cache.", NULL, NULL, 0);
     add_std(m, DSK_M_PREFIX_HITS, DSK_METRIC_COUNTER,
             "Prompt tokens copied from another slot's KV cache (running or kept), not computed.", NULL, NULL, 0);
+    add_std(m, DSK_M_SPEC_DRAFTED, DSK_METRIC_COUNTER, "Draft tokens (prompt lookup) fed for the model to check.",
+            NULL, NULL, 0);
+    add_std(m, DSK_M_SPEC_ACCEPTED, DSK_METRIC_COUNTER, "Draft tokens the model drew too (each a step saved).", NULL,
+            NULL, 0);
     add_std(m, DSK_M_TTFT, DSK_METRIC_HISTOGRAM, "Time to first token in seconds.", NULL, ttft, N(ttft));
     add_std(m, DSK_M_TPOT, DSK_METRIC_HISTOGRAM, "Time per output token in seconds.", NULL, tpot, N(tpot));
     add_std(m, DSK_M_E2E, DSK_METRIC_HISTOGRAM, "End-to-end request latency in seconds.", NULL, e2e, N(e2e));

@@ -876,6 +876,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
             dsk_metrics_set(s->metrics, DSK_M_KV_USAGE, NULL, st.kv_usage);
             dsk_metrics_set(s->metrics, DSK_M_PREFIX_QUERIES, NULL, (double)st.prefix_queries);
             dsk_metrics_set(s->metrics, DSK_M_PREFIX_HITS, NULL, (double)st.prefix_hits);
+            dsk_metrics_set(s->metrics, DSK_M_SPEC_DRAFTED, NULL, (double)st.spec_drafted);
+            dsk_metrics_set(s->metrics, DSK_M_SPEC_ACCEPTED, NULL, (double)st.spec_accepted);
         }
         dsk_buf b = {0};
         dsk_metrics_render(s->metrics, &b);
@@ -986,6 +988,7 @@ dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
     s->o.max_queue = o->max_queue > 0 ? o->max_queue : 64;
     s->o.max_rows = o->max_rows >= s->o.max_batch ? o->max_rows : (s->o.max_batch > 64 ? s->o.max_batch : 64);
     s->o.max_body = o->max_body ? o->max_body : 1 << 20;
+    s->o.speculate_ngram = o->speculate_ngram > 0 ? o->speculate_ngram : 3;
     s->o.max_connections = o->max_connections > 0 ? o->max_connections : 256;
     s->o.idle_timeout_s = o->idle_timeout_s > 0 ? o->idle_timeout_s : 60;
     s->o.timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
@@ -1035,6 +1038,12 @@ static size_t kv_bytes_per_token(const dsk_model_config *c)
     return 2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)(c->d_model / c->n_heads) * sizeof(float);
 }
 
+/* Speculative decoding: drafts only while a step has at most this many
+ * rows.  On the CPU, a step of 8 rows of the bench's model costs about
+ * 2.5 times a step of one (the int4 products turn compute-bound), so
+ * drafts pay at small batches and would slow a full one. */
+enum { SPEC_ROWS = 8 };
+
 int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
 {
     const dsk_model_config *c = &l->model->cfg;
@@ -1068,7 +1077,7 @@ int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
     s->slots = slots;
     s->kv_bytes = per_seq * (size_t)slots;
     int rows = s->o.max_rows >= slots ? s->o.max_rows : slots;
-    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue};
+    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue, s->o.speculate, s->o.speculate_ngram, SPEC_ROWS};
     dsk_engine *e = dsk_engine_start(l->model, &eo, err);
     if (!e)
         return err->code;

@@ -22,6 +22,8 @@ typedef struct dsk_server_opts {
     const char *model_name;    /* what /v1/models lists (default: the checkpoint directory's name) */
     size_t kv_memory;          /* bytes for the key-value caches (0: --max-batch sequences of ctx) */
     int json_compact;          /* JSON answers (response_format) carry no whitespace outside strings */
+    int speculate;             /* draft tokens by prompt lookup per step (0: none; engine.h) */
+    int speculate_ngram;       /* the longest n-gram looked up (default 3) */
 } dsk_server_opts;
 
 typedef struct dsk_server dsk_server;

@@ -16,6 +16,12 @@ comparison; its end-of-text token is biased away, as ignore_eos does.
 Structured output: batch-1 decode under a JSON schema (response_format
 json_schema; llama.cpp: the grammar llama-cpp-python makes of the same
 schema), tokens/s, and each one's cost against its own free text.
+Speculative decoding (--spec-url: a second dsk-serve, with --speculate):
+batch-1 greedy decode of free text and of quotes (a text from --quotes,
+then its first half again: the answer may go on quoting), with drafts
+and without, against llama.cpp with and without llama-cpp-python's
+prompt lookup (LlamaPromptLookupDecoding, the same draft length and
+n-gram); and sampled free text with drafts, against it without.
 """
 import argparse
 import json
@@ -55,8 +61,8 @@ def stream(url, prompt, max_tokens, seed):
     return first if first is not None else time.monotonic() - t0, tokens, time.monotonic() - t0
 
 
-def whole(url, prompt, max_tokens, seed, schema=None):
-    b = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 1.0, "seed": seed}
+def whole(url, prompt, max_tokens, seed, schema=None, temperature=1.0):
+    b = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
     if schema:
         b["response_format"] = {"type": "json_schema", "json_schema": {"name": "record", "schema": schema}}
     else:
@@ -107,12 +113,29 @@ def batch1_rate(one):
     return statistics.median(runs)
 
 
+def quotes(path, n=5, most=200):
+    """n quote prompts: a text of at most `most` characters, a blank line,
+    then its first half."""
+    texts = [t.strip() for t in open(path, encoding="utf-8").read().split("\n\n")]
+    texts = [t for t in texts if 60 <= len(t) <= most][:n]
+    return [t + "\n\n" + t[: len(t) // 2] for t in texts]
+
+
+def spec_metrics(url):
+    text = urllib.request.urlopen(url + "/metrics", timeout=60).read().decode()
+    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l.startswith("dsk:spec_decode")}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("--gguf")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
+    ap.add_argument("--spec-url")
+    ap.add_argument("--quotes")
+    ap.add_argument("--spec-tokens", type=int, default=8)
+    ap.add_argument("--spec-ngram", type=int, default=3)
     a = ap.parse_args()
     res = {}
     # batch-1: whole answers one at a time (the client parses no per-token
@@ -129,6 +152,19 @@ def main():
     # short requests (1 token): 512 from 32 connections at a time, sent by
     # curl (a Python client tops out first on 2 cores), median of 3 runs
     res["short_qps"] = statistics.median(short_qps(a.url, 512, 32) for _ in range(3))
+    if a.spec_url:
+        qs = quotes(a.quotes)
+        greedy = dict(temperature=0.0)
+        res["greedy_tokens_per_s"] = batch1_rate(lambda i: whole(a.url, f"the {i} ", MAX_TOKENS, 1, **greedy))
+        res["quote_tokens_per_s"] = batch1_rate(lambda i: whole(a.url, qs[i], MAX_TOKENS, 1, **greedy))
+        m0 = spec_metrics(a.spec_url)
+        res["spec_greedy_tokens_per_s"] = batch1_rate(lambda i: whole(a.spec_url, f"the {i} ", MAX_TOKENS, 1, **greedy))
+        res["spec_quote_tokens_per_s"] = batch1_rate(lambda i: whole(a.spec_url, qs[i], MAX_TOKENS, 1, **greedy))
+        res["spec_sampled_tokens_per_s"] = batch1_rate(lambda i: whole(a.spec_url, f"the {i} ", MAX_TOKENS, 100 + i))
+        m1 = spec_metrics(a.spec_url)
+        drafted = m1["dsk:spec_decode_num_draft_tokens_total"] - m0["dsk:spec_decode_num_draft_tokens_total"]
+        taken = m1["dsk:spec_decode_num_accepted_tokens_total"] - m0["dsk:spec_decode_num_accepted_tokens_total"]
+        res["spec_accept_rate"] = taken / drafted if drafted else 0.0
     if a.gguf:
         from llama_cpp import Llama
         llm = Llama(model_path=a.gguf, n_ctx=256, n_threads=a.threads, verbose=False, seed=1)
@@ -143,6 +179,20 @@ def main():
         from llama_cpp import LlamaGrammar
         grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
         res["llamacpp_json_batch1_tokens_per_s"] = batch1_rate(lambda i: llama(i, grammar=grammar))
+        if a.spec_url:
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+            draft = LlamaPromptLookupDecoding(max_ngram_size=a.spec_ngram, num_pred_tokens=a.spec_tokens)
+            llm_spec = Llama(model_path=a.gguf, n_ctx=256, n_threads=a.threads, verbose=False, seed=1,
+                             draft_model=draft)
+            llm_spec.create_completion("warm up", max_tokens=8)
+
+            def llama_greedy(model, prompt):
+                t0 = time.monotonic()
+                r = model.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0, logit_bias=no_eos)
+                return r["usage"]["completion_tokens"], time.monotonic() - t0
+            for name, model in (("llamacpp", llm), ("llamacpp_spec", llm_spec)):
+                res[name + "_greedy_tokens_per_s"] = batch1_rate(lambda i: llama_greedy(model, f"the {i} "))
+                res[name + "_quote_tokens_per_s"] = batch1_rate(lambda i: llama_greedy(model, qs[i]))
     print(f"dsk-serve batch-1 decode: {res['batch1_tokens_per_s']:.1f} tokens/s"
           + (f"   llama.cpp (same GGUF model, Q4_K_M, {a.threads} threads): "
              f"{res['llamacpp_batch1_tokens_per_s']:.1f} tokens/s  ratio "
@@ -157,6 +207,18 @@ def main():
           f"{res['streams32_ratio']:.2f}x batch-1 (target >= 3x); time to first token median "
           f"{res['ttft_median_ms']:.0f} ms, P99 {res['ttft_p99_ms']:.0f} ms (target < 500 ms)")
     print(f"short requests (1 token), 32 at a time: {res['short_qps']:.1f} requests/s (the seed's target: 500)")
+    if a.spec_url:
+        for kind, what in (("greedy", "greedy free text"), ("quote", "greedy quotes")):
+            on, off = res[f"spec_{kind}_tokens_per_s"], res[f"{kind}_tokens_per_s"]
+            line = f"speculative decoding, {what}: {on:.1f} tokens/s with drafts, {off:.1f} without ({on / off:.2f}x)"
+            if a.gguf:
+                lon, loff = res[f"llamacpp_spec_{kind}_tokens_per_s"], res[f"llamacpp_{kind}_tokens_per_s"]
+                line += (f"   llama.cpp with prompt lookup {lon:.1f}, without {loff:.1f} ({lon / loff:.2f}x)"
+                         f"  ratio {on / lon:.2f}x")
+            print(line)
+        print(f"speculative decoding, sampled free text: {res['spec_sampled_tokens_per_s']:.1f} tokens/s with drafts "
+              f"({res['spec_sampled_tokens_per_s'] / res['batch1_tokens_per_s']:.2f}x without); "
+              f"{100 * res['spec_accept_rate']:.0f}% of draft tokens taken over the three")
     if a.json:
         json.dump(res, open(a.json, "w"))
 

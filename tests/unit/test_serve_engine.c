@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "text/json_schema.h"
 #include "serve/engine.h"
+#include "serve/lookup_draft.h"
 
 enum { V = 53, MAXTOK = 24 };
 
@@ -134,7 +135,7 @@ static void same_tokens_as_alone(const char *preset)
         CHECK(dsk_generate(g, prompts[i], lens[i], MAXTOK, &greedy, &rng, -1, -1, want[i], &err) == MAXTOK);
     dsk_generator_free(g);
     /* Together: 3 slots, 8 rows a step (17 prompt tokens take 3 steps), 3 waiting. */
-    dsk_engine_opts o = {3, 0, 8, 8};
+    dsk_engine_opts o = {.slots = 3, .max_len = 0, .max_rows = 8, .max_queue = 8};
     dsk_engine *e = dsk_engine_start(m, &o, &err);
     result r[N];
     uint64_t id;
@@ -202,7 +203,7 @@ TEST(prefix_shared_between_sequences)
     dsk_generator_free(g);
 
     /* 4 slots, 64 rows a step: a whole prompt in one step. */
-    dsk_engine_opts o = {4, 0, 64, 8};
+    dsk_engine_opts o = {.slots = 4, .max_len = 0, .max_rows = 64, .max_queue = 8};
     dsk_engine *e = NULL;
     long hits0, hits, rows0, rows;
     for (int max_tokens = MAXTOK; max_tokens >= 1; max_tokens -= MAXTOK - 1) {
@@ -285,7 +286,7 @@ TEST(engine_thread_runs_the_backends_threads)
     dsk_backend *be = dsk_backend_cpu(want);
     dsk_model *m = make_model(be, "nano");
     dsk_err err = {0};
-    dsk_engine_opts o = {1, 40, 4, 1};
+    dsk_engine_opts o = {.slots = 1, .max_len = 40, .max_rows = 4, .max_queue = 1};
     omp_set_num_threads(1);   /* main's own setting must not be what the engine runs */
     dsk_engine *e = dsk_engine_start(m, &o, &err);
     int32_t p[4] = {5, 9, 2, 7};
@@ -307,7 +308,7 @@ TEST(stop_tokens_logprobs_cancel_queue)
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
     dsk_err err = {0};
-    dsk_engine_opts o = {1, 40, 4, 1};
+    dsk_engine_opts o = {.slots = 1, .max_len = 40, .max_rows = 4, .max_queue = 1};
     dsk_engine *e = dsk_engine_start(m, &o, &err);
     int32_t p[4] = {5, 9, 2, 7};
     uint64_t id;
@@ -482,7 +483,7 @@ TEST(prompt_logprobs_bias_and_penalties)
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
     dsk_err err = {0};
-    dsk_engine_opts o = {2, 0, 8, 8};   /* 8 rows a step: a prompt of 20 is read in 3 steps */
+    dsk_engine_opts o = {.slots = 2, .max_len = 0, .max_rows = 8, .max_queue = 8};   /* 8 rows a step: a prompt of 20 is read in 3 steps */
     dsk_engine *e = dsk_engine_start(m, &o, &err);
     int32_t p[20];
     for (int i = 0; i < 20; i++)
@@ -637,23 +638,44 @@ static void json_answers(const char *schema_text)
 
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
-    dsk_engine_opts o = {4, 0, 16, 32};
-    dsk_engine *e = dsk_engine_start(m, &o, &err);
     enum { N = 24, MAX = 40 };
-    result r[N];
+    /* twice: the second time with speculative decoding, which must give
+     * the same tokens (the drafts' tokens go through the automaton) */
+    result r[N], r_spec[N];
     int32_t prompt[3] = {7, 3, 19};
     uint64_t id;
-    for (int i = 0; i < N; i++) {
-        init_result(&r[i]);
-        dsk_engine_request q = request(prompt, 3, &r[i]);
-        q.max_tokens = MAX;
-        q.json = jv;
-        q.json_schema = schema;
-        q.stop[0] = END;
-        q.sampler = (dsk_sampler_opts){i ? 1.0 : 0, 0, 1, 0};   /* the first greedy */
-        q.seed = (uint64_t)i;
-        CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    dsk_engine_opts o = {.slots = 4, .max_len = 0, .max_rows = 16, .max_queue = 32};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            o.spec_tokens = 4, o.spec_ngram = 2, o.spec_rows = 16;
+        dsk_engine *e = dsk_engine_start(m, &o, &err);
+        result *rs = pass ? r_spec : r;
+        for (int i = 0; i < N; i++) {
+            init_result(&rs[i]);
+            dsk_engine_request q = request(prompt, 3, &rs[i]);
+            q.max_tokens = MAX;
+            q.json = jv;
+            q.json_schema = schema;
+            q.stop[0] = END;
+            q.sampler = (dsk_sampler_opts){i ? 1.0 : 0, 0, 1, 0};   /* the first greedy */
+            q.seed = (uint64_t)i;
+            CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+        }
+        for (int i = 0; i < N; i++)
+            wait_done(&rs[i]);
+        dsk_engine_stats st;
+        dsk_engine_stats_get(e, &st);
+        if (pass)
+            printf("# with drafts: %ld draft tokens, %ld taken\n", st.spec_drafted, st.spec_accepted);
+        dsk_engine_stop(e);
     }
+    int differ = 0;
+    for (int i = 0; i < N; i++) {
+        differ += r[i].n != r_spec[i].n || r[i].finish != r_spec[i].finish || r[i].end_at != r_spec[i].end_at;
+        for (int t = 0; t < r[i].n && t < 64; t++)
+            differ += r[i].tokens[t] != r_spec[i].tokens[t];
+    }
+    CHECK(differ == 0);
     int stopped = 0;
     for (int i = 0; i < N; i++) {
         wait_done(&r[i]);
@@ -695,7 +717,6 @@ static void json_answers(const char *schema_text)
     printf("# JSON mode%s%s: %d of %d answers whole within %d tokens\n", schema ? ", schema " : "",
            schema ? schema_text : "", stopped, N, MAX);
     CHECK(stopped > 0);
-    dsk_engine_stop(e);
     dsk_model_free(m);
     be->destroy(be);
     dsk_json_vocab_free(jv);
@@ -719,7 +740,7 @@ TEST(json_mode_answers_are_json)
     dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
-    dsk_engine_opts o = {2, 0, 8, 4};
+    dsk_engine_opts o = {.slots = 2, .max_len = 0, .max_rows = 8, .max_queue = 4};
     dsk_engine *e = dsk_engine_start(m, &o, &err);
     int32_t prompt[2] = {1, 2};
     result r, plain;
@@ -747,6 +768,102 @@ TEST(json_schema_answers_follow_it)
     json_answers("{\"type\":\"integer\"}");   /* ended by the stop token or whitespace */
 }
 
+/* Prompt lookup: the longest n-gram's latest earlier occurrence, and a
+ * loop's draft going round it. */
+TEST(lookup_draft_finds_the_latest_longest_match)
+{
+    int32_t d[8];
+    const int32_t a[] = {1, 2, 3, 9, 1, 2, 3, 7, 5, 1, 2, 3};
+    CHECK(dsk_lookup_draft(a, 12, 3, 1, 3, d) == 3 && d[0] == 7 && d[1] == 5 && d[2] == 1);
+    CHECK(dsk_lookup_draft(a, 12, 3, 1, 6, d) == 6 && d[3] == 2 && d[4] == 3 && d[5] == 7);   /* into the loop */
+    const int32_t b[] = {5, 6, 7, 8, 2, 7, 1, 6};   /* "8 6" and "1 6" are new, "6" is not */
+    CHECK(dsk_lookup_draft(b, 8, 3, 1, 2, d) == 2 && d[0] == 7 && d[1] == 8);
+    CHECK(dsk_lookup_draft(b, 8, 3, 2, 2, d) == 0);
+    const int32_t c[] = {4, 1, 4, 1, 4};
+    CHECK(dsk_lookup_draft(c, 5, 3, 1, 5, d) == 5 && d[0] == 1 && d[1] == 4 && d[2] == 1 && d[3] == 4 && d[4] == 1);
+    const int32_t e[] = {3, 3, 3};
+    CHECK(dsk_lookup_draft(e, 3, 8, 1, 4, d) == 4 && d[0] == 3 && d[3] == 3);
+    CHECK(dsk_lookup_draft(e, 1, 3, 1, 4, d) == 0);   /* nothing before */
+    CHECK(dsk_lookup_draft(a, 12, 3, 1, 0, d) == 0);
+}
+
+/* Speculative decoding by prompt lookup changes no token: the same
+ * requests (greedy and sampled, penalties, a bias, log-probabilities,
+ * stop tokens, a stop string, answers that fill their slot's context)
+ * get the same tokens, log-probabilities and endings with drafts and
+ * without, while drafts are offered and taken. */
+enum { SPEC_N = 12 };
+static void spec_requests(dsk_model *m, const dsk_engine_opts *o, result *r, dsk_engine_stats *st)
+{
+    static int32_t prompts[SPEC_N][24];
+    static const dsk_logit_bias bias = {4, 1.5f};
+    dsk_err err = {0};
+    dsk_engine *e = dsk_engine_start(m, o, &err);
+    CHECK(e != NULL);
+    uint64_t id;
+    for (int i = 0; i < SPEC_N; i++) {
+        /* a run of 5 tokens said four times and cut: a text that repeats */
+        for (int t = 0; t < 24; t++)
+            prompts[i][t] = (int32_t)((i * 7 + (t % 5) * 11 + 3) % V);
+        int len = 6 + i % 3 * 7;
+        init_result(&r[i]);
+        dsk_engine_request q = request(prompts[i], len, &r[i]);
+        q.max_tokens = 30;
+        q.seed = 100 + (uint64_t)i;
+        switch (i % 6) {
+        case 1: q.sampler = (dsk_sampler_opts){0.8, 0, 1, 0}; break;     /* sampled */
+        case 2: q.sampler = (dsk_sampler_opts){1.0, 5, 0.9, 0}; break;   /* top-k, top-p */
+        case 3: q.penalties = (dsk_penalties){1.05, 0.02, 0.01}; break;   /* mild: the answer still repeats */
+        case 4: q.logprobs = 1, q.top_logprobs = 3, q.logit_bias = &bias, q.n_logit_bias = 1; break;
+        case 5: q.stop[0] = (int32_t)(i % V), q.stop[1] = 9, r[i].stop_after = 17; break;
+        }
+        if (i == 10)
+            q.max_tokens = o->max_len - len;   /* the answer fills the slot */
+        CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+    }
+    for (int i = 0; i < SPEC_N; i++)
+        wait_done(&r[i]);
+    dsk_engine_stats_get(e, st);
+    dsk_engine_stop(e);
+}
+
+static void speculation_is_exact(const char *preset)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, preset);
+    result plain[SPEC_N], spec[SPEC_N];
+    dsk_engine_stats st0, st1;
+    dsk_engine_opts o = {.slots = 3, .max_len = 52, .max_rows = 16, .max_queue = 32};
+    spec_requests(m, &o, plain, &st0);
+    o.spec_tokens = 5, o.spec_ngram = 3, o.spec_rows = 12;
+    spec_requests(m, &o, spec, &st1);
+    int bad = 0;
+    for (int i = 0; i < SPEC_N; i++) {
+        bad += plain[i].n != spec[i].n || plain[i].finish != spec[i].finish || plain[i].end_at != spec[i].end_at;
+        bad += plain[i].completion_tokens != spec[i].completion_tokens;
+        for (int t = 0; t < plain[i].n && t < 64; t++) {
+            bad += plain[i].tokens[t] != spec[i].tokens[t] || plain[i].logprob[t] != spec[i].logprob[t];
+            for (int k = 0; k < 3; k++)
+                bad += plain[i].top_id[t][k] != spec[i].top_id[t][k];
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(st0.spec_drafted == 0 && st0.spec_accepted == 0);
+    printf("# %s: %ld steps without drafts, %ld with: %ld draft tokens, %ld taken\n", preset, st0.steps, st1.steps,
+           st1.spec_drafted, st1.spec_accepted);
+    CHECK(st1.spec_drafted > 0 && st1.spec_accepted > 0 && st1.spec_accepted <= st1.spec_drafted);
+    CHECK(st1.steps < st0.steps);
+    CHECK(plain[10].finish == DSK_ENGINE_LENGTH && plain[10].n == 52 - 13);
+    CHECK(plain[5].finish == DSK_ENGINE_STOP);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+TEST(speculative_decoding_changes_no_token) { speculation_is_exact("nano"); }
+TEST(speculative_decoding_moe) { speculation_is_exact("nano-moe"); }
+
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
           T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
-          T(json_mode_answers_are_json), T(json_schema_answers_follow_it))
+          T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(lookup_draft_finds_the_latest_longest_match),
+          T(speculative_decoding_changes_no_token),
+          T(speculative_decoding_moe))
