@@ -790,6 +790,48 @@ else
     echo "ok $((tap_n += 1)) # SKIP the openai Python client is not installed (DSK_PY)"
 fi
 kill -TERM "$pid"; wait "$pid"
+# Speculative decoding (--speculate): the same answers with drafts and
+# without (greedy, sampled with a seed, log-probabilities, several
+# choices, JSON mode, chat), while drafts are offered and most are taken.
+expect_exit 64 "--speculate past its limit" dsk-serve "$T/ck" --port 0 --speculate 65
+expect_exit 64 "--speculate-ngram 0" dsk-serve "$T/ck" --port 0 --speculate 4 --speculate-ngram 0
+for spec in 0 6; do
+    start_server --speculate $spec --max-batch 4
+    python3 - "http://127.0.0.1:$port" "$T/spec-$spec.json" <<'PY' || echo "speculation run failed" >> "$T/spec-$spec.json"
+import json, sys, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+def post(path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    r = json.loads(urllib.request.urlopen(req, timeout=120).read())
+    r.pop("id"), r.pop("created")
+    return r
+answers = []
+for i, prompt in enumerate(["red green blue red green blue red green", "say cat say dog say cat say", "sun", "the"]):
+    base = {"prompt": prompt, "max_tokens": 24, "ignore_eos": True}
+    answers.append(post("/v1/completions", {**base, "temperature": 0}))
+    answers.append(post("/v1/completions", {**base, "temperature": 0.9, "seed": 7 + i, "n": 3, "logprobs": 2}))
+    answers.append(post("/v1/completions", {**base, "temperature": 0, "frequency_penalty": 0.1}))
+answers.append(post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say cat"}], "max_tokens": 16,
+                                              "temperature": 0}))
+answers.append(post("/v1/completions", {"prompt": "say", "max_tokens": 40, "temperature": 0,
+                                         "response_format": {"type": "json_object"}}))
+m = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+spec = {l.split()[0]: float(l.split()[1]) for l in m.splitlines() if l.startswith("dsk:spec_decode")}
+json.dump({"answers": answers, "metrics": spec}, open(out, "w"))
+PY
+    kill -TERM "$pid"; wait "$pid"
+done
+check "speculative decoding changes no answer, and drafts are taken" python3 - "$T/spec-0.json" "$T/spec-6.json" <<'PY'
+import json, sys
+off, on = (json.load(open(f)) for f in sys.argv[1:3])
+for a, b in zip(off["answers"], on["answers"]):
+    assert a == b, (a, b)
+assert len(off["answers"]) == len(on["answers"]) == 14
+drafted, taken = on["metrics"]["dsk:spec_decode_num_draft_tokens_total"], on["metrics"]["dsk:spec_decode_num_accepted_tokens_total"]
+assert off["metrics"]["dsk:spec_decode_num_draft_tokens_total"] == 0, off["metrics"]
+assert drafted > 0 and taken > drafted / 4, on["metrics"]
+print(f"# {drafted:.0f} draft tokens, {taken:.0f} taken")
+PY
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
