@@ -16,12 +16,13 @@
 #include "eval/eval.h"
 #include "eval/mlflow.h"
 #include "eval/plot.h"
+#include "serve/engine.h"
 #include "ops/blas_kernels.h"
 
 static const char usage[] =
     "Usage: dsk-eval ppl CKPT --data DIR [--split val|train|test] [--batch N] [--rows N]\n"
     "       dsk-eval mc CKPT TASK.jsonl [--batch N] [--items FILE]\n"
-    "       dsk-eval gen CKPT TASK.jsonl [--max-tokens N] [--items FILE]\n"
+    "       dsk-eval gen CKPT TASK.jsonl [--max-tokens N] [--batch N] [--speculate K] [--items FILE]\n"
     "       dsk-eval ab A B TASK... [--resamples N] [--confidence X] [--alpha X]\n"
     "       dsk-eval plot LOG.jsonl... -o FILE.svg [--metric KEY]... [--label NAME]... [--log-x]\n"
     "       dsk-eval plot --ab AB.json -o FILE.svg\n"
@@ -37,11 +38,12 @@ static const char usage[] =
     "\n"
     "  -d, --data DIR        ppl: the dataset (made with the checkpoint's tokenizer)\n"
     "      --split NAME      ppl, ab: val (default), train or test\n"
-    "  -b, --batch N         rows per forward pass (default 8)\n"
+    "  -b, --batch N         rows per forward pass; gen: answers decoded together (default 8)\n"
     "      --rows N          ppl, and ab's dataset tasks: the first N rows only\n"
     "      --max-tokens N    gen: the longest answer (default 32)\n"
     "      --temperature X   gen: 0 (default) is greedy; else sampled, with --top-k, --top-p, --seed\n"
-    "      --top-k N, --top-p X, --min-p X, --seed N\n"
+    "      --top-k N, --top-p X, --min-p X, --seed N (item i draws from a generator seeded N + i)\n"
+    "      --speculate K     gen: draft up to K tokens a step by prompt lookup (the same answers)\n"
     "      --items FILE      mc, gen: each item's output and score as JSON Lines\n"
     "      --resamples N     ab: bootstrap resamples (default 10000)\n"
     "      --confidence X    ab: interval level (default 0.95)\n"
@@ -68,7 +70,7 @@ static const char usage[] =
 enum {
     OPT_SPLIT = 256, OPT_ROWS, OPT_MAXTOK, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_SEED, OPT_ITEMS, OPT_JSON, OPT_BACKEND,
     OPT_RESAMPLES, OPT_CONF, OPT_ALPHA, OPT_METRIC, OPT_LABEL, OPT_TITLE, OPT_LOGX, OPT_AB, OPT_LOG, OPT_MLFLOW,
-    OPT_EXPERIMENT, OPT_RUN_NAME
+    OPT_EXPERIMENT, OPT_SPECULATE, OPT_RUN_NAME
 };
 
 static const struct option long_options[] = {
@@ -78,6 +80,7 @@ static const struct option long_options[] = {
     {"top-k", required_argument, NULL, OPT_TOPK},       {"top-p", required_argument, NULL, OPT_TOPP},
     {"min-p", required_argument, NULL, OPT_MINP},
     {"seed", required_argument, NULL, OPT_SEED},        {"items", required_argument, NULL, OPT_ITEMS},
+    {"speculate", required_argument, NULL, OPT_SPECULATE},
     {"resamples", required_argument, NULL, OPT_RESAMPLES}, {"confidence", required_argument, NULL, OPT_CONF},
     {"alpha", required_argument, NULL, OPT_ALPHA},      {"output", required_argument, NULL, 'o'},
     {"metric", required_argument, NULL, OPT_METRIC},    {"label", required_argument, NULL, OPT_LABEL},
@@ -111,7 +114,7 @@ enum {
 static const dsk_option_scope option_scope[] = {
     {'d', "--data", FOR_PPL},
     {OPT_SPLIT, "--split", FOR_PPL | FOR_AB},
-    {'b', "--batch", FOR_PPL | FOR_MC | FOR_AB},
+    {'b', "--batch", FOR_PPL | FOR_MC | FOR_GEN | FOR_AB},
     {OPT_ROWS, "--rows", FOR_PPL | FOR_AB},
     {OPT_MAXTOK, "--max-tokens", FOR_GEN | FOR_AB},
     {OPT_TEMP, "--temperature", FOR_GEN | FOR_AB},
@@ -119,6 +122,7 @@ static const dsk_option_scope option_scope[] = {
     {OPT_TOPP, "--top-p", FOR_GEN | FOR_AB},
     {OPT_MINP, "--min-p", FOR_GEN | FOR_AB},
     {OPT_SEED, "--seed", FOR_GEN | FOR_AB},
+    {OPT_SPECULATE, "--speculate", FOR_GEN | FOR_AB},
     {OPT_ITEMS, "--items", FOR_MC | FOR_GEN},
     {OPT_RESAMPLES, "--resamples", FOR_AB},
     {OPT_CONF, "--confidence", FOR_AB},
@@ -469,7 +473,7 @@ int main(int argc, char **argv)
     c.split = 1;
     c.batch = 8;
     c.experiment = "dsk-eval";
-    c.gen = (dsk_gen_opts){32, {0, 0, 1, 0}, 1, NULL};
+    c.gen = (dsk_gen_opts){32, {0, 0, 1, 0}, 1, NULL, 8, 0};
     c.ab = (dsk_ab_opts){10000, 0.95, 1};
     c.alpha = 0.05;
     int opt;
@@ -484,7 +488,8 @@ int main(int argc, char **argv)
             if (c.split < 0)
                 dsk_usage_error("--split '%s': expected train, val or test", optarg);
             break;
-        case 'b': c.batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 16); break;
+        case 'b': c.batch = c.gen.batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 16); break;
+        case OPT_SPECULATE: c.gen.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_ENGINE_MAX_DRAFT); break;
         case OPT_ROWS: c.rows = (long)dsk_parse_int("--rows", optarg, 1, 1LL << 40); break;
         case OPT_MAXTOK: c.gen.max_tokens = (int)dsk_parse_int("--max-tokens", optarg, 1, 1 << 20); break;
         case OPT_TEMP: c.gen.sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;

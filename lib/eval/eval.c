@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/reader.h"
 #include "eval/eval.h"
+#include "eval/gen_all.h"
 #include "eval/task_file.h"
 #include "text/utf8.h"
 #include "model/config.h"
@@ -319,22 +320,25 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     int rc = gen_read_all(l, task, o->max_tokens, &items, err);
     if (rc)
         return rc;
-    dsk_model *m = l->model;
     uint32_t end = dsk_tokenizer_special(&l->tok, "<|end|>"), eot = dsk_tokenizer_special(&l->tok, "<|endoftext|>");
-    dsk_generator *g = dsk_generator_new(m, 0);
-    dsk_rng rng;
-    dsk_rng_seed(&rng, o->seed);
-    int32_t *out = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *out);
+    /* Every answer first, together (lib/eval/gen_all.h), then the scores
+     * in the items' order. */
+    dsk_gen_job *jobs = dsk_xcalloc(items.n, sizeof *jobs);
+    int32_t *outs = dsk_xmalloc(items.n * (size_t)o->max_tokens * sizeof *outs);
+    for (size_t k = 0; k < items.n; k++)
+        jobs[k] = (dsk_gen_job){items.e[k].prompt, (int)items.e[k].n_prompt, outs + k * (size_t)o->max_tokens, 0};
+    dsk_gen_all_opts go = {o->max_tokens, o->sampler, o->seed,
+                           {end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end, eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot},
+                           o->batch > 0 ? o->batch : 8, o->speculate};
+    rc = dsk_generate_all(l->model, jobs, items.n, &go, err);
     uint32_t *ids = dsk_xmalloc((size_t)(o->max_tokens + 1) * sizeof *ids);
     dsk_buf text = {0}, shown = {0};   /* the answer, and as valid UTF-8 */
     for (size_t k = 0; k < items.n && !rc; k++) {
         const gen_entry *e = &items.e[k];
         struct json_object *answer = dsk_json_get_string(e->doc, "answer");
         pcre2_code *re = e->re;
-        int n = dsk_generate(g, e->prompt, (int)e->n_prompt, o->max_tokens, &o->sampler, &rng, (int32_t)end,
-                             eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot, out, err);
-        if (n < 0)
-            rc = err->code;
+        const int32_t *out = jobs[k].out;
+        int n = jobs[k].n_out;
         if (!rc) {
             /* The answer is what comes before <|end|> (or <|endoftext|>). */
             int keep = 0;
@@ -386,11 +390,11 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
     res->accuracy = res->items ? (double)res->correct / (double)res->items : 0;
     gen_items_free(&items);
-    free(out);
+    free(jobs);
+    free(outs);
     free(ids);
     dsk_buf_free(&text);
     dsk_buf_free(&shown);
-    dsk_generator_free(g);
     return rc;
 }
 

@@ -39,8 +39,10 @@ void dsk_ppl_result_free(dsk_ppl_result *r);
 typedef struct dsk_gen_opts {
     int max_tokens;
     dsk_sampler_opts sampler;   /* temperature 0: greedy */
-    unsigned long long seed;
+    unsigned long long seed;    /* item i's answer draws from a generator seeded with seed + i */
     FILE *items;                /* per-item JSON Lines, or NULL */
+    int batch;                  /* answers decoded together (0: 8) */
+    int speculate;              /* draft tokens by prompt lookup a step (0: none) */
 } dsk_gen_opts;
 
 typedef struct dsk_gen_result {

@@ -1,0 +1,106 @@
+#include "eval/gen_all.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "serve/engine.h"
+
+typedef struct gen_all {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t done;
+    long failed;           /* 1 + the first job that did not end by stop or length, 0: none */
+    int max_tokens;
+} gen_all;
+
+typedef struct job_ctx {
+    gen_all *all;
+    dsk_gen_job *job;
+    size_t index;
+} job_ctx;
+
+/* On the engine's thread, under its lock: quick. */
+static int on_token(void *ctx, const dsk_engine_token *t)
+{
+    job_ctx *c = ctx;
+    if (c->job->n_out < c->all->max_tokens)
+        c->job->out[c->job->n_out++] = t->id;
+    return 0;
+}
+
+static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens)
+{
+    (void)prompt_tokens, (void)completion_tokens;
+    job_ctx *c = ctx;
+    pthread_mutex_lock(&c->all->mu);
+    c->all->done++;
+    if (finish != DSK_ENGINE_STOP && finish != DSK_ENGINE_LENGTH && !c->all->failed)
+        c->all->failed = (long)c->index + 1;
+    pthread_cond_signal(&c->all->cv);
+    pthread_mutex_unlock(&c->all->mu);
+}
+
+int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_all_opts *o, dsk_err *err)
+{
+    if (n == 0)
+        return 0;
+    int longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].n_out = 0;
+        longest = jobs[i].n_prompt > longest ? jobs[i].n_prompt : longest;
+    }
+    if (longest + o->max_tokens > m->cfg.max_seq_len)
+        return dsk_fail(err, EX_DATAERR, "a prompt of %d tokens and %d to generate exceed the model's %d positions",
+                        longest, o->max_tokens, m->cfg.max_seq_len);
+    /* The caches hold the longest prompt and answer, not the model's whole
+     * context: a 2,048-position model answering short questions needs a
+     * fraction of that memory per slot. */
+    int slots = o->slots < 1 ? 1 : (size_t)o->slots > n ? (int)n : o->slots;
+    dsk_engine_opts eo = {.slots = slots, .max_len = longest + o->max_tokens, .max_rows = slots > 64 ? slots : 64,
+                          .max_queue = 2 * slots, .spec_tokens = o->speculate, .spec_ngram = 3, .spec_rows = 8};
+    dsk_engine *e = dsk_engine_start(m, &eo, err);
+    if (!e)
+        return err->code;
+    gen_all all = {.max_tokens = o->max_tokens};
+    pthread_mutex_init(&all.mu, NULL);
+    pthread_cond_init(&all.cv, NULL);
+    job_ctx *ctx = dsk_xmalloc(n * sizeof *ctx);
+    int rc = 0;
+    /* Fed through a queue of twice the batch: a task of many items is not
+     * all held by the engine at once. */
+    for (size_t i = 0; i < n && !rc; i++) {
+        ctx[i] = (job_ctx){&all, &jobs[i], i};
+        dsk_engine_request q = {0};
+        q.prompt = jobs[i].prompt;
+        q.n_prompt = jobs[i].n_prompt;
+        q.max_tokens = o->max_tokens;
+        q.sampler = o->sampler;
+        q.penalties.repetition = 1;
+        q.seed = o->seed + i;
+        q.stop[0] = o->stop[0];
+        q.stop[1] = o->stop[1];
+        q.on_token = on_token;
+        q.on_done = on_done;
+        q.ctx = &ctx[i];
+        uint64_t id;
+        while ((rc = dsk_engine_submit(e, &q, &id, err)) == EX_TEMPFAIL) {
+            pthread_mutex_lock(&all.mu);   /* a slot frees when an answer ends */
+            size_t seen = all.done;
+            while (all.done == seen)
+                pthread_cond_wait(&all.cv, &all.mu);
+            pthread_mutex_unlock(&all.mu);
+        }
+    }
+    pthread_mutex_lock(&all.mu);
+    size_t submitted = rc ? 0 : n;
+    while (all.done < submitted)
+        pthread_cond_wait(&all.cv, &all.mu);
+    pthread_mutex_unlock(&all.mu);
+    dsk_engine_stop(e);   /* cancels what a failed submit left running */
+    if (!rc && all.failed)
+        rc = dsk_fail(err, EX_SOFTWARE, "generation failed on item %ld", all.failed);
+    pthread_mutex_destroy(&all.mu);
+    pthread_cond_destroy(&all.cv);
+    free(ctx);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* Many answers at once: every prompt through the continuous-batching
+ * engine (serve/engine.h), so that the matrix products of a step serve
+ * several answers and a long prompt is read in chunks beside the others.
+ * What dsk-eval's generation tasks run on. */
+#ifndef DSK_EVAL_GEN_ALL_H
+#define DSK_EVAL_GEN_ALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/generate.h"
+#include "model/model.h"
+
+typedef struct dsk_gen_job {
+    const int32_t *prompt;
+    int n_prompt;
+    int32_t *out;          /* room for max_tokens */
+    int n_out;             /* the answer's tokens, the stop token that ended it included */
+} dsk_gen_job;
+
+typedef struct dsk_gen_all_opts {
+    int max_tokens;
+    dsk_sampler_opts sampler;
+    unsigned long long seed;   /* job i draws from a generator seeded with seed + i */
+    int32_t stop[2];           /* tokens that end an answer, -1: none */
+    int slots;                 /* answers decoded together */
+    int speculate;             /* draft tokens by prompt lookup a step (0: none; serve/engine.h) */
+} dsk_gen_all_opts;
+
+/* Fills each job's out and n_out.  Every prompt with max_tokens after it
+ * must fit the model's positions.  A job's answer does not depend on the
+ * others, on slots or on speculate (the engine's answers are those of
+ * decoding alone, on the cpu backend). */
+int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_all_opts *o, dsk_err *err);
+
+#endif
