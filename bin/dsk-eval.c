@@ -43,7 +43,7 @@ static const char usage[] =
     "      --max-tokens N    gen: the longest answer (default 32)\n"
     "      --temperature X   gen: 0 (default) is greedy; else sampled, with --top-k, --top-p, --seed\n"
     "      --top-k N, --top-p X, --min-p X, --seed N (item i draws from a generator seeded N + i)\n"
-    "      --speculate K     gen: draft up to K tokens a step by prompt lookup (the same answers)\n"
+    "      --speculate K     gen: draft up to K (1-7) tokens a step by prompt lookup (the same answers)\n"
     "      --items FILE      mc, gen: each item's output and score as JSON Lines\n"
     "      --resamples N     ab: bootstrap resamples (default 10000)\n"
     "      --confidence X    ab: interval level (default 0.95)\n"
@@ -489,7 +489,7 @@ int main(int argc, char **argv)
                 dsk_usage_error("--split '%s': expected train, val or test", optarg);
             break;
         case 'b': c.batch = c.gen.batch = (int)dsk_parse_int("--batch", optarg, 1, 1 << 16); break;
-        case OPT_SPECULATE: c.gen.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_ENGINE_MAX_DRAFT); break;
+        case OPT_SPECULATE: c.gen.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_SPEC_MAX); break;
         case OPT_ROWS: c.rows = (long)dsk_parse_int("--rows", optarg, 1, 1LL << 40); break;
         case OPT_MAXTOK: c.gen.max_tokens = (int)dsk_parse_int("--max-tokens", optarg, 1, 1 << 20); break;
         case OPT_TEMP: c.gen.sampler.temperature = dsk_parse_double("--temperature", optarg, 0, 100); break;

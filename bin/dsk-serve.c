@@ -33,7 +33,7 @@ static const char usage[] =
     "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
     "      --json-compact    answers in JSON mode (response_format) carry no whitespace outside\n"
     "                        strings (default: up to 24 bytes in a row)\n"
-    "      --speculate K     speculative decoding: draft up to K tokens a step by looking the\n"
+    "      --speculate K     speculative decoding: draft up to K (1-7) tokens a step by looking the\n"
     "                        answer's last tokens up in its prompt and answer, checked by the\n"
     "                        model in one batched step (the same answers; default 0: off)\n"
     "      --speculate-ngram N  the longest run of last tokens looked up (default 3)\n"
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON_COMPACT: o.json_compact = 1; break;
-        case OPT_SPECULATE: o.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_ENGINE_MAX_DRAFT); break;
+        case OPT_SPECULATE: o.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_SPEC_MAX); break;
         case OPT_SPEC_NGRAM: o.speculate_ngram = (int)dsk_parse_int("--speculate-ngram", optarg, 1, 64); break;
         case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;
         case 'j': threads = (int)dsk_parse_int("--threads", optarg, 1, 4096); break;

@@ -57,7 +57,7 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
      * fraction of that memory per slot. */
     int slots = o->slots < 1 ? 1 : (size_t)o->slots > n ? (int)n : o->slots;
     dsk_engine_opts eo = {.slots = slots, .max_len = longest + o->max_tokens, .max_rows = slots > 64 ? slots : 64,
-                          .max_queue = 2 * slots, .spec_tokens = o->speculate, .spec_ngram = 3, .spec_rows = 8};
+                          .max_queue = 2 * slots, .spec_tokens = o->speculate, .spec_ngram = 3, .spec_rows = DSK_SPEC_STEP_ROWS};
     dsk_engine *e = dsk_engine_start(m, &eo, err);
     if (!e)
         return err->code;

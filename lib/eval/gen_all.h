@@ -28,9 +28,10 @@ typedef struct dsk_gen_all_opts {
 } dsk_gen_all_opts;
 
 /* Fills each job's out and n_out.  Every prompt with max_tokens after it
- * must fit the model's positions.  A job's answer does not depend on the
- * others, on slots or on speculate (the engine's answers are those of
- * decoding alone, on the cpu backend). */
+ * must fit the model's positions.  A job's answer is drawn as decoding it
+ * alone would draw it, whatever the others, slots and speculate: the
+ * same tokens where each row's logits have the bits they have alone (on
+ * the cpu backend with AVX2, steps of up to 8 rows; see man dsk-serve). */
 int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_all_opts *o, dsk_err *err);
 
 #endif

@@ -146,11 +146,21 @@ static void cpu_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const i
     int side_by_side = live > 1 && flops / live < GROUPED_SMALL_FLOPS && be->gemm_dtype == DSK_DTYPE_FP32 &&
                        !cb->n_int4;
     if (side_by_side) {
-        /* The BLAS runs single-threaded inside the parallel loop. */
+        /* The kernels run single-threaded inside the parallel loop.  A
+         * group of a few rows takes the row kernel, as cpu_gemm gives it:
+         * an expert's rows then get the same bits whatever other rows it
+         * has (BLAS's gemv for one row and gemm for two differ), which
+         * speculative decoding's drafts rely on. */
+        int rows_max = dsk_gemv_rows_max();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(be->threads)
-        for (int g = 0; g < count; g++)
-            if (M[g] > 0 && N[g] > 0 && K[g] > 0)
+        for (int g = 0; g < count; g++) {
+            if (M[g] <= 0 || N[g] <= 0 || K[g] <= 0)
+                continue;
+            if (!ta && tb && M[g] <= rows_max && alpha == 1 && (beta == 0 || beta == 1))
+                dsk_gemv_rows_f32(A[g], M[g], B[g], N[g], K[g], C[g], beta == 1);
+            else
                 dsk_cpu_gemm_f32(ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
+        }
         return;
     }
     for (int g = 0; g < count; g++)

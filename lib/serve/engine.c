@@ -55,6 +55,9 @@ struct dsk_engine {
     int32_t *draft;            /* [slots][spec_tokens]: this step's draft of each decoding sequence */
     int *n_draft;              /* [slots] */
     long spec_drafted, spec_accepted;
+    /* Tokens in the running sequences' caches, counted under the lock
+     * between steps (the step changes the lengths without it). */
+    long cached;
     /* [slots]: a free slot's last prompt, whose keys and values stay in
      * its cache (lend_n tokens of it) until the slot is taken again. */
     int32_t **lend_prompt;
@@ -300,6 +303,7 @@ static void draw_tokens(dsk_engine *e, int i)
         *t = (dsk_engine_token){.id = tok};
         if (s->r.logprobs)   /* two passes over the vocabulary */
             logprobs(logits, V, tok, s->r.top_logprobs, t);
+        taken += j < nd && tok == draft[j];
         if (tok == s->r.stop[0] || tok == s->r.stop[1])
             break;
         if (s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok)) {
@@ -310,7 +314,6 @@ static void draw_tokens(dsk_engine *e, int i)
             dsk_token_counts_add(&e->counts[i], tok, 0);
         if (j == nd || tok != draft[j] || (s->r.json && dsk_json_prefix_closed(&s->json)))
             break;
-        taken++;
     }
     e->n_drawn[i] = m;
     e->n_accepted[i] = taken;
@@ -372,6 +375,15 @@ static void deliver(dsk_engine *e, int i)
     }
 }
 
+/* The running sequences' cached tokens, for the stats (a free slot's
+ * kept prompt is spare room).  Under the lock, on the engine thread. */
+static void count_cached(dsk_engine *e)
+{
+    e->cached = 0;
+    for (int i = 0; i < e->o.slots; i++)
+        e->cached += e->slot[i].state != SEQ_FREE ? e->d->len[i] : 0;
+}
+
 static void *run(void *arg)
 {
     dsk_engine *e = arg;
@@ -416,10 +428,15 @@ static void *run(void *arg)
         }
         /* One row per decoding sequence (and its draft's, while the step
          * has room for them), then prompt chunks in the rows left. */
-        int n = 0, decoding = 0;
-        for (int i = 0; i < S; i++)
+        /* Drafts only in a step that reads no prompt: its rows stay within
+         * spec_rows, where the cpu backend's products give each row the
+         * bits it has alone (and a prompt's first token comes sooner). */
+        int n = 0, decoding = 0, prefilling = 0;
+        for (int i = 0; i < S; i++) {
             decoding += e->slot[i].state == SEQ_DECODE;
-        int spare = (e->o.spec_rows < e->o.max_rows ? e->o.spec_rows : e->o.max_rows) - decoding;
+            prefilling += e->slot[i].state == SEQ_PREFILL;
+        }
+        int spare = prefilling ? 0 : (e->o.spec_rows < e->o.max_rows ? e->o.spec_rows : e->o.max_rows) - decoding;
         for (int i = 0; i < S; i++) {
             e->row_seq_last[i] = -1;
             e->chunk_n[i] = 0;
@@ -454,6 +471,7 @@ static void *run(void *arg)
             if (s->fed < s->r.n_prompt || s->r.max_tokens == 0)
                 e->row_seq_last[i] = -1;   /* the prompt continues next step, or is all there is: nothing to draw */
         }
+        count_cached(e);
         if (n == 0) {
             pthread_cond_wait(&e->cv, &e->mu);
             continue;
@@ -522,6 +540,7 @@ static void *run(void *arg)
             if (row >= 0)
                 deliver(e, i);
         }
+        count_cached(e);
     }
     /* Stopping: whatever is left ends as cancelled. */
     for (int i = 0; i < S; i++)
@@ -558,9 +577,10 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
                  o->max_rows, o->max_queue);
         return NULL;
     }
-    if (o->spec_tokens < 0 || o->spec_tokens > DSK_ENGINE_MAX_DRAFT || (o->spec_tokens && o->spec_ngram < 1)) {
-        dsk_fail(err, EX_USAGE, "engine: drafts of %d tokens (0..%d) matching %d-grams (>= 1)", o->spec_tokens,
-                 DSK_ENGINE_MAX_DRAFT, o->spec_ngram);
+    if (o->spec_tokens < 0 || o->spec_tokens > DSK_ENGINE_MAX_DRAFT ||
+        (o->spec_tokens && (o->spec_ngram < 1 || o->spec_rows < 2))) {
+        dsk_fail(err, EX_USAGE, "engine: drafts of %d tokens (0..%d) matching %d-grams (>= 1) in steps of %d rows (>= 2)",
+                 o->spec_tokens, DSK_ENGINE_MAX_DRAFT, o->spec_ngram, o->spec_rows);
         return NULL;
     }
     dsk_engine *e = dsk_xcalloc(1, sizeof *e);
@@ -707,11 +727,9 @@ void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *st)
 {
     pthread_mutex_lock(&e->mu);
     memset(st, 0, sizeof *st);
-    long cached = 0;
-    for (int i = 0; i < e->o.slots; i++) {
+    for (int i = 0; i < e->o.slots; i++)
         st->running += e->slot[i].state != SEQ_FREE;
-        cached += e->slot[i].state != SEQ_FREE ? e->d->len[i] : 0;   /* a free slot's kept prompt is spare */
-    }
+    long cached = e->cached;
     st->waiting = e->q_len;
     st->kv_usage = (double)cached / ((double)e->o.slots * e->o.max_len);
     st->steps = e->steps;

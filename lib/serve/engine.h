@@ -19,6 +19,12 @@
 
 enum { DSK_ENGINE_STOP, DSK_ENGINE_LENGTH, DSK_ENGINE_CANCELLED, DSK_ENGINE_ERROR };
 enum { DSK_ENGINE_MAX_TOP = 20, DSK_ENGINE_MAX_DRAFT = 64 };
+/* dsk-serve's and dsk-eval's spec_rows: on the cpu backend a step of 8
+ * rows costs about 2.5 times a step of one on a small model (the int4
+ * products turn compute-bound), and up to 8 rows every product gives a
+ * row the bits it has alone (AVX2 and up).  So a lone sequence takes at
+ * most 7 draft tokens a step: the tools' --speculate limit. */
+enum { DSK_SPEC_STEP_ROWS = 8, DSK_SPEC_MAX = DSK_SPEC_STEP_ROWS - 1 };
 
 typedef struct dsk_engine_token {
     int32_t id;
@@ -73,15 +79,17 @@ typedef struct dsk_engine_opts {
     int max_rows;                       /* rows per step: decode rows + prefill chunk */
     int max_queue;                      /* waiting requests before submit refuses */
     /* Speculative decoding by prompt lookup (serve/lookup_draft.h): a
-     * decoding sequence whose last spec_ngram..1 tokens occurred before
-     * in its prompt or answer is given up to spec_tokens draft tokens,
-     * fed after its own as rows of the same step; its tokens are drawn
-     * row by row, as they would be one a step, while each matches the
-     * draft, and the keys and values of the rows after the first
-     * mismatch are dropped.  The answer is the one decoding without
-     * drafts gives, token for token (the same draws from the same
-     * generator).  Drafts are given only while the step's rows stay
-     * within spec_rows.  spec_tokens 0: off. */
+     * decoding sequence whose last spec_ngram..2 tokens (1 when
+     * spec_ngram is 1) occurred before in its prompt or answer is given
+     * up to spec_tokens draft tokens, fed after its own as rows of the
+     * same step; its tokens are drawn row by row, as they would be one a
+     * step, while each matches the draft, and the keys and values of the
+     * rows after the first mismatch are dropped.  The draws are those of
+     * decoding without drafts; the answer is the same token for token
+     * where each row's logits are the bits it would have alone (the cpu
+     * backend's products in steps of at most 8 rows on x86 with AVX2).
+     * Drafts go only into steps that read no prompt, within spec_rows
+     * rows in all (>= 2).  spec_tokens 0: off. */
     int spec_tokens, spec_ngram, spec_rows;
 } dsk_engine_opts;
 

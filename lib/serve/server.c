@@ -1038,12 +1038,6 @@ static size_t kv_bytes_per_token(const dsk_model_config *c)
     return 2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)(c->d_model / c->n_heads) * sizeof(float);
 }
 
-/* Speculative decoding: drafts only while a step has at most this many
- * rows.  On the CPU, a step of 8 rows of the bench's model costs about
- * 2.5 times a step of one (the int4 products turn compute-bound), so
- * drafts pay at small batches and would slow a full one. */
-enum { SPEC_ROWS = 8 };
-
 int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
 {
     const dsk_model_config *c = &l->model->cfg;
@@ -1077,7 +1071,7 @@ int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
     s->slots = slots;
     s->kv_bytes = per_seq * (size_t)slots;
     int rows = s->o.max_rows >= slots ? s->o.max_rows : slots;
-    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue, s->o.speculate, s->o.speculate_ngram, SPEC_ROWS};
+    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue, s->o.speculate, s->o.speculate_ngram, DSK_SPEC_STEP_ROWS};
     dsk_engine *e = dsk_engine_start(l->model, &eo, err);
     if (!e)
         return err->code;

@@ -286,7 +286,7 @@ if os.path.exists(served):
                 print(f"- `dsk:{name}`: mean {1000 * vals[f'dsk:{name}_sum'] / n:.1f} ms over {n:.0f}")
         drafted = vals.get("dsk:spec_decode_num_draft_tokens_total", 0)
         taken = vals.get("dsk:spec_decode_num_accepted_tokens_total", 0)
-        print(f"- speculative decoding (`--speculate 8`, prompt lookup): {drafted:.0f} draft tokens fed, "
+        print(f"- speculative decoding (`--speculate 7`, prompt lookup): {drafted:.0f} draft tokens fed, "
               f"{taken:.0f} taken ({100 * taken / drafted if drafted else 0:.0f}%), each a step saved")
         print()
 

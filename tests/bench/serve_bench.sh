@@ -14,7 +14,7 @@ port=18399
 pid=$!
 trap 'kill $pid 2>/dev/null' EXIT
 # A second server, with speculative decoding (prompt lookup), for its rows.
-"$BIN/dsk-serve" "$q/gptq" --port $((port + 1)) --speculate 8 --speculate-ngram 3 2> "$out/serve-bench-spec.log" &
+"$BIN/dsk-serve" "$q/gptq" --port $((port + 1)) --speculate 7 --speculate-ngram 3 2> "$out/serve-bench-spec.log" &
 spec_pid=$!
 trap 'kill $pid $spec_pid 2>/dev/null' EXIT
 for p in $port $((port + 1)); do
@@ -22,7 +22,7 @@ for p in $port $((port + 1)); do
 done
 "$venv/bin/python" "$root/tests/bench/serve_bench.py" http://127.0.0.1:$port --gguf "$q/q4_k_m.gguf" \
     --threads "$(nproc)" --json "$out/serve-results.json" \
-    --spec-url http://127.0.0.1:$((port + 1)) --quotes "$q/heldout.txt" --spec-tokens 8 --spec-ngram 3
+    --spec-url http://127.0.0.1:$((port + 1)) --quotes "$q/heldout.txt" --spec-tokens 7 --spec-ngram 3
 # JSON mode's mask on a real vocabulary (GPT-2's, made by pack_bench.sh),
 # against feeding every token to the automaton alone.
 mask_bench=$(dirname "$BIN")/tests/tools/json_mask_bench

@@ -793,7 +793,7 @@ kill -TERM "$pid"; wait "$pid"
 # Speculative decoding (--speculate): the same answers with drafts and
 # without (greedy, sampled with a seed, log-probabilities, several
 # choices, JSON mode, chat), while drafts are offered and most are taken.
-expect_exit 64 "--speculate past its limit" dsk-serve "$T/ck" --port 0 --speculate 65
+expect_exit 64 "--speculate past its limit (7: a step with drafts has 8 rows)" dsk-serve "$T/ck" --port 0 --speculate 8
 expect_exit 64 "--speculate-ngram 0" dsk-serve "$T/ck" --port 0 --speculate 4 --speculate-ngram 0
 for spec in 0 6; do
     start_server --speculate $spec --max-batch 4

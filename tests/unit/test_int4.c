@@ -422,6 +422,40 @@ TEST(matmul_same_bits_any_thread_count)
     free_layer(&d);
 }
 
+/* A row's result does not depend on the rows beside it (1 to 8 of them,
+ * at any place in the tile), for either kernel: what speculative
+ * decoding's extra rows rely on. */
+TEST(matmul_row_bits_independent_of_batch)
+{
+    shape s = {96, 512, 128};
+    layer_data d = make_layer(s, 0);
+    dsk_q4_linear L = {.rows = s.rows, .cols = s.cols, .group_size = s.G};
+    dsk_err err = {0};
+    CHECK(dsk_q4_pack(&L, d.codes, d.zeros, d.scales, NULL, &err) == 0);
+    CHECK(dsk_q4_prepare(&L, &err) == 0);
+    float *x = malloc(8 * (size_t)s.cols * sizeof *x), *alone = malloc((size_t)s.rows * sizeof *alone),
+          *y = malloc(8 * (size_t)s.rows * sizeof *y);
+    for (size_t k = 0; k < 8 * (size_t)s.cols; k++)
+        x[k] = (float)dsk_rng_normal(&rng);
+    int differ = 0;
+    for (size_t kk = 0; kk < sizeof kernels / sizeof *kernels; kk++) {
+        if (dsk_q4_set_kernel(kernels[kk]) != 0)
+            continue;
+        for (int n = 1; n <= 8; n++) {
+            dsk_q4_matmul(&L, x, n, y);
+            for (int r = 0; r < n; r++) {
+                dsk_q4_matmul(&L, x + (size_t)r * s.cols, 1, alone);
+                differ += memcmp(alone, y + (size_t)r * s.rows, (size_t)s.rows * sizeof *alone) != 0;
+            }
+        }
+    }
+    dsk_q4_set_kernel(DSK_Q4_KERNEL_AUTO);
+    CHECK(differ == 0);
+    free(x), free(alone), free(y);
+    dsk_q4_free(&L);
+    free_layer(&d);
+}
+
 /* ---- bad input ------------------------------------------------------------------------------------- */
 
 static void expect_pack_error(shape s, const uint8_t *codes, const uint8_t *zeros, const float *scales,
@@ -504,7 +538,7 @@ int main(void)
         T(pack_unpack_round_trip),
         T(matmul_matches_dequantized),
         T(matmul_act_order),
-        T(matmul_same_bits_any_thread_count),
+        T(matmul_same_bits_any_thread_count), T(matmul_row_bits_independent_of_batch),
         T(invalid_inputs_rejected),
     };
     return run_tests(cases, sizeof cases / sizeof cases[0]);

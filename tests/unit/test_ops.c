@@ -453,6 +453,37 @@ TEST(gemv_rows_matches_double)
     CHECK(ran >= 1);
 }
 
+/* Each vector kernel gives a row the bits it gives that row alone, for
+ * every row count it takes and every place in the batch: what
+ * speculative decoding's extra rows (and continuous batching) rely on. */
+TEST(gemv_rows_row_bits_independent_of_batch)
+{
+    enum { N = 67, K = 203, MAXM = DSK_GEMV_MAX_ROWS_512 };
+    float *x = malloc((size_t)MAXM * K * sizeof *x), *w = malloc((size_t)N * K * sizeof *w);
+    float *y = malloc((size_t)MAXM * N * sizeof *y), *alone = malloc((size_t)N * sizeof *alone);
+    for (int i = 0; i < MAXM * K; i++)
+        x[i] = (float)dsk_rng_normal(&rng);
+    for (int i = 0; i < N * K; i++)
+        w[i] = (float)dsk_rng_normal(&rng);
+    int differ = 0, ran = 0;
+    for (int k = DSK_GEMV_PORTABLE; k <= DSK_GEMV_AVX512; k++) {
+        if (dsk_gemv_rows_force(k) != 0)
+            continue;
+        ran++;
+        int most = dsk_gemv_rows_max() ? dsk_gemv_rows_max() : DSK_GEMV_MAX_ROWS;
+        for (int M = 1; M <= most; M++) {
+            dsk_gemv_rows_f32(x, M, w, N, K, y, 0);
+            for (int m = 0; m < M; m++) {
+                dsk_gemv_rows_f32(x + (size_t)m * K, 1, w, N, K, alone, 0);
+                differ += memcmp(alone, y + (size_t)m * N, (size_t)N * sizeof *alone) != 0;
+            }
+        }
+    }
+    dsk_gemv_rows_force(-1);
+    CHECK(ran >= 1 && differ == 0);
+    free(x), free(w), free(y), free(alone);
+}
+
 /* The backend sends one to DSK_GEMV_MAX_ROWS rows against a [N,K]
  * weight to that kernel, and everything else (alpha, beta not 0 or 1,
  * a transposed A or an untransposed B) to BLAS: all equal gemm. */
@@ -651,7 +682,7 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(gemv_rows_row_bits_independent_of_batch), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
