@@ -33,7 +33,7 @@ static const char usage[] =
     "      --model-name NAME what /v1/models lists (default: the checkpoint's step directory's name)\n"
     "      --json-compact    answers in JSON mode (response_format) carry no whitespace outside\n"
     "                        strings (default: up to 24 bytes in a row)\n"
-    "      --speculate K     speculative decoding: draft up to K (1-7) tokens a step by looking the\n"
+    "      --speculate K     speculative decoding: draft up to K (0-7) tokens a step by looking the\n"
     "                        answer's last tokens up in its prompt and answer, checked by the\n"
     "                        model in one batched step (the same answers; default 0: off)\n"
     "      --speculate-ngram N  the longest run of last tokens looked up (default 3)\n"

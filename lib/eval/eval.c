@@ -324,9 +324,8 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     /* Every answer first, together (lib/eval/gen_all.h), then the scores
      * in the items' order. */
     dsk_gen_job *jobs = dsk_xcalloc(items.n, sizeof *jobs);
-    int32_t *outs = dsk_xmalloc(items.n * (size_t)o->max_tokens * sizeof *outs);
     for (size_t k = 0; k < items.n; k++)
-        jobs[k] = (dsk_gen_job){items.e[k].prompt, (int)items.e[k].n_prompt, outs + k * (size_t)o->max_tokens, 0};
+        jobs[k] = (dsk_gen_job){.prompt = items.e[k].prompt, .n_prompt = (int)items.e[k].n_prompt};
     dsk_gen_all_opts go = {o->max_tokens, o->sampler, o->seed,
                            {end == DSK_BPE_NO_TOKEN ? -1 : (int32_t)end, eot == DSK_BPE_NO_TOKEN ? -1 : (int32_t)eot},
                            o->batch > 0 ? o->batch : 8, o->speculate};
@@ -389,9 +388,9 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
     if (!rc && res->items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
     res->accuracy = res->items ? (double)res->correct / (double)res->items : 0;
-    gen_items_free(&items);
+    dsk_gen_jobs_free(jobs, items.n);
     free(jobs);
-    free(outs);
+    gen_items_free(&items);
     free(ids);
     dsk_buf_free(&text);
     dsk_buf_free(&shown);

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "core/hash.h"
 #include "serve/engine.h"
 
 typedef struct gen_all {
@@ -10,7 +11,6 @@ typedef struct gen_all {
     pthread_cond_t cv;
     size_t done;
     long failed;           /* 1 + the first job that did not end by stop or length, 0: none */
-    int max_tokens;
 } gen_all;
 
 typedef struct job_ctx {
@@ -19,12 +19,16 @@ typedef struct job_ctx {
     size_t index;
 } job_ctx;
 
-/* On the engine's thread, under its lock: quick. */
+/* On the engine's thread, under its lock: quick.  An answer's buffer
+ * grows as it goes (most stop long before max_tokens). */
 static int on_token(void *ctx, const dsk_engine_token *t)
 {
-    job_ctx *c = ctx;
-    if (c->job->n_out < c->all->max_tokens)
-        c->job->out[c->job->n_out++] = t->id;
+    dsk_gen_job *j = ((job_ctx *)ctx)->job;
+    if (j->n_out == j->cap) {
+        j->cap = j->cap ? 2 * j->cap : 16;
+        j->out = dsk_xrealloc(j->out, (size_t)j->cap * sizeof *j->out);
+    }
+    j->out[j->n_out++] = t->id;
     return 0;
 }
 
@@ -46,7 +50,8 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
         return 0;
     int longest = 0;
     for (size_t i = 0; i < n; i++) {
-        jobs[i].n_out = 0;
+        jobs[i].out = NULL;
+        jobs[i].n_out = jobs[i].cap = 0;
         longest = jobs[i].n_prompt > longest ? jobs[i].n_prompt : longest;
     }
     if (longest + o->max_tokens > m->cfg.max_seq_len)
@@ -55,20 +60,30 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
     /* The caches hold the longest prompt and answer, not the model's whole
      * context: a 2,048-position model answering short questions needs a
      * fraction of that memory per slot. */
-    int slots = o->slots < 1 ? 1 : (size_t)o->slots > n ? (int)n : o->slots;
+    int slots = o->slots < 1 ? 1 : o->slots > DSK_GEN_MAX_SLOTS ? DSK_GEN_MAX_SLOTS : o->slots;
+    slots = (size_t)slots > n ? (int)n : slots;
+    int queue = 2 * slots;   /* room for the slots to be refilled from as answers end */
     dsk_engine_opts eo = {.slots = slots, .max_len = longest + o->max_tokens, .max_rows = slots > 64 ? slots : 64,
-                          .max_queue = 2 * slots, .spec_tokens = o->speculate, .spec_ngram = 3, .spec_rows = DSK_SPEC_STEP_ROWS};
+                          .max_queue = queue, .spec_tokens = o->speculate, .spec_ngram = 3,
+                          .spec_rows = DSK_SPEC_STEP_ROWS};
     dsk_engine *e = dsk_engine_start(m, &eo, err);
     if (!e)
         return err->code;
-    gen_all all = {.max_tokens = o->max_tokens};
+    gen_all all = {0};
     pthread_mutex_init(&all.mu, NULL);
     pthread_cond_init(&all.cv, NULL);
     job_ctx *ctx = dsk_xmalloc(n * sizeof *ctx);
     int rc = 0;
-    /* Fed through a queue of twice the batch: a task of many items is not
-     * all held by the engine at once. */
+    size_t submitted = 0;
+    /* Fewer answers in flight (submitted, not done) than the queue holds,
+     * so it has room for the next whatever the engine has admitted yet
+     * (a slot freed by an answer that is done is taken at its next
+     * step); a task of many items is not all held by the engine at once. */
     for (size_t i = 0; i < n && !rc; i++) {
+        pthread_mutex_lock(&all.mu);
+        while (i - all.done >= (size_t)queue)
+            pthread_cond_wait(&all.cv, &all.mu);
+        pthread_mutex_unlock(&all.mu);
         ctx[i] = (job_ctx){&all, &jobs[i], i};
         dsk_engine_request q = {0};
         q.prompt = jobs[i].prompt;
@@ -76,31 +91,40 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
         q.max_tokens = o->max_tokens;
         q.sampler = o->sampler;
         q.penalties.repetition = 1;
-        q.seed = o->seed + i;
+        /* its own generator, unlike any other (seed, item)'s: seed + i
+         * would give the runs at seeds s and s + 1 the same draws, one
+         * item apart */
+        uint64_t at = i;
+        q.seed = dsk_hash64_seed(&at, sizeof at, o->seed);
         q.stop[0] = o->stop[0];
         q.stop[1] = o->stop[1];
         q.on_token = on_token;
         q.on_done = on_done;
         q.ctx = &ctx[i];
         uint64_t id;
-        while ((rc = dsk_engine_submit(e, &q, &id, err)) == EX_TEMPFAIL) {
-            pthread_mutex_lock(&all.mu);   /* a slot frees when an answer ends */
-            size_t seen = all.done;
-            while (all.done == seen)
-                pthread_cond_wait(&all.cv, &all.mu);
-            pthread_mutex_unlock(&all.mu);
-        }
+        if ((rc = dsk_engine_submit(e, &q, &id, err)) == 0)
+            submitted++;
     }
     pthread_mutex_lock(&all.mu);
-    size_t submitted = rc ? 0 : n;
     while (all.done < submitted)
         pthread_cond_wait(&all.cv, &all.mu);
     pthread_mutex_unlock(&all.mu);
-    dsk_engine_stop(e);   /* cancels what a failed submit left running */
+    dsk_engine_stop(e);
     if (!rc && all.failed)
-        rc = dsk_fail(err, EX_SOFTWARE, "generation failed on item %ld", all.failed);
+        rc = dsk_fail(err, EX_SOFTWARE, "generation failed on item %ld (a forward pass failed)", all.failed);
     pthread_mutex_destroy(&all.mu);
     pthread_cond_destroy(&all.cv);
     free(ctx);
+    if (rc)
+        dsk_gen_jobs_free(jobs, n);
     return rc;
+}
+
+void dsk_gen_jobs_free(dsk_gen_job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(jobs[i].out);
+        jobs[i].out = NULL;
+        jobs[i].n_out = jobs[i].cap = 0;
+    }
 }

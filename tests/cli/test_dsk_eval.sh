@@ -273,21 +273,28 @@ check "... and no items file is left" test ! -e "$T/x.jsonl"
 expect_exit 64 "mc --max-tokens (mc generates nothing)" dsk-eval mc "$T/ck" "$T/mc.jsonl" --max-tokens 8
 expect_exit 64 "mc --speculate (mc generates nothing)" dsk-eval mc "$T/ck" "$T/mc.jsonl" --speculate 4
 # gen decodes --batch answers together (the serve engine), with drafts by
-# prompt lookup under --speculate: the same answers for every batch and
-# draft, greedy, and sampled (item i's generator is seeded --seed + i).
+# prompt lookup under --speculate: the same draws for every batch and
+# draft, greedy, and sampled (item i's generator is seeded from --seed and
+# i).  These prompts are short (steps of at most 8 rows, where the row
+# kernels give each row its bits alone on x86 with AVX2): the same
+# answers.  A --batch of 1 with a queue of 2 runs the feeding loop's
+# waits on every item.
 for run in "1 0 0" "4 0 0" "3 6 0" "1 0 1" "5 0 1" "2 4 1"; do
     read -r b k sampled <<< "$run"
     extra=(); [ "$sampled" = 1 ] && extra=(--temperature 1.3 --seed 5)
     dsk-eval gen "$T/s" "$T/task.jsonl" --batch "$b" --speculate "$k" "${extra[@]}" --items "$T/gen-$b-$k-$sampled.jsonl" \
         > /dev/null 2>&1 || echo "failed" >> "$T/gen-$b-$k-$sampled.jsonl"
 done
-check "gen: the same answers for every --batch and --speculate, greedy and sampled" python3 - "$T" <<'PY'
+if grep -q avx2 /proc/cpuinfo; then same=1; else same=0; fi
+check "gen: the same answers for every --batch and --speculate, greedy and sampled" python3 - "$T" "$same" <<'PY'
 import sys
 t = sys.argv[1]
 for sampled in (0, 1):
     runs = {f: open(f"{t}/gen-{f}-{sampled}.jsonl").read() for f in ("1-0", "4-0", "3-6", "5-0", "2-4") if
             __import__("os").path.exists(f"{t}/gen-{f}-{sampled}.jsonl")}
-    assert len(runs) == 3 and len(set(runs.values())) == 1 and runs["1-0"].count("\n") >= 4, runs
+    assert len(runs) == 3 and all(r.count("\n") == runs["1-0"].count("\n") >= 4 for r in runs.values()), runs
+    if sys.argv[2] == "1":   # the same bits: the same answers
+        assert len(set(runs.values())) == 1, runs
 greedy, sampled = (open(f"{t}/gen-1-0-{s}.jsonl").read() for s in (0, 1))
 assert greedy != sampled, "a temperature of 1.3 changed nothing"
 PY
