@@ -152,7 +152,7 @@ typedef struct block_run {
 static __thread block_run *running;   /* the block whose threads run now */
 
 enum { STACK_BYTES = 64 << 10, MAX_THREADS = 1024 };
-static __thread fiber *pool;          /* MAX_THREADS, made as needed; never freed */
+static __thread fiber *pool;          /* MAX_THREADS, made as needed; never freed (pools) */
 static __thread unsigned pool_made;
 static __thread char *stack_pool;     /* MAX_THREADS stacks, each above a guard page */
 #if EMU_ASAN
@@ -242,11 +242,23 @@ static boost::context::fiber fiber_main(boost::context::fiber &&scheduler)
     }
 }
 
+/* Every host thread's pool, kept from a global: a thread that launches
+ * kernels and exits (dsk-serve's engine thread) leaves its pool, whose
+ * fibers are suspended in the scheduler and cannot be destroyed, reachable
+ * rather than leaked in LeakSanitizer's eyes. */
+static std::mutex pools_mu;
+static std::vector<fiber *> *pools;
+
 /* The block's first n fibers, each ready to start its thread. */
 static fiber *fibers_for(unsigned n)
 {
-    if (!pool)
+    if (!pool) {
         pool = new fiber[MAX_THREADS];
+        std::lock_guard<std::mutex> hold(pools_mu);
+        if (!pools)
+            pools = new std::vector<fiber *>;
+        pools->push_back(pool);
+    }
     for (; pool_made < n; pool_made++) {
         fiber *f = &pool[pool_made];
         f->stack = stack_of(pool_made);
