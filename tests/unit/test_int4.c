@@ -398,18 +398,28 @@ TEST(matmul_act_order)
     free_layer(&d);
 }
 
+/* A layer of shape s packed and prepared (group order), and n random
+ * input rows. */
+static float *prepared(shape s, layer_data *d, dsk_q4_linear *L, int n)
+{
+    *d = make_layer(s, 0);
+    *L = (dsk_q4_linear){.rows = s.rows, .cols = s.cols, .group_size = s.G};
+    dsk_err err = {0};
+    CHECK(dsk_q4_pack(L, d->codes, d->zeros, d->scales, NULL, &err) == 0);
+    CHECK(dsk_q4_prepare(L, &err) == 0);
+    float *x = malloc((size_t)n * s.cols * sizeof *x);
+    for (size_t k = 0; k < (size_t)n * s.cols; k++)
+        x[k] = (float)dsk_rng_normal(&rng);
+    return x;
+}
+
 TEST(matmul_same_bits_any_thread_count)
 {
     shape s = {256, 1024, 128};
-    layer_data d = make_layer(s, 0);
-    dsk_q4_linear L = {.rows = s.rows, .cols = s.cols, .group_size = s.G};
-    dsk_err err = {0};
-    CHECK(dsk_q4_pack(&L, d.codes, d.zeros, d.scales, NULL, &err) == 0);
-    CHECK(dsk_q4_prepare(&L, &err) == 0);
-    float *x = malloc(3 * (size_t)s.cols * sizeof *x), *y1 = malloc(3 * (size_t)s.rows * sizeof *y1),
+    layer_data d;
+    dsk_q4_linear L;
+    float *x = prepared(s, &d, &L, 3), *y1 = malloc(3 * (size_t)s.rows * sizeof *y1),
           *y2 = malloc(3 * (size_t)s.rows * sizeof *y2);
-    for (size_t k = 0; k < 3 * (size_t)s.cols; k++)
-        x[k] = (float)dsk_rng_normal(&rng);
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);
     dsk_q4_matmul(&L, x, 3, y1);
@@ -428,15 +438,10 @@ TEST(matmul_same_bits_any_thread_count)
 TEST(matmul_row_bits_independent_of_batch)
 {
     shape s = {96, 512, 128};
-    layer_data d = make_layer(s, 0);
-    dsk_q4_linear L = {.rows = s.rows, .cols = s.cols, .group_size = s.G};
-    dsk_err err = {0};
-    CHECK(dsk_q4_pack(&L, d.codes, d.zeros, d.scales, NULL, &err) == 0);
-    CHECK(dsk_q4_prepare(&L, &err) == 0);
-    float *x = malloc(8 * (size_t)s.cols * sizeof *x), *alone = malloc((size_t)s.rows * sizeof *alone),
+    layer_data d;
+    dsk_q4_linear L;
+    float *x = prepared(s, &d, &L, 8), *alone = malloc((size_t)s.rows * sizeof *alone),
           *y = malloc(8 * (size_t)s.rows * sizeof *y);
-    for (size_t k = 0; k < 8 * (size_t)s.cols; k++)
-        x[k] = (float)dsk_rng_normal(&rng);
     int differ = 0;
     for (size_t kk = 0; kk < sizeof kernels / sizeof *kernels; kk++) {
         if (dsk_q4_set_kernel(kernels[kk]) != 0)
