@@ -142,6 +142,11 @@ if s:
         r = s["json_batch1_tokens_per_s"] / s["llamacpp_json_batch1_tokens_per_s"]
         row("serve: batch-1 decode under a JSON schema (tokens/s)", f"{s['json_batch1_tokens_per_s']:.0f}",
             "llama.cpp grammar", f"{s['llamacpp_json_batch1_tokens_per_s']:.0f}", r, "", None)
+    for kind, what in (("greedy", "free text"), ("quote", "quotes")):
+        on, peer = s.get(f"spec_{kind}_tokens_per_s"), s.get(f"llamacpp_spec_{kind}_tokens_per_s")
+        if on and peer:
+            row(f"serve: --speculate 7, batch-1 greedy {what} (tokens/s)", f"{on:.0f}", "llama.cpp lookup",
+                f"{peer:.0f}", on / peer, "", None)
     row("serve: 32 streams aggregate vs batch-1", f"{s['streams32_ratio']:.2f}x", "", "", None, ">= 3x",
         s["streams32_ratio"] >= 3)
     row("serve: time to first token P99, 32 clients (ms)", f"{s['ttft_p99_ms']:.0f}", "", "", None, "< 500 ms",
