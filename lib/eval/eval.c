@@ -338,16 +338,14 @@ int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen
         pcre2_code *re = e->re;
         const int32_t *out = jobs[k].out;
         int n = jobs[k].n_out;
-        if (!rc) {
-            /* The answer is what comes before <|end|> (or <|endoftext|>). */
-            int keep = 0;
-            while (keep < n && (uint32_t)out[keep] != end && (uint32_t)out[keep] != eot)
-                keep++;
-            for (int i = 0; i < keep; i++)
-                ids[i] = (uint32_t)out[i];
-            dsk_buf_clear(&text);
-            rc = dsk_bpe_decode(&l->tok, ids, (size_t)keep, &text, err);
-        }
+        /* The answer is what comes before <|end|> (or <|endoftext|>). */
+        int keep = 0;
+        while (keep < n && (uint32_t)out[keep] != end && (uint32_t)out[keep] != eot)
+            keep++;
+        for (int i = 0; i < keep; i++)
+            ids[i] = (uint32_t)out[i];
+        dsk_buf_clear(&text);
+        rc = dsk_bpe_decode(&l->tok, ids, (size_t)keep, &text, err);
         if (!rc) {
             trim(&text);
             /* A model's bytes need not be UTF-8 (byte-level tokens):

@@ -64,7 +64,7 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
     slots = (size_t)slots > n ? (int)n : slots;
     int queue = 2 * slots;   /* room for the slots to be refilled from as answers end */
     dsk_engine_opts eo = {.slots = slots, .max_len = longest + o->max_tokens, .max_rows = slots > 64 ? slots : 64,
-                          .max_queue = queue, .spec_tokens = o->speculate, .spec_ngram = 3,
+                          .max_queue = queue, .spec_tokens = o->speculate, .spec_ngram = DSK_SPEC_NGRAM,
                           .spec_rows = DSK_SPEC_STEP_ROWS};
     dsk_engine *e = dsk_engine_start(m, &eo, err);
     if (!e)

@@ -79,6 +79,14 @@ static float *grow(float **buf, size_t *len, size_t n)
     return *buf;
 }
 
+/* A float32 product the row kernel takes: a few rows of A against a
+ * [N,K] weight, C = A W^T or C += A W^T.  Its rows get the bits each has
+ * alone, which decoding's batched steps rely on. */
+static int takes_row_kernel(int ta, int tb, int M, int K, float alpha, float beta)
+{
+    return !ta && tb && M >= 1 && M <= dsk_gemv_rows_max() && K > 0 && alpha == 1 && (beta == 0 || beta == 1);
+}
+
 static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                      const float *B, float beta, float *C)
 {
@@ -99,8 +107,7 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
             return;
         }
     }
-    if (!ta && tb && M >= 1 && M <= dsk_gemv_rows_max() && K > 0 && alpha == 1 && (beta == 0 || beta == 1) &&
-        be->gemm_dtype == DSK_DTYPE_FP32) {
+    if (be->gemm_dtype == DSK_DTYPE_FP32 && takes_row_kernel(ta, tb, M, K, alpha, beta)) {
         dsk_gemv_rows_f32(A, M, B, N, K, C, beta == 1);   /* a decoding step's rows */
         return;
     }
@@ -151,12 +158,11 @@ static void cpu_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const i
          * an expert's rows then get the same bits whatever other rows it
          * has (BLAS's gemv for one row and gemm for two differ), which
          * speculative decoding's drafts rely on. */
-        int rows_max = dsk_gemv_rows_max();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(be->threads)
         for (int g = 0; g < count; g++) {
             if (M[g] <= 0 || N[g] <= 0 || K[g] <= 0)
                 continue;
-            if (!ta && tb && M[g] <= rows_max && alpha == 1 && (beta == 0 || beta == 1))
+            if (takes_row_kernel(ta, tb, M[g], K[g], alpha, beta))
                 dsk_gemv_rows_f32(A[g], M[g], B[g], N[g], K[g], C[g], beta == 1);
             else
                 dsk_cpu_gemm_f32(ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);

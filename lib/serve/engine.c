@@ -236,14 +236,15 @@ static int share_prefix(dsk_engine *e, int i)
     return 0;
 }
 
-/* Speculative decoding: sequence i's draft (serve/lookup_draft.h), as
- * the rows after its own, from row n on, within *spare rows and within
- * what its answer and its cache have room for.  Returns the rows added. */
 /* Runs of one token guess badly: on the bench's model, sampled answers
  * took a quarter of such drafts and ran 10% slower than without drafts;
  * from two tokens on, drafts were taken 85% of the time and cost nothing
  * where they failed (unless --speculate-ngram is 1). */
 enum { SPEC_NGRAM_MIN = 2 };
+
+/* Speculative decoding: sequence i's draft (serve/lookup_draft.h), as
+ * the rows after its own, from row n on, within *spare rows and within
+ * what its answer and its cache have room for.  Returns the rows added. */
 static int offer_draft(dsk_engine *e, int i, int n, int *spare)
 {
     seq *s = &e->slot[i];
@@ -270,6 +271,8 @@ static int offer_draft(dsk_engine *e, int i, int n, int *spare)
     *spare -= nd;
     return nd;
 }
+
+static int is_stop(const seq *s, int32_t tok) { return tok == s->r.stop[0] || tok == s->r.stop[1]; }
 
 /* Sequence i's tokens, from its row row_seq_last[i]: that row's, then,
  * while each token drawn is the draft token fed after it, the next row's:
@@ -304,7 +307,7 @@ static void draw_tokens(dsk_engine *e, int i)
         if (s->r.logprobs)   /* two passes over the vocabulary */
             logprobs(logits, V, tok, s->r.top_logprobs, t);
         taken += j < nd && tok == draft[j];
-        if (tok == s->r.stop[0] || tok == s->r.stop[1])
+        if (is_stop(s, tok))
             break;
         if (s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok)) {
             t->id = -1;
@@ -336,9 +339,9 @@ static void deliver(dsk_engine *e, int i)
     seq *s = &e->slot[i];
     int m = e->n_drawn[i], nd = e->n_draft[i];
     if (nd > 0) {
-        e->spec_drafted += nd;
-        e->spec_accepted += e->n_accepted[i];
         int taken = e->n_accepted[i];
+        e->spec_drafted += nd;
+        e->spec_accepted += taken;
         s->draft_cap = taken == nd ? s->draft_cap + 2 : taken ? s->draft_cap - 1 : 1;
         s->draft_cap = s->draft_cap < 1 ? 1 : s->draft_cap > e->o.spec_tokens ? e->o.spec_tokens : s->draft_cap;
         s->draft_misses = taken ? 0 : s->draft_misses + 1;
@@ -353,7 +356,7 @@ static void deliver(dsk_engine *e, int i)
             retire(e, i, DSK_ENGINE_ERROR);
             return;
         }
-        if (tok == s->r.stop[0] || tok == s->r.stop[1]) {
+        if (is_stop(s, tok)) {
             out[t].end = 1;
             s->r.on_token(s->r.ctx, &out[t]);
             s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
@@ -376,7 +379,8 @@ static void deliver(dsk_engine *e, int i)
 }
 
 /* The running sequences' cached tokens, for the stats (a free slot's
- * kept prompt is spare room).  Under the lock, on the engine thread. */
+ * kept prompt is spare room).  Under the lock, on the engine thread,
+ * before each time it lets the lock go (the only times stats can read). */
 static void count_cached(dsk_engine *e)
 {
     e->cached = 0;
@@ -427,8 +431,8 @@ static void *run(void *arg)
                     dsk_token_counts_add(&e->counts[i], e->slot[i].prompt[j], 1);
         }
         /* One row per decoding sequence (and its draft's, while the step
-         * has room for them), then prompt chunks in the rows left. */
-        /* Drafts only in a step that reads no prompt: its rows stay within
+         * has room for them), then prompt chunks in the rows left.  Drafts
+         * only in a step that reads no prompt: its rows stay within
          * spec_rows, where the cpu backend's products give each row the
          * bits it has alone (and a prompt's first token comes sooner). */
         int n = 0, decoding = 0, prefilling = 0;
@@ -540,7 +544,6 @@ static void *run(void *arg)
             if (row >= 0)
                 deliver(e, i);
         }
-        count_cached(e);
     }
     /* Stopping: whatever is left ends as cancelled. */
     for (int i = 0; i < S; i++)

@@ -24,7 +24,7 @@ enum { DSK_ENGINE_MAX_TOP = 20, DSK_ENGINE_MAX_DRAFT = 64 };
  * products turn compute-bound), and up to 8 rows every product gives a
  * row the bits it has alone (AVX2 and up).  So a lone sequence takes at
  * most 7 draft tokens a step: the tools' --speculate limit. */
-enum { DSK_SPEC_STEP_ROWS = 8, DSK_SPEC_MAX = DSK_SPEC_STEP_ROWS - 1 };
+enum { DSK_SPEC_STEP_ROWS = 8, DSK_SPEC_MAX = DSK_SPEC_STEP_ROWS - 1, DSK_SPEC_NGRAM = 3 /* the tools' default */ };
 
 typedef struct dsk_engine_token {
     int32_t id;

@@ -988,7 +988,7 @@ dsk_server *dsk_server_start(const dsk_server_opts *o, dsk_err *err)
     s->o.max_queue = o->max_queue > 0 ? o->max_queue : 64;
     s->o.max_rows = o->max_rows >= s->o.max_batch ? o->max_rows : (s->o.max_batch > 64 ? s->o.max_batch : 64);
     s->o.max_body = o->max_body ? o->max_body : 1 << 20;
-    s->o.speculate_ngram = o->speculate_ngram > 0 ? o->speculate_ngram : 3;
+    s->o.speculate_ngram = o->speculate_ngram > 0 ? o->speculate_ngram : DSK_SPEC_NGRAM;
     s->o.max_connections = o->max_connections > 0 ? o->max_connections : 256;
     s->o.idle_timeout_s = o->idle_timeout_s > 0 ? o->idle_timeout_s : 60;
     s->o.timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
