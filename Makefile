@@ -67,6 +67,10 @@ $(BUILD)/lib/model/sample.o: lib/model/sample.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
 
+$(BUILD)/lib/ops/attn_decode.o: lib/ops/attn_decode.c lib/ops/attn_decode.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
+
 $(BUILD)/lib/quant/int4_matmul.o: lib/quant/int4_matmul.c lib/quant/int4.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@

@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/cpu.h"
+#include "core/err.h"
 #include "model/generate.h"
 #include "ops/fast_exp.h"
 
@@ -68,12 +70,115 @@ static int32_t draw(const float *p, const int *ix, int n, double sum, dsk_rng *r
     return ix ? ix[0] : 0;
 }
 
+/* The whole vocabulary is summed and drawn from in blocks: each block's
+ * mass in four partial sums (vector code, where one running sum is a
+ * chain of dependent adds, a few cycles each), then u found among the
+ * blocks and within its block.  At a vocabulary of 8k and 32 sequences a
+ * step that was most of the sampler's time. */
+enum { BLOCK = 128, STACK_BLOCKS = 2048 };
+
+static double block_sum(const float *p, int n)
+{
+    double part[4] = {0};
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int l = 0; l < 4; l++)
+            part[l] += p[k + l];
+    for (; k < n; k++)
+        part[k & 3] += p[k];
+    return (part[0] + part[2]) + (part[1] + part[3]);
+}
+
+/* The blocks' masses into bsum[], their total returned. */
+static double sum_blocks(const float *p, int V, double *bsum)
+{
+    double total = 0;
+    for (int b = 0; b * BLOCK < V; b++) {
+        int n = V - b * BLOCK < BLOCK ? V - b * BLOCK : BLOCK;
+        bsum[b] = block_sum(p + (size_t)b * BLOCK, n);
+        total += bsum[b];
+    }
+    return total;
+}
+
+static int32_t draw_blocks(const float *p, int V, const double *bsum, double total, dsk_rng *rng)
+{
+    double u = dsk_rng_uniform(rng) * total, acc = 0;
+    int nb = (V + BLOCK - 1) / BLOCK;
+    for (int b = 0; b < nb; b++) {
+        if (u < acc + bsum[b]) {
+            int lo = b * BLOCK, hi = V < lo + BLOCK ? V : lo + BLOCK;
+            for (int i = lo; i < hi; i++) {
+                acc += p[i];
+                if (u < acc)
+                    return i;
+            }
+            for (int i = hi - 1; i > lo; i--)   /* the block's own rounding: its last token with mass */
+                if (p[i] > 0)
+                    return i;
+            return lo;
+        }
+        acc += bsum[b];
+    }
+    for (int i = V - 1; i > 0; i--)   /* rounding left u at the very end: the last token with mass */
+        if (p[i] > 0)
+            return i;
+    return 0;
+}
+
+#if defined(__x86_64__)
+/* p[i] = exp((logits[i] - mx) * inv_t), 8 at a time: the scalar loop's bits. */
+__attribute__((target("avx2"))) static void exp_scaled_avx2(float *p, const float *logits, int V, float mx, float inv_t)
+{
+    __m256 m = _mm256_set1_ps(mx), it = _mm256_set1_ps(inv_t);
+    int i = 0;
+    for (; i + 8 <= V; i += 8)
+        _mm256_storeu_ps(p + i, dsk_fast_expf_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(logits + i), m), it)));
+    for (; i < V; i++)
+        p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+}
+#endif
+
+static void exp_scaled(float *p, const float *logits, int V, float mx, float inv_t)
+{
+#if defined(__x86_64__)
+    if (dsk_cpu_avx2_fma()) {
+        exp_scaled_avx2(p, logits, V, mx, inv_t);
+        return;
+    }
+#endif
+    for (int i = 0; i < V; i++)   /* vectorized (see KERNEL_CFLAGS) */
+        p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+}
+
+/* The first of the largest logits (NaN never is, unless it comes first):
+ * the largest value over eight lanes, which the compiler makes vector
+ * code of (one running maximum is a chain), then its first place. */
+static int first_max(const float *logits, int V)
+{
+    if (logits[0] != logits[0])
+        return 0;
+    float lane[8];
+    for (int l = 0; l < 8; l++)
+        lane[l] = logits[0];
+    int i = 0;
+    for (; i + 8 <= V; i += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] = logits[i + l] > lane[l] ? logits[i + l] : lane[l];
+    for (; i < V; i++)
+        lane[0] = logits[i] > lane[0] ? logits[i] : lane[0];
+    float mx = lane[0];
+    for (int l = 1; l < 8; l++)
+        mx = lane[l] > mx ? lane[l] : mx;
+    for (i = 0; i < V; i++)
+        if (logits[i] == mx)
+            return i;
+    return 0;
+}
+
 int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng, int *ix)
 {
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best])
-            best = i;
+    int best = first_max(logits, V);
     if (o->temperature <= 0)
         return best;
     /* Unnormalised probabilities at the temperature, in place. */
@@ -81,20 +186,27 @@ int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng
      * is NaN at the best token): the largest float, which is as greedy. */
     double inv = 1.0 / o->temperature;
     float *p = logits, mx = logits[best], inv_t = inv < FLT_MAX ? (float)inv : FLT_MAX;
-    for (int i = 0; i < V; i++)   /* vectorized (see KERNEL_CFLAGS) */
-        p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+    exp_scaled(p, logits, V, mx, inv_t);
     if (o->min_p > 0) {   /* no mass below min_p of the likeliest's: those tokens cannot be drawn */
         float floor_p = (float)(o->min_p * p[best]);
         for (int i = 0; i < V; i++)
             p[i] = p[i] >= floor_p ? p[i] : 0;
     }
-    double sum = 0;
-    for (int i = 0; i < V; i++)
-        sum += p[i];
+    double stack_bsum[STACK_BLOCKS], *bsum = stack_bsum;
+    int nb = (V + BLOCK - 1) / BLOCK;
+    if (nb > STACK_BLOCKS)
+        bsum = dsk_xmalloc((size_t)nb * sizeof *bsum);
+    double sum = sum_blocks(p, V, bsum);
     int k = o->top_k > 0 && o->top_k < V ? o->top_k : V;
     int nucleus = o->top_p > 0 && o->top_p < 1;
-    if (k == V && !nucleus)
-        return draw(p, NULL, V, sum, rng);
+    if (k == V && !nucleus) {
+        int32_t t = draw_blocks(p, V, bsum, sum, rng);
+        if (bsum != stack_bsum)
+            free(bsum);
+        return t;
+    }
+    if (bsum != stack_bsum)
+        free(bsum);
     int n = V;
     for (int i = 0; i < V; i++)
         ix[i] = i;

@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "ops/backend.h"
+#include "ops/attn_decode.h"
 #include "ops/cpu_kernels.h"
 #include "ops/half.h"
 #include "ops/gemv_rows.h"
@@ -227,6 +228,8 @@ static void cpu_attention_decode(dsk_backend *be, float *out, const float *q, co
                                  const dsk_attn_shape *s)
 {
     (void)be;
+    if (dsk_attn_decode_avx2(out, q, kc, vc, seq_stride, seq, pos, n, alpha, s) == 0)
+        return;
     dsk_cpu_attention_decode_f32(out, q, kc, vc, seq_stride, seq, pos, n, alpha, s);
 }
 static void cpu_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)

@@ -191,23 +191,35 @@ void KS(rope)(real *x, const int32_t *pos, const real *cos_sin, int n, int heads
 
 
 /* p[first..i] = softmax(scale * q . k_j) (the decoder's one-query path). */
+/* a . b over n: eight partial sums (element d into sum d % 8) added in a
+ * fixed tree, which the compiler makes vector code of; one running sum
+ * would be a chain of dependent adds, a few cycles each. */
+static inline real KS(dot8)(const real *a, const real *b, int n)
+{
+    real acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[d + l] * b[d + l];
+    for (; d < n; d++)
+        acc[d & 7] += a[d] * b[d];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride, int first, int i, int hd,
                          real scale)
 {
     real mx = -INFINITY;
     for (int j = first; j <= i; j++) {
-        const real *kj = k + (size_t)j * k_stride;
-        real s = 0;
-        for (int d = 0; d < hd; d++)
-            s += qi[d] * kj[d];
-        s *= scale;
+        real s = KS(dot8)(qi, k + (size_t)j * k_stride, hd) * scale;
         p[j] = s;
         if (s > mx)
             mx = s;
     }
     real sum = 0;
     for (int j = first; j <= i; j++) {
-        p[j] = exp(p[j] - mx);
+        p[j] = KERNEL_EXP(p[j] - mx);
         sum += p[j];
     }
     for (int j = first; j <= i; j++)
@@ -439,6 +451,8 @@ void KS(attention_decode)(real *out, const real *q, const real *k_cache, const r
 #pragma omp parallel PAR_IF(work)
     {
         real *p = malloc((size_t)max_keys * sizeof *p);
+        /* the head's output summed here, where no store to it can alias the cache */
+        real *restrict acc = malloc((size_t)hd * sizeof *acc);
 #pragma omp for collapse(2) schedule(static)
         for (int r = 0; r < n; r++) {
             for (int h = 0; h < H; h++) {
@@ -446,22 +460,26 @@ void KS(attention_decode)(real *out, const real *q, const real *k_cache, const r
                 const real *qh = q + ((size_t)r * H + h) * hd;
                 const real *kb = k_cache + (size_t)seq[r] * seq_stride + (size_t)(h / group) * hd;
                 const real *vb = v_cache + (size_t)seq[r] * seq_stride + (size_t)(h / group) * hd;
-                real *oh = out + ((size_t)r * H + h) * hd;
                 for (int d = 0; d < hd; d++)
-                    oh[d] = 0;
+                    acc[d] = 0;
                 for (int part = 0; part < 2; part++) {
                     if (part == 0 ? !use_g : !use_l)
                         continue;
                     int first = dsk_attn_first(i, i, part == 1, s->window);
                     real wgt = part == 0 ? a : 1 - a;
                     KS(attn_row)(p, qh, kb, ks, first, i, hd, scale);
-                    for (int j = first; j <= i; j++)
+                    for (int j = first; j <= i; j++) {
+                        real w = wgt * p[j];
+                        const real *vj = vb + (size_t)j * ks;
                         for (int d = 0; d < hd; d++)
-                            oh[d] += wgt * p[j] * vb[(size_t)j * ks + d];
+                            acc[d] += w * vj[d];
+                    }
                 }
+                memcpy(out + ((size_t)r * H + h) * hd, acc, (size_t)hd * sizeof *acc);
             }
         }
         free(p);
+        free(acc);
     }
 }
 

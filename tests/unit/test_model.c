@@ -524,6 +524,62 @@ TEST(sampler_draws_the_exact_distribution)
     }
 }
 
+/* Vocabularies of many blocks of the sampler's sums (the last one part
+ * full, and one past what it keeps on the stack): the mass on a few
+ * tokens spread over the blocks, drawn in proportion; greedy picks the
+ * first of tied maxima and skips NaN unless it comes first. */
+TEST(sampler_blocks_and_first_max)
+{
+    static const int sizes[] = {1000, 300007};
+    static const int at[] = {0, 5, 127, 128, 257, 511, 640, 767, 900, 999};
+    enum { NT = sizeof at / sizeof *at, N = 40000 };
+    dsk_rng r;
+    dsk_rng_seed(&r, 11);
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int nv = sizes[si];
+        float *base = malloc((size_t)nv * sizeof *base), *l = malloc((size_t)nv * sizeof *l);
+        int *scratch = malloc((size_t)nv * sizeof *scratch);
+        double z = 0, want[NT];
+        for (int i = 0; i < nv; i++)
+            base[i] = -200;
+        for (int t = 0; t < NT; t++) {
+            int where = si ? at[t] * 300 : at[t];
+            base[where] = (float)(0.3 * t);
+            z += exp(0.3 * t);
+        }
+        for (int t = 0; t < NT; t++)
+            want[t] = exp(0.3 * t) / z;
+        double freq[NT] = {0};
+        int outside = 0;
+        dsk_sampler_opts o = {1.0, 0, 1, 0};
+        for (int d = 0; d < N; d++) {
+            memcpy(l, base, (size_t)nv * sizeof *l);
+            int tok = dsk_sample(l, nv, &o, &r, scratch), hit = -1;
+            for (int t = 0; t < NT; t++)
+                hit = tok == (si ? at[t] * 300 : at[t]) ? t : hit;
+            if (hit < 0)
+                outside++;
+            else
+                freq[hit] += 1.0 / N;
+        }
+        double worst = 0;
+        for (int t = 0; t < NT; t++)
+            worst = fmax(worst, fabs(freq[t] - want[t]));
+        CHECK(outside == 0);
+        CHECK(worst < 0.012);
+        /* greedy: the first of two equal maxima */
+        memcpy(l, base, (size_t)nv * sizeof *l);
+        l[nv - 1] = l[nv - 2] = 50;
+        dsk_sampler_opts greedy = {0, 0, 1, 0};
+        CHECK(dsk_sample(l, nv, &greedy, &r, scratch) == nv - 2);
+        l[nv / 2] = NAN;
+        CHECK(dsk_sample(l, nv, &greedy, &r, scratch) == nv - 2);
+        l[0] = NAN;
+        CHECK(dsk_sample(l, nv, &greedy, &r, scratch) == 0);
+        free(base), free(l), free(scratch);
+    }
+}
+
 /* A temperature whose inverse is past float's range picks the best token
  * (its probability was 0 x inf = NaN: any token came out). */
 TEST(sampler_tiny_temperature_is_greedy)
@@ -545,7 +601,7 @@ TEST(sampler_tiny_temperature_is_greedy)
             }
 }
 
-RUN_TESTS(T(sampler_draws_the_exact_distribution), T(sampler_tiny_temperature_is_greedy), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
+RUN_TESTS(T(sampler_draws_the_exact_distribution), T(sampler_blocks_and_first_max), T(sampler_tiny_temperature_is_greedy), T(gradients_hybrid_local_global_tied), T(overfits_one_batch),
           T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
           T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
           T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(head_chunk_rows),

@@ -3,10 +3,13 @@
  * source), and the float build against the double one. */
 #include <omp.h>
 
-#include "ops/cpu_kernels.h"
-#include "ops/gemv_rows.h"
+#include "core/cpu.h"
 #include "core/rng.h"
+#include "ops/attn_decode.h"
 #include "ops/backend.h"
+#include "ops/cpu_kernels.h"
+#include "ops/fast_exp.h"
+#include "ops/gemv_rows.h"
 #include "test.h"
 
 static dsk_rng rng;
@@ -662,6 +665,102 @@ TEST(float_exp_is_accurate)
     CHECK(isnan(out[0]));
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void avx2_exp_store(float *out, const float *in)
+{
+    _mm256_storeu_ps(out, dsk_fast_expf_avx2(_mm256_loadu_ps(in)));
+}
+#endif
+
+/* ---- decoding attention with AVX2 ------------------------------------------------------------- */
+
+/* dsk_attn_decode_avx2 against the double build of the portable kernel,
+ * for every mask and a few head layouts (GQA, heads of 8 to 128, rows at
+ * positions 0 to 150: fewer keys than one block of four, and enough work
+ * for threads); each row's output the same bits alone as in the step,
+ * and at one thread as at two. */
+TEST(attn_decode_avx2_matches_double_and_keeps_row_bits)
+{
+    if (!dsk_cpu_avx2_fma()) {
+        printf("# no AVX2 and FMA here: nothing to check\n");
+        return;
+    }
+    static const int shapes[][3] = {{8, 4, 32}, {4, 4, 8}, {6, 2, 40}, {2, 1, 128}};
+    enum { S = 3, L = 160, N = 7 };
+    static const int32_t pos[N] = {0, 1, 2, 3, 9, 150, 17}, seq[N] = {0, 1, 2, 0, 1, 2, 0};
+    double worst = 0;
+    int differ = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int H = shapes[si][0], KV = shapes[si][1], hd = shapes[si][2];
+        size_t stride = (size_t)L * KV * hd, nc = S * stride, nq = (size_t)N * H * hd;
+        float *kc = malloc(nc * sizeof *kc), *vc = malloc(nc * sizeof *vc), *q = malloc(nq * sizeof *q);
+        double *kd = malloc(nc * sizeof *kd), *vd = malloc(nc * sizeof *vd), *qd = malloc(nq * sizeof *qd);
+        float *out = malloc(nq * sizeof *out), *out1 = malloc(nq * sizeof *out1), *alone = malloc(nq * sizeof *alone);
+        double *ref = malloc(nq * sizeof *ref);
+        for (size_t i = 0; i < nc; i++) {
+            kd[i] = kc[i] = (float)dsk_rng_normal(&rng);
+            vd[i] = vc[i] = (float)dsk_rng_normal(&rng);
+        }
+        for (size_t i = 0; i < nq; i++)
+            qd[i] = q[i] = (float)(2 * dsk_rng_normal(&rng));
+        for (int kind = 0; kind < 3; kind++) {
+            dsk_attn_shape sh = {1, 1, H, KV, hd, kind, 5};
+            float alpha = 0.3f;
+            double alpha_d = alpha;
+            CHECK(dsk_attn_decode_avx2(out, q, kc, vc, stride, seq, pos, N, &alpha, &sh) == 0);
+            dsk_cpu_attention_decode_f64(ref, qd, kd, vd, stride, seq, pos, N, &alpha_d, &sh);
+            for (size_t i = 0; i < nq; i++)
+                worst = fmax(worst, fabs(out[i] - ref[i]) / (1 + fabs(ref[i])));
+            for (int r = 0; r < N; r++) {
+                size_t at = (size_t)r * H * hd;
+                dsk_attn_decode_avx2(alone + at, q + at, kc, vc, stride, seq + r, pos + r, 1, &alpha, &sh);
+            }
+            int threads = omp_get_max_threads();
+            omp_set_num_threads(1);
+            dsk_attn_decode_avx2(out1, q, kc, vc, stride, seq, pos, N, &alpha, &sh);
+            omp_set_num_threads(threads);
+            differ += memcmp(out, alone, nq * sizeof *out) != 0;
+            differ += memcmp(out, out1, nq * sizeof *out) != 0;
+        }
+        free(kc), free(vc), free(q), free(kd), free(vd), free(qd), free(out), free(out1), free(alone), free(ref);
+    }
+    printf("# worst relative error against double %.3g\n", worst);
+    CHECK(worst < 2e-6);
+    CHECK(differ == 0);
+    /* what it leaves to the portable kernel */
+    float x = 0;
+    int32_t zero = 0;
+    dsk_attn_shape odd = {1, 1, 2, 1, 12, 0, 0}, many = {1, 1, 128, 128, 8, 0, 0};
+    CHECK(dsk_attn_decode_avx2(&x, &x, &x, &x, 0, &zero, &zero, 1, &x, &odd) == -1);
+    CHECK(dsk_attn_decode_avx2(&x, &x, &x, &x, 0, &zero, &zero, 1, &x, &many) == -1);
+}
+
+/* The 8-lane exp gives dsk_fast_expf's bits on every input tried: the
+ * clamps, both signs of rounding, infinities and NaN. */
+TEST(fast_expf_avx2_is_the_scalar_bit_for_bit)
+{
+#if defined(__x86_64__)
+    if (!dsk_cpu_avx2_fma()) {
+        printf("# no AVX2 here: nothing to check\n");
+        return;
+    }
+    enum { N = 4096 };
+    static float x[N], got[N];
+    for (int i = 0; i < N - 8; i++)
+        x[i] = (float)(200 * dsk_rng_uniform(&rng) - 100) * (i % 3 ? 1.0f : 0.01f);
+    float special[8] = {INFINITY, -INFINITY, NAN, -87.3f, 88.3f, 0.0f, -0.0f, 0.5f * 0.69314718f};
+    memcpy(x + N - 8, special, sizeof special);
+    for (int i = 0; i < N; i += 8)
+        avx2_exp_store(got + i, x + i);
+    int differ = 0;
+    for (int i = 0; i < N; i++) {
+        float want = dsk_fast_expf(x[i]);
+        differ += isnan(want) ? !isnan(got[i]) : test_bits_of(want) != test_bits_of(got[i]);
+    }
+    CHECK(differ == 0);
+#endif
+}
+
 TEST(sumsq_is_exact_and_blocked)
 {
     size_t n = 10000;
@@ -683,6 +782,7 @@ int main(void)
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
         T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(gemv_rows_row_bits_independent_of_batch), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
-        T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(sumsq_is_exact_and_blocked)};
+        T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(attn_decode_avx2_matches_double_and_keeps_row_bits),
+        T(fast_expf_avx2_is_the_scalar_bit_for_bit), T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
