@@ -67,7 +67,7 @@ $(BUILD)/lib/model/sample.o: lib/model/sample.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
 
-$(BUILD)/lib/ops/attn_decode.o: lib/ops/attn_decode.c lib/ops/attn_decode.h
+$(BUILD)/lib/ops/attn_decode.o $(BUILD)/lib/ops/swiglu_avx2.o: $(BUILD)/lib/ops/%.o: lib/ops/%.c lib/ops/%.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(KERNEL_CFLAGS) -c $< -o $@
 

@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "ops/backend.h"
 #include "ops/attn_decode.h"
+#include "ops/backend.h"
 #include "ops/cpu_kernels.h"
-#include "ops/half.h"
 #include "ops/gemv_rows.h"
+#include "ops/half.h"
+#include "ops/swiglu_avx2.h"
 #include "quant/int4.h"
 
 static void *cpu_alloc(dsk_backend *be, size_t bytes)
@@ -235,13 +236,15 @@ static void cpu_attention_decode(dsk_backend *be, float *out, const float *q, co
 static void cpu_swiglu_fwd(dsk_backend *be, float *out, const float *g, const float *u, size_t n)
 {
     (void)be;
-    dsk_cpu_swiglu_fwd_f32(out, g, u, n);
+    if (dsk_swiglu_fwd_avx2(out, g, u, n) != 0)
+        dsk_cpu_swiglu_fwd_f32(out, g, u, n);
 }
 static void cpu_swiglu_bwd(dsk_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u,
                            size_t n)
 {
     (void)be;
-    dsk_cpu_swiglu_bwd_f32(dg, du, dout, g, u, n);
+    if (dsk_swiglu_bwd_avx2(dg, du, dout, g, u, n) != 0)
+        dsk_cpu_swiglu_bwd_f32(dg, du, dout, g, u, n);
 }
 static void cpu_softmax_xent(dsk_backend *be, float *loss, float *logits, const int32_t *targets,
                              const float *weight, int n, int V, float grad_scale)

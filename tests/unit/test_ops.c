@@ -10,6 +10,7 @@
 #include "ops/cpu_kernels.h"
 #include "ops/fast_exp.h"
 #include "ops/gemv_rows.h"
+#include "ops/swiglu_avx2.h"
 #include "test.h"
 
 static dsk_rng rng;
@@ -761,6 +762,39 @@ TEST(fast_expf_avx2_is_the_scalar_bit_for_bit)
 #endif
 }
 
+/* SwiGLU with AVX2 gives the portable kernels' bits, forward and
+ * backward, past the last whole vector and with threads (n 13 and 5003):
+ * large, tiny, signed zero, infinite and NaN gates included. */
+TEST(swiglu_avx2_is_the_portable_bit_for_bit)
+{
+    static const size_t sizes[] = {13, 5003};
+    int differ = 0;
+    for (size_t si = 0; si < 2; si++) {
+        size_t n = sizes[si];
+        float *g = malloc(n * sizeof *g), *u = malloc(n * sizeof *u), *d = malloc(n * sizeof *d);
+        float *a = malloc(4 * n * sizeof *a), *b = malloc(4 * n * sizeof *b);
+        for (size_t i = 0; i < n; i++) {
+            g[i] = (float)(8 * dsk_rng_normal(&rng));
+            u[i] = (float)dsk_rng_normal(&rng);
+            d[i] = (float)dsk_rng_normal(&rng);
+        }
+        float special[] = {100, -100, 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f};
+        memcpy(g + n - 8, special, sizeof special);
+        if (dsk_swiglu_fwd_avx2(a, g, u, n) != 0) {
+            printf("# no AVX2 here: nothing to check\n");
+            free(g), free(u), free(d), free(a), free(b);
+            return;
+        }
+        dsk_cpu_swiglu_fwd_f32(b, g, u, n);
+        CHECK(dsk_swiglu_bwd_avx2(a + n, a + 2 * n, d, g, u, n) == 0);
+        dsk_cpu_swiglu_bwd_f32(b + n, b + 2 * n, d, g, u, n);
+        for (size_t i = 0; i < 3 * n; i++)
+            differ += isnan(b[i]) ? !isnan(a[i]) : test_bits_of(a[i]) != test_bits_of(b[i]);
+        free(g), free(u), free(d), free(a), free(b);
+    }
+    CHECK(differ == 0);
+}
+
 TEST(sumsq_is_exact_and_blocked)
 {
     size_t n = 10000;
@@ -783,6 +817,7 @@ int main(void)
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
         T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(gemv_rows_row_bits_independent_of_batch), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(attn_decode_avx2_matches_double_and_keeps_row_bits),
-        T(fast_expf_avx2_is_the_scalar_bit_for_bit), T(sumsq_is_exact_and_blocked)};
+        T(fast_expf_avx2_is_the_scalar_bit_for_bit), T(swiglu_avx2_is_the_portable_bit_for_bit),
+        T(sumsq_is_exact_and_blocked)};
     return run_tests(cases, sizeof cases / sizeof cases[0]);
 }
