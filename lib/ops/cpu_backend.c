@@ -11,6 +11,7 @@
 #include "ops/attn_decode.h"
 #include "ops/backend.h"
 #include "ops/cpu_kernels.h"
+#include "ops/gemm_packed.h"
 #include "ops/gemv_rows.h"
 #include "ops/half.h"
 #include "ops/swiglu_avx2.h"
@@ -39,6 +40,13 @@ typedef struct cpu_backend {
         const dsk_q4_linear *q;
     } *int4;
     int n_int4, cap_int4;
+    /* frozen weights' panels (cpu_freeze_weight), sorted by W */
+    struct packed_weight {
+        const float *W;
+        dsk_packed_weight p;
+    } *packed;
+    int n_packed, cap_packed;
+    size_t packed_bytes;
     float *tmp;
     size_t tmp_len;
     /* gemm_dtype bf16 / fp16: the operands rounded through the type,
@@ -68,6 +76,54 @@ static void cpu_register_int4(dsk_backend *be, const float *W, const void *int4)
     cb->int4[cb->n_int4].W = W;
     cb->int4[cb->n_int4++].q = int4;
     qsort(cb->int4, (size_t)cb->n_int4, sizeof *cb->int4, by_weight);
+}
+
+static int by_packed(const void *a, const void *b)
+{
+    const float *x = ((const struct packed_weight *)a)->W, *y = ((const struct packed_weight *)b)->W;
+    return x < y ? -1 : x > y;
+}
+
+/* The panels cost as much memory as the weights again: a checkpoint's
+ * matrices are laid out while they total at most this much (decoding
+ * bigger models is bound by memory bandwidth, where the layout gains
+ * little), and none when DSK_NO_PACKED is set (for comparisons). */
+#define PACKED_BUDGET ((size_t)1 << 30)
+
+static void cpu_freeze_weight(dsk_backend *be, const float *W, int N, int K)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const char *off = getenv("DSK_NO_PACKED");
+    size_t bytes = dsk_packed_bytes(N, K);
+    if ((off && *off && strcmp(off, "0")) || !dsk_packed_available() || cb->packed_bytes + bytes > PACKED_BUDGET)
+        return;
+    struct packed_weight key = {W, {0}};
+    if (cb->n_packed && bsearch(&key, cb->packed, (size_t)cb->n_packed, sizeof key, by_packed))
+        return;
+    if (cb->n_packed == cb->cap_packed) {
+        cb->cap_packed = cb->cap_packed ? 2 * cb->cap_packed : 64;
+        cb->packed = dsk_xrealloc(cb->packed, (size_t)cb->cap_packed * sizeof *cb->packed);
+    }
+    struct packed_weight *w = &cb->packed[cb->n_packed];
+    w->W = W;
+    if (!dsk_packed_make(&w->p, W, N, K))
+        return;
+    cb->n_packed++;
+    cb->packed_bytes += bytes;
+    qsort(cb->packed, (size_t)cb->n_packed, sizeof *cb->packed, by_packed);
+}
+
+/* B's panels when B is a frozen [N,K] weight and the product is one they
+ * serve: A Bᵀ (or added to C) of at most DSK_PACKED_MAX_ROWS rows. */
+static const dsk_packed_weight *packed_for(const cpu_backend *cb, int ta, int tb, int M, int N, int K, float alpha,
+                                           const float *B, float beta)
+{
+    if (!cb->n_packed || ta || !tb || M < 1 || M > DSK_PACKED_MAX_ROWS || alpha != 1 || (beta != 0 && beta != 1) ||
+        cb->be.gemm_dtype != DSK_DTYPE_FP32)
+        return NULL;
+    struct packed_weight key = {B, {0}};
+    const struct packed_weight *w = bsearch(&key, cb->packed, (size_t)cb->n_packed, sizeof key, by_packed);
+    return w && w->p.N == N && w->p.K == K ? &w->p : NULL;
 }
 
 /* *buf with room for n floats (its old contents are not kept). */
@@ -108,6 +164,11 @@ static void cpu_gemm(dsk_backend *be, int ta, int tb, int M, int N, int K, float
                 C[i] = cb->tmp[i] + beta * C[i];
             return;
         }
+    }
+    const dsk_packed_weight *pw = packed_for(cb, ta, tb, M, N, K, alpha, B, beta);
+    if (pw) {
+        dsk_packed_gemm(pw, A, M, C, beta == 1);   /* a decoding step's rows, a loaded checkpoint's weight */
+        return;
     }
     if (be->gemm_dtype == DSK_DTYPE_FP32 && takes_row_kernel(ta, tb, M, K, alpha, beta)) {
         dsk_gemv_rows_f32(A, M, B, N, K, C, beta == 1);   /* a decoding step's rows */
@@ -164,7 +225,10 @@ static void cpu_gemm_grouped(dsk_backend *be, int ta, int tb, int count, const i
         for (int g = 0; g < count; g++) {
             if (M[g] <= 0 || N[g] <= 0 || K[g] <= 0)
                 continue;
-            if (takes_row_kernel(ta, tb, M[g], K[g], alpha, beta))
+            const dsk_packed_weight *pw = packed_for(cb, ta, tb, M[g], N[g], K[g], alpha, B[g], beta);
+            if (pw)
+                dsk_packed_gemm(pw, A[g], M[g], C[g], beta == 1);
+            else if (takes_row_kernel(ta, tb, M[g], K[g], alpha, beta))
                 dsk_gemv_rows_f32(A[g], M[g], B[g], N[g], K[g], C[g], beta == 1);
             else
                 dsk_cpu_gemm_f32(ta, tb, M[g], N[g], K[g], alpha, A[g], B[g], beta, C[g]);
@@ -376,6 +440,9 @@ static void cpu_destroy(dsk_backend *be)
 {
     cpu_backend *cb = (cpu_backend *)be;
     free(cb->int4);
+    for (int i = 0; i < cb->n_packed; i++)
+        dsk_packed_free(&cb->packed[i].p);
+    free(cb->packed);
     free(cb->tmp);
     free(cb->round_a);
     free(cb->round_b);
@@ -404,6 +471,7 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->gemm_add = cpu_gemm_add;
     be->gemm_grouped = cpu_gemm_grouped;
     be->register_int4 = cpu_register_int4;
+    be->freeze_weight = cpu_freeze_weight;
     be->add = cpu_add;
     be->scale = cpu_scale;
     be->sumsq = cpu_sumsq;

@@ -9,6 +9,7 @@
 #include "ops/backend.h"
 #include "ops/cpu_kernels.h"
 #include "ops/fast_exp.h"
+#include "ops/gemm_packed.h"
 #include "ops/gemv_rows.h"
 #include "ops/swiglu_avx2.h"
 #include "test.h"
@@ -519,6 +520,102 @@ TEST(backend_small_products_equal_gemm)
     be->destroy(be);
 }
 
+/* The packed panels against double for every row count the backend gives
+ * them (a tail panel of 3 rows, K not a multiple of 16, chunks of rows
+ * from 1 to 12), added to Y or not; a row's bits the same alone, in any
+ * batch and at one thread. */
+TEST(packed_gemm_matches_double_and_keeps_row_bits)
+{
+    enum { N = 67, K = 203, MAXM = DSK_PACKED_MAX_ROWS };
+    float *w = malloc((size_t)N * K * sizeof *w), *x = malloc((size_t)MAXM * K * sizeof *x);
+    float *y = malloc((size_t)MAXM * N * sizeof *y), *y1 = malloc((size_t)MAXM * N * sizeof *y1);
+    float *alone = malloc((size_t)N * sizeof *alone), *y0 = malloc((size_t)MAXM * N * sizeof *y0);
+    for (int i = 0; i < N * K; i++)
+        w[i] = (float)dsk_rng_normal(&rng);
+    for (int i = 0; i < MAXM * K; i++)
+        x[i] = (float)dsk_rng_normal(&rng);
+    for (int i = 0; i < MAXM * N; i++)
+        y0[i] = (float)dsk_rng_normal(&rng);
+    dsk_packed_weight p;
+    if (!dsk_packed_make(&p, w, N, K)) {
+        printf("# no AVX-512 here: nothing to check\n");
+        CHECK(!dsk_packed_available() && p.panels == NULL);
+        free(w), free(x), free(y), free(y1), free(alone), free(y0);
+        return;
+    }
+    double worst = 0;
+    int differ = 0, threads = omp_get_max_threads();
+    for (int M = 1; M <= MAXM; M++)
+        for (int acc = 0; acc < 2; acc++) {
+            memcpy(y, y0, (size_t)M * N * sizeof *y);
+            dsk_packed_gemm(&p, x, M, y, acc);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double want = acc ? y0[(size_t)m * N + n] : 0;
+                    for (int k = 0; k < K; k++)
+                        want += (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+                    worst = fmax(worst, fabs(y[(size_t)m * N + n] - want) / (1 + fabs(want)));
+                }
+            for (int m = 0; m < M; m++) {
+                memcpy(alone, y0 + (size_t)m * N, (size_t)N * sizeof *alone);
+                dsk_packed_gemm(&p, x + (size_t)m * K, 1, alone, acc);
+                differ += memcmp(alone, y + (size_t)m * N, (size_t)N * sizeof *alone) != 0;
+            }
+            omp_set_num_threads(1);
+            memcpy(y1, y0, (size_t)M * N * sizeof *y1);
+            dsk_packed_gemm(&p, x, M, y1, acc);
+            omp_set_num_threads(threads);
+            differ += memcmp(y1, y, (size_t)M * N * sizeof *y) != 0;
+        }
+    printf("# worst relative error against double %.3g\n", worst);
+    CHECK(worst < 1e-5);
+    CHECK(differ == 0);
+    dsk_packed_free(&p);
+    free(w), free(x), free(y), free(y1), free(alone), free(y0);
+}
+
+/* A frozen weight's products of up to DSK_PACKED_MAX_ROWS rows go to its
+ * panels (the packed kernel's bits, through gemm and through
+ * gemm_grouped); more rows, another operand, or a weight not frozen go
+ * elsewhere (BLAS's bits for the last). */
+TEST(backend_frozen_weights_take_the_panels)
+{
+    if (!dsk_packed_available()) {
+        printf("# no AVX-512 here: nothing to check\n");
+        return;
+    }
+    enum { N = 40, K = 33, M = 20, BIG = DSK_PACKED_MAX_ROWS + 1 };
+    dsk_backend *be = dsk_backend_cpu(2);
+    float *w = malloc((size_t)N * K * sizeof *w), *w2 = malloc((size_t)N * K * sizeof *w2);
+    float *x = malloc((size_t)BIG * K * sizeof *x), *y = malloc((size_t)BIG * N * sizeof *y);
+    float *want = malloc((size_t)BIG * N * sizeof *want);
+    for (int i = 0; i < N * K; i++)
+        w[i] = w2[i] = (float)dsk_rng_normal(&rng);
+    for (int i = 0; i < BIG * K; i++)
+        x[i] = (float)dsk_rng_normal(&rng);
+    be->freeze_weight(be, w, N, K);
+    dsk_packed_weight p;
+    CHECK(dsk_packed_make(&p, w, N, K));
+    dsk_packed_gemm(&p, x, M, want, 0);
+    be->gemm(be, 0, 1, M, N, K, 1, x, w, 0, y);
+    CHECK(memcmp(y, want, (size_t)M * N * sizeof *y) == 0);
+    const float *A[2] = {x, x + (size_t)3 * K}, *B[2] = {w, w};
+    float *C[2] = {y, y + (size_t)3 * N};
+    int Ms[2] = {3, 5}, Ns[2] = {N, N}, Ks[2] = {K, K};
+    be->gemm_grouped(be, 0, 1, 2, Ms, Ns, Ks, 1, A, B, 0, C);
+    CHECK(memcmp(y, want, (size_t)8 * N * sizeof *y) == 0);
+    /* the same values not frozen: the row kernel, other bits */
+    be->gemm(be, 0, 1, M, N, K, 1, x, w2, 0, y);
+    CHECK(memcmp(y, want, (size_t)M * N * sizeof *y) != 0);
+    /* past the panels' rows: BLAS */
+    be->gemm(be, 0, 1, BIG, N, K, 1, x, w, 0, y);
+    dsk_cpu_gemm_f32(0, 1, BIG, N, K, 1, x, w, 0, want);
+    CHECK(memcmp(y, want, (size_t)BIG * N * sizeof *y) == 0);
+    dsk_packed_free(&p);
+    be->destroy(be);
+    free(w), free(w2), free(x), free(y), free(want);
+}
+
 TEST(gemm_grouped_small_groups) { check_grouped(0); }
 TEST(gemm_grouped_big_groups) { check_grouped(1); }
 
@@ -815,7 +912,8 @@ int main(void)
         T(rmsnorm_gradients), T(rope_gradients_and_convention), T(attention_global_gradients),
         T(attention_local_gradients), T(attention_hybrid_gradients), T(attention_float_matches_double),
         T(swiglu_gradients), T(softmax_xent_gradients), T(embedding_gradients), T(gemm_every_transpose),
-        T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(gemv_rows_row_bits_independent_of_batch), T(backend_small_products_equal_gemm), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
+        T(gemm_add_is_copy_and_accumulate), T(gemv_rows_matches_double), T(gemv_rows_row_bits_independent_of_batch), T(backend_small_products_equal_gemm), T(packed_gemm_matches_double_and_keeps_row_bits),
+        T(backend_frozen_weights_take_the_panels), T(gemm_grouped_small_groups), T(gemm_grouped_big_groups), T(adamw_matches_the_formula), T(moe_route_softmax_gradients), T(moe_route_sigmoid_gradients),
         T(moe_combine_and_scatter_gradients), T(moe_dispatch_capacity_and_layout), T(float_exp_is_accurate), T(attn_decode_avx2_matches_double_and_keeps_row_bits),
         T(fast_expf_avx2_is_the_scalar_bit_for_bit), T(swiglu_avx2_is_the_portable_bit_for_bit),
         T(sumsq_is_exact_and_blocked)};
