@@ -152,6 +152,7 @@ static void load(dsk_loaded *l, const char *path, const eval_cli *c)
     dsk_err err = {0};
     if (dsk_load_checkpoint(l, path, c->backend ? c->backend : dsk_backend_default(), c->threads, &err))
         dsk_die_err(&err);
+    dsk_loaded_freeze(l);
 }
 
 static void add_str(struct json_object *o, const char *k, const char *v)

@@ -125,7 +125,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "dsk-serve: loading %s on http://%s:%d/\n", argv[optind], o.host ? o.host : "127.0.0.1",
             dsk_server_port(s));
     dsk_loaded l;
-    if (dsk_load_checkpoint(&l, argv[optind], device ? device : dsk_backend_default(), threads, &err) || dsk_server_ready(s, &l, &err)) {
+    int rc = dsk_load_checkpoint(&l, argv[optind], device ? device : dsk_backend_default(), threads, &err);
+    if (!rc) {
+        dsk_loaded_freeze(&l);   /* served weights change no more */
+        rc = dsk_server_ready(s, &l, &err);
+    }
+    if (rc) {
         dsk_server_stop(s, 0);
         dsk_die_err(&err);
     }

@@ -68,15 +68,17 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
         else
             rc = dsk_checkpoint_load_weights(l->dir, l->model, err);
         l->quantized = quantized > 0;
-        /* The weights change no more: the backend may lay its matrices
-         * out for decoding's products (cpu: up to 1 GiB of panels). */
-        for (size_t i = 0; !rc && l->be->freeze_weight && i < l->model->n_tensors; i++) {
-            const dsk_tensor_info *t = &l->model->tensors[i];
-            if (t->ndim == 2)
-                l->be->freeze_weight(l->be, l->model->params + t->offset, (int)t->shape[0], (int)t->shape[1]);
-        }
     }
     return rc;
+}
+
+void dsk_loaded_freeze(dsk_loaded *l)
+{
+    for (size_t i = 0; l->be->freeze_weight && i < l->model->n_tensors; i++) {
+        const dsk_tensor_info *t = &l->model->tensors[i];
+        if (t->ndim == 2)
+            l->be->freeze_weight(l->be, l->model->params + t->offset, (int)t->shape[0], (int)t->shape[1]);
+    }
 }
 
 void dsk_loaded_free(dsk_loaded *l)

@@ -22,6 +22,11 @@ typedef struct dsk_loaded {
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err);
 void dsk_loaded_free(dsk_loaded *l);
+/* The model's weights will not change from now on (dsk-eval, dsk-serve;
+ * not dsk-quant, which rewrites them): the backend may keep its matrices
+ * laid out for decoding's products as well (backend.h's freeze_weight;
+ * cpu: up to 1 GiB of panels). */
+void dsk_loaded_freeze(dsk_loaded *l);
 
 typedef struct dsk_ppl_result {
     double nats, tokens, bytes;   /* summed over the evaluated targets */

@@ -110,7 +110,7 @@ struct dsk_backend {
      * until the backend is destroyed (a loaded checkpoint's weight, in
      * dsk-eval and dsk-serve).  The backend may keep a copy laid out for
      * products A·Wᵀ of a few rows (cpu: gemm_packed.h's panels, on CPUs
-     * with AVX-512, for up to DSK_PACKED_MAX_ROWS rows). */
+     * with AVX2, for up to DSK_PACKED_MAX_ROWS rows). */
     void (*freeze_weight)(dsk_backend *be, const float *W, int N, int K);
     void (*add)(dsk_backend *be, float *y, const float *x, size_t n);   /* y += x */
     void (*scale)(dsk_backend *be, float *x, size_t n, float s);

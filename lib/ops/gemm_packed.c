@@ -15,7 +15,7 @@ enum { PANEL = 32, MAX_R = 12 };
 /* Threads pay for their wake-up past this many multiply-adds (as gemv_rows.c). */
 #define PAR_MIN_MADDS 262144.0
 
-int dsk_packed_available(void) { return dsk_cpu_avx512f(); }
+int dsk_packed_available(void) { return dsk_cpu_avx2_fma(); }
 
 size_t dsk_packed_bytes(int N, int K) { return (size_t)(N + PANEL - 1) / PANEL * K * PANEL * sizeof(float); }
 
@@ -51,7 +51,7 @@ void dsk_packed_free(dsk_packed_weight *p)
 #if defined(__x86_64__)
 #define AVX512 __attribute__((target("avx512f")))
 
-/* R rows of X against one panel: 2R accumulators of 16 lanes, each the
+/* AVX-512: R rows of X against one panel: 2R accumulators of 16 lanes, each the
  * sum over k in order.  nvalid of the panel's 32 outputs are real. */
 static inline AVX512 __attribute__((always_inline)) void panel_rows(const float *P, int K, const float *X, float *Y,
                                                                     int N, int nvalid, int accumulate, const int R)
@@ -116,16 +116,81 @@ AVX512 static void gemm_avx512(const dsk_packed_weight *p, const float *X, int M
             }
         }
 }
+
+/* AVX2 (16 registers): a panel as four vectors of 8 outputs against up
+ * to 3 broadcast rows.  Each lane is the same chain of fused
+ * multiply-adds as in the AVX-512 kernel: the same bits. */
+#define AVX2 __attribute__((target("avx2,fma")))
+enum { MAX_R2 = 3 };
+
+static inline AVX2 __attribute__((always_inline)) void panel_rows_avx2(const float *P, int K, const float *X, float *Y,
+                                                                       int N, int nvalid, int accumulate, const int R)
+{
+    __m256 acc[MAX_R2][4];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *pk = P + (size_t)k * PANEL;
+        __m256 w0 = _mm256_load_ps(pk), w1 = _mm256_load_ps(pk + 8), w2 = _mm256_load_ps(pk + 16),
+               w3 = _mm256_load_ps(pk + 24);
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++) {
+            __m256 x = _mm256_broadcast_ss(X + (size_t)r * K + k);
+            acc[r][0] = _mm256_fmadd_ps(w0, x, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(w1, x, acc[r][1]);
+            acc[r][2] = _mm256_fmadd_ps(w2, x, acc[r][2]);
+            acc[r][3] = _mm256_fmadd_ps(w3, x, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++) {
+        float *y = Y + (size_t)r * N, out[PANEL];
+        for (int v = 0; v < 4; v++)
+            _mm256_storeu_ps(out + 8 * v, acc[r][v]);
+        for (int j = 0; j < nvalid; j++)
+            y[j] = accumulate ? y[j] + out[j] : out[j];
+    }
+}
+
+AVX2 static void gemm_avx2(const dsk_packed_weight *p, const float *X, int M, float *Y, int accumulate)
+{
+    int N = p->N, K = p->K, np = (N + PANEL - 1) / PANEL;
+    int chunks = (M + MAX_R2 - 1) / MAX_R2, per = (M + chunks - 1) / chunks;
+#pragma omp parallel for collapse(2) schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
+    for (int q = 0; q < np; q++)
+        for (int c = 0; c < chunks; c++) {
+            int m = c * per, R = M - m < per ? M - m : per;
+            if (R <= 0)
+                continue;
+            const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
+            float *y = Y + (size_t)m * N + (size_t)q * PANEL;
+            int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
+            switch (R) {
+            case 1: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 1); break;
+            case 2: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 2); break;
+            default: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 3); break;
+            }
+        }
+}
 #endif
+
+/* Tests: 1 keeps to the AVX2 kernel on a CPU with AVX-512. */
+static int avx2_only;
+
+void dsk_packed_force_avx2(int on) { avx2_only = on; }
 
 void dsk_packed_gemm(const dsk_packed_weight *p, const float *X, int M, float *Y, int accumulate)
 {
 #if defined(__x86_64__)
     if (p->panels && M >= 1) {
-        gemm_avx512(p, X, M, Y, accumulate);
+        if (dsk_cpu_avx512f() && !avx2_only)
+            gemm_avx512(p, X, M, Y, accumulate);
+        else
+            gemm_avx2(p, X, M, Y, accumulate);
         return;
     }
 #endif
     (void)X, (void)M, (void)Y, (void)accumulate;
-    dsk_die(EX_SOFTWARE, "dsk_packed_gemm: no packed weight (or no AVX-512)");
+    dsk_die(EX_SOFTWARE, "dsk_packed_gemm: no packed weight (or no AVX2)");
 }

@@ -523,7 +523,7 @@ TEST(backend_small_products_equal_gemm)
 /* The packed panels against double for every row count the backend gives
  * them (a tail panel of 3 rows, K not a multiple of 16, chunks of rows
  * from 1 to 12), added to Y or not; a row's bits the same alone, in any
- * batch and at one thread. */
+ * batch, at one thread and from the AVX2 kernel. */
 TEST(packed_gemm_matches_double_and_keeps_row_bits)
 {
     enum { N = 67, K = 203, MAXM = DSK_PACKED_MAX_ROWS };
@@ -538,7 +538,7 @@ TEST(packed_gemm_matches_double_and_keeps_row_bits)
         y0[i] = (float)dsk_rng_normal(&rng);
     dsk_packed_weight p;
     if (!dsk_packed_make(&p, w, N, K)) {
-        printf("# no AVX-512 here: nothing to check\n");
+        printf("# no AVX2 here: nothing to check\n");
         CHECK(!dsk_packed_available() && p.panels == NULL);
         free(w), free(x), free(y), free(y1), free(alone), free(y0);
         return;
@@ -566,6 +566,11 @@ TEST(packed_gemm_matches_double_and_keeps_row_bits)
             dsk_packed_gemm(&p, x, M, y1, acc);
             omp_set_num_threads(threads);
             differ += memcmp(y1, y, (size_t)M * N * sizeof *y) != 0;
+            dsk_packed_force_avx2(1);   /* the AVX2 kernel: the same bits */
+            memcpy(y1, y0, (size_t)M * N * sizeof *y1);
+            dsk_packed_gemm(&p, x, M, y1, acc);
+            dsk_packed_force_avx2(0);
+            differ += memcmp(y1, y, (size_t)M * N * sizeof *y) != 0;
         }
     printf("# worst relative error against double %.3g\n", worst);
     CHECK(worst < 1e-5);
@@ -581,7 +586,7 @@ TEST(packed_gemm_matches_double_and_keeps_row_bits)
 TEST(backend_frozen_weights_take_the_panels)
 {
     if (!dsk_packed_available()) {
-        printf("# no AVX-512 here: nothing to check\n");
+        printf("# no AVX2 here: nothing to check\n");
         return;
     }
     enum { N = 40, K = 33, M = 20, BIG = DSK_PACKED_MAX_ROWS + 1 };
