@@ -6,6 +6,7 @@
 
 #include "model/decode_batch.h"
 #include "model/generate.h"
+#include "ops/gemm_packed.h"
 
 static dsk_model *make_model(dsk_backend *be, const char *preset, const char *pattern)
 {
@@ -44,10 +45,18 @@ static double max_diff(const float *a, const float *b, int n)
     return worst;
 }
 
-static void run_case(const char *preset, const char *pattern)
+/* frozen: the model's matrices handed to freeze_weight first (as
+ * dsk-eval and dsk-serve do), after which, where the CPU has the packed
+ * kernels, every product of a step gives a row its bits alone: the
+ * batched logits then equal the single ones exactly. */
+static void run_case(const char *preset, const char *pattern, int frozen)
 {
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, preset, pattern);
+    for (size_t i = 0; frozen && i < m->n_tensors; i++)
+        if (m->tensors[i].ndim == 2)
+            be->freeze_weight(be, m->params + m->tensors[i].offset, (int)m->tensors[i].shape[0],
+                              (int)m->tensors[i].shape[1]);
     int V = m->cfg.vocab_size;
     int32_t a[12], b[9], c3[7];
     for (int i = 0; i < 12; i++)
@@ -88,8 +97,11 @@ static void run_case(const char *preset, const char *pattern)
         }
     }
     CHECK(la == 12 && lb == 9 && lc == 5);
-    printf("# %s %s: max |batched - single| = %.2e\n", preset, pattern ? pattern : "", worst);
+    printf("# %s %s%s: max |batched - single| = %.2e\n", preset, pattern ? pattern : "", frozen ? " frozen" : "",
+           worst);
     CHECK(worst < 2e-4);
+    if (frozen && dsk_packed_available())
+        CHECK(worst == 0);
     /* A reset slot starts over: c's sequence again from its first token. */
     dsk_batch_decoder_reset(d, 2);
     int s2 = 2;
@@ -107,8 +119,46 @@ static void run_case(const char *preset, const char *pattern)
     be->destroy(be);
 }
 
-TEST(batched_decode_matches_single_dense) { run_case("nano", "LHG"); }
-TEST(batched_decode_matches_single_moe) { run_case("nano-moe", NULL); }
+TEST(batched_decode_matches_single_dense) { run_case("nano", "LHG", 0); }
+TEST(batched_decode_matches_single_moe) { run_case("nano-moe", NULL, 0); }
+TEST(frozen_batched_decode_is_single_bit_for_bit_dense) { run_case("nano", "LHG", 1); }
+TEST(frozen_batched_decode_is_single_bit_for_bit_moe) { run_case("nano-moe", NULL, 1); }
+
+/* A prompt of 45 tokens read in one step (more rows than any row kernel
+ * takes: BLAS's products, unless the weights are frozen) against the
+ * same tokens fed one a step: bit for bit when frozen and the CPU has the
+ * packed kernels, within rounding otherwise. */
+static void long_prompt_case(const char *preset, int frozen)
+{
+    enum { L = 45 };
+    dsk_backend *be = dsk_backend_cpu(2);
+    dsk_model *m = make_model(be, preset, "LHG");
+    for (size_t i = 0; frozen && i < m->n_tensors; i++)
+        if (m->tensors[i].ndim == 2)
+            be->freeze_weight(be, m->params + m->tensors[i].offset, (int)m->tensors[i].shape[0],
+                              (int)m->tensors[i].shape[1]);
+    int V = m->cfg.vocab_size, slots[L];
+    int32_t seq[L];
+    for (int i = 0; i < L; i++)
+        seq[i] = (i * 11 + 2) % V, slots[i] = 0;
+    float *want = reference(m, seq, L);
+    dsk_batch_decoder *d = dsk_batch_decoder_new(m, 1, 0, L);
+    dsk_err err = {0};
+    CHECK(dsk_batch_decoder_step(d, slots, seq, L, NULL, &err) == 0);
+    double worst = max_diff(d->host_logits, want, L * V);
+    printf("# %s, %d rows in one step%s: max |batched - single| = %.2e\n", preset, L, frozen ? ", frozen" : "", worst);
+    CHECK(worst < 2e-4);
+    if (frozen && dsk_packed_available())
+        CHECK(worst == 0);
+    dsk_batch_decoder_free(d);
+    free(want);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
+TEST(long_prompt_step_matches_single) { long_prompt_case("nano", 0); }
+TEST(frozen_long_prompt_step_is_single_bit_for_bit) { long_prompt_case("nano", 1); }
+TEST(frozen_long_prompt_step_is_single_bit_for_bit_moe) { long_prompt_case("nano-moe", 1); }
 
 /* The LM head on some rows only: those rows' logits as with all rows,
  * packed in row order; the others marked -1. */
@@ -188,4 +238,7 @@ TEST(a_full_slot_is_refused)
 }
 
 RUN_TESTS(T(batched_decode_matches_single_dense), T(batched_decode_matches_single_moe),
+          T(frozen_batched_decode_is_single_bit_for_bit_dense), T(frozen_batched_decode_is_single_bit_for_bit_moe),
+          T(long_prompt_step_matches_single), T(frozen_long_prompt_step_is_single_bit_for_bit),
+          T(frozen_long_prompt_step_is_single_bit_for_bit_moe),
           T(only_the_wanted_rows_get_logits), T(a_full_slot_is_refused))
