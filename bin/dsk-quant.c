@@ -39,7 +39,8 @@ static const char usage[] =
     "      --act-order       GPTQ: quantize columns in order of decreasing activation energy\n"
     "      --block N         GPTQ: lazy-update block width (default 128)\n"
     "      --grid N          AWQ: scale exponents searched (default 20)\n"
-    "      --no-clip         AWQ: skip the weight clipping search\n"
+    "      --no-clip         skip the clipping search (rtn, gptq: each group's range for its squared\n"
+    "                        error; awq: the output error's): groups' ranges from their min and max\n"
     "      --eval DIR        perplexity on DIR's --eval-split before and after\n"
     "      --eval-split S    val (default), train or test\n"
     "      --eval-rows N     the first N rows only\n"
@@ -95,7 +96,7 @@ static const dsk_option_scope option_scope[] = {
     {OPT_ACT_ORDER, "--act-order", FOR_GPTQ},
     {OPT_BLOCK, "--block", FOR_GPTQ},
     {OPT_GRID, "--grid", FOR_AWQ},
-    {OPT_NO_CLIP, "--no-clip", FOR_AWQ},
+    {OPT_NO_CLIP, "--no-clip", FOR_QUANT},
     {OPT_EVAL, "--eval", FOR_QUANT},
     {OPT_EVAL_SPLIT, "--eval-split", FOR_QUANT},
     {OPT_EVAL_ROWS, "--eval-rows", FOR_QUANT},

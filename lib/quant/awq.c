@@ -14,7 +14,7 @@ static void scaled_rtn(const float *W, int rows, int cols, const float *s, int g
             Ws[(size_t)j * cols + i] = W[(size_t)j * cols + i] * s[i];
     dsk_qmat q;
     dsk_qmat_init(&q, rows, cols, group);
-    dsk_quant_rtn(Ws, sym, &q);
+    dsk_quant_rtn(Ws, sym, 0, &q);   /* AutoAWQ's scale search measures plain min-max rounding */
     dsk_qmat_dequantize(&q, out);
     for (int j = 0; j < rows; j++)
         for (int i = 0; i < cols; i++)

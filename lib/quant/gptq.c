@@ -101,7 +101,8 @@ int dsk_quant_gptq(const float *W, double *H, const dsk_gptq_opts *o, dsk_qmat *
     float *Err = dsk_xmalloc((size_t)rows * Bk * sizeof *Err);
     if (!grouped)
         for (int j = 0; j < rows; j++)
-            dsk_quant_params(Wp + (size_t)j * n, 1, n, o->sym, &q->scales[j], &q->zeros[j]);
+            (o->search ? dsk_quant_params_search : dsk_quant_params)(Wp + (size_t)j * n, 1, n, o->sym, &q->scales[j],
+                                                                     &q->zeros[j]);
     for (int i1 = 0; i1 < n; i1 += Bk) {
         int i2 = i1 + Bk < n ? i1 + Bk : n, count = i2 - i1;
         #pragma omp parallel for schedule(static)
@@ -115,7 +116,8 @@ int dsk_quant_gptq(const float *W, double *H, const dsk_gptq_opts *o, dsk_qmat *
                 if (grouped && p % G == 0) {
                     int gn = p + G <= n ? G : n - p;
                     size_t at = (size_t)(p / G) * rows + j;
-                    dsk_quant_params(w + p, 1, gn, o->sym, &q->scales[at], &q->zeros[at]);
+                    (o->search ? dsk_quant_params_search : dsk_quant_params)(w + p, 1, gn, o->sym, &q->scales[at],
+                                                                             &q->zeros[at]);
                     scale = q->scales[at], zero = q->zeros[at];
                 }
                 uint8_t c = dsk_quant_code(w[p], scale, zero);

@@ -40,20 +40,29 @@ void dsk_qmat_dequantize(const dsk_qmat *q, float *W);
 void dsk_quant_params(const float *w, long stride, int n, int sym, float *scale, uint8_t *zero);
 /* The same over the range shrunk by ratio (AWQ's clipping search). */
 void dsk_quant_params_clip(const float *w, long stride, int n, int sym, float ratio, float *scale, uint8_t *zero);
+/* The range shrunk by the ratio of 1, 0.99, ... 0.80 whose quantization
+ * gives the group the smallest squared error: the search of the GPTQ
+ * reference's quantizer (mse=True: a grid of 100, shrinking to 0.8),
+ * with the squared error for its norm 2.4.  Ratio 1 is dsk_quant_params,
+ * so the error is never larger; a group with an outlier trades it for
+ * finer steps everywhere else. */
+void dsk_quant_params_search(const float *w, long stride, int n, int sym, float *scale, uint8_t *zero);
 static inline uint8_t dsk_quant_code(float w, float scale, uint8_t zero)
 {
     float q = __builtin_nearbyintf(w / scale) + zero;
     return (uint8_t)(q < 0 ? 0 : q > 15 ? 15 : q);
 }
 
-/* Round to nearest: W[rows][cols] quantized group by group. */
-void dsk_quant_rtn(const float *W, int sym, dsk_qmat *q);
+/* Round to nearest: W[rows][cols] quantized group by group, each
+ * group's range by dsk_quant_params_search (search) or its min and max. */
+void dsk_quant_rtn(const float *W, int sym, int search, dsk_qmat *q);
 
 typedef struct dsk_gptq_opts {
     double damp;      /* fraction of the mean diagonal added to H (default 0.01) */
     int act_order;    /* columns in order of decreasing H diagonal */
     int block;        /* lazy-update block width (default 128) */
     int sym;
+    int search;       /* each group's range by dsk_quant_params_search, else its min and max */
 } dsk_gptq_opts;
 
 /* GPTQ (Frantar et al. 2022): quantizes the columns of W one at a time,
@@ -97,7 +106,9 @@ typedef struct dsk_quant_opts {
     int sym;
     double damp;              /* GPTQ */
     int act_order, block;     /* GPTQ */
-    int grid, clip;           /* AWQ: grid points (20), clipping search */
+    int grid;                 /* AWQ: grid points (20) */
+    int clip;                 /* the clipping searches: AWQ's on the output error, RTN's and GPTQ's
+                               * on the weights' (dsk_quant_params_search) */
     const char *calib;        /* dataset for GPTQ/AWQ (and RTN's report) */
     const char *calib_tokenizer;   /* the checkpoint's tokenizer fingerprint, checked against it */
     int calib_split;

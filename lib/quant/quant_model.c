@@ -70,7 +70,7 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
     if (o->method == DSK_QUANT_GPTQ && st) {
         double *H = dsk_xmalloc((size_t)cols * cols * sizeof *H);
         memcpy(H, st->H, (size_t)cols * cols * sizeof *H);
-        dsk_gptq_opts g = {o->damp, o->act_order, o->block, o->sym};
+        dsk_gptq_opts g = {o->damp, o->act_order, o->block, o->sym, o->clip};
         int rc = dsk_quant_gptq(W, H, &g, &L->q, err);
         free(H);
         if (rc) {
@@ -92,7 +92,9 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
         dsk_awq_quantize_clipped(W, Hs ? Hs : st->H, o->sym, o->grid, &L->q);
         free(Hs);
     } else {
-        dsk_quant_rtn(W, o->sym, &L->q);
+        /* AWQ's unclipped layers (q and k, which meet in a softmax) keep
+         * their whole ranges, as AutoAWQ's */
+        dsk_quant_rtn(W, o->sym, o->method != DSK_QUANT_AWQ && o->clip, &L->q);
     }
     /* Plain RTN of the unscaled weight is its own comparison. */
     int plain_rtn = !s && !(o->method == DSK_QUANT_GPTQ && st) && !(o->method == DSK_QUANT_AWQ && st && clip);
@@ -110,7 +112,7 @@ static int quantize_one(quant_ctx *c, const dsk_tensor_info *t, const dsk_act_st
     } else {
         dsk_qmat rq;
         dsk_qmat_init(&rq, rows, cols, o->group_size);
-        dsk_quant_rtn(ref, o->sym, &rq);
+        dsk_quant_rtn(ref, o->sym, o->clip, &rq);   /* what -m rtn gives */
         dsk_qmat_dequantize(&rq, R);
         L->rtn_err = dsk_quant_output_error(ref, R, rows, cols, H);
         dsk_qmat_free(&rq);

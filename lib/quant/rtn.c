@@ -83,7 +83,28 @@ void dsk_quant_params_clip(const float *w, long stride, int n, int sym, float ra
     *zero = (uint8_t)(z > 15 ? 15 : z);
 }
 
-void dsk_quant_rtn(const float *W, int sym, dsk_qmat *q)
+void dsk_quant_params_search(const float *w, long stride, int n, int sym, float *scale, uint8_t *zero)
+{
+    enum { GRID = 100, STEPS = 80 };   /* ratios 1 - i / GRID, i < STEPS */
+    /* Ratio 1 first and kept unless another does strictly better: a
+     * group whose scale overflows fp16 (every error inf or NaN) keeps
+     * dsk_quant_params's, which the int4 packing then refuses. */
+    double best = 0;
+    for (int i = 0; i < STEPS; i++) {
+        float s;
+        uint8_t z;
+        dsk_quant_params_clip(w, stride, n, sym, 1.0f - (float)i / GRID, &s, &z);
+        double e = 0;
+        for (int k = 0; k < n; k++) {
+            float v = w[k * stride], d = s * ((int)dsk_quant_code(v, s, z) - (int)z) - v;
+            e += (double)d * d;
+        }
+        if (i == 0 || e < best)
+            best = e, *scale = s, *zero = z;
+    }
+}
+
+void dsk_quant_rtn(const float *W, int sym, int search, dsk_qmat *q)
 {
     int G = q->group_size;
     #pragma omp parallel for schedule(static)
@@ -92,7 +113,10 @@ void dsk_quant_rtn(const float *W, int sym, dsk_qmat *q)
         for (int g = 0; g < q->n_groups; g++) {
             int c0 = g * G, n = c0 + G <= q->cols ? G : q->cols - c0;
             size_t at = (size_t)g * q->rows + j;
-            dsk_quant_params(row + c0, 1, n, sym, &q->scales[at], &q->zeros[at]);
+            if (search)
+                dsk_quant_params_search(row + c0, 1, n, sym, &q->scales[at], &q->zeros[at]);
+            else
+                dsk_quant_params(row + c0, 1, n, sym, &q->scales[at], &q->zeros[at]);
             for (int i = c0; i < c0 + n; i++)
                 q->codes[(size_t)j * q->cols + i] = dsk_quant_code(row[i], q->scales[at], q->zeros[at]);
         }

@@ -37,7 +37,7 @@ check "the refusal left no output" test ! -e "$T/q"
 
 expect_exit 0 "rtn" dsk-quant -m rtn -g 32 -q "$T/ck" -o "$T/rtn" --eval "$T/ds" --json
 cp "$T/out" "$T/rtn.json"
-check "the GPTQ layout decodes (numpy, independently) to weights within half a step of the originals" \
+check "the GPTQ layout decodes (numpy, independently) to weights within half a step of the originals, or clipped at a group's end" \
     $NPY - "$T" <<'PY'
 import json, struct, sys
 import numpy as np
@@ -67,11 +67,43 @@ for k in linear:
     scale = sc.astype(np.float32)
     deq = scale[gi].T * (codes - zeros[gi].T)
     step = scale[gi].T
-    assert np.all(np.abs(deq - W) <= step / 2 + 1e-6), (k, float(np.max(np.abs(deq - W) / step)))
+    # the clipping search shrinks a group's range: a weight past it takes
+    # the end code (0 or 15), every other one the nearest
+    inside = (codes > 0) & (codes < 15)
+    assert np.all(np.abs(deq - W)[inside] <= step[inside] / 2 + 1e-6), (k, float(np.max(np.abs(deq - W) / step)))
+    past = ~inside & (np.abs(deq - W) > step / 2 + 1e-6)
+    assert np.all(np.where(codes == 0, W < deq, W > deq)[past]), k
 # Everything else is kept in F32.
 for k in orig:
     if k not in linear:
         assert q[k].dtype == np.float32 and np.array_equal(q[k], orig[k]), k
+PY
+expect_exit 0 "rtn --no-clip (each group's whole range)" dsk-quant -m rtn -g 32 --no-clip -q "$T/ck" -o "$T/rtn-nc" --json
+check "the clipping search lowers rtn's weight error; without it no code is clipped" $NPY - "$T" <<'PY'
+import json, struct, sys
+import numpy as np
+t = sys.argv[1]
+clip, whole = json.load(open(f"{t}/rtn.json")), json.load(open(f"{t}/out"))
+assert clip["mean_error"] < 0.97 * whole["mean_error"], (clip["mean_error"], whole["mean_error"])
+raw = open(f"{t}/rtn-nc/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+def arr(k, dt):
+    a, b = head[k]["data_offsets"]; return np.frombuffer(data[a:b], dt).reshape(head[k]["shape"])
+raw0 = open(f"{t}/ck/latest/model.safetensors", "rb").read()
+n0 = struct.unpack("<Q", raw0[:8])[0]
+head0 = json.loads(raw0[8:8 + n0]); data0 = raw0[8 + n0:]
+for k in (k for k in head0 if k.endswith("_proj.weight")):
+    a, b = head0[k]["data_offsets"]; W = np.frombuffer(data0[a:b], np.float32).reshape(head0[k]["shape"])
+    p = k[:-len(".weight")]
+    qw, qz, sc, gi = arr(p + ".qweight", np.int32), arr(p + ".qzeros", np.int32), arr(p + ".scales", np.float16), arr(p + ".g_idx", np.int32)
+    rows, cols = W.shape
+    shifts = np.arange(8, dtype=np.uint32) * 4
+    codes = ((qw.view(np.uint32)[:, None, :] >> shifts[None, :, None]) & 15).reshape(cols, rows).T.astype(np.float32)
+    zeros = (((qz.view(np.uint32)[:, :, None] >> shifts[None, None, :]) & 15) + 1).reshape(cols // 32, rows)
+    step = sc.astype(np.float32)[gi].T
+    deq = step * (codes - zeros.astype(np.float32)[gi].T)
+    assert np.all(np.abs(deq - W) <= step / 2 + 1e-6), k
 PY
 expect_exit 0 "dsk-eval reads the quantized checkpoint" dsk-eval ppl "$T/rtn" --data "$T/ds" --json
 check "its perplexity is what dsk-quant measured after quantizing" python3 -c "
