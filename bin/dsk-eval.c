@@ -147,12 +147,16 @@ static void check_scope(const unsigned char *given, unsigned cmd, const char *cm
     dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, cmd, cmd_name);
 }
 
-static void load(dsk_loaded *l, const char *path, const eval_cli *c)
+/* decoding: gen and ab (whose tasks may be gen's) decode token by token,
+ * and freeze the weights for it (dsk_loaded_freeze); ppl and mc read
+ * whole rows, and do not pay for the panels. */
+static void load(dsk_loaded *l, const char *path, const eval_cli *c, int decoding)
 {
     dsk_err err = {0};
     if (dsk_load_checkpoint(l, path, c->backend ? c->backend : dsk_backend_default(), c->threads, &err))
         dsk_die_err(&err);
-    dsk_loaded_freeze(l);
+    if (decoding)
+        dsk_loaded_freeze(l);
 }
 
 static void add_str(struct json_object *o, const char *k, const char *v)
@@ -171,7 +175,7 @@ static struct json_object *cmd_ppl(const eval_cli *c, const char *ckpt)
 {
     dsk_loaded l;
     dsk_err err = {0};
-    load(&l, ckpt, c);
+    load(&l, ckpt, c, 0);
     dsk_ppl_result r;
     if (dsk_eval_ppl(&l, c->data, c->split, c->batch, c->rows, &r, &err))
         dsk_die_err(&err);
@@ -220,7 +224,7 @@ static struct json_object *cmd_mc(const eval_cli *c, const char *ckpt, const cha
 {
     dsk_loaded l;
     dsk_err err = {0};
-    load(&l, ckpt, c);
+    load(&l, ckpt, c, 0);
     dsk_outfile f = {0};
     dsk_mc_opts mo = {c->batch, open_items(c, &f)};
     dsk_mc_result r;
@@ -245,7 +249,7 @@ static struct json_object *cmd_gen(const eval_cli *c, const char *ckpt, const ch
 {
     dsk_loaded l;
     dsk_err err = {0};
-    load(&l, ckpt, c);
+    load(&l, ckpt, c, 1);
     dsk_outfile f = {0};
     dsk_gen_opts g = c->gen;
     g.items = open_items(c, &f);
@@ -272,7 +276,7 @@ static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, i
 {
     dsk_loaded l;
     dsk_err err = {0};
-    load(&l, ckpt, c);
+    load(&l, ckpt, c, 1);
     for (int t = 0; t < n; t++)
         if (dsk_eval_task(&l, tasks[t], c->split, c->batch, c->rows, &c->gen, &s[t], &err))
             dsk_die_err(&err);

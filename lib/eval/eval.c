@@ -74,11 +74,23 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
 
 void dsk_loaded_freeze(dsk_loaded *l)
 {
-    for (size_t i = 0; l->be->freeze_weight && i < l->model->n_tensors; i++) {
-        const dsk_tensor_info *t = &l->model->tensors[i];
-        if (t->ndim == 2)
-            l->be->freeze_weight(l->be, l->model->params + t->offset, (int)t->shape[0], (int)t->shape[1]);
+    dsk_model *m = l->model;
+    if (!l->be->freeze_weights)
+        return;
+    /* The matrices products read: every 2-D tensor but an embedding
+     * table that is only looked up (untied from the LM head). */
+    const float **W = dsk_xmalloc(m->n_tensors * sizeof *W);
+    int *N = dsk_xmalloc(m->n_tensors * sizeof *N), *K = dsk_xmalloc(m->n_tensors * sizeof *K), n = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const dsk_tensor_info *t = &m->tensors[i];
+        const float *w = m->params + t->offset;
+        if (t->ndim != 2 || (w == m->w.embed && m->w.lm_head != m->w.embed))
+            continue;
+        W[n] = w, N[n] = (int)t->shape[0], K[n] = (int)t->shape[1];
+        n++;
     }
+    l->be->freeze_weights(l->be, n, W, N, K);
+    free(W), free(N), free(K);
 }
 
 void dsk_loaded_free(dsk_loaded *l)

@@ -22,10 +22,11 @@ typedef struct dsk_loaded {
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err);
 void dsk_loaded_free(dsk_loaded *l);
-/* The model's weights will not change from now on (dsk-eval, dsk-serve;
- * not dsk-quant, which rewrites them): the backend may keep its matrices
- * laid out for decoding's products as well (backend.h's freeze_weight;
- * cpu: up to 1 GiB of panels). */
+/* The model's weights will not change from now on (dsk-serve, dsk-eval's
+ * decoding commands; not dsk-quant, which rewrites them): the backend may
+ * keep the matrices that products read laid out for decoding's products
+ * as well (backend.h's freeze_weights; cpu: all of them when they total
+ * at most 1 GiB, else none). */
 void dsk_loaded_freeze(dsk_loaded *l);
 
 typedef struct dsk_ppl_result {

@@ -126,16 +126,27 @@ static int32_t draw_blocks(const float *p, int V, const double *bsum, double tot
     return 0;
 }
 
+/* p[i] = exp((logits[i] - mx) * inv_t), and 0 for a logit of -inf (a
+ * banned token: the fast exp's floor, 1e-38, would give it mass that a
+ * draw's last-resort rounding fallback could land on). */
+static inline float exp_one(float logit, float mx, float inv_t)
+{
+    return logit == -INFINITY ? 0.0f : dsk_fast_expf((logit - mx) * inv_t);
+}
+
 #if defined(__x86_64__)
-/* p[i] = exp((logits[i] - mx) * inv_t), 8 at a time: the scalar loop's bits. */
+/* 8 at a time: the scalar loop's bits. */
 __attribute__((target("avx2"))) static void exp_scaled_avx2(float *p, const float *logits, int V, float mx, float inv_t)
 {
-    __m256 m = _mm256_set1_ps(mx), it = _mm256_set1_ps(inv_t);
+    __m256 m = _mm256_set1_ps(mx), it = _mm256_set1_ps(inv_t), ninf = _mm256_set1_ps(-INFINITY);
     int i = 0;
-    for (; i + 8 <= V; i += 8)
-        _mm256_storeu_ps(p + i, dsk_fast_expf_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(logits + i), m), it)));
+    for (; i + 8 <= V; i += 8) {
+        __m256 l = _mm256_loadu_ps(logits + i);
+        __m256 e = dsk_fast_expf_avx2(_mm256_mul_ps(_mm256_sub_ps(l, m), it));
+        _mm256_storeu_ps(p + i, _mm256_blendv_ps(e, _mm256_setzero_ps(), _mm256_cmp_ps(l, ninf, _CMP_EQ_OQ)));
+    }
     for (; i < V; i++)
-        p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+        p[i] = exp_one(logits[i], mx, inv_t);
 }
 #endif
 
@@ -148,7 +159,7 @@ static void exp_scaled(float *p, const float *logits, int V, float mx, float inv
     }
 #endif
     for (int i = 0; i < V; i++)   /* vectorized (see KERNEL_CFLAGS) */
-        p[i] = dsk_fast_expf((logits[i] - mx) * inv_t);
+        p[i] = exp_one(logits[i], mx, inv_t);
 }
 
 /* The first of the largest logits (NaN never is, unless it comes first):

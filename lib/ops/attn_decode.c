@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "core/cpu.h"
+#include "core/err.h"
 #include "ops/attn_first.h"
 #include "ops/fast_exp.h"
 
@@ -100,16 +101,17 @@ INLINE AVX2 void weighted_sum(__m256 *o, const float *p, float c, const float *v
         o[v] = acc[v];
 }
 
-/* One row's query heads of key heads [g0, g0 + ng): out_h = the sum over
- * the parts (global, local) of wgt * softmax(q_h K^T / sqrt(hd)) V.  A
- * row's key heads are side by side in its cache, so taking them all in
- * one pass reads the cache front to back; each head's arithmetic is the
- * same however many are taken together. */
-AVX2 static void row_heads(float *out, const float *q, const float *kb, const float *vb, size_t ks, int i, int g0,
-                           int ng, int G, int V, float a, int use_g, int use_l, int window, float scale, float *p,
+/* One row's query heads [h0, h0 + nh) (head h reads key head h / G):
+ * out_h = the sum over the parts (global, local) of
+ * wgt * softmax(q_h K^T / sqrt(hd)) V.  A row's key heads are side by
+ * side in its cache, so taking all its heads in one pass reads the cache
+ * front to back; each head's arithmetic is the same however many are
+ * taken together.  p: nh x (i + 1) scores. */
+AVX2 static void row_heads(float *out, const float *q, const float *kb, const float *vb, size_t ks, int i, int h0,
+                           int nh, int G, int V, float a, int use_g, int use_l, int window, float scale, float *p,
                            __m256 *o)
 {
-    int hd = 8 * V, nh = ng * G;
+    int hd = 8 * V;
     size_t pstride = (size_t)i + 1;
     for (int x = 0; x < nh * V; x++)
         o[x] = _mm256_setzero_ps();
@@ -120,13 +122,13 @@ AVX2 static void row_heads(float *out, const float *q, const float *kb, const fl
         float wgt = part == 0 ? a : 1 - a, c[MAX_HEADS];
         for (int h = 0; h < nh; h++) {
             float *ph = p + (size_t)h * pstride;
-            float mx = scores(ph, q + (size_t)h * hd, kb + (size_t)(g0 + h / G) * hd, ks, first, i, V, scale);
+            float mx = scores(ph, q + (size_t)h * hd, kb + (size_t)((h0 + h) / G) * hd, ks, first, i, V, scale);
             c[h] = wgt / exp_sum(ph, first, i, mx);
         }
         /* Each head's output 32 lanes at a time (each lane's sum is the
          * same in any split). */
         for (int h = 0; h < nh; h++) {
-            const float *ph = p + (size_t)h * pstride, *vh = vb + (size_t)(g0 + h / G) * hd;
+            const float *ph = p + (size_t)h * pstride, *vh = vb + (size_t)((h0 + h) / G) * hd;
             for (int v = 0; v < V; v += 4) {
                 __m256 *oh = o + (size_t)h * V + v;
                 switch (V - v < 4 ? V - v : 4) {
@@ -157,19 +159,20 @@ AVX2 static void decode_avx2(float *out, const float *q, const float *k_cache, c
         max_keys = pos[r] + 1 > max_keys ? pos[r] + 1 : max_keys;
         work += 2.0 * (pos[r] + 1) * H * hd * (use_g + use_l);
     }
-    /* A row's key heads in one piece of work when there are rows enough
-     * to keep the threads busy; else a key head each (batch 1). */
-    int par = work >= PAR_MIN_WORK, per = par && n < 2 * omp_get_max_threads() ? 1 : KV;
-    int items_per_row = KV / per;
+    /* A row's heads in one piece of work when there are rows enough to
+     * keep the threads busy; else a query head each (batch 1 of a long
+     * context: as many pieces as heads, even with one key head). */
+    int par = work >= PAR_MIN_WORK, per = par && n < 2 * omp_get_max_threads() ? 1 : H;
+    int items_per_row = H / per;
 #pragma omp parallel if (par)
     {
-        float *p = malloc((size_t)per * G * max_keys * sizeof *p);
+        float *p = dsk_xmalloc((size_t)per * max_keys * sizeof *p);
         __m256 o[MAX_HEADS * MAX_HD / 8];
 #pragma omp for schedule(static)
         for (int x = 0; x < n * items_per_row; x++) {
-            int r = x / items_per_row, g0 = x % items_per_row * per;
-            size_t at = (size_t)seq[r] * seq_stride, head = (size_t)r * H + (size_t)g0 * G;
-            row_heads(out + head * hd, q + head * hd, k_cache + at, v_cache + at, ks, pos[r], g0, per, G, V, a,
+            int r = x / items_per_row, h0 = x % items_per_row * per;
+            size_t at = (size_t)seq[r] * seq_stride, head = (size_t)r * H + (size_t)h0;
+            row_heads(out + head * hd, q + head * hd, k_cache + at, v_cache + at, ks, pos[r], h0, per, G, V, a,
                       use_g, use_l, s->window, scale, p, o);
         }
         free(p);

@@ -2,12 +2,13 @@
  * query heads against its sequence's cached keys and values (the cpu
  * backend's attention_decode, whose arguments these are: backend.h).
  *
- * The portable kernel (cpu_kernels_impl.h) sums each score as one chain
- * of dependent adds and each head's output through a pointer the
- * compiler must assume aliases the cache; this one sums four keys at a
- * time in vector registers and reads a row's cache front to back.  A row's result depends on its own query, position and
- * cache only: the same bits whatever else the step holds, and at any
- * thread count. */
+ * The portable kernel (cpu_kernels_impl.h) compiles to SSE for the
+ * baseline x86-64 and calls a scalar exp per key; this one sums four keys
+ * at a time in AVX2 registers, takes the exps eight at a time
+ * (dsk_fast_expf_avx2), keeps each head's output in registers and reads
+ * a row's cache front to back.  A row's result depends on its own query,
+ * position and cache only: the same bits whatever else the step holds,
+ * and at any thread count. */
 #ifndef DSK_OPS_ATTN_DECODE_H
 #define DSK_OPS_ATTN_DECODE_H
 

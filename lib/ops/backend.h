@@ -106,12 +106,14 @@ struct dsk_backend {
      * dsk_q4_linear, lib/quant/int4.h, that W's values equal) instead of
      * the fp32 W, which is 8x less memory traffic.  W stays valid. */
     void (*register_int4)(dsk_backend *be, const float *W, const void *int4);
-    /* Optional (NULL when the backend has none): W [N,K] will not change
-     * until the backend is destroyed (a loaded checkpoint's weight, in
-     * dsk-eval and dsk-serve).  The backend may keep a copy laid out for
-     * products A·Wᵀ of a few rows (cpu: gemm_packed.h's panels, on CPUs
-     * with AVX2, for up to DSK_PACKED_MAX_ROWS rows). */
-    void (*freeze_weight)(dsk_backend *be, const float *W, int N, int K);
+    /* Optional (NULL when the backend has none): the n weights W[i]
+     * [N[i], K[i]] (a loaded checkpoint's matrices that products read,
+     * in dsk-eval and dsk-serve) will not change until the backend is
+     * destroyed.  The backend may keep copies of all or of none, laid
+     * out for products A·Wᵀ of a few rows (cpu: gemm_packed.h's panels,
+     * with AVX2 and FMA, for up to DSK_PACKED_MAX_ROWS rows, when they
+     * total at most DSK_PACKED_BUDGET bytes). */
+    void (*freeze_weights)(dsk_backend *be, int n, const float *const *W, const int *N, const int *K);
     void (*add)(dsk_backend *be, float *y, const float *x, size_t n);   /* y += x */
     void (*scale)(dsk_backend *be, float *x, size_t n, float s);
     /* Sum of squares of x in double precision (a host value). */

@@ -45,7 +45,7 @@ typedef struct cpu_backend {
         const float *W;
         dsk_packed_weight p;
     } *packed;
-    int n_packed, cap_packed;
+    int n_packed;
     size_t packed_bytes;
     float *tmp;
     size_t tmp_len;
@@ -84,33 +84,65 @@ static int by_packed(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The panels cost as much memory as the weights again: a checkpoint's
- * matrices are laid out while they total at most this much (decoding
- * bigger models is bound by memory bandwidth, where the layout gains
- * little), and none when DSK_NO_PACKED is set (for comparisons). */
-#define PACKED_BUDGET ((size_t)1 << 30)
-
-static void cpu_freeze_weight(dsk_backend *be, const float *W, int N, int K)
+/* All of the weights or none (see backend.h), none when DSK_NO_PACKED is
+ * set (for comparisons). */
+static void cpu_freeze_weights(dsk_backend *be, int n, const float *const *W, const int *N, const int *K)
 {
     cpu_backend *cb = (cpu_backend *)be;
     const char *off = getenv("DSK_NO_PACKED");
-    size_t bytes = dsk_packed_bytes(N, K);
-    if ((off && *off && strcmp(off, "0")) || !dsk_packed_available() || cb->packed_bytes + bytes > PACKED_BUDGET)
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += dsk_packed_bytes(N[i], K[i]);
+    if ((off && *off && strcmp(off, "0")) || !dsk_packed_available() || cb->n_packed ||
+        total + cb->packed_bytes > DSK_PACKED_BUDGET)
         return;
-    struct packed_weight key = {W, {0}};
-    if (cb->n_packed && bsearch(&key, cb->packed, (size_t)cb->n_packed, sizeof key, by_packed))
-        return;
-    if (cb->n_packed == cb->cap_packed) {
-        cb->cap_packed = cb->cap_packed ? 2 * cb->cap_packed : 64;
-        cb->packed = dsk_xrealloc(cb->packed, (size_t)cb->cap_packed * sizeof *cb->packed);
+    cb->packed = dsk_xcalloc((size_t)n, sizeof *cb->packed);
+    for (int i = 0; i < n; i++) {
+        struct packed_weight *w = &cb->packed[cb->n_packed];
+        w->W = W[i];
+        if (!dsk_packed_make(&w->p, W[i], N[i], K[i])) {   /* out of memory: none after all */
+            for (int j = 0; j < cb->n_packed; j++)
+                dsk_packed_free(&cb->packed[j].p);
+            free(cb->packed);
+            cb->packed = NULL;
+            cb->n_packed = 0;
+            cb->packed_bytes = 0;
+            return;
+        }
+        cb->n_packed++;
+        cb->packed_bytes += dsk_packed_bytes(N[i], K[i]);
     }
-    struct packed_weight *w = &cb->packed[cb->n_packed];
-    w->W = W;
-    if (!dsk_packed_make(&w->p, W, N, K))
-        return;
-    cb->n_packed++;
-    cb->packed_bytes += bytes;
     qsort(cb->packed, (size_t)cb->n_packed, sizeof *cb->packed, by_packed);
+}
+
+/* Whether [p, p + bytes) overlaps a frozen weight: a write there would
+ * leave its panels stale, which no caller may do (backend.h). */
+static int touches_frozen(const cpu_backend *cb, const void *p, size_t bytes)
+{
+    /* The last weight that starts before the range's end is the only one
+     * that can reach into it (the weights do not overlap). */
+    const char *lo = p, *hi = lo + bytes;
+    int a = 0, b = cb->n_packed;   /* entries [0, a) start before hi, [b, n) do not */
+    while (a < b) {
+        int mid = (a + b) / 2;
+        if ((const char *)cb->packed[mid].W < hi)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    if (a == 0)
+        return 0;
+    const struct packed_weight *w = &cb->packed[a - 1];
+    return (const char *)w->W + (size_t)w->p.N * w->p.K * sizeof(float) > lo;
+}
+
+static void cpu_write(dsk_backend *be, void *dst, const void *src, size_t n)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    if (cb->n_packed && n && touches_frozen(cb, dst, n))
+        dsk_die(EX_SOFTWARE, "cpu backend: a write into a frozen weight (its panels would go stale)");
+    if (n)
+        memmove(dst, src, n);
 }
 
 /* B's panels when B is a frozen [N,K] weight and the product is one they
@@ -319,7 +351,9 @@ static void cpu_softmax_xent(dsk_backend *be, float *loss, float *logits, const 
 static void cpu_adamw(dsk_backend *be, float *p, const float *g, float gs, float *m, float *v, size_t n, float lr,
                       float b1, float b2, float eps, float wd, float c1, float c2)
 {
-    (void)be;
+    cpu_backend *cb = (cpu_backend *)be;
+    if (cb->n_packed && touches_frozen(cb, p, n * sizeof *p))
+        dsk_die(EX_SOFTWARE, "cpu backend: adamw over a frozen weight (its panels would go stale)");
     dsk_cpu_adamw_f32(p, g, gs, m, v, n, lr, b1, b2, eps, wd, c1, c2);
 }
 int dsk_cpu_moe_dispatch(int32_t *slot_row, int32_t *row_token, int *offsets, long *select_counts,
@@ -463,15 +497,15 @@ dsk_backend *dsk_backend_cpu(int threads)
     be->threads = omp_get_max_threads();
     be->alloc = cpu_alloc;
     be->free = cpu_free;
-    be->upload = cpu_copy;
+    be->upload = cpu_write;
     be->download = cpu_copy;
-    be->copy = cpu_copy;
+    be->copy = cpu_write;
     be->zero = cpu_zero;
     be->gemm = cpu_gemm;
     be->gemm_add = cpu_gemm_add;
     be->gemm_grouped = cpu_gemm_grouped;
     be->register_int4 = cpu_register_int4;
-    be->freeze_weight = cpu_freeze_weight;
+    be->freeze_weights = cpu_freeze_weights;
     be->add = cpu_add;
     be->scale = cpu_scale;
     be->sumsq = cpu_sumsq;

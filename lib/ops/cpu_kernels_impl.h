@@ -189,8 +189,6 @@ void KS(rope)(real *x, const int32_t *pos, const real *cos_sin, int n, int heads
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-
-/* p[first..i] = softmax(scale * q . k_j) (the decoder's one-query path). */
 /* a . b over n: eight partial sums (element d into sum d % 8) added in a
  * fixed tree, which the compiler makes vector code of; one running sum
  * would be a chain of dependent adds, a few cycles each. */
@@ -207,6 +205,7 @@ static inline real KS(dot8)(const real *a, const real *b, int n)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* p[first..i] = softmax(scale * q . k_j) (the decoder's one-query path). */
 static void KS(attn_row)(real *p, const real *qi, const real *k, size_t k_stride, int first, int i, int hd,
                          real scale)
 {

@@ -18,6 +18,10 @@
 /* The most rows the cpu backend sends to the panels: past them BLAS's
  * gemm (its packing of W paid over many rows) is as fast. */
 enum { DSK_PACKED_MAX_ROWS = 64 };
+/* The panels cost as much memory as the weights again: a model's are
+ * made when they total at most this much, else none (decoding a bigger
+ * model waits on memory bandwidth, where the layout gains little). */
+#define DSK_PACKED_BUDGET ((size_t)1 << 30)
 
 typedef struct dsk_packed_weight {
     int N, K;
@@ -28,7 +32,7 @@ typedef struct dsk_packed_weight {
 int dsk_packed_available(void);
 
 /* The panels of W [N,K] (N, K >= 1), or 0 and nothing allocated when the
- * CPU lacks AVX2 and FMA. */
+ * CPU lacks AVX2 and FMA or the memory cannot be had. */
 int dsk_packed_make(dsk_packed_weight *p, const float *W, int N, int K);
 void dsk_packed_free(dsk_packed_weight *p);
 size_t dsk_packed_bytes(int N, int K);

@@ -45,7 +45,23 @@ static double max_diff(const float *a, const float *b, int n)
     return worst;
 }
 
-/* frozen: the model's matrices handed to freeze_weight first (as
+/* The model's 2-D tensors handed to freeze_weights (as dsk_loaded_freeze
+ * does), DSK_NO_PACKED unset so that they are laid out. */
+static void freeze(dsk_backend *be, dsk_model *m)
+{
+    unsetenv("DSK_NO_PACKED");
+    const float *W[64];
+    int N[64], K[64], n = 0;
+    for (size_t i = 0; i < m->n_tensors && n < 64; i++)
+        if (m->tensors[i].ndim == 2) {
+            W[n] = m->params + m->tensors[i].offset;
+            N[n] = (int)m->tensors[i].shape[0], K[n] = (int)m->tensors[i].shape[1];
+            n++;
+        }
+    be->freeze_weights(be, n, W, N, K);
+}
+
+/* frozen: the model's matrices handed to freeze_weights first (as
  * dsk-eval and dsk-serve do), after which, where the CPU has the packed
  * kernels, every product of a step gives a row its bits alone: the
  * batched logits then equal the single ones exactly. */
@@ -53,10 +69,8 @@ static void run_case(const char *preset, const char *pattern, int frozen)
 {
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, preset, pattern);
-    for (size_t i = 0; frozen && i < m->n_tensors; i++)
-        if (m->tensors[i].ndim == 2)
-            be->freeze_weight(be, m->params + m->tensors[i].offset, (int)m->tensors[i].shape[0],
-                              (int)m->tensors[i].shape[1]);
+    if (frozen)
+        freeze(be, m);
     int V = m->cfg.vocab_size;
     int32_t a[12], b[9], c3[7];
     for (int i = 0; i < 12; i++)
@@ -133,10 +147,8 @@ static void long_prompt_case(const char *preset, int frozen)
     enum { L = 45 };
     dsk_backend *be = dsk_backend_cpu(2);
     dsk_model *m = make_model(be, preset, "LHG");
-    for (size_t i = 0; frozen && i < m->n_tensors; i++)
-        if (m->tensors[i].ndim == 2)
-            be->freeze_weight(be, m->params + m->tensors[i].offset, (int)m->tensors[i].shape[0],
-                              (int)m->tensors[i].shape[1]);
+    if (frozen)
+        freeze(be, m);
     int V = m->cfg.vocab_size, slots[L];
     int32_t seq[L];
     for (int i = 0; i < L; i++)

@@ -576,6 +576,16 @@ TEST(sampler_blocks_and_first_max)
         CHECK(dsk_sample(l, nv, &greedy, &r, scratch) == nv - 2);
         l[0] = NAN;
         CHECK(dsk_sample(l, nv, &greedy, &r, scratch) == 0);
+        /* banned tokens (-inf) get no mass at all (the sampler leaves its
+         * probabilities in the logits it was given): no rounding
+         * fallback can land on one */
+        for (int i = 0; i < nv; i++)
+            l[i] = i % 3 ? -INFINITY : (float)(i % 7);
+        int t = dsk_sample(l, nv, &o, &r, scratch), massless = 0;
+        CHECK(t % 3 == 0);
+        for (int i = 0; i < nv; i++)
+            massless += i % 3 && l[i] != 0;
+        CHECK(massless == 0);
         free(base), free(l), free(scratch);
     }
 }

@@ -2,6 +2,8 @@
  * its forward, in double precision (the double build of the same kernel
  * source), and the float build against the double one. */
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/cpu.h"
 #include "core/rng.h"
@@ -598,7 +600,10 @@ TEST(backend_frozen_weights_take_the_panels)
         w[i] = w2[i] = (float)dsk_rng_normal(&rng);
     for (int i = 0; i < BIG * K; i++)
         x[i] = (float)dsk_rng_normal(&rng);
-    be->freeze_weight(be, w, N, K);
+    unsetenv("DSK_NO_PACKED");
+    const float *ws[1] = {w};
+    int ns[1] = {N}, ks[1] = {K};
+    be->freeze_weights(be, 1, ws, ns, ks);
     dsk_packed_weight p;
     CHECK(dsk_packed_make(&p, w, N, K));
     dsk_packed_gemm(&p, x, M, want, 0);
@@ -616,7 +621,40 @@ TEST(backend_frozen_weights_take_the_panels)
     be->gemm(be, 0, 1, BIG, N, K, 1, x, w, 0, y);
     dsk_cpu_gemm_f32(0, 1, BIG, N, K, 1, x, w, 0, want);
     CHECK(memcmp(y, want, (size_t)BIG * N * sizeof *y) == 0);
+    /* A write into a frozen weight is refused (the panels would be
+     * stale): upload, copy and adamw die, in a child. */
+    for (int how = 0; how < 3; how++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            float one = 1, g = 0, m = 0, v = 0;
+            if (how == 0)
+                be->upload(be, w + 7, &one, sizeof one);
+            else if (how == 1)
+                be->copy(be, w + N * K - 1, &one, sizeof one);
+            else
+                be->adamw(be, w + 3, &g, 1, &m, &v, 1, 0.1f, 0.9f, 0.95f, 1e-8f, 0, 1, 1);
+            _exit(0);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 70);
+    }
+    be->upload(be, w2, w, sizeof *w);   /* next to it: fine */
     dsk_packed_free(&p);
+    be->destroy(be);
+    /* All or none: a set past DSK_PACKED_BUDGET (its sizes only; nothing
+     * is read when it is refused) leaves even its small matrix to the
+     * row kernel. */
+    be = dsk_backend_cpu(2);
+    const float *two[2] = {w, w2};
+    int n2[2] = {N, 20000}, k2[2] = {K, 20000};
+    be->freeze_weights(be, 2, two, n2, k2);
+    be->gemm(be, 0, 1, M, N, K, 1, x, w, 0, y);
+    float *rows = malloc((size_t)M * N * sizeof *rows);
+    dsk_gemv_rows_f32(x, M, w, N, K, rows, 0);
+    CHECK(memcmp(y, rows, (size_t)M * N * sizeof *y) == 0);
+    free(rows);
     be->destroy(be);
     free(w), free(w2), free(x), free(y), free(want);
 }
