@@ -145,9 +145,20 @@ AVX2 static void row_heads(float *out, const float *q, const float *kb, const fl
             _mm256_storeu_ps(out + (size_t)h * hd + 8 * v, o[(size_t)h * V + v]);
 }
 
-AVX2 static void decode_avx2(float *out, const float *q, const float *k_cache, const float *v_cache,
-                             size_t seq_stride, const int32_t *seq, const int32_t *pos, int n, const float *alpha,
-                             const dsk_attn_shape *s)
+/* One piece of work: row r's query heads [h0, h0 + per), with its own
+ * output registers. */
+AVX2 static void item_avx2(float *out, const float *q, const float *kb, const float *vb, size_t ks, int i, int h0,
+                           int per, int G, int V, float a, int use_g, int use_l, int window, float scale, float *p)
+{
+    __m256 o[MAX_HEADS * MAX_HD / 8];
+    row_heads(out, q, kb, vb, ks, i, h0, per, G, V, a, use_g, use_l, window, scale, p, o);
+}
+
+/* The parallel loop is in a function without a target attribute, each
+ * item a call to one with it (clang's OpenMP regions do not take their
+ * function's target features). */
+static void decode_avx2(float *out, const float *q, const float *k_cache, const float *v_cache, size_t seq_stride,
+                        const int32_t *seq, const int32_t *pos, int n, const float *alpha, const dsk_attn_shape *s)
 {
     int H = s->H, KV = s->KV, hd = s->hd, G = H / KV, V = hd / 8, max_keys = 0;
     size_t ks = (size_t)KV * hd;
@@ -167,13 +178,12 @@ AVX2 static void decode_avx2(float *out, const float *q, const float *k_cache, c
 #pragma omp parallel if (par)
     {
         float *p = dsk_xmalloc((size_t)per * max_keys * sizeof *p);
-        __m256 o[MAX_HEADS * MAX_HD / 8];
 #pragma omp for schedule(static)
         for (int x = 0; x < n * items_per_row; x++) {
             int r = x / items_per_row, h0 = x % items_per_row * per;
             size_t at = (size_t)seq[r] * seq_stride, head = (size_t)r * H + (size_t)h0;
-            row_heads(out + head * hd, q + head * hd, k_cache + at, v_cache + at, ks, pos[r], h0, per, G, V, a,
-                      use_g, use_l, s->window, scale, p, o);
+            item_avx2(out + head * hd, q + head * hd, k_cache + at, v_cache + at, ks, pos[r], h0, per, G, V, a, use_g,
+                      use_l, s->window, scale, p);
         }
         free(p);
     }

@@ -84,37 +84,28 @@ static inline AVX512 __attribute__((always_inline)) void panel_rows(const float 
     }
 }
 
-AVX512 static void gemm_avx512(const dsk_packed_weight *p, const float *X, int M, float *Y, int accumulate)
+/* Panel q against rows [m, m + R) of X. */
+AVX512 static void item_avx512(const dsk_packed_weight *p, const float *X, float *Y, int accumulate, int q, int m,
+                               int R)
 {
-    int N = p->N, K = p->K, np = (N + PANEL - 1) / PANEL;
-    /* the rows in chunks of at most 12, as even as they go */
-    int chunks = (M + MAX_R - 1) / MAX_R, per = (M + chunks - 1) / chunks;
-    /* Panel by panel, all its chunks of rows together: a panel is read
-     * from memory once, then from the caches. */
-#pragma omp parallel for collapse(2) schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
-    for (int q = 0; q < np; q++)
-        for (int c = 0; c < chunks; c++) {
-            int m = c * per, R = M - m < per ? M - m : per;
-            if (R <= 0)
-                continue;
-            const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
-            float *y = Y + (size_t)m * N + (size_t)q * PANEL;
-            int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
-            switch (R) {
-            case 1: panel_rows(P, K, x, y, N, nvalid, accumulate, 1); break;
-            case 2: panel_rows(P, K, x, y, N, nvalid, accumulate, 2); break;
-            case 3: panel_rows(P, K, x, y, N, nvalid, accumulate, 3); break;
-            case 4: panel_rows(P, K, x, y, N, nvalid, accumulate, 4); break;
-            case 5: panel_rows(P, K, x, y, N, nvalid, accumulate, 5); break;
-            case 6: panel_rows(P, K, x, y, N, nvalid, accumulate, 6); break;
-            case 7: panel_rows(P, K, x, y, N, nvalid, accumulate, 7); break;
-            case 8: panel_rows(P, K, x, y, N, nvalid, accumulate, 8); break;
-            case 9: panel_rows(P, K, x, y, N, nvalid, accumulate, 9); break;
-            case 10: panel_rows(P, K, x, y, N, nvalid, accumulate, 10); break;
-            case 11: panel_rows(P, K, x, y, N, nvalid, accumulate, 11); break;
-            default: panel_rows(P, K, x, y, N, nvalid, accumulate, 12); break;
-            }
-        }
+    int N = p->N, K = p->K;
+    const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
+    float *y = Y + (size_t)m * N + (size_t)q * PANEL;
+    int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
+    switch (R) {
+    case 1: panel_rows(P, K, x, y, N, nvalid, accumulate, 1); break;
+    case 2: panel_rows(P, K, x, y, N, nvalid, accumulate, 2); break;
+    case 3: panel_rows(P, K, x, y, N, nvalid, accumulate, 3); break;
+    case 4: panel_rows(P, K, x, y, N, nvalid, accumulate, 4); break;
+    case 5: panel_rows(P, K, x, y, N, nvalid, accumulate, 5); break;
+    case 6: panel_rows(P, K, x, y, N, nvalid, accumulate, 6); break;
+    case 7: panel_rows(P, K, x, y, N, nvalid, accumulate, 7); break;
+    case 8: panel_rows(P, K, x, y, N, nvalid, accumulate, 8); break;
+    case 9: panel_rows(P, K, x, y, N, nvalid, accumulate, 9); break;
+    case 10: panel_rows(P, K, x, y, N, nvalid, accumulate, 10); break;
+    case 11: panel_rows(P, K, x, y, N, nvalid, accumulate, 11); break;
+    default: panel_rows(P, K, x, y, N, nvalid, accumulate, 12); break;
+    }
 }
 
 /* AVX2 (16 registers): a panel as four vectors of 8 outputs against up
@@ -153,24 +144,38 @@ static inline AVX2 __attribute__((always_inline)) void panel_rows_avx2(const flo
     }
 }
 
-AVX2 static void gemm_avx2(const dsk_packed_weight *p, const float *X, int M, float *Y, int accumulate)
+AVX2 static void item_avx2(const dsk_packed_weight *p, const float *X, float *Y, int accumulate, int q, int m, int R)
 {
-    int N = p->N, K = p->K, np = (N + PANEL - 1) / PANEL;
-    int chunks = (M + MAX_R2 - 1) / MAX_R2, per = (M + chunks - 1) / chunks;
+    int N = p->N, K = p->K;
+    const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
+    float *y = Y + (size_t)m * N + (size_t)q * PANEL;
+    int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
+    switch (R) {
+    case 1: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 1); break;
+    case 2: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 2); break;
+    default: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 3); break;
+    }
+}
+
+/* Panel by panel, all its chunks of rows together: a panel is read from
+ * memory once, then from the caches.  The rows in chunks of at most
+ * max_r, as even as they go.  The parallel loop is in a function without
+ * a target attribute, each item a call to one with it (clang's OpenMP
+ * regions do not take their function's target features). */
+static void gemm_items(const dsk_packed_weight *p, const float *X, int M, float *Y, int accumulate, int avx512)
+{
+    int N = p->N, K = p->K, np = (N + PANEL - 1) / PANEL, max_r = avx512 ? MAX_R : MAX_R2;
+    int chunks = (M + max_r - 1) / max_r, per = (M + chunks - 1) / chunks;
 #pragma omp parallel for collapse(2) schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
     for (int q = 0; q < np; q++)
         for (int c = 0; c < chunks; c++) {
             int m = c * per, R = M - m < per ? M - m : per;
             if (R <= 0)
                 continue;
-            const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
-            float *y = Y + (size_t)m * N + (size_t)q * PANEL;
-            int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
-            switch (R) {
-            case 1: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 1); break;
-            case 2: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 2); break;
-            default: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 3); break;
-            }
+            if (avx512)
+                item_avx512(p, X, Y, accumulate, q, m, R);
+            else
+                item_avx2(p, X, Y, accumulate, q, m, R);
         }
 }
 #endif
@@ -184,10 +189,7 @@ void dsk_packed_gemm(const dsk_packed_weight *p, const float *X, int M, float *Y
 {
 #if defined(__x86_64__)
     if (p->panels && M >= 1) {
-        if (dsk_cpu_avx512f() && !avx2_only)
-            gemm_avx512(p, X, M, Y, accumulate);
-        else
-            gemm_avx2(p, X, M, Y, accumulate);
+        gemm_items(p, X, M, Y, accumulate, dsk_cpu_avx512f() && !avx2_only);
         return;
     }
 #endif

@@ -79,7 +79,11 @@ AVX2 static void block4(const float *X, int m, int two, const float *W, int n, i
     }
 }
 
-AVX2 static void gemv_rows_avx2(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+/* The parallel loops are in functions without a target attribute, each
+ * item a call to one with it: clang outlines an OpenMP region into a
+ * function without its parent's target features, which then cannot take
+ * the vector code inlined (its backend crashed on the AVX-512 kernel). */
+static void gemv_rows_avx2(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
 {
     int blocks = N / 4;
     /* Blocks of four weight rows split among threads; every output has
@@ -105,8 +109,9 @@ AVX2 static void gemv_rows_avx2(const float *X, int M, const float *W, int N, in
 AVX512 static inline __attribute__((always_inline)) __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d)
 {
 #define FOLD(z) _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)))
-    return hsum4(FOLD(a), FOLD(b), FOLD(c), FOLD(d));
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(FOLD(a), FOLD(b)), _mm256_hadd_ps(FOLD(c), FOLD(d)));
 #undef FOLD
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));   /* hsum4's last step */
 }
 
 AVX512 static inline __attribute__((always_inline)) void
@@ -142,21 +147,27 @@ block4xr_512(const float *X, int m, const float *W, int n, int N, int K, float *
     }
 }
 
-AVX512 static void gemv_rows_avx512(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
+/* Weight rows 4b..4b+3 against every row of X. */
+AVX512 static void block_512(const float *X, int M, const float *W, int b, int N, int K, float *Y, int accumulate)
+{
+    for (int m = 0; m < M; m += 6) {
+        switch (M - m < 6 ? M - m : 6) {
+        case 1: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 1); break;
+        case 2: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 2); break;
+        case 3: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 3); break;
+        case 4: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 4); break;
+        case 5: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 5); break;
+        default: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 6); break;
+        }
+    }
+}
+
+static void gemv_rows_avx512(const float *X, int M, const float *W, int N, int K, float *Y, int accumulate)
 {
     int blocks = N / 4;
 #pragma omp parallel for schedule(static) if ((double)M * N * K >= PAR_MIN_MADDS)
     for (int b = 0; b < blocks; b++)
-        for (int m = 0; m < M; m += 6) {
-            switch (M - m < 6 ? M - m : 6) {
-            case 1: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 1); break;
-            case 2: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 2); break;
-            case 3: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 3); break;
-            case 4: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 4); break;
-            case 5: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 5); break;
-            default: block4xr_512(X, m, W, 4 * b, N, K, Y, accumulate, 6); break;
-            }
-        }
+        block_512(X, M, W, b, N, K, Y, accumulate);
     last_rows(X, M, W, N, K, Y, accumulate);
 }
 
