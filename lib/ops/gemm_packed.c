@@ -84,14 +84,9 @@ static inline AVX512 __attribute__((always_inline)) void panel_rows(const float 
     }
 }
 
-/* Panel q against rows [m, m + R) of X. */
-AVX512 static void item_avx512(const dsk_packed_weight *p, const float *X, float *Y, int accumulate, int q, int m,
-                               int R)
+/* One panel P against R rows x (gemm_items's item). */
+AVX512 static void item_avx512(const float *P, int K, const float *x, float *y, int N, int nvalid, int accumulate, int R)
 {
-    int N = p->N, K = p->K;
-    const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
-    float *y = Y + (size_t)m * N + (size_t)q * PANEL;
-    int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
     switch (R) {
     case 1: panel_rows(P, K, x, y, N, nvalid, accumulate, 1); break;
     case 2: panel_rows(P, K, x, y, N, nvalid, accumulate, 2); break;
@@ -144,12 +139,8 @@ static inline AVX2 __attribute__((always_inline)) void panel_rows_avx2(const flo
     }
 }
 
-AVX2 static void item_avx2(const dsk_packed_weight *p, const float *X, float *Y, int accumulate, int q, int m, int R)
+AVX2 static void item_avx2(const float *P, int K, const float *x, float *y, int N, int nvalid, int accumulate, int R)
 {
-    int N = p->N, K = p->K;
-    const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
-    float *y = Y + (size_t)m * N + (size_t)q * PANEL;
-    int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
     switch (R) {
     case 1: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 1); break;
     case 2: panel_rows_avx2(P, K, x, y, N, nvalid, accumulate, 2); break;
@@ -172,10 +163,13 @@ static void gemm_items(const dsk_packed_weight *p, const float *X, int M, float 
             int m = c * per, R = M - m < per ? M - m : per;
             if (R <= 0)
                 continue;
+            const float *P = p->panels + (size_t)q * K * PANEL, *x = X + (size_t)m * K;
+            float *y = Y + (size_t)m * N + (size_t)q * PANEL;
+            int nvalid = N - q * PANEL < PANEL ? N - q * PANEL : PANEL;
             if (avx512)
-                item_avx512(p, X, Y, accumulate, q, m, R);
+                item_avx512(P, K, x, y, N, nvalid, accumulate, R);
             else
-                item_avx2(p, X, Y, accumulate, q, m, R);
+                item_avx2(P, K, x, y, N, nvalid, accumulate, R);
         }
 }
 #endif
