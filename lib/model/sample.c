@@ -55,19 +55,29 @@ static void select_first(int *ix, int n, int k, const float *p)
     }
 }
 
-/* u in [0, sum): the token where the running sum passes u. */
+/* u in [0, sum): the token of ix[0..n) where the running sum passes u. */
 static int32_t draw(const float *p, const int *ix, int n, double sum, dsk_rng *rng)
 {
     double u = dsk_rng_uniform(rng) * sum, acc = 0;
     for (int i = 0; i < n; i++) {
-        acc += p[ix ? ix[i] : i];
+        acc += p[ix[i]];
         if (u < acc)
-            return ix ? ix[i] : i;
+            return ix[i];
     }
     for (int i = n - 1; i > 0; i--)   /* rounding left u at the very end: the last token with mass */
-        if (p[ix ? ix[i] : i] > 0)
-            return ix ? ix[i] : i;
-    return ix ? ix[0] : 0;
+        if (p[ix[i]] > 0)
+            return ix[i];
+    return ix[0];
+}
+
+/* The last token of [lo, hi) with mass, else lo: where rounding left u
+ * past a running sum's end. */
+static int32_t last_with_mass(const float *p, int lo, int hi)
+{
+    for (int i = hi - 1; i > lo; i--)
+        if (p[i] > 0)
+            return i;
+    return lo;
 }
 
 /* The whole vocabulary is summed and drawn from in blocks: each block's
@@ -113,17 +123,11 @@ static int32_t draw_blocks(const float *p, int V, const double *bsum, double tot
                 if (u < acc)
                     return i;
             }
-            for (int i = hi - 1; i > lo; i--)   /* the block's own rounding: its last token with mass */
-                if (p[i] > 0)
-                    return i;
-            return lo;
+            return last_with_mass(p, lo, hi);   /* the block's own rounding */
         }
         acc += bsum[b];
     }
-    for (int i = V - 1; i > 0; i--)   /* rounding left u at the very end: the last token with mass */
-        if (p[i] > 0)
-            return i;
-    return 0;
+    return last_with_mass(p, 0, V);
 }
 
 /* p[i] = exp((logits[i] - mx) * inv_t), and 0 for a logit of -inf (a
@@ -210,14 +214,11 @@ int32_t dsk_sample(float *logits, int V, const dsk_sampler_opts *o, dsk_rng *rng
     double sum = sum_blocks(p, V, bsum);
     int k = o->top_k > 0 && o->top_k < V ? o->top_k : V;
     int nucleus = o->top_p > 0 && o->top_p < 1;
-    if (k == V && !nucleus) {
-        int32_t t = draw_blocks(p, V, bsum, sum, rng);
-        if (bsum != stack_bsum)
-            free(bsum);
-        return t;
-    }
+    int32_t drawn = k == V && !nucleus ? draw_blocks(p, V, bsum, sum, rng) : -1;
     if (bsum != stack_bsum)
         free(bsum);
+    if (drawn >= 0)
+        return drawn;
     int n = V;
     for (int i = 0; i < V; i++)
         ix[i] = i;

@@ -40,13 +40,12 @@ typedef struct cpu_backend {
         const dsk_q4_linear *q;
     } *int4;
     int n_int4, cap_int4;
-    /* frozen weights' panels (cpu_freeze_weight), sorted by W */
+    /* frozen weights' panels (cpu_freeze_weights), sorted by W */
     struct packed_weight {
         const float *W;
         dsk_packed_weight p;
     } *packed;
     int n_packed;
-    size_t packed_bytes;
     float *tmp;
     size_t tmp_len;
     /* gemm_dtype bf16 / fp16: the operands rounded through the type,
@@ -60,9 +59,10 @@ typedef struct cpu_backend {
  * (it decodes each block of codes once per 8 rows). */
 enum { INT4_MAX_ROWS = 8 };
 
+/* int4_weight and packed_weight, by their first member, the weight W. */
 static int by_weight(const void *a, const void *b)
 {
-    const float *x = ((const struct int4_weight *)a)->W, *y = ((const struct int4_weight *)b)->W;
+    const float *x = *(const float *const *)a, *y = *(const float *const *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -78,11 +78,6 @@ static void cpu_register_int4(dsk_backend *be, const float *W, const void *int4)
     qsort(cb->int4, (size_t)cb->n_int4, sizeof *cb->int4, by_weight);
 }
 
-static int by_packed(const void *a, const void *b)
-{
-    const float *x = ((const struct packed_weight *)a)->W, *y = ((const struct packed_weight *)b)->W;
-    return x < y ? -1 : x > y;
-}
 
 /* All of the weights or none (see backend.h), none when DSK_NO_PACKED is
  * set (for comparisons). */
@@ -93,8 +88,7 @@ static void cpu_freeze_weights(dsk_backend *be, int n, const float *const *W, co
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += dsk_packed_bytes(N[i], K[i]);
-    if ((off && *off && strcmp(off, "0")) || !dsk_packed_available() || cb->n_packed ||
-        total + cb->packed_bytes > DSK_PACKED_BUDGET)
+    if ((off && *off && strcmp(off, "0")) || !dsk_packed_available() || cb->n_packed || total > DSK_PACKED_BUDGET)
         return;
     cb->packed = dsk_xcalloc((size_t)n, sizeof *cb->packed);
     for (int i = 0; i < n; i++) {
@@ -106,13 +100,11 @@ static void cpu_freeze_weights(dsk_backend *be, int n, const float *const *W, co
             free(cb->packed);
             cb->packed = NULL;
             cb->n_packed = 0;
-            cb->packed_bytes = 0;
             return;
         }
         cb->n_packed++;
-        cb->packed_bytes += dsk_packed_bytes(N[i], K[i]);
     }
-    qsort(cb->packed, (size_t)cb->n_packed, sizeof *cb->packed, by_packed);
+    qsort(cb->packed, (size_t)cb->n_packed, sizeof *cb->packed, by_weight);
 }
 
 /* Whether [p, p + bytes) overlaps a frozen weight: a write there would
@@ -154,7 +146,7 @@ static const dsk_packed_weight *packed_for(const cpu_backend *cb, int ta, int tb
         cb->be.gemm_dtype != DSK_DTYPE_FP32)
         return NULL;
     struct packed_weight key = {B, {0}};
-    const struct packed_weight *w = bsearch(&key, cb->packed, (size_t)cb->n_packed, sizeof key, by_packed);
+    const struct packed_weight *w = bsearch(&key, cb->packed, (size_t)cb->n_packed, sizeof key, by_weight);
     return w && w->p.N == N && w->p.K == K ? &w->p : NULL;
 }
 
