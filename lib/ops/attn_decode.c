@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "ops/attn_first.h"
 #include "ops/fast_exp.h"
+#include "ops/hsum_avx2.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -21,17 +22,11 @@ enum { MAX_HD = 256, MAX_HEADS = 64 };   /* query heads of a row, in o[] (64 KiB
  * portable kernels' PAR_MIN_WORK). */
 #define PAR_MIN_WORK 32768.0
 
-/* The four horizontal sums of a, b, c, d.  Lane t depends on its own
- * argument only, so a key's score has the same bits whichever keys it is
- * summed beside (the last few of a row are summed beside zeros). */
-INLINE AVX2 __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
-{
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
 /* p[j] = scale * (qh . k_j) for the keys [first, last], four at a time;
- * returns the largest.  V vectors of 8 make a head. */
+ * returns the largest.  V vectors of 8 make a head.  A key's score has
+ * the same bits whichever keys it is summed beside (dsk_hsum4_avx2's lane
+ * t depends on its own argument only; the last few keys of a row are
+ * summed beside repeats). */
 AVX2 static float scores(float *p, const float *qh, const float *kb, size_t ks, int first, int last, int V,
                          float scale)
 {
@@ -50,7 +45,7 @@ AVX2 static float scores(float *p, const float *qh, const float *kb, size_t ks, 
             a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + 8 * v), a3);
         }
         float s[4];
-        _mm_storeu_ps(s, _mm_mul_ps(hsum4(a0, a1, a2, a3), sc));
+        _mm_storeu_ps(s, _mm_mul_ps(dsk_hsum4_avx2(a0, a1, a2, a3), sc));
         for (int t = 0; t < nk; t++) {
             p[j + t] = s[t];
             mx = s[t] > mx ? s[t] : mx;

@@ -2,6 +2,7 @@
 
 #include "core/cpu.h"
 #include "ops/gemv_rows.h"
+#include "ops/hsum_avx2.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -38,13 +39,6 @@ static void last_rows(const float *X, int M, const float *W, int N, int K, float
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/* The four lanes of a horizontal sum of a, b, c, d. */
-AVX2 static __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
-{
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
 /* Rows n..n+3 of W against rows m and m+1 of X (m+1 only when two):
  * each weight vector loaded once for both.  K's tail past a multiple of
  * 8 is summed in scalars. */
@@ -64,8 +58,8 @@ AVX2 static void block4(const float *X, int m, int two, const float *W, int n, i
         b2 = _mm256_fmadd_ps(c2, v, b2), b3 = _mm256_fmadd_ps(c3, v, b3);
     }
     float ra[4], rb[4];
-    _mm_storeu_ps(ra, hsum4(a0, a1, a2, a3));
-    _mm_storeu_ps(rb, hsum4(b0, b1, b2, b3));
+    _mm_storeu_ps(ra, dsk_hsum4_avx2(a0, a1, a2, a3));
+    _mm_storeu_ps(rb, dsk_hsum4_avx2(b0, b1, b2, b3));
     for (; k < K; k++)
         for (int j = 0; j < 4; j++) {
             ra[j] += x0[k] * w0[(size_t)j * K + k];
@@ -103,15 +97,14 @@ static void gemv_rows_avx2(const float *X, int M, const float *W, int N, int K, 
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 /* The four horizontal sums of a, b, c, d: each folded to 8 lanes, then
- * hsum4's pairwise adds.  Fourteen instructions for four sums, where one
+ * dsk_hsum4_avx2's pairwise adds.  Fourteen instructions for four sums, where one
  * _mm512_reduce_add_ps a sum is eight: at K = 256 the reductions had
  * cost half as much as the multiply-adds. */
 AVX512 static inline __attribute__((always_inline)) __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d)
 {
 #define FOLD(z) _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)))
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(FOLD(a), FOLD(b)), _mm256_hadd_ps(FOLD(c), FOLD(d)));
+    return dsk_hsum4_avx2(FOLD(a), FOLD(b), FOLD(c), FOLD(d));
 #undef FOLD
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));   /* hsum4's last step */
 }
 
 AVX512 static inline __attribute__((always_inline)) void
