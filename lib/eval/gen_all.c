@@ -1,6 +1,7 @@
 #include "eval/gen_all.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/hash.h"
@@ -11,6 +12,7 @@ typedef struct gen_all {
     pthread_cond_t cv;
     size_t done;
     long failed;           /* 1 + the first job that did not end by stop or length, 0: none */
+    char why[512];         /* its reason */
 } gen_all;
 
 typedef struct job_ctx {
@@ -32,14 +34,16 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     return 0;
 }
 
-static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens)
+static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens, const char *error)
 {
     (void)prompt_tokens, (void)completion_tokens;
     job_ctx *c = ctx;
     pthread_mutex_lock(&c->all->mu);
     c->all->done++;
-    if (finish != DSK_ENGINE_STOP && finish != DSK_ENGINE_LENGTH && !c->all->failed)
+    if (finish != DSK_ENGINE_STOP && finish != DSK_ENGINE_LENGTH && !c->all->failed) {
         c->all->failed = (long)c->index + 1;
+        snprintf(c->all->why, sizeof c->all->why, "%s", error ? error : "cancelled");
+    }
     pthread_cond_signal(&c->all->cv);
     pthread_mutex_unlock(&c->all->mu);
 }
@@ -81,9 +85,12 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
      * step); a task of many items is not all held by the engine at once. */
     for (size_t i = 0; i < n && !rc; i++) {
         pthread_mutex_lock(&all.mu);
-        while (i - all.done >= (size_t)queue)
+        while (i - all.done >= (size_t)queue && !all.failed)
             pthread_cond_wait(&all.cv, &all.mu);
+        long failed = all.failed;
         pthread_mutex_unlock(&all.mu);
+        if (failed)   /* the task has failed: the rest are not worth the time */
+            break;
         ctx[i] = (job_ctx){&all, &jobs[i], i};
         dsk_engine_request q = {0};
         q.prompt = jobs[i].prompt;
@@ -105,13 +112,15 @@ int dsk_generate_all(dsk_model *m, dsk_gen_job *jobs, size_t n, const dsk_gen_al
         if ((rc = dsk_engine_submit(e, &q, &id, err)) == 0)
             submitted++;
     }
+    /* After a failure, stopping the engine cancels what is still queued
+     * or running (their on_done comes, CANCELLED, before it returns). */
     pthread_mutex_lock(&all.mu);
-    while (all.done < submitted)
+    while (all.done < submitted && !all.failed)
         pthread_cond_wait(&all.cv, &all.mu);
     pthread_mutex_unlock(&all.mu);
     dsk_engine_stop(e);
     if (!rc && all.failed)
-        rc = dsk_fail(err, EX_SOFTWARE, "generation failed on item %ld (a forward pass failed)", all.failed);
+        rc = dsk_fail(err, EX_SOFTWARE, "generation failed on item %ld: %s", all.failed, all.why);
     pthread_mutex_destroy(&all.mu);
     pthread_cond_destroy(&all.cv);
     free(ctx);

@@ -64,9 +64,10 @@ struct dsk_engine {
     int *lend_n;
 };
 
-static void finish(seq *s, int why)
+/* error: what went wrong, when why is DSK_ENGINE_ERROR (else NULL). */
+static void finish(seq *s, int why, const char *error)
 {
-    s->r.on_done(s->r.ctx, why, s->r.n_prompt, s->generated);
+    s->r.on_done(s->r.ctx, why, s->r.n_prompt, s->generated, why == DSK_ENGINE_ERROR ? error : NULL);
     free(s->prompt);
     free(s->bias);
     memset(s, 0, sizeof *s);
@@ -102,7 +103,7 @@ static void forget_kept(dsk_engine *e, int i)
 /* Ends the sequence in slot i.  Its prompt's keys and values stay in the
  * cache for later prompts that begin the same way (share_prefix), but
  * after a failed step, whose cache is not to be trusted. */
-static void retire(dsk_engine *e, int i, int why)
+static void retire(dsk_engine *e, int i, int why, const char *error)
 {
     seq *s = &e->slot[i];
     forget_kept(e, i);
@@ -112,7 +113,7 @@ static void retire(dsk_engine *e, int i, int why)
         e->lend_n[i] = n;
         s->prompt = NULL;
     }
-    finish(s, why);
+    finish(s, why, error);
     e->d->len[i] = e->lend_n[i];
 }
 
@@ -190,7 +191,7 @@ static void drop_cancelled_waiting(dsk_engine *e)
     for (int k = 0; k < e->q_len; k++) {
         seq *q = &e->queue[(e->q_head + k) % e->o.max_queue];
         if (q->cancelled)
-            finish(q, DSK_ENGINE_CANCELLED);
+            finish(q, DSK_ENGINE_CANCELLED, NULL);
         else
             e->queue[(e->q_head + kept++) % e->o.max_queue] = *q;
     }
@@ -353,14 +354,14 @@ static void deliver(dsk_engine *e, int i)
     for (int t = 0; t < m; t++) {
         int32_t tok = out[t].id;
         if (tok < 0) {
-            retire(e, i, DSK_ENGINE_ERROR);
+            retire(e, i, DSK_ENGINE_ERROR, "JSON mode: no token of the vocabulary can continue the answer");
             return;
         }
         if (is_stop(s, tok)) {
             out[t].end = 1;
             s->r.on_token(s->r.ctx, &out[t]);
             s->generated++;   /* counted in usage, as vLLM counts the end-of-sequence token */
-            retire(e, i, DSK_ENGINE_STOP);
+            retire(e, i, DSK_ENGINE_STOP, NULL);
             return;
         }
         int stop = s->r.on_token(s->r.ctx, &out[t]);
@@ -368,11 +369,11 @@ static void deliver(dsk_engine *e, int i)
         s->last = tok;
         s->state = SEQ_DECODE;
         if (stop || (t == m - 1 && s->r.json && dsk_json_prefix_closed(&s->json))) {
-            retire(e, i, DSK_ENGINE_STOP);
+            retire(e, i, DSK_ENGINE_STOP, NULL);
             return;
         }
         if (s->generated >= s->r.max_tokens || before + t + 1 >= e->d->max_len) {
-            retire(e, i, DSK_ENGINE_LENGTH);
+            retire(e, i, DSK_ENGINE_LENGTH, NULL);
             return;
         }
     }
@@ -400,7 +401,7 @@ static void *run(void *arg)
     while (!e->quit) {
         for (int i = 0; i < S; i++)
             if (e->slot[i].state != SEQ_FREE && e->slot[i].cancelled)
-                retire(e, i, DSK_ENGINE_CANCELLED);
+                retire(e, i, DSK_ENGINE_CANCELLED, NULL);
         drop_cancelled_waiting(e);
         /* Admit waiting requests into free slots, first come first served;
          * a slot that kept the beginning of the prompt keeps it. */
@@ -412,7 +413,7 @@ static void *run(void *arg)
             e->q_head = (e->q_head + 1) % e->o.max_queue;
             e->q_len--;
             if (q->cancelled) {
-                finish(q, DSK_ENGINE_CANCELLED);
+                finish(q, DSK_ENGINE_CANCELLED, NULL);
                 continue;
             }
             e->slot[i] = *q;
@@ -528,7 +529,7 @@ static void *run(void *arg)
                 continue;
             if (rc) {
                 if (row >= 0 || s->state == SEQ_PREFILL)
-                    retire(e, i, DSK_ENGINE_ERROR);
+                    retire(e, i, DSK_ENGINE_ERROR, err.msg);
                 continue;
             }
             if (s->r.prompt_logprobs && !s->cancelled)
@@ -538,7 +539,7 @@ static void *run(void *arg)
                         s->r.on_prompt_token(s->r.ctx, next, &e->row_token[e->chunk_row[i] + k]);
                 }
             if (s->state == SEQ_PREFILL && s->fed == s->r.n_prompt && s->r.max_tokens == 0) {
-                retire(e, i, DSK_ENGINE_LENGTH);   /* scored, nothing to generate */
+                retire(e, i, DSK_ENGINE_LENGTH, NULL);   /* scored, nothing to generate */
                 continue;
             }
             if (row >= 0)
@@ -548,9 +549,9 @@ static void *run(void *arg)
     /* Stopping: whatever is left ends as cancelled. */
     for (int i = 0; i < S; i++)
         if (e->slot[i].state != SEQ_FREE)
-            finish(&e->slot[i], DSK_ENGINE_CANCELLED);
+            finish(&e->slot[i], DSK_ENGINE_CANCELLED, NULL);
     while (e->q_len) {
-        finish(&e->queue[e->q_head], DSK_ENGINE_CANCELLED);
+        finish(&e->queue[e->q_head], DSK_ENGINE_CANCELLED, NULL);
         e->q_head = (e->q_head + 1) % e->o.max_queue;
         e->q_len--;
     }

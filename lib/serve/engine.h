@@ -68,8 +68,10 @@ typedef struct dsk_engine_request {
      * exactly once.  Both run under the engine's lock: they must not call
      * the engine. */
     int (*on_token)(void *ctx, const dsk_engine_token *t);
-    /* completion_tokens counts a stop token that ended the answer. */
-    void (*on_done)(void *ctx, int finish, int prompt_tokens, int completion_tokens);
+    /* completion_tokens counts a stop token that ended the answer; error
+     * says what failed when finish is DSK_ENGINE_ERROR (the failed step's
+     * message, valid during the call), else it is NULL. */
+    void (*on_done)(void *ctx, int finish, int prompt_tokens, int completion_tokens, const char *error);
     void *ctx;
 } dsk_engine_request;
 

@@ -106,6 +106,7 @@ typedef struct gen_req {
     dsk_openai_meta meta;
     char id[40];
     int n, n_done, prompt_tokens, refs, header_sent, finished_stream;
+    char error[256];             /* the first failed choice's reason, for the 500 */
     choice_state *ch;            /* [n]: n_prompts x req.n */
     prompt_state *prompts;       /* [n_prompts] */
     int n_prompts;
@@ -334,12 +335,16 @@ static void on_prompt_token(void *ctx, int pos, const dsk_engine_token *t)
     pthread_mutex_unlock(&g->mu);
 }
 
-static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens)
+static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens, const char *error)
 {
     choice_state *c = ctx;
     gen_req *g = c->g;
     dsk_server *s = g->srv;
+    if (finish == DSK_ENGINE_ERROR)   /* the operator's log says why, not only the client */
+        dsk_warn("generation failed: %s", error ? error : "(no reason given)");
     pthread_mutex_lock(&g->mu);
+    if (finish == DSK_ENGINE_ERROR && !g->error[0])
+        snprintf(g->error, sizeof g->error, "%s", error ? error : "(no reason given)");
     c->done = 1;
     c->engine_finish = finish;
     c->tokens = completion_tokens;
@@ -350,7 +355,7 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
          * error event in place of a finish reason (as vLLM sends one). */
         emit_delta(g, c, 0);
         dsk_openai_error e;
-        dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed");
+        dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", g->error);
         snprintf(e.type, sizeof e.type, "server_error");
         dsk_openai_sse_error(&e, &g->out);
     } else {
@@ -734,6 +739,8 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     for (int i = 0; i < g->n; i++)
         logprob_view_free(&lv[i]);
     free(oc), free(lv);
+    char error_reason[sizeof g->error];
+    memcpy(error_reason, g->error, sizeof error_reason);
     pthread_mutex_unlock(&g->mu);
     enum MHD_Result ok;
     if (gone) {
@@ -741,8 +748,11 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         count_request(s, endpoint, 499);
         ok = MHD_NO;
     } else if (error) {
-        dsk_openai_fail(&e, timed_out ? 504 : 500, NULL, timed_out ? "timeout" : "server_error", "%s",
-                        timed_out ? "the request timed out" : "generation failed");
+        if (timed_out)
+            dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
+        else
+            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s",
+                            error_reason[0] ? error_reason : "cancelled (the server is stopping)");
         snprintf(e.type, sizeof e.type, "server_error");
         ok = send_error(con, s, endpoint, &e);
     } else {

@@ -27,6 +27,7 @@ typedef struct result {
     int32_t prompt_id[64], prompt_top[64];
     int prompt_n;
     int omp_threads;                 /* omp_get_max_threads() where on_token runs: the engine's thread */
+    char error[256];                 /* on_done's error, "" when NULL */
 } result;
 
 static void on_prompt_token(void *ctx, int pos, const dsk_engine_token *t)
@@ -63,10 +64,12 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     return stop;
 }
 
-static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens)
+static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tokens, const char *error)
 {
     result *r = ctx;
     pthread_mutex_lock(&r->mu);
+    CHECK((finish == DSK_ENGINE_ERROR) == (error != NULL));
+    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
     r->done++;
     r->finish = finish;
     r->prompt_tokens = prompt_tokens;
@@ -766,6 +769,7 @@ TEST(json_mode_answers_are_json)
     wait_done(&r);
     wait_done(&plain);
     CHECK(r.finish == DSK_ENGINE_ERROR && r.n == 0 && r.completion_tokens == 0);
+    CHECK(strstr(r.error, "no token of the vocabulary can continue") != NULL);   /* says why */
     CHECK(plain.finish == DSK_ENGINE_LENGTH && plain.n == MAXTOK);   /* its neighbour is not disturbed */
     dsk_engine_stop(e);
     dsk_model_free(m);
