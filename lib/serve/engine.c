@@ -353,6 +353,8 @@ static void deliver(dsk_engine *e, int i)
     dsk_engine_token *out = e->drawn + (size_t)i * (e->o.spec_tokens + 1);
     for (int t = 0; t < m; t++) {
         int32_t tok = out[t].id;
+        out[t].step_index = t;
+        out[t].step_tokens = m;
         if (tok < 0) {
             retire(e, i, DSK_ENGINE_ERROR, "JSON mode: no token of the vocabulary can continue the answer");
             return;

@@ -29,6 +29,9 @@ enum { DSK_SPEC_STEP_ROWS = 8, DSK_SPEC_MAX = DSK_SPEC_STEP_ROWS - 1, DSK_SPEC_N
 typedef struct dsk_engine_token {
     int32_t id;
     int end;                            /* 1: a stop token, which ended the answer (no text, the last) */
+    /* This token is step_index of step_tokens its sequence was given in
+     * one step (more than one when draft tokens were taken). */
+    int step_index, step_tokens;
     float logprob;                      /* log-softmax of the raw logits */
     int n_top;
     int32_t top_id[DSK_ENGINE_MAX_TOP];

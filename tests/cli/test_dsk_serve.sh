@@ -816,10 +816,11 @@ answers.append(post("/v1/chat/completions", {"messages": [{"role": "user", "cont
 answers.append(post("/v1/completions", {"prompt": "say", "max_tokens": 40, "temperature": 0,
                                          "response_format": {"type": "json_object"}}))
 m = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
-spec = {l.split()[0]: float(l.split()[1]) for l in m.splitlines() if l.startswith("dsk:spec_decode")}
+spec = {l.split()[0]: float(l.split()[1]) for l in m.splitlines()
+        if l.startswith(("dsk:spec_decode", "dsk:time_per_output_token_seconds_count"))}
 json.dump({"answers": answers, "metrics": spec}, open(out, "w"))
 PY
-    kill -TERM "$pid"; wait "$pid"
+    kill -TERM "$pid"; wait "$pid" || { echo "# dsk-serve --speculate $spec: exit $?"; sed 's/^/# /' "$T/serve.err"; }
 done
 check "speculative decoding changes no answer, and drafts are taken" python3 - "$T/spec-0.json" "$T/spec-6.json" <<'PY'
 import json, sys
@@ -830,6 +831,9 @@ assert len(off["answers"]) == len(on["answers"]) == 14
 drafted, taken = on["metrics"]["dsk:spec_decode_num_draft_tokens_total"], on["metrics"]["dsk:spec_decode_num_accepted_tokens_total"]
 assert off["metrics"]["dsk:spec_decode_num_draft_tokens_total"] == 0, off["metrics"]
 assert drafted > 0 and taken > drafted / 4, on["metrics"]
+# a step that gives a choice several tokens shares its gap among them: one observation a token either way
+tpot = "dsk:time_per_output_token_seconds_count"
+assert off["metrics"][tpot] == on["metrics"][tpot] > 0, (off["metrics"], on["metrics"])
 print(f"# {drafted:.0f} draft tokens, {taken:.0f} taken")
 PY
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"

@@ -28,6 +28,9 @@ typedef struct result {
     int prompt_n;
     int omp_threads;                 /* omp_get_max_threads() where on_token runs: the engine's thread */
     char error[256];                 /* on_done's error, "" when NULL */
+    int step_index, step_tokens;     /* the last token's place in its step */
+    int steps_bad;                   /* tokens whose place does not follow the one before */
+    int multi_token_steps;           /* steps that gave more than one token (drafts taken) */
 } result;
 
 static void on_prompt_token(void *ctx, int pos, const dsk_engine_token *t)
@@ -55,6 +58,13 @@ static int on_token(void *ctx, const dsk_engine_token *t)
     }
     if (t->end)
         r->end_at = r->n + 1;
+    /* a step's tokens come in order, numbered 0 .. step_tokens - 1 */
+    int follows = t->step_index == 0 ? r->n == 0 || r->step_index == r->step_tokens - 1
+                                     : t->step_index == r->step_index + 1 && t->step_tokens == r->step_tokens;
+    r->steps_bad += !follows || t->step_index >= t->step_tokens;
+    r->multi_token_steps += t->step_index == 1;
+    r->step_index = t->step_index;
+    r->step_tokens = t->step_tokens;
     r->n++;
     r->omp_threads = omp_get_max_threads();
     int stop = r->stop_after && r->n >= r->stop_after;
@@ -916,6 +926,15 @@ static void speculation_is_exact(const char *preset)
            st1.spec_drafted, st1.spec_accepted);
     CHECK(st1.spec_drafted > 0 && st1.spec_accepted > 0 && st1.spec_accepted <= st1.spec_drafted);
     CHECK(st1.steps < st0.steps);
+    /* each token says its place in its step: one a step without drafts,
+     * runs of several with them */
+    int steps_bad = 0, multi0 = 0, multi1 = 0;
+    for (int i = 0; i < SPEC_N; i++) {
+        steps_bad += plain[i].steps_bad + spec[i].steps_bad;
+        multi0 += plain[i].multi_token_steps;
+        multi1 += spec[i].multi_token_steps;
+    }
+    CHECK(steps_bad == 0 && multi0 == 0 && multi1 > 0);
     CHECK(plain[10].finish == DSK_ENGINE_LENGTH && plain[10].n == 52 - 13);
     CHECK(plain[5].finish == DSK_ENGINE_STOP);
     dsk_model_free(m);
