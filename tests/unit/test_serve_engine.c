@@ -696,6 +696,12 @@ static void json_answers(const char *schema_text, const int32_t *prompt, int n_p
             differ += r[i].tokens[t] != r_spec[i].tokens[t];
     }
     CHECK(differ == 0);
+    /* answers closed by a token of a step with drafts taken (the close
+     * ends the step's draws: it is the step's last token) */
+    int closed_in_draft = 0;
+    for (int i = 0; i < N; i++)
+        closed_in_draft += r_spec[i].finish == DSK_ENGINE_STOP && !r_spec[i].end_at && r_spec[i].step_tokens > 1 &&
+                           r_spec[i].step_index == r_spec[i].step_tokens - 1;
     int stopped = 0;
     for (int i = 0; i < N; i++) {
         wait_done(&r[i]);
@@ -738,9 +744,11 @@ static void json_answers(const char *schema_text, const int32_t *prompt, int n_p
         }
         dsk_buf_free(&text);
     }
-    printf("# JSON mode%s%s: %d of %d answers whole within %d tokens\n", schema ? ", schema " : "",
-           schema ? schema_text : "", stopped, N, MAX);
+    printf("# JSON mode%s%s: %d of %d answers whole within %d tokens, %d closed within a draft\n",
+           schema ? ", schema " : "", schema ? schema_text : "", stopped, N, MAX, closed_in_draft);
     CHECK(stopped > 0);
+    if (compact)   /* the prompt that shows the whole answer: drafts carry its close */
+        CHECK(closed_in_draft > 0);
     dsk_model_free(m);
     be->destroy(be);
     dsk_json_vocab_free(jv);
