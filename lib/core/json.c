@@ -155,9 +155,11 @@ static int json_number(const char *t, size_t n, int *integer)
  * (strict mode still takes "1.", "-.5" and "-01", writes the first two
  * back as they came and clamps integers beyond 64 bits to the limit):
  * every number outside the strings of a text json-c has parsed is checked
- * as written.  NaN and Infinity, which Python writes, pass.  0, or -1 with
- * msg set. */
-static int check_numbers(const char *s, size_t n, char *msg, size_t msg_len)
+ * as written.  NaN and Infinity, which Python writes, pass.  Strings with
+ * a raw control character, which json-c takes too and JSON does not
+ * (Python's json.loads refuses them), are refused.  0, or -1 with msg
+ * set. */
+static int check_numbers_and_strings(const char *s, size_t n, char *msg, size_t msg_len)
 {
     for (size_t i = 0; i < n;) {
         char c = s[i];
@@ -174,6 +176,12 @@ static int check_numbers(const char *s, size_t n, char *msg, size_t msg_len)
                 if (bs % 2 == 0)
                     break;
             }
+            for (size_t k = i + 1; k < (size_t)(q - s); k++)
+                if ((unsigned char)s[k] < 0x20) {
+                    snprintf(msg, msg_len, "a raw control character (U+%04X) in a string at column %zu (JSON needs it escaped)",
+                             (unsigned)(unsigned char)s[k], k + 1);
+                    return -1;
+                }
             i = (size_t)(q - s);
             continue;
         }
@@ -253,7 +261,7 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
         snprintf(msg, msg_len, "unexpected text after the value at column %zu", end + 1);
         return NULL;
     }
-    if (check_numbers(s, n, msg, msg_len)) {
+    if (check_numbers_and_strings(s, n, msg, msg_len)) {
         json_object_put(o);
         return NULL;
     }

@@ -223,6 +223,27 @@ TEST(json_scalars_at_the_end)
     CHECK(dsk_json_parse("12x", 3, msg, sizeof msg) == NULL);
 }
 
+/* A raw control character in a string is not JSON (json-c takes it);
+ * escaped, or outside strings as whitespace, it is. */
+TEST(json_raw_control_characters_in_strings_are_refused)
+{
+    const char *bad[] = {"{\"t\":\"a\tb\"}", "{\"t\":\"a\nb\"}", "{\"t\":\"\x01\"}", "[\"x\\\"\x1f\"]",
+                         "{\"k\x7f\":1,\"k\x0b\":2}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char msg[160] = "";
+        struct json_object *o = dsk_json_parse(bad[i], strlen(bad[i]), msg, sizeof msg);
+        CHECK(o == NULL && strstr(msg, "raw control character") != NULL);
+        json_object_put(o);
+    }
+    char *s = parse_text("{\n\t\"t\": \"a\\tb\\n\\u0001\x7f\"\n}");
+    CHECK_STR(s, "a\tb\n\x01\x7f");
+    free(s);
+    char msg[160] = "";
+    const char *one = "{\"t\":\"ab\x02\"}";
+    CHECK(dsk_json_parse(one, strlen(one), msg, sizeof msg) == NULL);
+    CHECK_STR(msg, "a raw control character (U+0002) in a string at column 9 (JSON needs it escaped)");
+}
+
 /* Numbers json-c would change or write back as non-JSON are refused; the
  * 64-bit limits themselves, NaN and Infinity pass. */
 TEST(json_numbers_pass_unchanged_or_are_refused)
@@ -408,5 +429,5 @@ TEST(fault_region_catches_segv_and_bus)
     unlink(path);
 }
 
-RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_lossy_escapes_are_found), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_lossy_escapes_are_found), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(json_raw_control_characters_in_strings_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))
