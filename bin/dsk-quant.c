@@ -1,6 +1,8 @@
 /* dsk-quant: 4-bit weight quantization of a checkpoint.  See dsk-quant(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ static const char usage[] =
     "\n"
     "  -m, --method NAME     rtn (round to nearest), gptq or awq (both need --calib)\n"
     "  -o, --output DIR      the quantized checkpoint directory\n"
-    "      --force           replace OUT if it is an earlier dsk-quant output\n"
+    "      --force           replace OUT if it is an earlier dsk-quant output (--gguf: replace FILE)\n"
     "      --bits N          4 (the only width supported)\n"
     "  -g, --group-size N    input columns per scale and zero point (default 128; must divide each layer's)\n"
     "      --sym             symmetric (zero point 8) instead of asymmetric\n"
@@ -85,7 +87,7 @@ enum { FOR_RTN = 1, FOR_GPTQ = 2, FOR_AWQ = 4, FOR_GGUF = 8, FOR_QUANT = FOR_RTN
 static const dsk_option_scope option_scope[] = {
     {'o', "-o", FOR_QUANT},
     {OPT_BITS, "--bits", FOR_QUANT},
-    {OPT_FORCE, "--force", FOR_QUANT},
+    {OPT_FORCE, "--force", FOR_QUANT | FOR_GGUF},
     {'g', "--group-size", FOR_QUANT},
     {OPT_SYM, "--sym", FOR_QUANT},
     {OPT_CALIB, "--calib", FOR_QUANT},
@@ -115,6 +117,29 @@ static int parse_split(const char *opt, const char *v)
     if (s < 0)
         dsk_usage_error("%s '%s': expected train, val or test", opt, v);
     return s;
+}
+
+/* --gguf FILE: a FILE that exists is replaced only with --force, and
+ * never when it is one of the exported checkpoint's own files (a typo
+ * away: cp ckpt/latest/model.safetensors). */
+static void check_gguf_target(const char *path, const char *ckpt_dir, int force)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno != ENOENT)
+            dsk_die(EX_CANTCREAT, "%s: %s", path, strerror(errno));
+        return;
+    }
+    if (S_ISDIR(st.st_mode))
+        dsk_die(EX_CANTCREAT, "%s is a directory", path);
+    char *copy = dsk_xstrdup(path);
+    char *parent = realpath(dirname(copy), NULL), *own = realpath(ckpt_dir, NULL);
+    int inside = parent && own && strcmp(parent, own) == 0;
+    free(parent), free(own), free(copy);
+    if (inside)
+        dsk_die(EX_CANTCREAT, "%s is a file of the checkpoint being exported", path);
+    if (!force)
+        dsk_die(EX_CANTCREAT, "%s already exists (--force replaces it)", path);
 }
 
 /* An earlier output of dsk-quant: a directory with its quant.json. */
@@ -196,7 +221,10 @@ int main(int argc, char **argv)
         if (type < 0)
             dsk_usage_error("--gguf-type '%s': expected f32, f16, q8_0, q4_0 or q4_k", gguf_type);
         char *dir = dsk_checkpoint_resolve(ckpt, &err);
-        if (!dir || dsk_gguf_export(dir, gguf, type, &err))
+        if (!dir)
+            dsk_die_err(&err);
+        check_gguf_target(gguf, dir, force);
+        if (dsk_gguf_export(dir, gguf, type, &err))
             dsk_die_err(&err);
         if (!quiet)
             fprintf(stderr, "dsk-quant: wrote %s (%s)\n", gguf, gguf_type);

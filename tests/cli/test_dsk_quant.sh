@@ -256,6 +256,19 @@ for ty in ("f32", "f16", "q8_0"):
     sizes[ty] = os.path.getsize(f"{t}/m-{ty}.gguf")
 assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
 PY
+# an existing file is replaced only with --force, and never one of the checkpoint's own files
+echo precious > "$T/precious.txt"
+expect_exit 73 "--gguf onto an existing file without --force" dsk-quant --gguf "$T/precious.txt" "$T/glob"
+expect_err_contains "already exists (--force replaces it)" "... says --force replaces it"
+check "... which is left as it was" grep -qx precious "$T/precious.txt"
+expect_exit 0 "--gguf --force replaces it" dsk-quant --gguf "$T/precious.txt" --force --gguf-type q8_0 "$T/glob"
+check "... with the GGUF" cmp -s "$T/precious.txt" "$T/m-q8_0.gguf"
+cp "$T/glob/latest/model.safetensors" "$T/glob-weights"
+expect_exit 73 "--gguf onto the checkpoint's own weights, even with --force" \
+    dsk-quant --gguf "$T/glob/latest/model.safetensors" --force "$T/glob"
+expect_err_contains "is a file of the checkpoint being exported" "... says why"
+check "... which are left as they were" cmp -s "$T/glob-weights" "$T/glob/latest/model.safetensors"
+expect_exit 73 "--gguf onto a directory" dsk-quant --gguf "$T/glob" --force "$T/glob"
 cp -rL "$T/glob/latest" "$T/big"
 # set_first_weight FILE VALUE: the first weight of layer 1's up_proj
 set_first_weight() {
