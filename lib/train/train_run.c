@@ -930,7 +930,7 @@ static int train(run *r)
     while (r->st.step < r->total_steps) {
         dsk_zero_zero_grad(r->zero);
         double loss = 0;   /* this rank's part of the step's loss */
-        double step_targets = 0;   /* over all ranks; DPO: -1 (pairs always count) */
+        double step_targets = 0;   /* over all ranks (DPO: of both answers of every pair) */
         uint64_t step_tokens = 0;
         const dsk_model_config *mc = &r->model->cfg;
         if (r->world > 1 && mc->n_routed_experts > 0 && mc->router_noise != DSK_NOISE_NONE) {
@@ -971,7 +971,11 @@ static int train(run *r)
                 r->dpo_window.margin += st.margin;
                 r->dpo_window.accuracy += st.accuracy;
                 r->dpo_batches++;
-                step_targets = -1;
+                /* Pairs whose answers --seq-len cut off have no log-probability
+                 * to compare: a step of only such pairs is empty, as below. */
+                double n = r->model->n_targets;
+                sum_ranks(r, &n, 1);
+                step_targets += n;
             } else {
                 /* The mean over the global batch's targets: every rank
                  * divides by their count over all ranks. */
@@ -990,8 +994,8 @@ static int train(run *r)
         sum_ranks(r, &loss, 1);
         dsk_step_report rep = {0};
         r->step_scale = r->ls.scale;
-        /* A batch without a target token (SFT rows whose answers --seq-len
-         * cut off, all masked) has no loss to learn from: no update, not
+        /* A batch without a target token (SFT rows or DPO pairs whose
+         * answers --seq-len cut off, all masked) has no loss to learn from: no update, not
          * even weight decay, and its loss is logged as null, not 0. */
         int empty = step_targets == 0;
         if (empty) {

@@ -412,6 +412,18 @@ assert train and all(k in train[-1] for k in ("chosen_reward", "rejected_reward"
 assert len(val) == 2 and all(0 <= v["val_accuracy"] <= 1 and v["val_pairs"] == 8 for v in val), val
 assert val[-1]["val_margin"] > val[0]["val_margin"], val    # preferences move the right way
 PY
+expect_exit 0 "dpo with a --seq-len that cuts off every answer" dsk-train "${post[@]}" --stage dpo --init "$T/s" \
+    --data "$T/dpo" --seq-len 4 --steps 2 --log-every 1 --eval-batches 0 --log "$T/pempty.jsonl" --out "$T/pempty"
+expect_err_contains "no target tokens" "a warning says the batches have no target tokens"
+check "dpo steps without targets log loss null and change no weight, not even by decay" python3 - "$T" <<'PY'
+import json, struct, sys
+t = sys.argv[1]
+steps = [json.loads(l) for l in open(f"{t}/pempty.jsonl") if '"loss"' in l]
+assert len(steps) == 2 and all(s["loss"] is None for s in steps), steps
+def data(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; return b[8 + n:]
+assert data(f"{t}/s/latest/model.safetensors") == data(f"{t}/pempty/latest/model.safetensors")
+PY
 check "dpo: the lineage traces pretrain -> sft -> dpo" python3 - "$T/p/latest/state.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
