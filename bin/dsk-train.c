@@ -336,8 +336,10 @@ int main(int argc, char **argv)
             dsk_die(EX_DATAERR, "%s: a damaged state.json: stage '%s' (expected pretrain, continue, sft or dpo)", dir,
                     st.stage);
         o.stage = stage;
-        /* A resumed run is the run it was: a new stage or model is a new run. */
-        if (init_given || ref_given)
+        /* A resumed run is the run it was: a new stage or model is a new
+         * run.  A dpo run may be given its reference again (moved, or
+         * rotated away by --keep): a copy, checked by its weights. */
+        if (init_given || (ref_given && stage != DSK_STAGE_DPO))
             dsk_usage_error("--resume carries on the run in %s as it was started: its %s is in the checkpoint "
                             "(a new stage is a new run: --stage S --init %s --out NEW)", o.out,
                             init_given ? "--init" : "--ref", o.out);

@@ -1138,6 +1138,23 @@ static uint64_t ref_weights_hash(run *r)
     return h;
 }
 
+/* Resuming a dpo stage: the reference loaded now must have the weights
+ * the stage started with (its lineage entry's ref_weights; checkpoints
+ * from before it was recorded are taken as they are). */
+static int check_ref_weights(run *r, dsk_err *err)
+{
+    size_t n = r->st.lineage ? json_object_array_length(r->st.lineage) : 0;
+    struct json_object *last = n ? json_object_array_get_idx(r->st.lineage, n - 1) : NULL, *v;
+    if (!last || !json_object_object_get_ex(last, "ref_weights", &v) || !json_object_is_type(v, json_type_string))
+        return 0;
+    char mine[17];
+    snprintf(mine, sizeof mine, "%016llx", (unsigned long long)r->ref_hash);
+    if (strcmp(json_object_get_string(v), mine) != 0)
+        return dsk_fail(err, EX_DATAERR, "%s is not the reference model this dpo run started with (its weights differ)",
+                        r->ref_dir);
+    return 0;
+}
+
 /* state.json's lineage: the stages that led here, each with its data and
  * the checkpoints it started from, so pretrain -> continue -> SFT -> DPO
  * can be traced from the last checkpoint alone. */
@@ -1161,6 +1178,9 @@ static void add_lineage(run *r, const char *from_dir)
         abs = realpath(r->ref_dir, NULL);
         json_object_object_add(e, "ref", json_object_new_string(abs ? abs : r->ref_dir));
         free(abs);
+        char hex[17];   /* so that a copy of it can stand in when resuming */
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->ref_hash);
+        json_object_object_add(e, "ref_weights", json_object_new_string(hex));
     }
     json_object_object_add(e, "out", json_object_new_string(o->out));
     json_object_array_add(r->st.lineage, e);
@@ -1343,6 +1363,9 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         r.ref_dir = ref ? dsk_checkpoint_resolve(ref, err) : NULL;
         if (!ref)
             rc = dsk_fail(err, EX_USAGE, "--stage dpo needs --init (or --ref) for the reference model");
+        else if (!r.ref_dir && o->resume)
+            rc = dsk_fail(err, err->code, "the run's reference model: %s (moved, or rotated away by --keep? "
+                          "--resume -o %s --ref DIR names a copy of it)", err->msg, o->out);
         else if (!r.ref_dir)
             rc = err->code;
         if (!rc) {
@@ -1354,6 +1377,10 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         }
         if (!rc) {
             r.ref_hash = ref_weights_hash(&r);
+            if (o->resume)
+                rc = check_ref_weights(&r, err);
+        }
+        if (!rc) {
             r.logp = dsk_xcalloc((size_t)r.B, sizeof *r.logp);
             r.ref_logp = dsk_xcalloc((size_t)r.B, sizeof *r.ref_logp);
             r.coef = dsk_xcalloc((size_t)r.B, sizeof *r.coef);

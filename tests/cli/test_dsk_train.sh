@@ -440,6 +440,19 @@ import json, re, sys
 o = json.load(open(sys.argv[1]))["options"]
 assert re.search(r"/step-\d{8}$", o["init"]), o
 PY
+# the reference gone (moved, or rotated away): the message says so, and --ref names a copy, checked by its weights
+mkdir "$T/p3" && cp -r "$T/p/step-00000005" "$T/p3/" && ln -s step-00000005 "$T/p3/latest"
+cp -rL "$T/s/latest" "$T/s-copy"
+mv "$T/s" "$T/s-away"
+expect_exit 66 "resume DPO with its reference gone" dsk-train --resume --out "$T/p3" -q
+expect_err_contains "the run's reference model" "... the message names the reference, and --ref"
+expect_exit 65 "resume DPO with another model as --ref" dsk-train --resume --out "$T/p3" --ref "$T/a" -q
+expect_err_contains "is not the reference model this dpo run started with" "... refused by its weights"
+expect_exit 64 "--resume with --init" dsk-train --resume --out "$T/p3" --init "$T/s-copy" -q
+expect_exit 0 "resume DPO with a copy of its reference as --ref" dsk-train --resume --out "$T/p3" --ref "$T/s-copy" -q
+check "... bit-identical to the run that had it" cmp "$T/p/latest/model.safetensors" "$T/p3/latest/model.safetensors"
+check "... and the copy is the reference a later --resume loads" grep -q "s-copy" "$T/p3/latest/state.json"
+mv "$T/s-away" "$T/s"
 expect_exit 65 "--stage dpo on conversation data" dsk-train "${post[@]}" --stage dpo --init "$T/s" --data "$T/sft" \
     --steps 2 --out "$T/x"
 
