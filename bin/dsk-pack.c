@@ -320,7 +320,7 @@ int main(int argc, char **argv)
               .shard_size = 1ull << 30, .dict_sample = 1u << 20, .window = 16u << 20};
     /* The first option of each kind given: one of cat's, or of packing's,
      * or of bestfit's alone, where it would do nothing, is a usage error. */
-    int cat_only = 0, pack_only = 0, bestfit_only = 0;
+    int cat_only = 0, pack_only = 0, bestfit_only = 0, tokenizer_given = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":o:t:j:qhV", long_options, NULL)) != -1) {
         switch (opt) {
@@ -330,9 +330,12 @@ int main(int argc, char **argv)
         case OPT_CROP_LONG: case OPT_WINDOW:
             bestfit_only = bestfit_only ? bestfit_only : opt;
             /* fall through - packing's too */
-        case 'o': case OPT_SEQ_LEN: case OPT_PACK: case OPT_SHARD_SIZE: case OPT_ZSTD_LEVEL: case OPT_NO_DICT:
-        case OPT_DICT_SAMPLE: case OPT_FORCE:
+        case 'o': case 'j': case OPT_SEQ_LEN: case OPT_PACK: case OPT_SHARD_SIZE: case OPT_ZSTD_LEVEL:
+        case OPT_NO_DICT: case OPT_DICT_SAMPLE: case OPT_FORCE:
             pack_only = pack_only ? pack_only : opt;
+            break;
+        case 't':
+            tokenizer_given = 1;
             break;
         }
         switch (opt) {
@@ -390,6 +393,13 @@ int main(int argc, char **argv)
         dsk_usage_error("%s is for packing, not dsk-pack %s", option_name(pack_only), cmd);
     if (packing && bestfit_only && a.pack_mode != DSK_PACK_BESTFIT)
         dsk_usage_error("%s is for --pack bestfit", option_name(bestfit_only));
+    /* verify checks a dataset against itself (its MANIFEST, MD5SUMS and
+     * its own tokenizer.json); only cat --decode reads a tokenizer */
+    if (!packing && tokenizer_given && !(strcmp(cmd, "cat") == 0 && a.decode))
+        dsk_usage_error("-t is for packing and dsk-pack cat --decode, not dsk-pack %s%s", cmd,
+                        strcmp(cmd, "cat") == 0 ? " without --decode" : "");
+    if (!packing && cat_only && strcmp(cmd, "cat") != 0)
+        dsk_usage_error("%s is for dsk-pack cat, not dsk-pack %s", option_name(cat_only), cmd);
     if (strcmp(cmd, "verify") == 0)
         rc = cmd_verify(&a, rest - 1, files + 1);
     else if (strcmp(cmd, "info") == 0)

@@ -112,6 +112,14 @@ assert rows and any("\ufffd" in r["text"] for r in rows), rows' "$T/cjk.txt"
 expect_exit 64 "an option of cat's when packing" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --decode "$T/docs.dskt"
 expect_err_contains "--decode is for dsk-pack cat" "the misplaced option is named"
 expect_exit 64 "an option of packing's with cat" dsk-pack cat "$T/ds" --seq-len 64
+# verify and info take no option of cat's or packing's, and no tokenizer (verify checks the dataset's own):
+# one given would look like a check that was not made
+expect_exit 64 "verify -t" dsk-pack verify "$T/ds" -t "$T/tok.json"
+expect_err_contains "-t is for packing and dsk-pack cat --decode" "... named as not verify's"
+expect_exit 64 "verify --count" dsk-pack verify "$T/ds" --count 2
+expect_exit 64 "verify -j2" dsk-pack verify "$T/ds" -j2
+expect_exit 64 "info --json" dsk-pack info "$T/ds" --json
+expect_exit 64 "cat -t without --decode" dsk-pack cat "$T/ds" -t "$T/tok.json" --count 1
 expect_exit 64 "--crop-long without --pack bestfit" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --crop-long \
     "$T/docs.dskt"
 
