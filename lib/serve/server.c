@@ -115,6 +115,7 @@ typedef struct gen_req {
     double t_start, t_first;
     const char *endpoint;
     int fd;                      /* a stream's connection, watched while it waits for tokens */
+    struct MHD_Connection *con;  /* a stream's connection (its idle timeout is set back at the end) */
 } gen_req;
 
 static void gen_unref(gen_req *g)
@@ -357,12 +358,17 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     c->tokens = completion_tokens;
     if (!c->stopped)
         c->safe = c->text.len;   /* the end: everything is final */
-    if (finish == DSK_ENGINE_ERROR && g->req.stream) {
+    if ((finish == DSK_ENGINE_ERROR || finish == DSK_ENGINE_CANCELLED) && g->req.stream) {
         /* A stream already said 200: the text so far goes out, then an
-         * error event in place of a finish reason (as vLLM sends one). */
+         * error event in place of a finish reason (as vLLM sends one).
+         * Cancelled, with the stream still read: the server is stopping
+         * (a client that left or a stream past --timeout reads no more). */
         emit_delta(g, c, 0);
         dsk_openai_error e;
-        dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", g->error);
+        if (finish == DSK_ENGINE_ERROR)
+            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", g->error);
+        else
+            dsk_openai_fail(&e, 503, NULL, "server_error", "the answer was cut short: the server is stopping");
         snprintf(e.type, sizeof e.type, "server_error");
         dsk_openai_sse_error(&e, &g->out);
     } else {
@@ -471,6 +477,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     ssize_t n;
     if (g->out.len == 0) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
+        /* the stream is over: a kept-alive connection idles as any other */
+        MHD_set_connection_option(g->con, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)g->srv->o.idle_timeout_s);
     } else {
         n = (ssize_t)(g->out.len < max ? g->out.len : max);
         memcpy(buf, g->out.data, (size_t)n);
@@ -692,6 +700,11 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     dsk_openai_warning_header(&g->req, &warning);
     if (g->req.stream) {
         g->fd = connection_fd(con);
+        g->con = con;
+        /* The stream is silent while the answer waits for a slot or its
+         * next token, for as long as --timeout allows: the idle timeout,
+         * which would close it, is for clients that send nothing. */
+        MHD_set_connection_option(con, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->o.timeout_s + 5);
         struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, g,
                                                                     stream_free);
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
@@ -757,9 +770,10 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     } else if (error) {
         if (timed_out)
             dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
-        else
-            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s",
-                            error_reason[0] ? error_reason : "cancelled (the server is stopping)");
+        else if (error_reason[0])
+            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", error_reason);
+        else   /* cancelled, and not by this request: the server is stopping */
+            dsk_openai_fail(&e, 503, NULL, "server_error", "the answer was cut short: the server is stopping");
         snprintf(e.type, sizeof e.type, "server_error");
         ok = send_error(con, s, endpoint, &e);
     } else {

@@ -836,6 +836,58 @@ tpot = "dsk:time_per_output_token_seconds_count"
 assert off["metrics"][tpot] == on["metrics"][tpot] > 0, (off["metrics"], on["metrics"])
 print(f"# {drafted:.0f} draft tokens, {taken:.0f} taken")
 PY
+# A slow model (about 5 ms a token here): a stream may wait longer than --idle-timeout for its slot (the
+# idle timeout is for clients that send nothing), and a stream cut short by SIGTERM's grace ends with an
+# error event, not a finish reason.
+dsk-train -q -j 2 --config nano --set d_model=512 --set d_ff=1536 --set n_layers=8 --set n_heads=8 --set n_kv_heads=8 \
+    --set seq_len=1024 --data "$T/ds" --out "$T/slow" -b 2 --steps 1 --eval-every 0
+ckpt=$T/slow start_server --max-batch 1 --idle-timeout 1 --grace 1
+check "a stream that waits past --idle-timeout for its slot is answered whole" python3 - "http://127.0.0.1:$port" <<'PY'
+import json, sys, threading, time, urllib.request
+url = sys.argv[1]
+def post(body):
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode())
+    return urllib.request.urlopen(req, timeout=120).read().decode()
+long = threading.Thread(target=post, args=({"prompt": "a", "max_tokens": 600, "ignore_eos": True},))
+long.start(); time.sleep(0.3)
+t0 = time.time()
+sse = post({"prompt": "b", "max_tokens": 3, "stream": True})
+waited = time.time() - t0
+long.join()
+assert sse.endswith("data: [DONE]\n\n") and '"finish_reason":"length"' in sse, sse
+print(f"# the stream waited {waited:.1f} s")
+assert waited > 1.5, waited   # the slow answer held the one slot for longer than the idle timeout
+PY
+python3 - "http://127.0.0.1:$port" "$T/cut.sse" "$T/cut.json" <<'PY' &
+import json, sys, threading, urllib.request, urllib.error
+url, sse_out, whole_out = sys.argv[1:4]
+def post(body, out):
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode())
+    try:
+        r = urllib.request.urlopen(req, timeout=120); text = r.read().decode()
+    except urllib.error.HTTPError as e:
+        text = f"{e.code} " + e.read().decode()
+    open(out, "w").write(text)
+body = {"prompt": "a", "max_tokens": 900, "ignore_eos": True}
+ts = [threading.Thread(target=post, args=({**body, "stream": True}, sse_out)),
+      threading.Thread(target=post, args=(body, whole_out))]
+[t.start() for t in ts]; [t.join() for t in ts]
+PY
+client=$!
+sleep 1
+kill -TERM "$pid"; wait "$pid"; wait "$client"
+check "a stream cut short by the end of SIGTERM's grace ends with an error event and [DONE], no finish reason" \
+    python3 - "$T/cut.sse" "$T/cut.json" <<'PY'
+import json, sys
+sse, whole = (open(f).read() for f in sys.argv[1:3])
+events = [e[6:] for e in sse.split("\n\n") if e.startswith("data: ")]
+assert events[-1] == "[DONE]", events[-3:]
+err = json.loads(events[-2])["error"]
+assert "server is stopping" in err["message"], err
+assert not any(json.loads(e).get("choices", [{}])[0].get("finish_reason") for e in events[:-2] if "choices" in e), sse
+# the answer waiting in the queue behind it is refused as the server stops
+assert whole.startswith("503 ") and "server is stopping" in whole, whole
+PY
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
