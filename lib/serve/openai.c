@@ -875,6 +875,28 @@ static struct json_object *text_string(const char *s, size_t n)
     return o;
 }
 
+/* A legacy completion's token as a string: its text, or when its bytes
+ * are not UTF-8 on their own (part of a character), "bytes:\\xNN..." as
+ * OpenAI's legacy API wrote them, so that two such tokens stay two keys
+ * of top_logprobs (repaired, each would read U+FFFD). */
+static struct json_object *token_string(const char *s, size_t n)
+{
+    if (!s)
+        s = "";
+    if (dsk_utf8_find_invalid(s, n) == n)
+        return json_object_new_string_len(s, (int)n);
+    dsk_buf b = {0};
+    dsk_buf_adds(&b, "bytes:");
+    for (size_t i = 0; i < n; i++) {
+        char hex[5];
+        snprintf(hex, sizeof hex, "\\x%02x", (unsigned char)s[i]);
+        dsk_buf_adds(&b, hex);
+    }
+    struct json_object *o = json_object_new_string_len(b.data, (int)b.len);
+    dsk_buf_free(&b);
+    return o;
+}
+
 /* JSON has no -Infinity; OpenAI reports impossible tokens as -9999. */
 static struct json_object *logprob_value(double lp)
 {
@@ -961,8 +983,8 @@ static struct json_object *top_logprobs_object(const dsk_openai_token_logprob *t
 {
     top_pairs *tp = dsk_xcalloc(1, sizeof *tp);
     for (int j = 0; j < t->n_top && tp->n < DSK_OPENAI_MAX_TOP; j++) {
-        struct json_object *k = text_string(t->top[j].token, t->top[j].len);
-        /* two tokens can read the same once repaired; the first (likelier) stays */
+        struct json_object *k = token_string(t->top[j].token, t->top[j].len);
+        /* two entries the same (not two tokens of the vocabulary): the first stays */
         int dup = 0;
         for (int i = 0; i < tp->n && !dup; i++)
             dup = json_object_get_string_len(tp->key[i]) == json_object_get_string_len(k) &&
@@ -989,7 +1011,7 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
                        *tops = json_object_new_array(), *offsets = json_object_new_array();
     for (int i = 0; i < c->n_logprobs; i++) {
         const dsk_openai_token_logprob *t = &c->logprobs[i];
-        json_object_array_add(tokens, text_string(t->token, t->len));
+        json_object_array_add(tokens, token_string(t->token, t->len));
         json_object_array_add(offsets, json_object_new_int64((int64_t)t->text_offset));
         if (t->null_logprob) {   /* an echoed prompt's first token: nothing came before it */
             json_object_array_add(lps, NULL);

@@ -54,7 +54,7 @@ check "the server announces its port" test -n "$port"
 url=http://127.0.0.1:$port
 
 check "HTTP behaviour" python3 - "$url" <<'PY'
-import http.client, json, sys, threading, time, urllib.error, urllib.request
+import http.client, json, re, sys, threading, time, urllib.error, urllib.request
 url = sys.argv[1]
 def call(path, body=None, raw=None, headers=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -148,16 +148,20 @@ st, sse, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 5, "logprobs"
 chunks = [json.loads(e[6:])["choices"][0] for e in sse.split("\n\n")[:-2]]
 for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
     assert [x for c in chunks for x in (c["logprobs"] or {}).get(key, [])] == l[key], (key, chunks, l)
-# sampled text, perhaps cut mid-character, past the end of the turn: every listed token is text, and
-# text_offset is where it begins in the text as written (invalid UTF-8 repaired)
+# sampled text, perhaps cut mid-character, past the end of the turn: every listed token is text (a part
+# of a character as OpenAI's legacy API wrote it, "bytes:\\xNN"), and text_offset is where it begins in the
+# text as written (invalid UTF-8 repaired); top_logprobs has as many entries as asked, partial tokens too
+partial = lambda tok: tok.startswith("bytes:")
 for seed in range(12):
     c0 = json.loads(call("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 1.3,
-                                             "seed": seed, "ignore_eos": True, "logprobs": 0})[1])["choices"][0]
+                                             "seed": seed, "ignore_eos": True, "logprobs": 5})[1])["choices"][0]
     l, t = c0["logprobs"], c0["text"]
     assert all(tok == t[o:o + len(tok)] for tok, o in zip(l["tokens"], l["text_offset"])
-               if "\ufffd" not in tok and not special(tok)), c0
+               if not partial(tok) and not special(tok)), c0
+    assert all(re.fullmatch(r"bytes:(\\x[0-9a-f]{2})+", tok) for tok in l["tokens"] if "\\x" in tok), c0
     assert l["text_offset"] == sorted(l["text_offset"]) and all(o <= len(t) for o in l["text_offset"]), c0
-    assert "\ufffd" in t or "".join(l["tokens"]) == t, c0
+    assert any(map(partial, l["tokens"])) or "".join(l["tokens"]) == t, c0
+    assert all(len(tp) == 5 for tp in l["top_logprobs"]), c0
 # a completion ends with the turn, as a chat does, and special tokens are not text
 st, body, _ = call("/v1/completions", {"prompt": tpl, "max_tokens": 20, "temperature": 0})
 r = json.loads(body); c0 = r["choices"][0]
@@ -649,13 +653,16 @@ assert lps[0] is None and len(lps) == len(got) and all(abs(a - b) < 1e-4 for a, 
 offs = [v for x in ev for c in x["choices"] if c["logprobs"] for v in c["logprobs"]["text_offset"]]
 assert offs == e["logprobs"]["text_offset"], (offs, e["logprobs"]["text_offset"])
 # 4. token ids: the text's own ids give the text's answer; several prompts, n each, numbered prompt * n + i
-text_of = {}
+text_of, token_of = {}, {}
 for lo in range(0, 280, 32):   # every token's text, 32 prompts a request (the vocabulary is 280)
     ids = list(range(lo, min(lo + 32, 280)))
-    st, r, _ = call({"prompt": [[i] for i in ids], "echo": True, "max_tokens": 0})
+    st, r, _ = call({"prompt": [[i] for i in ids], "echo": True, "max_tokens": 0, "logprobs": 0})
     assert st == 200 and [c["index"] for c in r["choices"]] == list(range(len(ids))), r
     assert r["usage"]["prompt_tokens"] == len(ids) and r["usage"]["completion_tokens"] == 0, r["usage"]
     text_of.update({i: c["text"] for i, c in zip(ids, r["choices"])})
+    token_of.update({i: c["logprobs"]["tokens"][0] for i, c in zip(ids, r["choices"])})
+# as logprobs list them, tokens are distinct: a part of a character is "bytes:\\xNN", not U+FFFD
+assert len(set(token_of.values())) == 280 and any(t.startswith("bytes:") for t in token_of.values()), token_of
 ids = list(range(100, 164))
 st, a, _ = call({"prompt": "say red", "max_tokens": 4, "temperature": 0, "ignore_eos": True, "echo": True,
                  "logprobs": 0})
@@ -675,7 +682,7 @@ st, r, _ = call({"prompt": "say red", "max_tokens": 3, "temperature": 0.8, "seed
 assert r["choices"][0]["text"] == text_of[tok] * 3, r
 st, r, _ = call({"prompt": "say red", "max_tokens": 1, "temperature": 0, "logprobs": 1, "ignore_eos": True})
 top = r["choices"][0]["logprobs"]["tokens"][0]
-ban = {str(i): -100 for i, t in text_of.items() if t == top}   # every token that reads so
+ban = {str(i): -100 for i, t in token_of.items() if t == top}   # the token listed so
 st, r, _ = call({"prompt": "say red", "max_tokens": 1, "temperature": 0, "logprobs": 1, "ignore_eos": True,
                  "logit_bias": ban})
 assert ban and r["choices"][0]["logprobs"]["tokens"][0] != top, (r, ban)
