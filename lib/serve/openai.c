@@ -1195,19 +1195,30 @@ void dsk_openai_sse_error(const dsk_openai_error *e, dsk_buf *out)
     sse_event(error_object(e), out);
 }
 
+static struct json_object *model_object(const char *id, long long created, const char *owned_by)
+{
+    struct json_object *mdl = json_object_new_object();
+    json_object_object_add(mdl, "id", text_string(id, strlen(id)));
+    json_object_object_add(mdl, "object", json_object_new_string("model"));
+    json_object_object_add(mdl, "created", json_object_new_int64(created));
+    json_object_object_add(mdl, "owned_by", json_object_new_string(owned_by ? owned_by : "dsk"));
+    return mdl;
+}
+
 void dsk_openai_models_json(const char *const *ids, int n, long long created, const char *owned_by, dsk_buf *out)
 {
     struct json_object *o = json_object_new_object(), *data = json_object_new_array_ext(n);
     json_object_object_add(o, "object", json_object_new_string("list"));
-    for (int i = 0; i < n; i++) {
-        struct json_object *mdl = json_object_new_object();
-        json_object_object_add(mdl, "id", text_string(ids[i], strlen(ids[i])));
-        json_object_object_add(mdl, "object", json_object_new_string("model"));
-        json_object_object_add(mdl, "created", json_object_new_int64(created));
-        json_object_object_add(mdl, "owned_by", json_object_new_string(owned_by ? owned_by : "dsk"));
-        json_object_array_add(data, mdl);
-    }
+    for (int i = 0; i < n; i++)
+        json_object_array_add(data, model_object(ids[i], created, owned_by));
     json_object_object_add(o, "data", data);
+    dsk_json_append(o, out);
+    json_object_put(o);
+}
+
+void dsk_openai_model_json(const char *id, long long created, const char *owned_by, dsk_buf *out)
+{
+    struct json_object *o = model_object(id, created, owned_by);
     dsk_json_append(o, out);
     json_object_put(o);
 }

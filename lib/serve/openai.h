@@ -207,6 +207,8 @@ void dsk_openai_sse_error(const dsk_openai_error *e, dsk_buf *out);
 
 /* GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by"}]}. */
 void dsk_openai_models_json(const char *const *ids, int n, long long created, const char *owned_by, dsk_buf *out);
+/* GET /v1/models/{id}: the one model object. */
+void dsk_openai_model_json(const char *id, long long created, const char *owned_by, dsk_buf *out);
 
 /* ---- stop sequences ------------------------------------------------------- */
 

@@ -806,7 +806,7 @@ static int authorized(dsk_server *s, struct MHD_Connection *con)
         return 1;
     const char *h = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
     size_t want = strlen(s->o.api_key);
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)   /* the scheme's name is case-insensitive (RFC 9110) */
         return 0;
     h += 7;
     /* Constant time in the key's length: every byte is looked at. */
@@ -926,8 +926,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
             return send_error(con, s, get_only[i], &e);
         }
     int chat = !strcmp(url, "/v1/chat/completions"), completion = !strcmp(url, "/v1/completions");
-    int models = !strcmp(url, "/v1/models");
-    const char *endpoint = endpoint_of(url);
+    /* /v1/models/{id}: one model (counted under /v1/models) */
+    const char *model_id = !strncmp(url, "/v1/models/", 11) ? url + 11 : NULL;
+    int models = !strcmp(url, "/v1/models") || model_id;
+    const char *endpoint = model_id ? "/v1/models" : endpoint_of(url);
     if (!chat && !completion && !models) {
         dsk_openai_fail(&e, 404, NULL, "not_found", "no route %s %s", method, url);
         return send_error(con, s, endpoint, &e);
@@ -947,9 +949,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
             dsk_openai_fail(&e, 405, NULL, "method_not_allowed", "use GET");
             return send_error(con, s, endpoint, &e);
         }
+        if (model_id && strcmp(model_id, s->model_name) != 0) {
+            dsk_openai_fail(&e, 404, "model", "model_not_found", "The model '%.200s' does not exist", model_id);
+            return send_error(con, s, endpoint, &e);
+        }
         const char *ids[1] = {s->model_name};
         dsk_buf b = {0};
-        dsk_openai_models_json(ids, 1, s->created, "dsk", &b);
+        if (model_id)
+            dsk_openai_model_json(s->model_name, s->created, "dsk", &b);
+        else
+            dsk_openai_models_json(ids, 1, s->created, "dsk", &b);
         enum MHD_Result ok = send_text(con, s, endpoint, 200, "application/json", b.data, b.len);
         dsk_buf_free(&b);
         return ok;

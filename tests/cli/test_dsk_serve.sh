@@ -67,6 +67,10 @@ def call(path, body=None, raw=None, headers=None):
 st, body, _ = call("/health"); assert st == 200, (st, body)
 st, body, _ = call("/v1/models"); m = json.loads(body)
 assert st == 200 and m["object"] == "list" and m["data"][0]["object"] == "model", body
+st, body, _ = call("/v1/models/" + m["data"][0]["id"])   # one model, as the client's models.retrieve asks
+assert st == 200 and json.loads(body) == m["data"][0], body
+st, body, _ = call("/v1/models/no-such-model")
+assert st == 404 and json.loads(body)["error"]["code"] == "model_not_found", body
 for path, method, allow in (("/v1/models", "DELETE", "GET, HEAD"), ("/v1/completions", "GET", "POST"),
                             ("/health", "POST", "GET, HEAD"), ("/metrics", "PUT", "GET, HEAD"), ("/", "POST", "GET, HEAD")):
     try:
@@ -741,9 +745,9 @@ url=http://127.0.0.1:$port
 check "the API key is required and checked" python3 - "$url" <<'PY'
 import json, sys, urllib.error, urllib.request
 url = sys.argv[1]
-def st(key):
+def st(key, scheme="Bearer"):
     h = {"Content-Type": "application/json"}
-    if key: h["Authorization"] = "Bearer " + key
+    if key: h["Authorization"] = scheme + " " + key
     req = urllib.request.Request(url + "/v1/models", headers=h)
     try:
         return urllib.request.urlopen(req, timeout=30).status
@@ -751,6 +755,7 @@ def st(key):
         assert json.loads(e.read())["error"]["type"] == "authentication_error"
         return e.code
 assert st(None) == 401 and st("wrong") == 401 and st("s3cret0") == 401 and st("s3cret") == 200
+assert st("s3cret", "bearer") == 200 and st("s3cret", "Basic") == 401   # the scheme's name is case-insensitive
 assert urllib.request.urlopen(url + "/health", timeout=30).status == 200   # health needs no key
 PY
 if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import openai' 2>/dev/null; then
