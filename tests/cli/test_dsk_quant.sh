@@ -15,6 +15,11 @@ expect_exit 64 "no --method" dsk-quant "$T/none" -o "$T/q"
 expect_exit 64 "an unknown method" dsk-quant -m nf4 "$T/none" -o "$T/q"
 expect_exit 64 "3 bits" dsk-quant -m rtn --bits 3 "$T/none" -o "$T/q"
 expect_exit 64 "gptq without --calib" dsk-quant -m gptq "$T/none" -o "$T/q"
+for o in "--calib-rows 5" "--calib-split val" "--calib-batch 4" "--eval-rows 5" "--eval-split val"; do
+    # shellcheck disable=SC2086
+    expect_exit 64 "$o without its dataset" dsk-quant -m rtn $o "$T/none" -o "$T/q"
+done
+expect_err_contains "without --eval DIR" "... named"
 expect_exit 66 "a missing checkpoint" dsk-quant -m rtn "$T/none" -o "$T/q"
 
 python3 - "$T" <<'PY'
