@@ -19,19 +19,18 @@
 #include "train/batch.h"
 #include "train/checkpoint.h"
 
-int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err)
+int dsk_load_checkpoint_meta(dsk_loaded *l, const char *path, dsk_model_config *cfg, dsk_err *err)
 {
     memset(l, 0, sizeof *l);
     dsk_tokenizer_init(&l->tok);
     l->dir = dsk_checkpoint_resolve(path, err);
     if (!l->dir)
         return err->code;
-    dsk_model_config cfg;
     char *p = dsk_path_join(l->dir, "config.json");
-    int rc = dsk_config_load(&cfg, p, err);
+    int rc = dsk_config_load(cfg, p, err);
     free(p);
-    if (!rc && cfg.vocab_size < 2)
-        rc = dsk_fail(err, EX_DATAERR, "%s/config.json: vocab_size %d", l->dir, cfg.vocab_size);
+    if (!rc && cfg->vocab_size < 2)
+        rc = dsk_fail(err, EX_DATAERR, "%s/config.json: vocab_size %d", l->dir, cfg->vocab_size);
     if (!rc) {
         p = dsk_path_join(l->dir, "tokenizer.json");
         rc = dsk_bpe_load_json_regular(&l->tok, p, err);
@@ -39,11 +38,19 @@ int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, in
     }
     /* Every id the tokenizer can give must have a row: a larger tokenizer
      * (a tokenizer.json swapped in) fails later, mid-generation. */
-    if (!rc && l->tok.n_vocab > (uint32_t)cfg.vocab_size)
+    if (!rc && l->tok.n_vocab > (uint32_t)cfg->vocab_size)
         rc = dsk_fail(err, EX_DATAERR, "%s/tokenizer.json: %u tokens, more than the model's vocab_size %d", l->dir,
-                      l->tok.n_vocab, cfg.vocab_size);
-    if (!rc) {
+                      l->tok.n_vocab, cfg->vocab_size);
+    if (!rc)
         dsk_tokenizer_fingerprint(&l->tok, l->fingerprint);
+    return rc;
+}
+
+int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err)
+{
+    dsk_model_config cfg;
+    int rc = dsk_load_checkpoint_meta(l, path, &cfg, err);
+    if (!rc) {
         l->be = dsk_backend_new(backend, threads, err);   /* 64 unknown, 69 no device */
         if (!l->be)
             rc = err->code;

@@ -21,6 +21,10 @@ typedef struct dsk_loaded {
 } dsk_loaded;
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err);
+/* Its directory, config and tokenizer alone (no backend, no weights):
+ * what a command checks its inputs against before the long work.
+ * dsk_loaded_free frees it. */
+int dsk_load_checkpoint_meta(dsk_loaded *l, const char *path, dsk_model_config *cfg, dsk_err *err);
 void dsk_loaded_free(dsk_loaded *l);
 /* The model's weights will not change from now on (dsk-serve, dsk-eval's
  * decoding commands; not dsk-quant, which rewrites them): the backend may
@@ -104,5 +108,9 @@ int dsk_task_kind(const char *task, int *kind, dsk_err *err);
 int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, long rows, const dsk_gen_opts *g,
                   dsk_task_scores *s, dsk_err *err);
 void dsk_task_scores_free(dsk_task_scores *s);
+/* Before the work: TASK exists and is a task, and a dataset task was made
+ * with the checkpoint's tokenizer and is not of preference pairs (l from
+ * dsk_load_checkpoint_meta, vocab its config's). */
+int dsk_eval_task_check(const dsk_loaded *l, int vocab, const char *task, dsk_err *err);
 
 #endif

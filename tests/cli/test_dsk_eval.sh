@@ -249,6 +249,13 @@ log = [json.loads(l) for l in open(f"{t}/eval-log.jsonl")]
 assert len(log) == 2 and all(x["command"] == "ab" and "time" in x for x in log), log
 PY
 expect_exit 66 "ab: a missing task" dsk-eval ab "$T/ck" "$T/s" "$T/nope"
+# B's problems are found before A is scored: a copy of ck with another tokenizer (of fewer tokens)
+dsk-bpe train --vocab-size 280 -o "$T/tok280.json" "$T/docs.jsonl" 2>/dev/null
+cp -rL "$T/ck/latest" "$T/ck-tok280" && cp "$T/tok280.json" "$T/ck-tok280/tokenizer.json"
+expect_exit 65 "ab: B cannot read the dataset (another tokenizer)" \
+    dsk-eval ab "$T/ck" "$T/ck-tok280" "$T/mc.jsonl" "$T/ds" --log "$T/ab-early.jsonl"
+expect_err_contains "checkpoint B ($T/ck-tok280)" "... the message says it is B's"
+check "... and nothing was scored or logged" test ! -e "$T/ab-early.jsonl"
 expect_exit 64 "ab needs a task" dsk-eval ab "$T/ck" "$T/s"
 
 # ---- plot ----------------------------------------------------------------------------------------------------------
