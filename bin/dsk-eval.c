@@ -1,5 +1,7 @@
 /* dsk-eval: measure a checkpoint.  See dsk-eval(1). */
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -413,14 +415,29 @@ static int cmd_plot(const eval_cli *c, char *const *logs, int n)
 static void append_log(const char *path, struct json_object *o)
 {
     json_object_object_add(o, "time", json_object_new_int64((int64_t)time(NULL)));
+    struct stat st;
+    int existed = stat(path, &st) == 0;
     FILE *f = dsk_fopen_log(path, "ab");
     if (!f)
         dsk_die(EX_CANTCREAT, "%s: cannot open for appending: %s", path, strerror(errno));
+    /* A line that cannot be written whole (a full disk) is taken back: the
+     * log keeps whole lines, and one this run created goes. */
+    off_t before = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
     dsk_buf b = {0};
     dsk_json_append(o, &b);
     dsk_buf_addc(&b, '\n');
-    if (fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0)
-        dsk_die(EX_IOERR, "%s: write error", path);
+    errno = 0;
+    int ok = fwrite(b.data, 1, b.len, f) == b.len;
+    ok = fflush(f) == 0 && ok;
+    int why = errno;
+    if (!ok && before >= 0 && ftruncate(fileno(f), before) == 0 && !existed)
+        unlink(path);
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        why = errno;
+    }
+    if (!ok)
+        dsk_die(EX_IOERR, "%s: cannot write: %s", path, why ? strerror(why) : "write error");
     dsk_buf_free(&b);
 }
 

@@ -249,6 +249,8 @@ log = [json.loads(l) for l in open(f"{t}/eval-log.jsonl")]
 assert len(log) == 2 and all(x["command"] == "ab" and "time" in x for x in log), log
 PY
 expect_exit 66 "ab: a missing task" dsk-eval ab "$T/ck" "$T/s" "$T/nope"
+expect_exit 74 "--log on a full device" dsk-eval ppl "$T/ck" --data "$T/ds" --rows 2 --log /dev/full
+expect_err_contains "No space left on device" "... says why"
 # B's problems are found before A is scored: a copy of ck with another tokenizer (of fewer tokens)
 dsk-bpe train --vocab-size 280 -o "$T/tok280.json" "$T/docs.jsonl" 2>/dev/null
 cp -rL "$T/ck/latest" "$T/ck-tok280" && cp "$T/tok280.json" "$T/ck-tok280/tokenizer.json"
