@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <sys/statvfs.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,14 @@ static const char *const db_names[1 + DSK_SPLITS] = {"meta", "train", "val", "te
 
 static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
 {
-    return dsk_fail(err, rc == MDB_MAP_FULL ? EX_SOFTWARE : rc == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s: %s", path,
-                    what, mdb_strerror(rc));
+    /* LMDB answers a short write with EIO: on a file system with no room
+     * left, say so (a full disk is the common cause, and one a user fixes) */
+    struct statvfs fs;
+    int full = (rc == EIO || rc == ENOSPC) && statvfs(path, &fs) == 0 &&
+               (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 10);
+    return dsk_fail(err, rc == MDB_MAP_FULL ? EX_SOFTWARE : rc == ENOENT ? EX_NOINPUT : EX_IOERR, "%s: %s: %s%s", path,
+                    what, full ? "the file system is full" : mdb_strerror(rc),
+                    full && rc != ENOSPC ? " (LMDB: a short write)" : "");
 }
 
 /* A read of a shard that LMDB refuses: what its errors mean there is a
