@@ -360,8 +360,9 @@ int main(int argc, char **argv)
             break;
         case OPT_SHARD_SIZE:
             a.shard_size = dsk_parse_size("--shard-size", optarg);
-            if (a.shard_size < (64u << 10))
-                dsk_usage_error("--shard-size: at least 64K");
+            /* LMDB maps a whole shard: past the address space's room it fails late, as ENOMEM */
+            if (a.shard_size < (64u << 10) || a.shard_size > (16ull << 40))
+                dsk_usage_error("--shard-size: 64K to 16T");
             break;
         case OPT_ZSTD_LEVEL: a.zstd_level = (int)dsk_parse_int("--zstd-level", optarg, 0, 19); break;
         case OPT_NO_DICT: a.dict = 0; break;

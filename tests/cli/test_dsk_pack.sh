@@ -114,6 +114,7 @@ expect_err_contains "--decode is for dsk-pack cat" "the misplaced option is name
 expect_exit 64 "an option of packing's with cat" dsk-pack cat "$T/ds" --seq-len 64
 # verify and info take no option of cat's or packing's, and no tokenizer (verify checks the dataset's own):
 # one given would look like a check that was not made
+expect_exit 64 "--shard-size past 16T" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 8 --shard-size 64T "$T/docs.dskt"
 expect_exit 64 "verify -t" dsk-pack verify "$T/ds" -t "$T/tok.json"
 expect_err_contains "-t is for packing and dsk-pack cat --decode" "... named as not verify's"
 expect_exit 64 "verify --count" dsk-pack verify "$T/ds" --count 2
