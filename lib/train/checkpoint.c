@@ -222,9 +222,15 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
         free(latest);
         return target[0] == '/' ? dsk_xstrdup(target) : dsk_path_join(path, target);
     }
+    char target[4096];
+    ssize_t n = readlink(latest, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    int dangling = n > 0 && stat(latest, &sb) != 0;
     free(latest);
     if (stat(path, &sb) != 0)
         dsk_fail(err, EX_NOINPUT, "%s: no such checkpoint", path);
+    else if (dangling)   /* its step directory removed or moved */
+        dsk_fail(err, EX_NOINPUT, "%s: latest points at %s, which does not exist", path, target);
     else
         dsk_fail(err, EX_NOINPUT, "%s: not a checkpoint (no config.json, no latest/)", path);
     return NULL;

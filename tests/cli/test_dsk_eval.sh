@@ -152,6 +152,9 @@ dsk-eval gen "$T/s" <(head -2 "$T/late.jsonl") --items "$T/minp.jsonl" --tempera
 check "gen --min-p 1: only the likeliest token is left, the greedy answers at any temperature" \
     cmp -s "$T/greedy.jsonl" "$T/minp.jsonl"
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
+mkdir "$T/dangling" && ln -s step-00000099 "$T/dangling/latest"
+expect_exit 66 "a run whose latest points at a step directory that is gone" dsk-eval ppl "$T/dangling" --data "$T/ds"
+expect_err_contains "latest points at step-00000099, which does not exist" "... says so"
 check "no items file is left by a failed run" test ! -e "$T/items2.jsonl"
 # ---- mc: log-likelihood scoring ------------------------------------------------------------------
 python3 - "$T" <<'PY'
