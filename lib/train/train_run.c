@@ -1138,6 +1138,33 @@ static uint64_t ref_weights_hash(run *r)
     return h;
 }
 
+/* The reference must be the policy's architecture: its config.json the
+ * same but for what does not shape a weight (its whole text compared,
+ * after both are written alike); said as such, before its weights are
+ * read and found the wrong shapes. */
+static int check_ref_config(const char *ref_dir, const dsk_model_config *cfg, dsk_err *err)
+{
+    dsk_model_config rc_cfg;
+    char *p = dsk_path_join(ref_dir, "config.json");
+    int rc = dsk_config_load(&rc_cfg, p, err);
+    free(p);
+    if (rc)
+        return rc;
+    dsk_buf a = {0}, b = {0};
+    dsk_config_write(cfg, &a);
+    dsk_config_write(&rc_cfg, &b);
+    int same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+    dsk_buf_free(&a);
+    dsk_buf_free(&b);
+    if (!same)
+        return dsk_fail(err, EX_DATAERR,
+                        "%s: the reference model's config.json is not the trained model's (vocab_size %d, d_model %d, "
+                        "%d layers against %d, %d, %d): --ref must have --init's architecture",
+                        ref_dir, rc_cfg.vocab_size, rc_cfg.d_model, rc_cfg.n_layers, cfg->vocab_size, cfg->d_model,
+                        cfg->n_layers);
+    return 0;
+}
+
 /* Resuming a dpo stage: the reference loaded now must have the weights
  * the stage started with (its lineage entry's ref_weights; checkpoints
  * from before it was recorded are taken as they are). */
@@ -1368,6 +1395,8 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
                           "--resume -o %s --ref DIR names a copy of it)", err->msg, o->out);
         else if (!r.ref_dir)
             rc = err->code;
+        if (!rc)
+            rc = check_ref_config(r.ref_dir, &cfg, err);
         if (!rc) {
             r.ref = dsk_model_create(&cfg, r.be);
             /* Forward passes only: one shared set of layer buffers is all it needs. */

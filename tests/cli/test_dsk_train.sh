@@ -461,6 +461,9 @@ moe=(--data "$T/ds" --config nano-moe --set experts=8 -b 8 --lr 1e-2 --warmup 10
 expect_exit 0 "train nano-moe with noise, dropping and bias balancing" dsk-train "${moe[@]}" --set balance=bias \
     --set router_noise=gaussian --set capacity_factor=1.0 --steps 20 --save-every 10 --keep 0 --log "$T/m.jsonl" \
     --out "$T/m"
+expect_exit 65 "--ref of another architecture (a MoE reference for a dense model)" dsk-train "${post[@]}" --stage dpo \
+    --init "$T/s" --ref "$T/m" --data "$T/dpo" --steps 1 --out "$T/x"
+expect_err_contains "the reference model's config.json is not the trained model's" "... said as such"
 check "MoE tensors carry DeepSeek-V3 names" python3 - "$T/m/latest/model.safetensors" <<'PY'
 import json, struct, sys
 f = open(sys.argv[1], "rb")
