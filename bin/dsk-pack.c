@@ -298,18 +298,7 @@ static int cmd_cat(args *a, int n_files, char **files)
     return 0;
 }
 
-/* "--name" of a long option's value (for messages). */
-static const char *option_name(int val)
-{
-    static char name[48];
-    for (const struct option *o = long_options; o->name; o++)
-        if (o->val == val) {
-            snprintf(name, sizeof name, "--%s", o->name);
-            return name;
-        }
-    snprintf(name, sizeof name, "-%c", val);
-    return name;
-}
+static const char *option_name(int val) { return dsk_option_name(val, long_options); }
 
 int main(int argc, char **argv)
 {

@@ -142,6 +142,9 @@ static const struct option long_options[] = {
 
 static const char *show_config, *memory_table;
 static int lr_given, warmup_given, min_lr_given, batch_given, length_given, stage_given, init_given, ref_given;
+/* The first option given that --show-config and --memory-table do not
+ * take (they print and exit: a training option beside one did nothing). */
+static int not_for_printing, table_only;   /* table_only: --batch or --seq-len, which the table takes */
 static double dist_timeout = 600;
 
 /* Applies the command line to o (over the defaults, or over what a
@@ -151,6 +154,11 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":c:d:b:o:j:qhV", long_options, NULL)) != -1) {
+        if (opt != OPT_SET && opt != 'b' && opt != OPT_SEQ && opt != OPT_SHOW && opt != OPT_MEMORY_TABLE && opt != 'q' &&
+            opt != 'h' && opt != 'V' && opt != '?' && opt != ':' && !not_for_printing)
+            not_for_printing = opt;
+        if ((opt == 'b' || opt == OPT_SEQ) && !table_only)
+            table_only = opt;
         switch (opt) {
         case 'c': o->config = optarg; break;
         case OPT_SET:
@@ -307,6 +315,12 @@ int main(int argc, char **argv)
     dsk_train_opts o;
     dsk_train_defaults(&o);
     parse(argc, argv, &o);
+    if (show_config && memory_table)
+        dsk_usage_error("--show-config and --memory-table: one at a time");
+    if ((show_config || memory_table) && (not_for_printing || (show_config && table_only)))
+        dsk_usage_error("%s does nothing with %s, which prints and exits",
+                        dsk_option_name(not_for_printing ? not_for_printing : table_only, long_options),
+                        show_config ? "--show-config" : "--memory-table");
     if (show_config) {
         print_config(&o);
         free(o.sets);

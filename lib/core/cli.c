@@ -36,6 +36,18 @@ void dsk_usage_error(const char *fmt, ...)
     exit(EX_USAGE);
 }
 
+const char *dsk_option_name(int val, const struct option *longopts)
+{
+    static char name[64];
+    for (const struct option *o = longopts; o && o->name; o++)
+        if (o->val == val) {
+            snprintf(name, sizeof name, "--%s", o->name);
+            return name;
+        }
+    snprintf(name, sizeof name, "-%c", val);
+    return name;
+}
+
 void dsk_usage_bad_option(int opt, char *const *argv, const struct option *longopts)
 {
     /* getopt_long leaves optopt the option's character or value (0 for a

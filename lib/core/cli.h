@@ -28,6 +28,9 @@ void dsk_usage_quiet(int quiet);
  * for an ambiguous abbreviation, what it could be) and dies as above. */
 struct option;
 _Noreturn void dsk_usage_bad_option(int opt, char *const *argv, const struct option *longopts);
+/* "--name" of the long option whose value is val, else "-c" (for
+ * messages; the text lives until the next call). */
+const char *dsk_option_name(int val, const struct option *longopts);
 
 /* Where each option of a tool applies (a bit per command, mode or
  * method): given[opt] set for each option seen, an option given where it

@@ -19,6 +19,11 @@ expect_exit 0 "--show-config with --set" dsk-train --show-config nano --set d_mo
 check "config.json has HF keys and the overrides" bash -c \
     "grep -q '\"hidden_size\": 64' '$T/out' && grep -q '\"dsk_attention_pattern\": \"LLG\"' '$T/out' &&
      grep -q '\"architectures\": \[\"LlamaForCausalLM\"\]' '$T/out'"
+expect_exit 64 "--show-config beside training options (it prints and exits; they did nothing)" \
+    dsk-train --show-config nano --data "$T/none" --out "$T/none" --steps 2
+expect_err_contains "does nothing with --show-config" "... named"
+expect_exit 64 "--show-config with --memory-table" dsk-train --show-config nano --memory-table tiny
+expect_exit 64 "--show-config with --batch (the table's)" dsk-train --show-config nano -b 4
 
 # A small corpus, tokenizer and dataset (rows of 64 tokens, documents whole).
 sh "$(dirname "$0")/nano_dataset.sh" "$T"
