@@ -142,6 +142,10 @@ int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long row
     }
     res->windows = windows;
     uint64_t total = ds.m.rows[split];
+    if (total == 0) {
+        dsk_dataset_close(&ds);
+        return dsk_fail(err, EX_DATAERR, "%s: the %s split has no rows", data, dsk_split_names[split]);
+    }
     if (rows > 0 && (uint64_t)rows < total)
         total = (uint64_t)rows;
     uint64_t units = total * (uint64_t)windows;   /* (row, window) in order; a batch holds `batch` of them */

@@ -174,8 +174,11 @@ static int parse_item(dsk_loaded *l, dsk_bpe_encoder *e, struct json_object *doc
                       mc_request **reqs, long *n_reqs, long *cap_reqs, dsk_err *err)
 {
     struct json_object *ctx = dsk_json_get_string(doc, "context"), *choices = NULL, *gold = NULL;
+    struct json_object *prompt;
     if (!ctx)
-        return dsk_fail(err, EX_DATAERR, "needs a string \"context\"");
+        return dsk_fail(err, EX_DATAERR, "needs a string \"context\"%s",
+                        json_object_object_get_ex(doc, "prompt", &prompt)
+                            ? " (an mc item; one with \"prompt\" is a gen item: dsk-eval gen)" : "");
     if (!json_object_object_get_ex(doc, "choices", &choices) || !dsk_json_is(choices, json_type_array) ||
         json_object_array_length(choices) < 2)
         return dsk_fail(err, EX_DATAERR, "needs \"choices\": an array of at least two strings");

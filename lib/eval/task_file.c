@@ -34,7 +34,9 @@ int dsk_task_file_next(dsk_task_file *t, struct json_object **doc, dsk_err *err)
         struct json_object *o = dsk_json_parse(t->line, (size_t)len, msg, sizeof msg);
         if (!dsk_json_is(o, json_type_object)) {
             json_object_put(o);
-            return -dsk_fail(err, EX_DATAERR, "%s:%ld: %s", t->path, t->lineno, o ? "not a JSON object" : msg);
+            int parsed = o || strncmp(msg, "null,", 5) == 0;   /* JSON, of another type */
+            return -dsk_fail(err, EX_DATAERR, "%s:%ld: %s%s", t->path, t->lineno, parsed ? "" : "not JSON: ",
+                             o ? "not a JSON object" : msg);
         }
         *doc = o;
         return 1;

@@ -152,6 +152,14 @@ dsk-eval gen "$T/s" <(head -2 "$T/late.jsonl") --items "$T/minp.jsonl" --tempera
 check "gen --min-p 1: only the likeliest token is left, the greedy answers at any temperature" \
     cmp -s "$T/greedy.jsonl" "$T/minp.jsonl"
 expect_exit 66 "a missing task file" dsk-eval gen "$T/s" "$T/nope.jsonl"
+printf '{"prompt": "a", "answer": "b"}\n' > "$T/gen-item.jsonl"
+expect_exit 65 "mc of a gen task file" dsk-eval mc "$T/s" "$T/gen-item.jsonl"
+expect_err_contains "one with \"prompt\" is a gen item" "... the message says what the file looks like"
+printf '{"prompt": "a", "answer": "b"}\nnot json\n' > "$T/notjson.jsonl"
+expect_exit 65 "a task line that is not JSON" dsk-eval gen "$T/s" "$T/notjson.jsonl"
+expect_err_contains "notjson.jsonl:2: not JSON: " "... said as such, with its line"
+expect_exit 65 "ppl of an empty split" dsk-eval ppl "$T/ck" --data "$T/ds" --split test
+expect_err_contains "the test split has no rows" "... said as such"
 mkdir "$T/dangling" && ln -s step-00000099 "$T/dangling/latest"
 expect_exit 66 "a run whose latest points at a step directory that is gone" dsk-eval ppl "$T/dangling" --data "$T/ds"
 expect_err_contains "latest points at step-00000099, which does not exist" "... says so"
