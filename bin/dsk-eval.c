@@ -304,6 +304,11 @@ static void ab_preflight(const char *which, const char *ckpt, char *const *tasks
 
 static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *b, char *const *tasks, int n)
 {
+    dsk_err err = {0};
+    int kind;
+    for (int t = 0; t < n; t++)   /* the tasks themselves first: their faults are no checkpoint's */
+        if (dsk_task_kind(tasks[t], &kind, &err))
+            dsk_die_err(&err);
     ab_preflight("A", a, tasks, n);
     ab_preflight("B", b, tasks, n);
     /* One checkpoint at a time, so two large models need not fit together. */

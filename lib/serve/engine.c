@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/decode_batch.h"
 #include "serve/engine.h"
@@ -62,6 +63,7 @@ struct dsk_engine {
      * its cache (lend_n tokens of it) until the slot is taken again. */
     int32_t **lend_prompt;
     int *lend_n;
+    useconds_t step_delay_us;  /* slept before each step (DSK_SERVE_STEP_DELAY_MS; 0: none) */
 };
 
 /* error: what went wrong, when why is DSK_ENGINE_ERROR (else NULL). */
@@ -351,10 +353,16 @@ static void deliver(dsk_engine *e, int i)
     e->d->len[i] -= nd + 1 - m;
     int before = e->d->len[i] - m;   /* cached tokens before this step's first row */
     dsk_engine_token *out = e->drawn + (size_t)i * (e->o.spec_tokens + 1);
+    /* the tokens the request will be given (max_tokens or the slot's end
+     * may come before the last drawn; a stop string, only on_token knows) */
+    int given = m;
+    given = s->r.max_tokens - s->generated < given ? s->r.max_tokens - s->generated : given;
+    given = e->d->max_len - before < given ? e->d->max_len - before : given;
+    given = given < 1 ? 1 : given;
     for (int t = 0; t < m; t++) {
         int32_t tok = out[t].id;
         out[t].step_index = t;
-        out[t].step_tokens = m;
+        out[t].step_tokens = given;
         if (tok < 0) {
             retire(e, i, DSK_ENGINE_ERROR, "JSON mode: no token of the vocabulary can continue the answer");
             return;
@@ -484,6 +492,8 @@ static void *run(void *arg)
             continue;
         }
         pthread_mutex_unlock(&e->mu);
+        if (e->step_delay_us)   /* DSK_SERVE_STEP_DELAY_MS: a slow model for the tests of waiting */
+            usleep(e->step_delay_us);
         dsk_err err = {0};
         int rc = dsk_batch_decoder_step(e->d, e->row_slot, e->row_tok, n, e->row_want, &err);
         /* Every sequence with a row to sample draws its token, in
@@ -592,6 +602,9 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     dsk_engine *e = dsk_xcalloc(1, sizeof *e);
     e->m = m;
     e->o = *o;
+    const char *delay = getenv("DSK_SERVE_STEP_DELAY_MS");
+    double delay_ms = delay ? strtod(delay, NULL) : 0;
+    e->step_delay_us = delay_ms > 0 && delay_ms < 60000 ? (useconds_t)(delay_ms * 1000) : 0;
     e->d = dsk_batch_decoder_new(m, o->slots, o->max_len, o->max_rows);
     e->o.max_len = e->d->max_len;
     e->slot = dsk_xcalloc((size_t)o->slots, sizeof *e->slot);

@@ -108,6 +108,7 @@ typedef struct gen_req {
     char id[40];
     int n, n_done, prompt_tokens, refs, header_sent, finished_stream;
     char error[256];             /* the first failed choice's reason, for the 500 */
+    int cut;                     /* a choice failed or was cancelled: a stream sends no usage */
     choice_state *ch;            /* [n]: n_prompts x req.n */
     prompt_state *prompts;       /* [n_prompts] */
     int n_prompts;
@@ -379,8 +380,10 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     const char *why[1] = {finish == DSK_ENGINE_CANCELLED || finish == DSK_ENGINE_ERROR ? "abort"
                           : c->stopped || finish == DSK_ENGINE_STOP ? "stop" : "length"};
     dsk_metrics_inc(s->metrics, DSK_M_REQUEST_SUCCESS, why, 1);
+    if (finish == DSK_ENGINE_ERROR || finish == DSK_ENGINE_CANCELLED)
+        g->cut = 1;
     if (g->n_done == g->n && g->req.stream && !g->finished_stream) {
-        if (g->req.include_usage) {
+        if (g->req.include_usage && !g->cut) {   /* no usage for an answer cut short: the error said why */
             int total = 0;
             for (int i = 0; i < g->n; i++)
                 total += g->ch[i].tokens;
@@ -1145,6 +1148,13 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
     }
     pthread_mutex_unlock(&s->mu);
     dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
+    /* Their answers (a 503, a stream's error event and [DONE]) are queued:
+     * a moment for the connections to send them before they are closed. */
+    end = now_s() + 2;
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0 && now_s() < end)
+        wait_ms(&s->idle, &s->mu, 20);
+    pthread_mutex_unlock(&s->mu);
     MHD_stop_daemon(s->daemon);
     dsk_metrics_free(s->metrics);
     dsk_json_vocab_free(s->json_vocab);

@@ -932,6 +932,8 @@ static int train(run *r)
         double loss = 0;   /* this rank's part of the step's loss */
         double step_targets = 0;   /* over all ranks (DPO: of both answers of every pair) */
         uint64_t step_tokens = 0;
+        dsk_dpo_stats step_dpo = {0};   /* DPO: summed over the micro-batches, logged if the step is not empty */
+        int step_dpo_batches = 0;
         const dsk_model_config *mc = &r->model->cfg;
         if (r->world > 1 && mc->n_routed_experts > 0 && mc->router_noise != DSK_NOISE_NONE) {
             /* Each rank its own router noise; the shared state moves on
@@ -966,11 +968,11 @@ static int train(run *r)
                 dsk_dpo_stats st;
                 loss += dpo_batch(r, pairs, r->ls.scale / ((double)global_pairs * o->grad_accum), 1, &st) /
                         global_pairs / o->grad_accum;
-                r->dpo_window.chosen_reward += st.chosen_reward;
-                r->dpo_window.rejected_reward += st.rejected_reward;
-                r->dpo_window.margin += st.margin;
-                r->dpo_window.accuracy += st.accuracy;
-                r->dpo_batches++;
+                step_dpo.chosen_reward += st.chosen_reward;
+                step_dpo.rejected_reward += st.rejected_reward;
+                step_dpo.margin += st.margin;
+                step_dpo.accuracy += st.accuracy;
+                step_dpo_batches++;
                 /* Pairs whose answers --seq-len cut off have no log-probability
                  * to compare: a step of only such pairs is empty, as below. */
                 double n = r->model->n_targets;
@@ -998,6 +1000,13 @@ static int train(run *r)
          * answers --seq-len cut off, all masked) has no loss to learn from: no update, not
          * even weight decay, and its loss is logged as null, not 0. */
         int empty = step_targets == 0;
+        if (!empty && step_dpo_batches) {
+            r->dpo_window.chosen_reward += step_dpo.chosen_reward;
+            r->dpo_window.rejected_reward += step_dpo.rejected_reward;
+            r->dpo_window.margin += step_dpo.margin;
+            r->dpo_window.accuracy += step_dpo.accuracy;
+            r->dpo_batches += step_dpo_batches;
+        }
         if (empty) {
             rep.lr = dsk_lr_at(&r->opt->o, r->opt->step);
             loss = NAN;
@@ -1138,31 +1147,49 @@ static uint64_t ref_weights_hash(run *r)
     return h;
 }
 
-/* The reference must be the policy's architecture: its config.json the
- * same but for what does not shape a weight (its whole text compared,
- * after both are written alike); said as such, before its weights are
- * read and found the wrong shapes. */
+/* One line of a written config.json, trimmed of its indent and comma. */
+static void config_line(const char *p, const char *end, char *out, size_t n)
+{
+    while (p < end && *p == ' ')
+        p++;
+    const char *e = p;
+    while (e < end && *e != '\n')
+        e++;
+    if (e > p && e[-1] == ',')
+        e--;
+    snprintf(out, n, "%.*s", (int)(e - p), p);
+}
+
+/* The reference is built from the trained model's config: its own
+ * config.json must be that one (the two written alike and compared
+ * whole), else its weights would be read into a model of another shape,
+ * or compute another function.  The first line that differs is named. */
 static int check_ref_config(const char *ref_dir, const dsk_model_config *cfg, dsk_err *err)
 {
-    dsk_model_config rc_cfg;
+    dsk_model_config ref_cfg;
     char *p = dsk_path_join(ref_dir, "config.json");
-    int rc = dsk_config_load(&rc_cfg, p, err);
+    int rc = dsk_config_load(&ref_cfg, p, err);
     free(p);
     if (rc)
         return rc;
     dsk_buf a = {0}, b = {0};
     dsk_config_write(cfg, &a);
-    dsk_config_write(&rc_cfg, &b);
-    int same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+    dsk_config_write(&ref_cfg, &b);
+    size_t k = 0, line = 0;
+    while (k < a.len && k < b.len && a.data[k] == b.data[k])
+        if (a.data[k++] == '\n')
+            line = k;
+    if (k < a.len || k < b.len) {
+        char ours[160], theirs[160];
+        config_line(a.data + line, a.data + a.len, ours, sizeof ours);
+        config_line(b.data + line, b.data + b.len, theirs, sizeof theirs);
+        rc = dsk_fail(err, EX_DATAERR,
+                      "%s: the reference model's config.json is not the trained model's (%s, where the trained "
+                      "model has %s): --ref must have --init's architecture", ref_dir, theirs, ours);
+    }
     dsk_buf_free(&a);
     dsk_buf_free(&b);
-    if (!same)
-        return dsk_fail(err, EX_DATAERR,
-                        "%s: the reference model's config.json is not the trained model's (vocab_size %d, d_model %d, "
-                        "%d layers against %d, %d, %d): --ref must have --init's architecture",
-                        ref_dir, rc_cfg.vocab_size, rc_cfg.d_model, rc_cfg.n_layers, cfg->vocab_size, cfg->d_model,
-                        cfg->n_layers);
-    return 0;
+    return rc;
 }
 
 /* Resuming a dpo stage: the reference loaded now must have the weights
@@ -1390,9 +1417,12 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         r.ref_dir = ref ? dsk_checkpoint_resolve(ref, err) : NULL;
         if (!ref)
             rc = dsk_fail(err, EX_USAGE, "--stage dpo needs --init (or --ref) for the reference model");
-        else if (!r.ref_dir && o->resume)
+        else if (!r.ref_dir && o->resume) {
+            char why[sizeof err->msg];   /* dsk_fail writes over err->msg */
+            snprintf(why, sizeof why, "%s", err->msg);
             rc = dsk_fail(err, err->code, "the run's reference model: %s (moved, or rotated away by --keep? "
-                          "--resume -o %s --ref DIR names a copy of it)", err->msg, o->out);
+                          "--resume -o %s --ref DIR names a copy of it)", why, o->out);
+        }
         else if (!r.ref_dir)
             rc = err->code;
         if (!rc)

@@ -848,27 +848,28 @@ tpot = "dsk:time_per_output_token_seconds_count"
 assert off["metrics"][tpot] == on["metrics"][tpot] > 0, (off["metrics"], on["metrics"])
 print(f"# {drafted:.0f} draft tokens, {taken:.0f} taken")
 PY
-# A slow model (about 5 ms a token here): a stream may wait longer than --idle-timeout for its slot (the
-# idle timeout is for clients that send nothing), and a stream cut short by SIGTERM's grace ends with an
-# error event, not a finish reason.
-dsk-train -q -j 2 --config nano --set d_model=512 --set d_ff=1536 --set n_layers=8 --set n_heads=8 --set n_kv_heads=8 \
-    --set seq_len=1024 --data "$T/ds" --out "$T/slow" -b 2 --steps 1 --eval-every 0
-ckpt=$T/slow start_server --max-batch 1 --idle-timeout 1 --grace 1
+# A slow model (DSK_SERVE_STEP_DELAY_MS: 50 ms a step, whatever the machine): a stream may wait longer than
+# --idle-timeout for its slot (the idle timeout is for clients that send nothing), and a stream cut short
+# by SIGTERM's grace ends with an error event, not a finish reason.
+DSK_SERVE_STEP_DELAY_MS=50 start_server --max-batch 1 --idle-timeout 1 --grace 1
 check "a stream that waits past --idle-timeout for its slot is answered whole" python3 - "http://127.0.0.1:$port" <<'PY'
 import json, sys, threading, time, urllib.request
 url = sys.argv[1]
-def post(body):
+got = {}
+def post(body, key):
     req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode())
-    return urllib.request.urlopen(req, timeout=120).read().decode()
-long = threading.Thread(target=post, args=({"prompt": "a", "max_tokens": 600, "ignore_eos": True},))
+    got[key] = urllib.request.urlopen(req, timeout=120).read().decode()
+long = threading.Thread(target=post, args=({"prompt": "a", "max_tokens": 60, "ignore_eos": True}, "long"))
 long.start(); time.sleep(0.3)
 t0 = time.time()
-sse = post({"prompt": "b", "max_tokens": 3, "stream": True})
+post({"prompt": "b", "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}, "sse")
 waited = time.time() - t0
 long.join()
-assert sse.endswith("data: [DONE]\n\n") and '"finish_reason":"length"' in sse, sse
+sse = got["sse"]
+assert sse.endswith("data: [DONE]\n\n") and '"finish_reason":"length"' in sse and '"usage":{' in sse, sse
+assert json.loads(got["long"])["usage"]["completion_tokens"] == 60, got["long"]
 print(f"# the stream waited {waited:.1f} s")
-assert waited > 1.5, waited   # the slow answer held the one slot for longer than the idle timeout
+assert waited > 1.5, waited   # 60 steps of 50 ms held the one slot: longer than the idle timeout
 PY
 python3 - "http://127.0.0.1:$port" "$T/cut.sse" "$T/cut.json" <<'PY' &
 import json, sys, threading, urllib.request, urllib.error
@@ -880,8 +881,9 @@ def post(body, out):
     except urllib.error.HTTPError as e:
         text = f"{e.code} " + e.read().decode()
     open(out, "w").write(text)
-body = {"prompt": "a", "max_tokens": 900, "ignore_eos": True}
-ts = [threading.Thread(target=post, args=({**body, "stream": True}, sse_out)),
+body = {"prompt": "a", "max_tokens": 60, "ignore_eos": True}
+ts = [threading.Thread(target=post, args=({**body, "stream": True, "stream_options": {"include_usage": True}},
+                                          sse_out)),
       threading.Thread(target=post, args=(body, whole_out))]
 [t.start() for t in ts]; [t.join() for t in ts]
 PY
@@ -897,6 +899,7 @@ assert events[-1] == "[DONE]", events[-3:]
 err = json.loads(events[-2])["error"]
 assert "server is stopping" in err["message"], err
 assert not any(json.loads(e).get("choices", [{}])[0].get("finish_reason") for e in events[:-2] if "choices" in e), sse
+assert not any('"usage":{' in e for e in events), sse   # no usage for an answer cut short
 # the answer waiting in the queue behind it is refused as the server stops
 assert whole.startswith("503 ") and "server is stopping" in whole, whole
 PY
