@@ -272,7 +272,8 @@ fuzz: $(FUZZ_BINS)
 	  name=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/ \
-	      $(BUILD)/fuzz/corpus-$$name tests/fuzz/seeds/$$name 2>&1 | tail -n 4 || exit 1; \
+	      $(BUILD)/fuzz/corpus-$$name tests/fuzz/seeds/$$name > $(BUILD)/fuzz/$$name.log 2>&1; rc=$$?; \
+	  tail -n 4 $(BUILD)/fuzz/$$name.log; [ $$rc -eq 0 ] || exit 1; \
 	done
 
 # ---- tests ------------------------------------------------------------------------
