@@ -359,9 +359,9 @@ static int cmd_info(args *a)
 }
 
 /* Counts the pre-tokens of every text in the inputs: a document's text
- * field, or each message and preference text. */
-/* Counts the pre-tokens of every text in the inputs: a document's text
- * field, or its preference texts, and each message's content. */
+ * field, or its preference texts, and each message's content.  A record
+ * with none of them is an error, as it is to dsk-bpe encode: a mistyped
+ * --field must not train a tokenizer on nothing. */
 static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe_counts *c)
 {
     dsk_err err = {0};
@@ -393,17 +393,23 @@ static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe
             } else {
                 static const char *const keys[] = {"prompt", "chosen", "rejected"};
                 struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
+                int found = 0;
                 for (int k = 0; k < 4 && !rc; k++) {
                     if (k > 0 && !v)
                         v = dsk_json_get_string(doc, keys[k - 1]);
                     if (v)
                         rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
                                                      (size_t)json_object_get_string_len(v), &err);
+                    found += v != NULL;
                     if (k == 0 && v)
                         break;  /* a plain document */
                     v = NULL;
                 }
-                if (json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array))
+                int chat = json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array);
+                if (!found && !chat && !rc)
+                    rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: no string \"%s\" field, no \"messages\", no "
+                                  "prompt/chosen/rejected", src.reader.name, (unsigned long long)line_no, a->field);
+                if (chat)
                     for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
                         struct json_object *m = json_object_array_get_idx(msgs, i);
                         struct json_object *content =
@@ -502,6 +508,8 @@ static int cmd_train(args *a, int argc, char **argv)
         dsk_usage_error("--pattern: %s", err.msg);
     if (argc > 0 || !a->n_counts)
         count_inputs(a, argv, &pat, &c);
+    if (c.n == 0)   /* no text at all (an empty input, stdin left unset by a script): no tokenizer */
+        dsk_die(EX_DATAERR, "the inputs hold no text to train on");
     report_pruning(&c);
     /* the defaults first, then --special tokens not already there */
     const char **specials = dsk_xcalloc(5 + a->n_specials, sizeof *specials);

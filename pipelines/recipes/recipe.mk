@@ -77,6 +77,7 @@ $(WORK)/domain-clean/%.jsonl: $(DOMAIN)/%.jsonl.zst
 # The tokenizer learns from the first TOKENIZER_SHARDS cleaned shards.
 TOKENIZER_SHARDS ?= 8
 $(WORK)/tokenizer.json: $(wordlist 1,$(TOKENIZER_SHARDS),$(CLEANED))
+	$(call need,RAW,the directory of pretraining shards (*.jsonl.zst))
 	$(BIN)dsk-bpe train --vocab-size $(VOCAB) -o $@ $^
 $(WORK)/tok/%.dskt: $(WORK)/clean/%.jsonl $(WORK)/tokenizer.json
 	@mkdir -p $(dir $@)

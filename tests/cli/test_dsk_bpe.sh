@@ -122,6 +122,14 @@ with open(sys.argv[1], "w") as f:
         f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + "\n")
 PY
 expect_exit 0 "train" dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 -o "$T/trained.json" "$T/train.txt"
+# records without the text field are refused, as encode refuses them (a mistyped --field trained on nothing)
+printf '{"text":"a b"}\n{"txet":"c d"}\n' > "$T/nofield.jsonl"
+expect_exit 65 "train on a record without its text field" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/nofield.jsonl"
+expect_err_contains "nofield.jsonl:2: no string \"text\" field" "... named with its line"
+check "... and no tokenizer is written" test ! -e "$T/nf.json"
+expect_exit 65 "train --field that no record has" dsk-bpe train --vocab-size 300 --field body -o "$T/nf.json" "$T/nofield.jsonl"
+expect_exit 65 "train on no text at all" dsk-bpe train --vocab-size 300 -o "$T/nf.json" /dev/null
+check "... and no tokenizer is written" test ! -e "$T/nf.json"
 python3 "$here/bpe_reference.py" '[a-z]+| ' 300 5 < "$T/train.txt" > "$T/ref.merges"
 python3 - "$T/trained.json" > "$T/dsk.merges" <<'PY'
 import json, sys
