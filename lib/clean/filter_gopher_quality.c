@@ -9,9 +9,10 @@
 
 #include "clean/filters.h"
 
-/* The Gopher stop words, matched case-insensitively with one 32-bit load:
- * the, be, to, of, and, that, have, with. */
-static int is_stop_word(const char *w, size_t n)
+/* Which of the Gopher stop words w is, as a bit (0: none), matched
+ * case-insensitively with one 32-bit load: the, be, to, of, and, that,
+ * have, with. */
+static unsigned stop_word_bit(const char *w, size_t n)
 {
     if (n < 2 || n > 4)
         return 0;
@@ -22,9 +23,10 @@ static int is_stop_word(const char *w, size_t n)
 #define W3(a, b, c) (W2(a, b) | (uint32_t)(c) << 16)
 #define W4(a, b, c, d) (W3(a, b, c) | (uint32_t)(d) << 24)
     switch (n) {
-    case 2: return x == W2('b', 'e') || x == W2('t', 'o') || x == W2('o', 'f');
-    case 3: return x == W3('t', 'h', 'e') || x == W3('a', 'n', 'd');
-    default: return x == W4('t', 'h', 'a', 't') || x == W4('h', 'a', 'v', 'e') || x == W4('w', 'i', 't', 'h');
+    case 2: return x == W2('b', 'e') ? 1u : x == W2('t', 'o') ? 2u : x == W2('o', 'f') ? 4u : 0;
+    case 3: return x == W3('t', 'h', 'e') ? 8u : x == W3('a', 'n', 'd') ? 16u : 0;
+    default:
+        return x == W4('t', 'h', 'a', 't') ? 32u : x == W4('h', 'a', 'v', 'e') ? 64u : x == W4('w', 'i', 't', 'h') ? 128u : 0;
     }
 #undef W2
 #undef W3
@@ -64,7 +66,8 @@ static int line_ends_with_ellipsis(const char *s, size_t n)
 const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_params *p)
 {
     int cjk = dsk_doc_is_cjk(v, p);
-    size_t n_words = v->n_words, n_content = 0, content_chars = 0, alpha = 0, stop = 0;
+    size_t n_words = v->n_words, n_content = 0, content_chars = 0, alpha = 0;
+    unsigned stop_seen = 0;   /* the distinct stop words (Gopher: "at least two of" them) */
     for (size_t i = 0; i < n_words; i++) {
         const dsk_word *w = &v->words[i];
         if (!(w->flags & DSK_WORD_PUNCT_ONLY)) {
@@ -73,8 +76,8 @@ const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_p
         }
         if (w->flags & DSK_WORD_HAS_ALPHA)
             alpha++;
-        if (!cjk && is_stop_word(v->text + w->core_off, w->core_len))
-            stop++;
+        if (!cjk)
+            stop_seen |= stop_word_bit(v->text + w->core_off, w->core_len);
     }
     if (p->gq_min_words && (double)n_content < p->gq_min_words)
         return "gopher_quality.min_words";
@@ -111,7 +114,7 @@ const char *dsk_filter_gopher_quality(const dsk_text_view *v, const dsk_filter_p
         return "gopher_quality.ellipsis_lines";
     if (p->gq_min_alpha_words_ratio && (double)alpha / n_tokens < p->gq_min_alpha_words_ratio)
         return "gopher_quality.alpha_words";
-    if (!cjk && p->gq_min_stop_words && (double)stop < p->gq_min_stop_words)
+    if (!cjk && p->gq_min_stop_words && (double)__builtin_popcount(stop_seen) < p->gq_min_stop_words)
         return "gopher_quality.stop_words";
     return NULL;
 }

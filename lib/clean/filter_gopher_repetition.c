@@ -85,24 +85,27 @@ static size_t longest_ngram_chars(const dsk_text_view *v, size_t n)
 static size_t top_ngram_chars(const dsk_text_view *v, const uint64_t *g, size_t n, dsk_filter_scratch *s,
                               size_t *max_count)
 {
-    size_t best = 0, top = 0;
+    /* The most frequent n-gram (of those as frequent, the one seen first:
+     * datatrove's Counter.most_common(1)) and its characters times its
+     * count, the spaces between its words included; 0 when it occurs
+     * once. */
     dsk_u64map_clear(&s->map, v->n_words);
-    size_t chars = 0;
-    for (size_t k = 0; k < n; k++)
-        chars += v->words[k].nchars;
+    size_t top = 0;
     for (size_t i = 0; i + n <= v->n_words; i++) {
-        if (i > 0)
-            chars = chars + v->words[i + n - 1].nchars - v->words[i - 1].nchars;
         uint64_t *count = dsk_u64map_upsert(&s->map, g[i], NULL);
-        ++*count;
-        if (*count > top)
-            top = *count;
-        size_t total = *count * (chars + n - 1);
-        if (*count >= 2 && total > best)
-            best = total;
+        top = ++*count > top ? *count : top;
     }
     *max_count = top;
-    return best;
+    if (top < 2)
+        return 0;
+    for (size_t i = 0; i + n <= v->n_words; i++)
+        if (*dsk_u64map_upsert(&s->map, g[i], NULL) == top) {
+            size_t chars = n - 1;
+            for (size_t k = 0; k < n; k++)
+                chars += v->words[i + k].nchars;
+            return top * chars;
+        }
+    return 0;
 }
 
 /* Characters in n-grams that repeat an earlier one, scanning left to right

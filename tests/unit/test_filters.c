@@ -68,6 +68,15 @@ TEST(gopher_quality_rules)
         CHECK_STR(gq(s), cases[i].rule);
         free(s);
     }
+    /* two different stop words, not one twice (datatrove, and Gopher's "at least two of") */
+    char *one = repeat("the cat sits on the mat near green trees", 8, " ");
+    CHECK_STR(gq(one), "gopher_quality.stop_words");
+    free(one);
+    char *two = repeat("the cat sits on the mat near green trees", 7, " ");
+    two = realloc(two, strlen(two) + 32);
+    strcat(two, " and the dog sleeps");
+    CHECK(gq(two) == NULL);
+    free(two);
     P.gq_min_stop_words = 0; /* switched off by --set */
     char *s = repeat("Quick brown foxes jump over lazy dogs daily", 8, " ");
     CHECK(gq(s) == NULL);
@@ -104,6 +113,14 @@ TEST(gopher_repetition_rules)
     dsk_filter_params_default(&P);
     /* a bigram seen once is not repetition (datatrove would drop this) */
     CHECK(gr("Hello world") == NULL);
+    /* the top n-gram is the most frequent one ("aa bb", 3 x 5 of 155 characters, under 0.20), not the
+     * one covering most ("extraordinarily unbelievable", 2 x 28, over it): as datatrove's */
+    CHECK(gr("one aa bb two extraordinarily unbelievable three four aa bb five six seven extraordinarily "
+             "unbelievable eight nine aa bb ten eleven twelve thirteen fourteen fifteen sixteen") == NULL);
+    /* of two as frequent, the first seen: here the long one, which trips the rule */
+    CHECK_STR(gr("extraordinarily unbelievable one aa bb two three extraordinarily unbelievable four five aa bb "
+                 "six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen"),
+              "gopher_repetition.top_2gram");
     free(u);
 }
 
@@ -189,6 +206,13 @@ TEST(fineweb_rules)
              GOOD);
     CHECK_STR(fw(s), "fineweb.char_dup_ratio");
     free(s);
+    /* blank lines are not lines to the line rules (datatrove drops them): paragraphs of long lines and
+     * short headings, a blank line between each, pass, as they do with single line breaks */
+    static const char PARAS[] = "A long line of prose that ends with a full stop, as prose does.\n\nHeading one\n\n"
+                                "Another long line of prose, also ending with a full stop here.\n\nHeading two\n\n"
+                                "A third line of prose, long enough, and with its full stop too.\n\nHeading three";
+    CHECK(fw(PARAS) == NULL);
+    CHECK_STR(fw("\n \n\t\n"), "fineweb.line_punct_ratio");   /* nothing but blank lines */
     P.fw_short_line_ratio = 0;
     CHECK_STR(fw("Item one.\nTwo.\nThree.\nFour.\nFive."), "fineweb.newline_ratio");
     dsk_filter_params_default(&P);
