@@ -491,6 +491,25 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
         json_object_put(root);
         return dsk_fail(err, EX_DATAERR, "%s: not a byte-level BPE tokenizer.json (model.type BPE with a vocab)", path);
     }
+    /* The model's options that change the ids, refused rather than ignored
+     * (dsk-bpe runs byte-level BPE with none of them). */
+    struct json_object *x;
+    if ((x = json_object_object_get(model, "dropout")) && !dsk_json_is(x, json_type_null) &&
+        json_object_get_double(x) != 0)
+        rc = dsk_fail(err, EX_DATAERR, "%s: BPE dropout %g, which dsk-bpe does not apply (its ids would differ)", path,
+                      json_object_get_double(x));
+    static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int k = 0; k < 2 && !rc; k++)
+        if ((x = json_object_object_get(model, affixes[k])) && dsk_json_is(x, json_type_string) &&
+            json_object_get_string_len(x) > 0)
+            rc = dsk_fail(err, EX_DATAERR, "%s: model.%s \"%.40s\", which dsk-bpe does not apply (its ids would differ)",
+                          path, affixes[k], json_object_get_string(x));
+    if (!rc && (x = json_object_object_get(model, "byte_fallback")) && json_object_get_boolean(x))
+        rc = dsk_fail(err, EX_DATAERR, "%s: byte_fallback, a SentencePiece-style BPE, not byte-level", path);
+    if (rc) {
+        json_object_put(root);
+        return rc;
+    }
     dsk_buf bytes = {0};
     struct json_object *added = json_object_object_get(root, "added_tokens");
     json_object_object_foreach(vocab, key, val) {
@@ -514,10 +533,18 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     for (size_t i = 0; !rc && dsk_json_is(added, json_type_array) && i < json_object_array_length(added); i++) {
         struct json_object *a = json_object_array_get_idx(added, i);
         struct json_object *content = dsk_json_get_string(a, "content"), *id = json_object_object_get(a, "id");
+        static const char *const strip[] = {"lstrip", "rstrip", "single_word"};
+        struct json_object *flag = NULL;
+        for (int k = 0; k < 3 && !flag; k++)
+            if ((flag = json_object_object_get(a, strip[k])) && !json_object_get_boolean(flag))
+                flag = NULL;
         if (!content || !dsk_json_is(id, json_type_int) || json_object_get_int64(id) < 0 ||
             json_object_get_int64(id) >= DSK_BPE_MAX_VOCAB)
             rc = dsk_fail(err, EX_DATAERR, "%s: added_tokens[%zu] needs content and an id below %u", path, i,
                           DSK_BPE_MAX_VOCAB);
+        else if (flag)   /* the token would take the spaces around it, or match only whole words */
+            rc = dsk_fail(err, EX_DATAERR, "%s: added_tokens[%zu] (%.40s) has lstrip, rstrip or single_word, which "
+                          "dsk-bpe does not apply (its ids would differ)", path, i, json_object_get_string(content));
         else
             rc = dsk_tokenizer_add_special(t, (uint32_t)json_object_get_int64(id), json_object_get_string(content), err);
     }

@@ -20,6 +20,22 @@ for name in gpt2 cl100k_base o200k_base; do
         $(python3 "$here/conformance.py" specials "$S/$name.json") -o "$T/$name.json"
 done
 expect_exit 0 "import GPT-2 encoder.json + vocab.bpe" dsk-bpe import --gpt2 "$S/gpt2-encoder.json" "$S/gpt2-vocab.bpe" -o "$T/gpt2-hf.json"
+# settings of a tokenizer.json that change the ids are refused, not ignored
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+base = json.load(open(f"{t}/gpt2-hf.json"))
+for name, key, value in (("dropout", "dropout", 0.5), ("suffix", "end_of_word_suffix", "</w>"),
+                         ("prefix", "continuing_subword_prefix", "##"), ("lstrip", None, None)):
+    u = json.loads(json.dumps(base))
+    if key: u["model"][key] = value
+    else: u["added_tokens"][0]["lstrip"] = True
+    json.dump(u, open(f"{t}/hf-{name}.json", "w"))
+PY
+for name in dropout suffix prefix lstrip; do
+    expect_exit 65 "a tokenizer.json with $name is refused" dsk-bpe info -t "$T/hf-$name.json"
+done
+expect_err_contains "which dsk-bpe does not apply (its ids would differ)" "... saying why"
 fp1=$(dsk-bpe info -t "$T/gpt2.json" | grep fingerprint); fp2=$(dsk-bpe info -t "$T/gpt2-hf.json" | grep fingerprint)
 check "GPT-2 from tiktoken and from encoder.json: same fingerprint" test -n "$fp1" -a "$fp1" = "$fp2"
 dsk-bpe info -t "$T/cl100k_base.json" > "$T/info"
