@@ -45,11 +45,24 @@ static int encode_into(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *s
     return rc;
 }
 
-static int split_of(struct json_object *doc)
+/* The record's split: train when it has none; another value than train,
+ * val or test ("validation", "dev") is an error, not train, where held-out
+ * text would be trained on. */
+static int split_of(struct json_object *doc, int *split, dsk_err *err)
 {
-    struct json_object *s = dsk_json_get_string(doc, "split");
-    const char *v = s ? json_object_get_string(s) : "train";
-    return strcmp(v, "val") == 0 ? DSKT_VAL : strcmp(v, "test") == 0 ? DSKT_TEST : DSKT_TRAIN;
+    struct json_object *s;
+    *split = DSKT_TRAIN;
+    if (!json_object_object_get_ex(doc, "split", &s) || dsk_json_is(s, json_type_null))
+        return 0;
+    const char *v = dsk_json_is(s, json_type_string) ? json_object_get_string(s) : NULL;
+    if (v && strcmp(v, "train") == 0)
+        return 0;
+    if (v && (strcmp(v, "val") == 0 || strcmp(v, "test") == 0)) {
+        *split = strcmp(v, "val") == 0 ? DSKT_VAL : DSKT_TEST;
+        return 0;
+    }
+    return dsk_fail(err, EX_DATAERR, "\"split\": %.40s is not \"train\", \"val\" or \"test\"",
+                    json_object_to_json_string_ext(s, JSON_C_TO_STRING_PLAIN));
 }
 
 int dsk_bpe_encode_text(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
@@ -136,7 +149,9 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
                             int allow_special, dskt_record *rec, dsk_err *err)
 {
     rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
-    rec->split = split_of(doc);
+    int rc = split_of(doc, &rec->split, err);
+    if (rc)
+        return rc;
     e->n_ids = 0;
     struct json_object *text = dsk_json_get_string(doc, field);
     if (text) {
@@ -148,7 +163,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
     struct json_object *msgs;
     if (json_object_object_get_ex(doc, "messages", &msgs)) {
         rec->kind = DSKT_CHAT;
-        int rc = get_chat_ids(t, &c, err);
+        rc = get_chat_ids(t, &c, err);
         if (!rc)
             rc = encode_messages(t, e, &c, msgs, 1, rec, err);
         if (!rc)
@@ -159,7 +174,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
     if (json_object_object_get_ex(doc, "prompt", &prompt) && json_object_object_get_ex(doc, "chosen", &chosen) &&
         json_object_object_get_ex(doc, "rejected", &rejected)) {
         rec->kind = DSKT_PREFERENCE;
-        int rc = get_chat_ids(t, &c, err);
+        rc = get_chat_ids(t, &c, err);
         if (rc)
             return rc;
         if (dsk_json_is(prompt, json_type_string)) {
@@ -188,10 +203,12 @@ int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e,
 {
     rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
     rec->kind = DSKT_CHAT;
-    rec->split = split_of(doc);
+    int rc = split_of(doc, &rec->split, err);
+    if (rc)
+        return rc;
     e->n_ids = 0;
     chat_ids c;
-    int rc = get_chat_ids(t, &c, err);
+    rc = get_chat_ids(t, &c, err);
     if (rc)
         return rc;
     struct json_object *msgs, *prompt = dsk_json_get_string(doc, "prompt");

@@ -138,6 +138,10 @@ with open(sys.argv[1], "w") as f:
         f.write(" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + "\n")
 PY
 expect_exit 0 "train" dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 -o "$T/trained.json" "$T/train.txt"
+printf '{"text":"a b","split":"validation"}\n' > "$T/badsplit.jsonl"
+expect_exit 65 "encode: a split other than train, val or test (held-out text is not trained on)" \
+    dsk-bpe encode -t "$T/trained.json" --ids "$T/badsplit.jsonl"
+expect_err_contains '"split": "validation" is not' "... named"
 # records without the text field are refused, as encode refuses them (a mistyped --field trained on nothing)
 printf '{"text":"a b"}\n{"txet":"c d"}\n' > "$T/nofield.jsonl"
 expect_exit 65 "train on a record without its text field" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/nofield.jsonl"
