@@ -544,6 +544,28 @@ static int cmd_train(args *a, int argc, char **argv)
     return 0;
 }
 
+/* Where each option applies: one given to a command that does not use it
+ * is a usage error (encode --pattern would not change the tokenizer's). */
+enum { FOR_IMPORT = 1, FOR_TRAIN = 2, FOR_COUNT = 4, FOR_ENCODE = 8, FOR_DECODE = 16, FOR_INFO = 32 };
+static const dsk_option_scope option_scope[] = {
+    {'t', "-t", FOR_ENCODE | FOR_DECODE | FOR_INFO},
+    {'o', "-o", FOR_IMPORT | FOR_TRAIN | FOR_COUNT | FOR_ENCODE | FOR_DECODE},
+    {'j', "-j", FOR_ENCODE},
+    {OPT_TIKTOKEN, "--tiktoken", FOR_IMPORT},
+    {OPT_GPT2, "--gpt2", FOR_IMPORT},
+    {OPT_PATTERN, "--pattern", FOR_IMPORT | FOR_TRAIN | FOR_COUNT},
+    {OPT_SPECIAL, "--special", FOR_IMPORT | FOR_TRAIN},
+    {OPT_IDS, "--ids", FOR_ENCODE | FOR_DECODE},
+    {OPT_RECORDS, "--records", FOR_TRAIN | FOR_COUNT | FOR_ENCODE},
+    {OPT_FIELD, "--field", FOR_TRAIN | FOR_COUNT | FOR_ENCODE},
+    {OPT_ALLOW_SPECIAL, "--allow-special", FOR_ENCODE},
+    {OPT_RAW, "--raw", FOR_DECODE},
+    {OPT_VOCAB_SIZE, "--vocab-size", FOR_TRAIN},
+    {OPT_MIN_FREQUENCY, "--min-frequency", FOR_TRAIN},
+    {OPT_MAX_WORDS, "--max-words", FOR_TRAIN | FOR_COUNT},
+    {OPT_COUNTS, "--counts", FOR_TRAIN},
+};
+
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
@@ -552,7 +574,10 @@ int main(int argc, char **argv)
     a.records.mode = DSK_REC_JSONL;
     dsk_err err = {0};
     int opt;
+    unsigned char given[OPT_COUNTS + 1] = {0};
     while ((opt = getopt_long(argc, argv, ":t:o:j:hV", long_options, NULL)) != -1) {
+        if (opt > 0 && opt <= OPT_COUNTS)
+            given[opt] = 1;
         switch (opt) {
         case 't': a.tokenizer = optarg; break;
         case 'o': a.output = optarg; break;
@@ -589,6 +614,13 @@ int main(int argc, char **argv)
     if (optind >= argc)
         dsk_usage_error("a command is required: import, train, count, encode, decode or info");
     const char *cmd = argv[optind++];
+    static const char *const cmd_names[] = {"import", "train", "count", "encode", "decode", "info"};
+    for (int k = 0; k < 6; k++)
+        if (strcmp(cmd, cmd_names[k]) == 0) {
+            char what[32];
+            snprintf(what, sizeof what, "dsk-bpe %s", cmd);
+            dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, 1u << k, what);
+        }
     int rest = argc - optind;
     char **files = argv + optind;
     int rc;

@@ -142,6 +142,11 @@ printf '{"text":"a b","split":"validation"}\n' > "$T/badsplit.jsonl"
 expect_exit 65 "encode: a split other than train, val or test (held-out text is not trained on)" \
     dsk-bpe encode -t "$T/trained.json" --ids "$T/badsplit.jsonl"
 expect_err_contains '"split": "validation" is not' "... named"
+expect_exit 64 "encode --pattern (the tokenizer's pattern is the one used)" \
+    dsk-bpe encode -t "$T/trained.json" --pattern gpt2 --ids "$T/badsplit.jsonl"
+expect_err_contains "--pattern does not apply to dsk-bpe encode" "... named"
+expect_exit 64 "info -o" dsk-bpe info -t "$T/trained.json" -o "$T/x.json"
+expect_exit 64 "decode --records" dsk-bpe decode -t "$T/trained.json" --records lines /dev/null
 # records without the text field are refused, as encode refuses them (a mistyped --field trained on nothing)
 printf '{"text":"a b"}\n{"txet":"c d"}\n' > "$T/nofield.jsonl"
 expect_exit 65 "train on a record without its text field" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/nofield.jsonl"
