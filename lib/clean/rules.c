@@ -83,6 +83,31 @@ static const char *unknown_group(const pcre2_code *code, const char *rep, size_t
     return NULL;
 }
 
+/* A replacement's other faults (a bad escape, "\\q"), which pcre2_substitute
+ * also finds only at a match: it is tried on an empty match of an empty
+ * pattern, its group references standing for empty text.  "" or why. */
+static void replacement_error(const char *rep, char *why, size_t n)
+{
+    int errcode;
+    PCRE2_SIZE erroff;
+    pcre2_code *empty = pcre2_compile((PCRE2_SPTR) "", 0, PCRE2_UTF, &errcode, &erroff, NULL);
+    pcre2_match_data *md = empty ? pcre2_match_data_create_from_pattern(empty, NULL) : NULL;
+    PCRE2_UCHAR out[64];
+    PCRE2_SIZE out_len = sizeof out / sizeof *out;
+    int rc = md ? pcre2_substitute(empty, (PCRE2_SPTR) "", 0, 0,
+                                   PCRE2_SUBSTITUTE_EXTENDED | PCRE2_SUBSTITUTE_UNKNOWN_UNSET |
+                                       PCRE2_SUBSTITUTE_UNSET_EMPTY | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
+                                   md, NULL, (PCRE2_SPTR)rep, PCRE2_ZERO_TERMINATED, out, &out_len)
+                : 1;
+    if (rc < 0 && rc != PCRE2_ERROR_NOMEMORY) {   /* NOMEMORY: only longer than out */
+        PCRE2_UCHAR msg[120];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        snprintf(why, n, "the replacement: %s", (char *)msg);
+    }
+    pcre2_match_data_free(md);
+    pcre2_code_free(empty);
+}
+
 int dsk_rules_add(dsk_rules *r, dsk_rule_kind kind, const char *spec, const char *origin, dsk_err *err)
 {
     char *pattern, *replacement = NULL;
@@ -115,9 +140,13 @@ int dsk_rules_add(dsk_rules *r, dsk_rule_kind kind, const char *spec, const char
     }
     size_t bad_len = 0;
     const char *bad = replacement ? unknown_group(code, replacement, &bad_len) : NULL;
-    if (bad) {
-        dsk_fail(err, EX_USAGE, "%s: replace '%s': the pattern has no group '%.*s'", origin, pattern, (int)bad_len,
-                 bad);
+    char why[160] = "";
+    if (bad)
+        snprintf(why, sizeof why, "the pattern has no group '%.*s'", (int)bad_len, bad);
+    else if (replacement)
+        replacement_error(replacement, why, sizeof why);
+    if (why[0]) {
+        dsk_fail(err, EX_USAGE, "%s: replace '%s': %s", origin, pattern, why);
         pcre2_code_free(code);
         free(pattern);
         free(replacement);
