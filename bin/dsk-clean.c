@@ -235,6 +235,14 @@ int main(int argc, char **argv)
     }
     if (c.records.mode != DSK_REC_JSONL && strcmp(c.field, "text") != 0)
         dsk_usage_error("--field applies to JSONL input only");
+    /* "-" is standard output: the documents' place, unless -o sends them elsewhere */
+    int out_is_stdout = !output || strcmp(output, "-") == 0;
+    if (out_is_stdout && ((stats_path && strcmp(stats_path, "-") == 0) ||
+                          (rejects_path && strcmp(rejects_path, "-") == 0)))
+        dsk_usage_error("--%s - would write into the documents on standard output (give -o FILE, or another path)",
+                        stats_path && strcmp(stats_path, "-") == 0 ? "stats" : "rejects");
+    if (stats_path && rejects_path && strcmp(stats_path, "-") == 0 && strcmp(rejects_path, "-") == 0)
+        dsk_usage_error("--stats - and --rejects -: one standard output for two files");
 
     /* All three opened before any work: a path that cannot be written
      * fails the run before the others are made. */

@@ -183,6 +183,9 @@ expect_err_contains "badrules.txt:1: expected 'drop', 'keep' or 'replace', got '
 expect_exit 66 "missing rules file" dsk-clean --rules "$T/nope.txt" "$T/re.jsonl"
 expect_exit 64 "--replace naming a group the pattern lacks" dsk-clean --replace 'o=$9' "$T/re.jsonl"
 expect_err_contains "has no group '9'" "the missing group is named"
+expect_exit 64 "--stats - into the documents on standard output" dsk-clean --filters none --stats - "$T/re.jsonl"
+expect_exit 0 "--stats - with -o FILE" dsk-clean --filters none --stats - -o "$T/so.jsonl" "$T/re.jsonl"
+check "... the counts on standard output" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out"
 expect_exit 64 "a replacement with an escape PCRE2 does not know, refused before any input" \
     dsk-clean --filters none --replace 'foo=\q' -o "$T/x.jsonl" "$T/none.jsonl"
 expect_err_contains "bad escape sequence in replacement string" "... said as PCRE2 says it"
