@@ -46,6 +46,7 @@ static const char usage[] =
     "                        decode: read such lines\n"
     "      --records MODE    encode input: jsonl (default), lines, paragraphs, nul, regex:RE\n"
     "      --field NAME      JSONL field holding the text (default: text)\n"
+    "      --max-record-bytes SIZE  train/count/encode: longest record accepted (default: 64M)\n"
     "      --allow-special   encode special-token text as the special token\n"
     "      --raw             decode to plain text instead of JSON Lines\n"
     "  -o, --output FILE     write to FILE (atomically) instead of stdout\n"
@@ -56,7 +57,7 @@ static const char usage[] =
     "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 73 cannot create, 74 I/O error.\n";
 
 enum { OPT_TIKTOKEN = 256, OPT_GPT2, OPT_PATTERN, OPT_SPECIAL, OPT_IDS, OPT_RECORDS, OPT_FIELD, OPT_ALLOW_SPECIAL,
-       OPT_RAW, OPT_VOCAB_SIZE, OPT_MIN_FREQUENCY, OPT_MAX_WORDS, OPT_COUNTS };
+       OPT_RAW, OPT_VOCAB_SIZE, OPT_MIN_FREQUENCY, OPT_MAX_WORDS, OPT_COUNTS, OPT_MAX_RECORD };
 
 static const struct option long_options[] = {
     {"tokenizer", required_argument, NULL, 't'}, {"tiktoken", required_argument, NULL, OPT_TIKTOKEN},
@@ -66,6 +67,7 @@ static const struct option long_options[] = {
     {"allow-special", no_argument, NULL, OPT_ALLOW_SPECIAL}, {"raw", no_argument, NULL, OPT_RAW},
     {"vocab-size", required_argument, NULL, OPT_VOCAB_SIZE}, {"min-frequency", required_argument, NULL, OPT_MIN_FREQUENCY},
     {"max-words", required_argument, NULL, OPT_MAX_WORDS}, {"counts", required_argument, NULL, OPT_COUNTS},
+    {"max-record-bytes", required_argument, NULL, OPT_MAX_RECORD},
     {"output", required_argument, NULL, 'o'},    {"threads", required_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
@@ -81,6 +83,7 @@ typedef struct args {
     uint32_t vocab_size;
     uint64_t min_frequency, max_words;
     int threads;
+    size_t max_record;
     dsk_records_spec records;
 } args;
 
@@ -151,7 +154,7 @@ static int cmd_encode(args *a, int argc, char **argv)
     dsk_err err = {0};
     if (dsk_outfile_open(&out, a->output, &err))
         dsk_die_err(&err);
-    dsk_bpe_encode_opts o = {&t, &a->records, a->field, a->allow_special, a->ids, a->threads};
+    dsk_bpe_encode_opts o = {&t, &a->records, a->field, a->allow_special, a->ids, a->threads, a->max_record};
     (void)argc;
     int rc = dsk_bpe_encode_run(&o, (const char *const *)argv, out.fp, &err);
     dsk_tokenizer_free(&t);
@@ -369,7 +372,7 @@ static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe
     dsk_bpe_encoder_init(&enc, pat);
     dsk_buf repaired = {0};
     dsk_record_source src;
-    dsk_record_source_init(&src, (const char *const *)argv, &a->records, (size_t)64 << 20);
+    dsk_record_source_init(&src, (const char *const *)argv, &a->records, a->max_record);
     const char *text;
     size_t len, input;
     uint64_t line_no;
@@ -564,19 +567,21 @@ static const dsk_option_scope option_scope[] = {
     {OPT_MIN_FREQUENCY, "--min-frequency", FOR_TRAIN},
     {OPT_MAX_WORDS, "--max-words", FOR_TRAIN | FOR_COUNT},
     {OPT_COUNTS, "--counts", FOR_TRAIN},
+    {OPT_MAX_RECORD, "--max-record-bytes", FOR_TRAIN | FOR_COUNT | FOR_ENCODE},
 };
 
 int main(int argc, char **argv)
 {
     dsk_set_progname(argv[0]);
     dsk_signals_init();
-    args a = {.field = "text", .min_frequency = 2, .max_words = 20000000, .threads = dsk_default_threads()};
+    args a = {.field = "text", .min_frequency = 2, .max_words = 20000000, .threads = dsk_default_threads(),
+              .max_record = (size_t)64 << 20};
     a.records.mode = DSK_REC_JSONL;
     dsk_err err = {0};
     int opt;
-    unsigned char given[OPT_COUNTS + 1] = {0};
+    unsigned char given[OPT_MAX_RECORD + 1] = {0};
     while ((opt = getopt_long(argc, argv, ":t:o:j:hV", long_options, NULL)) != -1) {
-        if (opt > 0 && opt <= OPT_COUNTS)
+        if (opt > 0 && opt <= OPT_MAX_RECORD)
             given[opt] = 1;
         switch (opt) {
         case 't': a.tokenizer = optarg; break;
@@ -602,6 +607,11 @@ int main(int argc, char **argv)
         case OPT_VOCAB_SIZE: a.vocab_size = (uint32_t)dsk_parse_int("--vocab-size", optarg, 256, DSK_BPE_MAX_VOCAB); break;
         case OPT_MIN_FREQUENCY: a.min_frequency = (uint64_t)dsk_parse_int("--min-frequency", optarg, 1, INT64_MAX); break;
         case OPT_MAX_WORDS: a.max_words = (uint64_t)dsk_parse_int("--max-words", optarg, 1024, 1LL << 31); break;
+        case OPT_MAX_RECORD:
+            a.max_record = (size_t)dsk_parse_size("--max-record-bytes", optarg);
+            if (a.max_record == 0)
+                dsk_usage_error("--max-record-bytes: at least 1 byte");
+            break;
         case OPT_COUNTS:
             a.counts = dsk_xrealloc(a.counts, (a.n_counts + 1) * sizeof *a.counts);
             a.counts[a.n_counts++] = optarg;

@@ -158,7 +158,7 @@ int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, 
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    dsk_record_source_init(&r.src, inputs, o->records, (size_t)64 << 20);
+    dsk_record_source_init(&r.src, inputs, o->records, o->max_record);
     r.out = out;
     int threads = o->threads < 1 ? 1 : o->threads;
     r.enc = dsk_xcalloc((size_t)threads, sizeof *r.enc);

@@ -16,6 +16,7 @@ typedef struct dsk_bpe_encode_opts {
     int allow_special;
     int ids;      /* lines of decimal ids instead of .dskt */
     int threads;
+    size_t max_record;   /* the longest record accepted, in bytes */
 } dsk_bpe_encode_opts;
 
 int dsk_bpe_encode_run(const dsk_bpe_encode_opts *o, const char *const *inputs, FILE *out, dsk_err *err);

@@ -147,6 +147,9 @@ expect_exit 64 "encode --pattern (the tokenizer's pattern is the one used)" \
 expect_err_contains "--pattern does not apply to dsk-bpe encode" "... named"
 expect_exit 64 "info -o" dsk-bpe info -t "$T/trained.json" -o "$T/x.json"
 expect_exit 64 "decode --records" dsk-bpe decode -t "$T/trained.json" --records lines /dev/null
+expect_exit 65 "encode: a record over --max-record-bytes" dsk-bpe encode -t "$T/trained.json" --ids --max-record-bytes 10 \
+    "$T/nofield.jsonl"
+expect_err_contains "record longer than the 10-byte limit" "... named"
 # records without the text field are refused, as encode refuses them (a mistyped --field trained on nothing)
 printf '{"text":"a b"}\n{"txet":"c d"}\n' > "$T/nofield.jsonl"
 expect_exit 65 "train on a record without its text field" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/nofield.jsonl"
