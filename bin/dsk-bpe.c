@@ -593,6 +593,8 @@ int main(int argc, char **argv)
         case OPT_SPECIAL:
             if (dsk_utf8_find_invalid(optarg, strlen(optarg)) < strlen(optarg))
                 dsk_usage_error("--special: not UTF-8 text");
+            if (!optarg[0] || optarg[0] == '=')
+                dsk_usage_error("--special: an empty token");
             a.specials = dsk_xrealloc(a.specials, (a.n_specials + 1) * sizeof *a.specials);
             a.specials[a.n_specials++] = optarg;
             break;

@@ -175,7 +175,11 @@ int main(int argc, char **argv)
             c.skip_errors = pick("--on-error", optarg, m, 2);
             break;
         }
-        case OPT_MAX_RECORD: c.max_record = (size_t)dsk_parse_size("--max-record-bytes", optarg); break;
+        case OPT_MAX_RECORD:
+            c.max_record = (size_t)dsk_parse_size("--max-record-bytes", optarg);
+            if (c.max_record == 0)
+                dsk_usage_error("--max-record-bytes: at least 1 byte");
+            break;
         case OPT_NORMALIZE: {
             static const char *const m[] = {"none", "nfc", "nfkc"};
             c.normalize.form = (dsk_norm_form)pick("--normalize", optarg, m, 3);
@@ -235,6 +239,9 @@ int main(int argc, char **argv)
     }
     if (c.records.mode != DSK_REC_JSONL && strcmp(c.field, "text") != 0)
         dsk_usage_error("--field applies to JSONL input only");
+    if (c.params.max_chars > 0 && c.params.min_chars > c.params.max_chars)
+        dsk_usage_error("--min-chars %.0f is over --max-chars %.0f: every document would be dropped",
+                        c.params.min_chars, c.params.max_chars);
     /* "-" is standard output: the documents' place, unless -o sends them elsewhere */
     int out_is_stdout = !output || strcmp(output, "-") == 0;
     if (out_is_stdout && ((stats_path && strcmp(stats_path, "-") == 0) ||

@@ -133,6 +133,8 @@ int dsk_dedup_open_lmdb(dsk_dedup *d, const char *path, const char *params, dsk_
         free(lock);
         if (not_lmdb)
             return dsk_fail(err, EX_DATAERR, "%s: not a dedup database: %s", path, mdb_strerror(rc));
+        if (rc == ENOENT || rc == EACCES || rc == ENOTDIR || rc == EROFS)   /* a place it cannot be made, as -o's */
+            return dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", path, mdb_strerror(rc));
         return lmdb_fail(err, path, "cannot open", rc);
     }
     MDB_txn *txn = NULL;
@@ -272,9 +274,9 @@ static int over_budget(dsk_dedup *d, dsk_err *err)
     if (dsk_dedup_memory_bytes(d) <= d->max_bytes)
         return 0;
     dsk_fail(err, EX_SOFTWARE,
-             "the dedup index outgrew its %.0f MiB budget; raise --dedup-memory or keep it on disk "
+             "the dedup index outgrew its %.*f MiB budget; raise --dedup-memory or keep it on disk "
              "with --dedup-db PATH",
-             (double)d->max_bytes / 1048576.0);
+             d->max_bytes < (10u << 20) ? 2 : 0, (double)d->max_bytes / 1048576.0);
     return -1;
 }
 

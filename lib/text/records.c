@@ -17,6 +17,8 @@ int dsk_records_spec_parse(dsk_records_spec *spec, const char *arg, dsk_err *err
     else if (strcmp(arg, "nul") == 0)
         spec->mode = DSK_REC_NUL;
     else if (strncmp(arg, "regex:", 6) == 0) {
+        if (!arg[6])
+            return dsk_fail(err, EX_USAGE, "--records regex: needs a pattern (regex:PATTERN)");
         int code;
         PCRE2_SIZE off;
         spec->mode = DSK_REC_REGEX;

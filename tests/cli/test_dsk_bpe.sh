@@ -148,7 +148,7 @@ expect_err_contains "--pattern does not apply to dsk-bpe encode" "... named"
 expect_exit 64 "info -o" dsk-bpe info -t "$T/trained.json" -o "$T/x.json"
 expect_exit 64 "decode --records" dsk-bpe decode -t "$T/trained.json" --records lines /dev/null
 expect_exit 65 "encode: a record over --max-record-bytes" dsk-bpe encode -t "$T/trained.json" --ids --max-record-bytes 10 \
-    "$T/nofield.jsonl"
+    "$T/badsplit.jsonl"
 expect_err_contains "record longer than the 10-byte limit" "... named"
 # records without the text field are refused, as encode refuses them (a mistyped --field trained on nothing)
 printf '{"text":"a b"}\n{"txet":"c d"}\n' > "$T/nofield.jsonl"
