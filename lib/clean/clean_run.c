@@ -51,6 +51,14 @@ static int produce(void *arg, void *batch_arg)
         d->line_no = rec->line_no;
         d->raw_off = rec->off;
         d->raw_len = rec->len;
+        if (rec->too_long) {   /* read past (--on-error skip): a malformed record, with no text */
+            d->status = DOC_FAIL;
+            d->too_long = 1;
+            d->msg_off = b->msgs.len;
+            dsk_buf_printf(&b->msgs, "%s:%llu: record longer than the %zu-byte limit", d->source,
+                           (unsigned long long)d->line_no, r->ctx.cfg->max_record);
+            dsk_buf_addc(&b->msgs, '\0');
+        }
     }
     b->bytes_done = dsk_record_source_bytes(&r->src);
     return rc;
@@ -66,7 +74,8 @@ static void work(void *arg, void *batch_arg, int worker)
         b->bands = dsk_xrealloc(b->bands, b->cap_bands * sizeof *b->bands);
     }
     for (size_t i = 0; i < b->n; i++)
-        clean_doc(&r->workers[worker], &r->ctx, b, &b->docs[i]);
+        if (!b->docs[i].too_long)
+            clean_doc(&r->workers[worker], &r->ctx, b, &b->docs[i]);
 }
 
 /* Writes a kept document's line to the rejects stream with the rule that
@@ -180,6 +189,7 @@ int dsk_clean_run(const dsk_clean_config *c, const char *const *inputs, FILE *ou
     r.stats = clean_stats_new(c);
     *stats_out = r.stats;
     dsk_record_source_init(&r.src, inputs, &c->records, c->max_record);
+    r.src.skip_long = c->skip_errors;
 
     r.sources = dsk_xcalloc(r.n_inputs, sizeof *r.sources);
     for (size_t i = 0; i < r.n_inputs; i++) {

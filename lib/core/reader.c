@@ -166,14 +166,27 @@ int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk
             *len = (size_t)(hit - (r->buf + r->start));
             r->start = (size_t)(hit - r->buf) + 1;
             r->record_no++;
-            if (*len > r->max_record)
-                return too_long(r, delim, r->record_no, err);
+            if (r->skipping || *len > r->max_record) {   /* the end of a record too long */
+                r->skipping = 0;
+                int rc = too_long(r, delim, r->record_no, err);
+                return r->skip_long ? DSK_READER_SKIPPED : rc;
+            }
             return 1;
         }
         scanned = r->end;
-        if (r->end - r->start > r->max_record)
-            return too_long(r, delim, r->record_no + 1, err);
+        if (r->end - r->start > r->max_record) {
+            if (!r->skip_long)
+                return too_long(r, delim, r->record_no + 1, err);
+            r->skipping = 1;   /* drop what is read of it, and read on to its end */
+            r->start = r->end = scanned = 0;
+        }
         if (r->eof) {
+            if (r->skipping) {   /* the input ended inside it */
+                r->skipping = 0;
+                r->record_no++;
+                too_long(r, delim, r->record_no, err);
+                return DSK_READER_SKIPPED;
+            }
             if (r->start == r->end)
                 return 0;
             *rec = r->buf + r->start;  /* last record without a delimiter */

@@ -25,7 +25,13 @@ typedef struct dsk_reader {
     char *zbuf;
     size_t zcap, zstart, zend;
     int zframe_open;          /* a zstd frame has begun and not ended: its end is due before the input's */
+    int skip_long;            /* a record over max_record is read past: DSK_READER_SKIPPED, not an error */
+    int skipping;             /* inside such a record, its delimiter not yet seen */
 } dsk_reader;
+
+/* dsk_reader_next with skip_long set: a record over max_record was read
+ * past (record_no is its number; err says what it was). */
+enum { DSK_READER_SKIPPED = 2 };
 
 int dsk_reader_open(dsk_reader *r, const char *path, size_t max_record, dsk_err *err);
 /* Returns 1 and the record (without its delimiter, valid until the next

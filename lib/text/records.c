@@ -95,6 +95,28 @@ static int is_separator(dsk_records *rs, const char *line, size_t len)
     return pcre2_match(rs->spec->separator, (PCRE2_SPTR)line, len, 0, 0, rs->match_data, NULL) >= 0;
 }
 
+/* Reads past the rest of a record too long (skip_long) to its separator,
+ * or the end: DSK_READER_SKIPPED with its first line, or a read error. */
+static int skip_to_separator(dsk_records *rs, uint64_t first, const char **text, size_t *len, uint64_t *line_no,
+                             dsk_err *err)
+{
+    const char *line;
+    size_t n;
+    int rc;
+    dsk_err ignored = {0};
+    while ((rc = dsk_reader_next(rs->reader, '\n', &line, &n, &ignored)) == 1 ||
+           rc == DSK_READER_SKIPPED)
+        if (rc == 1 && is_separator(rs, line, n))
+            break;
+    if (rc != 1 && rc != 0) {
+        *err = ignored;   /* a read error, not the record's length */
+        return rc;
+    }
+    dsk_buf_clear(&rs->acc);
+    *line_no = first, *text = NULL, *len = 0;
+    return DSK_READER_SKIPPED;
+}
+
 int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *line_no, dsk_err *err)
 {
     dsk_reader *r = rs->reader;
@@ -118,6 +140,8 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
             *line_no = first_line;
             return 1;
         }
+        if (rc == DSK_READER_SKIPPED)
+            *line_no = r->record_no, *text = NULL, *len = 0;
         return rc;
     }
     /* paragraphs and regex separators: gather lines until a separator */
@@ -138,9 +162,21 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
             dsk_buf_addc(&rs->acc, '\n');
         dsk_buf_add(&rs->acc, line, n);
         any = 1;
-        if (rs->acc.len > r->max_record)
-            return dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit", r->name,
-                            (unsigned long long)first, r->max_record);
+        if (rs->acc.len > r->max_record) {
+            dsk_fail(err, EX_DATAERR, "%s:%llu: record longer than the %zu-byte limit", r->name,
+                     (unsigned long long)first, r->max_record);
+            if (!r->skip_long)
+                return err->code;
+            /* read past it: to its separator, or the end */
+            return skip_to_separator(rs, first, text, len, line_no, err);
+        }
+    }
+    if (rc == DSK_READER_SKIPPED) {   /* a line too long for the reader: its record goes too */
+        dsk_err why = *err;
+        rc = skip_to_separator(rs, any ? first : r->record_no, text, len, line_no, err);
+        if (rc == DSK_READER_SKIPPED)
+            *err = why;
+        return rc;
     }
     if (rc != 1 && rc != 0)
         return rc;
@@ -172,14 +208,15 @@ int dsk_record_source_next(dsk_record_source *s, const char **text, size_t *len,
             int rc = dsk_reader_open(&s->reader, s->inputs[s->next], s->max_record, err);
             if (rc)
                 return rc;
+            s->reader.skip_long = s->skip_long;
             dsk_records_init(&s->records, s->spec, &s->reader);
             s->open = 1;
             s->next++;
         }
         int rc = dsk_records_next(&s->records, text, len, line_no, err);
-        if (rc == 1) {
+        if (rc == 1 || rc == DSK_READER_SKIPPED) {
             *input = s->next - 1;
-            return 1;
+            return rc;
         }
         if (rc != 0)
             return rc;
@@ -216,14 +253,15 @@ int dsk_record_batch_fill(dsk_record_batch *b, dsk_record_source *s, size_t max_
         int rc = dsk_record_source_next(s, &text, &len, &line, &input, err);
         if (rc == 0)
             break;
-        if (rc != 1)
+        if (rc != 1 && rc != DSK_READER_SKIPPED)
             return rc;
         if (b->n == b->cap) {
             b->cap = b->cap ? b->cap * 2 : 256;
             b->recs = dsk_xrealloc(b->recs, b->cap * sizeof *b->recs);
         }
-        b->recs[b->n++] = (dsk_record_ref){b->raw.len, len, line, input};
-        dsk_buf_add(&b->raw, text, len);
+        b->recs[b->n++] = (dsk_record_ref){b->raw.len, len, line, input, rc == DSK_READER_SKIPPED};
+        if (len)
+            dsk_buf_add(&b->raw, text, len);
     }
     return b->n > 0;
 }

@@ -34,7 +34,9 @@ typedef struct dsk_records {
 void dsk_records_init(dsk_records *rs, const dsk_records_spec *spec, dsk_reader *reader);
 void dsk_records_free(dsk_records *rs);
 /* Returns 1 with the next record and the line it starts on, 0 at the end,
- * or an error code.  In JSONL mode a record is one non-blank line. */
+ * or an error code.  In JSONL mode a record is one non-blank line.  With
+ * the reader's skip_long, a record over its max_record is read past and
+ * DSK_READER_SKIPPED returned, with its line and err saying why. */
 int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *line_no, dsk_err *err);
 
 /* Records from a list of inputs in turn (NULL or an empty list: stdin),
@@ -48,6 +50,7 @@ typedef struct dsk_record_source {
     dsk_records records;
     int open;
     uint64_t bytes_before;   /* input bytes of the inputs already finished */
+    int skip_long;           /* records over max_record: DSK_READER_SKIPPED, not an error (set after init) */
 } dsk_record_source;
 
 void dsk_record_source_init(dsk_record_source *s, const char *const *inputs, const dsk_records_spec *spec,
@@ -65,6 +68,7 @@ typedef struct dsk_record_ref {
     size_t off, len;  /* in batch.raw */
     uint64_t line_no;
     size_t input;     /* index in the source's inputs */
+    int too_long;     /* a record over max_record, skipped (skip_long): no text */
 } dsk_record_ref;
 
 typedef struct dsk_record_batch {

@@ -187,6 +187,27 @@ expect_exit 64 "--min-chars over --max-chars (everything would be dropped)" dsk-
 expect_exit 64 "--records regex: without a pattern" dsk-clean --records 'regex:' "$T/re.jsonl"
 expect_exit 64 "--max-record-bytes 0" dsk-clean --max-record-bytes 0 "$T/re.jsonl"
 expect_exit 73 "--dedup-db in a directory that does not exist (as -o there)" dsk-clean --dedup-db "$T/nodir/db" "$T/re.jsonl"
+python3 -c "
+import json
+for t in ['first document here is fine', 'x' * 3000, 'third document here is fine']: print(json.dumps({'text': t}))
+" > "$T/long.jsonl"
+expect_exit 65 "a record over --max-record-bytes" dsk-clean --filters none --max-record-bytes 1K "$T/long.jsonl"
+expect_exit 0 "... skipped with --on-error skip, the run going on" dsk-clean --filters none --max-record-bytes 1K \
+    --on-error skip --rejects "$T/long-rej.jsonl" -o "$T/long-out.jsonl" "$T/long.jsonl"
+check "... the two others kept, the long one a malformed reject naming its line" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+out = [json.loads(l)["text"] for l in open(f"{t}/long-out.jsonl")]
+rej = [json.loads(l) for l in open(f"{t}/long-rej.jsonl")]
+assert out == ["first document here is fine", "third document here is fine"], out
+assert len(rej) == 1 and rej[0]["rejected_by"] == "malformed" and rej[0]["line"] == 2, rej
+PY
+printf 'one\ntwo\n\n%s\nrest of it\n\nthird\n' "$(head -c 3000 /dev/zero | tr '\0' y)" > "$T/long.txt"
+expect_exit 0 "... and a paragraph with a line over it goes whole" dsk-clean --filters none --records paragraphs \
+    --max-record-bytes 1K --on-error skip -o "$T/long-p.jsonl" "$T/long.txt"
+check "... the paragraphs around it kept" python3 -c '
+import json, sys
+assert [json.loads(l)["text"] for l in open(sys.argv[1])] == ["one\ntwo", "third"]' "$T/long-p.jsonl"
 expect_exit 64 "--stats - into the documents on standard output" dsk-clean --filters none --stats - "$T/re.jsonl"
 expect_exit 0 "--stats - with -o FILE" dsk-clean --filters none --stats - -o "$T/so.jsonl" "$T/re.jsonl"
 check "... the counts on standard output" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out"
