@@ -185,6 +185,10 @@ static int check_numbers_and_strings(const char *s, size_t n, char *msg, size_t 
             i = (size_t)(q - s);
             continue;
         }
+        if (c == '\'') {   /* json-c takes 'single-quoted' strings: JSON has none */
+            snprintf(msg, msg_len, "a single-quoted string at column %zu (JSON strings take double quotes)", i + 1);
+            return -1;
+        }
         if (c == '-' && i + 1 < n && (s[i + 1] == 'I' || s[i + 1] == 'N')) {   /* -Infinity */
             i++;
             continue;
@@ -224,6 +228,10 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
     if (decode_surrogate_pairs(s, n, &rewritten)) {
         s = rewritten.data;
         n = rewritten.len;
+    }
+    if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        snprintf(msg, msg_len, "a UTF-8 byte-order mark at column 1 (JSON text begins without one)");
+        return NULL;
     }
     struct json_tokener *tokener = thread_tokener();
     json_tokener_reset(tokener);

@@ -239,6 +239,13 @@ TEST(json_raw_control_characters_in_strings_are_refused)
     CHECK_STR(s, "a\tb\n\x01\x7f");
     free(s);
     char msg[160] = "";
+    /* json-c's other leniencies: single-quoted strings; and a byte-order mark said as one */
+    CHECK(dsk_json_parse("{\"t\":'a'}", 9, msg, sizeof msg) == NULL);
+    CHECK(dsk_json_parse("{'v':1}", 7, msg, sizeof msg) == NULL && strstr(msg, "single-quoted") != NULL);
+    CHECK(dsk_json_parse("\xEF\xBB\xBF{}", 5, msg, sizeof msg) == NULL && strstr(msg, "byte-order mark") != NULL);
+    char *apos = parse_text("{\"t\":\"it's\"}");
+    CHECK_STR(apos, "it's");
+    free(apos);
     const char *one = "{\"t\":\"ab\x02\"}";
     CHECK(dsk_json_parse(one, strlen(one), msg, sizeof msg) == NULL);
     CHECK_STR(msg, "a raw control character (U+0002) in a string at column 9 (JSON needs it escaped)");
