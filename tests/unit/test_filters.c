@@ -230,6 +230,14 @@ TEST(parameters_are_named_and_checked)
     CHECK(dsk_filter_params_set(&P, "c4.min_sentences=abc", msg, sizeof msg) == -1);
     CHECK(dsk_filter_params_set(&P, "c4.min_sentences", msg, sizeof msg) == -1);
     dsk_filter_params_default(&P);
+    /* each value of its kind: a switch 0 or 1, a count whole, a fraction at most 1 */
+    char why[160];
+    CHECK(dsk_filter_params_set(&P, "c4.terminal_punct=5", why, sizeof why) == -1 && strstr(why, "0 or 1"));
+    CHECK(dsk_filter_params_set(&P, "c4.min_sentences=2.5", why, sizeof why) == -1 && strstr(why, "whole"));
+    CHECK(dsk_filter_params_set(&P, "fineweb.short_line_ratio=1.5", why, sizeof why) == -1);
+    CHECK(dsk_filter_params_set(&P, "fineweb.newline_ratio=1.5", why, sizeof why) == 0);   /* per word: may pass 1 */
+    CHECK(dsk_filter_params_set(&P, "c4.terminal_punct=1", why, sizeof why) == 0);
+    dsk_filter_params_default(&P);
 }
 
 int main(void)
