@@ -881,10 +881,8 @@ static struct json_object *text_string(const char *s, size_t n)
  * of top_logprobs (repaired, each would read U+FFFD). */
 static struct json_object *token_string(const char *s, size_t n)
 {
-    if (!s)
-        s = "";
-    if (dsk_utf8_find_invalid(s, n) == n)
-        return json_object_new_string_len(s, (int)n);
+    if (!s || dsk_utf8_find_invalid(s, n) == n)
+        return text_string(s, n);
     dsk_buf b = {0};
     dsk_buf_adds(&b, "bytes:");
     for (size_t i = 0; i < n; i++) {
