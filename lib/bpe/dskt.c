@@ -207,7 +207,10 @@ int dskt_read(dskt_reader *r, dskt_record *rec, dsk_err *err)
             return dsk_fail(err, EX_DATAERR, "%s: trailer counts %llu records, %llu tokens; the stream has %llu, %llu",
                             r->name, (unsigned long long)get64(t), (unsigned long long)get64(t + 8),
                             (unsigned long long)r->records, (unsigned long long)r->tokens);
-        if (get64(t + 16) != sum || memcmp(t + 24, "TKSD\0\0\0\0", 8) != 0)   /* the last 4 bytes are 0 */
+        if (memcmp(t + 24, "TKSD\0\0\0\0", 8) != 0)   /* the end mark, and 4 bytes that are 0 */
+            return dsk_fail(err, EX_DATAERR, "%s: the trailer does not end with \"TKSD\" and four zero bytes: "
+                            "the stream is corrupt", r->name);
+        if (get64(t + 16) != sum)
             return dsk_fail(err, EX_DATAERR, "%s: checksum mismatch: the stream is corrupt", r->name);
         if (fgetc(r->f) != EOF)
             return dsk_fail(err, EX_DATAERR, "%s: data after the trailer at offset %llu", r->name,
