@@ -464,6 +464,8 @@ static int cmd_count(args *a, int argc, char **argv)
     dsk_bpe_counts_init(&c, (size_t)a->max_words);
     (void)argc;
     count_inputs(a, argv, &pat, &c);
+    if (c.n == 0)   /* as train: counts of nothing are a mistake upstream */
+        dsk_die(EX_DATAERR, "the inputs hold no text to count");
     report_pruning(&c);
     dsk_outfile out;
     int rc = dsk_outfile_open(&out, a->output, &err);
@@ -593,7 +595,7 @@ int main(int argc, char **argv)
         case OPT_SPECIAL:
             if (dsk_utf8_find_invalid(optarg, strlen(optarg)) < strlen(optarg))
                 dsk_usage_error("--special: not UTF-8 text");
-            if (!optarg[0] || optarg[0] == '=')
+            if (!optarg[0])
                 dsk_usage_error("--special: an empty token");
             a.specials = dsk_xrealloc(a.specials, (a.n_specials + 1) * sizeof *a.specials);
             a.specials[a.n_specials++] = optarg;

@@ -203,12 +203,10 @@ int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e,
 {
     rec->n_tokens = rec->n_prompt = rec->n_chosen = 0;
     rec->kind = DSKT_CHAT;
-    int rc = split_of(doc, &rec->split, err);
-    if (rc)
-        return rc;
+    rec->split = DSKT_TRAIN;   /* a task item's prompt: its split, if any, means nothing here */
     e->n_ids = 0;
     chat_ids c;
-    rc = get_chat_ids(t, &c, err);
+    int rc = get_chat_ids(t, &c, err);
     if (rc)
         return rc;
     struct json_object *msgs, *prompt = dsk_json_get_string(doc, "prompt");

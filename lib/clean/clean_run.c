@@ -54,6 +54,7 @@ static int produce(void *arg, void *batch_arg)
         if (rec->too_long) {   /* read past (--on-error skip): a malformed record, with no text */
             d->status = DOC_FAIL;
             d->too_long = 1;
+            d->raw_len = rec->too_long;   /* for bytes_in; nothing reads it */
             d->msg_off = b->msgs.len;
             dsk_buf_printf(&b->msgs, "%s:%llu: record longer than the %zu-byte limit", d->source,
                            (unsigned long long)d->line_no, r->ctx.cfg->max_record);

@@ -32,9 +32,10 @@ const char *dsk_filter_fineweb(const dsk_text_view *v, const dsk_filter_params *
         dsk_u64map_upsert(&s->map, dsk_hash64(text, l->len), &is_new);
         dup_chars += is_new ? 0 : l->nchars;
     }
-    if (lines == 0 || (double)punct / (double)lines <= p->fw_line_punct_ratio)
+    /* datatrove's comparisons: under the punctuation ratio, over the short-line one */
+    if (lines == 0 || (double)punct / (double)lines < p->fw_line_punct_ratio)
         return "fineweb.line_punct_ratio";
-    if (p->fw_short_line_ratio && (double)short_lines / (double)lines >= p->fw_short_line_ratio)
+    if (p->fw_short_line_ratio && (double)short_lines / (double)lines > p->fw_short_line_ratio)
         return "fineweb.short_line_ratio";
     double chars = (double)(v->nchars - (v->n_lines - 1));  /* without the '\n's */
     if (p->fw_char_dup_ratio && chars > 0 && (double)dup_chars / chars >= p->fw_char_dup_ratio)

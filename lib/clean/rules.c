@@ -266,7 +266,7 @@ long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, 
             dsk_buf_reserve(&m->tmp, outlen);
             outlen = m->tmp.cap;
             int rc = pcre2_substitute(rule->code, (PCRE2_SPTR)(text->data ? text->data : ""), text->len, 0,
-                                      PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_EXTENDED |
+                                      PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_EXTENDED | PCRE2_SUBSTITUTE_UNSET_EMPTY |
                                           PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_NO_UTF_CHECK,
                                       m->match_data, m->match_ctx, (PCRE2_SPTR)rule->replacement,
                                       PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)m->tmp.data, &outlen);

@@ -156,9 +156,19 @@ static int too_long(const dsk_reader *r, int delim, uint64_t record_no, dsk_err 
                     (unsigned long long)record_no, r->max_record);
 }
 
+/* A record read past (skip_long): its bytes and newlines so far. */
+static void count_skipped(dsk_reader *r, const char *p, size_t n)
+{
+    r->skipped_bytes += n;
+    for (const char *end = p + n; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        r->skipped_newlines++;
+}
+
 int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk_err *err)
 {
     size_t scanned = r->start;
+    if (!r->skipping)
+        r->skipped_bytes = r->skipped_newlines = 0;
     for (;;) {
         char *hit = memchr(r->buf + scanned, delim, r->end - scanned);
         if (hit) {
@@ -168,6 +178,7 @@ int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk
             r->record_no++;
             if (r->skipping || *len > r->max_record) {   /* the end of a record too long */
                 r->skipping = 0;
+                count_skipped(r, *rec, *len);
                 int rc = too_long(r, delim, r->record_no, err);
                 return r->skip_long ? DSK_READER_SKIPPED : rc;
             }
@@ -178,10 +189,13 @@ int dsk_reader_next(dsk_reader *r, int delim, const char **rec, size_t *len, dsk
             if (!r->skip_long)
                 return too_long(r, delim, r->record_no + 1, err);
             r->skipping = 1;   /* drop what is read of it, and read on to its end */
+            count_skipped(r, r->buf + r->start, r->end - r->start);
             r->start = r->end = scanned = 0;
         }
         if (r->eof) {
             if (r->skipping) {   /* the input ended inside it */
+                count_skipped(r, r->buf + r->start, r->end - r->start);
+                r->start = r->end;
                 r->skipping = 0;
                 r->record_no++;
                 too_long(r, delim, r->record_no, err);

@@ -27,6 +27,7 @@ typedef struct dsk_reader {
     int zframe_open;          /* a zstd frame has begun and not ended: its end is due before the input's */
     int skip_long;            /* a record over max_record is read past: DSK_READER_SKIPPED, not an error */
     int skipping;             /* inside such a record, its delimiter not yet seen */
+    uint64_t skipped_bytes, skipped_newlines;   /* of the record last read past */
 } dsk_reader;
 
 /* dsk_reader_next with skip_long set: a record over max_record was read

@@ -101,19 +101,21 @@ static int skip_to_separator(dsk_records *rs, uint64_t first, const char **text,
                              dsk_err *err)
 {
     const char *line;
-    size_t n;
+    size_t n, bytes = rs->acc.len + (size_t)rs->reader->skipped_bytes;
     int rc;
     dsk_err ignored = {0};
     while ((rc = dsk_reader_next(rs->reader, '\n', &line, &n, &ignored)) == 1 ||
-           rc == DSK_READER_SKIPPED)
+           rc == DSK_READER_SKIPPED) {
         if (rc == 1 && is_separator(rs, line, n))
             break;
+        bytes += 1 + (rc == 1 ? n : (size_t)rs->reader->skipped_bytes);
+    }
     if (rc != 1 && rc != 0) {
         *err = ignored;   /* a read error, not the record's length */
         return rc;
     }
     dsk_buf_clear(&rs->acc);
-    *line_no = first, *text = NULL, *len = 0;
+    *line_no = first, *text = NULL, *len = bytes;
     return DSK_READER_SKIPPED;
 }
 
@@ -140,8 +142,13 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
             *line_no = first_line;
             return 1;
         }
-        if (rc == DSK_READER_SKIPPED)
-            *line_no = r->record_no, *text = NULL, *len = 0;
+        if (rc == DSK_READER_SKIPPED) {   /* *text NULL, *len the bytes read past */
+            *line_no = r->record_no, *text = NULL, *len = (size_t)r->skipped_bytes;
+            if (delim == '\0') {
+                *line_no = 1 + rs->nul_newlines;
+                rs->nul_newlines += r->skipped_newlines;
+            }
+        }
         return rc;
     }
     /* paragraphs and regex separators: gather lines until a separator */
@@ -259,8 +266,9 @@ int dsk_record_batch_fill(dsk_record_batch *b, dsk_record_source *s, size_t max_
             b->cap = b->cap ? b->cap * 2 : 256;
             b->recs = dsk_xrealloc(b->recs, b->cap * sizeof *b->recs);
         }
-        b->recs[b->n++] = (dsk_record_ref){b->raw.len, len, line, input, rc == DSK_READER_SKIPPED};
-        if (len)
+        int skipped = rc == DSK_READER_SKIPPED;   /* no text; len: the bytes read past */
+        b->recs[b->n++] = (dsk_record_ref){b->raw.len, skipped ? 0 : len, line, input, skipped ? len : 0};
+        if (!skipped)
             dsk_buf_add(&b->raw, text, len);
     }
     return b->n > 0;

@@ -36,7 +36,8 @@ void dsk_records_free(dsk_records *rs);
 /* Returns 1 with the next record and the line it starts on, 0 at the end,
  * or an error code.  In JSONL mode a record is one non-blank line.  With
  * the reader's skip_long, a record over its max_record is read past and
- * DSK_READER_SKIPPED returned, with its line and err saying why. */
+ * DSK_READER_SKIPPED returned, with its line, *text NULL, *len the bytes
+ * read past, and err saying why. */
 int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *line_no, dsk_err *err);
 
 /* Records from a list of inputs in turn (NULL or an empty list: stdin),
@@ -68,7 +69,7 @@ typedef struct dsk_record_ref {
     size_t off, len;  /* in batch.raw */
     uint64_t line_no;
     size_t input;     /* index in the source's inputs */
-    int too_long;     /* a record over max_record, skipped (skip_long): no text */
+    size_t too_long;  /* a record over max_record, read past (skip_long): its bytes (no text); else 0 */
 } dsk_record_ref;
 
 typedef struct dsk_record_batch {

@@ -208,6 +208,26 @@ expect_exit 0 "... and a paragraph with a line over it goes whole" dsk-clean --f
 check "... the paragraphs around it kept" python3 -c '
 import json, sys
 assert [json.loads(l)["text"] for l in open(sys.argv[1])] == ["one\ntwo", "third"]' "$T/long-p.jsonl"
+# an over-long last record without its newline, arriving in two reads, leaves no tail behind; NUL records
+# after a skipped one keep their line numbers
+(head -c 3000 /dev/zero | tr '\0' x; sleep 0.3; printf 'tail words here') | dsk-clean -q --records lines \
+    --max-record-bytes 1000 --on-error skip --filters none > "$T/tail.jsonl"
+check "a skipped unterminated last record leaves nothing" test ! -s "$T/tail.jsonl"
+printf 'one\ntwo\nthree\0%s\nmore\nlines\0after skip\nx\0last\0' "$(head -c 50 /dev/zero | tr '\0' y)" |
+    dsk-clean -q --records nul --max-record-bytes 40 --on-error skip --filters none --rejects "$T/nul-rej.jsonl" \
+    --stats "$T/nul-stats.json" > "$T/nul.jsonl"
+check "NUL records: the skipped one and those after it at their own lines, its bytes counted" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+lines = [json.loads(l)["line"] for l in open(f"{t}/nul.jsonl")]
+rej = [json.loads(l)["line"] for l in open(f"{t}/nul-rej.jsonl")]
+assert lines == [1, 5, 6] and rej == [3], (lines, rej)
+assert json.load(open(f"{t}/nul-stats.json"))["bytes_in"] == 90
+PY
+printf '{"text":"first doc a here"}\n{"text":"second doc b here"}\n' > "$T/unset.jsonl"
+expect_exit 0 "--replace with a group unset at a match (an alternation): empty, not an error mid-run" \
+    dsk-clean -q --filters none --replace '(a)|b=[$1]' "$T/unset.jsonl"
+check "... as empty text" grep -q 'second doc \[\] here' "$T/out"
 expect_exit 64 "--stats - into the documents on standard output" dsk-clean --filters none --stats - "$T/re.jsonl"
 expect_exit 0 "--stats - with -o FILE" dsk-clean --filters none --stats - -o "$T/so.jsonl" "$T/re.jsonl"
 check "... the counts on standard output" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out"
