@@ -59,6 +59,7 @@ static const char usage[] =
     "      --init CKPT           the checkpoint a continue, sft or dpo stage starts from\n"
     "      --ref CKPT            dpo: the frozen reference model (default: --init)\n"
     "      --beta X              dpo: the loss's beta (default 0.1)\n"
+    "      --rpo-alpha X         dpo: add X times the chosen answers' NLL per token (RPO; default 0)\n"
     "      --resume              continue the run in --out exactly where it stopped\n"
     "      --save-every N        checkpoint every N steps (default 500; also at the end and on SIGINT/SIGTERM)\n"
     "      --keep N              step directories kept (default 3, 0 keeps all)\n"
@@ -101,7 +102,7 @@ static const char usage[] =
     "diverged, 73 cannot create, 74 I/O error, 130/143/138 interrupted by SIGINT/SIGTERM/SIGUSR1 (a checkpoint\n"
     "was saved).\n";
 
-enum { OPT_REF = 200, OPT_BETA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
+enum { OPT_REF = 200, OPT_BETA, OPT_RPO_ALPHA, OPT_EPOCHS, OPT_SET = 256, OPT_SHOW, OPT_SEQ, OPT_ACCUM, OPT_STEPS, OPT_TOKENS, OPT_NO_DOC, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
        OPT_WD, OPT_B1, OPT_B2, OPT_CLIP, OPT_BAD, OPT_STAGE, OPT_INIT, OPT_RESUME, OPT_SAVE, OPT_KEEP, OPT_EVAL,
        OPT_EVAL_B, OPT_LOG, OPT_LOG_EVERY, OPT_SAMPLE, OPT_SAMPLE_T, OPT_PROMPT, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP,
        OPT_PEAK, OPT_BACKEND, OPT_SEED, OPT_ZERO, OPT_DIST_TIMEOUT, OPT_MEMORY_TABLE, OPT_DTYPE, OPT_LOSS_SCALE,
@@ -120,6 +121,7 @@ static const struct option long_options[] = {
     {"out", required_argument, NULL, 'o'},           {"stage", required_argument, NULL, OPT_STAGE},
     {"init", required_argument, NULL, OPT_INIT},     {"resume", no_argument, NULL, OPT_RESUME},
     {"ref", required_argument, NULL, OPT_REF},       {"beta", required_argument, NULL, OPT_BETA},
+    {"rpo-alpha", required_argument, NULL, OPT_RPO_ALPHA},
     {"epochs", required_argument, NULL, OPT_EPOCHS},
     {"save-every", required_argument, NULL, OPT_SAVE}, {"keep", required_argument, NULL, OPT_KEEP},
     {"eval-every", required_argument, NULL, OPT_EVAL}, {"eval-batches", required_argument, NULL, OPT_EVAL_B},
@@ -141,7 +143,8 @@ static const struct option long_options[] = {
 };
 
 static const char *show_config, *memory_table;
-static int lr_given, warmup_given, min_lr_given, batch_given, length_given, stage_given, init_given, ref_given;
+static int lr_given, warmup_given, min_lr_given, batch_given, length_given, stage_given, init_given, ref_given,
+    rpo_given;
 /* The first option given that --show-config and --memory-table do not
  * take (they print and exit: a training option beside one did nothing). */
 static int not_for_printing, table_only;   /* table_only: --batch or --seq-len, which the table takes */
@@ -200,6 +203,7 @@ static void parse(int argc, char **argv, dsk_train_opts *o)
             break;
         case OPT_REF: o->ref = optarg, ref_given = 1; break;
         case OPT_BETA: o->beta = dsk_parse_double("--beta", optarg, 1e-6, 1e6); break;
+        case OPT_RPO_ALPHA: o->rpo_alpha = dsk_parse_double("--rpo-alpha", optarg, 0, 1e6), rpo_given = 1; break;
         case OPT_EPOCHS: o->epochs = dsk_parse_double("--epochs", optarg, 1e-6, 1e9), length_given = 1; break;
         case OPT_INIT: o->init = optarg, init_given = 1; break;
         case OPT_RESUME: o->resume = 1; break;
@@ -380,6 +384,8 @@ int main(int argc, char **argv)
         dsk_usage_error("--init is for --stage continue, sft or dpo (use --resume to carry on a run)");
     if (o.ref && o.stage != DSK_STAGE_DPO)
         dsk_usage_error("--ref is for --stage dpo");
+    if (rpo_given && o.stage != DSK_STAGE_DPO)
+        dsk_usage_error("--rpo-alpha is for --stage dpo");
     /* Post-training starts from a trained model: smaller steps, short warmup. */
     if (!o.resume && (o.stage == DSK_STAGE_SFT || o.stage == DSK_STAGE_DPO)) {
         if (!lr_given)

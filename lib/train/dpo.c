@@ -5,8 +5,8 @@
 /* log(1 + e^x) without overflow. */
 static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 
-double dsk_dpo_loss(const double *logp, const double *ref_logp, int pairs, double beta, double scale, double *coef,
-                    dsk_dpo_stats *st)
+double dsk_dpo_loss(const double *logp, const double *ref_logp, const double *n_tokens, int pairs, double beta,
+                    double alpha, double scale, double *coef, dsk_dpo_stats *st)
 {
     double total = 0;
     *st = (dsk_dpo_stats){0};
@@ -18,6 +18,10 @@ double dsk_dpo_loss(const double *logp, const double *ref_logp, int pairs, doubl
         double s = 1 / (1 + exp(z));
         coef[2 * i] = -scale * beta * s;
         coef[2 * i + 1] = scale * beta * s;
+        if (alpha > 0 && n_tokens && n_tokens[2 * i] > 0) {   /* RPO: + alpha * (-logp_c / n_c) */
+            total += alpha * -logp[2 * i] / n_tokens[2 * i];
+            coef[2 * i] -= scale * alpha / n_tokens[2 * i];
+        }
         st->chosen_reward += rc;
         st->rejected_reward += rr;
         st->margin += z;

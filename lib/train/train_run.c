@@ -79,6 +79,7 @@ static const opt_key opt_keys[] = {
     {"init", O_STR, F(init), 0, 0},
     {"epochs", O_DOUBLE, F(epochs), 0, 1e9},
     {"beta", O_DOUBLE, F(beta), 1e-6, 1e6},
+    {"rpo_alpha", O_DOUBLE, F(rpo_alpha), 0, 1e6},
     {"batch", O_INT, F(batch), 1, 1 << 20},
     {"seq_len", O_INT, F(seq_len), 0, 1 << 20},
     {"grad_accum", O_INT, F(grad_accum), 1, 1 << 20},
@@ -255,7 +256,7 @@ typedef struct run {
     dsk_model *ref;
     char *ref_dir;
     uint64_t ref_hash;        /* of the reference's weights, checked at the end */
-    double *logp, *ref_logp, *coef;
+    double *logp, *ref_logp, *coef, *row_targets;   /* DPO: per row (row_targets: its target tokens) */
     float *grad_weights;
     dsk_dpo_stats dpo_window;
     int dpo_batches;
@@ -387,7 +388,16 @@ static double dpo_batch(run *r, int pairs, double scale, int train, dsk_dpo_stat
         r->logp[b] = -r->logp[b];
         r->ref_logp[b] = -r->ref_logp[b];
     }
-    double total = dsk_dpo_loss(r->logp, r->ref_logp, pairs, r->o->beta, scale, r->coef, st);
+    /* each row's target tokens, for RPO's per-token NLL */
+    for (int b = 0; b < r->B; b++) {
+        r->row_targets[b] = 0;
+        for (int t = 0; t < r->T; t++) {
+            size_t i = (size_t)b * r->T + t;
+            r->row_targets[b] += r->targets[i] >= 0 && r->weights[i] != 0;
+        }
+    }
+    double total = dsk_dpo_loss(r->logp, r->ref_logp, r->row_targets, pairs, r->o->beta, r->o->rpo_alpha, scale,
+                                r->coef, st);
     if (scale != 0) {
         /* d loss / d token loss = -coef (a token loss is minus its log-probability). */
         for (size_t i = 0; i < n; i++)
@@ -1443,6 +1453,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
             r.logp = dsk_xcalloc((size_t)r.B, sizeof *r.logp);
             r.ref_logp = dsk_xcalloc((size_t)r.B, sizeof *r.ref_logp);
             r.coef = dsk_xcalloc((size_t)r.B, sizeof *r.coef);
+            r.row_targets = dsk_xcalloc((size_t)r.B, sizeof *r.row_targets);
             r.grad_weights = dsk_xmalloc((size_t)r.B * r.T * sizeof *r.grad_weights);
         }
     }
@@ -1549,6 +1560,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
     free(r.logp);
     free(r.ref_logp);
     free(r.coef);
+    free(r.row_targets);
     free(r.grad_weights);
     if (r.nccl)   /* before its backend; the MPI communicator it wraps stays open */
         r.nccl->close(r.nccl);

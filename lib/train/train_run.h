@@ -25,6 +25,7 @@ typedef struct dsk_train_opts {
     uint64_t tokens;           /* run length in tokens when steps is 0 */
     double epochs;             /* or in passes over the training rows */
     double beta;               /* DPO */
+    double rpo_alpha;          /* DPO: the weight of the chosen answers' NLL added (RPO), 0: none */
     dsk_adamw_opts adamw;
     uint64_t seed;
     long eval_every, save_every, sample_every, log_every;

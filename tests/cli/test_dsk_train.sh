@@ -417,6 +417,18 @@ assert train and all(k in train[-1] for k in ("chosen_reward", "rejected_reward"
 assert len(val) == 2 and all(0 <= v["val_accuracy"] <= 1 and v["val_pairs"] == 8 for v in val), val
 assert val[-1]["val_margin"] > val[0]["val_margin"], val    # preferences move the right way
 PY
+expect_exit 64 "--rpo-alpha without --stage dpo" dsk-train "${post[@]}" --stage sft --init "$T/a" --data "$T/sft" \
+    --rpo-alpha 1 --steps 1 --out "$T/x"
+expect_exit 0 "dpo with --rpo-alpha (the chosen answers' NLL added)" dsk-train "${post[@]}" --stage dpo --init "$T/s" \
+    --data "$T/dpo" --steps 3 --lr 1e-3 --rpo-alpha 1 --log-every 1 --eval-batches 0 --log "$T/rpo.jsonl" --out "$T/rpo"
+check "... its loss is DPO's and the NLL's (ln 2 and an answer's NLL per token at the start), saved for --resume" \
+    python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+rpo = [json.loads(l) for l in open(f"{t}/rpo.jsonl") if '"loss"' in l]
+assert rpo and rpo[0]["loss"] > 0.6931 + 0.5, rpo[0]   # the NLL of an answer of a tiny model is well above 0.5
+assert json.load(open(f"{t}/rpo/latest/state.json"))["options"]["rpo_alpha"] == 1, "saved for --resume"
+PY
 expect_exit 0 "dpo with a --seq-len that cuts off every answer" dsk-train "${post[@]}" --stage dpo --init "$T/s" \
     --data "$T/dpo" --seq-len 4 --steps 2 --log-every 1 --eval-batches 0 --log "$T/pempty.jsonl" --out "$T/pempty"
 expect_err_contains "no target tokens" "a warning says the batches have no target tokens"

@@ -12,14 +12,14 @@ TEST(dpo_loss_gradient_and_stats)
     double logp[2 * P] = {-10, -12, -5, -4, -20, -21, -7, -7.5}, ref[2 * P] = {-11, -11, -5, -5, -19, -22, -8, -7};
     double coef[2 * P], num, beta = 0.3;
     dsk_dpo_stats st;
-    double L = dsk_dpo_loss(logp, ref, P, beta, 1.0, coef, &st);
+    double L = dsk_dpo_loss(logp, ref, NULL, P, beta, 0, 1.0, coef, &st);
     for (int i = 0; i < 2 * P; i++) {
         double keep = logp[i], h = 1e-6, c2[2 * P];
         dsk_dpo_stats s2;
         logp[i] = keep + h;
-        double lp = dsk_dpo_loss(logp, ref, P, beta, 1.0, c2, &s2);
+        double lp = dsk_dpo_loss(logp, ref, NULL, P, beta, 0, 1.0, c2, &s2);
         logp[i] = keep - h;
-        double lm = dsk_dpo_loss(logp, ref, P, beta, 1.0, c2, &s2);
+        double lm = dsk_dpo_loss(logp, ref, NULL, P, beta, 0, 1.0, c2, &s2);
         logp[i] = keep;
         num = (lp - lm) / (2 * h);
         CHECK_NEAR(coef[i], num, 1e-7);
@@ -29,8 +29,23 @@ TEST(dpo_loss_gradient_and_stats)
     CHECK_NEAR(L / P, st.loss, 1e-12);
     CHECK_NEAR(st.margin, (0.6 - 0.3 - 0.6 + 0.45) / 4, 1e-12);
     /* At the reference the loss is log 2 for every pair. */
-    dsk_dpo_loss(ref, ref, P, beta, 1.0, coef, &st);
+    dsk_dpo_loss(ref, ref, NULL, P, beta, 0, 1.0, coef, &st);
     CHECK_NEAR(st.loss, log(2.0), 1e-12);
+    /* RPO: the chosen answers' NLL per token, alpha times; its gradient too (a pair whose chosen row has no
+     * tokens adds nothing) */
+    double n_tok[2 * P] = {5, 6, 2, 3, 0, 7, 4, 4}, alpha = 0.7, base = L;
+    double R = dsk_dpo_loss(logp, ref, n_tok, P, beta, alpha, 1.0, coef, &st);
+    CHECK_NEAR(R - base, alpha * (10.0 / 5 + 5.0 / 2 + 7.0 / 4), 1e-9);
+    for (int i = 0; i < 2 * P; i++) {
+        double keep = logp[i], h = 1e-6, c2[2 * P];
+        dsk_dpo_stats s2;
+        logp[i] = keep + h;
+        double lp = dsk_dpo_loss(logp, ref, n_tok, P, beta, alpha, 1.0, c2, &s2);
+        logp[i] = keep - h;
+        double lm = dsk_dpo_loss(logp, ref, n_tok, P, beta, alpha, 1.0, c2, &s2);
+        logp[i] = keep;
+        CHECK_NEAR(coef[i], (lp - lm) / (2 * h), 1e-7);
+    }
 }
 
 /* The gradient of sum_i w_i loss_i through the whole model, w of both signs. */
