@@ -243,12 +243,12 @@ int main(int argc, char **argv)
         dsk_usage_error("--min-chars %.0f is over --max-chars %.0f: every document would be dropped",
                         c.params.min_chars, c.params.max_chars);
     /* "-" is standard output: the documents' place, unless -o sends them elsewhere */
-    int out_is_stdout = !output || strcmp(output, "-") == 0;
-    if (out_is_stdout && ((stats_path && strcmp(stats_path, "-") == 0) ||
-                          (rejects_path && strcmp(rejects_path, "-") == 0)))
+    int out_std = !output || strcmp(output, "-") == 0, stats_std = stats_path && strcmp(stats_path, "-") == 0,
+        rejects_std = rejects_path && strcmp(rejects_path, "-") == 0;
+    if (out_std && (stats_std || rejects_std))
         dsk_usage_error("--%s - would write into the documents on standard output (give -o FILE, or another path)",
-                        stats_path && strcmp(stats_path, "-") == 0 ? "stats" : "rejects");
-    if (stats_path && rejects_path && strcmp(stats_path, "-") == 0 && strcmp(rejects_path, "-") == 0)
+                        stats_std ? "stats" : "rejects");
+    if (stats_std && rejects_std)
         dsk_usage_error("--stats - and --rejects -: one standard output for two files");
 
     /* All three opened before any work: a path that cannot be written

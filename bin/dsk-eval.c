@@ -289,14 +289,15 @@ static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, i
 /* ab scores A whole before B is loaded: what would fail under B (its
  * files, a dataset of another tokenizer) is found first, not after A's
  * hours. */
-static void ab_preflight(const char *which, const char *ckpt, char *const *tasks, int n)
+static void ab_preflight(const char *which, const char *ckpt, char *const *tasks, const int *kinds, int n)
 {
     dsk_loaded l;
     dsk_model_config cfg;
     dsk_err err = {0};
     int rc = dsk_load_checkpoint_meta(&l, ckpt, &cfg, &err);
     for (int t = 0; t < n && !rc; t++)
-        rc = dsk_eval_task_check(&l, cfg.vocab_size, tasks[t], &err);
+        if (kinds[t] == DSK_TASK_PPL)
+            rc = dsk_eval_ppl_check(&l, cfg.vocab_size, tasks[t], &err);
     dsk_loaded_free(&l);
     if (rc)
         dsk_die(rc, "checkpoint %s (%s): %s", which, ckpt, err.msg);
@@ -305,12 +306,13 @@ static void ab_preflight(const char *which, const char *ckpt, char *const *tasks
 static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *b, char *const *tasks, int n)
 {
     dsk_err err = {0};
-    int kind;
+    int *kinds = dsk_xmalloc((size_t)n * sizeof *kinds);
     for (int t = 0; t < n; t++)   /* the tasks themselves first: their faults are no checkpoint's */
-        if (dsk_task_kind(tasks[t], &kind, &err))
+        if (dsk_task_kind(tasks[t], &kinds[t], &err))
             dsk_die_err(&err);
-    ab_preflight("A", a, tasks, n);
-    ab_preflight("B", b, tasks, n);
+    ab_preflight("A", a, tasks, kinds, n);
+    ab_preflight("B", b, tasks, kinds, n);
+    free(kinds);
     /* One checkpoint at a time, so two large models need not fit together. */
     dsk_task_scores *sa = dsk_xcalloc((size_t)n, sizeof *sa), *sb = dsk_xcalloc((size_t)n, sizeof *sb);
     char *dir_a, *dir_b;

@@ -106,15 +106,6 @@ static const dsk_option_scope option_scope[] = {
     {OPT_GGUF_TYPE, "--gguf-type", FOR_GGUF},
 };
 
-/* "--name" of an option in the scope table. */
-static const char *opt_name(int val)
-{
-    for (size_t i = 0; i < sizeof option_scope / sizeof *option_scope; i++)
-        if (option_scope[i].opt == val)
-            return option_scope[i].name;
-    return "an option";
-}
-
 static void check_scope(const unsigned char *given, unsigned mode, const char *mode_name)
 {
     dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, mode, mode_name);
@@ -252,9 +243,10 @@ int main(int argc, char **argv)
     static const int calib_opts[] = {OPT_CALIB_SPLIT, OPT_CALIB_ROWS, OPT_CALIB_BATCH};
     for (size_t i = 0; i < sizeof calib_opts / sizeof *calib_opts; i++)
         if (given[calib_opts[i]] && !o.calib)
-            dsk_usage_error("%s without --calib DIR", opt_name(calib_opts[i]));
+            dsk_usage_error("%s without --calib DIR", dsk_option_name(calib_opts[i], long_options));
     if ((given[OPT_EVAL_SPLIT] || given[OPT_EVAL_ROWS]) && !eval)
-        dsk_usage_error("%s without --eval DIR", opt_name(given[OPT_EVAL_SPLIT] ? OPT_EVAL_SPLIT : OPT_EVAL_ROWS));
+        dsk_usage_error("%s without --eval DIR",
+                        dsk_option_name(given[OPT_EVAL_SPLIT] ? OPT_EVAL_SPLIT : OPT_EVAL_ROWS, long_options));
     o.progress = quiet ? NULL : stderr;
 
     dsk_loaded l;

@@ -22,7 +22,6 @@ typedef struct doc_slot {
     int status, kind, split;
     const char *rule;         /* the rule that dropped it (static or a rule's name) */
     size_t msg_off;           /* DOC_FAIL: the message, in batch.msgs */
-    int too_long;             /* a record over --max-record-bytes, read past: failed before clean_doc */
     size_t out_off, out_len;  /* the serialized document in batch.out */
     size_t text_bytes;        /* cleaned text bytes (kept documents) */
     uint64_t hash_lo, hash_hi;

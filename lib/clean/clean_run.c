@@ -52,8 +52,7 @@ static int produce(void *arg, void *batch_arg)
         d->raw_off = rec->off;
         d->raw_len = rec->len;
         if (rec->too_long) {   /* read past (--on-error skip): a malformed record, with no text */
-            d->status = DOC_FAIL;
-            d->too_long = 1;
+            d->status = DOC_FAIL;   /* before clean_doc, which it does not go through */
             d->raw_len = rec->too_long;   /* for bytes_in; nothing reads it */
             d->msg_off = b->msgs.len;
             dsk_buf_printf(&b->msgs, "%s:%llu: record longer than the %zu-byte limit", d->source,
@@ -75,7 +74,7 @@ static void work(void *arg, void *batch_arg, int worker)
         b->bands = dsk_xrealloc(b->bands, b->cap_bands * sizeof *b->bands);
     }
     for (size_t i = 0; i < b->n; i++)
-        if (!b->docs[i].too_long)
+        if (b->docs[i].status != DOC_FAIL)   /* a record read past (produce) */
             clean_doc(&r->workers[worker], &r->ctx, b, &b->docs[i]);
 }
 

@@ -36,13 +36,22 @@ int dsk_ends_with_terminal_punct(const char *s, size_t n)
     return 0;
 }
 
-void dsk_duplicate_lines(const dsk_text_view *v, dsk_filter_scratch *s, size_t *dup_lines, size_t *dup_chars)
+int dsk_line_is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\v' && s[i] != '\f')
+            return 0;
+    return 1;
+}
+
+void dsk_duplicate_lines(const dsk_text_view *v, dsk_filter_scratch *s, int skip_blank, size_t *dup_lines,
+                         size_t *dup_chars)
 {
     dsk_u64map_clear(&s->map, v->n_lines);
     *dup_lines = *dup_chars = 0;
     for (size_t i = 0; i < v->n_lines; i++) {
         const dsk_span *l = &v->lines[i];
-        if (l->len == 0)
+        if (l->len == 0 || (skip_blank && dsk_line_is_blank(v->text + l->off, l->len)))
             continue;
         int is_new;
         dsk_u64map_upsert(&s->map, dsk_hash64(v->text + l->off, l->len), &is_new);

@@ -144,7 +144,7 @@ const char *dsk_filter_gopher_repetition(const dsk_text_view *v, const dsk_filte
     size_t dup_lines, n_lines = 0;
     for (size_t i = 0; i < v->n_lines; i++)
         n_lines += v->lines[i].len != 0;
-    dsk_duplicate_lines(v, s, &dup_lines, &dup_chars);
+    dsk_duplicate_lines(v, s, 0, &dup_lines, &dup_chars);
     if (n_lines && p->gr_dup_line_frac && (double)dup_lines / (double)n_lines > p->gr_dup_line_frac)
         return "gopher_repetition.dup_line_frac";
     if (p->gr_dup_line_char_frac && (double)dup_chars / len > p->gr_dup_line_char_frac)

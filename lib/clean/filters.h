@@ -85,8 +85,14 @@ int dsk_doc_is_cjk(const dsk_text_view *v, const dsk_filter_params *p);
  * full stop, exclamation or question mark or closing quote? */
 int dsk_ends_with_terminal_punct(const char *s, size_t n);
 
-/* Number of duplicate items among the non-empty lines of v and the
- * characters they hold (datatrove's find_duplicates on lines). */
-void dsk_duplicate_lines(const dsk_text_view *v, dsk_filter_scratch *s, size_t *dup_lines, size_t *dup_chars);
+/* A line of nothing but whitespace (Python's str.strip() leaves it
+ * empty, for the ASCII whitespace). */
+int dsk_line_is_blank(const char *s, size_t n);
+
+/* Number of duplicate items among the non-empty lines of v (skip_blank:
+ * the lines that are not blank) and the characters they hold (datatrove's
+ * find_duplicates on lines). */
+void dsk_duplicate_lines(const dsk_text_view *v, dsk_filter_scratch *s, int skip_blank, size_t *dup_lines,
+                         size_t *dup_chars);
 
 #endif

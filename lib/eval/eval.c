@@ -116,23 +116,39 @@ void dsk_loaded_free(dsk_loaded *l)
 
 /* ---- perplexity --------------------------------------------------------------------------- */
 
+/* Opens data for perplexity: made with the tokenizer of this
+ * fingerprint and vocab, not of preference pairs.  Closed on failure. */
+static int open_ppl_dataset(dsk_dataset *ds, const char *data, const char *fingerprint, uint32_t vocab, dsk_err *err)
+{
+    int rc = dsk_dataset_open(ds, data, err);
+    if (rc)
+        return rc;
+    rc = dsk_dataset_check_tokenizer(ds, fingerprint, vocab, err);
+    if (!rc && ds->m.kind == DSK_KIND_DPO)
+        rc = dsk_fail(err, EX_DATAERR, "%s: preference rows have no perplexity; use a text or chat dataset", data);
+    if (rc)
+        dsk_dataset_close(ds);
+    return rc;
+}
+
+int dsk_eval_ppl_check(const dsk_loaded *l, int vocab, const char *data, dsk_err *err)
+{
+    dsk_dataset ds;
+    int rc = open_ppl_dataset(&ds, data, l->fingerprint, (uint32_t)vocab, err);
+    if (!rc)
+        dsk_dataset_close(&ds);
+    return rc;
+}
+
 int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long rows, dsk_ppl_result *res,
                  dsk_err *err)
 {
     memset(res, 0, sizeof *res);
     dsk_dataset ds;
-    int rc = dsk_dataset_open(&ds, data, err);
+    dsk_model *m = l->model;
+    int rc = open_ppl_dataset(&ds, data, l->fingerprint, (uint32_t)m->cfg.vocab_size, err);
     if (rc)
         return rc;
-    dsk_model *m = l->model;
-    if ((rc = dsk_dataset_check_tokenizer(&ds, l->fingerprint, (uint32_t)m->cfg.vocab_size, err))) {
-        dsk_dataset_close(&ds);
-        return rc;
-    }
-    if (ds.m.kind == DSK_KIND_DPO) {
-        dsk_dataset_close(&ds);
-        return dsk_fail(err, EX_DATAERR, "%s: preference rows have no perplexity; use a text or chat dataset", data);
-    }
     /* Rows longer than the model are scored in windows of its length, each
      * from its own start, so that every target counts. */
     int T = (int)ds.m.seq_len, windows = 1;

@@ -41,6 +41,10 @@ typedef struct dsk_ppl_result {
     double *row_loss;             /* per row: mean nats per target (0 when it has none) */
 } dsk_ppl_result;
 
+/* Before the work: data can be scored by the checkpoint of l (from
+ * dsk_load_checkpoint_meta, vocab its config's): made with its tokenizer,
+ * not of preference pairs. */
+int dsk_eval_ppl_check(const dsk_loaded *l, int vocab, const char *data, dsk_err *err);
 /* rows 0: the whole split. */
 int dsk_eval_ppl(dsk_loaded *l, const char *data, int split, int batch, long rows, dsk_ppl_result *res,
                  dsk_err *err);
@@ -108,9 +112,5 @@ int dsk_task_kind(const char *task, int *kind, dsk_err *err);
 int dsk_eval_task(dsk_loaded *l, const char *task, int split, int batch, long rows, const dsk_gen_opts *g,
                   dsk_task_scores *s, dsk_err *err);
 void dsk_task_scores_free(dsk_task_scores *s);
-/* Before the work: TASK exists and is a task, and a dataset task was made
- * with the checkpoint's tokenizer and is not of preference pairs (l from
- * dsk_load_checkpoint_meta, vocab its config's). */
-int dsk_eval_task_check(const dsk_loaded *l, int vocab, const char *task, dsk_err *err);
 
 #endif

@@ -7,7 +7,6 @@
 #include "core/json.h"
 #include "eval/eval.h"
 #include "eval/task_file.h"
-#include "pack/dataset.h"
 
 int dsk_task_kind(const char *task, int *kind, dsk_err *err)
 {
@@ -87,19 +86,4 @@ void dsk_task_scores_free(dsk_task_scores *s)
     free(s->item[0]);
     free(s->item[1]);
     memset(s, 0, sizeof *s);
-}
-
-int dsk_eval_task_check(const dsk_loaded *l, int vocab, const char *task, dsk_err *err)
-{
-    int kind, rc = dsk_task_kind(task, &kind, err);
-    if (rc || kind != DSK_TASK_PPL)
-        return rc;
-    dsk_dataset ds;
-    if ((rc = dsk_dataset_open(&ds, task, err)))
-        return rc;
-    rc = dsk_dataset_check_tokenizer(&ds, l->fingerprint, (uint32_t)vocab, err);
-    if (!rc && ds.m.kind == DSK_KIND_DPO)
-        rc = dsk_fail(err, EX_DATAERR, "%s: preference rows have no perplexity; use a text or chat dataset", task);
-    dsk_dataset_close(&ds);
-    return rc;
 }

@@ -108,7 +108,6 @@ typedef struct gen_req {
     char id[40];
     int n, n_done, prompt_tokens, refs, header_sent, finished_stream;
     char error[256];             /* the first failed choice's reason, for the 500 */
-    int cut;                     /* a choice failed or was cancelled: a stream sends no usage */
     choice_state *ch;            /* [n]: n_prompts x req.n */
     prompt_state *prompts;       /* [n_prompts] */
     int n_prompts;
@@ -147,6 +146,27 @@ static void gen_unref(gen_req *g)
     s->active--;
     pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* A choice failed or was cancelled (its answer cut short): a whole
+ * answer is an error, a stream sends no usage.  Under g->mu. */
+static int cut_short(const gen_req *g)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->ch[i].engine_finish == DSK_ENGINE_ERROR || g->ch[i].engine_finish == DSK_ENGINE_CANCELLED)
+            return 1;
+    return 0;
+}
+
+/* The error an answer cut short gets: 500 with the failure's reason, or
+ * (reason "": cancelled, and not by its request) 503, the server stopping. */
+static void cut_short_error(dsk_openai_error *e, const char *reason)
+{
+    if (reason[0])
+        dsk_openai_fail(e, 500, NULL, "server_error", "generation failed: %s", reason);
+    else
+        dsk_openai_fail(e, 503, NULL, "server_error", "the answer was cut short: the server is stopping");
+    snprintf(e->type, sizeof e->type, "server_error");
 }
 
 static int finish_reason(const choice_state *c)
@@ -349,11 +369,12 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     choice_state *c = ctx;
     gen_req *g = c->g;
     dsk_server *s = g->srv;
+    const char *reason = error ? error : "(no reason given)";
     if (finish == DSK_ENGINE_ERROR)   /* the operator's log says why, not only the client */
-        dsk_warn("generation failed: %s", error ? error : "(no reason given)");
+        dsk_warn("generation failed: %s", reason);
     pthread_mutex_lock(&g->mu);
     if (finish == DSK_ENGINE_ERROR && !g->error[0])
-        snprintf(g->error, sizeof g->error, "%s", error ? error : "(no reason given)");
+        snprintf(g->error, sizeof g->error, "%s", reason);
     c->done = 1;
     c->engine_finish = finish;
     c->tokens = completion_tokens;
@@ -366,11 +387,7 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
          * (a client that left or a stream past --timeout reads no more). */
         emit_delta(g, c, 0);
         dsk_openai_error e;
-        if (finish == DSK_ENGINE_ERROR)
-            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", g->error);
-        else
-            dsk_openai_fail(&e, 503, NULL, "server_error", "the answer was cut short: the server is stopping");
-        snprintf(e.type, sizeof e.type, "server_error");
+        cut_short_error(&e, finish == DSK_ENGINE_ERROR ? g->error : "");
         dsk_openai_sse_error(&e, &g->out);
     } else {
         emit_delta(g, c, 1);
@@ -380,10 +397,8 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     const char *why[1] = {finish == DSK_ENGINE_CANCELLED || finish == DSK_ENGINE_ERROR ? "abort"
                           : c->stopped || finish == DSK_ENGINE_STOP ? "stop" : "length"};
     dsk_metrics_inc(s->metrics, DSK_M_REQUEST_SUCCESS, why, 1);
-    if (finish == DSK_ENGINE_ERROR || finish == DSK_ENGINE_CANCELLED)
-        g->cut = 1;
     if (g->n_done == g->n && g->req.stream && !g->finished_stream) {
-        if (g->req.include_usage && !g->cut) {   /* no usage for an answer cut short: the error said why */
+        if (g->req.include_usage && !cut_short(g)) {   /* no usage for an answer cut short: the error said why */
             int total = 0;
             for (int i = 0; i < g->n; i++)
                 total += g->ch[i].tokens;
@@ -754,9 +769,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     }
     dsk_openai_usage u = {g->prompt_tokens, total};
     dsk_buf b = {0};
-    int error = 0;
-    for (int i = 0; i < g->n; i++)
-        error |= g->ch[i].engine_finish == DSK_ENGINE_ERROR || g->ch[i].engine_finish == DSK_ENGINE_CANCELLED;
+    int error = cut_short(g);
     if (!error)
         dsk_openai_response_json(&g->meta, oc, g->n, &u, &b);
     for (int i = 0; i < g->n; i++)
@@ -771,13 +784,12 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         count_request(s, endpoint, 499);
         ok = MHD_NO;
     } else if (error) {
-        if (timed_out)
+        if (timed_out) {
             dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
-        else if (error_reason[0])
-            dsk_openai_fail(&e, 500, NULL, "server_error", "generation failed: %s", error_reason);
-        else   /* cancelled, and not by this request: the server is stopping */
-            dsk_openai_fail(&e, 503, NULL, "server_error", "the answer was cut short: the server is stopping");
-        snprintf(e.type, sizeof e.type, "server_error");
+            snprintf(e.type, sizeof e.type, "server_error");
+        } else {
+            cut_short_error(&e, error_reason);
+        }
         ok = send_error(con, s, endpoint, &e);
     } else {
         struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
@@ -1138,23 +1150,25 @@ int dsk_server_port(const dsk_server *s)
     return i ? i->port : s->o.port;
 }
 
+/* Waits up to seconds for the requests in flight to end, looking every
+ * poll_ms. */
+static void wait_idle(dsk_server *s, double seconds, int poll_ms)
+{
+    double end = now_s() + seconds;
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0 && now_s() < end)
+        wait_ms(&s->idle, &s->mu, poll_ms);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void dsk_server_stop(dsk_server *s, double deadline_s)
 {
     MHD_quiesce_daemon(s->daemon);   /* no new connections */
-    double end = now_s() + deadline_s;
-    pthread_mutex_lock(&s->mu);
-    while (s->active > 0 && now_s() < end) {
-        wait_ms(&s->idle, &s->mu, 100);
-    }
-    pthread_mutex_unlock(&s->mu);
+    wait_idle(s, deadline_s, 100);
     dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
     /* Their answers (a 503, a stream's error event and [DONE]) are queued:
      * a moment for the connections to send them before they are closed. */
-    end = now_s() + 2;
-    pthread_mutex_lock(&s->mu);
-    while (s->active > 0 && now_s() < end)
-        wait_ms(&s->idle, &s->mu, 20);
-    pthread_mutex_unlock(&s->mu);
+    wait_idle(s, 2, 20);
     MHD_stop_daemon(s->daemon);
     dsk_metrics_free(s->metrics);
     dsk_json_vocab_free(s->json_vocab);

@@ -208,24 +208,22 @@ char *dsk_checkpoint_resolve(const char *path, dsk_err *err)
     cfg = dsk_path_join(latest, "config.json");
     int via_latest = stat(cfg, &sb) == 0;
     free(cfg);
+    char target[4096];   /* what latest names, when it is a link */
+    ssize_t n = readlink(latest, target, sizeof target - 1);
+    int linked = n > 0 && (size_t)n < sizeof target - 1;
+    target[linked ? n : 0] = '\0';
     if (via_latest) {
         /* The step directory latest names now, not latest itself: every
          * file is then read from the one step, even if a running
          * dsk-train moves latest on meanwhile, and what is reported (the
          * "checkpoint" of dsk-eval's results, dsk-serve's ready line)
          * says which step it was. */
-        char target[4096];
-        ssize_t n = readlink(latest, target, sizeof target - 1);
-        if (n <= 0 || (size_t)n >= sizeof target - 1)
+        if (!linked)
             return latest;   /* a directory, not a link (a copied run) */
-        target[n] = '\0';
         free(latest);
         return target[0] == '/' ? dsk_xstrdup(target) : dsk_path_join(path, target);
     }
-    char target[4096];
-    ssize_t n = readlink(latest, target, sizeof target - 1);
-    target[n > 0 ? n : 0] = '\0';
-    int dangling = n > 0 && stat(latest, &sb) != 0;
+    int dangling = linked && stat(latest, &sb) != 0;
     free(latest);
     if (stat(path, &sb) != 0)
         dsk_fail(err, EX_NOINPUT, "%s: no such checkpoint", path);

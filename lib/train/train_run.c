@@ -375,6 +375,15 @@ static void sum_ranks(run *r, double *v, size_t n)
  * padding in an evaluation's last batch), and with scale != 0 the
  * policy's gradient (scale multiplies d loss_sum / d logits).  Returns the
  * loss summed over the pairs. */
+/* to += from: the rewards, margin and accuracy (the means of a batch) */
+static void add_dpo_stats(dsk_dpo_stats *to, const dsk_dpo_stats *from)
+{
+    to->chosen_reward += from->chosen_reward;
+    to->rejected_reward += from->rejected_reward;
+    to->margin += from->margin;
+    to->accuracy += from->accuracy;
+}
+
 static double dpo_batch(run *r, int pairs, double scale, int train, dsk_dpo_stats *st)
 {
     size_t n = (size_t)r->B * r->T;
@@ -388,16 +397,16 @@ static double dpo_batch(run *r, int pairs, double scale, int train, dsk_dpo_stat
         r->logp[b] = -r->logp[b];
         r->ref_logp[b] = -r->ref_logp[b];
     }
-    /* each row's target tokens, for RPO's per-token NLL */
-    for (int b = 0; b < r->B; b++) {
+    /* each row's target tokens, for RPO's per-token NLL (only with it) */
+    for (int b = 0; r->o->rpo_alpha > 0 && b < r->B; b++) {
         r->row_targets[b] = 0;
         for (int t = 0; t < r->T; t++) {
             size_t i = (size_t)b * r->T + t;
             r->row_targets[b] += r->targets[i] >= 0 && r->weights[i] != 0;
         }
     }
-    double total = dsk_dpo_loss(r->logp, r->ref_logp, r->row_targets, pairs, r->o->beta, r->o->rpo_alpha, scale,
-                                r->coef, st);
+    double total = dsk_dpo_loss(r->logp, r->ref_logp, r->o->rpo_alpha > 0 ? r->row_targets : NULL, pairs,
+                                r->o->beta, r->o->rpo_alpha, scale, r->coef, st);
     if (scale != 0) {
         /* d loss / d token loss = -coef (a token loss is minus its log-probability). */
         for (size_t i = 0; i < n; i++)
@@ -978,10 +987,7 @@ static int train(run *r)
                 dsk_dpo_stats st;
                 loss += dpo_batch(r, pairs, r->ls.scale / ((double)global_pairs * o->grad_accum), 1, &st) /
                         global_pairs / o->grad_accum;
-                step_dpo.chosen_reward += st.chosen_reward;
-                step_dpo.rejected_reward += st.rejected_reward;
-                step_dpo.margin += st.margin;
-                step_dpo.accuracy += st.accuracy;
+                add_dpo_stats(&step_dpo, &st);
                 step_dpo_batches++;
                 /* Pairs whose answers --seq-len cut off have no log-probability
                  * to compare: a step of only such pairs is empty, as below. */
@@ -1007,14 +1013,12 @@ static int train(run *r)
         dsk_step_report rep = {0};
         r->step_scale = r->ls.scale;
         /* A batch without a target token (SFT rows or DPO pairs whose
-         * answers --seq-len cut off, all masked) has no loss to learn from: no update, not
-         * even weight decay, and its loss is logged as null, not 0. */
+         * answers --seq-len cut off, all masked) has no loss to learn
+         * from: no update, not even weight decay, its loss logged as null,
+         * not 0, and its DPO statistics left out. */
         int empty = step_targets == 0;
         if (!empty && step_dpo_batches) {
-            r->dpo_window.chosen_reward += step_dpo.chosen_reward;
-            r->dpo_window.rejected_reward += step_dpo.rejected_reward;
-            r->dpo_window.margin += step_dpo.margin;
-            r->dpo_window.accuracy += step_dpo.accuracy;
+            add_dpo_stats(&r->dpo_window, &step_dpo);
             r->dpo_batches += step_dpo_batches;
         }
         if (empty) {
@@ -1202,6 +1206,12 @@ static int check_ref_config(const char *ref_dir, const dsk_model_config *cfg, ds
     return rc;
 }
 
+/* The reference's weights hash as state.json's lineage records it. */
+static void ref_hash_hex(const run *r, char hex[17])
+{
+    snprintf(hex, 17, "%016llx", (unsigned long long)r->ref_hash);
+}
+
 /* Resuming a dpo stage: the reference loaded now must have the weights
  * the stage started with (its lineage entry's ref_weights; checkpoints
  * from before it was recorded are taken as they are). */
@@ -1212,7 +1222,7 @@ static int check_ref_weights(run *r, dsk_err *err)
     if (!last || !json_object_object_get_ex(last, "ref_weights", &v) || !json_object_is_type(v, json_type_string))
         return 0;
     char mine[17];
-    snprintf(mine, sizeof mine, "%016llx", (unsigned long long)r->ref_hash);
+    ref_hash_hex(r, mine);
     if (strcmp(json_object_get_string(v), mine) != 0)
         return dsk_fail(err, EX_DATAERR, "%s is not the reference model this dpo run started with (its weights differ)",
                         r->ref_dir);
@@ -1243,7 +1253,7 @@ static void add_lineage(run *r, const char *from_dir)
         json_object_object_add(e, "ref", json_object_new_string(abs ? abs : r->ref_dir));
         free(abs);
         char hex[17];   /* so that a copy of it can stand in when resuming */
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->ref_hash);
+        ref_hash_hex(r, hex);
         json_object_object_add(e, "ref_weights", json_object_new_string(hex));
     }
     json_object_object_add(e, "out", json_object_new_string(o->out));
