@@ -641,15 +641,24 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
     return e;
 }
 
-void dsk_engine_stop(dsk_engine *e)
+void dsk_engine_quit(dsk_engine *e)
 {
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
+    int running = !e->quit;
     e->quit = 1;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    pthread_join(e->thread, NULL);
+    if (running)
+        pthread_join(e->thread, NULL);
+}
+
+void dsk_engine_stop(dsk_engine *e)
+{
+    if (!e)
+        return;
+    dsk_engine_quit(e);
     engine_free(e);
 }
 
@@ -686,7 +695,11 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
             return rc;
     }
     pthread_mutex_lock(&e->mu);
-    if (e->q_len + n > e->o.max_queue || e->quit) {
+    if (e->quit) {
+        pthread_mutex_unlock(&e->mu);
+        return dsk_fail(err, EX_UNAVAILABLE, "the server is stopping");
+    }
+    if (e->q_len + n > e->o.max_queue) {
         pthread_mutex_unlock(&e->mu);
         return dsk_fail(err, EX_TEMPFAIL, "the queue is full (%d waiting)", e->q_len);
     }

@@ -113,14 +113,20 @@ typedef struct dsk_engine_stats {
 typedef struct dsk_engine dsk_engine;
 
 dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *err);
-/* Cancels what is left (on_done CANCELLED), stops the thread, frees. */
+/* Cancels what is left (on_done CANCELLED) and stops the thread; the
+ * engine stays valid (submits are refused, cancels and stats are no-ops)
+ * for callers that may still hold it.  Once is enough; stop frees. */
+void dsk_engine_quit(dsk_engine *e);
+/* Quits if not yet, and frees. */
 void dsk_engine_stop(dsk_engine *e);
 /* 0 and *id, or EX_TEMPFAIL when the queue is full, EX_DATAERR when the
- * prompt cannot fit (empty, or prompt + max_tokens beyond a slot). */
+ * prompt cannot fit (empty, or prompt + max_tokens beyond a slot),
+ * EX_UNAVAILABLE after dsk_engine_quit. */
 int dsk_engine_submit(dsk_engine *e, const dsk_engine_request *r, uint64_t *id, dsk_err *err);
 /* n requests queued together or none (a request's n choices): EX_TEMPFAIL
  * when the queue has no room for all n now, EX_DATAERR when it never
- * will (n above max_queue) or a request cannot fit. */
+ * will (n above max_queue) or a request cannot fit, EX_UNAVAILABLE after
+ * dsk_engine_quit. */
 int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uint64_t *ids, dsk_err *err);
 /* The request ends with on_done CANCELLED at the next step (no more
  * tokens after this returns), and its slot is freed. */

@@ -34,7 +34,8 @@ struct dsk_server {
     dsk_json_vocab *json_vocab;   /* JSON mode's view of the vocabulary */
     pthread_mutex_t mu;
     pthread_cond_t idle;
-    int active;                 /* generation requests in flight */
+    int active;                 /* requests whose answer is not yet sent */
+    int stopping;               /* dsk_server_stop began: no new generations (atomic) */
     uint64_t rnd;
     int ready;                  /* the model is loaded and the engine runs (atomic) */
     int slots;                  /* sequences in the batch, after the KV budget */
@@ -125,7 +126,6 @@ static void gen_unref(gen_req *g)
     pthread_mutex_unlock(&g->mu);
     if (left)
         return;
-    dsk_server *s = g->srv;
     for (int i = 0; i < g->n; i++) {
         dsk_buf_free(&g->ch[i].text);
         free(g->ch[i].kept);
@@ -142,10 +142,6 @@ static void gen_unref(gen_req *g)
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     free(g);
-    pthread_mutex_lock(&s->mu);
-    s->active--;
-    pthread_cond_broadcast(&s->idle);
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* A choice failed or was cancelled (its answer cut short): a whole
@@ -629,7 +625,6 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         return send_error(con, s, endpoint, &e);
     }
     pthread_mutex_lock(&s->mu);
-    s->active++;
     uint64_t rnd = s->rnd = s->rnd * 6364136223846793005ULL + 1442695040888963407ULL;
     pthread_mutex_unlock(&s->mu);
     dsk_openai_make_id(kind, rnd, g->id);
@@ -702,10 +697,15 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         pthread_mutex_lock(&g->mu);
         g->refs -= g->n;   /* no sequence will call on_done */
         pthread_mutex_unlock(&g->mu);
-        dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, NULL,   /* over the queue's size: refused above */
-                        err.code == EX_TEMPFAIL ? "rate_limit_exceeded" : "invalid_value", "%s", err.msg);
-        if (err.code == EX_TEMPFAIL)
-            snprintf(e.type, sizeof e.type, "rate_limit_error");
+        if (err.code == EX_UNAVAILABLE) {   /* stopping, since the check in handle() */
+            dsk_openai_fail(&e, 503, NULL, "server_error", "%s", err.msg);
+            snprintf(e.type, sizeof e.type, "server_error");
+        } else {
+            dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, NULL,   /* over the queue's size: refused above */
+                            err.code == EX_TEMPFAIL ? "rate_limit_exceeded" : "invalid_value", "%s", err.msg);
+            if (err.code == EX_TEMPFAIL)
+                snprintf(e.type, sizeof e.type, "rate_limit_error");
+        }
         enum MHD_Result ok = send_error(con, s, endpoint, &e);
         gen_unref(g);
         return ok;
@@ -871,7 +871,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
     dsk_server *s = cls;
     conn_state *cs = *con_cls;
     if (!cs) {
+        /* A request is in flight from here until completed() says its
+         * answer is sent, not only queued: stopping waits for that. */
         *con_cls = dsk_xcalloc(1, sizeof *cs);
+        pthread_mutex_lock(&s->mu);
+        s->active++;
+        pthread_mutex_unlock(&s->mu);
         /* A body announced over --max-body, by a client that waits for
          * "100 Continue" before it sends it, is refused at once.  One that
          * sends it anyway has it read (and dropped) first: closing with
@@ -986,6 +991,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
         dsk_openai_fail(&e, 413, NULL, "request_too_large", "the request body is over %zu bytes", s->o.max_body);
         return send_error(con, s, endpoint, &e);
     }
+    if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {   /* on a connection kept alive */
+        dsk_openai_fail(&e, 503, NULL, "server_error", "the server is stopping");
+        snprintf(e.type, sizeof e.type, "server_error");
+        return send_error(con, s, endpoint, &e);
+    }
     return generate(con, s, chat ? DSK_OPENAI_CHAT : DSK_OPENAI_COMPLETION, endpoint,
                     cs->body.data ? cs->body.data : "", cs->body.len);
 }
@@ -1007,9 +1017,14 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 
 static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_RequestTerminationCode why)
 {
-    (void)cls, (void)con, (void)why;
+    (void)con, (void)why;
+    dsk_server *s = cls;
     conn_state *cs = *con_cls;
     if (cs) {
+        pthread_mutex_lock(&s->mu);
+        s->active--;
+        pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->mu);
         dsk_buf_free(&cs->body);
         free(cs);
         *con_cls = NULL;
@@ -1164,12 +1179,14 @@ static void wait_idle(dsk_server *s, double seconds, int poll_ms)
 void dsk_server_stop(dsk_server *s, double deadline_s)
 {
     MHD_quiesce_daemon(s->daemon);   /* no new connections */
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);   /* nor generations on those kept alive */
     wait_idle(s, deadline_s, 100);
-    dsk_engine_stop(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
+    dsk_engine_quit(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
     /* Their answers (a 503, a stream's error event and [DONE]) are queued:
      * a moment for the connections to send them before they are closed. */
     wait_idle(s, 2, 20);
     MHD_stop_daemon(s->daemon);
+    dsk_engine_stop(s->engine);      /* freed once no connection can reach it */
     dsk_metrics_free(s->metrics);
     dsk_json_vocab_free(s->json_vocab);
     pthread_mutex_destroy(&s->mu);

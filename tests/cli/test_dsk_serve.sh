@@ -903,6 +903,36 @@ assert not any('"usage":{' in e for e in events), sse   # no usage for an answer
 # the answer waiting in the queue behind it is refused as the server stops
 assert whole.startswith("503 ") and "server is stopping" in whole, whole
 PY
+# A request half received when SIGTERM comes is waited for (within the
+# grace) and refused whole, not dropped with its connection; the server
+# stops as soon as it is answered.
+start_server --grace 20
+python3 - "$port" "$T/half.out" "$T/half.sent" <<'PY' &
+import socket, sys, time
+port, out, sent = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+body = b'{"prompt": "a", "max_tokens": 2}'
+c = socket.create_connection(("127.0.0.1", port), timeout=60)
+c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+open(sent, "w").close()
+time.sleep(1.5)   # SIGTERM comes meanwhile
+c.sendall(body[10:])
+answer = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+open(out, "wb").write(answer)
+PY
+client=$!
+for _ in $(seq 100); do [ -e "$T/half.sent" ] && break; sleep 0.1; done
+t0=$(date +%s)
+kill -TERM "$pid"; wait "$pid"; rc=$?; wait "$client"
+t1=$(date +%s)
+check "a request half received at SIGTERM is answered 503, the server is stopping" \
+    grep -q "^HTTP/1.1 503 .*the server is stopping" <(tr -d '\r' < "$T/half.out" | tr '\n' ' ')
+check "the server then stops at once, not at the end of its grace (exit 0)" test "$rc" -eq 0 -a $((t1 - t0)) -lt 15
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then

@@ -441,6 +441,44 @@ TEST(stop_tokens_logprobs_cancel_queue)
     be->destroy(be);
 }
 
+/* Quitting cancels what runs, and leaves an engine that refuses new work
+ * (EX_UNAVAILABLE, not "the queue is full") while connections still
+ * holding it cancel and read stats; stop then frees it. */
+TEST(quit_cancels_and_refuses_after)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    dsk_err err = {0};
+    dsk_engine_opts o = {.slots = 1, .max_len = 40, .max_rows = 4, .max_queue = 2};
+    dsk_engine *e = dsk_engine_start(m, &o, &err);
+    int32_t p[4] = {5, 9, 2, 7};
+    uint64_t id_a, id_b, id;
+    result a, b;
+    init_result(&a);
+    init_result(&b);
+    a.token_us = 20000;   /* 36 tokens: about 0.7 s, still running when quit comes */
+    dsk_engine_request q = request(p, 4, &a);
+    q.max_tokens = 36;
+    CHECK(dsk_engine_submit(e, &q, &id_a, &err) == 0);
+    q = request(p, 4, &b);   /* waits behind a */
+    CHECK(dsk_engine_submit(e, &q, &id_b, &err) == 0);
+    dsk_engine_quit(e);
+    CHECK(a.done == 1 && b.done == 1);   /* quit returns once every callback ran */
+    CHECK(a.finish == DSK_ENGINE_CANCELLED && a.n < 36);
+    CHECK(b.finish == DSK_ENGINE_CANCELLED && b.n == 0);
+    err = (dsk_err){0};
+    CHECK(dsk_engine_submit(e, &q, &id, &err) == EX_UNAVAILABLE);
+    CHECK(strstr(err.msg, "stopping") != NULL);
+    dsk_engine_cancel(e, id_a);   /* late callers are harmless */
+    dsk_engine_stats st;
+    dsk_engine_stats_get(e, &st);
+    CHECK(st.running == 0 && st.waiting == 0);
+    dsk_engine_quit(e);           /* twice is once */
+    dsk_engine_stop(e);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
 /* The logit processors' arithmetic on hand-made counts. */
 TEST(bias_and_penalties_arithmetic)
 {
@@ -958,7 +996,9 @@ TEST(speculative_decoding_moe) { speculation_is_exact("nano-moe"); }
 TEST(speculative_decoding_tiny_moe) { speculation_is_exact("tiny-moe"); }   /* experts side by side */
 
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
-          T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences), T(stop_tokens_logprobs_cancel_queue), T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
+          T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences),
+          T(stop_tokens_logprobs_cancel_queue), T(quit_cancels_and_refuses_after),
+          T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
           T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(lookup_draft_finds_the_latest_longest_match),
           T(speculative_decoding_changes_no_token),
           T(speculative_decoding_moe), T(speculative_decoding_tiny_moe))
