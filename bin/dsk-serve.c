@@ -1,5 +1,6 @@
 /* dsk-serve: an OpenAI-compatible HTTP server for a checkpoint.  See dsk-serve(1). */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,35 @@
 #include "ops/blas_kernels.h"
 #include "serve/engine.h"
 #include "serve/server.h"
+
+/* SIGTERM and SIGINT, waited for by a thread of their own from the start:
+ * while the checkpoint loads there is nothing to finish, and the process
+ * ends at once (a large model's load must not outlast an orchestrator's
+ * grace period); once serving, main is told and stops the server. */
+typedef struct signal_watch {
+    sigset_t set;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int serving, sig;
+} signal_watch;
+
+static const char *signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+static void *watch_signals(void *arg)
+{
+    signal_watch *w = arg;
+    int sig = 0;
+    sigwait(&w->set, &sig);
+    pthread_mutex_lock(&w->mu);
+    if (!w->serving) {
+        fprintf(stderr, "dsk-serve: %s while loading: stopped\n", signal_name(sig));
+        _exit(0);   /* nothing written, nothing in flight: the kernel closes the socket */
+    }
+    w->sig = sig;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
 
 static const char usage[] =
     "Usage: dsk-serve CKPT [--host 127.0.0.1] [--port 8080] [OPTIONS]\n"
@@ -109,14 +139,18 @@ int main(int argc, char **argv)
         dsk_usage_error("expected one checkpoint");
     if (o.api_key && !*o.api_key)
         dsk_usage_error("--api-key: empty");
-    /* SIGTERM and SIGINT are waited for below; SIGPIPE from a client
-     * that went away must not kill the server. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* SIGTERM and SIGINT go to watch_signals (blocked here before any
+     * thread starts, so in every thread); SIGPIPE from a client that went
+     * away must not kill the server. */
+    signal_watch w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    sigemptyset(&w.set);
+    sigaddset(&w.set, SIGTERM);
+    sigaddset(&w.set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &w.set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, watch_signals, &w) != 0)
+        dsk_die(EX_OSERR, "cannot start a thread");
     dsk_err err = {0};
     /* Listen first: /health says 503 while the checkpoint loads. */
     dsk_server *s = dsk_server_start(&o, &err);
@@ -124,12 +158,19 @@ int main(int argc, char **argv)
         dsk_die_err(&err);
     fprintf(stderr, "dsk-serve: loading %s on http://%s:%d/\n", argv[optind], o.host ? o.host : "127.0.0.1",
             dsk_server_port(s));
+    const char *load_delay = getenv("DSK_SERVE_LOAD_DELAY_MS");   /* for tests: a slow load */
+    double load_delay_ms = load_delay ? strtod(load_delay, NULL) : 0;
+    if (load_delay_ms > 0 && load_delay_ms <= 600000)
+        usleep((useconds_t)(load_delay_ms * 1000));
     dsk_loaded l;
     int rc = dsk_load_checkpoint(&l, argv[optind], device ? device : dsk_backend_default(), threads, &err);
     if (!rc) {
         dsk_loaded_freeze(&l);   /* served weights change no more */
         rc = dsk_server_ready(s, &l, &err);
     }
+    pthread_mutex_lock(&w.mu);
+    w.serving = !rc;
+    pthread_mutex_unlock(&w.mu);
     if (rc) {
         dsk_server_stop(s, 0);
         dsk_die_err(&err);
@@ -139,10 +180,12 @@ int main(int argc, char **argv)
     dsk_server_capacity(s, &slots, &ctx, &kv);
     fprintf(stderr, "dsk-serve: ready: %s%s, %d sequences of up to %d tokens, KV cache %.1f MiB\n", l.dir,
             l.quantized ? " (4-bit)" : "", slots, ctx, kv / 1048576.0);
-    int sig = 0;
-    sigwait(&set, &sig);
-    fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-            grace);
+    pthread_mutex_lock(&w.mu);
+    while (!w.sig)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(watcher, NULL);
+    fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", signal_name(w.sig), grace);
     dsk_server_stop(s, grace);
     dsk_loaded_free(&l);
     return 0;

@@ -270,7 +270,7 @@ static int kept_final(const choice_state *c)
  * even when it has no text. */
 static void emit_delta(gen_req *g, choice_state *c, int final)
 {
-    if (!g->req.stream)
+    if (!g->req.stream || g->finished_stream)   /* ended early (--timeout): nothing after [DONE] */
         return;
     int lp_to = !g->req.want_logprobs ? 0 : final ? kept_final(c) : kept_within(c, c->lp_sent, c->safe);
     int new_lp = g->req.want_logprobs && lp_to > c->lp_sent;
@@ -384,7 +384,8 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
         emit_delta(g, c, 0);
         dsk_openai_error e;
         cut_short_error(&e, finish == DSK_ENGINE_ERROR ? g->error : "");
-        dsk_openai_sse_error(&e, &g->out);
+        if (!g->finished_stream)
+            dsk_openai_sse_error(&e, &g->out);
     } else {
         emit_delta(g, c, 1);
     }
@@ -426,8 +427,10 @@ static enum MHD_Result send_text(struct MHD_Connection *con, dsk_server *s, cons
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", type);
-    if (status == 429 || status == 503)   /* a full queue, or the model still loading */
+    if (status == 429 || status == 503)   /* a full queue, the model still loading, or stopping */
         MHD_add_response_header(r, "Retry-After", "1");
+    if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))   /* a retry goes to a new connection, elsewhere */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 405)   /* RFC 9110: what the resource takes */
         MHD_add_response_header(r, "Allow", strncmp(endpoint, "/v1/c", 5) ? "GET, HEAD" : "POST");
     enum MHD_Result ok = MHD_queue_response(con, (unsigned)status, r);
@@ -476,7 +479,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     gen_req *g = cls;
     pthread_mutex_lock(&g->mu);
     double deadline = g->t_start + g->srv->o.timeout_s;
-    while (g->out.len == 0 && !(g->finished_stream && g->n_done == g->n)) {
+    while (g->out.len == 0 && !g->finished_stream) {
         wait_ms(&g->cv, &g->mu, 100);
         if (now_s() > deadline)
             break;
@@ -487,6 +490,17 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             pthread_mutex_unlock(&g->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+    }
+    /* Past --timeout, whether text still comes or not: what was made goes
+     * out, then the timeout's error event and [DONE]; nothing after (the
+     * sequences are cancelled as the response ends, in stream_free). */
+    if (!g->finished_stream && now_s() > deadline) {
+        dsk_openai_error e;
+        dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
+        snprintf(e.type, sizeof e.type, "server_error");
+        dsk_openai_sse_error(&e, &g->out);
+        dsk_openai_sse_done(&g->out);
+        g->finished_stream = 1;
     }
     ssize_t n;
     if (g->out.len == 0) {
@@ -508,9 +522,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     gen_req *g = cls;
-    for (int i = 0; i < g->n; i++)
-        if (!g->ch[i].done)
+    for (int i = 0; i < g->n; i++) {
+        /* done is the engine thread's to write; cancel outside g->mu, which
+         * the engine takes (in on_done) under its own lock */
+        pthread_mutex_lock(&g->mu);
+        int done = g->ch[i].done;
+        pthread_mutex_unlock(&g->mu);
+        if (!done)
             dsk_engine_cancel(g->srv->engine, g->ch[i].engine_id);
+    }
     gen_unref(g);
 }
 
@@ -915,9 +935,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
     int post = !strcmp(method, "POST"), get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE);
     dsk_openai_error e = {0};
-    if (get && !strcmp(url, "/health"))
+    if (get && !strcmp(url, "/health")) {
+        if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))   /* a load balancer sends no more */
+            return send_text(con, s, "/health", 503, "application/json", "{\"status\":\"stopping\"}", 21);
         return ready ? send_text(con, s, "/health", 200, "application/json", "{\"status\":\"ok\"}", 15)
                      : send_text(con, s, "/health", 503, "application/json", "{\"status\":\"loading\"}", 20);
+    }
     if (get && !strcmp(url, "/metrics")) {
         if (ready) {
             dsk_engine_stats st;
@@ -1178,7 +1201,11 @@ static void wait_idle(dsk_server *s, double seconds, int poll_ms)
 
 void dsk_server_stop(dsk_server *s, double deadline_s)
 {
-    MHD_quiesce_daemon(s->daemon);   /* no new connections */
+    /* No new connections: refused at once, not left in the backlog (the
+     * socket stays open, shut, until the daemon's threads are done with it). */
+    MHD_socket listener = MHD_quiesce_daemon(s->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        shutdown(listener, SHUT_RDWR);
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);   /* nor generations on those kept alive */
     wait_idle(s, deadline_s, 100);
     dsk_engine_quit(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
@@ -1186,6 +1213,8 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
      * a moment for the connections to send them before they are closed. */
     wait_idle(s, 2, 20);
     MHD_stop_daemon(s->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
     dsk_engine_stop(s->engine);      /* freed once no connection can reach it */
     dsk_metrics_free(s->metrics);
     dsk_json_vocab_free(s->json_vocab);

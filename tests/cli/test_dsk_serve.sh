@@ -904,35 +904,93 @@ assert not any('"usage":{' in e for e in events), sse   # no usage for an answer
 assert whole.startswith("503 ") and "server is stopping" in whole, whole
 PY
 # A request half received when SIGTERM comes is waited for (within the
-# grace) and refused whole, not dropped with its connection; the server
-# stops as soon as it is answered.
+# grace) and refused whole, not dropped with its connection; meanwhile a
+# new connection is refused and /health says stopping, closing its
+# connection; the server stops as soon as the request is answered.
 start_server --grace 20
-python3 - "$port" "$T/half.out" "$T/half.sent" <<'PY' &
-import socket, sys, time
+python3 - "$port" "$T/half.json" "$T/half.sent" <<'PY' &
+import json, socket, sys, time
 port, out, sent = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def read_all(c):
+    answer = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            return answer.decode()
+        answer += chunk
 body = b'{"prompt": "a", "max_tokens": 2}'
 c = socket.create_connection(("127.0.0.1", port), timeout=60)
 c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
           b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+kept = socket.create_connection(("127.0.0.1", port), timeout=60)
+kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+before = kept.recv(65536).decode()
 open(sent, "w").close()
 time.sleep(1.5)   # SIGTERM comes meanwhile
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    new = "connected"
+except ConnectionRefusedError:
+    new = "refused"
+kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+after = read_all(kept)   # to its end: the connection is closed after it
 c.sendall(body[10:])
-answer = b""
-while True:
-    chunk = c.recv(65536)
-    if not chunk:
-        break
-    answer += chunk
-open(out, "wb").write(answer)
+json.dump({"health_before": before, "new": new, "health_after": after, "answer": read_all(c)}, open(out, "w"))
 PY
 client=$!
 for _ in $(seq 100); do [ -e "$T/half.sent" ] && break; sleep 0.1; done
 t0=$(date +%s)
 kill -TERM "$pid"; wait "$pid"; rc=$?; wait "$client"
 t1=$(date +%s)
-check "a request half received at SIGTERM is answered 503, the server is stopping" \
-    grep -q "^HTTP/1.1 503 .*the server is stopping" <(tr -d '\r' < "$T/half.out" | tr '\n' ' ')
+check "while stopping: a half-received request is answered 503, /health says stopping, new connections are refused" \
+    python3 - "$T/half.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["health_before"].startswith("HTTP/1.1 200 ") and '{"status":"ok"}' in r["health_before"], r
+assert r["new"] == "refused", r
+h = r["health_after"]
+assert h.startswith("HTTP/1.1 503 ") and '{"status":"stopping"}' in h and "Connection: close" in h, h
+a = r["answer"]
+assert a.startswith("HTTP/1.1 503 ") and "the server is stopping" in a and "Connection: close" in a, a
+PY
 check "the server then stops at once, not at the end of its grace (exit 0)" test "$rc" -eq 0 -a $((t1 - t0)) -lt 15
+# --timeout bounds a stream that keeps sending text, as it does a whole answer.
+DSK_SERVE_STEP_DELAY_MS=50 start_server --timeout 1
+check "past --timeout a stream ends with a timeout error event and [DONE]; a whole answer is 504" \
+    python3 - "http://127.0.0.1:$port" <<'PY'
+import json, sys, threading, time, urllib.error, urllib.request
+url = sys.argv[1]
+body = {"prompt": "a", "max_tokens": 60, "ignore_eos": True, "logprobs": 1}
+got = {}
+def post(key, extra):
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps({**body, **extra}).encode())
+    t0 = time.time()
+    try:
+        got[key] = urllib.request.urlopen(req, timeout=60).read().decode()
+    except urllib.error.HTTPError as e:
+        got[key] = f"{e.code} " + e.read().decode()
+    got[key + "_s"] = time.time() - t0
+ts = [threading.Thread(target=post, args=("sse", {"stream": True})), threading.Thread(target=post, args=("whole", {}))]
+[t.start() for t in ts]; [t.join() for t in ts]
+events = [e[6:] for e in got["sse"].split("\n\n") if e.startswith("data: ")]
+assert events[-1] == "[DONE]", events[-3:]
+assert json.loads(events[-2])["error"]["code"] == "timeout", events[-2]
+texts = [json.loads(e) for e in events[:-2]]
+assert texts and not any(t["choices"][0]["finish_reason"] for t in texts), texts[-1]   # text came, then the cut
+assert got["sse_s"] < 2.5, got["sse_s"]   # 60 steps of 50 ms would take 3 s
+assert got["whole"].startswith("504 "), got["whole"]
+PY
+kill -TERM "$pid"; wait "$pid"
+# A signal while the checkpoint loads (a large model: 30 s here) ends the process at once.
+DSK_SERVE_LOAD_DELAY_MS=30000 dsk-serve "$T/ck" --port 0 2>"$T/serve.err" &
+pid=$!
+for _ in $(seq 600); do grep -q "loading" "$T/serve.err" && break; sleep 0.1; done
+t0=$(date +%s)
+kill -TERM "$pid"; wait "$pid"; rc=$?
+t1=$(date +%s)
+check "SIGTERM while the checkpoint loads ends the server at once with status 0" \
+    test "$rc" -eq 0 -a $((t1 - t0)) -lt 10
+check "... and says so" grep -q "SIGTERM while loading: stopped" "$T/serve.err"
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
