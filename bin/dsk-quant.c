@@ -46,7 +46,7 @@ static const char usage[] =
     "      --eval DIR        perplexity on DIR's --eval-split before and after\n"
     "      --eval-split S    val (default), train or test\n"
     "      --eval-rows N     the first N rows only\n"
-    "      --gguf FILE       write a GGUF v3 file for llama.cpp (plain Llama configs: dense, all-global attention)\n"
+    "      --gguf FILE       write a GGUF v3 file for llama.cpp (all-global attention; MoE as deepseek)\n"
     "      --gguf-type T     f32, f16, q8_0, q4_0 or q4_k (default f16)\n"
     "  -q, --quiet           no per-layer report on stderr\n"
     "      --json            the summary as one JSON object on stdout\n"

@@ -144,12 +144,22 @@ int main(int argc, char **argv)
      * away must not kill the server. */
     signal_watch w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     sigemptyset(&w.set);
-    sigaddset(&w.set, SIGTERM);
-    sigaddset(&w.set, SIGINT);
+    int watched = 0;
+    for (int sig = SIGINT;; sig = SIGTERM) {
+        /* one the server was started with ignored stays so, as dsk(7)
+         * says: the SIGINT of a script's background job */
+        struct sigaction old;
+        if (!(sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)) {
+            sigaddset(&w.set, sig);
+            watched++;
+        }
+        if (sig == SIGTERM)
+            break;
+    }
     pthread_sigmask(SIG_BLOCK, &w.set, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_t watcher;
-    if (pthread_create(&watcher, NULL, watch_signals, &w) != 0)
+    if (watched && pthread_create(&watcher, NULL, watch_signals, &w) != 0)
         dsk_die(EX_OSERR, "cannot start a thread");
     dsk_err err = {0};
     /* Listen first: /health says 503 while the checkpoint loads. */
@@ -184,7 +194,7 @@ int main(int argc, char **argv)
     while (!w.sig)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    pthread_join(watcher, NULL);
+    pthread_join(watcher, NULL);   /* w.sig set: there is a watcher */
     fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", signal_name(w.sig), grace);
     dsk_server_stop(s, grace);
     dsk_loaded_free(&l);

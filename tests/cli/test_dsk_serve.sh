@@ -991,6 +991,14 @@ t1=$(date +%s)
 check "SIGTERM while the checkpoint loads ends the server at once with status 0" \
     test "$rc" -eq 0 -a $((t1 - t0)) -lt 10
 check "... and says so" grep -q "SIGTERM while loading: stopped" "$T/serve.err"
+# Started with SIGINT ignored (a script's background job), it keeps ignoring it (dsk(7)).
+(trap '' INT; exec dsk-serve "$T/ck" --port 0 2>"$T/serve.err") &
+pid=$!
+for _ in $(seq 600); do grep -q "ready:" "$T/serve.err" && break; sleep 0.1; done
+kill -INT "$pid"; sleep 1
+check "a SIGINT ignored at start stays ignored" kill -0 "$pid"
+kill -TERM "$pid"; wait "$pid"; rc=$?
+check "... and SIGTERM still stops it (exit 0)" test "$rc" -eq 0
 expect_exit 69 "a port in use" bash -c "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(20)' > '$T/p' & sleep 1; dsk-serve '$T/ck' --port \$(cat '$T/p')"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
