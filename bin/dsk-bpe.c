@@ -361,9 +361,22 @@ static int cmd_info(args *a)
     return 0;
 }
 
+typedef struct count_ctx {
+    dsk_bpe_counts *c;
+    const void *re;
+    void *match_data;
+} count_ctx;
+
+static int count_text(void *ctx, const char *text, size_t len, dsk_err *err)
+{
+    count_ctx *k = ctx;
+    return dsk_bpe_counts_add_text(k->c, k->re, k->match_data, text, len, err);
+}
+
 /* Counts the pre-tokens of every text in the inputs: a document's text
  * field, or its preference texts, and each message's content.  A record
- * with none of them is an error, as it is to dsk-bpe encode: a mistyped
+ * encode would refuse (none of them, a preference without all three, an
+ * empty "messages", an unknown split) is an error here too: a mistyped
  * --field must not train a tokenizer on nothing. */
 static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe_counts *c)
 {
@@ -394,33 +407,13 @@ static void count_inputs(args *a, char **argv, const dsk_tokenizer *pat, dsk_bpe
                 rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: %s", src.reader.name, (unsigned long long)line_no,
                               doc ? "a document must be a JSON object" : why);
             } else {
-                static const char *const keys[] = {"prompt", "chosen", "rejected"};
-                struct json_object *v = dsk_json_get_string(doc, a->field), *msgs;
-                int found = 0;
-                for (int k = 0; k < 4 && !rc; k++) {
-                    if (k > 0 && !v)
-                        v = dsk_json_get_string(doc, keys[k - 1]);
-                    if (v)
-                        rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(v),
-                                                     (size_t)json_object_get_string_len(v), &err);
-                    found += v != NULL;
-                    if (k == 0 && v)
-                        break;  /* a plain document */
-                    v = NULL;
+                count_ctx k = {c, pat->re, enc.match_data};
+                rc = dsk_bpe_document_texts(doc, a->field, count_text, &k, &err);
+                if (rc) {
+                    char msg[sizeof err.msg];
+                    snprintf(msg, sizeof msg, "%s", err.msg);
+                    rc = dsk_fail(&err, rc, "%s:%llu: %s", src.reader.name, (unsigned long long)line_no, msg);
                 }
-                int chat = json_object_object_get_ex(doc, "messages", &msgs) && dsk_json_is(msgs, json_type_array);
-                if (!found && !chat && !rc)
-                    rc = dsk_fail(&err, EX_DATAERR, "%s:%llu: no string \"%s\" field, no \"messages\", no "
-                                  "prompt/chosen/rejected", src.reader.name, (unsigned long long)line_no, a->field);
-                if (chat)
-                    for (size_t i = 0; i < json_object_array_length(msgs) && !rc; i++) {
-                        struct json_object *m = json_object_array_get_idx(msgs, i);
-                        struct json_object *content =
-                            dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
-                        if (content)
-                            rc = dsk_bpe_counts_add_text(c, pat->re, enc.match_data, json_object_get_string(content),
-                                                         (size_t)json_object_get_string_len(content), &err);
-                    }
             }
             if (doc)
                 json_object_put(doc);

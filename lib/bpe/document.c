@@ -92,39 +92,36 @@ static int get_chat_ids(const dsk_tokenizer *t, chat_ids *c, dsk_err *err)
     return 0;
 }
 
-/* Messages through the template; the assistant turns masked in when train_assistant. */
-static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *msgs,
-                           int train_assistant, dskt_record *rec, dsk_err *err)
+/* The shape of a document, checked alike when it is encoded and when its
+ * text is counted to train a tokenizer. */
+
+static int check_messages(struct json_object *msgs, dsk_err *err)
 {
     if (!dsk_json_is(msgs, json_type_array) || json_object_array_length(msgs) == 0)
         return dsk_fail(err, EX_DATAERR, "\"messages\" must be a non-empty array");
-    for (size_t i = 0; i < json_object_array_length(msgs); i++) {
-        struct json_object *m = json_object_array_get_idx(msgs, i);
-        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
-        struct json_object *content = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
-        if (!role || !content)
-            return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
-        const char *r = json_object_get_string(role);
-        uint32_t rid = strcmp(r, "system") == 0 ? c->system : strcmp(r, "user") == 0 ? c->user
-                       : strcmp(r, "assistant") == 0 ? c->assistant : DSK_BPE_NO_TOKEN;
-        if (rid == DSK_BPE_NO_TOKEN)
-            return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user or assistant)", i, r);
-        uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
-        add_id(rec, rid, 0);
-        int rc = encode_into(t, e, json_object_get_string(content), (size_t)json_object_get_string_len(content), 0,
-                             rec, mask, err);
-        if (rc)
-            return rc;
-        add_id(rec, c->end, mask);
-    }
+    return 0;
+}
+
+/* Message i: its role (0 system, 1 user, 2 assistant) and content. */
+static int check_message(struct json_object *msgs, size_t i, int *role, struct json_object **content, dsk_err *err)
+{
+    struct json_object *m = json_object_array_get_idx(msgs, i);
+    struct json_object *r = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+    *content = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
+    if (!r || !*content)
+        return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
+    const char *name = json_object_get_string(r);
+    *role = !strcmp(name, "system") ? 0 : !strcmp(name, "user") ? 1 : !strcmp(name, "assistant") ? 2 : -1;
+    if (*role < 0)
+        return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user or assistant)", i, name);
     return 0;
 }
 
 /* An answer: a string, or one assistant message (TRL's conversational
- * form with the prompt apart).  More messages are refused: taking one of
- * them would drop the others, or train a user turn as the answer. */
-static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *a,
-                         const char *name, dskt_record *rec, dsk_err *err)
+ * form with the prompt apart); *text gets the string.  More messages are
+ * refused: taking one of them would drop the others, or train a user
+ * turn as the answer. */
+static int check_answer(struct json_object *a, const char *name, struct json_object **text, dsk_err *err)
 {
     if (dsk_json_is(a, json_type_array)) {
         size_t n = json_object_array_length(a);
@@ -139,7 +136,45 @@ static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_
     }
     if (!dsk_json_is(a, json_type_string))
         return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message with string content", name);
-    int rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
+    *text = a;
+    return 0;
+}
+
+/* A preference record: all three fields, or 0 (not one). */
+static int preference_fields(struct json_object *doc, struct json_object **prompt, struct json_object **chosen,
+                             struct json_object **rejected)
+{
+    return json_object_object_get_ex(doc, "prompt", prompt) && json_object_object_get_ex(doc, "chosen", chosen) &&
+           json_object_object_get_ex(doc, "rejected", rejected);
+}
+
+/* Messages through the template; the assistant turns masked in when train_assistant. */
+static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *msgs,
+                           int train_assistant, dskt_record *rec, dsk_err *err)
+{
+    int rc = check_messages(msgs, err);
+    for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
+        int role;
+        struct json_object *content;
+        if ((rc = check_message(msgs, i, &role, &content, err)))
+            break;
+        uint32_t rid = role == 0 ? c->system : role == 1 ? c->user : c->assistant;
+        uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
+        add_id(rec, rid, 0);
+        rc = encode_into(t, e, json_object_get_string(content), (size_t)json_object_get_string_len(content), 0, rec,
+                         mask, err);
+        if (!rc)
+            add_id(rec, c->end, mask);
+    }
+    return rc;
+}
+
+static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *a,
+                         const char *name, dskt_record *rec, dsk_err *err)
+{
+    int rc = check_answer(a, name, &a, err);
+    if (!rc)
+        rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
     if (!rc)
         add_id(rec, c->end, 1);
     return rc;
@@ -171,8 +206,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         return rc;
     }
     struct json_object *prompt, *chosen, *rejected;
-    if (json_object_object_get_ex(doc, "prompt", &prompt) && json_object_object_get_ex(doc, "chosen", &chosen) &&
-        json_object_object_get_ex(doc, "rejected", &rejected)) {
+    if (preference_fields(doc, &prompt, &chosen, &rejected)) {
         rec->kind = DSKT_PREFERENCE;
         rc = get_chat_ids(t, &c, err);
         if (rc)
@@ -194,6 +228,46 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
             return rc;
         rec->n_chosen = rec->n_tokens - rec->n_prompt;
         return encode_answer(t, e, &c, rejected, "rejected", rec, err);
+    }
+    return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
+}
+
+static int text_of(struct json_object *s, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
+{
+    return fn(ctx, json_object_get_string(s), (size_t)json_object_get_string_len(s), err);
+}
+
+static int messages_texts(struct json_object *msgs, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
+{
+    int rc = check_messages(msgs, err);
+    for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
+        int role;
+        struct json_object *content;
+        rc = check_message(msgs, i, &role, &content, err);
+        if (!rc)
+            rc = text_of(content, fn, ctx, err);
+    }
+    return rc;
+}
+
+int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
+{
+    int split;
+    int rc = split_of(doc, &split, err);
+    if (rc)
+        return rc;
+    struct json_object *text = dsk_json_get_string(doc, field), *msgs, *prompt, *chosen, *rejected;
+    if (text)
+        return text_of(text, fn, ctx, err);
+    if (json_object_object_get_ex(doc, "messages", &msgs))
+        return messages_texts(msgs, fn, ctx, err);
+    if (preference_fields(doc, &prompt, &chosen, &rejected)) {
+        rc = dsk_json_is(prompt, json_type_string) ? text_of(prompt, fn, ctx, err) : messages_texts(prompt, fn, ctx, err);
+        if (!rc && !(rc = check_answer(chosen, "chosen", &chosen, err)))
+            rc = text_of(chosen, fn, ctx, err);
+        if (!rc && !(rc = check_answer(rejected, "rejected", &rejected, err)))
+            rc = text_of(rejected, fn, ctx, err);
+        return rc;
     }
     return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
 }

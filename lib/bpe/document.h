@@ -31,6 +31,12 @@ extern const char *const dsk_bpe_default_specials[5];
 int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc, const char *field,
                             int allow_special, dskt_record *rec, dsk_err *err);
 
+/* The texts of a document, in order, each to fn (which returns 0 or an
+ * error), checked as dsk_bpe_encode_document checks them, without a
+ * tokenizer: what dsk-bpe train counts. */
+typedef int dsk_bpe_text_fn(void *ctx, const char *text, size_t len, dsk_err *err);
+int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err);
+
 /* What a model is given to answer: "messages" (the conversation so far)
  * or "prompt" (a string, as one user turn) through the template, then
  * <|assistant|> (add_generation_prompt).  rec gets a chat record with no

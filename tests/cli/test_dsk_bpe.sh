@@ -158,6 +158,25 @@ check "... and no tokenizer is written" test ! -e "$T/nf.json"
 expect_exit 65 "train --field that no record has" dsk-bpe train --vocab-size 300 --field body -o "$T/nf.json" "$T/nofield.jsonl"
 expect_exit 65 "train on no text at all" dsk-bpe train --vocab-size 300 -o "$T/nf.json" /dev/null
 check "... and no tokenizer is written" test ! -e "$T/nf.json"
+# every record encode would refuse, train refuses with encode's words
+printf '{"text":"a b"}\n{"prompt":"a","chosen":"b"}\n' > "$T/partial.jsonl"
+expect_exit 65 "train on a preference record without its rejected answer" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/partial.jsonl"
+expect_err_contains "partial.jsonl:2: no string \"text\" field, no \"messages\", no prompt/chosen/rejected" "... as encode says it"
+printf '{"messages":[]}\n' > "$T/nomsg.jsonl"
+expect_exit 65 "train on empty messages" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/nomsg.jsonl"
+expect_err_contains "nomsg.jsonl:1: \"messages\" must be a non-empty array" "... as encode says it"
+printf '{"messages":[{"role":"bot","content":"x"}]}\n' > "$T/role.jsonl"
+expect_exit 65 "train on a message of an unknown role" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/role.jsonl"
+printf '{"prompt":"p","chosen":["a","b"],"rejected":"c"}\n' > "$T/answers.jsonl"
+expect_exit 65 "train on an answer of several messages" dsk-bpe train --vocab-size 300 -o "$T/nf.json" "$T/answers.jsonl"
+check "... and no tokenizer is written" test ! -e "$T/nf.json"
+# a preference prompt given as messages is counted too (the texts train sees are encode's)
+printf '{"prompt":[{"role":"user","content":"zqzqzq zqzqzq"}],"chosen":"y","rejected":[{"role":"assistant","content":"n"}]}\n' > "$T/pref.jsonl"
+dsk-bpe train --vocab-size 270 -o "$T/pref.json" "$T/pref.jsonl" 2>/dev/null
+check "train counts a preference prompt's messages" python3 -c '
+import json, sys
+vocab = json.load(open(sys.argv[1]))["model"]["vocab"]
+assert any("zqzq" in t for t in vocab), sorted(vocab)[-20:]' "$T/pref.json"
 python3 "$here/bpe_reference.py" '[a-z]+| ' 300 5 < "$T/train.txt" > "$T/ref.merges"
 python3 - "$T/trained.json" > "$T/dsk.merges" <<'PY'
 import json, sys

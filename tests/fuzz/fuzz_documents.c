@@ -2,7 +2,8 @@
  * dsk-bpe encode, dsk-eval gen and dsk-serve read them: plain text (the
  * "text" field), "messages", a prompt/chosen/rejected preference, and a
  * generation prompt.  The first byte sets whether special tokens in plain
- * text are allowed.  What comes out must hold together: ids below the
+ * text are allowed.  What comes out must hold together (and dsk-bpe
+ * train's walk of the texts must refuse the same documents): ids below the
  * vocabulary, a mask entry per id, the prompt and the chosen answer inside
  * the record, and plain text must decode back to itself. */
 #include <string.h>
@@ -48,6 +49,13 @@ static void check_record(const dsk_tokenizer *t, const dskt_record *rec)
             __builtin_trap();
 }
 
+static int count_bytes(void *ctx, const char *text, size_t len, dsk_err *err)
+{
+    (void)text, (void)err;
+    *(size_t *)ctx += len;
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (size < 1)
@@ -64,7 +72,14 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     dsk_bpe_encoder_init(&e, t);
     dskt_record rec = {0};
     dsk_err err;
-    if (dsk_bpe_encode_document(t, &e, doc, "text", allow_special, &rec, &err) == 0) {
+    int encoded = dsk_bpe_encode_document(t, &e, doc, "text", allow_special, &rec, &err) == 0;
+    /* What dsk-bpe train counts: the same documents refused, once the tools
+     * have repaired a line's UTF-8 (they do before parsing it; a text that
+     * is not UTF-8 is refused by encode alone). */
+    int texts = dsk_bpe_document_texts(doc, "text", count_bytes, &(size_t){0}, &err) == 0;
+    if (encoded ? !texts : texts && dsk_utf8_find_invalid((const char *)data + 1, size - 1) == size - 1)
+        __builtin_trap();
+    if (encoded) {
         check_record(t, &rec);
         struct json_object *text = dsk_json_get_string(doc, "text");
         if (text && !allow_special) {   /* plain text, specials as text: decodes back to itself */
