@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/cli.h"
+#include "core/outfile.h"
 #include "eval/eval.h"
 #include "ops/blas_kernels.h"
 #include "serve/engine.h"
@@ -145,17 +146,12 @@ int main(int argc, char **argv)
     signal_watch w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     sigemptyset(&w.set);
     int watched = 0;
-    for (int sig = SIGINT;; sig = SIGTERM) {
-        /* one the server was started with ignored stays so, as dsk(7)
-         * says: the SIGINT of a script's background job */
-        struct sigaction old;
-        if (!(sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)) {
-            sigaddset(&w.set, sig);
+    static const int stop_signals[] = {SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++)
+        if (!dsk_signal_ignored(stop_signals[i])) {   /* dsk(7): one started ignored stays so */
+            sigaddset(&w.set, stop_signals[i]);
             watched++;
         }
-        if (sig == SIGTERM)
-            break;
-    }
     pthread_sigmask(SIG_BLOCK, &w.set, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_t watcher;

@@ -140,6 +140,12 @@ static int check_answer(struct json_object *a, const char *name, struct json_obj
     return 0;
 }
 
+/* A document that is none of the three kinds. */
+static int no_text(const char *field, dsk_err *err)
+{
+    return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
+}
+
 /* A preference record: all three fields, or 0 (not one). */
 static int preference_fields(struct json_object *doc, struct json_object **prompt, struct json_object **chosen,
                              struct json_object **rejected)
@@ -229,7 +235,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         rec->n_chosen = rec->n_tokens - rec->n_prompt;
         return encode_answer(t, e, &c, rejected, "rejected", rec, err);
     }
-    return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
+    return no_text(field, err);
 }
 
 static int text_of(struct json_object *s, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
@@ -269,7 +275,7 @@ int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_t
             rc = text_of(rejected, fn, ctx, err);
         return rc;
     }
-    return dsk_fail(err, EX_DATAERR, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", field);
+    return no_text(field, err);
 }
 
 int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct json_object *doc,

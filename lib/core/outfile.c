@@ -231,6 +231,12 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+int dsk_signal_ignored(int sig)
+{
+    struct sigaction old;
+    return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+}
+
 void dsk_signals_init(void)
 {
     /* Every signal whose default is to end the process: Slurm's --signal
@@ -244,15 +250,13 @@ void dsk_signals_init(void)
                                SIGSTKFLT,
 #endif
     };
-    struct sigaction sa, old;
+    struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fatal_signal;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         int sig = sigs[i];
-        /* One the caller set to be ignored stays so: nohup's SIGHUP, the
-         * SIGINT of a script's background job, a trap '' USR1. */
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+        if (dsk_signal_ignored(sig))   /* a trap '' USR1 too */
             continue;
         sigaction(sig, &sa, NULL);
     }

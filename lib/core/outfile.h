@@ -49,5 +49,8 @@ void dsk_outfile_remove_all_temps(void);
  * tool quietly and the shell sees the usual status.  A signal the process
  * was started with ignored (nohup) stays ignored. */
 void dsk_signals_init(void);
+/* The process was started with sig ignored (nohup's SIGHUP, the SIGINT of
+ * a script's background job): dsk(7) says it stays so. */
+int dsk_signal_ignored(int sig);
 
 #endif

@@ -165,6 +165,20 @@ static void cut_short_error(dsk_openai_error *e, const char *reason)
     snprintf(e->type, sizeof e->type, "server_error");
 }
 
+/* A request refused as the server stops (503), and one past --timeout
+ * (504): whole answers' statuses, streams' error events. */
+static void stopping_error(dsk_openai_error *e)
+{
+    dsk_openai_fail(e, 503, NULL, "server_error", "the server is stopping");
+    snprintf(e->type, sizeof e->type, "server_error");
+}
+
+static void timeout_error(dsk_openai_error *e)
+{
+    dsk_openai_fail(e, 504, NULL, "timeout", "the request timed out");
+    snprintf(e->type, sizeof e->type, "server_error");
+}
+
 static int finish_reason(const choice_state *c)
 {
     return c->stopped || c->engine_finish == DSK_ENGINE_STOP ? DSK_FINISH_STOP : DSK_FINISH_LENGTH;
@@ -496,8 +510,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
      * sequences are cancelled as the response ends, in stream_free). */
     if (!g->finished_stream && now_s() > deadline) {
         dsk_openai_error e;
-        dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
-        snprintf(e.type, sizeof e.type, "server_error");
+        timeout_error(&e);
         dsk_openai_sse_error(&e, &g->out);
         dsk_openai_sse_done(&g->out);
         g->finished_stream = 1;
@@ -718,8 +731,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         g->refs -= g->n;   /* no sequence will call on_done */
         pthread_mutex_unlock(&g->mu);
         if (err.code == EX_UNAVAILABLE) {   /* stopping, since the check in handle() */
-            dsk_openai_fail(&e, 503, NULL, "server_error", "%s", err.msg);
-            snprintf(e.type, sizeof e.type, "server_error");
+            stopping_error(&e);
         } else {
             dsk_openai_fail(&e, err.code == EX_TEMPFAIL ? 429 : 400, NULL,   /* over the queue's size: refused above */
                             err.code == EX_TEMPFAIL ? "rate_limit_exceeded" : "invalid_value", "%s", err.msg);
@@ -804,12 +816,10 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         count_request(s, endpoint, 499);
         ok = MHD_NO;
     } else if (error) {
-        if (timed_out) {
-            dsk_openai_fail(&e, 504, NULL, "timeout", "the request timed out");
-            snprintf(e.type, sizeof e.type, "server_error");
-        } else {
+        if (timed_out)
+            timeout_error(&e);
+        else
             cut_short_error(&e, error_reason);
-        }
         ok = send_error(con, s, endpoint, &e);
     } else {
         struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
@@ -1015,8 +1025,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
         return send_error(con, s, endpoint, &e);
     }
     if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {   /* on a connection kept alive */
-        dsk_openai_fail(&e, 503, NULL, "server_error", "the server is stopping");
-        snprintf(e.type, sizeof e.type, "server_error");
+        stopping_error(&e);
         return send_error(con, s, endpoint, &e);
     }
     return generate(con, s, chat ? DSK_OPENAI_CHAT : DSK_OPENAI_COMPLETION, endpoint,
