@@ -417,7 +417,8 @@ static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
     return fa_use_tc(cb) &&
            (cb->attn_kernels == DSK_CUDA_ATTN_AUTO || cb->attn_kernels == DSK_CUDA_ATTN_MMA ||
             cb->attn_kernels == DSK_CUDA_ATTN_MMA8 || cb->attn_kernels == DSK_CUDA_ATTN_ASYNC ||
-            cb->attn_kernels == DSK_CUDA_ATTN_WIDE || cb->attn_kernels == DSK_CUDA_ATTN_STORED) &&
+            cb->attn_kernels == DSK_CUDA_ATTN_WIDE || cb->attn_kernels == DSK_CUDA_ATTN_STORED ||
+            cb->attn_kernels == DSK_CUDA_ATTN_CUDNN) &&
            s->kind != DSK_ATTN_HYBRID && s->hd <= 128;
 }
 
@@ -427,6 +428,15 @@ static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
  * pointers into the 16-bit copies' buffers (dsk_cuda_half_produce), as
  * the allocation may give those back. */
 void dsk_cuda_attention_async_reserve(dsk_cuda *cb, const dsk_attn_shape *s, int backward);
+
+/* The forward and backward through cuDNN (DSK_CUDA_ATTN=cudnn,
+ * attention_cudnn.cu), lse the layer's part's: 1 when cuDNN ran it, 0
+ * (nothing done) when it does not take the shape or refused its plan. */
+int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const dsk_attn_shape *s);
+int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                 const float *q, const float *k, const float *v, const float *lse,
+                                 const dsk_attn_shape *s);
 
 /* The forward through mma.sync, as dsk_cuda_attention_fwd for a layer
  * fa_use_mma takes (lse into lse_g, or lse_l for a local one). */

@@ -270,6 +270,7 @@ static void cuda_destroy(dsk_backend *be)
         CUDA_CHECK(cudaFree(cb->grouped_ptrs));
     if (cb->attn_bf16)
         CUDA_CHECK(cudaFree(cb->attn_bf16));
+    dsk_cuda_dnn_destroy(cb);
     free(cb->grouped_host);
     if (cb->host_sum)
         CUDA_CHECK(cudaFreeHost(cb->host_sum));
@@ -355,6 +356,8 @@ extern "C" int dsk_cuda_attn_parse(const char *name)
         return DSK_CUDA_ATTN_WIDE;
     if (!strcmp(name, "stored"))
         return DSK_CUDA_ATTN_STORED;
+    if (!strcmp(name, "cudnn"))
+        return DSK_CUDA_ATTN_CUDNN;
     return -1;
 }
 
@@ -364,6 +367,15 @@ extern "C" int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels)
         return -1;
     ((dsk_cuda *)be)->attn_kernels = kernels;
     return 0;
+}
+
+extern "C" int dsk_cuda_cudnn_available(char *why, size_t why_len) { return dsk_cudnn_load(why, why_len); }
+
+extern "C" long dsk_cuda_cudnn_runs(dsk_backend *be)
+{
+    if (!be || strcmp(be->name, "cuda"))
+        return -1;
+    return dsk_cuda_dnn_runs((dsk_cuda *)be);
 }
 
 extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
@@ -395,8 +407,13 @@ extern "C" dsk_backend *dsk_cuda_backend_new(int device, dsk_err *err)
     int attn_kernels = dsk_cuda_attn_parse(attn);
     if (attn_kernels < 0) {
         dsk_fail(err, EX_USAGE,
-                 "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, wide, stored, mma, mma8, wmma or fp32",
+                 "cuda: DSK_CUDA_ATTN=%s: expected auto (the default), async, wide, stored, cudnn, mma, mma8, wmma or "
+                 "fp32",
                  attn);
+        return NULL;
+    }
+    if (attn_kernels == DSK_CUDA_ATTN_CUDNN && !dsk_cudnn_load(why, sizeof why)) {
+        dsk_fail(err, EX_UNAVAILABLE, "cuda: DSK_CUDA_ATTN=cudnn: %s", why);
         return NULL;
     }
     const char *gemm = getenv("DSK_CUDA_GEMM");

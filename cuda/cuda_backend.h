@@ -48,6 +48,11 @@
  *                       (bf16, up to 2 GiB) by the dK/dV kernel and dQ
  *                       = dS K read from it instead of computing S and
  *                       dP again (other bits: within bf16's error);
+ *                       "cudnn" cuDNN's fused attention (attention_cudnn.cu)
+ *                       for the layers it takes (bf16, global or local,
+ *                       one document a row, heads a multiple of 8 up to
+ *                       128), auto's for the rest; without libcudnn the
+ *                       backend's creation fails with EX_UNAVAILABLE;
  *                       "mma" mma.sync's without the
  *                       pipelining (blocks of 4 warps); "mma8" those in
  *                       blocks of 8 warps (twice the rows or keys a block:
@@ -149,15 +154,22 @@ typedef enum {
     DSK_CUDA_ATTN_ASYNC,  /* mma.sync, tiles double-buffered by cp.async from bf16 copies */
     DSK_CUDA_ATTN_MMA,    /* mma.sync, 4 warps, tiles loaded by the warps themselves */
     DSK_CUDA_ATTN_WIDE,   /* ASYNC's with 32 query rows a warp and unmasked full tiles: the same bits */
-    DSK_CUDA_ATTN_STORED  /* WIDE's, dS kept by the dK/dV kernel and dQ = dS K from it */
+    DSK_CUDA_ATTN_STORED, /* WIDE's, dS kept by the dK/dV kernel and dQ = dS K from it */
+    DSK_CUDA_ATTN_CUDNN   /* cuDNN's fused attention where it applies (attention_cudnn.cu), else AUTO's */
 } dsk_cuda_attn;
 /* The kernels DSK_CUDA_ATTN's value `name` stands for ("auto", "async",
- * "wide", "stored", "mma", "mma8", "wmma", "fp32"; NULL or "" is auto),
- * or -1. */
+ * "wide", "stored", "cudnn", "mma", "mma8", "wmma", "fp32"; NULL or "" is
+ * auto), or -1. */
 int dsk_cuda_attn_parse(const char *name);
 /* Makes be's later attention ops use `kernels`; -1 (nothing done) when
  * be is not a cuda backend, else 0. */
 int dsk_cuda_set_attn(dsk_backend *be, dsk_cuda_attn kernels);
+/* Whether libcudnn (9 or later) loads, for DSK_CUDA_ATTN=cudnn: 1, or 0
+ * and the reason in why. */
+int dsk_cuda_cudnn_available(char *why, size_t why_len);
+/* How many attention calls (forward and backward) cuDNN has run on be;
+ * -1 when be is not a cuda backend. */
+long dsk_cuda_cudnn_runs(dsk_backend *be);
 
 /* How many cuBLASLt plans (heuristic queries) be has made so far, for
  * tests/gpu/test_cuda_gemm_lt.c; -1 when be is not a cuda backend or

@@ -66,9 +66,14 @@ int dsk_cublaslt_load(char *why, size_t why_len);
  * (dlopen_lib.cu). */
 void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
 
+/* libcudnn, loaded at first use (attention_cudnn.cu): 1, or 0 and the
+ * reason in why. */
+int dsk_cudnn_load(char *why, size_t why_len);
+
 typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */
 typedef struct dsk_cuda_prof dsk_cuda_prof;   /* op_profile.cu's state */
 typedef struct dsk_cuda_q4 dsk_cuda_q4;   /* kernels_int4.cu: a registered int4 layer */
+typedef struct dsk_cuda_dnn dsk_cuda_dnn;   /* attention_cudnn.cu's state */
 
 /* One 16-bit copy of a gemm operand (gemm_operands.cu). */
 #define DSK_CUDA_HALF_SLOTS 8
@@ -110,6 +115,7 @@ typedef struct dsk_cuda {
     int attn_kernels;        /* DSK_CUDA_ATTN: a dsk_cuda_attn (the attention's kernels) */
     void *attn_bf16;         /* the pipelined attention's bf16 copies of q, k, v (and dO) */
     size_t attn_bf16_len;    /* in bytes */
+    dsk_cuda_dnn *dnn;       /* DSK_CUDA_ATTN=cudnn: cuDNN's handle and plans, made at first use; else NULL */
     int verbose;             /* DSK_CUDA_VERBOSE=1: say on stderr (once) where cuBLAS stands in */
     int grouped_loop;        /* 1: gemm_grouped loops over gemm (no cublasGemmGroupedBatchedEx, or it refused) */
     int grouped_streams;     /* DSK_CUDA_GROUPED_STREAMS: streams gemm_grouped's 16-bit products spread over */
@@ -253,6 +259,11 @@ int dsk_cuda_weights_release(dsk_cuda *cb);
 void dsk_cuda_weights_free(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */
 void dsk_cuda_half_free(dsk_cuda *cb);
+
+/* cuDNN's attention state (attention_cudnn.cu): freed at the backend's
+ * end; the calls it has run. */
+void dsk_cuda_dnn_destroy(dsk_cuda *cb);
+long dsk_cuda_dnn_runs(const dsk_cuda *cb);
 
 /* The profile (op_profile.cu).  begin opens a bracket named `name` (an op
  * of the table, or inside an open one a section of it) counting `flops`

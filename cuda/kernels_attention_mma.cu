@@ -1197,7 +1197,8 @@ static int mma_wide(const dsk_cuda *cb)
  * run the rest. */
 static int mma_async(dsk_cuda *cb, const dsk_attn_shape *s, int backward)
 {
-    if ((cb->attn_kernels != DSK_CUDA_ATTN_ASYNC && cb->attn_kernels != DSK_CUDA_ATTN_AUTO && !mma_wide(cb)) ||
+    if ((cb->attn_kernels != DSK_CUDA_ATTN_ASYNC && cb->attn_kernels != DSK_CUDA_ATTN_AUTO &&
+         cb->attn_kernels != DSK_CUDA_ATTN_CUDNN && !mma_wide(cb)) ||
         s->hd % 8 != 0 || !fa_use_mma(cb, s))
         return 0;
     return mma_async_smem(fa_hdp(s->hd), backward, mma_wide(cb) ? 2 : 1) <= (size_t)cb->smem_optin;

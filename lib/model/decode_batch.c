@@ -118,7 +118,7 @@ int dsk_batch_decoder_step(dsk_batch_decoder *d, const int *slots, const int32_t
     be->embedding_fwd(be, d->x, m->w.embed, d->tok, n, dm);
     for (int l = 0; l < c->n_layers; l++) {
         const dsk_layer_w *w = &m->w.layer[l];
-        dsk_attn_shape s = {1, 1, c->n_heads, c->n_kv_heads, hd, dsk_config_layer_kind(c, l), c->window};
+        dsk_attn_shape s = {1, 1, c->n_heads, c->n_kv_heads, hd, dsk_config_layer_kind(c, l), c->window, 0};
         be->rmsnorm_fwd(be, d->h, d->rstd, d->x, w->attn_norm, n, dm, (float)c->norm_eps);
         be->gemm(be, 0, 1, n, qd, dm, 1, d->h, w->wq, 0, d->q);
         be->gemm(be, 0, 1, n, kvd, dm, 1, d->h, w->wk, 0, d->k);

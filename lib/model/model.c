@@ -407,6 +407,9 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
             return dsk_fail(err, EX_DATAERR, "position %d at batch position %zu is beyond max_position_embeddings "
                             "%d or its row", b->pos[i], i, m->cfg.max_seq_len);
     }
+    m->whole_rows = 1;
+    for (size_t i = 0; i < n && m->whole_rows; i++)
+        m->whole_rows = b->pos[i] == (int32_t)(i % (size_t)b->T);
     dsk_backend *be = m->be;
     be->upload(be, m->tokens, b->tokens, n * sizeof(int32_t));
     be->upload(be, m->targets, b->targets, n * sizeof(int32_t));
@@ -430,7 +433,7 @@ static dsk_attn_shape attn_shape(const dsk_model *m, int l)
 {
     const dsk_model_config *c = &m->cfg;
     dsk_attn_shape s = {m->B, m->T, c->n_heads, c->n_kv_heads, c->d_model / c->n_heads,
-                        dsk_config_layer_kind(c, l), c->window};
+                        dsk_config_layer_kind(c, l), c->window, m->whole_rows};
     return s;
 }
 

@@ -114,6 +114,7 @@ typedef struct dsk_model {
     int head_rows, logit_rows;
     float *logits;
     int logits_whole;         /* logits hold the last forward's, all rows (no gradient pass since) */
+    int whole_rows;           /* the batch's rows are one document each (dsk_attn_shape's whole_rows) */
     float *d_resid, *d_h, *d_q, *d_k, *d_v, *d_att, *d_g, *d_u, *d_act;
     float *host_losses;       /* host [B*T] */
     double loss_sum, n_targets;   /* of the last forward pass */

@@ -42,6 +42,10 @@ typedef struct dsk_attn_shape {
     int B, T, H, KV, hd;
     int kind;
     int window;
+    /* 1: every row is one document (pos[i] = i mod T), so no document
+     * mask applies and kernels that cannot apply one (cuDNN's, cuda/)
+     * may run; 0: unknown (the masks above, whatever pos says). */
+    int whole_rows;
 } dsk_attn_shape;
 
 typedef struct dsk_backend dsk_backend;

@@ -51,6 +51,19 @@ case $cublas in
     *) export LD_LIBRARY_PATH="$cublas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
 esac
 
+# cuDNN (DSK_CUDA_ATTN=cudnn's fused attention), dlopened the same way;
+# without it those checks and rows say so and are skipped.
+cudnn=
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
+    $(python3 -c 'import os, nvidia.cudnn as c; print(os.path.join(list(c.__path__)[0], "lib"))' 2>/dev/null); do
+    if [ -e "$d/libcudnn.so.9" ]; then cudnn=$d; break; fi
+done
+echo "# cuDNN: ${cudnn:-not found (DSK_CUDA_ATTN=cudnn is skipped)}"
+case $cudnn in
+    ""|/usr/local/cuda/lib64|/usr/lib/x86_64-linux-gnu) ;;
+    *) export LD_LIBRARY_PATH="$cudnn${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+esac
+
 # Every program must find its libraries, in the kit or on the machine.
 bad=0
 command -v ldd >/dev/null 2>&1 || echo "# no ldd: the programs' libraries are not checked first"

@@ -440,7 +440,7 @@ static void produced_sequence(dsk_backend *be, int dt, float *const host[], seq_
     keep(be, r, y2, nx), keep(be, r, q, ny);
     /* 7. Causal attention over documents of P_POS tokens (3 heads of P_HD),
      *    its output through wq; its backward, then dV through wq. */
-    dsk_attn_shape as = {1, RM, RN / P_HD, RN / P_HD, P_HD, DSK_ATTN_GLOBAL, 0};
+    dsk_attn_shape as = {1, RM, RN / P_HD, RN / P_HD, P_HD, DSK_ATTN_GLOBAL, 0, 1};
     float *lse = gh_poisoned(be, (size_t)RM * (RN / P_HD) * 4);
     be->attention_fwd(be, act, lse, NULL, NULL, NULL, g, u, dy, pos, NULL, &as);
     be->gemm(be, 0, 0, RM, RK, RN, 1, act, wq, 0, y);

@@ -44,6 +44,8 @@
 #include "../../cuda/cuda_backend.h"
 
 #pragma weak dsk_cuda_set_attn
+#pragma weak dsk_cuda_cudnn_available
+#pragma weak dsk_cuda_cudnn_runs
 
 /* ---- the results table: one line per op, its worst case ---- */
 
@@ -482,12 +484,17 @@ static int32_t *doc_positions(int B, int T, const int *lens)
  * DSK_CUDA_ATTN=auto: only heads a multiple of 8, and besides the cpu,
  * against mma's bits, as DSK_CUDA_ATTN=wide's), 5 DSK_CUDA_ATTN=stored's
  * (wide's, with dQ from the dS the dK/dV kernel kept: the same cases as
- * 4, against the cpu). */
+ * 4, against the cpu), 6 DSK_CUDA_ATTN=cudnn's (cuDNN's fused attention,
+ * when libcudnn loads: the global and local layers of one-document
+ * rows with heads a multiple of 8, whose O, dQ, dK and dV come back in bf16; also
+ * checked: that cuDNN, not the fallback, ran them). */
 static int attn_bf16, attn_mma_only;
-static const char *const attn_fwd_op[] = {"attention_fwd",       "attention_fwd wmma",  "attention_fwd mma",
-                                          "attention_fwd mma8",  "attention_fwd async", "attention_fwd stored"};
-static const char *const attn_bwd_op[] = {"attention_bwd",       "attention_bwd wmma",  "attention_bwd mma",
-                                          "attention_bwd mma8",  "attention_bwd async", "attention_bwd stored"};
+static const char *const attn_fwd_op[] = {"attention_fwd",       "attention_fwd wmma",   "attention_fwd mma",
+                                          "attention_fwd mma8",  "attention_fwd async",  "attention_fwd stored",
+                                          "attention_fwd cudnn"};
+static const char *const attn_bwd_op[] = {"attention_bwd",       "attention_bwd wmma",   "attention_bwd mma",
+                                          "attention_bwd mma8",  "attention_bwd async",  "attention_bwd stored",
+                                          "attention_bwd cudnn"};
 
 /* The pipelined kernels (the default, and DSK_CUDA_ATTN=wide's: two
  * blocks of 16 rows a warp, unmasked full tiles) against
@@ -544,12 +551,22 @@ static void attention_async_bits(const char *what, const dsk_attn_shape *s, cons
 static void test_attention_case(const char *what, int B, int T, int H, int KV, int hd, int kind, int window,
                                 float alpha, const int *doc_lens)
 {
-    dsk_attn_shape s = {B, T, H, KV, hd, kind, window};
     if (attn_mma_only && (kind == DSK_ATTN_HYBRID || hd > 128 || (attn_bf16 >= 4 && hd % 8)))
         return;
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, nl = (size_t)B * H * T;
     int use_g = kind != DSK_ATTN_LOCAL, use_l = kind != DSK_ATTN_GLOBAL, hybrid = use_g && use_l;
     int32_t *pos = doc_positions(B, T, doc_lens);
+    int whole_rows = 1;   /* one document a row: what cuDNN's masks can say */
+    for (int i = 0; i < B * T; i++)
+        whole_rows &= pos[i] == i % T;
+    /* DSK_CUDA_ATTN=cudnn: only the cases cuDNN takes (the others are the
+     * default's, checked already) */
+    if (attn_bf16 == 6 && (!whole_rows || kind == DSK_ATTN_HYBRID || hd % 8)) {
+        free(pos);
+        return;
+    }
+    dsk_attn_shape s = {B, T, H, KV, hd, kind, window, whole_rows};
+    long dnn_runs = attn_bf16 == 6 ? dsk_cuda_cudnn_runs(DEV) : 0;
     float *q = gh_rnd(nq, 1), *k = gh_rnd(nk, 1), *v = gh_rnd(nk, 1), *dout = gh_rnd(nq, 1);
     if (attn_bf16) {   /* inputs the tensor cores see as they are: only P and dS get rounded */
         dsk_round_dtype(DSK_DTYPE_BF16, q, q, nq);
@@ -674,6 +691,11 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
 #undef OUT_G
 #undef OUT_L
     tw_free(DQ2), tw_free(DK2), tw_free(DV2), tw_free(DA2);
+    if (attn_bf16 == 6) {   /* the device's two forwards and two backwards: cuDNN's, none refused */
+        snprintf(buf, sizeof buf, "%s: calls cuDNN did not run", what);
+        long ran = dsk_cuda_cudnn_runs(DEV) - dnn_runs;
+        record(OP_FWD, buf, (double)(4 - ran), TOL_EXACT);
+    }
     tw_free(POS), tw_free(Q), tw_free(K), tw_free(Vv), tw_free(AL), tw_free(DO), tw_free(DA);
     tw_free(OUT), tw_free(LG), tw_free(LL), tw_free(OG), tw_free(OL), tw_free(DQ), tw_free(DK), tw_free(DV);
     free(pos), free(q), free(k), free(v), free(dout);
@@ -714,6 +736,16 @@ static void attention_cases(void)
         test_attention_case("global GQA 4/2 B2 T1024 hd128 docs", 2, 1024, 4, 2, 128, DSK_ATTN_GLOBAL, 8, 0.7f,
                             docs_f);
     }
+    if (attn_bf16 == 6 || !quick) {   /* whole rows of global attention: cuDNN's kind */
+        test_attention_case("global GQA 4/2 B2 T200 hd64", 2, 200, 4, 2, 64, DSK_ATTN_GLOBAL, 8, 0.7f, none);
+        test_attention_case("global MHA 2/2 B1 T129 hd128", 1, 129, 2, 2, 128, DSK_ATTN_GLOBAL, 8, 0.7f, none);
+    }
+    if (attn_bf16 == 6) {
+        test_attention_case("local w37 GQA 4/1 B2 T150 hd64", 2, 150, 4, 1, 64, DSK_ATTN_LOCAL, 37, 0.7f, none);
+        if (!quick)
+            test_attention_case("global GQA 8/2 B2 T1024 hd128", 2, 1024, 8, 2, 128, DSK_ATTN_GLOBAL, 8, 0.7f,
+                                none);
+    }
     test_attention_case("local w1 MHA 2/2 B1 T9 hd2", 1, 9, 2, 2, 2, DSK_ATTN_LOCAL, 1, 0.7f, none);
     test_attention_case("hybrid a.3 w2 MHA 1/1 B2 T5 hd1 docs", 2, 5, 1, 1, 1, DSK_ATTN_HYBRID, 2, 0.3f, docs_g);
 }
@@ -746,6 +778,14 @@ static void test_attention(void)
         attn_bf16 = 5;
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_STORED);
         attention_cases();
+        char why[512];
+        if (dsk_cuda_cudnn_available(why, sizeof why)) {
+            attn_bf16 = 6;
+            dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_CUDNN);
+            attention_cases();
+        } else {
+            printf("  skip DSK_CUDA_ATTN=cudnn: %s\n", why);
+        }
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_AUTO);
     }
     DEV->gemm_dtype = DSK_DTYPE_FP32;
@@ -762,7 +802,7 @@ static void test_decode(void)
     twin SEQ = tw_in(seq, sizeof seq), POS = tw_in(pos, sizeof pos), AL = tw_in(&alpha, 4);
     static const char *names[] = {"global", "local w6", "hybrid w6"};
     for (int kind = 0; kind < 3; kind++) {
-        dsk_attn_shape s = {1, 1, H, KV, hd, kind, 6};
+        dsk_attn_shape s = {1, 1, H, KV, hd, kind, 6, 0};
         twin OUT = tw_out((size_t)n * H * hd * 4);
         for (int side = 0; side < 2; side++)
             BE->attention_decode(BE, P(OUT), P(Q), P(KC), P(VC), stride, P(SEQ), P(POS), n, P(AL), &s);

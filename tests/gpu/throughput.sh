@@ -20,7 +20,10 @@
 # with dQ = dS K from the dS the dK/dV kernel kept, instead of computing S
 # and dP again), mma8 (those in blocks
 # of 8 warps), wmma (through WMMA; DSK_CUDA_ATTN=wmma) or
-# fp32 (CUDA cores; DSK_CUDA_ATTN=fp32): 1.3b bf16
+# fp32 (CUDA cores; DSK_CUDA_ATTN=fp32), cudnn (cuDNN's fused attention,
+# DSK_CUDA_ATTN=cudnn, not yet measured on a GPU; a shape whose plan
+# cuDNN refuses runs on the default's kernels, its reason printed as a
+# "# " line): 1.3b bf16
 # runs with each, to show the gains, and once with
 # DSK_CUDA_HALF_CACHE=0 (every product converting its
 # operands afresh: the gain of reusing them); the MoE once more with its
@@ -66,10 +69,16 @@ row() {  # model B T dtype recompute target [DSK_CUDA_ATTN [DSK_CUDA_HALF_CACHE 
     out=$(env DSK_CUDA_ATTN="$attn" ${8:+DSK_CUDA_HALF_CACHE=$8} ${9:+DSK_CUDA_GROUPED_STREAMS=$9} \
         "$BENCH" "$tmp/$1.json" "$2" "$3" "$STEPS" 0 cuda \
         "$4" "$5" 2>"$tmp/err") || {
+        if grep -q 'DSK_CUDA_ATTN=cudnn: cannot load' "$tmp/err"; then   # a machine without cuDNN
+            printf '%-10s %-9s %-5s %-5s %-9s skipped: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
+            return
+        fi
         printf '%-10s %-9s %-5s %-5s %-9s FAILED: %s\n' "$1" "$2x$3" "$4" "$attn" "$5" "$(tail -n 1 "$tmp/err")"
         status=1
         return
     }
+    # a cuDNN plan refused (the default kernels ran that shape): its reason
+    grep -h 'DSK_CUDA_ATTN=cudnn' "$tmp/err" | sed 's/^/# /' || true
     python3 - "$out" "$1" "$2x$3" "$4" "$5" "${peak:-0}" "$6" "$tmp/rows.jsonl" "$attn" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
@@ -90,9 +99,13 @@ PY
 # every op: a little slower, so not a row of the table), the backend's table
 # printed at once ("# " lines), so that a run cut short by its time limit
 # keeps it.
-profile() {
-    if DSK_CUDA_PROFILE=1 "$BENCH" "$tmp/$1.json" 8 2048 "$STEPS" 0 cuda bf16 0 >/dev/null 2>"$tmp/err"; then
-        echo "# $1, batch 8x2048, bf16: $STEPS steps, DSK_CUDA_PROFILE=1 (the stream's time per op; share of the steps)"
+profile() {  # MODEL [DSK_CUDA_ATTN]
+    if [ "${2:-}" = cudnn ] && grep -q 'DSK_CUDA_ATTN=cudnn: cannot load' "$tmp/err"; then
+        return   # the row before it said so: no cuDNN here
+    fi
+    if DSK_CUDA_ATTN=${2:-auto} DSK_CUDA_PROFILE=1 "$BENCH" "$tmp/$1.json" 8 2048 "$STEPS" 0 cuda bf16 0 >/dev/null \
+        2>"$tmp/err"; then
+        echo "# $1, batch 8x2048, bf16${2:+, DSK_CUDA_ATTN=$2}: $STEPS steps, DSK_CUDA_PROFILE=1 (the stream's time per op; share of the steps)"
         sed -n '/^cuda profile/,$p' "$tmp/err" | sed 's/^/# /'
     else
         echo "# profile of $1: FAILED: $(tail -n 1 "$tmp/err")"
@@ -107,6 +120,10 @@ row 1.3b 8 2048 bf16 0 ">=50% MFU"
 profile 1.3b
 row moe-1.3b 8 2048 bf16 0 ">=35% MFU"
 profile moe-1.3b
+# cuDNN's fused attention (DSK_CUDA_ATTN=cudnn): not yet measured on a GPU
+row 1.3b 8 2048 bf16 0 "attention: cuDNN's fused kernels" cudnn
+row moe-1.3b 8 2048 bf16 0 "attention: cuDNN's fused kernels" cudnn
+profile 1.3b cudnn
 row moe-1.3b 8 2048 bf16 0 "experts' products on 4 side streams" auto "" 4
 row 1.3b 8 2048 bf16 0 "attention: 32 rows a warp, unmasked full tiles" wide
 row 1.3b 8 2048 bf16 0 "attention: wide, dQ from a kept dS" stored
@@ -124,7 +141,8 @@ echo "# ${name:-unknown device}, bf16 peak ${peak:-unknown} TFLOPS; $STEPS steps
 # 128) and the 125m's (12 heads of 64), 4 x 2048: the fp32 kernels against
 # the bf16 tensor-core ones (WMMA's, then mma.sync's, DSK_CUDA_ATTN=mma,
 # those in blocks of 8 warps, DSK_CUDA_ATTN=mma8, and the default's, the
-# same pipelined by cp.async, and DSK_CUDA_ATTN=wide's and stored's).
+# same pipelined by cp.async, DSK_CUDA_ATTN=wide's and stored's, and
+# cuDNN's, DSK_CUDA_ATTN=cudnn, when libcudnn loads).
 for shape in "16 16 128" "12 12 64"; do
     # shellcheck disable=SC2086
     if att=$("$BUILD/tests/tools/attn_bench" cuda 4 2048 $shape 2>"$tmp/err"); then
@@ -136,7 +154,8 @@ for line in sys.stdin:
             "mma8": "tensor cores, mma.sync, 8 warps (bf16)",
             "auto": "tensor cores, mma.sync, cp.async double-buffered (bf16)",
             "wide": "tensor cores, mma.sync, cp.async, 32 rows a warp (bf16)",
-            "stored": "tensor cores, mma.sync, wide, dQ from a kept dS (bf16)"}.get(r["kernels"], r["kernels"])
+            "stored": "tensor cores, mma.sync, wide, dQ from a kept dS (bf16)",
+            "cudnn": "cuDNN fused attention (bf16)"}.get(r["kernels"], r["kernels"])
     print("# attention B%d T%d H%d hd%d causal, %s: forward %.2f ms (%.1f TFLOPS), backward %.2f ms (%.1f TFLOPS)"
           % (r["B"], r["T"], r["H"], r["hd"], kind, r["fwd_ms"], r["fwd_tflops"], r["bwd_ms"], r["bwd_tflops"]))'
     else

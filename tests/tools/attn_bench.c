@@ -10,8 +10,10 @@
  * WMMA's ("kernels":"wmma"), mma.sync's ("mma"), those in blocks of 8
  * warps ("mma8"), the default's ("auto": mma.sync's with tiles
  * double-buffered by cp.async) and DSK_CUDA_ATTN=wide's ("wide": those
- * with 32 query rows a warp) and DSK_CUDA_ATTN=stored's ("stored": dQ
- * from the dS the dK/dV kernel kept); on cpu the attention is fp32
+ * with 32 query rows a warp), DSK_CUDA_ATTN=stored's ("stored": dQ
+ * from the dS the dK/dV kernel kept) and cuDNN's ("cudnn", when libcudnn
+ * loads; "cudnn refused: auto" when it had no plan and the default's
+ * kernels ran, cuDNN's reason on stderr); on cpu the attention is fp32
  * either way).  Prints
  * one JSON line per run: fwd_ms, bwd_ms and the TFLOPS of each, counting the products
  * a causal attention needs (forward 2 of them, T^2/2 x HD multiply-adds
@@ -28,6 +30,8 @@
 #include "../../cuda/cuda_backend.h"
 
 #pragma weak dsk_cuda_set_attn
+#pragma weak dsk_cuda_cudnn_available
+#pragma weak dsk_cuda_cudnn_runs
 
 static float *random_floats(dsk_rng *rng, size_t n)
 {
@@ -80,7 +84,7 @@ int main(int argc, char **argv)
     int32_t *pos = upload(be, hpos, (size_t)B * T * 4);
     float *out = be->alloc(be, nq * 4), *lse = be->alloc(be, nl * 4);
     float *dq = be->alloc(be, nq * 4), *dk = be->alloc(be, nk * 4), *dv = be->alloc(be, nk * 4);
-    dsk_attn_shape s = {B, T, H, KV, hd, DSK_ATTN_GLOBAL, 0};
+    dsk_attn_shape s = {B, T, H, KV, hd, DSK_ATTN_GLOBAL, 0, 1};
     /* Multiply-adds of one product over the causal triangle, all heads. */
     double macs = (double)B * H * ((double)T * (T + 1) / 2) * hd;
 
@@ -95,11 +99,18 @@ int main(int argc, char **argv)
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_MMA8, "mma8"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_AUTO, "auto"},
                 {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_WIDE, "wide"},
-                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_STORED, "stored"}};
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_STORED, "stored"},
+                {DSK_DTYPE_BF16, "bf16", DSK_CUDA_ATTN_CUDNN, "cudnn"}};
     int cuda = dsk_cuda_set_attn && !strcmp(be->name, "cuda");
     for (size_t x = 0; x < sizeof runs / sizeof *runs; x++) {
         if (!cuda && runs[x].kernels != -1 && runs[x].kernels != DSK_CUDA_ATTN_AUTO)
             continue;   /* the cpu's bf16: once */
+        char why[512];
+        if (cuda && runs[x].kernels == DSK_CUDA_ATTN_CUDNN && !dsk_cuda_cudnn_available(why, sizeof why)) {
+            fprintf(stderr, "attn_bench: no cudnn row: %s\n", why);
+            continue;
+        }
+        long dnn_runs = cuda ? dsk_cuda_cudnn_runs(be) : 0;
         if (cuda && runs[x].kernels >= 0)
             dsk_cuda_set_attn(be, (dsk_cuda_attn)runs[x].kernels);
         be->gemm_dtype = runs[x].dtype;
@@ -120,6 +131,8 @@ int main(int argc, char **argv)
         t_fwd /= reps;
         t_bwd /= reps;
         const char *kernels = cuda ? runs[x].label : "cpu";
+        if (cuda && runs[x].kernels == DSK_CUDA_ATTN_CUDNN && dsk_cuda_cudnn_runs(be) == dnn_runs)
+            kernels = "cudnn refused: auto";   /* its reason is on stderr */
         printf("{\"backend\":\"%s\",\"dtype\":\"%s\",\"kernels\":\"%s\",\"B\":%d,\"T\":%d,\"H\":%d,\"KV\":%d,"
                "\"hd\":%d,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.4g,\"bwd_tflops\":%.4g}\n",
                be->name, runs[x].name, kernels, B, T, H, KV, hd, 1e3 * t_fwd, 1e3 * t_bwd, 2 * 2 * macs / t_fwd / 1e12,

@@ -128,7 +128,7 @@ static double at_lg[AB * AH * AT], at_ll[AB * AH * AT], at_og[AB * AT * AH * AD]
                  at_shape.kind == DSK_ATTN_HYBRID ? at_ol : NULL
 /* Row 0 is one document; row 1 holds two (a new one starts at t = 3). */
 static const int32_t at_pos[AB * AT] = {0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 0, 1, 2, 3};
-static dsk_attn_shape at_shape = {AB, AT, AH, AKV, AD, DSK_ATTN_GLOBAL, 3};
+static dsk_attn_shape at_shape = {AB, AT, AH, AKV, AD, DSK_ATTN_GLOBAL, 3, 0};
 
 static double attention_loss(void)
 {
@@ -845,7 +845,7 @@ TEST(attn_decode_avx2_matches_double_and_keeps_row_bits)
         for (size_t i = 0; i < nq; i++)
             qd[i] = q[i] = (float)(2 * dsk_rng_normal(&rng));
         for (int kind = 0; kind < 3; kind++) {
-            dsk_attn_shape sh = {1, 1, H, KV, hd, kind, 5};
+            dsk_attn_shape sh = {1, 1, H, KV, hd, kind, 5, 0};
             float alpha = 0.3f;
             double alpha_d = alpha;
             CHECK(dsk_attn_decode_avx2(out, q, kc, vc, stride, seq, pos, N, &alpha, &sh) == 0);
@@ -871,7 +871,7 @@ TEST(attn_decode_avx2_matches_double_and_keeps_row_bits)
     /* what it leaves to the portable kernel */
     float x = 0;
     int32_t zero = 0;
-    dsk_attn_shape odd = {1, 1, 2, 1, 12, 0, 0}, many = {1, 1, 128, 128, 8, 0, 0};
+    dsk_attn_shape odd = {1, 1, 2, 1, 12, 0, 0, 0}, many = {1, 1, 128, 128, 8, 0, 0, 0};
     CHECK(dsk_attn_decode_avx2(&x, &x, &x, &x, 0, &zero, &zero, 1, &x, &odd) == -1);
     CHECK(dsk_attn_decode_avx2(&x, &x, &x, &x, 0, &zero, &zero, 1, &x, &many) == -1);
 }
