@@ -18,11 +18,15 @@
  * pair with the other kernels'.
  *
  * What it runs: bf16 products (gemm_dtype bf16), a global or local
- * (sliding-window) layer, heads a multiple of 8 up to 128, rows of one
- * document each (dsk_attn_shape.whole_rows: cuDNN's masks know rows,
- * not our documents); the other kernels take the rest.  q, k, v, dO and
- * O are rounded to bf16 first (as the default kernels do); O, dQ, dK
- * and dV come back in bf16 and are widened to the float32 the backend
+ * (sliding-window) layer, heads a multiple of 8 up to 128; the other
+ * kernels take the rest.  Rows of one document each
+ * (dsk_attn_shape.whole_rows) get the causal and window masks in the
+ * form the frontend writes them, which the engines know and skip whole
+ * tiles by; rows of several documents get one more mask, key j hidden
+ * before the query's first visible key (a [B, 1, T, 1] tensor made from
+ * pos), which an engine may or may not take.  q, k, v, dO and O are
+ * rounded to bf16 first (as the default kernels do); O, dQ, dK and dV
+ * come back in bf16 and are widened to the float32 the backend
  * interface holds.  A graph cuDNN refuses (no engine for it on this
  * device, or a library older than the graph needs) is said once on
  * stderr with cuDNN's reason, and that shape goes to the other kernels
@@ -39,6 +43,7 @@
 #include <cudnn_graph.h>
 
 #include "cuda_internal.cuh"
+#include "ops/attn_first.h"
 
 /* ---- the library (dlopen, as cublas_load.cu) ---- */
 
@@ -395,6 +400,7 @@ enum {
     UID_SCALE, UID_ONE, UID_NEG_INF, UID_NEG_INF_WINDOW, UID_WINDOW,
     UID_SOFTMAX_SUM,   /* backward: rowsum(dO * O), float [B, H, T, 1] */
     UID_DQ_ACCUM,      /* backward: dQ accumulated in float, [B, H, T, hd] packed */
+    UID_FIRST,         /* rows of several documents: each query's first visible key, float [B, 1, T, 1] */
     UID_VIRTUAL = 100
 };
 
@@ -406,7 +412,7 @@ enum {
  * packed [B, H, T, hd] and a by-value scalar. */
 typedef struct layout {
     int64_t q_dims[4], q_str[4], k_dims[4], k_str[4], kt_dims[4], kt_str[4], full_dims[4], full_str[4];
-    int64_t s_dims[4], s_str[4], st_str[4], r_dims[4], r_str[4], one[4];
+    int64_t s_dims[4], s_str[4], st_str[4], r_dims[4], r_str[4], f_dims[4], f_str[4], one[4];
 } layout;
 
 static void set4(int64_t to[4], int64_t a, int64_t b, int64_t c, int64_t d)
@@ -431,6 +437,8 @@ static layout layout_of(const dsk_attn_shape *s)
     set4(L.st_str, H * T * T, T * T, 1, T);
     set4(L.r_dims, B, H, T, 1);
     set4(L.r_str, H * T, T, 1, 1);
+    set4(L.f_dims, B, 1, T, 1);
+    set4(L.f_str, T, T, 1, 1);
     set4(L.one, 1, 1, 1, 1);
     return L;
 }
@@ -447,7 +455,11 @@ static cudnnBackendDescriptor_t scalar(cg *g, int64_t uid, const layout *L)
 }
 
 /* x with -inf where key j is not visible to query i: j > i, and for a
- * sliding window also j <= i - window (kept: j + window > i). */
+ * sliding window also j <= i - window (kept: j + window > i); in rows
+ * of several documents (!s->whole_rows), j before the query's first
+ * visible key, the FIRST tensor's value for the query (dsk_attn_first:
+ * its document's start, or its window's, whichever is later; kept: j >=
+ * first), which then says the window too. */
 static cudnnBackendDescriptor_t mask(cg *g, int64_t *uid, const layout *L, const dsk_attn_shape *s,
                                      cudnnBackendDescriptor_t x)
 {
@@ -461,6 +473,18 @@ static cudnnBackendDescriptor_t mask(cg *g, int64_t *uid, const layout *L, const
     cudnnBackendDescriptor_t causal = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
     cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, x, scalar(g, UID_NEG_INF, L), keep, causal, -1,
                  "causal mask");
+    if (!s->whole_rows) {
+        cudnnBackendDescriptor_t first = cg_tensor(g, UID_FIRST, CUDNN_DATA_FLOAT, L->f_dims, L->f_str, false, false);
+        cudnnBackendDescriptor_t col2 = virt(g, uid, CUDNN_DATA_INT32, D, S);
+        cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, causal, NULL, NULL, col2, 3, "key index");
+        cudnnBackendDescriptor_t inside = virt(g, uid, CUDNN_DATA_BOOLEAN, D, S);
+        cg_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, col2, first, NULL, inside, -1,
+                     "document: j >= first");
+        cudnnBackendDescriptor_t doc = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
+        cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, causal, scalar(g, UID_NEG_INF_WINDOW, L),
+                     inside, doc, -1, "document mask");
+        return doc;
+    }
     if (s->kind != DSK_ATTN_LOCAL)
         return causal;
     cudnnBackendDescriptor_t row2 = virt(g, uid, CUDNN_DATA_INT32, D, S), col2 = virt(g, uid, CUDNN_DATA_INT32, D, S);
@@ -669,12 +693,12 @@ static dsk_cuda_dnn *dnn_state(dsk_cuda *cb)
 long dsk_cuda_dnn_runs(const dsk_cuda *cb) { return cb->dnn ? cb->dnn->runs : 0; }
 
 /* Whether cuDNN's graphs express layer shape s (its plan may still be
- * refused on a device): bf16 products, a global or local layer of
- * one-document rows, heads a multiple of 8 up to 128 (Ampere's backward
- * takes no more), a window of at least 1. */
+ * refused on a device): bf16 products, a global or local layer, heads a
+ * multiple of 8 up to 128 (Ampere's backward takes no more), a window of
+ * at least 1. */
 static int dnn_takes(const dsk_cuda *cb, const dsk_attn_shape *s)
 {
-    return cb->attn_kernels == DSK_CUDA_ATTN_CUDNN && cb->be.gemm_dtype == DSK_DTYPE_BF16 && s->whole_rows &&
+    return cb->attn_kernels == DSK_CUDA_ATTN_CUDNN && cb->be.gemm_dtype == DSK_DTYPE_BF16 &&
            s->kind != DSK_ATTN_HYBRID && (s->kind == DSK_ATTN_GLOBAL || s->window >= 1) && s->hd % 8 == 0 &&
            s->hd <= 128 && s->KV > 0 && s->H % s->KV == 0;
 }
@@ -682,7 +706,7 @@ static int dnn_takes(const dsk_cuda *cb, const dsk_attn_shape *s)
 static int same_shape(const dsk_attn_shape *a, const dsk_attn_shape *b)
 {
     return a->B == b->B && a->T == b->T && a->H == b->H && a->KV == b->KV && a->hd == b->hd && a->kind == b->kind &&
-           (a->kind == DSK_ATTN_GLOBAL || a->window == b->window);
+           (a->kind == DSK_ATTN_GLOBAL || a->window == b->window) && a->whole_rows == b->whole_rows;
 }
 
 /* The plan for shape s (made now if new), or NULL when cuDNN refused it
@@ -747,12 +771,13 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
 }
 
 /* The room: bf16 q, o, dO, dq (nq values each), k, v, dk, dv (nk each),
- * then the backward's float Dsum (nl) and dQ accumulator (nq), each part
- * 256-byte aligned. */
+ * then the backward's float Dsum (nl) and dQ accumulator (nq), and the
+ * queries' first visible keys (B*T floats), each part 256-byte
+ * aligned. */
 typedef struct dnn_parts {
-    void *at[10];
+    void *at[11];
 } dnn_parts;
-enum { P_Q, P_O, P_DO, P_DQ, P_K, P_V, P_DK, P_DV, P_DSUM, P_DQ_ACC };
+enum { P_Q, P_O, P_DO, P_DQ, P_K, P_V, P_DK, P_DV, P_DSUM, P_DQ_ACC, P_FIRST, P_PARTS };
 
 static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
@@ -760,9 +785,10 @@ static dnn_parts dnn_room(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shape *s
 {
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
     size_t nl = (size_t)s->B * s->H * s->T;
-    size_t len[10] = {nq * 2, nq * 2, nq * 2, nq * 2, nk * 2, nk * 2, nk * 2, nk * 2, nl * 4, nq * 4};
-    size_t off[10], bytes = 0;
-    for (int i = 0; i < 10; i++) {
+    size_t len[P_PARTS] = {nq * 2, nq * 2, nq * 2, nq * 2, nk * 2, nk * 2, nk * 2, nk * 2, nl * 4, nq * 4,
+                           (size_t)s->B * s->T * 4};
+    size_t off[P_PARTS], bytes = 0;
+    for (int i = 0; i < P_PARTS; i++) {
         off[i] = bytes;
         bytes += align256(len[i]);
     }
@@ -780,7 +806,7 @@ static dnn_parts dnn_room(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shape *s
         d->room_len = bytes;
     }
     dnn_parts parts;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < P_PARTS; i++)
         parts.at[i] = (char *)d->room + off[i];
     return parts;
 }
@@ -800,6 +826,23 @@ static void widen(dsk_cuda *cb, float *out, const void *in, size_t n, dsk_half_o
 {
     k_widen_bf16<<<dsk_cuda_blocks(cb, n, 256), 256, 0, cb->stream>>>(out, (const __nv_bfloat16 *)in, n, h);
     LAUNCHED(cb, what);
+}
+
+/* Each query's first visible key (rows of several documents), as float
+ * (exact below 2^24: rows are far shorter). */
+__global__ void k_first_keys(float *__restrict__ first, const int32_t *__restrict__ pos, int n, int T, int local,
+                             int window)
+{
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x)
+        first[r] = (float)dsk_attn_first(r % T, pos[r], local, window);
+}
+
+static void first_keys(dsk_cuda *cb, float *first, const int32_t *pos, const dsk_attn_shape *s)
+{
+    int n = s->B * s->T;
+    k_first_keys<<<dsk_cuda_blocks(cb, (size_t)n, 256), 256, 0, cb->stream>>>(first, pos, n, s->T,
+                                                                               s->kind == DSK_ATTN_LOCAL, s->window);
+    LAUNCHED(cb, "attention (cudnn: first keys)");
 }
 
 /* The host values of the graphs' by-value scalars, for one call. */
@@ -833,7 +876,9 @@ static void pack_scalars(dnn_pack *k, dnn_scalars *v, const dsk_attn_shape *s, i
     pack_add(k, UID_NEG_INF, &v->neg_inf);
     if (backward)
         pack_add(k, UID_ONE, &v->one);
-    if (s->kind == DSK_ATTN_LOCAL) {
+    if (!s->whole_rows) {
+        pack_add(k, UID_NEG_INF_WINDOW, &v->neg_inf_window);
+    } else if (s->kind == DSK_ATTN_LOCAL) {
         pack_add(k, UID_NEG_INF_WINDOW, &v->neg_inf_window);
         pack_add(k, UID_WINDOW, &v->window);
     }
@@ -856,7 +901,7 @@ static void dnn_execute(dsk_cuda *cb, dsk_cuda_dnn *d, dnn_plan *p, const dnn_pa
 }
 
 int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k,
-                                 const float *v, const dsk_attn_shape *s)
+                                 const float *v, const int32_t *pos, const dsk_attn_shape *s)
 {
     if (!dnn_takes(cb, s))
         return 0;
@@ -881,6 +926,10 @@ int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const flo
     pack_add(&pack, UID_V, r.at[P_V]);
     pack_add(&pack, UID_O, r.at[P_O]);
     pack_add(&pack, UID_STATS, lse);
+    if (!s->whole_rows) {
+        first_keys(cb, (float *)r.at[P_FIRST], pos, s);
+        pack_add(&pack, UID_FIRST, r.at[P_FIRST]);
+    }
     pack_scalars(&pack, &sc, s, 0);
     dnn_execute(cb, d, p, &pack, "cuDNN attention forward");
     widen(cb, out, r.at[P_O], nq, out_h, "attention_fwd (cudnn: O to float)");
@@ -889,7 +938,7 @@ int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const flo
 
 int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *out,
                                  const float *q, const float *k, const float *v, const float *lse,
-                                 const dsk_attn_shape *s)
+                                 const int32_t *pos, const dsk_attn_shape *s)
 {
     if (!dnn_takes(cb, s) || s->T < 2)   /* cuDNN's backward refuses one-token rows */
         return 0;
@@ -921,6 +970,10 @@ int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     pack_add(&pack, UID_DV, r.at[P_DV]);
     pack_add(&pack, UID_SOFTMAX_SUM, r.at[P_DSUM]);
     pack_add(&pack, UID_DQ_ACCUM, r.at[P_DQ_ACC]);
+    if (!s->whole_rows) {
+        first_keys(cb, (float *)r.at[P_FIRST], pos, s);
+        pack_add(&pack, UID_FIRST, r.at[P_FIRST]);
+    }
     pack_scalars(&pack, &sc, s, 1);
     dnn_execute(cb, d, p, &pack, "cuDNN attention backward");
     widen(cb, dq, r.at[P_DQ], nq, none, "attention_bwd (cudnn: dQ to float)");

@@ -429,15 +429,6 @@ static inline int fa_use_mma(const dsk_cuda *cb, const dsk_attn_shape *s)
  * the allocation may give those back. */
 void dsk_cuda_attention_async_reserve(dsk_cuda *cb, const dsk_attn_shape *s, int backward);
 
-/* The forward and backward through cuDNN (DSK_CUDA_ATTN=cudnn,
- * attention_cudnn.cu), lse the layer's part's: 1 when cuDNN ran it, 0
- * (nothing done) when it does not take the shape or refused its plan. */
-int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k,
-                                 const float *v, const dsk_attn_shape *s);
-int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *out,
-                                 const float *q, const float *k, const float *v, const float *lse,
-                                 const dsk_attn_shape *s);
-
 /* The forward through mma.sync, as dsk_cuda_attention_fwd for a layer
  * fa_use_mma takes (lse into lse_g, or lse_l for a local one). */
 void dsk_cuda_attention_mma_fwd(dsk_cuda *cb, float *out, float *lse_g, float *lse_l, const float *q, const float *k,

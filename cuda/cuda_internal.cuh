@@ -260,6 +260,15 @@ void dsk_cuda_weights_free(dsk_cuda *cb);
 /* The buffers back (cuda_destroy); with verbose, how many were reused. */
 void dsk_cuda_half_free(dsk_cuda *cb);
 
+/* The forward and backward through cuDNN (DSK_CUDA_ATTN=cudnn,
+ * attention_cudnn.cu), lse the layer's part's: 1 when cuDNN ran it, 0
+ * (nothing done) when it does not take the shape or refused its plan. */
+int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const int32_t *pos, const dsk_attn_shape *s);
+int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                 const float *q, const float *k, const float *v, const float *lse,
+                                 const int32_t *pos, const dsk_attn_shape *s);
+
 /* cuDNN's attention state (attention_cudnn.cu): freed at the backend's
  * end; the calls it has run. */
 void dsk_cuda_dnn_destroy(dsk_cuda *cb);

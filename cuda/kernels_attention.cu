@@ -466,7 +466,7 @@ void dsk_cuda_attention_fwd(dsk_backend *be, float *out, float *lse_g, float *ls
     if (s->B <= 0 || s->T <= 0 || s->H <= 0)
         return;
     fa_check_shape(s, "attention_fwd");
-    if (dsk_cuda_attention_cudnn_fwd(cb, out, s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g, q, k, v, s))
+    if (dsk_cuda_attention_cudnn_fwd(cb, out, s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g, q, k, v, pos, s))
         return;
     dsk_cuda_attention_async_reserve(cb, s, 0);
     /* The output goes on to the output projection: its 16-bit copy with it. */
@@ -587,7 +587,7 @@ void dsk_cuda_attention_bwd(dsk_backend *be, float *dq, float *dk, float *dv, fl
         return;
     fa_check_shape(s, "attention_bwd");
     if (dsk_cuda_attention_cudnn_bwd(cb, dq, dk, dv, dout, out, q, k, v, s->kind == DSK_ATTN_LOCAL ? lse_l : lse_g,
-                                     s))
+                                     pos, s))
         return;
     switch (fa_hdp(s->hd)) {
     case 16: fa_bwd_launch<16>(cb, dq, dk, dv, dalpha, dout, out, q, k, v, lse_g, lse_l, out_g, out_l, pos, alpha, s); break;

@@ -485,9 +485,10 @@ static int32_t *doc_positions(int B, int T, const int *lens)
  * against mma's bits, as DSK_CUDA_ATTN=wide's), 5 DSK_CUDA_ATTN=stored's
  * (wide's, with dQ from the dS the dK/dV kernel kept: the same cases as
  * 4, against the cpu), 6 DSK_CUDA_ATTN=cudnn's (cuDNN's fused attention,
- * when libcudnn loads: the global and local layers of one-document
- * rows with heads a multiple of 8, whose O, dQ, dK and dV come back in bf16; also
- * checked: that cuDNN, not the fallback, ran them). */
+ * when libcudnn loads: the global and local layers with heads a multiple
+ * of 8, whose O, dQ, dK and dV come back in bf16; also checked, for rows
+ * of one document each, that cuDNN, not the fallback, ran them, and said
+ * for rows of several, whose extra mask cuDNN may refuse). */
 static int attn_bf16, attn_mma_only;
 static const char *const attn_fwd_op[] = {"attention_fwd",       "attention_fwd wmma",   "attention_fwd mma",
                                           "attention_fwd mma8",  "attention_fwd async",  "attention_fwd stored",
@@ -561,7 +562,7 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         whole_rows &= pos[i] == i % T;
     /* DSK_CUDA_ATTN=cudnn: only the cases cuDNN takes (the others are the
      * default's, checked already) */
-    if (attn_bf16 == 6 && (!whole_rows || kind == DSK_ATTN_HYBRID || hd % 8)) {
+    if (attn_bf16 == 6 && (kind == DSK_ATTN_HYBRID || hd % 8)) {
         free(pos);
         return;
     }
@@ -692,9 +693,13 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
 #undef OUT_L
     tw_free(DQ2), tw_free(DK2), tw_free(DV2), tw_free(DA2);
     if (attn_bf16 == 6) {   /* the device's two forwards and two backwards: cuDNN's, none refused */
-        snprintf(buf, sizeof buf, "%s: calls cuDNN did not run", what);
         long ran = dsk_cuda_cudnn_runs(DEV) - dnn_runs;
-        record(OP_FWD, buf, (double)(4 - ran), TOL_EXACT);
+        if (whole_rows) {
+            snprintf(buf, sizeof buf, "%s: calls cuDNN did not run", what);
+            record(OP_FWD, buf, (double)(4 - ran), TOL_EXACT);
+        } else {   /* documents through an extra mask: cuDNN may refuse it (then the default ran them) */
+            printf("  info %-18s %s: cuDNN ran %ld of 4 calls\n", OP_FWD, what, ran);
+        }
     }
     tw_free(POS), tw_free(Q), tw_free(K), tw_free(Vv), tw_free(AL), tw_free(DO), tw_free(DA);
     tw_free(OUT), tw_free(LG), tw_free(LL), tw_free(OG), tw_free(OL), tw_free(DQ), tw_free(DK), tw_free(DV);
