@@ -17,7 +17,9 @@
 #    kernels instead of mma.sync's (DSK_CUDA_ATTN=wmma), and mma.sync's
 #    in blocks of 8 warps (DSK_CUDA_ATTN=mma8) and dQ from a kept dS
 #    (DSK_CUDA_ATTN=stored): within 1% too;
-#    an unknown DSK_CUDA_ATTN exits 64;
+#    an unknown DSK_CUDA_ATTN exits 64; cuDNN's (DSK_CUDA_ATTN=cudnn),
+#    where libcudnn loads, within 1% too, on documents and with
+#    --no-doc-mask (where cuDNN must have made its plans);
 #  - --dtype bf16 with DSK_CUDA_HALF_CACHE=0: the same weights bit for
 #    bit as with the 16-bit operand copies reused (with either attention
 #    kernels, and for nano-moe); =1 exits 64;
@@ -133,6 +135,42 @@ for attn in fp32 wmma mma8 stored; do
         fi
     else
         bad "--dtype bf16 with DSK_CUDA_ATTN=$attn on cuda"
+    fi
+done
+# cuDNN's fused attention (DSK_CUDA_ATTN=cudnn: nano's global layer; its
+# hybrid one stays on the default's kernels) within 1% of the default
+# attention, on the dataset's documents (an extra mask cuDNN may refuse:
+# then the default's kernels run them) and with --no-doc-mask (rows of
+# one document: cuDNN must have made plans, DSK_CUDA_VERBOSE says so);
+# skipped where libcudnn does not load.
+cudnn_run() {  # name extra...: 0 trained, 1 failed, 2 no libcudnn here
+    n=$1
+    shift
+    (export DSK_CUDA_ATTN=cudnn DSK_CUDA_VERBOSE=1 && train "$n" "$DEV" --dtype bf16 "$@") && return 0
+    grep -q 'DSK_CUDA_ATTN=cudnn: cannot load' "$tmp/$n.err" && return 2
+    return 1
+}
+train gpu-bf16-whole "$DEV" --dtype bf16 --no-doc-mask || bad "--dtype bf16 --no-doc-mask on cuda"
+for docs in docs whole; do
+    if [ $docs = docs ]; then ref=gpu-bf16 flag=; else ref=gpu-bf16-whole flag=--no-doc-mask; fi
+    name=$ref-cudnn rc=0
+    cudnn_run "$name" $flag || rc=$?
+    if [ $rc = 2 ]; then
+        echo "# skip DSK_CUDA_ATTN=cudnn: $(grep 'DSK_CUDA_ATTN=cudnn' "$tmp/$name.err" | tail -n 1)"
+        break
+    elif [ $rc != 0 ]; then
+        bad "--dtype bf16 with DSK_CUDA_ATTN=cudnn on cuda ($docs)"
+        continue
+    fi
+    grep -h 'cudnn\|cuDNN' "$tmp/$name.err" | sed 's/^/# /' | head -n 6
+    a=$(last_loss "$tmp/$ref.jsonl") o=$(last_loss "$tmp/$name.jsonl")
+    echo "# --dtype bf16 ($docs): loss $a with the default attention, $o with DSK_CUDA_ATTN=cudnn"
+    if ! close "$o" "$a" 0.01; then
+        bad "--dtype bf16 ($docs): DSK_CUDA_ATTN=cudnn and the default attention end more than 1% apart"
+    elif [ $docs = whole ] && [ "$DEV" != cpu ] && ! grep -q 'cuDNN forward plan' "$tmp/$name.err"; then
+        bad "--dtype bf16 --no-doc-mask: DSK_CUDA_ATTN=cudnn made no plan (its layers ran on the default kernels)"
+    else
+        ok "--dtype bf16 ($docs): DSK_CUDA_ATTN=cudnn trains within 1% of the default attention"
     fi
 done
 # same_weights REF NEW WHAT VAR=VALUE...: the bf16 run again as NEW with
