@@ -99,15 +99,22 @@ static void dnn_load(void)
         *syms[i].fn = dlsym(h, syms[i].name);
         if (!*syms[i].fn) {
             snprintf(dnn_error, sizeof dnn_error, "%s has no %s", CUDNN_SONAME, syms[i].name);
+            dlclose(h);
             return;
         }
     }
-    /* The graph below needs 9's attention patterns (GEN_INDEX, the
-     * BINARY_SELECT mask, Stats); an 8 would take the soname only by
-     * accident, but a build against 9.x headers may meet an older 9. */
+    /* The graphs below are the ones the frontend writes for 9.16 to 9.20
+     * (from 9.21 it writes masks and softmax as single operations, which
+     * these still express); before 9.16 it works around the library's
+     * bugs in ways these graphs do not (a zeroed dQ accumulator below 9.6,
+     * an extra padding mask for rows not a multiple of 128 up to 9.15, no
+     * bf16 attention at all in 9.10.0 and 9.10.1), so an older libcudnn.so.9
+     * met first on the library path (a Python wheel's, say) is refused. */
     size_t v = dnn.GetVersion();
-    if (v < 90000) {
-        snprintf(dnn_error, sizeof dnn_error, "%s is version %zu; 9.0 or later is needed", CUDNN_SONAME, v);
+    if (v < 91600) {
+        snprintf(dnn_error, sizeof dnn_error, "%s is version %zu.%zu.%zu; 9.16 or later is needed", CUDNN_SONAME,
+                 v / 10000, v / 100 % 100, v % 100);
+        dlclose(h);
         return;
     }
     dnn.loaded = 1;
@@ -137,9 +144,10 @@ typedef struct cg {
     char why[768];
     /* How the graph is written (the frontend has written it each way
      * against cuDNN 9; dnn_plan_for tries them in turn): the index
-     * generators computing in int32 rather than float, and the
-     * backward's mask before the statistics' subtraction, not after. */
-    int index_int32, mask_first;
+     * generators computing in int32 rather than float, the backward's
+     * mask before the statistics' subtraction, not after, and (rows of
+     * several documents) the document mask before the causal one. */
+    int index_int32, mask_first, doc_first;
 } cg;
 
 static int cg_ok(const cg *g) { return g->st == CUDNN_STATUS_SUCCESS; }
@@ -297,9 +305,14 @@ static void cg_reduce(cg *g, cudnnReduceTensorOp_t how, cudnnBackendDescriptor_t
     cg_op(g, op, what);
 }
 
+/* The most workspace a plan may ask for: more is a plan for another kind
+ * of device budget than the attention's (the default kernels need none). */
+static const int64_t DNN_MAX_WORKSPACE = (int64_t)1 << 30;
+
 /* The graph's execution plan: the first engine configuration that
- * finalizes, of heuristics mode A's list and then the fallback list's;
- * *workspace its bytes of workspace.  NULL (and g's failure) when none. */
+ * finalizes (with at most DNN_MAX_WORKSPACE of workspace), of heuristics
+ * mode A's list and then the fallback list's; *workspace its bytes of
+ * workspace.  NULL (and g's failure) when none. */
 static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *workspace)
 {
     cudnnBackendDescriptor_t graph = cg_new(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
@@ -339,7 +352,11 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
         }
         for (int64_t i = 0; i < got && cg_ok(g); i++) {
             cudnnBackendDescriptor_t plan = cg_new(g, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, "execution plan");
-            cg_set(g, plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle, "plan handle");
+            if (!plan)
+                break;
+            /* Deprecated in 9 (the graph's handle is the one that counts):
+             * set for older libraries, its refusal ignored. */
+            (void)dnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
             cg_set(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfgs[i],
                    "plan engine configuration");
             if (!cg_ok(g))
@@ -357,6 +374,11 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
             if (st != CUDNN_STATUS_SUCCESS) {
                 cg_failed(g, st, "plan workspace size");
                 break;
+            }
+            if (ws > DNN_MAX_WORKSPACE) {   /* a deterministic engine's T x T buffers, say: the next */
+                snprintf(refused, sizeof refused, "the plan wants %lld bytes of workspace (at most %lld taken)",
+                         (long long)ws, (long long)DNN_MAX_WORKSPACE);
+                continue;
             }
             *workspace = ws;
             return plan;
@@ -454,51 +476,76 @@ static cudnnBackendDescriptor_t scalar(cg *g, int64_t uid, const layout *L)
     return cg_tensor(g, uid, CUDNN_DATA_FLOAT, L->one, L->one, false, true);
 }
 
-/* x with -inf where key j is not visible to query i: j > i, and for a
- * sliding window also j <= i - window (kept: j + window > i); in rows
- * of several documents (!s->whole_rows), j before the query's first
- * visible key, the FIRST tensor's value for the query (dsk_attn_first:
- * its document's start, or its window's, whichever is later; kept: j >=
- * first), which then says the window too. */
-static cudnnBackendDescriptor_t mask(cg *g, int64_t *uid, const layout *L, const dsk_attn_shape *s,
-                                     cudnnBackendDescriptor_t x)
+/* x with -inf where key j is after query i (the causal mask, as the
+ * frontend writes it: GEN_INDEX of both axes, CMP_GE, BINARY_SELECT
+ * y = keep ? x : -inf). */
+static cudnnBackendDescriptor_t causal_mask(cg *g, int64_t *uid, const layout *L, cudnnBackendDescriptor_t x)
 {
     const int64_t *D = L->s_dims, *S = L->s_str;
-    cudnnBackendDescriptor_t row = virt(g, uid, CUDNN_DATA_INT32, D, S), col = virt(g, uid, CUDNN_DATA_INT32, D, S);
     const cudnnDataType_t ip = g->index_int32 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t row = virt(g, uid, CUDNN_DATA_INT32, D, S), col = virt(g, uid, CUDNN_DATA_INT32, D, S);
     cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, x, NULL, NULL, row, 2, "query index");
     cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, x, NULL, NULL, col, 3, "key index");
     cudnnBackendDescriptor_t keep = virt(g, uid, CUDNN_DATA_BOOLEAN, D, S);
     cg_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row, col, NULL, keep, -1, "causal: i >= j");
-    cudnnBackendDescriptor_t causal = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
-    cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, x, scalar(g, UID_NEG_INF, L), keep, causal, -1,
+    cudnnBackendDescriptor_t y = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, x, scalar(g, UID_NEG_INF, L), keep, y, -1,
                  "causal mask");
-    if (!s->whole_rows) {
-        cudnnBackendDescriptor_t first = cg_tensor(g, UID_FIRST, CUDNN_DATA_FLOAT, L->f_dims, L->f_str, false, false);
-        cudnnBackendDescriptor_t col2 = virt(g, uid, CUDNN_DATA_INT32, D, S);
-        cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, causal, NULL, NULL, col2, 3, "key index");
-        cudnnBackendDescriptor_t inside = virt(g, uid, CUDNN_DATA_BOOLEAN, D, S);
-        cg_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, col2, first, NULL, inside, -1,
-                     "document: j >= first");
-        cudnnBackendDescriptor_t doc = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
-        cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, causal, scalar(g, UID_NEG_INF_WINDOW, L),
-                     inside, doc, -1, "document mask");
-        return doc;
-    }
-    if (s->kind != DSK_ATTN_LOCAL)
-        return causal;
-    cudnnBackendDescriptor_t row2 = virt(g, uid, CUDNN_DATA_INT32, D, S), col2 = virt(g, uid, CUDNN_DATA_INT32, D, S);
-    cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, causal, NULL, NULL, row2, 2, "query index");
-    cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, causal, NULL, NULL, col2, 3, "key index");
+    return y;
+}
+
+/* x with -inf where key j is at or before i - window (kept: j + window >
+ * i; the frontend's left bound of a sliding window). */
+static cudnnBackendDescriptor_t window_mask(cg *g, int64_t *uid, const layout *L, cudnnBackendDescriptor_t x)
+{
+    const int64_t *D = L->s_dims, *S = L->s_str;
+    const cudnnDataType_t ip = g->index_int32 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t row = virt(g, uid, CUDNN_DATA_INT32, D, S), col = virt(g, uid, CUDNN_DATA_INT32, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, x, NULL, NULL, row, 2, "query index");
+    cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, x, NULL, NULL, col, 3, "key index");
     cudnnBackendDescriptor_t reach = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
-    cg_pointwise(g, CUDNN_POINTWISE_ADD, CUDNN_DATA_FLOAT, col2, scalar(g, UID_WINDOW, L), NULL, reach, -1,
+    cg_pointwise(g, CUDNN_POINTWISE_ADD, CUDNN_DATA_FLOAT, col, scalar(g, UID_WINDOW, L), NULL, reach, -1,
                  "j + window");
     cudnnBackendDescriptor_t near = virt(g, uid, CUDNN_DATA_BOOLEAN, D, S);
-    cg_pointwise(g, CUDNN_POINTWISE_CMP_GT, CUDNN_DATA_BOOLEAN, reach, row2, NULL, near, -1, "window: j + w > i");
-    cudnnBackendDescriptor_t local = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
-    cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, causal, scalar(g, UID_NEG_INF_WINDOW, L), near,
-                 local, -1, "window mask");
-    return local;
+    cg_pointwise(g, CUDNN_POINTWISE_CMP_GT, CUDNN_DATA_BOOLEAN, reach, row, NULL, near, -1, "window: j + w > i");
+    cudnnBackendDescriptor_t y = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, x, scalar(g, UID_NEG_INF_WINDOW, L), near, y,
+                 -1, "window mask");
+    return y;
+}
+
+/* x with -inf where key j is before query i's first visible key, the
+ * FIRST tensor's value for the row (dsk_attn_first: its document's
+ * start, or its window's, whichever is later; kept: j >= first).  No
+ * frontend writes this one: it is a score modifier reading a per-row
+ * tensor, which an engine may or may not take. */
+static cudnnBackendDescriptor_t document_mask(cg *g, int64_t *uid, const layout *L, cudnnBackendDescriptor_t x)
+{
+    const int64_t *D = L->s_dims, *S = L->s_str;
+    const cudnnDataType_t ip = g->index_int32 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t first = cg_tensor(g, UID_FIRST, CUDNN_DATA_FLOAT, L->f_dims, L->f_str, false, false);
+    cudnnBackendDescriptor_t col = virt(g, uid, CUDNN_DATA_INT32, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, ip, x, NULL, NULL, col, 3, "key index");
+    cudnnBackendDescriptor_t inside = virt(g, uid, CUDNN_DATA_BOOLEAN, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, col, first, NULL, inside, -1, "document: j >= first");
+    cudnnBackendDescriptor_t y = virt(g, uid, CUDNN_DATA_FLOAT, D, S);
+    cg_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, x, scalar(g, UID_NEG_INF_WINDOW, L), inside, y,
+                 -1, "document mask");
+    return y;
+}
+
+/* x masked for layer shape s: causal, then the window (one-document
+ * rows) or the documents (which also say the window; before the causal
+ * mask instead when g->doc_first, where the frontend puts a score
+ * modifier). */
+static cudnnBackendDescriptor_t mask(cg *g, int64_t *uid, const layout *L, const dsk_attn_shape *s,
+                                     cudnnBackendDescriptor_t x)
+{
+    if (!s->whole_rows)
+        return g->doc_first ? causal_mask(g, uid, L, document_mask(g, uid, L, x))
+                            : document_mask(g, uid, L, causal_mask(g, uid, L, x));
+    cudnnBackendDescriptor_t y = causal_mask(g, uid, L, x);
+    return s->kind == DSK_ATTN_LOCAL ? window_mask(g, uid, L, y) : y;
 }
 
 /* The forward, as cuDNN's fused attention engines recognise it (the
@@ -670,23 +717,31 @@ void dsk_cuda_dnn_destroy(dsk_cuda *cb)
     cb->dnn = NULL;
 }
 
+/* The backend's cuDNN state, made at its first use; NULL when no handle
+ * can be made on the device (said once: the default kernels run every
+ * shape). */
 static dsk_cuda_dnn *dnn_state(dsk_cuda *cb)
 {
     if (cb->dnn)
-        return cb->dnn;
+        return cb->dnn->handle ? cb->dnn : NULL;
     char why[512];
     if (!dsk_cudnn_load(why, sizeof why))
         dsk_die(EX_UNAVAILABLE, "cuda: DSK_CUDA_ATTN=cudnn: %s", why);
     dsk_cuda_dnn *d = (dsk_cuda_dnn *)calloc(1, sizeof *d);
     if (!d)
         dsk_die(EX_OSERR, "cuda: out of memory");
-    cudnnStatus_t st = dnn.Create(&d->handle);
-    if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.SetStream(d->handle, cb->stream);
-    if (st != CUDNN_STATUS_SUCCESS)
-        dsk_die(EX_UNAVAILABLE, "cuda: DSK_CUDA_ATTN=cudnn: cudnnCreate on device %d: %s", cb->device,
-                dnn.GetErrorString(st));
     cb->dnn = d;
+    cudnnStatus_t st = dnn.Create(&d->handle);
+    if (st == CUDNN_STATUS_SUCCESS && (st = dnn.SetStream(d->handle, cb->stream)) != CUDNN_STATUS_SUCCESS) {
+        dnn.Destroy(d->handle);
+        d->handle = NULL;
+    }
+    if (st != CUDNN_STATUS_SUCCESS) {
+        d->handle = NULL;
+        fprintf(stderr, "cuda: DSK_CUDA_ATTN=cudnn: cudnnCreate on device %d: %s; the default kernels run the "
+                "attention\n", cb->device, dnn.GetErrorString(st));
+        return NULL;
+    }
     return d;
 }
 
@@ -705,8 +760,10 @@ static int dnn_takes(const dsk_cuda *cb, const dsk_attn_shape *s)
 
 static int same_shape(const dsk_attn_shape *a, const dsk_attn_shape *b)
 {
+    /* (in rows of several documents the window is in the FIRST tensor's
+     * values, not the graph) */
     return a->B == b->B && a->T == b->T && a->H == b->H && a->KV == b->KV && a->hd == b->hd && a->kind == b->kind &&
-           (a->kind == DSK_ATTN_GLOBAL || a->window == b->window) && a->whole_rows == b->whole_rows;
+           a->whole_rows == b->whole_rows && (a->kind == DSK_ATTN_GLOBAL || !a->whole_rows || a->window == b->window);
 }
 
 /* The plan for shape s (made now if new), or NULL when cuDNN refused it
@@ -734,15 +791,19 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
     p->s = *s;
     p->backward = backward;
     p->used = ++d->clock;
-    /* The ways of writing the graph, the current frontend's first; the
-     * first refusal's reason is the one reported. */
-    static const int ways[3][2] = {{0, 0}, {1, 0}, {0, 1}};
+    /* The ways of writing the graph (index_int32, mask_first, doc_first),
+     * the current frontend's first; those that do not apply to the shape
+     * are passed over.  The first refusal's reason is the one reported. */
+    static const int ways[][3] = {{0, 0, 0}, {0, 1, 1}, {0, 0, 1}, {1, 0, 0}, {0, 1, 0}, {1, 1, 0}};
     char why[768] = "";
-    for (int w = 0; w < (backward ? 3 : 2) && !p->plan; w++) {
+    for (size_t w = 0; w < sizeof ways / sizeof *ways && !p->plan; w++) {
+        if ((ways[w][1] && !backward) || (ways[w][2] && s->whole_rows))
+            continue;
         cg_free(&p->graph);
         memset(&p->graph, 0, sizeof p->graph);
         p->graph.index_int32 = ways[w][0];
         p->graph.mask_first = ways[w][1];
+        p->graph.doc_first = ways[w][2];
         if (backward)
             graph_bwd(&p->graph, s);
         else
@@ -751,8 +812,10 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
         if (!p->plan && !*why)
             snprintf(why, sizeof why, "%s", p->graph.why);
         if (p->plan && w && cb->verbose)
-            fprintf(stderr, "cuda: cuDNN took the %s graph written the %s way (%s)\n",
-                    backward ? "backward" : "forward", w == 1 ? "second" : "third", why);
+            fprintf(stderr, "cuda: cuDNN took the %s graph written with%s%s%s%s (%s)\n",
+                    backward ? "backward" : "forward", ways[w][0] ? " int32 indices" : "",
+                    ways[w][1] ? " the mask first" : "", ways[w][2] ? " the documents first" : "",
+                    ways[w][0] || ways[w][1] || ways[w][2] ? "" : " the frontend's order", why);
     }
     if (!p->plan) {
         fprintf(stderr,
@@ -770,27 +833,29 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
     return p;
 }
 
-/* The room: bf16 q, o, dO, dq (nq values each), k, v, dk, dv (nk each),
- * then the backward's float Dsum (nl) and dQ accumulator (nq), and the
- * queries' first visible keys (B*T floats), each part 256-byte
- * aligned. */
+/* The room: the forward's parts first (bf16 q and o, nq values each, k
+ * and v, nk each, the queries' first visible keys, B*T floats), then the
+ * backward's (bf16 dO and dq, dk and dv, float Dsum, nl, and the dQ
+ * accumulator, nq), each 256-byte aligned: a forward alone takes only
+ * its own. */
 typedef struct dnn_parts {
     void *at[11];
 } dnn_parts;
-enum { P_Q, P_O, P_DO, P_DQ, P_K, P_V, P_DK, P_DV, P_DSUM, P_DQ_ACC, P_FIRST, P_PARTS };
+enum { P_Q, P_O, P_K, P_V, P_FIRST, P_DO, P_DQ, P_DK, P_DV, P_DSUM, P_DQ_ACC, P_PARTS, P_FORWARD = P_DO };
 
 static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
-static dnn_parts dnn_room(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shape *s)
+static dnn_parts dnn_room(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shape *s, int backward)
 {
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
     size_t nl = (size_t)s->B * s->H * s->T;
-    size_t len[P_PARTS] = {nq * 2, nq * 2, nq * 2, nq * 2, nk * 2, nk * 2, nk * 2, nk * 2, nl * 4, nq * 4,
-                           (size_t)s->B * s->T * 4};
+    size_t len[P_PARTS] = {nq * 2, nq * 2, nk * 2, nk * 2, (size_t)s->B * s->T * 4,
+                           nq * 2, nq * 2, nk * 2, nk * 2, nl * 4, nq * 4};
     size_t off[P_PARTS], bytes = 0;
     for (int i = 0; i < P_PARTS; i++) {
         off[i] = bytes;
-        bytes += align256(len[i]);
+        if (backward || i < P_FORWARD)
+            bytes += align256(len[i]);
     }
     if (bytes > d->room_len) {
         CUDA_CHECK(cudaStreamSynchronize(cb->stream));   /* queued runs may read the old room */
@@ -807,7 +872,7 @@ static dnn_parts dnn_room(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shape *s
     }
     dnn_parts parts;
     for (int i = 0; i < P_PARTS; i++)
-        parts.at[i] = (char *)d->room + off[i];
+        parts.at[i] = backward || i < P_FORWARD ? (char *)d->room + off[i] : NULL;
     return parts;
 }
 
@@ -906,11 +971,11 @@ int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const flo
     if (!dnn_takes(cb, s))
         return 0;
     dsk_cuda_dnn *d = dnn_state(cb);
-    dnn_plan *p = dnn_plan_for(cb, d, s, 0);
+    dnn_plan *p = d ? dnn_plan_for(cb, d, s, 0) : NULL;
     if (!p)
         return 0;
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
-    dnn_parts r = dnn_room(cb, d, s);
+    dnn_parts r = dnn_room(cb, d, s, 0);
     if (p->workspace > 0)   /* allocations before the copies are placed (they may give those back) */
         (void)dsk_cuda_scratch(cb, (size_t)p->workspace);
     /* The output goes on to the output projection: its 16-bit copy with it. */
@@ -943,11 +1008,11 @@ int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     if (!dnn_takes(cb, s) || s->T < 2)   /* cuDNN's backward refuses one-token rows */
         return 0;
     dsk_cuda_dnn *d = dnn_state(cb);
-    dnn_plan *p = dnn_plan_for(cb, d, s, 1);
+    dnn_plan *p = d ? dnn_plan_for(cb, d, s, 1) : NULL;
     if (!p)
         return 0;
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
-    dnn_parts r = dnn_room(cb, d, s);
+    dnn_parts r = dnn_room(cb, d, s, 1);
     if (p->workspace > 0)
         (void)dsk_cuda_scratch(cb, (size_t)p->workspace);
     /* dV goes on to its two products: its 16-bit copy with it. */
