@@ -176,6 +176,17 @@ $(EMU)/lib/libcublas.so.$(CUBLAS_MAJOR): tests/gpu/emu/cublas_emu.cc
 	    -Wl,-soname,$(notdir $@) -lopenblas
 $(EMU)/lib/libcublasLt.so.$(CUBLAS_MAJOR): $(EMU)/lib/libcublas.so.$(CUBLAS_MAJOR)
 	cp $< $@
+# The cuDNN stand-in (attention_cudnn.cu's graphs interpreted on the host,
+# its calls checked as the real library's are), under its soname.
+CUDNN_MAJOR  := $(shell sed -n 's/^\#define CUDNN_MAJOR *\([0-9]*\).*/\1/p' $(CUDA_INC)/cudnn_version.h 2>/dev/null)
+ifneq ($(CUDNN_MAJOR),)
+EMU_LIBS    += $(EMU)/lib/libcudnn.so.$(CUDNN_MAJOR)
+EMU_CUDNN    = $(EMU)/tests/gpu/emu/test_cudnn_emu
+$(EMU)/lib/libcudnn.so.$(CUDNN_MAJOR): tests/gpu/emu/cudnn_emu.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(SAN_FLAGS) -ffp-contract=off -fPIC -shared -Wall -Wextra -Werror -I$(CUDA_INC) $< -o $@ \
+	    -Wl,-soname,$(notdir $@)
+endif
 $(EMU_TEST_BIN): $(EMU)/tests/gpu/%: $(EMU)/tests/gpu/%.o $(EMU)/tests/gpu/harness.o $(EMU_LINK) | $(EMU_LIBS)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU)/tests/gpu/harness.o $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
 # The emulation's own test (kernels of its own, and what it must stop).
@@ -189,6 +200,10 @@ $(EMU)/tests/gpu/emu/test_cublas_emu: tests/gpu/emu/test_cublas_emu.cc $(EMU)/cu
                                       | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/cuda/cublas_load.o $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
+# The cuDNN stand-in's own test, loaded as attention_cudnn.cu loads it.
+$(EMU)/tests/gpu/emu/test_cudnn_emu: tests/gpu/emu/test_cudnn_emu.cc $(EMU)/emu_runtime.o | $(EMU_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
 # dsk-train and dsk-eval on the emulation, for tests/gpu/train_check.sh
 # (checkpoints across backends, --recompute, --dtype, perplexity).
 EMU_TOOLS = $(EMU)/bin/dsk-train $(EMU)/bin/dsk-eval
@@ -201,7 +216,7 @@ EMU_BENCH = $(EMU)/tests/tools/attn_bench $(EMU)/tests/tools/decode_bench
 $(EMU_BENCH): $(EMU)/tests/tools/%: $(EMU)/tests/tools/%.o $(EMU_LINK) | $(EMU_LIBS)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU_LINK) $(LDLIBS) -lboost_context -ldl
 EMU_ALL = $(EMU_TEST_BIN) $(EMU_TOOLS) $(EMU_BENCH) $(EMU)/tests/gpu/emu/test_emu \
-          $(EMU)/tests/gpu/emu/test_cublas_emu
+          $(EMU)/tests/gpu/emu/test_cublas_emu $(EMU_CUDNN)
 check: $(EMU_ALL)
 emu: $(EMU_ALL)
 -include $(EMU_CU_OBJ:.o=.d) $(EMU)/emu_runtime.d $(EMU_C_OBJ:.o=.d)

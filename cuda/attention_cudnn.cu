@@ -911,13 +911,21 @@ static void first_keys(dsk_cuda *cb, float *first, const int32_t *pos, const dsk
 }
 
 /* The host values of the graphs' by-value scalars, for one call. */
-typedef struct dnn_scalars {
-    float scale, one, neg_inf, neg_inf_window, window;
+typedef struct dnn_scalars {   /* each as aligned as the graphs' tensors say (16 bytes) */
+    alignas(16) float scale;
+    alignas(16) float one;
+    alignas(16) float neg_inf;
+    alignas(16) float neg_inf_window;
+    alignas(16) float window;
 } dnn_scalars;
 
 static dnn_scalars scalars_of(const dsk_attn_shape *s)
 {
-    dnn_scalars v = {1.0f / sqrtf((float)s->hd), 1.0f, -INFINITY, -INFINITY, (float)s->window};
+    dnn_scalars v;
+    v.scale = 1.0f / sqrtf((float)s->hd);
+    v.one = 1.0f;
+    v.neg_inf = v.neg_inf_window = -INFINITY;
+    v.window = (float)s->window;
     return v;
 }
 

@@ -3,7 +3,8 @@
 # what it is; `make emu` builds it), after the emulation's own tests
 # (test_emu.cu: what it must give kernels and what it must stop;
 # test_cublas_emu.cc: the cuBLAS and cuBLASLt stand-in's products and
-# refusals): every op against the CPU backend (attention in fp32 and on
+# refusals; test_cudnn_emu.cc: the cuDNN stand-in's graphs and refusals):
+# every op against the CPU backend (attention in fp32 and on
 # the bf16 tensor-core kernels: WMMA's, mma.sync's in blocks of 4 and 8
 # warps), nano and nano-moe training runs, gemm
 # in bf16 / fp16, the cuBLASLt products and gemm_grouped (--quick:
@@ -44,6 +45,7 @@ run() {   # name, command...
 }
 run "test_emu: the emulation itself" "${BUILD:-build}/emu/tests/gpu/emu/test_emu"
 run "test_cublas_emu: the cuBLAS stand-in" "${BUILD:-build}/emu/tests/gpu/emu/test_cublas_emu"
+run "test_cudnn_emu: the cuDNN stand-in" "${BUILD:-build}/emu/tests/gpu/emu/test_cudnn_emu"
 run "test_cuda_ops --ops --quick (emulated)" "$E/test_cuda_ops" --ops --quick
 run "test_cuda_ops --train --quick (emulated)" "$E/test_cuda_ops" --train --quick
 run "test_cuda_gemm_dtype (emulated)" "$E/test_cuda_gemm_dtype"
