@@ -811,6 +811,11 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
         p->plan = cg_ok(&p->graph) ? cg_plan(&p->graph, d->handle, &p->workspace) : NULL;
         if (!p->plan && !*why)
             snprintf(why, sizeof why, "%s", p->graph.why);
+        if (!p->plan && cb->verbose)
+            fprintf(stderr, "cuda: cuDNN refused the %s graph written%s%s%s%s: %s\n", backward ? "backward" : "forward",
+                    ways[w][0] ? " with int32 indices" : "", ways[w][1] ? " with the mask first" : "",
+                    ways[w][2] ? " with the documents first" : "",
+                    ways[w][0] || ways[w][1] || ways[w][2] ? "" : " in the frontend's order", p->graph.why);
         if (p->plan && w && cb->verbose)
             fprintf(stderr, "cuda: cuDNN took the %s graph written with%s%s%s%s (%s)\n",
                     backward ? "backward" : "forward", ways[w][0] ? " int32 indices" : "",
