@@ -201,9 +201,10 @@ $(EMU)/tests/gpu/emu/test_cublas_emu: tests/gpu/emu/test_cublas_emu.cc $(EMU)/cu
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/cuda/cublas_load.o $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
 # The cuDNN stand-in's own test, loaded as attention_cudnn.cu loads it.
-$(EMU)/tests/gpu/emu/test_cudnn_emu: tests/gpu/emu/test_cudnn_emu.cc $(EMU)/emu_runtime.o | $(EMU_LIBS)
+$(EMU)/tests/gpu/emu/test_cudnn_emu: tests/gpu/emu/test_cudnn_emu.cc $(EMU)/cuda/cudnn_load.o $(EMU)/emu_runtime.o \
+                                     | $(EMU_LIBS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
+	$(CXX) $(EMU_CXXFLAGS) -Icuda -o $@ $< $(EMU)/cuda/cudnn_load.o $(EMU)/emu_runtime.o -lboost_context -ldl -pthread
 # dsk-train and dsk-eval on the emulation, for tests/gpu/train_check.sh
 # (checkpoints across backends, --recompute, --dtype, perplexity).
 EMU_TOOLS = $(EMU)/bin/dsk-train $(EMU)/bin/dsk-eval

@@ -1,7 +1,7 @@
 /* The flash attention through cuDNN (DSK_CUDA_ATTN=cudnn): its fused
  * scaled-dot-product attention engines, forward and backward, reached
  * through the backend graph API (C: no cudnn-frontend), libcudnn loaded
- * at run time as cuBLAS is.
+ * at run time as cuBLAS is (cudnn_load.cu).
  *
  * Why: cuDNN's attention is NVIDIA's own for each architecture (on
  * Hopper, warp-specialised kernels on the tensor memory accelerator),
@@ -37,96 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <dlfcn.h>
-#include <pthread.h>
-
-#include <cudnn_graph.h>
-
 #include "cuda_internal.cuh"
 #include "ops/attn_first.h"
-
-/* ---- the library (dlopen, as cublas_load.cu) ---- */
-
-typedef struct cudnn_api {
-    int loaded;
-    size_t (*GetVersion)(void);
-    cudnnStatus_t (*Create)(cudnnHandle_t *);
-    cudnnStatus_t (*Destroy)(cudnnHandle_t);
-    cudnnStatus_t (*SetStream)(cudnnHandle_t, cudaStream_t);
-    const char *(*GetErrorString)(cudnnStatus_t);
-    void (*GetLastErrorString)(char *, size_t);
-    cudnnStatus_t (*CreateDescriptor)(cudnnBackendDescriptorType_t, cudnnBackendDescriptor_t *);
-    cudnnStatus_t (*DestroyDescriptor)(cudnnBackendDescriptor_t);
-    cudnnStatus_t (*Finalize)(cudnnBackendDescriptor_t);
-    cudnnStatus_t (*SetAttribute)(cudnnBackendDescriptor_t, cudnnBackendAttributeName_t, cudnnBackendAttributeType_t,
-                                  int64_t, const void *);
-    cudnnStatus_t (*GetAttribute)(cudnnBackendDescriptor_t const, cudnnBackendAttributeName_t,
-                                  cudnnBackendAttributeType_t, int64_t, int64_t *, void *);
-    cudnnStatus_t (*Execute)(cudnnHandle_t, cudnnBackendDescriptor_t, cudnnBackendDescriptor_t);
-} cudnn_api;
-
-static cudnn_api dnn;
-static pthread_once_t dnn_once = PTHREAD_ONCE_INIT;
-static char dnn_error[512];
-
-#define CUDNN_STR_(x) #x
-#define CUDNN_STR(x) CUDNN_STR_(x)
-#define CUDNN_SONAME "libcudnn.so." CUDNN_STR(CUDNN_MAJOR)
-
-static void dnn_load(void)
-{
-    void *h = dsk_cuda_dlopen(CUDNN_SONAME, dnn_error, sizeof dnn_error);
-    if (!h)
-        return;
-    struct {
-        const char *name;
-        void **fn;
-    } syms[] = {
-        {"cudnnGetVersion", (void **)&dnn.GetVersion},
-        {"cudnnCreate", (void **)&dnn.Create},
-        {"cudnnDestroy", (void **)&dnn.Destroy},
-        {"cudnnSetStream", (void **)&dnn.SetStream},
-        {"cudnnGetErrorString", (void **)&dnn.GetErrorString},
-        {"cudnnGetLastErrorString", (void **)&dnn.GetLastErrorString},
-        {"cudnnBackendCreateDescriptor", (void **)&dnn.CreateDescriptor},
-        {"cudnnBackendDestroyDescriptor", (void **)&dnn.DestroyDescriptor},
-        {"cudnnBackendFinalize", (void **)&dnn.Finalize},
-        {"cudnnBackendSetAttribute", (void **)&dnn.SetAttribute},
-        {"cudnnBackendGetAttribute", (void **)&dnn.GetAttribute},
-        {"cudnnBackendExecute", (void **)&dnn.Execute},
-    };
-    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
-        *syms[i].fn = dlsym(h, syms[i].name);
-        if (!*syms[i].fn) {
-            snprintf(dnn_error, sizeof dnn_error, "%s has no %s", CUDNN_SONAME, syms[i].name);
-            dlclose(h);
-            return;
-        }
-    }
-    /* The graphs below are the ones the frontend writes for 9.16 to 9.20
-     * (from 9.21 it writes masks and softmax as single operations, which
-     * these still express); before 9.16 it works around the library's
-     * bugs in ways these graphs do not (a zeroed dQ accumulator below 9.6,
-     * an extra padding mask for rows not a multiple of 128 up to 9.15, no
-     * bf16 attention at all in 9.10.0 and 9.10.1), so an older libcudnn.so.9
-     * met first on the library path (a Python wheel's, say) is refused. */
-    size_t v = dnn.GetVersion();
-    if (v < 91600) {
-        snprintf(dnn_error, sizeof dnn_error, "%s is version %zu.%zu.%zu; 9.16 or later is needed", CUDNN_SONAME,
-                 v / 10000, v / 100 % 100, v % 100);
-        dlclose(h);
-        return;
-    }
-    dnn.loaded = 1;
-}
-
-int dsk_cudnn_load(char *why, size_t why_len)
-{
-    pthread_once(&dnn_once, dnn_load);
-    if (!dnn.loaded && why)
-        snprintf(why, why_len, "%s", dnn_error);
-    return dnn.loaded;
-}
 
 /* ---- a graph under construction ----
  * Every call records the first failure (which call, cuDNN's status and
@@ -158,9 +70,9 @@ static void cg_failed(cg *g, cudnnStatus_t st, const char *what)
         return;
     g->st = st;
     char last[512] = "";
-    if (dnn.GetLastErrorString)
-        dnn.GetLastErrorString(last, sizeof last);
-    snprintf(g->why, sizeof g->why, "%s: %s%s%s", what, dnn.GetErrorString(st), *last ? ": " : "", last);
+    if (dsk_cudnn.GetLastErrorString)
+        dsk_cudnn.GetLastErrorString(last, sizeof last);
+    snprintf(g->why, sizeof g->why, "%s: %s%s%s", what, dsk_cudnn.GetErrorString(st), *last ? ": " : "", last);
 }
 
 static cudnnBackendDescriptor_t cg_new(cg *g, cudnnBackendDescriptorType_t type, const char *what)
@@ -172,7 +84,7 @@ static cudnnBackendDescriptor_t cg_new(cg *g, cudnnBackendDescriptorType_t type,
         return NULL;
     }
     cudnnBackendDescriptor_t d = NULL;
-    cudnnStatus_t st = dnn.CreateDescriptor(type, &d);
+    cudnnStatus_t st = dsk_cudnn.CreateDescriptor(type, &d);
     if (st != CUDNN_STATUS_SUCCESS) {
         cg_failed(g, st, what);
         return NULL;
@@ -186,7 +98,7 @@ static void cg_set(cg *g, cudnnBackendDescriptor_t d, cudnnBackendAttributeName_
 {
     if (!cg_ok(g))
         return;
-    cudnnStatus_t st = dnn.SetAttribute(d, name, type, count, value);
+    cudnnStatus_t st = dsk_cudnn.SetAttribute(d, name, type, count, value);
     if (st != CUDNN_STATUS_SUCCESS)
         cg_failed(g, st, what);
 }
@@ -195,7 +107,7 @@ static void cg_finalize(cg *g, cudnnBackendDescriptor_t d, const char *what)
 {
     if (!cg_ok(g))
         return;
-    cudnnStatus_t st = dnn.Finalize(d);
+    cudnnStatus_t st = dsk_cudnn.Finalize(d);
     if (st != CUDNN_STATUS_SUCCESS)
         cg_failed(g, st, what);
 }
@@ -203,7 +115,7 @@ static void cg_finalize(cg *g, cudnnBackendDescriptor_t d, const char *what)
 static void cg_free(cg *g)
 {
     for (int i = g->n_all - 1; i >= 0; i--)
-        dnn.DestroyDescriptor(g->all[i]);
+        dsk_cudnn.DestroyDescriptor(g->all[i]);
     g->n_all = g->n_ops = 0;
 }
 
@@ -331,7 +243,7 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
         if (!cg_ok(g))
             break;
         int64_t n = 0;
-        cudnnStatus_t st = dnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
+        cudnnStatus_t st = dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
                                             NULL);
         if (st != CUDNN_STATUS_SUCCESS) {
             cg_failed(g, st, "heuristics results (count)");
@@ -346,7 +258,7 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
             cfgs[i] = cg_new(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine configuration");
         int64_t got = 0;
         if (cg_ok(g)) {
-            st = dnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got, cfgs);
+            st = dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got, cfgs);
             if (st != CUDNN_STATUS_SUCCESS)
                 cg_failed(g, st, "heuristics results");
         }
@@ -356,21 +268,21 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
                 break;
             /* Deprecated in 9 (the graph's handle is the one that counts):
              * set for older libraries, its refusal ignored. */
-            (void)dnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+            (void)dsk_cudnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
             cg_set(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfgs[i],
                    "plan engine configuration");
             if (!cg_ok(g))
                 break;
-            st = dnn.Finalize(plan);
+            st = dsk_cudnn.Finalize(plan);
             if (st != CUDNN_STATUS_SUCCESS) {   /* this configuration cannot run it: the next */
                 char last[512] = "";
-                dnn.GetLastErrorString(last, sizeof last);
-                snprintf(refused, sizeof refused, "execution plan: %s%s%s", dnn.GetErrorString(st),
+                dsk_cudnn.GetLastErrorString(last, sizeof last);
+                snprintf(refused, sizeof refused, "execution plan: %s%s%s", dsk_cudnn.GetErrorString(st),
                          *last ? ": " : "", last);
                 continue;
             }
             int64_t ws = 0, k = 0;
-            st = dnn.GetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &k, &ws);
+            st = dsk_cudnn.GetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &k, &ws);
             if (st != CUDNN_STATUS_SUCCESS) {
                 cg_failed(g, st, "plan workspace size");
                 break;
@@ -397,19 +309,19 @@ static cudnnStatus_t cg_execute(cudnnHandle_t handle, cudnnBackendDescriptor_t p
                                 void *const *ptrs, void *workspace)
 {
     cudnnBackendDescriptor_t pack = NULL;
-    cudnnStatus_t st = dnn.CreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
+    cudnnStatus_t st = dsk_cudnn.CreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
+        st = dsk_cudnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
+        st = dsk_cudnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+        st = dsk_cudnn.SetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.Finalize(pack);
+        st = dsk_cudnn.Finalize(pack);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = dnn.Execute(handle, plan, pack);
+        st = dsk_cudnn.Execute(handle, plan, pack);
     if (pack)
-        dnn.DestroyDescriptor(pack);
+        dsk_cudnn.DestroyDescriptor(pack);
     return st;
 }
 
@@ -712,7 +624,7 @@ void dsk_cuda_dnn_destroy(dsk_cuda *cb)
     if (d->room)
         CUDA_CHECK(cudaFree(d->room));
     if (d->handle)
-        dnn.Destroy(d->handle);
+        dsk_cudnn.Destroy(d->handle);
     free(d);
     cb->dnn = NULL;
 }
@@ -731,15 +643,15 @@ static dsk_cuda_dnn *dnn_state(dsk_cuda *cb)
     if (!d)
         dsk_die(EX_OSERR, "cuda: out of memory");
     cb->dnn = d;
-    cudnnStatus_t st = dnn.Create(&d->handle);
-    if (st == CUDNN_STATUS_SUCCESS && (st = dnn.SetStream(d->handle, cb->stream)) != CUDNN_STATUS_SUCCESS) {
-        dnn.Destroy(d->handle);
+    cudnnStatus_t st = dsk_cudnn.Create(&d->handle);
+    if (st == CUDNN_STATUS_SUCCESS && (st = dsk_cudnn.SetStream(d->handle, cb->stream)) != CUDNN_STATUS_SUCCESS) {
+        dsk_cudnn.Destroy(d->handle);
         d->handle = NULL;
     }
     if (st != CUDNN_STATUS_SUCCESS) {
         d->handle = NULL;
         fprintf(stderr, "cuda: DSK_CUDA_ATTN=cudnn: cudnnCreate on device %d: %s; the default kernels run the "
-                "attention\n", cb->device, dnn.GetErrorString(st));
+                "attention\n", cb->device, dsk_cudnn.GetErrorString(st));
         return NULL;
     }
     return d;
@@ -826,7 +738,7 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
         fprintf(stderr,
                 "cuda: DSK_CUDA_ATTN=cudnn: cuDNN %zu has no %s plan for batch %d x %d, %d/%d heads of %d%s: %s; "
                 "the default kernels run it\n",
-                dnn.GetVersion(), backward ? "backward" : "forward", s->B, s->T, s->H, s->KV, s->hd,
+                dsk_cudnn.GetVersion(), backward ? "backward" : "forward", s->B, s->T, s->H, s->KV, s->hd,
                 s->kind == DSK_ATTN_LOCAL ? ", sliding window" : "", why);
         cg_free(&p->graph);
         p->refused = 1;
@@ -968,9 +880,9 @@ static void dnn_execute(dsk_cuda *cb, dsk_cuda_dnn *d, dnn_plan *p, const dnn_pa
     cudnnStatus_t st = cg_execute(d->handle, p->plan, k->n, k->uid, k->ptr, ws);
     if (st != CUDNN_STATUS_SUCCESS) {
         char last[512] = "";
-        dnn.GetLastErrorString(last, sizeof last);
+        dsk_cudnn.GetLastErrorString(last, sizeof last);
         char msg[768];
-        snprintf(msg, sizeof msg, "%s%s%s", dnn.GetErrorString(st), *last ? ": " : "", last);
+        snprintf(msg, sizeof msg, "%s%s%s", dsk_cudnn.GetErrorString(st), *last ? ": " : "", last);
         dsk_cuda_fail(EX_SOFTWARE, __FILE__, __LINE__, what, msg);
     }
     d->runs++;

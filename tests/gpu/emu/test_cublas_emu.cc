@@ -33,27 +33,7 @@ static constexpr cublasStatus_t OK = CUBLAS_STATUS_SUCCESS, INVALID = CUBLAS_STA
                                 UNSUPPORTED = CUBLAS_STATUS_NOT_SUPPORTED, NO_INIT = CUBLAS_STATUS_NOT_INITIALIZED,
                                 FAILED = CUBLAS_STATUS_EXECUTION_FAILED;
 
-/* ---- TAP: checks count towards the family under way ---- */
-
-static int n_tests, n_failed;          /* TAP lines, and those not ok */
-static int family_checks, family_failed;
-static int n_checks, n_checks_failed;  /* over all families */
-
-__attribute__((format(printf, 3, 4))) static int check_at(int ok, int line, const char *fmt, ...)
-{
-    family_checks++;
-    if (!ok) {
-        family_failed++;
-        printf("# FAIL line %d: ", line);
-        va_list ap;
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-    }
-    return ok;
-}
-#define CHECK(cond, ...) check_at((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
+#include "tap.h"
 #define EXPECT(call, want) expect_at((call), (want), #call, __LINE__)
 
 static int expect_at(cublasStatus_t got, cublasStatus_t want, const char *call, int line)
@@ -62,18 +42,6 @@ static int expect_at(cublasStatus_t got, cublasStatus_t want, const char *call, 
                     dsk_cublas.GetStatusString(want));
 }
 
-static void tap(const char *what)
-{
-    n_tests++;
-    n_failed += family_failed != 0;
-    if (family_failed)
-        printf("not ok %d - %s (%d of %d checks failed)\n", n_tests, what, family_failed, family_checks);
-    else
-        printf("ok %d - %s\n", n_tests, what);
-    fflush(stdout);
-    n_checks += family_checks, n_checks_failed += family_failed;
-    family_checks = family_failed = 0;
-}
 
 /* ---- operands ---- */
 
