@@ -103,6 +103,13 @@ static void cg_set(cg *g, cudnnBackendDescriptor_t d, cudnnBackendAttributeName_
         cg_failed(g, st, what);
 }
 
+/* d's attribute `name`, one descriptor (an operation's operand, say). */
+static void cg_link(cg *g, cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendDescriptor_t value,
+                    const char *what)
+{
+    cg_set(g, d, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &value, what);
+}
+
 static void cg_finalize(cg *g, cudnnBackendDescriptor_t d, const char *what)
 {
     if (!cg_ok(g))
@@ -164,13 +171,13 @@ static void cg_pointwise(cg *g, cudnnPointwiseMode_t mode, cudnnDataType_t prec,
     cg_finalize(g, pw, what);
     cudnnBackendDescriptor_t op = cg_new(g, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
     float one = 1.0f;
-    cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x, what);
     if (b)
-        cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b, what);
+        cg_link(g, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b, what);
     if (t)
-        cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
+        cg_link(g, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, t, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y, what);
     cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &one, what);
     cg_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one, what);
     cg_op(g, op, what);
@@ -180,8 +187,8 @@ static void cg_pointwise(cg *g, cudnnPointwiseMode_t mode, cudnnDataType_t prec,
 static void cg_reshape(cg *g, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y, const char *what)
 {
     cudnnBackendDescriptor_t op = cg_new(g, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y, what);
     cg_op(g, op, what);
 }
 
@@ -194,10 +201,10 @@ static void cg_matmul(cg *g, cudnnBackendDescriptor_t a, cudnnBackendDescriptor_
     cg_set(g, mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
     cg_finalize(g, mm, what);
     cudnnBackendDescriptor_t op = cg_new(g, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, a, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, b, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, c, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, mm, what);
     cg_op(g, op, what);
 }
 
@@ -211,9 +218,9 @@ static void cg_reduce(cg *g, cudnnReduceTensorOp_t how, cudnnBackendDescriptor_t
     cg_set(g, rd, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
     cg_finalize(g, rd, what);
     cudnnBackendDescriptor_t op = cg_new(g, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
-    cg_set(g, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y, what);
+    cg_link(g, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, rd, what);
     cg_op(g, op, what);
 }
 
@@ -236,8 +243,7 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
     char refused[768] = "no engine configuration";
     for (int m = 0; m < 2 && cg_ok(g); m++) {
         cudnnBackendDescriptor_t heur = cg_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristics");
-        cg_set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph,
-               "heuristics graph");
+        cg_link(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph, "heuristics graph");
         cg_set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &modes[m], "heuristics mode");
         cg_finalize(g, heur, m ? "heuristics (fallback)" : "heuristics (mode A)");
         if (!cg_ok(g))
@@ -269,8 +275,7 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
             /* Deprecated in 9 (the graph's handle is the one that counts):
              * set for older libraries, its refusal ignored. */
             (void)dsk_cudnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-            cg_set(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfgs[i],
-                   "plan engine configuration");
+            cg_link(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfgs[i], "plan engine configuration");
             if (!cg_ok(g))
                 break;
             st = dsk_cudnn.Finalize(plan);
@@ -705,9 +710,10 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
     p->used = ++d->clock;
     /* The ways of writing the graph (index_int32, mask_first, doc_first),
      * the current frontend's first; those that do not apply to the shape
-     * are passed over.  The first refusal's reason is the one reported. */
+     * are passed over.  A refusal says each way's reason. */
     static const int ways[][3] = {{0, 0, 0}, {0, 1, 1}, {0, 0, 1}, {1, 0, 0}, {0, 1, 0}, {1, 1, 0}};
-    char why[768] = "";
+    char why[2048] = "", way[32];
+    size_t at = 0;
     for (size_t w = 0; w < sizeof ways / sizeof *ways && !p->plan; w++) {
         if ((ways[w][1] && !backward) || (ways[w][2] && s->whole_rows))
             continue;
@@ -721,25 +727,24 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
         else
             graph_fwd(&p->graph, s);
         p->plan = cg_ok(&p->graph) ? cg_plan(&p->graph, d->handle, &p->workspace) : NULL;
-        if (!p->plan && !*why)
-            snprintf(why, sizeof why, "%s", p->graph.why);
-        if (!p->plan && cb->verbose)
-            fprintf(stderr, "cuda: cuDNN refused the %s graph written%s%s%s%s: %s\n", backward ? "backward" : "forward",
-                    ways[w][0] ? " with int32 indices" : "", ways[w][1] ? " with the mask first" : "",
-                    ways[w][2] ? " with the documents first" : "",
-                    ways[w][0] || ways[w][1] || ways[w][2] ? "" : " in the frontend's order", p->graph.why);
-        if (p->plan && w && cb->verbose)
-            fprintf(stderr, "cuda: cuDNN took the %s graph written with%s%s%s%s (%s)\n",
-                    backward ? "backward" : "forward", ways[w][0] ? " int32 indices" : "",
-                    ways[w][1] ? " the mask first" : "", ways[w][2] ? " the documents first" : "",
-                    ways[w][0] || ways[w][1] || ways[w][2] ? "" : " the frontend's order", why);
+        snprintf(way, sizeof way, "%s%s%s", ways[w][0] ? "i" : "f", ways[w][1] ? "m" : "s", ways[w][2] ? "d" : "c");
+        if (!p->plan && at < sizeof why)
+            at += (size_t)snprintf(why + at, sizeof why - at, "%s%s: %s", at ? "; " : "", way, p->graph.why);
+        if (p->plan && cb->verbose && at)
+            fprintf(stderr, "cuda: cuDNN took the %s graph written as %s, after %s\n", backward ? "backward" : "forward",
+                    way, why);
     }
     if (!p->plan) {
+        /* each way as three letters: indices in f(loat) or i(nt32); the
+         * backward's mask after the s(ubtraction) of Stats or before it
+         * (m); documents masked after the c(ausal) mask or before it (d) */
         fprintf(stderr,
-                "cuda: DSK_CUDA_ATTN=cudnn: cuDNN %zu has no %s plan for batch %d x %d, %d/%d heads of %d%s: %s; "
-                "the default kernels run it\n",
-                dsk_cudnn.GetVersion(), backward ? "backward" : "forward", s->B, s->T, s->H, s->KV, s->hd,
-                s->kind == DSK_ATTN_LOCAL ? ", sliding window" : "", why);
+                "cuda: DSK_CUDA_ATTN=cudnn: cuDNN %zu.%zu.%zu has no %s plan for batch %d x %d, %d/%d heads of %d%s%s "
+                "(each way the graph was written: %s); the default kernels run it\n",
+                dsk_cudnn.GetVersion() / 10000, dsk_cudnn.GetVersion() / 100 % 100, dsk_cudnn.GetVersion() % 100,
+                backward ? "backward" : "forward", s->B, s->T, s->H, s->KV, s->hd,
+                s->kind == DSK_ATTN_LOCAL ? ", sliding window" : "", s->whole_rows ? "" : ", several documents a row",
+                why);
         cg_free(&p->graph);
         p->refused = 1;
         return NULL;

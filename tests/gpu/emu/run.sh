@@ -53,6 +53,19 @@ run "test_cuda_gemm_lt --quick (emulated)" "$E/test_cuda_gemm_lt" --quick
 run "test_cuda_profile (emulated)" "$E/test_cuda_profile"
 run "attn_bench (emulated, B1 T64: fp32 and tensor-core attention timed)" \
     "${BUILD:-build}/emu/tests/tools/attn_bench" cuda 1 64 2 1 32 1
+# A cuDNN with no engine for the graphs (the stand-in's DSK_CUDNN_EMU_ENGINES=0):
+# DSK_CUDA_ATTN=cudnn says so once a plan, with the reason, and the default
+# kernels run the attention.
+cudnn_refused() {
+    err=$(mktemp)
+    rows=$(DSK_CUDNN_EMU_ENGINES=0 "${BUILD:-build}/emu/tests/tools/attn_bench" cuda 1 64 2 1 32 2 2>"$err") || {
+        cat "$err"; rm -f "$err"; return 1; }
+    fwd=$(grep -c 'has no forward plan' "$err") bwd=$(grep -c 'has no backward plan' "$err")
+    cat "$err"
+    rm -f "$err"
+    echo "$rows" | grep -q '"kernels":"cudnn refused: auto"' && [ "$fwd" = 1 ] && [ "$bwd" = 1 ]
+}
+run "DSK_CUDA_ATTN=cudnn with no cuDNN engine (emulated): said once, the default kernels run" cudnn_refused
 run "decode_bench (emulated, 64x128: int4 and fp32 products timed)" \
     "${BUILD:-build}/emu/tests/tools/decode_bench" cuda 64 128 32 4
 run "train_check.sh (emulated dsk-train and dsk-eval, 4 steps of batch 2)" \
