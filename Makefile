@@ -132,6 +132,15 @@ ifeq ($(NCCL_H),)
 $(BUILD)/cuda/comm_nccl.o: NVCC_FLAGS += -DDSK_NO_NCCL
 endif
 $(BUILD)/lib/dist/comm_gpu.o: CPPFLAGS += -DDSK_HAVE_CUDA
+# cuDNN (DSK_CUDA_ATTN=cudnn, cuda/attention_cudnn.cu): its headers at
+# build time (the toolkit's or a cudnn -dev package's), libcudnn.so.9
+# dlopen()ed at the first use.  Without cudnn_graph.h those two files
+# build stubs, and asking for cudnn says dsk was built without it.
+CUDNN_H := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn_graph.h /usr/include/cudnn_graph.h \
+                                  /usr/include/x86_64-linux-gnu/cudnn_graph.h))
+ifeq ($(CUDNN_H),)
+$(BUILD)/cuda/attention_cudnn.o $(BUILD)/cuda/cudnn_load.o: NVCC_FLAGS += -DDSK_NO_CUDNN
+endif
 $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(GPU_TEST_BIN): LDLIBS += $(CUDA_LIBS)
 endif
 
@@ -186,6 +195,8 @@ $(EMU)/lib/libcudnn.so.$(CUDNN_MAJOR): tests/gpu/emu/cudnn_emu.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 $(SAN_FLAGS) -ffp-contract=off -fPIC -shared -Wall -Wextra -Werror -I$(CUDA_INC) $< -o $@ \
 	    -Wl,-soname,$(notdir $@)
+else
+$(EMU)/cuda/attention_cudnn.o $(EMU)/cuda/cudnn_load.o: EMU_CXXFLAGS += -DDSK_NO_CUDNN
 endif
 $(EMU_TEST_BIN): $(EMU)/tests/gpu/%: $(EMU)/tests/gpu/%.o $(EMU)/tests/gpu/harness.o $(EMU_LINK) | $(EMU_LIBS)
 	$(CXX) $(SAN_FLAGS) -o $@ $< $(EMU)/tests/gpu/harness.o $(EMU_LINK) $(LDLIBS) -lboost_context -ldl

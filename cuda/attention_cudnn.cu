@@ -37,7 +37,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef DSK_NO_CUDNN
+/* Built without cuDNN's headers: DSK_CUDA_ATTN=cudnn cannot be chosen
+ * (dsk_cudnn_load says why), and nothing here runs. */
 #include "cuda_internal.cuh"
+
+void dsk_cuda_dnn_destroy(dsk_cuda *cb) { (void)cb; }
+long dsk_cuda_dnn_runs(const dsk_cuda *cb) { return (void)cb, 0; }
+int dsk_cuda_attention_cudnn_fwd(dsk_cuda *, float *, float *, const float *, const float *, const float *,
+                                 const int32_t *, const dsk_attn_shape *)
+{
+    return 0;
+}
+int dsk_cuda_attention_cudnn_bwd(dsk_cuda *, float *, float *, float *, const float *, const float *, const float *,
+                                 const float *, const float *, const float *, const int32_t *, const dsk_attn_shape *)
+{
+    return 0;
+}
+#else
+#include "cudnn_api.cuh"
 #include "ops/attn_first.h"
 
 /* ---- a graph under construction ----
@@ -976,3 +994,4 @@ int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     widen(cb, dv, r.at[P_DV], nk, dv_h, "attention_bwd (cudnn: dV to float)");
     return 1;
 }
+#endif /* DSK_NO_CUDNN */

@@ -8,7 +8,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <cudnn_graph.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,27 +66,9 @@ int dsk_cublaslt_load(char *why, size_t why_len);
  * (dlopen_lib.cu). */
 void *dsk_cuda_dlopen(const char *soname, char *why, size_t why_len);
 
-/* cuDNN's entry points (cudnn_load.cu), for attention_cudnn.cu. */
-typedef struct dsk_cudnn_api {
-    int loaded;
-    size_t (*GetVersion)(void);
-    cudnnStatus_t (*Create)(cudnnHandle_t *);
-    cudnnStatus_t (*Destroy)(cudnnHandle_t);
-    cudnnStatus_t (*SetStream)(cudnnHandle_t, cudaStream_t);
-    const char *(*GetErrorString)(cudnnStatus_t);
-    void (*GetLastErrorString)(char *, size_t);
-    cudnnStatus_t (*CreateDescriptor)(cudnnBackendDescriptorType_t, cudnnBackendDescriptor_t *);
-    cudnnStatus_t (*DestroyDescriptor)(cudnnBackendDescriptor_t);
-    cudnnStatus_t (*Finalize)(cudnnBackendDescriptor_t);
-    cudnnStatus_t (*SetAttribute)(cudnnBackendDescriptor_t, cudnnBackendAttributeName_t, cudnnBackendAttributeType_t,
-                                  int64_t, const void *);
-    cudnnStatus_t (*GetAttribute)(cudnnBackendDescriptor_t const, cudnnBackendAttributeName_t,
-                                  cudnnBackendAttributeType_t, int64_t, int64_t *, void *);
-    cudnnStatus_t (*Execute)(cudnnHandle_t, cudnnBackendDescriptor_t, cudnnBackendDescriptor_t);
-} dsk_cudnn_api;
-extern dsk_cudnn_api dsk_cudnn;
-/* Loads libcudnn (9.16 or later) at the first call: 1, or 0 and the
- * reason in why. */
+/* Loads libcudnn (9.16 or later) at the first call (its entry points:
+ * cudnn_api.cuh): 1, or 0 and the reason in why (also when built without
+ * cuDNN's headers, DSK_NO_CUDNN). */
 int dsk_cudnn_load(char *why, size_t why_len);
 
 typedef struct dsk_cuda_lt dsk_cuda_lt;   /* gemm_lt.cu's state */

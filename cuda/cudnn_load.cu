@@ -2,12 +2,25 @@
  * cublas_load.cu loads cuBLAS): the entry points attention_cudnn.cu's
  * graphs go through, from libcudnn.so.9 (the graph API's C functions, in
  * libcudnn's small dispatching library; its engines load themselves).
- * A library older than 9.16 is refused (below). */
-#include <dlfcn.h>
-#include <pthread.h>
+ * A library older than 9.16 is refused (below).  Built without cuDNN's
+ * headers (DSK_NO_CUDNN: the Makefile finds no cudnn_graph.h), it says so
+ * instead. */
 #include <stdio.h>
 
+#ifdef DSK_NO_CUDNN
 #include "cuda_internal.cuh"
+
+int dsk_cudnn_load(char *why, size_t why_len)
+{
+    if (why)
+        snprintf(why, why_len, "cannot load libcudnn: dsk was built without cuDNN's headers (cudnn_graph.h)");
+    return 0;
+}
+#else
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include "cudnn_api.cuh"
 
 dsk_cudnn_api dsk_cudnn;
 static pthread_once_t dnn_once = PTHREAD_ONCE_INIT;
@@ -71,4 +84,4 @@ int dsk_cudnn_load(char *why, size_t why_len)
         snprintf(why, why_len, "%s", dnn_error);
     return dsk_cudnn.loaded;
 }
-
+#endif

@@ -41,9 +41,7 @@
 #include <string>
 #include <vector>
 
-#include <cudnn_graph.h>
-
-#include "cuda_internal.cuh"
+#include "cudnn_api.cuh"
 
 static constexpr cudnnStatus_t OK = CUDNN_STATUS_SUCCESS, BAD = CUDNN_STATUS_BAD_PARAM,
                                BAD_TYPE = CUDNN_STATUS_BAD_PARAM_ATTRIBUTE_TYPE,
