@@ -267,8 +267,8 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
         if (!cg_ok(g))
             break;
         int64_t n = 0;
-        cudnnStatus_t st = dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
-                                            NULL);
+        cudnnStatus_t st =
+            dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL);
         if (st != CUDNN_STATUS_SUCCESS) {
             cg_failed(g, st, "heuristics results (count)");
             break;
@@ -282,7 +282,8 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
             cfgs[i] = cg_new(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine configuration");
         int64_t got = 0;
         if (cg_ok(g)) {
-            st = dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got, cfgs);
+            st = dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got,
+                                        cfgs);
             if (st != CUDNN_STATUS_SUCCESS)
                 cg_failed(g, st, "heuristics results");
         }
@@ -292,7 +293,11 @@ static cudnnBackendDescriptor_t cg_plan(cg *g, cudnnHandle_t handle, int64_t *wo
                 break;
             /* Deprecated in 9 (the graph's handle is the one that counts):
              * set for older libraries, its refusal ignored. */
-            (void)dsk_cudnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+            if (dsk_cudnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle) !=
+                CUDNN_STATUS_SUCCESS) {
+                char stale[512];   /* its message, which would be taken for a later failure's */
+                dsk_cudnn.GetLastErrorString(stale, sizeof stale);
+            }
             cg_link(g, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfgs[i], "plan engine configuration");
             if (!cg_ok(g))
                 break;
@@ -749,8 +754,8 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
         if (!p->plan && at < sizeof why)
             at += (size_t)snprintf(why + at, sizeof why - at, "%s%s: %s", at ? "; " : "", way, p->graph.why);
         if (p->plan && cb->verbose && at)
-            fprintf(stderr, "cuda: cuDNN took the %s graph written as %s, after %s\n", backward ? "backward" : "forward",
-                    way, why);
+            fprintf(stderr, "cuda: cuDNN took the %s graph written as %s, after %s\n",
+                    backward ? "backward" : "forward", way, why);
     }
     if (!p->plan) {
         /* each way as three letters: indices in f(loat) or i(nt32); the

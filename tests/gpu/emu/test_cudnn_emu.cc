@@ -56,15 +56,17 @@ static constexpr cudnnStatus_t OK = CUDNN_STATUS_SUCCESS, BAD = CUDNN_STATUS_BAD
 
 /* ---- the library, loaded by the backend's own loader (cudnn_load.cu) ---- */
 
+static dsk_cudnn_api &dnn = dsk_cudnn;   /* its table of entry points */
+
 static cudnnHandle_t H;
 
-static const char *name_of(cudnnStatus_t s) { return dsk_cudnn.GetErrorString ? dsk_cudnn.GetErrorString(s) : "?"; }
+static const char *name_of(cudnnStatus_t s) { return dnn.GetErrorString ? dnn.GetErrorString(s) : "?"; }
 
 /* Whether the last error message contains `part`. */
 static bool said(const char *part)
 {
     char m[1024] = "";
-    dsk_cudnn.GetLastErrorString(m, sizeof m);
+    dnn.GetLastErrorString(m, sizeof m);
     return strstr(m, part) != NULL;
 }
 
@@ -76,7 +78,7 @@ static int expect_at(cudnnStatus_t got, cudnnStatus_t want, const char *part, co
         return 0;
     if (part && got != OK && !said(part)) {
         char m[1024] = "";
-        dsk_cudnn.GetLastErrorString(m, sizeof m);
+        dnn.GetLastErrorString(m, sizeof m);
         return check_at(0, line, "%s: the message \"%s\" does not say \"%s\"", call, m, part);
     }
     return 1;
@@ -90,7 +92,7 @@ static std::vector<void *> allocated;
 static void cleanup(void)
 {
     for (size_t i = made.size(); i-- > 0;)
-        dsk_cudnn.DestroyDescriptor(made[i]);
+        dnn.DestroyDescriptor(made[i]);
     made.clear();
     for (void *p : allocated)
         cudaFree(p);
@@ -100,7 +102,7 @@ static void cleanup(void)
 static cudnnBackendDescriptor_t create(cudnnBackendDescriptorType_t t)
 {
     cudnnBackendDescriptor_t d = NULL;
-    if (dsk_cudnn.CreateDescriptor(t, &d) != OK || !d) {
+    if (dnn.CreateDescriptor(t, &d) != OK || !d) {
         printf("Bail out! cannot create descriptor type %d\n", (int)t);
         exit(1);
     }
@@ -147,7 +149,7 @@ static float from_bf16(uint16_t h)
 
 /* ---- building graphs ---- */
 
-#define SET(d, name, type, n, p) CHECK(dsk_cudnn.SetAttribute((d), (name), (type), (n), (p)) == OK, "set %s", #name)
+#define SET(d, name, type, n, p) CHECK(dnn.SetAttribute((d), (name), (type), (n), (p)) == OK, "set %s", #name)
 
 static std::vector<int64_t> dense(const std::vector<int64_t> &dims)
 {
@@ -176,7 +178,7 @@ static cudnnBackendDescriptor_t tensor(int64_t uid, cudnnDataType_t type, std::v
     SET(t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
     if (by_value)
         SET(t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value);
-    EXPECT(dsk_cudnn.Finalize(t), want, NULL);
+    EXPECT(dnn.Finalize(t), want, NULL);
     return t;
 }
 static cudnnBackendDescriptor_t virt(int64_t uid, cudnnDataType_t type, std::vector<int64_t> dims,
@@ -196,7 +198,7 @@ static cudnnBackendDescriptor_t pointwise(cudnnPointwiseMode_t mode, cudnnBacken
     SET(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec);
     if (axis >= 0)
         SET(pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
-    EXPECT(dsk_cudnn.Finalize(pw), OK, NULL);
+    EXPECT(dnn.Finalize(pw), OK, NULL);
     cudnnBackendDescriptor_t op = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
     SET(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
     SET(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
@@ -209,7 +211,7 @@ static cudnnBackendDescriptor_t pointwise(cudnnPointwiseMode_t mode, cudnnBacken
         SET(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &alpha1);
     if (alpha2 != 1)
         SET(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &alpha2);
-    EXPECT(dsk_cudnn.Finalize(op), want, NULL);
+    EXPECT(dnn.Finalize(op), want, NULL);
     return op;
 }
 
@@ -219,13 +221,13 @@ static cudnnBackendDescriptor_t matmul(cudnnBackendDescriptor_t a, cudnnBackendD
     cudnnBackendDescriptor_t mm = create(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
     cudnnDataType_t comp = CUDNN_DATA_FLOAT;
     SET(mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp);
-    EXPECT(dsk_cudnn.Finalize(mm), OK, NULL);
+    EXPECT(dnn.Finalize(mm), OK, NULL);
     cudnnBackendDescriptor_t op = create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
     SET(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a);
     SET(op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
     SET(op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
     SET(op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm);
-    EXPECT(dsk_cudnn.Finalize(op), want, NULL);
+    EXPECT(dnn.Finalize(op), want, NULL);
     return op;
 }
 
@@ -236,12 +238,12 @@ static cudnnBackendDescriptor_t reduce(cudnnReduceTensorOp_t how, cudnnBackendDe
     cudnnDataType_t comp = CUDNN_DATA_FLOAT;
     SET(rd, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &how);
     SET(rd, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp);
-    EXPECT(dsk_cudnn.Finalize(rd), OK, NULL);
+    EXPECT(dnn.Finalize(rd), OK, NULL);
     cudnnBackendDescriptor_t op = create(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
     SET(op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
     SET(op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
     SET(op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd);
-    EXPECT(dsk_cudnn.Finalize(op), want, NULL);
+    EXPECT(dnn.Finalize(op), want, NULL);
     return op;
 }
 
@@ -251,7 +253,7 @@ static cudnnBackendDescriptor_t reshape(cudnnBackendDescriptor_t x, cudnnBackend
     cudnnBackendDescriptor_t op = create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
     SET(op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
     SET(op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    EXPECT(dsk_cudnn.Finalize(op), want, NULL);
+    EXPECT(dnn.Finalize(op), want, NULL);
     return op;
 }
 
@@ -262,7 +264,7 @@ static cudnnBackendDescriptor_t graph(std::vector<cudnnBackendDescriptor_t> ops,
     cudnnBackendDescriptor_t g = create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     SET(g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &H);
     SET(g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, (int64_t)ops.size(), ops.data());
-    EXPECT(dsk_cudnn.Finalize(g), want, part);
+    EXPECT(dnn.Finalize(g), want, part);
     return g;
 }
 
@@ -276,22 +278,22 @@ static cudnnBackendDescriptor_t plan_of(cudnnBackendDescriptor_t g, int64_t *wor
     cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
     SET(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g);
     SET(heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-    EXPECT(dsk_cudnn.Finalize(heur), OK, NULL);
+    EXPECT(dnn.Finalize(heur), OK, NULL);
     int64_t n = -1, got = -1;
-    EXPECT(dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL), OK, NULL);
+    EXPECT(dnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL), OK, NULL);
     CHECK(n == 1, "heuristics: %lld configurations, want 1", (long long)n);
     cudnnBackendDescriptor_t cfg = create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-    EXPECT(dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &cfg), OK,
+    EXPECT(dnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &cfg), OK,
            NULL);
     CHECK(got == 1, "heuristics filled %lld configurations, want 1", (long long)got);
     cudnnBackendDescriptor_t plan = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     SET(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &H);
     SET(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
-    if (!EXPECT(dsk_cudnn.Finalize(plan), want, part) || want != OK)
+    if (!EXPECT(dnn.Finalize(plan), want, part) || want != OK)
         return NULL;
     int64_t k = 0;
     *workspace = -1;
-    EXPECT(dsk_cudnn.GetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &k, workspace), OK,
+    EXPECT(dnn.GetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &k, workspace), OK,
            NULL);
     CHECK(k == 1 && *workspace > 0, "workspace: %lld values, %lld bytes", (long long)k, (long long)*workspace);
     return plan;
@@ -306,8 +308,8 @@ static cudnnStatus_t run(cudnnBackendDescriptor_t plan, std::vector<int64_t> uid
     SET(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, (int64_t)ptrs.size(), ptrs.data());
     SET(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
     if (finalize)
-        EXPECT(dsk_cudnn.Finalize(pack), OK, NULL);
-    return dsk_cudnn.Execute(H, plan, pack);
+        EXPECT(dnn.Finalize(pack), OK, NULL);
+    return dnn.Execute(H, plan, pack);
 }
 
 /* ---- the families ---- */
@@ -317,9 +319,9 @@ static void test_load(void)
     char why[512] = "";
     if (!CHECK(dsk_cudnn_load(why, sizeof why), "dsk_cudnn_load: %s", why))
         return;
-    CHECK(dsk_cudnn.GetVersion() >= 91600, "version %zu", dsk_cudnn.GetVersion());
-    CHECK(!strcmp(dsk_cudnn.GetErrorString(BAD), "CUDNN_STATUS_BAD_PARAM"), "%s", dsk_cudnn.GetErrorString(BAD));
-    CHECK(dsk_cudnn.Create(&H) == OK && H, "cudnnCreate");   /* no stream set: the default one */
+    CHECK(dnn.GetVersion() >= 91600, "version %zu", dnn.GetVersion());
+    CHECK(!strcmp(dnn.GetErrorString(BAD), "CUDNN_STATUS_BAD_PARAM"), "%s", dnn.GetErrorString(BAD));
+    CHECK(dnn.Create(&H) == OK && H, "cudnnCreate");   /* no stream set: the default one */
 }
 
 /* C = A B (batched, B in bf16), D = C * s (s by value; D in a transposed
@@ -722,28 +724,28 @@ static void test_attribute_refusals(void)
     int32_t dims32[2] = {2, 3};
     int64_t dims[2] = {2, 3}, strides[2] = {3, 1}, uid = 1, uids[2] = {1, 2}, align = 16;
     cudnnDataType_t f32 = CUDNN_DATA_FLOAT, comp = CUDNN_DATA_FLOAT;
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT32, 2, dims32), BAD_TYPE,
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT32, 2, dims32), BAD_TYPE,
            "CUDNN_TYPE_INT64");
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 2, uids), BAD, "1 element");
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp), BAD,
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 2, uids), BAD, "1 element");
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp), BAD,
            "not an attribute of CUDNN_BACKEND_TENSOR_DESCRIPTOR");
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL), BAD, "NULL");
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL), BAD, "NULL");
     int bogus = 99;
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &bogus), BAD, "cudnnDataType_t");
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &bogus), BAD, "cudnnDataType_t");
     int64_t many[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 9, many), BAD, "1 to 8");
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 2, dims), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 2, strides), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align), OK, NULL);
-    EXPECT(dsk_cudnn.Finalize(t), BAD, "CUDNN_ATTR_TENSOR_UNIQUE_ID");   /* no uid */
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), OK, NULL);
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 9, many), BAD, "1 to 8");
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32), OK, NULL);
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 2, dims), OK, NULL);
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 2, strides), OK, NULL);
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align), OK, NULL);
+    EXPECT(dnn.Finalize(t), BAD, "CUDNN_ATTR_TENSOR_UNIQUE_ID");   /* no uid */
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), OK, NULL);
     int64_t ws = 0, n = 0;
-    EXPECT(dsk_cudnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &n, &ws), OK, NULL);
+    EXPECT(dnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &n, &ws), OK, NULL);
     CHECK(n == 1 && ws == 1, "GetAttribute of the uid: %lld values, %lld", (long long)n, (long long)ws);
-    EXPECT(dsk_cudnn.Finalize(t), OK, NULL);
-    EXPECT(dsk_cudnn.Finalize(t), BAD, "already finalized");
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, "already finalized");
+    EXPECT(dnn.Finalize(t), OK, NULL);
+    EXPECT(dnn.Finalize(t), BAD, "already finalized");
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, "already finalized");
 
     /* Tensors that do not finalize. */
     tensor(2, CUDNN_DATA_FLOAT, {2, 3}, {3, 1, 1}, false, false, 16, BAD);
@@ -764,54 +766,54 @@ static void test_attribute_refusals(void)
     cudnnBackendDescriptor_t loose = create(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     cudnnBackendDescriptor_t op = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
     cudnnBackendDescriptor_t pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &loose), OK,
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &loose), OK,
            NULL);
     cudnnPointwiseMode_t gen = CUDNN_POINTWISE_GEN_INDEX;
-    EXPECT(dsk_cudnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &gen), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32), OK, NULL);
-    EXPECT(dsk_cudnn.Finalize(pw), BAD, "CUDNN_ATTR_POINTWISE_AXIS");   /* GEN_INDEX needs its axis */
+    EXPECT(dnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &gen), OK, NULL);
+    EXPECT(dnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32), OK, NULL);
+    EXPECT(dnn.Finalize(pw), BAD, "CUDNN_ATTR_POINTWISE_AXIS");   /* GEN_INDEX needs its axis */
     int64_t axis = 1;
-    EXPECT(dsk_cudnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis), OK, NULL);
-    EXPECT(dsk_cudnn.Finalize(pw), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw), BAD,
+    EXPECT(dnn.SetAttribute(pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis), OK, NULL);
+    EXPECT(dnn.Finalize(pw), OK, NULL);
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw), BAD,
            "takes CUDNN_BACKEND_TENSOR_DESCRIPTOR");
     double alpha = 2;
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_DOUBLE, 1, &alpha), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_INT64, 1, &alpha), BAD,
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_DOUBLE, 1, &alpha), OK, NULL);
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_INT64, 1, &alpha), BAD,
            "CUDNN_TYPE_FLOAT or CUDNN_TYPE_DOUBLE");
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw),
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw),
            OK, NULL);
     cudnnBackendDescriptor_t y8 = tensor(9, CUDNN_DATA_FLOAT, {2, 3});
-    EXPECT(dsk_cudnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y8), OK,
+    EXPECT(dnn.SetAttribute(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y8), OK,
            NULL);
-    EXPECT(dsk_cudnn.Finalize(op), BAD, "CUDNN_BACKEND_TENSOR_DESCRIPTOR given as CUDNN_ATTR_OPERATION_POINTWISE_XDESC is "
+    EXPECT(dnn.Finalize(op), BAD, "CUDNN_BACKEND_TENSOR_DESCRIPTOR given as CUDNN_ATTR_OPERATION_POINTWISE_XDESC is "
                                   "not finalized");
 
     /* What is not emulated, and what can only be read. */
     cudnnBackendDescriptor_t conv = NULL;
-    EXPECT(dsk_cudnn.CreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv), UNSUPPORTED, "not emulated");
+    EXPECT(dnn.CreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv), UNSUPPORTED, "not emulated");
     CHECK(conv == NULL, "a descriptor made for a type refused");
     cudnnBackendDescriptor_t heur = create(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR),
                              plan = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-    EXPECT(dsk_cudnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL), NOT_INIT,
+    EXPECT(dnn.GetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL), NOT_INIT,
            "not finalized");
-    EXPECT(dsk_cudnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &ws), UNSUPPORTED,
+    EXPECT(dnn.SetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &ws), UNSUPPORTED,
            "can only be read");
-    EXPECT(dsk_cudnn.Finalize(plan), NOT_FINAL, "CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG");
+    EXPECT(dnn.Finalize(plan), NOT_FINAL, "CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG");
     ws = 0;
-    EXPECT(dsk_cudnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL, &ws), OK, NULL);
+    EXPECT(dnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL, &ws), OK, NULL);
     CHECK(ws == 1, "GetAttribute without elementCount: %lld", (long long)ws);
-    EXPECT(dsk_cudnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL, NULL), NULLP, "elementCount");
+    EXPECT(dnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, NULL, NULL), NULLP, "elementCount");
     /* The message is kept until read, and reading clears it. */
-    EXPECT(dsk_cudnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, NULL);
-    EXPECT(dsk_cudnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &n, &ws), OK, NULL);
+    EXPECT(dnn.SetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, NULL);
+    EXPECT(dnn.GetAttribute(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &n, &ws), OK, NULL);
     CHECK(said("already finalized"), "the message, after a call that succeeded");
     CHECK(!said("already"), "the message, read twice");
-    EXPECT(dsk_cudnn.SetAttribute(NULL, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), NULLP, "NULL");
+    EXPECT(dnn.SetAttribute(NULL, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), NULLP, "NULL");
     cudnnHandle_t none = NULL;
     cudnnBackendDescriptor_t g = create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-    EXPECT(dsk_cudnn.SetAttribute(g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &none), BAD, "NULL handle");
-    EXPECT(dsk_cudnn.SetAttribute(g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t), BAD,
+    EXPECT(dnn.SetAttribute(g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &none), BAD, "NULL handle");
+    EXPECT(dnn.SetAttribute(g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t), BAD,
            "operation descriptors");
 
     /* A destroyed descriptor still referenced (by the finalized operation
@@ -819,8 +821,8 @@ static void test_attribute_refusals(void)
     cudnnBackendDescriptor_t x = tensor(7, CUDNN_DATA_FLOAT, {2, 3}), y = tensor(8, CUDNN_DATA_INT32, {2, 3});
     cudnnBackendDescriptor_t gi = pointwise(CUDNN_POINTWISE_GEN_INDEX, x, NULL, NULL, y, 1);
     made.erase(std::find(made.begin(), made.end(), x));
-    EXPECT(dsk_cudnn.DestroyDescriptor(x), OK, NULL);
-    EXPECT(dsk_cudnn.SetAttribute(x, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, "not a live descriptor");
+    EXPECT(dnn.DestroyDescriptor(x), OK, NULL);
+    EXPECT(dnn.SetAttribute(x, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), BAD, "not a live descriptor");
     int64_t w2;
     CHECK(plan_of(graph({gi}), &w2) != NULL, "a graph of an operation whose input the caller destroyed");
 }
@@ -958,7 +960,7 @@ static void test_execute_refusals(void)
 
     cudnnBackendDescriptor_t cfg_less = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     EXPECT(run(cfg_less, {1, 2, 3}, {x, b, y}, w), NOT_FINAL, "execution plan is not finalized");
-    EXPECT(dsk_cudnn.SetStream(H, (cudaStream_t)0), OK, NULL);
+    EXPECT(dnn.SetStream(H, (cudaStream_t)0), OK, NULL);
     EXPECT(run(plan, {1, 2, 3}, {x, b, y}, w), OK, NULL);
     int bad = 0;
     for (int i = 0; i < 6; i++)
@@ -982,8 +984,8 @@ static void test_execute_refusals(void)
 
 static void test_destroy(void)
 {
-    CHECK(dsk_cudnn.Destroy(H) == OK, "cudnnDestroy");
-    EXPECT(dsk_cudnn.Destroy(NULL), BAD, "NULL");
+    CHECK(dnn.Destroy(H) == OK, "cudnnDestroy");
+    EXPECT(dnn.Destroy(NULL), BAD, "NULL");
 }
 
 int main(void)
