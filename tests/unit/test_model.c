@@ -379,6 +379,29 @@ TEST(bad_batches_are_refused)
     be->destroy(be);
 }
 
+/* A batch whose rows are one document each (every position its place in
+ * the row) is marked so for the attention (dsk_attn_shape.whole_rows:
+ * kernels without document masks may take it); a document starting
+ * inside a row unmarks it. */
+TEST(whole_rows_are_marked)
+{
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make("G", 1, be);
+    make_batch(m);   /* row 1 holds two documents */
+    CHECK(m->whole_rows == 0);
+    for (int i = 0; i < B * TT; i++)
+        pos[i] = i % TT;
+    dsk_batch b = {B, TT, tokens, targets, pos, NULL};
+    dsk_err err = {0};
+    CHECK(dsk_model_set_batch(m, &b, &err) == 0);
+    CHECK(m->whole_rows == 1);
+    pos[B * TT - 1] = 0;   /* the last token begins a document */
+    CHECK(dsk_model_set_batch(m, &b, &err) == 0);
+    CHECK(m->whole_rows == 0);
+    dsk_model_free(m);
+    be->destroy(be);
+}
+
 TEST(overfits_one_batch)
 {
     dsk_backend *be = dsk_backend_cpu(1);
@@ -615,4 +638,4 @@ RUN_TESTS(T(sampler_draws_the_exact_distribution), T(sampler_blocks_and_first_ma
           T(generator_matches_forward), T(moe_gradients_softmax_aux_seq_z), T(moe_gradients_sigmoid_bias_dropping_noise),
           T(moe_gradients_gumbel), T(gradients_global_untied), T(recompute_is_bit_exact_dense),
           T(recompute_is_bit_exact_moe_with_noise), T(head_in_chunks_matches_whole), T(head_chunk_rows),
-          T(tensor_names_are_llama_names), T(bad_batches_are_refused))
+          T(tensor_names_are_llama_names), T(bad_batches_are_refused), T(whole_rows_are_marked))
