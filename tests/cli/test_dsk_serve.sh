@@ -39,6 +39,12 @@ start_server() {
         sleep 0.1
     done
     port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
+    # (not ready in a minute: what it said, and whether it still runs, for
+    # the check that fails next)
+    if ! grep -q "ready:" "$T/serve.err"; then
+        echo "# start_server $*: not ready after 60 s; $(kill -0 "$pid" 2>/dev/null && echo running || echo exited)"
+        sed 's/^/#   /' "$T/serve.err"
+    fi
 }
 expect_exit 64 "a KV budget that holds no sequence" dsk-serve "$T/ck" --port 0 --kv-memory 1K
 expect_exit 64 "--ctx past the model's positions" dsk-serve "$T/ck" --port 0 --ctx 100000
