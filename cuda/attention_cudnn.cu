@@ -783,10 +783,10 @@ static dnn_plan *dnn_plan_for(dsk_cuda *cb, dsk_cuda_dnn *d, const dsk_attn_shap
  * backward's (bf16 dO and dq, dk and dv, float Dsum, nl, and the dQ
  * accumulator, nq), each 256-byte aligned: a forward alone takes only
  * its own. */
-typedef struct dnn_parts {
-    void *at[11];
-} dnn_parts;
 enum { P_Q, P_O, P_K, P_V, P_FIRST, P_DO, P_DQ, P_DK, P_DV, P_DSUM, P_DQ_ACC, P_PARTS, P_FORWARD = P_DO };
+typedef struct dnn_parts {
+    void *at[P_PARTS];
+} dnn_parts;
 
 static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
@@ -888,8 +888,16 @@ static void pack_add(dnn_pack *k, int64_t uid, const void *p)
     k->ptr[k->n++] = (void *)p;
 }
 
-static void pack_scalars(dnn_pack *k, dnn_scalars *v, const dsk_attn_shape *s, int backward)
+/* The masks' inputs: in rows of several documents the queries' first
+ * visible keys (made now, into the room), and the scalars the graph of
+ * shape s holds. */
+static void pack_masks(dsk_cuda *cb, dnn_pack *k, dnn_scalars *v, const dnn_parts *r, const int32_t *pos,
+                       const dsk_attn_shape *s, int backward)
 {
+    if (!s->whole_rows) {
+        first_keys(cb, (float *)r->at[P_FIRST], pos, s);
+        pack_add(k, UID_FIRST, r->at[P_FIRST]);
+    }
     pack_add(k, UID_SCALE, &v->scale);
     pack_add(k, UID_NEG_INF, &v->neg_inf);
     if (backward)
@@ -900,6 +908,24 @@ static void pack_scalars(dnn_pack *k, dnn_scalars *v, const dsk_attn_shape *s, i
         pack_add(k, UID_NEG_INF_WINDOW, &v->neg_inf_window);
         pack_add(k, UID_WINDOW, &v->window);
     }
+}
+
+/* A call's start: the plan for shape s (NULL, nothing done, when cuDNN
+ * does not take it or refused it) with *d the state and *r the room,
+ * allocated (with the plan's workspace) before the caller places its
+ * 16-bit copies, which an allocation may give back. */
+static dnn_plan *dnn_begin(dsk_cuda *cb, const dsk_attn_shape *s, int backward, dsk_cuda_dnn **d, dnn_parts *r)
+{
+    if (!dnn_takes(cb, s))
+        return NULL;
+    *d = dnn_state(cb);
+    dnn_plan *p = *d ? dnn_plan_for(cb, *d, s, backward) : NULL;
+    if (!p)
+        return NULL;
+    *r = dnn_room(cb, *d, s, backward);
+    if (p->workspace > 0)
+        (void)dsk_cuda_scratch(cb, (size_t)p->workspace);
+    return p;
 }
 
 static void dnn_execute(dsk_cuda *cb, dsk_cuda_dnn *d, dnn_plan *p, const dnn_pack *k, const char *what)
@@ -921,16 +947,12 @@ static void dnn_execute(dsk_cuda *cb, dsk_cuda_dnn *d, dnn_plan *p, const dnn_pa
 int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const float *q, const float *k,
                                  const float *v, const int32_t *pos, const dsk_attn_shape *s)
 {
-    if (!dnn_takes(cb, s))
-        return 0;
-    dsk_cuda_dnn *d = dnn_state(cb);
-    dnn_plan *p = d ? dnn_plan_for(cb, d, s, 0) : NULL;
+    dsk_cuda_dnn *d;
+    dnn_parts r;
+    dnn_plan *p = dnn_begin(cb, s, 0, &d, &r);
     if (!p)
         return 0;
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
-    dnn_parts r = dnn_room(cb, d, s, 0);
-    if (p->workspace > 0)   /* allocations before the copies are placed (they may give those back) */
-        (void)dsk_cuda_scratch(cb, (size_t)p->workspace);
     /* The output goes on to the output projection: its 16-bit copy with it. */
     dsk_half_out out_h;
     dsk_cuda_half_produce(cb, nq, out, &out_h, NULL, NULL);
@@ -944,11 +966,7 @@ int dsk_cuda_attention_cudnn_fwd(dsk_cuda *cb, float *out, float *lse, const flo
     pack_add(&pack, UID_V, r.at[P_V]);
     pack_add(&pack, UID_O, r.at[P_O]);
     pack_add(&pack, UID_STATS, lse);
-    if (!s->whole_rows) {
-        first_keys(cb, (float *)r.at[P_FIRST], pos, s);
-        pack_add(&pack, UID_FIRST, r.at[P_FIRST]);
-    }
-    pack_scalars(&pack, &sc, s, 0);
+    pack_masks(cb, &pack, &sc, &r, pos, s, 0);
     dnn_execute(cb, d, p, &pack, "cuDNN attention forward");
     widen(cb, out, r.at[P_O], nq, out_h, "attention_fwd (cudnn: O to float)");
     return 1;
@@ -958,16 +976,14 @@ int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, 
                                  const float *q, const float *k, const float *v, const float *lse,
                                  const int32_t *pos, const dsk_attn_shape *s)
 {
-    if (!dnn_takes(cb, s) || s->T < 2)   /* cuDNN's backward refuses one-token rows */
+    if (s->T < 2)   /* cuDNN's backward refuses one-token rows */
         return 0;
-    dsk_cuda_dnn *d = dnn_state(cb);
-    dnn_plan *p = d ? dnn_plan_for(cb, d, s, 1) : NULL;
+    dsk_cuda_dnn *d;
+    dnn_parts r;
+    dnn_plan *p = dnn_begin(cb, s, 1, &d, &r);
     if (!p)
         return 0;
     size_t nq = (size_t)s->B * s->T * s->H * s->hd, nk = (size_t)s->B * s->T * s->KV * s->hd;
-    dnn_parts r = dnn_room(cb, d, s, 1);
-    if (p->workspace > 0)
-        (void)dsk_cuda_scratch(cb, (size_t)p->workspace);
     /* dV goes on to its two products: its 16-bit copy with it. */
     dsk_half_out dv_h, none = {NULL, 1};
     dsk_cuda_half_produce(cb, nk, dv, &dv_h, NULL, NULL);
@@ -988,11 +1004,7 @@ int dsk_cuda_attention_cudnn_bwd(dsk_cuda *cb, float *dq, float *dk, float *dv, 
     pack_add(&pack, UID_DV, r.at[P_DV]);
     pack_add(&pack, UID_SOFTMAX_SUM, r.at[P_DSUM]);
     pack_add(&pack, UID_DQ_ACCUM, r.at[P_DQ_ACC]);
-    if (!s->whole_rows) {
-        first_keys(cb, (float *)r.at[P_FIRST], pos, s);
-        pack_add(&pack, UID_FIRST, r.at[P_FIRST]);
-    }
-    pack_scalars(&pack, &sc, s, 1);
+    pack_masks(cb, &pack, &sc, &r, pos, s, 1);
     dnn_execute(cb, d, p, &pack, "cuDNN attention backward");
     widen(cb, dq, r.at[P_DQ], nq, none, "attention_bwd (cudnn: dQ to float)");
     widen(cb, dk, r.at[P_DK], nk, none, "attention_bwd (cudnn: dK to float)");

@@ -398,6 +398,7 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
     m->B = b->B;
     m->T = b->T;
     size_t n = (size_t)b->B * b->T;
+    m->whole_rows = 1;   /* until a position is not its place in the row */
     for (size_t i = 0; i < n; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab_size || b->targets[i] >= m->cfg.vocab_size)
             return dsk_fail(err, EX_DATAERR, "token %d at batch position %zu is outside the vocabulary (%d)",
@@ -406,10 +407,8 @@ int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)
         if (b->pos[i] < 0 || b->pos[i] >= m->cfg.max_seq_len || b->pos[i] > (int32_t)(i % (size_t)b->T))
             return dsk_fail(err, EX_DATAERR, "position %d at batch position %zu is beyond max_position_embeddings "
                             "%d or its row", b->pos[i], i, m->cfg.max_seq_len);
+        m->whole_rows &= b->pos[i] == (int32_t)(i % (size_t)b->T);
     }
-    m->whole_rows = 1;
-    for (size_t i = 0; i < n && m->whole_rows; i++)
-        m->whole_rows = b->pos[i] == (int32_t)(i % (size_t)b->T);
     dsk_backend *be = m->be;
     be->upload(be, m->tokens, b->tokens, n * sizeof(int32_t));
     be->upload(be, m->targets, b->targets, n * sizeof(int32_t));
