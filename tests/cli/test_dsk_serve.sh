@@ -27,8 +27,29 @@ dsk-bpe encode -t "$T/tok.json" -o "$T/chat.dskt" "$T/chat.jsonl"
 dsk-pack -q -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/chat.dskt"
 dsk-train -q -j 2 --config nano --data "$T/ds" --out "$T/ck" -b 8 --steps 200 --lr 3e-3 --warmup 5 --eval-every 0
 
-# start_server NAME ARGS...: starts dsk-serve on a free port; sets $port and $pid
+# start_server ARGS...: starts dsk-serve on a free port; sets $port and $pid
 start_server() {
+    launch_server "$@"
+    # Twice in some thirty clean-clone CI runs a server here printed nothing
+    # for a minute while it ran (cause unknown; thousands of starts here,
+    # loaded or not, never did).  Such a start is described (what each of
+    # its threads waits in, and gdb's stacks where gdb is installed) on a
+    # "# warning:" line that tests/run-all shows for a passing suite too,
+    # then killed and made once more: the suite tests the server, not this.
+    if [ -z "$port" ] && [ ! -s "$T/serve.err" ] && kill -0 "$pid" 2>/dev/null; then
+        echo "# warning: start_server $*: dsk-serve (pid $pid) printed nothing in 60 s; started again"
+        describe_process "$pid" | sed 's/^/# warning:   /'
+        kill -KILL "$pid"; wait "$pid" 2>/dev/null
+        launch_server "$@"
+    fi
+    # (not ready: what it said, and whether it still runs, for the check
+    # that fails next)
+    if ! grep -q "ready:" "$T/serve.err"; then
+        echo "# start_server $*: not ready after 60 s; $(kill -0 "$pid" 2>/dev/null && echo running || echo exited)"
+        sed 's/^/#   /' "$T/serve.err"
+    fi
+}
+launch_server() {
     dsk-serve "${ckpt:-$T/ck}" --port 0 -j 2 "$@" 2>"$T/serve.err" &
     pid=$!
     port=""
@@ -39,12 +60,17 @@ start_server() {
         sleep 0.1
     done
     port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T/serve.err")
-    # (not ready in a minute: what it said, and whether it still runs, for
-    # the check that fails next)
-    if ! grep -q "ready:" "$T/serve.err"; then
-        echo "# start_server $*: not ready after 60 s; $(kill -0 "$pid" 2>/dev/null && echo running || echo exited)"
-        sed 's/^/#   /' "$T/serve.err"
-    fi
+}
+# describe_process PID: its command line, and each thread's state, wait
+# channel and system call
+describe_process() {
+    ps -o pid=,stat=,etime=,args= -p "$1"
+    local t
+    for t in /proc/"$1"/task/*; do
+        echo "thread ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(cut -d' ' -f3 "$t/stat" 2>/dev/null)" \
+            "wchan $(cat "$t/wchan" 2>/dev/null) syscall $(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+    done
+    command -v gdb >/dev/null && timeout 60 gdb -q -batch -p "$1" -ex "thread apply all bt" 2>&1 | grep -E '^(Thread|#)'
 }
 expect_exit 64 "a KV budget that holds no sequence" dsk-serve "$T/ck" --port 0 --kv-memory 1K
 expect_exit 64 "--ctx past the model's positions" dsk-serve "$T/ck" --port 0 --ctx 100000
