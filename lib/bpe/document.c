@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "text/tool_calls.h"
 
 const char *const dsk_bpe_default_specials[5] = {"<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>",
                                                  "<|end|>"};
@@ -102,19 +103,72 @@ static int check_messages(struct json_object *msgs, dsk_err *err)
     return 0;
 }
 
-/* Message i: its role (0 system, 1 user, 2 assistant) and content. */
-static int check_message(struct json_object *msgs, size_t i, int *role, struct json_object **content, dsk_err *err)
+enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT };
+
+/* Message i as the template writes it: its turn's role and its text (a
+ * buffer reused from message to message).  Besides OpenAI's system, user
+ * and assistant messages with string content, the tool messages of its
+ * fine-tuning format: an assistant message whose "tool_calls" follow its
+ * text (content then may be null or absent), and a "tool" message, a
+ * call's result, written as a user turn (text/tool_calls.h). */
+static int message_text(struct json_object *msgs, size_t i, int *role, dsk_buf *text, dsk_err *err)
 {
-    struct json_object *m = json_object_array_get_idx(msgs, i);
+    struct json_object *m = json_object_array_get_idx(msgs, i), *content = NULL, *calls = NULL;
     struct json_object *r = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
-    *content = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "content") : NULL;
-    if (!r || !*content)
+    if (dsk_json_is(m, json_type_object)) {
+        json_object_object_get_ex(m, "content", &content);
+        json_object_object_get_ex(m, "tool_calls", &calls);
+    }
+    const char *name = r ? json_object_get_string(r) : "";
+    int assistant = strcmp(name, "assistant") == 0, tool = strcmp(name, "tool") == 0;
+    if (dsk_json_is(calls, json_type_null))
+        calls = NULL;
+    if (!r || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content) ||
+                (assistant && calls && dsk_json_is(content, json_type_null))))
         return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
-    const char *name = json_object_get_string(r);
-    *role = !strcmp(name, "system") ? 0 : !strcmp(name, "user") ? 1 : !strcmp(name, "assistant") ? 2 : -1;
+    *role = !strcmp(name, "system") ? ROLE_SYSTEM : !strcmp(name, "user") || tool ? ROLE_USER
+            : assistant ? ROLE_ASSISTANT : -1;
     if (*role < 0)
-        return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user or assistant)", i, name);
-    return 0;
+        return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user, assistant or tool)", i, name);
+    if (calls && !assistant)
+        return dsk_fail(err, EX_DATAERR, "message %zu: only an assistant message has \"tool_calls\"", i);
+    dsk_buf_clear(text);
+    const char *c = dsk_json_is(content, json_type_string) ? json_object_get_string(content) : "";
+    size_t n = dsk_json_is(content, json_type_string) ? (size_t)json_object_get_string_len(content) : 0;
+    if (tool) {
+        dsk_tool_response_render(c, n, text);
+        return 0;
+    }
+    dsk_buf_add(text, c, n);
+    if (!calls)
+        return 0;
+    if (n)
+        dsk_buf_addc(text, '\n');
+    int rc = dsk_tool_calls_render(calls, text, err);
+    if (rc) {
+        char why[sizeof err->msg];
+        memcpy(why, err->msg, sizeof why);
+        dsk_fail(err, rc, "message %zu: %.900s", i, why);
+    }
+    return rc;
+}
+
+/* [{"role": "user", "content": text}]: a string prompt as messages. */
+static struct json_object *user_turn(struct json_object *text)
+{
+    struct json_object *m = json_object_new_object(), *msgs = json_object_new_array();
+    json_object_object_add(m, "role", json_object_new_string("user"));
+    json_object_object_add(m, "content", json_object_get(text));
+    json_object_array_add(msgs, m);
+    return msgs;
+}
+
+/* A document's "tools", or NULL when it has none (or null). */
+static struct json_object *tools_of(struct json_object *doc)
+{
+    struct json_object *tools = NULL;
+    json_object_object_get_ex(doc, "tools", &tools);
+    return dsk_json_is(tools, json_type_null) ? NULL : tools;
 }
 
 /* An answer: a string, or one assistant message (TRL's conversational
@@ -154,24 +208,32 @@ static int preference_fields(struct json_object *doc, struct json_object **promp
            json_object_object_get_ex(doc, "rejected", rejected);
 }
 
-/* Messages through the template; the assistant turns masked in when train_assistant. */
+/* Messages through the template, after a system turn describing the
+ * document's tools if it has some; the assistant turns masked in when
+ * train_assistant. */
 static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *msgs,
-                           int train_assistant, dskt_record *rec, dsk_err *err)
+                           struct json_object *tools, int train_assistant, dskt_record *rec, dsk_err *err)
 {
     int rc = check_messages(msgs, err);
+    dsk_buf text = {0};
+    if (!rc && tools && !(rc = dsk_tools_render(tools, &text, err))) {
+        add_id(rec, c->system, 0);
+        rc = encode_into(t, e, text.data, text.len, 0, rec, 0, err);
+        if (!rc)
+            add_id(rec, c->end, 0);
+    }
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
         int role;
-        struct json_object *content;
-        if ((rc = check_message(msgs, i, &role, &content, err)))
+        if ((rc = message_text(msgs, i, &role, &text, err)))
             break;
-        uint32_t rid = role == 0 ? c->system : role == 1 ? c->user : c->assistant;
+        uint32_t rid = role == ROLE_SYSTEM ? c->system : role == ROLE_USER ? c->user : c->assistant;
         uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
         add_id(rec, rid, 0);
-        rc = encode_into(t, e, json_object_get_string(content), (size_t)json_object_get_string_len(content), 0, rec,
-                         mask, err);
+        rc = encode_into(t, e, text.data ? text.data : "", text.len, 0, rec, mask, err);
         if (!rc)
             add_id(rec, c->end, mask);
     }
+    dsk_buf_free(&text);
     return rc;
 }
 
@@ -206,7 +268,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         rec->kind = DSKT_CHAT;
         rc = get_chat_ids(t, &c, err);
         if (!rc)
-            rc = encode_messages(t, e, &c, msgs, 1, rec, err);
+            rc = encode_messages(t, e, &c, msgs, tools_of(doc), 1, rec, err);
         if (!rc)
             add_id(rec, c.eot, 0);
         return rc;
@@ -217,15 +279,10 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         rc = get_chat_ids(t, &c, err);
         if (rc)
             return rc;
-        if (dsk_json_is(prompt, json_type_string)) {
-            add_id(rec, c.user, 0);
-            rc = encode_into(t, e, json_object_get_string(prompt), (size_t)json_object_get_string_len(prompt), 0, rec,
-                             0, err);
-            if (!rc)
-                add_id(rec, c.end, 0);
-        } else {
-            rc = encode_messages(t, e, &c, prompt, 0, rec, err);
-        }
+        /* a string prompt is one user turn */
+        struct json_object *turns = dsk_json_is(prompt, json_type_string) ? user_turn(prompt) : json_object_get(prompt);
+        rc = encode_messages(t, e, &c, turns, tools_of(doc), 0, rec, err);
+        json_object_put(turns);
         if (rc)
             return rc;
         add_id(rec, c.assistant, 0);
@@ -243,16 +300,20 @@ static int text_of(struct json_object *s, dsk_bpe_text_fn *fn, void *ctx, dsk_er
     return fn(ctx, json_object_get_string(s), (size_t)json_object_get_string_len(s), err);
 }
 
-static int messages_texts(struct json_object *msgs, dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
+static int messages_texts(struct json_object *msgs, struct json_object *tools, dsk_bpe_text_fn *fn, void *ctx,
+                          dsk_err *err)
 {
     int rc = check_messages(msgs, err);
+    dsk_buf text = {0};
+    if (!rc && tools && !(rc = dsk_tools_render(tools, &text, err)))
+        rc = fn(ctx, text.data, text.len, err);
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
         int role;
-        struct json_object *content;
-        rc = check_message(msgs, i, &role, &content, err);
+        rc = message_text(msgs, i, &role, &text, err);
         if (!rc)
-            rc = text_of(content, fn, ctx, err);
+            rc = fn(ctx, text.data ? text.data : "", text.len, err);
     }
+    dsk_buf_free(&text);
     return rc;
 }
 
@@ -266,9 +327,11 @@ int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_t
     if (text)
         return text_of(text, fn, ctx, err);
     if (json_object_object_get_ex(doc, "messages", &msgs))
-        return messages_texts(msgs, fn, ctx, err);
+        return messages_texts(msgs, tools_of(doc), fn, ctx, err);
     if (preference_fields(doc, &prompt, &chosen, &rejected)) {
-        rc = dsk_json_is(prompt, json_type_string) ? text_of(prompt, fn, ctx, err) : messages_texts(prompt, fn, ctx, err);
+        struct json_object *turns = dsk_json_is(prompt, json_type_string) ? user_turn(prompt) : json_object_get(prompt);
+        rc = messages_texts(turns, tools_of(doc), fn, ctx, err);
+        json_object_put(turns);
         if (!rc && !(rc = check_answer(chosen, "chosen", &chosen, err)))
             rc = text_of(chosen, fn, ctx, err);
         if (!rc && !(rc = check_answer(rejected, "rejected", &rejected, err)))
@@ -290,14 +353,12 @@ int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e,
     if (rc)
         return rc;
     struct json_object *msgs, *prompt = dsk_json_get_string(doc, "prompt");
-    if (prompt) {
-        add_id(rec, c.user, 0);
-        rc = encode_into(t, e, json_object_get_string(prompt), (size_t)json_object_get_string_len(prompt), 0, rec, 0,
-                         err);
-        if (!rc)
-            add_id(rec, c.end, 0);
+    if (prompt) {   /* one user turn */
+        msgs = user_turn(prompt);
+        rc = encode_messages(t, e, &c, msgs, tools_of(doc), 0, rec, err);
+        json_object_put(msgs);
     } else if (json_object_object_get_ex(doc, "messages", &msgs)) {
-        rc = encode_messages(t, e, &c, msgs, 0, rec, err);
+        rc = encode_messages(t, e, &c, msgs, tools_of(doc), 0, rec, err);
     } else {
         rc = dsk_fail(err, EX_DATAERR, "no string \"prompt\" and no \"messages\"");
     }

@@ -12,6 +12,7 @@
 #include <json-c/printbuf.h>
 
 #include "core/err.h"
+#include "text/tool_calls.h"
 #include "text/utf8.h"
 
 void dsk_openai_limits_default(dsk_openai_limits *lim)
@@ -226,6 +227,52 @@ static int message_content(struct json_object *v, int i, int assistant, struct j
     return 0;
 }
 
+/* An assistant message's "tool_calls", as OpenAI checks them, and with
+ * arguments the template can write (a JSON object). */
+static int check_message_calls(struct json_object *calls, int i, dsk_openai_error *e)
+{
+    char param[96];
+    snprintf(param, sizeof param, "messages[%d].tool_calls", i);
+    if (!dsk_json_is(calls, json_type_array))
+        return bad_type(e, param, "an array", calls);
+    if (json_object_array_length(calls) == 0)
+        return dsk_openai_fail(e, 400, param, "empty_array",
+                               "Invalid '%s': empty array. Expected an array with minimum length 1, but got an "
+                               "empty array instead.", param);
+    for (size_t k = 0; k < json_object_array_length(calls); k++) {
+        struct json_object *call = json_object_array_get_idx(calls, k), *v, *fn;
+        snprintf(param, sizeof param, "messages[%d].tool_calls[%zu]", i, k);
+        if (!dsk_json_is(call, json_type_object))
+            return bad_type(e, param, "an object", call);
+        static const char *const need[] = {"id", "type", "function"};
+        for (int f = 0; f < 3; f++) {
+            snprintf(param, sizeof param, "messages[%d].tool_calls[%zu].%s", i, k, need[f]);
+            if (!json_object_object_get_ex(call, need[f], &v))
+                return dsk_openai_fail(e, 400, param, "missing_required_parameter",
+                                       "Missing required parameter: '%s'.", param);
+            if (!dsk_json_is(v, f < 2 ? json_type_string : json_type_object))
+                return bad_type(e, param, f < 2 ? "a string" : "an object", v);
+        }
+        json_object_object_get_ex(call, "function", &fn);
+        static const char *const fields[] = {"name", "arguments"};
+        for (int f = 0; f < 2; f++) {
+            snprintf(param, sizeof param, "messages[%d].tool_calls[%zu].function.%s", i, k, fields[f]);
+            if (!json_object_object_get_ex(fn, fields[f], &v))
+                return dsk_openai_fail(e, 400, param, "missing_required_parameter",
+                                       "Missing required parameter: '%s'.", param);
+            if (!dsk_json_is(v, json_type_string))
+                return bad_type(e, param, "a string", v);
+        }
+    }
+    /* what the template writes: type "function", arguments a JSON object */
+    dsk_buf scratch = {0};
+    dsk_err why = {0};
+    int rc = dsk_tool_calls_render(calls, &scratch, &why);
+    dsk_buf_free(&scratch);
+    snprintf(param, sizeof param, "messages[%d].tool_calls", i);
+    return rc ? dsk_openai_fail(e, 400, param, "invalid_value", "Invalid '%s': %.300s.", param, why.msg) : 0;
+}
+
 static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, dsk_openai_request *req,
                           dsk_openai_error *e)
 {
@@ -258,19 +305,34 @@ static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, d
         const char *r = json_object_get_string(role);
         if (strcmp(r, "developer") == 0)
             r = "system";  /* OpenAI's newer name for the system turn */
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0 &&
+            strcmp(r, "tool") != 0) {
             char shown[40];
             snprintf(shown, sizeof shown, "%s", r);
             return dsk_openai_fail(e, 400, param, "invalid_value",
-                                   "Invalid value: '%s'. Supported values are: 'system', 'user', 'assistant' and "
-                                   "'developer'.", shown);
+                                   "Invalid value: '%s'. Supported values are: 'system', 'user', 'assistant', "
+                                   "'tool' and 'developer'.", shown);
         }
+        struct json_object *calls = NULL, *call_id = NULL;
+        if (strcmp(r, "tool") == 0) {   /* a call's result: which call it answers */
+            snprintf(param, sizeof param, "messages[%d].tool_call_id", i);
+            if (!json_object_object_get_ex(m, "tool_call_id", &call_id))
+                return dsk_openai_fail(e, 400, param, "missing_required_parameter",
+                                       "Missing required parameter: '%s'.", param);
+            if (!dsk_json_is(call_id, json_type_string))
+                return bad_type(e, param, "a string", call_id);
+        }
+        if (strcmp(r, "assistant") == 0 && json_object_object_get_ex(m, "tool_calls", &calls) &&
+            !dsk_json_is(calls, json_type_null) && check_message_calls(calls, i, e))
+            return e->status;
         json_object_object_get_ex(m, "content", &content);
         if (message_content(content, i, strcmp(r, "assistant") == 0, &c, e))
             return e->status;
         struct json_object *out = json_object_new_object();
         json_object_object_add(out, "role", json_object_new_string(r));
         json_object_object_add(out, "content", c);
+        if (calls && !dsk_json_is(calls, json_type_null))
+            json_object_object_add(out, "tool_calls", json_object_get(calls));
         json_object_array_add(list, out);
     }
     return 0;
@@ -667,8 +729,12 @@ static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error 
         call = json_object_get_string(nm);
     }
     if (!call) {
-        if (!tc || strcmp(json_object_get_string(tc), "auto") == 0)
-            add_ignored(req, "tools");   /* auto: nothing to recognise a call by */
+        if (!tc || strcmp(json_object_get_string(tc), "auto") == 0) {
+            /* auto: the tools are described in the prompt, and an answer that
+             * is calls in the template's form is returned as calls */
+            req->tools_auto = 1;
+            json_object_object_add(req->chat, "tools", json_object_get(s->tools));
+        }
         return 0;
     }
     struct json_object *fn = NULL, *params = NULL;
@@ -1027,11 +1093,39 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
-static struct json_object *finish_value(const dsk_openai_meta *m, int f)
+static struct json_object *finish_value(const dsk_openai_meta *m, const dsk_openai_choice *c)
 {
     /* a call whose arguments closed ended as OpenAI's do: "tool_calls" */
+    int f = c->finish_reason;
+    if (f != DSK_FINISH_NONE && c->calls)
+        return json_object_new_string("tool_calls");
     return f == DSK_FINISH_STOP ? json_object_new_string(m->tool_name ? "tool_calls" : "stop")
            : f == DSK_FINISH_LENGTH ? json_object_new_string("length") : NULL;
+}
+
+/* The "tool_calls" list of an answer's own calls (tool_choice "auto"),
+ * each whole; in a stream each with its place in the list. */
+static struct json_object *made_calls(const dsk_openai_meta *m, const dsk_openai_choice *c, int stream)
+{
+    struct json_object *list = json_object_new_array();
+    const char *dash = strchr(m->id, '-');
+    for (size_t k = 0; k < json_object_array_length(c->calls); k++) {
+        struct json_object *made = json_object_array_get_idx(c->calls, k), *call = json_object_new_object();
+        struct json_object *fn = json_object_new_object(), *v;
+        char id[64];
+        snprintf(id, sizeof id, "call_%s%02x%02zx", dash ? dash + 1 : m->id, c->index & 0xFF, k & 0xFF);
+        if (stream)
+            json_object_object_add(call, "index", json_object_new_int((int)k));
+        json_object_object_add(call, "id", json_object_new_string(id));
+        json_object_object_add(call, "type", json_object_new_string("function"));
+        json_object_object_get_ex(made, "name", &v);
+        json_object_object_add(fn, "name", json_object_get(v));
+        json_object_object_get_ex(made, "arguments", &v);
+        json_object_object_add(fn, "arguments", json_object_get(v));
+        json_object_object_add(call, "function", fn);
+        json_object_array_add(list, call);
+    }
+    return list;
 }
 
 /* The "tool_calls" list of choice index, with the arguments given.  part:
@@ -1096,6 +1190,9 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
                 json_object_object_add(msg, "content", NULL);
                 json_object_object_add(msg, "tool_calls",
                                        tool_calls(m, c->index, text_string(c->text, c->len), CALL_WHOLE));
+            } else if (c->calls) {
+                json_object_object_add(msg, "content", c->len ? text_string(c->text, c->len) : NULL);
+                json_object_object_add(msg, "tool_calls", made_calls(m, c, 0));
             } else {
                 json_object_object_add(msg, "content", text_string(c->text, c->len));
             }
@@ -1105,7 +1202,7 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
             json_object_object_add(ch, "text", text_string(c->text, c->len));
             json_object_object_add(ch, "logprobs", completion_logprobs(c));
         }
-        json_object_object_add(ch, "finish_reason", finish_value(m, c->finish_reason));
+        json_object_object_add(ch, "finish_reason", finish_value(m, c));
         json_object_array_add(list, ch);
     }
     json_object_object_add(o, "choices", list);
@@ -1156,6 +1253,27 @@ void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
 
 void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out)
 {
+    if (c->calls && c->finish_reason != DSK_FINISH_NONE && m->kind == DSK_OPENAI_CHAT) {
+        /* the calls (after the text before them), then the finish reason alone */
+        struct json_object *ch = json_object_new_object(), *delta = json_object_new_object();
+        json_object_object_add(ch, "index", json_object_new_int(c->index));
+        if (c->len)
+            json_object_object_add(delta, "content", text_string(c->text, c->len));
+        json_object_object_add(delta, "tool_calls", made_calls(m, c, 1));
+        json_object_object_add(ch, "delta", delta);
+        json_object_object_add(ch, "logprobs", chat_logprobs(c));
+        json_object_object_add(ch, "finish_reason", NULL);
+        sse_event(chunk_envelope(m, ch), out);
+        dsk_openai_choice end = {.index = c->index, .text = "", .finish_reason = c->finish_reason, .calls = c->calls};
+        c = &end;
+        ch = json_object_new_object();
+        json_object_object_add(ch, "index", json_object_new_int(c->index));
+        json_object_object_add(ch, "delta", json_object_new_object());
+        json_object_object_add(ch, "logprobs", NULL);
+        json_object_object_add(ch, "finish_reason", finish_value(m, c));
+        sse_event(chunk_envelope(m, ch), out);
+        return;
+    }
     struct json_object *ch = json_object_new_object();
     json_object_object_add(ch, "index", json_object_new_int(c->index));
     if (m->kind == DSK_OPENAI_CHAT) {
@@ -1172,7 +1290,7 @@ void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, 
         json_object_object_add(ch, "text", text_string(c->text, c->len));
         json_object_object_add(ch, "logprobs", completion_logprobs(c));
     }
-    json_object_object_add(ch, "finish_reason", finish_value(m, c->finish_reason));
+    json_object_object_add(ch, "finish_reason", finish_value(m, c));
     sse_event(chunk_envelope(m, ch), out);
 }
 

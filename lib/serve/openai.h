@@ -106,8 +106,11 @@ typedef struct dsk_openai_request {
     /* chat: a forced tool call (tool_choice names a function, or is
      * "required" with one): its name, and json_mode _JSON_SCHEMA with
      * json_schema its parameters; the answer is the call's arguments.
-     * NULL: tools, if any, are described to nobody and the answer is text. */
+     * NULL: with tool_choice "auto" (tools_auto), the tools are described
+     * in the prompt (req->chat's "tools") and an answer may be calls; with
+     * "none", they are described to nobody and the answer is text. */
     char *tool_name;
+    int tools_auto;
     struct dsk_json_schema *json_schema;   /* _JSON_SCHEMA: compiled (owned; any value when none was sent) */
     double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
@@ -166,6 +169,11 @@ typedef struct dsk_openai_choice {
     /* NULL: "logprobs": null. */
     const dsk_openai_token_logprob *logprobs;
     int n_logprobs;
+    /* chat with tool_choice "auto": the calls the answer made (an array of
+     * {"name", "arguments"} from dsk_tool_calls_parse), text being what
+     * came before them ("content": null when empty), finish_reason
+     * "tool_calls"; NULL: none. */
+    struct json_object *calls;
 } dsk_openai_choice;
 
 typedef struct dsk_openai_usage {
@@ -197,6 +205,8 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
  * (finish_reason NONE) as it comes, then one with finish_reason set (its
  * text may be empty); then dsk_openai_sse_usage when m->include_usage,
  * and dsk_openai_sse_done.  Completion streams skip the role event. */
+/* A final chunk of a choice with calls is two events: the calls (each
+ * whole, with its index, id and name), then the finish reason. */
 void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out);
 void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out);
 void dsk_openai_sse_usage(const dsk_openai_meta *m, const dsk_openai_usage *u, dsk_buf *out);

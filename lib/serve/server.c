@@ -16,6 +16,7 @@
 #include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/openai.h"
+#include "text/tool_calls.h"
 #include "serve/server.h"
 #include "text/utf8.h"
 
@@ -98,6 +99,12 @@ typedef struct choice_state {
     int n_kept, cap_kept;
     int lp_sent;                 /* kept tokens whose logprobs were streamed */
     size_t lp_pos, lp_count;     /* text_offset counted so far: a byte of the text and the characters before it */
+    /* tool_choice "auto": where a call begins in the text (once calling),
+     * held back from the stream until the end says whether the rest is
+     * calls (then in calls) or text after all */
+    int calling;
+    size_t call_at, tag_from;
+    struct json_object *calls;
 } choice_state;
 
 typedef struct gen_req {
@@ -129,6 +136,7 @@ static void gen_unref(gen_req *g)
     for (int i = 0; i < g->n; i++) {
         dsk_buf_free(&g->ch[i].text);
         free(g->ch[i].kept);
+        json_object_put(g->ch[i].calls);
     }
     for (int i = 0; i < g->n_prompts; i++) {
         free(g->prompts[i].ids);
@@ -295,12 +303,48 @@ static void emit_delta(gen_req *g, choice_state *c, int final)
         logprob_view_build(&g->srv->l->tok, c->kept, c->text.data, c->text.len, c->lp_sent, lp_to, &v, &c->lp_pos,
                            &c->lp_count);
     dsk_openai_choice oc = {c->index, c->text.data ? c->text.data + c->sent : "", c->safe - c->sent,
-                            final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n};
+                            final ? finish_reason(c) : DSK_FINISH_NONE, g->req.want_logprobs ? v.tok : NULL, v.n,
+                            final ? c->calls : NULL};
     dsk_openai_sse_chunk(&g->meta, &oc, &g->out);
     c->sent = c->safe;
     if (g->req.want_logprobs) {
         c->lp_sent = lp_to;
         logprob_view_free(&v);
+    }
+}
+
+/* tool_choice "auto": no text from the first DSK_TOOL_CALL_OPEN on is
+ * final before the end (nor a tail that may be its beginning). */
+static void hold_calls(gen_req *g, choice_state *c)
+{
+    if (!g->req.tools_auto)
+        return;
+    if (!c->calling) {
+        char *tag[1] = {DSK_TOOL_CALL_OPEN};
+        dsk_openai_stop_result r;
+        dsk_openai_stop_check(c->text.data ? c->text.data : "", c->text.len, c->tag_from, tag, 1, &r);
+        c->tag_from = r.safe;
+        c->calling = r.matched;
+        c->call_at = r.safe;
+    }
+    if (c->safe > c->call_at)
+        c->safe = c->call_at;
+}
+
+/* At the end of an answer that began a call: the calls, with the text
+ * before them the answer's content; or, if the rest is not calls, all of
+ * it text. */
+static void take_calls(gen_req *g, choice_state *c)
+{
+    if (!c->calling)
+        return;
+    struct json_object *tools = NULL;
+    json_object_object_get_ex(g->req.chat, "tools", &tools);
+    c->calls = dsk_tool_calls_parse(c->text.data + c->call_at, c->text.len - c->call_at, tools);
+    if (c->calls) {
+        c->safe = c->call_at;
+        while (c->safe > c->sent && (c->text.data[c->safe - 1] == ' ' || c->text.data[c->safe - 1] == '\n'))
+            c->safe--;   /* the line break before the first call */
     }
 }
 
@@ -358,6 +402,7 @@ static int on_token(void *ctx, const dsk_engine_token *t)
         c->stopped = 1;
         c->text.len = r.safe;
     }
+    hold_calls(g, c);
     emit_delta(g, c, 0);
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
@@ -390,6 +435,8 @@ static void on_done(void *ctx, int finish, int prompt_tokens, int completion_tok
     c->tokens = completion_tokens;
     if (!c->stopped)
         c->safe = c->text.len;   /* the end: everything is final */
+    if (finish != DSK_ENGINE_ERROR && finish != DSK_ENGINE_CANCELLED)
+        take_calls(g, c);
     if ((finish == DSK_ENGINE_ERROR || finish == DSK_ENGINE_CANCELLED) && g->req.stream) {
         /* A stream already said 200: the text so far goes out, then an
          * error event in place of a finish reason (as vLLM sends one).
@@ -795,8 +842,8 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         if (g->req.want_logprobs)
             logprob_view_build(&s->l->tok, c->kept, c->text.data, c->text.len, 0, kept_final(c), &lv[i], &pos,
                                &count);
-        oc[i] = (dsk_openai_choice){c->index, c->text.data ? c->text.data : "", c->text.len, finish_reason(c),
-                                    g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n};
+        oc[i] = (dsk_openai_choice){c->index, c->text.data ? c->text.data : "", c->calls ? c->safe : c->text.len,
+                                    finish_reason(c), g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n, c->calls};
         total += c->tokens;
     }
     dsk_openai_usage u = {g->prompt_tokens, total};

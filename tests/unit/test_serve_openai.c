@@ -138,12 +138,34 @@ TEST(chat_defaults)
     dsk_openai_request_free(&req);
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
                 "{\"name\":\"noop\"}}]}", DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK(req.tool_name == NULL && req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 1);
-    CHECK_STR(req.ignored[0], "tools");
+    CHECK(req.tool_name == NULL && req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 0 && req.tools_auto);
+    {   /* auto: the tools go with the messages, for the template */
+        dsk_buf b = {0};
+        dsk_json_append(req.chat, &b);
+        CHECK_STR(b.data, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":"
+                          "\"function\",\"function\":{\"name\":\"noop\"}}]}");
+        dsk_buf_free(&b);
+    }
     dsk_openai_request_free(&req);
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
                 "{\"name\":\"noop\"}}],\"tool_choice\":\"none\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK(req.tool_name == NULL && req.n_ignored == 0);
+    CHECK(req.tool_name == NULL && req.n_ignored == 0 && !req.tools_auto);
+    CHECK(!json_object_object_get_ex(req.chat, "tools", NULL));
+    dsk_openai_request_free(&req);
+    /* a conversation with a call and its result: kept for the template */
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"rain?\"},{\"role\":\"assistant\",\"content\":"
+                "null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"w\",\"arguments\":"
+                "\"{\\\"city\\\": \\\"Oslo\\\"}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"rain\"}]}",
+                DSK_OPENAI_CHAT, &req, &e) == 0);
+    {
+        dsk_buf b = {0};
+        dsk_json_append(req.chat, &b);
+        CHECK_STR(b.data, "{\"messages\":[{\"role\":\"user\",\"content\":\"rain?\"},{\"role\":\"assistant\","
+                          "\"content\":\"\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":"
+                          "{\"name\":\"w\",\"arguments\":\"{\\\"city\\\": \\\"Oslo\\\"}\"}}]},{\"role\":\"tool\","
+                          "\"content\":\"rain\"}]}");
+        dsk_buf_free(&b);
+    }
     dsk_openai_request_free(&req);
     /* max_tokens alone, integral decimal, top_k -1 */
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5.0,\"top_k\":-1,"
@@ -363,7 +385,7 @@ TEST(wrong_types_name_the_param)
     expect_fail("{\"messages\":[{\"content\":\"x\"}]}", C, 400, "messages[0].role");
     expect_fail("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":7,\"content\":\"x\"}]}", C, 400,
                 "messages[1].role");
-    expect_fail("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", C, 400, "messages[0].role");
+    expect_fail("{\"messages\":[{\"role\":\"function\",\"content\":\"x\"}]}", C, 400, "messages[0].role");
     expect_fail("{\"messages\":[{\"role\":\"user\"}]}", C, 400, "messages[0].content");
     expect_fail("{\"messages\":[{\"role\":\"user\",\"content\":null}]}", C, 400, "messages[0].content");
     expect_fail("{\"messages\":[{\"role\":\"user\",\"content\":5}]}", C, 400, "messages[0].content");
@@ -583,7 +605,7 @@ TEST(chat_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{"Hel", 3, -0.1}, {"He", 2, -2.5}};
     static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3, 0}};
-    dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0}};
+    dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2, NULL}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0, NULL}};
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0, NULL};
     dsk_openai_usage u = {12, 7};
     dsk_buf b = {0};
@@ -624,7 +646,7 @@ TEST(text_completion_object)
 {
     static const dsk_openai_top_logprob top[] = {{" b", 2, -0.2}, {" c", 2, -1.7}};
     static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10, 0}, {" b", 2, -0.2, top, 2, 12, 0}};
-    dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2};
+    dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2, NULL};
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0, NULL};
     dsk_openai_usage u = {1, 2};
     dsk_buf b = {0};
@@ -646,7 +668,7 @@ TEST(text_completion_object)
     dsk_buf_free(&b);
     /* an echoed prompt's first token: null logprob and alternatives, its offset kept */
     static const dsk_openai_token_logprob echoed[] = {{"A", 1, 0, NULL, 0, 0, 1}, {" b", 2, -0.2, top, 2, 1, 0}};
-    dsk_openai_choice ech = {0, "A b", 3, DSK_FINISH_LENGTH, echoed, 2};
+    dsk_openai_choice ech = {0, "A b", 3, DSK_FINISH_LENGTH, echoed, 2, NULL};
     dsk_openai_response_json(&m, &ech, 1, &u, &b);
     o = parse_back(b.data, b.len);
     CHECK(o != NULL);
@@ -663,7 +685,7 @@ TEST(text_completion_object)
     static const dsk_openai_top_logprob nul_top[] = {{"\0", 1, -0.5}, {"a\0b", 3, -1.0}, {"a", 1, -2.0}, {"", 0, -3.0},
                                                      {"\0", 1, -4.0}};
     static const dsk_openai_token_logprob nul_lps[] = {{"\0", 1, -0.5, nul_top, 5, 0, 0}};
-    dsk_openai_choice nch = {0, "\0", 1, DSK_FINISH_LENGTH, nul_lps, 1};
+    dsk_openai_choice nch = {0, "\0", 1, DSK_FINISH_LENGTH, nul_lps, 1, NULL};
     dsk_openai_response_json(&m, &nch, 1, &u, &b);
     CHECK(strstr(b.data, "\"top_logprobs\":[{\"\\u0000\":-0.5,\"a\\u0000b\":-1.0,\"a\":-2.0,\"\":-3.0}]") != NULL);
     if (!strstr(b.data, "\"top_logprobs\":[{\"\\u0000\":-0.5"))
@@ -696,7 +718,7 @@ TEST(chat_stream)
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1, NULL};
     dsk_buf b = {0};
     dsk_openai_sse_role(&m, 0, &b);
-    dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0};
+    dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0, NULL};
     dsk_openai_sse_chunk(&m, &c, &b);
     c.text = "lo";
     c.len = 2;
@@ -763,8 +785,8 @@ TEST(chat_stream)
 TEST(tool_call_objects)
 {
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0, "get_weather"};
-    dsk_openai_choice ch[2] = {{0, "{\"city\":\"Oslo\"}", 15, DSK_FINISH_STOP, NULL, 0},
-                               {1, "{\"ci", 4, DSK_FINISH_LENGTH, NULL, 0}};
+    dsk_openai_choice ch[2] = {{0, "{\"city\":\"Oslo\"}", 15, DSK_FINISH_STOP, NULL, 0, NULL},
+                               {1, "{\"ci", 4, DSK_FINISH_LENGTH, NULL, 0, NULL}};
     dsk_openai_usage u = {3, 9};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, ch, 2, &u, &b);
@@ -782,9 +804,9 @@ TEST(tool_call_objects)
     json_object_put(o);
     dsk_buf_clear(&b);
     dsk_openai_sse_role(&m, 0, &b);
-    dsk_openai_choice c = {0, "{\"city\":", 8, DSK_FINISH_NONE, NULL, 0};
+    dsk_openai_choice c = {0, "{\"city\":", 8, DSK_FINISH_NONE, NULL, 0, NULL};
     dsk_openai_sse_chunk(&m, &c, &b);
-    c = (dsk_openai_choice){0, "\"Oslo\"}", 7, DSK_FINISH_STOP, NULL, 0};
+    c = (dsk_openai_choice){0, "\"Oslo\"}", 7, DSK_FINISH_STOP, NULL, 0, NULL};
     dsk_openai_sse_chunk(&m, &c, &b);
     char *ev[8];
     int n = split_events(b.data, b.len, ev, 8);
@@ -811,11 +833,97 @@ TEST(tool_call_objects)
     dsk_buf_free(&b);
 }
 
+TEST(tool_messages_checked)
+{
+    const int C = DSK_OPENAI_CHAT;
+    static const struct {
+        const char *messages, *param;
+    } cases[] = {
+        {"{\"role\":\"tool\",\"content\":\"r\"}", "messages[0].tool_call_id"},
+        {"{\"role\":\"tool\",\"tool_call_id\":5,\"content\":\"r\"}", "messages[0].tool_call_id"},
+        {"{\"role\":\"tool\",\"tool_call_id\":\"c\"}", "messages[0].content"},
+        {"{\"role\":\"assistant\",\"tool_calls\":{}}", "messages[0].tool_calls"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[]}", "messages[0].tool_calls"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[5]}", "messages[0].tool_calls[0]"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+         "\"arguments\":\"{}\"}}]}", "messages[0].tool_calls[0].id"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":"
+         "\"f\"}}]}", "messages[0].tool_calls[0].function.arguments"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":"
+         "\"f\",\"arguments\":{}}}]}", "messages[0].tool_calls[0].function.arguments"},
+        /* what the template cannot write: arguments that are no JSON object, another type */
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":"
+         "\"f\",\"arguments\":\"[1]\"}}]}", "messages[0].tool_calls"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":"
+         "\"f\",\"arguments\":\"{\\\"a\\\":\"}}]}", "messages[0].tool_calls"},
+        {"{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"code\",\"function\":{\"name\":"
+         "\"f\",\"arguments\":\"{}\"}}]}", "messages[0].tool_calls"},
+        {"{\"role\":\"bot\",\"content\":\"x\"}", "messages[0].role"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{\"messages\":[%s]}", cases[i].messages);
+        expect_fail(body, C, 400, cases[i].param);
+    }
+}
+
+TEST(made_call_objects)
+{
+    /* tool_choice auto: an answer's own calls, with the text before them */
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0, NULL};
+    struct json_object *calls = json_tokener_parse("[{\"name\":\"w\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"},"
+                                                   "{\"name\":\"t\",\"arguments\":\"{}\"}]");
+    dsk_openai_choice ch[2] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, calls}, {1, "Let me look.", 12, DSK_FINISH_STOP, NULL, 0, calls}};
+    dsk_openai_usage u = {3, 9};
+    dsk_buf b = {0};
+    dsk_openai_response_json(&m, ch, 2, &u, &b);
+    struct json_object *o = parse_back(b.data, b.len);
+    CHECK(o != NULL);
+    CHECK(has_null(o, "choices.0.message.content"));
+    CHECK_STR(pstr(o, "choices.1.message.content"), "Let me look.");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab120000");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.1.id"), "call_ab120001");
+    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.id"), "call_ab120100");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.type"), "function");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.name"), "w");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.1.function.name"), "t");
+    CHECK(path(o, "choices.0.message.tool_calls.0.index") == NULL);
+    CHECK_STR(pstr(o, "choices.0.finish_reason"), "tool_calls");
+    CHECK_STR(pstr(o, "choices.1.finish_reason"), "tool_calls");
+    json_object_put(o);
+    /* streamed: text as it comes, then the calls, then the finish reason alone */
+    dsk_buf_clear(&b);
+    dsk_openai_choice c = {1, "Let me", 6, DSK_FINISH_NONE, NULL, 0, NULL};
+    dsk_openai_sse_chunk(&m, &c, &b);
+    c = (dsk_openai_choice){1, " look.", 6, DSK_FINISH_STOP, NULL, 0, calls};
+    dsk_openai_sse_chunk(&m, &c, &b);
+    char *ev[8];
+    int n = split_events(b.data, b.len, ev, 8);
+    CHECK(n == 3);
+    if (n == 3) {
+        struct json_object *e1 = parse_back(ev[1], strlen(ev[1])), *e2 = parse_back(ev[2], strlen(ev[2]));
+        CHECK_STR(pstr(e1, "choices.0.delta.content"), " look.");
+        CHECK(json_object_get_int(path(e1, "choices.0.delta.tool_calls.1.index")) == 1);
+        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.1.id"), "call_ab120101");
+        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
+        CHECK(has_null(e1, "choices.0.finish_reason"));
+        CHECK(json_object_object_length(path(e2, "choices.0.delta")) == 0);
+        CHECK_STR(pstr(e2, "choices.0.finish_reason"), "tool_calls");
+        json_object_put(e1);
+        json_object_put(e2);
+    }
+    for (int i = 0; i < n; i++)
+        free(ev[i]);
+    dsk_buf_free(&b);
+    json_object_put(calls);
+}
+
 TEST(completion_stream_and_error_event)
 {
     dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0, NULL};
     static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7, 0}};
-    dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1};
+    dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1, NULL};
     dsk_buf b = {0};
     dsk_openai_sse_chunk(&m, &c, &b);
     dsk_openai_error e;
@@ -992,5 +1100,5 @@ TEST(stop_never_splits_utf8)
 
 RUN_TESTS(T(chat_every_field), T(chat_defaults), T(completion_every_field), T(wrong_types_name_the_param),
           T(bad_bodies), T(limits), T(fit_context), T(completion_prompts_echo_and_sampling), T(unknown_fields_ignored_and_reported), T(chat_completion_object),
-          T(text_completion_object), T(chat_stream), T(tool_call_objects), T(completion_stream_and_error_event), T(models_and_ids),
+          T(text_completion_object), T(chat_stream), T(tool_call_objects), T(tool_messages_checked), T(made_call_objects), T(completion_stream_and_error_event), T(models_and_ids),
           T(stop_split_across_tokens), T(stop_multiple_and_overlapping), T(stop_never_splits_utf8))
