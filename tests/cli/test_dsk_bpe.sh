@@ -228,6 +228,39 @@ import json, sys
 rec = [json.loads(l) for l in open(sys.argv[1])][1]
 answer = sys.argv[2]
 sys.exit(not (0 < rec["trained_tokens"] < int(sys.argv[3])))' "$T/decoded" "on the mat" "$n_mask"
+# tool use (OpenAI's fine-tuning records): the tools' system turn, a call in the assistant turn (trained),
+# its result in a user turn
+cat > "$T/tools.jsonl" <<'JS'
+{"tools":[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"rain?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\": \"Oslo\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"rain"},{"role":"assistant","content":"yes"}]}
+JS
+expect_exit 0 "encode a record with tools, a call and its result" dsk-bpe encode -t "$T/trained.json" -o "$T/tools.dskt" "$T/tools.jsonl"
+dsk-bpe decode -t "$T/trained.json" "$T/tools.dskt" > "$T/tools.decoded"
+check "tool use: the template" python3 - "$T/tools.decoded" <<'PY2'
+import json, sys
+rec = json.loads(open(sys.argv[1]).read())
+want = ('<|system|>You can call these tools. To call one, answer <tool_call>{"name":NAME,"arguments":{...}}</tool_call>, '
+        'a line a call.\n{"name":"weather","parameters":{"type":"object"}}<|end|><|user|>rain?<|end|>'
+        '<|assistant|><tool_call>{"name":"weather","arguments":{"city":"Oslo"}}</tool_call><|end|>'
+        '<|user|><tool_response>\nrain\n</tool_response><|end|><|assistant|>yes<|end|><|endoftext|>')
+assert rec["text"] == want, rec["text"]
+PY2
+n_call=$(printf '%s\n' '{"text":"<tool_call>{\"name\":\"weather\",\"arguments\":{\"city\":\"Oslo\"}}</tool_call>"}' \
+    '{"text":"yes"}' | dsk-bpe encode -t "$T/trained.json" --ids - | wc -w)
+check "tool use: the call and the answer are trained, nothing else" python3 -c '
+import json, sys
+rec = json.loads(open(sys.argv[1]).read())
+sys.exit(not (rec["trained_tokens"] == int(sys.argv[2]) + 2))' "$T/tools.decoded" "$n_call"
+printf '%s\n' '{"messages":[{"role":"user","content":"x","tool_calls":[]}]}' \
+    '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"w","arguments":"[1]"}}]}]}' \
+    '{"tools":[{"type":"function"}],"messages":[{"role":"user","content":"x"}]}' > "$T/badtools.jsonl"
+i=0
+for why in "message 0: only an assistant message has \"tool_calls\"" \
+    "message 0: tool_calls[0].function.arguments must be a JSON object" "tools[0] must be {\"type\": \"function\""; do
+    i=$((i + 1))
+    sed -n "${i}p" "$T/badtools.jsonl" > "$T/bt.jsonl"
+    expect_exit 65 "a bad tool record ($i) is refused" dsk-bpe encode -t "$T/trained.json" -o "$T/bt.dskt" "$T/bt.jsonl"
+    expect_err_contains "$why" "... saying why: $why"
+done
 check "preference record: prompt, chosen, rejected" grep -q '"prompt":"<|user|>where is the cat<|end|><|assistant|>","chosen":"on the mat<|end|>","rejected":"that hat<|end|>"' "$T/decoded"
 echo '{"prompt":"Q","chosen":[{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"rejected":"B"}' > "$T/multi.jsonl"
 echo '{"prompt":"Q","chosen":"A","rejected":[{"content":"B"}]}' > "$T/norole.jsonl"
