@@ -121,10 +121,8 @@ static int message_text(struct json_object *msgs, size_t i, int *role, dsk_buf *
     }
     const char *name = r ? json_object_get_string(r) : "";
     int assistant = strcmp(name, "assistant") == 0, tool = strcmp(name, "tool") == 0;
-    if (dsk_json_is(calls, json_type_null))
-        calls = NULL;
-    if (!r || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content) ||
-                (assistant && calls && dsk_json_is(content, json_type_null))))
+    /* (json-c reads null as a NULL object: null and absent are one case) */
+    if (!r || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content)))
         return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
     *role = !strcmp(name, "system") ? ROLE_SYSTEM : !strcmp(name, "user") || tool ? ROLE_USER
             : assistant ? ROLE_ASSISTANT : -1;
@@ -163,12 +161,13 @@ static struct json_object *user_turn(struct json_object *text)
     return msgs;
 }
 
-/* A document's "tools", or NULL when it has none (or null). */
+/* A document's "tools", or NULL when it has none (or null, which json-c
+ * reads as NULL). */
 static struct json_object *tools_of(struct json_object *doc)
 {
     struct json_object *tools = NULL;
     json_object_object_get_ex(doc, "tools", &tools);
-    return dsk_json_is(tools, json_type_null) ? NULL : tools;
+    return tools;
 }
 
 /* An answer: a string, or one assistant message (TRL's conversational

@@ -322,8 +322,8 @@ static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, d
             if (!dsk_json_is(call_id, json_type_string))
                 return bad_type(e, param, "a string", call_id);
         }
-        if (strcmp(r, "assistant") == 0 && json_object_object_get_ex(m, "tool_calls", &calls) &&
-            !dsk_json_is(calls, json_type_null) && check_message_calls(calls, i, e))
+        if (strcmp(r, "assistant") == 0 && json_object_object_get_ex(m, "tool_calls", &calls) && calls &&
+            check_message_calls(calls, i, e))
             return e->status;
         json_object_object_get_ex(m, "content", &content);
         if (message_content(content, i, strcmp(r, "assistant") == 0, &c, e))
@@ -331,7 +331,7 @@ static int parse_messages(struct json_object *v, const dsk_openai_limits *lim, d
         struct json_object *out = json_object_new_object();
         json_object_object_add(out, "role", json_object_new_string(r));
         json_object_object_add(out, "content", c);
-        if (calls && !dsk_json_is(calls, json_type_null))
+        if (calls)   /* (a null one is NULL: json-c's null) */
             json_object_object_add(out, "tool_calls", json_object_get(calls));
         json_object_array_add(list, out);
     }
