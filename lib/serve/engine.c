@@ -25,6 +25,7 @@ typedef struct seq {
     int draft_cap, draft_misses, draft_pause;
     dsk_rng rng;
     dsk_json_prefix json;      /* JSON mode: the answer so far, as JSON */
+    dsk_call_prefix call;      /* tool calls: the answer so far, its calls held to the tools */
 } seq;
 
 struct dsk_engine {
@@ -92,6 +93,31 @@ static int json_mask(const seq *s, float *logits, int V)
                 n++;
             }
     return n;
+}
+
+/* Tool calls: masks the tokens that would break a call.  The stop
+ * tokens stay where the answer may end: in text, or after a call. */
+static int call_mask(const seq *s, float *logits, int V)
+{
+    float stop_logit[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        if (s->r.stop[k] >= 0 && s->r.stop[k] < V)
+            stop_logit[k] = logits[s->r.stop[k]];
+    int n = dsk_call_vocab_mask(s->r.call_vocab, &s->call, logits);
+    if (dsk_call_prefix_may_end(&s->call))
+        for (int k = 0; k < 2; k++)
+            if (s->r.stop[k] >= 0 && s->r.stop[k] < V && isinf(logits[s->r.stop[k]])) {
+                logits[s->r.stop[k]] = stop_logit[k];
+                n++;
+            }
+    return n;
+}
+
+/* Whether the answer is whole: a JSON answer closed, the last call
+ * allowed written. */
+static int answer_closed(const seq *s)
+{
+    return (s->r.json && dsk_json_prefix_closed(&s->json)) || (s->r.tools && dsk_call_prefix_done(&s->call));
 }
 
 /* Slot i keeps no prompt any more (taken again, or ended). */
@@ -301,7 +327,7 @@ static void draw_tokens(dsk_engine *e, int i)
          * log-probabilities come from the raw logits. */
         memcpy(scratch, logits, (size_t)V * sizeof *logits);
         dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
-        if (s->r.json && json_mask(s, scratch, V) == 0) {
+        if ((s->r.json && json_mask(s, scratch, V) == 0) || (s->r.tools && call_mask(s, scratch, V) == 0)) {
             *t = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
             break;
         }
@@ -312,13 +338,14 @@ static void draw_tokens(dsk_engine *e, int i)
         taken += j < nd && tok == draft[j];
         if (is_stop(s, tok))
             break;
-        if (s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok)) {
+        if ((s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok)) ||
+            (s->r.tools && !dsk_call_vocab_feed(s->r.call_vocab, &s->call, tok))) {
             t->id = -1;
             break;
         }
         if (dsk_penalties_active(&s->r.penalties))
             dsk_token_counts_add(&e->counts[i], tok, 0);
-        if (j == nd || tok != draft[j] || (s->r.json && dsk_json_prefix_closed(&s->json)))
+        if (j == nd || tok != draft[j] || answer_closed(s))
             break;
     }
     e->n_drawn[i] = m;
@@ -364,7 +391,9 @@ static void deliver(dsk_engine *e, int i)
         out[t].step_index = t;
         out[t].step_tokens = given;
         if (tok < 0) {
-            retire(e, i, DSK_ENGINE_ERROR, "JSON mode: no token of the vocabulary can continue the answer");
+            retire(e, i, DSK_ENGINE_ERROR,
+                   s->r.tools ? "tool call: no token of the vocabulary can continue the call"
+                              : "JSON mode: no token of the vocabulary can continue the answer");
             return;
         }
         if (is_stop(s, tok)) {
@@ -378,7 +407,7 @@ static void deliver(dsk_engine *e, int i)
         s->prompt[s->r.n_prompt + s->generated++] = tok;
         s->last = tok;
         s->state = SEQ_DECODE;
-        if (stop || (t == m - 1 && s->r.json && dsk_json_prefix_closed(&s->json))) {
+        if (stop || (t == m - 1 && answer_closed(s))) {
             retire(e, i, DSK_ENGINE_STOP, NULL);
             return;
         }
@@ -728,6 +757,8 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
             dsk_json_prefix_compact(&s->json);
         if (r[k].json && r[k].json_object_only)
             s->json.top_object = 1;
+        if (r[k].tools)
+            dsk_call_prefix_init(&s->call, r[k].tools, r[k].tools_mode, r[k].tools_only, r[k].tools_parallel);
         ids[k] = s->id;
     }
     pthread_cond_signal(&e->cv);

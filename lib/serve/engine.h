@@ -58,6 +58,16 @@ typedef struct dsk_engine_request {
     int json_compact;                   /* JSON mode: no whitespace outside strings */
     int json_object_only;               /* JSON mode with a schema: the value is an object (which the
                                          * schema must admit: dsk_json_schema_admits) */
+    /* Tool calls (not with JSON mode): non-NULL, each token is drawn among
+     * those that keep the answer's calls well formed and held to the
+     * tools (text/call_prefix.h: tools_mode DSK_CALLS_AUTO or _REQUIRED,
+     * tools_only the one tool that may be called or -1, tools_parallel
+     * whether calls may follow calls), which must outlive the request.
+     * Stop tokens end the answer only in text or after a call; the answer
+     * ends (STOP) with the last call allowed. */
+    const dsk_json_vocab *call_vocab;
+    const dsk_call_tools *tools;
+    int tools_mode, tools_only, tools_parallel;
     int logprobs;                       /* 1: fill dsk_engine_token's logprob (else 0) */
     int top_logprobs;                   /* 0..DSK_ENGINE_MAX_TOP alternatives per token (with logprobs) */
     /* 1: on_prompt_token for prompt tokens 1..n_prompt-1 as the prompt

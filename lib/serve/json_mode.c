@@ -22,6 +22,7 @@ struct dsk_json_vocab {
     const dsk_tokenizer *tk;
     walk_order all;      /* every token with bytes */
     walk_order odd;      /* those that are not plain text (below) */
+    walk_order lt;       /* those with a '<': in free text, the ones that may begin a tool call */
     /* Plain text: whole UTF-8 characters, none a control character, '"'
      * or '\\'.  Inside a string such a token changes nothing but the
      * count of characters, so string states take them unread. */
@@ -111,10 +112,11 @@ dsk_json_vocab *dsk_json_vocab_new(const dsk_tokenizer *tk, int n_vocab)
     v->tk = tk;
     size_t cap = (size_t)(n_vocab ? n_vocab : 1);
     int32_t *all = dsk_xmalloc(cap * sizeof *all), *odd = dsk_xmalloc(cap * sizeof *odd);
+    int32_t *lt = dsk_xmalloc(cap * sizeof *lt);
     v->plain = dsk_xmalloc(cap * sizeof *v->plain);
     v->plain_chars = dsk_xmalloc(cap * sizeof *v->plain_chars);
     v->never = dsk_xmalloc(cap * sizeof *v->never);
-    int n_all = 0, n_odd = 0;
+    int n_all = 0, n_odd = 0, n_lt = 0;
     for (int id = 0; id < n_vocab; id++) {
         size_t len;
         const char *p = dsk_tokenizer_bytes(tk, (uint32_t)id, &len);
@@ -123,6 +125,8 @@ dsk_json_vocab *dsk_json_vocab_new(const dsk_tokenizer *tk, int n_vocab)
             continue;
         }
         all[n_all++] = id;
+        if (memchr(p, '<', len))
+            lt[n_lt++] = id;
         v->max_len = len > v->max_len ? (uint32_t)len : v->max_len;
         long chars = plain_chars((const unsigned char *)p, len);
         if (chars < 0) {
@@ -134,6 +138,7 @@ dsk_json_vocab *dsk_json_vocab_new(const dsk_tokenizer *tk, int n_vocab)
     }
     order_build(&v->all, tk, all, n_all);
     order_build(&v->odd, tk, odd, n_odd);
+    order_build(&v->lt, tk, lt, n_lt);
     return v;
 }
 
@@ -143,23 +148,38 @@ void dsk_json_vocab_free(dsk_json_vocab *v)
         return;
     order_free(&v->all);
     order_free(&v->odd);
+    order_free(&v->lt);
     free(v->plain);
     free(v->plain_chars);
     free(v->never);
     free(v);
 }
 
-/* Walks the tokens of o from state[0], returning how many pass.  With
+/* A state that takes bytes: JSON mode's or tool calls'. */
+typedef struct automaton {
+    size_t size;
+    void (*copy)(void *dst, const void *src);
+    int (*feed)(void *s, unsigned char c);
+} automaton;
+
+static void json_copy(void *dst, const void *src) { dsk_json_prefix_copy(dst, src); }
+static int json_feed(void *s, unsigned char c) { return dsk_json_prefix_feed(s, c); }
+static void call_copy(void *dst, const void *src) { dsk_call_prefix_copy(dst, src); }
+static int call_feed(void *s, unsigned char c) { return dsk_call_prefix_feed(s, c); }
+static const automaton json_automaton = {sizeof(dsk_json_prefix), json_copy, json_feed};
+static const automaton call_automaton = {sizeof(dsk_call_prefix), call_copy, call_feed};
+
+/* Walks the tokens of o from state 0, returning how many pass.  With
  * saved NULL, the logit of each one that fails is set to -INFINITY;
  * otherwise the logits are all -INFINITY already and each one that passes
  * gets its saved value back (fewer scattered writes where most fail).
- * state[i] holds the state after the first i bytes of the token at hand,
- * valid up to the bytes it shares with the token before; failed_at: the
- * token before failed on its byte failed_at - 1, so one sharing failed_at
- * bytes with it fails too (for short beginnings, the whole group that
- * shares it is skipped at once). */
-static int walk(const dsk_json_vocab *v, const walk_order *o, dsk_json_prefix *state, float *logits,
-                const float *saved)
+ * states holds max_len + 1 states of a: state i, after the first i bytes
+ * of the token at hand, valid up to the bytes it shares with the token
+ * before; failed_at: the token before failed on its byte failed_at - 1,
+ * so one sharing failed_at bytes with it fails too (for short beginnings,
+ * the whole group that shares it is skipped at once). */
+static int walk(const dsk_json_vocab *v, const walk_order *o, const automaton *a, unsigned char *states,
+                float *logits, const float *saved)
 {
     uint32_t failed_at = UINT32_MAX;
     int n_allowed = 0;
@@ -177,8 +197,9 @@ static int walk(const dsk_json_vocab *v, const walk_order *o, dsk_json_prefix *s
         const unsigned char *p = (const unsigned char *)dsk_tokenizer_bytes(v->tk, (uint32_t)o->id[k], &len);
         uint32_t i = shared;
         for (; i < len; i++) {
-            dsk_json_prefix_copy(&state[i + 1], &state[i]);
-            if (!dsk_json_prefix_feed(&state[i + 1], p[i]))
+            unsigned char *next = states + (i + 1) * a->size;
+            a->copy(next, states + i * a->size);
+            if (!a->feed(next, p[i]))
                 break;
         }
         if (i < len) {
@@ -194,35 +215,67 @@ static int walk(const dsk_json_vocab *v, const walk_order *o, dsk_json_prefix *s
     return n_allowed;
 }
 
+/* Walks every token of the vocabulary: few pass, so all go and those
+ * that pass come back.  Special tokens fail, or with keep_special keep
+ * their logits. */
+static int walk_all(const dsk_json_vocab *v, const automaton *a, unsigned char *states, float *logits,
+                    int keep_special)
+{
+    float *saved = dsk_xmalloc((size_t)v->n_vocab * sizeof *saved);
+    memcpy(saved, logits, (size_t)v->n_vocab * sizeof *saved);
+    for (int id = 0; id < v->n_vocab; id++)
+        logits[id] = -INFINITY;
+    int n_allowed = walk(v, &v->all, a, states, logits, saved);
+    for (int k = 0; keep_special && k < v->n_never; k++, n_allowed++)
+        logits[v->never[k]] = saved[v->never[k]];
+    free(saved);
+    return n_allowed;
+}
+
+/* Inside a JSON string: plain tokens pass if the string has room for
+ * them, most do, and the few others are walked. */
+static int walk_text(const dsk_json_vocab *v, uint32_t room, const automaton *a, unsigned char *states,
+                     float *logits)
+{
+    for (int k = 0; k < v->n_never; k++)
+        logits[v->never[k]] = -INFINITY;
+    int n_allowed = v->n_plain;
+    if (room < v->max_len)
+        for (int k = 0; k < v->n_plain; k++)
+            if (v->plain_chars[k] > room) {
+                logits[v->plain[k]] = -INFINITY;
+                n_allowed--;
+            }
+    return n_allowed + walk(v, &v->odd, a, states, logits, NULL);
+}
+
 int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float *logits)
 {
-    dsk_json_prefix *state = dsk_xmalloc(((size_t)v->max_len + 1) * sizeof *state);
-    dsk_json_prefix_copy(&state[0], s);
+    unsigned char *states = dsk_xmalloc(((size_t)v->max_len + 1) * sizeof(dsk_json_prefix));
+    dsk_json_prefix_copy((dsk_json_prefix *)states, s);
+    uint32_t room;
+    int n_allowed = dsk_json_prefix_in_text(s, &room) ? walk_text(v, room, &json_automaton, states, logits)
+                                                      : walk_all(v, &json_automaton, states, logits, 0);
+    free(states);
+    return n_allowed;
+}
+
+int dsk_call_vocab_mask(const dsk_json_vocab *v, const dsk_call_prefix *s, float *logits)
+{
+    unsigned char *states = dsk_xmalloc(((size_t)v->max_len + 1) * sizeof(dsk_call_prefix));
+    dsk_call_prefix_copy((dsk_call_prefix *)states, s);
     uint32_t room;
     int n_allowed;
-    if (dsk_json_prefix_in_text(s, &room)) {
-        /* inside a string: plain tokens pass if the string has room for
-         * them, most pass, and the few others are walked */
-        for (int k = 0; k < v->n_never; k++)
-            logits[v->never[k]] = -INFINITY;
-        n_allowed = v->n_plain;
-        if (room < v->max_len)
-            for (int k = 0; k < v->n_plain; k++)
-                if (v->plain_chars[k] > room) {
-                    logits[v->plain[k]] = -INFINITY;
-                    n_allowed--;
-                }
-        n_allowed += walk(v, &v->odd, state, logits, NULL);
+    if (dsk_call_prefix_in_free_text(s)) {
+        /* text: only a token with a '<' may begin a call, and go wrong */
+        n_allowed = v->n_vocab - v->lt.n + walk(v, &v->lt, &call_automaton, states, logits, NULL);
+    } else if (s->at == DSK_CALL_ARGS && dsk_json_prefix_in_text(&s->args, &room)) {
+        n_allowed = walk_text(v, room, &call_automaton, states, logits);
     } else {
-        /* between values, keys and numbers few pass: all go, those that pass come back */
-        float *saved = dsk_xmalloc((size_t)v->n_vocab * sizeof *saved);
-        memcpy(saved, logits, (size_t)v->n_vocab * sizeof *saved);
-        for (int id = 0; id < v->n_vocab; id++)
-            logits[id] = -INFINITY;
-        n_allowed = walk(v, &v->all, state, logits, saved);
-        free(saved);
+        /* in text, a special token leaves it as it is */
+        n_allowed = walk_all(v, &call_automaton, states, logits, s->at == DSK_CALL_TEXT);
     }
-    free(state);
+    free(states);
     return n_allowed;
 }
 
@@ -237,4 +290,19 @@ int dsk_json_vocab_feed(const dsk_json_vocab *v, dsk_json_prefix *s, int32_t tok
         return 0;
     }
     return dsk_json_prefix_feed_all(s, p, len);
+}
+
+int dsk_call_vocab_feed(const dsk_json_vocab *v, dsk_call_prefix *s, int32_t tok)
+{
+    size_t len = 0;
+    const char *p = NULL;
+    if (tok >= 0 && tok < v->n_vocab && !dsk_tokenizer_is_special(v->tk, (uint32_t)tok))
+        p = dsk_tokenizer_bytes(v->tk, (uint32_t)tok, &len);
+    if (!len && s->at == DSK_CALL_TEXT)   /* no text: text stays as it is */
+        return 1;
+    if (!len) {   /* in a call, it breaks the call */
+        s->at = DSK_CALL_FAILED;
+        return 0;
+    }
+    return dsk_call_prefix_feed_all(s, p, len);
 }

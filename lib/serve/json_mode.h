@@ -1,4 +1,4 @@
-/* JSON mode (OpenAI's response_format {"type": "json_object"}): at each
+/* JSON mode and tool calls.  JSON mode (OpenAI's response_format {"type": "json_object"}): at each
  * step the model draws only among the tokens whose bytes keep its answer
  * the beginning of a JSON object (text/json_prefix.h), and the answer
  * ends when the object closes.
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "bpe/tokenizer.h"
+#include "text/call_prefix.h"
 #include "text/json_prefix.h"
 
 typedef struct dsk_json_vocab dsk_json_vocab;
@@ -31,5 +32,14 @@ int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float
 /* Feeds token tok's bytes to s: 1 if it keeps the text JSON, else 0 (a
  * special or unknown token never does). */
 int dsk_json_vocab_feed(const dsk_json_vocab *v, dsk_json_prefix *s, int32_t tok);
+
+/* The same for tool calls (text/call_prefix.h): every token that would
+ * break a call is masked; in free text, only those whose '<' would begin
+ * one wrongly.  Special tokens pass in free text only. */
+int dsk_call_vocab_mask(const dsk_json_vocab *v, const dsk_call_prefix *s, float *logits);
+
+/* Feeds token tok's bytes to s: 1 if the answer is still a beginning (a
+ * special token: in free text only, leaving it as it is). */
+int dsk_call_vocab_feed(const dsk_json_vocab *v, dsk_call_prefix *s, int32_t tok);
 
 #endif

@@ -629,6 +629,8 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
         s->tools = null ? NULL : v;
         return 0;
     }
+    if (chat && strcmp(key, "parallel_tool_calls") == 0)
+        return null ? 0 : get_bool(v, key, &req->parallel_tool_calls, e);
     if (chat && strcmp(key, "tool_choice") == 0) {
         s->tool_choice = null ? NULL : v;
         return 0;
@@ -649,12 +651,9 @@ static const char *tool_name(struct json_object *tools, size_t i)
 }
 
 /* "tools": [{"type": "function", "function": {"name", "description",
- * "parameters", "strict"}}, ...] and "tool_choice": "none", "auto",
- * "required" or {"type": "function", "function": {"name"}}.  A call is
- * forced when tool_choice names a function, or is "required" with one
- * tool: the answer is then its arguments, held to its parameters schema.
- * "auto" (the default) has no tool-call format to recognise in a text
- * answer: the tools are named in the Warning header as ignored. */
+ * "parameters", "strict"}}, ...] and "tool_choice": "none", "auto" (the
+ * default), "required" (a call at once) or {"type": "function",
+ * "function": {"name"}} (a call of that one, and no more). */
 static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error *e)
 {
     if (s->tool_choice && !s->tools)
@@ -702,21 +701,18 @@ static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error 
         if (json_object_object_get_ex(fn, "parameters", &params) && params && !dsk_json_is(params, json_type_object))
             return bad_type(e, param, "an object", params);
     }
-    /* which tool, if any, is called */
+    /* which tool, if any, must be called */
     const char *call = NULL;
+    int required = 0;
     struct json_object *tc = s->tool_choice;
     if (dsk_json_is(tc, json_type_string)) {
         const char *c = json_object_get_string(tc);
-        if (strcmp(c, "required") == 0) {
-            if (n != 1)
-                return dsk_openai_fail(e, 400, "tool_choice", "unsupported_value",
-                                       "tool_choice 'required' with %zu tools is not supported: name the one to "
-                                       "call ({\"type\": \"function\", \"function\": {\"name\": ...}}).", n);
-            call = tool_name(s->tools, 0);
-        } else if (strcmp(c, "none") != 0 && strcmp(c, "auto") != 0) {
+        if (strcmp(c, "none") == 0)   /* the tools are described to nobody, the answer is text */
+            return 0;
+        required = strcmp(c, "required") == 0;
+        if (!required && strcmp(c, "auto") != 0)
             return dsk_openai_fail(e, 400, "tool_choice", "invalid_value",
                                    "tool_choice must be 'none', 'auto', 'required' or a function to call.");
-        }
     } else if (tc) {
         struct json_object *type, *f, *nm;
         if (!dsk_json_is(tc, json_type_object) || !json_object_object_get_ex(tc, "type", &type) ||
@@ -727,42 +723,45 @@ static int parse_tools(const seen *s, dsk_openai_request *req, dsk_openai_error 
                                    "tool_choice must be 'none', 'auto', 'required' or "
                                    "{\"type\": \"function\", \"function\": {\"name\": ...}}.");
         call = json_object_get_string(nm);
+        required = 1;
     }
-    if (!call) {
-        if (!tc || strcmp(json_object_get_string(tc), "auto") == 0) {
-            /* auto: the tools are described in the prompt, and an answer that
-             * is calls in the template's form is returned as calls */
-            req->tools_auto = 1;
-            json_object_object_add(req->chat, "tools", json_object_get(s->tools));
-        }
-        return 0;
-    }
-    struct json_object *fn = NULL, *params = NULL;
-    for (size_t i = 0; i < n && !fn; i++)
-        if (strcmp(tool_name(s->tools, i), call) == 0)
-            json_object_object_get_ex(json_object_array_get_idx(s->tools, i), "function", &fn);
-    if (!fn)
-        return dsk_openai_fail(e, 400, "tool_choice", "invalid_value", "No tool is named '%s'.", call);
-    json_object_object_get_ex(fn, "parameters", &params);
-    if (req->json_mode)
+    if (required && req->json_mode)
         return dsk_openai_fail(e, 400, "response_format", "invalid_value",
                                "A forced tool call and a JSON response_format cannot be asked for together: the "
                                "call's arguments follow its parameters.");
-    if (req->n_stop)   /* a stop string would cut the arguments short of JSON */
+    if (required && req->n_stop)   /* a stop string would cut the arguments short of JSON */
         return dsk_openai_fail(e, 400, "stop", "invalid_value",
                                "Stop strings cannot be used with a forced tool call: they would cut its arguments.");
+    /* The tools are described in the prompt, and the calls an answer makes
+     * are held to them (text/call_prefix.h).  With a JSON response_format,
+     * an answer is JSON and makes none. */
+    json_object_object_add(req->chat, "tools", json_object_get(s->tools));
+    if (req->json_mode)
+        return 0;
     char msg[400];
-    struct json_object *none = NULL;   /* no parameters: an empty list, {} */
-    if (!params)
-        none = json_tokener_parse("{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}");
-    req->json_schema = dsk_json_schema_compile(params ? params : none, msg, sizeof msg);
-    json_object_put(none);
-    if (!req->json_schema)
-        return dsk_openai_fail(e, 400, "tools", "invalid_value", "The parameters of '%s': %s", call, msg);
-    if (!dsk_json_schema_admits(req->json_schema, '{'))   /* arguments are an object */
-        return dsk_openai_fail(e, 400, "tools", "invalid_value", "The parameters of '%s' admit no object.", call);
-    req->json_mode = DSK_OPENAI_JSON_SCHEMA;
-    req->tool_name = dsk_xstrdup(call);
+    req->call_tools = dsk_call_tools_new(s->tools, msg, sizeof msg);
+    if (!req->call_tools)   /* what was checked above is what it checks */
+        return dsk_openai_fail(e, 400, "tools", "invalid_value", "Invalid 'tools': %s.", msg);
+    req->tools_mode = required ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO;
+    req->tools_only = call ? dsk_call_tools_find(req->call_tools, call) : -1;
+    if (call && req->tools_only < 0)
+        return dsk_openai_fail(e, 400, "tool_choice", "invalid_value", "No tool is named '%s'.", call);
+    /* One named call is the answer; otherwise parallel_tool_calls says */
+    if (call)
+        req->parallel_tool_calls = 0;
+    /* A call that will be made has arguments held to its parameters, or is
+     * refused; so has a tool marked strict.  Under "auto" another tool's
+     * calls take any object. */
+    for (int i = 0; i < (int)n; i++) {
+        const char *why = dsk_call_tools_loose(req->call_tools, i);
+        struct json_object *fn = NULL, *strict = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(s->tools, (size_t)i), "function", &fn);
+        json_object_object_get_ex(fn, "strict", &strict);
+        int forced = call ? i == req->tools_only : required;
+        if (why && (forced || json_object_get_boolean(strict)))
+            return dsk_openai_fail(e, 400, "tools", "invalid_value", "The parameters of '%s': %s",
+                                   dsk_call_tools_name(req->call_tools, i), why);
+    }
     return 0;
 }
 
@@ -819,6 +818,7 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
     req->top_p = 1;
     req->repetition_penalty = 1;
     req->n = 1;
+    req->parallel_tool_calls = 1;
     if (len > lim->max_body)
         return dsk_openai_fail(e, 413, NULL, "request_too_large",
                                "The request body of %zu bytes is over this server's limit of %zu bytes.", len,
@@ -837,9 +837,9 @@ int dsk_openai_parse(const char *body, size_t len, int kind, const dsk_openai_li
                  : dsk_openai_fail(e, 400, NULL, NULL, "The request body must be a JSON object, not %s.",
                                    type_desc(root));
     json_object_put(root);
-    if (!rc && req->json_mode == DSK_OPENAI_JSON_SCHEMA && dsk_json_has_lossy_escape(body, len))
-        rc = dsk_openai_fail(e, 400, req->tool_name ? "tools" : "response_format.json_schema.schema", "invalid_value",
-                             "A request with a JSON schema (a response_format or a forced tool call) may not hold "
+    if (!rc && (req->json_mode == DSK_OPENAI_JSON_SCHEMA || req->call_tools) && dsk_json_has_lossy_escape(body, len))
+        rc = dsk_openai_fail(e, 400, req->call_tools ? "tools" : "response_format.json_schema.schema", "invalid_value",
+                             "A request with a JSON schema (a response_format or tools' parameters) may not hold "
                              "\\u0000 or a lone surrogate escape (\\ud800 alone) in any string: the JSON library "
                              "would change them, and with them the schema's names and values.");
     if (rc) {
@@ -864,7 +864,7 @@ void dsk_openai_request_free(dsk_openai_request *req)
     free(req->prompts);
     free(req->logit_bias);
     dsk_json_schema_free(req->json_schema);
-    free(req->tool_name);
+    dsk_call_tools_free(req->call_tools);
     for (int i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     free(req->user);
@@ -1095,27 +1095,29 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
 
 static struct json_object *finish_value(const dsk_openai_meta *m, const dsk_openai_choice *c)
 {
-    /* a call whose arguments closed ended as OpenAI's do: "tool_calls" */
+    (void)m;
     int f = c->finish_reason;
-    if (f != DSK_FINISH_NONE && c->calls)
-        return json_object_new_string("tool_calls");
-    return f == DSK_FINISH_STOP ? json_object_new_string(m->tool_name ? "tool_calls" : "stop")
+    return f == DSK_FINISH_STOP ? json_object_new_string(c->calls ? "tool_calls" : "stop")
            : f == DSK_FINISH_LENGTH ? json_object_new_string("length") : NULL;
 }
 
-/* The "tool_calls" list of an answer's own calls (tool_choice "auto"),
- * each whole; in a stream each with its place in the list. */
-static struct json_object *made_calls(const dsk_openai_meta *m, const dsk_openai_choice *c, int stream)
+/* Call k of choice index: call_, the response id's hex digits, the
+ * choice's and the call's two each. */
+static void call_id(const dsk_openai_meta *m, int index, int k, char id[64])
+{
+    const char *dash = strchr(m->id, '-');
+    snprintf(id, 64, "call_%s%02x%02x", dash ? dash + 1 : m->id, index & 0xFF, k & 0xFF);
+}
+
+/* The "tool_calls" list of an answer's calls, each whole. */
+static struct json_object *made_calls(const dsk_openai_meta *m, const dsk_openai_choice *c)
 {
     struct json_object *list = json_object_new_array();
-    const char *dash = strchr(m->id, '-');
     for (size_t k = 0; k < json_object_array_length(c->calls); k++) {
         struct json_object *made = json_object_array_get_idx(c->calls, k), *call = json_object_new_object();
         struct json_object *fn = json_object_new_object(), *v;
         char id[64];
-        snprintf(id, sizeof id, "call_%s%02x%02zx", dash ? dash + 1 : m->id, c->index & 0xFF, k & 0xFF);
-        if (stream)
-            json_object_object_add(call, "index", json_object_new_int((int)k));
+        call_id(m, c->index, (int)k, id);
         json_object_object_add(call, "id", json_object_new_string(id));
         json_object_object_add(call, "type", json_object_new_string("function"));
         json_object_object_get_ex(made, "name", &v);
@@ -1125,32 +1127,6 @@ static struct json_object *made_calls(const dsk_openai_meta *m, const dsk_openai
         json_object_object_add(call, "function", fn);
         json_object_array_add(list, call);
     }
-    return list;
-}
-
-/* The "tool_calls" list of choice index, with the arguments given.  part:
- * CALL_WHOLE in a whole answer; in a stream, CALL_FIRST (its place in the
- * list, id, type and name) and then CALL_MORE (its place and more arguments). */
-enum { CALL_MORE, CALL_WHOLE, CALL_FIRST };
-static struct json_object *tool_calls(const dsk_openai_meta *m, int index, struct json_object *arguments, int part)
-{
-    struct json_object *call = json_object_new_object(), *fn = json_object_new_object();
-    if (part != CALL_MORE) {
-        char id[64];
-        const char *dash = strchr(m->id, '-');
-        snprintf(id, sizeof id, "call_%s%02x", dash ? dash + 1 : m->id, index & 0xFF);
-        if (part == CALL_FIRST)
-            json_object_object_add(call, "index", json_object_new_int(0));
-        json_object_object_add(call, "id", json_object_new_string(id));
-        json_object_object_add(call, "type", json_object_new_string("function"));
-        json_object_object_add(fn, "name", json_object_new_string(m->tool_name));
-    } else {
-        json_object_object_add(call, "index", json_object_new_int(0));
-    }
-    json_object_object_add(fn, "arguments", arguments);
-    json_object_object_add(call, "function", fn);
-    struct json_object *list = json_object_new_array();
-    json_object_array_add(list, call);
     return list;
 }
 
@@ -1186,13 +1162,9 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
         if (chat) {
             struct json_object *msg = json_object_new_object();
             json_object_object_add(msg, "role", json_object_new_string("assistant"));
-            if (m->tool_name) {
-                json_object_object_add(msg, "content", NULL);
-                json_object_object_add(msg, "tool_calls",
-                                       tool_calls(m, c->index, text_string(c->text, c->len), CALL_WHOLE));
-            } else if (c->calls) {
+            if (c->calls) {
                 json_object_object_add(msg, "content", c->len ? text_string(c->text, c->len) : NULL);
-                json_object_object_add(msg, "tool_calls", made_calls(m, c, 0));
+                json_object_object_add(msg, "tool_calls", made_calls(m, c));
             } else {
                 json_object_object_add(msg, "content", text_string(c->text, c->len));
             }
@@ -1236,13 +1208,7 @@ void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
 {
     struct json_object *delta = json_object_new_object();
     json_object_object_add(delta, "role", json_object_new_string("assistant"));
-    if (m->tool_name) {   /* the call's id and name first, its arguments in the chunks after */
-        json_object_object_add(delta, "content", NULL);
-        json_object_object_add(delta, "tool_calls",
-                               tool_calls(m, index, json_object_new_string(""), CALL_FIRST));
-    } else {
-        json_object_object_add(delta, "content", json_object_new_string(""));
-    }
+    json_object_object_add(delta, "content", json_object_new_string(""));
     struct json_object *ch = json_object_new_object();
     json_object_object_add(ch, "index", json_object_new_int(index));
     json_object_object_add(ch, "delta", delta);
@@ -1253,36 +1219,12 @@ void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
 
 void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out)
 {
-    if (c->calls && c->finish_reason != DSK_FINISH_NONE && m->kind == DSK_OPENAI_CHAT) {
-        /* the calls (after the text before them), then the finish reason alone */
-        struct json_object *ch = json_object_new_object(), *delta = json_object_new_object();
-        json_object_object_add(ch, "index", json_object_new_int(c->index));
-        if (c->len)
-            json_object_object_add(delta, "content", text_string(c->text, c->len));
-        json_object_object_add(delta, "tool_calls", made_calls(m, c, 1));
-        json_object_object_add(ch, "delta", delta);
-        json_object_object_add(ch, "logprobs", chat_logprobs(c));
-        json_object_object_add(ch, "finish_reason", NULL);
-        sse_event(chunk_envelope(m, ch), out);
-        dsk_openai_choice end = {.index = c->index, .text = "", .finish_reason = c->finish_reason, .calls = c->calls};
-        c = &end;
-        ch = json_object_new_object();
-        json_object_object_add(ch, "index", json_object_new_int(c->index));
-        json_object_object_add(ch, "delta", json_object_new_object());
-        json_object_object_add(ch, "logprobs", NULL);
-        json_object_object_add(ch, "finish_reason", finish_value(m, c));
-        sse_event(chunk_envelope(m, ch), out);
-        return;
-    }
     struct json_object *ch = json_object_new_object();
     json_object_object_add(ch, "index", json_object_new_int(c->index));
     if (m->kind == DSK_OPENAI_CHAT) {
         struct json_object *delta = json_object_new_object();
         /* the closing chunk has an empty delta unless text came with it */
-        if ((c->len || c->finish_reason == DSK_FINISH_NONE) && m->tool_name)
-            json_object_object_add(delta, "tool_calls",
-                                   tool_calls(m, c->index, text_string(c->text, c->len), CALL_MORE));
-        else if (c->len || c->finish_reason == DSK_FINISH_NONE)
+        if (c->len || c->finish_reason == DSK_FINISH_NONE)
             json_object_object_add(delta, "content", text_string(c->text, c->len));
         json_object_object_add(ch, "delta", delta);
         json_object_object_add(ch, "logprobs", chat_logprobs(c));
@@ -1291,6 +1233,31 @@ void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, 
         json_object_object_add(ch, "logprobs", completion_logprobs(c));
     }
     json_object_object_add(ch, "finish_reason", finish_value(m, c));
+    sse_event(chunk_envelope(m, ch), out);
+}
+
+void dsk_openai_sse_call(const dsk_openai_meta *m, int index, int k, const char *name, const char *args,
+                         size_t len, dsk_buf *out)
+{
+    struct json_object *call = json_object_new_object(), *fn = json_object_new_object();
+    json_object_object_add(call, "index", json_object_new_int(k));
+    if (name) {
+        char id[64];
+        call_id(m, index, k, id);
+        json_object_object_add(call, "id", json_object_new_string(id));
+        json_object_object_add(call, "type", json_object_new_string("function"));
+        json_object_object_add(fn, "name", json_object_new_string(name));
+    }
+    json_object_object_add(fn, "arguments", text_string(args, len));
+    json_object_object_add(call, "function", fn);
+    struct json_object *list = json_object_new_array(), *delta = json_object_new_object();
+    json_object_array_add(list, call);
+    json_object_object_add(delta, "tool_calls", list);
+    struct json_object *ch = json_object_new_object();
+    json_object_object_add(ch, "index", json_object_new_int(index));
+    json_object_object_add(ch, "delta", delta);
+    json_object_object_add(ch, "logprobs", NULL);
+    json_object_object_add(ch, "finish_reason", NULL);
     sse_event(chunk_envelope(m, ch), out);
 }
 

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "model/logit_process.h"
+#include "text/call_prefix.h"
 #include "text/json_schema.h"
 
 enum { DSK_OPENAI_CHAT = 1, DSK_OPENAI_COMPLETION = 2 };
@@ -103,14 +104,17 @@ typedef struct dsk_openai_request {
     char *user;                /* as sent, or NULL */
     int ignore_eos;            /* vLLM's extension: generate max_tokens whatever the model's end tokens */
     int json_mode;             /* response_format: DSK_OPENAI_TEXT, _JSON_OBJECT (one object) or _JSON_SCHEMA */
-    /* chat: a forced tool call (tool_choice names a function, or is
-     * "required" with one): its name, and json_mode _JSON_SCHEMA with
-     * json_schema its parameters; the answer is the call's arguments.
-     * NULL: with tool_choice "auto" (tools_auto), the tools are described
-     * in the prompt (req->chat's "tools") and an answer may be calls; with
-     * "none", they are described to nobody and the answer is text. */
-    char *tool_name;
-    int tools_auto;
+    /* chat with tools, unless tool_choice is "none" or a JSON
+     * response_format is asked for: the tools compiled, whose calls an
+     * answer's are held to (text/call_prefix.h): tools_mode
+     * DSK_CALLS_AUTO (text, perhaps calls after it) or DSK_CALLS_REQUIRED
+     * (tool_choice "required" or a function: a call at once), tools_only
+     * the tool a named tool_choice calls (else -1).  The tools are in
+     * req->chat's "tools" (described in the prompt) whenever tool_choice
+     * is not "none". */
+    struct dsk_call_tools *call_tools;
+    int tools_mode, tools_only;
+    int parallel_tool_calls;   /* default 1: calls may follow calls (0 for a named tool_choice) */
     struct dsk_json_schema *json_schema;   /* _JSON_SCHEMA: compiled (owned; any value when none was sent) */
     double frequency_penalty, presence_penalty;   /* [-2, 2], default 0 */
 
@@ -169,10 +173,11 @@ typedef struct dsk_openai_choice {
     /* NULL: "logprobs": null. */
     const dsk_openai_token_logprob *logprobs;
     int n_logprobs;
-    /* chat with tool_choice "auto": the calls the answer made (an array of
-     * {"name", "arguments"} from dsk_tool_calls_parse), text being what
-     * came before them ("content": null when empty), finish_reason
-     * "tool_calls"; NULL: none. */
+    /* chat with tools: the calls the answer made (an array of {"name",
+     * "arguments"}, the arguments a string of JSON, perhaps cut short where
+     * the answer was), text being what came before them ("content": null
+     * when empty), finish_reason "tool_calls" where it would be "stop";
+     * NULL: none. */
     struct json_object *calls;
 } dsk_openai_choice;
 
@@ -187,10 +192,6 @@ typedef struct dsk_openai_meta {
     const char *model;
     long long created;        /* Unix seconds, the same in every chunk */
     int include_usage;        /* streams: chunks carry "usage": null, then the usage chunk */
-    /* chat: each choice is a call of this function, its text the call's
-     * arguments: "content": null, "tool_calls": [...], finish_reason
-     * "tool_calls" where it would be "stop".  NULL: text answers. */
-    const char *tool_name;
 } dsk_openai_meta;
 
 /* "chatcmpl-" or "cmpl-" and the 16 hex digits of rnd. */
@@ -205,8 +206,13 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
  * (finish_reason NONE) as it comes, then one with finish_reason set (its
  * text may be empty); then dsk_openai_sse_usage when m->include_usage,
  * and dsk_openai_sse_done.  Completion streams skip the role event. */
-/* A final chunk of a choice with calls is two events: the calls (each
- * whole, with its index, id and name), then the finish reason. */
+/* A chat choice's calls go out between its text and its final chunk
+ * (whose calls, if set, only make its finish reason "tool_calls"), by
+ * dsk_openai_sse_call: call k first with name set (its index, id, type,
+ * name and arguments as far as they go), then (name NULL) more of its
+ * arguments as they come. */
+void dsk_openai_sse_call(const dsk_openai_meta *m, int index, int k, const char *name, const char *args,
+                         size_t len, dsk_buf *out);
 void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out);
 void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out);
 void dsk_openai_sse_usage(const dsk_openai_meta *m, const dsk_openai_usage *u, dsk_buf *out);

@@ -81,6 +81,12 @@ typedef struct prompt_state {
     kept_token *tokens;          /* echo: each token with where its text ends in echo (no logprobs) */
 } prompt_state;
 
+typedef struct call_place {
+    int tool;
+    size_t args_at, args_len;
+} call_place;
+#define NO_CALL SIZE_MAX
+
 typedef struct choice_state {
     struct gen_req *g;
     int index;                   /* prompt * n + the choice's number for its prompt */
@@ -99,12 +105,17 @@ typedef struct choice_state {
     int n_kept, cap_kept;
     int lp_sent;                 /* kept tokens whose logprobs were streamed */
     size_t lp_pos, lp_count;     /* text_offset counted so far: a byte of the text and the characters before it */
-    /* tool_choice "auto": where a call begins in the text (once calling),
-     * held back from the stream until the end says whether the rest is
-     * calls (then in calls) or text after all */
-    int calling;
-    size_t call_at, tag_from;
-    struct json_object *calls;
+    /* tools: the answer read as the engine's constraint reads it
+     * (text/call_prefix.h), scanned bytes of it; the first call's opening
+     * tag at call_at (NO_CALL: none begun), and each call's tool and
+     * arguments (text[args_at, args_at + args_len)) as they come */
+    dsk_call_prefix scan;
+    size_t scanned, call_at;
+    call_place *places;
+    int n_calls, cap_calls;
+    int calls_sent;              /* stream: calls whose first event went out */
+    size_t args_sent;            /* stream: bytes sent of the arguments of call calls_sent - 1 */
+    struct json_object *calls;   /* at the end: the calls made, for the response */
 } choice_state;
 
 typedef struct gen_req {
@@ -137,6 +148,7 @@ static void gen_unref(gen_req *g)
         dsk_buf_free(&g->ch[i].text);
         free(g->ch[i].kept);
         json_object_put(g->ch[i].calls);
+        free(g->ch[i].places);
     }
     for (int i = 0; i < g->n_prompts; i++) {
         free(g->prompts[i].ids);
@@ -287,13 +299,23 @@ static int kept_final(const choice_state *c)
     return k;
 }
 
+/* The text part of the answer: all of it, or (tools) what comes before
+ * the first call, less the whitespace before it. */
+static size_t content_end(const choice_state *c)
+{
+    if (c->call_at == NO_CALL)
+        return c->text.len;
+    size_t end = c->call_at;
+    while (end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
+        end--;
+    return end;
+}
+
 /* Stream: the text that became final since the last chunk (with its
  * tokens' logprobs when asked); the final chunk carries the finish reason
  * even when it has no text. */
-static void emit_delta(gen_req *g, choice_state *c, int final)
+static void emit_text(gen_req *g, choice_state *c, int final)
 {
-    if (!g->req.stream || g->finished_stream)   /* ended early (--timeout): nothing after [DONE] */
-        return;
     int lp_to = !g->req.want_logprobs ? 0 : final ? kept_final(c) : kept_within(c, c->lp_sent, c->safe);
     int new_lp = g->req.want_logprobs && lp_to > c->lp_sent;
     if (c->safe <= c->sent && !final && !new_lp)
@@ -313,38 +335,100 @@ static void emit_delta(gen_req *g, choice_state *c, int final)
     }
 }
 
-/* tool_choice "auto": no text from the first DSK_TOOL_CALL_OPEN on is
- * final before the end (nor a tail that may be its beginning). */
-static void hold_calls(gen_req *g, choice_state *c)
+/* Stream: each call as it comes, its name once it is whole, then its
+ * arguments in whole characters. */
+static void emit_calls(gen_req *g, choice_state *c)
 {
-    if (!g->req.tools_auto)
-        return;
-    if (!c->calling) {
-        char *tag[1] = {DSK_TOOL_CALL_OPEN};
-        dsk_openai_stop_result r;
-        dsk_openai_stop_check(c->text.data ? c->text.data : "", c->text.len, c->tag_from, tag, 1, &r);
-        c->tag_from = r.safe;
-        c->calling = r.matched;
-        c->call_at = r.safe;
+    for (int k = c->calls_sent ? c->calls_sent - 1 : 0; k < c->n_calls; k++) {
+        const call_place *p = &c->places[k];
+        const char *args = c->text.data + p->args_at;
+        dsk_openai_stop_result r;   /* whole characters */
+        dsk_openai_stop_check(args, p->args_len, 0, NULL, 0, &r);
+        if (k >= c->calls_sent) {
+            dsk_openai_sse_call(&g->meta, c->index, k, dsk_call_tools_name(g->req.call_tools, p->tool), args, r.safe,
+                                &g->out);
+            c->calls_sent = k + 1;
+        } else if (r.safe > c->args_sent) {
+            dsk_openai_sse_call(&g->meta, c->index, k, NULL, args + c->args_sent, r.safe - c->args_sent, &g->out);
+        }
+        c->args_sent = r.safe;
     }
-    if (c->safe > c->call_at)
-        c->safe = c->call_at;
 }
 
-/* At the end of an answer that began a call: the calls, with the text
- * before them the answer's content; or, if the rest is not calls, all of
- * it text. */
+static void emit_delta(gen_req *g, choice_state *c, int final)
+{
+    if (!g->req.stream || g->finished_stream)   /* ended early (--timeout): nothing after [DONE] */
+        return;
+    if (c->n_calls) {   /* the text before the calls, the calls, then the end alone */
+        emit_text(g, c, 0);
+        emit_calls(g, c);
+    }
+    if (!c->n_calls || final)
+        emit_text(g, c, final);
+}
+
+/* tools: reads the text added to the answer as the engine's constraint
+ * did, noting where the calls begin, which tools they call, and where
+ * their arguments are. */
+static void scan_calls(gen_req *g, choice_state *c)
+{
+    if (!g->req.call_tools)
+        return;
+    for (; c->scanned < c->text.len; c->scanned++) {
+        size_t i = c->scanned;
+        int before = c->scan.at;
+        if (!dsk_call_prefix_feed(&c->scan, (unsigned char)c->text.data[i]))
+            return;   /* the engine held the answer to this: not reached */
+        if (before == DSK_CALL_TEXT && c->scan.at == DSK_CALL_OPEN)
+            c->call_at = i + 1 - (sizeof DSK_TOOL_CALL_OPEN - 1);
+        if (before == DSK_CALL_NAME && c->scan.at == DSK_CALL_ARGS_KEY) {
+            if (c->n_calls == c->cap_calls) {
+                c->cap_calls = c->cap_calls ? 2 * c->cap_calls : 4;
+                c->places = dsk_xrealloc(c->places, (size_t)c->cap_calls * sizeof *c->places);
+            }
+            c->places[c->n_calls++] = (call_place){c->scan.tool, 0, 0};
+        }
+        if (before == DSK_CALL_ARGS_KEY && c->scan.at == DSK_CALL_ARGS)
+            c->places[c->n_calls - 1].args_at = i + 1;
+        if (before == DSK_CALL_ARGS)
+            c->places[c->n_calls - 1].args_len = i + 1 - c->places[c->n_calls - 1].args_at;
+    }
+}
+
+/* tools: no text is final that may be part of a call: from the first
+ * call's tag, a tail that may begin one, and (while the answer goes on)
+ * whitespace at the end, which goes before a call. */
+static void hold_calls(gen_req *g, choice_state *c)
+{
+    if (!g->req.call_tools)
+        return;
+    size_t end = c->call_at != NO_CALL ? content_end(c)
+                 : c->scan.at == DSK_CALL_TEXT ? c->text.len - c->scan.pos : c->text.len;
+    while (c->call_at == NO_CALL && end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
+        end--;
+    if (c->safe > end)
+        c->safe = end;
+}
+
+/* At the end: the calls, each named and with its arguments as far as they
+ * went (all of them, unless the answer was cut short), the text before
+ * them the answer's content.  A call cut short before its name is whole
+ * is left out. */
 static void take_calls(gen_req *g, choice_state *c)
 {
-    if (!c->calling)
+    if (c->call_at == NO_CALL)
         return;
-    struct json_object *tools = NULL;
-    json_object_object_get_ex(g->req.chat, "tools", &tools);
-    c->calls = dsk_tool_calls_parse(c->text.data + c->call_at, c->text.len - c->call_at, tools);
-    if (c->calls) {
-        c->safe = c->call_at;
-        while (c->safe > c->sent && (c->text.data[c->safe - 1] == ' ' || c->text.data[c->safe - 1] == '\n'))
-            c->safe--;   /* the line break before the first call */
+    c->safe = content_end(c);
+    if (!c->n_calls)
+        return;
+    c->calls = json_object_new_array();
+    for (int k = 0; k < c->n_calls; k++) {
+        const call_place *p = &c->places[k];
+        struct json_object *call = json_object_new_object();
+        json_object_object_add(call, "name", json_object_new_string(dsk_call_tools_name(g->req.call_tools, p->tool)));
+        json_object_object_add(call, "arguments",
+                               json_object_new_string_len(c->text.data + p->args_at, (int)p->args_len));
+        json_object_array_add(c->calls, call);
     }
 }
 
@@ -395,12 +479,17 @@ static int on_token(void *ctx, const dsk_engine_token *t)
         pthread_mutex_unlock(&g->mu);
         return 0;
     }
+    /* Stop strings end the text: they are not looked for in calls. */
+    scan_calls(g, c);
     dsk_openai_stop_result r;
-    dsk_openai_stop_check(c->text.data ? c->text.data : "", c->text.len, c->safe, g->req.stop, g->req.n_stop, &r);
+    dsk_openai_stop_check(c->text.data ? c->text.data : "", c->call_at != NO_CALL ? c->call_at : c->text.len, c->safe,
+                          g->req.stop, g->req.n_stop, &r);
     c->safe = r.safe;
     if (r.matched) {
         c->stopped = 1;
         c->text.len = r.safe;
+        c->call_at = NO_CALL;   /* a call after the stop string is not made */
+        c->n_calls = 0;
     }
     hold_calls(g, c);
     emit_delta(g, c, 0);
@@ -708,8 +797,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
     uint64_t rnd = s->rnd = s->rnd * 6364136223846793005ULL + 1442695040888963407ULL;
     pthread_mutex_unlock(&s->mu);
     dsk_openai_make_id(kind, rnd, g->id);
-    g->meta = (dsk_openai_meta){kind, g->id, s->model_name, (long long)time(NULL), g->req.include_usage,
-                                g->req.tool_name};
+    g->meta = (dsk_openai_meta){kind, g->id, s->model_name, (long long)time(NULL), g->req.include_usage};
     int echo = kind == DSK_OPENAI_COMPLETION && g->req.echo;
     g->n = g->n_prompts * g->req.n;
     g->ch = dsk_xcalloc((size_t)g->n, sizeof *g->ch);
@@ -745,7 +833,17 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         reqs[i].json = g->req.json_mode ? s->json_vocab : NULL;
         reqs[i].json_schema = g->req.json_schema;
         reqs[i].json_compact = s->o.json_compact;
-        reqs[i].json_object_only = g->req.tool_name != NULL;   /* a call's arguments */
+        reqs[i].call_vocab = s->json_vocab;
+        reqs[i].tools = g->req.call_tools;
+        reqs[i].tools_mode = g->req.tools_mode;
+        reqs[i].tools_only = g->req.tools_only;
+        reqs[i].tools_parallel = g->req.parallel_tool_calls;
+        c->call_at = NO_CALL;
+        if (g->req.call_tools) {
+            dsk_call_prefix_init(&c->scan, g->req.call_tools, g->req.tools_mode, g->req.tools_only,
+                                 g->req.parallel_tool_calls);
+            c->call_at = g->req.tools_mode == DSK_CALLS_REQUIRED ? 0 : NO_CALL;
+        }
         reqs[i].logprobs = g->req.want_logprobs;
         reqs[i].top_logprobs = g->req.want_logprobs ? g->req.top_logprobs : 0;
         if (echo) {   /* the answer begins with the prompt: its text, and its tokens to score */
@@ -842,7 +940,7 @@ static enum MHD_Result generate(struct MHD_Connection *con, dsk_server *s, int k
         if (g->req.want_logprobs)
             logprob_view_build(&s->l->tok, c->kept, c->text.data, c->text.len, 0, kept_final(c), &lv[i], &pos,
                                &count);
-        oc[i] = (dsk_openai_choice){c->index, c->text.data ? c->text.data : "", c->calls ? c->safe : c->text.len,
+        oc[i] = (dsk_openai_choice){c->index, c->text.data ? c->text.data : "", content_end(c),
                                     finish_reason(c), g->req.want_logprobs ? lv[i].tok : NULL, lv[i].n, c->calls};
         total += c->tokens;
     }

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "text/json_prefix.h"
+
 #define TOOL_RESPONSE_OPEN "<tool_response>\n"
 #define TOOL_RESPONSE_CLOSE "\n</tool_response>"
 
@@ -105,10 +107,19 @@ static size_t skip_space(const char *s, size_t i, size_t n)
     return i;
 }
 
-/* The first occurrence of needle in s[0..n), or NULL. */
-static const char *find(const char *s, size_t n, const char *needle)
+/* The length of the JSON object s begins with, after any whitespace (a
+ * string in it may hold the closing tag), or 0 if it begins otherwise. */
+static size_t object_len(const char *s, size_t n)
 {
-    return memmem(s, n, needle, strlen(needle));
+    dsk_json_prefix p;
+    dsk_json_prefix_init(&p, 1);
+    for (size_t k = 0; k < n; k++) {
+        if (!dsk_json_prefix_feed(&p, (unsigned char)s[k]))
+            return 0;
+        if (dsk_json_prefix_closed(&p))
+            return k + 1;
+    }
+    return 0;
 }
 
 struct json_object *dsk_tool_calls_parse(const char *text, size_t len, struct json_object *tools)
@@ -120,9 +131,10 @@ struct json_object *dsk_tool_calls_parse(const char *text, size_t len, struct js
         if (len - i < open_len || memcmp(text + i, DSK_TOOL_CALL_OPEN, open_len) != 0)
             goto not_calls;
         i += open_len;
-        const char *end = find(text + i, len - i, DSK_TOOL_CALL_CLOSE);
-        if (!end)
-            goto not_calls;   /* cut short inside the call */
+        size_t obj = object_len(text + i, len - i);
+        const char *end = text + skip_space(text, i + obj, len);
+        if (!obj || (size_t)(text + len - end) < close_len || memcmp(end, DSK_TOOL_CALL_CLOSE, close_len) != 0)
+            goto not_calls;   /* cut short inside the call, or more than the object */
         char msg[64];
         struct json_object *call = dsk_json_parse(text + i, (size_t)(end - (text + i)), msg, sizeof msg), *args;
         struct json_object *name = dsk_json_is(call, json_type_object) ? dsk_json_get_string(call, "name") : NULL;

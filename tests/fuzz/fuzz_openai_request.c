@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         check_stops(&req);
         /* the model name goes back out in JSON that must parse */
         dsk_buf_clear(&b);
-        dsk_openai_meta m = {kind, "id", req.model, 0, req.include_usage, req.tool_name};
+        dsk_openai_meta m = {kind, "id", req.model, 0, req.include_usage};
         const dsk_openai_prompt *p0 = req.prompts ? &req.prompts[0] : NULL;
         dsk_openai_choice c = {0, p0 && p0->text ? p0->text : "", p0 && p0->text ? p0->len : 0, DSK_FINISH_STOP, NULL, 0};
         dsk_openai_usage u = {1, 1};

@@ -144,4 +144,79 @@ TEST(mask_equals_trying_every_token)
     dsk_tokenizer_free(&tk);
 }
 
-RUN_TESTS(T(mask_equals_trying_every_token))
+/* Tool calls: the same, in every state an answer with text and calls
+ * passes through, on a vocabulary of the calls' own pieces. */
+TEST(call_mask_equals_trying_every_token)
+{
+    dsk_rng r;
+    dsk_rng_seed(&r, 12);
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
+    }
+    static const char *const pieces[] = {"<tool_call>", "</tool_call>", ">{\"", "{\"name\":\"", "\",\"arguments\":",
+                                         "}}", "}}</", "\n<", " <", "<tool", "_call", "get", "get_", "time", "\"}"};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
+        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    static const char alphabet[] = "<>/_{}\":, \ntool_callnameargsgetimcity0123";
+    for (int k = 0; k < 1500; k++) {
+        char t[12];
+        int n = 2 + (int)(dsk_rng_next(&r) % 9);
+        for (int i = 0; i < n; i++)
+            t[i] = alphabet[dsk_rng_next(&r) % (sizeof alphabet - 1)];
+        if (dsk_tokenizer_lookup(&tk, t, (size_t)n) == DSK_BPE_NO_TOKEN)
+            CHECK(dsk_tokenizer_add(&tk, id++, t, (size_t)n, &err) == 0);
+    }
+    CHECK(dsk_tokenizer_add_special(&tk, id++, "<|end|>", &err) == 0);
+    int n_vocab = (int)id + 1;   /* and one id the tokenizer lacks */
+    dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
+    float *logits = dsk_xmalloc((size_t)n_vocab * sizeof *logits);
+    static const char tools_text[] =
+        "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
+        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
+    struct json_object *tools_doc = json_tokener_parse(tools_text);
+    char msg[256];
+    dsk_call_tools *tools = dsk_call_tools_new(tools_doc, msg, sizeof msg);
+    json_object_put(tools_doc);
+    CHECK(tools != NULL);
+    static const char *const answers[] = {
+        "Hi <to <tool_call>{\"name\":\"get\",\"arguments\":{\"city\":\"Oslo\"}}</tool_call>\n"
+        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>",
+        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>",
+    };
+    int states = 0, wrong = 0;
+    long allowed_sum = 0;
+    for (int a = 0; a < 2 && tools; a++) {
+        dsk_call_prefix s;
+        dsk_call_prefix_init(&s, tools, a ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO, -1, 1);
+        for (size_t cut = 0; cut <= strlen(answers[a]); cut++) {
+            if (cut)
+                CHECK(dsk_call_prefix_feed(&s, (unsigned char)answers[a][cut - 1]));
+            for (int t = 0; t < n_vocab; t++)
+                logits[t] = (float)t;
+            int got = dsk_call_vocab_mask(v, &s, logits), count = 0;
+            for (int t = 0; t < n_vocab; t++) {
+                dsk_call_prefix u;
+                dsk_call_prefix_copy(&u, &s);
+                int ok = dsk_call_vocab_feed(v, &u, t);
+                count += ok;
+                wrong += ok != (logits[t] == (float)t) || (!ok && !(isinf(logits[t]) && logits[t] < 0));
+            }
+            wrong += got != count;
+            allowed_sum += got;
+            states++;
+        }
+    }
+    printf("# %d call states, %.1f tokens allowed on average of %d\n", states, (double)allowed_sum / states, n_vocab);
+    CHECK(wrong == 0 && states > 100);
+    dsk_call_tools_free(tools);
+    free(logits);
+    dsk_json_vocab_free(v);
+    dsk_tokenizer_free(&tk);
+}
+
+RUN_TESTS(T(mask_equals_trying_every_token), T(call_mask_equals_trying_every_token))

@@ -121,24 +121,29 @@ TEST(chat_defaults)
                 "\"json_schema\",\"json_schema\":{\"name\":\"any\"}}}", DSK_OPENAI_CHAT, &req, &e) == 0);
     CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
     dsk_openai_request_free(&req);
-    /* tools: a named function is called, its parameters compiled; auto
-     * and none call nothing (auto names the tools as ignored) */
+    /* tools: compiled for the calls, described in the prompt; a named
+     * function is called at once and alone, required calls at once, auto
+     * may call; none describes nothing and calls nothing */
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
                 "{\"name\":\"get_weather\",\"description\":\"d\",\"parameters\":{\"type\":\"object\",\"properties\":"
                 "{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":"
                 "{\"name\":\"noop\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
                 DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK_STR(req.tool_name, "get_weather");
-    CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL && req.n_ignored == 0);
+    CHECK(req.call_tools != NULL && req.tools_mode == DSK_CALLS_REQUIRED && req.tools_only == 0);
+    CHECK(!req.parallel_tool_calls && req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 0);
+    CHECK(req.call_tools && dsk_call_tools_loose(req.call_tools, 0) == NULL);
+    CHECK(json_object_object_get_ex(req.chat, "tools", NULL));
     dsk_openai_request_free(&req);
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
-                "{\"name\":\"noop\"}}],\"tool_choice\":\"required\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK_STR(req.tool_name, "noop");
-    CHECK(req.json_schema != NULL);
+                "{\"name\":\"noop\"}},{\"type\":\"function\",\"function\":{\"name\":\"other\"}}],"
+                "\"tool_choice\":\"required\",\"parallel_tool_calls\":false}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.call_tools != NULL && req.tools_mode == DSK_CALLS_REQUIRED && req.tools_only == -1);
+    CHECK(!req.parallel_tool_calls && req.n_ignored == 0);
     dsk_openai_request_free(&req);
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
                 "{\"name\":\"noop\"}}]}", DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK(req.tool_name == NULL && req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 0 && req.tools_auto);
+    CHECK(req.call_tools != NULL && req.tools_mode == DSK_CALLS_AUTO && req.parallel_tool_calls);
+    CHECK(req.json_mode == DSK_OPENAI_TEXT && req.n_ignored == 0);
     {   /* auto: the tools go with the messages, for the template */
         dsk_buf b = {0};
         dsk_json_append(req.chat, &b);
@@ -149,7 +154,7 @@ TEST(chat_defaults)
     dsk_openai_request_free(&req);
     CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":"
                 "{\"name\":\"noop\"}}],\"tool_choice\":\"none\"}", DSK_OPENAI_CHAT, &req, &e) == 0);
-    CHECK(req.tool_name == NULL && req.n_ignored == 0 && !req.tools_auto);
+    CHECK(req.call_tools == NULL && req.n_ignored == 0);
     CHECK(!json_object_object_get_ex(req.chat, "tools", NULL));
     dsk_openai_request_free(&req);
     /* a conversation with a call and its result: kept for the template */
@@ -309,8 +314,11 @@ TEST(wrong_types_name_the_param)
             "{\"name\":\"f\"}}]", "tools[1].function.name"},
         {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":[]}}]",
          "tools[0].function.parameters"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"parallel_tool_calls\":1", "parallel_tool_calls"},
+        {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"strict\":true,\"parameters\":"
+            "{\"pattern\":\"x\"}}}]", "tools"},
         {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":"
-            "{\"name\":\"g\"}}],\"tool_choice\":\"required\"", "tool_choice"},
+            "{\"name\":\"g\",\"parameters\":{\"type\":\"string\"}}}],\"tool_choice\":\"required\"", "tools"},
         {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"always\"", "tool_choice"},
         {1, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\","
             "\"function\":{\"name\":\"g\"}}", "tool_choice"},
@@ -606,7 +614,7 @@ TEST(chat_completion_object)
     static const dsk_openai_top_logprob top[] = {{"Hel", 3, -0.1}, {"He", 2, -2.5}};
     static const dsk_openai_token_logprob lps[] = {{"Hel", 3, -0.1, top, 2, 0, 0}, {"lo\xe2\x82", 4, -INFINITY, NULL, 0, 3, 0}};
     dsk_openai_choice ch[2] = {{0, "Hello", 5, DSK_FINISH_STOP, lps, 2, NULL}, {1, "Bye\xff", 4, DSK_FINISH_LENGTH, NULL, 0, NULL}};
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0, NULL};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-1", "dsk-tiny", 1700000000, 0};
     dsk_openai_usage u = {12, 7};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, ch, 2, &u, &b);
@@ -647,7 +655,7 @@ TEST(text_completion_object)
     static const dsk_openai_top_logprob top[] = {{" b", 2, -0.2}, {" c", 2, -1.7}};
     static const dsk_openai_token_logprob lps[] = {{"\xc3\xa9t", 3, -0.3, top, 2, 10, 0}, {" b", 2, -0.2, top, 2, 12, 0}};
     dsk_openai_choice ch = {0, "\xc3\xa9t b", 5, DSK_FINISH_LENGTH, lps, 2, NULL};
-    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0, NULL};
+    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-1", "m", 5, 0};
     dsk_openai_usage u = {1, 2};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, &ch, 1, &u, &b);
@@ -715,7 +723,7 @@ static int split_events(const char *s, size_t n, char **ev, int max)
 
 TEST(chat_stream)
 {
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1, NULL};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-s", "dsk", 42, 1};
     dsk_buf b = {0};
     dsk_openai_sse_role(&m, 0, &b);
     dsk_openai_choice c = {0, "Hel", 3, DSK_FINISH_NONE, NULL, 0, NULL};
@@ -779,14 +787,16 @@ TEST(chat_stream)
     dsk_buf_free(&b);
 }
 
-/* A forced tool call: whole, the message has no content and one call
- * whose arguments are the text; streamed, the first event names the call
- * and the later ones add arguments; "tool_calls" where "stop" would be. */
+/* Calls: whole, a message with no text has null content, and a call cut
+ * short keeps its arguments as far as they went, with finish_reason
+ * "length"; streamed, each call's first event names it and the later ones
+ * add arguments, and the final chunk says "tool_calls" alone. */
 TEST(tool_call_objects)
 {
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0, "get_weather"};
-    dsk_openai_choice ch[2] = {{0, "{\"city\":\"Oslo\"}", 15, DSK_FINISH_STOP, NULL, 0, NULL},
-                               {1, "{\"ci", 4, DSK_FINISH_LENGTH, NULL, 0, NULL}};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0};
+    struct json_object *whole = json_tokener_parse("[{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}]");
+    struct json_object *cut = json_tokener_parse("[{\"name\":\"get_weather\",\"arguments\":\"{\\\"ci\"}]");
+    dsk_openai_choice ch[2] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, whole}, {1, "", 0, DSK_FINISH_LENGTH, NULL, 0, cut}};
     dsk_openai_usage u = {3, 9};
     dsk_buf b = {0};
     dsk_openai_response_json(&m, ch, 2, &u, &b);
@@ -795,42 +805,53 @@ TEST(tool_call_objects)
     CHECK(has_null(o, "choices.0.message.content"));
     CHECK_STR(pstr(o, "choices.0.message.role"), "assistant");
     CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.type"), "function");
-    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab1200");
-    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.id"), "call_ab1201");
+    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab120000");
+    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.id"), "call_ab120100");
     CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
     CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
+    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.function.arguments"), "{\"ci");
     CHECK_STR(pstr(o, "choices.0.finish_reason"), "tool_calls");
     CHECK_STR(pstr(o, "choices.1.finish_reason"), "length");
     json_object_put(o);
     dsk_buf_clear(&b);
     dsk_openai_sse_role(&m, 0, &b);
-    dsk_openai_choice c = {0, "{\"city\":", 8, DSK_FINISH_NONE, NULL, 0, NULL};
-    dsk_openai_sse_chunk(&m, &c, &b);
-    c = (dsk_openai_choice){0, "\"Oslo\"}", 7, DSK_FINISH_STOP, NULL, 0, NULL};
+    dsk_openai_sse_call(&m, 0, 0, "get_weather", "{\"city\":", 8, &b);
+    dsk_openai_sse_call(&m, 0, 0, NULL, "\"Oslo\"}", 7, &b);
+    dsk_openai_sse_call(&m, 0, 1, "get_time", "", 0, &b);
+    dsk_openai_choice c = {0, "", 0, DSK_FINISH_STOP, NULL, 0, whole};
     dsk_openai_sse_chunk(&m, &c, &b);
     char *ev[8];
     int n = split_events(b.data, b.len, ev, 8);
-    CHECK(n == 3);
-    if (n == 3) {
-        struct json_object *e0 = parse_back(ev[0], strlen(ev[0])), *e1 = parse_back(ev[1], strlen(ev[1])),
-                           *e2 = parse_back(ev[2], strlen(ev[2]));
-        CHECK(has_null(e0, "choices.0.delta.content"));
-        CHECK(json_object_get_int(path(e0, "choices.0.delta.tool_calls.0.index")) == 0);
-        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.id"), "call_ab1200");
-        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.function.name"), "get_weather");
-        CHECK_STR(pstr(e0, "choices.0.delta.tool_calls.0.function.arguments"), "");
-        CHECK(path(e1, "choices.0.delta.content") == NULL);
-        CHECK(path(e1, "choices.0.delta.tool_calls.0.id") == NULL);
-        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.0.function.arguments"), "{\"city\":");
-        CHECK_STR(pstr(e2, "choices.0.delta.tool_calls.0.function.arguments"), "\"Oslo\"}");
-        CHECK_STR(pstr(e2, "choices.0.finish_reason"), "tool_calls");
-        json_object_put(e0);
-        json_object_put(e1);
-        json_object_put(e2);
+    CHECK(n == 5);
+    if (n == 5) {
+        struct json_object *e[5];
+        for (int i = 0; i < 5; i++)
+            e[i] = parse_back(ev[i], strlen(ev[i]));
+        CHECK_STR(pstr(e[0], "choices.0.delta.role"), "assistant");
+        CHECK(json_object_get_int(path(e[1], "choices.0.delta.tool_calls.0.index")) == 0);
+        CHECK_STR(pstr(e[1], "choices.0.delta.tool_calls.0.id"), "call_ab120000");
+        CHECK_STR(pstr(e[1], "choices.0.delta.tool_calls.0.type"), "function");
+        CHECK_STR(pstr(e[1], "choices.0.delta.tool_calls.0.function.name"), "get_weather");
+        CHECK_STR(pstr(e[1], "choices.0.delta.tool_calls.0.function.arguments"), "{\"city\":");
+        CHECK(has_null(e[1], "choices.0.finish_reason"));
+        CHECK(path(e[2], "choices.0.delta.content") == NULL);
+        CHECK(path(e[2], "choices.0.delta.tool_calls.0.id") == NULL);
+        CHECK(path(e[2], "choices.0.delta.tool_calls.0.function.name") == NULL);
+        CHECK(json_object_get_int(path(e[2], "choices.0.delta.tool_calls.0.index")) == 0);
+        CHECK_STR(pstr(e[2], "choices.0.delta.tool_calls.0.function.arguments"), "\"Oslo\"}");
+        CHECK(json_object_get_int(path(e[3], "choices.0.delta.tool_calls.0.index")) == 1);
+        CHECK_STR(pstr(e[3], "choices.0.delta.tool_calls.0.id"), "call_ab120001");
+        CHECK_STR(pstr(e[3], "choices.0.delta.tool_calls.0.function.arguments"), "");
+        CHECK(json_object_object_length(path(e[4], "choices.0.delta")) == 0);
+        CHECK_STR(pstr(e[4], "choices.0.finish_reason"), "tool_calls");
+        for (int i = 0; i < 5; i++)
+            json_object_put(e[i]);
     }
     for (int i = 0; i < n; i++)
         free(ev[i]);
     dsk_buf_free(&b);
+    json_object_put(whole);
+    json_object_put(cut);
 }
 
 TEST(tool_messages_checked)
@@ -870,7 +891,7 @@ TEST(tool_messages_checked)
 TEST(made_call_objects)
 {
     /* tool_choice auto: an answer's own calls, with the text before them */
-    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0, NULL};
+    dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0};
     struct json_object *calls = json_tokener_parse("[{\"name\":\"w\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"},"
                                                    "{\"name\":\"t\",\"arguments\":\"{}\"}]");
     dsk_openai_choice ch[2] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, calls}, {1, "Let me look.", 12, DSK_FINISH_STOP, NULL, 0, calls}};
@@ -892,36 +913,13 @@ TEST(made_call_objects)
     CHECK_STR(pstr(o, "choices.0.finish_reason"), "tool_calls");
     CHECK_STR(pstr(o, "choices.1.finish_reason"), "tool_calls");
     json_object_put(o);
-    /* streamed: text as it comes, then the calls, then the finish reason alone */
-    dsk_buf_clear(&b);
-    dsk_openai_choice c = {1, "Let me", 6, DSK_FINISH_NONE, NULL, 0, NULL};
-    dsk_openai_sse_chunk(&m, &c, &b);
-    c = (dsk_openai_choice){1, " look.", 6, DSK_FINISH_STOP, NULL, 0, calls};
-    dsk_openai_sse_chunk(&m, &c, &b);
-    char *ev[8];
-    int n = split_events(b.data, b.len, ev, 8);
-    CHECK(n == 3);
-    if (n == 3) {
-        struct json_object *e1 = parse_back(ev[1], strlen(ev[1])), *e2 = parse_back(ev[2], strlen(ev[2]));
-        CHECK_STR(pstr(e1, "choices.0.delta.content"), " look.");
-        CHECK(json_object_get_int(path(e1, "choices.0.delta.tool_calls.1.index")) == 1);
-        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.1.id"), "call_ab120101");
-        CHECK_STR(pstr(e1, "choices.0.delta.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
-        CHECK(has_null(e1, "choices.0.finish_reason"));
-        CHECK(json_object_object_length(path(e2, "choices.0.delta")) == 0);
-        CHECK_STR(pstr(e2, "choices.0.finish_reason"), "tool_calls");
-        json_object_put(e1);
-        json_object_put(e2);
-    }
-    for (int i = 0; i < n; i++)
-        free(ev[i]);
     dsk_buf_free(&b);
     json_object_put(calls);
 }
 
 TEST(completion_stream_and_error_event)
 {
-    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0, NULL};
+    dsk_openai_meta m = {DSK_OPENAI_COMPLETION, "cmpl-s", "dsk", 1, 0};
     static const dsk_openai_token_logprob lp[] = {{"ab", 2, -0.5, NULL, 0, 7, 0}};
     dsk_openai_choice c = {2, "ab\ncd", 5, DSK_FINISH_NONE, lp, 1, NULL};
     dsk_buf b = {0};
