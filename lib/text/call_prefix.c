@@ -48,16 +48,20 @@ dsk_call_tools *dsk_call_tools_new(struct json_object *tools, char *msg, size_t 
     }
     dsk_call_tools *t = dsk_xcalloc(1, sizeof *t);
     for (size_t i = 0; i < json_object_array_length(tools); i++) {
-        struct json_object *fn = NULL, *params = NULL;
+        struct json_object *fn = NULL, *params = NULL, *type = NULL;
         struct json_object *entry = json_object_array_get_idx(tools, i);
-        struct json_object *name = dsk_json_is(entry, json_type_object) &&
-                                           json_object_object_get_ex(entry, "function", &fn)
-                                       ? dsk_json_get_string(fn, "name")
-                                       : NULL;
+        /* {"type": "function", "function": {"name", ...}}, the type perhaps left out */
+        int shaped = dsk_json_is(entry, json_type_object) && json_object_object_get_ex(entry, "function", &fn) &&
+                     dsk_json_is(fn, json_type_object) &&
+                     (!json_object_object_get_ex(entry, "type", &type) ||
+                      (dsk_json_is(type, json_type_string) && strcmp(json_object_get_string(type), "function") == 0));
+        struct json_object *name = shaped ? dsk_json_get_string(fn, "name") : NULL;
         const char *nm = name ? json_object_get_string(name) : NULL;
         size_t len = name ? (size_t)json_object_get_string_len(name) : 0;
         if (!nm || !name_ok(nm, len) || strlen(nm) != len) {
-            snprintf(msg, msg_len, "tools[%zu] needs a name of 1 to 64 printable ASCII bytes, no '\"' or '\\'", i);
+            snprintf(msg, msg_len,
+                     "tools[%zu] must be {\"type\": \"function\", \"function\": {\"name\": ...}} with a name of 1 to "
+                     "64 printable ASCII bytes, no '\"' or '\\'", i);
             dsk_call_tools_free(t);
             return NULL;
         }

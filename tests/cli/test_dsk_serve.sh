@@ -509,11 +509,6 @@ try:
     validate = lambda doc: not list(Draft202012Validator(schema).iter_errors(doc))
 except ImportError:   # without the package: the required keys and the enum at least
     validate = lambda doc: set(doc) >= {"color", "n"} and doc["color"] in ("red", "green", "blue")
-try:
-    from jsonschema import Draft202012Validator
-    validate_params = lambda doc: not list(Draft202012Validator(params).iter_errors(doc))
-except ImportError:
-    validate_params = lambda doc: doc.get("color") in ("red", "blue")
 stopped_schema = 0
 for seed in range(8):
     st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "say blue"}], "seed": seed,
@@ -554,51 +549,111 @@ for bad, code in [({"type": "json_schema", "json_schema": {"name": "x", "schema"
 st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format":
              {"type": "json_schema", "json_schema": {"schema": {"minimum": 1}}}})
 assert st == 400 and "'minimum' is not supported" in json.loads(b)["error"]["message"], b
-# a forced tool call: the arguments, under the function's parameters, as OpenAI's tool_calls
+print(f"# {stopped} of 6 chat answers closed their object in 48 tokens; {stopped_schema} of 8 under a schema "
+      f"in 56")
+PY
+kill -TERM "$pid"; wait "$pid"
+
+# Forced tool calls (tool_choice names a function, or is "required"): the
+# answer is the template's calls, the tools described in its prompt (no room
+# for them in the 64-token model: the long one serves, barely trained, so
+# the constraint alone makes its calls whole and valid), each call's
+# arguments under its function's parameters; streamed, an event names each
+# call and the later ones add its arguments.
+ckpt=$T/ck-long start_server --max-batch 4
+check "forced tool calls: the template's calls, held to the parameters, whole and streamed" python3 - "http://127.0.0.1:$port" <<'PY'
+import json, sys, urllib.error, urllib.request
+url = sys.argv[1]
+def post(path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        r = urllib.request.urlopen(req, timeout=60)
+        return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+try:
+    from jsonschema import Draft202012Validator
+    validate_params = lambda doc: not list(Draft202012Validator(params).iter_errors(doc))
+except ImportError:   # without the package: the required key, its enum and no others
+    validate_params = lambda doc: doc.get("color") in ("red", "blue") and set(doc) <= {"color", "n"}
+# a forced tool call: the template's call, its arguments under the function's parameters, as OpenAI's tool_calls
 params = {"type": "object", "properties": {"color": {"enum": ["red", "blue"]}, "n": {"type": "integer", "enum": [1, 2, 3]}},
           "required": ["color"], "additionalProperties": False}
 tools = [{"type": "function", "function": {"name": "paint", "description": "paint it", "parameters": params}},
          {"type": "function", "function": {"name": "noop"}}]
 calls = 0
 for seed in range(3):
-    body = {"messages": [{"role": "user", "content": "say red"}], "tools": tools, "seed": seed, "max_tokens": 56,
+    body = {"messages": [{"role": "user", "content": "say red"}], "tools": tools, "seed": seed, "max_tokens": 128,
             "tool_choice": {"type": "function", "function": {"name": "paint"}}, "temperature": 1.0}
     st, b = post("/v1/chat/completions", body)
     assert st == 200, b
     c = json.loads(b)["choices"][0]
     call = c["message"]["tool_calls"][0]
     assert c["message"]["content"] is None and call["type"] == "function" and call["id"].startswith("call_"), c
-    assert call["function"]["name"] == "paint", c
+    assert call["function"]["name"] == "paint" and len(c["message"]["tool_calls"]) == 1, c
     if c["finish_reason"] == "tool_calls":
         assert validate_params(json.loads(call["function"]["arguments"])), c
         calls += 1
     else:
         assert c["finish_reason"] == "length", c
-    # streamed: the first event names the call, the rest add arguments that join to the same text
+    # streamed: the role, then an event naming the call, then its arguments as they come, joining to the same text
     st, sb = post("/v1/chat/completions", dict(body, stream=True))
     events = [json.loads(l[6:]) for l in sb.splitlines() if l.startswith("data: {")]
     deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
-    assert deltas[0]["tool_calls"][0]["function"]["name"] == "paint" and deltas[0]["content"] is None, deltas[0]
-    joined = "".join(d["tool_calls"][0]["function"]["arguments"] for d in deltas if d.get("tool_calls"))
-    assert joined == call["function"]["arguments"], (joined, call)
+    parts = [d["tool_calls"][0] for d in deltas if d.get("tool_calls")]
+    assert deltas[0]["role"] == "assistant" and not any(d.get("content") for d in deltas), deltas
+    assert parts[0]["function"]["name"] == "paint" and parts[0]["id"].startswith("call_"), parts[0]
+    assert all("id" not in p and "name" not in p["function"] and p["index"] == 0 for p in parts[1:]), parts
+    assert "".join(p["function"]["arguments"] for p in parts) == call["function"]["arguments"], (parts, call)
     assert events[-1]["choices"][0]["finish_reason"] == c["finish_reason"], events[-1]
-assert calls == 3, "a call's bounded arguments did not close in 56 tokens"
-# no parameters: {}; tool_choice none answers text; required with two tools is refused
+assert calls == 3, "a call's bounded arguments did not close in 128 tokens"
+# no parameters: {}; required picks among the tools, several calls a line apart unless parallel_tool_calls is false
 st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools[1:],
-             "tool_choice": "required", "max_tokens": 56})
+             "tool_choice": "required", "max_tokens": 128, "parallel_tool_calls": False})
 c = json.loads(b)["choices"][0]
 assert st == 200 and c["finish_reason"] == "tool_calls" and c["message"]["tool_calls"][0]["function"]["arguments"] == "{}", b
+assert len(c["message"]["tool_calls"]) == 1, c
+for seed in range(3):
+    st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools, "seed": seed,
+                 "tool_choice": "required", "max_tokens": 200, "temperature": 1.0})
+    c = json.loads(b)["choices"][0]
+    assert st == 200 and c["message"]["tool_calls"], b
+    for k, call in enumerate(c["message"]["tool_calls"]):
+        if c["finish_reason"] == "tool_calls" or k + 1 < len(c["message"]["tool_calls"]):
+            a = json.loads(call["function"]["arguments"])
+            assert (call["function"]["name"], validate_params(a) if call["function"]["name"] == "paint" else a == {}) \
+                in (("paint", True), ("noop", True)), call
 req = urllib.request.Request(url + "/v1/chat/completions", headers={"Content-Type": "application/json"},
                              data=json.dumps({"messages": [{"role": "user", "content": "hi"}], "tools": tools,
                                               "tool_choice": "none", "max_tokens": 2}).encode())
 r = urllib.request.urlopen(req, timeout=60)   # none: the tools are not described, the answer is text
 assert r.status == 200 and "Warning" not in r.headers and "tool_calls" not in json.loads(r.read())["choices"][0]["message"]
 st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools,
-             "tool_choice": "required"})
-assert st == 400 and json.loads(b)["error"]["param"] == "tool_choice", b
-print(f"# {stopped} of 6 chat answers closed their object in 48 tokens; {stopped_schema} of 8 under a schema "
-      f"in 56; {calls} of 3 tool calls")
+             "tool_choice": "required", "parallel_tool_calls": "no"})
+assert st == 400 and json.loads(b)["error"]["param"] == "parallel_tool_calls", b
+print(f"# {calls} of 3 forced calls closed with valid arguments")
 PY
+if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import openai, pydantic' 2>/dev/null; then
+    check "the openai client reads a forced call of a pydantic model's schema" "$DSK_PY" - "http://127.0.0.1:$port/v1" <<'PY'
+import sys
+from typing import Literal
+import pydantic
+from openai import OpenAI
+class Pick(pydantic.BaseModel):
+    color: Literal["red", "blue"]
+    sure: bool
+c = OpenAI(base_url=sys.argv[1], api_key="none")
+tool = {"type": "function", "function": {"name": "pick", "parameters": Pick.model_json_schema()}}
+r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "say red"}], tools=[tool],
+                              tool_choice={"type": "function", "function": {"name": "pick"}}, max_tokens=128)
+call = r.choices[0].message.tool_calls[0]
+assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "pick", r
+Pick.model_validate_json(call.function.arguments)
+PY
+else
+    echo "ok $((tap_n += 1)) # SKIP the openai Python client is not installed (DSK_PY)"
+fi
 kill -TERM "$pid"; wait "$pid"
 
 # Connections that send nothing hold their slots only --idle-timeout long:
@@ -814,7 +869,7 @@ try:
     raise SystemExit("no error")
 except openai.AuthenticationError:
     pass
-# structured output as its users write it: a pydantic model to .parse(), and a forced tool call
+# structured output as its users write it: a pydantic model to .parse()
 from typing import Literal
 import pydantic
 class Pick(pydantic.BaseModel):
@@ -823,12 +878,6 @@ class Pick(pydantic.BaseModel):
 r = c.beta.chat.completions.parse(model="m", messages=[{"role": "user", "content": "say red"}],
                                   response_format=Pick, max_tokens=56)
 assert isinstance(r.choices[0].message.parsed, Pick), r
-tool = {"type": "function", "function": {"name": "pick", "parameters": Pick.model_json_schema()}}
-r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "say red"}], tools=[tool],
-                              tool_choice={"type": "function", "function": {"name": "pick"}}, max_tokens=56)
-call = r.choices[0].message.tool_calls[0]
-assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "pick", r
-Pick.model_validate_json(call.function.arguments)
 PY
 else
     echo "ok $((tap_n += 1)) # SKIP the openai Python client is not installed (DSK_PY)"
@@ -1066,7 +1115,7 @@ def post(body):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as r:
         return r.read().decode(), r.headers
-called = answered = streamed = 0
+called = answered = streamed = held = 0
 for x in "red green blue cat dog sun".split():
     ask = {"messages": [{"role": "user", "content": f"weather in {x}?"}], "tools": tools, "temperature": 0, "max_tokens": 40}
     b, h = post(ask)
@@ -1077,16 +1126,28 @@ for x in "red green blue cat dog sun".split():
         assert c["message"]["content"] is None and call["type"] == "function" and call["id"].startswith("call_"), c
         assert call["function"]["name"] == "weather", c
         called += json.loads(call["function"]["arguments"]) == {"city": x}
-    # streamed: no text of the call, then the call whole, then the finish reason
+    # streamed: no text of the call, then the call's name, its arguments as they come, then the finish reason
     b, _ = post({**ask, "stream": True})
     events = [json.loads(e[6:]) for e in b.split("\n\n") if e.startswith("data: {")]
     deltas = [e["choices"][0]["delta"] for e in events]
     assert not any("<tool_call>" in (d.get("content") or "") for d in deltas), deltas
-    got = [d["tool_calls"] for d in deltas if d.get("tool_calls")]
+    got = [d["tool_calls"][0] for d in deltas if d.get("tool_calls")]
     if events[-1]["choices"][0]["finish_reason"] == "tool_calls":
-        assert len(got) == 1 and got[0][0]["index"] == 0 and got[0][0]["function"]["name"] == "weather", events
+        assert got[0]["index"] == 0 and got[0]["function"]["name"] == "weather", events
+        assert all(g["index"] == 0 and "name" not in g["function"] for g in got[1:]), got
         assert deltas[-1] == {}, deltas
-        streamed += got[0][0]["function"]["arguments"] == c["message"]["tool_calls"][0]["function"]["arguments"]
+        streamed += "".join(g["function"]["arguments"] for g in got) == \
+            c["message"]["tool_calls"][0]["function"]["arguments"]
+    # held to the parameters: a city of at most 3 characters, whatever the model would write; a stop
+    # string ends text, not a call
+    short = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties":
+             {"city": {"type": "string", "maxLength": 3}}, "required": ["city"], "additionalProperties": False}}}]
+    b, _ = post({"messages": ask["messages"], "tools": short, "temperature": 0, "stop": ["city", "}"]})
+    c = json.loads(b)["choices"][0]
+    for call in c["message"].get("tool_calls") or []:   # whatever it would write, the schema holds
+        a = json.loads(call["function"]["arguments"])
+        assert list(a) == ["city"] and len(a["city"]) <= 3, c
+        held += a["city"] == x[:3]
     b, _ = post({"messages": [{"role": "user", "content": f"say {x}"}], "tools": tools, "temperature": 0,
                  "max_tokens": 40})
     c = json.loads(b)["choices"][0]
@@ -1098,9 +1159,9 @@ b, _ = post({"messages": [{"role": "user", "content": "weather in red?"},
                           {"role": "tool", "tool_call_id": "call_1", "content": "sun"}],
              "tools": tools, "temperature": 0, "max_tokens": 4})
 assert json.loads(b)["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls"), b
-print(f"# tool_choice auto: {called} of 6 asked the weather called it with their city ({streamed} streamed alike);"
-      f" {answered} of 6 said their word")
-assert called >= 4 and streamed == called and answered >= 4, (called, streamed, answered)
+print(f"# tool_choice auto: {called} of 6 asked the weather called it with their city ({streamed} streamed alike,"
+      f" {held} its first 3 characters under a schema of 3); {answered} of 6 said their word")
+assert called >= 4 and streamed == called and held >= 3 and answered >= 4, (called, streamed, held, answered)
 PY
 if [ -n "${DSK_PY:-}" ] && "$DSK_PY" -c 'import openai' 2>/dev/null; then
     check "the openai client reads an auto tool call" "$DSK_PY" - "http://127.0.0.1:$port/v1" <<'PY'

@@ -798,6 +798,117 @@ static void json_answers(const char *schema_text, const int32_t *prompt, int n_p
     dsk_tokenizer_free(&tk);
 }
 
+/* Tool calls: with random weights, sampled, with drafts and without (the
+ * same tokens), every answer is text and calls held to the tools; a
+ * required one begins with a call; one that ends "stop" is whole: after
+ * a call, ended by the stop token or (one call allowed) by the call's
+ * last token. */
+TEST(tool_calls_follow_the_tools)
+{
+    /* every byte of the form alone (a byte-level vocabulary can always
+     * finish a call), then pieces of it */
+    static const char *const fixed[] = {
+        "<", "t", "o", "l", "_", "c", "a", ">", "{", "\"", "n", "m", "e", ":", ",", "r", "g", "u", "s", "}", "/", "f", "1",
+        "-", "0", "2", "\n", " ", "<tool_call>", "{\"name\":\"", "fg", "\",\"arguments\":", "</tool_call>",
+        "}</tool_call>", "}}", "tool", "_call", "<tool", ">{\"", "\"a\":", "Hi", "{\"a\":1}", "}}</tool_call>",
+        "\n<tool_call>", "name", "arguments", "\"}", "{}"};
+    enum { FIXED = sizeof fixed / sizeof *fixed, END = V - 2 };
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    char *pieces[V];
+    for (int i = 0; i < END; i++) {
+        char filler[8];
+        snprintf(filler, sizeof filler, "w%d", i);
+        pieces[i] = dsk_xstrdup(i < FIXED ? fixed[i] : filler);
+        CHECK(dsk_tokenizer_add(&tk, (uint32_t)i, pieces[i], strlen(pieces[i]), &err) == 0);
+    }
+    CHECK(dsk_tokenizer_add_special(&tk, END, "<|end|>", &err) == 0);   /* and V - 1 has no bytes */
+    pieces[END] = dsk_xstrdup("");   /* text has none of them (free text may hold the one with no bytes) */
+    pieces[V - 1] = dsk_xstrdup("");
+    dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
+    static const char tools_text[] =
+        "[{\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},"
+        "\"required\":[\"a\"],\"additionalProperties\":false}}},{\"function\":{\"name\":\"fg\"}}]";
+    char msg[256];
+    struct json_object *doc = dsk_json_parse(tools_text, strlen(tools_text), msg, sizeof msg);
+    dsk_call_tools *tools = dsk_call_tools_new(doc, msg, sizeof msg);
+    json_object_put(doc);
+    CHECK(tools != NULL);
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model(be, "nano");
+    enum { N = 24, MAX = 40 };
+    static const int32_t prompt[3] = {40, 0, 1};
+    result r[N], r_spec[N];
+    uint64_t id;
+    dsk_engine_opts o = {.slots = 4, .max_len = 0, .max_rows = 16, .max_queue = 32};
+    for (int pass = 0; pass < 2 && tools; pass++) {
+        if (pass)
+            o.spec_tokens = 4, o.spec_ngram = 2, o.spec_rows = 16;
+        dsk_engine *e = dsk_engine_start(m, &o, &err);
+        result *rs = pass ? r_spec : r;
+        for (int i = 0; i < N; i++) {
+            init_result(&rs[i]);
+            dsk_engine_request q = request(prompt, 3, &rs[i]);
+            q.max_tokens = MAX;
+            q.call_vocab = jv;
+            q.tools = tools;
+            q.tools_mode = i % 3 ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO;
+            q.tools_only = i % 4 == 1 ? 1 : -1;
+            q.tools_parallel = i % 2;
+            q.stop[0] = END;
+            q.sampler = (dsk_sampler_opts){1.0, 0, 1, 0};
+            q.seed = (uint64_t)i;
+            CHECK(dsk_engine_submit(e, &q, &id, &err) == 0);
+        }
+        for (int i = 0; i < N; i++)
+            wait_done(&rs[i]);
+        dsk_engine_stop(e);
+    }
+    int differ = 0, stopped = 0, calls = 0, auto_calls = 0;
+    for (int i = 0; i < N && tools; i++) {
+        differ += r[i].n != r_spec[i].n || r[i].finish != r_spec[i].finish || r[i].end_at != r_spec[i].end_at;
+        for (int t = 0; t < r[i].n && t < 64; t++)
+            differ += r[i].tokens[t] != r_spec[i].tokens[t];
+        dsk_buf text = {0};
+        for (int t = 0; t < r[i].n && t < 64; t++)
+            if (t + 1 != r[i].end_at)
+                dsk_buf_adds(&text, pieces[r[i].tokens[t]]);
+        dsk_call_prefix s;
+        dsk_call_prefix_init(&s, tools, i % 3 ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO, i % 4 == 1 ? 1 : -1, i % 2);
+        CHECK(dsk_call_prefix_feed_all(&s, text.data, text.len));
+        if (r[i].finish == DSK_ENGINE_STOP) {
+            stopped++;
+            CHECK(dsk_call_prefix_may_end(&s));
+            /* one call allowed: its last token ends the answer, no stop token */
+            CHECK(i % 2 || s.calls == 0 || (dsk_call_prefix_done(&s) && r[i].end_at == 0));
+            CHECK(!(i % 3) || s.calls >= 1);
+        } else {
+            CHECK(r[i].finish == DSK_ENGINE_LENGTH && r[i].n == MAX);
+            if (r[i].finish != DSK_ENGINE_LENGTH)
+                printf("# answer %d: finish %d (%s) after %d tokens: %.*s\n", i, r[i].finish, r[i].error, r[i].n,
+                       (int)text.len, text.data);
+        }
+        calls += (int)s.calls;
+        auto_calls += i % 3 ? 0 : (int)s.calls;
+        if (i % 4 == 1 && s.calls) {   /* only "fg": its name, then empty arguments */
+            CHECK(strstr(text.data, "{\"name\":\"fg\",\"arguments\":{}}") != NULL);
+            CHECK(strstr(text.data, "{\"name\":\"f\",") == NULL);
+        }
+        dsk_buf_free(&text);
+    }
+    printf("# tool calls: %d of %d answers whole within %d tokens, %d calls (%d unforced)\n", stopped, N, MAX, calls,
+           auto_calls);
+    CHECK(differ == 0 && stopped > N / 2 && calls > N / 2);
+    dsk_model_free(m);
+    be->destroy(be);
+    dsk_call_tools_free(tools);
+    dsk_json_vocab_free(jv);
+    dsk_tokenizer_free(&tk);
+    for (int i = 0; i < V; i++)
+        free(pieces[i]);
+}
+
 TEST(json_mode_answers_are_json)
 {
     static const int32_t json_prompt[3] = {7, 3, 19};
@@ -999,6 +1110,6 @@ RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_req
           T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences),
           T(stop_tokens_logprobs_cancel_queue), T(quit_cancels_and_refuses_after),
           T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
-          T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(lookup_draft_finds_the_latest_longest_match),
+          T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(tool_calls_follow_the_tools), T(lookup_draft_finds_the_latest_longest_match),
           T(speculative_decoding_changes_no_token),
           T(speculative_decoding_moe), T(speculative_decoding_tiny_moe))
