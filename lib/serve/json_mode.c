@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "text/tool_calls.h"
 
 /* Tokens in byte order, with what the walk needs to share and skip work. */
 enum { SKIP_DEPTHS = 4 };
@@ -15,6 +16,7 @@ typedef struct walk_order {
     /* next[d - 1][k]: the first token after k that shares fewer than d
      * bytes with those before it: the end of k's group of d-byte beginnings */
     int *next[SKIP_DEPTHS];
+    int first[257];      /* the tokens whose first byte is c: [first[c], first[c + 1]) */
 } walk_order;
 
 struct dsk_json_vocab {
@@ -86,6 +88,15 @@ static void order_build(walk_order *o, const dsk_tokenizer *tk, int32_t *ids, in
         while (m < len && m < prev_len && p[m] == q[m])
             m++;
         o->shared[k] = m;
+    }
+    for (int c = 0, k = 0; c <= 256; c++) {
+        for (; k < n; k++) {
+            size_t len;
+            const unsigned char *p = (const unsigned char *)dsk_tokenizer_bytes(tk, (uint32_t)ids[k], &len);
+            if (p[0] >= c)
+                break;
+        }
+        o->first[c] = k;
     }
     for (int d = 1; d <= SKIP_DEPTHS; d++) {
         o->next[d - 1] = dsk_xmalloc((size_t)(n ? n : 1) * sizeof *o->next[d - 1]);
@@ -169,7 +180,7 @@ static int call_feed(void *s, unsigned char c) { return dsk_call_prefix_feed(s, 
 static const automaton json_automaton = {sizeof(dsk_json_prefix), json_copy, json_feed};
 static const automaton call_automaton = {sizeof(dsk_call_prefix), call_copy, call_feed};
 
-/* Walks the tokens of o from state 0, returning how many pass.  With
+/* Walks the tokens [from, to) of o from state 0, returning how many pass.  With
  * saved NULL, the logit of each one that fails is set to -INFINITY;
  * otherwise the logits are all -INFINITY already and each one that passes
  * gets its saved value back (fewer scattered writes where most fail).
@@ -178,15 +189,16 @@ static const automaton call_automaton = {sizeof(dsk_call_prefix), call_copy, cal
  * before; failed_at: the token before failed on its byte failed_at - 1,
  * so one sharing failed_at bytes with it fails too (for short beginnings,
  * the whole group that shares it is skipped at once). */
-static int walk(const dsk_json_vocab *v, const walk_order *o, const automaton *a, unsigned char *states,
-                float *logits, const float *saved)
+static int walk_range(const dsk_json_vocab *v, const walk_order *o, int from, int to, const automaton *a,
+                      unsigned char *states, float *logits, const float *saved)
 {
     uint32_t failed_at = UINT32_MAX;
     int n_allowed = 0;
-    for (int k = 0; k < o->n; k++) {
-        uint32_t shared = o->shared[k];
+    for (int k = from; k < to; k++) {
+        uint32_t shared = k == from ? 0 : o->shared[k];   /* states before from were not computed */
         if (shared >= failed_at) {
             int end = failed_at <= SKIP_DEPTHS ? o->next[failed_at - 1][k] : k + 1;
+            end = end < to ? end : to;
             for (int j = k; j < end && !saved; j++)
                 logits[o->id[j]] = -INFINITY;
             k = end - 1;
@@ -213,6 +225,12 @@ static int walk(const dsk_json_vocab *v, const walk_order *o, const automaton *a
         n_allowed++;
     }
     return n_allowed;
+}
+
+static int walk(const dsk_json_vocab *v, const walk_order *o, const automaton *a, unsigned char *states,
+                float *logits, const float *saved)
+{
+    return walk_range(v, o, 0, o->n, a, states, logits, saved);
 }
 
 /* Walks every token of the vocabulary: few pass, so all go and those
@@ -269,6 +287,19 @@ int dsk_call_vocab_mask(const dsk_json_vocab *v, const dsk_call_prefix *s, float
     if (dsk_call_prefix_in_free_text(s)) {
         /* text: only a token with a '<' may begin a call, and go wrong */
         n_allowed = v->n_vocab - v->lt.n + walk(v, &v->lt, &call_automaton, states, logits, NULL);
+    } else if (s->at == DSK_CALL_TEXT) {
+        /* text that ends with part of the opening tag: a token goes on with
+         * it only if it begins with the tag's next byte c; the others start
+         * over, and only a '<' in them may begin a call.  So: the tokens
+         * that begin with c, and those with a '<' that do not. */
+        int c = (unsigned char)DSK_TOOL_CALL_OPEN[s->pos];
+        const walk_order *all = &v->all, *lt = &v->lt;
+        int first = all->first[c], end = all->first[c + 1];
+        int failed = end - first - walk_range(v, all, first, end, &call_automaton, states, logits, NULL);
+        failed += lt->first[c] - walk_range(v, lt, 0, lt->first[c], &call_automaton, states, logits, NULL);
+        failed += lt->n - lt->first[c + 1] - walk_range(v, lt, lt->first[c + 1], lt->n, &call_automaton, states,
+                                                         logits, NULL);
+        n_allowed = v->n_vocab - failed;
     } else if (s->at == DSK_CALL_ARGS && dsk_json_prefix_in_text(&s->args, &room)) {
         n_allowed = walk_text(v, room, &call_automaton, states, logits);
     } else {

@@ -2,7 +2,9 @@
  * (lib/serve/json_mode.h) on a real vocabulary, in states a JSON answer
  * passes through, with and without a schema, against feeding every token's
  * bytes to the automaton alone (what a plain loop over the vocabulary
- * costs).  Prints one line per state: tokens allowed, microseconds. */
+ * costs); then the tool-call mask (a call's constraint), in free text and
+ * in a call's parts.  Prints one line per state: tokens allowed,
+ * microseconds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,54 @@ int main(int argc, char **argv)
             printf("%-7s after %-22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n",
                    with_schema ? "schema" : "object", before[k][0] ? before[k] : "(nothing)", allowed, mask_us, alone_us);
         }
+    /* tool calls (dsk_call_vocab_mask): free text, then a call's parts */
+    const char *tools_text = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":"
+                             "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"days\":{\"type\":"
+                             "\"integer\"}},\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":{\"name\":"
+                             "\"get_time\"}}]";
+    doc = dsk_json_parse(tools_text, strlen(tools_text), msg, sizeof msg);
+    dsk_call_tools *tools = dsk_call_tools_new(doc, msg, sizeof msg);
+    json_object_put(doc);
+    if (!tools) {
+        fprintf(stderr, "json_mask_bench: %s\n", msg);
+        return EX_SOFTWARE;
+    }
+    static const char *const call_before[] = {
+        "", "Let me look <tool", "<tool_call>{\"name\":\"get", "<tool_call>{\"name\":\"get_weather\",\"arguments\":{",
+        "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Os",
+        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>\n"};
+    for (int k = 0; k < 6; k++) {
+        dsk_call_prefix s;
+        dsk_call_prefix_init(&s, tools, DSK_CALLS_AUTO, -1, 1);
+        if (!dsk_call_prefix_feed_all(&s, call_before[k], strlen(call_before[k])))
+            return EX_SOFTWARE;
+        int allowed = 0, reps = 50;
+        t0 = dsk_now();
+        for (int r = 0; r < reps; r++)
+            allowed = dsk_call_vocab_mask(v, &s, logits);
+        double mask_us = (dsk_now() - t0) / reps * 1e6;
+        int alone = 0;
+        t0 = dsk_now();
+        for (int r = 0; r < 5; r++) {
+            alone = 0;
+            for (int id = 0; id < V; id++) {
+                dsk_call_prefix c;
+                dsk_call_prefix_copy(&c, &s);
+                alone += dsk_call_vocab_feed(v, &c, id);
+            }
+        }
+        double alone_us = (dsk_now() - t0) / 5 * 1e6;
+        if (alone != allowed)
+            return EX_SOFTWARE;
+        char shown[128];
+        snprintf(shown, sizeof shown, "%s", call_before[k][0] ? call_before[k] : "(nothing)");
+        size_t len = strlen(shown);
+        for (size_t i = 0; i < len; i++)
+            shown[i] = shown[i] == '\n' ? ' ' : shown[i];
+        printf("calls   after ...%-22.22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n",
+               len > 22 ? shown + len - 22 : shown, allowed, mask_us, alone_us);
+    }
+    dsk_call_tools_free(tools);
     free(logits);
     dsk_json_schema_free(schema);
     dsk_json_vocab_free(v);

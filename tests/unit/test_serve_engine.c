@@ -818,7 +818,7 @@ TEST(tool_calls_follow_the_tools)
     dsk_err err = {0};
     char *pieces[V];
     for (int i = 0; i < END; i++) {
-        char filler[8];
+        char filler[16];
         snprintf(filler, sizeof filler, "w%d", i);
         pieces[i] = dsk_xstrdup(i < FIXED ? fixed[i] : filler);
         CHECK(dsk_tokenizer_add(&tk, (uint32_t)i, pieces[i], strlen(pieces[i]), &err) == 0);
