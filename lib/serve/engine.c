@@ -76,35 +76,19 @@ static void finish(seq *s, int why, const char *error)
     memset(s, 0, sizeof *s);
 }
 
-/* JSON mode: masks the tokens that would break the answer's JSON.  The
- * stop tokens stay only where the text is whole but could go on (a
- * number at the top): they end it.  Returns the tokens left. */
-static int json_mask(const seq *s, float *logits, int V)
+/* JSON mode or tool calls: masks the tokens that would break the
+ * answer's JSON or calls.  The stop tokens stay where the answer may end:
+ * in JSON mode, a whole text that could go on (a number at the top); with
+ * tools, in text or after a call.  Returns the tokens left. */
+static int constrain(const seq *s, float *logits, int V)
 {
     float stop_logit[2] = {0, 0};
     for (int k = 0; k < 2; k++)
         if (s->r.stop[k] >= 0 && s->r.stop[k] < V)
             stop_logit[k] = logits[s->r.stop[k]];
-    int n = dsk_json_vocab_mask(s->r.json, &s->json, logits);
-    if (dsk_json_prefix_complete(&s->json))
-        for (int k = 0; k < 2; k++)
-            if (s->r.stop[k] >= 0 && s->r.stop[k] < V && isinf(logits[s->r.stop[k]])) {
-                logits[s->r.stop[k]] = stop_logit[k];
-                n++;
-            }
-    return n;
-}
-
-/* Tool calls: masks the tokens that would break a call.  The stop
- * tokens stay where the answer may end: in text, or after a call. */
-static int call_mask(const seq *s, float *logits, int V)
-{
-    float stop_logit[2] = {0, 0};
-    for (int k = 0; k < 2; k++)
-        if (s->r.stop[k] >= 0 && s->r.stop[k] < V)
-            stop_logit[k] = logits[s->r.stop[k]];
-    int n = dsk_call_vocab_mask(s->r.call_vocab, &s->call, logits);
-    if (dsk_call_prefix_may_end(&s->call))
+    int n = s->r.json ? dsk_json_vocab_mask(s->r.json, &s->json, logits)
+                      : dsk_call_vocab_mask(s->r.call_vocab, &s->call, logits);
+    if (s->r.json ? dsk_json_prefix_complete(&s->json) : dsk_call_prefix_may_end(&s->call))
         for (int k = 0; k < 2; k++)
             if (s->r.stop[k] >= 0 && s->r.stop[k] < V && isinf(logits[s->r.stop[k]])) {
                 logits[s->r.stop[k]] = stop_logit[k];
@@ -327,7 +311,7 @@ static void draw_tokens(dsk_engine *e, int i)
          * log-probabilities come from the raw logits. */
         memcpy(scratch, logits, (size_t)V * sizeof *logits);
         dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
-        if ((s->r.json && json_mask(s, scratch, V) == 0) || (s->r.tools && call_mask(s, scratch, V) == 0)) {
+        if ((s->r.json || s->r.tools) && constrain(s, scratch, V) == 0) {
             *t = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
             break;
         }

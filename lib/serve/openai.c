@@ -1093,9 +1093,8 @@ static struct json_object *completion_logprobs(const dsk_openai_choice *c)
     return o;
 }
 
-static struct json_object *finish_value(const dsk_openai_meta *m, const dsk_openai_choice *c)
+static struct json_object *finish_value(const dsk_openai_choice *c)
 {
-    (void)m;
     int f = c->finish_reason;
     return f == DSK_FINISH_STOP ? json_object_new_string(c->calls ? "tool_calls" : "stop")
            : f == DSK_FINISH_LENGTH ? json_object_new_string("length") : NULL;
@@ -1174,7 +1173,7 @@ void dsk_openai_response_json(const dsk_openai_meta *m, const dsk_openai_choice 
             json_object_object_add(ch, "text", text_string(c->text, c->len));
             json_object_object_add(ch, "logprobs", completion_logprobs(c));
         }
-        json_object_object_add(ch, "finish_reason", finish_value(m, c));
+        json_object_object_add(ch, "finish_reason", finish_value(c));
         json_object_array_add(list, ch);
     }
     json_object_object_add(o, "choices", list);
@@ -1204,17 +1203,23 @@ static struct json_object *chunk_envelope(const dsk_openai_meta *m, struct json_
     return o;
 }
 
-void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
+/* An event of choice index with delta (taken), no logprobs, no finish. */
+static void sse_delta(const dsk_openai_meta *m, int index, struct json_object *delta, dsk_buf *out)
 {
-    struct json_object *delta = json_object_new_object();
-    json_object_object_add(delta, "role", json_object_new_string("assistant"));
-    json_object_object_add(delta, "content", json_object_new_string(""));
     struct json_object *ch = json_object_new_object();
     json_object_object_add(ch, "index", json_object_new_int(index));
     json_object_object_add(ch, "delta", delta);
     json_object_object_add(ch, "logprobs", NULL);
     json_object_object_add(ch, "finish_reason", NULL);
     sse_event(chunk_envelope(m, ch), out);
+}
+
+void dsk_openai_sse_role(const dsk_openai_meta *m, int index, dsk_buf *out)
+{
+    struct json_object *delta = json_object_new_object();
+    json_object_object_add(delta, "role", json_object_new_string("assistant"));
+    json_object_object_add(delta, "content", json_object_new_string(""));
+    sse_delta(m, index, delta, out);
 }
 
 void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, dsk_buf *out)
@@ -1232,7 +1237,7 @@ void dsk_openai_sse_chunk(const dsk_openai_meta *m, const dsk_openai_choice *c, 
         json_object_object_add(ch, "text", text_string(c->text, c->len));
         json_object_object_add(ch, "logprobs", completion_logprobs(c));
     }
-    json_object_object_add(ch, "finish_reason", finish_value(m, c));
+    json_object_object_add(ch, "finish_reason", finish_value(c));
     sse_event(chunk_envelope(m, ch), out);
 }
 
@@ -1253,12 +1258,7 @@ void dsk_openai_sse_call(const dsk_openai_meta *m, int index, int k, const char 
     struct json_object *list = json_object_new_array(), *delta = json_object_new_object();
     json_object_array_add(list, call);
     json_object_object_add(delta, "tool_calls", list);
-    struct json_object *ch = json_object_new_object();
-    json_object_object_add(ch, "index", json_object_new_int(index));
-    json_object_object_add(ch, "delta", delta);
-    json_object_object_add(ch, "logprobs", NULL);
-    json_object_object_add(ch, "finish_reason", NULL);
-    sse_event(chunk_envelope(m, ch), out);
+    sse_delta(m, index, delta, out);
 }
 
 void dsk_openai_sse_usage(const dsk_openai_meta *m, const dsk_openai_usage *u, dsk_buf *out)

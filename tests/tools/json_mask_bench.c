@@ -15,6 +15,62 @@
 #include "serve/json_mode.h"
 #include "text/json_schema.h"
 
+/* A state of JSON mode (call 0) or of tool calls (call 1). */
+typedef struct state {
+    int call;
+    dsk_json_prefix json;
+    dsk_call_prefix calls;
+} state;
+
+static int mask(const dsk_json_vocab *v, const state *s, float *logits)
+{
+    return s->call ? dsk_call_vocab_mask(v, &s->calls, logits) : dsk_json_vocab_mask(v, &s->json, logits);
+}
+
+/* Whether token id alone goes on from s. */
+static int takes(const dsk_json_vocab *v, const state *s, int32_t id)
+{
+    if (s->call) {
+        dsk_call_prefix c;
+        dsk_call_prefix_copy(&c, &s->calls);
+        return dsk_call_vocab_feed(v, &c, id);
+    }
+    dsk_json_prefix c;
+    dsk_json_prefix_copy(&c, &s->json);
+    return dsk_json_vocab_feed(v, &c, id);
+}
+
+/* Times the mask in s against trying every token alone; prints a line,
+ * or returns EX_SOFTWARE where the two disagree. */
+static int measure(const dsk_json_vocab *v, int V, const state *s, const char *kind, const char *before,
+                   float *logits)
+{
+    int allowed = 0, reps = 50;
+    double t0 = dsk_now();
+    for (int r = 0; r < reps; r++)
+        allowed = mask(v, s, logits);
+    double mask_us = (dsk_now() - t0) / reps * 1e6;
+    int alone = 0;
+    t0 = dsk_now();
+    for (int r = 0; r < 5; r++) {
+        alone = 0;
+        for (int id = 0; id < V; id++)
+            alone += takes(v, s, id);
+    }
+    double alone_us = (dsk_now() - t0) / 5 * 1e6;
+    if (alone != allowed)
+        return EX_SOFTWARE;   /* the mask and the plain loop must agree */
+    /* the last 22 bytes of what came before, on one line */
+    char shown[128];
+    snprintf(shown, sizeof shown, "%s", before[0] ? before : "(nothing)");
+    size_t len = strlen(shown);
+    for (size_t i = 0; i < len; i++)
+        shown[i] = shown[i] == '\n' ? ' ' : shown[i];
+    printf("%-7s after %s%-22.22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n", kind,
+           len > 22 ? "..." : "", len > 22 ? shown + len - 22 : shown, allowed, mask_us, alone_us);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -45,33 +101,15 @@ int main(int argc, char **argv)
     float *logits = dsk_xmalloc((size_t)V * sizeof *logits);
     for (int with_schema = 0; with_schema < 2; with_schema++)
         for (int k = 0; k < 5; k++) {
-            dsk_json_prefix s;
+            state s = {0};
             if (with_schema)
-                dsk_json_prefix_init_schema(&s, schema);
+                dsk_json_prefix_init_schema(&s.json, schema);
             else
-                dsk_json_prefix_init(&s, 1);
-            if (!dsk_json_prefix_feed_all(&s, before[k], strlen(before[k])))
+                dsk_json_prefix_init(&s.json, 1);
+            if (!dsk_json_prefix_feed_all(&s.json, before[k], strlen(before[k])))
                 return EX_SOFTWARE;
-            int allowed = 0, reps = 50;
-            t0 = dsk_now();
-            for (int r = 0; r < reps; r++)
-                allowed = dsk_json_vocab_mask(v, &s, logits);
-            double mask_us = (dsk_now() - t0) / reps * 1e6;
-            int alone = 0;
-            t0 = dsk_now();
-            for (int r = 0; r < 5; r++) {
-                alone = 0;
-                for (int id = 0; id < V; id++) {
-                    dsk_json_prefix c;
-                    dsk_json_prefix_copy(&c, &s);
-                    alone += dsk_json_vocab_feed(v, &c, id);
-                }
-            }
-            double alone_us = (dsk_now() - t0) / 5 * 1e6;
-            if (alone != allowed)
-                return EX_SOFTWARE;   /* the mask and the plain loop must agree */
-            printf("%-7s after %-22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n",
-                   with_schema ? "schema" : "object", before[k][0] ? before[k] : "(nothing)", allowed, mask_us, alone_us);
+            if (measure(v, V, &s, with_schema ? "schema" : "object", before[k], logits))
+                return EX_SOFTWARE;
         }
     /* tool calls (dsk_call_vocab_mask): free text, then a call's parts */
     const char *tools_text = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":"
@@ -90,35 +128,11 @@ int main(int argc, char **argv)
         "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Os",
         "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>\n"};
     for (int k = 0; k < 6; k++) {
-        dsk_call_prefix s;
-        dsk_call_prefix_init(&s, tools, DSK_CALLS_AUTO, -1, 1);
-        if (!dsk_call_prefix_feed_all(&s, call_before[k], strlen(call_before[k])))
+        state s = {.call = 1};
+        dsk_call_prefix_init(&s.calls, tools, DSK_CALLS_AUTO, -1, 1);
+        if (!dsk_call_prefix_feed_all(&s.calls, call_before[k], strlen(call_before[k])) ||
+            measure(v, V, &s, "calls", call_before[k], logits))
             return EX_SOFTWARE;
-        int allowed = 0, reps = 50;
-        t0 = dsk_now();
-        for (int r = 0; r < reps; r++)
-            allowed = dsk_call_vocab_mask(v, &s, logits);
-        double mask_us = (dsk_now() - t0) / reps * 1e6;
-        int alone = 0;
-        t0 = dsk_now();
-        for (int r = 0; r < 5; r++) {
-            alone = 0;
-            for (int id = 0; id < V; id++) {
-                dsk_call_prefix c;
-                dsk_call_prefix_copy(&c, &s);
-                alone += dsk_call_vocab_feed(v, &c, id);
-            }
-        }
-        double alone_us = (dsk_now() - t0) / 5 * 1e6;
-        if (alone != allowed)
-            return EX_SOFTWARE;
-        char shown[128];
-        snprintf(shown, sizeof shown, "%s", call_before[k][0] ? call_before[k] : "(nothing)");
-        size_t len = strlen(shown);
-        for (size_t i = 0; i < len; i++)
-            shown[i] = shown[i] == '\n' ? ' ' : shown[i];
-        printf("calls   after ...%-22.22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n",
-               len > 22 ? shown + len - 22 : shown, allowed, mask_us, alone_us);
     }
     dsk_call_tools_free(tools);
     free(logits);
