@@ -311,6 +311,15 @@ static size_t content_end(const choice_state *c)
     return end;
 }
 
+/* Where what may be text ends: at the first call's tag, or before a tail
+ * that may begin one (with tools; the whole text without). */
+static size_t text_end(const choice_state *c)
+{
+    if (c->call_at != NO_CALL)
+        return c->call_at;
+    return c->scan.at == DSK_CALL_TEXT ? c->text.len - c->scan.pos : c->text.len;
+}
+
 /* Stream: the text that became final since the last chunk (with its
  * tokens' logprobs when asked); the final chunk carries the finish reason
  * even when it has no text. */
@@ -402,8 +411,7 @@ static void hold_calls(gen_req *g, choice_state *c)
 {
     if (!g->req.call_tools)
         return;
-    size_t end = c->call_at != NO_CALL ? content_end(c)
-                 : c->scan.at == DSK_CALL_TEXT ? c->text.len - c->scan.pos : c->text.len;
+    size_t end = c->call_at != NO_CALL ? content_end(c) : text_end(c);
     while (c->call_at == NO_CALL && end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
         end--;
     if (c->safe > end)
@@ -479,11 +487,11 @@ static int on_token(void *ctx, const dsk_engine_token *t)
         pthread_mutex_unlock(&g->mu);
         return 0;
     }
-    /* Stop strings end the text: they are not looked for in calls. */
+    /* Stop strings end the text: they are not looked for in calls, nor in
+     * a tail that may begin one until it does not. */
     scan_calls(g, c);
     dsk_openai_stop_result r;
-    dsk_openai_stop_check(c->text.data ? c->text.data : "", c->call_at != NO_CALL ? c->call_at : c->text.len, c->safe,
-                          g->req.stop, g->req.n_stop, &r);
+    dsk_openai_stop_check(c->text.data ? c->text.data : "", text_end(c), c->safe, g->req.stop, g->req.n_stop, &r);
     c->safe = r.safe;
     if (r.matched) {
         c->stopped = 1;

@@ -1138,11 +1138,11 @@ for x in "red green blue cat dog sun".split():
         assert deltas[-1] == {}, deltas
         streamed += "".join(g["function"]["arguments"] for g in got) == \
             c["message"]["tool_calls"][0]["function"]["arguments"]
-    # held to the parameters: a city of at most 3 characters, whatever the model would write; a stop
-    # string ends text, not a call
+    # held to the parameters: a city of at most 3 characters, whatever the model would write; stop
+    # strings end text, and are not looked for in a call or in a tail that may begin one ("<tool_call>")
     short = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties":
              {"city": {"type": "string", "maxLength": 3}}, "required": ["city"], "additionalProperties": False}}}]
-    b, _ = post({"messages": ask["messages"], "tools": short, "temperature": 0, "stop": ["city", "}"]})
+    b, _ = post({"messages": ask["messages"], "tools": short, "temperature": 0, "stop": ["city", "}", "_call"]})
     c = json.loads(b)["choices"][0]
     for call in c["message"].get("tool_calls") or []:   # whatever it would write, the schema holds
         a = json.loads(call["function"]["arguments"])
