@@ -170,27 +170,34 @@ static struct json_object *tools_of(struct json_object *doc)
     return tools;
 }
 
-/* An answer: a string, or one assistant message (TRL's conversational
- * form with the prompt apart); *text gets the string.  More messages are
- * refused: taking one of them would drop the others, or train a user
- * turn as the answer. */
-static int check_answer(struct json_object *a, const char *name, struct json_object **text, dsk_err *err)
+/* An answer's text: a string, or one assistant message (TRL's
+ * conversational form with the prompt apart) as the template writes it,
+ * its tool calls too.  More messages are refused: taking one of them
+ * would drop the others, or train a user turn as the answer. */
+static int answer_text(struct json_object *a, const char *name, dsk_buf *text, dsk_err *err)
 {
-    if (dsk_json_is(a, json_type_array)) {
-        size_t n = json_object_array_length(a);
-        struct json_object *m = n == 1 ? json_object_array_get_idx(a, 0) : NULL;
-        struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
-        if (!role || strcmp(json_object_get_string(role), "assistant") != 0)
-            return dsk_fail(err, EX_DATAERR,
-                            "\"%s\" must be a string or one assistant message, not %s (the turns before the answer "
-                            "go in \"prompt\")", name, n == 0 ? "an empty list" : n > 1 ? "several messages"
-                                                                                   : "a message without the assistant role");
-        a = dsk_json_is(m, json_type_object) ? json_object_object_get(m, "content") : NULL;
+    dsk_buf_clear(text);
+    if (dsk_json_is(a, json_type_string)) {
+        dsk_buf_add(text, json_object_get_string(a), (size_t)json_object_get_string_len(a));
+        return 0;
     }
-    if (!dsk_json_is(a, json_type_string))
-        return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message with string content", name);
-    *text = a;
-    return 0;
+    if (!dsk_json_is(a, json_type_array))
+        return dsk_fail(err, EX_DATAERR, "\"%s\" must be a string or one assistant message", name);
+    size_t n = json_object_array_length(a);
+    struct json_object *m = n == 1 ? json_object_array_get_idx(a, 0) : NULL;
+    struct json_object *role = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
+    if (!role || strcmp(json_object_get_string(role), "assistant") != 0)
+        return dsk_fail(err, EX_DATAERR,
+                        "\"%s\" must be a string or one assistant message, not %s (the turns before the answer "
+                        "go in \"prompt\")", name, n == 0 ? "an empty list" : n > 1 ? "several messages"
+                                                                               : "a message without the assistant role");
+    int r, rc = message_text(a, 0, &r, text, err);
+    if (rc) {
+        char why[sizeof err->msg];
+        memcpy(why, err->msg, sizeof why);
+        dsk_fail(err, rc, "\"%s\": %.900s", name, why);
+    }
+    return rc;
 }
 
 /* A document that is none of the three kinds. */
@@ -239,11 +246,13 @@ static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
 static int encode_answer(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *a,
                          const char *name, dskt_record *rec, dsk_err *err)
 {
-    int rc = check_answer(a, name, &a, err);
+    dsk_buf text = {0};
+    int rc = answer_text(a, name, &text, err);
     if (!rc)
-        rc = encode_into(t, e, json_object_get_string(a), (size_t)json_object_get_string_len(a), 0, rec, 1, err);
+        rc = encode_into(t, e, text.data ? text.data : "", text.len, 0, rec, 1, err);
     if (!rc)
         add_id(rec, c->end, 1);
+    dsk_buf_free(&text);
     return rc;
 }
 
@@ -331,10 +340,12 @@ int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_t
         struct json_object *turns = dsk_json_is(prompt, json_type_string) ? user_turn(prompt) : json_object_get(prompt);
         rc = messages_texts(turns, tools_of(doc), fn, ctx, err);
         json_object_put(turns);
-        if (!rc && !(rc = check_answer(chosen, "chosen", &chosen, err)))
-            rc = text_of(chosen, fn, ctx, err);
-        if (!rc && !(rc = check_answer(rejected, "rejected", &rejected, err)))
-            rc = text_of(rejected, fn, ctx, err);
+        dsk_buf answer = {0};
+        if (!rc && !(rc = answer_text(chosen, "chosen", &answer, err)))
+            rc = fn(ctx, answer.data ? answer.data : "", answer.len, err);
+        if (!rc && !(rc = answer_text(rejected, "rejected", &answer, err)))
+            rc = fn(ctx, answer.data ? answer.data : "", answer.len, err);
+        dsk_buf_free(&answer);
         return rc;
     }
     return no_text(field, err);

@@ -262,6 +262,19 @@ for why in "message 0: only an assistant message has \"tool_calls\"" \
     expect_err_contains "$why" "... saying why: $why"
 done
 check "preference record: prompt, chosen, rejected" grep -q '"prompt":"<|user|>where is the cat<|end|><|assistant|>","chosen":"on the mat<|end|>","rejected":"that hat<|end|>"' "$T/decoded"
+# a preference answer may be a call (tools for its prompt): the call is the answer's text
+cat > "$T/prefcall.jsonl" <<'JS'
+{"tools":[{"type":"function","function":{"name":"weather"}}],"prompt":"rain?","chosen":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\": \"Oslo\"}"}}]}],"rejected":[{"role":"assistant","content":"no idea"}]}
+JS
+expect_exit 0 "encode a preference record whose chosen answer calls a tool" \
+    dsk-bpe encode -t "$T/trained.json" -o "$T/prefcall.dskt" "$T/prefcall.jsonl"
+check "... the call is the chosen answer, the tools in the prompt" grep -q \
+    '"prompt":"<|system|>You can call these tools.*{\\"name\\":\\"weather\\"}<|end|><|user|>rain?<|end|><|assistant|>","chosen":"<tool_call>{\\"name\\":\\"weather\\",\\"arguments\\":{\\"city\\":\\"Oslo\\"}}</tool_call><|end|>","rejected":"no idea<|end|>"' \
+    <(dsk-bpe decode -t "$T/trained.json" "$T/prefcall.dskt")
+echo '{"prompt":"Q","chosen":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"w","arguments":"[1]"}}]}],"rejected":"B"}' > "$T/prefbad.jsonl"
+expect_exit 65 "a preference answer with a bad call is refused" \
+    dsk-bpe encode -t "$T/trained.json" -o "$T/prefbad.dskt" "$T/prefbad.jsonl"
+expect_err_contains '"chosen": message 0: tool_calls[0].function.arguments must be a JSON object' "... saying which answer and why"
 echo '{"prompt":"Q","chosen":[{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"rejected":"B"}' > "$T/multi.jsonl"
 echo '{"prompt":"Q","chosen":"A","rejected":[{"content":"B"}]}' > "$T/norole.jsonl"
 expect_exit 65 "a preference answer without the assistant role is refused" \
