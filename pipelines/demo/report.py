@@ -264,6 +264,22 @@ if os.path.exists(served):
               "(`{\"answer\": {\"enum\": [\"even\", \"odd\"]}}`, required, nothing else):\n")
         print(f"> {text!r} (finish: {c['finish_reason']}; "
               f"{'a JSON object valid against the schema' if valid else 'NOT valid against the schema'})\n")
+    st = os.path.join(out, "serve-tool.json")
+    if os.path.exists(st):
+        c = json.load(open(st))["choices"][0]
+        calls = c["message"].get("tool_calls") or []
+        try:
+            args = json.loads(calls[0]["function"]["arguments"])
+            valid = list(args) == ["answer"] and args["answer"] in ("even", "odd")
+        except (IndexError, KeyError, ValueError, AttributeError):
+            args, valid = None, False
+        print("And as a forced tool call (`tools`: `record_parity` with those parameters, `tool_choice` naming it; "
+              "the tool described in the prompt, the call held to its parameters):\n")
+        print(f"> {calls[0]['function']['name'] if calls else None}({json.dumps(args)}) "
+              f"(finish: {c['finish_reason']}; "
+              f"{'arguments valid against the parameters' if valid else 'arguments NOT valid'}, "
+              "the right answer is 'odd': the model was never trained on calls, so the form and the schema are "
+              "held and the choice within them is the model's own)\n")
     burst = os.path.join(out, "serve-burst.txt")
     if os.path.exists(burst):
         rows = [l.split() for l in open(burst) if l.strip()]
