@@ -739,8 +739,6 @@ int dsk_engine_submit_all(dsk_engine *e, const dsk_engine_request *r, int n, uin
             dsk_json_prefix_init(&s->json, 1);
         if (r[k].json && r[k].json_compact)
             dsk_json_prefix_compact(&s->json);
-        if (r[k].json && r[k].json_object_only)
-            s->json.top_object = 1;
         if (r[k].tools)
             dsk_call_prefix_init(&s->call, r[k].tools, r[k].tools_mode, r[k].tools_only, r[k].tools_parallel);
         ids[k] = s->id;

@@ -56,8 +56,6 @@ typedef struct dsk_engine_request {
     const dsk_json_vocab *json;
     const struct dsk_json_schema *json_schema;
     int json_compact;                   /* JSON mode: no whitespace outside strings */
-    int json_object_only;               /* JSON mode with a schema: the value is an object (which the
-                                         * schema must admit: dsk_json_schema_admits) */
     /* Tool calls (not with JSON mode): non-NULL, each token is drawn among
      * those that keep the answer's calls well formed and held to the
      * tools (text/call_prefix.h: tools_mode DSK_CALLS_AUTO or _REQUIRED,
