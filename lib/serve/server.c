@@ -286,19 +286,6 @@ static int kept_within(const choice_state *c, int from, size_t len)
     return from;
 }
 
-/* The tokens to report once generation ended: those that are part of
- * the answer, i.e. that begin before its end (all of them unless a stop
- * string cut the text). */
-static int kept_final(const choice_state *c)
-{
-    if (!c->stopped)
-        return c->n_kept;
-    int k = 0;
-    while (k < c->n_kept && (k == 0 ? 0 : c->kept[k - 1].end) < c->text.len)
-        k++;
-    return k;
-}
-
 /* The text part of the answer: all of it, or (tools) what comes before
  * the first call, less the whitespace before it. */
 static size_t content_end(const choice_state *c)
@@ -309,6 +296,20 @@ static size_t content_end(const choice_state *c)
     while (end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
         end--;
     return end;
+}
+
+/* The tokens to report once generation ended: those that are part of
+ * the answer's text, i.e. that begin before its end (all of them unless a
+ * stop string cut the text, or calls came after it). */
+static int kept_final(const choice_state *c)
+{
+    size_t end = content_end(c);
+    if (!c->stopped && end == c->text.len)
+        return c->n_kept;
+    int k = 0;
+    while (k < c->n_kept && (k == 0 ? 0 : c->kept[k - 1].end) < end)
+        k++;
+    return k;
 }
 
 /* Where what may be text ends: at the first call's tag, or before a tail

@@ -610,10 +610,11 @@ for seed in range(3):
 assert calls == 3, "a call's bounded arguments did not close in 128 tokens"
 # no parameters: {}; required picks among the tools, several calls a line apart unless parallel_tool_calls is false
 st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools[1:],
-             "tool_choice": "required", "max_tokens": 128, "parallel_tool_calls": False})
+             "tool_choice": "required", "max_tokens": 128, "parallel_tool_calls": False, "logprobs": True})
 c = json.loads(b)["choices"][0]
 assert st == 200 and c["finish_reason"] == "tool_calls" and c["message"]["tool_calls"][0]["function"]["arguments"] == "{}", b
 assert len(c["message"]["tool_calls"]) == 1, c
+assert c["logprobs"] == {"content": []}, c   # logprobs list the content's tokens: a call's are not content
 for seed in range(3):
     st, b = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": tools, "seed": seed,
                  "tool_choice": "required", "max_tokens": 200, "temperature": 1.0})
