@@ -787,33 +787,13 @@ TEST(chat_stream)
     dsk_buf_free(&b);
 }
 
-/* Calls: whole, a message with no text has null content, and a call cut
- * short keeps its arguments as far as they went, with finish_reason
- * "length"; streamed, each call's first event names it and the later ones
+/* Calls streamed: each call's first event names it and the later ones
  * add arguments, and the final chunk says "tool_calls" alone. */
 TEST(tool_call_objects)
 {
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0};
     struct json_object *whole = json_tokener_parse("[{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}]");
-    struct json_object *cut = json_tokener_parse("[{\"name\":\"get_weather\",\"arguments\":\"{\\\"ci\"}]");
-    dsk_openai_choice ch[2] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, whole}, {1, "", 0, DSK_FINISH_LENGTH, NULL, 0, cut}};
-    dsk_openai_usage u = {3, 9};
     dsk_buf b = {0};
-    dsk_openai_response_json(&m, ch, 2, &u, &b);
-    struct json_object *o = parse_back(b.data, b.len);
-    CHECK(o != NULL);
-    CHECK(has_null(o, "choices.0.message.content"));
-    CHECK_STR(pstr(o, "choices.0.message.role"), "assistant");
-    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.type"), "function");
-    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab120000");
-    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.id"), "call_ab120100");
-    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
-    CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\":\"Oslo\"}");
-    CHECK_STR(pstr(o, "choices.1.message.tool_calls.0.function.arguments"), "{\"ci");
-    CHECK_STR(pstr(o, "choices.0.finish_reason"), "tool_calls");
-    CHECK_STR(pstr(o, "choices.1.finish_reason"), "length");
-    json_object_put(o);
-    dsk_buf_clear(&b);
     dsk_openai_sse_role(&m, 0, &b);
     dsk_openai_sse_call(&m, 0, 0, "get_weather", "{\"city\":", 8, &b);
     dsk_openai_sse_call(&m, 0, 0, NULL, "\"Oslo\"}", 7, &b);
@@ -851,7 +831,6 @@ TEST(tool_call_objects)
         free(ev[i]);
     dsk_buf_free(&b);
     json_object_put(whole);
-    json_object_put(cut);
 }
 
 TEST(tool_messages_checked)
@@ -888,19 +867,28 @@ TEST(tool_messages_checked)
     }
 }
 
+/* Calls whole: each with its id, the text before them the content (null
+ * when there is none), finish_reason "tool_calls"; a call cut short keeps
+ * its arguments as far as they went, with finish_reason "length". */
 TEST(made_call_objects)
 {
-    /* tool_choice auto: an answer's own calls, with the text before them */
     dsk_openai_meta m = {DSK_OPENAI_CHAT, "chatcmpl-ab12", "dsk", 1, 0};
     struct json_object *calls = json_tokener_parse("[{\"name\":\"w\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"},"
                                                    "{\"name\":\"t\",\"arguments\":\"{}\"}]");
-    dsk_openai_choice ch[2] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, calls}, {1, "Let me look.", 12, DSK_FINISH_STOP, NULL, 0, calls}};
+    struct json_object *cut = json_tokener_parse("[{\"name\":\"w\",\"arguments\":\"{\\\"ci\"}]");
+    dsk_openai_choice ch[3] = {{0, "", 0, DSK_FINISH_STOP, NULL, 0, calls},
+                               {1, "Let me look.", 12, DSK_FINISH_STOP, NULL, 0, calls},
+                               {2, "", 0, DSK_FINISH_LENGTH, NULL, 0, cut}};
     dsk_openai_usage u = {3, 9};
     dsk_buf b = {0};
-    dsk_openai_response_json(&m, ch, 2, &u, &b);
+    dsk_openai_response_json(&m, ch, 3, &u, &b);
     struct json_object *o = parse_back(b.data, b.len);
     CHECK(o != NULL);
     CHECK(has_null(o, "choices.0.message.content"));
+    CHECK_STR(pstr(o, "choices.0.message.role"), "assistant");
+    CHECK_STR(pstr(o, "choices.2.message.tool_calls.0.id"), "call_ab120200");
+    CHECK_STR(pstr(o, "choices.2.message.tool_calls.0.function.arguments"), "{\"ci");
+    CHECK_STR(pstr(o, "choices.2.finish_reason"), "length");
     CHECK_STR(pstr(o, "choices.1.message.content"), "Let me look.");
     CHECK_STR(pstr(o, "choices.0.message.tool_calls.0.id"), "call_ab120000");
     CHECK_STR(pstr(o, "choices.0.message.tool_calls.1.id"), "call_ab120001");
@@ -915,6 +903,7 @@ TEST(made_call_objects)
     json_object_put(o);
     dsk_buf_free(&b);
     json_object_put(calls);
+    json_object_put(cut);
 }
 
 TEST(completion_stream_and_error_event)
