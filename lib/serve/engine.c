@@ -97,11 +97,19 @@ static int constrain(const seq *s, float *logits, int V)
     return n;
 }
 
+/* JSON mode or tool calls: feeds the drawn token; 0 if it broke the
+ * answer. */
+static int constrain_feed(seq *s, int32_t tok)
+{
+    return s->r.json ? dsk_json_vocab_feed(s->r.json, &s->json, tok)
+                     : dsk_call_vocab_feed(s->r.call_vocab, &s->call, tok);
+}
+
 /* Whether the answer is whole: a JSON answer closed, the last call
  * allowed written. */
 static int answer_closed(const seq *s)
 {
-    return (s->r.json && dsk_json_prefix_closed(&s->json)) || (s->r.tools && dsk_call_prefix_done(&s->call));
+    return s->r.json ? dsk_json_prefix_closed(&s->json) : s->r.tools && dsk_call_prefix_done(&s->call);
 }
 
 /* Slot i keeps no prompt any more (taken again, or ended). */
@@ -322,8 +330,7 @@ static void draw_tokens(dsk_engine *e, int i)
         taken += j < nd && tok == draft[j];
         if (is_stop(s, tok))
             break;
-        if ((s->r.json && !dsk_json_vocab_feed(s->r.json, &s->json, tok)) ||
-            (s->r.tools && !dsk_call_vocab_feed(s->r.call_vocab, &s->call, tok))) {
+        if ((s->r.json || s->r.tools) && !constrain_feed(s, tok)) {
             t->id = -1;
             break;
         }

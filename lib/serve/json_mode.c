@@ -234,18 +234,14 @@ static int walk(const dsk_json_vocab *v, const walk_order *o, const automaton *a
 }
 
 /* Walks every token of the vocabulary: few pass, so all go and those
- * that pass come back.  Special tokens fail, or with keep_special keep
- * their logits. */
-static int walk_all(const dsk_json_vocab *v, const automaton *a, unsigned char *states, float *logits,
-                    int keep_special)
+ * that pass come back.  Special tokens fail. */
+static int walk_all(const dsk_json_vocab *v, const automaton *a, unsigned char *states, float *logits)
 {
     float *saved = dsk_xmalloc((size_t)v->n_vocab * sizeof *saved);
     memcpy(saved, logits, (size_t)v->n_vocab * sizeof *saved);
     for (int id = 0; id < v->n_vocab; id++)
         logits[id] = -INFINITY;
     int n_allowed = walk(v, &v->all, a, states, logits, saved);
-    for (int k = 0; keep_special && k < v->n_never; k++, n_allowed++)
-        logits[v->never[k]] = saved[v->never[k]];
     free(saved);
     return n_allowed;
 }
@@ -273,7 +269,7 @@ int dsk_json_vocab_mask(const dsk_json_vocab *v, const dsk_json_prefix *s, float
     dsk_json_prefix_copy((dsk_json_prefix *)states, s);
     uint32_t room;
     int n_allowed = dsk_json_prefix_in_text(s, &room) ? walk_text(v, room, &json_automaton, states, logits)
-                                                      : walk_all(v, &json_automaton, states, logits, 0);
+                                                      : walk_all(v, &json_automaton, states, logits);
     free(states);
     return n_allowed;
 }
@@ -302,9 +298,8 @@ int dsk_call_vocab_mask(const dsk_json_vocab *v, const dsk_call_prefix *s, float
         n_allowed = v->n_vocab - failed;
     } else if (s->at == DSK_CALL_ARGS && dsk_json_prefix_in_text(&s->args, &room)) {
         n_allowed = walk_text(v, room, &call_automaton, states, logits);
-    } else {
-        /* in text, a special token leaves it as it is */
-        n_allowed = walk_all(v, &call_automaton, states, logits, s->at == DSK_CALL_TEXT);
+    } else {   /* in a call, or after one: few pass */
+        n_allowed = walk_all(v, &call_automaton, states, logits);
     }
     free(states);
     return n_allowed;

@@ -286,16 +286,20 @@ static int kept_within(const choice_state *c, int from, size_t len)
     return from;
 }
 
+/* end, less the spaces and line breaks before it: the text before a call
+ * ends there. */
+static size_t before_space(const choice_state *c, size_t end)
+{
+    while (end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
+        end--;
+    return end;
+}
+
 /* The text part of the answer: all of it, or (tools) what comes before
  * the first call, less the whitespace before it. */
 static size_t content_end(const choice_state *c)
 {
-    if (c->call_at == NO_CALL)
-        return c->text.len;
-    size_t end = c->call_at;
-    while (end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
-        end--;
-    return end;
+    return c->call_at == NO_CALL ? c->text.len : before_space(c, c->call_at);
 }
 
 /* The tokens to report once generation ended: those that are part of
@@ -412,9 +416,7 @@ static void hold_calls(gen_req *g, choice_state *c)
 {
     if (!g->req.call_tools)
         return;
-    size_t end = c->call_at != NO_CALL ? content_end(c) : text_end(c);
-    while (c->call_at == NO_CALL && end > 0 && (c->text.data[end - 1] == ' ' || c->text.data[end - 1] == '\n'))
-        end--;
+    size_t end = before_space(c, text_end(c));
     if (c->safe > end)
         c->safe = end;
 }
