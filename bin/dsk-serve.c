@@ -68,6 +68,9 @@ static const char usage[] =
     "                        answer's last tokens up in its prompt and answer, checked by the\n"
     "                        model in one batched step (the same answers; default 0: off)\n"
     "      --speculate-ngram N  the longest run of last tokens looked up (default 3)\n"
+    "      --no-jump-forward draw every token of JSON answers and tool calls, even where the\n"
+    "                        grammar allows one byte only (default: such bytes are taken whole,\n"
+    "                        encoded by the tokenizer, several a step)\n"
     "      --grace S         on SIGTERM, seconds to let running requests finish (default 10)\n"
     "      --device NAME     cuda[:N] or cpu (default: cuda when a GPU is present, else cpu)\n"
     "  -j, --threads N       threads (default: all cores)\n"
@@ -77,7 +80,7 @@ static const char usage[] =
     "Exit status: 0 after SIGTERM/SIGINT, 64 usage, 65 bad checkpoint, 66 missing input, 69 cannot listen.\n";
 
 enum { OPT_HOST = 256, OPT_BATCH, OPT_QUEUE, OPT_ROWS, OPT_CTX, OPT_BODY, OPT_TIMEOUT, OPT_KEY, OPT_NAME, OPT_GRACE,
-       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE, OPT_JSON_COMPACT, OPT_SPECULATE, OPT_SPEC_NGRAM };
+       OPT_DEVICE, OPT_KV, OPT_CONNS, OPT_IDLE, OPT_JSON_COMPACT, OPT_SPECULATE, OPT_SPEC_NGRAM, OPT_NO_JUMP };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},       {"port", required_argument, NULL, 'p'},
@@ -88,7 +91,7 @@ static const struct option long_options[] = {
     {"grace", required_argument, NULL, OPT_GRACE},     {"device", required_argument, NULL, OPT_DEVICE},
     {"kv-memory", required_argument, NULL, OPT_KV},    {"threads", required_argument, NULL, 'j'},
     {"max-connections", required_argument, NULL, OPT_CONNS}, {"idle-timeout", required_argument, NULL, OPT_IDLE},
-    {"json-compact", no_argument, NULL, OPT_JSON_COMPACT},
+    {"json-compact", no_argument, NULL, OPT_JSON_COMPACT}, {"no-jump-forward", no_argument, NULL, OPT_NO_JUMP},
     {"speculate", required_argument, NULL, OPT_SPECULATE}, {"speculate-ngram", required_argument, NULL, OPT_SPEC_NGRAM},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},               {NULL, 0, NULL, 0},
@@ -127,6 +130,7 @@ int main(int argc, char **argv)
         case OPT_GRACE: grace = dsk_parse_double("--grace", optarg, 0, 1e6); break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON_COMPACT: o.json_compact = 1; break;
+        case OPT_NO_JUMP: o.no_jump_forward = 1; break;
         case OPT_SPECULATE: o.speculate = (int)dsk_parse_int("--speculate", optarg, 0, DSK_SPEC_MAX); break;
         case OPT_SPEC_NGRAM: o.speculate_ngram = (int)dsk_parse_int("--speculate-ngram", optarg, 1, 64); break;
         case OPT_KV: o.kv_memory = (size_t)dsk_parse_size("--kv-memory", optarg); break;

@@ -543,6 +543,29 @@ static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
     return 0;
 }
 
+size_t dsk_bpe_last_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len)
+{
+    if (dsk_utf8_find_invalid(text, len) < len)   /* the match below reads valid UTF-8 only */
+        return 0;
+    size_t off = 0, last = 0;
+    while (off < len) {
+        int rc = t->re_jit ? pcre2_jit_match(t->re, (PCRE2_SPTR)text, len, off, 0, e->match_data, NULL)
+                           : pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
+        if (rc < 0)   /* no match: the rest is one run of bytes (encode_ordinary); an error: all */
+            return rc == PCRE2_ERROR_NOMATCH ? off : 0;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match_data);
+        size_t start = ov[0], end = ov[1];
+        if (end == start) {   /* an empty match: one character */
+            end = start + 1;
+            while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
+                end++;
+        }
+        last = start;
+        off = end;
+    }
+    return last;
+}
+
 int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                    dsk_err *err)
 {

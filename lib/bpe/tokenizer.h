@@ -87,6 +87,12 @@ void dsk_bpe_encoder_free(dsk_bpe_encoder *e);
 int dsk_bpe_encode(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len, int allow_special,
                    dsk_err *err);
 
+/* Where the last pre-token of UTF-8 text begins (the pattern's last
+ * match): the pieces before it are, but for the pattern's look-aheads,
+ * those of any text that goes on from this one; the last may grow into
+ * what follows.  0 for invalid UTF-8. */
+size_t dsk_bpe_last_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char *text, size_t len);
+
 /* Encodes one pre-token with the merge rule: a quadratic scan for short
  * pieces, a heap for long ones (n > 128), so 1 MB without a pre-token
  * boundary stays O(n log n).  The _with form picks the method (tests). */

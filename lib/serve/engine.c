@@ -11,6 +11,10 @@
 
 enum { SEQ_FREE, SEQ_PREFILL, SEQ_DECODE };
 
+/* Tokens a sequence may add to its own row in one step: drafts, or
+ * forced tokens. */
+enum { DRAFT_STRIDE = DSK_ENGINE_MAX_DRAFT + 1 };
+
 typedef struct seq {
     uint64_t id;
     int state, cancelled;
@@ -54,9 +58,17 @@ struct dsk_engine {
      * for each row it was given while they matched its draft */
     dsk_engine_token *drawn;
     int *n_drawn, *n_accepted;                 /* [slots] */
-    int32_t *draft;            /* [slots][spec_tokens]: this step's draft of each decoding sequence */
+    int32_t *draft;            /* [slots][DRAFT_STRIDE]: this step's draft of each decoding sequence */
     int *n_draft;              /* [slots] */
     long spec_drafted, spec_accepted;
+    /* Jump-forward decoding: [slots][DSK_ENGINE_MAX_DRAFT] the tokens
+     * each sequence's answer must go on with, forced[i][forced_at[i] ..
+     * n_forced[i]) still to take (n_forced -1: not yet looked for);
+     * step_forced[i]: this step's draft is those tokens; jumped[i]: the
+     * tokens it took so, this step. */
+    int32_t *forced;
+    int *n_forced, *forced_at, *step_forced, *jumped;
+    long jump_tokens;
     /* Tokens in the running sequences' caches, counted under the lock
      * between steps (the step changes the lengths without it). */
     long cached;
@@ -111,6 +123,22 @@ static int answer_closed(const seq *s)
 {
     return s->r.json ? dsk_json_prefix_closed(&s->json) : s->r.tools && dsk_call_prefix_done(&s->call);
 }
+
+/* Jump-forward decoding: the forced tokens sequence i's answer must go
+ * on with from its state now (serve/json_mode.h), taken without a draw;
+ * none without a constraint or with jump_forward off. */
+static void plan_forced(dsk_engine *e, int i)
+{
+    const seq *s = &e->slot[i];
+    int32_t *f = e->forced + (size_t)i * DSK_ENGINE_MAX_DRAFT;
+    e->forced_at[i] = 0;
+    e->n_forced[i] = !e->o.jump_forward ? 0
+                     : s->r.json      ? dsk_json_vocab_forced(s->r.json, &s->json, f, DSK_ENGINE_MAX_DRAFT)
+                     : s->r.tools     ? dsk_call_vocab_forced(s->r.call_vocab, &s->call, f, DSK_ENGINE_MAX_DRAFT)
+                                      : 0;
+}
+
+static int forced_left(const dsk_engine *e, int i) { return e->n_forced[i] - e->forced_at[i]; }
 
 /* Slot i keeps no prompt any more (taken again, or ended). */
 static void forget_kept(dsk_engine *e, int i)
@@ -280,7 +308,7 @@ static int offer_draft(dsk_engine *e, int i, int n, int *spare)
     k = cache_room < k ? cache_room : k;
     if (k < 1)
         return 0;
-    int32_t *draft = e->draft + (size_t)i * e->o.spec_tokens;
+    int32_t *draft = e->draft + (size_t)i * DRAFT_STRIDE;
     int shortest = e->o.spec_ngram < SPEC_NGRAM_MIN ? e->o.spec_ngram : SPEC_NGRAM_MIN;
     int nd = dsk_lookup_draft(s->prompt, s->r.n_prompt + s->generated, e->o.spec_ngram, shortest, k, draft);
     for (int j = 0; j < nd; j++) {
@@ -293,6 +321,37 @@ static int offer_draft(dsk_engine *e, int i, int n, int *spare)
     return nd;
 }
 
+/* Jump-forward decoding: sequence i's forced tokens as the rows after
+ * its own (the draft of this step), from row n on, within *spare rows and
+ * what its answer and cache have room for.  Row 0 (its last token) draws
+ * the first forced token, row j the one after the token it was fed; the
+ * last row draws the next forced token, or samples once they run out.
+ * The tokens are set before the step, whatever rows it has room for, so
+ * the answer does not depend on the batch.  Returns the rows added. */
+static int offer_forced(dsk_engine *e, int i, int n, int *spare)
+{
+    seq *s = &e->slot[i];
+    e->step_forced[i] = 1;
+    int k = forced_left(e, i) < *spare ? forced_left(e, i) : *spare;
+    int answer_room = s->r.max_tokens - s->generated - 1;
+    int cache_room = e->d->max_len - e->d->len[i] - 1;
+    k = answer_room < k ? answer_room : k;
+    k = cache_room < k ? cache_room : k;
+    if (k < 1)
+        return 0;
+    const int32_t *f = e->forced + (size_t)i * DSK_ENGINE_MAX_DRAFT + e->forced_at[i];
+    int32_t *draft = e->draft + (size_t)i * DRAFT_STRIDE;
+    for (int j = 0; j < k; j++) {
+        draft[j] = f[j];
+        e->row_slot[n + j] = i;
+        e->row_tok[n + j] = f[j];
+        e->row_want[n + j] = 1;
+    }
+    e->n_draft[i] = k;
+    *spare -= k;
+    return k;
+}
+
 static int is_stop(const seq *s, int32_t tok) { return tok == s->r.stop[0] || tok == s->r.stop[1]; }
 
 /* Sequence i's tokens, from its row row_seq_last[i]: that row's, then,
@@ -302,45 +361,59 @@ static int is_stop(const seq *s, int32_t tok) { return tok == s->r.stop[0] || to
  * (the penalties count the tokens before it, JSON mode's state has taken
  * them, the generator has made the same draws).  The first token that is
  * not the draft's is the last; so is a stop token, the token that closes
- * a JSON answer, and one JSON mode cannot take (id -1: an error).  On an
- * engine thread's worker, without the lock: only the engine thread
- * changes a sequence. */
+ * a JSON answer, and one JSON mode cannot take (id -1: an error).  A
+ * forced token (jump-forward decoding) is taken as it is, undrawn; after
+ * a drawn one that leads to forced tokens, a prompt lookup's draft is
+ * left.  On an engine thread's worker, without the lock: only the engine
+ * thread changes a sequence. */
 static void draw_tokens(dsk_engine *e, int i)
 {
     seq *s = &e->slot[i];
-    int V = e->m->cfg.vocab_size, row = e->row_seq_last[i], nd = e->n_draft[i], m = 0, taken = 0;
-    const int32_t *draft = e->draft + (size_t)i * e->o.spec_tokens;
-    dsk_engine_token *out = e->drawn + (size_t)i * (e->o.spec_tokens + 1);
+    int V = e->m->cfg.vocab_size, row = e->row_seq_last[i], nd = e->n_draft[i], m = 0, taken = 0, jumped = 0;
+    int constrained = s->r.json || s->r.tools;
+    const int32_t *draft = e->draft + (size_t)i * DRAFT_STRIDE;
+    dsk_engine_token *out = e->drawn + (size_t)i * DRAFT_STRIDE;
     float *scratch = e->scratch + (size_t)i * V;
+    if (constrained && e->n_forced[i] < 0)
+        plan_forced(e, i);   /* the answer's first bytes */
     for (int j = 0; j <= nd; j++) {
         const float *logits = e->d->host_logits + (size_t)e->d->logit_row[row + j] * V;
         dsk_engine_token *t = &out[m++];
-        /* The sampler rewrites what it is given: it gets a copy, and the
-         * log-probabilities come from the raw logits. */
-        memcpy(scratch, logits, (size_t)V * sizeof *logits);
-        dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
-        if ((s->r.json || s->r.tools) && constrain(s, scratch, V) == 0) {
-            *t = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
-            break;
+        int32_t tok;
+        if (forced_left(e, i) > 0) {
+            tok = e->forced[(size_t)i * DSK_ENGINE_MAX_DRAFT + e->forced_at[i]++];
+            jumped++;
+        } else {
+            /* The sampler rewrites what it is given: it gets a copy, and
+             * the log-probabilities come from the raw logits. */
+            memcpy(scratch, logits, (size_t)V * sizeof *logits);
+            dsk_logits_process(scratch, V, s->bias, s->r.n_logit_bias, &s->r.penalties, &e->counts[i]);
+            if (constrained && constrain(s, scratch, V) == 0) {
+                *t = (dsk_engine_token){.id = -1};   /* nothing can follow: an error */
+                break;
+            }
+            tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
         }
-        int32_t tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
         *t = (dsk_engine_token){.id = tok};
         if (s->r.logprobs)   /* two passes over the vocabulary */
             logprobs(logits, V, tok, s->r.top_logprobs, t);
-        taken += j < nd && tok == draft[j];
+        taken += !e->step_forced[i] && j < nd && tok == draft[j];
         if (is_stop(s, tok))
             break;
-        if ((s->r.json || s->r.tools) && !constrain_feed(s, tok)) {
+        if (constrained && !constrain_feed(s, tok)) {
             t->id = -1;
             break;
         }
         if (dsk_penalties_active(&s->r.penalties))
             dsk_token_counts_add(&e->counts[i], tok, 0);
-        if (j == nd || tok != draft[j] || answer_closed(s))
+        if (constrained && forced_left(e, i) == 0)
+            plan_forced(e, i);
+        if (j == nd || tok != draft[j] || answer_closed(s) || (!e->step_forced[i] && forced_left(e, i) > 0))
             break;
     }
     e->n_drawn[i] = m;
     e->n_accepted[i] = taken;
+    e->jumped[i] = jumped;
 }
 
 /* Hands sequence i's tokens of this step to its request, in order, until
@@ -359,7 +432,8 @@ static void deliver(dsk_engine *e, int i)
 {
     seq *s = &e->slot[i];
     int m = e->n_drawn[i], nd = e->n_draft[i];
-    if (nd > 0) {
+    e->jump_tokens += e->jumped[i];
+    if (nd > 0 && !e->step_forced[i]) {
         int taken = e->n_accepted[i];
         e->spec_drafted += nd;
         e->spec_accepted += taken;
@@ -370,7 +444,7 @@ static void deliver(dsk_engine *e, int i)
     }
     e->d->len[i] -= nd + 1 - m;
     int before = e->d->len[i] - m;   /* cached tokens before this step's first row */
-    dsk_engine_token *out = e->drawn + (size_t)i * (e->o.spec_tokens + 1);
+    dsk_engine_token *out = e->drawn + (size_t)i * DRAFT_STRIDE;
     /* the tokens the request will be given (max_tokens or the slot's end
      * may come before the last drawn; a stop string, only on_token knows) */
     int given = m;
@@ -450,6 +524,8 @@ static void *run(void *arg)
             e->slot[i].state = SEQ_PREFILL;
             e->slot[i].draft_cap = e->o.spec_tokens < DRAFT_FIRST ? e->o.spec_tokens : DRAFT_FIRST;
             e->slot[i].draft_misses = e->slot[i].draft_pause = 0;
+            e->n_forced[i] = -1;
+            e->forced_at[i] = 0;
             forget_kept(e, i);
             e->d->len[i] = e->slot[i].fed = own;
             if (!q->r.prompt_logprobs)
@@ -476,12 +552,15 @@ static void *run(void *arg)
             e->row_seq_last[i] = -1;
             e->chunk_n[i] = 0;
             e->n_draft[i] = 0;
+            e->step_forced[i] = e->jumped[i] = 0;
             if (e->slot[i].state == SEQ_DECODE) {
                 e->row_slot[n] = i;
                 e->row_tok[n] = e->slot[i].last;
                 e->row_want[n] = 1;
                 e->row_seq_last[i] = n++;
-                if (e->o.spec_tokens > 0 && spare > 0)
+                if (forced_left(e, i) > 0)
+                    n += offer_forced(e, i, n, &spare);
+                else if (e->o.spec_tokens > 0 && spare > 0)
                     n += offer_draft(e, i, n, &spare);
             }
         }
@@ -603,7 +682,8 @@ static void engine_free(dsk_engine *e)
     for (int i = 0; i < e->o.slots; i++)
         forget_kept(e, i);
     free(e->lend_prompt), free(e->lend_n);
-    free(e->scratch), free(e->drawn), free(e->n_drawn), free(e->draft), free(e->n_draft), free(e);
+    free(e->scratch), free(e->drawn), free(e->n_drawn), free(e->draft), free(e->n_draft);
+    free(e->forced), free(e->n_forced), free(e);
 }
 
 dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *err)
@@ -645,11 +725,16 @@ dsk_engine *dsk_engine_start(dsk_model *m, const dsk_engine_opts *o, dsk_err *er
         dsk_token_counts_init(&e->counts[i], m->cfg.vocab_size);
     e->order = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->order);
     e->scratch = dsk_xmalloc((size_t)o->slots * m->cfg.vocab_size * sizeof *e->scratch);
-    e->drawn = dsk_xcalloc((size_t)o->slots * (o->spec_tokens + 1), sizeof *e->drawn);
+    e->drawn = dsk_xcalloc((size_t)o->slots * DRAFT_STRIDE, sizeof *e->drawn);
     e->n_drawn = dsk_xcalloc((size_t)o->slots * 2, sizeof *e->n_drawn);
     e->n_accepted = e->n_drawn + o->slots;
-    e->draft = dsk_xcalloc((size_t)o->slots * (o->spec_tokens + 1), sizeof *e->draft);
+    e->draft = dsk_xcalloc((size_t)o->slots * DRAFT_STRIDE, sizeof *e->draft);
     e->n_draft = dsk_xcalloc((size_t)o->slots, sizeof *e->n_draft);
+    e->forced = dsk_xcalloc((size_t)o->slots * DSK_ENGINE_MAX_DRAFT, sizeof *e->forced);
+    e->n_forced = dsk_xcalloc((size_t)o->slots * 4, sizeof *e->n_forced);
+    e->forced_at = e->n_forced + o->slots;
+    e->step_forced = e->forced_at + o->slots;
+    e->jumped = e->step_forced + o->slots;
     e->next_id = 1;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -790,5 +875,6 @@ void dsk_engine_stats_get(dsk_engine *e, dsk_engine_stats *st)
     st->prefix_hits = e->prefix_hits;
     st->spec_drafted = e->spec_drafted;
     st->spec_accepted = e->spec_accepted;
+    st->jump_tokens = e->jump_tokens;
     pthread_mutex_unlock(&e->mu);
 }

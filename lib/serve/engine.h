@@ -104,6 +104,16 @@ typedef struct dsk_engine_opts {
      * Drafts go only into steps that read no prompt, within spec_rows
      * rows in all (>= 2).  spec_tokens 0: off. */
     int spec_tokens, spec_ngram, spec_rows;
+    /* Jump-forward decoding (JSON mode and tool calls): where the answer
+     * can go on with one byte only, and the bytes after it until the
+     * model has a choice, those bytes are encoded by the tokenizer and
+     * taken without a draw (serve/json_mode.h), fed as rows of the same
+     * step as drafts are (within spec_rows in a step that reads no
+     * prompt; else one a step).  Their log-probabilities are reported as
+     * for any token.  The answer's bytes are the ones drawing would allow,
+     * but its tokens are the tokenizer's where it had no choice, and the
+     * draws after them see those. */
+    int jump_forward;
 } dsk_engine_opts;
 
 typedef struct dsk_engine_stats {
@@ -116,6 +126,8 @@ typedef struct dsk_engine_stats {
     long prefix_queries, prefix_hits;
     /* Speculative decoding: draft tokens fed, and those the model drew too. */
     long spec_drafted, spec_accepted;
+    /* Jump-forward decoding: forced tokens taken without a draw. */
+    long jump_tokens;
 } dsk_engine_stats;
 
 typedef struct dsk_engine dsk_engine;

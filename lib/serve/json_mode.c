@@ -34,6 +34,11 @@ struct dsk_json_vocab {
     int n_never;         /* ids with no bytes: special tokens, ids the tokenizer lacks */
     int32_t *never;
     uint32_t max_len;    /* the longest token, in bytes */
+    /* Every byte, the commonest in JSON and calls first: jump-forward
+     * decoding tries them in this order, so a state with a choice most
+     * often shows two bytes within a few tries. */
+    unsigned char byte_order[256];
+    int can_encode;      /* the tokenizer encodes any text: a pattern, and a token for each byte */
 };
 
 static const dsk_tokenizer *sort_tk;   /* qsort's comparison has no context argument */
@@ -147,6 +152,17 @@ dsk_json_vocab *dsk_json_vocab_new(const dsk_tokenizer *tk, int n_vocab)
             v->plain[v->n_plain++] = id;
         }
     }
+    v->can_encode = tk->re != NULL;
+    for (int b = 0; b < 256; b++)
+        v->can_encode &= tk->byte_id[b] != DSK_BPE_NO_TOKEN;
+    static const char common[] = "\"e a,:}]{[0t1n";
+    unsigned char tried[256] = {0};
+    int n_order = 0;
+    for (const char *c = common; *c; c++)
+        tried[(unsigned char)*c] = 1, v->byte_order[n_order++] = (unsigned char)*c;
+    for (int c = 0; c < 256; c++)
+        if (!tried[c])
+            v->byte_order[n_order++] = (unsigned char)c;
     order_build(&v->all, tk, all, n_all);
     order_build(&v->odd, tk, odd, n_odd);
     order_build(&v->lt, tk, lt, n_lt);
@@ -331,4 +347,99 @@ int dsk_call_vocab_feed(const dsk_json_vocab *v, dsk_call_prefix *s, int32_t tok
         return 0;
     }
     return dsk_call_prefix_feed_all(s, p, len);
+}
+
+/* Jump-forward decoding. */
+enum { FORCED_MAX_BYTES = 1024 };
+
+/* The one byte a takes next from state s, or -1 where it takes none or
+ * several.  scratch: room for a state. */
+static int only_byte(const dsk_json_vocab *v, const automaton *a, const void *s, void *scratch)
+{
+    int found = -1;
+    for (int k = 0; k < 256; k++) {
+        unsigned char c = v->byte_order[k];
+        a->copy(scratch, s);
+        if (a->feed(scratch, c)) {
+            if (found >= 0)
+                return -1;
+            found = c;
+        }
+    }
+    return found;
+}
+
+/* Bytes p[0..n) without an unfinished UTF-8 character at the end: how
+ * many to keep. */
+static size_t whole_chars(const unsigned char *p, size_t n)
+{
+    size_t lead = n;
+    while (lead > 0 && n - lead < 4 && (p[lead - 1] & 0xC0) == 0x80)
+        lead--;
+    if (lead == 0 || p[lead - 1] < 0xC0)   /* ASCII last, or no lead byte in reach */
+        return n;
+    unsigned char c = p[lead - 1];
+    size_t len = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    return n - (lead - 1) >= len ? n : lead - 1;
+}
+
+/* The bytes forced from state s (held in a copy, fed as they are found)
+ * until a byte is the model's to choose, or the answer may end there
+ * (may_end), as the tokenizer encodes them: up to cap tokens in out.
+ * Unless the answer is over after them (done), their last pre-token is
+ * left to the model: in the text as a whole it may run on into the bytes
+ * that follow ("\":{" into "\":{\"city"), a token the model was trained
+ * on and would not be given the chance to draw. */
+static int forced_tokens(const dsk_json_vocab *v, const automaton *a, void *s, int (*may_end)(const void *),
+                         int (*done)(const void *), int32_t *out, int cap)
+{
+    unsigned char bytes[FORCED_MAX_BYTES];
+    size_t n = 0;
+    if (!v->can_encode)
+        return 0;
+    void *scratch = dsk_xmalloc(a->size);
+    while (n < sizeof bytes && !may_end(s)) {
+        int c = only_byte(v, a, s, scratch);
+        if (c < 0)
+            break;
+        a->feed(s, (unsigned char)c);
+        bytes[n++] = (unsigned char)c;
+    }
+    free(scratch);
+    n = whole_chars(bytes, n);
+    if (n == 0)
+        return 0;
+    dsk_bpe_encoder enc;
+    dsk_bpe_encoder_init(&enc, v->tk);
+    if (n == sizeof bytes || !done(s))
+        n = dsk_bpe_last_piece(v->tk, &enc, (const char *)bytes, n);
+    dsk_err err = {0};
+    int k = 0;
+    if (n > 0 && dsk_bpe_encode(v->tk, &enc, (const char *)bytes, n, 0, &err) == 0)
+        /* a token the model lacks ends the run: the model draws from there */
+        for (; k < cap && (size_t)k < enc.n_ids && enc.ids[k] < (uint32_t)v->n_vocab &&
+               !dsk_tokenizer_is_special(v->tk, enc.ids[k]);
+             k++)
+            out[k] = (int32_t)enc.ids[k];
+    dsk_bpe_encoder_free(&enc);
+    return k;
+}
+
+static int json_may_end(const void *s) { return dsk_json_prefix_complete(s); }
+static int call_may_end(const void *s) { return dsk_call_prefix_may_end(s); }
+static int json_done(const void *s) { return dsk_json_prefix_closed(s); }
+static int call_done(const void *s) { return dsk_call_prefix_done(s); }
+
+int dsk_json_vocab_forced(const dsk_json_vocab *v, const dsk_json_prefix *s, int32_t *out, int cap)
+{
+    dsk_json_prefix at;
+    dsk_json_prefix_copy(&at, s);
+    return forced_tokens(v, &json_automaton, &at, json_may_end, json_done, out, cap);
+}
+
+int dsk_call_vocab_forced(const dsk_json_vocab *v, const dsk_call_prefix *s, int32_t *out, int cap)
+{
+    dsk_call_prefix at;
+    dsk_call_prefix_copy(&at, s);
+    return forced_tokens(v, &call_automaton, &at, call_may_end, call_done, out, cap);
 }

@@ -42,4 +42,18 @@ int dsk_call_vocab_mask(const dsk_json_vocab *v, const dsk_call_prefix *s, float
  * special token: in free text only, leaving it as it is). */
 int dsk_call_vocab_feed(const dsk_json_vocab *v, dsk_call_prefix *s, int32_t tok);
 
+/* Jump-forward decoding: where the answer in state s can go on with one
+ * byte only, and cannot end, that byte is forced, and so are the ones
+ * after it until the model has a choice (or the answer may end).  Those
+ * bytes as the tokenizer encodes them, up to cap tokens in out: the
+ * tokens to take without a draw.  The last pre-token of them is left
+ * out where the answer goes on after them (it may merge with what
+ * follows: the model draws it), and so is an unfinished UTF-8 character;
+ * a token the model lacks ends the run.  0 where the next byte is the
+ * model's choice, or the forced bytes are one pre-token.  None from a
+ * tokenizer that cannot encode every text (no pattern, or a byte
+ * without a token). */
+int dsk_json_vocab_forced(const dsk_json_vocab *v, const dsk_json_prefix *s, int32_t *out, int cap);
+int dsk_call_vocab_forced(const dsk_json_vocab *v, const dsk_call_prefix *s, int32_t *out, int cap);
+
 #endif

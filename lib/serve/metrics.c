@@ -67,6 +67,9 @@ dsk_metrics *dsk_metrics_new(void)
             NULL, NULL, 0);
     add_std(m, DSK_M_SPEC_ACCEPTED, DSK_METRIC_COUNTER, "Draft tokens the model drew too (each a step saved).", NULL,
             NULL, 0);
+    add_std(m, DSK_M_JUMP_TOKENS, DSK_METRIC_COUNTER,
+            "Tokens of JSON answers and tool calls taken undrawn, where the grammar allowed one byte only.", NULL,
+            NULL, 0);
     add_std(m, DSK_M_TTFT, DSK_METRIC_HISTOGRAM, "Time to first token in seconds.", NULL, ttft, N(ttft));
     add_std(m, DSK_M_TPOT, DSK_METRIC_HISTOGRAM, "Time per output token in seconds.", NULL, tpot, N(tpot));
     add_std(m, DSK_M_E2E, DSK_METRIC_HISTOGRAM, "End-to-end request latency in seconds.", NULL, e2e, N(e2e));

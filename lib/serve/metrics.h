@@ -24,6 +24,7 @@
 #define DSK_M_PREFIX_HITS       "dsk:prefix_cache_hits_total"
 #define DSK_M_SPEC_DRAFTED      "dsk:spec_decode_num_draft_tokens_total"     /* as vLLM v1 */
 #define DSK_M_SPEC_ACCEPTED     "dsk:spec_decode_num_accepted_tokens_total"
+#define DSK_M_JUMP_TOKENS       "dsk:jump_forward_tokens_total"
 #define DSK_M_TTFT              "dsk:time_to_first_token_seconds"
 #define DSK_M_TPOT              "dsk:time_per_output_token_seconds"
 #define DSK_M_E2E               "dsk:e2e_request_latency_seconds"

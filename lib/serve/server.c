@@ -1118,6 +1118,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
             dsk_metrics_set(s->metrics, DSK_M_PREFIX_HITS, NULL, (double)st.prefix_hits);
             dsk_metrics_set(s->metrics, DSK_M_SPEC_DRAFTED, NULL, (double)st.spec_drafted);
             dsk_metrics_set(s->metrics, DSK_M_SPEC_ACCEPTED, NULL, (double)st.spec_accepted);
+            dsk_metrics_set(s->metrics, DSK_M_JUMP_TOKENS, NULL, (double)st.jump_tokens);
         }
         dsk_buf b = {0};
         dsk_metrics_render(s->metrics, &b);
@@ -1329,7 +1330,8 @@ int dsk_server_ready(dsk_server *s, dsk_loaded *l, dsk_err *err)
     s->slots = slots;
     s->kv_bytes = per_seq * (size_t)slots;
     int rows = s->o.max_rows >= slots ? s->o.max_rows : slots;
-    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue, s->o.speculate, s->o.speculate_ngram, DSK_SPEC_STEP_ROWS};
+    dsk_engine_opts eo = {slots, ctx, rows, s->o.max_queue, s->o.speculate, s->o.speculate_ngram, DSK_SPEC_STEP_ROWS,
+                          !s->o.no_jump_forward};
     dsk_engine *e = dsk_engine_start(l->model, &eo, err);
     if (!e)
         return err->code;

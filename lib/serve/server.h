@@ -24,6 +24,7 @@ typedef struct dsk_server_opts {
     int json_compact;          /* JSON answers (response_format) carry no whitespace outside strings */
     int speculate;             /* draft tokens by prompt lookup per step (0: none; engine.h) */
     int speculate_ngram;       /* the longest n-gram looked up (default 3) */
+    int no_jump_forward;       /* 1: constrained answers draw every token (engine.h's jump_forward off) */
 } dsk_server_opts;
 
 typedef struct dsk_server dsk_server;

@@ -287,6 +287,37 @@ TEST(merge_pairs_for_tokenizer_json)
     dsk_tokenizer_free(&t);
 }
 
+/* The last pre-token: where the pattern's last match begins; a text
+ * that goes on encodes the bytes before it alike. */
+TEST(last_piece_is_the_last_match)
+{
+    dsk_tokenizer t;
+    tiny(&t);
+    dsk_bpe_encoder e;
+    dsk_bpe_encoder_init(&e, &t);
+    static const struct {
+        const char *text;
+        size_t last;
+    } cases[] = {{"", 0}, {"the", 0}, {"ab the", 2}, {"{\"name\":\"", 6}, {"x  ", 1}, {"a\xc3\xa9 b", 3},
+                 {"12345", 0}, {"it's", 2}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t got = dsk_bpe_last_piece(&t, &e, cases[i].text, strlen(cases[i].text));
+        if (got != cases[i].last)
+            printf("# %s: %zu, not %zu\n", cases[i].text, got, cases[i].last);
+        CHECK(got == cases[i].last);
+    }
+    CHECK(dsk_bpe_last_piece(&t, &e, "ab\xff", 3) == 0);   /* invalid UTF-8 */
+    /* the pieces before the last are those of the text gone on */
+    static const char text[] = "abab the aa{\"name\":\"", more[] = "abab the aa{\"name\":\"weather\"}";
+    size_t cut = dsk_bpe_last_piece(&t, &e, text, strlen(text));
+    char *head = strndup(text, cut), *whole = ids_of(&t, more, 0), *start = ids_of(&t, head, 0);
+    CHECK(cut > 0 && strncmp(whole, start, strlen(start)) == 0 && whole[strlen(start)] == ' ');
+    free(head), free(whole), free(start);
+    dsk_bpe_encoder_free(&e);
+    dsk_tokenizer_free(&t);
+}
+
 RUN_TESTS(T(counting_an_empty_match_takes_a_character), T(invalid_utf8_is_refused), T(merges_lowest_id_first), T(specials_only_when_allowed), T(heap_and_scan_agree),
           T(lookup_finds_every_token_and_nothing_else), T(piece_cache_agrees_with_merging), T(decode_inverts_encode),
-          T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json))
+          T(bad_vocabularies_are_refused), T(byte_level_unicode_round_trip), T(merge_pairs_for_tokenizer_json),
+          T(last_piece_is_the_last_match))

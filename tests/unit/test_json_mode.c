@@ -219,4 +219,171 @@ TEST(call_mask_equals_trying_every_token)
     dsk_tokenizer_free(&tk);
 }
 
-RUN_TESTS(T(mask_equals_trying_every_token), T(call_mask_equals_trying_every_token))
+/* Which bytes of 0..255 state s takes next (a call state, or JSON's when
+ * json is set): the count, and the last one in *only. */
+static int bytes_taken(const dsk_call_prefix *call, const dsk_json_prefix *json, int *only)
+{
+    int n = 0;
+    for (int c = 0; c < 256; c++) {
+        int ok;
+        if (json) {
+            dsk_json_prefix u;
+            dsk_json_prefix_copy(&u, json);
+            ok = dsk_json_prefix_feed(&u, (unsigned char)c);
+        } else {
+            dsk_call_prefix u;
+            dsk_call_prefix_copy(&u, call);
+            ok = dsk_call_prefix_feed(&u, (unsigned char)c);
+        }
+        if (ok)
+            n++, *only = c;
+    }
+    return n;
+}
+
+/* Checks the forced tokens of one state against trying every byte: the
+ * bytes F the state alone allows, one after another while it cannot
+ * end, are forced, less their last pre-token unless the answer is over
+ * after them, and the tokens are what the tokenizer makes of those
+ * bytes.  Returns the mistakes; *bytes_sum counts the bytes forced. */
+static int check_forced(const dsk_tokenizer *tk, const dsk_json_vocab *v, const dsk_call_prefix *call,
+                        const dsk_json_prefix *json, long *bytes_sum)
+{
+    int32_t out[64];
+    int n = json ? dsk_json_vocab_forced(v, json, out, 64) : dsk_call_vocab_forced(v, call, out, 64);
+    dsk_buf b = {0}, f = {0};
+    for (int k = 0; k < n; k++) {
+        size_t len;
+        const char *p = dsk_tokenizer_bytes(tk, (uint32_t)out[k], &len);
+        dsk_buf_add(&b, p, len);
+    }
+    int only = -1;
+    dsk_call_prefix c;
+    dsk_json_prefix j;
+    if (json)
+        dsk_json_prefix_copy(&j, json);
+    else
+        dsk_call_prefix_copy(&c, call);
+    while (!(json ? dsk_json_prefix_complete(&j) : dsk_call_prefix_may_end(&c)) &&
+           bytes_taken(&c, json ? &j : NULL, &only) == 1) {
+        char byte = (char)only;
+        dsk_buf_add(&f, &byte, 1);
+        if (json)
+            dsk_json_prefix_feed(&j, (unsigned char)only);
+        else
+            dsk_call_prefix_feed(&c, (unsigned char)only);
+    }
+    dsk_bpe_encoder enc;
+    dsk_bpe_encoder_init(&enc, tk);
+    int over = json ? dsk_json_prefix_closed(&j) : dsk_call_prefix_done(&c);
+    size_t want = over ? f.len : dsk_bpe_last_piece(tk, &enc, f.data ? f.data : "", f.len);
+    int wrong = b.len != want || (want && memcmp(b.data, f.data, want) != 0);
+    dsk_err err = {0};
+    CHECK(dsk_bpe_encode(tk, &enc, b.data ? b.data : "", b.len, 0, &err) == 0);
+    wrong += enc.n_ids != (size_t)n;
+    for (int k = 0; k < n && (size_t)k < enc.n_ids; k++)
+        wrong += enc.ids[k] != (uint32_t)out[k];
+    dsk_bpe_encoder_free(&enc);
+    *bytes_sum += (long)b.len;
+    dsk_buf_free(&b);
+    dsk_buf_free(&f);
+    return wrong;
+}
+
+/* Jump-forward decoding: in every state of answers with calls and of a
+ * JSON answer under a schema, the forced tokens are the bytes the state
+ * alone allows, as the tokenizer encodes them; a tokenizer that cannot
+ * encode every text forces nothing. */
+TEST(forced_tokens_are_the_only_bytes)
+{
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
+    }
+    static const char *const pieces[] = {"<tool_call>", "</tool_call>", "{\"", "name", "\":\"", "\",\"", "arguments",
+                                         "\":{", "}}", "get", "_time", "city", "\":", "color", "red", "green", "ee"};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
+        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    CHECK(dsk_tokenizer_add_special(&tk, id++, "<|end|>", &err) == 0);
+    int n_vocab = (int)id;
+    /* no pattern yet: nothing is forced */
+    dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
+    static const char tools_text[] =
+        "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
+        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
+    struct json_object *tools_doc = json_tokener_parse(tools_text);
+    char msg[256];
+    dsk_call_tools *tools = dsk_call_tools_new(tools_doc, msg, sizeof msg);
+    json_object_put(tools_doc);
+    CHECK(tools != NULL);
+    int32_t out[64];
+    dsk_call_prefix s;
+    dsk_call_prefix_init(&s, tools, DSK_CALLS_REQUIRED, -1, 1);
+    CHECK(dsk_call_vocab_forced(v, &s, out, 64) == 0);
+    dsk_json_vocab_free(v);
+    CHECK(dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) == 0);
+    v = dsk_json_vocab_new(&tk, n_vocab);
+    /* the whole opening of a required call, in the tokenizer's tokens */
+    int n = dsk_call_vocab_forced(v, &s, out, 64);
+    dsk_buf b = {0};
+    for (int k = 0; k < n; k++) {
+        size_t len;
+        const char *p = dsk_tokenizer_bytes(&tk, (uint32_t)out[k], &len);
+        dsk_buf_add(&b, p, len);
+    }
+    /* "<tool_call>{\"name\":\"get" less its last piece, "get" */
+    CHECK(b.len == strlen("<tool_call>{\"name\":\"") && memcmp(b.data, "<tool_call>{\"name\":\"", b.len) == 0);
+    dsk_buf_free(&b);
+    CHECK(n >= 1 && out[n - 1] == (int32_t)dsk_tokenizer_lookup(&tk, "\":\"", 3));
+    CHECK(dsk_call_vocab_forced(v, &s, out, 2) == 2);   /* cap */
+    static const char *const answers[] = {
+        "Hi <to <tool_call>{\"name\":\"get\",\"arguments\":{\"city\":\"Oslo\"}}</tool_call>\n"
+        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>",
+        "<tool_call>{\"name\":\"get\",\"arguments\":{\"city\":\"\xC3\xA9\"}}</tool_call>",
+    };
+    int states = 0, wrong = 0;
+    long bytes_sum = 0;
+    for (int a = 0; a < 2 && tools; a++) {
+        dsk_call_prefix_init(&s, tools, a ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO, -1, a == 0);
+        for (size_t cut = 0; cut <= strlen(answers[a]); cut++) {
+            if (cut)
+                CHECK(dsk_call_prefix_feed(&s, (unsigned char)answers[a][cut - 1]));
+            wrong += check_forced(&tk, v, &s, NULL, &bytes_sum);
+            states++;
+        }
+    }
+    /* JSON under a schema, compact: keys and enum values run on alone */
+    const char *schema_text = "{\"type\":\"object\",\"properties\":{\"color\":{\"enum\":[\"red\",\"green\",\"grey\"]},"
+                              "\"city\":{\"type\":\"string\"}},\"required\":[\"color\",\"city\"],"
+                              "\"additionalProperties\":false}";
+    struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
+    dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
+    json_object_put(doc);
+    CHECK(schema != NULL);
+    static const char json_answer[] = "{\"color\":\"green\",\"city\":\"Z\xC3\xBCrich\"}";
+    for (int compact = 0; compact < 2 && schema; compact++) {
+        dsk_json_prefix j;
+        dsk_json_prefix_init_schema(&j, schema);
+        if (compact)
+            dsk_json_prefix_compact(&j);
+        for (size_t cut = 0; cut <= strlen(json_answer); cut++) {
+            if (cut)
+                CHECK(dsk_json_prefix_feed(&j, (unsigned char)json_answer[cut - 1]));
+            wrong += check_forced(&tk, v, NULL, &j, &bytes_sum);
+            states++;
+        }
+    }
+    dsk_json_schema_free(schema);
+    printf("# %d states, %.1f bytes forced on average\n", states, (double)bytes_sum / states);
+    CHECK(wrong == 0 && states > 200 && bytes_sum > states);
+    dsk_call_tools_free(tools);
+    dsk_json_vocab_free(v);
+    dsk_tokenizer_free(&tk);
+}
+
+RUN_TESTS(T(mask_equals_trying_every_token), T(call_mask_equals_trying_every_token),
+          T(forced_tokens_are_the_only_bytes))

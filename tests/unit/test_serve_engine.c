@@ -103,16 +103,18 @@ static void init_result(result *r)
     pthread_cond_init(&r->cv, NULL);
 }
 
-static dsk_model *make_model(dsk_backend *be, const char *preset)
+static dsk_model *make_model_vocab(dsk_backend *be, const char *preset, int vocab)
 {
     dsk_model_config c;
     dsk_config_preset(&c, preset);
-    c.vocab_size = V;
+    c.vocab_size = vocab;
     c.window = 4;
     dsk_model *m = dsk_model_create(&c, be);
     dsk_model_init_weights(m, 3);
     return m;
 }
+
+static dsk_model *make_model(dsk_backend *be, const char *preset) { return make_model_vocab(be, preset, V); }
 
 static dsk_engine_request request(const int32_t *prompt, int n, result *r)
 {
@@ -1106,10 +1108,130 @@ TEST(speculative_decoding_changes_no_token) { speculation_is_exact("nano"); }
 TEST(speculative_decoding_moe) { speculation_is_exact("nano-moe"); }
 TEST(speculative_decoding_tiny_moe) { speculation_is_exact("tiny-moe"); }   /* experts side by side */
 
+/* Jump-forward decoding, with random weights, sampled: forced calls whose
+ * forced bytes are taken whole, as the tokenizer encodes them.  One a
+ * step or several (as drafts, with room in the step) give the same
+ * tokens; every answer is calls held to the tools; each begins with the
+ * tokens forced before any byte; most tokens are taken undrawn, and
+ * several a step take fewer steps than drawing every token.  (Not fewer
+ * tokens: the pattern splits "<tool_call>" into five pieces, where the
+ * untrained model draws long tokens as often as short ones.) */
+TEST(jump_forward_takes_forced_bytes_whole)
+{
+    dsk_tokenizer tk;
+    dsk_tokenizer_init(&tk);
+    dsk_err err = {0};
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
+    }
+    static const char *const pieces[] = {"<tool_call>", "</tool_call>", "{\"", "name", "\":\"", "\",\"", "arguments",
+                                         "\":{", "}}", "get", "_time", "city", "tool", "_call", "}</"};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
+        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    int32_t end = (int32_t)id;
+    CHECK(dsk_tokenizer_add_special(&tk, id++, "<|end|>", &err) == 0);
+    CHECK(dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) == 0);
+    int vocab = (int)id;
+    dsk_json_vocab *jv = dsk_json_vocab_new(&tk, vocab);
+    static const char tools_text[] =
+        "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
+        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
+    char msg[256];
+    struct json_object *doc = dsk_json_parse(tools_text, strlen(tools_text), msg, sizeof msg);
+    dsk_call_tools *tools = dsk_call_tools_new(doc, msg, sizeof msg);
+    json_object_put(doc);
+    CHECK(tools != NULL);
+    dsk_backend *be = dsk_backend_cpu(1);
+    dsk_model *m = make_model_vocab(be, "nano", vocab);
+    enum { N = 12, MAX = 60, PASSES = 3 };
+    static const int32_t prompt[3] = {40, 0, 1};
+    static result r[PASSES][N];
+    dsk_engine_stats st[PASSES];
+    uint64_t rid;
+    /* pass 0: every token drawn; 1: forced tokens one a step (no room for
+     * drafts); 2: several a step */
+    for (int pass = 0; pass < PASSES && tools; pass++) {
+        dsk_engine_opts o = {.slots = 3, .max_len = 0, .max_rows = 16, .max_queue = 32, .jump_forward = pass > 0};
+        if (pass == 2)
+            o.spec_tokens = 4, o.spec_ngram = 2, o.spec_rows = 16;
+        dsk_engine *e = dsk_engine_start(m, &o, &err);
+        for (int i = 0; i < N; i++) {
+            init_result(&r[pass][i]);
+            dsk_engine_request q = request(prompt, 3, &r[pass][i]);
+            q.max_tokens = MAX;
+            q.call_vocab = jv;
+            q.tools = tools;
+            q.tools_mode = DSK_CALLS_REQUIRED;
+            q.tools_only = i % 3 == 2 ? 1 : i % 3 == 1 ? 0 : -1;
+            q.tools_parallel = 0;
+            q.stop[0] = end;
+            q.logprobs = 1;
+            q.sampler = (dsk_sampler_opts){1.0, 0, 1, 0};
+            q.seed = (uint64_t)i;
+            CHECK(dsk_engine_submit(e, &q, &rid, &err) == 0);
+        }
+        for (int i = 0; i < N; i++)
+            wait_done(&r[pass][i]);
+        dsk_engine_stats_get(e, &st[pass]);
+        dsk_engine_stop(e);
+    }
+    int differ = 0, stopped[PASSES] = {0}, tokens[PASSES] = {0}, bad_logprob = 0;
+    for (int pass = 0; pass < PASSES && tools; pass++)
+        for (int i = 0; i < N; i++) {
+            const result *a = &r[pass][i];
+            dsk_buf text = {0};
+            for (int t = 0; t < a->n && t < 64; t++)
+                if (t + 1 != a->end_at) {
+                    size_t len;
+                    const char *p = dsk_tokenizer_bytes(&tk, (uint32_t)a->tokens[t], &len);
+                    dsk_buf_add(&text, p, len);
+                }
+            dsk_call_prefix s;
+            dsk_call_prefix_init(&s, tools, DSK_CALLS_REQUIRED, i % 3 == 2 ? 1 : i % 3 == 1 ? 0 : -1, 0);
+            CHECK(dsk_call_prefix_feed_all(&s, text.data, text.len));
+            stopped[pass] += a->finish == DSK_ENGINE_STOP && dsk_call_prefix_done(&s);
+            tokens[pass] += a->n;
+            for (int t = 0; t < a->n && t < 64; t++)
+                bad_logprob += !(a->logprob[t] <= 0 && isfinite(a->logprob[t]));
+            if (pass > 0) {   /* the tokens forced before any byte come first */
+                int32_t forced[64];
+                dsk_call_prefix_init(&s, tools, DSK_CALLS_REQUIRED, i % 3 == 2 ? 1 : i % 3 == 1 ? 0 : -1, 0);
+                int nf = dsk_call_vocab_forced(jv, &s, forced, 64);
+                static const char open[] = "<tool_call>{\"name\":\"";
+                CHECK(nf >= 2 && text.len > strlen(open) && memcmp(text.data, open, strlen(open)) == 0);
+                for (int t = 0; t < nf; t++)
+                    differ += t >= a->n || a->tokens[t] != forced[t];
+            }
+            if (pass == 2) {
+                const result *b = &r[1][i];
+                differ += a->n != b->n || a->finish != b->finish || a->end_at != b->end_at;
+                for (int t = 0; t < a->n && t < 64; t++)
+                    differ += a->tokens[t] != b->tokens[t];
+            }
+            dsk_buf_free(&text);
+        }
+    printf("# jump-forward: calls whole %d / %d / %d of %d; tokens %d / %d / %d; steps %ld / %ld / %ld; "
+           "forced tokens %ld / %ld / %ld\n",
+           stopped[0], stopped[1], stopped[2], N, tokens[0], tokens[1], tokens[2], st[0].steps, st[1].steps,
+           st[2].steps, st[0].jump_tokens, st[1].jump_tokens, st[2].jump_tokens);
+    CHECK(differ == 0 && bad_logprob == 0);
+    CHECK(st[0].jump_tokens == 0 && st[1].jump_tokens > 0 && st[2].jump_tokens == st[1].jump_tokens);
+    CHECK(stopped[1] == stopped[2] && stopped[1] >= stopped[0] && stopped[1] > N / 2);
+    CHECK(tokens[1] - st[1].jump_tokens < tokens[0] / 2 && st[2].steps < st[0].steps / 2);
+    dsk_model_free(m);
+    be->destroy(be);
+    dsk_call_tools_free(tools);
+    dsk_json_vocab_free(jv);
+    dsk_tokenizer_free(&tk);
+}
+
 RUN_TESTS(T(concurrent_requests_get_the_tokens_they_get_alone), T(concurrent_requests_moe),
           T(engine_thread_runs_the_backends_threads), T(prefix_shared_between_sequences),
           T(stop_tokens_logprobs_cancel_queue), T(quit_cancels_and_refuses_after),
           T(bias_and_penalties_arithmetic), T(prompt_logprobs_bias_and_penalties),
-          T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(tool_calls_follow_the_tools), T(lookup_draft_finds_the_latest_longest_match),
+          T(json_mode_answers_are_json), T(json_schema_answers_follow_it), T(tool_calls_follow_the_tools),
+          T(jump_forward_takes_forced_bytes_whole), T(lookup_draft_finds_the_latest_longest_match),
           T(speculative_decoding_changes_no_token),
           T(speculative_decoding_moe), T(speculative_decoding_tiny_moe))
