@@ -37,6 +37,16 @@ MAX_TOKENS = 48
 SCHEMA = {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {"type": "array",
           "items": {"enum": ["a", "b", "c"]}, "maxItems": 3}, "text": {"type": "string"}},
           "required": ["id", "text"], "additionalProperties": False}
+# A record of choices only: most of its bytes are forced (keys, the rest
+# of an enum value once it is told apart), which jump-forward decoding
+# takes whole; time per answer, not tokens/s, since the two sides write
+# it in different tokens (llama.cpp's grammar also allows whitespace).
+RECORD = {"type": "object", "properties": {
+    "parity": {"enum": ["even", "odd"]}, "prime": {"type": "boolean"},
+    "size": {"enum": ["small", "medium", "large"]}, "colour": {"enum": ["red", "green", "blue"]},
+    "kind": {"enum": ["integer", "fraction"]}},
+    "required": ["parity", "prime", "size", "colour", "kind"], "additionalProperties": False}
+RECORD_TOKENS = 160
 
 
 def stream(url, prompt, max_tokens, seed):
@@ -114,6 +124,19 @@ def batch1_rate(one):
     return statistics.median(runs)
 
 
+def answer_ms(one, n=10):
+    """Milliseconds per answer of one(i) -> (tokens, seconds) for i in
+    0..n-1, median of 3 runs; and the tokens an answer took, on average."""
+    runs, tokens = [], 0
+    for rep in range(3):
+        secs = 0
+        for i in range(n):
+            t, s = one(i)
+            secs, tokens = secs + s, tokens + t
+        runs.append(1000 * secs / n)
+    return statistics.median(runs), tokens / (3 * n)
+
+
 def quotes(path, n=5, most=200):
     """n quote prompts: a text of at most `most` characters, a blank line,
     then its first half."""
@@ -170,6 +193,8 @@ def main():
         drafted = m1["dsk:spec_decode_num_draft_tokens_total"] - m0["dsk:spec_decode_num_draft_tokens_total"]
         taken = m1["dsk:spec_decode_num_accepted_tokens_total"] - m0["dsk:spec_decode_num_accepted_tokens_total"]
         res["spec_accept_rate"] = taken / drafted if drafted else 0.0
+        res["record_ms"], res["record_tokens"] = answer_ms(
+            lambda i: whole(a.spec_url, f"the {i} ", RECORD_TOKENS, 100 + i, RECORD))
     if a.gguf:
         from llama_cpp import Llama
         llm = Llama(model_path=a.gguf, n_ctx=256, n_threads=a.threads, verbose=False, seed=1)
@@ -184,6 +209,14 @@ def main():
         from llama_cpp import LlamaGrammar
         grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
         res["llamacpp_json_batch1_tokens_per_s"] = batch1_rate(lambda i: llama(i, grammar=grammar))
+        record = LlamaGrammar.from_json_schema(json.dumps(RECORD), verbose=False)
+
+        def llama_record(i):
+            t0 = time.monotonic()
+            r = llm.create_completion(f"the {i} ", max_tokens=RECORD_TOKENS, temperature=1.0, seed=100 + i,
+                                      grammar=record)
+            return r["usage"]["completion_tokens"], time.monotonic() - t0
+        res["llamacpp_record_ms"], res["llamacpp_record_tokens"] = answer_ms(llama_record)
         if a.spec_url:
             from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
             draft = LlamaPromptLookupDecoding(max_ngram_size=a.spec_ngram, num_pred_tokens=a.spec_tokens)
@@ -224,6 +257,12 @@ def main():
         print(f"speculative decoding, sampled free text: {res['spec_sampled_tokens_per_s']:.1f} tokens/s with drafts "
               f"({res['spec_sampled_tokens_per_s'] / res['batch1_tokens_per_s']:.2f}x without); "
               f"{100 * res['spec_accept_rate']:.0f}% of draft tokens taken over the three")
+    if "record_ms" in res:
+        print(f"a record of five choices (JSON schema, --json-compact): {res['record_ms']:.1f} ms an answer, "
+              f"{res['record_tokens']:.1f} tokens"
+              + (f"   llama.cpp with the schema's grammar: {res['llamacpp_record_ms']:.1f} ms, "
+                 f"{res['llamacpp_record_tokens']:.1f} tokens  ratio {res['llamacpp_record_ms'] / res['record_ms']:.2f}x"
+                 if "llamacpp_record_ms" in res else ""))
     if a.json:
         json.dump(res, open(a.json, "w"))
 

@@ -13,8 +13,11 @@ port=18399
 "$BIN/dsk-serve" "$q/gptq" --port $port --max-batch 32 --max-queue 256 --max-rows 64 2> "$out/serve-bench.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null' EXIT
-# A second server, with speculative decoding (prompt lookup), for its rows.
-"$BIN/dsk-serve" "$q/gptq" --port $((port + 1)) --speculate 7 --speculate-ngram 3 2> "$out/serve-bench-spec.log" &
+# A second server, with speculative decoding (prompt lookup), for its rows,
+# and compact JSON for the structured record (jump-forward decoding takes
+# the bytes between its choices whole).
+"$BIN/dsk-serve" "$q/gptq" --port $((port + 1)) --speculate 7 --speculate-ngram 3 --json-compact \
+    2> "$out/serve-bench-spec.log" &
 spec_pid=$!
 trap 'kill $pid $spec_pid 2>/dev/null' EXIT
 for p in $port $((port + 1)); do

@@ -142,6 +142,10 @@ if s:
         r = s["json_batch1_tokens_per_s"] / s["llamacpp_json_batch1_tokens_per_s"]
         row("serve: batch-1 decode under a JSON schema (tokens/s)", f"{s['json_batch1_tokens_per_s']:.0f}",
             "llama.cpp grammar", f"{s['llamacpp_json_batch1_tokens_per_s']:.0f}", r, "", None)
+    if s.get("record_ms") and s.get("llamacpp_record_ms"):
+        r = s["llamacpp_record_ms"] / s["record_ms"]
+        row("serve: a JSON record of five choices, batch-1 (ms/answer)", f"{s['record_ms']:.1f}", "llama.cpp grammar",
+            f"{s['llamacpp_record_ms']:.1f}", r, "", None)
     for kind, what in (("greedy", "free text"), ("quote", "quotes")):
         on, peer = s.get(f"spec_{kind}_tokens_per_s"), s.get(f"llamacpp_spec_{kind}_tokens_per_s")
         if on and peer:

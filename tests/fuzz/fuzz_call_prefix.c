@@ -5,14 +5,62 @@
  * Traps: a failed state that takes a byte; a copy that goes on otherwise
  * than its original; an answer taken whole, at an end, whose calls the
  * parser (text/tool_calls.h) does not read back as as many calls of the
- * same tools, or whose arguments are not one JSON object. */
+ * same tools, or whose arguments are not one JSON object; forced tokens
+ * (jump-forward decoding, serve/json_mode.h) where the answer stops that
+ * the state does not take, or whose first byte is not the only one it
+ * takes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
+#include "serve/json_mode.h"
 #include "text/call_prefix.h"
 #include "text/tool_calls.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+/* A byte-level vocabulary with a few pieces of the form, made once. */
+static dsk_tokenizer tk;
+static dsk_json_vocab *vocab;
+
+static void make_vocab(void)
+{
+    dsk_err err = {0};
+    dsk_tokenizer_init(&tk);
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        dsk_tokenizer_add(&tk, id, &c, 1, &err);
+    }
+    static const char *const pieces[] = {"tool", "_call", "name", "arguments", "\":\"", "\",\"", "\":{", "}}", "{\""};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
+        dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err);
+    if (dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) != 0)
+        abort();
+    vocab = dsk_json_vocab_new(&tk, (int)id);
+}
+
+/* The forced tokens of s feed it, and the first byte was its only one. */
+static void check_forced(const dsk_call_prefix *s)
+{
+    int32_t out[64];
+    int n = dsk_call_vocab_forced(vocab, s, out, 64);
+    if (n == 0)
+        return;
+    int takes = 0;
+    for (int c = 0; c < 256; c++) {
+        dsk_call_prefix u;
+        dsk_call_prefix_copy(&u, s);
+        takes += dsk_call_prefix_feed(&u, (unsigned char)c);
+    }
+    dsk_call_prefix u;
+    dsk_call_prefix_copy(&u, s);
+    if (takes != 1 || dsk_call_prefix_may_end(s))
+        __builtin_trap();
+    for (int k = 0; k < n; k++)
+        if (!dsk_call_vocab_feed(vocab, &u, out[k]))
+            __builtin_trap();
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -32,8 +80,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     int mode = flags & 1 ? DSK_CALLS_REQUIRED : DSK_CALLS_AUTO, only = (flags >> 2 & 3) == 3 ? -1 : (int)(flags >> 2 & 3);
     if (only >= dsk_call_tools_count(tools))   /* no such tool: any, as init takes it */
         only = -1;
+    if (!vocab)
+        make_vocab();
     dsk_call_prefix s, copy;
     dsk_call_prefix_init(&s, tools, mode, only, flags & 2);
+    check_forced(&s);
     size_t taken = 0, call_at = mode == DSK_CALLS_REQUIRED ? 0 : len;
     size_t args_at = 0;
     int lossy = 0;
@@ -61,6 +112,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             json_object_put(args);
         }
     }
+    if (s.at != DSK_CALL_FAILED)
+        check_forced(&s);
     if (taken < len && (dsk_call_prefix_feed(&s, 'x') || dsk_call_prefix_feed(&s, '<') || dsk_call_prefix_may_end(&s)))
         __builtin_trap();
     if (len / 2 < len && len / 2 <= taken) {   /* the copy goes the same way */
