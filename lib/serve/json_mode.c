@@ -350,7 +350,7 @@ int dsk_call_vocab_feed(const dsk_json_vocab *v, dsk_call_prefix *s, int32_t tok
 }
 
 /* Jump-forward decoding. */
-enum { FORCED_MAX_BYTES = 1024 };
+enum { FORCED_MAX_BYTES = 256 };   /* 64 tokens (the most taken a time) of 4 bytes */
 
 /* The one byte a takes next from state s, or -1 where it takes none or
  * several.  scratch: room for a state. */

@@ -276,7 +276,7 @@ if os.path.exists(served):
         print("And as a forced tool call (`tools`: `record_parity` with those parameters, `tool_choice` naming it; "
               "the tool described in the prompt, the call held to its parameters):\n")
         print(f"> {calls[0]['function']['name'] if calls else None}({json.dumps(args)}) "
-              f"(finish: {c['finish_reason']}; "
+              f"(finish: {c['finish_reason']}; {json.load(open(st))['usage']['completion_tokens']} tokens; "
               f"{'arguments valid against the parameters' if valid else 'arguments NOT valid'}, "
               "the right answer is 'odd': the model was never trained on calls, so the form and the schema are "
               "held and the choice within them is the model's own)\n")
@@ -304,5 +304,8 @@ if os.path.exists(served):
         taken = vals.get("dsk:spec_decode_num_accepted_tokens_total", 0)
         print(f"- speculative decoding (`--speculate 7`, prompt lookup): {drafted:.0f} draft tokens fed, "
               f"{taken:.0f} taken ({100 * taken / drafted if drafted else 0:.0f}%), each a step saved")
+        jumped = vals.get("dsk:jump_forward_tokens_total", 0)
+        print(f"- jump-forward decoding: {jumped:.0f} tokens of the JSON answer and the call taken undrawn, "
+              "where the grammar allowed one byte only (fed several a step, as drafts are)")
         print()
 

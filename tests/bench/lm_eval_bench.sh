@@ -36,7 +36,12 @@ with open(sys.argv[2], "w") as f:
     for l in lines[:300]:
         k = random.randint(3, len(l) - 2)
         true = " " + l[k]
-        choices = [true] + [" " + random.choice(words) for _ in range(3)]
+        # three other words: a choice twice over would tie, and the two
+        # sides' last bits would pick differently between the twins
+        choices = [true]
+        while len(choices) < 4:
+            w = " " + random.choice(words)
+            choices += [w] if w not in choices else []
         random.shuffle(choices)
         f.write(json.dumps({"context": " ".join(l[:k]), "choices": choices, "gold": choices.index(true)}) + "\n")
 PY

@@ -3,14 +3,61 @@
  * is fine), the text fed byte by byte, with and without the schema.
  * Traps: a copied state that goes on differently from its original, a
  * byte taken after a refusal, or a text taken whole that json-c will not
- * parse (past dsk_json_parse's own limits). */
+ * parse (past dsk_json_parse's own limits); forced tokens (jump-forward
+ * decoding, serve/json_mode.h) where the text stops that the state does
+ * not take, or whose first byte is not the only one it takes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
+#include "serve/json_mode.h"
 #include "text/json_prefix.h"
 #include "text/json_schema.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+/* A byte-level vocabulary with a few pieces of JSON, made once. */
+static dsk_tokenizer tk;
+static dsk_json_vocab *vocab;
+
+static void make_vocab(void)
+{
+    dsk_err err = {0};
+    dsk_tokenizer_init(&tk);
+    uint32_t id = 0;
+    for (int b = 0; b < 256; b++, id++) {
+        unsigned char c = (unsigned char)b;
+        dsk_tokenizer_add(&tk, id, &c, 1, &err);
+    }
+    static const char *const pieces[] = {"\":\"", "\",\"", "\":{", "}}", "{\"", "\":[", "true", "null", "\\u00"};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
+        dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err);
+    if (dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) != 0)
+        abort();
+    vocab = dsk_json_vocab_new(&tk, (int)id);
+}
+
+/* The forced tokens of s feed it, and the first byte was its only one. */
+static void check_forced(const dsk_json_prefix *s)
+{
+    int32_t out[64];
+    int n = dsk_json_vocab_forced(vocab, s, out, 64);
+    if (n == 0)
+        return;
+    int takes = 0;
+    for (int c = 0; c < 256; c++) {
+        dsk_json_prefix u;
+        dsk_json_prefix_copy(&u, s);
+        takes += dsk_json_prefix_feed(&u, (unsigned char)c);
+    }
+    if (takes != 1 || dsk_json_prefix_complete(s))
+        __builtin_trap();
+    dsk_json_prefix u;
+    dsk_json_prefix_copy(&u, s);
+    for (int k = 0; k < n; k++)
+        if (!dsk_json_vocab_feed(vocab, &u, out[k]))
+            __builtin_trap();
+}
 
 static void walk(const dsk_json_schema *schema, const unsigned char *text, size_t n)
 {
@@ -36,6 +83,8 @@ static void walk(const dsk_json_schema *schema, const unsigned char *text, size_
         if (ok2 != ok || (ok && dsk_json_prefix_complete(&half) != dsk_json_prefix_complete(&s)))
             __builtin_trap();
     }
+    if (ok)
+        check_forced(&s);
     if (ok && i == n && dsk_json_prefix_complete(&s)) {
         char msg[128] = "";
         json_object_put(dsk_json_parse((const char *)text, n, msg, sizeof msg));
@@ -54,6 +103,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     size_t schema_len = (size_t)(nul - data), text_len = size - schema_len - 1;
     const unsigned char *text = nul + 1;
     char msg[256];
+    if (!vocab)
+        make_vocab();
     struct json_object *doc = dsk_json_parse((const char *)data, schema_len, msg, sizeof msg);
     dsk_json_schema *schema = doc ? dsk_json_schema_compile(doc, msg, sizeof msg) : NULL;
     json_object_put(doc);

@@ -3,8 +3,9 @@
  * passes through, with and without a schema, against feeding every token's
  * bytes to the automaton alone (what a plain loop over the vocabulary
  * costs); then the tool-call mask (a call's constraint), in free text and
- * in a call's parts.  Prints one line per state: tokens allowed,
- * microseconds. */
+ * in a call's parts, and a call forced at once.  Prints one line per
+ * state: tokens allowed, microseconds, and the tokens jump-forward
+ * decoding would take undrawn there, with the time finding them took. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,15 @@ static int takes(const dsk_json_vocab *v, const state *s, int32_t id)
     return dsk_json_vocab_feed(v, &c, id);
 }
 
-/* Times the mask in s against trying every token alone; prints a line,
- * or returns EX_SOFTWARE where the two disagree. */
+/* Jump-forward decoding's forced tokens from s. */
+static int forced(const dsk_json_vocab *v, const state *s, int32_t *out)
+{
+    return s->call ? dsk_call_vocab_forced(v, &s->calls, out, 64) : dsk_json_vocab_forced(v, &s->json, out, 64);
+}
+
+/* Times the mask in s against trying every token alone, and the search
+ * for forced tokens; prints a line, or returns EX_SOFTWARE where the mask
+ * and the tokens alone disagree. */
 static int measure(const dsk_json_vocab *v, int V, const state *s, const char *kind, const char *before,
                    float *logits)
 {
@@ -60,14 +68,21 @@ static int measure(const dsk_json_vocab *v, int V, const state *s, const char *k
     double alone_us = (dsk_now() - t0) / 5 * 1e6;
     if (alone != allowed)
         return EX_SOFTWARE;   /* the mask and the plain loop must agree */
+    int32_t out[64];
+    int n_forced = 0;
+    t0 = dsk_now();
+    for (int r = 0; r < reps; r++)
+        n_forced = forced(v, s, out);
+    double forced_us = (dsk_now() - t0) / reps * 1e6;
     /* the last 22 bytes of what came before, on one line */
     char shown[128];
     snprintf(shown, sizeof shown, "%s", before[0] ? before : "(nothing)");
     size_t len = strlen(shown);
     for (size_t i = 0; i < len; i++)
         shown[i] = shown[i] == '\n' ? ' ' : shown[i];
-    printf("%-7s after %s%-22.22s %6d allowed  mask %8.1f us  each token alone %8.1f us\n", kind,
-           len > 22 ? "..." : "", len > 22 ? shown + len - 22 : shown, allowed, mask_us, alone_us);
+    printf("%-7s after %s%-22.22s %6d allowed  mask %8.1f us  each token alone %8.1f us  forced %2d tokens %6.1f us\n",
+           kind, len > 22 ? "..." : "", len > 22 ? shown + len - 22 : shown, allowed, mask_us, alone_us, n_forced,
+           forced_us);
     return 0;
 }
 
@@ -126,10 +141,10 @@ int main(int argc, char **argv)
     static const char *const call_before[] = {
         "", "Let me look <tool", "<tool_call>{\"name\":\"get", "<tool_call>{\"name\":\"get_weather\",\"arguments\":{",
         "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Os",
-        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>\n"};
-    for (int k = 0; k < 6; k++) {
+        "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>\n", ""};
+    for (int k = 0; k < 7; k++) {   /* the last: a call forced at once, to get_weather */
         state s = {.call = 1};
-        dsk_call_prefix_init(&s.calls, tools, DSK_CALLS_AUTO, -1, 1);
+        dsk_call_prefix_init(&s.calls, tools, k < 6 ? DSK_CALLS_AUTO : DSK_CALLS_REQUIRED, k < 6 ? -1 : 0, 1);
         if (!dsk_call_prefix_feed_all(&s.calls, call_before[k], strlen(call_before[k])) ||
             measure(v, V, &s, "calls", call_before[k], logits))
             return EX_SOFTWARE;
