@@ -322,31 +322,33 @@ static int offer_draft(dsk_engine *e, int i, int n, int *spare)
 }
 
 /* Jump-forward decoding: sequence i's forced tokens as the rows after
- * its own (the draft of this step), from row n on, within *spare rows and
- * what its answer and cache have room for.  Row 0 (its last token) draws
- * the first forced token, row j the one after the token it was fed; the
- * last row draws the next forced token, or samples once they run out.
- * The tokens are set before the step, whatever rows it has room for, so
- * the answer does not depend on the batch.  Returns the rows added. */
+ * its own (row n - 1; the draft of this step), from row n on, within
+ * *spare rows and what its answer and cache have room for.  Row 0 (its
+ * last token) draws the first forced token, row j the one after the
+ * token it was fed; the last row draws the next forced token, or samples
+ * once they run out.  The tokens are set before the step, whatever rows
+ * it has room for, so the answer does not depend on the batch.  Only the
+ * row that samples needs its logits (and every row, for logprobs): the
+ * others skip the LM head.  Returns the rows added. */
 static int offer_forced(dsk_engine *e, int i, int n, int *spare)
 {
     seq *s = &e->slot[i];
     e->step_forced[i] = 1;
-    int k = forced_left(e, i) < *spare ? forced_left(e, i) : *spare;
+    int left = forced_left(e, i), k = left < *spare ? left : *spare;
     int answer_room = s->r.max_tokens - s->generated - 1;
     int cache_room = e->d->max_len - e->d->len[i] - 1;
     k = answer_room < k ? answer_room : k;
     k = cache_room < k ? cache_room : k;
-    if (k < 1)
-        return 0;
+    k = k < 0 ? 0 : k;
     const int32_t *f = e->forced + (size_t)i * DSK_ENGINE_MAX_DRAFT + e->forced_at[i];
     int32_t *draft = e->draft + (size_t)i * DRAFT_STRIDE;
     for (int j = 0; j < k; j++) {
         draft[j] = f[j];
         e->row_slot[n + j] = i;
         e->row_tok[n + j] = f[j];
-        e->row_want[n + j] = 1;
     }
+    for (int j = 0; j <= k; j++)   /* row j of the sequence: n - 1 + j */
+        e->row_want[n - 1 + j] = s->r.logprobs || (j == k && k == left);
     e->n_draft[i] = k;
     *spare -= k;
     return k;
@@ -377,7 +379,9 @@ static void draw_tokens(dsk_engine *e, int i)
     if (constrained && e->n_forced[i] < 0)
         plan_forced(e, i);   /* the answer's first bytes */
     for (int j = 0; j <= nd; j++) {
-        const float *logits = e->d->host_logits + (size_t)e->d->logit_row[row + j] * V;
+        /* none for a forced token's row without logprobs (offer_forced) */
+        int logit_row = e->d->logit_row[row + j];
+        const float *logits = logit_row < 0 ? NULL : e->d->host_logits + (size_t)logit_row * V;
         dsk_engine_token *t = &out[m++];
         int32_t tok;
         if (forced_left(e, i) > 0) {
@@ -395,7 +399,7 @@ static void draw_tokens(dsk_engine *e, int i)
             tok = dsk_sample(scratch, V, &s->r.sampler, &s->rng, e->order + (size_t)i * V);
         }
         *t = (dsk_engine_token){.id = tok};
-        if (s->r.logprobs)   /* two passes over the vocabulary */
+        if (s->r.logprobs && logits)   /* two passes over the vocabulary */
             logprobs(logits, V, tok, s->r.top_logprobs, t);
         taken += !e->step_forced[i] && j < nd && tok == draft[j];
         if (is_stop(s, tok))

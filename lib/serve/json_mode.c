@@ -395,7 +395,7 @@ static int forced_tokens(const dsk_json_vocab *v, const automaton *a, void *s, i
 {
     unsigned char bytes[FORCED_MAX_BYTES];
     size_t n = 0;
-    if (!v->can_encode)
+    if (!v->can_encode || may_end(s))   /* most states of free text: nothing to look for */
         return 0;
     void *scratch = dsk_xmalloc(a->size);
     while (n < sizeof bytes && !may_end(s)) {
