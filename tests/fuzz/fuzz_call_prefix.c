@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../unit/byte_vocab.h"
 #include "core/json.h"
 #include "serve/json_mode.h"
 #include "text/call_prefix.h"
@@ -25,18 +26,8 @@ static dsk_json_vocab *vocab;
 
 static void make_vocab(void)
 {
-    dsk_err err = {0};
-    dsk_tokenizer_init(&tk);
-    uint32_t id = 0;
-    for (int b = 0; b < 256; b++, id++) {
-        unsigned char c = (unsigned char)b;
-        dsk_tokenizer_add(&tk, id, &c, 1, &err);
-    }
     static const char *const pieces[] = {"tool", "_call", "name", "arguments", "\":\"", "\",\"", "\":{", "}}", "{\""};
-    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
-        dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err);
-    if (dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) != 0)
-        abort();
+    uint32_t id = byte_vocab(&tk, pieces, sizeof pieces / sizeof *pieces, 1);
     vocab = dsk_json_vocab_new(&tk, (int)id);
 }
 

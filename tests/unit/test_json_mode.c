@@ -5,8 +5,14 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "serve/json_mode.h"
+#include "byte_vocab.h"
 #include "text/json_schema.h"
 #include "test.h"
+
+/* Two tools: get (a city, at most 6 characters, required) and get_time. */
+static const char GET_TOOLS[] =
+    "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
+    "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
 
 /* 256 byte tokens, then multi-byte tokens made of JSON's own characters
  * (so many share beginnings, and many are valid only in some states),
@@ -151,17 +157,10 @@ TEST(call_mask_equals_trying_every_token)
     dsk_rng r;
     dsk_rng_seed(&r, 12);
     dsk_tokenizer tk;
-    dsk_tokenizer_init(&tk);
     dsk_err err = {0};
-    uint32_t id = 0;
-    for (int b = 0; b < 256; b++, id++) {
-        unsigned char c = (unsigned char)b;
-        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
-    }
     static const char *const pieces[] = {"<tool_call>", "</tool_call>", ">{\"", "{\"name\":\"", "\",\"arguments\":",
                                          "}}", "}}</", "\n<", " <", "<tool", "_call", "get", "get_", "time", "\"}"};
-    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
-        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    uint32_t id = byte_vocab(&tk, pieces, sizeof pieces / sizeof *pieces, 0);
     static const char alphabet[] = "<>/_{}\":, \ntool_callnameargsgetimcity0123";
     for (int k = 0; k < 1500; k++) {
         char t[12];
@@ -175,14 +174,7 @@ TEST(call_mask_equals_trying_every_token)
     int n_vocab = (int)id + 1;   /* and one id the tokenizer lacks */
     dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
     float *logits = dsk_xmalloc((size_t)n_vocab * sizeof *logits);
-    static const char tools_text[] =
-        "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
-        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
-    struct json_object *tools_doc = json_tokener_parse(tools_text);
-    char msg[256];
-    dsk_call_tools *tools = dsk_call_tools_new(tools_doc, msg, sizeof msg);
-    json_object_put(tools_doc);
-    CHECK(tools != NULL);
+    dsk_call_tools *tools = tools_of(GET_TOOLS);
     static const char *const answers[] = {
         "Hi <to <tool_call>{\"name\":\"get\",\"arguments\":{\"city\":\"Oslo\"}}</tool_call>\n"
         "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>",
@@ -297,29 +289,15 @@ static int check_forced(const dsk_tokenizer *tk, const dsk_json_vocab *v, const 
 TEST(forced_tokens_are_the_only_bytes)
 {
     dsk_tokenizer tk;
-    dsk_tokenizer_init(&tk);
     dsk_err err = {0};
-    uint32_t id = 0;
-    for (int b = 0; b < 256; b++, id++) {
-        unsigned char c = (unsigned char)b;
-        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
-    }
     static const char *const pieces[] = {"<tool_call>", "</tool_call>", "{\"", "name", "\":\"", "\",\"", "arguments",
                                          "\":{", "}}", "get", "_time", "city", "\":", "color", "red", "green", "ee"};
-    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
-        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    uint32_t id = byte_vocab(&tk, pieces, sizeof pieces / sizeof *pieces, 0);
     CHECK(dsk_tokenizer_add_special(&tk, id++, "<|end|>", &err) == 0);
     int n_vocab = (int)id;
     /* no pattern yet: nothing is forced */
     dsk_json_vocab *v = dsk_json_vocab_new(&tk, n_vocab);
-    static const char tools_text[] =
-        "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
-        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
-    struct json_object *tools_doc = json_tokener_parse(tools_text);
-    char msg[256];
-    dsk_call_tools *tools = dsk_call_tools_new(tools_doc, msg, sizeof msg);
-    json_object_put(tools_doc);
-    CHECK(tools != NULL);
+    dsk_call_tools *tools = tools_of(GET_TOOLS);
     int32_t out[64];
     dsk_call_prefix s;
     dsk_call_prefix_init(&s, tools, DSK_CALLS_REQUIRED, -1, 1);
@@ -360,6 +338,7 @@ TEST(forced_tokens_are_the_only_bytes)
     const char *schema_text = "{\"type\":\"object\",\"properties\":{\"color\":{\"enum\":[\"red\",\"green\",\"grey\"]},"
                               "\"city\":{\"type\":\"string\"}},\"required\":[\"color\",\"city\"],"
                               "\"additionalProperties\":false}";
+    char msg[256];
     struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
     dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
     json_object_put(doc);

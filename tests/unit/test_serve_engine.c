@@ -7,6 +7,8 @@
 
 #include "test.h"
 
+#include "byte_vocab.h"
+
 #include "core/json.h"
 #include "text/json_schema.h"
 #include "serve/engine.h"
@@ -829,14 +831,9 @@ TEST(tool_calls_follow_the_tools)
     pieces[END] = dsk_xstrdup("");   /* text has none of them (free text may hold the one with no bytes) */
     pieces[V - 1] = dsk_xstrdup("");
     dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
-    static const char tools_text[] =
+    dsk_call_tools *tools = tools_of(
         "[{\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},"
-        "\"required\":[\"a\"],\"additionalProperties\":false}}},{\"function\":{\"name\":\"fg\"}}]";
-    char msg[256];
-    struct json_object *doc = dsk_json_parse(tools_text, strlen(tools_text), msg, sizeof msg);
-    dsk_call_tools *tools = dsk_call_tools_new(doc, msg, sizeof msg);
-    json_object_put(doc);
-    CHECK(tools != NULL);
+        "\"required\":[\"a\"],\"additionalProperties\":false}}},{\"function\":{\"name\":\"fg\"}}]");
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");
     enum { N = 24, MAX = 40 };
@@ -1119,30 +1116,17 @@ TEST(speculative_decoding_tiny_moe) { speculation_is_exact("tiny-moe"); }   /* e
 TEST(jump_forward_takes_forced_bytes_whole)
 {
     dsk_tokenizer tk;
-    dsk_tokenizer_init(&tk);
     dsk_err err = {0};
-    uint32_t id = 0;
-    for (int b = 0; b < 256; b++, id++) {
-        unsigned char c = (unsigned char)b;
-        CHECK(dsk_tokenizer_add(&tk, id, &c, 1, &err) == 0);
-    }
     static const char *const pieces[] = {"<tool_call>", "</tool_call>", "{\"", "name", "\":\"", "\",\"", "arguments",
                                          "\":{", "}}", "get", "_time", "city", "tool", "_call", "}</"};
-    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++, id++)
-        CHECK(dsk_tokenizer_add(&tk, id, pieces[k], strlen(pieces[k]), &err) == 0);
+    uint32_t id = byte_vocab(&tk, pieces, sizeof pieces / sizeof *pieces, 1);
     int32_t end = (int32_t)id;
     CHECK(dsk_tokenizer_add_special(&tk, id++, "<|end|>", &err) == 0);
-    CHECK(dsk_tokenizer_set_pattern(&tk, dsk_bpe_named_pattern("gpt2"), &err) == 0);
     int vocab = (int)id;
     dsk_json_vocab *jv = dsk_json_vocab_new(&tk, vocab);
-    static const char tools_text[] =
+    dsk_call_tools *tools = tools_of(
         "[{\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":"
-        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]";
-    char msg[256];
-    struct json_object *doc = dsk_json_parse(tools_text, strlen(tools_text), msg, sizeof msg);
-    dsk_call_tools *tools = dsk_call_tools_new(doc, msg, sizeof msg);
-    json_object_put(doc);
-    CHECK(tools != NULL);
+        "{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}},{\"function\":{\"name\":\"get_time\"}}]");
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model_vocab(be, "nano", vocab);
     enum { N = 12, MAX = 60, PASSES = 3 };
