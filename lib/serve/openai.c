@@ -532,6 +532,7 @@ static int parse_response_format(struct json_object *v, dsk_openai_request *req,
     if (!req->json_schema)
         return dsk_openai_fail(e, 400, "response_format.json_schema.schema", "invalid_value",
                                "response_format json_schema: %s", msg);
+    dsk_json_schema_order_keys(req->json_schema);   /* as OpenAI's Structured Outputs write them */
     req->json_mode = DSK_OPENAI_JSON_SCHEMA;
     return 0;
 }

@@ -88,6 +88,12 @@ dsk_call_tools *dsk_call_tools_new(struct json_object *tools, char *msg, size_t 
         }
         if (!ct->schema)
             ct->loose = dsk_xstrdup(why);
+        /* a strict tool's arguments, as OpenAI's strict function calling
+         * writes them: keys in the order of its properties */
+        struct json_object *strict = NULL;
+        if (ct->schema && json_object_object_get_ex(fn, "strict", &strict) && dsk_json_is(strict, json_type_boolean) &&
+            json_object_get_boolean(strict))
+            dsk_json_schema_order_keys(ct->schema);
     }
     return t;
 }

@@ -88,14 +88,20 @@ static int fits(const dsk_json_prefix *s, int i)
 }
 
 /* The properties the open object may still take: not written yet, and
- * with a value that fits. */
+ * with a value that fits; with keys in order, those after the last one
+ * written, up to the first required one (none may be skipped). */
 static uint64_t keys_open(const dsk_json_prefix *s)
 {
     const dsk_schema_node *n = node_of(s, top(s)->node);
+    const dsk_json_frame *f = top(s);
+    int ordered = s->schema->ordered;
     uint64_t open = 0;
-    for (int k = 0; k < n->n; k++)
-        if (!(top(s)->seen >> k & 1) && fits(s, text_of(s, n, k)->node))
+    for (int k = ordered && f->seen ? f->prop + 1 : 0; k < n->n; k++) {
+        if (!(f->seen >> k & 1) && fits(s, text_of(s, n, k)->node))
             open |= 1ull << k;
+        if (ordered && n->required >> k & 1)
+            break;
+    }
     return open;
 }
 

@@ -730,6 +730,8 @@ void dsk_json_schema_free(dsk_json_schema *s)
     free(s);
 }
 
+void dsk_json_schema_order_keys(dsk_json_schema *s) { s->ordered = 1; }
+
 int dsk_json_schema_admits(const dsk_json_schema *s, unsigned char c)
 {
     return s->nodes[s->root].first[c >> 3] >> (c & 7) & 1;

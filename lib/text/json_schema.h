@@ -9,8 +9,9 @@
  *                  held to its own kind's keywords
  *   properties, required, additionalProperties
  *                  only the listed properties are written, each at most
- *                  once, in any order; every required one before '}'; a
- *                  property whose schema is false, never
+ *                  once, in any order (or in the order they are listed:
+ *                  dsk_json_schema_order_keys); every required one
+ *                  before '}'; a property whose schema is false, never
  *   items, minItems, maxItems
  *   minLength, maxLength   in code points (an escape is one, a surrogate
  *                  pair of escapes too)
@@ -43,6 +44,12 @@ typedef struct dsk_json_schema dsk_json_schema;
  * /properties/age: 'minimum' is not supported"). */
 dsk_json_schema *dsk_json_schema_compile(struct json_object *schema, char *msg, size_t msg_len);
 void dsk_json_schema_free(dsk_json_schema *s);
+
+/* From now on, every object's keys come in the order its properties are
+ * listed: after a key, only those listed after it, up to and including
+ * the next required one (OpenAI's Structured Outputs write keys so; a
+ * schema can put "reasoning" before "answer"). */
+void dsk_json_schema_order_keys(dsk_json_schema *s);
 
 /* Whether a value valid against s may begin with byte c ('{': an object). */
 int dsk_json_schema_admits(const dsk_json_schema *s, unsigned char c);

@@ -58,6 +58,7 @@ struct dsk_json_schema {
     char *pool;
     uint32_t pool_len, pool_cap;
     uint16_t root;           /* the node of the whole text */
+    int ordered;             /* objects' keys in the order of their properties (dsk_json_schema_order_keys) */
 };
 
 #endif

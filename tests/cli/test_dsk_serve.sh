@@ -522,6 +522,9 @@ for seed in range(8):
     if c["finish_reason"] == "stop":
         doc = json.loads(text)
         assert validate(doc), text
+        # keys in the order the properties are listed, as OpenAI's Structured Outputs write them
+        order = [list(schema["properties"]).index(k) for k in doc]
+        assert order == sorted(order), text
         stopped_schema += 1
     else:
         assert c["finish_reason"] == "length" and text.lstrip().startswith("{"), c

@@ -56,6 +56,14 @@ for s in person tree free scalars empty untyped; do
     if "$walk" "$T/$s.json" 7 300 > "$T/$s.out" 2> "$T/$s.err"; then ok "json_walk: 300 texts under $s.json"
     else not_ok "json_walk: 300 texts under $s.json" "$(cat "$T/$s.err")"; fi
 done
+# keys in the order of the properties (dsk-serve's response_format, and
+# strict tools): as valid, and in that order
+for s in person tree untyped; do
+    cp "$T/$s.json" "$T/$s-ordered.json"
+    if "$walk" "$T/$s-ordered.json" 7 300 ordered > "$T/$s-ordered.out" 2> "$T/$s-ordered.err"; then
+        ok "json_walk: 300 texts under $s.json, keys in order"
+    else not_ok "json_walk: 300 texts under $s.json, keys in order" "$(cat "$T/$s-ordered.err")"; fi
+done
 "$walk" - 7 300 > "$T/any.out" 2> "$T/any.err"
 check "json_walk: 300 texts without a schema" test -s "$T/any.out"
 
@@ -64,8 +72,23 @@ import json, sys
 from jsonschema import Draft202012Validator
 t = sys.argv[1]
 bad = 0
-for name in ["person", "tree", "free", "scalars", "empty", "untyped", "any"]:
+def in_order(doc, schema, defs):
+    """Whether every object's keys come in the order of its schema's properties."""
+    if "$ref" in schema:
+        schema = defs.get(schema["$ref"].split("/")[-1], top) if schema["$ref"] != "#" else top
+    if isinstance(doc, dict) and "properties" in schema:
+        order = list(schema["properties"])
+        if [order.index(k) for k in doc] != sorted(order.index(k) for k in doc):
+            return False
+        return all(in_order(v, schema["properties"][k], defs) for k, v in doc.items()
+                   if isinstance(schema["properties"][k], dict))
+    if isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        return all(in_order(v, schema["items"], defs) for v in doc)
+    return True
+for name in ["person", "tree", "free", "scalars", "empty", "untyped", "any",
+             "person-ordered", "tree-ordered", "untyped-ordered"]:
     schema = {} if name == "any" else json.load(open(f"{t}/{name}.json"))
+    top = schema
     v = Draft202012Validator(schema)
     texts = [json.loads(line) for line in open(f"{t}/{name}.out")]
     assert len(texts) == 300, (name, len(texts))
@@ -78,7 +101,10 @@ for name in ["person", "tree", "free", "scalars", "empty", "untyped", "any"]:
             print(f"# {name}: {text!r}: {errs[0].message}")
         if isinstance(doc, dict):
             seen_keys |= set(doc)
-    if name == "person":             # the walk reaches every property
+        if name.endswith("-ordered") and not in_order(doc, schema, schema.get("$defs", {})):
+            bad += 1
+            print(f"# {name}: {text!r}: keys out of the properties' order")
+    if name.startswith("person"):    # the walk reaches every property
         assert seen_keys == set(schema["properties"]), seen_keys
 sys.exit(1 if bad else 0)
 PY

@@ -1,6 +1,7 @@
 /* libFuzzer target: JSON schemas and the automaton under them.  The input
  * is a schema, a NUL byte, then a text: the schema is compiled (a refusal
- * is fine), the text fed byte by byte, with and without the schema.
+ * is fine), the text fed byte by byte, with and without the schema (and
+ * with it, keys in order).
  * Traps: a copied state that goes on differently from its original, a
  * byte taken after a refusal, or a text taken whole that json-c will not
  * parse (past dsk_json_parse's own limits); forced tokens (jump-forward
@@ -102,6 +103,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     walk(NULL, text, text_len);
     if (schema)
         walk(schema, text, text_len);
+    if (schema) {   /* and with keys in the order of the properties */
+        dsk_json_schema_order_keys(schema);
+        walk(schema, text, text_len);
+    }
     dsk_json_schema_free(schema);
     return 0;
 }

@@ -1,8 +1,10 @@
-/* json_walk SCHEMA.json SEED COUNT: COUNT random texts the JSON automaton
- * (text/json_prefix.h) accepts whole under the schema, one a line, each
- * written as a JSON string (the text may hold newlines), for checking
- * against an independent validator (tests/cli/test_json_schema.sh).
- * SCHEMA.json "-": no schema, any JSON value.
+/* json_walk SCHEMA.json SEED COUNT [ordered]: COUNT random texts the JSON
+ * automaton (text/json_prefix.h) accepts whole under the schema, one a
+ * line, each written as a JSON string (the text may hold newlines), for
+ * checking against an independent validator
+ * (tests/cli/test_json_schema.sh).  SCHEMA.json "-": no schema, any JSON
+ * value.  "ordered": objects' keys in the order of their properties
+ * (dsk_json_schema_order_keys).
  *
  * Each text is a random walk: at every byte, one of the bytes the
  * automaton takes, drawn uniformly; past 64 bytes the walk prefers bytes
@@ -35,8 +37,8 @@ static void put_json_string(const char *p, size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: json_walk SCHEMA.json|- SEED COUNT\n");
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "ordered") == 0)) {
+        fprintf(stderr, "usage: json_walk SCHEMA.json|- SEED COUNT [ordered]\n");
         return EX_USAGE;
     }
     dsk_err err = {0};
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
         }
         json_object_put(doc);
         dsk_buf_free(&text);
+        if (argc == 5)
+            dsk_json_schema_order_keys(schema);
     }
     dsk_rng rng;
     dsk_rng_seed(&rng, strtoull(argv[2], NULL, 10));

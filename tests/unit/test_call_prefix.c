@@ -114,6 +114,31 @@ TEST(calls_held_to_the_tools)
     dsk_call_tools_free(t);
 }
 
+/* A strict tool's arguments come with their keys in the order of its
+ * properties (as OpenAI's strict function calling writes them); another
+ * tool's in any order. */
+TEST(strict_tools_order_their_keys)
+{
+    char msg[256];
+    static const char both[] = "{\"type\":\"object\",\"properties\":{\"b\":{\"type\":\"integer\"},\"a\":"
+                               "{\"type\":\"integer\"}},\"required\":[\"b\",\"a\"],\"additionalProperties\":false}";
+    char text[512];
+    snprintf(text, sizeof text,
+             "[{\"type\":\"function\",\"function\":{\"name\":\"s\",\"strict\":true,\"parameters\":%s}},"
+             "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"strict\":false,\"parameters\":%s}}]",
+             both, both);
+    dsk_call_tools *t = tools_of(text, msg, sizeof msg);
+    CHECK(t != NULL);
+    if (!t)
+        return;
+    const int R = DSK_CALLS_REQUIRED;
+    TAKES(R, -1, 1, "<tool_call>{\"name\":\"s\",\"arguments\":{\"b\":1,\"a\":2}}</tool_call>");
+    STOPS_AT(R, -1, 1, "<tool_call>{\"name\":\"s\",\"arguments\":{\"a\":2", 37);
+    TAKES(R, -1, 1, "<tool_call>{\"name\":\"f\",\"arguments\":{\"a\":2,\"b\":1}}</tool_call>");
+    TAKES(R, -1, 1, "<tool_call>{\"name\":\"f\",\"arguments\":{\"b\":1,\"a\":2}}</tool_call>");
+    dsk_call_tools_free(t);
+}
+
 TEST(where_an_answer_may_end)
 {
     char msg[256];
@@ -197,5 +222,5 @@ TEST(template_calls_are_taken_and_read_back)
     dsk_call_tools_free(t);
 }
 
-RUN_TESTS(T(tools_compiled), T(calls_held_to_the_tools), T(where_an_answer_may_end),
+RUN_TESTS(T(tools_compiled), T(calls_held_to_the_tools), T(strict_tools_order_their_keys), T(where_an_answer_may_end),
           T(template_calls_are_taken_and_read_back))

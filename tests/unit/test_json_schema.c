@@ -21,8 +21,9 @@ static dsk_json_schema *compile(const char *text, char *msg, size_t msg_len)
     return s;
 }
 
-/* 1 if text is taken whole and complete under schema. */
-static int takes(const char *schema, const char *text)
+/* 1 if text is taken whole and complete under schema (ordered: with its
+ * objects' keys in the order of their properties). */
+static int takes_keys(const char *schema, const char *text, int ordered)
 {
     char msg[256];
     dsk_json_schema *s = compile(schema, msg, sizeof msg);
@@ -30,12 +31,16 @@ static int takes(const char *schema, const char *text)
         printf("#   schema refused: %s\n", msg);
         return -1;
     }
+    if (ordered)
+        dsk_json_schema_order_keys(s);
     dsk_json_prefix p;
     dsk_json_prefix_init_schema(&p, s);
     int ok = dsk_json_prefix_feed_all(&p, text, strlen(text)) && dsk_json_prefix_complete(&p);
     dsk_json_schema_free(s);
     return ok;
 }
+
+static int takes(const char *schema, const char *text) { return takes_keys(schema, text, 0); }
 
 TEST(refused_schemas_say_why)
 {
@@ -201,6 +206,56 @@ TEST(copies_go_on_alike)
     dsk_json_schema_free(s);
 }
 
+/* Keys in the order of the properties (dsk_json_schema_order_keys):
+ * after a key only those listed after it, none past a required one. */
+TEST(ordered_keys_follow_the_properties)
+{
+    /* a and c optional, b and d required; e's objects ordered too */
+    const char *schema =
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"},"
+        "\"c\":{\"type\":\"integer\"},\"d\":{\"type\":\"integer\"},\"e\":{\"type\":\"object\",\"properties\":"
+        "{\"y\":{\"type\":\"null\"},\"x\":{\"type\":\"null\"}},\"required\":[\"x\",\"y\"]}},\"required\":[\"b\",\"d\"]}";
+    static const struct {
+        const char *text;
+        int ordered, any;   /* taken with keys in order; taken in any order */
+    } cases[] = {
+        {"{\"b\":1,\"d\":2}", 1, 1},
+        {"{\"a\":0,\"b\":1,\"c\":2,\"d\":3}", 1, 1},
+        {"{\"b\":1,\"c\":2,\"d\":3,\"e\":{\"y\":null,\"x\":null}}", 1, 1},
+        {"{\"a\":0,\"b\":1,\"d\":3}", 1, 1},
+        {"{\"d\":3,\"b\":1}", 0, 1},                                   /* b is listed first */
+        {"{\"b\":1,\"a\":0,\"d\":3}", 0, 1},                           /* a comes before b */
+        {"{\"a\":0,\"c\":2,\"b\":1,\"d\":3}", 0, 1},                   /* c skips the required b */
+        {"{\"b\":1,\"d\":3,\"e\":{\"x\":null,\"y\":null}}", 0, 1},     /* in e, y first */
+        {"{\"b\":1,\"d\":3,\"c\":2}", 0, 1},
+        {"{\"b\":1}", 0, 0},                                           /* d missing either way */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int ordered = takes_keys(schema, cases[i].text, 1), any = takes_keys(schema, cases[i].text, 0);
+        if (ordered != cases[i].ordered || any != cases[i].any)
+            printf("#   %s: ordered %d, any order %d\n", cases[i].text, ordered, any);
+        CHECK(ordered == cases[i].ordered && any == cases[i].any);
+    }
+    /* where the order leaves one key, its bytes are the only ones: after
+     * "b":1, only c or d (not a); after "c":2, only d */
+    char msg[256];
+    dsk_json_schema *s = compile(schema, msg, sizeof msg);
+    CHECK(s != NULL);
+    dsk_json_schema_order_keys(s);
+    dsk_json_prefix p;
+    dsk_json_prefix_init_schema(&p, s);
+    dsk_json_prefix_compact(&p);
+    CHECK(dsk_json_prefix_feed_all(&p, "{\"b\":1,\"", 8));
+    int taken = 0;
+    for (int c = 0; c < 256; c++) {
+        dsk_json_prefix q;
+        dsk_json_prefix_copy(&q, &p);
+        taken += dsk_json_prefix_feed(&q, (unsigned char)c) ? 1 << (c == 'c' ? 0 : c == 'd' ? 1 : 2) : 0;
+    }
+    CHECK(taken == 3);
+    dsk_json_schema_free(s);
+}
+
 /* Found in review: keywords without a type, surrogate pairs, long
  * strings, properties that can never be written, and the depth limit. */
 TEST(untyped_keywords_pairs_and_depth)
@@ -264,5 +319,5 @@ TEST(untyped_keywords_pairs_and_depth)
     dsk_json_schema_free(s);
 }
 
-RUN_TESTS(T(untyped_keywords_pairs_and_depth), T(refused_schemas_say_why), T(objects_keys_required_and_order), T(arrays_strings_and_enums),
+RUN_TESTS(T(untyped_keywords_pairs_and_depth), T(refused_schemas_say_why), T(objects_keys_required_and_order), T(ordered_keys_follow_the_properties), T(arrays_strings_and_enums),
           T(recursion_and_unions), T(copies_go_on_alike))
