@@ -6,6 +6,7 @@
 
 #include "core/err.h"
 #include "text/tool_calls.h"
+#include "text/utf8.h"
 
 /* Tokens in byte order, with what the walk needs to share and skip work. */
 enum { SKIP_DEPTHS = 4 };
@@ -369,20 +370,6 @@ static int only_byte(const dsk_json_vocab *v, const automaton *a, const void *s,
     return found;
 }
 
-/* Bytes p[0..n) without an unfinished UTF-8 character at the end: how
- * many to keep. */
-static size_t whole_chars(const unsigned char *p, size_t n)
-{
-    size_t lead = n;
-    while (lead > 0 && n - lead < 4 && (p[lead - 1] & 0xC0) == 0x80)
-        lead--;
-    if (lead == 0 || p[lead - 1] < 0xC0)   /* ASCII last, or no lead byte in reach */
-        return n;
-    unsigned char c = p[lead - 1];
-    size_t len = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    return n - (lead - 1) >= len ? n : lead - 1;
-}
-
 /* The bytes forced from state s (held in a copy, fed as they are found)
  * until a byte is the model's to choose, or the answer may end there
  * (may_end), as the tokenizer encodes them: up to cap tokens in out.
@@ -406,7 +393,7 @@ static int forced_tokens(const dsk_json_vocab *v, const automaton *a, void *s, i
         bytes[n++] = (unsigned char)c;
     }
     free(scratch);
-    n = whole_chars(bytes, n);
+    n = dsk_utf8_whole((const char *)bytes, 0, n);   /* no unfinished character at the end */
     if (n == 0)
         return 0;
     dsk_bpe_encoder enc;

@@ -1309,13 +1309,6 @@ void dsk_openai_model_json(const char *id, long long created, const char *owned_
 
 /* ---- stop sequences ------------------------------------------------------------ */
 
-/* Bytes a UTF-8 sequence starting with lead byte c has; 1 for anything
- * that cannot start one (it is then final as it is). */
-static size_t utf8_len(unsigned char c)
-{
-    return c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 ? (c < 0xF0 ? 3 : 1) : c >= 0xC0 ? 2 : 1;
-}
-
 void dsk_openai_stop_check(const char *text, size_t len, size_t from, char *const *stops, int n_stops,
                            dsk_openai_stop_result *r)
 {
@@ -1352,17 +1345,6 @@ void dsk_openai_stop_check(const char *text, size_t len, size_t from, char *cons
                 break;
             }
     }
-    size_t safe = len - hold;
-    /* and never end inside a UTF-8 character: find the lead byte of the
-     * last character before safe; if that character runs past safe, stop
-     * before it */
-    size_t q = safe;
-    while (q > from && safe - q < 3 && ((unsigned char)text[q - 1] & 0xC0) == 0x80)
-        q--;
-    if (q > from) {
-        unsigned char lead = (unsigned char)text[q - 1];
-        if (lead >= 0xC0 && safe - (q - 1) < utf8_len(lead))
-            safe = q - 1;
-    }
-    r->safe = safe;
+    /* and never end inside a UTF-8 character */
+    r->safe = dsk_utf8_whole(text, from, len - hold);
 }

@@ -147,3 +147,24 @@ size_t dsk_utf8_encode(uint32_t cp, char *o)
     o[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
 }
+
+/* Bytes a UTF-8 sequence starting with lead byte c has; 1 for anything
+ * that cannot start one (it is then final as it is). */
+static size_t lead_len(unsigned char c)
+{
+    return c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 ? (c < 0xF0 ? 3 : 1) : c >= 0xC0 ? 2 : 1;
+}
+
+size_t dsk_utf8_whole(const char *s, size_t from, size_t n)
+{
+    /* the lead byte of the last character: at most 3 continuation bytes back */
+    size_t q = n;
+    while (q > from && n - q < 3 && ((unsigned char)s[q - 1] & 0xC0) == 0x80)
+        q--;
+    if (q > from) {
+        unsigned char lead = (unsigned char)s[q - 1];
+        if (lead >= 0xC0 && n - (q - 1) < lead_len(lead))
+            return q - 1;
+    }
+    return n;
+}

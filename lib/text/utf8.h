@@ -19,6 +19,12 @@ size_t dsk_utf8_find_invalid(const char *s, size_t n);
  * Returns the number of replacements. */
 size_t dsk_utf8_repair(const char *s, size_t n, dsk_buf *out);
 
+/* n, or where the last character of s[0..n) begins if it runs past n
+ * (bytes of it still to come: a text cut for streaming, or at a
+ * boundary), looking no further back than from.  A byte that cannot lead
+ * a sequence is taken as whole. */
+size_t dsk_utf8_whole(const char *s, size_t from, size_t n);
+
 /* For each of the m byte offsets at[] (ascending), the characters of s as
  * dsk_utf8_repair writes it (a valid sequence or a maximal invalid
  * subpart each) that end at or before it, into out[]: where a token that

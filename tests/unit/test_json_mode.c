@@ -116,12 +116,7 @@ TEST(mask_equals_trying_every_token)
         dsk_buf_free(&text);
     }
     /* strings with a length limit: plain tokens pass only while they fit */
-    char msg[256];
-    const char *schema_text = "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":5}}";
-    struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
-    dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
-    json_object_put(doc);
-    CHECK(schema != NULL);
+    dsk_json_schema *schema = schema_of("{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":5}}");
     static const char *const limited[] = {"[\"abcde\", \"\", \"a\\u00e9\\n\xC3\xA9x\"]", "[\"x\",\"yz\"]"};
     for (int i = 0; i < 2; i++) {
         /* every cut: the third-cut rule would skip the interesting ones */
@@ -335,14 +330,9 @@ TEST(forced_tokens_are_the_only_bytes)
         }
     }
     /* JSON under a schema, compact: keys and enum values run on alone */
-    const char *schema_text = "{\"type\":\"object\",\"properties\":{\"color\":{\"enum\":[\"red\",\"green\",\"grey\"]},"
-                              "\"city\":{\"type\":\"string\"}},\"required\":[\"color\",\"city\"],"
-                              "\"additionalProperties\":false}";
-    char msg[256];
-    struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
-    dsk_json_schema *schema = dsk_json_schema_compile(doc, msg, sizeof msg);
-    json_object_put(doc);
-    CHECK(schema != NULL);
+    dsk_json_schema *schema = schema_of(
+        "{\"type\":\"object\",\"properties\":{\"color\":{\"enum\":[\"red\",\"green\",\"grey\"]},"
+        "\"city\":{\"type\":\"string\"}},\"required\":[\"color\",\"city\"],\"additionalProperties\":false}");
     static const char json_answer[] = "{\"color\":\"green\",\"city\":\"Z\xC3\xBCrich\"}";
     for (int compact = 0; compact < 2 && schema; compact++) {
         dsk_json_prefix j;

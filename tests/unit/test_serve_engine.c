@@ -694,13 +694,8 @@ static void json_answers(const char *schema_text, const int32_t *prompt, int n_p
     CHECK(dsk_tokenizer_add_special(&tk, END, "<|end|>", &err) == 0);
     dsk_json_vocab *jv = dsk_json_vocab_new(&tk, V);
     dsk_json_schema *schema = NULL;
-    if (schema_text) {
-        char msg[256];
-        struct json_object *doc = dsk_json_parse(schema_text, strlen(schema_text), msg, sizeof msg);
-        schema = dsk_json_schema_compile(doc, msg, sizeof msg);
-        json_object_put(doc);
-        CHECK(schema != NULL);
-    }
+    if (schema_text)
+        schema = schema_of(schema_text);
 
     dsk_backend *be = dsk_backend_cpu(1);
     dsk_model *m = make_model(be, "nano");

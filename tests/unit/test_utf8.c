@@ -103,5 +103,24 @@ TEST(char_offsets_count_the_repaired_text)
     dsk_buf_free(&b);
 }
 
-RUN_TESTS(T(valid_text_is_valid), T(invalid_forms_are_found), T(repair_uses_maximal_subparts),
+/* A cut inside a character moves back to its lead byte; a whole one, a
+ * byte that leads nothing, or a lead before from stays. */
+TEST(whole_stops_before_an_unfinished_character)
+{
+    static const char s[] = "a\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80";   /* 1, 2, 3 and 4 bytes */
+    CHECK(dsk_utf8_whole(s, 0, 0) == 0);
+    CHECK(dsk_utf8_whole(s, 0, 1) == 1);
+    CHECK(dsk_utf8_whole(s, 0, 2) == 1);    /* half the e-acute */
+    CHECK(dsk_utf8_whole(s, 0, 3) == 3);
+    CHECK(dsk_utf8_whole(s, 0, 4) == 3);    /* one byte of three */
+    CHECK(dsk_utf8_whole(s, 0, 5) == 3);
+    CHECK(dsk_utf8_whole(s, 0, 6) == 6);
+    CHECK(dsk_utf8_whole(s, 0, 9) == 6);    /* three bytes of four */
+    CHECK(dsk_utf8_whole(s, 0, 10) == 10);
+    CHECK(dsk_utf8_whole(s, 4, 5) == 5);    /* the lead byte is before from */
+    CHECK(dsk_utf8_whole("\x80\x80", 0, 2) == 2);   /* no lead byte */
+    CHECK(dsk_utf8_whole("a\xff", 0, 2) == 2);       /* a byte that leads nothing */
+}
+
+RUN_TESTS(T(valid_text_is_valid), T(invalid_forms_are_found), T(repair_uses_maximal_subparts), T(whole_stops_before_an_unfinished_character),
           T(repair_output_is_always_valid), T(encode_decode_round_trip), T(char_offsets_count_the_repaired_text))
