@@ -32,7 +32,7 @@ static const char usage[] =
     "      --shard-size SIZE about how big a shard grows (default 1G)\n"
     "      --zstd-level N    row compression level, 1 to 19 (default 3); 0 stores rows uncompressed\n"
     "      --no-dict         do not train a zstd dictionary on the first rows\n"
-    "      --dict-sample SIZE  row bytes the dictionary is trained on (default 1M)\n"
+    "      --dict-sample SIZE  row bytes the dictionary is trained on (default 4M)\n"
     "      --force           replace DIR if it is a dataset\n"
     "  -j, --threads N       compression threads (default: all cores); same output for any N\n"
     "  -q, --quiet           no progress and no summary\n"
@@ -306,7 +306,7 @@ int main(int argc, char **argv)
     dsk_signals_init();
     char *command = command_line(argc, argv);
     args a = {.pack_mode = DSK_PACK_CONCAT, .threads = dsk_default_threads(), .dict = 1, .zstd_level = 3,
-              .shard_size = 1ull << 30, .dict_sample = 1u << 20, .window = 16u << 20};
+              .shard_size = 1ull << 30, .dict_sample = 4u << 20, .window = 16u << 20};
     /* The first option of each kind given: one of cat's, or of packing's,
      * or of bestfit's alone, where it would do nothing, is a usage error. */
     int cat_only = 0, pack_only = 0, bestfit_only = 0, tokenizer_given = 0;
