@@ -4,7 +4,7 @@ and perplexity on a text, through llama-cpp-python (which the caller installs
 into a venv: `python3 -m venv V && V/bin/pip install llama-cpp-python`).
 
     gguf_llamacpp.py MODEL.gguf TEXT [--ctx N] [--max-tokens N]
-                     [--reference dsk.json] [--json OUT]
+                     [--reference dsk.json] [--kl-ref REF.gguf] [--json OUT]
 
 The text is tokenized by llama.cpp (no BOS: dsk adds none) and cut into
 independent windows of --ctx tokens; in each window, every token after the
@@ -20,6 +20,11 @@ reference has), both mean NLLs and perplexities,
 their relative difference, the largest per-token NLL difference, and how
 often the two pick the same next token.  Exit status 0 when it ran (the
 caller judges the numbers), 1 on a mismatch in the inputs.
+
+--kl-ref scores REF.gguf too, on the same windows, and adds the mean per-token
+KL(REF || MODEL) in nats and how often the two pick the same next token: a
+quantized model against the float one it was made from, as llama.cpp's own
+llama-perplexity --kl-divergence does.
 """
 import argparse
 import json
@@ -38,22 +43,39 @@ def load_model(path, ctx, threads):
                  verbose=False, seed=0)
 
 
-def window_nll(llm, tokens, ctx):
-    """Per predicted token: (nll, argmax), window by window."""
-    nll, argmax = [], []
+def windows(tokens, ctx):
     for s in range(0, len(tokens) - 1, ctx):
         w = tokens[s:s + ctx]
         if len(w) < 2:
             break
-        llm.reset()
-        llm.eval(w)
-        logits = np.asarray(llm.scores[:len(w) - 1], dtype=np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        logz = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+        yield w
+
+
+def window_logits(llm, w):
+    """The logits of each predicted position of one window, as float64."""
+    llm.reset()
+    llm.eval(w)
+    return np.asarray(llm.scores[:len(w) - 1], dtype=np.float64)
+
+
+def log_softmax(logits):
+    m = logits.max(axis=1, keepdims=True)
+    return logits - (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))
+
+
+def window_nll(llm, tokens, ctx, ref_llm=None):
+    """Per predicted token: (nll, argmax, kl against ref_llm, ref's argmax), window by window."""
+    nll, argmax, kl, ref_argmax = [], [], [], []
+    for w in windows(tokens, ctx):
+        lp = log_softmax(window_logits(llm, w))
         target = np.asarray(w[1:])
-        nll.extend((logz - logits[np.arange(len(target)), target]).tolist())
-        argmax.extend(logits.argmax(axis=1).tolist())
-    return nll, argmax
+        nll.extend((-lp[np.arange(len(target)), target]).tolist())
+        argmax.extend(lp.argmax(axis=1).tolist())
+        if ref_llm is not None:
+            rlp = log_softmax(window_logits(ref_llm, w))
+            kl.extend(np.maximum((np.exp(rlp) * (rlp - lp)).sum(axis=1), 0).tolist())
+            ref_argmax.extend(rlp.argmax(axis=1).tolist())
+    return nll, argmax, kl, ref_argmax
 
 
 def main():
@@ -63,6 +85,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=None, help="window length (default: the reference's, else 256)")
     ap.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens")
     ap.add_argument("--reference", help="dsk's numbers for the same text (JSON, see above)")
+    ap.add_argument("--kl-ref", help="a GGUF to measure MODEL's KL divergence from (see above)")
     ap.add_argument("--json", help="write the per-token numbers here")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -88,9 +111,13 @@ def main():
         report["tokenization_agree_prefix"] = next((i for i, (x, y) in enumerate(zip(own, tokens)) if x != y),
                                                    min(len(own), n))
 
-    nll, argmax = window_nll(llm, tokens, ctx)
+    ref_llm = load_model(a.kl_ref, ctx, a.threads) if a.kl_ref else None
+    nll, argmax, kl, ref_argmax = window_nll(llm, tokens, ctx, ref_llm)
     mean = sum(nll) / len(nll)
     report.update(predicted=len(nll), llamacpp_nll=mean, llamacpp_ppl=math.exp(mean))
+    if ref_llm is not None:
+        report.update(kl_ref=a.kl_ref, kl_mean=sum(kl) / len(kl),
+                      kl_top1_agreement=sum(1 for x, y in zip(argmax, ref_argmax) if x == y) / len(kl))
     if ref:
         rn = ref["nll"][:len(nll)]
         if len(rn) != len(nll):

@@ -4,6 +4,12 @@
 #     and AWQ against llama.cpp's Q4_K_M made by llama.cpp's own quantizer
 #     from dsk's f32 GGUF export, every model scored on the same tokens in
 #     the same windows;
+#   - the mean KL divergence of each 4-bit model's next-token distribution
+#     from its float model's, on the same tokens (llama-perplexity's
+#     --kl-divergence measure): on a small model the perplexity change is
+#     within noise, the divergence is not.  Q4_K_M twice: as llama.cpp makes
+#     it (its embedding, also the output layer when tied, in Q6_K) and with
+#     that tensor kept f32, as dsk-quant keeps it;
 #   - GGUF fidelity: llama.cpp's perplexity on dsk's f32 and q8_0 exports
 #     against dsk-eval's on the checkpoint, and on the f32 export of a
 #     mixture of experts (tiny-moe, all-global: llama.cpp's deepseek);
@@ -47,7 +53,8 @@ docs = [json.loads(l) for l in open(sys.argv[1])]
 text = "\n\n".join(d["text"] for d in docs if d.get("split") == "test")
 open(sys.argv[2], "w").write(text[:60000])' "$demo/docs.jsonl" "$q/heldout.txt"
 
-nll() { "$BUILD/tests/tools/nll_dump" "$1" "$q/heldout.txt" "$CTX" > "$2"; }
+# nll CKPT OUT [--kl REF]
+nll() { "$BUILD/tests/tools/nll_dump" "$1" "$q/heldout.txt" "$CTX" "${@:3}" > "$2"; }
 ppl_of() { python3 -c 'import json, math, sys; r = json.load(open(sys.argv[1])); print(math.exp(sum(r["nll"]) / len(r["nll"])))' "$1"; }
 nll "$q/ckpt" "$q/fp32.json"
 for m in rtn gptq awq; do
@@ -55,15 +62,18 @@ for m in rtn gptq awq; do
     [ $m = rtn ] || calib="--calib $demo/data --calib-rows 128"
     /usr/bin/time -f '%e' -o "$q/$m.time" "$BIN/dsk-quant" -q -m $m -g 128 $calib "$q/ckpt" -o "$q/$m" --force --json \
         > "$q/$m-quant.json"
-    nll "$q/$m" "$q/$m.json"
+    nll "$q/$m" "$q/$m.json" --kl "$q/ckpt"
 done
-"$BIN/dsk-quant" -q --gguf "$q/f32.gguf" --gguf-type f32 "$q/ckpt"
-"$BIN/dsk-quant" -q --gguf "$q/q8_0.gguf" --gguf-type q8_0 "$q/ckpt"
+"$BIN/dsk-quant" -q --force --gguf "$q/f32.gguf" --gguf-type f32 "$q/ckpt"
+"$BIN/dsk-quant" -q --force --gguf "$q/q8_0.gguf" --gguf-type q8_0 "$q/ckpt"
 "$venv/bin/python" "$root/tests/bench/llama_quantize.py" "$q/f32.gguf" "$q/q4_k_m.gguf" 15
-for g in f32 q8_0 q4_k_m; do
+"$venv/bin/python" "$root/tests/bench/llama_quantize.py" "$q/f32.gguf" "$q/q4_k_m_e.gguf" 15 --f32-embedding
+for g in f32 q8_0 q4_k_m q4_k_m_e; do
+    kl=()
+    case $g in q4_k_m*) kl=(--kl-ref "$q/f32.gguf");; esac
     # A peer that crashes is a row that says so, not the end of make bench.
     "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/$g.gguf" "$q/heldout.txt" --reference "$q/fp32.json" \
-        --threads "$(nproc)" > "$q/llama-$g.json" || {
+        --threads "$(nproc)" "${kl[@]}" > "$q/llama-$g.json" || {
         rc=$?
         echo "bench: llama.cpp failed on $g.gguf (exit $rc)" >&2
         echo "{\"error\": \"llama.cpp exited with status $rc\"}" > "$q/llama-$g.json"
@@ -78,7 +88,7 @@ if [ ! -e "$q/ckpt-moe/latest/model.safetensors" ]; then
         --steps "$moe_steps" --batch 8 --lr 2e-3 --min-lr 2e-4 --warmup 20 --eval-every 0 --keep 1
 fi
 nll "$q/ckpt-moe" "$q/moe-fp32.json"
-"$BIN/dsk-quant" -q --gguf "$q/moe-f32.gguf" --gguf-type f32 "$q/ckpt-moe"
+"$BIN/dsk-quant" -q --force --gguf "$q/moe-f32.gguf" --gguf-type f32 "$q/ckpt-moe"
 "$venv/bin/python" "$root/tests/bench/gguf_llamacpp.py" "$q/moe-f32.gguf" "$q/heldout.txt" \
     --reference "$q/moe-fp32.json" --threads "$(nproc)" > "$q/llama-moe_f32.json" ||
     echo "{\"error\": \"llama.cpp exited with status $?\"}" > "$q/llama-moe_f32.json"
@@ -90,7 +100,7 @@ q = sys.argv[1]
 def ppl(name):
     r = json.load(open(f"{q}/{name}.json")); return math.exp(sum(r["nll"]) / len(r["nll"]))
 base = ppl("fp32")
-llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m", "moe_f32")}
+llama = {g: json.load(open(f"{q}/llama-{g}.json")) for g in ("f32", "q8_0", "q4_k_m", "q4_k_m_e", "moe_f32")}
 failed = {g: r["error"] for g, r in llama.items() if "error" in r}   # a peer that crashed: said, not fatal
 get = lambda g, k: llama[g].get(k) if g not in failed else None
 fmt = lambda v, f: format(v, f) if v is not None else "failed"
@@ -116,10 +126,25 @@ inc = {m: rows[m] / base - 1 for m in rows}
 k = get("q4_k_m", "llamacpp_ppl") / lf - 1 if get("q4_k_m", "llamacpp_ppl") and lf else None
 print(f"perplexity increase: GPTQ {100 * inc['gptq']:+.2f}%, AWQ {100 * inc['awq']:+.2f}%, RTN {100 * inc['rtn']:+.2f}%, "
       f"llama.cpp Q4_K_M {fmt(100 * k if k is not None else None, '+.2f')}%")
+# KL(fp32 || 4-bit) per token, and how often the two pick the same next token
+def kl_of(name):
+    r = json.load(open(f"{q}/{name}.json"))
+    return sum(r["kl"]) / len(r["kl"]), sum(a == b for a, b in zip(r["argmax"], r["ref_argmax"])) / len(r["kl"])
+kl = {m: kl_of(m) for m in rows}
+lkl = {g: (get(g, "kl_mean"), get(g, "kl_top1_agreement")) for g in ("q4_k_m", "q4_k_m_e")}
+print(f"{'KL divergence from fp32 (nats/token), same top token':56s}")
+for m in rows:
+    print(f"  {'dsk int4 ' + m.upper() + ' g128 (embedding f32)':54s} {kl[m][0]:.3e}  {100 * kl[m][1]:6.2f}%")
+for g, label in (("q4_k_m", "llama.cpp Q4_K_M (embedding Q6_K)"), ("q4_k_m_e", "llama.cpp Q4_K_M, embedding f32")):
+    v, a = lkl[g]
+    print(f"  {label:54s} {fmt(v, '.3e')}  {fmt(100 * a if a is not None else None, '6.2f')}%"
+          + (f"   ({failed[g]})" if g in failed else ""))
 text = open(f"{q}/int4.txt").read()
 m = re.findall(r"speedup int4 vs fp32 sgemv: cold ([0-9.]+)x", text)
 print("int4 batch-1 matvec vs fp32 sgemv (4096x4096): " + (m[0] + "x" if m else "see " + q + "/int4.txt"))
 json.dump({"fp32_ppl": base, "dsk": rows, "llamacpp": {g: get(g, "llamacpp_ppl") for g in llama},
            "llamacpp_failed": failed, "gguf_rel_diff": {g: get(g, "ppl_rel_diff") for g in llama}, "increase": inc,
-           "llamacpp_q4_k_m_increase": k, "int4_bench": text}, open(f"{q}/../quant-results.json", "w"))
+           "llamacpp_q4_k_m_increase": k, "kl": {m: v[0] for m, v in kl.items()},
+           "top1_agreement": {m: v[1] for m, v in kl.items()}, "llamacpp_kl": {g: v[0] for g, v in lkl.items()},
+           "llamacpp_top1_agreement": {g: v[1] for g, v in lkl.items()}, "int4_bench": text}, open(f"{q}/../quant-results.json", "w"))
 PY

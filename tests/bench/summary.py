@@ -117,6 +117,17 @@ if q:
         met = None if m == "rtn" or ref is None else inc[m] <= inc["rtn"] and inc[m] <= ref
         row(f"quant: perplexity change, {m.upper()} int4 g128", f"{100 * inc[m]:+.3f}%", "llama.cpp Q4_K_M",
             f"{100 * ref:+.3f}%" if ref is not None else "failed", None, target, met)
+    # The KL divergence from the float model: the same question as the
+    # perplexity change, without its noise (on the bench's small model a
+    # 4-bit model's perplexity can come out below the float one's).
+    kl, lkl = q.get("kl"), q.get("llamacpp_kl") or {}
+    for m in ("rtn", "gptq", "awq") if kl else ():
+        for g, peer in (("q4_k_m", "llama.cpp Q4_K_M"), ("q4_k_m_e", "Q4_K_M, f32 embedding")):
+            ref = lkl.get(g)
+            target = "" if m == "rtn" else "<= RTN, <= Q4_K_M"
+            met = None if m == "rtn" or ref is None else kl[m] <= kl["rtn"] and kl[m] <= ref
+            row(f"quant: KL from fp32, {m.upper()} int4 g128 (nats/token)", f"{kl[m]:.2e}", peer,
+                f"{ref:.2e}" if ref is not None else "failed", ref / kl[m] if ref else None, target, met)
     for k, label in (("f32", "f32"), ("q8_0", "q8_0"), ("moe_f32", "MoE f32")):
         d = q["gguf_rel_diff"][k]
         if d is None:   # llama.cpp crashed on it (quant-results.json says how)
