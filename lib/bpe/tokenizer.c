@@ -285,6 +285,8 @@ void dsk_bpe_encoder_init(dsk_bpe_encoder *e, const dsk_tokenizer *t)
 {
     memset(e, 0, sizeof *e);
     e->match_data = pcre2_match_data_create(4, NULL);
+    if (!e->match_data)
+        dsk_die(EX_OSERR, "out of memory");
 }
 
 void dsk_bpe_encoder_free(dsk_bpe_encoder *e)

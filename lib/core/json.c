@@ -24,7 +24,11 @@ static struct json_tokener *thread_tokener(void)
     pthread_once(&tokener_once, make_key);
     struct json_tokener *t = pthread_getspecific(tokener_key);
     if (!t) {
-        t = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+        /* json-c's default of 32 levels is too few for a request holding a
+         * JSON schema: each level of an answer's nesting takes four or
+         * five in the schema (anyOf, its array, the object, properties),
+         * and answers may nest 32 levels. */
+        t = json_tokener_new_ex(DSK_JSON_PARSE_DEPTH);
         json_tokener_set_flags(t, JSON_TOKENER_STRICT);
         pthread_setspecific(tokener_key, t);
     }

@@ -26,9 +26,15 @@ void dsk_json_append(struct json_object *o, dsk_buf *out);
 /* The string value of key in obj, or NULL if absent or not a string. */
 struct json_object *dsk_json_get_string(struct json_object *obj, const char *key);
 
+/* The deepest nesting of arrays and objects dsk_json_parse reads (an
+ * answer generated under a schema nests at most DSK_JSON_MAX_DEPTH, 32). */
+#define DSK_JSON_PARSE_DEPTH 256
+
+/* Whether o is a JSON value of type t.  json-c holds JSON's null as a NULL
+ * pointer: a key whose value is null gives NULL, which is json_type_null. */
 static inline int dsk_json_is(struct json_object *o, enum json_type t)
 {
-    return o && json_object_is_type(o, t);
+    return o ? json_object_is_type(o, t) : t == json_type_null;
 }
 
 #endif

@@ -519,7 +519,7 @@ static int parse_response_format(struct json_object *v, dsk_openai_request *req,
                                "response_format json_schema needs its json_schema object");
     if (!dsk_json_is(js, json_type_object))
         return bad_type(e, "response_format.json_schema", "an object", js);
-    if (json_object_object_get_ex(js, "name", &name) && !dsk_json_is(name, json_type_string))
+    if (json_object_object_get_ex(js, "name", &name) && name && !dsk_json_is(name, json_type_string))
         return bad_type(e, "response_format.json_schema.name", "a string", name);
     /* no schema: any JSON value */
     struct json_object *any = NULL;

@@ -56,6 +56,8 @@ void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schem
 
 void dsk_json_prefix_compact(dsk_json_prefix *s) { s->space_max = 0; }
 
+void dsk_json_prefix_any_digits(dsk_json_prefix *s) { s->any_digits = 1; }
+
 void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src)
 {
     memcpy(dst, src, offsetof(dsk_json_prefix, frame) + (src->schema ? src->depth * sizeof src->frame[0] : 0));
@@ -289,7 +291,7 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
     case '[': return open_container(s, 0);
     case '"': s->at = AT_STRING; s->in_key = 0; s->high = 0; return 1;
     case '-': s->at = AT_MINUS; return 1;
-    case '0': s->at = AT_ZERO; return 1;
+    case '0': s->at = AT_ZERO; s->pos = 1; return 1;
     case 't': case 'f': case 'n':
         s->detail = c == 't' ? 0 : c == 'f' ? 1 : 2;
         s->left = (uint8_t)(strlen(literals[s->detail]) - 1);
@@ -298,6 +300,7 @@ static int begin_value(dsk_json_prefix *s, unsigned char c)
     default:
         if (c >= '1' && c <= '9') {
             s->at = AT_INT;
+            s->pos = 1;
             return 1;
         }
         return fail(s);
@@ -478,9 +481,17 @@ static int in_string(dsk_json_prefix *s, unsigned char c)
     }
 }
 
+/* Digits a number's integer part and exponent may have: every number
+ * written then reads back as JSON parsers hold numbers (an integer within
+ * 64 bits, a finite double), as dsk-serve reads the arguments of the
+ * calls it made when a conversation sends them back. */
+#define MAX_INT_DIGITS 18
+#define MAX_EXP_DIGITS 2
+
 /* A byte after a number's part in s->at.  A byte that cannot continue the
  * number ends it, if it may end here, and is then read as structure.
- * detail: 1 for an integer (no fraction, no exponent). */
+ * detail: 1 for an integer (no fraction, no exponent); pos: the digits of
+ * the integer part, then of the exponent. */
 static int in_number(dsk_json_prefix *s, unsigned char c)
 {
     switch (s->at) {
@@ -488,11 +499,12 @@ static int in_number(dsk_json_prefix *s, unsigned char c)
         if (!is_digit(c))
             return fail(s);
         s->at = c == '0' ? AT_ZERO : AT_INT;
+        s->pos = 1;
         return 1;
     case AT_ZERO:
     case AT_INT:
         if (s->at == AT_INT && is_digit(c))
-            return 1;
+            return s->any_digits || s->pos < MAX_INT_DIGITS ? (s->pos++, 1) : fail(s);
         if (c == '.' && !s->detail) {
             s->at = AT_POINT;
             return 1;
@@ -524,10 +536,11 @@ static int in_number(dsk_json_prefix *s, unsigned char c)
         if (!is_digit(c))
             return fail(s);
         s->at = AT_EXPONENT;
+        s->pos = 1;
         return 1;
     default:   /* AT_EXPONENT */
         if (is_digit(c))
-            return 1;
+            return s->any_digits || s->pos < MAX_EXP_DIGITS ? (s->pos++, 1) : fail(s);
         break;
     }
     value_ended(s);   /* the number ends before c */

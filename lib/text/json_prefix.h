@@ -43,7 +43,8 @@ typedef struct dsk_json_prefix {
     const struct dsk_json_schema *schema;   /* NULL: any JSON */
     uint64_t cand;       /* schema: the keys or enum values the bytes so far still match */
     uint32_t objects;    /* bit d: the container at depth d+1 is an object (else an array) */
-    uint32_t pos;        /* schema: bytes of a key or enum value matched; characters of a string */
+    uint32_t pos;        /* schema: bytes of a key or enum value matched; characters of a string;
+                          * digits of a number's integer part or exponent */
     uint16_t value;      /* schema: the node of the value being read, or due next */
     uint16_t hex;        /* the digits of a \u escape so far */
     uint8_t at;          /* where in the grammar (json_prefix.c's enum) */
@@ -55,6 +56,7 @@ typedef struct dsk_json_prefix {
     uint8_t in_key;      /* the string being read is an object's key */
     uint8_t high;        /* the last character was a \u escape of a high surrogate */
     uint8_t space_max;   /* whitespace bytes in a row allowed (DSK_JSON_MAX_SPACE; 0: compact JSON) */
+    uint8_t any_digits;  /* numbers of any length (else json_prefix.c's MAX_INT_DIGITS, MAX_EXP_DIGITS) */
     dsk_json_frame frame[DSK_JSON_MAX_DEPTH];   /* schema: [0, depth) */
 } dsk_json_prefix;
 
@@ -68,6 +70,12 @@ void dsk_json_prefix_init_schema(dsk_json_prefix *s, const struct dsk_json_schem
 
 /* No whitespace outside strings from here on: compact JSON. */
 void dsk_json_prefix_compact(dsk_json_prefix *s);
+
+/* Numbers of any length from here on.  By default a number's integer part
+ * has at most 18 digits and its exponent 2, so that a generated number
+ * reads back as JSON parsers hold numbers (64-bit integers, finite
+ * doubles); checking a text written elsewhere needs no such bound. */
+void dsk_json_prefix_any_digits(dsk_json_prefix *s);
 
 /* *dst = *src, copying only the frames in use (a state is mostly frames). */
 void dsk_json_prefix_copy(dsk_json_prefix *dst, const dsk_json_prefix *src);

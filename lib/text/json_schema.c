@@ -117,10 +117,11 @@ static struct json_object *resolve(compiler *c, const char *ref)
     static const char *const homes[] = {"$defs", "definitions"};
     for (int i = 0; i < 2; i++) {
         size_t n = strlen(homes[i]);
+        if (strncmp(ref, "#/", 2) != 0 || strncmp(ref + 2, homes[i], n) != 0 || ref[2 + n] != '/')
+            continue;
         const char *name = ref + 3 + n;   /* past "#/", the home and '/' */
         struct json_object *defs, *target;
-        if (strncmp(ref, "#/", 2) == 0 && strncmp(ref + 2, homes[i], n) == 0 && ref[2 + n] == '/' && *name &&
-            !strpbrk(name, "/~%") && json_object_object_get_ex(c->root, homes[i], &defs) &&
+        if (*name && !strpbrk(name, "/~%") && json_object_object_get_ex(c->root, homes[i], &defs) &&
             dsk_json_is(defs, json_type_object) && json_object_object_get_ex(defs, name, &target))
             return target;
     }
@@ -354,6 +355,7 @@ static int compile_enum(compiler *c, struct json_object *v, const char *path, co
         /* NaN and Infinity pass the parser (Python writes them) but are not JSON */
         dsk_json_prefix check;
         dsk_json_prefix_init(&check, 0);
+        dsk_json_prefix_any_digits(&check);   /* written as given, never generated */
         if (!dsk_json_prefix_feed_all(&check, b.data, b.len) || !dsk_json_prefix_complete(&check)) {
             failf(c, path, "the value %.*s is not JSON", (int)(b.len > 40 ? 40 : b.len), b.data);
             dsk_buf_free(&b);

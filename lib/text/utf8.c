@@ -152,7 +152,8 @@ size_t dsk_utf8_encode(uint32_t cp, char *o)
  * that cannot start one (it is then final as it is). */
 static size_t lead_len(unsigned char c)
 {
-    return c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 ? (c < 0xF0 ? 3 : 1) : c >= 0xC0 ? 2 : 1;
+    /* C0, C1 and F5-FF lead nothing valid: overlong or past U+10FFFF */
+    return c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 1;
 }
 
 size_t dsk_utf8_whole(const char *s, size_t from, size_t n)

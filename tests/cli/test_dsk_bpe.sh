@@ -142,6 +142,9 @@ printf '{"text":"a b","split":"validation"}\n' > "$T/badsplit.jsonl"
 expect_exit 65 "encode: a split other than train, val or test (held-out text is not trained on)" \
     dsk-bpe encode -t "$T/trained.json" --ids "$T/badsplit.jsonl"
 expect_err_contains '"split": "validation" is not' "... named"
+printf '{"text":"a b","split":null}\n' > "$T/nullsplit.jsonl"
+expect_exit 0 "encode: a split that is null is train, as if not given" \
+    dsk-bpe encode -t "$T/trained.json" --ids "$T/nullsplit.jsonl"
 expect_exit 64 "encode --pattern (the tokenizer's pattern is the one used)" \
     dsk-bpe encode -t "$T/trained.json" --pattern gpt2 --ids "$T/badsplit.jsonl"
 expect_err_contains "--pattern does not apply to dsk-bpe encode" "... named"

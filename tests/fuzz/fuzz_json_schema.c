@@ -80,9 +80,9 @@ static void walk(const dsk_json_schema *schema, const unsigned char *text, size_
     if (ok && i == n && dsk_json_prefix_complete(&s)) {
         char msg[128] = "";
         json_object_put(dsk_json_parse((const char *)text, n, msg, sizeof msg));
-        /* dsk_json_parse also refuses a top-level null and integers past
-         * 64 bits (json-c would change them): both are JSON */
-        if (msg[0] && strncmp(msg, "null,", 5) != 0 && !strstr(msg, "out of range"))
+        /* dsk_json_parse also refuses a top-level null, which is JSON; the
+         * automaton writes no integer past 64 bits, which it refuses too */
+        if (msg[0] && strncmp(msg, "null,", 5) != 0)
             __builtin_trap();   /* the automaton took what JSON does not */
     }
 }

@@ -103,6 +103,27 @@ TEST(nesting_and_whitespace_are_bounded)
     CHECK(whole(str, 0));
 }
 
+/* Numbers read back as parsers hold them: an integer part of at most 18
+ * digits (within 64 bits), an exponent of at most 2 (a finite double). */
+TEST(numbers_stay_within_what_parsers_hold)
+{
+    int complete;
+    CHECK(whole("123456789012345678", 0));
+    CHECK(whole("[-123456789012345678,0.12345678901234567890123]", 0));
+    CHECK(whole("{\"a\":-1.5e-99,\"b\":7E+12,\"c\":123456789012345678.25e99}", 1));
+    CHECK(taken("1234567890123456789", 0, &complete) == 18);
+    CHECK(taken("[-1234567890123456789]", 0, &complete) == 20);
+    CHECK(taken("[1e123]", 0, &complete) == 5);
+    CHECK(taken("[0.5E-100]", 0, &complete) == 8);
+    /* each number counts its own digits */
+    CHECK(whole("[123456789012345678,123456789012345678,1e99,2e99]", 0));
+    /* a text written elsewhere may be checked without the bound */
+    dsk_json_prefix p;
+    dsk_json_prefix_init(&p, 0);
+    dsk_json_prefix_any_digits(&p);
+    CHECK(dsk_json_prefix_feed_all(&p, "[-123456789012345678901234567890,1e300]", 39) && dsk_json_prefix_complete(&p));
+}
+
 TEST(compact_takes_no_whitespace_outside_strings)
 {
     dsk_json_prefix p;
@@ -250,6 +271,6 @@ TEST(prefixes_of_valid_texts_are_taken)
 }
 
 RUN_TESTS(T(valid_texts_are_taken_whole), T(invalid_texts_fail_at_the_first_wrong_byte),
-          T(top_object_takes_only_an_object), T(nesting_and_whitespace_are_bounded),
+          T(top_object_takes_only_an_object), T(nesting_and_whitespace_are_bounded), T(numbers_stay_within_what_parsers_hold),
           T(compact_takes_no_whitespace_outside_strings), T(a_failed_state_refuses_everything), T(agrees_with_json_c_on_random_and_mutated_texts),
           T(prefixes_of_valid_texts_are_taken))

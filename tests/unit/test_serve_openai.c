@@ -121,6 +121,32 @@ TEST(chat_defaults)
                 "\"json_schema\",\"json_schema\":{\"name\":\"any\"}}}", DSK_OPENAI_CHAT, &req, &e) == 0);
     CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
     dsk_openai_request_free(&req);
+    /* a schema of 31 levels of nullable objects, OpenAI's way (anyOf with
+     * null): the body nests over 120 levels, more than json-c's default */
+    {
+        dsk_buf b = {0};
+        dsk_buf_adds(&b, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":"
+                         "\"json_schema\",\"json_schema\":{\"name\":\"deep\",\"strict\":true,\"schema\":");
+        for (int i = 0; i < 31; i++)
+            dsk_buf_adds(&b, "{\"anyOf\":[{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"x\"],"
+                             "\"properties\":{\"x\":");
+        dsk_buf_adds(&b, "{\"type\":\"integer\"}");
+        for (int i = 0; i < 31; i++)
+            dsk_buf_adds(&b, "}},{\"type\":\"null\"}]}");
+        dsk_buf_adds(&b, "}}}");
+        dsk_buf_addc(&b, 0);
+        CHECK(parse(b.data, DSK_OPENAI_CHAT, &req, &e) == 0);
+        CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
+        dsk_openai_request_free(&req);
+        dsk_buf_free(&b);
+    }
+    /* nested fields that are null count as not given, as top-level ones do */
+    CHECK(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,\"stream_options\":"
+                "{\"include_usage\":null},\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                "{\"name\":null,\"schema\":null}}}", DSK_OPENAI_CHAT, &req, &e) == 0);
+    CHECK(req.stream && !req.include_usage);
+    CHECK(req.json_mode == DSK_OPENAI_JSON_SCHEMA && req.json_schema != NULL);
+    dsk_openai_request_free(&req);
     /* tools: compiled for the calls, described in the prompt; a named
      * function is called at once and alone, required calls at once, auto
      * may call; none describes nothing and calls nothing */

@@ -120,6 +120,10 @@ TEST(whole_stops_before_an_unfinished_character)
     CHECK(dsk_utf8_whole(s, 4, 5) == 5);    /* the lead byte is before from */
     CHECK(dsk_utf8_whole("\x80\x80", 0, 2) == 2);   /* no lead byte */
     CHECK(dsk_utf8_whole("a\xff", 0, 2) == 2);       /* a byte that leads nothing */
+    /* nor do overlong leads and those past U+10FFFF */
+    CHECK(dsk_utf8_whole("a\xc0", 0, 2) == 2 && dsk_utf8_whole("a\xc1", 0, 2) == 2);
+    CHECK(dsk_utf8_whole("a\xf5", 0, 2) == 2 && dsk_utf8_whole("a\xf7\x80", 0, 3) == 3);
+    CHECK(dsk_utf8_whole("a\xc2", 0, 2) == 1 && dsk_utf8_whole("a\xf4\x80", 0, 3) == 1);
 }
 
 RUN_TESTS(T(valid_text_is_valid), T(invalid_forms_are_found), T(repair_uses_maximal_subparts), T(whole_stops_before_an_unfinished_character),
