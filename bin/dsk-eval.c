@@ -592,6 +592,14 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, cmd_names[k]))
             check_scope(given, k == 4 && c.ab_file ? FOR_PLOT_AB : 1u << k,
                         k == 4 && c.ab_file ? "plot --ab" : cmd_names[k]);
+    /* an output that is one of the inputs would be replaced before it is read whole */
+    if ((!strcmp(cmd, "mc") || !strcmp(cmd, "gen")) && rest == 3 && c.items && dsk_same_file(c.items, args[1]))
+        dsk_usage_error("--items %s is the task file: it would be replaced", c.items);
+    for (int i = 0; !strcmp(cmd, "plot") && c.output && i < rest - 1; i++)
+        if (dsk_same_file(c.output, args[i]))
+            dsk_usage_error("-o %s is one of the logs plotted: it would be replaced", c.output);
+    if (!strcmp(cmd, "plot") && c.output && c.ab_file && dsk_same_file(c.output, c.ab_file))
+        dsk_usage_error("-o %s is the --ab file plotted: it would be replaced", c.output);
     if ((given[OPT_EXPERIMENT] || given[OPT_RUN_NAME]) && !c.mlflow)
         dsk_usage_error("%s names an MLflow run: it needs --mlflow", given[OPT_EXPERIMENT] ? "--experiment" : "--run-name");
     if (!strcmp(cmd, "ppl")) {

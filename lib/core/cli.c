@@ -99,7 +99,7 @@ double dsk_parse_double(const char *option, const char *value, double min, doubl
     if (errno || end == value || *end || isnan(v))
         dsk_usage_error("%s: '%s' is not a number", option, value);
     if (v < min || v > max)
-        dsk_usage_error("%s: %g is out of range [%g, %g]", option, v, min, max);
+        dsk_usage_error("%s: %s is out of range [%g, %g]", option, value, min, max);   /* as given: %g rounds */
     return v;
 }
 

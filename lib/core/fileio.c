@@ -124,3 +124,9 @@ int dsk_read_regular_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_
 {
     return read_whole(path, 1, max_bytes, out, err);
 }
+
+int dsk_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}

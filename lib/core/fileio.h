@@ -26,5 +26,8 @@ int dsk_read_regular_file(const char *path, size_t max_bytes, dsk_buf *out, dsk_
  * file (a directory, a FIFO, a device) is EX_DATAERR: the files of a
  * dataset or checkpoint. */
 int dsk_open_read(const char *path, int regular_only, dsk_err *err);
+/* Whether a and b name one existing file (links and other spellings
+ * included): an output that would replace one of the command's inputs. */
+int dsk_same_file(const char *a, const char *b);
 
 #endif

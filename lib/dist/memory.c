@@ -65,6 +65,7 @@ static void counting(dsk_backend *be, size_t *bytes)
     be->download = count_move;
     be->copy = count_move;
     be->zero = count_zero;
+    be->counts_only = 1;
     be->impl = bytes;
 }
 

@@ -350,18 +350,48 @@ void dsk_mlflow_close(dsk_mlflow *m)
     free(m);
 }
 
+/* The URI as messages show it: a password in it as "***". */
+static char *shown_uri(const char *uri)
+{
+    const char *host = strstr(uri, "://");
+    host = host ? host + 3 : uri;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    const char *colon = at ? memchr(host, ':', (size_t)(at - host)) : NULL;
+    if (!colon || (slash && slash < at))
+        return dsk_xstrdup(uri);
+    dsk_buf b = {0};
+    dsk_buf_add(&b, uri, (size_t)(colon + 1 - uri));
+    dsk_buf_adds(&b, "***");
+    dsk_buf_adds(&b, at);
+    return b.data;
+}
+
 int dsk_mlflow_check_uri(const char *uri, dsk_err *err)
 {
+    char *shown = shown_uri(uri);
+    int rc = 0;
     size_t scheme = strncasecmp(uri, "http://", 7) == 0 ? 7 : strncasecmp(uri, "https://", 8) == 0 ? 8 : 0;
     if (!scheme)
-        return dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' is not http:// or https://", uri);
-    if (!uri[scheme] || uri[scheme] == '/')
-        return dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' has no host", uri);
+        rc = dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' is not http:// or https://", shown);
+    else if (!uri[scheme] || uri[scheme] == '/')
+        rc = dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' has no host", shown);
     /* the API path is appended to the URI, so a query or fragment would swallow it */
-    for (const char *p = uri; *p; p++)
+    for (const char *p = uri; *p && !rc; p++)
         if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#')
-            return dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' has a space, query or fragment", uri);
-    return 0;
+            rc = dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' has a space, query or fragment", shown);
+    if (!rc) {   /* the rest as libcurl will read it: a port, a bracketed address */
+        CURLU *u = curl_url();
+        CURLUcode uc = u ? curl_url_set(u, CURLUPART_URL, uri, 0) : CURLUE_OUT_OF_MEMORY;
+        if (uc != CURLUE_OK)
+#if LIBCURL_VERSION_NUM >= 0x075000
+            rc = dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' is not a URL: %s", shown, curl_url_strerror(uc));
+#else
+            rc = dsk_fail(err, EX_USAGE, "MLflow tracking URI '%s' is not a URL", shown);
+#endif
+        curl_url_cleanup(u);
+    }
+    free(shown);
+    return rc;
 }
 
 /* Sets up the handle; no network yet. */
@@ -376,9 +406,11 @@ dsk_mlflow *dsk_mlflow_connect(const char *uri, dsk_err *err)
     size_t n = strlen(uri);
     while (n > 0 && uri[n - 1] == '/')
         n--;
-    m->uri = dsk_xstrndup(uri, n);
+    char *whole = dsk_xstrndup(uri, n);
+    m->uri = shown_uri(whole);   /* for messages */
     dsk_buf api = {0};
-    dsk_buf_printf(&api, "%s/api/2.0/mlflow/", m->uri);
+    dsk_buf_printf(&api, "%s/api/2.0/mlflow/", whole);
+    free(whole);
     m->api = api.data;
     m->last_flush = monotonic_s();
     m->curl = curl_easy_init();

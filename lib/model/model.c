@@ -181,11 +181,13 @@ dsk_model *dsk_model_create_hooked(const dsk_model_config *cfg, dsk_backend *be,
     }
 
     size_t cs_len = (size_t)c->max_seq_len * hd;
-    float *cs = dsk_xmalloc(cs_len * sizeof *cs);
-    dsk_rope_table(cs, c->max_seq_len, hd, c->rope_theta);
-    m->rope_cs = be->alloc(be, cs_len * sizeof *cs);
-    be->upload(be, m->rope_cs, cs, cs_len * sizeof *cs);
-    free(cs);
+    m->rope_cs = be->alloc(be, cs_len * sizeof(float));
+    if (!be->counts_only) {
+        float *cs = dsk_xmalloc(cs_len * sizeof *cs);
+        dsk_rope_table(cs, c->max_seq_len, hd, c->rope_theta);
+        be->upload(be, m->rope_cs, cs, cs_len * sizeof *cs);
+        free(cs);
+    }
     return m;
 }
 
@@ -384,7 +386,7 @@ void dsk_model_alloc_batch(dsk_model *m, int B, int T)
     m->d_u = A(n * F);
     m->d_act = A(n * F);
 #undef A
-    m->host_losses = dsk_xmalloc(n * sizeof *m->host_losses);
+    m->host_losses = be->counts_only ? NULL : dsk_xmalloc(n * sizeof *m->host_losses);
 }
 
 int dsk_model_set_batch(dsk_model *m, const dsk_batch *b, dsk_err *err)

@@ -67,6 +67,9 @@ struct dsk_backend {
      * and written whole, 412 MB at 1.3b's vocabulary of 50K), and its
      * dX product has too few tiles of output to fill the device. */
     size_t logits_budget;
+    /* Allocations are counted, not made (dist/memory.c's tables): the
+     * model then makes no host buffers or tables of its own either. */
+    int counts_only;
 
     /* ---- memory: device allocations are zeroed ---- */
     void *(*alloc)(dsk_backend *be, size_t bytes);

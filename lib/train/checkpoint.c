@@ -340,8 +340,11 @@ int dsk_checkpoint_optimizer_step(const char *dir, long *step_out, dsk_err *err)
         const char *step = dsk_st_meta(&st, "step");
         char *end;
         long s = step ? strtol(step, &end, 10) : -1;
-        if (!step || *end || s < 0)
+        if (!step || !*step || *end || s < 0)
             rc = dsk_fail(err, EX_DATAERR, "%s: no optimizer step in the metadata", path);
+        else if (s > 1L << 40)   /* no run is longer (dsk-train's limit): a damaged file */
+            rc = dsk_fail(err, EX_DATAERR, "%s: optimizer step %s is over the limit of 2^40 steps (a damaged "
+                          "checkpoint)", path, step);
         else
             *step_out = s;
         dsk_st_close(&st);

@@ -910,12 +910,19 @@ static void log_eval(run *r, const eval_result *e)
         fprintf(stderr, "step %ld: val DPO loss %.4f, preference accuracy %.3f, margin %.4f\n", r->st.step,
                 e->dpo.loss, e->dpo.accuracy, e->dpo.margin);
     if (r->log) {
-        fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f,\"val_tokens\":%.0f", r->st.step, e->loss,
-                e->bpb, e->targets);
-        if (e->dpo.pairs)
-            fprintf(r->log, ",\"val_dpo_loss\":%.6f,\"val_chosen_reward\":%.6f,\"val_rejected_reward\":%.6f,"
-                    "\"val_margin\":%.6f,\"val_accuracy\":%.4f,\"val_pairs\":%ld", e->dpo.loss, e->dpo.chosen_reward,
-                    e->dpo.rejected_reward, e->dpo.margin, e->dpo.accuracy, e->dpo.pairs);
+        /* a diverged model's losses are not finite: null, as JSON has no NaN */
+        fprintf(r->log, "{\"step\":%ld", r->st.step);
+        log_num(r->log, "val_loss", e->loss, "%.6f");
+        log_num(r->log, "val_bpb", e->bpb, "%.6f");
+        fprintf(r->log, ",\"val_tokens\":%.0f", e->targets);
+        if (e->dpo.pairs) {
+            log_num(r->log, "val_dpo_loss", e->dpo.loss, "%.6f");
+            log_num(r->log, "val_chosen_reward", e->dpo.chosen_reward, "%.6f");
+            log_num(r->log, "val_rejected_reward", e->dpo.rejected_reward, "%.6f");
+            log_num(r->log, "val_margin", e->dpo.margin, "%.6f");
+            log_num(r->log, "val_accuracy", e->dpo.accuracy, "%.4f");
+            fprintf(r->log, ",\"val_pairs\":%ld", e->dpo.pairs);
+        }
         fputs("}\n", r->log);
         log_written(r);
     }

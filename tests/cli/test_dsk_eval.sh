@@ -324,4 +324,11 @@ expect_exit 64 "plot --ab with --metric" dsk-eval plot --ab "$T/eval-log.jsonl" 
 expect_exit 64 "ppl --ab" dsk-eval ppl "$T/ck" --data "$T/ds" --ab "$T/eval-log.jsonl"
 expect_exit 64 "ab --items" dsk-eval ab "$T/ck" "$T/s" "$T/mc.jsonl" --items "$T/x.jsonl"
 expect_exit 64 "--run-name without --mlflow" dsk-eval mc "$T/ck" "$T/mc.jsonl" --run-name x
+# An output that is one of the inputs: refused, the input left as it was.
+cp "$T/mc.jsonl" "$T/mc-copy.jsonl" && ln -sf mc-copy.jsonl "$T/mc-link.jsonl"
+expect_exit 64 "mc --items naming the task file (by a link)" dsk-eval mc "$T/ck" "$T/mc-copy.jsonl" --items "$T/mc-link.jsonl"
+check "... and the task file is whole" cmp "$T/mc.jsonl" "$T/mc-copy.jsonl"
+cp "$T/train.jsonl" "$T/train-copy.jsonl"
+expect_exit 64 "plot -o naming a log plotted" dsk-eval plot "$T/train.jsonl" "$T/train-copy.jsonl" -o "$T/train-copy.jsonl"
+check "... and the log is whole" cmp "$T/train.jsonl" "$T/train-copy.jsonl"
 echo "1..$tap_n"

@@ -13,6 +13,8 @@ expect_err_contains "no such preset" "unknown preset names the problem"
 expect_exit 64 "unknown --set key" dsk-train --show-config nano --set colour=blue
 expect_exit 64 "bad pattern letter" dsk-train --show-config nano --set pattern=GXG
 expect_exit 64 "--top-p 0 keeps no token: refused" dsk-train --data "$T/none" --out "$T/none" --top-p 0
+expect_exit 64 "--beta2 just past its range" dsk-train --data "$T/none" --out "$T/none" --beta2 0.9999999
+expect_err_contains "--beta2: 0.9999999 is out of range" "the value is shown as given, not rounded to 1"
 expect_exit 64 "a --prompt that is not UTF-8" dsk-train --data "$T/none" --out "$T/none" --prompt $'ab\xfbc'
 expect_err_contains "--prompt: invalid UTF-8 at byte 2" "the message says where"
 expect_exit 0 "--show-config with --set" dsk-train --show-config nano --set d_model=64 --set pattern=LLG
@@ -113,6 +115,18 @@ f.seek(8 + n + a); f.write(struct.pack("<f", -1.0))
 PY
 expect_exit 65 "--resume: a negative second moment" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
 expect_err_contains "holds a negative value" "the damage is named"
+# An optimizer step no run reaches: its Adam corrections overflowed (an
+# all-NaN model saved, exit 0).
+rm -rf "$T/nan-opt" && mkdir "$T/nan-opt" && cp -r "$T/a/step-00000020" "$T/nan-opt/" && ln -s step-00000020 "$T/nan-opt/latest"
+python3 - "$T/nan-opt/step-00000020/optimizer.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; head = json.loads(raw[8:8 + n])
+head["__metadata__"]["step"] = "9223372036854775806"
+h = json.dumps(head).encode(); h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+PY
+expect_exit 65 "--resume: an optimizer step past any run's length" dsk-train --resume --out "$T/nan-opt" --steps 22 -q
+expect_err_contains "optimizer step 9223372036854775806 is over the limit" "the damage is named"
 rm -rf "$T/nan-opt" && mkdir "$T/nan-opt" && cp -r "$T/a/step-00000020" "$T/nan-opt/" && ln -s step-00000020 "$T/nan-opt/latest"
 python3 - "$T/nan-opt/step-00000020/state.json" <<'PY'
 import json, sys
@@ -262,6 +276,16 @@ check "skipped steps are logged as valid JSON (null, not NaN)" python3 - "$T/i.j
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert len(rows) == 2 and rows[-1]["skipped"] == 2 and rows[-1]["grad_norm"] is None, rows
+PY
+# fp16 at an init of 1e3: the steps are skipped (a halved loss scale), and the
+# evaluation's loss is not finite either: null in the log, as a step's is
+expect_exit 0 "a diverged fp16 run with an evaluation" dsk-train "${common[@]}" --set init_std=1e3 --dtype fp16 \
+    --steps 2 --eval-every 2 --eval-batches 1 --save-every 0 --log "$T/nv.jsonl" --out "$T/nv" -q
+check "a non-finite validation loss is logged as null (JSON has no NaN)" python3 - "$T/nv.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+val = [r for r in rows if "val_loss" in r]
+assert val and val[-1]["val_loss"] is None and val[-1]["val_bpb"] is None, rows
 PY
 
 # ---- mixed precision and recomputation --------------------------------------------------------------

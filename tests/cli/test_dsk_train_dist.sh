@@ -33,6 +33,12 @@ expect_err_contains "run srun --mpi=pmix" "the message says how to start them"
 expect_exit 64 "--memory-table of an unknown preset" dsk-train --memory-table 9b
 expect_err_contains "no such preset" "the unknown preset is named"
 expect_exit 64 "--memory-table with a sequence longer than the model's" dsk-train --memory-table nano --seq-len 65
+# Counted, not allocated: 34 GB of positions (8192 x 1M) under a 1 GB
+# limit (it allocated the losses' host buffer, and a RoPE table of 512 MB;
+# ASan's shadow memory needs more address space than that).
+expect_exit 0 "--memory-table allocates nothing it counts" \
+    sh -c '[ -n "${DSK_SAN:-}" ] || ulimit -v 1000000
+           dsk-train --memory-table nano --set seq_len=1048576 --seq-len 1048576 -b 8192'
 expect_exit 0 "--memory-table 7b" dsk-train --memory-table 7b
 cp "$T/out" "$T/table"
 check "the 7b table: 1-64 ranks x ZeRO 0-3, sharding divides what it shards" python3 - "$T/table" <<'PY'

@@ -280,7 +280,8 @@ TEST(reply_errors_carry_mlflow_code_and_message)
 TEST(uri_must_be_http)
 {
     const char *bad[] = {"ftp://h:5000", "localhost:5000", "file:///tmp/mlruns", "http://", "https:///x",
-                         "http://h:5000/?x=1", "http://h :5000", ""};
+                         "http://h:5000/?x=1", "http://h :5000", "", "http://127.0.0.1:99999", "http://[::1",
+                         "http://h:50x0"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         dsk_err err = {0};
         CHECK(dsk_mlflow_start(bad[i], "e", "r", &err) == NULL);
@@ -288,7 +289,10 @@ TEST(uri_must_be_http)
             printf("#   '%s': %d %s\n", bad[i], err.code, err.msg);
         CHECK(err.code == EX_USAGE);
     }
+    /* a password in the URI is not shown */
     dsk_err err = {0};
+    CHECK(dsk_mlflow_check_uri("http://me:secret@[::1:5000", &err) == EX_USAGE);
+    CHECK(strstr(err.msg, "me:***@") && !strstr(err.msg, "secret"));
     dsk_mlflow *m = dsk_mlflow_connect("HTTPS://h.example/mlflow/", &err);
     CHECK(m != NULL);
     CHECK(dsk_mlflow_metric(m, "x", 1, 0, &err) == EX_USAGE);  /* no run to log to */
