@@ -261,10 +261,15 @@ long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, 
         if (rule->kind != DSK_RULE_REPLACE)
             continue;
         for (;;) {
-            PCRE2_SIZE outlen = m->tmp.cap > text->len * 2 + 64 ? m->tmp.cap : text->len * 2 + 64;
+            /* room for twice the text, or what the buffer has: reserve()
+             * adds a byte for a NUL, so asking for its whole capacity
+             * again would double it at every document */
+            size_t want = text->len * 2 + 64;
             dsk_buf_clear(&m->tmp);
-            dsk_buf_reserve(&m->tmp, outlen);
-            outlen = m->tmp.cap;
+            if (m->tmp.cap > want + 1)
+                want = m->tmp.cap - 1;
+            dsk_buf_reserve(&m->tmp, want);
+            PCRE2_SIZE outlen = m->tmp.cap;
             int rc = pcre2_substitute(rule->code, (PCRE2_SPTR)(text->data ? text->data : ""), text->len, 0,
                                       PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_EXTENDED | PCRE2_SUBSTITUTE_UNSET_EMPTY |
                                           PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_NO_UTF_CHECK,

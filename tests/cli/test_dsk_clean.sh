@@ -167,6 +167,10 @@ check "--whitespace keep" grep -q 'ne  caf' "$T/out"
 printf '%s\n' '{"text":"mail me at a.b@example.com <b>now</b>"}' '{"text":"BUY CHEAP PILLS"}' '{"text":"neutral"}' > "$T/re.jsonl"
 dsk-clean -q --filters none --replace '<[^>]+>=' --replace '[\w.]+@[\w.]+=<EMAIL>' --drop '(?i)cheap pills' "$T/re.jsonl" > "$T/out"
 check "--replace and --drop" sh -c "grep -q '\"text\":\"mail me at <EMAIL> now\"' '$T/out' && ! grep -q PILLS '$T/out'"
+seq 1 300 | sed 's/.*/{"text":"line & of the mail x"}/' > "$T/mails.jsonl"
+expect_exit 0 "--replace over 300 documents on one thread" dsk-clean -q -j1 --filters none --dedup none --replace 'x=y' \
+    -o "$T/mails.out" "$T/mails.jsonl"
+check "... each replaced" test "$(grep -c 'of the mail y"' "$T/mails.out")" = 300
 printf '{"text":"a <b> x</b> y"}\n' | dsk-clean -q --filters none --replace '<[^>]+>=' --replace 'x=\x01x\x1b[31m' > "$T/out"
 check "--replace output is normalized again: no control character or escape put back, no double space left" \
     grep -q '"text":"a x y"' "$T/out"

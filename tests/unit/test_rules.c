@@ -49,6 +49,29 @@ TEST(replacement_groups_and_escaped_equals)
     dsk_rules_free(&r);
 }
 
+/* One matcher serves every document of a thread: its scratch buffer must
+ * not grow with the number of documents (it doubled at each one and asked
+ * for 64 GiB at the 46th). */
+TEST(many_documents_keep_the_scratch_bounded)
+{
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_add(&r, DSK_RULE_REPLACE, "x=y", "--replace", &err) == 0);
+    dsk_rules_matcher m;
+    dsk_rules_matcher_init(&m);
+    dsk_buf t = {0};
+    for (int i = 0; i < 1000; i++) {
+        dsk_buf_clear(&t);
+        dsk_buf_adds(&t, i % 2 ? "ab line with an x" : "ab line");
+        CHECK(dsk_rules_replace(&r, &m, &t, &err) == i % 2);
+    }
+    CHECK_STR(t.data, "ab line with an y");
+    CHECK(m.tmp.cap <= 4096 && t.cap <= 4096);
+    dsk_buf_free(&t);
+    dsk_rules_matcher_free(&m);
+    dsk_rules_free(&r);
+}
+
 TEST(bad_regex_names_the_offset)
 {
     dsk_rules r = {0};
@@ -76,5 +99,6 @@ TEST(rules_file)
     unlink(path);
 }
 
-RUN_TESTS(T(drop_keep_and_replace), T(replacement_groups_and_escaped_equals), T(bad_regex_names_the_offset),
+RUN_TESTS(T(drop_keep_and_replace), T(replacement_groups_and_escaped_equals), T(many_documents_keep_the_scratch_bounded),
+          T(bad_regex_names_the_offset),
           T(rules_file))
