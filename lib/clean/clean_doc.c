@@ -315,8 +315,15 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
         d->status = DOC_DROP;
         d->rule = "empty";
     }
-    if (d->status == DOC_KEEP && (d->rule = dsk_rules_verdict(&c->rules, &w->matcher, text, len)))
-        d->status = DOC_DROP;
+    if (d->status == DOC_KEEP) {
+        if (dsk_rules_verdict(&c->rules, &w->matcher, text, len, &d->rule, &err)) {
+            json_object_put(obj);
+            fail(b, d, "%s", err.msg);
+            return;
+        }
+        if (d->rule)
+            d->status = DOC_DROP;
+    }
     if (d->status == DOC_KEEP && d->kind == KIND_PLAIN &&
         (c->filters || c->params.min_chars || c->params.max_chars)) {
         if ((d->rule = filter_prose(w, ctx, d)))

@@ -298,27 +298,45 @@ long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, 
     return total;
 }
 
-static int matches(const dsk_rule *rule, dsk_rules_matcher *m, const char *text, size_t len)
+/* 1 if the rule matches, 0 if not, -1 with err set when PCRE2 could not
+ * tell (its match or depth limit): a --drop rule that gave up would keep
+ * what it exists to drop. */
+static int matches(const dsk_rule *rule, dsk_rules_matcher *m, const char *text, size_t len, dsk_err *err)
 {
     int rc = pcre2_match(rule->code, (PCRE2_SPTR)(text ? text : ""), len, 0, PCRE2_NO_UTF_CHECK, m->match_data,
                          m->match_ctx);
-    return rc >= 0;  /* errors such as a match limit count as no match */
+    if (rc >= 0 || rc == PCRE2_ERROR_NOMATCH)
+        return rc >= 0;
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    dsk_fail(err, EX_DATAERR, "%s '%s': %s", rule->kind == DSK_RULE_DROP ? "drop" : "keep", rule->pattern,
+             (char *)msg);
+    return -1;
 }
 
-const char *dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text, size_t len)
+int dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text, size_t len, const char **rule_name,
+                      dsk_err *err)
 {
     const char *keep_miss = NULL;
     int kept = 0;
+    *rule_name = NULL;
     for (size_t i = 0; i < r->n; i++) {
         const dsk_rule *rule = &r->items[i];
-        if (rule->kind == DSK_RULE_DROP && matches(rule, m, text, len))
-            return rule->stat_name;
+        int hit = rule->kind == DSK_RULE_DROP || (rule->kind == DSK_RULE_KEEP && !kept) ? matches(rule, m, text, len, err)
+                                                                                        : 0;
+        if (hit < 0)
+            return -1;
+        if (rule->kind == DSK_RULE_DROP && hit) {
+            *rule_name = rule->stat_name;
+            return 0;
+        }
         if (rule->kind == DSK_RULE_KEEP && !kept) {
-            if (matches(rule, m, text, len))
+            if (hit)
                 kept = 1;
             else if (!keep_miss)
                 keep_miss = rule->stat_name;
         }
     }
-    return r->n_keep && !kept ? (r->n_keep == 1 ? keep_miss : "regex.keep") : NULL;
+    *rule_name = r->n_keep && !kept ? (r->n_keep == 1 ? keep_miss : "regex.keep") : NULL;
+    return 0;
 }

@@ -48,7 +48,10 @@ void dsk_rules_matcher_free(dsk_rules_matcher *m);
 /* Applies every replace rule in order to text (in place, via m->tmp);
  * returns the number of substitutions, or -1 with err set. */
 long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, dsk_err *err);
-/* Returns the stat name of the rule that drops text, or NULL to keep it. */
-const char *dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text, size_t len);
+/* Sets *rule_name to the stat name of the rule that drops text, or NULL to
+ * keep it; 0, or -1 with err set (EX_DATAERR) when a rule could not be
+ * decided (PCRE2's match or depth limit). */
+int dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text, size_t len, const char **rule_name,
+                      dsk_err *err);
 
 #endif

@@ -85,14 +85,24 @@ static uint64_t count_newlines(const char *s, size_t n)
     return count;
 }
 
-static int is_separator(dsk_records *rs, const char *line, size_t len)
+/* 1 for a separator line, 0 for another, -1 (err set) when the regex
+ * could not decide: PCRE2's match or depth limit, which must not merge
+ * records silently. */
+static int is_separator(dsk_records *rs, const char *line, size_t len, dsk_err *err)
 {
     if (len && line[len - 1] == '\r')
         len--;
     if (rs->spec->mode == DSK_REC_PARAGRAPHS)
         return is_blank(line, len);
+    int rc = pcre2_match(rs->spec->separator, (PCRE2_SPTR)line, len, 0, 0, rs->match_data, NULL);
     /* invalid UTF-8 makes pcre2_match fail: such a line is never a separator */
-    return pcre2_match(rs->spec->separator, (PCRE2_SPTR)line, len, 0, 0, rs->match_data, NULL) >= 0;
+    if (rc >= 0 || rc == PCRE2_ERROR_NOMATCH || (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21))
+        return rc >= 0;
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    dsk_fail(err, EX_DATAERR, "%s:%llu: the records' separator regex: %s", rs->reader->name,
+             (unsigned long long)rs->reader->record_no, (char *)msg);
+    return -1;
 }
 
 /* Reads past the rest of a record too long (skip_long) to its separator,
@@ -106,7 +116,10 @@ static int skip_to_separator(dsk_records *rs, uint64_t first, const char **text,
     dsk_err ignored = {0};
     while ((rc = dsk_reader_next(rs->reader, '\n', &line, &n, &ignored)) == 1 ||
            rc == DSK_READER_SKIPPED) {
-        if (rc == 1 && is_separator(rs, line, n))
+        int sep = rc == 1 ? is_separator(rs, line, n, err) : 0;
+        if (sep < 0)
+            return err->code;
+        if (sep)
             break;
         bytes += 1 + (rc == 1 ? n : (size_t)rs->reader->skipped_bytes);
     }
@@ -156,7 +169,10 @@ int dsk_records_next(dsk_records *rs, const char **text, size_t *len, uint64_t *
     uint64_t first = 0;
     int any = 0;
     while ((rc = dsk_reader_next(r, '\n', &line, &n, err)) == 1) {
-        if (is_separator(rs, line, n)) {
+        int sep = is_separator(rs, line, n, err);
+        if (sep < 0)
+            return err->code;
+        if (sep) {
             if (any && !is_blank(rs->acc.data, rs->acc.len))
                 break;
             dsk_buf_clear(&rs->acc);

@@ -167,6 +167,14 @@ check "--whitespace keep" grep -q 'ne  caf' "$T/out"
 printf '%s\n' '{"text":"mail me at a.b@example.com <b>now</b>"}' '{"text":"BUY CHEAP PILLS"}' '{"text":"neutral"}' > "$T/re.jsonl"
 dsk-clean -q --filters none --replace '<[^>]+>=' --replace '[\w.]+@[\w.]+=<EMAIL>' --drop '(?i)cheap pills' "$T/re.jsonl" > "$T/out"
 check "--replace and --drop" sh -c "grep -q '\"text\":\"mail me at <EMAIL> now\"' '$T/out' && ! grep -q PILLS '$T/out'"
+# A regex PCRE2 gives up on (its match limit) is an error, not a miss.
+python3 -c "import json; print(json.dumps({'text': 'a' * 40 + ' xyz'}))" > "$T/limit.jsonl"
+expect_exit 65 "--drop that hits PCRE2's match limit: an error, not a kept document" \
+    dsk-clean -q --filters none --drop '(a+)+b|xyz' "$T/limit.jsonl"
+expect_err_contains "match limit" "... the limit is named"
+printf 'doc one\n%s\ndoc two\n' "$(printf 'a%.0s' $(seq 40))" > "$T/limit.txt"
+expect_exit 65 "--records regex: a separator that hits the match limit: an error, not merged records" \
+    dsk-clean -q --filters none --records 'regex:(a+)+b|a$' "$T/limit.txt"
 seq 1 300 | sed 's/.*/{"text":"line & of the mail x"}/' > "$T/mails.jsonl"
 expect_exit 0 "--replace over 300 documents on one thread" dsk-clean -q -j1 --filters none --dedup none --replace 'x=y' \
     -o "$T/mails.out" "$T/mails.jsonl"

@@ -2,6 +2,15 @@
 #include "test.h"
 #include <unistd.h>
 
+/* The stat name of the rule that drops text, NULL to keep it. */
+static const char *verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text)
+{
+    const char *name = "(unset)";
+    dsk_err err = {0};
+    CHECK(dsk_rules_verdict(r, m, text, strlen(text), &name, &err) == 0);
+    return name;
+}
+
 TEST(drop_keep_and_replace)
 {
     dsk_rules r = {0};
@@ -15,12 +24,12 @@ TEST(drop_keep_and_replace)
     dsk_buf_adds(&t, "<p>Write to bob.smith@example.org</p> or <b>alice@ex.co</b>");
     CHECK(dsk_rules_replace(&r, &m, &t, &err) == 6);
     CHECK_STR(t.data, "Write to <EMAIL> or <EMAIL>");
-    CHECK_STR(dsk_rules_verdict(&r, &m, "Buy VIAGRA now", 14), "regex.drop:(?i)viagra");
-    CHECK(dsk_rules_verdict(&r, &m, "fine text", 9) == NULL);
+    CHECK_STR(verdict(&r, &m, "Buy VIAGRA now"), "regex.drop:(?i)viagra");
+    CHECK(verdict(&r, &m, "fine text") == NULL);
     /* keep: a document must match at least one keep rule */
     CHECK(dsk_rules_add(&r, DSK_RULE_KEEP, "^Chapter \\d+", "--keep", &err) == 0);
-    CHECK(dsk_rules_verdict(&r, &m, "Intro\nChapter 1\ntext", 20) == NULL); /* multiline ^ */
-    CHECK_STR(dsk_rules_verdict(&r, &m, "no chapters", 11), "regex.keep:^Chapter \\d+");
+    CHECK(verdict(&r, &m, "Intro\nChapter 1\ntext") == NULL); /* multiline ^ */
+    CHECK_STR(verdict(&r, &m, "no chapters"), "regex.keep:^Chapter \\d+");
     dsk_buf_free(&t);
     dsk_rules_matcher_free(&m);
     dsk_rules_free(&r);
@@ -72,6 +81,26 @@ TEST(many_documents_keep_the_scratch_bounded)
     dsk_rules_free(&r);
 }
 
+/* A rule PCRE2 gives up on (its match limit) is an error, not a miss: a
+ * --drop that gave up kept what it exists to drop. */
+TEST(a_match_limit_is_an_error)
+{
+    dsk_rules r = {0};
+    dsk_err err = {0};
+    CHECK(dsk_rules_add(&r, DSK_RULE_DROP, "(a+)+b|xyz", "--drop", &err) == 0);
+    dsk_rules_matcher m;
+    dsk_rules_matcher_init(&m);
+    CHECK_STR(verdict(&r, &m, "aaaa xyz"), "regex.drop:(a+)+b|xyz");
+    char text[64];
+    memset(text, 'a', 40);
+    strcpy(text + 40, " xyz");
+    const char *name = NULL;
+    CHECK(dsk_rules_verdict(&r, &m, text, strlen(text), &name, &err) == -1);
+    CHECK(err.code == EX_DATAERR && strstr(err.msg, "drop '(a+)+b|xyz'") && strstr(err.msg, "limit"));
+    dsk_rules_matcher_free(&m);
+    dsk_rules_free(&r);
+}
+
 TEST(bad_regex_names_the_offset)
 {
     dsk_rules r = {0};
@@ -99,6 +128,6 @@ TEST(rules_file)
     unlink(path);
 }
 
-RUN_TESTS(T(drop_keep_and_replace), T(replacement_groups_and_escaped_equals), T(many_documents_keep_the_scratch_bounded),
+RUN_TESTS(T(drop_keep_and_replace), T(replacement_groups_and_escaped_equals), T(many_documents_keep_the_scratch_bounded), T(a_match_limit_is_an_error),
           T(bad_regex_names_the_offset),
           T(rules_file))
