@@ -7,6 +7,7 @@
 #include "clean/clean_internal.h"
 #include "core/hash.h"
 #include "core/json.h"
+#include "text/tool_calls.h"
 #include "text/utf8.h"
 
 
@@ -84,7 +85,11 @@ static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d,
     return 0;
 }
 
-/* A chat transcript: an array of {"role": ..., "content": "..."}. */
+/* A chat transcript: an array of {"role": ..., "content": "..."}, with
+ * dsk-docs(5)'s tool use: an assistant message's "tool_calls" (its content
+ * then null or absent) and "tool" messages.  The contents are cleaned; the
+ * calls are checked as dsk-bpe reads them and left as they are, their
+ * text joined for the rules and dedup. */
 static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *messages,
                                   const char *field, dsk_err *err)
 {
@@ -94,20 +99,37 @@ static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slo
     }
     for (size_t i = 0; i < json_object_array_length(messages); i++) {
         struct json_object *m = json_object_array_get_idx(messages, i);
-        struct json_object *role = NULL, *content = NULL;
+        struct json_object *role = NULL, *content = NULL, *calls = NULL;
         if (dsk_json_is(m, json_type_object)) {
             role = dsk_json_get_string(m, "role");
-            content = dsk_json_get_string(m, "content");
+            json_object_object_get_ex(m, "content", &content);
+            json_object_object_get_ex(m, "tool_calls", &calls);
         }
-        if (!role || !content)
-            return "each message needs string \"role\" and \"content\"";
-        const char *r = json_object_get_string(role);
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
-            return "a message's \"role\" must be system, user or assistant (dsk-docs(5))";
-        dsk_buf_add(&w->joined, json_object_get_string(role), (size_t)json_object_get_string_len(role));
+        const char *r = role ? json_object_get_string(role) : "";
+        int assistant = strcmp(r, "assistant") == 0;
+        /* (json-c reads null as a NULL object: null and absent are one case) */
+        if (!role || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content)))
+            return "each message needs string \"role\" and \"content\" (null or absent beside an assistant's "
+                   "\"tool_calls\")";
+        if (strcmp(r, "system") && strcmp(r, "user") && !assistant && strcmp(r, "tool"))
+            return "a message's \"role\" must be system, user, assistant or tool (dsk-docs(5))";
+        if (calls && !assistant)
+            return "only an assistant message has \"tool_calls\" (dsk-docs(5))";
+        dsk_buf_add(&w->joined, r, (size_t)json_object_get_string_len(role));
         dsk_buf_addc(&w->joined, ':');
-        if (clean_json_string(w, ctx, d, content, err))
+        if (content && clean_json_string(w, ctx, d, content, err))
             return err->msg;
+        if (calls) {
+            dsk_buf text = {0};
+            int rc = dsk_tool_calls_render(calls, &text, err);
+            if (!rc) {
+                dsk_buf_addc(&w->joined, '\n');
+                dsk_buf_add(&w->joined, text.data ? text.data : "", text.len);
+            }
+            dsk_buf_free(&text);
+            if (rc)
+                return err->msg;
+        }
     }
     return NULL;
 }
@@ -117,7 +139,14 @@ static const char *clean_structured(clean_worker *w, const clean_ctx *ctx, doc_s
 {
     dsk_buf_clear(&w->joined);
     w->content_bytes = 0;
-    struct json_object *messages;
+    struct json_object *messages, *tools = NULL;
+    if (json_object_object_get_ex(obj, "tools", &tools) && tools) {   /* checked as dsk-bpe reads them */
+        dsk_buf text = {0};
+        int rc = dsk_tools_render(tools, &text, err);
+        dsk_buf_free(&text);
+        if (rc)
+            return err->msg;
+    }
     if (json_object_object_get_ex(obj, "messages", &messages)) {
         d->kind = KIND_CHAT;
         return clean_messages(w, ctx, d, messages, "messages", err);

@@ -112,7 +112,24 @@ check "chat records pass through the quality filters" grep -q '"content":"Hello!
 check "chat content is cleaned" grep -q '"content":"Hi there"' "$T/out"
 echo '{"messages":[{"role":"bot","content":"Hello there."}]}' > "$T/bot.jsonl"
 expect_exit 65 "a chat role dsk-bpe would refuse" dsk-clean -q --filters none "$T/bot.jsonl"
-expect_err_contains "system, user or assistant" "the roles are named"
+expect_err_contains "system, user, assistant or tool" "the roles are named"
+# Tool use as dsk-docs(5) writes it (and dsk-bpe reads it): tools, an
+# assistant's tool_calls with null content, a tool message.
+cat > "$T/tool.jsonl" <<'EOF'
+{"tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}], "messages": [{"role": "user", "content": "Weather in  Oslo?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "rain, 4 C"}, {"role": "assistant", "content": "Rain, 4 C in Oslo."}]}
+{"prompt": [{"role": "user", "content": "Weather in Oslo?"}], "chosen": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}]}], "rejected": [{"role": "assistant", "content": "No idea."}]}
+EOF
+expect_exit 0 "tool-use chat and preference records pass" dsk-clean -q --filters none -o "$T/tool.out" "$T/tool.jsonl"
+check "... their contents cleaned, their calls as they were" python3 - "$T/tool.out" <<'PY'
+import json, sys
+a, b = [json.loads(l) for l in open(sys.argv[1])]
+assert a["messages"][0]["content"] == "Weather in Oslo?" and a["messages"][1]["content"] is None, a
+assert a["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Oslo"}', a
+assert a["messages"][2]["role"] == "tool" and b["chosen"][0]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}, b
+PY
+echo '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "[1]"}}]}]}' > "$T/badcall.jsonl"
+expect_exit 65 "a call whose arguments are not an object" dsk-clean -q --filters none "$T/badcall.jsonl"
+expect_err_contains "must be a JSON object" "... as dsk-bpe says it"
 echo '{"prompt":"Say hi","chosen":"Hi!","rejected":"No."}' | dsk-clean -q --stats "$T/s.json" > "$T/out"
 check "preference records pass" test "$(json_get "$T/s.json" "['kinds']['preference']")" = 1
 printf '{"text":"ok doc here"}\n{"text": broken\n' > "$T/bad.jsonl"
