@@ -6,6 +6,7 @@
 
 #include "clean/clean.h"
 #include "core/cli.h"
+#include "core/fileio.h"
 #include "core/outfile.h"
 
 static const char usage[] =
@@ -250,6 +251,14 @@ int main(int argc, char **argv)
                         stats_std ? "stats" : "rejects");
     if (stats_std && rejects_std)
         dsk_usage_error("--stats - and --rejects -: one standard output for two files");
+    /* one file for two outputs: the last one made would replace the other */
+    const char *paths[3] = {out_std ? NULL : output, rejects_std ? NULL : rejects_path, stats_std ? NULL : stats_path};
+    static const char *const names[3] = {"-o", "--rejects", "--stats"};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (paths[i] && paths[j] && dsk_same_target(paths[i], paths[j]))
+                dsk_usage_error("%s and %s name one file, %s: one would replace the other", names[i], names[j],
+                                paths[j]);
 
     /* All three opened before any work: a path that cannot be written
      * fails the run before the others are made. */

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -129,4 +130,27 @@ int dsk_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The directory of path, resolved, and its last name: "DIR/NAME", or NULL
+ * when the directory does not exist. */
+static char *resolved_target(const char *path)
+{
+    char *copy = dsk_xstrdup(path), *name = strrchr(copy, '/');
+    char *dir = realpath(name ? (name == copy ? "/" : (*name = 0, copy)) : ".", NULL);
+    char *out = dir ? dsk_path_join(dir, name ? name + 1 : copy) : NULL;
+    free(dir);
+    free(copy);
+    return out;
+}
+
+int dsk_same_target(const char *a, const char *b)
+{
+    if (dsk_same_file(a, b))
+        return 1;
+    char *ra = resolved_target(a), *rb = resolved_target(b);
+    int same = ra && rb && strcmp(ra, rb) == 0;
+    free(ra);
+    free(rb);
+    return same;
 }

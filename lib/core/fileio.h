@@ -29,5 +29,8 @@ int dsk_open_read(const char *path, int regular_only, dsk_err *err);
 /* Whether a and b name one existing file (links and other spellings
  * included): an output that would replace one of the command's inputs. */
 int dsk_same_file(const char *a, const char *b);
+/* Whether paths a and b would name one file once written: one existing
+ * file, or the same name in one directory (links to it followed). */
+int dsk_same_target(const char *a, const char *b);
 
 #endif

@@ -304,6 +304,10 @@ expect_exit 64 "bad --whitespace" dsk-clean --whitespace squash "$T/docs.jsonl"
 expect_exit 64 "bad --dedup" dsk-clean --dedup fuzzy "$T/docs.jsonl"
 expect_exit 64 "bad --seed" dsk-clean --seed -1 "$T/docs.jsonl"
 expect_exit 64 "--replace without =" dsk-clean --replace abc "$T/docs.jsonl"
+expect_exit 64 "-o and --rejects naming one file (two spellings)" dsk-clean -o "$T/same.jsonl" --rejects "$T/./same.jsonl" \
+    "$T/docs.jsonl"
+expect_exit 64 "-o and --stats naming one file" dsk-clean -o "$T/same.jsonl" --stats "$T/same.jsonl" "$T/docs.jsonl"
+check "... and nothing is written" test ! -e "$T/same.jsonl"
 
 # ---- dedup database -------------------------------------------------------------------------------------------
 head -2 "$T/many.jsonl" > "$T/shard1.jsonl"; sed -n '2,3p' "$T/many.jsonl" > "$T/shard2.jsonl"
