@@ -120,6 +120,19 @@ static int cmd_pack(args *a, int n_files, char **files, char *command)
         dsk_usage_error("--seq-len N is required");
     if (!n_files && isatty(STDIN_FILENO))
         dsk_usage_error("no FILE and stdin is a terminal: give .dskt files or pipe 'dsk-bpe encode' in");
+    /* --force replaces DIR whole: an input inside it would be gone after
+     * the run that reads it (the tokenizer is copied in: it stays) */
+    char *dir = a->force ? realpath(a->output, NULL) : NULL;
+    for (int i = 0; dir && i < n_files; i++) {
+        const char *in = files[i];
+        char *at = strcmp(in, "-") ? realpath(in, NULL) : NULL;
+        size_t n = strlen(dir);
+        int inside = at && strncmp(at, dir, n) == 0 && at[n] == '/';
+        free(at);
+        if (inside)
+            dsk_usage_error("%s is inside %s, which --force replaces", in, a->output);
+    }
+    free(dir);
     dsk_tokenizer t;
     load_tokenizer(&t, a->tokenizer);
     uint32_t eot = dsk_tokenizer_special(&t, "<|endoftext|>");

@@ -32,13 +32,14 @@ static int lmdb_fail(dsk_err *err, const char *path, const char *what, int rc)
 
 /* A read of a shard that LMDB refuses: what its errors mean there is a
  * damaged file (a pointer to a page past the end reads as
- * MDB_MAP_RESIZED, a bad page as MDB_PAGE_NOTFOUND or MDB_CORRUPTED),
- * bad data, 65; other errors are the system's. */
+ * MDB_MAP_RESIZED, a bad page as MDB_PAGE_NOTFOUND or MDB_CORRUPTED, a
+ * branch page whose bounds were changed as MDB_CURSOR_FULL: a tree deeper
+ * than any dsk-pack writes), bad data, 65; other errors are the system's. */
 static int read_fail(dsk_err *err, const char *path, const char *what, int rc)
 {
     if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_MAP_RESIZED || rc == MDB_BAD_TXN ||
         rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE || rc == MDB_BAD_VALSIZE ||
-        rc == MDB_BAD_DBI || rc == MDB_PANIC)
+        rc == MDB_BAD_DBI || rc == MDB_PANIC || rc == MDB_CURSOR_FULL)
         return dsk_fail(err, EX_DATAERR, "%s: the shard is damaged (LMDB %s: %s; dsk-pack verify checks a dataset)",
                         path, what, mdb_strerror(rc));
     return lmdb_fail(err, path, what, rc);

@@ -167,6 +167,11 @@ check "missing input: no output" no_output "$T/x"
 expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
 expect_err_contains "ds already exists (--force replaces a dataset)" "existing directory is named, with the way to replace it"
 expect_exit 0 "--force replaces a dataset" dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/docs.dskt"
+cp "$T/docs.dskt" "$T/ds/inside.dskt"
+expect_exit 64 "--force with an input inside the dataset it replaces (the run deleted its own input)" \
+    dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/ds/inside.dskt"
+check "... and the input is still there" test -s "$T/ds/inside.dskt"
+rm "$T/ds/inside.dskt"
 expect_exit 0 "-o with a trailing slash" dsk-pack -q -t "$T/tok.json" -o "$T/slash/" --seq-len 32 "$T/docs.dskt"
 expect_exit 0 "--force and -o with a trailing slash" dsk-pack -q --force -t "$T/tok.json" -o "$T/slash/" --seq-len 32 \
     "$T/docs.dskt"
@@ -259,6 +264,20 @@ open(p, "wb").write(d)
 PY
 expect_exit 65 "cat: a leaf whose value runs past the file (it died of SIGSEGV)" dsk-pack cat "$T/leaf"
 expect_err_contains "the shard is damaged (a value of" "... and says so"
+# A branch page with one more child than it has: LMDB's cursor descends
+# past its stack (MDB_CURSOR_FULL, once an internal error, status 74).
+cp -r "$T/bf" "$T/branch" && python3 - "$T/branch/shard-00000.mdb" <<'PY'
+import struct, sys
+p = sys.argv[1]; d = bytearray(open(p, "rb").read())
+branches = [pg for pg in range(2, len(d) // 4096) if struct.unpack_from("<H", d, pg * 4096 + 10)[0] == 1]
+lower = branches[0] * 4096 + 12                           # mp_lower: the end of its node pointers
+struct.pack_into("<H", d, lower, struct.unpack_from("<H", d, lower)[0] + 4)
+open(p, "wb").write(d)
+PY
+rc=0; dsk-pack cat "$T/branch" > /dev/null 2> "$T/err" || rc=$?
+check "cat: a branch page with a child too many is damage, 65 (it was 74, LMDB's internal error)" \
+    sh -c "[ $rc = 65 ] || [ $rc = 0 ]"
+check "... which the message says" sh -c "[ $rc = 0 ] || grep -q 'the shard is damaged' '$T/err'"
 check "bytes flipped in the B-tree's pages: 0 or 65 from every read, never a signal" python3 - "$T/bf" "$T/flip" <<'PY'
 import os, random, shutil, subprocess, sys
 src, dst = sys.argv[1:]
