@@ -97,6 +97,19 @@ static void load_tokenizer(dsk_tokenizer *t, const char *path)
         dsk_die_err(&err);
 }
 
+/* tokenizer.json into out, opened for path, and made final; the JSON
+ * writer's errors are named by the file they were writing. */
+static int write_tokenizer(const dsk_tokenizer *t, dsk_outfile *out, const char *path, dsk_err *err)
+{
+    int rc = dsk_bpe_write_json(t, out->fp, err);
+    if (rc) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return dsk_fail(err, rc, "%s: %s", strcmp(path, "-") ? path : "standard output", why);
+    }
+    return dsk_outfile_commit(out, err);
+}
+
 static int cmd_import(args *a, int argc, char **argv)
 {
     dsk_tokenizer t;
@@ -136,8 +149,8 @@ static int cmd_import(args *a, int argc, char **argv)
     dsk_outfile out;
     if (!rc)
         rc = dsk_outfile_open(&out, a->output, &err);
-    if (!rc && (rc = dsk_bpe_write_json(&t, out.fp, &err)) == 0)
-        rc = dsk_outfile_commit(&out, &err);
+    if (!rc)
+        rc = write_tokenizer(&t, &out, a->output, &err);
     dsk_tokenizer_free(&t);
     if (rc)
         dsk_die_err(&err);
@@ -527,8 +540,8 @@ static int cmd_train(args *a, int argc, char **argv)
     dsk_outfile out;
     if (!rc)
         rc = dsk_outfile_open(&out, a->output, &err);
-    if (!rc && !(rc = dsk_bpe_write_json(&t, out.fp, &err)))
-        rc = dsk_outfile_commit(&out, &err);
+    if (!rc)
+        rc = write_tokenizer(&t, &out, a->output, &err);
     if (!rc && t.n_vocab < a->vocab_size)
         dsk_warn("stopped at %u tokens: no pair is left with a count of at least %llu", t.n_vocab,
                  (unsigned long long)a->min_frequency);

@@ -1,5 +1,6 @@
 #include "bpe/formats.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -399,7 +400,7 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
         const char *s = json_object_to_json_string_length(
             root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         if (fwrite(s, 1, len, f) != len || fputc('\n', f) == EOF)
-            rc = dsk_fail(err, EX_IOERR, "write error");
+            rc = dsk_fail(err, EX_IOERR, "write error: %s", strerror(errno));
     }
     json_object_put(root);
     return rc;

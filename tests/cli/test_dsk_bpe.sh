@@ -89,6 +89,8 @@ expect_exit 66 "missing tokenizer.json" dsk-bpe info -t "$T/missing.json"
 if [ -w /dev/full ]; then
     dsk-bpe info -t "$T/gpt2.json" > /dev/full 2>"$T/err"; rc=$?
     check "info to a full disk: exit 74 ($rc)" test "$rc" -eq 74
+    expect_exit 74 "import -o /dev/full" dsk-bpe import --tiktoken "$S/gpt2.tiktoken" --pattern gpt2 -o /dev/full
+    expect_err_contains "/dev/full: write error: No space left on device" "... the file and the reason are named"
 fi
 echo '{"model":{"type":"WordPiece","vocab":{}}}' > "$T/wp.json"
 expect_exit 65 "not a BPE tokenizer.json" dsk-bpe info -t "$T/wp.json"
