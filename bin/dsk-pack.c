@@ -403,6 +403,8 @@ int main(int argc, char **argv)
                         strcmp(cmd, "cat") == 0 ? " without --decode" : "");
     if (!packing && cat_only && strcmp(cmd, "cat") != 0)
         dsk_usage_error("%s is for dsk-pack cat, not dsk-pack %s", option_name(cat_only), cmd);
+    if (a.quiet && (strcmp(cmd, "info") == 0 || strcmp(cmd, "cat") == 0))   /* they print nothing else */
+        dsk_usage_error("-q is for packing and dsk-pack verify, not dsk-pack %s", cmd);
     if (strcmp(cmd, "verify") == 0)
         rc = cmd_verify(&a, rest - 1, files + 1);
     else if (strcmp(cmd, "info") == 0)

@@ -167,6 +167,8 @@ check "missing input: no output" no_output "$T/x"
 expect_exit 73 "existing directory" dsk-pack -t "$T/tok.json" -o "$T/ds" --seq-len 64 "$T/docs.dskt"
 expect_err_contains "ds already exists (--force replaces a dataset)" "existing directory is named, with the way to replace it"
 expect_exit 0 "--force replaces a dataset" dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/docs.dskt"
+expect_exit 64 "info -q (info prints nothing else)" dsk-pack info "$T/ds" -q
+expect_exit 64 "cat -q" dsk-pack cat -q "$T/ds"
 cp "$T/docs.dskt" "$T/ds/inside.dskt"
 expect_exit 64 "--force with an input inside the dataset it replaces (the run deleted its own input)" \
     dsk-pack -q --force -t "$T/tok.json" -o "$T/ds" --seq-len 32 "$T/ds/inside.dskt"
