@@ -237,6 +237,12 @@ struct json_object *dsk_json_parse(const char *s, size_t n, char *msg, size_t ms
         snprintf(msg, msg_len, "a UTF-8 byte-order mark at column 1 (JSON text begins without one)");
         return NULL;
     }
+    const char *nul = memchr(s, 0, n);   /* json-c would take it for the end of the text */
+    if (nul) {
+        snprintf(msg, msg_len, "a NUL byte at column %zu (JSON has none; in a string it is written \\u0000)",
+                 (size_t)(nul - s) + 1);
+        return NULL;
+    }
     struct json_tokener *tokener = thread_tokener();
     json_tokener_reset(tokener);
     size_t start = 0;

@@ -243,6 +243,8 @@ TEST(json_raw_control_characters_in_strings_are_refused)
     CHECK(dsk_json_parse("{\"t\":'a'}", 9, msg, sizeof msg) == NULL);
     CHECK(dsk_json_parse("{'v':1}", 7, msg, sizeof msg) == NULL && strstr(msg, "single-quoted") != NULL);
     CHECK(dsk_json_parse("\xEF\xBB\xBF{}", 5, msg, sizeof msg) == NULL && strstr(msg, "byte-order mark") != NULL);
+    /* a raw NUL, in a string or not, is named (json-c took it for the end: "unexpected end of data") */
+    CHECK(dsk_json_parse("{\"a\":\"x\0y\"}", 11, msg, sizeof msg) == NULL && strstr(msg, "a NUL byte at column 8"));
     char *apos = parse_text("{\"t\":\"it's\"}");
     CHECK_STR(apos, "it's");
     free(apos);
