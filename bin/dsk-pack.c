@@ -123,10 +123,10 @@ static int cmd_pack(args *a, int n_files, char **files, char *command)
     /* --force replaces DIR whole: an input inside it would be gone after
      * the run that reads it (the tokenizer is copied in: it stays) */
     char *dir = a->force ? realpath(a->output, NULL) : NULL;
+    size_t n = dir ? strlen(dir) : 0;
     for (int i = 0; dir && i < n_files; i++) {
         const char *in = files[i];
         char *at = strcmp(in, "-") ? realpath(in, NULL) : NULL;
-        size_t n = strlen(dir);
         int inside = at && strncmp(at, dir, n) == 0 && at[n] == '/';
         free(at);
         if (inside)

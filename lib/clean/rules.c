@@ -253,6 +253,17 @@ void dsk_rules_matcher_free(dsk_rules_matcher *m)
     dsk_buf_free(&m->tmp);
 }
 
+/* A rule PCRE2 could not run on a text (a match limit, an error in a
+ * replacement): EX_DATAERR naming the rule, -1. */
+static int rule_fail(dsk_err *err, const dsk_rule *rule, int rc)
+{
+    static const char *const kinds[] = {"drop", "keep", "replace"};
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    dsk_fail(err, EX_DATAERR, "%s '%s': %s", kinds[rule->kind], rule->pattern, (char *)msg);
+    return -1;
+}
+
 long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, dsk_err *err)
 {
     long total = 0;
@@ -279,12 +290,8 @@ long dsk_rules_replace(const dsk_rules *r, dsk_rules_matcher *m, dsk_buf *text, 
                 dsk_buf_reserve(&m->tmp, outlen + 1);
                 continue;
             }
-            if (rc < 0) {
-                PCRE2_UCHAR msg[256];
-                pcre2_get_error_message(rc, msg, sizeof msg);
-                dsk_fail(err, EX_DATAERR, "replace '%s': %s", rule->pattern, (char *)msg);
-                return -1;
-            }
+            if (rc < 0)
+                return rule_fail(err, rule, rc);
             if (rc > 0) {
                 m->tmp.len = outlen;
                 dsk_buf tmp = *text;  /* swap buffers */
@@ -305,13 +312,7 @@ static int matches(const dsk_rule *rule, dsk_rules_matcher *m, const char *text,
 {
     int rc = pcre2_match(rule->code, (PCRE2_SPTR)(text ? text : ""), len, 0, PCRE2_NO_UTF_CHECK, m->match_data,
                          m->match_ctx);
-    if (rc >= 0 || rc == PCRE2_ERROR_NOMATCH)
-        return rc >= 0;
-    PCRE2_UCHAR msg[160];
-    pcre2_get_error_message(rc, msg, sizeof msg);
-    dsk_fail(err, EX_DATAERR, "%s '%s': %s", rule->kind == DSK_RULE_DROP ? "drop" : "keep", rule->pattern,
-             (char *)msg);
-    return -1;
+    return rc >= 0 || rc == PCRE2_ERROR_NOMATCH ? rc >= 0 : rule_fail(err, rule, rc);
 }
 
 int dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text, size_t len, const char **rule_name,
@@ -322,18 +323,18 @@ int dsk_rules_verdict(const dsk_rules *r, dsk_rules_matcher *m, const char *text
     *rule_name = NULL;
     for (size_t i = 0; i < r->n; i++) {
         const dsk_rule *rule = &r->items[i];
-        int hit = rule->kind == DSK_RULE_DROP || (rule->kind == DSK_RULE_KEEP && !kept) ? matches(rule, m, text, len, err)
-                                                                                        : 0;
+        if (rule->kind == DSK_RULE_REPLACE || (rule->kind == DSK_RULE_KEEP && kept))
+            continue;   /* one keep rule that matches is enough */
+        int hit = matches(rule, m, text, len, err);
         if (hit < 0)
             return -1;
         if (rule->kind == DSK_RULE_DROP && hit) {
             *rule_name = rule->stat_name;
             return 0;
         }
-        if (rule->kind == DSK_RULE_KEEP && !kept) {
-            if (hit)
-                kept = 1;
-            else if (!keep_miss)
+        if (rule->kind == DSK_RULE_KEEP) {
+            kept = hit;
+            if (!hit && !keep_miss)
                 keep_miss = rule->stat_name;
         }
     }
