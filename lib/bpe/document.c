@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "text/messages.h"
 #include "text/tool_calls.h"
 
 const char *const dsk_bpe_default_specials[5] = {"<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>",
@@ -96,58 +97,16 @@ static int get_chat_ids(const dsk_tokenizer *t, chat_ids *c, dsk_err *err)
 /* The shape of a document, checked alike when it is encoded and when its
  * text is counted to train a tokenizer. */
 
-static int check_messages(struct json_object *msgs, dsk_err *err)
+/* Message i as the template writes it, with the turn it goes in (a tool
+ * result goes in a user turn); text is a buffer reused from message to
+ * message. */
+static int message_text(struct json_object *msgs, size_t i, dsk_role *turn, dsk_buf *text, dsk_err *err)
 {
-    if (!dsk_json_is(msgs, json_type_array) || json_object_array_length(msgs) == 0)
-        return dsk_fail(err, EX_DATAERR, "\"messages\" must be a non-empty array");
-    return 0;
-}
-
-enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT };
-
-/* Message i as the template writes it: its turn's role and its text (a
- * buffer reused from message to message).  Besides OpenAI's system, user
- * and assistant messages with string content, the tool messages of its
- * fine-tuning format: an assistant message whose "tool_calls" follow its
- * text (content then may be null or absent), and a "tool" message, a
- * call's result, written as a user turn (text/tool_calls.h). */
-static int message_text(struct json_object *msgs, size_t i, int *role, dsk_buf *text, dsk_err *err)
-{
-    struct json_object *m = json_object_array_get_idx(msgs, i), *content = NULL, *calls = NULL;
-    struct json_object *r = dsk_json_is(m, json_type_object) ? dsk_json_get_string(m, "role") : NULL;
-    if (dsk_json_is(m, json_type_object)) {
-        json_object_object_get_ex(m, "content", &content);
-        json_object_object_get_ex(m, "tool_calls", &calls);
-    }
-    const char *name = r ? json_object_get_string(r) : "";
-    int assistant = strcmp(name, "assistant") == 0, tool = strcmp(name, "tool") == 0;
-    /* (json-c reads null as a NULL object: null and absent are one case) */
-    if (!r || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content)))
-        return dsk_fail(err, EX_DATAERR, "message %zu needs string \"role\" and \"content\"", i);
-    *role = !strcmp(name, "system") ? ROLE_SYSTEM : !strcmp(name, "user") || tool ? ROLE_USER
-            : assistant ? ROLE_ASSISTANT : -1;
-    if (*role < 0)
-        return dsk_fail(err, EX_DATAERR, "message %zu has role '%s' (system, user, assistant or tool)", i, name);
-    if (calls && !assistant)
-        return dsk_fail(err, EX_DATAERR, "message %zu: only an assistant message has \"tool_calls\"", i);
-    dsk_buf_clear(text);
-    const char *c = dsk_json_is(content, json_type_string) ? json_object_get_string(content) : "";
-    size_t n = dsk_json_is(content, json_type_string) ? (size_t)json_object_get_string_len(content) : 0;
-    if (tool) {
-        dsk_tool_response_render(c, n, text);
-        return 0;
-    }
-    dsk_buf_add(text, c, n);
-    if (!calls)
-        return 0;
-    if (n)
-        dsk_buf_addc(text, '\n');
-    int rc = dsk_tool_calls_render(calls, text, err);
-    if (rc) {
-        char why[sizeof err->msg];
-        memcpy(why, err->msg, sizeof why);
-        dsk_fail(err, rc, "message %zu: %.900s", i, why);
-    }
+    dsk_message m;
+    int rc = dsk_message_read(msgs, i, &m, err);
+    if (!rc)
+        rc = dsk_message_render(&m, i, text, err);
+    *turn = m.role == DSK_ROLE_TOOL ? DSK_ROLE_USER : m.role;
     return rc;
 }
 
@@ -191,7 +150,8 @@ static int answer_text(struct json_object *a, const char *name, dsk_buf *text, d
                         "\"%s\" must be a string or one assistant message, not %s (the turns before the answer "
                         "go in \"prompt\")", name, n == 0 ? "an empty list" : n > 1 ? "several messages"
                                                                                : "a message without the assistant role");
-    int r, rc = message_text(a, 0, &r, text, err);
+    dsk_role r;
+    int rc = message_text(a, 0, &r, text, err);
     if (rc) {
         char why[sizeof err->msg];
         memcpy(why, err->msg, sizeof why);
@@ -218,9 +178,10 @@ static int preference_fields(struct json_object *doc, struct json_object **promp
  * document's tools if it has some; the assistant turns masked in when
  * train_assistant. */
 static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const chat_ids *c, struct json_object *msgs,
-                           struct json_object *tools, int train_assistant, dskt_record *rec, dsk_err *err)
+                           const char *field, struct json_object *tools, int train_assistant, dskt_record *rec,
+                           dsk_err *err)
 {
-    int rc = check_messages(msgs, err);
+    int rc = dsk_messages_check(msgs, field, err);
     dsk_buf text = {0};
     if (!rc && tools && !(rc = dsk_tools_render(tools, &text, err))) {
         add_id(rec, c->system, 0);
@@ -229,10 +190,10 @@ static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
             add_id(rec, c->end, 0);
     }
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
-        int role;
+        dsk_role role;
         if ((rc = message_text(msgs, i, &role, &text, err)))
             break;
-        uint32_t rid = role == ROLE_SYSTEM ? c->system : role == ROLE_USER ? c->user : c->assistant;
+        uint32_t rid = role == DSK_ROLE_SYSTEM ? c->system : role == DSK_ROLE_USER ? c->user : c->assistant;
         uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
         add_id(rec, rid, 0);
         rc = encode_into(t, e, text.data ? text.data : "", text.len, 0, rec, mask, err);
@@ -276,7 +237,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
         rec->kind = DSKT_CHAT;
         rc = get_chat_ids(t, &c, err);
         if (!rc)
-            rc = encode_messages(t, e, &c, msgs, tools_of(doc), 1, rec, err);
+            rc = encode_messages(t, e, &c, msgs, "messages", tools_of(doc), 1, rec, err);
         if (!rc)
             add_id(rec, c.eot, 0);
         return rc;
@@ -289,7 +250,7 @@ int dsk_bpe_encode_document(const dsk_tokenizer *t, dsk_bpe_encoder *e, struct j
             return rc;
         /* a string prompt is one user turn */
         struct json_object *turns = dsk_json_is(prompt, json_type_string) ? user_turn(prompt) : json_object_get(prompt);
-        rc = encode_messages(t, e, &c, turns, tools_of(doc), 0, rec, err);
+        rc = encode_messages(t, e, &c, turns, "prompt", tools_of(doc), 0, rec, err);
         json_object_put(turns);
         if (rc)
             return rc;
@@ -308,15 +269,15 @@ static int text_of(struct json_object *s, dsk_bpe_text_fn *fn, void *ctx, dsk_er
     return fn(ctx, json_object_get_string(s), (size_t)json_object_get_string_len(s), err);
 }
 
-static int messages_texts(struct json_object *msgs, struct json_object *tools, dsk_bpe_text_fn *fn, void *ctx,
-                          dsk_err *err)
+static int messages_texts(struct json_object *msgs, const char *field, struct json_object *tools,
+                          dsk_bpe_text_fn *fn, void *ctx, dsk_err *err)
 {
-    int rc = check_messages(msgs, err);
+    int rc = dsk_messages_check(msgs, field, err);
     dsk_buf text = {0};
     if (!rc && tools && !(rc = dsk_tools_render(tools, &text, err)))
         rc = fn(ctx, text.data, text.len, err);
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
-        int role;
+        dsk_role role;
         rc = message_text(msgs, i, &role, &text, err);
         if (!rc)
             rc = fn(ctx, text.data ? text.data : "", text.len, err);
@@ -335,10 +296,10 @@ int dsk_bpe_document_texts(struct json_object *doc, const char *field, dsk_bpe_t
     if (text)
         return text_of(text, fn, ctx, err);
     if (json_object_object_get_ex(doc, "messages", &msgs))
-        return messages_texts(msgs, tools_of(doc), fn, ctx, err);
+        return messages_texts(msgs, "messages", tools_of(doc), fn, ctx, err);
     if (preference_fields(doc, &prompt, &chosen, &rejected)) {
         struct json_object *turns = dsk_json_is(prompt, json_type_string) ? user_turn(prompt) : json_object_get(prompt);
-        rc = messages_texts(turns, tools_of(doc), fn, ctx, err);
+        rc = messages_texts(turns, "prompt", tools_of(doc), fn, ctx, err);
         json_object_put(turns);
         dsk_buf answer = {0};
         if (!rc && !(rc = answer_text(chosen, "chosen", &answer, err)))
@@ -365,10 +326,10 @@ int dsk_bpe_encode_generation_prompt(const dsk_tokenizer *t, dsk_bpe_encoder *e,
     struct json_object *msgs, *prompt = dsk_json_get_string(doc, "prompt");
     if (prompt) {   /* one user turn */
         msgs = user_turn(prompt);
-        rc = encode_messages(t, e, &c, msgs, tools_of(doc), 0, rec, err);
+        rc = encode_messages(t, e, &c, msgs, "prompt", tools_of(doc), 0, rec, err);
         json_object_put(msgs);
     } else if (json_object_object_get_ex(doc, "messages", &msgs)) {
-        rc = encode_messages(t, e, &c, msgs, tools_of(doc), 0, rec, err);
+        rc = encode_messages(t, e, &c, msgs, "messages", tools_of(doc), 0, rec, err);
     } else {
         rc = dsk_fail(err, EX_DATAERR, "no string \"prompt\" and no \"messages\"");
     }

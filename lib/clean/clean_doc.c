@@ -7,6 +7,7 @@
 #include "clean/clean_internal.h"
 #include "core/hash.h"
 #include "core/json.h"
+#include "text/messages.h"
 #include "text/tool_calls.h"
 #include "text/utf8.h"
 
@@ -93,41 +94,19 @@ static int clean_json_string(clean_worker *w, const clean_ctx *ctx, doc_slot *d,
 static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slot *d, struct json_object *messages,
                                   const char *field, dsk_err *err)
 {
-    if (!dsk_json_is(messages, json_type_array) || json_object_array_length(messages) == 0) {
-        dsk_fail(err, EX_DATAERR, "\"%s\" must be a non-empty array of messages", field);
+    if (dsk_messages_check(messages, field, err))
         return err->msg;
-    }
     for (size_t i = 0; i < json_object_array_length(messages); i++) {
-        struct json_object *m = json_object_array_get_idx(messages, i);
-        struct json_object *role = NULL, *content = NULL, *calls = NULL;
-        if (dsk_json_is(m, json_type_object)) {
-            role = dsk_json_get_string(m, "role");
-            json_object_object_get_ex(m, "content", &content);
-            json_object_object_get_ex(m, "tool_calls", &calls);
-        }
-        const char *r = role ? json_object_get_string(role) : "";
-        int assistant = strcmp(r, "assistant") == 0;
-        /* (json-c reads null as a NULL object: null and absent are one case) */
-        if (!role || !(dsk_json_is(content, json_type_string) || (assistant && calls && !content)))
-            return "each message needs string \"role\" and \"content\" (null or absent beside an assistant's "
-                   "\"tool_calls\")";
-        if (strcmp(r, "system") && strcmp(r, "user") && !assistant && strcmp(r, "tool"))
-            return "a message's \"role\" must be system, user, assistant or tool (dsk-docs(5))";
-        if (calls && !assistant)
-            return "only an assistant message has \"tool_calls\" (dsk-docs(5))";
-        dsk_buf_add(&w->joined, r, (size_t)json_object_get_string_len(role));
-        dsk_buf_addc(&w->joined, ':');
-        if (content && clean_json_string(w, ctx, d, content, err))
+        dsk_message m;
+        if (dsk_message_read(messages, i, &m, err))
             return err->msg;
-        if (calls) {
-            dsk_buf text = {0};
-            int rc = dsk_tool_calls_render(calls, &text, err);
-            if (!rc) {
-                dsk_buf_addc(&w->joined, '\n');
-                dsk_buf_add(&w->joined, text.data ? text.data : "", text.len);
-            }
-            dsk_buf_free(&text);
-            if (rc)
+        dsk_buf_adds(&w->joined, dsk_role_names[m.role]);
+        dsk_buf_addc(&w->joined, ':');
+        if (m.content && clean_json_string(w, ctx, d, m.content, err))
+            return err->msg;
+        if (m.calls) {
+            dsk_buf_addc(&w->joined, '\n');
+            if (dsk_message_calls_render(&m, i, &w->joined, err))
                 return err->msg;
         }
     }
