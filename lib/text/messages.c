@@ -28,6 +28,8 @@ int dsk_message_read(struct json_object *msgs, size_t i, dsk_message *m, dsk_err
     int r = 0;
     while (r < 4 && strcmp(name, dsk_role_names[r]) != 0)
         r++;
+    if (strcmp(name, "developer") == 0)
+        r = DSK_ROLE_SYSTEM;   /* OpenAI's newer name for it, as dsk-serve reads it too */
     m->role = (dsk_role)r;
     int assistant = r == DSK_ROLE_ASSISTANT;
     /* (json-c reads null as a NULL object: null and absent are one case) */
@@ -36,7 +38,7 @@ int dsk_message_read(struct json_object *msgs, size_t i, dsk_message *m, dsk_err
                         "message %zu needs string \"role\" and \"content\" (content null or absent only beside an "
                         "assistant's \"tool_calls\")", i);
     if (r == 4)
-        return dsk_fail(err, EX_DATAERR, "message %zu has role '%.100s' (system, user, assistant or tool)", i, name);
+        return dsk_fail(err, EX_DATAERR, "message %zu has role '%.100s' (system, developer, user, assistant or tool)", i, name);
     if (m->calls && !assistant)
         return dsk_fail(err, EX_DATAERR, "message %zu: only an assistant message has \"tool_calls\"", i);
     return 0;

@@ -60,6 +60,9 @@ TEST(roles_and_text)
     CHECK(dsk_message_read(msgs, 1, &m, &err) == 0 && m.role == DSK_ROLE_ASSISTANT);
     CHECK_STR(dsk_role_names[m.role], "assistant");
     json_object_put(msgs);
+    msgs = json_tokener_parse("[{\"role\":\"developer\",\"content\":\"x\"}]");
+    CHECK(dsk_message_read(msgs, 0, &m, &err) == 0 && m.role == DSK_ROLE_SYSTEM);
+    json_object_put(msgs);
 }
 
 TEST(other_shapes_refused)
@@ -75,8 +78,8 @@ TEST(other_shapes_refused)
     CHECK_RENDERED("[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}]", shape);
     CHECK_RENDERED("[{\"role\":\"assistant\",\"content\":null}]", shape);
     CHECK_RENDERED("[{\"role\":\"tool\",\"tool_calls\":[]}]", shape);
-    CHECK_RENDERED("[{\"role\":\"developer\",\"content\":\"x\"}]",
-                   "ERR: message 0 has role 'developer' (system, user, assistant or tool)");
+    CHECK_RENDERED("[{\"role\":\"Developer\",\"content\":\"x\"}]",
+                   "ERR: message 0 has role 'Developer' (system, developer, user, assistant or tool)");
     CHECK_RENDERED("[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]",
                    "ERR: message 0: only an assistant message has \"tool_calls\"");
     CHECK_RENDERED("[{\"role\":\"assistant\",\"content\":\"x\",\"tool_calls\":[]}]",
