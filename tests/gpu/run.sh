@@ -33,7 +33,8 @@
 #   DSK_GPU_MEMCHECK=last memcheck after everything else, not first; off:
 #                         not at all.  Under a deadline memcheck runs the
 #                         op checks' --quick cases (every kernel, on the
-#                         smaller shapes: the tool slows them many times)
+#                         smaller shapes: the tool slows them many times);
+#                         memcheck never runs cuDNN's attention (--no-cudnn)
 #   DSK_GPU_LOGDIR=DIR    keep every step's full log in DIR
 set -eu
 cd "$(dirname "$0")/../.."
@@ -128,7 +129,7 @@ memcheck() {
     fi
     start=$(date +%s)
     # shellcheck disable=SC2086
-    if timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops ${DSK_GPU_DEADLINE:+--quick} \
+    if timeout "$t" "$SANITIZER" --tool memcheck --error-exitcode 3 "$BIN" --ops --no-cudnn ${DSK_GPU_DEADLINE:+--quick} \
         >"$LOG.memcheck" 2>&1; then
         if grep -q 'GPU half skipped' "$LOG.memcheck"; then
             echo "# memcheck: skipped (no CUDA device)"

@@ -20,7 +20,11 @@
  *                            16 tiles a row where T 200 has 4, at 26 times
  *                            the work), and 6 training steps instead of
  *                            20, for the CPU emulation of cuda/
- *                            (tests/gpu/emu/run.sh)
+ *                            (tests/gpu/emu/run.sh) and memcheck
+ *   --no-cudnn               without DSK_CUDA_ATTN=cudnn's cases: under
+ *                            memcheck (cuDNN compiles its plans at run
+ *                            time, slowly there, and its kernels are not
+ *                            ours to check)
  *
  * Exit status: 0 when every check passed, 1 otherwise. */
 #include <math.h>
@@ -679,13 +683,28 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
         void *b[] = {gh_download(DEV, DQ2.d, nq * 4), gh_download(DEV, DK2.d, nk * 4),
                      gh_download(DEV, DV2.d, nk * 4), gh_download(DEV, DA2.d, 4)};
         size_t n[] = {nq * 4, nk * 4, nk * 4, 4};
+        /* cuDNN sums dQ in a float buffer by atomic adds, in no fixed
+         * order: its dQ may differ in the last bits from run to run (dK,
+         * dV and the rest may not), so it is held to rounding instead. */
+        int inexact_dq = attn_bf16 == 6;
         int diff = 0;
-        for (int x = 0; x < 4; x++) {
+        for (int x = inexact_dq; x < 4; x++)
             diff |= memcmp(a[x], b[x], n[x]) != 0;
+        record(OP_BWD, buf, diff ? 1.0 : 0.0, TOL_EXACT);
+        if (inexact_dq) {
+            const float *qa = a[0], *qb = b[0];
+            double worst = 0, scale = 0;
+            for (size_t i = 0; i < nq; i++) {
+                scale = fmax(scale, fabs(qa[i]));
+                worst = fmax(worst, isfinite(qb[i]) ? fabs((double)qa[i] - qb[i]) : INFINITY);
+            }
+            snprintf(buf, sizeof buf, "%s: twice, dq within rounding", what);
+            record(OP_BWD, buf, scale > 0 ? worst / scale : worst, TOL_BWD);
+        }
+        for (int x = 0; x < 4; x++) {
             free(a[x]);
             free(b[x]);
         }
-        record(OP_BWD, buf, diff ? 1.0 : 0.0, TOL_EXACT);
     }
 #undef LSE_G
 #undef LSE_L
@@ -706,7 +725,8 @@ static void test_attention_case(const char *what, int B, int T, int H, int KV, i
     free(pos), free(q), free(k), free(v), free(dout);
 }
 
-static int quick;   /* --quick */
+static int quick;      /* --quick */
+static int no_cudnn;   /* --no-cudnn */
 
 static void attention_cases(void)
 {
@@ -785,8 +805,8 @@ static void test_attention(void)
         attn_bf16 = 5;
         dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_STORED);
         attention_cases();
-        char why[512];
-        if (dsk_cuda_cudnn_available(why, sizeof why)) {
+        char why[512] = "--no-cudnn";
+        if (!no_cudnn && dsk_cuda_cudnn_available(why, sizeof why)) {
             attn_bf16 = 6;
             dsk_cuda_set_attn(DEV, DSK_CUDA_ATTN_CUDNN);
             attention_cases();
@@ -1166,8 +1186,10 @@ int main(int argc, char **argv)
             want_ops = 0;
         } else if (!strcmp(argv[i], "--quick")) {
             quick = 1;
+        } else if (!strcmp(argv[i], "--no-cudnn")) {
+            no_cudnn = 1;
         } else {
-            fprintf(stderr, "usage: %s [--cpu] [--ops | --train] [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--cpu] [--ops | --train] [--quick] [--no-cudnn]\n", argv[0]);
             return 64;
         }
     }
