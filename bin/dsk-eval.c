@@ -149,8 +149,8 @@ static void check_scope(const unsigned char *given, unsigned cmd, const char *cm
     dsk_check_option_scope(option_scope, sizeof option_scope / sizeof *option_scope, given, cmd, cmd_name);
 }
 
-/* decoding: gen and ab (whose tasks may be gen's) decode token by token,
- * and freeze the weights for it (dsk_loaded_freeze); ppl and mc read
+/* decoding: gen decodes token by token, and freezes the weights for it
+ * (dsk_loaded_freeze; ab does so before its gen tasks); ppl and mc read
  * whole rows, and do not pay for the panels. */
 static void load(dsk_loaded *l, const char *path, const eval_cli *c, int decoding)
 {
@@ -168,7 +168,7 @@ static void add_str(struct json_object *o, const char *k, const char *v)
 
 static void add_num(struct json_object *o, const char *k, double v)
 {
-    json_object_object_add(o, k, isfinite(v) ? json_object_new_double(v) : NULL);
+    json_object_object_add(o, k, isfinite(v) ? dsk_json_new_double(v) : NULL);
 }
 
 /* ---- the commands: each returns its result as a JSON object and prints its table ---- */
@@ -273,15 +273,25 @@ static struct json_object *cmd_gen(const eval_cli *c, const char *ckpt, const ch
     return o;
 }
 
-static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, int n, dsk_task_scores *s,
-                      char **dir)
+/* The weights are frozen for decoding (see load) only after the tasks
+ * that read whole rows are scored, so that ab's ppl and mc figures are
+ * the ones ppl and mc give. */
+static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, const int *kinds, int n,
+                      dsk_task_scores *s, char **dir)
 {
     dsk_loaded l;
     dsk_err err = {0};
-    load(&l, ckpt, c, 1);
-    for (int t = 0; t < n; t++)
-        if (dsk_eval_task(&l, tasks[t], c->split, c->batch, c->rows, &c->gen, &s[t], &err))
-            dsk_die_err(&err);
+    load(&l, ckpt, c, 0);
+    int frozen = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int t = 0; t < n; t++) {
+            if ((kinds[t] == DSK_TASK_GEN) != pass)
+                continue;
+            if (pass && !frozen++)
+                dsk_loaded_freeze(&l);
+            if (dsk_eval_task(&l, tasks[t], c->split, c->batch, c->rows, &c->gen, &s[t], &err))
+                dsk_die_err(&err);
+        }
     *dir = dsk_xstrdup(l.dir);
     dsk_loaded_free(&l);
 }
@@ -312,12 +322,12 @@ static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *
             dsk_die_err(&err);
     ab_preflight("A", a, tasks, kinds, n);
     ab_preflight("B", b, tasks, kinds, n);
-    free(kinds);
     /* One checkpoint at a time, so two large models need not fit together. */
     dsk_task_scores *sa = dsk_xcalloc((size_t)n, sizeof *sa), *sb = dsk_xcalloc((size_t)n, sizeof *sb);
     char *dir_a, *dir_b;
-    score_all(c, a, tasks, n, sa, &dir_a);
-    score_all(c, b, tasks, n, sb, &dir_b);
+    score_all(c, a, tasks, kinds, n, sa, &dir_a);
+    score_all(c, b, tasks, kinds, n, sb, &dir_b);
+    free(kinds);
     double conf = c->ab.confidence;
     struct json_object *o = json_object_new_object(), *rows = json_object_new_array();
     add_str(o, "command", "ab");
@@ -450,6 +460,58 @@ static void append_log(const char *path, struct json_object *o)
 
 /* Strings become parameters, numbers metrics; ab rows become metrics
  * named TASK/METRIC/{a,b,diff,lo,hi,p}. */
+/* The base name of task (trailing '/' left out) in [*b, *b + *len). */
+static void task_base(const char *task, const char **b, int *len)
+{
+    size_t tl = strlen(task);
+    while (tl > 1 && task[tl - 1] == '/')
+        tl--;
+    const char *base = task + tl;
+    while (base > task && base[-1] != '/')
+        base--;
+    *b = base;
+    *len = (int)(task + tl - base);
+}
+
+/* The name TASK/METRIC/ of an ab row in the MLflow run: the task's file
+ * name, or, when another task of the rows has the same, its whole path
+ * (without leading '/' or "./"); MLflow keys may hold '/' but must not
+ * read as other paths (absolute, or with ".."). */
+static void ab_row_name(struct json_object *rows, size_t i, char *name, size_t cap)
+{
+    const char *task = json_object_get_string(json_object_object_get(json_object_array_get_idx(rows, i), "task"));
+    const char *base;
+    int len;
+    task_base(task, &base, &len);
+    for (size_t j = 0; j < json_object_array_length(rows); j++) {
+        const char *other = json_object_get_string(json_object_object_get(json_object_array_get_idx(rows, j), "task"));
+        const char *ob;
+        int ol;
+        task_base(other, &ob, &ol);
+        if (strcmp(other, task) != 0 && ol == len && memcmp(ob, base, (size_t)len) == 0) {
+            base = task;
+            while (*base == '/' || (base[0] == '.' && base[1] == '/'))
+                base += *base == '/' ? 1 : 2;
+            len = (int)strlen(base);
+            break;
+        }
+    }
+    char sub[512];
+    snprintf(sub, sizeof sub, "%.*s/%s/", len, base,
+             json_object_get_string(json_object_object_get(json_object_array_get_idx(rows, i), "metric")));
+    /* One '_' for each character MLflow refuses (a UTF-8 character's
+     * continuation bytes are dropped, not each made a '_' of its own). */
+    size_t q = 0;
+    for (const char *p = sub; *p && q + 1 < cap; p++) {
+        if (((unsigned char)*p & 0xC0) == 0x80)
+            continue;
+        int keep = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p) &&
+                   !(*p == '.' && p[1] == '.');
+        name[q++] = keep ? *p : '_';
+    }
+    name[q] = '\0';
+}
+
 static int mlflow_object(dsk_mlflow *ml, const char *prefix, struct json_object *o, dsk_err *err)
 {
     int rc = 0;
@@ -463,32 +525,9 @@ static int mlflow_object(dsk_mlflow *ml, const char *prefix, struct json_object 
             rc = dsk_mlflow_metric(ml, name, json_object_get_double(val), 0, err);
         else if (dsk_json_is(val, json_type_array))
             for (size_t i = 0; !rc && i < json_object_array_length(val); i++) {
-                struct json_object *r = json_object_array_get_idx(val, i);
-                /* MLflow keys may hold '/' but must not read as other
-                 * paths (absolute, or with ".."): the task's file name. */
-                const char *task = json_object_get_string(json_object_object_get(r, "task"));
-                size_t tl = strlen(task);
-                while (tl > 1 && task[tl - 1] == '/')
-                    tl--;
-                const char *base = task + tl;
-                while (base > task && base[-1] != '/')
-                    base--;
                 char sub[512];
-                snprintf(sub, sizeof sub, "%.*s/%s/", (int)(task + tl - base), base,
-                         json_object_get_string(json_object_object_get(r, "metric")));
-                /* One '_' for each character MLflow refuses (a UTF-8
-                 * character's continuation bytes are dropped, not each
-                 * made a '_' of its own). */
-                char *q = sub;
-                for (const char *p = sub; *p; p++) {
-                    if (((unsigned char)*p & 0xC0) == 0x80)
-                        continue;
-                    int keep = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /", *p) &&
-                               !(*p == '.' && p[1] == '.');
-                    *q++ = keep ? *p : '_';
-                }
-                *q = '\0';
-                rc = mlflow_object(ml, sub, r, err);
+                ab_row_name(val, i, sub, sizeof sub);
+                rc = mlflow_object(ml, sub, json_object_array_get_idx(val, i), err);
             }
         if (rc)
             break;

@@ -11,6 +11,7 @@
 
 #include "core/cli.h"
 #include "core/fileio.h"
+#include "core/json.h"
 #include "core/outfile.h"
 #include "core/tempdir.h"
 #include "core/split.h"
@@ -283,13 +284,13 @@ int main(int argc, char **argv)
         json_object_object_add(j, "method", json_object_new_string(names[o.method]));
         json_object_object_add(j, "group_size", json_object_new_int(o.group_size));
         json_object_object_add(j, "layers", json_object_new_int(q.n));
-        json_object_object_add(j, "mean_error", json_object_new_double(err_sum / q.n));
-        json_object_object_add(j, "mean_rtn_error", json_object_new_double(rtn_sum / q.n));
+        json_object_object_add(j, "mean_error", dsk_json_new_double(err_sum / q.n));
+        json_object_object_add(j, "mean_rtn_error", dsk_json_new_double(rtn_sum / q.n));
         if (eval) {
-            json_object_object_add(j, "ppl_before", json_object_new_double(before.ppl));
-            json_object_object_add(j, "ppl_after", json_object_new_double(after.ppl));
-            json_object_object_add(j, "loss_before", json_object_new_double(before.loss));
-            json_object_object_add(j, "loss_after", json_object_new_double(after.loss));
+            json_object_object_add(j, "ppl_before", dsk_json_new_double(before.ppl));
+            json_object_object_add(j, "ppl_after", dsk_json_new_double(after.ppl));
+            json_object_object_add(j, "loss_before", dsk_json_new_double(before.loss));
+            json_object_object_add(j, "loss_after", dsk_json_new_double(after.loss));
         }
         printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "text/utf8.h"
@@ -291,6 +292,19 @@ void dsk_json_append(struct json_object *o, dsk_buf *out)
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     dsk_buf_add(out, s, len);
+}
+
+struct json_object *dsk_json_new_double(double v)
+{
+    char s[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(s, sizeof s - 2, "%.*g", digits, v);
+        if (strtod(s, NULL) == v)
+            break;
+    }
+    if (!strpbrk(s, ".eEni"))
+        strcat(s, ".0");   /* still a double when read back, as json-c writes 1.0 */
+    return json_object_new_double_s(v, s);
 }
 
 struct json_object *dsk_json_get_string(struct json_object *obj, const char *key)

@@ -1,5 +1,6 @@
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/err.h"
@@ -20,6 +21,47 @@ static double quantile(const double *v, int n, double q)
     if (i >= n - 1)
         return v[n - 1];
     return v[i] + (at - i) * (v[i + 1] - v[i]);
+}
+
+/* The paired randomization test (Fisher's, by sign flips): under "no
+ * difference" each d[i] is as likely as -d[i], so p is the share of the
+ * 2^n sign assignments whose mean is at least as far from 0 as D.  All of
+ * them for n <= DSK_AB_EXACT_MAX_N; else R drawn at random, with the +1
+ * correction.  Unlike the bootstrap's shifted distribution, this holds for
+ * a few items: one item, or items that all differ alike, give no small p. */
+static double sign_flip_p(const double *d, long n, int R, uint64_t seed)
+{
+    double obs = 0, scale = 0;
+    for (long i = 0; i < n; i++) {
+        obs += d[i];
+        scale += fabs(d[i]);
+    }
+    /* sums that equal |obs| but for rounding count as extreme */
+    double bar = fabs(obs) - 1e-9 * scale;
+    if (n <= DSK_AB_EXACT_MAX_N) {
+        uint64_t extreme = 0, all = 1ull << n;
+        for (uint64_t m = 0; m < all; m++) {
+            double sum = 0;
+            for (long i = 0; i < n; i++)
+                sum += (m >> i & 1) ? -d[i] : d[i];
+            extreme += fabs(sum) >= bar;
+        }
+        return (double)extreme / (double)all;
+    }
+    dsk_rng rng;
+    dsk_rng_seed(&rng, seed ^ 0x5349474e464c4950ull);   /* apart from the bootstrap's draws */
+    long extreme = 0;
+    for (int r = 0; r < R; r++) {
+        double sum = 0;
+        uint64_t bits = 0;
+        for (long i = 0; i < n; i++) {
+            if ((i & 63) == 0)
+                bits = dsk_rng_next(&rng);
+            sum += (bits >> (i & 63) & 1) ? -d[i] : d[i];
+        }
+        extreme += fabs(sum) >= bar;
+    }
+    return (extreme + 1.0) / (R + 1.0);
 }
 
 void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opts *o, dsk_ab_summary *s)
@@ -44,21 +86,17 @@ void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opt
     s->diff = sd / n;
     dsk_rng rng;
     dsk_rng_seed(&rng, o->seed);
-    long extreme = 0;
     for (int r = 0; r < R; r++) {
         double sum = 0;
         for (long i = 0; i < n; i++)
             sum += d[dsk_rng_next(&rng) % (uint64_t)n];
         means[r] = sum / n;
-        /* Shifted to the null: mean* - diff has the null's spread. */
-        if (fabs(means[r] - s->diff) >= fabs(s->diff) - 1e-12 * fabs(s->diff))
-            extreme++;
     }
     qsort(means, (size_t)R, sizeof *means, cmp_double);
     s->confidence = conf;
     s->lo = quantile(means, R, (1 - conf) / 2);
     s->hi = quantile(means, R, 1 - (1 - conf) / 2);
-    s->p = (extreme + 1.0) / (R + 1.0);
+    s->p = sign_flip_p(d, n, R, o->seed);
     if (s->p > 1)
         s->p = 1;
     free(d);
@@ -73,16 +111,23 @@ void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, ds
     char line[512];
     int b_ahead = s->higher_better ? s->diff > 0 : s->diff < 0;
     char p[32];
-    if (s->p < 0.001)
+    if (s->p < 0.001) {
         snprintf(p, sizeof p, "p < 0.001");
-    else
-        snprintf(p, sizeof p, "p = %.3g", s->p);   /* 3 digits: 0.0499 is not read as alpha's 0.05 */
+    } else {
+        /* 3 digits, or as many as it takes for the figure shown to fall
+         * on the verdict's side of alpha (0.049995 is not "0.05") */
+        for (int digits = 3; digits <= 17; digits++) {
+            snprintf(p, sizeof p, "p = %.*g", digits, s->p);
+            if ((strtod(p + 4, NULL) < alpha) == (s->p < alpha))
+                break;
+        }
+    }
     if (s->p < alpha)
         snprintf(line, sizeof line, "%s better than %s by %.4g ± %.2g (%s%% CI [%.4g, %.4g]), %s, n = %ld",
                  b_ahead ? "B" : "A", b_ahead ? "A" : "B", fabs(s->diff), half, pct, s->lo, s->hi, p, s->n);
     else
         snprintf(line, sizeof line,
-                 "no significant difference at %ld items (B - A = %.4g, %s%% CI [%.4g, %.4g], %s)", s->n, s->diff,
-                 pct, s->lo, s->hi, p);
+                 "no significant difference at %ld item%s (B - A = %.4g, %s%% CI [%.4g, %.4g], %s)", s->n,
+                 s->n == 1 ? "" : "s", s->diff, pct, s->lo, s->hi, p);
     dsk_buf_adds(out, line);
 }

@@ -1,6 +1,6 @@
 /* A/B comparison of two checkpoints on the same items: the paired
- * difference of per-item scores, a paired bootstrap confidence interval
- * and p-value, and a verdict in words. */
+ * difference of per-item scores, a paired bootstrap confidence interval,
+ * a paired randomization test's p-value, and a verdict in words. */
 #ifndef DSK_EVAL_AB_H
 #define DSK_EVAL_AB_H
 
@@ -26,11 +26,15 @@ typedef struct dsk_ab_opts {
     uint64_t seed;
 } dsk_ab_opts;
 
+/* Up to this many items the p-value counts every sign assignment. */
+#define DSK_AB_EXACT_MAX_N 16
+
 /* Fills s (all but name and higher_better) from the paired scores a[i],
  * b[i] of n >= 1 items.  The interval is the percentile interval of the
- * resampled mean differences.  The p-value is the bootstrap estimate of
- * P(|mean* - diff| >= |diff|) under the resampling distribution shifted
- * to mean zero (the null of no difference), counted with the +1
+ * bootstrap's resampled mean differences.  The p-value is the paired
+ * randomization test's: the share of sign assignments s[i] = +-1 with
+ * |sum s[i] d[i]| >= |sum d[i]|, all 2^n of them for n <=
+ * DSK_AB_EXACT_MAX_N, else resamples drawn at random, counted with the +1
  * correction so it is never exactly 0.  Deterministic for a given seed. */
 void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opts *o, dsk_ab_summary *s);
 

@@ -289,7 +289,7 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
                                    *chars = json_object_new_array();
                 json_object_object_add(j, "item", json_object_new_int64(i + 1));
                 for (int c = 0; c < it->n_choices; c++) {
-                    json_object_array_add(ll, isfinite(it->ll[c]) ? json_object_new_double(it->ll[c]) : NULL);
+                    json_object_array_add(ll, isfinite(it->ll[c]) ? dsk_json_new_double(it->ll[c]) : NULL);
                     json_object_array_add(chars, json_object_new_int64((int64_t)it->chars[c]));
                 }
                 json_object_object_add(j, "loglikelihoods", ll);

@@ -96,7 +96,7 @@ size_t dsk_mlflow_batch_body(const char *run_id, const dsk_mlflow_item *items, s
             json_object_object_add(o, "value",
                                    isnan(v)   ? json_object_new_string("NaN")
                                    : isinf(v) ? json_object_new_string(v > 0 ? "Infinity" : "-Infinity")
-                                              : json_object_new_double(v));
+                                              : dsk_json_new_double(v));
             json_object_object_add(o, "timestamp", json_object_new_int64(it->timestamp));
             json_object_object_add(o, "step", json_object_new_int64(it->step));
         } else {

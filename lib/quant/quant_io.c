@@ -39,7 +39,7 @@ static int write_config(const char *src, const char *dst, const dsk_quant_opts *
     json_object_object_add(q, "group_size", json_object_new_int(o->group_size));
     json_object_object_add(q, "desc_act", json_object_new_boolean(o->method == DSK_QUANT_GPTQ && o->act_order));
     json_object_object_add(q, "sym", json_object_new_boolean(o->sym));
-    json_object_object_add(q, "damp_percent", json_object_new_double(o->damp));
+    json_object_object_add(q, "damp_percent", dsk_json_new_double(o->damp));
     json_object_object_add(q, "true_sequential", json_object_new_boolean(1));
     json_object_object_add(q, "checkpoint_format", json_object_new_string("gptq"));
     json_object_object_add(q, "dsk_method", json_object_new_string(method_names[o->method]));
@@ -67,10 +67,10 @@ static int write_report(const char *path, const dsk_model *m, const dsk_quantize
         json_object_object_add(l, "name", json_object_new_string(m->tensors[L->tensor].name));
         json_object_object_add(l, "rows", json_object_new_int(L->q.rows));
         json_object_object_add(l, "cols", json_object_new_int(L->q.cols));
-        json_object_object_add(l, "error", json_object_new_double(L->err));
-        json_object_object_add(l, "rtn_error", json_object_new_double(L->rtn_err));
+        json_object_object_add(l, "error", dsk_json_new_double(L->err));
+        json_object_object_add(l, "rtn_error", dsk_json_new_double(L->rtn_err));
         if (L->alpha >= 0)
-            json_object_object_add(l, "awq_alpha", json_object_new_double(L->alpha));
+            json_object_object_add(l, "awq_alpha", dsk_json_new_double(L->alpha));
         json_object_array_add(layers, l);
     }
     json_object_object_add(r, "error_measure", json_object_new_string(

@@ -12,6 +12,7 @@
 #include <json-c/printbuf.h>
 
 #include "core/err.h"
+#include "core/json.h"
 #include "text/tool_calls.h"
 #include "text/utf8.h"
 
@@ -965,7 +966,7 @@ static struct json_object *token_string(const char *s, size_t n)
 /* JSON has no -Infinity; OpenAI reports impossible tokens as -9999. */
 static struct json_object *logprob_value(double lp)
 {
-    return json_object_new_double(isfinite(lp) ? lp : -9999.0);
+    return dsk_json_new_double(isfinite(lp) ? lp : -9999.0);
 }
 
 static struct json_object *byte_array(const char *s, size_t n)

@@ -68,10 +68,10 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
     if (opt) {
         struct json_object *sched = json_object_new_object();
         json_object_object_add(sched, "optimizer_step", json_object_new_int64(opt->step));
-        json_object_object_add(sched, "lr", json_object_new_double(dsk_lr_at(&opt->o, opt->step)));
+        json_object_object_add(sched, "lr", dsk_json_new_double(dsk_lr_at(&opt->o, opt->step)));
         json_object_object_add(o, "schedule", sched);
     }
-    json_object_object_add(o, "loss_scale", json_object_new_double(st->loss_scale > 0 ? st->loss_scale : 1.0));
+    json_object_object_add(o, "loss_scale", dsk_json_new_double(st->loss_scale > 0 ? st->loss_scale : 1.0));
     json_object_object_add(o, "loss_scale_good_steps", json_object_new_int64(st->loss_scale_good));
     json_object_object_add(o, "tokenizer_fingerprint", json_object_new_string(st->fingerprint));
     if (st->options)

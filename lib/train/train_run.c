@@ -126,7 +126,7 @@ struct json_object *dsk_train_opts_to_json(const dsk_train_opts *o)
         case O_INT: v = json_object_new_int(*(const int *)f); break;
         case O_LONG: v = json_object_new_int64(*(const long *)f); break;
         case O_U64: v = json_object_new_int64((int64_t) * (const uint64_t *)f); break;
-        case O_DOUBLE: v = json_object_new_double(*(const double *)f); break;
+        case O_DOUBLE: v = dsk_json_new_double(*(const double *)f); break;
         case O_DTYPE: v = json_object_new_string(dsk_dtype_name(*(const int *)f)); break;
         default:
             if (*(const char *const *)f)

@@ -242,6 +242,21 @@ for x in rows:
     assert x["verdict"].startswith("no significant difference"), x
 assert rows[2]["higher_is_better"] is False and rows[2]["n"] > 0
 PY
+expect_exit 0 "ppl of A alone" dsk-eval ppl "$T/ck" --data "$T/ds" --json
+cp "$T/out" "$T/ppl-alone.json"
+expect_exit 0 "ab of A and the SFT model on the dataset" dsk-eval ab "$T/ck" "$T/s" "$T/ds" --json --resamples 200
+check "... A's figure is ppl's loss to the last digit (ab froze the weights for decoding first)" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+ppl, ab = json.load(open(f"{t}/ppl-alone.json")), json.load(open(f"{t}/out"))["results"][0]
+assert ab["a"] == ppl["loss"], (ab["a"], ppl["loss"])
+PY
+expect_exit 0 "ab on a single item (row)" dsk-eval ab "$T/ck" "$T/s" "$T/ds" --rows 1 --json
+check "... is no significant difference, p = 1 (the bootstrap said p < 0.001)" python3 - "$T" <<'PY'
+import json, sys
+r = json.load(open(f"{sys.argv[1]}/out"))["results"][0]
+assert r["diff"] != 0 and r["p"] == 1 and r["verdict"].startswith("no significant difference at 1 item ("), r
+PY
 expect_exit 0 "ab --rows: the dataset task reads the first N rows" dsk-eval ab "$T/ck" "$T/ck" "$T/ds" --rows 3 --json
 check "... n is 3 (--rows was ignored)" python3 -c "
 import json; r = json.load(open('$T/out')); assert r['results'][0]['n'] == 3, r"

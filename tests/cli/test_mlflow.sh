@@ -62,6 +62,22 @@ key = [k for k in ab if k.endswith("/loss/p")]
 assert key == ["ds_/loss/p"], key  # one '_' for the two bytes of the e-acute
 assert key and ab[key[0]] == 1.0 and ab[key[0][:-1] + "diff"] == 0, ab
 PY
+mkdir -p "$T/x" "$T/y" && ln -s ../ds "$T/x/ds" && ln -s ../ds "$T/y/ds"
+expect_exit 0 "ab of two tasks of one file name logged" dsk-eval ab "$T/ck" "$T/ck" "$T/x/ds" "$T/y/ds" \
+    --mlflow "$uri" --experiment dsk-cli-test --run-name ab-two --resamples 200
+check "... under their paths, not one name for both" python3 - "$T" "$uri" <<'PY'
+import json, sys, urllib.request
+t, uri = sys.argv[1], sys.argv[2]
+def call(path, body=None):
+    req = urllib.request.Request(uri + "/api/2.0/mlflow/" + path, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=30))
+exp = call("experiments/get-by-name?experiment_name=dsk-cli-test")["experiment"]["experiment_id"]
+runs = {r["info"]["run_name"]: r for r in call("runs/search", {"experiment_ids": [exp]})["runs"]}
+keys = sorted(m["key"] for m in runs["ab-two"]["data"]["metrics"] if m["key"].endswith("/loss/p"))
+assert len(keys) == 2 and keys[0].endswith("/x/ds/loss/p") and keys[1].endswith("/y/ds/loss/p"), keys
+assert not keys[0].startswith("/"), keys
+PY
 expect_exit 69 "an unreachable server" dsk-eval ppl "$T/ck" --data "$T/ds" --mlflow http://127.0.0.1:9 \
     --log "$T/log.jsonl"
 expect_err_contains "http://127.0.0.1:9" "the message names the server"

@@ -1,5 +1,5 @@
-/* The paired bootstrap of dsk-eval ab on synthetic paired data whose
- * effect is known. */
+/* dsk-eval ab's statistics on synthetic paired data whose effect is
+ * known: the paired bootstrap's interval, the randomization test's p. */
 #include "test.h"
 
 #include "core/rng.h"
@@ -119,4 +119,60 @@ TEST(binary_scores_and_identical_runs)
     CHECK(s.n == 1 && s.diff == 0);
 }
 
-RUN_TESTS(T(known_effect_is_found_and_covered), T(coverage_and_false_positive_rate), T(binary_scores_and_identical_runs))
+/* A few items: the p-value is the exact randomization test's (counted
+ * here with itertools.product over the signs, as scipy's
+ * permutation_test with permutation_type="samples" does).  The bootstrap's
+ * shifted distribution gave p < 0.001 for one item, or for items that all
+ * differ alike. */
+TEST(few_items_exact_p)
+{
+    static const double a0[10] = {0}, one[5] = {1, 1, 1, 1, 0}, d[8] = {0.3, -0.1, 0.5, 0.2, 0.4, -0.2, 0.6, 0.1};
+    double ones[10];
+    for (int i = 0; i < 10; i++)
+        ones[i] = 1;
+    dsk_ab_opts o = {10000, 0.95, 5};
+    dsk_ab_summary s = {0};
+    dsk_ab_bootstrap(a0, one, 1, &o, &s);           /* one item */
+    CHECK_NEAR(s.p, 1.0, 1e-12);
+    dsk_ab_bootstrap(a0, one, 5, &o, &s);
+    CHECK_NEAR(s.p, 4.0 / 32, 1e-12);              /* the sign test's 0.125 */
+    dsk_ab_bootstrap(a0, ones, 10, &o, &s);
+    CHECK_NEAR(s.p, 2.0 / 1024, 1e-12);
+    dsk_ab_bootstrap(a0, d, 8, &o, &s);
+    CHECK_NEAR(s.p, 22.0 / 256, 1e-12);
+    dsk_ab_bootstrap(d, d, 8, &o, &s);             /* no difference */
+    CHECK_NEAR(s.p, 1.0, 1e-12);
+    /* Past the exact limit, resampled: near the exact value. */
+    enum { N = 24 };
+    double b[N], z[N] = {0};
+    for (int i = 0; i < N; i++)
+        b[i] = i < 17 ? 1 : i < 20 ? -1 : 0;     /* 17 for B, 3 for A: exact two-sided 0.00258 */
+    o.resamples = 200000;
+    dsk_ab_bootstrap(z, b, N, &o, &s);
+    CHECK_NEAR(s.p, 0.002577, 0.0004);
+}
+
+/* The p-value is shown with the digits it takes to fall on the verdict's
+ * side of alpha. */
+TEST(p_shown_on_its_side_of_alpha)
+{
+    dsk_ab_summary s = {0};
+    s.n = 100, s.diff = 0.1, s.lo = 0, s.hi = 0.2, s.higher_better = 1;
+    static const struct { double p; const char *shown; } cases[] = {
+        {500.0 / 10001, "p = 0.049995"}, {0.04989, "p = 0.0499"}, {0.05, "p = 0.05"}, {0.0500004, "p = 0.05"},
+        {0.3, "p = 0.3"}, {0.0009, "p < 0.001"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        s.p = cases[i].p;
+        dsk_buf v = {0};
+        dsk_ab_verdict(&s, 0.95, 0.05, &v);
+        dsk_buf_addc(&v, 0);
+        CHECK(strstr(v.data, cases[i].shown) != NULL);
+        CHECK((strncmp(v.data, "B better", 8) == 0) == (cases[i].p < 0.05));
+        if (!strstr(v.data, cases[i].shown))
+            printf("# %s\n", v.data);
+        dsk_buf_free(&v);
+    }
+}
+
+RUN_TESTS(T(known_effect_is_found_and_covered), T(coverage_and_false_positive_rate), T(binary_scores_and_identical_runs),
+          T(few_items_exact_p), T(p_shown_on_its_side_of_alpha))
