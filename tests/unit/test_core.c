@@ -158,6 +158,28 @@ static char *parse_text(const char *json)
     return s;
 }
 
+/* Doubles in the fewest digits that read back, and still doubles. */
+TEST(json_doubles_are_written_short)
+{
+    static const struct { double v; const char *text; } cases[] = {
+        {0.95, "0.95"}, {1.0, "1.0"}, {-0.0, "-0.0"}, {0.1 + 0.2, "0.30000000000000004"}, {1e-7, "1e-07"},
+        {1e300, "1e+300"}, {2.8573895665420883, "2.8573895665420883"}, {123456789.0, "123456789.0"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct json_object *o = dsk_json_new_double(cases[i].v);
+        dsk_buf b = {0};
+        dsk_json_append(o, &b);
+        dsk_buf_addc(&b, 0);
+        CHECK_STR(b.data, cases[i].text);
+        CHECK(json_object_get_double(o) == cases[i].v);
+        char msg[64];
+        struct json_object *back = dsk_json_parse(b.data, strlen(b.data), msg, sizeof msg);
+        CHECK(back && json_object_is_type(back, json_type_double) && json_object_get_double(back) == cases[i].v);
+        json_object_put(back);
+        json_object_put(o);
+        dsk_buf_free(&b);
+    }
+}
+
 TEST(json_surrogate_pairs_decode)
 {
     /* U+2D847 (CJK Extension C): json-c 0.16 alone gives U+FFFD */
@@ -438,5 +460,5 @@ TEST(fault_region_catches_segv_and_bus)
     unlink(path);
 }
 
-RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_surrogate_pairs_decode), T(json_lossy_escapes_are_found), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(json_raw_control_characters_in_strings_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
+RUN_TESTS(T(fault_outside_a_region_reaches_the_earlier_action), T(fault_region_catches_segv_and_bus), T(json_doubles_are_written_short), T(json_surrogate_pairs_decode), T(json_lossy_escapes_are_found), T(json_errors_name_the_column), T(json_scalars_at_the_end), T(json_numbers_pass_unchanged_or_are_refused), T(json_raw_control_characters_in_strings_are_refused), T(ordered_pipeline_keeps_order), T(ordered_pipeline_stops_on_commit_error), T(outfile_commit_and_abort),
           T(u64map_upsert_find_grow), T(tokens_widen_and_narrow), T(rng_normal_fill_is_the_sequential_stream))
