@@ -11,7 +11,7 @@ const char *dsk_kind_name(int kind)
 const char *dsk_pack_mode_name(int kind, int mode)
 {
     if (kind == DSK_KIND_SFT)
-        return "conversation";
+        return mode == DSK_PACK_BESTFIT ? "bestfit" : "conversation";
     if (kind == DSK_KIND_DPO)
         return "pair";
     return mode == DSK_PACK_BESTFIT ? "bestfit" : "concat";
@@ -29,6 +29,7 @@ typedef struct split_state {
     dsk_row row;           /* the row being filled (concat), or being built */
     uint32_t fill;
     uint32_t *arena;       /* bestfit: buffered segment tokens */
+    uint8_t *mask_arena;   /* bestfit of chat records: their masks, beside the tokens */
     uint64_t arena_len, arena_cap;
     piece *pieces;
     size_t n_pieces, cap_pieces;
@@ -68,6 +69,7 @@ void dsk_packer_free(dsk_packer *p)
     for (int s = 0; s < DSK_SPLITS; s++) {
         dsk_row_free(&p->s[s].row);
         free(p->s[s].arena);
+        free(p->s[s].mask_arena);
         free(p->s[s].pieces);
     }
     free(p->order), free(p->stack_next), free(p->stack_head), free(p->bin_room), free(p->nonempty);
@@ -251,25 +253,28 @@ static int bestfit_flush(dsk_packer *p, int split, dsk_err *err)
         start[b + 1] += start[b];
     for (size_t k = 0; k < n; k++)
         grouped[start[s->pieces[p->order[k]].bin]++] = p->order[k];
-    int rc = 0;
+    int rc = 0, chat = p->kind == DSK_KIND_SFT;
     size_t k = 0;
     for (uint32_t b = 0; b < bins && !rc; b++) {
         dsk_row *r = &s->row;
         r->n_boundaries = 0;
-        r->flags = DSK_ROW_BOUNDARIES;
+        r->flags = chat ? DSK_ROW_BOUNDARIES | DSK_ROW_MASK : DSK_ROW_BOUNDARIES;
         uint32_t fill = 0;
         int ended = 0;
         for (; k < start[b]; k++) {
             const piece *pc = &s->pieces[grouped[k]];
             r->boundaries[r->n_boundaries++] = fill;
             memcpy(r->tokens + fill, s->arena + pc->off, (size_t)pc->len * sizeof *r->tokens);
-            memset(r->mask + fill, 1, pc->len);
+            if (chat)   /* the record's own mask: its assistant turns */
+                memcpy(r->mask + fill, s->mask_arena + pc->off, pc->len);
+            else
+                memset(r->mask + fill, 1, pc->len);
             if (!pc->starts_doc && fill > 0) {  /* the middle of a document is not predicted from another */
                 r->mask[fill] = 0;
                 r->flags |= DSK_ROW_MASK;
             }
             fill += pc->len;
-            ended = pc->ends_doc;
+            ended = pc->ends_doc && !chat;   /* a conversation's end token is in it, and not a target */
         }
         pad_row(p, s, fill, L, ended);
         r->n_tokens = L;
@@ -311,6 +316,24 @@ static int bestfit_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err
 
 /* ---- conversations and preference pairs ------------------------------------------ */
 
+/* bestfit: the conversation, cropped to a row, buffered with its mask as
+ * one piece, placed like a plain document's (none is cut). */
+static int sft_bestfit_add(dsk_packer *p, int split, const dskt_record *rec, uint32_t n, dsk_err *err)
+{
+    split_state *s = &p->s[split];
+    if (s->arena_len + n > s->arena_cap) {
+        s->arena_cap = s->arena_len + n > 2 * s->arena_cap ? s->arena_len + n : 2 * s->arena_cap;
+        s->arena = dsk_xrealloc(s->arena, s->arena_cap * sizeof *s->arena);
+        s->mask_arena = dsk_xrealloc(s->mask_arena, s->arena_cap);
+    }
+    uint64_t off = s->arena_len;
+    memcpy(s->arena + off, rec->tokens, (size_t)n * sizeof *s->arena);
+    memcpy(s->mask_arena + off, rec->mask, n);
+    s->arena_len += n;
+    add_piece(s, off, n, 1, 1);
+    return s->arena_len >= p->o.window_tokens ? bestfit_flush(p, split, err) : 0;
+}
+
 static int sft_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err *err)
 {
     split_state *s = &p->s[split];
@@ -322,6 +345,8 @@ static int sft_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err *er
         s->st.cropped += rec->n_tokens - L;
         s->st.cut_documents++;
     }
+    if (p->o.mode == DSK_PACK_BESTFIT)
+        return sft_bestfit_add(p, split, rec, n, err);
     memcpy(r->tokens, rec->tokens, (size_t)n * sizeof *r->tokens);
     memcpy(r->mask, rec->mask, n);
     r->flags = DSK_ROW_MASK | DSK_ROW_BOUNDARIES;
@@ -392,6 +417,9 @@ int dsk_packer_add(dsk_packer *p, const dskt_record *rec, dsk_err *err)
     s->st.document_tokens += rec->n_tokens;
     if (kind == DSK_KIND_SFT)
         return sft_add(p, split, rec, err);
+    if (kind == DSK_KIND_DPO && p->o.mode == DSK_PACK_BESTFIT)
+        return dsk_fail(err, EX_DATAERR, "preference pairs are packed a pair a row: --pack bestfit is for plain "
+                        "documents and chat records");
     if (kind == DSK_KIND_DPO)
         return dpo_add(p, split, rec, err);
     return p->o.mode == DSK_PACK_BESTFIT ? bestfit_add(p, split, rec, err) : concat_add(p, split, rec, err);

@@ -17,7 +17,8 @@
  *            decreasing into rows within a window of buffered tokens, so
  *            no document is cut except those longer than a row.
  * Chat records (SFT) are one conversation per row, cropped to row_len and
- * padded; their mask comes from the record.  Preference records (DPO) are
+ * padded, or with bestfit placed whole (cropped alike) as bestfit places
+ * segments, several to a row; their mask comes from the record.  Preference records (DPO) are
  * one row of 2 * row_len tokens: prompt + chosen, then prompt + rejected,
  * each cropped (the prompt from the left, keeping at least half a row for
  * the answer) and padded; the mask is 1 on the answers.
@@ -41,7 +42,8 @@ const char *dsk_kind_name(int kind);                    /* pretrain, sft, dpo */
 const char *dsk_pack_mode_name(int kind, int mode);     /* concat, bestfit, conversation, pair */
 
 typedef struct dsk_pack_opts {
-    int mode;               /* DSK_PACK_CONCAT or DSK_PACK_BESTFIT (plain documents) */
+    int mode;               /* DSK_PACK_CONCAT or DSK_PACK_BESTFIT (plain documents; chat records: one a
+                               row, or bestfit) */
     uint32_t row_len;       /* seq_len + 1 */
     uint32_t eot;           /* the separator and padding token */
     int crop_long;          /* bestfit: crop documents longer than a row instead of cutting them */

@@ -112,7 +112,7 @@ check "chat records pass through the quality filters" grep -q '"content":"Hello!
 check "chat content is cleaned" grep -q '"content":"Hi there"' "$T/out"
 echo '{"messages":[{"role":"bot","content":"Hello there."}]}' > "$T/bot.jsonl"
 expect_exit 65 "a chat role dsk-bpe would refuse" dsk-clean -q --filters none "$T/bot.jsonl"
-expect_err_contains "system, user, assistant or tool" "the roles are named"
+expect_err_contains "system, developer, user, assistant or tool" "the roles are named"
 # Tool use as dsk-docs(5) writes it (and dsk-bpe reads it): tools, an
 # assistant's tool_calls with null content, a tool message.
 cat > "$T/tool.jsonl" <<'EOF'

@@ -112,6 +112,18 @@ before, after = json.load(open(f"{t}/ppl-before")), json.load(open(f"{t}/out"))
 assert before["tokens"] == after["tokens"] == 64, (before, after)   # the word and <|end|>
 assert after["loss"] < before["loss"] - 1, (before, after)
 PY
+expect_exit 0 "ppl of the SFT model on the whole split, one conversation a row" dsk-eval ppl "$T/s" --data "$T/sft" \
+    --split train --json
+cp "$T/out" "$T/ppl-one"
+dsk-pack -q -t "$T/tok.json" -o "$T/sftbf" --seq-len 32 --pack bestfit "$T/chat.dskt"
+expect_exit 0 "... and packed several a row (--pack bestfit)" dsk-eval ppl "$T/s" --data "$T/sftbf" --split train --json
+check "... the same loss: each conversation is positioned and attended to alone in its row" python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+one, packed = json.load(open(f"{t}/ppl-one")), json.load(open(f"{t}/out"))
+assert one["tokens"] == packed["tokens"] and packed["rows"] < one["rows"] / 2, (one, packed)
+assert abs(one["loss"] - packed["loss"]) < 1e-5 * one["loss"], (one, packed)
+PY
 printf '{"prompt": "say cat"}\n' > "$T/bad.jsonl"
 expect_exit 65 "an item without answer or regex" dsk-eval gen "$T/s" "$T/bad.jsonl"
 expect_err_contains "bad.jsonl:1" "the message names the file and line"

@@ -139,6 +139,38 @@ check "SFT: the mask trains the answer only" python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
 sys.exit(not (0 < sum(r["mask"]) < 20 and r["mask"][0] == 0))' "$T/sftrow.json"
+expect_exit 0 "pack SFT bestfit" dsk-pack -t "$T/tok.json" -o "$T/sftbf" --seq-len 128 --pack bestfit "$T/chat.dskt"
+expect_err_contains "sft, bestfit packing" "... the summary names the mode"
+expect_exit 0 "verify SFT bestfit" dsk-pack verify "$T/sftbf"
+dsk-pack -q -t "$T/tok.json" -o "$T/sft128" --seq-len 128 "$T/chat.dskt"
+dsk-pack cat "$T/sft128" --json > "$T/sft-rows.json"
+dsk-pack cat "$T/sftbf" --json > "$T/sftbf-rows.json"
+check "SFT bestfit: the same conversations and masks in fewer rows, each whole, a boundary at each" \
+    python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+eot = json.load(open(f"{t}/sft/MANIFEST"))["eot_id"]
+def conversations(path):
+    """The rows' segments between boundaries; a segment of eot alone is
+    the padding (a conversation starts with a role token), and last."""
+    out = []
+    for line in open(path):
+        r = json.loads(line)
+        cut = r["boundaries"] + [len(r["tokens"])]
+        for i in range(len(cut) - 1):
+            tok, mask = r["tokens"][cut[i]:cut[i + 1]], r["mask"][cut[i]:cut[i + 1]]
+            if all(x == eot for x in tok):
+                assert i == len(cut) - 2 and not any(mask), r
+            else:
+                out.append((tuple(tok), tuple(mask)))
+    return out
+one = conversations(f"{t}/sft-rows.json")
+packed = conversations(f"{t}/sftbf-rows.json")
+assert sorted(one) == sorted(packed) and len(one) == 40, (len(one), len(packed))
+m = json.load(open(f"{t}/sftbf/MANIFEST"))
+assert m["pack"] == "bestfit" and m["kind"] == "sft" and m["rows"]["train"] <= 12, m
+assert m["stats"]["train"]["documents"] == 40 and m["stats"]["train"]["cut_documents"] == 0, m
+PY
 expect_exit 0 "pack DPO" dsk-pack -q -t "$T/tok.json" -o "$T/dpo" --seq-len 32 "$T/pref.dskt"
 check "DPO: rows of two halves" test "$(json_get "$T/dpo/MANIFEST" '["row_tokens"]')" -eq 66
 dsk-pack cat "$T/dpo" --decode --count 1 > "$T/pair.json"
@@ -201,6 +233,10 @@ dsk-bpe encode -t "$T/tok2.json" -o "$T/other.dskt" "$T/docs.jsonl"
 expect_exit 65 "streams from another tokenizer" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt" "$T/other.dskt"
 expect_err_contains "refusing to mix" "fingerprint mismatch is explained"
 check "mixed tokenizers: no output" no_output "$T/x"
+expect_exit 65 "preference pairs with --pack bestfit" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 --pack bestfit \
+    "$T/pref.dskt"
+expect_err_contains "preference pairs are packed a pair a row" "... says why"
+check "... and leaves nothing" no_output "$T/x"
 expect_exit 65 "plain and chat records together" dsk-pack -t "$T/tok.json" -o "$T/x" --seq-len 64 "$T/docs.dskt" "$T/chat.dskt"
 expect_err_contains "separate datasets" "kind mixing is explained"
 check "mixed kinds: no output" no_output "$T/x"
