@@ -15,6 +15,7 @@
 #include "text/utf8.h"
 #include "train/checkpoint.h"
 #include "train/train_run.h"
+#include "train/run_dir.h"
 
 static const char usage[] =
     "Usage: dsk-train --data DIR --out CKPT_DIR (--steps N | --tokens N | --epochs X) [OPTION]...\n"
@@ -340,7 +341,7 @@ int main(int argc, char **argv)
     dsk_err err = {0};
     if (o.resume) {
         /* What the run was started with, then this command line over it. */
-        char *dir = dsk_checkpoint_resolve(o.out, &err);
+        char *dir = dsk_run_dir_resume_from(o.out, 1, &err);   /* (the run says which, later) */
         dsk_train_state st;
         if (!dir || dsk_checkpoint_load_state(dir, &st, &err))
             dsk_die_err(&err);

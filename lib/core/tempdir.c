@@ -184,7 +184,16 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *repla
         free(path);
         return rc;
     }
-    if (mkdir(d->tmp_path, 0777) != 0) {
+    int made = mkdir(d->tmp_path, 0777) == 0;
+    struct stat left;
+    if (!made && errno == EEXIST && lstat(d->tmp_path, &left) == 0 && S_ISDIR(left.st_mode)) {
+        /* Left by a process of our own PID that was killed: stale (a
+         * container's PIDs start again from 1), so it goes, as
+         * dsk-checkpoint(5) says such temporaries may. */
+        dsk_remove_flat_dir(d->tmp_path);
+        made = mkdir(d->tmp_path, 0777) == 0;
+    }
+    if (!made) {
         int e = errno;
         atomic_store(&temp_dirs[d->slot], NULL);
         rc = dsk_fail(err, EX_CANTCREAT, "%s: cannot create: %s", d->tmp_path, strerror(e));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "train/checkpoint.h"
 
 /* "step-" and digits only: the temporaries ("step-N.tmp.PID") are not steps. */
 static int step_of(const char *name, long *step)
@@ -59,6 +60,18 @@ long *dsk_run_dir_steps(const char *out, size_t *n)
     return steps;
 }
 
+/* OUT is a checkpoint's step directory (or latest): it has config.json. */
+static int is_step_dir(const char *out, dsk_err *err)
+{
+    struct stat sb;
+    char *cfg = dsk_path_join(out, "config.json");
+    int step_dir = stat(cfg, &sb) == 0;
+    free(cfg);
+    return step_dir ? dsk_fail(err, EX_CANTCREAT, "%s is a checkpoint (a step directory, or latest): --out names "
+                               "the run's directory, the one that holds latest and the step directories", out)
+                    : 0;
+}
+
 int dsk_run_dir_check(const char *out, long resumed_step, dsk_err *err)
 {
     struct stat sb;
@@ -66,6 +79,8 @@ int dsk_run_dir_check(const char *out, long resumed_step, dsk_err *err)
         return errno == ENOENT ? 0 : dsk_fail(err, EX_CANTCREAT, "%s: %s", out, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
         return dsk_fail(err, EX_CANTCREAT, "%s: not a directory: --out names the run's directory", out);
+    if (is_step_dir(out, err))
+        return err->code;
     size_t n;
     long *steps = dsk_run_dir_steps(out, &n);
     char *latest = dsk_path_join(out, "latest");
@@ -77,11 +92,55 @@ int dsk_run_dir_check(const char *out, long resumed_step, dsk_err *err)
                       out);
     else if (resumed_step >= 0 && n && steps[n - 1] > resumed_step)
         rc = dsk_fail(err, EX_CANTCREAT,
-                      "%s/step-%08ld is past the step resumed from (%ld): it belongs to a later state of the run, "
-                      "and this run would mix its checkpoints with it; move the later steps away first",
-                      out, steps[n - 1], resumed_step);
+                      "%s/step-%08ld is past the step resumed from (%ld), which latest names, and this run would mix "
+                      "its checkpoints with it: if a run stopped while saving it, point latest at it (ln -sfn "
+                      "step-%08ld %s/latest); if latest was moved back from it, move the later steps away",
+                      out, steps[n - 1], resumed_step, steps[n - 1], out);
     free(steps);
     return rc;
+}
+
+char *dsk_run_dir_resume_from(const char *out, int quiet, dsk_err *err)
+{
+    if (is_step_dir(out, err))
+        return NULL;
+    struct stat sb;
+    char *latest = dsk_path_join(out, "latest");
+    int latest_dir = lstat(latest, &sb) == 0 && S_ISDIR(sb.st_mode);
+    free(latest);
+    if (latest_dir) {
+        dsk_fail(err, EX_CANTCREAT, "%s/latest is a directory, not a link to a step directory (a copied run?): "
+                 "the run could not move it on at its next save; make it the step directory it is, and latest a "
+                 "link to it (mv %s/latest %s/step-N && ln -s step-N %s/latest, N its state.json's step in 8 digits)",
+                 out, out, out, out);
+        return NULL;
+    }
+    dsk_err resolve_err = {0};
+    char *from = dsk_checkpoint_resolve(out, &resolve_err);
+    size_t n;
+    long *steps = dsk_run_dir_steps(out, &n);
+    if (!from && n) {
+        /* No latest yet (or it names nothing): a run stopped between
+         * committing its first step directory and making latest, which
+         * the next save makes.  A latest that names a step is kept to,
+         * even with newer steps beside it (dsk_run_dir_check). */
+        char name[32];
+        snprintf(name, sizeof name, "step-%08ld", steps[n - 1]);
+        char *newer = dsk_path_join(out, name), *cfg = dsk_path_join(newer, "config.json");
+        if (stat(cfg, &sb) == 0) {
+            if (!quiet)
+                fprintf(stderr, "dsk-train: %s has no latest to go on from; going on from %s, its newest step\n", out,
+                        name);
+            from = newer;
+        } else {
+            free(newer);
+        }
+        free(cfg);
+    }
+    free(steps);
+    if (!from)
+        *err = resolve_err;
+    return from;
 }
 
 int dsk_run_lock_take(dsk_run_lock *l, const char *out, dsk_err *err)

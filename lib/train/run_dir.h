@@ -19,8 +19,20 @@
  * is missing. */
 long *dsk_run_dir_steps(const char *out, size_t *n);
 
-/* The checks above; resumed_step < 0 for a new run.  EX_CANTCREAT. */
+/* The checks above; resumed_step < 0 for a new run.  EX_CANTCREAT, also
+ * when OUT is itself a checkpoint (a step directory, or latest): a run
+ * written there would nest in it. */
 int dsk_run_dir_check(const char *out, long resumed_step, dsk_err *err);
+
+/* The step directory --resume -o OUT goes on from, for the caller to
+ * free: the one latest names, or when there is no latest (a run stopped
+ * between committing its first step directory and making latest) the
+ * newest step directory, which was renamed into place whole; the next
+ * save makes latest.  NULL and EX_CANTCREAT when OUT is itself a
+ * checkpoint or its latest is a directory, not a link (a copied run: the
+ * next save could not move it); EX_NOINPUT when OUT holds no
+ * checkpoint. */
+char *dsk_run_dir_resume_from(const char *out, int quiet, dsk_err *err);
 
 typedef struct dsk_run_lock {
     int fd;        /* OUT opened and flock()ed; -1 when not held */

@@ -637,7 +637,7 @@ static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
     int rc;
     const char *from = o->resume ? o->out : o->stage != DSK_STAGE_PRETRAIN ? o->init : NULL;
     if (from) {
-        *resume_dir = dsk_checkpoint_resolve(from, err);
+        *resume_dir = o->resume ? dsk_run_dir_resume_from(from, r->quiet, err) : dsk_checkpoint_resolve(from, err);
         if (!*resume_dir)
             return err->code;
         char *path = dsk_path_join(*resume_dir, "config.json");

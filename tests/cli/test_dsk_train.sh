@@ -228,12 +228,32 @@ import json; n = [json.loads(l.decode('utf-8')) for l in open('$T/samples.jsonl'
 assert sum('sample' in x for x in n) == 6, n"
 expect_exit 73 "--resume with later step directories there" dsk-train --resume --out "$T/back" --steps 30 --keep 1 -q
 expect_err_contains "step-00000040 is past the step resumed from (20)" "the message names the later step"
+expect_err_contains "ln -sfn step-00000040 $T/back/latest" "... and how to go on from it, if a run stopped saving it"
 check "nothing was removed" test -d "$T/back/step-00000020" -a -d "$T/back/step-00000040"
 rm -rf "$T/back/step-00000040" && ln -sfn step-00000020 "$T/back/latest"
 expect_exit 0 "--resume from there once they are moved away" \
     dsk-train --resume --out "$T/back" --steps 22 --save-every 1 --keep 1 -q
 check "--keep 1 keeps the last step, which latest points at" \
     test "$(ls "$T/back" | grep -c '^step-')" -eq 1 -a -s "$T/back/latest/model.safetensors"
+# A run stopped between committing its first step directory and making latest: --resume goes on from that
+# step (it said "not a checkpoint", and a new run "holds a run already").
+mkdir "$T/nolatest" && cp -r "$T/a/step-00000020" "$T/nolatest/"
+expect_exit 0 "--resume of a run with a step directory and no latest" dsk-train --resume --out "$T/nolatest" --steps 22
+expect_err_contains "going on from step-00000020" "... says where it went on from"
+check "... and its save made latest" test "$(readlink "$T/nolatest/latest")" = step-00000022
+# A temporary of our own PID, left by a killed process (a container's PIDs start again from 1), is stale.
+expect_exit 0 "a stale temporary of this process's PID is replaced" bash -c \
+    "mkdir '$T/nolatest/step-00000024.tmp.'\$\$ && exec dsk-train --resume --out '$T/nolatest' --steps 24 -q"
+check "... and nothing is left of it" test "$(ls "$T/nolatest" | grep -c tmp)" -eq 0
+# --out a checkpoint: a run would nest inside it.
+expect_exit 73 "--resume --out a run's latest" dsk-train --resume --out "$T/a/latest" --steps 50 -q
+expect_err_contains "is a checkpoint (a step directory, or latest)" "... --out names the run's directory"
+expect_exit 73 "a new run into a step directory" dsk-train "${common[@]}" --steps 2 --out "$T/a/step-00000020" -q
+check "... nothing written there" test "$(ls "$T/a/step-00000020" | wc -l)" -eq 5
+# A copied run whose latest is a directory: found before training, not at the first save.
+cp -rL "$T/a" "$T/copied"
+expect_exit 73 "--resume of a copy whose latest is a directory" dsk-train --resume --out "$T/copied" --steps 50 -q
+expect_err_contains "latest is a directory, not a link" "... says what to do"
 # Two runs never write into one directory at once.
 dsk-train "${common[@]}" --steps 100000 --save-every 1 --keep 0 --eval-every 0 --out "$T/busy" -q 2>/dev/null &
 busy=$!
