@@ -133,7 +133,10 @@ static void check_gguf_target(const char *path, const char *ckpt_dir, int force)
     }
     if (S_ISDIR(st.st_mode))
         dsk_die(EX_CANTCREAT, "%s is a directory", path);
-    char *copy = dsk_xstrdup(path);
+    /* The file the export would replace: a link's target, followed as
+     * the output follows it (a link there is kept, the file replaced). */
+    char *target = realpath(path, NULL);
+    char *copy = target ? target : dsk_xstrdup(path);
     char *parent = realpath(dirname(copy), NULL), *own = realpath(ckpt_dir, NULL);
     int inside = parent && own && strcmp(parent, own) == 0;
     free(parent), free(own), free(copy);
@@ -218,6 +221,8 @@ int main(int argc, char **argv)
         if (o.method >= 0)
             dsk_usage_error("--gguf exports the checkpoint as it is; it takes no --method");
         check_scope(given, FOR_GGUF, "--gguf (it exports the checkpoint as it is)");
+        if (!*gguf)
+            dsk_usage_error("--gguf: an empty file name");
         int type = dsk_ggml_type_from_name(gguf_type);
         if (type < 0)
             dsk_usage_error("--gguf-type '%s': expected f32, f16, q8_0, q4_0 or q4_k", gguf_type);

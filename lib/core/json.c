@@ -1,5 +1,6 @@
 #include "core/json.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,8 @@ void dsk_json_append(struct json_object *o, dsk_buf *out)
 
 struct json_object *dsk_json_new_double(double v)
 {
+    if (!isfinite(v))
+        return NULL;   /* JSON has no NaN or infinity */
     char s[40];
     for (int digits = 15; digits <= 17; digits++) {
         snprintf(s, sizeof s - 2, "%.*g", digits, v);

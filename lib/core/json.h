@@ -23,8 +23,9 @@ int dsk_json_has_lossy_escape(const char *s, size_t n);
 /* Appends the compact serialization of o (no slash escaping). */
 void dsk_json_append(struct json_object *o, dsk_buf *out);
 
-/* A JSON number for the finite double v, written in the fewest digits
- * (15 to 17) that read back as v: 0.95, not json-c's 0.94999999999999996. */
+/* A JSON number for the double v, written in the fewest digits (15 to
+ * 17) that read back as v: 0.95, not json-c's 0.94999999999999996; JSON
+ * null (NULL) for NaN and infinities, which json-c would write as -nan. */
 struct json_object *dsk_json_new_double(double v);
 
 /* The string value of key in obj, or NULL if absent or not a string. */

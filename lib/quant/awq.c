@@ -23,6 +23,15 @@ static void scaled_rtn(const float *W, int rows, int cols, const float *s, int g
     free(Ws);
 }
 
+/* Whether trial error e beats best: a NaN (a scale past fp16, say) never
+ * does, and any number beats a NaN.  The first trial is always taken, so
+ * that every output is written even when every error is NaN (the int4
+ * packing then refuses the layer, naming it, as for RTN). */
+static int better(int first, double e, double best)
+{
+    return first || (!isnan(e) && (isnan(best) || e < best));
+}
+
 double dsk_awq_search(float *const *W, const int *rows, int n, int cols, const double *H, const double *absmean,
                       int group, int sym, int grid, float *s)
 {
@@ -50,7 +59,7 @@ double dsk_awq_search(float *const *W, const int *rows, int n, int cols, const d
             scaled_rtn(W[k], rows[k], cols, trial, group, sym, Wq);
             e += dsk_quant_output_sq_error(W[k], Wq, rows[k], cols, H);
         }
-        if (e < best) {
+        if (better(g == 0, e, best)) {
             best = e;
             best_alpha = alpha;
             memcpy(s, trial, (size_t)cols * sizeof *s);
@@ -89,7 +98,7 @@ void dsk_awq_quantize_clipped(const float *W, const double *H, int sym, int grid
                         t += h[b] * e[b];
                     err += e[a] * t;
                 }
-                if (err < best) {
+                if (better(r == 0, err, best)) {
                     best = err;
                     q->scales[at] = scale;
                     q->zeros[at] = zero;

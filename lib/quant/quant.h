@@ -40,9 +40,10 @@ void dsk_qmat_dequantize(const dsk_qmat *q, float *W);
 void dsk_quant_params(const float *w, long stride, int n, int sym, float *scale, uint8_t *zero);
 /* The same over the range shrunk by ratio (AWQ's clipping search). */
 void dsk_quant_params_clip(const float *w, long stride, int n, int sym, float ratio, float *scale, uint8_t *zero);
-/* The range shrunk by the ratio of 1, 0.99, ... 0.80 whose quantization
+/* The range shrunk by the ratio of 1, 0.99, ... 0.21 whose quantization
  * gives the group the smallest squared error: the search of the GPTQ
- * reference's quantizer (mse=True: a grid of 100, shrinking to 0.8),
+ * reference's quantizer (mse=True: a grid of 100, maxshrink 0.8, i.e.
+ * shrinking by up to 80%),
  * with the squared error for its norm 2.4.  Ratio 1 is dsk_quant_params,
  * so the error is never larger; a group with an outlier trades it for
  * finer steps everywhere else. */

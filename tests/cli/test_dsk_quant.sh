@@ -273,14 +273,20 @@ expect_exit 73 "--gguf onto the checkpoint's own weights, even with --force" \
     dsk-quant --gguf "$T/glob/latest/model.safetensors" --force "$T/glob"
 expect_err_contains "is a file of the checkpoint being exported" "... says why"
 check "... which are left as they were" cmp -s "$T/glob-weights" "$T/glob/latest/model.safetensors"
+mkdir -p "$T/elsewhere" && ln -sf ../glob/latest/model.safetensors "$T/elsewhere/w.gguf"
+expect_exit 73 "--gguf onto a link elsewhere to the checkpoint's weights, with --force" \
+    dsk-quant --gguf "$T/elsewhere/w.gguf" --force "$T/glob"
+check "... which are left as they were (the link was followed and the weights replaced)" \
+    cmp -s "$T/glob-weights" "$T/glob/latest/model.safetensors"
+expect_exit 64 "--gguf ''" dsk-quant --gguf "" "$T/glob"
 expect_exit 73 "--gguf onto a directory" dsk-quant --gguf "$T/glob" --force "$T/glob"
 cp -rL "$T/glob/latest" "$T/big"
-# set_first_weight FILE VALUE: the first weight of layer 1's up_proj
+# set_first_weight FILE VALUE [TENSOR]: the first weight of TENSOR, by default layer 1's up_proj
 set_first_weight() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-model.layers.1.mlp.up_proj.weight}" <<'PY'
 import json, struct, sys
 f = open(sys.argv[1], "r+b"); n = struct.unpack("<Q", f.read(8))[0]; head = json.loads(f.read(n))
-a, b = head["model.layers.1.mlp.up_proj.weight"]["data_offsets"]
+a, b = head[sys.argv[3]]["data_offsets"]
 f.seek(8 + n + a); f.write(struct.pack("<f", float(sys.argv[2])))
 PY
 }
@@ -296,6 +302,20 @@ expect_exit 65 "GGUF q4_0 of a weight its scale cannot reach is refused (it was 
     dsk-quant --gguf "$T/big4.gguf" --gguf-type q4_0 "$T/big"
 expect_exit 65 "int4 of a weight whose scale does not fit fp16" dsk-quant -m rtn -g 32 -q "$T/big" -o "$T/big-q"
 expect_err_contains "model.layers.1.mlp.up_proj.weight: int4 pack: scale" "the message names the tensor"
+cp -rL "$T/big" "$T/huge" && set_first_weight "$T/huge/model.safetensors" 1e30
+expect_exit 65 "... by AWQ too, every trial's error NaN" dsk-quant -m awq -g 32 -q -j 1 "$T/huge" -o "$T/big-q" \
+    --calib "$T/ds" --calib-rows 4
+expect_err_contains "model.layers.1.mlp.up_proj.weight: int4 pack: scale" \
+    "... names that tensor (it read memory never written, and named another)"
+cp -rL "$T/glob/latest" "$T/big-down"
+set_first_weight "$T/big-down/model.safetensors" 1e6 model.layers.0.mlp.down_proj.weight
+expect_exit 0 "AWQ where only plain rounding overflows fp16" dsk-quant -m awq -g 32 -q -j 1 --json "$T/big-down" \
+    -o "$T/big-down-q" --calib "$T/ds" --calib-rows 4
+check "... its report is JSON (it wrote -nan), the RTN figure null" python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1])); q = json.load(open(sys.argv[2]))
+assert r['mean_rtn_error'] is None, r
+assert any(l['rtn_error'] is None for l in q['layers']), q" "$T/out" "$T/big-down-q/quant.json"
 expect_exit 64 "an option the method does not use: --act-order with rtn" dsk-quant -m rtn --act-order "$T/ck" -o "$T/q"
 expect_err_contains "--act-order does not apply to --method rtn" "the message names the option and the method"
 expect_exit 64 "--grid with gptq" dsk-quant -m gptq --grid 3 --calib "$T/ds" "$T/ck" -o "$T/q"
