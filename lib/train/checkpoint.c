@@ -51,6 +51,7 @@ static void state_json(const dsk_train_state *st, const dsk_optimizer *opt, dsk_
     json_object_object_add(o, "step", json_object_new_int64(st->step));
     json_object_object_add(o, "tokens", json_object_new_int64((int64_t)st->tokens));
     json_object_object_add(o, "skipped_steps", json_object_new_int64(st->skipped));
+    json_object_object_add(o, "bad_steps_in_row", json_object_new_int64(st->bad_in_row));
     json_object_object_add(o, "seed", json_object_new_int64((int64_t)st->seed));
     struct json_object *cur = json_object_new_object();
     json_object_object_add(cur, "epoch", json_object_new_int64((int64_t)st->cursor.epoch));
@@ -431,6 +432,10 @@ int dsk_train_state_parse(dsk_train_state *st, const char *text, size_t len, con
         if (json_object_object_get_ex(o, "loss_scale_good_steps", &x) && json_object_is_type(x, json_type_int) &&
             json_object_get_int64(x) >= 0)
             st->loss_scale_good = (long)json_object_get_int64(x);
+        /* Optional (older checkpoints: 0), at most the steps skipped. */
+        if (json_object_object_get_ex(o, "bad_steps_in_row", &x) && json_object_is_type(x, json_type_int) &&
+            json_object_get_int64(x) >= 0 && json_object_get_int64(x) <= skipped)
+            st->bad_in_row = (long)json_object_get_int64(x);
         if (json_object_object_get_ex(o, "stage", &x) && json_object_is_type(x, json_type_string))
             snprintf(st->stage, sizeof st->stage, "%s", json_object_get_string(x));
         if (json_object_object_get_ex(o, "tokenizer_fingerprint", &x) && json_object_is_type(x, json_type_string))

@@ -27,6 +27,7 @@ typedef struct dsk_train_state {
     dsk_rng rng;
     uint64_t seed;
     long skipped;                  /* non-finite steps skipped so far */
+    long bad_in_row;               /* of them, the last ones in a row (--max-bad-steps counts them) */
     double loss_scale;             /* the loss scale now (lib/train/loss_scale.h); 0 read as 1 */
     long loss_scale_good;          /* fp16: good steps in a row toward the next doubling */
     char stage[16];

@@ -947,7 +947,8 @@ static int train(run *r)
 {
     const dsk_train_opts *o = r->o;
     dsk_err *err = r->err;
-    int rc = 0, bad_in_row = 0;
+    int rc = 0;
+    long bad_in_row = r->st.bad_in_row;   /* (saved: a resumed run counts on) */
     double t_start = dsk_now(), t_window = t_start;
     uint64_t tokens_window = 0, tokens_run = 0;
     double loss_window = 0;
@@ -1062,6 +1063,9 @@ static int train(run *r)
             bad_in_row += scaler == DSK_LS_BAD;
         } else if (!empty) {
             bad_in_row = 0;
+        }
+        r->st.bad_in_row = bad_in_row;
+        if (!rep.skipped && !empty) {
             loss_window += loss;
             n_window++;
         }
@@ -1088,14 +1092,14 @@ static int train(run *r)
             else if (r->rank == 0)
                 dsk_warn("step %ld: non-finite %s (%g%s); step skipped (%d in a row)", r->st.step,
                          isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? rep.grad_norm : loss,
-                         r->ls.dynamic && isfinite(loss) ? ", loss scale below 1" : "", bad_in_row);
+                         r->ls.dynamic && isfinite(loss) ? ", loss scale below 1" : "", (int)bad_in_row);
             if (bad_in_row >= o->max_bad_steps && (o->resume || r->saved_step >= 0))
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
-                                "(the last checkpoint in %s is intact; lower --lr or check the data)", bad_in_row,
+                                "(the last checkpoint in %s is intact; lower --lr or check the data)", (int)bad_in_row,
                                 o->out);
             if (bad_in_row >= o->max_bad_steps)
                 return dsk_fail(err, EX_SOFTWARE, "%d steps in a row had a non-finite loss or gradient; stopping "
-                                "(no checkpoint saved; lower --lr or check the data)", bad_in_row);
+                                "(no checkpoint saved; lower --lr or check the data)", (int)bad_in_row);
         }
         tokens_run += step_tokens;
         progress_line(r, loss, (double)tokens_run / fmax(1e-9, now - t_start), now - t_start);

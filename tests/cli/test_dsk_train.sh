@@ -297,6 +297,14 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert len(rows) == 2 and rows[-1]["skipped"] == 2 and rows[-1]["grad_norm"] is None, rows
 PY
+expect_exit 70 "a run of non-finite steps, saved at step 3" dsk-train "${common[@]}" --set init_std=1e20 \
+    --steps 10 --save-every 3 --out "$T/bad3" -q
+expect_err_contains "step 5: non-finite" "... stops at step 5 (the default --max-bad-steps)"
+rm -f "$T/bad3/latest" && ln -s step-00000003 "$T/bad3/latest" && rm -rf "$T/bad3/step-00000005"
+expect_exit 70 "... resumed from step 3" dsk-train --resume --out "$T/bad3" -q
+expect_err_contains "step 5: non-finite" "... reaches step 5"
+check "... and stops there: the count went on from the checkpoint's (it began again, and stopped at 8)" \
+    bash -c "! grep -q 'step 6:' '$T/err'"
 # fp16 at an init of 1e3: the steps are skipped (a halved loss scale), and the
 # evaluation's loss is not finite either: null in the log, as a step's is
 expect_exit 0 "a diverged fp16 run with an evaluation" dsk-train "${common[@]}" --set init_std=1e3 --dtype fp16 \
