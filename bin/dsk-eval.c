@@ -366,10 +366,11 @@ static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *
             add_str(r, "verdict", v.data);
             json_object_array_add(rows, r);
             if (!c->json) {
-                char ci[64];
+                char ci[64], p[32];
                 snprintf(ci, sizeof ci, "[%+.4f, %+.4f]", s.lo, s.hi);
-                printf("%-28.28s %-12s %6ld %9.4f %9.4f %+9.4f  %-22s %7.4f\n", tasks[t], sa[t].metric[k], s.n,
-                       s.mean_a, s.mean_b, s.diff, ci, s.p);
+                dsk_ab_p_fixed(s.p, c->alpha, p, sizeof p);
+                printf("%-28.28s %-12s %6ld %9.4f %9.4f %+9.4f  %-22s %7s\n", tasks[t], sa[t].metric[k], s.n,
+                       s.mean_a, s.mean_b, s.diff, ci, p);
                 dsk_buf_adds(&verdicts, "  ");
                 dsk_buf_adds(&verdicts, tasks[t]);
                 dsk_buf_adds(&verdicts, " ");
@@ -475,24 +476,38 @@ static void task_base(const char *task, const char **b, int *len)
 
 /* The name TASK/METRIC/ of an ab row in the MLflow run: the task's file
  * name, or, when another task of the rows has the same, its whole path
- * (without leading '/' or "./"); MLflow keys may hold '/' but must not
- * read as other paths (absolute, or with ".."). */
+ * (its parts, without empty or "." ones); MLflow keys may hold '/' but
+ * must not read as other paths (absolute, or with ".."). */
 static void ab_row_name(struct json_object *rows, size_t i, char *name, size_t cap)
 {
     const char *task = json_object_get_string(json_object_object_get(json_object_array_get_idx(rows, i), "task"));
     const char *base;
     int len;
     task_base(task, &base, &len);
+    char whole[400];
     for (size_t j = 0; j < json_object_array_length(rows); j++) {
         const char *other = json_object_get_string(json_object_object_get(json_object_array_get_idx(rows, j), "task"));
         const char *ob;
         int ol;
         task_base(other, &ob, &ol);
         if (strcmp(other, task) != 0 && ol == len && memcmp(ob, base, (size_t)len) == 0) {
-            base = task;
-            while (*base == '/' || (base[0] == '.' && base[1] == '/'))
-                base += *base == '/' ? 1 : 2;
-            len = (int)strlen(base);
+            /* The path's parts without empty or "." ones: MLflow refuses
+             * a key that its normpath would change ("x//t", "x/./t"). */
+            size_t w = 0;
+            for (const char *p = task; *p && w + 2 < sizeof whole;) {
+                size_t part = strcspn(p, "/");
+                if (part && !(part == 1 && *p == '.')) {
+                    if (w)
+                        whole[w++] = '/';
+                    size_t take = part < sizeof whole - 1 - w ? part : sizeof whole - 1 - w;
+                    memcpy(whole + w, p, take);
+                    w += take;
+                }
+                p += part + (p[part] == '/');
+            }
+            whole[w] = '\0';
+            base = whole;
+            len = (int)w;
             break;
         }
     }

@@ -26,7 +26,7 @@ static const char usage[] =
     "  -o, --output DIR      the dataset directory to create\n"
     "  -t, --tokenizer FILE  the tokenizer.json the streams were made with (copied into DIR)\n"
     "      --seq-len N       tokens the model sees per row; rows hold N+1\n"
-    "      --pack MODE       plain documents: concat (default) or bestfit\n"
+    "      --pack MODE       concat (default) or bestfit; chat records: one a row, or bestfit\n"
     "      --crop-long       bestfit: crop documents longer than a row instead of cutting them\n"
     "      --window N        bestfit: tokens buffered per placement round (default 16M)\n"
     "      --shard-size SIZE about how big a shard grows (default 1G)\n"

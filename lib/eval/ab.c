@@ -36,6 +36,8 @@ static double sign_flip_p(const double *d, long n, int R, uint64_t seed)
         obs += d[i];
         scale += fabs(d[i]);
     }
+    if (!isfinite(scale))
+        return NAN;   /* a score that is not a number (a diverged model's loss): no test */
     /* sums that equal |obs| but for rounding count as extreme */
     double bar = fabs(obs) - 1e-9 * scale;
     if (n <= DSK_AB_EXACT_MAX_N) {
@@ -103,6 +105,15 @@ void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opt
     free(means);
 }
 
+void dsk_ab_p_fixed(double p, double alpha, char *buf, size_t len)
+{
+    for (int places = 4; places <= 17; places++) {
+        snprintf(buf, len, "%.*f", places, p);
+        if (isnan(p) || (strtod(buf, NULL) < alpha) == (p < alpha))
+            break;
+    }
+}
+
 void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, dsk_buf *out)
 {
     double half = (s->hi - s->lo) / 2;
@@ -111,6 +122,12 @@ void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, ds
     char line[512];
     int b_ahead = s->higher_better ? s->diff > 0 : s->diff < 0;
     char p[32];
+    if (isnan(s->p)) {
+        snprintf(line, sizeof line, "no comparison at %ld item%s: a score is not a number (B - A = %.4g)", s->n,
+                 s->n == 1 ? "" : "s", s->diff);
+        dsk_buf_adds(out, line);
+        return;
+    }
     if (s->p < 0.001) {
         snprintf(p, sizeof p, "p < 0.001");
     } else {

@@ -4,6 +4,7 @@
 #ifndef DSK_EVAL_AB_H
 #define DSK_EVAL_AB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/buf.h"
@@ -39,7 +40,13 @@ typedef struct dsk_ab_opts {
 void dsk_ab_bootstrap(const double *a, const double *b, long n, const dsk_ab_opts *o, dsk_ab_summary *s);
 
 /* "B better than A by x ± y (95% CI [lo, hi]), p = …, n = …" when p is
- * below alpha, else "no significant difference at n items (…)". */
+ * below alpha, else "no significant difference at n items (…)"; "no
+ * comparison …" when p is NaN (a score that is not a number: its p-value
+ * is NaN, never a difference). */
+/* p with 4 decimals, or as many as it takes to fall on the verdict's
+ * side of alpha (a table's column beside the verdict). */
+void dsk_ab_p_fixed(double p, double alpha, char *buf, size_t len);
+
 void dsk_ab_verdict(const dsk_ab_summary *s, double confidence, double alpha, dsk_buf *out);
 
 #endif

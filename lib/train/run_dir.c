@@ -129,8 +129,8 @@ char *dsk_run_dir_resume_from(const char *out, int quiet, dsk_err *err)
         char *newer = dsk_path_join(out, name), *cfg = dsk_path_join(newer, "config.json");
         if (stat(cfg, &sb) == 0) {
             if (!quiet)
-                fprintf(stderr, "dsk-train: %s has no latest to go on from; going on from %s, its newest step\n", out,
-                        name);
+                fprintf(stderr, "dsk-train: %s: latest is missing or names no step directory; going on from %s, "
+                        "its newest step\n", out, name);
             from = newer;
         } else {
             free(newer);

@@ -174,5 +174,28 @@ TEST(p_shown_on_its_side_of_alpha)
     }
 }
 
+/* A score that is not a number (a diverged model's loss) gives no
+ * p-value and no verdict of a difference (it gave p = 0, "better"). */
+TEST(non_finite_scores_compare_nothing)
+{
+    const double a[3] = {0, 0, 0}, b[3] = {NAN, 1, 1}, c[3] = {INFINITY, 1, 1};
+    dsk_ab_opts o = {1000, 0.95, 5};
+    dsk_ab_summary s = {0};
+    for (int k = 0; k < 2; k++) {
+        dsk_ab_bootstrap(a, k ? c : b, 3, &o, &s);
+        CHECK(isnan(s.p));
+        dsk_buf v = {0};
+        dsk_ab_verdict(&s, 0.95, 0.05, &v);
+        dsk_buf_addc(&v, 0);
+        CHECK(strncmp(v.data, "no comparison at 3 items: a score is not a number", 49) == 0);
+        dsk_buf_free(&v);
+    }
+    char p[32];
+    dsk_ab_p_fixed(500.0 / 10001, 0.05, p, sizeof p);
+    CHECK_STR(p, "0.049995");
+    dsk_ab_p_fixed(0.5527447, 0.05, p, sizeof p);
+    CHECK_STR(p, "0.5527");
+}
+
 RUN_TESTS(T(known_effect_is_found_and_covered), T(coverage_and_false_positive_rate), T(binary_scores_and_identical_runs),
-          T(few_items_exact_p), T(p_shown_on_its_side_of_alpha))
+          T(few_items_exact_p), T(p_shown_on_its_side_of_alpha), T(non_finite_scores_compare_nothing))
