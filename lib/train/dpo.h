@@ -18,10 +18,12 @@ typedef struct dsk_dpo_stats {
 /* Rows 2i (chosen) and 2i+1 (rejected) of logp and ref_logp are pair i.
  * Fills coef[row] = scale * d loss / d logp[row] (the loss summed over
  * pairs), and st.  Returns the loss summed over the pairs.
- * alpha > 0 adds RPO's term (Pang et al. 2024; TRL's rpo_alpha): alpha
- * times the chosen answer's negative log-likelihood per token, n_tokens
- * [row] its target tokens (a row without any adds nothing), which keeps
- * the chosen answers likely while the margin widens. */
+ * alpha > 0 adds RPO's term (Pang et al. 2024) as TRL's rpo_alpha does:
+ * alpha times the negative log-likelihood per token of the pairs' chosen
+ * answers together (their summed NLL over their summed tokens, n_tokens
+ * [row] a row's target tokens; a row without any adds nothing) to each
+ * pair's loss, which keeps the chosen answers likely while the margin
+ * widens. */
 double dsk_dpo_loss(const double *logp, const double *ref_logp, const double *n_tokens, int pairs, double beta,
                     double alpha, double scale, double *coef, dsk_dpo_stats *st);
 

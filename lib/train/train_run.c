@@ -259,6 +259,7 @@ typedef struct run {
     double *logp, *ref_logp, *coef, *row_targets;   /* DPO: per row (row_targets: its target tokens) */
     float *grad_weights;
     dsk_dpo_stats dpo_window;
+    int partial_line;         /* the log line being written is a skipped or empty step's */
     int dpo_batches;
 } run;
 
@@ -848,21 +849,31 @@ static void log_step(run *r, double loss, const dsk_step_report *rep, double tok
     fprintf(f, ",\"skipped\":%ld,\"elapsed_s\":%.2f", r->st.skipped, elapsed);
     if (r->ls.dynamic || r->step_scale != 1)
         fprintf(f, ",\"loss_scale\":%.9g", r->step_scale);
-    if (r->dpo_batches) {
+    if (r->dpo_batches && !r->partial_line) {
         double k = 1.0 / r->dpo_batches;
         dsk_dpo_stats *d = &r->dpo_window;
         fprintf(f, ",\"chosen_reward\":%.6f,\"rejected_reward\":%.6f,\"margin\":%.6f,\"accuracy\":%.4f",
                 d->chosen_reward * k, d->rejected_reward * k, d->margin * k, d->accuracy * k);
     }
-    log_moe(r);
+    if (!r->partial_line)
+        log_moe(r);
     fputs("}\n", f);
     log_written(r);
 }
 
 /* Every rank, at a log line: the window's DPO and routing statistics
- * over all ranks before rank 0 writes them, then counted afresh. */
-static void log_window(run *r, double loss, const dsk_step_report *rep, double tok_s, double elapsed)
+ * over all ranks before rank 0 writes them, then counted afresh.  A
+ * skipped or empty step's line between regular ones (regular 0) has
+ * neither: the window goes on past it. */
+static void log_window(run *r, double loss, const dsk_step_report *rep, double tok_s, double elapsed, int regular)
 {
+    if (!regular) {
+        r->partial_line = 1;
+        if (r->log)
+            log_step(r, loss, rep, tok_s, elapsed);
+        r->partial_line = 0;
+        return;
+    }
     if (r->world > 1 && r->dpo_batches) {
         /* Each rank's are means over its pairs, and all ranks have as many. */
         double v[4] = {r->dpo_window.chosen_reward, r->dpo_window.rejected_reward, r->dpo_window.margin,
@@ -1025,10 +1036,6 @@ static int train(run *r)
          * from: no update, not even weight decay, its loss logged as null,
          * not 0, and its DPO statistics left out. */
         int empty = step_targets == 0;
-        if (!empty && step_dpo_batches) {
-            add_dpo_stats(&r->dpo_window, &step_dpo);
-            r->dpo_batches += step_dpo_batches;
-        }
         if (empty) {
             rep.lr = dsk_lr_at(&r->opt->o, r->opt->step);
             loss = NAN;
@@ -1051,6 +1058,12 @@ static int train(run *r)
                            : dsk_loss_scale_update(&r->ls, !isfinite(loss) ? DSK_STEP_LOSS_NONFINITE
                                                            : rep.skipped    ? DSK_STEP_GRAD_NONFINITE
                                                                             : DSK_STEP_GOOD);
+        /* The window's DPO statistics cover the steps its loss does: the
+         * good ones. */
+        if (!empty && !rep.skipped && step_dpo_batches) {
+            add_dpo_stats(&r->dpo_window, &step_dpo);
+            r->dpo_batches += step_dpo_batches;
+        }
         r->st.step++;
         r->st.tokens += step_tokens;
         r->st.cursor = dsk_loader_cursor(r->loader);
@@ -1077,7 +1090,7 @@ static int train(run *r)
              * skipped or empty step between them gets a line of its own,
              * and the window goes on past it. */
             log_window(r, regular && n_window ? loss_window / n_window : loss, &rep,
-                       dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
+                       dt > 0 ? (double)tokens_window / dt : 0, now - t_start, regular);
             if (regular) {
                 t_window = now;
                 tokens_window = 0;
@@ -1124,7 +1137,8 @@ static int train(run *r)
              * averaged: their own line, so that no step's loss is lost. */
             if (!stop[1] && o->log_path && !regular && !rep.skipped && !empty && n_window > 0) {   /* (a line of its own yet) */
                 double dt = now - t_window;
-                log_window(r, loss_window / n_window, &rep, dt > 0 ? (double)tokens_window / dt : 0, now - t_start);
+                log_window(r, loss_window / n_window, &rep, dt > 0 ? (double)tokens_window / dt : 0, now - t_start,
+                           1);
             }
             if (r->tty && !r->quiet)
                 fputc('\n', stderr);

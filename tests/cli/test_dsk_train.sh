@@ -493,6 +493,27 @@ def data(p):
     b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; return b[8 + n:]
 assert data(f"{t}/s/latest/model.safetensors") == data(f"{t}/pempty/latest/model.safetensors")
 PY
+# Pairs whose answers --seq-len 12 cuts off (long prompts) beside pairs it does not: a window's rewards
+# cover the steps its loss averages, and an empty step's line has none (they carried the steps before it).
+python3 - "$T" <<'PY'
+import json, sys
+with open(f"{sys.argv[1]}/mixed.jsonl", "w") as f:
+    for i in range(8):
+        p = "repeat fox" if i % 2 else "repeat " + " ".join(["the quick brown fox jumps"] * 4)
+        f.write(json.dumps({"prompt": p, "chosen": "fox", "rejected": "dog no"}) + "\n")
+PY
+dsk-bpe encode -t "$T/tok.json" -o "$T/mixed.dskt" "$T/mixed.jsonl"
+dsk-pack -q -t "$T/tok.json" -o "$T/mixed" --seq-len 64 "$T/mixed.dskt"
+expect_exit 0 "dpo over pairs some of whose answers --seq-len cuts off" dsk-train --config nano -j 2 -q --stage dpo \
+    --init "$T/s" --data "$T/mixed" -b 1 --seq-len 12 --steps 16 --log-every 3 --eval-every 0 --lr 0 \
+    --log "$T/mixed-log.jsonl" --out "$T/mixed-run"
+check "... a line's rewards go with its loss: none beside a null loss, some beside a number" python3 - "$T" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/mixed-log.jsonl") if '"loss"' in l]
+assert any(r["loss"] is None for r in rows) and any(r["loss"] is not None for r in rows), rows
+for r in rows:
+    assert ("margin" in r) == (r["loss"] is not None), r
+PY
 check "dpo: the lineage traces pretrain -> sft -> dpo" python3 - "$T/p/latest/state.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))

@@ -31,11 +31,12 @@ TEST(dpo_loss_gradient_and_stats)
     /* At the reference the loss is log 2 for every pair. */
     dsk_dpo_loss(ref, ref, NULL, P, beta, 0, 1.0, coef, &st);
     CHECK_NEAR(st.loss, log(2.0), 1e-12);
-    /* RPO: the chosen answers' NLL per token, alpha times; its gradient too (a pair whose chosen row has no
-     * tokens adds nothing) */
+    /* RPO: the chosen answers' NLL per token over all their tokens (TRL's cross-entropy of the chosen rows),
+     * alpha times, added to each pair's loss; its gradient too (a pair whose chosen row has no tokens adds
+     * nothing) */
     double n_tok[2 * P] = {5, 6, 2, 3, 0, 7, 4, 4}, alpha = 0.7, base = L;
     double R = dsk_dpo_loss(logp, ref, n_tok, P, beta, alpha, 1.0, coef, &st);
-    CHECK_NEAR(R - base, alpha * (10.0 / 5 + 5.0 / 2 + 7.0 / 4), 1e-9);
+    CHECK_NEAR(R - base, P * alpha * (10.0 + 5.0 + 7.0) / (5 + 2 + 4), 1e-9);
     for (int i = 0; i < 2 * P; i++) {
         double keep = logp[i], h = 1e-6, c2[2 * P];
         dsk_dpo_stats s2;
