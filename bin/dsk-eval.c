@@ -299,16 +299,25 @@ static void score_all(const eval_cli *c, const char *ckpt, char *const *tasks, c
 /* ab scores A whole before B is loaded: what would fail under B (its
  * files, a dataset of another tokenizer) is found first, not after A's
  * hours. */
-static void ab_preflight(const char *which, const char *ckpt, char *const *tasks, const int *kinds, int n)
+static void ab_preflight(const char *which, const char *ckpt, char *const *tasks, const int *kinds, int n,
+                         int max_tokens)
 {
     dsk_loaded l;
     dsk_model_config cfg;
     dsk_err err = {0};
     int rc = dsk_load_checkpoint_meta(&l, ckpt, &cfg, &err);
-    for (int t = 0; t < n && !rc; t++)
-        if (kinds[t] == DSK_TASK_PPL)
-            rc = dsk_eval_ppl_check(&l, cfg.vocab_size, tasks[t], &err);
+    /* every item of every task, as the scoring will read it; a bad item
+     * is named by its file and line, whichever checkpoint read it */
+    int item_fault = 0;
+    for (int t = 0; t < n && !rc; t++) {
+        rc = kinds[t] == DSK_TASK_PPL ? dsk_eval_ppl_check(&l, cfg.vocab_size, tasks[t], &err)
+             : kinds[t] == DSK_TASK_MC ? dsk_eval_mc_check(&l, tasks[t], &err)
+                                       : dsk_eval_gen_check(&l, tasks[t], max_tokens, &err);
+        item_fault = rc && kinds[t] != DSK_TASK_PPL;
+    }
     dsk_loaded_free(&l);
+    if (rc && item_fault)
+        dsk_die(rc, "%s", err.msg);
     if (rc)
         dsk_die(rc, "checkpoint %s (%s): %s", which, ckpt, err.msg);
 }
@@ -320,8 +329,8 @@ static struct json_object *cmd_ab(const eval_cli *c, const char *a, const char *
     for (int t = 0; t < n; t++)   /* the tasks themselves first: their faults are no checkpoint's */
         if (dsk_task_kind(tasks[t], &kinds[t], &err))
             dsk_die_err(&err);
-    ab_preflight("A", a, tasks, kinds, n);
-    ab_preflight("B", b, tasks, kinds, n);
+    ab_preflight("A", a, tasks, kinds, n, c->gen.max_tokens);
+    ab_preflight("B", b, tasks, kinds, n, c->gen.max_tokens);
     /* One checkpoint at a time, so two large models need not fit together. */
     dsk_task_scores *sa = dsk_xcalloc((size_t)n, sizeof *sa), *sb = dsk_xcalloc((size_t)n, sizeof *sb);
     char *dir_a, *dir_b;

@@ -43,6 +43,7 @@ int dsk_load_checkpoint_meta(dsk_loaded *l, const char *path, dsk_model_config *
                       l->tok.n_vocab, cfg->vocab_size);
     if (!rc)
         dsk_tokenizer_fingerprint(&l->tok, l->fingerprint);
+    l->max_positions = cfg->max_seq_len;
     return rc;
 }
 
@@ -286,9 +287,9 @@ static int gen_item(dsk_loaded *l, dsk_bpe_encoder *enc, struct json_object *doc
         char tmp[sizeof err->msg];
         memcpy(tmp, err->msg, sizeof tmp);
         dsk_fail(err, rc, "%s:%ld: %.900s", task, lineno, tmp);
-    } else if ((int)rec->n_tokens + max_tokens > l->model->cfg.max_seq_len) {
+    } else if ((int)rec->n_tokens + max_tokens > l->max_positions) {
         rc = dsk_fail(err, EX_DATAERR, "%s:%ld: prompt of %u tokens + --max-tokens %d exceeds the model's %d positions",
-                      task, lineno, rec->n_tokens, max_tokens, l->model->cfg.max_seq_len);
+                      task, lineno, rec->n_tokens, max_tokens, l->max_positions);
     }
     if (rc && *re) {
         pcre2_code_free(*re);
@@ -358,6 +359,15 @@ static int gen_read_all(dsk_loaded *l, const char *task, int max_tokens, gen_ite
     dsk_task_file_close(&tf);
     if (rc)
         gen_items_free(it);
+    return rc;
+}
+
+int dsk_eval_gen_check(dsk_loaded *l, const char *task, int max_tokens, dsk_err *err)
+{
+    gen_items items;
+    int rc = gen_read_all(l, task, max_tokens, &items, err);
+    if (!rc)
+        gen_items_free(&items);
     return rc;
 }
 

@@ -18,6 +18,7 @@ typedef struct dsk_loaded {
     char fingerprint[33];
     int quantized;            /* a dsk-quant checkpoint (its 4-bit layers dequantized) */
     struct dsk_q4_linear *int4;   /* per model tensor: its 4-bit form (qweight NULL when none) */
+    int max_positions;        /* the model's max_seq_len (known to dsk_load_checkpoint_meta too) */
 } dsk_loaded;
 
 int dsk_load_checkpoint(dsk_loaded *l, const char *path, const char *backend, int threads, dsk_err *err);
@@ -69,6 +70,9 @@ typedef struct dsk_gen_result {
  * match after trimming white space) or "regex" (PCRE2, must match the
  * whole answer); the chat template builds the prompt. */
 int dsk_eval_gen(dsk_loaded *l, const char *task, const dsk_gen_opts *o, dsk_gen_result *res, dsk_err *err);
+/* Every item of a gen task read as dsk_eval_gen reads it, without a
+ * model (l from dsk_load_checkpoint_meta will do). */
+int dsk_eval_gen_check(dsk_loaded *l, const char *task, int max_tokens, dsk_err *err);
 void dsk_gen_result_free(dsk_gen_result *r);
 
 typedef struct dsk_mc_opts {
@@ -89,6 +93,9 @@ typedef struct dsk_mc_result {
  * model lose tokens on the left; acc uses the summed log-likelihood,
  * acc_norm the log-likelihood per character of the choice. */
 int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_result *res, dsk_err *err);
+/* Every item of an mc task read as dsk_eval_mc reads it, without a model
+ * (l from dsk_load_checkpoint_meta will do): ab's check before its work. */
+int dsk_eval_mc_check(dsk_loaded *l, const char *task, dsk_err *err);
 void dsk_mc_result_free(dsk_mc_result *r);
 
 /* ---- a task of any kind, scored per item (dsk-eval ab) ---- */

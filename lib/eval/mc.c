@@ -219,28 +219,45 @@ static int parse_item(dsk_loaded *l, dsk_bpe_encoder *e, struct json_object *doc
     return 0;
 }
 
-int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_result *res, dsk_err *err)
+/* The items of a task and their requests (a choice each), read whole
+ * before any is scored: a bad line is found before the work. */
+typedef struct mc_task {
+    mc_item *items;
+    mc_request *reqs;
+    long n_items, n_reqs;
+} mc_task;
+
+static void mc_task_free(mc_task *t)
 {
-    memset(res, 0, sizeof *res);
+    for (long i = 0; i < t->n_items; i++)
+        free(t->items[i].ll), free(t->items[i].chars);
+    for (long r = 0; r < t->n_reqs; r++)
+        free(t->reqs[r].tokens);
+    free(t->items);
+    free(t->reqs);
+    memset(t, 0, sizeof *t);
+}
+
+static int mc_read_all(dsk_loaded *l, const char *task, mc_task *t, dsk_err *err)
+{
+    memset(t, 0, sizeof *t);
     dsk_task_file tf;
     int rc = dsk_task_file_open(&tf, task, err);
     if (rc)
         return rc;
     dsk_bpe_encoder enc;
     dsk_bpe_encoder_init(&enc, &l->tok);
-    mc_item *items = NULL;
-    mc_request *reqs = NULL;
-    long n_items = 0, cap_items = 0, n_reqs = 0, cap_reqs = 0;
+    long cap_items = 0, cap_reqs = 0;
     struct json_object *doc;
     int got;
     while ((got = dsk_task_file_next(&tf, &doc, err)) > 0) {
-        if (n_items == cap_items) {
+        if (t->n_items == cap_items) {
             cap_items = cap_items ? 2 * cap_items : 64;
-            items = dsk_xrealloc(items, (size_t)cap_items * sizeof *items);
+            t->items = dsk_xrealloc(t->items, (size_t)cap_items * sizeof *t->items);
         }
-        memset(&items[n_items], 0, sizeof *items);
-        rc = parse_item(l, &enc, doc, n_items, &items[n_items], &reqs, &n_reqs, &cap_reqs, err);
-        n_items++;
+        memset(&t->items[t->n_items], 0, sizeof *t->items);
+        rc = parse_item(l, &enc, doc, t->n_items, &t->items[t->n_items], &t->reqs, &t->n_reqs, &cap_reqs, err);
+        t->n_items++;
         json_object_put(doc);
         if (rc) {
             char tmp[sizeof err->msg];
@@ -251,10 +268,34 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
     }
     if (got < 0)
         rc = err->code;
-    if (!rc && n_items == 0)
+    if (!rc && t->n_items == 0)
         rc = dsk_fail(err, EX_DATAERR, "%s: no items", task);
     dsk_task_file_close(&tf);
     dsk_bpe_encoder_free(&enc);
+    if (rc)
+        mc_task_free(t);
+    return rc;
+}
+
+int dsk_eval_mc_check(dsk_loaded *l, const char *task, dsk_err *err)
+{
+    mc_task t;
+    int rc = mc_read_all(l, task, &t, err);
+    if (!rc)
+        mc_task_free(&t);
+    return rc;
+}
+
+int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_result *res, dsk_err *err)
+{
+    memset(res, 0, sizeof *res);
+    mc_task t;
+    int rc = mc_read_all(l, task, &t, err);
+    if (rc)
+        return rc;
+    mc_item *items = t.items;
+    mc_request *reqs = t.reqs;
+    long n_items = t.n_items, n_reqs = t.n_reqs;
 
     if (!rc) {
         dsk_model *m = l->model;
@@ -306,12 +347,7 @@ int dsk_eval_mc(dsk_loaded *l, const char *task, const dsk_mc_opts *o, dsk_mc_re
         res->acc = acc / n_items;
         res->acc_norm = acc_norm / n_items;
     }
-    for (long i = 0; i < n_items; i++)
-        free(items[i].ll), free(items[i].chars);
-    for (long r = 0; r < n_reqs; r++)
-        free(reqs[r].tokens);
-    free(items);
-    free(reqs);
+    mc_task_free(&t);
     return rc;
 }
 

@@ -296,6 +296,11 @@ expect_exit 65 "ab: B cannot read the dataset (another tokenizer)" \
     dsk-eval ab "$T/ck" "$T/ck-tok280" "$T/mc.jsonl" "$T/ds" --log "$T/ab-early.jsonl"
 expect_err_contains "checkpoint B ($T/ck-tok280)" "... the message says it is B's"
 check "... and nothing was scored or logged" test ! -e "$T/ab-early.jsonl"
+{ head -n 2 "$T/mc.jsonl"; printf '{"context": "x", "choices": ["a"], "gold": 0}\n'; } > "$T/late-bad.jsonl"
+expect_exit 65 "ab: a bad item on the last line of the second task" \
+    dsk-eval ab "$T/ck" "$T/s" "$T/mc.jsonl" "$T/late-bad.jsonl" --log "$T/ab-late.jsonl"
+expect_err_contains "late-bad.jsonl:3: needs \"choices\"" "... named by file and line"
+check "... and nothing is printed or logged" test ! -e "$T/ab-late.jsonl" -a ! -s "$T/out"
 expect_exit 64 "ab needs a task" dsk-eval ab "$T/ck" "$T/s"
 
 # ---- plot ----------------------------------------------------------------------------------------------------------
