@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "eval/eval.h"
 #include "eval/task_file.h"
+#include "text/utf8.h"
 
 /* One (item, choice) row: context tokens then continuation tokens. */
 typedef struct mc_request {
@@ -39,6 +40,27 @@ static int encode(dsk_loaded *l, dsk_bpe_encoder *e, const char *s, size_t n, ds
     return dsk_bpe_encode(&l->tok, e, s, n, 0, err);
 }
 
+/* Python's str.isspace, by which the harness's rstrip() goes. */
+static int py_space(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* The length of ctx without its trailing white space (valid UTF-8). */
+static size_t rstrip_len(const char *ctx, size_t n)
+{
+    while (n > 0) {
+        size_t at = n - 1, len;
+        while (at > 0 && n - at < 4 && ((unsigned char)ctx[at] & 0xC0) == 0x80)
+            at--;
+        if (!py_space(dsk_utf8_decode((const uint8_t *)ctx + at, &len)) || at + len != n)
+            break;
+        n = at;
+    }
+    return n;
+}
+
 /* The harness's split: trailing white space of the context moves to the
  * continuation; the continuation's tokens are those of context+choice
  * after the context's own tokens, so a merge across the boundary is
@@ -46,9 +68,7 @@ static int encode(dsk_loaded *l, dsk_bpe_encoder *e, const char *s, size_t n, ds
 static int make_request(dsk_loaded *l, dsk_bpe_encoder *e, const char *ctx, size_t nctx, const char *choice,
                         size_t nchoice, mc_request *rq, dsk_err *err)
 {
-    size_t keep = nctx;
-    while (keep > 0 && strchr(" \t\r\n", ctx[keep - 1]))
-        keep--;
+    size_t keep = rstrip_len(ctx, nctx);
     dsk_buf whole = {0};
     dsk_buf_add(&whole, ctx, nctx);
     dsk_buf_add(&whole, choice, nchoice);

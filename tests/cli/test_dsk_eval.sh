@@ -193,6 +193,13 @@ with open(f"{t}/mc.jsonl", "w") as f:
 PY
 # Memory for the requests there are, not for --batch's (65536 x 64 positions
 # was tens of GB for a few requests).
+printf '%s\n' '{"context": "red green\u00a0", "choices": ["blue", "cat dog"], "gold": 0}' \
+    '{"context": "red green", "choices": ["\u00a0blue", "\u00a0cat dog"], "gold": 0}' > "$T/nbsp.jsonl"
+expect_exit 0 "mc: a context ending in a no-break space" dsk-eval mc "$T/ck" "$T/nbsp.jsonl" --items "$T/nbsp-items.jsonl"
+check "... scores as the space moved to the choices (Python's rstrip takes it, as the harness strips)" python3 -c "
+import json, sys
+a, b = [json.loads(l)['loglikelihoods'] for l in open(sys.argv[1])]
+assert a == b, (a, b)" "$T/nbsp-items.jsonl"
 expect_exit 0 "mc with a --batch far above its requests" dsk-eval mc "$T/ck" "$T/mc.jsonl" --batch 65536
 expect_exit 0 "ppl with a --batch far above its rows" dsk-eval ppl "$T/ck" --data "$T/ds" --rows 2 --batch 65536
 expect_exit 0 "mc" dsk-eval mc "$T/ck" "$T/mc.jsonl" --items "$T/mc-items.jsonl" --batch 3 --json
