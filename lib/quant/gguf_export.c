@@ -413,11 +413,15 @@ static int add_tokenizer(const export_ctx *x, dsk_gguf_writer *w, const char *pr
         /* dsk never prepends a BOS; without one, <|endoftext|> serves as
          * both, as in GPT-2.  add_bos_token must be said: llama.cpp adds a
          * BOS by default for the llama-bpe pre-tokenizer. */
-        int bos = x->cfg.bos_token_id >= 0 ? x->cfg.bos_token_id : x->cfg.eos_token_id;
+        /* The configuration's end, else the tokenizer's <|endoftext|>: a
+         * file without one would have llama.cpp take its own default id. */
+        uint32_t eot = dsk_tokenizer_special(t, "<|endoftext|>");
+        int eos = x->cfg.eos_token_id >= 0 ? x->cfg.eos_token_id : eot != DSK_BPE_NO_TOKEN ? (int)eot : -1;
+        int bos = x->cfg.bos_token_id >= 0 ? x->cfg.bos_token_id : eos;
         if (bos >= 0)
             dsk_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
-        if (x->cfg.eos_token_id >= 0)
-            dsk_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)x->cfg.eos_token_id);
+        if (eos >= 0)
+            dsk_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
         dsk_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", 0);
         dsk_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", 0);
     }

@@ -263,6 +263,34 @@ assert sizes["f32"] > sizes["f16"] > sizes["q8_0"], sizes
 PY
 # an existing file is replaced only with --force, and never one of the checkpoint's own files
 echo precious > "$T/precious.txt"
+cp -rL "$T/glob/latest" "$T/noeos" && python3 - "$T/noeos/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["eos_token_id"] = None; c.pop("bos_token_id", None)
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_exit 0 "GGUF export of a configuration without eos_token_id" dsk-quant --gguf "$T/noeos.gguf" --gguf-type f32 \
+    "$T/noeos"
+check "... names the tokenizer's <|endoftext|> as end and beginning (llama.cpp took a default id)" \
+    python3 - "$T/noeos.gguf" "$T/noeos/tokenizer.json" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], "rb").read()
+_, _, _, n_kv = struct.unpack_from("<4sIQQ", d, 0)
+at, kv = 24, {}
+def value(t):
+    global at
+    if t == 8:
+        (n,) = struct.unpack_from("<Q", d, at); at += 8 + n; return d[at - n:at].decode()
+    if t == 9:
+        (et, n) = struct.unpack_from("<IQ", d, at); at += 12; return [value(et) for _ in range(n)]
+    fmt = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}[t]
+    (v,) = struct.unpack_from("<" + fmt, d, at); at += struct.calcsize(fmt); return v
+for _ in range(n_kv):
+    (n,) = struct.unpack_from("<Q", d, at); at += 8; key = d[at:at + n].decode(); at += n
+    (t,) = struct.unpack_from("<I", d, at); at += 4
+    kv[key] = value(t)
+eot = [a["id"] for a in json.load(open(sys.argv[2]))["added_tokens"] if a["content"] == "<|endoftext|>"][0]
+assert kv["tokenizer.ggml.eos_token_id"] == eot and kv["tokenizer.ggml.bos_token_id"] == eot, (eot, kv.get("tokenizer.ggml.eos_token_id"))
+PY
 expect_exit 73 "--gguf onto an existing file without --force" dsk-quant --gguf "$T/precious.txt" "$T/glob"
 expect_err_contains "already exists (--force replaces it)" "... says --force replaces it"
 check "... which is left as it was" grep -qx precious "$T/precious.txt"
