@@ -295,16 +295,21 @@ void dsk_json_append(struct json_object *o, dsk_buf *out)
     dsk_buf_add(out, s, len);
 }
 
+void dsk_json_double_text(double v, char *out, size_t n)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(out, n, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+}
+
 struct json_object *dsk_json_new_double(double v)
 {
     if (!isfinite(v))
         return NULL;   /* JSON has no NaN or infinity */
     char s[40];
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(s, sizeof s - 2, "%.*g", digits, v);
-        if (strtod(s, NULL) == v)
-            break;
-    }
+    dsk_json_double_text(v, s, sizeof s - 2);
     if (!strpbrk(s, ".eEni"))
         strcat(s, ".0");   /* still a double when read back, as json-c writes 1.0 */
     return json_object_new_double_s(v, s);

@@ -27,6 +27,8 @@ void dsk_json_append(struct json_object *o, dsk_buf *out);
  * 17) that read back as v: 0.95, not json-c's 0.94999999999999996; JSON
  * null (NULL) for NaN and infinities, which json-c would write as -nan. */
 struct json_object *dsk_json_new_double(double v);
+/* Its text alone, as %g writes it (1, not 1.0), into out[0..n). */
+void dsk_json_double_text(double v, char *out, size_t n);
 
 /* The string value of key in obj, or NULL if absent or not a string. */
 struct json_object *dsk_json_get_string(struct json_object *obj, const char *key);

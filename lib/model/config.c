@@ -397,7 +397,12 @@ void dsk_config_write(const dsk_model_config *c, dsk_buf *out)
         }
         switch (k->type) {
         case K_INT: dsk_buf_printf(out, "%d", *(const int *)field); break;
-        case K_DOUBLE: dsk_buf_printf(out, "%.17g", *(const double *)field); break;
+        case K_DOUBLE: {   /* the fewest digits that read back: 1e-05, not 1.0000000000000001e-05 */
+            char text[40];
+            dsk_json_double_text(*(const double *)field, text, sizeof text);
+            dsk_buf_adds(out, text);
+            break;
+        }
         case K_BOOL: dsk_buf_adds(out, *(const int *)field ? "true" : "false"); break;
         case K_ENUM: dsk_buf_printf(out, "\"%s\"", k->names[*(const int *)field]); break;
         default: dsk_buf_printf(out, "\"%s\"", (const char *)field);
