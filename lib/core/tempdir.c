@@ -186,7 +186,12 @@ int dsk_tempdir_create(dsk_tempdir *d, const char *path_given, const char *repla
     }
     int made = mkdir(d->tmp_path, 0777) == 0;
     struct stat left;
-    if (!made && errno == EEXIST && lstat(d->tmp_path, &left) == 0 && S_ISDIR(left.st_mode)) {
+    int ours_in_use = 0;   /* another of this process's temporaries by that name */
+    for (int i = 0; i < MAX_TEMP_DIRS; i++) {
+        const char *other = i == d->slot ? NULL : atomic_load(&temp_dirs[i]);
+        ours_in_use |= other && strcmp(other, d->tmp_path) == 0;
+    }
+    if (!made && errno == EEXIST && !ours_in_use && lstat(d->tmp_path, &left) == 0 && S_ISDIR(left.st_mode)) {
         /* Left by a process of our own PID that was killed: stale (a
          * container's PIDs start again from 1), so it goes, as
          * dsk-checkpoint(5) says such temporaries may. */
