@@ -54,19 +54,48 @@ static int by_count(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Drops the rarer half: every word with a count <= the median. */
+/* Drops the rarer half: every word with a count <= the median.  When
+ * the median is the largest count (more than half share it, and that
+ * would drop every word), the words below it go, and of those at it the
+ * ones with the smaller content hashes, until half are gone: neither
+ * everything, nor the words that came last. */
 static void prune(dsk_bpe_counts *c)
 {
     uint64_t *sorted = dsk_xmalloc(c->n * sizeof *sorted);
     memcpy(sorted, c->count, c->n * sizeof *sorted);
     qsort(sorted, c->n, sizeof *sorted, by_count);
-    uint64_t threshold = sorted[c->n / 2];
+    uint64_t threshold = sorted[c->n / 2], largest = sorted[c->n - 1];
     free(sorted);
+    /* A word at the threshold goes when its hash is at most tie_cut
+     * (every such word, unless they are all the largest). */
+    uint64_t tie_cut = UINT64_MAX;
+    int ties_by_hash = threshold == largest;
+    if (ties_by_hash) {
+        size_t below = 0, tied = 0;
+        uint64_t *h = dsk_xmalloc(c->n * sizeof *h);
+        for (size_t i = 0; i < c->n; i++) {
+            size_t len;
+            const char *w = word_bytes(c, i, &len);
+            if (c->count[i] < threshold)
+                below++;
+            else
+                h[tied++] = dsk_hash64(w, len);
+        }
+        qsort(h, tied, sizeof *h, by_count);
+        size_t drop = c->n / 2 > below ? c->n / 2 - below : 0;   /* ties to drop, 0 <= drop < tied */
+        if (!drop)
+            ties_by_hash = 0, threshold--;   /* the words below are half already: only they go */
+        else
+            tie_cut = h[drop - 1];
+        free(h);
+    }
     size_t kept = 0, pool_len = 0;
     for (size_t i = 0; i < c->n; i++) {
         size_t len;
         const char *w = word_bytes(c, i, &len);
-        if (c->count[i] <= threshold) {
+        int drop = c->count[i] < threshold ||
+                   (c->count[i] == threshold && (!ties_by_hash || dsk_hash64(w, len) <= tie_cut));
+        if (drop) {
             c->pruned_words++;
             c->pruned_occurrences += c->count[i];
             continue;

@@ -211,8 +211,16 @@ expect_exit 65 "truncated counts file" dsk-bpe train --counts "$T/cut.bin" --voc
 expect_err_contains "truncated at offset" "truncation is reported with the offset"
 expect_exit 64 "train without --vocab-size" dsk-bpe train -o "$T/x.json" "$T/train.txt"
 expect_exit 64 "vocab size too small for the specials" dsk-bpe train --vocab-size 258 -o "$T/x.json" "$T/train.txt"
-dsk-bpe train --records lines --pattern '[a-z]+| ' --vocab-size 300 --max-words 1024 -o "$T/pruned.json" "$T/train.txt" 2> "$T/err"
-check "--max-words bounds memory and says so" true
+# 1025 distinct words, 10 times each (a document each), past --max-words 1024: pruned, and said so.  All
+# counts tie: the table used to drop every word (all <= the median), keeping the last one read.
+python3 -c "
+import itertools, json
+for w in [''.join(p) for p in itertools.product('abcdefghijklmno', repeat=3)][:1025]:
+    for _ in range(10): print(json.dumps({'text': w}))" > "$T/many.jsonl"
+expect_exit 0 "count past --max-words" dsk-bpe count --max-words 1024 -o "$T/many.bin" "$T/many.jsonl"
+expect_err_contains "memory bound: pruned" "... says what it dropped"
+check "... half the table at a time, not every word when the counts tie" test "$(stat -c %s "$T/many.bin")" -gt 4096
+expect_exit 0 "... and trains from it" dsk-bpe train --counts "$T/many.bin" --vocab-size 300 -o "$T/pruned.json"
 dsk-bpe info -t "$T/trained.json" > "$T/info"
 check "trained tokenizer has the chat specials" grep -q "special: .* <|assistant|>" "$T/info"
 
