@@ -296,6 +296,17 @@ static struct json_object *unicode_string(const char *b, size_t n, dsk_buf *tmp)
     return json_object_new_string_len(tmp->data ? tmp->data : "", (int)tmp->len);
 }
 
+/* Two tokens with one key in model.vocab: a special token written as its
+ * text, and a token whose byte-level form is that text.  json-c would
+ * keep the second, and the file would not load. */
+static int vocab_clash(const char *key, uint32_t id, struct json_object *other, dsk_err *err)
+{
+    return dsk_fail(err, EX_DATAERR,
+                    "tokens %lld and %u are both '%.100s' in tokenizer.json's vocab (a special token's text is also "
+                    "a learned or imported token's): give the special token a text that is no token's, such as "
+                    "<|name|>", (long long)json_object_get_int64(other), id, key);
+}
+
 int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
 {
     struct json_object *root = json_object_new_object();
@@ -368,15 +379,24 @@ int dsk_bpe_write_json(const dsk_tokenizer *t, FILE *f, dsk_err *err)
              * id for its text, else after the vocab's size, which is not
              * its id when ids have a gap (cl100k's 100256). */
             char *text = dsk_xstrndup(b, len);
-            json_object_object_add(vocab, text, json_object_new_int64(id));
+            struct json_object *other;
+            if (json_object_object_get_ex(vocab, text, &other))
+                rc = vocab_clash(text, id, other, err);
+            else
+                json_object_object_add(vocab, text, json_object_new_int64(id));
             free(text);
             continue;
         }
         if (!len)
             continue;
-        struct json_object *k = unicode_string(b, len, &tmp);
-        json_object_object_add(vocab, json_object_get_string(k), json_object_new_int64(id));
+        struct json_object *k = unicode_string(b, len, &tmp), *other;
+        if (json_object_object_get_ex(vocab, json_object_get_string(k), &other))
+            rc = vocab_clash(json_object_get_string(k), id, other, err);
+        else
+            json_object_object_add(vocab, json_object_get_string(k), json_object_new_int64(id));
         json_object_put(k);
+        if (rc)
+            break;
         if (len < 2)
             continue;
         uint32_t l, r;
@@ -479,6 +499,40 @@ static int listed_as_added(struct json_object *added, const char *text, int64_t 
     return 0;
 }
 
+/* dsk-bpe merges by the merged token's id, each token made from the two
+ * that running BPE on its bytes with the lower ids gives: the file's
+ * merges must be those, one for every token of two or more bytes, or
+ * Hugging Face's tokenizers, which apply the file's list, would give
+ * other ids (a merge left out, a token split otherwise). */
+static int check_merges(const dsk_tokenizer *t, const char *path, const uint32_t *merge_id, const size_t *merge_left,
+                        size_t n_merges, dsk_err *err)
+{
+    size_t multi = 0;
+    for (uint32_t id = 0; id < t->n_vocab; id++) {
+        size_t len;
+        dsk_tokenizer_bytes(t, id, &len);
+        multi += len >= 2 && !t->is_special[id];
+    }
+    if (multi != n_merges)
+        return dsk_fail(err, EX_DATAERR, "%s: %zu merges for %zu tokens of two or more bytes: every such token needs "
+                        "its merge, and only those", path, n_merges, multi);
+    for (size_t i = 0; i < n_merges; i++) {
+        uint32_t l, r;
+        size_t ll, want;
+        if (dsk_bpe_merge_pair(t, merge_id[i], &l, &r) == 0) {
+            dsk_tokenizer_bytes(t, l, &ll);
+            want = ll;
+        } else {
+            want = 0;
+        }
+        if (want != merge_left[i])
+            return dsk_fail(err, EX_DATAERR, "%s: merges[%zu] makes token %u of other halves than merging by id order "
+                            "does (the left %zu bytes, not %zu): dsk-bpe's ids would differ from the file's", path, i,
+                            merge_id[i], merge_left[i], want);
+    }
+    return 0;
+}
+
 int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
 {
     struct json_object *root = load_json_file(path, err);
@@ -553,6 +607,9 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     struct json_object *merges = json_object_object_get(model, "merges");
     dsk_buf a = {0}, b = {0};
     uint32_t last = 0;
+    size_t n_merges = dsk_json_is(merges, json_type_array) ? json_object_array_length(merges) : 0;
+    uint32_t *merge_id = dsk_xmalloc((n_merges ? n_merges : 1) * sizeof *merge_id);
+    size_t *merge_left = dsk_xmalloc((n_merges ? n_merges : 1) * sizeof *merge_left);
     for (size_t i = 0; !rc && dsk_json_is(merges, json_type_array) && i < json_object_array_length(merges); i++) {
         struct json_object *m = json_object_array_get_idx(merges, i);
         const char *ls = NULL, *rs = NULL, *sp = NULL;
@@ -574,8 +631,10 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
             rc = dsk_fail(err, EX_DATAERR, "%s: merges[%zu] is not a pair of byte-level tokens", path, i);
             break;
         }
+        merge_left[i] = a.len;
         dsk_buf_add(&a, b.data, b.len);
         uint32_t id = dsk_tokenizer_lookup(t, a.data, a.len);
+        merge_id[i] = id;
         if (id == DSK_BPE_NO_TOKEN || (i > 0 && id <= last))
             rc = dsk_fail(err, EX_DATAERR, "%s: merges[%zu] %s; dsk-bpe needs merges in the order of their ids",
                           path, i, id == DSK_BPE_NO_TOKEN ? "makes no token in the vocab" : "is out of id order");
@@ -601,5 +660,9 @@ int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
     json_object_put(root);
     if (!rc)
         rc = dsk_tokenizer_finish(t, err);
+    if (!rc)
+        rc = check_merges(t, path, merge_id, merge_left, n_merges, err);
+    free(merge_id);
+    free(merge_left);
     return rc;
 }

@@ -211,6 +211,22 @@ expect_exit 65 "truncated counts file" dsk-bpe train --counts "$T/cut.bin" --voc
 expect_err_contains "truncated at offset" "truncation is reported with the offset"
 expect_exit 64 "train without --vocab-size" dsk-bpe train -o "$T/x.json" "$T/train.txt"
 expect_exit 64 "vocab size too small for the specials" dsk-bpe train --vocab-size 258 -o "$T/x.json" "$T/train.txt"
+expect_exit 65 "train: a special token whose text is a learned token's" dsk-bpe train --records lines \
+    --pattern '[a-z]+| ' --vocab-size 300 --special the -o "$T/clash.json" "$T/train.txt"
+expect_err_contains "are both 'the' in tokenizer.json's vocab" "... says which (it wrote a file it could not load, exit 0)"
+check "... and writes nothing" test ! -e "$T/clash.json"
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+d = json.load(open(f"{t}/trained.json")); del d["model"]["merges"][3]; json.dump(d, open(f"{t}/nomerge.json", "w"))
+d = json.load(open(f"{t}/trained.json")); m = d["model"]["merges"]
+i = [k for k, (l, r) in enumerate(m) if len(l) >= 2][0]; s = "".join(m[i]); m[i] = [s[0], s[1:]]
+json.dump(d, open(f"{t}/resplit.json", "w"))
+PY
+expect_exit 65 "a tokenizer.json missing a merge" dsk-bpe info -t "$T/nomerge.json"
+expect_err_contains "every such token needs its merge" "... is refused (Hugging Face gives other ids for it)"
+expect_exit 65 "a tokenizer.json whose merge splits a token otherwise" dsk-bpe info -t "$T/resplit.json"
+expect_err_contains "of other halves than merging by id order" "... is refused"
 # 1025 distinct words, 10 times each (a document each), past --max-words 1024: pruned, and said so.  All
 # counts tie: the table used to drop every word (all <= the median), keeping the last one read.
 python3 -c "
