@@ -520,8 +520,10 @@ static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
         int rc = t->re_jit ? pcre2_jit_match(t->re, (PCRE2_SPTR)text, len, off, 0, e->match_data, NULL)
                            : pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) {
-            /* the published patterns match everything; a custom one may not */
-            push_bytes(t, e, text, off, len);
+            /* The published patterns match everything; a custom one may
+             * not.  Text between matches is a piece too, as Hugging Face's
+             * Split (Isolated) that dsk's tokenizer.json names makes it. */
+            dsk_bpe_encode_piece(t, e, (const uint8_t *)text + off, len - off);
             break;
         }
         if (rc < 0) {
@@ -531,7 +533,7 @@ static int encode_ordinary(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match_data);
         size_t start = ov[0], end = ov[1];
-        push_bytes(t, e, text, off, start);  /* text the pattern skipped */
+        dsk_bpe_encode_piece(t, e, (const uint8_t *)text + off, start - off);   /* text the pattern skipped */
         if (end == start) {  /* an empty match: take one character as it is */
             end = start + 1;
             while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
@@ -553,7 +555,7 @@ size_t dsk_bpe_last_piece(const dsk_tokenizer *t, dsk_bpe_encoder *e, const char
     while (off < len) {
         int rc = t->re_jit ? pcre2_jit_match(t->re, (PCRE2_SPTR)text, len, off, 0, e->match_data, NULL)
                            : pcre2_match(t->re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, e->match_data, NULL);
-        if (rc < 0)   /* no match: the rest is one run of bytes (encode_ordinary); an error: all */
+        if (rc < 0)   /* no match: the rest is one piece (encode_ordinary); an error: all */
             return rc == PCRE2_ERROR_NOMATCH ? off : 0;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match_data);
         size_t start = ov[0], end = ov[1];

@@ -151,8 +151,10 @@ int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data,
     size_t off = 0;
     while (off < len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, match_data, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH)
+        if (rc == PCRE2_ERROR_NOMATCH) {   /* text the pattern skips is a piece, as encoding takes it */
+            dsk_bpe_counts_add(c, text + off, len - off, 1);
             break;
+        }
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
@@ -160,6 +162,8 @@ int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data,
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(match_data);
         size_t end = ov[1];
+        if (ov[0] > off)
+            dsk_bpe_counts_add(c, text + off, ov[0] - off, 1);
         if (end == ov[0]) {   /* an empty match: one whole character, as encoding takes it */
             end = ov[0] + 1;
             while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)

@@ -227,6 +227,12 @@ expect_exit 65 "a tokenizer.json missing a merge" dsk-bpe info -t "$T/nomerge.js
 expect_err_contains "every such token needs its merge" "... is refused (Hugging Face gives other ids for it)"
 expect_exit 65 "a tokenizer.json whose merge splits a token otherwise" dsk-bpe info -t "$T/resplit.json"
 expect_err_contains "of other halves than merging by id order" "... is refused"
+# A pattern that does not match all text: what it skips is a piece too, counted and merged, as Hugging
+# Face's Split (Isolated), which dsk's tokenizer.json names, makes it (it was encoded byte by byte).
+for _ in $(seq 300); do echo '{"text":"self value = value self"}'; done > "$T/gaps.jsonl"
+dsk-bpe train --vocab-size 300 --pattern '\p{L}+(?= )' -o "$T/gaps.json" "$T/gaps.jsonl" 2>/dev/null
+echo '{"text":"self value = value self"}' | dsk-bpe encode -t "$T/gaps.json" --ids > "$T/gaps.ids"
+check "text a pattern skips is merged as a piece (6 ids, as HF gives; byte by byte, 12)" test "$(wc -w < "$T/gaps.ids")" -eq 6
 # 1025 distinct words, 10 times each (a document each), past --max-words 1024: pruned, and said so.  All
 # counts tie: the table used to drop every word (all <= the median), keeping the last one read.
 python3 -c "
