@@ -490,9 +490,21 @@ static int cmd_train(args *a, int argc, char **argv)
         dsk_usage_error("train: -o tokenizer.json is required");
     if (!a->vocab_size)
         dsk_usage_error("train: --vocab-size is required");
-    if (a->vocab_size < 256 + 5 + a->n_specials)
+    /* the defaults first, then --special tokens not already there */
+    const char **specials = dsk_xcalloc(5 + a->n_specials, sizeof *specials);
+    size_t n = 0;
+    for (int i = 0; i < 5; i++)
+        specials[n++] = dsk_bpe_default_specials[i];
+    for (size_t i = 0; i < a->n_specials; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < n; k++)
+            dup |= strcmp(specials[k], a->specials[i]) == 0;
+        if (!dup)
+            specials[n++] = a->specials[i];
+    }
+    if (a->vocab_size < 256 + n)
         dsk_usage_error("--vocab-size %u leaves no room: 256 bytes and %zu special tokens come first (at least %zu)",
-                        a->vocab_size, 5 + a->n_specials, 256 + 5 + a->n_specials);
+                        a->vocab_size, n, 256 + n);
     dsk_err err = {0};
     dsk_bpe_counts c;
     dsk_bpe_counts_init(&c, (size_t)a->max_words);
@@ -522,18 +534,6 @@ static int cmd_train(args *a, int argc, char **argv)
     if (c.n == 0)   /* no text at all (an empty input, stdin left unset by a script): no tokenizer */
         dsk_die(EX_DATAERR, "the inputs hold no text to train on");
     report_pruning(&c);
-    /* the defaults first, then --special tokens not already there */
-    const char **specials = dsk_xcalloc(5 + a->n_specials, sizeof *specials);
-    size_t n = 0;
-    for (int i = 0; i < 5; i++)
-        specials[n++] = dsk_bpe_default_specials[i];
-    for (size_t i = 0; i < a->n_specials; i++) {
-        int dup = 0;
-        for (size_t k = 0; k < n; k++)
-            dup |= strcmp(specials[k], a->specials[i]) == 0;
-        if (!dup)
-            specials[n++] = a->specials[i];
-    }
     dsk_bpe_train_opts o = {a->vocab_size, a->min_frequency, specials, n, pattern, 1};
     dsk_tokenizer t;
     int rc = dsk_bpe_train(&c, &o, &t, &err);
