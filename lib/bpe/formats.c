@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bpe/dskt.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/reader.h"
@@ -150,7 +151,7 @@ int dsk_bpe_load_tiktoken(dsk_tokenizer *t, const char *path, dsk_err *err)
 
 /* ---- whole files as JSON ------------------------------------------------------------------ */
 
-static struct json_object *load_json_file(const char *path, dsk_err *err)
+static struct json_object *load_json_file(const char *path, const char *what, dsk_err *err)
 {
     dsk_reader r;
     if (dsk_reader_open(&r, path, (size_t)1 << 30, err))
@@ -169,8 +170,10 @@ static struct json_object *load_json_file(const char *path, dsk_err *err)
     /* a JSON text may span lines: parse it whole */
     char msg[160];
     struct json_object *o = dsk_json_parse(all.data ? all.data : "", all.len, msg, sizeof msg);
-    if (!o)
-        dsk_fail(err, EX_DATAERR, "%s: %s", path, msg);
+    if (!o && all.len >= 4 && memcmp(all.data, DSKT_MAGIC, 4) == 0)
+        dsk_fail(err, EX_DATAERR, "%s: a .dskt token stream, not %s", path, what);
+    else if (!o)
+        dsk_fail(err, EX_DATAERR, "%s: not %s (%s)", path, what, msg);
     dsk_buf_free(&all);
     return o;
 }
@@ -179,7 +182,7 @@ static struct json_object *load_json_file(const char *path, dsk_err *err)
 
 int dsk_bpe_load_gpt2(dsk_tokenizer *t, const char *encoder_json, const char *vocab_bpe, dsk_err *err)
 {
-    struct json_object *enc = load_json_file(encoder_json, err);
+    struct json_object *enc = load_json_file(encoder_json, "GPT-2's encoder.json", err);
     if (!enc)
         return err->code;
     if (!dsk_json_is(enc, json_type_object)) {
@@ -535,7 +538,7 @@ static int check_merges(const dsk_tokenizer *t, const char *path, const uint32_t
 
 int dsk_bpe_load_json(dsk_tokenizer *t, const char *path, dsk_err *err)
 {
-    struct json_object *root = load_json_file(path, err);
+    struct json_object *root = load_json_file(path, "a tokenizer.json", err);
     if (!root)
         return err->code;
     int rc = 0;
