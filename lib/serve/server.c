@@ -1019,16 +1019,20 @@ static int authorized(dsk_server *s, struct MHD_Connection *con)
 }
 
 /* Counts a request's Content-Length headers whose value differs from the
- * first one's (libmicrohttpd reads the body by the first). */
+ * first one's (libmicrohttpd reads the body by the first), and notes a
+ * Transfer-Encoding beside them. */
 typedef struct {
     const char *first;
     int differing;
+    int transfer_encoding;
 } length_headers;
 
 static enum MHD_Result count_lengths(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
     length_headers *l = cls;
+    if (key && !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        l->transfer_encoding = 1;
     if (key && value && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
         if (!l->first)
             l->first = value;
@@ -1050,10 +1054,22 @@ static const char *endpoint_of(const char *url)
     return "other";
 }
 
+/* A request target in absolute form (http://host:port/path), which RFC
+ * 9112, 3.2.2 has a server accept: its path; any other target as it is. */
+static const char *origin_form(const char *url)
+{
+    const char *p = !strncasecmp(url, "http://", 7) ? url + 7 : !strncasecmp(url, "https://", 8) ? url + 8 : NULL;
+    if (!p)
+        return url;
+    const char *slash = strchr(p, '/');
+    return slash ? slash : "/";
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
     (void)version;
+    url = origin_form(url);
     dsk_server *s = cls;
     conn_state *cs = *con_cls;
     if (!cs) {
@@ -1074,9 +1090,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
          * the connection closed (RFC 9112, 6.3). */
         length_headers lengths = {0};
         MHD_get_connection_values(con, MHD_HEADER_KIND, count_lengths, &lengths);
-        if (lengths.differing) {
+        if (lengths.differing || (lengths.transfer_encoding && lengths.first)) {
+            /* (answered before the body is read: libmicrohttpd then
+             * closes the connection, as RFC 9112, 6.1 asks of a request
+             * with both Transfer-Encoding and Content-Length) */
             dsk_openai_error e = {0};
-            dsk_openai_fail(&e, 400, NULL, "invalid_request", "the request has Content-Length headers that differ");
+            dsk_openai_fail(&e, 400, NULL, "invalid_request",
+                            lengths.differing ? "the request has Content-Length headers that differ"
+                                              : "the request has both Transfer-Encoding and Content-Length");
             return send_error(con, s, endpoint_of(url), &e);
         }
         char *end;

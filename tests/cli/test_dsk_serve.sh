@@ -227,6 +227,25 @@ for lengths, status in (((40, len(body1)), b"400"), ((len(body1), 40), b"400"), 
                b"".join(b"Content-Length: %d\r\n" % n for n in lengths) + b"\r\n" + body1)
     reply = sk.recv(4096); sk.close()
     assert reply.startswith(b"HTTP/1.1 " + status), (lengths, reply[:300])
+# Transfer-Encoding beside Content-Length: 400 and the connection closed (RFC 9112, 6.1; it was served and
+# kept open, a request smuggling case).
+chunked = b"%x\r\n" % len(body1) + body1 + b"\r\n0\r\n\r\n"
+sk = socket.create_connection((url[7:].split(":")[0], int(url.rsplit(":", 1)[1])), timeout=10)
+sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+reply = b""
+while True:
+    got = sk.recv(4096)
+    if not got:
+        break
+    reply += got
+sk.close()
+assert reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1") == 1, reply[:300]
+# A target in absolute form is its path (RFC 9112, 3.2.2: it was a 404).
+sk = socket.create_connection((url[7:].split(":")[0], int(url.rsplit(":", 1)[1])), timeout=10)
+sk.sendall(b"GET " + url.encode() + b"/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+reply = sk.recv(4096); sk.close()
+assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
 # HEAD: the GET endpoints without their bodies.
 for path in ("/health", "/metrics", "/v1/models"):
     with urllib.request.urlopen(urllib.request.Request(url + path, method="HEAD"), timeout=60) as r:
