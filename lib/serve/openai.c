@@ -639,6 +639,25 @@ static int parse_field(const char *key, struct json_object *v, int kind, const d
     }
     if (strcmp(key, "frequency_penalty") == 0 || strcmp(key, "presence_penalty") == 0)
         return get_number(v, key, -2, 0, 2, key[0] == 'f' ? &req->frequency_penalty : &req->presence_penalty, e);
+    /* Completions that change the answer in ways dsk does not: refused,
+     * not ignored, when they ask for more than a plain completion. */
+    if (!chat && strcmp(key, "suffix") == 0) {
+        if (null || (dsk_json_is(v, json_type_string) && json_object_get_string_len(v) == 0))
+            return 0;
+        return dsk_openai_fail(e, 400, key, "unsupported_value",
+                               "'suffix' (a completion to fit before it) is not supported: the model has no "
+                               "fill-in-the-middle tokens.");
+    }
+    if (!chat && strcmp(key, "best_of") == 0) {
+        if (null)
+            return 0;
+        if (get_int(v, key, 1, INT_MAX, &x, e))
+            return e->status;
+        if (x > 1)
+            return dsk_openai_fail(e, 400, key, "unsupported_value",
+                                   "'best_of' above 1 is not supported: ask for n answers and compare them.");
+        return 0;
+    }
     add_ignored(req, key);
     return 0;
 }

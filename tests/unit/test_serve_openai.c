@@ -317,6 +317,9 @@ TEST(wrong_types_name_the_param)
         {1, "\"top_p\":true", "top_p"},
         {1, "\"top_k\":-2", "top_k"},
         {2, "\"ignore_eos\":1", "ignore_eos"},
+        {2, "\"suffix\":\"end\"", "suffix"},     /* fill in the middle: refused, not ignored */
+        {2, "\"best_of\":2", "best_of"},
+        {2, "\"best_of\":0", "best_of"},
         {1, "\"response_format\":\"json\"", "response_format"},
         {2, "\"echo\":true,\"response_format\":{\"type\":\"json_object\"}", "echo"},
         {1, "\"response_format\":{\"type\":\"yaml\"}", "response_format.type"},
@@ -564,6 +567,11 @@ TEST(unknown_fields_ignored_and_reported)
     dsk_openai_warning_header(&req, &h);
     CHECK_STR(h.data, "299 dsk \"ignored fields: metadata, weird?name?, prompt\"");
     dsk_buf_free(&h);
+    dsk_openai_request_free(&req);
+
+    /* a completion's suffix "" and best_of 1 ask for nothing more: taken, not named */
+    CHECK(parse("{\"prompt\":\"x\",\"suffix\":\"\",\"best_of\":1}", DSK_OPENAI_COMPLETION, &req, &e) == 0);
+    CHECK(req.n_ignored == 0);
     dsk_openai_request_free(&req);
 
     /* many unknown fields: the count is exact, the names bounded */
