@@ -18,7 +18,7 @@
 
 static const char usage[] =
     "Usage: dsk-pack -o DIR -t tokenizer.json --seq-len N [OPTION]... [FILE.dskt]...\n"
-    "       dsk-pack verify DIR\n"
+    "       dsk-pack verify DIR [-q]\n"
     "       dsk-pack info DIR\n"
     "       dsk-pack cat DIR [--split NAME] [--start N] [--count N] [--decode | --json] [-t tokenizer.json]\n"
     "Pack .dskt token streams (stdin when no FILE) into a dataset directory of LMDB shards.\n"
@@ -44,7 +44,8 @@ static const char usage[] =
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
-    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 73 cannot create, 74 I/O error.\n";
+    "Exit status: 0 ok, 64 usage, 65 bad data, 66 missing input, 70 internal error, 73 cannot create,\n"
+    "74 I/O error.\n";
 
 enum { OPT_SEQ_LEN = 256, OPT_PACK, OPT_CROP_LONG, OPT_WINDOW, OPT_SHARD_SIZE, OPT_ZSTD_LEVEL, OPT_NO_DICT,
        OPT_DICT_SAMPLE, OPT_FORCE, OPT_SPLIT, OPT_START, OPT_COUNT, OPT_DECODE, OPT_JSON };
@@ -112,6 +113,10 @@ static double percent(uint64_t part, uint64_t whole) { return whole ? 100.0 * (d
 
 static int cmd_pack(args *a, int n_files, char **files, char *command)
 {
+    for (int i = 1; !a->output && i < n_files; i++)   /* "dsk-pack data verify": the command comes first */
+        if (!strcmp(files[i], "verify") || !strcmp(files[i], "info") || !strcmp(files[i], "cat"))
+            dsk_usage_error("'%s' after '%s': the command comes first (dsk-pack %s %s)", files[i], files[0], files[i],
+                            files[0]);
     if (!a->output)
         dsk_usage_error("-o DIR is required");
     if (!a->tokenizer)

@@ -100,6 +100,8 @@ expect_exit 65 "verify: a file listed twice in MD5SUMS" dsk-pack verify "$T/cut"
 expect_err_contains "is listed twice" "the duplicate is named"
 rm "$T/cut/MANIFEST" && mkfifo "$T/cut/MANIFEST"
 expect_exit 65 "info: a FIFO for MANIFEST (no hang)" timeout 20 dsk-pack info "$T/cut"
+expect_exit 64 "the command after the directory" dsk-pack "$T/ds" verify
+expect_err_contains "the command comes first (dsk-pack verify $T/ds)" "... says so (it said -o DIR is required)"
 expect_exit 64 "cat: bad split" dsk-pack cat "$T/ds" --split dev
 expect_exit 64 "cat: --decode with --json" dsk-pack cat "$T/ds" --decode --json
 printf '{"text":"\xe8\xa6\x81 \xe8\xa6\x81"}\n' > "$T/cjk.jsonl" && dsk-bpe encode -t "$T/tok.json" -o "$T/cjk.dskt" "$T/cjk.jsonl"
