@@ -39,16 +39,12 @@ cp "$T/out" "$T/ppl.json"
 ln -s ds "$T/dsé"   # a task name with a character MLflow keys refuse
 expect_exit 0 "ab logged to MLflow" dsk-eval ab "$T/ck" "$T/ck" "$T/dsé" --mlflow "$uri" --experiment dsk-cli-test \
     --run-name ab-run --resamples 200
+python3 "$(dirname "$0")/mlflow_runs.py" "$uri" dsk-cli-test > "$T/runs.json"
 check "the server holds both runs, finished, with the parameters and metrics dsk-eval reported" \
-    python3 - "$T" "$uri" <<'PY'
-import json, sys, urllib.request
-t, uri = sys.argv[1], sys.argv[2]
-def call(path, body=None):
-    req = urllib.request.Request(uri + "/api/2.0/mlflow/" + path, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req, timeout=30))
-exp = call("experiments/get-by-name?experiment_name=dsk-cli-test")["experiment"]["experiment_id"]
-runs = {r["info"]["run_name"]: r for r in call("runs/search", {"experiment_ids": [exp]})["runs"]}
+    python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+runs = json.load(open(f"{t}/runs.json"))
 assert set(runs) == {"ppl-run", "ab-run"}, runs.keys()
 ppl = json.load(open(f"{t}/ppl.json"))
 r = runs["ppl-run"]
@@ -65,15 +61,10 @@ PY
 mkdir -p "$T/x" "$T/y" && ln -s ../ds "$T/x/ds" && ln -s ../ds "$T/y/ds"
 expect_exit 0 "ab of two tasks of one file name logged" dsk-eval ab "$T/ck" "$T/ck" "$T/x/ds" "$T/y/ds" \
     --mlflow "$uri" --experiment dsk-cli-test --run-name ab-two --resamples 200
-check "... under their paths, not one name for both" python3 - "$T" "$uri" <<'PY'
-import json, sys, urllib.request
-t, uri = sys.argv[1], sys.argv[2]
-def call(path, body=None):
-    req = urllib.request.Request(uri + "/api/2.0/mlflow/" + path, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req, timeout=30))
-exp = call("experiments/get-by-name?experiment_name=dsk-cli-test")["experiment"]["experiment_id"]
-runs = {r["info"]["run_name"]: r for r in call("runs/search", {"experiment_ids": [exp]})["runs"]}
+python3 "$(dirname "$0")/mlflow_runs.py" "$uri" dsk-cli-test > "$T/runs.json"
+check "... under their paths, not one name for both" python3 - "$T" <<'PY'
+import json, sys
+runs = json.load(open(f"{sys.argv[1]}/runs.json"))
 keys = sorted(m["key"] for m in runs["ab-two"]["data"]["metrics"] if m["key"].endswith("/loss/p"))
 assert len(keys) == 2 and keys[0].endswith("/x/ds/loss/p") and keys[1].endswith("/y/ds/loss/p"), keys
 assert not keys[0].startswith("/"), keys
