@@ -27,6 +27,17 @@ typedef struct signal_watch {
 
 static const char *signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
+/* After the first: another signal cuts the grace period short. */
+static void *watch_second_signal(void *arg)
+{
+    signal_watch *w = arg;
+    int sig = 0;
+    sigwait(&w->set, &sig);
+    fprintf(stderr, "dsk-serve: %s again: cancelling running requests\n", signal_name(sig));
+    dsk_server_cut_grace();
+    return NULL;
+}
+
 static void *watch_signals(void *arg)
 {
     signal_watch *w = arg;
@@ -195,7 +206,11 @@ int main(int argc, char **argv)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     pthread_join(watcher, NULL);   /* w.sig set: there is a watcher */
-    fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s)\n", signal_name(w.sig), grace);
+    pthread_t second;
+    if (pthread_create(&second, NULL, watch_second_signal, &w) == 0)
+        pthread_detach(second);   /* (blocked in sigwait when the process ends) */
+    fprintf(stderr, "dsk-serve: %s: finishing running requests (up to %.0f s; again to cancel them)\n",
+            signal_name(w.sig), grace);
     dsk_server_stop(s, grace);
     dsk_loaded_free(&l);
     return 0;

@@ -1378,11 +1378,17 @@ int dsk_server_port(const dsk_server *s)
 
 /* Waits up to seconds for the requests in flight to end, looking every
  * poll_ms. */
-static void wait_idle(dsk_server *s, double seconds, int poll_ms)
+/* Set by dsk_server_cut_grace: the process's, not a server's, so that a
+ * signal's thread may set it at any time, before or after a stop. */
+static int grace_cut;
+
+void dsk_server_cut_grace(void) { __atomic_store_n(&grace_cut, 1, __ATOMIC_RELEASE); }
+
+static void wait_idle(dsk_server *s, double seconds, int poll_ms, int cut_short)
 {
     double end = now_s() + seconds;
     pthread_mutex_lock(&s->mu);
-    while (s->active > 0 && now_s() < end)
+    while (s->active > 0 && now_s() < end && !(cut_short && __atomic_load_n(&grace_cut, __ATOMIC_ACQUIRE)))
         wait_ms(&s->idle, &s->mu, poll_ms);
     pthread_mutex_unlock(&s->mu);
 }
@@ -1395,11 +1401,11 @@ void dsk_server_stop(dsk_server *s, double deadline_s)
     if (listener != MHD_INVALID_SOCKET)
         shutdown(listener, SHUT_RDWR);
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);   /* nor generations on those kept alive */
-    wait_idle(s, deadline_s, 100);
+    wait_idle(s, deadline_s, 100, 1);
     dsk_engine_quit(s->engine);      /* the rest: cancelled (NULL before the model was ready) */
     /* Their answers (a 503, a stream's error event and [DONE]) are queued:
      * a moment for the connections to send them before they are closed. */
-    wait_idle(s, 2, 20);
+    wait_idle(s, 2, 20, 0);
     MHD_stop_daemon(s->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);

@@ -42,5 +42,8 @@ int dsk_server_port(const dsk_server *s);
 /* Stops accepting, lets running requests finish for up to deadline_s
  * seconds, cancels the rest, and frees. */
 void dsk_server_stop(dsk_server *s, double deadline_s);
+/* Ends the wait of a stop (now or to come) for running requests at once:
+ * they are cancelled as at the deadline (a second SIGTERM or SIGINT). */
+void dsk_server_cut_grace(void);
 
 #endif

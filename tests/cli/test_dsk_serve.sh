@@ -1058,6 +1058,18 @@ a = r["answer"]
 assert a.startswith("HTTP/1.1 503 ") and "the server is stopping" in a and "Connection: close" in a, a
 PY
 check "the server then stops at once, not at the end of its grace (exit 0)" test "$rc" -eq 0 -a $((t1 - t0)) -lt 15
+# A second SIGTERM cuts the grace short: the running request is cancelled, the server exits 0 at once.
+DSK_SERVE_STEP_DELAY_MS=200 start_server --grace 60
+curl -s -o "$T/long.out" "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"prompt": "a", "max_tokens": 40, "ignore_eos": true}' &
+client=$!
+sleep 1
+t0=$(date +%s)
+kill -TERM "$pid"; sleep 0.5; kill -TERM "$pid"; wait "$pid"; rc=$?; wait "$client"
+t1=$(date +%s)
+check "a second SIGTERM cancels the running requests: exit 0 in seconds, not the 60 s grace" \
+    test "$rc" -eq 0 -a $((t1 - t0)) -lt 10
+check "... the request is answered (503, stopping)" grep -q "stopping" "$T/long.out"
 # --timeout bounds a stream that keeps sending text, as it does a whole answer.
 DSK_SERVE_STEP_DELAY_MS=50 start_server --timeout 1
 check "past --timeout a stream ends with a timeout error event and [DONE]; a whole answer is 504" \
