@@ -100,12 +100,13 @@ static int get_chat_ids(const dsk_tokenizer *t, chat_ids *c, dsk_err *err)
 /* Message i as the template writes it, with the turn it goes in (a tool
  * result goes in a user turn); text is a buffer reused from message to
  * message. */
-static int message_text(struct json_object *msgs, size_t i, dsk_role *turn, dsk_buf *text, dsk_err *err)
+static int message_text(struct json_object *msgs, const char *field, size_t i, dsk_role *turn, dsk_buf *text,
+                        dsk_err *err)
 {
     dsk_message m;
-    int rc = dsk_message_read(msgs, i, &m, err);
+    int rc = dsk_message_read(msgs, field, i, &m, err);
     if (!rc)
-        rc = dsk_message_render(&m, i, text, err);
+        rc = dsk_message_render(&m, text, err);
     *turn = m.role == DSK_ROLE_TOOL ? DSK_ROLE_USER : m.role;
     return rc;
 }
@@ -151,13 +152,7 @@ static int answer_text(struct json_object *a, const char *name, dsk_buf *text, d
                         "go in \"prompt\")", name, n == 0 ? "an empty list" : n > 1 ? "several messages"
                                                                                : "a message without the assistant role");
     dsk_role r;
-    int rc = message_text(a, 0, &r, text, err);
-    if (rc) {
-        char why[sizeof err->msg];
-        memcpy(why, err->msg, sizeof why);
-        dsk_fail(err, rc, "\"%s\": %.900s", name, why);
-    }
-    return rc;
+    return message_text(a, name, 0, &r, text, err);
 }
 
 /* A document that is none of the three kinds. */
@@ -191,7 +186,7 @@ static int encode_messages(const dsk_tokenizer *t, dsk_bpe_encoder *e, const cha
     }
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
         dsk_role role;
-        if ((rc = message_text(msgs, i, &role, &text, err)))
+        if ((rc = message_text(msgs, field, i, &role, &text, err)))
             break;
         uint32_t rid = role == DSK_ROLE_SYSTEM ? c->system : role == DSK_ROLE_USER ? c->user : c->assistant;
         uint8_t mask = (uint8_t)(train_assistant && rid == c->assistant);
@@ -278,7 +273,7 @@ static int messages_texts(struct json_object *msgs, const char *field, struct js
         rc = fn(ctx, text.data, text.len, err);
     for (size_t i = 0; !rc && i < json_object_array_length(msgs); i++) {
         dsk_role role;
-        rc = message_text(msgs, i, &role, &text, err);
+        rc = message_text(msgs, field, i, &role, &text, err);
         if (!rc)
             rc = fn(ctx, text.data ? text.data : "", text.len, err);
     }

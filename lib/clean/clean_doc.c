@@ -98,7 +98,7 @@ static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slo
         return err->msg;
     for (size_t i = 0; i < json_object_array_length(messages); i++) {
         dsk_message m;
-        if (dsk_message_read(messages, i, &m, err))
+        if (dsk_message_read(messages, field, i, &m, err))
             return err->msg;
         dsk_buf_adds(&w->joined, dsk_role_names[m.role]);
         dsk_buf_addc(&w->joined, ':');
@@ -106,8 +106,10 @@ static const char *clean_messages(clean_worker *w, const clean_ctx *ctx, doc_slo
             return err->msg;
         if (m.calls) {
             dsk_buf_addc(&w->joined, '\n');
-            if (dsk_message_calls_render(&m, i, &w->joined, err))
+            size_t before = w->joined.len;
+            if (dsk_message_calls_render(&m, &w->joined, err))
                 return err->msg;
+            w->content_bytes += w->joined.len - before;   /* a call is content: a record of calls is not empty */
         }
     }
     return NULL;
@@ -281,18 +283,28 @@ void clean_doc(clean_worker *w, const clean_ctx *ctx, clean_batch *b, doc_slot *
             fail(b, d, "a document must be a JSON object");
             return;
         }
-        int has_field = json_object_object_get_ex(obj, c->field, &text_json);
-        if (!has_field && (json_object_object_get_ex(obj, "messages", NULL) ||
-                           json_object_object_get_ex(obj, "chosen", NULL))) {
+        /* The kinds as dsk-bpe tells them: a string text field, else
+         * messages, else all three preference fields (a null or other
+         * text beside them, as merged datasets leave, is no text). */
+        int has_field = json_object_object_get_ex(obj, c->field, &text_json) && text_json;
+        int plain = dsk_json_is(text_json, json_type_string);
+        int chat = json_object_object_get_ex(obj, "messages", NULL);
+        int preference = json_object_object_get_ex(obj, "prompt", NULL) &&
+                         json_object_object_get_ex(obj, "chosen", NULL) &&
+                         json_object_object_get_ex(obj, "rejected", NULL);
+        if (!plain && (chat || preference)) {
             const char *why2 = clean_structured(w, ctx, d, obj, &err);
             if (why2) {
                 json_object_put(obj);
                 fail(b, d, "%s", why2);
                 return;
             }
-        } else if (!dsk_json_is(text_json, json_type_string)) {
+        } else if (!plain) {
             json_object_put(obj);
-            fail(b, d, has_field ? "\"%s\" is not a string" : "no \"%s\" field", c->field);
+            if (has_field)
+                fail(b, d, "\"%s\" is not a string", c->field);
+            else
+                fail(b, d, "no string \"%s\" field, no \"messages\", no prompt/chosen/rejected", c->field);
             return;
         }
     } else {

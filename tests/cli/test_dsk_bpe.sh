@@ -309,7 +309,7 @@ check "... the call is the chosen answer, the tools in the prompt" grep -q \
 echo '{"prompt":"Q","chosen":[{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"w","arguments":"[1]"}}]}],"rejected":"B"}' > "$T/prefbad.jsonl"
 expect_exit 65 "a preference answer with a bad call is refused" \
     dsk-bpe encode -t "$T/trained.json" -o "$T/prefbad.dskt" "$T/prefbad.jsonl"
-expect_err_contains '"chosen": message 0: tool_calls[0].function.arguments must be a JSON object' "... saying which answer and why"
+expect_err_contains '"chosen" message 0: tool_calls[0].function.arguments must be a JSON object' "... saying which answer and why"
 echo '{"prompt":"Q","chosen":[{"role":"assistant","content":"A"},{"role":"user","content":"more"}],"rejected":"B"}' > "$T/multi.jsonl"
 echo '{"prompt":"Q","chosen":"A","rejected":[{"content":"B"}]}' > "$T/norole.jsonl"
 expect_exit 65 "a preference answer without the assistant role is refused" \

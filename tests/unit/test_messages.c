@@ -16,9 +16,9 @@ static char *rendered(const char *text)
     dsk_message m;
     int rc = dsk_messages_check(msgs, "messages", &err);
     if (!rc)
-        rc = dsk_message_read(msgs, 0, &m, &err);
+        rc = dsk_message_read(msgs, "messages", 0, &m, &err);
     if (!rc)
-        rc = dsk_message_render(&m, 0, &out, &err);
+        rc = dsk_message_render(&m, &out, &err);
     char *s;
     if (rc) {
         s = dsk_xmalloc(strlen(err.msg) + 6);
@@ -56,12 +56,12 @@ TEST(roles_and_text)
                                                   "\"content\":\"y\"}]");
     dsk_message m;
     dsk_err err = {0};
-    CHECK(dsk_message_read(msgs, 0, &m, &err) == 0 && m.role == DSK_ROLE_TOOL && !m.calls);
-    CHECK(dsk_message_read(msgs, 1, &m, &err) == 0 && m.role == DSK_ROLE_ASSISTANT);
+    CHECK(dsk_message_read(msgs, "messages", 0, &m, &err) == 0 && m.role == DSK_ROLE_TOOL && !m.calls);
+    CHECK(dsk_message_read(msgs, "messages", 1, &m, &err) == 0 && m.role == DSK_ROLE_ASSISTANT);
     CHECK_STR(dsk_role_names[m.role], "assistant");
     json_object_put(msgs);
     msgs = json_tokener_parse("[{\"role\":\"developer\",\"content\":\"x\"}]");
-    CHECK(dsk_message_read(msgs, 0, &m, &err) == 0 && m.role == DSK_ROLE_SYSTEM);
+    CHECK(dsk_message_read(msgs, "messages", 0, &m, &err) == 0 && m.role == DSK_ROLE_SYSTEM);
     json_object_put(msgs);
 }
 
@@ -88,4 +88,18 @@ TEST(other_shapes_refused)
                    "ERR: message 0: tool_calls[0].function.arguments: unexpected end of line at column 2");
 }
 
-RUN_TESTS(T(roles_and_text), T(other_shapes_refused))
+/* A message in another field than "messages" is named with its field. */
+TEST(messages_of_other_fields_named)
+{
+    struct json_object *msgs = json_tokener_parse("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"bot\","
+                                                  "\"content\":\"b\"}]");
+    dsk_message m;
+    dsk_err err = {0};
+    CHECK(dsk_message_read(msgs, "prompt", 1, &m, &err) == EX_DATAERR);
+    CHECK_STR(err.msg, "\"prompt\" message 1 has role 'bot' (system, developer, user, assistant or tool)");
+    json_object_put(msgs);
+    CHECK(dsk_messages_check(NULL, "prompt", &err) == EX_DATAERR);
+    CHECK_STR(err.msg, "\"prompt\" must be a string or a non-empty array of messages");
+}
+
+RUN_TESTS(T(roles_and_text), T(other_shapes_refused), T(messages_of_other_fields_named))
