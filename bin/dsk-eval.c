@@ -20,6 +20,7 @@
 #include "eval/plot.h"
 #include "serve/engine.h"
 #include "ops/blas_kernels.h"
+#include "text/utf8.h"
 
 static const char usage[] =
     "Usage: dsk-eval ppl CKPT --data DIR [--split val|train|test] [--batch N] [--rows N]\n"
@@ -161,9 +162,14 @@ static void load(dsk_loaded *l, const char *path, const eval_cli *c, int decodin
         dsk_loaded_freeze(l);
 }
 
+/* A string of the result: a path, say, which need not be UTF-8 (JSON must
+ * be: invalid bytes become U+FFFD, as a model's text does). */
 static void add_str(struct json_object *o, const char *k, const char *v)
 {
-    json_object_object_add(o, k, json_object_new_string(v));
+    dsk_buf text = {0};
+    dsk_utf8_repair(v, strlen(v), &text);
+    json_object_object_add(o, k, json_object_new_string_len(text.data ? text.data : "", (int)text.len));
+    dsk_buf_free(&text);
 }
 
 static void add_num(struct json_object *o, const char *k, double v)

@@ -103,7 +103,20 @@ static FILE *dup_stream(int fd_no, const char *mode)
 FILE *dsk_fopen_log(const char *path, const char *mode)
 {
     int fd_no = dsk_named_fd(path);
-    return fd_no < 0 ? fopen(path, mode) : dup_stream(fd_no, mode[0] == 'r' ? "r" : "w");
+    if (fd_no >= 0)
+        return dup_stream(fd_no, mode[0] == 'r' ? "r" : "w");
+    if (mode[0] != 'a')
+        return fopen(path, mode);
+    /* Appending: a last line without its newline (a writer killed in the
+     * middle of it, a file written by hand) is ended first, so that the
+     * lines appended are whole JSON Lines, not glued to it. */
+    FILE *f = fopen(path, "a+");
+    struct stat sb;
+    char last;
+    if (f && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+        pread(fileno(f), &last, 1, sb.st_size - 1) == 1 && last != '\n')
+        fputc('\n', f);
+    return f;
 }
 
 int dsk_outfile_open(dsk_outfile *f, const char *path, dsk_err *err)

@@ -33,7 +33,9 @@ int dsk_named_fd(const char *path);
 /* fopen for a log written as it goes (not atomically): a descriptor named
  * as a file is written through that descriptor, as stdout is (reopening
  * /dev/stdout with "w" would empty a file the shell opened for
- * appending); anything else is fopen(path, mode).  NULL with errno set. */
+ * appending); anything else is fopen(path, mode), and when appending to
+ * a file whose last line has no newline, that line is ended first.  NULL
+ * with errno set. */
 FILE *dsk_fopen_log(const char *path, const char *mode);
 int dsk_outfile_commit(dsk_outfile *f, dsk_err *err);
 void dsk_outfile_abort(dsk_outfile *f);

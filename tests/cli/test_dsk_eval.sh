@@ -308,6 +308,19 @@ expect_exit 65 "ab: a bad item on the last line of the second task" \
     dsk-eval ab "$T/ck" "$T/s" "$T/mc.jsonl" "$T/late-bad.jsonl" --log "$T/ab-late.jsonl"
 expect_err_contains "late-bad.jsonl:3: needs \"choices\"" "... named by file and line"
 check "... and nothing is printed or logged" test ! -e "$T/ab-late.jsonl" -a ! -s "$T/out"
+printf '{"command":"mc","items":3}' > "$T/cut-log.jsonl"   # a last line without its newline
+expect_exit 0 "--log onto a file whose last line has no newline" dsk-eval ppl "$T/ck" --data "$T/ds" --rows 2 \
+    --log "$T/cut-log.jsonl"
+check "... ends that line first: two JSON lines (the result was glued to it)" python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2 and rows[1]['command'] == 'ppl', rows" "$T/cut-log.jsonl"
+cp "$T/mc.jsonl" "$T/"$'t\xff.jsonl'
+expect_exit 0 "a task path that is not UTF-8" dsk-eval mc "$T/ck" "$T/"$'t\xff.jsonl' --json
+check "... is JSON all the same (its byte as U+FFFD)" python3 -c "
+import json, sys
+r = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))
+assert r['task'].endswith('t\ufffd.jsonl'), r" "$T/out"
 expect_exit 64 "ab needs a task" dsk-eval ab "$T/ck" "$T/s"
 
 # ---- plot ----------------------------------------------------------------------------------------------------------
