@@ -114,7 +114,7 @@ static void prune(dsk_bpe_counts *c)
 void dsk_bpe_counts_add(dsk_bpe_counts *c, const char *word, size_t len, uint64_t count)
 {
     if (len == 0 || len >= (1u << 24))
-        return;  /* an empty piece has no pairs; a 16 MB one is split by the caller */
+        return;  /* an empty piece has no pairs; a 16 MiB one is split by the caller (count_piece) */
     if (c->table_cap < 2 * (c->n + 1))
         table_rebuild(c, c->table_cap ? c->table_cap * 2 : 4096);
     uint64_t h = dsk_hash64(word, len);
@@ -145,6 +145,23 @@ void dsk_bpe_counts_add(dsk_bpe_counts *c, const char *word, size_t len, uint64_
         prune(c);
 }
 
+/* A piece of 16 MiB or more (a very long run of one character, say) is
+ * counted in parts that end on character boundaries: the table holds
+ * lengths below 2^24, and its pairs are nearly all the piece's anyway. */
+static void count_piece(dsk_bpe_counts *c, const char *p, size_t n)
+{
+    const size_t most = ((size_t)1 << 24) - 1;
+    while (n > most) {
+        size_t part = most;
+        while (part > 0 && ((uint8_t)p[part] & 0xC0) == 0x80)
+            part--;
+        dsk_bpe_counts_add(c, p, part, 1);
+        p += part;
+        n -= part;
+    }
+    dsk_bpe_counts_add(c, p, n, 1);
+}
+
 int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data, const char *text, size_t len,
                             dsk_err *err)
 {
@@ -152,7 +169,7 @@ int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data,
     while (off < len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)text, len, off, PCRE2_NO_UTF_CHECK, match_data, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) {   /* text the pattern skips is a piece, as encoding takes it */
-            dsk_bpe_counts_add(c, text + off, len - off, 1);
+            count_piece(c, text + off, len - off);
             break;
         }
         if (rc < 0) {
@@ -163,13 +180,13 @@ int dsk_bpe_counts_add_text(dsk_bpe_counts *c, const void *re, void *match_data,
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(match_data);
         size_t end = ov[1];
         if (ov[0] > off)
-            dsk_bpe_counts_add(c, text + off, ov[0] - off, 1);
+            count_piece(c, text + off, ov[0] - off);
         if (end == ov[0]) {   /* an empty match: one whole character, as encoding takes it */
             end = ov[0] + 1;
             while (end < len && ((uint8_t)text[end] & 0xC0) == 0x80)
                 end++;
         }
-        dsk_bpe_counts_add(c, text + ov[0], end - ov[0], 1);
+        count_piece(c, text + ov[0], end - ov[0]);
         off = end;
     }
     return 0;

@@ -233,6 +233,10 @@ for _ in $(seq 300); do echo '{"text":"self value = value self"}'; done > "$T/ga
 dsk-bpe train --vocab-size 300 --pattern '\p{L}+(?= )' -o "$T/gaps.json" "$T/gaps.jsonl" 2>/dev/null
 echo '{"text":"self value = value self"}' | dsk-bpe encode -t "$T/gaps.json" --ids > "$T/gaps.ids"
 check "text a pattern skips is merged as a piece (6 ids, as HF gives; byte by byte, 12)" test "$(wc -w < "$T/gaps.ids")" -eq 6
+# A pre-token of 16 MiB or more is counted in parts (it was left out: "the inputs hold no text").
+python3 -c "print('a' * 17000000)" > "$T/run.txt"
+expect_exit 0 "train on one pre-token of 17 MB" dsk-bpe train --records lines --vocab-size 262 -o "$T/run.json" \
+    "$T/run.txt"
 # 1025 distinct words, 10 times each (a document each), past --max-words 1024: pruned, and said so.  All
 # counts tie: the table used to drop every word (all <= the median), keeping the last one read.
 python3 -c "
