@@ -52,6 +52,7 @@ help:
 	@echo "make gpu-test   the GPU checks (tests/gpu/run.sh; its CPU half without a GPU)"
 	@echo "make gpu-kit    the GPU checks packed for a bare CUDA machine (build/gpukit.tar.xz)"
 	@echo "make install    install tools and man pages under PREFIX (default /usr/local)"
+	@echo "make uninstall  remove what make install put under PREFIX"
 
 # ---- release build ----------------------------------------------------------
 # The CPU kernels and the sampler: -O3 vectorizes their loops,

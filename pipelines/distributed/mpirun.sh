@@ -44,5 +44,5 @@ done
 echo "mpirun.sh: $nodes machines x $per_node ranks = $ranks ranks, $threads threads each" >&2
 exec mpirun -np "$ranks" --hostfile "$hostfile" \
     --map-by "ppr:$per_node:node:PE=$threads" --bind-to core \
-    -x PATH -x LD_LIBRARY_PATH ${nccl_env[@]+"${nccl_env[@]}"} \
+    -x PATH ${LD_LIBRARY_PATH+-x LD_LIBRARY_PATH} ${nccl_env[@]+"${nccl_env[@]}"} \
     dsk-train -j "$threads" "$@"

@@ -9,8 +9,8 @@ VOCAB        = 32768
 SEQ          = 2048
 TOKENS       = 26G           # about 20 per parameter
 GPUS         = 8
-MICRO_BATCH  = 16            # 2 rows per GPU (about 36 GiB each: `make plan`)
-ACCUM        = 32            # 512 rows x 2048 = 1M tokens a step, 24796 steps
+MICRO_BATCH  = 16            # 2 rows per GPU (about 24 GiB each: `make plan`)
+ACCUM        = 32            # 512 rows x 2048 = 1M tokens a step, 26624 steps
 ZERO         = 1
 LR           = 3e-4
 MIN_LR       = 3e-5

@@ -7,8 +7,8 @@ VOCAB        = 32768
 SEQ          = 2048
 TOKENS       = 2500M         # about 20 per parameter (Chinchilla)
 GPUS         = 1
-MICRO_BATCH  = 8             # rows per micro-batch, all ranks (about 31 GiB: `make plan`)
-ACCUM        = 32            # 256 rows x 2048 = 0.5M tokens a step, 4768 steps
+MICRO_BATCH  = 8             # rows per micro-batch, all ranks (about 12 GiB: `make plan`)
+ACCUM        = 32            # 256 rows x 2048 = 0.5M tokens a step, 5000 steps
 ZERO         = 0             # one GPU: nothing to shard
 LR           = 6e-4
 MIN_LR       = 6e-5

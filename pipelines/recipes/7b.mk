@@ -3,7 +3,8 @@
 # 16 bytes a parameter, 108 GB, more than one GPU holds).  Rows of 4096
 # tokens, one per GPU, with --recompute: about 4 GiB of activations a GPU
 # instead of 33 (`make plan`).
-#   make -f 7b.mk plan ; sbatch --array=0-255%64 slurm/prep.sbatch 7b.mk
+#   make -f 7b.mk plan ; make -f 7b.mk RAW=... WORK/tokenizer.json   (one node: the tokenizer first)
+#   sbatch --array=0-255%64 slurm/prep.sbatch 7b.mk
 #   sbatch --nodes=8 --ntasks-per-node=8 --gpus-per-node=8 slurm/stage.sbatch 7b.mk pretrain
 NAME         = 7b
 PRESET       = 7b
@@ -13,7 +14,7 @@ RECOMPUTE    = --recompute
 TOKENS       = 140G          # about 20 per parameter
 GPUS         = 64
 MICRO_BATCH  = 64            # 1 row per GPU (`make plan` for the memory)
-ACCUM        = 8             # 512 rows x 4096 = 2M tokens a step, 66757 steps
+ACCUM        = 8             # 512 rows x 4096 = 2M tokens a step, 71680 steps
 ZERO         = 3
 LR           = 3e-4
 MIN_LR       = 3e-5

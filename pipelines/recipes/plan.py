@@ -47,9 +47,10 @@ def params(c, V):
 
 
 def count(text):
-    """2500M, 26G, 1.5e9: a number with an optional K/M/G/T suffix (powers of 1000)."""
+    """2500M, 26G, 1.5e9: a number with an optional K/M/G/T suffix, powers of 1024 as
+    dsk-train --tokens reads them (the steps it will run)."""
     text = text.strip()
-    scale = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1:].upper(), 1)
+    scale = {"K": 2.0 ** 10, "M": 2.0 ** 20, "G": 2.0 ** 30, "T": 2.0 ** 40}.get(text[-1:].upper(), 1)
     return float(text[:-1] if scale != 1 else text) * scale
 
 
@@ -57,7 +58,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     ap.add_argument("--vocab", type=int, required=True)
-    ap.add_argument("--tokens", type=count, required=True, help="with K, M, G or T (powers of 1000)")
+    ap.add_argument("--tokens", type=count, required=True, help="with K, M, G or T (powers of 1024, as dsk-train reads them)")
     ap.add_argument("--seq", type=int, required=True)
     ap.add_argument("--global-batch", type=int, required=True, help="rows per optimizer step, all ranks")
     ap.add_argument("--gpus", type=int, required=True)
@@ -78,7 +79,7 @@ def main():
         basis = f"measured {tps:,.0f} tokens/s per GPU"
     else:
         tps = a.mfu * a.peak_tflops * 1e12 / flops_per_token
-        basis = f"assumed MFU {a.mfu:.0%} of {a.peak_tflops:.0f} TFLOP/s (not measured: no GPU run yet)"
+        basis = f"assumed MFU {a.mfu:.0%} of {a.peak_tflops:.0f} TFLOP/s, not measured for this preset"
     gpu_hours = a.tokens / tps / 3600
     r = {"params": total, "active_params": active, "tokens": a.tokens, "tokens_per_param": a.tokens / active,
          "seq": a.seq, "global_batch_rows": a.global_batch, "tokens_per_step": step_tokens, "steps": steps,

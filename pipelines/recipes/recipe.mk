@@ -49,6 +49,9 @@ TRAIN = $(LAUNCH) $(BIN)dsk-train --device $(BACKEND) -j $(THREADS) --zero $(ZER
         --dtype $(DTYPE) $(RECOMPUTE)
 
 .PHONY: plan data pretrain adapt sft dpo quant eval serve-manifest all
+# make -f NAME.mk print-WORK: a variable's value (slurm/prep.sbatch asks for WORK)
+print-%:
+	@echo '$($*)'
 all: eval serve-manifest
 
 # ---- the numbers -----------------------------------------------------------------
@@ -92,7 +95,9 @@ $(WORK)/data/MANIFEST: $(ENCODED)
 # Stage 2's data: the domain corpus with REPLAY_SHARDS pretraining shards
 # mixed in, so the model keeps what it knew.
 REPLAY_SHARDS ?= 4
-$(WORK)/domain-data/MANIFEST: $(DENCODED) $(wordlist 1,$(REPLAY_SHARDS),$(ENCODED))
+# (the encoded pretraining shards: this run's, or those a run with RAW made)
+REPLAY := $(wordlist 1,$(REPLAY_SHARDS),$(or $(ENCODED),$(sort $(wildcard $(WORK)/tok/*.dskt))))
+$(WORK)/domain-data/MANIFEST: $(DENCODED) $(REPLAY)
 	$(call need,DOMAIN,the directory of domain shards (*.jsonl.zst))
 	$(BIN)dsk-pack --force -t $(WORK)/tokenizer.json -o $(WORK)/domain-data --seq-len $(SEQ) --pack bestfit $^
 $(WORK)/sft-data/MANIFEST: $(SFT_DATA) $(WORK)/tokenizer.json
@@ -150,7 +155,9 @@ $(WORK)/eval.jsonl: $(WORK)/dpo-gptq/config.json
 	done
 	$(if $(EVAL_TASKS),$(BIN)dsk-eval ab $(WORK)/dpo $(WORK)/dpo-gptq $(EVAL_TASKS) --log $@.tmp)
 	mv $@.tmp $@
-# The Kubernetes manifests with this model's image, path and GPU limit filled in.
+# The Kubernetes manifests with this model's path filled in (the image, the
+# GPU limit and the memory, which the KV cache of --max-batch x --ctx adds to
+# the weights', are for you to set: see ../k8s/README).
 $(WORK)/k8s/dsk-serve.yaml: $(WORK)/dpo-gptq/config.json $(RECIPE_DIR)../k8s/dsk-serve.yaml
 	@mkdir -p $(dir $@)
 	sed -e 's|/models/ckpt|/models/$(NAME)-dpo-gptq|' $(RECIPE_DIR)../k8s/dsk-serve.yaml > $@
