@@ -211,7 +211,9 @@ int dsk_config_set(dsk_model_config *c, const char *assignment, dsk_err *err)
     }
 }
 
-int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const char *name, dsk_err *err)
+/* The keys of text into c, without dsk_config_validate's checks of the
+ * whole. */
+static int config_read(dsk_model_config *c, const char *text, size_t len, const char *name, dsk_err *err)
 {
     char msg[256];
     struct json_object *root = dsk_json_parse(text, len, msg, sizeof msg);
@@ -229,6 +231,11 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
         if (!json_object_object_get_ex(root, k->json, &v) || json_object_is_type(v, json_type_null))
             continue;
         void *field = (char *)c + k->off;
+        /* A list of end tokens (Llama 3.x Instruct's [128001, 128008,
+         * 128009]): its first, the one dsk stops at among them. */
+        if ((k->off == offsetof(dsk_model_config, eos_token_id) || k->off == offsetof(dsk_model_config, bos_token_id)) &&
+            json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0)
+            v = json_object_array_get_idx(v, 0);
         switch (k->type) {
         case K_INT:
             if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < -1 ||
@@ -274,8 +281,12 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
         (!json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "silu")))
         rc = dsk_fail(err, EX_DATAERR, "%s: \"hidden_act\" must be \"silu\" (SwiGLU)", name);
     json_object_put(root);
-    if (!rc)
-        rc = dsk_config_validate(c, err);
+    return rc;
+}
+
+/* The error of a config named by name, if its message does not name it. */
+static int named(int rc, const char *name, dsk_err *err)
+{
     if (rc && !strstr(err->msg, name)) {
         char tmp[sizeof err->msg];
         memcpy(tmp, err->msg, sizeof tmp);
@@ -284,15 +295,28 @@ int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const ch
     return rc;
 }
 
-int dsk_config_load(dsk_model_config *c, const char *path, dsk_err *err)
+int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const char *name, dsk_err *err)
+{
+    int rc = config_read(c, text, len, name, err);
+    if (!rc)
+        rc = dsk_config_validate(c, err);
+    return named(rc, name, err);
+}
+
+/* path's config, checked whole when check (a checkpoint's), or not (a
+ * --config file, which --set may change before the checks). */
+static int load(dsk_model_config *c, const char *path, int check, dsk_err *err)
 {
     dsk_buf b = {0};
     int rc = dsk_read_file(path, 1 << 20, &b, err);   /* never blocks on a FIFO */
     if (!rc)
-        rc = dsk_config_parse(c, b.data ? b.data : "", b.len, path, err);
+        rc = check ? dsk_config_parse(c, b.data ? b.data : "", b.len, path, err)
+                   : named(config_read(c, b.data ? b.data : "", b.len, path, err), path, err);
     dsk_buf_free(&b);
     return rc;
 }
+
+int dsk_config_load(dsk_model_config *c, const char *path, dsk_err *err) { return load(c, path, 1, err); }
 
 int dsk_config_resolve(dsk_model_config *c, const char *preset_or_file, dsk_err *err)
 {
@@ -301,7 +325,7 @@ int dsk_config_resolve(dsk_model_config *c, const char *preset_or_file, dsk_err 
     if (!strchr(preset_or_file, '/') && !strstr(preset_or_file, ".json"))
         return dsk_fail(err, EX_USAGE, "--config '%s': no such preset (nano, nano-moe, tiny, tiny-moe, 125m, 1.3b, 7b) or file",
                         preset_or_file);
-    return dsk_config_load(c, preset_or_file, err);
+    return load(c, preset_or_file, 0, err);
 }
 
 int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
@@ -330,8 +354,8 @@ int dsk_config_validate(const dsk_model_config *c, dsk_err *err)
         !isfinite(c->norm_eps) || !isfinite(c->init_std) || !isfinite(c->alpha_init))
         return dsk_fail(err, EX_DATAERR, "rope_theta, rms_norm_eps and initializer_range must be positive and "
                         "finite, dsk_hybrid_alpha_init finite");
-    if (c->n_routed_experts < 0 || c->n_routed_experts > 4096 || c->n_shared_experts < 0 ||
-        c->n_shared_experts > 64)
+    if (c->n_routed_experts < 0 || c->n_routed_experts > 4096 ||
+        (c->n_routed_experts > 0 && (c->n_shared_experts < 0 || c->n_shared_experts > 64)))
         return dsk_fail(err, EX_DATAERR, "n_routed_experts must be 0 to 4096, n_shared_experts 0 to 64");
     if (c->n_routed_experts > 0) {
         if (c->top_k < 1 || c->top_k > c->n_routed_experts)

@@ -44,8 +44,10 @@ enum { DSK_BALANCE_NONE, DSK_BALANCE_AUX, DSK_BALANCE_BIAS };
 extern const char *const dsk_config_preset_names[];
 /* 0, or -1 when there is no preset of that name. */
 int dsk_config_preset(dsk_model_config *c, const char *name);
-/* A preset name or a config.json path. */
+/* A preset name or a config.json path, the file's keys read but the
+ * whole not checked (dsk_config_validate, after --set). */
 int dsk_config_resolve(dsk_model_config *c, const char *preset_or_file, dsk_err *err);
+/* A checkpoint's config.json, read and checked. */
 int dsk_config_load(dsk_model_config *c, const char *path, dsk_err *err);
 int dsk_config_parse(dsk_model_config *c, const char *text, size_t len, const char *name, dsk_err *err);
 /* "key=value" (EX_USAGE when the key is unknown or the value bad). */

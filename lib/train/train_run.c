@@ -631,6 +631,14 @@ static int load_tokenizer(run *r)
     return 0;
 }
 
+/* ceil(x), but an x within rounding of a whole number is that number:
+ * --epochs 0.07 of 100 rows is 7 steps (0.07 * 100 is 7.000000000000001). */
+static double ceil_exact(double x)
+{
+    double k = nearbyint(x);
+    return fabs(x - k) <= 1e-9 * fmax(1, fabs(x)) ? k : ceil(x);
+}
+
 static int setup_model(run *r, dsk_model_config *cfg, char **resume_dir)
 {
     const dsk_train_opts *o = r->o;
@@ -1501,7 +1509,7 @@ int dsk_train_run(const dsk_train_opts *o, dsk_err *err)
         uint64_t token_steps = o->tokens / per_step + (o->tokens % per_step != 0);
         r.total_steps = o->steps > 0    ? o->steps
                         : o->tokens > 0 ? (long)(token_steps < (1ull << 41) ? token_steps : 1ull << 41)
-                                        : (long)fmin(ceil(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step),
+                                        : (long)fmin(ceil_exact(o->epochs * (double)r.ds.m.rows[DSKT_TRAIN] / rows_per_step),
                                                          (double)(1L << 41));
         if (r.total_steps <= 0)
             rc = dsk_fail(err, EX_USAGE, "give the run's length with --steps N, --tokens N or --epochs X");

@@ -254,6 +254,36 @@ check "... nothing written there" test "$(ls "$T/a/step-00000020" | wc -l)" -eq 
 cp -rL "$T/a" "$T/copied"
 expect_exit 73 "--resume of a copy whose latest is a directory" dsk-train --resume --out "$T/copied" --steps 50 -q
 expect_err_contains "latest is a directory, not a link" "... says what to do"
+# A --config file is checked after --set, as the man page says (--show-config's output of a --set
+# that breaks it was refused even with the --set that mends it), and a dense model's MoE keys are
+# not checked.
+dsk-train --show-config nano --set n_heads=3 > "$T/h3.json"
+expect_exit 0 "a --config file mended by --set" dsk-train --show-config "$T/h3.json" --set n_heads=4
+expect_exit 0 "... and trained" dsk-train "${common[@]}" --config "$T/h3.json" --set n_heads=4 --steps 1 \
+    --eval-every 0 --out "$T/mended" -q
+python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1])); c['num_attention_heads'] = 4; c['eos_token_id'] = [7, 8, 9]
+json.dump(c, open(sys.argv[2], 'w'))" "$T/h3.json" "$T/eos-list.json"
+expect_exit 0 "a config whose eos_token_id is a list (Llama 3.x Instruct's)" dsk-train --show-config "$T/eos-list.json"
+check "... takes the first" grep -q '"eos_token_id": 7,' "$T/out"
+expect_exit 0 "a dense model's shared_experts is not checked" dsk-train "${common[@]}" --set shared_experts=65 \
+    --steps 1 --eval-every 0 --out "$T/dense65" -q
+# --epochs: X x rows / (batch x accum) steps, rounded up: exactly (0.07 x 100 rows was 8 steps, 7.000000000000001
+# rounded up).
+epochs=$(python3 - "$T/ds/MANIFEST" <<'PY'
+import json, math, sys
+from fractions import Fraction
+rows = json.load(open(sys.argv[1]))["rows"]["train"]
+tries = ["0.07", "0.55", "1.1", "2.2", "0.15", "0.3", "0.7", "1.3", "3.3"]
+print(next((e for e in tries if math.ceil(float(e) * rows) != math.ceil(Fraction(e) * rows)), "1.1"),
+      math.ceil(Fraction(next((e for e in tries if math.ceil(float(e) * rows) != math.ceil(Fraction(e) * rows)), "1.1")) * rows))
+PY
+)
+expect_exit 0 "--epochs ${epochs% *} at one row a step" dsk-train "${common[@]}" -b 1 --epochs "${epochs% *}" \
+    --eval-every 0 --save-every 0 --out "$T/epochs" -q
+check "... runs ${epochs#* } steps, the rows times X rounded up exactly" \
+    grep -q "\"step\":${epochs#* }," "$T/epochs/latest/state.json"
 # Two runs never write into one directory at once.
 dsk-train "${common[@]}" --steps 100000 --save-every 1 --keep 0 --eval-every 0 --out "$T/busy" -q 2>/dev/null &
 busy=$!
