@@ -47,14 +47,17 @@ static int py_space(uint32_t c)
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* The length of ctx without its trailing white space (valid UTF-8). */
+/* The length of ctx without its trailing white space.  The context may
+ * not be valid UTF-8 (it is refused later, when encoded): a character is
+ * decoded only when it is whole and valid. */
 static size_t rstrip_len(const char *ctx, size_t n)
 {
     while (n > 0) {
         size_t at = n - 1, len;
         while (at > 0 && n - at < 4 && ((unsigned char)ctx[at] & 0xC0) == 0x80)
             at--;
-        if (!py_space(dsk_utf8_decode((const uint8_t *)ctx + at, &len)) || at + len != n)
+        if (dsk_utf8_seq_len((const uint8_t *)ctx + at, n - at) != n - at ||
+            !py_space(dsk_utf8_decode((const uint8_t *)ctx + at, &len)))
             break;
         n = at;
     }
