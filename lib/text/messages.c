@@ -30,8 +30,7 @@ static const char *message_name(const char *field, size_t i, char *buf, size_t l
 int dsk_message_read(struct json_object *msgs, const char *field, size_t i, dsk_message *m, dsk_err *err)
 {
     struct json_object *msg = json_object_array_get_idx(msgs, i), *role = NULL;
-    char name[80];
-    message_name(field, i, name, sizeof name);
+    char name[80];   /* named only for an error: this runs for every message read */
     m->field = field;
     m->index = i;
     m->content = m->calls = NULL;
@@ -52,12 +51,13 @@ int dsk_message_read(struct json_object *msgs, const char *field, size_t i, dsk_
     if (!role || !(dsk_json_is(m->content, json_type_string) || (assistant && m->calls && !m->content)))
         return dsk_fail(err, EX_DATAERR,
                         "%s needs string \"role\" and \"content\" (content null or absent only beside an "
-                        "assistant's \"tool_calls\")", name);
+                        "assistant's \"tool_calls\")", message_name(field, i, name, sizeof name));
     if (r == 4)
-        return dsk_fail(err, EX_DATAERR, "%s has role '%.100s' (system, developer, user, assistant or tool)", name,
-                        role_name);
+        return dsk_fail(err, EX_DATAERR, "%s has role '%.100s' (system, developer, user, assistant or tool)",
+                        message_name(field, i, name, sizeof name), role_name);
     if (m->calls && !assistant)
-        return dsk_fail(err, EX_DATAERR, "%s: only an assistant message has \"tool_calls\"", name);
+        return dsk_fail(err, EX_DATAERR, "%s: only an assistant message has \"tool_calls\"",
+                        message_name(field, i, name, sizeof name));
     return 0;
 }
 
