@@ -287,6 +287,21 @@ static int bestfit_flush(dsk_packer *p, int split, dsk_err *err)
     return rc;
 }
 
+/* Room for n more buffered tokens (and their masks, with_mask: chat
+ * records), taken: returns their offset in the arena. */
+static uint64_t arena_take(split_state *s, uint64_t n, int with_mask)
+{
+    if (s->arena_len + n > s->arena_cap) {
+        s->arena_cap = s->arena_len + n > 2 * s->arena_cap ? s->arena_len + n : 2 * s->arena_cap;
+        s->arena = dsk_xrealloc(s->arena, s->arena_cap * sizeof *s->arena);
+        if (with_mask)
+            s->mask_arena = dsk_xrealloc(s->mask_arena, s->arena_cap);
+    }
+    uint64_t off = s->arena_len;
+    s->arena_len += n;
+    return off;
+}
+
 static int bestfit_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err *err)
 {
     split_state *s = &p->s[split];
@@ -297,14 +312,9 @@ static int bestfit_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err
         keep = L;
         s->st.cropped += seg - L;
     }
-    if (s->arena_len + keep > s->arena_cap) {
-        s->arena_cap = s->arena_len + keep > 2 * s->arena_cap ? s->arena_len + keep : 2 * s->arena_cap;
-        s->arena = dsk_xrealloc(s->arena, s->arena_cap * sizeof *s->arena);
-    }
-    uint64_t off = s->arena_len;
+    uint64_t off = arena_take(s, keep, 0);
     s->arena[off] = p->o.eot;
     memcpy(s->arena + off + 1, rec->tokens, (keep - 1) * sizeof *s->arena);
-    s->arena_len += keep;
     if (seg > L)
         s->st.cut_documents++;
     for (uint64_t at = 0; at < keep; at += L) {
@@ -321,15 +331,9 @@ static int bestfit_add(dsk_packer *p, int split, const dskt_record *rec, dsk_err
 static int sft_bestfit_add(dsk_packer *p, int split, const dskt_record *rec, uint32_t n, dsk_err *err)
 {
     split_state *s = &p->s[split];
-    if (s->arena_len + n > s->arena_cap) {
-        s->arena_cap = s->arena_len + n > 2 * s->arena_cap ? s->arena_len + n : 2 * s->arena_cap;
-        s->arena = dsk_xrealloc(s->arena, s->arena_cap * sizeof *s->arena);
-        s->mask_arena = dsk_xrealloc(s->mask_arena, s->arena_cap);
-    }
-    uint64_t off = s->arena_len;
+    uint64_t off = arena_take(s, n, 1);
     memcpy(s->arena + off, rec->tokens, (size_t)n * sizeof *s->arena);
     memcpy(s->mask_arena + off, rec->mask, n);
-    s->arena_len += n;
     add_piece(s, off, n, 1, 1);
     return s->arena_len >= p->o.window_tokens ? bestfit_flush(p, split, err) : 0;
 }
